@@ -1,0 +1,466 @@
+//! What a debug container asks for, normalized so policies judge meaning, not spelling.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{
+    Container, EnvFromSource, EnvVar, EphemeralContainer, Pod, PodSecurityContext, SecurityContext,
+    Volume, VolumeMount,
+};
+use serde::Serialize;
+
+use crate::capability::Capability;
+use crate::hostpath::HostPath;
+use crate::image::ImageRef;
+
+/// The fields of a container that asks are read from, for both `Container` and
+/// `EphemeralContainer` (Kubernetes keeps them as two types with the same fields).
+#[derive(Debug, Clone, Copy)]
+pub struct ContainerParts<'a> {
+    /// `name`
+    pub name: &'a str,
+    /// `image`
+    pub image: Option<&'a str>,
+    /// `securityContext`
+    pub security_context: Option<&'a SecurityContext>,
+    /// `volumeMounts`
+    pub volume_mounts: &'a [VolumeMount],
+    /// `env`
+    pub env: &'a [EnvVar],
+    /// `envFrom`
+    pub env_from: &'a [EnvFromSource],
+    /// `targetContainerName` (ephemeral containers only)
+    pub target: Option<&'a str>,
+}
+
+impl<'a> ContainerParts<'a> {
+    /// The parts of an ephemeral container.
+    pub fn from_ephemeral(c: &'a EphemeralContainer) -> Self {
+        ContainerParts {
+            name: &c.name,
+            image: c.image.as_deref(),
+            security_context: c.security_context.as_ref(),
+            volume_mounts: c.volume_mounts.as_deref().unwrap_or_default(),
+            env: c.env.as_deref().unwrap_or_default(),
+            env_from: c.env_from.as_deref().unwrap_or_default(),
+            target: c.target_container_name.as_deref(),
+        }
+    }
+
+    /// The parts of a regular or init container.
+    pub fn from_container(c: &'a Container) -> Self {
+        ContainerParts {
+            name: &c.name,
+            image: c.image.as_deref(),
+            security_context: c.security_context.as_ref(),
+            volume_mounts: c.volume_mounts.as_deref().unwrap_or_default(),
+            env: c.env.as_deref().unwrap_or_default(),
+            env_from: c.env_from.as_deref().unwrap_or_default(),
+            target: None,
+        }
+    }
+}
+
+/// How sensitive a mounted pod volume is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum VolumeKind {
+    /// ConfigMaps, emptyDirs, PVCs and the like.
+    NonSecret,
+    /// A Secret, or a projected volume with Secret or service-account-token sources.
+    Secret,
+    /// A hostPath volume: judged by the `hostPaths` grant, not `mountVolumes`.
+    HostPath,
+}
+
+/// One pod volume a container mounts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VolumeAsk {
+    /// The pod volume's name.
+    pub name: String,
+    /// How sensitive it is.
+    pub kind: VolumeKind,
+    /// Whether every mount of it by this container is read-only.
+    pub read_only: bool,
+    /// For hostPath volumes, the normalized host path.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host_path: Option<HostPath>,
+}
+
+/// Everything one container asks for.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Asks {
+    /// The normalized image reference; the raw text when it does not parse.
+    pub image: String,
+    /// The parsed image, when valid.
+    #[serde(skip)]
+    pub image_ref: Option<ImageRef>,
+    /// Why the image is invalid, when it is: such a request is never granted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image_error: Option<String>,
+    /// Added capabilities, normalized, sorted, without duplicates.
+    pub capabilities: Vec<Capability>,
+    /// Capability names that are not names at all: never granted.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub invalid_capabilities: Vec<String>,
+    /// `securityContext.privileged: true`
+    pub privileged: bool,
+    /// `allowPrivilegeEscalation: true`, set explicitly.
+    pub allow_privilege_escalation: bool,
+    /// Runs as root: `runAsNonRoot` not true and `runAsUser` 0 or unset (pod level included).
+    pub runs_as_root: bool,
+    /// `procMount: Unmasked`
+    pub proc_mount_unmasked: bool,
+    /// seccomp `Unconfined` (container or pod level).
+    pub seccomp_unconfined: bool,
+    /// AppArmor `Unconfined` (field or the legacy annotation, container or pod level).
+    pub apparmor_unconfined: bool,
+    /// Pod volumes it mounts, by volume name.
+    pub volumes: Vec<VolumeAsk>,
+    /// Host paths mounted through hostPath volumes (a subset of `volumes`, by path).
+    pub host_paths: Vec<VolumeAsk>,
+    /// Secrets it reads into its environment (`secretKeyRef`, `envFrom.secretRef`).
+    pub env_from_secrets: Vec<String>,
+    /// The container it targets (`targetContainerName`), if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+}
+
+impl Asks {
+    /// Extracts the asks of one container of `pod`.
+    pub fn extract(c: &ContainerParts<'_>, pod: &Pod) -> Asks {
+        let spec = pod.spec.as_ref();
+        let pod_sc = spec.and_then(|s| s.security_context.as_ref());
+        let sc = c.security_context;
+        let mut asks = Asks {
+            target: c.target.map(str::to_owned),
+            ..Asks::default()
+        };
+
+        let raw_image = c.image.unwrap_or("");
+        match ImageRef::parse(raw_image) {
+            Ok(image) => {
+                asks.image = image.to_string();
+                asks.image_ref = Some(image);
+            }
+            Err(e) => {
+                asks.image = raw_image.to_owned();
+                asks.image_error = Some(e.to_string());
+            }
+        }
+
+        let added = sc
+            .and_then(|s| s.capabilities.as_ref())
+            .and_then(|caps| caps.add.as_deref())
+            .unwrap_or_default();
+        for name in added {
+            match Capability::normalize(name) {
+                Ok(cap) => asks.capabilities.push(cap),
+                Err(_) => asks.invalid_capabilities.push(name.clone()),
+            }
+        }
+        asks.capabilities.sort();
+        asks.capabilities.dedup();
+
+        asks.privileged = sc.and_then(|s| s.privileged).unwrap_or(false);
+        asks.allow_privilege_escalation = sc.and_then(|s| s.allow_privilege_escalation) == Some(true);
+        asks.runs_as_root = runs_as_root(sc, pod_sc);
+        asks.proc_mount_unmasked = sc.and_then(|s| s.proc_mount.as_deref()) == Some("Unmasked");
+        asks.seccomp_unconfined = seccomp_unconfined(sc, pod_sc);
+        asks.apparmor_unconfined = apparmor_unconfined(c.name, sc, pod_sc, pod);
+
+        let volumes: BTreeMap<&str, &Volume> = spec
+            .and_then(|s| s.volumes.as_deref())
+            .unwrap_or_default()
+            .iter()
+            .map(|v| (v.name.as_str(), v))
+            .collect();
+        let mut mounted: BTreeMap<&str, bool> = BTreeMap::new();
+        for m in c.volume_mounts {
+            let read_only = m.read_only.unwrap_or(false);
+            mounted
+                .entry(m.name.as_str())
+                .and_modify(|ro| *ro &= read_only)
+                .or_insert(read_only);
+        }
+        for (name, read_only) in mounted {
+            let ask = volume_ask(name, read_only, volumes.get(name).copied());
+            if ask.kind == VolumeKind::HostPath {
+                asks.host_paths.push(ask.clone());
+            }
+            asks.volumes.push(ask);
+        }
+
+        let mut secrets: Vec<String> = c
+            .env
+            .iter()
+            .filter_map(|e| e.value_from.as_ref()?.secret_key_ref.as_ref())
+            .map(|r| r.name.clone())
+            .chain(
+                c.env_from
+                    .iter()
+                    .filter_map(|e| e.secret_ref.as_ref())
+                    .map(|r| r.name.clone()),
+            )
+            .collect();
+        secrets.sort();
+        secrets.dedup();
+        asks.env_from_secrets = secrets;
+        asks
+    }
+
+    /// True when the container asks for anything the `privileged` grant covers.
+    pub fn needs_privileged(&self) -> bool {
+        self.privileged
+            || self.allow_privilege_escalation
+            || self.proc_mount_unmasked
+            || self.seccomp_unconfined
+            || self.apparmor_unconfined
+    }
+}
+
+fn runs_as_root(sc: Option<&SecurityContext>, pod_sc: Option<&PodSecurityContext>) -> bool {
+    let non_root = sc
+        .and_then(|s| s.run_as_non_root)
+        .or_else(|| pod_sc.and_then(|p| p.run_as_non_root))
+        .unwrap_or(false);
+    let user = sc
+        .and_then(|s| s.run_as_user)
+        .or_else(|| pod_sc.and_then(|p| p.run_as_user));
+    !non_root && matches!(user, None | Some(0))
+}
+
+fn seccomp_unconfined(sc: Option<&SecurityContext>, pod_sc: Option<&PodSecurityContext>) -> bool {
+    let profile = sc
+        .and_then(|s| s.seccomp_profile.as_ref())
+        .or_else(|| pod_sc.and_then(|p| p.seccomp_profile.as_ref()));
+    profile.is_some_and(|p| p.type_ == "Unconfined")
+}
+
+fn apparmor_unconfined(
+    name: &str,
+    sc: Option<&SecurityContext>,
+    pod_sc: Option<&PodSecurityContext>,
+    pod: &Pod,
+) -> bool {
+    let field = sc
+        .and_then(|s| s.app_armor_profile.as_ref())
+        .or_else(|| pod_sc.and_then(|p| p.app_armor_profile.as_ref()));
+    if let Some(profile) = field {
+        return profile.type_ == "Unconfined";
+    }
+    let key = format!("container.apparmor.security.beta.kubernetes.io/{name}");
+    pod.metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(&key))
+        .is_some_and(|v| v == "unconfined")
+}
+
+fn volume_ask(name: &str, read_only: bool, volume: Option<&Volume>) -> VolumeAsk {
+    let mut ask = VolumeAsk {
+        name: name.to_owned(),
+        kind: VolumeKind::NonSecret,
+        read_only,
+        host_path: None,
+    };
+    let Some(v) = volume else {
+        // The API server refuses mounts of undeclared volumes; judge it as sensitive anyway.
+        ask.kind = VolumeKind::Secret;
+        return ask;
+    };
+    if let Some(hp) = &v.host_path {
+        ask.kind = VolumeKind::HostPath;
+        // An unparsable host path stays a hostPath ask with no path: no grant covers it.
+        ask.host_path = HostPath::parse(&hp.path).ok();
+    } else if v.secret.is_some() {
+        ask.kind = VolumeKind::Secret;
+    } else if let Some(projected) = &v.projected {
+        let sensitive = projected
+            .sources
+            .as_deref()
+            .unwrap_or_default()
+            .iter()
+            .any(|s| s.secret.is_some() || s.service_account_token.is_some());
+        if sensitive {
+            ask.kind = VolumeKind::Secret;
+        }
+    }
+    ask
+}
+
+/// Pod-level asks of copy and node pods.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PodAsks {
+    /// `hostPID: true`
+    pub host_pid: bool,
+    /// `hostNetwork: true`
+    pub host_network: bool,
+    /// `hostIPC: true`
+    pub host_ipc: bool,
+    /// `nodeName`, when set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node_name: Option<String>,
+}
+
+impl PodAsks {
+    /// Extracts the pod-level asks.
+    pub fn extract(pod: &Pod) -> PodAsks {
+        let Some(spec) = &pod.spec else {
+            return PodAsks::default();
+        };
+        PodAsks {
+            host_pid: spec.host_pid.unwrap_or(false),
+            host_network: spec.host_network.unwrap_or(false),
+            host_ipc: spec.host_ipc.unwrap_or(false),
+            node_name: spec.node_name.clone().filter(|n| !n.is_empty()),
+        }
+    }
+
+    /// The host namespaces asked for, by policy name (`pid`, `network`, `ipc`).
+    pub fn host_namespaces(&self) -> Vec<&'static str> {
+        let mut out = Vec::new();
+        if self.host_pid {
+            out.push("pid");
+        }
+        if self.host_network {
+            out.push("network");
+        }
+        if self.host_ipc {
+            out.push("ipc");
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn pod(v: serde_json::Value) -> Pod {
+        serde_json::from_value(v).unwrap()
+    }
+
+    fn asks_of(pod_json: serde_json::Value) -> Asks {
+        let p = pod(pod_json);
+        let ec = &p.spec.as_ref().unwrap().ephemeral_containers.as_ref().unwrap()[0];
+        Asks::extract(&ContainerParts::from_ephemeral(ec), &p)
+    }
+
+    fn with_ec(ec: serde_json::Value, extra_spec: serde_json::Value) -> serde_json::Value {
+        let mut spec = json!({
+            "containers": [{"name": "app", "image": "app:1"}],
+            "volumes": [
+                {"name": "data", "emptyDir": {}},
+                {"name": "creds", "secret": {"secretName": "creds"}},
+                {"name": "kube-api-access", "projected": {"sources": [{"serviceAccountToken": {"path": "token"}}]}},
+                {"name": "cfg", "projected": {"sources": [{"configMap": {"name": "c"}}]}},
+                {"name": "root", "hostPath": {"path": "//etc/../"}}
+            ],
+            "ephemeralContainers": [ec]
+        });
+        if let (Some(s), Some(extra)) = (spec.as_object_mut(), extra_spec.as_object()) {
+            for (k, v) in extra {
+                s.insert(k.clone(), v.clone());
+            }
+        }
+        json!({"metadata": {"name": "p"}, "spec": spec})
+    }
+
+    #[test]
+    fn capabilities_are_normalized_and_deduplicated() {
+        let a = asks_of(with_ec(
+            json!({"name": "d", "image": "busybox", "securityContext": {"capabilities": {"add": ["sys_ptrace", "CAP_SYS_PTRACE", "NET_ADMIN", "bad name"]}}}),
+            json!({}),
+        ));
+        let caps: Vec<&str> = a.capabilities.iter().map(Capability::as_str).collect();
+        assert_eq!(caps, ["NET_ADMIN", "SYS_PTRACE"]);
+        assert_eq!(a.invalid_capabilities, ["bad name"]);
+        assert_eq!(a.image, "docker.io/library/busybox:latest");
+    }
+
+    #[test]
+    fn root_follows_pod_and_container_contexts() {
+        let cases = [
+            (json!({}), json!({}), true),
+            (json!({"runAsUser": 0}), json!({}), true),
+            (json!({"runAsUser": 1000}), json!({}), false),
+            (json!({"runAsNonRoot": true}), json!({}), false),
+            (json!({}), json!({"runAsNonRoot": true}), false),
+            (json!({}), json!({"runAsUser": 1000}), false),
+            (json!({"runAsUser": 0}), json!({"runAsUser": 1000}), true),
+            (json!({"runAsNonRoot": false}), json!({"runAsNonRoot": true}), true),
+        ];
+        for (sc, pod_sc, want) in cases {
+            let a = asks_of(with_ec(
+                json!({"name": "d", "image": "busybox", "securityContext": sc}),
+                json!({"securityContext": pod_sc}),
+            ));
+            assert_eq!(a.runs_as_root, want, "{sc} / {pod_sc}");
+        }
+    }
+
+    #[test]
+    fn privileged_family() {
+        let a = asks_of(with_ec(
+            json!({"name": "d", "image": "busybox", "securityContext": {"procMount": "Unmasked", "seccompProfile": {"type": "Unconfined"}}}),
+            json!({}),
+        ));
+        assert!(a.proc_mount_unmasked && a.seccomp_unconfined && !a.privileged);
+        assert!(a.needs_privileged());
+        let a = asks_of(with_ec(json!({"name": "d", "image": "busybox"}), json!({"securityContext": {"appArmorProfile": {"type": "Unconfined"}}})));
+        assert!(a.apparmor_unconfined);
+        let a = asks_of(with_ec(json!({"name": "d", "image": "busybox", "securityContext": {"allowPrivilegeEscalation": false}}), json!({})));
+        assert!(!a.needs_privileged());
+    }
+
+    #[test]
+    fn volumes_are_classified() {
+        let a = asks_of(with_ec(
+            json!({"name": "d", "image": "busybox", "volumeMounts": [
+                {"name": "data", "mountPath": "/data"},
+                {"name": "creds", "mountPath": "/creds", "readOnly": true},
+                {"name": "kube-api-access", "mountPath": "/sa", "readOnly": true},
+                {"name": "cfg", "mountPath": "/cfg"},
+                {"name": "root", "mountPath": "/host", "readOnly": true},
+                {"name": "root", "mountPath": "/host2"}
+            ]}),
+            json!({}),
+        ));
+        let kinds: Vec<(&str, VolumeKind, bool)> =
+            a.volumes.iter().map(|v| (v.name.as_str(), v.kind, v.read_only)).collect();
+        assert_eq!(
+            kinds,
+            [
+                ("cfg", VolumeKind::NonSecret, false),
+                ("creds", VolumeKind::Secret, true),
+                ("data", VolumeKind::NonSecret, false),
+                ("kube-api-access", VolumeKind::Secret, true),
+                ("root", VolumeKind::HostPath, false),
+            ]
+        );
+        assert_eq!(a.host_paths.len(), 1);
+        assert_eq!(a.host_paths[0].host_path.as_ref().unwrap().as_str(), "/");
+    }
+
+    #[test]
+    fn env_from_secrets() {
+        let a = asks_of(with_ec(
+            json!({"name": "d", "image": "busybox",
+                "env": [{"name": "A", "valueFrom": {"secretKeyRef": {"name": "s1", "key": "k"}}}, {"name": "B", "value": "x"}],
+                "envFrom": [{"secretRef": {"name": "s2"}}, {"configMapRef": {"name": "c"}}]}),
+            json!({}),
+        ));
+        assert_eq!(a.env_from_secrets, ["s1", "s2"]);
+    }
+
+    #[test]
+    fn hostile_images_are_kept_as_errors() {
+        let a = asks_of(with_ec(json!({"name": "d", "image": "Registry.Example.com/../x"}), json!({})));
+        assert!(a.image_ref.is_none());
+        assert!(a.image_error.is_some());
+    }
+}

@@ -1,0 +1,302 @@
+//! The CEL environment policies are written in.
+//!
+//! Engine choice: `kube-cel` 0.8 on `cel` 0.13 (imported only as `kube_cel::cel`, so the tree has
+//! one cel). It registers every Kubernetes CEL library a ValidatingAdmissionPolicy author
+//! expects — strings, lists, sets, regex, urls, ip/cidr, semver, quantity, format, math,
+//! encoders — and ships the static cost estimator used here to refuse expressions over the
+//! Kubernetes per-expression budget at load. `cel` 0.15 alone has optional syntax (`a.?b`) but
+//! none of Kubernetes' quantity/ip/url/semver/sets libraries and no cost estimator; kspy's
+//! policies are meant to read like ValidatingAdmissionPolicies, so the libraries win. Optional
+//! field access is written `has(a.b) ? a.b : x` instead.
+//!
+//! Every expression is compiled once at load; identifiers are checked then, so a typo such as
+//! `contianer.image` is a load error, not a denial at 3 a.m.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+
+use kube_cel::KubeCelExt;
+use kube_cel::cel::common::ast::{EntryExpr, Expr, IdedExpr};
+use kube_cel::cel::objects::{Key, Map};
+use kube_cel::cel::{Context, Program, Value};
+
+/// The Kubernetes per-expression cost budget (`PerCallLimit`) applied at load.
+pub const COST_BUDGET: u64 = 1_000_000;
+
+/// The variables an expression may use.
+pub const VARIABLES: &[&str] = &[
+    "object",
+    "oldObject",
+    "request",
+    "namespaceObject",
+    "container",
+    "target",
+    "asks",
+    "variables",
+];
+
+/// Identifiers that name function namespaces and types rather than variables.
+const NON_VARIABLE_IDENTS: &[&str] = &[
+    "sets", "math", "base64", "strings", "lists", "optional", "int", "uint", "double", "bool",
+    "string", "bytes", "list", "map", "type", "null_type", "dyn",
+];
+
+/// Why an expression does not compile.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CelError {
+    /// A syntax error.
+    #[error("syntax error at line {line}, column {column}: {message}")]
+    Syntax {
+        /// 1-based line in the expression.
+        line: isize,
+        /// 1-based column in the expression.
+        column: isize,
+        /// The parser's message.
+        message: String,
+    },
+    /// An identifier that is neither a variable nor bound by a macro.
+    #[error("undeclared reference to {name:?}; the variables are {}", VARIABLES.join(", "))]
+    UnknownVariable {
+        /// The identifier.
+        name: String,
+    },
+    /// Over the cost budget.
+    #[error("{0}")]
+    TooExpensive(String),
+}
+
+/// Which request-level variables an expression reads: only those are bound for a request.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Uses {
+    /// `object`
+    pub object: bool,
+    /// `oldObject`
+    pub old_object: bool,
+    /// `namespaceObject`
+    pub namespace_object: bool,
+}
+
+impl Uses {
+    /// The union of two sets of uses.
+    pub fn union(self, other: Uses) -> Uses {
+        Uses {
+            object: self.object || other.object,
+            old_object: self.old_object || other.old_object,
+            namespace_object: self.namespace_object || other.namespace_object,
+        }
+    }
+}
+
+/// A compiled, checked expression.
+#[derive(Debug)]
+pub struct Expression {
+    source: String,
+    program: Program,
+    uses: Uses,
+}
+
+impl Expression {
+    /// Parses, checks identifiers and estimates cost.
+    pub fn compile(source: &str) -> Result<Self, CelError> {
+        let program = Program::compile(source).map_err(|errors| {
+            let first = errors.errors.first();
+            CelError::Syntax {
+                line: first.map_or(1, |e| e.pos.0 + 1),
+                column: first.map_or(1, |e| e.pos.1 + 1),
+                message: first.map_or_else(|| errors.to_string(), |e| e.msg.clone()),
+            }
+        })?;
+        let mut free = BTreeSet::new();
+        free_variables(program.expression(), &mut Vec::new(), &mut free);
+        if let Some(name) = free
+            .iter()
+            .find(|n| !VARIABLES.contains(&n.as_str()) && !NON_VARIABLE_IDENTS.contains(&n.as_str()))
+        {
+            return Err(CelError::UnknownVariable { name: name.clone() });
+        }
+        let schema = kube_cel::compile_schema(&serde_json::json!({"type": "object"}));
+        if let Some(w) = kube_cel::estimate_rule_cost(source, &schema)
+            .into_iter()
+            .find(|w| w.kind == kube_cel::WarningKind::CostExceeded)
+        {
+            return Err(CelError::TooExpensive(format!(
+                "{} (the Kubernetes per-expression budget is {COST_BUDGET}; nested loops over lists are the usual cause)",
+                w.message.split(';').next().unwrap_or(&w.message)
+            )));
+        }
+        let uses = Uses {
+            object: free.contains("object"),
+            old_object: free.contains("oldObject"),
+            namespace_object: free.contains("namespaceObject"),
+        };
+        Ok(Expression {
+            source: source.to_owned(),
+            program,
+            uses,
+        })
+    }
+
+    /// The expression as written.
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
+    /// The request-level variables it reads.
+    pub fn uses(&self) -> Uses {
+        self.uses
+    }
+
+    /// Evaluates to a value.
+    pub fn eval(&self, ctx: &Context<'_>) -> Result<Value, String> {
+        self.program.execute(ctx).map_err(|e| e.to_string())
+    }
+
+    /// Evaluates to a boolean; any other result is an error.
+    pub fn eval_bool(&self, ctx: &Context<'_>) -> Result<bool, String> {
+        match self.eval(ctx)? {
+            Value::Bool(b) => Ok(b),
+            other => Err(format!("expected a bool, got {}", type_name(&other))),
+        }
+    }
+
+    /// Evaluates to a string; any other result is an error.
+    pub fn eval_string(&self, ctx: &Context<'_>) -> Result<String, String> {
+        match self.eval(ctx)? {
+            Value::String(s) => Ok(s.as_ref().clone()),
+            other => Err(format!("expected a string, got {}", type_name(&other))),
+        }
+    }
+}
+
+fn type_name(v: &Value) -> &'static str {
+    match v {
+        Value::List(_) => "list",
+        Value::Map(_) => "map",
+        Value::Int(_) => "int",
+        Value::UInt(_) => "uint",
+        Value::Float(_) => "double",
+        Value::String(_) => "string",
+        Value::Bytes(_) => "bytes",
+        Value::Bool(_) => "bool",
+        Value::Null => "null",
+        _ => "a non-primitive value",
+    }
+}
+
+/// Collects identifiers not bound by an enclosing comprehension.
+fn free_variables(e: &IdedExpr, bound: &mut Vec<String>, out: &mut BTreeSet<String>) {
+    match &e.expr {
+        Expr::Ident(name) => {
+            if !name.starts_with('@') && !bound.iter().any(|b| b == name) {
+                out.insert(name.clone());
+            }
+        }
+        Expr::Call(call) => {
+            if let Some(t) = &call.target {
+                free_variables(t, bound, out);
+            }
+            for a in &call.args {
+                free_variables(a, bound, out);
+            }
+        }
+        Expr::Select(s) => free_variables(&s.operand, bound, out),
+        Expr::List(l) => l.elements.iter().for_each(|x| free_variables(x, bound, out)),
+        Expr::Map(m) => entries(&m.entries, bound, out),
+        Expr::Struct(s) => entries(&s.entries, bound, out),
+        Expr::Comprehension(c) => {
+            free_variables(&c.iter_range, bound, out);
+            free_variables(&c.accu_init, bound, out);
+            let pushed = 2 + usize::from(c.iter_var2.is_some());
+            bound.push(c.iter_var.clone());
+            bound.push(c.accu_var.clone());
+            if let Some(v2) = &c.iter_var2 {
+                bound.push(v2.clone());
+            }
+            free_variables(&c.loop_cond, bound, out);
+            free_variables(&c.loop_step, bound, out);
+            free_variables(&c.result, bound, out);
+            bound.truncate(bound.len() - pushed);
+        }
+        Expr::Literal(_) | Expr::Unspecified => {}
+    }
+}
+
+fn entries(
+    list: &[kube_cel::cel::common::ast::IdedEntryExpr],
+    bound: &mut Vec<String>,
+    out: &mut BTreeSet<String>,
+) {
+    for entry in list {
+        match &entry.expr {
+            EntryExpr::StructField(f) => free_variables(&f.value, bound, out),
+            EntryExpr::MapEntry(m) => {
+                free_variables(&m.key, bound, out);
+                free_variables(&m.value, bound, out);
+            }
+        }
+    }
+}
+
+/// The root CEL context: every Kubernetes library registered once. Per-request variables live
+/// in child scopes of it, so registering functions never happens on the request path.
+pub struct CelEnv {
+    root: Context<'static>,
+}
+
+impl std::fmt::Debug for CelEnv {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CelEnv")
+    }
+}
+
+impl Default for CelEnv {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl CelEnv {
+    /// Builds the root context with the standard and Kubernetes libraries.
+    pub fn new() -> Self {
+        CelEnv {
+            root: Context::default().with_all(),
+        }
+    }
+
+    /// The root context; bind variables in `root().new_inner_scope()`.
+    pub fn root(&self) -> &Context<'static> {
+        &self.root
+    }
+}
+
+/// Converts JSON to a CEL value. Integers become `int` whenever they fit: JSON has no unsigned
+/// type, and `uint` would make `x + 1` a type error in every policy.
+pub fn json_to_cel(value: &serde_json::Value) -> Value {
+    match value {
+        serde_json::Value::Null => Value::Null,
+        serde_json::Value::Bool(b) => Value::Bool(*b),
+        serde_json::Value::Number(n) => match (n.as_i64(), n.as_u64()) {
+            (Some(i), _) => Value::Int(i),
+            (None, Some(u)) => Value::UInt(u),
+            _ => Value::Float(n.as_f64().unwrap_or(f64::NAN)),
+        },
+        serde_json::Value::String(s) => Value::String(Arc::new(s.clone())),
+        serde_json::Value::Array(items) => Value::List(Arc::new(items.iter().map(json_to_cel).collect())),
+        serde_json::Value::Object(fields) => {
+            let map: HashMap<Key, Value> = fields
+                .iter()
+                .map(|(k, v)| (Key::String(Arc::new(k.clone())), json_to_cel(v)))
+                .collect();
+            Value::Map(Map { map: Arc::new(map) })
+        }
+    }
+}
+
+/// A CEL map from named values.
+pub fn map_of(entries: impl IntoIterator<Item = (String, Value)>) -> Value {
+    let map: HashMap<Key, Value> = entries
+        .into_iter()
+        .map(|(k, v)| (Key::String(Arc::new(k)), v))
+        .collect();
+    Value::Map(Map { map: Arc::new(map) })
+}

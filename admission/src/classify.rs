@@ -1,0 +1,284 @@
+//! Which admission requests are debug requests, and who in them is to be judged.
+//!
+//! - **attach**: `UPDATE` of `pods/ephemeralcontainers`; the subjects are the ephemeral
+//!   containers in `object` that are absent by name from `oldObject` (or changed there, which the
+//!   API server itself refuses, so such a request is judged rather than waved through).
+//! - **copy**: `CREATE` of a pod labelled `kspy.dev/debug: copy`, or matched by the configured
+//!   classifier.
+//! - **node**: `CREATE` of a pod labelled `kspy.dev/debug: node`, or named `node-debugger-*` with
+//!   `nodeName` set (what `kubectl debug node/X` creates), or matched by the configured classifier.
+//!
+//! Everything else is not a debug request.
+
+use std::fmt;
+
+use k8s_openapi::api::core::v1::Pod;
+use kube::core::admission::Operation;
+use serde_json::Value;
+
+use crate::asks::{Asks, ContainerParts, PodAsks};
+use crate::review::ParsedReview;
+
+/// The label kspy's CLI puts on debug pods; its value is the action (`copy` or `node`).
+pub const DEBUG_LABEL: &str = "kspy.dev/debug";
+/// The name prefix `kubectl debug node/NAME` gives node-debugging pods.
+pub const NODE_DEBUGGER_PREFIX: &str = "node-debugger-";
+
+/// The kind of debug request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    /// An ephemeral container added to a running pod.
+    Attach,
+    /// A debug copy of a pod.
+    Copy,
+    /// A node-debugging pod.
+    Node,
+}
+
+impl Action {
+    /// The lower-case name used in policies, metrics and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Attach => "attach",
+            Action::Copy => "copy",
+            Action::Node => "node",
+        }
+    }
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Where a subject container lives in the pod spec.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ContainerList {
+    /// `spec.ephemeralContainers`
+    Ephemeral,
+    /// `spec.containers`
+    Containers,
+    /// `spec.initContainers`
+    InitContainers,
+}
+
+impl ContainerList {
+    /// The JSON field name of the list in a PodSpec.
+    pub fn field(self) -> &'static str {
+        match self {
+            ContainerList::Ephemeral => "ephemeralContainers",
+            ContainerList::Containers => "containers",
+            ContainerList::InitContainers => "initContainers",
+        }
+    }
+}
+
+/// One container being judged.
+#[derive(Debug, Clone)]
+pub struct Subject {
+    /// The container's name.
+    pub name: String,
+    /// Which list of the pod spec it is in.
+    pub list: ContainerList,
+    /// Its index in that list (for patch paths).
+    pub index: usize,
+    /// The container as sent, for CEL's `container` and for patching only what is absent.
+    pub container: Value,
+    /// What it asks for, normalized.
+    pub asks: Asks,
+}
+
+/// A classified debug request.
+#[derive(Debug, Clone)]
+pub struct DebugRequest {
+    /// attach, copy or node.
+    pub action: Action,
+    /// The containers to judge; empty when an attach adds nothing new.
+    pub subjects: Vec<Subject>,
+    /// Pod-level asks (host namespaces, node) for copy and node pods.
+    pub pod: PodAsks,
+}
+
+/// A request kspy cannot judge because the API server sent something it never sends for this
+/// operation; judged as a denial (fail closed).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ClassifyError {
+    /// `object` or `oldObject` missing where the operation requires it.
+    #[error("{operation} of {resource} without request.{field}; the API server always sends it")]
+    MissingObject {
+        /// `UPDATE pods/ephemeralcontainers`, …
+        operation: &'static str,
+        /// The resource.
+        resource: &'static str,
+        /// `object` or `oldObject`.
+        field: &'static str,
+    },
+    /// The configured classifier expression failed.
+    #[error("the {action} classifier failed: {message}")]
+    Classifier {
+        /// Which classifier.
+        action: Action,
+        /// The evaluation error.
+        message: String,
+    },
+}
+
+/// Answers "is this created pod a debug copy / node pod?" for the configured CEL classifiers.
+pub trait Classifier {
+    /// `Ok(true)` when the configured classifier for `action` holds for the review; `Ok(false)`
+    /// when it does not or none is configured.
+    fn matches(&self, action: Action, review: &ParsedReview) -> Result<bool, String>;
+}
+
+/// No classifiers beyond the label and name rules.
+pub struct NoClassifier;
+
+impl Classifier for NoClassifier {
+    fn matches(&self, _: Action, _: &ParsedReview) -> Result<bool, String> {
+        Ok(false)
+    }
+}
+
+/// Classifies a review. `Ok(None)` means "not a debug request".
+pub fn classify(
+    review: &ParsedReview,
+    classifier: &dyn Classifier,
+) -> Result<Option<DebugRequest>, ClassifyError> {
+    let request = review.request();
+    let r = &request.resource;
+    if !(r.group.is_empty() && r.version == "v1" && r.resource == "pods") {
+        return Ok(None);
+    }
+    match (&request.operation, request.sub_resource.as_deref()) {
+        (Operation::Update, Some("ephemeralcontainers")) => attach(review).map(Some),
+        (Operation::Create, None | Some("")) => pod_create(review, classifier),
+        _ => Ok(None),
+    }
+}
+
+fn attach(review: &ParsedReview) -> Result<DebugRequest, ClassifyError> {
+    let missing = |field| ClassifyError::MissingObject {
+        operation: "UPDATE",
+        resource: "pods/ephemeralcontainers",
+        field,
+    };
+    let (Some(pod), Some(raw)) = (review.pod(), review.object()) else {
+        return Err(missing("object"));
+    };
+    let Some(old_raw) = review.old_object() else {
+        return Err(missing("oldObject"));
+    };
+    let spec = pod.spec.as_ref();
+    let raw_list = raw["spec"]["ephemeralContainers"].as_array();
+    let old_list = old_raw["spec"]["ephemeralContainers"].as_array();
+    let mut subjects = Vec::new();
+    for (index, ec) in spec
+        .and_then(|s| s.ephemeral_containers.as_deref())
+        .unwrap_or_default()
+        .iter()
+        .enumerate()
+    {
+        let container = raw_list.and_then(|l| l.get(index)).cloned().unwrap_or(Value::Null);
+        let previous = old_list.and_then(|l| {
+            l.iter()
+                .find(|c| c.get("name").and_then(Value::as_str) == Some(ec.name.as_str()))
+        });
+        if previous == Some(&container) {
+            continue;
+        }
+        let parts = ContainerParts::from_ephemeral(ec);
+        subjects.push(Subject {
+            name: ec.name.clone(),
+            list: ContainerList::Ephemeral,
+            index,
+            container,
+            asks: Asks::extract(&parts, pod),
+        });
+    }
+    Ok(DebugRequest {
+        action: Action::Attach,
+        subjects,
+        pod: PodAsks::default(),
+    })
+}
+
+fn pod_create(
+    review: &ParsedReview,
+    classifier: &dyn Classifier,
+) -> Result<Option<DebugRequest>, ClassifyError> {
+    let (Some(pod), Some(raw)) = (review.pod(), review.object()) else {
+        return Err(ClassifyError::MissingObject {
+            operation: "CREATE",
+            resource: "pods",
+            field: "object",
+        });
+    };
+    let Some(action) = pod_action(pod, review, classifier)? else {
+        return Ok(None);
+    };
+    let mut subjects = Vec::new();
+    if let Some(spec) = &pod.spec {
+        for (list, containers) in [
+            (ContainerList::InitContainers, spec.init_containers.as_deref().unwrap_or_default()),
+            (ContainerList::Containers, spec.containers.as_slice()),
+        ] {
+            for (index, c) in containers.iter().enumerate() {
+                subjects.push(Subject {
+                    name: c.name.clone(),
+                    list,
+                    index,
+                    container: raw["spec"][list.field()][index].clone(),
+                    asks: Asks::extract(&ContainerParts::from_container(c), pod),
+                });
+            }
+        }
+    }
+    Ok(Some(DebugRequest {
+        action,
+        subjects,
+        pod: PodAsks::extract(pod),
+    }))
+}
+
+fn pod_action(
+    pod: &Pod,
+    review: &ParsedReview,
+    classifier: &dyn Classifier,
+) -> Result<Option<Action>, ClassifyError> {
+    let label = pod
+        .metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(DEBUG_LABEL))
+        .map(String::as_str);
+    match label {
+        Some("copy") => return Ok(Some(Action::Copy)),
+        Some("node") => return Ok(Some(Action::Node)),
+        _ => {}
+    }
+    let name = pod
+        .metadata
+        .name
+        .as_deref()
+        .or(pod.metadata.generate_name.as_deref())
+        .unwrap_or(review.name());
+    let on_node = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.node_name.as_deref())
+        .is_some_and(|n| !n.is_empty());
+    if name.starts_with(NODE_DEBUGGER_PREFIX) && on_node {
+        return Ok(Some(Action::Node));
+    }
+    for action in [Action::Node, Action::Copy] {
+        let hit = classifier
+            .matches(action, review)
+            .map_err(|message| ClassifyError::Classifier { action, message })?;
+        if hit {
+            return Ok(Some(action));
+        }
+    }
+    Ok(None)
+}

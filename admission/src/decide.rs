@@ -1,0 +1,533 @@
+//! Judging one debug request against the policy set.
+//!
+//! Per subject (each new debug container): a policy *applies* when its static match holds and
+//! all its CEL conditions are true. Then
+//!
+//! 1. no applicable `Enforce` policy that grants anything → deny (or allow with a warning when the engine runs
+//!    audit-only, [`NoPolicyVerdict::Allow`]);
+//! 2. a failed validation of an applicable policy → deny (`Enforce`), warn (`Warn`) or annotate
+//!    (`Audit`);
+//! 3. an ask granted by no applicable `Enforce` policy → deny, naming the policies that would
+//!    grant it and to whom. Grants add up across applicable policies.
+//!
+//! CEL that fails to evaluate never allows: for an `Enforce` policy it is a denial carrying the
+//! error. `Warn` and `Audit` policies never grant and never deny.
+
+use std::cell::OnceCell;
+use std::collections::{BTreeMap, BTreeSet};
+
+use k8s_openapi::api::core::v1::Namespace;
+use kube_cel::cel::{Context, Value};
+
+use crate::asks::{Asks, VolumeKind};
+use crate::cel::{CelEnv, json_to_cel, map_of};
+use crate::classify::{DebugRequest, Subject};
+use crate::engine::NoPolicyVerdict;
+use crate::policy::compiled::{CompiledPolicy, MatchInput};
+use crate::policy::{Mode, PolicySet};
+use crate::review::ParsedReview;
+
+/// What came of judging a request.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Decision {
+    /// Every reason to deny; empty means allowed.
+    pub denials: Vec<String>,
+    /// Warnings for the user (Warn-mode policies, audit-only allowances).
+    pub warnings: Vec<String>,
+    /// Audit annotations (the API server prefixes them with the webhook name).
+    pub audit: BTreeMap<String, String>,
+    /// Names of the policies that applied to some subject, in load order.
+    pub policies: Vec<String>,
+}
+
+impl Decision {
+    /// True when nothing denies.
+    pub fn allowed(&self) -> bool {
+        self.denials.is_empty()
+    }
+}
+
+/// How one policy fared for one subject.
+#[derive(Debug, Default)]
+pub(crate) struct PolicyOutcome {
+    /// Static match and all conditions held.
+    pub applies: bool,
+    /// CEL evaluation errors (variables, conditions, validations).
+    pub errors: Vec<String>,
+    /// Messages of failed validations.
+    pub failed_validations: Vec<String>,
+}
+
+/// Evaluates policies for one request; CEL scopes are built once and only when needed.
+pub(crate) struct Judge<'a> {
+    env: &'a CelEnv,
+    policies: &'a PolicySet,
+    review: &'a ParsedReview,
+    request: &'a DebugRequest,
+    namespace: Option<&'a Namespace>,
+    groups: Vec<String>,
+    request_scope: OnceCell<Context<'a>>,
+}
+
+impl<'a> Judge<'a> {
+    pub fn new(
+        env: &'a CelEnv,
+        policies: &'a PolicySet,
+        review: &'a ParsedReview,
+        request: &'a DebugRequest,
+        namespace: Option<&'a Namespace>,
+    ) -> Self {
+        let groups = review
+            .request()
+            .user_info
+            .groups
+            .clone()
+            .unwrap_or_default();
+        Judge {
+            env,
+            policies,
+            review,
+            request,
+            namespace,
+            groups,
+            request_scope: OnceCell::new(),
+        }
+    }
+
+    fn match_input(&self) -> MatchInput<'_> {
+        MatchInput {
+            action: self.request.action,
+            namespace: self.review.namespace().unwrap_or(""),
+            namespace_labels: self.namespace.and_then(|n| n.metadata.labels.as_ref()),
+            user: self.review.user(),
+            groups: &self.groups,
+        }
+    }
+
+    /// The policies whose static match holds for this request.
+    pub fn statically_matching(&self) -> Vec<&'a CompiledPolicy> {
+        let input = self.match_input();
+        self.policies
+            .policies()
+            .iter()
+            .filter(|p| p.matcher.matches(&input))
+            .collect()
+    }
+
+    fn request_scope(&self) -> &Context<'a> {
+        self.request_scope.get_or_init(|| {
+            let uses = self.policies.uses();
+            let mut ctx = self.env.root().new_inner_scope();
+            ctx.add_variable_from_value("request", json_to_cel(&self.review.request_json()));
+            let optional = |used: bool, v: Option<&serde_json::Value>| match (used, v) {
+                (true, Some(v)) => json_to_cel(v),
+                _ => Value::Null,
+            };
+            ctx.add_variable_from_value("object", optional(uses.object, self.review.object()));
+            ctx.add_variable_from_value("oldObject", optional(uses.old_object, self.review.old_object()));
+            let ns = match (uses.namespace_object, self.namespace) {
+                (true, Some(ns)) => serde_json::to_value(ns).map(|v| json_to_cel(&v)).unwrap_or(Value::Null),
+                _ => Value::Null,
+            };
+            ctx.add_variable_from_value("namespaceObject", ns);
+            ctx
+        })
+    }
+
+    /// The JSON CEL sees as `asks` for a subject: its asks plus the pod-level ones.
+    fn asks_json(&self, asks: &Asks) -> serde_json::Value {
+        let mut v = serde_json::to_value(asks).unwrap_or(serde_json::Value::Null);
+        if let Some(obj) = v.as_object_mut() {
+            obj.insert(
+                "pod".into(),
+                serde_json::to_value(&self.request.pod).unwrap_or(serde_json::Value::Null),
+            );
+            obj.insert(
+                "hostNamespaces".into(),
+                serde_json::json!(self.request.pod.host_namespaces()),
+            );
+        }
+        v
+    }
+
+    /// The raw JSON of the container a subject targets, or null.
+    fn target_json(&self, subject: &Subject) -> serde_json::Value {
+        let (Some(target), Some(object)) = (subject.asks.target.as_deref(), self.review.object()) else {
+            return serde_json::Value::Null;
+        };
+        object["spec"]["containers"]
+            .as_array()
+            .and_then(|cs| cs.iter().find(|c| c["name"] == target))
+            .cloned()
+            .unwrap_or(serde_json::Value::Null)
+    }
+
+    /// Evaluates `policies` (already statically matching) for one subject. Validations run
+    /// only when asked for (not for `/mutate`).
+    pub fn evaluate(
+        &self,
+        subject: &Subject,
+        policies: &[&'a CompiledPolicy],
+        with_validations: bool,
+    ) -> Vec<PolicyOutcome> {
+        let needs_cel = policies.iter().any(|p| p.has_cel());
+        if !needs_cel {
+            return policies
+                .iter()
+                .map(|_| PolicyOutcome {
+                    applies: true,
+                    ..PolicyOutcome::default()
+                })
+                .collect();
+        }
+        let mut scope = self.request_scope().new_inner_scope();
+        scope.add_variable_from_value("container", json_to_cel(&subject.container));
+        scope.add_variable_from_value("target", json_to_cel(&self.target_json(subject)));
+        scope.add_variable_from_value("asks", json_to_cel(&self.asks_json(&subject.asks)));
+        scope.add_variable_from_value("variables", map_of([]));
+        policies
+            .iter()
+            .map(|p| evaluate_policy(&scope, p, with_validations))
+            .collect()
+    }
+}
+
+fn evaluate_policy(subject_scope: &Context<'_>, p: &CompiledPolicy, with_validations: bool) -> PolicyOutcome {
+    let mut outcome = PolicyOutcome::default();
+    // Variables are evaluated in order; each sees the ones before it.
+    let mut values: Vec<(String, Value)> = Vec::new();
+    for (name, expr) in &p.variables {
+        let mut scope = subject_scope.new_inner_scope();
+        scope.add_variable_from_value("variables", map_of(values.clone()));
+        match expr.eval(&scope) {
+            Ok(v) => values.push((name.clone(), v)),
+            Err(e) => {
+                outcome.errors.push(format!("variable {name:?} failed to evaluate: {e}"));
+                return outcome;
+            }
+        }
+    }
+    let mut scope = subject_scope.new_inner_scope();
+    scope.add_variable_from_value("variables", map_of(values));
+    for (name, expr) in &p.conditions {
+        match expr.eval_bool(&scope) {
+            Ok(true) => {}
+            Ok(false) => return outcome,
+            Err(e) => {
+                outcome.errors.push(format!("condition {name:?} failed to evaluate: {e}"));
+                return outcome;
+            }
+        }
+    }
+    outcome.applies = true;
+    if !with_validations {
+        return outcome;
+    }
+    for (i, v) in p.validations.iter().enumerate() {
+        match v.expression.eval_bool(&scope) {
+            Ok(true) => {}
+            Ok(false) => {
+                let message = v
+                    .message_expression
+                    .as_ref()
+                    .and_then(|m| m.eval_string(&scope).ok())
+                    .filter(|m| !m.trim().is_empty())
+                    .or_else(|| v.message.clone())
+                    .unwrap_or_else(|| format!("failed rule: {}", v.expression.source()));
+                outcome.failed_validations.push(message);
+            }
+            Err(e) => outcome.errors.push(format!(
+                "validation {} ({}) failed to evaluate: {e}",
+                i + 1,
+                v.expression.source()
+            )),
+        }
+    }
+    outcome
+}
+
+/// One thing a subject asks for, as judged against grants.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Ask {
+    Image(String),
+    InvalidImage(String),
+    Capability(String),
+    InvalidCapability(String),
+    RunAsRoot,
+    Privileged(&'static str),
+    Volume(String, VolumeKind),
+    EnvFromSecret(String),
+    HostPath { volume: String, path: Option<String>, read_only: bool },
+    HostNamespace(&'static str),
+}
+
+impl std::fmt::Display for Ask {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Ask::Image(i) => write!(f, "image {i}"),
+            Ask::InvalidImage(e) => write!(f, "{e}"),
+            Ask::Capability(c) => write!(f, "capability {c}"),
+            Ask::InvalidCapability(c) => write!(f, "capability {c:?} (not a capability name)"),
+            Ask::RunAsRoot => write!(f, "running as root"),
+            Ask::Privileged(what) => write!(f, "{what}"),
+            Ask::Volume(v, VolumeKind::Secret) => write!(f, "mounting secret volume {v:?}"),
+            Ask::Volume(v, _) => write!(f, "mounting volume {v:?}"),
+            Ask::EnvFromSecret(s) => write!(f, "environment from secret {s:?}"),
+            Ask::HostPath { volume, path: Some(p), read_only } => write!(
+                f,
+                "hostPath {p} (volume {volume:?}, {})",
+                if *read_only { "read-only" } else { "read-write" }
+            ),
+            Ask::HostPath { volume, path: None, .. } => write!(f, "hostPath volume {volume:?} with an invalid path"),
+            Ask::HostNamespace(ns) => write!(f, "host {ns} namespace"),
+        }
+    }
+}
+
+impl Ask {
+    /// Everything a subject asks for, pod-level asks included.
+    pub fn list(subject: &Subject, request: &DebugRequest) -> Vec<Ask> {
+        let a = &subject.asks;
+        let mut out = Vec::new();
+        match (&a.image_ref, &a.image_error) {
+            (Some(i), _) => out.push(Ask::Image(i.to_string())),
+            (None, e) => out.push(Ask::InvalidImage(e.clone().unwrap_or_else(|| "no image".into()))),
+        }
+        out.extend(a.capabilities.iter().map(|c| Ask::Capability(c.to_string())));
+        out.extend(a.invalid_capabilities.iter().map(|c| Ask::InvalidCapability(c.clone())));
+        if a.runs_as_root {
+            out.push(Ask::RunAsRoot);
+        }
+        if a.privileged {
+            out.push(Ask::Privileged("privileged: true"));
+        }
+        if a.allow_privilege_escalation {
+            out.push(Ask::Privileged("allowPrivilegeEscalation: true"));
+        }
+        if a.proc_mount_unmasked {
+            out.push(Ask::Privileged("procMount: Unmasked"));
+        }
+        if a.seccomp_unconfined {
+            out.push(Ask::Privileged("seccomp Unconfined"));
+        }
+        if a.apparmor_unconfined {
+            out.push(Ask::Privileged("AppArmor Unconfined"));
+        }
+        for v in &a.volumes {
+            if v.kind == VolumeKind::HostPath {
+                out.push(Ask::HostPath {
+                    volume: v.name.clone(),
+                    path: v.host_path.as_ref().map(|p| p.to_string()),
+                    read_only: v.read_only,
+                });
+            } else {
+                out.push(Ask::Volume(v.name.clone(), v.kind));
+            }
+        }
+        out.extend(a.env_from_secrets.iter().map(|s| Ask::EnvFromSecret(s.clone())));
+        out.extend(request.pod.host_namespaces().into_iter().map(Ask::HostNamespace));
+        out
+    }
+
+    /// True when `p`'s grant covers this ask.
+    pub fn granted_by(&self, p: &CompiledPolicy, subject: &Subject) -> bool {
+        let g = &p.grant;
+        let a = &subject.asks;
+        match self {
+            Ask::Image(_) => a.image_ref.as_ref().is_some_and(|i| g.covers_image(i)),
+            Ask::InvalidImage(_) | Ask::InvalidCapability(_) => false,
+            Ask::Capability(_) => a
+                .capabilities
+                .iter()
+                .find(|c| Ask::Capability(c.to_string()) == *self)
+                .is_some_and(|c| g.covers_capability(c)),
+            Ask::RunAsRoot => g.run_as_root,
+            Ask::Privileged(_) => g.privileged,
+            Ask::Volume(_, kind) => g.covers_volume(*kind),
+            Ask::EnvFromSecret(_) => g.mount_volumes == crate::policy::spec::VolumeGrant::All,
+            Ask::HostPath { volume, .. } => a
+                .volumes
+                .iter()
+                .find(|v| &v.name == volume)
+                .is_some_and(|v| g.covers_host_path(v)),
+            Ask::HostNamespace(ns) => g.covers_host_namespace(ns),
+        }
+    }
+}
+
+/// Judges a whole request for `/validate`.
+pub(crate) fn decide(judge: &Judge<'_>, no_policy: NoPolicyVerdict) -> Decision {
+    let mut d = Decision::default();
+    let request = judge.request;
+    let review = judge.review;
+    let candidates = judge.statically_matching();
+    let mut applied: BTreeSet<usize> = BTreeSet::new();
+    let mut grants_used: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    let who = describe_user(review, &judge.groups);
+    let place = format!("namespace {:?}", review.namespace().unwrap_or(""));
+
+    for subject in &request.subjects {
+        let outcomes = judge.evaluate(subject, &candidates, true);
+        let mut enforcing: Vec<&CompiledPolicy> = Vec::new();
+        for (p, o) in candidates.iter().zip(&outcomes) {
+            for e in &o.errors {
+                let text = format!("policy {}: {e}", p.name);
+                match p.mode {
+                    Mode::Enforce => d.denials.push(format!("container {:?}: {text}", subject.name)),
+                    Mode::Warn => d.warnings.push(text),
+                    Mode::Audit => push_audit(&mut d.audit, &format!("audit-{}", p.name), &text),
+                }
+            }
+            if !o.applies {
+                continue;
+            }
+            if let Some(i) = judge.policies.policies().iter().position(|q| std::ptr::eq(q, *p)) {
+                applied.insert(i);
+            }
+            for m in &o.failed_validations {
+                match p.mode {
+                    Mode::Enforce => d
+                        .denials
+                        .push(format!("container {:?}: policy {}: {m}", subject.name, p.name)),
+                    Mode::Warn => d.warnings.push(format!("policy {}: {m}", p.name)),
+                    Mode::Audit => push_audit(&mut d.audit, &format!("audit-{}", p.name), m),
+                }
+            }
+            if p.mode == Mode::Enforce && o.errors.is_empty() {
+                enforcing.push(p);
+            }
+        }
+
+        // Guardrails (Enforce policies that grant nothing) deny through their validations but
+        // do not make a request "allowed by a policy".
+        if enforcing.iter().all(|p| p.grant.is_empty()) {
+            let message = format!(
+                "no DebugPolicy allows {who} to {} in {place}{}",
+                request.action,
+                alternatives_for_action(judge.policies, request.action)
+            );
+            match no_policy {
+                NoPolicyVerdict::Deny => d.denials.push(format!(
+                    "container {:?}: {message}; kspy denies debug requests no policy allows",
+                    subject.name
+                )),
+                NoPolicyVerdict::Allow => {
+                    d.warnings.push(format!(
+                        "{message}; allowed only because kspy runs audit-only (no policy allows)"
+                    ));
+                    d.audit.insert("no-policy".into(), "allowed-audit-only".into());
+                }
+            }
+            continue;
+        }
+
+        for ask in Ask::list(subject, request) {
+            let granting: Vec<&str> = enforcing
+                .iter()
+                .filter(|p| ask.granted_by(p, subject))
+                .map(|p| p.name.as_str())
+                .collect();
+            if granting.is_empty() {
+                let elsewhere: Vec<String> = judge
+                    .policies
+                    .policies()
+                    .iter()
+                    .filter(|p| p.mode == Mode::Enforce && !enforcing.iter().any(|e| std::ptr::eq(*e, *p)))
+                    .filter(|p| p.matcher.actions.is_empty() || p.matcher.actions.contains(&request.action))
+                    .filter(|p| ask.granted_by(p, subject))
+                    .map(|p| format!("{} grants it {}", p.name, p.matcher.describe()))
+                    .collect();
+                let applied_names: Vec<&str> = enforcing.iter().map(|p| p.name.as_str()).collect();
+                let hint = if elsewhere.is_empty() {
+                    "no policy grants it to anyone".to_owned()
+                } else {
+                    elsewhere.join("; ")
+                };
+                d.denials.push(format!(
+                    "container {:?}: {ask} is not granted by the policies that apply ({}); {hint}",
+                    subject.name,
+                    applied_names.join(", ")
+                ));
+            } else {
+                grants_used
+                    .entry(granting.join("+"))
+                    .or_default()
+                    .insert(ask.to_string());
+            }
+        }
+    }
+
+    d.policies = applied
+        .iter()
+        .map(|&i| judge.policies.policies()[i].name.clone())
+        .collect();
+    d.denials.dedup();
+    d.warnings.dedup();
+    d.audit.insert("action".into(), request.action.to_string());
+    if !d.policies.is_empty() {
+        d.audit.insert("policies".into(), d.policies.join(","));
+    }
+    if !grants_used.is_empty() {
+        let text: Vec<String> = grants_used
+            .iter()
+            .map(|(p, asks)| format!("{p}: {}", asks.iter().cloned().collect::<Vec<_>>().join(", ")))
+            .collect();
+        d.audit.insert("grants".into(), text.join("; "));
+    }
+    if let Some(reason) = debug_reason(request) {
+        d.audit.insert("reason".into(), reason);
+    }
+    d
+}
+
+fn push_audit(audit: &mut BTreeMap<String, String>, key: &str, text: &str) {
+    audit
+        .entry(key.to_owned())
+        .and_modify(|v| {
+            v.push_str("; ");
+            v.push_str(text);
+        })
+        .or_insert_with(|| text.to_owned());
+}
+
+/// `user "bob" (groups dev, system:authenticated)`
+pub(crate) fn describe_user(review: &ParsedReview, groups: &[String]) -> String {
+    let groups: Vec<&str> = groups
+        .iter()
+        .map(String::as_str)
+        .filter(|g| *g != "system:authenticated")
+        .collect();
+    if groups.is_empty() {
+        format!("user {:?}", review.user())
+    } else {
+        format!("user {:?} (groups {})", review.user(), groups.join(", "))
+    }
+}
+
+fn alternatives_for_action(policies: &PolicySet, action: crate::classify::Action) -> String {
+    let list: Vec<String> = policies
+        .policies()
+        .iter()
+        .filter(|p| p.mode == Mode::Enforce)
+        .filter(|p| p.matcher.actions.is_empty() || p.matcher.actions.contains(&action))
+        .map(|p| format!("{} ({})", p.name, p.matcher.describe()))
+        .collect();
+    if list.is_empty() {
+        String::new()
+    } else {
+        format!(" (policies for {action}: {})", list.join("; "))
+    }
+}
+
+/// The `KSPY_REASON` a debug container carries, recorded in the audit log.
+fn debug_reason(request: &DebugRequest) -> Option<String> {
+    request.subjects.iter().find_map(|s| {
+        s.container["env"]
+            .as_array()?
+            .iter()
+            .find(|e| e["name"] == "KSPY_REASON")?
+            .get("value")?
+            .as_str()
+            .map(|r| r.chars().take(256).collect())
+    })
+}

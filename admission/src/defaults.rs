@@ -1,0 +1,273 @@
+//! The default-injecting JSON patch `/mutate` returns.
+//!
+//! A patch touches only the new debug containers and only fields the user left unset: the API
+//! server rejects a `pods/ephemeralcontainers` update that changes an existing ephemeral
+//! container, and a default must never override a choice.
+
+use json_patch::jsonptr::PointerBuf;
+use json_patch::{AddOperation, Patch, PatchOperation};
+use serde_json::{Value, json};
+
+use crate::asks::VolumeKind;
+use crate::classify::{ContainerList, Subject};
+use crate::policy::compiled::CompiledPolicy;
+use crate::policy::spec::{MountTargetVolumes, PodSecurityDefault, TargetContainer};
+use crate::pod_security::{Level, conforming_security_context};
+
+/// Accumulates RFC 6902 `add` operations.
+#[derive(Debug, Default)]
+pub struct PatchBuilder {
+    ops: Vec<PatchOperation>,
+}
+
+impl PatchBuilder {
+    /// Adds `value` at the path made of `tokens`.
+    pub fn add<'t>(&mut self, tokens: impl IntoIterator<Item = &'t str>, value: Value) {
+        self.ops.push(PatchOperation::Add(AddOperation {
+            path: PointerBuf::from_tokens(tokens),
+            value,
+        }));
+    }
+
+    /// Adds every key of `defaults` that `current` lacks, recursing into mappings both have.
+    /// Lists and scalars the user set are left alone.
+    pub fn fill_absent(&mut self, base: &[String], current: &Value, defaults: &Value) {
+        let Some(defaults) = defaults.as_object() else {
+            return;
+        };
+        for (key, value) in defaults {
+            let mut path = base.to_vec();
+            path.push(key.clone());
+            match current.get(key) {
+                None | Some(Value::Null) => self.add(path.iter().map(String::as_str), value.clone()),
+                Some(existing) if existing.is_object() && value.is_object() => {
+                    self.fill_absent(&path, existing, value);
+                }
+                Some(_) => {}
+            }
+        }
+    }
+
+    /// True when nothing was added.
+    pub fn is_empty(&self) -> bool {
+        self.ops.is_empty()
+    }
+
+    /// The patch.
+    pub fn build(self) -> Patch {
+        Patch(self.ops)
+    }
+}
+
+/// Inputs to the defaults of one subject.
+pub(crate) struct SubjectDefaults<'a> {
+    /// The subject.
+    pub subject: &'a Subject,
+    /// Enforce policies that apply to it, in load order (the first to set a field wins).
+    pub policies: Vec<&'a CompiledPolicy>,
+    /// The pod object as sent.
+    pub object: &'a Value,
+    /// The namespace's enforced Pod Security level.
+    pub level: Option<Level>,
+}
+
+/// Adds one subject's defaults to `patch`; returns notes for the user (mounts not mirrored).
+pub(crate) fn subject_defaults(patch: &mut PatchBuilder, d: &SubjectDefaults<'_>) -> Vec<String> {
+    let mut notes = Vec::new();
+    let s = d.subject;
+    let base: Vec<String> = vec!["spec".into(), s.list.field().into(), s.index.to_string()];
+    let at = |field: &str| {
+        let mut p = base.clone();
+        p.push(field.to_owned());
+        p
+    };
+    let first = |f: &dyn Fn(&CompiledPolicy) -> bool| d.policies.iter().copied().find(|p| f(p));
+    let container = &s.container;
+    let pod_containers = d.object["spec"]["containers"].as_array().cloned().unwrap_or_default();
+
+    let mut target = s.asks.target.clone();
+    if s.list == ContainerList::Ephemeral && target.is_none() {
+        let rule = first(&|p| p.defaults.target_container.is_some())
+            .and_then(|p| p.defaults.target_container);
+        let chosen = match rule {
+            Some(TargetContainer::First) => pod_containers.first(),
+            Some(TargetContainer::Sole) if pod_containers.len() == 1 => pod_containers.first(),
+            _ => None,
+        };
+        if let Some(name) = chosen.and_then(|c| c["name"].as_str()) {
+            patch.add(at("targetContainerName").iter().map(String::as_str), json!(name));
+            target = Some(name.to_owned());
+        }
+    }
+
+    if s.list == ContainerList::Ephemeral
+        && let Some(mode) = first(&|p| p.defaults.mount_target_volumes.is_some())
+            .and_then(|p| p.defaults.mount_target_volumes)
+        && mode != MountTargetVolumes::None
+        && let Some(target) = &target
+    {
+        let target_mounts = pod_containers
+            .iter()
+            .find(|c| c["name"] == target.as_str())
+            .and_then(|c| c["volumeMounts"].as_array().cloned())
+            .unwrap_or_default();
+        let mut mounts = container["volumeMounts"].as_array().cloned().unwrap_or_default();
+        let had_mounts = container.get("volumeMounts").is_some_and(|m| !m.is_null());
+        let mut added = Vec::new();
+        for m in target_mounts {
+            let (Some(name), Some(path)) = (m["name"].as_str(), m["mountPath"].as_str()) else {
+                continue;
+            };
+            if mounts.iter().any(|x| x["mountPath"] == path) {
+                continue;
+            }
+            let kind = volume_kind(d.object, name);
+            let read_only = mode == MountTargetVolumes::ReadOnly || m["readOnly"] == json!(true);
+            if !mount_granted(&d.policies, d.object, name, kind, read_only) {
+                // The service-account token is never mirrored unless granted; saying so on
+                // every attach would only be noise.
+                if name.starts_with("kube-api-access-") {
+                    continue;
+                }
+                notes.push(format!(
+                    "volume {name:?} of container {target:?} was not mounted: no applicable policy grants mounting it"
+                ));
+                continue;
+            }
+            let mut mount = json!({"name": name, "mountPath": path, "readOnly": read_only});
+            for key in ["subPath", "subPathExpr"] {
+                if let Some(v) = m.get(key) {
+                    mount[key] = v.clone();
+                }
+            }
+            mounts.push(mount.clone());
+            added.push(mount);
+        }
+        if !added.is_empty() {
+            if had_mounts {
+                for m in added {
+                    let mut p = at("volumeMounts");
+                    p.push("-".into());
+                    patch.add(p.iter().map(String::as_str), m);
+                }
+            } else {
+                patch.add(at("volumeMounts").iter().map(String::as_str), Value::Array(added));
+            }
+        }
+    }
+
+    if container.get("imagePullPolicy").is_none_or(Value::is_null)
+        && let Some(policy) = first(&|p| p.defaults.image_pull_policy.is_some())
+            .and_then(|p| p.defaults.image_pull_policy)
+    {
+        patch.add(at("imagePullPolicy").iter().map(String::as_str), json!(policy.as_str()));
+    }
+
+    let mut env_added: Vec<Value> = Vec::new();
+    let existing_env = container["env"].as_array().cloned().unwrap_or_default();
+    for p in &d.policies {
+        for e in &p.defaults.env {
+            let taken = existing_env.iter().chain(&env_added).any(|x| x["name"] == e.name.as_str());
+            if !taken {
+                env_added.push(json!({"name": e.name, "value": e.value}));
+            }
+        }
+    }
+    if !env_added.is_empty() {
+        if container.get("env").is_some_and(|e| !e.is_null()) {
+            for e in env_added {
+                let mut p = at("env");
+                p.push("-".into());
+                patch.add(p.iter().map(String::as_str), e);
+            }
+        } else {
+            patch.add(at("env").iter().map(String::as_str), Value::Array(env_added));
+        }
+    }
+
+    // securityContext: policy defaults first, then what the Pod Security level needs.
+    let mut wanted = serde_json::Map::new();
+    for p in &d.policies {
+        if let Some(Value::Object(sc)) = &p.defaults.security_context {
+            merge_absent(&mut wanted, sc);
+        }
+    }
+    let conform = first(&|p| p.defaults.pod_security.is_some())
+        .and_then(|p| p.defaults.pod_security)
+        == Some(PodSecurityDefault::Conform);
+    if conform
+        && let Some(level) = d.level
+        && let Some(Value::Object(sc)) =
+            conforming_security_context(level, &s.asks, &d.object["spec"]["securityContext"])
+    {
+        merge_absent(&mut wanted, &sc);
+    }
+    if !wanted.is_empty() {
+        let current = &container["securityContext"];
+        if current.is_object() {
+            patch.fill_absent(&at("securityContext"), current, &Value::Object(wanted));
+        } else {
+            patch.add(at("securityContext").iter().map(String::as_str), Value::Object(wanted));
+        }
+    }
+    notes
+}
+
+fn merge_absent(into: &mut serde_json::Map<String, Value>, from: &serde_json::Map<String, Value>) {
+    for (k, v) in from {
+        match (into.get_mut(k), v) {
+            (None, _) => {
+                into.insert(k.clone(), v.clone());
+            }
+            (Some(Value::Object(existing)), Value::Object(more)) => merge_absent(existing, more),
+            _ => {}
+        }
+    }
+}
+
+fn volume_kind(object: &Value, name: &str) -> VolumeKind {
+    let volume = object["spec"]["volumes"]
+        .as_array()
+        .and_then(|vs| vs.iter().find(|v| v["name"] == name));
+    let Some(v) = volume else {
+        return VolumeKind::Secret;
+    };
+    if v.get("hostPath").is_some() {
+        VolumeKind::HostPath
+    } else if v.get("secret").is_some() {
+        VolumeKind::Secret
+    } else if let Some(sources) = v["projected"]["sources"].as_array() {
+        if sources
+            .iter()
+            .any(|s| s.get("secret").is_some() || s.get("serviceAccountToken").is_some())
+        {
+            VolumeKind::Secret
+        } else {
+            VolumeKind::NonSecret
+        }
+    } else {
+        VolumeKind::NonSecret
+    }
+}
+
+/// A mirrored mount must be one the validating pass will grant, or the default would turn an
+/// allowed request into a denied one.
+fn mount_granted(policies: &[&CompiledPolicy], object: &Value, name: &str, kind: VolumeKind, read_only: bool) -> bool {
+    match kind {
+        VolumeKind::HostPath => {
+            let path = object["spec"]["volumes"]
+                .as_array()
+                .and_then(|vs| vs.iter().find(|v| v["name"] == name))
+                .and_then(|v| v["hostPath"]["path"].as_str())
+                .and_then(|p| crate::hostpath::HostPath::parse(p).ok());
+            let ask = crate::asks::VolumeAsk {
+                name: name.to_owned(),
+                kind,
+                read_only,
+                host_path: path,
+            };
+            policies.iter().any(|p| p.grant.covers_host_path(&ask))
+        }
+        kind => policies.iter().any(|p| p.grant.covers_volume(kind)),
+    }
+}

@@ -1,0 +1,394 @@
+//! The engine: one object holding the compiled policies and settings, answering reviews.
+
+use std::fmt;
+
+use k8s_openapi::api::core::v1::Namespace;
+use kube::core::DynamicObject;
+use kube::core::admission::{AdmissionResponse, AdmissionReview};
+use kube::core::response::Status;
+
+use crate::cel::{CelEnv, Expression, json_to_cel};
+use crate::classify::{Action, Classifier, classify};
+use crate::decide::{Decision, Judge, decide};
+use crate::defaults::{PatchBuilder, SubjectDefaults, subject_defaults};
+use crate::policy::{LoadError, LoadErrors, Mode, PolicySet};
+use crate::pod_security::{enforced_level, suggested_profile, violations};
+use crate::review::ParsedReview;
+
+/// What to do when no Enforce policy applies to a debug container.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum NoPolicyVerdict {
+    /// Deny (the default: kspy fails closed).
+    #[default]
+    Deny,
+    /// Allow with a warning and an audit annotation, for audit-only roll-outs.
+    Allow,
+}
+
+/// Engine settings beyond the policies.
+#[derive(Debug, Clone, Default)]
+pub struct Settings {
+    /// What to do when no policy applies.
+    pub no_policy: NoPolicyVerdict,
+    /// A CEL expression over `object`, `request`, `namespaceObject` that marks created pods as
+    /// debug copies, besides the `kspy.dev/debug: copy` label.
+    pub copy_classifier: Option<String>,
+    /// The same for node-debugging pods, besides the label and `node-debugger-*` names.
+    pub node_classifier: Option<String>,
+}
+
+/// Which webhook endpoint is answering.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    /// `/mutate`: defaults as a JSON patch; never denies a well-formed request.
+    Mutate,
+    /// `/validate`: the verdict.
+    Validate,
+}
+
+impl Endpoint {
+    /// `mutate` or `validate`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Endpoint::Mutate => "mutate",
+            Endpoint::Validate => "validate",
+        }
+    }
+}
+
+/// The outcome for metrics and logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Not a debug request; allowed untouched.
+    NotDebug,
+    /// Allowed.
+    Allowed,
+    /// Denied.
+    Denied,
+}
+
+impl fmt::Display for Verdict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Verdict::NotDebug => "not-debug",
+            Verdict::Allowed => "allowed",
+            Verdict::Denied => "denied",
+        })
+    }
+}
+
+/// The answer to one review.
+#[derive(Debug, Clone)]
+pub struct Judgement {
+    /// The AdmissionResponse (uid echoed).
+    pub response: AdmissionResponse,
+    /// The debug action, when it was one.
+    pub action: Option<Action>,
+    /// The verdict.
+    pub verdict: Verdict,
+    /// Policies that applied.
+    pub policies: Vec<String>,
+    /// Names of the containers judged.
+    pub subjects: Vec<String>,
+}
+
+impl Judgement {
+    /// The AdmissionReview to send back, as kube's type. Serialize it with
+    /// [`Judgement::into_review_json`]: serde encodes its `patch` bytes as a number array.
+    pub fn into_review(self) -> AdmissionReview<DynamicObject> {
+        self.response.into_review()
+    }
+
+    /// The AdmissionReview to send back, as the API server decodes it: `patch` base64-encoded,
+    /// the JSON encoding of a Go `[]byte`. kube-core serializes `Vec<u8>` as an array of numbers
+    /// (kube-rs#1781), so the one field is re-encoded here and nowhere else.
+    pub fn into_review_json(self) -> serde_json::Value {
+        review_json(self.into_review())
+    }
+}
+
+/// Serializes an AdmissionReview with its `response.patch` base64-encoded.
+pub fn review_json(review: AdmissionReview<DynamicObject>) -> serde_json::Value {
+    use base64::Engine as _;
+    let patch = review.response.as_ref().and_then(|r| r.patch.clone());
+    let mut value = serde_json::to_value(&review).unwrap_or(serde_json::Value::Null);
+    if let (Some(bytes), Some(slot)) = (patch, value.pointer_mut("/response/patch")) {
+        *slot = serde_json::Value::String(base64::engine::general_purpose::STANDARD.encode(bytes));
+    }
+    value
+}
+
+/// The decision engine. Immutable once built; share it behind an `Arc` and swap it whole on
+/// reload.
+pub struct Engine {
+    policies: PolicySet,
+    settings: Settings,
+    env: CelEnv,
+    copy_classifier: Option<Expression>,
+    node_classifier: Option<Expression>,
+}
+
+impl fmt::Debug for Engine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Engine")
+            .field("policies", &self.policies.names())
+            .field("settings", &self.settings)
+            .finish()
+    }
+}
+
+impl Engine {
+    /// Builds an engine; the classifier expressions are compiled here.
+    pub fn new(policies: PolicySet, settings: Settings) -> Result<Engine, LoadErrors> {
+        let compile = |name: &str, source: &Option<String>| -> Result<Option<Expression>, LoadErrors> {
+            source
+                .as_deref()
+                .map(|s| {
+                    Expression::compile(s).map_err(|e| {
+                        LoadErrors::one(LoadError {
+                            file: "settings".into(),
+                            document: None,
+                            policy: None,
+                            field: Some(name.into()),
+                            message: e.to_string(),
+                        })
+                    })
+                })
+                .transpose()
+        };
+        Ok(Engine {
+            copy_classifier: compile("copyClassifier", &settings.copy_classifier)?,
+            node_classifier: compile("nodeClassifier", &settings.node_classifier)?,
+            policies,
+            settings,
+            env: CelEnv::new(),
+        })
+    }
+
+    /// The loaded policies.
+    pub fn policies(&self) -> &PolicySet {
+        &self.policies
+    }
+
+    /// The settings.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// Answers one review. Never panics on input; anything that cannot be judged is denied
+    /// with the reason.
+    pub fn judge(&self, review: &ParsedReview, endpoint: Endpoint, namespace: Option<&Namespace>) -> Judgement {
+        let base = AdmissionResponse::from(review.request());
+        let classifier = CelClassifier { engine: self, namespace };
+        let request = match classify(review, &classifier) {
+            Ok(Some(r)) => r,
+            Ok(None) => {
+                return Judgement {
+                    response: base,
+                    action: None,
+                    verdict: Verdict::NotDebug,
+                    policies: Vec::new(),
+                    subjects: Vec::new(),
+                };
+            }
+            Err(e) => return denial(base, None, Vec::new(), Vec::new(), format!("kspy cannot judge this request: {e}")),
+        };
+        let subjects: Vec<String> = request.subjects.iter().map(|s| s.name.clone()).collect();
+        let judge = Judge::new(&self.env, &self.policies, review, &request, namespace);
+        match endpoint {
+            Endpoint::Mutate => self.mutate(base, &judge, review, &request, namespace, subjects),
+            Endpoint::Validate => {
+                let mut decision = decide(&judge, self.settings.no_policy);
+                pod_security_warnings(&mut decision, review, &request, namespace);
+                let action = Some(request.action);
+                if decision.allowed() {
+                    let mut response = base;
+                    response.audit_annotations = decision.audit.into_iter().collect();
+                    response.warnings = (!decision.warnings.is_empty()).then_some(decision.warnings);
+                    Judgement {
+                        response,
+                        action,
+                        verdict: Verdict::Allowed,
+                        policies: decision.policies,
+                        subjects,
+                    }
+                } else {
+                    let message = denial_message(review, &request, &decision);
+                    let mut j = denial(base, action, decision.policies, subjects, message);
+                    j.response.audit_annotations = decision.audit.into_iter().collect();
+                    j.response.warnings = (!decision.warnings.is_empty()).then_some(decision.warnings);
+                    j
+                }
+            }
+        }
+    }
+
+    fn mutate(
+        &self,
+        base: AdmissionResponse,
+        judge: &Judge<'_>,
+        review: &ParsedReview,
+        request: &crate::classify::DebugRequest,
+        namespace: Option<&Namespace>,
+        subjects: Vec<String>,
+    ) -> Judgement {
+        let candidates: Vec<_> = judge
+            .statically_matching()
+            .into_iter()
+            .filter(|p| p.mode == Mode::Enforce)
+            .collect();
+        let mut patch = PatchBuilder::default();
+        let mut notes = Vec::new();
+        let mut applied: Vec<String> = Vec::new();
+        let null = serde_json::Value::Null;
+        let object = review.object().unwrap_or(&null);
+        for subject in &request.subjects {
+            let outcomes = judge.evaluate(subject, &candidates, false);
+            let policies: Vec<_> = candidates
+                .iter()
+                .zip(&outcomes)
+                .filter(|(_, o)| o.applies && o.errors.is_empty())
+                .map(|(p, _)| *p)
+                .collect();
+            for p in &policies {
+                if !applied.contains(&p.name) {
+                    applied.push(p.name.clone());
+                }
+            }
+            notes.extend(subject_defaults(
+                &mut patch,
+                &SubjectDefaults {
+                    subject,
+                    policies,
+                    object,
+                    level: enforced_level(namespace),
+                },
+            ));
+        }
+        let mut response = base;
+        if !notes.is_empty() {
+            response.warnings = Some(notes);
+        }
+        if !patch.is_empty() {
+            match response.clone().with_patch(patch.build()) {
+                Ok(r) => response = r,
+                Err(e) => {
+                    return denial(
+                        response,
+                        Some(request.action),
+                        applied,
+                        subjects,
+                        format!("kspy could not encode its default patch: {e}"),
+                    );
+                }
+            }
+        }
+        Judgement {
+            response,
+            action: Some(request.action),
+            verdict: Verdict::Allowed,
+            policies: applied,
+            subjects,
+        }
+    }
+}
+
+fn denial(
+    base: AdmissionResponse,
+    action: Option<Action>,
+    policies: Vec<String>,
+    subjects: Vec<String>,
+    message: String,
+) -> Judgement {
+    let mut response = base.deny(&message);
+    response.result = Status::failure(&message, "Forbidden").with_code(403);
+    Judgement {
+        response,
+        action,
+        verdict: Verdict::Denied,
+        policies,
+        subjects,
+    }
+}
+
+fn denial_message(review: &ParsedReview, request: &crate::classify::DebugRequest, d: &Decision) -> String {
+    let ns = review.namespace().unwrap_or("");
+    let what = match request.action {
+        Action::Attach => format!("debug container for pod {ns}/{}", review.name()),
+        Action::Copy => format!("debug copy {ns}/{}", pod_name(review)),
+        Action::Node => format!("node-debugging pod {ns}/{}", pod_name(review)),
+    };
+    let mut text = format!("kspy denied the {what}:");
+    for reason in &d.denials {
+        text.push_str("\n- ");
+        text.push_str(reason);
+    }
+    text
+}
+
+fn pod_name(review: &ParsedReview) -> String {
+    review
+        .pod()
+        .and_then(|p| p.metadata.name.clone().or_else(|| p.metadata.generate_name.clone()))
+        .unwrap_or_else(|| review.name().to_owned())
+}
+
+fn pod_security_warnings(
+    d: &mut Decision,
+    review: &ParsedReview,
+    request: &crate::classify::DebugRequest,
+    namespace: Option<&Namespace>,
+) {
+    let Some(level) = enforced_level(namespace) else {
+        return;
+    };
+    let null = serde_json::Value::Null;
+    let pod_sc = review
+        .object()
+        .map(|o| &o["spec"]["securityContext"])
+        .unwrap_or(&null);
+    for s in &request.subjects {
+        let found = violations(level, &s.asks, &s.container, pod_sc, request);
+        if !found.is_empty() {
+            d.warnings.push(format!(
+                "namespace {:?} enforces Pod Security {:?}, which forbids in container {:?}: {}; the API server will reject it (try --profile {} or ask for an exemption)",
+                review.namespace().unwrap_or(""),
+                level.as_str(),
+                s.name,
+                found.join(", "),
+                suggested_profile(level)
+            ));
+        }
+    }
+}
+
+/// Evaluates the configured classifier expressions over `object`, `request` and
+/// `namespaceObject`.
+struct CelClassifier<'a> {
+    engine: &'a Engine,
+    namespace: Option<&'a Namespace>,
+}
+
+impl Classifier for CelClassifier<'_> {
+    fn matches(&self, action: Action, review: &ParsedReview) -> Result<bool, String> {
+        let expr = match action {
+            Action::Copy => &self.engine.copy_classifier,
+            Action::Node => &self.engine.node_classifier,
+            Action::Attach => &None,
+        };
+        let Some(expr) = expr else {
+            return Ok(false);
+        };
+        let mut ctx = self.engine.env.root().new_inner_scope();
+        let null = serde_json::Value::Null;
+        ctx.add_variable_from_value("object", json_to_cel(review.object().unwrap_or(&null)));
+        ctx.add_variable_from_value("oldObject", kube_cel::cel::Value::Null);
+        ctx.add_variable_from_value("request", json_to_cel(&review.request_json()));
+        let ns = self
+            .namespace
+            .and_then(|n| serde_json::to_value(n).ok())
+            .unwrap_or(serde_json::Value::Null);
+        ctx.add_variable_from_value("namespaceObject", json_to_cel(&ns));
+        expr.eval_bool(&ctx)
+    }
+}

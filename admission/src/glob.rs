@@ -1,0 +1,190 @@
+//! Glob patterns for namespaces, users, groups and images.
+//!
+//! `*` and `?` never cross `/`; `**` does. Image patterns are normalized like image references
+//! (see [`ImagePattern`]) so that a policy's `busybox:*` and a request's `docker.io/library/busybox:1`
+//! meet on the same spelling.
+
+use globset::{GlobBuilder, GlobMatcher};
+
+use crate::image::{DEFAULT_REGISTRY, ImageRef, is_registry};
+
+/// Why a pattern was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid pattern {pattern:?}: {reason}")]
+pub struct PatternError {
+    /// The pattern as written.
+    pub pattern: String,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
+/// A compiled glob over names (namespaces, users, groups, service accounts).
+#[derive(Debug, Clone)]
+pub struct NamePattern {
+    source: String,
+    matcher: GlobMatcher,
+}
+
+impl NamePattern {
+    /// Compiles a pattern; empty patterns and white space are refused.
+    pub fn new(pattern: &str) -> Result<Self, PatternError> {
+        Ok(NamePattern {
+            source: pattern.to_owned(),
+            matcher: compile(pattern)?,
+        })
+    }
+
+    /// True when `name` matches.
+    pub fn matches(&self, name: &str) -> bool {
+        self.matcher.is_match(name)
+    }
+
+    /// The pattern as written.
+    pub fn as_str(&self) -> &str {
+        &self.source
+    }
+}
+
+/// A compiled image pattern.
+///
+/// The pattern is normalized like a reference: a first segment that is not a host gets
+/// `docker.io/` (and a lone name `docker.io/library/`). A pattern that names no tag or digest
+/// matches every tag and digest of the names it matches; otherwise it is matched against the
+/// whole normalized reference `registry/repository[:tag][@digest]`. A pattern whose first
+/// segment is only wildcards (`**`, `*/*`) is taken as written.
+#[derive(Debug, Clone)]
+pub struct ImagePattern {
+    source: String,
+    normalized: String,
+    name_only: bool,
+    matcher: GlobMatcher,
+}
+
+impl ImagePattern {
+    /// Compiles an image pattern.
+    pub fn new(pattern: &str) -> Result<Self, PatternError> {
+        let err = |reason: &str| PatternError {
+            pattern: pattern.to_owned(),
+            reason: reason.to_owned(),
+        };
+        if pattern.is_empty() {
+            return Err(err("the pattern is empty"));
+        }
+        let last_segment = pattern.rsplit('/').next().unwrap_or(pattern);
+        let name_only = !last_segment.contains(':') && !pattern.contains('@');
+        let first = pattern.split('/').next().unwrap_or(pattern);
+        let wildcard_first = !first.is_empty() && first.chars().all(|c| matches!(c, '*' | '?'));
+        let normalized = if wildcard_first || is_registry(first) && pattern.contains('/') {
+            pattern.to_owned()
+        } else if pattern.contains('/') {
+            format!("{DEFAULT_REGISTRY}/{pattern}")
+        } else {
+            format!("{DEFAULT_REGISTRY}/library/{pattern}")
+        };
+        let normalized = normalized.replacen("index.docker.io/", "docker.io/", 1);
+        let matcher = compile(&normalized).map_err(|e| err(&e.reason))?;
+        Ok(ImagePattern {
+            source: pattern.to_owned(),
+            normalized,
+            name_only,
+            matcher,
+        })
+    }
+
+    /// True when the normalized reference matches.
+    pub fn matches(&self, image: &ImageRef) -> bool {
+        if self.name_only {
+            self.matcher.is_match(image.name())
+        } else {
+            self.matcher.is_match(image.to_string())
+        }
+    }
+
+    /// The pattern as written.
+    pub fn as_str(&self) -> &str {
+        &self.source
+    }
+
+    /// The pattern as matched.
+    pub fn normalized(&self) -> &str {
+        &self.normalized
+    }
+}
+
+fn compile(pattern: &str) -> Result<GlobMatcher, PatternError> {
+    let err = |reason: String| PatternError {
+        pattern: pattern.to_owned(),
+        reason,
+    };
+    if pattern.is_empty() {
+        return Err(err("the pattern is empty".into()));
+    }
+    if pattern.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(err("patterns may not contain white space".into()));
+    }
+    GlobBuilder::new(pattern)
+        .literal_separator(true)
+        .backslash_escape(true)
+        .build()
+        .map(|g| g.compile_matcher())
+        .map_err(|e| err(e.kind().to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn img(s: &str) -> ImageRef {
+        ImageRef::parse(s).unwrap()
+    }
+
+    #[test]
+    fn name_patterns() {
+        let p = NamePattern::new("prod-*").unwrap();
+        assert!(p.matches("prod-eu"));
+        assert!(!p.matches("staging"));
+        assert!(!p.matches("prod/x"));
+        assert!(NamePattern::new("").is_err());
+        assert!(NamePattern::new("a b").is_err());
+        assert!(NamePattern::new("[abc").is_err());
+        assert!(NamePattern::new("{a,b").is_err());
+    }
+
+    #[test]
+    fn image_patterns_match_normalized_references() {
+        let cases: &[(&str, &str, bool)] = &[
+            ("registry.example.com/debug/*", "registry.example.com/debug/tools:1.0", true),
+            ("registry.example.com/debug/*", "registry.example.com/debug/a/b:1", false),
+            ("registry.example.com/debug/**", "registry.example.com/debug/a/b:1", true),
+            ("registry.example.com/debug/*", "registry.example.com.evil.io/debug/tools", false),
+            ("registry.example.com/*", "registry.example.com.evil.io/x", false),
+            ("busybox", "docker.io/library/busybox", true),
+            ("busybox", "busybox:1.36", true),
+            ("busybox:1.*", "busybox:1.36", true),
+            ("busybox:1.*", "busybox:latest", false),
+            ("docker.io/library/busybox", "busybox", true),
+            ("nicolaka/netshoot", "nicolaka/netshoot:v0.13", true),
+            ("**", "quay.io/anything/at/all:1", true),
+            ("*.example.com/**", "registry.example.com/debug/x", true),
+            ("*.example.com/**", "example.com.evil.io/debug/x", false),
+            (
+                "registry.example.com/debug/*@sha256:*",
+                "registry.example.com/debug/tools:v1",
+                false,
+            ),
+        ];
+        for (pattern, image, want) in cases {
+            let p = ImagePattern::new(pattern).unwrap();
+            assert_eq!(p.matches(&img(image)), *want, "{pattern} vs {image}");
+        }
+        let digest = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+        let p = ImagePattern::new("registry.example.com/debug/*@sha256:*").unwrap();
+        assert!(p.matches(&img(&format!("registry.example.com/debug/tools@{digest}"))));
+    }
+
+    #[test]
+    fn bad_image_patterns() {
+        assert!(ImagePattern::new("").is_err());
+        assert!(ImagePattern::new("registry.example.com/[x").is_err());
+    }
+}

@@ -1,0 +1,43 @@
+//! # kspy-admission — the decision engine
+//!
+//! Pure logic, no network: turns an `admission.k8s.io/v1` AdmissionReview into a verdict and a
+//! default-injecting JSON patch, following the platform team's `DebugPolicy` files.
+//!
+//! The flow of one review, and where each step lives:
+//!
+//! 1. [`ParsedReview::from_slice`] checks the envelope (JSON, `AdmissionReview`, `v1`, a request).
+//! 2. [`classify`] turns it into a [`DebugRequest`]: an `attach`, `copy` or `node` action and the
+//!    debug subjects (new ephemeral containers, or the debug pod's containers).
+//! 3. [`asks`] extracts what each subject asks for, normalized ([`ImageRef`], [`Capability`],
+//!    [`HostPath`]).
+//! 4. [`policy`] holds the loaded, compiled policy files; [`cel`] the CEL environment.
+//! 5. [`decide`] computes the verdict; [`defaults`] builds the patch; [`Engine::judge`] ties the
+//!    steps together and produces kube's `AdmissionResponse`.
+//!
+//! [`testing`] runs the test cases that live beside policies (`kspy policy test`).
+
+pub mod asks;
+pub mod capability;
+pub mod cel;
+pub mod classify;
+pub mod decide;
+pub mod defaults;
+pub mod engine;
+pub mod glob;
+pub mod hostpath;
+pub mod image;
+pub mod policy;
+pub mod pod_security;
+pub mod review;
+pub mod testing;
+
+pub use asks::Asks;
+pub use engine::{Endpoint, Engine, Judgement, NoPolicyVerdict, Settings, Verdict, review_json};
+pub use policy::{LoadError, LoadErrors, PolicySet};
+pub use capability::Capability;
+pub use classify::{Action, DebugRequest, Subject};
+
+pub use hostpath::HostPath;
+pub use image::ImageRef;
+
+pub use review::{ParsedReview, ReviewError};

@@ -1,0 +1,474 @@
+//! Policies in the form the engine evaluates: globs compiled, paths normalized, CEL compiled.
+
+use std::collections::BTreeMap;
+
+use crate::asks::{VolumeAsk, VolumeKind};
+use crate::capability::Capability;
+use crate::cel::{Expression, Uses};
+use crate::classify::Action;
+use crate::glob::{ImagePattern, NamePattern};
+use crate::hostpath::HostPath;
+use crate::image::ImageRef;
+
+use super::spec::{
+    DefaultsSpec, HostNamespace, HostPathGrantSpec, LabelOperator, LabelSelectorSpec, Mode,
+    PolicyDocument, VolumeGrant,
+};
+
+/// Where a policy came from, for every message that points at it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    /// The file it was read from.
+    pub file: String,
+    /// Its 1-based document number in the file.
+    pub document: usize,
+}
+
+/// A loaded, compiled policy.
+#[derive(Debug)]
+pub struct CompiledPolicy {
+    /// `metadata.name`
+    pub name: String,
+    /// `spec.description`
+    pub description: Option<String>,
+    /// Enforce, Warn or Audit.
+    pub mode: Mode,
+    /// Where it was defined.
+    pub origin: Origin,
+    /// The static match.
+    pub matcher: Match,
+    /// `spec.variables`, compiled, in order.
+    pub variables: Vec<(String, Expression)>,
+    /// `spec.conditions`, compiled.
+    pub conditions: Vec<(String, Expression)>,
+    /// What it grants.
+    pub grant: Grant,
+    /// `spec.validations`, compiled.
+    pub validations: Vec<Validation>,
+    /// `spec.defaults`.
+    pub defaults: DefaultsSpec,
+    /// Request-level variables any of its expressions reads.
+    pub uses: Uses,
+}
+
+impl CompiledPolicy {
+    /// True when the policy has CEL to evaluate before it can be said to apply.
+    pub fn has_cel(&self) -> bool {
+        !self.variables.is_empty() || !self.conditions.is_empty() || !self.validations.is_empty()
+    }
+}
+
+/// One compiled validation rule.
+#[derive(Debug)]
+pub struct Validation {
+    /// The rule.
+    pub expression: Expression,
+    /// The fixed message, if any.
+    pub message: Option<String>,
+    /// The message expression, if any.
+    pub message_expression: Option<Expression>,
+}
+
+/// Who and where a policy applies to, before CEL conditions.
+#[derive(Debug, Default)]
+pub struct Match {
+    /// Empty = every action.
+    pub actions: Vec<Action>,
+    /// Empty = every namespace.
+    pub namespaces: Vec<NamePattern>,
+    /// Namespaces never matched.
+    pub exclude_namespaces: Vec<NamePattern>,
+    /// Namespace label selector.
+    pub namespace_selector: Option<LabelSelectorSpec>,
+    /// Empty = any group.
+    pub groups: Vec<NamePattern>,
+    /// Empty = any user.
+    pub users: Vec<NamePattern>,
+    /// Empty = any identity; else `NAMESPACE/NAME` globs of service accounts.
+    pub service_accounts: Vec<NamePattern>,
+}
+
+/// The identity and place of a request, as the static match sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct MatchInput<'a> {
+    /// attach, copy or node.
+    pub action: Action,
+    /// The request namespace.
+    pub namespace: &'a str,
+    /// The namespace's labels, when the Namespace object is known.
+    pub namespace_labels: Option<&'a BTreeMap<String, String>>,
+    /// `userInfo.username`
+    pub user: &'a str,
+    /// `userInfo.groups`
+    pub groups: &'a [String],
+}
+
+impl Match {
+    /// True when every non-empty field holds.
+    pub fn matches(&self, input: &MatchInput<'_>) -> bool {
+        let any = |patterns: &[NamePattern], value: &str| patterns.iter().any(|p| p.matches(value));
+        if !self.actions.is_empty() && !self.actions.contains(&input.action) {
+            return false;
+        }
+        if !self.namespaces.is_empty() && !any(&self.namespaces, input.namespace) {
+            return false;
+        }
+        if any(&self.exclude_namespaces, input.namespace) {
+            return false;
+        }
+        if let Some(selector) = &self.namespace_selector {
+            // Without the Namespace object a selector cannot hold: fail closed.
+            let Some(labels) = input.namespace_labels else {
+                return false;
+            };
+            if !selector_matches(selector, labels) {
+                return false;
+            }
+        }
+        if !self.groups.is_empty() && !input.groups.iter().any(|g| any(&self.groups, g)) {
+            return false;
+        }
+        if !self.users.is_empty() && !any(&self.users, input.user) {
+            return false;
+        }
+        if !self.service_accounts.is_empty() {
+            let Some(sa) = service_account_of(input.user) else {
+                return false;
+            };
+            if !any(&self.service_accounts, &sa) {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// "to groups [sre] in namespaces [prod-*]", for denials that point elsewhere.
+    pub fn describe(&self) -> String {
+        let list = |p: &[NamePattern]| p.iter().map(NamePattern::as_str).collect::<Vec<_>>().join(", ");
+        let mut who = Vec::new();
+        if !self.groups.is_empty() {
+            who.push(format!("groups [{}]", list(&self.groups)));
+        }
+        if !self.users.is_empty() {
+            who.push(format!("users [{}]", list(&self.users)));
+        }
+        if !self.service_accounts.is_empty() {
+            who.push(format!("service accounts [{}]", list(&self.service_accounts)));
+        }
+        let mut text = if who.is_empty() {
+            "to everyone".to_owned()
+        } else {
+            format!("to {}", who.join(" and "))
+        };
+        if !self.namespaces.is_empty() {
+            text.push_str(&format!(" in namespaces [{}]", list(&self.namespaces)));
+        }
+        if !self.exclude_namespaces.is_empty() {
+            text.push_str(&format!(" except [{}]", list(&self.exclude_namespaces)));
+        }
+        if self.namespace_selector.is_some() {
+            text.push_str(" in namespaces selected by label");
+        }
+        if !self.actions.is_empty() {
+            let actions: Vec<&str> = self.actions.iter().map(|a| a.as_str()).collect();
+            text.push_str(&format!(" for [{}]", actions.join(", ")));
+        }
+        text
+    }
+}
+
+/// `system:serviceaccount:NS:NAME` → `NS/NAME`.
+fn service_account_of(user: &str) -> Option<String> {
+    let rest = user.strip_prefix("system:serviceaccount:")?;
+    let (ns, name) = rest.split_once(':')?;
+    Some(format!("{ns}/{name}"))
+}
+
+/// Kubernetes label selector semantics.
+pub fn selector_matches(selector: &LabelSelectorSpec, labels: &BTreeMap<String, String>) -> bool {
+    selector
+        .match_labels
+        .iter()
+        .all(|(k, v)| labels.get(k) == Some(v))
+        && selector.match_expressions.iter().all(|r| {
+            let value = labels.get(&r.key);
+            match r.operator {
+                LabelOperator::In => value.is_some_and(|v| r.values.contains(v)),
+                LabelOperator::NotIn => value.is_none_or(|v| !r.values.contains(v)),
+                LabelOperator::Exists => value.is_some(),
+                LabelOperator::DoesNotExist => value.is_none(),
+            }
+        })
+}
+
+/// A host path grant, normalized.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostPathGrant {
+    /// The prefix.
+    pub prefix: HostPath,
+    /// Only read-only mounts.
+    pub read_only: bool,
+}
+
+/// What a policy grants, compiled.
+#[derive(Debug, Default)]
+pub struct Grant {
+    /// Image patterns.
+    pub images: Vec<ImagePattern>,
+    /// Capabilities.
+    pub capabilities: Vec<Capability>,
+    /// May run as root.
+    pub run_as_root: bool,
+    /// May be privileged.
+    pub privileged: bool,
+    /// Which pod volumes may be mounted.
+    pub mount_volumes: VolumeGrant,
+    /// Host namespaces.
+    pub host_namespaces: Vec<HostNamespace>,
+    /// Host path prefixes.
+    pub host_paths: Vec<HostPathGrant>,
+}
+
+impl Grant {
+    /// True when the policy grants nothing at all: a guardrail, not an allowance.
+    pub fn is_empty(&self) -> bool {
+        self.images.is_empty()
+            && self.capabilities.is_empty()
+            && !self.run_as_root
+            && !self.privileged
+            && self.mount_volumes == VolumeGrant::None
+            && self.host_namespaces.is_empty()
+            && self.host_paths.is_empty()
+    }
+
+    /// True when some image pattern matches.
+    pub fn covers_image(&self, image: &ImageRef) -> bool {
+        self.images.iter().any(|p| p.matches(image))
+    }
+
+    /// True when the capability is listed (`ALL` covers only `ALL`: adding every capability is
+    /// granted only by saying so).
+    pub fn covers_capability(&self, cap: &Capability) -> bool {
+        self.capabilities.contains(cap)
+    }
+
+    /// True when the volume mount is allowed by `mountVolumes` (hostPath mounts are judged by
+    /// [`Grant::covers_host_path`]).
+    pub fn covers_volume(&self, kind: VolumeKind) -> bool {
+        match kind {
+            VolumeKind::NonSecret => self.mount_volumes >= VolumeGrant::NonSecret,
+            VolumeKind::Secret => self.mount_volumes >= VolumeGrant::All,
+            VolumeKind::HostPath => false,
+        }
+    }
+
+    /// True when a hostPath mount lies within a granted prefix, read-only if so required.
+    pub fn covers_host_path(&self, ask: &VolumeAsk) -> bool {
+        let Some(path) = &ask.host_path else {
+            return false;
+        };
+        self.host_paths
+            .iter()
+            .any(|g| path.is_within(&g.prefix) && (ask.read_only || !g.read_only))
+    }
+
+    /// True when the host namespace is granted.
+    pub fn covers_host_namespace(&self, ns: &str) -> bool {
+        self.host_namespaces.iter().any(|h| h.as_str() == ns)
+    }
+}
+
+/// A problem compiling one field of a policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldError {
+    /// The field path, e.g. `spec.grant.images[1]`.
+    pub field: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl CompiledPolicy {
+    /// Compiles a decoded document, collecting every field error rather than stopping at one.
+    pub fn compile(doc: PolicyDocument, origin: Origin) -> Result<CompiledPolicy, Vec<FieldError>> {
+        let mut errors = Vec::new();
+        let mut fail = |field: String, message: String| errors.push(FieldError { field, message });
+        let spec = doc.spec;
+
+        if let Err(m) = check_name(&doc.metadata.name) {
+            fail("metadata.name".into(), m);
+        }
+
+        let names = |field: &str, patterns: &[String], fail: &mut dyn FnMut(String, String)| {
+            patterns
+                .iter()
+                .enumerate()
+                .filter_map(|(i, p)| match NamePattern::new(p) {
+                    Ok(p) => Some(p),
+                    Err(e) => {
+                        fail(format!("spec.match.{field}[{i}]"), e.to_string());
+                        None
+                    }
+                })
+                .collect::<Vec<_>>()
+        };
+        let m = &spec.match_;
+        let matcher = Match {
+            actions: m.actions.clone(),
+            namespaces: names("namespaces", &m.namespaces, &mut fail),
+            exclude_namespaces: names("excludeNamespaces", &m.exclude_namespaces, &mut fail),
+            namespace_selector: m.namespace_selector.clone(),
+            groups: names("groups", &m.groups, &mut fail),
+            users: names("users", &m.users, &mut fail),
+            service_accounts: names("serviceAccounts", &m.service_accounts, &mut fail),
+        };
+        for (i, sa) in m.service_accounts.iter().enumerate() {
+            if !sa.contains('/') {
+                fail(
+                    format!("spec.match.serviceAccounts[{i}]"),
+                    format!("{sa:?} must be NAMESPACE/NAME (globs allowed)"),
+                );
+            }
+        }
+        if let Some(sel) = &m.namespace_selector {
+            for (i, r) in sel.match_expressions.iter().enumerate() {
+                let needs_values = matches!(r.operator, LabelOperator::In | LabelOperator::NotIn);
+                if needs_values == r.values.is_empty() {
+                    fail(
+                        format!("spec.match.namespaceSelector.matchExpressions[{i}].values"),
+                        if needs_values {
+                            "In and NotIn need at least one value".into()
+                        } else {
+                            "Exists and DoesNotExist take no values".into()
+                        },
+                    );
+                }
+            }
+        }
+
+        let mut uses = Uses::default();
+        let mut compile = |field: String, source: &str, fail: &mut dyn FnMut(String, String)| {
+            match Expression::compile(source) {
+                Ok(e) => {
+                    uses = uses.union(e.uses());
+                    Some(e)
+                }
+                Err(e) => {
+                    fail(field, format!("{e}\n    expression: {source}"));
+                    None
+                }
+            }
+        };
+        let mut seen_vars: Vec<&str> = Vec::new();
+        let mut variables = Vec::new();
+        for (i, v) in spec.variables.iter().enumerate() {
+            if seen_vars.contains(&v.name.as_str()) {
+                fail(format!("spec.variables[{i}].name"), format!("duplicate variable {:?}", v.name));
+            }
+            seen_vars.push(&v.name);
+            if let Some(e) = compile(format!("spec.variables[{i}].expression"), &v.expression, &mut fail) {
+                variables.push((v.name.clone(), e));
+            }
+        }
+        let mut conditions = Vec::new();
+        for (i, c) in spec.conditions.iter().enumerate() {
+            if let Some(e) = compile(format!("spec.conditions[{i}].expression"), &c.expression, &mut fail) {
+                conditions.push((c.name.clone(), e));
+            }
+        }
+        let mut validations = Vec::new();
+        for (i, v) in spec.validations.iter().enumerate() {
+            let expression = compile(format!("spec.validations[{i}].expression"), &v.expression, &mut fail);
+            let message_expression = v.message_expression.as_deref().and_then(|m| {
+                compile(format!("spec.validations[{i}].messageExpression"), m, &mut fail)
+            });
+            if let Some(expression) = expression {
+                validations.push(Validation {
+                    expression,
+                    message: v.message.clone(),
+                    message_expression,
+                });
+            }
+        }
+
+        let g = &spec.grant;
+        let mut grant = Grant {
+            run_as_root: g.run_as_root,
+            privileged: g.privileged,
+            mount_volumes: g.mount_volumes,
+            host_namespaces: g.host_namespaces.clone(),
+            ..Grant::default()
+        };
+        for (i, p) in g.images.iter().enumerate() {
+            match ImagePattern::new(p) {
+                Ok(p) => grant.images.push(p),
+                Err(e) => fail(format!("spec.grant.images[{i}]"), e.to_string()),
+            }
+        }
+        for (i, c) in g.capabilities.iter().enumerate() {
+            match Capability::parse_known(c) {
+                Ok(c) => grant.capabilities.push(c),
+                Err(e) => fail(format!("spec.grant.capabilities[{i}]"), e.to_string()),
+            }
+        }
+        for (i, h) in g.host_paths.iter().enumerate() {
+            let (path, read_only) = match h {
+                HostPathGrantSpec::Path(p) => (p.as_str(), false),
+                HostPathGrantSpec::Detailed(d) => (d.path.as_str(), d.read_only),
+            };
+            match HostPath::parse(path) {
+                Ok(prefix) => grant.host_paths.push(HostPathGrant { prefix, read_only }),
+                Err(e) => fail(format!("spec.grant.hostPaths[{i}]"), e.to_string()),
+            }
+        }
+
+        let d = &spec.defaults;
+        if let Some(sc) = &d.security_context
+            && let Err(e) = serde_json::from_value::<k8s_openapi::api::core::v1::SecurityContext>(sc.clone())
+        {
+            fail("spec.defaults.securityContext".into(), format!("not a container securityContext: {e}"));
+        }
+        if d.security_context.as_ref().is_some_and(|v| !v.is_object()) {
+            fail("spec.defaults.securityContext".into(), "must be a mapping".into());
+        }
+        for (i, e) in d.env.iter().enumerate() {
+            if e.name.is_empty() || e.name.contains('=') {
+                fail(format!("spec.defaults.env[{i}].name"), format!("{:?} is not a variable name", e.name));
+            }
+        }
+
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        Ok(CompiledPolicy {
+            name: doc.metadata.name,
+            description: spec.description.clone(),
+            mode: spec.mode,
+            origin,
+            matcher,
+            variables,
+            conditions,
+            grant,
+            validations,
+            defaults: spec.defaults,
+            uses,
+        })
+    }
+}
+
+/// Policy names are DNS subdomain-like, as Kubernetes object names.
+fn check_name(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 253
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name.ends_with(|c: char| c.is_ascii_alphanumeric());
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{name:?} is not a valid name: use lower-case letters, digits, '-' and '.', starting and ending with a letter or digit"
+        ))
+    }
+}

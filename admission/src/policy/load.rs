@@ -1,0 +1,312 @@
+//! Reading policy files: every `*.yaml`/`*.yml` under a directory, every document in a file,
+//! every error reported with its file, document, policy and field.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+use super::compiled::{CompiledPolicy, Origin};
+use super::spec::{API_VERSION, KIND, PolicyDocument, TEST_KIND};
+use crate::cel::Uses;
+
+/// The largest policy file read; anything bigger is a mistake, not a policy.
+pub const MAX_FILE_BYTES: u64 = 4 * 1024 * 1024;
+
+/// One problem found while loading policies.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoadError {
+    /// The file (or the origin given to [`PolicySet::from_yaml`]).
+    pub file: String,
+    /// The 1-based document number, when the problem is inside one.
+    pub document: Option<usize>,
+    /// The policy name, when known.
+    pub policy: Option<String>,
+    /// The field path, e.g. `spec.grant.capabilities[0]`.
+    pub field: Option<String>,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl fmt::Display for LoadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file)?;
+        if let Some(d) = self.document {
+            write!(f, ": document {d}")?;
+        }
+        if let Some(p) = &self.policy {
+            write!(f, " (policy {p})")?;
+        }
+        if let Some(field) = &self.field {
+            write!(f, ": {field}")?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+/// Every problem found while loading a set of policies. Loading is all or nothing: a set with
+/// any error is not used, and whoever holds the previous good set keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct LoadErrors(Vec<LoadError>);
+
+impl LoadErrors {
+    /// The individual errors.
+    pub fn errors(&self) -> &[LoadError] {
+        &self.0
+    }
+
+    pub(crate) fn one(error: LoadError) -> Self {
+        LoadErrors(vec![error])
+    }
+}
+
+impl fmt::Display for LoadErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.0.len();
+        write!(f, "{n} error{} in policies:", if n == 1 { "" } else { "s" })?;
+        for e in &self.0 {
+            write!(f, "\n  {e}")?;
+        }
+        Ok(())
+    }
+}
+
+/// A loaded, compiled set of policies.
+#[derive(Debug, Default)]
+pub struct PolicySet {
+    policies: Vec<CompiledPolicy>,
+    files: Vec<PathBuf>,
+    uses: Uses,
+}
+
+impl PolicySet {
+    /// Loads every `*.yaml` and `*.yml` file under `dir`, recursively, in name order. Entries
+    /// whose names start with `.` are skipped: Kubernetes ConfigMap volumes keep a second copy
+    /// of every file under `..data` and `..TIMESTAMP` directories.
+    pub fn load_dir(dir: &Path) -> Result<PolicySet, LoadErrors> {
+        let mut files = Vec::new();
+        collect_files(dir, &mut files).map_err(|message| {
+            LoadErrors::one(LoadError {
+                file: dir.display().to_string(),
+                document: None,
+                policy: None,
+                field: None,
+                message,
+            })
+        })?;
+        files.sort();
+        let mut sources = Vec::new();
+        let mut errors = Vec::new();
+        for file in &files {
+            match read_file(file) {
+                Ok(text) => sources.push((file.display().to_string(), text)),
+                Err(message) => errors.push(LoadError {
+                    file: file.display().to_string(),
+                    document: None,
+                    policy: None,
+                    field: None,
+                    message,
+                }),
+            }
+        }
+        let mut set = Self::from_sources(sources.iter().map(|(f, t)| (f.as_str(), t.as_str())));
+        if let Err(e) = &mut set {
+            errors.append(&mut e.0.clone());
+        }
+        if !errors.is_empty() {
+            return Err(LoadErrors(errors));
+        }
+        let mut set = set?;
+        set.files = files;
+        Ok(set)
+    }
+
+    /// Loads policies from one YAML text; `origin` names it in errors.
+    pub fn from_yaml(origin: &str, text: &str) -> Result<PolicySet, LoadErrors> {
+        Self::from_sources([(origin, text)])
+    }
+
+    /// Loads policies from several named YAML texts.
+    pub fn from_sources<'a>(
+        sources: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Result<PolicySet, LoadErrors> {
+        let mut errors = Vec::new();
+        let mut policies: Vec<CompiledPolicy> = Vec::new();
+        for (file, text) in sources {
+            for (document, value) in documents(file, text, &mut errors) {
+                let origin = Origin {
+                    file: file.to_owned(),
+                    document,
+                };
+                if let Some(p) = decode(value, origin, &mut errors) {
+                    if let Some(first) = policies.iter().find(|q| q.name == p.name) {
+                        errors.push(LoadError {
+                            file: file.to_owned(),
+                            document: Some(document),
+                            policy: Some(p.name.clone()),
+                            field: Some("metadata.name".into()),
+                            message: format!(
+                                "a policy of this name is already defined in {} document {}",
+                                first.origin.file, first.origin.document
+                            ),
+                        });
+                    } else {
+                        policies.push(p);
+                    }
+                }
+            }
+        }
+        if !errors.is_empty() {
+            return Err(LoadErrors(errors));
+        }
+        let uses = policies.iter().fold(Uses::default(), |u, p| u.union(p.uses));
+        Ok(PolicySet {
+            policies,
+            files: Vec::new(),
+            uses,
+        })
+    }
+
+    /// The policies, in load order.
+    pub fn policies(&self) -> &[CompiledPolicy] {
+        &self.policies
+    }
+
+    /// A policy by name.
+    pub fn get(&self, name: &str) -> Option<&CompiledPolicy> {
+        self.policies.iter().find(|p| p.name == name)
+    }
+
+    /// How many policies there are.
+    pub fn len(&self) -> usize {
+        self.policies.len()
+    }
+
+    /// True when there are none.
+    pub fn is_empty(&self) -> bool {
+        self.policies.is_empty()
+    }
+
+    /// The policy names, in load order.
+    pub fn names(&self) -> Vec<&str> {
+        self.policies.iter().map(|p| p.name.as_str()).collect()
+    }
+
+    /// The files read by [`PolicySet::load_dir`].
+    pub fn files(&self) -> &[PathBuf] {
+        &self.files
+    }
+
+    /// The request-level variables any policy's CEL reads.
+    pub fn uses(&self) -> Uses {
+        self.uses
+    }
+}
+
+pub(crate) fn collect_files(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), String> {
+    let entries = std::fs::read_dir(dir).map_err(|e| format!("cannot read the directory: {e}"))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| format!("cannot read the directory: {e}"))?;
+        let name = entry.file_name();
+        if name.to_string_lossy().starts_with('.') {
+            continue;
+        }
+        let path = entry.path();
+        // `metadata` follows symlinks: ConfigMap volume files are links into `..data`.
+        let meta = std::fs::metadata(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        if meta.is_dir() {
+            collect_files(&path, out)?;
+        } else if matches!(path.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")) {
+            out.push(path);
+        }
+    }
+    Ok(())
+}
+
+pub(crate) fn read_file(path: &Path) -> Result<String, String> {
+    let meta = std::fs::metadata(path).map_err(|e| format!("cannot read the file: {e}"))?;
+    if meta.len() > MAX_FILE_BYTES {
+        return Err(format!(
+            "the file is {} bytes; policy files are limited to {MAX_FILE_BYTES}",
+            meta.len()
+        ));
+    }
+    let bytes = std::fs::read(path).map_err(|e| format!("cannot read the file: {e}"))?;
+    String::from_utf8(bytes).map_err(|_| "the file is not UTF-8 text".to_owned())
+}
+
+/// Splits a YAML text into its non-empty documents, as JSON values, numbered from 1.
+fn documents(file: &str, text: &str, errors: &mut Vec<LoadError>) -> Vec<(usize, Value)> {
+    match serde_saphyr::from_multiple::<Value>(text) {
+        Ok(docs) => docs
+            .into_iter()
+            .enumerate()
+            .filter(|(_, v)| !v.is_null())
+            .map(|(i, v)| (i + 1, v))
+            .collect(),
+        Err(e) => {
+            errors.push(LoadError {
+                file: file.to_owned(),
+                document: None,
+                policy: None,
+                field: None,
+                message: format!("not valid YAML: {e}"),
+            });
+            Vec::new()
+        }
+    }
+}
+
+/// Decodes one document; `None` for test-suite documents and for errors (pushed).
+fn decode(value: Value, origin: Origin, errors: &mut Vec<LoadError>) -> Option<CompiledPolicy> {
+    let policy = value
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    let error = |field: Option<String>, message: String| LoadError {
+        file: origin.file.clone(),
+        document: Some(origin.document),
+        policy: policy.clone(),
+        field,
+        message,
+    };
+    let kind = value.get("kind").and_then(Value::as_str).unwrap_or("");
+    let api_version = value.get("apiVersion").and_then(Value::as_str).unwrap_or("");
+    if kind == TEST_KIND {
+        return None;
+    }
+    if kind != KIND {
+        errors.push(error(
+            Some("kind".into()),
+            format!("expected kind {KIND} (or {TEST_KIND}), found {kind:?}"),
+        ));
+        return None;
+    }
+    if api_version != API_VERSION {
+        errors.push(error(
+            Some("apiVersion".into()),
+            format!("expected {API_VERSION}, found {api_version:?}"),
+        ));
+        return None;
+    }
+    let doc: PolicyDocument = match serde_path_to_error::deserialize(&value) {
+        Ok(doc) => doc,
+        Err(e) => {
+            let path = e.path().to_string();
+            let field = (path != ".").then_some(path);
+            errors.push(error(field, e.into_inner().to_string()));
+            return None;
+        }
+    };
+    match CompiledPolicy::compile(doc, origin.clone()) {
+        Ok(p) => Some(p),
+        Err(field_errors) => {
+            errors.extend(
+                field_errors
+                    .into_iter()
+                    .map(|f| error(Some(f.field), f.message)),
+            );
+            None
+        }
+    }
+}

@@ -1,0 +1,355 @@
+//! Policy test suites: `DebugPolicyTest` documents beside the policies, run with exactly the
+//! engine the webhook runs (`kspy policy test DIR`).
+//!
+//! ```yaml
+//! apiVersion: kspy.dev/v1alpha1
+//! kind: DebugPolicyTest
+//! metadata: {name: sre}
+//! spec:
+//!   namespaces:                       # Namespace objects the cases see (labels only)
+//!     - {name: prod-payments, labels: {env: production}}
+//!   cases:
+//!     - name: an SRE traces a production pod
+//!       review: fixtures/attach-sre-ptrace.json   # relative to this file
+//!       endpoint: validate                        # or mutate
+//!       userInfo: {username: alice, groups: [sre]} # optional override of the fixture's
+//!       expect:
+//!         allowed: true
+//!         policies: [sre-debug]                    # compared as a set
+//!         messageContains: [...]                   # substrings of the denial message
+//!         messageExcludes: [...]
+//!         warningsContain: [...]
+//!         auditAnnotations: {action: attach}       # each must be present with this value
+//!         patch: [{op: add, path: ..., value: ...}] # the exact JSON patch
+//! ```
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use k8s_openapi::api::core::v1::Namespace;
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::engine::{Endpoint, Engine, Settings};
+use crate::policy::load::{collect_files, read_file};
+use crate::policy::spec::{API_VERSION, TEST_KIND};
+use crate::policy::{LoadErrors, PolicySet};
+use crate::review::ParsedReview;
+
+/// A test-suite document.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct TestDocument {
+    #[allow(dead_code)]
+    api_version: String,
+    #[allow(dead_code)]
+    kind: String,
+    metadata: TestMetadata,
+    spec: TestSpec,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TestMetadata {
+    name: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct TestSpec {
+    #[serde(default)]
+    namespaces: Vec<NamespaceSpec>,
+    #[serde(default)]
+    cases: Vec<TestCase>,
+}
+
+/// A Namespace as tests declare it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NamespaceSpec {
+    /// The namespace name.
+    pub name: String,
+    /// Its labels.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct TestCase {
+    name: String,
+    review: String,
+    #[serde(default)]
+    endpoint: EndpointSpec,
+    #[serde(default)]
+    user_info: Option<UserInfoOverride>,
+    expect: Expectation,
+}
+
+#[derive(Debug, Default, Clone, Copy, Deserialize)]
+#[serde(rename_all = "camelCase")]
+enum EndpointSpec {
+    #[default]
+    Validate,
+    Mutate,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UserInfoOverride {
+    username: String,
+    #[serde(default)]
+    groups: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct Expectation {
+    allowed: bool,
+    #[serde(default)]
+    policies: Option<Vec<String>>,
+    #[serde(default)]
+    message_contains: Vec<String>,
+    #[serde(default)]
+    message_excludes: Vec<String>,
+    #[serde(default)]
+    warnings_contain: Vec<String>,
+    #[serde(default)]
+    audit_annotations: BTreeMap<String, String>,
+    #[serde(default)]
+    patch: Option<Vec<Value>>,
+}
+
+/// Why a suite could not run at all.
+#[derive(Debug, thiserror::Error)]
+pub enum TestError {
+    /// The policies do not load.
+    #[error(transparent)]
+    Policies(#[from] LoadErrors),
+    /// A test document is malformed.
+    #[error("{file}: document {document}: {field}: {message}")]
+    Suite {
+        /// The file.
+        file: String,
+        /// The 1-based document number.
+        document: usize,
+        /// The field path.
+        field: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// The directory or a file cannot be read.
+    #[error("{0}")]
+    Io(String),
+}
+
+/// The result of one case.
+#[derive(Debug, Clone)]
+pub struct CaseResult {
+    /// The suite (`metadata.name`).
+    pub suite: String,
+    /// The case name.
+    pub case: String,
+    /// The file that holds it.
+    pub file: PathBuf,
+    /// What did not match; empty when it passed.
+    pub failures: Vec<String>,
+}
+
+impl CaseResult {
+    /// True when every expectation held.
+    pub fn passed(&self) -> bool {
+        self.failures.is_empty()
+    }
+}
+
+/// Every case's result.
+#[derive(Debug, Clone, Default)]
+pub struct TestReport {
+    /// In file, then case order.
+    pub results: Vec<CaseResult>,
+}
+
+impl TestReport {
+    /// How many cases failed.
+    pub fn failed(&self) -> usize {
+        self.results.iter().filter(|r| !r.passed()).count()
+    }
+}
+
+struct Suite {
+    file: PathBuf,
+    doc: TestDocument,
+}
+
+/// The namespaces declared by the test suites of `dir`, for `kspy policy eval`.
+pub fn declared_namespaces(dir: &Path) -> Result<BTreeMap<String, Namespace>, TestError> {
+    Ok(namespaces_of(&suites(dir)?))
+}
+
+/// Loads the policies of `dir` and runs every test case found beside them.
+pub fn run_dir(dir: &Path, settings: Settings) -> Result<TestReport, TestError> {
+    let policies = PolicySet::load_dir(dir)?;
+    let engine = Engine::new(policies, settings)?;
+    let suites = suites(dir)?;
+    let namespaces = namespaces_of(&suites);
+    let root = dir
+        .canonicalize()
+        .map_err(|e| TestError::Io(format!("{}: {e}", dir.display())))?;
+    let mut report = TestReport::default();
+    for suite in &suites {
+        for case in &suite.doc.spec.cases {
+            let failures = run_case(&engine, &root, &suite.file, case, &namespaces)
+                .unwrap_or_else(|e| vec![e]);
+            report.results.push(CaseResult {
+                suite: suite.doc.metadata.name.clone(),
+                case: case.name.clone(),
+                file: suite.file.clone(),
+                failures,
+            });
+        }
+    }
+    Ok(report)
+}
+
+fn suites(dir: &Path) -> Result<Vec<Suite>, TestError> {
+    let mut files = Vec::new();
+    collect_files(dir, &mut files).map_err(|e| TestError::Io(format!("{}: {e}", dir.display())))?;
+    files.sort();
+    let mut out = Vec::new();
+    for file in files {
+        let text = read_file(&file).map_err(|e| TestError::Io(format!("{}: {e}", file.display())))?;
+        let docs: Vec<Value> = serde_saphyr::from_multiple(&text)
+            .map_err(|e| TestError::Io(format!("{}: not valid YAML: {e}", file.display())))?;
+        for (i, v) in docs.into_iter().enumerate() {
+            if v.get("kind").and_then(Value::as_str) != Some(TEST_KIND) {
+                continue;
+            }
+            let suite_error = |field: String, message: String| TestError::Suite {
+                file: file.display().to_string(),
+                document: i + 1,
+                field,
+                message,
+            };
+            if v.get("apiVersion").and_then(Value::as_str) != Some(API_VERSION) {
+                return Err(suite_error("apiVersion".into(), format!("expected {API_VERSION}")));
+            }
+            let doc: TestDocument = serde_path_to_error::deserialize(&v)
+                .map_err(|e| suite_error(e.path().to_string(), e.into_inner().to_string()))?;
+            out.push(Suite {
+                file: file.clone(),
+                doc,
+            });
+        }
+    }
+    Ok(out)
+}
+
+fn namespaces_of(suites: &[Suite]) -> BTreeMap<String, Namespace> {
+    let mut out = BTreeMap::new();
+    for s in suites {
+        for ns in &s.doc.spec.namespaces {
+            let mut n = Namespace::default();
+            n.metadata.name = Some(ns.name.clone());
+            let mut labels = ns.labels.clone();
+            labels.insert("kubernetes.io/metadata.name".into(), ns.name.clone());
+            n.metadata.labels = Some(labels);
+            out.insert(ns.name.clone(), n);
+        }
+    }
+    out
+}
+
+/// Resolves a fixture path relative to the suite file, refusing anything outside `root`.
+fn fixture_path(root: &Path, suite_file: &Path, review: &str) -> Result<PathBuf, String> {
+    let base = suite_file.parent().unwrap_or(Path::new("."));
+    let path = base
+        .join(review)
+        .canonicalize()
+        .map_err(|e| format!("review {review:?}: {e}"))?;
+    if !path.starts_with(root) {
+        return Err(format!("review {review:?} lies outside the policy directory"));
+    }
+    Ok(path)
+}
+
+fn run_case(
+    engine: &Engine,
+    root: &Path,
+    suite_file: &Path,
+    case: &TestCase,
+    namespaces: &BTreeMap<String, Namespace>,
+) -> Result<Vec<String>, String> {
+    let path = fixture_path(root, suite_file, &case.review)?;
+    let text = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut value: Value =
+        serde_json::from_slice(&text).map_err(|e| format!("{}: not JSON: {e}", path.display()))?;
+    if let Some(u) = &case.user_info
+        && let Some(req) = value.get_mut("request").and_then(Value::as_object_mut)
+    {
+        let mut groups = u.groups.clone();
+        groups.push("system:authenticated".into());
+        req.insert("userInfo".into(), serde_json::json!({"username": u.username, "groups": groups}));
+    }
+    let review = ParsedReview::from_value(value).map_err(|e| format!("{}: {e}", path.display()))?;
+    let namespace = review.namespace().and_then(|n| namespaces.get(n));
+    let endpoint = match case.endpoint {
+        EndpointSpec::Validate => Endpoint::Validate,
+        EndpointSpec::Mutate => Endpoint::Mutate,
+    };
+    let j = engine.judge(&review, endpoint, namespace);
+    let e = &case.expect;
+    let mut failures = Vec::new();
+    let message = &j.response.result.message;
+    if j.response.allowed != e.allowed {
+        failures.push(format!(
+            "expected {}, got {}{}",
+            if e.allowed { "allowed" } else { "denied" },
+            if j.response.allowed { "allowed" } else { "denied" },
+            if message.is_empty() { String::new() } else { format!(": {message}") }
+        ));
+    }
+    if let Some(want) = &e.policies {
+        let want: BTreeSet<&str> = want.iter().map(String::as_str).collect();
+        let got: BTreeSet<&str> = j.policies.iter().map(String::as_str).collect();
+        if want != got {
+            failures.push(format!("expected policies {want:?}, got {got:?}"));
+        }
+    }
+    for s in &e.message_contains {
+        if !message.contains(s.as_str()) {
+            failures.push(format!("message does not contain {s:?}; message: {message}"));
+        }
+    }
+    for s in &e.message_excludes {
+        if message.contains(s.as_str()) {
+            failures.push(format!("message contains {s:?}; message: {message}"));
+        }
+    }
+    let warnings = j.response.warnings.clone().unwrap_or_default();
+    for s in &e.warnings_contain {
+        if !warnings.iter().any(|w| w.contains(s.as_str())) {
+            failures.push(format!("no warning contains {s:?}; warnings: {warnings:?}"));
+        }
+    }
+    for (k, v) in &e.audit_annotations {
+        match j.response.audit_annotations.get(k) {
+            Some(got) if got == v => {}
+            got => failures.push(format!("audit annotation {k:?}: expected {v:?}, got {got:?}")),
+        }
+    }
+    if let Some(want) = &e.patch {
+        let got: Vec<Value> = match &j.response.patch {
+            Some(bytes) => serde_json::from_slice(bytes).map_err(|e| format!("patch is not JSON: {e}"))?,
+            None => Vec::new(),
+        };
+        if &got != want {
+            failures.push(format!(
+                "patch differs:\n      expected {}\n      got      {}",
+                Value::Array(want.clone()),
+                Value::Array(got)
+            ));
+        }
+    }
+    Ok(failures)
+}

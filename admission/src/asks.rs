@@ -164,7 +164,8 @@ impl Asks {
         asks.capabilities.dedup();
 
         asks.privileged = sc.and_then(|s| s.privileged).unwrap_or(false);
-        asks.allow_privilege_escalation = sc.and_then(|s| s.allow_privilege_escalation) == Some(true);
+        asks.allow_privilege_escalation =
+            sc.and_then(|s| s.allow_privilege_escalation) == Some(true);
         asks.runs_as_root = runs_as_root(sc, pod_sc);
         asks.proc_mount_unmasked = sc.and_then(|s| s.proc_mount.as_deref()) == Some("Unmasked");
         asks.seccomp_unconfined = seccomp_unconfined(sc, pod_sc);
@@ -346,7 +347,13 @@ mod tests {
 
     fn asks_of(pod_json: serde_json::Value) -> Asks {
         let p = pod(pod_json);
-        let ec = &p.spec.as_ref().unwrap().ephemeral_containers.as_ref().unwrap()[0];
+        let ec = &p
+            .spec
+            .as_ref()
+            .unwrap()
+            .ephemeral_containers
+            .as_ref()
+            .unwrap()[0];
         Asks::extract(&ContainerParts::from_ephemeral(ec), &p)
     }
 
@@ -392,7 +399,11 @@ mod tests {
             (json!({}), json!({"runAsNonRoot": true}), false),
             (json!({}), json!({"runAsUser": 1000}), false),
             (json!({"runAsUser": 0}), json!({"runAsUser": 1000}), true),
-            (json!({"runAsNonRoot": false}), json!({"runAsNonRoot": true}), true),
+            (
+                json!({"runAsNonRoot": false}),
+                json!({"runAsNonRoot": true}),
+                true,
+            ),
         ];
         for (sc, pod_sc, want) in cases {
             let a = asks_of(with_ec(
@@ -411,9 +422,15 @@ mod tests {
         ));
         assert!(a.proc_mount_unmasked && a.seccomp_unconfined && !a.privileged);
         assert!(a.needs_privileged());
-        let a = asks_of(with_ec(json!({"name": "d", "image": "busybox"}), json!({"securityContext": {"appArmorProfile": {"type": "Unconfined"}}})));
+        let a = asks_of(with_ec(
+            json!({"name": "d", "image": "busybox"}),
+            json!({"securityContext": {"appArmorProfile": {"type": "Unconfined"}}}),
+        ));
         assert!(a.apparmor_unconfined);
-        let a = asks_of(with_ec(json!({"name": "d", "image": "busybox", "securityContext": {"allowPrivilegeEscalation": false}}), json!({})));
+        let a = asks_of(with_ec(
+            json!({"name": "d", "image": "busybox", "securityContext": {"allowPrivilegeEscalation": false}}),
+            json!({}),
+        ));
         assert!(!a.needs_privileged());
     }
 
@@ -430,8 +447,11 @@ mod tests {
             ]}),
             json!({}),
         ));
-        let kinds: Vec<(&str, VolumeKind, bool)> =
-            a.volumes.iter().map(|v| (v.name.as_str(), v.kind, v.read_only)).collect();
+        let kinds: Vec<(&str, VolumeKind, bool)> = a
+            .volumes
+            .iter()
+            .map(|v| (v.name.as_str(), v.kind, v.read_only))
+            .collect();
         assert_eq!(
             kinds,
             [
@@ -459,7 +479,10 @@ mod tests {
 
     #[test]
     fn hostile_images_are_kept_as_errors() {
-        let a = asks_of(with_ec(json!({"name": "d", "image": "Registry.Example.com/../x"}), json!({})));
+        let a = asks_of(with_ec(
+            json!({"name": "d", "image": "Registry.Example.com/../x"}),
+            json!({}),
+        ));
         assert!(a.image_ref.is_none());
         assert!(a.image_error.is_some());
     }

@@ -133,8 +133,17 @@ mod tests {
 
     #[test]
     fn spellings_normalize_to_one_name() {
-        for spelling in ["SYS_PTRACE", "sys_ptrace", "CAP_SYS_PTRACE", "cap_sys_ptrace", " Sys_Ptrace "] {
-            assert_eq!(Capability::normalize(spelling).unwrap().as_str(), "SYS_PTRACE");
+        for spelling in [
+            "SYS_PTRACE",
+            "sys_ptrace",
+            "CAP_SYS_PTRACE",
+            "cap_sys_ptrace",
+            " Sys_Ptrace ",
+        ] {
+            assert_eq!(
+                Capability::normalize(spelling).unwrap().as_str(),
+                "SYS_PTRACE"
+            );
         }
         assert!(Capability::normalize("all").unwrap().is_all());
         assert!(Capability::normalize("CAP_ALL").unwrap().is_all());
@@ -142,12 +151,27 @@ mod tests {
 
     #[test]
     fn malformed_and_unknown_names() {
-        assert!(matches!(Capability::normalize(""), Err(CapabilityError::Malformed(_))));
-        assert!(matches!(Capability::normalize("CAP_"), Err(CapabilityError::Malformed(_))));
-        assert!(matches!(Capability::normalize("SYS PTRACE"), Err(CapabilityError::Malformed(_))));
-        assert!(matches!(Capability::normalize("sys-ptrace"), Err(CapabilityError::Malformed(_))));
+        assert!(matches!(
+            Capability::normalize(""),
+            Err(CapabilityError::Malformed(_))
+        ));
+        assert!(matches!(
+            Capability::normalize("CAP_"),
+            Err(CapabilityError::Malformed(_))
+        ));
+        assert!(matches!(
+            Capability::normalize("SYS PTRACE"),
+            Err(CapabilityError::Malformed(_))
+        ));
+        assert!(matches!(
+            Capability::normalize("sys-ptrace"),
+            Err(CapabilityError::Malformed(_))
+        ));
         // Requests may carry unknown names (they then need a grant); policies may not.
-        assert_eq!(Capability::normalize("SYS_PTRAC").unwrap().as_str(), "SYS_PTRAC");
+        assert_eq!(
+            Capability::normalize("SYS_PTRAC").unwrap().as_str(),
+            "SYS_PTRAC"
+        );
         let err = Capability::parse_known("SYS_PTRAC").unwrap_err();
         assert!(err.to_string().contains("SYS_PTRACE"), "{err}");
     }

@@ -37,8 +37,23 @@ pub const VARIABLES: &[&str] = &[
 
 /// Identifiers that name function namespaces and types rather than variables.
 const NON_VARIABLE_IDENTS: &[&str] = &[
-    "sets", "math", "base64", "strings", "lists", "optional", "int", "uint", "double", "bool",
-    "string", "bytes", "list", "map", "type", "null_type", "dyn",
+    "sets",
+    "math",
+    "base64",
+    "strings",
+    "lists",
+    "optional",
+    "int",
+    "uint",
+    "double",
+    "bool",
+    "string",
+    "bytes",
+    "list",
+    "map",
+    "type",
+    "null_type",
+    "dyn",
 ];
 
 /// Why an expression does not compile.
@@ -108,10 +123,9 @@ impl Expression {
         })?;
         let mut free = BTreeSet::new();
         free_variables(program.expression(), &mut Vec::new(), &mut free);
-        if let Some(name) = free
-            .iter()
-            .find(|n| !VARIABLES.contains(&n.as_str()) && !NON_VARIABLE_IDENTS.contains(&n.as_str()))
-        {
+        if let Some(name) = free.iter().find(|n| {
+            !VARIABLES.contains(&n.as_str()) && !NON_VARIABLE_IDENTS.contains(&n.as_str())
+        }) {
             return Err(CelError::UnknownVariable { name: name.clone() });
         }
         let schema = kube_cel::compile_schema(&serde_json::json!({"type": "object"}));
@@ -200,7 +214,10 @@ fn free_variables(e: &IdedExpr, bound: &mut Vec<String>, out: &mut BTreeSet<Stri
             }
         }
         Expr::Select(s) => free_variables(&s.operand, bound, out),
-        Expr::List(l) => l.elements.iter().for_each(|x| free_variables(x, bound, out)),
+        Expr::List(l) => l
+            .elements
+            .iter()
+            .for_each(|x| free_variables(x, bound, out)),
         Expr::Map(m) => entries(&m.entries, bound, out),
         Expr::Struct(s) => entries(&s.entries, bound, out),
         Expr::Comprehension(c) => {
@@ -281,7 +298,9 @@ pub fn json_to_cel(value: &serde_json::Value) -> Value {
             _ => Value::Float(n.as_f64().unwrap_or(f64::NAN)),
         },
         serde_json::Value::String(s) => Value::String(Arc::new(s.clone())),
-        serde_json::Value::Array(items) => Value::List(Arc::new(items.iter().map(json_to_cel).collect())),
+        serde_json::Value::Array(items) => {
+            Value::List(Arc::new(items.iter().map(json_to_cel).collect()))
+        }
         serde_json::Value::Object(fields) => {
             let map: HashMap<Key, Value> = fields
                 .iter()

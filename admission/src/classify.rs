@@ -180,7 +180,10 @@ fn attach(review: &ParsedReview) -> Result<DebugRequest, ClassifyError> {
         .iter()
         .enumerate()
     {
-        let container = raw_list.and_then(|l| l.get(index)).cloned().unwrap_or(Value::Null);
+        let container = raw_list
+            .and_then(|l| l.get(index))
+            .cloned()
+            .unwrap_or(Value::Null);
         let previous = old_list.and_then(|l| {
             l.iter()
                 .find(|c| c.get("name").and_then(Value::as_str) == Some(ec.name.as_str()))
@@ -221,7 +224,10 @@ fn pod_create(
     let mut subjects = Vec::new();
     if let Some(spec) = &pod.spec {
         for (list, containers) in [
-            (ContainerList::InitContainers, spec.init_containers.as_deref().unwrap_or_default()),
+            (
+                ContainerList::InitContainers,
+                spec.init_containers.as_deref().unwrap_or_default(),
+            ),
             (ContainerList::Containers, spec.containers.as_slice()),
         ] {
             for (index, c) in containers.iter().enumerate() {

@@ -124,9 +124,14 @@ impl<'a> Judge<'a> {
                 _ => Value::Null,
             };
             ctx.add_variable_from_value("object", optional(uses.object, self.review.object()));
-            ctx.add_variable_from_value("oldObject", optional(uses.old_object, self.review.old_object()));
+            ctx.add_variable_from_value(
+                "oldObject",
+                optional(uses.old_object, self.review.old_object()),
+            );
             let ns = match (uses.namespace_object, self.namespace) {
-                (true, Some(ns)) => serde_json::to_value(ns).map(|v| json_to_cel(&v)).unwrap_or(Value::Null),
+                (true, Some(ns)) => serde_json::to_value(ns)
+                    .map(|v| json_to_cel(&v))
+                    .unwrap_or(Value::Null),
                 _ => Value::Null,
             };
             ctx.add_variable_from_value("namespaceObject", ns);
@@ -152,7 +157,8 @@ impl<'a> Judge<'a> {
 
     /// The raw JSON of the container a subject targets, or null.
     fn target_json(&self, subject: &Subject) -> serde_json::Value {
-        let (Some(target), Some(object)) = (subject.asks.target.as_deref(), self.review.object()) else {
+        let (Some(target), Some(object)) = (subject.asks.target.as_deref(), self.review.object())
+        else {
             return serde_json::Value::Null;
         };
         object["spec"]["containers"]
@@ -192,7 +198,11 @@ impl<'a> Judge<'a> {
     }
 }
 
-fn evaluate_policy(subject_scope: &Context<'_>, p: &CompiledPolicy, with_validations: bool) -> PolicyOutcome {
+fn evaluate_policy(
+    subject_scope: &Context<'_>,
+    p: &CompiledPolicy,
+    with_validations: bool,
+) -> PolicyOutcome {
     let mut outcome = PolicyOutcome::default();
     // Variables are evaluated in order; each sees the ones before it.
     let mut values: Vec<(String, Value)> = Vec::new();
@@ -202,7 +212,9 @@ fn evaluate_policy(subject_scope: &Context<'_>, p: &CompiledPolicy, with_validat
         match expr.eval(&scope) {
             Ok(v) => values.push((name.clone(), v)),
             Err(e) => {
-                outcome.errors.push(format!("variable {name:?} failed to evaluate: {e}"));
+                outcome
+                    .errors
+                    .push(format!("variable {name:?} failed to evaluate: {e}"));
                 return outcome;
             }
         }
@@ -214,7 +226,9 @@ fn evaluate_policy(subject_scope: &Context<'_>, p: &CompiledPolicy, with_validat
             Ok(true) => {}
             Ok(false) => return outcome,
             Err(e) => {
-                outcome.errors.push(format!("condition {name:?} failed to evaluate: {e}"));
+                outcome
+                    .errors
+                    .push(format!("condition {name:?} failed to evaluate: {e}"));
                 return outcome;
             }
         }
@@ -257,7 +271,11 @@ pub(crate) enum Ask {
     Privileged(&'static str),
     Volume(String, VolumeKind),
     EnvFromSecret(String),
-    HostPath { volume: String, path: Option<String>, read_only: bool },
+    HostPath {
+        volume: String,
+        path: Option<String>,
+        read_only: bool,
+    },
     HostNamespace(&'static str),
 }
 
@@ -273,12 +291,22 @@ impl std::fmt::Display for Ask {
             Ask::Volume(v, VolumeKind::Secret) => write!(f, "mounting secret volume {v:?}"),
             Ask::Volume(v, _) => write!(f, "mounting volume {v:?}"),
             Ask::EnvFromSecret(s) => write!(f, "environment from secret {s:?}"),
-            Ask::HostPath { volume, path: Some(p), read_only } => write!(
+            Ask::HostPath {
+                volume,
+                path: Some(p),
+                read_only,
+            } => write!(
                 f,
                 "hostPath {p} (volume {volume:?}, {})",
-                if *read_only { "read-only" } else { "read-write" }
+                if *read_only {
+                    "read-only"
+                } else {
+                    "read-write"
+                }
             ),
-            Ask::HostPath { volume, path: None, .. } => write!(f, "hostPath volume {volume:?} with an invalid path"),
+            Ask::HostPath {
+                volume, path: None, ..
+            } => write!(f, "hostPath volume {volume:?} with an invalid path"),
             Ask::HostNamespace(ns) => write!(f, "host {ns} namespace"),
         }
     }
@@ -291,10 +319,20 @@ impl Ask {
         let mut out = Vec::new();
         match (&a.image_ref, &a.image_error) {
             (Some(i), _) => out.push(Ask::Image(i.to_string())),
-            (None, e) => out.push(Ask::InvalidImage(e.clone().unwrap_or_else(|| "no image".into()))),
+            (None, e) => out.push(Ask::InvalidImage(
+                e.clone().unwrap_or_else(|| "no image".into()),
+            )),
         }
-        out.extend(a.capabilities.iter().map(|c| Ask::Capability(c.to_string())));
-        out.extend(a.invalid_capabilities.iter().map(|c| Ask::InvalidCapability(c.clone())));
+        out.extend(
+            a.capabilities
+                .iter()
+                .map(|c| Ask::Capability(c.to_string())),
+        );
+        out.extend(
+            a.invalid_capabilities
+                .iter()
+                .map(|c| Ask::InvalidCapability(c.clone())),
+        );
         if a.runs_as_root {
             out.push(Ask::RunAsRoot);
         }
@@ -324,8 +362,18 @@ impl Ask {
                 out.push(Ask::Volume(v.name.clone(), v.kind));
             }
         }
-        out.extend(a.env_from_secrets.iter().map(|s| Ask::EnvFromSecret(s.clone())));
-        out.extend(request.pod.host_namespaces().into_iter().map(Ask::HostNamespace));
+        out.extend(
+            a.env_from_secrets
+                .iter()
+                .map(|s| Ask::EnvFromSecret(s.clone())),
+        );
+        out.extend(
+            request
+                .pod
+                .host_namespaces()
+                .into_iter()
+                .map(Ask::HostNamespace),
+        );
         out
     }
 
@@ -373,7 +421,9 @@ pub(crate) fn decide(judge: &Judge<'_>, no_policy: NoPolicyVerdict) -> Decision 
             for e in &o.errors {
                 let text = format!("policy {}: {e}", p.name);
                 match p.mode {
-                    Mode::Enforce => d.denials.push(format!("container {:?}: {text}", subject.name)),
+                    Mode::Enforce => d
+                        .denials
+                        .push(format!("container {:?}: {text}", subject.name)),
                     Mode::Warn => d.warnings.push(text),
                     Mode::Audit => push_audit(&mut d.audit, &format!("audit-{}", p.name), &text),
                 }
@@ -381,14 +431,20 @@ pub(crate) fn decide(judge: &Judge<'_>, no_policy: NoPolicyVerdict) -> Decision 
             if !o.applies {
                 continue;
             }
-            if let Some(i) = judge.policies.policies().iter().position(|q| std::ptr::eq(q, *p)) {
+            if let Some(i) = judge
+                .policies
+                .policies()
+                .iter()
+                .position(|q| std::ptr::eq(q, *p))
+            {
                 applied.insert(i);
             }
             for m in &o.failed_validations {
                 match p.mode {
-                    Mode::Enforce => d
-                        .denials
-                        .push(format!("container {:?}: policy {}: {m}", subject.name, p.name)),
+                    Mode::Enforce => d.denials.push(format!(
+                        "container {:?}: policy {}: {m}",
+                        subject.name, p.name
+                    )),
                     Mode::Warn => d.warnings.push(format!("policy {}: {m}", p.name)),
                     Mode::Audit => push_audit(&mut d.audit, &format!("audit-{}", p.name), m),
                 }
@@ -415,7 +471,8 @@ pub(crate) fn decide(judge: &Judge<'_>, no_policy: NoPolicyVerdict) -> Decision 
                     d.warnings.push(format!(
                         "{message}; allowed only because kspy runs audit-only (no policy allows)"
                     ));
-                    d.audit.insert("no-policy".into(), "allowed-audit-only".into());
+                    d.audit
+                        .insert("no-policy".into(), "allowed-audit-only".into());
                 }
             }
             continue;
@@ -432,8 +489,12 @@ pub(crate) fn decide(judge: &Judge<'_>, no_policy: NoPolicyVerdict) -> Decision 
                     .policies
                     .policies()
                     .iter()
-                    .filter(|p| p.mode == Mode::Enforce && !enforcing.iter().any(|e| std::ptr::eq(*e, *p)))
-                    .filter(|p| p.matcher.actions.is_empty() || p.matcher.actions.contains(&request.action))
+                    .filter(|p| {
+                        p.mode == Mode::Enforce && !enforcing.iter().any(|e| std::ptr::eq(*e, *p))
+                    })
+                    .filter(|p| {
+                        p.matcher.actions.is_empty() || p.matcher.actions.contains(&request.action)
+                    })
                     .filter(|p| ask.granted_by(p, subject))
                     .map(|p| format!("{} grants it {}", p.name, p.matcher.describe()))
                     .collect();
@@ -470,7 +531,12 @@ pub(crate) fn decide(judge: &Judge<'_>, no_policy: NoPolicyVerdict) -> Decision 
     if !grants_used.is_empty() {
         let text: Vec<String> = grants_used
             .iter()
-            .map(|(p, asks)| format!("{p}: {}", asks.iter().cloned().collect::<Vec<_>>().join(", ")))
+            .map(|(p, asks)| {
+                format!(
+                    "{p}: {}",
+                    asks.iter().cloned().collect::<Vec<_>>().join(", ")
+                )
+            })
             .collect();
         d.audit.insert("grants".into(), text.join("; "));
     }

@@ -10,9 +10,9 @@ use serde_json::{Value, json};
 
 use crate::asks::VolumeKind;
 use crate::classify::{ContainerList, Subject};
+use crate::pod_security::{Level, conforming_security_context};
 use crate::policy::compiled::CompiledPolicy;
 use crate::policy::spec::{MountTargetVolumes, PodSecurityDefault, TargetContainer};
-use crate::pod_security::{Level, conforming_security_context};
 
 /// Accumulates RFC 6902 `add` operations.
 #[derive(Debug, Default)]
@@ -39,7 +39,9 @@ impl PatchBuilder {
             let mut path = base.to_vec();
             path.push(key.clone());
             match current.get(key) {
-                None | Some(Value::Null) => self.add(path.iter().map(String::as_str), value.clone()),
+                None | Some(Value::Null) => {
+                    self.add(path.iter().map(String::as_str), value.clone())
+                }
                 Some(existing) if existing.is_object() && value.is_object() => {
                     self.fill_absent(&path, existing, value);
                 }
@@ -83,7 +85,10 @@ pub(crate) fn subject_defaults(patch: &mut PatchBuilder, d: &SubjectDefaults<'_>
     };
     let first = |f: &dyn Fn(&CompiledPolicy) -> bool| d.policies.iter().copied().find(|p| f(p));
     let container = &s.container;
-    let pod_containers = d.object["spec"]["containers"].as_array().cloned().unwrap_or_default();
+    let pod_containers = d.object["spec"]["containers"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
 
     let mut target = s.asks.target.clone();
     if s.list == ContainerList::Ephemeral && target.is_none() {
@@ -95,7 +100,10 @@ pub(crate) fn subject_defaults(patch: &mut PatchBuilder, d: &SubjectDefaults<'_>
             _ => None,
         };
         if let Some(name) = chosen.and_then(|c| c["name"].as_str()) {
-            patch.add(at("targetContainerName").iter().map(String::as_str), json!(name));
+            patch.add(
+                at("targetContainerName").iter().map(String::as_str),
+                json!(name),
+            );
             target = Some(name.to_owned());
         }
     }
@@ -111,7 +119,10 @@ pub(crate) fn subject_defaults(patch: &mut PatchBuilder, d: &SubjectDefaults<'_>
             .find(|c| c["name"] == target.as_str())
             .and_then(|c| c["volumeMounts"].as_array().cloned())
             .unwrap_or_default();
-        let mut mounts = container["volumeMounts"].as_array().cloned().unwrap_or_default();
+        let mut mounts = container["volumeMounts"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
         let had_mounts = container.get("volumeMounts").is_some_and(|m| !m.is_null());
         let mut added = Vec::new();
         for m in target_mounts {
@@ -151,7 +162,10 @@ pub(crate) fn subject_defaults(patch: &mut PatchBuilder, d: &SubjectDefaults<'_>
                     patch.add(p.iter().map(String::as_str), m);
                 }
             } else {
-                patch.add(at("volumeMounts").iter().map(String::as_str), Value::Array(added));
+                patch.add(
+                    at("volumeMounts").iter().map(String::as_str),
+                    Value::Array(added),
+                );
             }
         }
     }
@@ -160,14 +174,20 @@ pub(crate) fn subject_defaults(patch: &mut PatchBuilder, d: &SubjectDefaults<'_>
         && let Some(policy) = first(&|p| p.defaults.image_pull_policy.is_some())
             .and_then(|p| p.defaults.image_pull_policy)
     {
-        patch.add(at("imagePullPolicy").iter().map(String::as_str), json!(policy.as_str()));
+        patch.add(
+            at("imagePullPolicy").iter().map(String::as_str),
+            json!(policy.as_str()),
+        );
     }
 
     let mut env_added: Vec<Value> = Vec::new();
     let existing_env = container["env"].as_array().cloned().unwrap_or_default();
     for p in &d.policies {
         for e in &p.defaults.env {
-            let taken = existing_env.iter().chain(&env_added).any(|x| x["name"] == e.name.as_str());
+            let taken = existing_env
+                .iter()
+                .chain(&env_added)
+                .any(|x| x["name"] == e.name.as_str());
             if !taken {
                 env_added.push(json!({"name": e.name, "value": e.value}));
             }
@@ -181,7 +201,10 @@ pub(crate) fn subject_defaults(patch: &mut PatchBuilder, d: &SubjectDefaults<'_>
                 patch.add(p.iter().map(String::as_str), e);
             }
         } else {
-            patch.add(at("env").iter().map(String::as_str), Value::Array(env_added));
+            patch.add(
+                at("env").iter().map(String::as_str),
+                Value::Array(env_added),
+            );
         }
     }
 
@@ -207,7 +230,10 @@ pub(crate) fn subject_defaults(patch: &mut PatchBuilder, d: &SubjectDefaults<'_>
         if current.is_object() {
             patch.fill_absent(&at("securityContext"), current, &Value::Object(wanted));
         } else {
-            patch.add(at("securityContext").iter().map(String::as_str), Value::Object(wanted));
+            patch.add(
+                at("securityContext").iter().map(String::as_str),
+                Value::Object(wanted),
+            );
         }
     }
     notes
@@ -252,7 +278,13 @@ fn volume_kind(object: &Value, name: &str) -> VolumeKind {
 
 /// A mirrored mount must be one the validating pass will grant, or the default would turn an
 /// allowed request into a denied one.
-fn mount_granted(policies: &[&CompiledPolicy], object: &Value, name: &str, kind: VolumeKind, read_only: bool) -> bool {
+fn mount_granted(
+    policies: &[&CompiledPolicy],
+    object: &Value,
+    name: &str,
+    kind: VolumeKind,
+    read_only: bool,
+) -> bool {
     match kind {
         VolumeKind::HostPath => {
             let path = object["spec"]["volumes"]

@@ -11,8 +11,8 @@ use crate::cel::{CelEnv, Expression, json_to_cel};
 use crate::classify::{Action, Classifier, classify};
 use crate::decide::{Decision, Judge, decide};
 use crate::defaults::{PatchBuilder, SubjectDefaults, subject_defaults};
-use crate::policy::{LoadError, LoadErrors, Mode, PolicySet};
 use crate::pod_security::{enforced_level, suggested_profile, violations};
+use crate::policy::{LoadError, LoadErrors, Mode, PolicySet};
 use crate::review::ParsedReview;
 
 /// What to do when no Enforce policy applies to a debug container.
@@ -140,22 +140,23 @@ impl fmt::Debug for Engine {
 impl Engine {
     /// Builds an engine; the classifier expressions are compiled here.
     pub fn new(policies: PolicySet, settings: Settings) -> Result<Engine, LoadErrors> {
-        let compile = |name: &str, source: &Option<String>| -> Result<Option<Expression>, LoadErrors> {
-            source
-                .as_deref()
-                .map(|s| {
-                    Expression::compile(s).map_err(|e| {
-                        LoadErrors::one(LoadError {
-                            file: "settings".into(),
-                            document: None,
-                            policy: None,
-                            field: Some(name.into()),
-                            message: e.to_string(),
+        let compile =
+            |name: &str, source: &Option<String>| -> Result<Option<Expression>, LoadErrors> {
+                source
+                    .as_deref()
+                    .map(|s| {
+                        Expression::compile(s).map_err(|e| {
+                            LoadErrors::one(LoadError {
+                                file: "settings".into(),
+                                document: None,
+                                policy: None,
+                                field: Some(name.into()),
+                                message: e.to_string(),
+                            })
                         })
                     })
-                })
-                .transpose()
-        };
+                    .transpose()
+            };
         Ok(Engine {
             copy_classifier: compile("copyClassifier", &settings.copy_classifier)?,
             node_classifier: compile("nodeClassifier", &settings.node_classifier)?,
@@ -177,9 +178,17 @@ impl Engine {
 
     /// Answers one review. Never panics on input; anything that cannot be judged is denied
     /// with the reason.
-    pub fn judge(&self, review: &ParsedReview, endpoint: Endpoint, namespace: Option<&Namespace>) -> Judgement {
+    pub fn judge(
+        &self,
+        review: &ParsedReview,
+        endpoint: Endpoint,
+        namespace: Option<&Namespace>,
+    ) -> Judgement {
         let base = AdmissionResponse::from(review.request());
-        let classifier = CelClassifier { engine: self, namespace };
+        let classifier = CelClassifier {
+            engine: self,
+            namespace,
+        };
         let request = match classify(review, &classifier) {
             Ok(Some(r)) => r,
             Ok(None) => {
@@ -191,7 +200,15 @@ impl Engine {
                     subjects: Vec::new(),
                 };
             }
-            Err(e) => return denial(base, None, Vec::new(), Vec::new(), format!("kspy cannot judge this request: {e}")),
+            Err(e) => {
+                return denial(
+                    base,
+                    None,
+                    Vec::new(),
+                    Vec::new(),
+                    format!("kspy cannot judge this request: {e}"),
+                );
+            }
         };
         let subjects: Vec<String> = request.subjects.iter().map(|s| s.name.clone()).collect();
         let judge = Judge::new(&self.env, &self.policies, review, &request, namespace);
@@ -204,7 +221,8 @@ impl Engine {
                 if decision.allowed() {
                     let mut response = base;
                     response.audit_annotations = decision.audit.into_iter().collect();
-                    response.warnings = (!decision.warnings.is_empty()).then_some(decision.warnings);
+                    response.warnings =
+                        (!decision.warnings.is_empty()).then_some(decision.warnings);
                     Judgement {
                         response,
                         action,
@@ -216,7 +234,8 @@ impl Engine {
                     let message = denial_message(review, &request, &decision);
                     let mut j = denial(base, action, decision.policies, subjects, message);
                     j.response.audit_annotations = decision.audit.into_iter().collect();
-                    j.response.warnings = (!decision.warnings.is_empty()).then_some(decision.warnings);
+                    j.response.warnings =
+                        (!decision.warnings.is_empty()).then_some(decision.warnings);
                     j
                 }
             }
@@ -311,7 +330,11 @@ fn denial(
     }
 }
 
-fn denial_message(review: &ParsedReview, request: &crate::classify::DebugRequest, d: &Decision) -> String {
+fn denial_message(
+    review: &ParsedReview,
+    request: &crate::classify::DebugRequest,
+    d: &Decision,
+) -> String {
     let ns = review.namespace().unwrap_or("");
     let what = match request.action {
         Action::Attach => format!("debug container for pod {ns}/{}", review.name()),
@@ -329,7 +352,12 @@ fn denial_message(review: &ParsedReview, request: &crate::classify::DebugRequest
 fn pod_name(review: &ParsedReview) -> String {
     review
         .pod()
-        .and_then(|p| p.metadata.name.clone().or_else(|| p.metadata.generate_name.clone()))
+        .and_then(|p| {
+            p.metadata
+                .name
+                .clone()
+                .or_else(|| p.metadata.generate_name.clone())
+        })
         .unwrap_or_else(|| review.name().to_owned())
 }
 

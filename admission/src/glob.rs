@@ -153,11 +153,31 @@ mod tests {
     #[test]
     fn image_patterns_match_normalized_references() {
         let cases: &[(&str, &str, bool)] = &[
-            ("registry.example.com/debug/*", "registry.example.com/debug/tools:1.0", true),
-            ("registry.example.com/debug/*", "registry.example.com/debug/a/b:1", false),
-            ("registry.example.com/debug/**", "registry.example.com/debug/a/b:1", true),
-            ("registry.example.com/debug/*", "registry.example.com.evil.io/debug/tools", false),
-            ("registry.example.com/*", "registry.example.com.evil.io/x", false),
+            (
+                "registry.example.com/debug/*",
+                "registry.example.com/debug/tools:1.0",
+                true,
+            ),
+            (
+                "registry.example.com/debug/*",
+                "registry.example.com/debug/a/b:1",
+                false,
+            ),
+            (
+                "registry.example.com/debug/**",
+                "registry.example.com/debug/a/b:1",
+                true,
+            ),
+            (
+                "registry.example.com/debug/*",
+                "registry.example.com.evil.io/debug/tools",
+                false,
+            ),
+            (
+                "registry.example.com/*",
+                "registry.example.com.evil.io/x",
+                false,
+            ),
             ("busybox", "docker.io/library/busybox", true),
             ("busybox", "busybox:1.36", true),
             ("busybox:1.*", "busybox:1.36", true),

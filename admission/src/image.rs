@@ -48,7 +48,10 @@ impl ImageRef {
         if reference.is_empty() {
             return Err(err("the reference is empty"));
         }
-        if reference.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        if reference
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control())
+        {
             return Err(err("it contains white space or control characters"));
         }
         let (rest, digest) = match reference.split_once('@') {
@@ -230,9 +233,9 @@ fn check_digest(digest: &str) -> Result<(), &'static str> {
         return Err("the digest must be algorithm:hex");
     };
     let algorithm_ok = !algorithm.is_empty()
-        && algorithm
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '+' | '.' | '_' | '-'));
+        && algorithm.chars().all(|c| {
+            c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '+' | '.' | '_' | '-')
+        });
     if !algorithm_ok {
         return Err("the digest algorithm is invalid");
     }
@@ -256,14 +259,26 @@ mod tests {
         let cases = [
             ("busybox", "docker.io/library/busybox:latest"),
             ("busybox:1.36", "docker.io/library/busybox:1.36"),
-            ("docker.io/library/busybox", "docker.io/library/busybox:latest"),
+            (
+                "docker.io/library/busybox",
+                "docker.io/library/busybox:latest",
+            ),
             ("docker.io/busybox", "docker.io/library/busybox:latest"),
-            ("index.docker.io/library/busybox:1", "docker.io/library/busybox:1"),
+            (
+                "index.docker.io/library/busybox:1",
+                "docker.io/library/busybox:1",
+            ),
             ("nicolaka/netshoot", "docker.io/nicolaka/netshoot:latest"),
-            ("registry.example.com/debug/tools:v1", "registry.example.com/debug/tools:v1"),
+            (
+                "registry.example.com/debug/tools:v1",
+                "registry.example.com/debug/tools:v1",
+            ),
             ("localhost/tools", "localhost/tools:latest"),
             ("localhost:5000/tools:2", "localhost:5000/tools:2"),
-            ("registry.example.com:5000/a/b/c", "registry.example.com:5000/a/b/c:latest"),
+            (
+                "registry.example.com:5000/a/b/c",
+                "registry.example.com:5000/a/b/c:latest",
+            ),
         ];
         for (input, want) in cases {
             assert_eq!(ImageRef::parse(input).unwrap().to_string(), want, "{input}");

@@ -26,16 +26,16 @@ pub mod engine;
 pub mod glob;
 pub mod hostpath;
 pub mod image;
-pub mod policy;
 pub mod pod_security;
+pub mod policy;
 pub mod review;
 pub mod testing;
 
 pub use asks::Asks;
-pub use engine::{Endpoint, Engine, Judgement, NoPolicyVerdict, Settings, Verdict, review_json};
-pub use policy::{LoadError, LoadErrors, PolicySet};
 pub use capability::Capability;
 pub use classify::{Action, DebugRequest, Subject};
+pub use engine::{Endpoint, Engine, Judgement, NoPolicyVerdict, Settings, Verdict, review_json};
+pub use policy::{LoadError, LoadErrors, PolicySet};
 
 pub use hostpath::HostPath;
 pub use image::ImageRef;

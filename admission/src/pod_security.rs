@@ -129,13 +129,15 @@ pub fn violations(
         if sc["allowPrivilegeEscalation"] != json!(false) {
             out.push("allowPrivilegeEscalation not set to false".to_owned());
         }
-        let non_root = sc["runAsNonRoot"] == json!(true) || (sc["runAsNonRoot"].is_null() && pod_sc["runAsNonRoot"] == json!(true));
+        let non_root = sc["runAsNonRoot"] == json!(true)
+            || (sc["runAsNonRoot"].is_null() && pod_sc["runAsNonRoot"] == json!(true));
         if !non_root || asks.runs_as_root {
             out.push("running as root (runAsNonRoot must be true)".to_owned());
         }
-        let drops_all = sc["capabilities"]["drop"]
-            .as_array()
-            .is_some_and(|d| d.iter().any(|c| c.as_str().is_some_and(|c| c.eq_ignore_ascii_case("ALL"))));
+        let drops_all = sc["capabilities"]["drop"].as_array().is_some_and(|d| {
+            d.iter()
+                .any(|c| c.as_str().is_some_and(|c| c.eq_ignore_ascii_case("ALL")))
+        });
         if !drops_all {
             out.push("capabilities not dropping ALL".to_owned());
         }

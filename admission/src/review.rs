@@ -70,7 +70,10 @@ impl ParsedReview {
         if kind != KIND {
             return Err(ReviewError::NotAReview(kind.to_owned()));
         }
-        let api_version = envelope.get("apiVersion").and_then(Value::as_str).unwrap_or("");
+        let api_version = envelope
+            .get("apiVersion")
+            .and_then(Value::as_str)
+            .unwrap_or("");
         if api_version != API_VERSION {
             return Err(ReviewError::WrongApiVersion(api_version.to_owned()));
         }
@@ -82,9 +85,8 @@ impl ParsedReview {
         let old_object = request.remove("oldObject").filter(|v| !v.is_null());
         let review = AdmissionReview::<DynamicObject>::deserialize(&value)
             .map_err(ReviewError::MalformedRequest)?;
-        let request: AdmissionRequest<DynamicObject> = review
-            .try_into()
-            .map_err(|_| ReviewError::MissingRequest)?;
+        let request: AdmissionRequest<DynamicObject> =
+            review.try_into().map_err(|_| ReviewError::MissingRequest)?;
         let is_pod = request.resource.group.is_empty()
             && request.resource.version == "v1"
             && request.resource.resource == "pods";
@@ -194,7 +196,10 @@ mod tests {
     fn envelope_errors_are_specific() {
         assert!(matches!(review("{"), Err(ReviewError::NotJson(_))));
         assert!(matches!(review("[]"), Err(ReviewError::NotAReview(_))));
-        assert!(matches!(review(r#"{"kind":"Pod"}"#), Err(ReviewError::NotAReview(_))));
+        assert!(matches!(
+            review(r#"{"kind":"Pod"}"#),
+            Err(ReviewError::NotAReview(_))
+        ));
         assert!(matches!(
             review(r#"{"kind":"AdmissionReview","apiVersion":"admission.k8s.io/v1beta1","request":{}}"#),
             Err(ReviewError::WrongApiVersion(v)) if v == "admission.k8s.io/v1beta1"
@@ -204,14 +209,25 @@ mod tests {
             Err(ReviewError::MissingRequest)
         ));
         assert!(matches!(
-            review(r#"{"kind":"AdmissionReview","apiVersion":"admission.k8s.io/v1","request":{"uid":5}}"#),
+            review(
+                r#"{"kind":"AdmissionReview","apiVersion":"admission.k8s.io/v1","request":{"uid":5}}"#
+            ),
             Err(ReviewError::MalformedRequest(_))
         ));
         let bad_pod = format!(
             r#"{{"kind":"AdmissionReview","apiVersion":"admission.k8s.io/v1","request":{{{HEADER},"object":{{"spec":{{"containers":"nope"}}}}}}}}"#
         );
         let err = review(&bad_pod).unwrap_err();
-        assert!(matches!(err, ReviewError::MalformedPod { field: "object", .. }), "{err}");
+        assert!(
+            matches!(
+                err,
+                ReviewError::MalformedPod {
+                    field: "object",
+                    ..
+                }
+            ),
+            "{err}"
+        );
     }
 
     #[test]

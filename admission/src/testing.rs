@@ -218,7 +218,8 @@ fn suites(dir: &Path) -> Result<Vec<Suite>, TestError> {
     files.sort();
     let mut out = Vec::new();
     for file in files {
-        let text = read_file(&file).map_err(|e| TestError::Io(format!("{}: {e}", file.display())))?;
+        let text =
+            read_file(&file).map_err(|e| TestError::Io(format!("{}: {e}", file.display())))?;
         let docs: Vec<Value> = serde_saphyr::from_multiple(&text)
             .map_err(|e| TestError::Io(format!("{}: not valid YAML: {e}", file.display())))?;
         for (i, v) in docs.into_iter().enumerate() {
@@ -232,7 +233,10 @@ fn suites(dir: &Path) -> Result<Vec<Suite>, TestError> {
                 message,
             };
             if v.get("apiVersion").and_then(Value::as_str) != Some(API_VERSION) {
-                return Err(suite_error("apiVersion".into(), format!("expected {API_VERSION}")));
+                return Err(suite_error(
+                    "apiVersion".into(),
+                    format!("expected {API_VERSION}"),
+                ));
             }
             let doc: TestDocument = serde_path_to_error::deserialize(&v)
                 .map_err(|e| suite_error(e.path().to_string(), e.into_inner().to_string()))?;
@@ -268,7 +272,9 @@ fn fixture_path(root: &Path, suite_file: &Path, review: &str) -> Result<PathBuf,
         .canonicalize()
         .map_err(|e| format!("review {review:?}: {e}"))?;
     if !path.starts_with(root) {
-        return Err(format!("review {review:?} lies outside the policy directory"));
+        return Err(format!(
+            "review {review:?} lies outside the policy directory"
+        ));
     }
     Ok(path)
 }
@@ -289,7 +295,10 @@ fn run_case(
     {
         let mut groups = u.groups.clone();
         groups.push("system:authenticated".into());
-        req.insert("userInfo".into(), serde_json::json!({"username": u.username, "groups": groups}));
+        req.insert(
+            "userInfo".into(),
+            serde_json::json!({"username": u.username, "groups": groups}),
+        );
     }
     let review = ParsedReview::from_value(value).map_err(|e| format!("{}: {e}", path.display()))?;
     let namespace = review.namespace().and_then(|n| namespaces.get(n));
@@ -305,8 +314,16 @@ fn run_case(
         failures.push(format!(
             "expected {}, got {}{}",
             if e.allowed { "allowed" } else { "denied" },
-            if j.response.allowed { "allowed" } else { "denied" },
-            if message.is_empty() { String::new() } else { format!(": {message}") }
+            if j.response.allowed {
+                "allowed"
+            } else {
+                "denied"
+            },
+            if message.is_empty() {
+                String::new()
+            } else {
+                format!(": {message}")
+            }
         ));
     }
     if let Some(want) = &e.policies {
@@ -318,7 +335,9 @@ fn run_case(
     }
     for s in &e.message_contains {
         if !message.contains(s.as_str()) {
-            failures.push(format!("message does not contain {s:?}; message: {message}"));
+            failures.push(format!(
+                "message does not contain {s:?}; message: {message}"
+            ));
         }
     }
     for s in &e.message_excludes {
@@ -335,12 +354,16 @@ fn run_case(
     for (k, v) in &e.audit_annotations {
         match j.response.audit_annotations.get(k) {
             Some(got) if got == v => {}
-            got => failures.push(format!("audit annotation {k:?}: expected {v:?}, got {got:?}")),
+            got => failures.push(format!(
+                "audit annotation {k:?}: expected {v:?}, got {got:?}"
+            )),
         }
     }
     if let Some(want) = &e.patch {
         let got: Vec<Value> = match &j.response.patch {
-            Some(bytes) => serde_json::from_slice(bytes).map_err(|e| format!("patch is not JSON: {e}"))?,
+            Some(bytes) => {
+                serde_json::from_slice(bytes).map_err(|e| format!("patch is not JSON: {e}"))?
+            }
             None => Vec::new(),
         };
         if &got != want {

@@ -36,10 +36,25 @@ fn shipped_policy_tests_pass() {
         .results
         .iter()
         .filter(|r| !r.passed())
-        .map(|r| format!("{} / {}:\n    {}", r.suite, r.case, r.failures.join("\n    ")))
+        .map(|r| {
+            format!(
+                "{} / {}:\n    {}",
+                r.suite,
+                r.case,
+                r.failures.join("\n    ")
+            )
+        })
         .collect();
-    assert!(failures.is_empty(), "failing cases:\n{}", failures.join("\n"));
-    assert!(report.results.len() >= 20, "only {} cases", report.results.len());
+    assert!(
+        failures.is_empty(),
+        "failing cases:\n{}",
+        failures.join("\n")
+    );
+    assert!(
+        report.results.len() >= 20,
+        "only {} cases",
+        report.results.len()
+    );
 }
 
 /// Every fixture decodes into kube's AdmissionReview with k8s-openapi Pods and encodes back to
@@ -59,7 +74,10 @@ fn fixtures_round_trip_through_kubernetes_types() {
         let review: kube::core::admission::AdmissionReview<Pod> =
             serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         let request = review.request.as_ref().unwrap();
-        for (field, pod) in [("object", &request.object), ("oldObject", &request.old_object)] {
+        for (field, pod) in [
+            ("object", &request.object),
+            ("oldObject", &request.old_object),
+        ] {
             let Some(pod) = pod else { continue };
             let again = serde_json::to_value(pod).unwrap();
             assert_eq!(

@@ -144,7 +144,12 @@ impl Match {
 
     /// "to groups [sre] in namespaces [prod-*]", for denials that point elsewhere.
     pub fn describe(&self) -> String {
-        let list = |p: &[NamePattern]| p.iter().map(NamePattern::as_str).collect::<Vec<_>>().join(", ");
+        let list = |p: &[NamePattern]| {
+            p.iter()
+                .map(NamePattern::as_str)
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
         let mut who = Vec::new();
         if !self.groups.is_empty() {
             who.push(format!("groups [{}]", list(&self.groups)));
@@ -153,7 +158,10 @@ impl Match {
             who.push(format!("users [{}]", list(&self.users)));
         }
         if !self.service_accounts.is_empty() {
-            who.push(format!("service accounts [{}]", list(&self.service_accounts)));
+            who.push(format!(
+                "service accounts [{}]",
+                list(&self.service_accounts)
+            ));
         }
         let mut text = if who.is_empty() {
             "to everyone".to_owned()
@@ -362,24 +370,43 @@ impl CompiledPolicy {
         let mut variables = Vec::new();
         for (i, v) in spec.variables.iter().enumerate() {
             if seen_vars.contains(&v.name.as_str()) {
-                fail(format!("spec.variables[{i}].name"), format!("duplicate variable {:?}", v.name));
+                fail(
+                    format!("spec.variables[{i}].name"),
+                    format!("duplicate variable {:?}", v.name),
+                );
             }
             seen_vars.push(&v.name);
-            if let Some(e) = compile(format!("spec.variables[{i}].expression"), &v.expression, &mut fail) {
+            if let Some(e) = compile(
+                format!("spec.variables[{i}].expression"),
+                &v.expression,
+                &mut fail,
+            ) {
                 variables.push((v.name.clone(), e));
             }
         }
         let mut conditions = Vec::new();
         for (i, c) in spec.conditions.iter().enumerate() {
-            if let Some(e) = compile(format!("spec.conditions[{i}].expression"), &c.expression, &mut fail) {
+            if let Some(e) = compile(
+                format!("spec.conditions[{i}].expression"),
+                &c.expression,
+                &mut fail,
+            ) {
                 conditions.push((c.name.clone(), e));
             }
         }
         let mut validations = Vec::new();
         for (i, v) in spec.validations.iter().enumerate() {
-            let expression = compile(format!("spec.validations[{i}].expression"), &v.expression, &mut fail);
+            let expression = compile(
+                format!("spec.validations[{i}].expression"),
+                &v.expression,
+                &mut fail,
+            );
             let message_expression = v.message_expression.as_deref().and_then(|m| {
-                compile(format!("spec.validations[{i}].messageExpression"), m, &mut fail)
+                compile(
+                    format!("spec.validations[{i}].messageExpression"),
+                    m,
+                    &mut fail,
+                )
             });
             if let Some(expression) = expression {
                 validations.push(Validation {
@@ -423,16 +450,26 @@ impl CompiledPolicy {
 
         let d = &spec.defaults;
         if let Some(sc) = &d.security_context
-            && let Err(e) = serde_json::from_value::<k8s_openapi::api::core::v1::SecurityContext>(sc.clone())
+            && let Err(e) =
+                serde_json::from_value::<k8s_openapi::api::core::v1::SecurityContext>(sc.clone())
         {
-            fail("spec.defaults.securityContext".into(), format!("not a container securityContext: {e}"));
+            fail(
+                "spec.defaults.securityContext".into(),
+                format!("not a container securityContext: {e}"),
+            );
         }
         if d.security_context.as_ref().is_some_and(|v| !v.is_object()) {
-            fail("spec.defaults.securityContext".into(), "must be a mapping".into());
+            fail(
+                "spec.defaults.securityContext".into(),
+                "must be a mapping".into(),
+            );
         }
         for (i, e) in d.env.iter().enumerate() {
             if e.name.is_empty() || e.name.contains('=') {
-                fail(format!("spec.defaults.env[{i}].name"), format!("{:?} is not a variable name", e.name));
+                fail(
+                    format!("spec.defaults.env[{i}].name"),
+                    format!("{:?} is not a variable name", e.name),
+                );
             }
         }
 

@@ -159,7 +159,9 @@ impl PolicySet {
         if !errors.is_empty() {
             return Err(LoadErrors(errors));
         }
-        let uses = policies.iter().fold(Uses::default(), |u, p| u.union(p.uses));
+        let uses = policies
+            .iter()
+            .fold(Uses::default(), |u, p| u.union(p.uses));
         Ok(PolicySet {
             policies,
             files: Vec::new(),
@@ -213,10 +215,14 @@ pub(crate) fn collect_files(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), St
         }
         let path = entry.path();
         // `metadata` follows symlinks: ConfigMap volume files are links into `..data`.
-        let meta = std::fs::metadata(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let meta =
+            std::fs::metadata(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
         if meta.is_dir() {
             collect_files(&path, out)?;
-        } else if matches!(path.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")) {
+        } else if matches!(
+            path.extension().and_then(|e| e.to_str()),
+            Some("yaml" | "yml")
+        ) {
             out.push(path);
         }
     }
@@ -271,7 +277,10 @@ fn decode(value: Value, origin: Origin, errors: &mut Vec<LoadError>) -> Option<C
         message,
     };
     let kind = value.get("kind").and_then(Value::as_str).unwrap_or("");
-    let api_version = value.get("apiVersion").and_then(Value::as_str).unwrap_or("");
+    let api_version = value
+        .get("apiVersion")
+        .and_then(Value::as_str)
+        .unwrap_or("");
     if kind == TEST_KIND {
         return None;
     }

@@ -1,0 +1,167 @@
+//! Issue point 4: the CEL environment. Each row of the README's function table is backed by a
+//! row here: the expression is evaluated as a policy validation against a real request.
+
+mod common;
+
+use common::*;
+use serde_json::json;
+
+/// Evaluates `expr` as a validation for an SRE attaching busybox with SYS_PTRACE.
+fn holds(expr: &str) -> Result<bool, String> {
+    let yaml = format!(
+        "apiVersion: kspy.dev/v1alpha1\nkind: DebugPolicy\nmetadata: {{name: p}}\nspec:\n  grant:\n    images: ['**']\n    capabilities: [SYS_PTRACE]\n    runAsRoot: true\n  validations:\n    - expression: {}\n      message: rule failed\n",
+        serde_json::to_string(expr).unwrap()
+    );
+    let set = kspy_admission::PolicySet::from_yaml("t.yaml", &yaml).map_err(|e| e.to_string())?;
+    let engine = kspy_admission::Engine::new(set, Default::default()).unwrap();
+    let mut dbg = debugger("dbg", "busybox:1.36");
+    dbg["securityContext"] = json!({"capabilities": {"add": ["SYS_PTRACE"]}, "runAsUser": 0});
+    dbg["env"] = json!([{"name": "KSPY_REASON", "value": " INC-1 slow "}]);
+    let j = validate(
+        &engine,
+        &attach("prod", "alice", &["sre", "oncall"], vec![], vec![dbg]),
+    );
+    let msg = &j.response.result.message;
+    if j.response.allowed {
+        Ok(true)
+    } else if msg.contains("rule failed") {
+        Ok(false)
+    } else {
+        Err(msg.clone())
+    }
+}
+
+#[test]
+fn kubernetes_cel_function_table() {
+    let rows: &[(&str, &str)] = &[
+        // variables
+        (
+            "variables",
+            "container.name == 'dbg' && target == null && request.userInfo.username == 'alice'",
+        ),
+        (
+            "variables",
+            "asks.image == 'docker.io/library/busybox:1.36' && asks.capabilities == ['SYS_PTRACE']",
+        ),
+        (
+            "variables",
+            "object.metadata.name == 'web-1' && oldObject.spec.containers.size() == 2",
+        ),
+        (
+            "variables",
+            "request.operation == 'UPDATE' && request.subResource == 'ephemeralcontainers'",
+        ),
+        // integers bound from JSON are int, so arithmetic works
+        ("int", "container.securityContext.runAsUser + 1 == 1"),
+        // standard macros
+        (
+            "macros",
+            "has(container.env) && container.env.exists(e, e.name == 'KSPY_REASON')",
+        ),
+        ("macros", "request.userInfo.groups.all(g, g.size() > 0)"),
+        (
+            "macros",
+            "request.userInfo.groups.exists_one(g, g == 'sre')",
+        ),
+        (
+            "macros",
+            "request.userInfo.groups.filter(g, g.startsWith('o')) == ['oncall']",
+        ),
+        (
+            "macros",
+            "request.userInfo.groups.map(g, g.size()) == [3, 6]",
+        ),
+        // strings
+        ("lowerAscii", "'SRE'.lowerAscii() == 'sre'"),
+        ("upperAscii", "'sre'.upperAscii() == 'SRE'"),
+        (
+            "split",
+            "asks.image.split('/') == ['docker.io', 'library', 'busybox:1.36']",
+        ),
+        ("join", "['a', 'b'].join('-') == 'a-b'"),
+        ("replace", "'a-b'.replace('-', '_') == 'a_b'"),
+        ("trim", "container.env[0].value.trim() == 'INC-1 slow'"),
+        ("indexOf", "'busybox'.indexOf('box') == 4"),
+        ("lastIndexOf", "'a.b.c'.lastIndexOf('.') == 3"),
+        ("substring", "'busybox'.substring(0, 4) == 'busy'"),
+        ("charAt", "'busybox'.charAt(0) == 'b'"),
+        (
+            "startsWith/endsWith/contains",
+            "asks.image.startsWith('docker.io/') && asks.image.endsWith(':1.36') && asks.image.contains('busybox')",
+        ),
+        (
+            "matches",
+            "asks.image.matches('^docker\\\\.io/library/[a-z]+:[0-9.]+$')",
+        ),
+        ("format", "'%s/%s'.format(['a', 'b']) == 'a/b'"),
+        // lists
+        ("sum", "[1, 2, 3].sum() == 6"),
+        ("min/max", "[3, 1, 2].min() == 1 && [3, 1, 2].max() == 3"),
+        ("isSorted", "[1, 2, 3].isSorted() && !['b', 'a'].isSorted()"),
+        (
+            "indexOf (list)",
+            "request.userInfo.groups.indexOf('oncall') == 1",
+        ),
+        // sets, regex, math, encoders
+        (
+            "sets",
+            "sets.contains(request.userInfo.groups, ['sre']) && sets.intersects(['a'], ['a', 'b'])",
+        ),
+        ("find", "'v1.36.0'.find('[0-9]+') == '1'"),
+        ("findAll", "'a1b22'.findAll('[0-9]+') == ['1', '22']"),
+        (
+            "math",
+            "math.greatest(1, 5, 3) == 5 && math.least(4, 2) == 2",
+        ),
+        ("base64", "base64.encode(b'hi') == 'aGk='"),
+        // Kubernetes libraries
+        (
+            "quantity",
+            "quantity('1Gi').isGreaterThan(quantity('512Mi'))",
+        ),
+        (
+            "ip/cidr",
+            "cidr('10.0.0.0/8').containsIP(ip('10.1.2.3')) && isIP('::1')",
+        ),
+        (
+            "url",
+            "url('https://registry.example.com:5000/v2').getHost() == 'registry.example.com:5000'",
+        ),
+        ("semver", "semver('1.36.0').isGreaterThan(semver('1.2.3'))"),
+    ];
+    let mut failed = Vec::new();
+    for (name, expr) in rows {
+        match holds(expr) {
+            Ok(true) => {}
+            other => failed.push(format!("{name}: {expr}\n    -> {other:?}")),
+        }
+    }
+    assert!(
+        failed.is_empty(),
+        "{} rows failed:\n{}",
+        failed.len(),
+        failed.join("\n")
+    );
+}
+
+#[test]
+fn false_is_false() {
+    assert_eq!(holds("container.name == 'other'"), Ok(false));
+    assert_eq!(holds("'a'.upperAscii() == 'a'"), Ok(false));
+}
+
+#[test]
+fn evaluation_errors_deny_with_the_error() {
+    // A missing key is an evaluation error: the request is denied, the error is shown.
+    let err = holds("container.securityContext.privileged == false").unwrap_err();
+    assert!(
+        err.contains(
+            "validation 1 (container.securityContext.privileged == false) failed to evaluate"
+        ),
+        "{err}"
+    );
+    assert!(err.contains("privileged"), "{err}");
+    // A non-bool result is an error too.
+    let err = holds("container.name").unwrap_err();
+    assert!(err.contains("expected a bool, got string"), "{err}");
+}

@@ -1,0 +1,157 @@
+//! Issue point 1: which requests are debug requests, and who in them is judged.
+
+mod common;
+
+use common::*;
+use kspy_admission::classify::{Action, ContainerList, NoClassifier, classify};
+use kspy_admission::{ParsedReview, Settings, Verdict};
+use serde_json::json;
+
+fn classified(review: serde_json::Value) -> Option<(Action, Vec<String>)> {
+    let parsed = ParsedReview::from_value(review).unwrap();
+    classify(&parsed, &NoClassifier).unwrap().map(|r| {
+        (
+            r.action,
+            r.subjects.iter().map(|s| s.name.clone()).collect(),
+        )
+    })
+}
+
+#[test]
+fn attach_judges_only_containers_new_by_name() {
+    let old = vec![
+        json!({"name": "dbg-old", "image": "busybox", "securityContext": {"privileged": true}}),
+    ];
+    let new = vec![debugger("dbg-new", "busybox")];
+    let (action, subjects) = classified(attach("ns", "u", &[], old, new)).unwrap();
+    assert_eq!(action, Action::Attach);
+    assert_eq!(subjects, ["dbg-new"]);
+}
+
+#[test]
+fn an_existing_container_changed_in_place_is_judged() {
+    let old = vec![debugger("dbg", "busybox")];
+    let mut r = attach("ns", "u", &[], old, vec![]);
+    r["request"]["object"]["spec"]["ephemeralContainers"][0]["securityContext"] =
+        json!({"privileged": true});
+    let (_, subjects) = classified(r).unwrap();
+    assert_eq!(subjects, ["dbg"]);
+}
+
+#[test]
+fn attach_adding_nothing_is_allowed_with_nothing_to_judge() {
+    let r = attach("ns", "u", &[], vec![debugger("dbg", "busybox")], vec![]);
+    let (_, subjects) = classified(r.clone()).unwrap();
+    assert!(subjects.is_empty());
+    let j = validate(&engine(""), &r);
+    assert!(j.response.allowed);
+}
+
+#[test]
+fn copies_and_node_pods_are_recognised() {
+    let mut copy = pod("ns");
+    copy["metadata"]["labels"] = json!({"kspy.dev/debug": "copy"});
+    let (action, subjects) = classified(create("ns", "u", &[], copy)).unwrap();
+    assert_eq!(action, Action::Copy);
+    assert_eq!(subjects, ["app", "sidecar"]);
+
+    let mut node = pod("default");
+    node["metadata"]["name"] = json!("node-debugger-node-a-x1");
+    node["spec"]["nodeName"] = json!("node-a");
+    assert_eq!(
+        classified(create("default", "u", &[], node.clone()))
+            .unwrap()
+            .0,
+        Action::Node
+    );
+
+    // The name alone, without nodeName, is not kubectl debug node's shape.
+    node["spec"]["nodeName"] = json!(null);
+    assert!(classified(create("default", "u", &[], node)).is_none());
+}
+
+#[test]
+fn everything_else_is_not_a_debug_request() {
+    // A plain pod.
+    assert!(classified(create("ns", "u", &[], pod("ns"))).is_none());
+    // Another resource.
+    let mut r = create(
+        "ns",
+        "u",
+        &[],
+        json!({"metadata": {"name": "d"}, "spec": {"replicas": 1}}),
+    );
+    r["request"]["resource"] = json!({"group": "apps", "version": "v1", "resource": "deployments"});
+    assert!(classified(r).is_none());
+    // Another subresource and another operation on pods.
+    let mut r = attach("ns", "u", &[], vec![], vec![debugger("d", "busybox")]);
+    r["request"]["subResource"] = json!("status");
+    assert!(classified(r.clone()).is_none());
+    r["request"]["operation"] = json!("DELETE");
+    r["request"]["subResource"] = json!(null);
+    assert!(classified(r).is_none());
+    // And such requests are allowed untouched.
+    let j = validate(&engine(""), &create("ns", "u", &[], pod("ns")));
+    assert!(j.response.allowed);
+    assert_eq!(j.verdict, Verdict::NotDebug);
+    assert!(j.response.patch.is_none());
+}
+
+#[test]
+fn subjects_know_their_place_for_patches() {
+    let mut copy = pod("ns");
+    copy["metadata"]["labels"] = json!({"kspy.dev/debug": "copy"});
+    copy["spec"]["initContainers"] = json!([{"name": "init", "image": "busybox"}]);
+    let parsed = ParsedReview::from_value(create("ns", "u", &[], copy)).unwrap();
+    let req = classify(&parsed, &NoClassifier).unwrap().unwrap();
+    let places: Vec<(ContainerList, usize)> =
+        req.subjects.iter().map(|s| (s.list, s.index)).collect();
+    assert_eq!(
+        places,
+        [
+            (ContainerList::InitContainers, 0),
+            (ContainerList::Containers, 0),
+            (ContainerList::Containers, 1)
+        ]
+    );
+}
+
+#[test]
+fn a_missing_old_object_on_attach_is_denied_not_waved_through() {
+    let mut r = attach("ns", "u", &[], vec![], vec![debugger("d", "busybox")]);
+    r["request"]["oldObject"] = json!(null);
+    let j = validate(&engine(""), &r);
+    assert!(!j.response.allowed);
+    assert!(
+        j.response
+            .result
+            .message
+            .contains("without request.oldObject"),
+        "{}",
+        j.response.result.message
+    );
+}
+
+#[test]
+fn cel_classifiers_mark_debug_copies() {
+    let settings = Settings {
+        copy_classifier: Some("object.metadata.name.endsWith('-debug')".into()),
+        ..Settings::default()
+    };
+    let e = engine_with("", settings);
+    let mut copy = pod("ns");
+    copy["metadata"]["name"] = json!("web-1-debug");
+    let j = validate(&e, &create("ns", "u", &[], copy));
+    assert_eq!(j.action, Some(Action::Copy));
+    assert!(!j.response.allowed, "no policy allows it");
+    // A classifier that does not compile is refused when the engine is built.
+    let bad = Settings {
+        node_classifier: Some("object.metadata.name.(".into()),
+        ..Settings::default()
+    };
+    let set = kspy_admission::PolicySet::from_yaml("t", "").unwrap();
+    let err = kspy_admission::Engine::new(set, bad)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("nodeClassifier"), "{err}");
+}

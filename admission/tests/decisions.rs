@@ -1,0 +1,307 @@
+//! Issue point 5: verdicts — default deny, grants adding up, modes, and messages that say who
+//! could have been granted what.
+
+mod common;
+
+use common::*;
+use kspy_admission::{NoPolicyVerdict, Settings, Verdict};
+use serde_json::json;
+
+const TEAM: &str = r#"
+apiVersion: kspy.dev/v1alpha1
+kind: DebugPolicy
+metadata: {name: images}
+spec:
+  match: {actions: [attach], groups: [dev, sre]}
+  grant:
+    images: [busybox:1.36*, registry.example.com/debug/*]
+    runAsRoot: true
+---
+apiVersion: kspy.dev/v1alpha1
+kind: DebugPolicy
+metadata: {name: tracing}
+spec:
+  match: {actions: [attach], groups: [sre], namespaces: [prod-*]}
+  grant:
+    capabilities: [SYS_PTRACE]
+---
+apiVersion: kspy.dev/v1alpha1
+kind: DebugPolicy
+metadata: {name: digest-warning}
+spec:
+  mode: Warn
+  validations:
+    - expression: "container.image.contains('@sha256:')"
+      message: pin debug images by digest
+---
+apiVersion: kspy.dev/v1alpha1
+kind: DebugPolicy
+metadata: {name: audit-tty}
+spec:
+  mode: Audit
+  validations:
+    - expression: "!has(container.tty) || !container.tty"
+      message: interactive session
+"#;
+
+fn ptrace(name: &str, image: &str, cap: &str) -> serde_json::Value {
+    let mut d = debugger(name, image);
+    d["securityContext"] = json!({"capabilities": {"add": [cap]}});
+    d
+}
+
+#[test]
+fn grants_add_up_across_applicable_policies() {
+    let e = engine(TEAM);
+    for cap in ["SYS_PTRACE", "sys_ptrace", "CAP_SYS_PTRACE"] {
+        let r = attach(
+            "prod-eu",
+            "alice",
+            &["sre"],
+            vec![],
+            vec![ptrace("d", "docker.io/library/busybox:1.36.1", cap)],
+        );
+        let j = validate(&e, &r);
+        assert!(j.response.allowed, "{cap}: {}", j.response.result.message);
+        assert_eq!(j.verdict, Verdict::Allowed);
+        // The image came from one policy, the capability from another.
+        let grants = &j.response.audit_annotations["grants"];
+        assert!(
+            grants.contains("images: image docker.io/library/busybox:1.36.1"),
+            "{grants}"
+        );
+        assert!(
+            grants.contains("tracing: capability SYS_PTRACE"),
+            "{grants}"
+        );
+        // Warn and Audit policies report without denying.
+        let warnings = j.response.warnings.clone().unwrap_or_default();
+        assert_eq!(
+            warnings,
+            ["policy digest-warning: pin debug images by digest"]
+        );
+        assert_eq!(
+            j.response.audit_annotations["audit-audit-tty"],
+            "interactive session"
+        );
+    }
+}
+
+#[test]
+fn a_missing_grant_names_who_has_it() {
+    let e = engine(TEAM);
+    let r = attach(
+        "prod-eu",
+        "bob",
+        &["dev"],
+        vec![],
+        vec![ptrace("d", "busybox:1.36", "SYS_PTRACE")],
+    );
+    let j = validate(&e, &r);
+    assert!(!j.response.allowed);
+    assert_eq!(j.verdict, Verdict::Denied);
+    assert_eq!(j.response.result.code, 403);
+    let m = &j.response.result.message;
+    assert!(
+        m.contains("capability SYS_PTRACE is not granted by the policies that apply (images); tracing grants it to groups [sre] in namespaces [prod-*]"),
+        "{m}"
+    );
+}
+
+#[test]
+fn every_reason_is_listed() {
+    let e = engine(TEAM);
+    let mut d = ptrace("d", "registry.example.com.evil.io/debug/x", "NET_ADMIN");
+    d["securityContext"]["privileged"] = json!(true);
+    let j = validate(&e, &attach("prod-eu", "alice", &["sre"], vec![], vec![d]));
+    let m = &j.response.result.message;
+    for want in [
+        "image registry.example.com.evil.io/debug/x:latest is not granted",
+        "capability NET_ADMIN is not granted",
+        "privileged: true is not granted",
+        "no policy grants it to anyone",
+    ] {
+        assert!(m.contains(want), "{want}\n{m}");
+    }
+    assert_eq!(m.lines().filter(|l| l.starts_with("- ")).count(), 3, "{m}");
+}
+
+#[test]
+fn default_deny_and_audit_only() {
+    let r = attach(
+        "prod-eu",
+        "mallory",
+        &["contractors"],
+        vec![],
+        vec![debugger("d", "busybox:1.36")],
+    );
+    let j = validate(&engine(TEAM), &r);
+    assert!(!j.response.allowed);
+    assert!(j.response.result.message.contains("no DebugPolicy allows user \"mallory\" (groups contractors) to attach in namespace \"prod-eu\""));
+    assert!(
+        j.response
+            .result
+            .message
+            .contains("images (to groups [dev, sre] for [attach])")
+    );
+
+    let audit_only = Settings {
+        no_policy: NoPolicyVerdict::Allow,
+        ..Settings::default()
+    };
+    let j = validate(&engine_with(TEAM, audit_only), &r);
+    assert!(j.response.allowed);
+    assert_eq!(
+        j.response.audit_annotations["no-policy"],
+        "allowed-audit-only"
+    );
+    let warnings = j.response.warnings.unwrap_or_default();
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.contains("allowed only because kspy runs audit-only")),
+        "{warnings:?}"
+    );
+}
+
+#[test]
+fn hostile_inputs_are_denied_with_reasons() {
+    let e = engine(TEAM);
+    for (image, want) in [
+        ("BusyBox", "invalid image reference \"BusyBox\""),
+        ("busybox:1.36 ", "white space"),
+        ("", "invalid image reference \"\""),
+    ] {
+        let j = validate(
+            &e,
+            &attach(
+                "prod-eu",
+                "alice",
+                &["sre"],
+                vec![],
+                vec![debugger("d", image)],
+            ),
+        );
+        assert!(!j.response.allowed, "{image:?}");
+        assert!(
+            j.response.result.message.contains(want),
+            "{image:?}: {}",
+            j.response.result.message
+        );
+    }
+    let j = validate(
+        &e,
+        &attach(
+            "prod-eu",
+            "alice",
+            &["sre"],
+            vec![],
+            vec![ptrace("d", "busybox:1.36", "SYS PTRACE")],
+        ),
+    );
+    assert!(
+        j.response
+            .result
+            .message
+            .contains("capability \"SYS PTRACE\" (not a capability name)")
+    );
+}
+
+#[test]
+fn host_paths_are_judged_after_normalization() {
+    let policy = r#"
+apiVersion: kspy.dev/v1alpha1
+kind: DebugPolicy
+metadata: {name: node}
+spec:
+  match: {actions: [node]}
+  grant:
+    images: ['**']
+    runAsRoot: true
+    hostNamespaces: [pid]
+    hostPaths: [/var/log, {path: /, readOnly: true}]
+"#;
+    let e = engine(policy);
+    let node_pod = |path: &str, read_only: bool, host_network: bool| {
+        let mut p = pod("default");
+        p["metadata"]["labels"] = json!({"kspy.dev/debug": "node"});
+        p["spec"] = json!({
+            "nodeName": "n1", "hostPID": true, "hostNetwork": host_network,
+            "containers": [{"name": "d", "image": "busybox", "volumeMounts": [{"name": "h", "mountPath": "/host", "readOnly": read_only}]}],
+            "volumes": [{"name": "h", "hostPath": {"path": path}}]
+        });
+        create("default", "admin", &["platform"], p)
+    };
+    let cases = [
+        ("/var/log/pods", false, false, true),
+        ("/var/log/../../etc", false, false, false),
+        ("/var/log/../../etc", true, false, true),
+        ("//etc/..", false, false, false),
+        ("/var/logs", false, false, false),
+        ("/./var/./log/", false, false, true),
+        ("/var/log", false, true, false),
+    ];
+    for (path, ro, net, allowed) in cases {
+        let j = validate(&e, &node_pod(path, ro, net));
+        assert_eq!(
+            j.response.allowed, allowed,
+            "{path} ro={ro} net={net}: {}",
+            j.response.result.message
+        );
+    }
+    let j = validate(&e, &node_pod("/var/log", false, true));
+    assert!(
+        j.response
+            .result
+            .message
+            .contains("host network namespace is not granted")
+    );
+}
+
+#[test]
+fn namespace_selectors_need_the_namespace() {
+    let policy = r#"
+apiVersion: kspy.dev/v1alpha1
+kind: DebugPolicy
+metadata: {name: labelled}
+spec:
+  match: {namespaceSelector: {matchLabels: {debug: allowed}}}
+  grant: {images: ['**'], runAsRoot: true}
+"#;
+    let e = engine(policy);
+    let r = attach("ns", "u", &[], vec![], vec![debugger("d", "busybox")]);
+    let yes = namespace("ns", &[("debug", "allowed")]);
+    let no = namespace("ns", &[("debug", "no")]);
+    assert!(
+        judge(&e, &r, kspy_admission::Endpoint::Validate, Some(&yes))
+            .response
+            .allowed
+    );
+    assert!(
+        !judge(&e, &r, kspy_admission::Endpoint::Validate, Some(&no))
+            .response
+            .allowed
+    );
+    // Unknown namespace: the selector cannot hold, so nothing is granted (fail closed).
+    assert!(!validate(&e, &r).response.allowed);
+}
+
+#[test]
+fn pod_security_levels_warn_before_the_api_server_rejects() {
+    let e = engine(TEAM);
+    let r = attach(
+        "prod-eu",
+        "alice",
+        &["sre"],
+        vec![],
+        vec![ptrace("d", "busybox:1.36", "SYS_PTRACE")],
+    );
+    let baseline = namespace(
+        "prod-eu",
+        &[("pod-security.kubernetes.io/enforce", "baseline")],
+    );
+    let j = judge(&e, &r, kspy_admission::Endpoint::Validate, Some(&baseline));
+    assert!(j.response.allowed);
+    let w = j.response.warnings.unwrap_or_default().join("\n");
+    assert!(w.contains("enforces Pod Security \"baseline\", which forbids in container \"d\": capability SYS_PTRACE"), "{w}");
+}

@@ -1,0 +1,170 @@
+//! Issue point 6: defaults — a JSON patch over the new debug containers only, never touching a
+//! field the user set, and stable when the API server reinvokes the webhook.
+
+mod common;
+
+use common::*;
+use k8s_openapi::api::core::v1::Pod;
+use kspy_admission::Endpoint;
+use serde_json::{Value, json};
+
+const DEFAULTS: &str = r#"
+apiVersion: kspy.dev/v1alpha1
+kind: DebugPolicy
+metadata: {name: defaults}
+spec:
+  grant: {images: ['**'], runAsRoot: true, mountVolumes: nonSecret}
+  defaults:
+    targetContainer: first
+    mountTargetVolumes: readOnly
+    imagePullPolicy: IfNotPresent
+    env: [{name: KSPY_SESSION, value: debug}]
+    securityContext: {allowPrivilegeEscalation: false, capabilities: {drop: [NET_RAW]}}
+    podSecurity: conform
+"#;
+
+fn mutate(
+    yaml: &str,
+    review: &Value,
+    ns: Option<&k8s_openapi::api::core::v1::Namespace>,
+) -> Vec<Value> {
+    let j = judge(&engine(yaml), review, Endpoint::Mutate, ns);
+    assert!(j.response.allowed);
+    patch_of(&j)
+}
+
+/// Applies a patch to the review's object, as the API server does, and returns the new review.
+fn apply(review: &Value, patch: &[Value]) -> Value {
+    let p: json_patch::Patch = serde_json::from_value(Value::Array(patch.to_vec())).unwrap();
+    let mut r = review.clone();
+    json_patch::patch(&mut r["request"]["object"], &p).unwrap();
+    r
+}
+
+#[test]
+fn fills_only_what_is_unset_on_new_containers() {
+    let old = vec![json!({"name": "old", "image": "busybox"})];
+    let r = attach("ns", "u", &[], old, vec![debugger("new", "busybox")]);
+    let patch = mutate(DEFAULTS, &r, None);
+    assert_eq!(
+        patch,
+        [
+            json!({"op": "add", "path": "/spec/ephemeralContainers/1/targetContainerName", "value": "app"}),
+            json!({"op": "add", "path": "/spec/ephemeralContainers/1/volumeMounts", "value": [{"name": "config", "mountPath": "/etc/web", "readOnly": true}]}),
+            json!({"op": "add", "path": "/spec/ephemeralContainers/1/imagePullPolicy", "value": "IfNotPresent"}),
+            json!({"op": "add", "path": "/spec/ephemeralContainers/1/env", "value": [{"name": "KSPY_SESSION", "value": "debug"}]}),
+            json!({"op": "add", "path": "/spec/ephemeralContainers/1/securityContext", "value": {"allowPrivilegeEscalation": false, "capabilities": {"drop": ["NET_RAW"]}}}),
+        ]
+    );
+    // The patched object is still a valid Pod, and the old container is untouched.
+    let patched = apply(&r, &patch);
+    let pod: Pod = serde_json::from_value(patched["request"]["object"].clone()).unwrap();
+    let ecs = pod.spec.unwrap().ephemeral_containers.unwrap();
+    assert_eq!(
+        serde_json::to_value(&ecs[0]).unwrap(),
+        json!({"name": "old", "image": "busybox"})
+    );
+    assert_eq!(ecs[1].target_container_name.as_deref(), Some("app"));
+}
+
+#[test]
+fn never_overrides_a_users_choice() {
+    let mut d = debugger("new", "busybox");
+    d["targetContainerName"] = json!("sidecar");
+    d["imagePullPolicy"] = json!("Always");
+    d["env"] = json!([{"name": "KSPY_SESSION", "value": "mine"}]);
+    d["volumeMounts"] = json!([{"name": "config", "mountPath": "/etc/web", "readOnly": false}]);
+    d["securityContext"] = json!({"allowPrivilegeEscalation": true, "runAsUser": 1000});
+    let r = attach("ns", "u", &[], vec![], vec![d]);
+    let patch = mutate(DEFAULTS, &r, None);
+    // Only the nested field the user did not set; the sidecar has no mounts to mirror.
+    assert_eq!(
+        patch,
+        [
+            json!({"op": "add", "path": "/spec/ephemeralContainers/0/securityContext/capabilities", "value": {"drop": ["NET_RAW"]}})
+        ]
+    );
+}
+
+#[test]
+fn restricted_namespaces_get_what_the_level_requires() {
+    let r = attach("ns", "u", &[], vec![], vec![debugger("new", "busybox")]);
+    let restricted = namespace(
+        "ns",
+        &[("pod-security.kubernetes.io/enforce", "restricted")],
+    );
+    let patch = mutate(DEFAULTS, &r, Some(&restricted));
+    let sc = patch
+        .iter()
+        .find(|op| op["path"] == "/spec/ephemeralContainers/0/securityContext")
+        .map(|op| op["value"].clone())
+        .unwrap();
+    assert_eq!(
+        sc,
+        json!({
+            "allowPrivilegeEscalation": false,
+            "capabilities": {"drop": ["NET_RAW"]},
+            "runAsNonRoot": true,
+            "seccompProfile": {"type": "RuntimeDefault"}
+        })
+    );
+}
+
+#[test]
+fn reinvocation_is_a_no_op() {
+    let r = attach("ns", "u", &[], vec![], vec![debugger("new", "busybox")]);
+    let restricted = namespace(
+        "ns",
+        &[("pod-security.kubernetes.io/enforce", "restricted")],
+    );
+    let first = mutate(DEFAULTS, &r, Some(&restricted));
+    assert!(!first.is_empty());
+    let again = apply(&r, &first);
+    let second = mutate(DEFAULTS, &again, Some(&restricted));
+    assert!(second.is_empty(), "{second:?}");
+}
+
+#[test]
+fn secret_mounts_are_mirrored_only_when_granted() {
+    let r = attach("ns", "u", &[], vec![], vec![debugger("new", "busybox")]);
+    let all = DEFAULTS.replace("mountVolumes: nonSecret", "mountVolumes: all");
+    let patch = mutate(&all, &r, None);
+    let mounts = patch
+        .iter()
+        .find(|op| op["path"] == "/spec/ephemeralContainers/0/volumeMounts")
+        .unwrap();
+    assert_eq!(mounts["value"].as_array().unwrap().len(), 2);
+    // Not granted: not mirrored, and the user is told.
+    let j = judge(&engine(DEFAULTS), &r, Endpoint::Mutate, None);
+    let warnings = j.response.warnings.unwrap_or_default();
+    assert!(
+        warnings[0].contains("volume \"creds\" of container \"app\" was not mounted"),
+        "{warnings:?}"
+    );
+}
+
+#[test]
+fn sole_target_only_with_one_container() {
+    let sole = DEFAULTS.replace("targetContainer: first", "targetContainer: sole");
+    let r = attach("ns", "u", &[], vec![], vec![debugger("new", "busybox")]);
+    let patch = mutate(&sole, &r, None);
+    assert!(!patch.iter().any(|op| {
+        op["path"]
+            .as_str()
+            .unwrap()
+            .ends_with("targetContainerName")
+    }));
+}
+
+#[test]
+fn no_applicable_policy_no_patch() {
+    let only_sre = DEFAULTS.replace("  grant:", "  match: {groups: [sre]}\n  grant:");
+    let r = attach(
+        "ns",
+        "u",
+        &["dev"],
+        vec![],
+        vec![debugger("new", "busybox")],
+    );
+    assert!(mutate(&only_sre, &r, None).is_empty());
+}

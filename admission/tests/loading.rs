@@ -1,0 +1,185 @@
+//! Issue point 3: policy files load all or nothing, and every error names file, document,
+//! policy and field.
+
+mod common;
+
+use kspy_admission::PolicySet;
+
+fn errors(yaml: &str) -> Vec<String> {
+    PolicySet::from_yaml("team.yaml", yaml)
+        .expect_err("should not load")
+        .errors()
+        .iter()
+        .map(|e| e.to_string())
+        .collect()
+}
+
+fn one_error(body: &str) -> String {
+    let e = errors(&common::policy("p", body));
+    assert_eq!(e.len(), 1, "{e:#?}");
+    e[0].clone()
+}
+
+#[test]
+fn each_mistake_is_reported_where_it_is() {
+    let cases: &[(&str, &[&str])] = &[
+        (
+            "  grant:\n    capabilites: [SYS_PTRACE]",
+            &[
+                "team.yaml: document 1 (policy p): spec.grant",
+                "unknown field `capabilites`",
+            ],
+        ),
+        (
+            "  mode: enforce",
+            &["spec.mode", "unknown variant `enforce`"],
+        ),
+        (
+            "  grant:\n    runAsRoot: yes-please",
+            &["spec.grant.runAsRoot"],
+        ),
+        (
+            "  grant:\n    capabilities: [SYS_PTRAC]",
+            &["spec.grant.capabilities[0]", "SYS_PTRACE"],
+        ),
+        (
+            "  grant:\n    images: ['registry.example.com/[x']",
+            &["spec.grant.images[0]", "invalid pattern"],
+        ),
+        (
+            "  match:\n    namespaces: ['prod *']",
+            &["spec.match.namespaces[0]", "white space"],
+        ),
+        (
+            "  match:\n    actions: [exec]",
+            &["spec.match.actions[0]", "unknown variant `exec`"],
+        ),
+        (
+            "  match:\n    serviceAccounts: [builder]",
+            &["spec.match.serviceAccounts[0]", "NAMESPACE/NAME"],
+        ),
+        (
+            "  grant:\n    hostPaths: [var/log]",
+            &["spec.grant.hostPaths[0]", "absolute"],
+        ),
+        (
+            "  validations:\n    - expression: \"container.image.startsWith('x'\"",
+            &[
+                "spec.validations[0].expression",
+                "syntax error at line ",
+                "expression: container.image",
+            ],
+        ),
+        (
+            "  conditions:\n    - name: c\n      expression: \"contianer.image == 'x'\"",
+            &[
+                "spec.conditions[0].expression",
+                "undeclared reference to \"contianer\"",
+            ],
+        ),
+        (
+            "  validations:\n    - expression: \"object.spec.containers.all(c, object.spec.volumes.all(v, v.name != c.name))\"",
+            &["spec.validations[0].expression", "budget"],
+        ),
+        (
+            "  match:\n    namespaceSelector:\n      matchExpressions: [{key: team, operator: In}]",
+            &["matchExpressions[0].values", "In and NotIn need"],
+        ),
+        (
+            "  defaults:\n    securityContext: {privileged: maybe}",
+            &["spec.defaults.securityContext"],
+        ),
+    ];
+    for (body, wants) in cases {
+        let e = one_error(body);
+        for want in *wants {
+            assert!(
+                e.contains(want),
+                "for {body:?}\n  error {e:?}\n  lacks {want:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn documents_kinds_and_names() {
+    let e =
+        errors("apiVersion: kspy.dev/v1alpha1\nkind: DebugPolcy\nmetadata: {name: a}\nspec: {}\n");
+    assert!(
+        e[0].contains("document 1 (policy a): kind: expected kind DebugPolicy"),
+        "{e:?}"
+    );
+    let e = errors("apiVersion: kspy.dev/v1\nkind: DebugPolicy\nmetadata: {name: a}\nspec: {}\n");
+    assert!(
+        e[0].contains("apiVersion: expected kspy.dev/v1alpha1"),
+        "{e:?}"
+    );
+    let e = errors(&format!(
+        "{}{}",
+        common::policy("a", "  mode: Warn"),
+        common::policy("a", "  mode: Audit")
+    ));
+    assert!(e[0].contains("document 2 (policy a): metadata.name: a policy of this name is already defined in team.yaml document 1"), "{e:?}");
+    let e = errors(&common::policy("Bad_Name", "  mode: Warn"));
+    assert!(e[0].contains("metadata.name"), "{e:?}");
+    let e = errors("spec: [unclosed\n");
+    assert!(e[0].starts_with("team.yaml: not valid YAML"), "{e:?}");
+}
+
+#[test]
+fn every_error_of_a_file_is_reported_at_once() {
+    let yaml = format!(
+        "{}{}",
+        common::policy("a", "  grant:\n    capabilities: [NOPE]\n    images: ['']"),
+        common::policy(
+            "b",
+            "  conditions:\n    - {name: c, expression: 'nope == 1'}"
+        )
+    );
+    let e = errors(&yaml);
+    assert_eq!(e.len(), 3, "{e:#?}");
+}
+
+#[test]
+fn empty_documents_and_test_suites_are_skipped() {
+    let yaml = format!(
+        "---\n{}apiVersion: kspy.dev/v1alpha1\nkind: DebugPolicyTest\nmetadata: {{name: t}}\nspec: {{}}\n---\n",
+        common::policy("a", "  mode: Warn")
+    );
+    let set = PolicySet::from_yaml("x.yaml", &yaml).unwrap();
+    assert_eq!(set.names(), ["a"]);
+}
+
+/// Kubernetes mounts a ConfigMap as `..2026_11_26_…/file`, a `..data` link to it, and
+/// `file -> ..data/file` links. Each policy must be read once, through the links.
+#[test]
+fn a_configmap_volume_layout_loads_each_policy_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let stamp = dir.path().join("..2026_11_26_10_00_00.123");
+    std::fs::create_dir(&stamp).unwrap();
+    std::fs::write(stamp.join("a.yaml"), common::policy("a", "  mode: Warn")).unwrap();
+    std::fs::write(stamp.join("b.yml"), common::policy("b", "  mode: Audit")).unwrap();
+    std::fs::write(stamp.join("notes.txt"), "not a policy").unwrap();
+    std::os::unix::fs::symlink("..2026_11_26_10_00_00.123", dir.path().join("..data")).unwrap();
+    for f in ["a.yaml", "b.yml", "notes.txt"] {
+        std::os::unix::fs::symlink(format!("..data/{f}"), dir.path().join(f)).unwrap();
+    }
+    let set = PolicySet::load_dir(dir.path()).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(set.names(), ["a", "b"]);
+    assert_eq!(set.files().len(), 2);
+}
+
+#[test]
+fn unreadable_inputs() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = PolicySet::load_dir(&dir.path().join("missing"))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("cannot read the directory"), "{e}");
+    std::fs::write(dir.path().join("bin.yaml"), [0xff, 0xfe, 0x00]).unwrap();
+    let e = PolicySet::load_dir(dir.path()).unwrap_err().to_string();
+    assert!(
+        e.contains("bin.yaml: not UTF-8") || e.contains("bin.yaml: the file is not UTF-8"),
+        "{e}"
+    );
+}

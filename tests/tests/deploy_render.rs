@@ -1,0 +1,1618 @@
+//! Renders `deploy/` with `kubectl kustomize` and checks the cluster-wide install's
+//! invariants (issue 5): every object parses into its k8s-openapi type without losing a
+//! field, the webhooks see exactly the debug requests and fail closed, the Service, ports,
+//! probes and args agree, RBAC grants nothing beyond the list, the policy ConfigMap holds
+//! every file of `policies/`, the pods pass Pod Security `restricted`, and each overlay
+//! supplies the CA (cert-manager injection, or the self-signed Secret's `ca.crt`).
+//!
+//! Without `kubectl` on PATH (or in `$KUBECTL`), the rendering tests print why and pass.
+//!
+//! # Reuse
+//!
+//! The helpers in [`render`] are meant to be shared: the e2e API server can load the
+//! shipped webhook configurations with
+//! `render::render("overlays/self-signed", &[], Some(&certs))?.webhook_configurations()`.
+//! They live in this file for now; move the module to `tests/src` when a second test
+//! needs it.
+
+pub mod render {
+    //! Rendering `deploy/` kustomizations into typed objects.
+
+    use std::collections::BTreeSet;
+    use std::path::{Path, PathBuf};
+    use std::process::Command;
+
+    use anyhow::{Context as _, bail, ensure};
+    use k8s_openapi::api::admissionregistration::v1::{
+        MutatingWebhookConfiguration, ValidatingWebhookConfiguration,
+    };
+    use serde::de::DeserializeOwned;
+    use serde_json::Value;
+
+    /// The repository's `deploy/` directory.
+    pub fn deploy_dir() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy")
+    }
+
+    /// The repository's policy library, `policies/`.
+    pub fn policies_dir() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies")
+    }
+
+    /// The kubectl to run: `$KUBECTL`, else `kubectl` from PATH.
+    pub fn kubectl() -> String {
+        std::env::var("KUBECTL").unwrap_or_else(|_| "kubectl".to_owned())
+    }
+
+    /// Whether kubectl (with its built-in kustomize) can be run. Contacts no cluster.
+    pub fn kubectl_available() -> bool {
+        Command::new(kubectl())
+            .args(["version", "--client"])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    }
+
+    /// The rendered objects of one kustomization, in kustomize's output order.
+    #[derive(Debug, Clone)]
+    pub struct Rendered {
+        /// What was rendered, for messages (e.g. `overlays/self-signed`).
+        pub target: String,
+        /// Every object, as JSON.
+        pub docs: Vec<Value>,
+    }
+
+    impl Rendered {
+        /// Objects of one apiVersion and kind, as JSON.
+        pub fn values(&self, api_version: &str, kind: &str) -> Vec<&Value> {
+            self.docs
+                .iter()
+                .filter(|d| d["apiVersion"] == api_version && d["kind"] == kind)
+                .collect()
+        }
+
+        /// Every object of type `T`, parsed.
+        pub fn all<T>(&self) -> anyhow::Result<Vec<T>>
+        where
+            T: k8s_openapi::Resource + DeserializeOwned,
+        {
+            self.values(T::API_VERSION, T::KIND)
+                .into_iter()
+                .map(|v| {
+                    serde_json::from_value(v.clone()).with_context(|| {
+                        format!(
+                            "{}: parsing a {} {}",
+                            self.target,
+                            T::KIND,
+                            v["metadata"]["name"]
+                        )
+                    })
+                })
+                .collect()
+        }
+
+        /// The single object of type `T`; an error when there are none or several.
+        pub fn one<T>(&self) -> anyhow::Result<T>
+        where
+            T: k8s_openapi::Resource + DeserializeOwned,
+        {
+            let mut all = self.all::<T>()?;
+            ensure!(
+                all.len() == 1,
+                "{}: expected exactly one {}, found {}",
+                self.target,
+                T::KIND,
+                all.len()
+            );
+            Ok(all.remove(0))
+        }
+
+        /// The object of type `T` named `name`.
+        pub fn named<T>(&self, name: &str) -> anyhow::Result<T>
+        where
+            T: k8s_openapi::Resource
+                + k8s_openapi::Metadata<
+                    Ty = k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+                > + DeserializeOwned,
+        {
+            self.all::<T>()?
+                .into_iter()
+                .find(|o| o.metadata().name.as_deref() == Some(name))
+                .with_context(|| format!("{}: no {} named {name}", self.target, T::KIND))
+        }
+
+        /// The shipped webhook configurations (exactly one of each kind).
+        pub fn webhook_configurations(
+            &self,
+        ) -> anyhow::Result<(MutatingWebhookConfiguration, ValidatingWebhookConfiguration)>
+        {
+            Ok((self.one()?, self.one()?))
+        }
+    }
+
+    /// Renders `target` (a kustomization directory relative to `deploy/`, e.g. `base` or
+    /// `overlays/cert-manager`) with `kubectl kustomize`, optionally with kustomize
+    /// `components` (relative to `deploy/`, e.g. `components/audit-only`) added on top.
+    ///
+    /// The render runs on a temporary copy of `deploy/`, so nothing is written to the
+    /// working tree. With `certs`, they are written where the self-signed overlay reads
+    /// them (`overlays/self-signed/certs/`), with the file names `kspy certs generate`
+    /// uses, before rendering.
+    pub fn render(
+        target: &str,
+        components: &[&str],
+        certs: Option<&kspy_certs::GeneratedCerts>,
+    ) -> anyhow::Result<Rendered> {
+        let tmp = tempfile::tempdir()?;
+        let deploy = tmp.path().join("deploy");
+        copy_tree(&deploy_dir(), &deploy)?;
+        if let Some(certs) = certs {
+            certs
+                .write_to(&deploy.join("overlays/self-signed/certs"))
+                .context("writing certificates for the self-signed overlay")?;
+        }
+        let mut dir = deploy.join(target);
+        ensure!(
+            dir.join("kustomization.yaml").is_file(),
+            "deploy/{target}: no kustomization.yaml"
+        );
+        if !components.is_empty() {
+            // kustomize refuses absolute resource paths: a kustomization beside the others.
+            let wrapper = deploy.join("render-with-components");
+            std::fs::create_dir_all(&wrapper)?;
+            let mut k = format!(
+                "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n  - ../{target}\ncomponents:\n"
+            );
+            for c in components {
+                k.push_str(&format!("  - ../{c}\n"));
+            }
+            std::fs::write(wrapper.join("kustomization.yaml"), k)?;
+            dir = wrapper;
+        }
+        let out = Command::new(kubectl())
+            .arg("kustomize")
+            .arg(&dir)
+            .output()
+            .with_context(|| format!("running {} kustomize", kubectl()))?;
+        if !out.status.success() {
+            bail!(
+                "kubectl kustomize deploy/{target} failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        let yaml = String::from_utf8(out.stdout).context("kustomize output is not UTF-8")?;
+        let mut docs: Vec<Value> = serde_saphyr::from_multiple(&yaml)
+            .with_context(|| format!("parsing the YAML rendered from deploy/{target}"))?;
+        docs.iter_mut().for_each(unwrap_base64);
+        let mut label = target.to_owned();
+        for c in components {
+            label.push_str(" + ");
+            label.push_str(c);
+        }
+        Ok(Rendered {
+            target: label,
+            docs,
+        })
+    }
+
+    /// Every regular file under `dir`, as paths relative to it with `/` separators,
+    /// sorted.
+    pub fn files_under(dir: &Path) -> anyhow::Result<BTreeSet<String>> {
+        fn walk(root: &Path, dir: &Path, out: &mut BTreeSet<String>) -> anyhow::Result<()> {
+            for entry in
+                std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))?
+            {
+                let entry = entry?;
+                let path = entry.path();
+                let ty = entry.file_type()?;
+                if ty.is_dir() {
+                    walk(root, &path, out)?;
+                } else if ty.is_file() || (ty.is_symlink() && path.is_file()) {
+                    let rel = path.strip_prefix(root)?;
+                    let parts: Vec<String> = rel
+                        .components()
+                        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+                        .collect();
+                    out.insert(parts.join("/"));
+                }
+            }
+            Ok(())
+        }
+        let mut out = BTreeSet::new();
+        if dir.is_dir() {
+            walk(dir, dir, &mut out)?;
+        }
+        Ok(out)
+    }
+
+    /// The ConfigMap key `deploy/sync-policies.sh` gives a file of `policies/`.
+    pub fn policy_key(relative_path: &str) -> String {
+        relative_path.replace('/', "__")
+    }
+
+    /// kustomize writes generated base64 (Secret `data`, and the `caBundle` the
+    /// self-signed overlay copies from it) wrapped at 70 columns. The API server's
+    /// base64 decoding skips `\r`/`\n` (Go's encoding/base64), so `kubectl apply` takes
+    /// it as is; k8s-openapi's `ByteString` does not, so the line breaks are removed
+    /// here, as the API server would.
+    fn unwrap_base64(doc: &mut Value) {
+        fn strip(v: &mut Value) {
+            if let Value::String(s) = v {
+                s.retain(|c| c != '\n' && c != '\r');
+            }
+        }
+        for key in ["data", "binaryData"] {
+            if (doc["kind"] == "Secret" || (doc["kind"] == "ConfigMap" && key == "binaryData"))
+                && let Some(map) = doc.get_mut(key).and_then(Value::as_object_mut)
+            {
+                map.values_mut().for_each(strip);
+            }
+        }
+        if let Some(hooks) = doc.get_mut("webhooks").and_then(Value::as_array_mut) {
+            for h in hooks {
+                if let Some(b) = h.pointer_mut("/clientConfig/caBundle") {
+                    strip(b);
+                }
+            }
+        }
+    }
+
+    fn copy_tree(from: &Path, to: &Path) -> anyhow::Result<()> {
+        std::fs::create_dir_all(to)?;
+        for entry in
+            std::fs::read_dir(from).with_context(|| format!("reading {}", from.display()))?
+        {
+            let entry = entry?;
+            let (src, dst) = (entry.path(), to.join(entry.file_name()));
+            if src.is_dir() {
+                copy_tree(&src, &dst)?;
+            } else {
+                std::fs::copy(&src, &dst).with_context(|| format!("copying {}", src.display()))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use anyhow::{Context as _, bail, ensure};
+use k8s_openapi::ByteString;
+use k8s_openapi::api::admissionregistration::v1::{
+    MutatingWebhookConfiguration, ValidatingWebhook, ValidatingWebhookConfiguration,
+};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{
+    ConfigMap, Container, Namespace, PodSpec, Secret, Service, ServiceAccount,
+};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kube_cel::cel;
+use render::{Rendered, render};
+use serde_json::{Value, json};
+
+const NAMESPACE: &str = "kspy-system";
+const TLS_SECRET: &str = "kspy-webhook-tls";
+const POLICIES_CONFIGMAP: &str = "kspy-policies";
+/// The flags kspy-webhook accepts (issue 2); anything else in the args is a typo.
+const WEBHOOK_FLAGS: &[&str] = &[
+    "addr",
+    "admin-addr",
+    "policies",
+    "tls-cert",
+    "tls-key",
+    "log-format",
+    "no-policy-allows",
+    "max-body-bytes",
+    "review-timeout",
+    "reload-interval",
+];
+/// kspy-webhook's default `--review-timeout`.
+const DEFAULT_REVIEW_TIMEOUT: Duration = Duration::from_secs(9);
+/// ConfigMaps are limited to 1 MiB of data.
+const CONFIGMAP_LIMIT: usize = 1 << 20;
+
+// ----------------------------------------------------------------------------------------
+// The tests
+
+#[test]
+fn base_renders_and_holds_the_common_invariants() -> anyhow::Result<()> {
+    let Some(r) = rendered("base", &[], None)? else {
+        return Ok(());
+    };
+    check_common(&r)?;
+    // The base alone has no CA: it is not installable without an overlay.
+    let (m, v) = r.webhook_configurations()?;
+    for hook in hooks(&m, &v)? {
+        ensure!(
+            hook.client_config.ca_bundle.is_none(),
+            "base: {} has a caBundle",
+            hook.name
+        );
+    }
+    ensure!(r.all::<Secret>()?.is_empty(), "base: renders a Secret");
+    Ok(())
+}
+
+#[test]
+fn cert_manager_overlay_issues_the_certificate_and_injects_the_ca() -> anyhow::Result<()> {
+    let Some(r) = rendered("overlays/cert-manager", &[], None)? else {
+        return Ok(());
+    };
+    check_common(&r)?;
+    ensure!(
+        r.all::<Secret>()?.is_empty(),
+        "cert-manager: the TLS Secret is cert-manager's to create"
+    );
+
+    let certificates = r.values("cert-manager.io/v1", "Certificate");
+    let issuers = r.values("cert-manager.io/v1", "Issuer");
+    let by_name = |list: &[&Value], name: &str| -> anyhow::Result<Value> {
+        list.iter()
+            .find(|o| o["metadata"]["name"] == name)
+            .map(|o| (*o).clone())
+            .with_context(|| format!("cert-manager: no object named {name}"))
+    };
+    for o in certificates.iter().chain(&issuers) {
+        ensure!(
+            o["metadata"]["namespace"] == NAMESPACE,
+            "cert-manager: {} outside {NAMESPACE}",
+            o["metadata"]["name"]
+        );
+    }
+
+    // Both webhook configurations ask cainjector for the serving Certificate's CA.
+    let (m, v) = r.webhook_configurations()?;
+    let injections = [
+        m.metadata.annotations.clone().unwrap_or_default(),
+        v.metadata.annotations.clone().unwrap_or_default(),
+    ];
+    let mut serving_name = None;
+    for a in &injections {
+        let from = a.get("cert-manager.io/inject-ca-from").context(
+            "cert-manager: a webhook configuration lacks cert-manager.io/inject-ca-from",
+        )?;
+        let (ns, name) = from
+            .split_once('/')
+            .context("inject-ca-from must be NAMESPACE/NAME")?;
+        ensure!(ns == NAMESPACE, "inject-ca-from names namespace {ns}");
+        serving_name = Some(name.to_owned());
+    }
+    let serving = by_name(&certificates, &serving_name.unwrap_or_default())?;
+
+    // The serving certificate lands in the Secret the pods mount, for the Service's name.
+    let deployment = r.one::<Deployment>()?;
+    let spec = pod_spec(&deployment)?;
+    ensure!(
+        serving["spec"]["secretName"] == tls_secret_name(spec)?,
+        "cert-manager: Certificate secretName differs from the mounted Secret"
+    );
+    let service = r.one::<Service>()?;
+    let svc_dns = format!(
+        "{}.{}.svc",
+        service.metadata.name.as_deref().unwrap_or_default(),
+        NAMESPACE
+    );
+    let dns: Vec<&str> = serving["spec"]["dnsNames"]
+        .as_array()
+        .context("serving Certificate without dnsNames")?
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    ensure!(
+        dns.contains(&svc_dns.as_str()),
+        "cert-manager: dnsNames {dns:?} lack {svc_dns}"
+    );
+    ensure!(
+        serving["spec"]["isCA"] != true,
+        "cert-manager: the serving certificate is a CA"
+    );
+
+    // Issuer chain: serving <- CA Issuer <- CA Certificate (isCA) <- selfSigned Issuer.
+    let issuer_of = |cert: &Value| -> anyhow::Result<Value> {
+        let r#ref = &cert["spec"]["issuerRef"];
+        ensure!(
+            r#ref["kind"] == "Issuer",
+            "issuerRef kind must be Issuer (namespaced), is {}",
+            r#ref["kind"]
+        );
+        by_name(&issuers, r#ref["name"].as_str().unwrap_or_default())
+    };
+    let ca_issuer = issuer_of(&serving)?;
+    let ca_secret = ca_issuer["spec"]["ca"]["secretName"]
+        .as_str()
+        .context("the serving Issuer is not a CA Issuer")?;
+    let ca_cert = certificates
+        .iter()
+        .find(|c| c["spec"]["secretName"] == ca_secret)
+        .with_context(|| format!("no Certificate writes the CA Secret {ca_secret}"))?;
+    ensure!(
+        ca_cert["spec"]["isCA"] == true,
+        "the CA Certificate lacks isCA: true"
+    );
+    let root = issuer_of(ca_cert)?;
+    ensure!(
+        root["spec"]["selfSigned"].is_object(),
+        "the CA Certificate is not issued by a selfSigned Issuer"
+    );
+    Ok(())
+}
+
+#[test]
+fn self_signed_overlay_uses_the_generated_files() -> anyhow::Result<()> {
+    // What `kspy certs generate --service kspy-webhook --namespace kspy-system --out
+    // deploy/overlays/self-signed/certs` writes (the README's command), in a temp copy.
+    let certs = kspy_certs::generate("kspy-webhook", NAMESPACE, Duration::from_secs(86_400))?;
+    let Some(r) = rendered("overlays/self-signed", &[], Some(&certs))? else {
+        return Ok(());
+    };
+    check_common(&r)?;
+
+    let secret = r.named::<Secret>(TLS_SECRET)?;
+    ensure!(
+        secret.type_.as_deref() == Some("kubernetes.io/tls"),
+        "self-signed: Secret type {:?}",
+        secret.type_
+    );
+    let data = secret.data.clone().unwrap_or_default();
+    for (key, want) in [
+        ("tls.crt", &certs.cert_pem),
+        ("tls.key", &certs.key_pem),
+        ("ca.crt", &certs.ca_cert_pem),
+    ] {
+        ensure!(
+            data.get(key) == Some(&ByteString(want.clone().into_bytes())),
+            "self-signed: Secret {key} is not the generated file"
+        );
+    }
+
+    let (m, v) = r.webhook_configurations()?;
+    for hook in hooks(&m, &v)? {
+        let bundle = hook
+            .client_config
+            .ca_bundle
+            .as_ref()
+            .with_context(|| format!("{}: no caBundle", hook.name))?;
+        ensure!(
+            bundle.0 == certs.ca_cert_pem.as_bytes(),
+            "{}: caBundle is not the generated ca.crt",
+            hook.name
+        );
+    }
+    // The same value as ca-bundle.b64, the other documented way to get it.
+    let as_json = serde_json::to_value(&m)?;
+    ensure!(
+        as_json["webhooks"][0]["clientConfig"]["caBundle"] == certs.ca_bundle_b64(),
+        "caBundle differs from ca-bundle.b64"
+    );
+
+    // The certificate is valid for the name the API server calls.
+    let service = r.one::<Service>()?;
+    let svc_dns = format!(
+        "{}.{}.svc",
+        service.metadata.name.as_deref().unwrap_or_default(),
+        NAMESPACE
+    );
+    ensure!(
+        certs.sans.contains(&svc_dns),
+        "generated SANs {:?} lack {svc_dns}",
+        certs.sans
+    );
+    Ok(())
+}
+
+#[test]
+fn audit_only_component_adds_no_policy_allows() -> anyhow::Result<()> {
+    let certs = kspy_certs::generate("kspy-webhook", NAMESPACE, Duration::from_secs(86_400))?;
+    let Some(plain) = rendered("overlays/self-signed", &[], Some(&certs))? else {
+        return Ok(());
+    };
+    let Some(audit) = rendered("overlays/cert-manager", &["components/audit-only"], None)? else {
+        return Ok(());
+    };
+    check_common(&audit)?;
+    let has_flag = |r: &Rendered| -> anyhow::Result<bool> {
+        let d = r.one::<Deployment>()?;
+        Ok(webhook_container(pod_spec(&d)?)?
+            .args
+            .iter()
+            .flatten()
+            .any(|a| a == "--no-policy-allows"))
+    };
+    ensure!(
+        !has_flag(&plain)?,
+        "the overlays must deny when no policy applies (fail closed)"
+    );
+    ensure!(
+        has_flag(&audit)?,
+        "components/audit-only does not add --no-policy-allows"
+    );
+    Ok(())
+}
+
+/// The CEL in `matchConditions` is evaluated by the API server for every pod CREATE in
+/// the cluster: it must select the debug requests, skip the rest, and never error (an
+/// error with failurePolicy Fail would reject an ordinary pod).
+#[test]
+fn match_conditions_select_debug_requests_and_never_error() -> anyhow::Result<()> {
+    let Some(r) = rendered("base", &[], None)? else {
+        return Ok(());
+    };
+    let (m, v) = r.webhook_configurations()?;
+    for hook in hooks(&m, &v)? {
+        let conditions = hook.match_conditions.clone().unwrap_or_default();
+        ensure!(!conditions.is_empty(), "{}: no matchConditions", hook.name);
+        let programs: Vec<(String, cel::Program)> = conditions
+            .iter()
+            .map(|c| {
+                cel::Program::compile(&c.expression)
+                    .map(|p| (c.name.clone(), p))
+                    .map_err(|e| anyhow::anyhow!("{}: matchCondition {}: {e}", hook.name, c.name))
+            })
+            .collect::<anyhow::Result<_>>()?;
+        for (case, request, object, want) in match_condition_cases() {
+            let mut ctx = cel::Context::default();
+            ctx.add_variable_from_value("request", cel::to_value(&request)?);
+            ctx.add_variable_from_value("object", cel::to_value(&object)?);
+            let old = if request["operation"] == "UPDATE" {
+                object.clone()
+            } else {
+                Value::Null
+            };
+            ctx.add_variable_from_value("oldObject", cel::to_value(&old)?);
+            let mut sent = true;
+            for (name, p) in &programs {
+                match p.execute(&ctx) {
+                    Ok(cel::Value::Bool(b)) => sent &= b,
+                    Ok(other) => bail!(
+                        "{}: matchCondition {name} gave {other:?} for {case}",
+                        hook.name
+                    ),
+                    Err(e) => bail!(
+                        "{}: matchCondition {name} errors for {case}: {e:?}",
+                        hook.name
+                    ),
+                }
+            }
+            ensure!(
+                sent == want,
+                "{}: {case}: sent to kspy = {sent}, want {want}",
+                hook.name
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Private keys never enter the repository: the self-signed overlay's `certs/` is
+/// git-ignored and nothing else under `deploy/` may hold one.
+#[test]
+fn no_private_key_is_committed_under_deploy() -> anyhow::Result<()> {
+    let deploy = render::deploy_dir();
+    let ignore = std::fs::read_to_string(deploy.join("overlays/self-signed/.gitignore"))
+        .context("deploy/overlays/self-signed/.gitignore")?;
+    ensure!(
+        ignore.lines().any(|l| l.trim() == "/certs/"),
+        "overlays/self-signed/.gitignore must ignore /certs/"
+    );
+    for file in render::files_under(&deploy)? {
+        if file.starts_with("overlays/self-signed/certs/") {
+            continue;
+        }
+        let bytes = std::fs::read(deploy.join(&file))?;
+        ensure!(
+            !String::from_utf8_lossy(&bytes).contains("PRIVATE KEY-----"),
+            "deploy/{file} holds a private key"
+        );
+    }
+    Ok(())
+}
+
+// ----------------------------------------------------------------------------------------
+// Checks shared by every rendering
+
+fn rendered(
+    target: &str,
+    components: &[&str],
+    certs: Option<&kspy_certs::GeneratedCerts>,
+) -> anyhow::Result<Option<Rendered>> {
+    if !render::kubectl_available() {
+        eprintln!(
+            "skipping deploy/{target}: `{} version --client` does not run (install kubectl or set KUBECTL)",
+            render::kubectl()
+        );
+        return Ok(None);
+    }
+    render(target, components, certs).map(Some)
+}
+
+fn check_common(r: &Rendered) -> anyhow::Result<()> {
+    check_round_trip(r)?;
+    check_namespace(r)?;
+    let deployment = r.one::<Deployment>()?;
+    check_deployment(r, &deployment)?;
+    check_security_context(r, &deployment)?;
+    check_service(r, &deployment)?;
+    check_pdb(r, &deployment)?;
+    check_rbac(r, &deployment)?;
+    check_policies_configmap(r)?;
+    check_webhooks(r, &deployment)?;
+    Ok(())
+}
+
+/// Every object is of a kind we ship and survives a round trip through its k8s-openapi
+/// type unchanged, so no field is misspelled or misplaced (k8s-openapi would drop it).
+fn check_round_trip(r: &Rendered) -> anyhow::Result<()> {
+    fn same<T: serde::de::DeserializeOwned + serde::Serialize>(
+        doc: &Value,
+    ) -> anyhow::Result<bool> {
+        let typed: T = serde_json::from_value(doc.clone())?;
+        Ok(&serde_json::to_value(&typed)? == doc)
+    }
+    for doc in &r.docs {
+        let what = format!("{}: {} {}", r.target, doc["kind"], doc["metadata"]["name"]);
+        let kind = (
+            doc["apiVersion"].as_str().unwrap_or_default(),
+            doc["kind"].as_str().unwrap_or_default(),
+        );
+        let ok = match kind {
+            ("v1", "Namespace") => same::<Namespace>(doc),
+            ("v1", "ServiceAccount") => same::<ServiceAccount>(doc),
+            ("v1", "ConfigMap") => same::<ConfigMap>(doc),
+            ("v1", "Secret") => same::<Secret>(doc),
+            ("v1", "Service") => same::<Service>(doc),
+            ("apps/v1", "Deployment") => same::<Deployment>(doc),
+            ("policy/v1", "PodDisruptionBudget") => same::<PodDisruptionBudget>(doc),
+            ("rbac.authorization.k8s.io/v1", "ClusterRole") => same::<ClusterRole>(doc),
+            ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding") => {
+                same::<ClusterRoleBinding>(doc)
+            }
+            ("admissionregistration.k8s.io/v1", "MutatingWebhookConfiguration") => {
+                same::<MutatingWebhookConfiguration>(doc)
+            }
+            ("admissionregistration.k8s.io/v1", "ValidatingWebhookConfiguration") => {
+                same::<ValidatingWebhookConfiguration>(doc)
+            }
+            ("cert-manager.io/v1", "Issuer" | "Certificate") => Ok(true),
+            _ => bail!("{what}: unexpected kind {}/{}", kind.0, kind.1),
+        }
+        .with_context(|| format!("{what}: does not parse as its k8s-openapi type"))?;
+        ensure!(
+            ok,
+            "{what}: changes in a round trip through k8s-openapi (unknown or misplaced field?)"
+        );
+        let cluster_scoped = matches!(
+            kind.1,
+            "Namespace"
+                | "ClusterRole"
+                | "ClusterRoleBinding"
+                | "MutatingWebhookConfiguration"
+                | "ValidatingWebhookConfiguration"
+        );
+        let ns = doc["metadata"]["namespace"].as_str();
+        if cluster_scoped {
+            ensure!(
+                ns.is_none(),
+                "{what}: cluster-scoped object with a namespace"
+            );
+        } else {
+            ensure!(
+                ns == Some(NAMESPACE),
+                "{what}: namespace {ns:?}, want {NAMESPACE}"
+            );
+        }
+    }
+    Ok(())
+}
+
+fn check_namespace(r: &Rendered) -> anyhow::Result<()> {
+    let ns = r.one::<Namespace>()?;
+    ensure!(
+        ns.metadata.name.as_deref() == Some(NAMESPACE),
+        "{}: namespace {:?}",
+        r.target,
+        ns.metadata.name
+    );
+    let labels = ns.metadata.labels.unwrap_or_default();
+    ensure!(
+        labels
+            .get("pod-security.kubernetes.io/enforce")
+            .map(String::as_str)
+            == Some("restricted"),
+        "{}: {NAMESPACE} does not enforce Pod Security restricted",
+        r.target
+    );
+    Ok(())
+}
+
+fn check_deployment(r: &Rendered, d: &Deployment) -> anyhow::Result<()> {
+    let t = &r.target;
+    let spec = d.spec.as_ref().context("Deployment without spec")?;
+    ensure!(
+        spec.replicas.unwrap_or(1) >= 2,
+        "{t}: fewer than 2 replicas"
+    );
+    let pod_labels = pod_labels(d)?;
+    ensure!(
+        selects(Some(&spec.selector), &pod_labels),
+        "{t}: Deployment selector misses its pods"
+    );
+    let strategy = spec
+        .strategy
+        .as_ref()
+        .and_then(|s| s.rolling_update.as_ref());
+    ensure!(
+        strategy.and_then(|s| s.max_unavailable.as_ref()) == Some(&IntOrString::Int(0)),
+        "{t}: rolling updates must keep every replica (maxUnavailable: 0)"
+    );
+    let pod = pod_spec(d)?;
+
+    // Spread: topology spread constraints and anti-affinity over the Deployment's own pods.
+    let tsc = pod.topology_spread_constraints.clone().unwrap_or_default();
+    ensure!(
+        tsc.iter()
+            .any(|c| c.topology_key == "kubernetes.io/hostname"),
+        "{t}: no topology spread across nodes"
+    );
+    for c in &tsc {
+        ensure!(
+            selects(c.label_selector.as_ref(), &pod_labels),
+            "{t}: a topology spread constraint misses the pods"
+        );
+    }
+    let anti = pod
+        .affinity
+        .as_ref()
+        .and_then(|a| a.pod_anti_affinity.as_ref())
+        .context("no podAntiAffinity")?;
+    let terms: Vec<_> = anti
+        .preferred_during_scheduling_ignored_during_execution
+        .iter()
+        .flatten()
+        .map(|w| &w.pod_affinity_term)
+        .chain(
+            anti.required_during_scheduling_ignored_during_execution
+                .iter()
+                .flatten(),
+        )
+        .collect();
+    ensure!(!terms.is_empty(), "{t}: empty podAntiAffinity");
+    for term in terms {
+        ensure!(
+            selects(term.label_selector.as_ref(), &pod_labels),
+            "{t}: podAntiAffinity misses the pods"
+        );
+    }
+
+    // Args, ports and probes agree.
+    let c = webhook_container(pod)?;
+    let args = parse_args(c)?;
+    let port_of = |name: &str| -> anyhow::Result<i32> {
+        c.ports
+            .iter()
+            .flatten()
+            .find(|p| p.name.as_deref() == Some(name))
+            .map(|p| p.container_port)
+            .with_context(|| format!("{t}: no container port named {name}"))
+    };
+    let (https, admin) = (port_of("https")?, port_of("admin")?);
+    ensure!(https != admin, "{t}: https and admin ports collide");
+    ensure!(
+        addr_port(&args, "addr", 8443)? == https,
+        "{t}: --addr does not listen on the https port {https}"
+    );
+    ensure!(
+        addr_port(&args, "admin-addr", 8080)? == admin,
+        "{t}: --admin-addr does not listen on the admin port {admin}"
+    );
+    for (probe, path) in [
+        (c.readiness_probe.as_ref(), "/readyz"),
+        (c.liveness_probe.as_ref(), "/healthz"),
+    ] {
+        let get = probe
+            .and_then(|p| p.http_get.as_ref())
+            .with_context(|| format!("{t}: no httpGet probe for {path}"))?;
+        ensure!(
+            get.path.as_deref() == Some(path),
+            "{t}: probe path {:?}, want {path}",
+            get.path
+        );
+        ensure!(
+            resolve_port(c, &get.port)? == admin,
+            "{t}: probe {path} is not on the admin port"
+        );
+        ensure!(
+            get.scheme.as_deref().unwrap_or("HTTP") == "HTTP",
+            "{t}: the admin port is plain HTTP"
+        );
+    }
+    if let Some(format) = args.get("log-format") {
+        ensure!(
+            matches!(format.as_deref(), Some("json" | "text")),
+            "{t}: --log-format {format:?}"
+        );
+    }
+
+    // Policies and certificates come from the mounted volumes.
+    let policies = args
+        .get("policies")
+        .cloned()
+        .flatten()
+        .context("no --policies")?;
+    ensure!(
+        mount_path(pod, c, |v| v
+            .config_map
+            .as_ref()
+            .is_some_and(|cm| cm.name == POLICIES_CONFIGMAP))?
+            == policies.trim_end_matches('/'),
+        "{t}: --policies is not the ConfigMap mount"
+    );
+    let tls_dir = mount_path(pod, c, |v| {
+        v.secret
+            .as_ref()
+            .is_some_and(|s| s.secret_name.as_deref() == Some(TLS_SECRET))
+    })?;
+    for (flag, file) in [("tls-cert", "tls.crt"), ("tls-key", "tls.key")] {
+        let got = args
+            .get(flag)
+            .cloned()
+            .flatten()
+            .with_context(|| format!("no --{flag}"))?;
+        ensure!(
+            got == format!("{tls_dir}/{file}"),
+            "{t}: --{flag}={got}, want {tls_dir}/{file}"
+        );
+    }
+    for m in c.volume_mounts.iter().flatten() {
+        ensure!(
+            m.sub_path.is_none() && m.sub_path_expr.is_none(),
+            "{t}: subPath mounts never update; the webhook reloads from the volume"
+        );
+    }
+
+    // Requests and limits set, request <= limit, and room above the 20 MiB idle target.
+    let res = c.resources.as_ref().context("no resources")?;
+    let (req, lim) = (
+        res.requests.clone().unwrap_or_default(),
+        res.limits.clone().unwrap_or_default(),
+    );
+    for key in ["cpu", "memory"] {
+        let (q, l) = (
+            req.get(key)
+                .with_context(|| format!("{t}: no {key} request"))?,
+            lim.get(key)
+                .with_context(|| format!("{t}: no {key} limit"))?,
+        );
+        ensure!(
+            quantity(&q.0)? <= quantity(&l.0)?,
+            "{t}: {key} request above its limit"
+        );
+    }
+    ensure!(
+        quantity(&req["memory"].0)? >= 20.0 * 1024.0 * 1024.0,
+        "{t}: memory request below the 20 MiB idle RSS"
+    );
+    Ok(())
+}
+
+/// Pod Security `restricted`, plus a read-only root filesystem.
+fn check_security_context(r: &Rendered, d: &Deployment) -> anyhow::Result<()> {
+    let t = &r.target;
+    let pod = pod_spec(d)?;
+    ensure!(
+        !pod.host_network.unwrap_or(false)
+            && !pod.host_pid.unwrap_or(false)
+            && !pod.host_ipc.unwrap_or(false),
+        "{t}: host namespaces"
+    );
+    for v in pod.volumes.iter().flatten() {
+        ensure!(v.host_path.is_none(), "{t}: hostPath volume {}", v.name);
+    }
+    let psc = pod.security_context.clone().unwrap_or_default();
+    let containers = pod
+        .containers
+        .iter()
+        .chain(pod.init_containers.iter().flatten());
+    for c in containers {
+        let sc = c.security_context.clone().unwrap_or_default();
+        let n = &c.name;
+        ensure!(
+            sc.run_as_non_root.or(psc.run_as_non_root) == Some(true),
+            "{t}: {n}: runAsNonRoot not set"
+        );
+        ensure!(
+            sc.run_as_user.or(psc.run_as_user) != Some(0),
+            "{t}: {n}: runs as uid 0"
+        );
+        ensure!(
+            sc.allow_privilege_escalation == Some(false),
+            "{t}: {n}: allowPrivilegeEscalation not false"
+        );
+        ensure!(sc.privileged != Some(true), "{t}: {n}: privileged");
+        ensure!(
+            sc.read_only_root_filesystem == Some(true),
+            "{t}: {n}: root filesystem writable"
+        );
+        let caps = sc.capabilities.clone().unwrap_or_default();
+        ensure!(
+            caps.drop.unwrap_or_default().iter().any(|c| c == "ALL"),
+            "{t}: {n}: capabilities not dropped (ALL)"
+        );
+        ensure!(
+            caps.add.unwrap_or_default().is_empty(),
+            "{t}: {n}: adds capabilities"
+        );
+        let seccomp = sc
+            .seccomp_profile
+            .or(psc.seccomp_profile.clone())
+            .map(|s| s.type_);
+        ensure!(
+            matches!(seccomp.as_deref(), Some("RuntimeDefault" | "Localhost")),
+            "{t}: {n}: seccomp profile {seccomp:?}"
+        );
+        for p in c.ports.iter().flatten() {
+            ensure!(p.host_port.is_none(), "{t}: {n}: hostPort");
+        }
+    }
+    Ok(())
+}
+
+fn check_service(r: &Rendered, d: &Deployment) -> anyhow::Result<()> {
+    let t = &r.target;
+    let svc = r.one::<Service>()?;
+    let spec = svc.spec.as_ref().context("Service without spec")?;
+    let selector = spec.selector.clone().context("Service without selector")?;
+    let labels = pod_labels(d)?;
+    ensure!(
+        selector.iter().all(|(k, v)| labels.get(k) == Some(v)),
+        "{t}: Service selector misses the pods"
+    );
+    let c = webhook_container(pod_spec(d)?)?;
+    let https = c
+        .ports
+        .iter()
+        .flatten()
+        .find(|p| p.name.as_deref() == Some("https"))
+        .context("no https port")?;
+    let p443 = spec
+        .ports
+        .iter()
+        .flatten()
+        .find(|p| p.port == 443)
+        .with_context(|| format!("{t}: Service has no port 443"))?;
+    let target = p443.target_port.clone().unwrap_or(IntOrString::Int(443));
+    ensure!(
+        resolve_port(c, &target)? == https.container_port,
+        "{t}: Service 443 targets {target:?}, not the container's https port {}",
+        https.container_port
+    );
+    Ok(())
+}
+
+fn check_pdb(r: &Rendered, d: &Deployment) -> anyhow::Result<()> {
+    let t = &r.target;
+    let pdb = r.one::<PodDisruptionBudget>()?;
+    let spec = pdb.spec.context("PDB without spec")?;
+    ensure!(
+        spec.min_available == Some(IntOrString::Int(1)),
+        "{t}: PDB minAvailable {:?}, want 1",
+        spec.min_available
+    );
+    ensure!(
+        spec.max_unavailable.is_none(),
+        "{t}: PDB sets both minAvailable and maxUnavailable"
+    );
+    ensure!(
+        selects(spec.selector.as_ref(), &pod_labels(d)?),
+        "{t}: PDB selector misses the Deployment's pods"
+    );
+    let replicas = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+    ensure!(
+        replicas > 1,
+        "{t}: a PDB of minAvailable 1 over one replica blocks every drain"
+    );
+    Ok(())
+}
+
+/// Exactly: namespaces get/list/watch, events create (core and events.k8s.io).
+fn check_rbac(r: &Rendered, d: &Deployment) -> anyhow::Result<()> {
+    let t = &r.target;
+    ensure!(
+        r.all::<Role>()?.is_empty() && r.all::<RoleBinding>()?.is_empty(),
+        "{t}: unexpected Role/RoleBinding"
+    );
+    let role = r.one::<ClusterRole>()?;
+    ensure!(
+        role.aggregation_rule.is_none(),
+        "{t}: aggregated ClusterRole"
+    );
+    let mut granted = BTreeSet::new();
+    for rule in role.rules.iter().flatten() {
+        ensure!(
+            rule.non_resource_urls.is_none(),
+            "{t}: nonResourceURLs granted"
+        );
+        for g in rule.api_groups.iter().flatten() {
+            for res in rule.resources.iter().flatten() {
+                for v in &rule.verbs {
+                    granted.insert((g.clone(), res.clone(), v.clone()));
+                }
+            }
+        }
+    }
+    let want: BTreeSet<(String, String, String)> = [
+        ("", "namespaces", "get"),
+        ("", "namespaces", "list"),
+        ("", "namespaces", "watch"),
+        ("", "events", "create"),
+        ("events.k8s.io", "events", "create"),
+    ]
+    .into_iter()
+    .map(|(g, r, v)| (g.to_owned(), r.to_owned(), v.to_owned()))
+    .collect();
+    ensure!(
+        granted == want,
+        "{t}: ClusterRole grants {granted:?}, want exactly {want:?}"
+    );
+
+    let binding = r.one::<ClusterRoleBinding>()?;
+    ensure!(
+        binding.role_ref.kind == "ClusterRole"
+            && Some(&binding.role_ref.name) == role.metadata.name.as_ref(),
+        "{t}: binding does not reference the ClusterRole"
+    );
+    let sa = r.one::<ServiceAccount>()?;
+    let subjects = binding.subjects.unwrap_or_default();
+    ensure!(
+        subjects.len() == 1,
+        "{t}: the binding has {} subjects",
+        subjects.len()
+    );
+    let s = &subjects[0];
+    ensure!(
+        s.kind == "ServiceAccount"
+            && Some(&s.name) == sa.metadata.name.as_ref()
+            && s.namespace.as_deref() == Some(NAMESPACE),
+        "{t}: the binding's subject is not the webhook's ServiceAccount"
+    );
+    ensure!(
+        pod_spec(d)?.service_account_name == sa.metadata.name,
+        "{t}: the pods do not run as the bound ServiceAccount"
+    );
+    Ok(())
+}
+
+/// The ConfigMap holds every file of `policies/`, byte for byte (the copy made by
+/// `deploy/sync-policies.sh` is current), and fits in a ConfigMap.
+fn check_policies_configmap(r: &Rendered) -> anyhow::Result<()> {
+    let t = &r.target;
+    let cm = r.named::<ConfigMap>(POLICIES_CONFIGMAP)?;
+    let mut got: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+    for (k, v) in cm.data.unwrap_or_default() {
+        got.insert(k, v.into_bytes());
+    }
+    for (k, v) in cm.binary_data.unwrap_or_default() {
+        got.insert(k, v.0);
+    }
+    let dir = render::policies_dir();
+    let mut want: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+    for file in render::files_under(&dir)? {
+        let key = render::policy_key(&file);
+        let bytes = std::fs::read(dir.join(&file))?;
+        ensure!(
+            want.insert(key.clone(), bytes).is_none(),
+            "two policy files map to ConfigMap key {key}"
+        );
+    }
+    let stale = "deploy/base/policies is stale: run deploy/sync-policies.sh";
+    let missing: Vec<_> = want.keys().filter(|k| !got.contains_key(*k)).collect();
+    let extra: Vec<_> = got.keys().filter(|k| !want.contains_key(*k)).collect();
+    ensure!(
+        missing.is_empty() && extra.is_empty(),
+        "{t}: {stale} (missing keys {missing:?}, extra keys {extra:?})"
+    );
+    for (k, v) in &want {
+        ensure!(
+            got[k] == *v,
+            "{t}: {stale} (key {k} differs from policies/)"
+        );
+    }
+    let size: usize = got.iter().map(|(k, v)| k.len() + v.len()).sum();
+    ensure!(
+        size < CONFIGMAP_LIMIT,
+        "{t}: policies total {size} bytes, over the ConfigMap limit"
+    );
+    Ok(())
+}
+
+fn check_webhooks(r: &Rendered, d: &Deployment) -> anyhow::Result<()> {
+    let t = &r.target;
+    let (m, v) = r.webhook_configurations()?;
+    let svc = r.one::<Service>()?;
+    let svc_ports: Vec<i32> = svc
+        .spec
+        .iter()
+        .flat_map(|s| s.ports.iter().flatten())
+        .map(|p| p.port)
+        .collect();
+    let args = parse_args(webhook_container(pod_spec(d)?)?)?;
+    let review_timeout = match args.get("review-timeout").cloned().flatten() {
+        Some(s) => duration(&s)?,
+        None => DEFAULT_REVIEW_TIMEOUT,
+    };
+
+    let mutating = m.webhooks.clone().unwrap_or_default();
+    ensure!(
+        mutating.len() == 1 && mutating[0].name == "mutate.kspy.dev",
+        "{t}: mutating webhooks {:?}",
+        mutating.iter().map(|w| &w.name).collect::<Vec<_>>()
+    );
+    ensure!(
+        mutating[0].reinvocation_policy.as_deref() == Some("IfNeeded"),
+        "{t}: reinvocationPolicy must be IfNeeded"
+    );
+    let validating = v.webhooks.clone().unwrap_or_default();
+    ensure!(
+        validating.len() == 1 && validating[0].name == "validate.kspy.dev",
+        "{t}: validating webhooks {:?}",
+        validating.iter().map(|w| &w.name).collect::<Vec<_>>()
+    );
+
+    let all = hooks(&m, &v)?;
+    for (hook, path) in all.iter().zip(["/mutate", "/validate"]) {
+        let n = &hook.name;
+        // Rules: exactly the debug operations.
+        let mut ops = BTreeSet::new();
+        for rule in hook.rules.iter().flatten() {
+            ensure!(
+                rule.api_groups.clone().unwrap_or_default() == [""],
+                "{t}: {n}: rule apiGroups {:?}",
+                rule.api_groups
+            );
+            let versions = rule.api_versions.clone().unwrap_or_default();
+            ensure!(
+                versions.iter().any(|v| v == "v1" || v == "*"),
+                "{t}: {n}: rule apiVersions {versions:?}"
+            );
+            ensure!(
+                rule.scope.as_deref().unwrap_or("*") != "Cluster",
+                "{t}: {n}: cluster scope"
+            );
+            for op in rule.operations.iter().flatten() {
+                for res in rule.resources.iter().flatten() {
+                    ops.insert((op.clone(), res.clone()));
+                }
+            }
+        }
+        let want: BTreeSet<(String, String)> =
+            [("UPDATE", "pods/ephemeralcontainers"), ("CREATE", "pods")]
+                .into_iter()
+                .map(|(o, r)| (o.to_owned(), r.to_owned()))
+                .collect();
+        ensure!(
+            ops == want,
+            "{t}: {n}: rules cover {ops:?}, want exactly {want:?}"
+        );
+
+        ensure!(
+            hook.failure_policy.as_deref() == Some("Fail"),
+            "{t}: {n}: failurePolicy {:?}",
+            hook.failure_policy
+        );
+        ensure!(
+            hook.side_effects == "None",
+            "{t}: {n}: sideEffects {}",
+            hook.side_effects
+        );
+        ensure!(
+            hook.admission_review_versions == ["v1"],
+            "{t}: {n}: admissionReviewVersions {:?}",
+            hook.admission_review_versions
+        );
+        let timeout = hook
+            .timeout_seconds
+            .context("timeoutSeconds unset (defaults to 10, but say it)")?;
+        ensure!(
+            (1..=10).contains(&timeout),
+            "{t}: {n}: timeoutSeconds {timeout} is not short"
+        );
+        ensure!(
+            review_timeout < Duration::from_secs(timeout as u64),
+            "{t}: {n}: --review-timeout {review_timeout:?} not below timeoutSeconds {timeout}"
+        );
+        ensure!(
+            hook.object_selector.is_none(),
+            "{t}: {n}: objectSelector would let labels bypass kspy"
+        );
+
+        // Never kspy's own namespace; every other namespace.
+        let ns_labels = |name: &str| {
+            BTreeMap::from([("kubernetes.io/metadata.name".to_owned(), name.to_owned())])
+        };
+        ensure!(
+            !selects(hook.namespace_selector.as_ref(), &ns_labels(NAMESPACE)),
+            "{t}: {n}: namespaceSelector includes {NAMESPACE}"
+        );
+        for other in ["default", "kube-system", "prod-payments"] {
+            ensure!(
+                selects(hook.namespace_selector.as_ref(), &ns_labels(other)),
+                "{t}: {n}: namespaceSelector skips {other}"
+            );
+        }
+
+        // The Service, its port and the served path.
+        let cc = &hook.client_config;
+        ensure!(cc.url.is_none(), "{t}: {n}: url instead of service");
+        let s = cc.service.as_ref().context("no clientConfig.service")?;
+        ensure!(
+            Some(&s.name) == svc.metadata.name.as_ref() && s.namespace == NAMESPACE,
+            "{t}: {n}: service {}/{}",
+            s.namespace,
+            s.name
+        );
+        let port = s.port.unwrap_or(443);
+        ensure!(
+            port == 443 && svc_ports.contains(&port),
+            "{t}: {n}: service port {port}"
+        );
+        ensure!(
+            s.path.as_deref() == Some(path),
+            "{t}: {n}: path {:?}, want {path}",
+            s.path
+        );
+
+        // CA: a caBundle, or cert-manager's injection annotation.
+        let injected = hook
+            .annotations
+            .contains_key("cert-manager.io/inject-ca-from");
+        let bundled = cc.ca_bundle.as_ref().is_some_and(|b| !b.0.is_empty());
+        if r.target != "base" {
+            ensure!(
+                injected || bundled,
+                "{t}: {n}: neither caBundle nor cert-manager.io/inject-ca-from"
+            );
+        }
+    }
+    ensure!(
+        all[0].match_conditions == all[1].match_conditions,
+        "{t}: the mutating and validating webhooks must see the same requests (matchConditions differ)"
+    );
+    Ok(())
+}
+
+// ----------------------------------------------------------------------------------------
+// matchConditions cases
+
+fn pod(metadata: Value, containers: Value) -> Value {
+    json!({"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": {"containers": containers}})
+}
+
+fn review_request(operation: &str, sub_resource: Option<&str>, namespace: &str) -> Value {
+    let mut r = json!({
+        "uid": "705ab4f5-6393-11e8-b7cc-42010a800002",
+        "kind": {"group": "", "version": "v1", "kind": "Pod"},
+        "resource": {"group": "", "version": "v1", "resource": "pods"},
+        "requestKind": {"group": "", "version": "v1", "kind": "Pod"},
+        "requestResource": {"group": "", "version": "v1", "resource": "pods"},
+        "namespace": namespace,
+        "operation": operation,
+        "userInfo": {"username": "alice", "groups": ["dev", "system:authenticated"]},
+    });
+    if let Some(s) = sub_resource {
+        r["subResource"] = json!(s);
+        r["requestSubResource"] = json!(s);
+    }
+    r
+}
+
+/// (case, request, object, sent to kspy?)
+fn match_condition_cases() -> Vec<(&'static str, Value, Value, bool)> {
+    let app = json!([{"name": "app", "image": "registry.example.com/app:1"}]);
+    vec![
+        (
+            "kubectl debug / kspy attach (ephemeral container)",
+            review_request("UPDATE", Some("ephemeralcontainers"), "prod-payments"),
+            json!({
+                "apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": "web-0", "namespace": "prod-payments"},
+                "spec": {"containers": app, "ephemeralContainers": [{"name": "debugger-x7k2p", "image": "busybox"}]},
+            }),
+            true,
+        ),
+        (
+            "kspy copy (label kspy.dev/debug=copy)",
+            review_request("CREATE", None, "prod-payments"),
+            pod(
+                json!({"name": "web-0-debug", "labels": {"kspy.dev/debug": "copy"}}),
+                app.clone(),
+            ),
+            true,
+        ),
+        (
+            "kspy node (label kspy.dev/debug=node)",
+            review_request("CREATE", None, "default"),
+            pod(
+                json!({"name": "kspy-node-abc", "labels": {"kspy.dev/debug": "node"}}),
+                app.clone(),
+            ),
+            true,
+        ),
+        (
+            "kubectl debug node/worker-1",
+            review_request("CREATE", None, "default"),
+            json!({
+                "apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": "node-debugger-worker-1-mq7cz"},
+                "spec": {"nodeName": "worker-1", "hostPID": true, "containers": [{"name": "debugger", "image": "busybox"}]},
+            }),
+            true,
+        ),
+        (
+            "kubectl debug POD --copy-to (debugger-XXXXX container)",
+            review_request("CREATE", None, "prod-payments"),
+            pod(
+                json!({"name": "web-0-copy"}),
+                json!([{"name": "app", "image": "app:1"}, {"name": "debugger-x7k2p", "image": "busybox"}]),
+            ),
+            true,
+        ),
+        (
+            "ordinary pod from a ReplicaSet (generateName, no name yet)",
+            review_request("CREATE", None, "prod-payments"),
+            pod(
+                json!({"generateName": "web-7d9f8-", "labels": {"app": "web"}, "ownerReferences": [{"kind": "ReplicaSet", "name": "web-7d9f8"}]}),
+                app.clone(),
+            ),
+            false,
+        ),
+        (
+            "ordinary pod without labels",
+            review_request("CREATE", None, "default"),
+            pod(json!({"name": "plain"}), app.clone()),
+            false,
+        ),
+        (
+            "pod with empty metadata",
+            review_request("CREATE", None, "default"),
+            pod(json!({}), app.clone()),
+            false,
+        ),
+        (
+            "pod without a spec",
+            review_request("CREATE", None, "default"),
+            json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "x"}}),
+            false,
+        ),
+        (
+            "container named like a debugger but not kubectl's shape",
+            review_request("CREATE", None, "default"),
+            pod(
+                json!({"name": "tools"}),
+                json!([{"name": "debugger-tools", "image": "busybox"}]),
+            ),
+            false,
+        ),
+    ]
+}
+
+// ----------------------------------------------------------------------------------------
+// Helpers
+
+/// A webhook of either configuration, as the fields both kinds share.
+struct Hook {
+    annotations: BTreeMap<String, String>,
+    inner: ValidatingWebhook,
+}
+
+impl std::ops::Deref for Hook {
+    type Target = ValidatingWebhook;
+    fn deref(&self) -> &ValidatingWebhook {
+        &self.inner
+    }
+}
+
+/// The mutating webhooks then the validating ones, in a common shape.
+fn hooks(
+    m: &MutatingWebhookConfiguration,
+    v: &ValidatingWebhookConfiguration,
+) -> anyhow::Result<Vec<Hook>> {
+    let mut out = Vec::new();
+    for w in m.webhooks.iter().flatten() {
+        let mut value = serde_json::to_value(w)?;
+        value
+            .as_object_mut()
+            .context("webhook is not an object")?
+            .remove("reinvocationPolicy");
+        out.push(Hook {
+            annotations: m.metadata.annotations.clone().unwrap_or_default(),
+            inner: serde_json::from_value(value)?,
+        });
+    }
+    for w in v.webhooks.iter().flatten() {
+        out.push(Hook {
+            annotations: v.metadata.annotations.clone().unwrap_or_default(),
+            inner: w.clone(),
+        });
+    }
+    Ok(out)
+}
+
+fn pod_spec(d: &Deployment) -> anyhow::Result<&PodSpec> {
+    d.spec
+        .as_ref()
+        .and_then(|s| s.template.spec.as_ref())
+        .context("Deployment without a pod spec")
+}
+
+fn pod_labels(d: &Deployment) -> anyhow::Result<BTreeMap<String, String>> {
+    d.spec
+        .as_ref()
+        .and_then(|s| s.template.metadata.as_ref())
+        .and_then(|m| m.labels.clone())
+        .context("pod template without labels")
+}
+
+fn webhook_container(pod: &PodSpec) -> anyhow::Result<&Container> {
+    ensure!(
+        pod.containers.len() == 1,
+        "expected the webhook container only, found {}",
+        pod.containers.len()
+    );
+    Ok(&pod.containers[0])
+}
+
+fn tls_secret_name(pod: &PodSpec) -> anyhow::Result<String> {
+    pod.volumes
+        .iter()
+        .flatten()
+        .filter_map(|v| v.secret.as_ref()?.secret_name.clone())
+        .find(|n| n == TLS_SECRET)
+        .with_context(|| format!("no volume from Secret {TLS_SECRET}"))
+}
+
+/// The mount path of the (single) volume that `is` picks, in container `c`.
+fn mount_path(
+    pod: &PodSpec,
+    c: &Container,
+    is: impl Fn(&k8s_openapi::api::core::v1::Volume) -> bool,
+) -> anyhow::Result<String> {
+    let vol = pod
+        .volumes
+        .iter()
+        .flatten()
+        .find(|v| is(v))
+        .context("volume not found")?;
+    let m = c
+        .volume_mounts
+        .iter()
+        .flatten()
+        .find(|m| m.name == vol.name)
+        .with_context(|| format!("volume {} is not mounted", vol.name))?;
+    ensure!(
+        m.read_only == Some(true),
+        "volume {} is mounted read-write",
+        vol.name
+    );
+    Ok(m.mount_path.trim_end_matches('/').to_owned())
+}
+
+/// `--flag=value`, `--flag value` and bare `--flag` args; unknown flags are errors.
+fn parse_args(c: &Container) -> anyhow::Result<BTreeMap<String, Option<String>>> {
+    ensure!(
+        c.command.is_none(),
+        "the image's entrypoint (kspy-webhook) must not be overridden"
+    );
+    let args = c.args.clone().unwrap_or_default();
+    let mut out = BTreeMap::new();
+    let mut i = 0;
+    while i < args.len() {
+        let a = args[i]
+            .strip_prefix("--")
+            .with_context(|| format!("unexpected argument {:?}", args[i]))?;
+        let (name, value) = match a.split_once('=') {
+            Some((n, v)) => (n.to_owned(), Some(v.to_owned())),
+            None if args.get(i + 1).is_some_and(|n| !n.starts_with("--")) => {
+                i += 1;
+                (a.to_owned(), Some(args[i].clone()))
+            }
+            None => (a.to_owned(), None),
+        };
+        ensure!(
+            WEBHOOK_FLAGS.contains(&name.as_str()),
+            "unknown kspy-webhook flag --{name}"
+        );
+        ensure!(
+            out.insert(name.clone(), value).is_none(),
+            "--{name} given twice"
+        );
+        i += 1;
+    }
+    Ok(out)
+}
+
+fn addr_port(
+    args: &BTreeMap<String, Option<String>>,
+    flag: &str,
+    default: i32,
+) -> anyhow::Result<i32> {
+    match args.get(flag).cloned().flatten() {
+        None => Ok(default),
+        Some(addr) => {
+            let (_, port) = addr
+                .rsplit_once(':')
+                .with_context(|| format!("--{flag}={addr}: no port"))?;
+            port.parse()
+                .with_context(|| format!("--{flag}={addr}: bad port"))
+        }
+    }
+}
+
+fn resolve_port(c: &Container, port: &IntOrString) -> anyhow::Result<i32> {
+    match port {
+        IntOrString::Int(n) => Ok(*n),
+        IntOrString::String(name) => c
+            .ports
+            .iter()
+            .flatten()
+            .find(|p| p.name.as_deref() == Some(name))
+            .map(|p| p.container_port)
+            .with_context(|| format!("no container port named {name}")),
+    }
+}
+
+/// Label selector semantics (matchLabels AND matchExpressions); `None` selects nothing.
+fn selects(sel: Option<&LabelSelector>, labels: &BTreeMap<String, String>) -> bool {
+    let Some(sel) = sel else { return false };
+    let labels_ok = sel
+        .match_labels
+        .iter()
+        .flatten()
+        .all(|(k, v)| labels.get(k) == Some(v));
+    let exprs_ok = sel.match_expressions.iter().flatten().all(|e| {
+        let vals = e.values.clone().unwrap_or_default();
+        let got = labels.get(&e.key);
+        match e.operator.as_str() {
+            "In" => got.is_some_and(|g| vals.contains(g)),
+            "NotIn" => got.is_none_or(|g| !vals.contains(g)),
+            "Exists" => got.is_some(),
+            "DoesNotExist" => got.is_none(),
+            _ => false,
+        }
+    });
+    labels_ok && exprs_ok
+}
+
+/// A Kubernetes quantity as a number (cpu in cores, memory in bytes).
+fn quantity(q: &str) -> anyhow::Result<f64> {
+    const SUFFIXES: &[(&str, f64)] = &[
+        ("Ki", 1024.0),
+        ("Mi", 1048576.0),
+        ("Gi", 1073741824.0),
+        ("m", 0.001),
+        ("k", 1e3),
+        ("M", 1e6),
+        ("G", 1e9),
+    ];
+    for (s, mult) in SUFFIXES {
+        if let Some(n) = q.strip_suffix(s) {
+            return Ok(n.parse::<f64>().with_context(|| format!("quantity {q}"))? * mult);
+        }
+    }
+    q.parse::<f64>().with_context(|| format!("quantity {q}"))
+}
+
+/// `9s`, `500ms`, `1m` or plain seconds.
+fn duration(s: &str) -> anyhow::Result<Duration> {
+    let num = |n: &str| n.parse::<u64>().with_context(|| format!("duration {s}"));
+    Ok(if let Some(n) = s.strip_suffix("ms") {
+        Duration::from_millis(num(n)?)
+    } else if let Some(n) = s.strip_suffix('s') {
+        Duration::from_secs(num(n)?)
+    } else if let Some(n) = s.strip_suffix('m') {
+        Duration::from_secs(60 * num(n)?)
+    } else {
+        Duration::from_secs(num(s)?)
+    })
+}

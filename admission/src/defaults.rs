@@ -50,6 +50,22 @@ impl PatchBuilder {
         }
     }
 
+    /// Appends `items` to the list `field` of the object at `base` (whose current value is
+    /// `current`): one `add …/-` per item when the list exists, the whole list otherwise.
+    pub fn append(&mut self, base: &[String], current: &Value, field: &str, items: Vec<Value>) {
+        if items.is_empty() {
+            return;
+        }
+        let list = base.iter().map(String::as_str).chain([field]);
+        if current.get(field).is_some_and(|l| !l.is_null()) {
+            for item in items {
+                self.add(list.clone().chain(["-"]), item);
+            }
+        } else {
+            self.add(list, Value::Array(items));
+        }
+    }
+
     /// True when nothing was added.
     pub fn is_empty(&self) -> bool {
         self.ops.is_empty()
@@ -123,7 +139,6 @@ pub(crate) fn subject_defaults(patch: &mut PatchBuilder, d: &SubjectDefaults<'_>
             .as_array()
             .cloned()
             .unwrap_or_default();
-        let had_mounts = container.get("volumeMounts").is_some_and(|m| !m.is_null());
         let mut added = Vec::new();
         for m in target_mounts {
             let (Some(name), Some(path)) = (m["name"].as_str(), m["mountPath"].as_str()) else {
@@ -154,20 +169,7 @@ pub(crate) fn subject_defaults(patch: &mut PatchBuilder, d: &SubjectDefaults<'_>
             mounts.push(mount.clone());
             added.push(mount);
         }
-        if !added.is_empty() {
-            if had_mounts {
-                for m in added {
-                    let mut p = at("volumeMounts");
-                    p.push("-".into());
-                    patch.add(p.iter().map(String::as_str), m);
-                }
-            } else {
-                patch.add(
-                    at("volumeMounts").iter().map(String::as_str),
-                    Value::Array(added),
-                );
-            }
-        }
+        patch.append(&base, container, "volumeMounts", added);
     }
 
     if container.get("imagePullPolicy").is_none_or(Value::is_null)
@@ -193,20 +195,7 @@ pub(crate) fn subject_defaults(patch: &mut PatchBuilder, d: &SubjectDefaults<'_>
             }
         }
     }
-    if !env_added.is_empty() {
-        if container.get("env").is_some_and(|e| !e.is_null()) {
-            for e in env_added {
-                let mut p = at("env");
-                p.push("-".into());
-                patch.add(p.iter().map(String::as_str), e);
-            }
-        } else {
-            patch.add(
-                at("env").iter().map(String::as_str),
-                Value::Array(env_added),
-            );
-        }
-    }
+    patch.append(&base, container, "env", env_added);
 
     // securityContext: policy defaults first, then what the Pod Security level needs.
     let mut wanted = serde_json::Map::new();

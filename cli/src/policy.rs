@@ -24,7 +24,8 @@ pub enum PolicyCommand {
         dir: PathBuf,
     },
     /// Judge one AdmissionReview offline and print the AdmissionReview the webhook would return.
-    #[command(after_help = "Prints the whole response review (apiVersion, kind, response), the patch
+    #[command(
+        after_help = "Prints the whole response review (apiVersion, kind, response), the patch
 base64-encoded as the API server receives it. Exits 0 whatever the verdict; non-zero only when the
 policies or the review cannot be read.
 
@@ -32,7 +33,8 @@ Examples:
   # What would /validate answer?
   kspy policy eval --policies policies/ policies/fixtures/attach-sre-ptrace.json
   # What would /mutate inject?
-  kspy policy eval --policies policies/ --mutate policies/fixtures/attach-dev-plain.json")]
+  kspy policy eval --policies policies/ --mutate policies/fixtures/attach-dev-plain.json"
+    )]
     Eval {
         /// Directory of policy files.
         #[arg(long, value_name = "DIR")]
@@ -51,11 +53,13 @@ Examples:
         review: PathBuf,
     },
     /// Run the DebugPolicyTest cases that live beside the policies.
-    #[command(after_help = "Prints a table of cases, and for each failure what was expected and
+    #[command(
+        after_help = "Prints a table of cases, and for each failure what was expected and
 what came. Exits 1 when any case fails.
 
 Examples:
-  kspy policy test policies/")]
+  kspy policy test policies/"
+    )]
     Test {
         /// Directory of policies and their tests.
         dir: PathBuf,
@@ -83,21 +87,41 @@ pub fn run(cmd: PolicyCommand) -> anyhow::Result<ExitCode> {
             namespace,
             no_policy_allows,
             review,
-        } => eval(&policies, mutate, namespace.as_deref(), no_policy_allows, &review, &mut out),
+        } => eval(
+            &policies,
+            mutate,
+            namespace.as_deref(),
+            no_policy_allows,
+            &review,
+            &mut out,
+        ),
         PolicyCommand::Test { dir } => test(&dir, &mut out),
         PolicyCommand::Explain { policies, name } => explain(&policies, &name, &mut out),
     }
 }
 
 fn load(dir: &Path) -> anyhow::Result<PolicySet> {
-    PolicySet::load_dir(dir).map_err(|e| anyhow::anyhow!("{e}\nhint: fix the fields named above; nothing was loaded"))
+    PolicySet::load_dir(dir)
+        .map_err(|e| anyhow::anyhow!("{e}\nhint: fix the fields named above; nothing was loaded"))
 }
 
 fn check(dir: &Path, out: &mut impl Write) -> anyhow::Result<ExitCode> {
     let set = load(dir)?;
-    writeln!(out, "{} policies in {} files under {}:", set.len(), set.files().len(), dir.display())?;
+    writeln!(
+        out,
+        "{} policies in {} files under {}:",
+        set.len(),
+        set.files().len(),
+        dir.display()
+    )?;
     for p in set.policies() {
-        writeln!(out, "  {:<28} {:<8} {}", p.name, format!("{:?}", p.mode), p.origin.file)?;
+        writeln!(
+            out,
+            "  {:<28} {:<8} {}",
+            p.name,
+            format!("{:?}", p.mode),
+            p.origin.file
+        )?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -121,16 +145,23 @@ fn eval(
     let engine = Engine::new(load(dir)?, settings).map_err(|e| anyhow::anyhow!("{e}"))?;
     let body = if review_path == Path::new("-") {
         let mut buf = Vec::new();
-        std::io::Read::read_to_end(&mut std::io::stdin(), &mut buf).context("cannot read standard input")?;
+        std::io::Read::read_to_end(&mut std::io::stdin(), &mut buf)
+            .context("cannot read standard input")?;
         buf
     } else {
-        std::fs::read(review_path).with_context(|| format!("cannot read {}", review_path.display()))?
+        std::fs::read(review_path)
+            .with_context(|| format!("cannot read {}", review_path.display()))?
     };
-    let review = ParsedReview::from_slice(&body)
-        .with_context(|| format!("{} is not a reviewable AdmissionReview", review_path.display()))?;
+    let review = ParsedReview::from_slice(&body).with_context(|| {
+        format!(
+            "{} is not a reviewable AdmissionReview",
+            review_path.display()
+        )
+    })?;
     let namespaces: BTreeMap<String, Namespace> = match namespace_file {
         Some(path) => {
-            let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read {}", path.display()))?;
             let ns: Namespace = serde_saphyr::from_str(&text)
                 .with_context(|| format!("{} is not a Namespace", path.display()))?;
             let name = ns.metadata.name.clone().unwrap_or_default();
@@ -143,7 +174,11 @@ fn eval(
         (None, Some(n)) => namespaces.get(n),
         (None, None) => None,
     };
-    let endpoint = if mutate { Endpoint::Mutate } else { Endpoint::Validate };
+    let endpoint = if mutate {
+        Endpoint::Mutate
+    } else {
+        Endpoint::Validate
+    };
     let judgement = engine.judge(&review, endpoint, namespace);
     serde_json::to_writer_pretty(&mut *out, &judgement.into_review_json())?;
     writeln!(out)?;
@@ -158,15 +193,38 @@ fn test(dir: &Path, out: &mut impl Write) -> anyhow::Result<ExitCode> {
             dir.display()
         );
     }
-    let width = report.results.iter().map(|r| r.suite.len()).max().unwrap_or(5).max(5);
-    writeln!(out, "{:>3}  {:<width$}  {:<6}  CASE", "#", "SUITE", "RESULT")?;
+    let width = report
+        .results
+        .iter()
+        .map(|r| r.suite.len())
+        .max()
+        .unwrap_or(5)
+        .max(5);
+    writeln!(
+        out,
+        "{:>3}  {:<width$}  {:<6}  CASE",
+        "#", "SUITE", "RESULT"
+    )?;
     for (i, r) in report.results.iter().enumerate() {
         let result = if r.passed() { "pass" } else { "FAIL" };
-        writeln!(out, "{:>3}  {:<width$}  {:<6}  {}", i + 1, r.suite, result, r.case)?;
+        writeln!(
+            out,
+            "{:>3}  {:<width$}  {:<6}  {}",
+            i + 1,
+            r.suite,
+            result,
+            r.case
+        )?;
     }
     let failed = report.failed();
     for r in report.results.iter().filter(|r| !r.passed()) {
-        writeln!(out, "\nFAIL {} / {} ({})", r.suite, r.case, r.file.display())?;
+        writeln!(
+            out,
+            "\nFAIL {} / {} ({})",
+            r.suite,
+            r.case,
+            r.file.display()
+        )?;
         for f in &r.failures {
             writeln!(out, "  - {f}")?;
         }
@@ -176,15 +234,27 @@ fn test(dir: &Path, out: &mut impl Write) -> anyhow::Result<ExitCode> {
         "\n{} passed, {failed} failed",
         report.results.len() - failed
     )?;
-    Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 fn explain(dir: &Path, name: &str, out: &mut impl Write) -> anyhow::Result<ExitCode> {
     let set = load(dir)?;
     let Some(p) = set.get(name) else {
-        anyhow::bail!("no policy named {name:?} under {}; the policies are: {}", dir.display(), set.names().join(", "));
+        anyhow::bail!(
+            "no policy named {name:?} under {}; the policies are: {}",
+            dir.display(),
+            set.names().join(", ")
+        );
     };
-    writeln!(out, "{} ({:?}, {} document {})", p.name, p.mode, p.origin.file, p.origin.document)?;
+    writeln!(
+        out,
+        "{} ({:?}, {} document {})",
+        p.name, p.mode, p.origin.file, p.origin.document
+    )?;
     if let Some(d) = &p.description {
         writeln!(out, "  {d}")?;
     }
@@ -207,15 +277,28 @@ fn explain(dir: &Path, name: &str, out: &mut impl Write) -> anyhow::Result<ExitC
         if !caps.is_empty() {
             writeln!(out, "  capabilities  {}", caps.join(", "))?;
         }
-        writeln!(out, "  run as root   {}", if g.run_as_root { "yes" } else { "no" })?;
-        writeln!(out, "  privileged    {}", if g.privileged { "yes" } else { "no" })?;
+        writeln!(
+            out,
+            "  run as root   {}",
+            if g.run_as_root { "yes" } else { "no" }
+        )?;
+        writeln!(
+            out,
+            "  privileged    {}",
+            if g.privileged { "yes" } else { "no" }
+        )?;
         writeln!(out, "  pod volumes   {:?}", g.mount_volumes)?;
         let ns: Vec<&str> = g.host_namespaces.iter().map(|h| h.as_str()).collect();
         if !ns.is_empty() {
             writeln!(out, "  host ns       {}", ns.join(", "))?;
         }
         for h in &g.host_paths {
-            writeln!(out, "  host path     {}{}", h.prefix, if h.read_only { " (read-only)" } else { "" })?;
+            writeln!(
+                out,
+                "  host path     {}{}",
+                h.prefix,
+                if h.read_only { " (read-only)" } else { "" }
+            )?;
         }
     }
     for (i, v) in p.validations.iter().enumerate() {

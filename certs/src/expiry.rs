@@ -1,0 +1,83 @@
+//! Reading a certificate's validity period (x509-parser).
+
+use rustls::pki_types::CertificateDer;
+
+use crate::error::CertError;
+
+/// The `notAfter` of a DER certificate, in seconds since the Unix epoch. `what` names the
+/// certificate's origin in the error.
+pub fn not_after_unix(der: &CertificateDer<'_>, what: &str) -> Result<i64, CertError> {
+    let (_, cert) =
+        x509_parser::parse_x509_certificate(der.as_ref()).map_err(|e| CertError::X509 {
+            what: what.to_owned(),
+            reason: e.to_string(),
+        })?;
+    Ok(cert.validity().not_after.timestamp())
+}
+
+/// The DNS and IP subject alternative names of a DER certificate, rendered as strings.
+pub fn subject_alt_names(der: &CertificateDer<'_>, what: &str) -> Result<Vec<String>, CertError> {
+    use x509_parser::extensions::GeneralName;
+    let x509 = |reason: String| CertError::X509 {
+        what: what.to_owned(),
+        reason,
+    };
+    let (_, cert) =
+        x509_parser::parse_x509_certificate(der.as_ref()).map_err(|e| x509(e.to_string()))?;
+    let Some(ext) = cert
+        .subject_alternative_name()
+        .map_err(|e| x509(e.to_string()))?
+    else {
+        return Ok(Vec::new());
+    };
+    let mut names = Vec::new();
+    for name in &ext.value.general_names {
+        match name {
+            GeneralName::DNSName(dns) => names.push((*dns).to_owned()),
+            GeneralName::IPAddress(bytes) => match bytes.len() {
+                4 => {
+                    let octets: [u8; 4] = [bytes[0], bytes[1], bytes[2], bytes[3]];
+                    names.push(std::net::Ipv4Addr::from(octets).to_string());
+                }
+                16 => {
+                    let mut octets = [0u8; 16];
+                    octets.copy_from_slice(bytes);
+                    names.push(std::net::Ipv6Addr::from(octets).to_string());
+                }
+                _ => {}
+            },
+            _ => {}
+        }
+    }
+    Ok(names)
+}
+
+/// Formats seconds since the Unix epoch as an RFC 3339 UTC timestamp
+/// (`2026-01-31T12:00:00Z`); out-of-range values are shown as plain seconds.
+pub fn format_unix_utc(secs: i64) -> String {
+    match time::OffsetDateTime::from_unix_timestamp(secs) {
+        Ok(t) => format!(
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
+            t.year(),
+            u8::from(t.month()),
+            t.day(),
+            t.hour(),
+            t.minute(),
+            t.second()
+        ),
+        Err(_) => format!("@{secs}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::format_unix_utc;
+
+    #[test]
+    fn formats_utc_timestamps() {
+        assert_eq!(format_unix_utc(0), "1970-01-01T00:00:00Z");
+        assert_eq!(format_unix_utc(1_767_225_600), "2026-01-01T00:00:00Z");
+        assert_eq!(format_unix_utc(1_767_225_600 + 86_399), "2026-01-01T23:59:59Z");
+        assert_eq!(format_unix_utc(i64::MAX), format!("@{}", i64::MAX));
+    }
+}

@@ -1,0 +1,220 @@
+//! A rustls certificate resolver that follows certificate rotation on disk.
+//!
+//! Kubernetes updates a mounted Secret by writing the new files into a fresh hidden directory
+//! (`..2026_01_01_00_00_00.123`), then atomically renaming a `..data` symlink to point at it;
+//! `tls.crt` and `tls.key` are themselves symlinks to `..data/tls.crt` and `..data/tls.key`.
+//! The paths the server was given never change, so watching them for modification misses the
+//! update. [`ReloadingResolver`] instead re-reads both files through their symlinks every poll
+//! and compares the bytes with what it last saw: any way the resolved content changes (symlink
+//! swap, rename over, rewrite in place) is noticed within one interval.
+//!
+//! A change that does not load (half-written file, key not matching the certificate, expired
+//! certificate, garbage) is logged and reported, and the previous certificate stays in use.
+//! Established TLS connections are not affected by a reload; new handshakes get the new
+//! certificate.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError, RwLock, Weak};
+use std::time::Duration;
+
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+
+use crate::error::CertError;
+use crate::pem::{LoadedCert, parse_pem_pair};
+
+/// The default interval between two polls of the certificate files.
+pub const DEFAULT_RELOAD_INTERVAL: Duration = Duration::from_secs(2);
+
+/// What one [`ReloadingResolver::poll`] found.
+#[derive(Debug)]
+pub enum ReloadOutcome {
+    /// The files hold what was last seen (or the same failure as last time).
+    Unchanged,
+    /// New content loaded and is now served.
+    Reloaded {
+        /// The new certificate's `notAfter`, seconds since the Unix epoch.
+        not_after: i64,
+    },
+    /// New content did not load; the previous certificate is still served.
+    Failed(CertError),
+}
+
+/// The content last read from disk, to detect changes.
+#[derive(Default)]
+struct Seen {
+    cert: Vec<u8>,
+    key: Vec<u8>,
+    /// The last read failure reported, so a missing file is reported once, not every poll.
+    read_error: Option<String>,
+}
+
+/// A [`ResolvesServerCert`] serving the certificate and key from two PEM files, reloaded when
+/// their content changes. Share it as `Arc<ReloadingResolver>` between the rustls
+/// `ServerConfig` and the watcher ([`ReloadingResolver::watch`]).
+pub struct ReloadingResolver {
+    cert_path: PathBuf,
+    key_path: PathBuf,
+    current: RwLock<LoadedCert>,
+    seen: Mutex<Seen>,
+}
+
+impl std::fmt::Debug for ReloadingResolver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReloadingResolver")
+            .field("cert_path", &self.cert_path)
+            .field("key_path", &self.key_path)
+            .field("not_after", &self.not_after())
+            .finish_non_exhaustive()
+    }
+}
+
+impl ReloadingResolver {
+    /// Loads the certificate chain and key; fails if they do not load (see
+    /// [`parse_pem_pair`]).
+    pub fn load(cert_path: &Path, key_path: &Path) -> Result<Self, CertError> {
+        let cert = std::fs::read(cert_path).map_err(|e| CertError::io(cert_path, e))?;
+        let key = std::fs::read(key_path).map_err(|e| CertError::io(key_path, e))?;
+        let loaded = parse_pem_pair(
+            &cert,
+            &key,
+            &cert_path.display().to_string(),
+            &key_path.display().to_string(),
+        )?;
+        Ok(ReloadingResolver {
+            cert_path: cert_path.to_owned(),
+            key_path: key_path.to_owned(),
+            current: RwLock::new(loaded),
+            seen: Mutex::new(Seen {
+                cert,
+                key,
+                read_error: None,
+            }),
+        })
+    }
+
+    /// The certificate currently served.
+    pub fn current(&self) -> Arc<CertifiedKey> {
+        self.current
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .certified_key
+            .clone()
+    }
+
+    /// The `notAfter` of the certificate currently served, seconds since the Unix epoch.
+    pub fn not_after(&self) -> i64 {
+        self.current
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .not_after
+    }
+
+    /// The certificate file this resolver reads.
+    pub fn cert_path(&self) -> &Path {
+        &self.cert_path
+    }
+
+    /// The key file this resolver reads.
+    pub fn key_path(&self) -> &Path {
+        &self.key_path
+    }
+
+    /// Re-reads both files (through any symlinks) and, if their content changed since the last
+    /// poll, loads it. Blocking file I/O: from async code call it on a blocking thread, as
+    /// [`ReloadingResolver::watch`] does. Successes are logged at info, failures at warn.
+    pub fn poll(&self) -> ReloadOutcome {
+        let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
+        let read = std::fs::read(&self.cert_path)
+            .map_err(|e| CertError::io(&self.cert_path, e))
+            .and_then(|cert| {
+                std::fs::read(&self.key_path)
+                    .map(|key| (cert, key))
+                    .map_err(|e| CertError::io(&self.key_path, e))
+            });
+        let (cert, key) = match read {
+            Ok(pair) => pair,
+            Err(err) => {
+                let message = err.to_string();
+                if seen.read_error.as_deref() == Some(message.as_str()) {
+                    return ReloadOutcome::Unchanged;
+                }
+                tracing::warn!(error = %err, "cannot read certificate files; keeping the current certificate");
+                seen.read_error = Some(message);
+                return ReloadOutcome::Failed(err);
+            }
+        };
+        seen.read_error = None;
+        if cert == seen.cert && key == seen.key {
+            return ReloadOutcome::Unchanged;
+        }
+        let outcome = match parse_pem_pair(
+            &cert,
+            &key,
+            &self.cert_path.display().to_string(),
+            &self.key_path.display().to_string(),
+        ) {
+            Ok(loaded) => {
+                let not_after = loaded.not_after;
+                *self.current.write().unwrap_or_else(PoisonError::into_inner) = loaded;
+                tracing::info!(
+                    cert = %self.cert_path.display(),
+                    not_after,
+                    "serving certificate reloaded"
+                );
+                ReloadOutcome::Reloaded { not_after }
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "new certificate does not load; keeping the current certificate");
+                ReloadOutcome::Failed(err)
+            }
+        };
+        // Remember failed content too: it is reported once, and the next change (for example
+        // the key landing after the certificate) is tried again.
+        seen.cert = cert;
+        seen.key = key;
+        outcome
+    }
+
+    /// Spawns a task on the current Tokio runtime that polls every `interval` and hands each
+    /// outcome other than [`ReloadOutcome::Unchanged`] to `on_change` (for metrics). The task
+    /// ends by itself once the resolver is dropped; abort the handle to stop it earlier.
+    pub fn watch<F>(
+        self: &Arc<Self>,
+        interval: Duration,
+        mut on_change: F,
+    ) -> tokio::task::JoinHandle<()>
+    where
+        F: FnMut(&ReloadOutcome) + Send + 'static,
+    {
+        let weak: Weak<Self> = Arc::downgrade(self);
+        let interval = interval.max(Duration::from_millis(10));
+        tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(interval);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            ticker.tick().await;
+            loop {
+                ticker.tick().await;
+                let Some(resolver) = weak.upgrade() else {
+                    break;
+                };
+                let outcome = match tokio::task::spawn_blocking(move || resolver.poll()).await {
+                    Ok(outcome) => outcome,
+                    Err(err) => {
+                        tracing::error!(error = %err, "certificate poll task failed");
+                        continue;
+                    }
+                };
+                if !matches!(outcome, ReloadOutcome::Unchanged) {
+                    on_change(&outcome);
+                }
+            }
+        })
+    }
+}
+
+impl ResolvesServerCert for ReloadingResolver {
+    fn resolve(&self, _client_hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.current())
+    }
+}

@@ -1,0 +1,214 @@
+//! Hot reload as Kubernetes performs it: a Secret volume whose `..data` symlink is swapped
+//! atomically to a new timestamped directory, the file paths themselves never changing.
+
+#![cfg(unix)]
+
+use std::os::unix::fs::symlink;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use kspy_certs::{GeneratedCerts, ReloadOutcome, ReloadingResolver, generate};
+
+const DAY: Duration = Duration::from_secs(86_400);
+
+/// A directory laid out like a kubelet-managed Secret volume.
+struct SecretVolume {
+    root: PathBuf,
+    generation: u32,
+}
+
+impl SecretVolume {
+    /// `root/..2026_01_01_00_00_00.0/{tls.crt,tls.key}`, `root/..data -> ..2026…0`,
+    /// `root/tls.crt -> ..data/tls.crt`, `root/tls.key -> ..data/tls.key`.
+    fn new(root: &Path, cert: &[u8], key: &[u8]) -> Self {
+        let mut volume = SecretVolume {
+            root: root.to_owned(),
+            generation: 0,
+        };
+        let dir = volume.write_generation(cert, key);
+        symlink(&dir, root.join("..data")).expect("..data");
+        symlink("..data/tls.crt", root.join("tls.crt")).expect("tls.crt");
+        symlink("..data/tls.key", root.join("tls.key")).expect("tls.key");
+        volume
+    }
+
+    fn write_generation(&mut self, cert: &[u8], key: &[u8]) -> String {
+        self.generation += 1;
+        let name = format!("..2026_01_01_00_00_00.{}", self.generation);
+        let dir = self.root.join(&name);
+        std::fs::create_dir(&dir).expect("generation dir");
+        std::fs::write(dir.join("tls.crt"), cert).expect("crt");
+        std::fs::write(dir.join("tls.key"), key).expect("key");
+        name
+    }
+
+    /// What kubelet's atomic writer does: new directory, temporary symlink, rename over
+    /// `..data`, remove the old directory.
+    fn swap(&mut self, cert: &[u8], key: &[u8]) {
+        let old = std::fs::read_link(self.root.join("..data")).expect("read ..data");
+        let new = self.write_generation(cert, key);
+        let tmp = self.root.join("..data_tmp");
+        symlink(&new, &tmp).expect("tmp link");
+        std::fs::rename(&tmp, self.root.join("..data")).expect("atomic rename");
+        std::fs::remove_dir_all(self.root.join(old)).expect("remove old generation");
+    }
+
+    fn cert(&self) -> PathBuf {
+        self.root.join("tls.crt")
+    }
+
+    fn key(&self) -> PathBuf {
+        self.root.join("tls.key")
+    }
+}
+
+fn pair() -> GeneratedCerts {
+    generate("kspy-webhook", "kspy", DAY).expect("generate")
+}
+
+fn served_der(resolver: &ReloadingResolver) -> Vec<u8> {
+    resolver.current().cert[0].as_ref().to_vec()
+}
+
+fn der_of(certs: &GeneratedCerts) -> Vec<u8> {
+    kspy_certs::parse_certs(certs.cert_pem.as_bytes(), "crt").expect("parse")[0]
+        .as_ref()
+        .to_vec()
+}
+
+#[test]
+fn symlink_swap_is_picked_up() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let first = pair();
+    let mut volume = SecretVolume::new(
+        dir.path(),
+        first.cert_pem.as_bytes(),
+        first.key_pem.as_bytes(),
+    );
+    let resolver = ReloadingResolver::load(&volume.cert(), &volume.key()).expect("load");
+    assert_eq!(served_der(&resolver), der_of(&first));
+    assert!(matches!(resolver.poll(), ReloadOutcome::Unchanged));
+
+    let second = pair();
+    volume.swap(second.cert_pem.as_bytes(), second.key_pem.as_bytes());
+    // The file paths' own metadata did not change: the symlinks are the same inodes.
+    match resolver.poll() {
+        ReloadOutcome::Reloaded { not_after } => assert_eq!(not_after, second.not_after_unix()),
+        other => panic!("expected a reload, got {other:?}"),
+    }
+    assert_eq!(served_der(&resolver), der_of(&second));
+    assert!(matches!(resolver.poll(), ReloadOutcome::Unchanged));
+}
+
+#[test]
+fn a_bad_new_certificate_keeps_the_old_one_until_a_good_one_arrives() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let first = pair();
+    let mut volume = SecretVolume::new(
+        dir.path(),
+        first.cert_pem.as_bytes(),
+        first.key_pem.as_bytes(),
+    );
+    let resolver = ReloadingResolver::load(&volume.cert(), &volume.key()).expect("load");
+
+    // Garbage.
+    volume.swap(b"not a certificate", first.key_pem.as_bytes());
+    assert!(matches!(resolver.poll(), ReloadOutcome::Failed(_)));
+    assert_eq!(served_der(&resolver), der_of(&first));
+    // Reported once, not at every poll.
+    assert!(matches!(resolver.poll(), ReloadOutcome::Unchanged));
+
+    // A certificate with someone else's key.
+    let second = pair();
+    let third = pair();
+    volume.swap(second.cert_pem.as_bytes(), third.key_pem.as_bytes());
+    match resolver.poll() {
+        ReloadOutcome::Failed(err) => assert!(err.to_string().contains("tls.key"), "{err}"),
+        other => panic!("expected a failure, got {other:?}"),
+    }
+    assert_eq!(served_der(&resolver), der_of(&first));
+
+    // The right key lands: reload.
+    volume.swap(second.cert_pem.as_bytes(), second.key_pem.as_bytes());
+    assert!(matches!(resolver.poll(), ReloadOutcome::Reloaded { .. }));
+    assert_eq!(served_der(&resolver), der_of(&second));
+}
+
+#[test]
+fn a_vanished_file_is_reported_once_and_the_certificate_kept() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let first = pair();
+    let volume = SecretVolume::new(
+        dir.path(),
+        first.cert_pem.as_bytes(),
+        first.key_pem.as_bytes(),
+    );
+    let resolver = ReloadingResolver::load(&volume.cert(), &volume.key()).expect("load");
+    std::fs::remove_file(volume.key()).expect("rm");
+    assert!(matches!(resolver.poll(), ReloadOutcome::Failed(_)));
+    assert!(matches!(resolver.poll(), ReloadOutcome::Unchanged));
+    assert_eq!(served_der(&resolver), der_of(&first));
+}
+
+#[test]
+fn rewriting_plain_files_in_place_is_picked_up_too() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let first = pair();
+    let files = first.write_to(dir.path()).expect("write");
+    let resolver = ReloadingResolver::load(&files.cert, &files.key).expect("load");
+    let second = pair();
+    second.write_to(dir.path()).expect("rewrite");
+    assert!(matches!(resolver.poll(), ReloadOutcome::Reloaded { .. }));
+    assert_eq!(served_der(&resolver), der_of(&second));
+}
+
+#[tokio::test]
+async fn the_watcher_reports_changes_and_stops_with_the_resolver() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let first = pair();
+    let mut volume = SecretVolume::new(
+        dir.path(),
+        first.cert_pem.as_bytes(),
+        first.key_pem.as_bytes(),
+    );
+    let resolver = Arc::new(ReloadingResolver::load(&volume.cert(), &volume.key()).expect("load"));
+    let seen: Arc<Mutex<Vec<String>>> = Arc::default();
+    let sink = seen.clone();
+    let handle = resolver.watch(Duration::from_millis(20), move |outcome| {
+        let label = match outcome {
+            ReloadOutcome::Reloaded { .. } => "reloaded",
+            ReloadOutcome::Failed(_) => "failed",
+            ReloadOutcome::Unchanged => "unchanged",
+        };
+        sink.lock().expect("lock").push(label.to_owned());
+    });
+
+    let second = pair();
+    volume.swap(second.cert_pem.as_bytes(), second.key_pem.as_bytes());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while served_der(&resolver) != der_of(&second) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no reload within 5 s"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    volume.swap(b"junk", b"junk");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while seen.lock().expect("lock").len() < 2 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no failure report within 5 s"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(*seen.lock().expect("lock"), ["reloaded", "failed"]);
+    assert_eq!(served_der(&resolver), der_of(&second));
+
+    drop(resolver);
+    tokio::time::timeout(Duration::from_secs(5), handle)
+        .await
+        .expect("watcher ends once the resolver is dropped")
+        .expect("watcher did not panic");
+}

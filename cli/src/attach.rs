@@ -1,0 +1,395 @@
+//! `kspy attach POD`: add an ephemeral debug container to a running pod through
+//! `PATCH pods/POD/ephemeralcontainers`, then wait for it and attach.
+//!
+//! Requests, in order:
+//!
+//! 1. `GET /api/v1/namespaces/NS/pods/POD` — the target must exist and the name be free;
+//! 2. only when the pod has several containers and nothing names the target: a `PATCH
+//!    …/ephemeralcontainers?dryRun=All` without `targetContainerName`, to see whether an
+//!    admission webhook (kspy's `defaults.targetContainer`) sets it; if none does, the target
+//!    is the pod's first container;
+//! 3. `PATCH …/ephemeralcontainers` (with `dryRun=All` under `--dry-run=server`);
+//! 4. a watch of the pod until the container runs, then `pods/attach` (or `pods/log` when it
+//!    already terminated).
+
+use std::process::ExitCode;
+
+use k8s_openapi::api::core::v1::{EphemeralContainer, Pod};
+use serde_json::Value;
+
+use crate::args::{DebugArgs, DryRun, TargetArgs};
+use crate::cluster::{Cluster, ClusterArgs};
+use crate::container::{TargetChoice, generate_name, resolve_target};
+use crate::errors::{Action, KspyError};
+use crate::output;
+use crate::patch::{PatchType, add_ephemeral};
+use crate::session;
+use crate::wait::{State, state_of};
+
+/// `kspy attach` flags.
+#[derive(Debug, Clone, clap::Args)]
+pub struct AttachArgs {
+    /// The pod to debug
+    #[arg(value_name = "POD")]
+    pub pod: String,
+    /// Cluster, context and namespace.
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+    /// The container being debugged.
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// The debug container and its session.
+    #[command(flatten)]
+    pub debug: DebugArgs,
+    /// Patch format: strategic merge (as kubectl) or RFC 6902 JSON patch
+    #[arg(long, value_enum, default_value_t = PatchType::Strategic, value_name = "TYPE")]
+    pub patch_type: PatchType,
+    /// Attach to a running debug container of this pod with the same image and privileges
+    /// (or the one named by --name) instead of adding another; ephemeral containers can
+    /// never be removed
+    #[arg(long)]
+    pub reuse: bool,
+}
+
+/// The privileges that make two debug containers interchangeable for `--reuse`.
+fn privileges(c: &EphemeralContainer) -> (Vec<String>, bool) {
+    let sc = c.security_context.as_ref();
+    let mut caps: Vec<String> = sc
+        .and_then(|s| s.capabilities.as_ref())
+        .and_then(|c| c.add.clone())
+        .unwrap_or_default();
+    caps.sort();
+    caps.dedup();
+    (caps, sc.and_then(|s| s.privileged).unwrap_or(false))
+}
+
+/// The running debug container `--reuse` attaches to: by name when `by_name`, else the
+/// newest with the same image, capabilities, privileged mode and (when known) target.
+pub fn find_reusable(
+    pod: &Pod,
+    wanted: &EphemeralContainer,
+    by_name: bool,
+) -> Result<Option<String>, KspyError> {
+    let existing = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.ephemeral_containers.as_ref());
+    if by_name {
+        let Some(found) = existing
+            .into_iter()
+            .flatten()
+            .find(|c| c.name == wanted.name)
+        else {
+            return Ok(None);
+        };
+        return match state_of(pod, &found.name) {
+            State::Running => Ok(Some(found.name.clone())),
+            other => Err(KspyError::new(format!(
+                "debug container {} is not running ({}); ephemeral containers cannot be restarted",
+                found.name,
+                other.describe()
+            ))
+            .hint("leave out --name to add a new one")),
+        };
+    }
+    let same = |c: &&EphemeralContainer| {
+        c.image == wanted.image
+            && privileges(c) == privileges(wanted)
+            && (wanted.target_container_name.is_none()
+                || c.target_container_name == wanted.target_container_name)
+            && state_of(pod, &c.name) == State::Running
+    };
+    Ok(existing
+        .into_iter()
+        .flatten()
+        .rfind(same)
+        .map(|c| c.name.clone()))
+}
+
+/// Ephemeral containers only run in a pod that still runs: refuse finished pods.
+pub fn check_running(pod: &Pod) -> Result<(), KspyError> {
+    let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
+    match phase {
+        Some(phase @ ("Succeeded" | "Failed")) => Err(KspyError::new(format!(
+            "pod {}/{} has finished ({phase}); a debug container added now would never start",
+            pod.metadata.namespace.as_deref().unwrap_or_default(),
+            pod.metadata.name.as_deref().unwrap_or_default()
+        ))
+        .hint("debug a copy instead: `kspy copy POD --to NAME --fork -it`")),
+        _ => Ok(()),
+    }
+}
+
+fn reattach_command(prog: &str, ns: &str, pod: &str, container: &str, args: &DebugArgs) -> String {
+    let it = match (args.stdin, args.tty) {
+        (true, true) => " -it",
+        (true, false) => " -i",
+        _ => "",
+    };
+    format!(
+        "{prog} attach {pod} -n {ns} --reuse --name {container}{it}  (or: kubectl attach {pod} -n {ns} -c {container}{it})"
+    )
+}
+
+/// Runs `kspy attach`.
+pub async fn run(args: AttachArgs) -> Result<ExitCode, KspyError> {
+    let d = &args.debug;
+    d.validate()?;
+    let cluster = Cluster::connect(&args.cluster).await?;
+    let ns = cluster.namespace.clone();
+    let pod = cluster.get_pod(&args.pod).await?;
+    check_running(&pod)?;
+    let choice = resolve_target(&pod, args.target.target.as_deref())?;
+    let name = match &d.name {
+        Some(n) => n.clone(),
+        None => generate_name(pod.spec.as_ref(), &mut rand::rng()),
+    };
+    let builder = d.builder(name.clone(), Some(&args.target))?;
+    let reference = match &choice {
+        TargetChoice::Named(n) => n.clone(),
+        TargetChoice::Ambiguous { first } => first.clone(),
+    };
+
+    if args.reuse && d.dry_run == DryRun::None {
+        // Compare with what would be built for the target kspy knows of.
+        let mut probe = builder.clone();
+        probe.name = name.clone();
+        let wanted = match &d.name {
+            Some(_) => EphemeralContainer {
+                name: name.clone(),
+                ..EphemeralContainer::default()
+            },
+            None => probe.build_ephemeral(&pod, choice.name(), Some(&reference))?,
+        };
+        if let Some(existing) = find_reusable(&pod, &wanted, d.name.is_some())? {
+            if !d.quiet {
+                eprintln!(
+                    "reusing running debug container {existing} of pod {ns}/{}",
+                    args.pod
+                );
+            }
+            // Reusing means attaching, unless --no-attach says otherwise.
+            let attach_args = DebugArgs {
+                attach: !d.no_attach,
+                ..d.clone()
+            };
+            let reattach = reattach_command(crate::prog(), &ns, &args.pod, &existing, d);
+            return session::follow(&cluster, pod, &existing, &attach_args, &reattach).await;
+        }
+    }
+
+    let action = Action::AddEphemeral {
+        ns: ns.clone(),
+        pod: args.pod.clone(),
+        container: name.clone(),
+    };
+
+    if d.dry_run == DryRun::Client {
+        let ec = builder.build_ephemeral(&pod, choice.name(), Some(&reference))?;
+        let req = add_ephemeral(&pod, &ec, args.patch_type, false);
+        match d.output {
+            Some(format) => output::print(&ec, format)?,
+            None => print!("{}", req.render()),
+        }
+        if let TargetChoice::Ambiguous { first } = &choice
+            && !d.quiet
+        {
+            eprintln!(
+                "note: no target container named; the kspy webhook's policy default picks it when \
+                 installed, else kspy sets {first} (the first container) before sending"
+            );
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let server_dry_run = d.dry_run == DryRun::Server;
+
+    // Leave the target to an admission webhook when one sets it; else the first container.
+    let (target, probed) = match &choice {
+        TargetChoice::Named(n) => (Some(n.clone()), None),
+        TargetChoice::Ambiguous { first } => {
+            let ec = builder.build_ephemeral(&pod, None, Some(first))?;
+            let probe = add_ephemeral(&pod, &ec, args.patch_type, true);
+            match cluster.send::<Pod>(&probe, &action).await {
+                Ok(result)
+                    if added(&result, &name).is_some_and(|c| c.target_container_name.is_some()) =>
+                {
+                    (None, Some(result))
+                }
+                _ => (Some(first.clone()), None),
+            }
+        }
+    };
+
+    let ec = builder.build_ephemeral(&pod, target.as_deref(), Some(&reference))?;
+    let result = match probed {
+        Some(result) if server_dry_run => result,
+        _ => {
+            let req = add_ephemeral(&pod, &ec, args.patch_type, server_dry_run);
+            cluster.send::<Pod>(&req, &action).await?
+        }
+    };
+    let Some(final_ec) = added(&result, &name).cloned() else {
+        return Err(KspyError::new(format!(
+            "the API server accepted the patch but pod {ns}/{} has no container {name}",
+            args.pod
+        ))
+        .hint("a mutating webhook may have renamed or removed it"));
+    };
+
+    if server_dry_run {
+        report_dry_run(&ns, &args.pod, &ec, &final_ec, d)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    if let Some(format) = d.output {
+        output::print(&final_ec, format)?;
+    }
+    if !d.quiet {
+        match &final_ec.target_container_name {
+            Some(t) => eprintln!(
+                "added debug container {name} to pod {ns}/{} (target: {t}, profile: {})",
+                args.pod,
+                d.profile.name()
+            ),
+            None => eprintln!(
+                "added debug container {name} to pod {ns}/{} (no target container: it shares only the \
+                 pod's network and IPC namespaces)",
+                args.pod
+            ),
+        }
+    }
+    let reattach = reattach_command(crate::prog(), &ns, &args.pod, &name, d);
+    session::follow(&cluster, result, &name, d, &reattach).await
+}
+
+/// The ephemeral container `name` in `pod`.
+fn added<'a>(pod: &'a Pod, name: &str) -> Option<&'a EphemeralContainer> {
+    pod.spec
+        .as_ref()?
+        .ephemeral_containers
+        .as_ref()?
+        .iter()
+        .find(|c| c.name == name)
+}
+
+fn report_dry_run(
+    ns: &str,
+    pod: &str,
+    sent: &EphemeralContainer,
+    admitted: &EphemeralContainer,
+    d: &DebugArgs,
+) -> Result<(), KspyError> {
+    if let Some(format) = d.output {
+        output::print(admitted, format)?;
+    }
+    if d.quiet && d.output.is_some() {
+        return Ok(());
+    }
+    let before = serde_json::to_value(sent).unwrap_or(Value::Null);
+    let after = serde_json::to_value(admitted).unwrap_or(Value::Null);
+    let changes = output::diff(&before, &after);
+    let mut text = format!(
+        "admitted (server dry run, nothing was changed): debug container {} in pod {ns}/{pod}\n",
+        sent.name
+    );
+    if changes.is_empty() {
+        text.push_str("the API server and its admission webhooks changed nothing\n");
+    } else {
+        text.push_str("changed by the API server's defaults and its admission webhooks:\n");
+        for c in changes {
+            text.push_str(&format!("  {c}\n"));
+        }
+    }
+    if d.output.is_some() {
+        eprint!("{text}");
+    } else {
+        print!("{text}");
+    }
+    Ok(())
+}
+
+/// The builder used for tests of `--reuse`.
+#[cfg(test)]
+fn test_builder() -> crate::container::ContainerSpecBuilder {
+    crate::container::ContainerSpecBuilder {
+        name: "debugger-new00".into(),
+        image: "busybox:latest".into(),
+        profile: crate::profile::Profile::Legacy,
+        ..crate::container::ContainerSpecBuilder::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::golden;
+
+    #[test]
+    fn reuse_matches_running_same_image_and_privileges() {
+        let pod = golden::fixture_pod("pod-web.json");
+        // The fixture's running debugger-old01 has busybox:latest, SYS_PTRACE, target app.
+        let wanted = test_builder()
+            .build_ephemeral(&pod, Some("app"), None)
+            .expect("builds");
+        assert_eq!(
+            find_reusable(&pod, &wanted, false).expect("ok"),
+            None,
+            "legacy adds no SYS_PTRACE: no match"
+        );
+
+        let mut b = test_builder();
+        b.caps = vec!["SYS_PTRACE".into()];
+        let wanted = b.build_ephemeral(&pod, Some("app"), None).expect("builds");
+        assert_eq!(
+            find_reusable(&pod, &wanted, false).expect("ok"),
+            Some("debugger-old01".into())
+        );
+
+        let wanted = b
+            .build_ephemeral(&pod, Some("sidecar"), None)
+            .expect("builds");
+        assert_eq!(
+            find_reusable(&pod, &wanted, false).expect("ok"),
+            None,
+            "other target"
+        );
+    }
+
+    #[test]
+    fn finished_pods_are_refused() {
+        let mut pod = golden::fixture_pod("pod-web.json");
+        assert!(check_running(&pod).is_ok());
+        if let Some(s) = pod.status.as_mut() {
+            s.phase = Some("Failed".into());
+        }
+        let err = check_running(&pod).expect_err("finished");
+        assert!(
+            err.headline.contains("has finished (Failed)"),
+            "{}",
+            err.headline
+        );
+        assert!(err.hint.expect("hint").contains("kspy copy"));
+    }
+
+    #[test]
+    fn reuse_by_name_refuses_a_terminated_container() {
+        let pod = golden::fixture_pod("pod-web.json");
+        let by_name = |n: &str| EphemeralContainer {
+            name: n.into(),
+            ..EphemeralContainer::default()
+        };
+        assert_eq!(
+            find_reusable(&pod, &by_name("debugger-old01"), true).expect("ok"),
+            Some("debugger-old01".into())
+        );
+        let err = find_reusable(&pod, &by_name("debugger-gone2"), true).expect_err("terminated");
+        assert!(
+            err.headline.contains("cannot be restarted"),
+            "{}",
+            err.headline
+        );
+        assert_eq!(
+            find_reusable(&pod, &by_name("nope"), true).expect("ok"),
+            None
+        );
+    }
+}

@@ -1,0 +1,169 @@
+//! `kspy certs …`: certificates for the webhook.
+//!
+//! `kspy certs generate --service NAME --namespace NS --out DIR [--days N]` writes a private CA
+//! and a serving certificate for the webhook Service (`ca.crt`, `tls.crt`, `tls.key`,
+//! `ca-bundle.b64`) and prints the `caBundle` to put into the webhook configurations.
+//! `kspy certs inspect FILE` shows a certificate's names and expiry.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context as _;
+
+/// `kspy certs` subcommands.
+#[derive(Debug, clap::Subcommand)]
+pub enum CertsCommand {
+    /// Generate a CA and a serving certificate for the webhook Service.
+    ///
+    /// The serving certificate is valid for NAME.NS.svc, NAME.NS.svc.cluster.local, NAME.NS
+    /// and NAME. The CA's private key is not written: to rotate, generate again and update the
+    /// Secret and the webhook configurations' caBundle together.
+    Generate {
+        /// Name of the webhook's Service.
+        #[arg(long)]
+        service: String,
+        /// Namespace of the webhook's Service.
+        #[arg(long)]
+        namespace: String,
+        /// Directory to write ca.crt, tls.crt, tls.key and ca-bundle.b64 into (created if
+        /// missing; existing files are replaced).
+        #[arg(long)]
+        out: PathBuf,
+        /// Validity of the CA and the serving certificate, in days.
+        #[arg(long, default_value_t = 365, value_parser = clap::value_parser!(u32).range(1..=36_500))]
+        days: u32,
+        /// Extra subject alternative name (IP address or DNS name) for the serving
+        /// certificate; repeatable.
+        #[arg(long = "extra-san", value_name = "NAME")]
+        extra_sans: Vec<String>,
+    },
+    /// Show a PEM certificate's subject alternative names and expiry.
+    Inspect {
+        /// PEM file holding the certificate (the first one is shown).
+        file: PathBuf,
+    },
+}
+
+/// Runs a `kspy certs` subcommand.
+pub fn run(cmd: CertsCommand) -> anyhow::Result<ExitCode> {
+    let mut out = std::io::stdout().lock();
+    match cmd {
+        CertsCommand::Generate {
+            service,
+            namespace,
+            out: dir,
+            days,
+            extra_sans,
+        } => generate(&mut out, &service, &namespace, &dir, days, &extra_sans)?,
+        CertsCommand::Inspect { file } => inspect(&mut out, &file)?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn generate(
+    out: &mut impl Write,
+    service: &str,
+    namespace: &str,
+    dir: &Path,
+    days: u32,
+    extra_sans: &[String],
+) -> anyhow::Result<()> {
+    let validity = Duration::from_secs(u64::from(days) * 86_400);
+    let certs = kspy_certs::generate_with_sans(service, namespace, validity, extra_sans)
+        .context("generating certificates")?;
+    let files = certs
+        .write_to(dir)
+        .with_context(|| format!("writing certificates to {}", dir.display()))?;
+    let expires = kspy_certs::format_unix_utc(certs.not_after_unix());
+    writeln!(out, "wrote {}  (CA certificate)", files.ca_cert.display())?;
+    writeln!(
+        out,
+        "wrote {}  (serving certificate for {}; expires {expires})",
+        files.cert.display(),
+        certs.sans.join(", ")
+    )?;
+    writeln!(
+        out,
+        "wrote {}  (private key, mode 0600)",
+        files.key.display()
+    )?;
+    writeln!(out, "wrote {}  (caBundle)", files.ca_bundle.display())?;
+    writeln!(out)?;
+    writeln!(
+        out,
+        "Create the serving Secret:\n  kubectl -n {namespace} create secret tls {service}-tls --cert={} --key={}",
+        files.cert.display(),
+        files.key.display()
+    )?;
+    writeln!(
+        out,
+        "Set clientConfig.caBundle of the kspy webhook configurations to:"
+    )?;
+    writeln!(out, "{}", certs.ca_bundle_b64())?;
+    Ok(())
+}
+
+fn inspect(out: &mut impl Write, file: &Path) -> anyhow::Result<()> {
+    let pem = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+    let what = file.display().to_string();
+    let chain = kspy_certs::parse_certs(&pem, &what)?;
+    let not_after = kspy_certs::not_after_unix(&chain[0], &what)?;
+    let sans = kspy_certs::subject_alt_names(&chain[0], &what)?;
+    writeln!(out, "file:      {what}")?;
+    writeln!(out, "chain:     {} certificate(s)", chain.len())?;
+    writeln!(
+        out,
+        "names:     {}",
+        if sans.is_empty() {
+            "(none)".to_owned()
+        } else {
+            sans.join(", ")
+        }
+    )?;
+    writeln!(out, "not after: {}", kspy_certs::format_unix_utc(not_after))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generate_writes_files_and_prints_the_ca_bundle() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let out_dir = dir.path().join("certs");
+        let mut printed = Vec::new();
+        generate(&mut printed, "kspy-webhook", "kspy", &out_dir, 7, &[]).expect("generate");
+        let printed = String::from_utf8(printed).expect("utf8");
+        let bundle = std::fs::read_to_string(out_dir.join("ca-bundle.b64")).expect("bundle");
+        assert!(printed.lines().any(|l| l == bundle), "{printed}");
+        for file in ["ca.crt", "tls.crt", "tls.key", "ca-bundle.b64"] {
+            assert!(out_dir.join(file).is_file(), "{file} missing");
+            assert!(
+                printed.contains(&out_dir.join(file).display().to_string()),
+                "{printed}"
+            );
+        }
+        assert!(
+            printed.contains("kspy-webhook.kspy.svc.cluster.local"),
+            "{printed}"
+        );
+
+        let mut shown = Vec::new();
+        inspect(&mut shown, &out_dir.join("tls.crt")).expect("inspect");
+        let shown = String::from_utf8(shown).expect("utf8");
+        assert!(shown.contains("kspy-webhook.kspy.svc"), "{shown}");
+    }
+
+    #[test]
+    fn bad_names_are_errors_not_panics() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut printed = Vec::new();
+        let err =
+            generate(&mut printed, "Bad_Name", "kspy", dir.path(), 7, &[]).expect_err("bad name");
+        assert!(format!("{err:#}").contains("Bad_Name"), "{err:#}");
+        assert!(printed.is_empty());
+    }
+}

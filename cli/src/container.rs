@@ -1,0 +1,985 @@
+//! Building the debug container from the command-line flags: base fields as `kubectl debug`
+//! sets them, then the profile, then `--custom`, then `--cap` and `--as-target-user`.
+//!
+//! Everything here is pure: it takes the pod as read from the API and returns the container,
+//! so each flag is covered by golden-file tests without a cluster.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use k8s_openapi::api::core::v1::{
+    Container, EnvVar, EphemeralContainer, Pod, PodSpec, VolumeMount,
+};
+use rand::Rng;
+use serde_json::Value;
+
+use crate::errors::{KspyError, missing_with_candidates};
+use crate::merge::merge_container;
+use crate::profile::{Profile, Style, add_capability};
+
+/// The default debug image, as kubectl.
+pub const DEFAULT_IMAGE: &str = "busybox:latest";
+
+/// kubectl's alphabet for random name suffixes (no vowels, no look-alikes).
+pub const NAME_ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+
+/// The environment variable carrying `--reason`.
+pub const REASON_ENV: &str = "KSPY_REASON";
+
+/// The pod annotation kubectl reads for the default container.
+pub const DEFAULT_CONTAINER_ANNOTATION: &str = "kubectl.kubernetes.io/default-container";
+
+/// Fields `--custom` may not set, as kubectl (they come from flags).
+const CUSTOM_FORBIDDEN: [&str; 5] = ["name", "command", "image", "lifecycle", "volumeDevices"];
+
+/// Fields the API rejects on ephemeral containers.
+const EPHEMERAL_FORBIDDEN: [&str; 7] = [
+    "ports",
+    "livenessProbe",
+    "readinessProbe",
+    "startupProbe",
+    "resources",
+    "lifecycle",
+    "restartPolicy",
+];
+
+/// Why a debug container could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// `-c/--target` names no container of the pod.
+    #[error("container {wanted} not found in pod {pod}")]
+    UnknownContainer {
+        /// The pod.
+        pod: String,
+        /// The name asked for.
+        wanted: String,
+        /// The containers that exist.
+        existing: Vec<String>,
+    },
+    /// `--name` is already used in the pod.
+    #[error("a container named {name} already exists in pod {pod}")]
+    NameTaken {
+        /// The name.
+        name: String,
+        /// The pod.
+        pod: String,
+    },
+    /// `--mount` names no volume of the pod.
+    #[error("volume {volume} not found in pod {pod}")]
+    UnknownVolume {
+        /// The pod.
+        pod: String,
+        /// The volume asked for.
+        volume: String,
+        /// The volumes that exist.
+        existing: Vec<String>,
+    },
+    /// A flag value that does not parse.
+    #[error("invalid {flag} value {value:?}: {why}")]
+    InvalidFlag {
+        /// The flag.
+        flag: &'static str,
+        /// The value given.
+        value: String,
+        /// What is wrong with it.
+        why: String,
+    },
+    /// `--custom` sets a field it may not.
+    #[error("--custom file sets {field}, which {why}")]
+    CustomField {
+        /// The field.
+        field: String,
+        /// Why it is refused.
+        why: &'static str,
+    },
+    /// `--custom` file cannot be read or parsed.
+    #[error("cannot use --custom file {path}: {why}")]
+    Custom {
+        /// The file.
+        path: String,
+        /// What went wrong.
+        why: String,
+    },
+    /// A flag needs a target container and the pod has no unambiguous one.
+    #[error("{flag} needs a target container; pod {pod} has several ({})", .existing.join(", "))]
+    NeedsTarget {
+        /// The flag.
+        flag: &'static str,
+        /// The pod.
+        pod: String,
+        /// The containers.
+        existing: Vec<String>,
+    },
+    /// `--as-target-user` and the target's user is not in its spec.
+    #[error("--as-target-user: container {target} sets no runAsUser, and neither does its pod")]
+    TargetUserUnknown {
+        /// The target container.
+        target: String,
+    },
+}
+
+impl From<BuildError> for KspyError {
+    fn from(e: BuildError) -> Self {
+        let headline = e.to_string();
+        match e {
+            BuildError::UnknownContainer { wanted, existing, .. } => {
+                missing_with_candidates(headline, "container", &wanted, &existing)
+            }
+            BuildError::UnknownVolume { volume, existing, .. } => {
+                missing_with_candidates(headline, "volume", &volume, &existing)
+            }
+            BuildError::NameTaken { .. } => {
+                KspyError::new(headline).hint("leave out --name for a generated one, or add --reuse to attach to it")
+            }
+            BuildError::NeedsTarget { .. } => KspyError::new(headline).hint("name it with -c/--target CONTAINER"),
+            BuildError::TargetUserUnknown { .. } => KspyError::new(headline)
+                .hint("the image's own user applies, which kspy cannot read; set --custom with securityContext.runAsUser"),
+            other => KspyError::new(headline).source(other),
+        }
+    }
+}
+
+/// A `--mount VOLUME:PATH[:ro]` request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MountSpec {
+    /// The pod volume.
+    pub volume: String,
+    /// The absolute path in the debug container.
+    pub path: String,
+    /// Mounted read-only.
+    pub read_only: bool,
+}
+
+impl std::str::FromStr for MountSpec {
+    type Err = BuildError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = |why: &str| BuildError::InvalidFlag {
+            flag: "--mount",
+            value: s.to_string(),
+            why: why.to_string(),
+        };
+        let mut parts = s.split(':');
+        let volume = parts.next().unwrap_or_default();
+        let path = parts
+            .next()
+            .ok_or_else(|| bad("expected VOLUME:PATH[:ro]"))?;
+        let read_only = match parts.next() {
+            None | Some("rw") => false,
+            Some("ro") => true,
+            Some(_) => return Err(bad("the third part must be ro or rw")),
+        };
+        if parts.next().is_some() {
+            return Err(bad("expected VOLUME:PATH[:ro]"));
+        }
+        if volume.is_empty() {
+            return Err(bad("the volume name is empty"));
+        }
+        if !path.starts_with('/') {
+            return Err(bad("the mount path must be absolute"));
+        }
+        Ok(MountSpec {
+            volume: volume.to_string(),
+            path: path.to_string(),
+            read_only,
+        })
+    }
+}
+
+/// Parses `K=V` (the value may contain `=`).
+pub fn parse_env(s: &str) -> Result<(String, String), BuildError> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() && !k.contains(char::is_whitespace) => {
+            Ok((k.to_string(), v.to_string()))
+        }
+        _ => Err(BuildError::InvalidFlag {
+            flag: "--env",
+            value: s.to_string(),
+            why: "expected NAME=VALUE".to_string(),
+        }),
+    }
+}
+
+/// Normalizes a capability as the admission engine does: upper-case, `CAP_` prefix stripped.
+pub fn normalize_capability(s: &str) -> Result<String, BuildError> {
+    let upper = s.trim().to_ascii_uppercase();
+    let name = upper.strip_prefix("CAP_").unwrap_or(&upper);
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+    {
+        return Err(BuildError::InvalidFlag {
+            flag: "--cap",
+            value: s.to_string(),
+            why: "a capability is a name like SYS_PTRACE".to_string(),
+        });
+    }
+    Ok(name.to_string())
+}
+
+/// Checks a Kubernetes object name (DNS-1123 label: lower-case alphanumerics and `-`, at most 63).
+pub fn validate_dns_label(flag: &'static str, name: &str) -> Result<(), BuildError> {
+    let ok = !name.is_empty()
+        && name.len() <= 63
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !name.starts_with('-')
+        && !name.ends_with('-');
+    if ok {
+        Ok(())
+    } else {
+        Err(BuildError::InvalidFlag {
+            flag,
+            value: name.to_string(),
+            why: "must be lower-case letters, digits and '-', at most 63 characters".to_string(),
+        })
+    }
+}
+
+/// Checks an object name that may contain dots (DNS-1123 subdomain, at most 253).
+pub fn validate_dns_subdomain(flag: &'static str, name: &str) -> Result<(), BuildError> {
+    let ok = !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(BuildError::InvalidFlag {
+            flag,
+            value: name.to_string(),
+            why: "must be a DNS subdomain: lower-case letters, digits, '-' and '.'".to_string(),
+        })
+    }
+}
+
+/// Every container name used in a pod: containers, init and ephemeral containers.
+pub fn used_names(spec: &PodSpec) -> BTreeSet<String> {
+    let mut names: BTreeSet<String> = spec.containers.iter().map(|c| c.name.clone()).collect();
+    names.extend(
+        spec.init_containers
+            .iter()
+            .flatten()
+            .map(|c| c.name.clone()),
+    );
+    names.extend(
+        spec.ephemeral_containers
+            .iter()
+            .flatten()
+            .map(|c| c.name.clone()),
+    );
+    names
+}
+
+/// `n` random characters from kubectl's alphabet.
+pub fn random_suffix(rng: &mut impl Rng, n: usize) -> String {
+    (0..n)
+        .map(|_| char::from(NAME_ALPHABET[rng.random_range(0..NAME_ALPHABET.len())]))
+        .collect()
+}
+
+/// `debugger-` and 5 random characters, unused in the pod.
+pub fn generate_name(spec: Option<&PodSpec>, rng: &mut impl Rng) -> String {
+    let used = spec.map(used_names).unwrap_or_default();
+    loop {
+        let name = format!("debugger-{}", random_suffix(rng, 5));
+        if !used.contains(&name) {
+            return name;
+        }
+    }
+}
+
+/// Reads a `--custom` file: a partial container spec in JSON or YAML.
+pub fn load_custom(path: &Path) -> Result<Value, BuildError> {
+    let err = |why: String| BuildError::Custom {
+        path: path.display().to_string(),
+        why,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
+    let value: Value = match serde_json::from_str(&text) {
+        Ok(v) => v,
+        Err(_) => {
+            serde_saphyr::from_str(&text).map_err(|e| err(format!("neither JSON nor YAML: {e}")))?
+        }
+    };
+    if !value.is_object() {
+        return Err(err(
+            "expected a partial container spec (an object)".to_string()
+        ));
+    }
+    // It must at least look like a container.
+    serde_json::from_value::<Container>(merge_name(&value))
+        .map_err(|e| err(format!("not a container spec: {e}")))?;
+    Ok(value)
+}
+
+fn merge_name(custom: &Value) -> Value {
+    let mut v = custom.clone();
+    if let Value::Object(m) = &mut v {
+        m.entry("name").or_insert_with(|| Value::String("x".into()));
+    }
+    v
+}
+
+/// Which container a new ephemeral container targets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TargetChoice {
+    /// This container: named with `-c`, by the pod's default-container annotation, or the
+    /// pod's only container.
+    Named(String),
+    /// The pod has several containers and nothing says which: the kspy webhook's policy
+    /// default decides, else the first container (`first`).
+    Ambiguous {
+        /// The pod's first container.
+        first: String,
+    },
+}
+
+impl TargetChoice {
+    /// The target container's name when known.
+    pub fn name(&self) -> Option<&str> {
+        match self {
+            TargetChoice::Named(n) => Some(n),
+            TargetChoice::Ambiguous { .. } => None,
+        }
+    }
+}
+
+/// Decides the target container of `pod` for `-c/--target` = `requested`.
+pub fn resolve_target(pod: &Pod, requested: Option<&str>) -> Result<TargetChoice, BuildError> {
+    let pod_name = pod.metadata.name.clone().unwrap_or_default();
+    let spec = pod.spec.as_ref();
+    let containers: Vec<String> = spec
+        .map(|s| s.containers.iter().map(|c| c.name.clone()).collect())
+        .unwrap_or_default();
+    if let Some(wanted) = requested {
+        let init = spec.and_then(|s| s.init_containers.as_ref());
+        let exists = containers.iter().any(|c| c == wanted)
+            || init.into_iter().flatten().any(|c| c.name == wanted);
+        return if exists {
+            Ok(TargetChoice::Named(wanted.to_string()))
+        } else {
+            Err(BuildError::UnknownContainer {
+                pod: pod_name,
+                wanted: wanted.to_string(),
+                existing: containers,
+            })
+        };
+    }
+    let annotated = pod
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(DEFAULT_CONTAINER_ANNOTATION))
+        .filter(|n| containers.contains(n));
+    if let Some(name) = annotated {
+        return Ok(TargetChoice::Named(name.clone()));
+    }
+    match containers.as_slice() {
+        [] => Err(BuildError::UnknownContainer {
+            pod: pod_name,
+            wanted: String::new(),
+            existing: Vec::new(),
+        }),
+        [only] => Ok(TargetChoice::Named(only.clone())),
+        [first, ..] => Ok(TargetChoice::Ambiguous {
+            first: first.clone(),
+        }),
+    }
+}
+
+/// The debug container's settings, from the command line.
+#[derive(Debug, Clone, Default)]
+pub struct ContainerSpecBuilder {
+    /// Container name.
+    pub name: String,
+    /// Image.
+    pub image: String,
+    /// `imagePullPolicy`, when given.
+    pub image_pull_policy: Option<String>,
+    /// Keep stdin open (`-i`).
+    pub stdin: bool,
+    /// Allocate a TTY (`-t`).
+    pub tty: bool,
+    /// The command after `--`.
+    pub command: Vec<String>,
+    /// The words after `--` are `args`, not `command`.
+    pub arguments_only: bool,
+    /// `--env` pairs, in order.
+    pub env: Vec<(String, String)>,
+    /// `--reason`, sent as `KSPY_REASON`.
+    pub reason: Option<String>,
+    /// `--cap`, normalized.
+    pub caps: Vec<String>,
+    /// `--profile`.
+    pub profile: Profile,
+    /// `--custom`, the partial container spec.
+    pub custom: Option<Value>,
+    /// `--mount`.
+    pub mounts: Vec<MountSpec>,
+    /// `--mount-target`.
+    pub mount_target: bool,
+    /// `--env-from-target`.
+    pub env_from_target: bool,
+    /// `--as-target-user`.
+    pub as_target_user: bool,
+}
+
+impl ContainerSpecBuilder {
+    /// Builds the debug container for a pod copy or a node pod.
+    ///
+    /// `pod` is the pod whose volumes `--mount` may use and whose security context
+    /// `--as-target-user` falls back on; `target` the container `--mount-target`,
+    /// `--env-from-target` and `--as-target-user` copy from.
+    pub fn build(
+        &self,
+        style: Style,
+        pod: Option<&Pod>,
+        target: Option<&str>,
+    ) -> Result<Container, BuildError> {
+        let pod_name = pod
+            .and_then(|p| p.metadata.name.clone())
+            .unwrap_or_default();
+        let spec = pod.and_then(|p| p.spec.as_ref());
+        let target_container = match (target, spec) {
+            (Some(t), Some(s)) => s
+                .containers
+                .iter()
+                .chain(s.init_containers.iter().flatten())
+                .find(|c| c.name == t),
+            _ => None,
+        };
+        let needs_target = |flag: &'static str| BuildError::NeedsTarget {
+            flag,
+            pod: pod_name.clone(),
+            existing: spec
+                .map(|s| s.containers.iter().map(|c| c.name.clone()).collect())
+                .unwrap_or_default(),
+        };
+
+        validate_dns_label("--name", &self.name)?;
+        if self.image.is_empty() || self.image.contains(char::is_whitespace) {
+            return Err(BuildError::InvalidFlag {
+                flag: "--image",
+                value: self.image.clone(),
+                why: "an image reference has no spaces".to_string(),
+            });
+        }
+
+        let mut c = Container {
+            name: self.name.clone(),
+            image: Some(self.image.clone()),
+            image_pull_policy: self.image_pull_policy.clone(),
+            stdin: self.stdin.then_some(true),
+            tty: self.tty.then_some(true),
+            termination_message_policy: Some("File".to_string()),
+            ..Container::default()
+        };
+        if !self.command.is_empty() {
+            if self.arguments_only {
+                c.args = Some(self.command.clone());
+            } else {
+                c.command = Some(self.command.clone());
+            }
+        }
+
+        // Environment: the target's, then --env, then the reason.
+        let mut env: Vec<EnvVar> = Vec::new();
+        if self.env_from_target {
+            let t = target_container.ok_or_else(|| needs_target("--env-from-target"))?;
+            env.extend(t.env.iter().flatten().cloned());
+            c.env_from = t.env_from.clone();
+        }
+        let mut set_env = |name: &str, value: &str| {
+            let var = EnvVar {
+                name: name.to_string(),
+                value: Some(value.to_string()),
+                value_from: None,
+            };
+            match env.iter_mut().find(|e| e.name == name) {
+                Some(existing) => *existing = var,
+                None => env.push(var),
+            }
+        };
+        for (k, v) in &self.env {
+            set_env(k, v);
+        }
+        if let Some(reason) = &self.reason {
+            set_env(REASON_ENV, reason);
+        }
+        if !env.is_empty() {
+            c.env = Some(env);
+        }
+
+        // Mounts: the target's, read-only, then --mount.
+        let mut mounts: Vec<VolumeMount> = Vec::new();
+        if self.mount_target {
+            let t = target_container.ok_or_else(|| needs_target("--mount-target"))?;
+            mounts.extend(t.volume_mounts.iter().flatten().map(|m| VolumeMount {
+                name: m.name.clone(),
+                mount_path: m.mount_path.clone(),
+                sub_path: m.sub_path.clone(),
+                sub_path_expr: m.sub_path_expr.clone(),
+                read_only: Some(true),
+                ..VolumeMount::default()
+            }));
+        }
+        let volumes: Vec<String> = spec
+            .and_then(|s| s.volumes.as_ref())
+            .map(|v| v.iter().map(|v| v.name.clone()).collect())
+            .unwrap_or_default();
+        for m in &self.mounts {
+            if !volumes.contains(&m.volume) {
+                return Err(BuildError::UnknownVolume {
+                    pod: pod_name.clone(),
+                    volume: m.volume.clone(),
+                    existing: volumes.clone(),
+                });
+            }
+            let mount = VolumeMount {
+                name: m.volume.clone(),
+                mount_path: m.path.clone(),
+                read_only: m.read_only.then_some(true),
+                ..VolumeMount::default()
+            };
+            match mounts.iter_mut().find(|x| x.mount_path == m.path) {
+                Some(existing) => *existing = mount,
+                None => mounts.push(mount),
+            }
+        }
+        if !mounts.is_empty() {
+            c.volume_mounts = Some(mounts);
+        }
+
+        self.profile.apply_container(style, &mut c);
+
+        if let Some(custom) = &self.custom {
+            c = apply_custom(c, custom)?;
+        }
+
+        for cap in &self.caps {
+            add_capability(&mut c, cap);
+        }
+
+        if self.as_target_user {
+            let t = target_container.ok_or_else(|| needs_target("--as-target-user"))?;
+            let pod_sc = spec.and_then(|s| s.security_context.as_ref());
+            let csc = t.security_context.as_ref();
+            let user = csc
+                .and_then(|s| s.run_as_user)
+                .or(pod_sc.and_then(|s| s.run_as_user));
+            let group = csc
+                .and_then(|s| s.run_as_group)
+                .or(pod_sc.and_then(|s| s.run_as_group));
+            let Some(user) = user else {
+                return Err(BuildError::TargetUserUnknown {
+                    target: t.name.clone(),
+                });
+            };
+            let sc = c.security_context.get_or_insert_with(Default::default);
+            sc.run_as_user = Some(user);
+            if group.is_some() {
+                sc.run_as_group = group;
+            }
+            if user != 0 && sc.run_as_non_root.is_none() {
+                // Say so, which also lets Pod Security "restricted" admit it.
+                sc.run_as_non_root = Some(true);
+            }
+        }
+        Ok(c)
+    }
+
+    /// Builds the ephemeral container for `kspy attach`: the name must be free in `pod`, and
+    /// `target` becomes `targetContainerName` (unset when `None`).
+    ///
+    /// `reference` is the container `--mount-target` & co. copy from: the target, or, when the
+    /// target is left to the webhook, the container it will most likely pick.
+    pub fn build_ephemeral(
+        &self,
+        pod: &Pod,
+        target: Option<&str>,
+        reference: Option<&str>,
+    ) -> Result<EphemeralContainer, BuildError> {
+        if let Some(spec) = pod.spec.as_ref()
+            && used_names(spec).contains(&self.name)
+        {
+            return Err(BuildError::NameTaken {
+                name: self.name.clone(),
+                pod: pod.metadata.name.clone().unwrap_or_default(),
+            });
+        }
+        let c = self.build(Style::Ephemeral, Some(pod), reference.or(target))?;
+        to_ephemeral(c, target)
+    }
+}
+
+/// Applies a `--custom` partial container spec.
+fn apply_custom(c: Container, custom: &Value) -> Result<Container, BuildError> {
+    if let Some(obj) = custom.as_object() {
+        for field in CUSTOM_FORBIDDEN {
+            if obj.contains_key(field) {
+                return Err(BuildError::CustomField {
+                    field: field.to_string(),
+                    why: "comes from the command line, not from --custom",
+                });
+            }
+        }
+    }
+    let name = c.name.clone();
+    let mut value = serde_json::to_value(&c).map_err(|e| BuildError::Custom {
+        path: "-".into(),
+        why: e.to_string(),
+    })?;
+    merge_container(&mut value, custom);
+    let mut merged: Container = serde_json::from_value(value).map_err(|e| BuildError::Custom {
+        path: "-".into(),
+        why: format!("the merged container is not valid: {e}"),
+    })?;
+    merged.name = name;
+    Ok(merged)
+}
+
+/// Turns a built container into an ephemeral container, refusing what the API refuses there.
+fn to_ephemeral(c: Container, target: Option<&str>) -> Result<EphemeralContainer, BuildError> {
+    let mut value = serde_json::to_value(&c).map_err(|e| BuildError::Custom {
+        path: "-".into(),
+        why: e.to_string(),
+    })?;
+    if let Value::Object(m) = &mut value {
+        for field in EPHEMERAL_FORBIDDEN {
+            if m.contains_key(field) {
+                return Err(BuildError::CustomField {
+                    field: field.to_string(),
+                    why: "ephemeral containers may not have",
+                });
+            }
+        }
+        if let Some(t) = target {
+            m.insert("targetContainerName".into(), Value::String(t.to_string()));
+        }
+    }
+    serde_json::from_value(value).map_err(|e| BuildError::Custom {
+        path: "-".into(),
+        why: e.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::golden;
+    use rand::SeedableRng;
+    use rand::rngs::StdRng;
+    use serde_json::json;
+
+    pub(crate) fn web_pod() -> Pod {
+        golden::fixture_pod("pod-web.json")
+    }
+
+    fn builder() -> ContainerSpecBuilder {
+        ContainerSpecBuilder {
+            name: "debugger-tst42".into(),
+            image: DEFAULT_IMAGE.into(),
+            stdin: true,
+            tty: true,
+            ..ContainerSpecBuilder::default()
+        }
+    }
+
+    fn ec_json(b: &ContainerSpecBuilder, target: Option<&str>) -> Value {
+        let pod = web_pod();
+        let ec = b.build_ephemeral(&pod, target, None).expect("builds");
+        serde_json::to_value(ec).expect("json")
+    }
+
+    #[test]
+    fn every_profile_matches_golden() {
+        let mut all = serde_json::Map::new();
+        for p in crate::profile::ALL {
+            let b = ContainerSpecBuilder {
+                profile: p,
+                ..builder()
+            };
+            all.insert(p.name().to_string(), ec_json(&b, Some("app")));
+        }
+        golden::assert_golden("attach-profiles.json", &Value::Object(all));
+    }
+
+    #[test]
+    fn flags_match_golden() {
+        let b = ContainerSpecBuilder {
+            image: "registry.example.com/debug/tools:1.2".into(),
+            image_pull_policy: Some("IfNotPresent".into()),
+            command: vec!["strace".into(), "-p".into(), "1".into()],
+            env: vec![("A".into(), "1".into()), ("B".into(), "x=y".into())],
+            reason: Some("INC-1234 latency".into()),
+            caps: vec!["NET_ADMIN".into(), "SYS_PTRACE".into()],
+            mounts: vec![
+                "config:/cfg:ro".parse().expect("mount"),
+                "scratch:/scratch".parse().expect("mount"),
+            ],
+            ..builder()
+        };
+        golden::assert_golden("attach-flags.json", &ec_json(&b, Some("app")));
+    }
+
+    #[test]
+    fn mount_target_env_from_target_as_target_user_match_golden() {
+        let b = ContainerSpecBuilder {
+            mount_target: true,
+            env_from_target: true,
+            as_target_user: true,
+            env: vec![("LOG_LEVEL".into(), "debug".into())],
+            ..builder()
+        };
+        let v = ec_json(&b, Some("app"));
+        // Behaviour first, then the whole shape.
+        let mounts = v["volumeMounts"].as_array().expect("mounts");
+        assert!(!mounts.is_empty());
+        assert!(
+            mounts.iter().all(|m| m["readOnly"] == json!(true)),
+            "{mounts:?}"
+        );
+        assert_eq!(v["securityContext"]["runAsUser"], json!(1000));
+        assert!(
+            v["env"]
+                .as_array()
+                .expect("env")
+                .iter()
+                .any(|e| e["name"] == "LOG_LEVEL" && e["value"] == "debug")
+        );
+        golden::assert_golden("attach-target-mirror.json", &v);
+    }
+
+    #[test]
+    fn custom_is_merged_after_profile_and_before_caps() {
+        let custom = json!({
+            "securityContext": {"runAsUser": 0, "capabilities": {"add": ["NET_RAW"]}},
+            "env": [{"name": "A", "value": "from-custom"}],
+            "volumeMounts": [{"name": "config", "mountPath": "/cfg", "readOnly": true}],
+            "workingDir": "/tmp"
+        });
+        let b = ContainerSpecBuilder {
+            custom: Some(custom),
+            env: vec![("A".into(), "1".into()), ("B".into(), "2".into())],
+            caps: vec!["SYS_ADMIN".into()],
+            ..builder()
+        };
+        let v = ec_json(&b, Some("app"));
+        // general's SYS_PTRACE is replaced by the custom list (strategic merge replaces plain
+        // lists), then --cap adds SYS_ADMIN.
+        assert_eq!(
+            v["securityContext"]["capabilities"]["add"],
+            json!(["NET_RAW", "SYS_ADMIN"])
+        );
+        assert_eq!(
+            v["env"],
+            json!([{"name": "A", "value": "from-custom"}, {"name": "B", "value": "2"}])
+        );
+        golden::assert_golden("attach-custom.json", &v);
+    }
+
+    #[test]
+    fn custom_refuses_fields_from_flags_and_ephemeral_forbidden_ones() {
+        for field in ["name", "image", "command"] {
+            let b = ContainerSpecBuilder {
+                custom: Some(json!({field: "x"})),
+                ..builder()
+            };
+            let err = b
+                .build_ephemeral(&web_pod(), Some("app"), None)
+                .expect_err("refused");
+            assert!(
+                matches!(err, BuildError::CustomField { field: ref f, .. } if f == field),
+                "{err}"
+            );
+        }
+        let b = ContainerSpecBuilder {
+            custom: Some(json!({"ports": [{"containerPort": 80}]})),
+            ..builder()
+        };
+        let err = b
+            .build_ephemeral(&web_pod(), Some("app"), None)
+            .expect_err("refused");
+        assert!(err.to_string().contains("ports"), "{err}");
+    }
+
+    #[test]
+    fn custom_file_json_or_yaml() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let yaml = dir.path().join("c.yaml");
+        std::fs::write(&yaml, "securityContext:\n  runAsUser: 0\nworkingDir: /w\n").expect("write");
+        assert_eq!(
+            load_custom(&yaml).expect("yaml"),
+            json!({"securityContext": {"runAsUser": 0}, "workingDir": "/w"})
+        );
+        let bad = dir.path().join("bad.json");
+        std::fs::write(&bad, "[1, 2]").expect("write");
+        assert!(load_custom(&bad).is_err());
+        let wrong = dir.path().join("wrong.yaml");
+        std::fs::write(&wrong, "securityContext: 5\n").expect("write");
+        assert!(load_custom(&wrong).is_err(), "not a container spec");
+    }
+
+    #[test]
+    fn arguments_only_sets_args() {
+        let b = ContainerSpecBuilder {
+            command: vec!["-c".into(), "ls".into()],
+            arguments_only: true,
+            ..builder()
+        };
+        let v = ec_json(&b, None);
+        assert_eq!(v["args"], json!(["-c", "ls"]));
+        assert!(v.get("command").is_none());
+        assert!(v.get("targetContainerName").is_none());
+    }
+
+    #[test]
+    fn name_collision_is_refused_and_generation_avoids_it() {
+        let pod = web_pod();
+        let existing = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.ephemeral_containers.as_ref())
+            .and_then(|e| e.first())
+            .map(|e| e.name.clone())
+            .expect("fixture has an ephemeral container");
+        let b = ContainerSpecBuilder {
+            name: existing.clone(),
+            ..builder()
+        };
+        assert!(matches!(
+            b.build_ephemeral(&pod, Some("app"), None),
+            Err(BuildError::NameTaken { .. })
+        ));
+        let b = ContainerSpecBuilder {
+            name: "app".into(),
+            ..builder()
+        };
+        assert!(matches!(
+            b.build_ephemeral(&pod, Some("app"), None),
+            Err(BuildError::NameTaken { .. })
+        ));
+
+        // The first name a seeded generator draws is made taken: the next draw is used.
+        let first = generate_name(None, &mut StdRng::seed_from_u64(7));
+        let mut spec = pod.spec.clone().expect("spec");
+        spec.containers[0].name = first.clone();
+        let second = generate_name(Some(&spec), &mut StdRng::seed_from_u64(7));
+        assert_ne!(first, second);
+        for name in [&first, &second] {
+            let suffix = name.strip_prefix("debugger-").expect("prefix");
+            assert_eq!(suffix.len(), 5);
+            assert!(suffix.bytes().all(|b| NAME_ALPHABET.contains(&b)), "{name}");
+        }
+    }
+
+    #[test]
+    fn target_resolution() {
+        let pod = web_pod();
+        assert_eq!(
+            resolve_target(&pod, Some("sidecar")).expect("ok"),
+            TargetChoice::Named("sidecar".into())
+        );
+        assert_eq!(
+            resolve_target(&pod, None).expect("ok"),
+            TargetChoice::Ambiguous {
+                first: "app".into()
+            }
+        );
+        let err = resolve_target(&pod, Some("ap")).expect_err("missing");
+        let k: KspyError = err.into();
+        assert_eq!(k.details, vec!["containers that exist: app, sidecar"]);
+
+        let mut annotated = pod.clone();
+        annotated
+            .metadata
+            .annotations
+            .get_or_insert_with(Default::default)
+            .insert(DEFAULT_CONTAINER_ANNOTATION.into(), "sidecar".into());
+        assert_eq!(
+            resolve_target(&annotated, None).expect("ok"),
+            TargetChoice::Named("sidecar".into())
+        );
+
+        let mut single = pod.clone();
+        if let Some(s) = single.spec.as_mut() {
+            s.containers.truncate(1);
+        }
+        assert_eq!(
+            resolve_target(&single, None).expect("ok"),
+            TargetChoice::Named("app".into())
+        );
+    }
+
+    #[test]
+    fn flag_parsing() {
+        assert_eq!(
+            "data:/d:ro".parse::<MountSpec>().expect("ok"),
+            MountSpec {
+                volume: "data".into(),
+                path: "/d".into(),
+                read_only: true
+            }
+        );
+        assert!("data".parse::<MountSpec>().is_err());
+        assert!("data:rel".parse::<MountSpec>().is_err());
+        assert!("data:/d:rx".parse::<MountSpec>().is_err());
+        assert_eq!(parse_env("A=b=c").expect("ok"), ("A".into(), "b=c".into()));
+        assert!(parse_env("=x").is_err());
+        assert!(parse_env("novalue").is_err());
+        assert_eq!(
+            normalize_capability("cap_sys_ptrace").expect("ok"),
+            "SYS_PTRACE"
+        );
+        assert!(normalize_capability("sys ptrace").is_err());
+        assert!(validate_dns_label("--name", "Debugger").is_err());
+        assert!(validate_dns_label("--name", "debugger-1").is_ok());
+        assert!(validate_dns_subdomain("POD", "web.v1").is_ok());
+        assert!(validate_dns_subdomain("POD", "../etc").is_err());
+    }
+
+    #[test]
+    fn unknown_volume_lists_volumes() {
+        let b = ContainerSpecBuilder {
+            mounts: vec!["confg:/c".parse().expect("mount")],
+            ..builder()
+        };
+        let err = b
+            .build_ephemeral(&web_pod(), Some("app"), None)
+            .expect_err("refused");
+        let k: KspyError = err.into();
+        assert!(
+            k.details[0].starts_with("volumes that exist: config"),
+            "{:?}",
+            k.details
+        );
+    }
+
+    #[test]
+    fn as_target_user_needs_a_user() {
+        let mut pod = web_pod();
+        if let Some(s) = pod.spec.as_mut() {
+            s.security_context = None;
+            for c in &mut s.containers {
+                c.security_context = None;
+            }
+        }
+        let b = ContainerSpecBuilder {
+            as_target_user: true,
+            ..builder()
+        };
+        assert!(matches!(
+            b.build_ephemeral(&pod, Some("app"), None),
+            Err(BuildError::TargetUserUnknown { .. })
+        ));
+    }
+}

@@ -1,0 +1,509 @@
+//! `kspy copy POD --to NAME`: a debug copy of a pod, as `kubectl debug --copy-to`, with a
+//! debug container, optional image swaps, and `--fork`, the CrashLoopBackOff recipe.
+//!
+//! Requests: `GET` of the pod, a SelfSubjectReview (who is asking, for the annotation), the
+//! `POST` of the copy, with `--replace` the `DELETE` of the original, then wait and attach.
+
+use std::collections::BTreeMap;
+use std::process::ExitCode;
+
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+use crate::args::{DebugArgs, DryRun, TargetArgs};
+use crate::cluster::{Cluster, ClusterArgs};
+use crate::container::{
+    BuildError, ContainerSpecBuilder, TargetChoice, generate_name, resolve_target, used_names,
+};
+use crate::errors::{Action, KspyError};
+use crate::output;
+use crate::patch::{PlannedRequest, create_pod, delete_pod};
+use crate::profile::{KeepFlags, Profile, Style, strip_copy};
+use crate::session;
+
+/// The label on every pod kspy creates; `copy` or `node`.
+pub const DEBUG_LABEL: &str = "kspy.dev/debug";
+/// Annotation naming the pod a copy was made from.
+pub const SOURCE_POD_ANNOTATION: &str = "kspy.dev/source-pod";
+/// Annotation naming the user who asked, when the cluster can tell.
+pub const REQUESTED_BY_ANNOTATION: &str = "kspy.dev/requested-by";
+/// Annotation carrying `--reason` on a debug copy.
+pub const REASON_ANNOTATION: &str = "kspy.dev/reason";
+/// What `--fork` runs instead of the target container's command: a long sleep, so the
+/// container stays up for inspection instead of crashing again.
+pub const FORK_COMMAND: [&str; 2] = ["sleep", "2147483647"];
+
+fn parse_set_image(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((c, i)) if !c.is_empty() && !i.is_empty() => Ok((c.to_string(), i.to_string())),
+        _ => Err(format!(
+            "{s:?}: expected CONTAINER=IMAGE (\"*\" for every container)"
+        )),
+    }
+}
+
+/// `kspy copy` flags.
+#[derive(Debug, Clone, clap::Args)]
+pub struct CopyArgs {
+    /// The pod to copy
+    #[arg(value_name = "POD")]
+    pub pod: String,
+    /// Name of the copy
+    #[arg(long = "to", value_name = "NAME")]
+    pub to: String,
+    /// Cluster, context and namespace.
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+    /// The container being debugged.
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// The debug container and its session.
+    #[command(flatten)]
+    pub debug: DebugArgs,
+    /// Share one process namespace between the copy's containers (--share-processes=false to not)
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true,
+          default_value_t = true, default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub share_processes: bool,
+    /// Schedule the copy on the original pod's node
+    #[arg(long)]
+    pub same_node: bool,
+    /// Change a container's image in the copy, CONTAINER=IMAGE ("*" for all; repeatable)
+    #[arg(long = "set-image", value_name = "CONTAINER=IMAGE", value_parser = parse_set_image,
+          action = clap::ArgAction::Append)]
+    pub set_image: Vec<(String, String)>,
+    /// Delete the original pod once the copy is created
+    #[arg(long)]
+    pub replace: bool,
+    /// CrashLoopBackOff recipe: drop labels, annotations and probes, restartPolicy Never, and
+    /// replace the target container's command with a long sleep
+    #[arg(long)]
+    pub fork: bool,
+    /// Keep the original labels
+    #[arg(long)]
+    pub keep_labels: bool,
+    /// Keep the original annotations
+    #[arg(long)]
+    pub keep_annotations: bool,
+    /// Keep liveness probes
+    #[arg(long)]
+    pub keep_liveness: bool,
+    /// Keep readiness probes
+    #[arg(long)]
+    pub keep_readiness: bool,
+    /// Keep startup probes
+    #[arg(long)]
+    pub keep_startup: bool,
+    /// Run the init containers in the copy (--keep-init-containers=false to drop them)
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true,
+          default_value_t = true, default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub keep_init_containers: bool,
+}
+
+/// Everything `build_copy` needs besides the source pod.
+#[derive(Debug, Clone, Default)]
+pub struct CopyOptions {
+    /// Name of the copy.
+    pub to: String,
+    /// `--share-processes`.
+    pub share_processes: bool,
+    /// `--same-node`.
+    pub same_node: bool,
+    /// `--set-image` pairs.
+    pub set_image: Vec<(String, String)>,
+    /// `--fork`.
+    pub fork: bool,
+    /// `--keep-*`.
+    pub keep: KeepFlags,
+    /// `--profile`.
+    pub profile: Profile,
+    /// The container `--fork` puts to sleep.
+    pub target: Option<String>,
+    /// The user asking, for the annotation.
+    pub requested_by: Option<String>,
+    /// `--reason`, also kept as the `kspy.dev/reason` annotation: a copy's containers are
+    /// the source pod's, so policies read the reason from the pod.
+    pub reason: Option<String>,
+}
+
+/// Builds the copy of `source` with the debug container `debug` (none with `None`).
+pub fn build_copy(
+    source: &Pod,
+    opts: &CopyOptions,
+    debug: Option<&ContainerSpecBuilder>,
+) -> Result<Pod, BuildError> {
+    let source_name = source.metadata.name.clone().unwrap_or_default();
+    let mut spec = source.spec.clone().unwrap_or_default();
+    spec.ephemeral_containers = None;
+    if !opts.same_node {
+        spec.node_name = None;
+    }
+    spec.share_process_namespace = Some(opts.share_processes);
+
+    let names: Vec<String> = spec.containers.iter().map(|c| c.name.clone()).collect();
+    for (container, _) in &opts.set_image {
+        if container != "*" && !names.contains(container) {
+            return Err(BuildError::UnknownContainer {
+                pod: source_name.clone(),
+                wanted: container.clone(),
+                existing: names.clone(),
+            });
+        }
+    }
+    for c in &mut spec.containers {
+        let image = opts
+            .set_image
+            .iter()
+            .rev()
+            .find(|(n, _)| n == &c.name)
+            .or_else(|| opts.set_image.iter().rev().find(|(n, _)| n == "*"));
+        if let Some((_, image)) = image {
+            c.image = Some(image.clone());
+        }
+    }
+
+    let mut pod = Pod {
+        metadata: ObjectMeta {
+            name: Some(opts.to.clone()),
+            namespace: source.metadata.namespace.clone(),
+            labels: source.metadata.labels.clone(),
+            annotations: source.metadata.annotations.clone(),
+            ..ObjectMeta::default()
+        },
+        spec: Some(spec),
+        status: None,
+    };
+
+    let style = Style::Copy(opts.keep);
+    let mut debug_name = String::new();
+    if let Some(builder) = debug {
+        let c = builder.build(style, Some(source), opts.target.as_deref())?;
+        if let Some(spec) = pod.spec.as_mut() {
+            if used_names(spec).contains(&c.name) {
+                return Err(BuildError::NameTaken {
+                    name: c.name.clone(),
+                    pod: opts.to.clone(),
+                });
+            }
+            debug_name = c.name.clone();
+            spec.containers.push(c);
+        }
+    }
+    opts.profile.apply_pod(style, &mut pod, &debug_name);
+
+    if opts.fork {
+        strip_copy(&mut pod, opts.keep);
+        if let Some(spec) = pod.spec.as_mut() {
+            spec.restart_policy = Some("Never".to_string());
+            let target = opts
+                .target
+                .clone()
+                .or_else(|| spec.containers.first().map(|c| c.name.clone()));
+            if let Some(c) = spec
+                .containers
+                .iter_mut()
+                .find(|c| Some(&c.name) == target.as_ref())
+            {
+                c.command = Some(FORK_COMMAND.iter().map(|s| s.to_string()).collect());
+                c.args = None;
+            }
+        }
+    }
+
+    pod.metadata
+        .labels
+        .get_or_insert_with(BTreeMap::new)
+        .insert(DEBUG_LABEL.to_string(), "copy".to_string());
+    let annotations = pod.metadata.annotations.get_or_insert_with(BTreeMap::new);
+    annotations.insert(SOURCE_POD_ANNOTATION.to_string(), source_name);
+    if let Some(user) = &opts.requested_by {
+        annotations.insert(REQUESTED_BY_ANNOTATION.to_string(), user.clone());
+    }
+    if let Some(reason) = &opts.reason {
+        annotations.insert(REASON_ANNOTATION.to_string(), reason.clone());
+    }
+    Ok(pod)
+}
+
+/// Runs `kspy copy`.
+pub async fn run(args: CopyArgs) -> Result<ExitCode, KspyError> {
+    let d = &args.debug;
+    d.validate()?;
+    crate::container::validate_dns_subdomain("--to", &args.to)?;
+    let cluster = Cluster::connect(&args.cluster).await?;
+    let ns = cluster.namespace.clone();
+    let source = cluster.get_pod(&args.pod).await?;
+    let target = match resolve_target(&source, args.target.target.as_deref())? {
+        TargetChoice::Named(n) => n,
+        TargetChoice::Ambiguous { first } => first,
+    };
+    // As kubectl: --set-image alone makes no debug container.
+    let with_debug = d.image.is_some() || args.set_image.is_empty();
+    let builder = if with_debug {
+        let name = match &d.name {
+            Some(n) => n.clone(),
+            None => generate_name(source.spec.as_ref(), &mut rand::rng()),
+        };
+        Some(d.builder(name, Some(&args.target))?)
+    } else {
+        None
+    };
+    let requested_by = cluster.whoami().await;
+    let opts = CopyOptions {
+        to: args.to.clone(),
+        share_processes: args.share_processes,
+        same_node: args.same_node,
+        set_image: args.set_image.clone(),
+        fork: args.fork,
+        keep: KeepFlags {
+            labels: args.keep_labels,
+            annotations: args.keep_annotations,
+            liveness: args.keep_liveness,
+            readiness: args.keep_readiness,
+            startup: args.keep_startup,
+            init_containers: args.keep_init_containers,
+        },
+        profile: d.profile,
+        target: Some(target),
+        requested_by,
+        reason: d.reason.clone(),
+    };
+    let copy = build_copy(&source, &opts, builder.as_ref())?;
+    let dry = d.dry_run != DryRun::None;
+    let mut requests: Vec<(PlannedRequest, Action)> = vec![(
+        create_pod(&copy, d.dry_run == DryRun::Server),
+        Action::CreatePod {
+            ns: ns.clone(),
+            pod: args.to.clone(),
+        },
+    )];
+    if args.replace {
+        requests.push((
+            delete_pod(&ns, &args.pod, d.dry_run == DryRun::Server),
+            Action::DeletePod {
+                ns: ns.clone(),
+                pod: args.pod.clone(),
+            },
+        ));
+    }
+    if d.dry_run == DryRun::Client {
+        match d.output {
+            Some(format) => output::print(&copy, format)?,
+            None => {
+                let rendered: Vec<String> = requests.iter().map(|(r, _)| r.render()).collect();
+                print!("{}", rendered.join("\n"));
+            }
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let created: Pod = cluster.send(&requests[0].0, &requests[0].1).await?;
+    for (req, action) in &requests[1..] {
+        cluster.send::<serde_json::Value>(req, action).await?;
+    }
+    if let Some(format) = d.output {
+        output::print(&created, format)?;
+    }
+    if dry {
+        if !d.quiet || d.output.is_none() {
+            println!(
+                "admitted (server dry run, nothing was changed): pod {ns}/{}{}",
+                args.to,
+                if args.replace {
+                    format!(", and deleting pod {ns}/{}", args.pod)
+                } else {
+                    String::new()
+                }
+            );
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    if !d.quiet {
+        eprintln!(
+            "created pod {ns}/{} (a debug copy of {})",
+            args.to, args.pod
+        );
+        if args.replace {
+            eprintln!("deleted pod {ns}/{}", args.pod);
+        }
+        eprintln!(
+            "delete it when done: kubectl delete pod {} -n {ns}",
+            args.to
+        );
+    }
+    let Some(builder) = builder else {
+        return Ok(ExitCode::SUCCESS);
+    };
+    let reattach = format!(
+        "kubectl attach {} -n {ns} -c {}{}",
+        args.to,
+        builder.name,
+        if d.tty {
+            " -it"
+        } else if d.stdin {
+            " -i"
+        } else {
+            ""
+        }
+    );
+    session::follow(&cluster, created, &builder.name, d, &reattach).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::golden;
+    use serde_json::{Value, json};
+
+    fn debug() -> ContainerSpecBuilder {
+        ContainerSpecBuilder {
+            name: "debugger-tst42".into(),
+            image: "busybox:latest".into(),
+            stdin: true,
+            tty: true,
+            ..ContainerSpecBuilder::default()
+        }
+    }
+
+    fn opts() -> CopyOptions {
+        CopyOptions {
+            to: "web-debug".into(),
+            share_processes: true,
+            keep: KeepFlags {
+                init_containers: true,
+                ..KeepFlags::default()
+            },
+            target: Some("app".into()),
+            requested_by: Some("alice@example.com".into()),
+            reason: Some("INC-4211 reproduce crash loop".into()),
+            ..CopyOptions::default()
+        }
+    }
+
+    #[test]
+    fn copy_general_golden() {
+        let source = golden::fixture_pod("pod-web.json");
+        let pod = build_copy(&source, &opts(), Some(&debug())).expect("builds");
+        let v = serde_json::to_value(&pod).expect("json");
+        assert_eq!(v["metadata"]["labels"], json!({"kspy.dev/debug": "copy"}));
+        assert_eq!(
+            v["metadata"]["annotations"]["kspy.dev/source-pod"],
+            "web-7d9f8c6b5-x2x4q"
+        );
+        assert_eq!(
+            v["metadata"]["annotations"]["kspy.dev/requested-by"],
+            "alice@example.com"
+        );
+        assert!(v["metadata"].get("ownerReferences").is_none());
+        assert!(v["spec"].get("nodeName").is_none());
+        assert!(v["spec"].get("ephemeralContainers").is_none());
+        assert_eq!(v["spec"]["shareProcessNamespace"], true);
+        assert!(v.get("status").is_none());
+        golden::assert_golden("copy-general.json", &v);
+    }
+
+    #[test]
+    fn fork_golden() {
+        let source = golden::fixture_pod("pod-web.json");
+        let o = CopyOptions {
+            fork: true,
+            same_node: true,
+            profile: Profile::Legacy,
+            set_image: vec![("sidecar".into(), "envoy:debug".into())],
+            ..opts()
+        };
+        let legacy = ContainerSpecBuilder {
+            profile: Profile::Legacy,
+            ..debug()
+        };
+        let pod = build_copy(&source, &o, Some(&legacy)).expect("builds");
+        let v = serde_json::to_value(&pod).expect("json");
+        assert!(
+            v["spec"]["containers"][2].get("securityContext").is_none(),
+            "legacy adds nothing"
+        );
+        let app = &v["spec"]["containers"][0];
+        assert_eq!(app["command"], json!(FORK_COMMAND));
+        assert!(app.get("args").is_none());
+        assert!(app.get("livenessProbe").is_none() && app.get("readinessProbe").is_none());
+        assert_eq!(v["spec"]["restartPolicy"], "Never");
+        assert_eq!(v["spec"]["containers"][1]["image"], "envoy:debug");
+        assert_eq!(v["spec"]["nodeName"], "node-a");
+        // Even with the legacy profile, --fork drops annotations other than kspy's.
+        let annotations = v["metadata"]["annotations"]
+            .as_object()
+            .expect("annotations");
+        assert!(
+            annotations.keys().all(|k| k.starts_with("kspy.dev/")),
+            "{annotations:?}"
+        );
+        golden::assert_golden("copy-fork.json", &v);
+    }
+
+    #[test]
+    fn keep_flags_and_share_processes_false() {
+        let source = golden::fixture_pod("pod-web.json");
+        let o = CopyOptions {
+            share_processes: false,
+            keep: KeepFlags {
+                labels: true,
+                annotations: true,
+                liveness: true,
+                readiness: true,
+                startup: true,
+                init_containers: false,
+            },
+            ..opts()
+        };
+        let pod = build_copy(&source, &o, Some(&debug())).expect("builds");
+        let v = serde_json::to_value(&pod).expect("json");
+        assert_eq!(v["metadata"]["labels"]["app"], "web");
+        assert_eq!(v["metadata"]["labels"]["kspy.dev/debug"], "copy");
+        assert!(
+            v["metadata"]["annotations"]
+                .get("prometheus.io/scrape")
+                .is_some()
+        );
+        assert!(v["spec"]["containers"][0].get("livenessProbe").is_some());
+        assert!(v["spec"].get("initContainers").is_none());
+        assert_eq!(v["spec"]["shareProcessNamespace"], false);
+    }
+
+    #[test]
+    fn set_image_only_and_unknown_container() {
+        let source = golden::fixture_pod("pod-web.json");
+        let o = CopyOptions {
+            set_image: vec![
+                ("*".into(), "busybox:1.36".into()),
+                ("app".into(), "web:debug".into()),
+            ],
+            ..opts()
+        };
+        let pod = build_copy(&source, &o, None).expect("builds");
+        let images: Vec<Value> = serde_json::to_value(pod.spec.expect("spec").containers)
+            .expect("json")
+            .as_array()
+            .expect("list")
+            .iter()
+            .map(|c| c["image"].clone())
+            .collect();
+        assert_eq!(images, vec![json!("web:debug"), json!("busybox:1.36")]);
+
+        let o = CopyOptions {
+            set_image: vec![("ap".into(), "x".into())],
+            ..opts()
+        };
+        assert!(matches!(
+            build_copy(&source, &o, None),
+            Err(BuildError::UnknownContainer { .. })
+        ));
+    }
+
+    #[test]
+    fn set_image_flag_parses() {
+        assert_eq!(
+            parse_set_image("app=web:1"),
+            Ok(("app".into(), "web:1".into()))
+        );
+        assert!(parse_set_image("app").is_err());
+        assert!(parse_set_image("=x").is_err());
+    }
+}

@@ -1,0 +1,883 @@
+//! Turning failures — above all the API server's `Status` answers — into messages that say
+//! what happened and what to do next.
+//!
+//! Every failure that reaches the user is a [`KspyError`]: a one-line headline, optional
+//! detail lines (a webhook's reasons, Pod Security violations, the names that do exist) and
+//! an optional hint. `main` prints it the way ripgrep prints its errors:
+//!
+//! ```text
+//! kspy: admission webhook "validate.kspy.dev" denied adding debugger-x2bq7 to pod prod/web
+//!   - capability SYS_ADMIN is granted by no policy that applies
+//! hint: `--dry-run=server` asks again without changing anything
+//! ```
+
+use std::fmt;
+
+use kube::core::Status;
+
+/// A failure worth showing to a person: what happened, the details, and what to do.
+#[derive(Debug, thiserror::Error)]
+#[error("{headline}")]
+pub struct KspyError {
+    /// One line: what happened.
+    pub headline: String,
+    /// Further lines, printed indented under the headline.
+    pub details: Vec<String>,
+    /// What to do about it, when kspy can tell.
+    pub hint: Option<String>,
+    /// The underlying error, printed as "caused by" lines.
+    #[source]
+    pub source: Option<Box<dyn std::error::Error + Send + Sync>>,
+}
+
+impl KspyError {
+    /// A failure with only a headline.
+    pub fn new(headline: impl Into<String>) -> Self {
+        KspyError {
+            headline: headline.into(),
+            details: Vec::new(),
+            hint: None,
+            source: None,
+        }
+    }
+
+    /// Adds detail lines.
+    pub fn details<I, S>(mut self, lines: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.details.extend(lines.into_iter().map(Into::into));
+        self
+    }
+
+    /// Sets the hint.
+    pub fn hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+
+    /// Sets the underlying error.
+    pub fn source(mut self, err: impl std::error::Error + Send + Sync + 'static) -> Self {
+        self.source = Some(Box::new(err));
+        self
+    }
+
+    /// Renders the message as `main` prints it, `prog` being the name kspy was invoked as.
+    pub fn render(&self, prog: &str) -> String {
+        let mut out = format!("{prog}: {}\n", self.headline);
+        for line in &self.details {
+            out.push_str("  ");
+            out.push_str(line);
+            out.push('\n');
+        }
+        let mut source = self.source.as_deref().map(|e| e as &dyn std::error::Error);
+        let mut previous = self.headline.clone();
+        while let Some(err) = source {
+            let text = err.to_string();
+            // Many errors repeat their source in their own message; say it once.
+            if !previous.contains(&text) {
+                out.push_str(&format!("  caused by: {text}\n"));
+            }
+            previous = text;
+            source = err.source();
+        }
+        if let Some(hint) = &self.hint {
+            out.push_str(&format!("hint: {hint}\n"));
+        }
+        out
+    }
+}
+
+/// What kspy was doing when the API server answered with an error; it decides the headline
+/// and, for a 403, which RBAC permission is missing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// `GET` of a pod.
+    GetPod {
+        /// Namespace.
+        ns: String,
+        /// Pod name.
+        pod: String,
+    },
+    /// `GET` of the pods of a namespace (all namespaces when `None`).
+    ListPods {
+        /// Namespace, or `None` for all namespaces.
+        ns: Option<String>,
+    },
+    /// `PATCH` of `pods/ephemeralcontainers`.
+    AddEphemeral {
+        /// Namespace.
+        ns: String,
+        /// Pod name.
+        pod: String,
+        /// Name of the debug container being added.
+        container: String,
+    },
+    /// `POST` of a pod (a debug copy or a node-debugging pod).
+    CreatePod {
+        /// Namespace.
+        ns: String,
+        /// Name of the new pod.
+        pod: String,
+    },
+    /// `DELETE` of a pod (`kspy copy --replace`).
+    DeletePod {
+        /// Namespace.
+        ns: String,
+        /// Pod name.
+        pod: String,
+    },
+    /// `GET` of a node.
+    GetNode {
+        /// Node name.
+        node: String,
+    },
+    /// Watch of a pod while waiting for a container.
+    WatchPod {
+        /// Namespace.
+        ns: String,
+        /// Pod name.
+        pod: String,
+    },
+    /// Attaching to a container (`pods/attach`).
+    Attach {
+        /// Namespace.
+        ns: String,
+        /// Pod name.
+        pod: String,
+        /// Container name.
+        container: String,
+    },
+    /// Reading a container's logs (`pods/log`).
+    Logs {
+        /// Namespace.
+        ns: String,
+        /// Pod name.
+        pod: String,
+        /// Container name.
+        container: String,
+    },
+}
+
+impl Action {
+    /// "could not …" headline for a generic failure.
+    fn failed(&self) -> String {
+        match self {
+            Action::GetPod { ns, pod } => format!("could not read pod {ns}/{pod}"),
+            Action::ListPods { ns: Some(ns) } => {
+                format!("could not list the pods of namespace {ns}")
+            }
+            Action::ListPods { ns: None } => "could not list pods in all namespaces".to_string(),
+            Action::AddEphemeral { ns, pod, container } => {
+                format!("could not add debug container {container} to pod {ns}/{pod}")
+            }
+            Action::CreatePod { ns, pod } => format!("could not create pod {ns}/{pod}"),
+            Action::DeletePod { ns, pod } => format!("could not delete pod {ns}/{pod}"),
+            Action::GetNode { node } => format!("could not read node {node}"),
+            Action::WatchPod { ns, pod } => format!("could not watch pod {ns}/{pod}"),
+            Action::Attach { ns, pod, container } => {
+                format!("could not attach to container {container} of pod {ns}/{pod}")
+            }
+            Action::Logs { ns, pod, container } => {
+                format!("could not read the logs of container {container} of pod {ns}/{pod}")
+            }
+        }
+    }
+
+    /// What was being admitted, for an admission denial ("adding … to pod …").
+    fn admitted(&self) -> String {
+        match self {
+            Action::AddEphemeral { ns, pod, container } => {
+                format!("adding debug container {container} to pod {ns}/{pod}")
+            }
+            Action::CreatePod { ns, pod } => format!("creating pod {ns}/{pod}"),
+            Action::DeletePod { ns, pod } => format!("deleting pod {ns}/{pod}"),
+            other => other.failed().replacen("could not ", "", 1),
+        }
+    }
+
+    /// The RBAC permission the action needs: (verb, resource, namespace).
+    pub fn permission(&self) -> (&'static str, &'static str, Option<&str>) {
+        match self {
+            Action::GetPod { ns, .. } => ("get", "pods", Some(ns)),
+            Action::ListPods { ns } => ("list", "pods", ns.as_deref()),
+            Action::AddEphemeral { ns, .. } => ("patch", "pods/ephemeralcontainers", Some(ns)),
+            Action::CreatePod { ns, .. } => ("create", "pods", Some(ns)),
+            Action::DeletePod { ns, .. } => ("delete", "pods", Some(ns)),
+            Action::GetNode { .. } => ("get", "nodes", None),
+            Action::WatchPod { ns, .. } => ("watch", "pods", Some(ns)),
+            Action::Attach { ns, .. } => ("create", "pods/attach", Some(ns)),
+            Action::Logs { ns, .. } => ("get", "pods/log", Some(ns)),
+        }
+    }
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.failed())
+    }
+}
+
+/// Explains any error from the kube client; `server` is the API server URL, named when it
+/// cannot be reached.
+pub fn explain(action: &Action, err: kube::Error, server: &str) -> KspyError {
+    match err {
+        kube::Error::Api(status) => explain_status(action, &status),
+        kube::Error::HyperError(_) | kube::Error::Service(_) => KspyError::new(format!(
+            "{}: cannot reach the API server at {server}",
+            action.failed()
+        ))
+        .hint("check the context (`--context`, `KUBECONFIG`) and that the cluster is up")
+        .source(err),
+        kube::Error::Auth(_) => {
+            KspyError::new(format!("{}: could not authenticate", action.failed()))
+                .hint("your kubeconfig's credentials could not be used; log in again")
+                .source(err)
+        }
+        other => KspyError::new(action.failed()).source(other),
+    }
+}
+
+/// Explains an API `Status` answer.
+pub fn explain_status(action: &Action, status: &Status) -> KspyError {
+    let message = status.message.trim();
+    if let Some(denial) = WebhookDenial::parse(message) {
+        return explain_webhook_denial(action, &denial);
+    }
+    if let Some(violation) = PodSecurityViolation::parse(message) {
+        return explain_pod_security(action, &violation);
+    }
+    if message.contains("failed calling webhook") {
+        return KspyError::new(format!(
+            "{}: an admission webhook could not be called",
+            action.failed()
+        ))
+        .details([message.to_string()])
+        .hint(
+            "the webhook's service is down or unreachable and its failurePolicy is Fail; \
+             platform team: `kubectl -n kspy-system get pods`",
+        );
+    }
+    match status.code {
+        401 => KspyError::new(format!(
+            "{}: the API server did not accept your credentials",
+            action.failed()
+        ))
+        .details(nonempty(message))
+        .hint("your credentials expired or are wrong; log in again"),
+        403 => explain_forbidden(action, message),
+        404 => explain_not_found(action, status),
+        409 => {
+            let mut e = KspyError::new(format!("{}: it already exists", action.failed()))
+                .details(nonempty(message));
+            if let Action::CreatePod { ns, pod } = action {
+                e = e.hint(format!(
+                    "pick another name, or delete the old one: `kubectl delete pod {pod} -n {ns}`"
+                ));
+            }
+            e
+        }
+        422 => {
+            let causes: Vec<String> = status
+                .details
+                .iter()
+                .flat_map(|d| d.causes.iter())
+                .map(|c| {
+                    if c.field.is_empty() {
+                        c.message.clone()
+                    } else {
+                        format!("{}: {}", c.field, c.message)
+                    }
+                })
+                .collect();
+            let details = if causes.is_empty() {
+                nonempty(message)
+            } else {
+                causes
+            };
+            KspyError::new(format!(
+                "{}: the API server found the request invalid",
+                action.failed()
+            ))
+            .details(details)
+        }
+        _ => {
+            let what = if status.code == 0 {
+                String::new()
+            } else {
+                format!(" ({} {})", status.code, status.reason)
+            };
+            KspyError::new(format!("{}{what}", action.failed())).details(nonempty(message))
+        }
+    }
+}
+
+fn nonempty(message: &str) -> Vec<String> {
+    if message.is_empty() {
+        Vec::new()
+    } else {
+        vec![message.to_string()]
+    }
+}
+
+fn explain_forbidden(action: &Action, message: &str) -> KspyError {
+    let (verb, resource, ns) = match RbacDenial::parse(message) {
+        Some(d) => (d.verb, d.resource, d.namespace),
+        None => {
+            let (v, r, n) = action.permission();
+            (v.to_string(), r.to_string(), n.map(str::to_string))
+        }
+    };
+    let scope = match &ns {
+        Some(ns) => format!(" in namespace {ns}"),
+        None => String::new(),
+    };
+    let can_i_ns = match &ns {
+        Some(ns) => format!(" -n {ns}"),
+        None => String::new(),
+    };
+    KspyError::new(format!(
+        "{}: you are not allowed to {verb} {resource}{scope}",
+        action.failed()
+    ))
+    .details(nonempty(message))
+    .hint(format!(
+        "ask for an RBAC Role granting verb \"{verb}\" on resource \"{resource}\"{scope}; \
+             check with `kubectl auth can-i {verb} {resource}{can_i_ns}`"
+    ))
+}
+
+fn explain_not_found(action: &Action, status: &Status) -> KspyError {
+    let message = status.message.trim();
+    match action {
+        // A missing subresource answers 404 with empty details (no object name), unlike a
+        // missing pod whose Status names the pod.
+        Action::AddEphemeral { ns, pod, .. }
+            if status.details.as_ref().is_none_or(|d| d.name.is_empty()) =>
+        {
+            KspyError::new(format!(
+                "this cluster does not serve ephemeral containers (404 on pods/{pod}/ephemeralcontainers in {ns})"
+            ))
+            .details(nonempty(message))
+            .hint(
+                "ephemeral containers need Kubernetes 1.23+ (GA in 1.25); on older clusters use \
+                 `kspy copy POD --to NAME` instead",
+            )
+        }
+        Action::AddEphemeral { ns, pod, .. } => KspyError::new(format!("pod {ns}/{pod} no longer exists"))
+            .details(nonempty(message)),
+        Action::GetPod { ns, pod } => KspyError::new(format!("pod {pod} not found in namespace {ns}")),
+        Action::GetNode { node } => KspyError::new(format!("node {node} not found")),
+        other => KspyError::new(format!("{}: not found", other.failed())).details(nonempty(message)),
+    }
+}
+
+/// An RBAC denial parsed from the API server's message
+/// (`User "alice" cannot patch resource "pods/ephemeralcontainers" in API group "" in the namespace "prod"`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RbacDenial {
+    /// The user named in the message.
+    pub user: String,
+    /// The verb that was refused.
+    pub verb: String,
+    /// The resource, with its subresource (`pods/ephemeralcontainers`).
+    pub resource: String,
+    /// The namespace, when the request was namespaced.
+    pub namespace: Option<String>,
+}
+
+impl RbacDenial {
+    /// Parses the API server's RBAC message; `None` when it has another shape.
+    pub fn parse(message: &str) -> Option<RbacDenial> {
+        let rest = &message[message.find("User \"")? + 6..];
+        let (user, rest) = rest.split_once('"')?;
+        let rest = rest.trim_start().strip_prefix("cannot ")?;
+        let (verb, rest) = rest.split_once(' ')?;
+        let rest = rest.strip_prefix("resource \"")?;
+        let (resource, rest) = rest.split_once('"')?;
+        let namespace = rest
+            .find("in the namespace \"")
+            .and_then(|i| rest[i + 18..].split_once('"'))
+            .map(|(ns, _)| ns.to_string());
+        Some(RbacDenial {
+            user: user.to_string(),
+            verb: verb.to_string(),
+            resource: resource.to_string(),
+            namespace,
+        })
+    }
+}
+
+/// A denial by an admission webhook:
+/// `admission webhook "validate.kspy.dev" denied the request: <reasons>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebhookDenial {
+    /// The webhook's name.
+    pub webhook: String,
+    /// The reasons, one per line.
+    pub reasons: Vec<String>,
+}
+
+impl WebhookDenial {
+    /// Parses an API server message; `None` when it is not a webhook denial.
+    pub fn parse(message: &str) -> Option<WebhookDenial> {
+        let start = message.find("admission webhook \"")?;
+        let rest = &message[start + 19..];
+        let (webhook, rest) = rest.split_once('"')?;
+        let rest = rest.trim_start().strip_prefix("denied the request")?;
+        let text = rest.trim_start_matches(':').trim();
+        let text = if text.is_empty() {
+            "without explanation"
+        } else {
+            text
+        };
+        Some(WebhookDenial {
+            webhook: webhook.to_string(),
+            reasons: split_reasons(text),
+        })
+    }
+}
+
+/// Splits a denial text into reasons: one per line, or, on a single line, one per `; `.
+fn split_reasons(text: &str) -> Vec<String> {
+    let lines: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    let parts: Vec<&str> = if lines.len() > 1 {
+        lines
+    } else {
+        text.split("; ")
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .collect()
+    };
+    parts
+        .into_iter()
+        .map(|p| {
+            p.trim_start_matches("- ")
+                .trim_start_matches("* ")
+                .to_string()
+        })
+        .collect()
+}
+
+fn explain_webhook_denial(action: &Action, denial: &WebhookDenial) -> KspyError {
+    let is_kspy = denial.webhook.contains("kspy");
+    let hint = if is_kspy {
+        "kspy's policy decides who may debug what; ask your platform team for a DebugPolicy that \
+         grants it, test one offline with `kspy policy test`, and re-check with `--dry-run=server`, \
+         which changes nothing"
+    } else {
+        "another admission webhook refused the request; its owners can say why"
+    };
+    KspyError::new(format!(
+        "admission webhook \"{}\" denied {}",
+        denial.webhook,
+        action.admitted()
+    ))
+    .details(denial.reasons.iter().map(|r| format!("- {r}")))
+    .hint(hint)
+}
+
+/// The Pod Security levels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PodSecurityLevel {
+    /// `privileged`: anything goes.
+    Privileged,
+    /// `baseline`: no host namespaces, hostPath, privileged, or capabilities beyond the default set.
+    Baseline,
+    /// `restricted`: baseline plus non-root, drop ALL, no privilege escalation, seccomp.
+    Restricted,
+}
+
+/// A Pod Security admission rejection:
+/// `pods "x" is forbidden: violates PodSecurity "baseline:latest": host namespaces (...), ...`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PodSecurityViolation {
+    /// The level the namespace enforces.
+    pub level: PodSecurityLevel,
+    /// The policy version (`latest`, `v1.33`).
+    pub version: String,
+    /// The individual violations.
+    pub violations: Vec<String>,
+}
+
+impl PodSecurityViolation {
+    /// Parses an API server message; `None` when it is not a Pod Security rejection.
+    pub fn parse(message: &str) -> Option<PodSecurityViolation> {
+        let start = message.find("violates PodSecurity \"")?;
+        let rest = &message[start + 22..];
+        let (policy, rest) = rest.split_once('"')?;
+        let (level, version) = policy.split_once(':').unwrap_or((policy, "latest"));
+        let level = match level {
+            "privileged" => PodSecurityLevel::Privileged,
+            "baseline" => PodSecurityLevel::Baseline,
+            "restricted" => PodSecurityLevel::Restricted,
+            _ => return None,
+        };
+        let list = rest.trim_start_matches(':').trim();
+        Some(PodSecurityViolation {
+            level,
+            version: version.to_string(),
+            violations: split_top_level(list),
+        })
+    }
+}
+
+/// Splits `a (x, y), b (z)` at the commas outside parentheses.
+fn split_top_level(list: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut depth = 0usize;
+    let mut current = String::new();
+    for ch in list.chars() {
+        match ch {
+            '(' => depth += 1,
+            ')' => depth = depth.saturating_sub(1),
+            ',' if depth == 0 => {
+                let item = current.trim();
+                if !item.is_empty() {
+                    out.push(item.to_string());
+                }
+                current.clear();
+                continue;
+            }
+            _ => {}
+        }
+        current.push(ch);
+    }
+    let item = current.trim();
+    if !item.is_empty() {
+        out.push(item.to_string());
+    }
+    out
+}
+
+fn explain_pod_security(action: &Action, v: &PodSecurityViolation) -> KspyError {
+    let level = match v.level {
+        PodSecurityLevel::Privileged => "privileged",
+        PodSecurityLevel::Baseline => "baseline",
+        PodSecurityLevel::Restricted => "restricted",
+    };
+    let namespace = match action {
+        Action::AddEphemeral { ns, .. } | Action::CreatePod { ns, .. } => ns.as_str(),
+        _ => "the namespace",
+    };
+    let is_node =
+        matches!(action, Action::CreatePod { pod, .. } if pod.starts_with("node-debugger-"));
+    let hint = match (v.level, is_node) {
+        (_, true) => format!(
+            "node debugging needs host namespaces and hostPath, which only the \"privileged\" level \
+             allows: run it in a namespace labelled pod-security.kubernetes.io/enforce=privileged \
+             (`-n NAMESPACE`), or use `--profile {level}` for an isolated pod on that node"
+        ),
+        (PodSecurityLevel::Baseline, false) => {
+            "use `--profile baseline` (no added capabilities, no privileged mode; \
+             baseline allows no SYS_PTRACE) and drop `--cap` values outside the baseline set"
+                .to_string()
+        }
+        (PodSecurityLevel::Restricted, false) => {
+            "use `--profile restricted` (non-root, drop ALL, no privilege \
+             escalation, RuntimeDefault seccomp) and no `--cap` other than NET_BIND_SERVICE"
+                .to_string()
+        }
+        (PodSecurityLevel::Privileged, false) => {
+            "the namespace's Pod Security level refused the pod".to_string()
+        }
+    };
+    KspyError::new(format!(
+        "Pod Security admission refused {}: namespace {namespace} enforces level \"{level}\" ({})",
+        action.admitted(),
+        v.version
+    ))
+    .details(v.violations.iter().map(|r| format!("- {r}")))
+    .hint(hint)
+}
+
+/// The names closest to `wanted` first (by edit distance), then the rest in order; at most `max`.
+pub fn closest_names<'a>(
+    wanted: &str,
+    names: impl IntoIterator<Item = &'a str>,
+    max: usize,
+) -> Vec<String> {
+    let mut scored: Vec<(usize, usize, &str)> = names
+        .into_iter()
+        .enumerate()
+        .map(|(i, n)| (edit_distance(wanted, n), i, n))
+        .collect();
+    scored.sort();
+    scored
+        .into_iter()
+        .take(max)
+        .map(|(_, _, n)| n.to_string())
+        .collect()
+}
+
+/// Levenshtein distance over chars.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let cost = usize::from(ca != *cb);
+            cur[j + 1] = (prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+/// "pod web not found; pods in prod: web-7d9f, worker-1, …" — the names that exist.
+pub fn missing_with_candidates(
+    headline: String,
+    what: &str,
+    wanted: &str,
+    existing: &[String],
+) -> KspyError {
+    if existing.is_empty() {
+        return KspyError::new(headline).hint(format!("there are no {what}s here"));
+    }
+    let names = closest_names(wanted, existing.iter().map(String::as_str), 10);
+    let more = existing.len().saturating_sub(names.len());
+    let mut details = vec![format!("{what}s that exist: {}", names.join(", "))];
+    if more > 0 {
+        details.push(format!("… and {more} more"));
+    }
+    KspyError::new(headline).details(details)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(json: serde_json::Value) -> Status {
+        serde_json::from_value(json).expect("a Status")
+    }
+
+    fn add(ns: &str, pod: &str) -> Action {
+        Action::AddEphemeral {
+            ns: ns.into(),
+            pod: pod.into(),
+            container: "debugger-abcde".into(),
+        }
+    }
+
+    #[test]
+    fn rbac_403_names_verb_resource_and_namespace() {
+        let s = status(serde_json::json!({
+            "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+            "message": "pods \"web\" is forbidden: User \"alice\" cannot patch resource \"pods/ephemeralcontainers\" in API group \"\" in the namespace \"prod\"",
+            "reason": "Forbidden", "details": {"name": "web", "kind": "pods"}, "code": 403
+        }));
+        let e = explain_status(&add("prod", "web"), &s);
+        assert!(
+            e.headline
+                .contains("not allowed to patch pods/ephemeralcontainers in namespace prod"),
+            "{}",
+            e.headline
+        );
+        let hint = e.hint.expect("a hint");
+        assert!(
+            hint.contains("kubectl auth can-i patch pods/ephemeralcontainers -n prod"),
+            "{hint}"
+        );
+    }
+
+    #[test]
+    fn rbac_403_without_parsable_message_uses_the_action() {
+        let s = status(
+            serde_json::json!({"status": "Failure", "message": "forbidden", "reason": "Forbidden", "code": 403}),
+        );
+        let e = explain_status(
+            &Action::CreatePod {
+                ns: "dev".into(),
+                pod: "web-debug".into(),
+            },
+            &s,
+        );
+        assert!(
+            e.headline
+                .contains("not allowed to create pods in namespace dev"),
+            "{}",
+            e.headline
+        );
+    }
+
+    #[test]
+    fn rbac_parse_cluster_scoped() {
+        let d = RbacDenial::parse("nodes \"n1\" is forbidden: User \"bob\" cannot get resource \"nodes\" in API group \"\" at the cluster scope").expect("parsed");
+        assert_eq!(d.user, "bob");
+        assert_eq!(d.verb, "get");
+        assert_eq!(d.resource, "nodes");
+        assert_eq!(d.namespace, None);
+    }
+
+    #[test]
+    fn webhook_denial_is_readable_and_not_mistaken_for_rbac() {
+        let s = status(serde_json::json!({
+            "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+            "message": "admission webhook \"validate.kspy.dev\" denied the request: capability SYS_ADMIN is granted by no applicable policy (sre-ptrace grants SYS_PTRACE to group sre); image docker.io/library/ubuntu:latest is not allowed",
+            "reason": "Forbidden", "code": 403
+        }));
+        let e = explain_status(&add("prod", "web"), &s);
+        assert_eq!(
+            e.headline,
+            "admission webhook \"validate.kspy.dev\" denied adding debug container debugger-abcde to pod prod/web"
+        );
+        assert_eq!(
+            e.details,
+            vec![
+                "- capability SYS_ADMIN is granted by no applicable policy (sre-ptrace grants SYS_PTRACE to group sre)",
+                "- image docker.io/library/ubuntu:latest is not allowed",
+            ]
+        );
+        assert!(e.hint.expect("hint").contains("--dry-run=server"));
+    }
+
+    #[test]
+    fn webhook_denial_multiline_reasons() {
+        let d = WebhookDenial::parse(
+            "admission webhook \"v.kspy.dev\" denied the request: denied:\n- a; still a\n- b",
+        )
+        .expect("parsed");
+        assert_eq!(d.reasons, vec!["denied:", "a; still a", "b"]);
+        let d =
+            WebhookDenial::parse("admission webhook \"x\" denied the request without explanation")
+                .expect("parsed");
+        assert_eq!(d.reasons, vec!["without explanation"]);
+    }
+
+    #[test]
+    fn pod_security_names_level_and_compliant_profile() {
+        let s = status(serde_json::json!({
+            "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+            "message": "pods \"web\" is forbidden: violates PodSecurity \"baseline:latest\": non-default capabilities (container \"debugger-abcde\" must not include \"SYS_PTRACE\" in securityContext.capabilities.add), privileged (container \"debugger-abcde\" must not set securityContext.privileged=true)",
+            "reason": "Forbidden", "details": {"name": "web", "kind": "pods"}, "code": 403
+        }));
+        let e = explain_status(&add("prod", "web"), &s);
+        assert!(
+            e.headline
+                .contains("namespace prod enforces level \"baseline\" (latest)"),
+            "{}",
+            e.headline
+        );
+        assert_eq!(e.details.len(), 2, "{:?}", e.details);
+        assert!(e.details[0].starts_with("- non-default capabilities (container"));
+        assert!(e.hint.expect("hint").contains("--profile baseline"));
+    }
+
+    #[test]
+    fn pod_security_restricted_and_node() {
+        let msg = "pods \"node-debugger-n1-abcde\" is forbidden: violates PodSecurity \"restricted:v1.33\": host namespaces (hostNetwork=true, hostPID=true, hostIPC=true), hostPath volumes (volume \"host-root\")";
+        let v = PodSecurityViolation::parse(msg).expect("parsed");
+        assert_eq!(v.level, PodSecurityLevel::Restricted);
+        assert_eq!(v.version, "v1.33");
+        assert_eq!(
+            v.violations,
+            vec![
+                "host namespaces (hostNetwork=true, hostPID=true, hostIPC=true)",
+                "hostPath volumes (volume \"host-root\")"
+            ]
+        );
+        let e = explain_pod_security(
+            &Action::CreatePod {
+                ns: "default".into(),
+                pod: "node-debugger-n1-abcde".into(),
+            },
+            &v,
+        );
+        assert!(e.hint.expect("hint").contains("enforce=privileged"));
+    }
+
+    #[test]
+    fn subresource_404_means_not_served() {
+        let s = status(serde_json::json!({
+            "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+            "message": "the server could not find the requested resource", "reason": "NotFound",
+            "details": {}, "code": 404
+        }));
+        let e = explain_status(&add("prod", "web"), &s);
+        assert!(
+            e.headline.contains("does not serve ephemeral containers"),
+            "{}",
+            e.headline
+        );
+        assert!(e.hint.expect("hint").contains("kspy copy"));
+        // A 404 that names the pod is a vanished pod, not a missing subresource.
+        let s = status(serde_json::json!({
+            "status": "Failure", "message": "pods \"web\" not found", "reason": "NotFound",
+            "details": {"name": "web", "kind": "pods"}, "code": 404
+        }));
+        assert_eq!(
+            explain_status(&add("prod", "web"), &s).headline,
+            "pod prod/web no longer exists"
+        );
+    }
+
+    #[test]
+    fn invalid_lists_causes() {
+        let s = status(serde_json::json!({
+            "status": "Failure", "message": "Pod \"web\" is invalid: spec.ephemeralContainers[0].name: Duplicate value: \"dbg\"",
+            "reason": "Invalid", "code": 422,
+            "details": {"name": "web", "kind": "Pod", "causes": [
+                {"reason": "FieldValueDuplicate", "message": "Duplicate value: \"dbg\"", "field": "spec.ephemeralContainers[0].name"}
+            ]}
+        }));
+        let e = explain_status(&add("prod", "web"), &s);
+        assert_eq!(
+            e.details,
+            vec!["spec.ephemeralContainers[0].name: Duplicate value: \"dbg\""]
+        );
+    }
+
+    #[test]
+    fn closest_names_ranks_by_distance() {
+        let names = ["worker-1", "web-7d9f", "api", "webb"];
+        assert_eq!(closest_names("web", names, 2), vec!["webb", "api"]);
+        let e = missing_with_candidates(
+            "pod wbe not found".into(),
+            "pod",
+            "wbe",
+            &["web".into(), "db".into()],
+        );
+        assert_eq!(e.details, vec!["pods that exist: web, db"]);
+    }
+
+    /// An error whose message repeats its source's.
+    #[derive(Debug)]
+    struct Wrapped(std::io::Error);
+
+    impl std::fmt::Display for Wrapped {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "wrapped: {}", self.0)
+        }
+    }
+
+    impl std::error::Error for Wrapped {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+
+    #[test]
+    fn render_has_headline_details_causes_and_hint() {
+        let e = KspyError::new("boom")
+            .details(["- one"])
+            .hint("do this")
+            .source(std::io::Error::other("disk"));
+        assert_eq!(
+            e.render("kspy"),
+            "kspy: boom\n  - one\n  caused by: disk\nhint: do this\n"
+        );
+        let repeated = KspyError::new("cannot read").source(std::io::Error::other(Wrapped(
+            std::io::Error::other("gone"),
+        )));
+        assert_eq!(
+            repeated.render("kspy"),
+            "kspy: cannot read\n  caused by: wrapped: gone\n"
+        );
+    }
+}

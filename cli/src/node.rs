@@ -1,0 +1,237 @@
+//! `kspy node NODE`: a node-debugging pod, as `kubectl debug node/NODE`: pinned to the node
+//! (`nodeName`), tolerating every taint, `restartPolicy: Never`, labelled
+//! `kspy.dev/debug: node`; with the default `general` profile it runs in the host's PID,
+//! network and IPC namespaces with the node's `/` at `/host`.
+//!
+//! Requests: `GET` of the node (skipped quietly when nodes may not be read), a
+//! SelfSubjectReview, the `POST` of the pod, then wait and attach.
+
+use std::collections::BTreeMap;
+use std::process::ExitCode;
+
+use k8s_openapi::api::core::v1::{Pod, PodSpec, Toleration};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+use crate::args::{DebugArgs, DryRun};
+use crate::cluster::{Cluster, ClusterArgs};
+use crate::container::{BuildError, ContainerSpecBuilder, random_suffix};
+use crate::copy::{DEBUG_LABEL, REQUESTED_BY_ANNOTATION};
+use crate::errors::{Action, KspyError};
+use crate::output;
+use crate::patch::create_pod;
+use crate::profile::Style;
+use crate::session;
+
+/// The debug container's name in node pods, as kubectl.
+pub const NODE_CONTAINER: &str = "debugger";
+
+/// `kspy node` flags.
+#[derive(Debug, Clone, clap::Args)]
+pub struct NodeArgs {
+    /// The node to debug
+    #[arg(value_name = "NODE")]
+    pub node: String,
+    /// Cluster, context and namespace.
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+    /// The debug container and its session.
+    #[command(flatten)]
+    pub debug: DebugArgs,
+}
+
+/// `node-debugger-NODE-XXXXX`, as kubectl.
+pub fn pod_name(node: &str, suffix: &str) -> String {
+    let mut name = format!("node-debugger-{node}-{suffix}");
+    name.truncate(253);
+    name
+}
+
+/// Builds the node-debugging pod `name` in `namespace` for `node`.
+pub fn build_node_pod(
+    node: &str,
+    namespace: &str,
+    name: &str,
+    builder: &ContainerSpecBuilder,
+    requested_by: Option<&str>,
+) -> Result<Pod, BuildError> {
+    let container = builder.build(Style::Node, None, None)?;
+    let container_name = container.name.clone();
+    let mut annotations = BTreeMap::new();
+    if let Some(user) = requested_by {
+        annotations.insert(REQUESTED_BY_ANNOTATION.to_string(), user.to_string());
+    }
+    let mut pod = Pod {
+        metadata: ObjectMeta {
+            name: Some(name.to_string()),
+            namespace: Some(namespace.to_string()),
+            labels: Some(BTreeMap::from([(
+                DEBUG_LABEL.to_string(),
+                "node".to_string(),
+            )])),
+            annotations: (!annotations.is_empty()).then_some(annotations),
+            ..ObjectMeta::default()
+        },
+        spec: Some(PodSpec {
+            containers: vec![container],
+            node_name: Some(node.to_string()),
+            // A node debugger needs no API token; without it the pod asks for no secret volume.
+            automount_service_account_token: Some(false),
+            restart_policy: Some("Never".to_string()),
+            tolerations: Some(vec![Toleration {
+                operator: Some("Exists".to_string()),
+                ..Toleration::default()
+            }]),
+            ..PodSpec::default()
+        }),
+        status: None,
+    };
+    builder
+        .profile
+        .apply_pod(Style::Node, &mut pod, &container_name);
+    Ok(pod)
+}
+
+/// Runs `kspy node`.
+pub async fn run(args: NodeArgs) -> Result<ExitCode, KspyError> {
+    let d = &args.debug;
+    d.validate()?;
+    let cluster = Cluster::connect(&args.cluster).await?;
+    let ns = cluster.namespace.clone();
+    if cluster.get_node(&args.node).await?.is_none() && !d.quiet {
+        eprintln!(
+            "note: you may not read node {}; creating the pod anyway",
+            args.node
+        );
+    }
+    let builder = d.builder(
+        d.name.clone().unwrap_or_else(|| NODE_CONTAINER.to_string()),
+        None,
+    )?;
+    let name = pod_name(&args.node, &random_suffix(&mut rand::rng(), 5));
+    let requested_by = cluster.whoami().await;
+    let pod = build_node_pod(&args.node, &ns, &name, &builder, requested_by.as_deref())?;
+    let req = create_pod(&pod, d.dry_run == DryRun::Server);
+    if d.dry_run == DryRun::Client {
+        match d.output {
+            Some(format) => output::print(&pod, format)?,
+            None => print!("{}", req.render()),
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let action = Action::CreatePod {
+        ns: ns.clone(),
+        pod: name.clone(),
+    };
+    let created: Pod = cluster.send(&req, &action).await?;
+    if let Some(format) = d.output {
+        output::print(&created, format)?;
+    }
+    if d.dry_run == DryRun::Server {
+        if d.output.is_none() || !d.quiet {
+            println!(
+                "admitted (server dry run, nothing was changed): pod {ns}/{name} on node {}",
+                args.node
+            );
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    if !d.quiet {
+        eprintln!("created pod {ns}/{name} on node {}", args.node);
+        eprintln!("delete it when done: kubectl delete pod {name} -n {ns}");
+    }
+    let reattach = format!(
+        "kubectl attach {name} -n {ns} -c {}{}",
+        builder.name,
+        if d.tty {
+            " -it"
+        } else if d.stdin {
+            " -i"
+        } else {
+            ""
+        }
+    );
+    session::follow(&cluster, created, &builder.name, d, &reattach).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::golden;
+    use crate::profile::{ALL, Profile};
+    use serde_json::{Value, json};
+
+    fn builder(profile: Profile) -> ContainerSpecBuilder {
+        ContainerSpecBuilder {
+            name: NODE_CONTAINER.into(),
+            image: "busybox:latest".into(),
+            stdin: true,
+            tty: true,
+            profile,
+            reason: Some("disk pressure on node-a".into()),
+            ..ContainerSpecBuilder::default()
+        }
+    }
+
+    #[test]
+    fn node_pods_for_every_profile_match_golden() {
+        let mut all = serde_json::Map::new();
+        for p in ALL {
+            let pod = build_node_pod(
+                "node-a",
+                "default",
+                "node-debugger-node-a-tst42",
+                &builder(p),
+                Some("alice"),
+            )
+            .expect("builds");
+            all.insert(
+                p.name().to_string(),
+                serde_json::to_value(pod).expect("json"),
+            );
+        }
+        let all = Value::Object(all);
+        let general = &all["general"];
+        assert_eq!(general["spec"]["nodeName"], "node-a");
+        assert_eq!(general["spec"]["hostPID"], true);
+        assert_eq!(general["spec"]["hostNetwork"], true);
+        assert_eq!(general["spec"]["hostIPC"], true);
+        assert_eq!(
+            general["spec"]["tolerations"],
+            json!([{"operator": "Exists"}])
+        );
+        assert_eq!(general["spec"]["restartPolicy"], "Never");
+        assert_eq!(
+            general["metadata"]["labels"],
+            json!({"kspy.dev/debug": "node"})
+        );
+        assert_eq!(
+            general["spec"]["volumes"],
+            json!([{"name": "host-root", "hostPath": {"path": "/"}}])
+        );
+        assert_eq!(
+            general["spec"]["containers"][0]["volumeMounts"],
+            json!([{"name": "host-root", "mountPath": "/host"}])
+        );
+        assert_eq!(
+            all["sysadmin"]["spec"]["containers"][0]["securityContext"]["privileged"],
+            true
+        );
+        golden::assert_golden("node-profiles.json", &all);
+    }
+
+    #[test]
+    fn mounts_of_pod_volumes_make_no_sense_on_nodes() {
+        let mut b = builder(Profile::General);
+        b.mounts = vec!["data:/d".parse().expect("mount")];
+        assert!(matches!(
+            build_node_pod("n", "default", "p", &b, None),
+            Err(BuildError::UnknownVolume { .. })
+        ));
+    }
+
+    #[test]
+    fn pod_names() {
+        assert_eq!(pod_name("node-a", "x2x4q"), "node-debugger-node-a-x2x4q");
+        assert!(pod_name(&"n".repeat(300), "x").len() <= 253);
+    }
+}

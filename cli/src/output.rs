@@ -1,0 +1,107 @@
+//! Printing objects (`-o json|yaml`) and what the API server changed in them.
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::errors::KspyError;
+
+/// `-o/--output`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Output {
+    /// Pretty JSON.
+    Json,
+    /// YAML.
+    Yaml,
+}
+
+/// Renders `value` in `format`.
+pub fn render<T: Serialize>(value: &T, format: Output) -> Result<String, KspyError> {
+    match format {
+        Output::Json => serde_json::to_string_pretty(value)
+            .map(|s| s + "\n")
+            .map_err(|e| KspyError::new("cannot render JSON").source(e)),
+        Output::Yaml => serde_saphyr::to_string(value)
+            .map_err(|e| KspyError::new("cannot render YAML").source(e)),
+    }
+}
+
+/// Prints `value` on stdout in `format`.
+pub fn print<T: Serialize>(value: &T, format: Output) -> Result<(), KspyError> {
+    print!("{}", render(value, format)?);
+    Ok(())
+}
+
+/// The leaf differences from `before` to `after`, one line each
+/// (`securityContext.runAsNonRoot: (unset) → true`).
+pub fn diff(before: &Value, after: &Value) -> Vec<String> {
+    let mut out = Vec::new();
+    diff_at("", before, after, &mut out);
+    out
+}
+
+fn show(v: Option<&Value>) -> String {
+    match v {
+        None | Some(Value::Null) => "(unset)".to_string(),
+        Some(v) => serde_json::to_string(v).unwrap_or_default(),
+    }
+}
+
+fn diff_at(path: &str, before: &Value, after: &Value, out: &mut Vec<String>) {
+    match (before, after) {
+        (Value::Object(b), Value::Object(a)) => {
+            let mut keys: Vec<&String> = b.keys().chain(a.keys()).collect();
+            keys.sort();
+            keys.dedup();
+            for k in keys {
+                let p = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
+                match (b.get(k), a.get(k)) {
+                    (Some(bv), Some(av)) => diff_at(&p, bv, av, out),
+                    (bv, av) => out.push(format!("{p}: {} → {}", show(bv), show(av))),
+                }
+            }
+        }
+        (b, a) if b != a => out.push(format!("{path}: {} → {}", show(Some(b)), show(Some(a)))),
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn diff_lists_leaf_changes() {
+        let before =
+            json!({"name": "d", "securityContext": {"capabilities": {"add": ["SYS_PTRACE"]}}});
+        let after = json!({"name": "d", "targetContainerName": "app",
+            "securityContext": {"capabilities": {"add": ["SYS_PTRACE"]}, "runAsNonRoot": true}});
+        assert_eq!(
+            diff(&before, &after),
+            vec![
+                "securityContext.runAsNonRoot: (unset) → true",
+                "targetContainerName: (unset) → \"app\""
+            ]
+        );
+        assert!(diff(&before, &before).is_empty());
+    }
+
+    #[test]
+    fn yaml_and_json_render() {
+        let v = json!({"name": "d", "args": ["a"]});
+        let j = render(&v, Output::Json).expect("json");
+        assert!(
+            j.ends_with("}\n") && j.contains("\n  \"name\": \"d\""),
+            "{j}"
+        );
+        assert_eq!(serde_json::from_str::<Value>(&j).expect("parses back"), v);
+        let y = render(&v, Output::Yaml).expect("yaml");
+        assert!(y.contains("name: d"), "{y}");
+        let back: Value = serde_saphyr::from_str(&y).expect("parses back");
+        assert_eq!(back, v);
+    }
+}

@@ -1,0 +1,431 @@
+//! Waiting for a debug container to run: watch the pod until the container runs or
+//! terminates, showing why it waits (ContainerCreating, ErrImagePull and its message,
+//! Unschedulable…) — a spinner on a terminal, one line per change otherwise — up to `--timeout`.
+
+use std::io::{IsTerminal, Write};
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
+use kube::api::{WatchEvent, WatchParams};
+use kube::core::ResourceExt;
+use tokio::time::Instant;
+
+use crate::cluster::Cluster;
+use crate::errors::{Action, KspyError};
+
+/// Parses a duration: `90s`, `5m`, `1h30m`, `500ms`, or plain seconds; `0` means no limit.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    if let Ok(secs) = s.parse::<u64>() {
+        return Ok(Duration::from_secs(secs));
+    }
+    let mut total = Duration::ZERO;
+    let mut rest = s;
+    if rest.is_empty() {
+        return Err("empty duration".into());
+    }
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        if digits == 0 {
+            return Err(format!("{s:?} is not a duration like 30s, 5m or 1h"));
+        }
+        let n: u64 = rest[..digits]
+            .parse()
+            .map_err(|_| format!("{s:?}: number too large"))?;
+        rest = &rest[digits..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let unit = &rest[..unit_len];
+        rest = &rest[unit_len..];
+        total += match unit {
+            "ms" => Duration::from_millis(n),
+            "s" => Duration::from_secs(n),
+            "m" => Duration::from_secs(n.saturating_mul(60)),
+            "h" => Duration::from_secs(n.saturating_mul(3600)),
+            _ => return Err(format!("{s:?}: unknown unit {unit:?} (use ms, s, m or h)")),
+        };
+    }
+    Ok(total)
+}
+
+/// Where a container stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum State {
+    /// Running.
+    Running,
+    /// Terminated, with its exit code and reason.
+    Terminated {
+        /// Exit code.
+        exit_code: i32,
+        /// Reason (`Completed`, `Error`, …).
+        reason: String,
+    },
+    /// Not running yet, and why.
+    Waiting {
+        /// Why: the waiting reason, or the pod's scheduling problem.
+        reason: String,
+        /// The accompanying message.
+        message: String,
+    },
+}
+
+impl State {
+    /// `reason: message`, or just the reason.
+    pub fn describe(&self) -> String {
+        match self {
+            State::Running => "Running".into(),
+            State::Terminated { exit_code, reason } => {
+                format!("Terminated ({reason}, exit code {exit_code})")
+            }
+            State::Waiting { reason, message } if message.is_empty() => reason.clone(),
+            State::Waiting { reason, message } => format!("{reason}: {message}"),
+        }
+    }
+}
+
+/// The status of container `name` in `pod`, wherever it is listed.
+pub fn container_status<'a>(pod: &'a Pod, name: &str) -> Option<&'a ContainerStatus> {
+    let status = pod.status.as_ref()?;
+    status
+        .ephemeral_container_statuses
+        .iter()
+        .flatten()
+        .chain(status.container_statuses.iter().flatten())
+        .chain(status.init_container_statuses.iter().flatten())
+        .find(|s| s.name == name)
+}
+
+/// Where container `name` of `pod` stands.
+pub fn state_of(pod: &Pod, name: &str) -> State {
+    if let Some(s) = container_status(pod, name).and_then(|s| s.state.as_ref()) {
+        if s.running.is_some() {
+            return State::Running;
+        }
+        if let Some(t) = &s.terminated {
+            return State::Terminated {
+                exit_code: t.exit_code,
+                reason: t.reason.clone().unwrap_or_else(|| "Terminated".into()),
+            };
+        }
+        if let Some(w) = &s.waiting {
+            return State::Waiting {
+                reason: w.reason.clone().unwrap_or_else(|| "Waiting".into()),
+                message: w.message.clone().unwrap_or_default(),
+            };
+        }
+    }
+    // No status for the container yet: say what the pod is doing.
+    let status = pod.status.as_ref();
+    let unschedulable = status
+        .and_then(|s| s.conditions.as_ref())
+        .into_iter()
+        .flatten()
+        .find(|c| c.type_ == "PodScheduled" && c.status == "False");
+    if let Some(c) = unschedulable {
+        return State::Waiting {
+            reason: c.reason.clone().unwrap_or_else(|| "Unschedulable".into()),
+            message: c.message.clone().unwrap_or_default(),
+        };
+    }
+    let phase = status
+        .and_then(|s| s.phase.clone())
+        .unwrap_or_else(|| "Pending".into());
+    State::Waiting {
+        reason: if phase == "Running" {
+            "Starting".into()
+        } else {
+            phase
+        },
+        message: String::new(),
+    }
+}
+
+/// Shows progress on stderr.
+pub struct Progress {
+    spinner: bool,
+    quiet: bool,
+    label: String,
+    shown: String,
+    frame: usize,
+}
+
+const FRAMES: [&str; 10] = ["⠋", "⠙", "⠹", "⠸", "⠼", "⠴", "⠦", "⠧", "⠇", "⠏"];
+
+impl Progress {
+    /// Progress for waiting on `label`; a spinner when stderr is a terminal.
+    pub fn new(label: String, quiet: bool) -> Progress {
+        Progress {
+            spinner: !quiet && std::io::stderr().is_terminal(),
+            quiet,
+            label,
+            shown: String::new(),
+            frame: 0,
+        }
+    }
+
+    fn update(&mut self, state: &State) {
+        let text = state.describe();
+        if self.quiet || text == self.shown {
+            return;
+        }
+        self.shown = text;
+        if self.spinner {
+            self.draw();
+        } else {
+            eprintln!("waiting for {}: {}", self.label, self.shown);
+        }
+    }
+
+    fn draw(&mut self) {
+        if !self.spinner {
+            return;
+        }
+        self.frame = (self.frame + 1) % FRAMES.len();
+        let mut err = std::io::stderr();
+        let width = crossterm::terminal::size()
+            .map(|(w, _)| usize::from(w))
+            .unwrap_or(80);
+        let mut line = format!(
+            "{} waiting for {}: {}",
+            FRAMES[self.frame], self.label, self.shown
+        );
+        if line.chars().count() >= width {
+            line = line
+                .chars()
+                .take(width.saturating_sub(2))
+                .collect::<String>()
+                + "…";
+        }
+        let _ = write!(err, "\r\x1b[2K{line}");
+        let _ = err.flush();
+    }
+
+    fn finish(&mut self) {
+        if self.spinner {
+            let _ = write!(std::io::stderr(), "\r\x1b[2K");
+            let _ = std::io::stderr().flush();
+        }
+    }
+}
+
+/// The outcome of waiting.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The container runs.
+    Running,
+    /// The container ran and stopped.
+    Terminated,
+}
+
+/// Watches pod `pod` (starting from the copy in hand) until `container` runs or terminates,
+/// or `timeout` passes (`None`: no limit).
+pub async fn wait_for_container(
+    cluster: &Cluster,
+    mut pod: Pod,
+    container: &str,
+    timeout: Option<Duration>,
+    quiet: bool,
+) -> Result<(Pod, Outcome), KspyError> {
+    let name = pod.name_any();
+    let ns = cluster.namespace.clone();
+    let mut progress = Progress::new(format!("{container} in pod {ns}/{name}"), quiet);
+    let deadline = timeout.map(|t| Instant::now() + t);
+    let result = watch_loop(cluster, &mut pod, &name, container, deadline, &mut progress).await;
+    progress.finish();
+    match result {
+        Ok(outcome) => Ok((pod, outcome)),
+        Err(WaitError::Timeout) => {
+            let state = state_of(&pod, container);
+            let hint = match &state {
+                State::Waiting { reason, .. }
+                    if reason.contains("ImagePull") || reason == "InvalidImageName" =>
+                {
+                    "the image cannot be pulled: check its name, the registry, and the pod's imagePullSecrets"
+                }
+                State::Waiting { reason, .. } if reason == "Unschedulable" => {
+                    "no node can take the pod; check the node's taints and resources"
+                }
+                _ => "raise --timeout, or look at `kubectl describe pod` for events",
+            };
+            Err(KspyError::new(format!(
+                "timed out after {} waiting for container {container} of pod {ns}/{name}",
+                timeout.map(format_duration).unwrap_or_default()
+            ))
+            .details([format!("last state: {}", state.describe())])
+            .hint(hint))
+        }
+        Err(WaitError::Deleted) => Err(KspyError::new(format!(
+            "pod {ns}/{name} was deleted while waiting for container {container}"
+        ))),
+        Err(WaitError::Api(e)) => Err(e),
+    }
+}
+
+enum WaitError {
+    Timeout,
+    Deleted,
+    Api(KspyError),
+}
+
+async fn watch_loop(
+    cluster: &Cluster,
+    pod: &mut Pod,
+    name: &str,
+    container: &str,
+    deadline: Option<Instant>,
+    progress: &mut Progress,
+) -> Result<Outcome, WaitError> {
+    let api = cluster.pods();
+    let action = Action::WatchPod {
+        ns: cluster.namespace.clone(),
+        pod: name.to_string(),
+    };
+    let far = Instant::now() + Duration::from_secs(100 * 365 * 24 * 3600);
+    let deadline_or_far = deadline.unwrap_or(far);
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    loop {
+        match state_of(pod, container) {
+            State::Running => return Ok(Outcome::Running),
+            State::Terminated { .. } => return Ok(Outcome::Terminated),
+            waiting => progress.update(&waiting),
+        }
+        if Instant::now() >= deadline_or_far {
+            return Err(WaitError::Timeout);
+        }
+        let remaining = deadline_or_far.saturating_duration_since(Instant::now());
+        let secs = u32::try_from(remaining.as_secs().clamp(1, 290)).unwrap_or(290);
+        let params = WatchParams::default()
+            .fields(&format!("metadata.name={name}"))
+            .timeout(secs);
+        let rv = pod.resource_version().unwrap_or_else(|| "0".into());
+        let stream = api
+            .watch(&params, &rv)
+            .await
+            .map_err(|e| WaitError::Api(cluster.explain(&action, e)))?;
+        let mut stream = std::pin::pin!(stream);
+        let mut saw_event = false;
+        let mut refetch = false;
+        loop {
+            tokio::select! {
+                ev = stream.next() => match ev {
+                    None => break,
+                    Some(Err(e)) => return Err(WaitError::Api(cluster.explain(&action, e))),
+                    Some(Ok(WatchEvent::Added(p) | WatchEvent::Modified(p))) => {
+                        saw_event = true;
+                        *pod = p;
+                        match state_of(pod, container) {
+                            State::Running => return Ok(Outcome::Running),
+                            State::Terminated { .. } => return Ok(Outcome::Terminated),
+                            waiting => progress.update(&waiting),
+                        }
+                    }
+                    Some(Ok(WatchEvent::Deleted(_))) => return Err(WaitError::Deleted),
+                    Some(Ok(WatchEvent::Bookmark(_))) => saw_event = true,
+                    Some(Ok(WatchEvent::Error(_))) => {
+                        // Usually 410 Gone: the resource version is too old. Read the pod again.
+                        refetch = true;
+                        break;
+                    }
+                },
+                _ = tick.tick() => progress.draw(),
+                _ = tokio::time::sleep_until(deadline_or_far) => return Err(WaitError::Timeout),
+            }
+        }
+        // The watch ended (its server-side timeout, or at once): pause so as not to spin.
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+            _ = tokio::time::sleep_until(deadline_or_far) => return Err(WaitError::Timeout),
+        }
+        if refetch || !saw_event {
+            // Read the pod afresh for a resource version the server still has.
+            match api.get(name).await {
+                Ok(p) => *pod = p,
+                Err(kube::Error::Api(s)) if s.code == 404 => return Err(WaitError::Deleted),
+                Err(e) => return Err(WaitError::Api(cluster.explain(&action, e))),
+            }
+        }
+    }
+}
+
+/// `1h2m3s`-style rendering.
+pub fn format_duration(d: Duration) -> String {
+    let secs = d.as_secs();
+    if secs == 0 {
+        return format!("{}ms", d.as_millis());
+    }
+    let (h, m, s) = (secs / 3600, secs / 60 % 60, secs % 60);
+    let mut out = String::new();
+    if h > 0 {
+        out.push_str(&format!("{h}h"));
+    }
+    if m > 0 {
+        out.push_str(&format!("{m}m"));
+    }
+    if s > 0 || out.is_empty() {
+        out.push_str(&format!("{s}s"));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("90"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
+        assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert!(parse_duration("5x").is_err());
+        assert!(parse_duration("m").is_err());
+        assert!(parse_duration("").is_err());
+        assert_eq!(format_duration(Duration::from_secs(5400)), "1h30m");
+        assert_eq!(format_duration(Duration::from_secs(300)), "5m");
+    }
+
+    fn pod(status: serde_json::Value) -> Pod {
+        serde_json::from_value(json!({"metadata": {"name": "p"}, "status": status})).expect("pod")
+    }
+
+    #[test]
+    fn states_from_status() {
+        let p = pod(json!({"ephemeralContainerStatuses": [{
+            "name": "dbg", "image": "busybox", "imageID": "", "ready": false, "restartCount": 0,
+            "state": {"waiting": {"reason": "ErrImagePull", "message": "pull access denied for nope"}}
+        }]}));
+        assert_eq!(
+            state_of(&p, "dbg").describe(),
+            "ErrImagePull: pull access denied for nope"
+        );
+
+        let p = pod(json!({"containerStatuses": [{
+            "name": "debugger", "image": "busybox", "imageID": "", "ready": false, "restartCount": 0,
+            "state": {"terminated": {"exitCode": 3, "reason": "Error"}}
+        }]}));
+        assert_eq!(
+            state_of(&p, "debugger"),
+            State::Terminated {
+                exit_code: 3,
+                reason: "Error".into()
+            }
+        );
+
+        let p = pod(
+            json!({"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "False",
+            "reason": "Unschedulable", "message": "0/3 nodes are available"}]}),
+        );
+        assert_eq!(
+            state_of(&p, "debugger").describe(),
+            "Unschedulable: 0/3 nodes are available"
+        );
+
+        let p = pod(json!({"phase": "Pending"}));
+        assert_eq!(state_of(&p, "debugger").describe(), "Pending");
+    }
+}

@@ -1,0 +1,978 @@
+//! The real `kspy` binary against a recording stand-in API server: the exact sequence and
+//! bodies of requests for attach, dry runs, copy and node, and the messages for API errors.
+
+mod support;
+
+use std::sync::{Arc, Mutex};
+
+use serde_json::{Value, json};
+use support::{FakeApi, Recorded, Reply, WEB, texts, web_pod};
+
+/// A pod store answering like the API server for the few endpoints kspy uses.
+struct Sim {
+    pod: Value,
+    /// Runs on admitted ephemeral containers, like a mutating webhook (dry runs included).
+    webhook: Option<fn(&mut Value)>,
+    /// The state the watch reports for new debug containers.
+    new_state: Value,
+    /// Answers a PATCH of ephemeralcontainers instead of admitting it.
+    refuse_patch: Option<fn() -> Reply>,
+    resource_version: u64,
+}
+
+impl Sim {
+    fn new() -> Sim {
+        Sim {
+            pod: web_pod(),
+            webhook: None,
+            new_state: json!({"terminated": {"exitCode": 0, "reason": "Completed", "startedAt": "2026-01-01T00:05:00Z"}}),
+            refuse_patch: None,
+            resource_version: 12345,
+        }
+    }
+}
+
+const POD_PATH: &str = "/api/v1/namespaces/prod/pods/web-7d9f8c6b5-x2x4q";
+
+fn apply_patch(pod: &mut Value, r: &Recorded) -> Vec<String> {
+    let body = r.json();
+    let list = pod["spec"]
+        .as_object_mut()
+        .expect("spec")
+        .entry("ephemeralContainers")
+        .or_insert_with(|| json!([]));
+    let mut added = Vec::new();
+    let mut push = |c: &Value, list: &mut Value| {
+        added.push(c["name"].as_str().expect("name").to_string());
+        list.as_array_mut().expect("list").push(c.clone());
+    };
+    match r.content_type.as_str() {
+        "application/strategic-merge-patch+json" => {
+            for c in body["spec"]["ephemeralContainers"]
+                .as_array()
+                .expect("containers")
+            {
+                push(c, list);
+            }
+        }
+        "application/json-patch+json" => {
+            for op in body.as_array().expect("ops") {
+                assert_eq!(op["op"], "add");
+                match op["path"].as_str().expect("path") {
+                    "/spec/ephemeralContainers/-" => push(&op["value"], list),
+                    "/spec/ephemeralContainers" => {
+                        *list = json!([]);
+                        for c in op["value"].as_array().expect("value") {
+                            push(c, list);
+                        }
+                    }
+                    other => panic!("unexpected path {other}"),
+                }
+            }
+        }
+        other => panic!("unexpected content type {other}"),
+    }
+    added
+}
+
+fn sim_api(sim: Sim) -> (FakeApi, Arc<Mutex<Sim>>) {
+    let sim = Arc::new(Mutex::new(sim));
+    let s = sim.clone();
+    let api = FakeApi::start(move |r: &Recorded| {
+        let mut sim = s.lock().expect("sim");
+        let watch = r.param("watch").as_deref() == Some("true");
+        match (r.method.as_str(), r.path.as_str()) {
+            ("GET", POD_PATH) => Reply::ok(&sim.pod),
+            ("GET", "/api/v1/namespaces/prod/pods") if watch => {
+                let mut pod = sim.pod.clone();
+                let names: Vec<String> = pod["spec"]["ephemeralContainers"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|c| c["name"].as_str().map(str::to_string))
+                    .collect();
+                let statuses = pod["status"]["ephemeralContainerStatuses"]
+                    .as_array_mut()
+                    .expect("statuses");
+                for n in names {
+                    if !statuses.iter().any(|s| s["name"] == n.as_str()) {
+                        statuses.push(json!({"name": n, "image": "busybox:latest", "imageID": "", "ready": false,
+                            "restartCount": 0, "state": sim.new_state.clone()}));
+                    }
+                }
+                Reply::events(&[("MODIFIED", pod)])
+            }
+            ("GET", "/api/v1/namespaces/prod/pods") => Reply::ok(&json!({
+                "kind": "PodList", "apiVersion": "v1", "metadata": {"resourceVersion": "1"}, "items": [sim.pod.clone()]
+            })),
+            ("PATCH", p) if p == format!("{POD_PATH}/ephemeralcontainers") => {
+                if let Some(refuse) = sim.refuse_patch {
+                    return refuse();
+                }
+                let mut pod = sim.pod.clone();
+                let added = apply_patch(&mut pod, r);
+                if let Some(webhook) = sim.webhook {
+                    for c in pod["spec"]["ephemeralContainers"]
+                        .as_array_mut()
+                        .expect("list")
+                    {
+                        if added.iter().any(|a| c["name"] == a.as_str()) {
+                            webhook(c);
+                        }
+                    }
+                }
+                if r.param("dryRun").is_none() {
+                    sim.resource_version += 1;
+                    pod["metadata"]["resourceVersion"] = json!(sim.resource_version.to_string());
+                    sim.pod = pod.clone();
+                }
+                Reply::ok(&pod)
+            }
+            ("GET", p) if p == format!("{POD_PATH}/log") => {
+                Reply::text("hello from the debug container\n")
+            }
+            _ => Reply::status(
+                404,
+                "NotFound",
+                "the server could not find the requested resource",
+                json!({}),
+            ),
+        }
+    });
+    (api, sim)
+}
+
+fn kspy_webhook(c: &mut Value) {
+    if c.get("targetContainerName").is_none() {
+        c["targetContainerName"] = json!("sidecar");
+    }
+    c["imagePullPolicy"] = json!("IfNotPresent");
+}
+
+#[test]
+fn attach_sequence_patch_watch_then_logs_of_a_terminated_container() {
+    let (api, _) = sim_api(Sim::new());
+    let out = api.kspy(&[
+        "attach",
+        WEB,
+        "-c",
+        "app",
+        "--name",
+        "debugger-tst42",
+        "--attach",
+        "--",
+        "echo",
+        "hi",
+    ]);
+    let (stdout, stderr) = texts(&out);
+    assert!(out.status.success(), "stderr: {stderr}");
+    let reqs = api.requests();
+    let lines: Vec<String> = reqs
+        .iter()
+        .map(|r| format!("{} {}", r.method, r.path))
+        .collect();
+    assert_eq!(
+        lines,
+        vec![
+            format!("GET {POD_PATH}"),
+            format!("PATCH {POD_PATH}/ephemeralcontainers"),
+            "GET /api/v1/namespaces/prod/pods".to_string(),
+            format!("GET {POD_PATH}/log"),
+        ]
+    );
+    let patch = &reqs[1];
+    assert_eq!(patch.query, "fieldManager=kspy");
+    assert_eq!(patch.content_type, "application/strategic-merge-patch+json");
+    assert_eq!(
+        patch.json(),
+        json!({"spec": {"ephemeralContainers": [{
+            "name": "debugger-tst42", "image": "busybox:latest", "command": ["echo", "hi"],
+            "targetContainerName": "app", "terminationMessagePolicy": "File",
+            "securityContext": {"capabilities": {"add": ["SYS_PTRACE"]}}
+        }]}})
+    );
+    let watch = &reqs[2];
+    assert_eq!(watch.param("watch").as_deref(), Some("true"));
+    assert_eq!(
+        watch.param("fieldSelector").as_deref(),
+        Some(format!("metadata.name={WEB}").as_str())
+    );
+    assert_eq!(
+        watch.param("resourceVersion").as_deref(),
+        Some("12346"),
+        "watches from the patched pod"
+    );
+    assert_eq!(
+        reqs[3].param("container").as_deref(),
+        Some("debugger-tst42")
+    );
+    assert_eq!(stdout, "hello from the debug container\n");
+    assert!(stderr.contains("already terminated"), "{stderr}");
+}
+
+#[test]
+fn attach_json_patch_appends_to_the_list() {
+    let (api, _) = sim_api(Sim::new());
+    let out = api.kspy(&[
+        "attach",
+        WEB,
+        "-c",
+        "app",
+        "--name",
+        "debugger-tst42",
+        "--patch-type",
+        "json",
+        "--profile",
+        "legacy",
+    ]);
+    assert!(out.status.success(), "{}", texts(&out).1);
+    let reqs = api.requests();
+    assert_eq!(reqs.len(), 2, "no attach without -i: {:?}", api.lines());
+    assert_eq!(reqs[1].content_type, "application/json-patch+json");
+    assert_eq!(
+        reqs[1].json(),
+        json!([{"op": "add", "path": "/spec/ephemeralContainers/-", "value": {
+            "name": "debugger-tst42", "image": "busybox:latest", "targetContainerName": "app",
+            "terminationMessagePolicy": "File"
+        }}])
+    );
+}
+
+#[test]
+fn dry_run_server_sends_dry_run_all_and_reports_what_admission_changed() {
+    let mut sim = Sim::new();
+    sim.webhook = Some(kspy_webhook);
+    let (api, sim) = sim_api(sim);
+    let out = api.kspy(&[
+        "attach",
+        WEB,
+        "-c",
+        "app",
+        "--name",
+        "debugger-tst42",
+        "--dry-run=server",
+        "-it",
+    ]);
+    let (stdout, stderr) = texts(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(
+        api.lines(),
+        vec![
+            format!("GET {POD_PATH}"),
+            format!("PATCH {POD_PATH}/ephemeralcontainers?dryRun=All&fieldManager=kspy"),
+        ],
+        "no watch, no attach on a dry run"
+    );
+    assert!(
+        stdout.starts_with("admitted (server dry run, nothing was changed)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("imagePullPolicy: (unset) → \"IfNotPresent\""),
+        "{stdout}"
+    );
+    let pod = &sim.lock().expect("sim").pod;
+    assert_eq!(
+        pod["spec"]["ephemeralContainers"].as_array().map(Vec::len),
+        Some(2),
+        "nothing persisted"
+    );
+}
+
+#[test]
+fn ambiguous_target_is_left_to_the_webhook_when_it_sets_one() {
+    let mut sim = Sim::new();
+    sim.webhook = Some(kspy_webhook);
+    let (api, sim) = sim_api(sim);
+    let out = api.kspy(&["attach", WEB, "--name", "debugger-tst42"]);
+    let (_, stderr) = texts(&out);
+    assert!(out.status.success(), "{stderr}");
+    let reqs = api.requests();
+    assert_eq!(
+        api.lines(),
+        vec![
+            format!("GET {POD_PATH}"),
+            format!("PATCH {POD_PATH}/ephemeralcontainers?dryRun=All&fieldManager=kspy"),
+            format!("PATCH {POD_PATH}/ephemeralcontainers?fieldManager=kspy"),
+        ]
+    );
+    for r in &reqs[1..] {
+        assert!(
+            r.json()["spec"]["ephemeralContainers"][0]
+                .get("targetContainerName")
+                .is_none(),
+            "{}",
+            r.body
+        );
+    }
+    assert!(stderr.contains("(target: sidecar"), "{stderr}");
+    let pod = &sim.lock().expect("sim").pod;
+    assert_eq!(
+        pod["spec"]["ephemeralContainers"][2]["targetContainerName"],
+        "sidecar"
+    );
+}
+
+#[test]
+fn ambiguous_target_falls_back_to_the_first_container_without_a_webhook() {
+    let (api, _) = sim_api(Sim::new());
+    let out = api.kspy(&["attach", WEB, "--name", "debugger-tst42"]);
+    assert!(out.status.success(), "{}", texts(&out).1);
+    let reqs = api.requests();
+    assert_eq!(reqs.len(), 3, "{:?}", api.lines());
+    assert!(
+        reqs[1].json()["spec"]["ephemeralContainers"][0]
+            .get("targetContainerName")
+            .is_none()
+    );
+    assert_eq!(reqs[2].param("dryRun"), None);
+    assert_eq!(
+        reqs[2].json()["spec"]["ephemeralContainers"][0]["targetContainerName"],
+        "app"
+    );
+}
+
+#[test]
+fn dry_run_client_prints_the_request_and_sends_no_write() {
+    let (api, _) = sim_api(Sim::new());
+    let out = api.kspy(&[
+        "attach",
+        WEB,
+        "-c",
+        "app",
+        "--name",
+        "debugger-tst42",
+        "--dry-run",
+    ]);
+    let (stdout, stderr) = texts(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(api.lines(), vec![format!("GET {POD_PATH}")]);
+    assert!(
+        stdout.starts_with(&format!(
+            "PATCH {POD_PATH}/ephemeralcontainers?fieldManager=kspy\nContent-Type: application/strategic-merge-patch+json\n\n{{"
+        )),
+        "{stdout}"
+    );
+    assert!(stdout.contains(&format!(
+        "curl -X PATCH 'http://127.0.0.1:8001{POD_PATH}/ephemeralcontainers?fieldManager=kspy'"
+    )));
+    // The printed body is the exact body.
+    let start = stdout.find("\n\n").expect("blank line") + 2;
+    let end = stdout.find("\n\n# the same").expect("curl part");
+    let body: Value = serde_json::from_str(&stdout[start..end]).expect("body is JSON");
+    assert_eq!(
+        body["spec"]["ephemeralContainers"][0]["name"],
+        "debugger-tst42"
+    );
+
+    let out = api.kspy(&[
+        "attach",
+        WEB,
+        "-c",
+        "app",
+        "--name",
+        "debugger-tst42",
+        "--dry-run=client",
+        "-o",
+        "yaml",
+    ]);
+    let (stdout, _) = texts(&out);
+    assert!(
+        stdout.contains("name: debugger-tst42") && stdout.contains("targetContainerName: app"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn reuse_attaches_to_the_running_container_without_patching() {
+    let mut sim = Sim::new();
+    sim.new_state = json!({"running": {"startedAt": "2026-01-01T00:00:00Z"}});
+    let (api, _) = sim_api(sim);
+    // debugger-old01 runs with busybox:latest, SYS_PTRACE (= general), target app.
+    // `--wait --no-attach` stops before the WebSocket attach.
+    let out = api.kspy(&[
+        "attach",
+        WEB,
+        "-c",
+        "app",
+        "--reuse",
+        "--no-attach",
+        "--wait",
+    ]);
+    let (_, stderr) = texts(&out);
+    assert!(
+        stderr.contains("reusing running debug container debugger-old01"),
+        "{stderr}"
+    );
+    assert!(
+        api.requests().iter().all(|r| r.method == "GET"),
+        "{:?}",
+        api.lines()
+    );
+}
+
+#[test]
+fn missing_container_lists_the_containers_and_sends_nothing() {
+    let (api, _) = sim_api(Sim::new());
+    let out = api.kspy(&["attach", WEB, "-c", "ap"]);
+    let (_, stderr) = texts(&out);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        stderr,
+        format!(
+            "kspy: container ap not found in pod {WEB}\n  containers that exist: app, sidecar\n"
+        )
+    );
+    assert_eq!(api.lines(), vec![format!("GET {POD_PATH}")]);
+}
+
+#[test]
+fn missing_pod_lists_the_pods_that_exist() {
+    let (api, _) = sim_api(Sim::new());
+    let out = api.kspy(&["attach", "web-7d9f8c6b5-x2x4r", "--context", "fake"]);
+    let (_, stderr) = texts(&out);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr.starts_with("kspy: pod web-7d9f8c6b5-x2x4r not found in namespace prod\n"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("pods that exist: {WEB}")),
+        "{stderr}"
+    );
+}
+
+fn refuse_rbac() -> Reply {
+    Reply::status(
+        403,
+        "Forbidden",
+        &format!(
+            "pods \"{WEB}\" is forbidden: User \"alice\" cannot patch resource \"pods/ephemeralcontainers\" in API group \"\" in the namespace \"prod\""
+        ),
+        json!({"name": WEB, "kind": "pods"}),
+    )
+}
+
+fn refuse_webhook() -> Reply {
+    Reply::status(
+        403,
+        "Forbidden",
+        "admission webhook \"validate.kspy.dev\" denied the request: capability SYS_ADMIN is granted by no applicable policy; image docker.io/library/ubuntu:latest matches no allowed image",
+        json!({}),
+    )
+}
+
+fn refuse_not_served() -> Reply {
+    Reply::status(
+        404,
+        "NotFound",
+        "the server could not find the requested resource",
+        json!({}),
+    )
+}
+
+fn refuse_pod_security() -> Reply {
+    Reply::status(
+        403,
+        "Forbidden",
+        &format!(
+            "pods \"{WEB}\" is forbidden: violates PodSecurity \"baseline:latest\": non-default capabilities (container \"debugger-tst42\" must not include \"SYS_PTRACE\" in securityContext.capabilities.add)"
+        ),
+        json!({"name": WEB, "kind": "pods"}),
+    )
+}
+
+fn attach_refused(refuse: fn() -> Reply) -> String {
+    let mut sim = Sim::new();
+    sim.refuse_patch = Some(refuse);
+    let (api, _) = sim_api(sim);
+    let out = api.kspy(&["attach", WEB, "-c", "app", "--name", "debugger-tst42"]);
+    assert_eq!(out.status.code(), Some(1));
+    texts(&out).1
+}
+
+#[test]
+fn forbidden_names_the_rbac_verb_and_resource() {
+    let stderr = attach_refused(refuse_rbac);
+    assert!(
+        stderr.starts_with(&format!(
+            "kspy: could not add debug container debugger-tst42 to pod prod/{WEB}: you are not allowed to patch pods/ephemeralcontainers in namespace prod\n"
+        )),
+        "{stderr}"
+    );
+    assert!(stderr.contains("hint: ask for an RBAC Role granting verb \"patch\" on resource \"pods/ephemeralcontainers\" in namespace prod; check with `kubectl auth can-i patch pods/ephemeralcontainers -n prod`"), "{stderr}");
+}
+
+#[test]
+fn webhook_denial_shows_each_reason() {
+    let stderr = attach_refused(refuse_webhook);
+    assert!(
+        stderr.starts_with(&format!(
+            "kspy: admission webhook \"validate.kspy.dev\" denied adding debug container debugger-tst42 to pod prod/{WEB}\n  - capability SYS_ADMIN is granted by no applicable policy\n  - image docker.io/library/ubuntu:latest matches no allowed image\nhint: "
+        )),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn subresource_404_says_ephemeral_containers_are_not_served() {
+    let stderr = attach_refused(refuse_not_served);
+    assert!(
+        stderr.starts_with("kspy: this cluster does not serve ephemeral containers"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("kspy copy"), "{stderr}");
+}
+
+#[test]
+fn pod_security_names_level_and_profile() {
+    let stderr = attach_refused(refuse_pod_security);
+    assert!(
+        stderr.contains("namespace prod enforces level \"baseline\""),
+        "{stderr}"
+    );
+    assert!(stderr.contains("--profile baseline"), "{stderr}");
+}
+
+/// A server for copy and node: records, admits pod creation, knows one node.
+fn create_api(whoami: bool) -> FakeApi {
+    FakeApi::start(
+        move |r: &Recorded| match (r.method.as_str(), r.path.as_str()) {
+            ("GET", POD_PATH) => Reply::ok(&web_pod()),
+            ("GET", "/api/v1/nodes/node-a") => Reply::ok(
+                &json!({"kind": "Node", "apiVersion": "v1", "metadata": {"name": "node-a"}}),
+            ),
+            ("GET", "/api/v1/nodes/node-b") => Reply::not_found("nodes", "node-b"),
+            ("GET", "/api/v1/nodes") => Reply::ok(
+                &json!({"kind": "NodeList", "apiVersion": "v1", "metadata": {},
+            "items": [{"metadata": {"name": "node-a"}}, {"metadata": {"name": "node-c"}}]}),
+            ),
+            ("POST", "/apis/authentication.k8s.io/v1/selfsubjectreviews") if whoami => Reply::json(
+                201,
+                &json!({"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview",
+                "status": {"userInfo": {"username": "alice@example.com", "groups": ["sre"]}}}),
+            ),
+            ("POST", p) if p.starts_with("/api/v1/namespaces/") && p.ends_with("/pods") => {
+                let mut pod = r.json();
+                if pod["metadata"]["name"]
+                    .as_str()
+                    .is_some_and(|n| n.starts_with("node-debugger-"))
+                    && p.contains("/restricted/")
+                {
+                    return Reply::status(
+                        403,
+                        "Forbidden",
+                        &format!(
+                            "pods \"{}\" is forbidden: violates PodSecurity \"restricted:latest\": host namespaces (hostNetwork=true, hostPID=true, hostIPC=true), hostPath volumes (volume \"host-root\")",
+                            pod["metadata"]["name"].as_str().unwrap_or_default()
+                        ),
+                        json!({"kind": "pods"}),
+                    );
+                }
+                pod["metadata"]["resourceVersion"] = json!("1");
+                Reply::json(201, &pod)
+            }
+            ("DELETE", POD_PATH) => Reply::ok(&web_pod()),
+            _ => Reply::status(
+                404,
+                "NotFound",
+                "the server could not find the requested resource",
+                json!({}),
+            ),
+        },
+    )
+}
+
+#[test]
+fn copy_sequence_and_body() {
+    let api = create_api(true);
+    let out = api.kspy(&[
+        "copy",
+        WEB,
+        "--to",
+        "web-debug",
+        "--fork",
+        "-c",
+        "app",
+        "--name",
+        "debugger-tst42",
+        "--replace",
+    ]);
+    let (_, stderr) = texts(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(
+        api.lines(),
+        vec![
+            format!("GET {POD_PATH}"),
+            "POST /apis/authentication.k8s.io/v1/selfsubjectreviews".to_string(),
+            "POST /api/v1/namespaces/prod/pods?fieldManager=kspy".to_string(),
+            format!("DELETE {POD_PATH}"),
+        ]
+    );
+    let reqs = api.requests();
+    assert_eq!(reqs[2].content_type, "application/json");
+    let pod = reqs[2].json();
+    assert_eq!(pod["metadata"]["name"], "web-debug");
+    assert_eq!(pod["metadata"]["labels"], json!({"kspy.dev/debug": "copy"}));
+    assert_eq!(
+        pod["metadata"]["annotations"],
+        json!({"kspy.dev/source-pod": WEB, "kspy.dev/requested-by": "alice@example.com"})
+    );
+    assert_eq!(pod["spec"]["restartPolicy"], "Never");
+    assert_eq!(
+        pod["spec"]["containers"][0]["command"],
+        json!(["sleep", "2147483647"])
+    );
+    assert_eq!(pod["spec"]["containers"][2]["name"], "debugger-tst42");
+    assert_eq!(reqs[3].json()["gracePeriodSeconds"], 0);
+    assert!(
+        stderr.contains("delete it when done: kubectl delete pod web-debug -n prod"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn copy_dry_run_server_and_client() {
+    let api = create_api(false);
+    let out = api.kspy(&["copy", WEB, "--to", "web-debug", "--dry-run=server"]);
+    let (stdout, stderr) = texts(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stdout.starts_with("admitted (server dry run, nothing was changed): pod prod/web-debug"),
+        "{stdout}"
+    );
+    let reqs = api.requests();
+    let post = reqs
+        .iter()
+        .find(|r| r.path == "/api/v1/namespaces/prod/pods")
+        .expect("POST");
+    assert_eq!(post.param("dryRun").as_deref(), Some("All"));
+    assert!(
+        post.json()["metadata"]["annotations"]
+            .get("kspy.dev/requested-by")
+            .is_none(),
+        "unknown user: no annotation"
+    );
+
+    let api = create_api(false);
+    let out = api.kspy(&[
+        "copy",
+        WEB,
+        "--to",
+        "web-debug",
+        "--dry-run=client",
+        "--replace",
+    ]);
+    let (stdout, _) = texts(&out);
+    assert!(
+        stdout.starts_with(
+            "POST /api/v1/namespaces/prod/pods?fieldManager=kspy\nContent-Type: application/json\n"
+        ),
+        "{stdout}"
+    );
+    assert!(stdout.contains(&format!("DELETE {POD_PATH}\n")), "{stdout}");
+    assert!(
+        api.requests()
+            .iter()
+            .all(|r| r.method != "DELETE" && r.path != "/api/v1/namespaces/prod/pods"),
+        "{:?}",
+        api.lines()
+    );
+}
+
+#[test]
+fn node_sequence_and_body() {
+    let api = create_api(true);
+    let out = api.kspy(&[
+        "node",
+        "node-a",
+        "--context",
+        "other",
+        "--reason",
+        "disk pressure",
+    ]);
+    let (_, stderr) = texts(&out);
+    assert!(out.status.success(), "{stderr}");
+    let lines = api.lines();
+    assert_eq!(lines[0], "GET /api/v1/nodes/node-a");
+    assert_eq!(
+        lines[1],
+        "POST /apis/authentication.k8s.io/v1/selfsubjectreviews"
+    );
+    assert_eq!(
+        lines[2], "POST /api/v1/namespaces/other/pods?fieldManager=kspy",
+        "namespace from context `other`"
+    );
+    assert_eq!(lines.len(), 3);
+    let pod = api.requests()[2].json();
+    let name = pod["metadata"]["name"].as_str().expect("name");
+    assert!(
+        name.starts_with("node-debugger-node-a-")
+            && name.len() == "node-debugger-node-a-".len() + 5,
+        "{name}"
+    );
+    assert_eq!(pod["metadata"]["labels"], json!({"kspy.dev/debug": "node"}));
+    assert_eq!(
+        pod["metadata"]["annotations"],
+        json!({"kspy.dev/requested-by": "alice@example.com"})
+    );
+    let spec = &pod["spec"];
+    assert_eq!(spec["nodeName"], "node-a");
+    assert_eq!(
+        (
+            spec["hostPID"].clone(),
+            spec["hostNetwork"].clone(),
+            spec["hostIPC"].clone()
+        ),
+        (json!(true), json!(true), json!(true))
+    );
+    assert_eq!(spec["tolerations"], json!([{"operator": "Exists"}]));
+    assert_eq!(spec["containers"][0]["name"], "debugger");
+    assert_eq!(
+        spec["containers"][0]["env"],
+        json!([{"name": "KSPY_REASON", "value": "disk pressure"}])
+    );
+    assert_eq!(
+        spec["containers"][0]["volumeMounts"],
+        json!([{"name": "host-root", "mountPath": "/host"}])
+    );
+}
+
+#[test]
+fn node_errors_missing_node_and_pod_security() {
+    let api = create_api(false);
+    let out = api.kspy(&["node", "node-b"]);
+    let (_, stderr) = texts(&out);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr.starts_with("kspy: node node-b not found\n  nodes that exist: node-a, node-c\n"),
+        "{stderr}"
+    );
+
+    let out = api.kspy(&["node", "node-a", "-n", "restricted"]);
+    let (_, stderr) = texts(&out);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr.contains("namespace restricted enforces level \"restricted\""),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("  - host namespaces (hostNetwork=true, hostPID=true, hostIPC=true)\n"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("pod-security.kubernetes.io/enforce=privileged"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn ls_lists_ephemeral_containers() {
+    let (api, _) = sim_api(Sim::new());
+    let out = api.kspy(&["ls"]);
+    let (stdout, stderr) = texts(&out);
+    assert!(out.status.success(), "{stderr}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 3, "{stdout}");
+    assert!(lines[0].starts_with("POD") && lines[0].contains("CAPABILITIES"));
+    assert!(
+        lines[1].contains("debugger-old01")
+            && lines[1].contains("Running")
+            && lines[1].ends_with("SYS_PTRACE")
+    );
+    assert!(lines[2].contains("debugger-gone2") && lines[2].ends_with("privileged"));
+
+    let out = api.kspy(&["ls", WEB, "-o", "json"]);
+    let rows: Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(rows[0]["target"], "app");
+    assert_eq!(rows[1]["state"], "Terminated (Completed, exit code 0)");
+}
+
+#[test]
+fn unknown_context_lists_contexts() {
+    let (api, _) = sim_api(Sim::new());
+    let out = api.kspy(&["ls", "--context", "fak"]);
+    let (_, stderr) = texts(&out);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr.starts_with(
+            "kspy: context fak not found in the kubeconfig\n  contexts that exist: fake, other\n"
+        ),
+        "{stderr}"
+    );
+    assert!(api.requests().is_empty());
+}
+
+#[test]
+fn unreachable_server_says_so() {
+    let api = FakeApi::start(|_| Reply::text(""));
+    let dir = tempfile::tempdir().expect("tmp");
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::copy(api.kubeconfig(), &kubeconfig).expect("copy kubeconfig");
+    drop(api); // nothing listens there any more
+    let out = support::run_binary(
+        std::path::Path::new(env!("CARGO_BIN_EXE_kspy")),
+        &["ls"],
+        Some(&kubeconfig),
+        dir.path(),
+    );
+    let (_, stderr) = texts(&out);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr.contains("cannot reach the API server at http://127.0.0.1:"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn help_has_examples_and_completion_works() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let bin = std::path::Path::new(env!("CARGO_BIN_EXE_kspy"));
+    for sub in ["attach", "copy", "node", "ls", "completion"] {
+        let out = support::run_binary(bin, &[sub, "--help"], None, dir.path());
+        let (stdout, _) = texts(&out);
+        assert!(out.status.success());
+        assert!(stdout.contains("Examples:"), "{sub} --help has no examples");
+    }
+    for shell in ["bash", "zsh", "fish"] {
+        let out = support::run_binary(bin, &["completion", shell], None, dir.path());
+        let (stdout, _) = texts(&out);
+        assert!(out.status.success());
+        assert!(
+            stdout.contains("attach") && stdout.contains("kspy"),
+            "{shell}"
+        );
+    }
+}
+
+#[cfg(unix)]
+#[test]
+fn works_as_kubectl_plugin() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let link = dir.path().join("kubectl-kspy");
+    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_kspy"), &link).expect("symlink");
+    let out = support::run_binary(&link, &["--help"], None, dir.path());
+    let (stdout, _) = texts(&out);
+    assert!(out.status.success());
+    assert!(stdout.contains("Usage: kubectl kspy <COMMAND>"), "{stdout}");
+    let out = support::run_binary(
+        &link,
+        &["attach", "x", "-c", "ap"],
+        Some(&dir.path().join("missing")),
+        dir.path(),
+    );
+    let (_, stderr) = texts(&out);
+    assert!(stderr.starts_with("kubectl kspy: "), "{stderr}");
+}
+
+#[test]
+fn attach_streams_stdin_and_stdout_over_websocket() {
+    let mut sim = Sim::new();
+    sim.new_state = json!({"running": {"startedAt": "2026-01-01T00:05:00Z"}});
+    let (api, _) = sim_api(sim);
+    let out = api.kspy_with_input(
+        &["attach", WEB, "-c", "app", "--name", "debugger-tst42", "-i"],
+        b"ping\n",
+    );
+    let (stdout, stderr) = texts(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(stdout, "attached\nping\n");
+    let reqs = api.requests();
+    let attach = reqs.last().expect("attach request");
+    assert_eq!(attach.path, format!("{POD_PATH}/attach"));
+    assert_eq!(attach.param("container").as_deref(), Some("debugger-tst42"));
+    assert_eq!(attach.param("stdin").as_deref(), Some("true"));
+    assert_eq!(attach.param("tty"), None, "stdin is not a terminal: no TTY");
+    assert!(
+        stderr.contains(&format!(
+            "attach again with: kspy attach {WEB} -n prod --reuse --name debugger-tst42 -i"
+        )),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn attach_exits_with_the_containers_exit_code() {
+    let mut sim = Sim::new();
+    sim.new_state = json!({"running": {"startedAt": "2026-01-01T00:05:00Z"}});
+    let (api, _) = sim_api(sim);
+    let out = api.kspy_with_input(
+        &[
+            "attach",
+            WEB,
+            "-c",
+            "app",
+            "--name",
+            "debugger-fail",
+            "-it",
+            "-q",
+        ],
+        b"",
+    );
+    assert_eq!(out.status.code(), Some(3), "{}", texts(&out).1);
+}
+
+#[test]
+fn wait_times_out_with_the_waiting_reason() {
+    let mut sim = Sim::new();
+    sim.new_state =
+        json!({"waiting": {"reason": "ErrImagePull", "message": "pull access denied for nope"}});
+    let (api, _) = sim_api(sim);
+    let out = api.kspy(&[
+        "attach",
+        WEB,
+        "-c",
+        "app",
+        "--name",
+        "debugger-tst42",
+        "--image",
+        "nope",
+        "--wait",
+        "--timeout",
+        "2s",
+    ]);
+    let (_, stderr) = texts(&out);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr.contains("waiting for debugger-tst42 in pod prod/web-7d9f8c6b5-x2x4q: ErrImagePull: pull access denied for nope"), "{stderr}");
+    assert!(
+        stderr.contains("kspy: timed out after 2s waiting for container debugger-tst42"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("last state: ErrImagePull: pull access denied for nope"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("hint: the image cannot be pulled"),
+        "{stderr}"
+    );
+    // Watches that end at once are not retried in a tight loop.
+    let watches = api
+        .requests()
+        .iter()
+        .filter(|r| r.param("watch").is_some())
+        .count();
+    assert!((1..=12).contains(&watches), "{watches} watches in 2s");
+}
+
+/// A stand-in API server for trying the TTY by hand:
+/// `cargo test -p kspy --test cli manual_server -- --ignored --nocapture`, then run the
+/// printed command in a terminal (Ctrl-D ends the session; resizes are echoed back;
+/// with `KSPY_MANUAL_WAITING=REASON` the container never starts, to see the spinner).
+#[test]
+#[ignore = "manual: serves for 120 s"]
+fn manual_server() {
+    let mut sim = Sim::new();
+    sim.new_state = match std::env::var("KSPY_MANUAL_WAITING") {
+        // e.g. KSPY_MANUAL_WAITING=ErrImagePull, to see the spinner.
+        Ok(reason) => json!({"waiting": {"reason": reason, "message": "pull access denied"}}),
+        Err(_) => json!({"running": {"startedAt": "2026-01-01T00:05:00Z"}}),
+    };
+    let (api, _) = sim_api(sim);
+    println!(
+        "KUBECONFIG={} {} attach {WEB} -c app -it",
+        api.kubeconfig().display(),
+        env!("CARGO_BIN_EXE_kspy")
+    );
+    std::thread::sleep(std::time::Duration::from_secs(120));
+}

@@ -1,0 +1,204 @@
+//! `kspy policy check|eval|test|explain`, run as the real binary.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+fn kspy(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_kspy"))
+        .args(args)
+        .output()
+        .expect("run kspy")
+}
+
+fn policies() -> String {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../policies")
+        .display()
+        .to_string()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn check_lists_the_shipped_policies() {
+    let out = kspy(&["policy", "check", &policies()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(stdout.starts_with("6 policies in "), "{stdout}");
+    for name in [
+        "developer-attach",
+        "sre-debug",
+        "platform-node-debug",
+        "production-reason",
+    ] {
+        assert!(stdout.contains(name), "{name}: {stdout}");
+    }
+}
+
+#[test]
+fn check_reports_a_broken_file_with_file_policy_and_field() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("broken.yaml"),
+        "apiVersion: kspy.dev/v1alpha1\nkind: DebugPolicy\nmetadata: {name: sre-oops}\nspec:\n  grant:\n    capabilities: [SYS_PTRACE, NET_ADMN]\n",
+    )
+    .unwrap();
+    let out = kspy(&["policy", "check", &dir.path().display().to_string()]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("broken.yaml: document 1 (policy sre-oops): spec.grant.capabilities[1]"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("\"NET_ADMN\" is not a Linux capability"),
+        "{stderr}"
+    );
+    assert!(out.stdout.is_empty());
+}
+
+#[test]
+fn eval_prints_the_whole_review_with_a_base64_patch() {
+    let fixture = format!("{}/fixtures/attach-dev-plain.json", policies());
+    let out = kspy(&[
+        "policy",
+        "eval",
+        "--policies",
+        &policies(),
+        "--mutate",
+        &fixture,
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let review: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(review["apiVersion"], "admission.k8s.io/v1");
+    assert_eq!(review["kind"], "AdmissionReview");
+    assert_eq!(
+        review["response"]["uid"],
+        "6b1f0a52-1c1e-4a55-9a3c-0d6e2b7f1a03"
+    );
+    assert_eq!(review["response"]["patchType"], "JSONPatch");
+    use base64::Engine as _;
+    let patch = base64::engine::general_purpose::STANDARD
+        .decode(
+            review["response"]["patch"]
+                .as_str()
+                .expect("patch is a string"),
+        )
+        .unwrap();
+    let patch: serde_json::Value = serde_json::from_slice(&patch).unwrap();
+    assert_eq!(
+        patch[0]["path"],
+        "/spec/ephemeralContainers/0/targetContainerName"
+    );
+
+    // A denial is still exit 0: the verdict is in the output.
+    let fixture = format!("{}/fixtures/attach-dev-ptrace.json", policies());
+    let out = kspy(&["policy", "eval", "--policies", &policies(), &fixture]);
+    assert!(out.status.success());
+    let review: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(review["response"]["allowed"], false);
+    assert_eq!(review["response"]["status"]["code"], 403);
+}
+
+#[test]
+fn eval_refuses_bad_input_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.json");
+    for (body, want) in [
+        ("{not json", "the body is not JSON"),
+        (
+            r#"{"kind":"AdmissionReview","apiVersion":"admission.k8s.io/v1beta1","request":{}}"#,
+            "unsupported apiVersion",
+        ),
+        (
+            r#"{"kind":"AdmissionReview","apiVersion":"admission.k8s.io/v1"}"#,
+            "has no request",
+        ),
+    ] {
+        std::fs::write(&bad, body).unwrap();
+        let out = kspy(&[
+            "policy",
+            "eval",
+            "--policies",
+            &policies(),
+            &bad.display().to_string(),
+        ]);
+        assert!(!out.status.success(), "{body}");
+        let stderr = text(&out.stderr);
+        assert!(stderr.contains(want), "{body}: {stderr}");
+    }
+    let out = kspy(&[
+        "policy",
+        "eval",
+        "--policies",
+        &policies(),
+        "/nonexistent/review.json",
+    ]);
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("cannot read /nonexistent/review.json"));
+}
+
+#[test]
+fn test_runs_the_library_and_fails_on_a_failing_case() {
+    let out = kspy(&["policy", "test", &policies()]);
+    assert!(
+        out.status.success(),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("RESULT"), "{stdout}");
+    assert!(stdout.trim_end().ends_with(" passed, 0 failed"), "{stdout}");
+
+    // A copy of the library with one expectation turned around must fail, naming the case.
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(&PathBuf::from(policies()), dir.path());
+    let node = dir.path().join("node.yaml");
+    let text_before = std::fs::read_to_string(&node).unwrap();
+    let flipped = text_before.replacen("allowed: true", "allowed: false", 1);
+    assert_ne!(text_before, flipped);
+    std::fs::write(&node, flipped).unwrap();
+    let out = kspy(&["policy", "test", &dir.path().display().to_string()]);
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("FAIL platform-node-debug / a platform admin debugs a node"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("expected denied, got allowed"), "{stdout}");
+    assert!(stdout.trim_end().ends_with(" passed, 1 failed"), "{stdout}");
+}
+
+#[test]
+fn explain_says_who_and_what() {
+    let out = kspy(&["policy", "explain", "--policies", &policies(), "sre-debug"]);
+    assert!(out.status.success());
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("applies to groups [sre] except [kube-system] for [attach]"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("capabilities  SYS_PTRACE, NET_ADMIN, NET_RAW"),
+        "{stdout}"
+    );
+    let out = kspy(&["policy", "explain", "--policies", &policies(), "nope"]);
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("no policy named \"nope\""));
+}
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            std::fs::create_dir_all(&target).unwrap();
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}

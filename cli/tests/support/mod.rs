@@ -1,0 +1,413 @@
+//! A small stand-in for the Kubernetes API server: plain HTTP on 127.0.0.1, every request
+//! recorded (method, path, query, content type, body), answers from a handler the test gives.
+//! Plus helpers to run the real `kspy` binary against it with a kubeconfig in a temp dir.
+
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
+
+use futures::{SinkExt, StreamExt};
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Bytes, Incoming};
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use serde_json::{Value, json};
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::Role;
+
+/// One request as the server saw it.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    pub method: String,
+    pub path: String,
+    pub query: String,
+    pub content_type: String,
+    pub body: String,
+}
+
+impl Recorded {
+    /// The body as JSON (panics when it is not).
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.body)
+            .unwrap_or_else(|e| panic!("body of {} {} is not JSON: {e}", self.method, self.path))
+    }
+
+    /// `METHOD path?query`, for sequence assertions.
+    pub fn line(&self) -> String {
+        if self.query.is_empty() {
+            format!("{} {}", self.method, self.path)
+        } else {
+            format!("{} {}?{}", self.method, self.path, self.query)
+        }
+    }
+
+    /// A query parameter's value.
+    pub fn param(&self, name: &str) -> Option<String> {
+        self.query
+            .split('&')
+            .filter_map(|kv| kv.split_once('='))
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.replace("%3D", "=").replace("%2F", "/"))
+    }
+}
+
+/// An answer.
+pub struct Reply {
+    pub status: u16,
+    pub content_type: &'static str,
+    pub body: String,
+}
+
+impl Reply {
+    pub fn json(status: u16, v: &Value) -> Reply {
+        Reply {
+            status,
+            content_type: "application/json",
+            body: v.to_string(),
+        }
+    }
+
+    pub fn ok(v: &Value) -> Reply {
+        Reply::json(200, v)
+    }
+
+    pub fn text(body: &str) -> Reply {
+        Reply {
+            status: 200,
+            content_type: "text/plain",
+            body: body.to_string(),
+        }
+    }
+
+    /// A watch answer: one JSON event per line, then the stream ends.
+    pub fn events(events: &[(&str, Value)]) -> Reply {
+        let body: String = events
+            .iter()
+            .map(|(t, o)| json!({"type": t, "object": o}).to_string() + "\n")
+            .collect();
+        Reply {
+            status: 200,
+            content_type: "application/json",
+            body,
+        }
+    }
+
+    /// A `Status` failure, shaped as the API server sends it.
+    pub fn status(code: u16, reason: &str, message: &str, details: Value) -> Reply {
+        Reply::json(
+            code,
+            &json!({
+                "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                "message": message, "reason": reason, "details": details, "code": code
+            }),
+        )
+    }
+
+    pub fn not_found(kind: &str, name: &str) -> Reply {
+        Reply::status(
+            404,
+            "NotFound",
+            &format!("{kind} \"{name}\" not found"),
+            json!({"name": name, "kind": kind}),
+        )
+    }
+}
+
+type Handler = Arc<dyn Fn(&Recorded) -> Reply + Send + Sync>;
+
+/// The running fake API server; stops when dropped.
+pub struct FakeApi {
+    pub addr: SocketAddr,
+    log: Arc<Mutex<Vec<Recorded>>>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    pub dir: tempfile::TempDir,
+}
+
+/// `pods/attach` over WebSocket (`v5.channel.k8s.io`), as the kubelet answers through the
+/// API server: "attached" on stdout, stdin echoed back on stdout, and when stdin closes a
+/// `Status` on channel 3 — a failure with exit code 3 for a container named `*-fail`.
+async fn attach_session(mut ws: WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>, fail: bool) {
+    let frame = |channel: u8, data: &[u8]| {
+        let mut v = vec![channel];
+        v.extend_from_slice(data);
+        Message::binary(v)
+    };
+    let _ = ws.send(frame(1, b"attached\n")).await;
+    while let Some(Ok(msg)) = ws.next().await {
+        match msg {
+            Message::Binary(data) => match data.first() {
+                // Ctrl-D typed on a TTY ends the session, like a shell exiting.
+                Some(0) if data[1..].contains(&4) => break,
+                Some(0) => {
+                    let _ = ws.send(frame(1, &data[1..])).await;
+                }
+                // Terminal resizes are reported back on stdout.
+                Some(4) => {
+                    let text = format!("[resize {}]\r\n", String::from_utf8_lossy(&data[1..]));
+                    let _ = ws.send(frame(1, text.as_bytes())).await;
+                }
+                Some(255) => break,
+                _ => {}
+            },
+            Message::Close(_) => break,
+            _ => {}
+        }
+    }
+    let status = if fail {
+        json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+            "message": "command terminated with non-zero exit code: exit status 3", "reason": "NonZeroExitCode",
+            "details": {"causes": [{"reason": "ExitCode", "message": "3"}]}})
+    } else {
+        json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success"})
+    };
+    let _ = ws.send(frame(3, status.to_string().as_bytes())).await;
+    let _ = ws.close(None).await;
+}
+
+fn upgrade(
+    req: Request<Incoming>,
+    rec: Recorded,
+    log: Arc<Mutex<Vec<Recorded>>>,
+) -> Response<Full<Bytes>> {
+    let key = req
+        .headers()
+        .get(hyper::header::SEC_WEBSOCKET_KEY)
+        .map(|k| derive_accept_key(k.as_bytes()))
+        .unwrap_or_default();
+    let offered = req
+        .headers()
+        .get(hyper::header::SEC_WEBSOCKET_PROTOCOL)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    let fail = rec.param("container").is_some_and(|c| c.ends_with("-fail"));
+    log.lock().expect("log").push(rec);
+    if !offered.contains("v5.channel.k8s.io") {
+        return Response::builder()
+            .status(400)
+            .body(Full::new(Bytes::from("v5 wanted")))
+            .expect("response");
+    }
+    tokio::spawn(async move {
+        if let Ok(upgraded) = hyper::upgrade::on(req).await {
+            let ws =
+                WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, None).await;
+            attach_session(ws, fail).await;
+        }
+    });
+    Response::builder()
+        .status(101)
+        .header(hyper::header::CONNECTION, "Upgrade")
+        .header(hyper::header::UPGRADE, "websocket")
+        .header(hyper::header::SEC_WEBSOCKET_ACCEPT, key)
+        .header(hyper::header::SEC_WEBSOCKET_PROTOCOL, "v5.channel.k8s.io")
+        .body(Full::new(Bytes::new()))
+        .expect("response")
+}
+
+async fn handle(
+    req: Request<Incoming>,
+    handler: Handler,
+    log: Arc<Mutex<Vec<Recorded>>>,
+) -> Result<Response<Full<Bytes>>, std::convert::Infallible> {
+    let method = req.method().to_string();
+    let path = req.uri().path().to_string();
+    let query = req
+        .uri()
+        .query()
+        .unwrap_or_default()
+        .trim_start_matches('&')
+        .to_string();
+    if req.headers().contains_key(hyper::header::UPGRADE) && path.ends_with("/attach") {
+        let rec = Recorded {
+            method,
+            path,
+            query,
+            content_type: String::new(),
+            body: String::new(),
+        };
+        return Ok(upgrade(req, rec, log));
+    }
+    let content_type = req
+        .headers()
+        .get(hyper::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    let body = match req.into_body().collect().await {
+        Ok(b) => String::from_utf8_lossy(&b.to_bytes()).into_owned(),
+        Err(_) => String::new(),
+    };
+    let rec = Recorded {
+        method,
+        path,
+        query,
+        content_type,
+        body,
+    };
+    let reply = handler(&rec);
+    log.lock().expect("log").push(rec);
+    let resp = Response::builder()
+        .status(reply.status)
+        .header(hyper::header::CONTENT_TYPE, reply.content_type)
+        .body(Full::new(Bytes::from(reply.body)))
+        .expect("response");
+    Ok(resp)
+}
+
+impl FakeApi {
+    /// Starts a server answering with `handler`.
+    pub fn start(handler: impl Fn(&Recorded) -> Reply + Send + Sync + 'static) -> FakeApi {
+        let handler: Handler = Arc::new(handler);
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+        let (stop_tx, mut stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let server_log = log.clone();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+                addr_tx.send(listener.local_addr().expect("addr")).expect("send addr");
+                loop {
+                    tokio::select! {
+                        accepted = listener.accept() => {
+                            let Ok((stream, _)) = accepted else { continue };
+                            let handler = handler.clone();
+                            let log = server_log.clone();
+                            tokio::spawn(async move {
+                                let svc = service_fn(move |req| handle(req, handler.clone(), log.clone()));
+                                let _ = hyper::server::conn::http1::Builder::new()
+                                    .serve_connection(TokioIo::new(stream), svc)
+                                    .with_upgrades()
+                                    .await;
+                            });
+                        }
+                        _ = &mut stop_rx => break,
+                    }
+                }
+            });
+        });
+        let addr = addr_rx.recv().expect("server address");
+        FakeApi {
+            addr,
+            log,
+            stop: Some(stop_tx),
+            thread: Some(thread),
+            dir: tempfile::tempdir().expect("tempdir"),
+        }
+    }
+
+    /// Every request so far.
+    pub fn requests(&self) -> Vec<Recorded> {
+        self.log.lock().expect("log").clone()
+    }
+
+    /// `METHOD path?query` of every request so far.
+    pub fn lines(&self) -> Vec<String> {
+        self.requests().iter().map(Recorded::line).collect()
+    }
+
+    /// Writes a kubeconfig pointing at the server (context `fake`, namespace `prod`; context
+    /// `other`, namespace `other`) and returns its path.
+    pub fn kubeconfig(&self) -> PathBuf {
+        let path = self.dir.path().join("kubeconfig");
+        let text = format!(
+            "apiVersion: v1\nkind: Config\ncurrent-context: fake\nclusters:\n- name: fake\n  cluster:\n    server: http://{addr}\n\
+             contexts:\n- name: fake\n  context:\n    cluster: fake\n    user: fake\n    namespace: prod\n\
+             - name: other\n  context:\n    cluster: fake\n    user: fake\n    namespace: other\n\
+             users:\n- name: fake\n  user:\n    token: test-token\n",
+            addr = self.addr
+        );
+        std::fs::write(&path, text).expect("write kubeconfig");
+        path
+    }
+
+    /// Runs the real binary with `args` against this server.
+    pub fn kspy(&self, args: &[&str]) -> Output {
+        run_binary(
+            Path::new(env!("CARGO_BIN_EXE_kspy")),
+            args,
+            Some(&self.kubeconfig()),
+            self.dir.path(),
+        )
+    }
+
+    /// Runs the real binary with `args`, `input` on its stdin.
+    pub fn kspy_with_input(&self, args: &[&str], input: &[u8]) -> Output {
+        use std::io::Write;
+        let mut cmd = command(
+            Path::new(env!("CARGO_BIN_EXE_kspy")),
+            args,
+            Some(&self.kubeconfig()),
+            self.dir.path(),
+        );
+        cmd.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("spawn kspy");
+        let mut stdin = child.stdin.take().expect("stdin");
+        stdin.write_all(input).expect("write stdin");
+        drop(stdin);
+        child.wait_with_output().expect("kspy output")
+    }
+}
+
+impl Drop for FakeApi {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Runs `binary` with a clean environment: `KUBECONFIG` as given, `HOME` a temp dir, not in a cluster.
+pub fn run_binary(binary: &Path, args: &[&str], kubeconfig: Option<&Path>, home: &Path) -> Output {
+    command(binary, args, kubeconfig, home)
+        .output()
+        .expect("run kspy")
+}
+
+fn command(binary: &Path, args: &[&str], kubeconfig: Option<&Path>, home: &Path) -> Command {
+    let mut cmd = Command::new(binary);
+    cmd.args(args)
+        .env_remove("KUBECONFIG")
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .env_remove("KUBERNETES_SERVICE_PORT")
+        .env("HOME", home)
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null());
+    if let Some(k) = kubeconfig {
+        cmd.env("KUBECONFIG", k);
+    }
+    cmd
+}
+
+/// stdout and stderr as strings.
+pub fn texts(out: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The fixture pod.
+pub fn web_pod() -> Value {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/pod-web.json");
+    serde_json::from_str(&std::fs::read_to_string(path).expect("fixture")).expect("json")
+}
+
+/// Name of the fixture pod.
+pub const WEB: &str = "web-7d9f8c6b5-x2x4q";

@@ -1,0 +1,185 @@
+//! The HTTPS call to one webhook, like the API server's webhook client: POST to the URL with
+//! `?timeout=Ns` appended, trusting only `caBundle`, one deadline for the whole exchange.
+//! Errors are worded like Go's (`Post "URL": dial tcp ...: connect: connection refused`,
+//! `context deadline exceeded`, `x509: certificate signed by unknown authority`).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper_util::rt::TokioIo;
+use rustls::pki_types::ServerName;
+use rustls::pki_types::pem::PemObject;
+use tokio::net::TcpStream;
+
+/// What went wrong calling a webhook; the Display is the Go-style reason.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct CallError(pub String);
+
+/// The URL actually called: the webhook URL with `timeout=Ns` added to the query.
+pub fn call_url(url: &str, timeout: Duration) -> String {
+    let sep = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{sep}timeout={}s", timeout.as_secs())
+}
+
+fn tls_config(ca: Option<&[u8]>) -> Result<rustls::ClientConfig, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    if let Some(pem) = ca {
+        for c in rustls::pki_types::CertificateDer::pem_slice_iter(pem) {
+            let c = c.map_err(|e| format!("unable to load root certificates: {e}"))?;
+            roots
+                .add(c)
+                .map_err(|e| format!("unable to load root certificates: {e}"))?;
+        }
+    }
+    let mut cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| e.to_string())?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(cfg)
+}
+
+fn tls_error_text(e: &std::io::Error) -> String {
+    let inner = e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>());
+    match inner {
+        Some(rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer)) => {
+            "tls: failed to verify certificate: x509: certificate signed by unknown authority".into()
+        }
+        Some(rustls::Error::InvalidCertificate(rustls::CertificateError::NotValidForName))
+        | Some(rustls::Error::InvalidCertificate(rustls::CertificateError::NotValidForNameContext { .. })) => {
+            "tls: failed to verify certificate: x509: certificate is not valid for the requested name".into()
+        }
+        Some(other) => format!("tls: {other}"),
+        None => e.to_string(),
+    }
+}
+
+async fn exchange(url: &str, ca: Option<&[u8]>, body: Vec<u8>) -> Result<(u16, Vec<u8>), String> {
+    let uri: hyper::Uri = url.parse().map_err(|e| format!("parse {url:?}: {e}"))?;
+    if uri.scheme_str() != Some("https") {
+        return Err(format!(
+            "unsupported protocol scheme {:?}",
+            uri.scheme_str().unwrap_or("")
+        ));
+    }
+    let host = uri
+        .host()
+        .ok_or("missing host")?
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string();
+    let port = uri.port_u16().unwrap_or(443);
+    let tcp = TcpStream::connect((host.as_str(), port))
+        .await
+        .map_err(|e| {
+            let why = match e.kind() {
+                std::io::ErrorKind::ConnectionRefused => "connect: connection refused".to_string(),
+                _ => e.to_string(),
+            };
+            format!("dial tcp {host}:{port}: {why}")
+        })?;
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(tls_config(ca)?));
+    let name = ServerName::try_from(host.clone()).map_err(|e| e.to_string())?;
+    let tls = connector
+        .connect(name, tcp)
+        .await
+        .map_err(|e| tls_error_text(&e))?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+        .await
+        .map_err(|e| e.to_string())?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    let authority = uri.authority().map(|a| a.to_string()).unwrap_or_default();
+    let req = hyper::Request::post(uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"))
+        .header(hyper::header::HOST, authority)
+        .header(hyper::header::CONTENT_TYPE, "application/json")
+        .header(hyper::header::ACCEPT, "application/json, */*")
+        .header(hyper::header::USER_AGENT, "kube-apiserver-admission")
+        .body(Full::new(Bytes::from(body)))
+        .map_err(|e| e.to_string())?;
+    let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
+    let status = resp.status().as_u16();
+    let bytes = resp
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?
+        .to_bytes();
+    Ok((status, bytes.to_vec()))
+}
+
+/// POSTs `body` to the webhook and returns the response body of a 2xx answer.
+pub async fn post_review(
+    url: &str,
+    ca: Option<&[u8]>,
+    body: Vec<u8>,
+    timeout: Duration,
+) -> Result<Vec<u8>, CallError> {
+    let full = call_url(url, timeout);
+    match tokio::time::timeout(timeout, exchange(&full, ca, body)).await {
+        Err(_) => Err(CallError(format!(
+            "failed to call webhook: Post {full:?}: context deadline exceeded"
+        ))),
+        Ok(Err(e)) => Err(CallError(format!(
+            "failed to call webhook: Post {full:?}: {e}"
+        ))),
+        Ok(Ok((status, bytes))) if (200..300).contains(&status) => Ok(bytes),
+        Ok(Ok((status, bytes))) => {
+            let text = String::from_utf8_lossy(&bytes).trim().to_string();
+            if text.is_empty() {
+                Err(CallError(format!(
+                    "failed to call webhook: the server responded with the status code {status} but did not return more information"
+                )))
+            } else {
+                Err(CallError(format!(
+                    "failed to call webhook: an error on the server ({text:?}) has prevented the request from succeeding"
+                )))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timeout_in_query() {
+        assert_eq!(
+            call_url("https://h/mutate", Duration::from_secs(10)),
+            "https://h/mutate?timeout=10s"
+        );
+        assert_eq!(
+            call_url("https://h/m?x=1", Duration::from_secs(3)),
+            "https://h/m?x=1&timeout=3s"
+        );
+    }
+
+    #[tokio::test]
+    async fn refused_connection_wording() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        drop(l);
+        let err = post_review(
+            &format!("https://127.0.0.1:{port}/v"),
+            None,
+            b"{}".to_vec(),
+            Duration::from_secs(2),
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "failed to call webhook: Post \"https://127.0.0.1:{port}/v?timeout=2s\": dial tcp 127.0.0.1:{port}: connect: connection refused"
+            )
+        );
+    }
+}

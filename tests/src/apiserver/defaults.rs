@@ -1,0 +1,224 @@
+//! Defaulting, applied to every Pod the server decodes (core/v1 `SetDefaults_*`), plus what
+//! the built-in admission plugins add on create (ServiceAccount, DefaultTolerationSeconds,
+//! Priority). Webhooks therefore see Pods shaped like a real cluster's.
+
+use serde_json::{Map, Value, json};
+
+/// Where the ServiceAccount admission plugin mounts the API credentials.
+pub const SA_MOUNT_PATH: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
+
+const NAME_ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+
+/// A small non-cryptographic random generator (xorshift) seeded from time and a counter.
+pub fn random_u64() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0x9E37_79B9_7F4A_7C15);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    let mut x = COUNTER.fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed) ^ nanos;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    x
+}
+
+/// `n` characters from Kubernetes' random-suffix alphabet (as `utilrand.String`).
+pub fn random_suffix(n: usize) -> String {
+    let mut x = random_u64();
+    (0..n)
+        .map(|_| {
+            let c = NAME_ALPHABET[(x % NAME_ALPHABET.len() as u64) as usize] as char;
+            x /= NAME_ALPHABET.len() as u64;
+            if x == 0 {
+                x = random_u64();
+            }
+            c
+        })
+        .collect()
+}
+
+/// A random RFC 4122 version-4 UID.
+pub fn random_uid() -> String {
+    let a = random_u64();
+    let b = random_u64();
+    format!(
+        "{:08x}-{:04x}-4{:03x}-{:04x}-{:012x}",
+        a >> 32,
+        (a >> 16) & 0xffff,
+        a & 0xfff,
+        0x8000 | ((b >> 48) & 0x3fff),
+        b & 0xffff_ffff_ffff
+    )
+}
+
+/// The pull policy Kubernetes defaults for an image: `Always` for `:latest` or no tag.
+pub fn default_pull_policy(image: &str) -> &'static str {
+    if image.contains('@') {
+        return "IfNotPresent";
+    }
+    let last = image.rsplit('/').next().unwrap_or(image);
+    match last.rsplit_once(':') {
+        Some((_, "latest")) | None => "Always",
+        Some(_) => "IfNotPresent",
+    }
+}
+
+fn set_if_absent(m: &mut Map<String, Value>, k: &str, v: Value) {
+    if !m.contains_key(k) || m.get(k) == Some(&Value::Null) {
+        m.insert(k.to_string(), v);
+    }
+}
+
+fn default_container(c: &mut Value) {
+    let Some(m) = c.as_object_mut() else { return };
+    set_if_absent(m, "terminationMessagePath", json!("/dev/termination-log"));
+    set_if_absent(m, "terminationMessagePolicy", json!("File"));
+    if !m.contains_key("imagePullPolicy")
+        && let Some(img) = m.get("image").and_then(Value::as_str)
+    {
+        let p = default_pull_policy(img);
+        m.insert("imagePullPolicy".into(), json!(p));
+    }
+    if let Some(Value::Array(ports)) = m.get_mut("ports") {
+        for p in ports.iter_mut().filter_map(Value::as_object_mut) {
+            set_if_absent(p, "protocol", json!("TCP"));
+        }
+    }
+}
+
+/// core/v1 defaulting of a Pod (as JSON): pod-level fields and every container kind.
+pub fn apply_pod_defaults(pod: &mut Value) {
+    let Some(spec) = pod.get_mut("spec").and_then(Value::as_object_mut) else {
+        return;
+    };
+    set_if_absent(spec, "restartPolicy", json!("Always"));
+    set_if_absent(spec, "dnsPolicy", json!("ClusterFirst"));
+    set_if_absent(spec, "schedulerName", json!("default-scheduler"));
+    set_if_absent(spec, "terminationGracePeriodSeconds", json!(30));
+    set_if_absent(spec, "securityContext", json!({}));
+    set_if_absent(spec, "enableServiceLinks", json!(true));
+    for list in ["containers", "initContainers", "ephemeralContainers"] {
+        if let Some(Value::Array(cs)) = spec.get_mut(list) {
+            cs.iter_mut().for_each(default_container);
+        }
+    }
+}
+
+/// What the built-in admission plugins add to a Pod on create, before webhooks run:
+/// ServiceAccount (account name, `kube-api-access-*` projected volume and its mounts),
+/// DefaultTolerationSeconds and Priority.
+pub fn apply_create_admission(pod: &mut Value) {
+    let Some(spec) = pod.get_mut("spec").and_then(Value::as_object_mut) else {
+        return;
+    };
+    if spec
+        .get("serviceAccountName")
+        .and_then(Value::as_str)
+        .is_none_or(str::is_empty)
+    {
+        spec.insert("serviceAccountName".into(), json!("default"));
+    }
+    let sa = spec
+        .get("serviceAccountName")
+        .cloned()
+        .unwrap_or(json!("default"));
+    spec.insert("serviceAccount".into(), sa);
+    set_if_absent(spec, "priority", json!(0));
+    set_if_absent(spec, "preemptionPolicy", json!("PreemptLowerPriority"));
+    let tolerations = spec.entry("tolerations").or_insert_with(|| json!([]));
+    if let Value::Array(ts) = tolerations {
+        for key in [
+            "node.kubernetes.io/not-ready",
+            "node.kubernetes.io/unreachable",
+        ] {
+            if !ts
+                .iter()
+                .any(|t| t.get("key").and_then(Value::as_str) == Some(key))
+            {
+                ts.push(json!({"key": key, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300}));
+            }
+        }
+    }
+    if spec.get("automountServiceAccountToken") == Some(&json!(false)) {
+        return;
+    }
+    let already = ["containers", "initContainers"].iter().any(|l| {
+        spec.get(*l).and_then(Value::as_array).is_some_and(|cs| {
+            cs.iter().any(|c| {
+                c.get("volumeMounts")
+                    .and_then(Value::as_array)
+                    .is_some_and(|ms| {
+                        ms.iter().any(|m| {
+                            m.get("mountPath").and_then(Value::as_str) == Some(SA_MOUNT_PATH)
+                        })
+                    })
+            })
+        })
+    });
+    if already {
+        return;
+    }
+    let vol_name = format!("kube-api-access-{}", random_suffix(5));
+    let volume = json!({
+        "name": vol_name,
+        "projected": {
+            "defaultMode": 420,
+            "sources": [
+                {"serviceAccountToken": {"expirationSeconds": 3607, "path": "token"}},
+                {"configMap": {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
+                {"downwardAPI": {"items": [{"path": "namespace", "fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.namespace"}}]}}
+            ]
+        }
+    });
+    if let Value::Array(vs) = spec.entry("volumes").or_insert_with(|| json!([])) {
+        vs.push(volume);
+    }
+    for list in ["containers", "initContainers"] {
+        if let Some(Value::Array(cs)) = spec.get_mut(list) {
+            for c in cs.iter_mut().filter_map(Value::as_object_mut) {
+                if let Value::Array(ms) = c.entry("volumeMounts").or_insert_with(|| json!([])) {
+                    ms.push(
+                        json!({"name": vol_name, "readOnly": true, "mountPath": SA_MOUNT_PATH}),
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pull_policy_defaults() {
+        assert_eq!(default_pull_policy("busybox"), "Always");
+        assert_eq!(default_pull_policy("busybox:latest"), "Always");
+        assert_eq!(default_pull_policy("busybox:1.36"), "IfNotPresent");
+        assert_eq!(default_pull_policy("localhost:5000/busybox"), "Always");
+        assert_eq!(default_pull_policy("r.io/x@sha256:abc"), "IfNotPresent");
+    }
+
+    #[test]
+    fn create_adds_service_account_volume() {
+        let mut p = json!({"spec": {"containers": [{"name": "app", "image": "nginx"}]}});
+        apply_pod_defaults(&mut p);
+        apply_create_admission(&mut p);
+        assert_eq!(p["spec"]["serviceAccountName"], "default");
+        assert_eq!(p["spec"]["containers"][0]["imagePullPolicy"], "Always");
+        assert_eq!(
+            p["spec"]["containers"][0]["volumeMounts"][0]["mountPath"],
+            SA_MOUNT_PATH
+        );
+        assert!(
+            p["spec"]["volumes"][0]["name"]
+                .as_str()
+                .unwrap()
+                .starts_with("kube-api-access-")
+        );
+        assert_eq!(random_suffix(5).len(), 5);
+        assert_eq!(random_uid().len(), 36);
+    }
+}

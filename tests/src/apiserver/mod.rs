@@ -1,0 +1,537 @@
+//! The in-process Kubernetes API server: TLS with the harness CA, bearer-token
+//! authentication, RBAC-like authorization, core/v1 pods (+ ephemeralcontainers, attach,
+//! log, status), namespaces and nodes, and the admission chain on writes.
+
+pub mod attach;
+pub mod defaults;
+pub mod discovery;
+pub mod patch;
+pub mod pods;
+pub mod selectors;
+pub mod status;
+pub mod store;
+pub mod strategic;
+pub mod table;
+pub mod validation;
+pub mod watch;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::service::TowerToHyperService;
+use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+
+use crate::admission_chain::{AdmissionChain, ReviewLog, ReviewRecord};
+use crate::identity::Identity;
+use crate::kubelet::{Kubelet, KubeletConfig};
+use crate::shell::Process;
+use crate::tls::{CertAuthority, TlsError};
+use status::ApiError;
+use store::Store;
+
+/// Errors starting or driving the harness.
+#[derive(Debug, thiserror::Error)]
+pub enum HarnessError {
+    /// Certificates or TLS configuration.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    /// Listening, writing kubeconfigs.
+    #[error("I/O: {0}")]
+    Io(#[from] std::io::Error),
+    /// Building a kube client.
+    #[error("kube client: {0}")]
+    Kube(String),
+    /// Seeding an object the API would refuse.
+    #[error("seeding refused: {0}")]
+    Seed(#[from] ApiError),
+    /// An object given to the harness did not (de)serialize.
+    #[error("object encoding: {0}")]
+    Json(#[from] serde_json::Error),
+}
+
+/// One write request as received, for assertions on what a client sent.
+#[derive(Debug, Clone)]
+pub struct RecordedRequest {
+    /// HTTP method.
+    pub method: String,
+    /// Path and query.
+    pub uri: String,
+    /// Authenticated user.
+    pub user: String,
+    /// Content-Type header.
+    pub content_type: String,
+    /// Request body (UTF-8 lossy).
+    pub body: String,
+}
+
+/// Server state shared by handlers.
+pub struct ServerState {
+    /// Listening address.
+    pub address: SocketAddr,
+    /// Objects.
+    pub store: Arc<Mutex<Store>>,
+    /// Known identities.
+    pub identities: Vec<Identity>,
+    /// Webhooks (replaceable while running).
+    pub admission: RwLock<AdmissionChain>,
+    /// Every webhook call.
+    pub reviews: ReviewLog,
+    /// The node.
+    pub kubelet: Arc<Kubelet>,
+    /// Write requests received.
+    pub requests: Mutex<Vec<RecordedRequest>>,
+}
+
+/// Handle to the shared state.
+pub type SharedState = Arc<ServerState>;
+
+impl ServerState {
+    /// Locks the store (a poisoned lock is still usable: the store has no invariants a panic breaks).
+    pub fn store(&self) -> std::sync::MutexGuard<'_, Store> {
+        self.store.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A snapshot of the admission chain.
+    pub fn chain(&self) -> AdmissionChain {
+        self.admission
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Records a write request.
+    pub fn record(
+        &self,
+        method: &str,
+        uri: &str,
+        user: &Identity,
+        headers: &HeaderMap,
+        body: &[u8],
+    ) {
+        let ct = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        self.requests
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(RecordedRequest {
+                method: method.into(),
+                uri: uri.into(),
+                user: user.name.clone(),
+                content_type: ct,
+                body: String::from_utf8_lossy(body).into_owned(),
+            });
+    }
+}
+
+/// A JSON response with `Warning: 299 - "..."` headers.
+pub fn json_response(code: StatusCode, body: &Value, warnings: &[String]) -> Response {
+    let mut resp = (code, body.to_string()).into_response();
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    for w in warnings {
+        let escaped = w.replace('\\', "\\\\").replace('"', "\\\"");
+        if let Ok(v) = HeaderValue::from_str(&format!("299 - \"{escaped}\"")) {
+            h.append(header::WARNING, v);
+        }
+    }
+    resp
+}
+
+async fn authenticate(State(state): State<SharedState>, mut req: Request, next: Next) -> Response {
+    let path = req.uri().path();
+    if matches!(path, "/version" | "/healthz" | "/readyz" | "/livez") {
+        return next.run(req).await;
+    }
+    let token = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    match token.and_then(|t| state.identities.iter().find(|i| i.token == t)) {
+        Some(id) => {
+            req.extensions_mut().insert(id.clone());
+            next.run(req).await
+        }
+        None => ApiError::unauthorized().into_response(),
+    }
+}
+
+async fn not_found() -> Response {
+    ApiError::no_such_resource().into_response()
+}
+
+async fn ok() -> &'static str {
+    "ok"
+}
+
+fn router(state: SharedState) -> Router {
+    use axum::routing::get as g;
+    Router::new()
+        .route("/version", g(discovery::version))
+        .route("/healthz", g(ok))
+        .route("/readyz", g(ok))
+        .route("/livez", g(ok))
+        .route("/api", g(discovery::api))
+        .route("/api/v1", g(discovery::api_v1))
+        .route("/apis", g(discovery::apis))
+        .route("/api/v1/namespaces", g(pods::list_namespaces))
+        .route("/api/v1/namespaces/{ns}", g(pods::get_namespace))
+        .route("/api/v1/nodes", g(pods::list_nodes))
+        .route("/api/v1/nodes/{name}", g(pods::get_node))
+        .route("/api/v1/pods", g(pods::list_all_pods))
+        .route(
+            "/api/v1/namespaces/{ns}/pods",
+            g(pods::list_pods).post(pods::create_pod),
+        )
+        .route(
+            "/api/v1/namespaces/{ns}/pods/{name}",
+            g(pods::get_pod)
+                .delete(pods::delete_pod)
+                .patch(pods::patch_pod),
+        )
+        .route(
+            "/api/v1/namespaces/{ns}/pods/{name}/ephemeralcontainers",
+            g(pods::get_pod_sub)
+                .patch(pods::patch_ephemeral)
+                .put(pods::put_ephemeral),
+        )
+        .route(
+            "/api/v1/namespaces/{ns}/pods/{name}/status",
+            g(pods::get_pod_sub),
+        )
+        .route(
+            "/api/v1/namespaces/{ns}/pods/{name}/attach",
+            g(attach::attach).post(attach::attach),
+        )
+        .route("/api/v1/namespaces/{ns}/pods/{name}/log", get(attach::log))
+        .fallback(not_found)
+        .layer(middleware::from_fn_with_state(state.clone(), authenticate))
+        .with_state(state)
+}
+
+/// Configures and starts an [`ApiServer`].
+pub struct ApiServerBuilder {
+    identities: Vec<Identity>,
+    namespaces: Vec<(String, BTreeMap<String, String>)>,
+    pods: Vec<Pod>,
+    chain: AdmissionChain,
+    kubelet: KubeletConfig,
+    default_namespace: String,
+}
+
+impl ApiServerBuilder {
+    /// Adds (or replaces, by name) an identity. The first identity's context is the
+    /// kubeconfig's current one (`admin` by default).
+    pub fn identity(mut self, id: Identity) -> Self {
+        self.identities.retain(|i| i.name != id.name);
+        self.identities.push(id);
+        self
+    }
+
+    /// Adds a namespace with labels (`kubernetes.io/metadata.name` is added, as the API server does).
+    pub fn namespace(mut self, name: &str, labels: &[(&str, &str)]) -> Self {
+        let l = labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        self.namespaces.push((name.to_string(), l));
+        self
+    }
+
+    /// Seeds a running pod (its namespace must be added too).
+    pub fn pod(mut self, pod: Pod) -> Self {
+        self.pods.push(pod);
+        self
+    }
+
+    /// The webhooks to call.
+    pub fn admission(mut self, chain: AdmissionChain) -> Self {
+        self.chain = chain;
+        self
+    }
+
+    /// Kubelet behaviour.
+    pub fn kubelet(mut self, cfg: KubeletConfig) -> Self {
+        self.kubelet = cfg;
+        self
+    }
+
+    /// Namespace of the kubeconfig contexts (default `default`).
+    pub fn default_namespace(mut self, ns: &str) -> Self {
+        self.default_namespace = ns.to_string();
+        self
+    }
+
+    /// Binds 127.0.0.1:0, writes kubeconfigs, seeds objects and serves.
+    pub async fn start(self) -> Result<ApiServer, HarnessError> {
+        let ca = CertAuthority::generate("kspy-e2e-ca")?;
+        let serving = ca.issue_serving(&["localhost", "127.0.0.1"])?;
+        let tls = crate::tls::server_config(&serving, &[b"http/1.1"])?;
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let address = listener.local_addr()?;
+        let url = format!("https://{address}");
+
+        let store = Arc::new(Mutex::new(Store::new()));
+        let kubelet = Arc::new(Kubelet::new(self.kubelet.clone(), store.clone()));
+        let state = Arc::new(ServerState {
+            address,
+            store,
+            identities: self.identities.clone(),
+            admission: RwLock::new(self.chain),
+            reviews: Arc::new(Mutex::new(Vec::new())),
+            kubelet,
+            requests: Mutex::new(Vec::new()),
+        });
+
+        let dir = tempfile::Builder::new().prefix("kspy-e2e-").tempdir()?;
+        let kubeconfig = crate::kubeconfig::write_all(
+            dir.path(),
+            &url,
+            ca.cert_pem(),
+            &self.identities,
+            &self.default_namespace,
+        )?;
+
+        let server = ApiServer {
+            state: state.clone(),
+            url,
+            ca,
+            dir,
+            kubeconfig,
+            task: None,
+        };
+        for name in ["default", "kube-system", "kube-public", "kube-node-lease"] {
+            server.add_namespace(name, &[]);
+        }
+        for (name, labels) in &self.namespaces {
+            let l: Vec<(&str, &str)> = labels
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
+            server.add_namespace(name, &l);
+        }
+        let mut node = Node::default();
+        node.metadata.name = Some(self.kubelet.node_name.clone());
+        node.metadata.labels = Some(
+            [(
+                "kubernetes.io/hostname".to_string(),
+                self.kubelet.node_name.clone(),
+            )]
+            .into(),
+        );
+        state.store().put_node(node);
+        for p in self.pods {
+            server.add_pod(p)?;
+        }
+
+        let app = router(state);
+        let task = tokio::spawn(async move {
+            let mut conns = JoinSet::new();
+            loop {
+                let Ok((tcp, _)) = listener.accept().await else {
+                    continue;
+                };
+                let acceptor = acceptor.clone();
+                let app = app.clone();
+                conns.spawn(async move {
+                    let Ok(tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    let svc = TowerToHyperService::new(app);
+                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                        .serve_connection_with_upgrades(TokioIo::new(tls), svc)
+                        .await;
+                });
+                while conns.try_join_next().is_some() {}
+            }
+        });
+        let mut server = server;
+        server.task = Some(task);
+        Ok(server)
+    }
+}
+
+/// A running in-process API server; stops when dropped.
+pub struct ApiServer {
+    state: SharedState,
+    url: String,
+    ca: CertAuthority,
+    dir: tempfile::TempDir,
+    kubeconfig: PathBuf,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for ApiServer {
+    fn drop(&mut self) {
+        if let Some(t) = self.task.take() {
+            t.abort();
+        }
+    }
+}
+
+impl ApiServer {
+    /// A builder with the default identities ([`Identity::defaults`]).
+    pub fn builder() -> ApiServerBuilder {
+        ApiServerBuilder {
+            identities: Identity::defaults(),
+            namespaces: Vec::new(),
+            pods: Vec::new(),
+            chain: AdmissionChain::empty(),
+            kubelet: KubeletConfig::default(),
+            default_namespace: "default".into(),
+        }
+    }
+
+    /// `https://127.0.0.1:PORT`.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The CA that signed the serving certificate (PEM).
+    pub fn ca_pem(&self) -> &str {
+        self.ca.cert_pem()
+    }
+
+    /// The harness CA, e.g. to issue the webhook's serving certificate.
+    pub fn ca(&self) -> &CertAuthority {
+        &self.ca
+    }
+
+    /// Scratch directory (kubeconfigs live here); removed on drop.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Kubeconfig with every identity as a context (current: the first identity).
+    pub fn kubeconfig(&self) -> &Path {
+        &self.kubeconfig
+    }
+
+    /// Kubeconfig holding only `user`.
+    pub fn kubeconfig_for(&self, user: &str) -> PathBuf {
+        crate::kubeconfig::path_for(self.dir.path(), user)
+    }
+
+    /// A kube-rs client acting as `user`.
+    pub async fn client(&self, user: &str) -> Result<kube::Client, HarnessError> {
+        let kc = kube::config::Kubeconfig::read_from(self.kubeconfig_for(user))
+            .map_err(|e| HarnessError::Kube(e.to_string()))?;
+        let cfg =
+            kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
+                .await
+                .map_err(|e| HarnessError::Kube(e.to_string()))?;
+        kube::Client::try_from(cfg).map_err(|e| HarnessError::Kube(e.to_string()))
+    }
+
+    /// Replaces the webhooks.
+    pub fn set_admission(&self, chain: AdmissionChain) {
+        *self
+            .state
+            .admission
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = chain;
+    }
+
+    /// Every webhook call so far.
+    pub fn reviews(&self) -> Vec<ReviewRecord> {
+        self.state
+            .reviews
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Every write request so far.
+    pub fn requests(&self) -> Vec<RecordedRequest> {
+        self.state
+            .requests
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// A stored pod.
+    pub fn pod(&self, namespace: &str, name: &str) -> Option<Pod> {
+        self.state.store().pod(namespace, name).cloned()
+    }
+
+    /// Adds a namespace (with `kubernetes.io/metadata.name`).
+    pub fn add_namespace(&self, name: &str, labels: &[(&str, &str)]) {
+        let mut ns = Namespace::default();
+        ns.metadata.name = Some(name.into());
+        ns.metadata.uid = Some(defaults::random_uid());
+        ns.metadata.creation_timestamp =
+            Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                k8s_openapi::jiff::Timestamp::now(),
+            ));
+        let mut l: BTreeMap<String, String> = labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        l.insert("kubernetes.io/metadata.name".into(), name.into());
+        ns.metadata.labels = Some(l);
+        ns.status = serde_json::from_value(json!({"phase": "Active"})).ok();
+        self.state.store().put_namespace(ns);
+    }
+
+    /// Seeds a pod as if created earlier and already running: defaulted, with the
+    /// built-in admission plugins' additions, without calling webhooks.
+    pub fn add_pod(&self, pod: Pod) -> Result<Pod, HarnessError> {
+        let pod = pods::seed(&self.state, pod)?;
+        self.state.kubelet.pod_created(&pod, true);
+        Ok(self
+            .pod(
+                pod.metadata.namespace.as_deref().unwrap_or_default(),
+                pod.metadata.name.as_deref().unwrap_or_default(),
+            )
+            .unwrap_or(pod))
+    }
+
+    /// The process of a started container.
+    pub fn process(&self, namespace: &str, pod: &str, container: &str) -> Option<Arc<Process>> {
+        self.state.kubelet.process(namespace, pod, container)
+    }
+
+    /// Polls until `pred` holds for the pod or `timeout` passes.
+    pub async fn wait_for_pod(
+        &self,
+        namespace: &str,
+        name: &str,
+        timeout: Duration,
+        pred: impl Fn(&Pod) -> bool,
+    ) -> Option<Pod> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if let Some(p) = self.pod(namespace, name)
+                && pred(&p)
+            {
+                return Some(p);
+            }
+            if tokio::time::Instant::now() > deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}

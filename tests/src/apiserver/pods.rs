@@ -1,0 +1,768 @@
+//! Pods (get, list, create, delete, patch; the `ephemeralcontainers` subresource by PATCH
+//! and PUT), namespaces and nodes (get, list).
+//!
+//! Writes follow the API server's order: decode and default, built-in admission (on
+//! create), mutating webhooks, the strategy's PrepareFor* (the `ephemeralcontainers`
+//! subresource keeps everything of the stored pod but `spec.ephemeralContainers`),
+//! validation (422), validating webhooks, then storage — skipped with `dryRun=All`.
+
+use std::collections::HashMap;
+
+use axum::Extension;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, Uri, header};
+use axum::response::Response;
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use serde_json::{Value, json};
+
+use super::selectors::ListOptions;
+use super::status::ApiError;
+use super::{SharedState, defaults, json_response, patch, table, validation, watch};
+use crate::admission_chain::{Admitted, Attributes, Operation};
+use crate::identity::Identity;
+
+type QueryMap = Query<HashMap<String, String>>;
+
+/// Checks the identity's permissions; 403 in the RBAC authorizer's words otherwise.
+pub fn authorize(
+    user: &Identity,
+    verb: &str,
+    resource: &str,
+    sub: Option<&str>,
+    ns: Option<&str>,
+    name: Option<&str>,
+) -> Result<(), ApiError> {
+    let full = match sub {
+        Some(s) => format!("{resource}/{s}"),
+        None => resource.to_string(),
+    };
+    if user.may(verb, &full, ns) {
+        Ok(())
+    } else {
+        Err(ApiError::forbidden_rbac(
+            &user.name, verb, resource, sub, ns, name,
+        ))
+    }
+}
+
+/// `dryRun=All` → true; absent → false; anything else → 400.
+pub fn dry_run(q: &HashMap<String, String>) -> Result<bool, ApiError> {
+    match q.get("dryRun").map(String::as_str) {
+        None | Some("") => Ok(false),
+        Some("All") => Ok(true),
+        Some(other) => Err(ApiError::bad_request(format!(
+            "dryRun: Unsupported value: {other:?}: supported values: \"All\""
+        ))),
+    }
+}
+
+fn to_json(p: &Pod) -> Result<Value, ApiError> {
+    serde_json::to_value(p).map_err(ApiError::internal)
+}
+
+fn decode(v: Value) -> Result<Pod, ApiError> {
+    serde_json::from_value(v).map_err(|e| {
+        ApiError::bad_request(format!(
+            "Pod in version \"v1\" cannot be handled as a Pod: {e}"
+        ))
+    })
+}
+
+fn list_item(v: Value) -> Value {
+    let mut v = v;
+    if let Some(m) = v.as_object_mut() {
+        m.remove("apiVersion");
+        m.remove("kind");
+    }
+    v
+}
+
+fn wants_table(headers: &HeaderMap) -> bool {
+    table::wants_table(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()))
+}
+
+fn namespace_labels(
+    state: &SharedState,
+    ns: &str,
+) -> Result<std::collections::BTreeMap<String, String>, ApiError> {
+    let store = state.store();
+    let n = store
+        .namespace(ns)
+        .ok_or_else(|| ApiError::not_found("namespaces", ns))?;
+    Ok(n.metadata.labels.clone().unwrap_or_default())
+}
+
+fn list_response(
+    state: &SharedState,
+    ns: Option<&str>,
+    opts: &ListOptions,
+    headers: &HeaderMap,
+) -> Result<Response, ApiError> {
+    let (pods, rv) = {
+        let store = state.store();
+        let pods: Vec<Pod> = store
+            .pods(ns)
+            .into_iter()
+            .filter(|p| opts.selects(p))
+            .collect();
+        (pods, store.current_rv().to_string())
+    };
+    if wants_table(headers) {
+        return Ok(json_response(
+            StatusCode::OK,
+            &table::pods_table(&pods, &rv),
+            &[],
+        ));
+    }
+    let items: Vec<Value> = pods
+        .iter()
+        .map(|p| to_json(p).map(list_item))
+        .collect::<Result<_, _>>()?;
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({"kind": "PodList", "apiVersion": "v1", "metadata": {"resourceVersion": rv}, "items": items}),
+        &[],
+    ))
+}
+
+/// `GET /api/v1/namespaces/{ns}/pods` (list or watch).
+pub async fn list_pods(
+    State(state): State<SharedState>,
+    Extension(user): Extension<Identity>,
+    Path(ns): Path<String>,
+    Query(q): QueryMap,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let opts = ListOptions::from_query(&q)?;
+    if opts.watch {
+        authorize(&user, "watch", "pods", None, Some(&ns), None)?;
+        return watch::watch_pods(&state, Some(ns), opts);
+    }
+    authorize(&user, "list", "pods", None, Some(&ns), None)?;
+    list_response(&state, Some(&ns), &opts, &headers)
+}
+
+/// `GET /api/v1/pods` (all namespaces; list or watch).
+pub async fn list_all_pods(
+    State(state): State<SharedState>,
+    Extension(user): Extension<Identity>,
+    Query(q): QueryMap,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let opts = ListOptions::from_query(&q)?;
+    if opts.watch {
+        authorize(&user, "watch", "pods", None, None, None)?;
+        return watch::watch_pods(&state, None, opts);
+    }
+    authorize(&user, "list", "pods", None, None, None)?;
+    list_response(&state, None, &opts, &headers)
+}
+
+/// `GET /api/v1/namespaces/{ns}/pods/{name}`.
+pub async fn get_pod(
+    State(state): State<SharedState>,
+    Extension(user): Extension<Identity>,
+    Path((ns, name)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    authorize(&user, "get", "pods", None, Some(&ns), Some(&name))?;
+    let pod = state
+        .store()
+        .pod(&ns, &name)
+        .cloned()
+        .ok_or_else(|| ApiError::not_found("pods", &name))?;
+    if wants_table(&headers) {
+        let rv = pod.metadata.resource_version.clone().unwrap_or_default();
+        return Ok(json_response(
+            StatusCode::OK,
+            &table::pods_table(&[pod], &rv),
+            &[],
+        ));
+    }
+    Ok(json_response(StatusCode::OK, &to_json(&pod)?, &[]))
+}
+
+/// `GET .../pods/{name}/ephemeralcontainers` and `.../status`: the Pod.
+pub async fn get_pod_sub(
+    State(state): State<SharedState>,
+    Extension(user): Extension<Identity>,
+    Path((ns, name)): Path<(String, String)>,
+    uri: Uri,
+) -> Result<Response, ApiError> {
+    let sub = uri
+        .path()
+        .rsplit('/')
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    authorize(&user, "get", "pods", Some(&sub), Some(&ns), Some(&name))?;
+    let pod = state
+        .store()
+        .pod(&ns, &name)
+        .cloned()
+        .ok_or_else(|| ApiError::not_found("pods", &name))?;
+    Ok(json_response(StatusCode::OK, &to_json(&pod)?, &[]))
+}
+
+/// Seeds a pod: defaults and built-in admission, no webhooks, stored as is.
+pub fn seed(state: &SharedState, pod: Pod) -> Result<Pod, ApiError> {
+    let mut v = to_json(&pod)?;
+    defaults::apply_pod_defaults(&mut v);
+    defaults::apply_create_admission(&mut v);
+    let mut pod = decode(v)?;
+    let ns = pod
+        .metadata
+        .namespace
+        .clone()
+        .unwrap_or_else(|| "default".into());
+    pod.metadata.namespace = Some(ns.clone());
+    namespace_labels(state, &ns)?;
+    pod.metadata.uid = Some(defaults::random_uid());
+    pod.metadata.creation_timestamp = Some(Time(k8s_openapi::jiff::Timestamp::now()));
+    let errs = validation::validate_create(&pod);
+    if !errs.is_empty() {
+        return Err(ApiError::invalid(
+            "Pod",
+            pod.metadata.name.as_deref().unwrap_or_default(),
+            &errs,
+        ));
+    }
+    state.store().create_pod(pod)
+}
+
+/// `POST /api/v1/namespaces/{ns}/pods`.
+pub async fn create_pod(
+    State(state): State<SharedState>,
+    Extension(user): Extension<Identity>,
+    Path(ns): Path<String>,
+    Query(q): QueryMap,
+    headers: HeaderMap,
+    uri: Uri,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    state.record("POST", &uri.to_string(), &user, &headers, &body);
+    authorize(&user, "create", "pods", None, Some(&ns), None)?;
+    let dry = dry_run(&q)?;
+    if content_type(&headers).starts_with("application/vnd.kubernetes.protobuf") {
+        return Err(ApiError::new(
+            415,
+            "UnsupportedMediaType",
+            "the body of the request was in an unknown format - this test API server decodes application/json only (client-go sends Pods as protobuf since 1.31)",
+        ));
+    }
+    let mut v: Value = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::bad_request(format!(
+            "Pod in version \"v1\" cannot be handled as a Pod: {e}"
+        ))
+    })?;
+    if let Some(kind) = v.get("kind").and_then(Value::as_str)
+        && kind != "Pod"
+    {
+        return Err(ApiError::bad_request(format!(
+            "the object provided is of kind {kind:?}, not Pod"
+        )));
+    }
+    let Some(meta) = v.get_mut("metadata").and_then(Value::as_object_mut) else {
+        return Err(ApiError::bad_request(
+            "Pod in version \"v1\" cannot be handled as a Pod: metadata is required",
+        ));
+    };
+    match meta.get("namespace").and_then(Value::as_str) {
+        Some(n) if !n.is_empty() && n != ns => {
+            return Err(ApiError::bad_request(
+                "the namespace of the provided object does not match the namespace sent on the request",
+            ));
+        }
+        _ => {
+            meta.insert("namespace".into(), json!(ns));
+        }
+    }
+    if meta
+        .get("name")
+        .and_then(Value::as_str)
+        .is_none_or(str::is_empty)
+        && let Some(g) = meta.get("generateName").and_then(Value::as_str)
+    {
+        let name = format!("{g}{}", defaults::random_suffix(5));
+        meta.insert("name".into(), json!(name));
+    }
+    for k in [
+        "uid",
+        "resourceVersion",
+        "creationTimestamp",
+        "deletionTimestamp",
+    ] {
+        meta.remove(k);
+    }
+    if let Some(m) = v.as_object_mut() {
+        m.remove("status");
+    }
+    defaults::apply_pod_defaults(&mut v);
+    let ns_labels = namespace_labels(&state, &ns)?;
+    defaults::apply_create_admission(&mut v);
+    let pod = decode(v)?;
+    let name = pod.metadata.name.clone().unwrap_or_default();
+
+    let chain = state.chain();
+    let mut options = json!({"kind": "CreateOptions", "apiVersion": "meta.k8s.io/v1"});
+    if let Some(fm) = q.get("fieldManager") {
+        options["fieldManager"] = json!(fm);
+    }
+    if dry {
+        options["dryRun"] = json!(["All"]);
+    }
+    let mut attrs = Attributes {
+        operation: Operation::Create,
+        subresource: String::new(),
+        name: name.clone(),
+        namespace: ns.clone(),
+        user: user.clone(),
+        object: to_json(&pod)?,
+        old_object: None,
+        dry_run: dry,
+        options,
+        namespace_labels: ns_labels,
+    };
+    let mut admitted = Admitted::default();
+    chain
+        .mutate(&mut attrs, &state.reviews, &mut admitted)
+        .await?;
+    let mut v = attrs.object.clone();
+    defaults::apply_pod_defaults(&mut v);
+    let mut pod = decode(v)?;
+    // PrepareForCreate / BeforeCreate.
+    pod.metadata.uid = Some(defaults::random_uid());
+    pod.metadata.creation_timestamp = Some(Time(k8s_openapi::jiff::Timestamp::now()));
+    pod.status = serde_json::from_value(json!({"phase": "Pending", "qosClass": "BestEffort"})).ok();
+    let errs = validation::validate_create(&pod);
+    if !errs.is_empty() {
+        return Err(ApiError::invalid("Pod", &name, &errs));
+    }
+    attrs.object = to_json(&pod)?;
+    chain
+        .validate(&attrs, &state.reviews, &mut admitted)
+        .await?;
+    if dry {
+        if state.store().pod(&ns, &name).is_some() {
+            return Err(ApiError::already_exists("pods", &name));
+        }
+        return Ok(json_response(
+            StatusCode::CREATED,
+            &to_json(&pod)?,
+            &admitted.warnings,
+        ));
+    }
+    let stored = state.store().create_pod(pod)?;
+    state.kubelet.pod_created(&stored, false);
+    Ok(json_response(
+        StatusCode::CREATED,
+        &to_json(&stored)?,
+        &admitted.warnings,
+    ))
+}
+
+/// `DELETE /api/v1/namespaces/{ns}/pods/{name}`: returns the deleted pod.
+pub async fn delete_pod(
+    State(state): State<SharedState>,
+    Extension(user): Extension<Identity>,
+    Path((ns, name)): Path<(String, String)>,
+    Query(q): QueryMap,
+    headers: HeaderMap,
+    uri: Uri,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    state.record("DELETE", &uri.to_string(), &user, &headers, &body);
+    authorize(&user, "delete", "pods", None, Some(&ns), Some(&name))?;
+    // dryRun may also come in the DeleteOptions body (kube-rs and client-go put it there).
+    let body_dry = serde_json::from_slice::<Value>(&body)
+        .ok()
+        .and_then(|v| v.get("dryRun").cloned())
+        .is_some_and(|d| d == json!(["All"]));
+    if dry_run(&q)? || body_dry {
+        let pod = state
+            .store()
+            .pod(&ns, &name)
+            .cloned()
+            .ok_or_else(|| ApiError::not_found("pods", &name))?;
+        return Ok(json_response(StatusCode::OK, &to_json(&pod)?, &[]));
+    }
+    let pod = state.store().delete_pod(&ns, &name)?;
+    state.kubelet.pod_deleted(&ns, &name);
+    Ok(json_response(StatusCode::OK, &to_json(&pod)?, &[]))
+}
+
+/// Which update strategy applies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Target {
+    /// The `ephemeralcontainers` subresource.
+    Ephemeral,
+    /// The pod itself.
+    Pod,
+}
+
+/// Who asks to update which pod.
+struct UpdateCall<'a> {
+    state: &'a SharedState,
+    user: &'a Identity,
+    ns: &'a str,
+    name: &'a str,
+}
+
+async fn update(
+    call: UpdateCall<'_>,
+    target: Target,
+    q: &HashMap<String, String>,
+    options_kind: &str,
+    make: impl Fn(&Value) -> Result<Value, ApiError>,
+) -> Result<Response, ApiError> {
+    let UpdateCall {
+        state,
+        user,
+        ns,
+        name,
+    } = call;
+    let dry = dry_run(q)?;
+    let chain = state.chain();
+    let ns_labels = namespace_labels(state, ns)?;
+    let mut options = json!({"kind": options_kind, "apiVersion": "meta.k8s.io/v1"});
+    if let Some(fm) = q.get("fieldManager") {
+        options["fieldManager"] = json!(fm);
+    }
+    if dry {
+        options["dryRun"] = json!(["All"]);
+    }
+    let subresource = match target {
+        Target::Ephemeral => "ephemeralcontainers",
+        Target::Pod => "",
+    };
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let current = state
+            .store()
+            .pod(ns, name)
+            .cloned()
+            .ok_or_else(|| ApiError::not_found("pods", name))?;
+        let cur_rv = current.metadata.resource_version.clone();
+        let cur_json = to_json(&current)?;
+        let mut new_json = make(&cur_json)?;
+        if let Some(n) = new_json.pointer("/metadata/name").and_then(Value::as_str)
+            && n != name
+        {
+            return Err(ApiError::bad_request(format!(
+                "the name of the object ({n}) does not match the name on the URL ({name})"
+            )));
+        }
+        if let Some(n) = new_json
+            .pointer("/metadata/namespace")
+            .and_then(Value::as_str)
+            && n != ns
+        {
+            return Err(ApiError::bad_request(
+                "the namespace of the provided object does not match the namespace sent on the request",
+            ));
+        }
+        // A resourceVersion the client sent is a precondition. A PUT's is always the
+        // client's; a patched object carries the stored one unless the patch changed it.
+        let sent_rv = new_json
+            .pointer("/metadata/resourceVersion")
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        if let Some(rv) = &sent_rv
+            && Some(rv) != cur_rv.as_ref()
+        {
+            return Err(ApiError::conflict("pods", name));
+        }
+        let client_rv = if options_kind == "UpdateOptions" {
+            sent_rv
+        } else {
+            None
+        };
+        defaults::apply_pod_defaults(&mut new_json);
+        let new_pod = decode(new_json)?;
+        let mut attrs = Attributes {
+            operation: Operation::Update,
+            subresource: subresource.to_string(),
+            name: name.to_string(),
+            namespace: ns.to_string(),
+            user: user.clone(),
+            object: to_json(&new_pod)?,
+            old_object: Some(cur_json.clone()),
+            dry_run: dry,
+            options: options.clone(),
+            namespace_labels: ns_labels.clone(),
+        };
+        let mut admitted = Admitted::default();
+        chain
+            .mutate(&mut attrs, &state.reviews, &mut admitted)
+            .await?;
+        let mut mutated = attrs.object.clone();
+        defaults::apply_pod_defaults(&mut mutated);
+        let mutated = decode(mutated)?;
+        let prepared = match target {
+            Target::Ephemeral => {
+                let mut p = current.clone();
+                if let Some(spec) = p.spec.as_mut() {
+                    spec.ephemeral_containers = mutated
+                        .spec
+                        .as_ref()
+                        .and_then(|s| s.ephemeral_containers.clone());
+                }
+                p
+            }
+            Target::Pod => {
+                let mut p = mutated;
+                p.status = current.status.clone();
+                p.metadata.uid = current.metadata.uid.clone();
+                p.metadata.creation_timestamp = current.metadata.creation_timestamp.clone();
+                p.metadata.resource_version = cur_rv.clone();
+                p
+            }
+        };
+        let errs = match target {
+            Target::Ephemeral => validation::validate_ephemeral_update(&prepared, &current),
+            Target::Pod => validation::validate_pod_update(&prepared, &current),
+        };
+        if !errs.is_empty() {
+            return Err(ApiError::invalid("Pod", name, &errs));
+        }
+        attrs.object = to_json(&prepared)?;
+        chain
+            .validate(&attrs, &state.reviews, &mut admitted)
+            .await?;
+        if dry {
+            return Ok(json_response(
+                StatusCode::OK,
+                &to_json(&prepared)?,
+                &admitted.warnings,
+            ));
+        }
+        let stored = match state.store().update_pod(prepared, cur_rv.as_deref()) {
+            Ok(p) => p,
+            Err(e) if e.reason == "Conflict" && client_rv.is_none() && attempt < 5 => continue,
+            Err(e) => return Err(e),
+        };
+        let old_names: Vec<String> = current
+            .spec
+            .as_ref()
+            .and_then(|s| s.ephemeral_containers.as_ref())
+            .map(|e| e.iter().map(|c| c.name.clone()).collect())
+            .unwrap_or_default();
+        let added: Vec<String> = stored
+            .spec
+            .as_ref()
+            .and_then(|s| s.ephemeral_containers.as_ref())
+            .map(|e| {
+                e.iter()
+                    .map(|c| c.name.clone())
+                    .filter(|n| !old_names.contains(n))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if !added.is_empty() {
+            state.kubelet.ephemeral_added(&stored, &added);
+        }
+        return Ok(json_response(
+            StatusCode::OK,
+            &to_json(&stored)?,
+            &admitted.warnings,
+        ));
+    }
+}
+
+fn content_type(headers: &HeaderMap) -> String {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string()
+}
+
+/// `PATCH .../pods/{name}/ephemeralcontainers`.
+pub async fn patch_ephemeral(
+    State(state): State<SharedState>,
+    Extension(user): Extension<Identity>,
+    Path((ns, name)): Path<(String, String)>,
+    Query(q): QueryMap,
+    headers: HeaderMap,
+    uri: Uri,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    state.record("PATCH", &uri.to_string(), &user, &headers, &body);
+    authorize(
+        &user,
+        "patch",
+        "pods",
+        Some("ephemeralcontainers"),
+        Some(&ns),
+        Some(&name),
+    )?;
+    let kind = patch::PatchKind::from_content_type(&content_type(&headers))?;
+    update(
+        UpdateCall {
+            state: &state,
+            user: &user,
+            ns: &ns,
+            name: &name,
+        },
+        Target::Ephemeral,
+        &q,
+        "PatchOptions",
+        |cur| patch::apply(kind, cur, &body),
+    )
+    .await
+}
+
+/// `PUT .../pods/{name}/ephemeralcontainers` (body: the whole Pod).
+pub async fn put_ephemeral(
+    State(state): State<SharedState>,
+    Extension(user): Extension<Identity>,
+    Path((ns, name)): Path<(String, String)>,
+    Query(q): QueryMap,
+    headers: HeaderMap,
+    uri: Uri,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    state.record("PUT", &uri.to_string(), &user, &headers, &body);
+    authorize(
+        &user,
+        "update",
+        "pods",
+        Some("ephemeralcontainers"),
+        Some(&ns),
+        Some(&name),
+    )?;
+    update(
+        UpdateCall {
+            state: &state,
+            user: &user,
+            ns: &ns,
+            name: &name,
+        },
+        Target::Ephemeral,
+        &q,
+        "UpdateOptions",
+        |_| {
+            serde_json::from_slice(&body).map_err(|e| {
+                ApiError::bad_request(format!(
+                    "Pod in version \"v1\" cannot be handled as a Pod: {e}"
+                ))
+            })
+        },
+    )
+    .await
+}
+
+/// `PATCH /api/v1/namespaces/{ns}/pods/{name}` (pod update rules apply).
+pub async fn patch_pod(
+    State(state): State<SharedState>,
+    Extension(user): Extension<Identity>,
+    Path((ns, name)): Path<(String, String)>,
+    Query(q): QueryMap,
+    headers: HeaderMap,
+    uri: Uri,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    state.record("PATCH", &uri.to_string(), &user, &headers, &body);
+    authorize(&user, "patch", "pods", None, Some(&ns), Some(&name))?;
+    let kind = patch::PatchKind::from_content_type(&content_type(&headers))?;
+    update(
+        UpdateCall {
+            state: &state,
+            user: &user,
+            ns: &ns,
+            name: &name,
+        },
+        Target::Pod,
+        &q,
+        "PatchOptions",
+        |cur| patch::apply(kind, cur, &body),
+    )
+    .await
+}
+
+/// `GET /api/v1/namespaces` (list, or a watch of the current namespaces).
+pub async fn list_namespaces(
+    State(state): State<SharedState>,
+    Extension(user): Extension<Identity>,
+    Query(q): QueryMap,
+) -> Result<Response, ApiError> {
+    let opts = ListOptions::from_query(&q)?;
+    if opts.watch {
+        authorize(&user, "watch", "namespaces", None, None, None)?;
+        return Ok(watch::watch_namespaces(&state, &opts));
+    }
+    authorize(&user, "list", "namespaces", None, None, None)?;
+    let store = state.store();
+    let items: Vec<Value> = store
+        .namespaces()
+        .iter()
+        .map(|n| serde_json::to_value(n).map(list_item))
+        .collect::<Result<_, _>>()
+        .map_err(ApiError::internal)?;
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({"kind": "NamespaceList", "apiVersion": "v1", "metadata": {"resourceVersion": store.current_rv().to_string()}, "items": items}),
+        &[],
+    ))
+}
+
+/// `GET /api/v1/namespaces/{ns}`.
+pub async fn get_namespace(
+    State(state): State<SharedState>,
+    Extension(user): Extension<Identity>,
+    Path(ns): Path<String>,
+) -> Result<Response, ApiError> {
+    authorize(&user, "get", "namespaces", None, None, Some(&ns))?;
+    let n = state
+        .store()
+        .namespace(&ns)
+        .cloned()
+        .ok_or_else(|| ApiError::not_found("namespaces", &ns))?;
+    Ok(json_response(
+        StatusCode::OK,
+        &serde_json::to_value(n).map_err(ApiError::internal)?,
+        &[],
+    ))
+}
+
+/// `GET /api/v1/nodes`.
+pub async fn list_nodes(
+    State(state): State<SharedState>,
+    Extension(user): Extension<Identity>,
+) -> Result<Response, ApiError> {
+    authorize(&user, "list", "nodes", None, None, None)?;
+    let store = state.store();
+    let items: Vec<Value> = store
+        .nodes()
+        .iter()
+        .map(|n| serde_json::to_value(n).map(list_item))
+        .collect::<Result<_, _>>()
+        .map_err(ApiError::internal)?;
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({"kind": "NodeList", "apiVersion": "v1", "metadata": {"resourceVersion": store.current_rv().to_string()}, "items": items}),
+        &[],
+    ))
+}
+
+/// `GET /api/v1/nodes/{name}`.
+pub async fn get_node(
+    State(state): State<SharedState>,
+    Extension(user): Extension<Identity>,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    authorize(&user, "get", "nodes", None, None, Some(&name))?;
+    let n = state
+        .store()
+        .node(&name)
+        .cloned()
+        .ok_or_else(|| ApiError::not_found("nodes", &name))?;
+    Ok(json_response(
+        StatusCode::OK,
+        &serde_json::to_value(n).map_err(ApiError::internal)?,
+        &[],
+    ))
+}

@@ -1,0 +1,704 @@
+//! Self-tests of the in-process API server through kube-rs: discovery, CRUD, the
+//! ephemeralcontainers subresource with all three patch types, validation and Status
+//! shapes, dry runs, watch format, attach and logs.
+
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{Namespace, Pod};
+use kspy_e2e::{ApiServer, fixtures};
+use kube::api::{
+    Api, AttachParams, DeleteParams, ListParams, LogParams, Patch, PatchParams, PostParams,
+    WatchEvent, WatchParams,
+};
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+async fn server() -> ApiServer {
+    ApiServer::builder()
+        .namespace("prod", &[("team", "payments")])
+        .pod(fixtures::web_pod("prod", "web"))
+        .start()
+        .await
+        .expect("server starts")
+}
+
+fn api_err(e: kube::Error) -> kube::core::Status {
+    match e {
+        kube::Error::Api(s) => *s,
+        other => panic!("expected an API error, got {other:?}"),
+    }
+}
+
+fn eph(name: &str, image: &str) -> Value {
+    json!({"name": name, "image": image, "stdin": true, "tty": true})
+}
+
+#[tokio::test]
+async fn discovery_and_reads_work_for_kube_rs() {
+    let s = server().await;
+    let client = s.client("alice").await.unwrap();
+    let info = client.apiserver_version().await.unwrap();
+    assert_eq!(info.git_version, "v1.33.0");
+    let discovery = kube::discovery::Discovery::new(client.clone())
+        .run()
+        .await
+        .unwrap();
+    let (pods, caps) = discovery
+        .resolve_gvk(&kube::api::GroupVersionKind::gvk("", "v1", "Pod"))
+        .expect("Pod discovered");
+    assert_eq!(pods.plural, "pods");
+    assert!(
+        caps.subresources
+            .iter()
+            .any(|(r, _)| r.plural == "ephemeralcontainers")
+    );
+    assert!(caps.subresources.iter().any(|(r, _)| r.plural == "attach"));
+
+    let api: Api<Pod> = Api::namespaced(client.clone(), "prod");
+    let web = api.get("web").await.unwrap();
+    assert_eq!(
+        web.status.as_ref().unwrap().phase.as_deref(),
+        Some("Running")
+    );
+    assert_eq!(
+        web.spec.as_ref().unwrap().node_name.as_deref(),
+        Some("node-1")
+    );
+    // Defaulting and the ServiceAccount plugin shaped the stored pod.
+    let app = &web.spec.as_ref().unwrap().containers[0];
+    assert_eq!(app.image_pull_policy.as_deref(), Some("IfNotPresent"));
+    assert!(
+        app.volume_mounts
+            .as_ref()
+            .unwrap()
+            .iter()
+            .any(|m| m.mount_path == "/var/run/secrets/kubernetes.io/serviceaccount")
+    );
+    let list = api
+        .list(&ListParams::default().fields("metadata.name=web"))
+        .await
+        .unwrap();
+    assert_eq!(list.items.len(), 1);
+    assert_eq!(
+        api.list(&ListParams::default().labels("app=nope"))
+            .await
+            .unwrap()
+            .items
+            .len(),
+        0
+    );
+    let ns: Api<Namespace> = Api::all(client);
+    let prod = ns.get("prod").await.unwrap();
+    assert_eq!(
+        prod.metadata.labels.unwrap()["kubernetes.io/metadata.name"],
+        "prod"
+    );
+    // Namespaces can be watched (for informers keeping a namespace cache).
+    use futures::StreamExt;
+    let events: Vec<_> = ns
+        .watch(&WatchParams::default().timeout(1), "0")
+        .await
+        .unwrap()
+        .collect()
+        .await;
+    assert!(events.iter().any(
+        |e| matches!(e, Ok(WatchEvent::Added(n)) if n.metadata.name.as_deref() == Some("prod"))
+    ));
+}
+
+#[tokio::test]
+async fn strategic_patch_adds_ephemeral_container_and_kubelet_runs_it() {
+    let s = server().await;
+    let api: Api<Pod> = Api::namespaced(s.client("alice").await.unwrap(), "prod");
+    let mut c = eph("dbg", "busybox:1.36");
+    c["targetContainerName"] = json!("app");
+    let pod = api
+        .patch_ephemeral_containers(
+            "web",
+            &PatchParams::default(),
+            &Patch::Strategic(json!({"spec": {"ephemeralContainers": [c]}})),
+        )
+        .await
+        .unwrap();
+    let ecs = pod.spec.unwrap().ephemeral_containers.unwrap();
+    assert_eq!(ecs.len(), 1);
+    assert_eq!(
+        ecs[0].termination_message_policy.as_deref(),
+        Some("File"),
+        "defaults applied"
+    );
+    let req = s.requests().into_iter().last().unwrap();
+    assert_eq!(req.content_type, "application/strategic-merge-patch+json");
+    assert!(
+        req.uri.ends_with("/pods/web/ephemeralcontainers?"),
+        "{}",
+        req.uri
+    );
+
+    let running = s
+        .wait_for_pod("prod", "web", Duration::from_secs(5), |p| {
+            p.status
+                .as_ref()
+                .and_then(|s| s.ephemeral_container_statuses.as_ref())
+                .is_some_and(|st| {
+                    st.iter().any(|c| {
+                        c.name == "dbg" && c.state.as_ref().is_some_and(|s| s.running.is_some())
+                    })
+                })
+        })
+        .await;
+    assert!(running.is_some(), "dbg runs");
+
+    // A second one merges by name next to the first.
+    let pod = api
+        .patch_ephemeral_containers(
+            "web",
+            &PatchParams::default(),
+            &Patch::Strategic(json!({"spec": {"ephemeralContainers": [eph("dbg2", "alpine")]}})),
+        )
+        .await
+        .unwrap();
+    let names: Vec<String> = pod
+        .spec
+        .unwrap()
+        .ephemeral_containers
+        .unwrap()
+        .into_iter()
+        .map(|c| c.name)
+        .collect();
+    assert_eq!(names, ["dbg", "dbg2"]);
+}
+
+#[tokio::test]
+async fn json_and_merge_patches_and_put() {
+    let s = server().await;
+    let api: Api<Pod> = Api::namespaced(s.client("admin").await.unwrap(), "prod");
+    // JSON patch: adding to a missing list fails like the real server, creating it works.
+    // (kube's Patch::Json needs its `jsonpatch` feature, which the workspace does not enable: send it raw.)
+    let client = s.client("admin").await.unwrap();
+    let path = "/api/v1/namespaces/prod/pods/web/ephemeralcontainers";
+    let ct = "application/json-patch+json";
+    let body =
+        json!([{"op": "add", "path": "/spec/ephemeralContainers/-", "value": eph("a", "busybox")}])
+            .to_string();
+    let err = client
+        .request::<Pod>(http_request("PATCH", path, ct, body.as_bytes()))
+        .await
+        .unwrap_err();
+    assert_eq!(api_err(err).code, 422);
+    let body =
+        json!([{"op": "add", "path": "/spec/ephemeralContainers", "value": [eph("a", "busybox")]}])
+            .to_string();
+    client
+        .request::<Pod>(http_request("PATCH", path, ct, body.as_bytes()))
+        .await
+        .unwrap();
+    // Merge patch replaces the list: dropping "a" is refused.
+    let err = api
+        .patch_ephemeral_containers(
+            "web",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"ephemeralContainers": [eph("b", "busybox")]}})),
+        )
+        .await
+        .unwrap_err();
+    let st = api_err(err);
+    assert_eq!((st.code, st.reason.as_str()), (422, "Invalid"));
+    assert!(st.message.starts_with(r#"Pod "web" is invalid: spec.ephemeralContainers: Forbidden: existing ephemeral containers "a" may not be removed"#), "{}", st.message);
+    // PUT of the whole pod with one more container works (kube's replace_ephemeral_containers).
+    let mut pod = api.get_ephemeral_containers("web").await.unwrap();
+    let extra: k8s_openapi::api::core::v1::EphemeralContainer =
+        serde_json::from_value(eph("c", "busybox")).unwrap();
+    pod.spec
+        .as_mut()
+        .unwrap()
+        .ephemeral_containers
+        .as_mut()
+        .unwrap()
+        .push(extra);
+    let out = api
+        .replace_ephemeral_containers("web", &PostParams::default(), &pod)
+        .await
+        .unwrap();
+    assert_eq!(out.spec.unwrap().ephemeral_containers.unwrap().len(), 2);
+    // A stale resourceVersion conflicts.
+    let err = api
+        .replace_ephemeral_containers("web", &PostParams::default(), &pod)
+        .await
+        .unwrap_err();
+    let st = api_err(err);
+    assert_eq!((st.code, st.reason.as_str()), (409, "Conflict"));
+}
+
+#[tokio::test]
+async fn ephemeral_rules_and_status_shapes() {
+    let s = server().await;
+    let api: Api<Pod> = Api::namespaced(s.client("alice").await.unwrap(), "prod");
+    let strategic = |c: Value| Patch::Strategic(json!({"spec": {"ephemeralContainers": [c]}}));
+    let pp = PatchParams::default();
+
+    let st = api_err(
+        api.patch_ephemeral_containers("web", &pp, &strategic(eph("app", "busybox")))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(st.code, 422);
+    assert_eq!(
+        st.message,
+        r#"Pod "web" is invalid: spec.ephemeralContainers[0].name: Duplicate value: "app""#
+    );
+    let d = st.details.unwrap();
+    assert_eq!((d.name.as_str(), d.kind.as_str()), ("web", "Pod"));
+    assert_eq!(d.causes[0].reason, "FieldValueDuplicate");
+    assert_eq!(d.causes[0].field, "spec.ephemeralContainers[0].name");
+
+    let mut bad = eph("dbg", "busybox");
+    bad["ports"] = json!([{"containerPort": 80}]);
+    bad["targetContainerName"] = json!("nope");
+    let st = api_err(
+        api.patch_ephemeral_containers("web", &pp, &strategic(bad))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(
+        st.message,
+        r#"Pod "web" is invalid: [spec.ephemeralContainers[0].targetContainerName: Not found: "nope", spec.ephemeralContainers[0].ports: Forbidden: cannot be set for an Ephemeral Container]"#
+    );
+
+    api.patch_ephemeral_containers("web", &pp, &strategic(eph("dbg", "busybox")))
+        .await
+        .unwrap();
+    let st = api_err(
+        api.patch_ephemeral_containers("web", &pp, &strategic(eph("dbg", "alpine")))
+            .await
+            .unwrap_err(),
+    );
+    assert!(st.message.starts_with(r#"Pod "web" is invalid: spec.ephemeralContainers: Forbidden: existing ephemeral containers "dbg" may not be changed"#));
+
+    let st = api_err(api.get("ghost").await.unwrap_err());
+    assert_eq!(
+        (st.code, st.reason.as_str(), st.message.as_str()),
+        (404, "NotFound", r#"pods "ghost" not found"#)
+    );
+    let st = api_err(
+        api.patch_ephemeral_containers("ghost", &pp, &strategic(eph("x", "busybox")))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(st.code, 404);
+
+    let admin: Api<Pod> = Api::namespaced(s.client("admin").await.unwrap(), "prod");
+    let st = api_err(
+        admin
+            .create(&PostParams::default(), &fixtures::web_pod("prod", "web"))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(
+        (st.code, st.reason.as_str(), st.message.as_str()),
+        (409, "AlreadyExists", r#"pods "web" already exists"#)
+    );
+    let mut with_eph = fixtures::web_pod("prod", "other");
+    with_eph.spec.as_mut().unwrap().ephemeral_containers =
+        Some(vec![serde_json::from_value(eph("x", "busybox")).unwrap()]);
+    let st = api_err(
+        admin
+            .create(&PostParams::default(), &with_eph)
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(
+        st.message,
+        r#"Pod "other" is invalid: spec.ephemeralContainers: Forbidden: cannot be set on create"#
+    );
+    let st = api_err(
+        Api::<Pod>::namespaced(s.client("admin").await.unwrap(), "nowhere")
+            .create(&PostParams::default(), &fixtures::web_pod("nowhere", "x"))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(st.message, r#"namespaces "nowhere" not found"#);
+
+    let eve: Api<Pod> = Api::namespaced(s.client("eve").await.unwrap(), "prod");
+    eve.get("web").await.unwrap();
+    let st = api_err(
+        eve.patch_ephemeral_containers("web", &pp, &strategic(eph("e", "busybox")))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!((st.code, st.reason.as_str()), (403, "Forbidden"));
+    assert_eq!(
+        st.message,
+        r#"pods "web" is forbidden: User "eve" cannot patch resource "pods/ephemeralcontainers" in API group "" in the namespace "prod""#
+    );
+}
+
+#[tokio::test]
+async fn unauthenticated_and_unsupported_media_type() {
+    let s = server().await;
+    let client = s.client("alice").await.unwrap();
+    let req = http_request(
+        "PATCH",
+        "/api/v1/namespaces/prod/pods/web/ephemeralcontainers",
+        "application/json",
+        b"{}",
+    );
+    let st = api_err(client.request::<Pod>(req).await.unwrap_err());
+    assert_eq!((st.code, st.reason.as_str()), (415, "UnsupportedMediaType"));
+    let st = api_err(
+        client
+            .request::<Value>(http_request(
+                "GET",
+                "/api/v1/namespaces/prod/widgets",
+                "",
+                b"",
+            ))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(st.code, 404);
+
+    // A kubeconfig with an unknown token is refused with 401.
+    let kc = std::fs::read_to_string(s.kubeconfig_for("alice"))
+        .unwrap()
+        .replace("alice-token", "wrong");
+    let path = s.dir().join("bad-kubeconfig");
+    std::fs::write(&path, kc).unwrap();
+    let kc = kube::config::Kubeconfig::read_from(&path).unwrap();
+    let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+        .await
+        .unwrap();
+    let bad = kube::Client::try_from(cfg).unwrap();
+    let st = api_err(
+        Api::<Pod>::namespaced(bad, "prod")
+            .get("web")
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!((st.code, st.reason.as_str()), (401, "Unauthorized"));
+}
+
+fn http_request(method: &str, path: &str, ct: &str, body: &[u8]) -> axum::http::Request<Vec<u8>> {
+    let mut b = axum::http::Request::builder().method(method).uri(path);
+    if !ct.is_empty() {
+        b = b.header("content-type", ct);
+    }
+    b.body(body.to_vec()).unwrap()
+}
+
+#[tokio::test]
+async fn dry_run_is_judged_but_not_persisted() {
+    let s = server().await;
+    let api: Api<Pod> = Api::namespaced(s.client("alice").await.unwrap(), "prod");
+    let out = api
+        .patch_ephemeral_containers(
+            "web",
+            &PatchParams::default().dry_run(),
+            &Patch::Strategic(json!({"spec": {"ephemeralContainers": [eph("dbg", "busybox")]}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        out.spec.unwrap().ephemeral_containers.unwrap()[0].name,
+        "dbg"
+    );
+    let stored = api.get("web").await.unwrap();
+    assert!(stored.spec.unwrap().ephemeral_containers.is_none());
+    assert!(s.requests().last().unwrap().uri.contains("dryRun=All"));
+    // Invalid requests still fail in a dry run.
+    let st = api_err(
+        api.patch_ephemeral_containers(
+            "web",
+            &PatchParams::default().dry_run(),
+            &Patch::Strategic(json!({"spec": {"ephemeralContainers": [eph("app", "busybox")]}})),
+        )
+        .await
+        .unwrap_err(),
+    );
+    assert_eq!(st.code, 422);
+    let admin: Api<Pod> = Api::namespaced(s.client("admin").await.unwrap(), "prod");
+    admin
+        .create(
+            &PostParams {
+                dry_run: true,
+                ..Default::default()
+            },
+            &fixtures::web_pod("prod", "copy"),
+        )
+        .await
+        .unwrap();
+    assert!(s.pod("prod", "copy").is_none());
+    admin
+        .delete(
+            "web",
+            &DeleteParams {
+                dry_run: true,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert!(s.pod("prod", "web").is_some());
+    admin.delete("web", &DeleteParams::default()).await.unwrap();
+    assert!(s.pod("prod", "web").is_none());
+}
+
+#[tokio::test]
+async fn watch_stream_format_and_kube_watch() {
+    let s = server().await;
+    let client = s.client("alice").await.unwrap();
+    let api: Api<Pod> = Api::namespaced(client.clone(), "prod");
+    let rv = api
+        .get("web")
+        .await
+        .unwrap()
+        .metadata
+        .resource_version
+        .unwrap();
+
+    let mut stream = api
+        .watch(
+            &WatchParams::default()
+                .fields("metadata.name=web")
+                .timeout(5),
+            &rv,
+        )
+        .await
+        .unwrap()
+        .boxed();
+    api.patch_ephemeral_containers(
+        "web",
+        &PatchParams::default(),
+        &Patch::Strategic(json!({"spec": {"ephemeralContainers": [eph("dbg", "busybox")]}})),
+    )
+    .await
+    .unwrap();
+    use futures::StreamExt;
+    let mut saw_running = false;
+    while let Some(ev) = stream.next().await {
+        if let WatchEvent::Modified(p) = ev.unwrap() {
+            let st = p
+                .status
+                .unwrap()
+                .ephemeral_container_statuses
+                .unwrap_or_default();
+            if st
+                .iter()
+                .any(|c| c.state.as_ref().is_some_and(|s| s.running.is_some()))
+            {
+                saw_running = true;
+                break;
+            }
+        }
+    }
+    assert!(saw_running, "watch delivered the Running transition");
+
+    // Raw stream: one JSON object per line with type and object, `?watch=1` form.
+    let text = client
+        .request_text(http_request("GET", "/api/v1/namespaces/prod/pods?watch=1&fieldSelector=metadata.name%3Dweb&timeoutSeconds=1", "", b""))
+        .await
+        .unwrap();
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 1, "{text}");
+    assert_eq!(lines[0]["type"], "ADDED");
+    assert_eq!(lines[0]["object"]["kind"], "Pod");
+    assert_eq!(lines[0]["object"]["metadata"]["name"], "web");
+    // A resourceVersion beyond history replays nothing; sendInitialEvents ends with the bookmark.
+    let text = client
+        .request_text(http_request(
+            "GET",
+            "/api/v1/namespaces/prod/pods?watch=true&sendInitialEvents=true&allowWatchBookmarks=true&resourceVersionMatch=NotOlderThan&resourceVersion=1&timeoutSeconds=1",
+            "",
+            b"",
+        ))
+        .await
+        .unwrap();
+    let last: Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+    assert_eq!(last["type"], "BOOKMARK");
+    assert_eq!(
+        last["object"]["metadata"]["annotations"]["k8s.io/initial-events-end"],
+        "true"
+    );
+}
+
+#[tokio::test]
+async fn attach_over_websocket_with_tty_and_resize() {
+    let s = server().await;
+    let api: Api<Pod> = Api::namespaced(s.client("alice").await.unwrap(), "prod");
+    api.patch_ephemeral_containers(
+        "web",
+        &PatchParams::default(),
+        &Patch::Strategic(json!({"spec": {"ephemeralContainers": [eph("dbg", "busybox")]}})),
+    )
+    .await
+    .unwrap();
+    s.wait_for_pod("prod", "web", Duration::from_secs(5), |_| {
+        s.process("prod", "web", "dbg").is_some()
+    })
+    .await
+    .unwrap();
+    let mut att = api
+        .attach("web", &AttachParams::interactive_tty().container("dbg"))
+        .await
+        .unwrap();
+    let mut stdin = att.stdin().unwrap();
+    let mut stdout = att.stdout().unwrap();
+    let mut resize = att.terminal_size().unwrap();
+    use futures::SinkExt;
+    resize
+        .send(kube::api::TerminalSize {
+            width: 120,
+            height: 40,
+        })
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    stdin
+        .write_all(b"echo hello\rsize\rexit 0\r")
+        .await
+        .unwrap();
+    let status = att.take_status().unwrap();
+    let mut out = String::new();
+    let mut buf = [0u8; 1024];
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while !out.contains("exit 0") && tokio::time::Instant::now() < deadline {
+        let n = tokio::time::timeout(Duration::from_secs(5), stdout.read(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        if n == 0 {
+            break;
+        }
+        out.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    assert!(out.contains("echo hello\r\nhello\r\n"), "{out:?}");
+    assert!(out.contains("120x40"), "{out:?}");
+    let st = tokio::time::timeout(Duration::from_secs(5), status)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(st.status.as_deref(), Some("Success"));
+    let done = s
+        .wait_for_pod("prod", "web", Duration::from_secs(5), |p| {
+            p.status
+                .as_ref()
+                .and_then(|s| s.ephemeral_container_statuses.as_ref())
+                .is_some_and(|st| {
+                    st.iter().any(|c| {
+                        c.state
+                            .as_ref()
+                            .and_then(|s| s.terminated.as_ref())
+                            .is_some_and(|t| t.exit_code == 0)
+                    })
+                })
+        })
+        .await;
+    assert!(done.is_some(), "terminated with exit code 0");
+    // Logs of the terminated container are served.
+    let logs = api
+        .logs(
+            "web",
+            &LogParams {
+                container: Some("dbg".into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert!(logs.contains("hello"));
+    // Attaching to it now is refused.
+    assert!(
+        api.attach("web", &AttachParams::interactive_tty().container("dbg"))
+            .await
+            .is_err()
+    );
+}
+
+#[tokio::test]
+async fn image_behaviours_pull_error_and_oneshot_logs() {
+    let s = server().await;
+    let api: Api<Pod> = Api::namespaced(s.client("alice").await.unwrap(), "prod");
+    api.patch_ephemeral_containers(
+        "web",
+        &PatchParams::default(),
+        &Patch::Strategic(json!({"spec": {"ephemeralContainers": [eph("bad", "registry.example.com/nonexistent:1"), json!({"name": "once", "image": "oneshot:1"})]}})),
+    )
+    .await
+    .unwrap();
+    let state_of = |p: &Pod, n: &str| {
+        p.status
+            .as_ref()
+            .and_then(|s| s.ephemeral_container_statuses.clone())
+            .unwrap_or_default()
+            .into_iter()
+            .find(|c| c.name == n)
+            .and_then(|c| c.state)
+    };
+    let p = s
+        .wait_for_pod("prod", "web", Duration::from_secs(5), |p| {
+            state_of(p, "bad")
+                .and_then(|s| s.waiting)
+                .and_then(|w| w.reason)
+                .as_deref()
+                == Some("ErrImagePull")
+                && state_of(p, "once").is_some_and(|s| s.terminated.is_some())
+        })
+        .await
+        .expect("statuses reached");
+    assert!(
+        state_of(&p, "bad")
+            .unwrap()
+            .waiting
+            .unwrap()
+            .message
+            .unwrap()
+            .contains("not found")
+    );
+    let logs = api
+        .logs(
+            "web",
+            &LogParams {
+                container: Some("once".into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(logs, "oneshot: done\n");
+    let st = api_err(
+        api.logs(
+            "web",
+            &LogParams {
+                container: Some("bad".into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap_err(),
+    );
+    assert_eq!(
+        st.message,
+        r#"container "bad" in pod "web" is waiting to start: ErrImagePull"#
+    );
+}
+
+#[tokio::test]
+async fn created_pods_go_pending_then_running() {
+    let s = server().await;
+    let api: Api<Pod> = Api::namespaced(s.client("admin").await.unwrap(), "prod");
+    let created = api
+        .create(&PostParams::default(), &fixtures::web_pod("prod", "copy"))
+        .await
+        .unwrap();
+    assert_eq!(created.status.unwrap().phase.as_deref(), Some("Pending"));
+    assert!(created.metadata.uid.is_some());
+    let p = s
+        .wait_for_pod("prod", "copy", Duration::from_secs(5), |p| {
+            p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")
+        })
+        .await;
+    assert!(p.is_some());
+}

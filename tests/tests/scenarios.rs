@@ -1,0 +1,489 @@
+//! End-to-end scenarios: the real `kspy` binary → the in-process API server → kspy's real
+//! webhook (in-process, over HTTPS with the harness CA) with the policies of
+//! `tests/fixtures/policies`, configured by the webhook configurations of `deploy/`.
+//!
+//! With `KSPY_E2E_KUBECONFIG` set they run against that cluster instead (see tests/README.md).
+//! Without the `kspy` binary (`cargo build -p kspy`) they print SKIP and pass.
+
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Pod;
+use kspy_e2e::scenario::Env;
+use kspy_e2e::tools;
+use serde_json::Value;
+
+async fn env() -> Option<Env> {
+    if tools::kspy_bin().is_none() {
+        println!(
+            "SKIP: kspy binary not found next to the test executable; run `cargo build -p kspy` (or set KSPY_BIN)"
+        );
+        return None;
+    }
+    Some(Env::start().await.expect("scenario environment starts"))
+}
+
+fn ephemeral(p: &Pod) -> Vec<k8s_openapi::api::core::v1::EphemeralContainer> {
+    p.spec
+        .as_ref()
+        .and_then(|s| s.ephemeral_containers.clone())
+        .unwrap_or_default()
+}
+
+fn caps(c: &k8s_openapi::api::core::v1::EphemeralContainer) -> Vec<String> {
+    c.security_context
+        .as_ref()
+        .and_then(|s| s.capabilities.as_ref())
+        .and_then(|c| c.add.clone())
+        .unwrap_or_default()
+}
+
+/// The validating review kspy's webhook answered last (in-process only).
+fn last_validation(env: &Env) -> Option<(Value, Value)> {
+    let s = env.server()?;
+    let r = s
+        .reviews()
+        .into_iter()
+        .rev()
+        .find(|r| r.webhook == "validate.kspy.dev")?;
+    Some((r.request, r.response.unwrap_or(Value::Null)))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sre_attaches_with_sys_ptrace() {
+    let Some(env) = env().await else { return };
+    let out = env
+        .kspy(
+            "alice",
+            &[
+                "attach",
+                "web",
+                "--image",
+                "busybox:1.36",
+                "--cap",
+                "SYS_PTRACE",
+                "--no-attach",
+            ],
+            None,
+        )
+        .await
+        .unwrap();
+    assert!(out.success(), "{}", out.all());
+    let pod = env.pod("web").await.unwrap();
+    let ecs = ephemeral(&pod);
+    assert_eq!(ecs.len(), 1, "{}", out.all());
+    assert!(
+        caps(&ecs[0]).iter().any(|c| c == "SYS_PTRACE"),
+        "{:?}",
+        ecs[0]
+    );
+    if let Some((req, resp)) = last_validation(&env) {
+        assert_eq!(req["request"]["userInfo"]["username"], "alice");
+        assert_eq!(resp["response"]["allowed"], true);
+    }
+    env.cleanup().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dev_is_denied_sys_ptrace_with_the_policy_message() {
+    let Some(env) = env().await else { return };
+    let out = env
+        .kspy(
+            "bob",
+            &[
+                "attach",
+                "web",
+                "--image",
+                "busybox:1.36",
+                "--cap",
+                "SYS_PTRACE",
+                "--no-attach",
+            ],
+            None,
+        )
+        .await
+        .unwrap();
+    assert!(!out.success(), "{}", out.all());
+    assert!(out.stderr.contains("denied"), "{}", out.all());
+    assert!(
+        out.stderr.contains("SYS_PTRACE"),
+        "the reason names the capability: {}",
+        out.all()
+    );
+    assert!(ephemeral(&env.pod("web").await.unwrap()).is_empty());
+    // The same container without the capability is fine for developers.
+    let out = env
+        .kspy(
+            "bob",
+            &[
+                "attach",
+                "web",
+                "--image",
+                "busybox:1.36",
+                "--profile",
+                "legacy",
+                "--no-attach",
+            ],
+            None,
+        )
+        .await
+        .unwrap();
+    assert!(out.success(), "{}", out.all());
+    assert_eq!(ephemeral(&env.pod("web").await.unwrap()).len(), 1);
+    env.cleanup().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhook_injects_target_and_mounts() {
+    let Some(env) = env().await else { return };
+    // Two containers and no -c: the policy default (targetContainer: first) picks `app`, and
+    // mountTargetVolumes: readOnly mirrors its mounts.
+    let out = env
+        .kspy(
+            "alice",
+            &["attach", "duo", "--image", "busybox:1.36", "--no-attach"],
+            None,
+        )
+        .await
+        .unwrap();
+    assert!(out.success(), "{}", out.all());
+    let ec = ephemeral(&env.pod("duo").await.unwrap())
+        .pop()
+        .expect("added");
+    assert_eq!(ec.target_container_name.as_deref(), Some("app"));
+    let mounts = ec.volume_mounts.clone().unwrap_or_default();
+    let data = mounts
+        .iter()
+        .find(|m| m.mount_path == "/data")
+        .unwrap_or_else(|| panic!("data mounted: {ec:?}"));
+    assert_eq!(data.read_only, Some(true));
+    assert_eq!(ec.image_pull_policy.as_deref(), Some("IfNotPresent"));
+    env.cleanup().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_dry_run_is_judged_not_persisted() {
+    let Some(env) = env().await else { return };
+    let out = env
+        .kspy(
+            "alice",
+            &[
+                "attach",
+                "web",
+                "--image",
+                "busybox:1.36",
+                "--dry-run=server",
+            ],
+            None,
+        )
+        .await
+        .unwrap();
+    assert!(out.success(), "{}", out.all());
+    assert!(
+        ephemeral(&env.pod("web").await.unwrap()).is_empty(),
+        "nothing persisted"
+    );
+    if let Some((req, _)) = last_validation(&env) {
+        assert_eq!(req["request"]["dryRun"], true);
+    }
+    let out = env
+        .kspy(
+            "bob",
+            &[
+                "attach",
+                "web",
+                "--image",
+                "busybox:1.36",
+                "--cap",
+                "SYS_ADMIN",
+                "--dry-run=server",
+            ],
+            None,
+        )
+        .await
+        .unwrap();
+    assert!(!out.success(), "{}", out.all());
+    assert!(out.stderr.contains("SYS_ADMIN"), "{}", out.all());
+    env.cleanup().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_and_strategic_patch_types() {
+    let Some(env) = env().await else { return };
+    for (i, pt) in ["json", "strategic", "json"].iter().enumerate() {
+        let name = format!("dbg-{i}");
+        let out = env
+            .kspy(
+                "alice",
+                &[
+                    "attach",
+                    "web",
+                    "--image",
+                    "busybox:1.36",
+                    "--name",
+                    &name,
+                    "--patch-type",
+                    pt,
+                    "--no-attach",
+                ],
+                None,
+            )
+            .await
+            .unwrap();
+        assert!(out.success(), "{pt}: {}", out.all());
+        assert_eq!(
+            ephemeral(&env.pod("web").await.unwrap()).len(),
+            i + 1,
+            "{pt}"
+        );
+    }
+    if let Some(s) = env.server() {
+        let types: Vec<String> = s
+            .requests()
+            .into_iter()
+            .filter(|r| r.method == "PATCH")
+            .map(|r| r.content_type)
+            .collect();
+        assert_eq!(
+            types,
+            [
+                "application/json-patch+json",
+                "application/strategic-merge-patch+json",
+                "application/json-patch+json"
+            ]
+        );
+    }
+    env.cleanup().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copy_fork_and_node_per_policy() {
+    let Some(env) = env().await else { return };
+    let out = env
+        .kspy(
+            "alice",
+            &[
+                "copy",
+                "web",
+                "--to",
+                "web-fork",
+                "--fork",
+                "--image",
+                "busybox:1.36",
+                "--no-attach",
+            ],
+            None,
+        )
+        .await
+        .unwrap();
+    assert!(out.success(), "{}", out.all());
+    let copy = env.pod("web-fork").await.unwrap();
+    assert_eq!(
+        copy.metadata
+            .labels
+            .unwrap_or_default()
+            .get("kspy.dev/debug")
+            .map(String::as_str),
+        Some("copy")
+    );
+    let out = env
+        .kspy(
+            "bob",
+            &[
+                "copy",
+                "web",
+                "--to",
+                "web-fork-2",
+                "--fork",
+                "--image",
+                "busybox:1.36",
+                "--no-attach",
+            ],
+            None,
+        )
+        .await
+        .unwrap();
+    assert!(!out.success(), "{}", out.all());
+    assert!(out.stderr.contains("denied"), "{}", out.all());
+    assert!(env.pod("web-fork-2").await.is_err());
+
+    // The node `web` runs on (`node-1` in-process).
+    let node_name = env
+        .pod("web")
+        .await
+        .unwrap()
+        .spec
+        .and_then(|s| s.node_name)
+        .unwrap_or_else(|| "node-1".into());
+    let out = env
+        .kspy(
+            "alice",
+            &["node", &node_name, "--image", "busybox:1.36", "--no-attach"],
+            None,
+        )
+        .await
+        .unwrap();
+    if env.is_real() {
+        println!("node scenario on a real cluster: {}", out.all());
+    } else {
+        assert!(out.success(), "{}", out.all());
+        let pods: Vec<Pod> =
+            kube::Api::<Pod>::namespaced(env.client("admin").await.unwrap(), &env.ns)
+                .list(&Default::default())
+                .await
+                .unwrap()
+                .items;
+        let node = pods
+            .iter()
+            .find(|p| {
+                p.metadata
+                    .labels
+                    .as_ref()
+                    .and_then(|l| l.get("kspy.dev/debug"))
+                    .map(String::as_str)
+                    == Some("node")
+            })
+            .unwrap_or_else(|| panic!("node pod created: {}", out.all()));
+        assert_eq!(
+            node.spec.as_ref().unwrap().node_name.as_deref(),
+            Some("node-1")
+        );
+    }
+    let out = env
+        .kspy(
+            "bob",
+            &["node", &node_name, "--image", "busybox:1.36", "--no-attach"],
+            None,
+        )
+        .await
+        .unwrap();
+    assert!(!out.success(), "{}", out.all());
+    env.cleanup().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attach_io_round_trip() {
+    let Some(env) = env().await else { return };
+    if env.is_real() {
+        println!("SKIP on a real cluster: the echo shell stand-in is the harness's");
+        return;
+    }
+    let out = env
+        .kspy(
+            "alice",
+            &[
+                "attach",
+                "web",
+                "-i",
+                "--image",
+                "busybox:1.36",
+                "--name",
+                "io",
+                "--",
+                "sh",
+            ],
+            Some("echo round-trip-ok\nexit\n"),
+        )
+        .await
+        .unwrap();
+    let server = env.server().unwrap();
+    let diag = || {
+        let reqs: Vec<String> = server
+            .requests()
+            .iter()
+            .map(|r| format!("{} {}", r.method, r.uri))
+            .collect();
+        let st = server
+            .pod(&env.ns, "web")
+            .and_then(|p| p.status)
+            .and_then(|s| s.ephemeral_container_statuses);
+        format!("{}\nwrites: {reqs:?}\nstatuses: {st:?}", out.all())
+    };
+    assert!(out.success(), "{}", diag());
+    assert!(out.stdout.contains("round-trip-ok"), "{}", diag());
+    let done = server
+        .wait_for_pod(&env.ns, "web", Duration::from_secs(5), |p| {
+            p.status
+                .as_ref()
+                .and_then(|s| s.ephemeral_container_statuses.as_ref())
+                .is_some_and(|st| {
+                    st.iter().any(|c| {
+                        c.name == "io" && c.state.as_ref().is_some_and(|s| s.terminated.is_some())
+                    })
+                })
+        })
+        .await;
+    assert!(done.is_some(), "the debug container ended with `exit`");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhook_down_fails_closed_with_a_clear_message() {
+    let Some(mut env) = env().await else { return };
+    if env.is_real() {
+        println!("SKIP on a real cluster: the scenario stops the webhook");
+        return;
+    }
+    env.stop_webhook().await;
+    let out = env
+        .kspy(
+            "alice",
+            &["attach", "web", "--image", "busybox:1.36", "--no-attach"],
+            None,
+        )
+        .await
+        .unwrap();
+    assert!(!out.success(), "{}", out.all());
+    assert!(
+        out.stderr.contains("failed calling webhook"),
+        "{}",
+        out.all()
+    );
+    assert!(out.stderr.contains("mutate.kspy.dev"), "{}", out.all());
+    assert!(ephemeral(&env.pod("web").await.unwrap()).is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_debug_meets_the_same_webhook() {
+    let Some(env) = env().await else { return };
+    let Some(out) = env
+        .kubectl(
+            "bob",
+            &["debug", "web", "--image=busybox:1.36", "--profile=general"],
+            None,
+        )
+        .await
+        .unwrap()
+    else {
+        println!("SKIP: no kubectl");
+        return;
+    };
+    assert!(!out.success(), "{}", out.all());
+    assert!(
+        out.stderr
+            .contains(r#"admission webhook "validate.kspy.dev" denied the request"#)
+            || out
+                .stderr
+                .contains(r#"admission webhook "mutate.kspy.dev" denied the request"#),
+        "{}",
+        out.all()
+    );
+    assert!(out.stderr.contains("SYS_PTRACE"), "{}", out.all());
+    let out = env
+        .kubectl(
+            "alice",
+            &["debug", "duo", "--image=busybox:1.36", "--profile=general"],
+            None,
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(out.success(), "{}", out.all());
+    let ec = ephemeral(&env.pod("duo").await.unwrap())
+        .pop()
+        .expect("added");
+    assert_eq!(
+        ec.target_container_name.as_deref(),
+        Some("app"),
+        "kspy's default target applies to kubectl too"
+    );
+    env.cleanup().await.unwrap();
+}

@@ -1,0 +1,396 @@
+//! `kspy-load`: load generator and benchmark for kspy-webhook.
+//!
+//! - `kspy-load run`: replay one AdmissionReview against a running server.
+//! - `kspy-load floor`: run the floor server (same TLS/HTTP stack, constant answer).
+//! - `kspy-load bench`: the whole benchmark in one run: generate a CA, start a floor server
+//!   and a `kspy-webhook` as child processes on loopback, measure the webhook's idle RSS, load
+//!   the floor and the webhook with the same review, concurrency and duration, measure loaded
+//!   RSS, and print the figures and the webhook/floor ratios.
+//!
+//! Loopback only; durations and counts are bounded (see `kspy_webhook::load`).
+
+use std::io::{Read as _, Write as _};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use axum::body::Bytes;
+use clap::{Args, Parser, Subcommand};
+use kspy_webhook::TlsFiles;
+use kspy_webhook::client::HttpVersion;
+use kspy_webhook::duration::parse_duration;
+use kspy_webhook::load::{LoadConfig, LoadReport, run_load};
+
+#[derive(Debug, Parser)]
+#[command(name = "kspy-load", version, about = "Load generator and benchmark for kspy-webhook (loopback only).")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Replay an AdmissionReview against a running server and report rps and latency.
+    Run {
+        /// Server address (loopback).
+        #[arg(long, default_value = "127.0.0.1:8443")]
+        addr: SocketAddr,
+        /// CA certificate to trust (only this one).
+        #[arg(long, value_name = "FILE")]
+        ca: PathBuf,
+        /// Name to verify the server certificate for.
+        #[arg(long, default_value = "127.0.0.1")]
+        server_name: String,
+        #[command(flatten)]
+        load: LoadArgs,
+    },
+    /// Run the floor server: TLS + HTTP, constant "allowed" answer, no parsing.
+    Floor {
+        /// Listen address.
+        #[arg(long, default_value = "127.0.0.1:9443")]
+        addr: SocketAddr,
+        /// PEM certificate.
+        #[arg(long, value_name = "FILE")]
+        tls_cert: PathBuf,
+        /// PEM key.
+        #[arg(long, value_name = "FILE")]
+        tls_key: PathBuf,
+    },
+    /// Benchmark kspy-webhook against the floor server, both started as child processes.
+    Bench {
+        /// The kspy-webhook binary to benchmark (build it with --release).
+        #[arg(long, value_name = "FILE")]
+        webhook_bin: PathBuf,
+        /// Policy directory for the webhook.
+        #[arg(long, value_name = "DIR", default_value = "policies")]
+        policies: PathBuf,
+        /// Rounds (floor then webhook each round); the summary takes the median.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=10))]
+        rounds: u32,
+        /// Write the webhook's log here instead of discarding it.
+        #[arg(long, value_name = "FILE")]
+        webhook_log: Option<PathBuf>,
+        #[command(flatten)]
+        load: LoadArgs,
+    },
+}
+
+#[derive(Debug, Args)]
+struct LoadArgs {
+    /// AdmissionReview JSON to send.
+    #[arg(long, value_name = "FILE")]
+    review: PathBuf,
+    /// Request path.
+    #[arg(long, default_value = "/validate")]
+    path: String,
+    /// Requests in flight at once.
+    #[arg(long, short = 'c', default_value_t = 32)]
+    concurrency: usize,
+    /// Measure for this long (at most 10m).
+    #[arg(long, short = 'd', default_value = "10s", value_parser = parse_duration)]
+    duration: Duration,
+    /// Stop after this many requests (whichever comes first with --duration).
+    #[arg(long, short = 'n', default_value_t = 10_000_000)]
+    count: u64,
+    /// Unmeasured requests sent first.
+    #[arg(long, default_value_t = 2_000)]
+    warmup: u64,
+    /// Use HTTP/2 (16 streams per connection) instead of HTTP/1.1 keep-alive.
+    #[arg(long)]
+    http2: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(err) => {
+            eprintln!("kspy-load: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(dispatch(cli.command)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("kspy-load: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn dispatch(cmd: Cmd) -> anyhow::Result<()> {
+    match cmd {
+        Cmd::Run {
+            addr,
+            ca,
+            server_name,
+            load,
+        } => {
+            let pem = std::fs::read(&ca).with_context(|| format!("reading {}", ca.display()))?;
+            let report = run_load(load_config(addr, &server_name, &pem, &load)?).await?;
+            println!("{}", header());
+            println!("{}", row("server", &report));
+            Ok(())
+        }
+        Cmd::Floor {
+            addr,
+            tls_cert,
+            tls_key,
+        } => {
+            let tls = TlsFiles {
+                cert: tls_cert,
+                key: tls_key,
+            };
+            let floor = kspy_webhook::floor::start_floor(addr, &tls).await?;
+            eprintln!("floor server on https://{}", floor.addr);
+            let _ = tokio::signal::ctrl_c().await;
+            floor.shutdown().await;
+            Ok(())
+        }
+        Cmd::Bench {
+            webhook_bin,
+            policies,
+            rounds,
+            webhook_log,
+            load,
+        } => bench(&webhook_bin, &policies, rounds, webhook_log.as_deref(), &load).await,
+    }
+}
+
+fn load_config(addr: SocketAddr, server_name: &str, ca_pem: &[u8], load: &LoadArgs) -> anyhow::Result<LoadConfig> {
+    let roots = kspy_certs::root_store_from_pem(ca_pem, "CA")?;
+    let tls = kspy_webhook::tls::client_config(roots, &[b"http/1.1"])?;
+    let body = std::fs::read(&load.review).with_context(|| format!("reading {}", load.review.display()))?;
+    Ok(LoadConfig {
+        addr,
+        server_name: server_name.to_owned(),
+        tls,
+        path: load.path.clone(),
+        body: Bytes::from(body),
+        concurrency: load.concurrency,
+        version: if load.http2 { HttpVersion::Http2 } else { HttpVersion::Http1 },
+        duration: load.duration,
+        count: load.count,
+        warmup: load.warmup,
+    })
+}
+
+fn header() -> String {
+    format!(
+        "{:<8} {:>10} {:>10} {:>10} {:>10} {:>10} {:>8} {:>7} {:>6}",
+        "target", "reviews/s", "p50", "p90", "p99", "max", "ok", "non200", "errors"
+    )
+}
+
+fn row(name: &str, r: &LoadReport) -> String {
+    format!(
+        "{:<8} {:>10.0} {:>10} {:>10} {:>10} {:>10} {:>8} {:>7} {:>6}",
+        name,
+        r.rps(),
+        fmt_d(r.p50),
+        fmt_d(r.p90),
+        fmt_d(r.p99),
+        fmt_d(r.max),
+        r.ok,
+        r.non_200,
+        r.errors
+    )
+}
+
+fn fmt_d(d: Duration) -> String {
+    let us = d.as_secs_f64() * 1e6;
+    if us < 10_000.0 {
+        format!("{us:.0}µs")
+    } else {
+        format!("{:.1}ms", us / 1000.0)
+    }
+}
+
+/// A child process killed when dropped.
+struct Guard(Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> anyhow::Result<SocketAddr> {
+    let l = TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
+    Ok(l.local_addr()?)
+}
+
+/// `VmRSS` and `VmHWM` of a process, in KiB, from `/proc/PID/status`.
+fn rss_kib(pid: u32) -> Option<(u64, u64)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<u64>().ok())
+    };
+    Some((field("VmRSS:")?, field("VmHWM:")?))
+}
+
+/// Plain `GET path` on the admin port; the status code.
+fn http_get_status(addr: SocketAddr, path: &str) -> Option<u16> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_millis(200)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").ok()?;
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).ok()?;
+    buf.split_whitespace().nth(1)?.parse().ok()
+}
+
+fn wait_until(what: &str, timeout: Duration, mut ready: impl FnMut() -> bool) -> anyhow::Result<()> {
+    let deadline = Instant::now() + timeout;
+    while !ready() {
+        if Instant::now() > deadline {
+            bail!("{what} did not become ready within {timeout:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(())
+}
+
+async fn bench(
+    webhook_bin: &Path,
+    policies: &Path,
+    rounds: u32,
+    webhook_log: Option<&Path>,
+    load: &LoadArgs,
+) -> anyhow::Result<()> {
+    let dir = std::env::temp_dir().join(format!("kspy-load-{}", std::process::id()));
+    let certs = kspy_certs::generate_with_sans(
+        "kspy-webhook",
+        "kspy",
+        Duration::from_secs(86_400),
+        &["127.0.0.1".to_owned()],
+    )?;
+    let files = certs.write_to(&dir)?;
+    let result = bench_in(webhook_bin, policies, rounds, webhook_log, load, &files).await;
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+async fn bench_in(
+    webhook_bin: &Path,
+    policies: &Path,
+    rounds: u32,
+    webhook_log: Option<&Path>,
+    load: &LoadArgs,
+    files: &kspy_certs::WrittenFiles,
+) -> anyhow::Result<()> {
+    let floor_addr = free_port()?;
+    let webhook_addr = free_port()?;
+    let admin_addr = free_port()?;
+    let me = std::env::current_exe().context("locating kspy-load")?;
+    let floor = Guard(
+        Command::new(&me)
+            .args(["floor", "--addr", &floor_addr.to_string()])
+            .arg("--tls-cert")
+            .arg(&files.cert)
+            .arg("--tls-key")
+            .arg(&files.key)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting the floor server")?,
+    );
+    let log = match webhook_log {
+        Some(path) => Stdio::from(std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?),
+        None => Stdio::null(),
+    };
+    let webhook = Guard(
+        Command::new(webhook_bin)
+            .args(["--addr", &webhook_addr.to_string(), "--admin-addr", &admin_addr.to_string()])
+            .arg("--policies")
+            .arg(policies)
+            .arg("--tls-cert")
+            .arg(&files.cert)
+            .arg("--tls-key")
+            .arg(&files.key)
+            .args(["--log-format", "json"])
+            .stdout(log)
+            .stderr(Stdio::inherit())
+            .spawn()
+            .with_context(|| format!("starting {}", webhook_bin.display()))?,
+    );
+    wait_until("the webhook", Duration::from_secs(30), || http_get_status(admin_addr, "/readyz") == Some(200))?;
+    wait_until("the floor server", Duration::from_secs(30), || {
+        TcpStream::connect_timeout(&floor_addr, Duration::from_millis(200)).is_ok()
+    })?;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let pid = webhook.0.id();
+    let idle = rss_kib(pid);
+
+    let ca = std::fs::read(&files.ca_cert)?;
+    let mut floor_reports = Vec::new();
+    let mut webhook_reports = Vec::new();
+    for round in 1..=rounds {
+        let f = run_load(load_config(floor_addr, "127.0.0.1", &ca, load)?).await?;
+        let w = run_load(load_config(webhook_addr, "127.0.0.1", &ca, load)?).await?;
+        if rounds > 1 {
+            eprintln!("round {round}:\n{}\n{}\n{}", header(), row("floor", &f), row("webhook", &w));
+        }
+        floor_reports.push(f);
+        webhook_reports.push(w);
+    }
+    let loaded = rss_kib(pid);
+    let floor_pid = floor.0.id();
+    let floor_rss = rss_kib(floor_pid);
+    drop(webhook);
+    drop(floor);
+
+    let f = median(&floor_reports);
+    let w = median(&webhook_reports);
+    println!(
+        "review {} → {} · concurrency {} · {} · {:?} per run · {} round(s)",
+        load.review.display(),
+        load.path,
+        load.concurrency,
+        if load.http2 { "HTTP/2" } else { "HTTP/1.1 keep-alive" },
+        load.duration,
+        rounds
+    );
+    println!("{}", header());
+    println!("{}", row("floor", &f));
+    println!("{}", row("webhook", &w));
+    let ratio = |a: Duration, b: Duration| {
+        if b.is_zero() { f64::NAN } else { a.as_secs_f64() / b.as_secs_f64() }
+    };
+    println!(
+        "webhook/floor: rps {:.2}×  p50 {:.2}×  p90 {:.2}×  p99 {:.2}×",
+        w.rps() / f.rps(),
+        ratio(w.p50, f.p50),
+        ratio(w.p90, f.p90),
+        ratio(w.p99, f.p99)
+    );
+    let mib = |k: u64| k as f64 / 1024.0;
+    if let (Some((idle_rss, _)), Some((loaded_rss, peak))) = (idle, loaded) {
+        println!(
+            "webhook RSS: idle {:.1} MiB, after load {:.1} MiB (peak {:.1} MiB)",
+            mib(idle_rss),
+            mib(loaded_rss),
+            mib(peak)
+        );
+    }
+    if let Some((rss, peak)) = floor_rss {
+        println!("floor RSS (incl. nothing but TLS/HTTP): {:.1} MiB (peak {:.1} MiB)", mib(rss), mib(peak));
+    }
+    if w.errors + w.non_200 > 0 || f.errors + f.non_200 > 0 {
+        bail!("some requests failed (see the table)");
+    }
+    Ok(())
+}
+
+/// The report with the median p50 (the rounds' other figures go with it).
+fn median(reports: &[LoadReport]) -> LoadReport {
+    let mut sorted: Vec<&LoadReport> = reports.iter().collect();
+    sorted.sort_by_key(|r| r.p50);
+    sorted[sorted.len() / 2].clone()
+}

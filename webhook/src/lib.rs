@@ -1,0 +1,52 @@
+//! # kspy-webhook — kspy's admission webhook server
+//!
+//! Serves kspy's decisions ([`kspy_admission::Engine`]) to the Kubernetes API server:
+//! `POST /mutate` and `POST /validate` over HTTPS (rustls, TLS 1.2/1.3, HTTP/1.1 and HTTP/2),
+//! `GET /healthz`, `/readyz` and `/metrics` on a separate plain-HTTP admin port. The serving
+//! certificate and the policy directory are polled and reloaded when they change; a broken
+//! change keeps what was in force.
+//!
+//! In-process use (tests, the e2e crate):
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), kspy_webhook::WebhookError> {
+//! use kspy_webhook::{ServerConfig, TlsFiles, start};
+//! let tls = TlsFiles { cert: "certs/tls.crt".into(), key: "certs/tls.key".into() };
+//! let server = start(ServerConfig::new("policies", tls).on_loopback()).await?;
+//! println!("https://{} admin http://{}", server.addr, server.admin_addr);
+//! server.shutdown().await;
+//! # Ok(()) }
+//! ```
+//!
+//! Modules, one idea each: [`config`] (settings and defaults), [`server`] (start/stop),
+//! `serve` (the TLS accept loop), `routes` and `review` (the HTTP semantics of a review),
+//! `admin`, [`metrics`], `policy_watch` and [`engine_cell`] (policy reload), [`telemetry`]
+//! (logs and traces), [`tls`], [`client`] / [`load`] / [`floor`] (the `kspy-load` benchmark),
+//! [`duration`] (flag parsing).
+
+pub mod client;
+pub mod config;
+pub mod duration;
+pub mod engine_cell;
+pub mod error;
+pub mod floor;
+pub mod load;
+pub mod metrics;
+pub mod namespaces;
+pub mod server;
+pub mod telemetry;
+pub mod tls;
+pub mod wire;
+
+mod admin;
+mod policy_watch;
+mod review;
+mod routes;
+mod serve;
+mod state;
+
+pub use config::{FaultInjection, ServerConfig, TlsFiles};
+pub use error::WebhookError;
+pub use namespaces::NamespaceSource;
+pub use policy_watch::{fingerprint as policy_fingerprint, load_engine};
+pub use server::{RunningServer, ShutdownHandle, run, start};

@@ -1,0 +1,255 @@
+//! `kspy-webhook`: kspy's admission webhook server. See the crate README for flags, endpoints
+//! and metrics.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use clap::Parser;
+use kspy_admission::{NoPolicyVerdict, Settings};
+use kspy_webhook::config::{DEFAULT_MAX_BODY_BYTES, DEFAULT_SHUTDOWN_GRACE};
+use kspy_webhook::duration::parse_duration;
+use kspy_webhook::telemetry::{self, LogFormat};
+use kspy_webhook::{ServerConfig, TlsFiles};
+
+/// Where `--dev` keeps its generated CA and serving certificate.
+const DEV_DIR: &str = ".kspy-dev";
+/// The fixture the `--dev` banner's curl line posts, relative to the policy directory.
+const DEV_FIXTURE: &str = "fixtures/attach-sre-ptrace.json";
+
+/// kspy's admission webhook: judges debug containers and debug pods against kspy policies.
+#[derive(Debug, Parser)]
+#[command(name = "kspy-webhook", version, about)]
+struct Args {
+    /// HTTPS listen address for POST /mutate and /validate [default: 0.0.0.0:8443; with --dev
+    /// 127.0.0.1:8443].
+    #[arg(long)]
+    addr: Option<SocketAddr>,
+    /// Plain-HTTP listen address for /healthz, /readyz and /metrics [default: 0.0.0.0:8080;
+    /// with --dev 127.0.0.1:8080].
+    #[arg(long)]
+    admin_addr: Option<SocketAddr>,
+    /// Directory of DebugPolicy files (*.yaml, *.yml, recursively), reloaded on change
+    /// [default with --dev: policies].
+    #[arg(long, value_name = "DIR")]
+    policies: Option<PathBuf>,
+    /// PEM serving certificate (chain), reloaded on change.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of the serving certificate, reloaded on change.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Local run: generate a CA and a serving certificate for 127.0.0.1/localhost into
+    /// ./.kspy-dev/ (kept across runs while valid), listen on loopback, log as text, and print
+    /// how to send a review.
+    #[arg(long)]
+    dev: bool,
+    /// Allow debug requests no policy applies to (audit-only roll-out); the default denies.
+    #[arg(long)]
+    no_policy_allows: bool,
+    /// CEL expression that also classifies a pod CREATE as a debug copy.
+    #[arg(long, value_name = "CEL")]
+    copy_classifier: Option<String>,
+    /// CEL expression that also classifies a pod CREATE as node debugging.
+    #[arg(long, value_name = "CEL")]
+    node_classifier: Option<String>,
+    /// Largest request body accepted; larger ones get HTTP 413.
+    #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_MAX_BODY_BYTES)]
+    max_body_bytes: usize,
+    /// Deadline for one review (keep it below the webhook's timeoutSeconds); a review not
+    /// decided in time is denied.
+    #[arg(long, value_name = "DURATION", default_value = "9s", value_parser = parse_duration)]
+    review_timeout: Duration,
+    /// Log format [default: json; with --dev text]. Level from RUST_LOG (default info).
+    #[arg(long, value_enum)]
+    log_format: Option<LogFormat>,
+    /// How often the certificate files and the policy directory are checked for changes.
+    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_duration)]
+    reload_interval: Duration,
+    /// On SIGTERM, how long /readyz fails while reviews are still served, before the
+    /// listener closes (lets endpoints update first).
+    #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = parse_duration)]
+    shutdown_delay: Duration,
+    /// On SIGTERM, longest wait for in-flight reviews once the listener is closed.
+    #[arg(long, value_name = "DURATION", default_value = "15s", value_parser = parse_duration)]
+    shutdown_grace: Duration,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("kspy-webhook")
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(err) => {
+            eprintln!("kspy-webhook: cannot start the runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(serve(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            tracing::error!(error = format!("{err:#}"), "kspy-webhook failed");
+            eprintln!("kspy-webhook: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(args: Args) -> anyhow::Result<()> {
+    let format = args
+        .log_format
+        .unwrap_or(if args.dev { LogFormat::Text } else { LogFormat::Json });
+    let telemetry = telemetry::init(format, "kspy-webhook").context("setting up logs and traces")?;
+    if telemetry.exporting_traces() {
+        tracing::info!("exporting traces over OTLP");
+    }
+
+    let result = run(&args).await;
+    // Flush traces off the runtime's worker threads.
+    let _ = tokio::task::spawn_blocking(move || telemetry.shutdown()).await;
+    result
+}
+
+async fn run(args: &Args) -> anyhow::Result<()> {
+    let config = config_from(args)?;
+    let policies = config.policies_dir.clone();
+    let server = kspy_webhook::start(config).await?;
+    if args.dev {
+        print_dev_banner(&policies, server.addr, server.admin_addr);
+    }
+    let handle = server.shutdown_handle();
+    shutdown_signal().await;
+    tracing::info!("shutting down: finishing in-flight reviews");
+    handle.shutdown();
+    server.wait().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn config_from(args: &Args) -> anyhow::Result<ServerConfig> {
+    let loopback = |port| SocketAddr::from(([127, 0, 0, 1], port));
+    let any = |port| SocketAddr::from(([0, 0, 0, 0], port));
+    let policies = match (&args.policies, args.dev) {
+        (Some(dir), _) => dir.clone(),
+        (None, true) => PathBuf::from("policies"),
+        (None, false) => bail!("--policies DIR is required (or --dev for a local run)"),
+    };
+    let tls = match (&args.tls_cert, &args.tls_key, args.dev) {
+        (Some(cert), Some(key), _) => TlsFiles {
+            cert: cert.clone(),
+            key: key.clone(),
+        },
+        (_, _, true) => dev_certs(Path::new(DEV_DIR))?,
+        _ => bail!("--tls-cert FILE and --tls-key FILE are required (or --dev for a local run)"),
+    };
+    let mut config = ServerConfig::new(&policies, tls);
+    config.addr = args
+        .addr
+        .unwrap_or(if args.dev { loopback(8443) } else { any(8443) });
+    config.admin_addr = args
+        .admin_addr
+        .unwrap_or(if args.dev { loopback(8080) } else { any(8080) });
+    config.settings = Settings {
+        no_policy: if args.no_policy_allows {
+            NoPolicyVerdict::Allow
+        } else {
+            NoPolicyVerdict::Deny
+        },
+        copy_classifier: args.copy_classifier.clone(),
+        node_classifier: args.node_classifier.clone(),
+        ..Settings::default()
+    };
+    config.max_body_bytes = args.max_body_bytes;
+    config.review_timeout = args.review_timeout;
+    config.reload_interval = args.reload_interval;
+    config.shutdown_delay = args.shutdown_delay;
+    config.shutdown_grace = if args.shutdown_grace.is_zero() {
+        DEFAULT_SHUTDOWN_GRACE
+    } else {
+        args.shutdown_grace
+    };
+    Ok(config)
+}
+
+/// Reuses `dir`'s certificate while it loads and has more than a day left; otherwise
+/// generates a new CA and serving certificate for loopback.
+fn dev_certs(dir: &Path) -> anyhow::Result<TlsFiles> {
+    let files = TlsFiles {
+        cert: dir.join(kspy_certs::CERT_FILE),
+        key: dir.join(kspy_certs::KEY_FILE),
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0);
+    let reusable = dir.join(kspy_certs::CA_CERT_FILE).is_file()
+        && kspy_certs::load_pem_files(&files.cert, &files.key)
+            .is_ok_and(|loaded| loaded.not_after > now + 86_400);
+    if !reusable {
+        let sans = ["127.0.0.1", "localhost", "::1"].map(str::to_owned);
+        let certs = kspy_certs::generate_with_sans(
+            "kspy-webhook",
+            "kspy",
+            Duration::from_secs(30 * 86_400),
+            &sans,
+        )
+        .context("generating the development certificate")?;
+        certs
+            .write_to(dir)
+            .with_context(|| format!("writing the development certificate to {}", dir.display()))?;
+    }
+    Ok(files)
+}
+
+fn print_dev_banner(policies: &Path, addr: SocketAddr, admin_addr: SocketAddr) {
+    let ca = Path::new(DEV_DIR).join(kspy_certs::CA_CERT_FILE);
+    let ca = std::fs::canonicalize(&ca).unwrap_or(ca);
+    let fixture = policies.join(DEV_FIXTURE);
+    let host = if addr.ip().is_unspecified() {
+        format!("127.0.0.1:{}", addr.port())
+    } else {
+        addr.to_string()
+    };
+    println!("kspy-webhook --dev");
+    println!("  policies:  {}", policies.display());
+    println!("  CA:        {}", ca.display());
+    println!("  webhook:   https://{host}/validate  https://{host}/mutate");
+    println!("  admin:     http://{admin_addr}/metrics");
+    println!();
+    println!("Send it a review:");
+    println!(
+        "  curl --cacert {} -H 'Content-Type: application/json' --data-binary @{} https://{host}/validate",
+        ca.display(),
+        fixture.display()
+    );
+    println!();
+}
+
+/// Completes on SIGTERM or SIGINT (Ctrl-C).
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+            (Ok(mut term), Ok(mut int)) => {
+                tokio::select! {
+                    _ = term.recv() => tracing::info!(signal = "SIGTERM", "signal received"),
+                    _ = int.recv() => tracing::info!(signal = "SIGINT", "signal received"),
+                }
+            }
+            _ => {
+                tracing::warn!("cannot install signal handlers; stop with Ctrl-C");
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

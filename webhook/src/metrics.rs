@@ -1,0 +1,449 @@
+//! Prometheus metrics, hand-written: a few counters, gauges and one histogram kept in atomics
+//! (label sets in small maps), rendered in the Prometheus text exposition format on
+//! `GET /metrics` of the admin port.
+//!
+//! | name | type | labels |
+//! | --- | --- | --- |
+//! | `kspy_reviews_total` | counter | `endpoint`, `action`, `verdict`, `policy` |
+//! | `kspy_policy_decisions_total` | counter | `endpoint`, `policy`, `verdict` |
+//! | `kspy_review_duration_seconds` | histogram | `endpoint` |
+//! | `kspy_bad_requests_total` | counter | `endpoint`, `reason` |
+//! | `kspy_internal_errors_total` | counter | `endpoint`, `reason` |
+//! | `kspy_reviews_in_flight` | gauge | |
+//! | `kspy_policy_reloads_total` | counter | `result` (`success` / `failure`) |
+//! | `kspy_policies_loaded` | gauge | |
+//! | `kspy_cert_reloads_total` | counter | `result` (`success` / `failure`) |
+//! | `kspy_cert_expiry_timestamp_seconds` | gauge | |
+//!
+//! In `kspy_reviews_total`, `policy` is the comma-joined list of the policies that applied
+//! (`none` when none did), so the series add up to the number of reviews;
+//! `kspy_policy_decisions_total` counts once per applied policy, for per-policy views.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::Mutex;
+use std::sync::PoisonError;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::time::Duration;
+
+/// Upper bounds of the latency histogram buckets, in seconds.
+pub const DURATION_BUCKETS: [f64; 14] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
+];
+
+/// A counter with labels: one value per label-value tuple.
+#[derive(Debug)]
+struct LabeledCounter {
+    labels: &'static [&'static str],
+    values: Mutex<BTreeMap<Vec<String>, u64>>,
+}
+
+impl LabeledCounter {
+    const fn new(labels: &'static [&'static str]) -> Self {
+        LabeledCounter {
+            labels,
+            values: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    fn inc(&self, values: &[&str]) {
+        debug_assert_eq!(values.len(), self.labels.len());
+        let key: Vec<String> = values.iter().map(|v| (*v).to_owned()).collect();
+        let mut map = self.values.lock().unwrap_or_else(PoisonError::into_inner);
+        *map.entry(key).or_insert(0) += 1;
+    }
+
+    fn get(&self, values: &[&str]) -> u64 {
+        let key: Vec<String> = values.iter().map(|v| (*v).to_owned()).collect();
+        let map = self.values.lock().unwrap_or_else(PoisonError::into_inner);
+        map.get(&key).copied().unwrap_or(0)
+    }
+
+    fn render(&self, out: &mut String, name: &str) {
+        let map = self.values.lock().unwrap_or_else(PoisonError::into_inner);
+        for (values, count) in map.iter() {
+            out.push_str(name);
+            push_labels(out, self.labels, values.iter().map(String::as_str));
+            let _ = writeln!(out, " {count}");
+        }
+    }
+}
+
+/// A latency histogram with fixed buckets ([`DURATION_BUCKETS`]).
+#[derive(Debug)]
+struct Histogram {
+    buckets: [AtomicU64; DURATION_BUCKETS.len()],
+    count: AtomicU64,
+    sum_nanos: AtomicU64,
+}
+
+impl Histogram {
+    fn new() -> Self {
+        Histogram {
+            buckets: std::array::from_fn(|_| AtomicU64::new(0)),
+            count: AtomicU64::new(0),
+            sum_nanos: AtomicU64::new(0),
+        }
+    }
+
+    fn observe(&self, d: Duration) {
+        let secs = d.as_secs_f64();
+        if let Some(i) = DURATION_BUCKETS.iter().position(|le| secs <= *le) {
+            self.buckets[i].fetch_add(1, Ordering::Relaxed);
+        }
+        self.count.fetch_add(1, Ordering::Relaxed);
+        let nanos = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        self.sum_nanos.fetch_add(nanos, Ordering::Relaxed);
+    }
+
+    fn render(&self, out: &mut String, name: &str, label: (&str, &str)) {
+        let mut cumulative = 0u64;
+        for (le, bucket) in DURATION_BUCKETS.iter().zip(&self.buckets) {
+            cumulative += bucket.load(Ordering::Relaxed);
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{{}=\"{}\",le=\"{le}\"}} {cumulative}",
+                label.0, label.1
+            );
+        }
+        let count = self.count.load(Ordering::Relaxed);
+        let _ = writeln!(
+            out,
+            "{name}_bucket{{{}=\"{}\",le=\"+Inf\"}} {count}",
+            label.0, label.1
+        );
+        let sum = self.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9;
+        let _ = writeln!(out, "{name}_sum{{{}=\"{}\"}} {sum}", label.0, label.1);
+        let _ = writeln!(out, "{name}_count{{{}=\"{}\"}} {count}", label.0, label.1);
+    }
+}
+
+/// Why a request got no verdict (the `reason` label of `kspy_bad_requests_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BadRequest {
+    /// The body did not parse as an AdmissionReview v1 (HTTP 400).
+    Invalid,
+    /// The body was over the size limit (HTTP 413).
+    TooLarge,
+    /// The body could not be read, or not within the deadline (HTTP 400 / 408).
+    Unreadable,
+}
+
+impl BadRequest {
+    fn label(self) -> &'static str {
+        match self {
+            BadRequest::Invalid => "invalid",
+            BadRequest::TooLarge => "too-large",
+            BadRequest::Unreadable => "unreadable",
+        }
+    }
+}
+
+/// Why a debug request was denied by the server rather than judged (the `reason` label of
+/// `kspy_internal_errors_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InternalError {
+    /// Judging did not finish before the per-request deadline.
+    Timeout,
+    /// The judging task panicked.
+    Panic,
+    /// The response could not be serialized.
+    Serialize,
+}
+
+impl InternalError {
+    /// The label value.
+    pub fn label(self) -> &'static str {
+        match self {
+            InternalError::Timeout => "timeout",
+            InternalError::Panic => "panic",
+            InternalError::Serialize => "serialize",
+        }
+    }
+}
+
+/// Every metric the webhook exports.
+#[derive(Debug)]
+pub struct Metrics {
+    reviews: LabeledCounter,
+    policy_decisions: LabeledCounter,
+    bad_requests: LabeledCounter,
+    internal_errors: LabeledCounter,
+    duration_mutate: Histogram,
+    duration_validate: Histogram,
+    in_flight: AtomicI64,
+    policy_reloads_ok: AtomicU64,
+    policy_reloads_failed: AtomicU64,
+    policies_loaded: AtomicU64,
+    cert_reloads_ok: AtomicU64,
+    cert_reloads_failed: AtomicU64,
+    cert_expiry: AtomicI64,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// All metrics at zero.
+    pub fn new() -> Self {
+        Metrics {
+            reviews: LabeledCounter::new(&["endpoint", "action", "verdict", "policy"]),
+            policy_decisions: LabeledCounter::new(&["endpoint", "policy", "verdict"]),
+            bad_requests: LabeledCounter::new(&["endpoint", "reason"]),
+            internal_errors: LabeledCounter::new(&["endpoint", "reason"]),
+            duration_mutate: Histogram::new(),
+            duration_validate: Histogram::new(),
+            in_flight: AtomicI64::new(0),
+            policy_reloads_ok: AtomicU64::new(0),
+            policy_reloads_failed: AtomicU64::new(0),
+            policies_loaded: AtomicU64::new(0),
+            cert_reloads_ok: AtomicU64::new(0),
+            cert_reloads_failed: AtomicU64::new(0),
+            cert_expiry: AtomicI64::new(0),
+        }
+    }
+
+    /// Counts one judged review and its latency. `policies` are the applied policies.
+    pub fn review(
+        &self,
+        endpoint: &str,
+        action: &str,
+        verdict: &str,
+        policies: &[String],
+        elapsed: Duration,
+    ) {
+        let joined = if policies.is_empty() {
+            "none".to_owned()
+        } else {
+            policies.join(",")
+        };
+        self.reviews.inc(&[endpoint, action, verdict, &joined]);
+        for policy in policies {
+            self.policy_decisions.inc(&[endpoint, policy, verdict]);
+        }
+        self.observe(endpoint, elapsed);
+    }
+
+    /// Records a request's latency (also done by [`Metrics::review`]).
+    pub fn observe(&self, endpoint: &str, elapsed: Duration) {
+        match endpoint {
+            "mutate" => self.duration_mutate.observe(elapsed),
+            _ => self.duration_validate.observe(elapsed),
+        }
+    }
+
+    /// Counts a request answered with an HTTP error instead of a verdict.
+    pub fn bad_request(&self, endpoint: &str, reason: BadRequest) {
+        self.bad_requests.inc(&[endpoint, reason.label()]);
+    }
+
+    /// Counts a request the server denied because judging failed.
+    pub fn internal_error(&self, endpoint: &str, reason: InternalError) {
+        self.internal_errors.inc(&[endpoint, reason.label()]);
+    }
+
+    /// One more review in flight; the guard counts it out when dropped.
+    pub fn in_flight(&self) -> InFlight<'_> {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        InFlight(&self.in_flight)
+    }
+
+    /// Counts a successful policy reload that put `n` policies in force.
+    pub fn policy_reload_succeeded(&self, n: usize) {
+        self.policy_reloads_ok.fetch_add(1, Ordering::Relaxed);
+        self.set_policies_loaded(n);
+    }
+
+    /// Counts a failed policy reload (the previous policies stay in force).
+    pub fn policy_reload_failed(&self) {
+        self.policy_reloads_failed.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Records how many policies are in force.
+    pub fn set_policies_loaded(&self, n: usize) {
+        self.policies_loaded
+            .store(u64::try_from(n).unwrap_or(u64::MAX), Ordering::Relaxed);
+    }
+
+    /// Counts a successful certificate reload and records the new `notAfter` (Unix seconds).
+    pub fn cert_reload_succeeded(&self, not_after: i64) {
+        self.cert_reloads_ok.fetch_add(1, Ordering::Relaxed);
+        self.set_cert_expiry(not_after);
+    }
+
+    /// Counts a failed certificate reload (the previous certificate stays in use).
+    pub fn cert_reload_failed(&self) {
+        self.cert_reloads_failed.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Records the serving certificate's `notAfter` (Unix seconds).
+    pub fn set_cert_expiry(&self, not_after: i64) {
+        self.cert_expiry.store(not_after, Ordering::Relaxed);
+    }
+
+    /// The current value of `kspy_reviews_total` for one label set (for tests).
+    pub fn reviews_total(&self, endpoint: &str, action: &str, verdict: &str, policy: &str) -> u64 {
+        self.reviews.get(&[endpoint, action, verdict, policy])
+    }
+
+    /// The current value of `kspy_internal_errors_total` for one label set (for tests).
+    pub fn internal_errors_total(&self, endpoint: &str, reason: InternalError) -> u64 {
+        self.internal_errors.get(&[endpoint, reason.label()])
+    }
+
+    /// `kspy_policy_reloads_total`: (successes, failures).
+    pub fn policy_reloads(&self) -> (u64, u64) {
+        (
+            self.policy_reloads_ok.load(Ordering::Relaxed),
+            self.policy_reloads_failed.load(Ordering::Relaxed),
+        )
+    }
+
+    /// `kspy_cert_reloads_total`: (successes, failures).
+    pub fn cert_reloads(&self) -> (u64, u64) {
+        (
+            self.cert_reloads_ok.load(Ordering::Relaxed),
+            self.cert_reloads_failed.load(Ordering::Relaxed),
+        )
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut out = String::with_capacity(4096);
+        header(&mut out, "kspy_reviews_total", "counter", "AdmissionReviews judged, by endpoint, debug action, verdict and the applied policies (comma-joined).");
+        self.reviews.render(&mut out, "kspy_reviews_total");
+        header(&mut out, "kspy_policy_decisions_total", "counter", "Judged reviews per applied policy and verdict.");
+        self.policy_decisions.render(&mut out, "kspy_policy_decisions_total");
+        header(&mut out, "kspy_review_duration_seconds", "histogram", "Time from request received to response ready.");
+        self.duration_mutate.render(&mut out, "kspy_review_duration_seconds", ("endpoint", "mutate"));
+        self.duration_validate.render(&mut out, "kspy_review_duration_seconds", ("endpoint", "validate"));
+        header(&mut out, "kspy_bad_requests_total", "counter", "Requests answered with an HTTP error instead of a verdict.");
+        self.bad_requests.render(&mut out, "kspy_bad_requests_total");
+        header(&mut out, "kspy_internal_errors_total", "counter", "Debug requests denied because judging failed (fail closed).");
+        self.internal_errors.render(&mut out, "kspy_internal_errors_total");
+        header(&mut out, "kspy_reviews_in_flight", "gauge", "Reviews being processed.");
+        let _ = writeln!(out, "kspy_reviews_in_flight {}", self.in_flight.load(Ordering::Relaxed));
+        header(&mut out, "kspy_policy_reloads_total", "counter", "Policy directory reloads by result; a failed reload keeps the previous policies.");
+        let (ok, failed) = self.policy_reloads();
+        let _ = writeln!(out, "kspy_policy_reloads_total{{result=\"success\"}} {ok}");
+        let _ = writeln!(out, "kspy_policy_reloads_total{{result=\"failure\"}} {failed}");
+        header(&mut out, "kspy_policies_loaded", "gauge", "Policies in force.");
+        let _ = writeln!(out, "kspy_policies_loaded {}", self.policies_loaded.load(Ordering::Relaxed));
+        header(&mut out, "kspy_cert_reloads_total", "counter", "Serving certificate reloads by result; a failed reload keeps the previous certificate.");
+        let (ok, failed) = self.cert_reloads();
+        let _ = writeln!(out, "kspy_cert_reloads_total{{result=\"success\"}} {ok}");
+        let _ = writeln!(out, "kspy_cert_reloads_total{{result=\"failure\"}} {failed}");
+        header(&mut out, "kspy_cert_expiry_timestamp_seconds", "gauge", "notAfter of the serving certificate, Unix seconds.");
+        let _ = writeln!(out, "kspy_cert_expiry_timestamp_seconds {}", self.cert_expiry.load(Ordering::Relaxed));
+        out
+    }
+}
+
+/// Decrements the in-flight gauge when dropped.
+#[derive(Debug)]
+pub struct InFlight<'a>(&'a AtomicI64);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+fn header(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+}
+
+fn push_labels<'a>(out: &mut String, names: &[&str], values: impl Iterator<Item = &'a str>) {
+    out.push('{');
+    for (i, (name, value)) in names.iter().zip(values).enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(name);
+        out.push_str("=\"");
+        for c in value.chars() {
+            match c {
+                '\\' => out.push_str("\\\\"),
+                '"' => out.push_str("\\\""),
+                '\n' => out.push_str("\\n"),
+                c => out.push(c),
+            }
+        }
+        out.push('"');
+    }
+    out.push('}');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_counters_with_escaped_labels_and_sorted_series() {
+        let m = Metrics::new();
+        m.review("validate", "attach", "allowed", &["b".into(), "a\"x".into()], Duration::from_micros(80));
+        m.review("validate", "attach", "allowed", &["b".into(), "a\"x".into()], Duration::from_micros(80));
+        m.review("mutate", "none", "not-debug", &[], Duration::from_millis(3));
+        let text = m.render();
+        assert!(text.contains(
+            "kspy_reviews_total{endpoint=\"validate\",action=\"attach\",verdict=\"allowed\",policy=\"b,a\\\"x\"} 2\n"
+        ), "{text}");
+        assert!(text.contains(
+            "kspy_reviews_total{endpoint=\"mutate\",action=\"none\",verdict=\"not-debug\",policy=\"none\"} 1\n"
+        ), "{text}");
+        assert!(text.contains("kspy_policy_decisions_total{endpoint=\"validate\",policy=\"b\",verdict=\"allowed\"} 2\n"), "{text}");
+        assert_eq!(m.reviews_total("mutate", "none", "not-debug", "none"), 1);
+    }
+
+    #[test]
+    fn histogram_is_cumulative_with_count_and_sum() {
+        let m = Metrics::new();
+        m.observe("validate", Duration::from_micros(50));
+        m.observe("validate", Duration::from_micros(700));
+        m.observe("validate", Duration::from_secs(30));
+        let text = m.render();
+        let line = |s: &str| text.lines().any(|l| l == s);
+        assert!(line("kspy_review_duration_seconds_bucket{endpoint=\"validate\",le=\"0.0001\"} 1"), "{text}");
+        assert!(line("kspy_review_duration_seconds_bucket{endpoint=\"validate\",le=\"0.001\"} 2"), "{text}");
+        assert!(line("kspy_review_duration_seconds_bucket{endpoint=\"validate\",le=\"5\"} 2"), "{text}");
+        assert!(line("kspy_review_duration_seconds_bucket{endpoint=\"validate\",le=\"+Inf\"} 3"), "{text}");
+        assert!(line("kspy_review_duration_seconds_count{endpoint=\"validate\"} 3"), "{text}");
+        assert!(line("kspy_review_duration_seconds_count{endpoint=\"mutate\"} 0"), "{text}");
+        assert!(text.contains("kspy_review_duration_seconds_sum{endpoint=\"validate\"} 30.00075"), "{text}");
+    }
+
+    #[test]
+    fn gauges_and_reload_counters() {
+        let m = Metrics::new();
+        {
+            let _a = m.in_flight();
+            let _b = m.in_flight();
+            assert!(m.render().contains("kspy_reviews_in_flight 2\n"));
+        }
+        assert!(m.render().contains("kspy_reviews_in_flight 0\n"));
+        m.policy_reload_succeeded(7);
+        m.policy_reload_failed();
+        m.cert_reload_succeeded(1_900_000_000);
+        m.cert_reload_failed();
+        m.cert_reload_failed();
+        let text = m.render();
+        for line in [
+            "kspy_policy_reloads_total{result=\"success\"} 1",
+            "kspy_policy_reloads_total{result=\"failure\"} 1",
+            "kspy_policies_loaded 7",
+            "kspy_cert_reloads_total{result=\"success\"} 1",
+            "kspy_cert_reloads_total{result=\"failure\"} 2",
+            "kspy_cert_expiry_timestamp_seconds 1900000000",
+        ] {
+            assert!(text.lines().any(|l| l == line), "missing {line}:\n{text}");
+        }
+        // Every series has HELP and TYPE.
+        for name in ["kspy_reviews_total", "kspy_internal_errors_total", "kspy_bad_requests_total"] {
+            assert!(text.contains(&format!("# TYPE {name} counter")), "{name}");
+        }
+    }
+}

@@ -1,0 +1,141 @@
+//! Where a review's Namespace object comes from, for policies' `match.namespaceSelector` and
+//! CEL's `namespaceObject`. The API server does not send it in the AdmissionReview.
+//!
+//! - [`NamespaceSource::None`]: unknown. Policies that select namespaces by label do not apply
+//!   (so requests they would allow are denied: fail closed).
+//! - [`NamespaceSource::Static`]: a fixed set (tests, offline runs).
+//! - [`NamespaceSource::Api`]: `GET /api/v1/namespaces/NAME` with a Kubernetes client (needs
+//!   RBAC `get` on `namespaces`), cached per name for `ttl`; on an API error the last known
+//!   object is used, or none.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::Namespace;
+
+/// Default time a looked-up Namespace is reused.
+pub const DEFAULT_NAMESPACE_TTL: Duration = Duration::from_secs(30);
+
+/// Where Namespace objects come from.
+#[derive(Clone, Default)]
+pub enum NamespaceSource {
+    /// Not known.
+    #[default]
+    None,
+    /// A fixed set, by name.
+    Static(HashMap<String, Namespace>),
+    /// Looked up in the API server.
+    Api {
+        /// The client.
+        client: kube::Client,
+        /// How long a lookup (found or not) is reused.
+        ttl: Duration,
+    },
+}
+
+impl std::fmt::Debug for NamespaceSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NamespaceSource::None => f.write_str("None"),
+            NamespaceSource::Static(m) => f.debug_tuple("Static").field(&m.keys().collect::<Vec<_>>()).finish(),
+            NamespaceSource::Api { ttl, .. } => f.debug_struct("Api").field("ttl", ttl).finish_non_exhaustive(),
+        }
+    }
+}
+
+impl NamespaceSource {
+    /// A static source from a list of Namespaces (unnamed ones are skipped).
+    pub fn from_namespaces(namespaces: impl IntoIterator<Item = Namespace>) -> Self {
+        NamespaceSource::Static(
+            namespaces
+                .into_iter()
+                .filter_map(|ns| ns.metadata.name.clone().map(|n| (n, ns)))
+                .collect(),
+        )
+    }
+}
+
+/// A cached lookup of one namespace.
+#[derive(Clone)]
+struct Entry {
+    fetched: Instant,
+    namespace: Option<Arc<Namespace>>,
+}
+
+/// Looks Namespaces up from a [`NamespaceSource`], with a cache.
+#[derive(Debug)]
+pub(crate) struct NamespaceLookup {
+    source: NamespaceSource,
+    static_arcs: HashMap<String, Arc<Namespace>>,
+    cache: Mutex<HashMap<String, Entry>>,
+}
+
+/// Upper bound on cached names, so a flood of bogus names cannot grow memory without end.
+const MAX_CACHED: usize = 10_000;
+
+impl std::fmt::Debug for Entry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Entry").field("found", &self.namespace.is_some()).finish()
+    }
+}
+
+impl NamespaceLookup {
+    pub(crate) fn new(source: NamespaceSource) -> Self {
+        let static_arcs = match &source {
+            NamespaceSource::Static(m) => m.iter().map(|(k, v)| (k.clone(), Arc::new(v.clone()))).collect(),
+            _ => HashMap::new(),
+        };
+        NamespaceLookup {
+            source,
+            static_arcs,
+            cache: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The Namespace named `name`, if known; waits for the API at most until `deadline`.
+    pub(crate) async fn get(&self, name: &str, deadline: tokio::time::Instant) -> Option<Arc<Namespace>> {
+        match &self.source {
+            NamespaceSource::None => None,
+            NamespaceSource::Static(_) => self.static_arcs.get(name).cloned(),
+            NamespaceSource::Api { client, ttl } => {
+                let cached = self
+                    .cache
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .get(name)
+                    .cloned();
+                if let Some(entry) = &cached
+                    && entry.fetched.elapsed() < *ttl
+                {
+                    return entry.namespace.clone();
+                }
+                let api: kube::Api<Namespace> = kube::Api::all(client.clone());
+                let fetched = tokio::time::timeout_at(deadline, api.get_opt(name)).await;
+                let namespace = match fetched {
+                    Ok(Ok(found)) => found.map(Arc::new),
+                    Ok(Err(err)) => {
+                        tracing::warn!(namespace = name, error = %err, "cannot read the Namespace; using the last known one");
+                        return cached.and_then(|e| e.namespace);
+                    }
+                    Err(_) => {
+                        tracing::warn!(namespace = name, "reading the Namespace timed out; using the last known one");
+                        return cached.and_then(|e| e.namespace);
+                    }
+                };
+                let mut cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
+                if cache.len() >= MAX_CACHED {
+                    cache.clear();
+                }
+                cache.insert(
+                    name.to_owned(),
+                    Entry {
+                        fetched: Instant::now(),
+                        namespace: namespace.clone(),
+                    },
+                );
+                namespace
+            }
+        }
+    }
+}

@@ -1,0 +1,221 @@
+//! Starting and stopping the webhook: certificates, policies, listeners, reload watchers.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use hyper_util::service::TowerToHyperService;
+use kspy_certs::{ReloadOutcome, ReloadingResolver};
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinHandle;
+use tokio_rustls::TlsAcceptor;
+
+use crate::config::ServerConfig;
+use crate::engine_cell::EngineCell;
+use crate::error::WebhookError;
+use crate::metrics::Metrics;
+use crate::policy_watch;
+use crate::state::AppState;
+
+/// Asks a running server to shut down. Cloneable; triggering twice is harmless.
+#[derive(Debug, Clone)]
+pub struct ShutdownHandle(Arc<watch::Sender<bool>>);
+
+impl ShutdownHandle {
+    /// Starts a graceful shutdown: `/readyz` fails at once; after the configured shutdown
+    /// delay the listener closes and in-flight reviews are finished.
+    pub fn shutdown(&self) {
+        self.0.send_replace(true);
+    }
+}
+
+/// A server started by [`start`].
+#[derive(Debug)]
+pub struct RunningServer {
+    /// The HTTPS address actually bound (useful with port 0).
+    pub addr: SocketAddr,
+    /// The admin address actually bound.
+    pub admin_addr: SocketAddr,
+    shutdown: ShutdownHandle,
+    metrics: Arc<Metrics>,
+    task: JoinHandle<()>,
+}
+
+impl RunningServer {
+    /// A handle that can trigger shutdown from elsewhere (a signal handler, a test).
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        self.shutdown.clone()
+    }
+
+    /// The server's metrics (what `/metrics` renders).
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// Triggers a graceful shutdown and waits until it is complete.
+    pub async fn shutdown(self) {
+        self.shutdown.shutdown();
+        self.wait().await;
+    }
+
+    /// Waits until the server has stopped (after a shutdown was triggered).
+    pub async fn wait(self) {
+        if let Err(err) = self.task.await {
+            tracing::error!(error = %err, "server task failed");
+        }
+    }
+}
+
+/// Runs the server until `signal` completes, then shuts down gracefully.
+pub async fn run(
+    config: ServerConfig,
+    signal: impl std::future::Future<Output = ()>,
+) -> Result<(), WebhookError> {
+    let server = start(config).await?;
+    let handle = server.shutdown_handle();
+    tokio::select! {
+        () = signal => {
+            tracing::info!("shutdown requested");
+            handle.shutdown();
+        }
+        () = wait_for_trigger(&handle) => {}
+    }
+    server.wait().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn wait_for_trigger(handle: &ShutdownHandle) {
+    let mut rx = handle.0.subscribe();
+    crate::serve::stopped(&mut rx).await;
+}
+
+/// Loads the certificate and the policies, binds both listeners and starts serving. Fails
+/// (without serving anything) if the certificate or any policy does not load.
+pub async fn start(config: ServerConfig) -> Result<RunningServer, WebhookError> {
+    let resolver = Arc::new(ReloadingResolver::load(&config.tls.cert, &config.tls.key)?);
+    let tls = crate::tls::server_config(resolver.clone())?;
+    let acceptor = TlsAcceptor::from(Arc::new(tls));
+
+    let dir = config.policies_dir.clone();
+    let settings = config.settings.clone();
+    let (engine, fingerprint) = tokio::task::spawn_blocking(move || {
+        let fingerprint = policy_watch::fingerprint(&dir);
+        policy_watch::load_engine(&dir, settings).map(|e| (e, fingerprint))
+    })
+    .await
+    .map_err(|err| WebhookError::Io {
+        context: "loading policies".into(),
+        source: std::io::Error::other(err.to_string()),
+    })??;
+    let names = engine.policies().names().join(", ");
+    let count = engine.policies().len();
+    tracing::info!(policies = %config.policies_dir.display(), count, names = %names, "policies loaded");
+
+    let metrics = Arc::new(Metrics::new());
+    metrics.set_policies_loaded(count);
+    metrics.set_cert_expiry(resolver.not_after());
+
+    let listener = TcpListener::bind(config.addr)
+        .await
+        .map_err(|source| WebhookError::Bind { addr: config.addr, source })?;
+    let admin_listener = TcpListener::bind(config.admin_addr)
+        .await
+        .map_err(|source| WebhookError::Bind { addr: config.admin_addr, source })?;
+    let addr = local_addr(&listener)?;
+    let admin_addr = local_addr(&admin_listener)?;
+
+    let engine = Arc::new(EngineCell::new(engine));
+    let state = Arc::new(AppState {
+        engine: engine.clone(),
+        metrics: metrics.clone(),
+        resolver: resolver.clone(),
+        max_body_bytes: config.max_body_bytes,
+        review_timeout: config.review_timeout,
+        judge_slots: Arc::new(Semaphore::new(config.max_concurrent_judgements.max(1))),
+        namespaces: crate::namespaces::NamespaceLookup::new(config.namespaces.clone()),
+        fault_injection: config.fault_injection,
+        accepting: AtomicBool::new(true),
+    });
+
+    let (tx, rx) = watch::channel(false);
+    let shutdown = ShutdownHandle(Arc::new(tx));
+
+    // Certificate reloads.
+    let cert_metrics = metrics.clone();
+    let cert_watch = resolver.watch(config.reload_interval, move |outcome| match outcome {
+        ReloadOutcome::Reloaded { not_after } => cert_metrics.cert_reload_succeeded(*not_after),
+        ReloadOutcome::Failed(_) => cert_metrics.cert_reload_failed(),
+        ReloadOutcome::Unchanged => {}
+    });
+    drop(resolver);
+
+    // Policy reloads.
+    let policy_watch = policy_watch::spawn(
+        config.policies_dir.clone(),
+        config.settings.clone(),
+        config.reload_interval,
+        fingerprint,
+        engine,
+        metrics.clone(),
+        rx.clone(),
+    );
+
+    // Admin port: plain HTTP, stops after the webhook port.
+    let (admin_stop_tx, admin_stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let admin = axum::serve(admin_listener, crate::admin::router(state.clone()))
+        .with_graceful_shutdown(async move {
+            let _ = admin_stop_rx.await;
+        });
+    let admin_task = tokio::spawn(async move {
+        if let Err(err) = admin.await {
+            tracing::error!(error = %err, "admin server failed");
+        }
+    });
+
+    // The webhook port.
+    let service = TowerToHyperService::new(crate::routes::router(state.clone()));
+    let (serve_stop_tx, serve_stop_rx) = watch::channel(false);
+    let grace = config.shutdown_grace;
+    let serve_task = tokio::spawn(crate::serve::serve_tls(listener, acceptor, service, serve_stop_rx, grace));
+
+    tracing::info!(%addr, %admin_addr, "kspy-webhook listening");
+
+    let delay = config.shutdown_delay;
+    let mut trigger = rx;
+    let task = tokio::spawn(async move {
+        crate::serve::stopped(&mut trigger).await;
+        state.accepting.store(false, Ordering::Relaxed);
+        if !delay.is_zero() {
+            tracing::info!(delay_seconds = delay.as_secs_f64(), "not ready; still serving during the shutdown delay");
+            tokio::time::sleep(delay).await;
+        }
+        serve_stop_tx.send_replace(true);
+        if let Err(err) = serve_task.await {
+            tracing::error!(error = %err, "webhook listener task failed");
+        }
+        let _ = admin_stop_tx.send(());
+        if tokio::time::timeout(Duration::from_secs(5), admin_task).await.is_err() {
+            tracing::warn!("admin server did not stop within 5 s");
+        }
+        cert_watch.abort();
+        let _ = policy_watch.await;
+    });
+
+    Ok(RunningServer {
+        addr,
+        admin_addr,
+        shutdown,
+        metrics,
+        task,
+    })
+}
+
+fn local_addr(listener: &TcpListener) -> Result<SocketAddr, WebhookError> {
+    listener.local_addr().map_err(|source| WebhookError::Io {
+        context: "reading the bound address".into(),
+        source,
+    })
+}

@@ -1,0 +1,55 @@
+//! What request handlers share.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use kspy_certs::ReloadingResolver;
+use tokio::sync::Semaphore;
+
+use crate::engine_cell::EngineCell;
+use crate::metrics::Metrics;
+
+/// Shared by the review handlers and the admin endpoints.
+#[derive(Debug)]
+pub(crate) struct AppState {
+    /// The engine in force.
+    pub engine: Arc<EngineCell>,
+    /// Every metric.
+    pub metrics: Arc<Metrics>,
+    /// The serving certificate (for readiness).
+    pub resolver: Arc<ReloadingResolver>,
+    /// Largest body accepted.
+    pub max_body_bytes: usize,
+    /// Per-review deadline.
+    pub review_timeout: Duration,
+    /// Bounds how many reviews are judged at once on the blocking pool.
+    pub judge_slots: Arc<Semaphore>,
+    /// Namespace objects for the engine.
+    pub namespaces: crate::namespaces::NamespaceLookup,
+    /// Testing aid.
+    pub fault_injection: crate::config::FaultInjection,
+    /// False once shutdown started.
+    pub accepting: AtomicBool,
+}
+
+impl AppState {
+    /// Why the server is not ready, if it is not: shutting down, or the certificate expired.
+    pub fn not_ready_reason(&self) -> Option<String> {
+        if !self.accepting.load(Ordering::Relaxed) {
+            return Some("shutting down".into());
+        }
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+            .unwrap_or(0);
+        let not_after = self.resolver.not_after();
+        if not_after <= now {
+            return Some(format!(
+                "the serving certificate expired at {}",
+                kspy_certs::format_unix_utc(not_after)
+            ));
+        }
+        None
+    }
+}

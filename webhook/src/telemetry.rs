@@ -1,0 +1,121 @@
+//! Logs and traces.
+//!
+//! Logs go to stdout through `tracing-subscriber`, as JSON (one object per line, for log
+//! collectors) or human-readable text; the level comes from `RUST_LOG` (default `info`).
+//! Traces are exported over OTLP/HTTP (protobuf) only when `OTEL_EXPORTER_OTLP_ENDPOINT` (or
+//! `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`) is set; each review is one span named after its
+//! endpoint, carrying uid, user, namespace, pod, action and verdict. The other standard
+//! `OTEL_*` variables (headers, timeout, service name) are honoured by the exporter.
+
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_sdk::trace::SdkTracerProvider;
+use tracing_subscriber::EnvFilter;
+use tracing_subscriber::Layer as _;
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// One JSON object per line.
+    Json,
+    /// Human-readable text.
+    Text,
+}
+
+/// Why telemetry could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum TelemetryError {
+    /// The OTLP exporter could not be built.
+    #[error("OTLP trace exporter: {0}")]
+    Exporter(String),
+    /// A global subscriber was already installed.
+    #[error("cannot install the log subscriber: {0}")]
+    Install(String),
+}
+
+/// Keeps the trace pipeline alive; call [`Telemetry::shutdown`] before exiting to flush spans.
+#[derive(Debug)]
+pub struct Telemetry {
+    provider: Option<SdkTracerProvider>,
+}
+
+impl Telemetry {
+    /// True when traces are exported.
+    pub fn exporting_traces(&self) -> bool {
+        self.provider.is_some()
+    }
+
+    /// Flushes and stops the trace exporter, if any. Blocking: call it outside the runtime's
+    /// worker threads (for example in `spawn_blocking`).
+    pub fn shutdown(self) {
+        if let Some(provider) = self.provider
+            && let Err(err) = provider.shutdown()
+        {
+            eprintln!("kspy-webhook: flushing traces failed: {err}");
+        }
+    }
+}
+
+/// True when the environment asks for OTLP trace export.
+pub fn otlp_requested() -> bool {
+    ["OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"]
+        .iter()
+        .any(|v| std::env::var_os(v).is_some_and(|s| !s.is_empty()))
+}
+
+/// Installs the global log subscriber and, when requested by the environment, the OTLP trace
+/// exporter. Must be called inside a Tokio runtime (the exporter's batch task runs on it).
+pub fn init(format: LogFormat, service_name: &'static str) -> Result<Telemetry, TelemetryError> {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let fmt = match format {
+        LogFormat::Json => tracing_subscriber::fmt::layer()
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(false)
+            .with_target(false)
+            .boxed(),
+        LogFormat::Text => tracing_subscriber::fmt::layer().with_target(false).boxed(),
+    };
+    let provider = if otlp_requested() {
+        Some(otlp_provider(service_name)?)
+    } else {
+        None
+    };
+    let otel = provider.as_ref().map(|p| {
+        tracing_opentelemetry::layer()
+            .with_tracer(p.tracer(service_name))
+            .boxed()
+    });
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(fmt)
+        .with(otel)
+        .try_init()
+        .map_err(|e| TelemetryError::Install(e.to_string()))?;
+    Ok(Telemetry { provider })
+}
+
+fn otlp_provider(service_name: &'static str) -> Result<SdkTracerProvider, TelemetryError> {
+    use opentelemetry_otlp::WithExportConfig as _;
+    let exporter = opentelemetry_otlp::SpanExporter::builder()
+        .with_http()
+        .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
+        .build()
+        .map_err(|e| TelemetryError::Exporter(e.to_string()))?;
+    // The hyper-based HTTP client needs the Tokio runtime, so spans are batched on it rather
+    // than on the SDK's own thread.
+    let processor = opentelemetry_sdk::trace::span_processor_with_async_runtime::BatchSpanProcessor::builder(
+        exporter,
+        opentelemetry_sdk::runtime::Tokio,
+    )
+    .build();
+    let resource = opentelemetry_sdk::Resource::builder()
+        .with_service_name(service_name)
+        .build();
+    Ok(SdkTracerProvider::builder()
+        .with_span_processor(processor)
+        .with_resource(resource)
+        .build())
+}

@@ -1,0 +1,35 @@
+//! rustls configurations: TLS 1.2 and 1.3 only, the `ring` provider only, ALPN `h2` and
+//! `http/1.1` (the API server speaks HTTP/2 to webhooks when offered).
+
+use std::sync::Arc;
+
+use rustls::server::ResolvesServerCert;
+use rustls::{ClientConfig, RootCertStore, ServerConfig};
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// The server configuration, with certificates from `resolver` (typically a
+/// [`kspy_certs::ReloadingResolver`]).
+pub fn server_config(
+    resolver: Arc<dyn ResolvesServerCert>,
+) -> Result<ServerConfig, rustls::Error> {
+    let mut config = ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
+        .with_no_client_auth()
+        .with_cert_resolver(resolver);
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(config)
+}
+
+/// A client configuration trusting only `roots`, offering the given ALPN protocols (for
+/// example `[b"http/1.1"]` or `[b"h2"]`). Used by `kspy-load` and the tests.
+pub fn client_config(roots: RootCertStore, alpn: &[&[u8]]) -> Result<ClientConfig, rustls::Error> {
+    let mut config = ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    Ok(config)
+}

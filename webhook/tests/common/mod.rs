@@ -1,0 +1,241 @@
+//! Shared test harness: a real kspy-webhook on 127.0.0.1:0 with a freshly generated CA, and
+//! clients that trust only that CA.
+
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use kspy_certs::{GeneratedCerts, WrittenFiles};
+use kspy_webhook::client::{HttpVersion, HttpsConnection};
+use kspy_webhook::{RunningServer, ServerConfig, TlsFiles};
+use rustls::ClientConfig;
+use serde_json::Value;
+
+/// SREs may attach busybox with SYS_PTRACE; defaults target the first container and set the
+/// pull policy. A Warn-mode policy asks for digest-pinned images.
+pub const POLICIES: &str = r#"
+apiVersion: kspy.dev/v1alpha1
+kind: DebugPolicy
+metadata:
+  name: test-sre
+spec:
+  description: SREs may trace.
+  match:
+    actions: [attach]
+    groups: [sre]
+  grant:
+    images: ["busybox:*"]
+    capabilities: [SYS_PTRACE]
+    runAsRoot: true
+    mountVolumes: nonSecret
+  defaults:
+    targetContainer: first
+    imagePullPolicy: IfNotPresent
+---
+apiVersion: kspy.dev/v1alpha1
+kind: DebugPolicy
+metadata:
+  name: test-pinned
+spec:
+  mode: Warn
+  match:
+    actions: [attach]
+  validations:
+    - expression: "container.image.contains('@sha256:')"
+      message: debug images should be pinned by digest
+"#;
+
+/// Like [`POLICIES`], with SYS_ADMIN granted too.
+pub const POLICIES_WITH_SYS_ADMIN: &str = r#"
+apiVersion: kspy.dev/v1alpha1
+kind: DebugPolicy
+metadata:
+  name: test-sre
+spec:
+  match:
+    actions: [attach]
+    groups: [sre]
+  grant:
+    images: ["busybox:*"]
+    capabilities: [SYS_PTRACE, SYS_ADMIN]
+    runAsRoot: true
+    mountVolumes: nonSecret
+"#;
+
+/// Reads a fixture from `tests/fixtures/`.
+pub fn fixture(name: &str) -> Bytes {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name);
+    Bytes::from(std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())))
+}
+
+/// The request uid of a fixture.
+pub fn fixture_uid(name: &str) -> String {
+    let v: Value = serde_json::from_slice(&fixture(name)).expect("fixture is JSON");
+    v["request"]["uid"].as_str().expect("uid").to_owned()
+}
+
+/// A running webhook and what it was started with.
+pub struct Harness {
+    pub dir: tempfile::TempDir,
+    pub certs: GeneratedCerts,
+    pub cert_files: WrittenFiles,
+    pub policies: PathBuf,
+    pub server: RunningServer,
+    pub tls: ClientConfig,
+}
+
+/// A certificate for loopback.
+pub fn loopback_certs() -> GeneratedCerts {
+    kspy_certs::generate_with_sans(
+        "kspy-webhook",
+        "kspy",
+        Duration::from_secs(86_400),
+        &["127.0.0.1".to_owned(), "localhost".to_owned()],
+    )
+    .expect("generate certs")
+}
+
+/// A client configuration trusting only the given CA PEMs.
+pub fn client_tls(ca_pems: &[&str]) -> ClientConfig {
+    let mut roots = rustls::RootCertStore::empty();
+    for pem in ca_pems {
+        for cert in kspy_certs::parse_certs(pem.as_bytes(), "ca").expect("ca") {
+            roots.add(cert).expect("add root");
+        }
+    }
+    kspy_webhook::tls::client_config(roots, &[b"http/1.1"]).expect("client config")
+}
+
+impl Harness {
+    /// Starts a server with [`POLICIES`] and fast reload polling.
+    pub async fn start() -> Harness {
+        Self::start_with(POLICIES, |_| {}).await
+    }
+
+    /// Starts a server with the given policies, after `tweak` adjusts the configuration.
+    pub async fn start_with(policies: &str, tweak: impl FnOnce(&mut ServerConfig)) -> Harness {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let certs = loopback_certs();
+        let cert_files = certs.write_to(&dir.path().join("certs")).expect("write certs");
+        let policy_dir = dir.path().join("policies");
+        std::fs::create_dir_all(&policy_dir).expect("policy dir");
+        std::fs::write(policy_dir.join("policies.yaml"), policies).expect("write policies");
+        let tls = TlsFiles {
+            cert: cert_files.cert.clone(),
+            key: cert_files.key.clone(),
+        };
+        let mut config = ServerConfig::new(&policy_dir, tls).on_loopback();
+        config.reload_interval = Duration::from_millis(50);
+        tweak(&mut config);
+        let server = kspy_webhook::start(config).await.expect("server starts");
+        let tls = client_tls(&[&certs.ca_cert_pem]);
+        Harness {
+            dir,
+            certs,
+            cert_files,
+            policies: policy_dir,
+            server,
+            tls,
+        }
+    }
+
+    /// A new HTTPS connection.
+    pub async fn connect(&self, version: HttpVersion) -> HttpsConnection {
+        HttpsConnection::connect(self.server.addr, "localhost", &self.tls, version)
+            .await
+            .expect("connect")
+    }
+
+    /// POSTs a fixture on a new HTTP/1.1 connection; status and body.
+    pub async fn post_fixture(&self, path: &str, name: &str) -> (u16, Bytes) {
+        self.post(path, fixture(name)).await
+    }
+
+    /// POSTs a body on a new HTTP/1.1 connection; status and body.
+    pub async fn post(&self, path: &str, body: Bytes) -> (u16, Bytes) {
+        let mut conn = self.connect(HttpVersion::Http1).await;
+        let resp = conn.post_json(path, body).await.expect("request");
+        (resp.status().as_u16(), resp.into_body())
+    }
+
+    /// `GET path` on the admin port: status and body.
+    pub async fn admin_get(&self, path: &str) -> (u16, String) {
+        admin_get(self.server.admin_addr, path).await
+    }
+}
+
+/// Plain HTTP/1.0 GET; status and body.
+pub async fn admin_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("admin connect");
+    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes())
+        .await
+        .expect("write");
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).await.expect("read");
+    let status = buf
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .expect("status line");
+    let body = buf.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    (status, body)
+}
+
+/// The `response` of an AdmissionReview answer.
+pub fn response_of(body: &[u8]) -> Value {
+    let v: Value = serde_json::from_slice(body).expect("answer is JSON");
+    assert_eq!(v["apiVersion"], "admission.k8s.io/v1", "{v}");
+    assert_eq!(v["kind"], "AdmissionReview", "{v}");
+    v["response"].clone()
+}
+
+/// Polls `check` every 20 ms until it holds, failing after `timeout`.
+pub async fn eventually<F, Fut>(what: &str, timeout: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if check().await {
+            return;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{what}: not within {timeout:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A raw TLS stream to the webhook, for hand-written HTTP.
+pub async fn raw_tls(
+    addr: SocketAddr,
+    tls: &ClientConfig,
+) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
+    tokio_rustls::TlsConnector::from(std::sync::Arc::new(tls.clone()))
+        .connect(name, tcp)
+        .await
+        .expect("handshake")
+}
+
+/// Reads an HTTP/1.1 response to the end of the stream: status and body.
+pub async fn read_response(
+    stream: &mut tokio_rustls::client::TlsStream<tokio::net::TcpStream>,
+) -> (u16, String) {
+    use tokio::io::AsyncReadExt;
+    let mut buf = Vec::new();
+    // A peer closing without close_notify is fine here: what arrived is what counts.
+    let _ = stream.read_to_end(&mut buf).await;
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("no status line in {text:?}"));
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    (status, body)
+}

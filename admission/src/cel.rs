@@ -80,25 +80,30 @@ pub enum CelError {
     TooExpensive(String),
 }
 
-/// Which request-level variables an expression reads: only those are bound for a request.
+/// A set of the [`VARIABLES`] (a bit each, in that order).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Uses {
-    /// `object`
-    pub object: bool,
-    /// `oldObject`
-    pub old_object: bool,
-    /// `namespaceObject`
-    pub namespace_object: bool,
-}
+pub struct VarSet(u8);
 
-impl Uses {
-    /// The union of two sets of uses.
-    pub fn union(self, other: Uses) -> Uses {
-        Uses {
-            object: self.object || other.object,
-            old_object: self.old_object || other.old_object,
-            namespace_object: self.namespace_object || other.namespace_object,
-        }
+impl VarSet {
+    /// The set holding `name`, or the empty set for a name that is not a variable.
+    pub fn of(name: &str) -> VarSet {
+        VarSet(
+            VARIABLES
+                .iter()
+                .position(|v| *v == name)
+                .map_or(0, |i| 1 << i),
+        )
+    }
+
+    /// True when `name` is in the set.
+    pub fn contains(self, name: &str) -> bool {
+        let bit = VarSet::of(name).0;
+        bit != 0 && self.0 & bit == bit
+    }
+
+    /// The union.
+    pub fn union(self, other: VarSet) -> VarSet {
+        VarSet(self.0 | other.0)
     }
 }
 
@@ -107,7 +112,7 @@ impl Uses {
 pub struct Expression {
     source: String,
     program: Program,
-    uses: Uses,
+    reads: VarSet,
 }
 
 impl Expression {
@@ -138,15 +143,13 @@ impl Expression {
                 w.message.split(';').next().unwrap_or(&w.message)
             )));
         }
-        let uses = Uses {
-            object: free.contains("object"),
-            old_object: free.contains("oldObject"),
-            namespace_object: free.contains("namespaceObject"),
-        };
+        let reads = free
+            .iter()
+            .fold(VarSet::default(), |set, name| set.union(VarSet::of(name)));
         Ok(Expression {
             source: source.to_owned(),
             program,
-            uses,
+            reads,
         })
     }
 
@@ -155,9 +158,9 @@ impl Expression {
         &self.source
     }
 
-    /// The request-level variables it reads.
-    pub fn uses(&self) -> Uses {
-        self.uses
+    /// The variables it names (whether or not a given evaluation reaches them).
+    pub fn reads(&self) -> VarSet {
+        self.reads
     }
 
     /// Evaluates to a value.
@@ -256,6 +259,8 @@ fn entries(
 
 /// The root CEL context: every Kubernetes library registered once. Per-request variables live
 /// in child scopes of it, so registering functions never happens on the request path.
+/// Variables are bound through [`LazyVariables`], so a value is converted from JSON only when
+/// an expression reads it.
 pub struct CelEnv {
     root: Context<'static>,
 }
@@ -318,4 +323,47 @@ pub fn map_of(entries: impl IntoIterator<Item = (String, Value)>) -> Value {
         .map(|(k, v)| (Key::String(Arc::new(k)), v))
         .collect();
     Value::Map(Map { map: Arc::new(map) })
+}
+
+/// CEL variables converted from JSON on first read: a request whose policies never reach
+/// `object` never pays for turning a whole Pod into CEL values. cel converts a resolved value
+/// into its evaluation form on every read, so this suits large values read rarely; small ones
+/// are cheaper bound once into a scope.
+pub struct LazyVariables<'a> {
+    sources: Vec<(&'static str, Box<dyn Fn() -> Value + Send + Sync + 'a>)>,
+    values: Vec<std::sync::OnceLock<Value>>,
+}
+
+impl<'a> LazyVariables<'a> {
+    /// No variables.
+    pub fn new() -> Self {
+        LazyVariables {
+            sources: Vec::new(),
+            values: Vec::new(),
+        }
+    }
+
+    /// Adds `name`, computed by `source` when first read.
+    pub fn with(
+        mut self,
+        name: &'static str,
+        source: impl Fn() -> Value + Send + Sync + 'a,
+    ) -> Self {
+        self.sources.push((name, Box::new(source)));
+        self.values.push(std::sync::OnceLock::new());
+        self
+    }
+}
+
+impl Default for LazyVariables<'_> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl kube_cel::cel::context::VariableResolver for LazyVariables<'_> {
+    fn resolve(&self, variable: &str) -> Option<Value> {
+        let i = self.sources.iter().position(|(n, _)| *n == variable)?;
+        Some(self.values[i].get_or_init(|| (self.sources[i].1)()).clone())
+    }
 }

@@ -20,7 +20,7 @@ use k8s_openapi::api::core::v1::Namespace;
 use kube_cel::cel::{Context, Value};
 
 use crate::asks::{Asks, VolumeKind};
-use crate::cel::{CelEnv, json_to_cel, map_of};
+use crate::cel::{CelEnv, LazyVariables, VarSet, json_to_cel, map_of};
 use crate::classify::{DebugRequest, Subject};
 use crate::engine::NoPolicyVerdict;
 use crate::policy::compiled::{CompiledPolicy, MatchInput};
@@ -65,8 +65,26 @@ pub(crate) struct Judge<'a> {
     review: &'a ParsedReview,
     request: &'a DebugRequest,
     namespace: Option<&'a Namespace>,
+    vars: &'a LazyVariables<'a>,
     groups: Vec<String>,
-    request_scope: OnceCell<Context<'a>>,
+    candidates: Vec<&'a CompiledPolicy>,
+    request_value: OnceCell<Value>,
+}
+
+/// The whole-object CEL variables of a review, converted only when an expression reaches them.
+pub(crate) fn request_variables<'a>(
+    review: &'a ParsedReview,
+    namespace: Option<&'a Namespace>,
+) -> LazyVariables<'a> {
+    let raw = |v: Option<&serde_json::Value>| v.map_or(Value::Null, json_to_cel);
+    LazyVariables::new()
+        .with("object", move || raw(review.object()))
+        .with("oldObject", move || raw(review.old_object()))
+        .with("namespaceObject", move || {
+            namespace
+                .and_then(|n| serde_json::to_value(n).ok())
+                .map_or(Value::Null, |v| json_to_cel(&v))
+        })
 }
 
 impl<'a> Judge<'a> {
@@ -76,6 +94,7 @@ impl<'a> Judge<'a> {
         review: &'a ParsedReview,
         request: &'a DebugRequest,
         namespace: Option<&'a Namespace>,
+        vars: &'a LazyVariables<'a>,
     ) -> Self {
         let groups = review
             .request()
@@ -83,15 +102,25 @@ impl<'a> Judge<'a> {
             .groups
             .clone()
             .unwrap_or_default();
-        Judge {
+        let mut judge = Judge {
             env,
             policies,
             review,
             request,
             namespace,
+            vars,
             groups,
-            request_scope: OnceCell::new(),
-        }
+            candidates: Vec::new(),
+            request_value: OnceCell::new(),
+        };
+        let input = judge.match_input();
+        let candidates: Vec<&'a CompiledPolicy> = policies
+            .policies()
+            .iter()
+            .filter(|p| p.matcher.matches(&input))
+            .collect();
+        judge.candidates = candidates;
+        judge
     }
 
     fn match_input(&self) -> MatchInput<'_> {
@@ -106,66 +135,22 @@ impl<'a> Judge<'a> {
 
     /// The policies whose static match holds for this request.
     pub fn statically_matching(&self) -> Vec<&'a CompiledPolicy> {
-        let input = self.match_input();
-        self.policies
-            .policies()
-            .iter()
-            .filter(|p| p.matcher.matches(&input))
-            .collect()
+        self.candidates.clone()
     }
 
-    fn request_scope(&self) -> &Context<'a> {
-        self.request_scope.get_or_init(|| {
-            let uses = self.policies.uses();
-            let mut ctx = self.env.root().new_inner_scope();
-            ctx.add_variable_from_value("request", json_to_cel(&self.review.request_json()));
-            let optional = |used: bool, v: Option<&serde_json::Value>| match (used, v) {
-                (true, Some(v)) => json_to_cel(v),
-                _ => Value::Null,
-            };
-            ctx.add_variable_from_value("object", optional(uses.object, self.review.object()));
-            ctx.add_variable_from_value(
-                "oldObject",
-                optional(uses.old_object, self.review.old_object()),
-            );
-            let ns = match (uses.namespace_object, self.namespace) {
-                (true, Some(ns)) => serde_json::to_value(ns)
-                    .map(|v| json_to_cel(&v))
-                    .unwrap_or(Value::Null),
-                _ => Value::Null,
-            };
-            ctx.add_variable_from_value("namespaceObject", ns);
-            ctx
-        })
-    }
-
-    /// The JSON CEL sees as `asks` for a subject: its asks plus the pod-level ones.
-    fn asks_json(&self, asks: &Asks) -> serde_json::Value {
-        let mut v = serde_json::to_value(asks).unwrap_or(serde_json::Value::Null);
-        if let Some(obj) = v.as_object_mut() {
-            obj.insert(
-                "pod".into(),
-                serde_json::to_value(&self.request.pod).unwrap_or(serde_json::Value::Null),
-            );
-            obj.insert(
-                "hostNamespaces".into(),
-                serde_json::json!(self.request.pod.host_namespaces()),
-            );
+    /// The value of a variable bound into subject scopes (not the whole-object ones, which
+    /// [`request_variables`] resolves).
+    fn light_value(&self, name: &str, subject: &Subject) -> Value {
+        match name {
+            "request" => self
+                .request_value
+                .get_or_init(|| json_to_cel(&self.review.request_json()))
+                .clone(),
+            "container" => json_to_cel(&subject.container),
+            "target" => json_to_cel(&target_json(self.review, subject)),
+            "asks" => json_to_cel(&asks_json(self.request, &subject.asks)),
+            _ => Value::Null,
         }
-        v
-    }
-
-    /// The raw JSON of the container a subject targets, or null.
-    fn target_json(&self, subject: &Subject) -> serde_json::Value {
-        let (Some(target), Some(object)) = (subject.asks.target.as_deref(), self.review.object())
-        else {
-            return serde_json::Value::Null;
-        };
-        object["spec"]["containers"]
-            .as_array()
-            .and_then(|cs| cs.iter().find(|c| c["name"] == target))
-            .cloned()
-            .unwrap_or(serde_json::Value::Null)
     }
 
     /// Evaluates `policies` (already statically matching) for one subject. Validations run
@@ -186,30 +171,72 @@ impl<'a> Judge<'a> {
                 })
                 .collect();
         }
-        let mut scope = self.request_scope().new_inner_scope();
-        scope.add_variable_from_value("container", json_to_cel(&subject.container));
-        scope.add_variable_from_value("target", json_to_cel(&self.target_json(subject)));
-        scope.add_variable_from_value("asks", json_to_cel(&self.asks_json(&subject.asks)));
-        scope.add_variable_from_value("variables", map_of([]));
+        // One scope per subject. cel converts a value into its evaluation form when it is
+        // bound, so each small variable is bound once, just before the first expression that
+        // names it; the whole objects are resolved (and converted) only when reached.
+        let mut scope = self.env.root().new_inner_scope();
+        scope.set_variable_resolver(self.vars);
+        let mut bound = VarSet::default();
+        let mut bind = |scope: &mut Context<'_>, wanted: VarSet| {
+            for name in LIGHT_VARIABLES {
+                if wanted.contains(name) && !bound.contains(name) {
+                    scope.add_variable_from_value(*name, self.light_value(name, subject));
+                    bound = bound.union(VarSet::of(name));
+                }
+            }
+        };
         policies
             .iter()
-            .map(|p| evaluate_policy(&scope, p, with_validations))
+            .map(|p| evaluate_policy(&mut scope, p, with_validations, &mut bind))
             .collect()
     }
 }
 
+/// Variables bound into a subject's scope; the rest are resolved lazily.
+const LIGHT_VARIABLES: &[&str] = &["request", "container", "target", "asks"];
+
+/// The JSON CEL sees as `asks` for a subject: its asks plus the pod-level ones.
+fn asks_json(request: &DebugRequest, asks: &Asks) -> serde_json::Value {
+    let mut v = serde_json::to_value(asks).unwrap_or(serde_json::Value::Null);
+    if let Some(obj) = v.as_object_mut() {
+        obj.insert(
+            "pod".into(),
+            serde_json::to_value(&request.pod).unwrap_or(serde_json::Value::Null),
+        );
+        obj.insert(
+            "hostNamespaces".into(),
+            serde_json::json!(request.pod.host_namespaces()),
+        );
+    }
+    v
+}
+
+/// The raw JSON of the container a subject targets, or null.
+fn target_json(review: &ParsedReview, subject: &Subject) -> serde_json::Value {
+    let (Some(target), Some(object)) = (subject.asks.target.as_deref(), review.object()) else {
+        return serde_json::Value::Null;
+    };
+    object["spec"]["containers"]
+        .as_array()
+        .and_then(|cs| cs.iter().find(|c| c["name"] == target))
+        .cloned()
+        .unwrap_or(serde_json::Value::Null)
+}
+
 fn evaluate_policy(
-    subject_scope: &Context<'_>,
+    scope: &mut Context<'_>,
     p: &CompiledPolicy,
     with_validations: bool,
+    bind: &mut dyn FnMut(&mut Context<'_>, VarSet),
 ) -> PolicyOutcome {
     let mut outcome = PolicyOutcome::default();
+    bind(scope, p.condition_reads);
     // Variables are evaluated in order; each sees the ones before it.
     let mut values: Vec<(String, Value)> = Vec::new();
     for (name, expr) in &p.variables {
-        let mut scope = subject_scope.new_inner_scope();
-        scope.add_variable_from_value("variables", map_of(values.clone()));
-        match expr.eval(&scope) {
+        let mut child = scope.new_inner_scope();
+        child.add_variable_from_value("variables", map_of(values.clone()));
+        match expr.eval(&child) {
             Ok(v) => values.push((name.clone(), v)),
             Err(e) => {
                 outcome
@@ -219,32 +246,37 @@ fn evaluate_policy(
             }
         }
     }
-    let mut scope = subject_scope.new_inner_scope();
-    scope.add_variable_from_value("variables", map_of(values));
-    for (name, expr) in &p.conditions {
-        match expr.eval_bool(&scope) {
-            Ok(true) => {}
-            Ok(false) => return outcome,
-            Err(e) => {
-                outcome
-                    .errors
-                    .push(format!("condition {name:?} failed to evaluate: {e}"));
-                return outcome;
+    {
+        let mut child = scope.new_inner_scope();
+        child.add_variable_from_value("variables", map_of(values.clone()));
+        for (name, expr) in &p.conditions {
+            match expr.eval_bool(&child) {
+                Ok(true) => {}
+                Ok(false) => return outcome,
+                Err(e) => {
+                    outcome
+                        .errors
+                        .push(format!("condition {name:?} failed to evaluate: {e}"));
+                    return outcome;
+                }
             }
         }
     }
     outcome.applies = true;
-    if !with_validations {
+    if !with_validations || p.validations.is_empty() {
         return outcome;
     }
+    bind(scope, p.validation_reads);
+    let mut child = scope.new_inner_scope();
+    child.add_variable_from_value("variables", map_of(values));
     for (i, v) in p.validations.iter().enumerate() {
-        match v.expression.eval_bool(&scope) {
+        match v.expression.eval_bool(&child) {
             Ok(true) => {}
             Ok(false) => {
                 let message = v
                     .message_expression
                     .as_ref()
-                    .and_then(|m| m.eval_string(&scope).ok())
+                    .and_then(|m| m.eval_string(&child).ok())
                     .filter(|m| !m.trim().is_empty())
                     .or_else(|| v.message.clone())
                     .unwrap_or_else(|| format!("failed rule: {}", v.expression.source()));

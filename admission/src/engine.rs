@@ -9,7 +9,7 @@ use kube::core::response::Status;
 
 use crate::cel::{CelEnv, Expression, json_to_cel};
 use crate::classify::{Action, Classifier, classify};
-use crate::decide::{Decision, Judge, decide};
+use crate::decide::{Decision, Judge, decide, request_variables};
 use crate::defaults::{PatchBuilder, SubjectDefaults, subject_defaults};
 use crate::pod_security::{enforced_level, suggested_profile, violations};
 use crate::policy::{LoadError, LoadErrors, Mode, PolicySet};
@@ -211,7 +211,15 @@ impl Engine {
             }
         };
         let subjects: Vec<String> = request.subjects.iter().map(|s| s.name.clone()).collect();
-        let judge = Judge::new(&self.env, &self.policies, review, &request, namespace);
+        let vars = request_variables(review, namespace);
+        let judge = Judge::new(
+            &self.env,
+            &self.policies,
+            review,
+            &request,
+            namespace,
+            &vars,
+        );
         match endpoint {
             Endpoint::Mutate => self.mutate(base, &judge, review, &request, namespace, subjects),
             Endpoint::Validate => {

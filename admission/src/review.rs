@@ -35,7 +35,7 @@ pub enum ReviewError {
     /// The request is about pods but its object is not a Pod.
     #[error("request.{field} is not a valid Pod: {source}")]
     MalformedPod {
-        /// `object` or `oldObject`.
+        /// `object`.
         field: &'static str,
         /// The decoding error.
         #[source]
@@ -50,7 +50,6 @@ pub struct ParsedReview {
     object: Option<Value>,
     old_object: Option<Value>,
     pod: Option<Pod>,
-    old_pod: Option<Pod>,
 }
 
 impl ParsedReview {
@@ -90,7 +89,7 @@ impl ParsedReview {
         let is_pod = request.resource.group.is_empty()
             && request.resource.version == "v1"
             && request.resource.resource == "pods";
-        let decode = |field, v: &Option<Value>| -> Result<Option<Pod>, ReviewError> {
+        let decode = |field: &'static str, v: &Option<Value>| -> Result<Option<Pod>, ReviewError> {
             match v {
                 Some(v) if is_pod => Pod::deserialize(v)
                     .map(Some)
@@ -98,14 +97,13 @@ impl ParsedReview {
                 _ => Ok(None),
             }
         };
+        // Only `object` is needed typed: `oldObject` is compared as JSON, by container name.
         let pod = decode("object", &object)?;
-        let old_pod = decode("oldObject", &old_object)?;
         Ok(ParsedReview {
             request,
             object,
             old_object,
             pod,
-            old_pod,
         })
     }
 
@@ -147,11 +145,6 @@ impl ParsedReview {
     /// `object` decoded as a Pod, for requests about pods.
     pub fn pod(&self) -> Option<&Pod> {
         self.pod.as_ref()
-    }
-
-    /// `oldObject` decoded as a Pod, for requests about pods.
-    pub fn old_pod(&self) -> Option<&Pod> {
-        self.old_pod.as_ref()
     }
 
     /// The request as CEL's `request` variable sees it (ValidatingAdmissionPolicy's shape).

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use crate::asks::{VolumeAsk, VolumeKind};
 use crate::capability::Capability;
-use crate::cel::{Expression, Uses};
+use crate::cel::{Expression, VarSet};
 use crate::classify::Action;
 use crate::glob::{ImagePattern, NamePattern};
 use crate::hostpath::HostPath;
@@ -47,8 +47,10 @@ pub struct CompiledPolicy {
     pub validations: Vec<Validation>,
     /// `spec.defaults`.
     pub defaults: DefaultsSpec,
-    /// Request-level variables any of its expressions reads.
-    pub uses: Uses,
+    /// The CEL variables its `variables` and `conditions` name.
+    pub condition_reads: VarSet,
+    /// The CEL variables its `validations` name.
+    pub validation_reads: VarSet,
 }
 
 impl CompiledPolicy {
@@ -353,13 +355,9 @@ impl CompiledPolicy {
             }
         }
 
-        let mut uses = Uses::default();
-        let mut compile = |field: String, source: &str, fail: &mut dyn FnMut(String, String)| {
+        let compile = |field: String, source: &str, fail: &mut dyn FnMut(String, String)| {
             match Expression::compile(source) {
-                Ok(e) => {
-                    uses = uses.union(e.uses());
-                    Some(e)
-                }
+                Ok(e) => Some(e),
                 Err(e) => {
                     fail(field, format!("{e}\n    expression: {source}"));
                     None
@@ -476,6 +474,16 @@ impl CompiledPolicy {
         if !errors.is_empty() {
             return Err(errors);
         }
+        let condition_reads = variables
+            .iter()
+            .chain(&conditions)
+            .fold(VarSet::default(), |set, (_, e)| set.union(e.reads()));
+        let validation_reads = validations.iter().fold(VarSet::default(), |set, v| {
+            let set = set.union(v.expression.reads());
+            v.message_expression
+                .as_ref()
+                .map_or(set, |m| set.union(m.reads()))
+        });
         Ok(CompiledPolicy {
             name: doc.metadata.name,
             description: spec.description.clone(),
@@ -486,8 +494,9 @@ impl CompiledPolicy {
             conditions,
             grant,
             validations,
+            condition_reads,
+            validation_reads,
             defaults: spec.defaults,
-            uses,
         })
     }
 }

@@ -8,7 +8,6 @@ use serde_json::Value;
 
 use super::compiled::{CompiledPolicy, Origin};
 use super::spec::{API_VERSION, KIND, PolicyDocument, TEST_KIND};
-use crate::cel::Uses;
 
 /// The largest policy file read; anything bigger is a mistake, not a policy.
 pub const MAX_FILE_BYTES: u64 = 4 * 1024 * 1024;
@@ -76,7 +75,6 @@ impl fmt::Display for LoadErrors {
 pub struct PolicySet {
     policies: Vec<CompiledPolicy>,
     files: Vec<PathBuf>,
-    uses: Uses,
 }
 
 impl PolicySet {
@@ -159,13 +157,9 @@ impl PolicySet {
         if !errors.is_empty() {
             return Err(LoadErrors(errors));
         }
-        let uses = policies
-            .iter()
-            .fold(Uses::default(), |u, p| u.union(p.uses));
         Ok(PolicySet {
             policies,
             files: Vec::new(),
-            uses,
         })
     }
 
@@ -197,11 +191,6 @@ impl PolicySet {
     /// The files read by [`PolicySet::load_dir`].
     pub fn files(&self) -> &[PathBuf] {
         &self.files
-    }
-
-    /// The request-level variables any policy's CEL reads.
-    pub fn uses(&self) -> Uses {
-        self.uses
     }
 }
 

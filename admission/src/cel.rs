@@ -325,12 +325,15 @@ pub fn map_of(entries: impl IntoIterator<Item = (String, Value)>) -> Value {
     Value::Map(Map { map: Arc::new(map) })
 }
 
+/// Computes a variable's value on first read.
+type ValueSource<'a> = Box<dyn Fn() -> Value + Send + Sync + 'a>;
+
 /// CEL variables converted from JSON on first read: a request whose policies never reach
 /// `object` never pays for turning a whole Pod into CEL values. cel converts a resolved value
 /// into its evaluation form on every read, so this suits large values read rarely; small ones
 /// are cheaper bound once into a scope.
 pub struct LazyVariables<'a> {
-    sources: Vec<(&'static str, Box<dyn Fn() -> Value + Send + Sync + 'a>)>,
+    sources: Vec<(&'static str, ValueSource<'a>)>,
     values: Vec<std::sync::OnceLock<Value>>,
 }
 

@@ -696,17 +696,7 @@ pub async fn list_namespaces(
     }
     authorize(&user, "list", "namespaces", None, None, None)?;
     let store = state.store();
-    let items: Vec<Value> = store
-        .namespaces()
-        .iter()
-        .map(|n| serde_json::to_value(n).map(list_item))
-        .collect::<Result<_, _>>()
-        .map_err(ApiError::internal)?;
-    Ok(json_response(
-        StatusCode::OK,
-        &json!({"kind": "NamespaceList", "apiVersion": "v1", "metadata": {"resourceVersion": store.current_rv().to_string()}, "items": items}),
-        &[],
-    ))
+    cluster_list_response("NamespaceList", store.namespaces(), store.current_rv())
 }
 
 /// `GET /api/v1/namespaces/{ns}`.
@@ -721,11 +711,7 @@ pub async fn get_namespace(
         .namespace(&ns)
         .cloned()
         .ok_or_else(|| ApiError::not_found("namespaces", &ns))?;
-    Ok(json_response(
-        StatusCode::OK,
-        &serde_json::to_value(n).map_err(ApiError::internal)?,
-        &[],
-    ))
+    object_response(&n)
 }
 
 /// `GET /api/v1/nodes`.
@@ -735,17 +721,7 @@ pub async fn list_nodes(
 ) -> Result<Response, ApiError> {
     authorize(&user, "list", "nodes", None, None, None)?;
     let store = state.store();
-    let items: Vec<Value> = store
-        .nodes()
-        .iter()
-        .map(|n| serde_json::to_value(n).map(list_item))
-        .collect::<Result<_, _>>()
-        .map_err(ApiError::internal)?;
-    Ok(json_response(
-        StatusCode::OK,
-        &json!({"kind": "NodeList", "apiVersion": "v1", "metadata": {"resourceVersion": store.current_rv().to_string()}, "items": items}),
-        &[],
-    ))
+    cluster_list_response("NodeList", store.nodes(), store.current_rv())
 }
 
 /// `GET /api/v1/nodes/{name}`.
@@ -760,9 +736,32 @@ pub async fn get_node(
         .node(&name)
         .cloned()
         .ok_or_else(|| ApiError::not_found("nodes", &name))?;
+    object_response(&n)
+}
+
+/// A `v1` list of cluster-scoped objects, as `kind` at resourceVersion `rv`.
+fn cluster_list_response<T: serde::Serialize>(
+    kind: &str,
+    objects: impl IntoIterator<Item = T>,
+    rv: impl std::fmt::Display,
+) -> Result<Response, ApiError> {
+    let items: Vec<Value> = objects
+        .into_iter()
+        .map(|o| serde_json::to_value(o).map(list_item))
+        .collect::<Result<_, _>>()
+        .map_err(ApiError::internal)?;
     Ok(json_response(
         StatusCode::OK,
-        &serde_json::to_value(n).map_err(ApiError::internal)?,
+        &json!({"kind": kind, "apiVersion": "v1", "metadata": {"resourceVersion": rv.to_string()}, "items": items}),
+        &[],
+    ))
+}
+
+/// One object, 200 OK.
+fn object_response<T: serde::Serialize>(object: &T) -> Result<Response, ApiError> {
+    Ok(json_response(
+        StatusCode::OK,
+        &serde_json::to_value(object).map_err(ApiError::internal)?,
         &[],
     ))
 }

@@ -59,7 +59,7 @@ fn bench(c: &mut Criterion) {
             b.iter(|| {
                 let r = ParsedReview::from_slice(std::hint::black_box(&body)).expect("review");
                 let j = engine.judge(&r, Endpoint::Validate, ns);
-                serde_json::to_vec(&j.into_review_json()).expect("encode")
+                j.encode().expect("encode")
             })
         },
     );

@@ -93,29 +93,17 @@ pub struct Judgement {
 }
 
 impl Judgement {
-    /// The AdmissionReview to send back, as kube's type. Serialize it with
-    /// [`Judgement::into_review_json`]: serde encodes its `patch` bytes as a number array.
+    /// The AdmissionReview to send back, as kube's type. Do not serialize it with serde for
+    /// the API server: see [`Judgement::encode`].
     pub fn into_review(self) -> AdmissionReview<DynamicObject> {
         self.response.into_review()
     }
 
-    /// The AdmissionReview to send back, as the API server decodes it: `patch` base64-encoded,
-    /// the JSON encoding of a Go `[]byte`. kube-core serializes `Vec<u8>` as an array of numbers
-    /// (kube-rs#1781), so the one field is re-encoded here and nowhere else.
-    pub fn into_review_json(self) -> serde_json::Value {
-        review_json(self.into_review())
+    /// The AdmissionReview JSON to send back, `patch` in base64 as the API server decodes it
+    /// ([`crate::wire`]).
+    pub fn encode(&self) -> Result<Vec<u8>, serde_json::Error> {
+        crate::wire::encode_review(&self.response)
     }
-}
-
-/// Serializes an AdmissionReview with its `response.patch` base64-encoded.
-pub fn review_json(review: AdmissionReview<DynamicObject>) -> serde_json::Value {
-    use base64::Engine as _;
-    let patch = review.response.as_ref().and_then(|r| r.patch.clone());
-    let mut value = serde_json::to_value(&review).unwrap_or(serde_json::Value::Null);
-    if let (Some(bytes), Some(slot)) = (patch, value.pointer_mut("/response/patch")) {
-        *slot = serde_json::Value::String(base64::engine::general_purpose::STANDARD.encode(bytes));
-    }
-    value
 }
 
 /// The decision engine. Immutable once built; share it behind an `Arc` and swap it whole on

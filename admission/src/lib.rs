@@ -30,12 +30,14 @@ pub mod pod_security;
 pub mod policy;
 pub mod review;
 pub mod testing;
+pub mod wire;
 
 pub use asks::Asks;
 pub use capability::Capability;
 pub use classify::{Action, DebugRequest, Subject};
-pub use engine::{Endpoint, Engine, Judgement, NoPolicyVerdict, Settings, Verdict, review_json};
+pub use engine::{Endpoint, Engine, Judgement, NoPolicyVerdict, Settings, Verdict};
 pub use policy::{LoadError, LoadErrors, PolicySet};
+pub use wire::encode_review;
 
 pub use hostpath::HostPath;
 pub use image::ImageRef;

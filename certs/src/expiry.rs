@@ -77,7 +77,10 @@ mod tests {
     fn formats_utc_timestamps() {
         assert_eq!(format_unix_utc(0), "1970-01-01T00:00:00Z");
         assert_eq!(format_unix_utc(1_767_225_600), "2026-01-01T00:00:00Z");
-        assert_eq!(format_unix_utc(1_767_225_600 + 86_399), "2026-01-01T23:59:59Z");
+        assert_eq!(
+            format_unix_utc(1_767_225_600 + 86_399),
+            "2026-01-01T23:59:59Z"
+        );
         assert_eq!(format_unix_utc(i64::MAX), format!("@{}", i64::MAX));
     }
 }

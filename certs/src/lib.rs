@@ -13,6 +13,8 @@
 //!
 //! Cryptography is rustls' and rcgen's `ring` backend only; keys are ECDSA P-256.
 
+#![warn(missing_docs)]
+
 mod error;
 mod expiry;
 mod generate;

@@ -180,7 +180,11 @@ fn eval(
         Endpoint::Validate
     };
     let judgement = engine.judge(&review, endpoint, namespace);
-    serde_json::to_writer_pretty(&mut *out, &judgement.into_review_json())?;
+    let encoded = judgement
+        .encode()
+        .context("cannot encode the AdmissionReview")?;
+    let review: serde_json::Value = serde_json::from_slice(&encoded)?;
+    serde_json::to_writer_pretty(&mut *out, &review)?;
     writeln!(out)?;
     Ok(ExitCode::SUCCESS)
 }

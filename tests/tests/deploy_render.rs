@@ -308,6 +308,12 @@ const WEBHOOK_FLAGS: &[&str] = &[
     "max-body-bytes",
     "review-timeout",
     "reload-interval",
+    "copy-classifier",
+    "node-classifier",
+    "namespace-lookup",
+    "namespace-cache-ttl",
+    "shutdown-delay",
+    "shutdown-grace",
 ];
 /// kspy-webhook's default `--review-timeout`.
 const DEFAULT_REVIEW_TIMEOUT: Duration = Duration::from_secs(9);

@@ -133,7 +133,10 @@ impl HttpsConnection {
 
     /// Sends a request (the `Host` header is set for HTTP/1.1), returning status, headers and
     /// the whole body.
-    pub async fn send(&mut self, mut req: Request<Full<Bytes>>) -> Result<Response<Bytes>, ClientError> {
+    pub async fn send(
+        &mut self,
+        mut req: Request<Full<Bytes>>,
+    ) -> Result<Response<Bytes>, ClientError> {
         let response = match &mut self.sender {
             Sender::H1(sender) => {
                 if !req.headers().contains_key(hyper::header::HOST) {
@@ -145,7 +148,11 @@ impl HttpsConnection {
                 sender.send_request(req).await?
             }
             Sender::H2(sender) => {
-                let uri = format!("https://{}{}", self.authority, req.uri().path_and_query().map_or("/", |p| p.as_str()));
+                let uri = format!(
+                    "https://{}{}",
+                    self.authority,
+                    req.uri().path_and_query().map_or("/", |p| p.as_str())
+                );
                 *req.uri_mut() = uri.parse().map_err(hyper::http::Error::from)?;
                 sender.ready().await?;
                 sender.send_request(req).await?
@@ -157,7 +164,11 @@ impl HttpsConnection {
     }
 
     /// `POST path` with a JSON body.
-    pub async fn post_json(&mut self, path: &str, body: Bytes) -> Result<Response<Bytes>, ClientError> {
+    pub async fn post_json(
+        &mut self,
+        path: &str,
+        body: Bytes,
+    ) -> Result<Response<Bytes>, ClientError> {
         let req = Request::post(path)
             .header(hyper::header::CONTENT_TYPE, "application/json")
             .body(Full::new(body))?;

@@ -24,6 +24,8 @@
 //! (logs and traces), [`tls`], [`client`] / [`load`] / [`floor`] (the `kspy-load` benchmark),
 //! [`duration`] (flag parsing).
 
+#![warn(missing_docs)]
+
 pub mod client;
 pub mod config;
 pub mod duration;
@@ -36,9 +38,9 @@ pub mod namespaces;
 pub mod server;
 pub mod telemetry;
 pub mod tls;
-pub mod wire;
 
 mod admin;
+mod hints;
 mod policy_watch;
 mod review;
 mod routes;

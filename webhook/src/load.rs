@@ -85,7 +85,11 @@ impl LoadReport {
     /// Successful requests per second.
     pub fn rps(&self) -> f64 {
         let secs = self.elapsed.as_secs_f64();
-        if secs > 0.0 { self.ok as f64 / secs } else { 0.0 }
+        if secs > 0.0 {
+            self.ok as f64 / secs
+        } else {
+            0.0
+        }
     }
 }
 
@@ -95,13 +99,19 @@ pub async fn run_load(config: LoadConfig) -> Result<LoadReport, LoadError> {
         return Err(LoadError::NotLoopback(config.addr));
     }
     if config.duration > MAX_DURATION || config.duration.is_zero() {
-        return Err(LoadError::Limit(format!("duration must be between 0 and {MAX_DURATION:?}")));
+        return Err(LoadError::Limit(format!(
+            "duration must be between 0 and {MAX_DURATION:?}"
+        )));
     }
     if config.count == 0 || config.count > MAX_COUNT || config.warmup > MAX_COUNT {
-        return Err(LoadError::Limit(format!("count and warmup must be between 1 and {MAX_COUNT}")));
+        return Err(LoadError::Limit(format!(
+            "count and warmup must be between 1 and {MAX_COUNT}"
+        )));
     }
     if config.concurrency == 0 || config.concurrency > MAX_CONCURRENCY {
-        return Err(LoadError::Limit(format!("concurrency must be between 1 and {MAX_CONCURRENCY}")));
+        return Err(LoadError::Limit(format!(
+            "concurrency must be between 1 and {MAX_CONCURRENCY}"
+        )));
     }
     let config = Arc::new(config);
 
@@ -128,13 +138,29 @@ pub async fn run_load(config: LoadConfig) -> Result<LoadReport, LoadError> {
     }
 
     // Warm-up, not measured.
-    let (workers, _) = run_phase(&config, workers, config.warmup, Instant::now() + config.duration, false).await;
+    let (workers, _) = run_phase(
+        &config,
+        workers,
+        config.warmup,
+        Instant::now() + config.duration,
+        false,
+    )
+    .await;
     if workers.is_empty() {
-        return Err(LoadError::Limit("every connection failed during warm-up".into()));
+        return Err(LoadError::Limit(
+            "every connection failed during warm-up".into(),
+        ));
     }
 
     let started = Instant::now();
-    let (_, results) = run_phase(&config, workers, config.count, started + config.duration, true).await;
+    let (_, results) = run_phase(
+        &config,
+        workers,
+        config.count,
+        started + config.duration,
+        true,
+    )
+    .await;
     let elapsed = started.elapsed();
 
     let mut latencies: Vec<u64> = Vec::new();
@@ -161,12 +187,20 @@ pub async fn run_load(config: LoadConfig) -> Result<LoadReport, LoadError> {
         p50: pick(0.50),
         p90: pick(0.90),
         p99: pick(0.99),
-        max: latencies.last().map_or(Duration::ZERO, |m| Duration::from_nanos(*m)),
+        max: latencies
+            .last()
+            .map_or(Duration::ZERO, |m| Duration::from_nanos(*m)),
     })
 }
 
 async fn connect(config: &LoadConfig) -> Result<HttpsConnection, ClientError> {
-    HttpsConnection::connect(config.addr, &config.server_name, &config.tls, config.version).await
+    HttpsConnection::connect(
+        config.addr,
+        &config.server_name,
+        &config.tls,
+        config.version,
+    )
+    .await
 }
 
 #[derive(Default)]

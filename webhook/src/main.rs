@@ -9,10 +9,10 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use clap::Parser;
 use kspy_admission::{NoPolicyVerdict, Settings};
-use kspy_webhook::config::{DEFAULT_MAX_BODY_BYTES, DEFAULT_SHUTDOWN_GRACE};
+use kspy_webhook::config::DEFAULT_MAX_BODY_BYTES;
 use kspy_webhook::duration::parse_duration;
 use kspy_webhook::telemetry::{self, LogFormat};
-use kspy_webhook::{ServerConfig, TlsFiles};
+use kspy_webhook::{NamespaceSource, ServerConfig, TlsFiles};
 
 /// Where `--dev` keeps its generated CA and serving certificate.
 const DEV_DIR: &str = ".kspy-dev";
@@ -72,9 +72,28 @@ struct Args {
     /// listener closes (lets endpoints update first).
     #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = parse_duration)]
     shutdown_delay: Duration,
+    /// Where Namespace objects (for namespaceSelector and namespaceObject) come from: the API
+    /// server (needs RBAC get on namespaces), none, or auto (the API server when a
+    /// kubeconfig or in-cluster config is found, otherwise none).
+    #[arg(long, value_enum, default_value = "auto")]
+    namespace_lookup: NamespaceLookupMode,
+    /// How long a looked-up Namespace is reused.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    namespace_cache_ttl: Duration,
     /// On SIGTERM, longest wait for in-flight reviews once the listener is closed.
     #[arg(long, value_name = "DURATION", default_value = "15s", value_parser = parse_duration)]
     shutdown_grace: Duration,
+}
+
+/// `--namespace-lookup` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum NamespaceLookupMode {
+    /// The API server if a client configuration is found, otherwise none.
+    Auto,
+    /// The API server; fail to start without a client configuration.
+    Api,
+    /// Never: policies selecting namespaces by label do not apply.
+    None,
 }
 
 fn main() -> ExitCode {
@@ -101,10 +120,13 @@ fn main() -> ExitCode {
 }
 
 async fn serve(args: Args) -> anyhow::Result<()> {
-    let format = args
-        .log_format
-        .unwrap_or(if args.dev { LogFormat::Text } else { LogFormat::Json });
-    let telemetry = telemetry::init(format, "kspy-webhook").context("setting up logs and traces")?;
+    let format = args.log_format.unwrap_or(if args.dev {
+        LogFormat::Text
+    } else {
+        LogFormat::Json
+    });
+    let telemetry =
+        telemetry::init(format, "kspy-webhook").context("setting up logs and traces")?;
     if telemetry.exporting_traces() {
         tracing::info!("exporting traces over OTLP");
     }
@@ -116,7 +138,8 @@ async fn serve(args: Args) -> anyhow::Result<()> {
 }
 
 async fn run(args: &Args) -> anyhow::Result<()> {
-    let config = config_from(args)?;
+    let mut config = config_from(args)?;
+    config.namespaces = namespace_source(args).await?;
     let policies = config.policies_dir.clone();
     let server = kspy_webhook::start(config).await?;
     if args.dev {
@@ -151,9 +174,9 @@ fn config_from(args: &Args) -> anyhow::Result<ServerConfig> {
     config.addr = args
         .addr
         .unwrap_or(if args.dev { loopback(8443) } else { any(8443) });
-    config.admin_addr = args
-        .admin_addr
-        .unwrap_or(if args.dev { loopback(8080) } else { any(8080) });
+    config.admin_addr =
+        args.admin_addr
+            .unwrap_or(if args.dev { loopback(8080) } else { any(8080) });
     config.settings = Settings {
         no_policy: if args.no_policy_allows {
             NoPolicyVerdict::Allow
@@ -162,18 +185,37 @@ fn config_from(args: &Args) -> anyhow::Result<ServerConfig> {
         },
         copy_classifier: args.copy_classifier.clone(),
         node_classifier: args.node_classifier.clone(),
-        ..Settings::default()
     };
     config.max_body_bytes = args.max_body_bytes;
     config.review_timeout = args.review_timeout;
     config.reload_interval = args.reload_interval;
     config.shutdown_delay = args.shutdown_delay;
-    config.shutdown_grace = if args.shutdown_grace.is_zero() {
-        DEFAULT_SHUTDOWN_GRACE
-    } else {
-        args.shutdown_grace
-    };
+    config.shutdown_grace = args.shutdown_grace;
     Ok(config)
+}
+
+async fn namespace_source(args: &Args) -> anyhow::Result<NamespaceSource> {
+    if args.namespace_lookup == NamespaceLookupMode::None {
+        return Ok(NamespaceSource::None);
+    }
+    match kube::Client::try_default().await {
+        Ok(client) => {
+            tracing::info!("Namespace objects are read from the API server");
+            Ok(NamespaceSource::Api {
+                client,
+                ttl: args.namespace_cache_ttl,
+            })
+        }
+        Err(err) if args.namespace_lookup == NamespaceLookupMode::Auto => {
+            tracing::warn!(
+                error = %err,
+                "no Kubernetes client configuration: policies that select namespaces by label will not apply"
+            );
+            Ok(NamespaceSource::None)
+        }
+        Err(err) => Err(anyhow::Error::new(err)
+            .context("--namespace-lookup api: creating the Kubernetes client")),
+    }
 }
 
 /// Reuses `dir`'s certificate while it loads and has more than a day left; otherwise
@@ -235,7 +277,10 @@ async fn shutdown_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
-        match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+        match (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) {
             (Ok(mut term), Ok(mut int)) => {
                 tokio::select! {
                     _ = term.recv() => tracing::info!(signal = "SIGTERM", "signal received"),

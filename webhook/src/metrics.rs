@@ -313,31 +313,110 @@ impl Metrics {
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> String {
         let mut out = String::with_capacity(4096);
-        header(&mut out, "kspy_reviews_total", "counter", "AdmissionReviews judged, by endpoint, debug action, verdict and the applied policies (comma-joined).");
+        header(
+            &mut out,
+            "kspy_reviews_total",
+            "counter",
+            "AdmissionReviews judged, by endpoint, debug action, verdict and the applied policies (comma-joined).",
+        );
         self.reviews.render(&mut out, "kspy_reviews_total");
-        header(&mut out, "kspy_policy_decisions_total", "counter", "Judged reviews per applied policy and verdict.");
-        self.policy_decisions.render(&mut out, "kspy_policy_decisions_total");
-        header(&mut out, "kspy_review_duration_seconds", "histogram", "Time from request received to response ready.");
-        self.duration_mutate.render(&mut out, "kspy_review_duration_seconds", ("endpoint", "mutate"));
-        self.duration_validate.render(&mut out, "kspy_review_duration_seconds", ("endpoint", "validate"));
-        header(&mut out, "kspy_bad_requests_total", "counter", "Requests answered with an HTTP error instead of a verdict.");
-        self.bad_requests.render(&mut out, "kspy_bad_requests_total");
-        header(&mut out, "kspy_internal_errors_total", "counter", "Debug requests denied because judging failed (fail closed).");
-        self.internal_errors.render(&mut out, "kspy_internal_errors_total");
-        header(&mut out, "kspy_reviews_in_flight", "gauge", "Reviews being processed.");
-        let _ = writeln!(out, "kspy_reviews_in_flight {}", self.in_flight.load(Ordering::Relaxed));
-        header(&mut out, "kspy_policy_reloads_total", "counter", "Policy directory reloads by result; a failed reload keeps the previous policies.");
+        header(
+            &mut out,
+            "kspy_policy_decisions_total",
+            "counter",
+            "Judged reviews per applied policy and verdict.",
+        );
+        self.policy_decisions
+            .render(&mut out, "kspy_policy_decisions_total");
+        header(
+            &mut out,
+            "kspy_review_duration_seconds",
+            "histogram",
+            "Time from request received to response ready.",
+        );
+        self.duration_mutate.render(
+            &mut out,
+            "kspy_review_duration_seconds",
+            ("endpoint", "mutate"),
+        );
+        self.duration_validate.render(
+            &mut out,
+            "kspy_review_duration_seconds",
+            ("endpoint", "validate"),
+        );
+        header(
+            &mut out,
+            "kspy_bad_requests_total",
+            "counter",
+            "Requests answered with an HTTP error instead of a verdict.",
+        );
+        self.bad_requests
+            .render(&mut out, "kspy_bad_requests_total");
+        header(
+            &mut out,
+            "kspy_internal_errors_total",
+            "counter",
+            "Debug requests denied because judging failed (fail closed).",
+        );
+        self.internal_errors
+            .render(&mut out, "kspy_internal_errors_total");
+        header(
+            &mut out,
+            "kspy_reviews_in_flight",
+            "gauge",
+            "Reviews being processed.",
+        );
+        let _ = writeln!(
+            out,
+            "kspy_reviews_in_flight {}",
+            self.in_flight.load(Ordering::Relaxed)
+        );
+        header(
+            &mut out,
+            "kspy_policy_reloads_total",
+            "counter",
+            "Policy directory reloads by result; a failed reload keeps the previous policies.",
+        );
         let (ok, failed) = self.policy_reloads();
         let _ = writeln!(out, "kspy_policy_reloads_total{{result=\"success\"}} {ok}");
-        let _ = writeln!(out, "kspy_policy_reloads_total{{result=\"failure\"}} {failed}");
-        header(&mut out, "kspy_policies_loaded", "gauge", "Policies in force.");
-        let _ = writeln!(out, "kspy_policies_loaded {}", self.policies_loaded.load(Ordering::Relaxed));
-        header(&mut out, "kspy_cert_reloads_total", "counter", "Serving certificate reloads by result; a failed reload keeps the previous certificate.");
+        let _ = writeln!(
+            out,
+            "kspy_policy_reloads_total{{result=\"failure\"}} {failed}"
+        );
+        header(
+            &mut out,
+            "kspy_policies_loaded",
+            "gauge",
+            "Policies in force.",
+        );
+        let _ = writeln!(
+            out,
+            "kspy_policies_loaded {}",
+            self.policies_loaded.load(Ordering::Relaxed)
+        );
+        header(
+            &mut out,
+            "kspy_cert_reloads_total",
+            "counter",
+            "Serving certificate reloads by result; a failed reload keeps the previous certificate.",
+        );
         let (ok, failed) = self.cert_reloads();
         let _ = writeln!(out, "kspy_cert_reloads_total{{result=\"success\"}} {ok}");
-        let _ = writeln!(out, "kspy_cert_reloads_total{{result=\"failure\"}} {failed}");
-        header(&mut out, "kspy_cert_expiry_timestamp_seconds", "gauge", "notAfter of the serving certificate, Unix seconds.");
-        let _ = writeln!(out, "kspy_cert_expiry_timestamp_seconds {}", self.cert_expiry.load(Ordering::Relaxed));
+        let _ = writeln!(
+            out,
+            "kspy_cert_reloads_total{{result=\"failure\"}} {failed}"
+        );
+        header(
+            &mut out,
+            "kspy_cert_expiry_timestamp_seconds",
+            "gauge",
+            "notAfter of the serving certificate, Unix seconds.",
+        );
+        let _ = writeln!(
+            out,
+            "kspy_cert_expiry_timestamp_seconds {}",
+            self.cert_expiry.load(Ordering::Relaxed)
+        );
         out
     }
 }
@@ -385,8 +464,20 @@ mod tests {
     #[test]
     fn renders_counters_with_escaped_labels_and_sorted_series() {
         let m = Metrics::new();
-        m.review("validate", "attach", "allowed", &["b".into(), "a\"x".into()], Duration::from_micros(80));
-        m.review("validate", "attach", "allowed", &["b".into(), "a\"x".into()], Duration::from_micros(80));
+        m.review(
+            "validate",
+            "attach",
+            "allowed",
+            &["b".into(), "a\"x".into()],
+            Duration::from_micros(80),
+        );
+        m.review(
+            "validate",
+            "attach",
+            "allowed",
+            &["b".into(), "a\"x".into()],
+            Duration::from_micros(80),
+        );
         m.review("mutate", "none", "not-debug", &[], Duration::from_millis(3));
         let text = m.render();
         assert!(text.contains(
@@ -407,13 +498,34 @@ mod tests {
         m.observe("validate", Duration::from_secs(30));
         let text = m.render();
         let line = |s: &str| text.lines().any(|l| l == s);
-        assert!(line("kspy_review_duration_seconds_bucket{endpoint=\"validate\",le=\"0.0001\"} 1"), "{text}");
-        assert!(line("kspy_review_duration_seconds_bucket{endpoint=\"validate\",le=\"0.001\"} 2"), "{text}");
-        assert!(line("kspy_review_duration_seconds_bucket{endpoint=\"validate\",le=\"5\"} 2"), "{text}");
-        assert!(line("kspy_review_duration_seconds_bucket{endpoint=\"validate\",le=\"+Inf\"} 3"), "{text}");
-        assert!(line("kspy_review_duration_seconds_count{endpoint=\"validate\"} 3"), "{text}");
-        assert!(line("kspy_review_duration_seconds_count{endpoint=\"mutate\"} 0"), "{text}");
-        assert!(text.contains("kspy_review_duration_seconds_sum{endpoint=\"validate\"} 30.00075"), "{text}");
+        assert!(
+            line("kspy_review_duration_seconds_bucket{endpoint=\"validate\",le=\"0.0001\"} 1"),
+            "{text}"
+        );
+        assert!(
+            line("kspy_review_duration_seconds_bucket{endpoint=\"validate\",le=\"0.001\"} 2"),
+            "{text}"
+        );
+        assert!(
+            line("kspy_review_duration_seconds_bucket{endpoint=\"validate\",le=\"5\"} 2"),
+            "{text}"
+        );
+        assert!(
+            line("kspy_review_duration_seconds_bucket{endpoint=\"validate\",le=\"+Inf\"} 3"),
+            "{text}"
+        );
+        assert!(
+            line("kspy_review_duration_seconds_count{endpoint=\"validate\"} 3"),
+            "{text}"
+        );
+        assert!(
+            line("kspy_review_duration_seconds_count{endpoint=\"mutate\"} 0"),
+            "{text}"
+        );
+        assert!(
+            text.contains("kspy_review_duration_seconds_sum{endpoint=\"validate\"} 30.00075"),
+            "{text}"
+        );
     }
 
     #[test]
@@ -442,7 +554,11 @@ mod tests {
             assert!(text.lines().any(|l| l == line), "missing {line}:\n{text}");
         }
         // Every series has HELP and TYPE.
-        for name in ["kspy_reviews_total", "kspy_internal_errors_total", "kspy_bad_requests_total"] {
+        for name in [
+            "kspy_reviews_total",
+            "kspy_internal_errors_total",
+            "kspy_bad_requests_total",
+        ] {
             assert!(text.contains(&format!("# TYPE {name} counter")), "{name}");
         }
     }

@@ -38,8 +38,14 @@ impl std::fmt::Debug for NamespaceSource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             NamespaceSource::None => f.write_str("None"),
-            NamespaceSource::Static(m) => f.debug_tuple("Static").field(&m.keys().collect::<Vec<_>>()).finish(),
-            NamespaceSource::Api { ttl, .. } => f.debug_struct("Api").field("ttl", ttl).finish_non_exhaustive(),
+            NamespaceSource::Static(m) => f
+                .debug_tuple("Static")
+                .field(&m.keys().collect::<Vec<_>>())
+                .finish(),
+            NamespaceSource::Api { ttl, .. } => f
+                .debug_struct("Api")
+                .field("ttl", ttl)
+                .finish_non_exhaustive(),
         }
     }
 }
@@ -76,14 +82,19 @@ const MAX_CACHED: usize = 10_000;
 
 impl std::fmt::Debug for Entry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Entry").field("found", &self.namespace.is_some()).finish()
+        f.debug_struct("Entry")
+            .field("found", &self.namespace.is_some())
+            .finish()
     }
 }
 
 impl NamespaceLookup {
     pub(crate) fn new(source: NamespaceSource) -> Self {
         let static_arcs = match &source {
-            NamespaceSource::Static(m) => m.iter().map(|(k, v)| (k.clone(), Arc::new(v.clone()))).collect(),
+            NamespaceSource::Static(m) => m
+                .iter()
+                .map(|(k, v)| (k.clone(), Arc::new(v.clone())))
+                .collect(),
             _ => HashMap::new(),
         };
         NamespaceLookup {
@@ -94,7 +105,11 @@ impl NamespaceLookup {
     }
 
     /// The Namespace named `name`, if known; waits for the API at most until `deadline`.
-    pub(crate) async fn get(&self, name: &str, deadline: tokio::time::Instant) -> Option<Arc<Namespace>> {
+    pub(crate) async fn get(
+        &self,
+        name: &str,
+        deadline: tokio::time::Instant,
+    ) -> Option<Arc<Namespace>> {
         match &self.source {
             NamespaceSource::None => None,
             NamespaceSource::Static(_) => self.static_arcs.get(name).cloned(),
@@ -119,7 +134,10 @@ impl NamespaceLookup {
                         return cached.and_then(|e| e.namespace);
                     }
                     Err(_) => {
-                        tracing::warn!(namespace = name, "reading the Namespace timed out; using the last known one");
+                        tracing::warn!(
+                            namespace = name,
+                            "reading the Namespace timed out; using the last known one"
+                        );
                         return cached.and_then(|e| e.namespace);
                     }
                 };

@@ -17,15 +17,16 @@ use axum::extract::{Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
-use kspy_admission::{Endpoint, Judgement, ParsedReview, Verdict};
+use kspy_admission::{Endpoint, ParsedReview, ReviewError, Verdict};
 use kube::core::admission::AdmissionResponse;
 use tracing::Instrument;
 use tracing::field::Empty;
 
 use crate::config::FaultInjection;
+use crate::hints::hints;
 use crate::metrics::{BadRequest, InternalError};
 use crate::state::AppState;
-use crate::wire::encode_review;
+use kspy_admission::encode_review;
 
 /// `POST /mutate`.
 pub(crate) async fn mutate(State(state): State<Arc<AppState>>, req: Request) -> Response {
@@ -61,7 +62,12 @@ async fn handle(state: Arc<AppState>, endpoint: Endpoint, req: Request) -> Respo
     review(state, endpoint, name, req).instrument(span).await
 }
 
-async fn review(state: Arc<AppState>, endpoint: Endpoint, name: &'static str, req: Request) -> Response {
+async fn review(
+    state: Arc<AppState>,
+    endpoint: Endpoint,
+    name: &'static str,
+    req: Request,
+) -> Response {
     let started = Instant::now();
     let deadline = tokio::time::Instant::from_std(started) + state.review_timeout;
     let _in_flight = state.metrics.in_flight();
@@ -76,7 +82,9 @@ async fn review(state: Arc<AppState>, endpoint: Endpoint, name: &'static str, re
         state.metrics.bad_request(name, BadRequest::TooLarge);
         return too_large(max);
     }
-    let body = match tokio::time::timeout_at(deadline, Limited::new(req.into_body(), max).collect()).await {
+    let body = match tokio::time::timeout_at(deadline, Limited::new(req.into_body(), max).collect())
+        .await
+    {
         Ok(Ok(collected)) => collected.to_bytes(),
         Ok(Err(err)) if err.downcast_ref::<LengthLimitError>().is_some() => {
             state.metrics.bad_request(name, BadRequest::TooLarge);
@@ -84,37 +92,37 @@ async fn review(state: Arc<AppState>, endpoint: Endpoint, name: &'static str, re
         }
         Ok(Err(err)) => {
             state.metrics.bad_request(name, BadRequest::Unreadable);
-            return plain(StatusCode::BAD_REQUEST, format!("cannot read the request body: {err}"));
+            return plain(
+                StatusCode::BAD_REQUEST,
+                format!("cannot read the request body: {err}"),
+            );
         }
         Err(_) => {
             state.metrics.bad_request(name, BadRequest::Unreadable);
-            return plain(StatusCode::REQUEST_TIMEOUT, "the request body did not arrive within the review deadline".into());
+            return plain(
+                StatusCode::REQUEST_TIMEOUT,
+                "the request body did not arrive within the review deadline".into(),
+            );
         }
     };
 
-    let parsed = match ParsedReview::from_slice(&body) {
-        Ok(parsed) => parsed,
-        Err(err) => {
+    let hints = hints(&body);
+    let span = tracing::Span::current();
+    if let Some(uid) = &hints.uid {
+        span.record("uid", uid.as_str());
+    }
+    let namespace = match &hints.namespace {
+        Some(ns) => state.namespaces.get(ns, deadline).await,
+        None => None,
+    };
+
+    match decide(&state, endpoint, body, namespace, deadline).await {
+        Ok(Ok(decided)) => answer(&state, name, decided, started),
+        Ok(Err(err)) => {
             state.metrics.bad_request(name, BadRequest::Invalid);
             tracing::info!(endpoint = name, reason = %err, "bad request");
-            return plain(StatusCode::BAD_REQUEST, err.to_string());
+            plain(StatusCode::BAD_REQUEST, err.to_string())
         }
-    };
-    drop(body);
-    let ids = Ids {
-        uid: parsed.uid().to_owned(),
-        user: parsed.user().to_owned(),
-        namespace: parsed.namespace().unwrap_or("").to_owned(),
-        pod: parsed.name().to_owned(),
-    };
-    let span = tracing::Span::current();
-    span.record("uid", ids.uid.as_str());
-    span.record("user", ids.user.as_str());
-    span.record("namespace", ids.namespace.as_str());
-    span.record("pod", ids.pod.as_str());
-
-    match judge(&state, endpoint, parsed, deadline).await {
-        Ok(judgement) => answer(&state, name, &ids, judgement, started),
         Err(failure) => {
             state.metrics.internal_error(name, failure);
             let message = match failure {
@@ -122,111 +130,140 @@ async fn review(state: Arc<AppState>, endpoint: Endpoint, name: &'static str, re
                     "kspy could not decide within {:?}; denied (fail closed)",
                     state.review_timeout
                 ),
-                InternalError::Panic => "kspy failed while deciding; denied (fail closed)".to_owned(),
-                InternalError::Serialize => "kspy could not encode its answer; denied (fail closed)".to_owned(),
+                InternalError::Panic => {
+                    "kspy failed while deciding; denied (fail closed)".to_owned()
+                }
+                InternalError::Serialize => {
+                    "kspy could not encode its answer; denied (fail closed)".to_owned()
+                }
             };
+            let uid = hints.uid.as_deref().unwrap_or("");
             tracing::error!(
                 endpoint = name,
-                uid = %ids.uid,
-                user = %ids.user,
-                namespace = %ids.namespace,
-                pod = %ids.pod,
+                uid,
+                namespace = hints.namespace.as_deref().unwrap_or(""),
                 reason = failure.label(),
                 "{message}"
             );
-            let response = internal_denial(&ids.uid, &message);
             state.metrics.observe(name, started.elapsed());
-            response
+            if uid.is_empty() {
+                // No uid to answer with: an HTTP error, and the API server applies the
+                // webhook's failure policy.
+                plain(StatusCode::INTERNAL_SERVER_ERROR, message)
+            } else {
+                internal_denial(uid, &message)
+            }
         }
     }
 }
 
-/// Who and what a review is about, for logs.
-struct Ids {
+/// What judging one review produced, ready to send and to log.
+struct Decided {
     uid: String,
     user: String,
     namespace: String,
     pod: String,
+    action: String,
+    verdict: String,
+    debug_request: bool,
+    policies: Vec<String>,
+    subjects: Vec<String>,
+    body: Result<Vec<u8>, serde_json::Error>,
 }
 
-/// Judges on the blocking pool, at most `judge_slots` at once, within `deadline`.
-async fn judge(
+/// Parses, judges and encodes on the blocking pool (at most `judge_slots` at once), so the
+/// document is built, used and freed on one thread, off the connection-serving workers, and
+/// so the whole decision runs under `deadline` even if it never returns.
+async fn decide(
     state: &AppState,
     endpoint: Endpoint,
-    parsed: ParsedReview,
+    body: axum::body::Bytes,
+    namespace: Option<Arc<k8s_openapi::api::core::v1::Namespace>>,
     deadline: tokio::time::Instant,
-) -> Result<Judgement, InternalError> {
+) -> Result<Result<Decided, ReviewError>, InternalError> {
     let permit = tokio::time::timeout_at(deadline, state.judge_slots.clone().acquire_owned())
         .await
         .map_err(|_| InternalError::Timeout)?
         .map_err(|_| InternalError::Panic)?;
-    let namespace = match parsed.namespace() {
-        Some(name) if !name.is_empty() => state.namespaces.get(name, deadline).await,
-        _ => None,
-    };
     let engine = state.engine.current();
     let fault = state.fault_injection;
     let task = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        let parsed = ParsedReview::from_slice(&body)?;
+        drop(body);
         match fault {
             FaultInjection::None => {}
             FaultInjection::Delay(d) => std::thread::sleep(d),
             FaultInjection::Panic => panic!("fault injection: panic while judging"),
         }
         let judgement = engine.judge(&parsed, endpoint, namespace.as_deref());
-        drop(permit);
-        judgement
+        Ok(Decided {
+            uid: parsed.uid().to_owned(),
+            user: parsed.user().to_owned(),
+            namespace: parsed.namespace().unwrap_or("").to_owned(),
+            pod: parsed.name().to_owned(),
+            action: judgement
+                .action
+                .as_ref()
+                .map_or_else(|| "none".to_owned(), ToString::to_string),
+            verdict: judgement.verdict.to_string(),
+            debug_request: !matches!(judgement.verdict, Verdict::NotDebug),
+            body: encode_review(&judgement.response),
+            policies: judgement.policies,
+            subjects: judgement.subjects,
+        })
     });
     match tokio::time::timeout_at(deadline, task).await {
-        Ok(Ok(judgement)) => Ok(judgement),
+        Ok(Ok(outcome)) => Ok(outcome),
         Ok(Err(_join)) => Err(InternalError::Panic),
         Err(_) => Err(InternalError::Timeout),
     }
 }
 
-fn answer(state: &AppState, name: &'static str, ids: &Ids, judgement: Judgement, started: Instant) -> Response {
-    let action = judgement
-        .action
-        .as_ref()
-        .map_or_else(|| "none".to_owned(), ToString::to_string);
-    let verdict = judgement.verdict.to_string();
+fn answer(state: &AppState, name: &'static str, d: Decided, started: Instant) -> Response {
     let span = tracing::Span::current();
-    span.record("action", action.as_str());
-    span.record("verdict", verdict.as_str());
-    let policies = judgement.policies.clone();
-    let subjects = judgement.subjects.clone();
-    let debug_request = !matches!(judgement.verdict, Verdict::NotDebug);
-    let body = match encode_review(&judgement.response) {
+    span.record("user", d.user.as_str());
+    span.record("namespace", d.namespace.as_str());
+    span.record("pod", d.pod.as_str());
+    span.record("action", d.action.as_str());
+    span.record("verdict", d.verdict.as_str());
+    let body = match d.body {
         Ok(body) => body,
         Err(err) => {
-            tracing::error!(error = %err, uid = %ids.uid, "cannot serialize the AdmissionReview response");
+            tracing::error!(error = %err, uid = %d.uid, "cannot serialize the AdmissionReview response");
             state.metrics.internal_error(name, InternalError::Serialize);
-            return internal_denial(&ids.uid, "kspy could not encode its answer; denied (fail closed)");
+            return internal_denial(
+                &d.uid,
+                "kspy could not encode its answer; denied (fail closed)",
+            );
         }
     };
     let elapsed = started.elapsed();
-    state.metrics.review(name, &action, &verdict, &policies, elapsed);
-    if debug_request {
+    state
+        .metrics
+        .review(name, &d.action, &d.verdict, &d.policies, elapsed);
+    if d.debug_request {
         tracing::info!(
             endpoint = name,
-            uid = %ids.uid,
-            user = %ids.user,
-            namespace = %ids.namespace,
-            pod = %ids.pod,
-            action = %action,
-            verdict = %verdict,
-            policies = ?policies,
-            subjects = ?subjects,
+            uid = %d.uid,
+            user = %d.user,
+            namespace = %d.namespace,
+            pod = %d.pod,
+            action = %d.action,
+            verdict = %d.verdict,
+            policies = %d.policies.join(","),
+            subjects = %d.subjects.join(","),
             duration_us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
             "decision"
         );
     } else {
         tracing::debug!(
             endpoint = name,
-            uid = %ids.uid,
-            user = %ids.user,
-            namespace = %ids.namespace,
-            pod = %ids.pod,
-            verdict = %verdict,
+            uid = %d.uid,
+            user = %d.user,
+            namespace = %d.namespace,
+            pod = %d.pod,
+            verdict = %d.verdict,
             "not a debug request"
         );
     }
@@ -260,7 +297,12 @@ fn json(body: Vec<u8>) -> Response {
 pub(crate) fn plain(status: StatusCode, reason: String) -> Response {
     let mut line = reason.replace(['\n', '\r'], " ");
     line.push('\n');
-    (status, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], line).into_response()
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        line,
+    )
+        .into_response()
 }
 
 fn too_large(max: usize) -> Response {

@@ -25,9 +25,10 @@ async fn method_not_allowed() -> Response {
         StatusCode::METHOD_NOT_ALLOWED,
         "only POST is accepted here".into(),
     );
-    response
-        .headers_mut()
-        .insert(axum::http::header::ALLOW, axum::http::HeaderValue::from_static("POST"));
+    response.headers_mut().insert(
+        axum::http::header::ALLOW,
+        axum::http::HeaderValue::from_static("POST"),
+    );
     response
 }
 

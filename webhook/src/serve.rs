@@ -91,8 +91,14 @@ pub(crate) async fn serve_tls<S, B>(
     if open > 0 {
         tracing::info!(connections = open, "waiting for in-flight requests");
     }
-    if tokio::time::timeout(grace, graceful.shutdown()).await.is_err() {
-        tracing::warn!(grace_seconds = grace.as_secs_f64(), "connections still open after the grace period; closing");
+    if tokio::time::timeout(grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            grace_seconds = grace.as_secs_f64(),
+            "connections still open after the grace period; closing"
+        );
     }
 }
 

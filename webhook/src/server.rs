@@ -120,10 +120,16 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, WebhookError> 
 
     let listener = TcpListener::bind(config.addr)
         .await
-        .map_err(|source| WebhookError::Bind { addr: config.addr, source })?;
+        .map_err(|source| WebhookError::Bind {
+            addr: config.addr,
+            source,
+        })?;
     let admin_listener = TcpListener::bind(config.admin_addr)
         .await
-        .map_err(|source| WebhookError::Bind { addr: config.admin_addr, source })?;
+        .map_err(|source| WebhookError::Bind {
+            addr: config.admin_addr,
+            source,
+        })?;
     let addr = local_addr(&listener)?;
     let admin_addr = local_addr(&admin_listener)?;
 
@@ -179,7 +185,13 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, WebhookError> 
     let service = TowerToHyperService::new(crate::routes::router(state.clone()));
     let (serve_stop_tx, serve_stop_rx) = watch::channel(false);
     let grace = config.shutdown_grace;
-    let serve_task = tokio::spawn(crate::serve::serve_tls(listener, acceptor, service, serve_stop_rx, grace));
+    let serve_task = tokio::spawn(crate::serve::serve_tls(
+        listener,
+        acceptor,
+        service,
+        serve_stop_rx,
+        grace,
+    ));
 
     tracing::info!(%addr, %admin_addr, "kspy-webhook listening");
 
@@ -189,7 +201,10 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, WebhookError> 
         crate::serve::stopped(&mut trigger).await;
         state.accepting.store(false, Ordering::Relaxed);
         if !delay.is_zero() {
-            tracing::info!(delay_seconds = delay.as_secs_f64(), "not ready; still serving during the shutdown delay");
+            tracing::info!(
+                delay_seconds = delay.as_secs_f64(),
+                "not ready; still serving during the shutdown delay"
+            );
             tokio::time::sleep(delay).await;
         }
         serve_stop_tx.send_replace(true);
@@ -197,7 +212,10 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, WebhookError> 
             tracing::error!(error = %err, "webhook listener task failed");
         }
         let _ = admin_stop_tx.send(());
-        if tokio::time::timeout(Duration::from_secs(5), admin_task).await.is_err() {
+        if tokio::time::timeout(Duration::from_secs(5), admin_task)
+            .await
+            .is_err()
+        {
             tracing::warn!("admin server did not stop within 5 s");
         }
         cert_watch.abort();

@@ -59,9 +59,12 @@ impl Telemetry {
 
 /// True when the environment asks for OTLP trace export.
 pub fn otlp_requested() -> bool {
-    ["OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"]
-        .iter()
-        .any(|v| std::env::var_os(v).is_some_and(|s| !s.is_empty()))
+    [
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+    ]
+    .iter()
+    .any(|v| std::env::var_os(v).is_some_and(|s| !s.is_empty()))
 }
 
 /// Installs the global log subscriber and, when requested by the environment, the OTLP trace
@@ -77,7 +80,13 @@ pub fn init(format: LogFormat, service_name: &'static str) -> Result<Telemetry, 
             .with_target(false)
             .boxed(),
         LogFormat::Text => tracing_subscriber::fmt::layer().with_target(false).boxed(),
-    };
+    }
+    // Log lines are events; every decision event carries its own fields. Keeping spans away
+    // from the formatter spares it formatting span fields nobody prints (measurable per
+    // review); the trace exporter below still sees them.
+    .with_filter(tracing_subscriber::filter::filter_fn(|meta| {
+        meta.is_event()
+    }));
     let provider = if otlp_requested() {
         Some(otlp_provider(service_name)?)
     } else {
@@ -106,14 +115,18 @@ fn otlp_provider(service_name: &'static str) -> Result<SdkTracerProvider, Teleme
         .map_err(|e| TelemetryError::Exporter(e.to_string()))?;
     // The hyper-based HTTP client needs the Tokio runtime, so spans are batched on it rather
     // than on the SDK's own thread.
-    let processor = opentelemetry_sdk::trace::span_processor_with_async_runtime::BatchSpanProcessor::builder(
-        exporter,
-        opentelemetry_sdk::runtime::Tokio,
-    )
-    .build();
-    let resource = opentelemetry_sdk::Resource::builder()
-        .with_service_name(service_name)
+    let processor =
+        opentelemetry_sdk::trace::span_processor_with_async_runtime::BatchSpanProcessor::builder(
+            exporter,
+            opentelemetry_sdk::runtime::Tokio,
+        )
         .build();
+    // OTEL_SERVICE_NAME / OTEL_RESOURCE_ATTRIBUTES win over the built-in name.
+    let mut resource = opentelemetry_sdk::Resource::builder();
+    if std::env::var_os("OTEL_SERVICE_NAME").is_none() {
+        resource = resource.with_service_name(service_name);
+    }
+    let resource = resource.build();
     Ok(SdkTracerProvider::builder()
         .with_span_processor(processor)
         .with_resource(resource)

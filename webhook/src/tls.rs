@@ -12,9 +12,7 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
 
 /// The server configuration, with certificates from `resolver` (typically a
 /// [`kspy_certs::ReloadingResolver`]).
-pub fn server_config(
-    resolver: Arc<dyn ResolvesServerCert>,
-) -> Result<ServerConfig, rustls::Error> {
+pub fn server_config(resolver: Arc<dyn ResolvesServerCert>) -> Result<ServerConfig, rustls::Error> {
     let mut config = ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
         .with_no_client_auth()

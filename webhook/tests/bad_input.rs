@@ -26,12 +26,18 @@ async fn malformed_reviews_get_400_with_a_one_line_reason() {
     let cases: [(&str, &str); 6] = [
         ("{", "not JSON"),
         ("[1,2]", "not an AdmissionReview"),
-        (r#"{"kind":"Pod","apiVersion":"v1"}"#, "not an AdmissionReview"),
+        (
+            r#"{"kind":"Pod","apiVersion":"v1"}"#,
+            "not an AdmissionReview",
+        ),
         (
             r#"{"kind":"AdmissionReview","apiVersion":"admission.k8s.io/v1beta1","request":{}}"#,
             "admission.k8s.io/v1beta1",
         ),
-        (r#"{"kind":"AdmissionReview","apiVersion":"admission.k8s.io/v1"}"#, "no request"),
+        (
+            r#"{"kind":"AdmissionReview","apiVersion":"admission.k8s.io/v1"}"#,
+            "no request",
+        ),
         (
             r#"{"kind":"AdmissionReview","apiVersion":"admission.k8s.io/v1","request":{"uid":7}}"#,
             "malformed",
@@ -109,7 +115,10 @@ async fn wrong_method_is_405_and_unknown_path_404() {
 
 #[tokio::test]
 async fn a_body_that_does_not_arrive_in_time_gets_408() {
-    let h = Harness::start_with(common::POLICIES, |c| c.review_timeout = Duration::from_millis(300)).await;
+    let h = Harness::start_with(common::POLICIES, |c| {
+        c.review_timeout = Duration::from_millis(300)
+    })
+    .await;
     let mut stream = raw_tls(h.server.addr, &h.tls).await;
     stream
         .write_all(b"POST /validate HTTP/1.1\r\nHost: localhost\r\nContent-Length: 100\r\nConnection: close\r\n\r\n{\"kind\":")
@@ -119,7 +128,11 @@ async fn a_body_that_does_not_arrive_in_time_gets_408() {
     let started = Instant::now();
     let (status, _) = read_response(&mut stream).await;
     assert_eq!(status, 408);
-    assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
     h.server.shutdown().await;
 }
 
@@ -134,13 +147,26 @@ async fn judging_past_the_deadline_is_denied_and_counted() {
     let (status, body) = h.post_fixture("/validate", "attach-allowed.json").await;
     let elapsed = started.elapsed();
     assert_eq!(status, 200);
-    assert!(elapsed < Duration::from_secs(1), "answered after {elapsed:?}");
+    assert!(
+        elapsed < Duration::from_secs(1),
+        "answered after {elapsed:?}"
+    );
     let r = response_of(&body);
     assert_eq!(r["uid"], fixture_uid("attach-allowed.json"));
     assert_eq!(r["allowed"], false, "fail closed: {r}");
     assert_eq!(r["status"]["code"], 500);
-    assert!(r["status"]["message"].as_str().is_some_and(|m| m.contains("could not decide")), "{r}");
-    assert_eq!(h.server.metrics().internal_errors_total("validate", InternalError::Timeout), 1);
+    assert!(
+        r["status"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("could not decide")),
+        "{r}"
+    );
+    assert_eq!(
+        h.server
+            .metrics()
+            .internal_errors_total("validate", InternalError::Timeout),
+        1
+    );
     let (_, text) = h.admin_get("/metrics").await;
     assert!(
         text.contains("kspy_internal_errors_total{endpoint=\"validate\",reason=\"timeout\"} 1"),
@@ -151,7 +177,10 @@ async fn judging_past_the_deadline_is_denied_and_counted() {
 
 #[tokio::test]
 async fn a_panic_while_judging_is_a_denial_and_the_server_keeps_serving() {
-    let h = Harness::start_with(common::POLICIES, |c| c.fault_injection = FaultInjection::Panic).await;
+    let h = Harness::start_with(common::POLICIES, |c| {
+        c.fault_injection = FaultInjection::Panic
+    })
+    .await;
     for _ in 0..3 {
         let (status, body) = h.post_fixture("/mutate", "attach-allowed.json").await;
         assert_eq!(status, 200);
@@ -159,7 +188,12 @@ async fn a_panic_while_judging_is_a_denial_and_the_server_keeps_serving() {
         assert_eq!(r["allowed"], false, "{r}");
         assert!(r.get("patch").is_none());
     }
-    assert_eq!(h.server.metrics().internal_errors_total("mutate", InternalError::Panic), 3);
+    assert_eq!(
+        h.server
+            .metrics()
+            .internal_errors_total("mutate", InternalError::Panic),
+        3
+    );
     assert_eq!(h.admin_get("/healthz").await.0, 200);
     h.server.shutdown().await;
 }
@@ -168,13 +202,18 @@ async fn a_panic_while_judging_is_a_denial_and_the_server_keeps_serving() {
 async fn plain_http_on_the_tls_port_gets_no_answer() {
     use tokio::io::AsyncReadExt;
     let h = Harness::start().await;
-    let mut tcp = tokio::net::TcpStream::connect(h.server.addr).await.expect("connect");
+    let mut tcp = tokio::net::TcpStream::connect(h.server.addr)
+        .await
+        .expect("connect");
     tcp.write_all(b"POST /validate HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}")
         .await
         .expect("write");
     let mut buf = Vec::new();
     let _ = tokio::time::timeout(Duration::from_secs(5), tcp.read_to_end(&mut buf)).await;
-    assert!(!String::from_utf8_lossy(&buf).contains("HTTP/1.1 200"), "{buf:?}");
+    assert!(
+        !String::from_utf8_lossy(&buf).contains("HTTP/1.1 200"),
+        "{buf:?}"
+    );
     // And the server is fine afterwards.
     let (status, _) = h.post("/validate", fixture("attach-allowed.json")).await;
     assert_eq!(status, 200);

@@ -9,7 +9,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use common::{POLICIES, POLICIES_WITH_SYS_ADMIN, client_tls, eventually, fixture, loopback_certs, response_of};
+use common::{
+    POLICIES, POLICIES_WITH_SYS_ADMIN, client_tls, eventually, fixture, loopback_certs, response_of,
+};
 use kspy_certs::GeneratedCerts;
 use kspy_webhook::client::{HttpVersion, HttpsConnection};
 use kspy_webhook::{ServerConfig, TlsFiles};
@@ -80,7 +82,8 @@ async fn certificate_rotation_under_traffic_drops_nothing_and_serves_the_new_cer
     let first = loopback_certs();
     let second = loopback_certs();
     let mut volume = SecretVolume::new(&tmp.path().join("tls"), &first);
-    let mut config = ServerConfig::new(policy_dir(tmp.path(), POLICIES), volume.files()).on_loopback();
+    let mut config =
+        ServerConfig::new(policy_dir(tmp.path(), POLICIES), volume.files()).on_loopback();
     config.reload_interval = Duration::from_millis(50);
     let server = kspy_webhook::start(config).await.expect("start");
     let addr = server.addr;
@@ -100,22 +103,39 @@ async fn certificate_rotation_under_traffic_drops_nothing_and_serves_the_new_cer
     for worker in 0..4 {
         let (stop, ok, failures, tls) = (stop.clone(), ok.clone(), failures.clone(), tls.clone());
         workers.push(tokio::spawn(async move {
-            let version = if worker % 2 == 0 { HttpVersion::Http1 } else { HttpVersion::Http2 };
-            let mut keep = HttpsConnection::connect(addr, "localhost", &tls, version).await.ok();
+            let version = if worker % 2 == 0 {
+                HttpVersion::Http1
+            } else {
+                HttpVersion::Http2
+            };
+            let mut keep = HttpsConnection::connect(addr, "localhost", &tls, version)
+                .await
+                .ok();
             while !stop.load(Ordering::Relaxed) {
                 // Alternate a fresh connection (new handshake) and the kept one.
                 let result = match (worker < 2, keep.as_mut()) {
-                    (false, Some(conn)) => conn.post_json("/validate", fixture("attach-allowed.json")).await,
+                    (false, Some(conn)) => {
+                        conn.post_json("/validate", fixture("attach-allowed.json"))
+                            .await
+                    }
                     _ => match HttpsConnection::connect(addr, "localhost", &tls, version).await {
-                        Ok(mut conn) => conn.post_json("/validate", fixture("attach-allowed.json")).await,
+                        Ok(mut conn) => {
+                            conn.post_json("/validate", fixture("attach-allowed.json"))
+                                .await
+                        }
                         Err(e) => Err(e),
                     },
                 };
                 match result {
-                    Ok(resp) if resp.status() == 200 && response_of(resp.body())["allowed"] == true => {
+                    Ok(resp)
+                        if resp.status() == 200 && response_of(resp.body())["allowed"] == true =>
+                    {
                         ok.fetch_add(1, Ordering::Relaxed);
                     }
-                    Ok(resp) => failures.lock().expect("lock").push(format!("status {}", resp.status())),
+                    Ok(resp) => failures
+                        .lock()
+                        .expect("lock")
+                        .push(format!("status {}", resp.status())),
                     Err(e) => failures.lock().expect("lock").push(e.to_string()),
                 }
             }
@@ -129,15 +149,19 @@ async fn certificate_rotation_under_traffic_drops_nothing_and_serves_the_new_cer
     // Full handshakes only: a resumed TLS session carries no certificate.
     let mut fresh = tls.clone();
     fresh.resumption = rustls::client::Resumption::disabled();
-    eventually("new handshakes get the new certificate", Duration::from_secs(5), || {
-        let tls = fresh.clone();
-        let want = new_der.clone();
-        async move {
-            HttpsConnection::connect(addr, "localhost", &tls, HttpVersion::Http1)
-                .await
-                .is_ok_and(|c| c.peer_certificate() == Some(want.as_slice()))
-        }
-    })
+    eventually(
+        "new handshakes get the new certificate",
+        Duration::from_secs(5),
+        || {
+            let tls = fresh.clone();
+            let want = new_der.clone();
+            async move {
+                HttpsConnection::connect(addr, "localhost", &tls, HttpVersion::Http1)
+                    .await
+                    .is_ok_and(|c| c.peer_certificate() == Some(want.as_slice()))
+            }
+        },
+    )
     .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     stop.store(true, Ordering::Relaxed);
@@ -145,9 +169,17 @@ async fn certificate_rotation_under_traffic_drops_nothing_and_serves_the_new_cer
         w.await.expect("worker");
     }
     let failures = failures.lock().expect("lock").clone();
-    assert!(failures.is_empty(), "{} failures: {:?}", failures.len(), &failures[..failures.len().min(5)]);
+    assert!(
+        failures.is_empty(),
+        "{} failures: {:?}",
+        failures.len(),
+        &failures[..failures.len().min(5)]
+    );
     let total = ok.load(Ordering::Relaxed);
-    assert!(before > 10 && total > before + 10, "too little traffic: {before} then {total}");
+    assert!(
+        before > 10 && total > before + 10,
+        "too little traffic: {before} then {total}"
+    );
 
     // The connection opened before the rotation is still up and served.
     let resp = old_conn
@@ -158,7 +190,10 @@ async fn certificate_rotation_under_traffic_drops_nothing_and_serves_the_new_cer
     assert_eq!(server.metrics().cert_reloads(), (1, 0));
     let (_, text) = common::admin_get(server.admin_addr, "/metrics").await;
     assert!(
-        text.contains(&format!("kspy_cert_expiry_timestamp_seconds {}", second.not_after_unix())),
+        text.contains(&format!(
+            "kspy_cert_expiry_timestamp_seconds {}",
+            second.not_after_unix()
+        )),
         "{text}"
     );
 
@@ -184,13 +219,22 @@ async fn policy_changes_reload_and_broken_ones_keep_the_previous_set() {
 
     // A good change: SYS_ADMIN granted.
     std::fs::write(h.policies.join("policies.yaml"), POLICIES_WITH_SYS_ADMIN).expect("write");
-    eventually("the new policy is in force", Duration::from_secs(5), || async {
-        let (_, body) = h.post_fixture("/validate", "attach-denied.json").await;
-        !denied(&body)
-    })
+    eventually(
+        "the new policy is in force",
+        Duration::from_secs(5),
+        || async {
+            let (_, body) = h.post_fixture("/validate", "attach-denied.json").await;
+            !denied(&body)
+        },
+    )
     .await;
     assert_eq!(h.server.metrics().policy_reloads(), (1, 0));
-    assert!(h.admin_get("/metrics").await.1.contains("kspy_policies_loaded 1\n"));
+    assert!(
+        h.admin_get("/metrics")
+            .await
+            .1
+            .contains("kspy_policies_loaded 1\n")
+    );
 
     // A broken change (CEL that does not compile, in a new file): counted, previous set kept.
     std::fs::write(
@@ -211,18 +255,24 @@ async fn policy_changes_reload_and_broken_ones_keep_the_previous_set() {
 
     // Not YAML at all: also refused.
     std::fs::write(h.policies.join("broken.yaml"), "{{{{ not yaml").expect("write");
-    eventually("the second failure is counted", Duration::from_secs(5), || async {
-        h.server.metrics().policy_reloads() == (1, 2)
-    })
+    eventually(
+        "the second failure is counted",
+        Duration::from_secs(5),
+        || async { h.server.metrics().policy_reloads() == (1, 2) },
+    )
     .await;
 
     // Fixing it reloads.
     std::fs::remove_file(h.policies.join("broken.yaml")).expect("rm");
     std::fs::write(h.policies.join("policies.yaml"), POLICIES).expect("write");
-    eventually("the fixed set is in force", Duration::from_secs(5), || async {
-        let (_, body) = h.post_fixture("/validate", "attach-denied.json").await;
-        denied(&body)
-    })
+    eventually(
+        "the fixed set is in force",
+        Duration::from_secs(5),
+        || async {
+            let (_, body) = h.post_fixture("/validate", "attach-denied.json").await;
+            denied(&body)
+        },
+    )
     .await;
     assert_eq!(h.server.metrics().policy_reloads(), (2, 2));
     h.server.shutdown().await;
@@ -239,20 +289,39 @@ async fn a_configmap_style_symlink_swap_of_the_policy_directory_is_seen() {
     std::fs::write(dir.join("..2026_a/policies.yaml"), POLICIES).expect("write");
     symlink("..2026_a", dir.join("..data")).expect("..data");
     symlink("..data/policies.yaml", dir.join("policies.yaml")).expect("link");
-    let mut config = ServerConfig::new(&dir, TlsFiles { cert: files.cert, key: files.key }).on_loopback();
+    let mut config = ServerConfig::new(
+        &dir,
+        TlsFiles {
+            cert: files.cert,
+            key: files.key,
+        },
+    )
+    .on_loopback();
     config.reload_interval = Duration::from_millis(50);
     let server = kspy_webhook::start(config).await.expect("start");
-    assert_eq!(server.metrics().render().contains("kspy_policies_loaded 2\n"), true);
+    assert!(
+        server
+            .metrics()
+            .render()
+            .contains("kspy_policies_loaded 2\n")
+    );
 
     std::fs::create_dir_all(dir.join("..2026_b")).expect("gen b");
     std::fs::write(dir.join("..2026_b/policies.yaml"), POLICIES_WITH_SYS_ADMIN).expect("write");
     symlink("..2026_b", dir.join("..data_tmp")).expect("tmp");
     std::fs::rename(dir.join("..data_tmp"), dir.join("..data")).expect("swap");
     std::fs::remove_dir_all(dir.join("..2026_a")).expect("rm old");
-    eventually("the swapped policies are loaded", Duration::from_secs(5), || async {
-        server.metrics().policy_reloads() == (1, 0)
-    })
+    eventually(
+        "the swapped policies are loaded",
+        Duration::from_secs(5),
+        || async { server.metrics().policy_reloads() == (1, 0) },
+    )
     .await;
-    assert!(server.metrics().render().contains("kspy_policies_loaded 1\n"));
+    assert!(
+        server
+            .metrics()
+            .render()
+            .contains("kspy_policies_loaded 1\n")
+    );
     server.shutdown().await;
 }

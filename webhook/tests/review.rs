@@ -16,13 +16,19 @@ async fn allowed_attach_echoes_the_uid_with_audit_annotations() {
     assert_eq!(r["uid"], fixture_uid("attach-allowed.json"));
     assert_eq!(r["allowed"], true, "{r}");
     assert!(r.get("patch").is_none(), "validate never patches: {r}");
-    let annotations = r["auditAnnotations"].as_object().expect("audit annotations");
+    let annotations = r["auditAnnotations"]
+        .as_object()
+        .expect("audit annotations");
     assert!(
-        annotations.values().any(|v| v.as_str().is_some_and(|s| s.contains("test-sre"))),
+        annotations
+            .values()
+            .any(|v| v.as_str().is_some_and(|s| s.contains("test-sre"))),
         "{r}"
     );
     assert_eq!(
-        h.server.metrics().reviews_total("validate", "attach", "allowed", "test-sre,test-pinned"),
+        h.server
+            .metrics()
+            .reviews_total("validate", "attach", "allowed", "test-sre,test-pinned"),
         1,
         "{}",
         h.server.metrics().render()
@@ -34,7 +40,10 @@ async fn allowed_attach_echoes_the_uid_with_audit_annotations() {
 async fn denied_attach_says_why_with_status_403() {
     let h = Harness::start().await;
     let (status, body) = h.post_fixture("/validate", "attach-denied.json").await;
-    assert_eq!(status, 200, "a judged request is HTTP 200 whatever the verdict");
+    assert_eq!(
+        status, 200,
+        "a judged request is HTTP 200 whatever the verdict"
+    );
     let r = response_of(&body);
     assert_eq!(r["uid"], fixture_uid("attach-denied.json"));
     assert_eq!(r["allowed"], false);
@@ -51,7 +60,12 @@ async fn no_applicable_policy_is_denied_by_default() {
     assert_eq!(status, 200);
     let r = response_of(&body);
     assert_eq!(r["allowed"], false, "{r}");
-    assert!(r["status"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{r}");
+    assert!(
+        r["status"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "{r}"
+    );
     h.server.shutdown().await;
 }
 
@@ -103,8 +117,18 @@ async fn mutate_patch_applies_to_the_expected_pod() {
     assert_eq!(debugger["targetContainerName"], "app", "{debugger}");
     assert_eq!(debugger["imagePullPolicy"], "IfNotPresent", "{debugger}");
     // Everything the user set is unchanged.
-    for field in ["name", "image", "command", "stdin", "tty", "securityContext"] {
-        assert_eq!(debugger[field], original["spec"]["ephemeralContainers"][0][field], "{field}");
+    for field in [
+        "name",
+        "image",
+        "command",
+        "stdin",
+        "tty",
+        "securityContext",
+    ] {
+        assert_eq!(
+            debugger[field], original["spec"]["ephemeralContainers"][0][field],
+            "{field}"
+        );
     }
     // Nothing outside spec.ephemeralContainers changed.
     let mut rest = pod.clone();
@@ -146,7 +170,9 @@ async fn http2_and_keep_alive_serve_many_reviews_on_one_connection() {
         }
     }
     assert_eq!(
-        h.server.metrics().reviews_total("validate", "attach", "allowed", "test-sre,test-pinned"),
+        h.server
+            .metrics()
+            .reviews_total("validate", "attach", "allowed", "test-sre,test-pinned"),
         40
     );
     h.server.shutdown().await;

@@ -8,7 +8,10 @@ use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{Harness, admin_get, client_tls, eventually, fixture, fixture_uid, raw_tls, read_response, response_of};
+use common::{
+    Harness, admin_get, client_tls, eventually, fixture, fixture_uid, raw_tls, read_response,
+    response_of,
+};
 use kspy_webhook::client::{HttpVersion, HttpsConnection};
 use tokio::io::AsyncWriteExt;
 
@@ -46,15 +49,23 @@ async fn a_review_in_flight_at_shutdown_completes() {
     let handle = h.server.shutdown_handle();
     handle.shutdown();
     let stopping = tokio::spawn(h.server.shutdown());
-    eventually("readiness fails once shutdown starts", Duration::from_secs(5), || async {
-        admin_get(admin, "/readyz").await.0 == 503
-    })
+    eventually(
+        "readiness fails once shutdown starts",
+        Duration::from_secs(5),
+        || async { admin_get(admin, "/readyz").await.0 == 503 },
+    )
     .await;
-    assert_eq!(admin_get(admin, "/healthz").await.0, 200, "still alive while draining");
+    assert_eq!(
+        admin_get(admin, "/healthz").await.0,
+        200,
+        "still alive while draining"
+    );
     // The listener is closed: new connections are refused.
-    eventually("new connections are refused", Duration::from_secs(5), || async {
-        tokio::net::TcpStream::connect(addr).await.is_err()
-    })
+    eventually(
+        "new connections are refused",
+        Duration::from_secs(5),
+        || async { tokio::net::TcpStream::connect(addr).await.is_err() },
+    )
     .await;
 
     stream.write_all(&body[half..]).await.expect("second half");
@@ -72,14 +83,20 @@ async fn a_review_in_flight_at_shutdown_completes() {
 
 #[tokio::test]
 async fn the_shutdown_delay_keeps_serving_while_not_ready() {
-    let h = Harness::start_with(common::POLICIES, |c| c.shutdown_delay = Duration::from_millis(800)).await;
+    let h = Harness::start_with(common::POLICIES, |c| {
+        c.shutdown_delay = Duration::from_millis(800)
+    })
+    .await;
     let (admin, addr) = (h.server.admin_addr, h.server.addr);
     h.server.shutdown_handle().shutdown();
     assert_eq!(admin_get(admin, "/readyz").await.0, 503);
     let mut conn = HttpsConnection::connect(addr, "localhost", &h.tls, HttpVersion::Http1)
         .await
         .expect("still accepting during the delay");
-    let resp = conn.post_json("/validate", fixture("attach-allowed.json")).await.expect("served");
+    let resp = conn
+        .post_json("/validate", fixture("attach-allowed.json"))
+        .await
+        .expect("served");
     assert_eq!(resp.status(), 200);
     h.server.wait().await;
     assert!(tokio::net::TcpStream::connect(addr).await.is_err());
@@ -92,8 +109,16 @@ fn listening_addrs(lines: &mut impl Iterator<Item = String>) -> (SocketAddr, Soc
             continue;
         };
         if v["message"] == "kspy-webhook listening" {
-            let addr = v["addr"].as_str().expect("addr").parse().expect("addr parses");
-            let admin = v["admin_addr"].as_str().expect("admin_addr").parse().expect("admin parses");
+            let addr = v["addr"]
+                .as_str()
+                .expect("addr")
+                .parse()
+                .expect("addr parses");
+            let admin = v["admin_addr"]
+                .as_str()
+                .expect("admin_addr")
+                .parse()
+                .expect("admin parses");
             return (addr, admin);
         }
     }
@@ -110,7 +135,14 @@ async fn sigterm_lets_the_binary_finish_the_review_in_flight_and_exit_zero() {
     std::fs::create_dir_all(&policies).expect("dir");
     std::fs::write(policies.join("p.yaml"), common::POLICIES).expect("policies");
     let mut child = Command::new(env!("CARGO_BIN_EXE_kspy-webhook"))
-        .args(["--addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0", "--log-format", "json"])
+        .args([
+            "--addr",
+            "127.0.0.1:0",
+            "--admin-addr",
+            "127.0.0.1:0",
+            "--log-format",
+            "json",
+        ])
         .arg("--policies")
         .arg(&policies)
         .arg("--tls-cert")
@@ -138,9 +170,16 @@ async fn sigterm_lets_the_binary_finish_the_review_in_flight_and_exit_zero() {
     let body = fixture("attach-allowed.json");
     let mut stream = raw_tls(addr, &tls).await;
     let half = start_request(&mut stream, &body).await;
-    eventually("the review is in flight", Duration::from_secs(5), || async {
-        admin_get(admin, "/metrics").await.1.contains("kspy_reviews_in_flight 1\n")
-    })
+    eventually(
+        "the review is in flight",
+        Duration::from_secs(5),
+        || async {
+            admin_get(admin, "/metrics")
+                .await
+                .1
+                .contains("kspy_reviews_in_flight 1\n")
+        },
+    )
     .await;
 
     let status = Command::new("kill")
@@ -148,7 +187,10 @@ async fn sigterm_lets_the_binary_finish_the_review_in_flight_and_exit_zero() {
         .status()
         .expect("kill");
     assert!(status.success());
-    let logs: Vec<String> = lines.by_ref().take_while(|l| !l.contains("shutting down")).collect();
+    let logs: Vec<String> = lines
+        .by_ref()
+        .take_while(|l| !l.contains("shutting down"))
+        .collect();
     assert!(logs.iter().any(|l| l.contains("SIGTERM")), "{logs:?}");
 
     stream.write_all(&body[half..]).await.expect("second half");

@@ -24,7 +24,11 @@ use kspy_webhook::duration::parse_duration;
 use kspy_webhook::load::{LoadConfig, LoadReport, run_load};
 
 #[derive(Debug, Parser)]
-#[command(name = "kspy-load", version, about = "Load generator and benchmark for kspy-webhook (loopback only).")]
+#[command(
+    name = "kspy-load",
+    version,
+    about = "Load generator and benchmark for kspy-webhook (loopback only)."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Cmd,
@@ -104,7 +108,10 @@ struct LoadArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(err) => {
             eprintln!("kspy-load: {err}");
@@ -155,14 +162,29 @@ async fn dispatch(cmd: Cmd) -> anyhow::Result<()> {
             rounds,
             webhook_log,
             load,
-        } => bench(&webhook_bin, &policies, rounds, webhook_log.as_deref(), &load).await,
+        } => {
+            bench(
+                &webhook_bin,
+                &policies,
+                rounds,
+                webhook_log.as_deref(),
+                &load,
+            )
+            .await
+        }
     }
 }
 
-fn load_config(addr: SocketAddr, server_name: &str, ca_pem: &[u8], load: &LoadArgs) -> anyhow::Result<LoadConfig> {
+fn load_config(
+    addr: SocketAddr,
+    server_name: &str,
+    ca_pem: &[u8],
+    load: &LoadArgs,
+) -> anyhow::Result<LoadConfig> {
     let roots = kspy_certs::root_store_from_pem(ca_pem, "CA")?;
     let tls = kspy_webhook::tls::client_config(roots, &[b"http/1.1"])?;
-    let body = std::fs::read(&load.review).with_context(|| format!("reading {}", load.review.display()))?;
+    let body = std::fs::read(&load.review)
+        .with_context(|| format!("reading {}", load.review.display()))?;
     Ok(LoadConfig {
         addr,
         server_name: server_name.to_owned(),
@@ -170,7 +192,11 @@ fn load_config(addr: SocketAddr, server_name: &str, ca_pem: &[u8], load: &LoadAr
         path: load.path.clone(),
         body: Bytes::from(body),
         concurrency: load.concurrency,
-        version: if load.http2 { HttpVersion::Http2 } else { HttpVersion::Http1 },
+        version: if load.http2 {
+            HttpVersion::Http2
+        } else {
+            HttpVersion::Http1
+        },
         duration: load.duration,
         count: load.count,
         warmup: load.warmup,
@@ -246,7 +272,11 @@ fn http_get_status(addr: SocketAddr, path: &str) -> Option<u16> {
     buf.split_whitespace().nth(1)?.parse().ok()
 }
 
-fn wait_until(what: &str, timeout: Duration, mut ready: impl FnMut() -> bool) -> anyhow::Result<()> {
+fn wait_until(
+    what: &str,
+    timeout: Duration,
+    mut ready: impl FnMut() -> bool,
+) -> anyhow::Result<()> {
     let deadline = Instant::now() + timeout;
     while !ready() {
         if Instant::now() > deadline {
@@ -302,12 +332,19 @@ async fn bench_in(
             .context("starting the floor server")?,
     );
     let log = match webhook_log {
-        Some(path) => Stdio::from(std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?),
+        Some(path) => Stdio::from(
+            std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?,
+        ),
         None => Stdio::null(),
     };
     let webhook = Guard(
         Command::new(webhook_bin)
-            .args(["--addr", &webhook_addr.to_string(), "--admin-addr", &admin_addr.to_string()])
+            .args([
+                "--addr",
+                &webhook_addr.to_string(),
+                "--admin-addr",
+                &admin_addr.to_string(),
+            ])
             .arg("--policies")
             .arg(policies)
             .arg("--tls-cert")
@@ -320,7 +357,9 @@ async fn bench_in(
             .spawn()
             .with_context(|| format!("starting {}", webhook_bin.display()))?,
     );
-    wait_until("the webhook", Duration::from_secs(30), || http_get_status(admin_addr, "/readyz") == Some(200))?;
+    wait_until("the webhook", Duration::from_secs(30), || {
+        http_get_status(admin_addr, "/readyz") == Some(200)
+    })?;
     wait_until("the floor server", Duration::from_secs(30), || {
         TcpStream::connect_timeout(&floor_addr, Duration::from_millis(200)).is_ok()
     })?;
@@ -335,7 +374,12 @@ async fn bench_in(
         let f = run_load(load_config(floor_addr, "127.0.0.1", &ca, load)?).await?;
         let w = run_load(load_config(webhook_addr, "127.0.0.1", &ca, load)?).await?;
         if rounds > 1 {
-            eprintln!("round {round}:\n{}\n{}\n{}", header(), row("floor", &f), row("webhook", &w));
+            eprintln!(
+                "round {round}:\n{}\n{}\n{}",
+                header(),
+                row("floor", &f),
+                row("webhook", &w)
+            );
         }
         floor_reports.push(f);
         webhook_reports.push(w);
@@ -353,7 +397,11 @@ async fn bench_in(
         load.review.display(),
         load.path,
         load.concurrency,
-        if load.http2 { "HTTP/2" } else { "HTTP/1.1 keep-alive" },
+        if load.http2 {
+            "HTTP/2"
+        } else {
+            "HTTP/1.1 keep-alive"
+        },
         load.duration,
         rounds
     );
@@ -361,7 +409,11 @@ async fn bench_in(
     println!("{}", row("floor", &f));
     println!("{}", row("webhook", &w));
     let ratio = |a: Duration, b: Duration| {
-        if b.is_zero() { f64::NAN } else { a.as_secs_f64() / b.as_secs_f64() }
+        if b.is_zero() {
+            f64::NAN
+        } else {
+            a.as_secs_f64() / b.as_secs_f64()
+        }
     };
     println!(
         "webhook/floor: rps {:.2}×  p50 {:.2}×  p90 {:.2}×  p99 {:.2}×",
@@ -380,7 +432,11 @@ async fn bench_in(
         );
     }
     if let Some((rss, peak)) = floor_rss {
-        println!("floor RSS (incl. nothing but TLS/HTTP): {:.1} MiB (peak {:.1} MiB)", mib(rss), mib(peak));
+        println!(
+            "floor RSS (incl. nothing but TLS/HTTP): {:.1} MiB (peak {:.1} MiB)",
+            mib(rss),
+            mib(peak)
+        );
     }
     if w.errors + w.non_200 > 0 || f.errors + f.non_200 > 0 {
         bail!("some requests failed (see the table)");

@@ -67,7 +67,9 @@ spec:
 
 /// Reads a fixture from `tests/fixtures/`.
 pub fn fixture(name: &str) -> Bytes {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name);
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name);
     Bytes::from(std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())))
 }
 
@@ -119,7 +121,9 @@ impl Harness {
     pub async fn start_with(policies: &str, tweak: impl FnOnce(&mut ServerConfig)) -> Harness {
         let dir = tempfile::tempdir().expect("tempdir");
         let certs = loopback_certs();
-        let cert_files = certs.write_to(&dir.path().join("certs")).expect("write certs");
+        let cert_files = certs
+            .write_to(&dir.path().join("certs"))
+            .expect("write certs");
         let policy_dir = dir.path().join("policies");
         std::fs::create_dir_all(&policy_dir).expect("policy dir");
         std::fs::write(policy_dir.join("policies.yaml"), policies).expect("write policies");
@@ -170,7 +174,9 @@ impl Harness {
 /// Plain HTTP/1.0 GET; status and body.
 pub async fn admin_get(addr: SocketAddr, path: &str) -> (u16, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(addr).await.expect("admin connect");
+    let mut s = tokio::net::TcpStream::connect(addr)
+        .await
+        .expect("admin connect");
     s.write_all(format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes())
         .await
         .expect("write");
@@ -181,7 +187,10 @@ pub async fn admin_get(addr: SocketAddr, path: &str) -> (u16, String) {
         .nth(1)
         .and_then(|c| c.parse().ok())
         .expect("status line");
-    let body = buf.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    let body = buf
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
     (status, body)
 }
 
@@ -204,7 +213,10 @@ where
         if check().await {
             return;
         }
-        assert!(tokio::time::Instant::now() < deadline, "{what}: not within {timeout:?}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what}: not within {timeout:?}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -236,6 +248,9 @@ pub async fn read_response(
         .nth(1)
         .and_then(|c| c.parse().ok())
         .unwrap_or_else(|| panic!("no status line in {text:?}"));
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
     (status, body)
 }

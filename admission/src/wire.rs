@@ -3,7 +3,8 @@
 //! kube's `AdmissionResponse` keeps the patch as `Vec<u8>` and serde renders that as a JSON
 //! array of numbers (kube-rs issue #1781). The API server's field is Go `[]byte`, whose JSON
 //! form is a base64 string, and that is what every client of the API (and the e2e API server)
-//! decodes. So the answer is encoded here, field by field, with the patch in base64.
+//! decodes. So the answer is encoded here, field by field, with the patch in base64. The webhook
+//! and `kspy policy eval` both answer through this one function.
 
 use std::collections::HashMap;
 
@@ -74,7 +75,8 @@ mod tests {
         r.uid = "u-1".into();
         r.allowed = true;
         r.result = Status::default();
-        let plain: Value = serde_json::from_slice(&encode_review(&r).expect("encode")).expect("json");
+        let plain: Value =
+            serde_json::from_slice(&encode_review(&r).expect("encode")).expect("json");
         assert_eq!(
             plain,
             json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
@@ -82,7 +84,8 @@ mod tests {
         );
 
         let patch: json_patch::Patch =
-            serde_json::from_value(json!([{"op": "add", "path": "/a", "value": 1}])).expect("patch");
+            serde_json::from_value(json!([{"op": "add", "path": "/a", "value": 1}]))
+                .expect("patch");
         let mut r = r.with_patch(patch).expect("with_patch");
         r.warnings = Some(vec!["careful".into()]);
         r.audit_annotations.insert("policies".into(), "p".into());

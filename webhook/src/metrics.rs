@@ -360,62 +360,38 @@ impl Metrics {
         );
         self.internal_errors
             .render(&mut out, "kspy_internal_errors_total");
-        header(
+        single(
             &mut out,
             "kspy_reviews_in_flight",
             "gauge",
             "Reviews being processed.",
+            self.in_flight.load(Ordering::Relaxed),
         );
-        let _ = writeln!(
-            out,
-            "kspy_reviews_in_flight {}",
-            self.in_flight.load(Ordering::Relaxed)
-        );
-        header(
+        by_result(
             &mut out,
             "kspy_policy_reloads_total",
-            "counter",
             "Policy directory reloads by result; a failed reload keeps the previous policies.",
+            self.policy_reloads(),
         );
-        let (ok, failed) = self.policy_reloads();
-        let _ = writeln!(out, "kspy_policy_reloads_total{{result=\"success\"}} {ok}");
-        let _ = writeln!(
-            out,
-            "kspy_policy_reloads_total{{result=\"failure\"}} {failed}"
-        );
-        header(
+        single(
             &mut out,
             "kspy_policies_loaded",
             "gauge",
             "Policies in force.",
+            self.policies_loaded.load(Ordering::Relaxed),
         );
-        let _ = writeln!(
-            out,
-            "kspy_policies_loaded {}",
-            self.policies_loaded.load(Ordering::Relaxed)
-        );
-        header(
+        by_result(
             &mut out,
             "kspy_cert_reloads_total",
-            "counter",
             "Serving certificate reloads by result; a failed reload keeps the previous certificate.",
+            self.cert_reloads(),
         );
-        let (ok, failed) = self.cert_reloads();
-        let _ = writeln!(out, "kspy_cert_reloads_total{{result=\"success\"}} {ok}");
-        let _ = writeln!(
-            out,
-            "kspy_cert_reloads_total{{result=\"failure\"}} {failed}"
-        );
-        header(
+        single(
             &mut out,
             "kspy_cert_expiry_timestamp_seconds",
             "gauge",
             "notAfter of the serving certificate, Unix seconds.",
-        );
-        let _ = writeln!(
-            out,
-            "kspy_cert_expiry_timestamp_seconds {}",
-            self.cert_expiry.load(Ordering::Relaxed)
+            self.cert_expiry.load(Ordering::Relaxed),
         );
         out
     }
@@ -434,6 +410,19 @@ impl Drop for InFlight<'_> {
 fn header(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# HELP {name} {help}");
     let _ = writeln!(out, "# TYPE {name} {kind}");
+}
+
+/// A metric with one unlabelled sample.
+fn single(out: &mut String, name: &str, kind: &str, help: &str, value: impl std::fmt::Display) {
+    header(out, name, kind, help);
+    let _ = writeln!(out, "{name} {value}");
+}
+
+/// A counter with `result="success"` and `result="failure"` samples.
+fn by_result(out: &mut String, name: &str, help: &str, (ok, failed): (u64, u64)) {
+    header(out, name, "counter", help);
+    let _ = writeln!(out, "{name}{{result=\"success\"}} {ok}");
+    let _ = writeln!(out, "{name}{{result=\"failure\"}} {failed}");
 }
 
 fn push_labels<'a>(out: &mut String, names: &[&str], values: impl Iterator<Item = &'a str>) {

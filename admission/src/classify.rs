@@ -164,31 +164,22 @@ fn attach(review: &ParsedReview) -> Result<DebugRequest, ClassifyError> {
         resource: "pods/ephemeralcontainers",
         field,
     };
-    let (Some(pod), Some(raw)) = (review.pod(), review.object()) else {
+    let Some(pod) = review.pod() else {
         return Err(missing("object"));
     };
-    let Some(old_raw) = review.old_object() else {
+    let Some(old_pod) = review.old_pod() else {
         return Err(missing("oldObject"));
     };
-    let spec = pod.spec.as_ref();
-    let raw_list = raw["spec"]["ephemeralContainers"].as_array();
-    let old_list = old_raw["spec"]["ephemeralContainers"].as_array();
+    let ephemeral = |p: &Pod| {
+        p.spec
+            .as_ref()
+            .and_then(|s| s.ephemeral_containers.clone())
+            .unwrap_or_default()
+    };
+    let old = ephemeral(old_pod);
     let mut subjects = Vec::new();
-    for (index, ec) in spec
-        .and_then(|s| s.ephemeral_containers.as_deref())
-        .unwrap_or_default()
-        .iter()
-        .enumerate()
-    {
-        let container = raw_list
-            .and_then(|l| l.get(index))
-            .cloned()
-            .unwrap_or(Value::Null);
-        let previous = old_list.and_then(|l| {
-            l.iter()
-                .find(|c| c.get("name").and_then(Value::as_str) == Some(ec.name.as_str()))
-        });
-        if previous == Some(&container) {
+    for (index, ec) in ephemeral(pod).iter().enumerate() {
+        if old.iter().any(|o| o == ec) {
             continue;
         }
         let parts = ContainerParts::from_ephemeral(ec);
@@ -196,7 +187,7 @@ fn attach(review: &ParsedReview) -> Result<DebugRequest, ClassifyError> {
             name: ec.name.clone(),
             list: ContainerList::Ephemeral,
             index,
-            container,
+            container: serde_json::to_value(ec).unwrap_or(Value::Null),
             asks: Asks::extract(&parts, pod),
         });
     }
@@ -211,7 +202,7 @@ fn pod_create(
     review: &ParsedReview,
     classifier: &dyn Classifier,
 ) -> Result<Option<DebugRequest>, ClassifyError> {
-    let (Some(pod), Some(raw)) = (review.pod(), review.object()) else {
+    let Some(pod) = review.pod() else {
         return Err(ClassifyError::MissingObject {
             operation: "CREATE",
             resource: "pods",
@@ -235,7 +226,7 @@ fn pod_create(
                     name: c.name.clone(),
                     list,
                     index,
-                    container: raw["spec"][list.field()][index].clone(),
+                    container: serde_json::to_value(c).unwrap_or(Value::Null),
                     asks: Asks::extract(&ContainerParts::from_container(c), pod),
                 });
             }

@@ -211,15 +211,18 @@ fn asks_json(request: &DebugRequest, asks: &Asks) -> serde_json::Value {
     v
 }
 
-/// The raw JSON of the container a subject targets, or null.
+/// The container a subject targets, as JSON, or null.
 fn target_json(review: &ParsedReview, subject: &Subject) -> serde_json::Value {
-    let (Some(target), Some(object)) = (subject.asks.target.as_deref(), review.object()) else {
+    let (Some(target), Some(spec)) = (
+        subject.asks.target.as_deref(),
+        review.pod().and_then(|p| p.spec.as_ref()),
+    ) else {
         return serde_json::Value::Null;
     };
-    object["spec"]["containers"]
-        .as_array()
-        .and_then(|cs| cs.iter().find(|c| c["name"] == target))
-        .cloned()
+    spec.containers
+        .iter()
+        .find(|c| c.name == target)
+        .and_then(|c| serde_json::to_value(c).ok())
         .unwrap_or(serde_json::Value::Null)
 }
 

@@ -366,11 +366,13 @@ fn pod_security_warnings(
     let Some(level) = enforced_level(namespace) else {
         return;
     };
-    let null = serde_json::Value::Null;
     let pod_sc = review
-        .object()
-        .map(|o| &o["spec"]["securityContext"])
-        .unwrap_or(&null);
+        .pod()
+        .and_then(|p| p.spec.as_ref())
+        .and_then(|s| s.security_context.as_ref())
+        .and_then(|sc| serde_json::to_value(sc).ok())
+        .unwrap_or(serde_json::Value::Null);
+    let pod_sc = &pod_sc;
     for s in &request.subjects {
         let found = violations(level, &s.asks, &s.container, pod_sc, request);
         if !found.is_empty() {

@@ -1,11 +1,15 @@
 //! The AdmissionReview envelope: parsed once, kept both as kube's typed request and as the raw
 //! JSON of the objects (so CEL sees every field, including ones newer than our Kubernetes types).
 
+use std::collections::BTreeMap;
+use std::sync::OnceLock;
+
 use k8s_openapi::api::core::v1::Pod;
-use kube::core::DynamicObject;
-use kube::core::admission::{AdmissionRequest, AdmissionReview};
+use kube::core::admission::AdmissionRequest;
+use kube::core::{DynamicObject, TypeMeta};
 use serde::Deserialize;
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 /// The only AdmissionReview version kspy speaks (the API server negotiates it from the
 /// webhook configuration's `admissionReviewVersions: [v1]`).
@@ -35,7 +39,7 @@ pub enum ReviewError {
     /// The request is about pods but its object is not a Pod.
     #[error("request.{field} is not a valid Pod: {source}")]
     MalformedPod {
-        /// `object`.
+        /// `object` or `oldObject`.
         field: &'static str,
         /// The decoding error.
         #[source]
@@ -44,67 +48,100 @@ pub enum ReviewError {
 }
 
 /// A checked AdmissionReview request.
-#[derive(Debug, Clone)]
+///
+/// Parsing is shallow where it can be: the request's header fields become JSON values, while
+/// `object` and `oldObject` (two whole Pods for an ephemeral-container update) are decoded
+/// straight into typed Pods, their raw text kept. The raw JSON view, for CEL's `object` and
+/// for patches, is parsed only when something asks for it.
+#[derive(Debug)]
 pub struct ParsedReview {
     request: AdmissionRequest<DynamicObject>,
-    object: Option<Value>,
-    old_object: Option<Value>,
+    object_raw: Option<Box<RawValue>>,
+    old_object_raw: Option<Box<RawValue>>,
+    object: OnceLock<Option<Value>>,
+    old_object: OnceLock<Option<Value>>,
     pod: Option<Pod>,
+    old_pod: Option<Pod>,
+}
+
+/// The envelope, with the request left unparsed.
+#[derive(Deserialize)]
+struct Envelope<'a> {
+    #[serde(default)]
+    kind: Option<String>,
+    #[serde(default, rename = "apiVersion")]
+    api_version: Option<String>,
+    #[serde(default, borrow)]
+    request: Option<&'a RawValue>,
 }
 
 impl ParsedReview {
     /// Parses a request body. Checks the envelope (`kind`, `apiVersion`, a `request`), then,
     /// for requests about core/v1 pods, decodes `object` and `oldObject` as Pods.
     pub fn from_slice(body: &[u8]) -> Result<Self, ReviewError> {
-        let value: Value = serde_json::from_slice(body).map_err(ReviewError::NotJson)?;
-        Self::from_value(value)
-    }
-
-    /// Like [`ParsedReview::from_slice`], from JSON already parsed.
-    pub fn from_value(mut value: Value) -> Result<Self, ReviewError> {
-        let Some(envelope) = value.as_object_mut() else {
-            return Err(ReviewError::NotAReview(String::new()));
-        };
-        let kind = envelope.get("kind").and_then(Value::as_str).unwrap_or("");
+        let envelope: Envelope<'_> = serde_json::from_slice(body).map_err(|e| {
+            if e.is_data() {
+                ReviewError::NotAReview(String::new())
+            } else {
+                ReviewError::NotJson(e)
+            }
+        })?;
+        let kind = envelope.kind.unwrap_or_default();
         if kind != KIND {
-            return Err(ReviewError::NotAReview(kind.to_owned()));
+            return Err(ReviewError::NotAReview(kind));
         }
-        let api_version = envelope
-            .get("apiVersion")
-            .and_then(Value::as_str)
-            .unwrap_or("");
+        let api_version = envelope.api_version.unwrap_or_default();
         if api_version != API_VERSION {
-            return Err(ReviewError::WrongApiVersion(api_version.to_owned()));
+            return Err(ReviewError::WrongApiVersion(api_version));
         }
-        let Some(request) = envelope.get_mut("request").and_then(Value::as_object_mut) else {
+        let Some(request) = envelope.request.filter(|r| r.get() != "null") else {
             return Err(ReviewError::MissingRequest);
         };
-        // The objects are taken out so they are decoded once, not copied into DynamicObject.
-        let object = request.remove("object").filter(|v| !v.is_null());
-        let old_object = request.remove("oldObject").filter(|v| !v.is_null());
-        let review = AdmissionReview::<DynamicObject>::deserialize(&value)
+        // One level deep only: the objects stay raw text.
+        let mut fields: BTreeMap<String, &RawValue> =
+            serde_json::from_str(request.get()).map_err(ReviewError::MalformedRequest)?;
+        let not_null =
+            |r: Option<&RawValue>| r.filter(|r| r.get() != "null").map(RawValue::to_owned);
+        let object_raw = not_null(fields.remove("object"));
+        let old_object_raw = not_null(fields.remove("oldObject"));
+        let header = fields
+            .into_iter()
+            .map(|(k, v)| serde_json::from_str(v.get()).map(|v| (k, v)))
+            .collect::<Result<serde_json::Map<String, Value>, _>>()
             .map_err(ReviewError::MalformedRequest)?;
-        let request: AdmissionRequest<DynamicObject> =
-            review.try_into().map_err(|_| ReviewError::MissingRequest)?;
+        let mut request = AdmissionRequest::<DynamicObject>::deserialize(Value::Object(header))
+            .map_err(ReviewError::MalformedRequest)?;
+        request.types = TypeMeta { api_version, kind };
         let is_pod = request.resource.group.is_empty()
             && request.resource.version == "v1"
             && request.resource.resource == "pods";
-        let decode = |field: &'static str, v: &Option<Value>| -> Result<Option<Pod>, ReviewError> {
-            match v {
-                Some(v) if is_pod => Pod::deserialize(v)
+        let decode = |field: &'static str,
+                      raw: &Option<Box<RawValue>>|
+         -> Result<Option<Pod>, ReviewError> {
+            match raw {
+                Some(raw) if is_pod => serde_json::from_str(raw.get())
                     .map(Some)
                     .map_err(|source| ReviewError::MalformedPod { field, source }),
                 _ => Ok(None),
             }
         };
-        // Only `object` is needed typed: `oldObject` is compared as JSON, by container name.
-        let pod = decode("object", &object)?;
+        let pod = decode("object", &object_raw)?;
+        let old_pod = decode("oldObject", &old_object_raw)?;
         Ok(ParsedReview {
             request,
-            object,
-            old_object,
+            object_raw,
+            old_object_raw,
+            object: OnceLock::new(),
+            old_object: OnceLock::new(),
             pod,
+            old_pod,
         })
+    }
+
+    /// Like [`ParsedReview::from_slice`], from JSON already parsed.
+    pub fn from_value(value: Value) -> Result<Self, ReviewError> {
+        let body = serde_json::to_vec(&value).map_err(ReviewError::NotJson)?;
+        Self::from_slice(&body)
     }
 
     /// kube's typed request (its `object`/`oldObject` are empty: see [`ParsedReview::object`]).
@@ -132,19 +169,24 @@ impl ParsedReview {
         &self.request.name
     }
 
-    /// `object` as sent, when present.
+    /// `object` as sent, every field included; parsed on first use.
     pub fn object(&self) -> Option<&Value> {
-        self.object.as_ref()
+        raw_json(&self.object, &self.object_raw)
     }
 
-    /// `oldObject` as sent, when present.
+    /// `oldObject` as sent; parsed on first use.
     pub fn old_object(&self) -> Option<&Value> {
-        self.old_object.as_ref()
+        raw_json(&self.old_object, &self.old_object_raw)
     }
 
     /// `object` decoded as a Pod, for requests about pods.
     pub fn pod(&self) -> Option<&Pod> {
         self.pod.as_ref()
+    }
+
+    /// `oldObject` decoded as a Pod, for requests about pods.
+    pub fn old_pod(&self) -> Option<&Pod> {
+        self.old_pod.as_ref()
     }
 
     /// The request as CEL's `request` variable sees it (ValidatingAdmissionPolicy's shape).
@@ -171,6 +213,19 @@ impl ParsedReview {
         }
         v
     }
+}
+
+/// The JSON of a raw object, parsed once. The text was already checked as JSON when the review
+/// was parsed, so parsing it again cannot fail.
+fn raw_json<'a>(
+    cell: &'a OnceLock<Option<Value>>,
+    raw: &Option<Box<RawValue>>,
+) -> Option<&'a Value> {
+    cell.get_or_init(|| {
+        raw.as_ref()
+            .and_then(|r| serde_json::from_str(r.get()).ok())
+    })
+    .as_ref()
 }
 
 #[cfg(test)]

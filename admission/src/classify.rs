@@ -170,15 +170,9 @@ fn attach(review: &ParsedReview) -> Result<DebugRequest, ClassifyError> {
     let Some(old_pod) = review.old_pod() else {
         return Err(missing("oldObject"));
     };
-    let ephemeral = |p: &Pod| {
-        p.spec
-            .as_ref()
-            .and_then(|s| s.ephemeral_containers.clone())
-            .unwrap_or_default()
-    };
-    let old = ephemeral(old_pod);
+    let old = ephemeral_containers(old_pod);
     let mut subjects = Vec::new();
-    for (index, ec) in ephemeral(pod).iter().enumerate() {
+    for (index, ec) in ephemeral_containers(pod).iter().enumerate() {
         if old.iter().any(|o| o == ec) {
             continue;
         }
@@ -196,6 +190,13 @@ fn attach(review: &ParsedReview) -> Result<DebugRequest, ClassifyError> {
         subjects,
         pod: PodAsks::default(),
     })
+}
+
+fn ephemeral_containers(pod: &Pod) -> &[k8s_openapi::api::core::v1::EphemeralContainer] {
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.ephemeral_containers.as_deref())
+        .unwrap_or_default()
 }
 
 fn pod_create(

@@ -84,7 +84,8 @@ pub struct Subject {
     pub list: ContainerList,
     /// Its index in that list (for patch paths).
     pub index: usize,
-    /// The container as sent, for CEL's `container` and for patching only what is absent.
+    /// The container as JSON (its k8s-openapi form), for CEL's `container` and for patching
+    /// only what is absent.
     pub container: Value,
     /// What it asks for, normalized.
     pub asks: Asks,

@@ -206,6 +206,25 @@ async fn namespace_source(args: &Args) -> anyhow::Result<NamespaceSource> {
                 ttl: args.namespace_cache_ttl,
             })
         }
+        Err(_) if args.namespace_lookup == NamespaceLookupMode::Auto && args.dev => {
+            // A local run has no cluster: use the Namespaces the policy test suites declare,
+            // so the webhook decides as `kspy policy test` does.
+            let dir = args
+                .policies
+                .clone()
+                .unwrap_or_else(|| PathBuf::from("policies"));
+            let declared = kspy_admission::testing::declared_namespaces(&dir).map_err(|e| {
+                anyhow::anyhow!(
+                    "reading the namespaces declared under {}: {e}",
+                    dir.display()
+                )
+            })?;
+            tracing::info!(
+                namespaces = declared.len(),
+                "no cluster: Namespace objects come from the DebugPolicyTest suites"
+            );
+            Ok(NamespaceSource::Static(declared.into_iter().collect()))
+        }
         Err(err) if args.namespace_lookup == NamespaceLookupMode::Auto => {
             tracing::warn!(
                 error = %err,

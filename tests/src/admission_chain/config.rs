@@ -170,6 +170,37 @@ fn resolve_client(
     }
 }
 
+/// Appends the webhooks of `configs` (sorted by configuration name) as `kind`. The mutating
+/// and validating types are distinct in k8s-openapi but share these fields, so one body reads
+/// both and the failure-policy and timeout rules cannot drift apart.
+macro_rules! push_webhooks {
+    ($out:ident, $configs:expr, $kind:expr, $target:expr) => {{
+        let mut configs: Vec<_> = $configs.iter().collect();
+        configs.sort_by_key(|c| c.metadata.name.clone());
+        for cfg in configs {
+            for w in cfg.webhooks.iter().flatten() {
+                let (url, ca_bundle) = resolve_client(&w.name, &w.client_config, $target)?;
+                $out.push(Webhook {
+                    configuration: cfg.metadata.name.clone().unwrap_or_default(),
+                    name: w.name.clone(),
+                    kind: $kind,
+                    rules: w.rules.clone().unwrap_or_default(),
+                    url,
+                    ca_bundle,
+                    fail_closed: w.failure_policy.as_deref() != Some("Ignore"),
+                    timeout: Duration::from_secs(
+                        w.timeout_seconds.unwrap_or(10).clamp(1, 30) as u64
+                    ),
+                    side_effects: w.side_effects.clone(),
+                    namespace_selector: w.namespace_selector.clone(),
+                    object_selector: w.object_selector.clone(),
+                    ignored_match_conditions: w.match_conditions.as_ref().map_or(0, Vec::len),
+                });
+            }
+        }
+    }};
+}
+
 /// Flattens configurations into webhook entries in the API server's calling order.
 pub fn webhooks_from(
     mutating: &[MutatingWebhookConfiguration],
@@ -177,48 +208,8 @@ pub fn webhooks_from(
     target: Option<&WebhookTarget>,
 ) -> Result<Vec<Webhook>, ChainConfigError> {
     let mut out = Vec::new();
-    let mut ms: Vec<&MutatingWebhookConfiguration> = mutating.iter().collect();
-    ms.sort_by_key(|c| c.metadata.name.clone());
-    for cfg in ms {
-        for w in cfg.webhooks.iter().flatten() {
-            let (url, ca_bundle) = resolve_client(&w.name, &w.client_config, target)?;
-            out.push(Webhook {
-                configuration: cfg.metadata.name.clone().unwrap_or_default(),
-                name: w.name.clone(),
-                kind: WebhookKind::Mutating,
-                rules: w.rules.clone().unwrap_or_default(),
-                url,
-                ca_bundle,
-                fail_closed: w.failure_policy.as_deref() != Some("Ignore"),
-                timeout: Duration::from_secs(w.timeout_seconds.unwrap_or(10).clamp(1, 30) as u64),
-                side_effects: w.side_effects.clone(),
-                namespace_selector: w.namespace_selector.clone(),
-                object_selector: w.object_selector.clone(),
-                ignored_match_conditions: w.match_conditions.as_ref().map_or(0, Vec::len),
-            });
-        }
-    }
-    let mut vs: Vec<&ValidatingWebhookConfiguration> = validating.iter().collect();
-    vs.sort_by_key(|c| c.metadata.name.clone());
-    for cfg in vs {
-        for w in cfg.webhooks.iter().flatten() {
-            let (url, ca_bundle) = resolve_client(&w.name, &w.client_config, target)?;
-            out.push(Webhook {
-                configuration: cfg.metadata.name.clone().unwrap_or_default(),
-                name: w.name.clone(),
-                kind: WebhookKind::Validating,
-                rules: w.rules.clone().unwrap_or_default(),
-                url,
-                ca_bundle,
-                fail_closed: w.failure_policy.as_deref() != Some("Ignore"),
-                timeout: Duration::from_secs(w.timeout_seconds.unwrap_or(10).clamp(1, 30) as u64),
-                side_effects: w.side_effects.clone(),
-                namespace_selector: w.namespace_selector.clone(),
-                object_selector: w.object_selector.clone(),
-                ignored_match_conditions: w.match_conditions.as_ref().map_or(0, Vec::len),
-            });
-        }
-    }
+    push_webhooks!(out, mutating, WebhookKind::Mutating, target);
+    push_webhooks!(out, validating, WebhookKind::Validating, target);
     Ok(out)
 }
 

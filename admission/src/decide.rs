@@ -20,6 +20,7 @@ use k8s_openapi::api::core::v1::Namespace;
 use kube_cel::cel::{Context, Value};
 
 use crate::asks::{Asks, VolumeKind};
+use crate::capability::Capability;
 use crate::cel::{CelEnv, LazyVariables, VarSet, json_to_cel, map_of};
 use crate::classify::{DebugRequest, Subject};
 use crate::engine::NoPolicyVerdict;
@@ -300,7 +301,7 @@ fn evaluate_policy(
 pub(crate) enum Ask {
     Image(String),
     InvalidImage(String),
-    Capability(String),
+    Capability(Capability),
     InvalidCapability(String),
     RunAsRoot,
     Privileged(&'static str),
@@ -358,11 +359,7 @@ impl Ask {
                 e.clone().unwrap_or_else(|| "no image".into()),
             )),
         }
-        out.extend(
-            a.capabilities
-                .iter()
-                .map(|c| Ask::Capability(c.to_string())),
-        );
+        out.extend(a.capabilities.iter().cloned().map(Ask::Capability));
         out.extend(
             a.invalid_capabilities
                 .iter()
@@ -419,11 +416,7 @@ impl Ask {
         match self {
             Ask::Image(_) => a.image_ref.as_ref().is_some_and(|i| g.covers_image(i)),
             Ask::InvalidImage(_) | Ask::InvalidCapability(_) => false,
-            Ask::Capability(_) => a
-                .capabilities
-                .iter()
-                .find(|c| Ask::Capability(c.to_string()) == *self)
-                .is_some_and(|c| g.covers_capability(c)),
+            Ask::Capability(c) => g.covers_capability(c),
             Ask::RunAsRoot => g.run_as_root,
             Ask::Privileged(_) => g.privileged,
             Ask::Volume(_, kind) => g.covers_volume(*kind),

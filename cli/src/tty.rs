@@ -4,9 +4,10 @@
 
 use std::io::IsTerminal;
 
+use futures::FutureExt;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{AttachParams, LogParams, TerminalSize};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::cluster::Cluster;
 use crate::errors::{Action, KspyError};
@@ -112,27 +113,33 @@ pub async fn attach(
             let _ = remote_in.shutdown().await;
         });
     }
-    let err_task = process.stderr().map(|mut remote_err| {
-        tokio::spawn(async move {
-            let mut local_err = tokio::io::stderr();
-            let _ = tokio::io::copy(&mut remote_err, &mut local_err).await;
-            let _ = local_err.flush().await;
-        })
-    });
+    // kube's message loop closes stdout/stderr when it ends cleanly, but not when it ends on
+    // an error — e.g. sending the end of stdin after the server already closed the stream,
+    // a race every short session can hit. So the pumps stop on end of stream *or* once the
+    // loop has ended and the pipe holds nothing more, never waiting for an EOF that can't come.
+    let (ended_tx, ended) = tokio::sync::watch::channel(false);
+    let err_task = process
+        .stderr()
+        .map(|remote| tokio::spawn(pump(remote, tokio::io::stderr(), ended.clone())));
+    let out_task = process
+        .stdout()
+        .map(|remote| tokio::spawn(pump(remote, tokio::io::stdout(), ended.clone())));
     let status = process.take_status();
-    if let Some(mut remote_out) = process.stdout() {
-        let mut local_out = tokio::io::stdout();
-        let _ = tokio::io::copy(&mut remote_out, &mut local_out).await;
-        let _ = local_out.flush().await;
-    }
-    if let Some(task) = err_task {
+    let stream_result = process.join().await;
+    let _ = ended_tx.send(true);
+    for task in [out_task, err_task].into_iter().flatten() {
         let _ = task.await;
     }
     let status = match status {
         Some(s) => s.await,
         None => None,
     };
-    process.abort();
+    if let Err(e) = &stream_result
+        && status.is_none()
+        && !quiet
+    {
+        eprintln!("the attach stream ended without the container's exit status: {e}");
+    }
     let exit_code = status.and_then(|s| {
         let code = s
             .details
@@ -148,6 +155,40 @@ pub async fn attach(
         Some(code)
     });
     Ok(Ended { exit_code })
+}
+
+/// Copies `remote` to `local` until end of stream, or until `ended` turns true and `remote`
+/// has nothing buffered (the producer is gone but may not have closed the pipe).
+async fn pump(
+    mut remote: impl AsyncRead + Unpin,
+    mut local: impl AsyncWrite + Unpin,
+    mut ended: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut buf = vec![0u8; 8192];
+    let mut producer_gone = false;
+    loop {
+        let n = if producer_gone {
+            // Whatever the producer wrote is already in the pipe: take it without waiting.
+            match remote.read(&mut buf).now_or_never() {
+                Some(Ok(n)) => n,
+                Some(Err(_)) | None => 0,
+            }
+        } else {
+            tokio::select! {
+                r = remote.read(&mut buf) => r.unwrap_or(0),
+                _ = ended.wait_for(|e| *e) => {
+                    producer_gone = true;
+                    continue;
+                }
+            }
+        };
+        if n == 0 || local.write_all(&buf[..n]).await.is_err() {
+            break;
+        }
+        // Flush per chunk: an interactive session must show output as it arrives.
+        let _ = local.flush().await;
+    }
+    let _ = local.flush().await;
 }
 
 /// Prints the logs of `container` (for a container that already terminated).
@@ -175,4 +216,52 @@ pub async fn print_logs(cluster: &Cluster, pod: &Pod, container: &str) -> Result
         .await
         .map_err(|e| KspyError::new("cannot write to stdout").source(e))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The producer wrote and went away without closing the pipe (kube's loop ending on an
+    /// error): the pump hands over what was written and stops instead of waiting for EOF.
+    #[tokio::test]
+    async fn pump_stops_when_the_producer_is_gone_without_closing() {
+        let (reader, mut writer) = tokio::io::simplex(1024);
+        let (ended_tx, ended) = tokio::sync::watch::channel(false);
+        writer.write_all(b"round-trip-ok\n").await.unwrap();
+        let mut local = Vec::new();
+        let pumping = pump(reader, &mut local, ended);
+        let producer = async {
+            tokio::task::yield_now().await;
+            ended_tx.send(true).unwrap();
+        };
+        let ((), ()) = tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            futures::future::join(pumping, producer),
+        )
+        .await
+        .expect("the pump must not wait for an EOF that never comes");
+        drop(writer);
+        assert_eq!(local, b"round-trip-ok\n");
+    }
+
+    /// A clean end of stream stops the pump with everything copied, before `ended` is set.
+    #[tokio::test]
+    async fn pump_copies_until_end_of_stream() {
+        let (reader, mut writer) = tokio::io::simplex(16);
+        let (_ended_tx, ended) = tokio::sync::watch::channel(false);
+        let producer = async move {
+            for i in 0..100 {
+                writer
+                    .write_all(format!("line {i}\n").as_bytes())
+                    .await
+                    .unwrap();
+            }
+            writer.shutdown().await.unwrap();
+        };
+        let mut local = Vec::new();
+        futures::future::join(pump(reader, &mut local, ended), producer).await;
+        let expected: String = (0..100).map(|i| format!("line {i}\n")).collect();
+        assert_eq!(String::from_utf8(local).unwrap(), expected);
+    }
 }

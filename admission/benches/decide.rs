@@ -1,47 +1,24 @@
-//! Deciding an attach review against 20 policies: the 6 shipped in `policies/` plus 14 team
-//! policies of the same shape (static match, grants, one CEL condition each), the way a
-//! platform team's library grows.
+//! Deciding an attach review against 20 policies (see `common/mod.rs`), timed by criterion.
 //!
 //! `cargo bench -p kspy-admission --bench decide`
+//!
+//! Wall-clock figures on a shared 2-core VM wander by ±30 %; `benches/count.rs` gives the
+//! instruction counts behind them, which do not.
 
-use std::path::PathBuf;
+mod common;
+
+/// The allocator the webhook ships with (see `webhook/src/main.rs`), so the figures are the
+/// webhook's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use kspy_admission::testing::declared_namespaces;
-use kspy_admission::{Endpoint, Engine, ParsedReview, PolicySet, Settings};
-
-fn team_policies(n: usize) -> String {
-    (0..n)
-        .map(|i| {
-            format!(
-                "apiVersion: kspy.dev/v1alpha1\nkind: DebugPolicy\nmetadata: {{name: team-{i}}}\nspec:\n  match:\n    actions: [attach]\n    groups: [team-{i}]\n    namespaces: [team-{i}-*]\n  conditions:\n    - {{name: hours, expression: \"request.userInfo.username.endsWith('@example.com')\"}}\n  grant:\n    images: [registry.example.com/team-{i}/*]\n    runAsRoot: true\n---\n"
-            )
-        })
-        .collect()
-}
-
-fn engine() -> Engine {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../policies");
-    let mut sources: Vec<(String, String)> = Vec::new();
-    for entry in std::fs::read_dir(&dir).expect("policies/") {
-        let path = entry.expect("entry").path();
-        if path.extension().and_then(|e| e.to_str()) == Some("yaml") {
-            let text = std::fs::read_to_string(&path).expect("policy file");
-            sources.push((path.display().to_string(), text));
-        }
-    }
-    sources.push(("team.yaml".into(), team_policies(14)));
-    let set = PolicySet::from_sources(sources.iter().map(|(a, b)| (a.as_str(), b.as_str())))
-        .expect("policies load");
-    assert_eq!(set.len(), 20);
-    Engine::new(set, Settings::default()).expect("engine")
-}
+use kspy_admission::{Endpoint, ParsedReview};
 
 fn bench(c: &mut Criterion) {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../policies");
-    let engine = engine();
-    let namespaces = declared_namespaces(&dir).expect("namespaces");
-    let body = std::fs::read(dir.join("fixtures/attach-sre-ptrace.json")).expect("fixture");
+    let engine = common::engine();
+    let namespaces = common::namespaces();
+    let body = common::fixture("attach-sre-ptrace.json");
     let review = ParsedReview::from_slice(&body).expect("review");
     let ns = namespaces.get("prod-payments");
     let j = engine.judge(&review, Endpoint::Validate, ns);
@@ -53,6 +30,9 @@ fn bench(c: &mut Criterion) {
     c.bench_function("mutate attach, 20 policies (parsed review)", |b| {
         b.iter(|| engine.judge(std::hint::black_box(&review), Endpoint::Mutate, ns))
     });
+    c.bench_function("parse attach review (from bytes)", |b| {
+        b.iter(|| ParsedReview::from_slice(std::hint::black_box(&body)).expect("review"))
+    });
     c.bench_function(
         "validate attach, 20 policies (from bytes, response encoded)",
         |b| {
@@ -63,7 +43,7 @@ fn bench(c: &mut Criterion) {
             })
         },
     );
-    let plain = std::fs::read(dir.join("fixtures/create-plain-pod.json")).expect("fixture");
+    let plain = common::fixture("create-plain-pod.json");
     c.bench_function("not a debug request (from bytes)", |b| {
         b.iter(|| {
             let r = ParsedReview::from_slice(std::hint::black_box(&plain)).expect("review");

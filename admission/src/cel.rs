@@ -12,7 +12,7 @@
 //! Every expression is compiled once at load; identifiers are checked then, so a typo such as
 //! `contianer.image` is a load error, not a denial at 3 a.m.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use kube_cel::KubeCelExt;
@@ -113,6 +113,7 @@ pub struct Expression {
     source: String,
     program: Program,
     reads: VarSet,
+    projection: Projection,
 }
 
 impl Expression {
@@ -127,7 +128,13 @@ impl Expression {
             }
         })?;
         let mut free = BTreeSet::new();
-        free_variables(program.expression(), &mut Vec::new(), &mut free);
+        let mut projection = Projection::default();
+        free_variables(
+            program.expression(),
+            &mut Vec::new(),
+            &mut free,
+            &mut projection,
+        );
         if let Some(name) = free.iter().find(|n| {
             !VARIABLES.contains(&n.as_str()) && !NON_VARIABLE_IDENTS.contains(&n.as_str())
         }) {
@@ -150,6 +157,7 @@ impl Expression {
             source: source.to_owned(),
             program,
             reads,
+            projection,
         })
     }
 
@@ -161,6 +169,11 @@ impl Expression {
     /// The variables it names (whether or not a given evaluation reaches them).
     pub fn reads(&self) -> VarSet {
         self.reads
+    }
+
+    /// Which top-level fields of each variable it reads.
+    pub fn projection(&self) -> &Projection {
+        &self.projection
     }
 
     /// Evaluates to a value.
@@ -200,41 +213,57 @@ fn type_name(v: &Value) -> &'static str {
     }
 }
 
-/// Collects identifiers not bound by an enclosing comprehension.
-fn free_variables(e: &IdedExpr, bound: &mut Vec<String>, out: &mut BTreeSet<String>) {
+/// Collects identifiers not bound by an enclosing comprehension, and for each the top-level
+/// fields read through it (`request.userInfo` reads `userInfo`; a bare `request` reads all).
+fn free_variables(
+    e: &IdedExpr,
+    bound: &mut Vec<String>,
+    out: &mut BTreeSet<String>,
+    projection: &mut Projection,
+) {
+    let is_free = |name: &str, bound: &Vec<String>| {
+        !name.starts_with('@') && !bound.iter().any(|b| b == name)
+    };
     match &e.expr {
         Expr::Ident(name) => {
-            if !name.starts_with('@') && !bound.iter().any(|b| b == name) {
+            if is_free(name, bound) {
                 out.insert(name.clone());
+                projection.read_all(name);
             }
         }
         Expr::Call(call) => {
             if let Some(t) = &call.target {
-                free_variables(t, bound, out);
+                free_variables(t, bound, out, projection);
             }
             for a in &call.args {
-                free_variables(a, bound, out);
+                free_variables(a, bound, out, projection);
             }
         }
-        Expr::Select(s) => free_variables(&s.operand, bound, out),
+        Expr::Select(s) => match &s.operand.expr {
+            Expr::Ident(name) if is_free(name, bound) => {
+                out.insert(name.clone());
+                projection.read_field(name, &s.field);
+            }
+            _ => free_variables(&s.operand, bound, out, projection),
+        },
         Expr::List(l) => l
             .elements
             .iter()
-            .for_each(|x| free_variables(x, bound, out)),
-        Expr::Map(m) => entries(&m.entries, bound, out),
-        Expr::Struct(s) => entries(&s.entries, bound, out),
+            .for_each(|x| free_variables(x, bound, out, projection)),
+        Expr::Map(m) => entries(&m.entries, bound, out, projection),
+        Expr::Struct(s) => entries(&s.entries, bound, out, projection),
         Expr::Comprehension(c) => {
-            free_variables(&c.iter_range, bound, out);
-            free_variables(&c.accu_init, bound, out);
+            free_variables(&c.iter_range, bound, out, projection);
+            free_variables(&c.accu_init, bound, out, projection);
             let pushed = 2 + usize::from(c.iter_var2.is_some());
             bound.push(c.iter_var.clone());
             bound.push(c.accu_var.clone());
             if let Some(v2) = &c.iter_var2 {
                 bound.push(v2.clone());
             }
-            free_variables(&c.loop_cond, bound, out);
-            free_variables(&c.loop_step, bound, out);
-            free_variables(&c.result, bound, out);
+            free_variables(&c.loop_cond, bound, out, projection);
+            free_variables(&c.loop_step, bound, out, projection);
+            free_variables(&c.result, bound, out, projection);
             bound.truncate(bound.len() - pushed);
         }
         Expr::Literal(_) | Expr::Unspecified => {}
@@ -245,15 +274,82 @@ fn entries(
     list: &[kube_cel::cel::common::ast::IdedEntryExpr],
     bound: &mut Vec<String>,
     out: &mut BTreeSet<String>,
+    projection: &mut Projection,
 ) {
     for entry in list {
         match &entry.expr {
-            EntryExpr::StructField(f) => free_variables(&f.value, bound, out),
+            EntryExpr::StructField(f) => free_variables(&f.value, bound, out, projection),
             EntryExpr::MapEntry(m) => {
-                free_variables(&m.key, bound, out);
-                free_variables(&m.value, bound, out);
+                free_variables(&m.key, bound, out, projection);
+                free_variables(&m.value, bound, out, projection);
             }
         }
+    }
+}
+
+/// The top-level fields of one variable that expressions read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fields {
+    /// The variable is used whole (passed to a function, indexed, compared).
+    All,
+    /// Only these fields are selected from it.
+    Some(BTreeSet<String>),
+}
+
+/// Which top-level fields of each variable a set of expressions reads. A variable's value can
+/// be bound with only those fields: cel converts a bound value whole, so binding the three
+/// fields policies read instead of the twenty a request has is most of the cost of a review.
+/// Selecting a field that is absent still behaves as on the whole value (`has()` false, an
+/// error on access), because a field is either copied entirely or absent in both.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Projection {
+    vars: BTreeMap<String, Fields>,
+}
+
+impl Projection {
+    fn read_all(&mut self, var: &str) {
+        self.vars.insert(var.to_owned(), Fields::All);
+    }
+
+    fn read_field(&mut self, var: &str, field: &str) {
+        match self
+            .vars
+            .entry(var.to_owned())
+            .or_insert_with(|| Fields::Some(BTreeSet::new()))
+        {
+            Fields::All => {}
+            Fields::Some(set) => {
+                set.insert(field.to_owned());
+            }
+        }
+    }
+
+    /// What the expressions read of `var`; `None` when they never name it.
+    pub fn fields(&self, var: &str) -> Option<&Fields> {
+        self.vars.get(var)
+    }
+
+    /// Adds what `other` reads.
+    pub fn union(&mut self, other: &Projection) {
+        for (var, fields) in &other.vars {
+            match fields {
+                Fields::All => self.read_all(var),
+                Fields::Some(set) => set.iter().for_each(|f| self.read_field(var, f)),
+            }
+        }
+    }
+}
+
+/// `value` as CEL sees it through `fields`: for an object, only the fields read; otherwise (or
+/// with no projection known) whole.
+pub fn project_json(value: &serde_json::Value, fields: Option<&Fields>) -> Value {
+    match (fields, value) {
+        (Some(Fields::Some(names)), serde_json::Value::Object(map)) => map_of(
+            names
+                .iter()
+                .filter_map(|n| map.get(n).map(|v| (n.clone(), json_to_cel(v)))),
+        ),
+        _ => json_to_cel(value),
     }
 }
 
@@ -368,5 +464,86 @@ impl kube_cel::cel::context::VariableResolver for LazyVariables<'_> {
     fn resolve(&self, variable: &str) -> Option<Value> {
         let i = self.sources.iter().position(|(n, _)| *n == variable)?;
         Some(self.values[i].get_or_init(|| (self.sources[i].1)()).clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fields(source: &str, var: &str) -> Option<Fields> {
+        Expression::compile(source)
+            .unwrap()
+            .projection()
+            .fields(var)
+            .cloned()
+    }
+
+    fn some(names: &[&str]) -> Option<Fields> {
+        Some(Fields::Some(names.iter().map(|n| n.to_string()).collect()))
+    }
+
+    #[test]
+    fn projection_follows_field_selection() {
+        let e = "request.userInfo.username == 'a' && has(request.dryRun) \
+                 && container.env.exists(e, e.name == 'X')";
+        assert_eq!(fields(e, "request"), some(&["dryRun", "userInfo"]));
+        assert_eq!(fields(e, "container"), some(&["env"]));
+        assert_eq!(fields(e, "target"), None);
+        // Used whole: passed to a function, indexed, compared.
+        assert_eq!(fields("size(request) > 1", "request"), Some(Fields::All));
+        assert_eq!(
+            fields("request['userInfo'].username == 'a'", "request"),
+            Some(Fields::All)
+        );
+        assert_eq!(
+            fields("request.name == 'x' || request == {}", "request"),
+            Some(Fields::All)
+        );
+        // A comprehension variable of the same name is not the variable.
+        assert_eq!(fields("[1].exists(request, request == 1)", "request"), None);
+        assert_eq!(
+            fields("[1].exists(x, x == 1) && request.name == 'p'", "request"),
+            some(&["name"])
+        );
+    }
+
+    #[test]
+    fn projections_add_up() {
+        let mut p = Projection::default();
+        p.union(
+            Expression::compile("request.name == 'a'")
+                .unwrap()
+                .projection(),
+        );
+        p.union(
+            Expression::compile("request.uid == 'b'")
+                .unwrap()
+                .projection(),
+        );
+        assert_eq!(p.fields("request"), some(&["name", "uid"]).as_ref());
+        p.union(
+            Expression::compile("size(request) > 0")
+                .unwrap()
+                .projection(),
+        );
+        assert_eq!(p.fields("request"), Some(&Fields::All));
+        p.union(
+            Expression::compile("request.kind == 'c'")
+                .unwrap()
+                .projection(),
+        );
+        assert_eq!(p.fields("request"), Some(&Fields::All));
+    }
+
+    #[test]
+    fn project_json_keeps_only_the_fields_read() {
+        let v = serde_json::json!({"a": 1, "b": {"c": 2}, "d": [3]});
+        let only = project_json(&v, some(&["b", "missing"]).as_ref());
+        assert_eq!(only, map_of([("b".to_string(), json_to_cel(&v["b"]))]));
+        assert_eq!(project_json(&v, Some(&Fields::All)), json_to_cel(&v));
+        assert_eq!(project_json(&v, None), json_to_cel(&v));
+        let scalar = serde_json::json!(5);
+        assert_eq!(project_json(&scalar, some(&["x"]).as_ref()), Value::Int(5));
     }
 }

@@ -22,7 +22,7 @@ pub struct PatternError {
 #[derive(Debug, Clone)]
 pub struct NamePattern {
     source: String,
-    matcher: GlobMatcher,
+    matcher: Glob,
 }
 
 impl NamePattern {
@@ -57,7 +57,7 @@ pub struct ImagePattern {
     source: String,
     normalized: String,
     name_only: bool,
-    matcher: GlobMatcher,
+    matcher: Glob,
 }
 
 impl ImagePattern {
@@ -94,9 +94,9 @@ impl ImagePattern {
     /// True when the normalized reference matches.
     pub fn matches(&self, image: &ImageRef) -> bool {
         if self.name_only {
-            self.matcher.is_match(image.name())
+            self.matcher.is_match(&image.name())
         } else {
-            self.matcher.is_match(image.to_string())
+            self.matcher.is_match(&image.to_string())
         }
     }
 
@@ -111,7 +111,36 @@ impl ImagePattern {
     }
 }
 
-fn compile(pattern: &str) -> Result<GlobMatcher, PatternError> {
+/// A compiled glob. The shapes policies mostly use — a plain name, `prefix*` — are matched
+/// directly; globset (a regex underneath, with a candidate to build per match) only takes the
+/// rest. Every pattern is compiled by globset first, so what is refused does not change.
+#[derive(Debug, Clone)]
+enum Glob {
+    /// No wildcard: the name itself.
+    Exact(String),
+    /// `prefix*`: the prefix, then anything without `/` (`*` never crosses `/`).
+    Prefix(String),
+    /// Anything else.
+    Full(GlobMatcher),
+}
+
+impl Glob {
+    fn is_match(&self, name: &str) -> bool {
+        match self {
+            Glob::Exact(exact) => name == exact,
+            Glob::Prefix(prefix) => name
+                .strip_prefix(prefix.as_str())
+                .is_some_and(|rest| !rest.contains('/')),
+            Glob::Full(matcher) => matcher.is_match(name),
+        }
+    }
+}
+
+fn is_meta(c: char) -> bool {
+    matches!(c, '*' | '?' | '[' | ']' | '{' | '}' | '\\')
+}
+
+fn compile(pattern: &str) -> Result<Glob, PatternError> {
     let err = |reason: String| PatternError {
         pattern: pattern.to_owned(),
         reason,
@@ -122,12 +151,21 @@ fn compile(pattern: &str) -> Result<GlobMatcher, PatternError> {
     if pattern.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err(err("patterns may not contain white space".into()));
     }
-    GlobBuilder::new(pattern)
+    let matcher = GlobBuilder::new(pattern)
         .literal_separator(true)
         .backslash_escape(true)
         .build()
         .map(|g| g.compile_matcher())
-        .map_err(|e| err(e.kind().to_string()))
+        .map_err(|e| err(e.kind().to_string()))?;
+    if !pattern.chars().any(is_meta) {
+        return Ok(Glob::Exact(pattern.to_owned()));
+    }
+    if let Some(prefix) = pattern.strip_suffix('*')
+        && !prefix.chars().any(is_meta)
+    {
+        return Ok(Glob::Prefix(prefix.to_owned()));
+    }
+    Ok(Glob::Full(matcher))
 }
 
 #[cfg(test)]
@@ -200,6 +238,62 @@ mod tests {
         let digest = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
         let p = ImagePattern::new("registry.example.com/debug/*@sha256:*").unwrap();
         assert!(p.matches(&img(&format!("registry.example.com/debug/tools@{digest}"))));
+    }
+
+    /// The direct shapes agree with globset on names built to probe their edges.
+    #[test]
+    fn direct_shapes_agree_with_globset() {
+        let patterns = [
+            "prod",
+            "prod-*",
+            "a/b*",
+            "registry.example.com/debug/*",
+            "*",
+            "x*",
+        ];
+        let names = [
+            "",
+            "prod",
+            "prod-",
+            "prod-eu",
+            "prod-eu/x",
+            "prodx",
+            "pro",
+            "a/b",
+            "a/bc",
+            "a/b/c",
+            "a/bc/",
+            "registry.example.com/debug/tools",
+            "registry.example.com/debug/a/b",
+            "x",
+            "xy",
+            "x/y",
+            "/",
+            "prod-\u{e9}",
+        ];
+        for pattern in patterns {
+            let direct = compile(pattern).unwrap();
+            assert!(
+                !matches!(direct, Glob::Full(_)),
+                "{pattern} takes a direct shape"
+            );
+            let full = GlobBuilder::new(pattern)
+                .literal_separator(true)
+                .backslash_escape(true)
+                .build()
+                .unwrap()
+                .compile_matcher();
+            for name in names {
+                assert_eq!(
+                    direct.is_match(name),
+                    full.is_match(name),
+                    "{pattern:?} vs {name:?}"
+                );
+            }
+        }
+        assert!(matches!(compile("prod-**").unwrap(), Glob::Full(_)));
+        assert!(matches!(compile("pr?d").unwrap(), Glob::Full(_)));
+        assert!(matches!(compile("a\\*").unwrap(), Glob::Full(_)));
     }
 
     #[test]

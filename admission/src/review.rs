@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
 use k8s_openapi::api::core::v1::Pod;
+use kube::core::TypeMeta;
 use kube::core::admission::AdmissionRequest;
-use kube::core::{DynamicObject, TypeMeta};
 use serde::Deserialize;
 use serde_json::Value;
 use serde_json::value::RawValue;
@@ -49,22 +49,38 @@ pub enum ReviewError {
 
 /// A checked AdmissionReview request.
 ///
-/// Parsing is shallow where it can be: the request's header fields become JSON values, while
-/// `object` and `oldObject` (two whole Pods for an ephemeral-container update) are decoded
-/// straight into typed Pods, their raw text kept. The raw JSON view, for CEL's `object` and
-/// for patches, is parsed only when something asks for it.
+/// A review about pods is decoded in one pass: the header into kube's typed request, `object`
+/// and `oldObject` straight into typed Pods. The body is kept, so the raw JSON view of the
+/// objects — for CEL's `object` (every field, including ones newer than our Kubernetes types)
+/// and for patches — is parsed only when something asks for it.
 #[derive(Debug)]
 pub struct ParsedReview {
-    request: AdmissionRequest<DynamicObject>,
-    object_raw: Option<Box<RawValue>>,
-    old_object_raw: Option<Box<RawValue>>,
+    request: AdmissionRequest<Pod>,
+    body: Box<[u8]>,
     object: OnceLock<Option<Value>>,
     old_object: OnceLock<Option<Value>>,
     pod: Option<Pod>,
     old_pod: Option<Pod>,
 }
 
-/// The envelope, with the request left unparsed.
+/// The fields of CEL's `request` variable.
+pub const REQUEST_FIELDS: &[&str] = &[
+    "uid",
+    "kind",
+    "resource",
+    "subResource",
+    "requestKind",
+    "requestResource",
+    "requestSubResource",
+    "name",
+    "namespace",
+    "operation",
+    "userInfo",
+    "dryRun",
+    "options",
+];
+
+/// The envelope, with the request left unparsed: the careful path, which names what is wrong.
 #[derive(Deserialize)]
 struct Envelope<'a> {
     #[serde(default)]
@@ -75,10 +91,70 @@ struct Envelope<'a> {
     request: Option<&'a RawValue>,
 }
 
+/// A well-formed review about pods, decoded in one pass: the fast path.
+#[derive(Deserialize)]
+struct PodReview {
+    kind: String,
+    #[serde(rename = "apiVersion")]
+    api_version: String,
+    request: AdmissionRequest<Pod>,
+}
+
+/// Just the objects of a review, for the raw view.
+#[derive(Deserialize)]
+struct ObjectsOnly<T> {
+    request: T,
+}
+
+#[derive(Deserialize)]
+struct ObjectOnly {
+    #[serde(default)]
+    object: Option<Value>,
+}
+
+#[derive(Deserialize)]
+struct OldObjectOnly {
+    #[serde(default, rename = "oldObject")]
+    old_object: Option<Value>,
+}
+
+fn is_core_pods(request: &AdmissionRequest<Pod>) -> bool {
+    let r = &request.resource;
+    r.group.is_empty() && r.version == "v1" && r.resource == "pods"
+}
+
 impl ParsedReview {
     /// Parses a request body. Checks the envelope (`kind`, `apiVersion`, a `request`), then,
     /// for requests about core/v1 pods, decodes `object` and `oldObject` as Pods.
+    ///
+    /// A well-formed review about pods — what the API server sends — is decoded in one pass.
+    /// Anything else takes the careful path, which checks the envelope step by step so the
+    /// error names what is wrong.
     pub fn from_slice(body: &[u8]) -> Result<Self, ReviewError> {
+        if let Ok(mut fast) = serde_json::from_slice::<PodReview>(body)
+            && fast.kind == KIND
+            && fast.api_version == API_VERSION
+            && is_core_pods(&fast.request)
+        {
+            fast.request.types = TypeMeta {
+                api_version: fast.api_version,
+                kind: fast.kind,
+            };
+            let pod = fast.request.object.take();
+            let old_pod = fast.request.old_object.take();
+            return Ok(ParsedReview {
+                request: fast.request,
+                body: body.into(),
+                object: OnceLock::new(),
+                old_object: OnceLock::new(),
+                pod,
+                old_pod,
+            });
+        }
+        Self::from_slice_carefully(body)
+    }
+
+    fn from_slice_carefully(body: &[u8]) -> Result<Self, ReviewError> {
         let envelope: Envelope<'_> = serde_json::from_slice(body).map_err(|e| {
             if e.is_data() {
                 ReviewError::NotAReview(String::new())
@@ -100,8 +176,9 @@ impl ParsedReview {
         // One level deep only: the objects stay raw text.
         let mut fields: BTreeMap<String, &RawValue> =
             serde_json::from_str(request.get()).map_err(ReviewError::MalformedRequest)?;
-        let not_null =
-            |r: Option<&RawValue>| r.filter(|r| r.get() != "null").map(RawValue::to_owned);
+        fn not_null(r: Option<&RawValue>) -> Option<&RawValue> {
+            r.filter(|r| r.get() != "null")
+        }
         let object_raw = not_null(fields.remove("object"));
         let old_object_raw = not_null(fields.remove("oldObject"));
         let header = fields
@@ -109,28 +186,24 @@ impl ParsedReview {
             .map(|(k, v)| serde_json::from_str(v.get()).map(|v| (k, v)))
             .collect::<Result<serde_json::Map<String, Value>, _>>()
             .map_err(ReviewError::MalformedRequest)?;
-        let mut request = AdmissionRequest::<DynamicObject>::deserialize(Value::Object(header))
+        let mut request = AdmissionRequest::<Pod>::deserialize(Value::Object(header))
             .map_err(ReviewError::MalformedRequest)?;
         request.types = TypeMeta { api_version, kind };
-        let is_pod = request.resource.group.is_empty()
-            && request.resource.version == "v1"
-            && request.resource.resource == "pods";
-        let decode = |field: &'static str,
-                      raw: &Option<Box<RawValue>>|
-         -> Result<Option<Pod>, ReviewError> {
-            match raw {
-                Some(raw) if is_pod => serde_json::from_str(raw.get())
-                    .map(Some)
-                    .map_err(|source| ReviewError::MalformedPod { field, source }),
-                _ => Ok(None),
-            }
-        };
-        let pod = decode("object", &object_raw)?;
-        let old_pod = decode("oldObject", &old_object_raw)?;
+        let is_pod = is_core_pods(&request);
+        let decode =
+            |field: &'static str, raw: Option<&RawValue>| -> Result<Option<Pod>, ReviewError> {
+                match raw {
+                    Some(raw) if is_pod => serde_json::from_str(raw.get())
+                        .map(Some)
+                        .map_err(|source| ReviewError::MalformedPod { field, source }),
+                    _ => Ok(None),
+                }
+            };
+        let pod = decode("object", object_raw)?;
+        let old_pod = decode("oldObject", old_object_raw)?;
         Ok(ParsedReview {
             request,
-            object_raw,
-            old_object_raw,
+            body: body.into(),
             object: OnceLock::new(),
             old_object: OnceLock::new(),
             pod,
@@ -144,8 +217,9 @@ impl ParsedReview {
         Self::from_slice(&body)
     }
 
-    /// kube's typed request (its `object`/`oldObject` are empty: see [`ParsedReview::object`]).
-    pub fn request(&self) -> &AdmissionRequest<DynamicObject> {
+    /// kube's typed request (its `object`/`oldObject` are empty: see [`ParsedReview::pod`] and
+    /// [`ParsedReview::object`]).
+    pub fn request(&self) -> &AdmissionRequest<Pod> {
         &self.request
     }
 
@@ -169,14 +243,26 @@ impl ParsedReview {
         &self.request.name
     }
 
-    /// `object` as sent, every field included; parsed on first use.
+    /// `object` as sent, every field included; parsed from the body on first use.
     pub fn object(&self) -> Option<&Value> {
-        raw_json(&self.object, &self.object_raw)
+        self.object
+            .get_or_init(|| {
+                serde_json::from_slice::<ObjectsOnly<ObjectOnly>>(&self.body)
+                    .ok()
+                    .and_then(|o| o.request.object)
+            })
+            .as_ref()
     }
 
-    /// `oldObject` as sent; parsed on first use.
+    /// `oldObject` as sent; parsed from the body on first use.
     pub fn old_object(&self) -> Option<&Value> {
-        raw_json(&self.old_object, &self.old_object_raw)
+        self.old_object
+            .get_or_init(|| {
+                serde_json::from_slice::<ObjectsOnly<OldObjectOnly>>(&self.body)
+                    .ok()
+                    .and_then(|o| o.request.old_object)
+            })
+            .as_ref()
     }
 
     /// `object` decoded as a Pod, for requests about pods.
@@ -191,41 +277,40 @@ impl ParsedReview {
 
     /// The request as CEL's `request` variable sees it (ValidatingAdmissionPolicy's shape).
     pub fn request_json(&self) -> Value {
-        let r = &self.request;
-        let mut v = serde_json::json!({
-            "uid": r.uid,
-            "kind": r.kind,
-            "resource": r.resource,
-            "subResource": r.sub_resource.clone().unwrap_or_default(),
-            "requestKind": r.request_kind,
-            "requestResource": r.request_resource,
-            "requestSubResource": r.request_sub_resource.clone().unwrap_or_default(),
-            "name": r.name,
-            "namespace": r.namespace.clone().unwrap_or_default(),
-            "operation": r.operation,
-            "userInfo": r.user_info,
-            "dryRun": r.dry_run,
-        });
-        if let Some(options) = &r.options
-            && let Some(obj) = v.as_object_mut()
-        {
-            obj.insert("options".into(), options.0.clone());
-        }
-        v
+        Value::Object(
+            REQUEST_FIELDS
+                .iter()
+                .filter_map(|f| self.request_field(f).map(|v| ((*f).to_owned(), v)))
+                .collect(),
+        )
     }
-}
 
-/// The JSON of a raw object, parsed once. The text was already checked as JSON when the review
-/// was parsed, so parsing it again cannot fail.
-fn raw_json<'a>(
-    cell: &'a OnceLock<Option<Value>>,
-    raw: &Option<Box<RawValue>>,
-) -> Option<&'a Value> {
-    cell.get_or_init(|| {
-        raw.as_ref()
-            .and_then(|r| serde_json::from_str(r.get()).ok())
-    })
-    .as_ref()
+    /// One top-level field of [`ParsedReview::request_json`], or `None` when the request has
+    /// no such field.
+    pub fn request_field(&self, field: &str) -> Option<Value> {
+        let r = &self.request;
+        fn json(v: &impl serde::Serialize) -> Option<Value> {
+            serde_json::to_value(v).ok()
+        }
+        match field {
+            "uid" => Some(Value::String(r.uid.clone())),
+            "kind" => json(&r.kind),
+            "resource" => json(&r.resource),
+            "subResource" => Some(Value::String(r.sub_resource.clone().unwrap_or_default())),
+            "requestKind" => json(&r.request_kind),
+            "requestResource" => json(&r.request_resource),
+            "requestSubResource" => Some(Value::String(
+                r.request_sub_resource.clone().unwrap_or_default(),
+            )),
+            "name" => Some(Value::String(r.name.clone())),
+            "namespace" => Some(Value::String(r.namespace.clone().unwrap_or_default())),
+            "operation" => json(&r.operation),
+            "userInfo" => json(&r.user_info),
+            "dryRun" => Some(Value::Bool(r.dry_run)),
+            "options" => r.options.as_ref().map(|o| o.0.clone()),
+            _ => None,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -294,5 +379,43 @@ mod tests {
         let pod = r.pod().unwrap();
         assert_eq!(pod.spec.as_ref().unwrap().containers[0].name, "app");
         assert_eq!(r.request_json()["userInfo"]["groups"][0], "dev");
+    }
+
+    /// What the API server sends takes the one-pass path; it must read exactly what the
+    /// careful path reads.
+    #[test]
+    fn one_pass_and_careful_parsing_agree() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies/fixtures");
+        let mut seen = 0;
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let body = std::fs::read(entry.unwrap().path()).unwrap();
+            let fast = ParsedReview::from_slice(&body).unwrap();
+            let careful = ParsedReview::from_slice_carefully(&body).unwrap();
+            let json = |r: &ParsedReview| serde_json::to_value(r.request()).unwrap();
+            assert_eq!(json(&fast), json(&careful));
+            assert!(fast.request().object.is_none() && fast.request().old_object.is_none());
+            assert_eq!(fast.pod(), careful.pod());
+            assert_eq!(fast.old_pod(), careful.old_pod());
+            assert_eq!(fast.object(), careful.object());
+            assert_eq!(fast.old_object(), careful.old_object());
+            assert_eq!(fast.request_json(), careful.request_json());
+            seen += 1;
+        }
+        assert!(seen >= 10, "the fixtures are there");
+    }
+
+    /// A review about another resource (a misconfigured webhook rule) is read carefully: no
+    /// Pods, the objects still available raw.
+    #[test]
+    fn other_resources_keep_raw_objects_without_pods() {
+        let body = r#"{"kind":"AdmissionReview","apiVersion":"admission.k8s.io/v1","request":{
+            "uid":"u2","kind":{"group":"apps","version":"v1","kind":"Deployment"},
+            "resource":{"group":"apps","version":"v1","resource":"deployments"},
+            "name":"d","namespace":"ns","operation":"CREATE","userInfo":{"username":"alice"},
+            "object":{"apiVersion":"apps/v1","kind":"Deployment","spec":{"replicas":2}}}}"#;
+        let r = review(body).unwrap();
+        assert!(r.pod().is_none());
+        assert_eq!(r.object().unwrap()["spec"]["replicas"], 2);
+        assert_eq!(r.request().resource.resource, "deployments");
     }
 }

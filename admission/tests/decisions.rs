@@ -305,3 +305,52 @@ fn pod_security_levels_warn_before_the_api_server_rejects() {
     let w = j.response.warnings.unwrap_or_default().join("\n");
     assert!(w.contains("enforces Pod Security \"baseline\", which forbids in container \"d\": capability SYS_PTRACE"), "{w}");
 }
+
+/// CEL variables are bound with only the fields the policy set reads; expressions that read
+/// fields, test their presence or use a variable whole all see what the whole value holds.
+#[test]
+fn projected_variables_behave_like_whole_ones() {
+    let fields_only = policy(
+        "fields",
+        r#"
+  match: {actions: [attach]}
+  grant: {images: ["**"], runAsRoot: true}
+  validations:
+    - expression: >-
+        request.userInfo.username == 'alice' && request.subResource == 'ephemeralcontainers'
+        && has(request.userInfo.groups) && !has(container.workingDir)
+        && container.name == 'd'
+      message: fields differ
+"#,
+    );
+    let whole = policy(
+        "whole",
+        r#"
+  match: {actions: [attach]}
+  validations:
+    - expression: "size(container) >= 2 && request['namespace'] == 'prod-eu'"
+      message: whole values differ
+"#,
+    );
+    let r = attach(
+        "prod-eu",
+        "alice",
+        &["dev"],
+        vec![],
+        vec![debugger("d", "busybox")],
+    );
+    for yaml in [fields_only.clone(), format!("{fields_only}{whole}")] {
+        let j = validate(&engine(&yaml), &r);
+        assert!(j.response.allowed, "{}", j.response.result.message);
+    }
+    let bob = attach(
+        "prod-eu",
+        "bob",
+        &["dev"],
+        vec![],
+        vec![debugger("d", "busybox")],
+    );
+    let j = validate(&engine(&fields_only), &bob);
+    assert!(!j.response.allowed);
+    assert!(j.response.result.message.contains("fields differ"));
+}

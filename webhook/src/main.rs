@@ -14,6 +14,12 @@ use kspy_webhook::duration::parse_duration;
 use kspy_webhook::telemetry::{self, LogFormat};
 use kspy_webhook::{NamespaceSource, ServerConfig, TlsFiles};
 
+/// mimalloc: judging a review allocates a few hundred small values, and glibc malloc was a
+/// third of its instructions (see the engine benchmark). The floor server and load generator
+/// (`kspy-load`) use it too, so the comparison stays like for like.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Where `--dev` keeps its generated CA and serving certificate.
 const DEV_DIR: &str = ".kspy-dev";
 /// The fixture the `--dev` banner's curl line posts, relative to the policy directory.

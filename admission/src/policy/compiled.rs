@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use crate::asks::{VolumeAsk, VolumeKind};
 use crate::capability::Capability;
-use crate::cel::{Expression, VarSet};
+use crate::cel::{Expression, Projection, VarSet};
 use crate::classify::Action;
 use crate::glob::{ImagePattern, NamePattern};
 use crate::hostpath::HostPath;
@@ -51,6 +51,8 @@ pub struct CompiledPolicy {
     pub condition_reads: VarSet,
     /// The CEL variables its `validations` name.
     pub validation_reads: VarSet,
+    /// The top-level fields of each variable its expressions read.
+    pub projection: Projection,
 }
 
 impl CompiledPolicy {
@@ -484,6 +486,14 @@ impl CompiledPolicy {
                 .as_ref()
                 .map_or(set, |m| set.union(m.reads()))
         });
+        let mut projection = Projection::default();
+        for e in variables.iter().chain(&conditions).map(|(_, e)| e).chain(
+            validations
+                .iter()
+                .flat_map(|v| std::iter::once(&v.expression).chain(v.message_expression.as_ref())),
+        ) {
+            projection.union(e.projection());
+        }
         Ok(CompiledPolicy {
             name: doc.metadata.name,
             description: spec.description.clone(),
@@ -496,6 +506,7 @@ impl CompiledPolicy {
             validations,
             condition_reads,
             validation_reads,
+            projection,
             defaults: spec.defaults,
         })
     }

@@ -8,6 +8,7 @@ use serde_json::Value;
 
 use super::compiled::{CompiledPolicy, Origin};
 use super::spec::{API_VERSION, KIND, PolicyDocument, TEST_KIND};
+use crate::cel::Projection;
 
 /// The largest policy file read; anything bigger is a mistake, not a policy.
 pub const MAX_FILE_BYTES: u64 = 4 * 1024 * 1024;
@@ -75,6 +76,7 @@ impl fmt::Display for LoadErrors {
 pub struct PolicySet {
     policies: Vec<CompiledPolicy>,
     files: Vec<PathBuf>,
+    projection: Projection,
 }
 
 impl PolicySet {
@@ -157,15 +159,25 @@ impl PolicySet {
         if !errors.is_empty() {
             return Err(LoadErrors(errors));
         }
+        let mut projection = Projection::default();
+        for p in &policies {
+            projection.union(&p.projection);
+        }
         Ok(PolicySet {
             policies,
             files: Vec::new(),
+            projection,
         })
     }
 
     /// The policies, in load order.
     pub fn policies(&self) -> &[CompiledPolicy] {
         &self.policies
+    }
+
+    /// The top-level fields of each CEL variable that any policy reads.
+    pub fn projection(&self) -> &Projection {
+        &self.projection
     }
 
     /// A policy by name.

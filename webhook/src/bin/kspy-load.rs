@@ -23,6 +23,12 @@ use kspy_webhook::client::HttpVersion;
 use kspy_webhook::duration::parse_duration;
 use kspy_webhook::load::{LoadConfig, LoadReport, run_load};
 
+/// mimalloc: judging a review allocates a few hundred small values, and glibc malloc was a
+/// third of its instructions (see the engine benchmark). The floor server and load generator
+/// (`kspy-load`) use it too, so the comparison stays like for like.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "kspy-load",

@@ -168,10 +168,9 @@ fn attach(review: &ParsedReview) -> Result<DebugRequest, ClassifyError> {
     let Some(pod) = review.pod() else {
         return Err(missing("object"));
     };
-    let Some(old_pod) = review.old_pod() else {
+    let Some(old) = review.old_ephemeral_containers() else {
         return Err(missing("oldObject"));
     };
-    let old = ephemeral_containers(old_pod);
     let mut subjects = Vec::new();
     for (index, ec) in ephemeral_containers(pod).iter().enumerate() {
         if old.iter().any(|o| o == ec) {

@@ -4,9 +4,12 @@
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
-use k8s_openapi::api::core::v1::Pod;
-use kube::core::TypeMeta;
-use kube::core::admission::AdmissionRequest;
+use k8s_openapi::api::authentication::v1::UserInfo;
+use k8s_openapi::api::core::v1::{EphemeralContainer, Pod, PodSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::apimachinery::pkg::runtime::RawExtension;
+use kube::core::admission::{AdmissionRequest, Operation};
+use kube::core::{GroupVersionKind, GroupVersionResource, TypeMeta};
 use serde::Deserialize;
 use serde_json::Value;
 use serde_json::value::RawValue;
@@ -60,7 +63,7 @@ pub struct ParsedReview {
     object: OnceLock<Option<Value>>,
     old_object: OnceLock<Option<Value>>,
     pod: Option<Pod>,
-    old_pod: Option<Pod>,
+    old_ephemeral_containers: Option<Vec<EphemeralContainer>>,
 }
 
 /// The fields of CEL's `request` variable.
@@ -97,7 +100,91 @@ struct PodReview {
     kind: String,
     #[serde(rename = "apiVersion")]
     api_version: String,
-    request: AdmissionRequest<Pod>,
+    request: PodRequest,
+}
+
+/// kube's `AdmissionRequest` field for field, with the objects read as kspy needs them.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PodRequest {
+    uid: String,
+    kind: GroupVersionKind,
+    resource: GroupVersionResource,
+    #[serde(default)]
+    sub_resource: Option<String>,
+    #[serde(default)]
+    request_kind: Option<GroupVersionKind>,
+    #[serde(default)]
+    request_resource: Option<GroupVersionResource>,
+    #[serde(default)]
+    request_sub_resource: Option<String>,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    namespace: Option<String>,
+    operation: Operation,
+    user_info: UserInfo,
+    #[serde(default)]
+    object: Option<PodParts>,
+    #[serde(default)]
+    old_object: Option<OldPod>,
+    #[serde(default)]
+    dry_run: bool,
+    #[serde(default)]
+    options: Option<RawExtension>,
+}
+
+/// What kspy reads of a Pod: all but its `status`, which nothing judges (and which is a good
+/// part of an object the API server sends).
+#[derive(Deserialize)]
+struct PodParts {
+    #[serde(default, rename = "apiVersion")]
+    api_version: Option<String>,
+    #[serde(default)]
+    kind: Option<String>,
+    #[serde(default)]
+    metadata: ObjectMeta,
+    #[serde(default)]
+    spec: Option<PodSpec>,
+}
+
+impl PodParts {
+    /// The Pod, refusing another kind of object as k8s-openapi's own decoding does.
+    fn into_pod(self) -> Result<Pod, String> {
+        if let Some(v) = self.api_version.filter(|v| v != "v1") {
+            return Err(format!("apiVersion is {v:?}, not \"v1\""));
+        }
+        if let Some(k) = self.kind.filter(|k| k != "Pod") {
+            return Err(format!("kind is {k:?}, not \"Pod\""));
+        }
+        Ok(Pod {
+            metadata: self.metadata,
+            spec: self.spec,
+            status: None,
+        })
+    }
+}
+
+/// What kspy reads of `oldObject` for an ephemeral-container update: the ephemeral containers
+/// already there (the rest of the old Pod is the new one's, minus what is being added).
+#[derive(Deserialize)]
+struct OldPod {
+    #[serde(default)]
+    spec: Option<OldPodSpec>,
+}
+
+#[derive(Deserialize)]
+struct OldPodSpec {
+    #[serde(default, rename = "ephemeralContainers")]
+    ephemeral_containers: Option<Vec<EphemeralContainer>>,
+}
+
+impl OldPod {
+    fn into_ephemeral_containers(self) -> Vec<EphemeralContainer> {
+        self.spec
+            .and_then(|s| s.ephemeral_containers)
+            .unwrap_or_default()
+    }
 }
 
 /// Just the objects of a review, for the raw view.
@@ -131,25 +218,47 @@ impl ParsedReview {
     /// Anything else takes the careful path, which checks the envelope step by step so the
     /// error names what is wrong.
     pub fn from_slice(body: &[u8]) -> Result<Self, ReviewError> {
-        if let Ok(mut fast) = serde_json::from_slice::<PodReview>(body)
+        if let Ok(fast) = serde_json::from_slice::<PodReview>(body)
             && fast.kind == KIND
             && fast.api_version == API_VERSION
-            && is_core_pods(&fast.request)
         {
-            fast.request.types = TypeMeta {
-                api_version: fast.api_version,
-                kind: fast.kind,
+            let r = fast.request;
+            let pod = match r.object.map(PodParts::into_pod).transpose() {
+                Ok(pod) => pod,
+                // Not a Pod after all: the careful path says so.
+                Err(_) => return Self::from_slice_carefully(body),
             };
-            let pod = fast.request.object.take();
-            let old_pod = fast.request.old_object.take();
-            return Ok(ParsedReview {
-                request: fast.request,
-                body: body.into(),
-                object: OnceLock::new(),
-                old_object: OnceLock::new(),
-                pod,
-                old_pod,
-            });
+            let request = AdmissionRequest::<Pod> {
+                types: TypeMeta {
+                    api_version: fast.api_version,
+                    kind: fast.kind,
+                },
+                uid: r.uid,
+                kind: r.kind,
+                resource: r.resource,
+                sub_resource: r.sub_resource,
+                request_kind: r.request_kind,
+                request_resource: r.request_resource,
+                request_sub_resource: r.request_sub_resource,
+                name: r.name,
+                namespace: r.namespace,
+                operation: r.operation,
+                user_info: r.user_info,
+                object: None,
+                old_object: None,
+                dry_run: r.dry_run,
+                options: r.options,
+            };
+            if is_core_pods(&request) {
+                return Ok(ParsedReview {
+                    request,
+                    body: body.into(),
+                    object: OnceLock::new(),
+                    old_object: OnceLock::new(),
+                    pod,
+                    old_ephemeral_containers: r.old_object.map(OldPod::into_ephemeral_containers),
+                });
+            }
         }
         Self::from_slice_carefully(body)
     }
@@ -190,24 +299,34 @@ impl ParsedReview {
             .map_err(ReviewError::MalformedRequest)?;
         request.types = TypeMeta { api_version, kind };
         let is_pod = is_core_pods(&request);
-        let decode =
-            |field: &'static str, raw: Option<&RawValue>| -> Result<Option<Pod>, ReviewError> {
-                match raw {
-                    Some(raw) if is_pod => serde_json::from_str(raw.get())
-                        .map(Some)
-                        .map_err(|source| ReviewError::MalformedPod { field, source }),
-                    _ => Ok(None),
-                }
-            };
-        let pod = decode("object", object_raw)?;
-        let old_pod = decode("oldObject", old_object_raw)?;
+        let malformed = |field: &'static str, source: serde_json::Error| {
+            ReviewError::MalformedPod { field, source }
+        };
+        let pod = match object_raw {
+            Some(raw) if is_pod => {
+                let parts: PodParts =
+                    serde_json::from_str(raw.get()).map_err(|e| malformed("object", e))?;
+                Some(parts.into_pod().map_err(|m| {
+                    malformed("object", <serde_json::Error as serde::de::Error>::custom(m))
+                })?)
+            }
+            _ => None,
+        };
+        let old_ephemeral_containers = match old_object_raw {
+            Some(raw) if is_pod => Some(
+                serde_json::from_str::<OldPod>(raw.get())
+                    .map_err(|e| malformed("oldObject", e))?
+                    .into_ephemeral_containers(),
+            ),
+            _ => None,
+        };
         Ok(ParsedReview {
             request,
             body: body.into(),
             object: OnceLock::new(),
             old_object: OnceLock::new(),
             pod,
-            old_pod,
+            old_ephemeral_containers,
         })
     }
 
@@ -265,14 +384,16 @@ impl ParsedReview {
             .as_ref()
     }
 
-    /// `object` decoded as a Pod, for requests about pods.
+    /// `object` decoded as a Pod, for requests about pods. Its `status` is not decoded
+    /// (nothing judges it); [`ParsedReview::object`] has it.
     pub fn pod(&self) -> Option<&Pod> {
         self.pod.as_ref()
     }
 
-    /// `oldObject` decoded as a Pod, for requests about pods.
-    pub fn old_pod(&self) -> Option<&Pod> {
-        self.old_pod.as_ref()
+    /// The ephemeral containers of `oldObject`, for requests about pods that have one (the
+    /// rest of `oldObject` is not decoded; [`ParsedReview::old_object`] has all of it).
+    pub fn old_ephemeral_containers(&self) -> Option<&[EphemeralContainer]> {
+        self.old_ephemeral_containers.as_deref()
     }
 
     /// The request as CEL's `request` variable sees it (ValidatingAdmissionPolicy's shape).
@@ -395,7 +516,10 @@ mod tests {
             assert_eq!(json(&fast), json(&careful));
             assert!(fast.request().object.is_none() && fast.request().old_object.is_none());
             assert_eq!(fast.pod(), careful.pod());
-            assert_eq!(fast.old_pod(), careful.old_pod());
+            assert_eq!(
+                fast.old_ephemeral_containers(),
+                careful.old_ephemeral_containers()
+            );
             assert_eq!(fast.object(), careful.object());
             assert_eq!(fast.old_object(), careful.old_object());
             assert_eq!(fast.request_json(), careful.request_json());
@@ -417,5 +541,34 @@ mod tests {
         assert!(r.pod().is_none());
         assert_eq!(r.object().unwrap()["spec"]["replicas"], 2);
         assert_eq!(r.request().resource.resource, "deployments");
+    }
+
+    /// A pods review whose object is another kind is refused as k8s-openapi would; the Pod
+    /// leaves out `status`, which the raw view keeps.
+    #[test]
+    fn pods_are_pods_without_status() {
+        let body = |object: &str| {
+            format!(
+                r#"{{"kind":"AdmissionReview","apiVersion":"admission.k8s.io/v1","request":{{{HEADER},"object":{object}}}}}"#
+            )
+        };
+        let err = review(&body(r#"{"apiVersion":"apps/v1","kind":"Deployment"}"#)).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                ReviewError::MalformedPod {
+                    field: "object",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert!(err.to_string().contains("apps/v1"), "{err}");
+        let r = review(&body(
+            r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"p"},"status":{"phase":"Running"}}"#,
+        ))
+        .unwrap();
+        assert!(r.pod().unwrap().status.is_none());
+        assert_eq!(r.object().unwrap()["status"]["phase"], "Running");
     }
 }

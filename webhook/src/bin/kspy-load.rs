@@ -110,6 +110,32 @@ struct LoadArgs {
     /// Use HTTP/2 (16 streams per connection) instead of HTTP/1.1 keep-alive.
     #[arg(long)]
     http2: bool,
+    /// Send the file's bytes unchanged. By default the review is re-serialized compact, as the
+    /// API server sends it (fixtures are indented for reading; whitespace is a third of them).
+    #[arg(long)]
+    as_is: bool,
+}
+
+/// `json` without the white space between tokens, every key in its place (the API server
+/// writes Go field order, which `kspy-webhook` relies on to find `uid` early).
+fn compact_json(json: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(json.len());
+    let (mut in_string, mut escaped) = (false, false);
+    for &b in json {
+        if in_string {
+            out.push(b);
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+        } else if !b.is_ascii_whitespace() {
+            in_string = b == b'"';
+            out.push(b);
+        }
+    }
+    out
 }
 
 fn main() -> ExitCode {
@@ -189,8 +215,17 @@ fn load_config(
 ) -> anyhow::Result<LoadConfig> {
     let roots = kspy_certs::root_store_from_pem(ca_pem, "CA")?;
     let tls = kspy_webhook::tls::client_config(roots, &[b"http/1.1"])?;
-    let body = std::fs::read(&load.review)
+    let mut body = std::fs::read(&load.review)
         .with_context(|| format!("reading {}", load.review.display()))?;
+    if !load.as_is {
+        serde_json::from_slice::<serde::de::IgnoredAny>(&body).with_context(|| {
+            format!(
+                "{} is not JSON (send it with --as-is)",
+                load.review.display()
+            )
+        })?;
+        body = compact_json(&body);
+    }
     Ok(LoadConfig {
         addr,
         server_name: server_name.to_owned(),
@@ -399,8 +434,9 @@ async fn bench_in(
     let f = median(&floor_reports);
     let w = median(&webhook_reports);
     println!(
-        "review {} → {} · concurrency {} · {} · {:?} per run · {} round(s)",
+        "review {} ({}) → {} · concurrency {} · {} · {:?} per run · {} round(s)",
         load.review.display(),
+        if load.as_is { "as is" } else { "compact" },
         load.path,
         load.concurrency,
         if load.http2 {
@@ -455,4 +491,25 @@ fn median(reports: &[LoadReport]) -> LoadReport {
     let mut sorted: Vec<&LoadReport> = reports.iter().collect();
     sorted.sort_by_key(|r| r.p50);
     sorted[sorted.len() / 2].clone()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::compact_json;
+
+    #[test]
+    fn compacting_keeps_strings_and_key_order() {
+        let pretty = br#"{
+  "z" : [1, 2],
+  "a": "x \" y\\",  "m" : { "k": "tab\there" }
+}"#;
+        let compact = compact_json(pretty);
+        assert_eq!(
+            std::str::from_utf8(&compact).unwrap(),
+            r#"{"z":[1,2],"a":"x \" y\\","m":{"k":"tab\there"}}"#
+        );
+        let a: serde_json::Value = serde_json::from_slice(pretty).unwrap();
+        let b: serde_json::Value = serde_json::from_slice(&compact).unwrap();
+        assert_eq!(a, b);
+    }
 }

@@ -127,15 +127,9 @@ impl Expression {
                 message: first.map_or_else(|| errors.to_string(), |e| e.msg.clone()),
             }
         })?;
-        let mut free = BTreeSet::new();
         let mut projection = Projection::default();
-        free_variables(
-            program.expression(),
-            &mut Vec::new(),
-            &mut free,
-            &mut projection,
-        );
-        if let Some(name) = free.iter().find(|n| {
+        free_variables(program.expression(), &mut Vec::new(), &mut projection);
+        if let Some(name) = projection.vars.keys().find(|n| {
             !VARIABLES.contains(&n.as_str()) && !NON_VARIABLE_IDENTS.contains(&n.as_str())
         }) {
             return Err(CelError::UnknownVariable { name: name.clone() });
@@ -150,8 +144,9 @@ impl Expression {
                 w.message.split(';').next().unwrap_or(&w.message)
             )));
         }
-        let reads = free
-            .iter()
+        let reads = projection
+            .vars
+            .keys()
             .fold(VarSet::default(), |set, name| set.union(VarSet::of(name)));
         Ok(Expression {
             source: source.to_owned(),
@@ -213,57 +208,48 @@ fn type_name(v: &Value) -> &'static str {
     }
 }
 
-/// Collects identifiers not bound by an enclosing comprehension, and for each the top-level
+/// Collects the identifiers not bound by an enclosing comprehension, each with the top-level
 /// fields read through it (`request.userInfo` reads `userInfo`; a bare `request` reads all).
-fn free_variables(
-    e: &IdedExpr,
-    bound: &mut Vec<String>,
-    out: &mut BTreeSet<String>,
-    projection: &mut Projection,
-) {
+fn free_variables(e: &IdedExpr, bound: &mut Vec<String>, projection: &mut Projection) {
     let is_free = |name: &str, bound: &Vec<String>| {
         !name.starts_with('@') && !bound.iter().any(|b| b == name)
     };
     match &e.expr {
         Expr::Ident(name) => {
             if is_free(name, bound) {
-                out.insert(name.clone());
                 projection.read_all(name);
             }
         }
         Expr::Call(call) => {
             if let Some(t) = &call.target {
-                free_variables(t, bound, out, projection);
+                free_variables(t, bound, projection);
             }
             for a in &call.args {
-                free_variables(a, bound, out, projection);
+                free_variables(a, bound, projection);
             }
         }
         Expr::Select(s) => match &s.operand.expr {
-            Expr::Ident(name) if is_free(name, bound) => {
-                out.insert(name.clone());
-                projection.read_field(name, &s.field);
-            }
-            _ => free_variables(&s.operand, bound, out, projection),
+            Expr::Ident(name) if is_free(name, bound) => projection.read_field(name, &s.field),
+            _ => free_variables(&s.operand, bound, projection),
         },
         Expr::List(l) => l
             .elements
             .iter()
-            .for_each(|x| free_variables(x, bound, out, projection)),
-        Expr::Map(m) => entries(&m.entries, bound, out, projection),
-        Expr::Struct(s) => entries(&s.entries, bound, out, projection),
+            .for_each(|x| free_variables(x, bound, projection)),
+        Expr::Map(m) => entries(&m.entries, bound, projection),
+        Expr::Struct(s) => entries(&s.entries, bound, projection),
         Expr::Comprehension(c) => {
-            free_variables(&c.iter_range, bound, out, projection);
-            free_variables(&c.accu_init, bound, out, projection);
+            free_variables(&c.iter_range, bound, projection);
+            free_variables(&c.accu_init, bound, projection);
             let pushed = 2 + usize::from(c.iter_var2.is_some());
             bound.push(c.iter_var.clone());
             bound.push(c.accu_var.clone());
             if let Some(v2) = &c.iter_var2 {
                 bound.push(v2.clone());
             }
-            free_variables(&c.loop_cond, bound, out, projection);
-            free_variables(&c.loop_step, bound, out, projection);
-            free_variables(&c.result, bound, out, projection);
+            free_variables(&c.loop_cond, bound, projection);
+            free_variables(&c.loop_step, bound, projection);
+            free_variables(&c.result, bound, projection);
             bound.truncate(bound.len() - pushed);
         }
         Expr::Literal(_) | Expr::Unspecified => {}
@@ -273,15 +259,14 @@ fn free_variables(
 fn entries(
     list: &[kube_cel::cel::common::ast::IdedEntryExpr],
     bound: &mut Vec<String>,
-    out: &mut BTreeSet<String>,
     projection: &mut Projection,
 ) {
     for entry in list {
         match &entry.expr {
-            EntryExpr::StructField(f) => free_variables(&f.value, bound, out, projection),
+            EntryExpr::StructField(f) => free_variables(&f.value, bound, projection),
             EntryExpr::MapEntry(m) => {
-                free_variables(&m.key, bound, out, projection);
-                free_variables(&m.value, bound, out, projection);
+                free_variables(&m.key, bound, projection);
+                free_variables(&m.value, bound, projection);
             }
         }
     }
@@ -296,7 +281,7 @@ pub enum Fields {
     Some(BTreeSet<String>),
 }
 
-/// Which top-level fields of each variable a set of expressions reads. A variable's value can
+/// Which identifiers a set of expressions reads freely, and which top-level fields of each. A variable's value can
 /// be bound with only those fields: cel converts a bound value whole, so binding the three
 /// fields policies read instead of the twenty a request has is most of the cost of a review.
 /// Selecting a field that is absent still behaves as on the whole value (`has()` false, an

@@ -134,6 +134,31 @@ struct PodRequest {
     options: Option<RawExtension>,
 }
 
+impl PodRequest {
+    /// kube's request, without objects, and the objects as read.
+    fn split(self, types: TypeMeta) -> (AdmissionRequest<Pod>, Option<PodParts>, Option<OldPod>) {
+        let request = AdmissionRequest {
+            types,
+            uid: self.uid,
+            kind: self.kind,
+            resource: self.resource,
+            sub_resource: self.sub_resource,
+            request_kind: self.request_kind,
+            request_resource: self.request_resource,
+            request_sub_resource: self.request_sub_resource,
+            name: self.name,
+            namespace: self.namespace,
+            operation: self.operation,
+            user_info: self.user_info,
+            object: None,
+            old_object: None,
+            dry_run: self.dry_run,
+            options: self.options,
+        };
+        (request, self.object, self.old_object)
+    }
+}
+
 /// What kspy reads of a Pod: all but its `status`, which nothing judges (and which is a good
 /// part of an object the API server sends).
 #[derive(Deserialize)]
@@ -222,41 +247,22 @@ impl ParsedReview {
             && fast.kind == KIND
             && fast.api_version == API_VERSION
         {
-            let r = fast.request;
-            let pod = match r.object.map(PodParts::into_pod).transpose() {
-                Ok(pod) => pod,
-                // Not a Pod after all: the careful path says so.
-                Err(_) => return Self::from_slice_carefully(body),
+            let types = TypeMeta {
+                api_version: fast.api_version,
+                kind: fast.kind,
             };
-            let request = AdmissionRequest::<Pod> {
-                types: TypeMeta {
-                    api_version: fast.api_version,
-                    kind: fast.kind,
-                },
-                uid: r.uid,
-                kind: r.kind,
-                resource: r.resource,
-                sub_resource: r.sub_resource,
-                request_kind: r.request_kind,
-                request_resource: r.request_resource,
-                request_sub_resource: r.request_sub_resource,
-                name: r.name,
-                namespace: r.namespace,
-                operation: r.operation,
-                user_info: r.user_info,
-                object: None,
-                old_object: None,
-                dry_run: r.dry_run,
-                options: r.options,
-            };
-            if is_core_pods(&request) {
+            let (request, object, old_object) = fast.request.split(types);
+            // An object that is not a Pod after all: the careful path says so.
+            if is_core_pods(&request)
+                && let Ok(pod) = object.map(PodParts::into_pod).transpose()
+            {
                 return Ok(ParsedReview {
                     request,
                     body: body.into(),
                     object: OnceLock::new(),
                     old_object: OnceLock::new(),
                     pod,
-                    old_ephemeral_containers: r.old_object.map(OldPod::into_ephemeral_containers),
+                    old_ephemeral_containers: old_object.map(OldPod::into_ephemeral_containers),
                 });
             }
         }
@@ -295,9 +301,10 @@ impl ParsedReview {
             .map(|(k, v)| serde_json::from_str(v.get()).map(|v| (k, v)))
             .collect::<Result<serde_json::Map<String, Value>, _>>()
             .map_err(ReviewError::MalformedRequest)?;
-        let mut request = AdmissionRequest::<Pod>::deserialize(Value::Object(header))
-            .map_err(ReviewError::MalformedRequest)?;
-        request.types = TypeMeta { api_version, kind };
+        // The objects were taken out above, so the header's come back empty.
+        let (request, _, _) = PodRequest::deserialize(Value::Object(header))
+            .map_err(ReviewError::MalformedRequest)?
+            .split(TypeMeta { api_version, kind });
         let is_pod = is_core_pods(&request);
         let malformed = |field: &'static str, source: serde_json::Error| {
             ReviewError::MalformedPod { field, source }

@@ -6,7 +6,7 @@ use std::sync::OnceLock;
 
 use k8s_openapi::api::authentication::v1::UserInfo;
 use k8s_openapi::api::core::v1::{EphemeralContainer, Pod, PodSpec};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time};
 use k8s_openapi::apimachinery::pkg::runtime::RawExtension;
 use kube::core::admission::{AdmissionRequest, Operation};
 use kube::core::{GroupVersionKind, GroupVersionResource, TypeMeta};
@@ -159,8 +159,8 @@ impl PodRequest {
     }
 }
 
-/// What kspy reads of a Pod: all but its `status`, which nothing judges (and which is a good
-/// part of an object the API server sends).
+/// What kspy reads of a Pod: all but its `status` and `metadata.managedFields`, which nothing
+/// judges (and which are a good part of an object the API server sends).
 #[derive(Deserialize)]
 struct PodParts {
     #[serde(default, rename = "apiVersion")]
@@ -168,9 +168,67 @@ struct PodParts {
     #[serde(default)]
     kind: Option<String>,
     #[serde(default)]
-    metadata: ObjectMeta,
+    metadata: MetaParts,
     #[serde(default)]
     spec: Option<PodSpec>,
+}
+
+/// A Pod's metadata without `managedFields`: the API server includes them in every object it
+/// sends (server-side apply's bookkeeping, often as large as the spec), and nothing judges
+/// them. The raw view keeps them.
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct MetaParts {
+    #[serde(default)]
+    annotations: Option<BTreeMap<String, String>>,
+    #[serde(default)]
+    creation_timestamp: Option<Time>,
+    #[serde(default)]
+    deletion_grace_period_seconds: Option<i64>,
+    #[serde(default)]
+    deletion_timestamp: Option<Time>,
+    #[serde(default)]
+    finalizers: Option<Vec<String>>,
+    #[serde(default)]
+    generate_name: Option<String>,
+    #[serde(default)]
+    generation: Option<i64>,
+    #[serde(default)]
+    labels: Option<BTreeMap<String, String>>,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    namespace: Option<String>,
+    #[serde(default)]
+    owner_references: Option<Vec<OwnerReference>>,
+    #[serde(default)]
+    resource_version: Option<String>,
+    #[serde(default)]
+    self_link: Option<String>,
+    #[serde(default)]
+    uid: Option<String>,
+}
+
+impl From<MetaParts> for ObjectMeta {
+    fn from(m: MetaParts) -> Self {
+        ObjectMeta {
+            annotations: m.annotations,
+            creation_timestamp: m.creation_timestamp,
+            deletion_grace_period_seconds: m.deletion_grace_period_seconds,
+            deletion_timestamp: m.deletion_timestamp,
+            finalizers: m.finalizers,
+            generate_name: m.generate_name,
+            generation: m.generation,
+            labels: m.labels,
+            managed_fields: None,
+            name: m.name,
+            namespace: m.namespace,
+            owner_references: m.owner_references,
+            resource_version: m.resource_version,
+            self_link: m.self_link,
+            uid: m.uid,
+        }
+    }
 }
 
 impl PodParts {
@@ -183,7 +241,7 @@ impl PodParts {
             return Err(format!("kind is {k:?}, not \"Pod\""));
         }
         Ok(Pod {
-            metadata: self.metadata,
+            metadata: self.metadata.into(),
             spec: self.spec,
             status: None,
         })
@@ -391,8 +449,9 @@ impl ParsedReview {
             .as_ref()
     }
 
-    /// `object` decoded as a Pod, for requests about pods. Its `status` is not decoded
-    /// (nothing judges it); [`ParsedReview::object`] has it.
+    /// `object` decoded as a Pod, for requests about pods. Its `status` and
+    /// `metadata.managedFields` are not decoded (nothing judges them); [`ParsedReview::object`]
+    /// has them.
     pub fn pod(&self) -> Option<&Pod> {
         self.pod.as_ref()
     }
@@ -551,7 +610,7 @@ mod tests {
     }
 
     /// A pods review whose object is another kind is refused as k8s-openapi would; the Pod
-    /// leaves out `status`, which the raw view keeps.
+    /// leaves out `status` and `managedFields`, which the raw view keeps.
     #[test]
     fn pods_are_pods_without_status() {
         let body = |object: &str| {
@@ -572,10 +631,21 @@ mod tests {
         );
         assert!(err.to_string().contains("apps/v1"), "{err}");
         let r = review(&body(
-            r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"p"},"status":{"phase":"Running"}}"#,
+            r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"p","labels":{"a":"b"},
+            "managedFields":[{"manager":"kubelet","operation":"Update","fieldsType":"FieldsV1",
+            "fieldsV1":{"f:status":{}}}],"uid":"u"},"status":{"phase":"Running"}}"#,
         ))
         .unwrap();
-        assert!(r.pod().unwrap().status.is_none());
+        let pod = r.pod().unwrap();
+        assert!(pod.status.is_none());
+        assert!(pod.metadata.managed_fields.is_none());
+        assert_eq!(pod.metadata.name.as_deref(), Some("p"));
+        assert_eq!(pod.metadata.uid.as_deref(), Some("u"));
+        assert_eq!(pod.metadata.labels.as_ref().unwrap()["a"], "b");
         assert_eq!(r.object().unwrap()["status"]["phase"], "Running");
+        assert_eq!(
+            r.object().unwrap()["metadata"]["managedFields"][0]["manager"],
+            "kubelet"
+        );
     }
 }

@@ -79,7 +79,11 @@ pub fn init(format: LogFormat, service_name: &'static str) -> Result<Telemetry, 
             .with_span_list(false)
             .with_target(false)
             .boxed(),
-        LogFormat::Text => tracing_subscriber::fmt::layer().with_target(false).boxed(),
+        LogFormat::Text => tracing_subscriber::fmt::layer()
+            .with_target(false)
+            // Colours for a terminal only: escape codes in a file or a pipe are noise.
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
+            .boxed(),
     }
     // Log lines are events; every decision event carries its own fields. Keeping spans away
     // from the formatter spares it formatting span fields nobody prints (measurable per

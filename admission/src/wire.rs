@@ -64,6 +64,29 @@ pub fn encode_review(response: &AdmissionResponse) -> Result<Vec<u8>, serde_json
     })
 }
 
+/// `json` without the white space between tokens, every key in its place: how the API server
+/// sends a review (Go field order, which `kspy-webhook` relies on to find `uid` early), made
+/// from an indented fixture. `json` must be valid JSON; nothing is checked.
+pub fn compact_json(json: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(json.len());
+    let (mut in_string, mut escaped) = (false, false);
+    for &b in json {
+        if in_string {
+            out.push(b);
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+        } else if !b.is_ascii_whitespace() {
+            in_string = b == b'"';
+            out.push(b);
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -109,5 +132,21 @@ mod tests {
         assert_eq!(v["response"]["status"]["code"], 403);
         assert_eq!(v["response"]["status"]["message"], "no SYS_ADMIN for you");
         assert_eq!(v["response"]["status"]["reason"], "Forbidden");
+    }
+
+    #[test]
+    fn compacting_keeps_strings_and_key_order() {
+        let pretty = br#"{
+  "z" : [1, 2],
+  "a": "x \" y\\",  "m" : { "k": "tab\there" }
+}"#;
+        let compact = compact_json(pretty);
+        assert_eq!(
+            std::str::from_utf8(&compact).unwrap(),
+            r#"{"z":[1,2],"a":"x \" y\\","m":{"k":"tab\there"}}"#
+        );
+        let a: serde_json::Value = serde_json::from_slice(pretty).unwrap();
+        let b: serde_json::Value = serde_json::from_slice(&compact).unwrap();
+        assert_eq!(a, b);
     }
 }

@@ -40,12 +40,12 @@ pub fn policies_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../policies")
 }
 
-/// A fixture review's bytes, compact as the API server sends them (the fixtures are indented
-/// for reading; whitespace is a third of their size).
+/// A fixture review's bytes, compact and in field order as the API server sends them (the
+/// fixtures are indented for reading), exactly what `kspy-load` sends.
 pub fn fixture(name: &str) -> Vec<u8> {
     let text = std::fs::read(policies_dir().join("fixtures").join(name)).expect("fixture");
-    let value: serde_json::Value = serde_json::from_slice(&text).expect("fixture is JSON");
-    serde_json::to_vec(&value).expect("compact JSON")
+    serde_json::from_slice::<serde::de::IgnoredAny>(&text).expect("fixture is JSON");
+    kspy_admission::wire::compact_json(&text)
 }
 
 /// The Namespaces the policy tests declare (the benchmarks judge in `prod-payments`).

@@ -116,28 +116,6 @@ struct LoadArgs {
     as_is: bool,
 }
 
-/// `json` without the white space between tokens, every key in its place (the API server
-/// writes Go field order, which `kspy-webhook` relies on to find `uid` early).
-fn compact_json(json: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(json.len());
-    let (mut in_string, mut escaped) = (false, false);
-    for &b in json {
-        if in_string {
-            out.push(b);
-            match (escaped, b) {
-                (true, _) => escaped = false,
-                (false, b'\\') => escaped = true,
-                (false, b'"') => in_string = false,
-                _ => {}
-            }
-        } else if !b.is_ascii_whitespace() {
-            in_string = b == b'"';
-            out.push(b);
-        }
-    }
-    out
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -224,7 +202,7 @@ fn load_config(
                 load.review.display()
             )
         })?;
-        body = compact_json(&body);
+        body = kspy_admission::wire::compact_json(&body);
     }
     Ok(LoadConfig {
         addr,
@@ -491,25 +469,4 @@ fn median(reports: &[LoadReport]) -> LoadReport {
     let mut sorted: Vec<&LoadReport> = reports.iter().collect();
     sorted.sort_by_key(|r| r.p50);
     sorted[sorted.len() / 2].clone()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::compact_json;
-
-    #[test]
-    fn compacting_keeps_strings_and_key_order() {
-        let pretty = br#"{
-  "z" : [1, 2],
-  "a": "x \" y\\",  "m" : { "k": "tab\there" }
-}"#;
-        let compact = compact_json(pretty);
-        assert_eq!(
-            std::str::from_utf8(&compact).unwrap(),
-            r#"{"z":[1,2],"a":"x \" y\\","m":{"k":"tab\there"}}"#
-        );
-        let a: serde_json::Value = serde_json::from_slice(pretty).unwrap();
-        let b: serde_json::Value = serde_json::from_slice(&compact).unwrap();
-        assert_eq!(a, b);
-    }
 }

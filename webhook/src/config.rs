@@ -69,8 +69,8 @@ pub struct ServerConfig {
     pub shutdown_delay: Duration,
     /// Longest wait for in-flight reviews once the listener is closed.
     pub shutdown_grace: Duration,
-    /// Most reviews judged at the same time; the rest wait (within their deadline).
-    /// Default: twice the number of CPUs.
+    /// Threads that judge reviews, so most reviews judged at the same time; the rest wait in
+    /// line (within their deadline). Default: the number of CPUs.
     pub max_concurrent_judgements: usize,
     /// Where Namespace objects (for `namespaceSelector` and `namespaceObject`) come from.
     pub namespaces: NamespaceSource,
@@ -95,8 +95,8 @@ impl ServerConfig {
             shutdown_delay: Duration::ZERO,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             max_concurrent_judgements: std::thread::available_parallelism()
-                .map(|n| n.get() * 2)
-                .unwrap_or(4),
+                .map(|n| n.get())
+                .unwrap_or(2),
             namespaces: NamespaceSource::None,
             fault_injection: FaultInjection::None,
         }

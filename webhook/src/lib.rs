@@ -41,6 +41,7 @@ pub mod tls;
 
 mod admin;
 mod hints;
+mod judge_pool;
 mod policy_watch;
 mod review;
 mod routes;

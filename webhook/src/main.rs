@@ -104,15 +104,13 @@ enum NamespaceLookupMode {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    // Judging runs on the blocking pool, at most 2 × CPUs at once (the server's semaphore);
-    // a few more threads serve file reads and name lookups. Tokio's default of 512 only
-    // lets bursts leave idle threads behind, each with its own allocator heap (measured:
-    // 15 threads and 25 MiB under load instead of 23–32 threads and 29–30 MiB, same rate).
-    let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
+    // Judging has its own threads (the server's judging pool); Tokio's blocking pool only
+    // serves policy and certificate reloads and name lookups. Its default of 512 threads only
+    // lets bursts leave idle threads behind, each with its own allocator heap.
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("kspy-webhook")
-        .max_blocking_threads(cpus * 2 + 8)
+        .max_blocking_threads(8)
         .build()
     {
         Ok(rt) => rt,

@@ -3,7 +3,7 @@
 //! - The body is read up to the size limit (413 beyond it) and parsed; anything that is not an
 //!   `admission.k8s.io/v1` AdmissionReview with a request gets 400 and a one-line reason.
 //! - A parsed review is always answered HTTP 200 with the verdict inside, as the API server
-//!   expects. Judging runs on the blocking pool under the per-request deadline; if it does not
+//!   expects. Judging runs on the judging threads under the per-request deadline; if it does not
 //!   finish in time, or fails in any way, the request is denied (fail closed) with the reason,
 //!   and counted in `kspy_internal_errors_total`.
 //! - One log line per decision (info for debug requests, debug for the rest) and one trace
@@ -24,6 +24,7 @@ use tracing::field::Empty;
 
 use crate::config::FaultInjection;
 use crate::hints::hints;
+use crate::judge_pool::JobFailure;
 use crate::metrics::{BadRequest, InternalError};
 use crate::state::AppState;
 use kspy_admission::encode_review;
@@ -171,9 +172,9 @@ struct Decided {
     body: Result<Vec<u8>, serde_json::Error>,
 }
 
-/// Parses, judges and encodes on the blocking pool (at most `judge_slots` at once), so the
-/// document is built, used and freed on one thread, off the connection-serving workers, and
-/// so the whole decision runs under `deadline` even if it never returns.
+/// Parses, judges and encodes on a judging thread ([`crate::judge_pool`]), so the document is
+/// built, used and freed on one thread, off the connection-serving workers, and so the whole
+/// decision runs under `deadline` even if it never returns.
 async fn decide(
     state: &AppState,
     endpoint: Endpoint,
@@ -181,14 +182,9 @@ async fn decide(
     namespace: Option<Arc<k8s_openapi::api::core::v1::Namespace>>,
     deadline: tokio::time::Instant,
 ) -> Result<Result<Decided, ReviewError>, InternalError> {
-    let permit = tokio::time::timeout_at(deadline, state.judge_slots.clone().acquire_owned())
-        .await
-        .map_err(|_| InternalError::Timeout)?
-        .map_err(|_| InternalError::Panic)?;
     let engine = state.engine.current();
     let fault = state.fault_injection;
-    let task = tokio::task::spawn_blocking(move || {
-        let _permit = permit;
+    let task = state.judges.run(deadline, move || {
         let parsed = ParsedReview::from_slice(&body)?;
         drop(body);
         match fault {
@@ -213,11 +209,10 @@ async fn decide(
             subjects: judgement.subjects,
         })
     });
-    match tokio::time::timeout_at(deadline, task).await {
-        Ok(Ok(outcome)) => Ok(outcome),
-        Ok(Err(_join)) => Err(InternalError::Panic),
-        Err(_) => Err(InternalError::Timeout),
-    }
+    task.await.map_err(|failure| match failure {
+        JobFailure::Timeout => InternalError::Timeout,
+        JobFailure::Panic => InternalError::Panic,
+    })
 }
 
 fn answer(state: &AppState, name: &'static str, d: Decided, started: Instant) -> Response {

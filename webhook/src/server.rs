@@ -8,7 +8,7 @@ use std::time::Duration;
 use hyper_util::service::TowerToHyperService;
 use kspy_certs::{ReloadOutcome, ReloadingResolver};
 use tokio::net::TcpListener;
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
@@ -140,7 +140,12 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, WebhookError> 
         resolver: resolver.clone(),
         max_body_bytes: config.max_body_bytes,
         review_timeout: config.review_timeout,
-        judge_slots: Arc::new(Semaphore::new(config.max_concurrent_judgements.max(1))),
+        judges: crate::judge_pool::JudgePool::new(config.max_concurrent_judgements).map_err(
+            |source| WebhookError::Io {
+                context: "starting the judging threads".into(),
+                source,
+            },
+        )?,
         namespaces: crate::namespaces::NamespaceLookup::new(config.namespaces.clone()),
         fault_injection: config.fault_injection,
         accepting: AtomicBool::new(true),

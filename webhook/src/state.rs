@@ -5,7 +5,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use kspy_certs::ReloadingResolver;
-use tokio::sync::Semaphore;
 
 use crate::engine_cell::EngineCell;
 use crate::metrics::Metrics;
@@ -23,8 +22,8 @@ pub(crate) struct AppState {
     pub max_body_bytes: usize,
     /// Per-review deadline.
     pub review_timeout: Duration,
-    /// Bounds how many reviews are judged at once on the blocking pool.
-    pub judge_slots: Arc<Semaphore>,
+    /// The threads that parse and judge reviews.
+    pub judges: crate::judge_pool::JudgePool,
     /// Namespace objects for the engine.
     pub namespaces: crate::namespaces::NamespaceLookup,
     /// Testing aid.

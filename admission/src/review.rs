@@ -59,7 +59,7 @@ pub enum ReviewError {
 #[derive(Debug)]
 pub struct ParsedReview {
     request: AdmissionRequest<Pod>,
-    body: Box<[u8]>,
+    body: Vec<u8>,
     object: OnceLock<Option<Value>>,
     old_object: OnceLock<Option<Value>>,
     pod: Option<Pod>,
@@ -301,7 +301,12 @@ impl ParsedReview {
     /// Anything else takes the careful path, which checks the envelope step by step so the
     /// error names what is wrong.
     pub fn from_slice(body: &[u8]) -> Result<Self, ReviewError> {
-        if let Ok(fast) = serde_json::from_slice::<PodReview>(body)
+        Self::from_vec(body.to_vec())
+    }
+
+    /// Like [`ParsedReview::from_slice`], keeping `body` itself (no copy) for the raw views.
+    pub fn from_vec(body: Vec<u8>) -> Result<Self, ReviewError> {
+        if let Ok(fast) = serde_json::from_slice::<PodReview>(&body)
             && fast.kind == KIND
             && fast.api_version == API_VERSION
         {
@@ -316,7 +321,7 @@ impl ParsedReview {
             {
                 return Ok(ParsedReview {
                     request,
-                    body: body.into(),
+                    body,
                     object: OnceLock::new(),
                     old_object: OnceLock::new(),
                     pod,
@@ -324,11 +329,11 @@ impl ParsedReview {
                 });
             }
         }
-        Self::from_slice_carefully(body)
+        Self::from_vec_carefully(body)
     }
 
-    fn from_slice_carefully(body: &[u8]) -> Result<Self, ReviewError> {
-        let envelope: Envelope<'_> = serde_json::from_slice(body).map_err(|e| {
+    fn from_vec_carefully(body: Vec<u8>) -> Result<Self, ReviewError> {
+        let envelope: Envelope<'_> = serde_json::from_slice(&body).map_err(|e| {
             if e.is_data() {
                 ReviewError::NotAReview(String::new())
             } else {
@@ -387,7 +392,7 @@ impl ParsedReview {
         };
         Ok(ParsedReview {
             request,
-            body: body.into(),
+            body,
             object: OnceLock::new(),
             old_object: OnceLock::new(),
             pod,
@@ -398,7 +403,7 @@ impl ParsedReview {
     /// Like [`ParsedReview::from_slice`], from JSON already parsed.
     pub fn from_value(value: Value) -> Result<Self, ReviewError> {
         let body = serde_json::to_vec(&value).map_err(ReviewError::NotJson)?;
-        Self::from_slice(&body)
+        Self::from_vec(body)
     }
 
     /// kube's typed request (its `object`/`oldObject` are empty: see [`ParsedReview::pod`] and
@@ -577,7 +582,7 @@ mod tests {
         for entry in std::fs::read_dir(dir).unwrap() {
             let body = std::fs::read(entry.unwrap().path()).unwrap();
             let fast = ParsedReview::from_slice(&body).unwrap();
-            let careful = ParsedReview::from_slice_carefully(&body).unwrap();
+            let careful = ParsedReview::from_vec_carefully(body.clone()).unwrap();
             let json = |r: &ParsedReview| serde_json::to_value(r.request()).unwrap();
             assert_eq!(json(&fast), json(&careful));
             assert!(fast.request().object.is_none() && fast.request().old_object.is_none());

@@ -185,8 +185,8 @@ async fn decide(
     let engine = state.engine.current();
     let fault = state.fault_injection;
     let task = state.judges.run(deadline, move || {
-        let parsed = ParsedReview::from_slice(&body)?;
-        drop(body);
+        // Unshared (collected for this request), so this takes the buffer without a copy.
+        let parsed = ParsedReview::from_vec(Vec::from(body))?;
         match fault {
             FaultInjection::None => {}
             FaultInjection::Delay(d) => std::thread::sleep(d),

@@ -89,6 +89,10 @@ struct Args {
     /// On SIGTERM, longest wait for in-flight reviews once the listener is closed.
     #[arg(long, value_name = "DURATION", default_value = "15s", value_parser = parse_duration)]
     shutdown_grace: Duration,
+    /// Threads that parse and judge reviews; more reviews than this wait in line, within
+    /// their deadline [default: the number of CPUs this process may use].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    judge_threads: Option<u16>,
 }
 
 /// `--namespace-lookup` values.
@@ -201,6 +205,9 @@ fn config_from(args: &Args) -> anyhow::Result<ServerConfig> {
     config.reload_interval = args.reload_interval;
     config.shutdown_delay = args.shutdown_delay;
     config.shutdown_grace = args.shutdown_grace;
+    if let Some(n) = args.judge_threads {
+        config.max_concurrent_judgements = usize::from(n);
+    }
     Ok(config)
 }
 
@@ -325,5 +332,35 @@ async fn shutdown_signal() {
     #[cfg(not(unix))]
     {
         let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(extra: &[&str]) -> ServerConfig {
+        let mut argv = vec![
+            "kspy-webhook",
+            "--policies",
+            "p",
+            "--tls-cert",
+            "c",
+            "--tls-key",
+            "k",
+        ];
+        argv.extend_from_slice(extra);
+        config_from(&Args::try_parse_from(argv).expect("args")).expect("config")
+    }
+
+    #[test]
+    fn judge_threads_default_to_the_cpus_and_can_be_set() {
+        let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
+        assert_eq!(config(&[]).max_concurrent_judgements, cpus);
+        assert_eq!(
+            config(&["--judge-threads", "3"]).max_concurrent_judgements,
+            3
+        );
+        assert!(Args::try_parse_from(["kspy-webhook", "--judge-threads", "0"]).is_err());
     }
 }

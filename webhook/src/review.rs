@@ -185,7 +185,8 @@ async fn decide(
     let engine = state.engine.current();
     let fault = state.fault_injection;
     let task = state.judges.run(deadline, move || {
-        // Unshared (collected for this request), so this takes the buffer without a copy.
+        // No copy when the collected body owns its buffer (one that arrived in several
+        // chunks); a single chunk still shares hyper's read buffer and is copied once.
         let parsed = ParsedReview::from_vec(Vec::from(body))?;
         match fault {
             FaultInjection::None => {}

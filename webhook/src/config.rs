@@ -71,7 +71,7 @@ pub struct ServerConfig {
     pub shutdown_grace: Duration,
     /// Threads that judge reviews, so most reviews judged at the same time; the rest wait in
     /// line (within their deadline). Default: the number of CPUs.
-    pub max_concurrent_judgements: usize,
+    pub judge_threads: usize,
     /// Where Namespace objects (for `namespaceSelector` and `namespaceObject`) come from.
     pub namespaces: NamespaceSource,
     /// Testing aid; [`FaultInjection::None`] in production.
@@ -94,7 +94,7 @@ impl ServerConfig {
             reload_interval: DEFAULT_RELOAD_INTERVAL,
             shutdown_delay: Duration::ZERO,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
-            max_concurrent_judgements: std::thread::available_parallelism()
+            judge_threads: std::thread::available_parallelism()
                 .map(|n| n.get())
                 .unwrap_or(2),
             namespaces: NamespaceSource::None,

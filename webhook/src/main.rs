@@ -206,7 +206,7 @@ fn config_from(args: &Args) -> anyhow::Result<ServerConfig> {
     config.shutdown_delay = args.shutdown_delay;
     config.shutdown_grace = args.shutdown_grace;
     if let Some(n) = args.judge_threads {
-        config.max_concurrent_judgements = usize::from(n);
+        config.judge_threads = usize::from(n);
     }
     Ok(config)
 }
@@ -356,11 +356,8 @@ mod tests {
     #[test]
     fn judge_threads_default_to_the_cpus_and_can_be_set() {
         let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
-        assert_eq!(config(&[]).max_concurrent_judgements, cpus);
-        assert_eq!(
-            config(&["--judge-threads", "3"]).max_concurrent_judgements,
-            3
-        );
+        assert_eq!(config(&[]).judge_threads, cpus);
+        assert_eq!(config(&["--judge-threads", "3"]).judge_threads, 3);
         assert!(Args::try_parse_from(["kspy-webhook", "--judge-threads", "0"]).is_err());
     }
 }

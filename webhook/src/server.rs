@@ -140,12 +140,12 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, WebhookError> 
         resolver: resolver.clone(),
         max_body_bytes: config.max_body_bytes,
         review_timeout: config.review_timeout,
-        judges: crate::judge_pool::JudgePool::new(config.max_concurrent_judgements).map_err(
-            |source| WebhookError::Io {
+        judges: crate::judge_pool::JudgePool::new(config.judge_threads).map_err(|source| {
+            WebhookError::Io {
                 context: "starting the judging threads".into(),
                 source,
-            },
-        )?,
+            }
+        })?,
         namespaces: crate::namespaces::NamespaceLookup::new(config.namespaces.clone()),
         fault_injection: config.fault_injection,
         accepting: AtomicBool::new(true),

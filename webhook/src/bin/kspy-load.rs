@@ -386,15 +386,18 @@ async fn bench_in(
     let pid = webhook.0.id();
     let idle = rss_kib(pid);
 
+    let floor_pid = floor.0.id();
     let ca = std::fs::read(&files.ca_cert)?;
     let mut floor_reports = Vec::new();
     let mut webhook_reports = Vec::new();
+    let mut rounds_seen = Vec::new();
     for round in 1..=rounds {
-        let f = run_load(load_config(floor_addr, "127.0.0.1", &ca, load)?).await?;
-        let w = run_load(load_config(webhook_addr, "127.0.0.1", &ca, load)?).await?;
+        let (f, f_cpu) = measured_load(floor_pid, floor_addr, &ca, load).await?;
+        let (w, w_cpu) = measured_load(pid, webhook_addr, &ca, load).await?;
+        let paired = PairedRound::new(&f, f_cpu, &w, w_cpu);
         if rounds > 1 {
             eprintln!(
-                "round {round}:\n{}\n{}\n{}",
+                "round {round}:\n{}\n{}\n{}\n{paired}",
                 header(),
                 row("floor", &f),
                 row("webhook", &w)
@@ -402,9 +405,9 @@ async fn bench_in(
         }
         floor_reports.push(f);
         webhook_reports.push(w);
+        rounds_seen.push(paired);
     }
     let loaded = rss_kib(pid);
-    let floor_pid = floor.0.id();
     let floor_rss = rss_kib(floor_pid);
     drop(webhook);
     drop(floor);
@@ -442,6 +445,14 @@ async fn bench_in(
         ratio(w.p90, f.p90),
         ratio(w.p99, f.p99)
     );
+    if rounds > 1 {
+        println!(
+            "median of the rounds' {}",
+            PairedRound::median(&rounds_seen)
+        );
+    } else if let Some(only) = rounds_seen.first() {
+        println!("{}", only.cpu_line());
+    }
     let mib = |k: u64| k as f64 / 1024.0;
     if let (Some((idle_rss, _)), Some((loaded_rss, peak))) = (idle, loaded) {
         println!(
@@ -464,9 +475,171 @@ async fn bench_in(
     Ok(())
 }
 
+/// Runs one load against the server with process id `pid`; the report and the server's CPU
+/// time per request (warm-up included in both the time and the count), when `/proc` says.
+async fn measured_load(
+    pid: u32,
+    addr: SocketAddr,
+    ca: &[u8],
+    load: &LoadArgs,
+) -> anyhow::Result<(LoadReport, Option<Duration>)> {
+    let before = cpu_time(pid);
+    let report = run_load(load_config(addr, "127.0.0.1", ca, load)?).await?;
+    let after = cpu_time(pid);
+    let requests = report.ok + report.non_200 + report.errors + load.warmup;
+    let per_request = match (before, after) {
+        (Some(b), Some(a)) if requests > 0 => {
+            Some(a.saturating_sub(b) / u32::try_from(requests).unwrap_or(u32::MAX))
+        }
+        _ => None,
+    };
+    Ok((report, per_request))
+}
+
+/// CPU time (user + system) a process has used so far, from `/proc/PID/stat`.
+fn cpu_time(pid: u32) -> Option<Duration> {
+    cpu_time_from_stat(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+}
+
+/// `utime + stime` of a `/proc/PID/stat` line.
+fn cpu_time_from_stat(stat: &str) -> Option<Duration> {
+    // The command name (field 2) may hold spaces and parentheses: count from the last ')'.
+    let (_, rest) = stat.rsplit_once(')')?;
+    let mut fields = rest.split_whitespace();
+    let utime: u64 = fields.nth(11)?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    // /proc counts in USER_HZ ticks, 1/100 s on every Linux architecture.
+    Some(Duration::from_millis((utime + stime).saturating_mul(10)))
+}
+
+/// One round's webhook/floor ratios, taken within the round. The host's other load drifts
+/// between rounds; ratios paired in time are steadier than ratios of separate medians.
+#[derive(Clone, Copy)]
+struct PairedRound {
+    p50: f64,
+    p99: f64,
+    floor_cpu: Option<Duration>,
+    webhook_cpu: Option<Duration>,
+}
+
+impl PairedRound {
+    fn new(
+        f: &LoadReport,
+        f_cpu: Option<Duration>,
+        w: &LoadReport,
+        w_cpu: Option<Duration>,
+    ) -> Self {
+        let ratio = |a: Duration, b: Duration| a.as_secs_f64() / b.as_secs_f64().max(1e-9);
+        Self {
+            p50: ratio(w.p50, f.p50),
+            p99: ratio(w.p99, f.p99),
+            floor_cpu: f_cpu,
+            webhook_cpu: w_cpu,
+        }
+    }
+
+    /// The median of each figure over the rounds, each taken on its own.
+    fn median(rounds: &[PairedRound]) -> Self {
+        fn mid<T: Copy + PartialOrd>(mut v: Vec<T>) -> Option<T> {
+            v.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+            v.get(v.len() / 2).copied()
+        }
+        Self {
+            p50: mid(rounds.iter().map(|r| r.p50).collect()).unwrap_or(f64::NAN),
+            p99: mid(rounds.iter().map(|r| r.p99).collect()).unwrap_or(f64::NAN),
+            floor_cpu: mid(rounds.iter().filter_map(|r| r.floor_cpu).collect()),
+            webhook_cpu: mid(rounds.iter().filter_map(|r| r.webhook_cpu).collect()),
+        }
+    }
+
+    /// The servers' CPU per request, as a line.
+    fn cpu_line(&self) -> String {
+        let us = |d: Option<Duration>| d.map_or("?".to_string(), |d| d.as_micros().to_string());
+        format!(
+            "server CPU per request: floor {} µs, webhook {} µs",
+            us(self.floor_cpu),
+            us(self.webhook_cpu)
+        )
+    }
+}
+
+impl std::fmt::Display for PairedRound {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "paired webhook/floor: p50 {:.2}×  p99 {:.2}× · {}",
+            self.p50,
+            self.p99,
+            self.cpu_line()
+        )
+    }
+}
+
 /// The report with the median p50 (the rounds' other figures go with it).
 fn median(reports: &[LoadReport]) -> LoadReport {
     let mut sorted: Vec<&LoadReport> = reports.iter().collect();
     sorted.sort_by_key(|r| r.p50);
     sorted[sorted.len() / 2].clone()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(p50_us: u64, p99_us: u64) -> LoadReport {
+        LoadReport {
+            ok: 1000,
+            non_200: 0,
+            errors: 0,
+            elapsed: Duration::from_secs(1),
+            p50: Duration::from_micros(p50_us),
+            p90: Duration::from_micros(p99_us),
+            p99: Duration::from_micros(p99_us),
+            max: Duration::from_micros(p99_us),
+        }
+    }
+
+    #[test]
+    fn cpu_time_reads_utime_and_stime_past_an_awkward_command_name() {
+        // Fields 14 and 15 (utime 250, stime 30 ticks); the name holds spaces and a ')'.
+        let stat = "4242 (kspy (judge) x) S 1 4242 4242 0 -1 4194560 1500 0 0 0 250 30 0 0 20 0 \
+                    6 0 100 1000000 3000 18446744073709551615";
+        assert_eq!(cpu_time_from_stat(stat), Some(Duration::from_millis(2800)));
+        assert_eq!(cpu_time_from_stat("4242 (cut short) S 1 2"), None);
+        assert_eq!(cpu_time_from_stat("no parenthesis at all"), None);
+    }
+
+    #[test]
+    fn paired_ratios_are_taken_within_each_round_then_their_median() {
+        let us = Duration::from_micros;
+        let rounds = [
+            PairedRound::new(
+                &report(100, 200),
+                Some(us(30)),
+                &report(300, 400),
+                Some(us(90)),
+            ),
+            PairedRound::new(
+                &report(200, 400),
+                Some(us(50)),
+                &report(300, 500),
+                Some(us(100)),
+            ),
+            PairedRound::new(&report(100, 100), None, &report(400, 900), Some(us(120))),
+        ];
+        let close = |a: f64, b: f64| (a - b).abs() < 1e-9;
+        assert!(close(rounds[0].p50, 3.0));
+        assert!(close(rounds[1].p99, 1.25));
+        let m = PairedRound::median(&rounds);
+        // p50 ratios 3, 1.5, 4 → 3; p99 ratios 2, 1.25, 9 → 2. A round without a CPU
+        // figure is left out of that median only.
+        assert!(close(m.p50, 3.0) && close(m.p99, 2.0), "{m}");
+        assert_eq!(m.floor_cpu, Some(us(50)));
+        assert_eq!(m.webhook_cpu, Some(us(100)));
+        assert_eq!(
+            m.to_string(),
+            "paired webhook/floor: p50 3.00×  p99 2.00× · \
+             server CPU per request: floor 50 µs, webhook 100 µs"
+        );
+    }
 }

@@ -112,11 +112,17 @@ impl Identity {
         }
     }
 
-    /// The default identities of a harness: `admin` (system:masters), `alice` (group `sre`),
-    /// `bob` (group `dev`) and `eve` (may read pods but not add ephemeral containers).
+    /// The default identities of a harness: `admin` (system:masters), `kspy-webhook` (what
+    /// the webhook's ServiceAccount is granted), `alice` (group `sre`), `bob` (group `dev`) and
+    /// `eve` (may read pods but not add ephemeral containers).
     pub fn defaults() -> Vec<Identity> {
         vec![
             Identity::new("admin").groups(&["system:masters"]),
+            // kspy's webhook, with what deploy/base/rbac.yaml grants its ServiceAccount.
+            Identity::new("kspy-webhook").rules(vec![
+                Rule::new(&["get", "list", "watch"], &["namespaces"]),
+                Rule::new(&["create"], &["events"]),
+            ]),
             Identity::new("alice").groups(&["sre"]),
             Identity::new("bob").groups(&["dev"]),
             Identity::new("eve")

@@ -115,10 +115,15 @@ impl Env {
             cert: dir.join("tls.crt"),
             key: dir.join("tls.key"),
         };
-        let webhook =
-            kspy_webhook::start(kspy_webhook::ServerConfig::new(policies_dir(), tls).on_loopback())
-                .await
-                .map_err(|e| anyhow::anyhow!("starting kspy's webhook: {e}"))?;
+        let mut config = kspy_webhook::ServerConfig::new(policies_dir(), tls).on_loopback();
+        // Decision Events go to this API server, posted as the webhook's ServiceAccount.
+        config.events = kspy_webhook::events::EventSink::Api {
+            client: server.client("kspy-webhook").await?,
+            instance: "kspy-webhook-e2e".into(),
+        };
+        let webhook = kspy_webhook::start(config)
+            .await
+            .map_err(|e| anyhow::anyhow!("starting kspy's webhook: {e}"))?;
         let (yaml, source) = deploy_manifests().await?;
         let target = WebhookTarget {
             base_url: format!("https://{}", webhook.addr),

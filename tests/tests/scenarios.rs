@@ -8,8 +8,10 @@
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::events::v1::Event;
 use kspy_e2e::scenario::Env;
 use kspy_e2e::tools;
+use kube::Api;
 use serde_json::Value;
 
 async fn env() -> Option<Env> {
@@ -485,5 +487,85 @@ async fn kubectl_debug_meets_the_same_webhook() {
         Some("app"),
         "kspy's default target applies to kubectl too"
     );
+    env.cleanup().await.unwrap();
+}
+
+/// The Events of `reason` regarding `pod`, waiting up to 10 s for at least `want` of them
+/// (the webhook posts them in the background).
+async fn events_about(env: &Env, pod: &str, reason: &str, want: usize) -> Vec<Event> {
+    let api: Api<Event> = Api::namespaced(env.client("admin").await.expect("client"), &env.ns);
+    let mut found = Vec::new();
+    for _ in 0..100 {
+        found = api
+            .list(&Default::default())
+            .await
+            .expect("list events")
+            .items
+            .into_iter()
+            .filter(|e| {
+                e.reason.as_deref() == Some(reason)
+                    && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(pod)
+                    && e.reporting_controller.as_deref() == Some("kspy.dev/webhook")
+            })
+            .collect();
+        if found.len() >= want {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    found
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn decisions_are_recorded_as_events_on_the_pod() {
+    let Some(env) = env().await else { return };
+    let attach = |cap: &'static str, extra: &'static str| {
+        let mut args = vec!["attach", "web", "--image", "busybox:1.36", "--no-attach"];
+        args.extend(["--cap", cap]);
+        if !extra.is_empty() {
+            args.push(extra);
+        }
+        args
+    };
+    let out = env
+        .kspy("bob", &attach("SYS_PTRACE", ""), None)
+        .await
+        .unwrap();
+    assert!(!out.success(), "{}", out.all());
+    let denied = events_about(&env, "web", "DebugDenied", 1).await;
+    assert_eq!(denied.len(), 1, "{denied:?}");
+    let e = &denied[0];
+    assert_eq!(e.type_.as_deref(), Some("Warning"));
+    assert_eq!(e.action.as_deref(), Some("Attach"));
+    let note = e.note.as_deref().unwrap_or("");
+    assert!(note.starts_with("attach by bob"), "{note}");
+    assert!(
+        note.contains("SYS_PTRACE"),
+        "the reason is in the note: {note}"
+    );
+    let regarding = e.regarding.as_ref().expect("regarding");
+    assert_eq!(regarding.kind.as_deref(), Some("Pod"));
+    assert_eq!(regarding.namespace.as_deref(), Some(env.ns.as_str()));
+
+    let out = env
+        .kspy("alice", &attach("SYS_PTRACE", ""), None)
+        .await
+        .unwrap();
+    assert!(out.success(), "{}", out.all());
+    let allowed = events_about(&env, "web", "DebugAllowed", 1).await;
+    assert_eq!(allowed.len(), 1, "{allowed:?}");
+    assert_eq!(allowed[0].type_.as_deref(), Some("Normal"));
+    let note = allowed[0].note.as_deref().unwrap_or("");
+    assert!(note.starts_with("attach by alice"), "{note}");
+    assert!(note.contains("allowed by policy"), "{note}");
+
+    // A server-side dry run is judged but leaves no Event (sideEffects: NoneOnDryRun).
+    let out = env
+        .kspy("bob", &attach("SYS_ADMIN", "--dry-run=server"), None)
+        .await
+        .unwrap();
+    assert!(!out.success(), "{}", out.all());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(events_about(&env, "web", "DebugDenied", 2).await.len(), 1);
     env.cleanup().await.unwrap();
 }

@@ -74,6 +74,8 @@ pub struct ServerConfig {
     pub judge_threads: usize,
     /// Where Namespace objects (for `namespaceSelector` and `namespaceObject`) come from.
     pub namespaces: NamespaceSource,
+    /// Where Kubernetes Events about decisions go (default: nowhere).
+    pub events: crate::events::EventSink,
     /// Testing aid; [`FaultInjection::None`] in production.
     pub fault_injection: FaultInjection,
 }
@@ -98,6 +100,7 @@ impl ServerConfig {
                 .map(|n| n.get())
                 .unwrap_or(2),
             namespaces: NamespaceSource::None,
+            events: crate::events::EventSink::Off,
             fault_injection: FaultInjection::None,
         }
     }

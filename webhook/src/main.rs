@@ -11,6 +11,7 @@ use clap::Parser;
 use kspy_admission::{NoPolicyVerdict, Settings};
 use kspy_webhook::config::DEFAULT_MAX_BODY_BYTES;
 use kspy_webhook::duration::parse_duration;
+use kspy_webhook::events::EventSink;
 use kspy_webhook::telemetry::{self, LogFormat};
 use kspy_webhook::{NamespaceSource, ServerConfig, TlsFiles};
 
@@ -93,6 +94,21 @@ struct Args {
     /// their deadline [default: the number of CPUs this process may use].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
     judge_threads: Option<u16>,
+    /// Kubernetes Events about decisions: on every debug request judged on /validate (not dry
+    /// runs), an Event on the Pod saying who, how, and what kspy decided (needs RBAC create on
+    /// events.k8s.io events). auto: when a kubeconfig or in-cluster config is found
+    /// [default: auto; with --dev off, so a local run never writes to a cluster it finds].
+    #[arg(long, value_enum)]
+    events: Option<EventsMode>,
+}
+
+/// `--events` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum EventsMode {
+    /// Post Events when a Kubernetes client configuration is found.
+    Auto,
+    /// Never post Events.
+    Off,
 }
 
 /// `--namespace-lookup` values.
@@ -154,6 +170,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
 async fn run(args: &Args) -> anyhow::Result<()> {
     let mut config = config_from(args)?;
     config.namespaces = namespace_source(args).await?;
+    config.events = event_sink(args, &config.namespaces).await;
     let policies = config.policies_dir.clone();
     let server = kspy_webhook::start(config).await?;
     if args.dev {
@@ -254,6 +271,52 @@ async fn namespace_source(args: &Args) -> anyhow::Result<NamespaceSource> {
     }
 }
 
+/// `--events` as given, else off for a local run (`--dev`), so it never writes to a cluster
+/// its kubeconfig happens to point at, else auto.
+fn events_mode(args: &Args) -> EventsMode {
+    args.events.unwrap_or(if args.dev {
+        EventsMode::Off
+    } else {
+        EventsMode::Auto
+    })
+}
+
+/// Where decision Events go: the namespace lookup's client when there is one, else a client
+/// of its own, else nowhere.
+async fn event_sink(args: &Args, namespaces: &NamespaceSource) -> EventSink {
+    if events_mode(args) == EventsMode::Off {
+        return EventSink::Off;
+    }
+    let client = match namespaces {
+        NamespaceSource::Api { client, .. } => client.clone(),
+        _ => match kube::Client::try_default().await {
+            Ok(client) => client,
+            Err(_) => {
+                tracing::info!(
+                    "no Kubernetes client configuration: decision Events are not posted"
+                );
+                return EventSink::Off;
+            }
+        },
+    };
+    tracing::info!("decision Events are posted to the API server");
+    EventSink::Api {
+        client,
+        instance: replica_name(),
+    }
+}
+
+/// This replica's name for `reportingInstance`: the pod's hostname, which Kubernetes sets to
+/// the pod name.
+fn replica_name() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "kspy-webhook".to_owned())
+}
+
 /// Reuses `dir`'s certificate while it loads and has more than a day left; otherwise
 /// generates a new CA and serving certificate for loopback.
 fn dev_certs(dir: &Path) -> anyhow::Result<TlsFiles> {
@@ -351,6 +414,20 @@ mod tests {
         ];
         argv.extend_from_slice(extra);
         config_from(&Args::try_parse_from(argv).expect("args")).expect("config")
+    }
+
+    #[test]
+    fn events_default_to_auto_but_off_for_a_local_run() {
+        let mode = |extra: &[&str]| {
+            let mut argv = vec!["kspy-webhook"];
+            argv.extend_from_slice(extra);
+            events_mode(&Args::try_parse_from(argv).expect("args"))
+        };
+        assert_eq!(mode(&[]), EventsMode::Auto);
+        assert_eq!(mode(&["--dev"]), EventsMode::Off);
+        assert_eq!(mode(&["--events", "off"]), EventsMode::Off);
+        assert_eq!(mode(&["--dev", "--events", "auto"]), EventsMode::Auto);
+        assert!(Args::try_parse_from(["kspy-webhook", "--events", "on"]).is_err());
     }
 
     #[test]

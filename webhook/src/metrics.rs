@@ -14,6 +14,7 @@
 //! | `kspy_policies_loaded` | gauge | |
 //! | `kspy_cert_reloads_total` | counter | `result` (`success` / `failure`) |
 //! | `kspy_cert_expiry_timestamp_seconds` | gauge | |
+//! | `kspy_events_total` | counter | `result` (`posted` / `failed` / `dropped`) |
 //!
 //! In `kspy_reviews_total`, `policy` is the comma-joined list of the policies that applied
 //! (`none` when none did), so the series add up to the number of reviews;
@@ -162,6 +163,27 @@ impl InternalError {
     }
 }
 
+/// What became of a decision's Kubernetes Event (the `result` label of `kspy_events_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventResult {
+    /// The API server accepted it.
+    Posted,
+    /// The API server refused it, or could not be reached.
+    Failed,
+    /// The queue was full; never sent.
+    Dropped,
+}
+
+impl EventResult {
+    fn label(self) -> &'static str {
+        match self {
+            EventResult::Posted => "posted",
+            EventResult::Failed => "failed",
+            EventResult::Dropped => "dropped",
+        }
+    }
+}
+
 /// Every metric the webhook exports.
 #[derive(Debug)]
 pub struct Metrics {
@@ -178,6 +200,7 @@ pub struct Metrics {
     cert_reloads_ok: AtomicU64,
     cert_reloads_failed: AtomicU64,
     cert_expiry: AtomicI64,
+    events: LabeledCounter,
 }
 
 impl Default for Metrics {
@@ -203,6 +226,7 @@ impl Metrics {
             cert_reloads_ok: AtomicU64::new(0),
             cert_reloads_failed: AtomicU64::new(0),
             cert_expiry: AtomicI64::new(0),
+            events: LabeledCounter::new(&["result"]),
         }
     }
 
@@ -243,6 +267,16 @@ impl Metrics {
     /// Counts a request the server denied because judging failed.
     pub fn internal_error(&self, endpoint: &str, reason: InternalError) {
         self.internal_errors.inc(&[endpoint, reason.label()]);
+    }
+
+    /// Counts what became of one decision Event.
+    pub fn event(&self, result: EventResult) {
+        self.events.inc(&[result.label()]);
+    }
+
+    /// The current value of `kspy_events_total` for one result (for tests).
+    pub fn events_total(&self, result: EventResult) -> u64 {
+        self.events.get(&[result.label()])
     }
 
     /// One more review in flight; the guard counts it out when dropped.
@@ -393,6 +427,13 @@ impl Metrics {
             "notAfter of the serving certificate, Unix seconds.",
             self.cert_expiry.load(Ordering::Relaxed),
         );
+        header(
+            &mut out,
+            "kspy_events_total",
+            "counter",
+            "Kubernetes Events about decisions, by result; a dropped Event found its queue full.",
+        );
+        self.events.render(&mut out, "kspy_events_total");
         out
     }
 }

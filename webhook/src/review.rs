@@ -23,6 +23,7 @@ use tracing::Instrument;
 use tracing::field::Empty;
 
 use crate::config::FaultInjection;
+use crate::events::DecisionEvent;
 use crate::hints::hints;
 use crate::judge_pool::JobFailure;
 use crate::metrics::{BadRequest, InternalError};
@@ -167,6 +168,11 @@ struct Decided {
     action: String,
     verdict: String,
     debug_request: bool,
+    dry_run: bool,
+    allowed: bool,
+    /// The denial message (empty when allowed).
+    message: String,
+    pod_uid: Option<String>,
     policies: Vec<String>,
     subjects: Vec<String>,
     body: Result<Vec<u8>, serde_json::Error>,
@@ -205,6 +211,14 @@ async fn decide(
                 .map_or_else(|| "none".to_owned(), ToString::to_string),
             verdict: judgement.verdict.to_string(),
             debug_request: !matches!(judgement.verdict, Verdict::NotDebug),
+            dry_run: parsed.request().dry_run,
+            allowed: judgement.response.allowed,
+            message: if judgement.response.allowed {
+                String::new()
+            } else {
+                judgement.response.result.message.clone()
+            },
+            pod_uid: parsed.pod().and_then(|p| p.metadata.uid.clone()),
             body: encode_review(&judgement.response),
             policies: judgement.policies,
             subjects: judgement.subjects,
@@ -262,6 +276,27 @@ fn answer(state: &AppState, name: &'static str, d: Decided, started: Instant) ->
             verdict = %d.verdict,
             "not a debug request"
         );
+    }
+    // One Event per debug decision, from /validate only (the final verdict; /mutate would make
+    // a second one), never for a dry run (the webhook declares sideEffects: NoneOnDryRun),
+    // and only about a Pod with a name (a node-debugging Pod may have only generateName).
+    if let Some(events) = &state.events
+        && name == "validate"
+        && d.debug_request
+        && !d.dry_run
+        && !d.pod.is_empty()
+    {
+        events.record(DecisionEvent {
+            namespace: d.namespace,
+            pod: d.pod,
+            pod_uid: d.pod_uid,
+            action: d.action,
+            allowed: d.allowed,
+            user: d.user,
+            policies: d.policies,
+            subjects: d.subjects,
+            message: d.message,
+        });
     }
     json(body)
 }

@@ -147,6 +147,16 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, WebhookError> 
             }
         })?,
         namespaces: crate::namespaces::NamespaceLookup::new(config.namespaces.clone()),
+        events: match &config.events {
+            crate::events::EventSink::Off => None,
+            crate::events::EventSink::Api { client, instance } => {
+                Some(crate::events::EventRecorder::start(
+                    client.clone(),
+                    instance.clone(),
+                    metrics.clone(),
+                ))
+            }
+        },
         fault_injection: config.fault_injection,
         accepting: AtomicBool::new(true),
     });

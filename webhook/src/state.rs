@@ -26,6 +26,8 @@ pub(crate) struct AppState {
     pub judges: crate::judge_pool::JudgePool,
     /// Namespace objects for the engine.
     pub namespaces: crate::namespaces::NamespaceLookup,
+    /// Posts decision Events, when a sink is configured.
+    pub events: Option<crate::events::EventRecorder>,
     /// Testing aid.
     pub fault_injection: crate::config::FaultInjection,
     /// False once shutdown started.

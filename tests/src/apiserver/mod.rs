@@ -1,10 +1,12 @@
 //! The in-process Kubernetes API server: TLS with the harness CA, bearer-token
 //! authentication, RBAC-like authorization, core/v1 pods (+ ephemeralcontainers, attach,
-//! log, status), namespaces and nodes, and the admission chain on writes.
+//! log, status), namespaces and nodes, `events.k8s.io/v1` Events, and the admission chain on
+//! writes.
 
 pub mod attach;
 pub mod defaults;
 pub mod discovery;
+pub mod events;
 pub mod patch;
 pub mod pods;
 pub mod selectors;
@@ -224,6 +226,10 @@ fn router(state: SharedState) -> Router {
             g(attach::attach).post(attach::attach),
         )
         .route("/api/v1/namespaces/{ns}/pods/{name}/log", get(attach::log))
+        .route(
+            "/apis/events.k8s.io/v1/namespaces/{ns}/events",
+            g(events::list_events).post(events::create_event),
+        )
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), authenticate))
         .with_state(state)
@@ -469,6 +475,11 @@ impl ApiServer {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
+    }
+
+    /// The `events.k8s.io/v1` Events stored in `namespace`, oldest first.
+    pub fn events(&self, namespace: &str) -> Vec<serde_json::Value> {
+        self.state.store().events(namespace)
     }
 
     /// A stored pod.

@@ -55,6 +55,8 @@ pub struct Store {
     pods: BTreeMap<(String, String), Pod>,
     history: VecDeque<PodEvent>,
     tx: broadcast::Sender<PodEvent>,
+    /// `events.k8s.io/v1` Events, as stored (namespace in their metadata).
+    events: Vec<serde_json::Value>,
 }
 
 impl Default for Store {
@@ -81,12 +83,61 @@ impl Store {
             pods: BTreeMap::new(),
             history: VecDeque::new(),
             tx,
+            events: Vec::new(),
         }
     }
 
     fn bump(&mut self) -> u64 {
         self.rv += 1;
         self.rv
+    }
+
+    /// Stores an Event created in `namespace`: gives it a name (from `generateName`), uid,
+    /// resource version and creation time, as the real store does; returns it as stored.
+    pub fn add_event(
+        &mut self,
+        namespace: &str,
+        mut event: serde_json::Value,
+    ) -> serde_json::Value {
+        let rv = self.bump();
+        if let Some(meta) = event
+            .get_mut("metadata")
+            .and_then(serde_json::Value::as_object_mut)
+        {
+            if meta
+                .get("name")
+                .and_then(serde_json::Value::as_str)
+                .is_none_or(str::is_empty)
+            {
+                let prefix = meta
+                    .get("generateName")
+                    .and_then(serde_json::Value::as_str)
+                    .unwrap_or("")
+                    .to_owned();
+                meta.insert(
+                    "name".into(),
+                    format!("{prefix}{}", super::defaults::random_suffix(5)).into(),
+                );
+            }
+            meta.insert("namespace".into(), namespace.into());
+            meta.insert("uid".into(), format!("event-uid-{rv}").into());
+            meta.insert("resourceVersion".into(), rv.to_string().into());
+            meta.insert(
+                "creationTimestamp".into(),
+                format!("{:.0}", k8s_openapi::jiff::Timestamp::now()).into(),
+            );
+        }
+        self.events.push(event.clone());
+        event
+    }
+
+    /// The Events stored in `namespace`, oldest first.
+    pub fn events(&self, namespace: &str) -> Vec<serde_json::Value> {
+        self.events
+            .iter()
+            .filter(|e| e["metadata"]["namespace"] == namespace)
+            .cloned()
+            .collect()
     }
 
     /// The current revision.

@@ -371,6 +371,9 @@ async fn bench_in(
             .arg("--tls-key")
             .arg(&files.key)
             .args(["--log-format", "json"])
+            // A benchmark must not post thousands of Events to whatever cluster a kubeconfig
+            // on this machine points at.
+            .args(["--events", "off"])
             .stdout(log)
             .stderr(Stdio::inherit())
             .spawn()

@@ -120,7 +120,7 @@ impl Identity {
             Identity::new("admin").groups(&["system:masters"]),
             // kspy's webhook, with what deploy/base/rbac.yaml grants its ServiceAccount.
             Identity::new("kspy-webhook").rules(vec![
-                Rule::new(&["get", "list", "watch"], &["namespaces"]),
+                Rule::new(&["get"], &["namespaces"]),
                 Rule::new(&["create"], &["events"]),
             ]),
             Identity::new("alice").groups(&["sre"]),

@@ -156,6 +156,10 @@ fn truncated(mut s: String, max: usize) -> String {
 pub struct EventRecorder {
     queue: mpsc::Sender<DecisionEvent>,
     metrics: Arc<Metrics>,
+    /// Asks the posting task to take nothing new and finish what is queued.
+    stop: Arc<tokio::sync::Notify>,
+    /// The posting task, taken by the first [`EventRecorder::drain`].
+    task: Arc<std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>>,
 }
 
 impl std::fmt::Debug for EventRecorder {
@@ -175,8 +179,21 @@ impl EventRecorder {
     pub fn start(client: kube::Client, instance: String, metrics: Arc<Metrics>) -> Self {
         let (queue, mut rx) = mpsc::channel::<DecisionEvent>(QUEUE_CAPACITY);
         let task_metrics = Arc::clone(&metrics);
-        tokio::spawn(async move {
-            while let Some(decision) = rx.recv().await {
+        let stop = Arc::new(tokio::sync::Notify::new());
+        let stopped = Arc::clone(&stop);
+        let task = tokio::spawn(async move {
+            loop {
+                let decision = tokio::select! {
+                    next = rx.recv() => match next {
+                        Some(decision) => decision,
+                        None => break,
+                    },
+                    // Closing lets `recv` hand out what is queued, then end the loop.
+                    () = stopped.notified() => {
+                        rx.close();
+                        continue;
+                    }
+                };
                 let event = decision.to_event(&instance, k8s_openapi::jiff::Timestamp::now());
                 let api: Api<Event> = Api::namespaced(client.clone(), &decision.namespace);
                 match api.create(&PostParams::default(), &event).await {
@@ -194,7 +211,30 @@ impl EventRecorder {
                 }
             }
         });
-        EventRecorder { queue, metrics }
+        EventRecorder {
+            queue,
+            metrics,
+            stop,
+            task: Arc::new(std::sync::Mutex::new(Some(task))),
+        }
+    }
+
+    /// On shutdown: takes no new Events (they count as dropped) and posts the queued ones,
+    /// waiting at most `within`; what is left then is lost.
+    pub async fn drain(&self, within: std::time::Duration) {
+        self.stop.notify_one();
+        let task = self
+            .task
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        if let Some(task) = task
+            && tokio::time::timeout(within, task).await.is_err()
+        {
+            tracing::warn!(
+                "decision Events still queued after {within:?} at shutdown were not posted"
+            );
+        }
     }
 
     /// Queues one decision's Event; drops it (and counts the drop) when the queue is full.
@@ -290,6 +330,8 @@ mod tests {
         let recorder = EventRecorder {
             queue,
             metrics: Arc::clone(&metrics),
+            stop: Arc::new(tokio::sync::Notify::new()),
+            task: Arc::new(std::sync::Mutex::new(None)),
         };
         recorder.record(denied());
         recorder.record(denied());

@@ -226,6 +226,10 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, WebhookError> 
         if let Err(err) = serve_task.await {
             tracing::error!(error = %err, "webhook listener task failed");
         }
+        // Every review has been answered; post the Events they queued.
+        if let Some(events) = &state.events {
+            events.drain(Duration::from_secs(5)).await;
+        }
         let _ = admin_stop_tx.send(());
         if tokio::time::timeout(Duration::from_secs(5), admin_task)
             .await

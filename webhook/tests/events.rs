@@ -61,15 +61,7 @@ async fn start(delay: Duration, status: StatusCode) -> (Harness, FakeApi) {
             post(create_event),
         )
         .with_state(api.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let url = format!("http://{}", listener.local_addr().expect("addr"));
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    let client =
-        kube::Client::try_from(kube::Config::new(url.parse().expect("url"))).expect("client");
+    let client = common::fake_api(app).await;
     let h = Harness::start_with(common::POLICIES, |c| {
         c.events = EventSink::Api {
             client,

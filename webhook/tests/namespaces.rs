@@ -118,15 +118,7 @@ async fn namespaces_are_read_from_the_api_and_cached() {
             gets: gets.clone(),
             team: "checkout",
         });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let url = format!("http://{}", listener.local_addr().expect("addr"));
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    let config = kube::Config::new(url.parse().expect("url"));
-    let client = kube::Client::try_from(config).expect("client");
+    let client = common::fake_api(app).await;
 
     let h = Harness::start_with(TEAM_POLICY, |c| {
         c.namespaces = NamespaceSource::Api {

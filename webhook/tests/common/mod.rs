@@ -202,6 +202,19 @@ pub fn response_of(body: &[u8]) -> Value {
     v["response"].clone()
 }
 
+/// Serves `app` over plain HTTP on loopback, as a stand-in for the API server, and returns a
+/// Kubernetes client pointed at it.
+pub async fn fake_api(app: axum::Router) -> kube::Client {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    kube::Client::try_from(kube::Config::new(url.parse().expect("url"))).expect("client")
+}
+
 /// Polls `check` every 20 ms until it holds, failing after `timeout`.
 pub async fn eventually<F, Fut>(what: &str, timeout: Duration, mut check: F)
 where

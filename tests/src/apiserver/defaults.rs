@@ -24,6 +24,20 @@ pub fn random_u64() -> u64 {
     x
 }
 
+/// Names an object that has only `generateName`: the prefix plus five random characters, as
+/// the API server's name generator does on create.
+pub fn name_from_generate_name(meta: &mut Map<String, Value>) {
+    if meta
+        .get("name")
+        .and_then(Value::as_str)
+        .is_none_or(str::is_empty)
+        && let Some(g) = meta.get("generateName").and_then(Value::as_str)
+    {
+        let name = format!("{g}{}", random_suffix(5));
+        meta.insert("name".into(), json!(name));
+    }
+}
+
 /// `n` characters from Kubernetes' random-suffix alphabet (as `utilrand.String`).
 pub fn random_suffix(n: usize) -> String {
     let mut x = random_u64();

@@ -279,15 +279,7 @@ pub async fn create_pod(
             meta.insert("namespace".into(), json!(ns));
         }
     }
-    if meta
-        .get("name")
-        .and_then(Value::as_str)
-        .is_none_or(str::is_empty)
-        && let Some(g) = meta.get("generateName").and_then(Value::as_str)
-    {
-        let name = format!("{g}{}", defaults::random_suffix(5));
-        meta.insert("name".into(), json!(name));
-    }
+    defaults::name_from_generate_name(meta);
     for k in [
         "uid",
         "resourceVersion",

@@ -104,21 +104,8 @@ impl Store {
             .get_mut("metadata")
             .and_then(serde_json::Value::as_object_mut)
         {
-            if meta
-                .get("name")
-                .and_then(serde_json::Value::as_str)
-                .is_none_or(str::is_empty)
-            {
-                let prefix = meta
-                    .get("generateName")
-                    .and_then(serde_json::Value::as_str)
-                    .unwrap_or("")
-                    .to_owned();
-                meta.insert(
-                    "name".into(),
-                    format!("{prefix}{}", super::defaults::random_suffix(5)).into(),
-                );
-            }
+            // Creation has checked that there is a name or a generateName.
+            super::defaults::name_from_generate_name(meta);
             meta.insert("namespace".into(), namespace.into());
             meta.insert("uid".into(), format!("event-uid-{rv}").into());
             meta.insert("resourceVersion".into(), rv.to_string().into());

@@ -434,13 +434,6 @@ async fn bench_in(
     println!("{}", header());
     println!("{}", row("floor", &f));
     println!("{}", row("webhook", &w));
-    let ratio = |a: Duration, b: Duration| {
-        if b.is_zero() {
-            f64::NAN
-        } else {
-            a.as_secs_f64() / b.as_secs_f64()
-        }
-    };
     println!(
         "webhook/floor: rps {:.2}×  p50 {:.2}×  p90 {:.2}×  p99 {:.2}×",
         w.rps() / f.rps(),
@@ -476,6 +469,15 @@ async fn bench_in(
         bail!("some requests failed (see the table)");
     }
     Ok(())
+}
+
+/// `a / b` as a factor; NaN when `b` is zero.
+fn ratio(a: Duration, b: Duration) -> f64 {
+    if b.is_zero() {
+        f64::NAN
+    } else {
+        a.as_secs_f64() / b.as_secs_f64()
+    }
 }
 
 /// Runs one load against the server with process id `pid`; the report and the server's CPU
@@ -532,7 +534,6 @@ impl PairedRound {
         w: &LoadReport,
         w_cpu: Option<Duration>,
     ) -> Self {
-        let ratio = |a: Duration, b: Duration| a.as_secs_f64() / b.as_secs_f64().max(1e-9);
         Self {
             p50: ratio(w.p50, f.p50),
             p99: ratio(w.p99, f.p99),

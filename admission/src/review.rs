@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
+use bytes::Bytes;
 use k8s_openapi::api::authentication::v1::UserInfo;
 use k8s_openapi::api::core::v1::{EphemeralContainer, Pod, PodSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time};
@@ -27,6 +28,12 @@ pub enum ReviewError {
     /// The body does not parse as JSON.
     #[error("the body is not JSON: {0}")]
     NotJson(#[source] serde_json::Error),
+    /// Not UTF-8, so not JSON (RFC 8259 requires UTF-8).
+    #[error("the body is not JSON: byte {offset} is not valid UTF-8 (JSON text must be UTF-8)")]
+    NotUtf8 {
+        /// Where the first invalid byte is.
+        offset: usize,
+    },
     /// JSON, but not an object with `kind: AdmissionReview`.
     #[error("the body is not an AdmissionReview (kind is {0:?})")]
     NotAReview(String),
@@ -59,7 +66,7 @@ pub enum ReviewError {
 #[derive(Debug)]
 pub struct ParsedReview {
     request: AdmissionRequest<Pod>,
-    body: Vec<u8>,
+    body: Bytes,
     object: OnceLock<Option<Value>>,
     old_object: OnceLock<Option<Value>>,
     pod: Option<Pod>,
@@ -306,7 +313,19 @@ impl ParsedReview {
 
     /// Like [`ParsedReview::from_slice`], keeping `body` itself (no copy) for the raw views.
     pub fn from_vec(body: Vec<u8>) -> Result<Self, ReviewError> {
-        if let Ok(fast) = serde_json::from_slice::<PodReview>(&body)
+        Self::from_bytes(Bytes::from(body))
+    }
+
+    /// Like [`ParsedReview::from_slice`], keeping `body` itself (no copy: a body as the HTTP
+    /// server collected it, which may share its read buffer) for the raw views.
+    pub fn from_bytes(body: Bytes) -> Result<Self, ReviewError> {
+        // JSON text is UTF-8 (RFC 8259). Checking the whole body at once costs a fraction of
+        // what serde_json spends checking it string by string, which `from_str` then skips;
+        // and it covers the parts the typed decoding skips unchecked (`managedFields`, ...).
+        let text = std::str::from_utf8(&body).map_err(|e| ReviewError::NotUtf8 {
+            offset: e.valid_up_to(),
+        })?;
+        if let Ok(fast) = serde_json::from_str::<PodReview>(text)
             && fast.kind == KIND
             && fast.api_version == API_VERSION
         {
@@ -329,10 +348,10 @@ impl ParsedReview {
                 });
             }
         }
-        Self::from_vec_carefully(body)
+        Self::from_bytes_carefully(body)
     }
 
-    fn from_vec_carefully(body: Vec<u8>) -> Result<Self, ReviewError> {
+    fn from_bytes_carefully(body: Bytes) -> Result<Self, ReviewError> {
         let envelope: Envelope<'_> = serde_json::from_slice(&body).map_err(|e| {
             if e.is_data() {
                 ReviewError::NotAReview(String::new())
@@ -555,6 +574,27 @@ mod tests {
         );
     }
 
+    /// JSON is UTF-8. A stray byte in a part the typed decoding skips (here `managedFields`)
+    /// must not slip through and leave CEL without its `object` view.
+    #[test]
+    fn a_body_that_is_not_utf8_is_not_json_even_where_nothing_is_decoded() {
+        let body = format!(
+            r#"{{"kind":"AdmissionReview","apiVersion":"admission.k8s.io/v1","request":{{{HEADER},
+            "object":{{"metadata":{{"name":"p","managedFields":[{{"manager":"BAD"}}]}},
+            "spec":{{"containers":[{{"name":"app","image":"x"}}]}}}}}}}}"#
+        );
+        assert!(review(&body).is_ok());
+        let mut bytes = body.into_bytes();
+        let at = bytes.windows(3).position(|w| w == b"BAD").expect("marker");
+        bytes[at] = 0xff;
+        let err = ParsedReview::from_slice(&bytes).unwrap_err();
+        assert!(
+            matches!(err, ReviewError::NotUtf8 { offset } if offset == at),
+            "{err}"
+        );
+        assert!(err.to_string().contains("not valid UTF-8"), "{err}");
+    }
+
     #[test]
     fn keeps_raw_objects_and_typed_pods() {
         let body = format!(
@@ -582,7 +622,7 @@ mod tests {
         for entry in std::fs::read_dir(dir).unwrap() {
             let body = std::fs::read(entry.unwrap().path()).unwrap();
             let fast = ParsedReview::from_slice(&body).unwrap();
-            let careful = ParsedReview::from_vec_carefully(body.clone()).unwrap();
+            let careful = ParsedReview::from_bytes_carefully(Bytes::from(body.clone())).unwrap();
             let json = |r: &ParsedReview| serde_json::to_value(r.request()).unwrap();
             assert_eq!(json(&fast), json(&careful));
             assert!(fast.request().object.is_none() && fast.request().old_object.is_none());

@@ -191,9 +191,9 @@ async fn decide(
     let engine = state.engine.current();
     let fault = state.fault_injection;
     let task = state.judges.run(deadline, move || {
-        // No copy when the collected body owns its buffer (one that arrived in several
-        // chunks); a single chunk still shares hyper's read buffer and is copied once.
-        let parsed = ParsedReview::from_vec(Vec::from(body))?;
+        // No copy: the engine keeps the body as collected (a single chunk shares hyper's read
+        // buffer) for its raw views.
+        let parsed = ParsedReview::from_bytes(body)?;
         match fault {
             FaultInjection::None => {}
             FaultInjection::Delay(d) => std::thread::sleep(d),

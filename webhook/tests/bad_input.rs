@@ -54,6 +54,18 @@ async fn malformed_reviews_get_400_with_a_one_line_reason() {
     let (status, answer) = h.post("/validate", Bytes::new()).await;
     assert_eq!(status, 400);
     one_line(&answer);
+
+    // A review that is well formed but for one byte that is not UTF-8, in the Pod's status,
+    // which the typed decoding skips: still not JSON.
+    let mut broken = fixture("attach-allowed.json").to_vec();
+    let at = broken
+        .windows(11)
+        .position(|w| w == b"\"Burstable\"")
+        .expect("status.qosClass");
+    broken[at + 1] = 0xff;
+    let (status, answer) = h.post("/validate", Bytes::from(broken)).await;
+    assert_eq!(status, 400);
+    assert!(one_line(&answer).contains("not valid UTF-8"));
     h.server.shutdown().await;
 }
 

@@ -80,8 +80,10 @@ struct Args {
     #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = parse_duration)]
     shutdown_delay: Duration,
     /// Where Namespace objects (for namespaceSelector and namespaceObject) come from: the API
-    /// server (needs RBAC get on namespaces), none, or auto (the API server when a
-    /// kubeconfig or in-cluster config is found, otherwise none).
+    /// server (needs RBAC get on namespaces), none, declared (the Namespaces the
+    /// DebugPolicyTest suites under --policies declare, read at start: for local runs and
+    /// benchmarks), or auto (the API server when a kubeconfig or in-cluster config is found,
+    /// otherwise none; with --dev, declared).
     #[arg(long, value_enum, default_value = "auto")]
     namespace_lookup: NamespaceLookupMode,
     /// How long a looked-up Namespace is reused.
@@ -102,6 +104,25 @@ struct Args {
     events: Option<EventsMode>,
 }
 
+/// The Namespaces the DebugPolicyTest suites under `--policies` declare.
+fn declared_namespaces(args: &Args) -> anyhow::Result<NamespaceSource> {
+    let dir = args
+        .policies
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("policies"));
+    let declared = kspy_admission::testing::declared_namespaces(&dir).map_err(|e| {
+        anyhow::anyhow!(
+            "reading the namespaces declared under {}: {e}",
+            dir.display()
+        )
+    })?;
+    tracing::info!(
+        namespaces = declared.len(),
+        "Namespace objects come from the DebugPolicyTest suites"
+    );
+    Ok(NamespaceSource::Static(declared.into_iter().collect()))
+}
+
 /// `--events` values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum EventsMode {
@@ -120,6 +141,8 @@ enum NamespaceLookupMode {
     Api,
     /// Never: policies selecting namespaces by label do not apply.
     None,
+    /// The Namespaces the policy test suites declare, as `kspy policy test` sees them.
+    Declared,
 }
 
 fn main() -> ExitCode {
@@ -229,8 +252,10 @@ fn config_from(args: &Args) -> anyhow::Result<ServerConfig> {
 }
 
 async fn namespace_source(args: &Args) -> anyhow::Result<NamespaceSource> {
-    if args.namespace_lookup == NamespaceLookupMode::None {
-        return Ok(NamespaceSource::None);
+    match args.namespace_lookup {
+        NamespaceLookupMode::None => return Ok(NamespaceSource::None),
+        NamespaceLookupMode::Declared => return declared_namespaces(args),
+        NamespaceLookupMode::Auto | NamespaceLookupMode::Api => {}
     }
     match kube::Client::try_default().await {
         Ok(client) => {
@@ -240,24 +265,10 @@ async fn namespace_source(args: &Args) -> anyhow::Result<NamespaceSource> {
                 ttl: args.namespace_cache_ttl,
             })
         }
+        // A local run has no cluster: use the Namespaces the policy test suites declare, so
+        // the webhook decides as `kspy policy test` does.
         Err(_) if args.namespace_lookup == NamespaceLookupMode::Auto && args.dev => {
-            // A local run has no cluster: use the Namespaces the policy test suites declare,
-            // so the webhook decides as `kspy policy test` does.
-            let dir = args
-                .policies
-                .clone()
-                .unwrap_or_else(|| PathBuf::from("policies"));
-            let declared = kspy_admission::testing::declared_namespaces(&dir).map_err(|e| {
-                anyhow::anyhow!(
-                    "reading the namespaces declared under {}: {e}",
-                    dir.display()
-                )
-            })?;
-            tracing::info!(
-                namespaces = declared.len(),
-                "no cluster: Namespace objects come from the DebugPolicyTest suites"
-            );
-            Ok(NamespaceSource::Static(declared.into_iter().collect()))
+            declared_namespaces(args)
         }
         Err(err) if args.namespace_lookup == NamespaceLookupMode::Auto => {
             tracing::warn!(
@@ -428,6 +439,51 @@ mod tests {
         assert_eq!(mode(&["--events", "off"]), EventsMode::Off);
         assert_eq!(mode(&["--dev", "--events", "auto"]), EventsMode::Auto);
         assert!(Args::try_parse_from(["kspy-webhook", "--events", "on"]).is_err());
+    }
+
+    #[tokio::test]
+    async fn declared_namespaces_come_from_the_policy_test_suites() {
+        let policies = concat!(env!("CARGO_MANIFEST_DIR"), "/../policies");
+        let args = |mode: &str| {
+            Args::try_parse_from([
+                "kspy-webhook",
+                "--policies",
+                policies,
+                "--namespace-lookup",
+                mode,
+            ])
+            .expect("args")
+        };
+        let NamespaceSource::Static(declared) =
+            namespace_source(&args("declared")).await.expect("declared")
+        else {
+            panic!("declared namespaces are a fixed set");
+        };
+        let prod = declared
+            .get("prod-payments")
+            .expect("prod-payments is declared");
+        let labels = prod.metadata.labels.as_ref().expect("labels");
+        assert_eq!(labels.get("env").map(String::as_str), Some("production"));
+        assert!(matches!(
+            namespace_source(&args("none")).await.expect("none"),
+            NamespaceSource::None
+        ));
+
+        let missing = Args::try_parse_from([
+            "kspy-webhook",
+            "--policies",
+            "/nonexistent/kspy-policies",
+            "--namespace-lookup",
+            "declared",
+        ])
+        .expect("args");
+        let err = namespace_source(&missing)
+            .await
+            .expect_err("no such directory");
+        assert!(
+            err.to_string().contains("/nonexistent/kspy-policies"),
+            "{err}"
+        );
     }
 
     #[test]

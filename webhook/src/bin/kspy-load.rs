@@ -374,6 +374,10 @@ async fn bench_in(
             // A benchmark must not post thousands of Events to whatever cluster a kubeconfig
             // on this machine points at.
             .args(["--events", "off"])
+            // Namespaces as the policy test suites declare them: the webhook judges as it would
+            // in a cluster (namespace selectors, namespaceObject, Pod Security levels), and the
+            // figures do not depend on whether this machine has a kubeconfig.
+            .args(["--namespace-lookup", "declared"])
             .stdout(log)
             .stderr(Stdio::inherit())
             .spawn()

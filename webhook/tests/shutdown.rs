@@ -3,13 +3,10 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::{
-    Harness, admin_get, client_tls, eventually, fixture, fixture_uid, raw_tls, read_response,
+    Harness, WebhookProcess, admin_get, eventually, fixture, fixture_uid, raw_tls, read_response,
     response_of,
 };
 use kspy_webhook::client::{HttpVersion, HttpsConnection};
@@ -102,71 +99,15 @@ async fn the_shutdown_delay_keeps_serving_while_not_ready() {
     assert!(tokio::net::TcpStream::connect(addr).await.is_err());
 }
 
-/// Reads the binary's JSON log until the "listening" line; the two addresses.
-fn listening_addrs(lines: &mut impl Iterator<Item = String>) -> (SocketAddr, SocketAddr) {
-    for line in lines {
-        let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else {
-            continue;
-        };
-        if v["message"] == "kspy-webhook listening" {
-            let addr = v["addr"]
-                .as_str()
-                .expect("addr")
-                .parse()
-                .expect("addr parses");
-            let admin = v["admin_addr"]
-                .as_str()
-                .expect("admin_addr")
-                .parse()
-                .expect("admin parses");
-            return (addr, admin);
-        }
-    }
-    panic!("the webhook exited before listening");
-}
-
 #[cfg(unix)]
 #[tokio::test]
 async fn sigterm_lets_the_binary_finish_the_review_in_flight_and_exit_zero() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let certs = common::loopback_certs();
-    let files = certs.write_to(&dir.path().join("tls")).expect("certs");
-    let policies = dir.path().join("policies");
-    std::fs::create_dir_all(&policies).expect("dir");
-    std::fs::write(policies.join("p.yaml"), common::POLICIES).expect("policies");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_kspy-webhook"))
-        .args([
-            "--addr",
-            "127.0.0.1:0",
-            "--admin-addr",
-            "127.0.0.1:0",
-            "--log-format",
-            "json",
-        ])
-        .arg("--policies")
-        .arg(&policies)
-        .arg("--tls-cert")
-        .arg(&files.cert)
-        .arg("--tls-key")
-        .arg(&files.key)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn kspy-webhook");
-    let stdout = child.stdout.take().expect("stdout");
-    let (tx, rx) = std::sync::mpsc::channel::<String>();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let mut lines = rx.iter();
-    let (addr, admin) = listening_addrs(&mut lines);
+    let webhook = WebhookProcess::spawn(&[]);
+    let (addr, admin) = (webhook.addr, webhook.admin);
+    let mut lines = webhook.lines.iter();
     assert_eq!(admin_get(admin, "/readyz").await.0, 200);
 
-    let tls = client_tls(&[&certs.ca_cert_pem]);
+    let tls = webhook.tls.clone();
     let body = fixture("attach-allowed.json");
     let mut stream = raw_tls(addr, &tls).await;
     let half = start_request(&mut stream, &body).await;
@@ -182,11 +123,7 @@ async fn sigterm_lets_the_binary_finish_the_review_in_flight_and_exit_zero() {
     )
     .await;
 
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .expect("kill");
-    assert!(status.success());
+    webhook.terminate();
     let logs: Vec<String> = lines
         .by_ref()
         .take_while(|l| !l.contains("shutting down"))
@@ -199,11 +136,8 @@ async fn sigterm_lets_the_binary_finish_the_review_in_flight_and_exit_zero() {
     assert_eq!(code, 200);
     assert_eq!(response_of(answer.as_bytes())["allowed"], true);
 
-    let exit = tokio::task::spawn_blocking(move || child.wait())
-        .await
-        .expect("join")
-        .expect("wait");
-    assert!(exit.success(), "{exit:?}");
     let rest: Vec<String> = lines.collect();
+    let exit = webhook.wait().await;
+    assert!(exit.success(), "{exit:?}");
     assert!(rest.iter().any(|l| l.contains("\"stopped\"")), "{rest:?}");
 }

@@ -267,3 +267,115 @@ pub async fn read_response(
         .unwrap_or_default();
     (status, body)
 }
+
+/// The real `kspy-webhook` binary on loopback ports (`127.0.0.1:0`), with a fresh CA and
+/// [`POLICIES`], logging JSON lines to a pipe.
+pub struct WebhookProcess {
+    pub child: std::process::Child,
+    /// The log lines after the "listening" one, as they come.
+    pub lines: std::sync::mpsc::Receiver<String>,
+    pub addr: SocketAddr,
+    pub admin: SocketAddr,
+    /// A client configuration trusting only the process's CA.
+    pub tls: ClientConfig,
+    _dir: tempfile::TempDir,
+}
+
+impl WebhookProcess {
+    /// Starts the binary with `envs` added to an environment without any OTLP endpoint, and
+    /// waits until it listens.
+    pub fn spawn(envs: &[(&str, &str)]) -> WebhookProcess {
+        use std::io::{BufRead, BufReader};
+        use std::process::{Command, Stdio};
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let certs = loopback_certs();
+        let files = certs.write_to(&dir.path().join("tls")).expect("certs");
+        let policies = dir.path().join("policies");
+        std::fs::create_dir_all(&policies).expect("dir");
+        std::fs::write(policies.join("p.yaml"), POLICIES).expect("policies");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_kspy-webhook"))
+            .args([
+                "--addr",
+                "127.0.0.1:0",
+                "--admin-addr",
+                "127.0.0.1:0",
+                "--log-format",
+                "json",
+                "--events",
+                "off",
+            ])
+            .arg("--policies")
+            .arg(&policies)
+            .arg("--tls-cert")
+            .arg(&files.cert)
+            .arg("--tls-key")
+            .arg(&files.key)
+            .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
+            .env_remove("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+            .envs(envs.iter().copied())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn kspy-webhook");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, lines) = std::sync::mpsc::channel::<String>();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let (addr, admin) = listening_addrs(&mut lines.iter());
+        WebhookProcess {
+            child,
+            lines,
+            addr,
+            admin,
+            tls: client_tls(&[&certs.ca_cert_pem]),
+            _dir: dir,
+        }
+    }
+
+    /// Sends SIGTERM.
+    #[cfg(unix)]
+    pub fn terminate(&self) {
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success());
+    }
+
+    /// Waits for the process to exit.
+    pub async fn wait(mut self) -> std::process::ExitStatus {
+        tokio::task::spawn_blocking(move || self.child.wait())
+            .await
+            .expect("join")
+            .expect("wait")
+    }
+}
+
+/// Reads the binary's JSON log until the "listening" line; the two addresses.
+fn listening_addrs(lines: &mut impl Iterator<Item = String>) -> (SocketAddr, SocketAddr) {
+    for line in lines {
+        let Ok(v) = serde_json::from_str::<Value>(&line) else {
+            continue;
+        };
+        if v["message"] == "kspy-webhook listening" {
+            let addr = v["addr"]
+                .as_str()
+                .expect("addr")
+                .parse()
+                .expect("addr parses");
+            let admin = v["admin_addr"]
+                .as_str()
+                .expect("admin_addr")
+                .parse()
+                .expect("admin parses");
+            return (addr, admin);
+        }
+    }
+    panic!("the webhook exited before listening");
+}

@@ -1,0 +1,137 @@
+//! OpenTelemetry traces: with `OTEL_EXPORTER_OTLP_ENDPOINT` set, the real binary exports one
+//! server span per review over OTLP/HTTP (protobuf), named after the endpoint and carrying the
+//! decision's fields; spans still batched at SIGTERM are flushed before the process exits.
+
+#![cfg(unix)]
+
+mod common;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+use common::{WebhookProcess, fixture, fixture_uid, response_of};
+use kspy_webhook::client::{HttpVersion, HttpsConnection};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+use opentelemetry_proto::tonic::common::v1::KeyValue;
+use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValue;
+use opentelemetry_proto::tonic::trace::v1::Span;
+use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
+use prost::Message as _;
+
+/// What the stand-in collector received: each export's service name and spans.
+type Received = Arc<Mutex<Vec<(String, Vec<Span>)>>>;
+
+/// `POST /v1/traces`, as an OTLP/HTTP collector answers it.
+async fn export(State(received): State<Received>, body: Bytes) -> impl IntoResponse {
+    let request = ExportTraceServiceRequest::decode(body).expect("an OTLP trace export");
+    let mut received = received.lock().expect("lock");
+    for resource_spans in request.resource_spans {
+        let service = resource_spans
+            .resource
+            .map(|r| attributes(&r.attributes))
+            .and_then(|mut a| a.remove("service.name"))
+            .unwrap_or_default();
+        let spans = resource_spans
+            .scope_spans
+            .into_iter()
+            .flat_map(|s| s.spans)
+            .collect();
+        received.push((service, spans));
+    }
+    (
+        [(header::CONTENT_TYPE, "application/x-protobuf")],
+        ExportTraceServiceResponse::default().encode_to_vec(),
+    )
+}
+
+/// String attributes by key.
+fn attributes(kv: &[KeyValue]) -> HashMap<String, String> {
+    kv.iter()
+        .filter_map(|kv| match kv.value.as_ref()?.value.as_ref()? {
+            AnyValue::StringValue(s) => Some((kv.key.clone(), s.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn every_review_is_one_server_span_exported_over_otlp() {
+    let received = Received::default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let collector = listener.local_addr().expect("addr");
+    let app = axum::Router::new()
+        .route("/v1/traces", axum::routing::post(export))
+        .with_state(received.clone());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let endpoint = format!("http://{collector}");
+    let webhook = WebhookProcess::spawn(&[
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
+        ("OTEL_SERVICE_NAME", "kspy-webhook-under-test"),
+    ]);
+    let mut conn =
+        HttpsConnection::connect(webhook.addr, "localhost", &webhook.tls, HttpVersion::Http1)
+            .await
+            .expect("connect");
+    let mut answers = Vec::new();
+    for (path, name) in [
+        ("/validate", "attach-allowed.json"),
+        ("/validate", "attach-denied.json"),
+        ("/mutate", "attach-allowed.json"),
+    ] {
+        let resp = conn.post_json(path, fixture(name)).await.expect("review");
+        assert_eq!(resp.status(), 200);
+        answers.push(response_of(resp.body())["allowed"] == true);
+    }
+    assert_eq!(answers, [true, false, true]);
+    drop(conn);
+
+    // The batch exporter has not necessarily sent anything yet: shutdown flushes it.
+    webhook.terminate();
+    let exit = webhook.wait().await;
+    assert!(exit.success(), "{exit:?}");
+
+    let received = received.lock().expect("lock").clone();
+    assert!(
+        received
+            .iter()
+            .all(|(service, _)| service == "kspy-webhook-under-test"),
+        "OTEL_SERVICE_NAME names the service: {received:?}"
+    );
+    let mut reviews: Vec<(String, HashMap<String, String>)> = received
+        .into_iter()
+        .flat_map(|(_, spans)| spans)
+        .map(|span| {
+            assert_eq!(span.kind, SpanKind::Server as i32, "{span:?}");
+            (span.name.clone(), attributes(&span.attributes))
+        })
+        .collect();
+    assert_eq!(reviews.len(), 3, "one span per review: {reviews:?}");
+    reviews.sort_by(|a, b| (&a.0, &a.1["uid"]).cmp(&(&b.0, &b.1["uid"])));
+
+    let allowed = fixture_uid("attach-allowed.json");
+    let denied = fixture_uid("attach-denied.json");
+    let expected = [
+        ("mutate", &allowed, "allowed"),
+        ("validate", &allowed, "allowed"),
+        ("validate", &denied, "denied"),
+    ];
+    for ((name, fields), (want_name, want_uid, want_verdict)) in reviews.iter().zip(expected) {
+        assert_eq!(name, want_name, "{fields:?}");
+        assert_eq!(&fields["uid"], want_uid, "{fields:?}");
+        assert_eq!(fields["verdict"], want_verdict, "{fields:?}");
+        assert_eq!(fields["endpoint"], *want_name, "{fields:?}");
+        assert_eq!(fields["user"], "alice@example.com", "{fields:?}");
+        assert_eq!(fields["namespace"], "shop", "{fields:?}");
+        assert_eq!(fields["pod"], "checkout-5c7d9b8f6-q4w2e", "{fields:?}");
+        assert_eq!(fields["action"], "attach", "{fields:?}");
+    }
+}

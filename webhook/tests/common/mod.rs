@@ -282,9 +282,14 @@ pub struct WebhookProcess {
 }
 
 impl WebhookProcess {
-    /// Starts the binary with `envs` added to an environment without any OTLP endpoint, and
-    /// waits until it listens.
+    /// Starts the binary logging JSON, with `envs` added to an environment without any OTLP
+    /// endpoint, and waits until it listens.
     pub fn spawn(envs: &[(&str, &str)]) -> WebhookProcess {
+        Self::spawn_logging("json", envs)
+    }
+
+    /// Like [`WebhookProcess::spawn`], logging in `format` (`json` or `text`).
+    pub fn spawn_logging(format: &str, envs: &[(&str, &str)]) -> WebhookProcess {
         use std::io::{BufRead, BufReader};
         use std::process::{Command, Stdio};
 
@@ -301,7 +306,7 @@ impl WebhookProcess {
                 "--admin-addr",
                 "127.0.0.1:0",
                 "--log-format",
-                "json",
+                format,
                 "--events",
                 "off",
             ])
@@ -357,25 +362,29 @@ impl WebhookProcess {
     }
 }
 
-/// Reads the binary's JSON log until the "listening" line; the two addresses.
+/// Reads the binary's log, JSON or text, until the "listening" line; the two addresses.
 fn listening_addrs(lines: &mut impl Iterator<Item = String>) -> (SocketAddr, SocketAddr) {
     for line in lines {
-        let Ok(v) = serde_json::from_str::<Value>(&line) else {
+        if !line.contains("kspy-webhook listening") {
             continue;
-        };
-        if v["message"] == "kspy-webhook listening" {
-            let addr = v["addr"]
-                .as_str()
-                .expect("addr")
-                .parse()
-                .expect("addr parses");
-            let admin = v["admin_addr"]
-                .as_str()
-                .expect("admin_addr")
-                .parse()
-                .expect("admin parses");
-            return (addr, admin);
         }
+        let field = |name: &str| -> SocketAddr {
+            let text = match serde_json::from_str::<Value>(&line) {
+                Ok(v) => v[name].as_str().map(str::to_owned),
+                Err(_) => text_field(&line, name),
+            };
+            text.and_then(|t| t.parse().ok())
+                .unwrap_or_else(|| panic!("{name} in {line:?}"))
+        };
+        return (field("addr"), field("admin_addr"));
     }
     panic!("the webhook exited before listening");
+}
+
+/// The value of `name=value` in a text log line.
+pub fn text_field(line: &str, name: &str) -> Option<String> {
+    let key = format!(" {name}=");
+    let start = line.find(&key)? + key.len();
+    let value = line[start..].split_whitespace().next()?;
+    Some(value.trim_matches('"').to_owned())
 }

@@ -1,0 +1,101 @@
+//! One log line per decision, from the real binary: a JSON object with the decision's fields
+//! (`--log-format json`, the default), or a text line with the same fields (`text`).
+
+#![cfg(unix)]
+
+mod common;
+
+use common::{WebhookProcess, fixture, fixture_uid, text_field};
+use kspy_webhook::client::{HttpVersion, HttpsConnection};
+use serde_json::Value;
+
+/// Sends an allowed and a denied attach and a plain pod create to `/validate`, stops the
+/// process, and returns every log line it wrote after listening.
+async fn decisions(webhook: WebhookProcess) -> Vec<String> {
+    let mut conn =
+        HttpsConnection::connect(webhook.addr, "localhost", &webhook.tls, HttpVersion::Http1)
+            .await
+            .expect("connect");
+    for name in [
+        "attach-allowed.json",
+        "attach-denied.json",
+        "create-plain-pod.json",
+    ] {
+        let resp = conn
+            .post_json("/validate", fixture(name))
+            .await
+            .expect("review");
+        assert_eq!(resp.status(), 200);
+    }
+    drop(conn);
+    webhook.terminate();
+    let lines: Vec<String> = webhook.lines.iter().collect();
+    assert!(webhook.wait().await.success());
+    lines
+}
+
+#[tokio::test]
+async fn json_logs_have_one_line_per_debug_decision_with_its_fields() {
+    let lines = decisions(WebhookProcess::spawn(&[])).await;
+    let decisions: Vec<Value> = lines
+        .iter()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .filter(|v| v["message"] == "decision")
+        .collect();
+    // The plain pod create is not a debug request: logged at debug level, so not here.
+    assert_eq!(decisions.len(), 2, "{lines:#?}");
+    let allowed = &decisions[0];
+    assert_eq!(allowed["level"], "INFO");
+    assert_eq!(allowed["uid"], fixture_uid("attach-allowed.json"));
+    assert_eq!(allowed["endpoint"], "validate");
+    assert_eq!(allowed["user"], "alice@example.com");
+    assert_eq!(allowed["namespace"], "shop");
+    assert_eq!(allowed["pod"], "checkout-5c7d9b8f6-q4w2e");
+    assert_eq!(allowed["action"], "attach");
+    assert_eq!(allowed["verdict"], "allowed");
+    assert!(
+        !allowed["policies"].as_str().expect("policies").is_empty(),
+        "{allowed}"
+    );
+    assert!(allowed["duration_us"].is_u64(), "{allowed}");
+    let denied = &decisions[1];
+    assert_eq!(denied["uid"], fixture_uid("attach-denied.json"));
+    assert_eq!(denied["verdict"], "denied");
+}
+
+#[tokio::test]
+async fn text_logs_carry_the_same_fields() {
+    let lines = decisions(WebhookProcess::spawn_logging("text", &[])).await;
+    let decisions: Vec<&String> = lines.iter().filter(|l| l.contains(" decision ")).collect();
+    assert_eq!(decisions.len(), 2, "{lines:#?}");
+    let uid = |l: &str| text_field(l, "uid");
+    assert_eq!(
+        uid(decisions[0]),
+        Some(fixture_uid("attach-allowed.json")),
+        "{}",
+        decisions[0]
+    );
+    assert_eq!(
+        text_field(decisions[0], "verdict").as_deref(),
+        Some("allowed")
+    );
+    assert_eq!(
+        text_field(decisions[0], "action").as_deref(),
+        Some("attach")
+    );
+    assert_eq!(
+        text_field(decisions[0], "user").as_deref(),
+        Some("alice@example.com")
+    );
+    assert_eq!(uid(decisions[1]), Some(fixture_uid("attach-denied.json")));
+    assert_eq!(
+        text_field(decisions[1], "verdict").as_deref(),
+        Some("denied")
+    );
+    assert!(
+        lines
+            .iter()
+            .all(|l| serde_json::from_str::<Value>(l).is_err()),
+        "text, not JSON: {lines:#?}"
+    );
+}

@@ -290,7 +290,6 @@ impl WebhookProcess {
 
     /// Like [`WebhookProcess::spawn`], logging in `format` (`json` or `text`).
     pub fn spawn_logging(format: &str, envs: &[(&str, &str)]) -> WebhookProcess {
-        use std::io::{BufRead, BufReader};
         use std::process::{Command, Stdio};
 
         let dir = tempfile::tempdir().expect("tempdir");
@@ -323,15 +322,7 @@ impl WebhookProcess {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("spawn kspy-webhook");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, lines) = std::sync::mpsc::channel::<String>();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
+        let lines = stdout_lines(&mut child);
         let (addr, admin) = listening_addrs(&mut lines.iter());
         WebhookProcess {
             child,
@@ -362,8 +353,24 @@ impl WebhookProcess {
     }
 }
 
+/// The lines a child writes to its piped stdout, as they come (the channel closes when the
+/// child closes its stdout).
+pub fn stdout_lines(child: &mut std::process::Child) -> std::sync::mpsc::Receiver<String> {
+    use std::io::{BufRead, BufReader};
+    let stdout = child.stdout.take().expect("stdout is piped");
+    let (tx, lines) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    lines
+}
+
 /// Reads the binary's log, JSON or text, until the "listening" line; the two addresses.
-fn listening_addrs(lines: &mut impl Iterator<Item = String>) -> (SocketAddr, SocketAddr) {
+pub fn listening_addrs(lines: &mut impl Iterator<Item = String>) -> (SocketAddr, SocketAddr) {
     for line in lines {
         if !line.contains("kspy-webhook listening") {
             continue;

@@ -1,0 +1,118 @@
+//! `kspy-webhook --dev`: a CA and a serving certificate generated into `./.kspy-dev/` (kept
+//! across runs), and a banner that says how to send a review — which works as printed.
+
+#![cfg(unix)]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use common::{client_tls, listening_addrs, response_of, stdout_lines};
+use kspy_webhook::client::{HttpVersion, HttpsConnection};
+
+/// What the banner says: the CA file, the review file and the URL of the curl line.
+struct Banner {
+    ca: PathBuf,
+    review: PathBuf,
+    url: String,
+}
+
+/// Runs `--dev` in `dir` until it prints its banner, sends the review the banner names the way
+/// the curl line does (trusting only the CA it names), stops the process; the banner and
+/// whether the review was allowed.
+async fn dev_run(dir: &Path) -> (Banner, bool) {
+    let policies = concat!(env!("CARGO_MANIFEST_DIR"), "/../policies");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kspy-webhook"))
+        .args(["--dev", "--policies", policies])
+        // Port 0: the default 127.0.0.1:8443 may be taken on a test machine.
+        .args(["--addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0"])
+        .current_dir(dir)
+        .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn kspy-webhook --dev");
+    let lines = stdout_lines(&mut child);
+    let mut lines = lines.iter();
+    let (addr, _) = listening_addrs(&mut lines);
+    let mut ca = None;
+    let mut curl = None;
+    for line in lines.by_ref() {
+        if let Some(path) = line.trim().strip_prefix("CA:") {
+            ca = Some(PathBuf::from(path.trim()));
+        }
+        if line.trim_start().starts_with("curl ") {
+            curl = Some(line);
+            break;
+        }
+    }
+    let ca = ca.expect("the banner names the CA");
+    let curl = curl.expect("the banner has a curl line");
+    let words: Vec<&str> = curl.split_whitespace().collect();
+    let after = |flag: &str| {
+        let at = words.iter().position(|w| *w == flag).expect(flag);
+        words[at + 1].to_owned()
+    };
+    assert_eq!(PathBuf::from(after("--cacert")), ca, "{curl}");
+    let review = PathBuf::from(
+        after("--data-binary")
+            .strip_prefix('@')
+            .expect("@file")
+            .to_owned(),
+    );
+    let url = words.last().expect("url").to_string();
+    assert_eq!(url, format!("https://{addr}/validate"), "{curl}");
+
+    let pem = std::fs::read_to_string(&ca).expect("the CA file exists");
+    let tls = client_tls(&[&pem]);
+    let mut conn = HttpsConnection::connect(addr, "127.0.0.1", &tls, HttpVersion::Http1)
+        .await
+        .expect("TLS with only the printed CA");
+    let body = std::fs::read(&review).expect("the review file exists");
+    let resp = conn
+        .post_json("/validate", body.into())
+        .await
+        .expect("review");
+    assert_eq!(resp.status(), 200);
+    let allowed = response_of(resp.body())["allowed"] == true;
+    drop(conn);
+
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    let exit = tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .expect("join")
+        .expect("wait");
+    assert!(exit.success(), "{exit:?}");
+    (Banner { ca, review, url }, allowed)
+}
+
+#[tokio::test]
+async fn dev_mode_prints_a_curl_line_that_works_and_keeps_its_ca() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (first, allowed) = dev_run(dir.path()).await;
+    assert!(
+        allowed,
+        "the banner's review is the SRE attach the policies allow"
+    );
+    assert_eq!(first.ca, dir.path().join(".kspy-dev/ca.crt"));
+    assert!(
+        first
+            .review
+            .ends_with("policies/fixtures/attach-sre-ptrace.json")
+    );
+    assert!(first.url.starts_with("https://127.0.0.1:"));
+    for file in ["tls.crt", "tls.key", "ca-bundle.b64"] {
+        assert!(dir.path().join(".kspy-dev").join(file).is_file(), "{file}");
+    }
+    let ca = std::fs::read(&first.ca).expect("ca");
+
+    // A second run keeps the CA a user may already trust.
+    let (second, allowed) = dev_run(dir.path()).await;
+    assert!(allowed);
+    assert_eq!(std::fs::read(&second.ca).expect("ca"), ca);
+}

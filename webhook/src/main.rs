@@ -104,25 +104,6 @@ struct Args {
     events: Option<EventsMode>,
 }
 
-/// The Namespaces the DebugPolicyTest suites under `--policies` declare.
-fn declared_namespaces(args: &Args) -> anyhow::Result<NamespaceSource> {
-    let dir = args
-        .policies
-        .clone()
-        .unwrap_or_else(|| PathBuf::from("policies"));
-    let declared = kspy_admission::testing::declared_namespaces(&dir).map_err(|e| {
-        anyhow::anyhow!(
-            "reading the namespaces declared under {}: {e}",
-            dir.display()
-        )
-    })?;
-    tracing::info!(
-        namespaces = declared.len(),
-        "Namespace objects come from the DebugPolicyTest suites"
-    );
-    Ok(NamespaceSource::Static(declared.into_iter().collect()))
-}
-
 /// `--events` values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum EventsMode {
@@ -280,6 +261,25 @@ async fn namespace_source(args: &Args) -> anyhow::Result<NamespaceSource> {
         Err(err) => Err(anyhow::Error::new(err)
             .context("--namespace-lookup api: creating the Kubernetes client")),
     }
+}
+
+/// The Namespaces the DebugPolicyTest suites under `--policies` declare.
+fn declared_namespaces(args: &Args) -> anyhow::Result<NamespaceSource> {
+    let dir = args
+        .policies
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("policies"));
+    let declared = kspy_admission::testing::declared_namespaces(&dir).map_err(|e| {
+        anyhow::anyhow!(
+            "reading the namespaces declared under {}: {e}",
+            dir.display()
+        )
+    })?;
+    tracing::info!(
+        namespaces = declared.len(),
+        "Namespace objects come from the DebugPolicyTest suites"
+    );
+    Ok(NamespaceSource::Static(declared.into_iter().collect()))
 }
 
 /// `--events` as given, else off for a local run (`--dev`), so it never writes to a cluster

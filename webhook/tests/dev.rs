@@ -29,6 +29,7 @@ async fn dev_run(dir: &Path) -> (Banner, bool) {
         .args(["--addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0"])
         .current_dir(dir)
         .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
+        .env_remove("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()

@@ -8,7 +8,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use common::{client_tls, listening_addrs, response_of, stdout_lines};
+use common::{client_tls, listening_addrs, response_of, sigterm, stdout_lines, wait_exit};
 use kspy_webhook::client::{HttpVersion, HttpsConnection};
 
 /// What the banner says: the CA file, the review file and the URL of the curl line.
@@ -79,15 +79,8 @@ async fn dev_run(dir: &Path) -> (Banner, bool) {
     let allowed = response_of(resp.body())["allowed"] == true;
     drop(conn);
 
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .expect("kill");
-    assert!(status.success());
-    let exit = tokio::task::spawn_blocking(move || child.wait())
-        .await
-        .expect("join")
-        .expect("wait");
+    sigterm(&child);
+    let exit = wait_exit(child).await;
     assert!(exit.success(), "{exit:?}");
     (Banner { ca, review, url }, allowed)
 }

@@ -15,15 +15,11 @@ fn client_speaking(
     h: &Harness,
     version: &'static rustls::SupportedProtocolVersion,
 ) -> ClientConfig {
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in kspy_certs::parse_certs(h.certs.ca_cert_pem.as_bytes(), "ca").expect("ca") {
-        roots.add(cert).expect("root");
-    }
     let mut config =
         ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
             .with_protocol_versions(&[version])
             .expect("version")
-            .with_root_certificates(roots)
+            .with_root_certificates(common::ca_roots(&[&h.certs.ca_cert_pem]))
             .with_no_client_auth();
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     config

@@ -100,15 +100,20 @@ pub fn loopback_certs() -> GeneratedCerts {
     .expect("generate certs")
 }
 
-/// A client configuration trusting only the given CA PEMs.
-pub fn client_tls(ca_pems: &[&str]) -> ClientConfig {
+/// A root store holding only the given CA PEMs.
+pub fn ca_roots(ca_pems: &[&str]) -> rustls::RootCertStore {
     let mut roots = rustls::RootCertStore::empty();
     for pem in ca_pems {
         for cert in kspy_certs::parse_certs(pem.as_bytes(), "ca").expect("ca") {
             roots.add(cert).expect("add root");
         }
     }
-    kspy_webhook::tls::client_config(roots, &[b"http/1.1"]).expect("client config")
+    roots
+}
+
+/// A client configuration trusting only the given CA PEMs.
+pub fn client_tls(ca_pems: &[&str]) -> ClientConfig {
+    kspy_webhook::tls::client_config(ca_roots(ca_pems), &[b"http/1.1"]).expect("client config")
 }
 
 impl Harness {
@@ -337,20 +342,31 @@ impl WebhookProcess {
     /// Sends SIGTERM.
     #[cfg(unix)]
     pub fn terminate(&self) {
-        let status = std::process::Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .expect("kill");
-        assert!(status.success());
+        sigterm(&self.child);
     }
 
     /// Waits for the process to exit.
-    pub async fn wait(mut self) -> std::process::ExitStatus {
-        tokio::task::spawn_blocking(move || self.child.wait())
-            .await
-            .expect("join")
-            .expect("wait")
+    pub async fn wait(self) -> std::process::ExitStatus {
+        wait_exit(self.child).await
     }
+}
+
+/// Sends SIGTERM to `child`.
+#[cfg(unix)]
+pub fn sigterm(child: &std::process::Child) {
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+}
+
+/// Waits, off the runtime's workers, for `child` to exit.
+pub async fn wait_exit(mut child: std::process::Child) -> std::process::ExitStatus {
+    tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .expect("join")
+        .expect("wait")
 }
 
 /// The lines a child writes to its piped stdout, as they come (the channel closes when the

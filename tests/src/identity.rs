@@ -121,7 +121,7 @@ impl Identity {
             // kspy's webhook, with what deploy/base/rbac.yaml grants its ServiceAccount.
             Identity::new("kspy-webhook").rules(vec![
                 Rule::new(&["get"], &["namespaces"]),
-                Rule::new(&["create"], &["events"]),
+                Rule::new(&["create", "patch"], &["events"]),
             ]),
             Identity::new("alice").groups(&["sre"]),
             Identity::new("bob").groups(&["dev"]),

@@ -1022,7 +1022,8 @@ fn check_pdb(r: &Rendered, d: &Deployment) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Exactly what the webhook does: get namespaces, create events.k8s.io Events.
+/// Exactly what the webhook does: get namespaces, create events.k8s.io Events and patch
+/// their series.
 fn check_rbac(r: &Rendered, d: &Deployment) -> anyhow::Result<()> {
     let t = &r.target;
     ensure!(
@@ -1051,6 +1052,7 @@ fn check_rbac(r: &Rendered, d: &Deployment) -> anyhow::Result<()> {
     let want: BTreeSet<(String, String, String)> = [
         ("", "namespaces", "get"),
         ("events.k8s.io", "events", "create"),
+        ("events.k8s.io", "events", "patch"),
     ]
     .into_iter()
     .map(|(g, r, v)| (g.to_owned(), r.to_owned(), v.to_owned()))

@@ -702,3 +702,104 @@ async fn created_pods_go_pending_then_running() {
         .await;
     assert!(p.is_some());
 }
+
+/// An Event as kspy's webhook posts it.
+fn decision_event(note: &str) -> k8s_openapi::api::events::v1::Event {
+    serde_json::from_value(json!({
+        "metadata": {"generateName": "web.kspy.", "namespace": "prod"},
+        "eventTime": "2026-11-26T20:00:00.000000Z",
+        "action": "Attach", "reason": "DebugDenied", "type": "Warning", "note": note,
+        "regarding": {"apiVersion": "v1", "kind": "Pod", "name": "web", "namespace": "prod"},
+        "reportingController": "kspy.dev/webhook", "reportingInstance": "kspy-webhook-0",
+    }))
+    .expect("an Event")
+}
+
+#[tokio::test]
+async fn events_take_series_patches_and_refuse_what_the_real_server_refuses() {
+    use k8s_openapi::api::events::v1::Event;
+    let s = server().await;
+    let api: Api<Event> = Api::namespaced(s.client("kspy-webhook").await.unwrap(), "prod");
+    let created = api
+        .create(
+            &PostParams::default(),
+            &decision_event("attach by bob: denied"),
+        )
+        .await
+        .unwrap();
+    let name = created.metadata.name.clone().expect("a generated name");
+    assert!(name.starts_with("web.kspy."), "{name}");
+
+    let series = |count: i64| {
+        Patch::Merge(
+            json!({"series": {"count": count, "lastObservedTime": "2026-11-26T20:01:00.000000Z"}}),
+        )
+    };
+    let patched = api
+        .patch(&name, &PatchParams::default(), &series(2))
+        .await
+        .unwrap();
+    assert_eq!(patched.series.as_ref().map(|s| s.count), Some(2));
+    // The webhook may only create and patch; an admin reads it back.
+    let admin: Api<Event> = Api::namespaced(s.client("admin").await.unwrap(), "prod");
+    let got = admin.get(&name).await.unwrap();
+    assert_eq!(got.series.map(|s| s.count), Some(2));
+    assert_eq!(got.note.as_deref(), Some("attach by bob: denied"));
+
+    // A series of one, a changed note, a series without its time: 422 Invalid.
+    let err = api_err(
+        api.patch(&name, &PatchParams::default(), &series(1))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!((err.code, err.reason.as_str()), (422, "Invalid"));
+    assert!(err.message.contains("series.count"), "{}", err.message);
+    let err = api_err(
+        api.patch(
+            &name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"note": "rewritten"})),
+        )
+        .await
+        .unwrap_err(),
+    );
+    assert!(
+        err.message
+            .contains("note: Invalid value: \"\": field is immutable"),
+        "{}",
+        err.message
+    );
+    let mut bad = decision_event("x");
+    bad.series = Some(k8s_openapi::api::events::v1::EventSeries {
+        count: 1,
+        last_observed_time: k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime(
+            k8s_openapi::jiff::Timestamp::UNIX_EPOCH,
+        ),
+    });
+    let err = api_err(api.create(&PostParams::default(), &bad).await.unwrap_err());
+    assert_eq!(err.code, 422, "{}", err.message);
+
+    // Gone: 404, which a recorder answers by creating the Event anew.
+    let err = api_err(
+        api.patch("web.kspy.gone", &PatchParams::default(), &series(3))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!((err.code, err.reason.as_str()), (404, "NotFound"));
+
+    // RBAC: eve may read pods but not patch events.
+    let eve: Api<Event> = Api::namespaced(s.client("eve").await.unwrap(), "prod");
+    let err = api_err(
+        eve.patch(&name, &PatchParams::default(), &series(3))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(err.code, 403, "{}", err.message);
+    assert_eq!(
+        err.message,
+        format!(
+            "events.events.k8s.io \"{name}\" is forbidden: User \"eve\" cannot patch resource \
+             \"events\" in API group \"events.k8s.io\" in the namespace \"prod\""
+        )
+    );
+}

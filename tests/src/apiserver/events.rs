@@ -1,5 +1,6 @@
-//! `events.k8s.io/v1` Events: create and list in a namespace, validated as the real API
-//! server validates what kspy's webhook sends (the fields a new-style Event must carry).
+//! `events.k8s.io/v1` Events: create, list, get and patch in a namespace, validated as the
+//! real API server validates what kspy's webhook sends (the fields a new-style Event must
+//! carry, a `series` of at least 2, and the fields an update may not change).
 
 use axum::Json;
 use axum::body::Bytes;
@@ -9,7 +10,8 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use super::SharedState;
-use super::pods::authorize;
+use super::patch::{self, PatchKind};
+use super::pods::{authorize, content_type};
 use super::status::{ApiError, FieldError};
 use crate::identity::Identity;
 
@@ -32,7 +34,8 @@ pub async fn create_event(
             "Event in version \"v1\" cannot be handled as a Event: {e}"
         ))
     })?;
-    let errors = validate(&event, &ns);
+    let mut errors = validate(&event, &ns);
+    errors.extend(validate_series(&event));
     if !errors.is_empty() {
         let name = event["metadata"]["name"]
             .as_str()
@@ -60,6 +63,100 @@ pub async fn list_events(
         "items": items,
     }))
     .into_response())
+}
+
+/// `GET /apis/events.k8s.io/v1/namespaces/{ns}/events/{name}`.
+pub async fn get_event(
+    State(state): State<SharedState>,
+    Extension(user): Extension<Identity>,
+    Path((ns, name)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    authorize(&user, "get", "events", None, Some(&ns), Some(&name))?;
+    match state.store().event(&ns, &name) {
+        Some(event) => Ok(Json(event.clone()).into_response()),
+        None => Err(ApiError::not_found("events.events.k8s.io", &name)),
+    }
+}
+
+/// `PATCH /apis/events.k8s.io/v1/namespaces/{ns}/events/{name}` (how a recorder writes a
+/// series count): the patched Event is validated as a new one, then against the stored one.
+pub async fn patch_event(
+    State(state): State<SharedState>,
+    Extension(user): Extension<Identity>,
+    Path((ns, name)): Path<(String, String)>,
+    headers: HeaderMap,
+    uri: Uri,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    state.record("PATCH", &uri.to_string(), &user, &headers, &body);
+    authorize(&user, "patch", "events", None, Some(&ns), Some(&name))?;
+    let kind = PatchKind::from_content_type(&content_type(&headers))?;
+    let mut store = state.store();
+    let Some(old) = store.event(&ns, &name).cloned() else {
+        return Err(ApiError::not_found("events.events.k8s.io", &name));
+    };
+    let new = patch::apply(kind, &old, &body)?;
+    let mut errors = validate(&new, &ns);
+    errors.extend(validate_series(&new));
+    errors.extend(validate_unchanged(&old, &new));
+    if !errors.is_empty() {
+        return Err(ApiError::invalid("Event", &name, &errors));
+    }
+    Ok(Json(store.replace_event(&ns, &name, new)).into_response())
+}
+
+/// The real server's `validateV1EventSeries`: a series counts at least 2 and says when it
+/// was last seen.
+fn validate_series(e: &Value) -> Vec<FieldError> {
+    let series = &e["series"];
+    if series.is_null() {
+        return Vec::new();
+    }
+    let mut errors = Vec::new();
+    if series["count"].as_i64().is_none_or(|n| n < 2) {
+        errors.push(FieldError::invalid(
+            "series.count",
+            "",
+            "should be at least 2",
+        ));
+    }
+    if series["lastObservedTime"]
+        .as_str()
+        .is_none_or(str::is_empty)
+    {
+        errors.push(FieldError::required("series.lastObservedTime", ""));
+    }
+    errors
+}
+
+/// The fields `ValidateEventUpdate` keeps immutable.
+fn validate_unchanged(old: &Value, new: &Value) -> Vec<FieldError> {
+    let mut errors = Vec::new();
+    for field in [
+        "regarding",
+        "related",
+        "reason",
+        "note",
+        "type",
+        "eventTime",
+        "action",
+        "reportingController",
+        "reportingInstance",
+    ] {
+        if old[field] != new[field] {
+            errors.push(FieldError::invalid(field, "", "field is immutable"));
+        }
+    }
+    for field in ["name", "namespace", "uid"] {
+        if old["metadata"][field] != new["metadata"][field] {
+            errors.push(FieldError::invalid(
+                format!("metadata.{field}"),
+                "",
+                "field is immutable",
+            ));
+        }
+    }
+    errors
 }
 
 /// The checks of the real server's `ValidateEventCreate` for events.k8s.io/v1 that an

@@ -230,6 +230,10 @@ fn router(state: SharedState) -> Router {
             "/apis/events.k8s.io/v1/namespaces/{ns}/events",
             g(events::list_events).post(events::create_event),
         )
+        .route(
+            "/apis/events.k8s.io/v1/namespaces/{ns}/events/{name}",
+            g(events::get_event).patch(events::patch_event),
+        )
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), authenticate))
         .with_state(state)

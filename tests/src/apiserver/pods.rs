@@ -564,7 +564,8 @@ async fn update(
     }
 }
 
-fn content_type(headers: &HeaderMap) -> String {
+/// The request's Content-Type, empty when missing or not text.
+pub(super) fn content_type(headers: &HeaderMap) -> String {
     headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())

@@ -88,9 +88,20 @@ impl ApiError {
             Some(s) => format!("{resource}/{s}"),
             None => resource.to_string(),
         };
+        // The harness serves one resource outside the core group: events.k8s.io Events.
+        let group = if resource == "events" {
+            "events.k8s.io"
+        } else {
+            ""
+        };
+        let qualified = if group.is_empty() {
+            resource.to_string()
+        } else {
+            format!("{resource}.{group}")
+        };
         let subject = match name {
-            Some(n) => format!("{resource} \"{n}\""),
-            None => resource.to_string(),
+            Some(n) => format!("{qualified} \"{n}\""),
+            None => qualified,
         };
         let scope = match namespace {
             Some(ns) => format!(" in the namespace \"{ns}\""),
@@ -100,11 +111,11 @@ impl ApiError {
             code: 403,
             reason: "Forbidden".into(),
             message: format!(
-                "{subject} is forbidden: User \"{user}\" cannot {verb} resource \"{full}\" in API group \"\"{scope}"
+                "{subject} is forbidden: User \"{user}\" cannot {verb} resource \"{full}\" in API group \"{group}\"{scope}"
             ),
             details: Some(match name {
-                Some(n) => json!({"name": n, "kind": resource}),
-                None => json!({"kind": resource}),
+                Some(n) => json!({"name": n, "group": group, "kind": resource}),
+                None => json!({"group": group, "kind": resource}),
             }),
         }
     }

@@ -118,6 +118,33 @@ impl Store {
         event
     }
 
+    /// The Event `name` in `namespace`.
+    pub fn event(&self, namespace: &str, name: &str) -> Option<&serde_json::Value> {
+        self.events
+            .iter()
+            .find(|e| e["metadata"]["namespace"] == namespace && e["metadata"]["name"] == name)
+    }
+
+    /// Replaces the Event `name` in `namespace` (which exists) with `event` at a new
+    /// resource version; returns it as stored.
+    pub fn replace_event(
+        &mut self,
+        namespace: &str,
+        name: &str,
+        mut event: serde_json::Value,
+    ) -> serde_json::Value {
+        let rv = self.bump();
+        event["metadata"]["resourceVersion"] = rv.to_string().into();
+        if let Some(slot) = self
+            .events
+            .iter_mut()
+            .find(|e| e["metadata"]["namespace"] == namespace && e["metadata"]["name"] == name)
+        {
+            *slot = event.clone();
+        }
+        event
+    }
+
     /// The Events stored in `namespace`, oldest first.
     pub fn events(&self, namespace: &str) -> Vec<serde_json::Value> {
         self.events

@@ -527,14 +527,18 @@ async fn decisions_are_recorded_as_events_on_the_pod() {
         }
         args
     };
-    let out = env
-        .kspy("bob", &attach("SYS_PTRACE", ""), None)
-        .await
-        .unwrap();
+    // Bob's container has a fixed name, so his retry below is the same decision.
+    let bob = {
+        let mut args = attach("SYS_PTRACE", "");
+        args.extend(["--name", "dbg-bob"]);
+        args
+    };
+    let out = env.kspy("bob", &bob, None).await.unwrap();
     assert!(!out.success(), "{}", out.all());
     let denied = events_about(&env, "web", "DebugDenied", 1).await;
     assert_eq!(denied.len(), 1, "{denied:?}");
     let e = &denied[0];
+    assert!(e.series.is_none(), "a first denial is a single Event");
     assert_eq!(e.type_.as_deref(), Some("Warning"));
     assert_eq!(e.action.as_deref(), Some("Attach"));
     let note = e.note.as_deref().unwrap_or("");
@@ -546,6 +550,26 @@ async fn decisions_are_recorded_as_events_on_the_pod() {
     let regarding = e.regarding.as_ref().expect("regarding");
     assert_eq!(regarding.kind.as_deref(), Some("Pod"));
     assert_eq!(regarding.namespace.as_deref(), Some(env.ns.as_str()));
+
+    // The same denial again is counted on that Event (a series), not posted as a second one.
+    let out = env.kspy("bob", &bob, None).await.unwrap();
+    assert!(!out.success(), "{}", out.all());
+    let mut repeated = None;
+    for _ in 0..100 {
+        let denied = events_about(&env, "web", "DebugDenied", 1).await;
+        assert_eq!(denied.len(), 1, "{denied:?}");
+        if denied[0].series.is_some() {
+            repeated = Some(denied[0].clone());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let repeated = repeated.expect("the repeat written as a series");
+    assert_eq!(repeated.series.map(|s| s.count), Some(2));
+    assert_eq!(
+        repeated.metadata.name, e.metadata.name,
+        "the first Event carries the count"
+    );
 
     let out = env
         .kspy("alice", &attach("SYS_PTRACE", ""), None)

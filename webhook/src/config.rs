@@ -76,6 +76,8 @@ pub struct ServerConfig {
     pub namespaces: NamespaceSource,
     /// Where Kubernetes Events about decisions go (default: nowhere).
     pub events: crate::events::EventSink,
+    /// When repeats of a decision are written as an Event series (default: client-go's).
+    pub event_series: crate::event_series::SeriesTiming,
     /// Testing aid; [`FaultInjection::None`] in production.
     pub fault_injection: FaultInjection,
 }
@@ -101,6 +103,7 @@ impl ServerConfig {
                 .unwrap_or(2),
             namespaces: NamespaceSource::None,
             events: crate::events::EventSink::Off,
+            event_series: crate::event_series::SeriesTiming::default(),
             fault_injection: FaultInjection::None,
         }
     }

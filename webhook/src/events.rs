@@ -3,17 +3,22 @@
 //! show who debugged it, how, and what kspy decided.
 //!
 //! Events are posted in the background: a review never waits on the API server, a full queue
-//! drops the event (counted), and a failed post is logged and counted. Dry-run requests get no
-//! Event, which is why the validating webhook declares `sideEffects: NoneOnDryRun`.
+//! drops the event (counted), and a failed post is logged and counted. Repeats of one
+//! decision are written as a series on the first one's Event (`event_series.rs`). Dry-run
+//! requests get no Event, which is why the validating webhook declares
+//! `sideEffects: NoneOnDryRun`.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use k8s_openapi::api::core::v1::ObjectReference;
-use k8s_openapi::api::events::v1::Event;
+use k8s_openapi::api::events::v1::{Event, EventSeries};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
-use kube::api::{Api, PostParams};
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, Patch, PatchParams, PostParams};
 use tokio::sync::mpsc;
 
+use crate::event_series::{SeriesBook, SeriesTiming, SeriesUpdate, Step};
 use crate::metrics::{EventResult, Metrics};
 
 /// `reportingController` of every Event kspy posts.
@@ -50,8 +55,8 @@ impl std::fmt::Debug for EventSink {
     }
 }
 
-/// What one decision's Event says.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What one decision's Event says. Two equal ones are repeats of one decision.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct DecisionEvent {
     /// The Pod's namespace.
     pub namespace: String,
@@ -175,41 +180,43 @@ impl std::fmt::Debug for EventRecorder {
 
 impl EventRecorder {
     /// Starts the posting task on the current Tokio runtime. `instance` names this webhook
-    /// replica in `reportingInstance`. The task ends when every recorder is dropped.
-    pub fn start(client: kube::Client, instance: String, metrics: Arc<Metrics>) -> Self {
+    /// replica in `reportingInstance`; `timing` says when repeats of a decision are written
+    /// as a series (see [`crate::event_series`]). The task ends when every recorder is
+    /// dropped, or at [`EventRecorder::drain`].
+    pub fn start(
+        client: kube::Client,
+        instance: String,
+        metrics: Arc<Metrics>,
+        timing: SeriesTiming,
+    ) -> Self {
         let (queue, mut rx) = mpsc::channel::<DecisionEvent>(QUEUE_CAPACITY);
-        let task_metrics = Arc::clone(&metrics);
+        let mut poster = Poster {
+            client,
+            instance,
+            metrics: Arc::clone(&metrics),
+            book: SeriesBook::new(timing),
+        };
         let stop = Arc::new(tokio::sync::Notify::new());
         let stopped = Arc::clone(&stop);
         let task = tokio::spawn(async move {
+            let mut check = tokio::time::interval(timing.check_every);
+            check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
-                let decision = tokio::select! {
+                tokio::select! {
                     next = rx.recv() => match next {
-                        Some(decision) => decision,
+                        Some(decision) => poster.decision(decision).await,
                         None => break,
                     },
                     // Closing lets `recv` hand out what is queued, then end the loop.
-                    () = stopped.notified() => {
-                        rx.close();
-                        continue;
-                    }
-                };
-                let event = decision.to_event(&instance, k8s_openapi::jiff::Timestamp::now());
-                let api: Api<Event> = Api::namespaced(client.clone(), &decision.namespace);
-                match api.create(&PostParams::default(), &event).await {
-                    Ok(_) => task_metrics.event(EventResult::Posted),
-                    Err(err) => {
-                        task_metrics.event(EventResult::Failed);
-                        tracing::warn!(
-                            namespace = %decision.namespace,
-                            pod = %decision.pod,
-                            error = %err,
-                            "cannot post the decision Event (the webhook's ServiceAccount needs \
-                             `create` on events.k8s.io events)"
-                        );
+                    () = stopped.notified() => rx.close(),
+                    _ = check.tick() => {
+                        let due = poster.book.due(Instant::now());
+                        poster.write_all(due).await;
                     }
                 }
             }
+            let unwritten = poster.book.unwritten();
+            poster.write_all(unwritten).await;
         });
         EventRecorder {
             queue,
@@ -219,8 +226,9 @@ impl EventRecorder {
         }
     }
 
-    /// On shutdown: takes no new Events (they count as dropped) and posts the queued ones,
-    /// waiting at most `within`; what is left then is lost.
+    /// On shutdown: takes no new Events (they count as dropped), posts the queued ones and
+    /// writes the series counts not written yet, waiting at most `within`; what is left then
+    /// is lost.
     pub async fn drain(&self, within: std::time::Duration) {
         self.stop.notify_one();
         let task = self
@@ -245,6 +253,106 @@ impl EventRecorder {
     }
 }
 
+/// The posting task's side: makes the API calls the series book asks for.
+struct Poster {
+    client: kube::Client,
+    instance: String,
+    metrics: Arc<Metrics>,
+    book: SeriesBook,
+}
+
+impl Poster {
+    async fn decision(&mut self, decision: DecisionEvent) {
+        let wall = Timestamp::now();
+        match self.book.observe(&decision, Instant::now(), wall) {
+            Step::Create => {
+                if let Some(name) = self.create(&decision, None).await {
+                    self.book.created(&decision, name, Instant::now(), wall);
+                }
+            }
+            Step::Update(update) => {
+                self.metrics.event(EventResult::Repeated);
+                self.write(*update).await;
+            }
+            Step::Counted => self.metrics.event(EventResult::Repeated),
+        }
+    }
+
+    async fn write_all(&mut self, updates: Vec<SeriesUpdate>) {
+        for update in updates {
+            self.write(update).await;
+        }
+    }
+
+    /// Creates `decision`'s Event, with `series` when it stands for repeats; its name.
+    async fn create(
+        &self,
+        decision: &DecisionEvent,
+        series: Option<EventSeries>,
+    ) -> Option<String> {
+        let mut event = decision.to_event(&self.instance, Timestamp::now());
+        event.series = series;
+        let api: Api<Event> = Api::namespaced(self.client.clone(), &decision.namespace);
+        match api.create(&PostParams::default(), &event).await {
+            Ok(created) => {
+                self.metrics.event(EventResult::Posted);
+                created.metadata.name
+            }
+            Err(err) => {
+                self.metrics.event(EventResult::Failed);
+                tracing::warn!(
+                    namespace = %decision.namespace,
+                    pod = %decision.pod,
+                    error = %err,
+                    "cannot post the decision Event (the webhook's ServiceAccount needs \
+                     `create` on events.k8s.io events)"
+                );
+                None
+            }
+        }
+    }
+
+    /// Writes a series count onto its Event; creates the Event anew, series and all, when it
+    /// has gone (Events expire, an hour after their last write by default).
+    async fn write(&mut self, update: SeriesUpdate) {
+        let series = EventSeries {
+            count: update.count,
+            last_observed_time: MicroTime(update.last_observed),
+        };
+        let count = u32::try_from(update.count).unwrap_or(0);
+        let api: Api<Event> = Api::namespaced(self.client.clone(), &update.decision.namespace);
+        let patch = serde_json::json!({ "series": &series });
+        match api
+            .patch(&update.name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+        {
+            Ok(_) => {
+                self.metrics.event(EventResult::Updated);
+                self.book.written(&update.decision, count, Instant::now());
+            }
+            Err(kube::Error::Api(status)) if status.is_not_found() => {
+                if let Some(name) = self.create(&update.decision, Some(series)).await {
+                    self.book
+                        .recreated(&update.decision, name, count, Instant::now());
+                }
+            }
+            Err(err) => {
+                self.metrics.event(EventResult::Failed);
+                // Not retried until the next repeat or heartbeat: a refusal would repeat.
+                self.book.written(&update.decision, count, Instant::now());
+                tracing::warn!(
+                    namespace = %update.decision.namespace,
+                    event = %update.name,
+                    count = update.count,
+                    error = %err,
+                    "cannot write the count of a repeated decision onto its Event (the \
+                     webhook's ServiceAccount needs `patch` on events.k8s.io events)"
+                );
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -265,7 +373,7 @@ mod tests {
 
     #[test]
     fn a_denial_is_a_warning_regarding_the_pod_with_the_reason() {
-        let now = k8s_openapi::jiff::Timestamp::from_second(1_790_000_000).expect("time");
+        let now = Timestamp::from_second(1_790_000_000).expect("time");
         let e = denied().to_event("kspy-webhook-abc", now);
         assert_eq!(e.type_.as_deref(), Some("Warning"));
         assert_eq!(e.reason.as_deref(), Some("DebugDenied"));
@@ -300,7 +408,7 @@ mod tests {
         d.allowed = true;
         d.message.clear();
         d.policies = vec!["sre-debug".into(), "audit".into()];
-        let e = d.to_event("i", k8s_openapi::jiff::Timestamp::UNIX_EPOCH);
+        let e = d.to_event("i", Timestamp::UNIX_EPOCH);
         assert_eq!(e.type_.as_deref(), Some("Normal"));
         assert_eq!(e.reason.as_deref(), Some("DebugAllowed"));
         assert_eq!(
@@ -313,10 +421,7 @@ mod tests {
     fn a_long_note_is_cut_to_the_api_limit_on_a_character_boundary() {
         let mut d = denied();
         d.message = "é".repeat(2000);
-        let note = d
-            .to_event("i", k8s_openapi::jiff::Timestamp::UNIX_EPOCH)
-            .note
-            .expect("note");
+        let note = d.to_event("i", Timestamp::UNIX_EPOCH).note.expect("note");
         assert!(note.len() <= NOTE_MAX_BYTES, "{}", note.len());
         assert!(note.ends_with("é…"), "{note}");
         assert_eq!(truncated("short".into(), 10), "short");

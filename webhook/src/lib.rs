@@ -31,6 +31,7 @@ pub mod config;
 pub mod duration;
 pub mod engine_cell;
 pub mod error;
+pub mod event_series;
 pub mod events;
 pub mod floor;
 pub mod load;

@@ -14,7 +14,7 @@
 //! | `kspy_policies_loaded` | gauge | |
 //! | `kspy_cert_reloads_total` | counter | `result` (`success` / `failure`) |
 //! | `kspy_cert_expiry_timestamp_seconds` | gauge | |
-//! | `kspy_events_total` | counter | `result` (`posted` / `failed` / `dropped`) |
+//! | `kspy_events_total` | counter | `result` (`posted` / `repeated` / `updated` / `failed` / `dropped`) |
 //!
 //! In `kspy_reviews_total`, `policy` is the comma-joined list of the policies that applied
 //! (`none` when none did), so the series add up to the number of reviews;
@@ -166,9 +166,14 @@ impl InternalError {
 /// What became of a decision's Kubernetes Event (the `result` label of `kspy_events_total`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EventResult {
-    /// The API server accepted it.
+    /// The API server created it.
     Posted,
-    /// The API server refused it, or could not be reached.
+    /// A repeat of a decision whose Event exists: counted into that Event's series, with no
+    /// Event of its own.
+    Repeated,
+    /// A series count written onto an Event.
+    Updated,
+    /// The API server refused a create or a series write, or could not be reached.
     Failed,
     /// The queue was full; never sent.
     Dropped,
@@ -178,6 +183,8 @@ impl EventResult {
     fn label(self) -> &'static str {
         match self {
             EventResult::Posted => "posted",
+            EventResult::Repeated => "repeated",
+            EventResult::Updated => "updated",
             EventResult::Failed => "failed",
             EventResult::Dropped => "dropped",
         }
@@ -431,7 +438,7 @@ impl Metrics {
             &mut out,
             "kspy_events_total",
             "counter",
-            "Kubernetes Events about decisions, by result; a dropped Event found its queue full.",
+            "Kubernetes Events about decisions, by result: posted (created), repeated (counted into an earlier Event's series), updated (series count written), failed, dropped (queue full).",
         );
         self.events.render(&mut out, "kspy_events_total");
         out

@@ -154,6 +154,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, WebhookError> 
                     client.clone(),
                     instance.clone(),
                     metrics.clone(),
+                    config.event_series,
                 ))
             }
         },

@@ -1,6 +1,7 @@
 //! Kubernetes Events about decisions, posted to a local stand-in for the API server's
-//! `POST /apis/events.k8s.io/v1/namespaces/{ns}/events`: which reviews leave one, what it
-//! says, failures counted, and the queue posted before shutdown completes.
+//! `POST /apis/events.k8s.io/v1/namespaces/{ns}/events` and `PATCH …/events/{name}`: which
+//! reviews leave one, what it says, repeats written as a series, failures counted, and the
+//! queue posted before shutdown completes.
 
 mod common;
 
@@ -12,8 +13,9 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{patch, post};
 use common::{Harness, eventually, fixture};
+use kspy_webhook::event_series::SeriesTiming;
 use kspy_webhook::events::EventSink;
 use kspy_webhook::metrics::EventResult;
 use serde_json::Value;
@@ -21,44 +23,108 @@ use serde_json::Value;
 #[derive(Clone)]
 struct FakeApi {
     posted: Arc<Mutex<Vec<(String, Value)>>>,
+    /// `(namespace, name, merge patch)` of each series write.
+    patched: Arc<Mutex<Vec<(String, String, Value)>>>,
     /// How long each create takes.
     delay: Duration,
     /// The status every create answers with.
     status: StatusCode,
+    /// Whether patches find their Event (false: every Event has gone).
+    keep_events: bool,
 }
 
 impl FakeApi {
     fn posted(&self) -> Vec<(String, Value)> {
         self.posted.lock().expect("lock").clone()
     }
+
+    fn patched(&self) -> Vec<(String, String, Value)> {
+        self.patched.lock().expect("lock").clone()
+    }
+}
+
+fn status(code: StatusCode, reason: &str, message: &str) -> Response {
+    let status = serde_json::json!({
+        "kind": "Status", "apiVersion": "v1", "status": "Failure", "code": code.as_u16(),
+        "reason": reason, "message": message,
+    });
+    (code, axum::Json(status)).into_response()
 }
 
 async fn create_event(State(api): State<FakeApi>, Path(ns): Path<String>, body: Bytes) -> Response {
     tokio::time::sleep(api.delay).await;
     if !api.status.is_success() {
-        let status = serde_json::json!({
-            "kind": "Status", "apiVersion": "v1", "status": "Failure", "code": api.status.as_u16(),
-            "reason": "Forbidden",
-            "message": "events.events.k8s.io is forbidden: User \"system:serviceaccount:kspy-system:kspy-webhook\" cannot create resource \"events\""
-        });
-        return (api.status, axum::Json(status)).into_response();
+        return status(
+            api.status,
+            "Forbidden",
+            "events.events.k8s.io is forbidden: User \"system:serviceaccount:kspy-system:kspy-webhook\" cannot create resource \"events\"",
+        );
     }
-    let event: Value = serde_json::from_slice(&body).expect("an Event");
-    api.posted.lock().expect("lock").push((ns, event.clone()));
+    let mut event: Value = serde_json::from_slice(&body).expect("an Event");
+    let mut posted = api.posted.lock().expect("lock");
+    // The name the API server makes from generateName.
+    let name = format!(
+        "{}{}",
+        event["metadata"]["generateName"].as_str().unwrap_or(""),
+        posted.len()
+    );
+    event["metadata"]["name"] = Value::String(name);
+    posted.push((ns, event.clone()));
     (StatusCode::CREATED, axum::Json(event)).into_response()
 }
 
-/// A webhook posting Events to a fake API server answering `status` after `delay`.
-async fn start(delay: Duration, status: StatusCode) -> (Harness, FakeApi) {
-    let api = FakeApi {
+async fn patch_event(
+    State(api): State<FakeApi>,
+    Path((ns, name)): Path<(String, String)>,
+    headers: axum::http::HeaderMap,
+    body: Bytes,
+) -> Response {
+    assert_eq!(
+        headers[axum::http::header::CONTENT_TYPE],
+        "application/merge-patch+json"
+    );
+    let posted = api.posted();
+    let found = posted
+        .iter()
+        .find(|(n, e)| *n == ns && e["metadata"]["name"] == name.as_str());
+    let Some((_, event)) = found.filter(|_| api.keep_events) else {
+        return status(
+            StatusCode::NOT_FOUND,
+            "NotFound",
+            &format!("events.events.k8s.io \"{name}\" not found"),
+        );
+    };
+    let patch: Value = serde_json::from_slice(&body).expect("a merge patch");
+    let mut event = event.clone();
+    json_patch::merge(&mut event, &patch);
+    api.patched.lock().expect("lock").push((ns, name, patch));
+    (StatusCode::OK, axum::Json(event)).into_response()
+}
+
+/// A webhook posting Events to a fake API server answering creates with `status` after
+/// `delay`; `tweak` adjusts the fake and the webhook's series timing.
+async fn start_with(
+    delay: Duration,
+    status: StatusCode,
+    tweak: impl FnOnce(&mut FakeApi, &mut SeriesTiming),
+) -> (Harness, FakeApi) {
+    let mut api = FakeApi {
         posted: Arc::default(),
+        patched: Arc::default(),
         delay,
         status,
+        keep_events: true,
     };
+    let mut timing = SeriesTiming::default();
+    tweak(&mut api, &mut timing);
     let app = Router::new()
         .route(
             "/apis/events.k8s.io/v1/namespaces/{ns}/events",
             post(create_event),
+        )
+        .route(
+            "/apis/events.k8s.io/v1/namespaces/{ns}/events/{name}",
+            patch(patch_event),
         )
         .with_state(api.clone());
     let client = common::fake_api(app).await;
@@ -67,9 +133,14 @@ async fn start(delay: Duration, status: StatusCode) -> (Harness, FakeApi) {
             client,
             instance: "kspy-webhook-test".into(),
         };
+        c.event_series = timing;
     })
     .await;
     (h, api)
+}
+
+async fn start(delay: Duration, status: StatusCode) -> (Harness, FakeApi) {
+    start_with(delay, status, |_, _| {}).await
 }
 
 /// `name` with `request.dryRun` set.
@@ -158,18 +229,145 @@ async fn a_refused_event_is_counted_and_the_review_still_answered() {
     h.server.shutdown().await;
 }
 
+/// `name` sent by `user`.
+fn sent_by(name: &str, user: &str) -> Bytes {
+    let mut v: Value = serde_json::from_slice(&fixture(name)).expect("fixture");
+    v["request"]["userInfo"]["username"] = Value::String(user.into());
+    Bytes::from(serde_json::to_vec(&v).expect("json"))
+}
+
 #[tokio::test]
 async fn queued_events_are_posted_before_shutdown_completes() {
     // Each create takes 150 ms: three reviews answered at once leave Events queued.
     let (h, api) = start(Duration::from_millis(150), StatusCode::CREATED).await;
-    for _ in 0..3 {
-        assert_eq!(
-            h.post_fixture("/validate", "attach-denied.json").await.0,
-            200
-        );
+    for user in ["bob", "carol", "dave"] {
+        let (status, _) = h
+            .post("/validate", sent_by("attach-denied.json", user))
+            .await;
+        assert_eq!(status, 200);
     }
     let metrics = h.server.metrics().clone();
     h.server.shutdown().await;
     assert_eq!(api.posted().len(), 3, "every queued Event posted by then");
     assert_eq!(metrics.events_total(EventResult::Posted), 3);
+}
+
+/// Sends the denied attach `times` times; each is answered 200.
+async fn deny(h: &Harness, times: usize) {
+    for _ in 0..times {
+        assert_eq!(
+            h.post_fixture("/validate", "attach-denied.json").await.0,
+            200
+        );
+    }
+}
+
+/// Waits until `check` holds of what the fake API server received.
+async fn until(api: &FakeApi, what: &str, check: fn(&FakeApi) -> bool) {
+    eventually(what, Duration::from_secs(5), || {
+        let api = api.clone();
+        async move { check(&api) }
+    })
+    .await;
+}
+
+/// The name of the `i`th Event created.
+fn created_name(api: &FakeApi, i: usize) -> String {
+    api.posted()[i].1["metadata"]["name"]
+        .as_str()
+        .expect("name")
+        .to_owned()
+}
+
+/// The series of the Event `name`, from each merge patch written onto it.
+fn series_counts(api: &FakeApi, name: &str) -> Vec<i64> {
+    api.patched()
+        .iter()
+        .filter(|(_, n, _)| n == name)
+        .map(|(_, _, p)| {
+            assert!(p["series"]["lastObservedTime"].is_string(), "{p}");
+            assert_eq!(
+                p.as_object().map(|o| o.len()),
+                Some(1),
+                "only the series: {p}"
+            );
+            p["series"]["count"].as_i64().expect("count")
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn repeats_of_one_decision_become_a_series_on_its_event() {
+    let (h, api) = start(Duration::ZERO, StatusCode::CREATED).await;
+    deny(&h, 4).await;
+    // Another user's identical request is another decision.
+    let (status, _) = h
+        .post("/validate", sent_by("attach-denied.json", "carol"))
+        .await;
+    assert_eq!(status, 200);
+    let metrics = h.server.metrics().clone();
+    until(&api, "the first repeat written", |api| {
+        !api.patched().is_empty() && api.posted().len() == 2
+    })
+    .await;
+    let posted = api.posted();
+    let name = created_name(&api, 0);
+    assert!(posted[0].1["series"].is_null(), "a new Event has no series");
+    assert!(posted[1].1["note"].as_str().unwrap_or("").contains("carol"));
+    // The first repeat at once; the next two only counted while the series goes on.
+    assert_eq!(series_counts(&api, &name), [2]);
+    assert_eq!(metrics.events_total(EventResult::Repeated), 3);
+    assert_eq!(metrics.events_total(EventResult::Updated), 1);
+
+    // Shutdown writes the count not written yet.
+    h.server.shutdown().await;
+    assert_eq!(series_counts(&api, &name), [2, 4]);
+    assert_eq!(api.posted().len(), 2, "no Event of their own");
+    assert_eq!(metrics.events_total(EventResult::Posted), 2);
+    assert_eq!(metrics.events_total(EventResult::Updated), 2);
+}
+
+#[tokio::test]
+async fn an_ended_series_gets_its_final_count_and_a_later_repeat_a_new_event() {
+    let (h, api) = start_with(Duration::ZERO, StatusCode::CREATED, |_, timing| {
+        timing.window = Duration::from_millis(400);
+        timing.check_every = Duration::from_millis(50);
+    })
+    .await;
+    deny(&h, 3).await;
+    until(&api, "the final count written", |api| {
+        api.patched().len() == 2
+    })
+    .await;
+    assert_eq!(series_counts(&api, &created_name(&api, 0)), [2, 3]);
+    deny(&h, 1).await;
+    until(&api, "a new Event", |api| api.posted().len() == 2).await;
+    h.server.shutdown().await;
+    assert_eq!(
+        api.patched().len(),
+        2,
+        "the new Event is a single occurrence"
+    );
+}
+
+#[tokio::test]
+async fn a_series_whose_event_has_gone_is_created_anew_with_its_count() {
+    let (h, api) = start_with(Duration::ZERO, StatusCode::CREATED, |fake, _| {
+        fake.keep_events = false;
+    })
+    .await;
+    deny(&h, 2).await;
+    until(&api, "the series created anew", |api| {
+        api.posted().len() == 2
+    })
+    .await;
+    let posted = api.posted();
+    let again = &posted[1].1;
+    assert_eq!(again["series"]["count"], 2, "{again}");
+    assert!(again["series"]["lastObservedTime"].is_string(), "{again}");
+    assert_eq!(again["note"], posted[0].1["note"]);
+    let metrics = h.server.metrics().clone();
+    h.server.shutdown().await;
+    assert_eq!(metrics.events_total(EventResult::Failed), 0);
+    assert_eq!(metrics.events_total(EventResult::Posted), 2);
 }

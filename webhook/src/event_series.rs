@@ -1,0 +1,455 @@
+//! Repeats of one decision become one Event with a `series`, as client-go's events.k8s.io
+//! recorder does, so a script retrying a denied debug request does not flood the API server
+//! (and `kubectl events`) with one identical Event per attempt.
+//!
+//! - The first time a decision is seen, its Event is created.
+//! - The first repeat patches that Event's `series` (`count: 2`) at once, so the Event shows
+//!   that it repeats.
+//! - Later repeats are only counted here. Their count is written when the series ends (no
+//!   repeat for [`SeriesTiming::window`]), at each [`SeriesTiming::heartbeat`] of a series
+//!   that goes on, and at shutdown.
+//!
+//! Two decisions repeat each other only when their Events would say exactly the same thing:
+//! same Pod (and uid), action, verdict, user, containers, policies and reason. client-go
+//! folds Events that differ in their note; kspy does not, because the note says who debugged
+//! what, and a series keeps the note of its first Event only.
+//!
+//! This file is the bookkeeping alone, with the clock passed in; the posting task in
+//! `events.rs` makes the API calls it asks for.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::jiff::Timestamp;
+
+use crate::events::DecisionEvent;
+
+/// When series end and how often the posting task looks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SeriesTiming {
+    /// A series ends after this long without a repeat; its final count is written then.
+    /// client-go's `finishTime`: 6 minutes.
+    pub window: Duration,
+    /// A series that goes on has its count written at least this often. client-go's
+    /// `refreshTime`: 30 minutes.
+    pub heartbeat: Duration,
+    /// How often the posting task checks for ended series and heartbeats.
+    pub check_every: Duration,
+}
+
+impl Default for SeriesTiming {
+    fn default() -> Self {
+        SeriesTiming {
+            window: Duration::from_secs(6 * 60),
+            heartbeat: Duration::from_secs(30 * 60),
+            check_every: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Decisions remembered at most; a new decision beyond it is posted as an Event of its own
+/// and not followed for repeats.
+pub const CAPACITY: usize = 4096;
+
+/// What the posting task does about one decision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// Not seen within the window: create its Event, then report its name with
+    /// [`SeriesBook::created`].
+    Create,
+    /// The first repeat: write the series now.
+    Update(Box<SeriesUpdate>),
+    /// A later repeat: counted, written later.
+    Counted,
+}
+
+/// A series count to write onto an Event already created.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeriesUpdate {
+    /// The decision the Event is about (to create it anew if it has gone).
+    pub decision: DecisionEvent,
+    /// The Event's name, as the API server gave it.
+    pub name: String,
+    /// `series.count`: how many times the decision was seen, the first included (at least 2).
+    pub count: i32,
+    /// `series.lastObservedTime`.
+    pub last_observed: Timestamp,
+}
+
+#[derive(Debug)]
+struct Entry {
+    name: String,
+    seen: u32,
+    written: u32,
+    last_seen: Instant,
+    last_observed: Timestamp,
+    last_written: Instant,
+}
+
+impl Entry {
+    fn update(&self, decision: &DecisionEvent) -> SeriesUpdate {
+        SeriesUpdate {
+            decision: decision.clone(),
+            name: self.name.clone(),
+            count: i32::try_from(self.seen).unwrap_or(i32::MAX),
+            last_observed: self.last_observed,
+        }
+    }
+}
+
+/// The decisions whose Events were created within the window, with their repeat counts.
+#[derive(Debug)]
+pub struct SeriesBook {
+    timing: SeriesTiming,
+    entries: HashMap<DecisionEvent, Entry>,
+    /// Final counts of series found ended by [`SeriesBook::observe`], for the next `due`.
+    ended: Vec<SeriesUpdate>,
+}
+
+impl SeriesBook {
+    /// An empty book.
+    pub fn new(timing: SeriesTiming) -> Self {
+        SeriesBook {
+            timing,
+            entries: HashMap::new(),
+            ended: Vec::new(),
+        }
+    }
+
+    /// Notes one decision seen at `now` (`wall` on the wall clock) and says what to post.
+    pub fn observe(&mut self, decision: &DecisionEvent, now: Instant, wall: Timestamp) -> Step {
+        let window = self.timing.window;
+        let Some(entry) = self.entries.get_mut(decision) else {
+            return Step::Create;
+        };
+        if now.saturating_duration_since(entry.last_seen) >= window {
+            // The series ended but was not collected yet: its count is written at the next
+            // `due`, and this occurrence starts a new Event.
+            if entry.seen > entry.written {
+                self.ended.push(entry.update(decision));
+            }
+            self.entries.remove(decision);
+            return Step::Create;
+        }
+        entry.seen = entry.seen.saturating_add(1);
+        entry.last_seen = now;
+        entry.last_observed = wall;
+        if entry.written < 2 {
+            Step::Update(Box::new(entry.update(decision)))
+        } else {
+            Step::Counted
+        }
+    }
+
+    /// Remembers that the API server created `decision`'s new Event as `name` at `now`
+    /// (`wall` on the wall clock). Beyond [`CAPACITY`] the decision is not followed.
+    pub fn created(
+        &mut self,
+        decision: &DecisionEvent,
+        name: String,
+        now: Instant,
+        wall: Timestamp,
+    ) {
+        if !self.entries.contains_key(decision) && self.entries.len() >= CAPACITY {
+            return;
+        }
+        self.entries.insert(
+            decision.clone(),
+            Entry {
+                name,
+                seen: 1,
+                written: 1,
+                last_seen: now,
+                last_observed: wall,
+                last_written: now,
+            },
+        );
+    }
+
+    /// Remembers that a series whose Event had gone was created anew as `name`, with `count`
+    /// occurrences on it. A series no longer followed stays forgotten.
+    pub fn recreated(&mut self, decision: &DecisionEvent, name: String, count: u32, now: Instant) {
+        if let Some(entry) = self.entries.get_mut(decision) {
+            entry.name = name;
+            entry.written = entry.written.max(count);
+            entry.last_written = now;
+        }
+    }
+
+    /// Records that `count` occurrences of `decision` are now on its Event (or that writing
+    /// them failed and should not be retried until the next repeat).
+    pub fn written(&mut self, decision: &DecisionEvent, count: u32, now: Instant) {
+        if let Some(entry) = self.entries.get_mut(decision) {
+            entry.written = entry.written.max(count);
+            entry.last_written = now;
+        }
+    }
+
+    /// Forgets `decision`, so its next occurrence creates a new Event.
+    pub fn forget(&mut self, decision: &DecisionEvent) {
+        self.entries.remove(decision);
+    }
+
+    /// At `now`: the counts to write for series that ended (forgotten here) or are due a
+    /// heartbeat; decisions not repeated within the window are forgotten.
+    pub fn due(&mut self, now: Instant) -> Vec<SeriesUpdate> {
+        let SeriesTiming {
+            window, heartbeat, ..
+        } = self.timing;
+        let mut updates = std::mem::take(&mut self.ended);
+        self.entries.retain(|decision, entry| {
+            let ended = now.saturating_duration_since(entry.last_seen) >= window;
+            let unwritten = entry.seen > entry.written;
+            if unwritten
+                && (ended || now.saturating_duration_since(entry.last_written) >= heartbeat)
+            {
+                updates.push(entry.update(decision));
+            }
+            !ended
+        });
+        updates
+    }
+
+    /// At shutdown: every count not written yet.
+    pub fn unwritten(&mut self) -> Vec<SeriesUpdate> {
+        let mut updates = std::mem::take(&mut self.ended);
+        updates.extend(
+            self.entries
+                .iter()
+                .filter(|(_, entry)| entry.seen > entry.written)
+                .map(|(decision, entry)| entry.update(decision)),
+        );
+        updates
+    }
+
+    /// How many decisions it remembers.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether it remembers none.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decision(user: &str) -> DecisionEvent {
+        DecisionEvent {
+            namespace: "shop".into(),
+            pod: "checkout".into(),
+            pod_uid: Some("uid-1".into()),
+            action: "attach".into(),
+            allowed: false,
+            user: user.into(),
+            policies: vec!["sre-debug".into()],
+            subjects: vec!["debugger-x2k".into()],
+            message: "capability SYS_ADMIN is not granted".into(),
+        }
+    }
+
+    fn timing() -> SeriesTiming {
+        SeriesTiming {
+            window: Duration::from_secs(360),
+            heartbeat: Duration::from_secs(1800),
+            check_every: Duration::from_secs(30),
+        }
+    }
+
+    fn wall(second: i64) -> Timestamp {
+        Timestamp::from_second(1_790_000_000 + second).expect("time")
+    }
+
+    /// A book holding `d`'s Event `ev-1`, created at `t0`.
+    fn book_with(d: &DecisionEvent, t0: Instant) -> SeriesBook {
+        let mut book = SeriesBook::new(timing());
+        assert_eq!(book.observe(d, t0, wall(0)), Step::Create);
+        book.created(d, "ev-1".into(), t0, wall(0));
+        book
+    }
+
+    #[test]
+    fn the_first_repeat_is_written_at_once_and_later_ones_counted() {
+        let t0 = Instant::now();
+        let d = decision("bob");
+        let mut book = book_with(&d, t0);
+        let step = book.observe(&d, t0 + Duration::from_secs(5), wall(5));
+        let Step::Update(update) = step else {
+            panic!("{step:?}")
+        };
+        assert_eq!(update.name, "ev-1");
+        assert_eq!(update.count, 2);
+        assert_eq!(update.last_observed, wall(5));
+        book.written(&d, 2, t0 + Duration::from_secs(5));
+        for s in 6..9 {
+            assert_eq!(
+                book.observe(&d, t0 + Duration::from_secs(s), wall(s as i64)),
+                Step::Counted
+            );
+        }
+        // Nothing is due while the series goes on, short of a heartbeat.
+        assert!(book.due(t0 + Duration::from_secs(60)).is_empty());
+        assert_eq!(book.unwritten()[0].count, 5);
+    }
+
+    #[test]
+    fn a_repeat_before_the_write_of_the_first_is_confirmed_is_written_too() {
+        let t0 = Instant::now();
+        let d = decision("bob");
+        let mut book = book_with(&d, t0);
+        assert!(matches!(book.observe(&d, t0, wall(1)), Step::Update(u) if u.count == 2));
+        // The write of count 2 failed to be confirmed (not `written`): the next one tries 3.
+        assert!(matches!(book.observe(&d, t0, wall(2)), Step::Update(u) if u.count == 3));
+    }
+
+    #[test]
+    fn an_ended_series_gets_its_final_count_and_is_forgotten() {
+        let t0 = Instant::now();
+        let d = decision("bob");
+        let mut book = book_with(&d, t0);
+        book.observe(&d, t0 + Duration::from_secs(1), wall(1));
+        book.written(&d, 2, t0 + Duration::from_secs(1));
+        book.observe(&d, t0 + Duration::from_secs(2), wall(2));
+        let last = t0 + Duration::from_secs(2);
+        assert!(book.due(last + Duration::from_secs(359)).is_empty());
+        let due = book.due(last + Duration::from_secs(360));
+        assert_eq!(due.len(), 1, "{due:?}");
+        assert_eq!(due[0].count, 3);
+        assert_eq!(due[0].last_observed, wall(2));
+        assert!(book.is_empty());
+        // The next occurrence starts a new Event.
+        assert_eq!(
+            book.observe(&d, last + Duration::from_secs(400), wall(400)),
+            Step::Create
+        );
+    }
+
+    #[test]
+    fn a_decision_never_repeated_is_forgotten_after_the_window_without_a_write() {
+        let t0 = Instant::now();
+        let d = decision("bob");
+        let mut book = book_with(&d, t0);
+        assert!(book.due(t0 + Duration::from_secs(360)).is_empty());
+        assert!(book.is_empty());
+    }
+
+    #[test]
+    fn a_repeat_after_the_window_creates_a_new_event_and_the_old_count_is_still_written() {
+        let t0 = Instant::now();
+        let d = decision("bob");
+        let mut book = book_with(&d, t0);
+        book.observe(&d, t0, wall(0));
+        book.written(&d, 2, t0);
+        book.observe(&d, t0 + Duration::from_secs(1), wall(1));
+        // No `due` ran in between (the check is periodic).
+        let later = t0 + Duration::from_secs(400);
+        assert_eq!(book.observe(&d, later, wall(400)), Step::Create);
+        book.created(&d, "ev-2".into(), later, wall(400));
+        let due = book.due(later);
+        assert_eq!(due.len(), 1, "{due:?}");
+        assert_eq!((due[0].name.as_str(), due[0].count), ("ev-1", 3));
+        assert!(book.due(later).is_empty(), "written once");
+    }
+
+    #[test]
+    fn a_long_series_is_written_at_each_heartbeat() {
+        let t0 = Instant::now();
+        let d = decision("bob");
+        let mut book = book_with(&d, t0);
+        book.observe(&d, t0, wall(0));
+        book.written(&d, 2, t0);
+        // One repeat a minute for 31 minutes: the series never ends.
+        let mut now = t0;
+        for minute in 1..=31 {
+            now = t0 + Duration::from_secs(60 * minute);
+            assert_eq!(
+                book.observe(&d, now, wall(60 * minute as i64)),
+                Step::Counted
+            );
+            if minute < 30 {
+                assert!(book.due(now).is_empty(), "minute {minute}");
+            }
+        }
+        let due = book.due(now);
+        assert_eq!(due.len(), 1);
+        assert_eq!(due[0].count, 33);
+        book.written(&d, 33, now);
+        assert!(book.due(now + Duration::from_secs(60)).is_empty());
+        assert_eq!(book.len(), 1, "still going on");
+    }
+
+    #[test]
+    fn a_series_created_anew_keeps_counting_on_the_new_event() {
+        let t0 = Instant::now();
+        let d = decision("bob");
+        let mut book = book_with(&d, t0);
+        let Step::Update(first) = book.observe(&d, t0, wall(1)) else {
+            panic!("the first repeat is written")
+        };
+        // Its Event had gone; the poster created it anew with count 2.
+        book.recreated(&d, "ev-new".into(), 2, t0);
+        assert_eq!(book.observe(&d, t0, wall(2)), Step::Counted);
+        assert_eq!(first.name, "ev-1");
+        let unwritten = book.unwritten();
+        assert_eq!(
+            (unwritten[0].name.as_str(), unwritten[0].count),
+            ("ev-new", 3)
+        );
+        // An ended series is not followed again because its final write re-created it.
+        let mut ended = SeriesBook::new(timing());
+        ended.recreated(&d, "ev-old".into(), 5, t0);
+        assert!(ended.is_empty());
+    }
+
+    #[test]
+    fn different_decisions_are_different_series() {
+        let t0 = Instant::now();
+        let bob = decision("bob");
+        let mut book = book_with(&bob, t0);
+        assert_eq!(book.observe(&decision("carol"), t0, wall(0)), Step::Create);
+        let mut other_container = decision("bob");
+        other_container.subjects = vec!["debugger-q7m".into()];
+        assert_eq!(book.observe(&other_container, t0, wall(0)), Step::Create);
+        let mut allowed = decision("bob");
+        allowed.allowed = true;
+        assert_eq!(book.observe(&allowed, t0, wall(0)), Step::Create);
+    }
+
+    #[test]
+    fn a_failed_create_is_not_remembered_so_the_next_occurrence_creates_again() {
+        let t0 = Instant::now();
+        let d = decision("bob");
+        let mut book = SeriesBook::new(timing());
+        assert_eq!(book.observe(&d, t0, wall(0)), Step::Create);
+        // No `created`: the API server refused it.
+        assert_eq!(book.observe(&d, t0, wall(0)), Step::Create);
+        book.forget(&d);
+        assert!(book.is_empty());
+    }
+
+    #[test]
+    fn beyond_capacity_new_decisions_are_not_followed() {
+        let t0 = Instant::now();
+        let mut book = SeriesBook::new(timing());
+        for i in 0..CAPACITY {
+            book.created(
+                &decision(&format!("user-{i}")),
+                format!("ev-{i}"),
+                t0,
+                wall(0),
+            );
+        }
+        let extra = decision("one-too-many");
+        book.created(&extra, "ev-x".into(), t0, wall(0));
+        assert_eq!(book.len(), CAPACITY);
+        assert_eq!(book.observe(&extra, t0, wall(0)), Step::Create);
+        // Those followed still are.
+        assert!(matches!(
+            book.observe(&decision("user-7"), t0, wall(0)),
+            Step::Update(_)
+        ));
+    }
+}

@@ -42,6 +42,7 @@ pub mod telemetry;
 pub mod tls;
 
 mod admin;
+mod first_read;
 mod hints;
 mod judge_pool;
 mod policy_watch;

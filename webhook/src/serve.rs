@@ -15,20 +15,25 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
+use crate::first_read::FirstReadDeadline;
+
 /// Longest a client may take to complete the TLS handshake.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Longest a client may take to send a request's headers.
+/// Longest a client may take to send a request's headers: from the end of the TLS handshake
+/// to the first request, and between requests on an HTTP/1.1 keep-alive connection.
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Serves `service` over TLS on `listener` until `shutdown` turns true, then stops accepting,
 /// asks every connection to close once its current requests are answered, and waits up to
-/// `grace` for them.
+/// `grace` for them. A client must send each request's headers within `header_read` (see
+/// [`HEADER_READ_TIMEOUT`]).
 pub(crate) async fn serve_tls<S, B>(
     listener: TcpListener,
     acceptor: TlsAcceptor,
     service: S,
     mut shutdown: watch::Receiver<bool>,
     grace: Duration,
+    header_read: Duration,
 ) where
     S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
     S::Future: Send + 'static,
@@ -41,7 +46,7 @@ pub(crate) async fn serve_tls<S, B>(
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .header_read_timeout(header_read)
         .keep_alive(true);
     builder.http2().timer(TokioTimer::new());
     let builder = std::sync::Arc::new(builder);
@@ -78,6 +83,8 @@ pub(crate) async fn serve_tls<S, B>(
                             return;
                         }
                     };
+                    // Until the first byte neither protocol's own timeout runs (first_read.rs).
+                    let tls = FirstReadDeadline::new(tls, header_read);
                     let conn = builder.serve_connection(TokioIo::new(tls), service);
                     if let Err(err) = watcher.watch(conn).await {
                         tracing::debug!(%peer, error = %err, "connection ended with an error");

@@ -207,6 +207,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, WebhookError> 
         service,
         serve_stop_rx,
         grace,
+        config.header_read_timeout,
     ));
 
     tracing::info!(%addr, %admin_addr, "kspy-webhook listening");

@@ -763,11 +763,12 @@ async fn events_take_series_patches_and_refuse_what_the_real_server_refuses() {
         .await
         .unwrap_err(),
     );
-    assert!(
-        err.message
-            .contains("note: Invalid value: \"\": field is immutable"),
-        "{}",
-        err.message
+    assert_eq!(
+        err.message,
+        format!(
+            "Event.events.k8s.io \"{name}\" is invalid: message: Invalid value: \"rewritten\": \
+             field is immutable"
+        )
     );
     let mut bad = decision_event("x");
     bad.series = Some(k8s_openapi::api::events::v1::EventSeries {

@@ -96,11 +96,14 @@ pub async fn patch_event(
         return Err(ApiError::not_found("events.events.k8s.io", &name));
     };
     let new = patch::apply(kind, &old, &body)?;
-    let mut errors = validate(&new, &ns);
-    errors.extend(validate_series(&new));
-    errors.extend(validate_unchanged(&old, &new));
+    let errors = validate_update(&old, &new);
     if !errors.is_empty() {
-        return Err(ApiError::invalid("Event", &name, &errors));
+        return Err(ApiError::invalid_in_group(
+            "Event",
+            "events.k8s.io",
+            &name,
+            &errors,
+        ));
     }
     Ok(Json(store.replace_event(&ns, &name, new)).into_response())
 }
@@ -129,34 +132,72 @@ fn validate_series(e: &Value) -> Vec<FieldError> {
     errors
 }
 
-/// The fields `ValidateEventUpdate` keeps immutable.
-fn validate_unchanged(old: &Value, new: &Value) -> Vec<FieldError> {
+/// The real server's `ValidateEventUpdate` for events.k8s.io/v1, in its order: the legacy
+/// checks (the fields a new-style Event needs), the metadata that may not change, the series
+/// when it changed, and the immutable fields under their internal (core) names.
+fn validate_update(old: &Value, new: &Value) -> Vec<FieldError> {
     let mut errors = Vec::new();
     for field in [
-        "regarding",
-        "related",
-        "reason",
-        "note",
-        "type",
-        "eventTime",
-        "action",
         "reportingController",
         "reportingInstance",
+        "action",
+        "reason",
     ] {
-        if old[field] != new[field] {
-            errors.push(FieldError::invalid(field, "", "field is immutable"));
+        if new[field].as_str().is_none_or(str::is_empty) {
+            errors.push(FieldError::required(field, ""));
         }
+    }
+    if new["note"]
+        .as_str()
+        .is_some_and(|n| n.len() > NOTE_MAX_BYTES)
+    {
+        errors.push(FieldError::invalid(
+            "message",
+            "",
+            format!("can have at most {NOTE_MAX_BYTES} characters"),
+        ));
     }
     for field in ["name", "namespace", "uid"] {
         if old["metadata"][field] != new["metadata"][field] {
             errors.push(FieldError::invalid(
                 format!("metadata.{field}"),
-                "",
+                &shown(&new["metadata"][field]),
+                "field is immutable",
+            ));
+        }
+    }
+    if old["series"] != new["series"] {
+        errors.extend(validate_series(new));
+    }
+    for (field, internal) in [
+        ("regarding", "involvedObject"),
+        ("reason", "reason"),
+        ("note", "message"),
+        ("type", "type"),
+        ("eventTime", "eventTime"),
+        ("action", "action"),
+        ("related", "related"),
+        ("reportingController", "reportingController"),
+        ("reportingInstance", "reportingInstance"),
+    ] {
+        if old[field] != new[field] {
+            errors.push(FieldError::invalid(
+                internal,
+                &shown(&new[field]),
                 "field is immutable",
             ));
         }
     }
     errors
+}
+
+/// A value as a field error shows it: a string as itself, anything else as JSON.
+fn shown(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Null => String::new(),
+        other => other.to_string(),
+    }
 }
 
 /// The checks of the real server's `ValidateEventCreate` for events.k8s.io/v1 that an

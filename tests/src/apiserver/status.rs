@@ -172,6 +172,11 @@ impl ApiError {
 
     /// 422 Invalid built from field errors: `Pod "web" is invalid: <errors>`.
     pub fn invalid(kind: &str, name: &str, errors: &[FieldError]) -> Self {
+        Self::invalid_in_group(kind, "", name, errors)
+    }
+
+    /// 422 Invalid for a kind of an API group: `Event.events.k8s.io "x" is invalid: <errors>`.
+    pub fn invalid_in_group(kind: &str, group: &str, name: &str, errors: &[FieldError]) -> Self {
         let joined = match errors {
             [one] => one.to_string(),
             many => format!(
@@ -191,8 +196,16 @@ impl ApiError {
         Self {
             code: 422,
             reason: "Invalid".into(),
-            message: format!("{kind} \"{name}\" is invalid: {joined}"),
-            details: Some(json!({"name": name, "kind": kind, "causes": causes})),
+            message: if group.is_empty() {
+                format!("{kind} \"{name}\" is invalid: {joined}")
+            } else {
+                format!("{kind}.{group} \"{name}\" is invalid: {joined}")
+            },
+            details: Some(if group.is_empty() {
+                json!({"name": name, "kind": kind, "causes": causes})
+            } else {
+                json!({"name": name, "group": group, "kind": kind, "causes": causes})
+            }),
         }
     }
 

@@ -69,9 +69,8 @@ pub struct ServerConfig {
     pub shutdown_delay: Duration,
     /// Longest wait for in-flight reviews once the listener is closed.
     pub shutdown_grace: Duration,
-    /// Longest a client may take to send a request's headers, after the TLS handshake and
-    /// between requests on a keep-alive connection; then the connection is closed.
-    pub header_read_timeout: Duration,
+    /// Time limits of the HTTPS connections (handshake, request headers, HTTP/2 pings).
+    pub connection_limits: crate::serve::ConnectionLimits,
     /// Threads that judge reviews, so most reviews judged at the same time; the rest wait in
     /// line (within their deadline). Default: the number of CPUs.
     pub judge_threads: usize,
@@ -101,7 +100,7 @@ impl ServerConfig {
             reload_interval: DEFAULT_RELOAD_INTERVAL,
             shutdown_delay: Duration::ZERO,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
-            header_read_timeout: crate::serve::HEADER_READ_TIMEOUT,
+            connection_limits: crate::serve::ConnectionLimits::default(),
             judge_threads: std::thread::available_parallelism()
                 .map(|n| n.get())
                 .unwrap_or(2),

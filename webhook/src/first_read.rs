@@ -59,7 +59,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for FirstReadDeadline<S> {
                 if expired {
                     Poll::Ready(Err(io::Error::new(
                         io::ErrorKind::TimedOut,
-                        "the client sent no request within the header read timeout",
+                        "the client sent no request within the header read limit",
                     )))
                 } else {
                     Poll::Pending

@@ -77,7 +77,7 @@ pub async fn start_floor(addr: SocketAddr, tls: &TlsFiles) -> Result<FloorServer
         service,
         stop_rx,
         DEFAULT_SHUTDOWN_GRACE,
-        crate::serve::HEADER_READ_TIMEOUT,
+        crate::serve::ConnectionLimits::default(),
     ));
     Ok(FloorServer { addr, stop, task })
 }

@@ -55,4 +55,5 @@ pub use config::{FaultInjection, ServerConfig, TlsFiles};
 pub use error::WebhookError;
 pub use namespaces::NamespaceSource;
 pub use policy_watch::{fingerprint as policy_fingerprint, load_engine};
+pub use serve::ConnectionLimits;
 pub use server::{RunningServer, ShutdownHandle, run, start};

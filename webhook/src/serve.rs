@@ -17,23 +17,45 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::first_read::FirstReadDeadline;
 
-/// Longest a client may take to complete the TLS handshake.
-pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Longest a client may take to send a request's headers: from the end of the TLS handshake
-/// to the first request, and between requests on an HTTP/1.1 keep-alive connection.
-pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a connection may take over each step, and how idle HTTP/2 connections are
+/// checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    /// Longest a client may take to complete the TLS handshake (default 10 s).
+    pub handshake: Duration,
+    /// Longest a client may take to send a request's headers: from the end of the handshake
+    /// to its first request, and between requests on an HTTP/1.1 keep-alive connection
+    /// (default 10 s).
+    pub header_read: Duration,
+    /// How often an HTTP/2 connection with nothing received is pinged, so a peer that
+    /// vanished without closing (its node gone) does not hold it for ever (default 30 s).
+    pub http2_ping_interval: Duration,
+    /// How long a ping may go unanswered before the HTTP/2 connection is closed (default
+    /// 20 s).
+    pub http2_ping_timeout: Duration,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        ConnectionLimits {
+            handshake: Duration::from_secs(10),
+            header_read: Duration::from_secs(10),
+            http2_ping_interval: Duration::from_secs(30),
+            http2_ping_timeout: Duration::from_secs(20),
+        }
+    }
+}
 
 /// Serves `service` over TLS on `listener` until `shutdown` turns true, then stops accepting,
 /// asks every connection to close once its current requests are answered, and waits up to
-/// `grace` for them. A client must send each request's headers within `header_read` (see
-/// [`HEADER_READ_TIMEOUT`]).
+/// `grace` for them. Connections are held to `limits`.
 pub(crate) async fn serve_tls<S, B>(
     listener: TcpListener,
     acceptor: TlsAcceptor,
     service: S,
     mut shutdown: watch::Receiver<bool>,
     grace: Duration,
-    header_read: Duration,
+    limits: ConnectionLimits,
 ) where
     S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
     S::Future: Send + 'static,
@@ -46,9 +68,13 @@ pub(crate) async fn serve_tls<S, B>(
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(header_read)
+        .header_read_timeout(limits.header_read)
         .keep_alive(true);
-    builder.http2().timer(TokioTimer::new());
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(limits.http2_ping_interval)
+        .keep_alive_timeout(limits.http2_ping_timeout);
     let builder = std::sync::Arc::new(builder);
     let graceful = GracefulShutdown::new();
 
@@ -72,7 +98,7 @@ pub(crate) async fn serve_tls<S, B>(
                 let service = service.clone();
                 let builder = builder.clone();
                 tokio::spawn(async move {
-                    let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                    let tls = match tokio::time::timeout(limits.handshake, acceptor.accept(tcp)).await {
                         Ok(Ok(tls)) => tls,
                         Ok(Err(err)) => {
                             tracing::debug!(%peer, error = %err, "TLS handshake failed");
@@ -84,7 +110,7 @@ pub(crate) async fn serve_tls<S, B>(
                         }
                     };
                     // Until the first byte neither protocol's own timeout runs (first_read.rs).
-                    let tls = FirstReadDeadline::new(tls, header_read);
+                    let tls = FirstReadDeadline::new(tls, limits.header_read);
                     let conn = builder.serve_connection(TokioIo::new(tls), service);
                     if let Err(err) = watcher.watch(conn).await {
                         tracing::debug!(%peer, error = %err, "connection ended with an error");

@@ -207,7 +207,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, WebhookError> 
         service,
         serve_stop_rx,
         grace,
-        config.header_read_timeout,
+        config.connection_limits,
     ));
 
     tracing::info!(%addr, %admin_addr, "kspy-webhook listening");

@@ -231,33 +231,3 @@ async fn plain_http_on_the_tls_port_gets_no_answer() {
     assert_eq!(status, 200);
     h.server.shutdown().await;
 }
-
-#[tokio::test]
-async fn a_client_that_sends_nothing_is_closed_after_the_header_read_timeout() {
-    use tokio::io::AsyncReadExt;
-    let h = Harness::start_with(common::POLICIES, |c| {
-        c.header_read_timeout = Duration::from_millis(300)
-    })
-    .await;
-    let roots = || common::ca_roots(&[&h.certs.ca_cert_pem]);
-    // Whatever it offers by ALPN: nothing, HTTP/2 (whose handshake had no limit) or HTTP/1.1.
-    for alpn in [&[][..], &[&b"h2"[..]][..], &[&b"http/1.1"[..]][..]] {
-        let tls = kspy_webhook::tls::client_config(roots(), alpn).expect("client config");
-        let mut stream = raw_tls(h.server.addr, &tls).await;
-        let started = Instant::now();
-        let mut buf = Vec::new();
-        // An HTTP/2 server may send its SETTINGS first; the end of the stream is what counts.
-        let closed =
-            tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut buf)).await;
-        assert!(closed.is_ok(), "ALPN {alpn:?}: still open after 5 s");
-        let waited = started.elapsed();
-        assert!(
-            waited >= Duration::from_millis(250),
-            "ALPN {alpn:?}: closed before the timeout ({waited:?})"
-        );
-    }
-    // A client that talks is served as before.
-    let (status, _) = h.post("/validate", fixture("attach-allowed.json")).await;
-    assert_eq!(status, 200);
-    h.server.shutdown().await;
-}

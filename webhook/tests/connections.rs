@@ -1,0 +1,137 @@
+//! Connections held to their time limits (`ConnectionLimits`): a client that connects and
+//! says nothing is closed, and an HTTP/2 peer that stops answering pings is dropped while one
+//! that answers keeps its idle connection.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{Harness, fixture, raw_tls};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_rustls::client::TlsStream;
+
+type Stream = TlsStream<tokio::net::TcpStream>;
+
+#[tokio::test]
+async fn a_client_that_sends_nothing_is_closed_after_the_header_read_timeout() {
+    let h = Harness::start_with(common::POLICIES, |c| {
+        c.connection_limits.header_read = Duration::from_millis(300)
+    })
+    .await;
+    let roots = || common::ca_roots(&[&h.certs.ca_cert_pem]);
+    // Whatever it offers by ALPN: nothing, HTTP/2 (whose handshake had no limit) or HTTP/1.1.
+    for alpn in [&[][..], &[&b"h2"[..]][..], &[&b"http/1.1"[..]][..]] {
+        let tls = kspy_webhook::tls::client_config(roots(), alpn).expect("client config");
+        let mut stream = raw_tls(h.server.addr, &tls).await;
+        let started = Instant::now();
+        let mut buf = Vec::new();
+        // An HTTP/2 server may send its SETTINGS first; the end of the stream is what counts.
+        let closed =
+            tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut buf)).await;
+        assert!(closed.is_ok(), "ALPN {alpn:?}: still open after 5 s");
+        let waited = started.elapsed();
+        assert!(
+            waited >= Duration::from_millis(250),
+            "ALPN {alpn:?}: closed before the timeout ({waited:?})"
+        );
+    }
+    // A client that talks is served as before.
+    let (status, _) = h.post("/validate", fixture("attach-allowed.json")).await;
+    assert_eq!(status, 200);
+    h.server.shutdown().await;
+}
+
+const PING: u8 = 6;
+const SETTINGS: u8 = 4;
+const ACK: u8 = 1;
+
+/// An HTTP/2 connection by hand: ALPN `h2`, the client preface and empty SETTINGS.
+async fn h2_peer(h: &Harness) -> Stream {
+    let roots = common::ca_roots(&[&h.certs.ca_cert_pem]);
+    let tls = kspy_webhook::tls::client_config(roots, &[b"h2"]).expect("client config");
+    let mut stream = raw_tls(h.server.addr, &tls).await;
+    stream
+        .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+        .await
+        .expect("preface");
+    send_frame(&mut stream, SETTINGS, 0, &[]).await;
+    stream
+}
+
+async fn send_frame(stream: &mut Stream, kind: u8, flags: u8, payload: &[u8]) {
+    let len = u32::try_from(payload.len()).expect("short").to_be_bytes();
+    let mut frame = vec![len[1], len[2], len[3], kind, flags, 0, 0, 0, 0];
+    frame.extend_from_slice(payload);
+    stream.write_all(&frame).await.expect("write frame");
+    stream.flush().await.expect("flush");
+}
+
+/// The next frame's type, flags and payload; `None` once the server closed.
+async fn next_frame(stream: &mut Stream) -> Option<(u8, u8, Vec<u8>)> {
+    let mut head = [0u8; 9];
+    stream.read_exact(&mut head).await.ok()?;
+    let len = u32::from_be_bytes([0, head[0], head[1], head[2]]) as usize;
+    let mut payload = vec![0u8; len];
+    stream.read_exact(&mut payload).await.ok()?;
+    Some((head[3], head[4], payload))
+}
+
+/// Plays an idle HTTP/2 client for at most `for_at_most`: acknowledges the server's
+/// SETTINGS, and its PINGs when `answer_pings`. Returns the pings seen and whether the
+/// server closed the connection.
+async fn idle_h2_client(h: &Harness, answer_pings: bool, for_at_most: Duration) -> (usize, bool) {
+    let mut stream = h2_peer(h).await;
+    let mut pings = 0;
+    let deadline = tokio::time::Instant::now() + for_at_most;
+    loop {
+        let frame = match tokio::time::timeout_at(deadline, next_frame(&mut stream)).await {
+            Err(_) => return (pings, false),
+            Ok(None) => return (pings, true),
+            Ok(Some(frame)) => frame,
+        };
+        match frame {
+            (SETTINGS, flags, _) if flags & ACK == 0 => {
+                send_frame(&mut stream, SETTINGS, ACK, &[]).await;
+            }
+            (PING, flags, payload) if flags & ACK == 0 => {
+                pings += 1;
+                if answer_pings {
+                    send_frame(&mut stream, PING, ACK, &payload).await;
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+async fn pinging_every_200ms() -> Harness {
+    Harness::start_with(common::POLICIES, |c| {
+        c.connection_limits.http2_ping_interval = Duration::from_millis(200);
+        c.connection_limits.http2_ping_timeout = Duration::from_millis(200);
+    })
+    .await
+}
+
+#[tokio::test]
+async fn an_http2_peer_that_stops_answering_pings_is_dropped() {
+    let h = pinging_every_200ms().await;
+    let started = Instant::now();
+    let (pings, closed) = idle_h2_client(&h, false, Duration::from_secs(5)).await;
+    assert!(closed, "still open after 5 s ({pings} pings)");
+    assert!(pings >= 1, "closed without a ping");
+    assert!(
+        started.elapsed() >= Duration::from_millis(350),
+        "closed before a ping could time out: {:?}",
+        started.elapsed()
+    );
+    h.server.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_http2_peer_that_answers_pings_keeps_its_idle_connection() {
+    let h = pinging_every_200ms().await;
+    let (pings, closed) = idle_h2_client(&h, true, Duration::from_millis(1500)).await;
+    assert!(!closed, "closed after {pings} answered pings");
+    assert!(pings >= 3, "only {pings} pings in 1.5 s");
+    h.server.shutdown().await;
+}

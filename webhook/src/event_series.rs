@@ -171,9 +171,8 @@ impl SeriesBook {
     pub fn recreated(&mut self, decision: &DecisionEvent, name: String, count: u32, now: Instant) {
         if let Some(entry) = self.entries.get_mut(decision) {
             entry.name = name;
-            entry.written = entry.written.max(count);
-            entry.last_written = now;
         }
+        self.written(decision, count, now);
     }
 
     /// Records that `count` occurrences of `decision` are now on its Event (or that writing
@@ -183,11 +182,6 @@ impl SeriesBook {
             entry.written = entry.written.max(count);
             entry.last_written = now;
         }
-    }
-
-    /// Forgets `decision`, so its next occurrence creates a new Event.
-    pub fn forget(&mut self, decision: &DecisionEvent) {
-        self.entries.remove(decision);
     }
 
     /// At `now`: the counts to write for series that ended (forgotten here) or are due a
@@ -426,7 +420,6 @@ mod tests {
         assert_eq!(book.observe(&d, t0, wall(0)), Step::Create);
         // No `created`: the API server refused it.
         assert_eq!(book.observe(&d, t0, wall(0)), Step::Create);
-        book.forget(&d);
         assert!(book.is_empty());
     }
 

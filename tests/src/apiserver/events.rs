@@ -137,16 +137,7 @@ fn validate_series(e: &Value) -> Vec<FieldError> {
 /// when it changed, and the immutable fields under their internal (core) names.
 fn validate_update(old: &Value, new: &Value) -> Vec<FieldError> {
     let mut errors = Vec::new();
-    for field in [
-        "reportingController",
-        "reportingInstance",
-        "action",
-        "reason",
-    ] {
-        if new[field].as_str().is_none_or(str::is_empty) {
-            errors.push(FieldError::required(field, ""));
-        }
-    }
+    errors.extend(missing_reporting_fields(new));
     if new["note"]
         .as_str()
         .is_some_and(|n| n.len() > NOTE_MAX_BYTES)
@@ -191,6 +182,20 @@ fn validate_update(old: &Value, new: &Value) -> Vec<FieldError> {
     errors
 }
 
+/// `Required` for each field a new-style Event must set (checked on create and update).
+fn missing_reporting_fields(e: &Value) -> Vec<FieldError> {
+    [
+        "reportingController",
+        "reportingInstance",
+        "action",
+        "reason",
+    ]
+    .into_iter()
+    .filter(|field| e[*field].as_str().is_none_or(str::is_empty))
+    .map(|field| FieldError::required(field, ""))
+    .collect()
+}
+
 /// A value as a field error shows it: a string as itself, anything else as JSON.
 fn shown(v: &Value) -> String {
     match v {
@@ -227,16 +232,7 @@ fn validate(e: &Value, ns: &str) -> Vec<FieldError> {
     if text(&e["eventTime"]).is_none() {
         errors.push(FieldError::required("eventTime", ""));
     }
-    for field in [
-        "reportingController",
-        "reportingInstance",
-        "action",
-        "reason",
-    ] {
-        if text(&e[field]).is_none() {
-            errors.push(FieldError::required(field, ""));
-        }
-    }
+    errors.extend(missing_reporting_fields(e));
     match e["type"].as_str() {
         Some("Normal" | "Warning") => {}
         Some(other) => errors.push(FieldError::not_supported(

@@ -1,10 +1,11 @@
 //! A connection that must start talking within a deadline.
 //!
-//! hyper's HTTP/1.1 header-read timeout starts once it knows the connection speaks HTTP/1.1,
-//! and the HTTP/2 handshake waits for the client's preface with no limit at all. Before
-//! either, the server reads the first bytes to tell the two apart, also with no limit. So a
-//! client that completed the TLS handshake and then sent nothing held its connection (a task,
-//! TLS buffers, a file descriptor) for ever, and enough of them would exhaust the server.
+//! hyper's HTTP/1.1 header-read timeout starts once it knows the connection speaks HTTP/1.1
+//! (and is set long, to outlast the client's idle keep-alive), and the HTTP/2 handshake waits
+//! for the client's preface with no limit at all. Before either, the server reads the first
+//! bytes to tell the two apart, also with no limit. So a client that completed the TLS
+//! handshake and then sent nothing held its connection (a task, TLS buffers, a file
+//! descriptor) for ever, and enough of them would exhaust the server.
 //! [`FirstReadDeadline`] fails the connection's reads once the deadline passes with no byte
 //! received; after the first byte it is a plain pass-through.
 
@@ -59,7 +60,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for FirstReadDeadline<S> {
                 if expired {
                     Poll::Ready(Err(io::Error::new(
                         io::ErrorKind::TimedOut,
-                        "the client sent no request within the header read limit",
+                        "the client sent no request within the first-request limit",
                     )))
                 } else {
                     Poll::Pending

@@ -23,10 +23,16 @@ use crate::first_read::FirstReadDeadline;
 pub struct ConnectionLimits {
     /// Longest a client may take to complete the TLS handshake (default 10 s).
     pub handshake: Duration,
-    /// Longest a client may take to send a request's headers: from the end of the handshake
-    /// to its first request, and between requests on an HTTP/1.1 keep-alive connection
+    /// Longest a client may wait, after the handshake, before it starts its first request
     /// (default 10 s).
-    pub header_read: Duration,
+    pub first_request: Duration,
+    /// Longest an HTTP/1.1 connection may wait for a request's headers, counted from the end
+    /// of the previous response (hyper's header-read timer also runs while the connection is
+    /// idle), so also how long an idle keep-alive connection stays open (default 120 s).
+    /// It is longer than the API server's 90 s idle-connection timeout on purpose: the client
+    /// then closes an idle connection first, and never writes a review onto a connection the
+    /// server is closing, which it would not retry (Go does not resend a POST).
+    pub keep_alive_idle: Duration,
     /// How often an HTTP/2 connection with nothing received is pinged, so a peer that
     /// vanished without closing (its node gone) does not hold it for ever (default 30 s).
     pub http2_ping_interval: Duration,
@@ -39,7 +45,8 @@ impl Default for ConnectionLimits {
     fn default() -> Self {
         ConnectionLimits {
             handshake: Duration::from_secs(10),
-            header_read: Duration::from_secs(10),
+            first_request: Duration::from_secs(10),
+            keep_alive_idle: Duration::from_secs(120),
             http2_ping_interval: Duration::from_secs(30),
             http2_ping_timeout: Duration::from_secs(20),
         }
@@ -68,7 +75,7 @@ pub(crate) async fn serve_tls<S, B>(
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read)
+        .header_read_timeout(limits.keep_alive_idle)
         .keep_alive(true);
     builder
         .http2()
@@ -110,7 +117,7 @@ pub(crate) async fn serve_tls<S, B>(
                         }
                     };
                     // Until the first byte neither protocol's own timeout runs (first_read.rs).
-                    let tls = FirstReadDeadline::new(tls, limits.header_read);
+                    let tls = FirstReadDeadline::new(tls, limits.first_request);
                     let conn = builder.serve_connection(TokioIo::new(tls), service);
                     if let Err(err) = watcher.watch(conn).await {
                         tracing::debug!(%peer, error = %err, "connection ended with an error");

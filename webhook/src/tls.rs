@@ -1,5 +1,7 @@
 //! rustls configurations: TLS 1.2 and 1.3 only, the `ring` provider only, ALPN `h2` and
-//! `http/1.1` (the API server speaks HTTP/2 to webhooks when offered).
+//! `http/1.1`. The API server offers only `http/1.1` to admission webhooks (kubernetes#82090,
+//! so that its requests spread over the replicas; loopback URLs may use HTTP/2 since 1.30);
+//! other clients, such as `kspy-load --http2`, may use `h2`.
 
 use std::sync::Arc;
 

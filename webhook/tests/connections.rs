@@ -1,21 +1,23 @@
 //! Connections held to their time limits (`ConnectionLimits`): a client that connects and
-//! says nothing is closed, and an HTTP/2 peer that stops answering pings is dropped while one
-//! that answers keeps its idle connection.
+//! says nothing is closed, an idle HTTP/1.1 keep-alive connection stays open until its own
+//! (longer) limit, and an HTTP/2 peer that stops answering pings is dropped while one that
+//! answers keeps its idle connection.
 
 mod common;
 
 use std::time::{Duration, Instant};
 
 use common::{Harness, fixture, raw_tls};
+use kspy_webhook::client::HttpVersion;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_rustls::client::TlsStream;
 
 type Stream = TlsStream<tokio::net::TcpStream>;
 
 #[tokio::test]
-async fn a_client_that_sends_nothing_is_closed_after_the_header_read_timeout() {
+async fn a_client_that_sends_nothing_is_closed_after_the_first_request_limit() {
     let h = Harness::start_with(common::POLICIES, |c| {
-        c.connection_limits.header_read = Duration::from_millis(300)
+        c.connection_limits.first_request = Duration::from_millis(300)
     })
     .await;
     let roots = || common::ca_roots(&[&h.certs.ca_cert_pem]);
@@ -38,6 +40,27 @@ async fn a_client_that_sends_nothing_is_closed_after_the_header_read_timeout() {
     // A client that talks is served as before.
     let (status, _) = h.post("/validate", fixture("attach-allowed.json")).await;
     assert_eq!(status, 200);
+    h.server.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_idle_keep_alive_connection_outlives_the_first_request_limit_until_its_own() {
+    let h = Harness::start_with(common::POLICIES, |c| {
+        c.connection_limits.first_request = Duration::from_millis(200);
+        c.connection_limits.keep_alive_idle = Duration::from_millis(1500);
+    })
+    .await;
+    let mut conn = h.connect(HttpVersion::Http1).await;
+    let review = || fixture("attach-allowed.json");
+    let first = conn.post_json("/validate", review()).await.expect("first");
+    assert_eq!(first.status(), 200);
+    // Idle for longer than a new connection may stay silent: still served, same connection.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let second = conn.post_json("/validate", review()).await.expect("second");
+    assert_eq!(second.status(), 200);
+    // Idle past its own limit: closed by the server.
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    assert!(conn.is_closed(), "idle keep-alive connection still open");
     h.server.shutdown().await;
 }
 

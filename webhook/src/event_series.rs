@@ -87,6 +87,16 @@ struct Entry {
 }
 
 impl Entry {
+    /// Whether the series ended: no repeat for `window` by `now`.
+    fn ended(&self, now: Instant, window: Duration) -> bool {
+        now.saturating_duration_since(self.last_seen) >= window
+    }
+
+    /// Whether occurrences were seen that its Event does not count yet.
+    fn unwritten(&self) -> bool {
+        self.seen > self.written
+    }
+
     fn update(&self, decision: &DecisionEvent) -> SeriesUpdate {
         SeriesUpdate {
             decision: decision.clone(),
@@ -122,10 +132,10 @@ impl SeriesBook {
         let Some(entry) = self.entries.get_mut(decision) else {
             return Step::Create;
         };
-        if now.saturating_duration_since(entry.last_seen) >= window {
+        if entry.ended(now, window) {
             // The series ended but was not collected yet: its count is written at the next
             // `due`, and this occurrence starts a new Event.
-            if entry.seen > entry.written {
+            if entry.unwritten() {
                 self.ended.push(entry.update(decision));
             }
             self.entries.remove(decision);
@@ -192,9 +202,8 @@ impl SeriesBook {
         } = self.timing;
         let mut updates = std::mem::take(&mut self.ended);
         self.entries.retain(|decision, entry| {
-            let ended = now.saturating_duration_since(entry.last_seen) >= window;
-            let unwritten = entry.seen > entry.written;
-            if unwritten
+            let ended = entry.ended(now, window);
+            if entry.unwritten()
                 && (ended || now.saturating_duration_since(entry.last_written) >= heartbeat)
             {
                 updates.push(entry.update(decision));
@@ -210,7 +219,7 @@ impl SeriesBook {
         updates.extend(
             self.entries
                 .iter()
-                .filter(|(_, entry)| entry.seen > entry.written)
+                .filter(|(_, entry)| entry.unwritten())
                 .map(|(decision, entry)| entry.update(decision)),
         );
         updates

@@ -78,6 +78,7 @@ pub async fn start_floor(addr: SocketAddr, tls: &TlsFiles) -> Result<FloorServer
         stop_rx,
         DEFAULT_SHUTDOWN_GRACE,
         crate::serve::ConnectionLimits::default(),
+        None,
     ));
     Ok(FloorServer { addr, stop, task })
 }

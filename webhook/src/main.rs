@@ -96,6 +96,11 @@ struct Args {
     /// their deadline [default: the number of CPUs this process may use].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
     judge_threads: Option<u16>,
+    /// Most HTTPS connections open at once. With every one taken, new connections wait in the
+    /// listen queue until one closes (each open connection holds tens of KiB of buffers).
+    #[arg(long, value_name = "N", default_value_t = 1024,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    max_connections: u32,
     /// Kubernetes Events about decisions: on every debug request judged on /validate (not dry
     /// runs), an Event on the Pod saying who, how, and what kspy decided (needs RBAC create on
     /// events.k8s.io events). auto: when a kubeconfig or in-cluster config is found
@@ -226,6 +231,7 @@ fn config_from(args: &Args) -> anyhow::Result<ServerConfig> {
     config.reload_interval = args.reload_interval;
     config.shutdown_delay = args.shutdown_delay;
     config.shutdown_grace = args.shutdown_grace;
+    config.connection_limits.max_connections = args.max_connections as usize;
     if let Some(n) = args.judge_threads {
         config.judge_threads = usize::from(n);
     }
@@ -492,5 +498,17 @@ mod tests {
         assert_eq!(config(&[]).judge_threads, cpus);
         assert_eq!(config(&["--judge-threads", "3"]).judge_threads, 3);
         assert!(Args::try_parse_from(["kspy-webhook", "--judge-threads", "0"]).is_err());
+    }
+
+    #[test]
+    fn max_connections_default_to_1024_and_can_be_set() {
+        assert_eq!(config(&[]).connection_limits.max_connections, 1024);
+        assert_eq!(
+            config(&["--max-connections", "64"])
+                .connection_limits
+                .max_connections,
+            64
+        );
+        assert!(Args::try_parse_from(["kspy-webhook", "--max-connections", "0"]).is_err());
     }
 }

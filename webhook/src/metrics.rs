@@ -10,6 +10,8 @@
 //! | `kspy_bad_requests_total` | counter | `endpoint`, `reason` |
 //! | `kspy_internal_errors_total` | counter | `endpoint`, `reason` |
 //! | `kspy_reviews_in_flight` | gauge | |
+//! | `kspy_connections_open` | gauge | |
+//! | `kspy_connection_limit_reached_total` | counter | |
 //! | `kspy_policy_reloads_total` | counter | `result` (`success` / `failure`) |
 //! | `kspy_policies_loaded` | gauge | |
 //! | `kspy_cert_reloads_total` | counter | `result` (`success` / `failure`) |
@@ -22,9 +24,9 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::sync::Mutex;
 use std::sync::PoisonError;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// Upper bounds of the latency histogram buckets, in seconds.
@@ -201,6 +203,8 @@ pub struct Metrics {
     duration_mutate: Histogram,
     duration_validate: Histogram,
     in_flight: AtomicI64,
+    connections_open: AtomicI64,
+    connection_limit_reached: AtomicU64,
     policy_reloads_ok: AtomicU64,
     policy_reloads_failed: AtomicU64,
     policies_loaded: AtomicU64,
@@ -227,6 +231,8 @@ impl Metrics {
             duration_mutate: Histogram::new(),
             duration_validate: Histogram::new(),
             in_flight: AtomicI64::new(0),
+            connections_open: AtomicI64::new(0),
+            connection_limit_reached: AtomicU64::new(0),
             policy_reloads_ok: AtomicU64::new(0),
             policy_reloads_failed: AtomicU64::new(0),
             policies_loaded: AtomicU64::new(0),
@@ -290,6 +296,27 @@ impl Metrics {
     pub fn in_flight(&self) -> InFlight<'_> {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
         InFlight(&self.in_flight)
+    }
+
+    /// One more HTTPS connection open; the guard counts it out when dropped (it moves with the
+    /// connection's task, so it holds the metrics).
+    pub fn connection_opened(self: &Arc<Self>) -> OpenConnection {
+        self.connections_open.fetch_add(1, Ordering::Relaxed);
+        OpenConnection(self.clone())
+    }
+
+    /// Counts one time the server stopped accepting because every connection slot was taken.
+    pub fn connection_limit_reached(&self) {
+        self.connection_limit_reached
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// `kspy_connections_open` and `kspy_connection_limit_reached_total` (for tests).
+    pub fn connections(&self) -> (i64, u64) {
+        (
+            self.connections_open.load(Ordering::Relaxed),
+            self.connection_limit_reached.load(Ordering::Relaxed),
+        )
     }
 
     /// Counts a successful policy reload that put `n` policies in force.
@@ -408,6 +435,20 @@ impl Metrics {
             "Reviews being processed.",
             self.in_flight.load(Ordering::Relaxed),
         );
+        single(
+            &mut out,
+            "kspy_connections_open",
+            "gauge",
+            "HTTPS connections open on the webhook port.",
+            self.connections_open.load(Ordering::Relaxed),
+        );
+        single(
+            &mut out,
+            "kspy_connection_limit_reached_total",
+            "counter",
+            "Times every connection slot was taken (--max-connections), so new connections waited in the listen queue.",
+            self.connection_limit_reached.load(Ordering::Relaxed),
+        );
         by_result(
             &mut out,
             "kspy_policy_reloads_total",
@@ -452,6 +493,16 @@ pub struct InFlight<'a>(&'a AtomicI64);
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Counts an HTTPS connection out of `kspy_connections_open` when dropped.
+#[derive(Debug)]
+pub struct OpenConnection(Arc<Metrics>);
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.connections_open.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -574,6 +625,16 @@ mod tests {
             assert!(m.render().contains("kspy_reviews_in_flight 2\n"));
         }
         assert!(m.render().contains("kspy_reviews_in_flight 0\n"));
+        let m = Arc::new(m);
+        let open = m.connection_opened();
+        m.connection_limit_reached();
+        assert!(m.render().contains("kspy_connections_open 1\n"));
+        assert!(
+            m.render()
+                .contains("kspy_connection_limit_reached_total 1\n")
+        );
+        drop(open);
+        assert_eq!(m.connections(), (0, 1));
         m.policy_reload_succeeded(7);
         m.policy_reload_failed();
         m.cert_reload_succeeded(1_900_000_000);

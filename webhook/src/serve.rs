@@ -1,8 +1,9 @@
-//! The TLS accept loop shared by the webhook and the floor server: TCP accept, rustls
-//! handshake (with a deadline), HTTP/1.1 or HTTP/2 by what the client speaks, graceful
-//! shutdown that lets in-flight requests finish.
+//! The TLS accept loop shared by the webhook and the floor server: TCP accept (at most so
+//! many connections open), rustls handshake (with a deadline), HTTP/1.1 or HTTP/2 by what the
+//! client speaks, graceful shutdown that lets in-flight requests finish.
 
 use std::error::Error as StdError;
+use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::body::{Body, Incoming};
@@ -12,15 +13,23 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{Semaphore, watch};
 use tokio_rustls::TlsAcceptor;
 
 use crate::first_read::FirstReadDeadline;
+use crate::metrics::Metrics;
 
-/// How long a connection may take over each step, and how idle HTTP/2 connections are
-/// checked.
+/// How many connections may be open, how long a connection may take over each step, and how
+/// idle HTTP/2 connections are checked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ConnectionLimits {
+    /// Most connections open at once (default 1 024). With every slot taken the server accepts
+    /// no more until one closes: new connections wait in the kernel's listen queue, their TLS
+    /// handshake (and its time limit) not yet started. Each open connection holds buffers
+    /// (about 35 KiB once it has served a review), so without a bound a client opening
+    /// connections and keeping them could exhaust the pod's memory; 1 024 fit within the
+    /// Deployment's 128 Mi limit.
+    pub max_connections: usize,
     /// Longest a client may take to complete the TLS handshake (default 10 s).
     pub handshake: Duration,
     /// Longest a client may wait, after the handshake, before it starts its first request
@@ -44,6 +53,7 @@ pub struct ConnectionLimits {
 impl Default for ConnectionLimits {
     fn default() -> Self {
         ConnectionLimits {
+            max_connections: 1024,
             handshake: Duration::from_secs(10),
             first_request: Duration::from_secs(10),
             keep_alive_idle: Duration::from_secs(120),
@@ -55,7 +65,7 @@ impl Default for ConnectionLimits {
 
 /// Serves `service` over TLS on `listener` until `shutdown` turns true, then stops accepting,
 /// asks every connection to close once its current requests are answered, and waits up to
-/// `grace` for them. Connections are held to `limits`.
+/// `grace` for them. Connections are held to `limits`, and counted in `metrics` if given.
 pub(crate) async fn serve_tls<S, B>(
     listener: TcpListener,
     acceptor: TlsAcceptor,
@@ -63,6 +73,7 @@ pub(crate) async fn serve_tls<S, B>(
     mut shutdown: watch::Receiver<bool>,
     grace: Duration,
     limits: ConnectionLimits,
+    metrics: Option<Arc<Metrics>>,
 ) where
     S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
     S::Future: Send + 'static,
@@ -82,10 +93,36 @@ pub(crate) async fn serve_tls<S, B>(
         .timer(TokioTimer::new())
         .keep_alive_interval(limits.http2_ping_interval)
         .keep_alive_timeout(limits.http2_ping_timeout);
-    let builder = std::sync::Arc::new(builder);
+    let builder = Arc::new(builder);
     let graceful = GracefulShutdown::new();
+    // A slot per open connection, taken before accepting it and given back when it closes.
+    let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+
+    // Whether the slots ran out since one was last free: the warning and the count are once
+    // per time they run out, not once per connection accepted while they stay short.
+    let mut full = false;
 
     loop {
+        let free = slots.available_permits() > 0;
+        if !free && !full {
+            tracing::warn!(
+                max_connections = limits.max_connections,
+                "every connection slot is taken; new connections wait until one closes"
+            );
+            if let Some(metrics) = &metrics {
+                metrics.connection_limit_reached();
+            }
+        }
+        full = !free;
+        let slot = tokio::select! {
+            biased;
+            () = stopped(&mut shutdown) => break,
+            slot = slots.clone().acquire_owned() => match slot {
+                Ok(slot) => slot,
+                // Never closed; if it were, no connection could be accepted any more.
+                Err(_) => break,
+            },
+        };
         tokio::select! {
             biased;
             () = stopped(&mut shutdown) => break,
@@ -104,7 +141,10 @@ pub(crate) async fn serve_tls<S, B>(
                 let acceptor = acceptor.clone();
                 let service = service.clone();
                 let builder = builder.clone();
+                let open = metrics.as_ref().map(Metrics::connection_opened);
                 tokio::spawn(async move {
+                    // Held until the connection ends, however it ends.
+                    let _slot = (slot, open);
                     let tls = match tokio::time::timeout(limits.handshake, acceptor.accept(tcp)).await {
                         Ok(Ok(tls)) => tls,
                         Ok(Err(err)) => {

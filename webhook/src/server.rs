@@ -208,6 +208,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, WebhookError> 
         serve_stop_rx,
         grace,
         config.connection_limits,
+        Some(state.metrics.clone()),
     ));
 
     tracing::info!(%addr, %admin_addr, "kspy-webhook listening");

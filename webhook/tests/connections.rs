@@ -1,5 +1,5 @@
-//! Connections held to their time limits (`ConnectionLimits`): a client that connects and
-//! says nothing is closed, an idle HTTP/1.1 keep-alive connection stays open until its own
+//! Connections held to their limits (`ConnectionLimits`): no more open than the cap, a client
+//! that connects and says nothing is closed, an idle HTTP/1.1 keep-alive connection stays open until its own
 //! (longer) limit, and an HTTP/2 peer that stops answering pings is dropped while one that
 //! answers keeps its idle connection.
 
@@ -61,6 +61,74 @@ async fn an_idle_keep_alive_connection_outlives_the_first_request_limit_until_it
     // Idle past its own limit: closed by the server.
     tokio::time::sleep(Duration::from_millis(2000)).await;
     assert!(conn.is_closed(), "idle keep-alive connection still open");
+    h.server.shutdown().await;
+}
+
+#[tokio::test]
+async fn with_every_connection_slot_taken_a_new_client_waits_until_one_closes() {
+    let h = Harness::start_with(common::POLICIES, |c| {
+        c.connection_limits.max_connections = 2
+    })
+    .await;
+    let review = || fixture("attach-allowed.json");
+    let mut first = h.connect(HttpVersion::Http1).await;
+    let mut second = h.connect(HttpVersion::Http1).await;
+    for conn in [&mut first, &mut second] {
+        let resp = conn.post_json("/validate", review()).await.expect("served");
+        assert_eq!(resp.status(), 200);
+    }
+    assert_eq!(
+        h.server.metrics().connections(),
+        (2, 1),
+        "(open, times full)"
+    );
+
+    // A third client's TCP connect completes in the kernel, but kspy does not take it up: its
+    // TLS handshake waits.
+    let addr = h.server.addr;
+    let tls = h.tls.clone();
+    let third = tokio::spawn(async move {
+        let mut conn = kspy_webhook::client::HttpsConnection::connect(
+            addr,
+            "localhost",
+            &tls,
+            HttpVersion::Http1,
+        )
+        .await
+        .expect("third connects");
+        conn.post_json("/validate", fixture("attach-allowed.json"))
+            .await
+            .expect("third served")
+            .status()
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        !third.is_finished(),
+        "a third connection was served past the limit"
+    );
+    assert_eq!(h.server.metrics().connections(), (2, 1));
+
+    // One closes: the waiting client is taken up and served.
+    drop(first);
+    let status = tokio::time::timeout(Duration::from_secs(5), third)
+        .await
+        .expect("third served once a slot was free")
+        .expect("task");
+    assert_eq!(status, 200);
+    // The third took the freed slot at once (still the same stretch at the limit), and has
+    // closed since: one connection is left open.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while h.server.metrics().connections() != (1, 1) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let metrics = h.admin_get("/metrics").await.1;
+    for line in [
+        "kspy_connections_open 1\n",
+        "kspy_connection_limit_reached_total 1\n",
+    ] {
+        assert!(metrics.contains(line), "{line:?} missing from:\n{metrics}");
+    }
+    drop(second);
     h.server.shutdown().await;
 }
 

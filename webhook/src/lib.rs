@@ -44,6 +44,7 @@ pub mod tls;
 mod admin;
 mod first_read;
 mod hints;
+mod json_lines;
 mod judge_pool;
 mod policy_watch;
 mod review;

@@ -72,12 +72,9 @@ pub fn otlp_requested() -> bool {
 pub fn init(format: LogFormat, service_name: &'static str) -> Result<Telemetry, TelemetryError> {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let fmt = match format {
+        // One object per line, fields at the top level, no spans (json_lines.rs).
         LogFormat::Json => tracing_subscriber::fmt::layer()
-            .json()
-            .flatten_event(true)
-            .with_current_span(false)
-            .with_span_list(false)
-            .with_target(false)
+            .event_format(crate::json_lines::JsonLines)
             .boxed(),
         LogFormat::Text => tracing_subscriber::fmt::layer()
             .with_target(false)

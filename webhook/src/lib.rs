@@ -42,11 +42,11 @@ pub mod telemetry;
 pub mod tls;
 
 mod admin;
-mod first_read;
 mod hints;
 mod json_lines;
 mod judge_pool;
 mod policy_watch;
+mod read_deadlines;
 mod review;
 mod routes;
 mod serve;

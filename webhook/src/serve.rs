@@ -16,8 +16,8 @@ use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 use tokio_rustls::TlsAcceptor;
 
-use crate::first_read::FirstReadDeadline;
 use crate::metrics::Metrics;
+use crate::read_deadlines::ReadDeadlines;
 
 /// How many connections may be open, how long a connection may take over each step, and how
 /// idle HTTP/2 connections are checked.
@@ -35,9 +35,12 @@ pub struct ConnectionLimits {
     /// Longest a client may wait, after the handshake, before it starts its first request
     /// (default 10 s).
     pub first_request: Duration,
-    /// Longest an HTTP/1.1 connection may wait for a request's headers, counted from the end
-    /// of the previous response (hyper's header-read timer also runs while the connection is
-    /// idle), so also how long an idle keep-alive connection stays open (default 120 s).
+    /// Longest an HTTP/1.1 request head may take, from its first byte to its blank line
+    /// (default 10 s).
+    pub request_head: Duration,
+    /// Longest an idle HTTP/1.1 keep-alive connection stays open, counted from the end of the
+    /// previous response (default 120 s). It is hyper's header-read timer, which also runs
+    /// while the connection is idle; heads are held to `request_head` besides.
     /// It is longer than the API server's 90 s idle-connection timeout on purpose: the client
     /// then closes an idle connection first, and never writes a review onto a connection the
     /// server is closing, which it would not retry (Go does not resend a POST).
@@ -56,6 +59,7 @@ impl Default for ConnectionLimits {
             max_connections: 1024,
             handshake: Duration::from_secs(10),
             first_request: Duration::from_secs(10),
+            request_head: Duration::from_secs(10),
             keep_alive_idle: Duration::from_secs(120),
             http2_ping_interval: Duration::from_secs(30),
             http2_ping_timeout: Duration::from_secs(20),
@@ -156,8 +160,9 @@ pub(crate) async fn serve_tls<S, B>(
                             return;
                         }
                     };
-                    // Until the first byte neither protocol's own timeout runs (first_read.rs).
-                    let tls = FirstReadDeadline::new(tls, limits.first_request);
+                    // Until the first byte neither protocol's own timeout runs, and hyper's
+                    // header timer is as long as the idle limit (read_deadlines.rs).
+                    let tls = ReadDeadlines::new(tls, limits.first_request, limits.request_head);
                     let conn = builder.serve_connection(TokioIo::new(tls), service);
                     if let Err(err) = watcher.watch(conn).await {
                         tracing::debug!(%peer, error = %err, "connection ended with an error");

@@ -132,6 +132,54 @@ async fn with_every_connection_slot_taken_a_new_client_waits_until_one_closes() 
     h.server.shutdown().await;
 }
 
+#[tokio::test]
+async fn a_request_head_left_unfinished_is_closed_after_the_head_limit() {
+    let h = Harness::start_with(common::POLICIES, |c| {
+        c.connection_limits.request_head = Duration::from_millis(300);
+    })
+    .await;
+    let tls = h.tls.clone();
+    // A head sent whole but for its blank line, then one sent a byte every 50 ms: each is
+    // closed once its head has taken the limit, long before the 120 s idle limit.
+    for trickle in [false, true] {
+        let mut stream = raw_tls(h.server.addr, &tls).await;
+        let started = Instant::now();
+        let head = b"POST /validate HTTP/1.1\r\nHost: localhost\r\nX-Slow: ";
+        if trickle {
+            for b in head {
+                if stream.write_all(&[*b]).await.is_err() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        } else {
+            stream.write_all(head).await.expect("head");
+        }
+        let mut buf = Vec::new();
+        let closed =
+            tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut buf)).await;
+        assert!(closed.is_ok(), "trickle {trickle}: still open after 5 s");
+        let took = started.elapsed();
+        assert!(
+            took >= Duration::from_millis(250),
+            "trickle {trickle}: closed before the limit ({took:?})"
+        );
+    }
+    // A client that finishes its head is served; idle afterwards, longer than the head limit,
+    // it is still served.
+    let mut conn = h.connect(HttpVersion::Http1).await;
+    let first = conn
+        .post_json("/validate", fixture("attach-allowed.json"))
+        .await;
+    assert_eq!(first.expect("served").status(), 200);
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let second = conn
+        .post_json("/validate", fixture("attach-allowed.json"))
+        .await;
+    assert_eq!(second.expect("served after idling").status(), 200);
+    h.server.shutdown().await;
+}
+
 const PING: u8 = 6;
 const SETTINGS: u8 = 4;
 const ACK: u8 = 1;
@@ -199,6 +247,8 @@ async fn pinging_every_200ms() -> Harness {
     Harness::start_with(common::POLICIES, |c| {
         c.connection_limits.http2_ping_interval = Duration::from_millis(200);
         c.connection_limits.http2_ping_timeout = Duration::from_millis(200);
+        // HTTP/1.1's request-head limit does not apply to HTTP/2 frames.
+        c.connection_limits.request_head = Duration::from_millis(100);
     })
     .await
 }

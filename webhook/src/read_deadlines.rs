@@ -1,0 +1,380 @@
+//! Deadlines on what a connection reads: its first request must start in time, and each
+//! HTTP/1.1 request head, once started, must end in time.
+//!
+//! hyper's HTTP/1.1 header-read timeout starts once it knows the connection speaks HTTP/1.1,
+//! and it is one timer for the idle time before a request and for the request's head, so it is
+//! set long (120 s) to outlast the API server's idle keep-alive. The HTTP/2 handshake waits for
+//! the client's preface with no limit, and before either the server reads the first bytes to
+//! tell the two apart, also with no limit. So, unguarded, a client that completed the TLS
+//! handshake and then sent nothing held its connection (a task, TLS buffers, a file
+//! descriptor, one of the `max_connections` slots) for ever, and one that sent a request head
+//! a byte at a time held it for up to 120 s.
+//!
+//! [`ReadDeadlines`] fails the connection's reads when:
+//! - no byte arrived within the first-request limit;
+//! - an HTTP/1.1 request head started (its first byte read, at the start or after the answer
+//!   to the previous request was written) and has not ended (a blank line) within the head
+//!   limit.
+//!
+//! Between requests it sets no limit (hyper's idle limit applies), nor while a body is read
+//! (the review's own deadline applies), nor on an HTTP/2 connection (recognised by its
+//! preface), whose frames have their own checks.
+
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::time::Sleep;
+
+/// How the HTTP/2 client preface starts (`PRI * HTTP/2.0`); no HTTP/1.1 method is `PRI`.
+const HTTP2_PREFACE_START: &[u8] = b"PRI ";
+
+/// Where a connection is, as far as its reads go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Nothing received, or only the first `sniffed` bytes of the HTTP/2 preface.
+    Opening { sniffed: usize },
+    /// In an HTTP/1.1 request head. `newline`: 1 after a line feed, 2 after a line feed and a
+    /// carriage return, else 0; a line feed then ends the head (a blank line, CRLF or LF).
+    Head { newline: u8 },
+    /// Past a request head: its body and its answer. Nothing is watched until the answer is
+    /// written.
+    Body,
+    /// Between requests: the next byte starts a head.
+    Idle,
+    /// HTTP/2: nothing is watched.
+    Http2,
+}
+
+/// `inner`, whose reads fail with [`io::ErrorKind::TimedOut`] when the first request does not
+/// start within the first-request limit, or an HTTP/1.1 request head does not end within the
+/// head limit (see the module's documentation).
+#[derive(Debug)]
+pub(crate) struct ReadDeadlines<S> {
+    inner: S,
+    phase: Phase,
+    request_head: Duration,
+    /// When the limit of the current phase (opening or head) passes. A head's is set only when
+    /// a read of it has to wait: most heads arrive whole, and then no timer is touched.
+    deadline: Option<Pin<Box<Sleep>>>,
+}
+
+impl<S> ReadDeadlines<S> {
+    /// Wraps `inner`: the first byte must arrive within `first_request` from now, and each
+    /// HTTP/1.1 request head must end within `request_head` of the first time a read of it
+    /// waits (its first byte, give or take a read).
+    pub(crate) fn new(inner: S, first_request: Duration, request_head: Duration) -> Self {
+        ReadDeadlines {
+            inner,
+            phase: Phase::Opening { sniffed: 0 },
+            request_head,
+            deadline: Some(Box::pin(tokio::time::sleep(first_request))),
+        }
+    }
+
+    fn start_head(&mut self) {
+        self.phase = Phase::Head { newline: 0 };
+        self.deadline = None;
+    }
+
+    /// Moves the phase on over bytes just read.
+    fn saw(&mut self, mut bytes: &[u8]) {
+        while !bytes.is_empty() {
+            match self.phase {
+                Phase::Opening { sniffed } => {
+                    let n = (HTTP2_PREFACE_START.len() - sniffed).min(bytes.len());
+                    if bytes[..n] == HTTP2_PREFACE_START[sniffed..sniffed + n] {
+                        if sniffed + n == HTTP2_PREFACE_START.len() {
+                            self.phase = Phase::Http2;
+                            self.deadline = None;
+                        } else {
+                            self.phase = Phase::Opening {
+                                sniffed: sniffed + n,
+                            };
+                        }
+                        bytes = &bytes[n..];
+                    } else {
+                        // HTTP/1.1. What was sniffed before holds no line feed.
+                        self.start_head();
+                    }
+                }
+                Phase::Idle => self.start_head(),
+                Phase::Head { mut newline } => {
+                    let mut end = None;
+                    for (i, &b) in bytes.iter().enumerate() {
+                        newline = match (b, newline) {
+                            (b'\n', 0) => 1,
+                            (b'\n', _) => {
+                                end = Some(i + 1);
+                                break;
+                            }
+                            (b'\r', 1) => 2,
+                            _ => 0,
+                        };
+                    }
+                    match end {
+                        Some(end) => {
+                            self.phase = Phase::Body;
+                            self.deadline = None;
+                            bytes = &bytes[end..];
+                        }
+                        None => {
+                            self.phase = Phase::Head { newline };
+                            return;
+                        }
+                    }
+                }
+                Phase::Body | Phase::Http2 => return,
+            }
+        }
+    }
+
+    /// An answer went out: the next bytes read start a new request.
+    fn wrote(&mut self, n: usize) {
+        if n > 0 && matches!(self.phase, Phase::Head { .. } | Phase::Body) {
+            self.phase = Phase::Idle;
+        }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for ReadDeadlines<S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        match Pin::new(&mut this.inner).poll_read(cx, buf) {
+            Poll::Ready(Ok(())) => {
+                this.saw(&buf.filled()[before..]);
+                Poll::Ready(Ok(()))
+            }
+            Poll::Ready(Err(err)) => Poll::Ready(Err(err)),
+            Poll::Pending => {
+                let limit = match this.phase {
+                    Phase::Opening { .. } => {
+                        "the client sent no request within the first-request limit"
+                    }
+                    Phase::Head { .. } => {
+                        "the client did not finish its request head within the request-head limit"
+                    }
+                    Phase::Body | Phase::Idle | Phase::Http2 => return Poll::Pending,
+                };
+                let head = this.request_head;
+                let deadline = this
+                    .deadline
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(head)));
+                if deadline.as_mut().poll(cx).is_ready() {
+                    Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, limit)))
+                } else {
+                    Poll::Pending
+                }
+            }
+        }
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for ReadDeadlines<S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let written = Pin::new(&mut this.inner).poll_write(cx, buf);
+        if let Poll::Ready(Ok(n)) = written {
+            this.wrote(n);
+        }
+        written
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let written = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
+        if let Poll::Ready(Ok(n)) = written {
+            this.wrote(n);
+        }
+        written
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
+
+    const LONG: Duration = Duration::from_secs(60);
+
+    fn guarded(first: Duration, head: Duration) -> (DuplexStream, ReadDeadlines<DuplexStream>) {
+        let (client, server) = tokio::io::duplex(1024);
+        (client, ReadDeadlines::new(server, first, head))
+    }
+
+    /// Reads until the read fails, within 5 s; the error.
+    async fn read_until_error(g: &mut ReadDeadlines<DuplexStream>) -> io::Error {
+        let mut buf = [0u8; 64];
+        tokio::time::timeout(Duration::from_secs(5), async {
+            loop {
+                if let Err(err) = g.read(&mut buf).await {
+                    return err;
+                }
+            }
+        })
+        .await
+        .expect("the read failed within 5 s")
+    }
+
+    /// `err` is the time-out of the `limit` limit.
+    fn timed_out(err: &io::Error, limit: &str) {
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut, "{err}");
+        assert!(err.to_string().contains(limit), "{err}");
+    }
+
+    /// True when a read is still waiting after `wait`.
+    async fn still_waiting(g: &mut ReadDeadlines<DuplexStream>, wait: Duration) -> bool {
+        let mut buf = [0u8; 64];
+        tokio::time::timeout(wait, g.read(&mut buf)).await.is_err()
+    }
+
+    #[tokio::test]
+    async fn a_silent_peer_times_out() {
+        let (_client, mut g) = guarded(Duration::from_millis(50), LONG);
+        timed_out(&read_until_error(&mut g).await, "first-request");
+    }
+
+    #[tokio::test]
+    async fn a_request_head_must_end_within_its_limit() {
+        let (mut client, mut g) = guarded(LONG, Duration::from_millis(100));
+        client
+            .write_all(b"POST /validate HTTP/1.1\r\nHost: x\r\n")
+            .await
+            .expect("write");
+        timed_out(&read_until_error(&mut g).await, "request-head");
+    }
+
+    #[tokio::test]
+    async fn a_head_sent_a_byte_at_a_time_is_cut_off_at_the_limit() {
+        let (mut client, mut g) = guarded(LONG, Duration::from_millis(300));
+        let trickle = tokio::spawn(async move {
+            for b in b"POST /validate HTTP/1.1\r\nX-Slow: "
+                .iter()
+                .cycle()
+                .take(200)
+            {
+                if client.write_all(&[*b]).await.is_err() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        });
+        let started = std::time::Instant::now();
+        timed_out(&read_until_error(&mut g).await, "request-head");
+        let took = started.elapsed();
+        assert!(
+            took >= Duration::from_millis(280) && took < Duration::from_secs(2),
+            "{took:?}"
+        );
+        drop(g);
+        let _ = trickle.await;
+    }
+
+    #[tokio::test]
+    async fn between_requests_and_during_bodies_nothing_is_limited() {
+        let head = Duration::from_millis(100);
+        let (mut client, mut g) = guarded(head, head);
+        let mut buf = [0u8; 256];
+        // A whole head in two pieces, LF-only line ends in the second, and the body's start.
+        client
+            .write_all(b"POST /validate HTTP/1.1\r\nHo")
+            .await
+            .expect("write");
+        assert!(g.read(&mut buf).await.expect("read") > 0);
+        client.write_all(b"st: x\n\n{\"ki").await.expect("write");
+        assert!(g.read(&mut buf).await.expect("read") > 0);
+        // The body is slow: not this wrapper's business.
+        assert!(still_waiting(&mut g, head * 3).await);
+        client.write_all(b"nd\"}").await.expect("write");
+        assert!(g.read(&mut buf).await.expect("read") > 0);
+        g.write_all(b"HTTP/1.1 200 OK\r\n\r\n")
+            .await
+            .expect("answer");
+        // Idle between requests, longer than either limit.
+        assert!(still_waiting(&mut g, head * 3).await);
+        // The next head has its own limit again.
+        client
+            .write_all(b"POST /validate HTTP/1.1\r\n")
+            .await
+            .expect("write");
+        timed_out(&read_until_error(&mut g).await, "request-head");
+    }
+
+    #[tokio::test]
+    async fn an_http2_connection_is_not_watched() {
+        let head = Duration::from_millis(100);
+        let (mut client, mut g) = guarded(head, head);
+        let mut buf = [0u8; 64];
+        // The preface split after "PR": still recognised.
+        client.write_all(b"PR").await.expect("write");
+        assert_eq!(g.read(&mut buf).await.expect("read"), 2);
+        client
+            .write_all(b"I * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+            .await
+            .expect("write");
+        assert!(g.read(&mut buf).await.expect("read") > 0);
+        g.write_all(b"settings").await.expect("write");
+        client
+            .write_all(b"\x00\x00\x00frames")
+            .await
+            .expect("write");
+        assert!(g.read(&mut buf).await.expect("read") > 0);
+        assert!(still_waiting(&mut g, head * 3).await);
+    }
+
+    #[test]
+    fn a_head_ends_at_a_blank_line_however_it_is_split() {
+        // The wrapper holds a timer, which needs a runtime to be made.
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .expect("runtime");
+        let _entered = rt.enter();
+        let fresh = || ReadDeadlines::new(tokio::io::duplex(8).1, LONG, LONG);
+        let head = b"POST / HTTP/1.1\r\nHost: x\r\n\r\nbody\r\n\r\n";
+        for split in 0..=head.len() {
+            let mut g = fresh();
+            g.saw(&head[..split]);
+            g.saw(&head[split..]);
+            assert_eq!(g.phase, Phase::Body, "split at {split}");
+        }
+        let mut g = fresh();
+        g.saw(b"GET / HTTP/1.1\r\nA: b\rc\r\n");
+        assert_eq!(
+            g.phase,
+            Phase::Head { newline: 1 },
+            "a lone CR ends nothing"
+        );
+        g.saw(b"\r");
+        assert_eq!(g.phase, Phase::Head { newline: 2 });
+        g.saw(b"\n");
+        assert_eq!(g.phase, Phase::Body);
+    }
+}

@@ -101,31 +101,17 @@ impl<S> ReadDeadlines<S> {
                     }
                 }
                 Phase::Idle => self.start_head(),
-                Phase::Head { mut newline } => {
-                    let mut end = None;
-                    for (i, &b) in bytes.iter().enumerate() {
-                        newline = match (b, newline) {
-                            (b'\n', 0) => 1,
-                            (b'\n', _) => {
-                                end = Some(i + 1);
-                                break;
-                            }
-                            (b'\r', 1) => 2,
-                            _ => 0,
-                        };
+                Phase::Head { newline } => match head_end(newline, bytes) {
+                    Ok(end) => {
+                        self.phase = Phase::Body;
+                        self.deadline = None;
+                        bytes = &bytes[end..];
                     }
-                    match end {
-                        Some(end) => {
-                            self.phase = Phase::Body;
-                            self.deadline = None;
-                            bytes = &bytes[end..];
-                        }
-                        None => {
-                            self.phase = Phase::Head { newline };
-                            return;
-                        }
+                    Err(newline) => {
+                        self.phase = Phase::Head { newline };
+                        return;
                     }
-                }
+                },
                 Phase::Body | Phase::Http2 => return,
             }
         }
@@ -137,6 +123,32 @@ impl<S> ReadDeadlines<S> {
             self.phase = Phase::Idle;
         }
     }
+}
+
+/// Where in `bytes` a request head ends (just past its blank line), given what of its end was
+/// seen before them (`newline`, as in [`Phase::Head`]); or, if it does not end in them, what of
+/// its end has been seen after them. Jumps from line feed to line feed.
+fn head_end(mut newline: u8, bytes: &[u8]) -> Result<usize, u8> {
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        match (newline, b) {
+            (0, _) => match memchr::memchr(b'\n', &bytes[i..]) {
+                Some(at) => {
+                    newline = 1;
+                    i += at + 1;
+                }
+                None => return Err(0),
+            },
+            (_, b'\n') => return Ok(i + 1),
+            (1, b'\r') => {
+                newline = 2;
+                i += 1;
+            }
+            // Anything else ends the line-end run; look for the next line feed from here.
+            _ => newline = 0,
+        }
+    }
+    Err(newline)
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for ReadDeadlines<S> {
@@ -347,6 +359,43 @@ mod tests {
             .expect("write");
         assert!(g.read(&mut buf).await.expect("read") > 0);
         assert!(still_waiting(&mut g, head * 3).await);
+    }
+
+    /// The head's end found a byte at a time, as the definition says.
+    fn head_end_bytewise(mut newline: u8, bytes: &[u8]) -> Result<usize, u8> {
+        for (i, &b) in bytes.iter().enumerate() {
+            newline = match (b, newline) {
+                (b'\n', 0) => 1,
+                (b'\n', _) => return Ok(i + 1),
+                (b'\r', 1) => 2,
+                _ => 0,
+            };
+        }
+        Err(newline)
+    }
+
+    #[test]
+    fn line_feed_jumps_find_what_a_byte_at_a_time_finds() {
+        // Every string of up to 8 bytes over `a`, CR and LF, from every starting state.
+        let alphabet = [b'a', b'\r', b'\n'];
+        for len in 0..=8u32 {
+            for mut n in 0..3usize.pow(len) {
+                let bytes: Vec<u8> = (0..len)
+                    .map(|_| {
+                        let b = alphabet[n % 3];
+                        n /= 3;
+                        b
+                    })
+                    .collect();
+                for newline in 0..=2 {
+                    assert_eq!(
+                        head_end(newline, &bytes),
+                        head_end_bytewise(newline, &bytes),
+                        "{newline} {bytes:?}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]

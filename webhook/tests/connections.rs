@@ -14,6 +14,16 @@ use tokio_rustls::client::TlsStream;
 
 type Stream = TlsStream<tokio::net::TcpStream>;
 
+/// How long after `since` the server closed `stream`; fails if it is still open after 5 s.
+/// What the server sent before closing (an HTTP/2 server's SETTINGS, say) is read and dropped:
+/// the end of the stream is what counts.
+async fn closed_after(stream: &mut Stream, since: Instant, client: &str) -> Duration {
+    let mut buf = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut buf)).await;
+    assert!(closed.is_ok(), "{client}: still open after 5 s");
+    since.elapsed()
+}
+
 #[tokio::test]
 async fn a_client_that_sends_nothing_is_closed_after_the_first_request_limit() {
     let h = Harness::start_with(common::POLICIES, |c| {
@@ -26,12 +36,7 @@ async fn a_client_that_sends_nothing_is_closed_after_the_first_request_limit() {
         let tls = kspy_webhook::tls::client_config(roots(), alpn).expect("client config");
         let mut stream = raw_tls(h.server.addr, &tls).await;
         let started = Instant::now();
-        let mut buf = Vec::new();
-        // An HTTP/2 server may send its SETTINGS first; the end of the stream is what counts.
-        let closed =
-            tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut buf)).await;
-        assert!(closed.is_ok(), "ALPN {alpn:?}: still open after 5 s");
-        let waited = started.elapsed();
+        let waited = closed_after(&mut stream, started, &format!("ALPN {alpn:?}")).await;
         assert!(
             waited >= Duration::from_millis(250),
             "ALPN {alpn:?}: closed before the timeout ({waited:?})"
@@ -155,11 +160,7 @@ async fn a_request_head_left_unfinished_is_closed_after_the_head_limit() {
         } else {
             stream.write_all(head).await.expect("head");
         }
-        let mut buf = Vec::new();
-        let closed =
-            tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut buf)).await;
-        assert!(closed.is_ok(), "trickle {trickle}: still open after 5 s");
-        let took = started.elapsed();
+        let took = closed_after(&mut stream, started, &format!("trickle {trickle}")).await;
         assert!(
             took >= Duration::from_millis(250),
             "trickle {trickle}: closed before the limit ({took:?})"

@@ -100,7 +100,9 @@ pub(crate) async fn serve_tls<S, B>(
     let builder = Arc::new(builder);
     let graceful = GracefulShutdown::new();
     // A slot per open connection, taken before accepting it and given back when it closes.
-    let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let slots = Arc::new(Semaphore::new(
+        limits.max_connections.clamp(1, Semaphore::MAX_PERMITS),
+    ));
 
     // Whether the slots ran out since one was last free: the warning and the count are once
     // per time they run out, not once per connection accepted while they stay short.

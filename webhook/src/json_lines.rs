@@ -62,32 +62,29 @@ impl Fields<'_, '_> {
             })();
         }
     }
+
+    /// A field whose value is written as a JSON string.
+    fn quoted(&mut self, field: &Field, text: fmt::Arguments<'_>) {
+        self.field(field, |out| {
+            out.write_char('"')?;
+            Escaped(&mut *out).write_fmt(text)?;
+            out.write_char('"')
+        });
+    }
 }
 
 impl Visit for Fields<'_, '_> {
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
         // `%value` fields arrive here too, and `message`: their Debug is their Display.
-        self.field(field, |out| {
-            out.write_char('"')?;
-            write!(Escaped(&mut *out), "{value:?}")?;
-            out.write_char('"')
-        });
+        self.quoted(field, format_args!("{value:?}"));
     }
 
     fn record_str(&mut self, field: &Field, value: &str) {
-        self.field(field, |out| {
-            out.write_char('"')?;
-            Escaped(&mut *out).write_str(value)?;
-            out.write_char('"')
-        });
+        self.quoted(field, format_args!("{value}"));
     }
 
     fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
-        self.field(field, |out| {
-            out.write_char('"')?;
-            write!(Escaped(&mut *out), "{value}")?;
-            out.write_char('"')
-        });
+        self.quoted(field, format_args!("{value}"));
     }
 
     fn record_i64(&mut self, field: &Field, value: i64) {

@@ -26,6 +26,7 @@ pub mod engine;
 pub mod glob;
 pub mod hostpath;
 pub mod image;
+mod json_object;
 pub mod pod_security;
 pub mod policy;
 pub mod review;

@@ -15,6 +15,8 @@ use serde::Deserialize;
 use serde_json::Value;
 use serde_json::value::RawValue;
 
+use crate::json_object::JsonObject;
+
 /// The only AdmissionReview version kspy speaks (the API server negotiates it from the
 /// webhook configuration's `admissionReviewVersions: [v1]`).
 pub const API_VERSION: &str = "admission.k8s.io/v1";
@@ -107,7 +109,7 @@ struct PodReview {
     kind: String,
     #[serde(rename = "apiVersion")]
     api_version: String,
-    request: PodRequest,
+    request: JsonObject<PodRequest>,
 }
 
 /// kube's `AdmissionRequest` field for field, with the objects read as kspy needs them.
@@ -115,14 +117,14 @@ struct PodReview {
 #[serde(rename_all = "camelCase")]
 struct PodRequest {
     uid: String,
-    kind: GroupVersionKind,
-    resource: GroupVersionResource,
+    kind: JsonObject<GroupVersionKind>,
+    resource: JsonObject<GroupVersionResource>,
     #[serde(default)]
     sub_resource: Option<String>,
     #[serde(default)]
-    request_kind: Option<GroupVersionKind>,
+    request_kind: Option<JsonObject<GroupVersionKind>>,
     #[serde(default)]
-    request_resource: Option<GroupVersionResource>,
+    request_resource: Option<JsonObject<GroupVersionResource>>,
     #[serde(default)]
     request_sub_resource: Option<String>,
     #[serde(default)]
@@ -132,9 +134,9 @@ struct PodRequest {
     operation: Operation,
     user_info: UserInfo,
     #[serde(default)]
-    object: Option<PodParts>,
+    object: Option<JsonObject<PodParts>>,
     #[serde(default)]
-    old_object: Option<OldPod>,
+    old_object: Option<JsonObject<OldPod>>,
     #[serde(default)]
     dry_run: bool,
     #[serde(default)]
@@ -147,11 +149,11 @@ impl PodRequest {
         let request = AdmissionRequest {
             types,
             uid: self.uid,
-            kind: self.kind,
-            resource: self.resource,
+            kind: self.kind.into_inner(),
+            resource: self.resource.into_inner(),
             sub_resource: self.sub_resource,
-            request_kind: self.request_kind,
-            request_resource: self.request_resource,
+            request_kind: self.request_kind.map(JsonObject::into_inner),
+            request_resource: self.request_resource.map(JsonObject::into_inner),
             request_sub_resource: self.request_sub_resource,
             name: self.name,
             namespace: self.namespace,
@@ -162,7 +164,11 @@ impl PodRequest {
             dry_run: self.dry_run,
             options: self.options,
         };
-        (request, self.object, self.old_object)
+        (
+            request,
+            self.object.map(JsonObject::into_inner),
+            self.old_object.map(JsonObject::into_inner),
+        )
     }
 }
 
@@ -175,7 +181,7 @@ struct PodParts {
     #[serde(default)]
     kind: Option<String>,
     #[serde(default)]
-    metadata: MetaParts,
+    metadata: JsonObject<MetaParts>,
     #[serde(default)]
     spec: Option<PodSpec>,
 }
@@ -248,7 +254,7 @@ impl PodParts {
             return Err(format!("kind is {k:?}, not \"Pod\""));
         }
         Ok(Pod {
-            metadata: self.metadata.into(),
+            metadata: self.metadata.into_inner().into(),
             spec: self.spec,
             status: None,
         })
@@ -260,7 +266,7 @@ impl PodParts {
 #[derive(Deserialize)]
 struct OldPod {
     #[serde(default)]
-    spec: Option<OldPodSpec>,
+    spec: Option<JsonObject<OldPodSpec>>,
 }
 
 #[derive(Deserialize)]
@@ -272,7 +278,7 @@ struct OldPodSpec {
 impl OldPod {
     fn into_ephemeral_containers(self) -> Vec<EphemeralContainer> {
         self.spec
-            .and_then(|s| s.ephemeral_containers)
+            .and_then(|s| s.into_inner().ephemeral_containers)
             .unwrap_or_default()
     }
 }
@@ -325,7 +331,7 @@ impl ParsedReview {
         let text = std::str::from_utf8(&body).map_err(|e| ReviewError::NotUtf8 {
             offset: e.valid_up_to(),
         })?;
-        if let Ok(fast) = serde_json::from_str::<PodReview>(text)
+        if let Ok(JsonObject(fast)) = serde_json::from_str::<JsonObject<PodReview>>(text)
             && fast.kind == KIND
             && fast.api_version == API_VERSION
         {
@@ -333,7 +339,7 @@ impl ParsedReview {
                 api_version: fast.api_version,
                 kind: fast.kind,
             };
-            let (request, object, old_object) = fast.request.split(types);
+            let (request, object, old_object) = fast.request.into_inner().split(types);
             // An object that is not a Pod after all: the careful path says so.
             if is_core_pods(&request)
                 && let Ok(pod) = object.map(PodParts::into_pod).transpose()
@@ -352,13 +358,14 @@ impl ParsedReview {
     }
 
     fn from_bytes_carefully(body: Bytes) -> Result<Self, ReviewError> {
-        let envelope: Envelope<'_> = serde_json::from_slice(&body).map_err(|e| {
-            if e.is_data() {
-                ReviewError::NotAReview(String::new())
-            } else {
-                ReviewError::NotJson(e)
-            }
-        })?;
+        let JsonObject(envelope): JsonObject<Envelope<'_>> = serde_json::from_slice(&body)
+            .map_err(|e| {
+                if e.is_data() {
+                    ReviewError::NotAReview(String::new())
+                } else {
+                    ReviewError::NotJson(e)
+                }
+            })?;
         let kind = envelope.kind.unwrap_or_default();
         if kind != KIND {
             return Err(ReviewError::NotAReview(kind));
@@ -393,7 +400,7 @@ impl ParsedReview {
         };
         let pod = match object_raw {
             Some(raw) if is_pod => {
-                let parts: PodParts =
+                let JsonObject(parts): JsonObject<PodParts> =
                     serde_json::from_str(raw.get()).map_err(|e| malformed("object", e))?;
                 Some(parts.into_pod().map_err(|m| {
                     malformed("object", <serde_json::Error as serde::de::Error>::custom(m))
@@ -403,8 +410,9 @@ impl ParsedReview {
         };
         let old_ephemeral_containers = match old_object_raw {
             Some(raw) if is_pod => Some(
-                serde_json::from_str::<OldPod>(raw.get())
+                serde_json::from_str::<JsonObject<OldPod>>(raw.get())
                     .map_err(|e| malformed("oldObject", e))?
+                    .into_inner()
                     .into_ephemeral_containers(),
             ),
             _ => None,
@@ -572,6 +580,52 @@ mod tests {
             ),
             "{err}"
         );
+    }
+
+    /// serde's derive also reads a struct from an array of its field values; every part of a
+    /// review is a JSON object. `object: []` was once read as a Pod without labels or spec:
+    /// no debug pod, so a debug copy sent that way was allowed.
+    #[test]
+    fn arrays_in_place_of_objects_are_refused() {
+        let envelope = |request: &str| {
+            format!(
+                r#"{{"kind":"AdmissionReview","apiVersion":"admission.k8s.io/v1","request":{request}}}"#
+            )
+        };
+        let with = |members: &str| envelope(&format!("{{{HEADER},{members}}}"));
+        for (body, field) in [
+            (with(r#""object":[]"#), "object"),
+            (with(r#""object":{"metadata":[]}"#), "object"),
+            (with(r#""object":["v1","Pod"]"#), "object"),
+            (with(r#""oldObject":[]"#), "oldObject"),
+            (with(r#""oldObject":{"spec":[]}"#), "oldObject"),
+        ] {
+            match review(&body) {
+                Err(ReviewError::MalformedPod { field: f, source }) => {
+                    assert_eq!(f, field, "{body}");
+                    assert!(
+                        source.to_string().contains("expected a JSON object"),
+                        "{source}"
+                    );
+                }
+                other => panic!("{body}: {other:?}"),
+            }
+        }
+        let kind_as_array = HEADER.replace(
+            r#""kind":{"group":"","version":"v1","kind":"Pod"}"#,
+            r#""kind":["","v1","Pod"]"#,
+        );
+        assert_ne!(kind_as_array, HEADER);
+        for body in [envelope(&format!("{{{kind_as_array}}}")), envelope("[]")] {
+            assert!(
+                matches!(review(&body), Err(ReviewError::MalformedRequest(_))),
+                "{body}"
+            );
+        }
+        assert!(matches!(
+            review(r#"["AdmissionReview","admission.k8s.io/v1",{}]"#),
+            Err(ReviewError::NotAReview(_))
+        ));
     }
 
     /// JSON is UTF-8. A stray byte in a part the typed decoding skips (here `managedFields`)

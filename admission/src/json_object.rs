@@ -1,0 +1,104 @@
+//! Structs read from JSON objects and nothing else.
+//!
+//! serde's derived `Deserialize` also reads a struct from an array of its field values, in
+//! declaration order: `["v1", "Pod", {...}]` for `{"apiVersion": "v1", "kind": "Pod", ...}`,
+//! and `[]` for a struct whose fields all have defaults. A review's `object: []` would then be
+//! a Pod with no labels and no spec, which is no debug request at all, so it would be allowed.
+//! Kubernetes objects are JSON objects, and k8s-openapi's own types accept nothing else;
+//! [`JsonObject`] holds the structs decoded here to the same rule.
+
+use std::fmt;
+use std::marker::PhantomData;
+
+use serde::de::value::MapAccessDeserializer;
+use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
+
+/// A `T` read from a JSON object; an array (or any other value) is refused with "invalid type:
+/// …, expected a JSON object".
+#[derive(Debug, Default, Clone, PartialEq)]
+pub(crate) struct JsonObject<T>(pub T);
+
+impl<T> JsonObject<T> {
+    /// The value read.
+    pub(crate) fn into_inner(self) -> T {
+        self.0
+    }
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for JsonObject<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer
+            .deserialize_map(ObjectVisitor(PhantomData))
+            .map(JsonObject)
+    }
+}
+
+struct ObjectVisitor<T>(PhantomData<T>);
+
+impl<'de, T: Deserialize<'de>> Visitor<'de> for ObjectVisitor<T> {
+    type Value = T;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+        T::deserialize(MapAccessDeserializer::new(map))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, Default, PartialEq, serde::Deserialize)]
+    struct Meta {
+        #[serde(default)]
+        name: Option<String>,
+        #[serde(default)]
+        labels: Option<std::collections::BTreeMap<String, String>>,
+    }
+
+    #[test]
+    fn derived_structs_read_arrays_and_json_object_refuses_them() {
+        // What the wrapper is for: the derive alone takes an array.
+        assert_eq!(
+            serde_json::from_str::<Meta>("[]").expect("the derive reads []"),
+            Meta::default()
+        );
+        assert!(serde_json::from_str::<Meta>(r#"["p", {"a": "b"}]"#).is_ok());
+        for refused in ["[]", r#"["p"]"#, "null", "1", r#""p""#] {
+            let err = serde_json::from_str::<JsonObject<Meta>>(refused)
+                .expect_err(refused)
+                .to_string();
+            assert!(err.contains("expected a JSON object"), "{refused}: {err}");
+        }
+    }
+
+    #[test]
+    fn objects_read_as_the_derive_reads_them() {
+        let m = serde_json::from_str::<JsonObject<Meta>>(r#"{"name": "p", "labels": {"a": "b"}}"#)
+            .expect("object")
+            .into_inner();
+        assert_eq!(m.name.as_deref(), Some("p"));
+        assert_eq!(m.labels.expect("labels")["a"], "b");
+        // The derive's own errors come through unchanged.
+        let err = serde_json::from_str::<JsonObject<Meta>>(r#"{"name": 5}"#)
+            .expect_err("a number is not a name")
+            .to_string();
+        assert!(err.contains("invalid type: integer `5`"), "{err}");
+        // Nested wrappers, and a missing optional one, as the review's structs use them.
+        #[derive(serde::Deserialize)]
+        struct Outer {
+            #[serde(default)]
+            meta: Option<JsonObject<Meta>>,
+        }
+        assert!(
+            serde_json::from_str::<Outer>("{}")
+                .expect("empty")
+                .meta
+                .is_none()
+        );
+        assert!(serde_json::from_str::<Outer>(r#"{"meta": []}"#).is_err());
+    }
+}

@@ -1,0 +1,350 @@
+//! Hostile review bodies, made by mutating every shipped fixture: the engine never panics,
+//! never reads malformed JSON as a review, never turns a denial into an allow by a change of
+//! type, and never lets the parts nobody judges change an answer.
+//!
+//! The mutations come from a fixed seed, so a failure names a case that fails again. Each
+//! assertion message carries the mutated body's first bytes and what was done to it.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use k8s_openapi::api::core::v1::Namespace;
+use kspy_admission::testing::declared_namespaces;
+use kspy_admission::{Endpoint, Engine, ParsedReview, PolicySet, Settings, Verdict};
+use serde_json::{Value, json};
+
+/// Mutated bodies per fixture, per kind of mutation.
+const CASES_PER_FIXTURE: usize = 100;
+
+/// What the typed decoding skips and no shipped policy reads.
+const UNJUDGED: [&str; 4] = [
+    "/request/object/metadata/managedFields",
+    "/request/object/status",
+    "/request/oldObject/metadata/managedFields",
+    "/request/oldObject/status",
+];
+
+fn policies_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../policies")
+}
+
+/// The shipped library, the Namespaces its suites declare, and every fixture as the API
+/// server sends it (compact).
+struct Library {
+    engine: Engine,
+    namespaces: BTreeMap<String, Namespace>,
+    fixtures: Vec<(String, Vec<u8>)>,
+}
+
+impl Library {
+    fn load() -> Library {
+        let dir = policies_dir();
+        let set = PolicySet::load_dir(&dir).unwrap_or_else(|e| panic!("{e}"));
+        let engine = Engine::new(set, Settings::default()).unwrap_or_else(|e| panic!("{e}"));
+        let namespaces = declared_namespaces(&dir).unwrap_or_else(|e| panic!("{e}"));
+        let mut fixtures: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir.join("fixtures"))
+            .expect("policies/fixtures")
+            .map(|e| e.expect("entry").path())
+            .filter(|p| p.extension().is_some_and(|e| e == "json"))
+            .map(|p| (name_of(&p), compact(&p)))
+            .collect();
+        fixtures.sort();
+        assert!(fixtures.len() >= 10, "the fixtures are there");
+        Library {
+            engine,
+            namespaces,
+            fixtures,
+        }
+    }
+
+    /// Parses and judges `body` at `endpoint`, as the webhook does: `None` when the body is
+    /// refused (the webhook's 400), else the verdict and the answer sent back, parsed (the
+    /// order of `auditAnnotations`, a hash map, differs from one answer to the next).
+    fn answer(&self, body: &[u8], endpoint: Endpoint) -> Option<(Verdict, Value)> {
+        let review = ParsedReview::from_slice(body).ok()?;
+        let namespace = review.namespace().and_then(|n| self.namespaces.get(n));
+        let judgement = self.engine.judge(&review, endpoint, namespace);
+        let encoded = judgement.encode().expect("an answer always encodes");
+        let back: Value = serde_json::from_slice(&encoded).expect("the answer is JSON");
+        assert_eq!(
+            back["response"]["uid"],
+            review.uid(),
+            "the answer echoes the uid"
+        );
+        Some((judgement.verdict, back))
+    }
+}
+
+fn name_of(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// The fixture compact, in the API server's field order.
+fn compact(path: &Path) -> Vec<u8> {
+    let text = std::fs::read(path).expect("fixture");
+    serde_json::from_slice::<serde::de::IgnoredAny>(&text).expect("fixture is JSON");
+    kspy_admission::wire::compact_json(&text)
+}
+
+/// SplitMix64: small, seeded, the same sequence on every machine.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+
+    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+        &items[self.below(items.len())]
+    }
+}
+
+/// Every node of `value` by its JSON Pointer, the root excluded.
+fn pointers(value: &Value, at: &str, out: &mut Vec<String>) {
+    let children: Vec<(String, &Value)> = match value {
+        Value::Object(m) => m
+            .iter()
+            .map(|(k, v)| (k.replace('~', "~0").replace('/', "~1"), v))
+            .collect(),
+        Value::Array(a) => a
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (i.to_string(), v))
+            .collect(),
+        _ => return,
+    };
+    for (key, child) in children {
+        let pointer = format!("{at}/{key}");
+        out.push(pointer.clone());
+        pointers(child, &pointer, out);
+    }
+}
+
+/// The kind of a JSON value, for "a value of another type".
+fn kind(v: &Value) -> u8 {
+    match v {
+        Value::Null => 0,
+        Value::Bool(_) => 1,
+        Value::Number(_) => 2,
+        Value::String(_) => 3,
+        Value::Array(_) => 4,
+        Value::Object(_) => 5,
+    }
+}
+
+/// Values of every kind but null, the likely and the hostile.
+fn replacements() -> Vec<Value> {
+    vec![
+        json!(true),
+        json!(false),
+        json!(0),
+        json!(-1),
+        json!(1e300),
+        json!(18446744073709551615u64),
+        json!(""),
+        json!("SYS_ADMIN"),
+        json!("../../etc/shadow"),
+        json!("registry.example.com.evil.io/x:latest"),
+        json!("\u{0}\u{1f}\"\\"),
+        json!([]),
+        json!(["SYS_ADMIN"]),
+        json!([{}]),
+        json!({}),
+        json!({"add": ["SYS_ADMIN"]}),
+        json!({"privileged": true}),
+    ]
+}
+
+fn describe(body: &[u8], what: &str) -> String {
+    let head = String::from_utf8_lossy(&body[..body.len().min(160)]);
+    format!("{what}; body starts {head:?}")
+}
+
+/// Byte-level damage: truncation, a byte dropped, replaced or inserted, bytes appended, a
+/// span repeated.
+/// Whatever it makes, the engine does not panic, and what is not JSON is not a review.
+#[test]
+fn damaged_bytes_are_refused_or_judged_never_a_panic() {
+    let lib = Library::load();
+    let mut rng = Rng(0x6b73_7079_0001);
+    let specials = b"{}[]\",:\\ 0123456789.eE+-tfnul\x00\x1f\x7f\xff\xc3";
+    let (mut refused, mut judged) = (0, 0);
+    for (name, body) in &lib.fixtures {
+        for _ in 0..CASES_PER_FIXTURE {
+            let mut b = body.clone();
+            let at = rng.below(b.len());
+            let what = match rng.below(6) {
+                0 => {
+                    b.truncate(at);
+                    format!("{name}: truncated to {at} bytes")
+                }
+                1 => {
+                    let gone = b.remove(at);
+                    format!("{name}: byte {at} ({:?}) removed", gone as char)
+                }
+                2 => {
+                    let c = *rng.pick(specials);
+                    b[at] = c;
+                    format!("{name}: byte {at} set to {:?}", c as char)
+                }
+                3 => {
+                    let c = *rng.pick(specials);
+                    b.insert(at, c);
+                    format!("{name}: {:?} inserted at {at}", c as char)
+                }
+                4 => {
+                    // After the closing brace: a second document, or anything else.
+                    let tail = if rng.below(2) == 0 {
+                        body.clone()
+                    } else {
+                        vec![*rng.pick(specials)]
+                    };
+                    b.extend_from_slice(&tail);
+                    format!("{name}: {} bytes appended", tail.len())
+                }
+                _ => {
+                    let len = 1 + rng.below(64);
+                    let end = (at + len).min(b.len());
+                    let span = b[at..end].to_vec();
+                    b.splice(at..at, span);
+                    format!("{name}: bytes {at}..{end} repeated")
+                }
+            };
+            let is_json = serde_json::from_slice::<serde::de::IgnoredAny>(&b).is_ok();
+            match lib.answer(&b, Endpoint::Validate) {
+                None => refused += 1,
+                Some(_) => {
+                    assert!(
+                        is_json,
+                        "{}",
+                        describe(&b, &format!("not JSON, yet judged: {what}"))
+                    );
+                    judged += 1;
+                }
+            }
+        }
+    }
+    // Both outcomes occur: the mutations reach past the envelope into judged reviews.
+    assert!(
+        refused > 0 && judged > 0,
+        "refused {refused}, judged {judged}"
+    );
+}
+
+/// A value swapped for one of another type, anywhere in a review that is denied, never makes
+/// it allowed: the typed decoding refuses it (the webhook's 400), or it is still denied.
+#[test]
+fn a_change_of_type_never_turns_a_denial_into_an_allow() {
+    let lib = Library::load();
+    let mut rng = Rng(0x6b73_7079_0002);
+    let replacements = replacements();
+    let mut denied_fixtures = 0;
+    for (name, body) in &lib.fixtures {
+        for endpoint in [Endpoint::Validate, Endpoint::Mutate] {
+            let Some((Verdict::Denied, _)) = lib.answer(body, endpoint) else {
+                continue;
+            };
+            denied_fixtures += 1;
+            let doc: Value = serde_json::from_slice(body).expect("fixture");
+            let mut all = Vec::new();
+            pointers(&doc, "", &mut all);
+            // The parts nobody judges have a test of their own (below).
+            all.retain(|p| {
+                doc.pointer(p).is_some_and(|v| !v.is_null())
+                    && !UNJUDGED.iter().any(|u| p.starts_with(u))
+            });
+            for _ in 0..CASES_PER_FIXTURE {
+                let pointer = rng.pick(&all);
+                let original = doc.pointer(pointer).expect("pointer");
+                let others: Vec<&Value> = replacements
+                    .iter()
+                    .filter(|r| kind(r) != kind(original))
+                    .collect();
+                let replacement = *rng.pick(&others);
+                let mut mutated = doc.clone();
+                *mutated.pointer_mut(pointer).expect("pointer") = replacement.clone();
+                let b = serde_json::to_vec(&mutated).expect("encode");
+                if let Some((verdict, _)) = lib.answer(&b, endpoint) {
+                    assert_eq!(
+                        verdict,
+                        Verdict::Denied,
+                        "{}",
+                        describe(
+                            &b,
+                            &format!(
+                                "{name} at /{}: {pointer} set to {replacement}",
+                                endpoint.as_str()
+                            )
+                        )
+                    );
+                }
+            }
+        }
+    }
+    assert!(
+        denied_fixtures >= 4,
+        "only {denied_fixtures} denied fixture/endpoint pairs"
+    );
+}
+
+/// `managedFields` and `status`, in `object` and `oldObject`, are skipped by the typed
+/// decoding and read by no shipped policy: whatever they hold, as long as the body is JSON,
+/// the answer is the same, byte for byte.
+#[test]
+fn the_parts_nobody_judges_never_change_an_answer() {
+    let lib = Library::load();
+    let mut rng = Rng(0x6b73_7079_0003);
+    let mut values = replacements();
+    values.push(Value::Null);
+    values.push(json!({"f:spec": {"f:containers": {"k:{\"name\":\"x\"}": {".": {}}}}}));
+    let mut tried = 0;
+    for (name, body) in &lib.fixtures {
+        let doc: Value = serde_json::from_slice(body).expect("fixture");
+        let mut targets: Vec<String> = UNJUDGED
+            .iter()
+            .filter(|r| doc.pointer(r).is_some())
+            .map(|r| (*r).to_owned())
+            .collect();
+        for root in targets.clone() {
+            pointers(doc.pointer(&root).expect("root"), &root, &mut targets);
+        }
+        if targets.is_empty() {
+            continue;
+        }
+        for endpoint in [Endpoint::Validate, Endpoint::Mutate] {
+            let baseline = lib.answer(body, endpoint).expect("fixtures are reviews");
+            for _ in 0..CASES_PER_FIXTURE / 2 {
+                let pointer = rng.pick(&targets);
+                let value = rng.pick(&values);
+                let mut mutated = doc.clone();
+                *mutated.pointer_mut(pointer).expect("pointer") = value.clone();
+                let b = serde_json::to_vec(&mutated).expect("encode");
+                let answer = lib.answer(&b, endpoint);
+                let what = format!("{name} at /{}: {pointer} set to {value}", endpoint.as_str());
+                assert!(
+                    answer.as_ref() == Some(&baseline),
+                    "{}",
+                    describe(
+                        &b,
+                        &format!("{what}: answered {answer:?}, not as before ({baseline:?})")
+                    )
+                );
+                tried += 1;
+            }
+        }
+    }
+    assert!(
+        tried >= 100,
+        "only {tried} cases reached the unjudged parts"
+    );
+}

@@ -6,12 +6,18 @@
 //! a Pod with no labels and no spec, which is no debug request at all, so it would be allowed.
 //! Kubernetes objects are JSON objects, and k8s-openapi's own types accept nothing else;
 //! [`JsonObject`] holds the structs decoded here to the same rule.
+//!
+//! A name repeated in one object is refused by the derived structs ("duplicate field") but
+//! kept last by serde's map types, so two readings of one body could see two different
+//! reviews. [`UniqueMembers`] is the map that refuses it too.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::marker::PhantomData;
 
 use serde::de::value::MapAccessDeserializer;
-use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
+use serde::de::{Deserialize, Deserializer, Error as _, MapAccess, Visitor};
+use serde_json::value::RawValue;
 
 /// A `T` read from a JSON object; an array (or any other value) is refused with "invalid type:
 /// …, expected a JSON object".
@@ -44,6 +50,38 @@ impl<'de, T: Deserialize<'de>> Visitor<'de> for ObjectVisitor<T> {
 
     fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
         T::deserialize(MapAccessDeserializer::new(map))
+    }
+}
+
+/// The members of one JSON object, by name, their values left as raw JSON text. A repeated
+/// name is refused with "duplicate field `NAME`", as the derived structs refuse it.
+#[derive(Debug, Default)]
+pub(crate) struct UniqueMembers<'a>(pub BTreeMap<String, &'a RawValue>);
+
+impl<'de> Deserialize<'de> for UniqueMembers<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_map(MembersVisitor)
+    }
+}
+
+struct MembersVisitor;
+
+impl<'de> Visitor<'de> for MembersVisitor {
+    type Value = UniqueMembers<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut members = BTreeMap::new();
+        while let Some((name, value)) = map.next_entry::<String, &'de RawValue>()? {
+            if members.contains_key(&name) {
+                return Err(A::Error::custom(format_args!("duplicate field `{name}`")));
+            }
+            members.insert(name, value);
+        }
+        Ok(UniqueMembers(members))
     }
 }
 
@@ -100,5 +138,23 @@ mod tests {
                 .is_none()
         );
         assert!(serde_json::from_str::<Outer>(r#"{"meta": []}"#).is_err());
+    }
+
+    #[test]
+    fn members_are_kept_raw_and_a_repeated_name_is_refused() {
+        let m = serde_json::from_str::<UniqueMembers<'_>>(r#"{"b": [1, 2], "a": {"x": null}}"#)
+            .expect("object")
+            .0;
+        assert_eq!(m.keys().collect::<Vec<_>>(), ["a", "b"]);
+        assert_eq!(m["b"].get(), "[1, 2]");
+        let err = serde_json::from_str::<UniqueMembers<'_>>(r#"{"a": 1, "b": 2, "a": 3}"#)
+            .expect_err("a twice")
+            .to_string();
+        assert!(err.contains("duplicate field `a`"), "{err}");
+        // serde's own map keeps the last, which is what this type is for.
+        let plain: BTreeMap<String, &RawValue> =
+            serde_json::from_str(r#"{"a": 1, "a": 3}"#).expect("kept last");
+        assert_eq!(plain["a"].get(), "3");
+        assert!(serde_json::from_str::<UniqueMembers<'_>>("[]").is_err());
     }
 }

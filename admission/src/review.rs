@@ -15,7 +15,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use serde_json::value::RawValue;
 
-use crate::json_object::JsonObject;
+use crate::json_object::{JsonObject, UniqueMembers};
 
 /// The only AdmissionReview version kspy speaks (the API server negotiates it from the
 /// webhook configuration's `admissionReviewVersions: [v1]`).
@@ -378,7 +378,7 @@ impl ParsedReview {
             return Err(ReviewError::MissingRequest);
         };
         // One level deep only: the objects stay raw text.
-        let mut fields: BTreeMap<String, &RawValue> =
+        let UniqueMembers(mut fields) =
             serde_json::from_str(request.get()).map_err(ReviewError::MalformedRequest)?;
         fn not_null(r: Option<&RawValue>) -> Option<&RawValue> {
             r.filter(|r| r.get() != "null")
@@ -626,6 +626,23 @@ mod tests {
             review(r#"["AdmissionReview","admission.k8s.io/v1",{}]"#),
             Err(ReviewError::NotAReview(_))
         ));
+    }
+
+    /// A request member given twice: the typed decoding would keep the last `object`, the raw
+    /// view CEL and the patches read none, so the review is refused instead.
+    #[test]
+    fn a_repeated_request_member_is_refused() {
+        let object =
+            r#"{"metadata":{"name":"p"},"spec":{"containers":[{"name":"app","image":"x"}]}}"#;
+        let body = format!(
+            r#"{{"kind":"AdmissionReview","apiVersion":"admission.k8s.io/v1","request":{{{HEADER},"object":{object},"object":{object}}}}}"#
+        );
+        let err = review(&body).unwrap_err();
+        assert!(matches!(err, ReviewError::MalformedRequest(_)), "{err}");
+        assert!(
+            err.to_string().contains("duplicate field `object`"),
+            "{err}"
+        );
     }
 
     /// JSON is UTF-8. A stray byte in a part the typed decoding skips (here `managedFields`)

@@ -1,6 +1,7 @@
 //! Hostile review bodies, made by mutating every shipped fixture: the engine never panics,
 //! never reads malformed JSON as a review, never turns a denial into an allow by a change of
-//! type, and never lets the parts nobody judges change an answer.
+//! type, reads a repeated member as the last one or not at all, and never lets the parts
+//! nobody judges change an answer.
 //!
 //! The mutations come from a fixed seed, so a failure names a case that fails again. Each
 //! assertion message carries the mutated body's first bytes and what was done to it.
@@ -165,6 +166,23 @@ fn replacements() -> Vec<Value> {
     ]
 }
 
+/// Fails, naming the case, unless `body` was answered as `expected`.
+fn same_answer(
+    body: &[u8],
+    what: &str,
+    answer: Option<(Verdict, Value)>,
+    expected: Option<&(Verdict, Value)>,
+) {
+    assert!(
+        answer.as_ref() == expected,
+        "{}",
+        describe(
+            body,
+            &format!("{what}: answered {answer:?}, expected {expected:?}")
+        )
+    );
+}
+
 fn describe(body: &[u8], what: &str) -> String {
     let head = String::from_utf8_lossy(&body[..body.len().min(160)]);
     format!("{what}; body starts {head:?}")
@@ -299,7 +317,7 @@ fn a_change_of_type_never_turns_a_denial_into_an_allow() {
 
 /// `managedFields` and `status`, in `object` and `oldObject`, are skipped by the typed
 /// decoding and read by no shipped policy: whatever they hold, as long as the body is JSON,
-/// the answer is the same, byte for byte.
+/// the answer is the same (compared as parsed JSON).
 #[test]
 fn the_parts_nobody_judges_never_change_an_answer() {
     let lib = Library::load();
@@ -329,16 +347,8 @@ fn the_parts_nobody_judges_never_change_an_answer() {
                 let mut mutated = doc.clone();
                 *mutated.pointer_mut(pointer).expect("pointer") = value.clone();
                 let b = serde_json::to_vec(&mutated).expect("encode");
-                let answer = lib.answer(&b, endpoint);
                 let what = format!("{name} at /{}: {pointer} set to {value}", endpoint.as_str());
-                assert!(
-                    answer.as_ref() == Some(&baseline),
-                    "{}",
-                    describe(
-                        &b,
-                        &format!("{what}: answered {answer:?}, not as before ({baseline:?})")
-                    )
-                );
+                same_answer(&b, &what, lib.answer(&b, endpoint), Some(&baseline));
                 tried += 1;
             }
         }
@@ -347,4 +357,70 @@ fn the_parts_nobody_judges_never_change_an_answer() {
         tried >= 100,
         "only {tried} cases reached the unjudged parts"
     );
+}
+
+/// A member repeated in an object with another value (JSON leaves the meaning to the reader)
+/// is refused, or read as its last occurrence by every view the engine has of the review:
+/// the typed decoding and the raw JSON CEL sees must not read two different reviews.
+#[test]
+fn a_repeated_member_is_refused_or_read_as_the_last_one() {
+    let lib = Library::load();
+    let mut rng = Rng(0x6b73_7079_0004);
+    let mut values = replacements();
+    values.push(Value::Null);
+    const HOLE: &str = "kspy-hostile-test-hole";
+    let (mut refused, mut read) = (0, 0);
+    for (name, body) in &lib.fixtures {
+        let doc: Value = serde_json::from_slice(body).expect("fixture");
+        let mut objects = vec![String::new()];
+        pointers(&doc, "", &mut objects);
+        objects.retain(|p| {
+            doc.pointer(p)
+                .and_then(Value::as_object)
+                .is_some_and(|m| !m.is_empty())
+        });
+        for endpoint in [Endpoint::Validate, Endpoint::Mutate] {
+            for _ in 0..CASES_PER_FIXTURE / 2 {
+                // The request's own members a quarter of the time: the objects are there.
+                let at = if rng.below(4) == 0 {
+                    "/request"
+                } else {
+                    rng.pick(&objects).as_str()
+                };
+                let members = doc.pointer(at).and_then(Value::as_object).expect("object");
+                let keys: Vec<&String> = members.keys().collect();
+                let key = *rng.pick(&keys);
+                let value = if rng.below(4) == 0 {
+                    members[key].clone()
+                } else {
+                    rng.pick(&values).clone()
+                };
+                // The last reading: the member holds the repeated value.
+                let mut last = doc.clone();
+                last.pointer_mut(at).expect("object")[key] = value.clone();
+                // The body: the object written out with the member twice.
+                let mut holed = doc.clone();
+                *holed.pointer_mut(at).expect("object") = json!(HOLE);
+                let mut text = serde_json::to_string(members).expect("encode");
+                text.pop();
+                text.push_str(&format!(",{}:{value}}}", json!(key)));
+                let b = serde_json::to_string(&holed)
+                    .expect("encode")
+                    .replacen(&json!(HOLE).to_string(), &text, 1)
+                    .into_bytes();
+                let what = format!(
+                    "{name} at /{}: {at}/{key} repeated as {value}",
+                    endpoint.as_str()
+                );
+                let Some(answer) = lib.answer(&b, endpoint) else {
+                    refused += 1;
+                    continue;
+                };
+                let expected = lib.answer(&serde_json::to_vec(&last).expect("encode"), endpoint);
+                same_answer(&b, &what, Some(answer), expected.as_ref());
+                read += 1;
+            }
+        }
+    }
+    assert!(refused > 0 && read > 0, "refused {refused}, read {read}");
 }

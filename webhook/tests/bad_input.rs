@@ -66,6 +66,29 @@ async fn malformed_reviews_get_400_with_a_one_line_reason() {
     let (status, answer) = h.post("/validate", Bytes::from(broken)).await;
     assert_eq!(status, 400);
     assert!(one_line(&answer).contains("not valid UTF-8"));
+
+    // The Pod as an array of its fields, and a request member given twice: refused, not
+    // read some other way (`admission/tests/hostile_reviews.rs` has many more).
+    let mut review: serde_json::Value =
+        serde_json::from_slice(&fixture("attach-allowed.json")).expect("fixture");
+    let object = review["request"]["object"].take();
+    review["request"]["object"] = serde_json::json!([]);
+    let array = serde_json::to_vec(&review).expect("encode");
+    review["request"]["object"] = object;
+    let once = serde_json::to_string(&review["request"]).expect("encode");
+    let twice = format!(
+        r#"{{"kind":"AdmissionReview","apiVersion":"admission.k8s.io/v1","request":{},"object":{{}}}}}}"#,
+        &once[..once.len() - 1]
+    );
+    for (body, expect) in [
+        (array, "request.object is not a valid Pod"),
+        (twice.into_bytes(), "duplicate field `object`"),
+    ] {
+        let (status, answer) = h.post("/validate", Bytes::from(body)).await;
+        assert_eq!(status, 400, "{expect}");
+        let line = one_line(&answer);
+        assert!(line.contains(expect), "{line}");
+    }
     h.server.shutdown().await;
 }
 

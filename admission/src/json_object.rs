@@ -21,7 +21,7 @@ use serde_json::value::RawValue;
 
 /// A `T` read from a JSON object; an array (or any other value) is refused with "invalid type:
 /// …, expected a JSON object".
-#[derive(Debug, Default, Clone, PartialEq)]
+#[derive(Debug, Default)]
 pub(crate) struct JsonObject<T>(pub T);
 
 impl<T> JsonObject<T> {

@@ -183,6 +183,13 @@ fn same_answer(
     );
 }
 
+/// [`replacements`] and null: where a member may be absent, null is one more value.
+fn replacements_and_null() -> Vec<Value> {
+    let mut values = replacements();
+    values.push(Value::Null);
+    values
+}
+
 fn describe(body: &[u8], what: &str) -> String {
     let head = String::from_utf8_lossy(&body[..body.len().min(160)]);
     format!("{what}; body starts {head:?}")
@@ -322,8 +329,7 @@ fn a_change_of_type_never_turns_a_denial_into_an_allow() {
 fn the_parts_nobody_judges_never_change_an_answer() {
     let lib = Library::load();
     let mut rng = Rng(0x6b73_7079_0003);
-    let mut values = replacements();
-    values.push(Value::Null);
+    let mut values = replacements_and_null();
     values.push(json!({"f:spec": {"f:containers": {"k:{\"name\":\"x\"}": {".": {}}}}}));
     let mut tried = 0;
     for (name, body) in &lib.fixtures {
@@ -366,8 +372,7 @@ fn the_parts_nobody_judges_never_change_an_answer() {
 fn a_repeated_member_is_refused_or_read_as_the_last_one() {
     let lib = Library::load();
     let mut rng = Rng(0x6b73_7079_0004);
-    let mut values = replacements();
-    values.push(Value::Null);
+    let values = replacements_and_null();
     const HOLE: &str = "kspy-hostile-test-hole";
     let (mut refused, mut read) = (0, 0);
     for (name, body) in &lib.fixtures {

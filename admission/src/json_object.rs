@@ -5,7 +5,9 @@
 //! and `[]` for a struct whose fields all have defaults. A review's `object: []` would then be
 //! a Pod with no labels and no spec, which is no debug request at all, so it would be allowed.
 //! Kubernetes objects are JSON objects, and k8s-openapi's own types accept nothing else;
-//! [`JsonObject`] holds the structs decoded here to the same rule.
+//! [`JsonObject`] holds the structs decoded here to the same rule: a review's parts, and the
+//! parts of a policy file (YAML, decoded through JSON values), whose fields say so with
+//! [`object`], [`optional_object`] and [`objects`].
 //!
 //! A name repeated in one object is refused by the derived structs ("duplicate field") but
 //! kept last by serde's map types, so two readings of one body could see two different
@@ -20,7 +22,7 @@ use serde::de::{Deserialize, Deserializer, Error as _, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
 /// A `T` read from a JSON object; an array (or any other value) is refused with "invalid type:
-/// …, expected a JSON object".
+/// …, expected a map of fields (a JSON object, a YAML mapping)".
 #[derive(Debug, Default)]
 pub(crate) struct JsonObject<T>(pub T);
 
@@ -39,13 +41,34 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for JsonObject<T> {
     }
 }
 
+/// For `#[serde(deserialize_with = "crate::json_object::object")]` on a field whose type is a
+/// derived struct: read from a JSON object only.
+pub(crate) fn object<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<T, D::Error> {
+    JsonObject::deserialize(d).map(JsonObject::into_inner)
+}
+
+/// [`object`] for an optional field: null is `None`, anything else must be an object.
+pub(crate) fn optional_object<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> Result<Option<T>, D::Error> {
+    Option::<JsonObject<T>>::deserialize(d).map(|o| o.map(JsonObject::into_inner))
+}
+
+/// [`object`] for a list: every item must be an object.
+pub(crate) fn objects<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> Result<Vec<T>, D::Error> {
+    Vec::<JsonObject<T>>::deserialize(d)
+        .map(|v| v.into_iter().map(JsonObject::into_inner).collect())
+}
+
 struct ObjectVisitor<T>(PhantomData<T>);
 
 impl<'de, T: Deserialize<'de>> Visitor<'de> for ObjectVisitor<T> {
     type Value = T;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a JSON object")
+        f.write_str("a map of fields (a JSON object, a YAML mapping)")
     }
 
     fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
@@ -70,7 +93,7 @@ impl<'de> Visitor<'de> for MembersVisitor {
     type Value = UniqueMembers<'de>;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a JSON object")
+        f.write_str("a map of fields (a JSON object, a YAML mapping)")
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
@@ -109,7 +132,7 @@ mod tests {
             let err = serde_json::from_str::<JsonObject<Meta>>(refused)
                 .expect_err(refused)
                 .to_string();
-            assert!(err.contains("expected a JSON object"), "{refused}: {err}");
+            assert!(err.contains("expected a map of fields"), "{refused}: {err}");
         }
     }
 

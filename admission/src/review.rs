@@ -604,7 +604,7 @@ mod tests {
                 Err(ReviewError::MalformedPod { field: f, source }) => {
                     assert_eq!(f, field, "{body}");
                     assert!(
-                        source.to_string().contains("expected a JSON object"),
+                        source.to_string().contains("expected a map of fields"),
                         "{source}"
                     );
                 }

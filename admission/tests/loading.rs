@@ -34,6 +34,31 @@ fn each_mistake_is_reported_where_it_is() {
             "  mode: enforce",
             &["spec.mode", "unknown variant `enforce`"],
         ),
+        // A list where a map of fields belongs: serde's derive would read the list as the
+        // fields in order (`match: [[attach]]` as `actions: [attach]`); it is refused.
+        (
+            "  grant:\n    - images: ['registry.example.com/*']",
+            &[
+                "spec.grant",
+                "invalid type: sequence, expected a map of fields",
+            ],
+        ),
+        (
+            "  match: [[attach]]",
+            &["spec.match", "expected a map of fields"],
+        ),
+        (
+            "  match:\n    namespaceSelector: [[]]",
+            &["spec.match.namespaceSelector", "expected a map of fields"],
+        ),
+        (
+            "  conditions: [[a, 'true']]",
+            &["spec.conditions[0]", "expected a map of fields"],
+        ),
+        (
+            "  defaults:\n    env: [[A, b]]",
+            &["spec.defaults.env[0]", "expected a map of fields"],
+        ),
         (
             "  grant:\n    runAsRoot: yes-please",
             &["spec.grant.runAsRoot"],

@@ -25,8 +25,10 @@ pub struct PolicyDocument {
     /// Must be [`KIND`].
     pub kind: String,
     /// Name and labels.
+    #[serde(deserialize_with = "crate::json_object::object")]
     pub metadata: Metadata,
     /// The policy.
+    #[serde(deserialize_with = "crate::json_object::object")]
     pub spec: PolicySpec,
 }
 
@@ -67,22 +69,26 @@ pub struct PolicySpec {
     #[serde(default)]
     pub mode: Mode,
     /// Static match: omitted or empty field = any; list items are OR, fields are AND.
-    #[serde(default, rename = "match")]
+    #[serde(
+        default,
+        rename = "match",
+        deserialize_with = "crate::json_object::object"
+    )]
     pub match_: MatchSpec,
     /// Named CEL expressions, evaluated in order and visible to later ones as `variables.NAME`.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::json_object::objects")]
     pub variables: Vec<NamedExpression>,
     /// CEL expressions that must all be true for the policy to apply.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::json_object::objects")]
     pub conditions: Vec<NamedExpression>,
     /// What the policy allows.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::json_object::object")]
     pub grant: GrantSpec,
     /// CEL guardrails with ValidatingAdmissionPolicy semantics.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::json_object::objects")]
     pub validations: Vec<ValidationSpec>,
     /// Defaults injected by `/mutate`.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::json_object::object")]
     pub defaults: DefaultsSpec,
 }
 
@@ -100,7 +106,7 @@ pub struct MatchSpec {
     #[serde(default)]
     pub exclude_namespaces: Vec<String>,
     /// Label selector on the request's namespace (needs the Namespace object).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::json_object::optional_object")]
     pub namespace_selector: Option<LabelSelectorSpec>,
     /// Group globs (any of the user's groups).
     #[serde(default)]
@@ -121,7 +127,7 @@ pub struct LabelSelectorSpec {
     #[serde(default)]
     pub match_labels: BTreeMap<String, String>,
     /// Set-based requirements.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::json_object::objects")]
     pub match_expressions: Vec<LabelRequirementSpec>,
 }
 
@@ -247,6 +253,7 @@ pub enum HostPathGrantSpec {
     /// `- /var/log` — read-write allowed.
     Path(String),
     /// `- {path: /, readOnly: true}`
+    #[serde(deserialize_with = "crate::json_object::object")]
     Detailed(HostPathGrantDetail),
 }
 
@@ -276,7 +283,7 @@ pub struct DefaultsSpec {
     #[serde(default)]
     pub image_pull_policy: Option<ImagePullPolicy>,
     /// Extra environment variables.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::json_object::objects")]
     pub env: Vec<EnvDefault>,
     /// A partial container securityContext; only absent fields are filled in.
     #[serde(default)]

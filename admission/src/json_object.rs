@@ -23,7 +23,7 @@ use serde_json::value::RawValue;
 
 /// A `T` read from a JSON object; an array (or any other value) is refused with "invalid type:
 /// …, expected a map of fields (a JSON object, a YAML mapping)".
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct JsonObject<T>(pub T);
 
 impl<T> JsonObject<T> {

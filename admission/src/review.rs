@@ -109,7 +109,8 @@ struct PodReview {
     kind: String,
     #[serde(rename = "apiVersion")]
     api_version: String,
-    request: JsonObject<PodRequest>,
+    #[serde(deserialize_with = "crate::json_object::object")]
+    request: PodRequest,
 }
 
 /// kube's `AdmissionRequest` field for field, with the objects read as kspy needs them.
@@ -117,14 +118,16 @@ struct PodReview {
 #[serde(rename_all = "camelCase")]
 struct PodRequest {
     uid: String,
-    kind: JsonObject<GroupVersionKind>,
-    resource: JsonObject<GroupVersionResource>,
+    #[serde(deserialize_with = "crate::json_object::object")]
+    kind: GroupVersionKind,
+    #[serde(deserialize_with = "crate::json_object::object")]
+    resource: GroupVersionResource,
     #[serde(default)]
     sub_resource: Option<String>,
-    #[serde(default)]
-    request_kind: Option<JsonObject<GroupVersionKind>>,
-    #[serde(default)]
-    request_resource: Option<JsonObject<GroupVersionResource>>,
+    #[serde(default, deserialize_with = "crate::json_object::optional_object")]
+    request_kind: Option<GroupVersionKind>,
+    #[serde(default, deserialize_with = "crate::json_object::optional_object")]
+    request_resource: Option<GroupVersionResource>,
     #[serde(default)]
     request_sub_resource: Option<String>,
     #[serde(default)]
@@ -133,10 +136,10 @@ struct PodRequest {
     namespace: Option<String>,
     operation: Operation,
     user_info: UserInfo,
-    #[serde(default)]
-    object: Option<JsonObject<PodParts>>,
-    #[serde(default)]
-    old_object: Option<JsonObject<OldPod>>,
+    #[serde(default, deserialize_with = "crate::json_object::optional_object")]
+    object: Option<PodParts>,
+    #[serde(default, deserialize_with = "crate::json_object::optional_object")]
+    old_object: Option<OldPod>,
     #[serde(default)]
     dry_run: bool,
     #[serde(default)]
@@ -149,11 +152,11 @@ impl PodRequest {
         let request = AdmissionRequest {
             types,
             uid: self.uid,
-            kind: self.kind.into_inner(),
-            resource: self.resource.into_inner(),
+            kind: self.kind,
+            resource: self.resource,
             sub_resource: self.sub_resource,
-            request_kind: self.request_kind.map(JsonObject::into_inner),
-            request_resource: self.request_resource.map(JsonObject::into_inner),
+            request_kind: self.request_kind,
+            request_resource: self.request_resource,
             request_sub_resource: self.request_sub_resource,
             name: self.name,
             namespace: self.namespace,
@@ -164,11 +167,7 @@ impl PodRequest {
             dry_run: self.dry_run,
             options: self.options,
         };
-        (
-            request,
-            self.object.map(JsonObject::into_inner),
-            self.old_object.map(JsonObject::into_inner),
-        )
+        (request, self.object, self.old_object)
     }
 }
 
@@ -180,8 +179,8 @@ struct PodParts {
     api_version: Option<String>,
     #[serde(default)]
     kind: Option<String>,
-    #[serde(default)]
-    metadata: JsonObject<MetaParts>,
+    #[serde(default, deserialize_with = "crate::json_object::object")]
+    metadata: MetaParts,
     #[serde(default)]
     spec: Option<PodSpec>,
 }
@@ -254,7 +253,7 @@ impl PodParts {
             return Err(format!("kind is {k:?}, not \"Pod\""));
         }
         Ok(Pod {
-            metadata: self.metadata.into_inner().into(),
+            metadata: self.metadata.into(),
             spec: self.spec,
             status: None,
         })
@@ -265,8 +264,8 @@ impl PodParts {
 /// already there (the rest of the old Pod is the new one's, minus what is being added).
 #[derive(Deserialize)]
 struct OldPod {
-    #[serde(default)]
-    spec: Option<JsonObject<OldPodSpec>>,
+    #[serde(default, deserialize_with = "crate::json_object::optional_object")]
+    spec: Option<OldPodSpec>,
 }
 
 #[derive(Deserialize)]
@@ -278,7 +277,7 @@ struct OldPodSpec {
 impl OldPod {
     fn into_ephemeral_containers(self) -> Vec<EphemeralContainer> {
         self.spec
-            .and_then(|s| s.into_inner().ephemeral_containers)
+            .and_then(|s| s.ephemeral_containers)
             .unwrap_or_default()
     }
 }
@@ -339,7 +338,7 @@ impl ParsedReview {
                 api_version: fast.api_version,
                 kind: fast.kind,
             };
-            let (request, object, old_object) = fast.request.into_inner().split(types);
+            let (request, object, old_object) = fast.request.split(types);
             // An object that is not a Pod after all: the careful path says so.
             if is_core_pods(&request)
                 && let Ok(pod) = object.map(PodParts::into_pod).transpose()
@@ -412,7 +411,7 @@ impl ParsedReview {
             Some(raw) if is_pod => Some(
                 serde_json::from_str::<JsonObject<OldPod>>(raw.get())
                     .map_err(|e| malformed("oldObject", e))?
-                    .into_inner()
+                    .0
                     .into_ephemeral_containers(),
             ),
             _ => None,

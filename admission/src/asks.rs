@@ -3,8 +3,8 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
-    Container, EnvFromSource, EnvVar, EphemeralContainer, Pod, PodSecurityContext, SecurityContext,
-    Volume, VolumeMount,
+    Container, EnvFromSource, EnvVar, EphemeralContainer, Pod, PodSecurityContext, SELinuxOptions,
+    SecurityContext, Volume, VolumeMount,
 };
 use serde::Serialize;
 
@@ -116,6 +116,12 @@ pub struct Asks {
     pub seccomp_unconfined: bool,
     /// AppArmor `Unconfined` (field or the legacy annotation, container or pod level).
     pub apparmor_unconfined: bool,
+    /// SELinux options Pod Security's baseline forbids (container or pod level): a type other
+    /// than the container types (`spc_t`, `unconfined_t` run unconfined), or a user or role.
+    pub selinux_unconfined: bool,
+    /// `windowsOptions.hostProcess: true` (container or pod level): a Windows container with
+    /// the host's full access.
+    pub host_process: bool,
     /// Pod volumes it mounts, by volume name.
     pub volumes: Vec<VolumeAsk>,
     /// Host paths mounted through hostPath volumes (a subset of `volumes`, by path).
@@ -170,6 +176,16 @@ impl Asks {
         asks.proc_mount_unmasked = sc.and_then(|s| s.proc_mount.as_deref()) == Some("Unmasked");
         asks.seccomp_unconfined = seccomp_unconfined(sc, pod_sc);
         asks.apparmor_unconfined = apparmor_unconfined(c.name, sc, pod_sc, pod);
+        asks.selinux_unconfined = sc
+            .and_then(|s| s.se_linux_options.as_ref())
+            .into_iter()
+            .chain(pod_sc.and_then(|p| p.se_linux_options.as_ref()))
+            .any(selinux_beyond_baseline);
+        asks.host_process = sc
+            .and_then(|s| s.windows_options.as_ref())
+            .into_iter()
+            .chain(pod_sc.and_then(|p| p.windows_options.as_ref()))
+            .any(|w| w.host_process == Some(true));
 
         let volumes: BTreeMap<&str, &Volume> = spec
             .and_then(|s| s.volumes.as_deref())
@@ -218,7 +234,27 @@ impl Asks {
             || self.proc_mount_unmasked
             || self.seccomp_unconfined
             || self.apparmor_unconfined
+            || self.selinux_unconfined
+            || self.host_process
     }
+}
+
+/// The SELinux types Pod Security's baseline level allows (besides none).
+const BASELINE_SELINUX_TYPES: &[&str] = &[
+    "container_t",
+    "container_init_t",
+    "container_kvm_t",
+    "container_engine_t",
+];
+
+/// True for SELinux options the baseline level forbids: any other type, or any user or role.
+fn selinux_beyond_baseline(o: &SELinuxOptions) -> bool {
+    let set = |v: &Option<String>| v.as_deref().is_some_and(|v| !v.is_empty());
+    let odd_type = o
+        .type_
+        .as_deref()
+        .is_some_and(|t| !t.is_empty() && !BASELINE_SELINUX_TYPES.contains(&t));
+    odd_type || set(&o.user) || set(&o.role)
 }
 
 fn runs_as_root(sc: Option<&SecurityContext>, pod_sc: Option<&PodSecurityContext>) -> bool {
@@ -259,6 +295,10 @@ fn apparmor_unconfined(
         .is_some_and(|v| v == "unconfined")
 }
 
+/// CSI drivers whose volumes hold secrets (the Secrets Store CSI driver mounts Vault, AWS,
+/// Azure and GCP secrets as files): mounting one is mounting a secret.
+const SECRET_CSI_DRIVERS: &[&str] = &["secrets-store.csi.k8s.io"];
+
 fn volume_ask(name: &str, read_only: bool, volume: Option<&Volume>) -> VolumeAsk {
     let mut ask = VolumeAsk {
         name: name.to_owned(),
@@ -275,7 +315,11 @@ fn volume_ask(name: &str, read_only: bool, volume: Option<&Volume>) -> VolumeAsk
         ask.kind = VolumeKind::HostPath;
         // An unparsable host path stays a hostPath ask with no path: no grant covers it.
         ask.host_path = HostPath::parse(&hp.path).ok();
-    } else if v.secret.is_some() {
+    } else if v.secret.is_some()
+        || v.csi
+            .as_ref()
+            .is_some_and(|c| SECRET_CSI_DRIVERS.contains(&c.driver.as_str()))
+    {
         ask.kind = VolumeKind::Secret;
     } else if let Some(projected) = &v.projected {
         let sensitive = projected
@@ -365,7 +409,9 @@ mod tests {
                 {"name": "creds", "secret": {"secretName": "creds"}},
                 {"name": "kube-api-access", "projected": {"sources": [{"serviceAccountToken": {"path": "token"}}]}},
                 {"name": "cfg", "projected": {"sources": [{"configMap": {"name": "c"}}]}},
-                {"name": "root", "hostPath": {"path": "//etc/../"}}
+                {"name": "root", "hostPath": {"path": "//etc/../"}},
+                {"name": "vault", "csi": {"driver": "secrets-store.csi.k8s.io", "readOnly": true}},
+                {"name": "scratch", "csi": {"driver": "scratch.csi.example.com"}}
             ],
             "ephemeralContainers": [ec]
         });
@@ -427,6 +473,22 @@ mod tests {
             json!({"securityContext": {"appArmorProfile": {"type": "Unconfined"}}}),
         ));
         assert!(a.apparmor_unconfined);
+        for (sc, pod_sc) in [
+            (json!({"seLinuxOptions": {"type": "spc_t"}}), json!({})),
+            (json!({}), json!({"seLinuxOptions": {"role": "system_r"}})),
+            (json!({"windowsOptions": {"hostProcess": true}}), json!({})),
+        ] {
+            let a = asks_of(with_ec(
+                json!({"name": "d", "image": "busybox", "securityContext": sc}),
+                json!({"securityContext": pod_sc}),
+            ));
+            assert!(a.needs_privileged(), "{sc} {pod_sc}");
+        }
+        let a = asks_of(with_ec(
+            json!({"name": "d", "image": "busybox", "securityContext": {"seLinuxOptions": {"type": "container_t", "level": "s0:c1"}}}),
+            json!({}),
+        ));
+        assert!(!a.needs_privileged());
         let a = asks_of(with_ec(
             json!({"name": "d", "image": "busybox", "securityContext": {"allowPrivilegeEscalation": false}}),
             json!({}),
@@ -443,7 +505,9 @@ mod tests {
                 {"name": "kube-api-access", "mountPath": "/sa", "readOnly": true},
                 {"name": "cfg", "mountPath": "/cfg"},
                 {"name": "root", "mountPath": "/host", "readOnly": true},
-                {"name": "root", "mountPath": "/host2"}
+                {"name": "root", "mountPath": "/host2"},
+                {"name": "vault", "mountPath": "/vault", "readOnly": true},
+                {"name": "scratch", "mountPath": "/scratch"}
             ]}),
             json!({}),
         ));
@@ -460,6 +524,8 @@ mod tests {
                 ("data", VolumeKind::NonSecret, false),
                 ("kube-api-access", VolumeKind::Secret, true),
                 ("root", VolumeKind::HostPath, false),
+                ("scratch", VolumeKind::NonSecret, false),
+                ("vault", VolumeKind::Secret, true),
             ]
         );
         assert_eq!(a.host_paths.len(), 1);

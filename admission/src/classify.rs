@@ -3,8 +3,9 @@
 //! - **attach**: `UPDATE` of `pods/ephemeralcontainers`; the subjects are the ephemeral
 //!   containers in `object` that are absent by name from `oldObject` (or changed there, which the
 //!   API server itself refuses, so such a request is judged rather than waved through).
-//! - **copy**: `CREATE` of a pod labelled `kspy.dev/debug: copy`, or matched by the configured
-//!   classifier.
+//! - **copy**: `CREATE` of a pod labelled `kspy.dev/debug: copy`, or with a container named the
+//!   way `kubectl debug POD --copy-to=NAME` names its debugger (`debugger-` and five characters
+//!   of kubectl's random-name alphabet), or matched by the configured classifier.
 //! - **node**: `CREATE` of a pod labelled `kspy.dev/debug: node`, or named `node-debugger-*` with
 //!   `nodeName` set (what `kubectl debug node/X` creates), or matched by the configured classifier.
 //!
@@ -23,6 +24,21 @@ use crate::review::ParsedReview;
 pub const DEBUG_LABEL: &str = "kspy.dev/debug";
 /// The name prefix `kubectl debug node/NAME` gives node-debugging pods.
 pub const NODE_DEBUGGER_PREFIX: &str = "node-debugger-";
+/// The name prefix `kubectl debug` gives a debug container when `--container` is not set.
+pub const KUBECTL_DEBUGGER_PREFIX: &str = "debugger-";
+/// The characters of the random suffixes kubectl generates (apimachinery's
+/// `utilrand.String`: no vowels, no look-alikes such as `0`, `1` and `3`).
+const KUBECTL_RANDOM_ALPHABET: &str = "bcdfghjklmnpqrstvwxz2456789";
+
+/// True for a container name `kubectl debug` generates: `debugger-` and five characters of its
+/// random alphabet. The shipped webhook configuration sends pods holding such a container to
+/// kspy for the same reason (`deploy/base/webhooks.yaml`), so both must agree.
+pub fn is_kubectl_debugger_name(name: &str) -> bool {
+    name.strip_prefix(KUBECTL_DEBUGGER_PREFIX)
+        .is_some_and(|suffix| {
+            suffix.len() == 5 && suffix.chars().all(|c| KUBECTL_RANDOM_ALPHABET.contains(c))
+        })
+}
 
 /// The kind of debug request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -269,6 +285,17 @@ fn pod_action(
         .is_some_and(|n| !n.is_empty());
     if name.starts_with(NODE_DEBUGGER_PREFIX) && on_node {
         return Ok(Some(Action::Node));
+    }
+    // `kubectl debug POD --copy-to=NAME` without `--container`: the copy holds a container
+    // named by kubectl. A copy that only swaps images (`--set-image`) looks like any pod and
+    // is not recognised here; a copy classifier can catch it.
+    let containers = pod.spec.as_ref().map(|s| s.containers.as_slice());
+    if containers
+        .unwrap_or_default()
+        .iter()
+        .any(|c| is_kubectl_debugger_name(&c.name))
+    {
+        return Ok(Some(Action::Copy));
     }
     for action in [Action::Node, Action::Copy] {
         let hit = classifier

@@ -10,6 +10,10 @@
 //! 3. an ask granted by no applicable `Enforce` policy → deny, naming the policies that would
 //!    grant it and to whom. Grants add up across applicable policies.
 //!
+//! A policy that selects namespaces by label cannot be matched when the Namespace is unknown
+//! (its lookup failed): it grants nothing then, and if it is an `Enforce` policy with
+//! validations, the request is denied, since skipping a guardrail would be an allow by accident.
+//!
 //! CEL that fails to evaluate never allows: for an `Enforce` policy it is a denial carrying the
 //! error. `Warn` and `Audit` policies never grant and never deny.
 
@@ -24,7 +28,7 @@ use crate::capability::Capability;
 use crate::cel::{CelEnv, Fields, LazyVariables, VarSet, json_to_cel, map_of, project_json};
 use crate::classify::{DebugRequest, Subject};
 use crate::engine::NoPolicyVerdict;
-use crate::policy::compiled::{CompiledPolicy, MatchInput};
+use crate::policy::compiled::{CompiledPolicy, MatchInput, MatchOutcome};
 use crate::policy::{Mode, PolicySet};
 use crate::review::ParsedReview;
 
@@ -69,8 +73,14 @@ pub(crate) struct Judge<'a> {
     vars: &'a LazyVariables<'a>,
     groups: &'a [String],
     candidates: Vec<&'a CompiledPolicy>,
+    /// Policies that would match but for a namespace selector no one can check: the Namespace
+    /// is unknown.
+    undetermined: Vec<&'a CompiledPolicy>,
     request_value: OnceCell<Value>,
 }
+
+/// The labels of a Namespace that has none.
+static NO_LABELS: BTreeMap<String, String> = BTreeMap::new();
 
 /// The whole-object CEL variables of a review, converted only when an expression reaches them.
 pub(crate) fn request_variables<'a>(
@@ -112,15 +122,20 @@ impl<'a> Judge<'a> {
             vars,
             groups,
             candidates: Vec::new(),
+            undetermined: Vec::new(),
             request_value: OnceCell::new(),
         };
         let input = judge.match_input();
-        let candidates: Vec<&'a CompiledPolicy> = policies
-            .policies()
-            .iter()
-            .filter(|p| p.matcher.matches(&input))
-            .collect();
+        let (mut candidates, mut undetermined) = (Vec::new(), Vec::new());
+        for p in policies.policies() {
+            match p.matcher.outcome(&input) {
+                MatchOutcome::Holds => candidates.push(p),
+                MatchOutcome::NamespaceUnknown => undetermined.push(p),
+                MatchOutcome::Fails => {}
+            }
+        }
         judge.candidates = candidates;
+        judge.undetermined = undetermined;
         judge
     }
 
@@ -128,7 +143,9 @@ impl<'a> Judge<'a> {
         MatchInput {
             action: self.request.action,
             namespace: self.review.namespace().unwrap_or(""),
-            namespace_labels: self.namespace.and_then(|n| n.metadata.labels.as_ref()),
+            namespace_labels: self
+                .namespace
+                .map(|n| n.metadata.labels.as_ref().unwrap_or(&NO_LABELS)),
             user: self.review.user(),
             groups: self.groups,
         }
@@ -400,6 +417,14 @@ impl Ask {
         if a.apparmor_unconfined {
             out.push(Ask::Privileged("AppArmor Unconfined"));
         }
+        if a.selinux_unconfined {
+            out.push(Ask::Privileged(
+                "SELinux options beyond the container types (seLinuxOptions type, user or role)",
+            ));
+        }
+        if a.host_process {
+            out.push(Ask::Privileged("windowsOptions.hostProcess: true"));
+        }
         for v in &a.volumes {
             if v.kind == VolumeKind::HostPath {
                 out.push(Ask::HostPath {
@@ -458,6 +483,26 @@ pub(crate) fn decide(judge: &Judge<'_>, no_policy: NoPolicyVerdict) -> Decision 
     let mut grants_used: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     let who = describe_user(review, judge.groups);
     let place = format!("namespace {:?}", review.namespace().unwrap_or(""));
+
+    // A guardrail that selects namespaces by label cannot be skipped just because the
+    // Namespace could not be read: its validations might deny. Fail closed.
+    for p in &judge.undetermined {
+        if p.mode == Mode::Enforce && !p.validations.is_empty() {
+            let selector = p
+                .matcher
+                .namespace_selector
+                .as_ref()
+                .map(ToString::to_string)
+                .unwrap_or_default();
+            d.denials.push(format!(
+                "policy {} applies in namespaces labelled {selector} and the labels of {place} \
+                 are unknown (the Namespace could not be read), so its validations cannot be \
+                 checked; kspy denies rather than skip them (the webhook needs RBAC `get` on \
+                 namespaces, and its log says why the lookup failed)",
+                p.name
+            ));
+        }
+    }
 
     for subject in &request.subjects {
         let outcomes = judge.evaluate(subject, &candidates, true);
@@ -619,7 +664,8 @@ fn alternatives_for_action(policies: &PolicySet, action: crate::classify::Action
     let list: Vec<String> = policies
         .policies()
         .iter()
-        .filter(|p| p.mode == Mode::Enforce)
+        // Guardrails allow nothing; naming one here would send people to the wrong door.
+        .filter(|p| p.mode == Mode::Enforce && !p.grant.is_empty())
         .filter(|p| p.matcher.actions.is_empty() || p.matcher.actions.contains(&action))
         .map(|p| format!("{} ({})", p.name, p.matcher.describe()))
         .collect();

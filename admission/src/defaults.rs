@@ -147,6 +147,18 @@ pub(crate) fn subject_defaults(patch: &mut PatchBuilder, d: &SubjectDefaults<'_>
             if mounts.iter().any(|x| x["mountPath"] == path) {
                 continue;
             }
+            // The API server refuses subPath and subPathExpr on ephemeral containers, and the
+            // whole volume at a path meant for one file of it would be wrong.
+            let sub_path = ["subPath", "subPathExpr"]
+                .iter()
+                .any(|k| m[*k].as_str().is_some_and(|v| !v.is_empty()));
+            if sub_path {
+                notes.push(format!(
+                    "volume {name:?} of container {target:?} was not mounted at {path}: the target \
+                     mounts a subPath of it, which an ephemeral container cannot"
+                ));
+                continue;
+            }
             let kind = volume_kind(d.object, name);
             let read_only = mode == MountTargetVolumes::ReadOnly || m["readOnly"] == json!(true);
             if !mount_granted(&d.policies, d.object, name, kind, read_only) {
@@ -160,12 +172,7 @@ pub(crate) fn subject_defaults(patch: &mut PatchBuilder, d: &SubjectDefaults<'_>
                 ));
                 continue;
             }
-            let mut mount = json!({"name": name, "mountPath": path, "readOnly": read_only});
-            for key in ["subPath", "subPathExpr"] {
-                if let Some(v) = m.get(key) {
-                    mount[key] = v.clone();
-                }
-            }
+            let mount = json!({"name": name, "mountPath": path, "readOnly": read_only});
             mounts.push(mount.clone());
             added.push(mount);
         }

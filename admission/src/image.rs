@@ -37,7 +37,8 @@ pub struct ImageRefError {
 impl ImageRef {
     /// Parses and normalizes a reference as a container runtime would: the registry defaults to
     /// `docker.io` (and `index.docker.io` becomes `docker.io`), single-component Docker Hub
-    /// names get `library/`, and a reference with neither tag nor digest gets `:latest`.
+    /// names get `library/`, a reference with neither tag nor digest gets `:latest`, and a tag
+    /// beside a digest is dropped (the runtime pulls by the digest and ignores it).
     ///
     /// Anything outside the distribution reference grammar is an error, never a guess.
     pub fn parse(reference: &str) -> Result<Self, ImageRefError> {
@@ -99,7 +100,10 @@ impl ImageRef {
         }
         let tag = match (&tag, &digest) {
             (None, None) => Some(DEFAULT_TAG.to_owned()),
-            _ => tag,
+            // Runtimes pull `name:tag@digest` by the digest alone and never check the tag, so
+            // keeping it would let a grant of `busybox:1.36*` admit any busybox digest.
+            (_, Some(_)) => None,
+            (Some(_), None) => tag,
         };
         Ok(ImageRef {
             registry: registry.to_owned(),
@@ -290,9 +294,11 @@ mod tests {
         let r = ImageRef::parse(&format!("busybox@{DIGEST}")).unwrap();
         assert_eq!(r.tag(), None);
         assert_eq!(r.to_string(), format!("docker.io/library/busybox@{DIGEST}"));
+        // The tag beside a digest is what the runtime ignores: it is not part of the image.
         let r = ImageRef::parse(&format!("busybox:1.36@{DIGEST}")).unwrap();
-        assert_eq!(r.tag(), Some("1.36"));
+        assert_eq!(r.tag(), None);
         assert_eq!(r.digest(), Some(DIGEST));
+        assert_eq!(r.to_string(), format!("docker.io/library/busybox@{DIGEST}"));
     }
 
     #[test]

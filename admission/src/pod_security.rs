@@ -124,6 +124,12 @@ pub fn violations(
     if asks.apparmor_unconfined {
         out.push("AppArmor Unconfined".to_owned());
     }
+    if asks.selinux_unconfined {
+        out.push("seLinuxOptions beyond the container types".to_owned());
+    }
+    if asks.host_process {
+        out.push("windowsOptions.hostProcess: true".to_owned());
+    }
     if level == Level::Restricted {
         let sc = &container["securityContext"];
         if sc["allowPrivilegeEscalation"] != json!(false) {

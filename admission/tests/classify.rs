@@ -71,6 +71,41 @@ fn copies_and_node_pods_are_recognised() {
 }
 
 #[test]
+fn kubectl_copy_to_is_a_copy() {
+    // `kubectl debug POD --copy-to=NAME --image=busybox` without `--container`: the copy holds
+    // a container kubectl named `debugger-` and five characters of its random alphabet. The
+    // shipped webhook configuration sends exactly these pods; judged as anything but a copy,
+    // they would be allowed untouched.
+    let mut copy = pod("ns");
+    copy["spec"]["containers"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"name": "debugger-x7k2p", "image": "busybox",
+                     "securityContext": {"privileged": true}}));
+    let (action, subjects) = classified(create("ns", "u", &[], copy.clone())).unwrap();
+    assert_eq!(action, Action::Copy);
+    assert_eq!(subjects, ["app", "sidecar", "debugger-x7k2p"]);
+    let j = validate(&engine(""), &create("ns", "u", &[], copy.clone()));
+    assert!(!j.response.allowed, "{:?}", j.response.result.message);
+
+    // Names kubectl never generates: a vowel, a `0`, the wrong length, another prefix.
+    for name in [
+        "debugger-abcde",
+        "debugger-x7k20",
+        "debugger-x7k2",
+        "debugger-x7k2pp",
+        "debug-x7k2p",
+        "debugger",
+    ] {
+        copy["spec"]["containers"][2]["name"] = json!(name);
+        assert!(
+            classified(create("ns", "u", &[], copy.clone())).is_none(),
+            "{name} is not kubectl's debugger name"
+        );
+    }
+}
+
+#[test]
 fn everything_else_is_not_a_debug_request() {
     // A plain pod.
     assert!(classified(create("ns", "u", &[], pod("ns"))).is_none());

@@ -208,6 +208,140 @@ fn hostile_inputs_are_denied_with_reasons() {
 }
 
 #[test]
+fn selinux_and_host_process_belong_to_the_privileged_family() {
+    let e = engine(TEAM);
+    let privileged =
+        engine(&TEAM.replace("runAsRoot: true", "runAsRoot: true\n    privileged: true"));
+    let judged =
+        |e: &kspy_admission::Engine, container_sc: serde_json::Value, pod_sc: serde_json::Value| {
+            let mut d = debugger("d", "busybox:1.36");
+            d["securityContext"] = container_sc;
+            let mut r = attach("prod-eu", "alice", &["sre"], vec![], vec![d]);
+            r["request"]["object"]["spec"]["securityContext"] = pod_sc;
+            validate(e, &r).response
+        };
+    let none = json!(null);
+    // What Pod Security's baseline allows is no privilege.
+    for sc in [
+        json!({"seLinuxOptions": {"type": "container_t", "level": "s0:c1,c2"}}),
+        json!({"seLinuxOptions": {"type": "container_init_t"}}),
+        json!({"seLinuxOptions": {"type": ""}}),
+        json!({"windowsOptions": {"hostProcess": false}}),
+    ] {
+        let r = judged(&e, sc.clone(), none.clone());
+        assert!(r.allowed, "{sc}: {}", r.result.message);
+    }
+    // An unconfined SELinux type, a user or role, HostProcess: privileged, at either level.
+    for (container_sc, pod_sc, want) in [
+        (
+            json!({"seLinuxOptions": {"type": "spc_t"}}),
+            none.clone(),
+            "SELinux options",
+        ),
+        (
+            json!({"seLinuxOptions": {"type": "unconfined_t"}}),
+            none.clone(),
+            "SELinux options",
+        ),
+        (
+            json!({"seLinuxOptions": {"user": "system_u"}}),
+            none.clone(),
+            "SELinux options",
+        ),
+        (
+            json!({"seLinuxOptions": {"role": "system_r"}}),
+            none.clone(),
+            "SELinux options",
+        ),
+        (
+            none.clone(),
+            json!({"seLinuxOptions": {"type": "spc_t"}}),
+            "SELinux options",
+        ),
+        (
+            json!({"windowsOptions": {"hostProcess": true}}),
+            none.clone(),
+            "hostProcess",
+        ),
+        (
+            none.clone(),
+            json!({"windowsOptions": {"hostProcess": true}}),
+            "hostProcess",
+        ),
+    ] {
+        let r = judged(&e, container_sc.clone(), pod_sc.clone());
+        assert!(!r.allowed, "{container_sc} {pod_sc}");
+        assert!(r.result.message.contains(want), "{}", r.result.message);
+        let r = judged(&privileged, container_sc.clone(), pod_sc.clone());
+        assert!(r.allowed, "granted privileged: {}", r.result.message);
+    }
+}
+
+#[test]
+fn a_grant_of_all_capabilities_covers_each_one() {
+    let all = engine(&TEAM.replace("capabilities: [SYS_PTRACE]", "capabilities: [ALL]"));
+    for cap in ["SYS_ADMIN", "NET_ADMIN", "CAP_SYS_PTRACE", "ALL"] {
+        let r = attach(
+            "prod-eu",
+            "alice",
+            &["sre"],
+            vec![],
+            vec![ptrace("d", "busybox:1.36", cap)],
+        );
+        let j = validate(&all, &r);
+        assert!(j.response.allowed, "{cap}: {}", j.response.result.message);
+    }
+    // Listing one capability grants that one, never ALL.
+    let one = engine(TEAM);
+    let r = attach(
+        "prod-eu",
+        "alice",
+        &["sre"],
+        vec![],
+        vec![ptrace("d", "busybox:1.36", "ALL")],
+    );
+    assert!(!validate(&one, &r).response.allowed);
+}
+
+#[test]
+fn a_tag_beside_a_digest_grants_nothing() {
+    // The runtime pulls `busybox:1.36@sha256:…` by the digest and ignores the tag: a grant of
+    // `busybox:1.36*` must not admit whatever digest is labelled 1.36.
+    let e = engine(TEAM);
+    let digest = format!("sha256:{}", "ab".repeat(32));
+    for image in [
+        format!("busybox:1.36@{digest}"),
+        format!("busybox@{digest}"),
+    ] {
+        let r = attach(
+            "prod-eu",
+            "alice",
+            &["sre"],
+            vec![],
+            vec![debugger("d", &image)],
+        );
+        let j = validate(&e, &r);
+        assert!(!j.response.allowed, "{image}");
+        assert!(
+            j.response.result.message.contains(&format!(
+                "image docker.io/library/busybox@{digest} is not granted"
+            )),
+            "{}",
+            j.response.result.message
+        );
+    }
+    let pinned = engine(&TEAM.replace("busybox:1.36*", &format!("busybox@{digest}")));
+    let r = attach(
+        "prod-eu",
+        "alice",
+        &["sre"],
+        vec![],
+        vec![debugger("d", &format!("busybox:1.36@{digest}"))],
+    );
+    assert!(validate(&pinned, &r).response.allowed);
+}
+
+#[test]
 fn host_paths_are_judged_after_normalization() {
     let policy = r#"
 apiVersion: kspy.dev/v1alpha1
@@ -284,6 +418,116 @@ spec:
     );
     // Unknown namespace: the selector cannot hold, so nothing is granted (fail closed).
     assert!(!validate(&e, &r).response.allowed);
+}
+
+#[test]
+fn a_guardrail_selecting_namespaces_by_label_is_not_skipped_for_an_unknown_namespace() {
+    // A grant for everyone, and a guardrail for production namespaces only. When the
+    // Namespace cannot be read, no one can tell whether the guardrail applies; skipping it
+    // would allow what it exists to deny.
+    let policies = r#"
+apiVersion: kspy.dev/v1alpha1
+kind: DebugPolicy
+metadata: {name: anyone}
+spec:
+  grant: {images: ['**'], runAsRoot: true}
+---
+apiVersion: kspy.dev/v1alpha1
+kind: DebugPolicy
+metadata: {name: production-reason}
+spec:
+  match: {namespaceSelector: {matchLabels: {env: production}}}
+  validations:
+    - expression: "has(container.env) && container.env.exists(e, e.name == 'KSPY_REASON')"
+      message: say why
+"#;
+    let e = engine(policies);
+    let r = attach("shop", "u", &[], vec![], vec![debugger("d", "busybox")]);
+    let validate_in = |ns: Option<&k8s_openapi::api::core::v1::Namespace>| {
+        judge(&e, &r, kspy_admission::Endpoint::Validate, ns).response
+    };
+    let production = namespace("shop", &[("env", "production")]);
+    let staging = namespace("shop", &[("env", "staging")]);
+    assert!(!validate_in(Some(&production)).allowed);
+    assert!(validate_in(Some(&staging)).allowed);
+
+    let unknown = validate_in(None);
+    assert!(!unknown.allowed);
+    let message = unknown.result.message;
+    assert!(
+        message.contains("policy production-reason applies in namespaces labelled env=production")
+            && message.contains("are unknown")
+            && message.contains("RBAC `get` on namespaces"),
+        "{message}"
+    );
+
+    // A Warn-mode guardrail warns, it never denies: an unknown Namespace does not deny either.
+    let warn_only = engine(&policies.replace("validations:", "mode: Warn\n  validations:"));
+    assert!(
+        judge(&warn_only, &r, kspy_admission::Endpoint::Validate, None)
+            .response
+            .allowed
+    );
+}
+
+#[test]
+fn guardrails_are_not_offered_as_policies_that_allow() {
+    let policies = r#"
+apiVersion: kspy.dev/v1alpha1
+kind: DebugPolicy
+metadata: {name: sre-only}
+spec:
+  match: {groups: [sre]}
+  grant: {images: ['**'], runAsRoot: true}
+---
+apiVersion: kspy.dev/v1alpha1
+kind: DebugPolicy
+metadata: {name: reason-required}
+spec:
+  validations: [{expression: "true", message: never}]
+"#;
+    let r = attach(
+        "shop",
+        "bob",
+        &["dev"],
+        vec![],
+        vec![debugger("d", "busybox")],
+    );
+    let message = validate(&engine(policies), &r).response.result.message;
+    assert!(
+        message.contains("(policies for attach: sre-only (to groups [sre]))"),
+        "{message}"
+    );
+    assert!(!message.contains("reason-required"), "{message}");
+}
+
+#[test]
+fn a_namespace_without_labels_is_known_and_has_none() {
+    // `NotIn` and `DoesNotExist` hold for a Namespace without labels; they must not be read
+    // as "Namespace unknown".
+    let policy = r#"
+apiVersion: kspy.dev/v1alpha1
+kind: DebugPolicy
+metadata: {name: not-frozen}
+spec:
+  match: {namespaceSelector: {matchExpressions: [{key: frozen, operator: DoesNotExist}]}}
+  grant: {images: ['**'], runAsRoot: true}
+"#;
+    let e = engine(policy);
+    let r = attach("ns", "u", &[], vec![], vec![debugger("d", "busybox")]);
+    let mut bare = namespace("ns", &[]);
+    bare.metadata.labels = None;
+    assert!(
+        judge(&e, &r, kspy_admission::Endpoint::Validate, Some(&bare))
+            .response
+            .allowed
+    );
+    let frozen = namespace("ns", &[("frozen", "yes")]);
+    assert!(
+        !judge(&e, &r, kspy_admission::Endpoint::Validate, Some(&frozen))
+            .response
+            .allowed
+    );
 }
 
 #[test]

@@ -144,6 +144,40 @@ fn secret_mounts_are_mirrored_only_when_granted() {
 }
 
 #[test]
+fn sub_path_mounts_are_not_mirrored() {
+    // The API server refuses subPath on an ephemeral container: mirroring one would break the
+    // very request kspy allowed.
+    let mut r = attach("ns", "u", &[], vec![], vec![debugger("new", "busybox")]);
+    let app = &mut r["request"]["object"]["spec"]["containers"][0];
+    let mounts = app["volumeMounts"].as_array_mut().unwrap();
+    let first = mounts[0]["name"].clone();
+    mounts[0]["subPath"] = json!("web.conf");
+    mounts.push(json!({"name": first, "mountPath": "/logs", "subPathExpr": "$(POD)"}));
+    let j = judge(&engine(DEFAULTS), &r, Endpoint::Mutate, None);
+    let patch = patch_of(&j);
+    for op in &patch {
+        assert!(
+            !op.to_string().contains("subPath"),
+            "no subPath is copied: {op}"
+        );
+    }
+    let warnings = j.response.warnings.unwrap_or_default();
+    assert!(
+        warnings.iter().any(|w| w.contains(&format!(
+            "volume {first} of container \"app\" was not mounted"
+        )) && w.contains("subPath")),
+        "{warnings:?}"
+    );
+    // What the API server accepts: the patched review still validates as a pod update.
+    let patched = apply(&r, &patch);
+    let ec = &patched["request"]["object"]["spec"]["ephemeralContainers"][0];
+    assert!(ec["volumeMounts"].as_array().is_none_or(|m| {
+        m.iter()
+            .all(|m| m.get("subPath").is_none() && m.get("subPathExpr").is_none())
+    }));
+}
+
+#[test]
 fn sole_target_only_with_one_container() {
     let sole = DEFAULTS.replace("targetContainer: first", "targetContainer: sole");
     let r = attach("ns", "u", &[], vec![], vec![debugger("new", "busybox")]);

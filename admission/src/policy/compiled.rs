@@ -99,7 +99,8 @@ pub struct MatchInput<'a> {
     pub action: Action,
     /// The request namespace.
     pub namespace: &'a str,
-    /// The namespace's labels, when the Namespace object is known.
+    /// The namespace's labels (empty for a Namespace without labels), or `None` when the
+    /// Namespace object is unknown.
     pub namespace_labels: Option<&'a BTreeMap<String, String>>,
     /// `userInfo.username`
     pub user: &'a str,
@@ -107,43 +108,47 @@ pub struct MatchInput<'a> {
     pub groups: &'a [String],
 }
 
+/// Whether a policy's static match holds for a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MatchOutcome {
+    /// Every non-empty field holds.
+    Holds,
+    /// Some field does not hold.
+    Fails,
+    /// Every other field holds, but the policy selects namespaces by label and the Namespace
+    /// object is unknown (its lookup failed or is switched off), so no one can tell.
+    NamespaceUnknown,
+}
+
 impl Match {
-    /// True when every non-empty field holds.
+    /// True when every non-empty field holds. A namespace selector never holds for an unknown
+    /// Namespace; [`Match::outcome`] tells that case apart.
     pub fn matches(&self, input: &MatchInput<'_>) -> bool {
+        self.outcome(input) == MatchOutcome::Holds
+    }
+
+    /// Whether the static match holds, fails, or cannot be told for want of the Namespace.
+    pub fn outcome(&self, input: &MatchInput<'_>) -> MatchOutcome {
         let any = |patterns: &[NamePattern], value: &str| patterns.iter().any(|p| p.matches(value));
-        if !self.actions.is_empty() && !self.actions.contains(&input.action) {
-            return false;
+        let others_hold = (self.actions.is_empty() || self.actions.contains(&input.action))
+            && (self.namespaces.is_empty() || any(&self.namespaces, input.namespace))
+            && !any(&self.exclude_namespaces, input.namespace)
+            && (self.groups.is_empty() || input.groups.iter().any(|g| any(&self.groups, g)))
+            && (self.users.is_empty() || any(&self.users, input.user))
+            && (self.service_accounts.is_empty()
+                || service_account_of(input.user)
+                    .is_some_and(|sa| any(&self.service_accounts, &sa)));
+        if !others_hold {
+            return MatchOutcome::Fails;
         }
-        if !self.namespaces.is_empty() && !any(&self.namespaces, input.namespace) {
-            return false;
-        }
-        if any(&self.exclude_namespaces, input.namespace) {
-            return false;
-        }
-        if let Some(selector) = &self.namespace_selector {
-            // Without the Namespace object a selector cannot hold: fail closed.
-            let Some(labels) = input.namespace_labels else {
-                return false;
-            };
-            if !selector_matches(selector, labels) {
-                return false;
+        match (&self.namespace_selector, input.namespace_labels) {
+            (None, _) => MatchOutcome::Holds,
+            (Some(_), None) => MatchOutcome::NamespaceUnknown,
+            (Some(selector), Some(labels)) if selector_matches(selector, labels) => {
+                MatchOutcome::Holds
             }
+            (Some(_), Some(_)) => MatchOutcome::Fails,
         }
-        if !self.groups.is_empty() && !input.groups.iter().any(|g| any(&self.groups, g)) {
-            return false;
-        }
-        if !self.users.is_empty() && !any(&self.users, input.user) {
-            return false;
-        }
-        if !self.service_accounts.is_empty() {
-            let Some(sa) = service_account_of(input.user) else {
-                return false;
-            };
-            if !any(&self.service_accounts, &sa) {
-                return false;
-            }
-        }
-        true
     }
 
     /// "to groups [sre] in namespaces [prod-*]", for denials that point elsewhere.
@@ -176,10 +181,13 @@ impl Match {
             text.push_str(&format!(" in namespaces [{}]", list(&self.namespaces)));
         }
         if !self.exclude_namespaces.is_empty() {
-            text.push_str(&format!(" except [{}]", list(&self.exclude_namespaces)));
+            text.push_str(&format!(
+                " outside namespaces [{}]",
+                list(&self.exclude_namespaces)
+            ));
         }
-        if self.namespace_selector.is_some() {
-            text.push_str(" in namespaces selected by label");
+        if let Some(selector) = &self.namespace_selector {
+            text.push_str(&format!(" in namespaces labelled {selector}"));
         }
         if !self.actions.is_empty() {
             let actions: Vec<&str> = self.actions.iter().map(|a| a.as_str()).collect();
@@ -258,10 +266,11 @@ impl Grant {
         self.images.iter().any(|p| p.matches(image))
     }
 
-    /// True when the capability is listed (`ALL` covers only `ALL`: adding every capability is
-    /// granted only by saying so).
+    /// True when the capability is listed, or `ALL` is. Asking for `ALL` is granted only by a
+    /// grant that lists `ALL`.
     pub fn covers_capability(&self, cap: &Capability) -> bool {
-        self.capabilities.contains(cap)
+        // A grant of ALL is every capability, one at a time too.
+        self.capabilities.iter().any(|g| g == cap || g.is_all())
     }
 
     /// True when the volume mount is allowed by `mountVolumes` (hostPath mounts are judged by

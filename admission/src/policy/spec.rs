@@ -131,6 +131,29 @@ pub struct LabelSelectorSpec {
     pub match_expressions: Vec<LabelRequirementSpec>,
 }
 
+impl std::fmt::Display for LabelSelectorSpec {
+    /// kubectl's selector syntax: `env=production,team in (a,b),debug,!frozen`; `(any)` for a
+    /// selector without requirements, which every Namespace satisfies.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut parts: Vec<String> = self
+            .match_labels
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        parts.extend(self.match_expressions.iter().map(|r| match r.operator {
+            LabelOperator::In => format!("{} in ({})", r.key, r.values.join(",")),
+            LabelOperator::NotIn => format!("{} notin ({})", r.key, r.values.join(",")),
+            LabelOperator::Exists => r.key.clone(),
+            LabelOperator::DoesNotExist => format!("!{}", r.key),
+        }));
+        if parts.is_empty() {
+            f.write_str("(any)")
+        } else {
+            f.write_str(&parts.join(","))
+        }
+    }
+}
+
 /// One set-based label requirement.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]

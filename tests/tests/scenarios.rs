@@ -492,6 +492,64 @@ async fn kubectl_debug_meets_the_same_webhook() {
     env.cleanup().await.unwrap();
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_debug_copy_to_is_judged_as_a_copy() {
+    // The pod `kubectl debug web --copy-to=NAME --image=busybox:1.36` creates (kubectl itself
+    // sends it as protobuf, which the in-process API server does not decode): the pod's spec
+    // plus a container named `debugger-` and five characters of kubectl's random alphabet, and
+    // no kspy label. The deployed webhook configuration routes it to kspy, which must judge it
+    // as a debug copy: bob may not copy, alice may.
+    let Some(env) = env().await else { return };
+    let web = env.pod("web").await.unwrap();
+    let copy_named = |name: &str| {
+        let mut spec = web.spec.clone().unwrap();
+        spec.node_name = None;
+        spec.ephemeral_containers = None;
+        spec.containers.push(k8s_openapi::api::core::v1::Container {
+            name: "debugger-x7k2p".into(),
+            image: Some("busybox:1.36".into()),
+            stdin: Some(true),
+            tty: Some(true),
+            ..Default::default()
+        });
+        Pod {
+            metadata: kube::api::ObjectMeta {
+                name: Some(name.into()),
+                ..Default::default()
+            },
+            spec: Some(spec),
+            status: None,
+        }
+    };
+    let pods = |user: &'static str| {
+        let env = &env;
+        async move { Api::<Pod>::namespaced(env.client(user).await.unwrap(), &env.ns) }
+    };
+    let err = pods("bob")
+        .await
+        .create(&Default::default(), &copy_named("web-bob"))
+        .await
+        .expect_err("bob may not copy");
+    let text = err.to_string();
+    assert!(
+        text.contains("admission webhook") && text.contains("to copy"),
+        "{text}"
+    );
+    assert!(env.pod("web-bob").await.is_err(), "no copy was created");
+
+    pods("alice")
+        .await
+        .create(&Default::default(), &copy_named("web-alice"))
+        .await
+        .expect("alice may copy");
+    // In process, the review itself shows it was judged (a real cluster keeps it to itself).
+    if let Some((request, response)) = last_validation(&env) {
+        assert_eq!(request["request"]["name"], "web-alice", "{request}");
+        assert_eq!(response["response"]["allowed"], true, "{response}");
+    }
+    env.cleanup().await.unwrap();
+}
+
 /// The Events of `reason` regarding `pod`, waiting up to 10 s for at least `want` of them
 /// (the webhook posts them in the background).
 async fn events_about(env: &Env, pod: &str, reason: &str, want: usize) -> Vec<Event> {

@@ -52,14 +52,26 @@ impl GeneratedCerts {
     }
 }
 
+/// Writes `contents` to `.NAME.tmp` beside `path`, then renames it over `path`.
+///
+/// The temporary file is always created anew (`O_CREAT | O_EXCL`): a leftover from an
+/// interrupted run is removed first, and creation refuses to follow a symbolic link planted at
+/// that name, so the key can never be written through a link to some other file. The rename
+/// replaces a link at `path` itself rather than following it.
 fn write_atomic(path: &Path, contents: &[u8], private: bool) -> Result<(), CertError> {
     let file_name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let tmp = path.with_file_name(format!(".{file_name}.tmp"));
+    // `remove_file` removes a symbolic link, never its target.
+    match fs::remove_file(&tmp) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(CertError::io(&tmp, e)),
+    }
     let mut options = fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
+    options.write(true).create_new(true);
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;
@@ -68,16 +80,52 @@ fn write_atomic(path: &Path, contents: &[u8], private: bool) -> Result<(), CertE
     #[cfg(not(unix))]
     let _ = private;
     let mut file = options.open(&tmp).map_err(|e| CertError::io(&tmp, e))?;
-    // `mode` applies only on creation; make sure a leftover temporary file is private too.
-    #[cfg(unix)]
-    if private {
-        use std::os::unix::fs::PermissionsExt;
-        file.set_permissions(fs::Permissions::from_mode(0o600))
-            .map_err(|e| CertError::io(&tmp, e))?;
-    }
     file.write_all(contents)
         .and_then(|()| file.sync_all())
         .map_err(|e| CertError::io(&tmp, e))?;
     drop(file);
     fs::rename(&tmp, path).map_err(|e| CertError::io(path, e))
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_symlink_planted_at_the_temporary_name_is_not_followed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let out = dir.path().join("out");
+        fs::create_dir(&out).expect("mkdir");
+        let victim = dir.path().join("victim");
+        fs::write(&victim, "precious\n").expect("victim");
+        std::os::unix::fs::symlink(&victim, out.join(".tls.key.tmp")).expect("symlink");
+
+        write_atomic(&out.join(KEY_FILE), b"PRIVATE KEY\n", true).expect("write");
+
+        assert_eq!(fs::read_to_string(&victim).expect("victim"), "precious\n");
+        assert_eq!(
+            fs::read_to_string(out.join(KEY_FILE)).expect("key"),
+            "PRIVATE KEY\n"
+        );
+        let key = fs::symlink_metadata(out.join(KEY_FILE)).expect("meta");
+        assert!(key.file_type().is_file(), "the key is a file, not a link");
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(key.permissions().mode() & 0o777, 0o600);
+        assert!(
+            fs::symlink_metadata(out.join(".tls.key.tmp")).is_err(),
+            "no temporary file is left"
+        );
+    }
+
+    #[test]
+    fn a_leftover_temporary_file_is_replaced() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let tmp = dir.path().join(".ca.crt.tmp");
+        fs::write(&tmp, "stale stale stale").expect("leftover");
+        write_atomic(&dir.path().join(CA_CERT_FILE), b"CA", false).expect("write");
+        assert_eq!(
+            fs::read_to_string(dir.path().join(CA_CERT_FILE)).expect("ca"),
+            "CA"
+        );
+    }
 }

@@ -1,13 +1,14 @@
 //! The flags `attach`, `copy` and `node` share: the debug container, dry runs, output,
 //! waiting and attaching. Names and defaults follow `kubectl debug` where they overlap.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::ArgAction;
+use serde_json::Value;
 
 use crate::container::{
-    ContainerSpecBuilder, DEFAULT_IMAGE, MountSpec, load_custom, normalize_capability, parse_env,
+    BuildError, ContainerSpecBuilder, DEFAULT_IMAGE, MountSpec, duplicate_mount_paths, load_custom,
+    normalize_capability, parse_env, validate_dns_label, validate_dns_subdomain,
 };
 use crate::errors::KspyError;
 use crate::output::Output;
@@ -54,26 +55,98 @@ fn parse_timeout(s: &str) -> Result<Duration, String> {
     parse_duration(s)
 }
 
+/// A flag value's problem alone: clap already names the flag and the value.
+fn why(e: BuildError) -> String {
+    match e {
+        BuildError::InvalidFlag { why, .. } => why,
+        other => other.to_string(),
+    }
+}
+
+/// Parses the value of a boolean flag as kubectl does (Go's `strconv.ParseBool`):
+/// `--flag`, `--flag=true`, `--flag=false`, also `1`/`0`, `t`/`f`, `TRUE`/`FALSE`.
+pub fn parse_bool(s: &str) -> Result<bool, String> {
+    match s {
+        "1" | "t" | "T" | "true" | "TRUE" | "True" => Ok(true),
+        "0" | "f" | "F" | "false" | "FALSE" | "False" => Ok(false),
+        _ => Err("expected true or false".to_string()),
+    }
+}
+
+/// `--image`: an image reference, not empty and without spaces.
+pub fn parse_image(s: &str) -> Result<String, String> {
+    if s.is_empty() {
+        Err("the image is empty; give an image reference such as busybox:latest".to_string())
+    } else if s.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        Err("an image reference has no spaces".to_string())
+    } else {
+        Ok(s.to_string())
+    }
+}
+
+/// `--name`: a container name (DNS-1123 label).
+pub fn parse_container_name(s: &str) -> Result<String, String> {
+    validate_dns_label("--name", s).map_err(why)?;
+    Ok(s.to_string())
+}
+
+/// `-n/--namespace`: a namespace name (DNS-1123 label).
+pub fn parse_namespace(s: &str) -> Result<String, String> {
+    validate_dns_label("--namespace", s).map_err(why)?;
+    Ok(s.to_string())
+}
+
+/// A pod or node name (DNS-1123 subdomain).
+pub fn parse_object_name(s: &str) -> Result<String, String> {
+    validate_dns_subdomain("NAME", s).map_err(why)?;
+    Ok(s.to_string())
+}
+
+/// `--cap`: a capability, normalized (upper case, `CAP_` stripped).
+pub fn parse_capability(s: &str) -> Result<String, String> {
+    normalize_capability(s).map_err(why)
+}
+
+/// `--env NAME=VALUE`.
+pub fn parse_env_flag(s: &str) -> Result<(String, String), String> {
+    parse_env(s).map_err(why)
+}
+
+/// `--mount VOLUME:PATH[:ro]`.
+pub fn parse_mount(s: &str) -> Result<MountSpec, String> {
+    s.parse::<MountSpec>().map_err(why)
+}
+
+/// `--custom FILE`: read and checked when the command line is parsed, before any request.
+pub fn parse_custom(s: &str) -> Result<Value, String> {
+    load_custom(std::path::Path::new(s)).map_err(|e| match e {
+        BuildError::Custom { why, .. } => why,
+        other => other.to_string(),
+    })
+}
+
 /// Flags of the debug container and of the session around it.
+///
+/// Every boolean flag takes kubectl's forms: `--flag`, `--flag=true`, `--flag=false`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct DebugArgs {
     /// Image of the debug container [default: busybox:latest]
-    #[arg(long, value_name = "IMAGE")]
+    #[arg(long, value_name = "IMAGE", value_parser = parse_image)]
     pub image: Option<String>,
     /// Name of the debug container [default: debugger-XXXXX, unique in the pod; "debugger" for node pods]
-    #[arg(long, value_name = "NAME")]
+    #[arg(long, value_name = "NAME", value_parser = parse_container_name)]
     pub name: Option<String>,
     /// Add a Linux capability (repeatable): SYS_PTRACE, NET_ADMIN, … ("CAP_" prefix and case are ignored)
-    #[arg(long = "cap", value_name = "CAP", action = ArgAction::Append)]
+    #[arg(long = "cap", value_name = "CAP", value_parser = parse_capability, action = ArgAction::Append)]
     pub caps: Vec<String>,
     /// Debug profile, as kubectl debug: legacy, general, baseline, restricted, netadmin, sysadmin
     #[arg(long, value_enum, default_value_t = Profile::General, value_name = "PROFILE")]
     pub profile: Profile,
     /// Partial container spec (JSON or YAML) merged over the profile, as `kubectl debug --custom`
-    #[arg(long, value_name = "FILE")]
-    pub custom: Option<PathBuf>,
+    #[arg(long, value_name = "FILE", value_parser = parse_custom)]
+    pub custom: Option<Value>,
     /// Set an environment variable in the debug container (repeatable)
-    #[arg(long = "env", value_name = "NAME=VALUE", value_parser = parse_env, action = ArgAction::Append)]
+    #[arg(long = "env", value_name = "NAME=VALUE", value_parser = parse_env_flag, action = ArgAction::Append)]
     pub env: Vec<(String, String)>,
     /// Why you are debugging; sent as env KSPY_REASON, which kspy's policies and audit can read
     #[arg(long, value_name = "TEXT")]
@@ -82,25 +155,37 @@ pub struct DebugArgs {
     #[arg(long, value_enum, value_name = "POLICY")]
     pub image_pull_policy: Option<PullPolicy>,
     /// Keep stdin open on the debug container; attaches unless --no-attach
-    #[arg(short = 'i', long)]
+    #[arg(short = 'i', long, value_name = "BOOL", num_args = 0..=1, require_equals = true,
+          default_value = "false", hide_default_value = true, default_missing_value = "true",
+          value_parser = parse_bool, action = ArgAction::Set)]
     pub stdin: bool,
     /// Allocate a TTY for the debug container (needs -i)
-    #[arg(short = 't', long)]
+    #[arg(short = 't', long, value_name = "BOOL", num_args = 0..=1, require_equals = true,
+          default_value = "false", hide_default_value = true, default_missing_value = "true",
+          value_parser = parse_bool, action = ArgAction::Set)]
     pub tty: bool,
-    /// Wait for the container and attach to it [default: when -i is given]
-    #[arg(long, overrides_with = "no_attach")]
-    pub attach: bool,
-    /// Do not attach, even with -i
-    #[arg(long, overrides_with = "attach")]
+    /// Wait for the container and attach to it [default: true with -i, else false]
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true,
+          default_missing_value = "true", value_parser = parse_bool, action = ArgAction::Set,
+          overrides_with = "no_attach")]
+    pub attach: Option<bool>,
+    /// Do not attach, even with -i (the same as --attach=false)
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true,
+          default_value = "false", hide_default_value = true, default_missing_value = "true",
+          value_parser = parse_bool, action = ArgAction::Set, overrides_with = "attach")]
     pub no_attach: bool,
     /// Wait until the container runs, even without attaching
-    #[arg(long)]
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true,
+          default_value = "false", hide_default_value = true, default_missing_value = "true",
+          value_parser = parse_bool, action = ArgAction::Set)]
     pub wait: bool,
     /// How long to wait for the container to run ("0" waits forever)
     #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_timeout)]
     pub timeout: Duration,
     /// Treat the words after `--` as arguments to the image's entrypoint, not as a command
-    #[arg(long)]
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true,
+          default_value = "false", hide_default_value = true, default_missing_value = "true",
+          value_parser = parse_bool, action = ArgAction::Set)]
     pub arguments_only: bool,
     /// `client`: print the requests and send nothing that changes anything; `server`: let the
     /// API server and its webhooks judge them (dryRun=All) and keep nothing
@@ -111,7 +196,9 @@ pub struct DebugArgs {
     #[arg(short = 'o', long, value_enum, value_name = "FORMAT")]
     pub output: Option<Output>,
     /// Print only what was asked for, no progress or hints
-    #[arg(short = 'q', long)]
+    #[arg(short = 'q', long, value_name = "BOOL", num_args = 0..=1, require_equals = true,
+          default_value = "false", hide_default_value = true, default_missing_value = "true",
+          value_parser = parse_bool, action = ArgAction::Set)]
     pub quiet: bool,
     /// The command to run in the debug container [default: the image's]
     #[arg(last = true, value_name = "COMMAND")]
@@ -126,27 +213,42 @@ pub struct TargetArgs {
     /// containers, left to the kspy webhook's policy default, else the first container]
     #[arg(short = 'c', long = "target", value_name = "CONTAINER")]
     pub target: Option<String>,
-    /// Mount a volume of the pod in the debug container, read-only with ":ro" (repeatable)
-    #[arg(long = "mount", value_name = "VOLUME:PATH[:ro]", action = ArgAction::Append)]
+    /// Mount a volume of the pod in the debug container, read-only with ":ro" (repeatable; one
+    /// mount per path)
+    #[arg(long = "mount", value_name = "VOLUME:PATH[:ro]", value_parser = parse_mount,
+          action = ArgAction::Append)]
     pub mounts: Vec<MountSpec>,
     /// Mount all of the target container's volumes, read-only, at the same paths
-    #[arg(long)]
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true,
+          default_value = "false", hide_default_value = true, default_missing_value = "true",
+          value_parser = parse_bool, action = ArgAction::Set)]
     pub mount_target: bool,
     /// Copy the target container's env and envFrom (secrets included)
-    #[arg(long)]
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true,
+          default_value = "false", hide_default_value = true, default_missing_value = "true",
+          value_parser = parse_bool, action = ArgAction::Set)]
     pub env_from_target: bool,
     /// Run as the target container's runAsUser/runAsGroup, so file permissions match
-    #[arg(long)]
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true,
+          default_value = "false", hide_default_value = true, default_missing_value = "true",
+          value_parser = parse_bool, action = ArgAction::Set)]
     pub as_target_user: bool,
 }
 
+impl TargetArgs {
+    /// Checks combinations of these flags that clap cannot; the message is for a usage error.
+    pub fn check(&self) -> Result<(), String> {
+        duplicate_mount_paths(&self.mounts).map_err(why)
+    }
+}
+
 impl DebugArgs {
-    /// Whether to attach: `--attach`/`--no-attach`, else when `-i` is given.
+    /// Whether to attach: `--no-attach` or `--attach[=BOOL]`, else when `-i` is given.
     pub fn should_attach(&self) -> bool {
         if self.no_attach {
             false
         } else {
-            self.attach || self.stdin
+            self.attach.unwrap_or(self.stdin)
         }
     }
 
@@ -155,15 +257,14 @@ impl DebugArgs {
         (!self.timeout.is_zero()).then_some(self.timeout)
     }
 
-    /// Checks combinations clap cannot.
-    pub fn validate(&self) -> Result<(), KspyError> {
+    /// Checks combinations of flags that clap cannot; `main` reports a failure as a usage
+    /// error (exit code 2) before anything is sent.
+    pub fn check(&self) -> Result<(), String> {
         if self.tty && !self.stdin {
-            return Err(KspyError::new("-t/--tty needs -i/--stdin").hint("use -it"));
+            return Err("-t/--tty needs -i/--stdin; use -it".to_string());
         }
         if self.arguments_only && self.command.is_empty() {
-            return Err(KspyError::new(
-                "--arguments-only needs arguments after `--`",
-            ));
+            return Err("--arguments-only needs arguments after `--`".to_string());
         }
         Ok(())
     }
@@ -174,10 +275,7 @@ impl DebugArgs {
         name: String,
         target: Option<&TargetArgs>,
     ) -> Result<ContainerSpecBuilder, KspyError> {
-        let custom = match &self.custom {
-            Some(path) => Some(load_custom(path)?),
-            None => None,
-        };
+        let custom = self.custom.clone();
         let caps = self
             .caps
             .iter()

@@ -30,7 +30,7 @@ use crate::wait::{State, state_of};
 #[derive(Debug, Clone, clap::Args)]
 pub struct AttachArgs {
     /// The pod to debug
-    #[arg(value_name = "POD")]
+    #[arg(value_name = "POD", value_parser = crate::args::parse_object_name)]
     pub pod: String,
     /// Cluster, context and namespace.
     #[command(flatten)]
@@ -47,7 +47,9 @@ pub struct AttachArgs {
     /// Attach to a running debug container of this pod with the same image and privileges
     /// (or the one named by --name) instead of adding another; ephemeral containers can
     /// never be removed
-    #[arg(long)]
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true,
+          default_value = "false", hide_default_value = true, default_missing_value = "true",
+          value_parser = crate::args::parse_bool, action = clap::ArgAction::Set)]
     pub reuse: bool,
 }
 
@@ -115,7 +117,10 @@ pub fn check_running(pod: &Pod) -> Result<(), KspyError> {
             pod.metadata.namespace.as_deref().unwrap_or_default(),
             pod.metadata.name.as_deref().unwrap_or_default()
         ))
-        .hint("debug a copy instead: `kspy copy POD --to NAME --fork -it`")),
+        .hint(format!(
+            "debug a copy instead: `{} copy POD --to NAME --fork -it`",
+            crate::prog()
+        ))),
         _ => Ok(()),
     }
 }
@@ -134,7 +139,6 @@ fn reattach_command(prog: &str, ns: &str, pod: &str, container: &str, args: &Deb
 /// Runs `kspy attach`.
 pub async fn run(args: AttachArgs) -> Result<ExitCode, KspyError> {
     let d = &args.debug;
-    d.validate()?;
     let cluster = Cluster::connect(&args.cluster).await?;
     let ns = cluster.namespace.clone();
     let pod = cluster.get_pod(&args.pod).await?;
@@ -170,7 +174,7 @@ pub async fn run(args: AttachArgs) -> Result<ExitCode, KspyError> {
             }
             // Reusing means attaching, unless --no-attach says otherwise.
             let attach_args = DebugArgs {
-                attach: !d.no_attach,
+                attach: Some(!d.no_attach),
                 ..d.clone()
             };
             let reattach = reattach_command(crate::prog(), &ns, &args.pod, &existing, d);
@@ -189,7 +193,7 @@ pub async fn run(args: AttachArgs) -> Result<ExitCode, KspyError> {
         let req = add_ephemeral(&pod, &ec, args.patch_type, false);
         match d.output {
             Some(format) => output::print(&ec, format)?,
-            None => print!("{}", req.render()),
+            None => output::write_stdout(req.render())?,
         }
         if let TargetChoice::Ambiguous { first } = &choice
             && !d.quiet
@@ -301,10 +305,10 @@ fn report_dry_run(
     }
     if d.output.is_some() {
         eprint!("{text}");
+        Ok(())
     } else {
-        print!("{text}");
+        output::write_stdout(text)
     }
-    Ok(())
 }
 
 /// The builder used for tests of `--reuse`.

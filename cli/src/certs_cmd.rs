@@ -1,8 +1,9 @@
 //! `kspy certs …`: certificates for the webhook.
 //!
-//! `kspy certs generate --service NAME --namespace NS --out DIR [--days N]` writes a private CA
-//! and a serving certificate for the webhook Service (`ca.crt`, `tls.crt`, `tls.key`,
-//! `ca-bundle.b64`) and prints the `caBundle` to put into the webhook configurations.
+//! `kspy certs generate --service NAME --namespace NS --out DIR [--days N] [--force]` writes a
+//! private CA and a serving certificate for the webhook Service (`ca.crt`, `tls.crt`, `tls.key`,
+//! `ca-bundle.b64`) and prints the `caBundle` to put into the webhook configurations; it refuses
+//! to replace files already in DIR unless `--force` is given.
 //! `kspy certs inspect FILE` shows a certificate's names and expiry.
 
 use std::io::Write;
@@ -12,6 +13,8 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 
+use crate::errors::KspyError;
+
 /// `kspy certs` subcommands.
 #[derive(Debug, clap::Subcommand)]
 pub enum CertsCommand {
@@ -20,6 +23,12 @@ pub enum CertsCommand {
     /// The serving certificate is valid for NAME.NS.svc, NAME.NS.svc.cluster.local, NAME.NS
     /// and NAME. The CA's private key is not written: to rotate, generate again and update the
     /// Secret and the webhook configurations' caBundle together.
+    #[command(after_help = "Examples:
+  # A CA and a serving certificate for the Service kspy-webhook in namespace kspy-system
+  {prog} certs generate --service kspy-webhook --namespace kspy-system --out certs/
+
+  # Rotate: generate again over the old files, valid for 90 days
+  {prog} certs generate --service kspy-webhook --namespace kspy-system --out certs/ --days 90 --force")]
     Generate {
         /// Name of the webhook's Service.
         #[arg(long)]
@@ -28,9 +37,14 @@ pub enum CertsCommand {
         #[arg(long)]
         namespace: String,
         /// Directory to write ca.crt, tls.crt, tls.key and ca-bundle.b64 into (created if
-        /// missing; existing files are replaced).
+        /// missing; files already there are replaced only with --force).
         #[arg(long)]
         out: PathBuf,
+        /// Replace ca.crt, tls.crt, tls.key and ca-bundle.b64 when they already exist in --out.
+        #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true,
+              default_value = "false", hide_default_value = true, default_missing_value = "true",
+              value_parser = crate::args::parse_bool, action = clap::ArgAction::Set)]
+        force: bool,
         /// Validity of the CA and the serving certificate, in days.
         #[arg(long, default_value_t = 365, value_parser = clap::value_parser!(u32).range(1..=36_500))]
         days: u32,
@@ -40,6 +54,13 @@ pub enum CertsCommand {
         extra_sans: Vec<String>,
     },
     /// Show a PEM certificate's subject alternative names and expiry.
+    #[command(after_help = "Examples:
+  # The names and expiry of the serving certificate
+  {prog} certs inspect certs/tls.crt
+
+  # The certificate a running webhook's Secret holds
+  kubectl -n kspy-system get secret kspy-webhook-tls -o jsonpath='{.data.tls\\.crt}' | base64 -d > tls.crt
+  {prog} certs inspect tls.crt")]
     Inspect {
         /// PEM file holding the certificate (the first one is shown).
         file: PathBuf,
@@ -56,10 +77,49 @@ pub fn run(cmd: CertsCommand) -> anyhow::Result<ExitCode> {
             out: dir,
             days,
             extra_sans,
-        } => generate(&mut out, &service, &namespace, &dir, days, &extra_sans)?,
+            force,
+        } => {
+            if !force {
+                refuse_existing(&dir)?;
+            }
+            generate(&mut out, &service, &namespace, &dir, days, &extra_sans)?;
+        }
         CertsCommand::Inspect { file } => inspect(&mut out, &file)?,
     }
+    out.flush()?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The output files already present in `dir` (a symbolic link counts, even a dangling one).
+fn existing_outputs(dir: &Path) -> Vec<PathBuf> {
+    [
+        kspy_certs::CA_CERT_FILE,
+        kspy_certs::CERT_FILE,
+        kspy_certs::KEY_FILE,
+        kspy_certs::CA_BUNDLE_FILE,
+    ]
+    .iter()
+    .map(|name| dir.join(name))
+    .filter(|path| std::fs::symlink_metadata(path).is_ok())
+    .collect()
+}
+
+/// Refuses to overwrite certificates already in `dir`: replacing a CA by accident breaks every
+/// webhook configuration whose caBundle names the old one.
+fn refuse_existing(dir: &Path) -> Result<(), KspyError> {
+    let existing = existing_outputs(dir);
+    if existing.is_empty() {
+        return Ok(());
+    }
+    Err(KspyError::new(format!(
+        "{} already holds certificate files; not replacing them",
+        dir.display()
+    ))
+    .details(existing.iter().map(|p| p.display().to_string()))
+    .hint(
+        "pass --force to replace them (then update the Secret and the webhook configurations' \
+         caBundle together), or choose another --out directory",
+    ))
 }
 
 fn generate(

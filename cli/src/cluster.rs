@@ -1,8 +1,9 @@
-//! Cluster access like kubectl: `--kubeconfig`, then `KUBECONFIG` (a list of files, merged),
-//! then `~/.kube/config`, then the in-cluster service account; `--context` picks a context;
+//! Cluster access like kubectl: `--kubeconfig`, then `KUBECONFIG` (a list of files, merged
+//! with kubectl's rules, missing files skipped), then `~/.kube/config`, then the in-cluster
+//! service account; `--context` picks a context;
 //! `-n/--namespace` defaults to the context's namespace, then `default`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{Api, ListParams};
@@ -25,7 +26,7 @@ pub struct ClusterArgs {
     #[arg(long, value_name = "NAME")]
     pub context: Option<String>,
     /// Namespace [default: the context's namespace, else "default"]
-    #[arg(short = 'n', long, value_name = "NAMESPACE")]
+    #[arg(short = 'n', long, value_name = "NAMESPACE", value_parser = crate::args::parse_namespace)]
     pub namespace: Option<String>,
 }
 
@@ -67,6 +68,60 @@ fn home_kubeconfig() -> Option<PathBuf> {
     path.exists().then_some(path)
 }
 
+/// Reads one kubeconfig file; `Ok(None)` when it does not exist. A file that exists but
+/// cannot be read or parsed is an error naming it.
+fn read_kubeconfig(path: &Path) -> Result<Option<Kubeconfig>, KspyError> {
+    match std::fs::metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        _ => {}
+    }
+    let broken = |headline: String| {
+        KspyError::new(headline).hint("fix the file, or leave it out of --kubeconfig / KUBECONFIG")
+    };
+    Kubeconfig::read_from(path).map(Some).map_err(|e| {
+        let headline = format!("cannot load kubeconfig {}", path.display());
+        match e {
+            // Its message repeats the path with Rust's debug quoting; the I/O error says why.
+            KubeconfigError::ReadConfig(io, _) => broken(headline).source(io),
+            other => broken(headline).source(other),
+        }
+    })
+}
+
+/// Reads the files of a `KUBECONFIG` list and merges them as kubectl does: files that do not
+/// exist are skipped; for each cluster, user and context the first file that names it wins,
+/// and `current-context` comes from the first file that sets it. `Ok(None)` when none of the
+/// files exists.
+fn read_kubeconfig_list(paths: &[PathBuf]) -> Result<Option<Kubeconfig>, KspyError> {
+    let mut merged: Option<Kubeconfig> = None;
+    for path in paths {
+        let Some(next) = read_kubeconfig(path)? else {
+            continue;
+        };
+        merged = Some(match merged {
+            None => next,
+            Some(so_far) => so_far.merge(next).map_err(|e| {
+                KspyError::new(format!(
+                    "cannot merge kubeconfig {} with the files before it in KUBECONFIG",
+                    path.display()
+                ))
+                .source(e)
+                .hint("every file in KUBECONFIG must be `apiVersion: v1`, `kind: Config`")
+            })?,
+        });
+    }
+    Ok(merged)
+}
+
+/// The files named by `KUBECONFIG`, empty entries dropped; `None` when it is unset or empty.
+fn kubeconfig_env_paths() -> Option<Vec<PathBuf>> {
+    let value = std::env::var_os("KUBECONFIG")?;
+    let paths: Vec<PathBuf> = std::env::split_paths(&value)
+        .filter(|p| !p.as_os_str().is_empty())
+        .collect();
+    (!paths.is_empty()).then_some(paths)
+}
+
 async fn load_config(args: &ClusterArgs) -> Result<Config, KspyError> {
     let options = KubeConfigOptions {
         context: args.context.clone(),
@@ -80,24 +135,41 @@ async fn load_config(args: &ClusterArgs) -> Result<Config, KspyError> {
             .map_err(|e| kubeconfig_error(e, args.context.as_deref(), Some(&copy)))
     };
     if let Some(path) = &args.kubeconfig {
-        let kc = Kubeconfig::read_from(path).map_err(|e| {
-            KspyError::new(format!("cannot read kubeconfig {}", path.display())).source(e)
-        })?;
+        return match read_kubeconfig(path)? {
+            Some(kc) => from_file(kc).await,
+            None => Err(KspyError::new(format!(
+                "cannot load kubeconfig {}: the file does not exist",
+                path.display()
+            ))
+            .hint("check the path given to --kubeconfig")),
+        };
+    }
+    let env_paths = kubeconfig_env_paths();
+    let paths = match (&env_paths, home_kubeconfig()) {
+        (Some(list), _) => list.clone(),
+        (None, Some(home)) => vec![home],
+        (None, None) => Vec::new(),
+    };
+    if let Some(kc) = read_kubeconfig_list(&paths)? {
         return from_file(kc).await;
     }
-    let env_set = std::env::var_os("KUBECONFIG").is_some_and(|v| !v.is_empty());
-    if env_set || home_kubeconfig().is_some() {
-        let kc = Kubeconfig::read().map_err(|e| kubeconfig_error(e, None, None))?;
-        return from_file(kc).await;
-    }
+    let missing = env_paths.map(|list| {
+        let names: Vec<String> = list.iter().map(|p| p.display().to_string()).collect();
+        format!(
+            "none of the files in KUBECONFIG exists ({})",
+            names.join(", ")
+        )
+    });
     if let Some(ctx) = &args.context {
         return Err(
             KspyError::new(format!("context {ctx} not found: there is no kubeconfig"))
+                .details(missing)
                 .hint("set KUBECONFIG or pass --kubeconfig"),
         );
     }
     Config::incluster().map_err(|e| {
         KspyError::new("no kubeconfig found and not running inside a cluster")
+            .details(missing)
             .source(e)
             .hint("set KUBECONFIG, pass --kubeconfig, or create ~/.kube/config")
     })

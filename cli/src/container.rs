@@ -297,28 +297,111 @@ pub fn generate_name(spec: Option<&PodSpec>, rng: &mut impl Rng) -> String {
     }
 }
 
+/// Two `--mount` flags at one path: an error naming both.
+pub fn duplicate_mount_paths(mounts: &[MountSpec]) -> Result<(), BuildError> {
+    for (i, m) in mounts.iter().enumerate() {
+        if let Some(first) = mounts[..i].iter().find(|f| f.path == m.path) {
+            return Err(BuildError::InvalidFlag {
+                flag: "--mount",
+                value: m.to_string(),
+                why: format!(
+                    "--mount {first} and --mount {m} both mount at {}; give each path once",
+                    m.path
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+impl std::fmt::Display for MountSpec {
+    /// The flag's spelling: `VOLUME:PATH`, or `VOLUME:PATH:ro`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.volume, self.path)?;
+        if self.read_only {
+            f.write_str(":ro")?;
+        }
+        Ok(())
+    }
+}
+
 /// Reads a `--custom` file: a partial container spec in JSON or YAML.
+///
+/// Refused: anything but an object, a value of the wrong type, a field a container does not
+/// have (a misspelling would otherwise be dropped without a word), and the fields that come
+/// from flags (`name`, `image`, `command`, `lifecycle`, `volumeDevices`).
 pub fn load_custom(path: &Path) -> Result<Value, BuildError> {
     let err = |why: String| BuildError::Custom {
         path: path.display().to_string(),
         why,
     };
-    let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
+    let text = std::fs::read_to_string(path).map_err(|e| err(format!("cannot read it: {e}")))?;
     let value: Value = match serde_json::from_str(&text) {
         Ok(v) => v,
         Err(_) => {
             serde_saphyr::from_str(&text).map_err(|e| err(format!("neither JSON nor YAML: {e}")))?
         }
     };
-    if !value.is_object() {
+    let Some(obj) = value.as_object() else {
         return Err(err(
             "expected a partial container spec (an object)".to_string()
         ));
+    };
+    if let Some(field) = CUSTOM_FORBIDDEN.iter().find(|f| obj.contains_key(**f)) {
+        return Err(err(format!(
+            "it sets {field}, which comes from the command line, not from --custom"
+        )));
     }
-    // It must at least look like a container.
-    serde_json::from_value::<Container>(merge_name(&value))
+    // It must be a container: decode it, and find the fields the decoding dropped.
+    let container = serde_json::from_value::<Container>(merge_name(&value))
         .map_err(|e| err(format!("not a container spec: {e}")))?;
+    let kept =
+        serde_json::to_value(&container).map_err(|e| err(format!("not a container spec: {e}")))?;
+    let mut unknown = Vec::new();
+    unknown_fields(&value, &kept, &mut String::new(), &mut unknown);
+    if !unknown.is_empty() {
+        let plural = if unknown.len() == 1 { "" } else { "s" };
+        return Err(err(format!(
+            "unknown field{plural} {} (see `kubectl explain pod.spec.containers` for the fields \
+             of a container)",
+            unknown.join(", ")
+        )));
+    }
     Ok(value)
+}
+
+/// The paths (`securityContext.capabilitis`, `env[0].valu`) of the fields of `input` that are
+/// not in `kept`, its decoded and re-encoded form. Null values are skipped: they remove a
+/// field in the merge and are never kept.
+fn unknown_fields(input: &Value, kept: &Value, path: &mut String, out: &mut Vec<String>) {
+    match (input, kept) {
+        (Value::Object(i), Value::Object(k)) => {
+            for (key, value) in i {
+                if value.is_null() {
+                    continue;
+                }
+                let len = path.len();
+                if !path.is_empty() {
+                    path.push('.');
+                }
+                path.push_str(key);
+                match k.get(key) {
+                    Some(kept_value) => unknown_fields(value, kept_value, path, out),
+                    None => out.push(path.clone()),
+                }
+                path.truncate(len);
+            }
+        }
+        (Value::Array(i), Value::Array(k)) => {
+            for (n, (value, kept_value)) in i.iter().zip(k).enumerate() {
+                let len = path.len();
+                path.push_str(&format!("[{n}]"));
+                unknown_fields(value, kept_value, path, out);
+                path.truncate(len);
+            }
+        }
+        _ => {}
+    }
 }
 
 fn merge_name(custom: &Value) -> Value {
@@ -536,6 +619,7 @@ impl ContainerSpecBuilder {
             .and_then(|s| s.volumes.as_ref())
             .map(|v| v.iter().map(|v| v.name.clone()).collect())
             .unwrap_or_default();
+        duplicate_mount_paths(&self.mounts)?;
         for m in &self.mounts {
             if !volumes.contains(&m.volume) {
                 return Err(BuildError::UnknownVolume {
@@ -827,6 +911,59 @@ mod tests {
         let wrong = dir.path().join("wrong.yaml");
         std::fs::write(&wrong, "securityContext: 5\n").expect("write");
         assert!(load_custom(&wrong).is_err(), "not a container spec");
+    }
+
+    #[test]
+    fn custom_file_refuses_unknown_fields_naming_them() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let file = dir.path().join("c.yaml");
+        let refused = |text: &str| {
+            std::fs::write(&file, text).expect("write");
+            load_custom(&file).expect_err("refused").to_string()
+        };
+        let err = refused("securityContex:\n  privileged: true\n");
+        assert!(err.contains("unknown field securityContex "), "{err}");
+        let err = refused("securityContext:\n  capabilitis:\n    add: [NET_ADMIN]\n");
+        assert!(err.contains("securityContext.capabilitis"), "{err}");
+        let err = refused("env:\n- name: A\n  valu: x\nworkingdir: /w\n");
+        assert!(
+            err.contains("unknown fields env[0].valu, workingdir"),
+            "{err}"
+        );
+        let err = refused("name: other\n");
+        assert!(
+            err.contains("sets name, which comes from the command line"),
+            "{err}"
+        );
+
+        // Nulls remove fields in the merge; they are not unknown.
+        std::fs::write(
+            &file,
+            "securityContext: null\nworkingDir: /w\nenv:\n- {name: A, value: x}\n",
+        )
+        .expect("write");
+        let v = load_custom(&file).expect("accepted");
+        assert_eq!(v["workingDir"], "/w");
+        assert!(v["securityContext"].is_null());
+    }
+
+    #[test]
+    fn two_mounts_at_one_path_are_refused_naming_both() {
+        let b = ContainerSpecBuilder {
+            mounts: vec![
+                "data:/d".parse().expect("mount"),
+                "config:/d:ro".parse().expect("mount"),
+            ],
+            ..builder()
+        };
+        let err = b
+            .build_ephemeral(&web_pod(), Some("app"), None)
+            .expect_err("refused");
+        assert!(
+            err.to_string()
+                .contains("--mount data:/d and --mount config:/d:ro both mount at /d"),
+            "{err}"
+        );
     }
 
     #[test]

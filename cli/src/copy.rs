@@ -49,7 +49,8 @@ pub struct CopyArgs {
     #[arg(value_name = "POD")]
     pub pod: String,
     /// Name of the copy
-    #[arg(long = "to", value_name = "NAME")]
+    #[arg(long = "to", visible_alias = "copy-to", value_name = "NAME",
+          value_parser = crate::args::parse_object_name)]
     pub to: String,
     /// Cluster, context and namespace.
     #[command(flatten)]
@@ -62,40 +63,58 @@ pub struct CopyArgs {
     pub debug: DebugArgs,
     /// Share one process namespace between the copy's containers (--share-processes=false to not)
     #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true,
-          default_value_t = true, default_missing_value = "true", action = clap::ArgAction::Set)]
+          default_value_t = true, default_missing_value = "true",
+          value_parser = crate::args::parse_bool, action = clap::ArgAction::Set)]
     pub share_processes: bool,
     /// Schedule the copy on the original pod's node
-    #[arg(long)]
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true,
+          default_value = "false", hide_default_value = true, default_missing_value = "true",
+          value_parser = crate::args::parse_bool, action = clap::ArgAction::Set)]
     pub same_node: bool,
     /// Change a container's image in the copy, CONTAINER=IMAGE ("*" for all; repeatable)
     #[arg(long = "set-image", value_name = "CONTAINER=IMAGE", value_parser = parse_set_image,
           action = clap::ArgAction::Append)]
     pub set_image: Vec<(String, String)>,
     /// Delete the original pod once the copy is created
-    #[arg(long)]
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true,
+          default_value = "false", hide_default_value = true, default_missing_value = "true",
+          value_parser = crate::args::parse_bool, action = clap::ArgAction::Set)]
     pub replace: bool,
     /// CrashLoopBackOff recipe: drop labels, annotations and probes, restartPolicy Never, and
     /// replace the target container's command with a long sleep
-    #[arg(long)]
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true,
+          default_value = "false", hide_default_value = true, default_missing_value = "true",
+          value_parser = crate::args::parse_bool, action = clap::ArgAction::Set)]
     pub fork: bool,
     /// Keep the original labels
-    #[arg(long)]
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true,
+          default_value = "false", hide_default_value = true, default_missing_value = "true",
+          value_parser = crate::args::parse_bool, action = clap::ArgAction::Set)]
     pub keep_labels: bool,
     /// Keep the original annotations
-    #[arg(long)]
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true,
+          default_value = "false", hide_default_value = true, default_missing_value = "true",
+          value_parser = crate::args::parse_bool, action = clap::ArgAction::Set)]
     pub keep_annotations: bool,
     /// Keep liveness probes
-    #[arg(long)]
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true,
+          default_value = "false", hide_default_value = true, default_missing_value = "true",
+          value_parser = crate::args::parse_bool, action = clap::ArgAction::Set)]
     pub keep_liveness: bool,
     /// Keep readiness probes
-    #[arg(long)]
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true,
+          default_value = "false", hide_default_value = true, default_missing_value = "true",
+          value_parser = crate::args::parse_bool, action = clap::ArgAction::Set)]
     pub keep_readiness: bool,
     /// Keep startup probes
-    #[arg(long)]
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true,
+          default_value = "false", hide_default_value = true, default_missing_value = "true",
+          value_parser = crate::args::parse_bool, action = clap::ArgAction::Set)]
     pub keep_startup: bool,
     /// Run the init containers in the copy (--keep-init-containers=false to drop them)
     #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true,
-          default_value_t = true, default_missing_value = "true", action = clap::ArgAction::Set)]
+          default_value_t = true, default_missing_value = "true",
+          value_parser = crate::args::parse_bool, action = clap::ArgAction::Set)]
     pub keep_init_containers: bool,
 }
 
@@ -227,8 +246,6 @@ pub fn build_copy(
 /// Runs `kspy copy`.
 pub async fn run(args: CopyArgs) -> Result<ExitCode, KspyError> {
     let d = &args.debug;
-    d.validate()?;
-    crate::container::validate_dns_subdomain("--to", &args.to)?;
     let cluster = Cluster::connect(&args.cluster).await?;
     let ns = cluster.namespace.clone();
     let source = cluster.get_pod(&args.pod).await?;
@@ -290,7 +307,7 @@ pub async fn run(args: CopyArgs) -> Result<ExitCode, KspyError> {
             Some(format) => output::print(&copy, format)?,
             None => {
                 let rendered: Vec<String> = requests.iter().map(|(r, _)| r.render()).collect();
-                print!("{}", rendered.join("\n"));
+                output::write_stdout(rendered.join("\n"))?;
             }
         }
         return Ok(ExitCode::SUCCESS);
@@ -304,15 +321,15 @@ pub async fn run(args: CopyArgs) -> Result<ExitCode, KspyError> {
     }
     if dry {
         if !d.quiet || d.output.is_none() {
-            println!(
-                "admitted (server dry run, nothing was changed): pod {ns}/{}{}",
+            output::write_stdout(format!(
+                "admitted (server dry run, nothing was changed): pod {ns}/{}{}\n",
                 args.to,
                 if args.replace {
                     format!(", and deleting pod {ns}/{}", args.pod)
                 } else {
                     String::new()
                 }
-            );
+            ))?;
         }
         return Ok(ExitCode::SUCCESS);
     }

@@ -360,10 +360,11 @@ fn explain_not_found(action: &Action, status: &Status) -> KspyError {
                 "this cluster does not serve ephemeral containers (404 on pods/{pod}/ephemeralcontainers in {ns})"
             ))
             .details(nonempty(message))
-            .hint(
+            .hint(format!(
                 "ephemeral containers need Kubernetes 1.23+ (GA in 1.25); on older clusters use \
-                 `kspy copy POD --to NAME` instead",
-            )
+                 `{} copy POD --to NAME` instead",
+                crate::prog()
+            ))
         }
         Action::AddEphemeral { ns, pod, .. } => KspyError::new(format!("pod {ns}/{pod} no longer exists"))
             .details(nonempty(message)),
@@ -467,11 +468,14 @@ fn split_reasons(text: &str) -> Vec<String> {
 fn explain_webhook_denial(action: &Action, denial: &WebhookDenial) -> KspyError {
     let is_kspy = denial.webhook.contains("kspy");
     let hint = if is_kspy {
-        "kspy's policy decides who may debug what; ask your platform team for a DebugPolicy that \
-         grants it, test one offline with `kspy policy test`, and re-check with `--dry-run=server`, \
-         which changes nothing"
+        format!(
+            "kspy's policy decides who may debug what; ask your platform team for a DebugPolicy \
+             that grants it, test one offline with `{} policy test`, and re-check with \
+             `--dry-run=server`, which changes nothing",
+            crate::prog()
+        )
     } else {
-        "another admission webhook refused the request; its owners can say why"
+        "another admission webhook refused the request; its owners can say why".to_string()
     };
     KspyError::new(format!(
         "admission webhook \"{}\" denied {}",

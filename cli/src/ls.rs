@@ -16,13 +16,16 @@ use crate::wait::{State, container_status, state_of};
 #[derive(Debug, Clone, clap::Args)]
 pub struct LsArgs {
     /// Only this pod
-    #[arg(value_name = "POD")]
+    #[arg(value_name = "POD", value_parser = crate::args::parse_object_name)]
     pub pod: Option<String>,
     /// Cluster, context and namespace.
     #[command(flatten)]
     pub cluster: ClusterArgs,
     /// Every namespace
-    #[arg(short = 'A', long, conflicts_with = "pod")]
+    #[arg(short = 'A', long, conflicts_with = "pod", value_name = "BOOL", num_args = 0..=1,
+          require_equals = true, default_value = "false", hide_default_value = true,
+          default_missing_value = "true", value_parser = crate::args::parse_bool,
+          action = clap::ArgAction::Set)]
     pub all_namespaces: bool,
     /// Print as JSON or YAML instead of a table
     #[arg(short = 'o', long, value_enum, value_name = "FORMAT")]
@@ -196,7 +199,7 @@ pub async fn run(args: LsArgs) -> Result<ExitCode, KspyError> {
             };
             eprintln!("no ephemeral containers in {scope}");
         }
-        None => print!("{}", table(&rows, args.all_namespaces)),
+        None => output::write_stdout(table(&rows, args.all_namespaces))?,
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -51,22 +51,24 @@ fn prog_for(argv0: Option<&std::ffi::OsStr>) -> &'static str {
     }
 }
 
+// Help texts say `{prog}` where the command's name goes: `kspy`, or `kubectl kspy` as a
+// kubectl plugin ([`localize`] fills it in).
 const MAIN_EXAMPLES: &str = "\
 Examples:
   # Trace a process in a distroless pod (general profile: SYS_PTRACE)
-  kspy attach web-7d9f8c6b5-x2x4q -n prod -it --image nicolaka/netshoot -- strace -fp 1
+  {prog} attach web-7d9f8c6b5-x2x4q -n prod -it --image nicolaka/netshoot -- strace -fp 1
 
   # See the exact PATCH it sends, as a curl command, without sending it
-  kspy attach web-7d9f8c6b5-x2x4q -n prod --dry-run=client
+  {prog} attach web-7d9f8c6b5-x2x4q -n prod --dry-run=client
 
   # Ask kspy's policy without changing anything
-  kspy attach web-7d9f8c6b5-x2x4q -n prod --cap NET_ADMIN --dry-run=server
+  {prog} attach web-7d9f8c6b5-x2x4q -n prod --cap NET_ADMIN --dry-run=server
 
   # A copy of a crash-looping pod that sleeps instead of crashing
-  kspy copy api-6c9f -n prod --to api-debug --fork -it
+  {prog} copy api-6c9f -n prod --to api-debug --fork -it
 
   # A shell on a node, its filesystem at /host
-  kspy node worker-3 -it
+  {prog} node worker-3 -it
 
 As a kubectl plugin: put a copy or symlink named kubectl-kspy on PATH, then `kubectl kspy …`.";
 
@@ -81,7 +83,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Add an ephemeral debug container to a running pod and attach to it
-    #[command(after_help = attach_examples())]
+    #[command(after_help = ATTACH_EXAMPLES)]
     Attach(attach::AttachArgs),
     /// Create a debug copy of a pod (kubectl debug --copy-to), with a debug container
     #[command(after_help = COPY_EXAMPLES)]
@@ -113,90 +115,128 @@ enum Command {
     },
 }
 
-fn attach_examples() -> String {
-    "\
+const ATTACH_EXAMPLES: &str = "\
 Examples:
   # Interactive shell next to the app container, able to strace it (profile general)
-  kspy attach web-7d9f8c6b5-x2x4q -n prod -c app -it
+  {prog} attach web-7d9f8c6b5-x2x4q -n prod -c app -it
 
   # gdb needs SYS_PTRACE; a tools image; the app's volumes read-only at the same paths
-  kspy attach web-7d9f8c6b5-x2x4q -c app --image registry.example.com/debug/tools:1.2 \\
+  {prog} attach web-7d9f8c6b5-x2x4q -c app --image registry.example.com/debug/tools:1.2 \\
       --mount-target --as-target-user -it -- gdb -p 1
 
   # Mount one pod volume, set env, say why (KSPY_REASON)
-  kspy attach web-7d9f8c6b5-x2x4q --mount config:/cfg:ro --env LOG=debug --reason INC-1234 -it
+  {prog} attach web-7d9f8c6b5-x2x4q --mount config:/cfg:ro --env LOG=debug --reason INC-1234 -it
 
   # Anything else from a partial container spec, as kubectl debug --custom
-  kspy attach web-7d9f8c6b5-x2x4q --custom seccomp-unconfined.yaml -it
+  {prog} attach web-7d9f8c6b5-x2x4q --custom seccomp-unconfined.yaml -it
 
   # The raw PATCH as a JSON patch, printed as a curl command, nothing sent
-  kspy attach web-7d9f8c6b5-x2x4q --patch-type json --dry-run=client
+  {prog} attach web-7d9f8c6b5-x2x4q --patch-type json --dry-run=client
 
   # Let the API server and kspy's policy judge it, keep nothing, show what they changed
-  kspy attach web-7d9f8c6b5-x2x4q --cap SYS_ADMIN --dry-run=server -o yaml
+  {prog} attach web-7d9f8c6b5-x2x4q --cap SYS_ADMIN --dry-run=server -o yaml
 
   # Back into a debug container that is still running, instead of adding another
-  kspy attach web-7d9f8c6b5-x2x4q --reuse -it
+  {prog} attach web-7d9f8c6b5-x2x4q --reuse -it
 
 Target container: -c names it. Without -c it is the pod's only container, or the one in its
 kubectl.kubernetes.io/default-container annotation. With several containers and no hint, kspy
 first asks with a server dry run whether an admission webhook (kspy's defaults.targetContainer)
-sets it, and leaves it to the webhook if so; otherwise it targets the first container."
-        .to_string()
-}
+sets it, and leaves it to the webhook if so; otherwise it targets the first container.
+
+Boolean flags also take a value, as in kubectl: --attach=false, --stdin=true.";
 
 const COPY_EXAMPLES: &str = "\
 Examples:
   # A copy sharing processes, with a debug container, attached
-  kspy copy web-7d9f8c6b5-x2x4q -n prod --to web-debug -it
+  {prog} copy web-7d9f8c6b5-x2x4q -n prod --to web-debug -it
 
   # CrashLoopBackOff: the app container sleeps instead of crashing; no labels, no probes
-  kspy copy api-6c9f --to api-debug --fork -c api -it
+  {prog} copy api-6c9f --to api-debug --fork -c api -it
 
   # The copy with another image for the app, no debug container
-  kspy copy api-6c9f --to api-debug --set-image api=registry.example.com/api:debug
+  {prog} copy api-6c9f --to api-debug --set-image api=registry.example.com/api:debug
 
   # Replace the original pod with the copy, on the same node
-  kspy copy api-6c9f --to api-debug --replace --same-node -it
+  {prog} copy api-6c9f --to api-debug --replace --same-node -it
 
   # Just print the POST it would send
-  kspy copy api-6c9f --to api-debug --dry-run=client";
+  {prog} copy api-6c9f --to api-debug --dry-run=client
+
+--copy-to is accepted for --to, as in kubectl debug; boolean flags also take a value
+(--keep-labels=true, --share-processes=false).";
 
 const NODE_EXAMPLES: &str = "\
 Examples:
   # A shell on the node: host PID/network/IPC, the node's / at /host
-  kspy node worker-3 -it -- chroot /host
+  {prog} node worker-3 -it -- chroot /host
 
   # Network debugging only (NET_ADMIN, NET_RAW, host network), with a tools image
-  kspy node worker-3 --profile netadmin --image nicolaka/netshoot -it
+  {prog} node worker-3 --profile netadmin --image nicolaka/netshoot -it
 
   # What would be created, as YAML
-  kspy node worker-3 --dry-run=client -o yaml";
+  {prog} node worker-3 --dry-run=client -o yaml";
 
 const LS_EXAMPLES: &str = "\
 Examples:
   # Debug containers in the current namespace
-  kspy ls
+  {prog} ls
 
   # In one pod, or in every namespace
-  kspy ls web-7d9f8c6b5-x2x4q -n prod
-  kspy ls -A -o json";
+  {prog} ls web-7d9f8c6b5-x2x4q -n prod
+  {prog} ls -A -o json";
 
 const POLICY_EXAMPLES: &str = "\
 Examples:
-  # Load and compile every policy under a directory
-  kspy policy check policies/";
+  # Load and compile every policy under a directory, or in one file
+  {prog} policy check policies/
+  {prog} policy check policies/sre.yaml
+
+  # Run the DebugPolicyTest cases beside the policies
+  {prog} policy test policies/";
 
 const CERTS_EXAMPLES: &str = "\
 Examples:
-  # A CA and a serving certificate for the webhook Service
-  kspy certs generate --service kspy-webhook";
+  # A CA and a serving certificate for the webhook Service kspy-webhook in kspy-system
+  {prog} certs generate --service kspy-webhook --namespace kspy-system --out certs/
+
+  # The names and expiry of a certificate
+  {prog} certs inspect certs/tls.crt";
 
 const COMPLETION_EXAMPLES: &str = "\
 Examples:
-  kspy completion bash > /etc/bash_completion.d/kspy
-  kspy completion zsh > \"${fpath[1]}/_kspy\"
-  kspy completion fish > ~/.config/fish/completions/kspy.fish";
+  {prog} completion bash > /etc/bash_completion.d/kspy
+  {prog} completion zsh > \"${fpath[1]}/_kspy\"
+  {prog} completion fish > ~/.config/fish/completions/kspy.fish";
+
+/// Fills the command's name into every `after_help` of `cmd` and its subcommands.
+fn localize(cmd: clap::Command, prog: &str) -> clap::Command {
+    let cmd = match cmd.get_after_help().map(|h| h.to_string()) {
+        Some(text) => cmd.after_help(text.replace("{prog}", prog)),
+        None => cmd,
+    };
+    cmd.mut_subcommands(|sub| localize(sub, prog))
+}
+
+/// The command line as `prog` (`kspy` or `kubectl kspy`) shows it.
+fn cli_command(prog: &str) -> clap::Command {
+    localize(Cli::command(), prog).bin_name(prog)
+}
+
+/// Combinations of flags clap cannot check by itself: (subcommand, what is wrong).
+fn check(cli: &Cli) -> Result<(), (&'static str, String)> {
+    let (name, debug, target) = match &cli.command {
+        Command::Attach(a) => ("attach", &a.debug, Some(&a.target)),
+        Command::Copy(a) => ("copy", &a.debug, Some(&a.target)),
+        Command::Node(a) => ("node", &a.debug, None),
+        _ => return Ok(()),
+    };
+    debug.check().map_err(|e| (name, e))?;
+    if let Some(t) = target {
+        t.check().map_err(|e| (name, e))?;
+    }
+    Ok(())
+}
 
 fn run_cluster_command(
     fut: impl std::future::Future<Output = Result<ExitCode, KspyError>>,
@@ -220,11 +260,23 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Policy { cmd } => policy::run(cmd),
         Command::Certs { cmd } => certs_cmd::run(cmd),
         Command::Completion { shell } => {
-            let mut cmd = Cli::command();
-            clap_complete::generate(shell, &mut cmd, "kspy", &mut std::io::stdout());
+            // Rendered first: clap_complete panics when its writer fails.
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut cli_command("kspy"), "kspy", &mut script);
+            output::write_stdout(&script)?;
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// True when `err` comes from writing to a closed pipe (`kspy ls | head -1`): the reader has
+/// what it wanted, so kspy stops quietly, as ripgrep does.
+fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }
 
 /// Prints an error like ripgrep: `kspy: what happened`, details, causes, a hint.
@@ -246,13 +298,23 @@ fn report(err: &anyhow::Error) -> String {
 
 fn main() -> ExitCode {
     let prog = *PROG.get_or_init(|| prog_for(std::env::args_os().next().as_deref()));
-    let matches = Cli::command().bin_name(prog).get_matches();
+    let mut cmd = cli_command(prog);
+    let matches = cmd.get_matches_mut();
     let cli = match Cli::from_arg_matches(&matches) {
         Ok(cli) => cli,
         Err(e) => e.exit(),
     };
+    if let Err((name, message)) = check(&cli) {
+        let kind = clap::error::ErrorKind::ArgumentConflict;
+        let err = match cmd.find_subcommand_mut(name) {
+            Some(sub) => sub.error(kind, message),
+            None => cmd.error(kind, message),
+        };
+        err.exit();
+    }
     match run(cli) {
         Ok(code) => code,
+        Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,
         Err(err) => {
             eprint!("{}", report(&err));
             ExitCode::FAILURE
@@ -313,7 +375,11 @@ mod tests {
         assert_eq!(a.cluster.namespace.as_deref(), Some("prod"));
         assert_eq!(a.target.target.as_deref(), Some("app"));
         assert!(a.debug.stdin && a.debug.tty && a.debug.should_attach());
-        assert_eq!(a.debug.caps, vec!["SYS_PTRACE", "net_admin"]);
+        assert_eq!(
+            a.debug.caps,
+            vec!["SYS_PTRACE", "NET_ADMIN"],
+            "normalized as the policies compare them"
+        );
         assert_eq!(
             a.debug.dry_run,
             args::DryRun::Client,
@@ -371,19 +437,184 @@ mod tests {
         assert!(Cli::try_parse_from(["kspy", "attach", "web", "--timeout", "5y"]).is_err());
     }
 
+    /// Every subcommand, nested ones included, with its path (`certs generate`).
+    fn all_subcommands(cmd: &clap::Command, path: &str, out: &mut Vec<(String, clap::Command)>) {
+        for sub in cmd.get_subcommands() {
+            let name = format!("{path}{}", sub.get_name());
+            out.push((name.clone(), sub.clone()));
+            all_subcommands(sub, &format!("{name} "), out);
+        }
+    }
+
     #[test]
     fn every_command_has_examples() {
-        let cmd = Cli::command();
-        for sub in cmd.get_subcommands() {
+        let mut subs = Vec::new();
+        all_subcommands(&cli_command("kspy"), "", &mut subs);
+        assert!(subs.iter().any(|(n, _)| n == "certs generate"));
+        for (name, sub) in subs {
             let help = sub
                 .get_after_help()
                 .map(|h| h.to_string())
                 .unwrap_or_default();
-            assert!(
-                help.contains("Examples:"),
-                "{} has no examples",
-                sub.get_name()
-            );
+            assert!(help.contains("Examples:"), "{name} has no examples");
         }
+    }
+
+    #[test]
+    fn help_examples_use_the_invoked_name() {
+        let cmd = cli_command("kubectl kspy");
+        let mut subs = vec![("kspy".to_string(), cmd.clone())];
+        all_subcommands(&cmd, "", &mut subs);
+        for (name, sub) in subs {
+            let help = sub
+                .get_after_help()
+                .map(|h| h.to_string())
+                .unwrap_or_default();
+            assert!(!help.contains("{prog}"), "{name}: {help}");
+            for line in help.lines() {
+                assert!(
+                    !line.trim_start().starts_with("kspy "),
+                    "{name} shows `kspy` as a kubectl plugin: {line}"
+                );
+            }
+        }
+        let attach = cmd
+            .find_subcommand("attach")
+            .and_then(|a| a.get_after_help())
+            .map(|h| h.to_string())
+            .unwrap_or_default();
+        assert!(
+            attach.contains("\n  kubectl kspy attach web-7d9f8c6b5-x2x4q -n prod -c app -it\n"),
+            "{attach}"
+        );
+    }
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(args)
+    }
+
+    #[test]
+    fn boolean_flags_take_kubectl_values() {
+        let attach = |args: &[&str]| {
+            let mut all = vec!["kspy", "attach", "web"];
+            all.extend_from_slice(args);
+            match parse(&all).expect("parses").command {
+                Command::Attach(a) => a,
+                other => panic!("{other:?}"),
+            }
+        };
+        let a = attach(&["-i", "--attach=false"]);
+        assert!(a.debug.stdin && !a.debug.should_attach(), "--attach=false");
+        let a = attach(&["--attach"]);
+        assert!(!a.debug.stdin && a.debug.should_attach());
+        let a = attach(&["--attach=true", "--no-attach"]);
+        assert!(!a.debug.should_attach(), "the last of the two wins");
+        let a = attach(&["-it"]);
+        assert!(a.debug.stdin && a.debug.tty, "-it still clusters");
+        let a = attach(&["-itq"]);
+        assert!(a.debug.stdin && a.debug.tty && a.debug.quiet);
+        let a = attach(&["-i=false"]);
+        assert!(!a.debug.stdin);
+        let a = attach(&["--stdin=true", "--tty=true", "--reuse=false", "-q"]);
+        assert!(a.debug.stdin && a.debug.tty && !a.reuse && a.debug.quiet);
+        let a = attach(&[
+            "--mount-target=1",
+            "--env-from-target=false",
+            "--as-target-user=t",
+        ]);
+        assert!(a.target.mount_target && !a.target.env_from_target && a.target.as_target_user);
+        let a = attach(&["--wait", "--arguments-only=false"]);
+        assert!(a.debug.wait && !a.debug.arguments_only);
+        assert!(parse(&["kspy", "attach", "web", "--attach=maybe"]).is_err());
+
+        let copy = |args: &[&str]| {
+            let mut all = vec!["kspy", "copy", "web"];
+            all.extend_from_slice(args);
+            match parse(&all).expect("parses").command {
+                Command::Copy(c) => c,
+                other => panic!("{other:?}"),
+            }
+        };
+        let c = copy(&[
+            "--copy-to",
+            "web-debug",
+            "--keep-labels=true",
+            "--fork=false",
+        ]);
+        assert_eq!(c.to, "web-debug", "--copy-to is --to, as in kubectl debug");
+        assert!(c.keep_labels && !c.fork);
+        let c = copy(&[
+            "--to=x",
+            "--same-node",
+            "--replace=false",
+            "--keep-annotations",
+            "--keep-liveness=true",
+            "--keep-readiness=false",
+            "--keep-startup",
+        ]);
+        assert!(c.same_node && !c.replace && c.keep_annotations && c.keep_liveness);
+        assert!(!c.keep_readiness && c.keep_startup);
+
+        let Command::Ls(l) = parse(&["kspy", "ls", "-A=false"]).expect("parses").command else {
+            panic!("ls");
+        };
+        assert!(!l.all_namespaces);
+        let Command::Ls(l) = parse(&["kspy", "ls", "web"]).expect("parses").command else {
+            panic!("ls");
+        };
+        assert_eq!(l.pod.as_deref(), Some("web"), "-A's default is no conflict");
+        assert!(parse(&["kspy", "ls", "web", "-A"]).is_err());
+    }
+
+    #[test]
+    fn bad_values_are_usage_errors() {
+        use clap::error::ErrorKind;
+        for args in [
+            &["kspy", "attach", "web", "--cap", "sys ptrace"][..],
+            &["kspy", "attach", "web", "--image", ""],
+            &["kspy", "attach", "web", "--name", "Debugger"],
+            &[
+                "kspy",
+                "attach",
+                "web",
+                "--custom",
+                "/nonexistent/custom.yaml",
+            ],
+            &["kspy", "attach", "web", "--mount", "data"],
+            &["kspy", "attach", "web", "-n", "Prod"],
+            &["kspy", "attach", "web_1"],
+            &["kspy", "copy", "web", "--to", "Web"],
+        ] {
+            let err = parse(args).expect_err("refused");
+            assert_eq!(err.kind(), ErrorKind::ValueValidation, "{args:?}: {err}");
+            assert_eq!(err.exit_code(), 2);
+        }
+        let cli = parse(&["kspy", "attach", "web", "-t"]).expect("parses");
+        assert_eq!(
+            check(&cli),
+            Err(("attach", "-t/--tty needs -i/--stdin; use -it".to_string()))
+        );
+        let cli = parse(&[
+            "kspy",
+            "copy",
+            "web",
+            "--to",
+            "x",
+            "--mount",
+            "data:/d",
+            "--mount",
+            "config:/d:ro",
+        ])
+        .expect("parses");
+        let (name, message) = check(&cli).expect_err("same path twice");
+        assert_eq!(name, "copy");
+        assert!(
+            message.contains("--mount data:/d and --mount config:/d:ro both mount at /d"),
+            "{message}"
+        );
+        let cli = parse(&["kspy", "node", "n1", "--arguments-only"]).expect("parses");
+        assert!(check(&cli).is_err());
+        let cli = parse(&["kspy", "attach", "web", "-it", "--mount", "data:/d"]).expect("parses");
+        assert_eq!(check(&cli), Ok(()));
     }
 }

@@ -29,7 +29,7 @@ pub const NODE_CONTAINER: &str = "debugger";
 #[derive(Debug, Clone, clap::Args)]
 pub struct NodeArgs {
     /// The node to debug
-    #[arg(value_name = "NODE")]
+    #[arg(value_name = "NODE", value_parser = crate::args::parse_object_name)]
     pub node: String,
     /// Cluster, context and namespace.
     #[command(flatten)]
@@ -39,11 +39,22 @@ pub struct NodeArgs {
     pub debug: DebugArgs,
 }
 
-/// `node-debugger-NODE-XXXXX`, as kubectl.
+/// The longest object name: a DNS-1123 subdomain.
+const MAX_NAME: usize = 253;
+
+/// `node-debugger-NODE-XXXXX`, as kubectl. A node name too long for that is shortened from
+/// its end, and any `-` or `.` the cut leaves at its end removed, so the pod name stays a valid
+/// DNS subdomain of at most 253 characters that still ends in the random suffix.
 pub fn pod_name(node: &str, suffix: &str) -> String {
-    let mut name = format!("node-debugger-{node}-{suffix}");
-    name.truncate(253);
-    name
+    const PREFIX: &str = "node-debugger-";
+    let room = MAX_NAME.saturating_sub(PREFIX.len() + 1 + suffix.len());
+    // Node names are DNS subdomains (ASCII), but cut on a character boundary regardless.
+    let mut end = node.len().min(room);
+    while !node.is_char_boundary(end) {
+        end -= 1;
+    }
+    let node = node[..end].trim_end_matches(['-', '.']);
+    format!("{PREFIX}{node}-{suffix}")
 }
 
 /// Builds the node-debugging pod `name` in `namespace` for `node`.
@@ -94,7 +105,6 @@ pub fn build_node_pod(
 /// Runs `kspy node`.
 pub async fn run(args: NodeArgs) -> Result<ExitCode, KspyError> {
     let d = &args.debug;
-    d.validate()?;
     let cluster = Cluster::connect(&args.cluster).await?;
     let ns = cluster.namespace.clone();
     if cluster.get_node(&args.node).await?.is_none() && !d.quiet {
@@ -114,7 +124,7 @@ pub async fn run(args: NodeArgs) -> Result<ExitCode, KspyError> {
     if d.dry_run == DryRun::Client {
         match d.output {
             Some(format) => output::print(&pod, format)?,
-            None => print!("{}", req.render()),
+            None => output::write_stdout(req.render())?,
         }
         return Ok(ExitCode::SUCCESS);
     }
@@ -128,10 +138,10 @@ pub async fn run(args: NodeArgs) -> Result<ExitCode, KspyError> {
     }
     if d.dry_run == DryRun::Server {
         if d.output.is_none() || !d.quiet {
-            println!(
-                "admitted (server dry run, nothing was changed): pod {ns}/{name} on node {}",
+            output::write_stdout(format!(
+                "admitted (server dry run, nothing was changed): pod {ns}/{name} on node {}\n",
                 args.node
-            );
+            ))?;
         }
         return Ok(ExitCode::SUCCESS);
     }
@@ -232,6 +242,23 @@ mod tests {
     #[test]
     fn pod_names() {
         assert_eq!(pod_name("node-a", "x2x4q"), "node-debugger-node-a-x2x4q");
-        assert!(pod_name(&"n".repeat(300), "x").len() <= 253);
+        let valid = |name: &str| {
+            crate::container::validate_dns_subdomain("pod", name).is_ok() && name.len() <= 253
+        };
+        let long = pod_name(&"n".repeat(300), "x2x4q");
+        assert_eq!(long.len(), 253);
+        assert!(long.ends_with("nnn-x2x4q") && valid(&long), "{long}");
+        // Cuts that would end the node part in '-' or '.' drop those characters.
+        for filler in ["-", ".", "-.-"] {
+            // 233 characters of node name fit; the cut falls right after the filler.
+            let node = format!(
+                "{}{filler}{}",
+                "a".repeat(233 - filler.len()),
+                "b".repeat(40)
+            );
+            let name = pod_name(&node, "x2x4q");
+            assert!(valid(&name), "{name}");
+            assert!(name.ends_with("a-x2x4q"), "{name}");
+        }
     }
 }

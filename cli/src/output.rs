@@ -1,5 +1,7 @@
 //! Printing objects (`-o json|yaml`) and what the API server changed in them.
 
+use std::io::Write;
+
 use serde::Serialize;
 use serde_json::Value;
 
@@ -27,8 +29,17 @@ pub fn render<T: Serialize>(value: &T, format: Output) -> Result<String, KspyErr
 
 /// Prints `value` on stdout in `format`.
 pub fn print<T: Serialize>(value: &T, format: Output) -> Result<(), KspyError> {
-    print!("{}", render(value, format)?);
-    Ok(())
+    write_stdout(render(value, format)?)
+}
+
+/// Writes `text` to stdout and flushes it. Unlike `print!`, which panics, a failed write is an
+/// error, whose source is the `io::Error`: `main` ends quietly on a closed pipe
+/// (`kspy ls | head -1`).
+pub fn write_stdout(text: impl AsRef<[u8]>) -> Result<(), KspyError> {
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_ref())
+        .and_then(|()| out.flush())
+        .map_err(|e| KspyError::new("cannot write to standard output").source(e))
 }
 
 /// The leaf differences from `before` to `after`, one line each

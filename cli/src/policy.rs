@@ -8,19 +8,33 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use k8s_openapi::api::core::v1::Namespace;
-use kspy_admission::policy::Mode;
-use kspy_admission::testing::{declared_namespaces, run_dir};
+use kspy_admission::policy::compiled::Match;
+use kspy_admission::policy::spec::{
+    API_VERSION, KIND, LabelOperator, LabelSelectorSpec, TEST_KIND, VolumeGrant,
+};
+use kspy_admission::policy::{LoadErrors, Mode};
+use kspy_admission::testing::{TestError, declared_namespaces, run_dir};
 use kspy_admission::{Endpoint, Engine, NoPolicyVerdict, ParsedReview, PolicySet, Settings};
+
+use crate::errors::KspyError;
 
 /// `kspy policy` subcommands.
 #[derive(Debug, clap::Subcommand)]
 pub enum PolicyCommand {
-    /// Load and compile every policy file under DIR and list the policies.
-    #[command(after_help = "Examples:
+    /// Load and compile the policies of a directory (or of one file) and list them.
+    #[command(
+        after_help = "Exits 1 when a policy does not load, and when there is no policy at all.
+
+Examples:
   # Check the shipped library; a broken file is reported with file, document, policy and field
-  kspy policy check policies/")]
+  {prog} policy check policies/
+
+  # Check one file, as kubectl -f takes one
+  {prog} policy check policies/sre.yaml"
+    )]
     Check {
-        /// Directory of policy files (every *.yaml and *.yml under it).
+        /// A directory of policy files (every *.yaml and *.yml under it), or one policy file.
+        #[arg(value_name = "PATH")]
         dir: PathBuf,
     },
     /// Judge one AdmissionReview offline and print the AdmissionReview the webhook would return.
@@ -31,23 +45,27 @@ policies or the review cannot be read.
 
 Examples:
   # What would /validate answer?
-  kspy policy eval --policies policies/ policies/fixtures/attach-sre-ptrace.json
+  {prog} policy eval --policies policies/ policies/fixtures/attach-sre-ptrace.json
   # What would /mutate inject?
-  kspy policy eval --policies policies/ --mutate policies/fixtures/attach-dev-plain.json"
+  {prog} policy eval --policies policies/ --mutate policies/fixtures/attach-dev-plain.json"
     )]
     Eval {
         /// Directory of policy files.
         #[arg(long, value_name = "DIR")]
         policies: PathBuf,
         /// Answer as /mutate (defaults patch) instead of /validate (verdict).
-        #[arg(long)]
+        #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true,
+              default_value = "false", hide_default_value = true, default_missing_value = "true",
+              value_parser = crate::args::parse_bool, action = clap::ArgAction::Set)]
         mutate: bool,
         /// A Namespace (YAML or JSON) to judge with; by default the namespaces declared by the
         /// test suites under --policies, looked up by the review's namespace.
         #[arg(long, value_name = "FILE")]
         namespace: Option<PathBuf>,
         /// Allow requests no policy applies to, as the webhook's --no-policy-allows does.
-        #[arg(long)]
+        #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true,
+              default_value = "false", hide_default_value = true, default_missing_value = "true",
+              value_parser = crate::args::parse_bool, action = clap::ArgAction::Set)]
         no_policy_allows: bool,
         /// The AdmissionReview JSON file ("-" for standard input).
         review: PathBuf,
@@ -58,7 +76,7 @@ Examples:
 what came. Exits 1 when any case fails.
 
 Examples:
-  kspy policy test policies/"
+  {prog} policy test policies/"
     )]
     Test {
         /// Directory of policies and their tests.
@@ -66,10 +84,11 @@ Examples:
     },
     /// Explain a policy in words: whom it serves, what it grants, what it checks.
     #[command(after_help = "Examples:
-  kspy policy explain --policies policies/ sre-debug")]
+  {prog} policy explain --policies policies/ sre-debug
+  {prog} policy explain --policies policies/sre.yaml sre-debug")]
     Explain {
-        /// Directory of policy files.
-        #[arg(long, value_name = "DIR")]
+        /// A directory of policy files, or one policy file.
+        #[arg(long, value_name = "PATH")]
         policies: PathBuf,
         /// The policy name.
         name: String,
@@ -79,7 +98,7 @@ Examples:
 /// Runs a `kspy policy` subcommand.
 pub fn run(cmd: PolicyCommand) -> anyhow::Result<ExitCode> {
     let mut out = std::io::stdout().lock();
-    match cmd {
+    let code = match cmd {
         PolicyCommand::Check { dir } => check(&dir, &mut out),
         PolicyCommand::Eval {
             policies,
@@ -97,21 +116,138 @@ pub fn run(cmd: PolicyCommand) -> anyhow::Result<ExitCode> {
         ),
         PolicyCommand::Test { dir } => test(&dir, &mut out),
         PolicyCommand::Explain { policies, name } => explain(&policies, &name, &mut out),
+    }?;
+    out.flush()?;
+    Ok(code)
+}
+
+/// The hint for policies that do not load, from what went wrong.
+fn load_hint(path: &Path, errors: &LoadErrors) -> String {
+    let errors = errors.errors();
+    if errors.iter().any(|e| e.field.as_deref() == Some("kind")) {
+        format!(
+            "a policy directory holds only {KIND} and {TEST_KIND} documents, and every *.yaml \
+             and *.yml file under {} is read: move other YAML (such as a kustomization.yaml) \
+             elsewhere, or check the policy files one at a time: `{} policy check FILE`",
+            path.display(),
+            crate::prog()
+        )
+    } else if errors.iter().all(|e| e.field.is_some()) {
+        "fix the fields named above; nothing was loaded".to_string()
+    } else {
+        "fix the files named above; nothing was loaded".to_string()
     }
 }
 
-fn load(dir: &Path) -> anyhow::Result<PolicySet> {
-    PolicySet::load_dir(dir)
-        .map_err(|e| anyhow::anyhow!("{e}\nhint: fix the fields named above; nothing was loaded"))
+fn load_failed(path: &Path, errors: &LoadErrors) -> KspyError {
+    let n = errors.errors().len();
+    KspyError::new(format!(
+        "cannot load the policies at {}: {n} error{}",
+        path.display(),
+        if n == 1 { "" } else { "s" }
+    ))
+    .details(errors.errors().iter().map(ToString::to_string))
+    .hint(load_hint(path, errors))
+}
+
+/// Whether `path` is a directory; an error saying so when it does not exist.
+fn is_dir(path: &Path) -> Result<bool, KspyError> {
+    match std::fs::metadata(path) {
+        Ok(meta) => Ok(meta.is_dir()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(KspyError::new(format!(
+            "{} does not exist",
+            path.display()
+        ))
+        .hint("give a directory of policy files (for example policies/) or one policy file")),
+        Err(e) => Err(KspyError::new(format!("cannot read {}", path.display())).source(e)),
+    }
+}
+
+/// The policies at `path`, which is a directory (every `*.yaml` and `*.yml` under it) or one
+/// file (read whatever its name, as `kubectl -f` does), and how many files were read.
+fn load(path: &Path) -> Result<(PolicySet, usize), KspyError> {
+    if is_dir(path)? {
+        let set = PolicySet::load_dir(path).map_err(|e| load_failed(path, &e))?;
+        let files = set.files().len();
+        return Ok((set, files));
+    }
+    let cannot_read = |why: String| {
+        KspyError::new(format!("cannot read policy file {}", path.display())).details([why])
+    };
+    let limit = kspy_admission::policy::load::MAX_FILE_BYTES;
+    let meta = std::fs::metadata(path).map_err(|e| cannot_read(e.to_string()))?;
+    if meta.len() > limit {
+        return Err(cannot_read(format!(
+            "the file is {} bytes; policy files are limited to {limit}",
+            meta.len()
+        )));
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| cannot_read(e.to_string()))?;
+    let set = PolicySet::from_yaml(&path.display().to_string(), &text)
+        .map_err(|e| load_failed(path, &e))?;
+    Ok((set, 1))
+}
+
+/// [`load`], refusing a path without any policy: checking nothing is not a pass.
+fn load_some(path: &Path) -> Result<(PolicySet, usize), KspyError> {
+    let (set, files) = load(path)?;
+    if !set.is_empty() {
+        return Ok((set, files));
+    }
+    let headline = match files {
+        0 => format!("no policy files (*.yaml, *.yml) under {}", path.display()),
+        1 => format!("no {KIND} in {}", path.display()),
+        n => format!("no {KIND} in the {n} files under {}", path.display()),
+    };
+    Err(KspyError::new(headline).hint(format!(
+        "a policy is a YAML document with `apiVersion: {API_VERSION}` and `kind: {KIND}`; \
+         give the directory that holds them (for example policies/) or one policy file"
+    )))
+}
+
+/// A directory of policies and test suites (`eval`, `test`): the suites beside the policies
+/// declare the namespaces, so one file is not enough.
+fn require_dir(path: &Path) -> Result<(), KspyError> {
+    if is_dir(path)? {
+        return Ok(());
+    }
+    Err(
+        KspyError::new(format!("{} is not a directory", path.display())).hint(format!(
+            "give the directory that holds the policies and their {TEST_KIND} suites, \
+             which declare the namespaces; the directory of this file is {}",
+            path.parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(Path::new("."))
+                .display()
+        )),
+    )
+}
+
+/// A test-suite failure; load errors get the same message as `check`.
+fn test_failed(dir: &Path, e: TestError) -> KspyError {
+    match e {
+        TestError::Policies(errors) => load_failed(dir, &errors),
+        other => KspyError::new(format!("cannot run the tests under {}", dir.display()))
+            .details([other.to_string()]),
+    }
+}
+
+/// A mode as policy files spell it (`Enforce`, `Warn`, `Audit`).
+fn mode_name(mode: Mode) -> String {
+    serde_json::to_value(mode)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_else(|| format!("{mode:?}"))
 }
 
 fn check(dir: &Path, out: &mut impl Write) -> anyhow::Result<ExitCode> {
-    let set = load(dir)?;
+    let (set, files) = load_some(dir)?;
     writeln!(
         out,
-        "{} policies in {} files under {}:",
+        "{} {} in {files} {} under {}:",
         set.len(),
-        set.files().len(),
+        if set.len() == 1 { "policy" } else { "policies" },
+        if files == 1 { "file" } else { "files" },
         dir.display()
     )?;
     for p in set.policies() {
@@ -119,7 +255,7 @@ fn check(dir: &Path, out: &mut impl Write) -> anyhow::Result<ExitCode> {
             out,
             "  {:<28} {:<8} {}",
             p.name,
-            format!("{:?}", p.mode),
+            mode_name(p.mode),
             p.origin.file
         )?;
     }
@@ -142,7 +278,9 @@ fn eval(
         },
         ..Settings::default()
     };
-    let engine = Engine::new(load(dir)?, settings).map_err(|e| anyhow::anyhow!("{e}"))?;
+    require_dir(dir)?;
+    let (set, _) = load(dir)?;
+    let engine = Engine::new(set, settings).map_err(|e| anyhow::anyhow!("{e}"))?;
     let body = if review_path == Path::new("-") {
         let mut buf = Vec::new();
         std::io::Read::read_to_end(&mut std::io::stdin(), &mut buf)
@@ -167,7 +305,7 @@ fn eval(
             let name = ns.metadata.name.clone().unwrap_or_default();
             [(name, ns)].into_iter().collect()
         }
-        None => declared_namespaces(dir).map_err(|e| anyhow::anyhow!("{e}"))?,
+        None => declared_namespaces(dir).map_err(|e| test_failed(dir, e))?,
     };
     let namespace = match (namespace_file, review.namespace()) {
         (Some(_), _) => namespaces.values().next(),
@@ -190,11 +328,15 @@ fn eval(
 }
 
 fn test(dir: &Path, out: &mut impl Write) -> anyhow::Result<ExitCode> {
-    let report = run_dir(dir, Settings::default()).map_err(|e| anyhow::anyhow!("{e}"))?;
+    require_dir(dir)?;
+    let report = run_dir(dir, Settings::default()).map_err(|e| test_failed(dir, e))?;
     if report.results.is_empty() {
-        anyhow::bail!(
-            "no DebugPolicyTest cases under {}\nhint: put `kind: DebugPolicyTest` documents beside your policies",
-            dir.display()
+        return Err(
+            KspyError::new(format!("no {TEST_KIND} cases under {}", dir.display()))
+                .hint(format!(
+                    "put `kind: {TEST_KIND}` documents beside your policies"
+                ))
+                .into(),
         );
     }
     let width = report
@@ -245,30 +387,115 @@ fn test(dir: &Path, out: &mut impl Write) -> anyhow::Result<ExitCode> {
     })
 }
 
+/// A label selector in kubectl's syntax: `env=production,team in (a,b),debug,!frozen`.
+fn selector(sel: &LabelSelectorSpec) -> String {
+    let mut parts: Vec<String> = sel
+        .match_labels
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    parts.extend(sel.match_expressions.iter().map(|r| match r.operator {
+        LabelOperator::In => format!("{} in ({})", r.key, r.values.join(",")),
+        LabelOperator::NotIn => format!("{} notin ({})", r.key, r.values.join(",")),
+        LabelOperator::Exists => r.key.clone(),
+        LabelOperator::DoesNotExist => format!("!{}", r.key),
+    }));
+    parts.join(",")
+}
+
+/// "to groups [sre] in namespaces except [kube-system] for [attach]": whom and where a policy
+/// applies, from its static match.
+fn describe_match(m: &Match) -> String {
+    let list = |patterns: &[kspy_admission::glob::NamePattern]| {
+        let names: Vec<&str> = patterns.iter().map(|p| p.as_str()).collect();
+        format!("[{}]", names.join(", "))
+    };
+    let mut who = Vec::new();
+    if !m.groups.is_empty() {
+        who.push(format!("groups {}", list(&m.groups)));
+    }
+    if !m.users.is_empty() {
+        who.push(format!("users {}", list(&m.users)));
+    }
+    if !m.service_accounts.is_empty() {
+        who.push(format!("service accounts {}", list(&m.service_accounts)));
+    }
+    let mut text = if who.is_empty() {
+        "to everyone".to_string()
+    } else {
+        format!("to {}", who.join(" and "))
+    };
+    if !m.namespaces.is_empty()
+        || !m.exclude_namespaces.is_empty()
+        || m.namespace_selector.is_some()
+    {
+        text.push_str(" in namespaces");
+        if !m.namespaces.is_empty() {
+            text.push_str(&format!(" {}", list(&m.namespaces)));
+        }
+        if !m.exclude_namespaces.is_empty() {
+            text.push_str(&format!(" except {}", list(&m.exclude_namespaces)));
+        }
+        match m.namespace_selector.as_ref().map(selector) {
+            Some(s) if s.is_empty() => text.push_str(" with any labels"),
+            Some(s) => text.push_str(&format!(" with labels [{s}]")),
+            None => {}
+        }
+    }
+    if !m.actions.is_empty() {
+        let actions: Vec<&str> = m.actions.iter().map(|a| a.as_str()).collect();
+        text.push_str(&format!(" for [{}]", actions.join(", ")));
+    }
+    text
+}
+
+/// `grant.mountVolumes` as policy files spell it, with what it means.
+fn volume_grant(v: VolumeGrant) -> &'static str {
+    match v {
+        VolumeGrant::None => "none",
+        VolumeGrant::NonSecret => {
+            "nonSecret (every pod volume but Secrets and service-account tokens)"
+        }
+        VolumeGrant::All => "all (every pod volume; env from Secrets too)",
+    }
+}
+
 fn explain(dir: &Path, name: &str, out: &mut impl Write) -> anyhow::Result<ExitCode> {
-    let set = load(dir)?;
+    let (set, _) = load_some(dir)?;
     let Some(p) = set.get(name) else {
-        anyhow::bail!(
-            "no policy named {name:?} under {}; the policies are: {}",
-            dir.display(),
-            set.names().join(", ")
+        return Err(
+            KspyError::new(format!("no policy named {name:?} in {}", dir.display()))
+                .details([format!("the policies: {}", set.names().join(", "))])
+                .hint(format!(
+                    "list them with `{} policy check {}`",
+                    crate::prog(),
+                    dir.display()
+                ))
+                .into(),
         );
     };
     writeln!(
         out,
-        "{} ({:?}, {} document {})",
-        p.name, p.mode, p.origin.file, p.origin.document
+        "{} ({}, {} document {})",
+        p.name,
+        mode_name(p.mode),
+        p.origin.file,
+        p.origin.document
     )?;
     if let Some(d) = &p.description {
         writeln!(out, "  {d}")?;
     }
-    writeln!(out, "applies {}", p.matcher.describe())?;
+    writeln!(out, "applies {}", describe_match(&p.matcher))?;
     for (n, c) in &p.conditions {
         writeln!(out, "  when {n}: {}", c.source())?;
     }
     let g = &p.grant;
     if p.mode != Mode::Enforce {
-        writeln!(out, "grants nothing ({:?} mode only reports)", p.mode)?;
+        writeln!(
+            out,
+            "grants nothing ({} mode only reports)",
+            mode_name(p.mode)
+        )?;
     } else if g.is_empty() {
         writeln!(out, "grants nothing: a guardrail, its validations deny")?;
     } else {
@@ -291,7 +518,7 @@ fn explain(dir: &Path, name: &str, out: &mut impl Write) -> anyhow::Result<ExitC
             "  privileged    {}",
             if g.privileged { "yes" } else { "no" }
         )?;
-        writeln!(out, "  pod volumes   {:?}", g.mount_volumes)?;
+        writeln!(out, "  pod volumes   {}", volume_grant(g.mount_volumes))?;
         let ns: Vec<&str> = g.host_namespaces.iter().map(|h| h.as_str()).collect();
         if !ns.is_empty() {
             writeln!(out, "  host ns       {}", ns.join(", "))?;

@@ -863,6 +863,35 @@ fn works_as_kubectl_plugin() {
     );
     let (_, stderr) = texts(&out);
     assert!(stderr.starts_with("kubectl kspy: "), "{stderr}");
+
+    // Examples in help and hints in errors name the command as it was invoked.
+    for sub in [
+        &["attach", "--help"][..],
+        &["policy", "check", "--help"],
+        &["--help"],
+    ] {
+        let out = support::run_binary(&link, sub, None, dir.path());
+        let (stdout, _) = texts(&out);
+        assert!(stdout.contains("\n  kubectl kspy "), "{sub:?}: {stdout}");
+        assert!(
+            !stdout.lines().any(|l| l.trim_start().starts_with("kspy ")),
+            "{sub:?} shows `kspy …` examples: {stdout}"
+        );
+    }
+    let mut sim = Sim::new();
+    sim.refuse_patch = Some(refuse_not_served);
+    let (api, _) = sim_api(sim);
+    let out = support::run_binary(
+        &link,
+        &["attach", WEB, "-c", "app", "--name", "debugger-tst42"],
+        Some(&api.kubeconfig()),
+        api.dir.path(),
+    );
+    let (_, stderr) = texts(&out);
+    assert!(
+        stderr.contains("use `kubectl kspy copy POD --to NAME` instead"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -953,6 +982,371 @@ fn wait_times_out_with_the_waiting_reason() {
         .filter(|r| r.param("watch").is_some())
         .count();
     assert!((1..=12).contains(&watches), "{watches} watches in 2s");
+}
+
+#[test]
+fn certs_generate_refuses_existing_files_unless_forced() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let bin = std::path::Path::new(env!("CARGO_BIN_EXE_kspy"));
+    let out_dir = dir.path().join("certs");
+    let out_arg = out_dir.display().to_string();
+    let generate = |extra: &[&str]| {
+        let mut args = vec![
+            "certs",
+            "generate",
+            "--service",
+            "kspy-webhook",
+            "--namespace",
+            "kspy-system",
+            "--out",
+            &out_arg,
+        ];
+        args.extend_from_slice(extra);
+        support::run_binary(bin, &args, None, dir.path())
+    };
+    let out = generate(&[]);
+    assert!(out.status.success(), "{}", texts(&out).1);
+    let key_before = std::fs::read(out_dir.join("tls.key")).expect("key");
+
+    let out = generate(&[]);
+    let (stdout, stderr) = texts(&out);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stdout.is_empty(), "{stdout}");
+    assert!(
+        stderr.starts_with(&format!(
+            "kspy: {out_arg} already holds certificate files; not replacing them\n"
+        )),
+        "{stderr}"
+    );
+    for file in ["ca.crt", "tls.crt", "tls.key", "ca-bundle.b64"] {
+        assert!(
+            stderr.contains(&format!("  {}\n", out_dir.join(file).display())),
+            "{file}: {stderr}"
+        );
+    }
+    assert!(stderr.contains("hint: pass --force"), "{stderr}");
+    assert_eq!(
+        std::fs::read(out_dir.join("tls.key")).expect("key"),
+        key_before,
+        "nothing replaced"
+    );
+
+    // One file is enough to refuse; --force replaces.
+    let partial = dir.path().join("partial");
+    std::fs::create_dir(&partial).expect("mkdir");
+    std::fs::write(partial.join("tls.key"), "old").expect("old key");
+    let partial_arg = partial.display().to_string();
+    let out = support::run_binary(
+        bin,
+        &[
+            "certs",
+            "generate",
+            "--service",
+            "s",
+            "--namespace",
+            "n",
+            "--out",
+            &partial_arg,
+        ],
+        None,
+        dir.path(),
+    );
+    let (_, stderr) = texts(&out);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr.contains(&format!("  {}\n", partial.join("tls.key").display())));
+    assert!(!stderr.contains("tls.crt"), "{stderr}");
+
+    let out = generate(&["--force"]);
+    assert!(out.status.success(), "{}", texts(&out).1);
+    assert_ne!(
+        std::fs::read(out_dir.join("tls.key")).expect("key"),
+        key_before
+    );
+}
+
+#[test]
+fn certs_help_examples_work() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let bin = std::path::Path::new(env!("CARGO_BIN_EXE_kspy"));
+    let help = |args: &[&str]| {
+        let out = support::run_binary(bin, args, None, dir.path());
+        assert!(out.status.success());
+        texts(&out).0
+    };
+    for sub in [
+        &["certs", "generate", "--help"][..],
+        &["certs", "inspect", "--help"],
+    ] {
+        assert!(help(sub).contains("Examples:"), "{sub:?}");
+    }
+    // Run each `kspy certs …` example of `kspy certs --help`, in order, in a scratch directory.
+    let examples: Vec<String> = help(&["certs", "--help"])
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("kspy "))
+        .map(str::to_string)
+        .collect();
+    assert_eq!(examples.len(), 2, "{examples:?}");
+    for example in &examples {
+        let args: Vec<&str> = example.split_whitespace().collect();
+        let out = std::process::Command::new(bin)
+            .args(&args)
+            .current_dir(dir.path())
+            .output()
+            .expect("run example");
+        assert!(
+            out.status.success(),
+            "`kspy {example}` fails: {}",
+            texts(&out).1
+        );
+    }
+}
+
+#[test]
+fn kubeconfig_list_skips_missing_files_and_merges_like_kubectl() {
+    let api = FakeApi::start(|r: &Recorded| {
+        assert_eq!(r.method, "GET");
+        Reply::ok(&json!({"kind": "PodList", "apiVersion": "v1", "metadata": {}, "items": []}))
+    });
+    let bin = std::path::Path::new(env!("CARGO_BIN_EXE_kspy"));
+    let home = api.dir.path();
+    let full = api.kubeconfig();
+    // The first file to set current-context wins, though it defines no context itself.
+    let first = home.join("first.yaml");
+    std::fs::write(
+        &first,
+        "apiVersion: v1\nkind: Config\ncurrent-context: other\n",
+    )
+    .expect("write");
+    let list = format!(
+        "{}/missing:{}:{}",
+        home.display(),
+        first.display(),
+        full.display()
+    );
+    let out = support::run_binary(bin, &["ls"], Some(std::path::Path::new(&list)), home);
+    let (_, stderr) = texts(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(api.lines(), vec!["GET /api/v1/namespaces/other/pods"]);
+
+    // A broken file in the list is named, without Rust's debug quoting.
+    let broken = home.join("broken.yaml");
+    std::fs::write(&broken, "clusters: [unclosed\n").expect("write");
+    let list = format!("{}:{}", full.display(), broken.display());
+    let out = support::run_binary(bin, &["ls"], Some(std::path::Path::new(&list)), home);
+    let (_, stderr) = texts(&out);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr.starts_with(&format!(
+            "kspy: cannot load kubeconfig {}\n",
+            broken.display()
+        )),
+        "{stderr}"
+    );
+    let unreadable = home.join("a-directory");
+    std::fs::create_dir(&unreadable).expect("mkdir");
+    let out = support::run_binary(bin, &["ls"], Some(&unreadable), home);
+    let (_, stderr) = texts(&out);
+    assert!(
+        stderr.starts_with(&format!(
+            "kspy: cannot load kubeconfig {}\n",
+            unreadable.display()
+        )),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("'\""), "{stderr}");
+    assert_eq!(
+        api.lines().len(),
+        1,
+        "nothing sent with a broken kubeconfig"
+    );
+}
+
+#[test]
+fn bad_flag_values_are_usage_errors_before_any_request() {
+    let (api, _) = sim_api(Sim::new());
+    let custom = api.dir.path().join("custom.yaml");
+    std::fs::write(&custom, "securityContex:\n  privileged: true\n").expect("write");
+    let custom = custom.display().to_string();
+    for (args, wanted) in [
+        (
+            &["attach", WEB, "--cap", "sys ptrace", "--dry-run=client"][..],
+            "invalid value 'sys ptrace' for '--cap <CAP>': a capability is a name like SYS_PTRACE",
+        ),
+        (&["attach", WEB, "-t"], "-t/--tty needs -i/--stdin; use -it"),
+        (&["attach", WEB, "--image", ""], "the image is empty"),
+        (
+            &["attach", WEB, "--name", "Debugger"],
+            "invalid value 'Debugger' for '--name <NAME>'",
+        ),
+        (
+            &["attach", WEB, "--custom", "/nonexistent/custom.yaml"],
+            "invalid value '/nonexistent/custom.yaml' for '--custom <FILE>': cannot read it",
+        ),
+        (
+            &["attach", WEB, "--custom", &custom],
+            "unknown field securityContex ",
+        ),
+        (
+            &[
+                "copy",
+                WEB,
+                "--to",
+                "x",
+                "--mount",
+                "data:/d",
+                "--mount",
+                "config:/d",
+            ],
+            "--mount data:/d and --mount config:/d both mount at /d",
+        ),
+        (
+            &["node", "node-a", "--arguments-only"],
+            "--arguments-only needs arguments",
+        ),
+        (&["attach", WEB, "--attach=maybe"], "expected true or false"),
+    ] {
+        let out = api.kspy(args);
+        let (_, stderr) = texts(&out);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.starts_with("error: "), "{args:?}: {stderr}");
+        assert!(stderr.contains(wanted), "{args:?}: {stderr}");
+        assert!(api.requests().is_empty(), "{args:?}: {:?}", api.lines());
+    }
+}
+
+#[test]
+fn boolean_flags_take_values_and_copy_to_is_accepted() {
+    let (api, _) = sim_api(Sim::new());
+    let out = api.kspy(&[
+        "attach",
+        WEB,
+        "-c",
+        "app",
+        "--name",
+        "debugger-tst42",
+        "-i",
+        "--attach=false",
+    ]);
+    assert!(out.status.success(), "{}", texts(&out).1);
+    assert_eq!(
+        api.lines(),
+        vec![
+            format!("GET {POD_PATH}"),
+            format!("PATCH {POD_PATH}/ephemeralcontainers?fieldManager=kspy"),
+        ],
+        "--attach=false: no watch, no attach"
+    );
+    let patch = &api.requests()[1];
+    assert_eq!(
+        patch.json()["spec"]["ephemeralContainers"][0]["stdin"],
+        true
+    );
+
+    let api = create_api(false);
+    let out = api.kspy(&[
+        "copy",
+        WEB,
+        "--copy-to",
+        "web-debug",
+        "--keep-labels=true",
+        "--share-processes=false",
+        "--dry-run=client",
+        "-o",
+        "json",
+    ]);
+    let (stdout, stderr) = texts(&out);
+    assert!(out.status.success(), "{stderr}");
+    let pod: Value = serde_json::from_str(&stdout).expect("pod");
+    assert_eq!(pod["metadata"]["name"], "web-debug");
+    assert_eq!(pod["metadata"]["labels"]["app"], "web");
+    assert_eq!(pod["spec"]["shareProcessNamespace"], false);
+}
+
+#[test]
+fn closed_stdout_ends_quietly_with_success() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let bin = std::path::Path::new(env!("CARGO_BIN_EXE_kspy"));
+    let policies = format!("{}/../policies", env!("CARGO_MANIFEST_DIR"));
+    for args in [
+        &["completion", "fish"][..],
+        &["completion", "bash"],
+        &["policy", "check", &policies],
+        &["policy", "explain", "--policies", &policies, "sre-debug"],
+    ] {
+        let out = support::run_with_closed_stdout(bin, args, None, dir.path());
+        let (_, stderr) = texts(&out);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {stderr}");
+        assert_eq!(stderr, "", "{args:?}");
+    }
+    let (api, _) = sim_api(Sim::new());
+    for args in [
+        &["ls"][..],
+        &["ls", "-o", "yaml"],
+        &["attach", WEB, "-c", "app", "--dry-run=client"],
+        &[
+            "attach",
+            WEB,
+            "-c",
+            "app",
+            "--name",
+            "debugger-tst42",
+            "--dry-run=server",
+        ],
+    ] {
+        let out = api.kspy_closed_stdout(args);
+        let (_, stderr) = texts(&out);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {stderr}");
+        assert_eq!(stderr, "", "{args:?}");
+    }
+    let api = create_api(true);
+    for args in [
+        &["copy", WEB, "--to", "web-debug", "--dry-run=client"][..],
+        &["node", "node-a", "--dry-run=client"],
+    ] {
+        let out = api.kspy_closed_stdout(args);
+        let (_, stderr) = texts(&out);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {stderr}");
+        assert_eq!(stderr, "", "{args:?}");
+    }
+}
+
+#[test]
+fn client_dry_runs_send_no_write() {
+    // Reads, and the SelfSubjectReview that asks who is asking (it changes nothing), as
+    // cli/README.md says; no POST of a pod, no DELETE.
+    let api = create_api(true);
+    let out = api.kspy(&[
+        "copy",
+        WEB,
+        "--to",
+        "web-debug",
+        "--dry-run=client",
+        "--replace",
+    ]);
+    assert!(out.status.success(), "{}", texts(&out).1);
+    assert_eq!(
+        api.lines(),
+        vec![
+            format!("GET {POD_PATH}"),
+            "POST /apis/authentication.k8s.io/v1/selfsubjectreviews".to_string(),
+        ]
+    );
+    let (stdout, _) = texts(&out);
+    assert!(
+        stdout.contains("\"kspy.dev/requested-by\": \"alice@example.com\""),
+        "the printed body is the one that would be sent: {stdout}"
+    );
+
+    let api = create_api(true);
+    let out = api.kspy(&["node", "node-a", "--dry-run=client"]);
+    assert!(out.status.success(), "{}", texts(&out).1);
+    assert_eq!(
+        api.lines(),
+        vec![
+            "GET /api/v1/nodes/node-a".to_string(),
+            "POST /apis/authentication.k8s.io/v1/selfsubjectreviews".to_string(),
+        ]
+    );
 }
 
 /// A stand-in API server for trying the TTY by hand:

@@ -178,16 +178,141 @@ fn explain_says_who_and_what() {
     assert!(out.status.success());
     let stdout = text(&out.stdout);
     assert!(
-        stdout.contains("applies to groups [sre] except [kube-system] for [attach]"),
+        stdout.contains(
+            "\napplies to groups [sre] in namespaces except [kube-system] for [attach]\n"
+        ),
         "{stdout}"
     );
     assert!(
         stdout.contains("capabilities  SYS_PTRACE, NET_ADMIN, NET_RAW"),
         "{stdout}"
     );
+    assert!(stdout.contains("\n  pod volumes   all ("), "{stdout}");
     let out = kspy(&["policy", "explain", "--policies", &policies(), "nope"]);
     assert!(!out.status.success());
-    assert!(text(&out.stderr).contains("no policy named \"nope\""));
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("no policy named \"nope\""), "{stderr}");
+    assert!(
+        stderr.contains("the policies: developer-attach, "),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn explain_prints_yaml_spellings_and_selectors() {
+    let out = kspy(&[
+        "policy",
+        "explain",
+        "--policies",
+        &policies(),
+        "developer-attach",
+    ]);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        stdout.starts_with("developer-attach (Enforce, "),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(
+            "\napplies to groups [developers] in namespaces with labels [team] for [attach]\n"
+        ),
+        "{stdout}"
+    );
+    assert!(stdout.contains("\n  pod volumes   nonSecret ("), "{stdout}");
+
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("p.yaml"),
+        "apiVersion: kspy.dev/v1alpha1\nkind: DebugPolicy\nmetadata: {name: selected}\nspec:\n  match:\n    namespaces: [prod-*]\n    excludeNamespaces: [prod-secret]\n    namespaceSelector:\n      matchLabels: {env: production}\n      matchExpressions:\n        - {key: team, operator: In, values: [a, b]}\n        - {key: frozen, operator: DoesNotExist}\n  grant:\n    images: [busybox:*]\n",
+    )
+    .unwrap();
+    let out = kspy(&[
+        "policy",
+        "explain",
+        "--policies",
+        &dir.path().join("p.yaml").display().to_string(),
+        "selected",
+    ]);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        stdout.contains("\napplies to everyone in namespaces [prod-*] except [prod-secret] with labels [env=production,team in (a,b),!frozen]\n"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("\n  pod volumes   none\n"), "{stdout}");
+    assert!(!stdout.contains("None"), "{stdout}");
+}
+
+#[test]
+fn check_takes_one_file_and_refuses_nothing_to_check() {
+    let file = format!("{}/sre.yaml", policies());
+    let out = kspy(&["policy", "check", &file]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.starts_with(&format!("2 policies in 1 file under {file}:\n")),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("sre-debug") && stdout.contains("sre-copy"),
+        "{stdout}"
+    );
+
+    // A directory without policies is a failure, not "0 policies".
+    let empty = tempfile::tempdir().unwrap();
+    let out = kspy(&["policy", "check", &empty.path().display().to_string()]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains(": no policy files (*.yaml, *.yml) under "),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("\nhint: a policy is a YAML document with"),
+        "{stderr}"
+    );
+    assert!(out.stdout.is_empty());
+    let tests_only = format!("{}/namespaces.yaml", policies());
+    let out = kspy(&["policy", "check", &tests_only]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains(": no DebugPolicy in "),
+        "{}",
+        text(&out.stderr)
+    );
+
+    let out = kspy(&["policy", "check", "/nonexistent/policies"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.starts_with("kspy: /nonexistent/policies does not exist\n"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("fix the fields"), "{stderr}");
+}
+
+#[test]
+fn check_names_yaml_that_is_not_a_policy() {
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(&PathBuf::from(policies()), dir.path());
+    std::fs::write(
+        dir.path().join("kustomization.yaml"),
+        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n",
+    )
+    .unwrap();
+    let out = kspy(&["policy", "check", &dir.path().display().to_string()]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("kustomization.yaml: document 1: kind: expected kind DebugPolicy"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("move other YAML (such as a kustomization.yaml)"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("fix the fields"), "{stderr}");
 }
 
 fn copy_dir(from: &std::path::Path, to: &std::path::Path) {

@@ -342,6 +342,17 @@ impl FakeApi {
         )
     }
 
+    /// Runs the real binary with `args` against this server, its stdout a pipe nobody reads
+    /// (see [`run_with_closed_stdout`]).
+    pub fn kspy_closed_stdout(&self, args: &[&str]) -> Output {
+        run_with_closed_stdout(
+            Path::new(env!("CARGO_BIN_EXE_kspy")),
+            args,
+            Some(&self.kubeconfig()),
+            self.dir.path(),
+        )
+    }
+
     /// Runs the real binary with `args`, `input` on its stdin.
     pub fn kspy_with_input(&self, args: &[&str], input: &[u8]) -> Output {
         use std::io::Write;
@@ -393,6 +404,24 @@ fn command(binary: &Path, args: &[&str], kubeconfig: Option<&Path>, home: &Path)
         cmd.env("KUBECONFIG", k);
     }
     cmd
+}
+
+/// Runs `binary` with its stdout a pipe whose reading end is closed before it starts, as in
+/// `kspy ls | true` when `true` has exited: every write to stdout fails with EPIPE. The
+/// returned `stdout` is empty; `stderr` is captured.
+pub fn run_with_closed_stdout(
+    binary: &Path,
+    args: &[&str],
+    kubeconfig: Option<&Path>,
+    home: &Path,
+) -> Output {
+    let (reader, writer) = std::io::pipe().expect("pipe");
+    drop(reader);
+    let mut cmd = command(binary, args, kubeconfig, home);
+    cmd.stdout(writer).stderr(Stdio::piped());
+    let child = cmd.spawn().expect("spawn kspy");
+    drop(cmd);
+    child.wait_with_output().expect("kspy output")
 }
 
 /// stdout and stderr as strings.

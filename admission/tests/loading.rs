@@ -173,6 +173,13 @@ fn empty_documents_and_test_suites_are_skipped() {
     );
     let set = PolicySet::from_yaml("x.yaml", &yaml).unwrap();
     assert_eq!(set.names(), ["a"]);
+    // A kustomization beside the policies (as in deploy/base/policies) is skipped too, but
+    // only kustomize's own kind.
+    let kustomization = "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nconfigMapGenerator: []\n";
+    let set = PolicySet::from_yaml("kustomization.yaml", kustomization).unwrap();
+    assert!(set.names().is_empty());
+    let e = errors("apiVersion: example.com/v1\nkind: Kustomization\n");
+    assert!(e[0].contains("kind: expected kind DebugPolicy"), "{e:?}");
 }
 
 /// Kubernetes mounts a ConfigMap as `..2026_11_26_…/file`, a `..data` link to it, and

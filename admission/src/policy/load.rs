@@ -265,6 +265,9 @@ fn documents(file: &str, text: &str, errors: &mut Vec<LoadError>) -> Vec<(usize,
 }
 
 /// Decodes one document; `None` for test-suite documents and for errors (pushed).
+/// The API group of kustomize's own files.
+const KUSTOMIZE_GROUP: &str = "kustomize.config.k8s.io/";
+
 fn decode(value: Value, origin: Origin, errors: &mut Vec<LoadError>) -> Option<CompiledPolicy> {
     let policy = value
         .pointer("/metadata/name")
@@ -282,7 +285,9 @@ fn decode(value: Value, origin: Origin, errors: &mut Vec<LoadError>) -> Option<C
         .get("apiVersion")
         .and_then(Value::as_str)
         .unwrap_or("");
-    if kind == TEST_KIND {
+    // A kustomization beside the policies (deploy/base/policies builds them into the
+    // ConfigMap) is neither a policy nor a mistake.
+    if kind == TEST_KIND || kind == "Kustomization" && api_version.starts_with(KUSTOMIZE_GROUP) {
         return None;
     }
     if kind != KIND {

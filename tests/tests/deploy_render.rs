@@ -2,8 +2,11 @@
 //! invariants (issue 5): every object parses into its k8s-openapi type without losing a
 //! field, the webhooks see exactly the debug requests and fail closed, the Service, ports,
 //! probes and args agree, RBAC grants nothing beyond the list, the policy ConfigMap holds
-//! every file of `policies/`, the pods pass Pod Security `restricted`, and each overlay
-//! supplies the CA (cert-manager injection, or the self-signed Secret's `ca.crt`).
+//! every policy file of `policies/` (not the JSON fixtures) and loads, every object fits
+//! the last-applied-configuration annotation of a client-side `kubectl apply`, the pods
+//! run at kspy's own priority behind a NetworkPolicy that admits only the webhook's two
+//! ports, the pods pass Pod Security `restricted`, and each overlay supplies the CA
+//! (cert-manager injection, or the self-signed Secret's `ca.crt`).
 //!
 //! Without `kubectl` on PATH (or in `$KUBECTL`), the rendering tests print why and pass.
 //!
@@ -57,8 +60,10 @@ pub mod render {
     pub struct Rendered {
         /// What was rendered, for messages (e.g. `overlays/self-signed`).
         pub target: String,
-        /// Every object, as JSON.
+        /// Every object, as JSON (base64 line breaks removed, as the API server reads it).
         pub docs: Vec<Value>,
+        /// Every object exactly as kustomize wrote it (what `kubectl apply` sends).
+        pub raw_docs: Vec<Value>,
     }
 
     impl Rendered {
@@ -180,8 +185,9 @@ pub mod render {
             );
         }
         let yaml = String::from_utf8(out.stdout).context("kustomize output is not UTF-8")?;
-        let mut docs: Vec<Value> = serde_saphyr::from_multiple(&yaml)
+        let raw_docs: Vec<Value> = serde_saphyr::from_multiple(&yaml)
             .with_context(|| format!("parsing the YAML rendered from deploy/{target}"))?;
+        let mut docs = raw_docs.clone();
         docs.iter_mut().for_each(unwrap_base64);
         let mut label = target.to_owned();
         for c in components {
@@ -191,6 +197,7 @@ pub mod render {
         Ok(Rendered {
             target: label,
             docs,
+            raw_docs,
         })
     }
 
@@ -222,6 +229,20 @@ pub mod render {
             walk(dir, dir, &mut out)?;
         }
         Ok(out)
+    }
+
+    /// The files of `dir` that kspy-webhook loads as policies, and so the files of
+    /// `policies/` that `deploy/sync-policies.sh` ships: `*.yaml` and `*.yml`, none under
+    /// a name starting with `.` (the loader skips those). The JSON fixtures of the test
+    /// suites are not among them.
+    pub fn policy_files_under(dir: &Path) -> anyhow::Result<BTreeSet<String>> {
+        Ok(files_under(dir)?
+            .into_iter()
+            .filter(|f| {
+                (f.ends_with(".yaml") || f.ends_with(".yml"))
+                    && !f.split('/').any(|part| part.starts_with('.'))
+            })
+            .collect())
     }
 
     /// The ConfigMap key `deploy/sync-policies.sh` gives a file of `policies/`.
@@ -285,8 +306,10 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{
     ConfigMap, Container, Namespace, PodSpec, Secret, Service, ServiceAccount,
 };
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
+use k8s_openapi::api::scheduling::v1::PriorityClass;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube_cel::cel;
@@ -314,11 +337,23 @@ const WEBHOOK_FLAGS: &[&str] = &[
     "namespace-cache-ttl",
     "shutdown-delay",
     "shutdown-grace",
+    "judge-threads",
+    "max-connections",
+    "events",
 ];
 /// kspy-webhook's default `--review-timeout`.
 const DEFAULT_REVIEW_TIMEOUT: Duration = Duration::from_secs(9);
 /// ConfigMaps are limited to 1 MiB of data.
 const CONFIGMAP_LIMIT: usize = 1 << 20;
+/// The API server's limit on the total size (keys plus values) of an object's annotations.
+const ANNOTATIONS_LIMIT: usize = 256 * 1024;
+/// Where a client-side `kubectl apply` keeps the whole object it applied.
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+/// The PriorityClass the webhook pods run at.
+const PRIORITY_CLASS: &str = "kspy-webhook";
+/// User-defined PriorityClasses may not exceed one billion; the system-* classes start at
+/// two billion.
+const USER_PRIORITY_CEILING: i32 = 1_000_000_000;
 
 // ----------------------------------------------------------------------------------------
 // The tests
@@ -616,6 +651,266 @@ fn no_private_key_is_committed_under_deploy() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The ConfigMap carries the DebugPolicyTest suites but not the fixtures they point at:
+/// the webhook must still load it, with the same policies as `policies/` itself.
+#[test]
+fn shipped_configmap_loads_without_the_test_fixtures() -> anyhow::Result<()> {
+    let Some(r) = rendered("base", &[], None)? else {
+        return Ok(());
+    };
+    let cm = r.named::<ConfigMap>(POLICIES_CONFIGMAP)?;
+    let data = cm.data.unwrap_or_default();
+    // As the ConfigMap volume lays it out: one file per key.
+    let mounted = tempfile::tempdir()?;
+    for (key, text) in &data {
+        std::fs::write(mounted.path().join(key), text)?;
+    }
+    // The case this guards: test suites whose review fixtures are not shipped.
+    let reviews: Vec<String> = data
+        .values()
+        .filter(|text| text.contains("kind: DebugPolicyTest"))
+        .flat_map(|text| text.lines())
+        .filter_map(|l| l.trim().strip_prefix("review: "))
+        .map(|f| f.trim().to_owned())
+        .collect();
+    ensure!(
+        !reviews.is_empty(),
+        "no shipped test suite refers to a review fixture: this test no longer covers anything"
+    );
+    let shipped_fixtures: Vec<&String> = reviews
+        .iter()
+        .filter(|f| data.contains_key(&render::policy_key(f)))
+        .collect();
+    ensure!(
+        shipped_fixtures.is_empty(),
+        "review fixtures are shipped in the ConfigMap: {shipped_fixtures:?}"
+    );
+
+    // The webhook's default settings (no TLS files are read here).
+    let settings = || {
+        let dir = mounted.path();
+        kspy_webhook::ServerConfig::new(
+            dir,
+            kspy_webhook::TlsFiles {
+                cert: dir.join("tls.crt"),
+                key: dir.join("tls.key"),
+            },
+        )
+        .settings
+    };
+    let shipped = kspy_webhook::load_engine(mounted.path(), settings())
+        .context("kspy-webhook cannot load the shipped kspy-policies ConfigMap")?;
+    let library = kspy_webhook::load_engine(&render::policies_dir(), settings())
+        .context("kspy-webhook cannot load policies/")?;
+    let mut got: Vec<String> = shipped
+        .policies()
+        .names()
+        .iter()
+        .map(|n| (*n).to_owned())
+        .collect();
+    let mut want: Vec<String> = library
+        .policies()
+        .names()
+        .iter()
+        .map(|n| (*n).to_owned())
+        .collect();
+    got.sort();
+    want.sort();
+    ensure!(!want.is_empty(), "policies/ defines no policy");
+    ensure!(
+        got == want,
+        "the shipped ConfigMap loads policies {got:?}, policies/ defines {want:?}"
+    );
+    Ok(())
+}
+
+/// The checks above catch what they are meant to: each broken variant of the rendered
+/// base fails its check (and the rendered base passes it).
+#[test]
+fn checks_reject_broken_renderings() -> anyhow::Result<()> {
+    let Some(good) = rendered("base", &[], None)? else {
+        return Ok(());
+    };
+    type Check<'a> = &'a dyn Fn(&Rendered) -> anyhow::Result<()>;
+    /// (what is broken, the kind of object changed, the change, the check that must fail)
+    type Case<'a> = (&'static str, &'static str, fn(&mut Value), Check<'a>);
+    let with_deployment = |f: fn(&Rendered, &Deployment) -> anyhow::Result<()>| {
+        move |r: &Rendered| f(r, &r.one::<Deployment>()?)
+    };
+    let annotations = check_apply_annotations;
+    let configmap = check_policies_configmap;
+    let deployment = with_deployment(check_deployment);
+    let priority = with_deployment(check_priority_class);
+    let network = with_deployment(check_network_policy);
+    let cases: Vec<Case> = vec![
+        (
+            "a fixture-sized ConfigMap (270 000 bytes of data)",
+            "ConfigMap",
+            |d| d["data"]["fixtures__big.json"] = json!("x".repeat(270_000)),
+            &annotations,
+        ),
+        (
+            "a ConfigMap whose JSON only exceeds the budget with Go's HTML escaping",
+            "ConfigMap",
+            |d| d["data"]["fixtures__escaped.json"] = json!("<".repeat(60_000)),
+            &annotations,
+        ),
+        (
+            "a ConfigMap with a fixture key",
+            "ConfigMap",
+            |d| d["data"]["fixtures__a.json"] = json!("{}"),
+            &configmap,
+        ),
+        (
+            "no --namespace-lookup",
+            "Deployment",
+            |d| {
+                let args = d
+                    .pointer_mut("/spec/template/spec/containers/0/args")
+                    .and_then(Value::as_array_mut)
+                    .expect("args");
+                args.retain(|a| {
+                    !a.as_str()
+                        .unwrap_or_default()
+                        .starts_with("--namespace-lookup")
+                });
+            },
+            &deployment,
+        ),
+        (
+            "--namespace-lookup=auto",
+            "Deployment",
+            |d| {
+                for a in d
+                    .pointer_mut("/spec/template/spec/containers/0/args")
+                    .and_then(Value::as_array_mut)
+                    .expect("args")
+                {
+                    if a.as_str()
+                        .unwrap_or_default()
+                        .starts_with("--namespace-lookup")
+                    {
+                        *a = json!("--namespace-lookup=auto");
+                    }
+                }
+            },
+            &deployment,
+        ),
+        (
+            "no priorityClassName",
+            "Deployment",
+            |d| {
+                d["spec"]["template"]["spec"]
+                    .as_object_mut()
+                    .expect("pod spec")
+                    .remove("priorityClassName");
+            },
+            &priority,
+        ),
+        (
+            "priorityClassName system-cluster-critical",
+            "Deployment",
+            |d| {
+                d["spec"]["template"]["spec"]["priorityClassName"] =
+                    json!("system-cluster-critical")
+            },
+            &priority,
+        ),
+        (
+            "a PriorityClass at the user-defined ceiling",
+            "PriorityClass",
+            |d| d["value"] = json!(USER_PRIORITY_CEILING),
+            &priority,
+        ),
+        (
+            "a PriorityClass that is the global default",
+            "PriorityClass",
+            |d| d["globalDefault"] = json!(true),
+            &priority,
+        ),
+        (
+            "a PriorityClass that never preempts",
+            "PriorityClass",
+            |d| d["preemptionPolicy"] = json!("Never"),
+            &priority,
+        ),
+        (
+            "a NetworkPolicy rule without ports (every port)",
+            "NetworkPolicy",
+            |d| {
+                d["spec"]["ingress"]
+                    .as_array_mut()
+                    .expect("ingress")
+                    .push(json!({}))
+            },
+            &network,
+        ),
+        (
+            "a NetworkPolicy admitting 9090",
+            "NetworkPolicy",
+            |d| {
+                d["spec"]["ingress"]
+                    .as_array_mut()
+                    .expect("ingress")
+                    .push(json!({"ports": [{"port": 9090, "protocol": "TCP"}]}))
+            },
+            &network,
+        ),
+        (
+            "a NetworkPolicy admitting a port range over the admin port",
+            "NetworkPolicy",
+            |d| d["spec"]["ingress"][1]["ports"][0]["endPort"] = json!(8090),
+            &network,
+        ),
+        (
+            "a NetworkPolicy with https only from one namespace",
+            "NetworkPolicy",
+            |d| {
+                d["spec"]["ingress"][0]["from"] =
+                    json!([{"namespaceSelector": {"matchLabels": {"a": "b"}}}])
+            },
+            &network,
+        ),
+        (
+            "a NetworkPolicy without the admin port",
+            "NetworkPolicy",
+            |d| {
+                d["spec"]["ingress"]
+                    .as_array_mut()
+                    .expect("ingress")
+                    .remove(1);
+            },
+            &network,
+        ),
+        (
+            "a NetworkPolicy that isolates egress too",
+            "NetworkPolicy",
+            |d| d["spec"]["policyTypes"] = json!(["Ingress", "Egress"]),
+            &network,
+        ),
+        (
+            "a NetworkPolicy that misses the pods",
+            "NetworkPolicy",
+            |d| d["spec"]["podSelector"] = json!({"matchLabels": {"app": "other"}}),
+            &network,
+        ),
+    ];
+    for (case, kind, mutate, check) in cases {
+        check(&good).with_context(|| format!("the rendered base fails the check of: {case}"))?;
+        let mut bad = good.clone();
+        let mut found = false;
+        for docs in [&mut bad.docs, &mut bad.raw_docs] {
+            for d in docs.iter_mut().filter(|d| d["kind"] == kind) {
+                mutate(d);
+                found = true;
+            }
+        }
+        ensure!(found, "{case}: no {kind} rendered");
+        ensure!(check(&bad).is_err(), "{case}: not caught");
+    }
+    Ok(())
+}
+
 // ----------------------------------------------------------------------------------------
 // Checks shared by every rendering
 
@@ -645,6 +940,9 @@ fn check_common(r: &Rendered) -> anyhow::Result<()> {
     check_rbac(r, &deployment)?;
     check_policies_configmap(r)?;
     check_webhooks(r, &deployment)?;
+    check_priority_class(r, &deployment)?;
+    check_network_policy(r, &deployment)?;
+    check_apply_annotations(r)?;
     Ok(())
 }
 
@@ -671,6 +969,8 @@ fn check_round_trip(r: &Rendered) -> anyhow::Result<()> {
             ("v1", "Service") => same::<Service>(doc),
             ("apps/v1", "Deployment") => same::<Deployment>(doc),
             ("policy/v1", "PodDisruptionBudget") => same::<PodDisruptionBudget>(doc),
+            ("scheduling.k8s.io/v1", "PriorityClass") => same::<PriorityClass>(doc),
+            ("networking.k8s.io/v1", "NetworkPolicy") => same::<NetworkPolicy>(doc),
             ("rbac.authorization.k8s.io/v1", "ClusterRole") => same::<ClusterRole>(doc),
             ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding") => {
                 same::<ClusterRoleBinding>(doc)
@@ -694,6 +994,7 @@ fn check_round_trip(r: &Rendered) -> anyhow::Result<()> {
             "Namespace"
                 | "ClusterRole"
                 | "ClusterRoleBinding"
+                | "PriorityClass"
                 | "MutatingWebhookConfiguration"
                 | "ValidatingWebhookConfiguration"
         );
@@ -834,6 +1135,19 @@ fn check_deployment(r: &Rendered, d: &Deployment) -> anyhow::Result<()> {
             "{t}: the admin port is plain HTTP"
         );
     }
+    // Namespace labels come from the API server, and the pod fails to start rather than
+    // run without them (`auto` would start with no lookup when no client config is found,
+    // and policies selecting namespaces by label would silently stop applying).
+    let lookup = args.get("namespace-lookup").cloned().flatten();
+    ensure!(
+        lookup.as_deref() == Some("api"),
+        "{t}: --namespace-lookup is {lookup:?}, want api (the default auto may run without \
+         any Namespace lookup)"
+    );
+    ensure!(
+        pod.automount_service_account_token != Some(false),
+        "{t}: --namespace-lookup=api needs the ServiceAccount token mounted"
+    );
     if let Some(format) = args.get("log-format") {
         ensure!(
             matches!(format.as_deref(), Some("json" | "text")),
@@ -1089,8 +1403,9 @@ fn check_rbac(r: &Rendered, d: &Deployment) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The ConfigMap holds every file of `policies/`, byte for byte (the copy made by
-/// `deploy/sync-policies.sh` is current), and fits in a ConfigMap.
+/// The ConfigMap holds every policy file of `policies/` (`*.yaml`, `*.yml`), byte for byte
+/// (the copy made by `deploy/sync-policies.sh` is current), and nothing else: the JSON
+/// fixtures of the test suites stay out, so the ConfigMap fits a client-side apply.
 fn check_policies_configmap(r: &Rendered) -> anyhow::Result<()> {
     let t = &r.target;
     let cm = r.named::<ConfigMap>(POLICIES_CONFIGMAP)?;
@@ -1103,7 +1418,7 @@ fn check_policies_configmap(r: &Rendered) -> anyhow::Result<()> {
     }
     let dir = render::policies_dir();
     let mut want: BTreeMap<String, Vec<u8>> = BTreeMap::new();
-    for file in render::files_under(&dir)? {
+    for file in render::policy_files_under(&dir)? {
         let key = render::policy_key(&file);
         let bytes = std::fs::read(dir.join(&file))?;
         ensure!(
@@ -1111,12 +1426,14 @@ fn check_policies_configmap(r: &Rendered) -> anyhow::Result<()> {
             "two policy files map to ConfigMap key {key}"
         );
     }
+    ensure!(!want.is_empty(), "no policy files under {}", dir.display());
     let stale = "deploy/base/policies is stale: run deploy/sync-policies.sh";
     let missing: Vec<_> = want.keys().filter(|k| !got.contains_key(*k)).collect();
     let extra: Vec<_> = got.keys().filter(|k| !want.contains_key(*k)).collect();
     ensure!(
         missing.is_empty() && extra.is_empty(),
-        "{t}: {stale} (missing keys {missing:?}, extra keys {extra:?})"
+        "{t}: {stale} (missing keys {missing:?}, extra keys {extra:?}; only the *.yaml/*.yml \
+         policy files are shipped, not the test fixtures)"
     );
     for (k, v) in &want {
         ensure!(
@@ -1129,6 +1446,250 @@ fn check_policies_configmap(r: &Rendered) -> anyhow::Result<()> {
         size < CONFIGMAP_LIMIT,
         "{t}: policies total {size} bytes, over the ConfigMap limit"
     );
+    // Explicitly, as it is the object that grows: `kubectl apply -k` must be able to
+    // store it in its last-applied-configuration annotation.
+    let raw = r
+        .raw_docs
+        .iter()
+        .find(|d| d["kind"] == "ConfigMap" && d["metadata"]["name"] == POLICIES_CONFIGMAP)
+        .with_context(|| format!("{t}: no ConfigMap {POLICIES_CONFIGMAP}"))?;
+    let (json, total) = apply_annotation_sizes(raw)?;
+    ensure!(
+        json < ANNOTATIONS_LIMIT && total <= ANNOTATIONS_LIMIT,
+        "{t}: ConfigMap {POLICIES_CONFIGMAP} is {json} bytes of JSON ({total} bytes of \
+         annotations once applied): `kubectl apply -k` fails (annotations are capped at \
+         {ANNOTATIONS_LIMIT} bytes)"
+    );
+    Ok(())
+}
+
+/// A client-side `kubectl apply` stores each object, as JSON, in its
+/// `kubectl.kubernetes.io/last-applied-configuration` annotation, and the API server
+/// refuses an object whose annotations total more than 256 KiB ("metadata.annotations:
+/// Too long"). Every rendered object must fit.
+fn check_apply_annotations(r: &Rendered) -> anyhow::Result<()> {
+    ensure!(
+        r.raw_docs.len() == r.docs.len() && !r.raw_docs.is_empty(),
+        "{}: nothing rendered",
+        r.target
+    );
+    for doc in &r.raw_docs {
+        let (json, total) = apply_annotation_sizes(doc)?;
+        ensure!(
+            json < ANNOTATIONS_LIMIT && total <= ANNOTATIONS_LIMIT,
+            "{}: {} {} is {json} bytes of compact JSON ({total} bytes of annotations with \
+             {LAST_APPLIED}), over the {ANNOTATIONS_LIMIT}-byte annotation limit: a \
+             client-side `kubectl apply` of it fails",
+            r.target,
+            doc["kind"],
+            doc["metadata"]["name"]
+        );
+    }
+    Ok(())
+}
+
+/// For one object as `kubectl apply` sends it: the length of its compact JSON as kubectl
+/// writes it into last-applied-configuration, and the total size of the object's
+/// annotations (keys and values, as the API server counts them) once that is added.
+///
+/// kubectl encodes with Go's encoding/json: compact, `<`, `>` and `&` escaped as `\u003c`
+/// and the like (6 bytes for 1), U+2028 and U+2029 as `\u2028` (6 bytes for 3), and a
+/// trailing newline. Key order differs from serde_json's, which changes no length.
+fn apply_annotation_sizes(doc: &Value) -> anyhow::Result<(usize, usize)> {
+    let mut doc = doc.clone();
+    let mut others = 0;
+    if let Some(a) = doc
+        .pointer_mut("/metadata/annotations")
+        .and_then(Value::as_object_mut)
+    {
+        // kubectl leaves a previous last-applied-configuration out of the new one.
+        a.remove(LAST_APPLIED);
+        for (k, v) in a.iter() {
+            others += k.len() + v.as_str().map_or(0, str::len);
+        }
+    }
+    let compact = serde_json::to_string(&doc)?;
+    let escapes: usize = compact
+        .chars()
+        .map(|c| match c {
+            '<' | '>' | '&' => 5,
+            '\u{2028}' | '\u{2029}' => 3,
+            _ => 0,
+        })
+        .sum();
+    let json = compact.len() + escapes + 1;
+    Ok((json, others + LAST_APPLIED.len() + json))
+}
+
+/// The pods run at kspy's own PriorityClass: above ordinary workloads, within the range
+/// of user-defined classes (the system-* classes are not usable outside kube-system
+/// without a ResourceQuota), preempting lower priorities.
+fn check_priority_class(r: &Rendered, d: &Deployment) -> anyhow::Result<()> {
+    let t = &r.target;
+    let pod = pod_spec(d)?;
+    let name = pod
+        .priority_class_name
+        .as_deref()
+        .with_context(|| format!("{t}: the webhook pods have no priorityClassName"))?;
+    ensure!(
+        name == PRIORITY_CLASS,
+        "{t}: priorityClassName {name}, want kspy's own {PRIORITY_CLASS}"
+    );
+    ensure!(
+        pod.priority.is_none(),
+        "{t}: spec.priority is set by the API server from the class, not in the manifest"
+    );
+    let pc = r.named::<PriorityClass>(name)?;
+    ensure!(
+        pc.value > 0 && pc.value < USER_PRIORITY_CEILING,
+        "{t}: PriorityClass {name} value {}, want above 0 (ordinary pods) and below \
+         {USER_PRIORITY_CEILING} (user-defined classes; the system classes rank higher)",
+        pc.value
+    );
+    ensure!(
+        pc.value >= 1_000_000,
+        "{t}: PriorityClass {name} value {} is too low to outrank typical application classes",
+        pc.value
+    );
+    ensure!(
+        pc.global_default != Some(true),
+        "{t}: PriorityClass {name} is the cluster's globalDefault"
+    );
+    ensure!(
+        matches!(
+            pc.preemption_policy.as_deref(),
+            None | Some("PreemptLowerPriority")
+        ),
+        "{t}: PriorityClass {name} preemptionPolicy {:?}, want the default",
+        pc.preemption_policy
+    );
+    ensure!(
+        pc.description
+            .as_deref()
+            .is_some_and(|s| !s.trim().is_empty()),
+        "{t}: PriorityClass {name} has no description"
+    );
+    // kustomize lists the class before the Deployment, so a first apply creates it first.
+    let position = |kind: &str| r.docs.iter().position(|o| o["kind"] == kind);
+    ensure!(
+        position("PriorityClass") < position("Deployment"),
+        "{t}: the PriorityClass is rendered after the Deployment"
+    );
+    Ok(())
+}
+
+/// One NetworkPolicy isolates the webhook pods for ingress and admits exactly the https
+/// port (from anywhere: the API server's addresses are not known in general) and the admin
+/// port; egress stays open (the API server, an OTLP collector).
+fn check_network_policy(r: &Rendered, d: &Deployment) -> anyhow::Result<()> {
+    let t = &r.target;
+    let pod_labels = pod_labels(d)?;
+    let c = webhook_container(pod_spec(d)?)?;
+    let port_of = |name: &str| -> anyhow::Result<i32> {
+        c.ports
+            .iter()
+            .flatten()
+            .find(|p| p.name.as_deref() == Some(name))
+            .map(|p| p.container_port)
+            .with_context(|| format!("{t}: no container port named {name}"))
+    };
+    let (https, admin) = (port_of("https")?, port_of("admin")?);
+
+    let policies: Vec<NetworkPolicy> = r
+        .all::<NetworkPolicy>()?
+        .into_iter()
+        .filter(|np| {
+            np.spec
+                .as_ref()
+                // An absent or empty podSelector selects every pod of the namespace.
+                .is_some_and(|s| {
+                    let all = LabelSelector::default();
+                    selects(Some(s.pod_selector.as_ref().unwrap_or(&all)), &pod_labels)
+                })
+        })
+        .collect();
+    ensure!(
+        policies.len() == 1,
+        "{t}: {} NetworkPolicies select the webhook pods, want exactly one",
+        policies.len()
+    );
+    let np = &policies[0];
+    let spec = np.spec.as_ref().context("NetworkPolicy without spec")?;
+    ensure!(
+        np.metadata.namespace.as_deref() == Some(NAMESPACE),
+        "{t}: the NetworkPolicy is not in {NAMESPACE}"
+    );
+    let types = spec.policy_types.clone().unwrap_or_default();
+    ensure!(
+        types == ["Ingress"],
+        "{t}: NetworkPolicy policyTypes {types:?}, want [Ingress] (isolate ingress, leave \
+         egress to the API server open)"
+    );
+    ensure!(spec.egress.is_none(), "{t}: NetworkPolicy has egress rules");
+
+    // Which (port, protocol) pairs does the policy admit, from any source or only some?
+    let admitted = |port: i32, protocol: &str| -> anyhow::Result<Option<bool>> {
+        let mut from_anywhere = None;
+        for rule in spec.ingress.iter().flatten() {
+            let ports = rule.ports.clone().unwrap_or_default();
+            let mut matches = ports.is_empty();
+            for p in &ports {
+                let proto = p.protocol.as_deref().unwrap_or("TCP");
+                let lo = match &p.port {
+                    None => None,
+                    Some(n) => Some(resolve_port(c, n)?),
+                };
+                let hi = p.end_port.or(lo);
+                matches |= proto == protocol
+                    && lo.is_none_or(|lo| lo <= port && hi.is_some_and(|hi| port <= hi));
+            }
+            if matches {
+                let anywhere = rule.from.as_ref().is_none_or(|f| f.is_empty());
+                from_anywhere = Some(from_anywhere.unwrap_or(false) || anywhere);
+            }
+        }
+        Ok(from_anywhere)
+    };
+    ensure!(
+        admitted(https, "TCP")? == Some(true),
+        "{t}: the NetworkPolicy does not admit the https port {https}/TCP from anywhere \
+         (the API server's addresses are not known in general)"
+    );
+    ensure!(
+        admitted(admin, "TCP")?.is_some(),
+        "{t}: the NetworkPolicy does not admit the admin port {admin}/TCP (probes, metrics)"
+    );
+    for (port, proto) in [
+        (https, "UDP"),
+        (admin, "UDP"),
+        (https, "SCTP"),
+        (22, "TCP"),
+        (80, "TCP"),
+        (443, "TCP"),
+        (8081, "TCP"),
+        (8444, "TCP"),
+        (9090, "TCP"),
+        (10250, "TCP"),
+        (65535, "TCP"),
+    ] {
+        ensure!(
+            admitted(port, proto)?.is_none(),
+            "{t}: the NetworkPolicy admits {port}/{proto}; only https and admin are open"
+        );
+    }
+    // Every port the Service forwards to is admitted.
+    let svc = r.one::<Service>()?;
+    for p in svc.spec.iter().flat_map(|s| s.ports.iter().flatten()) {
+        let target = resolve_port(
+            c,
+            &p.target_port.clone().unwrap_or(IntOrString::Int(p.port)),
+        )?;
+        ensure!(
+            admitted(target, p.protocol.as_deref().unwrap_or("TCP"))?.is_some(),
+            "{t}: Service port {} targets {target}, which the NetworkPolicy blocks",
+            p.port
+        );
+    }
     Ok(())
 }
 

@@ -126,9 +126,10 @@ fn load_hint(path: &Path, errors: &LoadErrors) -> String {
     let errors = errors.errors();
     if errors.iter().any(|e| e.field.as_deref() == Some("kind")) {
         format!(
-            "a policy directory holds only {KIND} and {TEST_KIND} documents, and every *.yaml \
-             and *.yml file under {} is read: move other YAML (such as a kustomization.yaml) \
-             elsewhere, or check the policy files one at a time: `{} policy check FILE`",
+            "a policy directory holds only {KIND} and {TEST_KIND} documents (and a kustomize \
+             Kustomization, which is skipped), and every *.yaml and *.yml file under {} is \
+             read: move other YAML elsewhere, or check the policy files one at a time: \
+             `{} policy check FILE`",
             path.display(),
             crate::prog()
         )

@@ -296,22 +296,30 @@ fn check_takes_one_file_and_refuses_nothing_to_check() {
 fn check_names_yaml_that_is_not_a_policy() {
     let dir = tempfile::tempdir().unwrap();
     copy_dir(&PathBuf::from(policies()), dir.path());
+    // A kustomization beside the policies (deploy/base/policies) is skipped ...
     std::fs::write(
         dir.path().join("kustomization.yaml"),
         "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n",
     )
     .unwrap();
     let out = kspy(&["policy", "check", &dir.path().display().to_string()]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    // ... any other kind is named.
+    std::fs::write(
+        dir.path().join("settings.yaml"),
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings}\n",
+    )
+    .unwrap();
+    let out = kspy(&["policy", "check", &dir.path().display().to_string()]);
     assert_eq!(out.status.code(), Some(1));
     let stderr = text(&out.stderr);
     assert!(
-        stderr.contains("kustomization.yaml: document 1: kind: expected kind DebugPolicy"),
+        stderr.contains(
+            "settings.yaml: document 1 (policy settings): kind: expected kind DebugPolicy"
+        ),
         "{stderr}"
     );
-    assert!(
-        stderr.contains("move other YAML (such as a kustomization.yaml)"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("move other YAML elsewhere"), "{stderr}");
     assert!(!stderr.contains("fix the fields"), "{stderr}");
 }
 

@@ -9,6 +9,9 @@ use kspy_certs::CertError;
 /// Why the webhook could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum WebhookError {
+    /// The configuration cannot work (see [`crate::config::ServerConfig::validate`]).
+    #[error("{0}")]
+    Config(#[from] crate::config::ConfigError),
     /// The serving certificate or key did not load.
     #[error("serving certificate: {0}")]
     Certs(#[from] CertError),

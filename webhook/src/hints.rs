@@ -1,7 +1,8 @@
 //! A cheap first look at a review body: the request's `uid` and `namespace`, read without
-//! building the document. The uid lets the server answer a review it could not judge in time;
-//! the namespace lets it fetch the Namespace object before judging. The body is parsed for
-//! real, and checked, by the engine.
+//! building the document. The uid lets the server answer a review it could not judge in time,
+//! and both name it in the log line of such a denial when the body never finished parsing. The
+//! body is parsed for real, and checked, by the engine; nothing here causes a Namespace
+//! lookup (that waits until the body parsed and the engine needs it).
 //!
 //! The API server writes `uid` and `namespace` first in `request` (Go field order), before
 //! the objects, so the scan stops as soon as it has both and rarely reads past the first few

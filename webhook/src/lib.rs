@@ -20,8 +20,9 @@
 //!
 //! Modules, one idea each: [`config`] (settings and defaults), [`server`] (start/stop),
 //! `serve` (the TLS accept loop), `routes` and `review` (the HTTP semantics of a review),
-//! `admin`, [`metrics`], `policy_watch` and [`engine_cell`] (policy reload), [`telemetry`]
-//! (logs and traces), [`tls`], [`client`] / [`load`] / [`floor`] (the `kspy-load` benchmark),
+//! `body_budget` (`--max-buffered-bytes`), `admin`, [`metrics`], `policy_watch` and
+//! [`engine_cell`] (policy reload), [`telemetry`], `json_lines` and `text_fields` (logs and
+//! traces), [`tls`], [`client`] / [`load`] / [`floor`] (the `kspy-load` benchmark),
 //! [`duration`] (flag parsing).
 
 #![warn(missing_docs)]
@@ -42,6 +43,7 @@ pub mod telemetry;
 pub mod tls;
 
 mod admin;
+mod body_budget;
 mod hints;
 mod json_lines;
 mod judge_pool;
@@ -51,6 +53,7 @@ mod review;
 mod routes;
 mod serve;
 mod state;
+mod text_fields;
 
 pub use config::{FaultInjection, ServerConfig, TlsFiles};
 pub use error::WebhookError;

@@ -142,7 +142,7 @@ pub async fn run_load(config: LoadConfig) -> Result<LoadReport, LoadError> {
         &config,
         workers,
         config.warmup,
-        Instant::now() + config.duration,
+        deadline_after(Instant::now(), config.duration),
         false,
     )
     .await;
@@ -157,7 +157,7 @@ pub async fn run_load(config: LoadConfig) -> Result<LoadReport, LoadError> {
         &config,
         workers,
         config.count,
-        started + config.duration,
+        deadline_after(started, config.duration),
         true,
     )
     .await;
@@ -264,4 +264,10 @@ async fn run_phase(
         }
     }
     (conns, results)
+}
+
+/// `start + duration`, or (past the clock's end, which the checked duration never reaches)
+/// `start`: the phase then ends at once instead of panicking.
+fn deadline_after(start: Instant, duration: Duration) -> Instant {
+    start.checked_add(duration).unwrap_or(start)
 }

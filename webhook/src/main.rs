@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use clap::Parser;
 use kspy_admission::{NoPolicyVerdict, Settings};
-use kspy_webhook::config::DEFAULT_MAX_BODY_BYTES;
+use kspy_webhook::config::{DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_BUFFERED_BYTES};
 use kspy_webhook::duration::parse_duration;
 use kspy_webhook::events::EventSink;
 use kspy_webhook::telemetry::{self, LogFormat};
@@ -65,8 +65,14 @@ struct Args {
     /// Largest request body accepted; larger ones get HTTP 413.
     #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_MAX_BODY_BYTES)]
     max_body_bytes: usize,
-    /// Deadline for one review (keep it below the webhook's timeoutSeconds); a review not
-    /// decided in time is denied.
+    /// Most request body bytes held in memory at once, over all requests (at least
+    /// --max-body-bytes). A body waits for room within its review deadline, then gets HTTP
+    /// 408. A body without Content-Length takes room for --max-body-bytes.
+    #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_MAX_BUFFERED_BYTES)]
+    max_buffered_bytes: usize,
+    /// Deadline for one review, above zero and at most 30s (the API server waits at most 30 s
+    /// for a webhook); keep it below the webhook's timeoutSeconds. A review not decided in
+    /// time is denied.
     #[arg(long, value_name = "DURATION", default_value = "9s", value_parser = parse_duration)]
     review_timeout: Duration,
     /// Log format [default: json; with --dev text]. Level from RUST_LOG (default info).
@@ -83,9 +89,10 @@ struct Args {
     /// server (needs RBAC get on namespaces), none, declared (the Namespaces the
     /// DebugPolicyTest suites under --policies declare, read at start: for local runs and
     /// benchmarks), or auto (the API server when a kubeconfig or in-cluster config is found,
-    /// otherwise none; with --dev, declared).
-    #[arg(long, value_enum, default_value = "auto")]
-    namespace_lookup: NamespaceLookupMode,
+    /// otherwise none) [default: auto; with --dev declared, so a local run never reads a
+    /// cluster its kubeconfig happens to point at].
+    #[arg(long, value_enum)]
+    namespace_lookup: Option<NamespaceLookupMode>,
     /// How long a looked-up Namespace is reused.
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
     namespace_cache_ttl: Duration,
@@ -227,6 +234,7 @@ fn config_from(args: &Args) -> anyhow::Result<ServerConfig> {
         node_classifier: args.node_classifier.clone(),
     };
     config.max_body_bytes = args.max_body_bytes;
+    config.max_buffered_bytes = args.max_buffered_bytes;
     config.review_timeout = args.review_timeout;
     config.reload_interval = args.reload_interval;
     config.shutdown_delay = args.shutdown_delay;
@@ -235,11 +243,24 @@ fn config_from(args: &Args) -> anyhow::Result<ServerConfig> {
     if let Some(n) = args.judge_threads {
         config.judge_threads = usize::from(n);
     }
+    // Refused here, before anything is read or contacted; `start` checks again.
+    config.validate()?;
     Ok(config)
 }
 
+/// `--namespace-lookup` as given, else `declared` for a local run (`--dev`), so it never reads
+/// Namespaces from a cluster its kubeconfig happens to point at, else `auto`.
+fn namespace_lookup_mode(args: &Args) -> NamespaceLookupMode {
+    args.namespace_lookup.unwrap_or(if args.dev {
+        NamespaceLookupMode::Declared
+    } else {
+        NamespaceLookupMode::Auto
+    })
+}
+
 async fn namespace_source(args: &Args) -> anyhow::Result<NamespaceSource> {
-    match args.namespace_lookup {
+    let mode = namespace_lookup_mode(args);
+    match mode {
         NamespaceLookupMode::None => return Ok(NamespaceSource::None),
         NamespaceLookupMode::Declared => return declared_namespaces(args),
         NamespaceLookupMode::Auto | NamespaceLookupMode::Api => {}
@@ -252,12 +273,7 @@ async fn namespace_source(args: &Args) -> anyhow::Result<NamespaceSource> {
                 ttl: args.namespace_cache_ttl,
             })
         }
-        // A local run has no cluster: use the Namespaces the policy test suites declare, so
-        // the webhook decides as `kspy policy test` does.
-        Err(_) if args.namespace_lookup == NamespaceLookupMode::Auto && args.dev => {
-            declared_namespaces(args)
-        }
-        Err(err) if args.namespace_lookup == NamespaceLookupMode::Auto => {
+        Err(err) if mode == NamespaceLookupMode::Auto => {
             tracing::warn!(
                 error = %err,
                 "no Kubernetes client configuration: policies that select namespaces by label will not apply"
@@ -347,7 +363,7 @@ fn dev_certs(dir: &Path) -> anyhow::Result<TlsFiles> {
         .unwrap_or(0);
     let reusable = dir.join(kspy_certs::CA_CERT_FILE).is_file()
         && kspy_certs::load_pem_files(&files.cert, &files.key)
-            .is_ok_and(|loaded| loaded.not_after > now + 86_400);
+            .is_ok_and(|loaded| loaded.not_after > now.saturating_add(86_400));
     if !reusable {
         let sans = ["127.0.0.1", "localhost", "::1"].map(str::to_owned);
         let certs = kspy_certs::generate_with_sans(
@@ -490,6 +506,53 @@ mod tests {
             err.to_string().contains("/nonexistent/kspy-policies"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn namespace_lookup_defaults_to_auto_but_declared_for_a_local_run() {
+        let mode = |extra: &[&str]| {
+            let mut argv = vec!["kspy-webhook"];
+            argv.extend_from_slice(extra);
+            namespace_lookup_mode(&Args::try_parse_from(argv).expect("args"))
+        };
+        assert_eq!(mode(&[]), NamespaceLookupMode::Auto);
+        assert_eq!(mode(&["--dev"]), NamespaceLookupMode::Declared);
+        assert_eq!(
+            mode(&["--dev", "--namespace-lookup", "auto"]),
+            NamespaceLookupMode::Auto
+        );
+        assert_eq!(
+            mode(&["--namespace-lookup", "none"]),
+            NamespaceLookupMode::None
+        );
+    }
+
+    #[test]
+    fn unworkable_settings_are_refused_before_anything_starts() {
+        let refused = |extra: &[&str]| {
+            let mut argv = vec![
+                "kspy-webhook",
+                "--policies",
+                "p",
+                "--tls-cert",
+                "c",
+                "--tls-key",
+                "k",
+            ];
+            argv.extend_from_slice(extra);
+            config_from(&Args::try_parse_from(argv).expect("args"))
+                .expect_err("refused")
+                .to_string()
+        };
+        let text = refused(&["--review-timeout", "10000000000000000000s"]);
+        assert!(
+            text.contains("--review-timeout") && text.contains("30"),
+            "{text}"
+        );
+        assert!(refused(&["--review-timeout", "0s"]).contains("--review-timeout"));
+        let text = refused(&["--max-body-bytes", "2048", "--max-buffered-bytes", "1024"]);
+        assert!(text.contains("--max-buffered-bytes"), "{text}");
+        assert_eq!(config(&[]).max_buffered_bytes, DEFAULT_MAX_BUFFERED_BYTES);
     }
 
     #[test]

@@ -10,6 +10,7 @@
 //! | `kspy_bad_requests_total` | counter | `endpoint`, `reason` |
 //! | `kspy_internal_errors_total` | counter | `endpoint`, `reason` |
 //! | `kspy_reviews_in_flight` | gauge | |
+//! | `kspy_buffered_body_bytes` | gauge | |
 //! | `kspy_connections_open` | gauge | |
 //! | `kspy_connection_limit_reached_total` | counter | |
 //! | `kspy_policy_reloads_total` | counter | `result` (`success` / `failure`) |
@@ -20,7 +21,9 @@
 //!
 //! In `kspy_reviews_total`, `policy` is the comma-joined list of the policies that applied
 //! (`none` when none did), so the series add up to the number of reviews;
-//! `kspy_policy_decisions_total` counts once per applied policy, for per-policy views.
+//! `kspy_policy_decisions_total` counts once per applied policy, for per-policy views. A review
+//! the server denied because judging failed (fail closed) counts there too, with verdict
+//! `denied`, policy `none`, and action `unknown` unless it was classified before the failure.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -130,14 +133,22 @@ pub enum BadRequest {
     TooLarge,
     /// The body could not be read, or not within the deadline (HTTP 400 / 408).
     Unreadable,
+    /// Every byte of the body budget (`--max-buffered-bytes`) stayed taken by other requests
+    /// until the deadline, so the body was never read (HTTP 408).
+    BufferFull,
+    /// The body had a `Content-Encoding` other than `identity` (HTTP 415).
+    UnsupportedEncoding,
 }
 
 impl BadRequest {
-    fn label(self) -> &'static str {
+    /// The label value.
+    pub fn label(self) -> &'static str {
         match self {
             BadRequest::Invalid => "invalid",
             BadRequest::TooLarge => "too-large",
             BadRequest::Unreadable => "unreadable",
+            BadRequest::BufferFull => "buffer-full",
+            BadRequest::UnsupportedEncoding => "unsupported-encoding",
         }
     }
 }
@@ -203,6 +214,7 @@ pub struct Metrics {
     duration_mutate: Histogram,
     duration_validate: Histogram,
     in_flight: AtomicI64,
+    buffered_body_bytes: AtomicU64,
     connections_open: AtomicI64,
     connection_limit_reached: AtomicU64,
     policy_reloads_ok: AtomicU64,
@@ -231,6 +243,7 @@ impl Metrics {
             duration_mutate: Histogram::new(),
             duration_validate: Histogram::new(),
             in_flight: AtomicI64::new(0),
+            buffered_body_bytes: AtomicU64::new(0),
             connections_open: AtomicI64::new(0),
             connection_limit_reached: AtomicU64::new(0),
             policy_reloads_ok: AtomicU64::new(0),
@@ -296,6 +309,31 @@ impl Metrics {
     pub fn in_flight(&self) -> InFlight<'_> {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
         InFlight(&self.in_flight)
+    }
+
+    /// Adds `bytes` to `kspy_buffered_body_bytes` (a body's reservation was granted).
+    pub(crate) fn body_bytes_reserved(&self, bytes: u64) {
+        self.buffered_body_bytes.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// Takes `bytes` off `kspy_buffered_body_bytes` (a body's reservation was given back).
+    pub(crate) fn body_bytes_released(&self, bytes: u64) {
+        self.buffered_body_bytes.fetch_sub(bytes, Ordering::Relaxed);
+    }
+
+    /// `kspy_buffered_body_bytes`: body bytes reserved now (for tests).
+    pub fn buffered_body_bytes(&self) -> u64 {
+        self.buffered_body_bytes.load(Ordering::Relaxed)
+    }
+
+    /// `kspy_reviews_in_flight` (for tests).
+    pub fn reviews_in_flight(&self) -> i64 {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// The current value of `kspy_bad_requests_total` for one label set (for tests).
+    pub fn bad_requests_total(&self, endpoint: &str, reason: BadRequest) -> u64 {
+        self.bad_requests.get(&[endpoint, reason.label()])
     }
 
     /// One more HTTPS connection open; the guard counts it out when dropped (it moves with the
@@ -385,7 +423,7 @@ impl Metrics {
             &mut out,
             "kspy_reviews_total",
             "counter",
-            "AdmissionReviews judged, by endpoint, debug action, verdict and the applied policies (comma-joined).",
+            "AdmissionReviews answered with a verdict, by endpoint, debug action, verdict and the applied policies (comma-joined); fail-closed denials count as denied.",
         );
         self.reviews.render(&mut out, "kspy_reviews_total");
         header(
@@ -434,6 +472,13 @@ impl Metrics {
             "gauge",
             "Reviews being processed.",
             self.in_flight.load(Ordering::Relaxed),
+        );
+        single(
+            &mut out,
+            "kspy_buffered_body_bytes",
+            "gauge",
+            "Request body bytes reserved against --max-buffered-bytes (bodies being read or judged), in whole KiB.",
+            self.buffered_body_bytes.load(Ordering::Relaxed),
         );
         single(
             &mut out,

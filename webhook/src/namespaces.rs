@@ -5,8 +5,13 @@
 //!   (so requests they would allow are denied: fail closed).
 //! - [`NamespaceSource::Static`]: a fixed set (tests, offline runs).
 //! - [`NamespaceSource::Api`]: `GET /api/v1/namespaces/NAME` with a Kubernetes client (needs
-//!   RBAC `get` on `namespaces`), cached per name for `ttl`; on an API error the last known
-//!   object is used, or none.
+//!   RBAC `get` on `namespaces`), cached per name for `ttl`; on an API error, or when the API
+//!   server does not answer within [`lookup_budget`], the last known object is used, or none.
+//!
+//! The review handler asks for a Namespace only once the body parsed as a review and only
+//! when the engine needs it: a debug request in a namespace, or a pod CREATE a configured
+//! classifier (which may read `namespaceObject`) has to look at. Anything else never causes an
+//! API request.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -80,6 +85,26 @@ pub(crate) struct NamespaceLookup {
 /// Upper bound on cached names, so a flood of bogus names cannot grow memory without end.
 const MAX_CACHED: usize = 10_000;
 
+/// Longest an API lookup may take, whatever the review deadline.
+pub const MAX_LOOKUP_TIME: Duration = Duration::from_secs(2);
+
+/// How long one Namespace lookup may take for a review with deadline `review_timeout`: the
+/// smaller of [`MAX_LOOKUP_TIME`] and a third of it, so a slow or hanging API server leaves
+/// most of the deadline to judging. Past it the lookup counts as failed.
+pub fn lookup_budget(review_timeout: Duration) -> Duration {
+    MAX_LOOKUP_TIME.min(review_timeout / 3)
+}
+
+/// What the cache (or the fixed set) says about a name, without waiting.
+#[derive(Debug, Clone)]
+pub(crate) enum Cached {
+    /// Known: the Namespace, or known to be unknown (no source, not in the fixed set, or a
+    /// fresh "not found" from the API server).
+    Known(Option<Arc<Namespace>>),
+    /// Only the API server can tell: [`NamespaceLookup::fetch`].
+    Miss,
+}
+
 impl std::fmt::Debug for Entry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Entry")
@@ -104,22 +129,42 @@ impl NamespaceLookup {
         }
     }
 
-    /// The Namespace named `name`, if known; waits for the API at most until `deadline`.
-    pub(crate) async fn get(
+    /// What is known about `name` without asking the API server: always an answer for the
+    /// fixed sources, and for the API source a cached lookup younger than its TTL.
+    pub(crate) fn cached(&self, name: &str) -> Cached {
+        match &self.source {
+            NamespaceSource::None => Cached::Known(None),
+            NamespaceSource::Static(_) => Cached::Known(self.static_arcs.get(name).cloned()),
+            NamespaceSource::Api { ttl, .. } => match self.entry(name) {
+                Some(entry) if entry.fetched.elapsed() < *ttl => Cached::Known(entry.namespace),
+                _ => Cached::Miss,
+            },
+        }
+    }
+
+    fn entry(&self, name: &str) -> Option<Entry> {
+        self.cache
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(name)
+            .cloned()
+    }
+
+    /// The Namespace named `name`, if known; waits for the API server at most until
+    /// `deadline` (give it [`lookup_budget`]), after which the lookup failed: the last known
+    /// object is used, or none.
+    pub(crate) async fn fetch(
         &self,
         name: &str,
         deadline: tokio::time::Instant,
     ) -> Option<Arc<Namespace>> {
         match &self.source {
-            NamespaceSource::None => None,
-            NamespaceSource::Static(_) => self.static_arcs.get(name).cloned(),
+            NamespaceSource::None | NamespaceSource::Static(_) => match self.cached(name) {
+                Cached::Known(namespace) => namespace,
+                Cached::Miss => None,
+            },
             NamespaceSource::Api { client, ttl } => {
-                let cached = self
-                    .cache
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .get(name)
-                    .cloned();
+                let cached = self.entry(name);
                 if let Some(entry) = &cached
                     && entry.fetched.elapsed() < *ttl
                 {
@@ -136,7 +181,7 @@ impl NamespaceLookup {
                     Err(_) => {
                         tracing::warn!(
                             namespace = name,
-                            "reading the Namespace timed out; using the last known one"
+                            "reading the Namespace took longer than its share of the review deadline; using the last known one"
                         );
                         return cached.and_then(|e| e.namespace);
                     }

@@ -96,7 +96,10 @@ pub(crate) fn spawn(
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut seen = initial;
-        let mut ticker = tokio::time::interval(interval.max(Duration::from_millis(10)));
+        // Clamped: tokio's interval adds the period to an Instant unchecked.
+        let mut ticker = tokio::time::interval(
+            interval.clamp(Duration::from_millis(10), crate::config::MAX_DURATION),
+        );
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         ticker.tick().await;
         loop {

@@ -1,15 +1,23 @@
 //! `POST /mutate` and `POST /validate`: one AdmissionReview in, one out.
 //!
-//! - The body is read up to the size limit (413 beyond it) and parsed; anything that is not an
-//!   `admission.k8s.io/v1` AdmissionReview with a request gets 400 and a one-line reason.
+//! - A body with a `Content-Encoding` other than `identity` gets 415 before it is read (the API
+//!   server never compresses what it sends).
+//! - The body is read up to the size limit (413 beyond it), once it has room in the
+//!   server-wide budget of body bytes (`body_budget.rs`; 408 if none frees up before the
+//!   deadline), and parsed; anything that is not an `admission.k8s.io/v1` AdmissionReview with
+//!   a request gets 400 and a one-line reason. Every such answer is counted in
+//!   `kspy_bad_requests_total` and logged at info with its reason.
 //! - A parsed review is always answered HTTP 200 with the verdict inside, as the API server
-//!   expects. Judging runs on the judging threads under the per-request deadline; if it does not
-//!   finish in time, or fails in any way, the request is denied (fail closed) with the reason,
-//!   and counted in `kspy_internal_errors_total`.
-//! - One log line per decision (info for debug requests, debug for the rest) and one trace
-//!   span per review.
+//!   expects. Judging runs on the judging threads under the per-request deadline; the
+//!   Namespace is looked up only for requests the engine needs it for, within a share of the
+//!   deadline. If judging does not finish in time, or fails in any way, the request is denied
+//!   (fail closed) with the reason, counted in `kspy_internal_errors_total` and in
+//!   `kspy_reviews_total` as denied.
+//! - One log line per decision (info for debug requests, debug for the rest, error for a
+//!   fail-closed denial) and one trace span per review.
 
-use std::sync::Arc;
+use std::cell::Cell;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
 use axum::body::Body;
@@ -17,16 +25,20 @@ use axum::extract::{Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
-use kspy_admission::{Endpoint, ParsedReview, ReviewError, Verdict};
+use k8s_openapi::api::core::v1::Namespace;
+use kspy_admission::classify::{Classifier, classify};
+use kspy_admission::{Action, Endpoint, Engine, ParsedReview, ReviewError, Verdict};
 use kube::core::admission::AdmissionResponse;
 use tracing::Instrument;
 use tracing::field::Empty;
 
+use crate::body_budget::Reservation;
 use crate::config::FaultInjection;
 use crate::events::DecisionEvent;
 use crate::hints::hints;
 use crate::judge_pool::JobFailure;
 use crate::metrics::{BadRequest, InternalError};
+use crate::namespaces::{Cached, lookup_budget};
 use crate::state::AppState;
 use kspy_admission::encode_review;
 
@@ -71,9 +83,32 @@ async fn review(
     req: Request,
 ) -> Response {
     let started = Instant::now();
-    let deadline = tokio::time::Instant::from_std(started) + state.review_timeout;
+    // Checked: the configuration keeps the timeout within 30 s, but a deadline past the
+    // clock's end must not panic; a deadline of now denies at once (fail closed).
+    let now = tokio::time::Instant::from_std(started);
+    let deadline = now.checked_add(state.review_timeout).unwrap_or(now);
     let _in_flight = state.metrics.in_flight();
     let max = state.max_body_bytes;
+
+    // The API server never compresses what it sends a webhook; a compressed or otherwise
+    // encoded body would only be misread.
+    if let Some(encoding) = unsupported_encoding(req.headers()) {
+        let mut response = refuse(
+            &state,
+            name,
+            BadRequest::UnsupportedEncoding,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!(
+                "Content-Encoding {encoding} is not supported: kspy reads admission reviews as the API server sends them, uncompressed; send the body without Content-Encoding"
+            ),
+            None,
+        );
+        response.headers_mut().insert(
+            header::ACCEPT_ENCODING,
+            header::HeaderValue::from_static("identity"),
+        );
+        return response;
+    }
 
     let declared = req
         .headers()
@@ -81,29 +116,58 @@ async fn review(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > max as u64) {
-        state.metrics.bad_request(name, BadRequest::TooLarge);
-        return too_large(max);
+        return too_large(&state, name, max);
     }
+    // Room for the body in the server-wide budget, before a byte of it is read: its declared
+    // length, or the most it may be (body_budget.rs).
+    let reserve = state.body_budget.reserve(declared.unwrap_or(max as u64));
+    let reservation = match tokio::time::timeout_at(deadline, reserve).await {
+        Ok(Some(reservation)) => reservation,
+        Ok(None) | Err(_) => {
+            return refuse(
+                &state,
+                name,
+                BadRequest::BufferFull,
+                StatusCode::REQUEST_TIMEOUT,
+                format!(
+                    "the request body was not read within the review deadline of {:?}: other requests held the server's limit of {} body bytes in memory (--max-buffered-bytes) all that time; retry",
+                    state.review_timeout, state.max_buffered_bytes
+                ),
+                Some(format!(
+                    "{} bytes buffered at once, {:?}",
+                    state.max_buffered_bytes, state.review_timeout
+                )),
+            );
+        }
+    };
     let body = match tokio::time::timeout_at(deadline, Limited::new(req.into_body(), max).collect())
         .await
     {
         Ok(Ok(collected)) => collected.to_bytes(),
         Ok(Err(err)) if err.downcast_ref::<LengthLimitError>().is_some() => {
-            state.metrics.bad_request(name, BadRequest::TooLarge);
-            return too_large(max);
+            return too_large(&state, name, max);
         }
         Ok(Err(err)) => {
-            state.metrics.bad_request(name, BadRequest::Unreadable);
-            return plain(
+            return refuse(
+                &state,
+                name,
+                BadRequest::Unreadable,
                 StatusCode::BAD_REQUEST,
                 format!("cannot read the request body: {err}"),
+                None,
             );
         }
         Err(_) => {
-            state.metrics.bad_request(name, BadRequest::Unreadable);
-            return plain(
+            return refuse(
+                &state,
+                name,
+                BadRequest::Unreadable,
                 StatusCode::REQUEST_TIMEOUT,
-                "the request body did not arrive within the review deadline".into(),
+                format!(
+                    "the request body did not arrive within the review deadline of {:?}; send it whole and at once",
+                    state.review_timeout
+                ),
+                Some(format!("{:?}", state.review_timeout)),
             );
         }
     };
@@ -113,50 +177,126 @@ async fn review(
     if let Some(uid) = &hints.uid {
         span.record("uid", uid.as_str());
     }
-    let namespace = match &hints.namespace {
-        Some(ns) => state.namespaces.get(ns, deadline).await,
-        None => None,
-    };
+    let known = Arc::new(Mutex::new(Known::default()));
 
-    match decide(&state, endpoint, body, namespace, deadline).await {
+    match decide(&state, endpoint, body, reservation, known.clone(), deadline).await {
         Ok(Ok(decided)) => answer(&state, name, decided, started),
-        Ok(Err(err)) => {
-            state.metrics.bad_request(name, BadRequest::Invalid);
-            tracing::info!(endpoint = name, reason = %err, "bad request");
-            plain(StatusCode::BAD_REQUEST, err.to_string())
-        }
+        Ok(Err(err)) => refuse(
+            &state,
+            name,
+            BadRequest::Invalid,
+            StatusCode::BAD_REQUEST,
+            err.to_string(),
+            None,
+        ),
         Err(failure) => {
-            state.metrics.internal_error(name, failure);
-            let message = match failure {
-                InternalError::Timeout => format!(
-                    "kspy could not decide within {:?}; denied (fail closed)",
-                    state.review_timeout
-                ),
-                InternalError::Panic => {
-                    "kspy failed while deciding; denied (fail closed)".to_owned()
+            let known = known.lock().unwrap_or_else(PoisonError::into_inner).clone();
+            let fields = if known.parsed {
+                DecisionFields {
+                    uid: hints.uid.unwrap_or_default(),
+                    user: known.user,
+                    namespace: known.namespace,
+                    pod: known.pod,
+                    action: known.action.unwrap_or_else(|| UNKNOWN_ACTION.to_owned()),
                 }
-                InternalError::Serialize => {
-                    "kspy could not encode its answer; denied (fail closed)".to_owned()
+            } else {
+                DecisionFields {
+                    uid: hints.uid.unwrap_or_default(),
+                    user: String::new(),
+                    namespace: hints.namespace.unwrap_or_default(),
+                    pod: String::new(),
+                    action: UNKNOWN_ACTION.to_owned(),
                 }
             };
-            let uid = hints.uid.as_deref().unwrap_or("");
-            tracing::error!(
-                endpoint = name,
-                uid,
-                namespace = hints.namespace.as_deref().unwrap_or(""),
-                reason = failure.label(),
-                "{message}"
-            );
-            state.metrics.observe(name, started.elapsed());
-            if uid.is_empty() {
-                // No uid to answer with: an HTTP error, and the API server applies the
-                // webhook's failure policy.
-                plain(StatusCode::INTERNAL_SERVER_ERROR, message)
-            } else {
-                internal_denial(uid, &message)
-            }
+            fail_closed(&state, name, failure, fields, started)
         }
     }
+}
+
+/// The `action` of a review the server denied before the engine classified it.
+pub(crate) const UNKNOWN_ACTION: &str = "unknown";
+
+/// What is known of a review while it is being judged, for the log line and the metrics of a
+/// fail-closed denial if judging does not finish.
+#[derive(Debug, Clone, Default)]
+struct Known {
+    /// The body parsed as a review; the fields below are from it.
+    parsed: bool,
+    user: String,
+    namespace: String,
+    pod: String,
+    /// The debug action, once classified (`none` for a request that is not a debug request).
+    action: Option<String>,
+}
+
+/// The fields of a decision log line the server writes itself.
+struct DecisionFields {
+    uid: String,
+    user: String,
+    namespace: String,
+    pod: String,
+    action: String,
+}
+
+/// Denies a review judging did not finish (or could not encode), fail closed: counted in
+/// `kspy_internal_errors_total` and, as `denied`, in `kspy_reviews_total`, and logged as a
+/// decision line at error level with what was known. Without a uid there is no review to
+/// answer: HTTP 500, and the API server applies the webhook's failure policy.
+fn fail_closed(
+    state: &AppState,
+    name: &'static str,
+    failure: InternalError,
+    d: DecisionFields,
+    started: Instant,
+) -> Response {
+    state.metrics.internal_error(name, failure);
+    let message = match failure {
+        InternalError::Timeout => format!(
+            "kspy could not decide within {:?}; denied (fail closed)",
+            state.review_timeout
+        ),
+        InternalError::Panic => "kspy failed while deciding; denied (fail closed)".to_owned(),
+        InternalError::Serialize => {
+            "kspy could not encode its answer; denied (fail closed)".to_owned()
+        }
+    };
+    let elapsed = started.elapsed();
+    if d.uid.is_empty() {
+        state.metrics.observe(name, elapsed);
+        tracing::error!(
+            endpoint = name,
+            namespace = %d.namespace,
+            reason = failure.label(),
+            error = %message,
+            "no request uid to deny: answered HTTP 500, the API server applies the webhook's failure policy"
+        );
+        return plain(StatusCode::INTERNAL_SERVER_ERROR, message);
+    }
+    let span = tracing::Span::current();
+    span.record("user", d.user.as_str());
+    span.record("namespace", d.namespace.as_str());
+    span.record("pod", d.pod.as_str());
+    span.record("action", d.action.as_str());
+    span.record("verdict", "denied");
+    state
+        .metrics
+        .review(name, &d.action, "denied", &[], elapsed);
+    tracing::error!(
+        endpoint = name,
+        uid = %d.uid,
+        user = %d.user,
+        namespace = %d.namespace,
+        pod = %d.pod,
+        action = %d.action,
+        verdict = "denied",
+        policies = "",
+        subjects = "",
+        duration_us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
+        reason = failure.label(),
+        error = %message,
+        "decision"
+    );
+    internal_denial(&d.uid, &message)
 }
 
 /// What judging one review produced, ready to send and to log.
@@ -178,56 +318,204 @@ struct Decided {
     body: Result<Vec<u8>, serde_json::Error>,
 }
 
-/// Parses, judges and encodes on a judging thread ([`crate::judge_pool`]), so the document is
-/// built, used and freed on one thread, off the connection-serving workers, and so the whole
-/// decision runs under `deadline` even if it never returns.
+/// How far a judging thread got with a review.
+enum Stage {
+    /// Judged.
+    Done(Decided),
+    /// The engine needs the review's Namespace, and only the API server can tell it.
+    Lookup {
+        /// Boxed: the document is large, and this is the rare path.
+        parsed: Box<ParsedReview>,
+        namespace: String,
+        engine: Arc<Engine>,
+        reservation: Reservation,
+    },
+}
+
+/// Parses, judges and encodes on a judging thread ([`crate::judge_pool`]), off the
+/// connection-serving workers, so the whole decision runs under `deadline` even if it never
+/// returns. The Namespace is looked up only once the body parsed and only if the engine needs
+/// it ([`namespace_need`]); fixed sets and cached lookups are read on the judging thread, so
+/// the document is built, used and freed there. When only the API server can tell, the review
+/// comes back here for the lookup (at most [`lookup_budget`]) and then goes to a judging
+/// thread again. `reservation` (the body's room in the budget) is given back with the body.
 async fn decide(
     state: &AppState,
     endpoint: Endpoint,
     body: axum::body::Bytes,
-    namespace: Option<Arc<k8s_openapi::api::core::v1::Namespace>>,
+    reservation: Reservation,
+    known: Arc<Mutex<Known>>,
     deadline: tokio::time::Instant,
 ) -> Result<Result<Decided, ReviewError>, InternalError> {
     let engine = state.engine.current();
+    let lookup = state.namespaces.clone();
     let fault = state.fault_injection;
+    let first_known = known.clone();
     let task = state.judges.run(deadline, move || {
+        let known = first_known;
         // No copy: the engine keeps the body as collected (a single chunk shares hyper's read
         // buffer) for its raw views.
         let parsed = ParsedReview::from_bytes(body)?;
+        *known.lock().unwrap_or_else(PoisonError::into_inner) = Known {
+            parsed: true,
+            user: parsed.user().to_owned(),
+            namespace: parsed.namespace().unwrap_or("").to_owned(),
+            pod: parsed.name().to_owned(),
+            action: None,
+        };
         match fault {
             FaultInjection::None => {}
             FaultInjection::Delay(d) => std::thread::sleep(d),
             FaultInjection::Panic => panic!("fault injection: panic while judging"),
         }
-        let judgement = engine.judge(&parsed, endpoint, namespace.as_deref());
-        Ok(Decided {
-            uid: parsed.uid().to_owned(),
-            user: parsed.user().to_owned(),
-            namespace: parsed.namespace().unwrap_or("").to_owned(),
-            pod: parsed.name().to_owned(),
-            action: judgement
-                .action
-                .as_ref()
-                .map_or_else(|| "none".to_owned(), ToString::to_string),
-            verdict: judgement.verdict.to_string(),
-            debug_request: !matches!(judgement.verdict, Verdict::NotDebug),
-            dry_run: parsed.request().dry_run,
-            allowed: judgement.response.allowed,
-            message: if judgement.response.allowed {
-                String::new()
-            } else {
-                judgement.response.result.message.clone()
-            },
-            pod_uid: parsed.pod().and_then(|p| p.metadata.uid.clone()),
-            body: encode_review(&judgement.response),
-            policies: judgement.policies,
-            subjects: judgement.subjects,
-        })
+        let cached = match parsed.namespace().filter(|n| !n.is_empty()) {
+            // Cluster-scoped: there is no Namespace to look up.
+            None => Cached::Known(None),
+            Some(ns) => lookup.cached(ns),
+        };
+        let namespace = match cached {
+            Cached::Known(namespace) => namespace,
+            Cached::Miss => {
+                let need = namespace_need(&engine, &parsed);
+                if let Some(action) = need.action {
+                    known.lock().unwrap_or_else(PoisonError::into_inner).action =
+                        Some(action.to_owned());
+                }
+                if need.lookup {
+                    let namespace = parsed.namespace().unwrap_or("").to_owned();
+                    return Ok(Stage::Lookup {
+                        parsed: Box::new(parsed),
+                        namespace,
+                        engine,
+                        reservation,
+                    });
+                }
+                None
+            }
+        };
+        let decided = judge(&engine, &parsed, endpoint, namespace.as_deref());
+        drop((parsed, reservation));
+        Ok(Stage::Done(decided))
     });
-    task.await.map_err(|failure| match failure {
+    let failed = |failure| match failure {
         JobFailure::Timeout => InternalError::Timeout,
         JobFailure::Panic => InternalError::Panic,
-    })
+    };
+    let (parsed, namespace, engine, reservation) = match task.await.map_err(failed)? {
+        Err(err) => return Ok(Err(err)),
+        Ok(Stage::Done(decided)) => return Ok(Ok(decided)),
+        Ok(Stage::Lookup {
+            parsed,
+            namespace,
+            engine,
+            reservation,
+        }) => (parsed, namespace, engine, reservation),
+    };
+    // A bounded share of the deadline: a slow or hanging API server leaves the rest to
+    // judging, which then goes on with the last known Namespace, or none.
+    let share = lookup_budget(state.review_timeout);
+    let until = tokio::time::Instant::now()
+        .checked_add(share)
+        .map_or(deadline, |t| t.min(deadline));
+    let found = state.namespaces.fetch(&namespace, until).await;
+    let task = state.judges.run(deadline, move || {
+        let decided = judge(&engine, &parsed, endpoint, found.as_deref());
+        drop((parsed, reservation));
+        decided
+    });
+    task.await.map(Ok).map_err(failed)
+}
+
+/// Whether judging a review needs its Namespace, and its action (`none` when not a debug
+/// request) when classifying told it.
+struct NamespaceNeed {
+    lookup: bool,
+    action: Option<&'static str>,
+}
+
+/// Classifies the review as the engine will (`kspy_admission::classify`, without running the
+/// configured CEL classifiers): a debug request needs its Namespace (policies'
+/// `namespaceSelector`, `namespaceObject`, Pod Security levels); a request that is not one
+/// needs it only if a configured classifier, which may read `namespaceObject`, would be asked.
+/// A request that cannot be classified is denied whatever its Namespace.
+fn namespace_need(engine: &Engine, parsed: &ParsedReview) -> NamespaceNeed {
+    let probe = ClassifierProbe {
+        settings: engine.settings(),
+        asked: Cell::new(false),
+    };
+    match classify(parsed, &probe) {
+        Ok(Some(request)) => NamespaceNeed {
+            lookup: true,
+            action: Some(request.action.as_str()),
+        },
+        // A configured classifier may still make it one.
+        Ok(None) if probe.asked.get() => NamespaceNeed {
+            lookup: true,
+            action: None,
+        },
+        Ok(None) => NamespaceNeed {
+            lookup: false,
+            action: Some("none"),
+        },
+        Err(_) => NamespaceNeed {
+            lookup: false,
+            action: None,
+        },
+    }
+}
+
+/// A classifier that says "no" and notes whether a configured classifier would have been
+/// asked.
+struct ClassifierProbe<'a> {
+    settings: &'a kspy_admission::Settings,
+    asked: Cell<bool>,
+}
+
+impl Classifier for ClassifierProbe<'_> {
+    fn matches(&self, action: Action, _: &ParsedReview) -> Result<bool, String> {
+        let configured = match action {
+            Action::Copy => self.settings.copy_classifier.is_some(),
+            Action::Node => self.settings.node_classifier.is_some(),
+            Action::Attach => false,
+        };
+        if configured {
+            self.asked.set(true);
+        }
+        Ok(false)
+    }
+}
+
+/// Judges and encodes one parsed review.
+fn judge(
+    engine: &Engine,
+    parsed: &ParsedReview,
+    endpoint: Endpoint,
+    namespace: Option<&Namespace>,
+) -> Decided {
+    let judgement = engine.judge(parsed, endpoint, namespace);
+    Decided {
+        uid: parsed.uid().to_owned(),
+        user: parsed.user().to_owned(),
+        namespace: parsed.namespace().unwrap_or("").to_owned(),
+        pod: parsed.name().to_owned(),
+        action: judgement
+            .action
+            .as_ref()
+            .map_or_else(|| "none".to_owned(), ToString::to_string),
+        verdict: judgement.verdict.to_string(),
+        debug_request: !matches!(judgement.verdict, Verdict::NotDebug),
+        dry_run: parsed.request().dry_run,
+        allowed: judgement.response.allowed,
+        message: if judgement.response.allowed {
+            String::new()
+        } else {
+            judgement.response.result.message.clone()
+        },
+        pod_uid: parsed.pod().and_then(|p| p.metadata.uid.clone()),
+        body: encode_review(&judgement.response),
+        policies: judgement.policies,
+        subjects: judgement.subjects,
+    }
 }
 
 fn answer(state: &AppState, name: &'static str, d: Decided, started: Instant) -> Response {
@@ -241,11 +529,14 @@ fn answer(state: &AppState, name: &'static str, d: Decided, started: Instant) ->
         Ok(body) => body,
         Err(err) => {
             tracing::error!(error = %err, uid = %d.uid, "cannot serialize the AdmissionReview response");
-            state.metrics.internal_error(name, InternalError::Serialize);
-            return internal_denial(
-                &d.uid,
-                "kspy could not encode its answer; denied (fail closed)",
-            );
+            let fields = DecisionFields {
+                uid: d.uid,
+                user: d.user,
+                namespace: d.namespace,
+                pod: d.pod,
+                action: d.action,
+            };
+            return fail_closed(state, name, InternalError::Serialize, fields, started);
         }
     };
     let elapsed = started.elapsed();
@@ -336,9 +627,92 @@ pub(crate) fn plain(status: StatusCode, reason: String) -> Response {
         .into_response()
 }
 
-fn too_large(max: usize) -> Response {
-    plain(
+/// Answers a request that gets no verdict with an HTTP error: counted in
+/// `kspy_bad_requests_total` and logged at info, one line with the reason, the message sent
+/// and the limit that was hit, if one was.
+fn refuse(
+    state: &AppState,
+    name: &'static str,
+    reason: BadRequest,
+    status: StatusCode,
+    message: String,
+    limit: Option<String>,
+) -> Response {
+    state.metrics.bad_request(name, reason);
+    match &limit {
+        Some(limit) => tracing::info!(
+            endpoint = name,
+            status = status.as_u16(),
+            reason = reason.label(),
+            limit = %limit,
+            error = %message,
+            "bad request"
+        ),
+        None => tracing::info!(
+            endpoint = name,
+            status = status.as_u16(),
+            reason = reason.label(),
+            error = %message,
+            "bad request"
+        ),
+    }
+    plain(status, message)
+}
+
+fn too_large(state: &AppState, name: &'static str, max: usize) -> Response {
+    refuse(
+        state,
+        name,
+        BadRequest::TooLarge,
         StatusCode::PAYLOAD_TOO_LARGE,
-        format!("the request body is larger than the limit of {max} bytes"),
+        format!("the request body is larger than the limit of {max} bytes (--max-body-bytes)"),
+        Some(format!("{max} bytes")),
     )
+}
+
+/// The first `Content-Encoding` coding other than `identity`, shortened for messages; `None`
+/// when the body is sent as is.
+fn unsupported_encoding(headers: &header::HeaderMap) -> Option<String> {
+    let shown = |text: &str| text.chars().take(40).collect::<String>();
+    for value in headers.get_all(header::CONTENT_ENCODING) {
+        let Ok(text) = value.to_str() else {
+            return Some(shown(&String::from_utf8_lossy(value.as_bytes())));
+        };
+        for coding in text.split(',').map(str::trim) {
+            if !coding.is_empty() && !coding.eq_ignore_ascii_case("identity") {
+                return Some(shown(coding));
+            }
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_identity_is_an_accepted_content_encoding() {
+        let encoding = |values: &[&str]| {
+            let mut headers = header::HeaderMap::new();
+            for v in values {
+                headers.append(
+                    header::CONTENT_ENCODING,
+                    header::HeaderValue::from_str(v).expect("value"),
+                );
+            }
+            unsupported_encoding(&headers)
+        };
+        assert_eq!(encoding(&[]), None);
+        assert_eq!(encoding(&["identity"]), None);
+        assert_eq!(encoding(&["Identity, identity"]), None);
+        assert_eq!(encoding(&["gzip"]).as_deref(), Some("gzip"));
+        assert_eq!(encoding(&["identity", "br"]).as_deref(), Some("br"));
+        assert_eq!(encoding(&["identity, deflate"]).as_deref(), Some("deflate"));
+        assert_eq!(
+            encoding(&[&"x".repeat(100)]).map(|s| s.len()),
+            Some(40),
+            "shortened"
+        );
+    }
 }

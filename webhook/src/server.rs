@@ -92,9 +92,11 @@ async fn wait_for_trigger(handle: &ShutdownHandle) {
     crate::serve::stopped(&mut rx).await;
 }
 
-/// Loads the certificate and the policies, binds both listeners and starts serving. Fails
-/// (without serving anything) if the certificate or any policy does not load.
+/// Checks the configuration ([`ServerConfig::validate`]), loads the certificate and the
+/// policies, binds both listeners and starts serving. Fails (without serving anything) if the
+/// configuration cannot work or the certificate or any policy does not load.
 pub async fn start(config: ServerConfig) -> Result<RunningServer, WebhookError> {
+    config.validate()?;
     let resolver = Arc::new(ReloadingResolver::load(&config.tls.cert, &config.tls.key)?);
     let tls = crate::tls::server_config(resolver.clone())?;
     let acceptor = TlsAcceptor::from(Arc::new(tls));
@@ -139,6 +141,11 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, WebhookError> 
         metrics: metrics.clone(),
         resolver: resolver.clone(),
         max_body_bytes: config.max_body_bytes,
+        body_budget: crate::body_budget::BodyBudget::new(
+            config.max_buffered_bytes,
+            metrics.clone(),
+        ),
+        max_buffered_bytes: config.max_buffered_bytes,
         review_timeout: config.review_timeout,
         judges: crate::judge_pool::JudgePool::new(config.judge_threads).map_err(|source| {
             WebhookError::Io {
@@ -146,7 +153,9 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, WebhookError> 
                 source,
             }
         })?,
-        namespaces: crate::namespaces::NamespaceLookup::new(config.namespaces.clone()),
+        namespaces: Arc::new(crate::namespaces::NamespaceLookup::new(
+            config.namespaces.clone(),
+        )),
         events: match &config.events {
             crate::events::EventSink::Off => None,
             crate::events::EventSink::Api { client, instance } => {

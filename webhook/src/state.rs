@@ -20,12 +20,16 @@ pub(crate) struct AppState {
     pub resolver: Arc<ReloadingResolver>,
     /// Largest body accepted.
     pub max_body_bytes: usize,
+    /// The budget of body bytes held at once (`--max-buffered-bytes`).
+    pub body_budget: crate::body_budget::BodyBudget,
+    /// `--max-buffered-bytes`, for messages.
+    pub max_buffered_bytes: usize,
     /// Per-review deadline.
     pub review_timeout: Duration,
     /// The threads that parse and judge reviews.
     pub judges: crate::judge_pool::JudgePool,
     /// Namespace objects for the engine.
-    pub namespaces: crate::namespaces::NamespaceLookup,
+    pub namespaces: Arc<crate::namespaces::NamespaceLookup>,
     /// Posts decision Events, when a sink is configured.
     pub events: Option<crate::events::EventRecorder>,
     /// Testing aid.

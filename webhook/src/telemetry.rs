@@ -1,7 +1,9 @@
 //! Logs and traces.
 //!
 //! Logs go to stdout through `tracing-subscriber`, as JSON (one object per line, for log
-//! collectors) or human-readable text; the level comes from `RUST_LOG` (default `info`).
+//! collectors, `src/json_lines.rs`) or human-readable text (`name=value` fields, values quoted
+//! and escaped so that one event is one line, `src/text_fields.rs`); the level comes from
+//! `RUST_LOG` (default `info`).
 //! Traces are exported over OTLP/HTTP (protobuf) only when `OTEL_EXPORTER_OTLP_ENDPOINT` (or
 //! `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`) is set; each review is one span named after its
 //! endpoint, carrying uid, user, namespace, pod, action and verdict. The other standard
@@ -9,9 +11,12 @@
 
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::trace::SdkTracerProvider;
+use tracing::Subscriber;
 use tracing_subscriber::EnvFilter;
-use tracing_subscriber::Layer as _;
+use tracing_subscriber::Layer;
+use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt as _;
 
 /// How log lines are written.
@@ -71,23 +76,9 @@ pub fn otlp_requested() -> bool {
 /// exporter. Must be called inside a Tokio runtime (the exporter's batch task runs on it).
 pub fn init(format: LogFormat, service_name: &'static str) -> Result<Telemetry, TelemetryError> {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let fmt = match format {
-        // One object per line, fields at the top level, no spans (json_lines.rs).
-        LogFormat::Json => tracing_subscriber::fmt::layer()
-            .event_format(crate::json_lines::JsonLines)
-            .boxed(),
-        LogFormat::Text => tracing_subscriber::fmt::layer()
-            .with_target(false)
-            // Colours for a terminal only: escape codes in a file or a pipe are noise.
-            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
-            .boxed(),
-    }
-    // Log lines are events; every decision event carries its own fields. Keeping spans away
-    // from the formatter spares it formatting span fields nobody prints (measurable per
-    // review); the trace exporter below still sees them.
-    .with_filter(tracing_subscriber::filter::filter_fn(|meta| {
-        meta.is_event()
-    }));
+    // Colours for a terminal only: escape codes in a file or a pipe are noise.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
+    let fmt = log_layer(format, ansi, std::io::stdout);
     let provider = if otlp_requested() {
         Some(otlp_provider(service_name)?)
     } else {
@@ -105,6 +96,50 @@ pub fn init(format: LogFormat, service_name: &'static str) -> Result<Telemetry, 
         .try_init()
         .map_err(|e| TelemetryError::Install(e.to_string()))?;
     Ok(Telemetry { provider })
+}
+
+/// The log lines [`init`] installs, written to `writer` instead of stdout at `level`, with no
+/// trace export: for tests that read what the server logs.
+pub fn log_subscriber<W>(
+    format: LogFormat,
+    level: tracing::Level,
+    writer: W,
+) -> impl Subscriber + Send + Sync
+where
+    W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
+{
+    tracing_subscriber::registry()
+        .with(tracing_subscriber::filter::LevelFilter::from_level(level))
+        .with(log_layer(format, false, writer))
+}
+
+/// The layer that writes log lines in `format` to `writer`.
+fn log_layer<S, W>(format: LogFormat, ansi: bool, writer: W) -> Box<dyn Layer<S> + Send + Sync>
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
+{
+    match format {
+        // One object per line, fields at the top level, no spans (json_lines.rs).
+        LogFormat::Json => tracing_subscriber::fmt::layer()
+            .event_format(crate::json_lines::JsonLines)
+            .with_writer(writer)
+            .boxed(),
+        // Values quoted and escaped so that one event is one line (text_fields.rs).
+        LogFormat::Text => tracing_subscriber::fmt::layer()
+            .fmt_fields(crate::text_fields::TextFields)
+            .with_target(false)
+            .with_ansi(ansi)
+            .with_writer(writer)
+            .boxed(),
+    }
+    // Log lines are events; every decision event carries its own fields. Keeping spans away
+    // from the formatter spares it formatting span fields nobody prints (measurable per
+    // review); the trace exporter still sees them.
+    .with_filter(tracing_subscriber::filter::filter_fn(|meta| {
+        meta.is_event()
+    }))
+    .boxed()
 }
 
 fn otlp_provider(service_name: &'static str) -> Result<SdkTracerProvider, TelemetryError> {

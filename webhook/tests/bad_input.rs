@@ -6,11 +6,11 @@ mod common;
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
-use common::{Harness, fixture, fixture_uid, raw_tls, read_response, response_of};
+use common::{Harness, eventually, fixture, fixture_uid, raw_tls, read_response, response_of};
 use http_body_util::Full;
 use kspy_webhook::FaultInjection;
 use kspy_webhook::client::HttpVersion;
-use kspy_webhook::metrics::InternalError;
+use kspy_webhook::metrics::{BadRequest, InternalError};
 use tokio::io::AsyncWriteExt;
 
 fn one_line(body: &[u8]) -> String {
@@ -202,9 +202,21 @@ async fn judging_past_the_deadline_is_denied_and_counted() {
             .internal_errors_total("validate", InternalError::Timeout),
         1
     );
+    // A verdict like any other: counted as denied, its action unknown (the delay comes before
+    // classification).
+    assert_eq!(
+        h.server
+            .metrics()
+            .reviews_total("validate", "unknown", "denied", "none"),
+        1
+    );
     let (_, text) = h.admin_get("/metrics").await;
     assert!(
         text.contains("kspy_internal_errors_total{endpoint=\"validate\",reason=\"timeout\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("kspy_reviews_total{endpoint=\"validate\",action=\"unknown\",verdict=\"denied\",policy=\"none\"} 1"),
         "{text}"
     );
     h.server.shutdown().await;
@@ -227,6 +239,12 @@ async fn a_panic_while_judging_is_a_denial_and_the_server_keeps_serving() {
         h.server
             .metrics()
             .internal_errors_total("mutate", InternalError::Panic),
+        3
+    );
+    assert_eq!(
+        h.server
+            .metrics()
+            .reviews_total("mutate", "unknown", "denied", "none"),
         3
     );
     assert_eq!(h.admin_get("/healthz").await.0, 200);
@@ -252,5 +270,207 @@ async fn plain_http_on_the_tls_port_gets_no_answer() {
     // And the server is fine afterwards.
     let (status, _) = h.post("/validate", fixture("attach-allowed.json")).await;
     assert_eq!(status, 200);
+    h.server.shutdown().await;
+}
+
+#[tokio::test]
+async fn encoded_bodies_get_415_before_they_are_read() {
+    let h = Harness::start().await;
+    let mut conn = h.connect(HttpVersion::Http1).await;
+    let gzip = Bytes::from_static(b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\x03\xab\xae\x05\x00");
+    for (encoding, body) in [
+        ("gzip", gzip),
+        // A plain body labelled as compressed is not judged as plain either.
+        ("br", fixture("attach-allowed.json")),
+        ("identity, deflate", fixture("attach-allowed.json")),
+    ] {
+        let req = hyper::Request::post("/validate")
+            .header("content-type", "application/json")
+            .header("content-encoding", encoding)
+            .body(Full::new(body))
+            .expect("request");
+        let resp = conn.send(req).await.expect("response");
+        assert_eq!(resp.status().as_u16(), 415, "{encoding}");
+        assert_eq!(resp.headers()["accept-encoding"], "identity");
+        let line = one_line(resp.body());
+        assert!(line.contains("Content-Encoding"), "{line}");
+        assert!(line.contains("uncompressed"), "{line}");
+    }
+    assert_eq!(
+        h.server
+            .metrics()
+            .bad_requests_total("validate", BadRequest::UnsupportedEncoding),
+        3
+    );
+    // `identity` is no encoding at all.
+    let req = hyper::Request::post("/validate")
+        .header("content-type", "application/json")
+        .header("content-encoding", "identity")
+        .body(Full::new(fixture("attach-allowed.json")))
+        .expect("request");
+    let resp = conn.send(req).await.expect("response");
+    assert_eq!(resp.status().as_u16(), 200);
+    assert_eq!(response_of(resp.body())["allowed"], true);
+
+    // Answered before the body is read: a body that never comes gets 415, not 408.
+    let mut stream = raw_tls(h.server.addr, &h.tls).await;
+    stream
+        .write_all(b"POST /validate HTTP/1.1\r\nHost: localhost\r\nContent-Encoding: gzip\r\nContent-Length: 1000\r\nConnection: close\r\n\r\n")
+        .await
+        .expect("write");
+    let (status, _) = tokio::time::timeout(Duration::from_secs(5), read_response(&mut stream))
+        .await
+        .expect("answered without the body");
+    assert_eq!(status, 415);
+    h.server.shutdown().await;
+}
+
+/// `attach-allowed.json` padded with trailing white space to `size` bytes.
+fn padded_review(size: usize) -> Vec<u8> {
+    let mut body = fixture("attach-allowed.json").to_vec();
+    assert!(body.len() < size);
+    body.resize(size, b' ');
+    body
+}
+
+/// Starts a request on a new connection: its head with `Content-Length: body.len()` and the
+/// first `sent` bytes of `body`.
+async fn start_request(
+    h: &Harness,
+    body: &[u8],
+    sent: usize,
+) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    let mut stream = raw_tls(h.server.addr, &h.tls).await;
+    let head = format!(
+        "POST /validate HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await.expect("head");
+    stream.write_all(&body[..sent]).await.expect("body");
+    stream.flush().await.expect("flush");
+    stream
+}
+
+#[tokio::test]
+async fn bodies_wait_for_room_in_the_buffer_budget_and_none_is_lost() {
+    const BODY: usize = 32 * 1024;
+    let h = Harness::start_with(common::POLICIES, |c| {
+        c.max_body_bytes = BODY;
+        c.max_buffered_bytes = 2 * BODY;
+        c.review_timeout = Duration::from_secs(10);
+    })
+    .await;
+    let metrics = h.server.metrics().clone();
+    let body = padded_review(BODY);
+
+    // Two slow bodies take the whole budget.
+    let mut a = start_request(&h, &body, BODY / 2).await;
+    let mut b = start_request(&h, &body, BODY / 2).await;
+    eventually("two bodies reserved", Duration::from_secs(5), || {
+        let m = metrics.clone();
+        async move { m.buffered_body_bytes() == 2 * BODY as u64 }
+    })
+    .await;
+
+    // A third, sent whole, waits for room: not read, not answered.
+    let mut c = start_request(&h, &body, BODY).await;
+    eventually("three reviews in flight", Duration::from_secs(5), || {
+        let m = metrics.clone();
+        async move { m.reviews_in_flight() == 3 }
+    })
+    .await;
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), read_response(&mut c))
+            .await
+            .is_err(),
+        "the third body was read while the budget was spent"
+    );
+    assert_eq!(metrics.buffered_body_bytes(), 2 * BODY as u64);
+
+    // The first finishes and is answered; its room goes to the third, which is answered too.
+    a.write_all(&body[BODY / 2..]).await.expect("rest of a");
+    a.flush().await.expect("flush");
+    let (status, answer) = read_response(&mut a).await;
+    assert_eq!(status, 200);
+    assert_eq!(response_of(answer.as_bytes())["allowed"], true);
+    let (status, answer) = tokio::time::timeout(Duration::from_secs(5), read_response(&mut c))
+        .await
+        .expect("the third is answered once room frees");
+    assert_eq!(status, 200);
+    assert_eq!(response_of(answer.as_bytes())["allowed"], true);
+    b.write_all(&body[BODY / 2..]).await.expect("rest of b");
+    b.flush().await.expect("flush");
+    let (status, _) = read_response(&mut b).await;
+    assert_eq!(status, 200);
+
+    assert_eq!(
+        metrics.buffered_body_bytes(),
+        0,
+        "every reservation given back"
+    );
+    assert_eq!(
+        metrics.bad_requests_total("validate", BadRequest::BufferFull),
+        0
+    );
+    let (_, text) = h.admin_get("/metrics").await;
+    assert!(text.contains("kspy_buffered_body_bytes 0\n"), "{text}");
+    h.server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_body_with_no_room_before_its_deadline_gets_408_and_is_counted() {
+    const BODY: usize = 32 * 1024;
+    let h = Harness::start_with(common::POLICIES, |c| {
+        c.max_body_bytes = BODY;
+        c.max_buffered_bytes = BODY;
+        c.review_timeout = Duration::from_millis(600);
+        // Judging outlives the deadline; the body it holds stays reserved until it ends.
+        c.fault_injection = FaultInjection::Delay(Duration::from_secs(2));
+    })
+    .await;
+    let metrics = h.server.metrics().clone();
+    let body = padded_review(BODY);
+
+    let mut a = start_request(&h, &body, BODY).await;
+    eventually("a body reserved", Duration::from_secs(5), || {
+        let m = metrics.clone();
+        async move { m.buffered_body_bytes() == BODY as u64 }
+    })
+    .await;
+    let mut c = start_request(&h, &body, BODY).await;
+    let started = Instant::now();
+    let (status, line) = read_response(&mut c).await;
+    assert_eq!(status, 408, "{line}");
+    assert!(line.contains("--max-buffered-bytes"), "{line}");
+    assert!(started.elapsed() < Duration::from_millis(1500));
+    // The first was denied at its deadline (fail closed), its judgement still running.
+    let (status, answer) = read_response(&mut a).await;
+    assert_eq!(status, 200);
+    assert_eq!(response_of(answer.as_bytes())["allowed"], false);
+    assert_eq!(
+        metrics.bad_requests_total("validate", BadRequest::BufferFull),
+        1
+    );
+    let (_, text) = h.admin_get("/metrics").await;
+    assert!(
+        text.contains("kspy_bad_requests_total{endpoint=\"validate\",reason=\"buffer-full\"} 1"),
+        "{text}"
+    );
+
+    // Once that judgement ends the room comes back, and the next body is read.
+    eventually("the room given back", Duration::from_secs(5), || {
+        let m = metrics.clone();
+        async move { m.buffered_body_bytes() == 0 }
+    })
+    .await;
+    let (status, _) = h.post("/validate", Bytes::from(body)).await;
+    assert_eq!(
+        status, 200,
+        "read and judged (denied: the delay outlives the deadline)"
+    );
+    assert_eq!(
+        metrics.bad_requests_total("validate", BadRequest::BufferFull),
+        1
+    );
     h.server.shutdown().await;
 }

@@ -22,6 +22,11 @@ struct Banner {
 /// the curl line does (trusting only the CA it names), stops the process; the banner and
 /// whether the review was allowed.
 async fn dev_run(dir: &Path) -> (Banner, bool) {
+    dev_run_with(dir, &[]).await
+}
+
+/// [`dev_run`] with `envs` added to the environment.
+async fn dev_run_with(dir: &Path, envs: &[(&str, &Path)]) -> (Banner, bool) {
     let policies = concat!(env!("CARGO_MANIFEST_DIR"), "/../policies");
     let mut child = Command::new(env!("CARGO_BIN_EXE_kspy-webhook"))
         .args(["--dev", "--policies", policies])
@@ -30,6 +35,9 @@ async fn dev_run(dir: &Path) -> (Banner, bool) {
         .current_dir(dir)
         .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
         .env_remove("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .env_remove("KUBERNETES_SERVICE_PORT")
+        .envs(envs.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -109,4 +117,53 @@ async fn dev_mode_prints_a_curl_line_that_works_and_keeps_its_ca() {
     let (second, allowed) = dev_run(dir.path()).await;
     assert!(allowed);
     assert_eq!(std::fs::read(&second.ca).expect("ca"), ca);
+}
+
+#[tokio::test]
+async fn dev_mode_judges_with_the_declared_namespaces_even_with_a_kubeconfig() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    // A stand-in API server that counts what it is asked and knows no Namespace, named by a
+    // kubeconfig as a developer's current context would be.
+    let asked = Arc::new(AtomicUsize::new(0));
+    let counted = asked.clone();
+    let app = axum::Router::new().fallback(move || {
+        let counted = counted.clone();
+        async move {
+            counted.fetch_add(1, Ordering::SeqCst);
+            (
+                axum::http::StatusCode::NOT_FOUND,
+                axum::Json(serde_json::json!({
+                    "kind": "Status", "apiVersion": "v1", "status": "Failure",
+                    "message": "not found", "reason": "NotFound", "code": 404
+                })),
+            )
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let api = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    let dir = tempfile::tempdir().expect("tempdir");
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: dev\n  cluster:\n    server: http://{api}\ncontexts:\n- name: dev\n  context:\n    cluster: dev\n    user: dev\ncurrent-context: dev\nusers:\n- name: dev\n  user:\n    token: dev-token\n"
+        ),
+    )
+    .expect("kubeconfig");
+
+    let (_, allowed) = dev_run_with(dir.path(), &[("KUBECONFIG", &kubeconfig)]).await;
+    // prod-payments as the policy test suites declare it (env: production): allowed.
+    assert!(allowed, "judged with the declared Namespaces");
+    assert_eq!(
+        asked.load(Ordering::SeqCst),
+        0,
+        "the cluster was never asked"
+    );
 }

@@ -99,3 +99,51 @@ async fn text_logs_carry_the_same_fields() {
         "text, not JSON: {lines:#?}"
     );
 }
+
+#[tokio::test]
+async fn text_log_values_cannot_forge_lines_or_fields() {
+    let webhook = WebhookProcess::spawn_logging("text", &[]);
+    let mut conn =
+        HttpsConnection::connect(webhook.addr, "localhost", &webhook.tls, HttpVersion::Http1)
+            .await
+            .expect("connect");
+    let forged_line = "mallory\n2026-11-27T00:00:00.000000Z  INFO decision endpoint=validate uid=forged user=mallory verdict=allowed";
+    let forged_field = "bob verdict=allowed";
+    for (uid, user) in [("real-1", forged_line), ("real-2", forged_field)] {
+        let mut review: Value =
+            serde_json::from_slice(&fixture("attach-denied.json")).expect("fixture");
+        review["request"]["uid"] = uid.into();
+        review["request"]["userInfo"]["username"] = user.into();
+        let body = serde_json::to_vec(&review).expect("encode");
+        let resp = conn
+            .post_json("/validate", body.into())
+            .await
+            .expect("review");
+        assert_eq!(resp.status(), 200);
+    }
+    drop(conn);
+    webhook.terminate();
+    let lines: Vec<String> = webhook.lines.iter().collect();
+    assert!(webhook.wait().await.success());
+
+    assert!(
+        lines
+            .iter()
+            .all(|l| text_field(l, "uid").as_deref() != Some("forged")),
+        "a forged line: {lines:#?}"
+    );
+    for (uid, user) in [("real-1", forged_line), ("real-2", forged_field)] {
+        let decisions: Vec<&String> = lines
+            .iter()
+            .filter(|l| l.contains(" decision ") && text_field(l, "uid").as_deref() == Some(uid))
+            .collect();
+        assert_eq!(decisions.len(), 1, "{lines:#?}");
+        let line = decisions[0];
+        assert_eq!(text_field(line, "user").as_deref(), Some(user), "{line}");
+        assert_eq!(
+            text_field(line, "verdict").as_deref(),
+            Some("denied"),
+            "{line}"
+        );
+    }
+}

@@ -5,7 +5,7 @@ mod common;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::{Path, State};
@@ -15,6 +15,7 @@ use axum::routing::get;
 use common::{Harness, response_of};
 use k8s_openapi::api::core::v1::Namespace;
 use kspy_webhook::NamespaceSource;
+use kspy_webhook::metrics::InternalError;
 
 /// Interns may attach busybox in namespaces labelled `team`, when the user is in `team-<label>`.
 const TEAM_POLICY: &str = r#"
@@ -135,5 +136,114 @@ async fn namespaces_are_read_from_the_api_and_cached() {
         1,
         "looked up once, then cached"
     );
+    h.server.shutdown().await;
+}
+
+/// A stand-in API server that takes every request and never answers; the requests it took.
+async fn hanging_api() -> (kube::Client, Arc<AtomicUsize>) {
+    let gets = Arc::new(AtomicUsize::new(0));
+    let counted = gets.clone();
+    let app = Router::new().fallback(move || {
+        let counted = counted.clone();
+        async move {
+            counted.fetch_add(1, Ordering::SeqCst);
+            std::future::pending::<()>().await;
+        }
+    });
+    (common::fake_api(app).await, gets)
+}
+
+#[tokio::test]
+async fn only_debug_requests_look_up_their_namespace_and_a_hanging_api_server_gets_a_bounded_share()
+{
+    let (client, gets) = hanging_api().await;
+    // A third of 1.5 s: the lookup may take 500 ms.
+    let timeout = Duration::from_millis(1500);
+    let h = Harness::start_with(TEAM_POLICY, |c| {
+        c.review_timeout = timeout;
+        c.namespaces = NamespaceSource::Api {
+            client,
+            ttl: Duration::from_secs(60),
+        };
+    })
+    .await;
+
+    // A plain pod CREATE in `shop` is not a debug request: allowed at once, no API request.
+    let started = Instant::now();
+    let (status, body) = h.post_fixture("/validate", "create-plain-pod.json").await;
+    let took = started.elapsed();
+    assert_eq!(status, 200);
+    assert_eq!(response_of(&body)["allowed"], true, "{body:?}");
+    assert!(took < Duration::from_millis(400), "answered after {took:?}");
+    assert_eq!(gets.load(Ordering::SeqCst), 0, "no Namespace lookup");
+
+    // Bodies that are not reviews, even ones that name a namespace first: 400, no API request.
+    for junk in [
+        &b"{"[..],
+        br#"{"request":{"uid":"u1","namespace":"shop"}}"#,
+        br#"{"kind":"AdmissionReview","apiVersion":"admission.k8s.io/v1","request":{"uid":"u2","namespace":"shop","object":[]}}"#,
+    ] {
+        let (status, _) = h.post("/validate", axum::body::Bytes::from_static(junk)).await;
+        assert_eq!(status, 400, "{}", String::from_utf8_lossy(junk));
+    }
+    assert_eq!(gets.load(Ordering::SeqCst), 0, "no Namespace lookup");
+
+    // A debug request waits for the Namespace its share of the deadline, then is judged with
+    // the Namespace unknown (the team policy does not apply: denied), not timed out.
+    let started = Instant::now();
+    let (status, body) = h.post("/validate", review_with_team()).await;
+    let took = started.elapsed();
+    assert_eq!(status, 200);
+    let r = response_of(&body);
+    assert_eq!(r["allowed"], false, "{r}");
+    let message = r["status"]["message"].as_str().unwrap_or_default();
+    assert!(!message.contains("could not decide"), "{r}");
+    assert!(
+        took >= Duration::from_millis(450) && took < Duration::from_millis(1300),
+        "answered after {took:?}"
+    );
+    assert_eq!(gets.load(Ordering::SeqCst), 1);
+    assert_eq!(
+        h.server
+            .metrics()
+            .internal_errors_total("validate", InternalError::Timeout),
+        0
+    );
+    h.server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_classifier_that_may_read_the_namespace_gets_it_for_a_plain_pod_create() {
+    let gets = Arc::new(AtomicUsize::new(0));
+    let app = Router::new()
+        .route("/api/v1/namespaces/{name}", get(get_namespace))
+        .with_state(FakeApi {
+            gets: gets.clone(),
+            team: "checkout",
+        });
+    let client = common::fake_api(app).await;
+    let h = Harness::start_with(TEAM_POLICY, |c| {
+        c.settings.copy_classifier =
+            Some("namespaceObject.metadata.labels['team'] == 'checkout'".into());
+        c.namespaces = NamespaceSource::Api {
+            client,
+            ttl: Duration::from_secs(60),
+        };
+    })
+    .await;
+    // The classifier makes the pod a debug copy, which no policy allows. (Without the
+    // Namespace the classifier would fail on `namespaceObject`, and say so.)
+    let (status, body) = h.post_fixture("/validate", "create-plain-pod.json").await;
+    assert_eq!(status, 200);
+    let r = response_of(&body);
+    assert_eq!(r["allowed"], false, "{r}");
+    let message = r["status"]["message"].as_str().unwrap_or_default();
+    assert!(!message.contains("classifier"), "{message}");
+    assert!(message.contains("copy"), "{message}");
+    assert_eq!(gets.load(Ordering::SeqCst), 1);
+    // Cached: judged on the judging thread with no second lookup.
+    let (_, body) = h.post_fixture("/validate", "create-plain-pod.json").await;
+    assert_eq!(response_of(&body)["allowed"], false);
+    assert_eq!(gets.load(Ordering::SeqCst), 1);
     h.server.shutdown().await;
 }

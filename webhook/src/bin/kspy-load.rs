@@ -296,7 +296,8 @@ fn wait_until(
     timeout: Duration,
     mut ready: impl FnMut() -> bool,
 ) -> anyhow::Result<()> {
-    let deadline = Instant::now() + timeout;
+    let now = Instant::now();
+    let deadline = now.checked_add(timeout).unwrap_or(now);
     while !ready() {
         if Instant::now() > deadline {
             bail!("{what} did not become ready within {timeout:?}");

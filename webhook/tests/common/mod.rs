@@ -404,10 +404,94 @@ pub fn listening_addrs(lines: &mut impl Iterator<Item = String>) -> (SocketAddr,
     panic!("the webhook exited before listening");
 }
 
-/// The value of `name=value` in a text log line.
+/// The value of the first `name=value` field in a text log line, unquoted and unescaped as
+/// `src/text_fields.rs` writes it.
 pub fn text_field(line: &str, name: &str) -> Option<String> {
-    let key = format!(" {name}=");
-    let start = line.find(&key)? + key.len();
-    let value = line[start..].split_whitespace().next()?;
-    Some(value.trim_matches('"').to_owned())
+    text_fields(line)
+        .into_iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| v)
+}
+
+/// The `name=value` fields of a text log line, in order: the line is split at spaces outside
+/// double quotes, and a quoted value has its escapes undone (`\"`, `\\`, `\n`, `\r`, `\t`,
+/// `\u{…}`).
+pub fn text_fields(line: &str) -> Vec<(String, String)> {
+    let mut fields = Vec::new();
+    let mut chars = line.chars().peekable();
+    loop {
+        while chars.peek() == Some(&' ') {
+            chars.next();
+        }
+        if chars.peek().is_none() {
+            return fields;
+        }
+        // A token: a name and `=`, or a word of the message or of the line's prefix.
+        let mut token = String::new();
+        let mut value = None;
+        while let Some(&c) = chars.peek() {
+            if c == ' ' {
+                break;
+            }
+            chars.next();
+            if c == '='
+                && value.is_none()
+                && !token.is_empty()
+                && token
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
+            {
+                value = Some(if chars.peek() == Some(&'"') {
+                    chars.next();
+                    unquote(&mut chars)
+                } else {
+                    let mut bare = String::new();
+                    while let Some(&c) = chars.peek() {
+                        if c == ' ' {
+                            break;
+                        }
+                        bare.push(c);
+                        chars.next();
+                    }
+                    bare
+                });
+                break;
+            }
+            token.push(c);
+        }
+        if let Some(value) = value {
+            fields.push((token, value));
+        }
+    }
+}
+
+/// Reads a quoted value up to its closing quote, undoing the escapes.
+fn unquote(chars: &mut std::iter::Peekable<std::str::Chars<'_>>) -> String {
+    let mut value = String::new();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' => break,
+            '\\' => match chars.next() {
+                Some('n') => value.push('\n'),
+                Some('r') => value.push('\r'),
+                Some('t') => value.push('\t'),
+                Some('u') => {
+                    let code: String = chars
+                        .by_ref()
+                        .skip_while(|c| *c == '{')
+                        .take_while(|c| *c != '}')
+                        .collect();
+                    let c = u32::from_str_radix(&code, 16)
+                        .ok()
+                        .and_then(char::from_u32)
+                        .unwrap_or(char::REPLACEMENT_CHARACTER);
+                    value.push(c);
+                }
+                Some(other) => value.push(other),
+                None => break,
+            },
+            c => value.push(c),
+        }
+    }
+    value
 }

@@ -329,6 +329,7 @@ const WEBHOOK_FLAGS: &[&str] = &[
     "log-format",
     "no-policy-allows",
     "max-body-bytes",
+    "max-buffered-bytes",
     "review-timeout",
     "reload-interval",
     "copy-classifier",
@@ -778,6 +779,25 @@ fn checks_reject_broken_renderings() -> anyhow::Result<()> {
             &deployment,
         ),
         (
+            "a body budget that leaves the server no room under the memory limit",
+            "Deployment",
+            |d| {
+                for a in d
+                    .pointer_mut("/spec/template/spec/containers/0/args")
+                    .and_then(Value::as_array_mut)
+                    .expect("args")
+                {
+                    if a.as_str()
+                        .unwrap_or_default()
+                        .starts_with("--max-buffered-bytes")
+                    {
+                        *a = json!("--max-buffered-bytes=125829120");
+                    }
+                }
+            },
+            &deployment,
+        ),
+        (
             "--namespace-lookup=auto",
             "Deployment",
             |d| {
@@ -1213,6 +1233,21 @@ fn check_deployment(r: &Rendered, d: &Deployment) -> anyhow::Result<()> {
     ensure!(
         quantity(&req["memory"].0)? >= 20.0 * 1024.0 * 1024.0,
         "{t}: memory request below the 20 MiB idle RSS"
+    );
+    // Request bodies held at once, plus the ~20 MiB the server itself needs under load, must
+    // fit the memory limit with room to spare, or a burst of large bodies gets the pod
+    // OOM-killed. Unset, the budget is the webhook's default of 64 MiB.
+    let buffered = match args.get("max-buffered-bytes").cloned().flatten() {
+        Some(v) => v
+            .parse::<f64>()
+            .with_context(|| format!("{t}: --max-buffered-bytes={v} is not a byte count"))?,
+        None => 64.0 * 1024.0 * 1024.0,
+    };
+    let limit = quantity(&lim["memory"].0)?;
+    ensure!(
+        buffered + 40.0 * 1024.0 * 1024.0 <= limit,
+        "{t}: --max-buffered-bytes ({buffered} bytes) leaves under 40 MiB of the {limit}-byte \
+         memory limit for the server itself"
     );
     Ok(())
 }

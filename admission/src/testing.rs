@@ -79,6 +79,10 @@ pub struct NamespaceSpec {
 struct TestCase {
     name: String,
     review: String,
+    /// An RFC 6902 patch applied to the fixture first: one case per variation, without a copy
+    /// of the whole review for each.
+    #[serde(default)]
+    review_patch: Option<json_patch::Patch>,
     #[serde(default)]
     endpoint: EndpointSpec,
     #[serde(default)]
@@ -290,6 +294,10 @@ fn run_case(
     let text = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
     let mut value: Value =
         serde_json::from_slice(&text).map_err(|e| format!("{}: not JSON: {e}", path.display()))?;
+    if let Some(patch) = &case.review_patch {
+        json_patch::patch(&mut value, patch)
+            .map_err(|e| format!("reviewPatch does not apply to {}: {e}", path.display()))?;
+    }
     if let Some(u) = &case.user_info
         && let Some(req) = value.get_mut("request").and_then(Value::as_object_mut)
     {

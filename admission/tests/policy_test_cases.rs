@@ -1,0 +1,74 @@
+//! `DebugPolicyTest` cases: a `reviewPatch` varies a fixture without another copy of it.
+
+mod common;
+
+use kspy_admission::Settings;
+use kspy_admission::testing::run_dir;
+
+const SUITE: &str = r#"
+apiVersion: kspy.dev/v1alpha1
+kind: DebugPolicyTest
+metadata: {name: t}
+spec:
+  cases:
+    - name: as the fixture is
+      review: review.json
+      expect: {allowed: true}
+    - name: another image, through a patch
+      review: review.json
+      reviewPatch:
+        - {op: replace, path: /request/object/spec/ephemeralContainers/0/image, value: "evil.example.net/x:1"}
+      expect:
+        allowed: false
+        messageContains: [image evil.example.net/x:1 is not granted]
+    - name: a patch that does not apply
+      review: review.json
+      reviewPatch:
+        - {op: remove, path: /request/object/spec/nope}
+      expect: {allowed: true}
+"#;
+
+#[test]
+fn review_patches_vary_a_fixture_and_a_bad_one_fails_its_case() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = common::policy(
+        "busybox",
+        "  grant: {images: ['busybox:1.36*'], runAsRoot: true}",
+    );
+    std::fs::write(dir.path().join("p.yaml"), format!("{policy}{SUITE}")).unwrap();
+    let review = common::attach(
+        "ns",
+        "u",
+        &[],
+        vec![],
+        vec![common::debugger("d", "busybox:1.36")],
+    );
+    std::fs::write(dir.path().join("review.json"), review.to_string()).unwrap();
+
+    let report = run_dir(dir.path(), Settings::default()).unwrap_or_else(|e| panic!("{e}"));
+    let outcome: Vec<(&str, &[String])> = report
+        .results
+        .iter()
+        .map(|r| (r.case.as_str(), r.failures.as_slice()))
+        .collect();
+    assert!(outcome[0].1.is_empty(), "{outcome:?}");
+    assert!(outcome[1].1.is_empty(), "{outcome:?}");
+    assert_eq!(outcome[2].1.len(), 1, "{outcome:?}");
+    assert!(
+        outcome[2].1[0].starts_with("reviewPatch does not apply to ")
+            && outcome[2].1[0].contains("review.json"),
+        "{outcome:?}"
+    );
+
+    // Not a patch at all: the suite is malformed, named by field.
+    let broken = SUITE.replace(
+        "        - {op: remove, path: /request/object/spec/nope}",
+        "        - {op: frobnicate}",
+    );
+    std::fs::write(dir.path().join("p.yaml"), format!("{policy}{broken}")).unwrap();
+    let err = run_dir(dir.path(), Settings::default()).expect_err("malformed suite");
+    assert!(
+        err.to_string().contains("spec.cases[2].reviewPatch"),
+        "{err}"
+    );
+}

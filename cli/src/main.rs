@@ -88,7 +88,8 @@ enum Command {
     /// Create a debug copy of a pod (kubectl debug --copy-to), with a debug container
     #[command(after_help = COPY_EXAMPLES)]
     Copy(copy::CopyArgs),
-    /// Create a node-debugging pod on a node: host namespaces, the node's / at /host
+    /// Create a node-debugging pod on a node: host namespaces, the node's / at /host (read-only
+    /// unless --host-writable)
     #[command(after_help = NODE_EXAMPLES)]
     Node(node::NodeArgs),
     /// List the ephemeral containers of a pod or namespace

@@ -15,11 +15,11 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use crate::args::{DebugArgs, DryRun};
 use crate::cluster::{Cluster, ClusterArgs};
 use crate::container::{BuildError, ContainerSpecBuilder, random_suffix};
-use crate::copy::{DEBUG_LABEL, REQUESTED_BY_ANNOTATION};
+use crate::copy::{DEBUG_LABEL, REASON_ANNOTATION, REQUESTED_BY_ANNOTATION};
 use crate::errors::{Action, KspyError};
 use crate::output;
 use crate::patch::create_pod;
-use crate::profile::Style;
+use crate::profile::{HOST_ROOT_VOLUME, Style};
 use crate::session;
 
 /// The debug container's name in node pods, as kubectl.
@@ -37,6 +37,22 @@ pub struct NodeArgs {
     /// The debug container and its session.
     #[command(flatten)]
     pub debug: DebugArgs,
+    /// Mount the node's / at /host writable, as kubectl debug node does. Without it kspy mounts
+    /// it read-only: most node debugging only reads, and policies grant read-only host access
+    /// more widely (the shipped platform-node-debug grants / read-only only)
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true,
+          default_value_t = false, default_missing_value = "true",
+          value_parser = crate::args::parse_bool, action = clap::ArgAction::Set)]
+    pub host_writable: bool,
+}
+
+/// How the node's `/` is mounted at `/host` (profiles that mount it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HostRoot {
+    /// Read-only: kspy's default.
+    ReadOnly,
+    /// Writable, as `kubectl debug node` mounts it (`--host-writable`).
+    Writable,
 }
 
 /// The longest object name: a DNS-1123 subdomain.
@@ -64,12 +80,18 @@ pub fn build_node_pod(
     name: &str,
     builder: &ContainerSpecBuilder,
     requested_by: Option<&str>,
+    host_root: HostRoot,
 ) -> Result<Pod, BuildError> {
     let container = builder.build(Style::Node, None, None)?;
     let container_name = container.name.clone();
     let mut annotations = BTreeMap::new();
     if let Some(user) = requested_by {
         annotations.insert(REQUESTED_BY_ANNOTATION.to_string(), user.to_string());
+    }
+    // Policies read the reason of a pod they create from the pod, as for debug copies
+    // (the shipped production-reason does); the container also carries it as KSPY_REASON.
+    if let Some(reason) = &builder.reason {
+        annotations.insert(REASON_ANNOTATION.to_string(), reason.clone());
     }
     let mut pod = Pod {
         metadata: ObjectMeta {
@@ -99,6 +121,16 @@ pub fn build_node_pod(
     builder
         .profile
         .apply_pod(Style::Node, &mut pod, &container_name);
+    if host_root == HostRoot::ReadOnly {
+        let mounts = pod
+            .spec
+            .iter_mut()
+            .flat_map(|s| s.containers.iter_mut())
+            .flat_map(|c| c.volume_mounts.iter_mut().flatten());
+        for m in mounts.filter(|m| m.name == HOST_ROOT_VOLUME) {
+            m.read_only = Some(true);
+        }
+    }
     Ok(pod)
 }
 
@@ -119,7 +151,19 @@ pub async fn run(args: NodeArgs) -> Result<ExitCode, KspyError> {
     )?;
     let name = pod_name(&args.node, &random_suffix(&mut rand::rng(), 5));
     let requested_by = cluster.whoami().await;
-    let pod = build_node_pod(&args.node, &ns, &name, &builder, requested_by.as_deref())?;
+    let host_root = if args.host_writable {
+        HostRoot::Writable
+    } else {
+        HostRoot::ReadOnly
+    };
+    let pod = build_node_pod(
+        &args.node,
+        &ns,
+        &name,
+        &builder,
+        requested_by.as_deref(),
+        host_root,
+    )?;
     let req = create_pod(&pod, d.dry_run == DryRun::Server);
     if d.dry_run == DryRun::Client {
         match d.output {
@@ -192,6 +236,7 @@ mod tests {
                 "node-debugger-node-a-tst42",
                 &builder(p),
                 Some("alice"),
+                HostRoot::ReadOnly,
             )
             .expect("builds");
             all.insert(
@@ -220,7 +265,11 @@ mod tests {
         );
         assert_eq!(
             general["spec"]["containers"][0]["volumeMounts"],
-            json!([{"name": "host-root", "mountPath": "/host"}])
+            json!([{"name": "host-root", "mountPath": "/host", "readOnly": true}])
+        );
+        assert_eq!(
+            general["metadata"]["annotations"]["kspy.dev/reason"], "disk pressure on node-a",
+            "policies read the reason from the pod"
         );
         assert_eq!(
             all["sysadmin"]["spec"]["containers"][0]["securityContext"]["privileged"],
@@ -230,11 +279,29 @@ mod tests {
     }
 
     #[test]
+    fn host_writable_mounts_the_nodes_root_as_kubectl_does() {
+        let pod = build_node_pod(
+            "n",
+            "default",
+            "p",
+            &builder(Profile::General),
+            None,
+            HostRoot::Writable,
+        )
+        .expect("builds");
+        let v = serde_json::to_value(pod).expect("json");
+        assert_eq!(
+            v["spec"]["containers"][0]["volumeMounts"],
+            json!([{"name": "host-root", "mountPath": "/host"}])
+        );
+    }
+
+    #[test]
     fn mounts_of_pod_volumes_make_no_sense_on_nodes() {
         let mut b = builder(Profile::General);
         b.mounts = vec!["data:/d".parse().expect("mount")];
         assert!(matches!(
-            build_node_pod("n", "default", "p", &b, None),
+            build_node_pod("n", "default", "p", &b, None, HostRoot::ReadOnly),
             Err(BuildError::UnknownVolume { .. })
         ));
     }

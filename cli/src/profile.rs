@@ -196,9 +196,12 @@ fn use_host_namespaces(pod: &mut Pod) {
     }
 }
 
+/// The volume holding the node's `/` in node-debugging pods.
+pub const HOST_ROOT_VOLUME: &str = "host-root";
+
 /// The node's `/` as volume `host-root`, mounted at `/host` in the debug container.
 fn mount_root_partition(pod: &mut Pod, container: &str) {
-    const VOLUME: &str = "host-root";
+    const VOLUME: &str = HOST_ROOT_VOLUME;
     let Some(spec) = pod.spec.as_mut() else {
         return;
     };

@@ -714,7 +714,7 @@ fn node_sequence_and_body() {
     assert_eq!(pod["metadata"]["labels"], json!({"kspy.dev/debug": "node"}));
     assert_eq!(
         pod["metadata"]["annotations"],
-        json!({"kspy.dev/requested-by": "alice@example.com"})
+        json!({"kspy.dev/requested-by": "alice@example.com", "kspy.dev/reason": "disk pressure"})
     );
     let spec = &pod["spec"];
     assert_eq!(spec["nodeName"], "node-a");
@@ -734,7 +734,8 @@ fn node_sequence_and_body() {
     );
     assert_eq!(
         spec["containers"][0]["volumeMounts"],
-        json!([{"name": "host-root", "mountPath": "/host"}])
+        json!([{"name": "host-root", "mountPath": "/host", "readOnly": true}]),
+        "the node's / is read-only unless --host-writable"
     );
 }
 

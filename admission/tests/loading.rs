@@ -147,6 +147,12 @@ fn documents_kinds_and_names() {
     assert!(e[0].contains("document 2 (policy a): metadata.name: a policy of this name is already defined in team.yaml document 1"), "{e:?}");
     let e = errors(&common::policy("Bad_Name", "  mode: Warn"));
     assert!(e[0].contains("metadata.name"), "{e:?}");
+    // A name that would break the report's line is quoted.
+    let e = errors(&common::policy("\"a\\nteam.yaml: forged\"", "  mode: Warn"));
+    assert!(
+        e[0].contains(r#"(policy "a\nteam.yaml: forged")"#) && !e[0].contains('\n'),
+        "{e:?}"
+    );
     let e = errors("spec: [unclosed\n");
     assert!(e[0].starts_with("team.yaml: not valid YAML"), "{e:?}");
 }

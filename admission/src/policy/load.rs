@@ -35,7 +35,13 @@ impl fmt::Display for LoadError {
             write!(f, ": document {d}")?;
         }
         if let Some(p) = &self.policy {
-            write!(f, " (policy {p})")?;
+            // A name is only trusted once checked; one that breaks the line is quoted, so a
+            // policy file cannot forge lines of its own error report.
+            if p.chars().any(|c| c.is_control() || c.is_whitespace()) {
+                write!(f, " (policy {p:?})")?;
+            } else {
+                write!(f, " (policy {p})")?;
+            }
         }
         if let Some(field) = &self.field {
             write!(f, ": {field}")?;

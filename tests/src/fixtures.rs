@@ -42,3 +42,29 @@ pub fn two_container_pod(namespace: &str, name: &str) -> Pod {
     }
     p
 }
+
+/// A pod that meets Pod Security "restricted": container `app` (uid 1000) with
+/// `allowPrivilegeEscalation: false` and all capabilities dropped; the pod runs as non-root
+/// with the RuntimeDefault seccomp profile.
+pub fn hardened_pod(namespace: &str, name: &str) -> Pod {
+    serde_json::from_value(json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": namespace, "labels": {"app": name}},
+        "spec": {
+            "securityContext": {"runAsNonRoot": true, "seccompProfile": {"type": "RuntimeDefault"}},
+            "volumes": [{"name": "data", "emptyDir": {}}],
+            "containers": [{
+                "name": "app",
+                "image": "registry.example.com/shop/web:1.4.2",
+                "securityContext": {
+                    "runAsUser": 1000,
+                    "allowPrivilegeEscalation": false,
+                    "capabilities": {"drop": ["ALL"]}
+                },
+                "volumeMounts": [{"name": "data", "mountPath": "/data"}]
+            }]
+        }
+    }))
+    .unwrap_or_default()
+}

@@ -61,6 +61,10 @@ pub async fn deploy_manifests() -> Result<(String, &'static str)> {
     ))
 }
 
+/// The in-process namespace labelled `pod-security.kubernetes.io/enforce: restricted`,
+/// holding the restricted-compliant pod `hardened`.
+pub const RESTRICTED_NS: &str = "locked";
+
 /// Identities of the scenarios: `alice` (group `sre`), `bob` (group `dev`), `admin`, `eve`.
 pub fn identities() -> Vec<Identity> {
     Identity::defaults()
@@ -104,6 +108,12 @@ impl Env {
             .namespace(&ns, &[("team", "payments")])
             .pod(fixtures::web_pod(&ns, "web"))
             .pod(fixtures::two_container_pod(&ns, "duo"))
+            // Pod Security "restricted" is enforced here (in-process scenarios only).
+            .namespace(
+                RESTRICTED_NS,
+                &[(crate::apiserver::pod_security::ENFORCE_LABEL, "restricted")],
+            )
+            .pod(fixtures::hardened_pod(RESTRICTED_NS, "hardened"))
             .start()
             .await?;
         let cert = server.ca().issue_serving(&["127.0.0.1", "localhost"])?;
@@ -120,6 +130,12 @@ impl Env {
         config.events = kspy_webhook::events::EventSink::Api {
             client: server.client("kspy-webhook").await?,
             instance: "kspy-webhook-e2e".into(),
+        };
+        // Namespaces (labels, the Pod Security level) are read from this API server, as the
+        // deployed webhook reads them from its cluster.
+        config.namespaces = kspy_webhook::NamespaceSource::Api {
+            client: server.client("kspy-webhook").await?,
+            ttl: Duration::from_secs(30),
         };
         let webhook = kspy_webhook::start(config)
             .await
@@ -251,12 +267,23 @@ impl Env {
 
     /// Runs `kspy ARGS` as `user` (kubeconfig and namespace added), stdin fed then closed.
     pub async fn kspy(&self, user: &str, args: &[&str], stdin: Option<&str>) -> Result<Output> {
+        self.kspy_in(&self.ns, user, args, stdin).await
+    }
+
+    /// [`Env::kspy`] in namespace `ns`.
+    pub async fn kspy_in(
+        &self,
+        ns: &str,
+        user: &str,
+        args: &[&str],
+        stdin: Option<&str>,
+    ) -> Result<Output> {
         let bin =
             tools::kspy_bin().context("the kspy binary is not built (cargo build -p kspy)")?;
         // Cluster flags right after the subcommand, before any `-- CMD`.
         let mut full: Vec<String> = args.iter().take(1).map(|s| s.to_string()).collect();
         full.extend(self.kube_args(user));
-        full.extend(["-n".to_string(), self.ns.clone()]);
+        full.extend(["-n".to_string(), ns.to_string()]);
         full.extend(args.iter().skip(1).map(|s| s.to_string()));
         let home = self.home();
         let env = vec![
@@ -283,20 +310,29 @@ impl Env {
         let Some(bin) = tools::kubectl() else {
             return Ok(None);
         };
+        Ok(Some(self.kubectl_with(&bin, user, args, stdin).await?))
+    }
+
+    /// Runs `bin ARGS` (a kubectl, e.g. [`tools::json_kubectl`]'s) as `user`.
+    pub async fn kubectl_with(
+        &self,
+        bin: &Path,
+        user: &str,
+        args: &[&str],
+        stdin: Option<&str>,
+    ) -> Result<Output> {
         let mut full = self.kube_args(user);
         full.extend(["-n".to_string(), self.ns.clone()]);
         full.extend(args.iter().map(|s| s.to_string()));
         let home = self.home();
-        Ok(Some(
-            tools::run(
-                &bin,
-                &full,
-                &[("HOME".into(), home)],
-                stdin.map(|s| s.as_bytes().to_vec()),
-                Duration::from_secs(60),
-            )
-            .await?,
-        ))
+        Ok(tools::run(
+            bin,
+            &full,
+            &[("HOME".into(), home)],
+            stdin.map(|s| s.as_bytes().to_vec()),
+            Duration::from_secs(60),
+        )
+        .await?)
     }
 
     /// HOME for child processes: the server's scratch directory (kubectl's discovery cache

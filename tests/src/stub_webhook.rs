@@ -40,6 +40,11 @@ impl Drop for StubWebhook {
 /// (asynchronously) before answering, and strips the key.
 pub const DELAY_KEY: &str = "__delayMillis";
 
+/// A key a responder may add to its response: an object whose fields replace those of the
+/// AdmissionReview envelope (`apiVersion`, `kind`; a `null` removes the field), to answer
+/// with a malformed review. The stub strips the key.
+pub const ENVELOPE_KEY: &str = "__envelope";
+
 /// A response allowing the request.
 pub fn allow() -> Value {
     json!({"allowed": true})
@@ -90,8 +95,18 @@ impl StubWebhook {
                 {
                     tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
                 }
+                let envelope = resp.as_object_mut().and_then(|m| m.remove(ENVELOPE_KEY));
                 resp["uid"] = req.get("uid").cloned().unwrap_or(Value::Null);
-                let out = json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "response": resp});
+                let mut out = json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "response": resp});
+                if let (Some(Value::Object(fields)), Some(o)) = (envelope, out.as_object_mut()) {
+                    for (k, v) in fields {
+                        if v.is_null() {
+                            o.remove(&k);
+                        } else {
+                            o.insert(k, v);
+                        }
+                    }
+                }
                 (StatusCode::OK, out.to_string()).into_response()
             }
         };

@@ -1,7 +1,8 @@
 //! Self-tests of the admission chain against a scriptable stub webhook over TLS: the review
-//! sent, patches applied, denials, warnings, failure policies, dry-run gating, selectors.
+//! sent, patches applied, denials, warnings, failure policies, dry-run gating, selectors,
+//! matchConditions, response verification, and where generateName is resolved.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use k8s_openapi::api::core::v1::Pod;
 use kspy_e2e::stub_webhook::{self, StubWebhook};
@@ -215,10 +216,13 @@ async fn unreachable_webhook_fail_and_ignore() {
         .start()
         .await
         .unwrap();
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
+    // Port 1 (tcpmux) is privileged and nothing listens on it: certainly refused, unlike a
+    // port bound and released here, which another test may take meanwhile.
+    let port = 1;
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
+        "something listens on 127.0.0.1:{port}; this test needs it closed"
+    );
     let target = WebhookTarget {
         base_url: format!("https://127.0.0.1:{port}"),
         ca_pem: s.ca_pem().to_string(),
@@ -372,4 +376,425 @@ async fn create_goes_through_both_webhooks() {
         got[1]["request"]["object"]["metadata"]["uid"].is_string(),
         "validating webhooks see the uid"
     );
+}
+
+/// Installs `yaml` (webhook configurations calling the stub) on the server.
+fn install(s: &ApiServer, stub: &StubWebhook, yaml: &str) {
+    let target = WebhookTarget {
+        base_url: stub.url.clone(),
+        ca_pem: stub.ca_pem.clone(),
+    };
+    s.set_admission(AdmissionChain::from_manifests(yaml, Some(&target)).unwrap());
+}
+
+/// A pod create: `generateName: gen-`, mutating admission sees no name, validating admission
+/// the generated one (the registry's BeforeCreate runs between them), and so does the client.
+#[tokio::test]
+async fn generate_name_is_resolved_after_mutating_before_validating_admission() {
+    let (s, stub) = setup(Arc::new(|_req: &Value| stub_webhook::allow())).await;
+    let api: Api<Pod> = Api::namespaced(s.client("alice").await.unwrap(), "prod");
+    let mut pod = fixtures::web_pod("prod", "");
+    pod.metadata.name = None;
+    pod.metadata.generate_name = Some("gen-".into());
+    let created = api.create(&PostParams::default(), &pod).await.unwrap();
+    let name = created.metadata.name.clone().expect("named");
+    assert!(
+        name.starts_with("gen-") && name.len() == 9,
+        "generated from the prefix: {name}"
+    );
+    let got = stub.received();
+    assert_eq!(got.len(), 2, "mutating then validating");
+    let mutating = &got[0]["request"];
+    assert!(
+        mutating.get("name").is_none(),
+        "request.name is empty (omitted) in mutating admission: {mutating}"
+    );
+    assert!(
+        mutating["object"]["metadata"].get("name").is_none(),
+        "{}",
+        mutating["object"]["metadata"]
+    );
+    assert_eq!(mutating["object"]["metadata"]["generateName"], "gen-");
+    let validating = &got[1]["request"];
+    assert_eq!(validating["name"], name.as_str());
+    assert_eq!(validating["object"]["metadata"]["name"], name.as_str());
+    assert_eq!(s.pod("prod", &name).unwrap().metadata.name, Some(name));
+}
+
+/// objectSelector: the object or the old object must match; a missing old object (CREATE)
+/// matches nothing, so `NotIn` / `DoesNotExist` do not select every create.
+#[tokio::test]
+async fn object_selector_ignores_the_missing_old_object_of_a_create() {
+    let (s, stub) = setup(Arc::new(|_req: &Value| stub_webhook::allow())).await;
+    install(
+        &s,
+        &stub,
+        r#"
+apiVersion: admissionregistration.k8s.io/v1
+kind: MutatingWebhookConfiguration
+metadata: {name: stub}
+webhooks:
+- name: mutate.stub.dev
+  admissionReviewVersions: [v1]
+  sideEffects: None
+  clientConfig: {service: {name: stub, namespace: stub, path: /mutate}}
+  objectSelector:
+    matchExpressions: [{key: quiet, operator: NotIn, values: ["yes"]}]
+  rules:
+  - {operations: [CREATE, UPDATE], apiGroups: [""], apiVersions: [v1], resources: [pods, pods/ephemeralcontainers]}
+---
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingWebhookConfiguration
+metadata: {name: stub}
+webhooks:
+- name: validate.stub.dev
+  admissionReviewVersions: [v1]
+  sideEffects: None
+  clientConfig: {service: {name: stub, namespace: stub, path: /validate}}
+  objectSelector:
+    matchExpressions: [{key: quiet, operator: DoesNotExist}]
+  rules:
+  - {operations: [CREATE, UPDATE], apiGroups: [""], apiVersions: [v1], resources: [pods, pods/ephemeralcontainers]}
+"#,
+    );
+    let api: Api<Pod> = Api::namespaced(s.client("alice").await.unwrap(), "prod");
+    let mut quiet = fixtures::web_pod("prod", "quiet");
+    quiet
+        .metadata
+        .labels
+        .get_or_insert_default()
+        .insert("quiet".into(), "yes".into());
+    api.create(&PostParams::default(), &quiet).await.unwrap();
+    assert_eq!(
+        stub.received().len(),
+        0,
+        "neither selector matches the labelled pod, and there is no old object to match"
+    );
+    // An update of it: object and old object both carry the label.
+    api.patch_ephemeral_containers("quiet", &PatchParams::default(), &add_dbg("dbg"))
+        .await
+        .unwrap();
+    assert_eq!(stub.received().len(), 0);
+    // Without the label both select it.
+    api.create(&PostParams::default(), &fixtures::web_pod("prod", "loud"))
+        .await
+        .unwrap();
+    let names: Vec<Value> = s
+        .reviews()
+        .iter()
+        .map(|r| r.request["request"]["name"].clone())
+        .collect();
+    assert_eq!(names, [json!("loud"), json!("loud")]);
+}
+
+/// A stub responder whose answer for the mutating call (a CREATE without uid yet) and for
+/// the validating one (with uid) are set by the test.
+type Script = Arc<Mutex<(Value, Value)>>;
+
+fn scripted() -> (Script, stub_webhook::Responder) {
+    let script: Script = Arc::new(Mutex::new((stub_webhook::allow(), stub_webhook::allow())));
+    let s = script.clone();
+    let responder: stub_webhook::Responder = Arc::new(move |req: &Value| {
+        let (m, v) = s.lock().unwrap().clone();
+        if req["object"]["metadata"]["uid"].is_null() {
+            m
+        } else {
+            v
+        }
+    });
+    (script, responder)
+}
+
+/// The real server's `VerifyAdmissionResponse`: wrong apiVersion/kind, patch without
+/// patchType (or the reverse, or another type), and any patch from a validating webhook are
+/// webhook call failures — a 500 under `failurePolicy: Fail`, skipped under `Ignore`.
+#[tokio::test]
+async fn malformed_webhook_responses_are_call_failures() {
+    let (script, responder) = scripted();
+    let (s, stub) = setup(responder).await;
+    let api: Api<Pod> = Api::namespaced(s.client("alice").await.unwrap(), "prod");
+    let b64 = |t: &str| {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.encode(t)
+    };
+    let add_label = r#"[{"op":"add","path":"/metadata/labels/patched","value":"yes"}]"#;
+    let allow = stub_webhook::allow();
+    let cases: Vec<(&str, Value, Value, &str, &str)> = vec![
+        (
+            "no apiVersion and kind",
+            json!({"allowed": true, stub_webhook::ENVELOPE_KEY: {"apiVersion": null, "kind": null}}),
+            allow.clone(),
+            "mutate.stub.dev",
+            "expected webhook response of admission.k8s.io/v1, Kind=AdmissionReview, got /, Kind=",
+        ),
+        (
+            "v1beta1",
+            json!({"allowed": true, stub_webhook::ENVELOPE_KEY: {"apiVersion": "admission.k8s.io/v1beta1"}}),
+            allow.clone(),
+            "mutate.stub.dev",
+            "expected webhook response of admission.k8s.io/v1, Kind=AdmissionReview, got admission.k8s.io/v1beta1, Kind=AdmissionReview",
+        ),
+        (
+            "another kind",
+            allow.clone(),
+            json!({"allowed": true, stub_webhook::ENVELOPE_KEY: {"kind": "Review"}}),
+            "validate.stub.dev",
+            "expected webhook response of admission.k8s.io/v1, Kind=AdmissionReview, got admission.k8s.io/v1, Kind=Review",
+        ),
+        (
+            "patch without patchType",
+            json!({"allowed": true, "patch": b64(add_label)}),
+            allow.clone(),
+            "mutate.stub.dev",
+            "webhook returned response.patch but not response.patchType",
+        ),
+        (
+            "patchType without patch",
+            json!({"allowed": true, "patchType": "JSONPatch"}),
+            allow.clone(),
+            "mutate.stub.dev",
+            "webhook returned response.patchType but not response.patch",
+        ),
+        (
+            "a patchType other than JSONPatch",
+            json!({"allowed": true, "patchType": "MergePatch", "patch": b64(r#"{"metadata":{"labels":{"patched":"yes"}}}"#)}),
+            allow.clone(),
+            "mutate.stub.dev",
+            r#"webhook returned invalid response.patchType of "MergePatch""#,
+        ),
+        (
+            "a validating webhook's patch",
+            allow.clone(),
+            stub_webhook::patch(serde_json::from_str(add_label).unwrap()),
+            "validate.stub.dev",
+            "validating webhook may not return response.patch",
+        ),
+        (
+            "a validating webhook's patchType",
+            allow.clone(),
+            json!({"allowed": true, "patchType": "JSONPatch"}),
+            "validate.stub.dev",
+            "validating webhook may not return response.patchType",
+        ),
+    ];
+    for (i, (case, mutating, validating, hook, why)) in cases.into_iter().enumerate() {
+        *script.lock().unwrap() = (mutating, validating);
+        install(&s, &stub, &manifests("Fail", "None", 5));
+        let name = format!("fail-{i}");
+        let st = api_err(
+            api.create(&PostParams::default(), &fixtures::web_pod("prod", &name))
+                .await
+                .expect_err(case),
+        );
+        assert_eq!(
+            (st.code, st.reason.as_str()),
+            (500, "InternalError"),
+            "{case}"
+        );
+        assert_eq!(
+            st.message,
+            format!(
+                "Internal error occurred: failed calling webhook \"{hook}\": received invalid webhook response: {why}"
+            ),
+            "{case}"
+        );
+        assert!(s.pod("prod", &name).is_none(), "{case}");
+        let rec = s.reviews().pop().unwrap();
+        assert_eq!(rec.webhook, hook, "{case}");
+        assert!(rec.error.is_some(), "{case}");
+
+        install(&s, &stub, &manifests("Ignore", "None", 5));
+        let name = format!("ignore-{i}");
+        let pod = api
+            .create(&PostParams::default(), &fixtures::web_pod("prod", &name))
+            .await
+            .unwrap_or_else(|e| panic!("{case}: failurePolicy Ignore skips the webhook: {e}"));
+        assert!(
+            !pod.metadata
+                .labels
+                .unwrap_or_default()
+                .contains_key("patched"),
+            "{case}: nothing of an invalid response is applied"
+        );
+    }
+    // The well-formed patch still applies.
+    *script.lock().unwrap() = (
+        stub_webhook::patch(serde_json::from_str(add_label).unwrap()),
+        stub_webhook::allow(),
+    );
+    install(&s, &stub, &manifests("Fail", "None", 5));
+    let pod = api
+        .create(&PostParams::default(), &fixtures::web_pod("prod", "good"))
+        .await
+        .unwrap();
+    assert_eq!(pod.metadata.labels.unwrap()["patched"], "yes");
+}
+
+fn conditional(failure_policy: &str, conditions: &[&str]) -> String {
+    let list: String = conditions
+        .iter()
+        .enumerate()
+        .map(|(i, c)| format!("  - name: c{i}\n    expression: {c:?}\n"))
+        .collect();
+    format!(
+        r#"
+apiVersion: admissionregistration.k8s.io/v1
+kind: MutatingWebhookConfiguration
+metadata: {{name: stub}}
+webhooks:
+- name: mutate.stub.dev
+  admissionReviewVersions: [v1]
+  sideEffects: None
+  clientConfig: {{service: {{name: stub, namespace: stub, path: /mutate}}}}
+  rules:
+  - {{operations: [CREATE], apiGroups: [""], apiVersions: [v1], resources: [pods]}}
+---
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingWebhookConfiguration
+metadata: {{name: stub}}
+webhooks:
+- name: validate.stub.dev
+  admissionReviewVersions: [v1]
+  sideEffects: None
+  failurePolicy: {failure_policy}
+  clientConfig: {{service: {{name: stub, namespace: stub, path: /validate}}}}
+  matchConditions:
+{list}  rules:
+  - {{operations: [CREATE, UPDATE], apiGroups: [""], apiVersions: [v1], resources: [pods, pods/ephemeralcontainers]}}
+"#
+    )
+}
+
+/// matchConditions (k8s.io/apiserver matchconditions): all true → called; any false →
+/// skipped (even next to an error); an evaluation error → 403 under Fail, skipped under
+/// Ignore; `authorizer` is not offered; the variables are object (as mutated so far),
+/// oldObject (null on CREATE) and request.
+#[tokio::test]
+async fn match_conditions_decide_whether_the_webhook_is_called() {
+    // The mutating webhook labels every pod it sees; the validating one is conditional.
+    let (script, responder) = scripted();
+    *script.lock().unwrap() = (
+        stub_webhook::patch(
+            json!([{"op": "add", "path": "/metadata/labels/mutated", "value": "yes"}]),
+        ),
+        stub_webhook::allow(),
+    );
+    let (s, stub) = setup(responder).await;
+    let api: Api<Pod> = Api::namespaced(s.client("alice").await.unwrap(), "prod");
+    let validations = || {
+        s.reviews()
+            .iter()
+            .filter(|r| r.webhook == "validate.stub.dev")
+            .map(|r| {
+                r.request["request"]["name"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_string()
+            })
+            .collect::<Vec<_>>()
+    };
+    let missing = "object.metadata.labels.nosuchlabel == 'x'";
+    // (case, failurePolicy, conditions, Ok(webhook called) or Err(part of the 403 message))
+    type Case<'a> = (&'a str, &'a str, Vec<&'a str>, Result<bool, &'a str>);
+    let cases: Vec<Case> = vec![
+        (
+            "all true, on the variables the server offers",
+            "Fail",
+            vec![
+                "request.operation == 'CREATE' && request.userInfo.username == 'alice'",
+                "oldObject == null && !has(request.subResource)",
+                "object.metadata.labels.mutated == 'yes'",
+                "request.namespace == 'prod' && request.kind.kind == 'Pod'",
+            ],
+            Ok(true),
+        ),
+        (
+            "one false",
+            "Fail",
+            vec!["true", "object.metadata.labels.app == 'other'"],
+            Ok(false),
+        ),
+        (
+            "false next to an error",
+            "Fail",
+            vec![missing, "false"],
+            Ok(false),
+        ),
+        (
+            "an error under Ignore",
+            "Ignore",
+            vec!["true", missing],
+            Ok(false),
+        ),
+        (
+            "an error under Fail",
+            "Fail",
+            vec!["true", missing],
+            Err("expression 'object.metadata.labels.nosuchlabel == 'x'' resulted in error: "),
+        ),
+        (
+            "authorizer",
+            "Fail",
+            vec!["authorizer.group('').resource('pods').check('create').allowed()"],
+            Err("authorizer"),
+        ),
+    ];
+    for (i, (case, policy, conditions, want)) in cases.into_iter().enumerate() {
+        install(&s, &stub, &conditional(policy, &conditions));
+        let name = format!("mc-{i}");
+        let before = validations().len();
+        let result = api
+            .create(&PostParams::default(), &fixtures::web_pod("prod", &name))
+            .await;
+        let called = validations()[before..].contains(&name);
+        match want {
+            Ok(call) => {
+                result.unwrap_or_else(|e| panic!("{case}: {e}"));
+                assert_eq!(called, call, "{case}");
+            }
+            Err(why) => {
+                let st = api_err(result.expect_err(case));
+                assert_eq!((st.code, st.reason.as_str()), (403, "Forbidden"), "{case}");
+                let prefix = format!("pods \"{name}\" is forbidden: ");
+                assert!(
+                    st.message.starts_with(&prefix) && st.message.contains(why),
+                    "{case}: {}",
+                    st.message
+                );
+                assert!(!called, "{case}");
+                assert!(s.pod("prod", &name).is_none(), "{case}");
+            }
+        }
+    }
+    // An ephemeral-container UPDATE: oldObject is the stored pod, request.subResource set.
+    install(
+        &s,
+        &stub,
+        &conditional(
+            "Fail",
+            &["oldObject.metadata.name == 'web' && request.subResource == 'ephemeralcontainers'"],
+        ),
+    );
+    let before = validations().len();
+    api.patch_ephemeral_containers("web", &PatchParams::default(), &add_dbg("dbg"))
+        .await
+        .unwrap();
+    assert_eq!(validations()[before..], ["web".to_string()]);
+}
+
+/// An expression that does not compile: the configuration is refused, as the API server
+/// refuses to store it.
+#[test]
+fn match_conditions_that_do_not_compile_are_refused() {
+    let yaml = conditional("Fail", &["object.metadata.name =="]);
+    let target = WebhookTarget {
+        base_url: "https://127.0.0.1:1".into(),
+        ca_pem: String::new(),
+    };
+    match AdmissionChain::from_manifests(&yaml, Some(&target)) {
+        Err(e @ kspy_e2e::admission_chain::ChainConfigError::MatchCondition { .. }) => {
+            assert!(e.to_string().contains("validate.stub.dev"), "{e}")
+        }
+        other => panic!("expected a compilation error, got {other:?}"),
+    }
 }

@@ -804,3 +804,96 @@ async fn events_take_series_patches_and_refuse_what_the_real_server_refuses() {
         )
     );
 }
+
+/// PodSecurity admission: the namespace's enforce label, on pod creates and ephemeral
+/// container updates, with the plugin's 403 wording; pod updates only when images change.
+#[tokio::test]
+async fn pod_security_enforces_the_namespace_level() {
+    let s = ApiServer::builder()
+        .namespace(
+            "base",
+            &[("pod-security.kubernetes.io/enforce", "baseline")],
+        )
+        .namespace(
+            "strict",
+            &[
+                ("pod-security.kubernetes.io/enforce", "restricted"),
+                ("pod-security.kubernetes.io/enforce-version", "v1.33"),
+            ],
+        )
+        .pod(fixtures::web_pod("base", "web"))
+        .start()
+        .await
+        .unwrap();
+    let client = s.client("admin").await.unwrap();
+    let base: Api<Pod> = Api::namespaced(client.clone(), "base");
+    // A plain pod meets baseline; a privileged one on the host's PID namespace does not.
+    base.create(&PostParams::default(), &fixtures::web_pod("base", "plain"))
+        .await
+        .unwrap();
+    let mut bad: Value = serde_json::to_value(fixtures::web_pod("base", "bad")).unwrap();
+    bad["spec"]["hostPID"] = json!(true);
+    bad["spec"]["containers"][0]["securityContext"]["privileged"] = json!(true);
+    let st = api_err(
+        base.create(
+            &PostParams::default(),
+            &serde_json::from_value(bad).unwrap(),
+        )
+        .await
+        .unwrap_err(),
+    );
+    assert_eq!((st.code, st.reason.as_str()), (403, "Forbidden"));
+    assert_eq!(
+        st.message,
+        r#"pods "bad" is forbidden: violates PodSecurity "baseline:latest": host namespaces (hostPID=true), privileged (container "app" must not set securityContext.privileged=true)"#
+    );
+    assert!(s.pod("base", "bad").is_none());
+    // An ephemeral container adding SYS_ADMIN is refused; KILL is on the baseline list.
+    let add = |name: &str, caps: Value| {
+        Patch::Strategic(json!({"spec": {"ephemeralContainers": [{
+            "name": name, "image": "busybox",
+            "securityContext": {"capabilities": {"add": caps}}
+        }]}}))
+    };
+    let st = api_err(
+        base.patch_ephemeral_containers(
+            "web",
+            &PatchParams::default(),
+            &add("dbg", json!(["SYS_ADMIN"])),
+        )
+        .await
+        .unwrap_err(),
+    );
+    assert_eq!(
+        st.message,
+        r#"pods "web" is forbidden: violates PodSecurity "baseline:latest": non-default capabilities (container "dbg" must not include "SYS_ADMIN" in securityContext.capabilities.add)"#
+    );
+    base.patch_ephemeral_containers("web", &PatchParams::default(), &add("dbg", json!(["KILL"])))
+        .await
+        .unwrap();
+    // Restricted, with its pinned version, and a generateName pod (named in the message).
+    let strict: Api<Pod> = Api::namespaced(client, "strict");
+    let mut pod = fixtures::web_pod("strict", "");
+    pod.metadata.name = None;
+    pod.metadata.generate_name = Some("gen-".into());
+    let st = api_err(
+        strict
+            .create(&PostParams::default(), &pod)
+            .await
+            .unwrap_err(),
+    );
+    let (subject, why) = st.message.split_once(" is forbidden: ").expect(&st.message);
+    assert!(
+        subject.starts_with(r#"pods "gen-"#) && subject.len() == r#"pods "gen-xxxxx""#.len(),
+        "the generated name: {subject}"
+    );
+    assert_eq!(
+        why,
+        r#"violates PodSecurity "restricted:v1.33": allowPrivilegeEscalation != false (container "app" must set securityContext.allowPrivilegeEscalation=false), unrestricted capabilities (container "app" must set securityContext.capabilities.drop=["ALL"]), runAsNonRoot != true (pod or container "app" must set securityContext.runAsNonRoot=true), seccompProfile (pod or container "app" must set securityContext.seccompProfile.type to "RuntimeDefault" or "Localhost")"#
+    );
+    let hardened = fixtures::hardened_pod("strict", "ok");
+    strict
+        .create(&PostParams::default(), &hardened)
+        .await
+        .unwrap();
+}

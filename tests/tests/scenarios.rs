@@ -3,21 +3,22 @@
 //! `tests/fixtures/policies`, configured by the webhook configurations of `deploy/`.
 //!
 //! With `KSPY_E2E_KUBECONFIG` set they run against that cluster instead (see tests/README.md).
-//! Without the `kspy` binary (`cargo build -p kspy`) they print SKIP and pass.
+//! Without the `kspy` binary (`cargo build -p kspy`) they print SKIP and pass — and fail
+//! when `KSPY_E2E_REQUIRE` is set, as `.ci/run` does.
 
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::events::v1::Event;
 use kspy_e2e::scenario::Env;
-use kspy_e2e::tools;
+use kspy_e2e::tools::{self, JsonKubectl};
 use kube::Api;
 use serde_json::Value;
 
 async fn env() -> Option<Env> {
     if tools::kspy_bin().is_none() {
-        println!(
-            "SKIP: kspy binary not found next to the test executable; run `cargo build -p kspy` (or set KSPY_BIN)"
+        tools::skip(
+            "kspy binary not found next to the test executable; run `cargo build -p kspy` (or set KSPY_BIN)",
         );
         return None;
     }
@@ -39,15 +40,58 @@ fn caps(c: &k8s_openapi::api::core::v1::EphemeralContainer) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// The validating review kspy's webhook answered last (in-process only).
-fn last_validation(env: &Env) -> Option<(Value, Value)> {
+/// The (last) review `webhook` answered for `operation` on the pod `name`, as the in-process
+/// server recorded it: (AdmissionReview sent, AdmissionReview received). `None` on a real
+/// cluster, which keeps its reviews to itself; in process the review must exist.
+fn review_of(env: &Env, webhook: &str, name: &str, operation: &str) -> Option<(Value, Value)> {
     let s = env.server()?;
-    let r = s
-        .reviews()
-        .into_iter()
+    let reviews = s.reviews();
+    let r = reviews
+        .iter()
         .rev()
-        .find(|r| r.webhook == "validate.kspy.dev")?;
-    Some((r.request, r.response.unwrap_or(Value::Null)))
+        .find(|r| {
+            r.webhook == webhook
+                && r.request["request"]["name"] == name
+                && r.request["request"]["operation"] == operation
+        })
+        .unwrap_or_else(|| {
+            let seen: Vec<String> = reviews
+                .iter()
+                .map(|r| {
+                    format!(
+                        "{} {} {}",
+                        r.webhook, r.request["request"]["operation"], r.request["request"]["name"]
+                    )
+                })
+                .collect();
+            panic!("{webhook} never reviewed {operation} of {name:?}; reviews: {seen:?}")
+        });
+    let response = r.response.clone().unwrap_or_else(|| {
+        panic!(
+            "{webhook}'s review of {operation} {name:?} has no answer: {:?}",
+            r.error
+        )
+    });
+    Some((r.request.clone(), response))
+}
+
+/// kspy's validating review of `operation` on the pod `name` (see [`review_of`]).
+fn validation_of(env: &Env, name: &str, operation: &str) -> Option<(Value, Value)> {
+    review_of(env, "validate.kspy.dev", name, operation)
+}
+
+/// The reviews kspy's two webhooks were sent for the pod `name` (in process).
+fn kspy_reviews_of(env: &Env, name: &str) -> Vec<kspy_e2e::admission_chain::ReviewRecord> {
+    env.server()
+        .map(|s| {
+            s.reviews()
+                .into_iter()
+                .filter(|r| {
+                    r.webhook.ends_with(".kspy.dev") && r.request["request"]["name"] == name
+                })
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -78,9 +122,10 @@ async fn sre_attaches_with_sys_ptrace() {
         "{:?}",
         ecs[0]
     );
-    if let Some((req, resp)) = last_validation(&env) {
+    if let Some((req, resp)) = validation_of(&env, "web", "UPDATE") {
         assert_eq!(req["request"]["userInfo"]["username"], "alice");
-        assert_eq!(resp["response"]["allowed"], true);
+        assert_eq!(req["request"]["subResource"], "ephemeralcontainers");
+        assert_eq!(resp["response"]["allowed"], true, "{resp}");
     }
     env.cleanup().await.unwrap();
 }
@@ -184,8 +229,9 @@ async fn server_dry_run_is_judged_not_persisted() {
         ephemeral(&env.pod("web").await.unwrap()).is_empty(),
         "nothing persisted"
     );
-    if let Some((req, _)) = last_validation(&env) {
+    if let Some((req, resp)) = validation_of(&env, "web", "UPDATE") {
         assert_eq!(req["request"]["dryRun"], true);
+        assert_eq!(resp["response"]["allowed"], true, "{resp}");
     }
     let out = env
         .kspy(
@@ -368,7 +414,7 @@ async fn copy_fork_and_node_per_policy() {
 async fn attach_io_round_trip() {
     let Some(env) = env().await else { return };
     if env.is_real() {
-        println!("SKIP on a real cluster: the echo shell stand-in is the harness's");
+        tools::skip("on a real cluster: the echo shell stand-in is the harness's");
         return;
     }
     let out = env
@@ -423,7 +469,7 @@ async fn attach_io_round_trip() {
 async fn webhook_down_fails_closed_with_a_clear_message() {
     let Some(mut env) = env().await else { return };
     if env.is_real() {
-        println!("SKIP on a real cluster: the scenario stops the webhook");
+        tools::skip("on a real cluster: the scenario stops the webhook");
         return;
     }
     env.stop_webhook().await;
@@ -457,7 +503,7 @@ async fn kubectl_debug_meets_the_same_webhook() {
         .await
         .unwrap()
     else {
-        println!("SKIP: no kubectl");
+        tools::skip_without_kubectl("no kubectl");
         return;
     };
     assert!(!out.success(), "{}", out.all());
@@ -492,60 +538,212 @@ async fn kubectl_debug_meets_the_same_webhook() {
     env.cleanup().await.unwrap();
 }
 
+/// The pod `kubectl debug web --copy-to=NAME --image=busybox:1.36` creates, built here: the
+/// pod's spec plus a container named `debugger-` and five characters of kubectl's random
+/// alphabet, and no kspy label.
+fn kubectl_shaped_copy(web: &Pod, name: &str) -> Pod {
+    let mut spec = web.spec.clone().expect("web has a spec");
+    spec.node_name = None;
+    spec.ephemeral_containers = None;
+    spec.containers.push(k8s_openapi::api::core::v1::Container {
+        name: "debugger-x7k2p".into(),
+        image: Some("busybox:1.36".into()),
+        stdin: Some(true),
+        tty: Some(true),
+        ..Default::default()
+    });
+    Pod {
+        metadata: kube::api::ObjectMeta {
+            name: Some(name.into()),
+            ..Default::default()
+        },
+        spec: Some(spec),
+        status: None,
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_debug_copy_to_is_judged_as_a_copy() {
-    // The pod `kubectl debug web --copy-to=NAME --image=busybox:1.36` creates (kubectl itself
-    // sends it as protobuf, which the in-process API server does not decode): the pod's spec
-    // plus a container named `debugger-` and five characters of kubectl's random alphabet, and
-    // no kspy label. The deployed webhook configuration routes it to kspy, which must judge it
-    // as a debug copy: bob may not copy, alice may.
+    // The real `kubectl debug web --copy-to=NAME --image=busybox:1.36`: a copy of the pod with
+    // a `debugger-xxxxx` container and no kspy label, which the deployed matchConditions route
+    // to kspy, which must judge it as a debug copy: bob may not copy, alice may. In process it
+    // takes a kubectl that sends pod creates as JSON (tools::json_kubectl); the pod is built
+    // and created through kube-rs only where no kubectl can be used (a real cluster without
+    // kubectl, or a machine without any).
     let Some(env) = env().await else { return };
-    let web = env.pod("web").await.unwrap();
-    let copy_named = |name: &str| {
-        let mut spec = web.spec.clone().unwrap();
-        spec.node_name = None;
-        spec.ephemeral_containers = None;
-        spec.containers.push(k8s_openapi::api::core::v1::Container {
-            name: "debugger-x7k2p".into(),
-            image: Some("busybox:1.36".into()),
-            stdin: Some(true),
-            tty: Some(true),
-            ..Default::default()
-        });
-        Pod {
-            metadata: kube::api::ObjectMeta {
-                name: Some(name.into()),
-                ..Default::default()
-            },
-            spec: Some(spec),
-            status: None,
+    let kubectl = if env.is_real() {
+        tools::kubectl()
+    } else {
+        match tools::json_kubectl().await {
+            JsonKubectl::Found(k) => Some(k),
+            JsonKubectl::NoKubectl => None,
+            JsonKubectl::NoneSendsJson(why) => panic!(
+                "kubectl is installed but none sends pod creates as JSON; set KSPY_E2E_KUBECTL:\n{why}"
+            ),
         }
     };
-    let pods = |user: &'static str| {
+    let create = |user: &'static str, name: &'static str| {
         let env = &env;
-        async move { Api::<Pod>::namespaced(env.client(user).await.unwrap(), &env.ns) }
+        let kubectl = kubectl.clone();
+        async move {
+            match kubectl {
+                Some(k) => {
+                    let copy_to = format!("--copy-to={name}");
+                    let out = env
+                        .kubectl_with(
+                            &k,
+                            user,
+                            &["debug", "web", &copy_to, "--image=busybox:1.36"],
+                            None,
+                        )
+                        .await
+                        .expect("kubectl runs");
+                    if out.success() {
+                        Ok(())
+                    } else {
+                        Err(format!("{}: {}", k.display(), out.all()))
+                    }
+                }
+                None => {
+                    println!("no usable kubectl: the copy is created through kube-rs");
+                    let web = env.pod("web").await.expect("web");
+                    Api::<Pod>::namespaced(env.client(user).await.expect("client"), &env.ns)
+                        .create(&Default::default(), &kubectl_shaped_copy(&web, name))
+                        .await
+                        .map(|_| ())
+                        .map_err(|e| e.to_string())
+                }
+            }
+        }
     };
-    let err = pods("bob")
-        .await
-        .create(&Default::default(), &copy_named("web-bob"))
+    let text = create("bob", "web-bob")
         .await
         .expect_err("bob may not copy");
-    let text = err.to_string();
     assert!(
         text.contains("admission webhook") && text.contains("to copy"),
         "{text}"
     );
     assert!(env.pod("web-bob").await.is_err(), "no copy was created");
+    if env.server().is_some() {
+        let bob = kspy_reviews_of(&env, "web-bob");
+        assert!(
+            bob.iter().any(|r| r
+                .response
+                .as_ref()
+                .is_some_and(|v| v["response"]["allowed"] == false)),
+            "kspy denied bob's copy: {bob:?}"
+        );
+    }
 
-    pods("alice")
+    create("alice", "web-alice").await.expect("alice may copy");
+    let copy = env.pod("web-alice").await.expect("the copy exists");
+    let debugger = copy
+        .spec
+        .as_ref()
+        .expect("spec")
+        .containers
+        .iter()
+        .find(|c| c.name.starts_with("debugger-"))
+        .unwrap_or_else(|| panic!("a debugger-xxxxx container: {copy:?}"));
+    assert_eq!(debugger.image.as_deref(), Some("busybox:1.36"));
+    if let Some(s) = env.server() {
+        // In process on a machine with kubectl, the copy came from the real kubectl.
+        assert!(
+            kubectl.is_some() || !tools::machine_has_kubectl(),
+            "kubectl is installed but was not used"
+        );
+        if let Some(k) = &kubectl {
+            let post = s
+                .requests()
+                .into_iter()
+                .rfind(|r| {
+                    r.method == "POST"
+                        && r.uri
+                            .starts_with(&format!("/api/v1/namespaces/{}/pods", env.ns))
+                })
+                .expect("the copy was POSTed");
+            assert!(
+                post.user_agent.starts_with("kubectl"),
+                "{}: {}",
+                k.display(),
+                post.user_agent
+            );
+            assert!(post.body.contains("web-alice"), "{}", post.body);
+        }
+    }
+    // In process, the review itself shows it was judged (a real cluster keeps it to itself).
+    if let Some((request, response)) = validation_of(&env, "web-alice", "CREATE") {
+        assert_eq!(request["request"]["userInfo"]["username"], "alice");
+        assert_eq!(response["response"]["allowed"], true, "{response}");
+    }
+    env.cleanup().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_pod_creates_never_reach_kspy() {
+    // The deployed matchConditions narrow pod CREATEs to debug-looking pods: ordinary pods,
+    // named or generateName'd (no name yet in mutating admission), are never sent to kspy,
+    // and evaluating the conditions on them is no error (which would reject them).
+    let Some(env) = env().await else { return };
+    let pods: Api<Pod> = Api::namespaced(env.client("admin").await.unwrap(), &env.ns);
+    let kspy_reviews = || {
+        env.server()
+            .map(|s| {
+                s.reviews()
+                    .into_iter()
+                    .filter(|r| r.webhook.ends_with(".kspy.dev"))
+                    .count()
+            })
+            .unwrap_or(0)
+    };
+    let before = kspy_reviews();
+    pods.create(
+        &Default::default(),
+        &kspy_e2e::fixtures::web_pod(&env.ns, "plain"),
+    )
+    .await
+    .expect("a plain pod is created");
+    let mut generated = kspy_e2e::fixtures::web_pod(&env.ns, "");
+    generated.metadata.name = None;
+    generated.metadata.generate_name = Some("plain-".into());
+    let generated = pods
+        .create(&Default::default(), &generated)
         .await
-        .create(&Default::default(), &copy_named("web-alice"))
+        .expect("a plain generateName pod is created");
+    assert!(
+        generated
+            .metadata
+            .name
+            .as_deref()
+            .is_some_and(|n| n.starts_with("plain-") && n.len() == "plain-".len() + 5),
+        "{:?}",
+        generated.metadata.name
+    );
+    if let Some(s) = env.server() {
+        assert_eq!(
+            kspy_reviews(),
+            before,
+            "plain pod creates reached kspy: {:?}",
+            s.reviews()
+                .iter()
+                .skip(before)
+                .map(|r| (&r.webhook, &r.request["request"]["name"]))
+                .collect::<Vec<_>>()
+        );
+    }
+
+    // The kubectl-shaped copy (a debugger-xxxxx container, no label) does reach both.
+    let web = env.pod("web").await.unwrap();
+    Api::<Pod>::namespaced(env.client("alice").await.unwrap(), &env.ns)
+        .create(&Default::default(), &kubectl_shaped_copy(&web, "shaped"))
         .await
         .expect("alice may copy");
-    // In process, the review itself shows it was judged (a real cluster keeps it to itself).
-    if let Some((request, response)) = last_validation(&env) {
-        assert_eq!(request["request"]["name"], "web-alice", "{request}");
-        assert_eq!(response["response"]["allowed"], true, "{response}");
+    if env.server().is_some() {
+        assert_eq!(kspy_reviews(), before + 2, "mutate and validate");
+        let (_, mutated) = review_of(&env, "mutate.kspy.dev", "shaped", "CREATE").unwrap();
+        assert_eq!(mutated["response"]["allowed"], true, "{mutated}");
+        let (_, validated) = validation_of(&env, "shaped", "CREATE").unwrap();
+        assert_eq!(validated["response"]["allowed"], true, "{validated}");
     }
     env.cleanup().await.unwrap();
 }
@@ -652,4 +850,120 @@ async fn decisions_are_recorded_as_events_on_the_pod() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(events_about(&env, "web", "DebugDenied", 2).await.len(), 1);
     env.cleanup().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restricted_namespace_attach_conforms_to_pod_security() {
+    // Namespace `locked` enforces Pod Security "restricted" (the harness's PodSecurity
+    // admission, after kspy's mutating webhook and before the validating ones). kspy's
+    // `podSecurity: conform` default gives alice's plain debug container what the level
+    // requires, so the attach passes; what a default cannot fix is refused by PodSecurity.
+    use kspy_e2e::apiserver::pod_security;
+    use kspy_e2e::scenario::RESTRICTED_NS;
+    let Some(env) = env().await else { return };
+    if env.is_real() {
+        tools::skip("on a real cluster: the restricted namespace is the harness's");
+        return;
+    }
+    let server = env.server().expect("in process");
+    let out = env
+        .kspy_in(
+            RESTRICTED_NS,
+            "alice",
+            &[
+                "attach",
+                "hardened",
+                "--image",
+                "busybox:1.36",
+                "--name",
+                "dbg",
+                // No securityContext of the CLI's own (the default profile adds SYS_PTRACE).
+                "--profile",
+                "legacy",
+                "--no-attach",
+            ],
+            None,
+        )
+        .await
+        .unwrap();
+    assert!(out.success(), "{}", out.all());
+    let pod = server.pod(RESTRICTED_NS, "hardened").expect("stored");
+    let ec = ephemeral(&pod).pop().expect("added");
+    let sc =
+        serde_json::to_value(ec.security_context.as_ref().expect("a securityContext")).unwrap();
+    assert_eq!(sc["allowPrivilegeEscalation"], false, "{sc}");
+    assert_eq!(
+        sc["capabilities"]["drop"],
+        serde_json::json!(["ALL"]),
+        "{sc}"
+    );
+    assert_eq!(sc["runAsNonRoot"], true, "{sc}");
+    // Without what kspy filled in, PodSecurity refuses the same pod.
+    let mut bare = serde_json::to_value(&pod).unwrap();
+    bare["spec"]["ephemeralContainers"][0]
+        .as_object_mut()
+        .unwrap()
+        .remove("securityContext");
+    let labels = [(
+        pod_security::ENFORCE_LABEL.to_string(),
+        "restricted".to_string(),
+    )]
+    .into();
+    let refused = pod_security::admit(&labels, "hardened", &bare).expect_err("not conforming");
+    assert!(
+        refused.message.contains(r#"container "dbg" must set"#),
+        "{}",
+        refused.message
+    );
+
+    // SYS_PTRACE is granted to alice by policy, but no default can make it restricted.
+    let out = env
+        .kspy_in(
+            RESTRICTED_NS,
+            "alice",
+            &[
+                "attach",
+                "hardened",
+                "--image",
+                "busybox:1.36",
+                "--name",
+                "ptrace",
+                "--cap",
+                "SYS_PTRACE",
+                "--no-attach",
+            ],
+            None,
+        )
+        .await
+        .unwrap();
+    assert!(!out.success(), "{}", out.all());
+    // kspy's CLI recognises the API server's PodSecurity refusal and rewords it.
+    assert!(
+        out.stderr.contains("Pod Security admission refused")
+            && out.stderr.contains(r#"unrestricted capabilities (container "ptrace" must not include "SYS_PTRACE" in securityContext.capabilities.add)"#),
+        "{}",
+        out.all()
+    );
+    // The refusal as the API server words it (the same request through kube-rs).
+    let api: Api<Pod> = Api::namespaced(env.client("alice").await.unwrap(), RESTRICTED_NS);
+    let patch = kube::api::Patch::Strategic(serde_json::json!({"spec": {"ephemeralContainers": [{
+        "name": "ptrace", "image": "busybox:1.36",
+        "securityContext": {"capabilities": {"add": ["SYS_PTRACE"]}}
+    }]}}));
+    let err = api
+        .patch_ephemeral_containers("hardened", &Default::default(), &patch)
+        .await
+        .expect_err("PodSecurity refuses SYS_PTRACE");
+    let kube::Error::Api(status) = err else {
+        panic!("an API error: {err:?}")
+    };
+    assert_eq!((status.code, status.reason.as_str()), (403, "Forbidden"));
+    assert_eq!(
+        status.message,
+        r#"pods "hardened" is forbidden: violates PodSecurity "restricted:latest": unrestricted capabilities (container "ptrace" must not include "SYS_PTRACE" in securityContext.capabilities.add)"#
+    );
+    assert_eq!(
+        ephemeral(&server.pod(RESTRICTED_NS, "hardened").unwrap()).len(),
+        1
+    );
 }

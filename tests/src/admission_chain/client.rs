@@ -164,9 +164,13 @@ mod tests {
 
     #[tokio::test]
     async fn refused_connection_wording() {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = l.local_addr().unwrap().port();
-        drop(l);
+        // Port 1 (tcpmux) is privileged and never listened on: certainly refused, unlike a
+        // port bound and released here, which another test may take meanwhile.
+        let port = 1;
+        assert!(
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
+            "something listens on 127.0.0.1:{port}"
+        );
         let err = post_review(
             &format!("https://127.0.0.1:{port}/v"),
             None,

@@ -4,9 +4,11 @@
 //! Honoured: `rules` (operations, apiGroups, apiVersions, resources incl. `x/*`, `*/y`,
 //! scope), `clientConfig.url` / `service.path` + `caBundle`, `failurePolicy`,
 //! `timeoutSeconds` (default 10), `sideEffects` (dry-run gating), `namespaceSelector`,
-//! `objectSelector`, configuration order (by configuration name, as the API server sorts).
-//! Not honoured: `matchConditions` (counted and ignored — kspy's webhook decides cheaply
-//! itself), `matchPolicy` (only core/v1 is served, so Exact and Equivalent agree),
+//! `objectSelector`, `matchConditions` (CEL, compiled here — a configuration whose
+//! expression does not compile is refused, as the API server refuses to store it — and
+//! evaluated per call in [`super::match_conditions`]), configuration order (by configuration
+//! name, as the API server sorts).
+//! Not honoured: `matchPolicy` (only core/v1 is served, so Exact and Equivalent agree),
 //! `reinvocationPolicy` (each mutating webhook runs once).
 
 use std::collections::BTreeMap;
@@ -44,6 +46,21 @@ pub enum ChainConfigError {
         name: String,
         /// Why.
         source: serde_json::Error,
+    },
+    /// A `matchConditions` expression does not compile (the API server refuses such a
+    /// configuration: `webhooks[i].matchConditions[j].expression: Invalid value`).
+    #[error(
+        "webhook {webhook:?}: matchConditions[{index}] ({name:?}): compilation failed: {error}"
+    )]
+    MatchCondition {
+        /// `webhooks[].name`.
+        webhook: String,
+        /// Position in `matchConditions`.
+        index: usize,
+        /// `matchConditions[].name`.
+        name: String,
+        /// The parser's message.
+        error: String,
     },
     /// A webhook points at a Service and no target URL was given.
     #[error("webhook {0:?} uses a service reference; give a WebhookTarget to call it on loopback")]
@@ -84,8 +101,42 @@ pub struct Webhook {
     pub namespace_selector: Option<LabelSelector>,
     /// `objectSelector`.
     pub object_selector: Option<LabelSelector>,
-    /// Number of `matchConditions`, which are ignored.
-    pub ignored_match_conditions: usize,
+    /// `matchConditions`, in order (each compiled once when the chain was built).
+    pub match_conditions: Vec<MatchCondition>,
+}
+
+/// One `matchConditions` entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MatchCondition {
+    /// `name`.
+    pub name: String,
+    /// `expression` (CEL; must evaluate to a bool).
+    pub expression: String,
+}
+
+fn match_conditions_of(
+    webhook: &str,
+    conditions: Option<&Vec<k8s_openapi::api::admissionregistration::v1::MatchCondition>>,
+) -> Result<Vec<MatchCondition>, ChainConfigError> {
+    conditions
+        .into_iter()
+        .flatten()
+        .enumerate()
+        .map(|(index, c)| {
+            kube_cel::cel::Program::compile(&c.expression).map_err(|e| {
+                ChainConfigError::MatchCondition {
+                    webhook: webhook.to_string(),
+                    index,
+                    name: c.name.clone(),
+                    error: e.to_string(),
+                }
+            })?;
+            Ok(MatchCondition {
+                name: c.name.clone(),
+                expression: c.expression.clone(),
+            })
+        })
+        .collect()
 }
 
 /// Whether a request matches: operation, resource (`pods`), subresource, namespaced scope.
@@ -113,6 +164,39 @@ pub fn rule_matches(
             && res_ok
             && scope_ok
     })
+}
+
+/// Whether a LabelSelector is empty (`None`, or neither matchLabels nor matchExpressions):
+/// `labels.Everything()`, which the API server treats as matching without looking at objects.
+pub fn selector_is_empty(sel: Option<&LabelSelector>) -> bool {
+    sel.is_none_or(|s| {
+        s.match_labels.as_ref().is_none_or(|m| m.is_empty())
+            && s.match_expressions.as_ref().is_none_or(|e| e.is_empty())
+    })
+}
+
+/// `objectSelector` as `predicates/object.Matcher.MatchObjectSelector` applies it: an empty
+/// selector matches; otherwise the webhook is called when the object OR the old object
+/// matches, and a missing object (`oldObject` on CREATE) matches nothing — it is not an
+/// empty label set, which `NotIn` / `DoesNotExist` would select.
+pub fn object_selector_matches(
+    sel: Option<&LabelSelector>,
+    object: Option<&Value>,
+    old_object: Option<&Value>,
+) -> bool {
+    if selector_is_empty(sel) {
+        return true;
+    }
+    let matches = |obj: Option<&Value>| {
+        obj.filter(|o| o.is_object()).is_some_and(|o| {
+            let labels: BTreeMap<String, String> = o
+                .pointer("/metadata/labels")
+                .and_then(|l| serde_json::from_value(l.clone()).ok())
+                .unwrap_or_default();
+            selector_matches(sel, &labels)
+        })
+    };
+    matches(object) || matches(old_object)
 }
 
 /// Whether `labels` satisfy a metav1 LabelSelector (`None` or empty selects everything).
@@ -180,6 +264,7 @@ macro_rules! push_webhooks {
         for cfg in configs {
             for w in cfg.webhooks.iter().flatten() {
                 let (url, ca_bundle) = resolve_client(&w.name, &w.client_config, $target)?;
+                let match_conditions = match_conditions_of(&w.name, w.match_conditions.as_ref())?;
                 $out.push(Webhook {
                     configuration: cfg.metadata.name.clone().unwrap_or_default(),
                     name: w.name.clone(),
@@ -194,7 +279,7 @@ macro_rules! push_webhooks {
                     side_effects: w.side_effects.clone(),
                     namespace_selector: w.namespace_selector.clone(),
                     object_selector: w.object_selector.clone(),
-                    ignored_match_conditions: w.match_conditions.as_ref().map_or(0, Vec::len),
+                    match_conditions,
                 });
             }
         }
@@ -338,7 +423,13 @@ webhooks:
         assert_eq!(hooks[0].url, "https://127.0.0.1:9/mutate");
         assert_eq!(hooks[1].url, "https://127.0.0.1:9/validate");
         assert_eq!(hooks[1].timeout, Duration::from_secs(5));
-        assert_eq!(hooks[1].ignored_match_conditions, 1);
+        assert_eq!(
+            hooks[1].match_conditions,
+            [MatchCondition {
+                name: "x".into(),
+                expression: "true".into()
+            }]
+        );
         assert!(rule_matches(
             &hooks[1].rules,
             "UPDATE",

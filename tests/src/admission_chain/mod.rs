@@ -97,12 +97,6 @@ pub struct AdmissionChain {
     webhooks: Vec<Webhook>,
 }
 
-fn labels_of(obj: Option<&Value>) -> BTreeMap<String, String> {
-    obj.and_then(|o| o.pointer("/metadata/labels"))
-        .and_then(|l| serde_json::from_value(l.clone()).ok())
-        .unwrap_or_default()
-}
-
 /// The AdmissionReview request the API server sends.
 pub fn build_review(uid: &str, a: &Attributes) -> Value {
     let gvk = json!({"group": "", "version": "v1", "kind": "Pod"});
@@ -113,8 +107,6 @@ pub fn build_review(uid: &str, a: &Attributes) -> Value {
         "resource": gvr,
         "requestKind": gvk,
         "requestResource": gvr,
-        "name": a.name,
-        "namespace": a.namespace,
         "operation": a.operation.as_str(),
         "userInfo": {"username": a.user.name, "uid": a.user.uid, "groups": a.user.reported_groups()},
         "object": a.object,
@@ -122,6 +114,13 @@ pub fn build_review(uid: &str, a: &Attributes) -> Value {
         "dryRun": a.dry_run,
         "options": a.options,
     });
+    // `name` and `namespace` are omitempty: a generateName create has no name yet.
+    if !a.name.is_empty() {
+        req["name"] = json!(a.name);
+    }
+    if !a.namespace.is_empty() {
+        req["namespace"] = json!(a.namespace);
+    }
     if !a.subresource.is_empty() {
         req["subResource"] = json!(a.subresource);
         req["requestSubResource"] = json!(a.subresource);
@@ -196,23 +195,28 @@ impl AdmissionChain {
         &self.webhooks
     }
 
-    fn applicable<'a>(
-        &'a self,
-        kind: WebhookKind,
-        a: &'a Attributes,
-    ) -> impl Iterator<Item = &'a Webhook> + 'a {
-        self.webhooks.iter().filter(move |w| {
-            w.kind == kind
-                && config::rule_matches(&w.rules, a.operation.as_str(), "pods", &a.subresource)
-                && config::selector_matches(w.namespace_selector.as_ref(), &a.namespace_labels)
-                && (config::selector_matches(
-                    w.object_selector.as_ref(),
-                    &labels_of(Some(&a.object)),
-                ) || config::selector_matches(
-                    w.object_selector.as_ref(),
-                    &labels_of(a.old_object.as_ref()),
-                ))
-        })
+    /// Whether `w` is called for `a`, as `generic.Webhook.ShouldCallHook` decides: rules,
+    /// `namespaceSelector`, `objectSelector`, then `matchConditions`. A matchConditions
+    /// evaluation error is a 403 under `failurePolicy: Fail` and skips the webhook under
+    /// `Ignore`.
+    fn should_call(w: &Webhook, a: &Attributes) -> Result<bool, ApiError> {
+        let selected = config::rule_matches(&w.rules, a.operation.as_str(), "pods", &a.subresource)
+            && config::selector_matches(w.namespace_selector.as_ref(), &a.namespace_labels)
+            && config::object_selector_matches(
+                w.object_selector.as_ref(),
+                Some(&a.object),
+                a.old_object.as_ref(),
+            );
+        if !selected {
+            return Ok(false);
+        }
+        match match_conditions(&w.match_conditions, a) {
+            Ok(matches) => Ok(matches),
+            Err(errors) if w.fail_closed => {
+                Err(ApiError::forbidden("pods", &a.name, aggregate(&errors)))
+            }
+            Err(_) => Ok(false),
+        }
     }
 
     /// Calls one webhook; `Ok(None)` when it failed and its failurePolicy is Ignore.
@@ -232,24 +236,6 @@ impl AdmissionChain {
         let review = build_review(&uid, a);
         let body = serde_json::to_vec(&review).map_err(ApiError::internal)?;
         let result = client::post_review(&w.url, w.ca_bundle.as_deref(), body, w.timeout).await;
-        let parsed: Result<Value, String> = match result {
-            Err(e) => Err(e.0),
-            Ok(bytes) => match serde_json::from_slice::<Value>(&bytes) {
-                Err(e) => Err(format!("received invalid webhook response: {e}")),
-                Ok(v) => match v.get("response") {
-                    None | Some(Value::Null) => {
-                        Err("received invalid webhook response: webhook response was absent".into())
-                    }
-                    Some(r) if r.get("uid").and_then(Value::as_str) != Some(uid.as_str()) => {
-                        Err(format!(
-                            "received invalid webhook response: expected response.uid={uid:?}, got {:?}",
-                            r.get("uid").and_then(Value::as_str).unwrap_or("")
-                        ))
-                    }
-                    Some(_) => Ok(v),
-                },
-            },
-        };
         let mut rec = ReviewRecord {
             webhook: w.name.clone(),
             kind: w.kind,
@@ -257,11 +243,20 @@ impl AdmissionChain {
             response: None,
             error: None,
         };
+        let parsed: Result<Value, String> = match result {
+            Err(e) => Err(e.0),
+            Ok(bytes) => match serde_json::from_slice::<Value>(&bytes) {
+                Err(e) => Err(format!(
+                    "failed to call webhook: couldn't get version/kind; json parse error: {e}"
+                )),
+                Ok(v) => {
+                    rec.response = Some(v.clone());
+                    verify_response(&uid, w.kind == WebhookKind::Mutating, &v)
+                }
+            },
+        };
         let out = match parsed {
-            Ok(v) => {
-                rec.response = Some(v.clone());
-                Ok(v.get("response").cloned())
-            }
+            Ok(response) => Ok(Some(response)),
             Err(why) => {
                 let msg = calling_error(&w.name, &why);
                 rec.error = Some(msg.clone());
@@ -299,52 +294,58 @@ impl AdmissionChain {
         }
     }
 
-    /// Runs the mutating webhooks, applying their JSON patches to `a.object`.
+    /// Runs the mutating webhooks in order, applying their JSON patches to `a.object`; each
+    /// webhook's applicability (selectors, matchConditions) is decided on the object as the
+    /// webhooks before it left it, as the mutating dispatcher does.
     pub async fn mutate(
         &self,
         a: &mut Attributes,
         log: &ReviewLog,
         admitted: &mut Admitted,
     ) -> Result<(), ApiError> {
-        let hooks: Vec<Webhook> = self.applicable(WebhookKind::Mutating, a).cloned().collect();
-        for w in hooks {
-            let Some(resp) = self.call(&w, a, log).await? else {
+        for w in self
+            .webhooks
+            .iter()
+            .filter(|w| w.kind == WebhookKind::Mutating)
+        {
+            if !Self::should_call(w, a)? {
+                continue;
+            }
+            let Some(resp) = self.call(w, a, log).await? else {
                 continue;
             };
             Self::collect(&resp, &w.name, admitted);
             if resp.get("allowed").and_then(Value::as_bool) != Some(true) {
                 return Err(denial(&w.name, resp.get("status")));
             }
-            let Some(patch_b64) = resp.get("patch").and_then(Value::as_str) else {
-                continue;
+            // verify_response has checked that a patch comes with patchType JSONPatch.
+            let bytes = match patch_bytes(&resp) {
+                Ok(b) if b.is_empty() => continue,
+                Ok(b) => b,
+                Err(why) => return Err(ApiError::internal(calling_error(&w.name, &why))),
             };
-            match resp.get("patchType").and_then(Value::as_str) {
-                Some("JSONPatch") => {}
-                other => {
-                    let why = format!(
-                        "received invalid webhook response: unsupported patch type {:?}",
-                        other.unwrap_or("")
+            let patch: json_patch::Patch = match serde_json::from_slice(&bytes) {
+                Ok(p) => p,
+                Err(e) => {
+                    // `received undecodable patch in webhook response`: a call failure.
+                    let msg = calling_error(
+                        &w.name,
+                        &format!("received undecodable patch in webhook response: {e}"),
                     );
+                    if let Ok(mut l) = log.lock()
+                        && let Some(rec) = l.iter_mut().rev().find(|r| r.webhook == w.name)
+                    {
+                        rec.error = Some(msg.clone());
+                    }
                     if w.fail_closed {
-                        return Err(ApiError::internal(calling_error(&w.name, &why)));
+                        return Err(ApiError::internal(msg));
                     }
                     continue;
                 }
+            };
+            if patch.0.is_empty() {
+                continue;
             }
-            let bytes = base64::engine::general_purpose::STANDARD
-                .decode(patch_b64)
-                .map_err(|e| {
-                    ApiError::internal(format!(
-                        "failed to decode patch from webhook {:?}: {e}",
-                        w.name
-                    ))
-                })?;
-            let patch: json_patch::Patch = serde_json::from_slice(&bytes).map_err(|e| {
-                ApiError::internal(format!(
-                    "failed to decode patch from webhook {:?}: {e}",
-                    w.name
-                ))
-            })?;
             let mut obj = a.object.clone();
             json_patch::patch(&mut obj, &patch).map_err(ApiError::internal)?;
             a.object = obj;
@@ -360,12 +361,15 @@ impl AdmissionChain {
         log: &ReviewLog,
         admitted: &mut Admitted,
     ) -> Result<(), ApiError> {
-        let hooks: Vec<Webhook> = self
-            .applicable(WebhookKind::Validating, a)
-            .cloned()
-            .collect();
-        for w in hooks {
-            let Some(resp) = self.call(&w, a, log).await? else {
+        for w in self
+            .webhooks
+            .iter()
+            .filter(|w| w.kind == WebhookKind::Validating)
+        {
+            if !Self::should_call(w, a)? {
+                continue;
+            }
+            let Some(resp) = self.call(w, a, log).await? else {
                 continue;
             };
             Self::collect(&resp, &w.name, admitted);
@@ -374,6 +378,195 @@ impl AdmissionChain {
             }
         }
         Ok(())
+    }
+}
+
+/// The decoded `response.patch` (empty when absent). Invalid base64 fails the decoding of
+/// the whole AdmissionReview in the real server, as Go's `[]byte` decoding words it.
+fn patch_bytes(resp: &Value) -> Result<Vec<u8>, String> {
+    match resp.get("patch") {
+        None | Some(Value::Null) => Ok(Vec::new()),
+        Some(Value::String(s)) => {
+            base64::engine::general_purpose::STANDARD
+                .decode(s)
+                .map_err(|e| {
+                    let at = match e {
+                        base64::DecodeError::InvalidByte(at, _)
+                        | base64::DecodeError::InvalidLastSymbol(at, _) => at,
+                        base64::DecodeError::InvalidLength(at) => at,
+                        base64::DecodeError::InvalidPadding => s.len(),
+                    };
+                    format!("failed to call webhook: illegal base64 data at input byte {at}")
+                })
+        }
+        Some(other) => Err(format!(
+            "failed to call webhook: json: cannot unmarshal {} into Go struct field AdmissionResponse.response.patch of type []uint8",
+            json_type(other)
+        )),
+    }
+}
+
+fn json_type(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "bool",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    }
+}
+
+/// `webhookrequest.VerifyAdmissionResponse` for `admission.k8s.io/v1`: the response must be
+/// there, carry the request's uid, come in an `admission.k8s.io/v1` `AdmissionReview`, and
+/// a mutating webhook's `patch` and `patchType` (only `JSONPatch`) come together while a
+/// validating webhook returns neither. Each failure is a webhook call failure (the reason
+/// is returned), to which the webhook's failurePolicy applies. Returns `response`.
+pub fn verify_response(uid: &str, mutating: bool, review: &Value) -> Result<Value, String> {
+    let invalid = |why: String| format!("received invalid webhook response: {why}");
+    let r = match review.get("response") {
+        None | Some(Value::Null) => return Err(invalid("webhook response was absent".into())),
+        Some(r) => r,
+    };
+    let got_uid = r.get("uid").and_then(Value::as_str).unwrap_or("");
+    if got_uid != uid {
+        return Err(invalid(format!(
+            "expected response.uid={uid:?}, got {got_uid:?}"
+        )));
+    }
+    let api_version = review
+        .get("apiVersion")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let kind = review.get("kind").and_then(Value::as_str).unwrap_or("");
+    if (api_version, kind) != ("admission.k8s.io/v1", "AdmissionReview") {
+        // schema.GroupVersionKind.String(): "group/version, Kind=kind".
+        let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
+        return Err(invalid(format!(
+            "expected webhook response of admission.k8s.io/v1, Kind=AdmissionReview, got {group}/{version}, Kind={kind}"
+        )));
+    }
+    let patch = patch_bytes(r)?;
+    let patch_type = match r.get("patchType") {
+        None | Some(Value::Null) => "",
+        Some(Value::String(s)) => s.as_str(),
+        Some(other) => {
+            return Err(format!(
+                "failed to call webhook: json: cannot unmarshal {} into Go struct field AdmissionResponse.response.patchType of type v1.PatchType",
+                json_type(other)
+            ));
+        }
+    };
+    if mutating {
+        if !patch.is_empty() && patch_type.is_empty() {
+            return Err(invalid(
+                "webhook returned response.patch but not response.patchType".into(),
+            ));
+        }
+        if patch.is_empty() && !patch_type.is_empty() {
+            return Err(invalid(
+                "webhook returned response.patchType but not response.patch".into(),
+            ));
+        }
+        if !patch_type.is_empty() && patch_type != "JSONPatch" {
+            return Err(invalid(format!(
+                "webhook returned invalid response.patchType of {patch_type:?}"
+            )));
+        }
+    } else {
+        if !patch.is_empty() {
+            return Err(invalid(
+                "validating webhook may not return response.patch".into(),
+            ));
+        }
+        if !patch_type.is_empty() {
+            return Err(invalid(
+                "validating webhook may not return response.patchType".into(),
+            ));
+        }
+    }
+    Ok(r.clone())
+}
+
+/// `utilerrors.NewAggregate(errs).Error()`: one error as is, several as `[a, b]`.
+fn aggregate(errors: &[String]) -> String {
+    match errors {
+        [one] => one.clone(),
+        many => format!("[{}]", many.join(", ")),
+    }
+}
+
+/// The `request` variable of matchConditions (`cel.CreateAdmissionRequest`): the
+/// AdmissionRequest the webhook would get, without uid, object and oldObject (those are
+/// variables of their own).
+fn request_variable(a: &Attributes) -> Value {
+    let mut review = build_review("", a);
+    let mut request = review["request"].take();
+    if let Some(m) = request.as_object_mut() {
+        m.remove("object");
+        m.remove("oldObject");
+    }
+    request
+}
+
+/// Evaluates a webhook's `matchConditions` as `matchconditions.matcher.Match` does:
+/// `Ok(true)` when every condition is true (or there are none), `Ok(false)` as soon as one
+/// is false (even if others failed), `Err` with the evaluation errors otherwise. Variables:
+/// `object`, `oldObject` (null on CREATE) and `request`; a condition using `authorizer` is
+/// an evaluation error here (this server has no authorizer to offer).
+pub fn match_conditions(
+    conditions: &[config::MatchCondition],
+    a: &Attributes,
+) -> Result<bool, Vec<String>> {
+    use kube_cel::KubeCelExt;
+    use kube_cel::cel;
+    if conditions.is_empty() {
+        return Ok(true);
+    }
+    let resulted =
+        |expr: &str, why: String| format!("expression '{expr}' resulted in error: {why}");
+    let mut ctx = cel::Context::default().with_all();
+    let variables = [
+        ("object", a.object.clone()),
+        ("oldObject", a.old_object.clone().unwrap_or(Value::Null)),
+        ("request", request_variable(a)),
+    ];
+    for (name, value) in variables {
+        match cel::to_value(&value) {
+            Ok(v) => ctx.add_variable_from_value(name, v),
+            Err(e) => return Err(vec![format!("converting {name} for CEL: {e}")]),
+        }
+    }
+    let mut errors = Vec::new();
+    for c in conditions {
+        let program = match cel::Program::compile(&c.expression) {
+            Ok(p) => p,
+            Err(e) => {
+                errors.push(resulted(&c.expression, e.to_string()));
+                continue;
+            }
+        };
+        if program.references().has_variable("authorizer") {
+            errors.push(resulted(
+                &c.expression,
+                "the authorizer variable is not supported by the kspy-e2e API server".into(),
+            ));
+            continue;
+        }
+        match program.execute(&ctx) {
+            Ok(cel::Value::Bool(false)) => return Ok(false),
+            Ok(cel::Value::Bool(true)) => {}
+            Ok(other) => errors.push(resulted(
+                &c.expression,
+                format!("expected a bool, got {other:?}"),
+            )),
+            Err(e) => errors.push(resulted(&c.expression, e.to_string())),
+        }
+    }
+    if errors.is_empty() {
+        Ok(true)
+    } else {
+        Err(errors)
     }
 }
 

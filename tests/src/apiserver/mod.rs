@@ -8,6 +8,7 @@ pub mod defaults;
 pub mod discovery;
 pub mod events;
 pub mod patch;
+pub mod pod_security;
 pub mod pods;
 pub mod selectors;
 pub mod status;
@@ -75,6 +76,8 @@ pub struct RecordedRequest {
     pub user: String,
     /// Content-Type header.
     pub content_type: String,
+    /// User-Agent header (`kubectl/v1.31.… (linux/amd64) kubernetes/…`, `kube-rs/…`, …).
+    pub user_agent: String,
     /// Request body (UTF-8 lossy).
     pub body: String,
 }
@@ -128,6 +131,11 @@ impl ServerState {
             .and_then(|v| v.to_str().ok())
             .unwrap_or("")
             .to_string();
+        let user_agent = headers
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
         self.requests
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -136,6 +144,7 @@ impl ServerState {
                 uri: uri.into(),
                 user: user.name.clone(),
                 content_type: ct,
+                user_agent,
                 body: String::from_utf8_lossy(body).into_owned(),
             });
     }

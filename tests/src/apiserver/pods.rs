@@ -3,8 +3,10 @@
 //!
 //! Writes follow the API server's order: decode and default, built-in admission (on
 //! create), mutating webhooks, the strategy's PrepareFor* (the `ephemeralcontainers`
-//! subresource keeps everything of the stored pod but `spec.ephemeralContainers`),
-//! validation (422), validating webhooks, then storage — skipped with `dryRun=All`.
+//! subresource keeps everything of the stored pod but `spec.ephemeralContainers`; on create
+//! BeforeCreate gives a generateName pod its name, so mutating webhooks see none),
+//! validation (422), validating admission — PodSecurity (`pod_security.rs`), then the
+//! webhooks — and storage, skipped with `dryRun=All`.
 
 use std::collections::HashMap;
 
@@ -19,7 +21,7 @@ use serde_json::{Value, json};
 
 use super::selectors::ListOptions;
 use super::status::ApiError;
-use super::{SharedState, defaults, json_response, patch, table, validation, watch};
+use super::{SharedState, defaults, json_response, patch, pod_security, table, validation, watch};
 use crate::admission_chain::{Admitted, Attributes, Operation};
 use crate::identity::Identity;
 
@@ -249,7 +251,7 @@ pub async fn create_pod(
         return Err(ApiError::new(
             415,
             "UnsupportedMediaType",
-            "the body of the request was in an unknown format - this test API server decodes application/json only (client-go sends Pods as protobuf since 1.31)",
+            "the body of the request was in an unknown format - this test API server decodes application/json only (kubectl 1.32 and later send Pods as protobuf)",
         ));
     }
     let mut v: Value = serde_json::from_slice(&body).map_err(|e| {
@@ -279,7 +281,8 @@ pub async fn create_pod(
             meta.insert("namespace".into(), json!(ns));
         }
     }
-    defaults::name_from_generate_name(meta);
+    // generateName is resolved when storing (the registry's BeforeCreate), after mutating
+    // admission: mutating webhooks see no name, validating ones the generated name.
     for k in [
         "uid",
         "resourceVersion",
@@ -295,7 +298,8 @@ pub async fn create_pod(
     let ns_labels = namespace_labels(&state, &ns)?;
     defaults::apply_create_admission(&mut v);
     let pod = decode(v)?;
-    let name = pod.metadata.name.clone().unwrap_or_default();
+    // The name the request carries: empty for a generateName create.
+    let request_name = pod.metadata.name.clone().unwrap_or_default();
 
     let chain = state.chain();
     let mut options = json!({"kind": "CreateOptions", "apiVersion": "meta.k8s.io/v1"});
@@ -308,7 +312,7 @@ pub async fn create_pod(
     let mut attrs = Attributes {
         operation: Operation::Create,
         subresource: String::new(),
-        name: name.clone(),
+        name: request_name.clone(),
         namespace: ns.clone(),
         user: user.clone(),
         object: to_json(&pod)?,
@@ -323,8 +327,14 @@ pub async fn create_pod(
         .await?;
     let mut v = attrs.object.clone();
     defaults::apply_pod_defaults(&mut v);
+    // rest.BeforeCreate: the name from generateName (when still without one), then the
+    // system fields; validation and validating admission see the generated name
+    // (rest.AdmissionToValidateObjectFunc takes it from the object).
+    if let Some(meta) = v.get_mut("metadata").and_then(Value::as_object_mut) {
+        defaults::name_from_generate_name(meta);
+    }
     let mut pod = decode(v)?;
-    // PrepareForCreate / BeforeCreate.
+    let name = pod.metadata.name.clone().unwrap_or_default();
     pod.metadata.uid = Some(defaults::random_uid());
     pod.metadata.creation_timestamp = Some(Time(k8s_openapi::jiff::Timestamp::now()));
     pod.status = serde_json::from_value(json!({"phase": "Pending", "qosClass": "BestEffort"})).ok();
@@ -333,6 +343,11 @@ pub async fn create_pod(
         return Err(ApiError::invalid("Pod", &name, &errs));
     }
     attrs.object = to_json(&pod)?;
+    if attrs.name.is_empty() {
+        attrs.name = name.clone();
+    }
+    // Validating admission: the PodSecurity plugin, then the webhooks.
+    pod_security::admit(&attrs.namespace_labels, &name, &attrs.object)?;
     chain
         .validate(&attrs, &state.reviews, &mut admitted)
         .await?;
@@ -521,6 +536,13 @@ async fn update(
             return Err(ApiError::invalid("Pod", name, &errs));
         }
         attrs.object = to_json(&prepared)?;
+        // Validating admission: the PodSecurity plugin (every ephemeralcontainers update; a
+        // pod update only when it changes images), then the webhooks.
+        if target == Target::Ephemeral
+            || pod_security::significant_pod_update(&attrs.object, &cur_json)
+        {
+            pod_security::admit(&attrs.namespace_labels, name, &attrs.object)?;
+        }
         chain
             .validate(&attrs, &state.reviews, &mut admitted)
             .await?;

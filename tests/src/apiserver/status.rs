@@ -75,6 +75,26 @@ impl ApiError {
         }
     }
 
+    /// `apierrors.NewForbidden` for a core resource: `pods "web" is forbidden: WHY`, or
+    /// `pods is forbidden: WHY` when the name is not known yet (a generateName create).
+    pub fn forbidden(resource: &str, name: &str, why: impl std::fmt::Display) -> Self {
+        let message = if name.is_empty() {
+            format!("{resource} is forbidden: {why}")
+        } else {
+            format!("{resource} \"{name}\" is forbidden: {why}")
+        };
+        Self {
+            code: 403,
+            reason: "Forbidden".into(),
+            message,
+            details: Some(if name.is_empty() {
+                json!({"group": "", "kind": resource})
+            } else {
+                json!({"name": name, "group": "", "kind": resource})
+            }),
+        }
+    }
+
     /// RBAC denial (403 Forbidden), message as the RBAC authorizer words it.
     pub fn forbidden_rbac(
         user: &str,

@@ -71,6 +71,20 @@ pub enum CertError {
         /// The rustls/webpki error.
         source: rustls::Error,
     },
+    /// The certificate's `notBefore` is still ahead (beyond the allowed clock skew): clients
+    /// would refuse it ("certificate is not yet valid").
+    #[error(
+        "{what}: certificate is not valid before unix time {not_before}, {ahead} s from now; \
+         check the issuer's and this node's clocks, or wait"
+    )]
+    NotYetValid {
+        /// Where the certificate came from.
+        what: String,
+        /// Its `notBefore`, seconds since the Unix epoch.
+        not_before: i64,
+        /// How far ahead that is, in seconds.
+        ahead: i64,
+    },
     /// The certificate is already past its `notAfter`.
     #[error("{what}: certificate expired at unix time {not_after}")]
     Expired {

@@ -7,12 +7,21 @@ use crate::error::CertError;
 /// The `notAfter` of a DER certificate, in seconds since the Unix epoch. `what` names the
 /// certificate's origin in the error.
 pub fn not_after_unix(der: &CertificateDer<'_>, what: &str) -> Result<i64, CertError> {
+    validity_unix(der, what).map(|(_, not_after)| not_after)
+}
+
+/// The `notBefore` and `notAfter` of a DER certificate, in seconds since the Unix epoch.
+pub fn validity_unix(der: &CertificateDer<'_>, what: &str) -> Result<(i64, i64), CertError> {
     let (_, cert) =
         x509_parser::parse_x509_certificate(der.as_ref()).map_err(|e| CertError::X509 {
             what: what.to_owned(),
             reason: e.to_string(),
         })?;
-    Ok(cert.validity().not_after.timestamp())
+    let validity = cert.validity();
+    Ok((
+        validity.not_before.timestamp(),
+        validity.not_after.timestamp(),
+    ))
 }
 
 /// The DNS and IP subject alternative names of a DER certificate, rendered as strings.

@@ -10,7 +10,11 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::sign::CertifiedKey;
 
 use crate::error::CertError;
-use crate::expiry::not_after_unix;
+use crate::expiry::validity_unix;
+
+/// How far in the future a certificate's `notBefore` may lie and still be served: clocks of
+/// the issuer and of this node may disagree a little.
+const CLOCK_SKEW_SECS: i64 = 5 * 60;
 
 /// A serving certificate chain and key, checked and ready for rustls.
 #[derive(Debug, Clone)]
@@ -45,7 +49,7 @@ pub fn parse_pem_pair(
 ) -> Result<LoadedCert, CertError> {
     let chain = parse_certs(cert_pem, cert_what)?;
     let key = parse_private_key(key_pem, key_what)?;
-    let not_after = not_after_unix(&chain[0], cert_what)?;
+    let (not_before, not_after) = validity_unix(&chain[0], cert_what)?;
     let provider = rustls::crypto::ring::default_provider();
     let certified_key =
         CertifiedKey::from_der(chain, key, &provider).map_err(|source| CertError::Key {
@@ -60,6 +64,16 @@ pub fn parse_pem_pair(
         return Err(CertError::Expired {
             what: cert_what.to_owned(),
             not_after,
+        });
+    }
+    // A certificate from the future fails every handshake just as an expired one does. A few
+    // minutes are allowed for clocks that disagree (kspy's own certificates start 5 minutes
+    // back for the same reason).
+    if not_before > now.saturating_add(CLOCK_SKEW_SECS) {
+        return Err(CertError::NotYetValid {
+            what: cert_what.to_owned(),
+            not_before,
+            ahead: not_before - now,
         });
     }
     Ok(LoadedCert {

@@ -120,19 +120,50 @@ impl ReloadingResolver {
         &self.key_path
     }
 
+    /// Reads the certificate, the key, and the certificate again: Kubernetes swaps a Secret
+    /// volume's `..data` link between reads, and a pair read across a swap (the old
+    /// certificate, the new key) would be reported as a mismatch. When the certificate changed
+    /// under the read, the pair is read again (three tries; then the last pair is returned and
+    /// judged as it is).
+    ///
+    /// The kubelet removes the old generation right after the swap, so a read that resolved
+    /// `..data` just before it may find its file gone: that is retried too.
+    fn read_pair(&self) -> Result<(Vec<u8>, Vec<u8>), CertError> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.read_pair_once() {
+                Err(CertError::Io { source, .. })
+                    if source.kind() == std::io::ErrorKind::NotFound && attempt < 3 =>
+                {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn read_pair_once(&self) -> Result<(Vec<u8>, Vec<u8>), CertError> {
+        let read = |path: &Path| std::fs::read(path).map_err(|e| CertError::io(path, e));
+        let mut cert = read(&self.cert_path)?;
+        for _ in 0..3 {
+            let key = read(&self.key_path)?;
+            let again = read(&self.cert_path)?;
+            if again == cert {
+                return Ok((cert, key));
+            }
+            cert = again;
+        }
+        let key = read(&self.key_path)?;
+        Ok((cert, key))
+    }
+
     /// Re-reads both files (through any symlinks) and, if their content changed since the last
     /// poll, loads it. Blocking file I/O: from async code call it on a blocking thread, as
     /// [`ReloadingResolver::watch`] does. Successes are logged at info, failures at warn.
     pub fn poll(&self) -> ReloadOutcome {
         let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
-        let read = std::fs::read(&self.cert_path)
-            .map_err(|e| CertError::io(&self.cert_path, e))
-            .and_then(|cert| {
-                std::fs::read(&self.key_path)
-                    .map(|key| (cert, key))
-                    .map_err(|e| CertError::io(&self.key_path, e))
-            });
-        let (cert, key) = match read {
+        let (cert, key) = match self.read_pair() {
             Ok(pair) => pair,
             Err(err) => {
                 let message = err.to_string();

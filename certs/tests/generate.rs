@@ -193,3 +193,18 @@ fn debug_output_hides_the_key() {
     let shown = format!("{certs:?}");
     assert!(!shown.contains("PRIVATE KEY"), "{shown}");
 }
+
+#[test]
+fn the_ecdsa_serving_key_only_signs() {
+    // RFC 8813: keyEncipherment must not be asserted for an EC key.
+    let certs = generate("kspy-webhook", "kspy", DAY).expect("generate");
+    let chain = parse_certs(certs.cert_pem.as_bytes(), "tls.crt").expect("chain parses");
+    let (_, cert) = x509_parser::parse_x509_certificate(chain[0].as_ref()).expect("x509");
+    let usage = cert
+        .key_usage()
+        .expect("key usage parses")
+        .expect("key usage present")
+        .value;
+    assert!(usage.digital_signature(), "{usage:?}");
+    assert!(!usage.key_encipherment(), "{usage:?}");
+}

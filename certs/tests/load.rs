@@ -86,6 +86,31 @@ fn an_expired_certificate_is_refused() {
 }
 
 #[test]
+fn a_certificate_not_valid_yet_is_refused_beyond_the_clock_skew() {
+    use rcgen::{CertificateParams, KeyPair};
+    let in_future = |minutes: i64| {
+        let key = KeyPair::generate().expect("key");
+        let mut params = CertificateParams::new(vec!["kspy.kspy.svc".to_owned()]).expect("params");
+        let now = time::OffsetDateTime::now_utc();
+        params.not_before = now + time::Duration::minutes(minutes);
+        params.not_after = now + time::Duration::days(30);
+        let cert = params.self_signed(&key).expect("cert");
+        parse_pem_pair(
+            cert.pem().as_bytes(),
+            key.serialize_pem().as_bytes(),
+            "future",
+            "k",
+        )
+    };
+    // Clients would refuse it: "certificate is not yet valid".
+    let err = in_future(24 * 60).expect_err("a day ahead");
+    assert!(matches!(err, CertError::NotYetValid { .. }), "{err}");
+    assert!(err.to_string().contains("clocks"), "{err}");
+    // A minute ahead is clock skew, not a mistake.
+    in_future(1).expect("a minute ahead loads");
+}
+
+#[test]
 fn missing_files_name_the_path() {
     let dir = tempfile::tempdir().expect("tempdir");
     let err = load_pem_files(&dir.path().join("nope.crt"), &dir.path().join("nope.key"))

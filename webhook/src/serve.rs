@@ -19,6 +19,10 @@ use tokio_rustls::TlsAcceptor;
 use crate::metrics::Metrics;
 use crate::read_deadlines::ReadDeadlines;
 
+/// The HTTP/2 flow-control window of a stream and of a connection: the most a client can have
+/// sent that kspy has not read yet (RFC 9113's initial value).
+pub(crate) const HTTP2_WINDOW: u32 = 65_535;
+
 /// How many connections may be open, how long a connection may take over each step, and how
 /// idle HTTP/2 connections are checked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,7 +100,14 @@ pub(crate) async fn serve_tls<S, B>(
         .http2()
         .timer(TokioTimer::new())
         .keep_alive_interval(limits.http2_ping_interval)
-        .keep_alive_timeout(limits.http2_ping_timeout);
+        .keep_alive_timeout(limits.http2_ping_timeout)
+        // What a client may send before kspy reads it is held by hyper, outside the body
+        // budget: hyper's default window (1 MiB per connection) let 60 HTTP/2 uploads waiting
+        // for room hold 100 MiB. At the protocol's own default a connection holds at most
+        // 64 KiB, which also covers a whole review of the usual size.
+        .initial_stream_window_size(HTTP2_WINDOW)
+        .initial_connection_window_size(HTTP2_WINDOW)
+        .adaptive_window(false);
     let builder = Arc::new(builder);
     let graceful = GracefulShutdown::new();
     // A slot per open connection, taken before accepting it and given back when it closes.

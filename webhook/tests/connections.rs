@@ -277,3 +277,55 @@ async fn an_http2_peer_that_answers_pings_keeps_its_idle_connection() {
     assert!(pings >= 3, "only {pings} pings in 1.5 s");
     h.server.shutdown().await;
 }
+
+const WINDOW_UPDATE: u8 = 8;
+const SETTINGS_INITIAL_WINDOW_SIZE: u16 = 4;
+
+/// What an HTTP/2 client may send before kspy reads any of it is held by hyper, outside the
+/// body budget (`--max-buffered-bytes`): with hyper's default windows (1 MiB) sixty uploads
+/// waiting for room held 100 MiB. The server grants no more than the protocol's initial
+/// window, per stream and per connection.
+#[tokio::test]
+async fn an_http2_client_may_send_at_most_64_kib_unread() {
+    let h = Harness::start().await;
+    let mut stream = h2_peer(&h).await;
+    // The protocol's defaults, until the server says otherwise.
+    let (mut stream_window, mut connection_window) = (65_535u64, 65_535u64);
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(800);
+    while let Ok(Some((kind, flags, payload))) =
+        tokio::time::timeout_at(deadline, next_frame(&mut stream)).await
+    {
+        match kind {
+            SETTINGS if flags & ACK == 0 => {
+                for setting in payload.chunks_exact(6) {
+                    let id = u16::from_be_bytes([setting[0], setting[1]]);
+                    let value =
+                        u32::from_be_bytes([setting[2], setting[3], setting[4], setting[5]]);
+                    if id == SETTINGS_INITIAL_WINDOW_SIZE {
+                        stream_window = u64::from(value);
+                    }
+                }
+                send_frame(&mut stream, SETTINGS, ACK, &[]).await;
+            }
+            // A WINDOW_UPDATE on stream 0 widens the connection's window.
+            WINDOW_UPDATE if payload.len() == 4 => {
+                let increment =
+                    u32::from_be_bytes([payload[0], payload[1], payload[2], payload[3]])
+                        & 0x7fff_ffff;
+                connection_window += u64::from(increment);
+            }
+            _ => {}
+        }
+    }
+    drop(stream);
+    let window = 65_535u64;
+    assert!(
+        stream_window <= window,
+        "a stream may send {stream_window} bytes unread"
+    );
+    assert!(
+        connection_window <= window,
+        "a connection may send {connection_window} bytes unread"
+    );
+    h.server.shutdown().await;
+}

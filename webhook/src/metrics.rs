@@ -32,9 +32,12 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// Upper bounds of the latency histogram buckets, in seconds.
-pub const DURATION_BUCKETS: [f64; 14] = [
-    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
+/// Upper bounds of the latency histogram buckets, in seconds: from the ~100 µs of a review
+/// to the review deadline (9 s by default, at most 30 s), so reviews closing in on the API
+/// server's timeout show in the percentiles.
+pub const DURATION_BUCKETS: [f64; 18] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 7.5, 10.0, 30.0,
 ];
 
 /// A counter with labels: one value per label-value tuple.
@@ -628,7 +631,8 @@ mod tests {
         let m = Metrics::new();
         m.observe("validate", Duration::from_micros(50));
         m.observe("validate", Duration::from_micros(700));
-        m.observe("validate", Duration::from_secs(30));
+        m.observe("validate", Duration::from_secs(9));
+        m.observe("validate", Duration::from_secs(31));
         let text = m.render();
         let line = |s: &str| text.lines().any(|l| l == s);
         assert!(
@@ -643,12 +647,25 @@ mod tests {
             line("kspy_review_duration_seconds_bucket{endpoint=\"validate\",le=\"5\"} 2"),
             "{text}"
         );
+        // A review timed out at the default 9 s deadline lands below the API server's 10 s.
         assert!(
-            line("kspy_review_duration_seconds_bucket{endpoint=\"validate\",le=\"+Inf\"} 3"),
+            line("kspy_review_duration_seconds_bucket{endpoint=\"validate\",le=\"7.5\"} 2"),
             "{text}"
         );
         assert!(
-            line("kspy_review_duration_seconds_count{endpoint=\"validate\"} 3"),
+            line("kspy_review_duration_seconds_bucket{endpoint=\"validate\",le=\"10\"} 3"),
+            "{text}"
+        );
+        assert!(
+            line("kspy_review_duration_seconds_bucket{endpoint=\"validate\",le=\"30\"} 3"),
+            "{text}"
+        );
+        assert!(
+            line("kspy_review_duration_seconds_bucket{endpoint=\"validate\",le=\"+Inf\"} 4"),
+            "{text}"
+        );
+        assert!(
+            line("kspy_review_duration_seconds_count{endpoint=\"validate\"} 4"),
             "{text}"
         );
         assert!(
@@ -656,7 +673,7 @@ mod tests {
             "{text}"
         );
         assert!(
-            text.contains("kspy_review_duration_seconds_sum{endpoint=\"validate\"} 30.00075"),
+            text.contains("kspy_review_duration_seconds_sum{endpoint=\"validate\"} 40.00075"),
             "{text}"
         );
     }

@@ -43,12 +43,59 @@ pub struct Decision {
     pub audit: BTreeMap<String, String>,
     /// Names of the policies that applied to some subject, in load order.
     pub policies: Vec<String>,
+    /// The reasons of `denials`, in the same order, told briefly and fit for anyone who may
+    /// read the namespace (kspy's Events).
+    pub reasons: Vec<DenialReason>,
 }
 
 impl Decision {
     /// True when nothing denies.
     pub fn allowed(&self) -> bool {
         self.denials.is_empty()
+    }
+
+    /// Denies: `full` for the requester, `reason` for everyone else.
+    fn deny(&mut self, full: String, reason: DenialReason) {
+        self.denials.push(full);
+        self.reasons.push(reason);
+    }
+}
+
+/// One reason a request was denied, in words fit for whoever may read the Pod's namespace
+/// (kspy's Events): unlike the full denial message, which is for the requester, it names
+/// neither the requester's groups nor which policies grant what to whom.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct DenialReason {
+    /// The debug container it is about; `None` when it is about the whole request.
+    pub container: Option<String>,
+    /// The policy that denied: an `Enforce` policy whose validation failed, whose CEL failed
+    /// to evaluate, or whose validations could not be checked. `None` when the denial is a
+    /// missing grant or no applicable policy: no policy denied then.
+    pub policy: Option<String>,
+    /// What is wrong: `capability SYS_PTRACE is not granted`, `no DebugPolicy allows this
+    /// request`, or a policy's validation message.
+    pub reason: String,
+}
+
+impl DenialReason {
+    /// A reason about the whole request that no policy gave.
+    pub fn request(reason: impl Into<String>) -> Self {
+        DenialReason {
+            container: None,
+            policy: None,
+            reason: reason.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for DenialReason {
+    /// `policy production-reason: <message>`, or the reason alone; the container is left to
+    /// the caller, which knows whether naming it says anything.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.policy {
+            Some(policy) => write!(f, "policy {policy}: {}", self.reason),
+            None => f.write_str(&self.reason),
+        }
     }
 }
 
@@ -58,9 +105,27 @@ pub(crate) struct PolicyOutcome {
     /// Static match and all conditions held.
     pub applies: bool,
     /// CEL evaluation errors (variables, conditions, validations).
-    pub errors: Vec<String>,
+    pub errors: Vec<CelFailure>,
     /// Messages of failed validations.
     pub failed_validations: Vec<String>,
+}
+
+/// A CEL expression of a policy that failed to evaluate.
+#[derive(Debug)]
+pub(crate) struct CelFailure {
+    /// Which expression (`condition "own-team"`), without the error.
+    pub what: String,
+    /// `condition "own-team" failed to evaluate: <the error>`.
+    pub full: String,
+}
+
+impl CelFailure {
+    fn new(what: String, error: impl std::fmt::Display) -> Self {
+        CelFailure {
+            full: format!("{what} failed to evaluate: {error}"),
+            what,
+        }
+    }
 }
 
 /// Evaluates policies for one request; CEL scopes are built once and only when needed.
@@ -279,7 +344,7 @@ fn evaluate_policy(
             Err(e) => {
                 outcome
                     .errors
-                    .push(format!("variable {name:?} failed to evaluate: {e}"));
+                    .push(CelFailure::new(format!("variable {name:?}"), e));
                 return outcome;
             }
         }
@@ -294,7 +359,7 @@ fn evaluate_policy(
                 Err(e) => {
                     outcome
                         .errors
-                        .push(format!("condition {name:?} failed to evaluate: {e}"));
+                        .push(CelFailure::new(format!("condition {name:?}"), e));
                     return outcome;
                 }
             }
@@ -320,11 +385,14 @@ fn evaluate_policy(
                     .unwrap_or_else(|| format!("failed rule: {}", v.expression.source()));
                 outcome.failed_validations.push(message);
             }
-            Err(e) => outcome.errors.push(format!(
-                "validation {} ({}) failed to evaluate: {e}",
-                i + 1,
-                v.expression.source()
-            )),
+            Err(e) => outcome.errors.push(CelFailure {
+                what: format!("validation {}", i + 1),
+                full: format!(
+                    "validation {} ({}) failed to evaluate: {e}",
+                    i + 1,
+                    v.expression.source()
+                ),
+            }),
         }
     }
     outcome
@@ -494,13 +562,21 @@ pub(crate) fn decide(judge: &Judge<'_>, no_policy: NoPolicyVerdict) -> Decision 
                 .as_ref()
                 .map(ToString::to_string)
                 .unwrap_or_default();
-            d.denials.push(format!(
-                "policy {} applies in namespaces labelled {selector} and the labels of {place} \
-                 are unknown (the Namespace could not be read), so its validations cannot be \
-                 checked; kspy denies rather than skip them (the webhook needs RBAC `get` on \
-                 namespaces, and its log says why the lookup failed)",
-                p.name
-            ));
+            d.deny(
+                format!(
+                    "policy {} applies in namespaces labelled {selector} and the labels of \
+                     {place} are unknown (the Namespace could not be read), so its validations \
+                     cannot be checked; kspy denies rather than skip them (the webhook needs \
+                     RBAC `get` on namespaces, and its log says why the lookup failed)",
+                    p.name
+                ),
+                DenialReason {
+                    container: None,
+                    policy: Some(p.name.clone()),
+                    reason: "its validations cannot be checked: the Namespace could not be read"
+                        .into(),
+                },
+            );
         }
     }
 
@@ -509,11 +585,16 @@ pub(crate) fn decide(judge: &Judge<'_>, no_policy: NoPolicyVerdict) -> Decision 
         let mut enforcing: Vec<&CompiledPolicy> = Vec::new();
         for (p, o) in candidates.iter().zip(&outcomes) {
             for e in &o.errors {
-                let text = format!("policy {}: {e}", p.name);
+                let text = format!("policy {}: {}", p.name, e.full);
                 match p.mode {
-                    Mode::Enforce => d
-                        .denials
-                        .push(format!("container {:?}: {text}", subject.name)),
+                    Mode::Enforce => d.deny(
+                        format!("container {:?}: {text}", subject.name),
+                        DenialReason {
+                            container: Some(subject.name.clone()),
+                            policy: Some(p.name.clone()),
+                            reason: format!("{} failed to evaluate", e.what),
+                        },
+                    ),
                     Mode::Warn => d.warnings.push(text),
                     Mode::Audit => push_audit(&mut d.audit, &format!("audit-{}", p.name), &text),
                 }
@@ -531,10 +612,14 @@ pub(crate) fn decide(judge: &Judge<'_>, no_policy: NoPolicyVerdict) -> Decision 
             }
             for m in &o.failed_validations {
                 match p.mode {
-                    Mode::Enforce => d.denials.push(format!(
-                        "container {:?}: policy {}: {m}",
-                        subject.name, p.name
-                    )),
+                    Mode::Enforce => d.deny(
+                        format!("container {:?}: policy {}: {m}", subject.name, p.name),
+                        DenialReason {
+                            container: Some(subject.name.clone()),
+                            policy: Some(p.name.clone()),
+                            reason: m.clone(),
+                        },
+                    ),
                     Mode::Warn => d.warnings.push(format!("policy {}: {m}", p.name)),
                     Mode::Audit => push_audit(&mut d.audit, &format!("audit-{}", p.name), m),
                 }
@@ -553,10 +638,17 @@ pub(crate) fn decide(judge: &Judge<'_>, no_policy: NoPolicyVerdict) -> Decision 
                 alternatives_for_action(judge.policies, request.action)
             );
             match no_policy {
-                NoPolicyVerdict::Deny => d.denials.push(format!(
-                    "container {:?}: {message}; kspy denies debug requests no policy allows",
-                    subject.name
-                )),
+                NoPolicyVerdict::Deny => d.deny(
+                    format!(
+                        "container {:?}: {message}; kspy denies debug requests no policy allows",
+                        subject.name
+                    ),
+                    DenialReason {
+                        container: Some(subject.name.clone()),
+                        policy: None,
+                        reason: "no DebugPolicy allows this request".into(),
+                    },
+                ),
                 NoPolicyVerdict::Allow => {
                     d.warnings.push(format!(
                         "{message}; allowed only because kspy runs audit-only (no policy allows)"
@@ -594,11 +686,19 @@ pub(crate) fn decide(judge: &Judge<'_>, no_policy: NoPolicyVerdict) -> Decision 
                 } else {
                     elsewhere.join("; ")
                 };
-                d.denials.push(format!(
-                    "container {:?}: {ask} is not granted by the policies that apply ({}); {hint}",
-                    subject.name,
-                    applied_names.join(", ")
-                ));
+                d.deny(
+                    format!(
+                        "container {:?}: {ask} is not granted by the policies that apply ({}); \
+                         {hint}",
+                        subject.name,
+                        applied_names.join(", ")
+                    ),
+                    DenialReason {
+                        container: Some(subject.name.clone()),
+                        policy: None,
+                        reason: format!("{ask} is not granted"),
+                    },
+                );
             } else {
                 grants_used
                     .entry(granting.join("+"))
@@ -613,6 +713,7 @@ pub(crate) fn decide(judge: &Judge<'_>, no_policy: NoPolicyVerdict) -> Decision 
         .map(|&i| judge.policies.policies()[i].name.clone())
         .collect();
     d.denials.dedup();
+    d.reasons.dedup();
     d.warnings.dedup();
     d.audit.insert("action".into(), request.action.to_string());
     if !d.policies.is_empty() {

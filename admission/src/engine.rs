@@ -9,7 +9,7 @@ use kube::core::response::Status;
 
 use crate::cel::{CelEnv, Expression, json_to_cel};
 use crate::classify::{Action, Classifier, classify};
-use crate::decide::{Decision, Judge, decide, request_variables};
+use crate::decide::{Decision, DenialReason, Judge, decide, request_variables};
 use crate::defaults::{PatchBuilder, SubjectDefaults, subject_defaults};
 use crate::pod_security::{enforced_level, suggested_profile, violations};
 use crate::policy::{LoadError, LoadErrors, Mode, PolicySet};
@@ -90,6 +90,10 @@ pub struct Judgement {
     pub policies: Vec<String>,
     /// Names of the containers judged.
     pub subjects: Vec<String>,
+    /// Why it was denied (empty when allowed), briefly and without what only the requester
+    /// should read (their groups, who else is granted what): for kspy's Events, which anyone
+    /// who may read the namespace reads. The response's message says it in full.
+    pub reasons: Vec<DenialReason>,
 }
 
 impl Judgement {
@@ -186,6 +190,7 @@ impl Engine {
                     verdict: Verdict::NotDebug,
                     policies: Vec::new(),
                     subjects: Vec::new(),
+                    reasons: Vec::new(),
                 };
             }
             Err(e) => {
@@ -195,6 +200,7 @@ impl Engine {
                     Vec::new(),
                     Vec::new(),
                     format!("kspy cannot judge this request: {e}"),
+                    vec![DenialReason::request("kspy cannot judge this request")],
                 );
             }
         };
@@ -225,10 +231,18 @@ impl Engine {
                         verdict: Verdict::Allowed,
                         policies: decision.policies,
                         subjects,
+                        reasons: Vec::new(),
                     }
                 } else {
                     let message = denial_message(review, &request, &decision);
-                    let mut j = denial(base, action, decision.policies, subjects, message);
+                    let mut j = denial(
+                        base,
+                        action,
+                        decision.policies,
+                        subjects,
+                        message,
+                        decision.reasons,
+                    );
                     j.response.audit_annotations = decision.audit.into_iter().collect();
                     j.response.warnings =
                         (!decision.warnings.is_empty()).then_some(decision.warnings);
@@ -294,6 +308,9 @@ impl Engine {
                         applied,
                         subjects,
                         format!("kspy could not encode its default patch: {e}"),
+                        vec![DenialReason::request(
+                            "kspy could not encode its default patch",
+                        )],
                     );
                 }
             }
@@ -304,6 +321,7 @@ impl Engine {
             verdict: Verdict::Allowed,
             policies: applied,
             subjects,
+            reasons: Vec::new(),
         }
     }
 }
@@ -314,6 +332,7 @@ fn denial(
     policies: Vec<String>,
     subjects: Vec<String>,
     message: String,
+    reasons: Vec<DenialReason>,
 ) -> Judgement {
     let mut response = base.deny(&message);
     response.result = Status::failure(&message, "Forbidden").with_code(403);
@@ -323,6 +342,7 @@ fn denial(
         verdict: Verdict::Denied,
         policies,
         subjects,
+        reasons,
     }
 }
 

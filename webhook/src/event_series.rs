@@ -1,6 +1,9 @@
-//! Repeats of one decision become one Event with a `series`, as client-go's events.k8s.io
-//! recorder does, so a script retrying a denied debug request does not flood the API server
-//! (and `kubectl events`) with one identical Event per attempt.
+//! How many Events decisions make: repeats of one decision become one Event with a `series`,
+//! and a rate limit per user and namespace keeps one client from flooding the queue.
+//!
+//! **Series.** Repeats of one decision become one Event with a `series`, as client-go's
+//! events.k8s.io recorder does, so a script retrying a denied debug request does not flood the
+//! API server (and `kubectl events`) with one identical Event per attempt.
 //!
 //! - The first time a decision is seen, its Event is created.
 //! - The first repeat patches that Event's `series` (`count: 2`) at once, so the Event shows
@@ -10,9 +13,16 @@
 //!   that goes on, and at shutdown.
 //!
 //! Two decisions repeat each other only when their Events would say exactly the same thing:
-//! same Pod (and uid), action, verdict, user, containers, policies and reason. client-go
+//! same Pod (and uid), action, verdict, user, containers, policies and reasons. client-go
 //! folds Events that differ in their note; kspy does not, because the note says who debugged
 //! what, and a series keeps the note of its first Event only.
+//!
+//! **Rate limit.** Series do not help when every attempt is a new decision: `kubectl debug`
+//! names each debug container anew. [`SpamFilter`] is client-go's
+//! `EventSourceObjectSpamFilter` keyed by who asked and where: a token bucket per (user,
+//! namespace) holding [`SPAM_BURST`] tokens, one back every [`SPAM_REFILL`]. Every decision
+//! takes a token before it is queued; one finding none is not queued (and so not counted in
+//! a series either).
 //!
 //! This file is the bookkeeping alone, with the clock passed in; the posting task in
 //! `events.rs` makes the API calls it asks for.
@@ -236,8 +246,188 @@ impl SeriesBook {
     }
 }
 
+/// Decision Events one user may have posted in one namespace at once: client-go's spam filter
+/// burst (`defaultSpamBurst`).
+pub const SPAM_BURST: u32 = 25;
+/// A rate-limited key gets one token back this often: client-go's spam filter rate
+/// (`defaultSpamQPS`, one every 300 s). A key unused for `SPAM_BURST × SPAM_REFILL` (about
+/// two hours) is back to a full burst.
+pub const SPAM_REFILL: Duration = Duration::from_secs(5 * 60);
+/// Keys (user and namespace) the rate limit remembers at most, as client-go's spam filter
+/// cache. Beyond it, keys whose bucket has refilled are forgotten first (they are no different
+/// from a key never seen), then the least recently used one.
+pub const SPAM_KEYS: usize = 4096;
+
+/// Whom a rate limit applies to: the requesting user in the Pod's namespace.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct SpamKey {
+    /// The requesting user.
+    pub user: String,
+    /// The Pod's namespace.
+    pub namespace: String,
+}
+
+impl SpamKey {
+    /// The key of `decision`.
+    pub fn of(decision: &DecisionEvent) -> Self {
+        SpamKey {
+            user: decision.user.clone(),
+            namespace: decision.namespace.clone(),
+        }
+    }
+}
+
+/// What the rate limit says about one decision's Event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SpamVerdict {
+    /// A token was taken: queue it.
+    Allowed,
+    /// No token left: drop it. `first` is true for the first refusal since the key last had
+    /// a token (log it once, not once per Event).
+    Limited {
+        /// The first refusal of a run.
+        first: bool,
+    },
+}
+
+#[derive(Debug)]
+struct Bucket {
+    tokens: u32,
+    /// When `tokens` was last brought up to date with the refill.
+    refilled: Instant,
+    last_used: Instant,
+    /// Whether the last decision of this key was refused.
+    limited: bool,
+}
+
+impl Bucket {
+    /// Adds the tokens earned since `refilled`, up to `burst`.
+    fn refill(&mut self, now: Instant, burst: u32, every: Duration) {
+        if self.tokens >= burst {
+            self.refilled = now;
+            return;
+        }
+        let elapsed = now.saturating_duration_since(self.refilled);
+        let earned = elapsed.as_nanos() / every.as_nanos().max(1);
+        let missing = burst - self.tokens;
+        match u32::try_from(earned) {
+            Ok(earned) if earned < missing => {
+                self.tokens += earned;
+                // Keep the part of a period already elapsed.
+                self.refilled += every.saturating_mul(earned);
+            }
+            _ => {
+                self.tokens = burst;
+                self.refilled = now;
+            }
+        }
+    }
+
+    /// Whether it is full by `now`.
+    fn full_at(&self, now: Instant, burst: u32, every: Duration) -> bool {
+        let missing = burst.saturating_sub(self.tokens);
+        missing == 0
+            || now.saturating_duration_since(self.refilled) >= every.saturating_mul(missing)
+    }
+}
+
+/// A token bucket per (user, namespace) for decision Events; see the module documentation.
+#[derive(Debug)]
+pub struct SpamFilter {
+    burst: u32,
+    refill: Duration,
+    capacity: usize,
+    buckets: HashMap<SpamKey, Bucket>,
+}
+
+impl Default for SpamFilter {
+    /// [`SPAM_BURST`], [`SPAM_REFILL`], [`SPAM_KEYS`].
+    fn default() -> Self {
+        SpamFilter::new(SPAM_BURST, SPAM_REFILL, SPAM_KEYS)
+    }
+}
+
+impl SpamFilter {
+    /// Buckets of `burst` tokens, one back every `refill`, for at most `capacity` keys (each
+    /// at least 1).
+    pub fn new(burst: u32, refill: Duration, capacity: usize) -> Self {
+        SpamFilter {
+            burst: burst.max(1),
+            refill,
+            capacity: capacity.max(1),
+            buckets: HashMap::new(),
+        }
+    }
+
+    /// Takes a token of `key` at `now`, if it has one.
+    pub fn admit(&mut self, key: &SpamKey, now: Instant) -> SpamVerdict {
+        let (burst, refill) = (self.burst, self.refill);
+        if !self.buckets.contains_key(key) {
+            self.make_room(now);
+            self.buckets.insert(
+                key.clone(),
+                Bucket {
+                    tokens: burst,
+                    refilled: now,
+                    last_used: now,
+                    limited: false,
+                },
+            );
+        }
+        let Some(bucket) = self.buckets.get_mut(key) else {
+            // Just inserted.
+            return SpamVerdict::Allowed;
+        };
+        bucket.refill(now, burst, refill);
+        bucket.last_used = now;
+        if bucket.tokens > 0 {
+            bucket.tokens -= 1;
+            bucket.limited = false;
+            SpamVerdict::Allowed
+        } else {
+            let first = !bucket.limited;
+            bucket.limited = true;
+            SpamVerdict::Limited { first }
+        }
+    }
+
+    /// Below capacity, for one more key: forgets the keys whose bucket is full again, or
+    /// else the least recently used key.
+    fn make_room(&mut self, now: Instant) {
+        if self.buckets.len() < self.capacity {
+            return;
+        }
+        let (burst, refill) = (self.burst, self.refill);
+        self.buckets
+            .retain(|_, bucket| !bucket.full_at(now, burst, refill));
+        if self.buckets.len() < self.capacity {
+            return;
+        }
+        let oldest = self
+            .buckets
+            .iter()
+            .min_by_key(|(_, bucket)| bucket.last_used)
+            .map(|(key, _)| key.clone());
+        if let Some(key) = oldest {
+            self.buckets.remove(&key);
+        }
+    }
+
+    /// How many keys it remembers.
+    pub fn len(&self) -> usize {
+        self.buckets.len()
+    }
+
+    /// Whether it remembers none.
+    pub fn is_empty(&self) -> bool {
+        self.buckets.is_empty()
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use kspy_admission::decide::DenialReason;
+
     use super::*;
 
     fn decision(user: &str) -> DecisionEvent {
@@ -250,7 +440,11 @@ mod tests {
             user: user.into(),
             policies: vec!["sre-debug".into()],
             subjects: vec!["debugger-x2k".into()],
-            message: "capability SYS_ADMIN is not granted".into(),
+            reasons: vec![DenialReason {
+                container: Some("debugger-x2k".into()),
+                policy: None,
+                reason: "capability SYS_ADMIN is not granted".into(),
+            }],
         }
     }
 
@@ -453,5 +647,97 @@ mod tests {
             book.observe(&decision("user-7"), t0, wall(0)),
             Step::Update(_)
         ));
+    }
+
+    fn key(user: &str, namespace: &str) -> SpamKey {
+        SpamKey {
+            user: user.into(),
+            namespace: namespace.into(),
+        }
+    }
+
+    /// How many of `n` decisions of `k` at `now` the filter lets through.
+    fn admitted(filter: &mut SpamFilter, k: &SpamKey, n: usize, now: Instant) -> usize {
+        (0..n)
+            .filter(|_| filter.admit(k, now) == SpamVerdict::Allowed)
+            .count()
+    }
+
+    #[test]
+    fn a_key_gets_its_burst_then_one_event_per_refill_period() {
+        let t0 = Instant::now();
+        let mut filter = SpamFilter::default();
+        let bob = key("bob", "shop");
+        assert_eq!(admitted(&mut filter, &bob, 100, t0), SPAM_BURST as usize);
+        // Another user in the same namespace, and bob elsewhere, have buckets of their own.
+        assert_eq!(admitted(&mut filter, &key("carol", "shop"), 1, t0), 1);
+        assert_eq!(admitted(&mut filter, &key("bob", "billing"), 1, t0), 1);
+        // Nothing comes back before a whole period.
+        let almost = t0 + SPAM_REFILL - Duration::from_secs(1);
+        assert_eq!(admitted(&mut filter, &bob, 5, almost), 0);
+        assert_eq!(admitted(&mut filter, &bob, 5, t0 + SPAM_REFILL), 1);
+        // Two and a half periods later: two tokens, and the half period is kept.
+        let later = t0 + SPAM_REFILL * 3 + SPAM_REFILL / 2;
+        assert_eq!(admitted(&mut filter, &bob, 5, later), 2);
+        assert_eq!(
+            admitted(&mut filter, &bob, 5, t0 + SPAM_REFILL * 4),
+            1,
+            "the half period counted"
+        );
+        // Long unused, the bucket is full again, and no fuller than the burst.
+        let idle = t0 + SPAM_REFILL * 1000;
+        assert_eq!(admitted(&mut filter, &bob, 100, idle), SPAM_BURST as usize);
+    }
+
+    #[test]
+    fn only_the_first_refusal_of_a_run_is_marked_first() {
+        let t0 = Instant::now();
+        let mut filter = SpamFilter::new(1, Duration::from_secs(60), 8);
+        let bob = key("bob", "shop");
+        assert_eq!(filter.admit(&bob, t0), SpamVerdict::Allowed);
+        assert_eq!(filter.admit(&bob, t0), SpamVerdict::Limited { first: true });
+        assert_eq!(
+            filter.admit(&bob, t0),
+            SpamVerdict::Limited { first: false }
+        );
+        let later = t0 + Duration::from_secs(60);
+        assert_eq!(filter.admit(&bob, later), SpamVerdict::Allowed);
+        assert_eq!(
+            filter.admit(&bob, later),
+            SpamVerdict::Limited { first: true }
+        );
+    }
+
+    #[test]
+    fn the_filter_remembers_at_most_its_capacity_forgetting_refilled_keys_then_the_oldest() {
+        let t0 = Instant::now();
+        let refill = Duration::from_secs(60);
+        let mut filter = SpamFilter::new(2, refill, 3);
+        let (a, b, c, d) = (
+            key("a", "ns"),
+            key("b", "ns"),
+            key("c", "ns"),
+            key("d", "ns"),
+        );
+        // a is spent; b and c used once, b least recently.
+        assert_eq!(admitted(&mut filter, &a, 2, t0), 2);
+        filter.admit(&b, t0 + Duration::from_secs(1));
+        filter.admit(&c, t0 + Duration::from_secs(2));
+        assert_eq!(filter.len(), 3);
+        // d evicts the least recently used: b (not a, which was used before it but is spent
+        // and must stay limited).
+        filter.admit(&a, t0 + Duration::from_secs(3));
+        filter.admit(&d, t0 + Duration::from_secs(4));
+        assert_eq!(filter.len(), 3);
+        assert_eq!(
+            filter.admit(&a, t0 + Duration::from_secs(5)),
+            SpamVerdict::Limited { first: false },
+            "a is still remembered, and still limited"
+        );
+        // Two periods on, every bucket has refilled: they are all forgotten for a new key.
+        let later = t0 + Duration::from_secs(5) + refill * 2;
+        filter.admit(&key("e", "ns"), later);
+        assert_eq!(filter.len(), 1);
+        assert_eq!(admitted(&mut filter, &a, 5, later), 2, "a full burst again");
     }
 }

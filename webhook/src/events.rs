@@ -2,23 +2,32 @@
 //! request on `/validate`, regarding the Pod, so `kubectl describe pod` and `kubectl events`
 //! show who debugged it, how, and what kspy decided.
 //!
+//! Anyone who may read the namespace reads its Events (the `view` role can), so a denial's
+//! note says what was wrong (the engine's [`DenialReason`]s) and names only the policies that
+//! denied, never the requester's groups nor which policies grant what to whom: the full denial
+//! message goes to the requester alone.
+//!
 //! Events are posted in the background: a review never waits on the API server, a full queue
-//! drops the event (counted), and a failed post is logged and counted. Repeats of one
-//! decision are written as a series on the first one's Event (`event_series.rs`). Dry-run
-//! requests get no Event, which is why the validating webhook declares
-//! `sideEffects: NoneOnDryRun`.
+//! drops the event (counted), and a failed post is logged and counted. Each user has a rate
+//! limit per namespace, and repeats of one decision are written as a series on the first
+//! one's Event (`event_series.rs`). Dry-run requests get no Event, which is why the
+//! validating webhook declares `sideEffects: NoneOnDryRun`.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::api::events::v1::{Event, EventSeries};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use k8s_openapi::jiff::Timestamp;
+use kspy_admission::decide::DenialReason;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use tokio::sync::mpsc;
 
-use crate::event_series::{SeriesBook, SeriesTiming, SeriesUpdate, Step};
+use crate::event_series::{
+    SeriesBook, SeriesTiming, SeriesUpdate, SpamFilter, SpamKey, SpamVerdict, Step,
+};
 use crate::metrics::{EventResult, Metrics};
 
 /// `reportingController` of every Event kspy posts.
@@ -27,6 +36,11 @@ pub const REPORTING_CONTROLLER: &str = "kspy.dev/webhook";
 pub const QUEUE_CAPACITY: usize = 1024;
 /// The API server rejects an Event note over 1 KiB.
 const NOTE_MAX_BYTES: usize = 1024;
+/// One reason in a note at most (a validation message can be long), so that one long reason
+/// leaves room for the others.
+const REASON_MAX_BYTES: usize = 320;
+/// The user, and the list of containers, in a note at most.
+const NAME_MAX_BYTES: usize = 256;
 
 /// Where decision Events go.
 #[derive(Clone, Default)]
@@ -70,12 +84,13 @@ pub struct DecisionEvent {
     pub allowed: bool,
     /// Who asked.
     pub user: String,
-    /// The policies that applied.
+    /// The policies that applied (named in an allowance's note).
     pub policies: Vec<String>,
     /// The containers judged.
     pub subjects: Vec<String>,
-    /// The denial message (empty when allowed).
-    pub message: String,
+    /// Why it was denied (empty when allowed): the engine's short reasons, fit for whoever
+    /// may read the namespace ([`kspy_admission::Judgement::reasons`]), not the full message.
+    pub reasons: Vec<DenialReason>,
 }
 
 impl DecisionEvent {
@@ -86,26 +101,15 @@ impl DecisionEvent {
         } else {
             ("Warning", "DebugDenied")
         };
-        let policies = if self.policies.is_empty() {
-            "no policy".to_owned()
-        } else {
-            format!("policy {}", self.policies.join(", "))
-        };
-        let containers = if self.subjects.is_empty() {
-            String::new()
-        } else {
-            format!(" ({})", self.subjects.join(", "))
-        };
         let note = if self.allowed {
-            format!(
-                "{} by {}{containers}: allowed by {policies}",
-                self.action, self.user
-            )
+            let policies = if self.policies.is_empty() {
+                "no policy".to_owned()
+            } else {
+                format!("policy {}", self.policies.join(", "))
+            };
+            format!("{}: allowed by {policies}", self.who_and_what())
         } else {
-            format!(
-                "{} by {}{containers}: denied by {policies}: {}",
-                self.action, self.user, self.message
-            )
+            self.denial_note()
         };
         Event {
             metadata: ObjectMeta {
@@ -130,6 +134,104 @@ impl DecisionEvent {
             reporting_instance: Some(instance.to_owned()),
             ..Event::default()
         }
+    }
+}
+
+impl DecisionEvent {
+    /// `attach by alice (debugger-x2k)`: the user's name only, never their groups.
+    fn who_and_what(&self) -> String {
+        let user = truncated(self.user.clone(), NAME_MAX_BYTES);
+        if self.subjects.is_empty() {
+            format!("{} by {user}", self.action)
+        } else {
+            let containers = truncated(self.subjects.join(", "), NAME_MAX_BYTES);
+            format!("{} by {user} ({containers})", self.action)
+        }
+    }
+
+    /// `attach by bob (debugger-x2k): denied: capability SYS_ADMIN is not granted; policy
+    /// production-reason: …`, within [`NOTE_MAX_BYTES`]: each reason once, with the containers
+    /// it concerns when it does not concern them all, and `and N more` for those that do not
+    /// fit.
+    fn denial_note(&self) -> String {
+        let mut note = format!("{}: denied", self.who_and_what());
+        let parts = self.reason_parts();
+        let mut sep = ": ";
+        for (i, part) in parts.iter().enumerate() {
+            let left = parts.len() - i - 1;
+            let more = if left > 0 {
+                format!("; and {left} more").len()
+            } else {
+                0
+            };
+            if note.len() + sep.len() + part.len() + more > NOTE_MAX_BYTES {
+                note.push_str(&format!("{sep}and {} more", parts.len() - i));
+                break;
+            }
+            note.push_str(sep);
+            note.push_str(part);
+            sep = "; ";
+        }
+        note
+    }
+
+    /// The reasons as the note lists them: one per distinct policy and reason, in order.
+    fn reason_parts(&self) -> Vec<String> {
+        struct Part<'a> {
+            reason: &'a DenialReason,
+            containers: Vec<&'a str>,
+            whole_request: bool,
+        }
+        let mut found: Vec<Part<'_>> = Vec::new();
+        for r in &self.reasons {
+            let i = match found
+                .iter()
+                .position(|p| p.reason.policy == r.policy && p.reason.reason == r.reason)
+            {
+                Some(i) => i,
+                None => {
+                    found.push(Part {
+                        reason: r,
+                        containers: Vec::new(),
+                        whole_request: false,
+                    });
+                    found.len() - 1
+                }
+            };
+            let part = &mut found[i];
+            match &r.container {
+                Some(c) if !part.containers.contains(&c.as_str()) => part.containers.push(c),
+                Some(_) => {}
+                None => part.whole_request = true,
+            }
+        }
+        found
+            .iter()
+            .map(|p| {
+                let text = p.reason.to_string();
+                // Naming the container says something only when others were judged too and
+                // this reason is not about them all.
+                let some = !p.whole_request
+                    && !p.containers.is_empty()
+                    && self
+                        .subjects
+                        .iter()
+                        .any(|s| !p.containers.contains(&s.as_str()));
+                let text = if some {
+                    let quoted: Vec<String> =
+                        p.containers.iter().map(|c| format!("{c:?}")).collect();
+                    let noun = if quoted.len() == 1 {
+                        "container"
+                    } else {
+                        "containers"
+                    };
+                    format!("{noun} {}: {text}", quoted.join(", "))
+                } else {
+                    text
+                };
+                truncated(text, REASON_MAX_BYTES)
+            })
+            .collect()
     }
 }
 
@@ -161,6 +263,10 @@ fn truncated(mut s: String, max: usize) -> String {
 pub struct EventRecorder {
     queue: mpsc::Sender<DecisionEvent>,
     metrics: Arc<Metrics>,
+    /// The rate limit per user and namespace, applied before the queue.
+    spam: Arc<std::sync::Mutex<SpamFilter>>,
+    /// Events refused by the rate limit.
+    rate_limited: Arc<AtomicU64>,
     /// Asks the posting task to take nothing new and finish what is queued.
     stop: Arc<tokio::sync::Notify>,
     /// The posting task, taken by the first [`EventRecorder::drain`].
@@ -221,6 +327,8 @@ impl EventRecorder {
         EventRecorder {
             queue,
             metrics,
+            spam: Arc::default(),
+            rate_limited: Arc::default(),
             stop,
             task: Arc::new(std::sync::Mutex::new(Some(task))),
         }
@@ -245,11 +353,44 @@ impl EventRecorder {
         }
     }
 
-    /// Queues one decision's Event; drops it (and counts the drop) when the queue is full.
+    /// Queues one decision's Event; drops it (and counts the drop) when the queue is full, or
+    /// when its user is over their rate limit in its namespace (see
+    /// [`crate::event_series::SpamFilter`]).
     pub fn record(&self, decision: DecisionEvent) {
+        let verdict = self
+            .spam
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .admit(&SpamKey::of(&decision), Instant::now());
+        if let SpamVerdict::Limited { first } = verdict {
+            self.count_rate_limited();
+            if first {
+                tracing::warn!(
+                    user = %decision.user,
+                    namespace = %decision.namespace,
+                    burst = crate::event_series::SPAM_BURST,
+                    refill_s = crate::event_series::SPAM_REFILL.as_secs(),
+                    "too many debug decisions by this user in this namespace: their Events are \
+                     not posted until the rate limit refills (one Event every refill_s seconds \
+                     after a burst)"
+                );
+            }
+            return;
+        }
         if self.queue.try_send(decision).is_err() {
             self.metrics.event(EventResult::Dropped);
         }
+    }
+
+    /// How many Events the rate limit refused.
+    pub fn rate_limited_total(&self) -> u64 {
+        self.rate_limited.load(Ordering::Relaxed)
+    }
+
+    /// Counts one Event refused by the rate limit, also as `kspy_events_total{result="rate-limited"}`.
+    fn count_rate_limited(&self) {
+        self.rate_limited.fetch_add(1, Ordering::Relaxed);
+        self.metrics.event(EventResult::RateLimited);
     }
 }
 
@@ -367,8 +508,24 @@ mod tests {
             user: "alice@acme.example".into(),
             policies: vec!["sre-debug".into()],
             subjects: vec!["debugger-x2k".into()],
-            message: "capability SYS_ADMIN is not granted".into(),
+            reasons: vec![reason(
+                Some("debugger-x2k"),
+                None,
+                "capability SYS_ADMIN is not granted",
+            )],
         }
+    }
+
+    fn reason(container: Option<&str>, policy: Option<&str>, text: &str) -> DenialReason {
+        DenialReason {
+            container: container.map(str::to_owned),
+            policy: policy.map(str::to_owned),
+            reason: text.into(),
+        }
+    }
+
+    fn note(d: &DecisionEvent) -> String {
+        d.to_event("i", Timestamp::UNIX_EPOCH).note.expect("a note")
     }
 
     #[test]
@@ -381,8 +538,7 @@ mod tests {
         assert_eq!(
             e.note.as_deref(),
             Some(
-                "attach by alice@acme.example (debugger-x2k): denied by policy sre-debug: \
-                 capability SYS_ADMIN is not granted"
+                "attach by alice@acme.example (debugger-x2k): denied: capability SYS_ADMIN is not granted"
             )
         );
         let regarding = e.regarding.expect("regarding");
@@ -406,7 +562,7 @@ mod tests {
     fn an_allowance_is_normal_and_names_the_policies() {
         let mut d = denied();
         d.allowed = true;
-        d.message.clear();
+        d.reasons.clear();
         d.policies = vec!["sre-debug".into(), "audit".into()];
         let e = d.to_event("i", Timestamp::UNIX_EPOCH);
         assert_eq!(e.type_.as_deref(), Some("Normal"));
@@ -420,11 +576,107 @@ mod tests {
     #[test]
     fn a_long_note_is_cut_to_the_api_limit_on_a_character_boundary() {
         let mut d = denied();
-        d.message = "é".repeat(2000);
-        let note = d.to_event("i", Timestamp::UNIX_EPOCH).note.expect("note");
+        d.user = "u".repeat(2000);
+        d.reasons = vec![reason(None, Some("long"), &"é".repeat(2000))];
+        let note = note(&d);
         assert!(note.len() <= NOTE_MAX_BYTES, "{}", note.len());
+        assert!(
+            note.contains(&format!("by {}…", "u".repeat(NAME_MAX_BYTES - 3))),
+            "{note}"
+        );
+        assert!(note.contains(": denied: policy long: éé"), "{note}");
         assert!(note.ends_with("é…"), "{note}");
         assert_eq!(truncated("short".into(), 10), "short");
+    }
+
+    #[test]
+    fn reasons_that_do_not_fit_are_counted() {
+        let mut d = denied();
+        d.reasons = (0..20)
+            .map(|i| reason(None, Some(&format!("p{i:02}")), &"x".repeat(200)))
+            .collect();
+        let note = note(&d);
+        assert!(note.len() <= NOTE_MAX_BYTES, "{}", note.len());
+        // Each reason is cut to REASON_MAX_BYTES at most; four of them fit.
+        assert!(note.contains("policy p03: xxx"), "{note}");
+        assert!(!note.contains("policy p04"), "{note}");
+        assert!(note.ends_with("; and 16 more"), "{note}");
+    }
+
+    #[test]
+    fn a_denial_names_no_groups_and_only_the_policies_that_denied() {
+        let mut d = denied();
+        d.action = "copy".into();
+        d.user = "bob@example.com".into();
+        d.subjects = vec!["app".into(), "debugger".into()];
+        // production-reason applied and passed; it is among `policies` but not a reason.
+        d.policies = vec!["production-reason".into(), "dev-copy".into()];
+        d.reasons = vec![
+            reason(Some("app"), Some("guard"), "no host networking"),
+            reason(Some("app"), None, "no DebugPolicy allows this request"),
+            reason(Some("debugger"), None, "no DebugPolicy allows this request"),
+            reason(Some("debugger"), None, "image evil:1 is not granted"),
+        ];
+        assert_eq!(
+            note(&d),
+            "copy by bob@example.com (app, debugger): denied: container \"app\": policy guard: \
+             no host networking; no DebugPolicy allows this request; container \"debugger\": \
+             image evil:1 is not granted"
+        );
+        // A reason about the whole request names no container.
+        d.reasons = vec![reason(None, Some("guard"), "cannot be checked")];
+        assert_eq!(
+            note(&d),
+            "copy by bob@example.com (app, debugger): denied: policy guard: cannot be checked"
+        );
+        d.reasons.clear();
+        assert_eq!(note(&d), "copy by bob@example.com (app, debugger): denied");
+    }
+
+    #[tokio::test]
+    async fn over_its_rate_limit_a_user_s_events_are_counted_and_not_queued() {
+        let metrics = Arc::new(Metrics::new());
+        let (queue, mut rx) = mpsc::channel(QUEUE_CAPACITY);
+        let recorder = EventRecorder {
+            queue,
+            metrics: Arc::clone(&metrics),
+            spam: Arc::default(),
+            rate_limited: Arc::default(),
+            stop: Arc::new(tokio::sync::Notify::new()),
+            task: Arc::new(std::sync::Mutex::new(None)),
+        };
+        for i in 0..40 {
+            let mut d = denied();
+            d.subjects = vec![format!("debugger-{i}")];
+            recorder.record(d);
+        }
+        let mut other = denied();
+        other.user = "carol@acme.example".into();
+        recorder.record(other);
+        let burst = crate::event_series::SPAM_BURST as usize;
+        let mut queued = Vec::new();
+        while let Ok(d) = rx.try_recv() {
+            queued.push(d.user);
+        }
+        assert_eq!(queued.len(), burst + 1, "{queued:?}");
+        assert_eq!(
+            queued.last().map(String::as_str),
+            Some("carol@acme.example")
+        );
+        assert_eq!(recorder.rate_limited_total(), 40 - burst as u64);
+        assert_eq!(
+            metrics.events_total(EventResult::RateLimited),
+            40 - burst as u64
+        );
+        assert!(
+            metrics.render().contains(&format!(
+                "kspy_events_total{{result=\"rate-limited\"}} {}",
+                40 - burst
+            )),
+            "{}",
+            metrics.render()
+        );
+        assert_eq!(metrics.events_total(EventResult::Dropped), 0);
     }
 
     #[tokio::test]
@@ -435,6 +687,8 @@ mod tests {
         let recorder = EventRecorder {
             queue,
             metrics: Arc::clone(&metrics),
+            spam: Arc::default(),
+            rate_limited: Arc::default(),
             stop: Arc::new(tokio::sync::Notify::new()),
             task: Arc::new(std::sync::Mutex::new(None)),
         };

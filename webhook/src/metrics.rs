@@ -193,6 +193,8 @@ pub enum EventResult {
     Failed,
     /// The queue was full; never sent.
     Dropped,
+    /// Over its user's rate limit in the namespace; never queued.
+    RateLimited,
 }
 
 impl EventResult {
@@ -203,6 +205,7 @@ impl EventResult {
             EventResult::Updated => "updated",
             EventResult::Failed => "failed",
             EventResult::Dropped => "dropped",
+            EventResult::RateLimited => "rate-limited",
         }
     }
 }

@@ -310,8 +310,8 @@ struct Decided {
     debug_request: bool,
     dry_run: bool,
     allowed: bool,
-    /// The denial message (empty when allowed).
-    message: String,
+    /// Why it was denied, briefly, for the decision's Event (empty when allowed).
+    reasons: Vec<kspy_admission::decide::DenialReason>,
     pod_uid: Option<String>,
     policies: Vec<String>,
     subjects: Vec<String>,
@@ -506,11 +506,7 @@ fn judge(
         debug_request: !matches!(judgement.verdict, Verdict::NotDebug),
         dry_run: parsed.request().dry_run,
         allowed: judgement.response.allowed,
-        message: if judgement.response.allowed {
-            String::new()
-        } else {
-            judgement.response.result.message.clone()
-        },
+        reasons: judgement.reasons,
         pod_uid: parsed.pod().and_then(|p| p.metadata.uid.clone()),
         body: encode_review(&judgement.response),
         policies: judgement.policies,
@@ -586,7 +582,7 @@ fn answer(state: &AppState, name: &'static str, d: Decided, started: Instant) ->
             user: d.user,
             policies: d.policies,
             subjects: d.subjects,
-            message: d.message,
+            reasons: d.reasons,
         });
     }
     json(body)

@@ -15,9 +15,11 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{patch, post};
 use common::{Harness, eventually, fixture};
+use kspy_webhook::ServerConfig;
 use kspy_webhook::event_series::SeriesTiming;
 use kspy_webhook::events::EventSink;
 use kspy_webhook::metrics::EventResult;
+use kspy_webhook::namespaces::NamespaceSource;
 use serde_json::Value;
 
 #[derive(Clone)]
@@ -108,6 +110,29 @@ async fn start_with(
     status: StatusCode,
     tweak: impl FnOnce(&mut FakeApi, &mut SeriesTiming),
 ) -> (Harness, FakeApi) {
+    start_full(common::POLICIES, delay, status, tweak, |_| {}).await
+}
+
+/// A webhook judging with `policies`, its configuration adjusted by `config`, posting Events
+/// to a fake API server that creates them at once.
+async fn start_on(policies: &str, config: impl FnOnce(&mut ServerConfig)) -> (Harness, FakeApi) {
+    start_full(
+        policies,
+        Duration::ZERO,
+        StatusCode::CREATED,
+        |_, _| {},
+        config,
+    )
+    .await
+}
+
+async fn start_full(
+    policies: &str,
+    delay: Duration,
+    status: StatusCode,
+    tweak: impl FnOnce(&mut FakeApi, &mut SeriesTiming),
+    config: impl FnOnce(&mut ServerConfig),
+) -> (Harness, FakeApi) {
     let mut api = FakeApi {
         posted: Arc::default(),
         patched: Arc::default(),
@@ -128,12 +153,13 @@ async fn start_with(
         )
         .with_state(api.clone());
     let client = common::fake_api(app).await;
-    let h = Harness::start_with(common::POLICIES, |c| {
+    let h = Harness::start_with(policies, |c| {
         c.events = EventSink::Api {
             client,
             instance: "kspy-webhook-test".into(),
         };
         c.event_series = timing;
+        config(c);
     })
     .await;
     (h, api)
@@ -370,4 +396,219 @@ async fn a_series_whose_event_has_gone_is_created_anew_with_its_count() {
     h.server.shutdown().await;
     assert_eq!(metrics.events_total(EventResult::Failed), 0);
     assert_eq!(metrics.events_total(EventResult::Posted), 2);
+}
+
+/// The notes of the Events created so far, in order.
+fn notes(api: &FakeApi) -> Vec<String> {
+    api.posted()
+        .iter()
+        .map(|(_, e)| e["note"].as_str().unwrap_or("").to_owned())
+        .collect()
+}
+
+/// The denial message of an AdmissionReview answer.
+fn denial_message(body: &[u8]) -> String {
+    let response = common::response_of(body);
+    assert_eq!(response["allowed"], false, "{response}");
+    response["status"]["message"]
+        .as_str()
+        .unwrap_or("")
+        .to_owned()
+}
+
+/// [`common::POLICIES`] and a policy granting SYS_ADMIN to another group in another namespace,
+/// so a denial's full message says who could have been granted it.
+fn policies_with_an_admin_grant() -> String {
+    format!(
+        "{}---\n{}",
+        common::POLICIES,
+        r#"
+apiVersion: kspy.dev/v1alpha1
+kind: DebugPolicy
+metadata:
+  name: platform-admin
+spec:
+  match:
+    actions: [attach]
+    groups: [platform-admins]
+    namespaces: [kube-system]
+  grant:
+    images: ["busybox:*"]
+    capabilities: [SYS_ADMIN]
+"#
+    )
+}
+
+#[tokio::test]
+async fn a_denial_event_says_why_without_the_users_groups_or_who_holds_what() {
+    let (h, api) = start_on(&policies_with_an_admin_grant(), |_| {}).await;
+    let (status, not_granted) = h.post_fixture("/validate", "attach-denied.json").await;
+    assert_eq!(status, 200);
+    let (status, no_policy) = h.post_fixture("/validate", "attach-no-policy.json").await;
+    assert_eq!(status, 200);
+    until(&api, "two Events", |api| api.posted().len() == 2).await;
+
+    // The requester still gets the whole story.
+    let full = denial_message(&not_granted);
+    assert!(
+        full.contains("platform-admin grants it to groups [platform-admins]"),
+        "{full}"
+    );
+    let full = denial_message(&no_policy);
+    assert!(full.contains("(groups interns)"), "{full}");
+
+    // Whoever reads the namespace's Events gets the verdict and the reasons only.
+    assert_eq!(
+        notes(&api),
+        [
+            "attach by alice@example.com (debugger-def34): denied: capability SYS_ADMIN is not \
+             granted",
+            "attach by mallory@example.com (debugger-ghi56): denied: no DebugPolicy allows this \
+             request",
+        ]
+    );
+    h.server.shutdown().await;
+}
+
+/// Every policy file of the shipped library, as one YAML stream.
+fn shipped_policies() -> String {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .expect("policies dir")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    files.sort();
+    files
+        .iter()
+        .map(|p| std::fs::read_to_string(p).expect("policy file"))
+        .collect::<Vec<_>>()
+        .join("\n---\n")
+}
+
+/// A fixture of the shipped library, its JSON changed by `edit`.
+fn shipped_fixture(name: &str, edit: impl FnOnce(&mut Value)) -> Bytes {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../policies/fixtures")
+        .join(name);
+    let mut v: Value =
+        serde_json::from_slice(&std::fs::read(&path).expect("fixture")).expect("fixture JSON");
+    edit(&mut v);
+    Bytes::from(serde_json::to_vec(&v).expect("json"))
+}
+
+#[tokio::test]
+async fn a_denial_event_names_only_the_policies_whose_validations_denied() {
+    let production = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "prod-payments", "labels": {"env": "production"}}
+    }))
+    .expect("namespace");
+    let (h, api) = start_on(&shipped_policies(), |c| {
+        c.namespaces = NamespaceSource::from_namespaces([production]);
+    })
+    .await;
+    // production-reason applies and passes (the copy states a reason); no policy lets a
+    // developer copy in production.
+    let (status, _) = h
+        .post("/validate", shipped_fixture("copy-fork-dev.json", |_| {}))
+        .await;
+    assert_eq!(status, 200);
+    // sre-debug grants everything asked; production-reason's validation fails.
+    let (status, _) = h
+        .post(
+            "/validate",
+            shipped_fixture("attach-sre-ptrace-no-reason.json", |_| {}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    // Both: no reason, and no policy.
+    let (status, _) = h
+        .post(
+            "/validate",
+            shipped_fixture("copy-fork-dev.json", |v| {
+                v["request"]["object"]["metadata"]["annotations"]
+                    .as_object_mut()
+                    .expect("annotations")
+                    .remove("kspy.dev/reason");
+            }),
+        )
+        .await;
+    assert_eq!(status, 200);
+    until(&api, "three Events", |api| api.posted().len() == 3).await;
+    let notes = notes(&api);
+    let reason = "policy production-reason: debugging in production needs a reason of at least \
+                  10 characters";
+    assert_eq!(
+        notes[0],
+        "copy by bob@example.com (app, sidecar, debugger): denied: no DebugPolicy allows this \
+         request"
+    );
+    assert!(
+        notes[1].starts_with(&format!(
+            "attach by alice@example.com (debugger-k7x2q): denied: {reason}"
+        )),
+        "{}",
+        notes[1]
+    );
+    assert!(!notes[1].contains("sre-debug"), "{}", notes[1]);
+    assert!(
+        notes[2].starts_with(&format!(
+            "copy by bob@example.com (app, sidecar, debugger): denied: {reason}"
+        )),
+        "{}",
+        notes[2]
+    );
+    assert!(
+        notes[2].ends_with("; no DebugPolicy allows this request"),
+        "{}",
+        notes[2]
+    );
+    h.server.shutdown().await;
+}
+
+/// The denied attach sent by `user`, its debug container named `container`.
+fn denied_attach(user: &str, container: &str) -> Bytes {
+    let mut v: Value = serde_json::from_slice(&fixture("attach-denied.json")).expect("fixture");
+    v["request"]["userInfo"]["username"] = Value::String(user.into());
+    let added = v["request"]["object"]["spec"]["ephemeralContainers"]
+        .as_array_mut()
+        .and_then(|c| c.last_mut())
+        .expect("a debug container");
+    added["name"] = Value::String(container.into());
+    Bytes::from(serde_json::to_vec(&v).expect("json"))
+}
+
+#[tokio::test]
+async fn one_users_flood_is_rate_limited_and_does_not_crowd_out_others() {
+    let (h, api) = start(Duration::ZERO, StatusCode::CREATED).await;
+    // `kubectl debug` names each container anew: every attempt is a decision of its own.
+    for i in 0..60 {
+        let (status, _) = h
+            .post(
+                "/validate",
+                denied_attach("bob", &format!("debugger-{i:05}")),
+            )
+            .await;
+        assert_eq!(status, 200);
+    }
+    let (status, _) = h
+        .post("/validate", denied_attach("carol", "debugger-c0001"))
+        .await;
+    assert_eq!(status, 200);
+    until(&api, "carol's Event", |api| {
+        notes(api).iter().any(|n| n.starts_with("attach by carol "))
+    })
+    .await;
+    let metrics = h.server.metrics().clone();
+    h.server.shutdown().await;
+    let notes = notes(&api);
+    let by = |user: &str| {
+        notes
+            .iter()
+            .filter(|n| n.starts_with(&format!("attach by {user} ")))
+            .count()
+    };
+    assert_eq!(by("bob"), 25, "the burst of one key");
+    assert_eq!(by("carol"), 1);
+    assert_eq!(metrics.events_total(EventResult::Dropped), 0);
 }

@@ -1,0 +1,200 @@
+//! A denial's short reasons (`Judgement::reasons`), which kspy's Events carry to whoever may
+//! read the namespace: what was wrong and which policy denied, without the requester's groups
+//! or which policies grant what to whom (the response's message keeps those, for the
+//! requester).
+
+mod common;
+
+use common::*;
+use kspy_admission::decide::DenialReason;
+use kspy_admission::{Judgement, Verdict};
+use serde_json::json;
+
+/// A grant for SREs, a grant elsewhere, a guardrail that passes for busybox, a guardrail
+/// that refuses ttys, and a Warn policy that always complains.
+const POLICIES: &str = r#"
+apiVersion: kspy.dev/v1alpha1
+kind: DebugPolicy
+metadata: {name: sre-debug}
+spec:
+  match: {actions: [attach], groups: [sre]}
+  grant:
+    images: ["busybox:*"]
+    capabilities: [SYS_PTRACE]
+    runAsRoot: true
+---
+apiVersion: kspy.dev/v1alpha1
+kind: DebugPolicy
+metadata: {name: kube-system-admin}
+spec:
+  match: {actions: [attach], groups: [kube-system-admins], namespaces: [kube-system]}
+  grant:
+    images: ["busybox:*"]
+    capabilities: [SYS_ADMIN]
+    runAsRoot: true
+---
+apiVersion: kspy.dev/v1alpha1
+kind: DebugPolicy
+metadata: {name: busybox-only}
+spec:
+  validations:
+    - expression: "container.image.startsWith('busybox')"
+      message: only busybox
+---
+apiVersion: kspy.dev/v1alpha1
+kind: DebugPolicy
+metadata: {name: no-tty}
+spec:
+  validations:
+    - expression: "!has(container.tty) || !container.tty"
+      message: no interactive sessions here
+---
+apiVersion: kspy.dev/v1alpha1
+kind: DebugPolicy
+metadata: {name: grumpy}
+spec:
+  mode: Warn
+  validations:
+    - expression: "false"
+      message: always warns
+"#;
+
+/// An attach of one debug container `d` by `user` in `groups`, adding `caps`.
+fn attach_by(user: &str, groups: &[&str], tty: bool, caps: &[&str]) -> serde_json::Value {
+    let mut d = debugger("d", "busybox:1.36");
+    d["tty"] = json!(tty);
+    d["securityContext"] = json!({"capabilities": {"add": caps}});
+    attach("shop", user, groups, vec![], vec![d])
+}
+
+fn reason(policy: Option<&str>, text: &str) -> DenialReason {
+    DenialReason {
+        container: Some("d".into()),
+        policy: policy.map(str::to_owned),
+        reason: text.into(),
+    }
+}
+
+/// Asserts that the denial's message still says `full`, for the requester.
+fn message_says(j: &Judgement, full: &str) {
+    let m = &j.response.result.message;
+    assert!(m.contains(full), "{full}\n{m}");
+}
+
+#[test]
+fn a_missing_grant_is_a_reason_naming_no_policy_nor_who_holds_it() {
+    let j = validate(
+        &engine(POLICIES),
+        &attach_by("alice", &["sre"], false, &["SYS_ADMIN"]),
+    );
+    assert_eq!(j.verdict, Verdict::Denied);
+    assert_eq!(
+        j.reasons,
+        [reason(None, "capability SYS_ADMIN is not granted")]
+    );
+    message_says(
+        &j,
+        "kube-system-admin grants it to groups [kube-system-admins]",
+    );
+}
+
+#[test]
+fn no_applicable_policy_is_a_reason_without_the_users_groups() {
+    let j = validate(
+        &engine(POLICIES),
+        &attach_by("mallory", &["interns"], false, &[]),
+    );
+    // The guardrail busybox-only applied and passed; it is not blamed.
+    assert_eq!(
+        j.reasons,
+        [reason(None, "no DebugPolicy allows this request")]
+    );
+    message_says(&j, "user \"mallory\" (groups interns)");
+    message_says(&j, "sre-debug (to groups [sre]");
+}
+
+#[test]
+fn only_an_enforce_policy_whose_validation_failed_is_named() {
+    let j = validate(
+        &engine(POLICIES),
+        &attach_by("alice", &["sre"], true, &["SYS_PTRACE"]),
+    );
+    assert_eq!(
+        j.reasons,
+        [reason(Some("no-tty"), "no interactive sessions here")]
+    );
+    assert_eq!(
+        j.reasons[0].to_string(),
+        "policy no-tty: no interactive sessions here"
+    );
+    // Both at once, in the order of the full message.
+    let j = validate(&engine(POLICIES), &attach_by("bob", &["dev"], true, &[]));
+    assert_eq!(
+        j.reasons,
+        [
+            reason(Some("no-tty"), "no interactive sessions here"),
+            reason(None, "no DebugPolicy allows this request"),
+        ]
+    );
+    assert_eq!(
+        j.reasons[1].to_string(),
+        "no DebugPolicy allows this request"
+    );
+}
+
+#[test]
+fn a_cel_error_names_its_policy_and_expression_but_not_the_error() {
+    let broken = format!(
+        "{POLICIES}---\n{}",
+        policy(
+            "broken",
+            "  validations:\n    - expression: \"request.userInfo.extra['x'][0] == 'y'\"\n      message: never read"
+        )
+    );
+    let j = validate(
+        &engine(&broken),
+        &attach_by("alice", &["sre"], false, &["SYS_PTRACE"]),
+    );
+    assert_eq!(
+        j.reasons,
+        [reason(Some("broken"), "validation 1 failed to evaluate")]
+    );
+    message_says(
+        &j,
+        "validation 1 (request.userInfo.extra['x'][0] == 'y') failed to evaluate",
+    );
+}
+
+#[test]
+fn a_guardrail_that_cannot_be_checked_is_named_for_the_whole_request() {
+    let guarded = format!(
+        "{POLICIES}---\n{}",
+        policy(
+            "prod-only-busybox",
+            "  match: {namespaceSelector: {matchLabels: {env: production}}}\n  validations:\n    - expression: \"container.image.startsWith('busybox')\""
+        )
+    );
+    // No Namespace given: its labels are unknown.
+    let j = validate(
+        &engine(&guarded),
+        &attach_by("alice", &["sre"], false, &["SYS_PTRACE"]),
+    );
+    assert_eq!(
+        j.reasons,
+        [DenialReason {
+            container: None,
+            policy: Some("prod-only-busybox".into()),
+            reason: "its validations cannot be checked: the Namespace could not be read".into(),
+        }]
+    );
+}
+
+#[test]
+fn an_allowed_request_has_no_reasons() {
+    let j = validate(
+        &engine(POLICIES),
+        &attach_by("alice", &["sre"], false, &["SYS_PTRACE"]),
+    );
+    assert_eq!(j.verdict, Verdict::Allowed, "{}", j.response.result.message);
+    assert!(j.reasons.is_empty(), "{:?}", j.reasons);
+}

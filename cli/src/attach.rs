@@ -44,29 +44,66 @@ pub struct AttachArgs {
     /// Patch format: strategic merge (as kubectl) or RFC 6902 JSON patch
     #[arg(long, value_enum, default_value_t = PatchType::Strategic, value_name = "TYPE")]
     pub patch_type: PatchType,
-    /// Attach to a running debug container of this pod with the same image and privileges
-    /// (or the one named by --name) instead of adding another; ephemeral containers can
-    /// never be removed
+    /// Attach to a running debug container of this pod with the same image, command, security
+    /// context and target (or the one named by --name) instead of adding another; ephemeral
+    /// containers can never be removed. Not with --as-target-user, --mount-target, --mount,
+    /// --env, --env-from-target or --custom
     #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true,
           default_value = "false", hide_default_value = true, default_missing_value = "true",
           value_parser = crate::args::parse_bool, action = clap::ArgAction::Set)]
     pub reuse: bool,
 }
 
-/// The privileges that make two debug containers interchangeable for `--reuse`.
-fn privileges(c: &EphemeralContainer) -> (Vec<String>, bool) {
-    let sc = c.security_context.as_ref();
-    let mut caps: Vec<String> = sc
-        .and_then(|s| s.capabilities.as_ref())
-        .and_then(|c| c.add.clone())
-        .unwrap_or_default();
-    caps.sort();
-    caps.dedup();
-    (caps, sc.and_then(|s| s.privileged).unwrap_or(false))
+/// The flags whose effect on the container `--reuse` cannot compare with an existing one
+/// (they copy from the target, or merge anything into the spec), among those given.
+pub fn flags_reuse_cannot_honour(d: &DebugArgs, t: &TargetArgs) -> Vec<&'static str> {
+    [
+        (t.as_target_user, "--as-target-user"),
+        (t.mount_target, "--mount-target"),
+        (!t.mounts.is_empty(), "--mount"),
+        (!d.env.is_empty(), "--env"),
+        (t.env_from_target, "--env-from-target"),
+        (d.custom.is_some(), "--custom"),
+    ]
+    .into_iter()
+    .filter_map(|(given, flag)| given.then_some(flag))
+    .collect()
+}
+
+/// The security context as `--reuse` compares it: capability lists sorted and deduplicated,
+/// an empty one the same as none.
+fn security(c: &EphemeralContainer) -> Value {
+    let mut sc = serde_json::to_value(&c.security_context).unwrap_or(Value::Null);
+    if let Some(caps) = sc.get_mut("capabilities").and_then(Value::as_object_mut) {
+        for list in caps.values_mut() {
+            if let Some(items) = list.as_array_mut() {
+                items.sort_by(|a, b| a.as_str().cmp(&b.as_str()));
+                items.dedup();
+            }
+        }
+    }
+    match sc {
+        Value::Object(m) if m.is_empty() => Value::Null,
+        other => other,
+    }
+}
+
+/// Whether running debug container `c` can stand in for `wanted`: the same image, command
+/// and arguments, the same security context (profile, `--cap`), the same target when kspy
+/// knows it, and stdin and a TTY when the session needs them.
+fn interchangeable(c: &EphemeralContainer, wanted: &EphemeralContainer) -> bool {
+    c.image == wanted.image
+        && c.command.clone().unwrap_or_default() == wanted.command.clone().unwrap_or_default()
+        && c.args.clone().unwrap_or_default() == wanted.args.clone().unwrap_or_default()
+        && security(c) == security(wanted)
+        && (wanted.target_container_name.is_none()
+            || c.target_container_name == wanted.target_container_name)
+        && (!wanted.stdin.unwrap_or(false) || c.stdin.unwrap_or(false))
+        && (!wanted.tty.unwrap_or(false) || c.tty.unwrap_or(false))
 }
 
 /// The running debug container `--reuse` attaches to: by name when `by_name`, else the
-/// newest with the same image, capabilities, privileged mode and (when known) target.
+/// newest that is [`interchangeable`] with `wanted`.
 pub fn find_reusable(
     pod: &Pod,
     wanted: &EphemeralContainer,
@@ -95,11 +132,7 @@ pub fn find_reusable(
         };
     }
     let same = |c: &&EphemeralContainer| {
-        c.image == wanted.image
-            && privileges(c) == privileges(wanted)
-            && (wanted.target_container_name.is_none()
-                || c.target_container_name == wanted.target_container_name)
-            && state_of(pod, &c.name) == State::Running
+        interchangeable(c, wanted) && state_of(pod, &c.name) == State::Running
     };
     Ok(existing
         .into_iter()
@@ -229,7 +262,7 @@ pub async fn run(args: AttachArgs) -> Result<ExitCode, KspyError> {
         Some(result) if server_dry_run => result,
         _ => {
             let req = add_ephemeral(&pod, &ec, args.patch_type, server_dry_run);
-            cluster.send::<Pod>(&req, &action).await?
+            cluster.send_retrying_conflict::<Pod>(&req, &action).await?
         }
     };
     let Some(final_ec) = added(&result, &name).cloned() else {
@@ -356,6 +389,115 @@ mod tests {
             None,
             "other target"
         );
+    }
+
+    /// A running pod whose only running debug container is `c` (status Running).
+    fn pod_with_running(c: Value) -> Pod {
+        let mut pod = serde_json::to_value(golden::fixture_pod("pod-web.json")).expect("json");
+        let name = c["name"].clone();
+        pod["spec"]["ephemeralContainers"] = serde_json::json!([c]);
+        pod["status"]["ephemeralContainerStatuses"] = serde_json::json!([{
+            "name": name, "image": "busybox:latest", "imageID": "", "ready": false,
+            "restartCount": 0, "state": {"running": {"startedAt": "2026-01-01T00:00:00Z"}}
+        }]);
+        serde_json::from_value(pod).expect("pod")
+    }
+
+    #[test]
+    fn reuse_compares_the_whole_security_context_and_command() {
+        use crate::profile::Profile;
+        // A root debug container with nothing in its security context (profile legacy).
+        let legacy = serde_json::json!({"name": "debugger-root1", "image": "busybox:latest",
+            "targetContainerName": "app", "terminationMessagePolicy": "File"});
+        let pod = pod_with_running(legacy.clone());
+        let wanted = |profile: Profile, command: &[&str]| {
+            let mut b = test_builder();
+            b.profile = profile;
+            b.command = command.iter().map(|c| c.to_string()).collect();
+            b.build_ephemeral(&pod, Some("app"), None).expect("builds")
+        };
+        assert_eq!(
+            find_reusable(&pod, &wanted(Profile::Legacy, &[]), false).expect("ok"),
+            Some("debugger-root1".into())
+        );
+        assert_eq!(
+            find_reusable(&pod, &wanted(Profile::Restricted, &[]), false).expect("ok"),
+            None,
+            "restricted (non-root, drop ALL…) is not a root container"
+        );
+        assert_eq!(
+            find_reusable(&pod, &wanted(Profile::Baseline, &[]), false).expect("ok"),
+            Some("debugger-root1".into()),
+            "baseline's empty security context is legacy's"
+        );
+        assert_eq!(
+            find_reusable(
+                &pod,
+                &wanted(Profile::Legacy, &["strace", "-p", "1"]),
+                false
+            )
+            .expect("ok"),
+            None,
+            "another command"
+        );
+
+        // A restricted container is found again by restricted, capability order aside.
+        let restricted = wanted(Profile::Restricted, &[]);
+        let mut existing = serde_json::to_value(&restricted).expect("json");
+        existing["name"] = serde_json::json!("debugger-nonroot");
+        let pod = pod_with_running(existing);
+        assert_eq!(
+            find_reusable(&pod, &restricted, false).expect("ok"),
+            Some("debugger-nonroot".into())
+        );
+        assert_eq!(
+            find_reusable(&pod, &wanted(Profile::Legacy, &[]), false).expect("ok"),
+            None
+        );
+
+        // -it needs a container with stdin and a TTY.
+        let pod = pod_with_running(legacy);
+        let mut b = test_builder();
+        b.stdin = true;
+        b.tty = true;
+        let interactive = b.build_ephemeral(&pod, Some("app"), None).expect("builds");
+        assert_eq!(find_reusable(&pod, &interactive, false).expect("ok"), None);
+    }
+
+    #[test]
+    fn reuse_names_the_flags_it_cannot_honour() {
+        use clap::Parser;
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            a: AttachArgs,
+        }
+        let parse = |extra: &[&str]| {
+            let mut argv = vec!["kspy", "web", "--reuse"];
+            argv.extend_from_slice(extra);
+            let cli = Cli::try_parse_from(argv).expect("parses");
+            flags_reuse_cannot_honour(&cli.a.debug, &cli.a.target)
+        };
+        assert!(parse(&["--cap", "NET_ADMIN", "--profile", "restricted"]).is_empty());
+        assert_eq!(
+            parse(&[
+                "--env",
+                "A=1",
+                "--mount",
+                "data:/d",
+                "--as-target-user",
+                "--env-from-target",
+                "--mount-target=true",
+            ]),
+            vec![
+                "--as-target-user",
+                "--mount-target",
+                "--mount",
+                "--env",
+                "--env-from-target"
+            ]
+        );
+        assert!(parse(&["--mount-target=false"]).is_empty());
     }
 
     #[test]

@@ -15,6 +15,7 @@ use serde_json::{Value, json};
 use crate::container::{validate_dns_label, validate_dns_subdomain};
 use crate::errors::{Action, KspyError, explain, missing_with_candidates};
 use crate::patch::PlannedRequest;
+use crate::proxy::{self, Proxy};
 
 /// The flags that pick the cluster and namespace, shared by every command that talks to one.
 #[derive(Debug, Clone, Default, clap::Args)]
@@ -37,7 +38,7 @@ pub struct Cluster {
     pub client: Client,
     /// The namespace from `-n` or the context.
     pub namespace: String,
-    /// The API server URL, for messages.
+    /// The API server URL, and the proxy in between if any, for messages.
     pub server: String,
 }
 
@@ -57,9 +58,80 @@ fn kubeconfig_error(
             &names,
         );
     }
+    if let Some(err) = proxy_setting_error(&e, kubeconfig, context) {
+        return err;
+    }
     KspyError::new("cannot load the kubeconfig")
         .source(e)
         .hint("check `--kubeconfig`, `KUBECONFIG` and `--context`")
+}
+
+/// The cluster the kubeconfig's context (`--context`, else its current context) names, with
+/// its `proxy-url` when it has one.
+fn cluster_proxy_url(kubeconfig: &Kubeconfig, context: Option<&str>) -> Option<(String, String)> {
+    let name = context.or(kubeconfig.current_context.as_deref())?;
+    let ctx = kubeconfig
+        .contexts
+        .iter()
+        .find(|c| c.name == name)?
+        .context
+        .as_ref()?;
+    let cluster = kubeconfig
+        .clusters
+        .iter()
+        .find(|c| c.name == ctx.cluster)?
+        .cluster
+        .as_ref()?;
+    let url = cluster.proxy_url.clone().filter(|u| !u.trim().is_empty())?;
+    Some((ctx.cluster.clone(), url))
+}
+
+fn env_var(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
+/// kube-rs reads the proxy settings itself while loading the kubeconfig (the cluster's
+/// `proxy-url`, else `HTTPS_PROXY`, then `NO_PROXY`) before kspy decides on them: its parse
+/// errors, said in terms of the setting that caused them.
+fn proxy_setting_error(
+    e: &KubeconfigError,
+    kubeconfig: Option<&Kubeconfig>,
+    context: Option<&str>,
+) -> Option<KspyError> {
+    match e {
+        KubeconfigError::ParseProxyUrl(why) => {
+            let source = match kubeconfig.and_then(|k| cluster_proxy_url(k, context)) {
+                Some((cluster, _)) => {
+                    format!("the proxy-url of cluster {cluster} in the kubeconfig")
+                }
+                None if env_var("HTTPS_PROXY").is_some_and(|v| !v.is_empty()) => {
+                    "HTTPS_PROXY".to_string()
+                }
+                None => "https_proxy".to_string(),
+            };
+            Some(
+                KspyError::new(format!("cannot use the proxy set by {source}: {why}")).hint(
+                    format!(
+                        "give {source} a URL such as http://proxy.example.com:3128, or unset it"
+                    ),
+                ),
+            )
+        }
+        KubeconfigError::ParseNoProxy(why) => {
+            let (var, value) = ["NO_PROXY", "no_proxy"]
+                .iter()
+                .find_map(|v| env_var(v).filter(|s| !s.is_empty()).map(|s| (*v, s)))
+                .unwrap_or(("NO_PROXY", String::new()));
+            Some(
+                KspyError::new(format!("cannot read {var}={value:?}: {why}")).hint(format!(
+                    "kube-rs, kspy's Kubernetes client, reads {var} even when it does not apply; \
+                         it takes host names, domains (.example.com), IP addresses and CIDR ranges \
+                         (10.0.0.0/8), separated by commas, with no empty entries"
+                )),
+            )
+        }
+        _ => None,
+    }
 }
 
 fn home_kubeconfig() -> Option<PathBuf> {
@@ -122,7 +194,8 @@ fn kubeconfig_env_paths() -> Option<Vec<PathBuf>> {
     (!paths.is_empty()).then_some(paths)
 }
 
-async fn load_config(args: &ClusterArgs) -> Result<Config, KspyError> {
+/// The client configuration, with the proxy (if any) chosen as kubectl would.
+async fn load_config(args: &ClusterArgs) -> Result<(Config, Option<Proxy>), KspyError> {
     let options = KubeConfigOptions {
         context: args.context.clone(),
         cluster: None,
@@ -130,9 +203,19 @@ async fn load_config(args: &ClusterArgs) -> Result<Config, KspyError> {
     };
     let from_file = |kc: Kubeconfig| async {
         let copy = kc.clone();
-        Config::from_custom_kubeconfig(kc, &options)
+        let mut config = Config::from_custom_kubeconfig(kc, &options)
             .await
-            .map_err(|e| kubeconfig_error(e, args.context.as_deref(), Some(&copy)))
+            .map_err(|e| kubeconfig_error(e, args.context.as_deref(), Some(&copy)))?;
+        let cluster_proxy = cluster_proxy_url(&copy, args.context.as_deref());
+        let proxy = proxy::choose(
+            cluster_proxy
+                .as_ref()
+                .map(|(c, u)| (c.as_str(), u.as_str())),
+            &config.cluster_url,
+            &env_var,
+        )?;
+        config.proxy_url = proxy.as_ref().map(|p| p.url.clone());
+        Ok::<_, KspyError>((config, proxy))
     };
     if let Some(path) = &args.kubeconfig {
         return match read_kubeconfig(path)? {
@@ -167,26 +250,37 @@ async fn load_config(args: &ClusterArgs) -> Result<Config, KspyError> {
                 .hint("set KUBECONFIG or pass --kubeconfig"),
         );
     }
-    Config::incluster().map_err(|e| {
+    let mut config = Config::incluster().map_err(|e| {
         KspyError::new("no kubeconfig found and not running inside a cluster")
             .details(missing)
             .source(e)
             .hint("set KUBECONFIG, pass --kubeconfig, or create ~/.kube/config")
-    })
+    })?;
+    let proxy = proxy::choose(None, &config.cluster_url, &env_var)?;
+    config.proxy_url = proxy.as_ref().map(|p| p.url.clone());
+    Ok((config, proxy))
 }
 
 impl Cluster {
     /// Connects as kubectl would with the same flags and environment.
     pub async fn connect(args: &ClusterArgs) -> Result<Cluster, KspyError> {
-        let config = load_config(args).await?;
+        let (config, proxy) = load_config(args).await?;
         let namespace = args
             .namespace
             .clone()
             .unwrap_or_else(|| config.default_namespace.clone());
         validate_dns_label("--namespace", &namespace).map_err(KspyError::from)?;
-        let server = config.cluster_url.to_string();
-        let client = Client::try_from(config)
-            .map_err(|e| KspyError::new("cannot set up the Kubernetes client").source(e))?;
+        let server = match &proxy {
+            Some(p) => format!("{} {}", config.cluster_url, p.describe()),
+            None => config.cluster_url.to_string(),
+        };
+        let client = Client::try_from(config).map_err(|e| {
+            let e = KspyError::new("cannot set up the Kubernetes client").source(e);
+            match &proxy {
+                Some(p) => e.details([format!("connecting {}", p.describe())]),
+                None => e,
+            }
+        })?;
         Ok(Cluster {
             client,
             namespace,
@@ -210,13 +304,38 @@ impl Cluster {
         req: &PlannedRequest,
         action: &Action,
     ) -> Result<T, KspyError> {
+        self.send_raw(req, action)
+            .await?
+            .map_err(|e| self.explain(action, e))
+    }
+
+    /// Sends a planned write that is safe to repeat, and sends it once more when the API server
+    /// answers 409 Conflict (the object was modified between its read and its write). Adding
+    /// an ephemeral container is such a write: a 409 means nothing was written, and the same
+    /// patch, with the same new container name, can only add it once.
+    pub async fn send_retrying_conflict<T: DeserializeOwned>(
+        &self,
+        req: &PlannedRequest,
+        action: &Action,
+    ) -> Result<T, KspyError> {
+        match self.send_raw(req, action).await? {
+            Err(kube::Error::Api(s)) if s.code == 409 => {
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                self.send(req, action).await
+            }
+            other => other.map_err(|e| self.explain(action, e)),
+        }
+    }
+
+    async fn send_raw<T: DeserializeOwned>(
+        &self,
+        req: &PlannedRequest,
+        action: &Action,
+    ) -> Result<Result<T, kube::Error>, KspyError> {
         let http = req
             .to_http()
             .map_err(|e| KspyError::new(format!("{action}: cannot build the request")).source(e))?;
-        self.client
-            .request::<T>(http)
-            .await
-            .map_err(|e| self.explain(action, e))
+        Ok(self.client.request::<T>(http).await)
     }
 
     /// Reads a pod; when it does not exist, the error lists the pods that do.

@@ -268,6 +268,20 @@ pub fn explain_status(action: &Action, status: &Status) -> KspyError {
         .hint("your credentials expired or are wrong; log in again"),
         403 => explain_forbidden(action, message),
         404 => explain_not_found(action, status),
+        // A write conflict: the object changed between kspy's read and its write. The
+        // ephemeralcontainers subresource only ever answers 409 so (its new container's name
+        // already taken is a 422).
+        409 if status.reason == "Conflict" || matches!(action, Action::AddEphemeral { .. }) => {
+            KspyError::new(format!(
+                "{}: the pod was changed by someone else at the same time (409 Conflict)",
+                action.failed()
+            ))
+            .details(nonempty(message))
+            .hint(
+                "run the same command again; if this keeps happening, a controller or webhook is \
+                 rewriting the pod continuously",
+            )
+        }
         409 => {
             let mut e = KspyError::new(format!("{}: it already exists", action.failed()))
                 .details(nonempty(message));
@@ -834,6 +848,43 @@ mod tests {
         assert_eq!(
             e.details,
             vec!["spec.ephemeralContainers[0].name: Duplicate value: \"dbg\""]
+        );
+    }
+
+    #[test]
+    fn conflict_409_is_not_already_exists() {
+        let conflict = status(serde_json::json!({
+            "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+            "message": "Operation cannot be fulfilled on pods \"web\": the object has been modified; please apply your changes to the latest version and try again",
+            "reason": "Conflict", "details": {"name": "web", "kind": "pods"}, "code": 409
+        }));
+        let e = explain_status(&add("prod", "web"), &conflict);
+        assert_eq!(
+            e.headline,
+            "could not add debug container debugger-abcde to pod prod/web: the pod was changed by someone else at the same time (409 Conflict)"
+        );
+        assert!(
+            e.hint
+                .expect("hint")
+                .starts_with("run the same command again")
+        );
+        let exists = status(serde_json::json!({
+            "status": "Failure", "message": "pods \"web-debug\" already exists",
+            "reason": "AlreadyExists", "details": {"name": "web-debug", "kind": "pods"}, "code": 409
+        }));
+        let create = Action::CreatePod {
+            ns: "prod".into(),
+            pod: "web-debug".into(),
+        };
+        let e = explain_status(&create, &exists);
+        assert_eq!(
+            e.headline,
+            "could not create pod prod/web-debug: it already exists"
+        );
+        assert!(
+            e.hint
+                .expect("hint")
+                .contains("kubectl delete pod web-debug -n prod")
         );
     }
 

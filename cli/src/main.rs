@@ -20,6 +20,7 @@ mod output;
 mod patch;
 mod policy;
 mod profile;
+mod proxy;
 mod session;
 mod tty;
 mod wait;
@@ -235,6 +236,22 @@ fn check(cli: &Cli) -> Result<(), (&'static str, String)> {
     debug.check().map_err(|e| (name, e))?;
     if let Some(t) = target {
         t.check().map_err(|e| (name, e))?;
+    }
+    if let Command::Attach(a) = &cli.command
+        && a.reuse
+    {
+        let flags = attach::flags_reuse_cannot_honour(&a.debug, &a.target);
+        if !flags.is_empty() {
+            return Err((
+                "attach",
+                format!(
+                    "--reuse cannot honour {}: it attaches to a debug container that already \
+                     exists, whose environment, mounts and user cannot be compared with what \
+                     these flags ask; leave them out, or add a new container without --reuse",
+                    flags.join(", ")
+                ),
+            ));
+        }
     }
     Ok(())
 }

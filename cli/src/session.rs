@@ -1,7 +1,13 @@
 //! After the debug container exists: wait for it, attach (or print its logs when it already
 //! ended), and say how to come back.
+//!
+//! kspy's exit code is the debug container's, as `kubectl run --attach` and `kubectl debug`
+//! do: the kubelet's attach stream does not carry it (only exec reports exit codes), so it is
+//! read from the pod's status once the stream ends — `state.terminated.exitCode` of the
+//! container in `ephemeralContainerStatuses` (attach) or `containerStatuses` (copy, node).
 
 use std::process::ExitCode;
+use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Pod;
 
@@ -9,7 +15,21 @@ use crate::args::DebugArgs;
 use crate::cluster::Cluster;
 use crate::errors::KspyError;
 use crate::tty;
-use crate::wait::{Outcome, wait_for_container};
+use crate::wait::{Outcome, State, exit_code_after_session, state_of, wait_for_container};
+
+/// How long to wait, after an attach stream ends, for the pod's status to show the container
+/// terminated (the kubelet reports it within a second or two). Still running after that: the
+/// session was detached or cut, and the container goes on.
+pub const EXIT_STATUS_WAIT: Duration = Duration::from_secs(5);
+
+/// The process exit code for a container's: 0 stays 0, anything else becomes 1 to 255.
+pub fn exit_code(code: i32) -> ExitCode {
+    if code == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(u8::try_from(code.clamp(1, 255)).unwrap_or(1))
+    }
+}
 
 /// Waits for `container` of `pod` and attaches, as the flags say. `reattach` is the command
 /// that attaches again, printed at the end.
@@ -31,11 +51,20 @@ pub async fn follow(
         wait_for_container(cluster, pod, container, args.timeout(), args.quiet).await?;
     let name = pod.metadata.name.clone().unwrap_or_default();
     if outcome == Outcome::Terminated {
+        let state = state_of(&pod, container);
         if !args.quiet {
-            eprintln!("container {container} has already terminated; its logs:");
+            eprintln!(
+                "container {container} has already terminated ({}); its logs:",
+                state.describe()
+            );
         }
         tty::print_logs(cluster, &pod, container).await?;
-        return Ok(ExitCode::SUCCESS);
+        return Ok(match state {
+            State::Terminated {
+                exit_code: code, ..
+            } => exit_code(code),
+            _ => ExitCode::SUCCESS,
+        });
     }
     if !attach {
         if !args.quiet {
@@ -43,12 +72,19 @@ pub async fn follow(
         }
         return Ok(ExitCode::SUCCESS);
     }
-    let ended = tty::attach(cluster, &name, container, args.stdin, args.tty, args.quiet).await?;
-    if !args.quiet {
-        eprintln!("\nsession ended; attach again with: {reattach}");
+    tty::attach(cluster, &name, container, args.stdin, args.tty, args.quiet).await?;
+    match exit_code_after_session(cluster, &name, container, EXIT_STATUS_WAIT).await? {
+        Some(code) => {
+            if !args.quiet {
+                eprintln!("\ncontainer {container} exited with code {code}");
+            }
+            Ok(exit_code(code))
+        }
+        None => {
+            if !args.quiet {
+                eprintln!("\nsession ended; attach again with: {reattach}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
     }
-    Ok(match ended.exit_code {
-        Some(code) if code != 0 => ExitCode::from(u8::try_from(code.clamp(1, 255)).unwrap_or(1)),
-        _ => ExitCode::SUCCESS,
-    })
 }

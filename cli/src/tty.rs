@@ -6,6 +6,7 @@ use std::io::IsTerminal;
 
 use futures::FutureExt;
 use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Status;
 use kube::api::{AttachParams, LogParams, TerminalSize};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
@@ -34,15 +35,14 @@ fn terminal_size() -> Option<TerminalSize> {
         .map(|(width, height)| TerminalSize { width, height })
 }
 
-/// How an attach session ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Ended {
-    /// The container's exit code, when the API server reported a non-zero one.
-    pub exit_code: Option<i32>,
-}
-
 /// Attaches to `container` of `pod`, with stdin when `stdin`, a TTY when `tty` (and stdin
-/// is a terminal), until the container's output ends.
+/// is a terminal), until the stream ends.
+///
+/// The kubelet ends an attach stream with a `Status` on the error channel: `Success` when the
+/// container's output ended, or a `Failure` (`InternalError`) when it could not attach — the
+/// container had already stopped ("no running task found"), for one. Unlike exec, attach
+/// never reports the container's exit code there: the caller reads it from the pod's status.
+/// A `Failure` is an error here, as in `kubectl attach`.
 pub async fn attach(
     cluster: &Cluster,
     pod: &str,
@@ -50,7 +50,7 @@ pub async fn attach(
     stdin: bool,
     tty: bool,
     quiet: bool,
-) -> Result<Ended, KspyError> {
+) -> Result<(), KspyError> {
     let action = Action::Attach {
         ns: cluster.namespace.clone(),
         pod: pod.to_string(),
@@ -138,23 +138,41 @@ pub async fn attach(
         && status.is_none()
         && !quiet
     {
-        eprintln!("the attach stream ended without the container's exit status: {e}");
+        eprintln!("the attach stream ended without a status from the kubelet: {e}");
     }
-    let exit_code = status.and_then(|s| {
-        let code = s
-            .details
-            .as_ref()?
-            .causes
-            .as_ref()?
-            .iter()
-            .find(|c| c.reason.as_deref() == Some("ExitCode"))?
-            .message
-            .as_deref()?
-            .parse::<i32>()
-            .ok()?;
-        Some(code)
-    });
-    Ok(Ended { exit_code })
+    match status {
+        Some(s) if is_failure(&s) => Err(attach_failure(&action, &s, pod, container)),
+        _ => Ok(()),
+    }
+}
+
+/// A `Failure` other than an exit code (which only exec reports, but a server may send).
+fn is_failure(s: &Status) -> bool {
+    s.status.as_deref() == Some("Failure") && s.reason.as_deref() != Some("NonZeroExitCode")
+}
+
+fn attach_failure(action: &Action, s: &Status, pod: &str, container: &str) -> KspyError {
+    let message = s.message.as_deref().unwrap_or_default().trim();
+    let detail = if message.is_empty() {
+        format!(
+            "the kubelet answered {} {}",
+            s.code.unwrap_or_default(),
+            s.reason.as_deref().unwrap_or("Failure")
+        )
+    } else {
+        message.to_string()
+    };
+    let ns = match action {
+        Action::Attach { ns, .. } => ns.as_str(),
+        _ => "default",
+    };
+    KspyError::new(action.to_string())
+        .details([detail])
+        .hint(format!(
+            "the container may have stopped before kspy attached: see its state with \
+             `kubectl get pod {pod} -n {ns}` and its output with \
+             `kubectl logs {pod} -n {ns} -c {container}`"
+        ))
 }
 
 /// Copies `remote` to `local` until end of stream, or until `ended` turns true and `remote`

@@ -261,6 +261,7 @@ pub async fn wait_for_container(
         Err(WaitError::Deleted) => Err(KspyError::new(format!(
             "pod {ns}/{name} was deleted while waiting for container {container}"
         ))),
+        Err(WaitError::Finished(f)) => Err(finished_error(&ns, &name, container, &f)),
         Err(WaitError::Api(e)) => Err(e),
     }
 }
@@ -268,7 +269,21 @@ pub async fn wait_for_container(
 enum WaitError {
     Timeout,
     Deleted,
+    Finished(Finished),
     Api(KspyError),
+}
+
+/// What waiting makes of the pod as it stands: the container runs or ran, the pod finished
+/// without running it, or waiting goes on.
+fn judge(pod: &Pod, container: &str) -> Result<Option<Outcome>, WaitError> {
+    match state_of(pod, container) {
+        State::Running => Ok(Some(Outcome::Running)),
+        State::Terminated { .. } => Ok(Some(Outcome::Terminated)),
+        State::Waiting { .. } => match finished(pod) {
+            Some(f) => Err(WaitError::Finished(f)),
+            None => Ok(None),
+        },
+    }
 }
 
 async fn watch_loop(
@@ -288,10 +303,9 @@ async fn watch_loop(
     let deadline_or_far = deadline.unwrap_or(far);
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     loop {
-        match state_of(pod, container) {
-            State::Running => return Ok(Outcome::Running),
-            State::Terminated { .. } => return Ok(Outcome::Terminated),
-            waiting => progress.update(&waiting),
+        match judge(pod, container)? {
+            Some(outcome) => return Ok(outcome),
+            None => progress.update(&state_of(pod, container)),
         }
         if Instant::now() >= deadline_or_far {
             return Err(WaitError::Timeout);
@@ -317,10 +331,9 @@ async fn watch_loop(
                     Some(Ok(WatchEvent::Added(p) | WatchEvent::Modified(p))) => {
                         saw_event = true;
                         *pod = p;
-                        match state_of(pod, container) {
-                            State::Running => return Ok(Outcome::Running),
-                            State::Terminated { .. } => return Ok(Outcome::Terminated),
-                            waiting => progress.update(&waiting),
+                        match judge(pod, container)? {
+                            Some(outcome) => return Ok(outcome),
+                            None => progress.update(&state_of(pod, container)),
                         }
                     }
                     Some(Ok(WatchEvent::Deleted(_))) => return Err(WaitError::Deleted),
@@ -349,6 +362,112 @@ async fn watch_loop(
             }
         }
     }
+}
+
+/// After an attach stream ends: the exit code of `container` once the status of pod `pod`
+/// shows it terminated, reading the pod until `grace` has passed; `None` when it still has not
+/// terminated by then (the session was detached or cut, and the container goes on).
+pub async fn exit_code_after_session(
+    cluster: &Cluster,
+    pod: &str,
+    container: &str,
+    grace: Duration,
+) -> Result<Option<i32>, KspyError> {
+    let deadline = Instant::now() + grace;
+    let action = Action::GetPod {
+        ns: cluster.namespace.clone(),
+        pod: pod.to_string(),
+    };
+    loop {
+        match cluster.pods().get(pod).await {
+            Ok(p) => {
+                if let State::Terminated { exit_code, .. } = state_of(&p, container) {
+                    return Ok(Some(exit_code));
+                }
+            }
+            Err(kube::Error::Api(s)) if s.code == 404 => {
+                return Err(KspyError::new(format!(
+                    "pod {}/{pod} was deleted when the session ended; the exit code of container \
+                     {container} is unknown",
+                    cluster.namespace
+                )));
+            }
+            Err(e) => {
+                return Err(cluster.explain(&action, e).details([format!(
+                    "reading the exit code of container {container} after the session ended"
+                )]));
+            }
+        }
+        if Instant::now() >= deadline {
+            return Ok(None);
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Why pod `pod` will never run the container any more: it has finished (phase `Failed` —
+/// evicted, or rejected by its node's kubelet — or `Succeeded`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finished {
+    /// `Failed` or `Succeeded`.
+    pub phase: String,
+    /// `status.reason`: `Evicted`, `OutOfpods`, `NodeAffinity`…, or empty.
+    pub reason: String,
+    /// `status.message`, or empty.
+    pub message: String,
+    /// The node it was on, when known.
+    pub node: Option<String>,
+}
+
+/// The pod has finished: `Some` when its phase is `Failed` or `Succeeded`.
+pub fn finished(pod: &Pod) -> Option<Finished> {
+    let status = pod.status.as_ref()?;
+    let phase = status.phase.as_deref()?;
+    if phase != "Failed" && phase != "Succeeded" {
+        return None;
+    }
+    Some(Finished {
+        phase: phase.to_string(),
+        reason: status.reason.clone().unwrap_or_default(),
+        message: status.message.clone().unwrap_or_default(),
+        node: pod.spec.as_ref().and_then(|s| s.node_name.clone()),
+    })
+}
+
+/// The error for waiting on `container` of pod `ns/name` that finished without running it.
+fn finished_error(ns: &str, name: &str, container: &str, f: &Finished) -> KspyError {
+    let verb = if f.phase == "Failed" {
+        "failed"
+    } else {
+        "completed"
+    };
+    let why = match (f.reason.as_str(), f.message.as_str()) {
+        ("", "") => String::new(),
+        (reason, "") => format!(" ({reason})"),
+        ("", message) => format!(": {message}"),
+        (reason, message) => format!(" ({reason}): {message}"),
+    };
+    let describe = format!("`kubectl describe pod {name} -n {ns}`");
+    let node = f.node.as_deref().unwrap_or("NODE");
+    let hint = match f.reason.as_str() {
+        "Evicted" => format!(
+            "the kubelet evicted the pod to reclaim resources on node {node} (see \
+             `kubectl describe node {node}`); it will not run again: start over on a node with room"
+        ),
+        "" if f.phase == "Succeeded" => format!(
+            "all of the pod's containers had exited; a finished pod runs nothing more (see {describe})"
+        ),
+        "" => format!("it will not run again; see why with {describe}"),
+        _ if f.phase == "Failed" => format!(
+            "the kubelet on node {node} refused or stopped the pod and it will not run again: \
+             pick another node or free what this one lacks (see {describe})"
+        ),
+        _ => format!("it will not run again; see {describe}"),
+    };
+    KspyError::new(format!(
+        "pod {ns}/{name} {verb}{why}; container {container} will not run"
+    ))
+    .hint(hint)
 }
 
 /// `1h2m3s`-style rendering.
@@ -427,5 +546,49 @@ mod tests {
 
         let p = pod(json!({"phase": "Pending"}));
         assert_eq!(state_of(&p, "debugger").describe(), "Pending");
+    }
+
+    #[test]
+    fn finished_pods_end_the_wait_with_their_reason() {
+        // A node-debugging pod the kubelet refused: Failed, no container status at all.
+        let mut p = pod(json!({"phase": "Failed", "reason": "OutOfpods",
+            "message": "Pod was rejected: Node didn't have enough resource: pods, requested: 1, used: 110, capacity: 110"}));
+        p.spec = Some(
+            serde_json::from_value(json!({"nodeName": "worker-3", "containers": []}))
+                .expect("spec"),
+        );
+        assert!(matches!(judge(&p, "debugger"), Err(WaitError::Finished(_))));
+        let f = finished(&p).expect("finished");
+        let e = finished_error("default", "node-debugger-worker-3-x2x4q", "debugger", &f);
+        assert_eq!(
+            e.headline,
+            "pod default/node-debugger-worker-3-x2x4q failed (OutOfpods): Pod was rejected: Node \
+             didn't have enough resource: pods, requested: 1, used: 110, capacity: 110; container \
+             debugger will not run"
+        );
+        let hint = e.hint.expect("hint");
+        assert!(
+            hint.contains("the kubelet on node worker-3 refused"),
+            "{hint}"
+        );
+        assert!(!hint.contains("--timeout"), "{hint}");
+
+        let p = pod(json!({"phase": "Succeeded"}));
+        let e = finished_error("prod", "p", "dbg", &finished(&p).expect("finished"));
+        assert_eq!(
+            e.headline,
+            "pod prod/p completed; container dbg will not run"
+        );
+        assert!(e.hint.expect("hint").contains("had exited"));
+
+        // Running, or a container that ran: no verdict from the phase.
+        assert!(matches!(
+            judge(&pod(json!({"phase": "Running"})), "dbg"),
+            Ok(None)
+        ));
+        let p = pod(json!({"phase": "Failed", "containerStatuses": [{
+            "name": "dbg", "image": "busybox", "imageID": "", "ready": false, "restartCount": 0,
+            "state": {"terminated": {"exitCode": 137, "reason": "Error"}}}]}));
+        assert!(matches!(judge(&p, "dbg"), Ok(Some(Outcome::Terminated))));
     }
 }

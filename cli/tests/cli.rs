@@ -4,9 +4,10 @@
 mod support;
 
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use support::{FakeApi, Recorded, Reply, WEB, texts, web_pod};
+use support::{FakeApi, FakeProxy, Recorded, Reply, WEB, texts, web_pod};
 
 /// A pod store answering like the API server for the few endpoints kspy uses.
 struct Sim {
@@ -17,8 +18,20 @@ struct Sim {
     new_state: Value,
     /// Answers a PATCH of ephemeralcontainers instead of admitting it.
     refuse_patch: Option<fn() -> Reply>,
+    /// How many PATCHes of ephemeralcontainers to answer with 409 Conflict (the object was
+    /// modified meanwhile) before admitting one.
+    conflicts: u32,
+    /// Runs on the pod once a debug container is added: what happens to it meanwhile.
+    after_patch: Option<fn(&mut Value)>,
+    /// Containers whose process exited (reported by the fake kubelet): name, exit code, and
+    /// when the pod's status starts showing it.
+    exited: Vec<(String, i32, Instant)>,
     resource_version: u64,
 }
+
+/// How long after a container's process exits its pod status says so (the kubelet's status
+/// sync; about a second on a real node).
+const STATUS_DELAY: Duration = Duration::from_millis(300);
 
 impl Sim {
     fn new() -> Sim {
@@ -27,8 +40,45 @@ impl Sim {
             webhook: None,
             new_state: json!({"terminated": {"exitCode": 0, "reason": "Completed", "startedAt": "2026-01-01T00:05:00Z"}}),
             refuse_patch: None,
+            conflicts: 0,
+            after_patch: None,
+            exited: Vec::new(),
             resource_version: 12345,
         }
+    }
+
+    /// The pod as the API server shows it now: the debug containers added have a status
+    /// (`new_state`), and those whose process exited show it, once the kubelet has said so.
+    fn current(&self) -> Value {
+        let mut pod = self.pod.clone();
+        let names: Vec<String> = pod["spec"]["ephemeralContainers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|c| c["name"].as_str().map(str::to_string))
+            .collect();
+        let Some(statuses) = pod["status"]["ephemeralContainerStatuses"].as_array_mut() else {
+            return pod;
+        };
+        for n in names {
+            if !statuses.iter().any(|s| s["name"] == n.as_str()) {
+                statuses.push(
+                    json!({"name": n, "image": "busybox:latest", "imageID": "", "ready": false,
+                    "restartCount": 0, "state": self.new_state.clone()}),
+                );
+            }
+        }
+        for (name, code, visible) in &self.exited {
+            if Instant::now() < *visible {
+                continue;
+            }
+            for status in statuses.iter_mut().filter(|s| s["name"] == name.as_str()) {
+                let reason = if *code == 0 { "Completed" } else { "Error" };
+                status["state"] = json!({"terminated": {"exitCode": code, "reason": reason,
+                    "startedAt": "2026-01-01T00:05:00Z", "finishedAt": "2026-01-01T00:06:00Z"}});
+            }
+        }
+        pod
     }
 }
 
@@ -78,67 +128,77 @@ fn apply_patch(pod: &mut Value, r: &Recorded) -> Vec<String> {
 fn sim_api(sim: Sim) -> (FakeApi, Arc<Mutex<Sim>>) {
     let sim = Arc::new(Mutex::new(sim));
     let s = sim.clone();
-    let api = FakeApi::start(move |r: &Recorded| {
-        let mut sim = s.lock().expect("sim");
-        let watch = r.param("watch").as_deref() == Some("true");
-        match (r.method.as_str(), r.path.as_str()) {
-            ("GET", POD_PATH) => Reply::ok(&sim.pod),
-            ("GET", "/api/v1/namespaces/prod/pods") if watch => {
-                let mut pod = sim.pod.clone();
-                let names: Vec<String> = pod["spec"]["ephemeralContainers"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|c| c["name"].as_str().map(str::to_string))
-                    .collect();
-                let statuses = pod["status"]["ephemeralContainerStatuses"]
-                    .as_array_mut()
-                    .expect("statuses");
-                for n in names {
-                    if !statuses.iter().any(|s| s["name"] == n.as_str()) {
-                        statuses.push(json!({"name": n, "image": "busybox:latest", "imageID": "", "ready": false,
-                            "restartCount": 0, "state": sim.new_state.clone()}));
+    let kubelet = sim.clone();
+    let on_exit = move |container: &str, code: i32| {
+        kubelet.lock().expect("sim").exited.push((
+            container.to_string(),
+            code,
+            Instant::now() + STATUS_DELAY,
+        ));
+    };
+    let api = FakeApi::start_with_kubelet(
+        move |r: &Recorded| {
+            let mut sim = s.lock().expect("sim");
+            let watch = r.param("watch").as_deref() == Some("true");
+            match (r.method.as_str(), r.path.as_str()) {
+                ("GET", POD_PATH) => Reply::ok(&sim.current()),
+                ("GET", "/api/v1/namespaces/prod/pods") if watch => {
+                    Reply::events(&[("MODIFIED", sim.current())])
+                }
+                ("GET", "/api/v1/namespaces/prod/pods") => Reply::ok(&json!({
+                    "kind": "PodList", "apiVersion": "v1", "metadata": {"resourceVersion": "1"}, "items": [sim.pod.clone()]
+                })),
+                ("PATCH", p) if p == format!("{POD_PATH}/ephemeralcontainers") => {
+                    if let Some(refuse) = sim.refuse_patch {
+                        return refuse();
                     }
-                }
-                Reply::events(&[("MODIFIED", pod)])
-            }
-            ("GET", "/api/v1/namespaces/prod/pods") => Reply::ok(&json!({
-                "kind": "PodList", "apiVersion": "v1", "metadata": {"resourceVersion": "1"}, "items": [sim.pod.clone()]
-            })),
-            ("PATCH", p) if p == format!("{POD_PATH}/ephemeralcontainers") => {
-                if let Some(refuse) = sim.refuse_patch {
-                    return refuse();
-                }
-                let mut pod = sim.pod.clone();
-                let added = apply_patch(&mut pod, r);
-                if let Some(webhook) = sim.webhook {
-                    for c in pod["spec"]["ephemeralContainers"]
-                        .as_array_mut()
-                        .expect("list")
-                    {
-                        if added.iter().any(|a| c["name"] == a.as_str()) {
-                            webhook(c);
+                    if sim.conflicts > 0 && r.param("dryRun").is_none() {
+                        sim.conflicts -= 1;
+                        return Reply::status(
+                            409,
+                            "Conflict",
+                            &format!(
+                                "Operation cannot be fulfilled on pods \"{WEB}\": the object has been modified; please apply your changes to the latest version and try again"
+                            ),
+                            json!({"name": WEB, "kind": "pods"}),
+                        );
+                    }
+                    let mut pod = sim.pod.clone();
+                    let added = apply_patch(&mut pod, r);
+                    if let Some(webhook) = sim.webhook {
+                        for c in pod["spec"]["ephemeralContainers"]
+                            .as_array_mut()
+                            .expect("list")
+                        {
+                            if added.iter().any(|a| c["name"] == a.as_str()) {
+                                webhook(c);
+                            }
                         }
                     }
+                    if r.param("dryRun").is_none() {
+                        sim.resource_version += 1;
+                        pod["metadata"]["resourceVersion"] =
+                            json!(sim.resource_version.to_string());
+                        sim.pod = pod.clone();
+                        if let Some(then) = sim.after_patch {
+                            then(&mut sim.pod);
+                        }
+                    }
+                    Reply::ok(&pod)
                 }
-                if r.param("dryRun").is_none() {
-                    sim.resource_version += 1;
-                    pod["metadata"]["resourceVersion"] = json!(sim.resource_version.to_string());
-                    sim.pod = pod.clone();
+                ("GET", p) if p == format!("{POD_PATH}/log") => {
+                    Reply::text("hello from the debug container\n")
                 }
-                Reply::ok(&pod)
+                _ => Reply::status(
+                    404,
+                    "NotFound",
+                    "the server could not find the requested resource",
+                    json!({}),
+                ),
             }
-            ("GET", p) if p == format!("{POD_PATH}/log") => {
-                Reply::text("hello from the debug container\n")
-            }
-            _ => Reply::status(
-                404,
-                "NotFound",
-                "the server could not find the requested resource",
-                json!({}),
-            ),
-        }
-    });
+        },
+        on_exit,
+    );
     (api, sim)
 }
 
@@ -908,24 +968,71 @@ fn attach_streams_stdin_and_stdout_over_websocket() {
     assert!(out.status.success(), "{stderr}");
     assert_eq!(stdout, "attached\nping\n");
     let reqs = api.requests();
-    let attach = reqs.last().expect("attach request");
-    assert_eq!(attach.path, format!("{POD_PATH}/attach"));
+    let attach = reqs
+        .iter()
+        .find(|r| r.path == format!("{POD_PATH}/attach"))
+        .expect("attach request");
     assert_eq!(attach.param("container").as_deref(), Some("debugger-tst42"));
     assert_eq!(attach.param("stdin").as_deref(), Some("true"));
     assert_eq!(attach.param("tty"), None, "stdin is not a terminal: no TTY");
     assert!(
-        stderr.contains(&format!(
-            "attach again with: kspy attach {WEB} -n prod --reuse --name debugger-tst42 -i"
-        )),
+        stderr.ends_with("\ncontainer debugger-tst42 exited with code 0\n"),
         "{stderr}"
     );
 }
 
+/// The stream is cut while the container goes on: after a few seconds of its status still
+/// saying Running, kspy says how to attach again and exits 0.
+#[test]
+fn attach_cut_while_the_container_runs_says_how_to_attach_again() {
+    let mut sim = Sim::new();
+    sim.new_state = json!({"running": {"startedAt": "2026-01-01T00:05:00Z"}});
+    let (api, _) = sim_api(sim);
+    let started = Instant::now();
+    let out = api.kspy_with_input(
+        &[
+            "attach",
+            WEB,
+            "-c",
+            "app",
+            "--name",
+            "debugger-detach",
+            "-i",
+        ],
+        b"ping\n",
+    );
+    let (stdout, stderr) = texts(&out);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert_eq!(stdout, "attached\nping\n");
+    assert!(
+        stderr.ends_with(&format!(
+            "\nsession ended; attach again with: kspy attach {WEB} -n prod --reuse --name debugger-detach -i  (or: kubectl attach {WEB} -n prod -c debugger-detach -i)\n"
+        )),
+        "{stderr}"
+    );
+    assert!(
+        started.elapsed() >= Duration::from_secs(5),
+        "waited for the status"
+    );
+    let lines = api.lines();
+    let attach_at = lines
+        .iter()
+        .position(|l| l.starts_with(&format!("GET {POD_PATH}/attach?")))
+        .expect("attached");
+    let reads = lines[attach_at + 1..]
+        .iter()
+        .filter(|l| **l == format!("GET {POD_PATH}"))
+        .count();
+    assert!((2..=40).contains(&reads), "{lines:?}");
+}
+
+/// The kubelet's attach stream carries no exit code: kspy reads it from the pod's status,
+/// which shows the container terminated a little after the stream ends.
 #[test]
 fn attach_exits_with_the_containers_exit_code() {
     let mut sim = Sim::new();
     sim.new_state = json!({"running": {"startedAt": "2026-01-01T00:05:00Z"}});
-    let (api, _) = sim_api(sim);
+    let (api, sim) = sim_api(sim);
     let out = api.kspy_with_input(
         &[
             "attach",
@@ -940,6 +1047,160 @@ fn attach_exits_with_the_containers_exit_code() {
         b"",
     );
     assert_eq!(out.status.code(), Some(3), "{}", texts(&out).1);
+    assert_eq!(
+        sim.lock()
+            .expect("sim")
+            .exited
+            .first()
+            .map(|(n, c, _)| (n.as_str(), *c)),
+        Some(("debugger-fail", 3)),
+        "the exit code came through the pod's status"
+    );
+    let lines = api.lines();
+    assert_eq!(
+        lines.last(),
+        Some(&format!("GET {POD_PATH}")),
+        "the pod is read after the session: {lines:?}"
+    );
+}
+
+/// A container that had already terminated when kspy came to attach: its logs, and its exit
+/// code.
+#[test]
+fn already_terminated_container_exits_with_its_exit_code() {
+    let mut sim = Sim::new();
+    sim.new_state = json!({"terminated": {"exitCode": 2, "reason": "Error",
+        "startedAt": "2026-01-01T00:05:00Z", "finishedAt": "2026-01-01T00:05:01Z"}});
+    let (api, _) = sim_api(sim);
+    let out = api.kspy(&[
+        "attach",
+        WEB,
+        "-c",
+        "app",
+        "--name",
+        "debugger-tst42",
+        "--attach",
+        "--",
+        "false",
+    ]);
+    let (stdout, stderr) = texts(&out);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert_eq!(stdout, "hello from the debug container\n");
+    assert!(
+        stderr.contains(
+            "container debugger-tst42 has already terminated (Terminated (Error, exit code 2)); its logs:"
+        ),
+        "{stderr}"
+    );
+}
+
+/// The kubelet could not attach (the container stopped in between): an error with its
+/// message, exit code 1, as `kubectl attach`.
+#[test]
+fn failed_attach_is_an_error() {
+    let mut sim = Sim::new();
+    sim.new_state = json!({"running": {"startedAt": "2026-01-01T00:05:00Z"}});
+    let (api, _) = sim_api(sim);
+    let out = api.kspy_with_input(
+        &["attach", WEB, "-c", "app", "--name", "debugger-gone", "-i"],
+        b"",
+    );
+    let (stdout, stderr) = texts(&out);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(stdout, "");
+    assert!(
+        stderr.contains(&format!(
+            "kspy: could not attach to container debugger-gone of pod prod/{WEB}\n  Internal error occurred: error attaching to container: failed to load task: no running task found: task 0a1b2c not found: not found\nhint: the container may have stopped before kspy attached"
+        )),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("session ended"), "{stderr}");
+}
+
+fn evict(pod: &mut Value) {
+    pod["status"]["phase"] = json!("Failed");
+    pod["status"]["reason"] = json!("Evicted");
+    pod["status"]["message"] =
+        json!("The node was low on resource: memory. Threshold quantity: 100Mi, available: 54Mi.");
+}
+
+/// A pod evicted while kspy waits for the debug container: it stops at once, with the reason
+/// and message, and no "raise --timeout".
+#[test]
+fn waiting_stops_when_the_pod_is_evicted() {
+    let mut sim = Sim::new();
+    sim.new_state = json!({"waiting": {"reason": "ContainerCreating"}});
+    sim.after_patch = Some(evict);
+    let (api, _) = sim_api(sim);
+    let started = Instant::now();
+    let out = api.kspy(&[
+        "attach",
+        WEB,
+        "-c",
+        "app",
+        "--name",
+        "debugger-tst42",
+        "--wait",
+        "--timeout",
+        "60s",
+    ]);
+    let (_, stderr) = texts(&out);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(started.elapsed() < Duration::from_secs(20), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "kspy: pod prod/{WEB} failed (Evicted): The node was low on resource: memory. Threshold quantity: 100Mi, available: 54Mi.; container debugger-tst42 will not run\n"
+        )),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("hint: the kubelet evicted the pod"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("--timeout"), "{stderr}");
+}
+
+/// A 409 on the PATCH is a write conflict: sent once more, then reported as a conflict.
+#[test]
+fn patch_conflict_is_retried_once_then_reported() {
+    let mut sim = Sim::new();
+    sim.conflicts = 1;
+    let (api, sim) = sim_api(sim);
+    let out = api.kspy(&["attach", WEB, "-c", "app", "--name", "debugger-tst42"]);
+    assert!(out.status.success(), "{}", texts(&out).1);
+    let patch = format!("PATCH {POD_PATH}/ephemeralcontainers?fieldManager=kspy");
+    assert_eq!(
+        api.lines(),
+        vec![format!("GET {POD_PATH}"), patch.clone(), patch.clone()]
+    );
+    let requests = api.requests();
+    assert_eq!(requests[1].body, requests[2].body, "the same patch again");
+    assert_eq!(
+        sim.lock().expect("sim").pod["spec"]["ephemeralContainers"][2]["name"],
+        "debugger-tst42"
+    );
+
+    let mut sim = Sim::new();
+    sim.conflicts = 2;
+    let (api, _) = sim_api(sim);
+    let out = api.kspy(&["attach", WEB, "-c", "app", "--name", "debugger-tst42"]);
+    let (_, stderr) = texts(&out);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(
+        api.lines(),
+        vec![format!("GET {POD_PATH}"), patch.clone(), patch]
+    );
+    assert!(
+        stderr.starts_with(&format!(
+            "kspy: could not add debug container debugger-tst42 to pod prod/{WEB}: the pod was changed by someone else at the same time (409 Conflict)\n"
+        )),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("already exists"), "{stderr}");
+    assert!(
+        stderr.contains("hint: run the same command again"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -1205,6 +1466,10 @@ fn bad_flag_values_are_usage_errors_before_any_request() {
             "--arguments-only needs arguments",
         ),
         (&["attach", WEB, "--attach=maybe"], "expected true or false"),
+        (
+            &["attach", WEB, "--reuse", "--env", "A=1", "--as-target-user"],
+            "--reuse cannot honour --as-target-user, --env: it attaches to a debug container that already exists",
+        ),
     ] {
         let out = api.kspy(args);
         let (_, stderr) = texts(&out);
@@ -1370,4 +1635,202 @@ fn manual_server() {
         env!("CARGO_BIN_EXE_kspy")
     );
     std::thread::sleep(std::time::Duration::from_secs(120));
+}
+
+/// The audit's case: a proxy for the outside world, and NO_PROXY covering the API server.
+#[test]
+fn proxy_variables_with_no_proxy_covering_the_server_connect_directly() {
+    let (api, _) = sim_api(Sim::new());
+    let unreachable = "http://proxy.invalid:3128";
+    let out = api.kspy_env(
+        &["ls"],
+        &api.kubeconfig(),
+        &[
+            ("HTTPS_PROXY", unreachable),
+            ("HTTP_PROXY", unreachable),
+            ("NO_PROXY", "127.0.0.1"),
+        ],
+        b"",
+    );
+    let (stdout, stderr) = texts(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stdout.contains("debugger-old01"), "{stdout}");
+    assert_eq!(api.lines(), vec!["GET /api/v1/namespaces/prod/pods"]);
+
+    // kube-rs parses NO_PROXY itself and refuses an empty entry: said so, naming the variable.
+    let out = api.kspy_env(
+        &["ls"],
+        &api.kubeconfig(),
+        &[
+            ("HTTPS_PROXY", unreachable),
+            ("NO_PROXY", "127.0.0.1,,.corp"),
+        ],
+        b"",
+    );
+    let (_, stderr) = texts(&out);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.starts_with(
+            "kspy: cannot read NO_PROXY=\"127.0.0.1,,.corp\": comma-separated value is empty\nhint: "
+        ),
+        "{stderr}"
+    );
+    assert_eq!(api.lines().len(), 1, "nothing sent");
+}
+
+/// kubectl's rules: the kubeconfig's proxy-url always; else HTTP_PROXY for an http:// API
+/// server (HTTPS_PROXY for https://) unless NO_PROXY covers it. The API server's name here
+/// resolves only on the proxy, so a request that skips the proxy cannot reach it.
+#[test]
+fn proxies_are_used_as_kubectl_uses_them() {
+    let mut sim = Sim::new();
+    sim.new_state = json!({"running": {"startedAt": "2026-01-01T00:05:00Z"}});
+    let (api, _) = sim_api(sim);
+    let loopback = std::net::IpAddr::from([127, 0, 0, 1]);
+    let proxy = FakeProxy::start(&[("kspy-api.invalid", loopback)]);
+    let port = api.addr.port();
+    let server = format!("http://kspy-api.invalid:{port}");
+    let target = format!("kspy-api.invalid:{port}");
+    let proxy_url = format!("http://{}", proxy.addr);
+    let token = "    token: test-token\n";
+
+    // The kubeconfig's proxy-url is used whatever NO_PROXY says, as kubectl does.
+    let kc = api.write_kubeconfig(
+        "via-proxy-url",
+        &server,
+        &format!("    proxy-url: {proxy_url}\n"),
+        token,
+    );
+    let out = api.kspy_env(&["ls"], &kc, &[("NO_PROXY", "*")], b"");
+    assert!(out.status.success(), "{}", texts(&out).1);
+    assert_eq!(proxy.connects(), vec![target.clone()]);
+
+    // HTTP_PROXY for an http:// server, the attach WebSocket included.
+    let kc = api.write_kubeconfig("plain", &server, "", token);
+    let out = api.kspy_env(
+        &["attach", WEB, "-c", "app", "--name", "debugger-tst42", "-i"],
+        &kc,
+        &[
+            ("HTTP_PROXY", &proxy_url),
+            ("NO_PROXY", "10.0.0.0/8,.example.com"),
+        ],
+        b"ping\n",
+    );
+    let (stdout, stderr) = texts(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stdout.starts_with("attached\nping\n"), "{stdout}");
+    assert!(
+        api.lines()
+            .iter()
+            .any(|l| l.starts_with(&format!("GET {POD_PATH}/attach?"))),
+        "{:?}",
+        api.lines()
+    );
+    assert!(proxy.connects().len() >= 2, "{:?}", proxy.connects());
+    assert!(proxy.connects().iter().all(|c| *c == target));
+
+    // NO_PROXY covering the server's domain: kspy goes direct, where the name does not resolve.
+    let before = proxy.connects().len();
+    for env in [
+        &[("HTTP_PROXY", proxy_url.as_str()), ("NO_PROXY", ".invalid")][..],
+        &[
+            ("HTTP_PROXY", proxy_url.as_str()),
+            ("no_proxy", "kspy-api.invalid"),
+        ],
+        // HTTPS_PROXY is for https:// servers only.
+        &[("HTTPS_PROXY", proxy_url.as_str())],
+    ] {
+        let out = api.kspy_env(&["ls"], &kc, env, b"");
+        let (_, stderr) = texts(&out);
+        assert_eq!(out.status.code(), Some(1), "{env:?}: {stderr}");
+        assert!(
+            stderr.contains(&format!("cannot reach the API server at {server}/\n")),
+            "{env:?}: {stderr}"
+        );
+    }
+    assert_eq!(proxy.connects().len(), before, "{:?}", proxy.connects());
+
+    // An unreachable proxy is named in the error, without its password.
+    let out = api.kspy_env(
+        &["ls"],
+        &kc,
+        &[("HTTP_PROXY", "http://user:secret@proxy.invalid:3128")],
+        b"",
+    );
+    let (_, stderr) = texts(&out);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "cannot reach the API server at {server}/ through proxy http://proxy.invalid:3128 (HTTP_PROXY)"
+        )),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("secret"), "{stderr}");
+}
+
+/// A kubeconfig user with an exec credential plugin that counts its runs: kspy builds one
+/// client per command and runs the plugin only through it, for a one-request `ls` and for an
+/// attach (patch, watch, WebSocket, reads of the pod) alike. The three runs per client are
+/// kube-rs 5's own (building a client asks the plugin for a token, then twice for a client
+/// certificate); the test keeps kspy from adding any.
+#[cfg(unix)]
+#[test]
+fn exec_credential_plugin_runs_once_per_client() {
+    use std::os::unix::fs::PermissionsExt;
+    let mut sim = Sim::new();
+    sim.new_state = json!({"running": {"startedAt": "2026-01-01T00:05:00Z"}});
+    let (api, _) = sim_api(sim);
+    let count = api.dir.path().join("runs");
+    let plugin = api.dir.path().join("credential-plugin");
+    std::fs::write(
+        &plugin,
+        format!(
+            "#!/bin/sh\necho run >> '{}'\n\
+             echo '{{\"apiVersion\": \"client.authentication.k8s.io/v1\", \"kind\": \"ExecCredential\", \
+             \"status\": {{\"token\": \"exec-token\", \"expirationTimestamp\": \"2099-01-01T00:00:00Z\"}}}}'\n",
+            count.display()
+        ),
+    )
+    .expect("write plugin");
+    std::fs::set_permissions(&plugin, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let user = format!(
+        "    exec:\n      apiVersion: client.authentication.k8s.io/v1\n      command: {}\n      interactiveMode: Never\n",
+        plugin.display()
+    );
+    let kc = api.write_kubeconfig(
+        "exec-kubeconfig",
+        &format!("http://{}", api.addr),
+        "",
+        &user,
+    );
+    let runs = || {
+        std::fs::read_to_string(&count)
+            .map(|s| s.lines().count())
+            .unwrap_or(0)
+    };
+
+    let out = api.kspy_env(&["ls"], &kc, &[], b"");
+    assert!(out.status.success(), "{}", texts(&out).1);
+    let per_client = runs();
+    assert!(
+        (1..=3).contains(&per_client),
+        "{per_client} runs for one client"
+    );
+
+    let out = api.kspy_env(
+        &["attach", WEB, "-c", "app", "--name", "debugger-tst42", "-i"],
+        &kc,
+        &[],
+        b"ping\n",
+    );
+    let (stdout, stderr) = texts(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(stdout, "attached\nping\n");
+    assert!(api.lines().len() >= 5, "{:?}", api.lines());
+    assert_eq!(
+        runs() - per_client,
+        per_client,
+        "attach runs the plugin no more than ls: {:?}",
+        api.lines()
+    );
 }

@@ -130,15 +130,44 @@ pub struct FakeApi {
     pub dir: tempfile::TempDir,
 }
 
+/// What the fake kubelet reports when an attached container's process exits: the container's
+/// name and its exit code. The pod's status must then show it terminated, as the kubelet
+/// reports it — a little later than the attach stream ends.
+pub type OnExit = Arc<dyn Fn(&str, i32) + Send + Sync>;
+
 /// `pods/attach` over WebSocket (`v5.channel.k8s.io`), as the kubelet answers through the
-/// API server: "attached" on stdout, stdin echoed back on stdout, and when stdin closes a
-/// `Status` on channel 3 — a failure with exit code 3 for a container named `*-fail`.
-async fn attach_session(mut ws: WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>, fail: bool) {
+/// API server. The container runs a shell-like process: "attached" on stdout, stdin echoed
+/// back on stdout, terminal resizes reported on stdout; Ctrl-D on a TTY, or the end of stdin,
+/// ends the process — exit code 3 for a container named `*-fail`, else 0 — and the kubelet
+/// ends the stream with a `Success` Status on channel 3 (attach, unlike exec, never reports an
+/// exit code there: the exit code goes to the pod's status, through `on_exit`).
+///
+/// Two other containers:
+/// - `*-gone`: no running task (it stopped between the pod status and the attach): the
+///   kubelet answers at once with an `InternalError` Status, as containerd's "no running task
+///   found" comes back through it, and nothing else;
+/// - `*-detach`: the stream is cut (an idle timeout, a restarted API server) without a Status
+///   while the container goes on running.
+async fn attach_session(
+    mut ws: WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>,
+    container: String,
+    on_exit: OnExit,
+) {
     let frame = |channel: u8, data: &[u8]| {
         let mut v = vec![channel];
         v.extend_from_slice(data);
         Message::binary(v)
     };
+    if container.ends_with("-gone") {
+        let cause = "error attaching to container: failed to load task: no running task found: \
+                     task 0a1b2c not found: not found";
+        let status = json!({"metadata": {}, "status": "Failure",
+            "message": format!("Internal error occurred: {cause}"), "reason": "InternalError",
+            "details": {"causes": [{"message": cause}]}, "code": 500});
+        let _ = ws.send(frame(3, status.to_string().as_bytes())).await;
+        let _ = ws.close(None).await;
+        return;
+    }
     let _ = ws.send(frame(1, b"attached\n")).await;
     while let Some(Ok(msg)) = ws.next().await {
         match msg {
@@ -160,13 +189,12 @@ async fn attach_session(mut ws: WebSocketStream<TokioIo<hyper::upgrade::Upgraded
             _ => {}
         }
     }
-    let status = if fail {
-        json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-            "message": "command terminated with non-zero exit code: exit status 3", "reason": "NonZeroExitCode",
-            "details": {"causes": [{"reason": "ExitCode", "message": "3"}]}})
-    } else {
-        json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success"})
-    };
+    if container.ends_with("-detach") {
+        // Cut: no Status, no close handshake; the container goes on.
+        return;
+    }
+    on_exit(&container, if container.ends_with("-fail") { 3 } else { 0 });
+    let status = json!({"metadata": {}, "status": "Success"});
     let _ = ws.send(frame(3, status.to_string().as_bytes())).await;
     let _ = ws.close(None).await;
 }
@@ -175,6 +203,7 @@ fn upgrade(
     req: Request<Incoming>,
     rec: Recorded,
     log: Arc<Mutex<Vec<Recorded>>>,
+    on_exit: OnExit,
 ) -> Response<Full<Bytes>> {
     let key = req
         .headers()
@@ -187,7 +216,7 @@ fn upgrade(
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .to_string();
-    let fail = rec.param("container").is_some_and(|c| c.ends_with("-fail"));
+    let container = rec.param("container").unwrap_or_default();
     log.lock().expect("log").push(rec);
     if !offered.contains("v5.channel.k8s.io") {
         return Response::builder()
@@ -199,7 +228,7 @@ fn upgrade(
         if let Ok(upgraded) = hyper::upgrade::on(req).await {
             let ws =
                 WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, None).await;
-            attach_session(ws, fail).await;
+            attach_session(ws, container, on_exit).await;
         }
     });
     Response::builder()
@@ -216,6 +245,7 @@ async fn handle(
     req: Request<Incoming>,
     handler: Handler,
     log: Arc<Mutex<Vec<Recorded>>>,
+    on_exit: OnExit,
 ) -> Result<Response<Full<Bytes>>, std::convert::Infallible> {
     let method = req.method().to_string();
     let path = req.uri().path().to_string();
@@ -233,7 +263,7 @@ async fn handle(
             content_type: String::new(),
             body: String::new(),
         };
-        return Ok(upgrade(req, rec, log));
+        return Ok(upgrade(req, rec, log, on_exit));
     }
     let content_type = req
         .headers()
@@ -263,9 +293,19 @@ async fn handle(
 }
 
 impl FakeApi {
-    /// Starts a server answering with `handler`.
+    /// Starts a server answering with `handler`; attached containers' exits are not reported.
     pub fn start(handler: impl Fn(&Recorded) -> Reply + Send + Sync + 'static) -> FakeApi {
+        FakeApi::start_with_kubelet(handler, |_, _| {})
+    }
+
+    /// Starts a server answering with `handler`; `on_exit` hears of every attached container
+    /// whose process exits (see `attach_session`), to put it in the pod's status.
+    pub fn start_with_kubelet(
+        handler: impl Fn(&Recorded) -> Reply + Send + Sync + 'static,
+        on_exit: impl Fn(&str, i32) + Send + Sync + 'static,
+    ) -> FakeApi {
         let handler: Handler = Arc::new(handler);
+        let on_exit: OnExit = Arc::new(on_exit);
         let log = Arc::new(Mutex::new(Vec::new()));
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();
         let (stop_tx, mut stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -276,16 +316,23 @@ impl FakeApi {
                 .build()
                 .expect("runtime");
             rt.block_on(async move {
-                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-                addr_tx.send(listener.local_addr().expect("addr")).expect("send addr");
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                    .await
+                    .expect("bind");
+                addr_tx
+                    .send(listener.local_addr().expect("addr"))
+                    .expect("send addr");
                 loop {
                     tokio::select! {
                         accepted = listener.accept() => {
                             let Ok((stream, _)) = accepted else { continue };
                             let handler = handler.clone();
                             let log = server_log.clone();
+                            let on_exit = on_exit.clone();
                             tokio::spawn(async move {
-                                let svc = service_fn(move |req| handle(req, handler.clone(), log.clone()));
+                                let svc = service_fn(move |req| {
+                                    handle(req, handler.clone(), log.clone(), on_exit.clone())
+                                });
                                 let _ = hyper::server::conn::http1::Builder::new()
                                     .serve_connection(TokioIo::new(stream), svc)
                                     .with_upgrades()
@@ -330,6 +377,55 @@ impl FakeApi {
         );
         std::fs::write(&path, text).expect("write kubeconfig");
         path
+    }
+
+    /// Writes a kubeconfig `file` with one context `fake` (namespace `prod`) for a cluster at
+    /// `server` with the extra cluster fields `cluster_extra` (YAML lines indented for the
+    /// cluster mapping, e.g. `"    proxy-url: http://…\n"`) and a user whose fields are `user`
+    /// (indented likewise), and returns its path.
+    pub fn write_kubeconfig(
+        &self,
+        file: &str,
+        server: &str,
+        cluster_extra: &str,
+        user: &str,
+    ) -> PathBuf {
+        let path = self.dir.path().join(file);
+        let text = format!(
+            "apiVersion: v1\nkind: Config\ncurrent-context: fake\nclusters:\n- name: fake\n  cluster:\n    server: {server}\n{cluster_extra}\
+             contexts:\n- name: fake\n  context:\n    cluster: fake\n    user: fake\n    namespace: prod\n\
+             users:\n- name: fake\n  user:\n{user}"
+        );
+        std::fs::write(&path, text).expect("write kubeconfig");
+        path
+    }
+
+    /// Runs the real binary with `args`, kubeconfig `kubeconfig`, `env` added to its
+    /// (otherwise clean) environment, and `input` on its stdin.
+    pub fn kspy_env(
+        &self,
+        args: &[&str],
+        kubeconfig: &Path,
+        env: &[(&str, &str)],
+        input: &[u8],
+    ) -> Output {
+        use std::io::Write;
+        let mut cmd = command(
+            Path::new(env!("CARGO_BIN_EXE_kspy")),
+            args,
+            Some(kubeconfig),
+            self.dir.path(),
+        );
+        cmd.envs(env.iter().copied())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("spawn kspy");
+        let mut stdin = child.stdin.take().expect("stdin");
+        // kspy may exit before reading its input (an error): a closed pipe is no failure here.
+        let _ = stdin.write_all(input);
+        drop(stdin);
+        child.wait_with_output().expect("kspy output")
     }
 
     /// Runs the real binary with `args` against this server.
@@ -391,8 +487,23 @@ pub fn run_binary(binary: &Path, args: &[&str], kubeconfig: Option<&Path>, home:
         .expect("run kspy")
 }
 
+/// Proxy settings kspy reads; scrubbed so that the developer's own do not leak into tests.
+pub const PROXY_VARS: [&str; 8] = [
+    "HTTPS_PROXY",
+    "https_proxy",
+    "HTTP_PROXY",
+    "http_proxy",
+    "NO_PROXY",
+    "no_proxy",
+    "ALL_PROXY",
+    "all_proxy",
+];
+
 fn command(binary: &Path, args: &[&str], kubeconfig: Option<&Path>, home: &Path) -> Command {
     let mut cmd = Command::new(binary);
+    for var in PROXY_VARS {
+        cmd.env_remove(var);
+    }
     cmd.args(args)
         .env_remove("KUBECONFIG")
         .env_remove("KUBERNETES_SERVICE_HOST")
@@ -440,3 +551,117 @@ pub fn web_pod() -> Value {
 
 /// Name of the fixture pod.
 pub const WEB: &str = "web-7d9f8c6b5-x2x4q";
+
+/// An HTTP proxy on 127.0.0.1 that tunnels `CONNECT host:port` requests, as squid or any
+/// forward proxy does (kube-rs always tunnels, for `http://` API servers too), answering
+/// `200 Connection established` and then relaying bytes both ways. It resolves names itself,
+/// as a proxy does with its own DNS: `hosts` maps names to addresses on this machine; other
+/// names are resolved normally. A name it cannot resolve or connect to gets `502 Bad Gateway`.
+/// Requests other than CONNECT get `405`. Every CONNECT target is recorded.
+pub struct FakeProxy {
+    pub addr: SocketAddr,
+    connects: Arc<Mutex<Vec<String>>>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl FakeProxy {
+    pub fn start(hosts: &[(&str, std::net::IpAddr)]) -> FakeProxy {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind proxy");
+        let addr = listener.local_addr().expect("proxy addr");
+        let connects = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let hosts: Vec<(String, std::net::IpAddr)> =
+            hosts.iter().map(|(n, ip)| (n.to_string(), *ip)).collect();
+        let (log, stopping) = (connects.clone(), stop.clone());
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                if stopping.load(std::sync::atomic::Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(conn) = conn else { continue };
+                let (log, hosts) = (log.clone(), hosts.clone());
+                std::thread::spawn(move || tunnel(conn, &log, &hosts));
+            }
+        });
+        FakeProxy {
+            addr,
+            connects,
+            stop,
+        }
+    }
+
+    /// The `host:port` of every CONNECT so far.
+    pub fn connects(&self) -> Vec<String> {
+        self.connects.lock().expect("connects").clone()
+    }
+}
+
+impl Drop for FakeProxy {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        // Wake the accept loop so that it sees the flag.
+        let _ = std::net::TcpStream::connect(self.addr);
+    }
+}
+
+fn tunnel(
+    mut client: std::net::TcpStream,
+    log: &Mutex<Vec<String>>,
+    hosts: &[(String, std::net::IpAddr)],
+) {
+    use std::io::{Read, Write};
+    use std::net::ToSocketAddrs;
+    // The request head, byte by byte: nothing after it may be consumed.
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        match client.read(&mut byte) {
+            Ok(1) => head.push(byte[0]),
+            _ => return,
+        }
+        if head.len() > 16 * 1024 {
+            return;
+        }
+    }
+    let head = String::from_utf8_lossy(&head).into_owned();
+    let mut words = head.split_whitespace();
+    let (Some(method), Some(target)) = (words.next(), words.next()) else {
+        return;
+    };
+    if method != "CONNECT" {
+        let _ = client.write_all(b"HTTP/1.1 405 Method Not Allowed\r\nContent-Length: 0\r\n\r\n");
+        return;
+    }
+    log.lock().expect("connects").push(target.to_string());
+    let upstream = target.rsplit_once(':').and_then(|(host, port)| {
+        let port: u16 = port.parse().ok()?;
+        let addr = match hosts.iter().find(|(n, _)| n == host) {
+            Some((_, ip)) => SocketAddr::new(*ip, port),
+            None => (host, port).to_socket_addrs().ok()?.next()?,
+        };
+        std::net::TcpStream::connect(addr).ok()
+    });
+    let Some(upstream) = upstream else {
+        let _ = client.write_all(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n");
+        return;
+    };
+    if client
+        .write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
+        .is_err()
+    {
+        return;
+    }
+    let (Ok(mut client_read), Ok(mut upstream_write)) = (client.try_clone(), upstream.try_clone())
+    else {
+        return;
+    };
+    let mut upstream_read = upstream;
+    let mut client_write = client;
+    let up = std::thread::spawn(move || {
+        let _ = std::io::copy(&mut client_read, &mut upstream_write);
+        let _ = upstream_write.shutdown(std::net::Shutdown::Write);
+    });
+    let _ = std::io::copy(&mut upstream_read, &mut client_write);
+    let _ = client_write.shutdown(std::net::Shutdown::Write);
+    let _ = up.join();
+}

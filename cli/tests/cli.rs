@@ -125,6 +125,13 @@ fn apply_patch(pod: &mut Value, r: &Recorded) -> Vec<String> {
     added
 }
 
+/// [`sim_api`] where the new debug container starts running at once.
+fn running_sim_api() -> (FakeApi, Arc<Mutex<Sim>>) {
+    let mut sim = Sim::new();
+    sim.new_state = json!({"running": {"startedAt": "2026-01-01T00:05:00Z"}});
+    sim_api(sim)
+}
+
 fn sim_api(sim: Sim) -> (FakeApi, Arc<Mutex<Sim>>) {
     let sim = Arc::new(Mutex::new(sim));
     let s = sim.clone();
@@ -957,9 +964,7 @@ fn works_as_kubectl_plugin() {
 
 #[test]
 fn attach_streams_stdin_and_stdout_over_websocket() {
-    let mut sim = Sim::new();
-    sim.new_state = json!({"running": {"startedAt": "2026-01-01T00:05:00Z"}});
-    let (api, _) = sim_api(sim);
+    let (api, _) = running_sim_api();
     let out = api.kspy_with_input(
         &["attach", WEB, "-c", "app", "--name", "debugger-tst42", "-i"],
         b"ping\n",
@@ -985,9 +990,7 @@ fn attach_streams_stdin_and_stdout_over_websocket() {
 /// saying Running, kspy says how to attach again and exits 0.
 #[test]
 fn attach_cut_while_the_container_runs_says_how_to_attach_again() {
-    let mut sim = Sim::new();
-    sim.new_state = json!({"running": {"startedAt": "2026-01-01T00:05:00Z"}});
-    let (api, _) = sim_api(sim);
+    let (api, _) = running_sim_api();
     let started = Instant::now();
     let out = api.kspy_with_input(
         &[
@@ -1030,9 +1033,7 @@ fn attach_cut_while_the_container_runs_says_how_to_attach_again() {
 /// which shows the container terminated a little after the stream ends.
 #[test]
 fn attach_exits_with_the_containers_exit_code() {
-    let mut sim = Sim::new();
-    sim.new_state = json!({"running": {"startedAt": "2026-01-01T00:05:00Z"}});
-    let (api, sim) = sim_api(sim);
+    let (api, sim) = running_sim_api();
     let out = api.kspy_with_input(
         &[
             "attach",
@@ -1098,9 +1099,7 @@ fn already_terminated_container_exits_with_its_exit_code() {
 /// message, exit code 1, as `kubectl attach`.
 #[test]
 fn failed_attach_is_an_error() {
-    let mut sim = Sim::new();
-    sim.new_state = json!({"running": {"startedAt": "2026-01-01T00:05:00Z"}});
-    let (api, _) = sim_api(sim);
+    let (api, _) = running_sim_api();
     let out = api.kspy_with_input(
         &["attach", WEB, "-c", "app", "--name", "debugger-gone", "-i"],
         b"",
@@ -1683,9 +1682,7 @@ fn proxy_variables_with_no_proxy_covering_the_server_connect_directly() {
 /// resolves only on the proxy, so a request that skips the proxy cannot reach it.
 #[test]
 fn proxies_are_used_as_kubectl_uses_them() {
-    let mut sim = Sim::new();
-    sim.new_state = json!({"running": {"startedAt": "2026-01-01T00:05:00Z"}});
-    let (api, _) = sim_api(sim);
+    let (api, _) = running_sim_api();
     let loopback = std::net::IpAddr::from([127, 0, 0, 1]);
     let proxy = FakeProxy::start(&[("kspy-api.invalid", loopback)]);
     let port = api.addr.port();
@@ -1777,9 +1774,7 @@ fn proxies_are_used_as_kubectl_uses_them() {
 #[test]
 fn exec_credential_plugin_runs_once_per_client() {
     use std::os::unix::fs::PermissionsExt;
-    let mut sim = Sim::new();
-    sim.new_state = json!({"running": {"startedAt": "2026-01-01T00:05:00Z"}});
-    let (api, _) = sim_api(sim);
+    let (api, _) = running_sim_api();
     let count = api.dir.path().join("runs");
     let plugin = api.dir.path().join("credential-plugin");
     std::fs::write(

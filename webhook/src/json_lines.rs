@@ -177,31 +177,12 @@ fn civil_from_days(days: u64) -> (u64, u64, u64) {
 
 #[cfg(test)]
 mod tests {
-    use std::io;
-    use std::sync::{Arc, Mutex, PoisonError};
     use std::time::Duration;
 
     use serde_json::Value;
 
     use super::*;
-
-    /// Log lines written to memory.
-    #[derive(Clone, Default)]
-    struct Lines(Arc<Mutex<Vec<u8>>>);
-
-    impl io::Write for Lines {
-        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-            self.0
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .extend_from_slice(buf);
-            Ok(buf.len())
-        }
-
-        fn flush(&mut self) -> io::Result<()> {
-            Ok(())
-        }
-    }
+    use crate::log_capture::Lines;
 
     /// The lines `log` writes through this format, each parsed.
     fn logged(log: impl FnOnce()) -> Vec<Value> {
@@ -212,7 +193,7 @@ mod tests {
             .with_writer(move || sink.clone())
             .finish();
         tracing::subscriber::with_default(subscriber, log);
-        let text = String::from_utf8(lines.0.lock().expect("lines").clone()).expect("UTF-8");
+        let text = lines.text();
         assert!(text.ends_with('\n'), "{text:?}");
         text.lines()
             .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))

@@ -47,6 +47,8 @@ mod body_budget;
 mod hints;
 mod json_lines;
 mod judge_pool;
+#[cfg(test)]
+mod log_capture;
 mod policy_watch;
 mod read_deadlines;
 mod review;

@@ -169,27 +169,9 @@ impl<W: fmt::Write + ?Sized> fmt::Write for Escaped<'_, W> {
 
 #[cfg(test)]
 mod tests {
-    use std::io;
-    use std::sync::{Arc, Mutex, PoisonError};
 
     use super::*;
-
-    #[derive(Clone, Default)]
-    struct Lines(Arc<Mutex<Vec<u8>>>);
-
-    impl io::Write for Lines {
-        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-            self.0
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .extend_from_slice(buf);
-            Ok(buf.len())
-        }
-
-        fn flush(&mut self) -> io::Result<()> {
-            Ok(())
-        }
-    }
+    use crate::log_capture::Lines;
 
     /// What `log` writes through the text format, without ANSI colours.
     fn logged(log: impl FnOnce()) -> String {
@@ -202,7 +184,7 @@ mod tests {
             .with_writer(move || sink.clone())
             .finish();
         tracing::subscriber::with_default(subscriber, log);
-        String::from_utf8(lines.0.lock().expect("lines").clone()).expect("UTF-8")
+        lines.text()
     }
 
     struct Shown(&'static str);

@@ -435,7 +435,8 @@ async fn shutdown_signal() {
 mod tests {
     use super::*;
 
-    fn config(extra: &[&str]) -> ServerConfig {
+    /// The configuration the flags `extra` give, beside the required ones.
+    fn configured(extra: &[&str]) -> Result<ServerConfig, anyhow::Error> {
         let mut argv = vec![
             "kspy-webhook",
             "--policies",
@@ -446,7 +447,11 @@ mod tests {
             "k",
         ];
         argv.extend_from_slice(extra);
-        config_from(&Args::try_parse_from(argv).expect("args")).expect("config")
+        config_from(&Args::try_parse_from(argv).expect("args"))
+    }
+
+    fn config(extra: &[&str]) -> ServerConfig {
+        configured(extra).expect("config")
     }
 
     #[test]
@@ -529,21 +534,7 @@ mod tests {
 
     #[test]
     fn unworkable_settings_are_refused_before_anything_starts() {
-        let refused = |extra: &[&str]| {
-            let mut argv = vec![
-                "kspy-webhook",
-                "--policies",
-                "p",
-                "--tls-cert",
-                "c",
-                "--tls-key",
-                "k",
-            ];
-            argv.extend_from_slice(extra);
-            config_from(&Args::try_parse_from(argv).expect("args"))
-                .expect_err("refused")
-                .to_string()
-        };
+        let refused = |extra: &[&str]| configured(extra).expect_err("refused").to_string();
         let text = refused(&["--review-timeout", "10000000000000000000s"]);
         assert!(
             text.contains("--review-timeout") && text.contains("30"),

@@ -727,6 +727,19 @@ fn shipped_configmap_loads_without_the_test_fixtures() -> anyhow::Result<()> {
 
 /// The checks above catch what they are meant to: each broken variant of the rendered
 /// base fails its check (and the rendered base passes it).
+/// Replaces the webhook container's `FLAG=…` argument of a rendered Deployment with
+/// `FLAG=value`, or removes it (`None`).
+fn set_webhook_flag(deployment: &mut Value, flag: &str, value: Option<&str>) {
+    let args = deployment
+        .pointer_mut("/spec/template/spec/containers/0/args")
+        .and_then(Value::as_array_mut)
+        .expect("args");
+    args.retain(|a| !a.as_str().unwrap_or_default().starts_with(flag));
+    if let Some(value) = value {
+        args.push(json!(format!("{flag}={value}")));
+    }
+}
+
 #[test]
 fn checks_reject_broken_renderings() -> anyhow::Result<()> {
     let Some(good) = rendered("base", &[], None)? else {
@@ -765,55 +778,19 @@ fn checks_reject_broken_renderings() -> anyhow::Result<()> {
         (
             "no --namespace-lookup",
             "Deployment",
-            |d| {
-                let args = d
-                    .pointer_mut("/spec/template/spec/containers/0/args")
-                    .and_then(Value::as_array_mut)
-                    .expect("args");
-                args.retain(|a| {
-                    !a.as_str()
-                        .unwrap_or_default()
-                        .starts_with("--namespace-lookup")
-                });
-            },
+            |d| set_webhook_flag(d, "--namespace-lookup", None),
             &deployment,
         ),
         (
             "a body budget that leaves the server no room under the memory limit",
             "Deployment",
-            |d| {
-                for a in d
-                    .pointer_mut("/spec/template/spec/containers/0/args")
-                    .and_then(Value::as_array_mut)
-                    .expect("args")
-                {
-                    if a.as_str()
-                        .unwrap_or_default()
-                        .starts_with("--max-buffered-bytes")
-                    {
-                        *a = json!("--max-buffered-bytes=125829120");
-                    }
-                }
-            },
+            |d| set_webhook_flag(d, "--max-buffered-bytes", Some("125829120")),
             &deployment,
         ),
         (
             "--namespace-lookup=auto",
             "Deployment",
-            |d| {
-                for a in d
-                    .pointer_mut("/spec/template/spec/containers/0/args")
-                    .and_then(Value::as_array_mut)
-                    .expect("args")
-                {
-                    if a.as_str()
-                        .unwrap_or_default()
-                        .starts_with("--namespace-lookup")
-                    {
-                        *a = json!("--namespace-lookup=auto");
-                    }
-                }
-            },
+            |d| set_webhook_flag(d, "--namespace-lookup", Some("auto")),
             &deployment,
         ),
         (

@@ -88,14 +88,45 @@ fn security(c: &EphemeralContainer) -> Value {
     }
 }
 
+/// Whether security context `have` (a running container's) stands in for `want` (what kspy
+/// would send): every field `want` sets has the same value in `have`, and whatever else `have`
+/// sets only hardens it — what kspy's webhook (`podSecurity: conform`) or another admission
+/// controller adds to a new container too, so a fresh one would look the same.
+fn security_covers(have: &Value, want: &Value) -> bool {
+    let empty = serde_json::Map::new();
+    let have = have.as_object().unwrap_or(&empty);
+    let want = want.as_object().unwrap_or(&empty);
+    let hardening = |field: &str, value: &Value| match field {
+        "allowPrivilegeEscalation" => value == &Value::Bool(false),
+        "runAsNonRoot" | "readOnlyRootFilesystem" => value == &Value::Bool(true),
+        "seccompProfile" => value["type"] != "Unconfined",
+        _ => false,
+    };
+    let caps_cover = |h: Option<&Value>, w: Option<&Value>| {
+        let h = h.and_then(Value::as_object).unwrap_or(&empty);
+        let w = w.and_then(Value::as_object).unwrap_or(&empty);
+        w.iter().all(|(k, v)| h.get(k) == Some(v))
+            && h.iter().all(|(k, v)| {
+                w.contains_key(k) || k == "drop" || v.as_array().is_some_and(Vec::is_empty)
+            })
+    };
+    want.iter()
+        .all(|(k, v)| k == "capabilities" || have.get(k) == Some(v))
+        && have
+            .iter()
+            .all(|(k, v)| k == "capabilities" || want.contains_key(k) || hardening(k, v))
+        && caps_cover(have.get("capabilities"), want.get("capabilities"))
+}
+
 /// Whether running debug container `c` can stand in for `wanted`: the same image, command
-/// and arguments, the same security context (profile, `--cap`), the same target when kspy
-/// knows it, and stdin and a TTY when the session needs them.
+/// and arguments, a security context that covers the one wanted (profile, `--cap`;
+/// [`security_covers`]), the same target when kspy knows it, and stdin and a TTY when the
+/// session needs them.
 fn interchangeable(c: &EphemeralContainer, wanted: &EphemeralContainer) -> bool {
     c.image == wanted.image
         && c.command.clone().unwrap_or_default() == wanted.command.clone().unwrap_or_default()
         && c.args.clone().unwrap_or_default() == wanted.args.clone().unwrap_or_default()
-        && security(c) == security(wanted)
+        && security_covers(&security(c), &security(wanted))
         && (wanted.target_container_name.is_none()
             || c.target_container_name == wanted.target_container_name)
         && (!wanted.stdin.unwrap_or(false) || c.stdin.unwrap_or(false))
@@ -450,10 +481,23 @@ mod tests {
             find_reusable(&pod, &restricted, false).expect("ok"),
             Some("debugger-nonroot".into())
         );
+        // Hardened beyond what legacy asks (as kspy's webhook hardens every new container in
+        // a restricted namespace): it stands in.
         assert_eq!(
             find_reusable(&pod, &wanted(Profile::Legacy, &[]), false).expect("ok"),
-            None
+            Some("debugger-nonroot".into())
         );
+        // More privilege than asked never does.
+        let mut privileged = serde_json::to_value(&restricted).expect("json");
+        privileged["name"] = serde_json::json!("debugger-priv");
+        privileged["securityContext"]["privileged"] = serde_json::json!(true);
+        let pod = pod_with_running(privileged);
+        assert_eq!(find_reusable(&pod, &restricted, false).expect("ok"), None);
+        let mut more_caps = serde_json::to_value(&restricted).expect("json");
+        more_caps["name"] = serde_json::json!("debugger-caps");
+        more_caps["securityContext"]["capabilities"]["add"] = serde_json::json!(["SYS_ADMIN"]);
+        let pod = pod_with_running(more_caps);
+        assert_eq!(find_reusable(&pod, &restricted, false).expect("ok"), None);
 
         // -it needs a container with stdin and a TTY.
         let pod = pod_with_running(legacy);

@@ -167,9 +167,13 @@ fn read_kubeconfig(path: &Path) -> Result<Option<Kubeconfig>, KspyError> {
 fn read_kubeconfig_list(paths: &[PathBuf]) -> Result<Option<Kubeconfig>, KspyError> {
     let mut merged: Option<Kubeconfig> = None;
     for path in paths {
-        let Some(next) = read_kubeconfig(path)? else {
+        let Some(mut next) = read_kubeconfig(path)? else {
             continue;
         };
+        // `current-context: ""` (kubectl config writes it) is unset, not a choice.
+        if next.current_context.as_deref() == Some("") {
+            next.current_context = None;
+        }
         merged = Some(match merged {
             None => next,
             Some(so_far) => so_far.merge(next).map_err(|e| {

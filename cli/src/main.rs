@@ -315,6 +315,8 @@ fn report(err: &anyhow::Error) -> String {
 }
 
 fn main() -> ExitCode {
+    // SAFETY: first thing in main; no other thread exists yet.
+    unsafe { proxy::normalize_no_proxy_env() };
     let prog = *PROG.get_or_init(|| prog_for(std::env::args_os().next().as_deref()));
     let mut cmd = cli_command(prog);
     let matches = cmd.get_matches_mut();

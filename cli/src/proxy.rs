@@ -20,6 +20,45 @@ use std::net::IpAddr;
 
 use crate::errors::KspyError;
 
+/// `NO_PROXY` as Go reads it, in the form kube-rs also accepts: blank entries dropped, and
+/// `*` alone when any entry is `*`. `None` when nothing is left. kube-rs parses the variable
+/// itself while loading the kubeconfig and refuses what kubectl accepts (`a,b,` with its
+/// trailing comma, common in corporate settings), so `main` rewrites it before any thread starts.
+pub fn normalized_no_proxy(raw: &str) -> Option<String> {
+    let entries: Vec<&str> = raw
+        .split(',')
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+        .collect();
+    if entries.contains(&"*") {
+        Some("*".to_owned())
+    } else if entries.is_empty() {
+        None
+    } else {
+        Some(entries.join(","))
+    }
+}
+
+/// Rewrites `NO_PROXY` and `no_proxy` with [`normalized_no_proxy`].
+///
+/// # Safety
+///
+/// Changes the process environment: call it before any other thread exists (first thing in
+/// `main`, before the Tokio runtime), as `std::env::set_var` requires.
+pub unsafe fn normalize_no_proxy_env() {
+    for var in ["NO_PROXY", "no_proxy"] {
+        let Ok(raw) = std::env::var(var) else {
+            continue;
+        };
+        match normalized_no_proxy(&raw) {
+            Some(value) if value == raw => {}
+            // SAFETY: the caller guarantees no other thread reads or writes the environment.
+            Some(value) => unsafe { std::env::set_var(var, value) },
+            None => unsafe { std::env::remove_var(var) },
+        }
+    }
+}
+
 /// A proxy and where its setting came from (`HTTPS_PROXY`, the kubeconfig's `proxy-url`…).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Proxy {
@@ -211,6 +250,15 @@ fn in_cidr(ip: IpAddr, net: IpAddr, bits: u8) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn no_proxy_is_normalized_as_go_reads_it() {
+        assert_eq!(normalized_no_proxy("a,b").as_deref(), Some("a,b"));
+        assert_eq!(normalized_no_proxy(" a , ,b,").as_deref(), Some("a,b"));
+        assert_eq!(normalized_no_proxy("a,*,b").as_deref(), Some("*"));
+        assert_eq!(normalized_no_proxy(" , ,"), None);
+        assert_eq!(normalized_no_proxy(""), None);
+    }
 
     fn uri(s: &str) -> http::Uri {
         s.parse().expect("uri")

@@ -22,6 +22,9 @@ use crate::wait::{Outcome, State, exit_code_after_session, state_of, wait_for_co
 /// session was detached or cut, and the container goes on.
 pub const EXIT_STATUS_WAIT: Duration = Duration::from_secs(5);
 
+/// How long a failed attach waits for the pod's status to show the container ended.
+const ATTACH_FAILED_WAIT: Duration = Duration::from_secs(2);
+
 /// The process exit code for a container's: 0 stays 0, anything else becomes 1 to 255.
 pub fn exit_code(code: i32) -> ExitCode {
     if code == 0 {
@@ -72,7 +75,24 @@ pub async fn follow(
         }
         return Ok(ExitCode::SUCCESS);
     }
-    tty::attach(cluster, &name, container, args.stdin, args.tty, args.quiet).await?;
+    if let Err(err) = tty::attach(cluster, &name, container, args.stdin, args.tty, args.quiet).await
+    {
+        // A short command can end between the wait and the attach: kubectl then falls back to
+        // the container's logs, and so does kspy, with its exit code. A container still
+        // running means the attach itself failed.
+        return match exit_code_after_session(cluster, &name, container, ATTACH_FAILED_WAIT).await {
+            Ok(Some(code)) => {
+                if !args.quiet {
+                    eprintln!(
+                        "could not attach: container {container} has already terminated; its logs:"
+                    );
+                }
+                tty::print_logs(cluster, &pod, container).await?;
+                Ok(exit_code(code))
+            }
+            _ => Err(err),
+        };
+    }
     match exit_code_after_session(cluster, &name, container, EXIT_STATUS_WAIT).await? {
         Some(code) => {
             if !args.quiet {

@@ -142,10 +142,12 @@ pub type OnExit = Arc<dyn Fn(&str, i32) + Send + Sync>;
 /// ends the stream with a `Success` Status on channel 3 (attach, unlike exec, never reports an
 /// exit code there: the exit code goes to the pod's status, through `on_exit`).
 ///
-/// Two other containers:
+/// Other containers:
 /// - `*-gone`: no running task (it stopped between the pod status and the attach): the
 ///   kubelet answers at once with an `InternalError` Status, as containerd's "no running task
 ///   found" comes back through it, and nothing else;
+/// - `*-ended`: the same, for a short command that exited (code 4) just before the attach: the
+///   pod's status then shows it terminated;
 /// - `*-detach`: the stream is cut (an idle timeout, a restarted API server) without a Status
 ///   while the container goes on running.
 async fn attach_session(
@@ -158,7 +160,10 @@ async fn attach_session(
         v.extend_from_slice(data);
         Message::binary(v)
     };
-    if container.ends_with("-gone") {
+    if container.ends_with("-ended") {
+        on_exit(&container, 4);
+    }
+    if container.ends_with("-gone") || container.ends_with("-ended") {
         let cause = "error attaching to container: failed to load task: no running task found: \
                      task 0a1b2c not found: not found";
         let status = json!({"metadata": {}, "status": "Failure",

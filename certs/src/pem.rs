@@ -14,7 +14,7 @@ use crate::expiry::validity_unix;
 
 /// How far in the future a certificate's `notBefore` may lie and still be served: clocks of
 /// the issuer and of this node may disagree a little.
-const CLOCK_SKEW_SECS: i64 = 5 * 60;
+pub(crate) const CLOCK_SKEW_SECS: i64 = 5 * 60;
 
 /// A serving certificate chain and key, checked and ready for rustls.
 #[derive(Debug, Clone)]

@@ -21,7 +21,7 @@ use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 
 use crate::error::CertError;
-use crate::pem::{LoadedCert, parse_pem_pair};
+use crate::pem::{CLOCK_SKEW_SECS, LoadedCert, parse_pem_pair};
 
 /// The default interval between two polls of the certificate files.
 pub const DEFAULT_RELOAD_INTERVAL: Duration = Duration::from_secs(2);
@@ -47,6 +47,10 @@ struct Seen {
     key: Vec<u8>,
     /// The last read failure reported, so a missing file is reported once, not every poll.
     read_error: Option<String>,
+    /// When the content seen was refused as not valid yet: the Unix time from which it would
+    /// be accepted. Unlike every other refusal this one mends itself, so that content is
+    /// tried again then.
+    valid_from: Option<i64>,
 }
 
 /// A [`ResolvesServerCert`] serving the certificate and key from two PEM files, reloaded when
@@ -89,6 +93,7 @@ impl ReloadingResolver {
                 cert,
                 key,
                 read_error: None,
+                valid_from: None,
             }),
         })
     }
@@ -176,7 +181,12 @@ impl ReloadingResolver {
             }
         };
         seen.read_error = None;
-        if cert == seen.cert && key == seen.key {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+            .unwrap_or(0);
+        let due = seen.valid_from.is_some_and(|from| now >= from);
+        if cert == seen.cert && key == seen.key && !due {
             return ReloadOutcome::Unchanged;
         }
         let outcome = match parse_pem_pair(
@@ -202,6 +212,12 @@ impl ReloadingResolver {
         };
         // Remember failed content too: it is reported once, and the next change (for example
         // the key landing after the certificate) is tried again.
+        seen.valid_from = match &outcome {
+            ReloadOutcome::Failed(CertError::NotYetValid { not_before, .. }) => {
+                Some(not_before.saturating_sub(CLOCK_SKEW_SECS))
+            }
+            _ => None,
+        };
         seen.cert = cert;
         seen.key = key;
         outcome

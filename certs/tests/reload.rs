@@ -264,3 +264,47 @@ fn a_swap_between_the_two_reads_is_not_a_failure() {
         &failures[..failures.len().min(3)]
     );
 }
+
+/// A certificate refused as not valid yet is tried again once it is: unlike every other
+/// refusal, time mends it, and its content does not change (a renewed certificate issued by a
+/// clock a few minutes ahead would otherwise never be served).
+#[test]
+fn a_certificate_not_valid_yet_is_taken_once_it_is() {
+    use rcgen::{CertificateParams, KeyPair};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let first = pair();
+    let mut volume = SecretVolume::new(
+        dir.path(),
+        first.cert_pem.as_bytes(),
+        first.key_pem.as_bytes(),
+    );
+    let resolver = ReloadingResolver::load(&volume.cert(), &volume.key()).expect("load");
+
+    // Valid from 2 s past the 5 minutes of clock skew allowed.
+    let key = KeyPair::generate().expect("key");
+    let mut params =
+        CertificateParams::new(vec!["kspy-webhook.kspy.svc".to_owned()]).expect("params");
+    let now = time::OffsetDateTime::now_utc();
+    params.not_before = now + time::Duration::seconds(5 * 60 + 2);
+    params.not_after = now + time::Duration::days(30);
+    let cert = params.self_signed(&key).expect("cert");
+    volume.swap(cert.pem().as_bytes(), key.serialize_pem().as_bytes());
+    match resolver.poll() {
+        ReloadOutcome::Failed(err) => {
+            assert!(err.to_string().contains("not valid before"), "{err}")
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    assert_eq!(served_der(&resolver), der_of(&first));
+    assert!(
+        matches!(resolver.poll(), ReloadOutcome::Unchanged),
+        "reported once"
+    );
+
+    std::thread::sleep(Duration::from_millis(3200));
+    assert!(
+        matches!(resolver.poll(), ReloadOutcome::Reloaded { .. }),
+        "taken once valid"
+    );
+    assert_eq!(served_der(&resolver), cert.der().as_ref().to_vec());
+}

@@ -75,6 +75,22 @@ impl BodyBudget {
             metrics: self.metrics.clone(),
         })
     }
+
+    /// Holds `bytes` if they fit now, without waiting: for HTTP/2, where a stream waiting for
+    /// room would leave its data unread in the connection's flow-control window, which the
+    /// connection's other streams share — they could then never finish their bodies and give
+    /// room back.
+    pub(crate) fn try_reserve(&self, bytes: u64) -> Option<Reservation> {
+        let units = u32::try_from(kib(bytes)).map_or(self.total_kib, |k| k.min(self.total_kib));
+        let permit = self.permits.clone().try_acquire_many_owned(units).ok()?;
+        let bytes = u64::from(units) * 1024;
+        self.metrics.body_bytes_reserved(bytes);
+        Some(Reservation {
+            _permit: permit,
+            bytes,
+            metrics: self.metrics.clone(),
+        })
+    }
 }
 
 #[cfg(test)]
@@ -109,6 +125,14 @@ mod tests {
         let all = budget.reserve(u64::MAX).await.expect("capped");
         assert_eq!(metrics.buffered_body_bytes(), 10 * 1024);
         drop((empty, all));
+        // Without waiting: now or never.
+        let a = budget.try_reserve(8 * 1024).expect("fits");
+        assert!(budget.try_reserve(4 * 1024).is_none(), "does not fit now");
+        drop(a);
+        assert!(
+            budget.try_reserve(4 * 1024).is_some(),
+            "fits once room is back"
+        );
     }
 
     #[test]

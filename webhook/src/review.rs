@@ -120,24 +120,54 @@ async fn review(
     }
     // Room for the body in the server-wide budget, before a byte of it is read: its declared
     // length, or the most it may be (body_budget.rs).
-    let reserve = state.body_budget.reserve(declared.unwrap_or(max as u64));
-    let reservation = match tokio::time::timeout_at(deadline, reserve).await {
-        Ok(Some(reservation)) => reservation,
-        Ok(None) | Err(_) => {
-            return refuse(
-                &state,
-                name,
-                BadRequest::BufferFull,
-                StatusCode::REQUEST_TIMEOUT,
-                format!(
-                    "the request body was not read within the review deadline of {:?}: other requests held the server's limit of {} body bytes in memory (--max-buffered-bytes) all that time; retry",
-                    state.review_timeout, state.max_buffered_bytes
-                ),
-                Some(format!(
-                    "{} bytes buffered at once, {:?}",
-                    state.max_buffered_bytes, state.review_timeout
-                )),
-            );
+    let wanted = declared.unwrap_or(max as u64);
+    let reservation = if req.version() == axum::http::Version::HTTP_2 {
+        // An HTTP/2 stream must not wait: its unread data would sit in the flow-control
+        // window its connection's other streams share, and they could never finish their
+        // bodies and give room back.
+        match state.body_budget.try_reserve(wanted) {
+            Some(reservation) => reservation,
+            None => {
+                let mut response = refuse(
+                    &state,
+                    name,
+                    BadRequest::BufferFull,
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!(
+                        "the server's limit of {} request body bytes in memory (--max-buffered-bytes) is taken by other requests, and an HTTP/2 request does not wait for room; retry",
+                        state.max_buffered_bytes
+                    ),
+                    Some(format!(
+                        "{} bytes buffered at once",
+                        state.max_buffered_bytes
+                    )),
+                );
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+                return response;
+            }
+        }
+    } else {
+        let reserve = state.body_budget.reserve(wanted);
+        match tokio::time::timeout_at(deadline, reserve).await {
+            Ok(Some(reservation)) => reservation,
+            Ok(None) | Err(_) => {
+                return refuse(
+                    &state,
+                    name,
+                    BadRequest::BufferFull,
+                    StatusCode::REQUEST_TIMEOUT,
+                    format!(
+                        "the request body was not read within the review deadline of {:?}: other requests held the server's limit of {} body bytes in memory (--max-buffered-bytes) all that time; retry",
+                        state.review_timeout, state.max_buffered_bytes
+                    ),
+                    Some(format!(
+                        "{} bytes buffered at once, {:?}",
+                        state.max_buffered_bytes, state.review_timeout
+                    )),
+                );
+            }
         }
     };
     let body = match tokio::time::timeout_at(deadline, Limited::new(req.into_body(), max).collect())

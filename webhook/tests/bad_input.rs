@@ -474,3 +474,65 @@ async fn a_body_with_no_room_before_its_deadline_gets_408_and_is_counted() {
     );
     h.server.shutdown().await;
 }
+
+/// An HTTP/2 request that finds no room does not wait: its unread data would hold the flow
+/// control window its connection's other streams share. It gets 503 with Retry-After at once,
+/// counted as buffer-full; an HTTP/2 request that fits goes through as usual.
+#[tokio::test]
+async fn an_http2_request_without_room_is_refused_at_once() {
+    const BODY: usize = 32 * 1024;
+    let h = Harness::start_with(common::POLICIES, |c| {
+        c.max_body_bytes = BODY;
+        c.max_buffered_bytes = BODY;
+        c.review_timeout = Duration::from_secs(5);
+        c.fault_injection = FaultInjection::Delay(Duration::from_secs(2));
+    })
+    .await;
+    let metrics = h.server.metrics().clone();
+    let body = padded_review(BODY);
+    // An HTTP/1.1 request holds the whole budget while it is judged.
+    let mut a = start_request(&h, &body, BODY).await;
+    eventually("a body reserved", Duration::from_secs(5), || {
+        let m = metrics.clone();
+        async move { m.buffered_body_bytes() == BODY as u64 }
+    })
+    .await;
+    let mut conn = h.connect(HttpVersion::Http2).await;
+    let started = Instant::now();
+    let response = conn
+        .post_json("/validate", Bytes::from(body.clone()))
+        .await
+        .expect("answered");
+    assert_eq!(response.status(), 503);
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        response
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok()),
+        Some("1")
+    );
+    let text = String::from_utf8_lossy(response.body()).into_owned();
+    assert!(text.contains("--max-buffered-bytes"), "{text}");
+    assert_eq!(
+        metrics.bad_requests_total("validate", BadRequest::BufferFull),
+        1
+    );
+    let (status, _) = read_response(&mut a).await;
+    assert_eq!(status, 200);
+    eventually("the room given back", Duration::from_secs(5), || {
+        let m = metrics.clone();
+        async move { m.buffered_body_bytes() == 0 }
+    })
+    .await;
+    let response = conn
+        .post_json("/validate", Bytes::from(body))
+        .await
+        .expect("answered");
+    assert_eq!(response.status(), 200, "room for it now");
+    h.server.shutdown().await;
+}

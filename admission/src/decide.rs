@@ -565,9 +565,10 @@ pub(crate) fn decide(judge: &Judge<'_>, no_policy: NoPolicyVerdict) -> Decision 
             d.deny(
                 format!(
                     "policy {} applies in namespaces labelled {selector} and the labels of \
-                     {place} are unknown (the Namespace could not be read), so its validations \
-                     cannot be checked; kspy denies rather than skip them (the webhook needs \
-                     RBAC `get` on namespaces, and its log says why the lookup failed)",
+                     {place} are unknown (the Namespace could not be read, or the webhook runs \
+                     without Namespace lookup), so its validations cannot be checked; kspy denies \
+                     rather than skip them (the webhook needs RBAC `get` on namespaces and \
+                     --namespace-lookup api; its log says why the lookup failed)",
                     p.name
                 ),
                 DenialReason {

@@ -354,14 +354,19 @@ impl EventRecorder {
     }
 
     /// Queues one decision's Event; drops it (and counts the drop) when the queue is full, or
-    /// when its user is over their rate limit in its namespace (see
-    /// [`crate::event_series::SpamFilter`]).
+    /// when it is a denial and its user is over their rate limit for denials in its namespace
+    /// (see [`crate::event_series::SpamFilter`]). Allowed decisions are never rate-limited:
+    /// each added a debug container, the Event is the record of who debugged what, and a run
+    /// of cheap denied attempts must not hide the session that follows.
     pub fn record(&self, decision: DecisionEvent) {
-        let verdict = self
-            .spam
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .admit(&SpamKey::of(&decision), Instant::now());
+        let verdict = if decision.allowed {
+            SpamVerdict::Allowed
+        } else {
+            self.spam
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .admit(&SpamKey::of(&decision), Instant::now())
+        };
         if let SpamVerdict::Limited { first } = verdict {
             self.count_rate_limited();
             if first {
@@ -677,6 +682,16 @@ mod tests {
             metrics.render()
         );
         assert_eq!(metrics.events_total(EventResult::Dropped), 0);
+
+        // The user is over the limit for denials, yet the session that follows is recorded:
+        // allowed decisions are never rate-limited.
+        let mut allowed = denied();
+        allowed.allowed = true;
+        allowed.subjects = vec!["debugger-ok".into()];
+        recorder.record(allowed);
+        let next = rx.try_recv().expect("the allowed decision is queued");
+        assert!(next.allowed);
+        assert_eq!(recorder.rate_limited_total(), 40 - burst as u64);
     }
 
     #[tokio::test]

@@ -86,7 +86,8 @@ struct Args {
     #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = parse_duration)]
     shutdown_delay: Duration,
     /// Where Namespace objects (for namespaceSelector and namespaceObject) come from: the API
-    /// server (needs RBAC get on namespaces), none, declared (the Namespaces the
+    /// server (needs RBAC get on namespaces), none (guardrails that select namespaces by
+    /// label then deny every request they might apply to), declared (the Namespaces the
     /// DebugPolicyTest suites under --policies declare, read at start: for local runs and
     /// benchmarks), or auto (the API server when a kubeconfig or in-cluster config is found,
     /// otherwise none) [default: auto; with --dev declared, so a local run never reads a
@@ -258,10 +259,18 @@ fn namespace_lookup_mode(args: &Args) -> NamespaceLookupMode {
     })
 }
 
+/// What judging without any Namespace means, said at start.
+const WITHOUT_NAMESPACES: &str = "no Namespace objects: a policy that selects namespaces by \
+     label grants nothing, and an Enforce policy with validations that does (a guardrail) \
+     denies every request it might apply to (fail closed)";
+
 async fn namespace_source(args: &Args) -> anyhow::Result<NamespaceSource> {
     let mode = namespace_lookup_mode(args);
     match mode {
-        NamespaceLookupMode::None => return Ok(NamespaceSource::None),
+        NamespaceLookupMode::None => {
+            tracing::warn!("{WITHOUT_NAMESPACES} (--namespace-lookup none)");
+            return Ok(NamespaceSource::None);
+        }
         NamespaceLookupMode::Declared => return declared_namespaces(args),
         NamespaceLookupMode::Auto | NamespaceLookupMode::Api => {}
     }
@@ -276,7 +285,7 @@ async fn namespace_source(args: &Args) -> anyhow::Result<NamespaceSource> {
         Err(err) if mode == NamespaceLookupMode::Auto => {
             tracing::warn!(
                 error = %err,
-                "no Kubernetes client configuration: policies that select namespaces by label will not apply"
+                "{WITHOUT_NAMESPACES} (no Kubernetes client configuration)"
             );
             Ok(NamespaceSource::None)
         }

@@ -417,27 +417,41 @@ async fn bodies_wait_for_room_in_the_buffer_budget_and_none_is_lost() {
     h.server.shutdown().await;
 }
 
-#[tokio::test]
-async fn a_body_with_no_room_before_its_deadline_gets_408_and_is_counted() {
+/// A server whose body budget holds one 32 KiB body, and an HTTP/1.1 request holding all of
+/// it while it is judged (judging takes 2 s, past the given review deadline if shorter): the
+/// server, a body of that size, and that request's stream.
+async fn budget_held_by_one_request(
+    review_timeout: Duration,
+) -> (
+    Harness,
+    Vec<u8>,
+    tokio_rustls::client::TlsStream<tokio::net::TcpStream>,
+) {
     const BODY: usize = 32 * 1024;
     let h = Harness::start_with(common::POLICIES, |c| {
         c.max_body_bytes = BODY;
         c.max_buffered_bytes = BODY;
-        c.review_timeout = Duration::from_millis(600);
-        // Judging outlives the deadline; the body it holds stays reserved until it ends.
+        c.review_timeout = review_timeout;
+        // Judging outlives a short deadline; the body it holds stays reserved until it ends.
         c.fault_injection = FaultInjection::Delay(Duration::from_secs(2));
     })
     .await;
     let metrics = h.server.metrics().clone();
     let body = padded_review(BODY);
-
-    let mut a = start_request(&h, &body, BODY).await;
+    let held = start_request(&h, &body, BODY).await;
     eventually("a body reserved", Duration::from_secs(5), || {
         let m = metrics.clone();
         async move { m.buffered_body_bytes() == BODY as u64 }
     })
     .await;
-    let mut c = start_request(&h, &body, BODY).await;
+    (h, body, held)
+}
+
+#[tokio::test]
+async fn a_body_with_no_room_before_its_deadline_gets_408_and_is_counted() {
+    let (h, body, mut a) = budget_held_by_one_request(Duration::from_millis(600)).await;
+    let metrics = h.server.metrics().clone();
+    let mut c = start_request(&h, &body, body.len()).await;
     let started = Instant::now();
     let (status, line) = read_response(&mut c).await;
     assert_eq!(status, 408, "{line}");
@@ -480,23 +494,8 @@ async fn a_body_with_no_room_before_its_deadline_gets_408_and_is_counted() {
 /// counted as buffer-full; an HTTP/2 request that fits goes through as usual.
 #[tokio::test]
 async fn an_http2_request_without_room_is_refused_at_once() {
-    const BODY: usize = 32 * 1024;
-    let h = Harness::start_with(common::POLICIES, |c| {
-        c.max_body_bytes = BODY;
-        c.max_buffered_bytes = BODY;
-        c.review_timeout = Duration::from_secs(5);
-        c.fault_injection = FaultInjection::Delay(Duration::from_secs(2));
-    })
-    .await;
+    let (h, body, mut a) = budget_held_by_one_request(Duration::from_secs(5)).await;
     let metrics = h.server.metrics().clone();
-    let body = padded_review(BODY);
-    // An HTTP/1.1 request holds the whole budget while it is judged.
-    let mut a = start_request(&h, &body, BODY).await;
-    eventually("a body reserved", Duration::from_secs(5), || {
-        let m = metrics.clone();
-        async move { m.buffered_body_bytes() == BODY as u64 }
-    })
-    .await;
     let mut conn = h.connect(HttpVersion::Http2).await;
     let started = Instant::now();
     let response = conn

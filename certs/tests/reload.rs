@@ -63,6 +63,13 @@ impl SecretVolume {
     }
 }
 
+/// A Secret volume under `root` holding `certs`, and a resolver serving from it.
+fn serving(root: &Path, certs: &GeneratedCerts) -> (SecretVolume, ReloadingResolver) {
+    let volume = SecretVolume::new(root, certs.cert_pem.as_bytes(), certs.key_pem.as_bytes());
+    let resolver = ReloadingResolver::load(&volume.cert(), &volume.key()).expect("load");
+    (volume, resolver)
+}
+
 fn pair() -> GeneratedCerts {
     generate("kspy-webhook", "kspy", DAY).expect("generate")
 }
@@ -81,12 +88,7 @@ fn der_of(certs: &GeneratedCerts) -> Vec<u8> {
 fn symlink_swap_is_picked_up() {
     let dir = tempfile::tempdir().expect("tempdir");
     let first = pair();
-    let mut volume = SecretVolume::new(
-        dir.path(),
-        first.cert_pem.as_bytes(),
-        first.key_pem.as_bytes(),
-    );
-    let resolver = ReloadingResolver::load(&volume.cert(), &volume.key()).expect("load");
+    let (mut volume, resolver) = serving(dir.path(), &first);
     assert_eq!(served_der(&resolver), der_of(&first));
     assert!(matches!(resolver.poll(), ReloadOutcome::Unchanged));
 
@@ -105,12 +107,7 @@ fn symlink_swap_is_picked_up() {
 fn a_bad_new_certificate_keeps_the_old_one_until_a_good_one_arrives() {
     let dir = tempfile::tempdir().expect("tempdir");
     let first = pair();
-    let mut volume = SecretVolume::new(
-        dir.path(),
-        first.cert_pem.as_bytes(),
-        first.key_pem.as_bytes(),
-    );
-    let resolver = ReloadingResolver::load(&volume.cert(), &volume.key()).expect("load");
+    let (mut volume, resolver) = serving(dir.path(), &first);
 
     // Garbage.
     volume.swap(b"not a certificate", first.key_pem.as_bytes());
@@ -220,12 +217,7 @@ async fn the_watcher_reports_changes_and_stops_with_the_resolver() {
 fn a_swap_between_the_two_reads_is_not_a_failure() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (first, second) = (pair(), pair());
-    let mut volume = SecretVolume::new(
-        dir.path(),
-        first.cert_pem.as_bytes(),
-        first.key_pem.as_bytes(),
-    );
-    let resolver = ReloadingResolver::load(&volume.cert(), &volume.key()).expect("load");
+    let (mut volume, resolver) = serving(dir.path(), &first);
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let flipper = {
         let stop = stop.clone();
@@ -273,12 +265,7 @@ fn a_certificate_not_valid_yet_is_taken_once_it_is() {
     use rcgen::{CertificateParams, KeyPair};
     let dir = tempfile::tempdir().expect("tempdir");
     let first = pair();
-    let mut volume = SecretVolume::new(
-        dir.path(),
-        first.cert_pem.as_bytes(),
-        first.key_pem.as_bytes(),
-    );
-    let resolver = ReloadingResolver::load(&volume.cert(), &volume.key()).expect("load");
+    let (mut volume, resolver) = serving(dir.path(), &first);
 
     // Valid from 2 s past the 5 minutes of clock skew allowed.
     let key = KeyPair::generate().expect("key");

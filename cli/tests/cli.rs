@@ -125,6 +125,11 @@ fn apply_patch(pod: &mut Value, r: &Recorded) -> Vec<String> {
     added
 }
 
+/// `kspy attach WEB -c app --name NAME -i`, with `input` on stdin.
+fn attach_stdin(api: &FakeApi, name: &str, input: &[u8]) -> std::process::Output {
+    api.kspy_with_input(&["attach", WEB, "-c", "app", "--name", name, "-i"], input)
+}
+
 /// [`sim_api`] where the new debug container starts running at once.
 fn running_sim_api() -> (FakeApi, Arc<Mutex<Sim>>) {
     let mut sim = Sim::new();
@@ -965,10 +970,7 @@ fn works_as_kubectl_plugin() {
 #[test]
 fn attach_streams_stdin_and_stdout_over_websocket() {
     let (api, _) = running_sim_api();
-    let out = api.kspy_with_input(
-        &["attach", WEB, "-c", "app", "--name", "debugger-tst42", "-i"],
-        b"ping\n",
-    );
+    let out = attach_stdin(&api, "debugger-tst42", b"ping\n");
     let (stdout, stderr) = texts(&out);
     assert!(out.status.success(), "{stderr}");
     assert_eq!(stdout, "attached\nping\n");
@@ -1100,10 +1102,7 @@ fn already_terminated_container_exits_with_its_exit_code() {
 #[test]
 fn attach_to_a_container_that_just_ended_shows_its_logs_and_exit_code() {
     let (api, _) = running_sim_api();
-    let out = api.kspy_with_input(
-        &["attach", WEB, "-c", "app", "--name", "debugger-ended", "-i"],
-        b"",
-    );
+    let out = attach_stdin(&api, "debugger-ended", b"");
     let (_, stderr) = texts(&out);
     assert_eq!(out.status.code(), Some(4), "{stderr}");
     assert!(
@@ -1126,10 +1125,7 @@ fn attach_to_a_container_that_just_ended_shows_its_logs_and_exit_code() {
 #[test]
 fn failed_attach_is_an_error() {
     let (api, _) = running_sim_api();
-    let out = api.kspy_with_input(
-        &["attach", WEB, "-c", "app", "--name", "debugger-gone", "-i"],
-        b"",
-    );
+    let out = attach_stdin(&api, "debugger-gone", b"");
     let (stdout, stderr) = texts(&out);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert_eq!(stdout, "");

@@ -1032,6 +1032,18 @@ fn check_namespace(r: &Rendered) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The number of `container`'s port named `name`; an error naming the rendering `t` when
+/// there is none.
+fn container_port(container: &Container, name: &str, t: &str) -> anyhow::Result<i32> {
+    container
+        .ports
+        .iter()
+        .flatten()
+        .find(|p| p.name.as_deref() == Some(name))
+        .map(|p| p.container_port)
+        .with_context(|| format!("{t}: no container port named {name}"))
+}
+
 fn check_deployment(r: &Rendered, d: &Deployment) -> anyhow::Result<()> {
     let t = &r.target;
     let spec = d.spec.as_ref().context("Deployment without spec")?;
@@ -1094,14 +1106,7 @@ fn check_deployment(r: &Rendered, d: &Deployment) -> anyhow::Result<()> {
     // Args, ports and probes agree.
     let c = webhook_container(pod)?;
     let args = parse_args(c)?;
-    let port_of = |name: &str| -> anyhow::Result<i32> {
-        c.ports
-            .iter()
-            .flatten()
-            .find(|p| p.name.as_deref() == Some(name))
-            .map(|p| p.container_port)
-            .with_context(|| format!("{t}: no container port named {name}"))
-    };
+    let port_of = |name: &str| container_port(c, name, t);
     let (https, admin) = (port_of("https")?, port_of("admin")?);
     ensure!(https != admin, "{t}: https and admin ports collide");
     ensure!(
@@ -1598,14 +1603,7 @@ fn check_network_policy(r: &Rendered, d: &Deployment) -> anyhow::Result<()> {
     let t = &r.target;
     let pod_labels = pod_labels(d)?;
     let c = webhook_container(pod_spec(d)?)?;
-    let port_of = |name: &str| -> anyhow::Result<i32> {
-        c.ports
-            .iter()
-            .flatten()
-            .find(|p| p.name.as_deref() == Some(name))
-            .map(|p| p.container_port)
-            .with_context(|| format!("{t}: no container port named {name}"))
-    };
+    let port_of = |name: &str| container_port(c, name, t);
     let (https, admin) = (port_of("https")?, port_of("admin")?);
 
     let policies: Vec<NetworkPolicy> = r

@@ -112,14 +112,7 @@ async fn get_namespace(State(api): State<FakeApi>, Path(name): Path<String>) -> 
 
 #[tokio::test]
 async fn namespaces_are_read_from_the_api_and_cached() {
-    let gets = Arc::new(AtomicUsize::new(0));
-    let app = Router::new()
-        .route("/api/v1/namespaces/{name}", get(get_namespace))
-        .with_state(FakeApi {
-            gets: gets.clone(),
-            team: "checkout",
-        });
-    let client = common::fake_api(app).await;
+    let (client, gets) = namespace_api("checkout").await;
 
     let h = Harness::start_with(TEAM_POLICY, |c| {
         c.namespaces = NamespaceSource::Api {
@@ -137,6 +130,18 @@ async fn namespaces_are_read_from_the_api_and_cached() {
         "looked up once, then cached"
     );
     h.server.shutdown().await;
+}
+
+/// A stand-in API server serving Namespaces labelled `team: TEAM`; the GETs it answered.
+async fn namespace_api(team: &'static str) -> (kube::Client, Arc<AtomicUsize>) {
+    let gets = Arc::new(AtomicUsize::new(0));
+    let app = Router::new()
+        .route("/api/v1/namespaces/{name}", get(get_namespace))
+        .with_state(FakeApi {
+            gets: gets.clone(),
+            team,
+        });
+    (common::fake_api(app).await, gets)
 }
 
 /// A stand-in API server that takes every request and never answers; the requests it took.
@@ -214,14 +219,7 @@ async fn only_debug_requests_look_up_their_namespace_and_a_hanging_api_server_ge
 
 #[tokio::test]
 async fn a_classifier_that_may_read_the_namespace_gets_it_for_a_plain_pod_create() {
-    let gets = Arc::new(AtomicUsize::new(0));
-    let app = Router::new()
-        .route("/api/v1/namespaces/{name}", get(get_namespace))
-        .with_state(FakeApi {
-            gets: gets.clone(),
-            team: "checkout",
-        });
-    let client = common::fake_api(app).await;
+    let (client, gets) = namespace_api("checkout").await;
     let h = Harness::start_with(TEAM_POLICY, |c| {
         c.settings.copy_classifier =
             Some("namespaceObject.metadata.labels['team'] == 'checkout'".into());

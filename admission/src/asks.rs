@@ -133,9 +133,31 @@ pub struct Asks {
     pub target: Option<String>,
 }
 
+/// A pod's volumes by name, indexed once per pod for the asks of all its containers: indexing
+/// them for each container made a pod with many containers and many volumes quadratic to judge.
+#[derive(Debug, Clone, Default)]
+pub struct PodVolumes<'a>(BTreeMap<&'a str, &'a Volume>);
+
+impl<'a> PodVolumes<'a> {
+    /// Indexes the volumes of `pod`; of two with one name (which the API server refuses), the
+    /// later one counts.
+    pub fn of(pod: &'a Pod) -> Self {
+        PodVolumes(
+            pod.spec
+                .as_ref()
+                .and_then(|s| s.volumes.as_deref())
+                .unwrap_or_default()
+                .iter()
+                .map(|v| (v.name.as_str(), v))
+                .collect(),
+        )
+    }
+}
+
 impl Asks {
-    /// Extracts the asks of one container of `pod`.
-    pub fn extract(c: &ContainerParts<'_>, pod: &Pod) -> Asks {
+    /// Extracts the asks of one container of `pod`, whose volumes are `volumes`
+    /// ([`PodVolumes::of`] the same pod).
+    pub fn extract(c: &ContainerParts<'_>, pod: &Pod, volumes: &PodVolumes<'_>) -> Asks {
         let spec = pod.spec.as_ref();
         let pod_sc = spec.and_then(|s| s.security_context.as_ref());
         let sc = c.security_context;
@@ -187,12 +209,6 @@ impl Asks {
             .chain(pod_sc.and_then(|p| p.windows_options.as_ref()))
             .any(|w| w.host_process == Some(true));
 
-        let volumes: BTreeMap<&str, &Volume> = spec
-            .and_then(|s| s.volumes.as_deref())
-            .unwrap_or_default()
-            .iter()
-            .map(|v| (v.name.as_str(), v))
-            .collect();
         let mut mounted: BTreeMap<&str, bool> = BTreeMap::new();
         for m in c.volume_mounts {
             let read_only = m.read_only.unwrap_or(false);
@@ -202,7 +218,7 @@ impl Asks {
                 .or_insert(read_only);
         }
         for (name, read_only) in mounted {
-            let ask = volume_ask(name, read_only, volumes.get(name).copied());
+            let ask = volume_ask(name, read_only, volumes.0.get(name).copied());
             if ask.kind == VolumeKind::HostPath {
                 asks.host_paths.push(ask.clone());
             }
@@ -398,7 +414,7 @@ mod tests {
             .ephemeral_containers
             .as_ref()
             .unwrap()[0];
-        Asks::extract(&ContainerParts::from_ephemeral(ec), &p)
+        Asks::extract(&ContainerParts::from_ephemeral(ec), &p, &PodVolumes::of(&p))
     }
 
     fn with_ec(ec: serde_json::Value, extra_spec: serde_json::Value) -> serde_json::Value {

@@ -14,6 +14,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use kube_cel::KubeCelExt;
 use kube_cel::cel::common::ast::{EntryExpr, Expr, IdedExpr};
@@ -412,10 +413,13 @@ type ValueSource<'a> = Box<dyn Fn() -> Value + Send + Sync + 'a>;
 /// CEL variables converted from JSON on first read: a request whose policies never reach
 /// `object` never pays for turning a whole Pod into CEL values. cel converts a resolved value
 /// into its evaluation form on every read, so this suits large values read rarely; small ones
-/// are cheaper bound once into a scope.
+/// are cheaper bound once into a scope. [`LazyVariables::bind_read`] moves the ones read into
+/// a scope, where later reads borrow the value converted once.
 pub struct LazyVariables<'a> {
     sources: Vec<(&'static str, ValueSource<'a>)>,
     values: Vec<std::sync::OnceLock<Value>>,
+    /// Set when the value has been bound into a scope: the resolver answers for it no more.
+    bound: Vec<AtomicBool>,
 }
 
 impl<'a> LazyVariables<'a> {
@@ -424,6 +428,7 @@ impl<'a> LazyVariables<'a> {
         LazyVariables {
             sources: Vec::new(),
             values: Vec::new(),
+            bound: Vec::new(),
         }
     }
 
@@ -435,7 +440,22 @@ impl<'a> LazyVariables<'a> {
     ) -> Self {
         self.sources.push((name, Box::new(source)));
         self.values.push(std::sync::OnceLock::new());
+        self.bound.push(AtomicBool::new(false));
         self
+    }
+
+    /// Binds into `scope` every variable read so far and not bound yet, converted by cel once
+    /// there, and stops resolving it: reads in scopes below `scope` then borrow that value
+    /// instead of converting it whole again. A read in a scope that is not below `scope` finds
+    /// the variable undeclared, so bind into a scope every later evaluation descends from.
+    pub fn bind_read(&self, scope: &mut Context<'_>) {
+        for (((name, _), value), bound) in self.sources.iter().zip(&self.values).zip(&self.bound) {
+            if let Some(value) = value.get()
+                && !bound.swap(true, Ordering::Relaxed)
+            {
+                scope.add_variable_from_value(*name, value.clone());
+            }
+        }
     }
 }
 
@@ -448,6 +468,9 @@ impl Default for LazyVariables<'_> {
 impl kube_cel::cel::context::VariableResolver for LazyVariables<'_> {
     fn resolve(&self, variable: &str) -> Option<Value> {
         let i = self.sources.iter().position(|(n, _)| *n == variable)?;
+        if self.bound[i].load(Ordering::Relaxed) {
+            return None;
+        }
         Some(self.values[i].get_or_init(|| (self.sources[i].1)()).clone())
     }
 }
@@ -519,6 +542,55 @@ mod tests {
                 .projection(),
         );
         assert_eq!(p.fields("request"), Some(&Fields::All));
+    }
+
+    /// Counts the values a resolver hands to cel, each of which cel converts whole.
+    struct Counting<'a> {
+        vars: &'a LazyVariables<'a>,
+        handed: std::sync::atomic::AtomicUsize,
+    }
+
+    impl kube_cel::cel::context::VariableResolver for Counting<'_> {
+        fn resolve(&self, variable: &str) -> Option<Value> {
+            let value = self.vars.resolve(variable);
+            if value.is_some() {
+                self.handed.fetch_add(1, Ordering::Relaxed);
+            }
+            value
+        }
+    }
+
+    /// What a judge does for each subject: a scope below a shared one, with the resolver, and
+    /// `bind_read` into the shared scope between them. Only the first scope's reads are handed
+    /// out; the later scopes read the value bound once, however many there are.
+    #[test]
+    fn a_variable_read_is_bound_once_for_later_scopes() {
+        use kube_cel::cel::context::VariableResolver;
+        let pod = serde_json::json!({"metadata": {"name": "p"}, "spec": {"containers": []}});
+        let vars = LazyVariables::new()
+            .with("object", move || json_to_cel(&pod))
+            .with("oldObject", || Value::Null);
+        let counting = Counting {
+            vars: &vars,
+            handed: Default::default(),
+        };
+        let e = Expression::compile("has(object.spec) && object.metadata.name == 'p'").unwrap();
+        let env = CelEnv::new();
+        let mut shared = env.root().new_inner_scope();
+        for _ in 0..5 {
+            {
+                let mut scope = shared.new_inner_scope();
+                scope.set_variable_resolver(&counting);
+                assert_eq!(e.eval_bool(&scope), Ok(true));
+            }
+            vars.bind_read(&mut shared);
+        }
+        // The two reads of the first scope; 10 when every scope resolves it.
+        assert_eq!(counting.handed.load(Ordering::Relaxed), 2);
+        assert!(vars.resolve("object").is_none());
+        // Never read, so neither computed nor bound: still resolved on demand.
+        assert!(shared.get_variable("oldObject").is_none());
+        assert_eq!(vars.resolve("oldObject"), Some(Value::Null));
     }
 
     #[test]

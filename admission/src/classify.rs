@@ -11,13 +11,14 @@
 //!
 //! Everything else is not a debug request.
 
+use std::collections::BTreeMap;
 use std::fmt;
 
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{EphemeralContainer, Pod};
 use kube::core::admission::Operation;
 use serde_json::Value;
 
-use crate::asks::{Asks, ContainerParts, PodAsks};
+use crate::asks::{Asks, ContainerParts, PodAsks, PodVolumes};
 use crate::review::ParsedReview;
 
 /// The label kspy's CLI puts on debug pods; its value is the action (`copy` or `node`).
@@ -187,9 +188,19 @@ fn attach(review: &ParsedReview) -> Result<DebugRequest, ClassifyError> {
     let Some(old) = review.old_ephemeral_containers() else {
         return Err(missing("oldObject"));
     };
+    // By name: an unchanged container has its old name, and comparing each with every old
+    // one made a pod with many ephemeral containers quadratic to classify.
+    let mut old_by_name: BTreeMap<&str, Vec<&EphemeralContainer>> = BTreeMap::new();
+    for o in old {
+        old_by_name.entry(o.name.as_str()).or_default().push(o);
+    }
+    let volumes = PodVolumes::of(pod);
     let mut subjects = Vec::new();
     for (index, ec) in ephemeral_containers(pod).iter().enumerate() {
-        if old.iter().any(|o| o == ec) {
+        if old_by_name
+            .get(ec.name.as_str())
+            .is_some_and(|same_name| same_name.contains(&ec))
+        {
             continue;
         }
         let parts = ContainerParts::from_ephemeral(ec);
@@ -198,7 +209,7 @@ fn attach(review: &ParsedReview) -> Result<DebugRequest, ClassifyError> {
             list: ContainerList::Ephemeral,
             index,
             container: serde_json::to_value(ec).unwrap_or(Value::Null),
-            asks: Asks::extract(&parts, pod),
+            asks: Asks::extract(&parts, pod, &volumes),
         });
     }
     Ok(DebugRequest {
@@ -208,7 +219,7 @@ fn attach(review: &ParsedReview) -> Result<DebugRequest, ClassifyError> {
     })
 }
 
-fn ephemeral_containers(pod: &Pod) -> &[k8s_openapi::api::core::v1::EphemeralContainer] {
+fn ephemeral_containers(pod: &Pod) -> &[EphemeralContainer] {
     pod.spec
         .as_ref()
         .and_then(|s| s.ephemeral_containers.as_deref())
@@ -229,6 +240,7 @@ fn pod_create(
     let Some(action) = pod_action(pod, review, classifier)? else {
         return Ok(None);
     };
+    let volumes = PodVolumes::of(pod);
     let mut subjects = Vec::new();
     if let Some(spec) = &pod.spec {
         for (list, containers) in [
@@ -244,7 +256,7 @@ fn pod_create(
                     list,
                     index,
                     container: serde_json::to_value(c).unwrap_or(Value::Null),
-                    asks: Asks::extract(&ContainerParts::from_container(c), pod),
+                    asks: Asks::extract(&ContainerParts::from_container(c), pod, &volumes),
                 });
             }
         }

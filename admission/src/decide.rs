@@ -17,7 +17,7 @@
 //! CEL that fails to evaluate never allows: for an `Enforce` policy it is a denial carrying the
 //! error. `Warn` and `Audit` policies never grant and never deny.
 
-use std::cell::OnceCell;
+use std::cell::{OnceCell, RefCell};
 use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::api::core::v1::Namespace;
@@ -130,7 +130,6 @@ impl CelFailure {
 
 /// Evaluates policies for one request; CEL scopes are built once and only when needed.
 pub(crate) struct Judge<'a> {
-    env: &'a CelEnv,
     policies: &'a PolicySet,
     review: &'a ParsedReview,
     request: &'a DebugRequest,
@@ -142,6 +141,11 @@ pub(crate) struct Judge<'a> {
     /// is unknown.
     undetermined: Vec<&'a CompiledPolicy>,
     request_value: OnceCell<Value>,
+    /// The parent of every subject's scope. The whole objects an expression reached are bound
+    /// here before the next subject ([`LazyVariables::bind_read`]): cel converts a resolved
+    /// value whole on every read, and a debug copy has as many subjects as containers, so
+    /// resolving the Pod for each made judging it quadratic in its size.
+    objects: RefCell<Context<'a>>,
 }
 
 /// The labels of a Namespace that has none.
@@ -179,7 +183,6 @@ impl<'a> Judge<'a> {
             .as_deref()
             .unwrap_or_default();
         let mut judge = Judge {
-            env,
             policies,
             review,
             request,
@@ -189,6 +192,7 @@ impl<'a> Judge<'a> {
             candidates: Vec::new(),
             undetermined: Vec::new(),
             request_value: OnceCell::new(),
+            objects: RefCell::new(env.root().new_inner_scope()),
         };
         let input = judge.match_input();
         let (mut candidates, mut undetermined) = (Vec::new(), Vec::new());
@@ -261,8 +265,12 @@ impl<'a> Judge<'a> {
         }
         // One scope per subject. cel converts a value into its evaluation form when it is
         // bound, so each small variable is bound once, just before the first expression that
-        // names it; the whole objects are resolved (and converted) only when reached.
-        let mut scope = self.env.root().new_inner_scope();
+        // names it; the whole objects are resolved (and converted) only when reached. Those
+        // an earlier subject reached are bound in the shared parent scope now, converted once
+        // for all the subjects left (and never for a request with one subject).
+        self.vars.bind_read(&mut self.objects.borrow_mut());
+        let objects = self.objects.borrow();
+        let mut scope = objects.new_inner_scope();
         scope.set_variable_resolver(self.vars);
         let mut bound = VarSet::default();
         let mut bind = |scope: &mut Context<'_>, wanted: VarSet| {
@@ -789,4 +797,69 @@ fn debug_reason(request: &DebugRequest) -> Option<String> {
             .as_str()
             .map(|r| r.chars().take(256).collect())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use kube_cel::cel::context::VariableResolver;
+
+    use super::*;
+    use crate::classify::{NoClassifier, classify};
+
+    /// Each container of a debug copy is a subject, and a validation that reads `object` reads
+    /// it for each. The Pod is handed to cel (which converts it whole) for the first subject
+    /// only; the later ones read it bound in the judge's shared scope, and still see all of it.
+    #[test]
+    fn the_pod_is_converted_for_the_first_subject_only() {
+        let policies = PolicySet::from_yaml(
+            "t.yaml",
+            r#"
+apiVersion: kspy.dev/v1alpha1
+kind: DebugPolicy
+metadata: {name: copies}
+spec:
+  match: {actions: [copy]}
+  grant: {images: ["busybox*"], runAsRoot: true}
+  validations:
+    - expression: "object.spec.containers.exists(c, c.name == container.name)"
+    - expression: "size(object.spec.containers) == 4 && container.name != 'c3'"
+      message: not c3
+"#,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let containers: Vec<_> = (0..4)
+            .map(|i| serde_json::json!({"name": format!("c{i}"), "image": "busybox:1.36"}))
+            .collect();
+        let review = ParsedReview::from_value(serde_json::json!({
+            "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+            "request": {
+                "uid": "u", "kind": {"group": "", "version": "v1", "kind": "Pod"},
+                "resource": {"group": "", "version": "v1", "resource": "pods"},
+                "name": "p", "namespace": "ns", "operation": "CREATE",
+                "userInfo": {"username": "alice"},
+                "object": {
+                    "metadata": {"name": "p", "labels": {"kspy.dev/debug": "copy"}},
+                    "spec": {"containers": containers}
+                }
+            }
+        }))
+        .unwrap();
+        let request = classify(&review, &NoClassifier).unwrap().unwrap();
+        assert_eq!(request.subjects.len(), 4);
+        let env = CelEnv::new();
+        let vars = request_variables(&review, None);
+        let judge = Judge::new(&env, &policies, &review, &request, None, &vars);
+        let d = decide(&judge, NoPolicyVerdict::Deny);
+        // Every subject evaluated both validations against the whole Pod: only c3, the last,
+        // fails one, and nothing failed to evaluate.
+        let denied: Vec<_> = d
+            .reasons
+            .iter()
+            .map(|r| (r.container.as_deref(), r.reason.as_str()))
+            .collect();
+        assert_eq!(denied, [(Some("c3"), "not c3")], "{:?}", d.denials);
+        // Bound once in the shared scope; the resolver answers for it no more.
+        assert!(vars.resolve("object").is_none());
+        assert!(judge.objects.borrow().get_variable("object").is_some());
+    }
 }

@@ -101,10 +101,11 @@ pub(crate) fn subject_defaults(patch: &mut PatchBuilder, d: &SubjectDefaults<'_>
     };
     let first = |f: &dyn Fn(&CompiledPolicy) -> bool| d.policies.iter().copied().find(|p| f(p));
     let container = &s.container;
-    let pod_containers = d.object["spec"]["containers"]
+    // Borrowed, not cloned: a debug copy has a subject per container, and copying every
+    // container for each made its defaults quadratic in the number of containers.
+    let pod_containers: &[Value] = d.object["spec"]["containers"]
         .as_array()
-        .cloned()
-        .unwrap_or_default();
+        .map_or(&[], Vec::as_slice);
 
     let mut target = s.asks.target.clone();
     if s.list == ContainerList::Ephemeral && target.is_none() {

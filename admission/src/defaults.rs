@@ -217,13 +217,26 @@ pub(crate) fn subject_defaults(patch: &mut PatchBuilder, d: &SubjectDefaults<'_>
         == Some(PodSecurityDefault::Conform);
     if conform
         && let Some(level) = d.level
-        && let Some(Value::Object(sc)) =
-            conforming_security_context(level, &s.asks, &d.object["spec"]["securityContext"])
+        && let Some(Value::Object(sc)) = conforming_security_context(
+            level,
+            &s.asks,
+            &container["securityContext"],
+            &d.object["spec"]["securityContext"],
+        )
     {
         merge_absent(&mut wanted, &sc);
     }
+    let current = &container["securityContext"];
+    if wanted.get("allowPrivilegeEscalation") == Some(&json!(false))
+        && current["allowPrivilegeEscalation"].is_null()
+        && escalates_anyway(current, &wanted)
+    {
+        // The API server refuses `allowPrivilegeEscalation: false` beside `privileged: true`
+        // or an added CAP_SYS_ADMIN, so the default would turn the request Invalid over a
+        // field the user never set. Pod Security still names the privilege, where it applies.
+        wanted.remove("allowPrivilegeEscalation");
+    }
     if !wanted.is_empty() {
-        let current = &container["securityContext"];
         if current.is_object() {
             patch.fill_absent(&at("securityContext"), current, &Value::Object(wanted));
         } else {
@@ -234,6 +247,27 @@ pub(crate) fn subject_defaults(patch: &mut PatchBuilder, d: &SubjectDefaults<'_>
         }
     }
     notes
+}
+
+/// Whether the container, once the defaults in `wanted` fill what `current` leaves unset, is
+/// privileged or adds CAP_SYS_ADMIN: the two cases in which the API server's
+/// `ValidateSecurityContext` refuses `allowPrivilegeEscalation: false`.
+fn escalates_anyway(current: &Value, wanted: &serde_json::Map<String, Value>) -> bool {
+    let field = |name: &str| match &current[name] {
+        Value::Null => wanted.get(name).unwrap_or(&Value::Null),
+        set => set,
+    };
+    let privileged = field("privileged") == &json!(true);
+    let added = match &current["capabilities"]["add"] {
+        Value::Null => wanted
+            .get("capabilities")
+            .map_or(&Value::Null, |c| &c["add"]),
+        set => set,
+    };
+    let sys_admin = added
+        .as_array()
+        .is_some_and(|caps| caps.iter().any(|c| c == "CAP_SYS_ADMIN"));
+    privileged || sys_admin
 }
 
 fn merge_absent(into: &mut serde_json::Map<String, Value>, from: &serde_json::Map<String, Value>) {

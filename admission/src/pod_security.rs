@@ -61,10 +61,23 @@ pub fn enforced_level(namespace: Option<&Namespace>) -> Option<Level> {
     }
 }
 
+/// The user a conforming container runs as when neither it nor its Pod names one: `nobody`.
+pub const NON_ROOT_USER: i64 = 65534;
+
 /// The securityContext fields a container needs to meet `level`, as a partial securityContext
-/// to fill into what the user left unset. `pod_sc` is the pod-level securityContext (a seccomp
-/// profile set there already counts).
-pub fn conforming_security_context(level: Level, asks: &Asks, pod_sc: &Value) -> Option<Value> {
+/// to fill into what the user left unset. `container_sc` is the container's own
+/// securityContext as sent, `pod_sc` the pod-level one (a seccomp profile or user set there
+/// already counts).
+///
+/// With `runAsNonRoot` it also sets `runAsUser` [`NON_ROOT_USER`] when nothing names a user:
+/// the kubelet refuses to start a non-root container whose image runs as root or as a user
+/// name (most debug images), and an ephemeral container that never starts cannot be removed.
+pub fn conforming_security_context(
+    level: Level,
+    asks: &Asks,
+    container_sc: &Value,
+    pod_sc: &Value,
+) -> Option<Value> {
     if level != Level::Restricted {
         return None;
     }
@@ -72,9 +85,13 @@ pub fn conforming_security_context(level: Level, asks: &Asks, pod_sc: &Value) ->
         "allowPrivilegeEscalation": false,
         "capabilities": {"drop": ["ALL"]},
     });
+    let user_named = !container_sc["runAsUser"].is_null() || !pod_sc["runAsUser"].is_null();
     // An explicit runAsUser 0 cannot be made non-root by a default; the warning says so.
-    if !asks.runs_as_root || pod_sc.get("runAsUser").is_none() {
+    if !asks.runs_as_root || !user_named {
         sc["runAsNonRoot"] = json!(true);
+        if !user_named {
+            sc["runAsUser"] = json!(NON_ROOT_USER);
+        }
     }
     if pod_sc.get("seccompProfile").is_none() {
         sc["seccompProfile"] = json!({"type": "RuntimeDefault"});

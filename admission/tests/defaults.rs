@@ -105,8 +105,91 @@ fn restricted_namespaces_get_what_the_level_requires() {
             "allowPrivilegeEscalation": false,
             "capabilities": {"drop": ["NET_RAW"]},
             "runAsNonRoot": true,
+            "runAsUser": 65534,
             "seccompProfile": {"type": "RuntimeDefault"}
         })
+    );
+}
+
+/// The kubelet starts a `runAsNonRoot` container only when it can tell the user is not root,
+/// so a conforming default names a user unless the container or its Pod already does.
+#[test]
+fn conforming_names_a_user_only_when_none_is_named() {
+    let restricted = namespace(
+        "ns",
+        &[("pod-security.kubernetes.io/enforce", "restricted")],
+    );
+    let sc_of = |patch: &[Value]| {
+        patch
+            .iter()
+            .find(|op| op["path"] == "/spec/ephemeralContainers/0/securityContext")
+            .map(|op| op["value"].clone())
+            .unwrap_or_else(|| panic!("no securityContext added: {patch:?}"))
+    };
+    // The Pod names one: inherited, not overridden.
+    let mut r = attach("ns", "u", &[], vec![], vec![debugger("new", "busybox")]);
+    r["request"]["object"]["spec"]["securityContext"] = json!({"runAsUser": 1000});
+    let sc = sc_of(&mutate(DEFAULTS, &r, Some(&restricted)));
+    assert_eq!(sc["runAsNonRoot"], true, "{sc}");
+    assert!(sc.get("runAsUser").is_none(), "{sc}");
+    // The container names one: left as chosen.
+    let mut d = debugger("new", "busybox");
+    d["securityContext"] = json!({"runAsUser": 2000});
+    let r = attach("ns", "u", &[], vec![], vec![d]);
+    let patch = mutate(DEFAULTS, &r, Some(&restricted));
+    assert!(
+        !patch.iter().any(|op| op["path"]
+            .as_str()
+            .is_some_and(|p| p.ends_with("/runAsUser"))),
+        "{patch:?}"
+    );
+    // Outside restricted namespaces no user is chosen.
+    let r = attach("ns", "u", &[], vec![], vec![debugger("new", "busybox")]);
+    let baseline = namespace("ns", &[("pod-security.kubernetes.io/enforce", "baseline")]);
+    let sc = sc_of(&mutate(DEFAULTS, &r, Some(&baseline)));
+    assert!(sc.get("runAsUser").is_none(), "{sc}");
+}
+
+/// The API server refuses `allowPrivilegeEscalation: false` beside `privileged: true` or an
+/// added `CAP_SYS_ADMIN`; a default must not make a granted request Invalid.
+#[test]
+fn no_escalation_default_for_privileged_containers() {
+    let privileged = DEFAULTS.replace(
+        "runAsRoot: true",
+        "runAsRoot: true, privileged: true, capabilities: [ALL]",
+    );
+    for sc in [
+        json!({"privileged": true}),
+        json!({"capabilities": {"add": ["CAP_SYS_ADMIN"]}}),
+    ] {
+        let mut d = debugger("new", "busybox");
+        d["securityContext"] = sc.clone();
+        let r = attach("ns", "u", &[], vec![], vec![d]);
+        let patch = mutate(&privileged, &r, None);
+        assert!(
+            !patch
+                .iter()
+                .any(|op| op.to_string().contains("allowPrivilegeEscalation")),
+            "{sc}: {patch:?}"
+        );
+        // The other defaults still apply.
+        assert!(
+            patch.iter().any(|op| op["path"]
+                == "/spec/ephemeralContainers/0/securityContext/capabilities/drop"
+                || op["path"] == "/spec/ephemeralContainers/0/securityContext/capabilities"),
+            "{sc}: {patch:?}"
+        );
+    }
+    // A capability other than the literal CAP_SYS_ADMIN keeps the default, as the API server
+    // accepts it.
+    let mut d = debugger("new", "busybox");
+    d["securityContext"] = json!({"capabilities": {"add": ["SYS_PTRACE"]}});
+    let r = attach("ns", "u", &[], vec![], vec![d]);
+    let patch = mutate(&privileged, &r, None);
+    assert!(
+        patch.iter().any(|op| op["path"]
+            == "/spec/ephemeralContainers/0/securityContext/allowPrivilegeEscalation"),
+        "{patch:?}"
     );
 }
 

@@ -60,6 +60,17 @@ fn each_mistake_is_reported_where_it_is() {
             &["spec.defaults.env[0]", "expected a map of fields"],
         ),
         (
+            "  defaults:\n    env: [{name: OK_1.x-y, value: a}, {name: CAFÉ, value: b}]",
+            &[
+                "spec.defaults.env[1].name",
+                "\"CAFÉ\" is not a variable name",
+            ],
+        ),
+        (
+            "  defaults:\n    env: [{name: 1ST, value: a}]",
+            &["spec.defaults.env[0].name", "not starting with a digit"],
+        ),
+        (
             "  grant:\n    runAsRoot: yes-please",
             &["spec.grant.runAsRoot"],
         ),

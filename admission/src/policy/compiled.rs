@@ -474,10 +474,14 @@ impl CompiledPolicy {
             );
         }
         for (i, e) in d.env.iter().enumerate() {
-            if e.name.is_empty() || e.name.contains('=') {
+            if !is_env_var_name(&e.name) {
                 fail(
                     format!("spec.defaults.env[{i}].name"),
-                    format!("{:?} is not a variable name", e.name),
+                    format!(
+                        "{:?} is not a variable name every API server accepts: use letters, \
+                         digits, '_', '-' and '.', not starting with a digit",
+                        e.name
+                    ),
                 );
             }
         }
@@ -537,4 +541,15 @@ fn check_name(name: &str) -> Result<(), String> {
             "{name:?} is not a valid name: use lower-case letters, digits, '-' and '.', starting and ending with a letter or digit"
         ))
     }
+}
+
+/// Kubernetes' strict `IsEnvVarName`: `[-._a-zA-Z][-._a-zA-Z0-9]*`. A default lands in every
+/// matching request, and API servers before the relaxed rule (RelaxedEnvironmentVariableValidation)
+/// refuse anything else, so one odd name would make every such request Invalid.
+fn is_env_var_name(name: &str) -> bool {
+    let mut bytes = name.bytes();
+    bytes
+        .next()
+        .is_some_and(|b| b.is_ascii_alphabetic() || b"-._".contains(&b))
+        && bytes.all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b))
 }

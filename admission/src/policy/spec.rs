@@ -302,7 +302,10 @@ pub struct DefaultsSpec {
     /// Mirror the target container's volume mounts.
     #[serde(default)]
     pub mount_target_volumes: Option<MountTargetVolumes>,
-    /// Always | IfNotPresent | Never.
+    /// Always | IfNotPresent | Never, for a container that arrives without one. A real API
+    /// server defaults `imagePullPolicy` while decoding the request, before admission webhooks
+    /// run, so in a cluster this applies only to hand-made reviews; it is kept so that policy
+    /// files written for it still load.
     #[serde(default)]
     pub image_pull_policy: Option<ImagePullPolicy>,
     /// Extra environment variables.

@@ -16,7 +16,7 @@
 # (DebugPolicy documents, and the DebugPolicyTest suites beside them, which the webhook
 # skips). The JSON review fixtures the test suites point at stay in policies/: they are
 # for `kspy policy test`, and together they are far larger than the policies (about
-# 290 KB). With them, `kubectl apply -k` fails, because client-side apply copies the whole
+# 260 KB). With them, `kubectl apply -k` fails, because client-side apply copies the whole
 # ConfigMap into its last-applied-configuration annotation and annotations are capped at
 # 256 KiB per object. As in kspy-webhook's loader, files and directories whose names start
 # with "." are skipped.

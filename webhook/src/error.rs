@@ -18,26 +18,64 @@ pub enum WebhookError {
     /// The policies did not load (every error is listed).
     #[error("{0}")]
     Policies(LoadErrors),
-    /// The engine refused the settings (for example a classifier expression).
-    #[error("engine settings: {0}")]
+    /// The engine refused the settings (for example a classifier expression), named by the
+    /// flag that set them.
+    #[error("{}", settings_message(.0))]
     Settings(LoadErrors),
     /// rustls refused the TLS configuration.
     #[error("TLS configuration: {0}")]
     Tls(#[from] rustls::Error),
-    /// A listener could not be bound.
-    #[error("cannot listen on {addr}: {source}")]
+    /// A listener could not be bound. (The I/O error is part of the message, not a `source`:
+    /// the binary prints the whole chain, which would say it twice.)
+    #[error("cannot listen on {addr} ({flag}): {error}{}", bind_hint(error, flag))]
     Bind {
         /// The address.
         addr: SocketAddr,
+        /// The flag that sets it: `--addr` or `--admin-addr`.
+        flag: &'static str,
         /// The I/O error.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// Another I/O failure while starting.
-    #[error("{context}: {source}")]
+    #[error("{context}: {error}")]
     Io {
         /// What was being done.
         context: String,
         /// The I/O error.
-        source: std::io::Error,
+        error: std::io::Error,
     },
+}
+
+/// What to do about a listener that could not be bound, for the common causes.
+fn bind_hint(error: &std::io::Error, flag: &str) -> String {
+    match error.kind() {
+        std::io::ErrorKind::AddrInUse => {
+            format!("; another process holds the port: stop it, or choose another with {flag}")
+        }
+        std::io::ErrorKind::PermissionDenied => {
+            format!("; ports below 1024 need privileges: choose a higher one with {flag}")
+        }
+        std::io::ErrorKind::AddrNotAvailable => {
+            format!("; no interface here has that address: use 0.0.0.0 or 127.0.0.1 with {flag}")
+        }
+        _ => String::new(),
+    }
+}
+
+/// The engine's settings errors, each under the flag that set the value.
+fn settings_message(errors: &LoadErrors) -> String {
+    let lines: Vec<String> = errors
+        .errors()
+        .iter()
+        .map(|e| {
+            let flag = match e.field.as_deref() {
+                Some("copyClassifier") => "--copy-classifier",
+                Some("nodeClassifier") => "--node-classifier",
+                Some(other) => other,
+                None => "engine settings",
+            };
+            format!("{flag}: {} (the value is a CEL expression over `object`, `request` and `namespaceObject`)", e.message)
+        })
+        .collect();
+    lines.join("; ")
 }

@@ -51,10 +51,14 @@ pub async fn start_floor(addr: SocketAddr, tls: &TlsFiles) -> Result<FloorServer
     let acceptor = TlsAcceptor::from(Arc::new(crate::tls::server_config(resolver)?));
     let listener = TcpListener::bind(addr)
         .await
-        .map_err(|source| WebhookError::Bind { addr, source })?;
-    let addr = listener.local_addr().map_err(|source| WebhookError::Io {
+        .map_err(|error| WebhookError::Bind {
+            addr,
+            flag: "--addr",
+            error,
+        })?;
+    let addr = listener.local_addr().map_err(|error| WebhookError::Io {
         context: "reading the bound address".into(),
-        source,
+        error,
     })?;
     let body = Bytes::from_static(FLOOR_RESPONSE.as_bytes());
     let service = hyper::service::service_fn(move |req: Request<Incoming>| {

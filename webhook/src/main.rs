@@ -66,8 +66,10 @@ struct Args {
     #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_MAX_BODY_BYTES)]
     max_body_bytes: usize,
     /// Most request body bytes held in memory at once, over all requests (at least
-    /// --max-body-bytes). A body waits for room within its review deadline, then gets HTTP
-    /// 408. A body without Content-Length takes room for --max-body-bytes.
+    /// --max-body-bytes). Over HTTP/1.1 a body waits for room within its review deadline, then
+    /// gets HTTP 408; over HTTP/2 it gets 503 with Retry-After at once (a waiting stream would
+    /// hold its connection's window). A body without Content-Length takes room for
+    /// --max-body-bytes.
     #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_MAX_BUFFERED_BYTES)]
     max_buffered_bytes: usize,
     /// Deadline for one review, above zero and at most 30s (the API server waits at most 30 s
@@ -110,8 +112,8 @@ struct Args {
           value_parser = clap::value_parser!(u32).range(1..))]
     max_connections: u32,
     /// Kubernetes Events about decisions: on every debug request judged on /validate (not dry
-    /// runs), an Event on the Pod saying who, how, and what kspy decided (needs RBAC create on
-    /// events.k8s.io events). auto: when a kubeconfig or in-cluster config is found
+    /// runs), an Event on the Pod saying who, how, and what kspy decided (needs RBAC create
+    /// and patch on events.k8s.io events). auto: when a kubeconfig or in-cluster config is found
     /// [default: auto; with --dev off, so a local run never writes to a cluster it finds].
     #[arg(long, value_enum)]
     events: Option<EventsMode>,
@@ -133,7 +135,8 @@ enum NamespaceLookupMode {
     Auto,
     /// The API server; fail to start without a client configuration.
     Api,
-    /// Never: policies selecting namespaces by label do not apply.
+    /// Never: guardrails that select namespaces by label deny every request they might apply
+    /// to.
     None,
     /// The Namespaces the policy test suites declare, as `kspy policy test` sees them.
     Declared,
@@ -210,6 +213,21 @@ fn config_from(args: &Args) -> anyhow::Result<ServerConfig> {
         (None, true) => PathBuf::from("policies"),
         (None, false) => bail!("--policies DIR is required (or --dev for a local run)"),
     };
+    // Before --dev writes its certificates: a run from the wrong directory leaves nothing.
+    if !policies.is_dir() {
+        let defaulted = if args.policies.is_none() {
+            let here =
+                std::env::current_dir().map_or_else(|_| ".".into(), |d| d.display().to_string());
+            format!(" (the default with --dev, relative to the current directory {here})")
+        } else {
+            String::new()
+        };
+        bail!(
+            "--policies {}: no such directory{defaulted}; give the directory of DebugPolicy \
+             files with --policies DIR, or run from the repository's root",
+            policies.display()
+        );
+    }
     let tls = match (&args.tls_cert, &args.tls_key, args.dev) {
         (Some(cert), Some(key), _) => TlsFiles {
             cert: cert.clone(),
@@ -246,6 +264,14 @@ fn config_from(args: &Args) -> anyhow::Result<ServerConfig> {
     }
     // Refused here, before anything is read or contacted; `start` checks again.
     config.validate()?;
+    if args.namespace_cache_ttl > kspy_webhook::config::MAX_DURATION {
+        bail!(
+            "--namespace-cache-ttl {:?} is longer than a day: a relabelled Namespace would be \
+             judged by its old labels that long; use at most 24h (default 30s; 0 reads it for \
+             every request)",
+            args.namespace_cache_ttl
+        );
+    }
     Ok(config)
 }
 
@@ -289,8 +315,11 @@ async fn namespace_source(args: &Args) -> anyhow::Result<NamespaceSource> {
             );
             Ok(NamespaceSource::None)
         }
-        Err(err) => Err(anyhow::Error::new(err)
-            .context("--namespace-lookup api: creating the Kubernetes client")),
+        Err(err) => Err(anyhow::Error::new(err).context(
+            "--namespace-lookup api: no Kubernetes client configuration (set KUBECONFIG or \
+             ~/.kube/config, or run in a cluster; or choose --namespace-lookup declared or \
+             none)",
+        )),
     }
 }
 
@@ -393,6 +422,7 @@ fn print_dev_banner(policies: &Path, addr: SocketAddr, admin_addr: SocketAddr) {
     let ca = Path::new(DEV_DIR).join(kspy_certs::CA_CERT_FILE);
     let ca = std::fs::canonicalize(&ca).unwrap_or(ca);
     let fixture = policies.join(DEV_FIXTURE);
+    let fixture = fixture.is_file().then_some(fixture);
     let host = if addr.ip().is_unspecified() {
         format!("127.0.0.1:{}", addr.port())
     } else {
@@ -404,11 +434,13 @@ fn print_dev_banner(policies: &Path, addr: SocketAddr, admin_addr: SocketAddr) {
     println!("  webhook:   https://{host}/validate  https://{host}/mutate");
     println!("  admin:     http://{admin_addr}/metrics");
     println!();
-    println!("Send it a review:");
+    let review = fixture
+        .as_deref()
+        .map_or_else(|| "REVIEW.json".to_owned(), |f| f.display().to_string());
+    println!("Send it a review (an admission.k8s.io/v1 AdmissionReview):");
     println!(
-        "  curl --cacert {} -H 'Content-Type: application/json' --data-binary @{} https://{host}/validate",
+        "  curl --cacert {} -H 'Content-Type: application/json' --data-binary @{review} https://{host}/validate",
         ca.display(),
-        fixture.display()
     );
     println!();
 }

@@ -17,7 +17,7 @@
 //! | `kspy_policies_loaded` | gauge | |
 //! | `kspy_cert_reloads_total` | counter | `result` (`success` / `failure`) |
 //! | `kspy_cert_expiry_timestamp_seconds` | gauge | |
-//! | `kspy_events_total` | counter | `result` (`posted` / `repeated` / `updated` / `failed` / `dropped`) |
+//! | `kspy_events_total` | counter | `result` (`posted` / `repeated` / `updated` / `failed` / `dropped` / `rate-limited`) |
 //!
 //! In `kspy_reviews_total`, `policy` is the comma-joined list of the policies that applied
 //! (`none` when none did), so the series add up to the number of reviews;
@@ -530,7 +530,7 @@ impl Metrics {
             &mut out,
             "kspy_events_total",
             "counter",
-            "Kubernetes Events about decisions, by result: posted (created), repeated (counted into an earlier Event's series), updated (series count written), failed, dropped (queue full).",
+            "Kubernetes Events about decisions, by result: posted (created), repeated (counted into an earlier Event's series), updated (series count written), failed, dropped (queue full), rate-limited (over the user's Event rate limit in the namespace).",
         );
         self.events.render(&mut out, "kspy_events_total");
         out

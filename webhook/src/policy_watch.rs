@@ -68,7 +68,7 @@ fn collect(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Logs every load error, one line each with file, document, policy and field.
+/// Logs every load error, one line each with file, document, policy, field and error.
 pub(crate) fn log_load_errors(dir: &Path, errors: &LoadErrors) {
     for e in errors.errors() {
         tracing::error!(
@@ -77,7 +77,8 @@ pub(crate) fn log_load_errors(dir: &Path, errors: &LoadErrors) {
             document = e.document,
             policy = e.policy.as_deref(),
             field = e.field.as_deref(),
-            message = %e.message,
+            // Not `message`: that is the event's own, which a second member would hide.
+            error = %e.message,
             "policy error; keeping the previous policies"
         );
     }
@@ -147,4 +148,54 @@ pub(crate) fn spawn(
             }
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::Value;
+
+    use super::*;
+    use crate::log_capture::Lines;
+    use crate::telemetry::{LogFormat, log_subscriber};
+
+    fn logged(format: LogFormat, errors: &LoadErrors) -> String {
+        let lines = Lines::default();
+        let sink = lines.clone();
+        let subscriber = log_subscriber(format, tracing::Level::INFO, move || sink.clone());
+        tracing::subscriber::with_default(subscriber, || {
+            log_load_errors(Path::new("/etc/kspy/policies"), errors)
+        });
+        lines.text()
+    }
+
+    /// The line operators alert on keeps its headline and names the error in its own field,
+    /// in both formats.
+    #[test]
+    fn a_load_error_line_has_its_headline_and_the_error() {
+        let errors = PolicySet::from_yaml(
+            "typo.yaml",
+            "apiVersion: kspy.dev/v1alpha1\nkind: DebugPolicy\nmetadata: {name: p}\nspec:\n  grnat: {}\n",
+        )
+        .expect_err("the typo is refused");
+        let json = logged(LogFormat::Json, &errors);
+        let line: Value = serde_json::from_str(json.trim_end()).expect("one JSON line");
+        assert_eq!(
+            line["message"], "policy error; keeping the previous policies",
+            "{line}"
+        );
+        assert_eq!(line["file"], "typo.yaml", "{line}");
+        assert_eq!(line["policy"], "p", "{line}");
+        assert!(
+            line["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("unknown field `grnat`")),
+            "{line}"
+        );
+        let text = logged(LogFormat::Text, &errors);
+        assert!(
+            text.contains("policy error; keeping the previous policies"),
+            "{text}"
+        );
+        assert!(text.contains(" error=\"unknown field `grnat`"), "{text}");
+    }
 }

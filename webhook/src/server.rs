@@ -110,11 +110,18 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, WebhookError> 
     .await
     .map_err(|err| WebhookError::Io {
         context: "loading policies".into(),
-        source: std::io::Error::other(err.to_string()),
+        error: std::io::Error::other(err.to_string()),
     })??;
     let names = engine.policies().names().join(", ");
     let count = engine.policies().len();
     tracing::info!(policies = %config.policies_dir.display(), count, names = %names, "policies loaded");
+    if count == 0 {
+        tracing::warn!(
+            policies = %config.policies_dir.display(),
+            "no DebugPolicy under the policy directory: no debug request can be granted (each is \
+             denied, or allowed with --no-policy-allows) until one is added"
+        );
+    }
 
     let metrics = Arc::new(Metrics::new());
     metrics.set_policies_loaded(count);
@@ -122,15 +129,17 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, WebhookError> 
 
     let listener = TcpListener::bind(config.addr)
         .await
-        .map_err(|source| WebhookError::Bind {
+        .map_err(|error| WebhookError::Bind {
             addr: config.addr,
-            source,
+            flag: "--addr",
+            error,
         })?;
     let admin_listener = TcpListener::bind(config.admin_addr)
         .await
-        .map_err(|source| WebhookError::Bind {
+        .map_err(|error| WebhookError::Bind {
             addr: config.admin_addr,
-            source,
+            flag: "--admin-addr",
+            error,
         })?;
     let addr = local_addr(&listener)?;
     let admin_addr = local_addr(&admin_listener)?;
@@ -147,10 +156,10 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, WebhookError> 
         ),
         max_buffered_bytes: config.max_buffered_bytes,
         review_timeout: config.review_timeout,
-        judges: crate::judge_pool::JudgePool::new(config.judge_threads).map_err(|source| {
+        judges: crate::judge_pool::JudgePool::new(config.judge_threads).map_err(|error| {
             WebhookError::Io {
                 context: "starting the judging threads".into(),
-                source,
+                error,
             }
         })?,
         namespaces: Arc::new(crate::namespaces::NamespaceLookup::new(
@@ -263,8 +272,8 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, WebhookError> 
 }
 
 fn local_addr(listener: &TcpListener) -> Result<SocketAddr, WebhookError> {
-    listener.local_addr().map_err(|source| WebhookError::Io {
+    listener.local_addr().map_err(|error| WebhookError::Io {
         context: "reading the bound address".into(),
-        source,
+        error,
     })
 }

@@ -167,3 +167,48 @@ async fn dev_mode_judges_with_the_declared_namespaces_even_with_a_kubeconfig() {
         "the cluster was never asked"
     );
 }
+
+/// An empty policy directory starts (a ConfigMap may be filled later) but says that nothing
+/// can be granted, and the banner names no fixture that is not there.
+#[tokio::test]
+async fn dev_mode_with_no_policies_warns_and_names_no_missing_fixture() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let empty = dir.path().join("empty");
+    std::fs::create_dir(&empty).expect("mkdir");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kspy-webhook"))
+        .arg("--dev")
+        .arg("--policies")
+        .arg(&empty)
+        .args(["--addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0"])
+        .current_dir(dir.path())
+        .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
+        .env_remove("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn kspy-webhook --dev");
+    let lines = stdout_lines(&mut child);
+    let mut seen = Vec::new();
+    let curl = loop {
+        let line = lines
+            .recv_timeout(std::time::Duration::from_secs(30))
+            .unwrap_or_else(|e| panic!("{e}: no curl line in {seen:#?}"));
+        if line.trim_start().starts_with("curl ") {
+            break line;
+        }
+        seen.push(line);
+    };
+    sigterm(&child);
+    assert!(wait_exit(child).await.success());
+    assert!(
+        seen.iter()
+            .any(|l| l.contains("WARN") && l.contains("no DebugPolicy under the policy directory")),
+        "{seen:#?}"
+    );
+    assert!(curl.contains("--data-binary @REVIEW.json "), "{curl}");
+    assert!(
+        seen.iter()
+            .any(|l| l.contains("Send it a review (an admission.k8s.io/v1 AdmissionReview)")),
+        "{seen:#?}"
+    );
+}

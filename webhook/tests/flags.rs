@@ -3,31 +3,45 @@
 
 #![cfg(unix)]
 
+use std::ffi::OsString;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// Runs `kspy-webhook` with `args` (after placeholder certificate and policy paths, which are
-/// never read when a flag is refused); its exit success and stderr. Fails if it is still
-/// running after 20 s (it started serving).
+/// Runs `kspy-webhook` with `args` (after placeholder certificate paths and an empty policy
+/// directory, which are never read when a flag is refused); its exit success and stderr.
+/// Fails if it is still running after 20 s (it started serving).
 fn run(args: &[&str]) -> (bool, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_kspy-webhook"))
-        .args([
-            "--addr",
-            "127.0.0.1:0",
-            "--admin-addr",
-            "127.0.0.1:0",
-            "--policies",
-            "/nonexistent/policies",
+    let policies = tempfile::tempdir().expect("temp dir");
+    run_in(policies.path(), args)
+}
+
+/// [`run`] with the policy directory `policies`.
+fn run_in(policies: &std::path::Path, args: &[&str]) -> (bool, String) {
+    let mut all: Vec<OsString> = ["--policies".into(), policies.into()].into();
+    all.extend(
+        [
             "--tls-cert",
             "/nonexistent/tls.crt",
             "--tls-key",
             "/nonexistent/tls.key",
-            "--events",
-            "off",
             "--namespace-lookup",
             "none",
-        ])
-        .args(args)
+        ]
+        .map(OsString::from),
+    );
+    all.extend(args.iter().map(OsString::from));
+    exit_of(Command::new(env!("CARGO_BIN_EXE_kspy-webhook")).args(all))
+}
+
+/// Runs `command` (kspy-webhook with its arguments, on port 0 unless it names `--addr`,
+/// Events off) until it exits; its
+/// exit success and stderr. Fails if it is still running after 20 s (it started serving).
+fn exit_of(command: &mut Command) -> (bool, String) {
+    if !command.get_args().any(|a| a == "--addr") {
+        command.args(["--addr", "127.0.0.1:0"]);
+    }
+    let mut child = command
+        .args(["--admin-addr", "127.0.0.1:0", "--events", "off"])
         .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
         .env_remove("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
         .stdout(Stdio::null())
@@ -41,7 +55,7 @@ fn run(args: &[&str]) -> (bool, String) {
         }
         if started.elapsed() > Duration::from_secs(20) {
             let _ = child.kill();
-            panic!("kspy-webhook {args:?} is still running");
+            panic!("kspy-webhook {command:?} is still running");
         }
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -86,4 +100,116 @@ fn a_reload_interval_past_the_clocks_end_is_refused_at_start() {
     let (ok, stderr) = run(&["--reload-interval", "10000000000000000000s"]);
     assert!(!ok);
     assert!(stderr.contains("--reload-interval"), "{stderr}");
+}
+
+#[test]
+fn a_missing_policy_directory_is_named_with_what_to_do() {
+    let (ok, stderr) = run_in(std::path::Path::new("/nonexistent/policies"), &[]);
+    assert!(!ok);
+    assert!(
+        stderr.contains("--policies /nonexistent/policies: no such directory; give the directory"),
+        "{stderr}"
+    );
+    // --dev's default, relative to where it runs: said so, and nothing is written there.
+    let cwd = tempfile::tempdir().expect("temp dir");
+    let (ok, stderr) = exit_of(
+        Command::new(env!("CARGO_BIN_EXE_kspy-webhook"))
+            .arg("--dev")
+            .current_dir(cwd.path()),
+    );
+    assert!(!ok);
+    assert!(
+        stderr.contains("--policies policies: no such directory (the default with --dev, relative to the current directory"),
+        "{stderr}"
+    );
+    assert_eq!(
+        std::fs::read_dir(cwd.path()).expect("read").count(),
+        0,
+        "no certificates written"
+    );
+}
+
+#[test]
+fn a_namespace_cache_longer_than_a_day_is_refused_at_start() {
+    let (ok, stderr) = run(&["--namespace-cache-ttl", "25h"]);
+    assert!(!ok);
+    assert!(
+        stderr.contains("--namespace-cache-ttl 90000s is longer than a day"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn namespace_lookup_api_without_a_client_configuration_says_what_to_do() {
+    let home = tempfile::tempdir().expect("temp dir");
+    let policies = tempfile::tempdir().expect("temp dir");
+    let (ok, stderr) = exit_of(
+        Command::new(env!("CARGO_BIN_EXE_kspy-webhook"))
+            .arg("--policies")
+            .arg(policies.path())
+            .args([
+                "--tls-cert",
+                "/nonexistent/c",
+                "--tls-key",
+                "/nonexistent/k",
+            ])
+            .args(["--namespace-lookup", "api"])
+            .env("HOME", home.path())
+            .env("KUBECONFIG", home.path().join("none"))
+            .env_remove("KUBERNETES_SERVICE_HOST")
+            .env_remove("KUBERNETES_SERVICE_PORT"),
+    );
+    assert!(!ok);
+    assert!(
+        stderr
+            .contains("--namespace-lookup api: no Kubernetes client configuration (set KUBECONFIG"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("--namespace-lookup declared or none"),
+        "{stderr}"
+    );
+}
+
+/// Starts `--dev` from a scratch directory with the repository's policies and `args`; the
+/// start must fail.
+fn dev_refused(args: &[&str]) -> String {
+    let cwd = tempfile::tempdir().expect("temp dir");
+    let policies = concat!(env!("CARGO_MANIFEST_DIR"), "/../policies");
+    let (ok, stderr) = exit_of(
+        Command::new(env!("CARGO_BIN_EXE_kspy-webhook"))
+            .args(["--dev", "--policies", policies])
+            .args(args)
+            .current_dir(cwd.path()),
+    );
+    assert!(!ok, "{args:?} started: {stderr}");
+    stderr
+}
+
+#[test]
+fn a_classifier_that_does_not_compile_is_named_by_its_flag() {
+    let stderr = dev_refused(&["--copy-classifier", "object.("]);
+    assert!(stderr.contains("--copy-classifier: "), "{stderr}");
+    assert!(stderr.contains("CEL expression"), "{stderr}");
+    assert!(!stderr.contains("copyClassifier"), "{stderr}");
+}
+
+#[test]
+fn a_port_in_use_is_named_once_with_its_flag_and_what_to_do() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = taken.local_addr().expect("addr").to_string();
+    let stderr = dev_refused(&["--addr", &addr]);
+    assert!(
+        stderr.contains(&format!("cannot listen on {addr} (--addr): ")),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("another process holds the port: stop it, or choose another with --addr"),
+        "{stderr}"
+    );
+    assert_eq!(
+        stderr.matches("Address already in use").count(),
+        1,
+        "{stderr}"
+    );
 }

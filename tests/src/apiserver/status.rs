@@ -280,6 +280,9 @@ pub enum FieldErrorKind {
     Forbidden,
     /// `Invalid value: "x": detail`
     Invalid(String),
+    /// `Invalid value: x: detail`: a bad value Go prints unquoted (`%v` of a bool or number,
+    /// `%#v` of a struct), already rendered.
+    InvalidUnquoted(String),
     /// `Unsupported value: "x": supported values: ...`
     NotSupported(String, Vec<String>),
 }
@@ -291,7 +294,7 @@ impl FieldErrorKind {
             Self::Duplicate(_) => "FieldValueDuplicate",
             Self::NotFound(_) => "FieldValueNotFound",
             Self::Forbidden => "FieldValueForbidden",
-            Self::Invalid(_) => "FieldValueInvalid",
+            Self::Invalid(_) | Self::InvalidUnquoted(_) => "FieldValueInvalid",
             Self::NotSupported(..) => "FieldValueNotSupported",
         }
     }
@@ -349,6 +352,19 @@ impl FieldError {
             detail: detail.into(),
         }
     }
+    /// `Invalid value: v: detail` with `v` as Go prints a non-string bad value (`true`, `3`,
+    /// `core.SecurityContext{…}`).
+    pub fn invalid_unquoted(
+        field: impl Into<String>,
+        value: impl Into<String>,
+        detail: impl Into<String>,
+    ) -> Self {
+        Self {
+            field: field.into(),
+            kind: FieldErrorKind::InvalidUnquoted(value.into()),
+            detail: detail.into(),
+        }
+    }
     /// `Unsupported value: "v": supported values: "a", "b"`.
     pub fn not_supported(field: impl Into<String>, value: &str, supported: &[&str]) -> Self {
         Self {
@@ -369,6 +385,7 @@ impl FieldError {
             FieldErrorKind::NotFound(v) => format!("Not found: {v:?}"),
             FieldErrorKind::Forbidden => "Forbidden".to_string(),
             FieldErrorKind::Invalid(v) => format!("Invalid value: {v:?}"),
+            FieldErrorKind::InvalidUnquoted(v) => format!("Invalid value: {v}"),
             FieldErrorKind::NotSupported(v, supported) => format!(
                 "Unsupported value: {v:?}: supported values: {}",
                 supported

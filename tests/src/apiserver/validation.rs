@@ -1,18 +1,49 @@
 //! Pod validation as `pkg/apis/core/validation` does it for the cases kspy meets:
 //! `ValidatePodCreate` (ephemeral containers forbidden on create) and
 //! `ValidatePodEphemeralContainersUpdate` (existing ones immutable; names unique across
-//! all container kinds; `targetContainerName` must name a container; no ports, resources,
-//! probes, lifecycle, resizePolicy or restartPolicy; no subPath mounts).
+//! all container kinds; `targetContainerName` must name a container; the allow-list of
+//! ephemeral container fields; no subPath mounts); for every container kind the checks of
+//! `validateContainerCommon` that kspy's objects reach (`ValidateEnv` names,
+//! `validateResizePolicy`, `ValidateSecurityContext`), and of the pod's security context
+//! `ShareProcessNamespace` with `HostPID`.
+//!
+//! Where a rule depends on the version (feature-gate defaults), it follows the version
+//! `/version` reports ([`super::discovery::GIT_VERSION`]).
 
 use std::collections::BTreeSet;
 
-use k8s_openapi::api::core::v1::{Container, EphemeralContainer, Pod};
+use k8s_openapi::api::core::v1::{
+    Container, ContainerResizePolicy, EphemeralContainer, Pod, SecurityContext,
+};
+use serde_json::Value;
 
+use super::discovery::GIT_VERSION;
 use super::status::FieldError;
 
 const DNS1123_LABEL_MSG: &str = "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')";
 const DNS1123_SUBDOMAIN_MSG: &str = "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')";
 const EPHEMERAL_FORBIDDEN: &str = "cannot be set for an Ephemeral Container";
+/// `validation.IsEnvVarName`'s message (`RegexError` with its three examples).
+const ENV_VAR_NAME_MSG: &str = "a valid environment variable name must consist of alphabetic characters, digits, '_', '-', or '.', and must not start with a digit (e.g. 'my.env-name',  or 'MY_ENV.NAME',  or 'MyEnvName1', regex used for validation is '[-._a-zA-Z][-._a-zA-Z0-9]*')";
+/// `validation.IsRelaxedEnvVarName`'s message.
+const RELAXED_ENV_VAR_NAME_MSG: &str = "a valid environment variable name must consist only of printable ASCII characters other than '='";
+
+/// The minor version of the Kubernetes the harness claims to be (`v1.33.0` → 33).
+fn server_minor() -> u32 {
+    GIT_VERSION
+        .trim_start_matches('v')
+        .split('.')
+        .nth(1)
+        .and_then(|m| m.parse().ok())
+        .unwrap_or(0)
+}
+
+/// The `RelaxedEnvironmentVariableValidation` feature gate at the server version's default:
+/// alpha (off) in 1.30 and 1.31, beta and on by default from 1.32, GA (locked on) from 1.34.
+/// With it on, `ValidateEnv` checks names with `IsRelaxedEnvVarName`, else `IsEnvVarName`.
+pub fn relaxed_env_var_names() -> bool {
+    server_minor() >= 32
+}
 
 fn is_dns1123_label(s: &str) -> bool {
     let b = s.as_bytes();
@@ -28,6 +59,177 @@ fn is_dns1123_subdomain(s: &str) -> bool {
     s.len() <= 253 && s.split('.').all(is_dns1123_label)
 }
 
+/// `validation.IsEnvVarName`: `[-._a-zA-Z][-._a-zA-Z0-9]*`, then `hasChDirPrefix`.
+fn env_var_name_errors_strict(name: &str) -> Vec<&'static str> {
+    let b = name.as_bytes();
+    let word = |c: &u8| c.is_ascii_alphabetic() || matches!(c, b'-' | b'.' | b'_');
+    let mut errs = Vec::new();
+    if b.is_empty() || !word(&b[0]) || !b[1..].iter().all(|c| word(c) || c.is_ascii_digit()) {
+        errs.push(ENV_VAR_NAME_MSG);
+    }
+    if name == "." {
+        errs.push("must not be '.'");
+    } else if name == ".." {
+        errs.push("must not be '..'");
+    } else if name.starts_with("..") {
+        errs.push("must not start with '..'");
+    }
+    errs
+}
+
+/// `validation.IsRelaxedEnvVarName`: printable ASCII (space included, as Go's
+/// `unicode.IsPrint`) other than `=`; one message however many characters are bad.
+fn env_var_name_errors_relaxed(name: &str) -> Vec<&'static str> {
+    let mut errs = Vec::new();
+    if name.is_empty() {
+        errs.push("environment variable name must be non-empty");
+    }
+    if name.chars().any(|c| !(' '..='~').contains(&c) || c == '=') {
+        errs.push(RELAXED_ENV_VAR_NAME_MSG);
+    }
+    errs
+}
+
+/// `ValidateEnv`'s name check for one variable, by the feature gate's setting.
+fn env_var_name_errors(name: &str, relaxed: bool) -> Vec<&'static str> {
+    if relaxed {
+        env_var_name_errors_relaxed(name)
+    } else {
+        env_var_name_errors_strict(name)
+    }
+}
+
+/// How Go's `%#v` prints a `*core.SecurityContext` bad value (`field.Invalid(fldPath, sc,
+/// …)`): `core.SecurityContext{Capabilities:(*core.Capabilities)(nil), …}`, fields in the
+/// internal type's order. Go prints the addresses of set pointers; they differ from call to
+/// call, so placeholders stand in for them here.
+fn go_security_context(sc: &SecurityContext) -> String {
+    let fields = [
+        (
+            "Capabilities",
+            "core.Capabilities",
+            sc.capabilities.is_some(),
+        ),
+        ("Privileged", "bool", sc.privileged.is_some()),
+        (
+            "SELinuxOptions",
+            "core.SELinuxOptions",
+            sc.se_linux_options.is_some(),
+        ),
+        (
+            "WindowsOptions",
+            "core.WindowsSecurityContextOptions",
+            sc.windows_options.is_some(),
+        ),
+        ("RunAsUser", "int64", sc.run_as_user.is_some()),
+        ("RunAsGroup", "int64", sc.run_as_group.is_some()),
+        ("RunAsNonRoot", "bool", sc.run_as_non_root.is_some()),
+        (
+            "ReadOnlyRootFilesystem",
+            "bool",
+            sc.read_only_root_filesystem.is_some(),
+        ),
+        (
+            "AllowPrivilegeEscalation",
+            "bool",
+            sc.allow_privilege_escalation.is_some(),
+        ),
+        ("ProcMount", "core.ProcMountType", sc.proc_mount.is_some()),
+        (
+            "SeccompProfile",
+            "core.SeccompProfile",
+            sc.seccomp_profile.is_some(),
+        ),
+        (
+            "AppArmorProfile",
+            "core.AppArmorProfile",
+            sc.app_armor_profile.is_some(),
+        ),
+    ];
+    let body: Vec<String> = fields
+        .iter()
+        .enumerate()
+        .map(|(i, (name, ty, set))| {
+            if *set {
+                format!("{name}:(*{ty})(0xc{:09x})", 0x0010_0000 + 8 * i)
+            } else {
+                format!("{name}:(*{ty})(nil)")
+            }
+        })
+        .collect();
+    format!("core.SecurityContext{{{}}}", body.join(", "))
+}
+
+/// `ValidateSecurityContext`'s checks of `allowPrivilegeEscalation: false`: refused with
+/// `privileged: true`, and with each `capabilities.add` entry spelled `CAP_SYS_ADMIN`
+/// (the literal only: `SYS_ADMIN` passes), reported on the security context itself.
+fn validate_security_context(sc: &SecurityContext, path: &str) -> Vec<FieldError> {
+    let mut errs = Vec::new();
+    if sc.allow_privilege_escalation != Some(false) {
+        return errs;
+    }
+    if sc.privileged == Some(true) {
+        errs.push(FieldError::invalid_unquoted(
+            path,
+            go_security_context(sc),
+            "cannot set `allowPrivilegeEscalation` to false and `privileged` to true",
+        ));
+    }
+    for cap in sc.capabilities.iter().flat_map(|c| c.add.iter().flatten()) {
+        if cap == "CAP_SYS_ADMIN" {
+            errs.push(FieldError::invalid_unquoted(
+                path,
+                go_security_context(sc),
+                "cannot set `allowPrivilegeEscalation` to false and `capabilities.Add` CAP_SYS_ADMIN",
+            ));
+        }
+    }
+    errs
+}
+
+/// `validateResizePolicy`: resource names unique and `cpu` or `memory`, policies
+/// `NotRequired` or `RestartContainer`, and — since kubernetes#118768 (2023; in 1.33) — only
+/// `NotRequired` in a pod whose `restartPolicy` is `Never`. Most errors name the list, not
+/// the entry, as the real function does.
+fn validate_resize_policy(
+    policies: &[ContainerResizePolicy],
+    path: &str,
+    pod_restart_policy: &str,
+) -> Vec<FieldError> {
+    let mut errs = Vec::new();
+    let mut seen = BTreeSet::new();
+    for (i, p) in policies.iter().enumerate() {
+        if !seen.insert(p.resource_name.as_str()) {
+            errs.push(FieldError::duplicate(
+                format!("{path}[{i}]"),
+                &p.resource_name,
+            ));
+        }
+        match p.resource_name.as_str() {
+            "cpu" | "memory" => {}
+            "" => errs.push(FieldError::required(path, "")),
+            other => errs.push(FieldError::not_supported(path, other, &["cpu", "memory"])),
+        }
+        match p.restart_policy.as_str() {
+            "NotRequired" | "RestartContainer" => {}
+            "" => errs.push(FieldError::required(path, "")),
+            other => errs.push(FieldError::not_supported(
+                path,
+                other,
+                &["NotRequired", "RestartContainer"],
+            )),
+        }
+        if pod_restart_policy == "Never" && p.restart_policy != "NotRequired" {
+            errs.push(FieldError::invalid(
+                path,
+                &p.restart_policy,
+                "must be 'NotRequired' when `restartPolicy` is 'Never'",
+            ));
+        }
+    }
+    errs
+}
+
 /// The fields common to all container kinds, borrowed from either type.
 struct Common<'a> {
     name: &'a str,
@@ -36,7 +238,8 @@ struct Common<'a> {
     termination_message_policy: Option<&'a str>,
     volume_mounts: &'a [k8s_openapi::api::core::v1::VolumeMount],
     env: &'a [k8s_openapi::api::core::v1::EnvVar],
-    security_context: Option<&'a k8s_openapi::api::core::v1::SecurityContext>,
+    resize_policy: &'a [ContainerResizePolicy],
+    security_context: Option<&'a SecurityContext>,
 }
 
 impl<'a> From<&'a Container> for Common<'a> {
@@ -48,6 +251,7 @@ impl<'a> From<&'a Container> for Common<'a> {
             termination_message_policy: c.termination_message_policy.as_deref(),
             volume_mounts: c.volume_mounts.as_deref().unwrap_or_default(),
             env: c.env.as_deref().unwrap_or_default(),
+            resize_policy: c.resize_policy.as_deref().unwrap_or_default(),
             security_context: c.security_context.as_ref(),
         }
     }
@@ -62,12 +266,24 @@ impl<'a> From<&'a EphemeralContainer> for Common<'a> {
             termination_message_policy: c.termination_message_policy.as_deref(),
             volume_mounts: c.volume_mounts.as_deref().unwrap_or_default(),
             env: c.env.as_deref().unwrap_or_default(),
+            resize_policy: c.resize_policy.as_deref().unwrap_or_default(),
             security_context: c.security_context.as_ref(),
         }
     }
 }
 
-fn validate_common(c: &Common<'_>, volumes: &BTreeSet<String>, path: &str) -> Vec<FieldError> {
+/// What the checks of one container need from its pod.
+struct PodContext<'a> {
+    volumes: &'a BTreeSet<String>,
+    /// `spec.restartPolicy` (defaulted to `Always` before validation).
+    restart_policy: &'a str,
+    /// [`relaxed_env_var_names`].
+    relaxed_env: bool,
+}
+
+/// `validateContainerCommon`, in its order: name, image, terminationMessagePolicy, env,
+/// volume mounts, imagePullPolicy, resizePolicy, securityContext.
+fn validate_common(c: &Common<'_>, pod: &PodContext<'_>, path: &str) -> Vec<FieldError> {
     let mut errs = Vec::new();
     if c.name.is_empty() {
         errs.push(FieldError::required(format!("{path}.name"), ""));
@@ -93,18 +309,14 @@ fn validate_common(c: &Common<'_>, volumes: &BTreeSet<String>, path: &str) -> Ve
             &["File", "FallbackToLogsOnError"],
         )),
     }
-    match c.image_pull_policy {
-        None | Some("") => errs.push(FieldError::required(format!("{path}.imagePullPolicy"), "")),
-        Some("Always" | "IfNotPresent" | "Never") => {}
-        Some(other) => errs.push(FieldError::not_supported(
-            format!("{path}.imagePullPolicy"),
-            other,
-            &["Always", "IfNotPresent", "Never"],
-        )),
-    }
     for (i, e) in c.env.iter().enumerate() {
+        let name_path = format!("{path}.env[{i}].name");
         if e.name.is_empty() {
-            errs.push(FieldError::required(format!("{path}.env[{i}].name"), ""));
+            errs.push(FieldError::required(name_path, ""));
+        } else {
+            for msg in env_var_name_errors(&e.name, pod.relaxed_env) {
+                errs.push(FieldError::invalid(&name_path, &e.name, msg));
+            }
         }
     }
     let mut mount_paths = BTreeSet::new();
@@ -113,7 +325,7 @@ fn validate_common(c: &Common<'_>, volumes: &BTreeSet<String>, path: &str) -> Ve
         if m.name.is_empty() {
             errs.push(FieldError::required(format!("{mp}.name"), ""));
         }
-        if !volumes.contains(&m.name) {
+        if !pod.volumes.contains(&m.name) {
             errs.push(FieldError::not_found(format!("{mp}.name"), &m.name));
         }
         if m.mount_path.is_empty() {
@@ -127,14 +339,24 @@ fn validate_common(c: &Common<'_>, volumes: &BTreeSet<String>, path: &str) -> Ve
             ));
         }
     }
-    if let Some(sc) = c.security_context
-        && sc.privileged == Some(true)
-        && sc.allow_privilege_escalation == Some(false)
-    {
-        errs.push(FieldError::invalid(
-            format!("{path}.securityContext"),
-            "",
-            "cannot set `allowPrivilegeEscalation` to false and `privileged` to true",
+    match c.image_pull_policy {
+        None | Some("") => errs.push(FieldError::required(format!("{path}.imagePullPolicy"), "")),
+        Some("Always" | "IfNotPresent" | "Never") => {}
+        Some(other) => errs.push(FieldError::not_supported(
+            format!("{path}.imagePullPolicy"),
+            other,
+            &["Always", "IfNotPresent", "Never"],
+        )),
+    }
+    errs.extend(validate_resize_policy(
+        c.resize_policy,
+        &format!("{path}.resizePolicy"),
+        pod.restart_policy,
+    ));
+    if let Some(sc) = c.security_context {
+        errs.extend(validate_security_context(
+            sc,
+            &format!("{path}.securityContext"),
         ));
     }
     errs
@@ -168,6 +390,11 @@ pub fn validate_pod(pod: &Pod) -> Vec<FieldError> {
         return errs;
     };
     let volumes = volume_names(pod);
+    let ctx = PodContext {
+        volumes: &volumes,
+        restart_policy: spec.restart_policy.as_deref().unwrap_or("Always"),
+        relaxed_env: relaxed_env_var_names(),
+    };
     let mut seen_vols = BTreeSet::new();
     for (i, v) in spec.volumes.iter().flatten().enumerate() {
         if v.name.is_empty() {
@@ -193,14 +420,14 @@ pub fn validate_pod(pod: &Pod) -> Vec<FieldError> {
     let mut names = BTreeSet::new();
     for (i, c) in spec.containers.iter().enumerate() {
         let path = format!("spec.containers[{i}]");
-        errs.extend(validate_common(&c.into(), &volumes, &path));
+        errs.extend(validate_common(&c.into(), &ctx, &path));
         if !c.name.is_empty() && !names.insert(c.name.clone()) {
             errs.push(FieldError::duplicate(format!("{path}.name"), &c.name));
         }
     }
     for (i, c) in spec.init_containers.iter().flatten().enumerate() {
         let path = format!("spec.initContainers[{i}]");
-        errs.extend(validate_common(&c.into(), &volumes, &path));
+        errs.extend(validate_common(&c.into(), &ctx, &path));
         if !c.name.is_empty() && !names.insert(c.name.clone()) {
             errs.push(FieldError::duplicate(format!("{path}.name"), &c.name));
         }
@@ -208,7 +435,7 @@ pub fn validate_pod(pod: &Pod) -> Vec<FieldError> {
     let others = names.clone();
     for (i, ec) in spec.ephemeral_containers.iter().flatten().enumerate() {
         let path = format!("spec.ephemeralContainers[{i}]");
-        errs.extend(validate_common(&ec.into(), &volumes, &path));
+        errs.extend(validate_common(&ec.into(), &ctx, &path));
         if names.contains(&ec.name) {
             errs.push(FieldError::duplicate(format!("{path}.name"), &ec.name));
         } else {
@@ -223,37 +450,7 @@ pub fn validate_pod(pod: &Pod) -> Vec<FieldError> {
                 t,
             ));
         }
-        let forbidden = [
-            ("ports", ec.ports.as_ref().is_some_and(|p| !p.is_empty())),
-            (
-                "resources",
-                ec.resources.as_ref().is_some_and(|r| {
-                    r.limits.as_ref().is_some_and(|l| !l.is_empty())
-                        || r.requests.as_ref().is_some_and(|l| !l.is_empty())
-                        || r.claims.as_ref().is_some_and(|l| !l.is_empty())
-                }),
-            ),
-            (
-                "resizePolicy",
-                ec.resize_policy.as_ref().is_some_and(|p| !p.is_empty()),
-            ),
-            (
-                "restartPolicy",
-                ec.restart_policy.as_ref().is_some_and(|p| !p.is_empty()),
-            ),
-            ("livenessProbe", ec.liveness_probe.is_some()),
-            ("readinessProbe", ec.readiness_probe.is_some()),
-            ("startupProbe", ec.startup_probe.is_some()),
-            ("lifecycle", ec.lifecycle.is_some()),
-        ];
-        for (field, set) in forbidden {
-            if set {
-                errs.push(FieldError::forbidden(
-                    format!("{path}.{field}"),
-                    EPHEMERAL_FORBIDDEN,
-                ));
-            }
-        }
+        errs.extend(validate_ephemeral_allow_list(ec, &path));
         for (j, m) in ec.volume_mounts.iter().flatten().enumerate() {
             if m.sub_path.as_deref().is_some_and(|s| !s.is_empty()) {
                 errs.push(FieldError::forbidden(
@@ -269,7 +466,106 @@ pub fn validate_pod(pod: &Pod) -> Vec<FieldError> {
             }
         }
     }
+    // `ValidatePodSecurityContext` (`validatePodSpecSecurityContext` in later releases), after
+    // all containers as in `ValidatePodSpec`. The internal type keeps `shareProcessNamespace`
+    // and `hostPID` in the pod's security context, hence the path.
+    if spec.share_process_namespace == Some(true) && spec.host_pid == Some(true) {
+        errs.push(FieldError::invalid_unquoted(
+            "spec.securityContext.shareProcessNamespace",
+            "true",
+            "ShareProcessNamespace and HostPID cannot both be enabled",
+        ));
+    }
     errs
+}
+
+/// How a field of `core.EphemeralContainerCommon` compares with its zero value.
+#[derive(Clone, Copy)]
+enum GoKind {
+    /// A string: zero when absent, `null` or `""`.
+    String,
+    /// A bool: zero when absent, `null` or `false`.
+    Bool,
+    /// A slice, map or pointer: zero only when absent or `null` — `[]`, `{}` and `""` (for a
+    /// `*string`) decode to non-nil values.
+    Nilable,
+    /// A struct of nilable members (`ResourceRequirements`): zero when absent, `null` or an
+    /// object whose members are all absent or `null`.
+    Struct,
+}
+
+/// The fields of `core.EphemeralContainerCommon` (Kubernetes 1.33), in the struct's order,
+/// with their JSON names and whether `allowedEphemeralContainerFields` allows them. The
+/// allow-list maps `Ports`, `Resources`, the probes and `Lifecycle` to false and leaves out
+/// `ResizePolicy` and `RestartPolicy`: all of these are forbidden once set.
+const EPHEMERAL_CONTAINER_FIELDS: &[(&str, &str, bool, GoKind)] = &[
+    ("Name", "name", true, GoKind::String),
+    ("Image", "image", true, GoKind::String),
+    ("Command", "command", true, GoKind::Nilable),
+    ("Args", "args", true, GoKind::Nilable),
+    ("WorkingDir", "workingDir", true, GoKind::String),
+    ("Ports", "ports", false, GoKind::Nilable),
+    ("EnvFrom", "envFrom", true, GoKind::Nilable),
+    ("Env", "env", true, GoKind::Nilable),
+    ("Resources", "resources", false, GoKind::Struct),
+    ("ResizePolicy", "resizePolicy", false, GoKind::Nilable),
+    ("RestartPolicy", "restartPolicy", false, GoKind::Nilable),
+    ("VolumeMounts", "volumeMounts", true, GoKind::Nilable),
+    ("VolumeDevices", "volumeDevices", true, GoKind::Nilable),
+    ("LivenessProbe", "livenessProbe", false, GoKind::Nilable),
+    ("ReadinessProbe", "readinessProbe", false, GoKind::Nilable),
+    ("StartupProbe", "startupProbe", false, GoKind::Nilable),
+    ("Lifecycle", "lifecycle", false, GoKind::Nilable),
+    (
+        "TerminationMessagePath",
+        "terminationMessagePath",
+        true,
+        GoKind::String,
+    ),
+    (
+        "TerminationMessagePolicy",
+        "terminationMessagePolicy",
+        true,
+        GoKind::String,
+    ),
+    ("ImagePullPolicy", "imagePullPolicy", true, GoKind::String),
+    ("SecurityContext", "securityContext", true, GoKind::Nilable),
+    ("Stdin", "stdin", true, GoKind::Bool),
+    ("StdinOnce", "stdinOnce", true, GoKind::Bool),
+    ("TTY", "tty", true, GoKind::Bool),
+];
+
+/// Whether a JSON value decodes to the Go zero value of a field of this kind.
+fn is_go_zero(v: Option<&Value>, kind: GoKind) -> bool {
+    match (v, kind) {
+        (None | Some(Value::Null), _) => true,
+        (Some(Value::String(s)), GoKind::String) => s.is_empty(),
+        (Some(Value::Bool(b)), GoKind::Bool) => !b,
+        (Some(Value::Object(m)), GoKind::Struct) => m.values().all(Value::is_null),
+        _ => false,
+    }
+}
+
+/// `validateFieldAllowList(ec.EphemeralContainerCommon, allowedEphemeralContainerFields, …)`:
+/// every field not allowed whose value is not its zero value (`reflect.DeepEqual`) is
+/// forbidden, named as Go lower-cases the field's first letter. The container is read as
+/// JSON, which keeps what the request said: a `[]` or `{}` is set, `null` or absent is not.
+fn validate_ephemeral_allow_list(ec: &EphemeralContainer, path: &str) -> Vec<FieldError> {
+    let json = serde_json::to_value(ec).unwrap_or_default();
+    EPHEMERAL_CONTAINER_FIELDS
+        .iter()
+        .filter(|(_, key, allowed, kind)| !allowed && !is_go_zero(json.get(*key), *kind))
+        .map(|(go_name, ..)| {
+            let mut chars = go_name.chars();
+            let lc: String = chars
+                .next()
+                .map(|c| c.to_ascii_lowercase())
+                .into_iter()
+                .chain(chars)
+                .collect();
+            FieldError::forbidden(format!("{path}.{lc}"), EPHEMERAL_FORBIDDEN)
+        })
+        .collect()
 }
 
 /// `ValidatePodCreate`: the pod itself, and no ephemeral containers on create.
@@ -446,5 +742,258 @@ mod tests {
             errs[0].to_string(),
             "spec.ephemeralContainers: Forbidden: cannot be set on create"
         );
+    }
+
+    fn messages(errs: &[FieldError]) -> Vec<String> {
+        errs.iter().map(ToString::to_string).collect()
+    }
+
+    /// A pod with one regular container `app`, shaped by `f` (JSON), and the given ephemeral containers.
+    fn pod_with(f: impl FnOnce(&mut serde_json::Value), ecs: serde_json::Value) -> Pod {
+        let mut v = serde_json::to_value(pod(ecs)).unwrap();
+        f(&mut v);
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn share_process_namespace_with_host_pid() {
+        let both = pod_with(
+            |v| {
+                v["spec"]["hostPID"] = json!(true);
+                v["spec"]["shareProcessNamespace"] = json!(true);
+            },
+            json!([]),
+        );
+        assert_eq!(
+            messages(&validate_pod(&both)),
+            vec![
+                "spec.securityContext.shareProcessNamespace: Invalid value: true: ShareProcessNamespace and HostPID cannot both be enabled"
+            ]
+        );
+        // Create and update validate the spec alike.
+        assert_eq!(validate_create(&both), validate_pod(&both));
+        // Either alone is fine, and so is shareProcessNamespace: false next to hostPID.
+        for (pid, share) in [(true, false), (false, true)] {
+            let p = pod_with(
+                |v| {
+                    v["spec"]["hostPID"] = json!(pid);
+                    v["spec"]["shareProcessNamespace"] = json!(share);
+                },
+                json!([]),
+            );
+            assert!(validate_pod(&p).is_empty(), "{pid} {share}");
+        }
+    }
+
+    #[test]
+    fn allow_privilege_escalation_false_conflicts() {
+        let sc = |extra: serde_json::Value| {
+            let mut sc = json!({"allowPrivilegeEscalation": false});
+            sc.as_object_mut()
+                .unwrap()
+                .extend(extra.as_object().unwrap().clone());
+            sc
+        };
+        // Regular, init and ephemeral containers alike.
+        let mut dbg = ec("dbg");
+        dbg["securityContext"] =
+            sc(json!({"capabilities": {"add": ["CAP_SYS_ADMIN", "NET_ADMIN"]}}));
+        let p = pod_with(
+            |v| {
+                v["spec"]["containers"][0]["securityContext"] = sc(json!({"privileged": true}));
+                v["spec"]["initContainers"] = json!([{"name": "init", "image": "busybox",
+                    "imagePullPolicy": "Always", "terminationMessagePolicy": "File",
+                    "securityContext": sc(json!({"privileged": true, "capabilities": {"add": ["CAP_SYS_ADMIN"]}}))}]);
+            },
+            json!([dbg]),
+        );
+        let got = messages(&validate_pod(&p));
+        let value = |priv_set: bool, caps_set: bool| {
+            format!(
+                "core.SecurityContext{{Capabilities:(*core.Capabilities)({}), Privileged:(*bool)({}), SELinuxOptions:(*core.SELinuxOptions)(nil), WindowsOptions:(*core.WindowsSecurityContextOptions)(nil), RunAsUser:(*int64)(nil), RunAsGroup:(*int64)(nil), RunAsNonRoot:(*bool)(nil), ReadOnlyRootFilesystem:(*bool)(nil), AllowPrivilegeEscalation:(*bool)(0xc000100040), ProcMount:(*core.ProcMountType)(nil), SeccompProfile:(*core.SeccompProfile)(nil), AppArmorProfile:(*core.AppArmorProfile)(nil)}}",
+                if caps_set { "0xc000100000" } else { "nil" },
+                if priv_set { "0xc000100008" } else { "nil" },
+            )
+        };
+        const PRIV: &str =
+            "cannot set `allowPrivilegeEscalation` to false and `privileged` to true";
+        const CAP: &str =
+            "cannot set `allowPrivilegeEscalation` to false and `capabilities.Add` CAP_SYS_ADMIN";
+        assert_eq!(
+            got,
+            vec![
+                format!(
+                    "spec.containers[0].securityContext: Invalid value: {}: {PRIV}",
+                    value(true, false)
+                ),
+                format!(
+                    "spec.initContainers[0].securityContext: Invalid value: {}: {PRIV}",
+                    value(true, true)
+                ),
+                format!(
+                    "spec.initContainers[0].securityContext: Invalid value: {}: {CAP}",
+                    value(true, true)
+                ),
+                format!(
+                    "spec.ephemeralContainers[0].securityContext: Invalid value: {}: {CAP}",
+                    value(false, true)
+                ),
+            ]
+        );
+        // Only the literal CAP_SYS_ADMIN, only with allowPrivilegeEscalation false.
+        let mut ok = ec("dbg");
+        ok["securityContext"] = sc(json!({"capabilities": {"add": ["SYS_ADMIN"]}}));
+        let mut unset = ec("dbg2");
+        unset["securityContext"] =
+            json!({"privileged": true, "capabilities": {"add": ["CAP_SYS_ADMIN"]}});
+        assert!(validate_pod(&pod(json!([ok, unset]))).is_empty());
+    }
+
+    #[test]
+    fn env_var_names() {
+        // The harness is 1.33: RelaxedEnvironmentVariableValidation is beta and on.
+        assert!(relaxed_env_var_names());
+        let mut dbg = ec("dbg");
+        dbg["env"] = json!([
+            {"name": "1ST VAR", "value": "ok when relaxed"},
+            {"name": "..PATH", "value": "ok when relaxed"},
+            {"name": "A=B", "value": "x"},
+            {"name": "TAB\tBED", "value": "x"},
+            {"name": "CAFÉ", "value": "x"},
+            {"name": "", "value": "x"}
+        ]);
+        const RELAXED: &str = "a valid environment variable name must consist only of printable ASCII characters other than '='";
+        assert_eq!(
+            messages(&validate_pod(&pod(json!([dbg])))),
+            vec![
+                format!(
+                    r#"spec.ephemeralContainers[0].env[2].name: Invalid value: "A=B": {RELAXED}"#
+                ),
+                format!(
+                    r#"spec.ephemeralContainers[0].env[3].name: Invalid value: "TAB\tBED": {RELAXED}"#
+                ),
+                format!(
+                    r#"spec.ephemeralContainers[0].env[4].name: Invalid value: "CAFÉ": {RELAXED}"#
+                ),
+                "spec.ephemeralContainers[0].env[5].name: Required value".to_string(),
+            ]
+        );
+        // Before 1.32 (the gate off) the strict IsEnvVarName applies.
+        assert_eq!(
+            env_var_name_errors("MY_ENV.name-1", false),
+            Vec::<&str>::new()
+        );
+        assert_eq!(env_var_name_errors("1ST", false), vec![ENV_VAR_NAME_MSG]);
+        assert_eq!(env_var_name_errors("MY VAR", false), vec![ENV_VAR_NAME_MSG]);
+        assert_eq!(
+            env_var_name_errors("..PATH", false),
+            vec!["must not start with '..'"]
+        );
+        assert_eq!(env_var_name_errors("..", false), vec!["must not be '..'"]);
+        assert_eq!(env_var_name_errors("MY VAR", true), Vec::<&str>::new());
+    }
+
+    #[test]
+    fn resize_policy_with_restart_policy_never() {
+        let resize = json!([
+            {"resourceName": "cpu", "restartPolicy": "NotRequired"},
+            {"resourceName": "memory", "restartPolicy": "RestartContainer"}
+        ]);
+        let never = |resize: serde_json::Value| {
+            pod_with(
+                |v| {
+                    v["spec"]["restartPolicy"] = json!("Never");
+                    v["spec"]["containers"][0]["resizePolicy"] = resize;
+                },
+                json!([]),
+            )
+        };
+        assert_eq!(
+            messages(&validate_pod(&never(resize.clone()))),
+            vec![
+                r#"spec.containers[0].resizePolicy: Invalid value: "RestartContainer": must be 'NotRequired' when `restartPolicy` is 'Never'"#
+            ]
+        );
+        assert!(
+            validate_pod(&never(
+                json!([{"resourceName": "memory", "restartPolicy": "NotRequired"}])
+            ))
+            .is_empty()
+        );
+        // Any other pod restart policy takes either.
+        for policy in ["Always", "OnFailure"] {
+            let p = pod_with(
+                |v| {
+                    v["spec"]["restartPolicy"] = json!(policy);
+                    v["spec"]["containers"][0]["resizePolicy"] = resize.clone();
+                },
+                json!([]),
+            );
+            assert!(validate_pod(&p).is_empty(), "{policy}");
+        }
+        // The rest of validateResizePolicy.
+        let bad = never(json!([
+            {"resourceName": "cpu", "restartPolicy": "NotRequired"},
+            {"resourceName": "cpu", "restartPolicy": "Sometimes"}
+        ]));
+        assert_eq!(
+            messages(&validate_pod(&bad)),
+            vec![
+                r#"spec.containers[0].resizePolicy[1]: Duplicate value: "cpu""#,
+                r#"spec.containers[0].resizePolicy: Unsupported value: "Sometimes": supported values: "NotRequired", "RestartContainer""#,
+                r#"spec.containers[0].resizePolicy: Invalid value: "Sometimes": must be 'NotRequired' when `restartPolicy` is 'Never'"#,
+            ]
+        );
+    }
+
+    #[test]
+    fn ephemeral_allow_list_counts_empty_values() {
+        // What Go decodes to a non-nil value is set, however empty.
+        let mut empty = ec("dbg");
+        empty["ports"] = json!([]);
+        empty["resources"] = json!({"limits": {}});
+        empty["resizePolicy"] = json!([]);
+        empty["restartPolicy"] = json!("");
+        empty["livenessProbe"] = json!({});
+        empty["lifecycle"] = json!({});
+        assert_eq!(
+            messages(&validate_pod(&pod(json!([empty])))),
+            [
+                "ports",
+                "resources",
+                "resizePolicy",
+                "restartPolicy",
+                "livenessProbe",
+                "lifecycle"
+            ]
+            .map(|f| format!(
+                "spec.ephemeralContainers[0].{f}: Forbidden: cannot be set for an Ephemeral Container"
+            ))
+        );
+        let mut claims = ec("dbg");
+        claims["resources"] = json!({"claims": []});
+        assert_eq!(
+            messages(&validate_pod(&pod(json!([claims])))),
+            vec![
+                "spec.ephemeralContainers[0].resources: Forbidden: cannot be set for an Ephemeral Container"
+            ]
+        );
+        // null, absent and an empty resources object are the zero value.
+        let mut zero = ec("dbg");
+        zero["ports"] = json!(null);
+        zero["resources"] = json!({});
+        zero["resizePolicy"] = json!(null);
+        zero["restartPolicy"] = json!(null);
+        zero["startupProbe"] = json!(null);
+        let mut zero2 = ec("dbg2");
+        zero2["resources"] = json!({"limits": null, "requests": null});
+        assert!(validate_pod(&pod(json!([zero, zero2]))).is_empty());
+        // Allowed fields may be set.
+        let mut allowed = ec("dbg");
+        allowed["command"] = json!([]);
+        allowed["stdin"] = json!(true);
+        allowed["tty"] = json!(true);
+        allowed["securityContext"] = json!({});
+        assert!(validate_pod(&pod(json!([allowed]))).is_empty());
     }
 }

@@ -4,6 +4,8 @@
 //! server rejects a `pods/ephemeralcontainers` update that changes an existing ephemeral
 //! container, and a default must never override a choice.
 
+use std::collections::{BTreeMap, BTreeSet};
+
 use json_patch::jsonptr::PointerBuf;
 use json_patch::{AddOperation, Patch, PatchOperation};
 use serde_json::{Value, json};
@@ -134,18 +136,28 @@ pub(crate) fn subject_defaults(patch: &mut PatchBuilder, d: &SubjectDefaults<'_>
         let target_mounts = pod_containers
             .iter()
             .find(|c| c["name"] == target.as_str())
-            .and_then(|c| c["volumeMounts"].as_array().cloned())
-            .unwrap_or_default();
-        let mut mounts = container["volumeMounts"]
+            .and_then(|c| c["volumeMounts"].as_array())
+            .map_or(&[][..], Vec::as_slice);
+        // Indexed, not searched per mount: a request may add many containers that target one
+        // with many mounts, and judging it must stay proportional to the patch it makes.
+        let mut taken_paths: BTreeSet<&str> = container["volumeMounts"]
             .as_array()
-            .cloned()
-            .unwrap_or_default();
+            .into_iter()
+            .flatten()
+            .filter_map(|m| m["mountPath"].as_str())
+            .collect();
+        let volumes: BTreeMap<&str, &Value> = d.object["spec"]["volumes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|v| Some((v["name"].as_str()?, v)))
+            .collect();
         let mut added = Vec::new();
         for m in target_mounts {
             let (Some(name), Some(path)) = (m["name"].as_str(), m["mountPath"].as_str()) else {
                 continue;
             };
-            if mounts.iter().any(|x| x["mountPath"] == path) {
+            if taken_paths.contains(path) {
                 continue;
             }
             // The API server refuses subPath and subPathExpr on ephemeral containers, and the
@@ -160,9 +172,10 @@ pub(crate) fn subject_defaults(patch: &mut PatchBuilder, d: &SubjectDefaults<'_>
                 ));
                 continue;
             }
-            let kind = volume_kind(d.object, name);
+            let volume = volumes.get(name).copied();
+            let kind = volume_kind(volume);
             let read_only = mode == MountTargetVolumes::ReadOnly || m["readOnly"] == json!(true);
-            if !mount_granted(&d.policies, d.object, name, kind, read_only) {
+            if !mount_granted(&d.policies, volume, name, kind, read_only) {
                 // The service-account token is never mirrored unless granted; saying so on
                 // every attach would only be noise.
                 if name.starts_with("kube-api-access-") {
@@ -173,9 +186,8 @@ pub(crate) fn subject_defaults(patch: &mut PatchBuilder, d: &SubjectDefaults<'_>
                 ));
                 continue;
             }
-            let mount = json!({"name": name, "mountPath": path, "readOnly": read_only});
-            mounts.push(mount.clone());
-            added.push(mount);
+            taken_paths.insert(path);
+            added.push(json!({"name": name, "mountPath": path, "readOnly": read_only}));
         }
         patch.append(&base, container, "volumeMounts", added);
     }
@@ -282,10 +294,9 @@ fn merge_absent(into: &mut serde_json::Map<String, Value>, from: &serde_json::Ma
     }
 }
 
-fn volume_kind(object: &Value, name: &str) -> VolumeKind {
-    let volume = object["spec"]["volumes"]
-        .as_array()
-        .and_then(|vs| vs.iter().find(|v| v["name"] == name));
+/// The kind of the pod volume `volume` (a missing one counts as secret: never mirrored
+/// unless secrets are granted).
+fn volume_kind(volume: Option<&Value>) -> VolumeKind {
     let Some(v) = volume else {
         return VolumeKind::Secret;
     };
@@ -311,16 +322,14 @@ fn volume_kind(object: &Value, name: &str) -> VolumeKind {
 /// allowed request into a denied one.
 fn mount_granted(
     policies: &[&CompiledPolicy],
-    object: &Value,
+    volume: Option<&Value>,
     name: &str,
     kind: VolumeKind,
     read_only: bool,
 ) -> bool {
     match kind {
         VolumeKind::HostPath => {
-            let path = object["spec"]["volumes"]
-                .as_array()
-                .and_then(|vs| vs.iter().find(|v| v["name"] == name))
+            let path = volume
                 .and_then(|v| v["hostPath"]["path"].as_str())
                 .and_then(|p| crate::hostpath::HostPath::parse(p).ok());
             let ask = crate::asks::VolumeAsk {

@@ -218,7 +218,8 @@ pub struct TargetArgs {
     #[arg(long = "mount", value_name = "VOLUME:PATH[:ro]", value_parser = parse_mount,
           action = ArgAction::Append)]
     pub mounts: Vec<MountSpec>,
-    /// Mount all of the target container's volumes, read-only, at the same paths
+    /// Mount all of the target container's volumes, read-only, at the same paths (attach
+    /// leaves out, with a note, those of a subPath: ephemeral containers cannot have them)
     #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true,
           default_value = "false", hide_default_value = true, default_missing_value = "true",
           value_parser = parse_bool, action = ArgAction::Set)]

@@ -8,7 +8,9 @@
 //!    …/ephemeralcontainers?dryRun=All` without `targetContainerName`, to see whether an
 //!    admission webhook (kspy's `defaults.targetContainer`) sets it; if none does, the target
 //!    is the pod's first container;
-//! 3. `PATCH …/ephemeralcontainers` (with `dryRun=All` under `--dry-run=server`);
+//! 3. `PATCH …/ephemeralcontainers` (with `dryRun=All` under `--dry-run=server`); a JSON
+//!    patch creating the list is tested against the `resourceVersion` read, and when the pod
+//!    changed meanwhile, kspy reads it again and sends the patch built anew, once;
 //! 4. a watch of the pod until the container runs, then `pods/attach` (or `pods/log` when it
 //!    already terminated).
 
@@ -246,6 +248,12 @@ pub async fn run(args: AttachArgs) -> Result<ExitCode, KspyError> {
         }
     }
 
+    if !d.quiet {
+        for note in builder.unmirrored_mounts(&pod, &reference) {
+            eprintln!("note: {note}");
+        }
+    }
+
     let action = Action::AddEphemeral {
         ns: ns.clone(),
         pod: args.pod.clone(),
@@ -288,12 +296,25 @@ pub async fn run(args: AttachArgs) -> Result<ExitCode, KspyError> {
         }
     };
 
-    let ec = builder.build_ephemeral(&pod, target.as_deref(), Some(&reference))?;
+    let mut ec = builder.build_ephemeral(&pod, target.as_deref(), Some(&reference))?;
     let result = match probed {
         Some(result) if server_dry_run => result,
         _ => {
             let req = add_ephemeral(&pod, &ec, args.patch_type, server_dry_run);
-            cluster.send_retrying_conflict::<Pod>(&req, &action).await?
+            match cluster.send_unless_stale::<Pod>(&req, &action).await? {
+                Some(result) => result,
+                None => {
+                    // A JSON patch creating the list, whose test of the resourceVersion failed:
+                    // the pod changed since the GET (perhaps someone else added a container,
+                    // and the list exists now). Nothing was written: read it again and build
+                    // the patch anew, once.
+                    let fresh = cluster.get_pod(&args.pod).await?;
+                    check_running(&fresh)?;
+                    ec = builder.build_ephemeral(&fresh, target.as_deref(), Some(&reference))?;
+                    let req = add_ephemeral(&fresh, &ec, args.patch_type, server_dry_run);
+                    cluster.send_retrying_conflict::<Pod>(&req, &action).await?
+                }
+            }
         }
     };
     let Some(final_ec) = added(&result, &name).cloned() else {

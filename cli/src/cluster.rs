@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 
 use crate::container::{validate_dns_label, validate_dns_subdomain};
 use crate::errors::{Action, KspyError, explain, missing_with_candidates};
-use crate::patch::PlannedRequest;
+use crate::patch::{PlannedRequest, json_patch_not_applied};
 use crate::proxy::{self, Proxy};
 
 /// The flags that pick the cluster and namespace, shared by every command that talks to one.
@@ -322,12 +322,37 @@ impl Cluster {
         req: &PlannedRequest,
         action: &Action,
     ) -> Result<T, KspyError> {
+        self.send_raw_retrying_conflict(req, action)
+            .await?
+            .map_err(|e| self.explain(action, e))
+    }
+
+    /// As [`Cluster::send_retrying_conflict`], for a JSON patch guarded by a `test` of the
+    /// object's `resourceVersion`: `Ok(None)` when the patch did not apply to the object as
+    /// it is now ([`json_patch_not_applied`]) — it changed since it was read, nothing was
+    /// written, and the caller reads it again to build the patch anew.
+    pub async fn send_unless_stale<T: DeserializeOwned>(
+        &self,
+        req: &PlannedRequest,
+        action: &Action,
+    ) -> Result<Option<T>, KspyError> {
+        match self.send_raw_retrying_conflict(req, action).await? {
+            Err(kube::Error::Api(s)) if json_patch_not_applied(&s) => Ok(None),
+            other => other.map(Some).map_err(|e| self.explain(action, e)),
+        }
+    }
+
+    async fn send_raw_retrying_conflict<T: DeserializeOwned>(
+        &self,
+        req: &PlannedRequest,
+        action: &Action,
+    ) -> Result<Result<T, kube::Error>, KspyError> {
         match self.send_raw(req, action).await? {
             Err(kube::Error::Api(s)) if s.code == 409 => {
                 tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-                self.send(req, action).await
+                self.send_raw(req, action).await
             }
-            other => other.map_err(|e| self.explain(action, e)),
+            other => Ok(other),
         }
     }
 

@@ -32,16 +32,32 @@ pub const DEFAULT_CONTAINER_ANNOTATION: &str = "kubectl.kubernetes.io/default-co
 /// Fields `--custom` may not set, as kubectl (they come from flags).
 const CUSTOM_FORBIDDEN: [&str; 5] = ["name", "command", "image", "lifecycle", "volumeDevices"];
 
-/// Fields the API rejects on ephemeral containers.
-const EPHEMERAL_FORBIDDEN: [&str; 7] = [
-    "ports",
-    "livenessProbe",
-    "readinessProbe",
-    "startupProbe",
-    "resources",
-    "lifecycle",
-    "restartPolicy",
+/// The only fields the API allows on ephemeral containers (`allowedEphemeralContainerFields`
+/// in the API server's validation; `targetContainerName` is the ephemeral container's own).
+/// An allow-list, as the API server's, so that a container field the list does not know
+/// (`ports`, probes, `resources`, `resizePolicy`, `restartPolicy`…) is refused here too.
+const EPHEMERAL_ALLOWED: [&str; 16] = [
+    "name",
+    "image",
+    "command",
+    "args",
+    "workingDir",
+    "envFrom",
+    "env",
+    "volumeMounts",
+    "volumeDevices",
+    "terminationMessagePath",
+    "terminationMessagePolicy",
+    "imagePullPolicy",
+    "securityContext",
+    "stdin",
+    "stdinOnce",
+    "tty",
 ];
+
+/// The volume-mount fields the API refuses on ephemeral containers ("cannot be set for an
+/// Ephemeral Container"): their bind mounts outlive the container.
+const EPHEMERAL_FORBIDDEN_MOUNT_FIELDS: [&str; 2] = ["subPath", "subPathExpr"];
 
 /// Why a debug container could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -186,18 +202,29 @@ impl std::str::FromStr for MountSpec {
     }
 }
 
-/// Parses `K=V` (the value may contain `=`).
+/// Parses `NAME=VALUE` (the value may contain `=`, the name cannot). The name must be one the
+/// API server accepts even in its relaxed check (`IsRelaxedEnvVarName`): not empty, printable
+/// ASCII characters only (space included). Servers without relaxed validation accept fewer:
+/// letters, digits, `_`, `-` and `.`, not starting with a digit.
 pub fn parse_env(s: &str) -> Result<(String, String), BuildError> {
-    match s.split_once('=') {
-        Some((k, v)) if !k.is_empty() && !k.contains(char::is_whitespace) => {
-            Ok((k.to_string(), v.to_string()))
-        }
-        _ => Err(BuildError::InvalidFlag {
-            flag: "--env",
-            value: s.to_string(),
-            why: "expected NAME=VALUE".to_string(),
-        }),
+    let bad = |why: String| BuildError::InvalidFlag {
+        flag: "--env",
+        value: s.to_string(),
+        why,
+    };
+    let Some((name, value)) = s.split_once('=') else {
+        return Err(bad("expected NAME=VALUE".to_string()));
+    };
+    if name.is_empty() {
+        return Err(bad("expected NAME=VALUE; the name is empty".to_string()));
     }
+    if let Some(c) = name.chars().find(|c| !(' '..='~').contains(c)) {
+        return Err(bad(format!(
+            "the name contains {c:?}; the API server accepts only printable ASCII characters \
+             in environment variable names"
+        )));
+    }
+    Ok((name.to_string(), value.to_string()))
 }
 
 /// Normalizes a capability as the admission engine does: upper-case, `CAP_` prefix stripped.
@@ -532,14 +559,7 @@ impl ContainerSpecBuilder {
             .and_then(|p| p.metadata.name.clone())
             .unwrap_or_default();
         let spec = pod.and_then(|p| p.spec.as_ref());
-        let target_container = match (target, spec) {
-            (Some(t), Some(s)) => s
-                .containers
-                .iter()
-                .chain(s.init_containers.iter().flatten())
-                .find(|c| c.name == t),
-            _ => None,
-        };
+        let target_container = spec.zip(target).and_then(|(s, t)| find_container(s, t));
         let needs_target = |flag: &'static str| BuildError::NeedsTarget {
             flag,
             pod: pod_name.clone(),
@@ -606,7 +626,16 @@ impl ContainerSpecBuilder {
         let mut mounts: Vec<VolumeMount> = Vec::new();
         if self.mount_target {
             let t = target_container.ok_or_else(|| needs_target("--mount-target"))?;
-            mounts.extend(t.volume_mounts.iter().flatten().map(|m| VolumeMount {
+            // The API server refuses subPath and subPathExpr on an ephemeral container, and
+            // the whole volume where one file of it was meant would mislead: such mounts are
+            // left out ([`Self::unmirrored_mounts`] says which). A copy's debug container is a
+            // regular container and keeps them.
+            let mirrored = t
+                .volume_mounts
+                .iter()
+                .flatten()
+                .filter(|m| style != Style::Ephemeral || !has_sub_path(m));
+            mounts.extend(mirrored.map(|m| VolumeMount {
                 name: m.name.clone(),
                 mount_path: m.mount_path.clone(),
                 sub_path: m.sub_path.clone(),
@@ -681,6 +710,39 @@ impl ContainerSpecBuilder {
         Ok(c)
     }
 
+    /// What `--mount-target` leaves out of the ephemeral container it builds from container
+    /// `target` of `pod`, one line each: the target's mounts of a `subPath` or `subPathExpr`
+    /// of a volume, which the API server refuses on ephemeral containers. Empty without
+    /// `--mount-target`; a mount that a `--mount` at the same path replaces is not listed.
+    pub fn unmirrored_mounts(&self, pod: &Pod, target: &str) -> Vec<String> {
+        if !self.mount_target {
+            return Vec::new();
+        }
+        let Some(t) = pod.spec.as_ref().and_then(|s| find_container(s, target)) else {
+            return Vec::new();
+        };
+        t.volume_mounts
+            .iter()
+            .flatten()
+            .filter(|m| has_sub_path(m) && !self.mounts.iter().any(|f| f.path == m.mount_path))
+            .map(|m| {
+                let (field, sub) = match m.sub_path.as_deref().filter(|p| !p.is_empty()) {
+                    Some(p) => ("subPath", p),
+                    None => (
+                        "subPathExpr",
+                        m.sub_path_expr.as_deref().unwrap_or_default(),
+                    ),
+                };
+                format!(
+                    "volume {:?} of container {target:?} was not mounted at {}: the target \
+                     mounts {field} {sub:?} of it, which an ephemeral container cannot; mount \
+                     the whole volume elsewhere with --mount {}:PATH:ro",
+                    m.name, m.mount_path, m.name
+                )
+            })
+            .collect()
+    }
+
     /// Builds the ephemeral container for `kspy attach`: the name must be free in `pod`, and
     /// `target` becomes `targetContainerName` (unset when `None`).
     ///
@@ -703,6 +765,21 @@ impl ContainerSpecBuilder {
         let c = self.build(Style::Ephemeral, Some(pod), reference.or(target))?;
         to_ephemeral(c, target)
     }
+}
+
+/// Container `name` of `spec`, among its containers and init containers.
+fn find_container<'a>(spec: &'a PodSpec, name: &str) -> Option<&'a Container> {
+    spec.containers
+        .iter()
+        .chain(spec.init_containers.iter().flatten())
+        .find(|c| c.name == name)
+}
+
+/// Whether a mount is of a part of its volume (`subPath` or `subPathExpr`).
+fn has_sub_path(m: &VolumeMount) -> bool {
+    [&m.sub_path, &m.sub_path_expr]
+        .iter()
+        .any(|p| p.as_deref().is_some_and(|p| !p.is_empty()))
 }
 
 /// Applies a `--custom` partial container spec.
@@ -738,12 +815,22 @@ fn to_ephemeral(c: Container, target: Option<&str>) -> Result<EphemeralContainer
         why: e.to_string(),
     })?;
     if let Value::Object(m) = &mut value {
-        for field in EPHEMERAL_FORBIDDEN {
-            if m.contains_key(field) {
-                return Err(BuildError::CustomField {
-                    field: field.to_string(),
-                    why: "ephemeral containers may not have",
-                });
+        if let Some(field) = m.keys().find(|k| !EPHEMERAL_ALLOWED.contains(&k.as_str())) {
+            return Err(BuildError::CustomField {
+                field: field.clone(),
+                why: "ephemeral containers may not have",
+            });
+        }
+        // Only --custom can bring these: --mount-target leaves such mounts out.
+        let mounts = m.get("volumeMounts").and_then(Value::as_array);
+        for (i, mount) in mounts.into_iter().flatten().enumerate() {
+            for field in EPHEMERAL_FORBIDDEN_MOUNT_FIELDS {
+                if mount[field].as_str().is_some_and(|v| !v.is_empty()) {
+                    return Err(BuildError::CustomField {
+                        field: format!("volumeMounts[{i}].{field}"),
+                        why: "ephemeral containers may not have; mount the whole volume instead",
+                    });
+                }
             }
         }
         if let Some(t) = target {
@@ -894,6 +981,150 @@ mod tests {
             .build_ephemeral(&web_pod(), Some("app"), None)
             .expect_err("refused");
         assert!(err.to_string().contains("ports"), "{err}");
+    }
+
+    #[test]
+    fn mount_target_leaves_sub_path_mounts_out_of_ephemeral_containers_and_says_so() {
+        let mut pod = web_pod();
+        if let Some(app) = pod.spec.as_mut().map(|s| &mut s.containers[0]) {
+            let mounts = app.volume_mounts.get_or_insert_with(Vec::new);
+            mounts.push(VolumeMount {
+                name: "config".into(),
+                mount_path: "/etc/web/app.yaml".into(),
+                sub_path: Some("app.yaml".into()),
+                ..VolumeMount::default()
+            });
+            mounts.push(VolumeMount {
+                name: "data".into(),
+                mount_path: "/var/log/web".into(),
+                sub_path_expr: Some("$(POD_NAME)".into()),
+                ..VolumeMount::default()
+            });
+        }
+        let b = ContainerSpecBuilder {
+            mount_target: true,
+            ..builder()
+        };
+        let ec = b.build_ephemeral(&pod, Some("app"), None).expect("builds");
+        let paths: Vec<&str> = ec
+            .volume_mounts
+            .iter()
+            .flatten()
+            .map(|m| m.mount_path.as_str())
+            .collect();
+        assert_eq!(
+            paths,
+            [
+                "/etc/web",
+                "/var/lib/web",
+                "/var/run/secrets/kubernetes.io/serviceaccount"
+            ],
+            "the API server refuses subPath and subPathExpr on ephemeral containers"
+        );
+        assert_eq!(
+            b.unmirrored_mounts(&pod, "app"),
+            [
+                "volume \"config\" of container \"app\" was not mounted at /etc/web/app.yaml: \
+                 the target mounts subPath \"app.yaml\" of it, which an ephemeral container \
+                 cannot; mount the whole volume elsewhere with --mount config:PATH:ro",
+                "volume \"data\" of container \"app\" was not mounted at /var/log/web: the \
+                 target mounts subPathExpr \"$(POD_NAME)\" of it, which an ephemeral container \
+                 cannot; mount the whole volume elsewhere with --mount data:PATH:ro",
+            ]
+        );
+        // A --mount at the path says what goes there instead; without --mount-target, nothing.
+        let replaced = ContainerSpecBuilder {
+            mounts: vec!["data:/var/log/web".parse().expect("mount")],
+            ..b.clone()
+        };
+        assert_eq!(replaced.unmirrored_mounts(&pod, "app").len(), 1);
+        assert!(builder().unmirrored_mounts(&pod, "app").is_empty());
+
+        // A copy's debug container is a regular container: it keeps them.
+        let c = b
+            .build(Style::Copy(Default::default()), Some(&pod), Some("app"))
+            .expect("builds");
+        let sub: Vec<_> = c
+            .volume_mounts
+            .iter()
+            .flatten()
+            .filter(|m| has_sub_path(m))
+            .collect();
+        assert_eq!(sub.len(), 2, "{sub:?}");
+    }
+
+    #[test]
+    fn ephemeral_containers_take_only_the_fields_the_api_server_allows() {
+        let refused = |custom: Value| {
+            let b = ContainerSpecBuilder {
+                custom: Some(custom),
+                ..builder()
+            };
+            b.build_ephemeral(&web_pod(), Some("app"), None)
+                .expect_err("refused")
+                .to_string()
+        };
+        let err = refused(json!({"resizePolicy": [
+            {"resourceName": "cpu", "restartPolicy": "NotRequired"}
+        ]}));
+        assert_eq!(
+            err,
+            "--custom file sets resizePolicy, which ephemeral containers may not have"
+        );
+        let err = refused(json!({"restartPolicy": "Always"}));
+        assert!(err.contains("sets restartPolicy, which"), "{err}");
+        let err = refused(json!({"volumeMounts": [
+            {"name": "config", "mountPath": "/cfg"},
+            {"name": "config", "mountPath": "/cfg/a.yaml", "subPath": "a.yaml"}
+        ]}));
+        assert_eq!(
+            err,
+            "--custom file sets volumeMounts[1].subPath, which ephemeral containers may not \
+             have; mount the whole volume instead"
+        );
+        let err = refused(json!({"volumeMounts": [
+            {"name": "data", "mountPath": "/d", "subPathExpr": "$(POD_NAME)"}
+        ]}));
+        assert!(
+            err.contains("sets volumeMounts[0].subPathExpr, which"),
+            "{err}"
+        );
+
+        // Every field of the allow-list passes.
+        let b = ContainerSpecBuilder {
+            custom: Some(
+                json!({"args": ["-v"], "workingDir": "/w", "stdinOnce": true,
+                "envFrom": [{"configMapRef": {"name": "cm"}}],
+                "volumeMounts": [{"name": "config", "mountPath": "/cfg"}],
+                "terminationMessagePath": "/dev/termination-log"}),
+            ),
+            ..builder()
+        };
+        assert!(b.build_ephemeral(&web_pod(), Some("app"), None).is_ok());
+    }
+
+    #[test]
+    fn env_names_are_what_a_relaxed_api_server_accepts() {
+        // Printable ASCII but '=': what IsRelaxedEnvVarName accepts.
+        for (flag, name) in [
+            ("my.env-name=1", "my.env-name"),
+            ("1ST=x", "1ST"),
+            ("A B=x", "A B"),
+            ("a:b/c~{}=x", "a:b/c~{}"),
+        ] {
+            assert_eq!(parse_env(flag).expect(flag).0, name);
+        }
+        for (flag, why) in [
+            ("=x", "the name is empty"),
+            ("novalue", "expected NAME=VALUE"),
+            ("CAFÉ=1", "the name contains 'É'"),
+            ("A\u{7f}=1", "the name contains '\\u{7f}'"),
+            ("A\tB=1", "the name contains '\\t'"),
+            ("\u{1b}[31m=1", "the name contains '\\u{1b}'"),
+        ] {
+            let err = parse_env(flag).expect_err(flag).to_string();
+            assert!(err.contains(why), "{flag:?}: {err}");
+        }
     }
 
     #[test]

@@ -61,11 +61,12 @@ pub struct CopyArgs {
     /// The debug container and its session.
     #[command(flatten)]
     pub debug: DebugArgs,
-    /// Share one process namespace between the copy's containers (--share-processes=false to not)
+    /// Share one process namespace between the copy's containers (--share-processes=false to
+    /// not) [default: true, unless the pod sets shareProcessNamespace itself or uses hostPID]
     #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true,
-          default_value_t = true, default_missing_value = "true",
+          default_missing_value = "true",
           value_parser = crate::args::parse_bool, action = clap::ArgAction::Set)]
-    pub share_processes: bool,
+    pub share_processes: Option<bool>,
     /// Schedule the copy on the original pod's node
     #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true,
           default_value = "false", hide_default_value = true, default_missing_value = "true",
@@ -123,8 +124,8 @@ pub struct CopyArgs {
 pub struct CopyOptions {
     /// Name of the copy.
     pub to: String,
-    /// `--share-processes`.
-    pub share_processes: bool,
+    /// `--share-processes`, when given ([`share_process_namespace`]).
+    pub share_processes: Option<bool>,
     /// `--same-node`.
     pub same_node: bool,
     /// `--set-image` pairs.
@@ -144,6 +145,36 @@ pub struct CopyOptions {
     pub reason: Option<String>,
 }
 
+/// The copy's `shareProcessNamespace`: `--share-processes` (`flag`) when given, as kubectl;
+/// without it, true when `source` leaves it unset and does not use `hostPID`, else the
+/// source's own (an explicit `false` stays).
+///
+/// An explicit true for a `hostPID` pod is refused: the API server refuses
+/// `shareProcessNamespace` together with `hostPID`.
+pub fn share_process_namespace(
+    source: &Pod,
+    flag: Option<bool>,
+) -> Result<Option<bool>, BuildError> {
+    let spec = source.spec.as_ref();
+    let own = spec.and_then(|s| s.share_process_namespace);
+    let host_pid = spec.and_then(|s| s.host_pid) == Some(true);
+    match flag {
+        Some(true) if host_pid => Err(BuildError::InvalidFlag {
+            flag: "--share-processes",
+            value: "true".to_string(),
+            why: format!(
+                "pod {} uses hostPID, and the API server refuses shareProcessNamespace together \
+                 with hostPID; leave out --share-processes (the copy's containers share the \
+                 node's process namespace then)",
+                source.metadata.name.as_deref().unwrap_or_default()
+            ),
+        }),
+        Some(given) => Ok(Some(given)),
+        None if own.is_none() && !host_pid => Ok(Some(true)),
+        None => Ok(own),
+    }
+}
+
 /// Builds the copy of `source` with the debug container `debug` (none with `None`).
 pub fn build_copy(
     source: &Pod,
@@ -156,7 +187,7 @@ pub fn build_copy(
     if !opts.same_node {
         spec.node_name = None;
     }
-    spec.share_process_namespace = Some(opts.share_processes);
+    spec.share_process_namespace = share_process_namespace(source, opts.share_processes)?;
 
     let names: Vec<String> = spec.containers.iter().map(|c| c.name.clone()).collect();
     for (container, _) in &opts.set_image {
@@ -213,6 +244,15 @@ pub fn build_copy(
         strip_copy(&mut pod, opts.keep);
         if let Some(spec) = pod.spec.as_mut() {
             spec.restart_policy = Some("Never".to_string());
+            // With restartPolicy Never the API server requires every resize policy to be
+            // NotRequired: a container restarted to resize would never run again.
+            let containers = spec
+                .containers
+                .iter_mut()
+                .chain(spec.init_containers.iter_mut().flatten());
+            for policy in containers.flat_map(|c| c.resize_policy.iter_mut().flatten()) {
+                policy.restart_policy = "NotRequired".to_string();
+            }
             let target = opts
                 .target
                 .clone()
@@ -249,6 +289,8 @@ pub async fn run(args: CopyArgs) -> Result<ExitCode, KspyError> {
     let cluster = Cluster::connect(&args.cluster).await?;
     let ns = cluster.namespace.clone();
     let source = cluster.get_pod(&args.pod).await?;
+    // Refused before any other request; `build_copy` uses the same answer.
+    share_process_namespace(&source, args.share_processes)?;
     let target = match resolve_target(&source, args.target.target.as_deref())? {
         TargetChoice::Named(n) => n,
         TargetChoice::Ambiguous { first } => first,
@@ -383,7 +425,6 @@ mod tests {
     fn opts() -> CopyOptions {
         CopyOptions {
             to: "web-debug".into(),
-            share_processes: true,
             keep: KeepFlags {
                 init_containers: true,
                 ..KeepFlags::default()
@@ -459,7 +500,7 @@ mod tests {
     fn keep_flags_and_share_processes_false() {
         let source = golden::fixture_pod("pod-web.json");
         let o = CopyOptions {
-            share_processes: false,
+            share_processes: Some(false),
             keep: KeepFlags {
                 labels: true,
                 annotations: true,
@@ -482,6 +523,81 @@ mod tests {
         assert!(v["spec"]["containers"][0].get("livenessProbe").is_some());
         assert!(v["spec"].get("initContainers").is_none());
         assert_eq!(v["spec"]["shareProcessNamespace"], false);
+    }
+
+    #[test]
+    fn share_processes_flag_or_the_pods_own_setting() {
+        let pod = |spec: Value| -> Pod {
+            let mut v = serde_json::to_value(golden::fixture_pod("pod-web.json")).expect("json");
+            for (k, val) in spec.as_object().expect("object") {
+                v["spec"][k] = val.clone();
+            }
+            serde_json::from_value(v).expect("pod")
+        };
+        let shared = |source: &Pod, flag: Option<bool>| {
+            let o = CopyOptions {
+                share_processes: flag,
+                ..opts()
+            };
+            build_copy(source, &o, Some(&debug()))
+                .map(|p| p.spec.and_then(|s| s.share_process_namespace))
+        };
+        let plain = pod(json!({}));
+        let host_pid = pod(json!({"hostPID": true}));
+        let own_false = pod(json!({"shareProcessNamespace": false}));
+        // Without the flag: true where the pod leaves it unset and may have it…
+        assert_eq!(shared(&plain, None).expect("builds"), Some(true));
+        // …never with hostPID, which the API server refuses it with…
+        assert_eq!(shared(&host_pid, None).expect("builds"), None);
+        // …and the pod's own false stays (the profile only sets it when unset).
+        assert_eq!(shared(&own_false, None).expect("builds"), Some(false));
+        // The flag, when given, decides.
+        assert_eq!(shared(&own_false, Some(true)).expect("builds"), Some(true));
+        assert_eq!(shared(&plain, Some(false)).expect("builds"), Some(false));
+        assert_eq!(shared(&host_pid, Some(false)).expect("builds"), Some(false));
+        let err = shared(&host_pid, Some(true)).expect_err("refused");
+        assert_eq!(
+            err.to_string(),
+            "invalid --share-processes value \"true\": pod web-7d9f8c6b5-x2x4q uses hostPID, \
+             and the API server refuses shareProcessNamespace together with hostPID; leave out \
+             --share-processes (the copy's containers share the node's process namespace then)"
+        );
+    }
+
+    #[test]
+    fn fork_makes_resize_policies_not_required() {
+        let mut v = serde_json::to_value(golden::fixture_pod("pod-web.json")).expect("json");
+        let policies = json!([
+            {"resourceName": "cpu", "restartPolicy": "NotRequired"},
+            {"resourceName": "memory", "restartPolicy": "RestartContainer"}
+        ]);
+        v["spec"]["containers"][0]["resizePolicy"] = policies.clone();
+        v["spec"]["initContainers"] = json!([{"name": "proxy", "image": "envoy",
+            "restartPolicy": "Always", "resizePolicy": policies.clone()}]);
+        let source: Pod = serde_json::from_value(v).expect("pod");
+        let copy = |fork: bool| {
+            let o = CopyOptions { fork, ..opts() };
+            let pod = build_copy(&source, &o, Some(&debug())).expect("builds");
+            serde_json::to_value(pod).expect("json")
+        };
+        // restartPolicy Never: the API server requires NotRequired of every resize policy.
+        let forked = copy(true);
+        assert_eq!(forked["spec"]["restartPolicy"], "Never");
+        let not_required = json!([
+            {"resourceName": "cpu", "restartPolicy": "NotRequired"},
+            {"resourceName": "memory", "restartPolicy": "NotRequired"}
+        ]);
+        assert_eq!(
+            forked["spec"]["containers"][0]["resizePolicy"],
+            not_required
+        );
+        assert_eq!(
+            forked["spec"]["initContainers"][0]["resizePolicy"],
+            not_required
+        );
+        // Without --fork the pod's restartPolicy stays, and so do its resize policies.
+        let plain = copy(false);
+        assert_eq!(plain["spec"]["containers"][0]["resizePolicy"], policies);
     }
 
     #[test]

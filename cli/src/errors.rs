@@ -292,6 +292,22 @@ pub fn explain_status(action: &Action, status: &Status) -> KspyError {
             }
             e
         }
+        // The JSON patch's test of the resourceVersion failed (again, after kspy read the
+        // pod anew): the pod keeps changing under it.
+        422 if matches!(action, Action::AddEphemeral { .. })
+            && crate::patch::json_patch_not_applied(status) =>
+        {
+            KspyError::new(format!(
+                "{}: the pod was changed by someone else at the same time (its resourceVersion \
+                 no longer matched the JSON patch's test)",
+                action.failed()
+            ))
+            .hint(
+                "run the same command again, or use --patch-type strategic, which appends \
+                 whatever the pod's version; if this keeps happening, a controller or webhook \
+                 is rewriting the pod continuously",
+            )
+        }
         422 => {
             let causes: Vec<String> = status
                 .details

@@ -437,7 +437,7 @@ mod tests {
         let Command::Copy(c) = cli.command else {
             panic!("copy");
         };
-        assert!(!c.share_processes);
+        assert_eq!(c.share_processes, Some(false));
         assert!(!c.keep_init_containers);
         assert_eq!(
             c.set_image,
@@ -447,10 +447,17 @@ mod tests {
         let Command::Copy(c) = cli.command else {
             panic!("copy");
         };
-        assert!(
-            c.share_processes && c.keep_init_containers,
-            "both default on"
+        assert!(c.keep_init_containers, "defaults on");
+        assert_eq!(
+            c.share_processes, None,
+            "left to the pod: build_copy decides without the flag"
         );
+        let cli = Cli::try_parse_from(["kspy", "copy", "web", "--to", "x", "--share-processes"])
+            .expect("parses");
+        let Command::Copy(c) = cli.command else {
+            panic!("copy");
+        };
+        assert_eq!(c.share_processes, Some(true), "given bare: true");
 
         assert!(Cli::try_parse_from(["kspy", "attach", "web", "--profile", "nope"]).is_err());
         assert!(Cli::try_parse_from(["kspy", "attach", "web", "--env", "novalue"]).is_err());

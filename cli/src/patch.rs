@@ -8,13 +8,28 @@
 //!   the container is appended;
 //! - JSON patch (`application/json-patch+json`, RFC 6902): `add` at
 //!   `/spec/ephemeralContainers/-`, or of the whole list at `/spec/ephemeralContainers` when the
-//!   pod has none yet (appending to a missing list fails).
+//!   pod has none yet (appending to a missing list fails), after a `test` of the
+//!   `resourceVersion` read: the whole list may only replace the list that was not there.
 
 use k8s_openapi::api::core::v1::{EphemeralContainer, Pod};
 use serde_json::{Value, json};
 
 /// The field manager kspy's writes are recorded under.
 pub const FIELD_MANAGER: &str = "kspy";
+
+/// The message of the API server's 422 Invalid for a JSON patch that does not apply to the
+/// object as it is now, a failed `test` op among others: its patch handler answers with
+/// `NewGenericServerResponse(422, …)`, which keeps neither the op nor why (no causes).
+pub const JSON_PATCH_NOT_APPLIED: &str =
+    "the server rejected our request due to an error in our request";
+
+/// Whether `status` is the API server's answer to a JSON patch that does not apply to the
+/// object as it is now ([`JSON_PATCH_NOT_APPLIED`]). For kspy's patches that is the `test`
+/// of the `resourceVersion` failing: the pod changed since it was read, and nothing was
+/// written. (Validation failures are 422 too, but say what is invalid.)
+pub fn json_patch_not_applied(status: &kube::core::Status) -> bool {
+    status.code == 422 && status.message == JSON_PATCH_NOT_APPLIED
+}
 
 /// `--patch-type`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
@@ -86,7 +101,8 @@ fn query(dry_run: bool, field_manager: bool) -> String {
     }
 }
 
-/// The `PATCH` adding `container` to `pod` (the pod as read, which tells whether the list exists).
+/// The `PATCH` adding `container` to `pod` (the pod as read, which tells whether the list
+/// exists, and with which `resourceVersion`).
 pub fn add_ephemeral(
     pod: &Pod,
     container: &EphemeralContainer,
@@ -107,7 +123,18 @@ pub fn add_ephemeral(
             if has_list {
                 json!([{"op": "add", "path": "/spec/ephemeralContainers/-", "value": c}])
             } else {
-                json!([{"op": "add", "path": "/spec/ephemeralContainers", "value": [c]}])
+                // The whole list replaces whatever list the pod has when the patch applies:
+                // a container someone else added since the GET would be removed (which the API
+                // server refuses, and resending cannot fix). Only the pod as read may be
+                // patched so; the caller reads it again when the test fails.
+                let mut ops = Vec::new();
+                if let Some(rv) = &pod.metadata.resource_version {
+                    ops.push(
+                        json!({"op": "test", "path": "/metadata/resourceVersion", "value": rv}),
+                    );
+                }
+                ops.push(json!({"op": "add", "path": "/spec/ephemeralContainers", "value": [c]}));
+                Value::Array(ops)
             }
         }
     };
@@ -224,8 +251,13 @@ mod tests {
             s.ephemeral_containers = None;
         }
         let r = add_ephemeral(&pod, &container(&pod), PatchType::Json, false);
-        assert_eq!(r.body[0]["path"], "/spec/ephemeralContainers");
-        assert!(r.body[0]["value"].is_array());
+        // Only while the pod is as read: a container added meanwhile would be replaced.
+        assert_eq!(
+            r.body[0],
+            json!({"op": "test", "path": "/metadata/resourceVersion", "value": "12345"})
+        );
+        assert_eq!(r.body[1]["path"], "/spec/ephemeralContainers");
+        assert!(r.body[1]["value"].is_array());
         golden::assert_golden("patch-json-create.json", &as_json(&r));
     }
 

@@ -11,7 +11,8 @@
 //! | sysadmin | privileged | privileged, strip†, share processes | privileged, host namespaces, `/` at `/host` |
 //!
 //! † labels, annotations, probes and init containers removed unless the matching `--keep-*`
-//! flag is given. "share processes" only sets `shareProcessNamespace` when it is unset.
+//! flag is given. "share processes" only sets `shareProcessNamespace` when it is unset, and
+//! not for a `hostPID` pod (the API server refuses the two together).
 
 use k8s_openapi::api::core::v1::{
     Capabilities, Container, HostPathVolumeSource, Pod, SeccompProfile, SecurityContext, Volume,
@@ -140,7 +141,10 @@ impl Profile {
                     return;
                 }
                 strip_copy(pod, keep);
-                if let Some(spec) = pod.spec.as_mut() {
+                // The API server refuses shareProcessNamespace together with hostPID.
+                if let Some(spec) = pod.spec.as_mut()
+                    && spec.host_pid != Some(true)
+                {
                     spec.share_process_namespace.get_or_insert(true);
                 }
             }
@@ -400,6 +404,14 @@ mod tests {
             "spec": {"containers": [{"name": "app"}]}
         }))
         .expect("pod");
+        // Not for a hostPID pod: the API server refuses shareProcessNamespace with hostPID.
+        let mut host_pid: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "c"},
+            "spec": {"hostPID": true, "containers": [{"name": "app"}]}
+        }))
+        .expect("pod");
+        Profile::General.apply_pod(Style::Copy(KeepFlags::default()), &mut host_pid, "app");
+        assert_eq!(host_pid.spec.and_then(|s| s.share_process_namespace), None);
         Profile::Legacy.apply_pod(Style::Copy(KeepFlags::default()), &mut legacy, "app");
         assert!(legacy.metadata.labels.is_none());
         assert!(

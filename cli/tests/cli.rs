@@ -23,6 +23,11 @@ struct Sim {
     conflicts: u32,
     /// Runs on the pod once a debug container is added: what happens to it meanwhile.
     after_patch: Option<fn(&mut Value)>,
+    /// Runs on the pod just before each of the next `races` PATCHes of ephemeralcontainers
+    /// is judged: someone else's write between kspy's read and its write (the pod's
+    /// resourceVersion moves on).
+    meanwhile: Option<fn(&mut Value)>,
+    races: u32,
     /// Containers whose process exited (reported by the fake kubelet): name, exit code, and
     /// when the pod's status starts showing it.
     exited: Vec<(String, i32, Instant)>,
@@ -42,6 +47,8 @@ impl Sim {
             refuse_patch: None,
             conflicts: 0,
             after_patch: None,
+            meanwhile: None,
+            races: 0,
             exited: Vec::new(),
             resource_version: 12345,
         }
@@ -84,45 +91,82 @@ impl Sim {
 
 const POD_PATH: &str = "/api/v1/namespaces/prod/pods/web-7d9f8c6b5-x2x4q";
 
-fn apply_patch(pod: &mut Value, r: &Recorded) -> Vec<String> {
+/// The API server's answer to a JSON patch that does not apply to the pod as it is now, a
+/// failed `test` op among others (patch.go: `NewGenericServerResponse(422, …)`, no causes).
+fn json_patch_not_applied() -> Reply {
+    Reply::status(
+        422,
+        "Invalid",
+        "the server rejected our request due to an error in our request",
+        json!({}),
+    )
+}
+
+/// Applies a PATCH of ephemeralcontainers to `pod` as the API server does: the names of the
+/// containers added, or its refusal (a failed JSON patch `test`; existing ephemeral
+/// containers removed).
+fn apply_patch(pod: &mut Value, r: &Recorded) -> Result<Vec<String>, Reply> {
+    let before: Vec<Value> = pod["spec"]["ephemeralContainers"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     let body = r.json();
-    let list = pod["spec"]
-        .as_object_mut()
-        .expect("spec")
-        .entry("ephemeralContainers")
-        .or_insert_with(|| json!([]));
     let mut added = Vec::new();
-    let mut push = |c: &Value, list: &mut Value| {
-        added.push(c["name"].as_str().expect("name").to_string());
-        list.as_array_mut().expect("list").push(c.clone());
-    };
+    let mut new_list = before.clone();
     match r.content_type.as_str() {
         "application/strategic-merge-patch+json" => {
             for c in body["spec"]["ephemeralContainers"]
                 .as_array()
                 .expect("containers")
             {
-                push(c, list);
+                new_list.push(c.clone());
+                added.push(c.clone());
             }
         }
         "application/json-patch+json" => {
             for op in body.as_array().expect("ops") {
-                assert_eq!(op["op"], "add");
-                match op["path"].as_str().expect("path") {
-                    "/spec/ephemeralContainers/-" => push(&op["value"], list),
-                    "/spec/ephemeralContainers" => {
-                        *list = json!([]);
-                        for c in op["value"].as_array().expect("value") {
-                            push(c, list);
-                        }
+                let path = op["path"].as_str().expect("path");
+                match (op["op"].as_str().expect("op"), path) {
+                    // Compared with the pod stored now, as the server applies the patch.
+                    ("test", _) if pod.pointer(path) == Some(&op["value"]) => {}
+                    ("test", _) => return Err(json_patch_not_applied()),
+                    ("add", "/spec/ephemeralContainers/-") => {
+                        new_list.push(op["value"].clone());
+                        added.push(op["value"].clone());
                     }
-                    other => panic!("unexpected path {other}"),
+                    ("add", "/spec/ephemeralContainers") => {
+                        new_list = op["value"].as_array().expect("value").clone();
+                        added = new_list.clone();
+                    }
+                    other => panic!("unexpected op {other:?}"),
                 }
             }
         }
         other => panic!("unexpected content type {other}"),
     }
-    added
+    // Validation: existing ephemeral containers may not be removed.
+    if let Some(gone) = before
+        .iter()
+        .find(|c| !new_list.iter().any(|n| n["name"] == c["name"]))
+    {
+        let why = format!(
+            "existing ephemeral containers {} may not be removed\n",
+            gone["name"]
+        );
+        return Err(Reply::status(
+            422,
+            "Invalid",
+            &format!("Pod \"{WEB}\" is invalid: spec.ephemeralContainers: Forbidden: {why}"),
+            json!({"name": WEB, "kind": "Pod", "causes": [{"reason": "FieldValueForbidden",
+                "message": format!("Forbidden: {why}"), "field": "spec.ephemeralContainers"}]}),
+        ));
+    }
+    pod["spec"]["ephemeralContainers"] = Value::Array(new_list);
+    Ok(added
+        .iter()
+        .filter(|c| !before.iter().any(|b| b["name"] == c["name"]))
+        .map(|c| c["name"].as_str().expect("name").to_string())
+        .collect())
 }
 
 /// `kspy attach WEB -c app --name NAME -i`, with `input` on stdin.
@@ -175,8 +219,20 @@ fn sim_api(sim: Sim) -> (FakeApi, Arc<Mutex<Sim>>) {
                             json!({"name": WEB, "kind": "pods"}),
                         );
                     }
+                    if sim.races > 0 && r.param("dryRun").is_none() {
+                        sim.races -= 1;
+                        if let Some(write) = sim.meanwhile {
+                            write(&mut sim.pod);
+                        }
+                        sim.resource_version += 1;
+                        sim.pod["metadata"]["resourceVersion"] =
+                            json!(sim.resource_version.to_string());
+                    }
                     let mut pod = sim.pod.clone();
-                    let added = apply_patch(&mut pod, r);
+                    let added = match apply_patch(&mut pod, r) {
+                        Ok(added) => added,
+                        Err(refused) => return refused,
+                    };
                     if let Some(webhook) = sim.webhook {
                         for c in pod["spec"]["ephemeralContainers"]
                             .as_array_mut()
@@ -308,6 +364,152 @@ fn attach_json_patch_appends_to_the_list() {
             "terminationMessagePolicy": "File"
         }}])
     );
+}
+
+/// The fixture's pod without ephemeral containers: a JSON patch must create the list.
+fn without_debug_containers(sim: &mut Sim) {
+    if let Some(spec) = sim.pod["spec"].as_object_mut() {
+        spec.remove("ephemeralContainers");
+    }
+    sim.pod["status"]["ephemeralContainerStatuses"] = json!([]);
+}
+
+/// A JSON patch creating the list of ephemeral containers would replace one that someone else
+/// adds between kspy's GET and its PATCH; it is tested against the resourceVersion read, and
+/// when the test fails (a 422 without causes, as the API server answers), kspy reads the pod
+/// again and sends the patch built anew, once.
+#[test]
+fn json_patch_creating_the_list_is_rebuilt_when_the_pod_changed_meanwhile() {
+    fn someone_adds_a_debug_container(pod: &mut Value) {
+        pod["spec"]["ephemeralContainers"] = json!([{"name": "debugger-other",
+            "image": "busybox:latest", "terminationMessagePolicy": "File"}]);
+    }
+    fn the_kubelet_updates_the_status(pod: &mut Value) {
+        pod["status"]["conditions"] = json!([{"type": "Ready", "status": "True"}]);
+    }
+    let attach = &[
+        "attach",
+        WEB,
+        "-c",
+        "app",
+        "--name",
+        "debugger-tst42",
+        "--patch-type",
+        "json",
+        "--profile",
+        "legacy",
+    ];
+    let get = format!("GET {POD_PATH}");
+    let patch = format!("PATCH {POD_PATH}/ephemeralcontainers?fieldManager=kspy");
+    let container = json!({"name": "debugger-tst42", "image": "busybox:latest",
+        "targetContainerName": "app", "terminationMessagePolicy": "File"});
+
+    let mut sim = Sim::new();
+    without_debug_containers(&mut sim);
+    sim.meanwhile = Some(someone_adds_a_debug_container);
+    sim.races = 1;
+    let (api, sim) = sim_api(sim);
+    let out = api.kspy(attach);
+    assert!(out.status.success(), "{}", texts(&out).1);
+    assert_eq!(
+        api.lines(),
+        vec![get.clone(), patch.clone(), get.clone(), patch.clone()]
+    );
+    let reqs = api.requests();
+    assert_eq!(
+        reqs[1].json(),
+        json!([
+            {"op": "test", "path": "/metadata/resourceVersion", "value": "12345"},
+            {"op": "add", "path": "/spec/ephemeralContainers", "value": [container.clone()]}
+        ])
+    );
+    assert_eq!(
+        reqs[3].json(),
+        json!([{"op": "add", "path": "/spec/ephemeralContainers/-", "value": container.clone()}]),
+        "the list exists now: appended to"
+    );
+    let names: Vec<Value> = sim.lock().expect("sim").pod["spec"]["ephemeralContainers"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .map(|c| c["name"].clone())
+        .collect();
+    assert_eq!(names, [json!("debugger-other"), json!("debugger-tst42")]);
+
+    // The pod changes again before the second PATCH: reported, not retried forever.
+    let mut sim = Sim::new();
+    without_debug_containers(&mut sim);
+    sim.meanwhile = Some(the_kubelet_updates_the_status);
+    sim.races = 2;
+    let (api, _) = sim_api(sim);
+    let out = api.kspy(attach);
+    let (_, stderr) = texts(&out);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(api.lines(), vec![get.clone(), patch.clone(), get, patch]);
+    assert_eq!(
+        api.requests()[3].json()[0]["value"],
+        "12346",
+        "tested against the pod read again"
+    );
+    assert!(
+        stderr.starts_with(&format!(
+            "kspy: could not add debug container debugger-tst42 to pod prod/{WEB}: the pod was \
+             changed by someone else at the same time (its resourceVersion no longer matched \
+             the JSON patch's test)\n"
+        )),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("hint: run the same command again"),
+        "{stderr}"
+    );
+}
+
+/// `--mount-target` mirrors the target's mounts but those of a subPath (the API server refuses
+/// them on ephemeral containers), and says which it left out.
+#[test]
+fn mount_target_leaves_sub_path_mounts_out_and_says_so() {
+    let mut sim = Sim::new();
+    sim.pod["spec"]["containers"][0]["volumeMounts"]
+        .as_array_mut()
+        .expect("mounts")
+        .push(json!({"name": "config", "mountPath": "/etc/web/app.yaml", "subPath": "app.yaml"}));
+    let (api, _) = sim_api(sim);
+    let out = api.kspy(&[
+        "attach",
+        WEB,
+        "-c",
+        "app",
+        "--name",
+        "debugger-tst42",
+        "--mount-target",
+    ]);
+    let (_, stderr) = texts(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(
+            "note: volume \"config\" of container \"app\" was not mounted at /etc/web/app.yaml: \
+             the target mounts subPath \"app.yaml\" of it, which an ephemeral container cannot; \
+             mount the whole volume elsewhere with --mount config:PATH:ro\n"
+        ),
+        "{stderr}"
+    );
+    let mounts = api.requests()[1].json()["spec"]["ephemeralContainers"][0]["volumeMounts"].clone();
+    let paths: Vec<&str> = mounts
+        .as_array()
+        .expect("mounts")
+        .iter()
+        .map(|m| m["mountPath"].as_str().expect("path"))
+        .collect();
+    assert_eq!(
+        paths,
+        [
+            "/etc/web",
+            "/var/lib/web",
+            "/var/run/secrets/kubernetes.io/serviceaccount"
+        ]
+    );
+    assert!(!mounts.to_string().contains("subPath"), "{mounts}");
 }
 
 #[test]
@@ -699,6 +901,67 @@ fn copy_sequence_and_body() {
     assert_eq!(reqs[3].json()["gracePeriodSeconds"], 0);
     assert!(
         stderr.contains("delete it when done: kubectl delete pod web-debug -n prod"),
+        "{stderr}"
+    );
+}
+
+/// A server for copying a `hostPID` pod (node-exporter, a CNI agent): admits the copy.
+fn host_pid_api() -> FakeApi {
+    FakeApi::start(
+        move |r: &Recorded| match (r.method.as_str(), r.path.as_str()) {
+            ("GET", POD_PATH) => {
+                let mut pod = web_pod();
+                pod["spec"]["hostPID"] = json!(true);
+                Reply::ok(&pod)
+            }
+            ("POST", "/api/v1/namespaces/prod/pods") => {
+                let mut pod = r.json();
+                pod["metadata"]["resourceVersion"] = json!("1");
+                Reply::json(201, &pod)
+            }
+            _ => Reply::status(
+                404,
+                "NotFound",
+                "the server could not find the requested resource",
+                json!({}),
+            ),
+        },
+    )
+}
+
+/// The API server refuses shareProcessNamespace together with hostPID: without the flag kspy
+/// leaves it unset for such a pod; an explicit --share-processes is refused before any write.
+#[test]
+fn copy_of_a_host_pid_pod_does_not_share_processes() {
+    let api = host_pid_api();
+    let out = api.kspy(&["copy", WEB, "--to", "web-debug", "--name", "debugger-tst42"]);
+    assert!(out.status.success(), "{}", texts(&out).1);
+    let post = api
+        .requests()
+        .into_iter()
+        .find(|r| r.path == "/api/v1/namespaces/prod/pods")
+        .expect("POST");
+    assert_eq!(post.json()["spec"]["hostPID"], true);
+    assert!(
+        post.json()["spec"].get("shareProcessNamespace").is_none(),
+        "{}",
+        post.body
+    );
+
+    let api = host_pid_api();
+    let out = api.kspy(&["copy", WEB, "--to", "web-debug", "--share-processes"]);
+    let (_, stderr) = texts(&out);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(
+        api.lines(),
+        vec![format!("GET {POD_PATH}")],
+        "no other request"
+    );
+    assert!(
+        stderr.starts_with(&format!(
+            "kspy: invalid --share-processes value \"true\": pod {WEB} uses hostPID, and the API \
+             server refuses shareProcessNamespace together with hostPID"
+        )),
         "{stderr}"
     );
 }
@@ -1503,6 +1766,11 @@ fn bad_flag_values_are_usage_errors_before_any_request() {
             "--arguments-only needs arguments",
         ),
         (&["attach", WEB, "--attach=maybe"], "expected true or false"),
+        (
+            &["attach", WEB, "--env", "CAFÉ=1"],
+            "invalid value 'CAFÉ=1' for '--env <NAME=VALUE>': the name contains 'É'; the API \
+             server accepts only printable ASCII characters in environment variable names",
+        ),
         (
             &["attach", WEB, "--reuse", "--env", "A=1", "--as-target-user"],
             "--reuse cannot honour --as-target-user, --env: it attaches to a debug container that already exists",

@@ -79,7 +79,80 @@ pub enum CelError {
     /// Over the cost budget.
     #[error("{0}")]
     TooExpensive(String),
+    /// Longer than [`MAX_EXPRESSION_LENGTH`].
+    #[error(
+        "the expression is {length} bytes long; at most {MAX_EXPRESSION_LENGTH} are accepted (as \
+         for a ValidatingAdmissionPolicy): split it into `variables`"
+    )]
+    TooLong {
+        /// Its length in bytes.
+        length: usize,
+    },
+    /// Nested deeper than [`MAX_EXPRESSION_DEPTH`].
+    #[error(
+        "the expression nests more than {MAX_EXPRESSION_DEPTH} levels deep (long chains of \
+         operators or fields count as nesting): split it into `variables`"
+    )]
+    TooDeep,
+    /// The parser failed without an answer (it panicked, or its thread could not start).
+    #[error("the CEL parser failed on this expression: {0}")]
+    ParserFailed(String),
 }
+
+/// The largest value a policy variable may hold, in [`exceeds_size`]'s measure: above the
+/// largest request body, so a variable naming a whole object always fits. cel has no runtime
+/// cost limit, and a few variables each doubling the one before (`v1 = v0 + v0`, …) pass the
+/// static cost estimate yet would build gigabytes.
+pub const MAX_VARIABLE_BYTES: usize = 8 << 20;
+
+/// Whether `value` is larger than `limit`: string and byte lengths, 8 per other scalar, list
+/// item and map entry (keys by their length), counted without recursion and only until the
+/// limit is passed.
+pub fn exceeds_size(value: &Value, limit: usize) -> bool {
+    let mut total = 0usize;
+    let mut stack = vec![value];
+    while let Some(v) = stack.pop() {
+        total = total.saturating_add(match v {
+            Value::String(s) => s.len(),
+            Value::Bytes(b) => b.len(),
+            Value::List(items) => {
+                stack.extend(items.iter());
+                8 * items.len()
+            }
+            Value::Map(m) => {
+                let mut keys = 0usize;
+                for (k, item) in m.map.iter() {
+                    keys = keys.saturating_add(match k {
+                        Key::String(s) => s.len(),
+                        _ => 8,
+                    });
+                    stack.push(item);
+                }
+                keys.saturating_add(8 * m.map.len())
+            }
+            _ => 8,
+        });
+        if total > limit {
+            return true;
+        }
+    }
+    false
+}
+
+/// The longest expression accepted: what Kubernetes accepts in a ValidatingAdmissionPolicy.
+pub const MAX_EXPRESSION_LENGTH: usize = 5 * 1024;
+
+/// The deepest expression tree accepted. cel evaluates (and drops) a tree recursively, and
+/// its parser's own nesting limit does not count chains such as `a + b + …` or `a.b.…`: a
+/// few thousand levels overflow a thread's stack, which aborts the whole process. Real
+/// policies nest a dozen levels.
+pub const MAX_EXPRESSION_DEPTH: usize = 64;
+
+/// The stack an expression is parsed and checked on. The parser recurses per level of
+/// nesting, heavily in debug builds, before any depth can be counted; its own thread keeps a
+/// hostile policy file from overflowing the loader's (the stack is reserved, and only what
+/// is used is committed).
+const COMPILE_STACK_BYTES: usize = 256 << 20;
 
 /// A set of the [`VARIABLES`] (a bit each, in that order).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -118,8 +191,33 @@ pub struct Expression {
 }
 
 impl Expression {
-    /// Parses, checks identifiers and estimates cost.
+    /// Parses, checks length, depth and identifiers, and estimates cost. Never panics and
+    /// never overflows the caller's stack, whatever `source` holds.
     pub fn compile(source: &str) -> Result<Self, CelError> {
+        if source.len() > MAX_EXPRESSION_LENGTH {
+            return Err(CelError::TooLong {
+                length: source.len(),
+            });
+        }
+        std::thread::scope(|scope| {
+            let parsing = std::thread::Builder::new()
+                .name("kspy-cel-compile".into())
+                .stack_size(COMPILE_STACK_BYTES)
+                .spawn_scoped(scope, || Self::compile_here(source))
+                .map_err(|e| CelError::ParserFailed(format!("cannot start its thread: {e}")))?;
+            parsing.join().unwrap_or_else(|panic| {
+                let what = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "it panicked".into());
+                Err(CelError::ParserFailed(what))
+            })
+        })
+    }
+
+    /// [`Expression::compile`] on the current thread.
+    fn compile_here(source: &str) -> Result<Self, CelError> {
         let program = Program::compile(source).map_err(|errors| {
             let first = errors.errors.first();
             CelError::Syntax {
@@ -128,6 +226,9 @@ impl Expression {
                 message: first.map_or_else(|| errors.to_string(), |e| e.msg.clone()),
             }
         })?;
+        if exceeds_depth(program.expression(), MAX_EXPRESSION_DEPTH) {
+            return Err(CelError::TooDeep);
+        }
         let mut projection = Projection::default();
         free_variables(program.expression(), &mut Vec::new(), &mut projection);
         if let Some(name) = projection.vars.keys().find(|n| {
@@ -211,6 +312,56 @@ fn type_name(v: &Value) -> &'static str {
 
 /// Collects the identifiers not bound by an enclosing comprehension, each with the top-level
 /// fields read through it (`request.userInfo` reads `userInfo`; a bare `request` reads all).
+/// Whether the tree under `root` is deeper than `limit`, counted without recursion (the tree
+/// may be far too deep to recurse over).
+fn exceeds_depth<'e>(root: &'e IdedExpr, limit: usize) -> bool {
+    let mut stack: Vec<(&'e IdedExpr, usize)> = vec![(root, 1)];
+    while let Some((e, depth)) = stack.pop() {
+        if depth > limit {
+            return true;
+        }
+        let mut push = |child: &'e IdedExpr| stack.push((child, depth + 1));
+        match &e.expr {
+            Expr::Call(call) => {
+                call.target.iter().for_each(|t| push(t));
+                call.args.iter().for_each(&mut push);
+            }
+            Expr::Select(s) => push(&s.operand),
+            Expr::List(l) => l.elements.iter().for_each(&mut push),
+            Expr::Map(m) => entry_children(&m.entries, &mut push),
+            Expr::Struct(s) => entry_children(&s.entries, &mut push),
+            Expr::Comprehension(c) => {
+                for child in [
+                    &c.iter_range,
+                    &c.accu_init,
+                    &c.loop_cond,
+                    &c.loop_step,
+                    &c.result,
+                ] {
+                    push(child);
+                }
+            }
+            Expr::Ident(_) | Expr::Literal(_) | Expr::Unspecified => {}
+        }
+    }
+    false
+}
+
+fn entry_children<'e>(
+    list: &'e [kube_cel::cel::common::ast::IdedEntryExpr],
+    push: &mut impl FnMut(&'e IdedExpr),
+) {
+    for entry in list {
+        match &entry.expr {
+            EntryExpr::StructField(f) => push(&f.value),
+            EntryExpr::MapEntry(m) => {
+                push(&m.key);
+                push(&m.value);
+            }
+        }
+    }
+}
+
 fn free_variables(e: &IdedExpr, bound: &mut Vec<String>, projection: &mut Projection) {
     let is_free = |name: &str, bound: &Vec<String>| {
         !name.starts_with('@') && !bound.iter().any(|b| b == name)
@@ -478,6 +629,38 @@ impl kube_cel::cel::context::VariableResolver for LazyVariables<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Hostile expressions are refused with the reason, on the caller's small test-thread
+    /// stack, instead of overflowing it (which aborts the process) or panicking.
+    #[test]
+    fn overlong_and_overdeep_expressions_are_refused_without_crashing() {
+        let chain = |n: usize, op: &str| format!("{}1 > 0", format!("1{op}").repeat(n));
+        assert!(matches!(
+            Expression::compile(&chain(2999, "+")),
+            Err(CelError::TooLong { length: 6003 })
+        ));
+        for deep in [
+            chain(2000, "+"),
+            format!("object{}", ".b".repeat(2000)),
+            format!("{}1{}", "[".repeat(80), "]".repeat(80)),
+        ] {
+            assert_eq!(
+                Expression::compile(&deep).err(),
+                Some(CelError::TooDeep),
+                "{deep:.40}"
+            );
+        }
+        // The parser's own failure on nested conditionals is an error, not a panic.
+        let conditionals = format!("{}1", "true ? 1 : ".repeat(97));
+        assert!(Expression::compile(&conditionals).is_err());
+        // What real policies write still compiles: parentheses add no depth, and a chain
+        // within the limit is fine.
+        let parens = format!("{}true{}", "(".repeat(40), ")".repeat(40));
+        assert!(Expression::compile(&parens).is_ok());
+        assert!(Expression::compile(&format!("{}true", "true || ".repeat(30))).is_ok());
+        // Logical chains are built balanced, so long ones stay shallow.
+        assert!(Expression::compile(&format!("{}true", "true && ".repeat(500))).is_ok());
+    }
 
     fn fields(source: &str, var: &str) -> Option<Fields> {
         Expression::compile(source)

@@ -348,6 +348,17 @@ fn evaluate_policy(
         let mut child = scope.new_inner_scope();
         child.add_variable_from_value("variables", map_of(values.clone()));
         match expr.eval(&child) {
+            Ok(v) if crate::cel::exceeds_size(&v, crate::cel::MAX_VARIABLE_BYTES) => {
+                // Fail closed, as for any evaluation error, before a later variable doubles it.
+                outcome.errors.push(CelFailure::new(
+                    format!("variable {name:?}"),
+                    format!(
+                        "its value is larger than {} MiB; a variable holds at most that",
+                        crate::cel::MAX_VARIABLE_BYTES >> 20
+                    ),
+                ));
+                return outcome;
+            }
             Ok(v) => values.push((name.clone(), v)),
             Err(e) => {
                 outcome

@@ -12,7 +12,7 @@ use crate::image::{DEFAULT_REGISTRY, ImageRef, is_registry};
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid pattern {pattern:?}: {reason}")]
 pub struct PatternError {
-    /// The pattern as written.
+    /// The pattern as written (its first 80 characters and `…` when longer).
     pub pattern: String,
     /// What is wrong with it.
     pub reason: String,
@@ -140,13 +140,29 @@ fn is_meta(c: char) -> bool {
     matches!(c, '*' | '?' | '[' | ']' | '{' | '}' | '\\')
 }
 
+/// The longest pattern accepted, in bytes: longer than any image reference, user, group or
+/// namespace name a pattern is matched against.
+pub const MAX_PATTERN_BYTES: usize = 1024;
+
 fn compile(pattern: &str) -> Result<Glob, PatternError> {
     let err = |reason: String| PatternError {
-        pattern: pattern.to_owned(),
+        // The start is enough to find it; an overlong pattern is not repeated whole.
+        pattern: match pattern.char_indices().nth(80) {
+            Some((cut, _)) => format!("{}…", &pattern[..cut]),
+            None => pattern.to_owned(),
+        },
         reason,
     };
     if pattern.is_empty() {
         return Err(err("the pattern is empty".into()));
+    }
+    // globset panics when the regex under a very long pattern outgrows its size limit, and
+    // matching costs pattern length times name length; no name kspy matches is this long.
+    if pattern.len() > MAX_PATTERN_BYTES {
+        return Err(err(format!(
+            "the pattern is {} bytes long; at most {MAX_PATTERN_BYTES} are accepted",
+            pattern.len()
+        )));
     }
     if pattern.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err(err("patterns may not contain white space".into()));
@@ -171,6 +187,20 @@ fn compile(pattern: &str) -> Result<Glob, PatternError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A pattern long enough to make globset's regex outgrow its limit is refused, not a panic.
+    #[test]
+    fn overlong_patterns_are_refused() {
+        let long = "*a".repeat(70_000);
+        let e = compile(&long).err().map(|e| e.reason).unwrap_or_default();
+        assert!(e.contains("at most 1024"), "{e}");
+        let shown = compile(&long)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(shown.len() < 200, "{shown}");
+        assert!(compile(&"a*".repeat(MAX_PATTERN_BYTES / 2)).is_ok());
+    }
 
     fn img(s: &str) -> ImageRef {
         ImageRef::parse(s).unwrap()

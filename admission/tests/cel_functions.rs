@@ -165,3 +165,35 @@ fn evaluation_errors_deny_with_the_error() {
     let err = holds("container.name").unwrap_err();
     assert!(err.contains("expected a bool, got string"), "{err}");
 }
+
+/// Each variable doubling the one before passes the static cost estimate; evaluating 25 of them
+/// would build a gigabyte string. A variable is capped in size, and one over the cap is an
+/// evaluation error: the request is denied (fail closed) with the variable named.
+#[test]
+fn a_variable_that_grows_past_the_cap_denies() {
+    let mut yaml = String::from(
+        "apiVersion: kspy.dev/v1alpha1\nkind: DebugPolicy\nmetadata: {name: doubling}\nspec:\n  grant:\n    images: ['**']\n    capabilities: [SYS_PTRACE]\n    runAsRoot: true\n  variables:\n    - {name: v0, expression: request.uid}\n",
+    );
+    for n in 1..=24 {
+        yaml.push_str(&format!(
+            "    - {{name: v{n}, expression: 'variables.v{m} + variables.v{m}'}}\n",
+            m = n - 1
+        ));
+    }
+    yaml.push_str("  validations:\n    - expression: size(variables.v24) > 0\n");
+    let set =
+        kspy_admission::PolicySet::from_yaml("t.yaml", &yaml).unwrap_or_else(|e| panic!("{e}"));
+    let engine = kspy_admission::Engine::new(set, Default::default()).unwrap();
+    let mut dbg = debugger("dbg", "busybox:1.36");
+    dbg["securityContext"] = json!({"capabilities": {"add": ["SYS_PTRACE"]}, "runAsUser": 0});
+    let j = validate(
+        &engine,
+        &attach("prod", "alice", &["sre"], vec![], vec![dbg]),
+    );
+    assert!(!j.response.allowed);
+    let msg = &j.response.result.message;
+    assert!(msg.contains("failed to evaluate"), "{msg}");
+    assert!(msg.contains("larger than 8 MiB"), "{msg}");
+    // Stopped at the first variable over the cap, long before v24.
+    assert!(msg.contains("policy doubling: variable \"v2"), "{msg}");
+}

@@ -62,6 +62,12 @@ impl std::fmt::Debug for JudgePool {
     }
 }
 
+/// Each judging thread's stack. CEL evaluates an expression tree recursively; the loader caps
+/// its depth (`kspy_admission::cel::MAX_EXPRESSION_DEPTH`), and this leaves room for that
+/// depth even in a debug build, where each level takes tens of KiB. Only what is used is
+/// committed.
+const JUDGE_STACK_BYTES: usize = 32 << 20;
+
 impl JudgePool {
     /// Starts `threads` (at least one) judging threads named `kspy-judge-N`.
     pub(crate) fn new(threads: usize) -> std::io::Result<Self> {
@@ -74,6 +80,7 @@ impl JudgePool {
             let shared = shared.clone();
             std::thread::Builder::new()
                 .name(format!("kspy-judge-{n}"))
+                .stack_size(JUDGE_STACK_BYTES)
                 .spawn(move || work(&shared))?;
         }
         Ok(JudgePool { shared, threads })

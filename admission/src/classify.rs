@@ -133,6 +133,13 @@ pub enum ClassifyError {
         /// `object` or `oldObject`.
         field: &'static str,
     },
+    /// A debug pod with no container: the API server refuses it, and judging it would judge
+    /// nothing, not even its host namespaces.
+    #[error("a {action} pod without containers; the API server requires at least one")]
+    NoContainers {
+        /// Copy or node.
+        action: Action,
+    },
     /// The configured classifier expression failed.
     #[error("the {action} classifier failed: {message}")]
     Classifier {
@@ -260,6 +267,9 @@ fn pod_create(
                 });
             }
         }
+    }
+    if subjects.is_empty() {
+        return Err(ClassifyError::NoContainers { action });
     }
     Ok(Some(DebugRequest {
         action,

@@ -176,6 +176,28 @@ impl Engine {
         endpoint: Endpoint,
         namespace: Option<&Namespace>,
     ) -> Judgement {
+        let judgement = self.judge_views_unchecked(review, endpoint, namespace);
+        // An expression (or a default) that read the raw object got `null` if it did not
+        // parse; whatever it concluded, allowed or not a debug request, cannot stand.
+        match review.raw_view_error() {
+            None => judgement,
+            Some(error) => denial(
+                AdmissionResponse::from(review.request()),
+                judgement.action,
+                Vec::new(),
+                judgement.subjects,
+                format!("kspy cannot judge this request: {error}"),
+                vec![DenialReason::request("kspy cannot judge this request")],
+            ),
+        }
+    }
+
+    fn judge_views_unchecked(
+        &self,
+        review: &ParsedReview,
+        endpoint: Endpoint,
+        namespace: Option<&Namespace>,
+    ) -> Judgement {
         let base = AdmissionResponse::from(review.request());
         let classifier = CelClassifier {
             engine: self,

@@ -69,8 +69,8 @@ pub enum ReviewError {
 pub struct ParsedReview {
     request: AdmissionRequest<Pod>,
     body: Bytes,
-    object: OnceLock<Option<Value>>,
-    old_object: OnceLock<Option<Value>>,
+    object: OnceLock<Result<Option<Value>, String>>,
+    old_object: OnceLock<Result<Option<Value>, String>>,
     pod: Option<Pod>,
     old_ephemeral_containers: Option<Vec<EphemeralContainer>>,
 }
@@ -458,26 +458,43 @@ impl ParsedReview {
         &self.request.name
     }
 
-    /// `object` as sent, every field included; parsed from the body on first use.
+    /// `object` as sent, every field included; parsed from the body on first use. `None`
+    /// when there is none, and also when that parse failed: [`ParsedReview::raw_view_error`]
+    /// then says why, and whoever read it must not trust its answer.
     pub fn object(&self) -> Option<&Value> {
         self.object
             .get_or_init(|| {
                 serde_json::from_slice::<ObjectsOnly<ObjectOnly>>(&self.body)
-                    .ok()
-                    .and_then(|o| o.request.object)
+                    .map(|o| o.request.object)
+                    .map_err(|e| format!("request.object: {e}"))
             })
             .as_ref()
+            .ok()
+            .and_then(Option::as_ref)
     }
 
-    /// `oldObject` as sent; parsed from the body on first use.
+    /// `oldObject` as sent; parsed from the body on first use (see [`ParsedReview::object`]).
     pub fn old_object(&self) -> Option<&Value> {
         self.old_object
             .get_or_init(|| {
                 serde_json::from_slice::<ObjectsOnly<OldObjectOnly>>(&self.body)
-                    .ok()
-                    .and_then(|o| o.request.old_object)
+                    .map(|o| o.request.old_object)
+                    .map_err(|e| format!("request.oldObject: {e}"))
             })
             .as_ref()
+            .ok()
+            .and_then(Option::as_ref)
+    }
+
+    /// Why a raw view read so far ([`ParsedReview::object`], [`ParsedReview::old_object`])
+    /// failed to parse. The typed decoding skips the parts nothing judges without checking
+    /// them as strictly (numbers out of range, lone surrogates, nesting past serde_json's
+    /// limit), so a body can decode yet have no raw view; CEL would then see `null` where the
+    /// object is, and a guardrail such as `!has(object.spec.hostAliases)` would hold.
+    pub fn raw_view_error(&self) -> Option<&str> {
+        [&self.object, &self.old_object]
+            .into_iter()
+            .find_map(|view| view.get()?.as_ref().err().map(String::as_str))
     }
 
     /// `object` decoded as a Pod, for requests about pods. Its `status` and

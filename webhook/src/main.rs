@@ -481,7 +481,8 @@ mod tests {
         let mut argv = vec![
             "kspy-webhook",
             "--policies",
-            "p",
+            // A directory that exists (it is checked); nothing is read from it.
+            env!("CARGO_MANIFEST_DIR"),
             "--tls-cert",
             "c",
             "--tls-key",

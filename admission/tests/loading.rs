@@ -99,6 +99,10 @@ fn each_mistake_is_reported_where_it_is() {
             &["spec.grant.hostPaths[0]", "absolute"],
         ),
         (
+            "  grant:\n    hostPaths: [/proc, {path: /var/log/.., readOnly: true}]",
+            &["spec.grant.hostPaths[1]", "\"/var/log/..\" contains \"..\""],
+        ),
+        (
             "  validations:\n    - expression: \"container.image.startsWith('x'\"",
             &[
                 "spec.validations[0].expression",

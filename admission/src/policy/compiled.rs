@@ -451,6 +451,15 @@ impl CompiledPolicy {
                 HostPathGrantSpec::Path(p) => (p.as_str(), false),
                 HostPathGrantSpec::Detailed(d) => (d.path.as_str(), d.read_only),
             };
+            // A grant is written by hand: `/var/log/..` granting `/var` is a mistake to report,
+            // not a path to normalize (requests are normalized; grants must already be).
+            if path.split('/').any(|s| s == "..") {
+                fail(
+                    format!("spec.grant.hostPaths[{i}]"),
+                    format!("{path:?} contains \"..\"; write the directory it means"),
+                );
+                continue;
+            }
             match HostPath::parse(path) {
                 Ok(prefix) => grant.host_paths.push(HostPathGrant { prefix, read_only }),
                 Err(e) => fail(format!("spec.grant.hostPaths[{i}]"), e.to_string()),

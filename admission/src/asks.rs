@@ -80,7 +80,8 @@ pub struct VolumeAsk {
     pub name: String,
     /// How sensitive it is.
     pub kind: VolumeKind,
-    /// Whether every mount of it by this container is read-only.
+    /// Whether every mount of it by this container is read-only (and not
+    /// `recursiveReadOnly: Disabled`).
     pub read_only: bool,
     /// For hostPath volumes, the normalized host path.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -211,7 +212,11 @@ impl Asks {
 
         let mut mounted: BTreeMap<&str, bool> = BTreeMap::new();
         for m in c.volume_mounts {
-            let read_only = m.read_only.unwrap_or(false);
+            // `recursiveReadOnly: Disabled` leaves the volume's submounts writable (under a
+            // host's `/`, the kubelet's and the runtime's own disks), so it is no read-only
+            // mount a read-only grant covers.
+            let read_only = m.read_only.unwrap_or(false)
+                && m.recursive_read_only.as_deref() != Some("Disabled");
             mounted
                 .entry(m.name.as_str())
                 .and_modify(|ro| *ro &= read_only)

@@ -187,10 +187,16 @@ pub(crate) fn subject_defaults(patch: &mut PatchBuilder, d: &SubjectDefaults<'_>
                 continue;
             }
             taken_paths.insert(path);
-            added.push(json!({"name": name, "mountPath": path, "readOnly": read_only}));
+            let mut mount = json!({"name": name, "mountPath": path, "readOnly": read_only});
+            if read_only && kind == VolumeKind::HostPath {
+                mount["recursiveReadOnly"] = json!(RECURSIVE_READ_ONLY);
+            }
+            added.push(mount);
         }
         patch.append(&base, container, "volumeMounts", added);
     }
+
+    recursive_read_only(patch, &base, container, d.object);
 
     if container.get("imagePullPolicy").is_none_or(Value::is_null)
         && let Some(policy) = first(&|p| p.defaults.image_pull_policy.is_some())
@@ -259,6 +265,52 @@ pub(crate) fn subject_defaults(patch: &mut PatchBuilder, d: &SubjectDefaults<'_>
         }
     }
     notes
+}
+
+/// What read-only host mounts get: recursive where the node's runtime and kernel can (the
+/// kubelet falls back to a plain read-only mount elsewhere; API servers before 1.30 drop the
+/// field).
+pub const RECURSIVE_READ_ONLY: &str = "IfPossible";
+
+/// Makes the subject's own read-only hostPath mounts recursively read-only where they leave
+/// it unset: a plain read-only mount of the host's `/` leaves every filesystem mounted below
+/// it writable, which is not what a read-only grant means. The API server allows the field
+/// only beside `readOnly: true` and without mount propagation.
+fn recursive_read_only(
+    patch: &mut PatchBuilder,
+    base: &[String],
+    container: &Value,
+    object: &Value,
+) {
+    let Some(mounts) = container["volumeMounts"].as_array() else {
+        return;
+    };
+    let host_paths: BTreeSet<&str> = object["spec"]["volumes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|v| v.get("hostPath").is_some_and(|h| !h.is_null()))
+        .filter_map(|v| v["name"].as_str())
+        .collect();
+    for (i, m) in mounts.iter().enumerate() {
+        let host_path = m["name"]
+            .as_str()
+            .is_some_and(|name| host_paths.contains(name));
+        let propagates = !matches!(m["mountPropagation"].as_str(), None | Some("None"));
+        if host_path
+            && m["readOnly"] == json!(true)
+            && m["recursiveReadOnly"].is_null()
+            && !propagates
+        {
+            let index = i.to_string();
+            let path = base.iter().map(String::as_str).chain([
+                "volumeMounts",
+                index.as_str(),
+                "recursiveReadOnly",
+            ]);
+            patch.add(path, json!(RECURSIVE_READ_ONLY));
+        }
+    }
 }
 
 /// Whether the container, once the defaults in `wanted` fill what `current` leaves unset, is

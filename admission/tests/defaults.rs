@@ -285,3 +285,74 @@ fn no_applicable_policy_no_patch() {
     );
     assert!(mutate(&only_sre, &r, None).is_empty());
 }
+
+const NODE: &str = r#"
+apiVersion: kspy.dev/v1alpha1
+kind: DebugPolicy
+metadata: {name: node}
+spec:
+  match: {actions: [node]}
+  grant:
+    images: ['**']
+    runAsRoot: true
+    hostNamespaces: [pid, network, ipc]
+    hostPaths: [{path: /, readOnly: true}]
+"#;
+
+/// A node-debugging pod mounting the host's `/` at `/host` with the mount set as given.
+fn node_pod(mount: Value) -> Value {
+    create(
+        "default",
+        "admin",
+        &[],
+        json!({
+            "metadata": {"name": "node-debugger-n1", "labels": {"kspy.dev/debug": "node"}},
+            "spec": {
+                "nodeName": "n1", "hostPID": true,
+                "containers": [{"name": "debugger", "image": "busybox:1.36", "volumeMounts": [mount]}],
+                "volumes": [{"name": "host-root", "hostPath": {"path": "/"}}]
+            }
+        }),
+    )
+}
+
+/// A read-only mount of the host's `/` leaves the filesystems mounted below it writable unless
+/// it is recursive: `/mutate` asks for that where the user left it unset and the API server
+/// allows it, and `/validate` does not count `recursiveReadOnly: Disabled` as read-only.
+#[test]
+fn read_only_host_mounts_are_made_recursive() {
+    let at = "/spec/containers/0/volumeMounts/0/recursiveReadOnly";
+    let mount = json!({"name": "host-root", "mountPath": "/host", "readOnly": true});
+    let patch = mutate(NODE, &node_pod(mount.clone()), None);
+    assert_eq!(
+        patch,
+        [json!({"op": "add", "path": at, "value": "IfPossible"})]
+    );
+    // Applied, it is still granted; mutating again adds nothing.
+    let patched = apply(&node_pod(mount.clone()), &patch);
+    assert!(
+        judge(&engine(NODE), &patched, Endpoint::Validate, None)
+            .response
+            .allowed
+    );
+    assert!(mutate(NODE, &patched, None).is_empty());
+    // Left alone: a writable mount, a propagating one (the API server refuses the pair), and a
+    // choice already made.
+    for m in [
+        json!({"name": "host-root", "mountPath": "/host", "readOnly": false}),
+        json!({"name": "host-root", "mountPath": "/host", "readOnly": true, "mountPropagation": "HostToContainer"}),
+        json!({"name": "host-root", "mountPath": "/host", "readOnly": true, "recursiveReadOnly": "Enabled"}),
+    ] {
+        let j = judge(&engine(NODE), &node_pod(m.clone()), Endpoint::Mutate, None);
+        assert!(!patch_of(&j).iter().any(|op| op["path"] == at), "{m}");
+    }
+    // Disabled is a writable view of what lies below: not covered by a read-only grant.
+    let disabled = json!({"name": "host-root", "mountPath": "/host", "readOnly": true, "recursiveReadOnly": "Disabled"});
+    let j = judge(&engine(NODE), &node_pod(disabled), Endpoint::Validate, None);
+    assert!(!j.response.allowed);
+    assert!(
+        j.response.result.message.contains("hostPath"),
+        "{}",
+        j.response.result.message
+    );
+}

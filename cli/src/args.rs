@@ -188,7 +188,8 @@ pub struct DebugArgs {
           value_parser = parse_bool, action = ArgAction::Set)]
     pub arguments_only: bool,
     /// `client`: print the requests and send nothing that changes anything; `server`: let the
-    /// API server and its webhooks judge them (dryRun=All) and keep nothing
+    /// API server and its webhooks judge them (dryRun=All) and keep nothing; `none`: send them
+    /// for real
     #[arg(long, value_enum, value_name = "MODE", num_args = 0..=1, require_equals = true,
           default_missing_value = "client", default_value = "none")]
     pub dry_run: DryRun,

@@ -808,6 +808,52 @@ fn apply_custom(c: Container, custom: &Value) -> Result<Container, BuildError> {
     Ok(merged)
 }
 
+/// The first field of `container` (a container, or a `--custom` spec, as JSON) that the API
+/// refuses on ephemeral containers; a null field (`--custom` removing it) is none.
+fn ephemeral_refusal(container: &serde_json::Map<String, Value>) -> Option<BuildError> {
+    if let Some((field, _)) = container
+        .iter()
+        .find(|(k, v)| !v.is_null() && !EPHEMERAL_ALLOWED.contains(&k.as_str()))
+    {
+        return Some(BuildError::CustomField {
+            field: field.clone(),
+            why: "ephemeral containers may not have",
+        });
+    }
+    // Only --custom can bring these: --mount-target leaves such mounts out.
+    let mounts = container.get("volumeMounts").and_then(Value::as_array);
+    for (i, mount) in mounts.into_iter().flatten().enumerate() {
+        for field in EPHEMERAL_FORBIDDEN_MOUNT_FIELDS {
+            if mount[field].as_str().is_some_and(|v| !v.is_empty()) {
+                return Some(BuildError::CustomField {
+                    field: format!("volumeMounts[{i}].{field}"),
+                    why: "ephemeral containers may not have; mount the whole volume instead",
+                });
+            }
+        }
+    }
+    None
+}
+
+/// Checks a `--custom` spec for an ephemeral container (`kspy attach`) before anything is
+/// sent: `Err` names a field the API refuses there and says which ones it allows, for a usage
+/// error.
+pub fn check_ephemeral_custom(custom: &Value) -> Result<(), String> {
+    let Some(refused) = custom.as_object().and_then(ephemeral_refusal) else {
+        return Ok(());
+    };
+    let allowed: Vec<&str> = EPHEMERAL_ALLOWED
+        .into_iter()
+        .filter(|f| !CUSTOM_FORBIDDEN.contains(f))
+        .collect();
+    Err(format!(
+        "{refused} (an ephemeral container's --custom file may set only {}, and no subPath or \
+         subPathExpr in volumeMounts; `{} copy` makes a debug container that may have the rest)",
+        allowed.join(", "),
+        crate::prog()
+    ))
+}
+
 /// Turns a built container into an ephemeral container, refusing what the API refuses there.
 fn to_ephemeral(c: Container, target: Option<&str>) -> Result<EphemeralContainer, BuildError> {
     let mut value = serde_json::to_value(&c).map_err(|e| BuildError::Custom {
@@ -815,23 +861,8 @@ fn to_ephemeral(c: Container, target: Option<&str>) -> Result<EphemeralContainer
         why: e.to_string(),
     })?;
     if let Value::Object(m) = &mut value {
-        if let Some(field) = m.keys().find(|k| !EPHEMERAL_ALLOWED.contains(&k.as_str())) {
-            return Err(BuildError::CustomField {
-                field: field.clone(),
-                why: "ephemeral containers may not have",
-            });
-        }
-        // Only --custom can bring these: --mount-target leaves such mounts out.
-        let mounts = m.get("volumeMounts").and_then(Value::as_array);
-        for (i, mount) in mounts.into_iter().flatten().enumerate() {
-            for field in EPHEMERAL_FORBIDDEN_MOUNT_FIELDS {
-                if mount[field].as_str().is_some_and(|v| !v.is_empty()) {
-                    return Err(BuildError::CustomField {
-                        field: format!("volumeMounts[{i}].{field}"),
-                        why: "ephemeral containers may not have; mount the whole volume instead",
-                    });
-                }
-            }
+        if let Some(refused) = ephemeral_refusal(m) {
+            return Err(refused);
         }
         if let Some(t) = target {
             m.insert("targetContainerName".into(), Value::String(t.to_string()));

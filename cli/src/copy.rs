@@ -526,6 +526,38 @@ mod tests {
     }
 
     #[test]
+    fn keep_init_containers_false_drops_them_with_every_profile() {
+        let source = golden::fixture_pod("pod-web.json");
+        for profile in [
+            Profile::Legacy,
+            Profile::General,
+            Profile::Baseline,
+            Profile::Restricted,
+            Profile::Netadmin,
+            Profile::Sysadmin,
+        ] {
+            for keep in [true, false] {
+                let o = CopyOptions {
+                    profile,
+                    keep: KeepFlags {
+                        init_containers: keep,
+                        ..KeepFlags::default()
+                    },
+                    ..opts()
+                };
+                let builder = ContainerSpecBuilder { profile, ..debug() };
+                let pod = build_copy(&source, &o, Some(&builder)).expect("builds");
+                let init = pod.spec.and_then(|s| s.init_containers);
+                assert_eq!(
+                    init.is_some(),
+                    keep,
+                    "{profile:?}, init containers kept: {keep}"
+                );
+            }
+        }
+    }
+
+    #[test]
     fn share_processes_flag_or_the_pods_own_setting() {
         let pod = |spec: Value| -> Pod {
             let mut v = serde_json::to_value(golden::fixture_pod("pod-web.json")).expect("json");

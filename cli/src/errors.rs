@@ -463,9 +463,19 @@ impl WebhookDenial {
         } else {
             text
         };
+        let mut reasons = split_reasons(text);
+        // kspy's webhook heads its list with "kspy denied the debug container for pod NS/NAME:"
+        // (or "the debug copy …", "the node-debugging pod …"): kspy's own headline says that
+        // already, and it is no reason.
+        if reasons.len() > 1
+            && reasons[0].starts_with("kspy denied the ")
+            && reasons[0].ends_with(':')
+        {
+            reasons.remove(0);
+        }
         Some(WebhookDenial {
             webhook: webhook.to_string(),
-            reasons: split_reasons(text),
+            reasons,
         })
     }
 }
@@ -782,6 +792,36 @@ mod tests {
             WebhookDenial::parse("admission webhook \"x\" denied the request without explanation")
                 .expect("parsed");
         assert_eq!(d.reasons, vec!["without explanation"]);
+    }
+
+    #[test]
+    fn webhook_denial_drops_the_kspy_webhooks_header_line() {
+        // The Status message as the API server builds it from kspy's webhook's denial
+        // (admission/src/engine.rs `denial_message`).
+        for what in [
+            "debug container for pod prod/web",
+            "debug copy prod/web-debug",
+            "node-debugging pod default/node-debugger-n1-abcde",
+        ] {
+            let s = status(serde_json::json!({
+                "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                "message": format!(
+                    "admission webhook \"validate.kspy.dev\" denied the request: kspy denied the {what}:\n\
+                     - container \"debugger-q7x2z\": capability SYS_ADMIN is not granted by the policies that apply (sre-debug); no policy grants it to anyone\n\
+                     - container \"debugger-q7x2z\": image docker.io/library/ubuntu:latest is not granted by the policies that apply (sre-debug); no policy grants it to anyone"
+                ),
+                "reason": "Forbidden", "code": 403
+            }));
+            let e = explain_status(&add("prod", "web"), &s);
+            assert_eq!(
+                e.details,
+                vec![
+                    "- container \"debugger-q7x2z\": capability SYS_ADMIN is not granted by the policies that apply (sre-debug); no policy grants it to anyone",
+                    "- container \"debugger-q7x2z\": image docker.io/library/ubuntu:latest is not granted by the policies that apply (sre-debug); no policy grants it to anyone",
+                ],
+                "{what}"
+            );
+        }
     }
 
     #[test]

@@ -173,7 +173,7 @@ Examples:
   # A shell on the node: host PID/network/IPC, the node's / at /host
   {prog} node worker-3 -it -- chroot /host
 
-  # Network debugging only (NET_ADMIN, NET_RAW, host network), with a tools image
+  # Network debugging (NET_ADMIN, NET_RAW, host PID/network/IPC, no /host), with a tools image
   {prog} node worker-3 --profile netadmin --image nicolaka/netshoot -it
 
   # What would be created, as YAML
@@ -237,6 +237,12 @@ fn check(cli: &Cli) -> Result<(), (&'static str, String)> {
     if let Some(t) = target {
         t.check().map_err(|e| (name, e))?;
     }
+    // Only attach's container is ephemeral: the file's other mistakes are found as it is read.
+    if let Command::Attach(a) = &cli.command
+        && let Some(custom) = &a.debug.custom
+    {
+        container::check_ephemeral_custom(custom).map_err(|e| ("attach", e))?;
+    }
     if let Command::Attach(a) = &cli.command
         && a.reuse
     {
@@ -291,9 +297,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 /// what it wanted, so kspy stops quietly, as ripgrep does.
 fn is_broken_pipe(err: &anyhow::Error) -> bool {
     err.chain().any(|cause| {
-        cause
-            .downcast_ref::<std::io::Error>()
-            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+        // serde_json's writers (`kspy policy eval`) wrap the io::Error without giving it as
+        // their source: only `io_error_kind` tells.
+        let kind = match cause.downcast_ref::<serde_json::Error>() {
+            Some(e) => e.io_error_kind(),
+            None => cause.downcast_ref::<std::io::Error>().map(|e| e.kind()),
+        };
+        kind == Some(std::io::ErrorKind::BrokenPipe)
     })
 }
 
@@ -643,5 +653,51 @@ mod tests {
         assert!(check(&cli).is_err());
         let cli = parse(&["kspy", "attach", "web", "-it", "--mount", "data:/d"]).expect("parses");
         assert_eq!(check(&cli), Ok(()));
+    }
+
+    #[test]
+    fn help_explains_every_dry_run_value() {
+        let cmd = cli_command("kspy");
+        for sub in ["attach", "copy", "node"] {
+            let arg = cmd
+                .find_subcommand(sub)
+                .and_then(|s| s.get_arguments().find(|a| a.get_id() == "dry_run"))
+                .expect("--dry-run");
+            let help = arg.get_help().map(|h| h.to_string()).unwrap_or_default();
+            for value in arg.get_possible_values() {
+                assert!(
+                    help.contains(&format!("`{}`:", value.get_name())),
+                    "{sub} --dry-run: {help}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn node_help_says_what_netadmin_gives() {
+        // The netadmin profile gives a node pod every host namespace, and not the node's /.
+        let mut pod = k8s_openapi::api::core::v1::Pod {
+            spec: Some(Default::default()),
+            ..Default::default()
+        };
+        profile::Profile::Netadmin.apply_pod(profile::Style::Node, &mut pod, "debugger");
+        let spec = pod.spec.expect("spec");
+        assert_eq!(
+            (spec.host_pid, spec.host_network, spec.host_ipc),
+            (Some(true), Some(true), Some(true))
+        );
+        assert!(spec.volumes.is_none());
+        // The comment line above the `--profile netadmin` example.
+        let lines: Vec<&str> = NODE_EXAMPLES.lines().collect();
+        let example = lines
+            .iter()
+            .position(|l| l.contains("--profile netadmin"))
+            .and_then(|i| i.checked_sub(1))
+            .map(|i| lines[i])
+            .expect("the netadmin example");
+        assert!(
+            example.contains("host PID/network/IPC, no /host"),
+            "{example}"
+        );
     }
 }

@@ -136,8 +136,15 @@ impl Profile {
             }
             Style::Copy(keep) => {
                 if self == Profile::Legacy {
-                    // kubectl's legacy profile removes the labels of a copy and nothing else.
+                    // kubectl's legacy profile removes the labels of a copy and nothing else;
+                    // --keep-init-containers=false still drops the init containers, as it
+                    // does with every profile.
                     pod.metadata.labels = None;
+                    if !keep.init_containers
+                        && let Some(spec) = pod.spec.as_mut()
+                    {
+                        spec.init_containers = None;
+                    }
                     return;
                 }
                 strip_copy(pod, keep);

@@ -1729,6 +1729,16 @@ fn bad_flag_values_are_usage_errors_before_any_request() {
     let custom = api.dir.path().join("custom.yaml");
     std::fs::write(&custom, "securityContex:\n  privileged: true\n").expect("write");
     let custom = custom.display().to_string();
+    let ports = api.dir.path().join("ports.yaml");
+    std::fs::write(&ports, "ports:\n- containerPort: 8080\n").expect("write");
+    let ports = ports.display().to_string();
+    let sub_path = api.dir.path().join("sub-path.yaml");
+    std::fs::write(
+        &sub_path,
+        "volumeMounts:\n- {name: config, mountPath: /cfg/a.yaml, subPath: a.yaml}\n",
+    )
+    .expect("write");
+    let sub_path = sub_path.display().to_string();
     for (args, wanted) in [
         (
             &["attach", WEB, "--cap", "sys ptrace", "--dry-run=client"][..],
@@ -1747,6 +1757,19 @@ fn bad_flag_values_are_usage_errors_before_any_request() {
         (
             &["attach", WEB, "--custom", &custom],
             "unknown field securityContex ",
+        ),
+        (
+            &["attach", WEB, "--custom", &ports],
+            "--custom file sets ports, which ephemeral containers may not have (an ephemeral \
+             container's --custom file may set only args, workingDir, envFrom, env, \
+             volumeMounts, terminationMessagePath, terminationMessagePolicy, imagePullPolicy, \
+             securityContext, stdin, stdinOnce, tty, and no subPath",
+        ),
+        (
+            &["attach", WEB, "--custom", &sub_path],
+            "--custom file sets volumeMounts[0].subPath, which ephemeral containers may not \
+             have; mount the whole volume instead (an ephemeral container's --custom file may \
+             set only",
         ),
         (
             &[
@@ -1783,6 +1806,27 @@ fn bad_flag_values_are_usage_errors_before_any_request() {
         assert!(stderr.contains(wanted), "{args:?}: {stderr}");
         assert!(api.requests().is_empty(), "{args:?}: {:?}", api.lines());
     }
+    // A debug copy's container is no ephemeral container: it may have ports.
+    let copy_api = create_api(true);
+    let out = copy_api.kspy(&[
+        "copy",
+        WEB,
+        "--to",
+        "web-debug",
+        "--custom",
+        &ports,
+        "--dry-run=client",
+        "-o",
+        "json",
+    ]);
+    let (stdout, stderr) = texts(&out);
+    assert!(out.status.success(), "{stderr}");
+    let pod: Value = serde_json::from_str(&stdout).expect("pod");
+    let debug = pod["spec"]["containers"]
+        .as_array()
+        .and_then(|c| c.last())
+        .expect("the debug container");
+    assert_eq!(debug["ports"], json!([{"containerPort": 8080}]), "{debug}");
 }
 
 #[test]
@@ -1843,6 +1887,13 @@ fn closed_stdout_ends_quietly_with_success() {
         &["completion", "bash"],
         &["policy", "check", &policies],
         &["policy", "explain", "--policies", &policies, "sre-debug"],
+        &[
+            "policy",
+            "eval",
+            "--policies",
+            &policies,
+            &format!("{policies}/fixtures/attach-sre-ptrace.json"),
+        ],
     ] {
         let out = support::run_with_closed_stdout(bin, args, None, dir.path());
         let (_, stderr) = texts(&out);

@@ -207,7 +207,7 @@ pub async fn run(args: AttachArgs) -> Result<ExitCode, KspyError> {
     let d = &args.debug;
     let cluster = Cluster::connect(&args.cluster).await?;
     let ns = cluster.namespace.clone();
-    let pod = cluster.get_pod(&args.pod).await?;
+    let mut pod = cluster.get_pod(&args.pod).await?;
     check_running(&pod)?;
     let choice = resolve_target(&pod, args.target.target.as_deref())?;
     let name = match &d.name {
@@ -283,15 +283,30 @@ pub async fn run(args: AttachArgs) -> Result<ExitCode, KspyError> {
     let (target, probed) = match &choice {
         TargetChoice::Named(n) => (Some(n.clone()), None),
         TargetChoice::Ambiguous { first } => {
-            let ec = builder.build_ephemeral(&pod, None, Some(first))?;
-            let probe = add_ephemeral(&pod, &ec, args.patch_type, true);
-            match cluster.send::<Pod>(&probe, &action).await {
-                Ok(result)
-                    if added(&result, &name).is_some_and(|c| c.target_container_name.is_some()) =>
-                {
-                    (None, Some(result))
+            let mut webhook_set_it = None;
+            for attempt in 0..2 {
+                let ec = builder.build_ephemeral(&pod, None, Some(first))?;
+                let probe = add_ephemeral(&pod, &ec, args.patch_type, true);
+                match cluster.send_unless_stale::<Pod>(&probe, &action).await {
+                    Ok(Some(result)) => {
+                        webhook_set_it = added(&result, &name)
+                            .is_some_and(|c| c.target_container_name.is_some())
+                            .then_some(result);
+                        break;
+                    }
+                    // The probe carries the JSON patch's resourceVersion test too: "stale"
+                    // says the pod changed since the GET, not whether a webhook picks the
+                    // target. Read it again and ask once more.
+                    Ok(None) if attempt == 0 => {
+                        pod = cluster.get_pod(&args.pod).await?;
+                        check_running(&pod)?;
+                    }
+                    _ => break,
                 }
-                _ => (Some(first.clone()), None),
+            }
+            match webhook_set_it {
+                Some(result) => (None, Some(result)),
+                None => (Some(first.clone()), None),
             }
         }
     };

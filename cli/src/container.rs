@@ -808,12 +808,24 @@ fn apply_custom(c: Container, custom: &Value) -> Result<Container, BuildError> {
     Ok(merged)
 }
 
+/// Whether `value` leaves the container field `field` at Go's zero value, which is what the
+/// API server's allow-list of ephemeral-container fields compares with: null does, and so
+/// does `resources` (a struct, not a pointer) with no member set, as `kubectl get -o yaml`
+/// prints it (`resources: {}`). An empty list or an empty object elsewhere is set.
+fn is_unset(field: &str, value: &Value) -> bool {
+    match value {
+        Value::Null => true,
+        Value::Object(members) if field == "resources" => members.values().all(Value::is_null),
+        _ => false,
+    }
+}
+
 /// The first field of `container` (a container, or a `--custom` spec, as JSON) that the API
 /// refuses on ephemeral containers; a null field (`--custom` removing it) is none.
 fn ephemeral_refusal(container: &serde_json::Map<String, Value>) -> Option<BuildError> {
     if let Some((field, _)) = container
         .iter()
-        .find(|(k, v)| !v.is_null() && !EPHEMERAL_ALLOWED.contains(&k.as_str()))
+        .find(|(k, v)| !is_unset(k, v) && !EPHEMERAL_ALLOWED.contains(&k.as_str()))
     {
         return Some(BuildError::CustomField {
             field: field.clone(),
@@ -846,11 +858,21 @@ pub fn check_ephemeral_custom(custom: &Value) -> Result<(), String> {
         .into_iter()
         .filter(|f| !CUSTOM_FORBIDDEN.contains(f))
         .collect();
+    // restartPolicy is refused on a copy's regular containers too: no copy to point to.
+    let elsewhere = if matches!(&refused, BuildError::CustomField { field, .. } if field == "restartPolicy")
+    {
+        String::new()
+    } else {
+        format!(
+            "; `{} copy` makes a debug container that may have ports, probes, lifecycle, \
+             resources and resizePolicy",
+            crate::prog()
+        )
+    };
     Err(format!(
         "{refused} (an ephemeral container's --custom file may set only {}, and no subPath or \
-         subPathExpr in volumeMounts; `{} copy` makes a debug container that may have the rest)",
+         subPathExpr in volumeMounts{elsewhere})",
         allowed.join(", "),
-        crate::prog()
     ))
 }
 
@@ -1132,6 +1154,28 @@ mod tests {
             ..builder()
         };
         assert!(b.build_ephemeral(&web_pod(), Some("app"), None).is_ok());
+
+        // Go's zero values are unset to the API server: `resources: {}` as `kubectl get -o
+        // yaml` prints it, or with null members; not so an empty list or limits map.
+        for unset in [
+            json!({"resources": {}}),
+            json!({"resources": {"limits": null}}),
+        ] {
+            assert!(check_ephemeral_custom(&unset).is_ok(), "{unset}");
+        }
+        for set in [json!({"resources": {"limits": {}}}), json!({"ports": []})] {
+            assert!(check_ephemeral_custom(&set).is_err(), "{set}");
+        }
+        // A copy's containers may not have restartPolicy either: no pointing there.
+        let hint =
+            check_ephemeral_custom(&json!({"restartPolicy": "Always"})).expect_err("refused");
+        assert!(!hint.contains("copy"), "{hint}");
+        let hint = check_ephemeral_custom(&json!({"ports": [{"containerPort": 80}]}))
+            .expect_err("refused");
+        assert!(
+            hint.contains("copy` makes a debug container that may have ports"),
+            "{hint}"
+        );
     }
 
     #[test]

@@ -28,6 +28,8 @@ struct Sim {
     /// resourceVersion moves on).
     meanwhile: Option<fn(&mut Value)>,
     races: u32,
+    /// Whether the writes of `meanwhile` also come before dry-run requests.
+    race_dry_runs: bool,
     /// Containers whose process exited (reported by the fake kubelet): name, exit code, and
     /// when the pod's status starts showing it.
     exited: Vec<(String, i32, Instant)>,
@@ -49,6 +51,7 @@ impl Sim {
             after_patch: None,
             meanwhile: None,
             races: 0,
+            race_dry_runs: false,
             exited: Vec::new(),
             resource_version: 12345,
         }
@@ -219,7 +222,7 @@ fn sim_api(sim: Sim) -> (FakeApi, Arc<Mutex<Sim>>) {
                             json!({"name": WEB, "kind": "pods"}),
                         );
                     }
-                    if sim.races > 0 && r.param("dryRun").is_none() {
+                    if sim.races > 0 && (sim.race_dry_runs || r.param("dryRun").is_none()) {
                         sim.races -= 1;
                         if let Some(write) = sim.meanwhile {
                             write(&mut sim.pod);
@@ -2195,5 +2198,41 @@ fn exec_credential_plugin_runs_once_per_client() {
         per_client,
         "attach runs the plugin no more than ls: {:?}",
         api.lines()
+    );
+}
+
+/// With no target named, kspy first asks (a dry run) whether a webhook picks one. That probe
+/// carries the JSON patch's resourceVersion test too, so a pod written meanwhile answers
+/// "stale": kspy reads it again and asks again, instead of pinning the first container.
+#[test]
+fn a_stale_probe_is_asked_again_and_the_webhook_still_picks_the_target() {
+    fn the_kubelet_updates_the_status(pod: &mut Value) {
+        pod["status"]["conditions"] = json!([{"type": "Ready", "status": "True"}]);
+    }
+    let mut sim = Sim::new();
+    without_debug_containers(&mut sim);
+    sim.webhook = Some(kspy_webhook);
+    sim.meanwhile = Some(the_kubelet_updates_the_status);
+    sim.races = 1;
+    sim.race_dry_runs = true;
+    let (api, sim) = sim_api(sim);
+    let out = api.kspy(&[
+        "attach",
+        WEB,
+        "--name",
+        "debugger-tst42",
+        "--patch-type",
+        "json",
+    ]);
+    assert!(out.status.success(), "{}", texts(&out).1);
+    let get = format!("GET {POD_PATH}");
+    let dry = format!("PATCH {POD_PATH}/ephemeralcontainers?dryRun=All&fieldManager=kspy");
+    let patch = format!("PATCH {POD_PATH}/ephemeralcontainers?fieldManager=kspy");
+    assert_eq!(api.lines(), vec![get.clone(), dry.clone(), get, dry, patch]);
+    let s = sim.lock().expect("sim");
+    // The webhook's choice, not the first container.
+    assert_eq!(
+        s.pod["spec"]["ephemeralContainers"][0]["targetContainerName"],
+        "sidecar"
     );
 }

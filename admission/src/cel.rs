@@ -99,16 +99,18 @@ pub enum CelError {
     ParserFailed(String),
 }
 
-/// The largest value a policy variable may hold, in [`exceeds_size`]'s measure: above the
-/// largest request body, so a variable naming a whole object always fits. cel has no runtime
-/// cost limit, and a few variables each doubling the one before (`v1 = v0 + v0`, …) pass the
-/// static cost estimate yet would build gigabytes.
-pub const MAX_VARIABLE_BYTES: usize = 8 << 20;
+/// The most one policy's variables may hold together, in [`size_within`]'s measure: above
+/// the largest object etcd stores (1.5 MiB), so variables naming a whole Pod fit. cel has no
+/// runtime cost limit, and a few variables each doubling the one before (`v1 = v0 + v0`, …)
+/// pass the static cost estimate yet would build gigabytes. This bounds what variables hold;
+/// a single expression can still build large intermediate values from them (its length and
+/// the static cost estimate are its only bounds).
+pub const MAX_VARIABLE_BYTES: usize = 2 << 20;
 
-/// Whether `value` is larger than `limit`: string and byte lengths, 8 per other scalar, list
-/// item and map entry (keys by their length), counted without recursion and only until the
-/// limit is passed.
-pub fn exceeds_size(value: &Value, limit: usize) -> bool {
+/// The size of `value` when it is at most `limit`, else `None`: string and byte lengths, 8 per
+/// other scalar, list item and map entry (keys by their length), counted without recursion
+/// and only until the limit is passed.
+pub fn size_within(value: &Value, limit: usize) -> Option<usize> {
     let mut total = 0usize;
     let mut stack = vec![value];
     while let Some(v) = stack.pop() {
@@ -133,10 +135,10 @@ pub fn exceeds_size(value: &Value, limit: usize) -> bool {
             _ => 8,
         });
         if total > limit {
-            return true;
+            return None;
         }
     }
-    false
+    Some(total)
 }
 
 /// The longest expression accepted: what Kubernetes accepts in a ValidatingAdmissionPolicy.

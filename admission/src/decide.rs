@@ -144,7 +144,10 @@ pub(crate) struct Judge<'a> {
     /// The parent of every subject's scope. The whole objects an expression reached are bound
     /// here before the next subject ([`LazyVariables::bind_read`]): cel converts a resolved
     /// value whole on every read, and a debug copy has as many subjects as containers, so
-    /// resolving the Pod for each made judging it quadratic in its size.
+    /// resolving the Pod for each made judging it quadratic in its size. (cel still copies a
+    /// selected part of a value on each field access, so an expression that selects a large
+    /// part of the Pod for every subject stays quadratic; the shipped policies select small
+    /// parts.)
     objects: RefCell<Context<'a>>,
 }
 
@@ -344,22 +347,28 @@ fn evaluate_policy(
     bind(scope, p.condition_reads);
     // Variables are evaluated in order; each sees the ones before it.
     let mut values: Vec<(String, Value)> = Vec::new();
+    let mut held = 0usize;
     for (name, expr) in &p.variables {
         let mut child = scope.new_inner_scope();
         child.add_variable_from_value("variables", map_of(values.clone()));
         match expr.eval(&child) {
-            Ok(v) if crate::cel::exceeds_size(&v, crate::cel::MAX_VARIABLE_BYTES) => {
-                // Fail closed, as for any evaluation error, before a later variable doubles it.
-                outcome.errors.push(CelFailure::new(
-                    format!("variable {name:?}"),
-                    format!(
-                        "its value is larger than {} MiB; a variable holds at most that",
-                        crate::cel::MAX_VARIABLE_BYTES >> 20
-                    ),
-                ));
-                return outcome;
-            }
-            Ok(v) => values.push((name.clone(), v)),
+            Ok(v) => match crate::cel::size_within(&v, crate::cel::MAX_VARIABLE_BYTES - held) {
+                Some(size) => {
+                    held += size;
+                    values.push((name.clone(), v));
+                }
+                None => {
+                    // Fail closed, as for any evaluation error, before a later one doubles it.
+                    outcome.errors.push(CelFailure::new(
+                        format!("variable {name:?}"),
+                        format!(
+                            "the policy's variables would hold more than {} MiB, their limit",
+                            crate::cel::MAX_VARIABLE_BYTES >> 20
+                        ),
+                    ));
+                    return outcome;
+                }
+            },
             Err(e) => {
                 outcome
                     .errors

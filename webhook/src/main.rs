@@ -316,9 +316,9 @@ async fn namespace_source(args: &Args) -> anyhow::Result<NamespaceSource> {
             Ok(NamespaceSource::None)
         }
         Err(err) => Err(anyhow::Error::new(err).context(
-            "--namespace-lookup api: no Kubernetes client configuration (set KUBECONFIG or \
-             ~/.kube/config, or run in a cluster; or choose --namespace-lookup declared or \
-             none)",
+            "--namespace-lookup api: cannot build a Kubernetes client from KUBECONFIG, \
+             ~/.kube/config or the in-cluster service account (fix or provide one, or run in a \
+             cluster; or choose --namespace-lookup declared or none)",
         )),
     }
 }

@@ -161,8 +161,7 @@ fn namespace_lookup_api_without_a_client_configuration_says_what_to_do() {
     );
     assert!(!ok);
     assert!(
-        stderr
-            .contains("--namespace-lookup api: no Kubernetes client configuration (set KUBECONFIG"),
+        stderr.contains("--namespace-lookup api: cannot build a Kubernetes client from KUBECONFIG"),
         "{stderr}"
     );
     assert!(

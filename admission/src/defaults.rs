@@ -87,6 +87,8 @@ pub(crate) struct SubjectDefaults<'a> {
     pub policies: Vec<&'a CompiledPolicy>,
     /// The pod object as sent.
     pub object: &'a Value,
+    /// The pod's volumes by name ([`volumes_by_name`] of `object`, indexed once per request).
+    pub volumes: &'a BTreeMap<&'a str, &'a Value>,
     /// The namespace's enforced Pod Security level.
     pub level: Option<Level>,
 }
@@ -146,12 +148,6 @@ pub(crate) fn subject_defaults(patch: &mut PatchBuilder, d: &SubjectDefaults<'_>
             .flatten()
             .filter_map(|m| m["mountPath"].as_str())
             .collect();
-        let volumes: BTreeMap<&str, &Value> = d.object["spec"]["volumes"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|v| Some((v["name"].as_str()?, v)))
-            .collect();
         let mut added = Vec::new();
         for m in target_mounts {
             let (Some(name), Some(path)) = (m["name"].as_str(), m["mountPath"].as_str()) else {
@@ -172,7 +168,7 @@ pub(crate) fn subject_defaults(patch: &mut PatchBuilder, d: &SubjectDefaults<'_>
                 ));
                 continue;
             }
-            let volume = volumes.get(name).copied();
+            let volume = d.volumes.get(name).copied();
             let kind = volume_kind(volume);
             let read_only = mode == MountTargetVolumes::ReadOnly || m["readOnly"] == json!(true);
             if !mount_granted(&d.policies, volume, name, kind, read_only) {
@@ -196,7 +192,7 @@ pub(crate) fn subject_defaults(patch: &mut PatchBuilder, d: &SubjectDefaults<'_>
         patch.append(&base, container, "volumeMounts", added);
     }
 
-    recursive_read_only(patch, &base, container, d.object);
+    recursive_read_only(patch, &base, container, d.volumes);
 
     if container.get("imagePullPolicy").is_none_or(Value::is_null)
         && let Some(policy) = first(&|p| p.defaults.image_pull_policy.is_some())
@@ -267,6 +263,17 @@ pub(crate) fn subject_defaults(patch: &mut PatchBuilder, d: &SubjectDefaults<'_>
     notes
 }
 
+/// The volumes of the pod `object` by name (of two with one name, which the API server
+/// refuses, the later), for [`SubjectDefaults::volumes`].
+pub(crate) fn volumes_by_name(object: &Value) -> BTreeMap<&str, &Value> {
+    object["spec"]["volumes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|v| Some((v["name"].as_str()?, v)))
+        .collect()
+}
+
 /// What read-only host mounts get: recursive where the node's runtime and kernel can (the
 /// kubelet falls back to a plain read-only mount elsewhere; API servers before 1.30 drop the
 /// field).
@@ -280,22 +287,16 @@ fn recursive_read_only(
     patch: &mut PatchBuilder,
     base: &[String],
     container: &Value,
-    object: &Value,
+    volumes: &BTreeMap<&str, &Value>,
 ) {
     let Some(mounts) = container["volumeMounts"].as_array() else {
         return;
     };
-    let host_paths: BTreeSet<&str> = object["spec"]["volumes"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|v| v.get("hostPath").is_some_and(|h| !h.is_null()))
-        .filter_map(|v| v["name"].as_str())
-        .collect();
     for (i, m) in mounts.iter().enumerate() {
         let host_path = m["name"]
             .as_str()
-            .is_some_and(|name| host_paths.contains(name));
+            .and_then(|name| volumes.get(name))
+            .is_some_and(|v| v.get("hostPath").is_some_and(|h| !h.is_null()));
         let propagates = !matches!(m["mountPropagation"].as_str(), None | Some("None"));
         if host_path
             && m["readOnly"] == json!(true)

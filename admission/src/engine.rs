@@ -293,6 +293,7 @@ impl Engine {
         let mut applied: Vec<String> = Vec::new();
         let null = serde_json::Value::Null;
         let object = review.object().unwrap_or(&null);
+        let volumes = crate::defaults::volumes_by_name(object);
         for subject in &request.subjects {
             let outcomes = judge.evaluate(subject, &candidates, false);
             let policies: Vec<_> = candidates
@@ -312,6 +313,7 @@ impl Engine {
                     subject,
                     policies,
                     object,
+                    volumes: &volumes,
                     level: enforced_level(namespace),
                 },
             ));

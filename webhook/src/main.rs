@@ -188,6 +188,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
 }
 
 async fn run(args: &Args) -> anyhow::Result<()> {
+    let stop = shutdown_signal();
     let mut config = config_from(args)?;
     config.namespaces = namespace_source(args).await?;
     config.events = event_sink(args, &config.namespaces).await;
@@ -197,7 +198,7 @@ async fn run(args: &Args) -> anyhow::Result<()> {
         print_dev_banner(&policies, server.addr, server.admin_addr);
     }
     let handle = server.shutdown_handle();
-    shutdown_signal().await;
+    stop.await;
     tracing::info!("shutting down: finishing in-flight reviews");
     handle.shutdown();
     server.wait().await;
@@ -445,30 +446,37 @@ fn print_dev_banner(policies: &Path, addr: SocketAddr, admin_addr: SocketAddr) {
     println!();
 }
 
-/// Completes on SIGTERM or SIGINT (Ctrl-C).
-async fn shutdown_signal() {
+/// Installs the SIGTERM and SIGINT (Ctrl-C) handlers now and returns a future that completes
+/// on the first of them. Installed before the server starts: a supervisor (or a test) that
+/// stops the server as soon as it is up gets a graceful shutdown, not the default kill.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
-        match (
+        let handlers = (
             signal(SignalKind::terminate()),
             signal(SignalKind::interrupt()),
-        ) {
-            (Ok(mut term), Ok(mut int)) => {
-                tokio::select! {
-                    _ = term.recv() => tracing::info!(signal = "SIGTERM", "signal received"),
-                    _ = int.recv() => tracing::info!(signal = "SIGINT", "signal received"),
+        );
+        async move {
+            match handlers {
+                (Ok(mut term), Ok(mut int)) => {
+                    tokio::select! {
+                        _ = term.recv() => tracing::info!(signal = "SIGTERM", "signal received"),
+                        _ = int.recv() => tracing::info!(signal = "SIGINT", "signal received"),
+                    }
                 }
-            }
-            _ => {
-                tracing::warn!("cannot install signal handlers; stop with Ctrl-C");
-                let _ = tokio::signal::ctrl_c().await;
+                _ => {
+                    tracing::warn!("cannot install signal handlers; stop with Ctrl-C");
+                    let _ = tokio::signal::ctrl_c().await;
+                }
             }
         }
     }
     #[cfg(not(unix))]
     {
-        let _ = tokio::signal::ctrl_c().await;
+        async {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
 

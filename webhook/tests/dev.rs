@@ -18,19 +18,13 @@ struct Banner {
     url: String,
 }
 
-/// Runs `--dev` in `dir` until it prints its banner, sends the review the banner names the way
-/// the curl line does (trusting only the CA it names), stops the process; the banner and
-/// whether the review was allowed.
-async fn dev_run(dir: &Path) -> (Banner, bool) {
-    dev_run_with(dir, &[]).await
-}
-
-/// [`dev_run`] with `envs` added to the environment.
-async fn dev_run_with(dir: &Path, envs: &[(&str, &Path)]) -> (Banner, bool) {
-    let policies = concat!(env!("CARGO_MANIFEST_DIR"), "/../policies");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_kspy-webhook"))
-        .args(["--dev", "--policies", policies])
-        // Port 0: the default 127.0.0.1:8443 may be taken on a test machine.
+/// Starts `--dev` in `dir` with `policies` and `envs` added, on port 0 (the default
+/// 127.0.0.1:8443 may be taken on a test machine), its stdout piped.
+fn spawn_dev(dir: &Path, policies: &Path, envs: &[(&str, &Path)]) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_kspy-webhook"))
+        .arg("--dev")
+        .arg("--policies")
+        .arg(policies)
         .args(["--addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0"])
         .current_dir(dir)
         .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
@@ -41,7 +35,20 @@ async fn dev_run_with(dir: &Path, envs: &[(&str, &Path)]) -> (Banner, bool) {
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
-        .expect("spawn kspy-webhook --dev");
+        .expect("spawn kspy-webhook --dev")
+}
+
+/// Runs `--dev` in `dir` until it prints its banner, sends the review the banner names the way
+/// the curl line does (trusting only the CA it names), stops the process; the banner and
+/// whether the review was allowed.
+async fn dev_run(dir: &Path) -> (Banner, bool) {
+    dev_run_with(dir, &[]).await
+}
+
+/// [`dev_run`] with `envs` added to the environment.
+async fn dev_run_with(dir: &Path, envs: &[(&str, &Path)]) -> (Banner, bool) {
+    let policies = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../policies"));
+    let mut child = spawn_dev(dir, policies, envs);
     let lines = stdout_lines(&mut child);
     let mut lines = lines.iter();
     let (addr, _) = listening_addrs(&mut lines);
@@ -175,18 +182,7 @@ async fn dev_mode_with_no_policies_warns_and_names_no_missing_fixture() {
     let dir = tempfile::tempdir().expect("tempdir");
     let empty = dir.path().join("empty");
     std::fs::create_dir(&empty).expect("mkdir");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_kspy-webhook"))
-        .arg("--dev")
-        .arg("--policies")
-        .arg(&empty)
-        .args(["--addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0"])
-        .current_dir(dir.path())
-        .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
-        .env_remove("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn kspy-webhook --dev");
+    let mut child = spawn_dev(dir.path(), &empty, &[]);
     let lines = stdout_lines(&mut child);
     let mut seen = Vec::new();
     let curl = loop {

@@ -83,6 +83,11 @@ pub struct VolumeAsk {
     /// Whether every mount of it by this container is read-only (and not
     /// `recursiveReadOnly: Disabled`).
     pub read_only: bool,
+    /// Whether a mount is read-only only at its top (`readOnly: true` with
+    /// `recursiveReadOnly: Disabled`), which [`VolumeAsk::read_only`] does not count: kept
+    /// so that a denial can say so rather than "read-write".
+    #[serde(skip)]
+    pub writable_below: bool,
     /// For hostPath volumes, the normalized host path.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub host_path: Option<HostPath>,
@@ -210,20 +215,23 @@ impl Asks {
             .chain(pod_sc.and_then(|p| p.windows_options.as_ref()))
             .any(|w| w.host_process == Some(true));
 
-        let mut mounted: BTreeMap<&str, bool> = BTreeMap::new();
+        // Per volume: every mount read-only; some mount read-only at its top only.
+        let mut mounted: BTreeMap<&str, (bool, bool)> = BTreeMap::new();
         for m in c.volume_mounts {
             // `recursiveReadOnly: Disabled` leaves the volume's submounts writable (under a
             // host's `/`, the kubelet's and the runtime's own disks), so it is no read-only
             // mount a read-only grant covers.
-            let read_only = m.read_only.unwrap_or(false)
-                && m.recursive_read_only.as_deref() != Some("Disabled");
-            mounted
-                .entry(m.name.as_str())
-                .and_modify(|ro| *ro &= read_only)
-                .or_insert(read_only);
+            let top_read_only = m.read_only.unwrap_or(false);
+            let writable_below =
+                top_read_only && m.recursive_read_only.as_deref() == Some("Disabled");
+            let read_only = top_read_only && !writable_below;
+            let entry = mounted.entry(m.name.as_str()).or_insert((true, false));
+            entry.0 &= read_only;
+            entry.1 |= writable_below;
         }
-        for (name, read_only) in mounted {
-            let ask = volume_ask(name, read_only, volumes.0.get(name).copied());
+        for (name, (read_only, writable_below)) in mounted {
+            let mut ask = volume_ask(name, read_only, volumes.0.get(name).copied());
+            ask.writable_below = writable_below;
             if ask.kind == VolumeKind::HostPath {
                 asks.host_paths.push(ask.clone());
             }
@@ -325,6 +333,7 @@ fn volume_ask(name: &str, read_only: bool, volume: Option<&Volume>) -> VolumeAsk
         name: name.to_owned(),
         kind: VolumeKind::NonSecret,
         read_only,
+        writable_below: false,
         host_path: None,
     };
     let Some(v) = volume else {

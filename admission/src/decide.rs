@@ -441,6 +441,7 @@ pub(crate) enum Ask {
         volume: String,
         path: Option<String>,
         read_only: bool,
+        writable_below: bool,
     },
     HostNamespace(&'static str),
 }
@@ -461,11 +462,16 @@ impl std::fmt::Display for Ask {
                 volume,
                 path: Some(p),
                 read_only,
+                writable_below,
             } => write!(
                 f,
                 "hostPath {p} (volume {volume:?}, {})",
                 if *read_only {
                     "read-only"
+                } else if *writable_below {
+                    // A read-only grant does not cover it; say why, and what would.
+                    "read-only at its top but writable below: recursiveReadOnly: Disabled; \
+                     a read-only grant needs IfPossible or Enabled"
                 } else {
                     "read-write"
                 }
@@ -527,6 +533,7 @@ impl Ask {
                     volume: v.name.clone(),
                     path: v.host_path.as_ref().map(|p| p.to_string()),
                     read_only: v.read_only,
+                    writable_below: v.writable_below,
                 });
             } else {
                 out.push(Ask::Volume(v.name.clone(), v.kind));

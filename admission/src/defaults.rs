@@ -389,6 +389,7 @@ fn mount_granted(
                 name: name.to_owned(),
                 kind,
                 read_only,
+                writable_below: false,
                 host_path: path,
             };
             policies.iter().any(|p| p.grant.covers_host_path(&ask))

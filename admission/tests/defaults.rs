@@ -350,9 +350,8 @@ fn read_only_host_mounts_are_made_recursive() {
     let disabled = json!({"name": "host-root", "mountPath": "/host", "readOnly": true, "recursiveReadOnly": "Disabled"});
     let j = judge(&engine(NODE), &node_pod(disabled), Endpoint::Validate, None);
     assert!(!j.response.allowed);
-    assert!(
-        j.response.result.message.contains("hostPath"),
-        "{}",
-        j.response.result.message
-    );
+    let message = &j.response.result.message;
+    assert!(message.contains("hostPath"), "{message}");
+    assert!(message.contains("recursiveReadOnly: Disabled"), "{message}");
+    assert!(!message.contains("read-write"), "{message}");
 }

@@ -25,6 +25,19 @@ pub fn load_engine(dir: &Path, settings: Settings) -> Result<Engine, WebhookErro
     Engine::new(policies, settings).map_err(WebhookError::Settings)
 }
 
+/// Warns, at start and after a reload, when `dir` holds no policy: a directory emptied by
+/// mistake (a ConfigMap without its data, a wrong mount) is valid, but leaves every debug
+/// request without a grant.
+pub(crate) fn warn_if_empty(dir: &Path, count: usize) {
+    if count == 0 {
+        tracing::warn!(
+            policies = %dir.display(),
+            "no DebugPolicy under the policy directory: no debug request can be granted (each is \
+             denied, or allowed with --no-policy-allows) until one is added"
+        );
+    }
+}
+
 /// A hash of the names and contents of every policy file under `dir` (and of any error
 /// reading them), to detect changes cheaply.
 pub fn fingerprint(dir: &Path) -> u64 {
@@ -140,6 +153,7 @@ pub(crate) fn spawn(
                     metrics.policy_reload_succeeded(names.len());
                     engine.replace(new_engine);
                     tracing::info!(policies = %dir.display(), count = names.len(), names = ?names, "policies reloaded");
+                    warn_if_empty(&dir, names.len());
                 }
                 Some(Err(errors)) => {
                     metrics.policy_reload_failed();

@@ -115,13 +115,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, WebhookError> 
     let names = engine.policies().names().join(", ");
     let count = engine.policies().len();
     tracing::info!(policies = %config.policies_dir.display(), count, names = %names, "policies loaded");
-    if count == 0 {
-        tracing::warn!(
-            policies = %config.policies_dir.display(),
-            "no DebugPolicy under the policy directory: no debug request can be granted (each is \
-             denied, or allowed with --no-policy-allows) until one is added"
-        );
-    }
+    policy_watch::warn_if_empty(&config.policies_dir, count);
 
     let metrics = Arc::new(Metrics::new());
     metrics.set_policies_loaded(count);

@@ -147,3 +147,34 @@ async fn text_log_values_cannot_forge_lines_or_fields() {
         );
     }
 }
+
+/// A reload that empties the policy directory warns as the start does: the set is valid, but
+/// no debug request can be granted any more.
+#[tokio::test]
+async fn a_reload_that_leaves_no_policy_warns() {
+    let webhook = WebhookProcess::spawn(&[]);
+    std::fs::remove_file(webhook.policies.join("p.yaml")).expect("remove the policies");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let mut seen = Vec::new();
+    let warning = loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let Ok(line) = webhook.lines.recv_timeout(left) else {
+            panic!("no warning within 20 s: {seen:#?}");
+        };
+        let v: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        if v["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("no DebugPolicy under the policy directory"))
+        {
+            break v;
+        }
+        seen.push(line);
+    };
+    assert_eq!(warning["level"], "WARN", "{warning}");
+    assert!(
+        seen.iter().any(|l| l.contains("policies reloaded")),
+        "the reload comes first: {seen:#?}"
+    );
+    webhook.terminate();
+    assert!(webhook.wait().await.success());
+}

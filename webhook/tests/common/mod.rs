@@ -283,7 +283,26 @@ pub struct WebhookProcess {
     pub admin: SocketAddr,
     /// A client configuration trusting only the process's CA.
     pub tls: ClientConfig,
+    /// The policy directory it reads ([`POLICIES`] in `p.yaml`).
+    pub policies: PathBuf,
     _dir: tempfile::TempDir,
+    /// Kills the process if the test ends (or panics) before [`WebhookProcess::wait`].
+    _reaper: Reaper,
+}
+
+/// Sends SIGKILL to a child process when dropped, unless disarmed by a wait: a failed
+/// test must not leave a server behind.
+struct Reaper(Option<u32>);
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        if let Some(pid) = self.0 {
+            let _ = std::process::Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .stderr(std::process::Stdio::null())
+                .status();
+        }
+    }
 }
 
 impl WebhookProcess {
@@ -327,6 +346,7 @@ impl WebhookProcess {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("spawn kspy-webhook");
+        let reaper = Reaper(Some(child.id()));
         let lines = stdout_lines(&mut child);
         let (addr, admin) = listening_addrs(&mut lines.iter());
         WebhookProcess {
@@ -335,6 +355,8 @@ impl WebhookProcess {
             addr,
             admin,
             tls: client_tls(&[&certs.ca_cert_pem]),
+            _reaper: reaper,
+            policies,
             _dir: dir,
         }
     }
@@ -347,7 +369,12 @@ impl WebhookProcess {
 
     /// Waits for the process to exit.
     pub async fn wait(self) -> std::process::ExitStatus {
-        wait_exit(self.child).await
+        let WebhookProcess {
+            child, mut _reaper, ..
+        } = self;
+        let status = wait_exit(child).await;
+        _reaper.0 = None;
+        status
     }
 }
 

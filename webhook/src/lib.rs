@@ -45,6 +45,7 @@ pub mod tls;
 mod admin;
 mod body_budget;
 mod hints;
+mod idle_close;
 mod json_lines;
 mod judge_pool;
 #[cfg(test)]

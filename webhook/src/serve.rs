@@ -11,11 +11,11 @@ use hyper::service::Service;
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 use tokio_rustls::TlsAcceptor;
 
+use crate::idle_close::{Activity, Tracked};
 use crate::metrics::Metrics;
 use crate::read_deadlines::ReadDeadlines;
 
@@ -42,9 +42,11 @@ pub struct ConnectionLimits {
     /// Longest an HTTP/1.1 request head may take, from its first byte to its blank line
     /// (default 10 s).
     pub request_head: Duration,
-    /// Longest an idle HTTP/1.1 keep-alive connection stays open, counted from the end of the
-    /// previous response (default 120 s). It is hyper's header-read timer, which also runs
-    /// while the connection is idle; heads are held to `request_head` besides.
+    /// Longest an idle connection stays open, counted from the end of the previous response
+    /// (default 120 s). For HTTP/1.1 it is hyper's header-read timer, which also runs while
+    /// the connection is idle (heads are held to `request_head` besides); an HTTP/2
+    /// connection with no request in flight for this long is closed with a GOAWAY, even if
+    /// its peer answers every ping (`src/idle_close.rs`).
     /// It is longer than the API server's 90 s idle-connection timeout on purpose: the client
     /// then closes an idle connection first, and never writes a review onto a connection the
     /// server is closing, which it would not retry (Go does not resend a POST).
@@ -109,11 +111,13 @@ pub(crate) async fn serve_tls<S, B>(
         .initial_connection_window_size(HTTP2_WINDOW)
         .adaptive_window(false);
     let builder = Arc::new(builder);
-    let graceful = GracefulShutdown::new();
     // A slot per open connection, taken before accepting it and given back when it closes.
-    let slots = Arc::new(Semaphore::new(
-        limits.max_connections.clamp(1, Semaphore::MAX_PERMITS),
-    ));
+    // At most u32::MAX, so that all of them can be taken back at once at shutdown.
+    let all = u32::try_from(limits.max_connections)
+        .unwrap_or(u32::MAX)
+        .max(1);
+    let max_connections = all as usize;
+    let slots = Arc::new(Semaphore::new(max_connections));
 
     // Whether the slots ran out since one was last free: the warning and the count are once
     // per time they run out, not once per connection accepted while they stay short.
@@ -154,7 +158,7 @@ pub(crate) async fn serve_tls<S, B>(
                     }
                 };
                 let _ = tcp.set_nodelay(true);
-                let watcher = graceful.watcher();
+                let mut stop = shutdown.clone();
                 let acceptor = acceptor.clone();
                 let service = service.clone();
                 let builder = builder.clone();
@@ -176,8 +180,30 @@ pub(crate) async fn serve_tls<S, B>(
                     // Until the first byte neither protocol's own timeout runs, and hyper's
                     // header timer is as long as the idle limit (read_deadlines.rs).
                     let tls = ReadDeadlines::new(tls, limits.first_request, limits.request_head);
+                    let activity = Activity::new();
+                    let service = Tracked::new(service, activity.clone());
                     let conn = builder.serve_connection(TokioIo::new(tls), service);
-                    if let Err(err) = watcher.watch(conn).await {
+                    tokio::pin!(conn);
+                    let idle = activity.idle_for(limits.keep_alive_idle);
+                    tokio::pin!(idle);
+                    // Asked to close (shutdown, or idle for too long), the connection finishes
+                    // the requests it has and then ends.
+                    let mut closing = false;
+                    let ended = loop {
+                        tokio::select! {
+                            ended = conn.as_mut() => break ended,
+                            () = stopped(&mut stop), if !closing => {
+                                closing = true;
+                                conn.as_mut().graceful_shutdown();
+                            }
+                            () = &mut idle, if !closing => {
+                                tracing::debug!(%peer, "closing an idle connection");
+                                closing = true;
+                                conn.as_mut().graceful_shutdown();
+                            }
+                        }
+                    };
+                    if let Err(err) = ended {
                         tracing::debug!(%peer, error = %err, "connection ended with an error");
                     }
                 });
@@ -185,11 +211,13 @@ pub(crate) async fn serve_tls<S, B>(
         }
     }
     drop(listener);
-    let open = graceful.count();
+    // Every slot back means every connection ended; each was asked to close when `shutdown`
+    // turned true, and closes once its current requests are answered.
+    let open = max_connections - slots.available_permits();
     if open > 0 {
         tracing::info!(connections = open, "waiting for in-flight requests");
     }
-    if tokio::time::timeout(grace, graceful.shutdown())
+    if tokio::time::timeout(grace, slots.acquire_many(all))
         .await
         .is_err()
     {

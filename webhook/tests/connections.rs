@@ -1,7 +1,7 @@
 //! Connections held to their limits (`ConnectionLimits`): no more open than the cap, a client
 //! that connects and says nothing is closed, an idle HTTP/1.1 keep-alive connection stays open until its own
 //! (longer) limit, and an HTTP/2 peer that stops answering pings is dropped while one that
-//! answers keeps its idle connection.
+//! answers keeps its idle connection until the idle limit, when it gets a GOAWAY.
 
 mod common;
 
@@ -216,25 +216,44 @@ async fn next_frame(stream: &mut Stream) -> Option<(u8, u8, Vec<u8>)> {
     Some((head[3], head[4], payload))
 }
 
+const GOAWAY: u8 = 7;
+
+/// What an idle HTTP/2 client saw.
+struct IdlePeer {
+    /// PINGs the server sent.
+    pings: usize,
+    /// Whether the server closed the connection.
+    closed: bool,
+    /// Whether the server sent a GOAWAY first.
+    goaway: bool,
+}
+
 /// Plays an idle HTTP/2 client for at most `for_at_most`: acknowledges the server's
-/// SETTINGS, and its PINGs when `answer_pings`. Returns the pings seen and whether the
-/// server closed the connection.
-async fn idle_h2_client(h: &Harness, answer_pings: bool, for_at_most: Duration) -> (usize, bool) {
+/// SETTINGS, and its PINGs when `answer_pings`.
+async fn idle_h2_client(h: &Harness, answer_pings: bool, for_at_most: Duration) -> IdlePeer {
     let mut stream = h2_peer(h).await;
-    let mut pings = 0;
+    let mut seen = IdlePeer {
+        pings: 0,
+        closed: false,
+        goaway: false,
+    };
     let deadline = tokio::time::Instant::now() + for_at_most;
     loop {
         let frame = match tokio::time::timeout_at(deadline, next_frame(&mut stream)).await {
-            Err(_) => return (pings, false),
-            Ok(None) => return (pings, true),
+            Err(_) => return seen,
+            Ok(None) => {
+                seen.closed = true;
+                return seen;
+            }
             Ok(Some(frame)) => frame,
         };
         match frame {
+            (GOAWAY, _, _) => seen.goaway = true,
             (SETTINGS, flags, _) if flags & ACK == 0 => {
                 send_frame(&mut stream, SETTINGS, ACK, &[]).await;
             }
             (PING, flags, payload) if flags & ACK == 0 => {
-                pings += 1;
+                seen.pings += 1;
                 if answer_pings {
                     send_frame(&mut stream, PING, ACK, &payload).await;
                 }
@@ -245,7 +264,12 @@ async fn idle_h2_client(h: &Harness, answer_pings: bool, for_at_most: Duration) 
 }
 
 async fn pinging_every_200ms() -> Harness {
+    pinging_every_200ms_idle_for(Duration::from_secs(120)).await
+}
+
+async fn pinging_every_200ms_idle_for(idle: Duration) -> Harness {
     Harness::start_with(common::POLICIES, |c| {
+        c.connection_limits.keep_alive_idle = idle;
         c.connection_limits.http2_ping_interval = Duration::from_millis(200);
         c.connection_limits.http2_ping_timeout = Duration::from_millis(200);
         // HTTP/1.1's request-head limit does not apply to HTTP/2 frames.
@@ -258,7 +282,7 @@ async fn pinging_every_200ms() -> Harness {
 async fn an_http2_peer_that_stops_answering_pings_is_dropped() {
     let h = pinging_every_200ms().await;
     let started = Instant::now();
-    let (pings, closed) = idle_h2_client(&h, false, Duration::from_secs(5)).await;
+    let IdlePeer { pings, closed, .. } = idle_h2_client(&h, false, Duration::from_secs(5)).await;
     assert!(closed, "still open after 5 s ({pings} pings)");
     assert!(pings >= 1, "closed without a ping");
     assert!(
@@ -272,9 +296,35 @@ async fn an_http2_peer_that_stops_answering_pings_is_dropped() {
 #[tokio::test]
 async fn an_http2_peer_that_answers_pings_keeps_its_idle_connection() {
     let h = pinging_every_200ms().await;
-    let (pings, closed) = idle_h2_client(&h, true, Duration::from_millis(1500)).await;
+    let IdlePeer { pings, closed, .. } =
+        idle_h2_client(&h, true, Duration::from_millis(1500)).await;
     assert!(!closed, "closed after {pings} answered pings");
     assert!(pings >= 3, "only {pings} pings in 1.5 s");
+    h.server.shutdown().await;
+}
+
+/// Answering pings proves the peer is there, not that it needs the connection: an HTTP/2
+/// connection with no request for the idle limit is closed with a GOAWAY, so that idle peers
+/// cannot hold every connection slot. One that keeps asking is served on, past the limit.
+#[tokio::test]
+async fn an_idle_http2_connection_is_closed_at_the_idle_limit_though_it_answers_pings() {
+    let h = pinging_every_200ms_idle_for(Duration::from_secs(1)).await;
+    let started = Instant::now();
+    let seen = idle_h2_client(&h, true, Duration::from_secs(5)).await;
+    let took = started.elapsed();
+    assert!(seen.closed, "still open after 5 s ({} pings)", seen.pings);
+    assert!(seen.goaway, "closed without a GOAWAY");
+    assert!(seen.pings >= 2, "only {} pings before closing", seen.pings);
+    assert!(took >= Duration::from_secs(1), "closed after {took:?}");
+
+    let mut conn = h.connect(HttpVersion::Http2).await;
+    for i in 0..6 {
+        let resp = conn
+            .post_json("/validate", fixture("attach-allowed.json"))
+            .await;
+        assert_eq!(resp.expect("served").status(), 200, "request {i}");
+        tokio::time::sleep(Duration::from_millis(400)).await;
+    }
     h.server.shutdown().await;
 }
 

@@ -177,9 +177,6 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     });
     let telemetry =
         telemetry::init(format, "kspy-webhook").context("setting up logs and traces")?;
-    if telemetry.exporting_traces() {
-        tracing::info!("exporting traces over OTLP");
-    }
 
     let result = run(&args).await;
     // Flush traces off the runtime's worker threads.

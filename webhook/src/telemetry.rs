@@ -6,8 +6,12 @@
 //! `RUST_LOG` (default `info`).
 //! Traces are exported over OTLP/HTTP (protobuf) only when `OTEL_EXPORTER_OTLP_ENDPOINT` (or
 //! `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`) is set; each review is one span named after its
-//! endpoint, carrying uid, user, namespace, pod, action and verdict. The other standard
-//! `OTEL_*` variables (headers, timeout, service name) are honoured by the exporter.
+//! endpoint, carrying uid, user, namespace, pod, action and verdict. [`trace_plan`] reads the
+//! standard variables that decide whether and how: `OTEL_SDK_DISABLED=true` and
+//! `OTEL_TRACES_EXPORTER=none` turn traces off; a protocol (`OTEL_EXPORTER_OTLP_PROTOCOL`,
+//! `OTEL_EXPORTER_OTLP_TRACES_PROTOCOL`) other than `http/protobuf` and an endpoint that is not
+//! an `http://` URL stop the start with a message saying what to set. Headers, timeout,
+//! compression, sampler and service name are read by the exporter and the SDK.
 
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::trace::SdkTracerProvider;
@@ -31,6 +35,16 @@ pub enum LogFormat {
 /// Why telemetry could not be set up.
 #[derive(Debug, thiserror::Error)]
 pub enum TelemetryError {
+    /// A standard `OTEL_*` variable asks for something the webhook cannot do.
+    #[error("{variable}={value:?}: {hint}")]
+    Setting {
+        /// The variable.
+        variable: &'static str,
+        /// Its value.
+        value: String,
+        /// What it means here and what to set instead.
+        hint: String,
+    },
     /// The OTLP exporter could not be built.
     #[error("OTLP trace exporter: {0}")]
     Exporter(String),
@@ -62,14 +76,142 @@ impl Telemetry {
     }
 }
 
-/// True when the environment asks for OTLP trace export.
-pub fn otlp_requested() -> bool {
-    [
-        "OTEL_EXPORTER_OTLP_ENDPOINT",
-        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
-    ]
-    .iter()
-    .any(|v| std::env::var_os(v).is_some_and(|s| !s.is_empty()))
+const ENDPOINT: &str = "OTEL_EXPORTER_OTLP_ENDPOINT";
+const TRACES_ENDPOINT: &str = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT";
+const PROTOCOL: &str = "OTEL_EXPORTER_OTLP_PROTOCOL";
+const TRACES_PROTOCOL: &str = "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL";
+const SDK_DISABLED: &str = "OTEL_SDK_DISABLED";
+const TRACES_EXPORTER: &str = "OTEL_TRACES_EXPORTER";
+
+/// What the environment asks of traces ([`trace_plan`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TracePlan {
+    /// No OTLP endpoint is set: no traces.
+    Off,
+    /// An endpoint is set, but `variable=value` turns traces off.
+    Disabled {
+        /// The variable that turns them off.
+        variable: &'static str,
+        /// Its value.
+        value: String,
+    },
+    /// Export over OTLP/HTTP with protobuf.
+    Export {
+        /// The URL spans are posted to.
+        url: String,
+    },
+}
+
+/// Reads the standard variables that decide whether traces are exported, and where, from
+/// `env` (`std::env::var` in [`init`]; a variable set to the empty string counts as unset, as
+/// the specification says). An error names the variable, its value and what to set instead.
+pub fn trace_plan(env: impl Fn(&str) -> Option<String>) -> Result<TracePlan, TelemetryError> {
+    let var = |name: &str| env(name).filter(|v| !v.trim().is_empty());
+    // The per-signal variable is the URL itself; the generic one is a base that gets the
+    // signal's path (the OTLP exporter specification, as the exporter builds it).
+    let (variable, endpoint) = match (var(TRACES_ENDPOINT), var(ENDPOINT)) {
+        (Some(e), _) => (TRACES_ENDPOINT, e),
+        (None, Some(e)) => (ENDPOINT, e),
+        (None, None) => return Ok(TracePlan::Off),
+    };
+    // Checked before anything else: an operator who turned traces off must not be stopped by
+    // a setting that no longer matters.
+    if let Some(value) = var(SDK_DISABLED)
+        && value.trim().eq_ignore_ascii_case("true")
+    {
+        return Ok(TracePlan::Disabled {
+            variable: SDK_DISABLED,
+            value,
+        });
+    }
+    if let Some(value) = var(TRACES_EXPORTER) {
+        let names: Vec<String> = value
+            .split(',')
+            .map(|n| n.trim().to_ascii_lowercase())
+            .filter(|n| !n.is_empty())
+            .collect();
+        if names.iter().all(|n| n == "none") {
+            return Ok(TracePlan::Disabled {
+                variable: TRACES_EXPORTER,
+                value,
+            });
+        }
+        if names.iter().any(|n| n != "otlp" && n != "none") {
+            return Err(TelemetryError::Setting {
+                variable: TRACES_EXPORTER,
+                value,
+                hint: "kspy-webhook exports traces over OTLP only; set it to otlp (or unset \
+                       it), or to none to turn traces off"
+                    .to_owned(),
+            });
+        }
+    }
+    let (protocol_variable, protocol) = match (var(TRACES_PROTOCOL), var(PROTOCOL)) {
+        (Some(p), _) => (TRACES_PROTOCOL, Some(p)),
+        (None, p) => (PROTOCOL, p),
+    };
+    if let Some(value) = protocol {
+        let hint = match value.trim() {
+            "http/protobuf" => None,
+            "grpc" => Some(format!(
+                "kspy-webhook sends traces over OTLP/HTTP with protobuf, not gRPC; set \
+                 {protocol_variable}=http/protobuf (or unset it) and point {variable} at the \
+                 collector's OTLP/HTTP port (4318 by default) instead of its gRPC port (4317)"
+            )),
+            "http/json" => Some(format!(
+                "kspy-webhook sends traces over OTLP/HTTP with protobuf only (every OTLP/HTTP \
+                 collector accepts it); set {protocol_variable}=http/protobuf or unset it"
+            )),
+            _ => Some(format!(
+                "not an OTLP protocol; kspy-webhook sends traces over OTLP/HTTP with \
+                 protobuf: set {protocol_variable}=http/protobuf or unset it"
+            )),
+        };
+        if let Some(hint) = hint {
+            return Err(TelemetryError::Setting {
+                variable: protocol_variable,
+                value,
+                hint,
+            });
+        }
+    }
+    let endpoint = endpoint.trim().to_owned();
+    let scheme = endpoint
+        .split_once("://")
+        .map(|(s, _)| s.to_ascii_lowercase());
+    match scheme.as_deref() {
+        Some("http") => {}
+        // The exporter's HTTP client connects over plain TCP only: an https:// URL would fail
+        // at every export.
+        Some("https") => {
+            return Err(TelemetryError::Setting {
+                variable,
+                value: endpoint,
+                hint: "kspy-webhook's OTLP exporter speaks plain HTTP only; give the \
+                       collector's (or a local agent's) http:// URL, for example \
+                       http://otel-collector.observability.svc:4318"
+                    .to_owned(),
+            });
+        }
+        _ => {
+            return Err(TelemetryError::Setting {
+                variable,
+                hint: format!(
+                    "not a URL: it needs its scheme, for example http://{}",
+                    endpoint
+                        .split_once("://")
+                        .map_or(endpoint.as_str(), |(_, rest)| rest)
+                ),
+                value: endpoint,
+            });
+        }
+    }
+    let url = if variable == TRACES_ENDPOINT {
+        endpoint
+    } else {
+        format!("{}/v1/traces", endpoint.trim_end_matches('/'))
+    };
+    Ok(TracePlan::Export { url })
 }
 
 /// Installs the global log subscriber and, when requested by the environment, the OTLP trace
@@ -79,10 +221,10 @@ pub fn init(format: LogFormat, service_name: &'static str) -> Result<Telemetry, 
     // Colours for a terminal only: escape codes in a file or a pipe are noise.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
     let fmt = log_layer(format, ansi, std::io::stdout);
-    let provider = if otlp_requested() {
-        Some(otlp_provider(service_name)?)
-    } else {
-        None
+    let plan = trace_plan(|name| std::env::var(name).ok())?;
+    let provider = match &plan {
+        TracePlan::Export { .. } => Some(otlp_provider(service_name)?),
+        TracePlan::Off | TracePlan::Disabled { .. } => None,
     };
     let otel = provider.as_ref().map(|p| {
         tracing_opentelemetry::layer()
@@ -95,6 +237,18 @@ pub fn init(format: LogFormat, service_name: &'static str) -> Result<Telemetry, 
         .with(otel)
         .try_init()
         .map_err(|e| TelemetryError::Install(e.to_string()))?;
+    match plan {
+        TracePlan::Off => {}
+        // Once, at start: the endpoint says traces were wanted, so their absence needs a reason.
+        TracePlan::Disabled { variable, value } => tracing::info!(
+            variable,
+            value = %value,
+            "traces are not exported: {variable}={value} turns them off"
+        ),
+        TracePlan::Export { url } => {
+            tracing::info!(endpoint = %url, "exporting traces over OTLP/HTTP")
+        }
+    }
     Ok(Telemetry { provider })
 }
 
@@ -167,4 +321,119 @@ fn otlp_provider(service_name: &'static str) -> Result<SdkTracerProvider, Teleme
         .with_span_processor(processor)
         .with_resource(resource)
         .build())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The plan for an environment holding only `vars`.
+    fn plan(vars: &[(&str, &str)]) -> Result<TracePlan, TelemetryError> {
+        trace_plan(|name| {
+            vars.iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| (*v).to_owned())
+        })
+    }
+
+    fn export(url: &str) -> Result<TracePlan, TelemetryError> {
+        Ok(TracePlan::Export {
+            url: url.to_owned(),
+        })
+    }
+
+    #[test]
+    fn traces_go_to_the_endpoint_the_standard_variables_name() {
+        assert!(matches!(plan(&[]), Ok(TracePlan::Off)));
+        assert!(matches!(plan(&[(ENDPOINT, "")]), Ok(TracePlan::Off)));
+        let base = (ENDPOINT, "http://collector:4318");
+        assert_eq!(
+            plan(&[base]).ok(),
+            export("http://collector:4318/v1/traces").ok()
+        );
+        assert_eq!(
+            plan(&[(ENDPOINT, "HTTP://collector:4318/")]).ok(),
+            export("HTTP://collector:4318/v1/traces").ok()
+        );
+        // The per-signal URL is used as given, and wins.
+        assert_eq!(
+            plan(&[base, (TRACES_ENDPOINT, "http://other:4318/custom")]).ok(),
+            export("http://other:4318/custom").ok()
+        );
+        for ok in [
+            (PROTOCOL, "http/protobuf"),
+            (TRACES_EXPORTER, "otlp"),
+            (SDK_DISABLED, "false"),
+        ] {
+            assert_eq!(
+                plan(&[base, ok]).ok(),
+                export("http://collector:4318/v1/traces").ok()
+            );
+        }
+    }
+
+    #[test]
+    fn the_sdk_switch_and_the_none_exporter_turn_traces_off() {
+        let base = (ENDPOINT, "http://collector:4318");
+        for (variable, value) in [
+            (SDK_DISABLED, "true"),
+            (SDK_DISABLED, "TRUE"),
+            (TRACES_EXPORTER, "none"),
+        ] {
+            assert_eq!(
+                plan(&[base, (variable, value), (PROTOCOL, "grpc")]).ok(),
+                Some(TracePlan::Disabled {
+                    variable,
+                    value: value.to_owned()
+                }),
+                "{variable}={value} wins over a protocol it would refuse"
+            );
+        }
+        // Without an endpoint there is nothing to turn off, and nothing to say.
+        assert!(matches!(
+            plan(&[(SDK_DISABLED, "true")]),
+            Ok(TracePlan::Off)
+        ));
+    }
+
+    #[test]
+    fn protocols_other_than_http_protobuf_are_refused_with_what_to_set() {
+        let base = (ENDPOINT, "http://collector:4317");
+        for (variable, value, says) in [
+            (PROTOCOL, "grpc", "4318"),
+            (TRACES_PROTOCOL, "grpc", "4318"),
+            (PROTOCOL, "http/json", "http/protobuf"),
+            (TRACES_PROTOCOL, "thrift", "http/protobuf"),
+        ] {
+            let err = plan(&[base, (variable, value)]).expect_err("refused");
+            let text = err.to_string();
+            assert!(
+                text.starts_with(&format!("{variable}=\"{value}\"")) && text.contains(says),
+                "{text}"
+            );
+            assert!(
+                text.contains(&format!("set {variable}=http/protobuf")),
+                "{text}"
+            );
+        }
+        // The per-signal variable wins over the generic one.
+        assert!(plan(&[base, (PROTOCOL, "grpc"), (TRACES_PROTOCOL, "http/protobuf")]).is_ok());
+        let err = plan(&[base, (TRACES_EXPORTER, "zipkin")]).expect_err("refused");
+        assert!(err.to_string().contains("OTEL_TRACES_EXPORTER"), "{err}");
+    }
+
+    #[test]
+    fn an_endpoint_without_its_scheme_is_refused_naming_the_variable() {
+        let err = plan(&[(ENDPOINT, "127.0.0.1:4318")]).expect_err("refused");
+        let text = err.to_string();
+        assert!(
+            text.starts_with("OTEL_EXPORTER_OTLP_ENDPOINT=\"127.0.0.1:4318\"")
+                && text.contains("http://127.0.0.1:4318"),
+            "{text}"
+        );
+        let err = plan(&[(TRACES_ENDPOINT, "collector:4318/v1/traces")]).expect_err("refused");
+        assert!(err.to_string().starts_with(TRACES_ENDPOINT), "{err}");
+        let err = plan(&[(ENDPOINT, "https://collector:4318")]).expect_err("refused");
+        assert!(err.to_string().contains("plain HTTP"), "{err}");
+    }
 }

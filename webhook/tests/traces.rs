@@ -60,8 +60,9 @@ fn attributes(kv: &[KeyValue]) -> HashMap<String, String> {
         .collect()
 }
 
-#[tokio::test]
-async fn every_review_is_one_server_span_exported_over_otlp() {
+/// A stand-in OTLP/HTTP collector on loopback: its base URL (for
+/// `OTEL_EXPORTER_OTLP_ENDPOINT`) and what it receives.
+async fn collector() -> (String, Received) {
     let received = Received::default();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -71,8 +72,122 @@ async fn every_review_is_one_server_span_exported_over_otlp() {
         .route("/v1/traces", axum::routing::post(export))
         .with_state(received.clone());
     tokio::spawn(async move { axum::serve(listener, app).await });
+    (format!("http://{collector}"), received)
+}
 
-    let endpoint = format!("http://{collector}");
+/// Runs the binary with `envs` and no OTLP variables otherwise, expecting it to refuse to start;
+/// returns what it wrote to stderr.
+async fn refused_start(envs: &[(&str, &str)]) -> String {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_kspy-webhook"));
+    // Telemetry is set up before the flags are checked: these never get that far.
+    command.args([
+        "--policies",
+        "/nonexistent",
+        "--tls-cert",
+        "c",
+        "--tls-key",
+        "k",
+    ]);
+    for name in OTEL_VARIABLES {
+        command.env_remove(name);
+    }
+    command.envs(envs.iter().copied());
+    let out = tokio::task::spawn_blocking(move || command.output())
+        .await
+        .expect("join")
+        .expect("run kspy-webhook");
+    assert!(!out.status.success(), "{out:?}");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// The standard variables the webhook reads, removed from the tests' environment.
+const OTEL_VARIABLES: [&str; 6] = [
+    "OTEL_EXPORTER_OTLP_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_PROTOCOL",
+    "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+    "OTEL_SDK_DISABLED",
+    "OTEL_TRACES_EXPORTER",
+];
+
+#[tokio::test]
+async fn the_standard_switches_turn_traces_off_and_say_so_once() {
+    for (variable, value) in [
+        ("OTEL_SDK_DISABLED", "true"),
+        ("OTEL_TRACES_EXPORTER", "none"),
+    ] {
+        let (endpoint, received) = collector().await;
+        let webhook = WebhookProcess::spawn(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
+            (variable, value),
+        ]);
+        let mut conn =
+            HttpsConnection::connect(webhook.addr, "localhost", &webhook.tls, HttpVersion::Http1)
+                .await
+                .expect("connect");
+        let resp = conn
+            .post_json("/validate", fixture("attach-allowed.json"))
+            .await
+            .expect("review");
+        assert_eq!(resp.status(), 200);
+        drop(conn);
+        webhook.terminate();
+        let webhook_start = webhook.start_lines.clone();
+        let lines: Vec<String> = webhook.lines.iter().collect();
+        let exit = webhook.wait().await;
+        assert!(exit.success(), "{exit:?}");
+        assert!(
+            received.lock().expect("lock").is_empty(),
+            "{variable}={value}: nothing is exported"
+        );
+        let said = |lines: &[String]| {
+            lines
+                .iter()
+                .filter(|l| l.contains("traces are not exported"))
+                .cloned()
+                .collect::<Vec<_>>()
+        };
+        let at_start = said(&webhook_start);
+        assert_eq!(at_start.len(), 1, "said once, at start: {webhook_start:?}");
+        assert!(
+            at_start[0].contains(&format!("{variable}={value}")),
+            "{at_start:?}"
+        );
+        assert!(said(&lines).is_empty(), "and never again: {lines:?}");
+    }
+}
+
+#[tokio::test]
+async fn protocols_and_endpoints_it_cannot_use_stop_the_start_saying_what_to_set() {
+    let endpoint = ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4317");
+    let stderr = refused_start(&[endpoint, ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")]).await;
+    assert!(
+        stderr.contains("OTEL_EXPORTER_OTLP_PROTOCOL=\"grpc\"")
+            && stderr.contains("OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf")
+            && stderr.contains("4318"),
+        "{stderr}"
+    );
+    let stderr = refused_start(&[
+        endpoint,
+        ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "http/json"),
+    ])
+    .await;
+    assert!(
+        stderr.contains("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL=\"http/json\"")
+            && stderr.contains("http/protobuf"),
+        "{stderr}"
+    );
+    let stderr = refused_start(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "127.0.0.1:4318")]).await;
+    assert!(
+        stderr.contains("OTEL_EXPORTER_OTLP_ENDPOINT=\"127.0.0.1:4318\"")
+            && stderr.contains("http://127.0.0.1:4318"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test]
+async fn every_review_is_one_server_span_exported_over_otlp() {
+    let (endpoint, received) = collector().await;
     let webhook = WebhookProcess::spawn(&[
         ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
         ("OTEL_SERVICE_NAME", "kspy-webhook-under-test"),

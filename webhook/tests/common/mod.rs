@@ -279,6 +279,8 @@ pub struct WebhookProcess {
     pub child: std::process::Child,
     /// The log lines after the "listening" one, as they come.
     pub lines: std::sync::mpsc::Receiver<String>,
+    /// The log lines up to the "listening" one.
+    pub start_lines: Vec<String>,
     pub addr: SocketAddr,
     pub admin: SocketAddr,
     /// A client configuration trusting only the process's CA.
@@ -341,6 +343,10 @@ impl WebhookProcess {
             .arg(&files.key)
             .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
             .env_remove("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+            .env_remove("OTEL_EXPORTER_OTLP_PROTOCOL")
+            .env_remove("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
+            .env_remove("OTEL_SDK_DISABLED")
+            .env_remove("OTEL_TRACES_EXPORTER")
             .envs(envs.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -348,10 +354,13 @@ impl WebhookProcess {
             .expect("spawn kspy-webhook");
         let reaper = Reaper(Some(child.id()));
         let lines = stdout_lines(&mut child);
-        let (addr, admin) = listening_addrs(&mut lines.iter());
+        let mut start_lines = Vec::new();
+        let (addr, admin) =
+            listening_addrs(&mut lines.iter().inspect(|l| start_lines.push(l.clone())));
         WebhookProcess {
             child,
             lines,
+            start_lines,
             addr,
             admin,
             tls: client_tls(&[&certs.ca_cert_pem]),

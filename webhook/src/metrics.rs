@@ -18,6 +18,7 @@
 //! | `kspy_cert_reloads_total` | counter | `result` (`success` / `failure`) |
 //! | `kspy_cert_expiry_timestamp_seconds` | gauge | |
 //! | `kspy_events_total` | counter | `result` (`posted` / `repeated` / `updated` / `failed` / `dropped` / `rate-limited`) |
+//! | `kspy_trace_export_failures_total` | counter | |
 //!
 //! In `kspy_reviews_total`, `policy` is the comma-joined list of the policies that applied
 //! (`none` when none did), so the series add up to the number of reviews;
@@ -533,6 +534,13 @@ impl Metrics {
             "Kubernetes Events about decisions, by result: posted (created), repeated (counted into an earlier Event's series), updated (series count written), failed, dropped (queue full), rate-limited (over the user's Event rate limit in the namespace).",
         );
         self.events.render(&mut out, "kspy_events_total");
+        single(
+            &mut out,
+            "kspy_trace_export_failures_total",
+            "counter",
+            "OTLP trace exports (batches of spans) that failed; their spans are dropped. Process-wide; 0 without traces.",
+            crate::telemetry::trace_export_failures(),
+        );
         out
     }
 }

@@ -13,8 +13,13 @@
 //! an `http://` URL stop the start with a message saying what to set. Headers, timeout,
 //! compression, sampler and service name are read by the exporter and the SDK.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
 use opentelemetry::trace::TracerProvider as _;
-use opentelemetry_sdk::trace::SdkTracerProvider;
+use opentelemetry_sdk::error::OTelSdkResult;
+use opentelemetry_sdk::trace::{SdkTracerProvider, SpanData, SpanExporter};
 use tracing::Subscriber;
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::Layer;
@@ -57,6 +62,23 @@ pub enum TelemetryError {
 #[derive(Debug)]
 pub struct Telemetry {
     provider: Option<SdkTracerProvider>,
+    /// Where spans go, for the shutdown's log line.
+    url: String,
+}
+
+/// The longest the shutdown waits for the last spans to be exported. The exporter's own
+/// timeout (`OTEL_EXPORTER_OTLP_TIMEOUT`, 10 s) is for a running server; at shutdown a slow
+/// collector must not eat the pod's termination grace period (30 s in the Deployment, most of
+/// it for in-flight reviews and Events).
+pub const FLUSH_LIMIT: Duration = Duration::from_secs(2);
+
+/// Trace exports that failed since the start (`kspy_trace_export_failures_total`). Process-wide,
+/// as the trace pipeline is: one per process, installed with the global subscriber.
+static EXPORT_FAILURES: AtomicU64 = AtomicU64::new(0);
+
+/// Trace exports (batches of spans) that failed since the process started.
+pub fn trace_export_failures() -> u64 {
+    EXPORT_FAILURES.load(Ordering::Relaxed)
 }
 
 impl Telemetry {
@@ -65,14 +87,37 @@ impl Telemetry {
         self.provider.is_some()
     }
 
-    /// Flushes and stops the trace exporter, if any. Blocking: call it outside the runtime's
-    /// worker threads (for example in `spawn_blocking`).
+    /// Flushes and stops the trace exporter, if any, waiting at most [`FLUSH_LIMIT`]; a flush
+    /// that fails or takes longer is logged (with the endpoint) and abandoned. Blocking: call it
+    /// outside the runtime's worker threads (for example in `spawn_blocking`).
     pub fn shutdown(self) {
-        if let Some(provider) = self.provider
-            && let Err(err) = provider.shutdown()
-        {
-            eprintln!("kspy-webhook: flushing traces failed: {err}");
-        }
+        let Some(provider) = self.provider else {
+            return;
+        };
+        // The SDK's shutdown waits for the export in progress, whatever its timeout: it runs on
+        // a thread of its own, left behind (and ended with the process) if it overruns.
+        let (done, result) = std::sync::mpsc::channel();
+        let flushing = std::thread::Builder::new()
+            .name("kspy-trace-flush".into())
+            .spawn(move || {
+                let _ = done.send(provider.shutdown());
+            });
+        let failure = match flushing {
+            Err(err) => format!("cannot start the flushing thread: {err}"),
+            Ok(_) => match result.recv_timeout(FLUSH_LIMIT) {
+                Ok(Ok(())) => return,
+                Ok(Err(err)) => err.to_string(),
+                Err(_) => {
+                    format!("not done within {FLUSH_LIMIT:?}; the spans still batched are dropped")
+                }
+            },
+        };
+        tracing::warn!(
+            endpoint = %self.url,
+            limit = ?FLUSH_LIMIT,
+            error = %failure,
+            "flushing traces at shutdown failed"
+        );
     }
 }
 
@@ -222,9 +267,9 @@ pub fn init(format: LogFormat, service_name: &'static str) -> Result<Telemetry, 
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
     let fmt = log_layer(format, ansi, std::io::stdout);
     let plan = trace_plan(|name| std::env::var(name).ok())?;
-    let provider = match &plan {
-        TracePlan::Export { .. } => Some(otlp_provider(service_name)?),
-        TracePlan::Off | TracePlan::Disabled { .. } => None,
+    let (provider, url) = match &plan {
+        TracePlan::Export { url } => (Some(otlp_provider(service_name, url)?), url.clone()),
+        TracePlan::Off | TracePlan::Disabled { .. } => (None, String::new()),
     };
     let otel = provider.as_ref().map(|p| {
         tracing_opentelemetry::layer()
@@ -249,7 +294,7 @@ pub fn init(format: LogFormat, service_name: &'static str) -> Result<Telemetry, 
             tracing::info!(endpoint = %url, "exporting traces over OTLP/HTTP")
         }
     }
-    Ok(Telemetry { provider })
+    Ok(Telemetry { provider, url })
 }
 
 /// The log lines [`init`] installs, written to `writer` instead of stdout at `level`, with no
@@ -296,13 +341,21 @@ where
     .boxed()
 }
 
-fn otlp_provider(service_name: &'static str) -> Result<SdkTracerProvider, TelemetryError> {
+fn otlp_provider(
+    service_name: &'static str,
+    url: &str,
+) -> Result<SdkTracerProvider, TelemetryError> {
     use opentelemetry_otlp::WithExportConfig as _;
     let exporter = opentelemetry_otlp::SpanExporter::builder()
         .with_http()
         .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
         .build()
         .map_err(|e| TelemetryError::Exporter(e.to_string()))?;
+    let exporter = Reporting {
+        inner: exporter,
+        url: url.to_owned(),
+        failures: Mutex::new(FailureLog::default()),
+    };
     // The hyper-based HTTP client needs the Tokio runtime, so spans are batched on it rather
     // than on the SDK's own thread.
     let processor =
@@ -321,6 +374,133 @@ fn otlp_provider(service_name: &'static str) -> Result<SdkTracerProvider, Teleme
         .with_span_processor(processor)
         .with_resource(resource)
         .build())
+}
+
+/// How often, at most, failing exports are logged after the first failure.
+const FAILURE_LOG_INTERVAL: Duration = Duration::from_secs(60);
+
+/// A span exporter that reports the failures of the one it wraps: the SDK (without its
+/// internal logs) drops a batch that failed without a word. Every failure is counted in
+/// [`trace_export_failures`]; the first is logged at once, later ones at most once per
+/// [`FAILURE_LOG_INTERVAL`] with their count, so a collector that is down does not flood
+/// the log; the first success after failures is logged too.
+#[derive(Debug)]
+struct Reporting<E> {
+    inner: E,
+    /// Where spans go, for the log lines.
+    url: String,
+    failures: Mutex<FailureLog>,
+}
+
+/// Failures not yet logged.
+#[derive(Debug, Default)]
+struct FailureLog {
+    /// When a failure was last logged; `None` while exports succeed.
+    logged_at: Option<Instant>,
+    /// Failed exports and the spans they held since then.
+    unlogged: u64,
+    unlogged_spans: u64,
+}
+
+/// What to log about export failures.
+#[derive(Debug, PartialEq, Eq)]
+enum FailureReport {
+    /// Nothing now.
+    Quiet,
+    /// The first failure after exports worked (or since the start).
+    First,
+    /// `failures` exports holding `spans` spans failed since the last line.
+    Since { failures: u64, spans: u64 },
+    /// Exports work again after failures; `failures` were not logged yet.
+    Recovered { failures: u64, spans: u64 },
+}
+
+impl FailureLog {
+    fn failed(&mut self, spans: u64, now: Instant) -> FailureReport {
+        self.unlogged += 1;
+        self.unlogged_spans += spans;
+        let report = match self.logged_at {
+            None => FailureReport::First,
+            Some(at) if now.duration_since(at) >= FAILURE_LOG_INTERVAL => FailureReport::Since {
+                failures: self.unlogged,
+                spans: self.unlogged_spans,
+            },
+            Some(_) => return FailureReport::Quiet,
+        };
+        self.logged_at = Some(now);
+        self.unlogged = 0;
+        self.unlogged_spans = 0;
+        report
+    }
+
+    fn succeeded(&mut self) -> FailureReport {
+        if self.logged_at.take().is_none() {
+            return FailureReport::Quiet;
+        }
+        let report = FailureReport::Recovered {
+            failures: self.unlogged,
+            spans: self.unlogged_spans,
+        };
+        self.unlogged = 0;
+        self.unlogged_spans = 0;
+        report
+    }
+}
+
+impl<E: SpanExporter> SpanExporter for Reporting<E> {
+    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
+        let spans = batch.len() as u64;
+        let result = self.inner.export(batch).await;
+        let mut log = self.failures.lock().unwrap_or_else(PoisonError::into_inner);
+        let report = match &result {
+            Ok(()) => log.succeeded(),
+            Err(_) => {
+                EXPORT_FAILURES.fetch_add(1, Ordering::Relaxed);
+                log.failed(spans, Instant::now())
+            }
+        };
+        drop(log);
+        let error = result
+            .as_ref()
+            .err()
+            .map(ToString::to_string)
+            .unwrap_or_default();
+        match report {
+            FailureReport::Quiet => {}
+            FailureReport::First => tracing::warn!(
+                endpoint = %self.url,
+                spans,
+                error = %error,
+                "exporting traces failed; the spans are dropped (further failures are logged at most once a minute, all are counted in kspy_trace_export_failures_total)"
+            ),
+            FailureReport::Since { failures, spans } => tracing::warn!(
+                endpoint = %self.url,
+                failures,
+                spans,
+                error = %error,
+                "exporting traces still fails: {failures} exports ({spans} spans) dropped in the last minute or more"
+            ),
+            FailureReport::Recovered { failures, spans } => tracing::info!(
+                endpoint = %self.url,
+                failures,
+                spans,
+                "exporting traces works again ({failures} more exports, {spans} spans, failed since the last warning)"
+            ),
+        }
+        result
+    }
+
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        self.inner.shutdown_with_timeout(timeout)
+    }
+
+    fn force_flush(&self) -> OTelSdkResult {
+        self.inner.force_flush()
+    }
+
+    fn set_resource(&mut self, resource: &opentelemetry_sdk::Resource) {
+        self.inner.set_resource(resource);
+    }
 }
 
 #[cfg(test)]
@@ -435,5 +615,34 @@ mod tests {
         assert!(err.to_string().starts_with(TRACES_ENDPOINT), "{err}");
         let err = plan(&[(ENDPOINT, "https://collector:4318")]).expect_err("refused");
         assert!(err.to_string().contains("plain HTTP"), "{err}");
+    }
+
+    #[test]
+    fn export_failures_are_logged_first_then_once_a_minute_with_their_count() {
+        let start = Instant::now();
+        let at = |secs| start + Duration::from_secs(secs);
+        let mut log = FailureLog::default();
+        assert_eq!(log.succeeded(), FailureReport::Quiet);
+        assert_eq!(log.failed(10, at(0)), FailureReport::First);
+        assert_eq!(log.failed(5, at(1)), FailureReport::Quiet);
+        assert_eq!(log.failed(5, at(59)), FailureReport::Quiet);
+        assert_eq!(
+            log.failed(2, at(60)),
+            FailureReport::Since {
+                failures: 3,
+                spans: 12
+            }
+        );
+        assert_eq!(log.failed(1, at(61)), FailureReport::Quiet);
+        assert_eq!(
+            log.succeeded(),
+            FailureReport::Recovered {
+                failures: 1,
+                spans: 1
+            }
+        );
+        assert_eq!(log.succeeded(), FailureReport::Quiet);
+        // A new outage is told at once again.
+        assert_eq!(log.failed(1, at(62)), FailureReport::First);
     }
 }

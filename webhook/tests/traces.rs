@@ -250,3 +250,113 @@ async fn every_review_is_one_server_span_exported_over_otlp() {
         assert_eq!(fields["action"], "attach", "{fields:?}");
     }
 }
+
+/// The JSON log lines whose message contains `message`.
+fn logged(lines: &[String], message: &str) -> Vec<serde_json::Value> {
+    lines
+        .iter()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["message"].as_str().is_some_and(|m| m.contains(message)))
+        .collect()
+}
+
+#[tokio::test]
+async fn failed_exports_are_logged_without_flooding_and_counted() {
+    // A port nothing listens on: every export is refused.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let endpoint = format!("http://{}", closed.local_addr().expect("addr"));
+    drop(closed);
+    let webhook = WebhookProcess::spawn(&[
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
+        // Each review's span is exported on its own, soon.
+        ("OTEL_BSP_SCHEDULE_DELAY", "50"),
+        ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "1"),
+    ]);
+    let mut conn =
+        HttpsConnection::connect(webhook.addr, "localhost", &webhook.tls, HttpVersion::Http1)
+            .await
+            .expect("connect");
+    let mut seen = Vec::new();
+    for _ in 0..5 {
+        let resp = conn
+            .post_json("/validate", fixture("attach-allowed.json"))
+            .await
+            .expect("review");
+        assert_eq!(resp.status(), 200);
+        tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+    }
+    drop(conn);
+    let mut failures = 0;
+    for _ in 0..50 {
+        let (_, metrics) = common::admin_get(webhook.admin, "/metrics").await;
+        failures = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("kspy_trace_export_failures_total "))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .expect("the counter is rendered");
+        if failures >= 3 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(failures >= 3, "every failed export is counted: {failures}");
+    seen.extend(webhook.lines.try_iter());
+    webhook.terminate();
+    seen.extend(webhook.lines.iter());
+    assert!(webhook.wait().await.success());
+
+    let warned = logged(&seen, "exporting traces failed");
+    assert_eq!(warned.len(), 1, "the first failure, once: {seen:?}");
+    assert_eq!(warned[0]["level"], "WARN", "{warned:?}");
+    assert_eq!(
+        warned[0]["endpoint"],
+        format!("{endpoint}/v1/traces"),
+        "{warned:?}"
+    );
+    assert!(
+        logged(&seen, "exporting traces still fails").is_empty(),
+        "then quiet for a minute: {seen:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_slow_collector_holds_the_shutdown_at_most_two_seconds_and_is_named() {
+    // Accepts connections and never answers.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let endpoint = format!("http://{}", listener.local_addr().expect("addr"));
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    let webhook = WebhookProcess::spawn(&[("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint)]);
+    let mut conn =
+        HttpsConnection::connect(webhook.addr, "localhost", &webhook.tls, HttpVersion::Http1)
+            .await
+            .expect("connect");
+    let resp = conn
+        .post_json("/validate", fixture("attach-allowed.json"))
+        .await
+        .expect("review");
+    assert_eq!(resp.status(), 200);
+    drop(conn);
+
+    // The span is still batched (the SDK waits 5 s): the shutdown has to send it.
+    let asked = std::time::Instant::now();
+    webhook.terminate();
+    let lines: Vec<String> = webhook.lines.iter().collect();
+    assert!(webhook.wait().await.success());
+    let took = asked.elapsed();
+    assert!(
+        took < std::time::Duration::from_secs(5),
+        "the flush gave up after 2 s, not the exporter's 10 s: {took:?}"
+    );
+    let warned = logged(&lines, "flushing traces at shutdown failed");
+    assert_eq!(warned.len(), 1, "{lines:?}");
+    assert_eq!(warned[0]["level"], "WARN", "{warned:?}");
+    assert_eq!(warned[0]["endpoint"], format!("{endpoint}/v1/traces"));
+    assert_eq!(warned[0]["limit"], "2s", "{warned:?}");
+}

@@ -73,6 +73,7 @@ async fn handle(state: Arc<AppState>, endpoint: Endpoint, req: Request) -> Respo
         action = Empty,
         verdict = Empty,
     );
+    crate::telemetry::adopt_remote_parent(&span, req.headers());
     review(state, endpoint, name, req).instrument(span).await
 }
 

@@ -13,7 +13,7 @@
 //! an `http://` URL stop the start with a message saying what to set. Headers, timeout,
 //! compression, sampler and service name are read by the exporter and the SDK.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -75,6 +75,39 @@ pub const FLUSH_LIMIT: Duration = Duration::from_secs(2);
 /// Trace exports that failed since the start (`kspy_trace_export_failures_total`). Process-wide,
 /// as the trace pipeline is: one per process, installed with the global subscriber.
 static EXPORT_FAILURES: AtomicU64 = AtomicU64::new(0);
+
+/// Set once [`init`] installed the trace exporter: until then, and without it, requests'
+/// trace context is not even read.
+static TRACES_ON: AtomicBool = AtomicBool::new(false);
+
+/// Makes `span` (a server span, not yet entered) the child of the W3C trace context the
+/// request carries (`traceparent`, `tracestate`; the API server sends them when its own
+/// tracing is on), so the review shows inside the API server's trace. Without traces it does
+/// nothing but read one flag: this is every review's path.
+pub fn adopt_remote_parent(span: &tracing::Span, headers: &axum::http::HeaderMap) {
+    if !TRACES_ON.load(Ordering::Relaxed) || !headers.contains_key("traceparent") {
+        return;
+    }
+    use opentelemetry::propagation::TextMapPropagator as _;
+    use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+    let parent =
+        opentelemetry_sdk::propagation::TraceContextPropagator::new().extract(&Headers(headers));
+    // Fails only for a span already started or disabled: then it keeps its own trace.
+    let _ = span.set_parent(parent);
+}
+
+/// Request headers as the propagator reads them.
+struct Headers<'a>(&'a axum::http::HeaderMap);
+
+impl opentelemetry::propagation::Extractor for Headers<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).and_then(|v| v.to_str().ok())
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0.keys().map(axum::http::HeaderName::as_str).collect()
+    }
+}
 
 /// Trace exports (batches of spans) that failed since the process started.
 pub fn trace_export_failures() -> u64 {
@@ -282,6 +315,7 @@ pub fn init(format: LogFormat, service_name: &'static str) -> Result<Telemetry, 
         .with(otel)
         .try_init()
         .map_err(|e| TelemetryError::Install(e.to_string()))?;
+    TRACES_ON.store(provider.is_some(), Ordering::Relaxed);
     match plan {
         TracePlan::Off => {}
         // Once, at start: the endpoint says traces were wanted, so their absence needs a reason.

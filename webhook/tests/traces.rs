@@ -360,3 +360,52 @@ async fn a_slow_collector_holds_the_shutdown_at_most_two_seconds_and_is_named() 
     assert_eq!(warned[0]["endpoint"], format!("{endpoint}/v1/traces"));
     assert_eq!(warned[0]["limit"], "2s", "{warned:?}");
 }
+
+/// Lower-case hex of `bytes`.
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[tokio::test]
+async fn a_review_carrying_w3c_trace_context_is_a_child_of_the_callers_span() {
+    let (endpoint, received) = collector().await;
+    let webhook = WebhookProcess::spawn(&[("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint)]);
+    let mut conn =
+        HttpsConnection::connect(webhook.addr, "localhost", &webhook.tls, HttpVersion::Http1)
+            .await
+            .expect("connect");
+    let req = hyper::Request::post("/validate")
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(
+            "traceparent",
+            "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+        )
+        .header("tracestate", "apiserver=1")
+        .body(http_body_util::Full::new(fixture("attach-allowed.json")))
+        .expect("request");
+    assert_eq!(conn.send(req).await.expect("review").status(), 200);
+    // And one without: a trace of its own.
+    let resp = conn
+        .post_json("/validate", fixture("attach-allowed.json"))
+        .await
+        .expect("review");
+    assert_eq!(resp.status(), 200);
+    drop(conn);
+    webhook.terminate();
+    assert!(webhook.wait().await.success());
+
+    let spans: Vec<Span> = received
+        .lock()
+        .expect("lock")
+        .iter()
+        .flat_map(|(_, spans)| spans.clone())
+        .collect();
+    assert_eq!(spans.len(), 2, "{spans:?}");
+    let (child, own): (Vec<&Span>, Vec<&Span>) = spans
+        .iter()
+        .partition(|s| hex(&s.trace_id) == "0af7651916cd43dd8448eb211c80319c");
+    assert_eq!(child.len(), 1, "the caller's trace id is kept: {spans:?}");
+    assert_eq!(hex(&child[0].parent_span_id), "b7ad6b7169203331");
+    assert_eq!(child[0].trace_state, "apiserver=1");
+    assert!(own[0].parent_span_id.is_empty(), "{own:?}");
+}

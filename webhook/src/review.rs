@@ -72,9 +72,33 @@ async fn handle(state: Arc<AppState>, endpoint: Endpoint, req: Request) -> Respo
         pod = Empty,
         action = Empty,
         verdict = Empty,
+        http.response.status_code = Empty,
+        // Set for an HTTP error and a fail-closed denial (`mark_error`); a policy's denial
+        // is a decision, not an error.
+        otel.status_code = Empty,
+        otel.status_description = Empty,
     );
     crate::telemetry::adopt_remote_parent(&span, req.headers());
-    review(state, endpoint, name, req).instrument(span).await
+    let response = review(state, endpoint, name, req)
+        .instrument(span.clone())
+        .await;
+    // As an i64: the layer exports unsigned integers as strings, and the semantic convention
+    // (and the collectors' queries) want an int.
+    span.record(
+        "http.response.status_code",
+        i64::from(response.status().as_u16()),
+    );
+    response
+}
+
+/// Marks the current review span as failed, with `message` (what the client is told) as the
+/// status message.
+fn mark_error(message: &str) {
+    let span = tracing::Span::current();
+    // The code first: the description sets the error status with its message, and a later
+    // code would replace it with an empty one.
+    span.record("otel.status_code", "ERROR");
+    span.record("otel.status_description", message);
 }
 
 async fn review(
@@ -291,6 +315,7 @@ fn fail_closed(
             "kspy could not encode its answer; denied (fail closed)".to_owned()
         }
     };
+    mark_error(&message);
     let elapsed = started.elapsed();
     if d.uid.is_empty() {
         state.metrics.observe(name, elapsed);
@@ -666,6 +691,7 @@ fn refuse(
     limit: Option<String>,
 ) -> Response {
     state.metrics.bad_request(name, reason);
+    mark_error(&message);
     match &limit {
         Some(limit) => tracing::info!(
             endpoint = name,

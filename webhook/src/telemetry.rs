@@ -304,11 +304,9 @@ pub fn init(format: LogFormat, service_name: &'static str) -> Result<Telemetry, 
         TracePlan::Export { url } => (Some(otlp_provider(service_name, url)?), url.clone()),
         TracePlan::Off | TracePlan::Disabled { .. } => (None, String::new()),
     };
-    let otel = provider.as_ref().map(|p| {
-        tracing_opentelemetry::layer()
-            .with_tracer(p.tracer(service_name))
-            .boxed()
-    });
+    let otel = provider
+        .as_ref()
+        .map(|p| trace_layer(p.tracer(service_name)).boxed());
     tracing_subscriber::registry()
         .with(filter)
         .with(fmt)
@@ -329,6 +327,23 @@ pub fn init(format: LogFormat, service_name: &'static str) -> Result<Telemetry, 
         }
     }
     Ok(Telemetry { provider, url })
+}
+
+/// The layer that turns spans into OpenTelemetry spans for `tracer`, as [`init`] installs it.
+/// Spans carry their own fields, the special `otel.*` ones (name, kind, status) and
+/// `http.response.status_code`; the layer's own additions that say nothing about a review
+/// (`busy_ns`/`idle_ns`, `thread.*`, `code.*`, `target`) are left out: they cost bytes in every
+/// export, and `code.*` only points at the same line of `review.rs` each time.
+pub fn trace_layer<S>(tracer: opentelemetry_sdk::trace::SdkTracer) -> impl Layer<S> + Send + Sync
+where
+    S: Subscriber + for<'a> LookupSpan<'a> + Send + Sync,
+{
+    tracing_opentelemetry::layer()
+        .with_tracer(tracer)
+        .with_tracked_inactivity(false)
+        .with_threads(false)
+        .with_location(false)
+        .with_target(false)
 }
 
 /// The log lines [`init`] installs, written to `writer` instead of stdout at `level`, with no

@@ -403,12 +403,7 @@ fn report_dry_run(
             text.push_str(&format!("  {c}\n"));
         }
     }
-    if d.output.is_some() {
-        eprint!("{text}");
-        Ok(())
-    } else {
-        output::write_stdout(text)
-    }
+    output::report_verdict(text, d.output, d.quiet)
 }
 
 /// The builder used for tests of `--reuse`.

@@ -362,8 +362,8 @@ pub async fn run(args: CopyArgs) -> Result<ExitCode, KspyError> {
         output::print(&created, format)?;
     }
     if dry {
-        if !d.quiet || d.output.is_none() {
-            output::write_stdout(format!(
+        output::report_verdict(
+            format!(
                 "admitted (server dry run, nothing was changed): pod {ns}/{}{}\n",
                 args.to,
                 if args.replace {
@@ -371,8 +371,10 @@ pub async fn run(args: CopyArgs) -> Result<ExitCode, KspyError> {
                 } else {
                     String::new()
                 }
-            ))?;
-        }
+            ),
+            d.output,
+            d.quiet,
+        )?;
         return Ok(ExitCode::SUCCESS);
     }
     if !d.quiet {

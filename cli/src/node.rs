@@ -181,12 +181,14 @@ pub async fn run(args: NodeArgs) -> Result<ExitCode, KspyError> {
         output::print(&created, format)?;
     }
     if d.dry_run == DryRun::Server {
-        if d.output.is_none() || !d.quiet {
-            output::write_stdout(format!(
+        output::report_verdict(
+            format!(
                 "admitted (server dry run, nothing was changed): pod {ns}/{name} on node {}\n",
                 args.node
-            ))?;
-        }
+            ),
+            d.output,
+            d.quiet,
+        )?;
         return Ok(ExitCode::SUCCESS);
     }
     if !d.quiet {

@@ -42,6 +42,21 @@ pub fn write_stdout(text: impl AsRef<[u8]>) -> Result<(), KspyError> {
         .map_err(|e| KspyError::new("cannot write to standard output").source(e))
 }
 
+/// Reports a server dry run's verdict `text` for a command run with `-o` as `output` and
+/// `-q` as `quiet`. Without `-o` the verdict is the command's output: stdout. With `-o`,
+/// stdout holds the object alone (so that it parses as JSON or YAML), and the verdict goes to
+/// stderr, unless `-q` asked for the object only.
+pub fn report_verdict(text: String, output: Option<Output>, quiet: bool) -> Result<(), KspyError> {
+    match output {
+        None => write_stdout(text),
+        Some(_) if quiet => Ok(()),
+        Some(_) => {
+            eprint!("{text}");
+            Ok(())
+        }
+    }
+}
+
 /// The leaf differences from `before` to `after`, one line each
 /// (`securityContext.runAsNonRoot: (unset) → true`).
 pub fn diff(before: &Value, after: &Value) -> Vec<String> {

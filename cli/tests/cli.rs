@@ -1018,6 +1018,46 @@ fn copy_dry_run_server_and_client() {
     );
 }
 
+/// With `-o`, a server dry run's stdout is the admitted object alone, so that it parses; the
+/// verdict goes to stderr (nowhere with `-q`), for copy and node as for attach.
+#[test]
+fn dry_run_server_with_output_prints_only_the_object_on_stdout() {
+    let api = create_api(false);
+    let out = api.kspy(&[
+        "copy",
+        WEB,
+        "--to",
+        "web-debug",
+        "--dry-run=server",
+        "-o",
+        "json",
+    ]);
+    let (stdout, stderr) = texts(&out);
+    assert!(out.status.success(), "{stderr}");
+    let pod: Value = serde_json::from_str(&stdout).expect("stdout is JSON");
+    assert_eq!(pod["metadata"]["name"], "web-debug");
+    assert!(
+        stderr.contains("admitted (server dry run, nothing was changed): pod prod/web-debug"),
+        "{stderr}"
+    );
+
+    let out = api.kspy(&["node", "node-a", "--dry-run=server", "-o", "yaml"]);
+    let (stdout, stderr) = texts(&out);
+    assert!(out.status.success(), "{stderr}");
+    let pod: Value = serde_saphyr::from_str(&stdout).expect("stdout is YAML");
+    assert_eq!(pod["spec"]["nodeName"], "node-a");
+    assert!(
+        stderr.contains("admitted (server dry run, nothing was changed): pod prod/node-debugger-"),
+        "{stderr}"
+    );
+
+    let out = api.kspy(&["node", "node-a", "--dry-run=server", "-o", "json", "-q"]);
+    let (stdout, stderr) = texts(&out);
+    assert!(out.status.success(), "{stderr}");
+    serde_json::from_str::<Value>(&stdout).expect("stdout is JSON");
+    assert!(!stderr.contains("admitted"), "{stderr}");
+}
+
 #[test]
 fn node_sequence_and_body() {
     let api = create_api(true);

@@ -2,7 +2,8 @@
 //! debug container, optional image swaps, and `--fork`, the CrashLoopBackOff recipe.
 //!
 //! Requests: `GET` of the pod, a SelfSubjectReview (who is asking, for the annotation), the
-//! `POST` of the copy, with `--replace` the `DELETE` of the original, then wait and attach.
+//! `POST` of the copy, with `--replace` the `DELETE` of the original (asked first with a dry
+//! run, before the `POST`), then wait and attach.
 
 use std::collections::BTreeMap;
 use std::process::ExitCode;
@@ -283,6 +284,34 @@ pub fn build_copy(
     Ok(pod)
 }
 
+/// The error when the copy `to` was created (or admitted, in a server dry run) but the
+/// original `pod` could not be deleted (`err`): the copy is not left unmentioned.
+fn replace_failed(err: KspyError, ns: &str, to: &str, pod: &str, dry: bool) -> KspyError {
+    let (created, cleanup) = if dry {
+        ("the server dry run admitted pod", String::new())
+    } else {
+        (
+            "created pod",
+            format!(
+                "; pod {ns}/{to} is running beside it: delete it with \
+                 `kubectl delete pod {to} -n {ns}` if you do not want both"
+            ),
+        )
+    };
+    let then = match &err.hint {
+        Some(h) => format!("{h}{cleanup}"),
+        None => format!("the original pod {ns}/{pod} is still there{cleanup}"),
+    };
+    KspyError {
+        headline: format!(
+            "{created} {ns}/{to} (a debug copy of {pod}), but {}",
+            err.headline
+        ),
+        hint: Some(then),
+        ..err
+    }
+}
+
 /// Runs `kspy copy`.
 pub async fn run(args: CopyArgs) -> Result<ExitCode, KspyError> {
     let d = &args.debug;
@@ -354,9 +383,28 @@ pub async fn run(args: CopyArgs) -> Result<ExitCode, KspyError> {
         }
         return Ok(ExitCode::SUCCESS);
     }
+    if args.replace && d.dry_run == DryRun::None {
+        // Asked first with a dry run, which the API server authorizes and admits as the real
+        // one: a user who may create pods but not delete this one gets no copy running beside it.
+        let check = delete_pod(&ns, &args.pod, true);
+        if let Some((_, action)) = requests.get(1) {
+            cluster
+                .send::<serde_json::Value>(&check, action)
+                .await
+                .map_err(|e| {
+                    e.details([format!(
+                        "nothing was created: --replace first asks (with a dry run) whether pod \
+                         {ns}/{} may be deleted",
+                        args.pod
+                    )])
+                })?;
+        }
+    }
     let created: Pod = cluster.send(&requests[0].0, &requests[0].1).await?;
     for (req, action) in &requests[1..] {
-        cluster.send::<serde_json::Value>(req, action).await?;
+        if let Err(e) = cluster.send::<serde_json::Value>(req, action).await {
+            return Err(replace_failed(e, &ns, &args.to, &args.pod, dry));
+        }
     }
     if let Some(format) = d.output {
         output::print(&created, format)?;

@@ -882,13 +882,20 @@ fn copy_sequence_and_body() {
         vec![
             format!("GET {POD_PATH}"),
             "POST /apis/authentication.k8s.io/v1/selfsubjectreviews".to_string(),
+            format!("DELETE {POD_PATH}"),
             "POST /api/v1/namespaces/prod/pods?fieldManager=kspy".to_string(),
             format!("DELETE {POD_PATH}"),
         ]
     );
     let reqs = api.requests();
-    assert_eq!(reqs[2].content_type, "application/json");
-    let pod = reqs[2].json();
+    assert_eq!(
+        reqs[2].json()["dryRun"],
+        json!(["All"]),
+        "--replace asks first"
+    );
+    assert!(reqs[4].json().get("dryRun").is_none());
+    assert_eq!(reqs[3].content_type, "application/json");
+    let pod = reqs[3].json();
     assert_eq!(pod["metadata"]["name"], "web-debug");
     assert_eq!(pod["metadata"]["labels"], json!({"kspy.dev/debug": "copy"}));
     assert_eq!(
@@ -901,9 +908,94 @@ fn copy_sequence_and_body() {
         json!(["sleep", "2147483647"])
     );
     assert_eq!(pod["spec"]["containers"][2]["name"], "debugger-tst42");
-    assert_eq!(reqs[3].json()["gracePeriodSeconds"], 0);
+    assert_eq!(reqs[4].json()["gracePeriodSeconds"], 0);
     assert!(
         stderr.contains("delete it when done: kubectl delete pod web-debug -n prod"),
+        "{stderr}"
+    );
+}
+
+/// A server where the user may create pods but not delete the source pod: its DELETE is
+/// refused always (`dry_runs_too`), or only when it is not a dry run (the permission changed
+/// between the two, or a webhook judges only real deletes).
+fn no_delete_api(dry_runs_too: bool) -> FakeApi {
+    FakeApi::start(
+        move |r: &Recorded| match (r.method.as_str(), r.path.as_str()) {
+            ("GET", POD_PATH) => Reply::ok(&web_pod()),
+            ("POST", "/api/v1/namespaces/prod/pods") => {
+                let mut pod = r.json();
+                pod["metadata"]["resourceVersion"] = json!("1");
+                Reply::json(201, &pod)
+            }
+            ("DELETE", POD_PATH) if !dry_runs_too && r.json().get("dryRun").is_some() => {
+                Reply::ok(&web_pod())
+            }
+            ("DELETE", POD_PATH) => Reply::status(
+                403,
+                "Forbidden",
+                &format!(
+                    "pods \"{WEB}\" is forbidden: User \"dev\" cannot delete resource \"pods\" in API group \"\" in the namespace \"prod\""
+                ),
+                json!({"name": WEB, "kind": "pods"}),
+            ),
+            _ => Reply::status(
+                404,
+                "NotFound",
+                "the server could not find the requested resource",
+                json!({}),
+            ),
+        },
+    )
+}
+
+/// `--replace` by a user who may not delete the original: refused before the copy is created;
+/// and when the real DELETE fails after all, the copy that runs is named, with its cleanup.
+#[test]
+fn copy_replace_without_delete_permission() {
+    let copy = [
+        "copy",
+        WEB,
+        "--to",
+        "web-debug",
+        "--replace",
+        "--name",
+        "debugger-tst42",
+    ];
+    let api = no_delete_api(true);
+    let out = api.kspy(&copy);
+    let (_, stderr) = texts(&out);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        api.requests()
+            .iter()
+            .all(|r| r.method != "POST" || r.path.contains("selfsubject")),
+        "no copy created: {:?}",
+        api.lines()
+    );
+    assert!(
+        stderr.starts_with(&format!(
+            "kspy: could not delete pod prod/{WEB}: you are not allowed to delete pods in namespace prod\n"
+        )),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("  nothing was created: --replace first asks"),
+        "{stderr}"
+    );
+
+    let api = no_delete_api(false);
+    let out = api.kspy(&copy);
+    let (_, stderr) = texts(&out);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.starts_with(&format!(
+            "kspy: created pod prod/web-debug (a debug copy of {WEB}), but could not delete pod \
+             prod/{WEB}: you are not allowed to delete pods in namespace prod\n"
+        )),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("`kubectl delete pod web-debug -n prod` if you do not want both"),
         "{stderr}"
     );
 }

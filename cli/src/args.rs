@@ -179,7 +179,8 @@ pub struct DebugArgs {
           default_value = "false", hide_default_value = true, default_missing_value = "true",
           value_parser = parse_bool, action = ArgAction::Set)]
     pub wait: bool,
-    /// How long to wait for the container to run ("0" waits forever)
+    /// How long to wait for the container to run, as 90s, 1.5m or 1h30m, at most 8760h ("0"
+    /// waits forever)
     #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_timeout)]
     pub timeout: Duration,
     /// Treat the words after `--` as arguments to the image's entrypoint, not as a command

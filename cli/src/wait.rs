@@ -14,42 +14,91 @@ use tokio::time::Instant;
 use crate::cluster::Cluster;
 use crate::errors::{Action, KspyError};
 
-/// Parses a duration: `90s`, `5m`, `1h30m`, `500ms`, or plain seconds; `0` means no limit.
+/// The longest `--timeout` accepted: a year. Anything longer is a mistake (and overflows the
+/// clock's arithmetic somewhere near 584 billion years); `0` waits without a limit.
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(8760 * 3600);
+
+/// Parses a duration as Go (and so kubectl) writes them — `90s`, `5m`, `1.5m`, `1h30m`,
+/// `500ms`, with units `ns`, `us` (`µs`), `ms`, `s`, `m`, `h` and decimal fractions — or plain
+/// seconds (`90`); `0` means no limit. Durations longer than [`MAX_TIMEOUT`] are refused.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
-    if let Ok(secs) = s.parse::<u64>() {
-        return Ok(Duration::from_secs(secs));
-    }
-    let mut total = Duration::ZERO;
-    let mut rest = s;
-    if rest.is_empty() {
+    let too_long = || {
+        format!(
+            "{s:?} is longer than the longest timeout accepted, {} (a year); use 0 for no limit",
+            format_duration(MAX_TIMEOUT)
+        )
+    };
+    let not_a_duration =
+        || format!("{s:?} is not a duration like 30s, 1.5m or 1h30m (units ns, us, ms, s, m, h)");
+    if s.is_empty() {
         return Err("empty duration".into());
     }
+    // Nanoseconds, in u128 so that no sum or product of the parts below can overflow before
+    // it is compared with the maximum.
+    let max = MAX_TIMEOUT.as_nanos();
+    let mut total: u128 = 0;
+    let mut rest = s;
     while !rest.is_empty() {
-        let digits = rest
-            .find(|c: char| !c.is_ascii_digit())
+        let number_len = rest
+            .find(|c: char| !c.is_ascii_digit() && c != '.')
             .unwrap_or(rest.len());
-        if digits == 0 {
-            return Err(format!("{s:?} is not a duration like 30s, 5m or 1h"));
+        let (number, after) = rest.split_at(number_len);
+        let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
+        if (whole.is_empty() && fraction.is_empty()) || fraction.contains('.') {
+            return Err(not_a_duration());
         }
-        let n: u64 = rest[..digits]
-            .parse()
-            .map_err(|_| format!("{s:?}: number too large"))?;
-        rest = &rest[digits..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit())
-            .unwrap_or(rest.len());
-        let unit = &rest[..unit_len];
-        rest = &rest[unit_len..];
-        total += match unit {
-            "ms" => Duration::from_millis(n),
-            "s" => Duration::from_secs(n),
-            "m" => Duration::from_secs(n.saturating_mul(60)),
-            "h" => Duration::from_secs(n.saturating_mul(3600)),
-            _ => return Err(format!("{s:?}: unknown unit {unit:?} (use ms, s, m or h)")),
+        let unit_len = after
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(after.len());
+        let (unit, next) = after.split_at(unit_len);
+        rest = next;
+        let unit_ns: u128 = match unit {
+            // Plain seconds: only a whole number alone.
+            "" if number_len == s.len() && fraction.is_empty() && !number.contains('.') => {
+                1_000_000_000
+            }
+            "ns" => 1,
+            "us" | "µs" | "μs" => 1_000,
+            "ms" => 1_000_000,
+            "s" => 1_000_000_000,
+            "m" => 60_000_000_000,
+            "h" => 3_600_000_000_000,
+            "" => return Err(not_a_duration()),
+            _ => {
+                return Err(format!(
+                    "{s:?}: unknown unit {unit:?} (use ns, us, ms, s, m or h)"
+                ));
+            }
         };
+        // More digits than the maximum has cannot make a valid timeout.
+        if whole.trim_start_matches('0').len() > 20 {
+            return Err(too_long());
+        }
+        let whole: u128 = if whole.is_empty() {
+            0
+        } else {
+            whole.parse().map_err(|_| not_a_duration())?
+        };
+        // Nine fractional digits are below a nanosecond of any unit but hours and minutes;
+        // beyond twelve nothing counts.
+        let fraction = &fraction[..fraction.len().min(12)];
+        let fraction_ns = if fraction.is_empty() {
+            0
+        } else {
+            let digits: u128 = fraction.parse().map_err(|_| not_a_duration())?;
+            digits * unit_ns / 10u128.pow(fraction.len() as u32)
+        };
+        total = whole
+            .checked_mul(unit_ns)
+            .and_then(|n| n.checked_add(fraction_ns))
+            .and_then(|n| n.checked_add(total))
+            .filter(|n| *n <= max)
+            .ok_or_else(too_long)?;
     }
-    Ok(total)
+    let secs = u64::try_from(total / 1_000_000_000).map_err(|_| too_long())?;
+    let nanos = u32::try_from(total % 1_000_000_000).map_err(|_| too_long())?;
+    Ok(Duration::new(secs, nanos))
 }
 
 /// Where a container stands.
@@ -233,7 +282,8 @@ pub async fn wait_for_container(
     let name = pod.name_any();
     let ns = cluster.namespace.clone();
     let mut progress = Progress::new(format!("{container} in pod {ns}/{name}"), quiet);
-    let deadline = timeout.map(|t| Instant::now() + t);
+    // `parse_duration` caps timeouts; still, a deadline past the clock's range is no deadline.
+    let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
     let result = watch_loop(cluster, &mut pod, &name, container, deadline, &mut progress).await;
     progress.finish();
     match result {
@@ -504,6 +554,34 @@ mod tests {
         assert!(parse_duration("5x").is_err());
         assert!(parse_duration("m").is_err());
         assert!(parse_duration("").is_err());
+        // Go's durations, as kubectl takes them: decimal fractions and small units.
+        assert_eq!(parse_duration("1.5m"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration(".5h"), Ok(Duration::from_secs(1800)));
+        assert_eq!(parse_duration("1.h"), Ok(Duration::from_secs(3600)));
+        assert_eq!(parse_duration("2.25s"), Ok(Duration::from_millis(2250)));
+        assert_eq!(parse_duration("1h0.5m"), Ok(Duration::from_secs(3630)));
+        assert_eq!(parse_duration("1500us"), Ok(Duration::from_micros(1500)));
+        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
+        assert_eq!(parse_duration("0s"), Ok(Duration::ZERO));
+        for bad in [".", "1.2.3s", "1..5m", "5m.", "1.5", "-1m", "1m5"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+        // The longest accepted is a year; anything longer is refused, never overflows.
+        assert_eq!(parse_duration("8760h"), Ok(MAX_TIMEOUT));
+        for long in [
+            "8760h1ns",
+            "8761h",
+            "18446744073709551615h",
+            "18446744073709551615",
+            "99999999999999999999999999999999999999999h",
+            "18446744073709551615h18446744073709551615h",
+        ] {
+            let err = parse_duration(long).expect_err(long);
+            assert!(
+                err.contains("longer than the longest timeout accepted, 8760h"),
+                "{err}"
+            );
+        }
         assert_eq!(format_duration(Duration::from_secs(5400)), "1h30m");
         assert_eq!(format_duration(Duration::from_secs(300)), "5m");
     }

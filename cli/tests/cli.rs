@@ -1925,6 +1925,17 @@ fn bad_flag_values_are_usage_errors_before_any_request() {
         ),
         (&["attach", WEB, "--attach=maybe"], "expected true or false"),
         (
+            &[
+                "attach",
+                WEB,
+                "--wait",
+                "--timeout",
+                "18446744073709551615h",
+            ],
+            "\"18446744073709551615h\" is longer than the longest timeout accepted, 8760h (a \
+             year); use 0 for no limit",
+        ),
+        (
             &["attach", WEB, "--env", "CAFÉ=1"],
             "invalid value 'CAFÉ=1' for '--env <NAME=VALUE>': the name contains 'É'; the API \
              server accepts only printable ASCII characters in environment variable names",

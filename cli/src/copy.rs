@@ -269,6 +269,18 @@ pub fn build_copy(
         }
     }
 
+    // What kspy sets says who asked for this copy, and why: a value the source carries (itself
+    // a copy, or annotated by hand) would be stale — another requester, another reason, which
+    // a policy reading `kspy.dev/reason` would accept — when kspy has none of its own.
+    if let Some(annotations) = pod.metadata.annotations.as_mut() {
+        for key in [
+            SOURCE_POD_ANNOTATION,
+            REQUESTED_BY_ANNOTATION,
+            REASON_ANNOTATION,
+        ] {
+            annotations.remove(key);
+        }
+    }
     pod.metadata
         .labels
         .get_or_insert_with(BTreeMap::new)
@@ -573,6 +585,50 @@ mod tests {
         assert!(v["spec"]["containers"][0].get("livenessProbe").is_some());
         assert!(v["spec"].get("initContainers").is_none());
         assert_eq!(v["spec"]["shareProcessNamespace"], false);
+    }
+
+    /// The source's own `kspy.dev/*` annotations (it is itself a copy, or was annotated by
+    /// hand) never survive: a stale reason would pass a policy that reads it, a stale
+    /// requester would be recorded. Kept with --keep-annotations and with the legacy profile,
+    /// which keep the others.
+    #[test]
+    fn kspy_annotations_of_the_source_are_not_copied() {
+        let mut v = serde_json::to_value(golden::fixture_pod("pod-web.json")).expect("json");
+        v["metadata"]["annotations"]["kspy.dev/reason"] = json!("INC-1 long closed");
+        v["metadata"]["annotations"]["kspy.dev/requested-by"] = json!("mallory");
+        v["metadata"]["annotations"]["kspy.dev/source-pod"] = json!("web-0");
+        v["metadata"]["labels"]["kspy.dev/debug"] = json!("node");
+        let source: Pod = serde_json::from_value(v).expect("pod");
+        for (profile, keep_annotations) in [(Profile::Legacy, false), (Profile::General, true)] {
+            let o = CopyOptions {
+                profile,
+                keep: KeepFlags {
+                    annotations: keep_annotations,
+                    labels: true,
+                    ..KeepFlags::default()
+                },
+                requested_by: None,
+                reason: None,
+                ..opts()
+            };
+            let pod = build_copy(&source, &o, Some(&debug())).expect("builds");
+            let v = serde_json::to_value(&pod).expect("json");
+            let annotations = &v["metadata"]["annotations"];
+            assert!(
+                annotations.get("prometheus.io/scrape").is_some(),
+                "{profile:?}: other annotations kept: {annotations}"
+            );
+            assert!(
+                annotations.get("kspy.dev/reason").is_none(),
+                "{annotations}"
+            );
+            assert!(
+                annotations.get("kspy.dev/requested-by").is_none(),
+                "{annotations}"
+            );
+            assert_eq!(annotations["kspy.dev/source-pod"], "web-7d9f8c6b5-x2x4q");
+            assert_eq!(v["metadata"]["labels"]["kspy.dev/debug"], "copy");
+        }
     }
 
     #[test]

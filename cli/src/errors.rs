@@ -286,8 +286,12 @@ pub fn explain_status(action: &Action, status: &Status) -> KspyError {
             let mut e = KspyError::new(format!("{}: it already exists", action.failed()))
                 .details(nonempty(message));
             if let Action::CreatePod { ns, pod } = action {
+                // Never a bare `kubectl delete`: the pod in the way may be anyone's, even the
+                // one being debugged.
                 e = e.hint(format!(
-                    "pick another name, or delete the old one: `kubectl delete pod {pod} -n {ns}`"
+                    "pick another name; pod {ns}/{pod} stays as it is. Only if it is a debug pod \
+                     of kspy's you no longer need (`kubectl get pod {pod} -n {ns} -L \
+                     kspy.dev/debug` shows copy or node), delete it first"
                 ));
             }
             e
@@ -937,11 +941,9 @@ mod tests {
             e.headline,
             "could not create pod prod/web-debug: it already exists"
         );
-        assert!(
-            e.hint
-                .expect("hint")
-                .contains("kubectl delete pod web-debug -n prod")
-        );
+        let hint = e.hint.expect("hint");
+        assert!(hint.starts_with("pick another name"), "{hint}");
+        assert!(!hint.contains("kubectl delete"), "{hint}");
     }
 
     #[test]

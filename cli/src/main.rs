@@ -243,6 +243,20 @@ fn check(cli: &Cli) -> Result<(), (&'static str, String)> {
     {
         container::check_ephemeral_custom(custom).map_err(|e| ("attach", e))?;
     }
+    // The copy is created before --replace deletes the original: the name is still taken then.
+    if let Command::Copy(a) = &cli.command
+        && a.to == a.pod
+    {
+        return Err((
+            "copy",
+            format!(
+                "--to {} names the pod being copied: the copy needs a name of its own (with \
+                 --replace too, as the copy is created before the original is deleted); pick \
+                 another, e.g. --to {}-debug",
+                a.to, a.pod
+            ),
+        ));
+    }
     if let Command::Attach(a) = &cli.command
         && a.reuse
     {

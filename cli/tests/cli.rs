@@ -1925,6 +1925,10 @@ fn bad_flag_values_are_usage_errors_before_any_request() {
         ),
         (&["attach", WEB, "--attach=maybe"], "expected true or false"),
         (
+            &["copy", WEB, "--to", WEB, "--replace"],
+            "names the pod being copied: the copy needs a name of its own",
+        ),
+        (
             &[
                 "attach",
                 WEB,
@@ -1950,6 +1954,7 @@ fn bad_flag_values_are_usage_errors_before_any_request() {
         assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
         assert!(stderr.starts_with("error: "), "{args:?}: {stderr}");
         assert!(stderr.contains(wanted), "{args:?}: {stderr}");
+        assert!(!stderr.contains("kubectl delete"), "{args:?}: {stderr}");
         assert!(api.requests().is_empty(), "{args:?}: {:?}", api.lines());
     }
     // A debug copy's container is no ephemeral container: it may have ports.

@@ -246,6 +246,19 @@ impl TargetArgs {
 }
 
 impl DebugArgs {
+    /// Adds to a denial of a capability the profile added by itself (`node`: for a node pod)
+    /// that it came from the profile ([`crate::errors::profile_capability_denied`]).
+    pub fn explain_profile_denial(&self, err: KspyError, node: bool) -> KspyError {
+        let from_profile: Vec<&str> = self
+            .profile
+            .added_capabilities(node)
+            .iter()
+            .copied()
+            .filter(|cap| !self.caps.iter().any(|c| c == cap))
+            .collect();
+        crate::errors::profile_capability_denied(err, self.profile.name(), &from_profile)
+    }
+
     /// Whether to attach: `--no-attach` or `--attach[=BOOL]`, else when `-i` is given.
     pub fn should_attach(&self) -> bool {
         if self.no_attach {

@@ -530,6 +530,56 @@ fn explain_webhook_denial(action: &Action, denial: &WebhookDenial) -> KspyError 
     .hint(hint)
 }
 
+/// When kspy's webhook denied a capability that `--profile` added by itself (`from_profile`,
+/// the profile's capabilities that `--cap` did not ask for too), says so, and that a profile
+/// adding none needs no grant; other errors come back unchanged.
+pub fn profile_capability_denied(
+    mut err: KspyError,
+    profile: &str,
+    from_profile: &[&str],
+) -> KspyError {
+    let kspy_denial =
+        err.headline.starts_with("admission webhook \"") && err.headline.contains("kspy");
+    if !kspy_denial {
+        return err;
+    }
+    let mentions = |line: &str, cap: &str| {
+        line.match_indices(&format!("capability {cap}"))
+            .any(|(i, m)| {
+                !line[i + m.len()..].starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_')
+            })
+    };
+    let denied: Vec<&str> = from_profile
+        .iter()
+        .copied()
+        .filter(|cap| err.details.iter().any(|line| mentions(line, cap)))
+        .collect();
+    if denied.is_empty() {
+        return err;
+    }
+    let default = if profile == "general" {
+        " (the default)"
+    } else {
+        ""
+    };
+    let (them, it) = if denied.len() == 1 {
+        ("capability", "it")
+    } else {
+        ("capabilities", "them")
+    };
+    let mut hint = format!(
+        "{them} {} came from --profile {profile}{default}, not from --cap: if you do not need \
+         {it}, use `--profile baseline` (no added capabilities) or `--profile legacy`",
+        denied.join(", ")
+    );
+    if let Some(rest) = err.hint.take() {
+        hint.push_str("; otherwise: ");
+        hint.push_str(&rest);
+    }
+    err.hint = Some(hint);
+    err
+}
+
 /// The Pod Security levels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PodSecurityLevel {

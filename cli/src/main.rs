@@ -291,9 +291,31 @@ fn run_cluster_command(
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Attach(a) => run_cluster_command(attach::run(a)),
-        Command::Copy(a) => run_cluster_command(copy::run(a)),
-        Command::Node(a) => run_cluster_command(node::run(a)),
+        // A denial of a capability the profile added, not --cap, says so.
+        Command::Attach(a) => {
+            let d = a.debug.clone();
+            run_cluster_command(async move {
+                attach::run(a)
+                    .await
+                    .map_err(|e| d.explain_profile_denial(e, false))
+            })
+        }
+        Command::Copy(a) => {
+            let d = a.debug.clone();
+            run_cluster_command(async move {
+                copy::run(a)
+                    .await
+                    .map_err(|e| d.explain_profile_denial(e, false))
+            })
+        }
+        Command::Node(a) => {
+            let d = a.debug.clone();
+            run_cluster_command(async move {
+                node::run(a)
+                    .await
+                    .map_err(|e| d.explain_profile_denial(e, true))
+            })
+        }
         Command::Ls(a) => run_cluster_command(ls::run(a)),
         Command::Policy { cmd } => policy::run(cmd),
         Command::Certs { cmd } => certs_cmd::run(cmd),

@@ -80,6 +80,16 @@ pub enum Style {
 }
 
 impl Profile {
+    /// The capabilities the profile adds to the debug container by itself, without `--cap`:
+    /// for a node pod's container (`node`) or for the others.
+    pub fn added_capabilities(self, node: bool) -> &'static [&'static str] {
+        match self {
+            Profile::General if !node => &["SYS_PTRACE"],
+            Profile::Netadmin => &["NET_ADMIN", "NET_RAW"],
+            _ => &[],
+        }
+    }
+
     /// Applies the profile's effect on the debug container itself.
     pub fn apply_container(self, style: Style, c: &mut Container) {
         match self {

@@ -791,6 +791,50 @@ fn webhook_denial_shows_each_reason() {
     );
 }
 
+fn refuse_sys_ptrace() -> Reply {
+    Reply::status(
+        403,
+        "Forbidden",
+        &format!(
+            "admission webhook \"validate.kspy.dev\" denied the request: kspy denied the debug container for pod prod/{WEB}:\n- container \"debugger-tst42\": capability SYS_PTRACE is not granted by the policies that apply (dev-debug); sre-debug grants it to group sre"
+        ),
+        json!({}),
+    )
+}
+
+/// `--profile general`, the default, adds SYS_PTRACE: a denial of it says so and names the
+/// profiles that add none; asked for with --cap, it is the user's own request.
+#[test]
+fn denied_profile_capability_suggests_another_profile() {
+    let stderr = attach_refused(refuse_sys_ptrace);
+    assert!(
+        stderr.contains(
+            "hint: capability SYS_PTRACE came from --profile general (the default), not from \
+             --cap: if you do not need it, use `--profile baseline` (no added capabilities) or \
+             `--profile legacy`; otherwise: kspy's policy decides"
+        ),
+        "{stderr}"
+    );
+
+    let mut sim = Sim::new();
+    sim.refuse_patch = Some(refuse_sys_ptrace);
+    let (api, _) = sim_api(sim);
+    let out = api.kspy(&[
+        "attach",
+        WEB,
+        "-c",
+        "app",
+        "--name",
+        "debugger-tst42",
+        "--cap",
+        "sys_ptrace",
+    ]);
+    let (_, stderr) = texts(&out);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("hint: kspy's policy decides"), "{stderr}");
+    assert!(!stderr.contains("--profile baseline"), "{stderr}");
+}
+
 #[test]
 fn subresource_404_says_ephemeral_containers_are_not_served() {
     let stderr = attach_refused(refuse_not_served);

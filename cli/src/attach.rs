@@ -152,6 +152,26 @@ pub fn find_reusable(
             .flatten()
             .find(|c| c.name == wanted.name)
         else {
+            let own = pod.spec.as_ref().is_some_and(|s| {
+                s.containers
+                    .iter()
+                    .chain(s.init_containers.iter().flatten())
+                    .any(|c| c.name == wanted.name)
+            });
+            if own {
+                return Err(KspyError::new(format!(
+                    "container {} is one of pod {}'s own containers, not a debug container: \
+                     --reuse --name attaches only to debug containers",
+                    wanted.name,
+                    pod.metadata.name.as_deref().unwrap_or_default()
+                ))
+                .hint(format!(
+                    "to debug it, add a debug container targeting it: `{} attach {} -c {}`",
+                    crate::prog(),
+                    pod.metadata.name.as_deref().unwrap_or_default(),
+                    wanted.name
+                )));
+            }
             return Ok(None);
         };
         return match state_of(pod, &found.name) {
@@ -612,5 +632,14 @@ mod tests {
             find_reusable(&pod, &by_name("nope"), true).expect("ok"),
             None
         );
+        // An app container is no debug container: said so, not "add --reuse".
+        let err = find_reusable(&pod, &by_name("app"), true).expect_err("app container");
+        assert!(
+            err.headline
+                .starts_with("container app is one of pod web-7d9f8c6b5-x2x4q's own containers"),
+            "{}",
+            err.headline
+        );
+        assert!(!err.hint.expect("hint").contains("--reuse"));
     }
 }

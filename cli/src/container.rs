@@ -59,6 +59,37 @@ const EPHEMERAL_ALLOWED: [&str; 16] = [
 /// Ephemeral Container"): their bind mounts outlive the container.
 const EPHEMERAL_FORBIDDEN_MOUNT_FIELDS: [&str; 2] = ["subPath", "subPathExpr"];
 
+/// What holds a container name `--name` asked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TakenBy {
+    /// One of the pod's own containers or init containers.
+    PodsOwn,
+    /// A debug container that runs: `--reuse` attaches to it.
+    RunningDebug,
+    /// A debug container that does not run (terminated, or not started), described: it can
+    /// never run again, and `--reuse` attaches only to running ones.
+    StoppedDebug(String),
+}
+
+impl TakenBy {
+    /// What holds `name` in `pod`: a debug container (running or not), else a container of the
+    /// pod's own.
+    pub fn of(pod: &Pod, name: &str) -> TakenBy {
+        let debug = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.ephemeral_containers.as_ref())
+            .is_some_and(|e| e.iter().any(|c| c.name == name));
+        if !debug {
+            return TakenBy::PodsOwn;
+        }
+        match crate::wait::state_of(pod, name) {
+            crate::wait::State::Running => TakenBy::RunningDebug,
+            other => TakenBy::StoppedDebug(other.describe()),
+        }
+    }
+}
+
 /// Why a debug container could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
@@ -79,6 +110,8 @@ pub enum BuildError {
         name: String,
         /// The pod.
         pod: String,
+        /// What holds the name, which decides the hint.
+        taken_by: TakenBy,
     },
     /// `--mount` names no volume of the pod.
     #[error("volume {volume} not found in pod {pod}")]
@@ -144,8 +177,18 @@ impl From<BuildError> for KspyError {
             BuildError::UnknownVolume { volume, existing, .. } => {
                 missing_with_candidates(headline, "volume", &volume, &existing)
             }
-            BuildError::NameTaken { .. } => {
-                KspyError::new(headline).hint("leave out --name for a generated one, or add --reuse to attach to it")
+            BuildError::NameTaken { taken_by: TakenBy::RunningDebug, .. } => {
+                KspyError::new(headline).details(["it is a running debug container"])
+                    .hint("leave out --name for a generated one, or add --reuse to attach to it")
+            }
+            BuildError::NameTaken { taken_by: TakenBy::StoppedDebug(state), .. } => {
+                KspyError::new(headline)
+                    .details([format!("it is a debug container that does not run ({state}); ephemeral containers cannot be restarted, and --reuse attaches only to running ones")])
+                    .hint("pick another --name, or leave it out for a generated one")
+            }
+            BuildError::NameTaken { taken_by: TakenBy::PodsOwn, .. } => {
+                KspyError::new(headline).details(["it is one of the pod's own containers, not a debug container"])
+                    .hint("pick another --name, or leave it out for a generated one")
             }
             BuildError::NeedsTarget { .. } => KspyError::new(headline).hint("name it with -c/--target CONTAINER"),
             BuildError::TargetUserUnknown { .. } => KspyError::new(headline)
@@ -760,6 +803,7 @@ impl ContainerSpecBuilder {
             return Err(BuildError::NameTaken {
                 name: self.name.clone(),
                 pod: pod.metadata.name.clone().unwrap_or_default(),
+                taken_by: TakenBy::of(pod, &self.name),
             });
         }
         let c = self.build(Style::Ephemeral, Some(pod), reference.or(target))?;
@@ -1311,6 +1355,32 @@ mod tests {
             b.build_ephemeral(&pod, Some("app"), None),
             Err(BuildError::NameTaken { .. })
         ));
+        // The hint fits what holds the name: --reuse only for a running debug container.
+        let hint = |name: &str| {
+            let b = ContainerSpecBuilder {
+                name: name.into(),
+                ..builder()
+            };
+            let err = b
+                .build_ephemeral(&pod, Some("app"), None)
+                .expect_err("taken");
+            let err = KspyError::from(err);
+            (err.details.join("\n"), err.hint.unwrap_or_default())
+        };
+        let (details, running) = hint("debugger-old01");
+        assert!(running.contains("add --reuse"), "{details}: {running}");
+        for name in ["app", "debugger-gone2"] {
+            let (details, h) = hint(name);
+            assert!(!h.contains("--reuse"), "{name}: {h}");
+            assert!(h.starts_with("pick another --name"), "{name}: {h}");
+            let wanted = if name == "app" {
+                "it is one of the pod's own containers"
+            } else {
+                "it is a debug container that does not run (Terminated (Completed, exit code 0)); \
+                 ephemeral containers cannot be restarted"
+            };
+            assert!(details.starts_with(wanted), "{name}: {details}");
+        }
 
         // The first name a seeded generator draws is made taken: the next draw is used.
         let first = generate_name(None, &mut StdRng::seed_from_u64(7));

@@ -14,7 +14,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use crate::args::{DebugArgs, DryRun, TargetArgs};
 use crate::cluster::{Cluster, ClusterArgs};
 use crate::container::{
-    BuildError, ContainerSpecBuilder, TargetChoice, generate_name, resolve_target, used_names,
+    BuildError, ContainerSpecBuilder, TakenBy, TargetChoice, generate_name, resolve_target,
+    used_names,
 };
 use crate::errors::{Action, KspyError};
 use crate::output;
@@ -233,6 +234,8 @@ pub fn build_copy(
                 return Err(BuildError::NameTaken {
                     name: c.name.clone(),
                     pod: opts.to.clone(),
+                    // A copy has no ephemeral containers: the name is one of the pod's own.
+                    taken_by: TakenBy::PodsOwn,
                 });
             }
             debug_name = c.name.clone();

@@ -222,6 +222,13 @@ impl fmt::Display for Action {
 /// Explains any error from the kube client; `server` is the API server URL, named when it
 /// cannot be reached.
 pub fn explain(action: &Action, err: kube::Error, server: &str) -> KspyError {
+    let certificate = match &err {
+        kube::Error::HyperError(_) | kube::Error::Service(_) => certificate_problem(&err),
+        _ => None,
+    };
+    if let Some(problem) = certificate {
+        return explain_certificate(action, server, &problem).source(err);
+    }
     match err {
         kube::Error::Api(status) => explain_status(action, &status),
         kube::Error::HyperError(_) | kube::Error::Service(_) => KspyError::new(format!(
@@ -237,6 +244,64 @@ pub fn explain(action: &Action, err: kube::Error, server: &str) -> KspyError {
         }
         other => KspyError::new(action.failed()).source(other),
     }
+}
+
+/// The TLS certificate problem somewhere in `err`'s chain (rustls' `invalid peer
+/// certificate: UnknownIssuer`), when that is why the API server could not be reached.
+fn certificate_problem(err: &(dyn std::error::Error + 'static)) -> Option<String> {
+    let mut cause = Some(err);
+    while let Some(e) = cause {
+        let text = e.to_string();
+        if let Some(i) = text.find("invalid peer certificate") {
+            let problem = text[i + "invalid peer certificate".len()..]
+                .trim_start_matches(':')
+                .trim();
+            return Some(problem.to_string());
+        }
+        cause = e.source();
+    }
+    None
+}
+
+/// The message for an API server whose certificate kspy does not accept (`problem`, as
+/// rustls names it).
+fn explain_certificate(action: &Action, server: &str, problem: &str) -> KspyError {
+    let (why, hint) = if problem.contains("UnknownIssuer") || problem.contains("BadSignature") {
+        (
+            "it is not signed by a certificate authority the kubeconfig trusts".to_string(),
+            "the kubeconfig's cluster entry needs the CA that signed the API server's \
+             certificate: set certificate-authority (a file) or certificate-authority-data \
+             (base64 PEM) for the context's cluster; if it is set, the cluster's CA may have \
+             changed: get a fresh kubeconfig from your cluster's provider"
+                .to_string(),
+        )
+    } else if problem.contains("NotValidForName") {
+        (
+            "it is not valid for the server's name".to_string(),
+            format!(
+                "the kubeconfig's server address ({server}) must be one of the certificate's \
+                 names; use that name, or set tls-server-name for the cluster"
+            ),
+        )
+    } else if problem.contains("Expired") || problem.contains("NotValidYet") {
+        (
+            "it is expired or not yet valid".to_string(),
+            "check this machine's clock; if it is right, the cluster's certificate must be \
+             renewed"
+                .to_string(),
+        )
+    } else {
+        (
+            format!("it was refused ({problem})"),
+            "check the kubeconfig's certificate-authority(-data) for the context's cluster"
+                .to_string(),
+        )
+    };
+    KspyError::new(format!(
+        "{}: the API server's certificate at {server} is not trusted: {why}",
+        action.failed()
+    ))
+    .hint(hint)
 }
 
 /// Explains an API `Status` answer.

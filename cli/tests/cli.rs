@@ -1339,6 +1339,70 @@ fn unreachable_server_says_so() {
     );
 }
 
+/// An API server whose certificate the kubeconfig does not trust (no certificate-authority):
+/// a certificate problem, not "cannot reach … check that the cluster is up".
+#[test]
+fn untrusted_server_certificate_says_so() {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certs = kspy_certs::generate_with_sans(
+        "api",
+        "default",
+        Duration::from_secs(3600),
+        &["127.0.0.1".to_string()],
+    )
+    .expect("certificates");
+    let chain: Vec<CertificateDer<'static>> =
+        CertificateDer::pem_slice_iter(certs.cert_pem.as_bytes())
+            .collect::<Result<_, _>>()
+            .expect("certificate");
+    let key = PrivateKeyDer::from_pem_slice(certs.key_pem.as_bytes()).expect("key");
+    let config = Arc::new(
+        rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .expect("server config"),
+    );
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            let Ok(mut tls) = rustls::ServerConnection::new(config.clone()) else {
+                continue;
+            };
+            // The handshake, until the client gives up on the certificate.
+            while tls.complete_io(&mut conn).is_ok() && tls.is_handshaking() {}
+        }
+    });
+    let api = FakeApi::start(|_| Reply::text(""));
+    let kubeconfig = api.write_kubeconfig(
+        "tls-kubeconfig",
+        &format!("https://{addr}"),
+        "",
+        "    token: test-token\n",
+    );
+    let out = api.kspy_env(&["ls"], &kubeconfig, &[], b"");
+    let (_, stderr) = texts(&out);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.starts_with(&format!(
+            "kspy: could not list the pods of namespace prod: the API server's certificate at \
+             https://{addr}/ is not trusted: it is not signed by a certificate authority the \
+             kubeconfig trusts\n"
+        )),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("certificate-authority-data") && !stderr.contains("cluster is up"),
+        "{stderr}"
+    );
+}
+
 #[test]
 fn help_has_examples_and_completion_works() {
     let dir = tempfile::tempdir().expect("tmp");

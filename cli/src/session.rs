@@ -50,8 +50,15 @@ pub async fn follow(
         }
         return Ok(ExitCode::SUCCESS);
     }
-    let (pod, outcome) =
-        wait_for_container(cluster, pod, container, args.timeout(), args.quiet).await?;
+    let (pod, outcome) = wait_for_container(
+        cluster,
+        pod,
+        container,
+        args.timeout(),
+        args.quiet,
+        reattach,
+    )
+    .await?;
     let name = pod.metadata.name.clone().unwrap_or_default();
     if outcome == Outcome::Terminated {
         let state = state_of(&pod, container);

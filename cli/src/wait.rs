@@ -271,14 +271,21 @@ pub enum Outcome {
 }
 
 /// Watches pod `pod` (starting from the copy in hand) until `container` runs or terminates,
-/// or `timeout` passes (`None`: no limit).
+/// or `timeout` passes (`None`: no limit). On a timeout, the error says what stays behind and
+/// that `reattach` attaches to it later.
 pub async fn wait_for_container(
     cluster: &Cluster,
     mut pod: Pod,
     container: &str,
     timeout: Option<Duration>,
     quiet: bool,
+    reattach: &str,
 ) -> Result<(Pod, Outcome), KspyError> {
+    let ephemeral = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.ephemeral_containers.as_ref())
+        .is_some_and(|e| e.iter().any(|c| c.name == container));
     let name = pod.name_any();
     let ns = cluster.namespace.clone();
     let mut progress = Progress::new(format!("{container} in pod {ns}/{name}"), quiet);
@@ -305,7 +312,21 @@ pub async fn wait_for_container(
                 "timed out after {} waiting for container {container} of pod {ns}/{name}",
                 timeout.map(format_duration).unwrap_or_default()
             ))
-            .details([format!("last state: {}", state.describe())])
+            .details([
+                format!("last state: {}", state.describe()),
+                if ephemeral {
+                    format!(
+                        "debug container {container} was added and stays in pod {ns}/{name}: \
+                         ephemeral containers cannot be removed"
+                    )
+                } else {
+                    format!(
+                        "pod {ns}/{name} was created and stays until deleted: \
+                         `kubectl delete pod {name} -n {ns}`"
+                    )
+                },
+                format!("once it runs, attach to it with: {reattach}"),
+            ])
             .hint(hint))
         }
         Err(WaitError::Deleted) => Err(KspyError::new(format!(

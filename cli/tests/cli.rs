@@ -1764,6 +1764,15 @@ fn wait_times_out_with_the_waiting_reason() {
         stderr.contains("hint: the image cannot be pulled"),
         "{stderr}"
     );
+    // What stays behind, and how to come back to it.
+    assert!(
+        stderr.contains(&format!(
+            "  debug container debugger-tst42 was added and stays in pod prod/{WEB}: ephemeral \
+             containers cannot be removed\n  once it runs, attach to it with: kspy attach {WEB} \
+             -n prod --reuse --name debugger-tst42"
+        )),
+        "{stderr}"
+    );
     // Watches that end at once are not retried in a tight loop.
     let watches = api
         .requests()

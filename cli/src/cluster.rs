@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
 use kube::api::{Api, ListParams};
 use kube::config::{KubeConfigOptions, Kubeconfig, KubeconfigError};
 use kube::{Client, Config};
@@ -385,6 +385,18 @@ impl Cluster {
                             .into_iter()
                             .filter_map(|p| p.metadata.name)
                             .collect();
+                        // An empty namespace may be none at all: a mistyped -n, or a
+                        // context's namespace that was deleted. Asked only then.
+                        if names.is_empty() && self.namespace_missing().await {
+                            return Err(KspyError::new(format!(
+                                "namespace {} does not exist (looking for pod {name})",
+                                self.namespace
+                            ))
+                            .hint(
+                                "check -n/--namespace, or the context's namespace when -n is \
+                                 not given; `kubectl get namespaces` lists those that exist",
+                            ));
+                        }
                         Err(missing_with_candidates(headline, "pod", name, &names))
                     }
                     Err(_) => Err(KspyError::new(headline).hint(format!(
@@ -395,6 +407,16 @@ impl Cluster {
             }
             Err(e) => Err(self.explain(&action, e)),
         }
+    }
+
+    /// Whether the API server says the namespace does not exist (a 404 on its `GET`); false
+    /// when it exists or cannot be read (you may not read namespaces).
+    async fn namespace_missing(&self) -> bool {
+        let namespaces: Api<Namespace> = Api::all(self.client.clone());
+        matches!(
+            namespaces.get(&self.namespace).await,
+            Err(kube::Error::Api(s)) if s.code == 404
+        )
     }
 
     /// Reads a node; `Ok(None)` when kspy may not read nodes (the pod is created anyway);

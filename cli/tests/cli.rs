@@ -704,6 +704,44 @@ fn missing_container_lists_the_containers_and_sends_nothing() {
 }
 
 #[test]
+fn missing_namespace_is_named_as_such() {
+    let api = FakeApi::start(|r: &Recorded| match (r.method.as_str(), r.path.as_str()) {
+        ("GET", "/api/v1/namespaces/ghost/pods") | ("GET", "/api/v1/namespaces/empty/pods") => {
+            Reply::ok(&json!({"kind": "PodList", "apiVersion": "v1",
+                "metadata": {"resourceVersion": "1"}, "items": []}))
+        }
+        ("GET", "/api/v1/namespaces/ghost") => Reply::not_found("namespaces", "ghost"),
+        ("GET", "/api/v1/namespaces/empty") => Reply::ok(
+            &json!({"kind": "Namespace", "apiVersion": "v1", "metadata": {"name": "empty"}}),
+        ),
+        ("GET", p) => Reply::not_found("pods", p.rsplit('/').next().unwrap_or_default()),
+        _ => Reply::status(
+            404,
+            "NotFound",
+            "the server could not find the requested resource",
+            json!({}),
+        ),
+    });
+    let out = api.kspy(&["attach", WEB, "-n", "ghost"]);
+    let (_, stderr) = texts(&out);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.starts_with(&format!(
+            "kspy: namespace ghost does not exist (looking for pod {WEB})\nhint: check -n/--namespace"
+        )),
+        "{stderr}"
+    );
+    // A namespace that exists, without pods: the pod is missing, not the namespace.
+    let out = api.kspy(&["attach", WEB, "-n", "empty"]);
+    let (_, stderr) = texts(&out);
+    assert!(
+        stderr.starts_with(&format!("kspy: pod {WEB} not found in namespace empty\n")),
+        "{stderr}"
+    );
+    assert!(stderr.contains("there are no pods here"), "{stderr}");
+}
+
+#[test]
 fn missing_pod_lists_the_pods_that_exist() {
     let (api, _) = sim_api(Sim::new());
     let out = api.kspy(&["attach", "web-7d9f8c6b5-x2x4r", "--context", "fake"]);

@@ -9,8 +9,11 @@
 //! policies are meant to read like ValidatingAdmissionPolicies, so the libraries win. Optional
 //! field access is written `has(a.b) ? a.b : x` instead.
 //!
-//! Every expression is compiled once at load; identifiers are checked then, so a typo such as
-//! `contianer.image` is a load error, not a denial at 3 a.m.
+//! Every expression is compiled once at load; identifiers, function names and a policy's
+//! `variables.NAME` are checked then, so a typo such as `contianer.image`,
+//! `container.image.startswith('x')` or `variables.reasn` is a load error, not a denial at
+//! 3 a.m. Function names are checked against the runtime itself ([`is_registered`]), so the
+//! check cannot drift from what evaluation resolves.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -36,27 +39,6 @@ pub const VARIABLES: &[&str] = &[
     "variables",
 ];
 
-/// Identifiers that name function namespaces and types rather than variables.
-const NON_VARIABLE_IDENTS: &[&str] = &[
-    "sets",
-    "math",
-    "base64",
-    "strings",
-    "lists",
-    "optional",
-    "int",
-    "uint",
-    "double",
-    "bool",
-    "string",
-    "bytes",
-    "list",
-    "map",
-    "type",
-    "null_type",
-    "dyn",
-];
-
 /// Why an expression does not compile.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CelError {
@@ -71,10 +53,40 @@ pub enum CelError {
         message: String,
     },
     /// An identifier that is neither a variable nor bound by a macro.
-    #[error("undeclared reference to {name:?}; the variables are {}", VARIABLES.join(", "))]
+    #[error(
+        "undeclared reference to {name:?}{}; the variables are {}",
+        Hint(suggestion),
+        VARIABLES.join(", ")
+    )]
     UnknownVariable {
         /// The identifier.
         name: String,
+        /// A variable of a close name.
+        suggestion: Option<String>,
+    },
+    /// A call to a function or method the runtime does not register: it would fail at every
+    /// evaluation, and a failed evaluation denies.
+    #[error(
+        "unknown function {name:?}{}; it would fail on every request, denying it (the functions \
+         are listed in the README, \"CEL\")",
+        Hint(suggestion)
+    )]
+    UnknownFunction {
+        /// The function as called (`sizee`, `sets.contans`).
+        name: String,
+        /// A registered function of a close name.
+        suggestion: Option<String>,
+    },
+    /// `variables.NAME` for a NAME that `spec.variables` does not declare before this
+    /// expression: reading it fails at every evaluation.
+    #[error("{}", undeclared_policy_variable(name, suggestion, *declared_later))]
+    UnknownPolicyVariable {
+        /// The variable name after `variables.`.
+        name: String,
+        /// A declared variable of a close name.
+        suggestion: Option<String>,
+        /// True when it is declared, but after the variable whose expression reads it.
+        declared_later: bool,
     },
     /// Over the cost budget.
     #[error("{0}")]
@@ -97,6 +109,34 @@ pub enum CelError {
     /// The parser failed without an answer (it panicked, or its thread could not start).
     #[error("the CEL parser failed on this expression: {0}")]
     ParserFailed(String),
+}
+
+/// "; did you mean `x`?" when there is a suggestion.
+struct Hint<'a>(&'a Option<String>);
+
+impl std::fmt::Display for Hint<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(s) => write!(f, " (did you mean {s:?}?)"),
+            None => Ok(()),
+        }
+    }
+}
+
+fn undeclared_policy_variable(name: &str, suggestion: &Option<String>, later: bool) -> String {
+    if later {
+        format!(
+            "variables.{name} is not declared above this variable; a variable sees only the \
+             ones above it in spec.variables (they are evaluated in order): move {name:?} above \
+             the variables that read it"
+        )
+    } else {
+        format!(
+            "variables.{name} is not declared in spec.variables{}; reading it would fail on every \
+             request, denying it",
+            Hint(suggestion)
+        )
+    }
 }
 
 /// The most one policy's variables may hold together, in [`size_within`]'s measure: above
@@ -183,6 +223,17 @@ impl VarSet {
     }
 }
 
+/// What the policy around an expression declares, for the checks that depend on it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Scope<'a> {
+    /// The `spec.variables` the expression sees (for a variable's expression, those above
+    /// it), or `None` where there is no policy to check `variables.NAME` against.
+    pub variables: Option<&'a [String]>,
+    /// The policy's variables declared after the expression's own (a variable reading one of
+    /// these gets told to reorder them).
+    pub later: &'a [String],
+}
+
 /// A compiled, checked expression.
 #[derive(Debug)]
 pub struct Expression {
@@ -193,19 +244,26 @@ pub struct Expression {
 }
 
 impl Expression {
-    /// Parses, checks length, depth and identifiers, and estimates cost. Never panics and
-    /// never overflows the caller's stack, whatever `source` holds.
+    /// Parses, checks length, depth, identifiers and functions, and estimates cost, without
+    /// a policy's `variables` to check. Never panics and never overflows the caller's stack,
+    /// whatever `source` holds.
     pub fn compile(source: &str) -> Result<Self, CelError> {
+        Self::compile_in(source, Scope::default())
+    }
+
+    /// [`Expression::compile`], also refusing `variables.NAME` for a NAME `scope` does not
+    /// declare.
+    pub fn compile_in(source: &str, scope: Scope<'_>) -> Result<Self, CelError> {
         if source.len() > MAX_EXPRESSION_LENGTH {
             return Err(CelError::TooLong {
                 length: source.len(),
             });
         }
-        std::thread::scope(|scope| {
+        std::thread::scope(|threads| {
             let parsing = std::thread::Builder::new()
                 .name("kspy-cel-compile".into())
                 .stack_size(COMPILE_STACK_BYTES)
-                .spawn_scoped(scope, || Self::compile_here(source))
+                .spawn_scoped(threads, || Self::compile_here(source, scope))
                 .map_err(|e| CelError::ParserFailed(format!("cannot start its thread: {e}")))?;
             parsing.join().unwrap_or_else(|panic| {
                 let what = panic
@@ -219,7 +277,7 @@ impl Expression {
     }
 
     /// [`Expression::compile`] on the current thread.
-    fn compile_here(source: &str) -> Result<Self, CelError> {
+    fn compile_here(source: &str, scope: Scope<'_>) -> Result<Self, CelError> {
         let program = Program::compile(source).map_err(|errors| {
             let first = errors.errors.first();
             CelError::Syntax {
@@ -231,12 +289,19 @@ impl Expression {
         if exceeds_depth(program.expression(), MAX_EXPRESSION_DEPTH) {
             return Err(CelError::TooDeep);
         }
+        // Functions first: `sets.contans(…)` is a misspelt function, not a variable `sets`.
+        check_names(program.expression(), &mut Vec::new(), scope)?;
         let mut projection = Projection::default();
         free_variables(program.expression(), &mut Vec::new(), &mut projection);
-        if let Some(name) = projection.vars.keys().find(|n| {
-            !VARIABLES.contains(&n.as_str()) && !NON_VARIABLE_IDENTS.contains(&n.as_str())
-        }) {
-            return Err(CelError::UnknownVariable { name: name.clone() });
+        if let Some(name) = projection
+            .vars
+            .keys()
+            .find(|n| !VARIABLES.contains(&n.as_str()))
+        {
+            return Err(CelError::UnknownVariable {
+                name: name.clone(),
+                suggestion: closest(name, VARIABLES.iter().copied()),
+            });
         }
         let schema = kube_cel::compile_schema(&serde_json::json!({"type": "object"}));
         if let Some(w) = kube_cel::estimate_rule_cost(source, &schema)
@@ -257,6 +322,24 @@ impl Expression {
             program,
             reads,
             projection,
+        })
+    }
+
+    /// The type every evaluation yields when the expression is a literal of it (`'yes'`, `1`,
+    /// `[…]`, `{…}`); `None` for anything computed.
+    pub fn literal_type(&self) -> Option<&'static str> {
+        use kube_cel::cel::common::ast::LiteralValue;
+        Some(match &self.program.expression().expr {
+            Expr::Literal(LiteralValue::Boolean(_)) => "bool",
+            Expr::Literal(LiteralValue::String(_)) => "string",
+            Expr::Literal(LiteralValue::Int(_)) => "int",
+            Expr::Literal(LiteralValue::UInt(_)) => "uint",
+            Expr::Literal(LiteralValue::Double(_)) => "double",
+            Expr::Literal(LiteralValue::Bytes(_)) => "bytes",
+            Expr::Literal(LiteralValue::Null) => "null",
+            Expr::List(_) => "list",
+            Expr::Map(_) => "map",
+            _ => return None,
         })
     }
 
@@ -375,7 +458,11 @@ fn free_variables(e: &IdedExpr, bound: &mut Vec<String>, projection: &mut Projec
             }
         }
         Expr::Call(call) => {
-            if let Some(t) = &call.target {
+            // `sets.contains(…)` names a function, not a variable `sets`: the runtime looks
+            // the qualified name up first and then never evaluates the target.
+            if let Some(t) = &call.target
+                && !qualified_name(call).is_some_and(|q| is_registered(&q))
+            {
                 free_variables(t, bound, projection);
             }
             for a in &call.args {
@@ -408,6 +495,308 @@ fn free_variables(e: &IdedExpr, bound: &mut Vec<String>, projection: &mut Projec
         }
         Expr::Literal(_) | Expr::Unspecified => {}
     }
+}
+
+/// `prefix.name` for a call written `prefix.name(…)` on a plain identifier, which the runtime
+/// tries as one function name before it tries `name` as a method of `prefix`.
+fn qualified_name(call: &kube_cel::cel::common::ast::CallExpr) -> Option<String> {
+    match &call.target.as_deref()?.expr {
+        Expr::Ident(prefix) => Some(format!("{prefix}.{}", call.func_name)),
+        _ => None,
+    }
+}
+
+/// Operators (`_+_`, `@in`, `!_`) are evaluated by the interpreter itself; only calls named
+/// like identifiers are looked up among the registered functions.
+fn is_function_name(name: &str) -> bool {
+    name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && !(name.starts_with('_') && name.ends_with('_'))
+}
+
+/// Refuses what the runtime would fail on at every evaluation: calls to functions it does not
+/// register, and `variables.NAME` for a NAME the policy does not declare before the
+/// expression. Recursion is bounded: the depth was checked before.
+fn check_names(e: &IdedExpr, bound: &mut Vec<String>, scope: Scope<'_>) -> Result<(), CelError> {
+    match &e.expr {
+        Expr::Call(call) => {
+            let qualified = qualified_name(call);
+            let as_qualified = qualified.as_deref().is_some_and(is_registered);
+            if is_function_name(&call.func_name) && !as_qualified && !is_registered(&call.func_name)
+            {
+                // `sets.contans(…)` on a prefix that is no variable was meant as a function
+                // of that library; `x.startswith(…)` as a method.
+                let prefix_is_value = match call.target.as_deref().map(|t| &t.expr) {
+                    Some(Expr::Ident(p)) => VARIABLES.contains(&p.as_str()) || bound.contains(p),
+                    _ => true,
+                };
+                let name = match qualified {
+                    Some(q) if !prefix_is_value => q,
+                    _ => call.func_name.clone(),
+                };
+                return Err(CelError::UnknownFunction {
+                    suggestion: closest(
+                        &name,
+                        FUNCTION_NAMES.iter().copied().filter(|f| is_registered(f)),
+                    ),
+                    name,
+                });
+            }
+            if let Some(t) = &call.target
+                && !as_qualified
+            {
+                check_names(t, bound, scope)?;
+            }
+            for a in &call.args {
+                check_names(a, bound, scope)?;
+            }
+        }
+        Expr::Select(s) => {
+            if let (Expr::Ident(name), Some(declared)) = (&s.operand.expr, scope.variables)
+                && name == "variables"
+                && !bound.contains(name)
+                && !declared.contains(&s.field)
+            {
+                return Err(CelError::UnknownPolicyVariable {
+                    suggestion: closest(&s.field, declared.iter().map(String::as_str)),
+                    declared_later: scope.later.contains(&s.field),
+                    name: s.field.clone(),
+                });
+            }
+            check_names(&s.operand, bound, scope)?;
+        }
+        Expr::List(l) => {
+            for x in &l.elements {
+                check_names(x, bound, scope)?;
+            }
+        }
+        Expr::Map(m) => check_entries(&m.entries, bound, scope)?,
+        Expr::Struct(s) => check_entries(&s.entries, bound, scope)?,
+        Expr::Comprehension(c) => {
+            check_names(&c.iter_range, bound, scope)?;
+            check_names(&c.accu_init, bound, scope)?;
+            let pushed = 2 + usize::from(c.iter_var2.is_some());
+            bound.push(c.iter_var.clone());
+            bound.push(c.accu_var.clone());
+            if let Some(v2) = &c.iter_var2 {
+                bound.push(v2.clone());
+            }
+            let result = [&c.loop_cond, &c.loop_step, &c.result]
+                .into_iter()
+                .try_for_each(|x| check_names(x, bound, scope));
+            bound.truncate(bound.len() - pushed);
+            result?;
+        }
+        Expr::Ident(_) | Expr::Literal(_) | Expr::Unspecified => {}
+    }
+    Ok(())
+}
+
+fn check_entries(
+    list: &[kube_cel::cel::common::ast::IdedEntryExpr],
+    bound: &mut Vec<String>,
+    scope: Scope<'_>,
+) -> Result<(), CelError> {
+    for entry in list {
+        match &entry.expr {
+            EntryExpr::StructField(f) => check_names(&f.value, bound, scope)?,
+            EntryExpr::MapEntry(m) => {
+                check_names(&m.key, bound, scope)?;
+                check_names(&m.value, bound, scope)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The functions the libraries document, offered as "did you mean" for an unknown one. Only
+/// suggestions come from this list (each is offered only when registered, which
+/// `suggestions_are_registered_functions` checks): whether a call is accepted is asked of the
+/// runtime itself, through [`is_registered`].
+const FUNCTION_NAMES: &[&str] = &[
+    "size",
+    "contains",
+    "startsWith",
+    "endsWith",
+    "matches",
+    "string",
+    "bytes",
+    "double",
+    "int",
+    "uint",
+    "duration",
+    "timestamp",
+    "getFullYear",
+    "getMonth",
+    "getDayOfYear",
+    "getDayOfMonth",
+    "getDate",
+    "getDayOfWeek",
+    "getHours",
+    "getMinutes",
+    "getSeconds",
+    "getMilliseconds",
+    "max",
+    "min",
+    "optional.none",
+    "optional.of",
+    "optional.ofNonZeroValue",
+    "value",
+    "hasValue",
+    "or",
+    "orValue",
+    "lowerAscii",
+    "upperAscii",
+    "split",
+    "join",
+    "replace",
+    "trim",
+    "indexOf",
+    "lastIndexOf",
+    "substring",
+    "charAt",
+    "reverse",
+    "strings.quote",
+    "format",
+    "sum",
+    "isSorted",
+    "distinct",
+    "flatten",
+    "first",
+    "last",
+    "slice",
+    "sort",
+    "lists.range",
+    "sets.contains",
+    "sets.intersects",
+    "sets.equivalent",
+    "find",
+    "findAll",
+    "math.greatest",
+    "math.least",
+    "math.abs",
+    "math.ceil",
+    "math.floor",
+    "math.round",
+    "math.sign",
+    "math.sqrt",
+    "math.trunc",
+    "math.isFinite",
+    "math.isInf",
+    "math.isNaN",
+    "base64.encode",
+    "base64.decode",
+    "quantity",
+    "isQuantity",
+    "isGreaterThan",
+    "isLessThan",
+    "compareTo",
+    "asInteger",
+    "asApproximateFloat",
+    "isInteger",
+    "add",
+    "sub",
+    "sign",
+    "ip",
+    "isIP",
+    "cidr",
+    "isCIDR",
+    "containsIP",
+    "containsCIDR",
+    "family",
+    "isLoopback",
+    "isUnspecified",
+    "prefixLength",
+    "masked",
+    "url",
+    "isURL",
+    "getHost",
+    "getHostname",
+    "getPort",
+    "getScheme",
+    "getQuery",
+    "getEscapedPath",
+    "semver",
+    "isSemver",
+    "major",
+    "minor",
+    "patch",
+];
+
+/// The root context every expression is evaluated in: the standard library and Kubernetes'.
+fn root_context() -> Context<'static> {
+    Context::default().with_all()
+}
+
+/// An identifier no context declares, passed to probed functions: any function that reads an
+/// argument fails on it, which tells "found, and failed on its argument" from "not found".
+const PROBE_ARGUMENT: &str = "kspy_probe_argument_";
+
+/// True when the runtime resolves a call to `name` (`size`, or `sets.contains` as written
+/// `sets.contains(…)`). The runtime's function registry is not public, so it is asked the way
+/// an evaluation asks it: the call is evaluated on the root context, with arguments that
+/// cannot be resolved, and only "undeclared reference to the function" means absent. Answers
+/// are kept, so each name is probed once per process.
+pub fn is_registered(name: &str) -> bool {
+    use std::sync::{LazyLock, Mutex};
+    static ROOT: LazyLock<Context<'static>> = LazyLock::new(root_context);
+    static KNOWN: LazyLock<Mutex<HashMap<String, bool>>> = LazyLock::new(Default::default);
+    if !name.split('.').all(is_function_name) || name.split('.').count() > 2 {
+        return false;
+    }
+    if let Some(known) = KNOWN.lock().ok().and_then(|k| k.get(name).copied()) {
+        return known;
+    }
+    let (prefix, function) = match name.split_once('.') {
+        Some((p, f)) => (Some(p), f),
+        None => (None, name),
+    };
+    let found = Program::compile(&format!(
+        "{name}({PROBE_ARGUMENT}, {PROBE_ARGUMENT}, {PROBE_ARGUMENT})"
+    ))
+    .is_ok_and(|program| {
+        // A function that panics on odd arguments was still found.
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| program.execute(&ROOT))) {
+            Ok(Err(kube_cel::cel::ExecutionError::UndeclaredReference(missing))) => {
+                missing.as_str() != function && Some(missing.as_str()) != prefix
+            }
+            _ => true,
+        }
+    });
+    if let Ok(mut known) = KNOWN.lock() {
+        known.insert(name.to_owned(), found);
+    }
+    found
+}
+
+/// The candidate closest to `name`, ignoring case, when it is close enough to be a typo.
+fn closest<'c>(name: &str, candidates: impl Iterator<Item = &'c str>) -> Option<String> {
+    let lower = name.to_ascii_lowercase();
+    let limit = if name.len() <= 4 { 1 } else { 2 };
+    candidates
+        .filter(|c| *c != name)
+        .map(|c| (edit_distance(&lower, &c.to_ascii_lowercase()), c))
+        .filter(|(d, _)| *d <= limit)
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c.to_owned())
+}
+
+/// Levenshtein distance, by characters.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let above = row[j + 1];
+            row[j + 1] = (diagonal + usize::from(ca != *cb))
+                .min(row[j] + 1)
+                .min(above + 1);
+            diagonal = above;
+        }
+    }
+    row[b.len()]
 }
 
 fn entries(
@@ -516,7 +905,7 @@ impl CelEnv {
     /// Builds the root context with the standard and Kubernetes libraries.
     pub fn new() -> Self {
         CelEnv {
-            root: Context::default().with_all(),
+            root: root_context(),
         }
     }
 
@@ -662,6 +1051,43 @@ mod tests {
         assert!(Expression::compile(&format!("{}true", "true || ".repeat(30))).is_ok());
         // Logical chains are built balanced, so long ones stay shallow.
         assert!(Expression::compile(&format!("{}true", "true && ".repeat(500))).is_ok());
+    }
+
+    /// The "did you mean" list offers only what the runtime resolves, and the probe tells
+    /// registered functions from others the way an evaluation does.
+    #[test]
+    fn suggestions_are_registered_functions() {
+        let missing: Vec<&str> = FUNCTION_NAMES
+            .iter()
+            .copied()
+            .filter(|f| !is_registered(f))
+            .collect();
+        assert!(missing.is_empty(), "not registered: {missing:?}");
+        for absent in [
+            "type",
+            "dyn",
+            "sizee",
+            "sets.contans",
+            "math.contains",
+            "startswith",
+        ] {
+            assert!(!is_registered(absent), "{absent}");
+        }
+        // Each answer agrees with evaluating a call on the engine's own root context.
+        let env = CelEnv::new();
+        for (source, registered) in [("size('ab') == 2", true), ("sizee('ab') == 2", false)] {
+            let program = Program::compile(source).unwrap();
+            assert_eq!(program.execute(env.root()).is_ok(), registered, "{source}");
+        }
+        assert_eq!(
+            closest("startswith", FUNCTION_NAMES.iter().copied()),
+            Some("startsWith".into())
+        );
+        assert_eq!(
+            closest("contianer", VARIABLES.iter().copied()),
+            Some("container".into())
+        );
+        assert_eq!(closest("zzz", VARIABLES.iter().copied()), None);
     }
 
     fn fields(source: &str, var: &str) -> Option<Fields> {

@@ -141,6 +141,96 @@ fn each_mistake_is_reported_where_it_is() {
     }
 }
 
+/// CEL that parses and names only variables, yet fails at every evaluation (and so denies
+/// every request the policy sees), is refused at load, naming the field and the name.
+#[test]
+fn cel_that_could_only_fail_is_refused() {
+    let cases: &[(&str, &[&str])] = &[
+        (
+            "  validations:\n    - expression: \"container.image.startswith('x')\"",
+            &[
+                "spec.validations[0].expression",
+                "unknown function \"startswith\" (did you mean \"startsWith\"?)",
+            ],
+        ),
+        (
+            "  conditions:\n    - name: c\n      expression: \"sizee(container.args) > 0\"",
+            &[
+                "spec.conditions[0].expression",
+                "unknown function \"sizee\" (did you mean \"size\"?)",
+            ],
+        ),
+        (
+            "  validations:\n    - expression: \"sets.contans(asks.capabilities, ['NET_RAW'])\"",
+            &["unknown function \"sets.contans\" (did you mean \"sets.contains\"?)"],
+        ),
+        (
+            "  validations:\n    - expression: \"type(container.image) == string\"",
+            &["unknown function \"type\""],
+        ),
+        (
+            "  validations:\n    - expression: \"dyn(container.image) == 'x'\"",
+            &["unknown function \"dyn\""],
+        ),
+        // A type name is no value at run time either.
+        (
+            "  validations:\n    - expression: \"container.image != string\"",
+            &["undeclared reference to \"string\""],
+        ),
+        (
+            "  variables:\n    - {name: reason, expression: \"'x'\"}\n  validations:\n    - expression: \"variables.reasn != ''\"",
+            &[
+                "spec.validations[0].expression",
+                "variables.reasn is not declared in spec.variables (did you mean \"reason\"?)",
+            ],
+        ),
+        (
+            "  variables:\n    - {name: a, expression: \"variables.b + 1\"}\n    - {name: b, expression: \"1\"}",
+            &[
+                "spec.variables[0].expression",
+                "variables.b is not declared above this variable",
+                "move \"b\" above",
+            ],
+        ),
+        (
+            "  validations:\n    - expression: \"'container.image.startsWith(\\\"x\\\")'\"",
+            &[
+                "spec.validations[0].expression",
+                "is a string literal, but a bool is needed",
+            ],
+        ),
+        (
+            "  conditions:\n    - {name: c, expression: '[true]'}",
+            &["spec.conditions[0].expression", "a list literal"],
+        ),
+        (
+            "  validations:\n    - {expression: 'true', messageExpression: '1'}",
+            &[
+                "spec.validations[0].messageExpression",
+                "an int literal, but a string is needed",
+            ],
+        ),
+    ];
+    for (body, wants) in cases {
+        let e = one_error(body);
+        for want in *wants {
+            assert!(
+                e.contains(want),
+                "for {body:?}\n  error {e:?}\n  lacks {want:?}"
+            );
+        }
+    }
+    // What the runtime does resolve still loads: library functions through their prefix, a
+    // comprehension variable named like a library or like `variables`, declared variables.
+    let ok = common::policy(
+        "p",
+        "  variables:\n    - {name: caps, expression: 'asks.capabilities'}\n    - {name: count, expression: 'size(variables.caps)'}\n  validations:\n    - expression: \"sets.contains(['SYS_PTRACE'], variables.caps) && math.greatest([1, variables.count]) > 0 && base64.encode(b'a') != '' && [1].all(sets, sets > 0) && [{'a': 1}].all(variables, has(variables.a))\"\n      messageExpression: \"'no'\"",
+    );
+    if let Err(e) = PolicySet::from_yaml("team.yaml", &ok) {
+        panic!("{e}");
+    }
+}
+
 #[test]
 fn documents_kinds_and_names() {
     let e =

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use crate::asks::{VolumeAsk, VolumeKind};
 use crate::capability::Capability;
-use crate::cel::{Expression, Projection, VarSet};
+use crate::cel::{Expression, Projection, Scope, VarSet};
 use crate::classify::Action;
 use crate::glob::{ImagePattern, NamePattern};
 use crate::hostpath::HostPath;
@@ -366,14 +366,47 @@ impl CompiledPolicy {
             }
         }
 
-        let compile = |field: String, source: &str, fail: &mut dyn FnMut(String, String)| {
-            match Expression::compile(source) {
-                Ok(e) => Some(e),
+        let variable_names: Vec<String> = spec.variables.iter().map(|v| v.name.clone()).collect();
+        // `expected`: the type the engine needs the result to be, when it needs one; a literal
+        // of another type fails on every request, which denies it.
+        let compile = |field: String,
+                       source: &str,
+                       scope: Scope<'_>,
+                       expected: Option<&str>,
+                       fail: &mut dyn FnMut(String, String)| {
+            match Expression::compile_in(source, scope) {
+                Ok(e) => match (expected, e.literal_type()) {
+                    (Some(want), Some(got)) if want != got => {
+                        let article = |t: &str| if t.starts_with(['a', 'i']) { "an" } else { "a" };
+                        fail(
+                            field,
+                            format!(
+                                "the expression is {} {got} literal, but {} {want} is needed: {}\
+                                 \n    expression: {source}",
+                                article(got),
+                                article(want),
+                                if want == "bool" {
+                                    "it would fail on every request, denying it; write a test \
+                                     such as `container.image.startsWith('x')`"
+                                } else {
+                                    "it would fail on every request, and `message` (or the rule) be \
+                                     used instead"
+                                }
+                            ),
+                        );
+                        None
+                    }
+                    _ => Some(e),
+                },
                 Err(e) => {
                     fail(field, format!("{e}\n    expression: {source}"));
                     None
                 }
             }
+        };
+        let all_variables = Scope {
+            variables: Some(&variable_names),
+            later: &[],
         };
         let mut seen_vars: Vec<&str> = Vec::new();
         let mut variables = Vec::new();
@@ -385,9 +418,16 @@ impl CompiledPolicy {
                 );
             }
             seen_vars.push(&v.name);
+            // Variables are evaluated in order, each seeing those above it.
+            let scope = Scope {
+                variables: Some(&variable_names[..i]),
+                later: &variable_names[i..],
+            };
             if let Some(e) = compile(
                 format!("spec.variables[{i}].expression"),
                 &v.expression,
+                scope,
+                None,
                 &mut fail,
             ) {
                 variables.push((v.name.clone(), e));
@@ -398,6 +438,8 @@ impl CompiledPolicy {
             if let Some(e) = compile(
                 format!("spec.conditions[{i}].expression"),
                 &c.expression,
+                all_variables,
+                Some("bool"),
                 &mut fail,
             ) {
                 conditions.push((c.name.clone(), e));
@@ -408,12 +450,16 @@ impl CompiledPolicy {
             let expression = compile(
                 format!("spec.validations[{i}].expression"),
                 &v.expression,
+                all_variables,
+                Some("bool"),
                 &mut fail,
             );
             let message_expression = v.message_expression.as_deref().and_then(|m| {
                 compile(
                     format!("spec.validations[{i}].messageExpression"),
                     m,
+                    all_variables,
+                    Some("string"),
                     &mut fail,
                 )
             });

@@ -126,6 +126,18 @@ fn each_mistake_is_reported_where_it_is() {
             &["matchExpressions[0].values", "In and NotIn need"],
         ),
         (
+            "  mode: Warn\n  grant:\n    capabilities: [SYS_PTRACE]",
+            &[
+                "spec.grant: a Warn policy grants nothing",
+                "act only in mode Enforce",
+                "pilot group",
+            ],
+        ),
+        (
+            "  mode: Audit\n  defaults:\n    targetContainer: first",
+            &["spec.defaults: an Audit policy injects no defaults"],
+        ),
+        (
             "  defaults:\n    securityContext: {privileged: maybe}",
             &["spec.defaults.securityContext"],
         ),

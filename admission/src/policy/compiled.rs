@@ -512,6 +512,38 @@ impl CompiledPolicy {
             }
         }
 
+        // Only Enforce policies grant and inject defaults (DESIGN.md, "Flow"); in a Warn or
+        // Audit policy both would load and silently do nothing.
+        if spec.mode != Mode::Enforce {
+            let mode = match spec.mode {
+                Mode::Audit => "an Audit",
+                _ => "a Warn",
+            };
+            if !grant.is_empty() {
+                fail(
+                    "spec.grant".into(),
+                    format!(
+                        "{mode} policy grants nothing: grants and defaults act only in mode \
+                         Enforce. To roll out a new grant, put it in an Enforce policy whose \
+                         match names a pilot group or namespace and widen the match later, or \
+                         preview it here as a validation that states it (e.g. \
+                         `asks.capabilities.all(c, c in ['SYS_PTRACE'])`) and move it to an \
+                         Enforce grant once the warnings are the ones you expect"
+                    ),
+                );
+            }
+            if !spec.defaults.is_empty() {
+                fail(
+                    "spec.defaults".into(),
+                    format!(
+                        "{mode} policy injects no defaults: grants and defaults act only in \
+                         mode Enforce. Put the defaults in an Enforce policy (one without a \
+                         grant is a guardrail and allows nothing by itself)"
+                    ),
+                );
+            }
+        }
+
         let d = &spec.defaults;
         if let Some(sc) = &d.security_context
             && let Err(e) =

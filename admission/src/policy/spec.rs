@@ -52,10 +52,23 @@ pub enum Mode {
     /// Grants count, failed validations deny.
     #[default]
     Enforce,
-    /// Grants nothing; failed validations become warnings to the user.
+    /// Grants nothing; failed validations become warnings to the user. A `grant` or
+    /// `defaults` is refused at load: they act only in Enforce mode.
     Warn,
-    /// Grants nothing; failed validations become audit annotations only.
+    /// Grants nothing; failed validations become audit annotations only. A `grant` or
+    /// `defaults` is refused at load, as for Warn.
     Audit,
+}
+
+impl Mode {
+    /// The policy spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Enforce => "Enforce",
+            Mode::Warn => "Warn",
+            Mode::Audit => "Audit",
+        }
+    }
 }
 
 /// The body of a policy.
@@ -317,6 +330,18 @@ pub struct DefaultsSpec {
     /// Adjust the securityContext to the namespace's Pod Security level.
     #[serde(default)]
     pub pod_security: Option<PodSecurityDefault>,
+}
+
+impl DefaultsSpec {
+    /// True when no default is set (`defaults: {}` or none).
+    pub fn is_empty(&self) -> bool {
+        self.target_container.is_none()
+            && self.mount_target_volumes.is_none()
+            && self.image_pull_policy.is_none()
+            && self.env.is_empty()
+            && self.security_context.is_none()
+            && self.pod_security.is_none()
+    }
 }
 
 /// `defaults.targetContainer`.

@@ -770,7 +770,7 @@ pub fn is_registered(name: &str) -> bool {
 }
 
 /// The candidate closest to `name`, ignoring case, when it is close enough to be a typo.
-fn closest<'c>(name: &str, candidates: impl Iterator<Item = &'c str>) -> Option<String> {
+pub(crate) fn closest<'c>(name: &str, candidates: impl Iterator<Item = &'c str>) -> Option<String> {
     let lower = name.to_ascii_lowercase();
     let limit = if name.len() <= 4 { 1 } else { 2 };
     candidates

@@ -139,7 +139,29 @@ fn each_mistake_is_reported_where_it_is() {
         ),
         (
             "  defaults:\n    securityContext: {privileged: maybe}",
-            &["spec.defaults.securityContext"],
+            &["spec.defaults.securityContext.privileged", "invalid type"],
+        ),
+        (
+            "  defaults:\n    securityContext: {runAsUsr: 5}",
+            &[
+                "spec.defaults.securityContext.runAsUsr",
+                "unknown field \"runAsUsr\" (did you mean \"runAsUser\"?)",
+            ],
+        ),
+        (
+            "  defaults:\n    securityContext: {runAsNonRoot: true, capabilities: {drop: [ALL], ad: [NET_RAW]}}",
+            &[
+                "spec.defaults.securityContext.capabilities.ad",
+                "unknown field \"ad\"",
+            ],
+        ),
+        (
+            "  defaults:\n    securityContext: {runAsUser: '5'}",
+            &["spec.defaults.securityContext.runAsUser", "invalid type"],
+        ),
+        (
+            "  defaults:\n    securityContext: [runAsUser]",
+            &["spec.defaults.securityContext: must be a mapping"],
         ),
     ];
     for (body, wants) in cases {

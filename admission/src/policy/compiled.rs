@@ -545,20 +545,10 @@ impl CompiledPolicy {
         }
 
         let d = &spec.defaults;
-        if let Some(sc) = &d.security_context
-            && let Err(e) =
-                serde_json::from_value::<k8s_openapi::api::core::v1::SecurityContext>(sc.clone())
-        {
-            fail(
-                "spec.defaults.securityContext".into(),
-                format!("not a container securityContext: {e}"),
-            );
-        }
-        if d.security_context.as_ref().is_some_and(|v| !v.is_object()) {
-            fail(
-                "spec.defaults.securityContext".into(),
-                "must be a mapping".into(),
-            );
+        if let Some(sc) = &d.security_context {
+            for (field, message) in security_context_errors(sc) {
+                fail(field, message);
+            }
         }
         for (i, e) in d.env.iter().enumerate() {
             if !is_env_var_name(&e.name) {
@@ -612,6 +602,90 @@ impl CompiledPolicy {
     }
 }
 
+/// What is wrong with a `defaults.securityContext`, by field: not a mapping, a value of the
+/// wrong type, or a field a container securityContext does not have (`runAsUsr`), which would
+/// otherwise be patched into every debug container as written and ignored or refused there.
+fn security_context_errors(sc: &serde_json::Value) -> Vec<(String, String)> {
+    use k8s_openapi::api::core::v1::SecurityContext;
+    const FIELD: &str = "spec.defaults.securityContext";
+    if !sc.is_object() {
+        return vec![(FIELD.into(), "must be a mapping".into())];
+    }
+    let typed: SecurityContext = match serde_path_to_error::deserialize(sc) {
+        Ok(typed) => typed,
+        Err(e) => {
+            let path = e.path().to_string();
+            let field = if path == "." {
+                FIELD.to_owned()
+            } else {
+                format!("{FIELD}.{path}")
+            };
+            return vec![(
+                field,
+                format!("not a container securityContext: {}", e.into_inner()),
+            )];
+        }
+    };
+    // k8s-openapi reads past unknown fields; what it knows is what it writes back.
+    let known = serde_json::to_value(&typed).unwrap_or_default();
+    let mut errors = Vec::new();
+    unknown_fields(sc, &known, FIELD, &mut errors);
+    errors
+}
+
+/// The fields of a container securityContext, for "did you mean".
+const SECURITY_CONTEXT_FIELDS: &[&str] = &[
+    "allowPrivilegeEscalation",
+    "appArmorProfile",
+    "capabilities",
+    "privileged",
+    "procMount",
+    "readOnlyRootFilesystem",
+    "runAsGroup",
+    "runAsNonRoot",
+    "runAsUser",
+    "seLinuxOptions",
+    "seccompProfile",
+    "windowsOptions",
+];
+
+/// Every field of `given` that `known` (its typed round trip) lacks.
+fn unknown_fields(
+    given: &serde_json::Value,
+    known: &serde_json::Value,
+    at: &str,
+    errors: &mut Vec<(String, String)>,
+) {
+    let (Some(given), Some(known)) = (given.as_object(), known.as_object()) else {
+        return;
+    };
+    for (name, value) in given {
+        let field = format!("{at}.{name}");
+        match known.get(name) {
+            Some(k) => unknown_fields(value, k, &field, errors),
+            None if value.is_null() => {
+                errors.push((field, "null is no default: leave the field out".into()))
+            }
+            None => {
+                let close = if at == "spec.defaults.securityContext" {
+                    crate::cel::closest(name, SECURITY_CONTEXT_FIELDS.iter().copied())
+                        .map(|k| format!(" (did you mean {k:?}?)"))
+                        .unwrap_or_default()
+                } else {
+                    String::new()
+                };
+                errors.push((
+                    field,
+                    format!(
+                        "unknown field {name:?}{close}: a container securityContext has no such \
+                         field (see `kubectl explain pod.spec.containers.securityContext`)"
+                    ),
+                ))
+            }
+        }
+    }
+}
+
 /// Policy names are DNS subdomain-like, as Kubernetes object names.
 fn check_name(name: &str) -> Result<(), String> {
     let ok = !name.is_empty()
@@ -639,4 +713,39 @@ fn is_env_var_name(name: &str) -> bool {
         .next()
         .is_some_and(|b| b.is_ascii_alphabetic() || b"-._".contains(&b))
         && bytes.all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b))
+}
+
+#[cfg(test)]
+mod tests {
+    /// The suggestion list names exactly k8s-openapi's fields: the struct literal stops
+    /// compiling when a field is added or removed, and the serialization gives their names.
+    #[test]
+    fn security_context_fields_match_k8s_openapi() {
+        use k8s_openapi::api::core::v1::SecurityContext;
+        let every = SecurityContext {
+            allow_privilege_escalation: Some(false),
+            app_armor_profile: Some(Default::default()),
+            capabilities: Some(Default::default()),
+            privileged: Some(false),
+            proc_mount: Some(String::new()),
+            read_only_root_filesystem: Some(false),
+            run_as_group: Some(0),
+            run_as_non_root: Some(false),
+            run_as_user: Some(0),
+            se_linux_options: Some(Default::default()),
+            seccomp_profile: Some(Default::default()),
+            windows_options: Some(Default::default()),
+        };
+        let value = serde_json::to_value(every).unwrap();
+        let mut names: Vec<&str> = value
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(|k| k.as_str())
+            .collect();
+        names.sort();
+        let mut listed = super::SECURITY_CONTEXT_FIELDS.to_vec();
+        listed.sort();
+        assert_eq!(names, listed);
+    }
 }

@@ -324,7 +324,10 @@ pub struct DefaultsSpec {
     /// Extra environment variables.
     #[serde(default, deserialize_with = "crate::json_object::objects")]
     pub env: Vec<EnvDefault>,
-    /// A partial container securityContext; only absent fields are filled in.
+    /// A partial container securityContext; only absent fields are filled in. Kept as JSON so
+    /// the patch adds only what is written, but checked at load against k8s-openapi's
+    /// `SecurityContext`: an unknown field (`runAsUsr`), at any depth, or a wrong type is
+    /// refused with its path.
     #[serde(default)]
     pub security_context: Option<serde_json::Value>,
     /// Adjust the securityContext to the namespace's Pod Security level.

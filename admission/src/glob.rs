@@ -51,7 +51,9 @@ impl NamePattern {
 /// `docker.io/` (and a lone name `docker.io/library/`). A pattern that names no tag or digest
 /// matches every tag and digest of the names it matches; otherwise it is matched against the
 /// whole normalized reference `registry/repository[:tag][@digest]`. A pattern whose first
-/// segment is only wildcards (`**`, `*/*`) is taken as written.
+/// segment is only wildcards (`**`, `*/*`) is taken as written. Patterns that could never match
+/// a normalized reference (`*` alone, regex syntax, upper case, a tag beside a digest,
+/// `docker.io/NAME`) are refused with what to write instead.
 #[derive(Debug, Clone)]
 pub struct ImagePattern {
     source: String,
@@ -69,6 +71,9 @@ impl ImagePattern {
         };
         if pattern.is_empty() {
             return Err(err("the pattern is empty"));
+        }
+        if let Some(reason) = never_matches(pattern) {
+            return Err(err(&reason));
         }
         let last_segment = pattern.rsplit('/').next().unwrap_or(pattern);
         let name_only = !last_segment.contains(':') && !pattern.contains('@');
@@ -109,6 +114,75 @@ impl ImagePattern {
     pub fn normalized(&self) -> &str {
         &self.normalized
     }
+}
+
+/// Why an image pattern can never match a normalized reference, when it cannot: each of these
+/// loaded silently and then granted nothing.
+fn never_matches(pattern: &str) -> Option<String> {
+    // `*` and `?` never cross `/`, and every normalized reference has one.
+    if pattern != "**" && pattern.chars().all(|c| matches!(c, '*' | '?')) {
+        return Some(
+            "`*` never crosses `/`, and every image reference has one \
+             (docker.io/library/busybox): write \"**\" for any image"
+                .into(),
+        );
+    }
+    let (name_and_tag, digest) = match pattern.split_once('@') {
+        Some((n, d)) => (n, Some(d)),
+        None => (pattern, None),
+    };
+    // Image references hold none of these; they are regular-expression habits.
+    if let Some(c) = name_and_tag
+        .chars()
+        .find(|c| matches!(c, '^' | '$' | '(' | ')' | '|' | '+' | '\\'))
+    {
+        return Some(format!(
+            "{c:?} does not occur in image references: patterns are globs, not regular \
+             expressions (`*` matches within one path segment, `**` across segments, `?` one \
+             character, `[abc]` and `{{a,b}}` alternatives)"
+        ));
+    }
+    let (name, tag) = match name_and_tag.rsplit_once('/') {
+        Some((head, last)) => match last.split_once(':') {
+            Some((l, t)) => (format!("{head}/{l}"), Some(t)),
+            None => (name_and_tag.to_owned(), None),
+        },
+        None => match name_and_tag.split_once(':') {
+            Some((n, t)) => (n.to_owned(), Some(t)),
+            None => (name_and_tag.to_owned(), None),
+        },
+    };
+    if let (Some(tag), Some(digest)) = (tag, digest) {
+        return Some(format!(
+            "a reference with a digest is matched without its tag (the runtime ignores a tag \
+             beside a digest, so kspy drops it): write \"{name}@{digest}\" to allow that digest, \
+             or \"{name}:{tag}\" for that tag"
+        ));
+    }
+    let first = name.split('/').next().unwrap_or(&name);
+    let repository = if name.contains('/') && is_registry(first) {
+        &name[first.len() + 1..]
+    } else {
+        name.as_str()
+    };
+    if repository.chars().any(|c| c.is_ascii_uppercase()) {
+        return Some(format!(
+            "repository names in image references are lower-case, so {repository:?} never \
+             matches: write {:?}",
+            repository.to_ascii_lowercase()
+        ));
+    }
+    if matches!(first, "docker.io" | "index.docker.io")
+        && !repository.contains('/')
+        && !repository.contains("**")
+    {
+        return Some(format!(
+            "Docker Hub references always have a user or `library/` segment \
+             (busybox is docker.io/library/busybox): write \"docker.io/library/{repository}\" \
+             for official images, or \"docker.io/*/{repository}\" for any user's"
+        ));
+    }
+    None
 }
 
 /// A compiled glob. The shapes policies mostly use — a plain name, `prefix*` — are matched

@@ -82,6 +82,56 @@ fn each_mistake_is_reported_where_it_is() {
             "  grant:\n    images: ['registry.example.com/[x']",
             &["spec.grant.images[0]", "invalid pattern"],
         ),
+        // Image patterns that can never match a normalized reference.
+        (
+            "  grant:\n    images: ['*']",
+            &["spec.grant.images[0]", "write \"**\" for any image"],
+        ),
+        (
+            "  grant:\n    images: ['registry.example.com/debug/Busybox']",
+            &[
+                "spec.grant.images[0]",
+                "lower-case",
+                "write \"debug/busybox\"",
+            ],
+        ),
+        (
+            "  grant:\n    images: ['^registry.example.com/debug/.*$']",
+            &[
+                "spec.grant.images[0]",
+                "'^' does not occur",
+                "not regular expressions",
+            ],
+        ),
+        (
+            "  grant:\n    images: ['registry.example.com/(tools|debug)/*']",
+            &["spec.grant.images[0]", "'(' does not occur"],
+        ),
+        (
+            "  grant:\n    images: ['registry\\\\.example\\\\.com/*']",
+            &["spec.grant.images[0]", "'\\\\' does not occur"],
+        ),
+        (
+            "  grant:\n    images: ['busybox:1.+']",
+            &["spec.grant.images[0]", "'+' does not occur"],
+        ),
+        (
+            "  grant:\n    images: ['busybox:1.36@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef']",
+            &[
+                "spec.grant.images[0]",
+                "matched without its tag",
+                "write \"busybox@sha256:0123",
+                "or \"busybox:1.36\" for that tag",
+            ],
+        ),
+        (
+            "  grant:\n    images: ['docker.io/*']",
+            &["spec.grant.images[0]", "write \"docker.io/library/*\""],
+        ),
+        (
+            "  grant:\n    images: ['index.docker.io/busybox:1.36']",
+            &["write \"docker.io/library/busybox\""],
+        ),
         (
             "  match:\n    namespaces: ['prod *']",
             &["spec.match.namespaces[0]", "white space"],

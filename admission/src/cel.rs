@@ -280,9 +280,10 @@ impl Expression {
     fn compile_here(source: &str, scope: Scope<'_>) -> Result<Self, CelError> {
         let program = Program::compile(source).map_err(|errors| {
             let first = errors.errors.first();
+            // The parser's positions are 1-based already (ANTLR's lines, its columns plus one).
             CelError::Syntax {
-                line: first.map_or(1, |e| e.pos.0 + 1),
-                column: first.map_or(1, |e| e.pos.1 + 1),
+                line: first.map_or(1, |e| e.pos.0.max(1)),
+                column: first.map_or(1, |e| e.pos.1.max(1)),
                 message: first.map_or_else(|| errors.to_string(), |e| e.msg.clone()),
             }
         })?;
@@ -1088,6 +1089,19 @@ mod tests {
             Some("container".into())
         );
         assert_eq!(closest("zzz", VARIABLES.iter().copied()), None);
+    }
+
+    /// Positions are 1-based and point at the offending token: `1 +` ends at column 4.
+    #[test]
+    fn syntax_error_positions_are_where_the_error_is() {
+        for (source, line, column) in [("1 +", 1, 4), ("a.b(", 1, 5), ("true &&\n  )", 2, 3)] {
+            match Expression::compile(source) {
+                Err(CelError::Syntax {
+                    line: l, column: c, ..
+                }) => assert_eq!((l, c), (line, column), "{source:?}"),
+                other => panic!("{source:?}: {other:?}"),
+            }
+        }
     }
 
     fn fields(source: &str, var: &str) -> Option<Fields> {

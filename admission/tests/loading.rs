@@ -145,6 +145,26 @@ fn each_mistake_is_reported_where_it_is() {
             &["spec.match.serviceAccounts[0]", "NAMESPACE/NAME"],
         ),
         (
+            "  grant:\n    hostPaths: [{path: /var/log, readonly: true}]",
+            &[
+                "spec.grant.hostPaths[0]",
+                "unknown field `readonly`",
+                "either a path, `- /var/log` (read-write), or `- {path: /var/log, readOnly: true}`",
+            ],
+        ),
+        (
+            "  grant:\n    hostPaths: [{path: /var/log, readOnly: 'yes'}]",
+            &[
+                "spec.grant.hostPaths[0]",
+                "readOnly: invalid type: string \"yes\", expected a boolean",
+                "either a path",
+            ],
+        ),
+        (
+            "  grant:\n    hostPaths: [[/var/log]]",
+            &["spec.grant.hostPaths[0]", "found a list", "either a path"],
+        ),
+        (
             "  grant:\n    hostPaths: [var/log]",
             &["spec.grant.hostPaths[0]", "absolute"],
         ),

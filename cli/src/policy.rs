@@ -529,7 +529,11 @@ fn explain(dir: &Path, name: &str, out: &mut impl Write) -> anyhow::Result<ExitC
                 out,
                 "  host path     {}{}",
                 h.prefix,
-                if h.read_only { " (read-only)" } else { "" }
+                if h.read_only {
+                    " (read-only)"
+                } else {
+                    " (read-write)"
+                }
             )?;
         }
     }

@@ -224,7 +224,7 @@ fn explain_prints_yaml_spellings_and_selectors() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
         dir.path().join("p.yaml"),
-        "apiVersion: kspy.dev/v1alpha1\nkind: DebugPolicy\nmetadata: {name: selected}\nspec:\n  match:\n    namespaces: [prod-*]\n    excludeNamespaces: [prod-secret]\n    namespaceSelector:\n      matchLabels: {env: production}\n      matchExpressions:\n        - {key: team, operator: In, values: [a, b]}\n        - {key: frozen, operator: DoesNotExist}\n  grant:\n    images: [busybox:*]\n",
+        "apiVersion: kspy.dev/v1alpha1\nkind: DebugPolicy\nmetadata: {name: selected}\nspec:\n  match:\n    namespaces: [prod-*]\n    excludeNamespaces: [prod-secret]\n    namespaceSelector:\n      matchLabels: {env: production}\n      matchExpressions:\n        - {key: team, operator: In, values: [a, b]}\n        - {key: frozen, operator: DoesNotExist}\n  grant:\n    images: [busybox:*]\n    hostPaths: [/var/log, {path: /, readOnly: true}]\n",
     )
     .unwrap();
     let out = kspy(&[
@@ -242,6 +242,11 @@ fn explain_prints_yaml_spellings_and_selectors() {
     );
     assert!(stdout.contains("\n  pod volumes   none\n"), "{stdout}");
     assert!(!stdout.contains("None"), "{stdout}");
+    // The short form grants writing too, and says so.
+    assert!(
+        stdout.contains("\n  host path     /var/log (read-write)\n  host path     / (read-only)\n"),
+        "{stdout}"
+    );
 }
 
 #[test]

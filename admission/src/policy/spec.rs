@@ -240,7 +240,8 @@ pub struct GrantSpec {
     /// Host namespaces that may be shared.
     #[serde(default)]
     pub host_namespaces: Vec<HostNamespace>,
-    /// Host path prefixes that may be mounted.
+    /// Host path prefixes that may be mounted: `- /var/log` grants read-write mounts (and
+    /// read-only ones), `- {path: /var/log, readOnly: true}` read-only mounts only.
     #[serde(default)]
     pub host_paths: Vec<HostPathGrantSpec>,
 }
@@ -283,14 +284,50 @@ impl HostNamespace {
 
 /// A host path grant: a prefix, matched segment by segment; `readOnly: true` allows only
 /// read-only mounts.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(untagged)]
+#[derive(Debug, Clone)]
 pub enum HostPathGrantSpec {
-    /// `- /var/log` — read-write allowed.
+    /// `- /var/log` — read-write allowed (the short form grants writing too).
     Path(String),
     /// `- {path: /, readOnly: true}`
-    #[serde(deserialize_with = "crate::json_object::object")]
     Detailed(HostPathGrantDetail),
+}
+
+/// The two shapes, for every error about an entry of another.
+const HOST_PATH_SHAPES: &str = "a hostPaths entry is either a path, `- /var/log` (read-write), \
+                                or `- {path: /var/log, readOnly: true}`";
+
+impl<'de> Deserialize<'de> for HostPathGrantSpec {
+    /// Decoded by hand rather than `#[serde(untagged)]`, whose only error is "did not match
+    /// any variant": a typo in the long form (`readonly`, `readOnly: "yes"`) is reported with
+    /// its field, beside the two accepted shapes.
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        match serde_json::Value::deserialize(deserializer)? {
+            serde_json::Value::String(path) => Ok(HostPathGrantSpec::Path(path)),
+            value @ serde_json::Value::Object(_) => {
+                serde_path_to_error::deserialize::<_, HostPathGrantDetail>(value)
+                    .map(HostPathGrantSpec::Detailed)
+                    .map_err(|e| {
+                        let path = e.path().to_string();
+                        let at = if path == "." {
+                            String::new()
+                        } else {
+                            format!("{path}: ")
+                        };
+                        D::Error::custom(format!("{at}{}; {HOST_PATH_SHAPES}", e.into_inner()))
+                    })
+            }
+            other => Err(D::Error::custom(format!(
+                "expected a path or a mapping, found {}; {HOST_PATH_SHAPES}",
+                match other {
+                    serde_json::Value::Null => "null",
+                    serde_json::Value::Bool(_) => "a boolean",
+                    serde_json::Value::Number(_) => "a number",
+                    _ => "a list",
+                }
+            ))),
+        }
+    }
 }
 
 /// The long form of a host path grant.

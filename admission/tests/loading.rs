@@ -6,7 +6,11 @@ mod common;
 use kspy_admission::PolicySet;
 
 fn errors(yaml: &str) -> Vec<String> {
-    PolicySet::from_yaml("team.yaml", yaml)
+    errors_in("team.yaml", yaml)
+}
+
+fn errors_in(file: &str, yaml: &str) -> Vec<String> {
+    PolicySet::from_yaml(file, yaml)
         .expect_err("should not load")
         .errors()
         .iter()
@@ -414,6 +418,23 @@ fn a_configmap_volume_layout_loads_each_policy_once() {
     let set = PolicySet::load_dir(dir.path()).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(set.names(), ["a", "b"]);
     assert_eq!(set.files().len(), 2);
+}
+
+/// The per-file limits say what they are and what to do.
+#[test]
+fn a_file_over_the_document_limit_says_so() {
+    let one =
+        "apiVersion: kspy.dev/v1alpha1\nkind: DebugPolicyTest\nmetadata: {name: t}\nspec: {}\n";
+    let file = |n: usize| vec![one; n].join("---\n");
+    assert!(PolicySet::from_yaml("many.yaml", &file(1024)).is_ok());
+    let e = errors_in("many.yaml", &file(1025));
+    assert_eq!(
+        e,
+        [
+            "many.yaml: the file holds more than 1024 YAML documents, the most one policy file may \
+          hold: split it into several files in the policy directory"
+        ]
+    );
 }
 
 #[test]

@@ -263,10 +263,41 @@ fn documents(file: &str, text: &str, errors: &mut Vec<LoadError>) -> Vec<(usize,
                 document: None,
                 policy: None,
                 field: None,
-                message: format!("not valid YAML: {e}"),
+                message: yaml_error(&e),
             });
             Vec::new()
         }
+    }
+}
+
+/// The most YAML documents one file may hold (the YAML reader's own limit, which guards
+/// against separator storms).
+pub const MAX_DOCUMENTS: usize = 1024;
+
+/// The reader's error, with its limits said in words: its own text for a breached budget is a
+/// debug dump (`budget breached: Documents { documents: 1025 }`).
+fn yaml_error(e: &serde_saphyr::Error) -> String {
+    use serde_saphyr::budget::BudgetBreach;
+    match e.without_snippet() {
+        serde_saphyr::Error::Budget {
+            breach: BudgetBreach::Documents { .. },
+            ..
+        } => format!(
+            "the file holds more than {MAX_DOCUMENTS} YAML documents, the most one policy file \
+             may hold: split it into several files in the policy directory"
+        ),
+        serde_saphyr::Error::Budget {
+            breach: BudgetBreach::Depth { depth },
+            ..
+        } => format!(
+            "the YAML nests {depth} levels deep, more than a policy file may: a policy nests a \
+             few levels"
+        ),
+        serde_saphyr::Error::Budget { breach, .. } => format!(
+            "the file exceeds a limit of the YAML reader ({breach:?}): split it into several \
+             files, and check it for anchors and aliases that multiply its size"
+        ),
+        _ => format!("not valid YAML: {e}"),
     }
 }
 

@@ -137,6 +137,34 @@ fn each_mistake_is_reported_where_it_is() {
             &["write \"docker.io/library/busybox\""],
         ),
         (
+            "  match:\n    namespaces: [Prod]",
+            &[
+                "spec.match.namespaces[0]",
+                "\"Prod\" can never match",
+                "write \"prod\"",
+            ],
+        ),
+        (
+            "  match:\n    excludeNamespaces: [kube_system]",
+            &["spec.match.excludeNamespaces[0]", "'_' is none of those"],
+        ),
+        (
+            "  match:\n    namespaces: [no]",
+            &[
+                "spec.match.namespaces[0]",
+                "invalid type: boolean `false`",
+                "quote the value",
+            ],
+        ),
+        (
+            "  match:\n    namespaceSelector:\n      matchLabels: {team: 'pay*'}",
+            &[
+                "spec.match.namespaceSelector.matchLabels.team",
+                "\"pay*\" can never match",
+                "matchExpressions with operator In",
+            ],
+        ),
+        (
             "  match:\n    namespaces: ['prod *']",
             &["spec.match.namespaces[0]", "white space"],
         ),

@@ -342,6 +342,47 @@ impl CompiledPolicy {
             users: names("users", &m.users, &mut fail),
             service_accounts: names("serviceAccounts", &m.service_accounts, &mut fail),
         };
+        // Namespace names are lower-case RFC 1123 labels; a pattern with any other character
+        // (`Prod`, `prod_eu`) loads and never matches.
+        for (field, patterns) in [
+            ("namespaces", &m.namespaces),
+            ("excludeNamespaces", &m.exclude_namespaces),
+        ] {
+            for (i, p) in patterns.iter().enumerate() {
+                if let Some(c) = p.chars().find(|c| {
+                    !(c.is_ascii_lowercase()
+                        || c.is_ascii_digit()
+                        || matches!(c, '-' | '*' | '?' | '[' | ']' | '{' | '}' | ',' | '!')
+                        // Refused as a pattern already, with its own message.
+                        || c.is_whitespace()
+                        || c.is_control())
+                }) {
+                    fail(
+                        format!("spec.match.{field}[{i}]"),
+                        format!(
+                            "{p:?} can never match: namespace names are lower-case RFC 1123 \
+                             labels (letters a-z, digits, '-'), and {c:?} is none of those; \
+                             write {:?} (globs such as prod-* are allowed)",
+                            p.to_ascii_lowercase()
+                        ),
+                    );
+                }
+            }
+        }
+        if let Some(sel) = &m.namespace_selector {
+            for (key, value) in &sel.match_labels {
+                if let Some(c) = value.chars().find(|c| "*?[]{}".contains(*c)) {
+                    fail(
+                        format!("spec.match.namespaceSelector.matchLabels.{key}"),
+                        format!(
+                            "{value:?} can never match: matchLabels compares values exactly and \
+                             label values cannot contain {c:?} (no globs here); list the values \
+                             in matchExpressions with operator In, or use Exists"
+                        ),
+                    );
+                }
+            }
+        }
         for (i, sa) in m.service_accounts.iter().enumerate() {
             if !sa.contains('/') {
                 fail(

@@ -346,7 +346,16 @@ fn decode(value: Value, origin: Origin, errors: &mut Vec<LoadError>) -> Option<C
         Err(e) => {
             let path = e.path().to_string();
             let field = (path != ".").then_some(path);
-            errors.push(error(field, e.into_inner().to_string()));
+            let mut message = e.into_inner().to_string();
+            // YAML 1.1 reads unquoted yes/no/on/off/y/n as booleans: `namespaces: [no]`.
+            if message.starts_with("invalid type: boolean") && message.contains("expected a string")
+            {
+                message.push_str(
+                    "; YAML reads unquoted yes, no, on, off, y, n, true and false as booleans: \
+                     quote the value (\"no\")",
+                );
+            }
+            errors.push(error(field, message));
             return None;
         }
     };

@@ -6,7 +6,8 @@
 //! kind: DebugPolicyTest
 //! metadata: {name: sre}
 //! spec:
-//!   namespaces:                       # Namespace objects the cases see (labels only)
+//!   namespaces:                       # Namespace objects every case sees (labels only);
+//!                                     # another suite may declare one again, same labels only
 //!     - {name: prod-payments, labels: {env: production}}
 //!   cases:
 //!     - name: an SRE traces a production pod
@@ -145,6 +146,25 @@ pub enum TestError {
     /// The directory or a file cannot be read.
     #[error("{0}")]
     Io(String),
+    /// Two suites declare one namespace with different labels: every case sees one Namespace
+    /// object, so which labels apply would depend on the order the files are read in.
+    #[error(
+        "namespace {name:?} is declared with different labels in {first} ({first_labels}) and \
+         in {second} ({second_labels}); every case sees one Namespace per name: declare it \
+         once (for example in namespaces.yaml), or with the same labels in both"
+    )]
+    NamespaceConflict {
+        /// The namespace name.
+        name: String,
+        /// Where it is declared first: `FILE document N`.
+        first: String,
+        /// Its labels there, as `{k: v, …}`.
+        first_labels: String,
+        /// Where it is declared again, differently.
+        second: String,
+        /// Its labels there.
+        second_labels: String,
+    },
 }
 
 /// The result of one case.
@@ -183,12 +203,21 @@ impl TestReport {
 
 struct Suite {
     file: PathBuf,
+    /// The 1-based document number in `file`.
+    document: usize,
     doc: TestDocument,
+}
+
+impl Suite {
+    /// `FILE document N`, for messages.
+    fn origin(&self) -> String {
+        format!("{} document {}", self.file.display(), self.document)
+    }
 }
 
 /// The namespaces declared by the test suites of `dir`, for `kspy policy eval`.
 pub fn declared_namespaces(dir: &Path) -> Result<BTreeMap<String, Namespace>, TestError> {
-    Ok(namespaces_of(&suites(dir)?))
+    namespaces_of(&suites(dir)?)
 }
 
 /// Loads the policies of `dir` and runs every test case found beside them.
@@ -196,7 +225,7 @@ pub fn run_dir(dir: &Path, settings: Settings) -> Result<TestReport, TestError> 
     let policies = PolicySet::load_dir(dir)?;
     let engine = Engine::new(policies, settings)?;
     let suites = suites(dir)?;
-    let namespaces = namespaces_of(&suites);
+    let namespaces = namespaces_of(&suites)?;
     let root = dir
         .canonicalize()
         .map_err(|e| TestError::Io(format!("{}: {e}", dir.display())))?;
@@ -246,6 +275,7 @@ fn suites(dir: &Path) -> Result<Vec<Suite>, TestError> {
                 .map_err(|e| suite_error(e.path().to_string(), e.into_inner().to_string()))?;
             out.push(Suite {
                 file: file.clone(),
+                document: i + 1,
                 doc,
             });
         }
@@ -253,19 +283,50 @@ fn suites(dir: &Path) -> Result<Vec<Suite>, TestError> {
     Ok(out)
 }
 
-fn namespaces_of(suites: &[Suite]) -> BTreeMap<String, Namespace> {
-    let mut out = BTreeMap::new();
+/// The Namespace objects the suites declare, by name. A namespace declared again with the
+/// same labels is fine (each suite may list what its cases need); with other labels it is
+/// refused, naming both places.
+fn namespaces_of(suites: &[Suite]) -> Result<BTreeMap<String, Namespace>, TestError> {
+    let mut declared: BTreeMap<&str, (&NamespaceSpec, &Suite)> = BTreeMap::new();
     for s in suites {
         for ns in &s.doc.spec.namespaces {
-            let mut n = Namespace::default();
-            n.metadata.name = Some(ns.name.clone());
-            let mut labels = ns.labels.clone();
-            labels.insert("kubernetes.io/metadata.name".into(), ns.name.clone());
-            n.metadata.labels = Some(labels);
-            out.insert(ns.name.clone(), n);
+            match declared.get(ns.name.as_str()) {
+                Some((first, _)) if first.labels == ns.labels => {}
+                Some((first, where_first)) => {
+                    return Err(TestError::NamespaceConflict {
+                        name: ns.name.clone(),
+                        first: where_first.origin(),
+                        first_labels: labels_text(&first.labels),
+                        second: s.origin(),
+                        second_labels: labels_text(&ns.labels),
+                    });
+                }
+                None => {
+                    declared.insert(&ns.name, (ns, s));
+                }
+            }
         }
     }
-    out
+    Ok(declared
+        .into_iter()
+        .map(|(name, (ns, _))| {
+            let mut n = Namespace::default();
+            n.metadata.name = Some(name.to_owned());
+            let mut labels = ns.labels.clone();
+            labels.insert("kubernetes.io/metadata.name".into(), name.to_owned());
+            n.metadata.labels = Some(labels);
+            (name.to_owned(), n)
+        })
+        .collect())
+}
+
+/// Labels as a suite spells them: `labels {env: production}`, or `no labels`.
+fn labels_text(labels: &BTreeMap<String, String>) -> String {
+    if labels.is_empty() {
+        return "no labels".to_owned();
+    }
+    let pairs: Vec<String> = labels.iter().map(|(k, v)| format!("{k}: {v}")).collect();
+    format!("labels {{{}}}", pairs.join(", "))
 }
 
 /// Resolves a fixture path relative to the suite file, refusing anything outside `root`.

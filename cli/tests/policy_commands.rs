@@ -340,3 +340,48 @@ fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
         }
     }
 }
+
+/// `cli/tests/fixtures/policy-suites`: a policy that grants, a guardrail, a defaults-only
+/// policy, and two suites that both declare the namespace `shop`.
+fn suites_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/policy-suites")
+}
+
+/// A copy of [`suites_dir`] to change.
+fn suites_copy() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(&suites_dir(), dir.path());
+    dir
+}
+
+#[test]
+fn a_namespace_declared_twice_with_other_labels_is_refused_naming_both_files() {
+    // The same labels in both suites: fine.
+    let out = kspy(&["policy", "test", &suites_dir().display().to_string()]);
+    assert!(
+        out.status.success(),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+
+    let dir = suites_copy();
+    let tools = dir.path().join("suite-tools.yaml");
+    let before = std::fs::read_to_string(&tools).unwrap();
+    let after = before.replace("labels: {env: production}", "labels: {env: staging}");
+    assert_ne!(before, after);
+    std::fs::write(&tools, after).unwrap();
+    let out = kspy(&["policy", "test", &dir.path().display().to_string()]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "namespace \"shop\" is declared with different labels in {0}/suite-shop.yaml \
+             document 1 (labels {{env: production}}) and in {0}/suite-tools.yaml document 1 \
+             (labels {{env: staging}})",
+            dir.path().display()
+        )),
+        "{stderr}"
+    );
+    assert!(out.stdout.is_empty(), "{}", text(&out.stdout));
+}

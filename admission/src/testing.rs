@@ -220,6 +220,31 @@ pub fn declared_namespaces(dir: &Path) -> Result<BTreeMap<String, Namespace>, Te
     namespaces_of(&suites(dir)?)
 }
 
+/// What [`check_suites`] found.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SuiteSummary {
+    /// How many `DebugPolicyTest` documents.
+    pub suites: usize,
+    /// How many cases in them.
+    pub cases: usize,
+}
+
+/// Reads and checks the test suites at `path` (a directory, every `*.yaml` and `*.yml` under
+/// it, or one file) without running them, for `kspy policy check`: each document is well
+/// formed and the namespaces the suites declare agree. Fixtures are not read.
+pub fn check_suites(path: &Path) -> Result<SuiteSummary, TestError> {
+    let suites = if path.is_dir() {
+        suites(path)?
+    } else {
+        suites_in(path)?
+    };
+    namespaces_of(&suites)?;
+    Ok(SuiteSummary {
+        suites: suites.len(),
+        cases: suites.iter().map(|s| s.doc.spec.cases.len()).sum(),
+    })
+}
+
 /// Loads the policies of `dir` and runs every test case found beside them.
 pub fn run_dir(dir: &Path, settings: Settings) -> Result<TestReport, TestError> {
     let policies = PolicySet::load_dir(dir)?;
@@ -251,34 +276,55 @@ fn suites(dir: &Path) -> Result<Vec<Suite>, TestError> {
     files.sort();
     let mut out = Vec::new();
     for file in files {
-        let text =
-            read_file(&file).map_err(|e| TestError::Io(format!("{}: {e}", file.display())))?;
-        let docs: Vec<Value> = serde_saphyr::from_multiple(&text)
-            .map_err(|e| TestError::Io(format!("{}: not valid YAML: {e}", file.display())))?;
-        for (i, v) in docs.into_iter().enumerate() {
-            if v.get("kind").and_then(Value::as_str) != Some(TEST_KIND) {
-                continue;
-            }
-            let suite_error = |field: String, message: String| TestError::Suite {
-                file: file.display().to_string(),
-                document: i + 1,
-                field,
-                message,
-            };
-            if v.get("apiVersion").and_then(Value::as_str) != Some(API_VERSION) {
+        out.extend(suites_in(&file)?);
+    }
+    Ok(out)
+}
+
+/// The test suites of one file.
+fn suites_in(file: &Path) -> Result<Vec<Suite>, TestError> {
+    let text = read_file(file).map_err(|e| TestError::Io(format!("{}: {e}", file.display())))?;
+    let docs: Vec<Value> = serde_saphyr::from_multiple(&text)
+        .map_err(|e| TestError::Io(format!("{}: not valid YAML: {e}", file.display())))?;
+    let mut out = Vec::new();
+    for (i, v) in docs.into_iter().enumerate() {
+        if v.get("kind").and_then(Value::as_str) != Some(TEST_KIND) {
+            continue;
+        }
+        let suite_error = |field: String, message: String| TestError::Suite {
+            file: file.display().to_string(),
+            document: i + 1,
+            field,
+            message,
+        };
+        match v.get("apiVersion") {
+            Some(Value::String(found)) if found == API_VERSION => {}
+            Some(Value::String(found)) => {
                 return Err(suite_error(
                     "apiVersion".into(),
-                    format!("expected {API_VERSION}"),
+                    format!("expected {API_VERSION}, found {found:?}"),
                 ));
             }
-            let doc: TestDocument = serde_path_to_error::deserialize(&v)
-                .map_err(|e| suite_error(e.path().to_string(), e.into_inner().to_string()))?;
-            out.push(Suite {
-                file: file.clone(),
-                document: i + 1,
-                doc,
-            });
+            Some(found) => {
+                return Err(suite_error(
+                    "apiVersion".into(),
+                    format!("expected {API_VERSION}, found {found}"),
+                ));
+            }
+            None => {
+                return Err(suite_error(
+                    "apiVersion".into(),
+                    format!("expected {API_VERSION}, found none"),
+                ));
+            }
         }
+        let doc: TestDocument = serde_path_to_error::deserialize(&v)
+            .map_err(|e| suite_error(e.path().to_string(), e.into_inner().to_string()))?;
+        out.push(Suite {
+            file: file.to_path_buf(),
+            document: i + 1,
+            doc,
+        });
     }
     Ok(out)
 }

@@ -13,7 +13,7 @@ use kspy_admission::policy::spec::{
     API_VERSION, KIND, LabelOperator, LabelSelectorSpec, TEST_KIND, VolumeGrant,
 };
 use kspy_admission::policy::{LoadErrors, Mode};
-use kspy_admission::testing::{TestError, declared_namespaces, run_dir};
+use kspy_admission::testing::{TestError, check_suites, declared_namespaces, run_dir};
 use kspy_admission::{Endpoint, Engine, NoPolicyVerdict, ParsedReview, PolicySet, Settings};
 
 use crate::errors::KspyError;
@@ -21,9 +21,11 @@ use crate::errors::KspyError;
 /// `kspy policy` subcommands.
 #[derive(Debug, clap::Subcommand)]
 pub enum PolicyCommand {
-    /// Load and compile the policies of a directory (or of one file) and list them.
+    /// Load and compile the policies of a directory (or of one file) and list them; read
+    /// the DebugPolicyTest suites beside them too, without running them.
     #[command(
-        after_help = "Exits 1 when a policy does not load, and when there is no policy at all.
+        after_help = "Exits 1 when a policy or a test suite does not load, and when there is no
+policy at all.
 
 Examples:
   # Check the shipped library; a broken file is reported with file, document, policy and field
@@ -243,6 +245,17 @@ fn mode_name(mode: Mode) -> String {
 
 fn check(dir: &Path, out: &mut impl Write) -> anyhow::Result<ExitCode> {
     let (set, files) = load_some(dir)?;
+    let suites = check_suites(dir).map_err(|e| {
+        KspyError::new(format!(
+            "the {TEST_KIND} suites at {} do not load",
+            dir.display()
+        ))
+        .details([e.to_string()])
+        .hint(format!(
+            "fix the suite named above; `{} policy test` would refuse it too",
+            crate::prog()
+        ))
+    })?;
     writeln!(
         out,
         "{} {} in {files} {} under {}:",
@@ -258,6 +271,21 @@ fn check(dir: &Path, out: &mut impl Write) -> anyhow::Result<ExitCode> {
             p.name,
             mode_name(p.mode),
             p.origin.file
+        )?;
+    }
+    if suites.suites > 0 {
+        writeln!(
+            out,
+            "{} {TEST_KIND} {} with {} {} read (not run: `{} policy test` runs them)",
+            suites.suites,
+            if suites.suites == 1 {
+                "suite"
+            } else {
+                "suites"
+            },
+            suites.cases,
+            if suites.cases == 1 { "case" } else { "cases" },
+            crate::prog()
         )?;
     }
     Ok(ExitCode::SUCCESS)

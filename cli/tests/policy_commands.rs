@@ -385,3 +385,33 @@ fn a_namespace_declared_twice_with_other_labels_is_refused_naming_both_files() {
     );
     assert!(out.stdout.is_empty(), "{}", text(&out.stdout));
 }
+
+#[test]
+fn check_reads_the_test_suites_and_says_what_apiversion_it_found() {
+    let out = kspy(&["policy", "check", &suites_dir().display().to_string()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("\n2 DebugPolicyTest suites with 2 cases read (not run: "),
+        "{stdout}"
+    );
+
+    let dir = suites_copy();
+    let tools = dir.path().join("suite-tools.yaml");
+    let before = std::fs::read_to_string(&tools).unwrap();
+    let after = before.replace("apiVersion: kspy.dev/v1alpha1", "apiVersion: kspy.dev/v1");
+    assert_ne!(before, after);
+    std::fs::write(&tools, after).unwrap();
+    let want = format!(
+        "{}/suite-tools.yaml: document 1: apiVersion: expected kspy.dev/v1alpha1, found \
+         \"kspy.dev/v1\"",
+        dir.path().display()
+    );
+    for command in ["check", "test"] {
+        let out = kspy(&["policy", command, &dir.path().display().to_string()]);
+        assert_eq!(out.status.code(), Some(1), "{command}");
+        let stderr = text(&out.stderr);
+        assert!(stderr.contains(&want), "{command}: {stderr}");
+        assert!(out.stdout.is_empty(), "{command}: {}", text(&out.stdout));
+    }
+}

@@ -215,9 +215,11 @@ impl Suite {
     }
 }
 
-/// The namespaces declared by the test suites of `dir`, for `kspy policy eval`.
-pub fn declared_namespaces(dir: &Path) -> Result<BTreeMap<String, Namespace>, TestError> {
-    namespaces_of(&suites(dir)?)
+/// The namespaces declared by the test suites at `path` (a directory, every `*.yaml` and
+/// `*.yml` under it, or one file), for `kspy policy eval` and the webhook's
+/// `--namespace-lookup declared`.
+pub fn declared_namespaces(path: &Path) -> Result<BTreeMap<String, Namespace>, TestError> {
+    namespaces_of(&suites_at(path)?)
 }
 
 /// What [`check_suites`] found.
@@ -233,11 +235,7 @@ pub struct SuiteSummary {
 /// it, or one file) without running them, for `kspy policy check`: each document is well
 /// formed and the namespaces the suites declare agree. Fixtures are not read.
 pub fn check_suites(path: &Path) -> Result<SuiteSummary, TestError> {
-    let suites = if path.is_dir() {
-        suites(path)?
-    } else {
-        suites_in(path)?
-    };
+    let suites = suites_at(path)?;
     namespaces_of(&suites)?;
     Ok(SuiteSummary {
         suites: suites.len(),
@@ -279,6 +277,15 @@ fn suites(dir: &Path) -> Result<Vec<Suite>, TestError> {
         out.extend(suites_in(&file)?);
     }
     Ok(out)
+}
+
+/// The test suites under a directory, or of one file.
+fn suites_at(path: &Path) -> Result<Vec<Suite>, TestError> {
+    if path.is_dir() {
+        suites(path)
+    } else {
+        suites_in(path)
+    }
 }
 
 /// The test suites of one file.

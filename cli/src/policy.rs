@@ -43,7 +43,7 @@ Examples:
     #[command(
         after_help = "Prints the whole response review (apiVersion, kind, response), the patch
 base64-encoded as the API server receives it. Exits 0 whatever the verdict; non-zero only when the
-policies or the review cannot be read.
+policies or the review cannot be read, and when there is no policy at all.
 
 Examples:
   # What would /validate answer?
@@ -52,8 +52,9 @@ Examples:
   {prog} policy eval --policies policies/ --mutate policies/fixtures/attach-dev-plain.json"
     )]
     Eval {
-        /// Directory of policy files.
-        #[arg(long, value_name = "DIR")]
+        /// A directory of policy files (every *.yaml and *.yml under it), or one policy
+        /// file; the DebugPolicyTest suites there declare the namespaces.
+        #[arg(long, value_name = "PATH")]
         policies: PathBuf,
         /// Answer as /mutate (defaults patch) instead of /validate (verdict).
         #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true,
@@ -153,15 +154,33 @@ fn load_failed(path: &Path, errors: &LoadErrors) -> KspyError {
     .hint(load_hint(path, errors))
 }
 
-/// Whether `path` is a directory; an error saying so when it does not exist.
-fn is_dir(path: &Path) -> Result<bool, KspyError> {
+/// What a command takes: `test` needs a directory (its fixtures are relative to the suites),
+/// the others a directory or one policy file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Takes {
+    DirOrFile,
+    Dir,
+}
+
+/// Whether `path` is a directory; an error saying so when it does not exist, with a hint
+/// saying what the command takes.
+fn is_dir(path: &Path, takes: Takes) -> Result<bool, KspyError> {
     match std::fs::metadata(path) {
         Ok(meta) => Ok(meta.is_dir()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(KspyError::new(format!(
             "{} does not exist",
             path.display()
         ))
-        .hint("give a directory of policy files (for example policies/) or one policy file")),
+        .hint(match takes {
+            Takes::DirOrFile => {
+                "give a directory of policy files (for example policies/) or one policy file"
+                    .to_string()
+            }
+            Takes::Dir => format!(
+                "give the directory that holds the policies and their {TEST_KIND} suites \
+                 (for example policies/)"
+            ),
+        })),
         Err(e) => Err(KspyError::new(format!("cannot read {}", path.display())).source(e)),
     }
 }
@@ -169,7 +188,7 @@ fn is_dir(path: &Path) -> Result<bool, KspyError> {
 /// The policies at `path`, which is a directory (every `*.yaml` and `*.yml` under it) or one
 /// file (read whatever its name, as `kubectl -f` does), and how many files were read.
 fn load(path: &Path) -> Result<(PolicySet, usize), KspyError> {
-    if is_dir(path)? {
+    if is_dir(path, Takes::DirOrFile)? {
         let set = PolicySet::load_dir(path).map_err(|e| load_failed(path, &e))?;
         let files = set.files().len();
         return Ok((set, files));
@@ -208,10 +227,10 @@ fn load_some(path: &Path) -> Result<(PolicySet, usize), KspyError> {
     )))
 }
 
-/// A directory of policies and test suites (`eval`, `test`): the suites beside the policies
-/// declare the namespaces, so one file is not enough.
+/// A directory of policies and test suites (`test`): the suites beside the policies declare
+/// the namespaces, and the cases' fixtures are relative to them, so one file is not enough.
 fn require_dir(path: &Path) -> Result<(), KspyError> {
-    if is_dir(path)? {
+    if is_dir(path, Takes::Dir)? {
         return Ok(());
     }
     Err(
@@ -307,8 +326,7 @@ fn eval(
         },
         ..Settings::default()
     };
-    require_dir(dir)?;
-    let (set, _) = load(dir)?;
+    let (set, _) = load_some(dir)?;
     let engine = Engine::new(set, settings).map_err(|e| anyhow::anyhow!("{e}"))?;
     let body = if review_path == Path::new("-") {
         let mut buf = Vec::new();

@@ -415,3 +415,60 @@ fn check_reads_the_test_suites_and_says_what_apiversion_it_found() {
         assert!(out.stdout.is_empty(), "{command}: {}", text(&out.stdout));
     }
 }
+
+#[test]
+fn eval_refuses_no_policies_as_check_does_and_takes_one_file() {
+    let review = suites_dir()
+        .join("fixtures/attach-busybox.json")
+        .display()
+        .to_string();
+    let empty = tempfile::tempdir().unwrap();
+    let out = kspy(&[
+        "policy",
+        "eval",
+        "--policies",
+        &empty.path().display().to_string(),
+        &review,
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains(": no policy files (*.yaml, *.yml) under "),
+        "{stderr}"
+    );
+    assert!(out.stdout.is_empty(), "{}", text(&out.stdout));
+
+    // One file, as the hint for a missing path says: its suites declare the namespaces.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("shop.yaml");
+    let policies = std::fs::read_to_string(suites_dir().join("policies.yaml")).unwrap();
+    let suite = std::fs::read_to_string(suites_dir().join("suite-shop.yaml")).unwrap();
+    std::fs::write(&file, format!("{policies}---\n{suite}")).unwrap();
+    let out = kspy(&[
+        "policy",
+        "eval",
+        "--policies",
+        &file.display().to_string(),
+        &review,
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let answer: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(answer["response"]["allowed"], true, "{answer}");
+
+    let out = kspy(&["policy", "eval", "--policies", "/nonexistent/p", &review]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("or one policy file"),
+        "{}",
+        text(&out.stderr)
+    );
+    // `test` takes a directory only, and its hint says so.
+    let out = kspy(&["policy", "test", "/nonexistent/p"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("hint: give the directory that holds the policies"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("one policy file"), "{stderr}");
+}

@@ -27,8 +27,9 @@ use crate::asks::{Asks, VolumeKind};
 use crate::capability::Capability;
 use crate::cel::{CelEnv, Fields, LazyVariables, VarSet, json_to_cel, map_of, project_json};
 use crate::classify::{DebugRequest, Subject};
-use crate::engine::NoPolicyVerdict;
+use crate::engine::{NamespaceOrigin, NoPolicyVerdict, Settings};
 use crate::policy::compiled::{CompiledPolicy, MatchInput, MatchOutcome};
+use crate::policy::spec::TEST_KIND;
 use crate::policy::{Mode, PolicySet};
 use crate::review::ParsedReview;
 
@@ -577,7 +578,8 @@ impl Ask {
 }
 
 /// Judges a whole request for `/validate`.
-pub(crate) fn decide(judge: &Judge<'_>, no_policy: NoPolicyVerdict) -> Decision {
+pub(crate) fn decide(judge: &Judge<'_>, settings: &Settings) -> Decision {
+    let no_policy = settings.no_policy;
     let mut d = Decision::default();
     let request = judge.request;
     let review = judge.review;
@@ -597,20 +599,18 @@ pub(crate) fn decide(judge: &Judge<'_>, no_policy: NoPolicyVerdict) -> Decision 
                 .as_ref()
                 .map(ToString::to_string)
                 .unwrap_or_default();
+            let (why, fix) = unknown_namespace(&settings.namespaces);
             d.deny(
                 format!(
                     "policy {} applies in namespaces labelled {selector} and the labels of \
-                     {place} are unknown (the Namespace could not be read, or the webhook runs \
-                     without Namespace lookup), so its validations cannot be checked; kspy denies \
-                     rather than skip them (the webhook needs RBAC `get` on namespaces and \
-                     --namespace-lookup api; its log says why the lookup failed)",
+                     {place} are unknown ({why}), so its validations cannot be checked; kspy \
+                     denies rather than skip them ({fix})",
                     p.name
                 ),
                 DenialReason {
                     container: None,
                     policy: Some(p.name.clone()),
-                    reason: "its validations cannot be checked: the Namespace could not be read"
-                        .into(),
+                    reason: format!("its validations cannot be checked: {why}"),
                 },
             );
         }
@@ -773,6 +773,33 @@ pub(crate) fn decide(judge: &Judge<'_>, no_policy: NoPolicyVerdict) -> Decision 
     d
 }
 
+/// Why the labels of a namespace are unknown, and what to do about it, from where the
+/// Namespace objects come from.
+fn unknown_namespace(origin: &NamespaceOrigin) -> (String, String) {
+    match origin {
+        NamespaceOrigin::Api => (
+            "the Namespace could not be read".to_owned(),
+            "the webhook needs RBAC `get` on namespaces; its log says why the lookup failed"
+                .to_owned(),
+        ),
+        NamespaceOrigin::NotLookedUp => (
+            "the webhook does not look Namespaces up".to_owned(),
+            "run it with --namespace-lookup api and RBAC `get` on namespaces, or with \
+             --namespace-lookup declared for the namespaces the test suites declare"
+                .to_owned(),
+        ),
+        NamespaceOrigin::Declared { under } => (
+            format!(
+                "the namespace is not declared in any {TEST_KIND} spec.namespaces under {under}"
+            ),
+            format!(
+                "declare it with its labels in a {TEST_KIND} suite's spec.namespaces under \
+                 {under}, as namespaces.yaml in the shipped policies does"
+            ),
+        ),
+    }
+}
+
 fn push_audit(audit: &mut BTreeMap<String, String>, key: &str, text: &str) {
     audit
         .entry(key.to_owned())
@@ -876,7 +903,7 @@ spec:
         let env = CelEnv::new();
         let vars = request_variables(&review, None);
         let judge = Judge::new(&env, &policies, &review, &request, None, &vars);
-        let d = decide(&judge, NoPolicyVerdict::Deny);
+        let d = decide(&judge, &Settings::default());
         // Every subject evaluated both validations against the whole Pod: only c3, the last,
         // fails one, and nothing failed to evaluate.
         let denied: Vec<_> = d

@@ -25,11 +25,32 @@ pub enum NoPolicyVerdict {
     Allow,
 }
 
+/// Where the Namespace objects handed to [`Engine::judge`] come from. Only the wording of a
+/// denial depends on it: when a namespace's labels are unknown, what to fix differs.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum NamespaceOrigin {
+    /// Read from the API server (the webhook's default): a missing Namespace is a lookup that
+    /// failed (RBAC, the API server) or one that does not exist.
+    #[default]
+    Api,
+    /// Not looked up at all: the webhook's `--namespace-lookup none`, or `auto` without a
+    /// Kubernetes client configuration.
+    NotLookedUp,
+    /// Declared by the `DebugPolicyTest` suites' `spec.namespaces` (`kspy policy eval` and
+    /// `test`, the webhook's `--namespace-lookup declared`): a missing one is not declared.
+    Declared {
+        /// The policy directory (or file) whose suites declare them, as the user gave it.
+        under: String,
+    },
+}
+
 /// Engine settings beyond the policies.
 #[derive(Debug, Clone, Default)]
 pub struct Settings {
     /// What to do when no policy applies.
     pub no_policy: NoPolicyVerdict,
+    /// Where the Namespace objects come from, for messages.
+    pub namespaces: NamespaceOrigin,
     /// A CEL expression over `object`, `request`, `namespaceObject` that marks created pods as
     /// debug copies, besides the `kspy.dev/debug: copy` label.
     pub copy_classifier: Option<String>,
@@ -239,7 +260,7 @@ impl Engine {
         match endpoint {
             Endpoint::Mutate => self.mutate(base, &judge, review, &request, namespace, subjects),
             Endpoint::Validate => {
-                let mut decision = decide(&judge, self.settings.no_policy);
+                let mut decision = decide(&judge, &self.settings);
                 pod_security_warnings(&mut decision, review, &request, namespace);
                 let action = Some(request.action);
                 if decision.allowed() {

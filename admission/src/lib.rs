@@ -36,7 +36,9 @@ pub mod wire;
 pub use asks::Asks;
 pub use capability::Capability;
 pub use classify::{Action, DebugRequest, Subject};
-pub use engine::{Endpoint, Engine, Judgement, NoPolicyVerdict, Settings, Verdict};
+pub use engine::{
+    Endpoint, Engine, Judgement, NamespaceOrigin, NoPolicyVerdict, Settings, Verdict,
+};
 pub use policy::{LoadError, LoadErrors, PolicySet};
 pub use wire::encode_review;
 

@@ -31,7 +31,7 @@ use k8s_openapi::api::core::v1::Namespace;
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::engine::{Endpoint, Engine, Settings};
+use crate::engine::{Endpoint, Engine, NamespaceOrigin, Settings};
 use crate::policy::load::{collect_files, read_file};
 use crate::policy::spec::{API_VERSION, TEST_KIND};
 use crate::policy::{LoadErrors, PolicySet};
@@ -244,7 +244,13 @@ pub fn check_suites(path: &Path) -> Result<SuiteSummary, TestError> {
 }
 
 /// Loads the policies of `dir` and runs every test case found beside them.
-pub fn run_dir(dir: &Path, settings: Settings) -> Result<TestReport, TestError> {
+///
+/// The cases see the namespaces the suites declare, so `settings.namespaces` is set to
+/// [`NamespaceOrigin::Declared`] under `dir` whatever it was.
+pub fn run_dir(dir: &Path, mut settings: Settings) -> Result<TestReport, TestError> {
+    settings.namespaces = NamespaceOrigin::Declared {
+        under: dir.display().to_string(),
+    };
     let policies = PolicySet::load_dir(dir)?;
     let engine = Engine::new(policies, settings)?;
     let suites = suites(dir)?;

@@ -14,7 +14,9 @@ use kspy_admission::policy::spec::{
 };
 use kspy_admission::policy::{LoadErrors, Mode};
 use kspy_admission::testing::{TestError, check_suites, declared_namespaces, run_dir};
-use kspy_admission::{Endpoint, Engine, NoPolicyVerdict, ParsedReview, PolicySet, Settings};
+use kspy_admission::{
+    Endpoint, Engine, NamespaceOrigin, NoPolicyVerdict, ParsedReview, PolicySet, Settings,
+};
 
 use crate::errors::KspyError;
 
@@ -323,6 +325,9 @@ fn eval(
             NoPolicyVerdict::Allow
         } else {
             NoPolicyVerdict::Deny
+        },
+        namespaces: NamespaceOrigin::Declared {
+            under: dir.display().to_string(),
         },
         ..Settings::default()
     };

@@ -472,3 +472,47 @@ fn eval_refuses_no_policies_as_check_does_and_takes_one_file() {
     );
     assert!(!stderr.contains("one policy file"), "{stderr}");
 }
+
+#[test]
+fn eval_and_test_blame_an_undeclared_namespace_not_the_webhook() {
+    let dir = suites_copy();
+    let fixture = dir.path().join("fixtures/attach-busybox.json");
+    let mut review: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&fixture).unwrap()).unwrap();
+    review["request"]["namespace"] = "elsewhere".into();
+    let elsewhere = dir.path().join("fixtures/attach-elsewhere.json");
+    std::fs::write(&elsewhere, review.to_string()).unwrap();
+    let want = format!(
+        "the labels of namespace \"elsewhere\" are unknown (the namespace is not declared in any \
+         DebugPolicyTest spec.namespaces under {})",
+        dir.path().display()
+    );
+
+    let out = kspy(&[
+        "policy",
+        "eval",
+        "--policies",
+        &dir.path().display().to_string(),
+        &elsewhere.display().to_string(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let answer: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let message = answer["response"]["status"]["message"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(message.contains(&want), "{message}");
+    assert!(!message.contains("webhook"), "{message}");
+
+    std::fs::write(
+        dir.path().join("suite-elsewhere.yaml"),
+        "apiVersion: kspy.dev/v1alpha1\nkind: DebugPolicyTest\nmetadata: {name: elsewhere}\n\
+         spec:\n  cases:\n    - name: undeclared\n      review: fixtures/attach-elsewhere.json\n\
+         \x20     expect: {allowed: true}\n",
+    )
+    .unwrap();
+    let out = kspy(&["policy", "test", &dir.path().display().to_string()]);
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains(&want), "{stdout}");
+    assert!(!stdout.contains("webhook"), "{stdout}");
+}

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use clap::Parser;
-use kspy_admission::{NoPolicyVerdict, Settings};
+use kspy_admission::{NamespaceOrigin, NoPolicyVerdict, Settings};
 use kspy_webhook::config::{DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_BUFFERED_BYTES};
 use kspy_webhook::duration::parse_duration;
 use kspy_webhook::events::EventSink;
@@ -188,6 +188,7 @@ async fn run(args: &Args) -> anyhow::Result<()> {
     let stop = shutdown_signal();
     let mut config = config_from(args)?;
     config.namespaces = namespace_source(args).await?;
+    config.settings.namespaces = namespace_origin(&config.namespaces, &config.policies_dir);
     config.events = event_sink(args, &config.namespaces).await;
     let policies = config.policies_dir.clone();
     let server = kspy_webhook::start(config).await?;
@@ -247,6 +248,8 @@ fn config_from(args: &Args) -> anyhow::Result<ServerConfig> {
         } else {
             NoPolicyVerdict::Deny
         },
+        // Set once the namespace source is known (`run`).
+        namespaces: NamespaceOrigin::default(),
         copy_classifier: args.copy_classifier.clone(),
         node_classifier: args.node_classifier.clone(),
     };
@@ -318,6 +321,18 @@ async fn namespace_source(args: &Args) -> anyhow::Result<NamespaceSource> {
              ~/.kube/config or the in-cluster service account (fix or provide one, or run in a \
              cluster; or choose --namespace-lookup declared or none)",
         )),
+    }
+}
+
+/// Where the engine is told the Namespaces come from, for its messages: a Namespace it lacks
+/// was not readable, not looked up, or not declared by the suites under `policies`.
+fn namespace_origin(source: &NamespaceSource, policies: &Path) -> NamespaceOrigin {
+    match source {
+        NamespaceSource::None => NamespaceOrigin::NotLookedUp,
+        NamespaceSource::Static(_) => NamespaceOrigin::Declared {
+            under: policies.display().to_string(),
+        },
+        NamespaceSource::Api { .. } => NamespaceOrigin::Api,
     }
 }
 
@@ -513,6 +528,22 @@ mod tests {
         assert_eq!(mode(&["--events", "off"]), EventsMode::Off);
         assert_eq!(mode(&["--dev", "--events", "auto"]), EventsMode::Auto);
         assert!(Args::try_parse_from(["kspy-webhook", "--events", "on"]).is_err());
+    }
+
+    /// The engine's denials for an unknown namespace say what to fix for the source in use.
+    #[test]
+    fn the_engine_is_told_where_namespaces_come_from() {
+        let dir = Path::new("policies");
+        assert_eq!(
+            namespace_origin(&NamespaceSource::None, dir),
+            NamespaceOrigin::NotLookedUp
+        );
+        assert_eq!(
+            namespace_origin(&NamespaceSource::from_namespaces([]), dir),
+            NamespaceOrigin::Declared {
+                under: "policies".into()
+            }
+        );
     }
 
     #[tokio::test]

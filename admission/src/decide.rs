@@ -588,6 +588,8 @@ pub(crate) fn decide(judge: &Judge<'_>, settings: &Settings) -> Decision {
     let mut grants_used: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     let who = describe_user(review, judge.groups);
     let place = format!("namespace {:?}", review.namespace().unwrap_or(""));
+    // What `--no-policy-allows` let through, per subject.
+    let mut audit_only: Vec<String> = Vec::new();
 
     // A guardrail that selects namespaces by label cannot be skipped just because the
     // Namespace could not be read: its validations might deny. Fail closed.
@@ -685,13 +687,11 @@ pub(crate) fn decide(judge: &Judge<'_>, settings: &Settings) -> Decision {
                         reason: "no DebugPolicy allows this request".into(),
                     },
                 ),
-                NoPolicyVerdict::Allow => {
-                    d.warnings.push(format!(
-                        "{message}; allowed only because kspy runs audit-only (no policy allows)"
-                    ));
-                    d.audit
-                        .insert("no-policy".into(), "allowed-audit-only".into());
-                }
+                // Said only if nothing else denies (below): a denied request was not
+                // "allowed only because" of anything.
+                NoPolicyVerdict::Allow => audit_only.push(format!(
+                    "{message}; allowed only because kspy runs audit-only (no policy allows)"
+                )),
             }
             continue;
         }
@@ -744,6 +744,11 @@ pub(crate) fn decide(judge: &Judge<'_>, settings: &Settings) -> Decision {
         }
     }
 
+    if d.allowed() && !audit_only.is_empty() {
+        d.warnings.extend(audit_only);
+        d.audit
+            .insert("no-policy".into(), "allowed-audit-only".into());
+    }
     d.policies = applied
         .iter()
         .map(|&i| judge.policies.policies()[i].name.clone())

@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use kspy_admission::{NoPolicyVerdict, Settings, Verdict};
+use kspy_admission::{Endpoint, NoPolicyVerdict, Settings, Verdict};
 use serde_json::json;
 
 const TEAM: &str = r#"
@@ -161,6 +161,73 @@ fn default_deny_and_audit_only() {
             .iter()
             .any(|w| w.contains("allowed only because kspy runs audit-only")),
         "{warnings:?}"
+    );
+}
+
+/// `--no-policy-allows` lets through what no policy allows, and says so, only when nothing
+/// else denies: a request a guardrail denies was not "allowed only because" of it.
+#[test]
+fn audit_only_warns_only_when_it_turned_a_denial_into_an_allow() {
+    let guardrail = r#"
+apiVersion: kspy.dev/v1alpha1
+kind: DebugPolicy
+metadata: {name: production-reason}
+spec:
+  match:
+    namespaceSelector:
+      matchLabels: {env: production}
+  validations:
+    - expression: "has(container.env)"
+      message: a reason is needed in production
+"#;
+    let audit_only = Settings {
+        no_policy: NoPolicyVerdict::Allow,
+        ..Settings::default()
+    };
+    let e = engine_with(&format!("{TEAM}---{guardrail}"), audit_only);
+    let r = attach(
+        "prod-eu",
+        "mallory",
+        &["contractors"],
+        vec![],
+        vec![debugger("d", "busybox:1.36")],
+    );
+    let production = namespace("prod-eu", &[("env", "production")]);
+    let j = judge(&e, &r, Endpoint::Validate, Some(&production));
+    assert!(!j.response.allowed);
+    assert!(
+        j.response
+            .result
+            .message
+            .contains("a reason is needed in production"),
+        "{}",
+        j.response.result.message
+    );
+    let warnings = j.response.warnings.clone().unwrap_or_default();
+    assert!(
+        !warnings.iter().any(|w| w.contains("audit-only")),
+        "{warnings:?}"
+    );
+    assert!(
+        !j.response.audit_annotations.contains_key("no-policy"),
+        "{:?}",
+        j.response.audit_annotations
+    );
+
+    // Elsewhere the guardrail does not apply: audit-only is what allowed it, and it says so.
+    let staging = namespace("prod-eu", &[("env", "staging")]);
+    let j = judge(&e, &r, Endpoint::Validate, Some(&staging));
+    assert!(j.response.allowed);
+    let warnings = j.response.warnings.clone().unwrap_or_default();
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.contains("allowed only because kspy runs audit-only")),
+        "{warnings:?}"
+    );
+    assert_eq!(
+        j.response.audit_annotations["no-policy"],
+        "allowed-audit-only"
     );
 }
 

@@ -176,7 +176,8 @@ pub struct CaseResult {
     pub case: String,
     /// The file that holds it.
     pub file: PathBuf,
-    /// What did not match; empty when it passed.
+    /// What did not match; empty when it passed. A failure may span lines (a denial's
+    /// message, a patch): the lines after the first are meant to be indented under it.
     pub failures: Vec<String>,
 }
 
@@ -333,6 +334,19 @@ fn suites_in(file: &Path) -> Result<Vec<Suite>, TestError> {
         }
         let doc: TestDocument = serde_path_to_error::deserialize(&v)
             .map_err(|e| suite_error(e.path().to_string(), e.into_inner().to_string()))?;
+        let mut names: BTreeMap<&str, usize> = BTreeMap::new();
+        for (j, case) in doc.spec.cases.iter().enumerate() {
+            if let Some(first) = names.insert(&case.name, j) {
+                return Err(suite_error(
+                    format!("spec.cases[{j}].name"),
+                    format!(
+                        "{:?} is already the name of spec.cases[{first}]; failures are \
+                         reported by case name, so give each case of a suite its own",
+                        case.name
+                    ),
+                ));
+            }
+        }
         out.push(Suite {
             file: file.to_path_buf(),
             document: i + 1,
@@ -391,10 +405,15 @@ fn labels_text(labels: &BTreeMap<String, String>) -> String {
 /// Resolves a fixture path relative to the suite file, refusing anything outside `root`.
 fn fixture_path(root: &Path, suite_file: &Path, review: &str) -> Result<PathBuf, String> {
     let base = suite_file.parent().unwrap_or(Path::new("."));
-    let path = base
-        .join(review)
-        .canonicalize()
-        .map_err(|e| format!("review {review:?}: {e}"))?;
+    let joined = base.join(review);
+    let path = joined.canonicalize().map_err(|e| {
+        // The path as written is relative to the suite: say where that led.
+        let resolved = base
+            .canonicalize()
+            .map(|b| b.join(review))
+            .unwrap_or(joined.clone());
+        format!("review {review:?} ({}): {e}", resolved.display())
+    })?;
     if !path.starts_with(root) {
         return Err(format!(
             "review {review:?} lies outside the policy directory"
@@ -496,7 +515,7 @@ fn run_case(
         };
         if &got != want {
             failures.push(format!(
-                "patch differs:\n      expected {}\n      got      {}",
+                "patch differs:\nexpected {}\ngot      {}",
                 Value::Array(want.clone()),
                 Value::Array(got)
             ));

@@ -424,7 +424,12 @@ fn test(dir: &Path, out: &mut impl Write) -> anyhow::Result<ExitCode> {
             r.file.display()
         )?;
         for f in &r.failures {
-            writeln!(out, "  - {f}")?;
+            // A denial's own lines ("- container …") stay under their failure, not beside it.
+            let mut lines = f.lines();
+            writeln!(out, "  - {}", lines.next().unwrap_or_default())?;
+            for line in lines {
+                writeln!(out, "      {line}")?;
+            }
         }
     }
     writeln!(

@@ -516,3 +516,67 @@ fn eval_and_test_blame_an_undeclared_namespace_not_the_webhook() {
     assert!(stdout.contains(&want), "{stdout}");
     assert!(!stdout.contains("webhook"), "{stdout}");
 }
+
+#[test]
+fn test_failures_keep_their_details_indented_and_name_the_resolved_fixture() {
+    let dir = suites_copy();
+    std::fs::write(
+        dir.path().join("suite-wrong.yaml"),
+        r#"apiVersion: kspy.dev/v1alpha1
+kind: DebugPolicyTest
+metadata: {name: wrong}
+spec:
+  cases:
+    - name: expects an allow the guardrail denies
+      review: fixtures/attach-busybox.json
+      reviewPatch:
+        - {op: remove, path: /request/object/spec/ephemeralContainers/0/env}
+      expect: {allowed: true}
+    - name: names a fixture that is not there
+      review: fixtures/x.json
+      expect: {allowed: true}
+"#,
+    )
+    .unwrap();
+    let out = kspy(&["policy", "test", &dir.path().display().to_string()]);
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("\n  - expected allowed, got denied: kspy denied the debug container"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("\n      - container \"debugger\": policy production-reason: "),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("\n- "), "{stdout}");
+    let resolved = dir.path().canonicalize().unwrap().join("fixtures/x.json");
+    assert!(
+        stdout.contains(&format!(
+            "\n  - review \"fixtures/x.json\" ({}): ",
+            resolved.display()
+        )),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn duplicate_case_names_in_a_suite_are_refused() {
+    let dir = suites_copy();
+    let tools = dir.path().join("suite-tools.yaml");
+    let before = std::fs::read_to_string(&tools).unwrap();
+    let case = &before[before.find("    - name: without").unwrap()..];
+    std::fs::write(&tools, format!("{before}{case}")).unwrap();
+    for command in ["check", "test"] {
+        let out = kspy(&["policy", command, &dir.path().display().to_string()]);
+        assert_eq!(out.status.code(), Some(1), "{command}");
+        let stderr = text(&out.stderr);
+        assert!(
+            stderr.contains(
+                "suite-tools.yaml: document 1: spec.cases[1].name: \"without a reason the \
+                 guardrail denies\" is already the name of spec.cases[0]"
+            ),
+            "{command}: {stderr}"
+        );
+    }
+}

@@ -716,7 +716,13 @@ pub(crate) fn decide(judge: &Judge<'_>, settings: &Settings) -> Decision {
                     .filter(|p| ask.granted_by(p, subject))
                     .map(|p| format!("{} grants it {}", p.name, p.matcher.describe()))
                     .collect();
-                let applied_names: Vec<&str> = enforcing.iter().map(|p| p.name.as_str()).collect();
+                // A policy that only sets defaults grants and checks nothing: naming it among
+                // the ones that do not grant would send people to the wrong place.
+                let applied_names: Vec<&str> = enforcing
+                    .iter()
+                    .filter(|p| !p.grant.is_empty() || !p.validations.is_empty())
+                    .map(|p| p.name.as_str())
+                    .collect();
                 let hint = if elsewhere.is_empty() {
                     "no policy grants it to anyone".to_owned()
                 } else {

@@ -10,7 +10,8 @@ use anyhow::Context as _;
 use k8s_openapi::api::core::v1::Namespace;
 use kspy_admission::policy::compiled::Match;
 use kspy_admission::policy::spec::{
-    API_VERSION, KIND, LabelOperator, LabelSelectorSpec, TEST_KIND, VolumeGrant,
+    API_VERSION, DefaultsSpec, KIND, LabelOperator, LabelSelectorSpec, MountTargetVolumes,
+    PodSecurityDefault, TEST_KIND, TargetContainer, VolumeGrant,
 };
 use kspy_admission::policy::{LoadErrors, Mode};
 use kspy_admission::testing::{TestError, check_suites, declared_namespaces, run_dir};
@@ -87,7 +88,8 @@ Examples:
         /// Directory of policies and their tests.
         dir: PathBuf,
     },
-    /// Explain a policy in words: whom it serves, what it grants, what it checks.
+    /// Explain a policy in words: whom it serves, what it grants, what it checks, which
+    /// defaults it sets.
     #[command(after_help = "Examples:
   {prog} policy explain --policies policies/ sre-debug
   {prog} policy explain --policies policies/sre.yaml sre-debug")]
@@ -547,14 +549,25 @@ fn explain(dir: &Path, name: &str, out: &mut impl Write) -> anyhow::Result<ExitC
         writeln!(out, "  when {n}: {}", c.source())?;
     }
     let g = &p.grant;
+    let defaults = defaults_lines(&p.defaults);
     if p.mode != Mode::Enforce {
         writeln!(
             out,
             "grants nothing ({} mode only reports)",
             mode_name(p.mode)
         )?;
-    } else if g.is_empty() {
+    } else if g.is_empty() && !p.validations.is_empty() {
         writeln!(out, "grants nothing: a guardrail, its validations deny")?;
+    } else if g.is_empty() && !defaults.is_empty() {
+        writeln!(
+            out,
+            "grants nothing: it sets defaults for the debug containers it applies to"
+        )?;
+    } else if g.is_empty() {
+        writeln!(
+            out,
+            "grants nothing, checks nothing and sets no defaults: it has no effect"
+        )?;
     } else {
         writeln!(out, "grants:")?;
         let images: Vec<&str> = g.images.iter().map(|i| i.as_str()).collect();
@@ -593,14 +606,78 @@ fn explain(dir: &Path, name: &str, out: &mut impl Write) -> anyhow::Result<ExitC
             )?;
         }
     }
+    if !defaults.is_empty() {
+        if p.mode == Mode::Enforce {
+            writeln!(
+                out,
+                "defaults (fields the user left unset; the first policy in load order to set \
+                 one wins):"
+            )?;
+        } else {
+            writeln!(
+                out,
+                "defaults (not applied: only Enforce policies set defaults):"
+            )?;
+        }
+        for line in &defaults {
+            writeln!(out, "  {line}")?;
+        }
+    }
     for (i, v) in p.validations.iter().enumerate() {
-        writeln!(
-            out,
-            "checks {}: {}\n  message: {}",
-            i + 1,
-            v.expression.source(),
-            v.message.as_deref().unwrap_or("(the rule)")
-        )?;
+        writeln!(out, "checks {}: {}", i + 1, v.expression.source())?;
+        match (&v.message_expression, &v.message) {
+            (Some(e), Some(m)) => writeln!(
+                out,
+                "  messageExpression: {}\n  message: {m} (when the expression fails)",
+                e.source()
+            )?,
+            (Some(e), None) => writeln!(out, "  messageExpression: {}", e.source())?,
+            (None, Some(m)) => writeln!(out, "  message: {m}")?,
+            (None, None) => writeln!(out, "  message: (the rule)")?,
+        }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `spec.defaults` in the policy files' spellings, one field a line; empty when none is set.
+fn defaults_lines(d: &DefaultsSpec) -> Vec<String> {
+    let mut lines = Vec::new();
+    if let Some(t) = d.target_container {
+        let t = match t {
+            TargetContainer::First => "first",
+            TargetContainer::Sole => "sole",
+            TargetContainer::None => "none",
+        };
+        lines.push(format!("targetContainer     {t}"));
+    }
+    if let Some(m) = d.mount_target_volumes {
+        let m = match m {
+            MountTargetVolumes::ReadOnly => "readOnly",
+            MountTargetVolumes::AsTarget => "asTarget",
+            MountTargetVolumes::None => "none",
+        };
+        lines.push(format!("mountTargetVolumes  {m}"));
+    }
+    if let Some(i) = d.image_pull_policy {
+        lines.push(format!("imagePullPolicy     {}", i.as_str()));
+    }
+    if !d.env.is_empty() {
+        let env: Vec<String> = d
+            .env
+            .iter()
+            .map(|e| format!("{}={}", e.name, e.value))
+            .collect();
+        lines.push(format!("env                 {}", env.join(", ")));
+    }
+    if let Some(sc) = &d.security_context {
+        lines.push(format!("securityContext     {sc}"));
+    }
+    if let Some(ps) = d.pod_security {
+        let ps = match ps {
+            PodSecurityDefault::Conform => "conform",
+            PodSecurityDefault::None => "none",
+        };
+        lines.push(format!("podSecurity         {ps}"));
+    }
+    lines
 }

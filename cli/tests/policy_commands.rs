@@ -580,3 +580,91 @@ fn duplicate_case_names_in_a_suite_are_refused() {
         );
     }
 }
+
+#[test]
+fn explain_shows_defaults_and_message_expressions() {
+    let dir = suites_dir().display().to_string();
+    let out = kspy(&["policy", "explain", "--policies", &dir, "oncall-defaults"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains(
+            "\ngrants nothing: it sets defaults for the debug containers it applies to\n"
+        ),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("guardrail"), "{stdout}");
+    for line in [
+        "\n  targetContainer     none\n",
+        "\n  mountTargetVolumes  readOnly\n",
+        "\n  env                 ONCALL=platform, PAGER=on\n",
+        "\n  securityContext     {\"runAsNonRoot\":true}\n",
+        "\n  podSecurity         conform\n",
+    ] {
+        assert!(stdout.contains(line), "{line}: {stdout}");
+    }
+
+    let out = kspy(&["policy", "explain", "--policies", &dir, "production-reason"]);
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("grants nothing: a guardrail, its validations deny"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(
+            "\n  messageExpression: 'container ' + container.name + ' needs a reason in production'\n"
+        ),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("(the rule)"), "{stdout}");
+
+    let empty = tempfile::tempdir().unwrap();
+    let file = empty.path().join("p.yaml");
+    std::fs::write(
+        &file,
+        "apiVersion: kspy.dev/v1alpha1\nkind: DebugPolicy\nmetadata: {name: nothing}\nspec: {}\n",
+    )
+    .unwrap();
+    let out = kspy(&[
+        "policy",
+        "explain",
+        "--policies",
+        &file.display().to_string(),
+        "nothing",
+    ]);
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("grants nothing, checks nothing and sets no defaults: it has no effect"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn denials_leave_defaults_only_policies_out_of_the_policies_that_apply() {
+    let dir = suites_copy();
+    let fixture = dir.path().join("fixtures/attach-busybox.json");
+    let mut review: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&fixture).unwrap()).unwrap();
+    review["request"]["object"]["spec"]["ephemeralContainers"][0]["image"] = "ubuntu:24.04".into();
+    let ubuntu = dir.path().join("fixtures/attach-ubuntu.json");
+    std::fs::write(&ubuntu, review.to_string()).unwrap();
+    let out = kspy(&[
+        "policy",
+        "eval",
+        "--policies",
+        &dir.path().display().to_string(),
+        &ubuntu.display().to_string(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let answer: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let message = answer["response"]["status"]["message"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        message.contains(
+            "image docker.io/library/ubuntu:24.04 is not granted by the policies that apply \
+             (team-images, production-reason);"
+        ),
+        "{message}"
+    );
+}

@@ -355,3 +355,28 @@ fn read_only_host_mounts_are_made_recursive() {
     assert!(message.contains("recursiveReadOnly: Disabled"), "{message}");
     assert!(!message.contains("read-write"), "{message}");
 }
+
+/// The precedence the README states: policies in load order (file names sorted), the first to
+/// set a field wins, `targetContainer: none` counts as set, env merged with the first value
+/// per name winning, securityContext merged field by field.
+#[test]
+fn the_first_policy_in_load_order_wins_each_default() {
+    let dir =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/defaults-precedence");
+    let set = kspy_admission::PolicySet::load_dir(&dir).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(set.names(), ["first", "second"]);
+    let engine = kspy_admission::Engine::new(set, kspy_admission::Settings::default())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let r = attach("ns", "u", &[], vec![], vec![debugger("new", "busybox")]);
+    let j = judge(&engine, &r, Endpoint::Mutate, None);
+    assert_eq!(
+        patch_of(&j),
+        [
+            json!({"op": "add", "path": "/spec/ephemeralContainers/0/env", "value": [
+                {"name": "TEAM", "value": "first"}, {"name": "PAGER", "value": "on"}]}),
+            json!({"op": "add", "path": "/spec/ephemeralContainers/0/securityContext", "value": {
+                "runAsNonRoot": true, "runAsUser": 1000,
+                "seccompProfile": {"type": "RuntimeDefault"}}}),
+        ]
+    );
+}

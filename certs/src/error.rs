@@ -1,4 +1,9 @@
-//! The one error type of this crate.
+//! The one error type of this crate, and [`error_chain`] to print any error once.
+//!
+//! Convention (shared with the webhook's errors): a message says what failed and where, never
+//! its `source` again; whoever prints an error prints the whole chain with [`error_chain`].
+//! Repeating the source in the message made every fact appear two or three times once the
+//! chain was printed (`tls.crt: No such file…: tls.crt: No such file…: No such file…`).
 
 use std::path::PathBuf;
 
@@ -17,10 +22,10 @@ pub enum CertError {
     #[error("invalid validity period: {0}")]
     InvalidValidity(String),
     /// rcgen failed to build or sign a certificate.
-    #[error("certificate generation failed: {0}")]
+    #[error("certificate generation failed")]
     Generate(#[from] rcgen::Error),
     /// A file could not be read or written.
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Io {
         /// The file involved.
         path: PathBuf,
@@ -40,7 +45,7 @@ pub enum CertError {
         what: String,
     },
     /// The PEM data could not be decoded.
-    #[error("{what}: malformed PEM: {source}")]
+    #[error("{what}: malformed PEM")]
     Pem {
         /// Where the PEM came from.
         what: String,
@@ -56,7 +61,7 @@ pub enum CertError {
         reason: String,
     },
     /// rustls refused the key, or the key does not belong to the certificate.
-    #[error("{what}: {source}")]
+    #[error("{what}: unusable private key")]
     Key {
         /// Where the key came from.
         what: String,
@@ -64,7 +69,7 @@ pub enum CertError {
         source: rustls::Error,
     },
     /// A CA certificate could not be added to a root store.
-    #[error("{what}: unusable CA certificate: {source}")]
+    #[error("{what}: unusable CA certificate")]
     Ca {
         /// Where the CA certificate came from.
         what: String,
@@ -102,5 +107,47 @@ impl CertError {
             path: path.into(),
             source,
         }
+    }
+}
+
+/// `err` and its sources as one line, `: `-separated, each fact once: a source whose text the
+/// line already holds is left out. kspy's own errors never repeat their source, but others do
+/// (kube's configuration errors, for one, hold their whole chain in their message).
+pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut line = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !text.is_empty() && !line.contains(&text) {
+            line.push_str(": ");
+            line.push_str(&text);
+        }
+        source = cause.source();
+    }
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each fact once: the path, then the operating system's reason.
+    #[test]
+    fn an_io_error_names_its_path_and_reason_once() {
+        let err = CertError::io(
+            "tls.crt",
+            std::io::Error::new(std::io::ErrorKind::NotFound, "No such file or directory"),
+        );
+        assert_eq!(error_chain(&err), "tls.crt: No such file or directory");
+    }
+
+    /// A foreign error that repeats its source is not printed twice.
+    #[test]
+    fn a_source_already_in_the_message_is_left_out() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("outer: {0}")]
+        struct Repeats(#[source] std::io::Error);
+        let err = Repeats(std::io::Error::other("inner"));
+        assert_eq!(error_chain(&err), "outer: inner");
     }
 }

@@ -22,7 +22,7 @@ mod pem;
 mod reload;
 mod write;
 
-pub use error::CertError;
+pub use error::{CertError, error_chain};
 pub use expiry::{format_unix_utc, not_after_unix, subject_alt_names};
 pub use generate::{GeneratedCerts, generate, generate_with_sans, service_dns_names};
 pub use pem::{

@@ -20,7 +20,7 @@ use std::time::Duration;
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 
-use crate::error::CertError;
+use crate::error::{CertError, error_chain};
 use crate::pem::{CLOCK_SKEW_SECS, LoadedCert, parse_pem_pair};
 
 /// The default interval between two polls of the certificate files.
@@ -175,7 +175,7 @@ impl ReloadingResolver {
                 if seen.read_error.as_deref() == Some(message.as_str()) {
                     return ReloadOutcome::Unchanged;
                 }
-                tracing::warn!(error = %err, "cannot read certificate files; keeping the current certificate");
+                tracing::warn!(error = %error_chain(&err), "cannot read certificate files; keeping the current certificate");
                 seen.read_error = Some(message);
                 return ReloadOutcome::Failed(err);
             }
@@ -206,7 +206,7 @@ impl ReloadingResolver {
                 ReloadOutcome::Reloaded { not_after }
             }
             Err(err) => {
-                tracing::warn!(error = %err, "new certificate does not load; keeping the current certificate");
+                tracing::warn!(error = %error_chain(&err), "new certificate does not load; keeping the current certificate");
                 ReloadOutcome::Failed(err)
             }
         };

@@ -31,7 +31,7 @@ pub enum ClientError {
     #[error("invalid server name {0:?}")]
     ServerName(String),
     /// TCP connect or TLS handshake failed.
-    #[error("connecting to {addr}: {source}")]
+    #[error("connecting to {addr}")]
     Connect {
         /// The address.
         addr: SocketAddr,
@@ -42,10 +42,10 @@ pub enum ClientError {
     #[error("the server did not negotiate {0:?} by ALPN")]
     Alpn(HttpVersion),
     /// An HTTP-level failure.
-    #[error("http: {0}")]
+    #[error("http")]
     Http(#[from] hyper::Error),
     /// The request could not be built.
-    #[error("request: {0}")]
+    #[error("request")]
     Request(#[from] hyper::http::Error),
 }
 

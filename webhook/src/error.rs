@@ -1,5 +1,8 @@
 //! Errors starting the webhook. Once running, failures are answered (denials, HTTP errors),
 //! logged and counted, never returned.
+//!
+//! As in `kspy-certs`, a message never repeats its `source`: the binary prints the chain once
+//! ([`kspy_certs::error_chain`]), so a source in the message too would say it twice.
 
 use std::net::SocketAddr;
 
@@ -10,10 +13,10 @@ use kspy_certs::CertError;
 #[derive(Debug, thiserror::Error)]
 pub enum WebhookError {
     /// The configuration cannot work (see [`crate::config::ServerConfig::validate`]).
-    #[error("{0}")]
+    #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
     /// The serving certificate or key did not load.
-    #[error("serving certificate: {0}")]
+    #[error("serving certificate")]
     Certs(#[from] CertError),
     /// The policies did not load (every error is listed).
     #[error("{0}")]
@@ -23,7 +26,7 @@ pub enum WebhookError {
     #[error("{}", settings_message(.0))]
     Settings(LoadErrors),
     /// rustls refused the TLS configuration.
-    #[error("TLS configuration: {0}")]
+    #[error("TLS configuration")]
     Tls(#[from] rustls::Error),
     /// A listener could not be bound. (The I/O error is part of the message, not a `source`:
     /// the binary prints the whole chain, which would say it twice.)

@@ -162,8 +162,11 @@ fn main() -> ExitCode {
     match runtime.block_on(serve(args)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            tracing::error!(error = format!("{err:#}"), "kspy-webhook failed");
-            eprintln!("kspy-webhook: {err:#}");
+            // The chain once: `{err:#}` would repeat what foreign errors (kube's) already
+            // hold in their message.
+            let text = kspy_certs::error_chain(err.as_ref());
+            tracing::error!(error = %text, "kspy-webhook failed");
+            eprintln!("kspy-webhook: {text}");
             ExitCode::FAILURE
         }
     }

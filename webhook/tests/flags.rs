@@ -168,6 +168,12 @@ fn namespace_lookup_api_without_a_client_configuration_says_what_to_do() {
         stderr.contains("--namespace-lookup declared or none"),
         "{stderr}"
     );
+    // kube's error holds its whole chain in its message; the chain is not printed again.
+    assert_eq!(
+        stderr.matches("No such file or directory").count(),
+        1,
+        "{stderr}"
+    );
 }
 
 /// Starts `--dev` from a scratch directory with the repository's policies and `args`; the
@@ -211,4 +217,56 @@ fn a_port_in_use_is_named_once_with_its_flag_and_what_to_do() {
         1,
         "{stderr}"
     );
+}
+
+/// Runs the binary with the repository's policies and the given certificate files: the start
+/// must fail; its stderr.
+fn refused_with_certs(cert: &std::path::Path, key: &std::path::Path) -> String {
+    let policies = concat!(env!("CARGO_MANIFEST_DIR"), "/../policies");
+    let (ok, stderr) = exit_of(
+        Command::new(env!("CARGO_BIN_EXE_kspy-webhook"))
+            .args(["--policies", policies, "--namespace-lookup", "none"])
+            .arg("--tls-cert")
+            .arg(cert)
+            .arg("--tls-key")
+            .arg(key),
+    );
+    assert!(!ok, "started: {stderr}");
+    stderr
+}
+
+/// Each fact once: the error's messages used to repeat their sources, and the chain was
+/// printed after them (`tls.crt: No such file…: tls.crt: No such file…: No such file…`).
+#[test]
+fn a_missing_certificate_file_is_named_once() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cert = dir.path().join("tls.crt");
+    let stderr = refused_with_certs(&cert, &dir.path().join("tls.key"));
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains(&format!("serving certificate: {}: ", cert.display())),
+        "{stderr}"
+    );
+    assert_eq!(stderr.matches("tls.crt").count(), 1, "{stderr}");
+    assert_eq!(
+        stderr.matches("No such file or directory").count(),
+        1,
+        "{stderr}"
+    );
+}
+
+#[test]
+fn an_expired_certificate_is_named_once() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let key = rcgen::KeyPair::generate().expect("key");
+    let mut params = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).expect("params");
+    params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+    params.not_after = rcgen::date_time_ymd(2021, 1, 1);
+    let cert = params.self_signed(&key).expect("cert");
+    let (cert_file, key_file) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
+    std::fs::write(&cert_file, cert.pem()).expect("write");
+    std::fs::write(&key_file, key.serialize_pem()).expect("write");
+    let stderr = refused_with_certs(&cert_file, &key_file);
+    assert_eq!(stderr.matches("expired").count(), 1, "{stderr}");
+    assert_eq!(stderr.matches("tls.crt").count(), 1, "{stderr}");
 }

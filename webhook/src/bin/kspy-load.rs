@@ -131,7 +131,7 @@ fn main() -> ExitCode {
     match runtime.block_on(dispatch(cli.command)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("kspy-load: {err:#}");
+            eprintln!("kspy-load: {}", err);
             ExitCode::FAILURE
         }
     }

@@ -7,6 +7,8 @@
 
 use std::path::PathBuf;
 
+use crate::expiry::format_unix_utc;
+
 /// Everything that can go wrong generating, writing, loading or reloading certificates.
 #[derive(Debug, thiserror::Error)]
 pub enum CertError {
@@ -68,6 +70,18 @@ pub enum CertError {
         /// The rustls error (unsupported key type, key/certificate mismatch, …).
         source: rustls::Error,
     },
+    /// The private key is not the one the certificate was issued for.
+    #[error(
+        "tls.key ({key}) is not the private key of tls.crt ({cert}): they come from different \
+         issuances; install the key and certificate issued together (in a Secret, replace \
+         tls.crt and tls.key in one update)"
+    )]
+    KeyMismatch {
+        /// Where the certificate came from.
+        cert: String,
+        /// Where the key came from.
+        key: String,
+    },
     /// A CA certificate could not be added to a root store.
     #[error("{what}: unusable CA certificate")]
     Ca {
@@ -79,8 +93,9 @@ pub enum CertError {
     /// The certificate's `notBefore` is still ahead (beyond the allowed clock skew): clients
     /// would refuse it ("certificate is not yet valid").
     #[error(
-        "{what}: certificate is not valid before unix time {not_before}, {ahead} s from now; \
-         check the issuer's and this node's clocks, or wait"
+        "{what}: certificate is not valid before {}, {ahead} s from now; \
+         check the issuer's and this node's clocks, or wait",
+        format_unix_utc(*not_before)
     )]
     NotYetValid {
         /// Where the certificate came from.
@@ -91,7 +106,7 @@ pub enum CertError {
         ahead: i64,
     },
     /// The certificate is already past its `notAfter`.
-    #[error("{what}: certificate expired at unix time {not_after}")]
+    #[error("{what}: certificate expired at {}", format_unix_utc(*not_after))]
     Expired {
         /// Where the certificate came from.
         what: String,

@@ -52,9 +52,19 @@ pub fn parse_pem_pair(
     let (not_before, not_after) = validity_unix(&chain[0], cert_what)?;
     let provider = rustls::crypto::ring::default_provider();
     let certified_key =
-        CertifiedKey::from_der(chain, key, &provider).map_err(|source| CertError::Key {
-            what: format!("{key_what} (for {cert_what})"),
-            source,
+        CertifiedKey::from_der(chain, key, &provider).map_err(|source| match source {
+            // rustls says only "keys may not be consistent: KeyMismatch"; which files and what
+            // to do is ours to say.
+            rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch) => {
+                CertError::KeyMismatch {
+                    cert: cert_what.to_owned(),
+                    key: key_what.to_owned(),
+                }
+            }
+            source => CertError::Key {
+                what: format!("{key_what} (for {cert_what})"),
+                source,
+            },
         })?;
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)

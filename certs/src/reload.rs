@@ -21,6 +21,7 @@ use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 
 use crate::error::{CertError, error_chain};
+use crate::expiry::format_unix_utc;
 use crate::pem::{CLOCK_SKEW_SECS, LoadedCert, parse_pem_pair};
 
 /// The default interval between two polls of the certificate files.
@@ -200,7 +201,7 @@ impl ReloadingResolver {
                 *self.current.write().unwrap_or_else(PoisonError::into_inner) = loaded;
                 tracing::info!(
                     cert = %self.cert_path.display(),
-                    not_after,
+                    not_after = %format_unix_utc(not_after),
                     "serving certificate reloaded"
                 );
                 ReloadOutcome::Reloaded { not_after }

@@ -27,8 +27,15 @@ fn a_key_from_another_certificate_is_refused() {
         "b.key",
     )
     .expect_err("mismatch");
-    assert!(matches!(err, CertError::Key { .. }), "{err}");
-    assert!(err.to_string().contains("b.key"), "{err}");
+    assert!(matches!(err, CertError::KeyMismatch { .. }), "{err}");
+    let text = kspy_certs::error_chain(&err);
+    // Not rustls' "keys may not be consistent: KeyMismatch": which file, and what to do.
+    assert!(
+        text.starts_with("tls.key (b.key) is not the private key of tls.crt (a.crt): "),
+        "{text}"
+    );
+    assert!(text.contains("issued together"), "{text}");
+    assert!(!text.contains("KeyMismatch"), "{text}");
 }
 
 #[test]
@@ -83,6 +90,12 @@ fn an_expired_certificate_is_refused() {
     )
     .expect_err("expired");
     assert!(matches!(err, CertError::Expired { .. }), "{err}");
+    // RFC 3339, as /readyz says it, not unix seconds.
+    assert!(
+        err.to_string()
+            .ends_with("old: certificate expired at 2021-01-01T00:00:00Z"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -106,6 +119,7 @@ fn a_certificate_not_valid_yet_is_refused_beyond_the_clock_skew() {
     let err = in_future(24 * 60).expect_err("a day ahead");
     assert!(matches!(err, CertError::NotYetValid { .. }), "{err}");
     assert!(err.to_string().contains("clocks"), "{err}");
+    assert!(!err.to_string().contains("unix time"), "{err}");
     // A minute ahead is clock skew, not a mistake.
     in_future(1).expect("a minute ahead loads");
 }

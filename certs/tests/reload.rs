@@ -70,6 +70,30 @@ fn serving(root: &Path, certs: &GeneratedCerts) -> (SecretVolume, ReloadingResol
     (volume, resolver)
 }
 
+/// What `f` logs, as text lines without colours.
+fn logs_of<T>(f: impl FnOnce() -> T) -> (T, String) {
+    #[derive(Clone, Default)]
+    struct Buffer(Arc<Mutex<Vec<u8>>>);
+    impl std::io::Write for Buffer {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().expect("log").extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let buffer = Buffer::default();
+    let sink = buffer.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_ansi(false)
+        .with_writer(move || sink.clone())
+        .finish();
+    let value = tracing::subscriber::with_default(subscriber, f);
+    let text = String::from_utf8(buffer.0.lock().expect("log").clone()).expect("UTF-8");
+    (value, text)
+}
+
 fn pair() -> GeneratedCerts {
     generate("kspy-webhook", "kspy", DAY).expect("generate")
 }
@@ -95,7 +119,11 @@ fn symlink_swap_is_picked_up() {
     let second = pair();
     volume.swap(second.cert_pem.as_bytes(), second.key_pem.as_bytes());
     // The file paths' own metadata did not change: the symlinks are the same inodes.
-    match resolver.poll() {
+    let (outcome, logged) = logs_of(|| resolver.poll());
+    // RFC 3339 as /readyz and the errors say it, not unix seconds.
+    let expiry = kspy_certs::format_unix_utc(second.not_after_unix());
+    assert!(logged.contains(&format!("not_after={expiry}")), "{logged}");
+    match outcome {
         ReloadOutcome::Reloaded { not_after } => assert_eq!(not_after, second.not_after_unix()),
         other => panic!("expected a reload, got {other:?}"),
     }

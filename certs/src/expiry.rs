@@ -24,6 +24,58 @@ pub fn validity_unix(der: &CertificateDer<'_>, what: &str) -> Result<(i64, i64),
     ))
 }
 
+/// What a reload says about a certificate: who it is for, who issued it, which one it is.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CertIdentity {
+    /// The subject's distinguished name (`CN=kspy-webhook.kspy.svc`).
+    pub subject: String,
+    /// The issuer's distinguished name.
+    pub issuer: String,
+    /// The issuer's key identifier (the authority key identifier extension), hex, when the
+    /// certificate has one: a regenerated CA often keeps its name but not its key.
+    pub issuer_key_id: Option<String>,
+    /// The serial number, hex bytes separated by colons.
+    pub serial: String,
+}
+
+impl CertIdentity {
+    /// True when `other` was issued by another CA: another issuer name, or another issuer key
+    /// when both certificates name theirs.
+    pub fn other_issuer(&self, other: &CertIdentity) -> bool {
+        self.issuer != other.issuer
+            || matches!((&self.issuer_key_id, &other.issuer_key_id), (Some(a), Some(b)) if a != b)
+    }
+}
+
+/// The subject, issuer and serial number of a DER certificate.
+pub fn identity(der: &CertificateDer<'_>, what: &str) -> Result<CertIdentity, CertError> {
+    let (_, cert) =
+        x509_parser::parse_x509_certificate(der.as_ref()).map_err(|e| CertError::X509 {
+            what: what.to_owned(),
+            reason: e.to_string(),
+        })?;
+    let issuer_key_id = cert
+        .extensions()
+        .iter()
+        .find_map(|ext| match ext.parsed_extension() {
+            x509_parser::extensions::ParsedExtension::AuthorityKeyIdentifier(aki) => {
+                aki.key_identifier.as_ref().map(|id| {
+                    id.0.iter()
+                        .map(|b| format!("{b:02x}"))
+                        .collect::<Vec<_>>()
+                        .join(":")
+                })
+            }
+            _ => None,
+        });
+    Ok(CertIdentity {
+        subject: cert.subject().to_string(),
+        issuer: cert.issuer().to_string(),
+        issuer_key_id,
+        serial: cert.raw_serial_as_string(),
+    })
+}
+
 /// The DNS and IP subject alternative names of a DER certificate, rendered as strings.
 pub fn subject_alt_names(der: &CertificateDer<'_>, what: &str) -> Result<Vec<String>, CertError> {
     use x509_parser::extensions::GeneralName;

@@ -23,7 +23,7 @@ mod reload;
 mod write;
 
 pub use error::{CertError, error_chain};
-pub use expiry::{format_unix_utc, not_after_unix, subject_alt_names};
+pub use expiry::{CertIdentity, format_unix_utc, identity, not_after_unix, subject_alt_names};
 pub use generate::{GeneratedCerts, generate, generate_with_sans, service_dns_names};
 pub use pem::{
     LoadedCert, load_pem_files, parse_certs, parse_pem_pair, parse_private_key, root_store_from_pem,

@@ -10,7 +10,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::sign::CertifiedKey;
 
 use crate::error::CertError;
-use crate::expiry::validity_unix;
+use crate::expiry::{CertIdentity, identity, validity_unix};
 
 /// How far in the future a certificate's `notBefore` may lie and still be served: clocks of
 /// the issuer and of this node may disagree a little.
@@ -23,6 +23,8 @@ pub struct LoadedCert {
     pub certified_key: Arc<CertifiedKey>,
     /// The end-entity certificate's `notAfter`, seconds since the Unix epoch.
     pub not_after: i64,
+    /// The end-entity certificate's subject, issuer and serial number, for the reload log.
+    pub identity: CertIdentity,
 }
 
 /// Reads and checks a PEM certificate chain and private key from two files.
@@ -50,6 +52,7 @@ pub fn parse_pem_pair(
     let chain = parse_certs(cert_pem, cert_what)?;
     let key = parse_private_key(key_pem, key_what)?;
     let (not_before, not_after) = validity_unix(&chain[0], cert_what)?;
+    let identity = identity(&chain[0], cert_what)?;
     let provider = rustls::crypto::ring::default_provider();
     let certified_key =
         CertifiedKey::from_der(chain, key, &provider).map_err(|source| match source {
@@ -89,6 +92,7 @@ pub fn parse_pem_pair(
     Ok(LoadedCert {
         certified_key: Arc::new(certified_key),
         not_after,
+        identity,
     })
 }
 

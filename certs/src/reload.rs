@@ -46,8 +46,13 @@ pub enum ReloadOutcome {
 struct Seen {
     cert: Vec<u8>,
     key: Vec<u8>,
-    /// The last read failure reported, so a missing file is reported once, not every poll.
-    read_error: Option<String>,
+    /// The last read failure reported and the state of the files it was found in (see
+    /// [`files_state`]), so a missing file is reported once, not every poll; but a further
+    /// change (another `..data` swap) that fails the same way is reported and counted again.
+    read_error: Option<(String, u64)>,
+    /// True once the expiry of the certificate served has been logged: it is said once, not
+    /// every poll, until another certificate is loaded.
+    expiry_logged: bool,
     /// When the content seen was refused as not valid yet: the Unix time from which it would
     /// be accepted. Unlike every other refusal this one mends itself, so that content is
     /// tried again then.
@@ -94,6 +99,7 @@ impl ReloadingResolver {
                 cert,
                 key,
                 read_error: None,
+                expiry_logged: false,
                 valid_from: None,
             }),
         })
@@ -166,26 +172,44 @@ impl ReloadingResolver {
 
     /// Re-reads both files (through any symlinks) and, if their content changed since the last
     /// poll, loads it. Blocking file I/O: from async code call it on a blocking thread, as
-    /// [`ReloadingResolver::watch`] does. Successes are logged at info, failures at warn.
+    /// [`ReloadingResolver::watch`] does. Successes are logged at info (subject, issuer,
+    /// serial, expiry), failures at warn; so are a new certificate that expires sooner than
+    /// the one it replaces or has another issuer, and, once, the expiry of the certificate
+    /// served.
     pub fn poll(&self) -> ReloadOutcome {
         let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
-        let (cert, key) = match self.read_pair() {
-            Ok(pair) => pair,
-            Err(err) => {
-                let message = err.to_string();
-                if seen.read_error.as_deref() == Some(message.as_str()) {
-                    return ReloadOutcome::Unchanged;
-                }
-                tracing::warn!(error = %error_chain(&err), "cannot read certificate files; keeping the current certificate");
-                seen.read_error = Some(message);
-                return ReloadOutcome::Failed(err);
-            }
-        };
-        seen.read_error = None;
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
             .unwrap_or(0);
+        // Said once: otherwise only /readyz (503) and the expiry metric would show it, and
+        // every new handshake fails from now on.
+        let not_after = self.not_after();
+        if not_after <= now && !seen.expiry_logged {
+            tracing::warn!(
+                cert = %self.cert_path.display(),
+                not_after = %format_unix_utc(not_after),
+                "the serving certificate has expired: clients refuse every new connection and \
+                 /readyz fails until a valid certificate is installed"
+            );
+            seen.expiry_logged = true;
+        }
+        let (cert, key) = match self.read_pair() {
+            Ok(pair) => pair,
+            Err(err) => {
+                let failure = (
+                    err.to_string(),
+                    files_state(&[&self.cert_path, &self.key_path]),
+                );
+                if seen.read_error.as_ref() == Some(&failure) {
+                    return ReloadOutcome::Unchanged;
+                }
+                tracing::warn!(error = %error_chain(&err), "cannot read certificate files; keeping the current certificate");
+                seen.read_error = Some(failure);
+                return ReloadOutcome::Failed(err);
+            }
+        };
+        seen.read_error = None;
         let due = seen.valid_from.is_some_and(|from| now >= from);
         if cert == seen.cert && key == seen.key && !due {
             return ReloadOutcome::Unchanged;
@@ -198,12 +222,43 @@ impl ReloadingResolver {
         ) {
             Ok(loaded) => {
                 let not_after = loaded.not_after;
-                *self.current.write().unwrap_or_else(PoisonError::into_inner) = loaded;
+                let new = loaded.identity.clone();
+                let old = std::mem::replace(
+                    &mut *self.current.write().unwrap_or_else(PoisonError::into_inner),
+                    loaded,
+                );
+                seen.expiry_logged = false;
                 tracing::info!(
                     cert = %self.cert_path.display(),
+                    subject = %new.subject,
+                    issuer = %new.issuer,
+                    issuer_key_id = new.issuer_key_id.as_deref(),
+                    serial = %new.serial,
                     not_after = %format_unix_utc(not_after),
                     "serving certificate reloaded"
                 );
+                // A rotation normally moves the expiry later; earlier usually means an old
+                // certificate was put back, or the issuer's validity changed.
+                if not_after < old.not_after {
+                    tracing::warn!(
+                        cert = %self.cert_path.display(),
+                        not_after = %format_unix_utc(not_after),
+                        previous_not_after = %format_unix_utc(old.not_after),
+                        "the new serving certificate expires sooner than the one it replaces"
+                    );
+                }
+                if new.other_issuer(&old.identity) {
+                    tracing::warn!(
+                        cert = %self.cert_path.display(),
+                        issuer = %new.issuer,
+                        issuer_key_id = new.issuer_key_id.as_deref(),
+                        previous_issuer = %old.identity.issuer,
+                        previous_issuer_key_id = old.identity.issuer_key_id.as_deref(),
+                        "the new serving certificate has a different issuer: clients that trust \
+                         only the previous CA (the webhook configurations' caBundle) will fail \
+                         the handshake until their CA bundle is updated"
+                    );
+                }
                 ReloadOutcome::Reloaded { not_after }
             }
             Err(err) => {
@@ -259,6 +314,42 @@ impl ReloadingResolver {
             }
         })
     }
+}
+
+/// A hash of where `paths` lead and what of them can be read: each symlink's target along the
+/// way, the real directory the last one is in (a Secret volume's `..data` swap changes it),
+/// and the content or error of each file. Two read failures with the same message in different
+/// states are two failed changes.
+fn files_state(paths: &[&Path]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    for path in paths {
+        let mut at = path.to_path_buf();
+        // 40: the kernel's own limit on links followed in one lookup.
+        for _ in 0..40 {
+            let Ok(target) = std::fs::read_link(&at) else {
+                break;
+            };
+            target.hash(&mut hasher);
+            at = match at.parent() {
+                Some(dir) => dir.join(&target),
+                None => target,
+            };
+        }
+        let dir = at
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        match std::fs::canonicalize(dir) {
+            Ok(real) => real.hash(&mut hasher),
+            Err(err) => err.kind().hash(&mut hasher),
+        }
+        match std::fs::read(path) {
+            Ok(bytes) => bytes.hash(&mut hasher),
+            Err(err) => err.kind().hash(&mut hasher),
+        }
+    }
+    hasher.finish()
 }
 
 impl ResolvesServerCert for ReloadingResolver {

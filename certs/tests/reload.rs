@@ -54,6 +54,12 @@ impl SecretVolume {
         std::fs::remove_dir_all(self.root.join(old)).expect("remove old generation");
     }
 
+    /// A swap to a generation that holds the certificate but no key (a broken Secret).
+    fn swap_without_key(&mut self, cert: &[u8]) {
+        self.swap(cert, b"");
+        std::fs::remove_file(self.root.join("..data/tls.key")).expect("remove the key");
+    }
+
     fn cert(&self) -> PathBuf {
         self.root.join("tls.crt")
     }
@@ -322,4 +328,98 @@ fn a_certificate_not_valid_yet_is_taken_once_it_is() {
         "taken once valid"
     );
     assert_eq!(served_der(&resolver), cert.der().as_ref().to_vec());
+}
+
+/// Each failed change is reported (and so counted by the webhook), even when it fails with the
+/// same message as the one before: only the same failure seen again is left unsaid.
+#[test]
+fn two_broken_swaps_failing_alike_are_two_failures() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let first = pair();
+    let (mut volume, resolver) = serving(dir.path(), &first);
+    volume.swap_without_key(pair().cert_pem.as_bytes());
+    assert!(matches!(resolver.poll(), ReloadOutcome::Failed(_)));
+    assert!(matches!(resolver.poll(), ReloadOutcome::Unchanged));
+    volume.swap_without_key(pair().cert_pem.as_bytes());
+    match resolver.poll() {
+        ReloadOutcome::Failed(err) => assert!(err.to_string().contains("tls.key"), "{err}"),
+        other => panic!("the second broken swap is a failure too, got {other:?}"),
+    }
+    assert!(matches!(resolver.poll(), ReloadOutcome::Unchanged));
+    assert_eq!(served_der(&resolver), der_of(&first));
+}
+
+/// A reload says what is served now; a shorter life or another CA is a warning.
+#[test]
+fn a_reload_logs_the_certificate_and_warns_about_a_shorter_life_or_another_issuer() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let first = pair();
+    let (mut volume, resolver) = serving(dir.path(), &first);
+
+    // Another CA (generate makes a new one, with the same name), and an hour to live.
+    let shorter = generate("kspy-webhook", "kspy", Duration::from_secs(3600)).expect("generate");
+    volume.swap(shorter.cert_pem.as_bytes(), shorter.key_pem.as_bytes());
+    let (outcome, logged) = logs_of(|| resolver.poll());
+    assert!(
+        matches!(outcome, ReloadOutcome::Reloaded { .. }),
+        "{outcome:?}"
+    );
+    let reloaded = logged
+        .lines()
+        .find(|l| l.contains("serving certificate reloaded"))
+        .unwrap_or_else(|| panic!("{logged}"));
+    for field in [
+        "subject=O=kspy, CN=kspy-webhook.kspy.svc",
+        "issuer=O=kspy, CN=kspy CA for kspy-webhook.kspy",
+        "serial=",
+        "issuer_key_id=",
+    ] {
+        assert!(reloaded.contains(field), "{field}: {reloaded}");
+    }
+    assert!(
+        logged.contains("expires sooner than the one it replaces"),
+        "{logged}"
+    );
+    assert!(logged.contains("has a different issuer"), "{logged}");
+
+    // A longer life: no warning about it.
+    let longer = generate("kspy-webhook", "kspy", 2 * DAY).expect("generate");
+    volume.swap(longer.cert_pem.as_bytes(), longer.key_pem.as_bytes());
+    let (_, logged) = logs_of(|| resolver.poll());
+    assert!(logged.contains("serving certificate reloaded"), "{logged}");
+    assert!(!logged.contains("expires sooner"), "{logged}");
+}
+
+/// The moment the served certificate expires is logged once (before, only /readyz said so).
+#[test]
+fn the_expiry_of_the_served_certificate_is_logged_once() {
+    use rcgen::{CertificateParams, KeyPair};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key = KeyPair::generate().expect("key");
+    let mut params = CertificateParams::new(vec!["localhost".to_owned()]).expect("params");
+    let now = time::OffsetDateTime::now_utc();
+    params.not_before = now - time::Duration::hours(1);
+    params.not_after = now + time::Duration::seconds(2);
+    let cert = params.self_signed(&key).expect("cert");
+    let volume = SecretVolume::new(
+        dir.path(),
+        cert.pem().as_bytes(),
+        key.serialize_pem().as_bytes(),
+    );
+    let resolver = ReloadingResolver::load(&volume.cert(), &volume.key()).expect("load");
+    let (_, before) = logs_of(|| resolver.poll());
+    assert!(!before.contains("expired"), "{before}");
+    std::thread::sleep(Duration::from_millis(3100));
+    let (_, logged) = logs_of(|| {
+        resolver.poll();
+        resolver.poll();
+    });
+    assert_eq!(
+        logged
+            .matches("the serving certificate has expired")
+            .count(),
+        1,
+        "{logged}"
+    );
+    assert!(logged.contains(" WARN "), "{logged}");
 }

@@ -188,7 +188,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
 }
 
 async fn run(args: &Args) -> anyhow::Result<()> {
-    let stop = shutdown_signal();
+    let mut signals = Signals::install();
     let mut config = config_from(args)?;
     config.namespaces = namespace_source(args).await?;
     config.settings.namespaces = namespace_origin(&config.namespaces, &config.policies_dir);
@@ -199,7 +199,8 @@ async fn run(args: &Args) -> anyhow::Result<()> {
         print_dev_banner(&policies, server.addr, server.admin_addr);
     }
     let handle = server.shutdown_handle();
-    stop.await;
+    signals.stopped().await;
+    signals.while_stopping();
     tracing::info!("shutting down: finishing in-flight reviews");
     handle.shutdown();
     server.wait().await;
@@ -461,36 +462,89 @@ fn print_dev_banner(policies: &Path, addr: SocketAddr, admin_addr: SocketAddr) {
     println!();
 }
 
-/// Installs the SIGTERM and SIGINT (Ctrl-C) handlers now and returns a future that completes
-/// on the first of them. Installed before the server starts: a supervisor (or a test) that
-/// stops the server as soon as it is up gets a graceful shutdown, not the default kill.
-fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+/// The process's signal handlers. Installed before the server starts: a supervisor (or a test)
+/// that stops the server as soon as it is up gets a graceful shutdown, not the default kill.
+///
+/// - SIGTERM and SIGINT (Ctrl-C) stop the server gracefully; once it is stopping, another one
+///   is logged as ignored (`already stopping`): the drain has its own bounds
+///   (`--shutdown-delay`, `--shutdown-grace`), and SIGKILL is there to cut it short.
+/// - SIGHUP is logged and ignored: certificates and policies reload on their own when their
+///   files change, so there is nothing to re-read. Without a handler its default action
+///   killed the process at once, with no drain and no log line.
+struct Signals {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        let handlers = (
-            signal(SignalKind::terminate()),
-            signal(SignalKind::interrupt()),
-        );
-        async move {
-            match handlers {
-                (Ok(mut term), Ok(mut int)) => {
-                    tokio::select! {
-                        _ = term.recv() => tracing::info!(signal = "SIGTERM", "signal received"),
-                        _ = int.recv() => tracing::info!(signal = "SIGINT", "signal received"),
-                    }
+    stop: Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>,
+}
+
+impl Signals {
+    /// Installs the handlers (and starts answering SIGHUP). Must run inside the runtime.
+    fn install() -> Signals {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            match signal(SignalKind::hangup()) {
+                Ok(mut hup) => {
+                    tokio::spawn(async move {
+                        while hup.recv().await.is_some() {
+                            tracing::info!(
+                                signal = "SIGHUP",
+                                "signal ignored: certificates and policies reload on their own \
+                                 when their files change (every --reload-interval)"
+                            );
+                        }
+                    });
                 }
-                _ => {
-                    tracing::warn!("cannot install signal handlers; stop with Ctrl-C");
-                    let _ = tokio::signal::ctrl_c().await;
-                }
+                Err(err) => tracing::warn!(error = %err, "cannot install the SIGHUP handler"),
             }
+            let stop = match (
+                signal(SignalKind::terminate()),
+                signal(SignalKind::interrupt()),
+            ) {
+                (Ok(term), Ok(int)) => Some((term, int)),
+                _ => None,
+            };
+            Signals { stop }
+        }
+        #[cfg(not(unix))]
+        {
+            Signals {}
         }
     }
-    #[cfg(not(unix))]
-    {
-        async {
-            let _ = tokio::signal::ctrl_c().await;
+
+    /// Waits for the first SIGTERM or SIGINT.
+    async fn stopped(&mut self) {
+        #[cfg(unix)]
+        if let Some((term, int)) = &mut self.stop {
+            let name = tokio::select! {
+                _ = term.recv() => "SIGTERM",
+                _ = int.recv() => "SIGINT",
+            };
+            tracing::info!(signal = name, "signal received");
+            return;
+        }
+        #[cfg(unix)]
+        tracing::warn!("cannot install signal handlers; stop with Ctrl-C");
+        let _ = tokio::signal::ctrl_c().await;
+    }
+
+    /// From now on, logs every further SIGTERM or SIGINT as ignored: the server is stopping.
+    fn while_stopping(self) {
+        #[cfg(unix)]
+        if let Some((mut term, mut int)) = self.stop {
+            tokio::spawn(async move {
+                loop {
+                    let name = tokio::select! {
+                        Some(()) = term.recv() => "SIGTERM",
+                        Some(()) = int.recv() => "SIGINT",
+                        else => break,
+                    };
+                    tracing::info!(
+                        signal = name,
+                        "already stopping: finishing in-flight reviews (at most --shutdown-delay \
+                         and --shutdown-grace); send SIGKILL to stop at once"
+                    );
+                }
+            });
         }
     }
 }

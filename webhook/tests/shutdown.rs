@@ -141,3 +141,49 @@ async fn sigterm_lets_the_binary_finish_the_review_in_flight_and_exit_zero() {
     assert!(exit.success(), "{exit:?}");
     assert!(rest.iter().any(|l| l.contains("\"stopped\"")), "{rest:?}");
 }
+
+/// Waits (at most 10 s) for a log line holding `text`; the lines read until then included.
+fn line_with(
+    lines: &std::sync::mpsc::Receiver<String>,
+    text: &str,
+    seen: &mut Vec<String>,
+) -> Option<String> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
+        let line = lines.recv_timeout(left).ok()?;
+        seen.push(line.clone());
+        if line.contains(text) {
+            return Some(line);
+        }
+    }
+    None
+}
+
+/// SIGHUP's default action killed the process at once (no drain, no log line); it is now
+/// logged and ignored. A second SIGTERM while stopping was silently ignored; it is now
+/// logged as such, and the stop goes on.
+#[cfg(unix)]
+#[tokio::test]
+async fn sighup_is_ignored_with_a_log_line_and_a_second_sigterm_says_already_stopping() {
+    let webhook = WebhookProcess::spawn_with("json", &[], &["--shutdown-delay", "1500ms"]);
+    let admin = webhook.admin;
+    let mut seen = Vec::new();
+
+    webhook.signal("HUP");
+    let line = line_with(&webhook.lines, "SIGHUP", &mut seen)
+        .unwrap_or_else(|| panic!("no SIGHUP line: {seen:?}"));
+    assert!(line.contains("reload on their own"), "{line}");
+    assert_eq!(admin_get(admin, "/readyz").await.0, 200, "still serving");
+
+    webhook.terminate();
+    line_with(&webhook.lines, "shutting down", &mut seen)
+        .unwrap_or_else(|| panic!("no shutdown: {seen:?}"));
+    webhook.terminate();
+    let line = line_with(&webhook.lines, "already stopping", &mut seen)
+        .unwrap_or_else(|| panic!("no 'already stopping' line: {seen:?}"));
+    assert!(line.contains("SIGTERM"), "{line}");
+    line_with(&webhook.lines, "\"stopped\"", &mut seen)
+        .unwrap_or_else(|| panic!("the stop did not finish: {seen:?}"));
+    let exit = webhook.wait().await;
+    assert!(exit.success(), "{exit:?}");
+}

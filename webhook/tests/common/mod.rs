@@ -316,6 +316,11 @@ impl WebhookProcess {
 
     /// Like [`WebhookProcess::spawn`], logging in `format` (`json` or `text`).
     pub fn spawn_logging(format: &str, envs: &[(&str, &str)]) -> WebhookProcess {
+        Self::spawn_with(format, envs, &[])
+    }
+
+    /// Like [`WebhookProcess::spawn_logging`], with `args` added to the command line.
+    pub fn spawn_with(format: &str, envs: &[(&str, &str)], args: &[&str]) -> WebhookProcess {
         use std::process::{Command, Stdio};
 
         let dir = tempfile::tempdir().expect("tempdir");
@@ -341,6 +346,7 @@ impl WebhookProcess {
             .arg(&files.cert)
             .arg("--tls-key")
             .arg(&files.key)
+            .args(args)
             .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
             .env_remove("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
             .env_remove("OTEL_EXPORTER_OTLP_PROTOCOL")
@@ -374,6 +380,16 @@ impl WebhookProcess {
     #[cfg(unix)]
     pub fn terminate(&self) {
         sigterm(&self.child);
+    }
+
+    /// Sends `signal` (`HUP`, `TERM`, …).
+    #[cfg(unix)]
+    pub fn signal(&self, signal: &str) {
+        let status = std::process::Command::new("kill")
+            .args([&format!("-{signal}"), &self.child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success());
     }
 
     /// Waits for the process to exit.

@@ -97,6 +97,89 @@ pub(crate) fn log_load_errors(dir: &Path, errors: &LoadErrors) {
     }
 }
 
+/// Policy files under `dir` that are listed but cannot be found: dangling symlinks, or files
+/// gone between the listing and the look.
+fn vanished(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    // A directory that cannot be read is a load error like any other, not a vanished file.
+    let _ = collect(dir, &mut files);
+    files.sort();
+    files.retain(|f| std::fs::metadata(f).is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound));
+    files
+}
+
+/// What one poll of the policy directory found.
+enum Polled {
+    /// Nothing changed.
+    Unchanged,
+    /// A listed file is gone; the change is looked at again at the next poll.
+    Deferred,
+    /// Files still gone at the poll after the one that found them.
+    Vanished(Vec<PathBuf>),
+    /// The new set, or why it does not load (boxed: an engine is large, and moved once).
+    Loaded(Box<Result<Engine, LoadErrors>>),
+}
+
+/// The reload loop's memory between polls.
+struct Watcher {
+    dir: PathBuf,
+    settings: Settings,
+    /// The fingerprint of the content last handled (loaded, or reported as broken).
+    seen: u64,
+    /// The fingerprint of a change put off because a listed file was gone.
+    deferred: Option<u64>,
+}
+
+impl Watcher {
+    /// Looks at the directory once. Blocking file I/O.
+    ///
+    /// When a ConfigMap key is deleted the kubelet swaps `..data` first and removes the
+    /// top-level symlink that pointed into it a moment later; a poll in between sees a
+    /// dangling link. That is no broken change, so a change with a vanished file waits for
+    /// the next poll: only if the file is still gone then is it reported (and counted).
+    fn poll(&mut self) -> Polled {
+        let now = fingerprint(&self.dir);
+        if now == self.seen {
+            self.deferred = None;
+            return Polled::Unchanged;
+        }
+        let gone = vanished(&self.dir);
+        if !gone.is_empty() && self.deferred != Some(now) {
+            self.deferred = Some(now);
+            return Polled::Deferred;
+        }
+        self.deferred = None;
+        self.seen = now;
+        if !gone.is_empty() {
+            return Polled::Vanished(gone);
+        }
+        Polled::Loaded(Box::new(
+            PolicySet::load_dir(&self.dir).and_then(|p| Engine::new(p, self.settings.clone())),
+        ))
+    }
+}
+
+/// Logs each policy file listed under `dir` that is still gone, one line each naming it.
+fn log_vanished(dir: &Path, files: &[PathBuf]) {
+    for file in files {
+        tracing::error!(
+            policies = %dir.display(),
+            file = %file.display(),
+            error = "the file is listed but cannot be read: a dangling symlink, or removed; \
+                     remove the link or restore its target",
+            "policy error; keeping the previous policies"
+        );
+    }
+}
+
+/// Logs a reload with the policies' names as the start does: comma-separated, not a Debug
+/// list (`["a", "b"]`).
+fn log_reloaded(dir: &Path, engine: &Engine) {
+    let names = engine.policies().names().join(", ");
+    let count = engine.policies().len();
+    tracing::info!(policies = %dir.display(), count, names = %names, "policies reloaded");
+}
+
 /// Spawns the reload loop: polls `dir` every `interval` until `shutdown` turns true.
 /// `initial` is the fingerprint of what was loaded at start.
 pub(crate) fn spawn(
@@ -109,7 +192,12 @@ pub(crate) fn spawn(
     mut shutdown: watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        let mut seen = initial;
+        let mut watcher = Some(Watcher {
+            dir: dir.clone(),
+            settings: settings.clone(),
+            seen: initial,
+            deferred: None,
+        });
         // Clamped: tokio's interval adds the period to an Instant unchecked.
         let mut ticker = tokio::time::interval(
             interval.clamp(Duration::from_millis(10), crate::config::MAX_DURATION),
@@ -121,43 +209,55 @@ pub(crate) fn spawn(
                 () = crate::serve::stopped(&mut shutdown) => break,
                 _ = ticker.tick() => {}
             }
-            let dir2 = dir.clone();
-            let settings2 = settings.clone();
+            let Some(mut polling) = watcher.take() else {
+                break;
+            };
             let polled = tokio::task::spawn_blocking(move || {
-                let now = fingerprint(&dir2);
-                if now == seen {
-                    return (now, None);
-                }
-                let result = PolicySet::load_dir(&dir2).and_then(|p| Engine::new(p, settings2));
-                (now, Some(result))
+                let polled = polling.poll();
+                (polling, polled)
             })
             .await;
-            let (now, result) = match polled {
-                Ok(pair) => pair,
+            let polled = match polled {
+                Ok((back, polled)) => {
+                    watcher = Some(back);
+                    polled
+                }
                 Err(err) => {
+                    // The watcher's memory went with the task: start again from what is in
+                    // force, so the next poll compares with nothing and reloads.
                     tracing::error!(error = %err, "policy reload task failed");
                     metrics.policy_reload_failed();
+                    watcher = Some(Watcher {
+                        dir: dir.clone(),
+                        settings: settings.clone(),
+                        seen: 0,
+                        deferred: None,
+                    });
                     continue;
                 }
             };
-            seen = now;
-            match result {
-                None => {}
-                Some(Ok(new_engine)) => {
-                    let names: Vec<String> = new_engine
-                        .policies()
-                        .names()
-                        .into_iter()
-                        .map(str::to_owned)
-                        .collect();
-                    metrics.policy_reload_succeeded(names.len());
-                    engine.replace(new_engine);
-                    tracing::info!(policies = %dir.display(), count = names.len(), names = ?names, "policies reloaded");
-                    warn_if_empty(&dir, names.len());
-                }
-                Some(Err(errors)) => {
+            match polled {
+                Polled::Loaded(loaded) => match *loaded {
+                    Ok(new_engine) => {
+                        let count = new_engine.policies().len();
+                        log_reloaded(&dir, &new_engine);
+                        metrics.policy_reload_succeeded(count);
+                        engine.replace(new_engine);
+                        warn_if_empty(&dir, count);
+                    }
+                    Err(errors) => {
+                        metrics.policy_reload_failed();
+                        log_load_errors(&dir, &errors);
+                    }
+                },
+                Polled::Unchanged => {}
+                Polled::Deferred => tracing::debug!(
+                    policies = %dir.display(),
+                    "a listed policy file is gone; looking again at the next poll"
+                ),
+                Polled::Vanished(files) => {
                     metrics.policy_reload_failed();
-                    log_load_errors(&dir, &errors);
+                    log_vanished(&dir, &files);
                 }
             }
         }
@@ -180,6 +280,124 @@ mod tests {
             log_load_errors(Path::new("/etc/kspy/policies"), errors)
         });
         lines.text()
+    }
+
+    const POLICY: &str = "apiVersion: kspy.dev/v1alpha1\nkind: DebugPolicy\nmetadata: {name: NAME}\n\
+         spec:\n  match:\n    actions: [attach]\n  grant:\n    images: [\"busybox:*\"]\n";
+
+    /// A ConfigMap volume: `..g1/{a,b}.yaml`, `..data -> ..g1`, `a.yaml -> ..data/a.yaml`, …
+    fn configmap(root: &Path, names: &[&str]) -> PathBuf {
+        use std::os::unix::fs::symlink;
+        let dir = root.join("pol");
+        std::fs::create_dir_all(dir.join("..g1")).expect("generation");
+        for name in names {
+            std::fs::write(
+                dir.join(format!("..g1/{name}.yaml")),
+                POLICY.replace("NAME", name),
+            )
+            .expect("write");
+            symlink(
+                format!("..data/{name}.yaml"),
+                dir.join(format!("{name}.yaml")),
+            )
+            .expect("link");
+        }
+        symlink("..g1", dir.join("..data")).expect("..data");
+        dir
+    }
+
+    /// The kubelet's swap to a generation holding only `names`; the old one is removed, the
+    /// top-level links are left as they are.
+    fn swap(dir: &Path, names: &[&str]) {
+        use std::os::unix::fs::symlink;
+        std::fs::create_dir_all(dir.join("..g2")).expect("generation");
+        for name in names {
+            std::fs::write(
+                dir.join(format!("..g2/{name}.yaml")),
+                POLICY.replace("NAME", name),
+            )
+            .expect("write");
+        }
+        symlink("..g2", dir.join("..data_tmp")).expect("tmp");
+        std::fs::rename(dir.join("..data_tmp"), dir.join("..data")).expect("swap");
+        std::fs::remove_dir_all(dir.join("..g1")).expect("remove the old generation");
+    }
+
+    fn watcher(dir: &Path) -> Watcher {
+        Watcher {
+            dir: dir.to_owned(),
+            settings: Settings::default(),
+            seen: fingerprint(dir),
+            deferred: None,
+        }
+    }
+
+    /// A key deleted from a ConfigMap: the poll between the `..data` swap and the removal of
+    /// the dangling link waits (it used to report a broken change and count a failure).
+    #[test]
+    fn a_link_left_dangling_for_a_moment_is_no_failure() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let dir = configmap(root.path(), &["a", "b"]);
+        let mut w = watcher(&dir);
+        assert!(matches!(w.poll(), Polled::Unchanged));
+        swap(&dir, &["a"]);
+        assert!(matches!(w.poll(), Polled::Deferred));
+        std::fs::remove_file(dir.join("b.yaml")).expect("the kubelet removes the link");
+        let Polled::Loaded(loaded) = w.poll() else {
+            panic!("the new set is loaded");
+        };
+        let engine = loaded.expect("the new set loads");
+        assert_eq!(engine.policies().names(), ["a"]);
+        assert!(matches!(w.poll(), Polled::Unchanged));
+
+        let lines = Lines::default();
+        let sink = lines.clone();
+        let subscriber =
+            log_subscriber(LogFormat::Json, tracing::Level::INFO, move || sink.clone());
+        let two = PolicySet::from_yaml(
+            "two.yaml",
+            &format!(
+                "{}---\n{}",
+                POLICY.replace("NAME", "a"),
+                POLICY.replace("NAME", "b")
+            ),
+        )
+        .and_then(|p| Engine::new(p, Settings::default()))
+        .expect("two policies");
+        tracing::subscriber::with_default(subscriber, || log_reloaded(&dir, &two));
+        let line: Value = serde_json::from_str(lines.text().trim_end()).expect("one JSON line");
+        assert_eq!(line["names"], "a, b", "{line}");
+    }
+
+    /// A link still dangling at the next poll is reported, naming the file, once.
+    #[test]
+    fn a_link_still_dangling_at_the_next_poll_is_reported_by_its_file() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let dir = configmap(root.path(), &["a", "b"]);
+        let mut w = watcher(&dir);
+        swap(&dir, &["a"]);
+        assert!(matches!(w.poll(), Polled::Deferred));
+        let Polled::Vanished(files) = w.poll() else {
+            panic!("reported at the second poll");
+        };
+        assert_eq!(files, [dir.join("b.yaml")]);
+        assert!(matches!(w.poll(), Polled::Unchanged));
+
+        let lines = Lines::default();
+        let sink = lines.clone();
+        let subscriber =
+            log_subscriber(LogFormat::Json, tracing::Level::INFO, move || sink.clone());
+        tracing::subscriber::with_default(subscriber, || log_vanished(&dir, &files));
+        let line: Value = serde_json::from_str(lines.text().trim_end()).expect("one JSON line");
+        assert_eq!(
+            line["message"],
+            "policy error; keeping the previous policies"
+        );
+        assert_eq!(
+            line["file"].as_str(),
+            Some(dir.join("b.yaml").display().to_string().as_str()),
+            "{line}"
+        );
     }
 
     /// The line operators alert on keeps its headline and names the error in its own field,

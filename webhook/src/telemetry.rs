@@ -3,7 +3,7 @@
 //! Logs go to stdout through `tracing-subscriber`, as JSON (one object per line, for log
 //! collectors, `src/json_lines.rs`) or human-readable text (`name=value` fields, values quoted
 //! and escaped so that one event is one line, `src/text_fields.rs`); the level comes from
-//! `RUST_LOG` (default `info`).
+//! `RUST_LOG` (default `info`, also used, with a warning, when `RUST_LOG` does not parse).
 //! Traces are exported over OTLP/HTTP (protobuf) only when `OTEL_EXPORTER_OTLP_ENDPOINT` (or
 //! `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`) is set; each review is one span named after its
 //! endpoint, carrying uid, user, namespace, pod, action and verdict. [`trace_plan`] reads the
@@ -295,7 +295,7 @@ pub fn trace_plan(env: impl Fn(&str) -> Option<String>) -> Result<TracePlan, Tel
 /// Installs the global log subscriber and, when requested by the environment, the OTLP trace
 /// exporter. Must be called inside a Tokio runtime (the exporter's batch task runs on it).
 pub fn init(format: LogFormat, service_name: &'static str) -> Result<Telemetry, TelemetryError> {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let (filter, refused) = level_filter(std::env::var_os(EnvFilter::DEFAULT_ENV));
     // Colours for a terminal only: escape codes in a file or a pipe are noise.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
     let fmt = log_layer(format, ansi, std::io::stdout);
@@ -326,6 +326,17 @@ pub fn init(format: LogFormat, service_name: &'static str) -> Result<Telemetry, 
             tracing::info!(endpoint = %url, "exporting traces over OTLP/HTTP")
         }
     }
+    // Said once the subscriber is in place: falling back silently left an operator who asked
+    // for `debug` wondering why nothing more was logged.
+    if let Some(error) = refused {
+        tracing::warn!(
+            variable = EnvFilter::DEFAULT_ENV,
+            error = %error,
+            // Not `level`: that is the line's own in JSON.
+            level_used = DEFAULT_LEVEL,
+            "RUST_LOG is not a valid log filter; logging at the default level"
+        );
+    }
     Ok(Telemetry { provider, url })
 }
 
@@ -344,6 +355,25 @@ where
         .with_threads(false)
         .with_location(false)
         .with_target(false)
+}
+
+/// The level used without `RUST_LOG`, or with one that does not parse.
+const DEFAULT_LEVEL: &str = "info";
+
+/// The log filter `RUST_LOG` (its value `value`) asks for, or [`DEFAULT_LEVEL`] with why it
+/// was refused when it is not a valid filter.
+fn level_filter(value: Option<std::ffi::OsString>) -> (EnvFilter, Option<String>) {
+    let Some(value) = value else {
+        return (EnvFilter::new(DEFAULT_LEVEL), None);
+    };
+    let refused = match value.into_string() {
+        Ok(text) => match EnvFilter::try_new(&text) {
+            Ok(filter) => return (filter, None),
+            Err(err) => format!("{text:?}: {err}"),
+        },
+        Err(raw) => format!("{raw:?}: not valid UTF-8"),
+    };
+    (EnvFilter::new(DEFAULT_LEVEL), Some(refused))
 }
 
 /// The log lines [`init`] installs, written to `writer` instead of stdout at `level`, with no

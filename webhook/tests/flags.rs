@@ -270,3 +270,48 @@ fn an_expired_certificate_is_named_once() {
     assert_eq!(stderr.matches("expired").count(), 1, "{stderr}");
     assert_eq!(stderr.matches("tls.crt").count(), 1, "{stderr}");
 }
+
+/// An invalid RUST_LOG used to fall back to `info` silently: one warning names the variable,
+/// the value and why it was refused, and the level used.
+#[test]
+fn an_invalid_rust_log_is_warned_about_once() {
+    let policies = tempfile::tempdir().expect("temp dir");
+    let output = Command::new(env!("CARGO_BIN_EXE_kspy-webhook"))
+        .arg("--policies")
+        .arg(policies.path())
+        .args([
+            "--tls-cert",
+            "/nonexistent/tls.crt",
+            "--tls-key",
+            "/nonexistent/tls.key",
+            "--namespace-lookup",
+            "none",
+            "--events",
+            "off",
+            "--log-format",
+            "json",
+        ])
+        .env("RUST_LOG", "bogus===")
+        .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
+        .env_remove("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+        .output()
+        .expect("run kspy-webhook");
+    assert!(!output.status.success());
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let warnings: Vec<serde_json::Value> = stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|l| l["variable"] == "RUST_LOG")
+        .collect();
+    assert_eq!(warnings.len(), 1, "{stdout}");
+    let line = &warnings[0];
+    assert_eq!(line["level"], "WARN", "{line}");
+    assert!(
+        line["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("bogus===")),
+        "{line}"
+    );
+    // The fallback level is named.
+    assert_eq!(line["level_used"], "info", "{line}");
+}

@@ -447,6 +447,8 @@ fn run_case(
             serde_json::json!({"username": u.username, "groups": groups}),
         );
     }
+    // Kept for the cross-check below, which needs the review as sent.
+    let sent = matches!(case.endpoint, EndpointSpec::Validate).then(|| value.clone());
     let review = ParsedReview::from_value(value).map_err(|e| format!("{}: {e}", path.display()))?;
     let namespace = review.namespace().and_then(|n| namespaces.get(n));
     let endpoint = match case.endpoint {
@@ -456,6 +458,15 @@ fn run_case(
     let j = engine.judge(&review, endpoint, namespace);
     let e = &case.expect;
     let mut failures = Vec::new();
+    if let Some(sent) = sent {
+        failures.extend(verdict_after_own_defaults(
+            engine,
+            &review,
+            sent,
+            namespace,
+            j.response.allowed,
+        ));
+    }
     let message = &j.response.result.message;
     if j.response.allowed != e.allowed {
         failures.push(format!(
@@ -522,4 +533,57 @@ fn run_case(
         }
     }
     Ok(failures)
+}
+
+/// In a cluster `/validate` never sees a review as sent: the API server applies kspy's own
+/// `/mutate` patch first. A case judges the review as sent, so policies whose defaults their
+/// own grants refuse (a `securityContext` default asking for `privileged`, say) would pass
+/// their tests and deny every request in the cluster. This judges the mutated review too and
+/// returns a failure when the verdict differs.
+fn verdict_after_own_defaults(
+    engine: &Engine,
+    review: &ParsedReview,
+    mut sent: Value,
+    namespace: Option<&Namespace>,
+    allowed_as_sent: bool,
+) -> Option<String> {
+    let mutation = engine.judge(review, Endpoint::Mutate, namespace);
+    let patch: json_patch::Patch = match mutation.response.patch.as_deref() {
+        None => return None,
+        Some(bytes) => match serde_json::from_slice(bytes) {
+            Ok(patch) => patch,
+            Err(e) => return Some(format!("kspy's /mutate patch is not a JSON patch: {e}")),
+        },
+    };
+    if patch.0.is_empty() {
+        return None;
+    }
+    let object = sent.get_mut("request")?.get_mut("object")?;
+    if let Err(e) = json_patch::patch(object, &patch) {
+        return Some(format!(
+            "kspy's /mutate patch does not apply to the review's object: {e}"
+        ));
+    }
+    let mutated = match ParsedReview::from_value(sent) {
+        Ok(r) => r,
+        Err(e) => return Some(format!("the review after kspy's /mutate patch: {e}")),
+    };
+    let after = engine.judge(&mutated, Endpoint::Validate, namespace);
+    if after.response.allowed == allowed_as_sent {
+        return None;
+    }
+    let verdict = |allowed| if allowed { "allowed" } else { "denied" };
+    let message = &after.response.result.message;
+    Some(format!(
+        "as sent the review is {}, but after the defaults the policies inject (the API server \
+         applies kspy's /mutate patch before /validate) it is {}{}; in a cluster the second \
+         verdict is the one that counts: make the defaults something the policies grant",
+        verdict(allowed_as_sent),
+        verdict(after.response.allowed),
+        if message.is_empty() {
+            String::new()
+        } else {
+            format!(": {message}")
+        }
+    ))
 }

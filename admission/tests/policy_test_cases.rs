@@ -72,3 +72,49 @@ fn review_patches_vary_a_fixture_and_a_bad_one_fails_its_case() {
         "{err}"
     );
 }
+
+/// A case is judged as the cluster would judge it: the API server applies kspy's `/mutate`
+/// patch before `/validate`, so defaults the policies' own grants refuse fail the case even
+/// though the review as sent is allowed. Defaults they grant pass.
+#[test]
+fn a_case_fails_when_the_policies_own_defaults_change_the_verdict() {
+    let dir = tempfile::tempdir().unwrap();
+    let suite = r#"
+apiVersion: kspy.dev/v1alpha1
+kind: DebugPolicyTest
+metadata: {name: t}
+spec:
+  cases:
+    - name: as sent
+      review: review.json
+      expect: {allowed: true}
+"#;
+    let review = common::attach(
+        "ns",
+        "u",
+        &[],
+        vec![],
+        vec![common::debugger("d", "busybox:1.36")],
+    );
+    std::fs::write(dir.path().join("review.json"), review.to_string()).unwrap();
+    let run = |defaults: &str| {
+        let policy = common::policy(
+            "busybox",
+            &format!("  grant: {{images: ['busybox:1.36*'], runAsRoot: true}}\n{defaults}"),
+        );
+        std::fs::write(dir.path().join("p.yaml"), format!("{policy}{suite}")).unwrap();
+        let report = run_dir(dir.path(), Settings::default()).unwrap_or_else(|e| panic!("{e}"));
+        report.results[0].failures.clone()
+    };
+
+    let refused = run("  defaults:\n    securityContext: {privileged: true}\n");
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert!(
+        refused[0].starts_with("as sent the review is allowed, but after the defaults")
+            && refused[0].contains("privileged"),
+        "{refused:?}"
+    );
+
+    let granted = run("  defaults:\n    env: [{name: DEBUG_SESSION, value: '1'}]\n");
+    assert!(granted.is_empty(), "{granted:?}");
+}

@@ -62,6 +62,16 @@ impl Action {
             Action::Node => "node",
         }
     }
+
+    /// What a user asks to do, as a verb phrase for messages: "no DebugPolicy allows bob to
+    /// debug a node" (the name `node` is not a verb).
+    pub fn verb_phrase(self) -> &'static str {
+        match self {
+            Action::Attach => "attach",
+            Action::Copy => "copy",
+            Action::Node => "debug a node",
+        }
+    }
 }
 
 impl fmt::Display for Action {

@@ -672,7 +672,7 @@ pub(crate) fn decide(judge: &Judge<'_>, settings: &Settings) -> Decision {
         if enforcing.iter().all(|p| p.grant.is_empty()) {
             let message = format!(
                 "no DebugPolicy allows {who} to {} in {place}{}",
-                request.action,
+                request.action.verb_phrase(),
                 alternatives_for_action(judge.policies, request.action)
             );
             match no_policy {

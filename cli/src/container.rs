@@ -326,7 +326,16 @@ pub fn validate_dns_subdomain(flag: &'static str, name: &str) -> Result<(), Buil
         Err(BuildError::InvalidFlag {
             flag,
             value: name.to_string(),
-            why: "must be a DNS subdomain: lower-case letters, digits, '-' and '.'".to_string(),
+            why: if name.len() > 253 {
+                format!(
+                    "is {} characters long; a DNS subdomain has at most 253",
+                    name.len()
+                )
+            } else {
+                "must be a DNS subdomain: lower-case letters, digits, '-' and '.', each \
+                 dot-separated part starting and ending with a letter or digit"
+                    .to_string()
+            },
         })
     }
 }
@@ -1458,6 +1467,11 @@ mod tests {
         assert!(validate_dns_label("--name", "debugger-1").is_ok());
         assert!(validate_dns_subdomain("POD", "web.v1").is_ok());
         assert!(validate_dns_subdomain("POD", "../etc").is_err());
+        // Too long is said as such, with the limit, not as a character problem.
+        let long = "a".repeat(300);
+        let err = validate_dns_subdomain("POD", &long).expect_err("300 characters");
+        assert!(err.to_string().contains("300 characters long"), "{err}");
+        assert!(err.to_string().contains("253"), "{err}");
     }
 
     #[test]

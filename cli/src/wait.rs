@@ -193,6 +193,16 @@ pub fn state_of(pod: &Pod, name: &str) -> State {
     }
 }
 
+/// How many columns the progress line may take: the terminal's width, or 80 when it has
+/// none to tell, including a terminal that reports 0 columns (under `script`, say), where
+/// cutting the line to the width left only "…".
+fn line_width(size: std::io::Result<(u16, u16)>) -> usize {
+    size.ok()
+        .map(|(columns, _)| usize::from(columns))
+        .filter(|columns| *columns > 0)
+        .unwrap_or(80)
+}
+
 /// Shows progress on stderr.
 pub struct Progress {
     spinner: bool,
@@ -235,9 +245,7 @@ impl Progress {
         }
         self.frame = (self.frame + 1) % FRAMES.len();
         let mut err = std::io::stderr();
-        let width = crossterm::terminal::size()
-            .map(|(w, _)| usize::from(w))
-            .unwrap_or(80);
+        let width = line_width(crossterm::terminal::size());
         let mut line = format!(
             "{} waiting for {}: {}",
             FRAMES[self.frame], self.label, self.shown
@@ -565,6 +573,13 @@ pub fn format_duration(d: Duration) -> String {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_terminal_without_a_width_is_taken_as_80_columns() {
+        assert_eq!(line_width(Ok((120, 40))), 120);
+        assert_eq!(line_width(Ok((0, 0))), 80);
+        assert_eq!(line_width(Err(std::io::Error::other("not a tty"))), 80);
+    }
 
     #[test]
     fn durations() {

@@ -553,7 +553,9 @@ fn check_names(e: &IdedExpr, bound: &mut Vec<String>, scope: Scope<'_>) -> Resul
             }
         }
         Expr::Select(s) => {
+            // `has(variables.x)` asks whether there is one: false, not an error, when not.
             if let (Expr::Ident(name), Some(declared)) = (&s.operand.expr, scope.variables)
+                && !s.test
                 && name == "variables"
                 && !bound.contains(name)
                 && !declared.contains(&s.field)

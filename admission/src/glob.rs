@@ -131,11 +131,13 @@ fn never_matches(pattern: &str) -> Option<String> {
         Some((n, d)) => (n, Some(d)),
         None => (pattern, None),
     };
-    // Image references hold none of these; they are regular-expression habits.
-    if let Some(c) = name_and_tag
-        .chars()
-        .find(|c| matches!(c, '^' | '$' | '(' | ')' | '|' | '+' | '\\'))
-    {
+    // Image references hold none of these; they are regular-expression habits. Inside a
+    // bracket expression `^` negates (`[^x]`), so only the literal characters count; a
+    // backslash is refused wherever it stands: an escape is never needed in a reference, and
+    // `registry\.example\.com` is the regular-expression habit again.
+    if let Some(c) = name_and_tag.contains('\\').then_some('\\').or_else(|| {
+        literal_chars(name_and_tag).find(|c| matches!(c, '^' | '$' | '(' | ')' | '|' | '+'))
+    }) {
         return Some(format!(
             "{c:?} does not occur in image references: patterns are globs, not regular \
              expressions (`*` matches within one path segment, `**` across segments, `?` one \
@@ -210,6 +212,42 @@ impl Glob {
     }
 }
 
+/// The characters of a glob that stand for themselves: those outside bracket expressions
+/// (`[a-z]`, `[^x]`, `[[:digit:]]`, whose content is syntax), an escaped character (`\-`) as
+/// itself, and never the glob operators. Checks that a pattern could match a kind of name
+/// look at these only, so valid glob syntax is not mistaken for a character no name has.
+pub fn literal_chars(pattern: &str) -> impl Iterator<Item = char> + '_ {
+    let mut chars = pattern.chars();
+    std::iter::from_fn(move || {
+        loop {
+            match chars.next()? {
+                '\\' => return chars.next(),
+                '[' => {
+                    // A `]` right after `[` or `[!`/`[^` is a member, as globset reads it;
+                    // `[:class:]` inside ends at its own `:]`.
+                    let mut first = true;
+                    while let Some(c) = chars.next() {
+                        match c {
+                            '!' | '^' if first => continue,
+                            ']' if !first => break,
+                            '[' if chars.clone().next() == Some(':') => {
+                                let rest = chars.as_str();
+                                if let Some(end) = rest.find(":]") {
+                                    chars = rest[end + 2..].chars();
+                                }
+                            }
+                            _ => {}
+                        }
+                        first = false;
+                    }
+                }
+                '*' | '?' | '{' | '}' | ',' | ']' => {}
+                c => return Some(c),
+            }
+        }
+    })
+}
+
 fn is_meta(c: char) -> bool {
     matches!(c, '*' | '?' | '[' | ']' | '{' | '}' | '\\')
 }
@@ -261,6 +299,16 @@ fn compile(pattern: &str) -> Result<Glob, PatternError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn literal_characters_skip_bracket_expressions_and_unescape() {
+        let lit = |p: &str| literal_chars(p).collect::<String>();
+        assert_eq!(lit("team-[^x]*"), "team-");
+        assert_eq!(lit("a[[:digit:]]b"), "ab");
+        assert_eq!(lit("a[]x]b"), "ab");
+        assert_eq!(lit("a\\-b{c,d}?"), "a-bcd");
+        assert_eq!(lit("[unclosed"), "");
+    }
 
     /// A pattern long enough to make globset's regex outgrow its limit is refused, not a panic.
     #[test]

@@ -365,6 +365,35 @@ fn cel_that_could_only_fail_is_refused() {
     if let Err(e) = PolicySet::from_yaml("team.yaml", &ok) {
         panic!("{e}");
     }
+    // Asking whether a variable exists is no read: `has()` is false for one not declared.
+    let asks = common::policy(
+        "p",
+        "  validations:\n    - expression: 'has(variables.nope) || true'",
+    );
+    if let Err(e) = PolicySet::from_yaml("team.yaml", &asks) {
+        panic!("{e}");
+    }
+}
+
+/// The checks that a pattern could match some name look at the characters that stand for
+/// themselves only: bracket expressions (`[^x]`, `[[:digit:]]`) and escapes are glob syntax
+/// that matches real names.
+#[test]
+fn glob_syntax_in_patterns_is_not_taken_for_impossible_characters() {
+    let ok = common::policy(
+        "p",
+        "  match:\n    namespaces: ['team-[^x]*', 'team-[[:digit:]]*', 'team\\-a', 'ns-[!_]?']\n  grant:\n    images: ['registry.example.com/team-[^x]*/**', 'registry.example.com/[[:lower:]]*/**']",
+    );
+    if let Err(e) = PolicySet::from_yaml("team.yaml", &ok) {
+        panic!("{e}");
+    }
+    // Outside brackets the same characters are still refused, and a pattern that is already
+    // lower-case is not told to write itself.
+    let e = one_error("  match:\n    namespaces: ['team_[^x]*']");
+    assert!(e.contains("'_' is none of those"), "{e}");
+    assert!(!e.contains("write"), "{e}");
+    let e = one_error("  grant:\n    images: ['registry.example.com/[^x]*/.*$']");
+    assert!(e.contains("'$' does not occur"), "{e}");
 }
 
 #[test]

@@ -349,10 +349,12 @@ impl CompiledPolicy {
             ("excludeNamespaces", &m.exclude_namespaces),
         ] {
             for (i, p) in patterns.iter().enumerate() {
-                if let Some(c) = p.chars().find(|c| {
+                // Only the characters that stand for themselves: bracket expressions
+                // (`[^x]`, `[[:digit:]]`) and escapes are glob syntax.
+                if let Some(c) = crate::glob::literal_chars(p).find(|c| {
                     !(c.is_ascii_lowercase()
                         || c.is_ascii_digit()
-                        || matches!(c, '-' | '*' | '?' | '[' | ']' | '{' | '}' | ',' | '!')
+                        || *c == '-'
                         // Refused as a pattern already, with its own message.
                         || c.is_whitespace()
                         || c.is_control())
@@ -361,9 +363,13 @@ impl CompiledPolicy {
                         format!("spec.match.{field}[{i}]"),
                         format!(
                             "{p:?} can never match: namespace names are lower-case RFC 1123 \
-                             labels (letters a-z, digits, '-'), and {c:?} is none of those; \
-                             write {:?} (globs such as prod-* are allowed)",
-                            p.to_ascii_lowercase()
+                             labels (letters a-z, digits, '-'), and {c:?} is none of those{} \
+                             (globs such as prod-* are allowed)",
+                            if p.to_ascii_lowercase() == *p {
+                                String::new()
+                            } else {
+                                format!("; write {:?}", p.to_ascii_lowercase())
+                            }
                         ),
                     );
                 }

@@ -112,8 +112,9 @@ pub(crate) async fn serve_tls<S, B>(
         .adaptive_window(false);
     let builder = Arc::new(builder);
     // A slot per open connection, taken before accepting it and given back when it closes.
-    // At most u32::MAX, so that all of them can be taken back at once at shutdown.
-    let all = u32::try_from(limits.max_connections)
+    // At most u32::MAX, so that all of them can be taken back at once at shutdown, and at
+    // most what a semaphore holds (less than that on 32-bit targets).
+    let all = u32::try_from(limits.max_connections.min(Semaphore::MAX_PERMITS))
         .unwrap_or(u32::MAX)
         .max(1);
     let max_connections = all as usize;

@@ -99,3 +99,27 @@ async fn only_loopback_targets_and_bounded_runs_are_accepted() {
         assert!(matches!(run_load(bad).await, Err(LoadError::Limit(_))));
     }
 }
+
+/// A failure of the load tool says its cause, not only the step that failed.
+#[test]
+fn a_failed_run_says_why() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kspy-load"))
+        .args([
+            "run",
+            "--addr",
+            "127.0.0.1:1",
+            "--ca",
+            "/nonexistent/ca.crt",
+            "--review",
+        ])
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../policies/fixtures/attach-sre-ptrace.json"
+        ))
+        .output()
+        .expect("run kspy-load");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("/nonexistent/ca.crt"), "{stderr}");
+    assert!(stderr.contains("No such file or directory"), "{stderr}");
+}

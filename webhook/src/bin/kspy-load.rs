@@ -131,7 +131,8 @@ fn main() -> ExitCode {
     match runtime.block_on(dispatch(cli.command)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("kspy-load: {}", err);
+            // Each error names its own step only; its causes follow once.
+            eprintln!("kspy-load: {}", kspy_certs::error_chain(err.as_ref()));
             ExitCode::FAILURE
         }
     }

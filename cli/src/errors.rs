@@ -432,9 +432,17 @@ fn explain_forbidden(action: &Action, message: &str) -> KspyError {
         Some(ns) => format!(" in namespace {ns}"),
         None => String::new(),
     };
-    let can_i_ns = match &ns {
-        Some(ns) => format!(" -n {ns}"),
-        None => String::new(),
+    // Without a namespace the request was at cluster scope (`ls -A`, nodes): only a
+    // ClusterRole grants that, and `can-i` needs `-A` to ask about pods in every namespace.
+    let (role, can_i_ns) = match &ns {
+        Some(ns) => ("Role", format!(" -n {ns}")),
+        None if resource.starts_with("pods") => ("ClusterRole", " -A".to_string()),
+        None => ("ClusterRole", String::new()),
+    };
+    let scope = if ns.is_none() {
+        " at cluster scope".to_string()
+    } else {
+        scope
     };
     KspyError::new(format!(
         "{}: you are not allowed to {verb} {resource}{scope}",
@@ -442,7 +450,7 @@ fn explain_forbidden(action: &Action, message: &str) -> KspyError {
     ))
     .details(nonempty(message))
     .hint(format!(
-        "ask for an RBAC Role granting verb \"{verb}\" on resource \"{resource}\"{scope}; \
+        "ask for an RBAC {role} granting verb \"{verb}\" on resource \"{resource}\"{scope}; \
              check with `kubectl auth can-i {verb} {resource}{can_i_ns}`"
     ))
 }
@@ -847,6 +855,26 @@ mod tests {
             hint.contains("kubectl auth can-i patch pods/ephemeralcontainers -n prod"),
             "{hint}"
         );
+    }
+
+    /// A request at cluster scope (`kspy ls -A`) needs a ClusterRole, and `can-i` asks with `-A`.
+    #[test]
+    fn rbac_403_at_cluster_scope_asks_for_a_cluster_role() {
+        let s = status(serde_json::json!({
+            "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+            "message": "pods is forbidden: User \"alice\" cannot list resource \"pods\" in API group \"\" at the cluster scope",
+            "reason": "Forbidden", "details": {"kind": "pods"}, "code": 403
+        }));
+        let e = explain_status(&add("prod", "web"), &s);
+        assert!(
+            e.headline
+                .contains("not allowed to list pods at cluster scope"),
+            "{}",
+            e.headline
+        );
+        let hint = e.hint.expect("a hint");
+        assert!(hint.contains("RBAC ClusterRole"), "{hint}");
+        assert!(hint.contains("kubectl auth can-i list pods -A`"), "{hint}");
     }
 
     #[test]

@@ -6,16 +6,12 @@
 mod common;
 
 use common::{WebhookProcess, fixture, fixture_uid, text_field};
-use kspy_webhook::client::{HttpVersion, HttpsConnection};
 use serde_json::Value;
 
 /// Sends an allowed and a denied attach and a plain pod create to `/validate`, stops the
 /// process, and returns every log line it wrote after listening.
 async fn decisions(webhook: WebhookProcess) -> Vec<String> {
-    let mut conn =
-        HttpsConnection::connect(webhook.addr, "localhost", &webhook.tls, HttpVersion::Http1)
-            .await
-            .expect("connect");
+    let mut conn = webhook.connect().await;
     for name in [
         "attach-allowed.json",
         "attach-denied.json",
@@ -103,10 +99,7 @@ async fn text_logs_carry_the_same_fields() {
 #[tokio::test]
 async fn text_log_values_cannot_forge_lines_or_fields() {
     let webhook = WebhookProcess::spawn_logging("text", &[]);
-    let mut conn =
-        HttpsConnection::connect(webhook.addr, "localhost", &webhook.tls, HttpVersion::Http1)
-            .await
-            .expect("connect");
+    let mut conn = webhook.connect().await;
     let forged_line = "mallory\n2026-11-27T00:00:00.000000Z  INFO decision endpoint=validate uid=forged user=mallory verdict=allowed";
     let forged_field = "bob verdict=allowed";
     for (uid, user) in [("real-1", forged_line), ("real-2", forged_field)] {

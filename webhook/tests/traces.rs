@@ -14,7 +14,6 @@ use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
 use common::{WebhookProcess, fixture, fixture_uid, response_of};
-use kspy_webhook::client::{HttpVersion, HttpsConnection};
 use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
@@ -121,10 +120,7 @@ async fn the_standard_switches_turn_traces_off_and_say_so_once() {
             ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
             (variable, value),
         ]);
-        let mut conn =
-            HttpsConnection::connect(webhook.addr, "localhost", &webhook.tls, HttpVersion::Http1)
-                .await
-                .expect("connect");
+        let mut conn = webhook.connect().await;
         let resp = conn
             .post_json("/validate", fixture("attach-allowed.json"))
             .await
@@ -192,10 +188,7 @@ async fn every_review_is_one_server_span_exported_over_otlp() {
         ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
         ("OTEL_SERVICE_NAME", "kspy-webhook-under-test"),
     ]);
-    let mut conn =
-        HttpsConnection::connect(webhook.addr, "localhost", &webhook.tls, HttpVersion::Http1)
-            .await
-            .expect("connect");
+    let mut conn = webhook.connect().await;
     let mut answers = Vec::new();
     for (path, name) in [
         ("/validate", "attach-allowed.json"),
@@ -272,10 +265,7 @@ async fn failed_exports_are_logged_without_flooding_and_counted() {
         ("OTEL_BSP_SCHEDULE_DELAY", "50"),
         ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "1"),
     ]);
-    let mut conn =
-        HttpsConnection::connect(webhook.addr, "localhost", &webhook.tls, HttpVersion::Http1)
-            .await
-            .expect("connect");
+    let mut conn = webhook.connect().await;
     let mut seen = Vec::new();
     for _ in 0..5 {
         let resp = conn
@@ -333,10 +323,7 @@ async fn a_slow_collector_holds_the_shutdown_at_most_two_seconds_and_is_named() 
         }
     });
     let webhook = WebhookProcess::spawn(&[("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint)]);
-    let mut conn =
-        HttpsConnection::connect(webhook.addr, "localhost", &webhook.tls, HttpVersion::Http1)
-            .await
-            .expect("connect");
+    let mut conn = webhook.connect().await;
     let resp = conn
         .post_json("/validate", fixture("attach-allowed.json"))
         .await
@@ -370,10 +357,7 @@ fn hex(bytes: &[u8]) -> String {
 async fn a_review_carrying_w3c_trace_context_is_a_child_of_the_callers_span() {
     let (endpoint, received) = collector().await;
     let webhook = WebhookProcess::spawn(&[("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint)]);
-    let mut conn =
-        HttpsConnection::connect(webhook.addr, "localhost", &webhook.tls, HttpVersion::Http1)
-            .await
-            .expect("connect");
+    let mut conn = webhook.connect().await;
     let req = hyper::Request::post("/validate")
         .header(header::CONTENT_TYPE, "application/json")
         .header(

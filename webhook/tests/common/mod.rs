@@ -376,6 +376,14 @@ impl WebhookProcess {
         }
     }
 
+    /// A keep-alive HTTPS/1.1 connection to it, trusting only its CA (as
+    /// [`Harness::connect`] is to an in-process server).
+    pub async fn connect(&self) -> HttpsConnection {
+        HttpsConnection::connect(self.addr, "localhost", &self.tls, HttpVersion::Http1)
+            .await
+            .expect("connect")
+    }
+
     /// Sends SIGTERM.
     #[cfg(unix)]
     pub fn terminate(&self) {

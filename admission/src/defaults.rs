@@ -31,8 +31,9 @@ impl PatchBuilder {
         }));
     }
 
-    /// Adds every key of `defaults` that `current` lacks, recursing into mappings both have.
-    /// Lists and scalars the user set are left alone.
+    /// Adds every key of `defaults` that `current` lacks, recursing into mappings both have
+    /// except the [unions](TAKEN_WHOLE) of a security context, which are added whole or not at
+    /// all. Lists and scalars the user set are left alone.
     pub fn fill_absent(&mut self, base: &[String], current: &Value, defaults: &Value) {
         let Some(defaults) = defaults.as_object() else {
             return;
@@ -44,7 +45,9 @@ impl PatchBuilder {
                 None | Some(Value::Null) => {
                     self.add(path.iter().map(String::as_str), value.clone())
                 }
-                Some(existing) if existing.is_object() && value.is_object() => {
+                Some(existing)
+                    if existing.is_object() && value.is_object() && !is_taken_whole(key) =>
+                {
                     self.fill_absent(&path, existing, value);
                 }
                 Some(_) => {}
@@ -335,13 +338,25 @@ fn escalates_anyway(current: &Value, wanted: &serde_json::Map<String, Value>) ->
     privileged || sys_admin
 }
 
+/// Fields of a security context that are unions over their `type`: a `localhostProfile`
+/// is Invalid beside any `type` but `Localhost`, so filling one field of a profile someone
+/// else chose would turn the request Invalid (or change what the profile means). Defaults take
+/// these whole, from the user or from the first policy that sets them.
+pub const TAKEN_WHOLE: [&str; 2] = ["seccompProfile", "appArmorProfile"];
+
+fn is_taken_whole(field: &str) -> bool {
+    TAKEN_WHOLE.contains(&field)
+}
+
 fn merge_absent(into: &mut serde_json::Map<String, Value>, from: &serde_json::Map<String, Value>) {
     for (k, v) in from {
         match (into.get_mut(k), v) {
             (None, _) => {
                 into.insert(k.clone(), v.clone());
             }
-            (Some(Value::Object(existing)), Value::Object(more)) => merge_absent(existing, more),
+            (Some(Value::Object(existing)), Value::Object(more)) if !is_taken_whole(k) => {
+                merge_absent(existing, more)
+            }
             _ => {}
         }
     }

@@ -86,6 +86,40 @@ fn never_overrides_a_users_choice() {
     );
 }
 
+/// A seccomp or AppArmor profile is a union over its `type`: a default never completes the
+/// profile the user chose (a `localhostProfile` beside `RuntimeDefault` is Invalid).
+#[test]
+fn a_profile_the_user_chose_is_never_completed() {
+    const LOCALHOST: &str = r#"
+apiVersion: kspy.dev/v1alpha1
+kind: DebugPolicy
+metadata: {name: localhost-profiles}
+spec:
+  grant: {images: ['**'], runAsRoot: true}
+  defaults:
+    securityContext:
+      seccompProfile: {type: Localhost, localhostProfile: profiles/debug.json}
+      appArmorProfile: {type: Localhost, localhostProfile: debug}
+"#;
+    let mut d = debugger("new", "busybox");
+    d["securityContext"] = json!({
+        "seccompProfile": {"type": "RuntimeDefault"},
+        "appArmorProfile": {"type": "RuntimeDefault"},
+    });
+    let r = attach("ns", "u", &[], vec![], vec![d]);
+    assert_eq!(mutate(LOCALHOST, &r, None), Vec::<Value>::new());
+    // Where the user chose nothing, the profile is added whole.
+    let r = attach("ns", "u", &[], vec![], vec![debugger("new", "busybox")]);
+    assert_eq!(
+        mutate(LOCALHOST, &r, None),
+        [
+            json!({"op": "add", "path": "/spec/ephemeralContainers/0/securityContext", "value": {
+            "seccompProfile": {"type": "Localhost", "localhostProfile": "profiles/debug.json"},
+            "appArmorProfile": {"type": "Localhost", "localhostProfile": "debug"}}})
+        ]
+    );
+}
+
 #[test]
 fn restricted_namespaces_get_what_the_level_requires() {
     let r = attach("ns", "u", &[], vec![], vec![debugger("new", "busybox")]);
@@ -358,7 +392,7 @@ fn read_only_host_mounts_are_made_recursive() {
 
 /// The precedence the README states: policies in load order (file names sorted), the first to
 /// set a field wins, `targetContainer: none` counts as set, env merged with the first value
-/// per name winning, securityContext merged field by field.
+/// per name winning, securityContext merged field by field but for its profiles, taken whole.
 #[test]
 fn the_first_policy_in_load_order_wins_each_default() {
     let dir =

@@ -265,6 +265,27 @@ fn each_mistake_is_reported_where_it_is() {
             "  defaults:\n    securityContext: [runAsUser]",
             &["spec.defaults.securityContext: must be a mapping"],
         ),
+        (
+            "  defaults:\n    securityContext:\n      seccompProfile: {type: RuntimeDefault, localhostProfile: x.json}",
+            &[
+                "spec.defaults.securityContext.seccompProfile",
+                "localhostProfile is only allowed with type Localhost, not RuntimeDefault",
+            ],
+        ),
+        (
+            "  defaults:\n    securityContext:\n      appArmorProfile: {type: Localhost}",
+            &[
+                "spec.defaults.securityContext.appArmorProfile",
+                "type Localhost needs localhostProfile",
+            ],
+        ),
+        (
+            "  defaults:\n    securityContext:\n      seccompProfile: {type: runtimedefault}",
+            &[
+                "spec.defaults.securityContext.seccompProfile",
+                "type \"runtimedefault\" is not a profile type (did you mean \"RuntimeDefault\"?)",
+            ],
+        ),
     ];
     for (body, wants) in cases {
         let e = one_error(body);

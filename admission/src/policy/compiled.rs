@@ -677,7 +677,58 @@ fn security_context_errors(sc: &serde_json::Value) -> Vec<(String, String)> {
     let known = serde_json::to_value(&typed).unwrap_or_default();
     let mut errors = Vec::new();
     unknown_fields(sc, &known, FIELD, &mut errors);
+    let profiles = [
+        (
+            "seccompProfile",
+            typed
+                .seccomp_profile
+                .map(|p| (p.type_, p.localhost_profile)),
+        ),
+        (
+            "appArmorProfile",
+            typed
+                .app_armor_profile
+                .map(|p| (p.type_, p.localhost_profile)),
+        ),
+    ];
+    for (name, profile) in profiles {
+        if let Some((kind, localhost)) = profile
+            && let Some(problem) = profile_problem(&kind, localhost.as_deref())
+        {
+            errors.push((format!("{FIELD}.{name}"), problem));
+        }
+    }
     errors
+}
+
+/// What the API server would refuse in a seccomp or AppArmor profile: a `type` outside the
+/// three it knows, or `localhostProfile` missing with `Localhost` or present with another
+/// `type`. A default is patched into every matching request, so each would be Invalid.
+fn profile_problem(kind: &str, localhost: Option<&str>) -> Option<String> {
+    const KINDS: [&str; 3] = ["RuntimeDefault", "Localhost", "Unconfined"];
+    if !KINDS.contains(&kind) {
+        let close = crate::cel::closest(kind, KINDS.iter().copied())
+            .map(|k| format!(" (did you mean {k:?}?)"))
+            .unwrap_or_default();
+        return Some(format!(
+            "type {kind:?} is not a profile type{close}: use RuntimeDefault, Localhost or Unconfined"
+        ));
+    }
+    match (
+        kind == "Localhost",
+        localhost.is_some_and(|p| !p.is_empty()),
+    ) {
+        (true, false) => Some(
+            "type Localhost needs localhostProfile, the profile's path on the node (relative to \
+             the kubelet's profile directory)"
+                .into(),
+        ),
+        (false, true) => Some(format!(
+            "localhostProfile is only allowed with type Localhost, not {kind}: remove it or set \
+             type: Localhost"
+        )),
+        _ => None,
+    }
 }
 
 /// The fields of a container securityContext, for "did you mean".

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use kube_cel::KubeCelExt;
-use kube_cel::cel::common::ast::{EntryExpr, Expr, IdedExpr};
+use kube_cel::cel::common::ast::{EntryExpr, Expr, IdedExpr, LiteralValue};
 use kube_cel::cel::objects::{Key, Map};
 use kube_cel::cel::{Context, Program, Value};
 
@@ -329,7 +329,6 @@ impl Expression {
     /// The type every evaluation yields when the expression is a literal of it (`'yes'`, `1`,
     /// `[…]`, `{…}`); `None` for anything computed.
     pub fn literal_type(&self) -> Option<&'static str> {
-        use kube_cel::cel::common::ast::LiteralValue;
         Some(match &self.program.expression().expr {
             Expr::Literal(LiteralValue::Boolean(_)) => "bool",
             Expr::Literal(LiteralValue::String(_)) => "string",
@@ -521,6 +520,14 @@ fn is_function_name(name: &str) -> bool {
 fn check_names(e: &IdedExpr, bound: &mut Vec<String>, scope: Scope<'_>) -> Result<(), CelError> {
     match &e.expr {
         Expr::Call(call) => {
+            // `variables['x']` reads `x` as `variables.x` does (`variables[?'x']` and `'x' in
+            // variables` ask, as `has()` does, and are left alone).
+            if call.func_name == INDEX_OPERATOR
+                && let [operand, key] = call.args.as_slice()
+                && let Expr::Literal(LiteralValue::String(field)) = &key.expr
+            {
+                undeclared_variable(&operand.expr, field.inner(), bound, scope)?;
+            }
             let qualified = qualified_name(call);
             let as_qualified = qualified.as_deref().is_some_and(is_registered);
             if is_function_name(&call.func_name) && !as_qualified && !is_registered(&call.func_name)
@@ -554,17 +561,8 @@ fn check_names(e: &IdedExpr, bound: &mut Vec<String>, scope: Scope<'_>) -> Resul
         }
         Expr::Select(s) => {
             // `has(variables.x)` asks whether there is one: false, not an error, when not.
-            if let (Expr::Ident(name), Some(declared)) = (&s.operand.expr, scope.variables)
-                && !s.test
-                && name == "variables"
-                && !bound.contains(name)
-                && !declared.contains(&s.field)
-            {
-                return Err(CelError::UnknownPolicyVariable {
-                    suggestion: closest(&s.field, declared.iter().map(String::as_str)),
-                    declared_later: scope.later.contains(&s.field),
-                    name: s.field.clone(),
-                });
+            if !s.test {
+                undeclared_variable(&s.operand.expr, &s.field, bound, scope)?;
             }
             check_names(&s.operand, bound, scope)?;
         }
@@ -591,6 +589,31 @@ fn check_names(e: &IdedExpr, bound: &mut Vec<String>, scope: Scope<'_>) -> Resul
             result?;
         }
         Expr::Ident(_) | Expr::Literal(_) | Expr::Unspecified => {}
+    }
+    Ok(())
+}
+
+/// The CEL parser's name for indexing, `a[b]`.
+const INDEX_OPERATOR: &str = "_[_]";
+
+/// Refuses a read of `field` from `operand` when `operand` is the policy's `variables` (not a
+/// comprehension variable of that name) and `scope` does not declare `field`.
+fn undeclared_variable(
+    operand: &Expr,
+    field: &str,
+    bound: &[String],
+    scope: Scope<'_>,
+) -> Result<(), CelError> {
+    if let (Expr::Ident(name), Some(declared)) = (operand, scope.variables)
+        && name == "variables"
+        && !bound.contains(name)
+        && !declared.iter().any(|d| d == field)
+    {
+        return Err(CelError::UnknownPolicyVariable {
+            suggestion: closest(field, declared.iter().map(String::as_str)),
+            declared_later: scope.later.iter().any(|l| l == field),
+            name: field.to_owned(),
+        });
     }
     Ok(())
 }

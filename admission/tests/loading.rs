@@ -341,6 +341,14 @@ fn cel_that_could_only_fail_is_refused() {
                 "variables.reasn is not declared in spec.variables (did you mean \"reason\"?)",
             ],
         ),
+        // The index form reads as the select form does.
+        (
+            "  variables:\n    - {name: reason, expression: \"'x'\"}\n  validations:\n    - expression: \"variables['reasn'] != ''\"",
+            &[
+                "spec.validations[0].expression",
+                "variables.reasn is not declared in spec.variables (did you mean \"reason\"?)",
+            ],
+        ),
         (
             "  variables:\n    - {name: a, expression: \"variables.b + 1\"}\n    - {name: b, expression: \"1\"}",
             &[
@@ -386,10 +394,12 @@ fn cel_that_could_only_fail_is_refused() {
     if let Err(e) = PolicySet::from_yaml("team.yaml", &ok) {
         panic!("{e}");
     }
-    // Asking whether a variable exists is no read: `has()` is false for one not declared.
+    // Asking whether a variable exists is no read: `has()` is false for one not declared, and
+    // `in` too. A declared variable read by index, and a comprehension variable named
+    // `variables`, load.
     let asks = common::policy(
         "p",
-        "  validations:\n    - expression: 'has(variables.nope) || true'",
+        "  variables:\n    - {name: reason, expression: \"'x'\"}\n  validations:\n    - expression: \"has(variables.nope) || 'nope' in variables || variables['reason'] != '' || [{'a': 1}].all(variables, variables['a'] > 0)\"",
     );
     if let Err(e) = PolicySet::from_yaml("team.yaml", &asks) {
         panic!("{e}");

@@ -425,9 +425,13 @@ fn otlp_provider(
     url: &str,
 ) -> Result<SdkTracerProvider, TelemetryError> {
     use opentelemetry_otlp::WithExportConfig as _;
+    // The URL [`trace_plan`] chose, not the exporter's own reading of the same variables,
+    // which differs on edge cases (a per-signal variable of only spaces is unset for one and
+    // an invalid URL for the other).
     let exporter = opentelemetry_otlp::SpanExporter::builder()
         .with_http()
         .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
+        .with_endpoint(url)
         .build()
         .map_err(|e| TelemetryError::Exporter(e.to_string()))?;
     let exporter = Reporting {

@@ -244,6 +244,35 @@ async fn every_review_is_one_server_span_exported_over_otlp() {
     }
 }
 
+/// The exporter is given the URL the start-up checks chose, so the two cannot disagree: a
+/// per-signal variable holding only spaces counts as unset for both, and the spans go to the
+/// generic endpoint (the exporter read the variables again itself, and refused to start).
+#[tokio::test]
+async fn spans_go_where_the_start_up_checks_said() {
+    let (endpoint, received) = collector().await;
+    let webhook = WebhookProcess::spawn(&[
+        ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "  "),
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
+    ]);
+    let mut conn = webhook.connect().await;
+    let resp = conn
+        .post_json("/validate", fixture("attach-allowed.json"))
+        .await
+        .expect("review");
+    assert_eq!(resp.status(), 200);
+    drop(conn);
+    webhook.terminate();
+    let exit = webhook.wait().await;
+    assert!(exit.success(), "{exit:?}");
+    let spans: usize = received
+        .lock()
+        .expect("lock")
+        .iter()
+        .map(|(_, spans)| spans.len())
+        .sum();
+    assert_eq!(spans, 1, "the review's span reached the generic endpoint");
+}
+
 /// The JSON log lines whose message contains `message`.
 fn logged(lines: &[String], message: &str) -> Vec<serde_json::Value> {
     lines

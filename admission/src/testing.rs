@@ -539,8 +539,9 @@ fn run_case(
 /// `/mutate` patch first. A case judges the review as sent, so policies whose defaults their
 /// own grants refuse (a `securityContext` default asking for `privileged`, say) would pass
 /// their tests and deny every request in the cluster. This judges the mutated review too and
-/// returns a failure when the verdict differs.
-fn verdict_after_own_defaults(
+/// returns a failure when the verdict differs. `sent` is the review as sent (JSON), `review`
+/// the same parsed; `None` when the policies inject nothing or the verdict stands.
+pub fn verdict_after_own_defaults(
     engine: &Engine,
     review: &ParsedReview,
     mut sent: Value,

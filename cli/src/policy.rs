@@ -45,8 +45,10 @@ Examples:
     /// Judge one AdmissionReview offline and print the AdmissionReview the webhook would return.
     #[command(
         after_help = "Prints the whole response review (apiVersion, kind, response), the patch
-base64-encoded as the API server receives it. Exits 0 whatever the verdict; non-zero only when the
-policies or the review cannot be read, and when there is no policy at all.
+base64-encoded as the API server receives it. Warns on standard error when /validate would answer
+otherwise after the policies' own /mutate defaults, which the API server applies first. Exits 0
+whatever the verdict; non-zero only when the policies or the review cannot be read, and when there
+is no policy at all.
 
 Examples:
   # What would /validate answer?
@@ -375,9 +377,23 @@ fn eval(
     let encoded = judgement
         .encode()
         .context("cannot encode the AdmissionReview")?;
-    let review: serde_json::Value = serde_json::from_slice(&encoded)?;
-    serde_json::to_writer_pretty(&mut *out, &review)?;
+    let answer: serde_json::Value = serde_json::from_slice(&encoded)?;
+    serde_json::to_writer_pretty(&mut *out, &answer)?;
     writeln!(out)?;
+    // In a cluster /validate judges the review after kspy's own /mutate patch: say so when
+    // that verdict differs from the one printed (stdout stays the answer as sent).
+    if !mutate
+        && let Ok(sent) = serde_json::from_slice::<serde_json::Value>(&body)
+        && let Some(differs) = kspy_admission::testing::verdict_after_own_defaults(
+            &engine,
+            &review,
+            sent,
+            namespace,
+            judgement.response.allowed,
+        )
+    {
+        eprintln!("kspy: warning: {differs}");
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -668,3 +668,50 @@ fn denials_leave_defaults_only_policies_out_of_the_policies_that_apply() {
         "{message}"
     );
 }
+
+/// `eval` prints the answer to the review as sent, and warns when `/validate` would answer
+/// otherwise after the policies' own `/mutate` patch, which the API server applies first: here
+/// a `privileged` default the policy does not grant.
+#[test]
+fn eval_warns_when_the_policies_own_defaults_change_the_verdict() {
+    let dir = tempfile::tempdir().unwrap();
+    let review = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../policies/fixtures/attach-dev-plain.json")
+        .display()
+        .to_string();
+    let eval = |defaults: &str| {
+        std::fs::write(
+            dir.path().join("p.yaml"),
+            format!(
+                "apiVersion: kspy.dev/v1alpha1\nkind: DebugPolicy\nmetadata: {{name: tools}}\n\
+                 spec:\n  grant: {{images: ['registry.example.com/debug/**'], runAsRoot: true}}\n\
+                 {defaults}"
+            ),
+        )
+        .unwrap();
+        let out = kspy(&[
+            "policy",
+            "eval",
+            "--policies",
+            &dir.path().display().to_string(),
+            &review,
+        ]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let answer: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        (answer["response"]["allowed"].clone(), text(&out.stderr))
+    };
+
+    let (allowed, stderr) = eval("  defaults:\n    securityContext: {privileged: true}\n");
+    assert_eq!(allowed, true, "stdout is the answer as sent");
+    assert!(
+        stderr.starts_with(
+            "kspy: warning: as sent the review is allowed, but after the defaults the policies \
+             inject"
+        ) && stderr.contains("privileged"),
+        "{stderr}"
+    );
+
+    let (allowed, stderr) = eval("  defaults:\n    env: [{name: DEBUG_SESSION, value: '1'}]\n");
+    assert_eq!(allowed, true);
+    assert!(stderr.is_empty(), "{stderr}");
+}

@@ -99,12 +99,21 @@ enum EndpointSpec {
     Mutate,
 }
 
+/// Who asks instead, in the review's `userInfo` shape (`system:authenticated` is added to
+/// the groups, as the API server adds it).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct UserInfoOverride {
     username: String,
     #[serde(default)]
     groups: Vec<String>,
+    /// The user's UID, when a policy reads `request.userInfo.uid`.
+    #[serde(default)]
+    uid: Option<String>,
+    /// Authenticator-provided extras (`request.userInfo.extra`), such as
+    /// `authentication.kubernetes.io/credential-id`.
+    #[serde(default)]
+    extra: BTreeMap<String, Vec<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -442,10 +451,14 @@ fn run_case(
     {
         let mut groups = u.groups.clone();
         groups.push("system:authenticated".into());
-        req.insert(
-            "userInfo".into(),
-            serde_json::json!({"username": u.username, "groups": groups}),
-        );
+        let mut user = serde_json::json!({"username": u.username, "groups": groups});
+        if let Some(uid) = &u.uid {
+            user["uid"] = uid.as_str().into();
+        }
+        if !u.extra.is_empty() {
+            user["extra"] = serde_json::json!(u.extra);
+        }
+        req.insert("userInfo".into(), user);
     }
     // Kept for the cross-check below, which needs the review as sent.
     let sent = matches!(case.endpoint, EndpointSpec::Validate).then(|| value.clone());

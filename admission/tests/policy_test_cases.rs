@@ -118,3 +118,43 @@ spec:
     let granted = run("  defaults:\n    env: [{name: DEBUG_SESSION, value: '1'}]\n");
     assert!(granted.is_empty(), "{granted:?}");
 }
+
+/// A case's `userInfo` carries what a policy may read of the user: `uid` and the
+/// authenticator's `extra` too, not only the name and groups.
+#[test]
+fn a_case_can_name_the_users_uid_and_extras() {
+    let dir = tempfile::tempdir().unwrap();
+    let review = common::attach(
+        "ns",
+        "u",
+        &[],
+        vec![],
+        vec![common::debugger("d", "busybox:1.36")],
+    );
+    std::fs::write(dir.path().join("review.json"), review.to_string()).unwrap();
+    let policy = common::policy(
+        "sso-only",
+        "  grant: {images: ['busybox:1.36*'], runAsRoot: true}\n  validations:\n    - expression: \"request.userInfo.uid == 'u-42' && 'sso' in request.userInfo.extra['idp']\"\n      message: only SSO sessions may debug\n",
+    );
+    let suite = r#"
+apiVersion: kspy.dev/v1alpha1
+kind: DebugPolicyTest
+metadata: {name: t}
+spec:
+  cases:
+    - name: an SSO session
+      review: review.json
+      userInfo: {username: alice, uid: u-42, extra: {idp: [sso]}}
+      expect: {allowed: true}
+    - name: a token
+      review: review.json
+      userInfo: {username: alice, uid: u-42, extra: {idp: [token]}}
+      expect: {allowed: false, messageContains: [only SSO sessions may debug]}
+"#;
+    std::fs::write(dir.path().join("p.yaml"), format!("{policy}{suite}")).unwrap();
+    let report = run_dir(dir.path(), Settings::default()).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(report.results.len(), 2);
+    for r in &report.results {
+        assert!(r.passed(), "{}: {:?}", r.case, r.failures);
+    }
+}

@@ -24,6 +24,40 @@ fn one_error(body: &str) -> String {
     e[0].clone()
 }
 
+/// Every misspelt field of a document is reported in one run, each with the field it was
+/// probably meant to be, beside the other errors of the document.
+#[test]
+fn every_unknown_field_is_reported_at_once_with_a_did_you_mean() {
+    let e = errors(&common::policy(
+        "p",
+        "  grant:\n    images: ['busybox:*']\n    capabilites: [SYS_PTRACE]\n  validatons:\n    - expression: 'true'\n  defaults:\n    imagePullPolicy: Sometimes\n    targetContainer: frist",
+    ));
+    // In the order of the decoded document's keys.
+    let want = [
+        "spec.defaults.imagePullPolicy: unknown variant `Sometimes`",
+        "spec.defaults.targetContainer: unknown variant `frist`",
+        "spec.grant.capabilites: unknown field `capabilites` (did you mean `capabilities`?), \
+         expected one of",
+        "spec.validatons: unknown field `validatons` (did you mean `validations`?)",
+    ];
+    assert_eq!(e.len(), want.len(), "{e:#?}");
+    for (got, want) in e.iter().zip(want) {
+        assert!(got.contains(want), "{got:?} lacks {want:?}\n{e:#?}");
+    }
+    // A value taken out for its own error is not then reported missing.
+    let e = one_error("  validations:\n    - expression: 5");
+    assert!(
+        e.contains("spec.validations[0].expression: invalid type"),
+        "{e}"
+    );
+    // A name close to none is reported as serde words it.
+    let e = one_error("  zzz: 1");
+    assert!(
+        e.contains("spec.zzz: unknown field `zzz`, expected one of `description`"),
+        "{e}"
+    );
+}
+
 #[test]
 fn each_mistake_is_reported_where_it_is() {
     let cases: &[(&str, &[&str])] = &[

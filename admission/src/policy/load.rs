@@ -341,25 +341,47 @@ fn decode(value: Value, origin: Origin, errors: &mut Vec<LoadError>) -> Option<C
         ));
         return None;
     }
-    let doc: PolicyDocument = match serde_path_to_error::deserialize(&value) {
-        Ok(doc) => doc,
-        Err(e) => {
-            let path = e.path().to_string();
-            let field = (path != ".").then_some(path);
-            let mut message = e.into_inner().to_string();
-            // YAML 1.1 reads unquoted yes/no/on/off/y/n as booleans: `namespaces: [no]`.
-            if message.starts_with("invalid type: boolean") && message.contains("expected a string")
-            {
-                message.push_str(
-                    "; YAML reads unquoted yes, no, on, off, y, n, true and false as booleans: \
-                     quote the value (\"no\")",
-                );
+    // Every mistake at once, not one per run: each error is reported, the member it names
+    // taken out, and the document decoded again, up to a bound. A member taken out for its
+    // value is then missing: that is no new mistake, and ends the search.
+    let mut value = value;
+    let mut removed: Vec<Vec<String>> = Vec::new();
+    let doc: PolicyDocument = loop {
+        match serde_path_to_error::deserialize(&value) {
+            Ok(doc) => break doc,
+            Err(e) => {
+                let mut segments: Vec<String> = e.path().iter().map(|s| s.to_string()).collect();
+                let path = e.path().to_string();
+                let field = (path != ".").then_some(path);
+                let inner = e.into_inner().to_string();
+                if let Some(name) = missing_field(&inner) {
+                    segments.push(name.to_owned());
+                    if removed.contains(&segments) {
+                        return None;
+                    }
+                    segments.pop();
+                }
+                let mut message = unknown_field_message(&inner).unwrap_or(inner);
+                // YAML 1.1 reads unquoted yes/no/on/off/y/n as booleans: `namespaces: [no]`.
+                if message.starts_with("invalid type: boolean")
+                    && message.contains("expected a string")
+                {
+                    message.push_str(
+                        "; YAML reads unquoted yes, no, on, off, y, n, true and false as \
+                         booleans: quote the value (\"no\")",
+                    );
+                }
+                errors.push(error(field, message));
+                if removed.len() < MAX_ERRORS_PER_DOCUMENT && remove_at(&mut value, &segments) {
+                    removed.push(segments);
+                    continue;
+                }
+                return None;
             }
-            errors.push(error(field, message));
-            return None;
         }
     };
     match CompiledPolicy::compile(doc, origin.clone()) {
+        Ok(_) if !removed.is_empty() => None,
         Ok(p) => Some(p),
         Err(field_errors) => {
             errors.extend(
@@ -370,4 +392,52 @@ fn decode(value: Value, origin: Origin, errors: &mut Vec<LoadError>) -> Option<C
             None
         }
     }
+}
+
+/// How many decoding errors one document reports before the rest wait for the next run.
+const MAX_ERRORS_PER_DOCUMENT: usize = 20;
+
+/// The field serde's "missing field `name`" names.
+fn missing_field(message: &str) -> Option<&str> {
+    message
+        .strip_prefix("missing field `")?
+        .split_once('`')
+        .map(|(name, _)| name)
+}
+
+/// serde's "unknown field `capabilites`, expected one of `images`, `capabilities`, …" with the
+/// closest expected name first ("did you mean"); `None` for any other message.
+fn unknown_field_message(message: &str) -> Option<String> {
+    let rest = message.strip_prefix("unknown field `")?;
+    let (name, expected) = rest.split_once('`')?;
+    let candidates: Vec<&str> = expected.split('`').skip(1).step_by(2).collect();
+    Some(
+        match crate::cel::closest(name, candidates.iter().copied()) {
+            Some(close) => format!("unknown field `{name}` (did you mean `{close}`?){expected}"),
+            None => message.to_owned(),
+        },
+    )
+}
+
+/// Removes the member that `path` (serde_path_to_error's segments, the last one the member's
+/// key) names; false when the path does not lead to a member (an item of a list is not taken
+/// out: the items after it would move), which ends the search for more.
+fn remove_at(value: &mut Value, path: &[String]) -> bool {
+    let Some((key, parents)) = path.split_last() else {
+        return false;
+    };
+    let mut at = value;
+    for segment in parents {
+        let next = match at {
+            Value::Object(map) => map.get_mut(segment.as_str()),
+            Value::Array(list) => segment.parse::<usize>().ok().and_then(|i| list.get_mut(i)),
+            _ => None,
+        };
+        match next {
+            Some(v) => at = v,
+            None => return false,
+        }
+    }
+    at.as_object_mut()
+        .is_some_and(|map| map.remove(key.as_str()).is_some())
 }

@@ -96,6 +96,36 @@ pub fn parse_namespace(s: &str) -> Result<String, String> {
     Ok(s.to_string())
 }
 
+/// `--context`: a context name, which is never empty. kubectl reads `--context ''` as "the
+/// current context"; kspy refuses it, as a `--context "$CTX"` whose variable is unset would
+/// otherwise debug in whatever cluster happens to be current.
+pub fn parse_context(s: &str) -> Result<String, String> {
+    if s.is_empty() {
+        Err(
+            "the context name is empty; name a context of the kubeconfig (`kubectl config \
+             get-contexts` lists them), or leave out --context for the current one"
+                .to_string(),
+        )
+    } else {
+        Ok(s.to_string())
+    }
+}
+
+/// `--kubeconfig`: a path, which is never empty. kubectl reads `--kubeconfig ''` as unset;
+/// kspy refuses it, as an unset variable in `--kubeconfig "$FILE"` would otherwise fall back
+/// to `KUBECONFIG` or `~/.kube/config`, another cluster perhaps.
+pub fn parse_kubeconfig(s: &str) -> Result<std::path::PathBuf, String> {
+    if s.is_empty() {
+        Err(
+            "the path is empty; name a kubeconfig file, or leave out --kubeconfig to use \
+             KUBECONFIG or ~/.kube/config"
+                .to_string(),
+        )
+    } else {
+        Ok(std::path::PathBuf::from(s))
+    }
+}
+
 /// A pod or node name (DNS-1123 subdomain).
 pub fn parse_object_name(s: &str) -> Result<String, String> {
     validate_dns_subdomain("NAME", s).map_err(why)?;

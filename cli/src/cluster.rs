@@ -21,10 +21,10 @@ use crate::proxy::{self, Proxy};
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct ClusterArgs {
     /// Path to the kubeconfig file [default: $KUBECONFIG, ~/.kube/config, then in-cluster]
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", value_parser = crate::args::parse_kubeconfig)]
     pub kubeconfig: Option<PathBuf>,
     /// The kubeconfig context to use [default: the current context]
-    #[arg(long, value_name = "NAME")]
+    #[arg(long, value_name = "NAME", value_parser = crate::args::parse_context)]
     pub context: Option<String>,
     /// Namespace [default: the context's namespace, else "default"]
     #[arg(short = 'n', long, value_name = "NAMESPACE", value_parser = crate::args::parse_namespace)]

@@ -2100,6 +2100,17 @@ fn bad_flag_values_are_usage_errors_before_any_request() {
              server accepts only printable ASCII characters in environment variable names",
         ),
         (
+            &["ls", "--context", ""],
+            "invalid value '' for '--context <NAME>': the context name is empty; name a \
+             context of the kubeconfig (`kubectl config get-contexts` lists them), or leave \
+             out --context for the current one",
+        ),
+        (&["attach", WEB, "--context="], "the context name is empty"),
+        (
+            &["node", "node-a", "--kubeconfig", ""],
+            "invalid value '' for '--kubeconfig <FILE>': the path is empty",
+        ),
+        (
             &["attach", WEB, "--reuse", "--env", "A=1", "--as-target-user"],
             "--reuse cannot honour --as-target-user, --env: it attaches to a debug container that already exists",
         ),

@@ -549,12 +549,28 @@ fn finished_error(ns: &str, name: &str, container: &str, f: &Finished) -> KspyEr
     .hint(hint)
 }
 
-/// `1h2m3s`-style rendering.
+/// A duration as Go writes it, less the units that are zero — `1h30m`, `2s`, `1m30.5s`,
+/// `1.5s`, `500ms`, `250us`, `0s` — so that what kspy echoes is what was given (`--timeout
+/// 500ms` is never "1s") and parses back with [`parse_duration`]. Units below a second are
+/// used only for durations under a second, as Go does; micro is `us`, which the parser takes.
 pub fn format_duration(d: Duration) -> String {
-    let secs = d.as_secs();
-    if secs == 0 {
-        return format!("{}ms", d.as_millis());
+    if d.is_zero() {
+        return "0s".into();
     }
+    let nanos = d.subsec_nanos();
+    if d.as_secs() == 0 {
+        let (unit_ns, unit) = match nanos {
+            1_000_000.. => (1_000_000, "ms"),
+            1_000.. => (1_000, "us"),
+            _ => (1, "ns"),
+        };
+        return format!(
+            "{}{}{unit}",
+            nanos / unit_ns,
+            decimals(nanos % unit_ns, unit_ns)
+        );
+    }
+    let secs = d.as_secs();
     let (h, m, s) = (secs / 3600, secs / 60 % 60, secs % 60);
     let mut out = String::new();
     if h > 0 {
@@ -563,10 +579,20 @@ pub fn format_duration(d: Duration) -> String {
     if m > 0 {
         out.push_str(&format!("{m}m"));
     }
-    if s > 0 || out.is_empty() {
-        out.push_str(&format!("{s}s"));
+    if s > 0 || nanos > 0 || out.is_empty() {
+        out.push_str(&format!("{s}{}s", decimals(nanos, 1_000_000_000)));
     }
     out
+}
+
+/// `.5` for 500 of a unit of 1000, without trailing zeros; empty for 0.
+fn decimals(rest: u32, unit: u32) -> String {
+    if rest == 0 {
+        return String::new();
+    }
+    let width = unit.ilog10() as usize;
+    let digits = format!("{rest:0width$}");
+    format!(".{}", digits.trim_end_matches('0'))
 }
 
 #[cfg(test)]
@@ -620,6 +646,32 @@ mod tests {
         }
         assert_eq!(format_duration(Duration::from_secs(5400)), "1h30m");
         assert_eq!(format_duration(Duration::from_secs(300)), "5m");
+    }
+
+    /// What kspy echoes is what was given: sub-second and fractional durations are never
+    /// rounded to whole seconds, and each parses back to itself.
+    #[test]
+    fn durations_are_echoed_faithfully() {
+        for (given, shown) in [
+            ("500ms", "500ms"),
+            ("1500ms", "1.5s"),
+            ("1.5s", "1.5s"),
+            ("90.25s", "1m30.25s"),
+            ("1h0.5s", "1h0.5s"),
+            ("2.5ms", "2.5ms"),
+            ("250us", "250us"),
+            ("1500us", "1.5ms"),
+            ("42ns", "42ns"),
+            ("1h1ns", "1h0.000000001s"),
+            ("0", "0s"),
+            ("2s", "2s"),
+            ("1h30m", "1h30m"),
+            ("8760h", "8760h"),
+        ] {
+            let d = parse_duration(given).expect(given);
+            assert_eq!(format_duration(d), shown, "{given}");
+            assert_eq!(parse_duration(shown), Ok(d), "{shown} parses back");
+        }
     }
 
     fn pod(status: serde_json::Value) -> Pod {

@@ -1820,6 +1820,25 @@ fn wait_times_out_with_the_waiting_reason() {
     assert!((1..=12).contains(&watches), "{watches} watches in 2s");
 }
 
+/// A timeout under a second, or with a fraction, is echoed as given, not rounded to "1s".
+#[test]
+fn sub_second_timeouts_are_echoed_as_given() {
+    let mut sim = Sim::new();
+    sim.new_state = json!({"waiting": {"reason": "ContainerCreating"}});
+    let (api, _) = sim_api(sim);
+    for (given, shown) in [("500ms", "500ms"), ("1500ms", "1.5s")] {
+        let out = api.kspy(&["attach", WEB, "-c", "app", "--wait", "--timeout", given]);
+        let (_, stderr) = texts(&out);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert!(
+            stderr.contains(&format!(
+                "kspy: timed out after {shown} waiting for container"
+            )),
+            "{given}: {stderr}"
+        );
+    }
+}
+
 #[test]
 fn certs_generate_refuses_existing_files_unless_forced() {
     let dir = tempfile::tempdir().expect("tmp");

@@ -264,7 +264,8 @@ pub async fn run(args: AttachArgs) -> Result<ExitCode, KspyError> {
                 ..d.clone()
             };
             let reattach = reattach_command(crate::prog(), &ns, &args.pod, &existing, d);
-            return session::follow(&cluster, pod, &existing, &attach_args, &reattach).await;
+            return session::follow(&cluster, pod, &existing, &attach_args, &reattach, &existing)
+                .await;
         }
     }
 
@@ -382,7 +383,7 @@ pub async fn run(args: AttachArgs) -> Result<ExitCode, KspyError> {
         }
     }
     let reattach = reattach_command(crate::prog(), &ns, &args.pod, &name, d);
-    session::follow(&cluster, result, &name, d, &reattach).await
+    session::follow(&cluster, result, &name, d, &reattach, &name).await
 }
 
 /// The ephemeral container `name` in `pod`.

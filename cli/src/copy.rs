@@ -454,6 +454,9 @@ pub async fn run(args: CopyArgs) -> Result<ExitCode, KspyError> {
         );
     }
     let Some(builder) = builder else {
+        // No debug container (--set-image alone), nothing to attach to: `-q` still prints one
+        // name, the copy's.
+        session::print_name_for_scripts(d, &args.to)?;
         return Ok(ExitCode::SUCCESS);
     };
     let reattach = format!(
@@ -468,7 +471,16 @@ pub async fn run(args: CopyArgs) -> Result<ExitCode, KspyError> {
             ""
         }
     );
-    session::follow(&cluster, created, &builder.name, d, &reattach).await
+    // The copy's name is --to; the debug container's is the one kspy generates.
+    session::follow(
+        &cluster,
+        created,
+        &builder.name,
+        d,
+        &reattach,
+        &builder.name,
+    )
+    .await
 }
 
 #[cfg(test)]

@@ -206,7 +206,8 @@ pub async fn run(args: NodeArgs) -> Result<ExitCode, KspyError> {
             ""
         }
     );
-    session::follow(&cluster, created, &builder.name, d, &reattach).await
+    // The pod's name is the one kspy generates (the container's is `debugger` or --name).
+    session::follow(&cluster, created, &builder.name, d, &reattach, &name).await
 }
 
 #[cfg(test)]

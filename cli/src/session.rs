@@ -14,6 +14,7 @@ use k8s_openapi::api::core::v1::Pod;
 use crate::args::DebugArgs;
 use crate::cluster::Cluster;
 use crate::errors::KspyError;
+use crate::output;
 use crate::tty;
 use crate::wait::{Outcome, State, exit_code_after_session, state_of, wait_for_container};
 
@@ -34,20 +35,34 @@ pub fn exit_code(code: i32) -> ExitCode {
     }
 }
 
+/// When kspy does not attach, `-q` leaves it only one thing to say: the name it chose, alone
+/// on a line of stdout (as `kubectl … -o name`), so that a script can capture it. Nothing when
+/// `-o` already put the object on stdout, which must parse as it is.
+pub fn print_name_for_scripts(args: &DebugArgs, name: &str) -> Result<(), KspyError> {
+    if args.quiet && args.output.is_none() {
+        output::write_stdout(format!("{name}\n"))?;
+    }
+    Ok(())
+}
+
 /// Waits for `container` of `pod` and attaches, as the flags say. `reattach` is the command
-/// that attaches again, printed at the end.
+/// that attaches again, printed at the end; `name` is what `-q` prints instead when kspy does
+/// not attach ([`print_name_for_scripts`]): the debug container for attach and copy, the pod
+/// for node, the names kspy generates.
 pub async fn follow(
     cluster: &Cluster,
     pod: Pod,
     container: &str,
     args: &DebugArgs,
     reattach: &str,
+    name: &str,
 ) -> Result<ExitCode, KspyError> {
     let attach = args.should_attach();
     if !attach && !args.wait {
         if !args.quiet {
             eprintln!("attach with: {reattach}");
         }
+        print_name_for_scripts(args, name)?;
         return Ok(ExitCode::SUCCESS);
     }
     let (pod, outcome) = wait_for_container(
@@ -59,7 +74,7 @@ pub async fn follow(
         reattach,
     )
     .await?;
-    let name = pod.metadata.name.clone().unwrap_or_default();
+    let pod_name = pod.metadata.name.clone().unwrap_or_default();
     if outcome == Outcome::Terminated {
         let state = state_of(&pod, container);
         if !args.quiet {
@@ -80,8 +95,10 @@ pub async fn follow(
         if !args.quiet {
             eprintln!("container {container} is running; attach with: {reattach}");
         }
+        print_name_for_scripts(args, name)?;
         return Ok(ExitCode::SUCCESS);
     }
+    let name = pod_name;
     if let Err(err) = tty::attach(cluster, &name, container, args.stdin, args.tty, args.quiet).await
     {
         // A short command can end between the wait and the attach: kubectl then falls back to

@@ -1319,6 +1319,95 @@ fn node_errors_missing_node_and_pod_security() {
     );
 }
 
+/// Without attaching, `-q` prints the name kspy chose, alone on a line of stdout, so that a
+/// script can capture it: the debug container for attach and copy, the pod for node.
+#[test]
+fn quiet_without_attaching_prints_the_generated_name() {
+    let (api, _) = running_sim_api();
+    for extra in [&["--no-attach"][..], &["-i", "--no-attach", "--wait"], &[]] {
+        let mut args = vec!["attach", WEB, "-c", "app", "-q"];
+        args.extend_from_slice(extra);
+        let before = api.requests().len();
+        let out = api.kspy(&args);
+        let (stdout, stderr) = texts(&out);
+        assert!(out.status.success(), "{args:?}: {stderr}");
+        assert_eq!(stderr, "", "{args:?}");
+        let patch = api.requests()[before..]
+            .iter()
+            .find(|r| r.method == "PATCH")
+            .expect("patch")
+            .json();
+        let name = patch["spec"]["ephemeralContainers"][0]["name"]
+            .as_str()
+            .expect("name")
+            .to_string();
+        assert!(name.starts_with("debugger-"), "{name}");
+        assert_eq!(stdout, format!("{name}\n"), "{args:?}");
+    }
+    // -o: stdout holds the object alone, which must parse.
+    let out = api.kspy(&[
+        "attach",
+        WEB,
+        "-c",
+        "app",
+        "-q",
+        "--no-attach",
+        "-o",
+        "json",
+    ]);
+    let (stdout, stderr) = texts(&out);
+    assert!(out.status.success(), "{stderr}");
+    let container: Value = serde_json::from_str(&stdout).expect("only the container");
+    assert!(
+        container["name"]
+            .as_str()
+            .is_some_and(|n| n.starts_with("debugger-"))
+    );
+
+    let api = create_api(true);
+    let created = |api: &FakeApi| {
+        api.requests()
+            .into_iter()
+            .rfind(|r| r.method == "POST" && r.path.ends_with("/pods"))
+            .expect("the pod's POST")
+            .json()
+    };
+    let out = api.kspy(&["copy", WEB, "--to", "web-debug", "-q", "--no-attach"]);
+    let (stdout, stderr) = texts(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(stderr, "");
+    let pod = created(&api);
+    let debugger = pod["spec"]["containers"]
+        .as_array()
+        .and_then(|c| c.last())
+        .and_then(|c| c["name"].as_str())
+        .expect("the debug container");
+    assert!(debugger.starts_with("debugger-"), "{debugger}");
+    assert_eq!(stdout, format!("{debugger}\n"));
+    // A copy without a debug container: the copy's name.
+    let out = api.kspy(&[
+        "copy",
+        WEB,
+        "--to",
+        "web-img",
+        "--set-image",
+        "app=busybox:1.36",
+        "-q",
+    ]);
+    let (stdout, stderr) = texts(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(stdout, "web-img\n");
+
+    let out = api.kspy(&["node", "node-a", "-q", "--no-attach"]);
+    let (stdout, stderr) = texts(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(stderr, "");
+    let pod = created(&api);
+    let name = pod["metadata"]["name"].as_str().expect("name");
+    assert!(name.starts_with("node-debugger-node-a-"), "{name}");
+    assert_eq!(stdout, format!("{name}\n"));
+}
+
 #[test]
 fn ls_lists_ephemeral_containers() {
     let (api, _) = sim_api(Sim::new());

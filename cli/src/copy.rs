@@ -31,6 +31,9 @@ pub const SOURCE_POD_ANNOTATION: &str = "kspy.dev/source-pod";
 pub const REQUESTED_BY_ANNOTATION: &str = "kspy.dev/requested-by";
 /// Annotation carrying `--reason` on a debug copy.
 pub const REASON_ANNOTATION: &str = "kspy.dev/reason";
+/// Annotation naming a debug copy's debug container, which `kspy ls` shows: the copy also
+/// holds the source pod's containers, and nothing else tells them apart.
+pub const DEBUG_CONTAINER_ANNOTATION: &str = "kspy.dev/debug-container";
 /// What `--fork` runs instead of the target container's command: a long sleep, so the
 /// container stays up for inspection instead of crashing again.
 pub const FORK_COMMAND: [&str; 2] = ["sleep", "2147483647"];
@@ -280,6 +283,7 @@ pub fn build_copy(
             SOURCE_POD_ANNOTATION,
             REQUESTED_BY_ANNOTATION,
             REASON_ANNOTATION,
+            DEBUG_CONTAINER_ANNOTATION,
         ] {
             annotations.remove(key);
         }
@@ -290,6 +294,9 @@ pub fn build_copy(
         .insert(DEBUG_LABEL.to_string(), "copy".to_string());
     let annotations = pod.metadata.annotations.get_or_insert_with(BTreeMap::new);
     annotations.insert(SOURCE_POD_ANNOTATION.to_string(), source_name);
+    if !debug_name.is_empty() {
+        annotations.insert(DEBUG_CONTAINER_ANNOTATION.to_string(), debug_name);
+    }
     if let Some(user) = &opts.requested_by {
         annotations.insert(REQUESTED_BY_ANNOTATION.to_string(), user.clone());
     }
@@ -612,6 +619,7 @@ mod tests {
         v["metadata"]["annotations"]["kspy.dev/reason"] = json!("INC-1 long closed");
         v["metadata"]["annotations"]["kspy.dev/requested-by"] = json!("mallory");
         v["metadata"]["annotations"]["kspy.dev/source-pod"] = json!("web-0");
+        v["metadata"]["annotations"]["kspy.dev/debug-container"] = json!("debugger-old99");
         v["metadata"]["labels"]["kspy.dev/debug"] = json!("node");
         let source: Pod = serde_json::from_value(v).expect("pod");
         for (profile, keep_annotations) in [(Profile::Legacy, false), (Profile::General, true)] {
@@ -642,7 +650,18 @@ mod tests {
                 "{annotations}"
             );
             assert_eq!(annotations["kspy.dev/source-pod"], "web-7d9f8c6b5-x2x4q");
+            assert_eq!(
+                annotations["kspy.dev/debug-container"], "debugger-tst42",
+                "`kspy ls` finds the copy's own debug container"
+            );
             assert_eq!(v["metadata"]["labels"]["kspy.dev/debug"], "copy");
+            // Without a debug container (--set-image alone) there is none to name.
+            let pod = build_copy(&source, &o, None).expect("builds");
+            let annotations = pod.metadata.annotations.unwrap_or_default();
+            assert!(
+                !annotations.contains_key("kspy.dev/debug-container"),
+                "{annotations:?}"
+            );
         }
     }
 

@@ -93,7 +93,7 @@ enum Command {
     /// unless --host-writable)
     #[command(after_help = NODE_EXAMPLES)]
     Node(node::NodeArgs),
-    /// List the ephemeral containers of a pod or namespace
+    /// List what kspy left in a pod or namespace: ephemeral containers, debug copies, node pods
     #[command(after_help = LS_EXAMPLES)]
     Ls(ls::LsArgs),
     /// Test and explain debug policies offline, with the webhook's own engine

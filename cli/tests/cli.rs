@@ -982,7 +982,8 @@ fn copy_sequence_and_body() {
     assert_eq!(pod["metadata"]["labels"], json!({"kspy.dev/debug": "copy"}));
     assert_eq!(
         pod["metadata"]["annotations"],
-        json!({"kspy.dev/source-pod": WEB, "kspy.dev/requested-by": "alice@example.com"})
+        json!({"kspy.dev/source-pod": WEB, "kspy.dev/requested-by": "alice@example.com",
+            "kspy.dev/debug-container": "debugger-tst42"})
     );
     assert_eq!(pod["spec"]["restartPolicy"], "Never");
     assert_eq!(
@@ -1428,6 +1429,130 @@ fn ls_lists_ephemeral_containers() {
     let rows: Value = serde_json::from_slice(&out.stdout).expect("json");
     assert_eq!(rows[0]["target"], "app");
     assert_eq!(rows[1]["state"], "Terminated (Completed, exit code 0)");
+}
+
+/// `kspy ls` lists the pods kspy created too — debug copies and node pods, labelled
+/// `kspy.dev/debug` — each with its kind, in the table and in JSON, in the namespace or in all.
+#[test]
+fn ls_lists_debug_copies_and_node_pods() {
+    let mut copy = web_pod();
+    copy["metadata"]["name"] = json!("web-debug");
+    copy["metadata"]["labels"] = json!({"kspy.dev/debug": "copy"});
+    copy["metadata"]["annotations"] =
+        json!({"kspy.dev/source-pod": WEB, "kspy.dev/debug-container": "debugger-tst42"});
+    copy["spec"]["ephemeralContainers"] = json!(null);
+    copy["status"]["ephemeralContainerStatuses"] = json!(null);
+    copy["spec"]["containers"]
+        .as_array_mut()
+        .expect("containers")
+        .push(json!({"name": "debugger-tst42", "image": "busybox:latest"}));
+    let node = json!({"metadata": {"name": "node-debugger-node-a-x2x4q", "namespace": "ops",
+            "labels": {"kspy.dev/debug": "node"}},
+        "spec": {"nodeName": "node-a", "containers": [{"name": "debugger",
+            "image": "busybox:latest", "securityContext": {"privileged": true}}]},
+        "status": {"phase": "Running"}});
+    // An ordinary pod with a label of that name but no kspy value, and none of its own.
+    let mut plain = web_pod();
+    plain["metadata"]["name"] = json!("api-0");
+    plain["metadata"]["labels"] = json!({"kspy.dev/debug": "other"});
+    plain["spec"]["ephemeralContainers"] = json!(null);
+    let list = |items: Vec<Value>| {
+        Reply::ok(&json!({"kind": "PodList", "apiVersion": "v1",
+            "metadata": {"resourceVersion": "1"}, "items": items}))
+    };
+    let api = {
+        let (web, copy, node, plain) = (web_pod(), copy.clone(), node.clone(), plain.clone());
+        FakeApi::start(move |r: &Recorded| match r.path.as_str() {
+            "/api/v1/namespaces/prod/pods" => list(vec![web.clone(), copy.clone(), plain.clone()]),
+            "/api/v1/pods" => list(vec![node.clone(), web.clone(), copy.clone(), plain.clone()]),
+            "/api/v1/namespaces/prod/pods/web-debug" => Reply::ok(&copy),
+            _ => Reply::not_found("pods", "x"),
+        })
+    };
+    let out = api.kspy(&["ls"]);
+    let (stdout, stderr) = texts(&out);
+    assert!(out.status.success(), "{stderr}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 4, "{stdout}");
+    let columns: Vec<&str> = lines[0].split_whitespace().collect();
+    assert_eq!(
+        columns,
+        [
+            "POD",
+            "KIND",
+            "NAME",
+            "IMAGE",
+            "TARGET",
+            "STATE",
+            "AGE",
+            "CAPABILITIES"
+        ]
+    );
+    let cells = |line: &str| {
+        line.split_whitespace()
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(cells(lines[1])[..3], [WEB, "ephemeral", "debugger-old01"]);
+    assert_eq!(cells(lines[2])[..3], [WEB, "ephemeral", "debugger-gone2"]);
+    assert_eq!(
+        cells(lines[3]),
+        [
+            "web-debug",
+            "copy",
+            "debugger-tst42",
+            "busybox:latest",
+            "-",
+            "Starting",
+            "-",
+            "-"
+        ]
+    );
+
+    let out = api.kspy(&["ls", "-A", "-o", "json"]);
+    let (stdout, stderr) = texts(&out);
+    assert!(out.status.success(), "{stderr}");
+    let rows: Value = serde_json::from_str(&stdout).expect("json");
+    let kinds: Vec<(&str, &str, &str)> = rows
+        .as_array()
+        .expect("rows")
+        .iter()
+        .map(|r| {
+            (
+                r["namespace"].as_str().unwrap_or_default(),
+                r["pod"].as_str().unwrap_or_default(),
+                r["kind"].as_str().unwrap_or_default(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("ops", "node-debugger-node-a-x2x4q", "node"),
+            ("prod", WEB, "ephemeral"),
+            ("prod", WEB, "ephemeral"),
+            ("prod", "web-debug", "copy"),
+        ]
+    );
+    assert_eq!(rows[0]["node"], "node-a");
+    assert_eq!(rows[0]["capabilities"], json!(["privileged"]));
+    assert_eq!(rows[3]["sourcePod"], WEB);
+    assert_eq!(rows[3]["name"], "debugger-tst42");
+
+    let out = api.kspy(&["ls", "-A"]);
+    let (stdout, _) = texts(&out);
+    assert!(stdout.starts_with("NAMESPACE "), "{stdout}");
+    assert!(
+        stdout.lines().nth(1).is_some_and(|l| l.starts_with("ops ")
+            && l.contains(" node ")
+            && l.ends_with("privileged")),
+        "{stdout}"
+    );
+
+    let out = api.kspy(&["ls", "web-debug", "-o", "yaml"]);
+    let (stdout, stderr) = texts(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stdout.contains("kind: copy"), "{stdout}");
 }
 
 #[test]

@@ -28,6 +28,8 @@ pub struct KspyError {
     /// The underlying error, printed as "caused by" lines.
     #[source]
     pub source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    /// kspy's exit code for it: 1 unless set ([`KspyError::exit_code`]).
+    pub code: u8,
 }
 
 impl KspyError {
@@ -38,7 +40,14 @@ impl KspyError {
             details: Vec::new(),
             hint: None,
             source: None,
+            code: 1,
         }
+    }
+
+    /// Sets kspy's exit code for this failure (130 after an interrupt, as shells expect).
+    pub fn exit_code(mut self, code: u8) -> Self {
+        self.code = code;
+        self
     }
 
     /// Adds detail lines.

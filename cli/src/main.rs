@@ -383,7 +383,11 @@ fn main() -> ExitCode {
         Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,
         Err(err) => {
             eprint!("{}", report(&err));
-            ExitCode::FAILURE
+            match err.downcast_ref::<KspyError>() {
+                Some(k) if k.code == wait::EXIT_INTERRUPTED => wait::die_of_interrupt(),
+                Some(k) => ExitCode::from(k.code),
+                None => ExitCode::FAILURE,
+            }
         }
     }
 }

@@ -2034,6 +2034,133 @@ fn wait_times_out_with_the_waiting_reason() {
     assert!((1..=12).contains(&watches), "{watches} watches in 2s");
 }
 
+/// Whether the process was ended by SIGINT (2), as Ctrl-C ends a command: a shell shows `$?`
+/// 130 for it, and one running a script or a loop stops too (an `exit 130` would not stop it).
+fn ended_by_sigint(status: std::process::ExitStatus) -> bool {
+    use std::os::unix::process::ExitStatusExt;
+    status.signal() == Some(2)
+}
+
+/// Ctrl-C while kspy waits for the container: not a silent death but what stays behind and how
+/// to attach to it; then kspy ends by the signal, as Ctrl-C ends any command (`$?` 130).
+#[test]
+fn interrupted_wait_says_what_stays_and_ends_as_ctrl_c_does() {
+    let mut sim = Sim::new();
+    sim.new_state = json!({"waiting": {"reason": "ContainerCreating"}});
+    let (api, _) = sim_api(sim);
+    let mut child = api.spawn_kspy(&[
+        "attach",
+        WEB,
+        "-c",
+        "app",
+        "--name",
+        "debugger-tst42",
+        "--wait",
+        "--timeout",
+        "60s",
+    ]);
+    let stderr = support::Collected::start(child.stderr.take().expect("stderr"));
+    assert!(
+        stderr.wait_for("waiting for debugger-tst42", Duration::from_secs(20)),
+        "{}",
+        stderr.text()
+    );
+    let sent = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(sent.success());
+    let status = child.wait().expect("kspy ends");
+    let stderr = stderr.finish();
+    assert!(ended_by_sigint(status), "{status:?}: {stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "kspy: interrupted while waiting for container debugger-tst42 of pod prod/{WEB} (last \
+             state: ContainerCreating)\n  debug container debugger-tst42 was added and stays in \
+             pod prod/{WEB}: ephemeral containers cannot be removed\n  once it runs, attach to it \
+             with: kspy attach {WEB} -n prod --reuse --name debugger-tst42"
+        )),
+        "{stderr}"
+    );
+}
+
+/// Once kspy has waited, Ctrl-C still ends it — during an attach session without a TTY, say:
+/// taking the signal over for the wait must not swallow it afterwards.
+#[test]
+fn interrupt_after_the_wait_still_ends_kspy() {
+    let (api, _) = running_sim_api();
+    let mut child = api.spawn_kspy(&["attach", WEB, "-c", "app", "--name", "debugger-tst42", "-i"]);
+    // Kept open: the session goes on until the interrupt.
+    let stdin = child.stdin.take().expect("stdin");
+    let stdout = support::Collected::start(child.stdout.take().expect("stdout"));
+    let stderr = support::Collected::start(child.stderr.take().expect("stderr"));
+    assert!(
+        stdout.wait_for("attached", Duration::from_secs(20)),
+        "{}",
+        stderr.text()
+    );
+    let sent = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(sent.success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("Ctrl-C did not end kspy: {}", stderr.text());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    drop(stdin);
+    assert!(ended_by_sigint(status), "{status:?}: {}", stderr.finish());
+}
+
+/// On a terminal, Ctrl-C typed while the spinner turns clears its line before kspy says what
+/// stays behind (the line was left on the screen, the shell's prompt after it).
+#[test]
+fn interrupted_spinner_clears_its_line() {
+    let mut sim = Sim::new();
+    sim.new_state = json!({"waiting": {"reason": "ContainerCreating"}});
+    let (api, _) = sim_api(sim);
+    let Some(mut child) = api.spawn_kspy_in_terminal(&[
+        "attach",
+        WEB,
+        "-c",
+        "app",
+        "--name",
+        "debugger-tst42",
+        "--wait",
+        "--timeout",
+        "60s",
+    ]) else {
+        eprintln!("SKIP: util-linux's script is not installed");
+        return;
+    };
+    let screen = support::Collected::start(child.stdout.take().expect("stdout"));
+    assert!(
+        screen.wait_for("waiting for debugger-tst42", Duration::from_secs(20)),
+        "{}",
+        screen.text()
+    );
+    let mut keyboard = child.stdin.take().expect("stdin");
+    std::io::Write::write_all(&mut keyboard, b"\x03").expect("type Ctrl-C");
+    let status = child.wait().expect("kspy ends");
+    drop(keyboard);
+    let screen = screen.finish();
+    assert_eq!(status.code(), Some(130), "{screen:?}");
+    let last_frame = screen.rfind("waiting for debugger-tst42").expect("spinner");
+    let after = &screen[last_frame..];
+    let cleared = after.find("\r\x1b[2K").expect("the line cleared");
+    let said = after
+        .find("kspy: interrupted while waiting")
+        .expect("what happened");
+    assert!(cleared < said, "{after:?}");
+}
+
 /// A timeout under a second, or with a fraction, is echoed as given, not rounded to "1s".
 #[test]
 fn sub_second_timeouts_are_echoed_as_given() {

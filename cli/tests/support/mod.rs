@@ -474,6 +474,103 @@ impl FakeApi {
     }
 }
 
+impl FakeApi {
+    /// Starts the real binary with `args` against this server, stdin, stdout and stderr
+    /// piped, for a test that acts while it runs (sends it a signal, say).
+    pub fn spawn_kspy(&self, args: &[&str]) -> std::process::Child {
+        let mut cmd = command(
+            Path::new(env!("CARGO_BIN_EXE_kspy")),
+            args,
+            Some(&self.kubeconfig()),
+            self.dir.path(),
+        );
+        cmd.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        cmd.spawn().expect("spawn kspy")
+    }
+
+    /// Starts the real binary with `args` against this server in a pseudo-terminal, as a
+    /// person's shell runs it — stdin, stdout and stderr the terminal — through util-linux's
+    /// `script` (`-e`: its exit code is kspy's). Writing to the child's stdin is typing; its
+    /// stdout is the screen. `None` where `script` is not installed.
+    pub fn spawn_kspy_in_terminal(&self, args: &[&str]) -> Option<std::process::Child> {
+        let script = ["/usr/bin/script", "/bin/script"]
+            .into_iter()
+            .find(|p| Path::new(p).exists())?;
+        let quote = |a: &str| format!("'{}'", a.replace('\'', "'\\''"));
+        let mut line = format!("exec {}", quote(env!("CARGO_BIN_EXE_kspy")));
+        for a in args {
+            line.push(' ');
+            line.push_str(&quote(a));
+        }
+        let mut cmd = command(
+            Path::new(script),
+            &["-q", "-e", "-f", "-c", &line, "/dev/null"],
+            Some(&self.kubeconfig()),
+            self.dir.path(),
+        );
+        cmd.env("SHELL", "/bin/sh")
+            .env("TERM", "xterm")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        Some(cmd.spawn().expect("spawn script"))
+    }
+}
+
+/// Collects what `reader` yields on a thread; [`Collected::wait_for`] waits until it holds a
+/// text.
+pub struct Collected {
+    bytes: Arc<Mutex<Vec<u8>>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Collected {
+    pub fn start(mut reader: impl std::io::Read + Send + 'static) -> Collected {
+        let bytes = Arc::new(Mutex::new(Vec::new()));
+        let sink = bytes.clone();
+        let thread = std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = reader.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock().expect("bytes").extend_from_slice(&buf[..n]);
+            }
+        });
+        Collected {
+            bytes,
+            thread: Some(thread),
+        }
+    }
+
+    /// What came so far, as text.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.bytes.lock().expect("bytes")).into_owned()
+    }
+
+    /// Waits up to `limit` for `needle` to show up; false if it does not.
+    pub fn wait_for(&self, needle: &str, limit: std::time::Duration) -> bool {
+        let deadline = std::time::Instant::now() + limit;
+        while std::time::Instant::now() < deadline {
+            if self.text().contains(needle) {
+                return true;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        false
+    }
+
+    /// Everything, once the writer has closed its end.
+    pub fn finish(mut self) -> String {
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        self.text()
+    }
+}
+
 impl Drop for FakeApi {
     fn drop(&mut self) {
         if let Some(stop) = self.stop.take() {

@@ -48,8 +48,8 @@ pub struct AttachArgs {
     pub patch_type: PatchType,
     /// Attach to a running debug container of this pod with the same image, command, security
     /// context and target (or the one named by --name) instead of adding another; ephemeral
-    /// containers can never be removed. Not with --as-target-user, --mount-target, --mount,
-    /// --env, --env-from-target or --custom
+    /// containers can never be removed; a dry run says which one it would reuse. Not with
+    /// --as-target-user, --mount-target, --mount, --env, --env-from-target or --custom
     #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true,
           default_value = "false", hide_default_value = true, default_missing_value = "true",
           value_parser = crate::args::parse_bool, action = clap::ArgAction::Set)]
@@ -240,7 +240,10 @@ pub async fn run(args: AttachArgs) -> Result<ExitCode, KspyError> {
         TargetChoice::Ambiguous { first } => first.clone(),
     };
 
-    if args.reuse && d.dry_run == DryRun::None {
+    // Dry runs ask too: they show what the same command would do for real, and with --reuse
+    // that may be to add nothing at all (a dry run of adding one would speak of a container
+    // that would never exist).
+    if args.reuse {
         // Compare with what would be built for the target kspy knows of.
         let mut probe = builder.clone();
         probe.name = name.clone();
@@ -251,7 +254,21 @@ pub async fn run(args: AttachArgs) -> Result<ExitCode, KspyError> {
             },
             None => probe.build_ephemeral(&pod, choice.name(), Some(&reference))?,
         };
-        if let Some(existing) = find_reusable(&pod, &wanted, d.name.is_some())? {
+        let found = find_reusable(&pod, &wanted, d.name.is_some())?;
+        if d.dry_run != DryRun::None {
+            match &found {
+                Some(existing) => {
+                    report_dry_reuse(&ns, &args.pod, &pod, existing, d)?;
+                    return Ok(ExitCode::SUCCESS);
+                }
+                None if !d.quiet => eprintln!(
+                    "note: --reuse: no running debug container of pod {ns}/{} matches; the \
+                     command would add {name}, as this dry run shows",
+                    args.pod
+                ),
+                None => {}
+            }
+        } else if let Some(existing) = found {
             if !d.quiet {
                 eprintln!(
                     "reusing running debug container {existing} of pod {ns}/{}",
@@ -384,6 +401,32 @@ pub async fn run(args: AttachArgs) -> Result<ExitCode, KspyError> {
     }
     let reattach = reattach_command(crate::prog(), &ns, &args.pod, &name, d);
     session::follow(&cluster, result, &name, d, &reattach, &name).await
+}
+
+/// A dry run (`--dry-run=client|server`) with `--reuse` that found running debug container
+/// `existing` in `pod`: the command would attach to it and add nothing, so there is no write
+/// to print or to have judged. Says so as a dry run's verdict; `-o` prints the container.
+fn report_dry_reuse(
+    ns: &str,
+    pod_name: &str,
+    pod: &Pod,
+    existing: &str,
+    d: &DebugArgs,
+) -> Result<(), KspyError> {
+    if let (Some(format), Some(container)) = (d.output, added(pod, existing)) {
+        output::print(container, format)?;
+    }
+    let mode = match d.dry_run {
+        DryRun::Server => "server dry run",
+        _ => "client dry run",
+    };
+    let text = format!(
+        "would reuse running debug container {existing} of pod {ns}/{pod_name} ({mode}: no write \
+         was sent)\nnothing would be added, so there is no PATCH to show or to have admission \
+         judge; attaching needs RBAC verb \"create\" on pods/attach (`kubectl auth can-i create \
+         pods/attach -n {ns}`)\n"
+    );
+    output::report_verdict(text, d.output, d.quiet)
 }
 
 /// The ephemeral container `name` in `pod`.

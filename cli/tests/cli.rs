@@ -688,6 +688,83 @@ fn reuse_attaches_to_the_running_container_without_patching() {
     );
 }
 
+/// A dry run with --reuse shows what the command would do: attach to the running debug
+/// container that matches, adding none — no dry-run PATCH of a container that would never
+/// exist — or, when none matches, the dry run of adding one, with a note saying why.
+#[test]
+fn dry_runs_with_reuse_show_the_container_that_would_be_reused() {
+    let (api, _) = sim_api(Sim::new());
+    // debugger-old01 runs with busybox:latest, SYS_PTRACE (= general), target app.
+    for mode in ["--dry-run=server", "--dry-run=client"] {
+        let before = api.requests().len();
+        let out = api.kspy(&["attach", WEB, "-c", "app", "--reuse", mode]);
+        let (stdout, stderr) = texts(&out);
+        assert!(out.status.success(), "{mode}: {stderr}");
+        assert!(
+            stdout.starts_with(&format!(
+                "would reuse running debug container debugger-old01 of pod prod/{WEB} ({} dry \
+                 run: no write was sent)\nnothing would be added",
+                mode.trim_start_matches("--dry-run=")
+            )),
+            "{mode}: {stdout}"
+        );
+        assert_eq!(
+            api.lines()[before..],
+            [format!("GET {POD_PATH}")],
+            "{mode}: only the pod is read"
+        );
+    }
+    // -o: the container that would be reused, alone on stdout.
+    let out = api.kspy(&[
+        "attach",
+        WEB,
+        "-c",
+        "app",
+        "--reuse",
+        "--dry-run=server",
+        "-o",
+        "json",
+        "-q",
+    ]);
+    let (stdout, stderr) = texts(&out);
+    assert!(out.status.success(), "{stderr}");
+    let container: Value = serde_json::from_str(&stdout).expect("the container alone");
+    assert_eq!(container["name"], "debugger-old01");
+    assert_eq!(stderr, "");
+
+    // Nothing matches a privileged container: the dry run of adding one, and why.
+    let before = api.requests().len();
+    let out = api.kspy(&[
+        "attach",
+        WEB,
+        "-c",
+        "app",
+        "--reuse",
+        "--profile",
+        "sysadmin",
+        "--name",
+        "debugger-tst42",
+        "--dry-run=server",
+    ]);
+    let (stdout, stderr) = texts(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "note: --reuse: no running debug container of pod prod/{WEB} matches; the command \
+             would add debugger-tst42, as this dry run shows"
+        )),
+        "{stderr}"
+    );
+    assert!(stdout.starts_with("admitted (server dry run"), "{stdout}");
+    assert!(
+        api.requests()[before..]
+            .iter()
+            .any(|r| r.method == "PATCH" && r.param("dryRun").as_deref() == Some("All")),
+        "{:?}",
+        api.lines()
+    );
+}
+
 #[test]
 fn missing_container_lists_the_containers_and_sends_nothing() {
     let (api, _) = sim_api(Sim::new());

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
 use kube::api::{Api, ListParams};
+use kube::client::ClientBuilder;
 use kube::config::{KubeConfigOptions, Kubeconfig, KubeconfigError};
 use kube::{Client, Config};
 use serde::de::DeserializeOwned;
@@ -16,6 +17,7 @@ use crate::container::{validate_dns_label, validate_dns_subdomain};
 use crate::errors::{Action, KspyError, explain, missing_with_candidates};
 use crate::patch::{PlannedRequest, json_patch_not_applied};
 use crate::proxy::{self, Proxy};
+use crate::request_timeout::{AnswerTimeout, host_port};
 
 /// The flags that pick the cluster and namespace, shared by every command that talks to one.
 #[derive(Debug, Clone, Default, clap::Args)]
@@ -29,6 +31,13 @@ pub struct ClusterArgs {
     /// Namespace [default: the context's namespace, else "default"]
     #[arg(short = 'n', long, value_name = "NAMESPACE", value_parser = crate::args::parse_namespace)]
     pub namespace: Option<String>,
+    /// How long to wait for the API server to answer each request, as 30s or 2m ("0": no
+    /// limit); watches and attach sessions answer at once and are never cut. The API server
+    /// answers within 60s itself, so only a hung server, proxy or load balancer reaches it
+    #[arg(long, value_name = "DURATION",
+          default_value = crate::request_timeout::DEFAULT_REQUEST_TIMEOUT,
+          value_parser = crate::wait::parse_duration)]
+    pub request_timeout: std::time::Duration,
 }
 
 /// A connected client and the namespace to work in.
@@ -268,7 +277,17 @@ async fn load_config(args: &ClusterArgs) -> Result<(Config, Option<Proxy>), Kspy
 impl Cluster {
     /// Connects as kubectl would with the same flags and environment.
     pub async fn connect(args: &ClusterArgs) -> Result<Cluster, KspyError> {
-        let (config, proxy) = load_config(args).await?;
+        let (mut config, proxy) = load_config(args).await?;
+        // `--request-timeout` bounds connecting too, when it is the shorter.
+        let limit = (!args.request_timeout.is_zero()).then_some(args.request_timeout);
+        if let (Some(limit), Some(connect)) = (limit, config.connect_timeout) {
+            config.connect_timeout = Some(connect.min(limit));
+        }
+        let answer_timeout = AnswerTimeout {
+            limit,
+            connect_limit: config.connect_timeout,
+            hop: host_port(proxy.as_ref().map_or(&config.cluster_url, |p| &p.url)),
+        };
         let namespace = args
             .namespace
             .clone()
@@ -278,13 +297,16 @@ impl Cluster {
             Some(p) => format!("{} {}", config.cluster_url, p.describe()),
             None => config.cluster_url.to_string(),
         };
-        let client = Client::try_from(config).map_err(|e| {
-            let e = KspyError::new("cannot set up the Kubernetes client").source(e);
-            match &proxy {
-                Some(p) => e.details([format!("connecting {}", p.describe())]),
-                None => e,
-            }
-        })?;
+        let client = ClientBuilder::try_from(config)
+            .map_err(|e| {
+                let e = KspyError::new("cannot set up the Kubernetes client").source(e);
+                match &proxy {
+                    Some(p) => e.details([format!("connecting {}", p.describe())]),
+                    None => e,
+                }
+            })?
+            .with_layer(&answer_timeout)
+            .build();
         Ok(Cluster {
             client,
             namespace,

@@ -15,6 +15,9 @@ use std::fmt;
 
 use kube::core::Status;
 
+use crate::request_timeout::NoAnswer;
+use crate::wait::format_duration;
+
 /// A failure worth showing to a person: what happened, the details, and what to do.
 #[derive(Debug, thiserror::Error)]
 #[error("{headline}")]
@@ -231,6 +234,9 @@ impl fmt::Display for Action {
 /// Explains any error from the kube client; `server` is the API server URL, named when it
 /// cannot be reached.
 pub fn explain(action: &Action, err: kube::Error, server: &str) -> KspyError {
+    if let Some(no_answer) = find_cause::<NoAnswer>(&err) {
+        return explain_no_answer(action, no_answer, server);
+    }
     let certificate = match &err {
         kube::Error::HyperError(_) | kube::Error::Service(_) => certificate_problem(&err),
         _ => None,
@@ -253,6 +259,64 @@ pub fn explain(action: &Action, err: kube::Error, server: &str) -> KspyError {
         }
         other => KspyError::new(action.failed()).source(other),
     }
+}
+
+/// The first cause of type `T` in `err`'s chain, `err` included.
+fn find_cause<'a, T: std::error::Error + 'static>(
+    err: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a T> {
+    let mut cause = Some(err);
+    while let Some(e) = cause {
+        if let Some(found) = e.downcast_ref::<T>() {
+            return Some(found);
+        }
+        cause = e.source();
+    }
+    None
+}
+
+/// A request that got no answer in time ([`NoAnswer`]): a server that takes connections but
+/// does not answer is hung or overloaded, which is not "cannot reach".
+fn explain_no_answer(action: &Action, n: &NoAnswer, server: &str) -> KspyError {
+    let after = format_duration(n.after);
+    if !n.connected {
+        return KspyError::new(format!(
+            "{}: cannot reach the API server at {server}: no connection within {after}",
+            action.failed()
+        ))
+        .hint(
+            "nothing answers at that address: check the server address of the context's cluster \
+             (`--context`, `KUBECONFIG`), the network path to it (VPN, firewall) and that the \
+             cluster is up",
+        );
+    }
+    let maybe_done = match action {
+        Action::AddEphemeral { .. } | Action::CreatePod { .. } | Action::DeletePod { .. } => {
+            let (_, _, ns) = action.permission();
+            Some(format!(
+                "the request may have been carried out all the same: look before running the \
+                 command again (`kubectl get pods -n {}`)",
+                ns.unwrap_or("default")
+            ))
+        }
+        _ => None,
+    };
+    KspyError::new(format!(
+        "{}: the API server at {server} took the connection but did not answer within {after}",
+        action.failed()
+    ))
+    .details(maybe_done)
+    .hint(format!(
+        "{} accepts connections but nothing answers: the API server, or a proxy or load \
+         balancer in front of it, is hung or overloaded; check the cluster's health and try \
+         again later{}",
+        n.hop,
+        if n.connecting {
+            ""
+        } else {
+            ", or wait longer with --request-timeout (0 for no limit)"
+        }
+    ))
 }
 
 /// The TLS certificate problem somewhere in `err`'s chain (rustls' `invalid peer
@@ -1125,6 +1189,45 @@ mod tests {
         fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
             Some(&self.0)
         }
+    }
+
+    /// No answer in time: "hung" when the address takes connections, "cannot reach" when it
+    /// takes none; never a hint to wait longer for a limit on connecting it does not lengthen.
+    #[test]
+    fn no_answer_tells_a_hung_server_from_an_unreachable_one() {
+        let list = Action::ListPods {
+            ns: Some("prod".into()),
+        };
+        let no_answer = |connecting, connected| {
+            let err = kube::Error::Service(Box::new(NoAnswer {
+                after: std::time::Duration::from_secs(30),
+                connecting,
+                connected,
+                hop: "10.0.0.1:6443".into(),
+            }));
+            explain(&list, err, "https://10.0.0.1:6443/")
+        };
+        let e = no_answer(false, true);
+        assert_eq!(
+            e.headline,
+            "could not list the pods of namespace prod: the API server at https://10.0.0.1:6443/ \
+             took the connection but did not answer within 30s"
+        );
+        assert!(e.details.is_empty(), "a read did nothing: {:?}", e.details);
+        let hint = e.hint.expect("hint");
+        assert!(hint.contains("hung or overloaded") && hint.contains("--request-timeout"));
+        let hint = no_answer(true, true).hint.expect("hint");
+        assert!(
+            hint.contains("hung or overloaded") && !hint.contains("--request-timeout"),
+            "{hint}"
+        );
+        let e = no_answer(false, false);
+        assert_eq!(
+            e.headline,
+            "could not list the pods of namespace prod: cannot reach the API server at \
+             https://10.0.0.1:6443/: no connection within 30s"
+        );
+        assert!(e.hint.expect("hint").contains("network path"));
     }
 
     #[test]

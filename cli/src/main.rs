@@ -21,6 +21,7 @@ mod patch;
 mod policy;
 mod profile;
 mod proxy;
+mod request_timeout;
 mod session;
 mod tty;
 mod wait;

@@ -1668,6 +1668,101 @@ fn unreachable_server_says_so() {
     );
 }
 
+/// A listener that takes connections and never says a word, as a hung API server, proxy or
+/// load balancer does; the connections are held open until the test ends.
+fn silent_listener() -> std::net::SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for conn in listener.incoming().flatten() {
+            held.push(conn);
+        }
+    });
+    addr
+}
+
+/// A server that takes the connection but never answers is reported as such, within
+/// --request-timeout — not as "cannot reach" after kube-rs's 30 s on connecting (HTTPS, where
+/// the TLS handshake hangs), nor never (plain HTTP, which nothing bounded).
+#[test]
+fn a_server_that_never_answers_is_reported_as_hung() {
+    let addr = silent_listener();
+    let api = FakeApi::start(|_| Reply::text(""));
+    for scheme in ["http", "https"] {
+        let kubeconfig = api.write_kubeconfig(
+            &format!("silent-{scheme}"),
+            &format!("{scheme}://{addr}"),
+            "",
+            "    token: test-token\n",
+        );
+        let started = Instant::now();
+        let out = api.kspy_env(&["ls", "--request-timeout", "1s"], &kubeconfig, &[], b"");
+        let (_, stderr) = texts(&out);
+        assert_eq!(out.status.code(), Some(1), "{scheme}: {stderr}");
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "{scheme}: {:?}",
+            started.elapsed()
+        );
+        assert!(
+            stderr.starts_with(&format!(
+                "kspy: could not list the pods of namespace prod: the API server at \
+                 {scheme}://{addr}/ took the connection but did not answer within 1s\n"
+            )),
+            "{scheme}: {stderr}"
+        );
+        assert!(
+            stderr.contains(&format!(
+                "hint: {addr} accepts connections but nothing answers: the API server, or a \
+                 proxy or load balancer in front of it, is hung or overloaded"
+            )),
+            "{scheme}: {stderr}"
+        );
+        assert!(!stderr.contains("cannot reach"), "{scheme}: {stderr}");
+    }
+}
+
+/// A write that gets no answer may still have been carried out: the message says to look
+/// before running the command again.
+#[test]
+fn a_write_without_an_answer_may_have_been_done() {
+    let api = FakeApi::start(|r: &Recorded| match r.method.as_str() {
+        "GET" if r.path == POD_PATH => Reply::ok(&web_pod()),
+        _ => {
+            // The API server (or its webhooks) hangs on the write.
+            std::thread::sleep(Duration::from_secs(3));
+            Reply::text("")
+        }
+    });
+    let out = api.kspy(&[
+        "attach",
+        WEB,
+        "-c",
+        "app",
+        "--name",
+        "debugger-tst42",
+        "--request-timeout",
+        "500ms",
+    ]);
+    let (_, stderr) = texts(&out);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.starts_with(&format!(
+            "kspy: could not add debug container debugger-tst42 to pod prod/{WEB}: the API \
+             server at http://{}/ took the connection but did not answer within 500ms\n  the \
+             request may have been carried out all the same: look before running the command \
+             again (`kubectl get pods -n prod`)\n",
+            api.addr
+        )),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("--request-timeout (0 for no limit)"),
+        "{stderr}"
+    );
+}
+
 /// An API server whose certificate the kubeconfig does not trust (no certificate-authority):
 /// a certificate problem, not "cannot reach … check that the cluster is up".
 #[test]

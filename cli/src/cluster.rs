@@ -49,6 +49,8 @@ pub struct Cluster {
     pub namespace: String,
     /// The API server URL, and the proxy in between if any, for messages.
     pub server: String,
+    /// The user the context names but the kubeconfig lacks, if so ([`MissingUser`]).
+    pub missing_user: Option<MissingUser>,
 }
 
 fn kubeconfig_error(
@@ -207,8 +209,56 @@ fn kubeconfig_env_paths() -> Option<Vec<PathBuf>> {
     (!paths.is_empty()).then_some(paths)
 }
 
-/// The client configuration, with the proxy (if any) chosen as kubectl would.
-async fn load_config(args: &ClusterArgs) -> Result<(Config, Option<Proxy>), KspyError> {
+/// A context that names a user the kubeconfig does not define. kubectl (client-go) and kube-rs
+/// then send requests without credentials — anonymous — rather than refuse; kspy does the same,
+/// but says so: it is nearly always a mistake (a typo, or a `KUBECONFIG` list that leaves out
+/// the file defining the user), which would otherwise surface as a bare 401 or 403.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MissingUser {
+    /// The context.
+    pub context: String,
+    /// The user it names.
+    pub user: String,
+}
+
+impl MissingUser {
+    /// What to do about it.
+    fn fix(&self) -> String {
+        format!(
+            "define user {} under `users:` in the kubeconfig (in a KUBECONFIG list, the file \
+             that defines it may be missing from the list), or set context {}'s `user:` to a \
+             user that exists (`kubectl config get-users` lists them)",
+            self.user, self.context
+        )
+    }
+}
+
+/// The user that the context kspy uses (`--context`, else the current one) names and the
+/// kubeconfig lacks; `None` when it is defined, or when the context names no user at all (on
+/// purpose, as in front of `kubectl proxy`).
+fn missing_user(kubeconfig: &Kubeconfig, context: Option<&str>) -> Option<MissingUser> {
+    let name = context.or(kubeconfig.current_context.as_deref())?;
+    let user = kubeconfig
+        .contexts
+        .iter()
+        .find(|c| c.name == name)?
+        .context
+        .as_ref()?
+        .user
+        .clone()
+        .filter(|u| !u.is_empty())?;
+    let defined = kubeconfig.auth_infos.iter().any(|u| u.name == user);
+    (!defined).then(|| MissingUser {
+        context: name.to_string(),
+        user,
+    })
+}
+
+/// The client configuration, with the proxy (if any) chosen as kubectl would, and the user
+/// the context names but the kubeconfig lacks, if so.
+async fn load_config(
+    args: &ClusterArgs,
+) -> Result<(Config, Option<Proxy>, Option<MissingUser>), KspyError> {
     let options = KubeConfigOptions {
         context: args.context.clone(),
         cluster: None,
@@ -228,7 +278,8 @@ async fn load_config(args: &ClusterArgs) -> Result<(Config, Option<Proxy>), Kspy
             &env_var,
         )?;
         config.proxy_url = proxy.as_ref().map(|p| p.url.clone());
-        Ok::<_, KspyError>((config, proxy))
+        let missing = missing_user(&copy, args.context.as_deref());
+        Ok::<_, KspyError>((config, proxy, missing))
     };
     if let Some(path) = &args.kubeconfig {
         return match read_kubeconfig(path)? {
@@ -271,13 +322,25 @@ async fn load_config(args: &ClusterArgs) -> Result<(Config, Option<Proxy>), Kspy
     })?;
     let proxy = proxy::choose(None, &config.cluster_url, &env_var)?;
     config.proxy_url = proxy.as_ref().map(|p| p.url.clone());
-    Ok((config, proxy))
+    Ok((config, proxy, None))
 }
 
 impl Cluster {
     /// Connects as kubectl would with the same flags and environment.
     pub async fn connect(args: &ClusterArgs) -> Result<Cluster, KspyError> {
-        let (mut config, proxy) = load_config(args).await?;
+        let (mut config, proxy, missing_user) = load_config(args).await?;
+        if let Some(m) = &missing_user {
+            eprint!(
+                "{}",
+                KspyError::new(format!(
+                    "warning: context {} names user {}, which the kubeconfig does not define; \
+                     kspy sends its requests without credentials (anonymous), as kubectl does",
+                    m.context, m.user
+                ))
+                .hint(m.fix())
+                .render(crate::prog())
+            );
+        }
         // `--request-timeout` bounds connecting too, when it is the shorter.
         let limit = (!args.request_timeout.is_zero()).then_some(args.request_timeout);
         if let (Some(limit), Some(connect)) = (limit, config.connect_timeout) {
@@ -311,12 +374,31 @@ impl Cluster {
             client,
             namespace,
             server,
+            missing_user,
         })
     }
 
-    /// Explains a client error for `action`.
+    /// Explains a client error for `action`. When the API server refused an anonymous request
+    /// — 401, or 403 for `system:anonymous` — that kspy sent so because the context names a
+    /// user the kubeconfig lacks, that is said to be the cause.
     pub fn explain(&self, action: &Action, err: kube::Error) -> KspyError {
-        explain(action, err, &self.server)
+        let anonymous_refused = match &err {
+            kube::Error::Api(s) => {
+                s.code == 401 || (s.code == 403 && s.message.contains("system:anonymous"))
+            }
+            _ => false,
+        };
+        let e = explain(action, err, &self.server);
+        match &self.missing_user {
+            Some(m) if anonymous_refused => e
+                .details([format!(
+                    "kspy sent no credentials: context {} names user {}, which the kubeconfig \
+                     does not define",
+                    m.context, m.user
+                )])
+                .hint(m.fix()),
+            _ => e,
+        }
     }
 
     /// Pods of the working namespace.

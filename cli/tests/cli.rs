@@ -1632,6 +1632,74 @@ fn ls_lists_debug_copies_and_node_pods() {
     assert!(stdout.contains("kind: copy"), "{stdout}");
 }
 
+/// A kubeconfig whose context `fake` (namespace prod) names user `user`, next to the users
+/// `defined`; no `user:` at all when `user` is empty.
+fn kubeconfig_with_user(api: &FakeApi, user: &str, defined: &[&str]) -> std::path::PathBuf {
+    let path = api.dir.path().join(format!("kubeconfig-user-{user}"));
+    let user_line = if user.is_empty() {
+        String::new()
+    } else {
+        format!("    user: {user}\n")
+    };
+    let users: String = defined
+        .iter()
+        .map(|u| format!("- name: {u}\n  user:\n    token: {u}-token\n"))
+        .collect();
+    let text = format!(
+        "apiVersion: v1\nkind: Config\ncurrent-context: fake\nclusters:\n- name: fake\n  cluster:\n    \
+         server: http://{}\ncontexts:\n- name: fake\n  context:\n    cluster: fake\n{user_line}    \
+         namespace: prod\nusers:\n{users}",
+        api.addr
+    );
+    std::fs::write(&path, text).expect("write kubeconfig");
+    path
+}
+
+/// A context naming a user the kubeconfig does not define: kubectl and kube-rs go on without
+/// credentials, and so does kspy, but never silently — a warning first, and a refusal of the
+/// anonymous request names the cause. A context with no user at all (before `kubectl proxy`,
+/// say) is anonymous on purpose and gets no warning.
+#[test]
+fn a_context_naming_a_missing_user_is_said_so() {
+    let (api, _) = sim_api(Sim::new());
+    let warning = "kspy: warning: context fake names user ghost, which the kubeconfig does not \
+                   define; kspy sends its requests without credentials (anonymous), as kubectl \
+                   does\nhint: define user ghost under `users:` in the kubeconfig";
+    let kc = kubeconfig_with_user(&api, "ghost", &["alice"]);
+    let out = api.kspy_env(&["ls"], &kc, &[], b"");
+    let (stdout, stderr) = texts(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.starts_with(warning), "{stderr}");
+    assert!(
+        stdout.contains("debugger-old01"),
+        "the anonymous request went: {stdout}"
+    );
+    for (user, defined) in [("", &["alice"][..]), ("alice", &["alice"])] {
+        let kc = kubeconfig_with_user(&api, user, defined);
+        let out = api.kspy_env(&["ls"], &kc, &[], b"");
+        let (_, stderr) = texts(&out);
+        assert!(out.status.success(), "{user:?}: {stderr}");
+        assert_eq!(stderr, "", "{user:?}");
+    }
+
+    // The API server refuses anonymous requests: the error says why they were anonymous.
+    let refusing =
+        FakeApi::start(|_| Reply::status(401, "Unauthorized", "Unauthorized", json!({})));
+    let kc = kubeconfig_with_user(&refusing, "ghost", &["alice"]);
+    let out = refusing.kspy_env(&["attach", WEB], &kc, &[], b"");
+    let (_, stderr) = texts(&out);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "kspy: could not read pod prod/{WEB}: the API server did not accept your credentials\n  \
+             Unauthorized\n  kspy sent no credentials: context fake names user ghost, which the \
+             kubeconfig does not define\nhint: define user ghost under `users:`"
+        )),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("log in again"), "{stderr}");
+}
+
 #[test]
 fn unknown_context_lists_contexts() {
     let (api, _) = sim_api(Sim::new());

@@ -23,6 +23,14 @@ use crate::read_deadlines::ReadDeadlines;
 /// sent that kspy has not read yet (RFC 9113's initial value).
 pub(crate) const HTTP2_WINDOW: u32 = 65_535;
 
+/// The largest request head (request line and header fields) a client may send, on either
+/// protocol: HTTP/2's header list limit, and HTTP/1.1's read buffer (a head that does not end
+/// within it gets 431). What the API server sends is well under 1 KiB (a bearer token
+/// included, a few KiB). hyper's HTTP/1.1 default (about 400 KiB) let each connection hold
+/// that much of an unfinished head: 200 connections sending 390 KiB heads took the RSS up by
+/// 82 MiB, and `--max-connections` of them would have taken 400 MiB.
+pub(crate) const MAX_REQUEST_HEAD: usize = 16 * 1024;
+
 /// How many connections may be open, how long a connection may take over each step, and how
 /// idle HTTP/2 connections are checked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,6 +105,7 @@ pub(crate) async fn serve_tls<S, B>(
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(limits.keep_alive_idle)
+        .max_buf_size(MAX_REQUEST_HEAD)
         .keep_alive(true);
     builder
         .http2()
@@ -109,7 +118,8 @@ pub(crate) async fn serve_tls<S, B>(
         // 64 KiB, which also covers a whole review of the usual size.
         .initial_stream_window_size(HTTP2_WINDOW)
         .initial_connection_window_size(HTTP2_WINDOW)
-        .adaptive_window(false);
+        .adaptive_window(false)
+        .max_header_list_size(MAX_REQUEST_HEAD as u32);
     let builder = Arc::new(builder);
     // A slot per open connection, taken before accepting it and given back when it closes.
     // At most u32::MAX, so that all of them can be taken back at once at shutdown, and at

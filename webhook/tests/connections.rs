@@ -379,3 +379,50 @@ async fn an_http2_client_may_send_at_most_64_kib_unread() {
     );
     h.server.shutdown().await;
 }
+
+/// A request head is at most 16 KiB: hyper's HTTP/1.1 default let a connection hold about
+/// 400 KiB of an unfinished head, so `--max-connections` clients each sending one could hold
+/// 400 MiB, far over the pod's memory limit. A head that does not end within 16 KiB gets 431
+/// and the connection is closed; a large head within it is served.
+#[tokio::test]
+async fn an_http1_request_head_over_16_kib_gets_431() {
+    let h = Harness::start().await;
+    let review = fixture("attach-allowed.json");
+    let head = |filler: usize| {
+        format!(
+            "POST /validate HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\nX-Filler: {}\r\n\r\n",
+            review.len(),
+            "a".repeat(filler)
+        )
+    };
+
+    // 12 KiB of header: served.
+    let mut stream = raw_tls(h.server.addr, &h.tls).await;
+    stream
+        .write_all(head(12 * 1024).as_bytes())
+        .await
+        .expect("head");
+    stream.write_all(&review).await.expect("body");
+    let mut answer = [0u8; 12];
+    stream.read_exact(&mut answer).await.expect("answer");
+    assert_eq!(
+        &answer,
+        b"HTTP/1.1 200",
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
+
+    // 20 KiB of header, its end never sent: 431 at once, and closed.
+    let mut stream = raw_tls(h.server.addr, &h.tls).await;
+    let big = head(20 * 1024);
+    stream
+        .write_all(&big.as_bytes()[..big.len() - 4])
+        .await
+        .expect("head");
+    let (status, _) =
+        tokio::time::timeout(Duration::from_secs(5), common::read_response(&mut stream))
+            .await
+            .expect("answered and closed within 5 s");
+    assert_eq!(status, 431);
+    h.server.shutdown().await;
+}

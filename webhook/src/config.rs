@@ -163,6 +163,7 @@ impl ServerConfig {
             ("connection limit handshake", limits.handshake),
             ("connection limit first_request", limits.first_request),
             ("connection limit request_head", limits.request_head),
+            ("connection limit write_stall", limits.write_stall),
             ("connection limit keep_alive_idle", limits.keep_alive_idle),
             (
                 "connection limit http2_ping_interval",

@@ -46,12 +46,12 @@ mod admin;
 mod body_budget;
 mod hints;
 mod idle_close;
+mod io_deadlines;
 mod json_lines;
 mod judge_pool;
 #[cfg(test)]
 mod log_capture;
 mod policy_watch;
-mod read_deadlines;
 mod review;
 mod routes;
 mod serve;

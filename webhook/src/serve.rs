@@ -16,8 +16,8 @@ use tokio::sync::{Semaphore, watch};
 use tokio_rustls::TlsAcceptor;
 
 use crate::idle_close::{Activity, Tracked};
+use crate::io_deadlines::IoDeadlines;
 use crate::metrics::Metrics;
-use crate::read_deadlines::ReadDeadlines;
 
 /// The HTTP/2 flow-control window of a stream and of a connection: the most a client can have
 /// sent that kspy has not read yet (RFC 9113's initial value).
@@ -50,6 +50,10 @@ pub struct ConnectionLimits {
     /// Longest an HTTP/1.1 request head may take, from its first byte to its blank line
     /// (default 10 s).
     pub request_head: Duration,
+    /// Longest a write may wait for the client to take any of it (default 10 s): a client
+    /// that sends requests and does not read the answers is closed then, on either protocol,
+    /// instead of holding its connection for ever on a write that cannot complete.
+    pub write_stall: Duration,
     /// Longest an idle connection stays open, counted from the end of the previous response
     /// (default 120 s). For HTTP/1.1 it is hyper's header-read timer, which also runs while
     /// the connection is idle (heads are held to `request_head` besides); an HTTP/2
@@ -74,6 +78,7 @@ impl Default for ConnectionLimits {
             handshake: Duration::from_secs(10),
             first_request: Duration::from_secs(10),
             request_head: Duration::from_secs(10),
+            write_stall: Duration::from_secs(10),
             keep_alive_idle: Duration::from_secs(120),
             http2_ping_interval: Duration::from_secs(30),
             http2_ping_timeout: Duration::from_secs(20),
@@ -188,9 +193,15 @@ pub(crate) async fn serve_tls<S, B>(
                             return;
                         }
                     };
-                    // Until the first byte neither protocol's own timeout runs, and hyper's
-                    // header timer is as long as the idle limit (read_deadlines.rs).
-                    let tls = ReadDeadlines::new(tls, limits.first_request, limits.request_head);
+                    // Until the first byte neither protocol's own timeout runs, hyper's header
+                    // timer is as long as the idle limit, and no write has a limit
+                    // (io_deadlines.rs).
+                    let tls = IoDeadlines::new(
+                        tls,
+                        limits.first_request,
+                        limits.request_head,
+                        limits.write_stall,
+                    );
                     let activity = Activity::new();
                     let service = Tracked::new(service, activity.clone());
                     let conn = builder.serve_connection(TokioIo::new(tls), service);

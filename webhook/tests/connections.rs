@@ -1,7 +1,8 @@
 //! Connections held to their limits (`ConnectionLimits`): no more open than the cap, a client
 //! that connects and says nothing is closed, an idle HTTP/1.1 keep-alive connection stays open until its own
 //! (longer) limit, and an HTTP/2 peer that stops answering pings is dropped while one that
-//! answers keeps its idle connection until the idle limit, when it gets a GOAWAY.
+//! answers keeps its idle connection until the idle limit, when it gets a GOAWAY; a request
+//! head is at most 16 KiB, and a client that does not read its answers is closed.
 
 mod common;
 
@@ -424,5 +425,38 @@ async fn an_http1_request_head_over_16_kib_gets_431() {
             .await
             .expect("answered and closed within 5 s");
     assert_eq!(status, 431);
+    h.server.shutdown().await;
+}
+
+/// A client that sends requests and never reads the answers: once the socket buffers are full
+/// the server's write waits, and with no limit on it the connection stayed open for ever (its
+/// idle timer does not run while an answer is being written). It is closed once a write has
+/// waited for the write limit.
+#[tokio::test]
+async fn a_client_that_never_reads_its_answers_is_closed_at_the_write_limit() {
+    let h = Harness::start_with(common::POLICIES, |c| {
+        c.connection_limits.write_stall = Duration::from_millis(300);
+    })
+    .await;
+    // A small receive buffer, so that the server's answers back up soon.
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");
+    let tcp = socket.connect(h.server.addr).await.expect("connect");
+    let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
+    let mut stream = tokio_rustls::TlsConnector::from(std::sync::Arc::new(h.tls.clone()))
+        .connect(name, tcp)
+        .await
+        .expect("handshake");
+    // Pipelined requests (each answered 404, nothing judged) until the server stops taking
+    // them: it is then waiting to write, or has closed.
+    let batch = b"GET /nothing HTTP/1.1\r\nHost: localhost\r\n\r\n".repeat(1000);
+    while let Ok(Ok(())) =
+        tokio::time::timeout(Duration::from_secs(1), stream.write_all(&batch)).await
+    {}
+    common::eventually("the connection closed", Duration::from_secs(10), || async {
+        h.server.metrics().connections().0 == 0
+    })
+    .await;
+    drop(stream);
     h.server.shutdown().await;
 }

@@ -1,5 +1,6 @@
-//! Deadlines on what a connection reads: its first request must start in time, and each
-//! HTTP/1.1 request head, once started, must end in time.
+//! Deadlines on what a connection reads and writes: its first request must start in time,
+//! each HTTP/1.1 request head, once started, must end in time, and what the server writes
+//! must be taken by the client in time.
 //!
 //! hyper's HTTP/1.1 header-read timeout starts once it knows the connection speaks HTTP/1.1,
 //! and it is one timer for the idle time before a request and for the request's head, so it is
@@ -10,15 +11,22 @@
 //! descriptor, one of the `max_connections` slots) for ever, and one that sent a request head
 //! a byte at a time held it for up to 120 s.
 //!
-//! [`ReadDeadlines`] fails the connection's reads when:
+//! Neither protocol limits a write either: a client that sent requests (pipelined HTTP/1.1
+//! ones, say) and never read the answers filled the socket's buffers, and the connection then
+//! waited for ever on a write that could not complete, its idle timer not running.
+//!
+//! [`IoDeadlines`] fails the connection's reads when:
 //! - no byte arrived within the first-request limit;
 //! - an HTTP/1.1 request head started (its first byte read, at the start or after the answer
 //!   to the previous request was written) and has not ended (a blank line) within the head
 //!   limit.
 //!
-//! Between requests it sets no limit (hyper's idle limit applies), nor while a body is read
-//! (the review's own deadline applies), nor on an HTTP/2 connection (recognised by its
+//! Between requests it sets no read limit (hyper's idle limit applies), nor while a body is
+//! read (the review's own deadline applies), nor on an HTTP/2 connection (recognised by its
 //! preface), whose frames have their own checks.
+//!
+//! It fails the connection's writes (and flushes) when one has waited for the client to take
+//! bytes for the write limit without any being taken, on either protocol.
 
 use std::io;
 use std::pin::Pin;
@@ -50,27 +58,69 @@ enum Phase {
 
 /// `inner`, whose reads fail with [`io::ErrorKind::TimedOut`] when the first request does not
 /// start within the first-request limit, or an HTTP/1.1 request head does not end within the
-/// head limit (see the module's documentation).
+/// head limit, and whose writes fail the same way when the client takes nothing for the write
+/// limit (see the module's documentation).
 #[derive(Debug)]
-pub(crate) struct ReadDeadlines<S> {
+pub(crate) struct IoDeadlines<S> {
     inner: S,
     phase: Phase,
     request_head: Duration,
     /// When the limit of the current phase (opening or head) passes. A head's is set only when
     /// a read of it has to wait: most heads arrive whole, and then no timer is touched.
     deadline: Option<Pin<Box<Sleep>>>,
+    write_stall: Duration,
+    /// When a write waiting for the client fails: set when a write (or flush) first has to
+    /// wait, cleared when bytes go out.
+    write_deadline: Option<Pin<Box<Sleep>>>,
 }
 
-impl<S> ReadDeadlines<S> {
-    /// Wraps `inner`: the first byte must arrive within `first_request` from now, and each
+impl<S> IoDeadlines<S> {
+    /// Wraps `inner`: the first byte must arrive within `first_request` from now, each
     /// HTTP/1.1 request head must end within `request_head` of the first time a read of it
-    /// waits (its first byte, give or take a read).
-    pub(crate) fn new(inner: S, first_request: Duration, request_head: Duration) -> Self {
-        ReadDeadlines {
+    /// waits (its first byte, give or take a read), and a write that waits must see the client
+    /// take bytes within `write_stall`.
+    pub(crate) fn new(
+        inner: S,
+        first_request: Duration,
+        request_head: Duration,
+        write_stall: Duration,
+    ) -> Self {
+        IoDeadlines {
             inner,
             phase: Phase::Opening { sniffed: 0 },
             request_head,
             deadline: Some(Box::pin(tokio::time::sleep(first_request))),
+            write_stall,
+            write_deadline: None,
+        }
+    }
+
+    /// What a write or flush that returned `polled` comes to: progress clears the write
+    /// deadline; waiting starts it, or fails once it has passed.
+    fn check_write<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        polled: Poll<io::Result<T>>,
+    ) -> Poll<io::Result<T>> {
+        match polled {
+            Poll::Pending => {
+                let stall = self.write_stall;
+                let deadline = self
+                    .write_deadline
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(stall)));
+                if deadline.as_mut().poll(cx).is_ready() {
+                    Poll::Ready(Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "the client took none of the answer within the write limit",
+                    )))
+                } else {
+                    Poll::Pending
+                }
+            }
+            ready => {
+                self.write_deadline = None;
+                ready
+            }
         }
     }
 
@@ -151,7 +201,7 @@ fn head_end(mut newline: u8, bytes: &[u8]) -> Result<usize, u8> {
     Err(newline)
 }
 
-impl<S: AsyncRead + Unpin> AsyncRead for ReadDeadlines<S> {
+impl<S: AsyncRead + Unpin> AsyncRead for IoDeadlines<S> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -189,7 +239,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for ReadDeadlines<S> {
     }
 }
 
-impl<S: AsyncWrite + Unpin> AsyncWrite for ReadDeadlines<S> {
+impl<S: AsyncWrite + Unpin> AsyncWrite for IoDeadlines<S> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -200,7 +250,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for ReadDeadlines<S> {
         if let Poll::Ready(Ok(n)) = written {
             this.wrote(n);
         }
-        written
+        this.check_write(cx, written)
     }
 
     fn poll_write_vectored(
@@ -213,7 +263,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for ReadDeadlines<S> {
         if let Poll::Ready(Ok(n)) = written {
             this.wrote(n);
         }
-        written
+        this.check_write(cx, written)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -221,11 +271,16 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for ReadDeadlines<S> {
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+        let this = self.get_mut();
+        let flushed = Pin::new(&mut this.inner).poll_flush(cx);
+        this.check_write(cx, flushed)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+        // Closing TLS writes its close_notify: a client that reads nothing stalls that too.
+        let this = self.get_mut();
+        let shut = Pin::new(&mut this.inner).poll_shutdown(cx);
+        this.check_write(cx, shut)
     }
 }
 
@@ -236,13 +291,13 @@ mod tests {
 
     const LONG: Duration = Duration::from_secs(60);
 
-    fn guarded(first: Duration, head: Duration) -> (DuplexStream, ReadDeadlines<DuplexStream>) {
+    fn guarded(first: Duration, head: Duration) -> (DuplexStream, IoDeadlines<DuplexStream>) {
         let (client, server) = tokio::io::duplex(1024);
-        (client, ReadDeadlines::new(server, first, head))
+        (client, IoDeadlines::new(server, first, head, LONG))
     }
 
     /// Reads until the read fails, within 5 s; the error.
-    async fn read_until_error(g: &mut ReadDeadlines<DuplexStream>) -> io::Error {
+    async fn read_until_error(g: &mut IoDeadlines<DuplexStream>) -> io::Error {
         let mut buf = [0u8; 64];
         tokio::time::timeout(Duration::from_secs(5), async {
             loop {
@@ -262,7 +317,7 @@ mod tests {
     }
 
     /// True when a read is still waiting after `wait`.
-    async fn still_waiting(g: &mut ReadDeadlines<DuplexStream>, wait: Duration) -> bool {
+    async fn still_waiting(g: &mut IoDeadlines<DuplexStream>, wait: Duration) -> bool {
         let mut buf = [0u8; 64];
         tokio::time::timeout(wait, g.read(&mut buf)).await.is_err()
     }
@@ -340,6 +395,33 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_write_the_client_never_takes_fails_at_the_write_limit() {
+        let (mut client, server) = tokio::io::duplex(1024);
+        let stall = Duration::from_millis(200);
+        let mut g = IoDeadlines::new(server, LONG, LONG, stall);
+        // Taken in pieces: every piece resets the limit, however long the whole write takes.
+        let reader = tokio::spawn(async move {
+            let mut buf = [0u8; 512];
+            let mut total = 0;
+            while total < 4096 {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                total += client.read(&mut buf).await.expect("read");
+            }
+            client
+        });
+        g.write_all(&[b'x'; 4096])
+            .await
+            .expect("written as it was taken");
+        let _client = reader.await.expect("reader");
+        // Not taken at all: the write fails once the limit passed, and so does a flush.
+        let err = tokio::time::timeout(Duration::from_secs(5), g.write_all(&[b'y'; 4096]))
+            .await
+            .expect("the write failed within 5 s")
+            .expect_err("nobody reads");
+        timed_out(&err, "write limit");
+    }
+
+    #[tokio::test]
     async fn an_http2_connection_is_not_watched() {
         let head = Duration::from_millis(100);
         let (mut client, mut g) = guarded(head, head);
@@ -406,7 +488,7 @@ mod tests {
             .build()
             .expect("runtime");
         let _entered = rt.enter();
-        let fresh = || ReadDeadlines::new(tokio::io::duplex(8).1, LONG, LONG);
+        let fresh = || IoDeadlines::new(tokio::io::duplex(8).1, LONG, LONG, LONG);
         let head = b"POST / HTTP/1.1\r\nHost: x\r\n\r\nbody\r\n\r\n";
         for split in 0..=head.len() {
             let mut g = fresh();

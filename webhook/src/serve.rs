@@ -31,6 +31,15 @@ pub(crate) const HTTP2_WINDOW: u32 = 65_535;
 /// 82 MiB, and `--max-connections` of them would have taken 400 MiB.
 pub(crate) const MAX_REQUEST_HEAD: usize = 16 * 1024;
 
+/// The most requests an HTTP/2 client may have open on one connection at once. A stream holds
+/// its answer until the client's flow-control window lets it out, and a client that opens no
+/// window (or a window of a byte) never lets it out: with hyper's default of 200, such a
+/// connection held 316 KiB more than an idle one, and `--max-connections` of them would have
+/// held 320 MiB. At 16 a connection holds about 20 KiB that way; HTTP/2 clients open another
+/// connection when they want more at once (Go's does; `kspy-load --http2` shares one
+/// connection between 16 workers).
+pub(crate) const HTTP2_MAX_STREAMS: u32 = 16;
+
 /// How many connections may be open, how long a connection may take over each step, and how
 /// idle HTTP/2 connections are checked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -124,7 +133,8 @@ pub(crate) async fn serve_tls<S, B>(
         .initial_stream_window_size(HTTP2_WINDOW)
         .initial_connection_window_size(HTTP2_WINDOW)
         .adaptive_window(false)
-        .max_header_list_size(MAX_REQUEST_HEAD as u32);
+        .max_header_list_size(MAX_REQUEST_HEAD as u32)
+        .max_concurrent_streams(HTTP2_MAX_STREAMS);
     let builder = Arc::new(builder);
     // A slot per open connection, taken before accepting it and given back when it closes.
     // At most u32::MAX, so that all of them can be taken back at once at shutdown, and at
@@ -211,6 +221,12 @@ pub(crate) async fn serve_tls<S, B>(
                     // Asked to close (shutdown, or idle for too long), the connection finishes
                     // the requests it has and then ends.
                     let mut closing = false;
+                    // Closing an idle connection waits only for answers to go out, which the
+                    // client has had every chance to take: an HTTP/2 client that opens no
+                    // flow-control window for them would keep the connection open for ever.
+                    let stalled = tokio::time::sleep(Duration::MAX);
+                    tokio::pin!(stalled);
+                    let mut idle_closed = false;
                     let ended = loop {
                         tokio::select! {
                             ended = conn.as_mut() => break ended,
@@ -221,7 +237,18 @@ pub(crate) async fn serve_tls<S, B>(
                             () = &mut idle, if !closing => {
                                 tracing::debug!(%peer, "closing an idle connection");
                                 closing = true;
+                                idle_closed = true;
+                                if let Some(at) = tokio::time::Instant::now().checked_add(limits.write_stall) {
+                                    stalled.as_mut().reset(at);
+                                }
                                 conn.as_mut().graceful_shutdown();
+                            }
+                            () = &mut stalled, if idle_closed => {
+                                tracing::debug!(
+                                    %peer,
+                                    "closing an idle connection whose client took none of its answers within the write limit"
+                                );
+                                return;
                             }
                         }
                     };

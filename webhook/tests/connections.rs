@@ -460,3 +460,101 @@ async fn a_client_that_never_reads_its_answers_is_closed_at_the_write_limit() {
     drop(stream);
     h.server.shutdown().await;
 }
+
+const SETTINGS_MAX_CONCURRENT_STREAMS: u16 = 3;
+
+/// The server's SETTINGS, read from a new HTTP/2 connection: (identifier, value) pairs.
+async fn server_settings(h: &Harness) -> Vec<(u16, u32)> {
+    let mut stream = h2_peer(h).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while let Ok(Some((kind, flags, payload))) =
+        tokio::time::timeout_at(deadline, next_frame(&mut stream)).await
+    {
+        if kind == SETTINGS && flags & ACK == 0 {
+            return payload
+                .chunks_exact(6)
+                .map(|s| {
+                    (
+                        u16::from_be_bytes([s[0], s[1]]),
+                        u32::from_be_bytes([s[2], s[3], s[4], s[5]]),
+                    )
+                })
+                .collect();
+        }
+    }
+    panic!("no SETTINGS from the server");
+}
+
+/// A stream holds its answer until the client's window lets it out, and a client may open no
+/// window at all: with hyper's default of 200 streams a connection held 316 KiB that way. A
+/// client may have at most 16 requests open on a connection.
+#[tokio::test]
+async fn an_http2_client_may_have_at_most_16_requests_open_at_once() {
+    let h = Harness::start().await;
+    let settings = server_settings(&h).await;
+    assert!(
+        settings.contains(&(SETTINGS_MAX_CONCURRENT_STREAMS, 16)),
+        "{settings:?}"
+    );
+    h.server.shutdown().await;
+}
+
+/// An HTTP/2 client that asks, opens no flow-control window for the answers and answers
+/// pings: the connection goes idle and is sent a GOAWAY, and closing waits for the answers
+/// to go out, which never happens. It used to stay open for ever; it is closed once the
+/// client has taken none of them for the write limit.
+#[tokio::test]
+async fn an_idle_http2_connection_whose_answers_are_never_taken_is_closed() {
+    let h = Harness::start_with(common::POLICIES, |c| {
+        c.connection_limits.keep_alive_idle = Duration::from_millis(500);
+        c.connection_limits.write_stall = Duration::from_millis(300);
+        c.connection_limits.http2_ping_interval = Duration::from_millis(200);
+    })
+    .await;
+    let mut stream = h2_peer(&h).await;
+    // The client's SETTINGS again, with a stream window of 0, and one request: HEADERS
+    // (END_HEADERS, END_STREAM) for GET /nothing, in HPACK without indexing or Huffman.
+    let initial_window_0 = [0, 4, 0, 0, 0, 0];
+    send_frame(&mut stream, SETTINGS, 0, &initial_window_0).await;
+    let mut block = vec![0x82, 0x87]; // :method GET, :scheme https
+    block.extend_from_slice(&[0x04, 8]); // :path, literal without indexing
+    block.extend_from_slice(b"/nothing");
+    block.extend_from_slice(&[0x01, 9]); // :authority
+    block.extend_from_slice(b"localhost");
+    let len = u32::try_from(block.len()).expect("short").to_be_bytes();
+    let mut headers = vec![len[1], len[2], len[3], 1, 0x5, 0, 0, 0, 1];
+    headers.extend_from_slice(&block);
+    stream.write_all(&headers).await.expect("request");
+    stream.flush().await.expect("flush");
+
+    let started = Instant::now();
+    let mut seen = Vec::new();
+    let closed = loop {
+        let frame =
+            match tokio::time::timeout(Duration::from_secs(5), next_frame(&mut stream)).await {
+                Err(_) => break false,
+                Ok(None) => break true,
+                Ok(Some(frame)) => frame,
+            };
+        seen.push(frame.0);
+        match frame {
+            (SETTINGS, flags, _) if flags & ACK == 0 => {
+                send_frame(&mut stream, SETTINGS, ACK, &[]).await;
+            }
+            (PING, flags, payload) if flags & ACK == 0 => {
+                send_frame(&mut stream, PING, ACK, &payload).await;
+            }
+            _ => {}
+        }
+        if started.elapsed() > Duration::from_secs(10) {
+            break false;
+        }
+    };
+    assert!(closed, "still open after 10 s; frames seen: {seen:?}");
+    assert!(seen.contains(&GOAWAY), "closed without a GOAWAY: {seen:?}");
+    assert!(
+        !seen.contains(&0),
+        "the answer's DATA went out through a shut window: {seen:?}"
+    );
+    h.server.shutdown().await;
+}

@@ -75,7 +75,7 @@ pub async fn start_floor(addr: SocketAddr, tls: &TlsFiles) -> Result<FloorServer
         }
     });
     let (stop, stop_rx) = watch::channel(false);
-    let task = tokio::spawn(crate::serve::serve_tls(
+    let task = tokio::spawn(crate::serve::serve(
         listener,
         acceptor,
         service,

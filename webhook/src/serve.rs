@@ -1,8 +1,10 @@
-//! The TLS accept loop shared by the webhook and the floor server: TCP accept (at most so
-//! many connections open), rustls handshake (with a deadline), HTTP/1.1 or HTTP/2 by what the
-//! client speaks, graceful shutdown that lets in-flight requests finish.
+//! The accept loop shared by the webhook port, the admin port and the floor server: TCP
+//! accept (at most so many connections open), the rustls handshake (with a deadline) where the
+//! port speaks TLS, HTTP/1.1 or HTTP/2 by what the client speaks, deadlines on what each
+//! connection reads and writes, graceful shutdown that lets in-flight requests finish.
 
 use std::error::Error as StdError;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,7 +13,8 @@ use hyper::service::Service;
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use tokio::net::TcpListener;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 use tokio_rustls::TlsAcceptor;
 
@@ -95,12 +98,42 @@ impl Default for ConnectionLimits {
     }
 }
 
-/// Serves `service` over TLS on `listener` until `shutdown` turns true, then stops accepting,
-/// asks every connection to close once its current requests are answered, and waits up to
-/// `grace` for them. Connections are held to `limits`, and counted in `metrics` if given.
-pub(crate) async fn serve_tls<S, B>(
+/// What a port does with a TCP connection before HTTP: the TLS handshake, or nothing.
+pub(crate) trait Handshake: Clone + Send + Sync + 'static {
+    /// The connection HTTP is spoken over.
+    type Io: AsyncRead + AsyncWrite + Unpin + Send + 'static;
+
+    /// Takes `tcp` through the handshake (held to `ConnectionLimits::handshake` by the caller).
+    fn handshake(&self, tcp: TcpStream) -> impl Future<Output = std::io::Result<Self::Io>> + Send;
+}
+
+impl Handshake for TlsAcceptor {
+    type Io = tokio_rustls::server::TlsStream<TcpStream>;
+
+    fn handshake(&self, tcp: TcpStream) -> impl Future<Output = std::io::Result<Self::Io>> + Send {
+        self.accept(tcp)
+    }
+}
+
+/// Plain HTTP (the admin port): no handshake.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Plain;
+
+impl Handshake for Plain {
+    type Io = TcpStream;
+
+    fn handshake(&self, tcp: TcpStream) -> impl Future<Output = std::io::Result<Self::Io>> + Send {
+        std::future::ready(Ok(tcp))
+    }
+}
+
+/// Serves `service` on `listener` (after `handshake`, TLS or none) until `shutdown` turns true,
+/// then stops accepting, asks every connection to close once its current requests are
+/// answered, and waits up to `grace` for them. Connections are held to `limits`, and counted
+/// in `metrics` if given.
+pub(crate) async fn serve<H, S, B>(
     listener: TcpListener,
-    acceptor: TlsAcceptor,
+    handshake: H,
     service: S,
     mut shutdown: watch::Receiver<bool>,
     grace: Duration,
@@ -113,7 +146,12 @@ pub(crate) async fn serve_tls<S, B>(
     B: Body + Send + 'static,
     B::Data: Send,
     B::Error: Into<Box<dyn StdError + Send + Sync>>,
+    H: Handshake,
 {
+    // Named in the warnings, so that the admin port's are told from the webhook port's.
+    let addr = listener
+        .local_addr()
+        .map_or_else(|_| "?".to_owned(), |a| a.to_string());
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -153,6 +191,7 @@ pub(crate) async fn serve_tls<S, B>(
         let free = slots.available_permits() > 0;
         if !free && !full {
             tracing::warn!(
+                %addr,
                 max_connections = limits.max_connections,
                 "every connection slot is taken; new connections wait until one closes"
             );
@@ -178,22 +217,22 @@ pub(crate) async fn serve_tls<S, B>(
                     Ok(pair) => pair,
                     Err(err) => {
                         // EMFILE and friends: back off instead of spinning.
-                        tracing::warn!(error = %err, "accept failed");
+                        tracing::warn!(%addr, error = %err, "accept failed");
                         tokio::time::sleep(Duration::from_millis(50)).await;
                         continue;
                     }
                 };
                 let _ = tcp.set_nodelay(true);
                 let mut stop = shutdown.clone();
-                let acceptor = acceptor.clone();
+                let handshake = handshake.clone();
                 let service = service.clone();
                 let builder = builder.clone();
                 let open = metrics.as_ref().map(Metrics::connection_opened);
                 tokio::spawn(async move {
                     // Held until the connection ends, however it ends.
                     let _slot = (slot, open);
-                    let tls = match tokio::time::timeout(limits.handshake, acceptor.accept(tcp)).await {
-                        Ok(Ok(tls)) => tls,
+                    let io = match tokio::time::timeout(limits.handshake, handshake.handshake(tcp)).await {
+                        Ok(Ok(io)) => io,
                         Ok(Err(err)) => {
                             tracing::debug!(%peer, error = %err, "TLS handshake failed");
                             return;
@@ -206,15 +245,15 @@ pub(crate) async fn serve_tls<S, B>(
                     // Until the first byte neither protocol's own timeout runs, hyper's header
                     // timer is as long as the idle limit, and no write has a limit
                     // (io_deadlines.rs).
-                    let tls = IoDeadlines::new(
-                        tls,
+                    let io = IoDeadlines::new(
+                        io,
                         limits.first_request,
                         limits.request_head,
                         limits.write_stall,
                     );
                     let activity = Activity::new();
                     let service = Tracked::new(service, activity.clone());
-                    let conn = builder.serve_connection(TokioIo::new(tls), service);
+                    let conn = builder.serve_connection(TokioIo::new(io), service);
                     tokio::pin!(conn);
                     let idle = activity.idle_for(limits.keep_alive_idle);
                     tokio::pin!(idle);

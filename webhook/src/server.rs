@@ -19,6 +19,9 @@ use crate::metrics::Metrics;
 use crate::policy_watch;
 use crate::state::AppState;
 
+/// Longest the admin port waits for its open requests at shutdown.
+const ADMIN_GRACE: Duration = Duration::from_secs(5);
+
 /// Asks a running server to shut down. Cloneable; triggering twice is harmless.
 #[derive(Debug, Clone)]
 pub struct ShutdownHandle(Arc<watch::Sender<bool>>);
@@ -197,23 +200,24 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, WebhookError> 
         rx.clone(),
     );
 
-    // Admin port: plain HTTP, stops after the webhook port.
-    let (admin_stop_tx, admin_stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let admin = axum::serve(admin_listener, crate::admin::router(state.clone()))
-        .with_graceful_shutdown(async move {
-            let _ = admin_stop_rx.await;
-        });
-    let admin_task = tokio::spawn(async move {
-        if let Err(err) = admin.await {
-            tracing::error!(error = %err, "admin server failed");
-        }
-    });
+    // Admin port: plain HTTP, stops after the webhook port. The same accept loop and
+    // deadlines as the webhook port, with fewer connections (admin.rs).
+    let (admin_stop_tx, admin_stop_rx) = watch::channel(false);
+    let admin_task = tokio::spawn(crate::serve::serve(
+        admin_listener,
+        crate::serve::Plain,
+        TowerToHyperService::new(crate::admin::router(state.clone())),
+        admin_stop_rx,
+        ADMIN_GRACE,
+        crate::admin::limits(config.connection_limits),
+        None,
+    ));
 
     // The webhook port.
     let service = TowerToHyperService::new(crate::routes::router(state.clone()));
     let (serve_stop_tx, serve_stop_rx) = watch::channel(false);
     let grace = config.shutdown_grace;
-    let serve_task = tokio::spawn(crate::serve::serve_tls(
+    let serve_task = tokio::spawn(crate::serve::serve(
         listener,
         acceptor,
         service,
@@ -245,12 +249,10 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, WebhookError> 
         if let Some(events) = &state.events {
             events.drain(Duration::from_secs(5)).await;
         }
-        let _ = admin_stop_tx.send(());
-        if tokio::time::timeout(Duration::from_secs(5), admin_task)
-            .await
-            .is_err()
-        {
-            tracing::warn!("admin server did not stop within 5 s");
+        admin_stop_tx.send_replace(true);
+        // The loop itself waits at most ADMIN_GRACE for open connections.
+        if let Err(err) = admin_task.await {
+            tracing::error!(error = %err, "admin server task failed");
         }
         cert_watch.abort();
         let _ = policy_watch.await;

@@ -1,0 +1,82 @@
+//! The admin port (`/healthz`, `/readyz`, `/metrics`) is held to the webhook port's deadlines
+//! and to a few connections: it was served with no limit at all, so a client that connected
+//! and sent nothing, or a request head that never ended, held its connection (and up to
+//! 400 KiB of buffered head) for ever, and any number of them could be opened.
+
+mod common;
+
+use std::time::Duration;
+
+use common::Harness;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Reads until the server closes `stream`, within 5 s; what it sent.
+async fn closed_within_5s(stream: &mut TcpStream, client: &str) -> String {
+    let mut buf = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut buf))
+        .await
+        .unwrap_or_else(|_| panic!("{client}: still open after 5 s"))
+        .unwrap_or_else(|err| panic!("{client}: {err}"));
+    String::from_utf8_lossy(&buf).into_owned()
+}
+
+#[tokio::test]
+async fn silent_slow_and_oversized_admin_clients_are_closed() {
+    let h = Harness::start_with(common::POLICIES, |c| {
+        c.connection_limits.first_request = Duration::from_millis(300);
+        c.connection_limits.request_head = Duration::from_millis(300);
+    })
+    .await;
+    let admin = h.server.admin_addr;
+
+    // Connects and says nothing.
+    let mut silent = TcpStream::connect(admin).await.expect("connect");
+    assert_eq!(closed_within_5s(&mut silent, "silent").await, "");
+
+    // Starts a head and never ends it.
+    let mut slow = TcpStream::connect(admin).await.expect("connect");
+    slow.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .expect("head");
+    assert_eq!(closed_within_5s(&mut slow, "unfinished head").await, "");
+
+    // A head over 16 KiB: 431.
+    let mut big = TcpStream::connect(admin).await.expect("connect");
+    let head = format!(
+        "GET /metrics HTTP/1.1\r\nX-Filler: {}",
+        "a".repeat(20 * 1024)
+    );
+    big.write_all(head.as_bytes()).await.expect("head");
+    let answer = closed_within_5s(&mut big, "big head").await;
+    assert!(answer.starts_with("HTTP/1.1 431"), "{answer:?}");
+
+    // A probe is served as before.
+    assert_eq!(h.admin_get("/healthz").await, (200, "ok\n".to_owned()));
+    h.server.shutdown().await;
+}
+
+#[tokio::test]
+async fn with_every_admin_connection_slot_taken_a_probe_waits_until_one_closes() {
+    let h = Harness::start().await;
+    let admin = h.server.admin_addr;
+    // Every slot taken by a client that says nothing (each would be closed after 10 s).
+    let mut held = Vec::new();
+    for _ in 0..64 {
+        held.push(TcpStream::connect(admin).await.expect("connect"));
+    }
+    let probe = tokio::spawn(async move { common::admin_get(admin, "/healthz").await });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        !probe.is_finished(),
+        "a probe was served with 64 connections open"
+    );
+    held.pop();
+    let answer = tokio::time::timeout(Duration::from_secs(5), probe)
+        .await
+        .expect("served once a slot was free")
+        .expect("task");
+    assert_eq!(answer, (200, "ok\n".to_owned()));
+    drop(held);
+    h.server.shutdown().await;
+}

@@ -10,7 +10,8 @@
 //! What it keeps from the blocking pool: judging never runs on a connection-serving worker,
 //! so a judgement that never returns cannot stall other connections, and the caller waits
 //! only until the review's deadline ([`JudgePool::run`]). A job still queued when its
-//! deadline passes is dropped unrun. A panic in a job is caught; the thread lives on.
+//! deadline passes is dropped unrun, and so is one whose caller stopped waiting (the request
+//! was abandoned). A panic in a job is caught; the thread lives on.
 
 use std::collections::VecDeque;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -87,7 +88,7 @@ impl JudgePool {
     }
 
     /// Queues `f` for a judging thread at once; the returned future waits for its result
-    /// until `deadline`.
+    /// until `deadline`. Dropping the future before `f` started means `f` never runs.
     pub(crate) fn run<T, F>(
         &self,
         deadline: Instant,
@@ -99,6 +100,12 @@ impl JudgePool {
     {
         let (tx, rx) = oneshot::channel();
         let job: Job = Box::new(move || {
+            // The caller stopped waiting (its client hung up, or reset the HTTP/2 stream):
+            // nobody would see the result. Running it anyway let a client that sent reviews
+            // and went away at once keep the threads busy while reviews behind it timed out.
+            if tx.is_closed() {
+                return;
+            }
             let outcome = catch_unwind(AssertUnwindSafe(f)).map_err(|_| JobFailure::Panic);
             // The caller may have given up (deadline); nothing to do then.
             let _ = tx.send(outcome);
@@ -228,6 +235,25 @@ mod tests {
         assert_eq!(busy, Ok(()));
         assert_eq!(late, Err(JobFailure::Timeout));
         // Give the thread time to reach (and skip) the expired job.
+        pool.run(soon(5_000), || ())
+            .await
+            .expect("pool still works");
+        assert!(!ran.load(std::sync::atomic::Ordering::SeqCst));
+    }
+
+    #[tokio::test]
+    async fn a_job_whose_caller_stopped_waiting_is_not_run() {
+        let pool = JudgePool::new(1).expect("pool");
+        let ran = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let busy = pool.run(soon(5_000), || {
+            std::thread::sleep(Duration::from_millis(200))
+        });
+        let flag = ran.clone();
+        drop(pool.run(soon(5_000), move || {
+            flag.store(true, std::sync::atomic::Ordering::SeqCst);
+        }));
+        assert_eq!(busy.await, Ok(()));
+        // Queued after the abandoned job: by the time it ran, the other was taken and skipped.
         pool.run(soon(5_000), || ())
             .await
             .expect("pool still works");

@@ -535,3 +535,42 @@ async fn an_http2_request_without_room_is_refused_at_once() {
     assert_eq!(response.status(), 200, "room for it now");
     h.server.shutdown().await;
 }
+
+/// A client that sends reviews and goes away before the answers (closes the connection, or
+/// resets the HTTP/2 stream) leaves no work behind: its judgements, still queued, are dropped
+/// unrun. They used to run all the same, so a client sending reviews and hanging up at once
+/// could keep the judging threads busy with work nobody waited for, while the reviews queued
+/// behind it ran out of time and were denied.
+#[tokio::test]
+async fn judgements_nobody_waits_for_any_more_are_not_run() {
+    let h = Harness::start_with(common::POLICIES, |c| {
+        c.judge_threads = 1;
+        c.review_timeout = Duration::from_secs(3);
+        c.fault_injection = FaultInjection::Delay(Duration::from_secs(1));
+    })
+    .await;
+    // Ten reviews, each on its own connection: one is judged (1 s), nine wait in line.
+    let body = fixture("attach-allowed.json");
+    let mut gone = Vec::new();
+    for _ in 0..10 {
+        gone.push(start_request(&h, &body, body.len()).await);
+    }
+    eventually("ten reviews in flight", Duration::from_secs(5), || async {
+        h.server.metrics().reviews_in_flight() == 10
+    })
+    .await;
+    // Their bodies are whole: give them a moment to reach the judging queue.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    drop(gone);
+    eventually("the clients gone", Duration::from_secs(5), || async {
+        h.server.metrics().reviews_in_flight() == 0
+    })
+    .await;
+    // Behind nine abandoned judgements (9 s of work, 3 s of deadline) this one would be
+    // denied for time; without them it waits for the one being judged at most.
+    let (status, answer) = h.post_fixture("/validate", "attach-allowed.json").await;
+    assert_eq!(status, 200);
+    let r = response_of(&answer);
+    assert_eq!(r["allowed"], true, "{r}");
+    h.server.shutdown().await;
+}

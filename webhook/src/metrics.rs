@@ -140,7 +140,8 @@ pub enum BadRequest {
     /// Every byte of the body budget (`--max-buffered-bytes`) stayed taken by other requests
     /// until the deadline, so the body was never read (HTTP 408).
     BufferFull,
-    /// The body had a `Content-Encoding` other than `identity` (HTTP 415).
+    /// The body had a `Content-Encoding` other than `identity` (HTTP 415), or a
+    /// `Transfer-Encoding` other than `chunked` (HTTP 501).
     UnsupportedEncoding,
 }
 

@@ -1,7 +1,8 @@
 //! `POST /mutate` and `POST /validate`: one AdmissionReview in, one out.
 //!
 //! - A body with a `Content-Encoding` other than `identity` gets 415 before it is read (the API
-//!   server never compresses what it sends).
+//!   server never compresses what it sends), one with a `Transfer-Encoding` other than
+//!   `chunked` 501.
 //! - The body is read up to the size limit (413 beyond it), once it has room in the
 //!   server-wide budget of body bytes (`body_budget.rs`; 408 if none frees up before the
 //!   deadline), and parsed; anything that is not an `admission.k8s.io/v1` AdmissionReview with
@@ -133,6 +134,21 @@ async fn review(
             header::HeaderValue::from_static("identity"),
         );
         return response;
+    }
+
+    // hyper takes a body apart from its chunks and passes on anything else as it came: a body
+    // sent gzip-compressed by transfer coding would be read (and judged) as if it were plain.
+    if let Some(coding) = unsupported_transfer_coding(req.headers()) {
+        return refuse(
+            &state,
+            name,
+            BadRequest::UnsupportedEncoding,
+            StatusCode::NOT_IMPLEMENTED,
+            format!(
+                "Transfer-Encoding {coding} is not supported: kspy reads admission reviews as the API server sends them, with Content-Length or chunked; send the body without other transfer codings"
+            ),
+            None,
+        );
     }
 
     let declared = req
@@ -740,9 +756,45 @@ fn unsupported_encoding(headers: &header::HeaderMap) -> Option<String> {
     None
 }
 
+/// The first `Transfer-Encoding` coding other than `chunked`, shortened for messages; `None`
+/// when the body is sent as is or only chunked (HTTP/2 has no transfer codings).
+fn unsupported_transfer_coding(headers: &header::HeaderMap) -> Option<String> {
+    let shown = |text: &str| text.chars().take(40).collect::<String>();
+    for value in headers.get_all(header::TRANSFER_ENCODING) {
+        let Ok(text) = value.to_str() else {
+            return Some(shown(&String::from_utf8_lossy(value.as_bytes())));
+        };
+        for coding in text.split(',').map(str::trim) {
+            if !coding.is_empty() && !coding.eq_ignore_ascii_case("chunked") {
+                return Some(shown(coding));
+            }
+        }
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_chunked_is_an_accepted_transfer_coding() {
+        let coding = |values: &[&str]| {
+            let mut headers = header::HeaderMap::new();
+            for v in values {
+                headers.append(
+                    header::TRANSFER_ENCODING,
+                    header::HeaderValue::from_str(v).expect("value"),
+                );
+            }
+            unsupported_transfer_coding(&headers)
+        };
+        assert_eq!(coding(&[]), None);
+        assert_eq!(coding(&["chunked"]), None);
+        assert_eq!(coding(&["Chunked"]), None);
+        assert_eq!(coding(&["gzip, chunked"]).as_deref(), Some("gzip"));
+        assert_eq!(coding(&["deflate", "chunked"]).as_deref(), Some("deflate"));
+    }
 
     #[test]
     fn only_identity_is_an_accepted_content_encoding() {

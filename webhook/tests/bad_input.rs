@@ -574,3 +574,44 @@ async fn judgements_nobody_waits_for_any_more_are_not_run() {
     assert_eq!(r["allowed"], true, "{r}");
     h.server.shutdown().await;
 }
+
+/// hyper takes a chunked body apart and passes on any other transfer coding as it came: a body
+/// sent `Transfer-Encoding: gzip, chunked` was read as if it were plain, and judged when it
+/// parsed (a compressed one got a confusing "not valid UTF-8"). Such a body gets 501 before it
+/// is read, counted as unsupported-encoding; a plain chunked one is judged as before.
+#[tokio::test]
+async fn transfer_codings_other_than_chunked_get_501() {
+    let h = Harness::start().await;
+    let body = fixture("attach-allowed.json");
+    let send = |coding: &'static str| {
+        let body = body.clone();
+        let h = &h;
+        async move {
+            let mut stream = raw_tls(h.server.addr, &h.tls).await;
+            let head = format!(
+                "POST /validate HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nTransfer-Encoding: {coding}\r\nConnection: close\r\n\r\n{:x}\r\n",
+                body.len()
+            );
+            stream.write_all(head.as_bytes()).await.expect("head");
+            stream.write_all(&body).await.expect("body");
+            stream.write_all(b"\r\n0\r\n\r\n").await.expect("end");
+            tokio::time::timeout(Duration::from_secs(5), read_response(&mut stream))
+                .await
+                .expect("answered")
+        }
+    };
+    let (status, line) = send("gzip, chunked").await;
+    assert_eq!(status, 501, "{line}");
+    let line = one_line(line.as_bytes());
+    assert!(line.contains("Transfer-Encoding gzip"), "{line}");
+    assert_eq!(
+        h.server
+            .metrics()
+            .bad_requests_total("validate", BadRequest::UnsupportedEncoding),
+        1
+    );
+    let (status, answer) = send("chunked").await;
+    assert_eq!(status, 200);
+    assert_eq!(response_of(answer.as_bytes())["allowed"], true);
+    h.server.shutdown().await;
+}

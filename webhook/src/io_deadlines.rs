@@ -36,6 +36,47 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Sleep;
 
+/// Which limit failed a read or a write: the source of the [`io::Error`] (kind
+/// [`io::ErrorKind::TimedOut`]) it failed with, so that whoever ends the connection can tell
+/// ([`LimitPassed::of`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum LimitPassed {
+    /// No byte arrived within the first-request limit.
+    #[error("the client sent no request within the first-request limit")]
+    FirstRequest,
+    /// An HTTP/1.1 request head did not end within the head limit.
+    #[error("the client did not finish its request head within the request-head limit")]
+    RequestHead,
+    /// A write waited for the write limit with nothing taken.
+    #[error("the client took none of the answer within the write limit")]
+    WriteStall,
+}
+
+impl LimitPassed {
+    fn into_io(self) -> io::Error {
+        io::Error::new(io::ErrorKind::TimedOut, self)
+    }
+
+    /// The limit behind `err`, if one of its causes (or itself) is an I/O error a limit made.
+    pub(crate) fn of(err: &(dyn std::error::Error + 'static)) -> Option<LimitPassed> {
+        let mut cause = Some(err);
+        while let Some(e) = cause {
+            if let Some(limit) = e.downcast_ref::<LimitPassed>() {
+                return Some(*limit);
+            }
+            if let Some(limit) = e
+                .downcast_ref::<io::Error>()
+                .and_then(|io| io.get_ref())
+                .and_then(|inner| inner.downcast_ref::<LimitPassed>())
+            {
+                return Some(*limit);
+            }
+            cause = e.source();
+        }
+        None
+    }
+}
+
 /// How the HTTP/2 client preface starts (`PRI * HTTP/2.0`); no HTTP/1.1 method is `PRI`.
 const HTTP2_PREFACE_START: &[u8] = b"PRI ";
 
@@ -109,10 +150,7 @@ impl<S> IoDeadlines<S> {
                     .write_deadline
                     .get_or_insert_with(|| Box::pin(tokio::time::sleep(stall)));
                 if deadline.as_mut().poll(cx).is_ready() {
-                    Poll::Ready(Err(io::Error::new(
-                        io::ErrorKind::TimedOut,
-                        "the client took none of the answer within the write limit",
-                    )))
+                    Poll::Ready(Err(LimitPassed::WriteStall.into_io()))
                 } else {
                     Poll::Pending
                 }
@@ -217,12 +255,8 @@ impl<S: AsyncRead + Unpin> AsyncRead for IoDeadlines<S> {
             Poll::Ready(Err(err)) => Poll::Ready(Err(err)),
             Poll::Pending => {
                 let limit = match this.phase {
-                    Phase::Opening { .. } => {
-                        "the client sent no request within the first-request limit"
-                    }
-                    Phase::Head { .. } => {
-                        "the client did not finish its request head within the request-head limit"
-                    }
+                    Phase::Opening { .. } => LimitPassed::FirstRequest,
+                    Phase::Head { .. } => LimitPassed::RequestHead,
                     Phase::Body | Phase::Idle | Phase::Http2 => return Poll::Pending,
                 };
                 let head = this.request_head;
@@ -230,7 +264,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for IoDeadlines<S> {
                     .deadline
                     .get_or_insert_with(|| Box::pin(tokio::time::sleep(head)));
                 if deadline.as_mut().poll(cx).is_ready() {
-                    Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, limit)))
+                    Poll::Ready(Err(limit.into_io()))
                 } else {
                     Poll::Pending
                 }
@@ -325,7 +359,18 @@ mod tests {
     #[tokio::test]
     async fn a_silent_peer_times_out() {
         let (_client, mut g) = guarded(Duration::from_millis(50), LONG);
-        timed_out(&read_until_error(&mut g).await, "first-request");
+        let err = read_until_error(&mut g).await;
+        timed_out(&err, "first-request");
+        assert_eq!(LimitPassed::of(&err), Some(LimitPassed::FirstRequest));
+        // Found however deep it is wrapped, as hyper wraps it.
+        #[derive(Debug, thiserror::Error)]
+        #[error("connection error")]
+        struct Wrapper(#[source] io::Error);
+        assert_eq!(
+            LimitPassed::of(&Wrapper(err)),
+            Some(LimitPassed::FirstRequest)
+        );
+        assert_eq!(LimitPassed::of(&io::Error::other("other")), None);
     }
 
     #[tokio::test]

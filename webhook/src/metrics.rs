@@ -13,6 +13,7 @@
 //! | `kspy_buffered_body_bytes` | gauge | |
 //! | `kspy_connections_open` | gauge | |
 //! | `kspy_connection_limit_reached_total` | counter | |
+//! | `kspy_connections_closed_total` | counter | `reason` (`handshake-failed` / `handshake-timeout` / `first-request-timeout` / `head-timeout` / `write-stall`) |
 //! | `kspy_policy_reloads_total` | counter | `result` (`success` / `failure`) |
 //! | `kspy_policies_loaded` | gauge | |
 //! | `kspy_cert_reloads_total` | counter | `result` (`success` / `failure`) |
@@ -212,6 +213,55 @@ impl EventResult {
     }
 }
 
+/// Why the server closed a connection on its own (the `reason` label of
+/// `kspy_connections_closed_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectionClosed {
+    /// The TLS handshake failed (not TLS, an old version, no common cipher or protocol).
+    HandshakeFailed,
+    /// The TLS handshake did not finish within its limit.
+    HandshakeTimeout,
+    /// No request started within the first-request limit.
+    FirstRequestTimeout,
+    /// An HTTP/1.1 request head did not end within its limit.
+    HeadTimeout,
+    /// The client took none of the answers within the write limit.
+    WriteStall,
+}
+
+impl ConnectionClosed {
+    /// Every reason, in the order they are rendered.
+    const ALL: [ConnectionClosed; 5] = [
+        ConnectionClosed::HandshakeFailed,
+        ConnectionClosed::HandshakeTimeout,
+        ConnectionClosed::FirstRequestTimeout,
+        ConnectionClosed::HeadTimeout,
+        ConnectionClosed::WriteStall,
+    ];
+
+    /// Where its count is kept: its place in [`ConnectionClosed::ALL`].
+    fn index(self) -> usize {
+        match self {
+            ConnectionClosed::HandshakeFailed => 0,
+            ConnectionClosed::HandshakeTimeout => 1,
+            ConnectionClosed::FirstRequestTimeout => 2,
+            ConnectionClosed::HeadTimeout => 3,
+            ConnectionClosed::WriteStall => 4,
+        }
+    }
+
+    /// The label value.
+    pub fn label(self) -> &'static str {
+        match self {
+            ConnectionClosed::HandshakeFailed => "handshake-failed",
+            ConnectionClosed::HandshakeTimeout => "handshake-timeout",
+            ConnectionClosed::FirstRequestTimeout => "first-request-timeout",
+            ConnectionClosed::HeadTimeout => "head-timeout",
+            ConnectionClosed::WriteStall => "write-stall",
+        }
+    }
+}
+
 /// Every metric the webhook exports.
 #[derive(Debug)]
 pub struct Metrics {
@@ -225,6 +275,8 @@ pub struct Metrics {
     buffered_body_bytes: AtomicU64,
     connections_open: AtomicI64,
     connection_limit_reached: AtomicU64,
+    /// By [`ConnectionClosed::ALL`]'s order.
+    connections_closed: [AtomicU64; ConnectionClosed::ALL.len()],
     policy_reloads_ok: AtomicU64,
     policy_reloads_failed: AtomicU64,
     policies_loaded: AtomicU64,
@@ -254,6 +306,7 @@ impl Metrics {
             buffered_body_bytes: AtomicU64::new(0),
             connections_open: AtomicI64::new(0),
             connection_limit_reached: AtomicU64::new(0),
+            connections_closed: std::array::from_fn(|_| AtomicU64::new(0)),
             policy_reloads_ok: AtomicU64::new(0),
             policy_reloads_failed: AtomicU64::new(0),
             policies_loaded: AtomicU64::new(0),
@@ -355,6 +408,16 @@ impl Metrics {
     pub fn connection_limit_reached(&self) {
         self.connection_limit_reached
             .fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a connection the server closed on its own, for `reason`.
+    pub fn connection_closed(&self, reason: ConnectionClosed) {
+        self.connections_closed[reason.index()].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The current value of `kspy_connections_closed_total` for `reason` (for tests).
+    pub fn connections_closed_total(&self, reason: ConnectionClosed) -> u64 {
+        self.connections_closed[reason.index()].load(Ordering::Relaxed)
     }
 
     /// `kspy_connections_open` and `kspy_connection_limit_reached_total` (for tests).
@@ -502,6 +565,20 @@ impl Metrics {
             "Times every connection slot was taken (--max-connections), so new connections waited in the listen queue.",
             self.connection_limit_reached.load(Ordering::Relaxed),
         );
+        header(
+            &mut out,
+            "kspy_connections_closed_total",
+            "counter",
+            "Connections on the webhook port the server closed on its own: a failed or slow TLS handshake, no request in time, an unfinished request head, answers the client did not take.",
+        );
+        for (reason, count) in ConnectionClosed::ALL.iter().zip(&self.connections_closed) {
+            let _ = writeln!(
+                out,
+                "kspy_connections_closed_total{{reason=\"{}\"}} {}",
+                reason.label(),
+                count.load(Ordering::Relaxed)
+            );
+        }
         by_result(
             &mut out,
             "kspy_policy_reloads_total",
@@ -709,6 +786,20 @@ mod tests {
         );
         drop(open);
         assert_eq!(m.connections(), (0, 1));
+        m.connection_closed(ConnectionClosed::WriteStall);
+        m.connection_closed(ConnectionClosed::WriteStall);
+        m.connection_closed(ConnectionClosed::HandshakeFailed);
+        // Every reason is there from the start, at zero until it happens.
+        let text = m.render();
+        for line in [
+            "kspy_connections_closed_total{reason=\"handshake-failed\"} 1",
+            "kspy_connections_closed_total{reason=\"handshake-timeout\"} 0",
+            "kspy_connections_closed_total{reason=\"first-request-timeout\"} 0",
+            "kspy_connections_closed_total{reason=\"head-timeout\"} 0",
+            "kspy_connections_closed_total{reason=\"write-stall\"} 2",
+        ] {
+            assert!(text.lines().any(|l| l == line), "missing {line}:\n{text}");
+        }
         m.policy_reload_succeeded(7);
         m.policy_reload_failed();
         m.cert_reload_succeeded(1_900_000_000);

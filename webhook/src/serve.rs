@@ -19,8 +19,8 @@ use tokio::sync::{Semaphore, watch};
 use tokio_rustls::TlsAcceptor;
 
 use crate::idle_close::{Activity, Tracked};
-use crate::io_deadlines::IoDeadlines;
-use crate::metrics::Metrics;
+use crate::io_deadlines::{IoDeadlines, LimitPassed};
+use crate::metrics::{ConnectionClosed, Metrics};
 
 /// The HTTP/2 flow-control window of a stream and of a connection: the most a client can have
 /// sent that kspy has not read yet (RFC 9113's initial value).
@@ -228,6 +228,12 @@ pub(crate) async fn serve<H, S, B>(
                 let service = service.clone();
                 let builder = builder.clone();
                 let open = metrics.as_ref().map(Metrics::connection_opened);
+                let metrics = metrics.clone();
+                let closed = move |reason: ConnectionClosed| {
+                    if let Some(metrics) = &metrics {
+                        metrics.connection_closed(reason);
+                    }
+                };
                 tokio::spawn(async move {
                     // Held until the connection ends, however it ends.
                     let _slot = (slot, open);
@@ -235,10 +241,12 @@ pub(crate) async fn serve<H, S, B>(
                         Ok(Ok(io)) => io,
                         Ok(Err(err)) => {
                             tracing::debug!(%peer, error = %err, "TLS handshake failed");
+                            closed(ConnectionClosed::HandshakeFailed);
                             return;
                         }
                         Err(_) => {
                             tracing::debug!(%peer, "TLS handshake timed out");
+                            closed(ConnectionClosed::HandshakeTimeout);
                             return;
                         }
                     };
@@ -287,12 +295,19 @@ pub(crate) async fn serve<H, S, B>(
                                     %peer,
                                     "closing an idle connection whose client took none of its answers within the write limit"
                                 );
+                                closed(ConnectionClosed::WriteStall);
                                 return;
                             }
                         }
                     };
                     if let Err(err) = ended {
                         tracing::debug!(%peer, error = %err, "connection ended with an error");
+                        match LimitPassed::of(&*err) {
+                            Some(LimitPassed::FirstRequest) => closed(ConnectionClosed::FirstRequestTimeout),
+                            Some(LimitPassed::RequestHead) => closed(ConnectionClosed::HeadTimeout),
+                            Some(LimitPassed::WriteStall) => closed(ConnectionClosed::WriteStall),
+                            None => {}
+                        }
                     }
                 });
             }

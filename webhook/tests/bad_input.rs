@@ -267,6 +267,18 @@ async fn plain_http_on_the_tls_port_gets_no_answer() {
         !String::from_utf8_lossy(&buf).contains("HTTP/1.1 200"),
         "{buf:?}"
     );
+    // Counted as a failed handshake.
+    eventually(
+        "a failed handshake counted",
+        Duration::from_secs(5),
+        || async {
+            h.server
+                .metrics()
+                .connections_closed_total(kspy_webhook::metrics::ConnectionClosed::HandshakeFailed)
+                == 1
+        },
+    )
+    .await;
     // And the server is fine afterwards.
     let (status, _) = h.post("/validate", fixture("attach-allowed.json")).await;
     assert_eq!(status, 200);

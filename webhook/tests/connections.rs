@@ -8,8 +8,9 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Harness, fixture, raw_tls};
+use common::{Harness, eventually, fixture, raw_tls};
 use kspy_webhook::client::HttpVersion;
+use kspy_webhook::metrics::ConnectionClosed;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_rustls::client::TlsStream;
 
@@ -23,6 +24,15 @@ async fn closed_after(stream: &mut Stream, since: Instant, client: &str) -> Dura
     let closed = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut buf)).await;
     assert!(closed.is_ok(), "{client}: still open after 5 s");
     since.elapsed()
+}
+
+/// Waits until `kspy_connections_closed_total{reason}` is `n`.
+async fn closed_for(h: &Harness, reason: ConnectionClosed, n: u64) {
+    let what = format!("{} connections closed for {}", n, reason.label());
+    eventually(&what, Duration::from_secs(5), || async {
+        h.server.metrics().connections_closed_total(reason) == n
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -43,9 +53,42 @@ async fn a_client_that_sends_nothing_is_closed_after_the_first_request_limit() {
             "ALPN {alpn:?}: closed before the timeout ({waited:?})"
         );
     }
+    closed_for(&h, ConnectionClosed::FirstRequestTimeout, 3).await;
     // A client that talks is served as before.
     let (status, _) = h.post("/validate", fixture("attach-allowed.json")).await;
     assert_eq!(status, 200);
+    let metrics = h.admin_get("/metrics").await.1;
+    assert!(
+        metrics.contains("kspy_connections_closed_total{reason=\"first-request-timeout\"} 3\n"),
+        "{metrics}"
+    );
+    h.server.shutdown().await;
+}
+
+/// A TCP client that never starts the TLS handshake, and one that stops half-way through it,
+/// are closed at the handshake limit, and counted.
+#[tokio::test]
+async fn a_tls_handshake_that_stalls_is_closed_at_the_handshake_limit() {
+    let h = Harness::start_with(common::POLICIES, |c| {
+        c.connection_limits.handshake = Duration::from_millis(300)
+    })
+    .await;
+    let mut silent = tokio::net::TcpStream::connect(h.server.addr)
+        .await
+        .expect("connect");
+    // The first 5 bytes of a ClientHello record: a handshake record follows, then nothing.
+    let mut half = tokio::net::TcpStream::connect(h.server.addr)
+        .await
+        .expect("connect");
+    half.write_all(&[0x16, 0x03, 0x01, 0x02, 0x00])
+        .await
+        .expect("record header");
+    for (stream, client) in [(&mut silent, "silent"), (&mut half, "half a hello")] {
+        let mut buf = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut buf));
+        assert!(read.await.is_ok(), "{client}: still open after 5 s");
+    }
+    closed_for(&h, ConnectionClosed::HandshakeTimeout, 2).await;
     h.server.shutdown().await;
 }
 
@@ -167,6 +210,7 @@ async fn a_request_head_left_unfinished_is_closed_after_the_head_limit() {
             "trickle {trickle}: closed before the limit ({took:?})"
         );
     }
+    closed_for(&h, ConnectionClosed::HeadTimeout, 2).await;
     // A client that finishes its head is served; idle afterwards, longer than the head limit,
     // it is still served.
     let mut conn = h.connect(HttpVersion::Http1).await;
@@ -457,6 +501,7 @@ async fn a_client_that_never_reads_its_answers_is_closed_at_the_write_limit() {
         h.server.metrics().connections().0 == 0
     })
     .await;
+    closed_for(&h, ConnectionClosed::WriteStall, 1).await;
     drop(stream);
     h.server.shutdown().await;
 }
@@ -556,5 +601,6 @@ async fn an_idle_http2_connection_whose_answers_are_never_taken_is_closed() {
         !seen.contains(&0),
         "the answer's DATA went out through a shut window: {seen:?}"
     );
+    closed_for(&h, ConnectionClosed::WriteStall, 1).await;
     h.server.shutdown().await;
 }

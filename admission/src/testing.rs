@@ -32,7 +32,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::engine::{Endpoint, Engine, NamespaceOrigin, Settings};
-use crate::policy::load::{collect_files, read_file};
+use crate::policy::load::{collect_files, read_file, yaml_documents, yaml_error};
 use crate::policy::spec::{API_VERSION, TEST_KIND};
 use crate::policy::{LoadErrors, PolicySet};
 use crate::review::ParsedReview;
@@ -307,16 +307,16 @@ fn suites_at(path: &Path) -> Result<Vec<Suite>, TestError> {
 /// The test suites of one file.
 fn suites_in(file: &Path) -> Result<Vec<Suite>, TestError> {
     let text = read_file(file).map_err(|e| TestError::Io(format!("{}: {e}", file.display())))?;
-    let docs: Vec<Value> = serde_saphyr::from_multiple(&text)
-        .map_err(|e| TestError::Io(format!("{}: not valid YAML: {e}", file.display())))?;
+    let docs = yaml_documents(&text)
+        .map_err(|e| TestError::Io(format!("{}: {}", file.display(), yaml_error(&e))))?;
     let mut out = Vec::new();
-    for (i, v) in docs.into_iter().enumerate() {
+    for (number, v) in docs {
         if v.get("kind").and_then(Value::as_str) != Some(TEST_KIND) {
             continue;
         }
         let suite_error = |field: String, message: String| TestError::Suite {
             file: file.display().to_string(),
-            document: i + 1,
+            document: number,
             field,
             message,
         };
@@ -358,7 +358,7 @@ fn suites_in(file: &Path) -> Result<Vec<Suite>, TestError> {
         }
         out.push(Suite {
             file: file.to_path_buf(),
-            document: i + 1,
+            document: number,
             doc,
         });
     }

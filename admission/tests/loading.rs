@@ -573,3 +573,43 @@ fn unreadable_inputs() {
         "{e}"
     );
 }
+
+/// An empty document (`---` twice, a document of comments only, `~`) still counts: the YAML
+/// reader drops it, and every document after one was numbered one too low, in the policies'
+/// errors and in the suites'.
+#[test]
+fn documents_are_numbered_as_the_file_has_them() {
+    let suite = "apiVersion: kspy.dev/v1alpha1\nkind: DebugPolicyTest\nmetadata: {name: t}\n";
+    for (yaml, number) in [
+        ("kind: X\n".to_owned(), 1),
+        ("---\n---\nkind: X\n".to_owned(), 2),
+        (
+            "# a header\n---\n# nothing here yet\n---\nkind: X\n".to_owned(),
+            2,
+        ),
+        (
+            format!("{suite}spec: {{}}\n---\n~\n---\n--- {{kind: X}}\n"),
+            4,
+        ),
+        (format!("{suite}spec: {{}}\n...\nkind: X\n"), 2),
+    ] {
+        let e = errors(&yaml);
+        assert_eq!(e.len(), 1, "{yaml:?}: {e:?}");
+        assert!(
+            e[0].starts_with(&format!(
+                "team.yaml: document {number}: kind: expected kind"
+            )),
+            "{yaml:?}: {e:?}"
+        );
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("suite.yaml");
+    std::fs::write(&file, format!("---\n---\n{suite}spec: {{nope: 1}}\n")).unwrap();
+    let e = kspy_admission::testing::check_suites(dir.path())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with(&format!("{}: document 2: spec", file.display())),
+        "{e}"
+    );
+}

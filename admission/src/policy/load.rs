@@ -248,15 +248,11 @@ pub(crate) fn read_file(path: &Path) -> Result<String, String> {
     String::from_utf8(bytes).map_err(|_| "the file is not UTF-8 text".to_owned())
 }
 
-/// Splits a YAML text into its non-empty documents, as JSON values, numbered from 1.
+/// Splits a YAML text into its non-empty documents, as JSON values, numbered as the text has
+/// them ([`yaml_documents`]).
 fn documents(file: &str, text: &str, errors: &mut Vec<LoadError>) -> Vec<(usize, Value)> {
-    match serde_saphyr::from_multiple::<Value>(text) {
-        Ok(docs) => docs
-            .into_iter()
-            .enumerate()
-            .filter(|(_, v)| !v.is_null())
-            .map(|(i, v)| (i + 1, v))
-            .collect(),
+    match yaml_documents(text) {
+        Ok(docs) => docs,
         Err(e) => {
             errors.push(LoadError {
                 file: file.to_owned(),
@@ -270,13 +266,53 @@ fn documents(file: &str, text: &str, errors: &mut Vec<LoadError>) -> Vec<(usize,
     }
 }
 
+/// The non-empty documents of a YAML text, each with its 1-based number in the text. The
+/// reader drops empty and null documents (`---` twice, a document of comments only), so its
+/// list alone would number the documents after one wrongly: each is numbered by the document
+/// starts before it instead.
+pub(crate) fn yaml_documents(text: &str) -> Result<Vec<(usize, Value)>, serde_saphyr::Error> {
+    let docs: Vec<serde_saphyr::Spanned<Value>> = serde_saphyr::from_multiple(text)?;
+    let starts = document_starts(text);
+    Ok(docs
+        .into_iter()
+        .enumerate()
+        .map(|(i, doc)| {
+            let at = (doc.referenced.line(), doc.referenced.column());
+            let number = starts
+                .as_ref()
+                .map(|starts| starts.iter().filter(|start| **start <= at).count())
+                .filter(|n| *n > i)
+                // The reader read the text, so its parser does too; if not, number in order.
+                .unwrap_or(i + 1);
+            (number, doc.value)
+        })
+        .collect())
+}
+
+/// Where each document of `text` starts (its `---`, or its first token), as 1-based line and
+/// column; `None` when the parser stops on an error. The parser only reports events, so
+/// aliases are not expanded here.
+fn document_starts(text: &str) -> Option<Vec<(u64, u64)>> {
+    use serde_saphyr::granit_parser::{Event, Parser};
+    let mut starts = Vec::new();
+    for event in Parser::new_from_str(text) {
+        let (event, span) = event.ok()?;
+        if let Event::DocumentStart(..) = event {
+            let line = u64::try_from(span.start.line()).ok()?;
+            let column = u64::try_from(span.start.col()).ok()?.checked_add(1)?;
+            starts.push((line, column));
+        }
+    }
+    Some(starts)
+}
+
 /// The most YAML documents one file may hold (the YAML reader's own limit, which guards
 /// against separator storms).
 pub const MAX_DOCUMENTS: usize = 1024;
 
 /// The reader's error, with its limits said in words: its own text for a breached budget is a
 /// debug dump (`budget breached: Documents { documents: 1025 }`).
-fn yaml_error(e: &serde_saphyr::Error) -> String {
+pub(crate) fn yaml_error(e: &serde_saphyr::Error) -> String {
     use serde_saphyr::budget::BudgetBreach;
     match e.without_snippet() {
         serde_saphyr::Error::Budget {

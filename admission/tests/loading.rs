@@ -613,3 +613,47 @@ fn documents_are_numbered_as_the_file_has_them() {
         "{e}"
     );
 }
+
+/// Aliases of aliases ("billion laughs") are refused at the loader's own limit, said in words
+/// (the reader's text was a debug dump of its budget, as the breach came wrapped in the
+/// alias's error), as is a large value repeated by aliases. Anchors shared as usual load.
+#[test]
+fn an_alias_bomb_is_refused_in_words() {
+    let mut laughs = String::from(
+        "kind: DebugPolicy\nl0: &l0 [lol, lol, lol, lol, lol, lol, lol, lol, lol, lol]\n",
+    );
+    for i in 1..9 {
+        let refs = vec![format!("*l{}", i - 1); 10].join(", ");
+        laughs.push_str(&format!("l{i}: &l{i} [{refs}]\n"));
+    }
+    assert!(laughs.len() < 1000);
+    let e = errors_in("laughs.yaml", &laughs);
+    assert_eq!(
+        e,
+        [
+            "laughs.yaml: the file's aliases repeat more than 10000 YAML nodes, the most one \
+          policy file may: an alias repeats what its anchor names, and aliases of aliases \
+          multiply it; write the repeated parts out, or split the file"
+        ]
+    );
+
+    let big = format!(
+        "kind: DebugPolicy\na: &a \"{}\"\nb: [{}]\n",
+        "x".repeat(1 << 20),
+        ["*a"; 9].join(", ")
+    );
+    let e = errors_in("big.yaml", &big);
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert!(
+        e[0].starts_with(
+            "big.yaml: the file's text, with what its aliases repeat, exceeds 8388608 bytes"
+        ),
+        "{e:?}"
+    );
+
+    let shared = "apiVersion: kspy.dev/v1alpha1\nkind: DebugPolicy\nmetadata:\n  name: a\n  \
+                  labels: &team {team: checkout, tier: web}\n  annotations: *team\nspec:\n  \
+                  match: {groups: [sre]}\n  grant: {images: [busybox:1.36*]}\n";
+    let set = PolicySet::from_yaml("shared.yaml", shared).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(set.names(), ["a"]);
+}

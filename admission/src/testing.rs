@@ -443,8 +443,7 @@ fn run_case(
     let mut value: Value =
         serde_json::from_slice(&text).map_err(|e| format!("{}: not JSON: {e}", path.display()))?;
     if let Some(patch) = &case.review_patch {
-        json_patch::patch(&mut value, patch)
-            .map_err(|e| format!("reviewPatch does not apply to {}: {e}", path.display()))?;
+        apply_review_patch(&mut value, patch, &path)?;
     }
     if let Some(u) = &case.user_info
         && let Some(req) = value.get_mut("request").and_then(Value::as_object_mut)
@@ -546,6 +545,57 @@ fn run_case(
         }
     }
     Ok(failures)
+}
+
+/// The most bytes a fixture may grow to under its case's `reviewPatch` (as compact JSON): what
+/// the webhook reads at most. A `copy` repeats a part of the review, and each copying the
+/// last, two dozen of them built gigabytes from a suite of a few lines.
+pub const MAX_PATCHED_REVIEW_BYTES: usize = 6 * 1024 * 1024;
+
+/// Applies a case's `reviewPatch` to the fixture at `path`, operation by operation, refusing
+/// a `copy` that would grow the review past [`MAX_PATCHED_REVIEW_BYTES`] before it is made
+/// (only `copy` repeats what the review holds; what `add` and `replace` write is in the suite
+/// file, which is bounded).
+fn apply_review_patch(
+    value: &mut Value,
+    patch: &json_patch::Patch,
+    path: &Path,
+) -> Result<(), String> {
+    let mut size = json_size(value);
+    for (i, op) in patch.0.iter().enumerate() {
+        if let json_patch::PatchOperation::Copy(copy) = op {
+            let from = copy.from.to_string();
+            size = size.saturating_add(value.pointer(&from).map_or(0, json_size));
+            if size > MAX_PATCHED_REVIEW_BYTES {
+                return Err(format!(
+                    "reviewPatch operation {i} (copy from {from:?}) would grow {} past \
+                     {MAX_PATCHED_REVIEW_BYTES} bytes, the most the webhook reads",
+                    path.display()
+                ));
+            }
+        }
+        json_patch::patch(value, std::slice::from_ref(op))
+            .map_err(|e| format!("reviewPatch does not apply to {}: {e}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// The length of `value` as compact JSON, counted without building the text.
+fn json_size(value: &Value) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 = self.0.saturating_add(buf.len());
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    // Writing a value to a counter cannot fail; were it to, the count so far is a floor.
+    let _ = serde_json::to_writer(&mut count, value);
+    count.0
 }
 
 /// In a cluster `/validate` never sees a review as sent: the API server applies kspy's own

@@ -158,3 +158,50 @@ spec:
         assert!(r.passed(), "{}: {:?}", r.case, r.failures);
     }
 }
+
+/// A `reviewPatch` whose `copy` operations each copy what the last one made doubles the
+/// review each time: 30 of them, a suite of 40 lines, took all the memory of
+/// `kspy policy test`. The case fails instead, at the first copy past the webhook's body
+/// limit, naming it; copies that keep the review within it still apply.
+#[test]
+fn a_review_patch_cannot_grow_the_review_without_bound() {
+    let dir = tempfile::tempdir().unwrap();
+    let copies: String = (0..30)
+        .map(|i| {
+            format!(
+                "        - {{op: copy, from: /request/object/spec, path: /request/object/spec/x{i}}}\n"
+            )
+        })
+        .collect();
+    let suite = format!(
+        "apiVersion: kspy.dev/v1alpha1\nkind: DebugPolicyTest\nmetadata: {{name: t}}\nspec:\n  \
+         cases:\n    - name: doubling\n      review: review.json\n      reviewPatch:\n{copies}      \
+         expect: {{allowed: true}}\n    - name: one copy\n      review: review.json\n      \
+         reviewPatch:\n        - {{op: copy, from: /request/object/metadata/name, path: \
+         /request/object/metadata/generateName}}\n      expect: {{allowed: true}}\n"
+    );
+    let policy = common::policy(
+        "busybox",
+        "  grant: {images: ['busybox:1.36*'], runAsRoot: true}",
+    );
+    std::fs::write(dir.path().join("p.yaml"), format!("{policy}{suite}")).unwrap();
+    let review = common::attach(
+        "ns",
+        "u",
+        &[],
+        vec![],
+        vec![common::debugger("d", "busybox:1.36")],
+    );
+    std::fs::write(dir.path().join("review.json"), review.to_string()).unwrap();
+
+    let report = run_dir(dir.path(), Settings::default()).unwrap_or_else(|e| panic!("{e}"));
+    let doubling = &report.results[0].failures;
+    assert_eq!(doubling.len(), 1, "{doubling:?}");
+    assert!(
+        doubling[0].starts_with("reviewPatch operation ")
+            && doubling[0].contains("(copy from \"/request/object/spec\") would grow")
+            && doubling[0].contains("review.json past 6291456 bytes"),
+        "{doubling:?}"
+    );
+    assert!(report.results[1].failures.is_empty(), "{report:?}");
+}

@@ -266,7 +266,7 @@ fn meaning_keeping_changes_never_change_an_answer() {
     let run = Run::new(
         "meaning_keeping_changes_never_change_an_answer",
         0x6b73_7079_f002,
-        300,
+        250,
     );
     let donors: Vec<Value> = lib
         .fixtures
@@ -772,7 +772,7 @@ fn with_patch(doc: &Value, answer: &Answer) -> Value {
 #[test]
 fn added_privilege_is_denied() {
     let lib = Library::load();
-    let run = Run::new("added_privilege_is_denied", 0x6b73_7079_f003, 250);
+    let run = Run::new("added_privilege_is_denied", 0x6b73_7079_f003, 200);
     let allowed = [
         "attach-dev-plain.json",
         "attach-sre-ptrace.json",
@@ -1002,7 +1002,7 @@ fn denials_stand_while_what_they_name_is_untouched() {
     let run = Run::new(
         "denials_stand_while_what_they_name_is_untouched",
         0x6b73_7079_f004,
-        400,
+        300,
     );
     let denied = denied_fixtures();
     let donors: Vec<Value> = lib
@@ -1093,6 +1093,91 @@ fn denials_stand_while_what_they_name_is_untouched() {
     }
 }
 
+/// What `/mutate` promises of its patch: `add` operations only, on the containers judged
+/// (never on an ephemeral container that was there before, which the API server refuses to
+/// change), which apply to the object as sent; and mutating the patched review again adds
+/// nothing (`reinvocationPolicy: IfNeeded`).
+fn check_patch(lib: &Library, case: &Case<'_>, body: &[u8], got: &Answer, what: &str) {
+    let Some(encoded) = got.review["response"]["patch"].as_str() else {
+        return;
+    };
+    // A body serde_json cannot hold as a value (nesting past its limit) is not checked here.
+    let Ok(doc) = serde_json::from_slice::<Value>(body) else {
+        return;
+    };
+    use base64::Engine as _;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(encoded)
+        .unwrap_or_else(|e| case.fail(&format!("{what}: the patch is not base64: {e}"), body));
+    let patch: json_patch::Patch = serde_json::from_slice(&bytes)
+        .unwrap_or_else(|e| case.fail(&format!("{what}: the patch is no JSON patch: {e}"), body));
+    let attach = doc["request"]["subResource"] == "ephemeralcontainers";
+    let old = doc
+        .pointer("/request/oldObject/spec/ephemeralContainers")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    for op in &patch.0 {
+        let json_patch::PatchOperation::Add(add) = op else {
+            case.fail(
+                &format!("{what}: the patch does more than add: {op:?}"),
+                body,
+            );
+        };
+        let path = add.path.to_string();
+        let mut parts = path.strip_prefix("/spec/").unwrap_or("").split('/');
+        let (list, index) = (
+            parts.next(),
+            parts.next().and_then(|i| i.parse::<usize>().ok()),
+        );
+        let container = match (list, index) {
+            (Some("ephemeralContainers"), Some(i)) if attach => {
+                doc["request"]["object"]["spec"]["ephemeralContainers"].get(i)
+            }
+            (Some("containers" | "initContainers"), Some(i)) if !attach => {
+                doc["request"]["object"]["spec"][list.unwrap_or_default()].get(i)
+            }
+            _ => None,
+        };
+        match container {
+            None => case.fail(
+                &format!("{what}: the patch adds {path}, outside the containers judged"),
+                body,
+            ),
+            Some(c) if attach && old.contains(c) => case.fail(
+                &format!("{what}: the patch adds {path} to an ephemeral container already there"),
+                body,
+            ),
+            Some(_) => {}
+        }
+    }
+    let mut patched = doc.clone();
+    if let Err(e) = json_patch::patch(&mut patched["request"]["object"], &patch) {
+        case.fail(
+            &format!("{what}: kspy's patch does not apply to the object it was sent: {e}; patch {patch:?}"),
+            body,
+        );
+    }
+    let again = serde_json::to_vec(&patched).expect("encodes");
+    let second = judge(
+        lib,
+        case,
+        &again,
+        Endpoint::Mutate,
+        &format!("{what}, mutated again"),
+    );
+    match second {
+        Some(a) if a.review["response"]["patch"].is_null() => {}
+        other => case.fail(
+            &format!(
+                "{what}: mutating the patched review again gave {:?} (patch {patch:?})",
+                other.map(|a| a.review)
+            ),
+            &again,
+        ),
+    }
+}
+
 /// Structural mutations anywhere, stacked: values of another type, huge and odd numbers,
 /// long and odd strings, deep nesting, members removed or unknown, empty and huge arrays
 /// (thousands of ephemeral containers), subtrees of other fixtures. Never a panic, always an
@@ -1101,7 +1186,7 @@ fn denials_stand_while_what_they_name_is_untouched() {
 #[test]
 fn structural_mutations_never_panic() {
     let lib = Library::load();
-    let run = Run::new("structural_mutations_never_panic", 0x6b73_7079_f005, 300);
+    let run = Run::new("structural_mutations_never_panic", 0x6b73_7079_f005, 250);
     let donors: Vec<Value> = lib
         .fixtures
         .iter()
@@ -1146,6 +1231,9 @@ fn structural_mutations_never_panic() {
             continue;
         };
         judged += 1;
+        if at == Endpoint::Mutate {
+            check_patch(&lib, &case, &body, &got, &what);
+        }
         if at == Endpoint::Validate && got.verdict == Verdict::Denied {
             denied += 1;
             let unknown = judge_without_namespace(&lib, &case, &body, at, &what);

@@ -807,7 +807,9 @@ const FUNCTION_NAMES: &[&str] = &[
 
 /// The root context every expression is evaluated in: the standard library and Kubernetes'.
 fn root_context() -> Context<'static> {
-    Context::default().with_all()
+    let mut ctx = Context::default().with_all();
+    crate::cel_library::register(&mut ctx);
+    ctx
 }
 
 /// An identifier no context declares, passed to probed functions: any function that reads an

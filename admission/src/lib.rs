@@ -19,6 +19,7 @@
 pub mod asks;
 pub mod capability;
 pub mod cel;
+mod cel_library;
 pub mod classify;
 pub mod decide;
 pub mod defaults;

@@ -201,3 +201,41 @@ fn a_variable_that_grows_past_the_cap_denies() {
     assert!(msg.contains("policy doubling: variable \"v"), "{msg}");
     assert!(!msg.contains("\"v24\""), "{msg}");
 }
+
+/// `sum()` overflows as `+` does: an evaluation error, which denies. kube-cel's own added
+/// unchecked, so a guardrail bounding a sum of request values held for a sum past the bound
+/// (it wrapped to a negative number in a release build) or took the judgement down (debug).
+#[test]
+fn a_sum_that_overflows_denies() {
+    let yaml = "apiVersion: kspy.dev/v1alpha1\nkind: DebugPolicy\nmetadata: {name: p}\nspec:\n  \
+                grant:\n    images: ['**']\n    runAsRoot: true\n  validations:\n    - \
+                expression: '[container.securityContext.runAsUser, 1].sum() <= 1000'\n      \
+                message: rule failed\n";
+    let set =
+        kspy_admission::PolicySet::from_yaml("t.yaml", yaml).unwrap_or_else(|e| panic!("{e}"));
+    let engine = kspy_admission::Engine::new(set, Default::default()).unwrap();
+    let judge = |user: i64| {
+        let mut dbg = debugger("dbg", "busybox:1.36");
+        dbg["securityContext"] = json!({"runAsUser": user});
+        validate(
+            &engine,
+            &attach("prod", "alice", &["sre"], vec![], vec![dbg]),
+        )
+    };
+    assert!(judge(10).response.allowed);
+    assert!(!judge(5000).response.allowed);
+    let j = judge(i64::MAX);
+    assert!(!j.response.allowed);
+    let msg = &j.response.result.message;
+    assert!(
+        msg.contains("failed to evaluate") && msg.contains("integer overflow"),
+        "{msg}"
+    );
+    // Sums within range are what they were.
+    assert_eq!(
+        holds("[1, 2, 3].sum() == 6 && [1u, 2u].sum() == 3u"),
+        Ok(true)
+    );
+    assert_eq!(holds("[1.5, 2.5].sum() == 4.0 && [].sum() == 0"), Ok(true));
+    assert!(holds("[1, 'a'].sum() == 0").is_err());
+}

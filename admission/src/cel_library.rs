@@ -5,16 +5,26 @@
 //! Found by the mutation tests (`admission/tests/mutated_policies.rs`):
 //! - `sum()` added integers unchecked: `[9223372036854775807, 1].sum()` panicked in a debug
 //!   build and wrapped to a negative number in a release one, so a guardrail such as
-//!   `….sum() <= limit` held for a sum past any limit.
+//!   `….sum() <= limit` held for a sum past any limit;
+//! - `lists.range(n)` built the whole list for any `n`: `lists.range(9223372036854775807)`
+//!   allocated until the process was killed, which no unwinding catches (the static cost
+//!   estimate let it load).
 
 use std::sync::Arc;
 
 use kube_cel::cel::extractors::This;
 use kube_cel::cel::{Context, ExecutionError, ResolveResult, Value};
 
+use crate::cel::MAX_VARIABLE_BYTES;
+
+/// The longest list `lists.range` builds: what a policy's variables may hold together, at
+/// the 8 bytes an integer counts for there.
+pub const MAX_RANGE: i64 = (MAX_VARIABLE_BYTES / 8) as i64;
+
 /// Registers kspy's versions over kube-cel's in `ctx`.
 pub(crate) fn register(ctx: &mut Context<'_>) {
     ctx.add_function("sum", sum);
+    ctx.add_function("lists.range", lists_range);
 }
 
 /// `<list>.sum()`: kube-cel's, with integer overflow an error, as CEL's `+` has it. An empty
@@ -34,4 +44,21 @@ fn sum(This(items): This<Arc<Vec<Value>>>) -> ResolveResult {
             "cannot sum values of this type",
         )),
     })
+}
+
+/// `lists.range(n)`: `[0, 1, …, n - 1]`, for `n` from 0 to [`MAX_RANGE`].
+fn lists_range(n: i64) -> ResolveResult {
+    if n < 0 {
+        return Err(ExecutionError::function_error(
+            "lists.range",
+            "range argument must be non-negative",
+        ));
+    }
+    if n > MAX_RANGE {
+        return Err(ExecutionError::function_error(
+            "lists.range",
+            format!("lists.range({n}) would build a list of more than {MAX_RANGE} items"),
+        ));
+    }
+    Ok(Value::List(Arc::new((0..n).map(Value::Int).collect())))
 }

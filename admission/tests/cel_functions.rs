@@ -239,3 +239,27 @@ fn a_sum_that_overflows_denies() {
     assert_eq!(holds("[1.5, 2.5].sum() == 4.0 && [].sum() == 0"), Ok(true));
     assert!(holds("[1, 'a'].sum() == 0").is_err());
 }
+
+/// `lists.range(n)` builds at most as many items as a policy's variables may hold; past that
+/// it is an evaluation error, which denies. kube-cel's built the list for any `n`: a policy
+/// reading `lists.range(9223372036854775807)` loaded, and judging a request with it
+/// allocated until the process was killed.
+#[test]
+fn a_range_past_the_cap_denies() {
+    assert_eq!(
+        holds("lists.range(3) == [0, 1, 2] && lists.range(0) == []"),
+        Ok(true)
+    );
+    assert_eq!(holds("lists.range(262144).size() == 262144"), Ok(true));
+    for n in ["262145", "9223372036854775807"] {
+        let err = holds(&format!("lists.range({n}).size() > 0")).unwrap_err();
+        assert!(
+            err.contains("failed to evaluate")
+                && err.contains(&format!(
+                    "lists.range({n}) would build a list of more than 262144 items"
+                )),
+            "{err}"
+        );
+    }
+    assert!(holds("lists.range(-1).size() == 0").is_err());
+}

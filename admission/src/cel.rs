@@ -414,9 +414,25 @@ impl Expression {
         &self.projection
     }
 
-    /// Evaluates to a value.
+    /// Evaluates to a value. A panic in the CEL library is an evaluation error, which denies,
+    /// never a judgement taken down: kube-cel 0.8's `format` panics on a precision past
+    /// 65535 (`'%.99999f'.format([1.0])`), and `kspy policy test` and `eval` have no judging
+    /// pool around them to catch it.
     pub fn eval(&self, ctx: &Context<'_>) -> Result<Value, String> {
-        self.program.execute(ctx).map_err(|e| e.to_string())
+        let run = std::panic::AssertUnwindSafe(|| self.program.execute(ctx));
+        match std::panic::catch_unwind(run) {
+            Ok(result) => result.map_err(|e| e.to_string()),
+            Err(panic) => {
+                let what = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_owned())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "no message".into());
+                Err(format!(
+                    "the CEL library failed on it ({what}); kspy denies rather than guess"
+                ))
+            }
+        }
     }
 
     /// Evaluates to a boolean; any other result is an error.

@@ -263,3 +263,44 @@ fn a_range_past_the_cap_denies() {
     }
     assert!(holds("lists.range(-1).size() == 0").is_err());
 }
+
+/// A panic in the CEL library is an evaluation error, which denies: kube-cel 0.8's `format`
+/// panics on a precision past 65535, which took `kspy policy test` down (the webhook caught
+/// it in its judging pool, but only as "kspy failed while deciding"). A message expression
+/// that fails so gives way to the fixed message.
+#[test]
+fn a_panic_in_the_cel_library_denies_with_the_error() {
+    let err = holds("'%.99999f'.format([1.0]) != ''").unwrap_err();
+    assert!(
+        err.contains("failed to evaluate")
+            && err.contains("the CEL library failed on it (Formatting argument out of range)"),
+        "{err}"
+    );
+    assert_eq!(holds("'%.3f'.format([1.0]) == '1.000'"), Ok(true));
+    let yaml = "apiVersion: kspy.dev/v1alpha1\nkind: DebugPolicy\nmetadata: {name: p}\nspec:\n  \
+                grant: {images: ['**'], runAsRoot: true}\n  validations:\n    - expression: \
+                'false'\n      message: the fixed message\n      messageExpression: \
+                \"'%.99999f'.format([1.0])\"\n";
+    let set =
+        kspy_admission::PolicySet::from_yaml("t.yaml", yaml).unwrap_or_else(|e| panic!("{e}"));
+    let engine = kspy_admission::Engine::new(set, Default::default()).unwrap();
+    let j = validate(
+        &engine,
+        &attach(
+            "prod",
+            "alice",
+            &[],
+            vec![],
+            vec![debugger("dbg", "busybox:1.36")],
+        ),
+    );
+    assert!(!j.response.allowed);
+    assert!(
+        j.response
+            .result
+            .message
+            .contains("policy p: the fixed message"),
+        "{}",
+        j.response.result.message
+    );
+}

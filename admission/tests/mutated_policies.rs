@@ -227,7 +227,12 @@ fn mutated_policy_files_load_or_fail_saying_where() {
                     if case.rng.one_in(5) && docs[d]["kind"] == "DebugPolicy" {
                         // A securityContext default of any shape: merged into patches.
                         let v = json::hostile_value(&mut case.rng);
-                        doc.value["spec"]["defaults"]["securityContext"] = json!({"capabilities": v.clone(), "runAsUser": json::hostile_number(&mut case.rng)});
+                        let default = json!({"capabilities": v.clone(), "runAsUser": json::hostile_number(&mut case.rng)});
+                        set_member(
+                            &mut doc.value,
+                            &["spec", "defaults", "securityContext"],
+                            default,
+                        );
                         done.push(format!(
                             "document {} defaults.securityContext {}",
                             d + 1,
@@ -364,6 +369,23 @@ fn mutated_cel_loads_or_fails_saying_where() {
         }
     }
     run.summary(&format!("loaded {loaded}, refused {refused}"));
+}
+
+/// Sets the member at `path` below `value`, making each step an object where it is not one
+/// (a mutation may have made it a string).
+fn set_member(value: &mut Value, path: &[&str], member: Value) {
+    let mut at = value;
+    for step in path {
+        if !at.is_object() {
+            *at = json!({});
+        }
+        at = at
+            .as_object_mut()
+            .expect("an object")
+            .entry(*step)
+            .or_insert(Value::Null);
+    }
+    *at = member;
 }
 
 fn push(spec: &mut Value, list: &str, item: Value) {
@@ -526,12 +548,12 @@ fn mutated_suites_run_or_fail_saying_where() {
             let at = &mut docs[d]["spec"]["cases"][c];
             if case.rng.one_in(2) {
                 let review = *case.rng.pick(HOSTILE_REVIEWS);
-                at["review"] = json!(review);
+                set_member(at, &["review"], json!(review));
                 done.push(format!("case {c} review {review:?}"));
             } else {
                 let patch = hostile_patch(&mut case.rng);
                 done.push(format!("case {c} reviewPatch {}", json::short(&patch)));
-                at["reviewPatch"] = patch;
+                set_member(at, &["reviewPatch"], patch);
             }
         }
         let text = to_yaml(&mut case.rng, &docs, &[]);
@@ -673,4 +695,39 @@ fn peak_rss_kib() -> u64 {
                 .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
         })
         .unwrap_or(0)
+}
+
+/// Every function of the engine's CEL environment, called with arguments of every type at
+/// their edges (as a receiver or not, zero to three of them), compiled and evaluated as the
+/// engine does: a result or an error, never a panic. A policy's expression is evaluated while
+/// a review is judged, where a panic would take the judgement down.
+#[test]
+fn cel_functions_never_panic_on_any_arguments() {
+    let run = Run::new(
+        "cel_functions_never_panic_on_any_arguments",
+        0x6b73_7079_f105,
+        30,
+    );
+    let env = kspy_admission::cel::CelEnv::new();
+    let (mut compiled, mut evaluated) = (0, 0);
+    for mut case in run.cases() {
+        for _ in 0..8 {
+            let call = fuzz::cel::random_call(&mut case.rng);
+            // Compared with itself, so a bool is asked for whatever the call returns.
+            let source = format!("{call} == {call}");
+            let Ok(expr) = case.guard(&format!("compiling {source}"), source.as_bytes(), || {
+                kspy_admission::cel::Expression::compile(&source)
+            }) else {
+                continue;
+            };
+            compiled += 1;
+            let result = case.guard(&format!("evaluating {source}"), source.as_bytes(), || {
+                expr.eval_bool(env.root())
+            });
+            evaluated += usize::from(result.is_ok());
+        }
+    }
+    run.summary(&format!(
+        "{compiled} compiled, {evaluated} evaluated to a bool"
+    ));
 }

@@ -304,3 +304,17 @@ fn a_panic_in_the_cel_library_denies_with_the_error() {
         j.response.result.message
     );
 }
+
+/// An integer overflow inside the CEL interpreter is an evaluation error, which denies:
+/// cel 0.13 negates unchecked, so `-(-9223372036854775808)` panicked where overflow checks
+/// are on and stayed negative where they were off (release builds, which now check the CEL
+/// crates' arithmetic too).
+#[test]
+fn an_overflow_in_the_cel_interpreter_denies() {
+    let err = holds("-(-9223372036854775808) > 0").unwrap_err();
+    assert!(
+        err.contains("failed to evaluate") && err.contains("the CEL library failed on it"),
+        "{err}"
+    );
+    assert_eq!(holds("-(-9223372036854775807) > 0"), Ok(true));
+}

@@ -1187,6 +1187,20 @@ fn check_patch(lib: &Library, case: &Case<'_>, body: &[u8], got: &Answer, what: 
 fn structural_mutations_never_panic() {
     let lib = Library::load();
     let run = Run::new("structural_mutations_never_panic", 0x6b73_7079_f005, 250);
+    // The webhook's --copy-classifier and --node-classifier, reading the raw object.
+    let with_classifiers = kspy_admission::Engine::new(
+        kspy_admission::PolicySet::load_dir(&fuzz::library::policies_dir())
+            .unwrap_or_else(|e| panic!("{e}")),
+        kspy_admission::Settings {
+            copy_classifier: Some(
+                "has(object.metadata.annotations) && 'kspy.dev/source-pod' in object.metadata.annotations"
+                    .into(),
+            ),
+            node_classifier: Some("has(object.spec.hostPID) && object.spec.hostPID".into()),
+            ..kspy_admission::Settings::default()
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
     let donors: Vec<Value> = lib
         .fixtures
         .iter()
@@ -1233,6 +1247,26 @@ fn structural_mutations_never_panic() {
         judged += 1;
         if at == Endpoint::Mutate {
             check_patch(&lib, &case, &body, &got, &what);
+        }
+        // CEL classifiers only add debug requests: what the label and name rules classify
+        // is judged alike, so a denial stands.
+        if case.rng.one_in(3) {
+            let classified = case.guard(&format!("{what} (classifiers)"), &body, || {
+                answer(&with_classifiers, &body, at, &|r| {
+                    lib.namespace_of(r).cloned()
+                })
+            });
+            if got.verdict == Verdict::Denied
+                && classified.as_ref().map(|a| a.verdict) != Some(Verdict::Denied)
+            {
+                case.fail(
+                    &format!(
+                        "{what}: denied, yet {:?} with CEL classifiers configured",
+                        classified.map(|a| a.review)
+                    ),
+                    &body,
+                );
+            }
         }
         if at == Endpoint::Validate && got.verdict == Verdict::Denied {
             denied += 1;

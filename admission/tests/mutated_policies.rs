@@ -188,7 +188,7 @@ fn mutated_policy_files_load_or_fail_saying_where() {
     let run = Run::new(
         "mutated_policy_files_load_or_fail_saying_where",
         0x6b73_7079_f101,
-        100,
+        70,
     );
     let donors: Vec<&[u8]> = lib.sources.iter().map(|(_, t)| t.as_bytes()).collect();
     let (mut loaded, mut refused) = (0, 0);
@@ -283,7 +283,7 @@ fn mutated_cel_loads_or_fails_saying_where() {
     let run = Run::new(
         "mutated_cel_loads_or_fails_saying_where",
         0x6b73_7079_f102,
-        120,
+        80,
     );
     let sites = expression_sites(&lib);
     assert!(sites.len() >= 2, "the library has expressions");
@@ -503,7 +503,7 @@ fn mutated_suites_run_or_fail_saying_where() {
     let run = Run::new(
         "mutated_suites_run_or_fail_saying_where",
         0x6b73_7079_f104,
-        12,
+        8,
     );
     let dir = tempfile::tempdir().expect("a temporary directory");
     let root = dir.path();
@@ -706,7 +706,7 @@ fn cel_functions_never_panic_on_any_arguments() {
     let run = Run::new(
         "cel_functions_never_panic_on_any_arguments",
         0x6b73_7079_f105,
-        30,
+        20,
     );
     let env = kspy_admission::cel::CelEnv::new();
     let (mut compiled, mut evaluated) = (0, 0);

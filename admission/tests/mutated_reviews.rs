@@ -266,7 +266,7 @@ fn meaning_keeping_changes_never_change_an_answer() {
     let run = Run::new(
         "meaning_keeping_changes_never_change_an_answer",
         0x6b73_7079_f002,
-        250,
+        200,
     );
     let donors: Vec<Value> = lib
         .fixtures
@@ -772,7 +772,7 @@ fn with_patch(doc: &Value, answer: &Answer) -> Value {
 #[test]
 fn added_privilege_is_denied() {
     let lib = Library::load();
-    let run = Run::new("added_privilege_is_denied", 0x6b73_7079_f003, 200);
+    let run = Run::new("added_privilege_is_denied", 0x6b73_7079_f003, 150);
     let allowed = [
         "attach-dev-plain.json",
         "attach-sre-ptrace.json",
@@ -1002,7 +1002,7 @@ fn denials_stand_while_what_they_name_is_untouched() {
     let run = Run::new(
         "denials_stand_while_what_they_name_is_untouched",
         0x6b73_7079_f004,
-        300,
+        250,
     );
     let denied = denied_fixtures();
     let donors: Vec<Value> = lib
@@ -1186,7 +1186,7 @@ fn check_patch(lib: &Library, case: &Case<'_>, body: &[u8], got: &Answer, what: 
 #[test]
 fn structural_mutations_never_panic() {
     let lib = Library::load();
-    let run = Run::new("structural_mutations_never_panic", 0x6b73_7079_f005, 250);
+    let run = Run::new("structural_mutations_never_panic", 0x6b73_7079_f005, 200);
     // The webhook's --copy-classifier and --node-classifier, reading the raw object.
     let with_classifiers = kspy_admission::Engine::new(
         kspy_admission::PolicySet::load_dir(&fuzz::library::policies_dir())

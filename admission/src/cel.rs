@@ -710,8 +710,9 @@ fn check_entries(
 /// The functions the libraries document, offered as "did you mean" for an unknown one. Only
 /// suggestions come from this list (each is offered only when registered, which
 /// `suggestions_are_registered_functions` checks): whether a call is accepted is asked of the
-/// runtime itself, through [`is_registered`].
-const FUNCTION_NAMES: &[&str] = &[
+/// runtime itself, through [`is_registered`]. Public for the mutation tests, which call
+/// each with edge arguments.
+pub const FUNCTION_NAMES: &[&str] = &[
     "size",
     "contains",
     "startsWith",

@@ -28,6 +28,19 @@ spec:
       expect: {allowed: true}
 "#;
 
+/// Writes `review.json` into `dir`: user `u` attaching `busybox:1.36` as `d` in `ns`, the
+/// review every suite here names.
+fn write_busybox_review(dir: &std::path::Path) {
+    let review = common::attach(
+        "ns",
+        "u",
+        &[],
+        vec![],
+        vec![common::debugger("d", "busybox:1.36")],
+    );
+    std::fs::write(dir.join("review.json"), review.to_string()).unwrap();
+}
+
 #[test]
 fn review_patches_vary_a_fixture_and_a_bad_one_fails_its_case() {
     let dir = tempfile::tempdir().unwrap();
@@ -36,14 +49,7 @@ fn review_patches_vary_a_fixture_and_a_bad_one_fails_its_case() {
         "  grant: {images: ['busybox:1.36*'], runAsRoot: true}",
     );
     std::fs::write(dir.path().join("p.yaml"), format!("{policy}{SUITE}")).unwrap();
-    let review = common::attach(
-        "ns",
-        "u",
-        &[],
-        vec![],
-        vec![common::debugger("d", "busybox:1.36")],
-    );
-    std::fs::write(dir.path().join("review.json"), review.to_string()).unwrap();
+    write_busybox_review(dir.path());
 
     let report = run_dir(dir.path(), Settings::default()).unwrap_or_else(|e| panic!("{e}"));
     let outcome: Vec<(&str, &[String])> = report
@@ -89,14 +95,7 @@ spec:
       review: review.json
       expect: {allowed: true}
 "#;
-    let review = common::attach(
-        "ns",
-        "u",
-        &[],
-        vec![],
-        vec![common::debugger("d", "busybox:1.36")],
-    );
-    std::fs::write(dir.path().join("review.json"), review.to_string()).unwrap();
+    write_busybox_review(dir.path());
     let run = |defaults: &str| {
         let policy = common::policy(
             "busybox",
@@ -124,14 +123,7 @@ spec:
 #[test]
 fn a_case_can_name_the_users_uid_and_extras() {
     let dir = tempfile::tempdir().unwrap();
-    let review = common::attach(
-        "ns",
-        "u",
-        &[],
-        vec![],
-        vec![common::debugger("d", "busybox:1.36")],
-    );
-    std::fs::write(dir.path().join("review.json"), review.to_string()).unwrap();
+    write_busybox_review(dir.path());
     let policy = common::policy(
         "sso-only",
         "  grant: {images: ['busybox:1.36*'], runAsRoot: true}\n  validations:\n    - expression: \"request.userInfo.uid == 'u-42' && 'sso' in request.userInfo.extra['idp']\"\n      message: only SSO sessions may debug\n",
@@ -185,14 +177,7 @@ fn a_review_patch_cannot_grow_the_review_without_bound() {
         "  grant: {images: ['busybox:1.36*'], runAsRoot: true}",
     );
     std::fs::write(dir.path().join("p.yaml"), format!("{policy}{suite}")).unwrap();
-    let review = common::attach(
-        "ns",
-        "u",
-        &[],
-        vec![],
-        vec![common::debugger("d", "busybox:1.36")],
-    );
-    std::fs::write(dir.path().join("review.json"), review.to_string()).unwrap();
+    write_busybox_review(dir.path());
 
     let report = run_dir(dir.path(), Settings::default()).unwrap_or_else(|e| panic!("{e}"));
     let doubling = &report.results[0].failures;

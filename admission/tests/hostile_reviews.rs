@@ -6,12 +6,12 @@
 //! The mutations come from a fixed seed, so a failure names a case that fails again. Each
 //! assertion message carries the mutated body's first bytes and what was done to it.
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+mod fuzz;
 
-use k8s_openapi::api::core::v1::Namespace;
-use kspy_admission::testing::declared_namespaces;
-use kspy_admission::{Endpoint, Engine, ParsedReview, PolicySet, Settings, Verdict};
+use fuzz::json::pointers;
+use fuzz::library::Library;
+use fuzz::rng::Rng;
+use kspy_admission::{Endpoint, Verdict};
 use serde_json::{Value, json};
 
 /// Mutated bodies per fixture, per kind of mutation.
@@ -25,110 +25,14 @@ const UNJUDGED: [&str; 4] = [
     "/request/oldObject/status",
 ];
 
-fn policies_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../policies")
-}
-
-/// The shipped library, the Namespaces its suites declare, and every fixture as the API
-/// server sends it (compact).
-struct Library {
-    engine: Engine,
-    namespaces: BTreeMap<String, Namespace>,
-    fixtures: Vec<(String, Vec<u8>)>,
-}
-
-impl Library {
-    fn load() -> Library {
-        let dir = policies_dir();
-        let set = PolicySet::load_dir(&dir).unwrap_or_else(|e| panic!("{e}"));
-        let engine = Engine::new(set, Settings::default()).unwrap_or_else(|e| panic!("{e}"));
-        let namespaces = declared_namespaces(&dir).unwrap_or_else(|e| panic!("{e}"));
-        let mut fixtures: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir.join("fixtures"))
-            .expect("policies/fixtures")
-            .map(|e| e.expect("entry").path())
-            .filter(|p| p.extension().is_some_and(|e| e == "json"))
-            .map(|p| (name_of(&p), compact(&p)))
-            .collect();
-        fixtures.sort();
-        assert!(fixtures.len() >= 10, "the fixtures are there");
-        Library {
-            engine,
-            namespaces,
-            fixtures,
-        }
-    }
-
-    /// Parses and judges `body` at `endpoint`, as the webhook does: `None` when the body is
-    /// refused (the webhook's 400), else the verdict and the answer sent back, parsed (the
-    /// order of `auditAnnotations`, a hash map, differs from one answer to the next).
-    fn answer(&self, body: &[u8], endpoint: Endpoint) -> Option<(Verdict, Value)> {
-        let review = ParsedReview::from_slice(body).ok()?;
-        let namespace = review.namespace().and_then(|n| self.namespaces.get(n));
-        let judgement = self.engine.judge(&review, endpoint, namespace);
-        let encoded = judgement.encode().expect("an answer always encodes");
-        let back: Value = serde_json::from_slice(&encoded).expect("the answer is JSON");
-        assert_eq!(
-            back["response"]["uid"],
-            review.uid(),
-            "the answer echoes the uid"
-        );
-        Some((judgement.verdict, back))
-    }
-}
-
-fn name_of(path: &Path) -> String {
-    path.file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default()
-}
-
-/// The fixture compact, in the API server's field order.
-fn compact(path: &Path) -> Vec<u8> {
-    let text = std::fs::read(path).expect("fixture");
-    serde_json::from_slice::<serde::de::IgnoredAny>(&text).expect("fixture is JSON");
-    kspy_admission::wire::compact_json(&text)
-}
-
-/// SplitMix64: small, seeded, the same sequence on every machine.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-
-    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        &items[self.below(items.len())]
-    }
-}
-
-/// Every node of `value` by its JSON Pointer, the root excluded.
-fn pointers(value: &Value, at: &str, out: &mut Vec<String>) {
-    let children: Vec<(String, &Value)> = match value {
-        Value::Object(m) => m
-            .iter()
-            .map(|(k, v)| (k.replace('~', "~0").replace('/', "~1"), v))
-            .collect(),
-        Value::Array(a) => a
-            .iter()
-            .enumerate()
-            .map(|(i, v)| (i.to_string(), v))
-            .collect(),
-        _ => return,
-    };
-    for (key, child) in children {
-        let pointer = format!("{at}/{key}");
-        out.push(pointer.clone());
-        pointers(child, &pointer, out);
-    }
+/// Parses and judges `body` at `endpoint` through the webhook's entry, with the Namespaces the
+/// suites declare: `None` when the body is refused (the webhook's 400), else the verdict and
+/// the answer sent back, parsed.
+fn answer(lib: &Library, body: &[u8], endpoint: Endpoint) -> Option<(Verdict, Value)> {
+    fuzz::library::answer(&lib.engine, body, endpoint, &|r| {
+        lib.namespace_of(r).cloned()
+    })
+    .map(|a| (a.verdict, a.review))
 }
 
 /// The kind of a JSON value, for "a value of another type".
@@ -201,7 +105,7 @@ fn describe(body: &[u8], what: &str) -> String {
 #[test]
 fn damaged_bytes_are_refused_or_judged_never_a_panic() {
     let lib = Library::load();
-    let mut rng = Rng(0x6b73_7079_0001);
+    let mut rng = Rng::new(0x6b73_7079_0001);
     let specials = b"{}[]\",:\\ 0123456789.eE+-tfnul\x00\x1f\x7f\xff\xc3";
     let (mut refused, mut judged) = (0, 0);
     for (name, body) in &lib.fixtures {
@@ -246,7 +150,7 @@ fn damaged_bytes_are_refused_or_judged_never_a_panic() {
                 }
             };
             let is_json = serde_json::from_slice::<serde::de::IgnoredAny>(&b).is_ok();
-            match lib.answer(&b, Endpoint::Validate) {
+            match answer(&lib, &b, Endpoint::Validate) {
                 None => refused += 1,
                 Some(_) => {
                     assert!(
@@ -271,18 +175,17 @@ fn damaged_bytes_are_refused_or_judged_never_a_panic() {
 #[test]
 fn a_change_of_type_never_turns_a_denial_into_an_allow() {
     let lib = Library::load();
-    let mut rng = Rng(0x6b73_7079_0002);
+    let mut rng = Rng::new(0x6b73_7079_0002);
     let replacements = replacements();
     let mut denied_fixtures = 0;
     for (name, body) in &lib.fixtures {
         for endpoint in [Endpoint::Validate, Endpoint::Mutate] {
-            let Some((Verdict::Denied, _)) = lib.answer(body, endpoint) else {
+            let Some((Verdict::Denied, _)) = answer(&lib, body, endpoint) else {
                 continue;
             };
             denied_fixtures += 1;
             let doc: Value = serde_json::from_slice(body).expect("fixture");
-            let mut all = Vec::new();
-            pointers(&doc, "", &mut all);
+            let mut all = pointers(&doc);
             // The parts nobody judges have a test of their own (below).
             all.retain(|p| {
                 doc.pointer(p).is_some_and(|v| !v.is_null())
@@ -299,7 +202,7 @@ fn a_change_of_type_never_turns_a_denial_into_an_allow() {
                 let mut mutated = doc.clone();
                 *mutated.pointer_mut(pointer).expect("pointer") = replacement.clone();
                 let b = serde_json::to_vec(&mutated).expect("encode");
-                if let Some((verdict, _)) = lib.answer(&b, endpoint) {
+                if let Some((verdict, _)) = answer(&lib, &b, endpoint) {
                     assert_eq!(
                         verdict,
                         Verdict::Denied,
@@ -328,7 +231,7 @@ fn a_change_of_type_never_turns_a_denial_into_an_allow() {
 #[test]
 fn the_parts_nobody_judges_never_change_an_answer() {
     let lib = Library::load();
-    let mut rng = Rng(0x6b73_7079_0003);
+    let mut rng = Rng::new(0x6b73_7079_0003);
     let mut values = replacements_and_null();
     values.push(json!({"f:spec": {"f:containers": {"k:{\"name\":\"x\"}": {".": {}}}}}));
     let mut tried = 0;
@@ -340,13 +243,14 @@ fn the_parts_nobody_judges_never_change_an_answer() {
             .map(|r| (*r).to_owned())
             .collect();
         for root in targets.clone() {
-            pointers(doc.pointer(&root).expect("root"), &root, &mut targets);
+            let below = pointers(doc.pointer(&root).expect("root"));
+            targets.extend(below.into_iter().map(|p| format!("{root}{p}")));
         }
         if targets.is_empty() {
             continue;
         }
         for endpoint in [Endpoint::Validate, Endpoint::Mutate] {
-            let baseline = lib.answer(body, endpoint).expect("fixtures are reviews");
+            let baseline = answer(&lib, body, endpoint).expect("fixtures are reviews");
             for _ in 0..CASES_PER_FIXTURE / 2 {
                 let pointer = rng.pick(&targets);
                 let value = rng.pick(&values);
@@ -354,7 +258,7 @@ fn the_parts_nobody_judges_never_change_an_answer() {
                 *mutated.pointer_mut(pointer).expect("pointer") = value.clone();
                 let b = serde_json::to_vec(&mutated).expect("encode");
                 let what = format!("{name} at /{}: {pointer} set to {value}", endpoint.as_str());
-                same_answer(&b, &what, lib.answer(&b, endpoint), Some(&baseline));
+                same_answer(&b, &what, answer(&lib, &b, endpoint), Some(&baseline));
                 tried += 1;
             }
         }
@@ -371,14 +275,14 @@ fn the_parts_nobody_judges_never_change_an_answer() {
 #[test]
 fn a_repeated_member_is_refused_or_read_as_the_last_one() {
     let lib = Library::load();
-    let mut rng = Rng(0x6b73_7079_0004);
+    let mut rng = Rng::new(0x6b73_7079_0004);
     let values = replacements_and_null();
     const HOLE: &str = "kspy-hostile-test-hole";
     let (mut refused, mut read) = (0, 0);
     for (name, body) in &lib.fixtures {
         let doc: Value = serde_json::from_slice(body).expect("fixture");
         let mut objects = vec![String::new()];
-        pointers(&doc, "", &mut objects);
+        objects.extend(pointers(&doc));
         objects.retain(|p| {
             doc.pointer(p)
                 .and_then(Value::as_object)
@@ -417,12 +321,12 @@ fn a_repeated_member_is_refused_or_read_as_the_last_one() {
                     "{name} at /{}: {at}/{key} repeated as {value}",
                     endpoint.as_str()
                 );
-                let Some(answer) = lib.answer(&b, endpoint) else {
+                let Some(got) = answer(&lib, &b, endpoint) else {
                     refused += 1;
                     continue;
                 };
-                let expected = lib.answer(&serde_json::to_vec(&last).expect("encode"), endpoint);
-                same_answer(&b, &what, Some(answer), expected.as_ref());
+                let expected = answer(&lib, &serde_json::to_vec(&last).expect("encode"), endpoint);
+                same_answer(&b, &what, Some(got), expected.as_ref());
                 read += 1;
             }
         }

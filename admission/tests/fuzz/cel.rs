@@ -353,21 +353,13 @@ pub fn hostile_expression(rng: &mut Rng, base: &str) -> (String, String) {
         }
         _ => {
             // An identifier swapped for another variable or a nonsense name.
-            let names = [
-                "object",
-                "oldObject",
-                "request",
-                "namespaceObject",
-                "container",
-                "target",
-                "asks",
-                "variables",
-                "self",
-                "params",
-                "x",
-                "ñ",
-            ];
-            let from = *rng.pick(&names[..8]);
+            let variables = kspy_admission::cel::VARIABLES;
+            let names: Vec<&str> = variables
+                .iter()
+                .copied()
+                .chain(["self", "params", "x", "ñ"])
+                .collect();
+            let from = *rng.pick(variables);
             let to = *rng.pick(&names);
             (base.replace(from, to), format!("{from} renamed {to}"))
         }

@@ -74,6 +74,16 @@ async fn collector() -> (String, Received) {
     (format!("http://{collector}"), received)
 }
 
+/// Sends `webhook` one review it allows, over a connection closed afterwards.
+async fn one_allowed_review(webhook: &WebhookProcess) {
+    let mut conn = webhook.connect().await;
+    let resp = conn
+        .post_json("/validate", fixture("attach-allowed.json"))
+        .await
+        .expect("review");
+    assert_eq!(resp.status(), 200);
+}
+
 /// Runs the binary with `envs` and no OTLP variables otherwise, expecting it to refuse to start;
 /// returns what it wrote to stderr.
 async fn refused_start(envs: &[(&str, &str)]) -> String {
@@ -120,13 +130,7 @@ async fn the_standard_switches_turn_traces_off_and_say_so_once() {
             ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
             (variable, value),
         ]);
-        let mut conn = webhook.connect().await;
-        let resp = conn
-            .post_json("/validate", fixture("attach-allowed.json"))
-            .await
-            .expect("review");
-        assert_eq!(resp.status(), 200);
-        drop(conn);
+        one_allowed_review(&webhook).await;
         webhook.terminate();
         let webhook_start = webhook.start_lines.clone();
         let lines: Vec<String> = webhook.lines.iter().collect();
@@ -254,13 +258,7 @@ async fn spans_go_where_the_start_up_checks_said() {
         ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "  "),
         ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
     ]);
-    let mut conn = webhook.connect().await;
-    let resp = conn
-        .post_json("/validate", fixture("attach-allowed.json"))
-        .await
-        .expect("review");
-    assert_eq!(resp.status(), 200);
-    drop(conn);
+    one_allowed_review(&webhook).await;
     webhook.terminate();
     let exit = webhook.wait().await;
     assert!(exit.success(), "{exit:?}");
@@ -352,13 +350,7 @@ async fn a_slow_collector_holds_the_shutdown_at_most_two_seconds_and_is_named() 
         }
     });
     let webhook = WebhookProcess::spawn(&[("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint)]);
-    let mut conn = webhook.connect().await;
-    let resp = conn
-        .post_json("/validate", fixture("attach-allowed.json"))
-        .await
-        .expect("review");
-    assert_eq!(resp.status(), 200);
-    drop(conn);
+    one_allowed_review(&webhook).await;
 
     // The span is still batched (the SDK waits 5 s): the shutdown has to send it.
     let asked = std::time::Instant::now();

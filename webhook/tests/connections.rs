@@ -8,13 +8,14 @@ mod common;
 
 use std::time::{Duration, Instant};
 
+use common::h2::{
+    ACK, END_HEADERS, END_STREAM, GOAWAY, HEADERS, PING, SETTINGS, Stream, WINDOW_UPDATE,
+    next_frame, request_headers, send_frame, send_frame_on,
+};
 use common::{Harness, eventually, fixture, raw_tls};
 use kspy_webhook::client::HttpVersion;
 use kspy_webhook::metrics::ConnectionClosed;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio_rustls::client::TlsStream;
-
-type Stream = TlsStream<tokio::net::TcpStream>;
 
 /// How long after `since` the server closed `stream`; fails if it is still open after 5 s.
 /// What the server sent before closing (an HTTP/2 server's SETTINGS, say) is read and dropped:
@@ -226,43 +227,6 @@ async fn a_request_head_left_unfinished_is_closed_after_the_head_limit() {
     h.server.shutdown().await;
 }
 
-const PING: u8 = 6;
-const SETTINGS: u8 = 4;
-const ACK: u8 = 1;
-
-/// An HTTP/2 connection by hand: ALPN `h2`, the client preface and empty SETTINGS.
-async fn h2_peer(h: &Harness) -> Stream {
-    let roots = common::ca_roots(&[&h.certs.ca_cert_pem]);
-    let tls = kspy_webhook::tls::client_config(roots, &[b"h2"]).expect("client config");
-    let mut stream = raw_tls(h.server.addr, &tls).await;
-    stream
-        .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
-        .await
-        .expect("preface");
-    send_frame(&mut stream, SETTINGS, 0, &[]).await;
-    stream
-}
-
-async fn send_frame(stream: &mut Stream, kind: u8, flags: u8, payload: &[u8]) {
-    let len = u32::try_from(payload.len()).expect("short").to_be_bytes();
-    let mut frame = vec![len[1], len[2], len[3], kind, flags, 0, 0, 0, 0];
-    frame.extend_from_slice(payload);
-    stream.write_all(&frame).await.expect("write frame");
-    stream.flush().await.expect("flush");
-}
-
-/// The next frame's type, flags and payload; `None` once the server closed.
-async fn next_frame(stream: &mut Stream) -> Option<(u8, u8, Vec<u8>)> {
-    let mut head = [0u8; 9];
-    stream.read_exact(&mut head).await.ok()?;
-    let len = u32::from_be_bytes([0, head[0], head[1], head[2]]) as usize;
-    let mut payload = vec![0u8; len];
-    stream.read_exact(&mut payload).await.ok()?;
-    Some((head[3], head[4], payload))
-}
-
-const GOAWAY: u8 = 7;
-
 /// What an idle HTTP/2 client saw.
 struct IdlePeer {
     /// PINGs the server sent.
@@ -276,7 +240,7 @@ struct IdlePeer {
 /// Plays an idle HTTP/2 client for at most `for_at_most`: acknowledges the server's
 /// SETTINGS, and its PINGs when `answer_pings`.
 async fn idle_h2_client(h: &Harness, answer_pings: bool, for_at_most: Duration) -> IdlePeer {
-    let mut stream = h2_peer(h).await;
+    let mut stream = common::h2::peer(h).await;
     let mut seen = IdlePeer {
         pings: 0,
         closed: false,
@@ -373,7 +337,6 @@ async fn an_idle_http2_connection_is_closed_at_the_idle_limit_though_it_answers_
     h.server.shutdown().await;
 }
 
-const WINDOW_UPDATE: u8 = 8;
 const SETTINGS_INITIAL_WINDOW_SIZE: u16 = 4;
 
 /// What an HTTP/2 client may send before kspy reads any of it is held by hyper, outside the
@@ -383,7 +346,7 @@ const SETTINGS_INITIAL_WINDOW_SIZE: u16 = 4;
 #[tokio::test]
 async fn an_http2_client_may_send_at_most_64_kib_unread() {
     let h = Harness::start().await;
-    let mut stream = h2_peer(&h).await;
+    let mut stream = common::h2::peer(&h).await;
     // The protocol's defaults, until the server says otherwise.
     let (mut stream_window, mut connection_window) = (65_535u64, 65_535u64);
     let deadline = tokio::time::Instant::now() + Duration::from_millis(800);
@@ -510,7 +473,7 @@ const SETTINGS_MAX_CONCURRENT_STREAMS: u16 = 3;
 
 /// The server's SETTINGS, read from a new HTTP/2 connection: (identifier, value) pairs.
 async fn server_settings(h: &Harness) -> Vec<(u16, u32)> {
-    let mut stream = h2_peer(h).await;
+    let mut stream = common::h2::peer(h).await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     while let Ok(Some((kind, flags, payload))) =
         tokio::time::timeout_at(deadline, next_frame(&mut stream)).await
@@ -556,21 +519,13 @@ async fn an_idle_http2_connection_whose_answers_are_never_taken_is_closed() {
         c.connection_limits.http2_ping_interval = Duration::from_millis(200);
     })
     .await;
-    let mut stream = h2_peer(&h).await;
+    let mut stream = common::h2::peer(&h).await;
     // The client's SETTINGS again, with a stream window of 0, and one request: HEADERS
     // (END_HEADERS, END_STREAM) for GET /nothing, in HPACK without indexing or Huffman.
     let initial_window_0 = [0, 4, 0, 0, 0, 0];
     send_frame(&mut stream, SETTINGS, 0, &initial_window_0).await;
-    let mut block = vec![0x82, 0x87]; // :method GET, :scheme https
-    block.extend_from_slice(&[0x04, 8]); // :path, literal without indexing
-    block.extend_from_slice(b"/nothing");
-    block.extend_from_slice(&[0x01, 9]); // :authority
-    block.extend_from_slice(b"localhost");
-    let len = u32::try_from(block.len()).expect("short").to_be_bytes();
-    let mut headers = vec![len[1], len[2], len[3], 1, 0x5, 0, 0, 0, 1];
-    headers.extend_from_slice(&block);
-    stream.write_all(&headers).await.expect("request");
-    stream.flush().await.expect("flush");
+    let block = request_headers(false, "/nothing");
+    send_frame_on(&mut stream, 1, HEADERS, END_HEADERS | END_STREAM, &block).await;
 
     let started = Instant::now();
     let mut seen = Vec::new();

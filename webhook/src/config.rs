@@ -71,8 +71,8 @@ pub struct ServerConfig {
     /// Largest request body accepted; larger ones get HTTP 413.
     pub max_body_bytes: usize,
     /// Most request body bytes held in memory at once, over all requests (at least
-    /// `max_body_bytes`). A request whose body does not fit waits for room within its
-    /// deadline; see [`crate::metrics::BadRequest::BufferFull`].
+    /// `max_body_bytes`), counted as they arrive. A piece of a body that does not fit waits
+    /// for room within its deadline; see [`crate::metrics::BadRequest::BufferFull`].
     pub max_buffered_bytes: usize,
     /// Deadline for one review, from request received to response ready.
     pub review_timeout: Duration,

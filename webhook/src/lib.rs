@@ -20,7 +20,7 @@
 //!
 //! Modules, one idea each: [`config`] (settings and defaults), [`server`] (start/stop),
 //! `serve` (the TLS accept loop), `routes` and `review` (the HTTP semantics of a review),
-//! `body_budget` (`--max-buffered-bytes`), `admin`, [`metrics`], `policy_watch` and
+//! `body` and `body_budget` (reading bodies within `--max-buffered-bytes`), `admin`, [`metrics`], `policy_watch` and
 //! [`engine_cell`] (policy reload), [`telemetry`], `json_lines` and `text_fields` (logs and
 //! traces), [`tls`], [`client`] / [`load`] / [`floor`] (the `kspy-load` benchmark),
 //! [`duration`] (flag parsing).
@@ -43,6 +43,7 @@ pub mod telemetry;
 pub mod tls;
 
 mod admin;
+mod body;
 mod body_budget;
 mod hints;
 mod idle_close;

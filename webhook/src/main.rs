@@ -66,10 +66,10 @@ struct Args {
     #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_MAX_BODY_BYTES)]
     max_body_bytes: usize,
     /// Most request body bytes held in memory at once, over all requests (at least
-    /// --max-body-bytes). Over HTTP/1.1 a body waits for room within its review deadline, then
-    /// gets HTTP 408; over HTTP/2 it gets 503 with Retry-After at once (a waiting stream would
-    /// hold its connection's window). A body without Content-Length takes room for
-    /// --max-body-bytes.
+    /// --max-body-bytes). Bytes are counted as they arrive; a piece that finds no room waits
+    /// for some within its review deadline over HTTP/1.1, then gets HTTP 408, and over HTTP/2
+    /// gets 503 with Retry-After at once (a waiting stream would hold its connection's
+    /// window). A piece is not given room that could leave bodies waiting on each other.
     #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_MAX_BUFFERED_BYTES)]
     max_buffered_bytes: usize,
     /// Deadline for one review, above zero and at most 30s (the API server waits at most 30 s

@@ -138,8 +138,8 @@ pub enum BadRequest {
     TooLarge,
     /// The body could not be read, or not within the deadline (HTTP 400 / 408).
     Unreadable,
-    /// Every byte of the body budget (`--max-buffered-bytes`) stayed taken by other requests
-    /// until the deadline, so the body was never read (HTTP 408).
+    /// A piece of the body found no room in the budget (`--max-buffered-bytes`), held by
+    /// other requests' bodies: until the deadline (HTTP/1.1, 408), or at once (HTTP/2, 503).
     BufferFull,
     /// The body had a `Content-Encoding` other than `identity` (HTTP 415), or a
     /// `Transfer-Encoding` other than `chunked` (HTTP 501).
@@ -372,17 +372,17 @@ impl Metrics {
         InFlight(&self.in_flight)
     }
 
-    /// Adds `bytes` to `kspy_buffered_body_bytes` (a body's reservation was granted).
+    /// Adds `bytes` to `kspy_buffered_body_bytes` (a piece of a body was given room).
     pub(crate) fn body_bytes_reserved(&self, bytes: u64) {
         self.buffered_body_bytes.fetch_add(bytes, Ordering::Relaxed);
     }
 
-    /// Takes `bytes` off `kspy_buffered_body_bytes` (a body's reservation was given back).
+    /// Takes `bytes` off `kspy_buffered_body_bytes` (a body's room was given back).
     pub(crate) fn body_bytes_released(&self, bytes: u64) {
         self.buffered_body_bytes.fetch_sub(bytes, Ordering::Relaxed);
     }
 
-    /// `kspy_buffered_body_bytes`: body bytes reserved now (for tests).
+    /// `kspy_buffered_body_bytes`: body bytes held now (for tests).
     pub fn buffered_body_bytes(&self) -> u64 {
         self.buffered_body_bytes.load(Ordering::Relaxed)
     }
@@ -548,7 +548,7 @@ impl Metrics {
             &mut out,
             "kspy_buffered_body_bytes",
             "gauge",
-            "Request body bytes reserved against --max-buffered-bytes (bodies being read or judged), in whole KiB.",
+            "Request body bytes held against --max-buffered-bytes: what has arrived of the bodies being read or judged.",
             self.buffered_body_bytes.load(Ordering::Relaxed),
         );
         single(

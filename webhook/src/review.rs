@@ -25,7 +25,6 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use http_body_util::{BodyExt, LengthLimitError, Limited};
 use k8s_openapi::api::core::v1::Namespace;
 use kspy_admission::classify::{Classifier, classify};
 use kspy_admission::{Action, Endpoint, Engine, ParsedReview, ReviewError, Verdict};
@@ -33,7 +32,8 @@ use kube::core::admission::AdmissionResponse;
 use tracing::Instrument;
 use tracing::field::Empty;
 
-use crate::body_budget::Reservation;
+use crate::body::{BodyError, WhenFull, read_body};
+use crate::body_budget::BodyRoom;
 use crate::config::FaultInjection;
 use crate::events::DecisionEvent;
 use crate::hints::hints;
@@ -159,66 +159,18 @@ async fn review(
     if declared.is_some_and(|n| n > max as u64) {
         return too_large(&state, name, max);
     }
-    // Room for the body in the server-wide budget, before a byte of it is read: its declared
-    // length, or the most it may be (body_budget.rs).
-    let wanted = declared.unwrap_or(max as u64);
-    let reservation = if req.version() == axum::http::Version::HTTP_2 {
-        // An HTTP/2 stream must not wait: its unread data would sit in the flow-control
-        // window its connection's other streams share, and they could never finish their
-        // bodies and give room back.
-        match state.body_budget.try_reserve(wanted) {
-            Some(reservation) => reservation,
-            None => {
-                let mut response = refuse(
-                    &state,
-                    name,
-                    BadRequest::BufferFull,
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    format!(
-                        "the server's limit of {} request body bytes in memory (--max-buffered-bytes) is taken by other requests, and an HTTP/2 request does not wait for room; retry",
-                        state.max_buffered_bytes
-                    ),
-                    Some(format!(
-                        "{} bytes buffered at once",
-                        state.max_buffered_bytes
-                    )),
-                );
-                response
-                    .headers_mut()
-                    .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
-                return response;
-            }
-        }
+    // The body's claim on the server-wide budget: its declared length, or the most it may be.
+    // Room is taken piece by piece as the bytes arrive (body_budget.rs).
+    let mut room = state.body_budget.open(declared.unwrap_or(max as u64));
+    let when_full = if req.version() == axum::http::Version::HTTP_2 {
+        WhenFull::Refuse
     } else {
-        let reserve = state.body_budget.reserve(wanted);
-        match tokio::time::timeout_at(deadline, reserve).await {
-            Ok(Some(reservation)) => reservation,
-            Ok(None) | Err(_) => {
-                return refuse(
-                    &state,
-                    name,
-                    BadRequest::BufferFull,
-                    StatusCode::REQUEST_TIMEOUT,
-                    format!(
-                        "the request body was not read within the review deadline of {:?}: other requests held the server's limit of {} body bytes in memory (--max-buffered-bytes) all that time; retry",
-                        state.review_timeout, state.max_buffered_bytes
-                    ),
-                    Some(format!(
-                        "{} bytes buffered at once, {:?}",
-                        state.max_buffered_bytes, state.review_timeout
-                    )),
-                );
-            }
-        }
+        WhenFull::Wait
     };
-    let body = match tokio::time::timeout_at(deadline, Limited::new(req.into_body(), max).collect())
-        .await
-    {
-        Ok(Ok(collected)) => collected.to_bytes(),
-        Ok(Err(err)) if err.downcast_ref::<LengthLimitError>().is_some() => {
-            return too_large(&state, name, max);
-        }
-        Ok(Err(err)) => {
+    let body = match read_body(req.into_body(), &mut room, max, when_full, deadline).await {
+        Ok(body) => body,
+        Err(BodyError::TooLarge) => return too_large(&state, name, max),
+        Err(BodyError::Unreadable(err)) => {
             return refuse(
                 &state,
                 name,
@@ -228,7 +180,7 @@ async fn review(
                 None,
             );
         }
-        Err(_) => {
+        Err(BodyError::NotArrived) => {
             return refuse(
                 &state,
                 name,
@@ -241,7 +193,44 @@ async fn review(
                 Some(format!("{:?}", state.review_timeout)),
             );
         }
+        Err(BodyError::NoRoom) if when_full == WhenFull::Refuse => {
+            let mut response = refuse(
+                &state,
+                name,
+                BadRequest::BufferFull,
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!(
+                    "the server's limit of {} request body bytes in memory (--max-buffered-bytes) is taken by other requests, and an HTTP/2 request does not wait for room; retry",
+                    state.max_buffered_bytes
+                ),
+                Some(format!(
+                    "{} bytes buffered at once",
+                    state.max_buffered_bytes
+                )),
+            );
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+            return response;
+        }
+        Err(BodyError::NoRoom) => {
+            return refuse(
+                &state,
+                name,
+                BadRequest::BufferFull,
+                StatusCode::REQUEST_TIMEOUT,
+                format!(
+                    "the request body was not read within the review deadline of {:?}: other requests held the server's limit of {} body bytes in memory (--max-buffered-bytes) all that time; retry",
+                    state.review_timeout, state.max_buffered_bytes
+                ),
+                Some(format!(
+                    "{} bytes buffered at once, {:?}",
+                    state.max_buffered_bytes, state.review_timeout
+                )),
+            );
+        }
     };
+    room.complete();
 
     let hints = hints(&body);
     let span = tracing::Span::current();
@@ -250,7 +239,7 @@ async fn review(
     }
     let known = Arc::new(Mutex::new(Known::default()));
 
-    match decide(&state, endpoint, body, reservation, known.clone(), deadline).await {
+    match decide(&state, endpoint, body, room, known.clone(), deadline).await {
         Ok(Ok(decided)) => answer(&state, name, decided, started),
         Ok(Err(err)) => refuse(
             &state,
@@ -391,6 +380,10 @@ struct Decided {
 }
 
 /// How far a judging thread got with a review.
+#[expect(
+    clippy::large_enum_variant,
+    reason = "`Done` is every review's path and is moved once; boxing it would cost an allocation per review"
+)]
 enum Stage {
     /// Judged.
     Done(Decided),
@@ -400,7 +393,7 @@ enum Stage {
         parsed: Box<ParsedReview>,
         namespace: String,
         engine: Arc<Engine>,
-        reservation: Reservation,
+        room: BodyRoom,
     },
 }
 
@@ -410,12 +403,12 @@ enum Stage {
 /// it ([`namespace_need`]); fixed sets and cached lookups are read on the judging thread, so
 /// the document is built, used and freed there. When only the API server can tell, the review
 /// comes back here for the lookup (at most [`lookup_budget`]) and then goes to a judging
-/// thread again. `reservation` (the body's room in the budget) is given back with the body.
+/// thread again. `room` (the body's room in the budget) is given back with the body.
 async fn decide(
     state: &AppState,
     endpoint: Endpoint,
     body: axum::body::Bytes,
-    reservation: Reservation,
+    room: BodyRoom,
     known: Arc<Mutex<Known>>,
     deadline: tokio::time::Instant,
 ) -> Result<Result<Decided, ReviewError>, InternalError> {
@@ -459,29 +452,29 @@ async fn decide(
                         parsed: Box::new(parsed),
                         namespace,
                         engine,
-                        reservation,
+                        room,
                     });
                 }
                 None
             }
         };
         let decided = judge(&engine, &parsed, endpoint, namespace.as_deref());
-        drop((parsed, reservation));
+        drop((parsed, room));
         Ok(Stage::Done(decided))
     });
     let failed = |failure| match failure {
         JobFailure::Timeout => InternalError::Timeout,
         JobFailure::Panic => InternalError::Panic,
     };
-    let (parsed, namespace, engine, reservation) = match task.await.map_err(failed)? {
+    let (parsed, namespace, engine, room) = match task.await.map_err(failed)? {
         Err(err) => return Ok(Err(err)),
         Ok(Stage::Done(decided)) => return Ok(Ok(decided)),
         Ok(Stage::Lookup {
             parsed,
             namespace,
             engine,
-            reservation,
-        }) => (parsed, namespace, engine, reservation),
+            room,
+        }) => (parsed, namespace, engine, room),
     };
     // A bounded share of the deadline: a slow or hanging API server leaves the rest to
     // judging, which then goes on with the last known Namespace, or none.
@@ -492,7 +485,7 @@ async fn decide(
     let found = state.namespaces.fetch(&namespace, until).await;
     let task = state.judges.run(deadline, move || {
         let decided = judge(&engine, &parsed, endpoint, found.as_deref());
-        drop((parsed, reservation));
+        drop((parsed, room));
         decided
     });
     task.await.map(Ok).map_err(failed)

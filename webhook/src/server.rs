@@ -149,6 +149,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, WebhookError> 
         max_body_bytes: config.max_body_bytes,
         body_budget: crate::body_budget::BodyBudget::new(
             config.max_buffered_bytes,
+            config.max_body_bytes,
             metrics.clone(),
         ),
         max_buffered_bytes: config.max_buffered_bytes,

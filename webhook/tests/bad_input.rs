@@ -363,9 +363,13 @@ async fn start_request(
     stream
 }
 
+/// Bodies hold room in the budget for what they have sent. A body finding none waits (over
+/// HTTP/1.1) unread and unanswered; once a held body is answered its room goes on, and every
+/// body is answered.
 #[tokio::test]
 async fn bodies_wait_for_room_in_the_buffer_budget_and_none_is_lost() {
     const BODY: usize = 32 * 1024;
+    const PART: usize = BODY * 3 / 4;
     let h = Harness::start_with(common::POLICIES, |c| {
         c.max_body_bytes = BODY;
         c.max_buffered_bytes = 2 * BODY;
@@ -375,16 +379,17 @@ async fn bodies_wait_for_room_in_the_buffer_budget_and_none_is_lost() {
     let metrics = h.server.metrics().clone();
     let body = padded_review(BODY);
 
-    // Two slow bodies take the whole budget.
-    let mut a = start_request(&h, &body, BODY / 2).await;
-    let mut b = start_request(&h, &body, BODY / 2).await;
-    eventually("two bodies reserved", Duration::from_secs(5), || {
+    // Two slow bodies, three quarters sent, hold three quarters of the budget.
+    let mut a = start_request(&h, &body, PART).await;
+    let mut b = start_request(&h, &body, PART).await;
+    eventually("two bodies held", Duration::from_secs(5), || {
         let m = metrics.clone();
-        async move { m.buffered_body_bytes() == 2 * BODY as u64 }
+        async move { m.buffered_body_bytes() == 2 * PART as u64 }
     })
     .await;
 
-    // A third, sent whole, waits for room: not read, not answered.
+    // A third, sent whole, cannot all be given room: taking the last quarter would leave the
+    // first two unable to finish. It waits: not read whole, not answered.
     let mut c = start_request(&h, &body, BODY).await;
     eventually("three reviews in flight", Duration::from_secs(5), || {
         let m = metrics.clone();
@@ -397,10 +402,14 @@ async fn bodies_wait_for_room_in_the_buffer_budget_and_none_is_lost() {
             .is_err(),
         "the third body was read while the budget was spent"
     );
-    assert_eq!(metrics.buffered_body_bytes(), 2 * BODY as u64);
+    let held = metrics.buffered_body_bytes();
+    assert!(
+        held >= 2 * PART as u64 && held <= (2 * PART + (BODY - PART)) as u64,
+        "held {held}: the third may take only what leaves the others room to finish"
+    );
 
     // The first finishes and is answered; its room goes to the third, which is answered too.
-    a.write_all(&body[BODY / 2..]).await.expect("rest of a");
+    a.write_all(&body[PART..]).await.expect("rest of a");
     a.flush().await.expect("flush");
     let (status, answer) = read_response(&mut a).await;
     assert_eq!(status, 200);
@@ -410,22 +419,86 @@ async fn bodies_wait_for_room_in_the_buffer_budget_and_none_is_lost() {
         .expect("the third is answered once room frees");
     assert_eq!(status, 200);
     assert_eq!(response_of(answer.as_bytes())["allowed"], true);
-    b.write_all(&body[BODY / 2..]).await.expect("rest of b");
+    b.write_all(&body[PART..]).await.expect("rest of b");
     b.flush().await.expect("flush");
     let (status, _) = read_response(&mut b).await;
     assert_eq!(status, 200);
 
-    assert_eq!(
-        metrics.buffered_body_bytes(),
-        0,
-        "every reservation given back"
-    );
+    assert_eq!(metrics.buffered_body_bytes(), 0, "every byte given back");
     assert_eq!(
         metrics.bad_requests_total("validate", BadRequest::BufferFull),
         0
     );
     let (_, text) = h.admin_get("/metrics").await;
     assert!(text.contains("kspy_buffered_body_bytes 0\n"), "{text}");
+    h.server.shutdown().await;
+}
+
+/// Requests that declare bodies and send nothing hold no room: one HTTP/2 connection of
+/// streams with only their HEADERS (no `content-length`, so the largest body each) and
+/// HTTP/1.1 requests declaring the largest body leave ordinary reviews, over either protocol,
+/// to be read and answered. When room was taken for what a request declared, before any of
+/// it came, these held the whole budget and made an ordinary review wait until its deadline.
+#[tokio::test]
+async fn requests_that_send_nothing_hold_no_room() {
+    const BODY: usize = 64 * 1024;
+    let h = Harness::start_with(common::POLICIES, |c| {
+        c.max_body_bytes = BODY;
+        c.max_buffered_bytes = 2 * BODY;
+        c.review_timeout = Duration::from_secs(3);
+    })
+    .await;
+    let metrics = h.server.metrics().clone();
+
+    let mut h2 = common::h2::peer(&h).await;
+    let block = common::h2::request_headers(true, "/validate");
+    for id in (1..20).step_by(2) {
+        common::h2::send_frame_on(
+            &mut h2,
+            id,
+            common::h2::HEADERS,
+            common::h2::END_HEADERS,
+            &block,
+        )
+        .await;
+    }
+    let mut silent = Vec::new();
+    for _ in 0..3 {
+        silent.push(start_request(&h, &padded_review(BODY), 0).await);
+    }
+    eventually(
+        "thirteen silent requests in flight",
+        Duration::from_secs(5),
+        || {
+            let m = metrics.clone();
+            async move { m.reviews_in_flight() == 13 }
+        },
+    )
+    .await;
+    assert_eq!(metrics.buffered_body_bytes(), 0, "nothing has arrived");
+
+    let (status, answer) = h.post_fixture("/validate", "attach-allowed.json").await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&answer));
+    assert_eq!(response_of(&answer)["allowed"], true);
+    let mut conn = h.connect(HttpVersion::Http2).await;
+    let response = conn
+        .post_json("/validate", fixture("attach-allowed.json"))
+        .await
+        .expect("answered");
+    assert_eq!(response.status(), 200);
+    assert_eq!(response_of(response.body())["allowed"], true);
+    assert_eq!(
+        metrics.bad_requests_total("validate", BadRequest::BufferFull),
+        0
+    );
+
+    drop((h2, silent));
+    eventually("the silent requests ended", Duration::from_secs(5), || {
+        let m = metrics.clone();
+        async move { m.reviews_in_flight() == 0 }
+    })
+    .await;
+    assert_eq!(metrics.buffered_body_bytes(), 0);
     h.server.shutdown().await;
 }
 

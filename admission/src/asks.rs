@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
     Container, EnvFromSource, EnvVar, EphemeralContainer, Pod, PodSecurityContext, SELinuxOptions,
-    SecurityContext, Volume, VolumeMount,
+    SecurityContext, Volume, VolumeDevice, VolumeMount,
 };
 use serde::Serialize;
 
@@ -24,6 +24,9 @@ pub struct ContainerParts<'a> {
     pub security_context: Option<&'a SecurityContext>,
     /// `volumeMounts`
     pub volume_mounts: &'a [VolumeMount],
+    /// `volumeDevices`: a pod volume (a block-mode PersistentVolumeClaim) given to the
+    /// container as a raw device, which reaches the volume's data as a mount does.
+    pub volume_devices: &'a [VolumeDevice],
     /// `env`
     pub env: &'a [EnvVar],
     /// `envFrom`
@@ -40,6 +43,7 @@ impl<'a> ContainerParts<'a> {
             image: c.image.as_deref(),
             security_context: c.security_context.as_ref(),
             volume_mounts: c.volume_mounts.as_deref().unwrap_or_default(),
+            volume_devices: c.volume_devices.as_deref().unwrap_or_default(),
             env: c.env.as_deref().unwrap_or_default(),
             env_from: c.env_from.as_deref().unwrap_or_default(),
             target: c.target_container_name.as_deref(),
@@ -53,6 +57,7 @@ impl<'a> ContainerParts<'a> {
             image: c.image.as_deref(),
             security_context: c.security_context.as_ref(),
             volume_mounts: c.volume_mounts.as_deref().unwrap_or_default(),
+            volume_devices: c.volume_devices.as_deref().unwrap_or_default(),
             env: c.env.as_deref().unwrap_or_default(),
             env_from: c.env_from.as_deref().unwrap_or_default(),
             target: None,
@@ -228,6 +233,10 @@ impl Asks {
             let entry = mounted.entry(m.name.as_str()).or_insert((true, false));
             entry.0 &= read_only;
             entry.1 |= writable_below;
+        }
+        // A raw device has no read-only form: the container may write the volume's blocks.
+        for d in c.volume_devices {
+            mounted.entry(d.name.as_str()).or_insert((true, false)).0 = false;
         }
         for (name, (read_only, writable_below)) in mounted {
             let mut ask = volume_ask(name, read_only, volumes.0.get(name).copied());
@@ -560,6 +569,34 @@ mod tests {
         );
         assert_eq!(a.host_paths.len(), 1);
         assert_eq!(a.host_paths[0].host_path.as_ref().unwrap().as_str(), "/");
+    }
+
+    #[test]
+    fn volume_devices_are_writable_mounts_of_their_volume() {
+        let a = asks_of(with_ec(
+            json!({"name": "d", "image": "busybox",
+            "volumeMounts": [{"name": "cfg", "mountPath": "/cfg", "readOnly": true}],
+            "volumeDevices": [
+                {"name": "block", "devicePath": "/dev/xvda"},
+                {"name": "cfg", "devicePath": "/dev/xvdb"},
+                {"name": "creds", "devicePath": "/dev/xvdc"}
+            ]}),
+            json!({}),
+        ));
+        let kinds: Vec<(&str, VolumeKind, bool)> = a
+            .volumes
+            .iter()
+            .map(|v| (v.name.as_str(), v.kind, v.read_only))
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                // Undeclared in the pod: judged as sensitive, as an undeclared mount is.
+                ("block", VolumeKind::Secret, false),
+                ("cfg", VolumeKind::NonSecret, false),
+                ("creds", VolumeKind::Secret, false),
+            ]
+        );
     }
 
     #[test]

@@ -126,6 +126,44 @@ fn every_reason_is_listed() {
     assert_eq!(m.lines().filter(|l| l.starts_with("- ")).count(), 3, "{m}");
 }
 
+/// `volumeDevices` hand the container a pod volume as a raw block device: the volume's data,
+/// writable. They are judged as writable mounts of that volume, so a policy granting no
+/// volumes denies them, and one granting non-secret volumes allows a PVC's.
+#[test]
+fn volume_devices_are_judged_as_mounts_of_their_volume() {
+    let e = engine(TEAM);
+    let mut d = debugger("d", "busybox:1.36");
+    d["volumeDevices"] = json!([{"name": "data", "devicePath": "/dev/xvda"}]);
+    let mut r = attach("prod-eu", "alice", &["sre"], vec![], vec![d]);
+    for pod in ["object", "oldObject"] {
+        r["request"][pod]["spec"]["volumes"]
+            .as_array_mut()
+            .expect("volumes")
+            .push(json!({"name": "data", "persistentVolumeClaim": {"claimName": "data"}}));
+    }
+    let j = validate(&e, &r);
+    assert!(
+        !j.response.allowed,
+        "a raw device of a volume no policy grants"
+    );
+    let m = &j.response.result.message;
+    assert!(m.contains("mounting volume \"data\" is not granted"), "{m}");
+
+    let grants_volumes = format!(
+        "{TEAM}---\n{}",
+        r#"
+apiVersion: kspy.dev/v1alpha1
+kind: DebugPolicy
+metadata: {name: volumes}
+spec:
+  match: {actions: [attach], groups: [sre]}
+  grant: {mountVolumes: nonSecret}
+"#
+    );
+    let j = validate(&engine(&grants_volumes), &r);
+    assert!(j.response.allowed, "{}", j.response.result.message);
+}
+
 #[test]
 fn default_deny_and_audit_only() {
     let r = attach(

@@ -234,7 +234,8 @@ pub struct GrantSpec {
     /// seccomp/AppArmor Unconfined).
     #[serde(default)]
     pub privileged: bool,
-    /// Which pod volumes may be mounted.
+    /// Which pod volumes may be mounted (`volumeMounts`) or handed over as raw block devices
+    /// (`volumeDevices`, judged as writable mounts).
     #[serde(default)]
     pub mount_volumes: VolumeGrant,
     /// Host namespaces that may be shared.

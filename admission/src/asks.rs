@@ -403,6 +403,17 @@ impl PodAsks {
         }
     }
 
+    /// The pod-level asks an ephemeral container takes over from its pod: it shares the
+    /// pod's host namespaces, so SYS_PTRACE in a debug container of a `hostPID` pod reaches
+    /// the node's processes as it would in a `hostPID` copy. The node is not asked for: the
+    /// pod already runs on it.
+    pub fn inherited(pod: &Pod) -> PodAsks {
+        PodAsks {
+            node_name: None,
+            ..PodAsks::extract(pod)
+        }
+    }
+
     /// The host namespaces asked for, by policy name (`pid`, `network`, `ipc`).
     pub fn host_namespaces(&self) -> Vec<&'static str> {
         let mut out = Vec::new();

@@ -125,7 +125,8 @@ pub struct DebugRequest {
     pub action: Action,
     /// The containers to judge; empty when an attach adds nothing new.
     pub subjects: Vec<Subject>,
-    /// Pod-level asks (host namespaces, node) for copy and node pods.
+    /// Pod-level asks: host namespaces and node for copy and node pods; for an attach, the
+    /// host namespaces the debug container shares with its pod.
     pub pod: PodAsks,
 }
 
@@ -232,7 +233,7 @@ fn attach(review: &ParsedReview) -> Result<DebugRequest, ClassifyError> {
     Ok(DebugRequest {
         action: Action::Attach,
         subjects,
-        pod: PodAsks::default(),
+        pod: PodAsks::inherited(pod),
     })
 }
 

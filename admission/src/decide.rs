@@ -26,7 +26,7 @@ use kube_cel::cel::{Context, Value};
 use crate::asks::{Asks, VolumeKind};
 use crate::capability::Capability;
 use crate::cel::{CelEnv, Fields, LazyVariables, VarSet, json_to_cel, map_of, project_json};
-use crate::classify::{DebugRequest, Subject};
+use crate::classify::{Action, DebugRequest, Subject};
 use crate::engine::{NamespaceOrigin, NoPolicyVerdict, Settings};
 use crate::policy::compiled::{CompiledPolicy, MatchInput, MatchOutcome};
 use crate::policy::spec::TEST_KIND;
@@ -445,6 +445,8 @@ pub(crate) enum Ask {
         writable_below: bool,
     },
     HostNamespace(&'static str),
+    /// A host namespace an attached container shares with its pod.
+    InheritedHostNamespace(&'static str),
 }
 
 impl std::fmt::Display for Ask {
@@ -481,6 +483,15 @@ impl std::fmt::Display for Ask {
                 volume, path: None, ..
             } => write!(f, "hostPath volume {volume:?} with an invalid path"),
             Ask::HostNamespace(ns) => write!(f, "host {ns} namespace"),
+            Ask::InheritedHostNamespace(ns) => write!(
+                f,
+                "host {ns} namespace (the pod has {}: true, and the debug container shares it)",
+                match *ns {
+                    "pid" => "hostPID",
+                    "network" => "hostNetwork",
+                    _ => "hostIPC",
+                }
+            ),
         }
     }
 }
@@ -545,12 +556,17 @@ impl Ask {
                 .iter()
                 .map(|s| Ask::EnvFromSecret(s.clone())),
         );
+        let host_namespace = if request.action == Action::Attach {
+            Ask::InheritedHostNamespace
+        } else {
+            Ask::HostNamespace
+        };
         out.extend(
             request
                 .pod
                 .host_namespaces()
                 .into_iter()
-                .map(Ask::HostNamespace),
+                .map(host_namespace),
         );
         out
     }
@@ -572,7 +588,7 @@ impl Ask {
                 .iter()
                 .find(|v| &v.name == volume)
                 .is_some_and(|v| g.covers_host_path(v)),
-            Ask::HostNamespace(ns) => g.covers_host_namespace(ns),
+            Ask::HostNamespace(ns) | Ask::InheritedHostNamespace(ns) => g.covers_host_namespace(ns),
         }
     }
 }
@@ -835,7 +851,7 @@ pub(crate) fn describe_user(review: &ParsedReview, groups: &[String]) -> String 
     }
 }
 
-fn alternatives_for_action(policies: &PolicySet, action: crate::classify::Action) -> String {
+fn alternatives_for_action(policies: &PolicySet, action: Action) -> String {
     let list: Vec<String> = policies
         .policies()
         .iter()

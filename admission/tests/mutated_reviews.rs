@@ -399,8 +399,8 @@ const FOREIGN_IMAGES: &[&str] = &[
 ///
 /// | fixture | policy | refuses |
 /// | --- | --- | --- |
-/// | attach-dev-plain | developer-attach | every capability, privileged and its family, hostPath, secret volumes, env from Secrets, images off the allow-list, namespaces without a `team` label or of another team, users outside `developers` + `team-checkout` |
-/// | attach-sre-ptrace | sre-debug, production-reason | capabilities but SYS_PTRACE/NET_ADMIN/NET_RAW, privileged and its family, hostPath, images off the list, kube-system, a missing reason, users outside `sre` |
+/// | attach-dev-plain | developer-attach | every capability, privileged and its family, hostPath, host namespaces (shared with the pod), secret volumes, env from Secrets, images off the allow-list, namespaces without a `team` label or of another team, users outside `developers` + `team-checkout` |
+/// | attach-sre-ptrace | sre-debug, production-reason | capabilities but SYS_PTRACE/NET_ADMIN/NET_RAW, privileged and its family, hostPath, host namespaces (shared with the pod), images off the list, kube-system, a missing reason, users outside `sre` |
 /// | attach-kube-system-privileged | kube-system-privileged | hostPath, images outside registry.example.com/debug/, namespaces but kube-system, users outside `kube-system-admins` |
 /// | copy-fork-sre | sre-copy, production-reason | capabilities but SYS_PTRACE, privileged and its family, hostPath, host namespaces, images off the list, kube-system, a missing reason, users outside `sre` |
 /// | node-platform-readonly, node-kubectl-tricky-path | platform-node-debug | capabilities but SYS_PTRACE, privileged and its family, writable hostPath, images off the list, production without a reason, users outside `platform-admins` |
@@ -634,7 +634,9 @@ fn escalations(fixture: &str, rng: &mut Rng, subject: &str) -> Vec<Escalation> {
             }),
         );
     }
-    if fixture == "copy-fork-sre.json" {
+    // Host namespaces: a copy asks for them; an attached container shares its pod's (the old
+    // object is the same pod).
+    if fixture == "copy-fork-sre.json" || (attach && !kube_system) {
         for field in ["hostPID", "hostNetwork", "hostIPC"] {
             let ns = match field {
                 "hostPID" => "host pid namespace",
@@ -646,9 +648,14 @@ fn escalations(fixture: &str, rng: &mut Rng, subject: &str) -> Vec<Escalation> {
                 ns,
                 Box::new(move |d| {
                     d["request"]["object"]["spec"][field] = json!(true);
+                    if attach {
+                        d["request"]["oldObject"]["spec"][field] = json!(true);
+                    }
                 }),
             );
         }
+    }
+    if fixture == "copy-fork-sre.json" {
         // A privileged init container.
         add(
             "a privileged init container".into(),

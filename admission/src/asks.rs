@@ -142,6 +142,26 @@ pub struct Asks {
     /// The container it targets (`targetContainerName`), if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub target: Option<String>,
+    /// For an attached container that may trace (SYS_PTRACE or ALL), the containers whose
+    /// processes it shares a namespace with and what they hold beyond it
+    /// ([`traced_containers`]). Not shown to CEL: the containers are in `object`.
+    #[serde(skip)]
+    pub traced: Vec<TracedContainer>,
+}
+
+/// A container whose processes a debug container can trace, and the privileges it holds that
+/// the debug container does not ask for itself: tracing a process (with SYS_PTRACE, past the
+/// kernel's rule that a tracer hold every capability of its tracee) lets the tracer run code
+/// as that process, with all it holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TracedContainer {
+    /// The container's name.
+    pub name: String,
+    /// Capabilities it adds that the debug container does not.
+    pub capabilities: Vec<Capability>,
+    /// The members of the privileged family it has (`privileged: true`, `seccomp
+    /// Unconfined`, ...), as [`Asks::privileged_family`] names them.
+    pub privileged: Vec<&'static str>,
 }
 
 /// A pod's volumes by name, indexed once per pod for the asks of all its containers: indexing
@@ -267,14 +287,108 @@ impl Asks {
 
     /// True when the container asks for anything the `privileged` grant covers.
     pub fn needs_privileged(&self) -> bool {
-        self.privileged
-            || self.allow_privilege_escalation
-            || self.proc_mount_unmasked
-            || self.seccomp_unconfined
-            || self.apparmor_unconfined
-            || self.selinux_unconfined
-            || self.host_process
+        !self.privileged_family().is_empty()
     }
+
+    /// What the container asks for of the family the `privileged` grant covers, one phrase
+    /// each (`privileged: true`, `seccomp Unconfined`, ...).
+    pub fn privileged_family(&self) -> Vec<&'static str> {
+        [
+            (self.privileged, "privileged: true"),
+            (
+                self.allow_privilege_escalation,
+                "allowPrivilegeEscalation: true",
+            ),
+            (self.proc_mount_unmasked, "procMount: Unmasked"),
+            (self.seccomp_unconfined, "seccomp Unconfined"),
+            (self.apparmor_unconfined, "AppArmor Unconfined"),
+            (
+                self.selinux_unconfined,
+                "SELinux options beyond the container types (seLinuxOptions type, user or role)",
+            ),
+            (self.host_process, "windowsOptions.hostProcess: true"),
+        ]
+        .into_iter()
+        .filter_map(|(asked, phrase)| asked.then_some(phrase))
+        .collect()
+    }
+
+    /// Whether the container may trace processes of other users and of more privileged
+    /// containers: it adds SYS_PTRACE, or ALL.
+    pub fn may_trace(&self) -> bool {
+        self.capabilities
+            .iter()
+            .any(|c| c.is_all() || c.as_str() == "SYS_PTRACE")
+    }
+}
+
+/// The containers of `pod` whose processes an ephemeral container asking `debugger` can
+/// trace, each with what it holds beyond `debugger`; empty unless `debugger` may trace
+/// ([`Asks::may_trace`]) and is already privileged itself. It shares a process namespace
+/// with its target (`targetContainerName`), and with every container when the pod has
+/// `shareProcessNamespace: true`. (A `hostPID` pod's host namespace is judged on its own, as
+/// a host namespace the debug container shares.)
+pub fn traced_containers(
+    debugger: &Asks,
+    pod: &Pod,
+    volumes: &PodVolumes<'_>,
+) -> Vec<TracedContainer> {
+    if !debugger.may_trace() || debugger.privileged {
+        return Vec::new();
+    }
+    let Some(spec) = pod.spec.as_ref() else {
+        return Vec::new();
+    };
+    let shared = spec.share_process_namespace == Some(true);
+    let own_family = debugger.privileged_family();
+    let parts = spec
+        .containers
+        .iter()
+        .chain(spec.init_containers.iter().flatten())
+        .map(ContainerParts::from_container)
+        .chain(
+            spec.ephemeral_containers
+                .iter()
+                .flatten()
+                .map(ContainerParts::from_ephemeral),
+        );
+    let mut out = Vec::new();
+    for c in parts {
+        if !shared && debugger.target.as_deref() != Some(c.name) {
+            continue;
+        }
+        let held = Asks::extract(&c, pod, volumes);
+        let capabilities: Vec<Capability> = held
+            .capabilities
+            .iter()
+            .filter(|cap| {
+                !debugger
+                    .capabilities
+                    .iter()
+                    .any(|own| own == *cap || own.is_all())
+            })
+            .cloned()
+            .collect();
+        // Held: `allowPrivilegeEscalation` only lets the traced process gain, by a setuid
+        // program, what its capabilities already bound, and those are judged here.
+        let held = Asks {
+            allow_privilege_escalation: false,
+            ..held
+        };
+        let privileged: Vec<&'static str> = held
+            .privileged_family()
+            .into_iter()
+            .filter(|phrase| !own_family.contains(phrase))
+            .collect();
+        if !capabilities.is_empty() || !privileged.is_empty() {
+            out.push(TracedContainer {
+                name: c.name.to_owned(),
+                capabilities,
+                privileged,
+            });
+        }
+    }
+    out
 }
 
 /// The SELinux types Pod Security's baseline level allows (besides none).
@@ -608,6 +722,101 @@ mod tests {
                 ("creds", VolumeKind::Secret, false),
             ]
         );
+    }
+
+    /// A pod whose `app` container holds `app_sc`, with `debugger` attached.
+    fn traced_by(debugger: serde_json::Value, app_sc: serde_json::Value, share: bool) -> Asks {
+        let p = pod(json!({
+            "metadata": {"name": "p"},
+            "spec": {
+                "shareProcessNamespace": share,
+                "containers": [
+                    {"name": "app", "image": "app", "securityContext": app_sc},
+                    {"name": "sidecar", "image": "envoy", "securityContext": {"capabilities": {"add": ["SYS_ADMIN"]}}}
+                ],
+                "ephemeralContainers": [debugger.clone()]
+            }
+        }));
+        let ec: EphemeralContainer = serde_json::from_value(debugger).unwrap();
+        let volumes = PodVolumes::of(&p);
+        let mut asks = Asks::extract(&ContainerParts::from_ephemeral(&ec), &p, &volumes);
+        asks.traced = traced_containers(&asks, &p, &volumes);
+        asks
+    }
+
+    fn tracer(caps: &[&str]) -> serde_json::Value {
+        json!({"name": "d", "image": "busybox", "targetContainerName": "app",
+               "securityContext": {"capabilities": {"add": caps}}})
+    }
+
+    #[test]
+    fn tracing_reaches_what_the_traced_containers_hold_beyond_the_tracer() {
+        let caps = |a: &Asks| -> Vec<(String, Vec<String>, Vec<&str>)> {
+            a.traced
+                .iter()
+                .map(|t| {
+                    let c = t.capabilities.iter().map(|c| c.to_string()).collect();
+                    (t.name.clone(), c, t.privileged.clone())
+                })
+                .collect()
+        };
+        // The target's capabilities, less those the tracer adds itself.
+        let a = traced_by(
+            tracer(&["SYS_PTRACE", "NET_ADMIN"]),
+            json!({"capabilities": {"add": ["NET_ADMIN", "SYS_ADMIN"]}}),
+            false,
+        );
+        assert_eq!(caps(&a), [("app".into(), vec!["SYS_ADMIN".into()], vec![])]);
+        // Its privileged family; allowPrivilegeEscalation gives nothing past its capabilities.
+        let a = traced_by(
+            tracer(&["CAP_SYS_PTRACE"]),
+            json!({"privileged": true, "allowPrivilegeEscalation": true,
+                   "seccompProfile": {"type": "Unconfined"}}),
+            false,
+        );
+        assert_eq!(
+            caps(&a),
+            [(
+                "app".into(),
+                vec![],
+                vec!["privileged: true", "seccomp Unconfined"]
+            )]
+        );
+        // ALL traces too; a target holding nothing more is no ask.
+        let a = traced_by(
+            tracer(&["ALL"]),
+            json!({"capabilities": {"add": ["SYS_ADMIN"]}}),
+            false,
+        );
+        assert!(a.traced.is_empty(), "ALL covers SYS_ADMIN: {:?}", a.traced);
+        // Without SYS_PTRACE the kernel lets no one trace a process holding more than itself.
+        let a = traced_by(tracer(&["NET_RAW"]), json!({"privileged": true}), false);
+        assert!(a.traced.is_empty());
+        // Without a target, only a shared process namespace reaches the others.
+        let mut untargeted = tracer(&["SYS_PTRACE"]);
+        untargeted
+            .as_object_mut()
+            .unwrap()
+            .remove("targetContainerName");
+        let a = traced_by(untargeted.clone(), json!({"privileged": true}), false);
+        assert!(a.traced.is_empty());
+        let a = traced_by(untargeted, json!({"privileged": true}), true);
+        assert_eq!(
+            caps(&a),
+            [
+                ("app".into(), vec![], vec!["privileged: true"]),
+                ("sidecar".into(), vec!["SYS_ADMIN".into()], vec![])
+            ]
+        );
+        // A privileged tracer already holds it all.
+        let mut privileged = tracer(&["SYS_PTRACE"]);
+        privileged["securityContext"]["privileged"] = json!(true);
+        let a = traced_by(
+            privileged,
+            json!({"capabilities": {"add": ["SYS_ADMIN"]}}),
+            true,
+        );
+        assert!(a.traced.is_empty());
     }
 
     #[test]

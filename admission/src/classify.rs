@@ -18,7 +18,7 @@ use k8s_openapi::api::core::v1::{EphemeralContainer, Pod};
 use kube::core::admission::Operation;
 use serde_json::Value;
 
-use crate::asks::{Asks, ContainerParts, PodAsks, PodVolumes};
+use crate::asks::{Asks, ContainerParts, PodAsks, PodVolumes, traced_containers};
 use crate::review::ParsedReview;
 
 /// The label kspy's CLI puts on debug pods; its value is the action (`copy` or `node`).
@@ -222,12 +222,14 @@ fn attach(review: &ParsedReview) -> Result<DebugRequest, ClassifyError> {
             continue;
         }
         let parts = ContainerParts::from_ephemeral(ec);
+        let mut asks = Asks::extract(&parts, pod, &volumes);
+        asks.traced = traced_containers(&asks, pod, &volumes);
         subjects.push(Subject {
             name: ec.name.clone(),
             list: ContainerList::Ephemeral,
             index,
             container: serde_json::to_value(ec).unwrap_or(Value::Null),
-            asks: Asks::extract(&parts, pod, &volumes),
+            asks,
         });
     }
     Ok(DebugRequest {

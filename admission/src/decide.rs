@@ -447,6 +447,12 @@ pub(crate) enum Ask {
     HostNamespace(&'static str),
     /// A host namespace an attached container shares with its pod.
     InheritedHostNamespace(&'static str),
+    /// What a container the subject may trace holds (a capability or a member of the
+    /// privileged family), which the subject reaches by tracing its processes.
+    ThroughTracing {
+        container: String,
+        ask: Box<Ask>,
+    },
 }
 
 impl std::fmt::Display for Ask {
@@ -483,6 +489,10 @@ impl std::fmt::Display for Ask {
                 volume, path: None, ..
             } => write!(f, "hostPath volume {volume:?} with an invalid path"),
             Ask::HostNamespace(ns) => write!(f, "host {ns} namespace"),
+            Ask::ThroughTracing { container, ask } => write!(
+                f,
+                "{ask} (held by container {container:?}, whose processes SYS_PTRACE lets the debug container trace and take over)"
+            ),
             Ask::InheritedHostNamespace(ns) => write!(
                 f,
                 "host {ns} namespace (the pod has {}: true, and the debug container shares it)",
@@ -516,28 +526,28 @@ impl Ask {
         if a.runs_as_root {
             out.push(Ask::RunAsRoot);
         }
-        if a.privileged {
-            out.push(Ask::Privileged("privileged: true"));
-        }
-        if a.allow_privilege_escalation {
-            out.push(Ask::Privileged("allowPrivilegeEscalation: true"));
-        }
-        if a.proc_mount_unmasked {
-            out.push(Ask::Privileged("procMount: Unmasked"));
-        }
-        if a.seccomp_unconfined {
-            out.push(Ask::Privileged("seccomp Unconfined"));
-        }
-        if a.apparmor_unconfined {
-            out.push(Ask::Privileged("AppArmor Unconfined"));
-        }
-        if a.selinux_unconfined {
-            out.push(Ask::Privileged(
-                "SELinux options beyond the container types (seLinuxOptions type, user or role)",
-            ));
-        }
-        if a.host_process {
-            out.push(Ask::Privileged("windowsOptions.hostProcess: true"));
+        out.extend(a.privileged_family().into_iter().map(Ask::Privileged));
+        for traced in &a.traced {
+            let through = |ask: Ask| Ask::ThroughTracing {
+                container: traced.name.clone(),
+                ask: Box::new(ask),
+            };
+            out.extend(
+                traced
+                    .capabilities
+                    .iter()
+                    .cloned()
+                    .map(Ask::Capability)
+                    .map(through),
+            );
+            out.extend(
+                traced
+                    .privileged
+                    .iter()
+                    .copied()
+                    .map(Ask::Privileged)
+                    .map(through),
+            );
         }
         for v in &a.volumes {
             if v.kind == VolumeKind::HostPath {
@@ -589,6 +599,7 @@ impl Ask {
                 .find(|v| &v.name == volume)
                 .is_some_and(|v| g.covers_host_path(v)),
             Ask::HostNamespace(ns) | Ask::InheritedHostNamespace(ns) => g.covers_host_namespace(ns),
+            Ask::ThroughTracing { ask, .. } => ask.granted_by(p, subject),
         }
     }
 }

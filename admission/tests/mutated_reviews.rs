@@ -400,7 +400,7 @@ const FOREIGN_IMAGES: &[&str] = &[
 /// | fixture | policy | refuses |
 /// | --- | --- | --- |
 /// | attach-dev-plain | developer-attach | every capability, privileged and its family, hostPath, host namespaces (shared with the pod), secret volumes, env from Secrets, images off the allow-list, namespaces without a `team` label or of another team, users outside `developers` + `team-checkout` |
-/// | attach-sre-ptrace | sre-debug, production-reason | capabilities but SYS_PTRACE/NET_ADMIN/NET_RAW, privileged and its family, hostPath, host namespaces (shared with the pod), images off the list, kube-system, a missing reason, users outside `sre` |
+/// | attach-sre-ptrace | sre-debug, production-reason | capabilities but SYS_PTRACE/NET_ADMIN/NET_RAW, privileged and its family, hostPath, host namespaces (shared with the pod), a privileged container it traces, images off the list, kube-system, a missing reason, users outside `sre` |
 /// | attach-kube-system-privileged | kube-system-privileged | hostPath, images outside registry.example.com/debug/, namespaces but kube-system, users outside `kube-system-admins` |
 /// | copy-fork-sre | sre-copy, production-reason | capabilities but SYS_PTRACE, privileged and its family, hostPath, host namespaces, images off the list, kube-system, a missing reason, users outside `sre` |
 /// | node-platform-readonly, node-kubectl-tricky-path | platform-node-debug | capabilities but SYS_PTRACE, privileged and its family, writable hostPath, images off the list, production without a reason, users outside `platform-admins` |
@@ -654,6 +654,21 @@ fn escalations(fixture: &str, rng: &mut Rng, subject: &str) -> Vec<Escalation> {
                 }),
             );
         }
+    }
+    // What SYS_PTRACE reaches: the privileges of the container it traces.
+    if fixture == "attach-sre-ptrace.json" {
+        let sp = s.clone();
+        add(
+            "a privileged target traced with SYS_PTRACE".into(),
+            "privileged: true (held by container \"sidecar\"",
+            Box::new(move |d| {
+                d.pointer_mut(&sp).expect("subject")["targetContainerName"] = json!("sidecar");
+                for pod in ["object", "oldObject"] {
+                    d["request"][pod]["spec"]["containers"][1]["securityContext"] =
+                        json!({"privileged": true});
+                }
+            }),
+        );
     }
     if fixture == "copy-fork-sre.json" {
         // A privileged init container.

@@ -660,6 +660,14 @@ mod tests {
         assert!(!a.needs_privileged());
     }
 
+    /// Each mounted volume's name, kind and whether it is read-only.
+    fn volume_kinds(a: &Asks) -> Vec<(&str, VolumeKind, bool)> {
+        a.volumes
+            .iter()
+            .map(|v| (v.name.as_str(), v.kind, v.read_only))
+            .collect()
+    }
+
     #[test]
     fn volumes_are_classified() {
         let a = asks_of(with_ec(
@@ -675,13 +683,8 @@ mod tests {
             ]}),
             json!({}),
         ));
-        let kinds: Vec<(&str, VolumeKind, bool)> = a
-            .volumes
-            .iter()
-            .map(|v| (v.name.as_str(), v.kind, v.read_only))
-            .collect();
         assert_eq!(
-            kinds,
+            volume_kinds(&a),
             [
                 ("cfg", VolumeKind::NonSecret, false),
                 ("creds", VolumeKind::Secret, true),
@@ -708,13 +711,8 @@ mod tests {
             ]}),
             json!({}),
         ));
-        let kinds: Vec<(&str, VolumeKind, bool)> = a
-            .volumes
-            .iter()
-            .map(|v| (v.name.as_str(), v.kind, v.read_only))
-            .collect();
         assert_eq!(
-            kinds,
+            volume_kinds(&a),
             [
                 // Undeclared in the pod: judged as sensitive, as an undeclared mount is.
                 ("block", VolumeKind::Secret, false),

@@ -13,7 +13,7 @@
 //! | `kspy_buffered_body_bytes` | gauge | |
 //! | `kspy_connections_open` | gauge | |
 //! | `kspy_connection_limit_reached_total` | counter | |
-//! | `kspy_connections_closed_total` | counter | `reason` (`handshake-failed` / `handshake-timeout` / `first-request-timeout` / `head-timeout` / `write-stall`) |
+//! | `kspy_connections_closed_total` | counter | `reason` (`handshake-failed` / `handshake-timeout` / `first-request-timeout` / `head-timeout` / `head-too-large` / `write-stall`) |
 //! | `kspy_policy_reloads_total` | counter | `result` (`success` / `failure`) |
 //! | `kspy_policies_loaded` | gauge | |
 //! | `kspy_cert_reloads_total` | counter | `result` (`success` / `failure`) |
@@ -225,17 +225,21 @@ pub enum ConnectionClosed {
     FirstRequestTimeout,
     /// An HTTP/1.1 request head did not end within its limit.
     HeadTimeout,
+    /// An HTTP/1.1 request head went past its size limit (16 KiB): answered 431 by hyper,
+    /// before any handler saw it.
+    HeadTooLarge,
     /// The client took none of the answers within the write limit.
     WriteStall,
 }
 
 impl ConnectionClosed {
     /// Every reason, in the order they are rendered.
-    const ALL: [ConnectionClosed; 5] = [
+    const ALL: [ConnectionClosed; 6] = [
         ConnectionClosed::HandshakeFailed,
         ConnectionClosed::HandshakeTimeout,
         ConnectionClosed::FirstRequestTimeout,
         ConnectionClosed::HeadTimeout,
+        ConnectionClosed::HeadTooLarge,
         ConnectionClosed::WriteStall,
     ];
 
@@ -246,7 +250,8 @@ impl ConnectionClosed {
             ConnectionClosed::HandshakeTimeout => 1,
             ConnectionClosed::FirstRequestTimeout => 2,
             ConnectionClosed::HeadTimeout => 3,
-            ConnectionClosed::WriteStall => 4,
+            ConnectionClosed::HeadTooLarge => 4,
+            ConnectionClosed::WriteStall => 5,
         }
     }
 
@@ -257,6 +262,7 @@ impl ConnectionClosed {
             ConnectionClosed::HandshakeTimeout => "handshake-timeout",
             ConnectionClosed::FirstRequestTimeout => "first-request-timeout",
             ConnectionClosed::HeadTimeout => "head-timeout",
+            ConnectionClosed::HeadTooLarge => "head-too-large",
             ConnectionClosed::WriteStall => "write-stall",
         }
     }
@@ -796,6 +802,7 @@ mod tests {
             "kspy_connections_closed_total{reason=\"handshake-timeout\"} 0",
             "kspy_connections_closed_total{reason=\"first-request-timeout\"} 0",
             "kspy_connections_closed_total{reason=\"head-timeout\"} 0",
+            "kspy_connections_closed_total{reason=\"head-too-large\"} 0",
             "kspy_connections_closed_total{reason=\"write-stall\"} 2",
         ] {
             assert!(text.lines().any(|l| l == line), "missing {line}:\n{text}");

@@ -306,6 +306,13 @@ pub(crate) async fn serve<H, S, B>(
                             Some(LimitPassed::FirstRequest) => closed(ConnectionClosed::FirstRequestTimeout),
                             Some(LimitPassed::RequestHead) => closed(ConnectionClosed::HeadTimeout),
                             Some(LimitPassed::WriteStall) => closed(ConnectionClosed::WriteStall),
+                            // hyper answered 431 itself (MAX_REQUEST_HEAD) and closed.
+                            None if err
+                                .downcast_ref::<hyper::Error>()
+                                .is_some_and(hyper::Error::is_parse_too_large) =>
+                            {
+                                closed(ConnectionClosed::HeadTooLarge);
+                            }
                             None => {}
                         }
                     }

@@ -432,6 +432,7 @@ async fn an_http1_request_head_over_16_kib_gets_431() {
             .await
             .expect("answered and closed within 5 s");
     assert_eq!(status, 431);
+    closed_for(&h, ConnectionClosed::HeadTooLarge, 1).await;
     h.server.shutdown().await;
 }
 

@@ -12,9 +12,16 @@
 //! only until the review's deadline ([`JudgePool::run`]). A job still queued when its
 //! deadline passes is dropped unrun, and so is one whose caller stopped waiting (the request
 //! was abandoned). A panic in a job is caught; the thread lives on.
+//!
+//! A job still running at its deadline keeps its thread: Rust cannot stop a thread. So that
+//! such jobs do not take the pool's threads one by one (and with them every later review, each
+//! denied at its deadline), the caller starts a stand-in thread for each, up to
+//! [`MAX_STAND_INS`] at once; once any job ends with more threads alive than the pool's size,
+//! its thread retires.
 
 use std::collections::VecDeque;
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 
 use tokio::sync::oneshot;
@@ -33,6 +40,9 @@ type Job = Box<dyn FnOnce() + Send + 'static>;
 
 struct Queued {
     deadline: std::time::Instant,
+    /// [`QUEUED`], [`RUNNING`], [`OVERRUNNING`] or [`ENDED`]; changed from `RUNNING` on only
+    /// under the queue's lock.
+    state: Arc<AtomicU8>,
     job: Job,
 }
 
@@ -41,12 +51,32 @@ struct Queue {
     jobs: VecDeque<Queued>,
     idle: usize,
     closed: bool,
+    /// Threads alive: the pool's size, plus stand-ins not yet retired.
+    alive: usize,
+    /// Jobs running past their deadlines, each holding a thread.
+    overrunning: usize,
+    /// Names the next thread.
+    spawned: usize,
 }
 
 struct Shared {
     queue: Mutex<Queue>,
     ready: Condvar,
+    /// The pool's size: threads beyond it retire once a job of theirs ends.
+    size: usize,
 }
+
+/// The most stand-in threads alive at once, over the pool's size: each job still running
+/// past its deadline holds one thread, and with it up to [`JUDGE_STACK_BYTES`] of stack; past
+/// this, such jobs take the pool's own threads, as before.
+pub(crate) const MAX_STAND_INS: usize = 16;
+
+// Where a job is, for its caller to tell, at the deadline, a job still queued (dropped unrun,
+// no thread held) from one running (holding a thread), which it marks overrunning.
+const QUEUED: u8 = 0;
+const RUNNING: u8 = 1;
+const OVERRUNNING: u8 = 2;
+const ENDED: u8 = 3;
 
 /// A fixed pool of judging threads. Dropping it lets the threads finish the job in hand and
 /// exit; queued jobs are dropped (their callers see [`JobFailure::Timeout`]).
@@ -76,15 +106,19 @@ impl JudgePool {
         let shared = Arc::new(Shared {
             queue: Mutex::new(Queue::default()),
             ready: Condvar::new(),
+            size: threads,
         });
-        for n in 0..threads {
-            let shared = shared.clone();
-            std::thread::Builder::new()
-                .name(format!("kspy-judge-{n}"))
-                .stack_size(JUDGE_STACK_BYTES)
-                .spawn(move || work(&shared))?;
+        for _ in 0..threads {
+            start_thread(&shared)?;
         }
         Ok(JudgePool { shared, threads })
+    }
+
+    /// Threads alive now: the pool's size, plus the stand-ins for jobs running past their
+    /// deadlines that have not retired yet.
+    #[cfg(test)]
+    fn threads_alive(&self) -> usize {
+        self.lock().alive
     }
 
     /// Queues `f` for a judging thread at once; the returned future waits for its result
@@ -99,6 +133,7 @@ impl JudgePool {
         F: FnOnce() -> T + Send + 'static,
     {
         let (tx, rx) = oneshot::channel();
+        let state = Arc::new(AtomicU8::new(QUEUED));
         let job: Job = Box::new(move || {
             // The caller stopped waiting (its client hung up, or reset the HTTP/2 stream):
             // nobody would see the result. Running it anyway let a client that sent reviews
@@ -112,13 +147,19 @@ impl JudgePool {
         });
         self.push(Queued {
             deadline: deadline.into_std(),
+            state: state.clone(),
             job,
         });
+        let shared = self.shared.clone();
         async move {
             match tokio::time::timeout_at(deadline, rx).await {
                 Ok(Ok(outcome)) => outcome,
                 // Dropped unrun: expired in the queue, or the pool shut down.
-                Ok(Err(_)) | Err(_) => Err(JobFailure::Timeout),
+                Ok(Err(_)) => Err(JobFailure::Timeout),
+                Err(_) => {
+                    stand_in(&shared, &state);
+                    Err(JobFailure::Timeout)
+                }
             }
         }
     }
@@ -147,19 +188,97 @@ impl JudgePool {
 
 impl Drop for JudgePool {
     fn drop(&mut self) {
-        self.lock().closed = true;
+        let queued = {
+            let mut q = self.lock();
+            q.closed = true;
+            std::mem::take(&mut q.jobs)
+        };
         self.shared.ready.notify_all();
+        // Dropped unrun: each caller sees a timeout at once.
+        drop(queued);
+    }
+}
+
+/// Starts one judging thread, counted alive.
+fn start_thread(shared: &Arc<Shared>) -> std::io::Result<()> {
+    let n = {
+        let mut q = shared.queue.lock().unwrap_or_else(PoisonError::into_inner);
+        q.alive += 1;
+        q.spawned += 1;
+        q.spawned - 1
+    };
+    let worker = shared.clone();
+    let started = std::thread::Builder::new()
+        .name(format!("kspy-judge-{n}"))
+        .stack_size(JUDGE_STACK_BYTES)
+        .spawn(move || work(&worker));
+    if started.is_err() {
+        shared
+            .queue
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .alive -= 1;
+    }
+    started.map(drop)
+}
+
+/// At a job's deadline: if it is still running, marks it overrunning and starts a thread to
+/// stand in for the one it holds, unless [`MAX_STAND_INS`] are alive already.
+fn stand_in(shared: &Arc<Shared>, state: &AtomicU8) {
+    let alive = {
+        let mut q = shared.queue.lock().unwrap_or_else(PoisonError::into_inner);
+        if state
+            .compare_exchange(RUNNING, OVERRUNNING, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
+            // Still queued (dropped unrun), or just ended: no thread is held.
+            return;
+        }
+        q.overrunning += 1;
+        if q.alive.saturating_sub(q.overrunning) >= shared.size {
+            // A stand-in of an earlier job is free for this one's work.
+            return;
+        }
+        q.alive
+    };
+    if alive >= shared.size + MAX_STAND_INS {
+        tracing::warn!(
+            stand_ins = MAX_STAND_INS,
+            "a judgement is still running past its deadline and holds its judging thread; the limit of stand-in threads is reached, so the pool has one thread fewer until it ends"
+        );
+        return;
+    }
+    match start_thread(shared) {
+        Ok(()) => tracing::warn!(
+            "a judgement is still running past its deadline and holds its judging thread; started a stand-in thread until it ends"
+        ),
+        Err(err) => tracing::warn!(
+            error = %err,
+            "a judgement is still running past its deadline, and no stand-in thread could be started"
+        ),
     }
 }
 
 /// One judging thread: take the oldest job, skip it if its deadline passed, run it, repeat;
-/// sleep only when the queue is empty.
+/// sleep only when the queue is empty. Retires, once a job ends, when more threads are alive
+/// than the pool's size (a stand-in was started for a job past its deadline).
 fn work(shared: &Shared) {
+    let mut ended: Option<Arc<AtomicU8>> = None;
     loop {
         let queued = {
             let mut q = shared.queue.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some(state) = ended.take()
+                && state.swap(ENDED, Ordering::AcqRel) == OVERRUNNING
+            {
+                q.overrunning = q.overrunning.saturating_sub(1);
+            }
+            if q.alive.saturating_sub(q.overrunning) > shared.size {
+                q.alive -= 1;
+                return;
+            }
             loop {
                 if q.closed {
+                    q.alive -= 1;
                     return;
                 }
                 if let Some(queued) = q.jobs.pop_front() {
@@ -175,6 +294,8 @@ fn work(shared: &Shared) {
             drop(queued);
             continue;
         }
+        queued.state.store(RUNNING, Ordering::Release);
+        ended = Some(queued.state);
         (queued.job)();
     }
 }
@@ -258,6 +379,70 @@ mod tests {
             .await
             .expect("pool still works");
         assert!(!ran.load(std::sync::atomic::Ordering::SeqCst));
+    }
+
+    /// A job past its deadline keeps its thread, and a stand-in takes its place, so the jobs
+    /// behind it still run in time; once it ends, the pool shrinks back to its size.
+    #[tokio::test]
+    async fn a_job_running_past_its_deadline_gets_a_stand_in_thread() {
+        let pool = JudgePool::new(1).expect("pool");
+        let release = Arc::new((Mutex::new(false), Condvar::new()));
+        let hold = release.clone();
+        let stuck = pool.run(soon(100), move || {
+            let (lock, cvar) = &*hold;
+            let mut go = lock.lock().unwrap();
+            while !*go {
+                go = cvar.wait(go).unwrap();
+            }
+        });
+        assert_eq!(stuck.await, Err(JobFailure::Timeout));
+        assert_eq!(pool.threads_alive(), 2, "a stand-in was started");
+        // The only thread of the pool is still held; the stand-in runs what comes next.
+        for i in 0..5 {
+            assert_eq!(pool.run(soon(1_000), move || i).await, Ok(i));
+        }
+        // The held job ends; a thread retires once a job of its ends.
+        {
+            let (lock, cvar) = &*release;
+            *lock.lock().unwrap() = true;
+            cvar.notify_all();
+        }
+        for _ in 0..100 {
+            let _ = pool.run(soon(1_000), || ()).await;
+            if pool.threads_alive() == 1 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(pool.threads_alive(), 1, "back to the pool's size");
+        assert_eq!(pool.run(soon(1_000), || 7).await, Ok(7));
+    }
+
+    /// Stand-ins are capped: past the cap, a job past its deadline holds a thread of the pool.
+    #[tokio::test]
+    async fn stand_ins_are_capped() {
+        let pool = JudgePool::new(1).expect("pool");
+        let release = Arc::new((Mutex::new(false), Condvar::new()));
+        let mut stuck = Vec::new();
+        for _ in 0..=MAX_STAND_INS + 2 {
+            let hold = release.clone();
+            stuck.push(pool.run(soon(100), move || {
+                let (lock, cvar) = &*hold;
+                let mut go = lock.lock().unwrap();
+                while !*go {
+                    go = cvar.wait(go).unwrap();
+                }
+            }));
+            // One at a time, so that each is running (not queued) at its deadline.
+            let r = stuck.pop().expect("pushed").await;
+            assert_eq!(r, Err(JobFailure::Timeout));
+        }
+        assert_eq!(pool.threads_alive(), 1 + MAX_STAND_INS);
+        {
+            let (lock, cvar) = &*release;
+            *lock.lock().unwrap() = true;
+            cvar.notify_all();
+        }
     }
 
     #[tokio::test]

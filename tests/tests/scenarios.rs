@@ -538,6 +538,73 @@ async fn kubectl_debug_meets_the_same_webhook() {
     env.cleanup().await.unwrap();
 }
 
+/// `kubectl debug --profile=general` adds SYS_PTRACE, and tracing a container is taking over
+/// what it holds: aimed at a container holding SYS_ADMIN it is refused, naming that container;
+/// aimed at one holding nothing more, the same request is allowed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tracing_a_container_is_judged_for_what_it_holds() {
+    let Some(env) = env().await else { return };
+    if env.is_real() {
+        tools::skip(
+            "on a real cluster: a pod holding SYS_ADMIN may be refused by its Pod Security",
+        );
+        env.cleanup().await.unwrap();
+        return;
+    }
+    let mut agent = kspy_e2e::fixtures::two_container_pod(&env.ns, "agent");
+    if let Some(spec) = agent.spec.as_mut() {
+        spec.containers[1].security_context = Some(
+            serde_json::from_value(serde_json::json!({"capabilities": {"add": ["SYS_ADMIN"]}}))
+                .expect("security context"),
+        );
+    }
+    Api::<Pod>::namespaced(env.client("admin").await.unwrap(), &env.ns)
+        .create(&Default::default(), &agent)
+        .await
+        .expect("pod created");
+    let debug = |target: &'static str| {
+        let env = &env;
+        async move {
+            let target = format!("--target={target}");
+            env.kubectl(
+                "alice",
+                &[
+                    "debug",
+                    "agent",
+                    "--image=busybox:1.36",
+                    "--profile=general",
+                    &target,
+                ],
+                None,
+            )
+            .await
+            .unwrap()
+        }
+    };
+    let Some(out) = debug("sidecar").await else {
+        tools::skip_without_kubectl("no kubectl");
+        return;
+    };
+    assert!(!out.success(), "{}", out.all());
+    // (kubectl may print the message's quotes escaped.)
+    for part in [
+        "capability SYS_ADMIN (held by container ",
+        "sidecar",
+        "whose processes SYS_PTRACE lets the debug container trace and take over) is not granted",
+    ] {
+        assert!(out.stderr.contains(part), "{part}\n{}", out.all());
+    }
+    assert!(ephemeral(&env.pod("agent").await.unwrap()).is_empty());
+    let out = debug("app").await.expect("kubectl ran before");
+    assert!(out.success(), "{}", out.all());
+    let ec = ephemeral(&env.pod("agent").await.unwrap())
+        .pop()
+        .expect("added");
+    assert_eq!(ec.target_container_name.as_deref(), Some("app"));
+    assert_eq!(caps(&ec), ["SYS_PTRACE"]);
+    env.cleanup().await.unwrap();
+}
+
 /// The pod `kubectl debug web --copy-to=NAME --image=busybox:1.36` creates, built here: the
 /// pod's spec plus a container named `debugger-` and five characters of kubectl's random
 /// alphabet, and no kspy label.

@@ -42,6 +42,22 @@ impl Activity {
         })
     }
 
+    /// When the connection went idle: the end of its last request, or its opening if none
+    /// came; `None` while a request is in flight.
+    pub(crate) fn idle_since(&self) -> Option<Instant> {
+        if self.in_flight.load(Ordering::Acquire) > 0 {
+            return None;
+        }
+        let last = Duration::from_millis(self.last_end_ms.load(Ordering::Acquire));
+        Some(self.opened + last)
+    }
+
+    /// A request in flight until the returned guard is dropped (for tests elsewhere).
+    #[cfg(test)]
+    pub(crate) fn start_request(self: &Arc<Self>) -> impl Drop {
+        InFlight::start(self)
+    }
+
     /// Completes once no request has been in flight for `idle`: from the end of the last
     /// request, or from the opening if none came.
     pub(crate) async fn idle_for(&self, idle: Duration) {

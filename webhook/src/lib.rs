@@ -20,7 +20,8 @@
 //!
 //! Modules, one idea each: [`config`] (settings and defaults), [`server`] (start/stop),
 //! `serve` (the TLS accept loop), `routes` and `review` (the HTTP semantics of a review),
-//! `body` and `body_budget` (reading bodies within `--max-buffered-bytes`), `admin`, [`metrics`], `policy_watch` and
+//! `eviction` (room at the connection limit), `body` and `body_budget` (reading bodies within
+//! `--max-buffered-bytes`), `admin`, [`metrics`], `policy_watch` and
 //! [`engine_cell`] (policy reload), [`telemetry`], `json_lines` and `text_fields` (logs and
 //! traces), [`tls`], [`client`] / [`load`] / [`floor`] (the `kspy-load` benchmark),
 //! [`duration`] (flag parsing).
@@ -45,6 +46,7 @@ pub mod tls;
 mod admin;
 mod body;
 mod body_budget;
+mod eviction;
 mod hints;
 mod idle_close;
 mod io_deadlines;

@@ -106,8 +106,9 @@ struct Args {
     /// their deadline [default: the number of CPUs this process may use].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
     judge_threads: Option<u16>,
-    /// Most HTTPS connections open at once. With every one taken, new connections wait in the
-    /// listen queue until one closes (each open connection holds tens of KiB of buffers).
+    /// Most HTTPS connections open at once (each holds tens of KiB of buffers). With every one
+    /// taken, the connection idle the longest is closed for a new client; while all have a
+    /// request in flight, new connections wait in the listen queue.
     #[arg(long, value_name = "N", default_value_t = 1024,
           value_parser = clap::value_parser!(u32).range(1..))]
     max_connections: u32,

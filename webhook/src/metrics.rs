@@ -13,7 +13,7 @@
 //! | `kspy_buffered_body_bytes` | gauge | |
 //! | `kspy_connections_open` | gauge | |
 //! | `kspy_connection_limit_reached_total` | counter | |
-//! | `kspy_connections_closed_total` | counter | `reason` (`handshake-failed` / `handshake-timeout` / `first-request-timeout` / `head-timeout` / `head-too-large` / `write-stall`) |
+//! | `kspy_connections_closed_total` | counter | `reason` (`handshake-failed` / `handshake-timeout` / `first-request-timeout` / `head-timeout` / `head-too-large` / `write-stall` / `evicted`) |
 //! | `kspy_policy_reloads_total` | counter | `result` (`success` / `failure`) |
 //! | `kspy_policies_loaded` | gauge | |
 //! | `kspy_cert_reloads_total` | counter | `result` (`success` / `failure`) |
@@ -230,17 +230,21 @@ pub enum ConnectionClosed {
     HeadTooLarge,
     /// The client took none of the answers within the write limit.
     WriteStall,
+    /// Idle (or still in its handshake) when every slot was taken and another client
+    /// connected: closed to make room for it.
+    Evicted,
 }
 
 impl ConnectionClosed {
     /// Every reason, in the order they are rendered.
-    const ALL: [ConnectionClosed; 6] = [
+    const ALL: [ConnectionClosed; 7] = [
         ConnectionClosed::HandshakeFailed,
         ConnectionClosed::HandshakeTimeout,
         ConnectionClosed::FirstRequestTimeout,
         ConnectionClosed::HeadTimeout,
         ConnectionClosed::HeadTooLarge,
         ConnectionClosed::WriteStall,
+        ConnectionClosed::Evicted,
     ];
 
     /// Where its count is kept: its place in [`ConnectionClosed::ALL`].
@@ -252,6 +256,7 @@ impl ConnectionClosed {
             ConnectionClosed::HeadTimeout => 3,
             ConnectionClosed::HeadTooLarge => 4,
             ConnectionClosed::WriteStall => 5,
+            ConnectionClosed::Evicted => 6,
         }
     }
 
@@ -264,6 +269,7 @@ impl ConnectionClosed {
             ConnectionClosed::HeadTimeout => "head-timeout",
             ConnectionClosed::HeadTooLarge => "head-too-large",
             ConnectionClosed::WriteStall => "write-stall",
+            ConnectionClosed::Evicted => "evicted",
         }
     }
 }
@@ -568,7 +574,7 @@ impl Metrics {
             &mut out,
             "kspy_connection_limit_reached_total",
             "counter",
-            "Times every connection slot was taken (--max-connections), so new connections waited in the listen queue.",
+            "Times every connection slot was taken (--max-connections): new clients then took idle connections' slots, or waited while all were busy.",
             self.connection_limit_reached.load(Ordering::Relaxed),
         );
         header(
@@ -804,6 +810,7 @@ mod tests {
             "kspy_connections_closed_total{reason=\"head-timeout\"} 0",
             "kspy_connections_closed_total{reason=\"head-too-large\"} 0",
             "kspy_connections_closed_total{reason=\"write-stall\"} 2",
+            "kspy_connections_closed_total{reason=\"evicted\"} 0",
         ] {
             assert!(text.lines().any(|l| l == line), "missing {line}:\n{text}");
         }

@@ -18,9 +18,14 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 use tokio_rustls::TlsAcceptor;
 
+use crate::eviction::Registry;
 use crate::idle_close::{Activity, Tracked};
 use crate::io_deadlines::{IoDeadlines, LimitPassed};
 use crate::metrics::{ConnectionClosed, Metrics};
+
+/// How often a client waiting for a slot, with every connection busy, looks again for one
+/// gone idle to close for it (eviction.rs).
+const EVICTION_RETRY: Duration = Duration::from_millis(100);
 
 /// The HTTP/2 flow-control window of a stream and of a connection: the most a client can have
 /// sent that kspy has not read yet (RFC 9113's initial value).
@@ -47,9 +52,10 @@ pub(crate) const HTTP2_MAX_STREAMS: u32 = 16;
 /// idle HTTP/2 connections are checked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ConnectionLimits {
-    /// Most connections open at once (default 1 024). With every slot taken the server accepts
-    /// no more until one closes: new connections wait in the kernel's listen queue, their TLS
-    /// handshake (and its time limit) not yet started. Each open connection holds buffers
+    /// Most connections open at once (default 1 024). With every slot taken, the connection
+    /// idle the longest is closed for the next client (eviction.rs); while all have a request
+    /// in flight, new connections wait, their TLS handshake (and its time limit) not yet
+    /// started. Each open connection holds buffers
     /// (about 35 KiB once it has served a review), so without a bound a client opening
     /// connections and keeping them could exhaust the pod's memory; 1 024 fit within the
     /// Deployment's 128 Mi limit.
@@ -186,6 +192,8 @@ pub(crate) async fn serve<H, S, B>(
     // Whether the slots ran out since one was last free: the warning and the count are once
     // per time they run out, not once per connection accepted while they stay short.
     let mut full = false;
+    // The open connections, for making room for a newcomer at the limit (eviction.rs).
+    let registry = Arc::new(Registry::default());
 
     loop {
         let free = slots.available_permits() > 0;
@@ -193,132 +201,173 @@ pub(crate) async fn serve<H, S, B>(
             tracing::warn!(
                 %addr,
                 max_connections = limits.max_connections,
-                "every connection slot is taken; new connections wait until one closes"
+                "every connection slot is taken; a new client gets the slot of the connection idle the longest, or waits while all are busy"
             );
             if let Some(metrics) = &metrics {
                 metrics.connection_limit_reached();
             }
         }
         full = !free;
-        let slot = tokio::select! {
+        // The client is taken from the listen queue first, so that a slot is made for it only
+        // when one is waiting.
+        let (tcp, peer) = tokio::select! {
             biased;
             () = stopped(&mut shutdown) => break,
-            slot = slots.clone().acquire_owned() => match slot {
-                Ok(slot) => slot,
-                // Never closed; if it were, no connection could be accepted any more.
-                Err(_) => break,
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(err) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    tracing::warn!(%addr, error = %err, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
             },
         };
-        tokio::select! {
-            biased;
-            () = stopped(&mut shutdown) => break,
-            accepted = listener.accept() => {
-                let (tcp, peer) = match accepted {
-                    Ok(pair) => pair,
-                    Err(err) => {
-                        // EMFILE and friends: back off instead of spinning.
-                        tracing::warn!(%addr, error = %err, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
+        let slot = match slots.clone().try_acquire_owned() {
+            Ok(slot) => slot,
+            // Every slot taken: the connection idle the longest closes for this one; while
+            // all have requests in flight, it waits for one to end (looked at again every
+            // EVICTION_RETRY) or to close.
+            Err(_) => {
+                let waited = loop {
+                    let evicted = registry.evict_idlest();
+                    tokio::select! {
+                        biased;
+                        () = stopped(&mut shutdown) => break None,
+                        slot = slots.clone().acquire_owned() => break slot.ok(),
+                        () = tokio::time::sleep(EVICTION_RETRY) => {
+                            if evicted {
+                                tracing::debug!(%addr, "an evicted connection has not closed yet");
+                            }
+                        }
                     }
                 };
-                let _ = tcp.set_nodelay(true);
-                let mut stop = shutdown.clone();
-                let handshake = handshake.clone();
-                let service = service.clone();
-                let builder = builder.clone();
-                let open = metrics.as_ref().map(Metrics::connection_opened);
-                let metrics = metrics.clone();
-                let closed = move |reason: ConnectionClosed| {
-                    if let Some(metrics) = &metrics {
-                        metrics.connection_closed(reason);
-                    }
-                };
-                tokio::spawn(async move {
-                    // Held until the connection ends, however it ends.
-                    let _slot = (slot, open);
-                    let io = match tokio::time::timeout(limits.handshake, handshake.handshake(tcp)).await {
-                        Ok(Ok(io)) => io,
-                        Ok(Err(err)) => {
-                            tracing::debug!(%peer, error = %err, "TLS handshake failed");
-                            closed(ConnectionClosed::HandshakeFailed);
-                            return;
-                        }
-                        Err(_) => {
-                            tracing::debug!(%peer, "TLS handshake timed out");
-                            closed(ConnectionClosed::HandshakeTimeout);
-                            return;
-                        }
-                    };
-                    // Until the first byte neither protocol's own timeout runs, hyper's header
-                    // timer is as long as the idle limit, and no write has a limit
-                    // (io_deadlines.rs).
-                    let io = IoDeadlines::new(
-                        io,
-                        limits.first_request,
-                        limits.request_head,
-                        limits.write_stall,
-                    );
-                    let activity = Activity::new();
-                    let service = Tracked::new(service, activity.clone());
-                    let conn = builder.serve_connection(TokioIo::new(io), service);
-                    tokio::pin!(conn);
-                    let idle = activity.idle_for(limits.keep_alive_idle);
-                    tokio::pin!(idle);
-                    // Asked to close (shutdown, or idle for too long), the connection finishes
-                    // the requests it has and then ends.
-                    let mut closing = false;
-                    // Closing an idle connection waits only for answers to go out, which the
-                    // client has had every chance to take: an HTTP/2 client that opens no
-                    // flow-control window for them would keep the connection open for ever.
-                    let stalled = tokio::time::sleep(Duration::MAX);
-                    tokio::pin!(stalled);
-                    let mut idle_closed = false;
-                    let ended = loop {
-                        tokio::select! {
-                            ended = conn.as_mut() => break ended,
-                            () = stopped(&mut stop), if !closing => {
-                                closing = true;
-                                conn.as_mut().graceful_shutdown();
-                            }
-                            () = &mut idle, if !closing => {
-                                tracing::debug!(%peer, "closing an idle connection");
-                                closing = true;
-                                idle_closed = true;
-                                if let Some(at) = tokio::time::Instant::now().checked_add(limits.write_stall) {
-                                    stalled.as_mut().reset(at);
-                                }
-                                conn.as_mut().graceful_shutdown();
-                            }
-                            () = &mut stalled, if idle_closed => {
-                                tracing::debug!(
-                                    %peer,
-                                    "closing an idle connection whose client took none of its answers within the write limit"
-                                );
-                                closed(ConnectionClosed::WriteStall);
-                                return;
-                            }
-                        }
-                    };
-                    if let Err(err) = ended {
-                        tracing::debug!(%peer, error = %err, "connection ended with an error");
-                        match LimitPassed::of(&*err) {
-                            Some(LimitPassed::FirstRequest) => closed(ConnectionClosed::FirstRequestTimeout),
-                            Some(LimitPassed::RequestHead) => closed(ConnectionClosed::HeadTimeout),
-                            Some(LimitPassed::WriteStall) => closed(ConnectionClosed::WriteStall),
-                            // hyper answered 431 itself (MAX_REQUEST_HEAD) and closed.
-                            None if err
-                                .downcast_ref::<hyper::Error>()
-                                .is_some_and(hyper::Error::is_parse_too_large) =>
-                            {
-                                closed(ConnectionClosed::HeadTooLarge);
-                            }
-                            None => {}
-                        }
-                    }
-                });
+                match waited {
+                    Some(slot) => slot,
+                    None => break,
+                }
             }
-        }
+        };
+        let _ = tcp.set_nodelay(true);
+        let mut stop = shutdown.clone();
+        let handshake = handshake.clone();
+        let service = service.clone();
+        let builder = builder.clone();
+        let open = metrics.as_ref().map(Metrics::connection_opened);
+        let metrics = metrics.clone();
+        let closed = move |reason: ConnectionClosed| {
+            if let Some(metrics) = &metrics {
+                metrics.connection_closed(reason);
+            }
+        };
+        // Counted from now: a connection in its TLS handshake is as idle as one between
+        // requests, and goes first when a newcomer needs its slot.
+        let activity = Activity::new();
+        let registered = registry.register(activity.clone());
+        tokio::spawn(async move {
+            // Held until the connection ends, however it ends.
+            let _slot = (slot, open);
+            let evicted = registered.evicted.clone();
+            let _registered = registered;
+            let handshaken = tokio::select! {
+                handshaken = tokio::time::timeout(limits.handshake, handshake.handshake(tcp)) => handshaken,
+                () = evicted.notified() => {
+                    tracing::debug!(%peer, "closing a connection still in its TLS handshake for a newcomer at the connection limit");
+                    closed(ConnectionClosed::Evicted);
+                    return;
+                }
+            };
+            let io = match handshaken {
+                Ok(Ok(io)) => io,
+                Ok(Err(err)) => {
+                    tracing::debug!(%peer, error = %err, "TLS handshake failed");
+                    closed(ConnectionClosed::HandshakeFailed);
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!(%peer, "TLS handshake timed out");
+                    closed(ConnectionClosed::HandshakeTimeout);
+                    return;
+                }
+            };
+            // Until the first byte neither protocol's own timeout runs, hyper's header
+            // timer is as long as the idle limit, and no write has a limit
+            // (io_deadlines.rs).
+            let io = IoDeadlines::new(
+                io,
+                limits.first_request,
+                limits.request_head,
+                limits.write_stall,
+            );
+            let service = Tracked::new(service, activity.clone());
+            let conn = builder.serve_connection(TokioIo::new(io), service);
+            tokio::pin!(conn);
+            let idle = activity.idle_for(limits.keep_alive_idle);
+            tokio::pin!(idle);
+            // Asked to close (shutdown, idle for too long, or evicted for a newcomer), the
+            // connection finishes the requests it has and then ends.
+            let mut closing = false;
+            // Closing an idle connection waits only for answers to go out, which the
+            // client has had every chance to take: an HTTP/2 client that opens no
+            // flow-control window for them would keep the connection open for ever.
+            let stalled = tokio::time::sleep(Duration::MAX);
+            tokio::pin!(stalled);
+            let mut idle_closed = false;
+            let ended = loop {
+                tokio::select! {
+                    ended = conn.as_mut() => break ended,
+                    () = stopped(&mut stop), if !closing => {
+                        closing = true;
+                        conn.as_mut().graceful_shutdown();
+                    }
+                    () = &mut idle, if !closing => {
+                        tracing::debug!(%peer, "closing an idle connection");
+                        closing = true;
+                        idle_closed = true;
+                        if let Some(at) = tokio::time::Instant::now().checked_add(limits.write_stall) {
+                            stalled.as_mut().reset(at);
+                        }
+                        conn.as_mut().graceful_shutdown();
+                    }
+                    () = evicted.notified(), if !closing => {
+                        tracing::debug!(%peer, "closing an idle connection for a newcomer at the connection limit");
+                        closed(ConnectionClosed::Evicted);
+                        closing = true;
+                        idle_closed = true;
+                        if let Some(at) = tokio::time::Instant::now().checked_add(limits.write_stall) {
+                            stalled.as_mut().reset(at);
+                        }
+                        conn.as_mut().graceful_shutdown();
+                    }
+                    () = &mut stalled, if idle_closed => {
+                        tracing::debug!(
+                            %peer,
+                            "closing an idle connection whose client took none of its answers within the write limit"
+                        );
+                        closed(ConnectionClosed::WriteStall);
+                        return;
+                    }
+                }
+            };
+            if let Err(err) = ended {
+                tracing::debug!(%peer, error = %err, "connection ended with an error");
+                match LimitPassed::of(&*err) {
+                    Some(LimitPassed::FirstRequest) => {
+                        closed(ConnectionClosed::FirstRequestTimeout)
+                    }
+                    Some(LimitPassed::RequestHead) => closed(ConnectionClosed::HeadTimeout),
+                    Some(LimitPassed::WriteStall) => closed(ConnectionClosed::WriteStall),
+                    // hyper answered 431 itself (MAX_REQUEST_HEAD) and closed.
+                    None if err
+                        .downcast_ref::<hyper::Error>()
+                        .is_some_and(hyper::Error::is_parse_too_large) =>
+                    {
+                        closed(ConnectionClosed::HeadTooLarge);
+                    }
+                    None => {}
+                }
+            }
+        });
     }
     drop(listener);
     // Every slot back means every connection ended; each was asked to close when `shutdown`

@@ -114,27 +114,43 @@ async fn an_idle_keep_alive_connection_outlives_the_first_request_limit_until_it
     h.server.shutdown().await;
 }
 
+/// With every slot taken by a connection with a request in flight, a new client waits: its
+/// TCP connection is accepted but its TLS handshake does not start. Once a request ends, that
+/// connection, idle now, is closed to make room, and the waiting client is served.
 #[tokio::test]
-async fn with_every_connection_slot_taken_a_new_client_waits_until_one_closes() {
+async fn with_every_connection_busy_a_new_client_waits_until_one_is_idle() {
     let h = Harness::start_with(common::POLICIES, |c| {
-        c.connection_limits.max_connections = 2
+        c.connection_limits.max_connections = 2;
+        // Every review is judged for 1.5 s: long enough to see the third client wait.
+        c.fault_injection = kspy_webhook::FaultInjection::Delay(Duration::from_millis(1500));
     })
     .await;
     let review = || fixture("attach-allowed.json");
     let mut first = h.connect(HttpVersion::Http1).await;
     let mut second = h.connect(HttpVersion::Http1).await;
-    for conn in [&mut first, &mut second] {
-        let resp = conn.post_json("/validate", review()).await.expect("served");
-        assert_eq!(resp.status(), 200);
-    }
     assert_eq!(
         h.server.metrics().connections(),
         (2, 1),
         "(open, times full)"
     );
+    let started = Instant::now();
+    let busy_first = tokio::spawn(async move {
+        let status = first
+            .post_json("/validate", fixture("attach-allowed.json"))
+            .await;
+        (status.expect("served").status(), first)
+    });
+    let busy_second = tokio::spawn(async move {
+        let status = second
+            .post_json("/validate", fixture("attach-allowed.json"))
+            .await;
+        (status.expect("served").status(), second)
+    });
+    eventually("two reviews in flight", Duration::from_secs(5), || async {
+        h.server.metrics().reviews_in_flight() == 2
+    })
+    .await;
 
-    // A third client's TCP connect completes in the kernel, but kspy does not take it up: its
-    // TLS handshake waits.
     let addr = h.server.addr;
     let tls = h.tls.clone();
     let third = tokio::spawn(async move {
@@ -146,7 +162,7 @@ async fn with_every_connection_slot_taken_a_new_client_waits_until_one_closes() 
         )
         .await
         .expect("third connects");
-        conn.post_json("/validate", fixture("attach-allowed.json"))
+        conn.post_json("/validate", review())
             .await
             .expect("third served")
             .status()
@@ -154,17 +170,27 @@ async fn with_every_connection_slot_taken_a_new_client_waits_until_one_closes() 
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(
         !third.is_finished(),
-        "a third connection was served past the limit"
+        "a third connection was served past the limit while both others were busy"
+    );
+    assert!(
+        started.elapsed() < Duration::from_millis(1400),
+        "the test ran too slow to tell"
     );
     assert_eq!(h.server.metrics().connections(), (2, 1));
 
-    // One closes: the waiting client is taken up and served.
-    drop(first);
+    // The first two are answered; one of them, idle now, is closed for the third.
+    let mut kept = Vec::new();
+    for busy in [busy_first, busy_second] {
+        let (status, conn) = busy.await.expect("task");
+        assert_eq!(status, 200);
+        kept.push(conn);
+    }
     let status = tokio::time::timeout(Duration::from_secs(5), third)
         .await
-        .expect("third served once a slot was free")
+        .expect("third served once a connection was idle")
         .expect("task");
     assert_eq!(status, 200);
+    closed_for(&h, ConnectionClosed::Evicted, 1).await;
     // The third took the freed slot at once (still the same stretch at the limit), and has
     // closed since: one connection is left open.
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -178,7 +204,54 @@ async fn with_every_connection_slot_taken_a_new_client_waits_until_one_closes() 
     ] {
         assert!(metrics.contains(line), "{line:?} missing from:\n{metrics}");
     }
-    drop(second);
+    drop(kept);
+    h.server.shutdown().await;
+}
+
+/// Connections that take every slot and send nothing (not even a TLS handshake) no longer
+/// lock others out until their 10 s limits: each newcomer gets the slot of the one idle the
+/// longest, and is served at once.
+#[tokio::test]
+async fn silent_connections_at_the_limit_make_room_for_newcomers() {
+    let h = Harness::start_with(common::POLICIES, |c| {
+        c.connection_limits.max_connections = 3;
+    })
+    .await;
+    let mut silent = Vec::new();
+    for _ in 0..3 {
+        silent.push(
+            tokio::net::TcpStream::connect(h.server.addr)
+                .await
+                .expect("connect"),
+        );
+    }
+    eventually("three connections open", Duration::from_secs(5), || async {
+        h.server.metrics().connections().0 == 3
+    })
+    .await;
+    for n in 1..=2u64 {
+        let started = Instant::now();
+        let mut conn = h.connect(HttpVersion::Http1).await;
+        let resp = conn
+            .post_json("/validate", fixture("attach-allowed.json"))
+            .await
+            .expect("served");
+        assert_eq!(resp.status(), 200);
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "served only after {:?}, as a silent connection's limit ran out",
+            started.elapsed()
+        );
+        closed_for(&h, ConnectionClosed::Evicted, n).await;
+    }
+    // The silent ones closed were the oldest: the first two.
+    let mut byte = [0u8; 1];
+    for (i, s) in silent.iter_mut().enumerate().take(2) {
+        let n = tokio::time::timeout(Duration::from_secs(2), s.read(&mut byte))
+            .await
+            .expect("closed, not waiting");
+        assert_eq!(n.ok(), Some(0), "silent connection {i} closed");
+    }
     h.server.shutdown().await;
 }
 

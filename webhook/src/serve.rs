@@ -227,19 +227,19 @@ pub(crate) async fn serve<H, S, B>(
             Ok(slot) => slot,
             // Every slot taken: the connection idle the longest closes for this one; while
             // all have requests in flight, it waits for one to end (looked at again every
-            // EVICTION_RETRY) or to close.
+            // EVICTION_RETRY) or to close. One is evicted per newcomer: one slow to close
+            // (an HTTP/2 connection sending its last answers) is waited for.
             Err(_) => {
+                let mut evicted = false;
                 let waited = loop {
-                    let evicted = registry.evict_idlest();
+                    if !evicted {
+                        evicted = registry.evict_idlest();
+                    }
                     tokio::select! {
                         biased;
                         () = stopped(&mut shutdown) => break None,
                         slot = slots.clone().acquire_owned() => break slot.ok(),
-                        () = tokio::time::sleep(EVICTION_RETRY) => {
-                            if evicted {
-                                tracing::debug!(%addr, "an evicted connection has not closed yet");
-                            }
-                        }
+                        () = tokio::time::sleep(EVICTION_RETRY) => {}
                     }
                 };
                 match waited {

@@ -207,6 +207,11 @@ fn start_thread(shared: &Arc<Shared>) -> std::io::Result<()> {
         q.spawned += 1;
         q.spawned - 1
     };
+    spawn_counted(shared, n)
+}
+
+/// Spawns thread `n`, already counted alive; uncounts it if it cannot be spawned.
+fn spawn_counted(shared: &Arc<Shared>, n: usize) -> std::io::Result<()> {
     let worker = shared.clone();
     let started = std::thread::Builder::new()
         .name(format!("kspy-judge-{n}"))
@@ -225,7 +230,8 @@ fn start_thread(shared: &Arc<Shared>) -> std::io::Result<()> {
 /// At a job's deadline: if it is still running, marks it overrunning and starts a thread to
 /// stand in for the one it holds, unless [`MAX_STAND_INS`] are alive already.
 fn stand_in(shared: &Arc<Shared>, state: &AtomicU8) {
-    let alive = {
+    // Counted alive under the same lock as the cap is checked, so that the cap holds.
+    let n = {
         let mut q = shared.queue.lock().unwrap_or_else(PoisonError::into_inner);
         if state
             .compare_exchange(RUNNING, OVERRUNNING, Ordering::AcqRel, Ordering::Acquire)
@@ -239,16 +245,19 @@ fn stand_in(shared: &Arc<Shared>, state: &AtomicU8) {
             // A stand-in of an earlier job is free for this one's work.
             return;
         }
-        q.alive
+        if q.alive >= shared.size + MAX_STAND_INS {
+            drop(q);
+            tracing::warn!(
+                stand_ins = MAX_STAND_INS,
+                "a judgement is still running past its deadline and holds its judging thread; the limit of stand-in threads is reached, so the pool has one thread fewer until it ends"
+            );
+            return;
+        }
+        q.alive += 1;
+        q.spawned += 1;
+        q.spawned - 1
     };
-    if alive >= shared.size + MAX_STAND_INS {
-        tracing::warn!(
-            stand_ins = MAX_STAND_INS,
-            "a judgement is still running past its deadline and holds its judging thread; the limit of stand-in threads is reached, so the pool has one thread fewer until it ends"
-        );
-        return;
-    }
-    match start_thread(shared) {
+    match spawn_counted(shared, n) {
         Ok(()) => tracing::warn!(
             "a judgement is still running past its deadline and holds its judging thread; started a stand-in thread until it ends"
         ),

@@ -1,6 +1,6 @@
 //! What a debug container asks for, normalized so policies judge meaning, not spelling.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use k8s_openapi::api::core::v1::{
     Container, EnvFromSource, EnvVar, EphemeralContainer, Pod, PodSecurityContext, SELinuxOptions,
@@ -322,70 +322,158 @@ impl Asks {
     }
 }
 
-/// The containers of `pod` whose processes an ephemeral container asking `debugger` can
-/// trace, each with what it holds beyond `debugger`; empty unless `debugger` may trace
-/// ([`Asks::may_trace`]) and is already privileged itself. It shares a process namespace
-/// with its target (`targetContainerName`), and with every container when the pod has
-/// `shareProcessNamespace: true`. (A `hostPID` pod's host namespace is judged on its own, as
-/// a host namespace the debug container shares.)
-pub fn traced_containers(
-    debugger: &Asks,
-    pod: &Pod,
-    volumes: &PodVolumes<'_>,
-) -> Vec<TracedContainer> {
+/// What the containers of a pod hold that a container tracing their processes takes over,
+/// worked out once per pod, so that judging each debug container against it does not go
+/// over the pod's containers again: a review adding many debug containers to a pod of many
+/// containers would be quadratic.
+#[derive(Debug, Default)]
+pub struct TraceReach {
+    /// `shareProcessNamespace: true`: a debug container reaches every container.
+    shared: bool,
+    /// Each container holding anything, by name.
+    by_name: HashMap<String, Held>,
+    /// With a shared process namespace, each capability held in the pod, with the first
+    /// container holding it.
+    capabilities_in_pod: BTreeMap<Capability, String>,
+    /// The same for the members of the privileged family.
+    privileged_in_pod: BTreeMap<&'static str, String>,
+}
+
+/// What one container holds that tracing takes over.
+#[derive(Debug, Clone, Default)]
+struct Held {
+    capabilities: Vec<Capability>,
+    privileged: Vec<&'static str>,
+}
+
+impl TraceReach {
+    /// The reach into `pod`, whose volumes are `volumes` ([`PodVolumes::of`] the same pod).
+    pub fn of(pod: &Pod, volumes: &PodVolumes<'_>) -> TraceReach {
+        let Some(spec) = pod.spec.as_ref() else {
+            return TraceReach::default();
+        };
+        let mut reach = TraceReach {
+            shared: spec.share_process_namespace == Some(true),
+            ..TraceReach::default()
+        };
+        let parts = spec
+            .containers
+            .iter()
+            .chain(spec.init_containers.iter().flatten())
+            .map(ContainerParts::from_container)
+            .chain(
+                spec.ephemeral_containers
+                    .iter()
+                    .flatten()
+                    .map(ContainerParts::from_ephemeral),
+            );
+        for c in parts {
+            let asks = Asks {
+                // Held: `allowPrivilegeEscalation` only lets the traced process gain, by a
+                // setuid program, what its capabilities already bound, and those are judged.
+                allow_privilege_escalation: false,
+                ..Asks::extract(&c, pod, volumes)
+            };
+            let held = Held {
+                privileged: asks.privileged_family(),
+                capabilities: asks.capabilities,
+            };
+            if held.capabilities.is_empty() && held.privileged.is_empty() {
+                continue;
+            }
+            if reach.shared {
+                for cap in &held.capabilities {
+                    reach
+                        .capabilities_in_pod
+                        .entry(cap.clone())
+                        .or_insert_with(|| c.name.to_owned());
+                }
+                for phrase in &held.privileged {
+                    reach
+                        .privileged_in_pod
+                        .entry(phrase)
+                        .or_insert_with(|| c.name.to_owned());
+                }
+            }
+            reach.by_name.entry(c.name.to_owned()).or_insert(held);
+        }
+        reach
+    }
+}
+
+/// The containers whose processes an ephemeral container asking `debugger` can trace, each
+/// with what it holds beyond `debugger`, from the pod's [`TraceReach`]; empty unless
+/// `debugger` may trace ([`Asks::may_trace`]) and is not privileged itself. It shares a
+/// process namespace with its target (`targetContainerName`), and with every container when
+/// the pod has `shareProcessNamespace: true` (each privilege then named with the first
+/// container holding it). A `hostPID` pod's host namespace is judged on its own, as a host
+/// namespace the debug container shares.
+pub fn traced_containers(debugger: &Asks, reach: &TraceReach) -> Vec<TracedContainer> {
     if !debugger.may_trace() || debugger.privileged {
         return Vec::new();
     }
-    let Some(spec) = pod.spec.as_ref() else {
-        return Vec::new();
-    };
-    let shared = spec.share_process_namespace == Some(true);
     let own_family = debugger.privileged_family();
-    let parts = spec
-        .containers
-        .iter()
-        .chain(spec.init_containers.iter().flatten())
-        .map(ContainerParts::from_container)
-        .chain(
-            spec.ephemeral_containers
-                .iter()
-                .flatten()
-                .map(ContainerParts::from_ephemeral),
-        );
-    let mut out = Vec::new();
-    for c in parts {
-        if !shared && debugger.target.as_deref() != Some(c.name) {
-            continue;
-        }
-        let held = Asks::extract(&c, pod, volumes);
-        let capabilities: Vec<Capability> = held
+    let beyond_cap = |cap: &Capability| {
+        !debugger
             .capabilities
             .iter()
-            .filter(|cap| {
-                !debugger
-                    .capabilities
-                    .iter()
-                    .any(|own| own == *cap || own.is_all())
-            })
-            .cloned()
-            .collect();
-        // Held: `allowPrivilegeEscalation` only lets the traced process gain, by a setuid
-        // program, what its capabilities already bound, and those are judged here.
-        let held = Asks {
-            allow_privilege_escalation: false,
-            ..held
+            .any(|own| own == cap || own.is_all())
+    };
+    let beyond_phrase = |phrase: &'static str| !own_family.contains(&phrase);
+    let mut out: Vec<TracedContainer> = Vec::new();
+    if reach.shared {
+        let mut add = |name: &str, cap: Option<&Capability>, phrase: Option<&'static str>| {
+            let at = match out.iter().position(|t| t.name == name) {
+                Some(at) => at,
+                None => {
+                    out.push(TracedContainer {
+                        name: name.to_owned(),
+                        capabilities: Vec::new(),
+                        privileged: Vec::new(),
+                    });
+                    out.len() - 1
+                }
+            };
+            out[at].capabilities.extend(cap.cloned());
+            out[at].privileged.extend(phrase);
         };
-        let privileged: Vec<&'static str> = held
-            .privileged_family()
-            .into_iter()
-            .filter(|phrase| !own_family.contains(phrase))
-            .collect();
-        if !capabilities.is_empty() || !privileged.is_empty() {
-            out.push(TracedContainer {
-                name: c.name.to_owned(),
-                capabilities,
-                privileged,
-            });
+        for (cap, name) in reach
+            .capabilities_in_pod
+            .iter()
+            .filter(|(c, _)| beyond_cap(c))
+        {
+            add(name, Some(cap), None);
+        }
+        for (phrase, name) in reach
+            .privileged_in_pod
+            .iter()
+            .filter(|(p, _)| beyond_phrase(p))
+        {
+            add(name, None, Some(phrase));
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+    } else if let Some(held) = debugger
+        .target
+        .as_deref()
+        .and_then(|t| reach.by_name.get(t))
+    {
+        let traced = TracedContainer {
+            name: debugger.target.clone().unwrap_or_default(),
+            capabilities: held
+                .capabilities
+                .iter()
+                .filter(|c| beyond_cap(c))
+                .cloned()
+                .collect(),
+            privileged: held
+                .privileged
+                .iter()
+                .copied()
+                .filter(|p| beyond_phrase(p))
+                .collect(),
+        };
+        if !traced.capabilities.is_empty() || !traced.privileged.is_empty() {
+            out.push(traced);
         }
     }
     out
@@ -738,7 +826,7 @@ mod tests {
         let ec: EphemeralContainer = serde_json::from_value(debugger).unwrap();
         let volumes = PodVolumes::of(&p);
         let mut asks = Asks::extract(&ContainerParts::from_ephemeral(&ec), &p, &volumes);
-        asks.traced = traced_containers(&asks, &p, &volumes);
+        asks.traced = traced_containers(&asks, &TraceReach::of(&p, &volumes));
         asks
     }
 

@@ -18,7 +18,7 @@ use k8s_openapi::api::core::v1::{EphemeralContainer, Pod};
 use kube::core::admission::Operation;
 use serde_json::Value;
 
-use crate::asks::{Asks, ContainerParts, PodAsks, PodVolumes, traced_containers};
+use crate::asks::{Asks, ContainerParts, PodAsks, PodVolumes, TraceReach, traced_containers};
 use crate::review::ParsedReview;
 
 /// The label kspy's CLI puts on debug pods; its value is the action (`copy` or `node`).
@@ -213,6 +213,12 @@ fn attach(review: &ParsedReview) -> Result<DebugRequest, ClassifyError> {
         old_by_name.entry(o.name.as_str()).or_default().push(o);
     }
     let volumes = PodVolumes::of(pod);
+    // What tracing reaches, worked out once, and only for a subject that may trace.
+    let shares_processes = pod
+        .spec
+        .as_ref()
+        .is_some_and(|s| s.share_process_namespace == Some(true));
+    let mut reach: Option<TraceReach> = None;
     let mut subjects = Vec::new();
     for (index, ec) in ephemeral_containers(pod).iter().enumerate() {
         if old_by_name
@@ -223,7 +229,10 @@ fn attach(review: &ParsedReview) -> Result<DebugRequest, ClassifyError> {
         }
         let parts = ContainerParts::from_ephemeral(ec);
         let mut asks = Asks::extract(&parts, pod, &volumes);
-        asks.traced = traced_containers(&asks, pod, &volumes);
+        if asks.may_trace() && !asks.privileged && (asks.target.is_some() || shares_processes) {
+            let reach = reach.get_or_insert_with(|| TraceReach::of(pod, &volumes));
+            asks.traced = traced_containers(&asks, reach);
+        }
         subjects.push(Subject {
             name: ec.name.clone(),
             list: ContainerList::Ephemeral,

@@ -468,7 +468,12 @@ impl Cluster {
         let http = req
             .to_http()
             .map_err(|e| KspyError::new(format!("{action}: cannot build the request")).source(e))?;
-        Ok(self.client.request::<T>(http).await)
+        // Ctrl-C while a write is on its way: it may be carried out all the same, so kspy says
+        // so rather than end without a word.
+        tokio::select! {
+            answer = self.client.request::<T>(http) => Ok(answer),
+            () = crate::interrupt::interrupt() => Err(crate::errors::interrupted_request(action)),
+        }
     }
 
     /// Reads a pod; when it does not exist, the error lists the pods that do.

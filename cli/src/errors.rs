@@ -290,17 +290,7 @@ fn explain_no_answer(action: &Action, n: &NoAnswer, server: &str) -> KspyError {
              cluster is up",
         );
     }
-    let maybe_done = match action {
-        Action::AddEphemeral { .. } | Action::CreatePod { .. } | Action::DeletePod { .. } => {
-            let (_, _, ns) = action.permission();
-            Some(format!(
-                "the request may have been carried out all the same: look before running the \
-                 command again (`kubectl get pods -n {}`)",
-                ns.unwrap_or("default")
-            ))
-        }
-        _ => None,
-    };
+    let maybe_done = maybe_done(action);
     KspyError::new(format!(
         "{}: the API server at {server} took the connection but did not answer within {after}",
         action.failed()
@@ -317,6 +307,33 @@ fn explain_no_answer(action: &Action, n: &NoAnswer, server: &str) -> KspyError {
             ", or wait longer with --request-timeout (0 for no limit)"
         }
     ))
+}
+
+/// For a write that got no answer: that it may have been carried out all the same, and how to
+/// look. `None` for a read.
+fn maybe_done(action: &Action) -> Option<String> {
+    match action {
+        Action::AddEphemeral { .. } | Action::CreatePod { .. } | Action::DeletePod { .. } => {
+            let (_, _, ns) = action.permission();
+            Some(format!(
+                "the request may have been carried out all the same: look before running the \
+                 command again (`kubectl get pods -n {}`)",
+                ns.unwrap_or("default")
+            ))
+        }
+        _ => None,
+    }
+}
+
+/// Ctrl-C while a request was on its way: said, with whether it may have been carried out;
+/// kspy then ends as Ctrl-C ends it ([`crate::interrupt::EXIT_INTERRUPTED`]).
+pub fn interrupted_request(action: &Action) -> KspyError {
+    KspyError::new(format!(
+        "{}: interrupted before the API server answered",
+        action.failed()
+    ))
+    .details(maybe_done(action))
+    .exit_code(crate::interrupt::EXIT_INTERRUPTED)
 }
 
 /// The TLS certificate problem somewhere in `err`'s chain (rustls' `invalid peer

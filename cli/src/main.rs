@@ -13,6 +13,7 @@ mod copy;
 mod errors;
 #[cfg(test)]
 mod golden;
+mod interrupt;
 mod ls;
 mod merge;
 mod node;
@@ -385,7 +386,7 @@ fn main() -> ExitCode {
         Err(err) => {
             eprint!("{}", report(&err));
             match err.downcast_ref::<KspyError>() {
-                Some(k) if k.code == wait::EXIT_INTERRUPTED => wait::die_of_interrupt(),
+                Some(k) if k.code == interrupt::EXIT_INTERRUPTED => interrupt::die_of_interrupt(),
                 Some(k) => ExitCode::from(k.code),
                 None => ExitCode::FAILURE,
             }

@@ -13,6 +13,7 @@ use tokio::time::Instant;
 
 use crate::cluster::Cluster;
 use crate::errors::{Action, KspyError};
+use crate::interrupt::{EXIT_INTERRUPTED, interrupt};
 
 /// The longest `--timeout` accepted: a year. Anything longer is a mistake (and overflows the
 /// clock's arithmetic somewhere near 584 billion years); `0` waits without a limit.
@@ -269,63 +270,6 @@ impl Progress {
     }
 }
 
-/// The exit code after Ctrl-C: 128 + SIGINT, what shells report for a command it ended
-/// ([`die_of_interrupt`] ends kspy so; `main` calls it for a failure with this code).
-pub const EXIT_INTERRUPTED: u8 = 130;
-
-/// Resolves at the first Ctrl-C (SIGINT) from its creation on, which it takes over from the
-/// signal's default action, ending kspy; [`restore_interrupt`] gives that back. Waiting takes
-/// it so: it draws a spinner and has something to say when interrupted. Never resolves where
-/// the signal cannot be taken (kspy then ends as before, without a word).
-fn interrupt() -> impl std::future::Future<Output = ()> {
-    #[cfg(unix)]
-    {
-        let signal = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt());
-        async move {
-            match signal {
-                Ok(mut s) => {
-                    s.recv().await;
-                }
-                Err(_) => std::future::pending().await,
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    }
-}
-
-/// Gives Ctrl-C its default action back after a wait: ending kspy at once, during an attach
-/// session without a TTY say. (tokio keeps a signal it was once given for the rest of the
-/// process, swallowing every later Ctrl-C.)
-fn restore_interrupt() {
-    #[cfg(unix)]
-    // SAFETY: setting a signal's disposition to its default is async-signal-safe and has no
-    // memory effects; tokio's handler, replaced here, is needed no more.
-    unsafe {
-        libc::signal(libc::SIGINT, libc::SIG_DFL);
-    }
-}
-
-/// Ends kspy after a Ctrl-C it answered: killed by SIGINT itself, with the signal's default
-/// action given back, so that the shell reports it as an interrupt — `$?` 130 — and a shell
-/// running kspy in a script or a loop stops too, as it does for any command Ctrl-C ends (a
-/// plain `exit 130` would let the loop go on: bash and others take it as handled). Returns
-/// exit code 130 only where the signal cannot be raised.
-pub fn die_of_interrupt() -> std::process::ExitCode {
-    #[cfg(unix)]
-    // SAFETY: as in `restore_interrupt`; raising a signal whose action is the default ends
-    // the process, exactly as the Ctrl-C kspy answered would have.
-    unsafe {
-        libc::signal(libc::SIGINT, libc::SIG_DFL);
-        libc::raise(libc::SIGINT);
-    }
-    std::process::ExitCode::from(EXIT_INTERRUPTED)
-}
-
 /// The outcome of waiting.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
@@ -360,7 +304,6 @@ pub async fn wait_for_container(
         r = watch_loop(cluster, &mut pod, &name, container, deadline, &mut progress) => r,
         () = interrupt() => Err(WaitError::Interrupted),
     };
-    restore_interrupt();
     // Also on an interrupt: the spinner's line is cleared before anything else is said.
     progress.finish();
     let left_behind = || {

@@ -2324,6 +2324,50 @@ fn interrupted_wait_says_what_stays_and_ends_as_ctrl_c_does() {
     );
 }
 
+/// Ctrl-C while the write is on its way (the API server, or its webhooks, slow to answer): not
+/// a silent death but that the container may have been added all the same; then kspy ends by
+/// the signal.
+#[test]
+fn interrupted_write_says_it_may_have_been_done() {
+    let patching = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let seen = patching.clone();
+    let api = FakeApi::start(move |r: &Recorded| match r.method.as_str() {
+        "GET" if r.path == POD_PATH => Reply::ok(&web_pod()),
+        _ => {
+            seen.store(true, std::sync::atomic::Ordering::SeqCst);
+            std::thread::sleep(Duration::from_secs(5));
+            Reply::text("")
+        }
+    });
+    let mut child = api.spawn_kspy(&["attach", WEB, "-c", "app", "--name", "debugger-tst42"]);
+    let stderr = support::Collected::start(child.stderr.take().expect("stderr"));
+    let started = Instant::now();
+    while !patching.load(std::sync::atomic::Ordering::SeqCst) {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "no write came: {}",
+            stderr.text()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let sent = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(sent.success());
+    let status = child.wait().expect("kspy ends");
+    let stderr = stderr.finish();
+    assert!(ended_by_sigint(status), "{status:?}: {stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "kspy: could not add debug container debugger-tst42 to pod prod/{WEB}: interrupted \
+             before the API server answered\n  the request may have been carried out all the \
+             same: look before running the command again (`kubectl get pods -n prod`)"
+        )),
+        "{stderr}"
+    );
+}
+
 /// Once kspy has waited, Ctrl-C still ends it — during an attach session without a TTY, say:
 /// taking the signal over for the wait must not swallow it afterwards.
 #[test]

@@ -8,7 +8,7 @@
 
 mod fuzz;
 
-use fuzz::json::pointers;
+use fuzz::json::{kind, pointers};
 use fuzz::library::Library;
 use fuzz::rng::Rng;
 use kspy_admission::{Endpoint, Verdict};
@@ -33,18 +33,6 @@ fn answer(lib: &Library, body: &[u8], endpoint: Endpoint) -> Option<(Verdict, Va
         lib.namespace_of(r).cloned()
     })
     .map(|a| (a.verdict, a.review))
-}
-
-/// The kind of a JSON value, for "a value of another type".
-fn kind(v: &Value) -> u8 {
-    match v {
-        Value::Null => 0,
-        Value::Bool(_) => 1,
-        Value::Number(_) => 2,
-        Value::String(_) => 3,
-        Value::Array(_) => 4,
-        Value::Object(_) => 5,
-    }
 }
 
 /// Values of every kind but null, the likely and the hostile.

@@ -457,16 +457,7 @@ impl FakeApi {
     /// Runs the real binary with `args`, `input` on its stdin.
     pub fn kspy_with_input(&self, args: &[&str], input: &[u8]) -> Output {
         use std::io::Write;
-        let mut cmd = command(
-            Path::new(env!("CARGO_BIN_EXE_kspy")),
-            args,
-            Some(&self.kubeconfig()),
-            self.dir.path(),
-        );
-        cmd.stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = cmd.spawn().expect("spawn kspy");
+        let mut child = self.spawn_kspy(args);
         let mut stdin = child.stdin.take().expect("stdin");
         stdin.write_all(input).expect("write stdin");
         drop(stdin);

@@ -770,17 +770,22 @@ fn unsupported_transfer_coding(headers: &header::HeaderMap) -> Option<String> {
 mod tests {
     use super::*;
 
+    /// Headers holding `name` once for each of `values`.
+    fn headers(name: header::HeaderName, values: &[&str]) -> header::HeaderMap {
+        let mut headers = header::HeaderMap::new();
+        for v in values {
+            headers.append(
+                name.clone(),
+                header::HeaderValue::from_str(v).expect("value"),
+            );
+        }
+        headers
+    }
+
     #[test]
     fn only_chunked_is_an_accepted_transfer_coding() {
         let coding = |values: &[&str]| {
-            let mut headers = header::HeaderMap::new();
-            for v in values {
-                headers.append(
-                    header::TRANSFER_ENCODING,
-                    header::HeaderValue::from_str(v).expect("value"),
-                );
-            }
-            unsupported_transfer_coding(&headers)
+            unsupported_transfer_coding(&headers(header::TRANSFER_ENCODING, values))
         };
         assert_eq!(coding(&[]), None);
         assert_eq!(coding(&["chunked"]), None);
@@ -791,16 +796,8 @@ mod tests {
 
     #[test]
     fn only_identity_is_an_accepted_content_encoding() {
-        let encoding = |values: &[&str]| {
-            let mut headers = header::HeaderMap::new();
-            for v in values {
-                headers.append(
-                    header::CONTENT_ENCODING,
-                    header::HeaderValue::from_str(v).expect("value"),
-                );
-            }
-            unsupported_encoding(&headers)
-        };
+        let encoding =
+            |values: &[&str]| unsupported_encoding(&headers(header::CONTENT_ENCODING, values));
         assert_eq!(encoding(&[]), None);
         assert_eq!(encoding(&["identity"]), None);
         assert_eq!(encoding(&["Identity, identity"]), None);

@@ -71,7 +71,8 @@ impl<'a> ContainerParts<'a> {
 pub enum VolumeKind {
     /// ConfigMaps, emptyDirs, PVCs and the like.
     NonSecret,
-    /// A Secret, or a projected volume with Secret or service-account-token sources.
+    /// A Secret, a projected volume with Secret or service-account-token sources, an inline
+    /// CSI volume, or a volume of a kind kspy does not know (see `volume_kind`).
     Secret,
     /// A hostPath volume: judged by the `hostPaths` grant, not `mountVolumes`.
     HostPath,
@@ -153,7 +154,7 @@ pub struct Asks {
 /// the debug container does not ask for itself: tracing a process (with SYS_PTRACE, past the
 /// kernel's rule that a tracer hold every capability of its tracee) lets the tracer run code
 /// as that process, with all it holds.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TracedContainer {
     /// The container's name.
     pub name: String,
@@ -162,6 +163,10 @@ pub struct TracedContainer {
     /// The members of the privileged family it has (`privileged: true`, `seccomp
     /// Unconfined`, ...), as [`Asks::privileged_family`] names them.
     pub privileged: Vec<&'static str>,
+    /// The hostPath volumes it mounts, as it mounts them: its processes reach the node's
+    /// files there, and so does a debug container running code as them (or reading their
+    /// files through `/proc/PID/root`, which SYS_PTRACE also opens).
+    pub host_paths: Vec<VolumeAsk>,
 }
 
 /// A pod's volumes by name, indexed once per pod for the asks of all its containers: indexing
@@ -323,27 +328,56 @@ impl Asks {
 }
 
 /// What the containers of a pod hold that a container tracing their processes takes over,
-/// worked out once per pod, so that judging each debug container against it does not go
-/// over the pod's containers again: a review adding many debug containers to a pod of many
-/// containers would be quadratic.
+/// worked out once per pod and gathered per process namespace, so that judging each debug
+/// container against it does not go over the pod's containers again: a review adding many
+/// debug containers to a pod of many containers would be quadratic.
 #[derive(Debug, Default)]
 pub struct TraceReach {
-    /// `shareProcessNamespace: true`: a debug container reaches every container.
+    /// `shareProcessNamespace: true`: one process namespace holds every container.
     shared: bool,
-    /// Each container holding anything, by name.
-    by_name: HashMap<String, Held>,
-    /// With a shared process namespace, each capability held in the pod, with the first
-    /// container holding it.
-    capabilities_in_pod: BTreeMap<Capability, String>,
-    /// The same for the members of the privileged family.
-    privileged_in_pod: BTreeMap<&'static str, String>,
+    /// With `shared`, what the pod's one process namespace holds.
+    pod: Held,
+    /// Without it, what each container's process namespace holds, by the container's name:
+    /// the container itself and every ephemeral container targeting it
+    /// (`targetContainerName` puts an ephemeral container in its target's namespace).
+    by_target: HashMap<String, Held>,
 }
 
-/// What one container holds that tracing takes over.
-#[derive(Debug, Clone, Default)]
+/// What the processes of one process namespace hold that tracing takes over, each privilege
+/// with the first container holding it (and, for a host path, the container mounting it the
+/// most writable way).
+#[derive(Debug, Default)]
 struct Held {
-    capabilities: Vec<Capability>,
-    privileged: Vec<&'static str>,
+    capabilities: BTreeMap<Capability, String>,
+    privileged: BTreeMap<&'static str, String>,
+    /// hostPath volumes mounted, by volume name, with the container holding the mount.
+    host_paths: BTreeMap<String, (VolumeAsk, String)>,
+}
+
+impl Held {
+    /// Adds what the container `name` (asking `asks`) holds.
+    fn add(&mut self, name: &str, asks: &Asks) {
+        for cap in &asks.capabilities {
+            self.capabilities
+                .entry(cap.clone())
+                .or_insert_with(|| name.to_owned());
+        }
+        for phrase in asks.privileged_family() {
+            self.privileged
+                .entry(phrase)
+                .or_insert_with(|| name.to_owned());
+        }
+        for v in &asks.host_paths {
+            match self.host_paths.get(&v.name) {
+                // A writable mount reaches more than a read-only one.
+                Some((held, _)) if !held.read_only || v.read_only => {}
+                _ => {
+                    self.host_paths
+                        .insert(v.name.clone(), (v.clone(), name.to_owned()));
+                }
+            }
+        }
+    }
 }
 
 impl TraceReach {
@@ -356,127 +390,100 @@ impl TraceReach {
             shared: spec.share_process_namespace == Some(true),
             ..TraceReach::default()
         };
-        let parts = spec
+        // Regular and init containers each have a process namespace of their own; an
+        // ephemeral container joins its target's, or has one no other container can be
+        // asked into when it has no target.
+        let regular = spec
             .containers
             .iter()
             .chain(spec.init_containers.iter().flatten())
-            .map(ContainerParts::from_container)
-            .chain(
-                spec.ephemeral_containers
-                    .iter()
-                    .flatten()
-                    .map(ContainerParts::from_ephemeral),
-            );
-        for c in parts {
+            .map(|c| (ContainerParts::from_container(c), Some(c.name.as_str())));
+        let ephemeral = spec
+            .ephemeral_containers
+            .iter()
+            .flatten()
+            .map(ContainerParts::from_ephemeral)
+            .map(|c| (c, c.target));
+        for (c, namespace) in regular.chain(ephemeral) {
+            let held = match (reach.shared, namespace) {
+                (true, _) => &mut reach.pod,
+                (false, Some(namespace)) => {
+                    reach.by_target.entry(namespace.to_owned()).or_default()
+                }
+                (false, None) => continue,
+            };
             let asks = Asks {
                 // Held: `allowPrivilegeEscalation` only lets the traced process gain, by a
                 // setuid program, what its capabilities already bound, and those are judged.
                 allow_privilege_escalation: false,
                 ..Asks::extract(&c, pod, volumes)
             };
-            let held = Held {
-                privileged: asks.privileged_family(),
-                capabilities: asks.capabilities,
-            };
-            if held.capabilities.is_empty() && held.privileged.is_empty() {
-                continue;
-            }
-            if reach.shared {
-                for cap in &held.capabilities {
-                    reach
-                        .capabilities_in_pod
-                        .entry(cap.clone())
-                        .or_insert_with(|| c.name.to_owned());
-                }
-                for phrase in &held.privileged {
-                    reach
-                        .privileged_in_pod
-                        .entry(phrase)
-                        .or_insert_with(|| c.name.to_owned());
-                }
-            }
-            reach.by_name.entry(c.name.to_owned()).or_insert(held);
+            held.add(c.name, &asks);
         }
         reach
     }
 }
 
-/// The containers whose processes an ephemeral container asking `debugger` can trace, each
-/// with what it holds beyond `debugger`, from the pod's [`TraceReach`]; empty unless
-/// `debugger` may trace ([`Asks::may_trace`]) and is not privileged itself. It shares a
-/// process namespace with its target (`targetContainerName`), and with every container when
-/// the pod has `shareProcessNamespace: true` (each privilege then named with the first
-/// container holding it). A `hostPID` pod's host namespace is judged on its own, as a host
-/// namespace the debug container shares.
-pub fn traced_containers(debugger: &Asks, reach: &TraceReach) -> Vec<TracedContainer> {
+/// The containers whose processes the ephemeral container `name`, asking `debugger`, can
+/// trace, each with what it holds beyond `debugger`, from the pod's [`TraceReach`]; empty
+/// unless `debugger` may trace ([`Asks::may_trace`]) and is not privileged itself.
+///
+/// It shares a process namespace with its target (`targetContainerName`) and with every
+/// other ephemeral container targeting the same container, and with every container when the
+/// pod has `shareProcessNamespace: true`. Each privilege is named with the first container
+/// holding it; each host path with the container mounting it the most writable way, unless
+/// that is `debugger` itself (then judged as its own mount). A `hostPID` pod's host
+/// namespace is judged on its own, as a host namespace the debug container shares.
+pub fn traced_containers(name: &str, debugger: &Asks, reach: &TraceReach) -> Vec<TracedContainer> {
     if !debugger.may_trace() || debugger.privileged {
         return Vec::new();
     }
-    let own_family = debugger.privileged_family();
-    let beyond_cap = |cap: &Capability| {
-        !debugger
-            .capabilities
-            .iter()
-            .any(|own| own == cap || own.is_all())
+    let held = if reach.shared {
+        &reach.pod
+    } else {
+        match debugger
+            .target
+            .as_deref()
+            .and_then(|t| reach.by_target.get(t))
+        {
+            Some(held) => held,
+            None => return Vec::new(),
+        }
     };
-    let beyond_phrase = |phrase: &'static str| !own_family.contains(&phrase);
+    let own_family = debugger.privileged_family();
     let mut out: Vec<TracedContainer> = Vec::new();
-    if reach.shared {
-        let mut add = |name: &str, cap: Option<&Capability>, phrase: Option<&'static str>| {
-            let at = match out.iter().position(|t| t.name == name) {
-                Some(at) => at,
-                None => {
-                    out.push(TracedContainer {
-                        name: name.to_owned(),
-                        capabilities: Vec::new(),
-                        privileged: Vec::new(),
-                    });
-                    out.len() - 1
-                }
-            };
-            out[at].capabilities.extend(cap.cloned());
-            out[at].privileged.extend(phrase);
-        };
-        for (cap, name) in reach
-            .capabilities_in_pod
-            .iter()
-            .filter(|(c, _)| beyond_cap(c))
-        {
-            add(name, Some(cap), None);
-        }
-        for (phrase, name) in reach
-            .privileged_in_pod
-            .iter()
-            .filter(|(p, _)| beyond_phrase(p))
-        {
-            add(name, None, Some(phrase));
-        }
-        out.sort_by(|a, b| a.name.cmp(&b.name));
-    } else if let Some(held) = debugger
-        .target
-        .as_deref()
-        .and_then(|t| reach.by_name.get(t))
-    {
-        let traced = TracedContainer {
-            name: debugger.target.clone().unwrap_or_default(),
-            capabilities: held
-                .capabilities
-                .iter()
-                .filter(|c| beyond_cap(c))
-                .cloned()
-                .collect(),
-            privileged: held
-                .privileged
-                .iter()
-                .copied()
-                .filter(|p| beyond_phrase(p))
-                .collect(),
-        };
-        if !traced.capabilities.is_empty() || !traced.privileged.is_empty() {
-            out.push(traced);
+    for (cap, holder) in &held.capabilities {
+        if !debugger.capabilities.iter().any(|c| c == cap || c.is_all()) {
+            traced(&mut out, holder).capabilities.push(cap.clone());
         }
     }
+    for (phrase, holder) in &held.privileged {
+        if !own_family.contains(phrase) {
+            traced(&mut out, holder).privileged.push(phrase);
+        }
+    }
+    for (volume, holder) in held.host_paths.values() {
+        if holder != name {
+            traced(&mut out, holder).host_paths.push(volume.clone());
+        }
+    }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
     out
+}
+
+/// The entry of `out` for the container `name`, added empty when missing.
+fn traced<'o>(out: &'o mut Vec<TracedContainer>, name: &str) -> &'o mut TracedContainer {
+    let at = match out.iter().position(|t| t.name == name) {
+        Some(at) => at,
+        None => {
+            out.push(TracedContainer {
+                name: name.to_owned(),
+                ..TracedContainer::default()
+            });
+            out.len() - 1
+        }
+    };
+    &mut out[at]
 }
 
 /// The SELinux types Pod Security's baseline level allows (besides none).
@@ -535,45 +542,92 @@ fn apparmor_unconfined(
         .is_some_and(|v| v == "unconfined")
 }
 
-/// CSI drivers whose volumes hold secrets (the Secrets Store CSI driver mounts Vault, AWS,
-/// Azure and GCP secrets as files): mounting one is mounting a secret.
-const SECRET_CSI_DRIVERS: &[&str] = &["secrets-store.csi.k8s.io"];
-
 fn volume_ask(name: &str, read_only: bool, volume: Option<&Volume>) -> VolumeAsk {
     let mut ask = VolumeAsk {
         name: name.to_owned(),
-        kind: VolumeKind::NonSecret,
+        kind: VolumeKind::Secret,
         read_only,
         writable_below: false,
         host_path: None,
     };
-    let Some(v) = volume else {
-        // The API server refuses mounts of undeclared volumes; judge it as sensitive anyway.
-        ask.kind = VolumeKind::Secret;
-        return ask;
-    };
-    if let Some(hp) = &v.host_path {
-        ask.kind = VolumeKind::HostPath;
-        // An unparsable host path stays a hostPath ask with no path: no grant covers it.
-        ask.host_path = HostPath::parse(&hp.path).ok();
-    } else if v.secret.is_some()
-        || v.csi
-            .as_ref()
-            .is_some_and(|c| SECRET_CSI_DRIVERS.contains(&c.driver.as_str()))
-    {
-        ask.kind = VolumeKind::Secret;
-    } else if let Some(projected) = &v.projected {
+    // The API server refuses mounts of undeclared volumes; judge one as sensitive anyway.
+    if let Some(v) = volume {
+        ask.kind = volume_kind(v);
+        if let Some(hp) = &v.host_path {
+            // An unparsable host path stays a hostPath ask with no path: no grant covers it.
+            ask.host_path = HostPath::parse(&hp.path).ok();
+        }
+    }
+    ask
+}
+
+/// How sensitive a pod volume is. What kspy cannot see into counts as a secret, so that a
+/// kind of volume it does not know is never mounted on a grant meant for ConfigMaps:
+///
+/// - an inline CSI volume, whatever its driver: the drivers used inline are mostly there to
+///   hand credentials to the pod (the Secrets Store driver's Vault and cloud secrets,
+///   cert-manager's and SPIFFE's certificates and keys), and kspy cannot tell the others;
+/// - a projected volume with a source kspy does not know (a `podCertificate`, Kubernetes
+///   1.34, holds a private key; the 1.33 types kspy reads drop it, leaving an empty source);
+/// - a volume with none of the sources kspy knows (a kind newer than those types).
+fn volume_kind(v: &Volume) -> VolumeKind {
+    if v.host_path.is_some() {
+        return VolumeKind::HostPath;
+    }
+    if v.secret.is_some() || v.csi.is_some() {
+        return VolumeKind::Secret;
+    }
+    if let Some(projected) = &v.projected {
         let sensitive = projected
             .sources
             .as_deref()
             .unwrap_or_default()
             .iter()
-            .any(|s| s.secret.is_some() || s.service_account_token.is_some());
-        if sensitive {
-            ask.kind = VolumeKind::Secret;
-        }
+            .any(|s| {
+                let known = s.cluster_trust_bundle.is_some()
+                    || s.config_map.is_some()
+                    || s.downward_api.is_some();
+                s.secret.is_some() || s.service_account_token.is_some() || !known
+            });
+        return if sensitive {
+            VolumeKind::Secret
+        } else {
+            VolumeKind::NonSecret
+        };
     }
-    ask
+    let known = [
+        v.aws_elastic_block_store.is_some(),
+        v.azure_disk.is_some(),
+        v.azure_file.is_some(),
+        v.cephfs.is_some(),
+        v.cinder.is_some(),
+        v.config_map.is_some(),
+        v.downward_api.is_some(),
+        v.empty_dir.is_some(),
+        v.ephemeral.is_some(),
+        v.fc.is_some(),
+        v.flex_volume.is_some(),
+        v.flocker.is_some(),
+        v.gce_persistent_disk.is_some(),
+        v.git_repo.is_some(),
+        v.glusterfs.is_some(),
+        v.image.is_some(),
+        v.iscsi.is_some(),
+        v.nfs.is_some(),
+        v.persistent_volume_claim.is_some(),
+        v.photon_persistent_disk.is_some(),
+        v.portworx_volume.is_some(),
+        v.quobyte.is_some(),
+        v.rbd.is_some(),
+        v.scale_io.is_some(),
+        v.storageos.is_some(),
+        v.vsphere_volume.is_some(),
+    ];
+    if known.contains(&true) {
+        VolumeKind::NonSecret
+    } else {
+        VolumeKind::Secret
+    }
 }
 
 /// Pod-level asks of copy and node pods.
@@ -663,7 +717,10 @@ mod tests {
                 {"name": "cfg", "projected": {"sources": [{"configMap": {"name": "c"}}]}},
                 {"name": "root", "hostPath": {"path": "//etc/../"}},
                 {"name": "vault", "csi": {"driver": "secrets-store.csi.k8s.io", "readOnly": true}},
-                {"name": "scratch", "csi": {"driver": "scratch.csi.example.com"}}
+                {"name": "scratch", "csi": {"driver": "scratch.csi.example.com"}},
+                {"name": "pod-cert", "projected": {"sources": [{"podCertificate": {"signerName": "x"}}, {"configMap": {"name": "c"}}]}},
+                {"name": "future", "someNewVolumeSource": {"path": "/x"}},
+                {"name": "bundle", "projected": {"sources": [{"clusterTrustBundle": {"path": "ca.pem"}}, {"downwardAPI": {}}]}}
             ],
             "ephemeralContainers": [ec]
         });
@@ -767,19 +824,28 @@ mod tests {
                 {"name": "root", "mountPath": "/host", "readOnly": true},
                 {"name": "root", "mountPath": "/host2"},
                 {"name": "vault", "mountPath": "/vault", "readOnly": true},
-                {"name": "scratch", "mountPath": "/scratch"}
+                {"name": "scratch", "mountPath": "/scratch"},
+                {"name": "pod-cert", "mountPath": "/pod-cert"},
+                {"name": "future", "mountPath": "/future"},
+                {"name": "bundle", "mountPath": "/bundle"}
             ]}),
             json!({}),
         ));
         assert_eq!(
             volume_kinds(&a),
             [
+                ("bundle", VolumeKind::NonSecret, false),
                 ("cfg", VolumeKind::NonSecret, false),
                 ("creds", VolumeKind::Secret, true),
                 ("data", VolumeKind::NonSecret, false),
+                // A source the 1.33 types drop (podCertificate holds a private key), and a
+                // volume of a kind they do not know: what kspy cannot see into is a secret.
+                ("future", VolumeKind::Secret, false),
                 ("kube-api-access", VolumeKind::Secret, true),
+                ("pod-cert", VolumeKind::Secret, false),
                 ("root", VolumeKind::HostPath, false),
-                ("scratch", VolumeKind::NonSecret, false),
+                // Any inline CSI volume: most drivers used inline hand out credentials.
+                ("scratch", VolumeKind::Secret, false),
                 ("vault", VolumeKind::Secret, true),
             ]
         );
@@ -826,7 +892,7 @@ mod tests {
         let ec: EphemeralContainer = serde_json::from_value(debugger).unwrap();
         let volumes = PodVolumes::of(&p);
         let mut asks = Asks::extract(&ContainerParts::from_ephemeral(&ec), &p, &volumes);
-        asks.traced = traced_containers(&asks, &TraceReach::of(&p, &volumes));
+        asks.traced = traced_containers(&ec.name, &asks, &TraceReach::of(&p, &volumes));
         asks
     }
 
@@ -903,6 +969,115 @@ mod tests {
             true,
         );
         assert!(a.traced.is_empty());
+    }
+
+    /// One traced container as the tests compare it: name, capabilities, privileged family,
+    /// host paths (path, read-only).
+    type Reached = (String, Vec<String>, Vec<&'static str>, Vec<(String, bool)>);
+
+    /// What `debugger` (the last ephemeral container of `pod_json`) reaches by tracing.
+    fn reach_of(pod_json: serde_json::Value) -> Vec<Reached> {
+        let p = pod(pod_json);
+        let spec = p.spec.as_ref().unwrap();
+        let ec = spec.ephemeral_containers.as_ref().unwrap().last().unwrap();
+        let volumes = PodVolumes::of(&p);
+        let asks = Asks::extract(&ContainerParts::from_ephemeral(ec), &p, &volumes);
+        traced_containers(&ec.name, &asks, &TraceReach::of(&p, &volumes))
+            .into_iter()
+            .map(|t| {
+                let paths = t
+                    .host_paths
+                    .iter()
+                    .map(|v| (v.host_path.as_ref().unwrap().to_string(), v.read_only))
+                    .collect();
+                let caps = t.capabilities.iter().map(|c| c.to_string()).collect();
+                (t.name, caps, t.privileged, paths)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn tracing_reaches_every_container_in_the_targets_process_namespace() {
+        let pod_with = |ephemeral: serde_json::Value| {
+            json!({"metadata": {"name": "p"}, "spec": {
+                "containers": [{"name": "app", "image": "app"}, {"name": "db", "image": "db"}],
+                "ephemeralContainers": ephemeral
+            }})
+        };
+        let old = json!({"name": "old", "image": "tools", "targetContainerName": "app",
+                         "securityContext": {"privileged": true}});
+        let new = |target: &str| {
+            json!({"name": "new", "image": "busybox", "targetContainerName": target,
+                   "securityContext": {"capabilities": {"add": ["SYS_PTRACE"]}}})
+        };
+        // An earlier debug container targeting the same container shares its namespace, and
+        // so its processes: tracing them is running code as a privileged container.
+        assert_eq!(
+            reach_of(pod_with(json!([old.clone(), new("app")]))),
+            [("old".into(), vec![], vec!["privileged: true"], vec![])]
+        );
+        // Targeting another container, it shares nothing with the privileged one.
+        assert!(reach_of(pod_with(json!([old.clone(), new("db")]))).is_empty());
+        // Nor does an untargeted debug container, which has a namespace of its own.
+        let mut untargeted = old;
+        untargeted
+            .as_object_mut()
+            .unwrap()
+            .remove("targetContainerName");
+        assert!(reach_of(pod_with(json!([untargeted, new("app")]))).is_empty());
+    }
+
+    #[test]
+    fn tracing_reaches_the_host_paths_the_traced_containers_mount() {
+        let pod_with = |app_mounts: serde_json::Value, share: bool, own: serde_json::Value| {
+            json!({"metadata": {"name": "p"}, "spec": {
+                "shareProcessNamespace": share,
+                "volumes": [{"name": "root", "hostPath": {"path": "/"}},
+                            {"name": "logs", "hostPath": {"path": "/var/log/"}}],
+                "containers": [
+                    {"name": "app", "image": "app", "volumeMounts": app_mounts},
+                    {"name": "agent", "image": "agent", "volumeMounts": [
+                        {"name": "logs", "mountPath": "/logs", "readOnly": true}]}
+                ],
+                "ephemeralContainers": [{"name": "d", "image": "busybox", "targetContainerName": "app",
+                    "volumeMounts": own,
+                    "securityContext": {"capabilities": {"add": ["SYS_PTRACE"]}}}]
+            }})
+        };
+        let writable_root = json!([{"name": "root", "mountPath": "/host"}]);
+        // The target's mount, as it mounts it: its processes write the node's / for the tracer.
+        assert_eq!(
+            reach_of(pod_with(writable_root.clone(), false, json!([]))),
+            [("app".into(), vec![], vec![], vec![("/".into(), false)])]
+        );
+        let read_only_root = json!([{"name": "root", "mountPath": "/host", "readOnly": true}]);
+        assert_eq!(
+            reach_of(pod_with(read_only_root.clone(), false, json!([]))),
+            [("app".into(), vec![], vec![], vec![("/".into(), true)])]
+        );
+        // With one process namespace, every container's, the most writable mount of each.
+        assert_eq!(
+            reach_of(pod_with(read_only_root, true, json!([]))),
+            [
+                (
+                    "agent".into(),
+                    vec![],
+                    vec![],
+                    vec![("/var/log".into(), true)]
+                ),
+                ("app".into(), vec![], vec![], vec![("/".into(), true)]),
+            ]
+        );
+        // The debug container's own writable mount is judged as its own, not again.
+        assert_eq!(
+            reach_of(pod_with(json!([]), true, writable_root)),
+            [(
+                "agent".into(),
+                vec![],
+                vec![],
+                vec![("/var/log".into(), true)]
+            )]
+        );
     }
 
     #[test]

@@ -231,7 +231,7 @@ fn attach(review: &ParsedReview) -> Result<DebugRequest, ClassifyError> {
         let mut asks = Asks::extract(&parts, pod, &volumes);
         if asks.may_trace() && !asks.privileged && (asks.target.is_some() || shares_processes) {
             let reach = reach.get_or_insert_with(|| TraceReach::of(pod, &volumes));
-            asks.traced = traced_containers(&asks, reach);
+            asks.traced = traced_containers(&ec.name, &asks, reach);
         }
         subjects.push(Subject {
             name: ec.name.clone(),

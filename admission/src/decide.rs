@@ -23,7 +23,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use k8s_openapi::api::core::v1::Namespace;
 use kube_cel::cel::{Context, Value};
 
-use crate::asks::{Asks, VolumeKind};
+use crate::asks::{Asks, VolumeAsk, VolumeKind};
 use crate::capability::Capability;
 use crate::cel::{CelEnv, Fields, LazyVariables, VarSet, json_to_cel, map_of, project_json};
 use crate::classify::{Action, DebugRequest, Subject};
@@ -453,6 +453,10 @@ pub(crate) enum Ask {
         container: String,
         ask: Box<Ask>,
     },
+    /// SYS_PTRACE (or ALL) in the node's process namespace: every process on the node can be
+    /// traced and taken over, the kubelet's and the container runtime's included, which is
+    /// what `privileged: true` gives. Granted by `privileged` only.
+    TracingHostProcesses,
 }
 
 impl std::fmt::Display for Ask {
@@ -491,7 +495,18 @@ impl std::fmt::Display for Ask {
             Ask::HostNamespace(ns) => write!(f, "host {ns} namespace"),
             Ask::ThroughTracing { container, ask } => write!(
                 f,
-                "{ask} (held by container {container:?}, whose processes SYS_PTRACE lets the debug container trace and take over)"
+                "{ask} ({} by container {container:?}, whose processes SYS_PTRACE lets the debug container trace and take over)",
+                if matches!(**ask, Ask::HostPath { .. }) {
+                    "mounted"
+                } else {
+                    "held"
+                }
+            ),
+            Ask::TracingHostProcesses => write!(
+                f,
+                "tracing the node's processes (SYS_PTRACE in the host pid namespace reaches \
+                 every process on the node, the kubelet and the container runtime included, \
+                 as privileged: true does)"
             ),
             Ask::InheritedHostNamespace(ns) => write!(
                 f,
@@ -548,15 +563,11 @@ impl Ask {
                     .map(Ask::Privileged)
                     .map(through),
             );
+            out.extend(traced.host_paths.iter().map(Ask::host_path).map(through));
         }
         for v in &a.volumes {
             if v.kind == VolumeKind::HostPath {
-                out.push(Ask::HostPath {
-                    volume: v.name.clone(),
-                    path: v.host_path.as_ref().map(|p| p.to_string()),
-                    read_only: v.read_only,
-                    writable_below: v.writable_below,
-                });
+                out.push(Ask::host_path(v));
             } else {
                 out.push(Ask::Volume(v.name.clone(), v.kind));
             }
@@ -566,6 +577,9 @@ impl Ask {
                 .iter()
                 .map(|s| Ask::EnvFromSecret(s.clone())),
         );
+        if a.may_trace() && !a.privileged && request.pod.host_pid {
+            out.push(Ask::TracingHostProcesses);
+        }
         let host_namespace = if request.action == Action::Attach {
             Ask::InheritedHostNamespace
         } else {
@@ -581,6 +595,16 @@ impl Ask {
         out
     }
 
+    /// The ask of mounting the hostPath volume `v`.
+    fn host_path(v: &VolumeAsk) -> Ask {
+        Ask::HostPath {
+            volume: v.name.clone(),
+            path: v.host_path.as_ref().map(|p| p.to_string()),
+            read_only: v.read_only,
+            writable_below: v.writable_below,
+        }
+    }
+
     /// True when `p`'s grant covers this ask.
     pub fn granted_by(&self, p: &CompiledPolicy, subject: &Subject) -> bool {
         let g = &p.grant;
@@ -590,7 +614,7 @@ impl Ask {
             Ask::InvalidImage(_) | Ask::InvalidCapability(_) => false,
             Ask::Capability(c) => g.covers_capability(c),
             Ask::RunAsRoot => g.run_as_root,
-            Ask::Privileged(_) => g.privileged,
+            Ask::Privileged(_) | Ask::TracingHostProcesses => g.privileged,
             Ask::Volume(_, kind) => g.covers_volume(*kind),
             Ask::EnvFromSecret(_) => g.mount_volumes == crate::policy::spec::VolumeGrant::All,
             Ask::HostPath { volume, .. } => a
@@ -599,7 +623,17 @@ impl Ask {
                 .find(|v| &v.name == volume)
                 .is_some_and(|v| g.covers_host_path(v)),
             Ask::HostNamespace(ns) | Ask::InheritedHostNamespace(ns) => g.covers_host_namespace(ns),
-            Ask::ThroughTracing { ask, .. } => ask.granted_by(p, subject),
+            // A host path is the traced container's mount, not one of the subject's own.
+            Ask::ThroughTracing { container, ask } => match &**ask {
+                Ask::HostPath { volume, .. } => a
+                    .traced
+                    .iter()
+                    .filter(|t| &t.name == container)
+                    .flat_map(|t| &t.host_paths)
+                    .find(|v| &v.name == volume)
+                    .is_some_and(|v| g.covers_host_path(v)),
+                _ => ask.granted_by(p, subject),
+            },
         }
     }
 }

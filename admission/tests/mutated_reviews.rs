@@ -670,6 +670,31 @@ fn escalations(fixture: &str, rng: &mut Rng, subject: &str) -> Vec<Escalation> {
             }),
         );
     }
+    // SYS_PTRACE in the node's pid namespace reaches every process on it.
+    if fixture == "attach-sre-ptrace.json" {
+        add(
+            "SYS_PTRACE in a hostPID pod".into(),
+            "tracing the node's processes",
+            Box::new(|d| {
+                for pod in ["object", "oldObject"] {
+                    d["request"][pod]["spec"]["hostPID"] = json!(true);
+                }
+            }),
+        );
+        // An older privileged debug container in the target's process namespace.
+        let sp = s.clone();
+        add(
+            "an older privileged debug container sharing the target".into(),
+            "privileged: true (held by container \"debugger-old01\"",
+            Box::new(move |d| {
+                d.pointer_mut(&sp).expect("subject")["targetContainerName"] = json!("app");
+                for pod in ["object", "oldObject"] {
+                    d["request"][pod]["spec"]["ephemeralContainers"][0]["targetContainerName"] =
+                        json!("app");
+                }
+            }),
+        );
+    }
     if fixture == "copy-fork-sre.json" {
         // A privileged init container.
         add(

@@ -331,8 +331,10 @@ fn target_json(review: &ParsedReview, subject: &Subject) -> serde_json::Value {
     ) else {
         return serde_json::Value::Null;
     };
+    // A restartable init container (a sidecar) may be targeted too.
     spec.containers
         .iter()
+        .chain(spec.init_containers.iter().flatten())
         .find(|c| c.name == target)
         .and_then(|c| serde_json::to_value(c).ok())
         .unwrap_or(serde_json::Value::Null)

@@ -39,6 +39,10 @@ pub enum ReviewError {
     /// JSON, but not an object with `kind: AdmissionReview`.
     #[error("the body is not an AdmissionReview (kind is {0:?})")]
     NotAReview(String),
+    /// JSON, but not an AdmissionReview's envelope: not an object, a member of the wrong
+    /// type, or one given twice.
+    #[error("the body is not an AdmissionReview: {0}")]
+    MalformedEnvelope(serde_json::Error),
     /// An AdmissionReview of another version.
     #[error("unsupported apiVersion {0:?}: kspy speaks {API_VERSION} only")]
     WrongApiVersion(String),
@@ -360,7 +364,7 @@ impl ParsedReview {
         let JsonObject(envelope): JsonObject<Envelope<'_>> = serde_json::from_slice(&body)
             .map_err(|e| {
                 if e.is_data() {
-                    ReviewError::NotAReview(String::new())
+                    ReviewError::MalformedEnvelope(e)
                 } else {
                     ReviewError::NotJson(e)
                 }
@@ -563,7 +567,29 @@ mod tests {
     #[test]
     fn envelope_errors_are_specific() {
         assert!(matches!(review("{"), Err(ReviewError::NotJson(_))));
-        assert!(matches!(review("[]"), Err(ReviewError::NotAReview(_))));
+        assert!(matches!(
+            review("[]"),
+            Err(ReviewError::MalformedEnvelope(_))
+        ));
+        // The reason is kept: a member given twice, or of the wrong type.
+        for (body, says) in [
+            (
+                r#"{"kind":"AdmissionReview","kind":"AdmissionReview"}"#,
+                "duplicate field `kind`",
+            ),
+            (
+                r#"{"kind":"AdmissionReview","apiVersion":1}"#,
+                "invalid type: integer `1`",
+            ),
+            ("null", "invalid type: null"),
+        ] {
+            let err = review(body).expect_err(body).to_string();
+            assert!(
+                err.starts_with("the body is not an AdmissionReview: "),
+                "{err}"
+            );
+            assert!(err.contains(says), "{body}: {err}");
+        }
         assert!(matches!(
             review(r#"{"kind":"Pod"}"#),
             Err(ReviewError::NotAReview(_))
@@ -640,7 +666,7 @@ mod tests {
         }
         assert!(matches!(
             review(r#"["AdmissionReview","admission.k8s.io/v1",{}]"#),
-            Err(ReviewError::NotAReview(_))
+            Err(ReviewError::MalformedEnvelope(_))
         ));
     }
 

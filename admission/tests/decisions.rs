@@ -130,6 +130,45 @@ fn every_reason_is_listed() {
 /// writable. They are judged as writable mounts of that volume, so a policy granting no
 /// volumes denies them, and one granting non-secret volumes allows a PVC's.
 #[test]
+fn target_is_the_targeted_container_a_sidecar_init_container_included() {
+    // The README's advice: a debug container runs as a user other than its target's.
+    let other_user = format!(
+        "{TEAM}---\n{}",
+        r#"
+apiVersion: kspy.dev/v1alpha1
+kind: DebugPolicy
+metadata: {name: other-user}
+spec:
+  validations:
+    - expression: >-
+        target != null && has(target.securityContext) && has(target.securityContext.runAsUser)
+        && has(container.securityContext) && has(container.securityContext.runAsUser)
+        && container.securityContext.runAsUser != target.securityContext.runAsUser
+      message: run as a user other than the target's
+"#
+    );
+    let e = engine(&other_user);
+    for (user, allowed) in [(1000, false), (2000, true)] {
+        let mut d = debugger("d", "busybox:1.36");
+        d["targetContainerName"] = json!("proxy");
+        d["securityContext"] = json!({"runAsUser": user});
+        let mut r = attach("prod-eu", "alice", &["sre"], vec![], vec![d]);
+        for pod in ["object", "oldObject"] {
+            r["request"][pod]["spec"]["initContainers"] = json!([{
+                "name": "proxy", "image": "envoy", "restartPolicy": "Always",
+                "securityContext": {"runAsUser": 1000}
+            }]);
+        }
+        let j = validate(&e, &r);
+        assert_eq!(
+            j.response.allowed, allowed,
+            "user {user}: {}",
+            j.response.result.message
+        );
+    }
+}
+
+#[test]
 fn volume_devices_are_judged_as_mounts_of_their_volume() {
     let e = engine(TEAM);
     let mut d = debugger("d", "busybox:1.36");

@@ -115,6 +115,11 @@ async fn review(
     let deadline = now.checked_add(state.review_timeout).unwrap_or(now);
     let _in_flight = state.metrics.in_flight();
     let max = state.max_body_bytes;
+    // Every refusal below is sent before the body is read whole, and hyper then closes an
+    // HTTP/1.1 connection rather than read the rest: say so, so that the client (the API
+    // server's Go transport) sends its next review on another connection.
+    let http1 = req.version() < axum::http::Version::HTTP_2;
+    let early = |response: Response| closing_if(http1, response);
 
     // The API server never compresses what it sends a webhook; a compressed or otherwise
     // encoded body would only be misread.
@@ -133,13 +138,13 @@ async fn review(
             header::ACCEPT_ENCODING,
             header::HeaderValue::from_static("identity"),
         );
-        return response;
+        return early(response);
     }
 
     // hyper takes a body apart from its chunks and passes on anything else as it came: a body
     // sent gzip-compressed by transfer coding would be read (and judged) as if it were plain.
     if let Some(coding) = unsupported_transfer_coding(req.headers()) {
-        return refuse(
+        return early(refuse(
             &state,
             name,
             BadRequest::UnsupportedEncoding,
@@ -148,7 +153,7 @@ async fn review(
                 "Transfer-Encoding {coding} is not supported: kspy reads admission reviews as the API server sends them, with Content-Length or chunked; send the body without other transfer codings"
             ),
             None,
-        );
+        ));
     }
 
     let declared = req
@@ -157,7 +162,7 @@ async fn review(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > max as u64) {
-        return too_large(&state, name, max);
+        return early(too_large(&state, name, max));
     }
     // The body's claim on the server-wide budget: its declared length, or the most it may be.
     // Room is taken piece by piece as the bytes arrive (body_budget.rs).
@@ -167,32 +172,28 @@ async fn review(
     } else {
         WhenFull::Wait
     };
-    let body = match read_body(req.into_body(), &mut room, max, when_full, deadline).await {
-        Ok(body) => body,
-        Err(BodyError::TooLarge) => return too_large(&state, name, max),
-        Err(BodyError::Unreadable(err)) => {
-            return refuse(
-                &state,
-                name,
-                BadRequest::Unreadable,
-                StatusCode::BAD_REQUEST,
-                format!("cannot read the request body: {err}"),
-                None,
-            );
-        }
-        Err(BodyError::NotArrived) => {
-            return refuse(
-                &state,
-                name,
-                BadRequest::Unreadable,
-                StatusCode::REQUEST_TIMEOUT,
-                format!(
-                    "the request body did not arrive within the review deadline of {:?}; send it whole and at once",
-                    state.review_timeout
-                ),
-                Some(format!("{:?}", state.review_timeout)),
-            );
-        }
+    let refused = match read_body(req.into_body(), &mut room, max, when_full, deadline).await {
+        Ok(body) => Ok(body),
+        Err(BodyError::TooLarge) => Err(too_large(&state, name, max)),
+        Err(BodyError::Unreadable(err)) => Err(refuse(
+            &state,
+            name,
+            BadRequest::Unreadable,
+            StatusCode::BAD_REQUEST,
+            format!("cannot read the request body: {err}"),
+            None,
+        )),
+        Err(BodyError::NotArrived) => Err(refuse(
+            &state,
+            name,
+            BadRequest::Unreadable,
+            StatusCode::REQUEST_TIMEOUT,
+            format!(
+                "the request body did not arrive within the review deadline of {:?}; send it whole and at once",
+                state.review_timeout
+            ),
+            Some(format!("{:?}", state.review_timeout)),
+        )),
         Err(BodyError::NoRoom) if when_full == WhenFull::Refuse => {
             let mut response = refuse(
                 &state,
@@ -211,24 +212,26 @@ async fn review(
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
-            return response;
+            Err(response)
         }
-        Err(BodyError::NoRoom) => {
-            return refuse(
-                &state,
-                name,
-                BadRequest::BufferFull,
-                StatusCode::REQUEST_TIMEOUT,
-                format!(
-                    "the request body was not read within the review deadline of {:?}: other requests held the server's limit of {} body bytes in memory (--max-buffered-bytes) all that time; retry",
-                    state.review_timeout, state.max_buffered_bytes
-                ),
-                Some(format!(
-                    "{} bytes buffered at once, {:?}",
-                    state.max_buffered_bytes, state.review_timeout
-                )),
-            );
-        }
+        Err(BodyError::NoRoom) => Err(refuse(
+            &state,
+            name,
+            BadRequest::BufferFull,
+            StatusCode::REQUEST_TIMEOUT,
+            format!(
+                "the request body was not read within the review deadline of {:?}: other requests held the server's limit of {} body bytes in memory (--max-buffered-bytes) all that time; retry",
+                state.review_timeout, state.max_buffered_bytes
+            ),
+            Some(format!(
+                "{} bytes buffered at once, {:?}",
+                state.max_buffered_bytes, state.review_timeout
+            )),
+        )),
+    };
+    let body = match refused {
+        Ok(body) => body,
+        Err(response) => return early(response),
     };
     room.complete();
 
@@ -674,6 +677,19 @@ fn json(body: Vec<u8>) -> Response {
         Body::from(body),
     )
         .into_response()
+}
+
+/// `response` with `Connection: close` when the request came over HTTP/1.x (HTTP/2 has no
+/// such header: a stream ends on its own). For answers sent before the request body was read
+/// whole: the connection cannot carry another request.
+pub(crate) fn closing_if(http1: bool, mut response: Response) -> Response {
+    if http1 {
+        response.headers_mut().insert(
+            header::CONNECTION,
+            header::HeaderValue::from_static("close"),
+        );
+    }
+    response
 }
 
 /// A plain-text error with a one-line reason.

@@ -4,11 +4,12 @@
 use std::sync::Arc;
 
 use axum::Router;
-use axum::http::StatusCode;
+use axum::extract::Request;
+use axum::http::{StatusCode, Version, header};
 use axum::response::Response;
 use axum::routing::post;
 
-use crate::review::{mutate, plain, validate};
+use crate::review::{closing_if, mutate, plain, validate};
 use crate::state::AppState;
 
 /// The webhook routes.
@@ -20,7 +21,7 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
-async fn method_not_allowed() -> Response {
+async fn method_not_allowed(req: Request) -> Response {
     let mut response = plain(
         StatusCode::METHOD_NOT_ALLOWED,
         "only POST is accepted here".into(),
@@ -29,12 +30,23 @@ async fn method_not_allowed() -> Response {
         axum::http::header::ALLOW,
         axum::http::HeaderValue::from_static("POST"),
     );
-    response
+    closing_if(unread_http1_body(&req), response)
 }
 
-async fn not_found() -> Response {
-    plain(
+async fn not_found(req: Request) -> Response {
+    let response = plain(
         StatusCode::NOT_FOUND,
         "not found: kspy serves POST /mutate and POST /validate".into(),
-    )
+    );
+    closing_if(unread_http1_body(&req), response)
+}
+
+/// True for an HTTP/1.x request with a body, which these answers leave unread: hyper then
+/// closes the connection, and the answer says so.
+fn unread_http1_body(req: &Request) -> bool {
+    let headers = req.headers();
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .is_some_and(|v| v.as_bytes() != b"0");
+    req.version() < Version::HTTP_2 && (declared || headers.contains_key(header::TRANSFER_ENCODING))
 }

@@ -121,6 +121,64 @@ async fn bodies_over_the_limit_get_413() {
     h.server.shutdown().await;
 }
 
+/// Answers sent before the body is read end the HTTP/1.1 connection, and say so: a client
+/// keeping it alive (the API server's Go transport) would send its next review into a
+/// connection about to close.
+#[tokio::test]
+async fn answers_before_the_body_is_read_say_the_connection_closes() {
+    use tokio::io::AsyncReadExt;
+    let h = Harness::start_with(common::POLICIES, |c| c.max_body_bytes = 16 * 1024).await;
+    for (head, status) in [
+        // Declared over the limit, the body on its way.
+        (
+            "POST /validate HTTP/1.1\r\nHost: localhost\r\nContent-Length: 20000\r\n\r\n",
+            413,
+        ),
+        // An unknown path or a wrong method, with a body left unread.
+        (
+            "POST /nowhere HTTP/1.1\r\nHost: localhost\r\nContent-Length: 20000\r\n\r\n",
+            404,
+        ),
+        (
+            "PUT /mutate HTTP/1.1\r\nHost: localhost\r\nContent-Length: 20000\r\n\r\n",
+            405,
+        ),
+        // A coding kspy does not read.
+        (
+            "POST /validate HTTP/1.1\r\nHost: localhost\r\nContent-Encoding: gzip\r\nContent-Length: 20000\r\n\r\n",
+            415,
+        ),
+    ] {
+        let mut stream = raw_tls(h.server.addr, &h.tls).await;
+        stream.write_all(head.as_bytes()).await.expect("write");
+        stream.write_all(&[b' '; 1000]).await.expect("write");
+        let mut buf = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut buf)).await;
+        let text = String::from_utf8_lossy(&buf).to_ascii_lowercase();
+        let (answer_head, _) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+        assert!(
+            answer_head.starts_with(&format!("http/1.1 {status}")),
+            "{text}"
+        );
+        assert!(
+            answer_head.contains("\r\nconnection: close"),
+            "{head}: {text}"
+        );
+    }
+    // A whole request answered keeps its connection.
+    let mut stream = raw_tls(h.server.addr, &h.tls).await;
+    stream
+        .write_all(b"GET /validate HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .expect("write");
+    let mut buf = vec![0; 4096];
+    let n = stream.read(&mut buf).await.expect("read");
+    let text = String::from_utf8_lossy(&buf[..n]).to_ascii_lowercase();
+    assert!(text.starts_with("http/1.1 405"), "{text}");
+    assert!(!text.contains("connection: close"), "{text}");
+    h.server.shutdown().await;
+}
+
 #[tokio::test]
 async fn wrong_method_is_405_and_unknown_path_404() {
     let h = Harness::start().await;
@@ -288,7 +346,6 @@ async fn plain_http_on_the_tls_port_gets_no_answer() {
 #[tokio::test]
 async fn encoded_bodies_get_415_before_they_are_read() {
     let h = Harness::start().await;
-    let mut conn = h.connect(HttpVersion::Http1).await;
     let gzip = Bytes::from_static(b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\x03\xab\xae\x05\x00");
     for (encoding, body) in [
         ("gzip", gzip),
@@ -301,6 +358,8 @@ async fn encoded_bodies_get_415_before_they_are_read() {
             .header("content-encoding", encoding)
             .body(Full::new(body))
             .expect("request");
+        // A connection each: the answer comes before the body is read, and ends it.
+        let mut conn = h.connect(HttpVersion::Http1).await;
         let resp = conn.send(req).await.expect("response");
         assert_eq!(resp.status().as_u16(), 415, "{encoding}");
         assert_eq!(resp.headers()["accept-encoding"], "identity");
@@ -320,7 +379,12 @@ async fn encoded_bodies_get_415_before_they_are_read() {
         .header("content-encoding", "identity")
         .body(Full::new(fixture("attach-allowed.json")))
         .expect("request");
-    let resp = conn.send(req).await.expect("response");
+    let resp = h
+        .connect(HttpVersion::Http1)
+        .await
+        .send(req)
+        .await
+        .expect("response");
     assert_eq!(resp.status().as_u16(), 200);
     assert_eq!(response_of(resp.body())["allowed"], true);
 

@@ -359,6 +359,19 @@ fn eval(
             let ns: Namespace = serde_saphyr::from_str(&text)
                 .with_context(|| format!("{} is not a Namespace", path.display()))?;
             let name = ns.metadata.name.clone().unwrap_or_default();
+            // Another namespace's labels would judge the review by policies that do not
+            // apply to it (a production guardrail skipped for a team namespace's labels).
+            if let Some(reviewed) = review.namespace()
+                && !name.is_empty()
+                && name != reviewed
+            {
+                anyhow::bail!(
+                    "{} is Namespace {name:?}, but the review is in namespace {reviewed:?}: \
+                     give the Namespace {reviewed:?} (its labels decide which policies apply), \
+                     or leave out --namespace to use the one the test suites declare",
+                    path.display()
+                );
+            }
             [(name, ns)].into_iter().collect()
         }
         None => declared_namespaces(dir).map_err(|e| test_failed(dir, e))?,

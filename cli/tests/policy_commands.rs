@@ -474,6 +474,43 @@ fn eval_refuses_no_policies_as_check_does_and_takes_one_file() {
 }
 
 #[test]
+fn eval_refuses_a_namespace_file_of_another_namespace() {
+    let dir = tempfile::tempdir().unwrap();
+    let review = format!("{}/fixtures/attach-sre-ptrace.json", policies());
+    let eval = |namespace: &str| {
+        let file = dir.path().join(format!("{namespace}.yaml"));
+        std::fs::write(
+            &file,
+            format!("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {namespace}\n  labels: {{team: checkout}}\n"),
+        )
+        .unwrap();
+        kspy(&[
+            "policy",
+            "eval",
+            "--policies",
+            &policies(),
+            "--namespace",
+            &file.display().to_string(),
+            &review,
+        ])
+    };
+    // The review is in prod-payments: team-checkout's labels would skip production's
+    // guardrail.
+    let out = eval("team-checkout");
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains(
+            "is Namespace \"team-checkout\", but the review is in namespace \"prod-payments\""
+        ),
+        "{stderr}"
+    );
+    // Its own namespace, with these labels, is judged.
+    let out = eval("prod-payments");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+}
+
+#[test]
 fn eval_and_test_blame_an_undeclared_namespace_not_the_webhook() {
     let dir = suites_copy();
     let fixture = dir.path().join("fixtures/attach-busybox.json");

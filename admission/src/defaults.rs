@@ -180,8 +180,16 @@ pub(crate) fn subject_defaults(patch: &mut PatchBuilder, d: &SubjectDefaults<'_>
                 if name.starts_with("kube-api-access-") {
                     continue;
                 }
+                // Not mounted is not out of reach: said, so that nobody takes the note for
+                // a promise the engine does not judge (README, "Asks").
+                let reach = if kind == VolumeKind::Secret {
+                    "; the debug container still reads the target's copy through \
+                     /proc/PID/root if it runs as the target's user"
+                } else {
+                    ""
+                };
                 notes.push(format!(
-                    "volume {name:?} of container {target:?} was not mounted: no applicable policy grants mounting it"
+                    "volume {name:?} of container {target:?} was not mounted: no applicable policy grants mounting it{reach}"
                 ));
                 continue;
             }

@@ -49,7 +49,9 @@ pub(crate) async fn read_body(
         let frame = match tokio::time::timeout_at(deadline, body.frame()).await {
             Err(_) => return Err(BodyError::NotArrived),
             Ok(None) => break,
-            Ok(Some(Err(err))) => return Err(BodyError::Unreadable(err.to_string())),
+            // With its causes: "error reading a body from connection" alone says nothing of
+            // what was wrong with it (a chunk size, a trailer over its limit).
+            Ok(Some(Err(err))) => return Err(BodyError::Unreadable(kspy_certs::error_chain(&err))),
             Ok(Some(Ok(frame))) => frame,
         };
         // Trailers carry nothing kspy reads.

@@ -13,7 +13,7 @@
 //! | `kspy_buffered_body_bytes` | gauge | |
 //! | `kspy_connections_open` | gauge | |
 //! | `kspy_connection_limit_reached_total` | counter | |
-//! | `kspy_connections_closed_total` | counter | `reason` (`handshake-failed` / `handshake-timeout` / `first-request-timeout` / `head-timeout` / `head-too-large` / `write-stall` / `evicted`) |
+//! | `kspy_connections_closed_total` | counter | `reason` (`handshake-failed` / `handshake-timeout` / `first-request-timeout` / `head-timeout` / `head-too-large` / `head-malformed` / `write-stall` / `evicted`) |
 //! | `kspy_policy_reloads_total` | counter | `result` (`success` / `failure`) |
 //! | `kspy_policies_loaded` | gauge | |
 //! | `kspy_cert_reloads_total` | counter | `result` (`success` / `failure`) |
@@ -228,6 +228,10 @@ pub enum ConnectionClosed {
     /// An HTTP/1.1 request head went past its size limit (16 KiB): answered 431 by hyper,
     /// before any handler saw it.
     HeadTooLarge,
+    /// An HTTP/1.1 request head hyper could not parse (a malformed request line or header, a
+    /// `Content-Length` that is no number or is given twice with two values, a NUL in a
+    /// header): answered 400 with no body by hyper, before any handler saw it.
+    HeadMalformed,
     /// The client took none of the answers within the write limit.
     WriteStall,
     /// Idle (or still in its handshake) when every slot was taken and another client
@@ -237,12 +241,13 @@ pub enum ConnectionClosed {
 
 impl ConnectionClosed {
     /// Every reason, in the order they are rendered.
-    const ALL: [ConnectionClosed; 7] = [
+    const ALL: [ConnectionClosed; 8] = [
         ConnectionClosed::HandshakeFailed,
         ConnectionClosed::HandshakeTimeout,
         ConnectionClosed::FirstRequestTimeout,
         ConnectionClosed::HeadTimeout,
         ConnectionClosed::HeadTooLarge,
+        ConnectionClosed::HeadMalformed,
         ConnectionClosed::WriteStall,
         ConnectionClosed::Evicted,
     ];
@@ -255,8 +260,9 @@ impl ConnectionClosed {
             ConnectionClosed::FirstRequestTimeout => 2,
             ConnectionClosed::HeadTimeout => 3,
             ConnectionClosed::HeadTooLarge => 4,
-            ConnectionClosed::WriteStall => 5,
-            ConnectionClosed::Evicted => 6,
+            ConnectionClosed::HeadMalformed => 5,
+            ConnectionClosed::WriteStall => 6,
+            ConnectionClosed::Evicted => 7,
         }
     }
 
@@ -268,6 +274,7 @@ impl ConnectionClosed {
             ConnectionClosed::FirstRequestTimeout => "first-request-timeout",
             ConnectionClosed::HeadTimeout => "head-timeout",
             ConnectionClosed::HeadTooLarge => "head-too-large",
+            ConnectionClosed::HeadMalformed => "head-malformed",
             ConnectionClosed::WriteStall => "write-stall",
             ConnectionClosed::Evicted => "evicted",
         }
@@ -809,6 +816,7 @@ mod tests {
             "kspy_connections_closed_total{reason=\"first-request-timeout\"} 0",
             "kspy_connections_closed_total{reason=\"head-timeout\"} 0",
             "kspy_connections_closed_total{reason=\"head-too-large\"} 0",
+            "kspy_connections_closed_total{reason=\"head-malformed\"} 0",
             "kspy_connections_closed_total{reason=\"write-stall\"} 2",
             "kspy_connections_closed_total{reason=\"evicted\"} 0",
         ] {

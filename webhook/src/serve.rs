@@ -364,6 +364,13 @@ pub(crate) async fn serve<H, S, B>(
                     {
                         closed(ConnectionClosed::HeadTooLarge);
                     }
+                    // hyper answered 400 itself, with no reason, to a head it could not parse.
+                    None if err
+                        .downcast_ref::<hyper::Error>()
+                        .is_some_and(hyper::Error::is_parse) =>
+                    {
+                        closed(ConnectionClosed::HeadMalformed);
+                    }
                     None => {}
                 }
             }

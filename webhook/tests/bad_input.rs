@@ -121,6 +121,32 @@ async fn bodies_over_the_limit_get_413() {
     h.server.shutdown().await;
 }
 
+/// A body whose chunks do not parse is refused with hyper's reason, not only "error reading a
+/// body from connection".
+#[tokio::test]
+async fn a_malformed_chunked_body_is_refused_with_the_reason() {
+    let h = Harness::start().await;
+    let mut stream = raw_tls(h.server.addr, &h.tls).await;
+    stream
+        .write_all(b"POST /validate HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n{\"a\":\r\nzz\r\n")
+        .await
+        .expect("write");
+    let (status, body) = tokio::time::timeout(Duration::from_secs(5), read_response(&mut stream))
+        .await
+        .expect("answered");
+    assert_eq!(status, 400, "{body}");
+    let line = body.to_ascii_lowercase();
+    assert!(line.starts_with("cannot read the request body: "), "{body}");
+    assert!(line.contains("chunk size"), "{body}");
+    assert_eq!(
+        h.server
+            .metrics()
+            .bad_requests_total("validate", BadRequest::Unreadable),
+        1
+    );
+    h.server.shutdown().await;
+}
+
 /// Answers sent before the body is read end the HTTP/1.1 connection, and say so: a client
 /// keeping it alive (the API server's Go transport) would send its next review into a
 /// connection about to close.

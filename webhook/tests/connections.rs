@@ -506,6 +506,21 @@ async fn an_http1_request_head_over_16_kib_gets_431() {
             .expect("answered and closed within 5 s");
     assert_eq!(status, 431);
     closed_for(&h, ConnectionClosed::HeadTooLarge, 1).await;
+
+    // A head hyper cannot parse gets its bare 400, and is counted as such.
+    for malformed in [
+        "POST /validate HTTP/1.1\r\nHost: localhost\r\nContent-Length: -1\r\n\r\n",
+        "POST /validate HTTP/1.1\r\nHost: localhost\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+    ] {
+        let mut stream = raw_tls(h.server.addr, &h.tls).await;
+        stream.write_all(malformed.as_bytes()).await.expect("head");
+        let (status, _) =
+            tokio::time::timeout(Duration::from_secs(5), common::read_response(&mut stream))
+                .await
+                .expect("answered and closed within 5 s");
+        assert_eq!(status, 400, "{malformed}");
+    }
+    closed_for(&h, ConnectionClosed::HeadMalformed, 2).await;
     h.server.shutdown().await;
 }
 

@@ -826,9 +826,19 @@ fn checks_reject_broken_renderings() -> anyhow::Result<()> {
             &priority,
         ),
         (
-            "a PriorityClass that never preempts",
+            "a PriorityClass that preempts lower priorities",
             "PriorityClass",
-            |d| d["preemptionPolicy"] = json!("Never"),
+            |d| d["preemptionPolicy"] = json!("PreemptLowerPriority"),
+            &priority,
+        ),
+        (
+            "a PriorityClass with the default preemptionPolicy (PreemptLowerPriority)",
+            "PriorityClass",
+            |d| {
+                d.as_object_mut()
+                    .expect("PriorityClass")
+                    .remove("preemptionPolicy");
+            },
             &priority,
         ),
         (
@@ -1541,7 +1551,8 @@ fn apply_annotation_sizes(doc: &Value) -> anyhow::Result<(usize, usize)> {
 
 /// The pods run at kspy's own PriorityClass: above ordinary workloads, within the range
 /// of user-defined classes (the system-* classes are not usable outside kube-system
-/// without a ResourceQuota), preempting lower priorities.
+/// without a ResourceQuota), never preempting: any pod may name the class, and a class
+/// that preempts would let every tenant evict other tenants' pods.
 fn check_priority_class(r: &Rendered, d: &Deployment) -> anyhow::Result<()> {
     let t = &r.target;
     let pod = pod_spec(d)?;
@@ -1574,11 +1585,9 @@ fn check_priority_class(r: &Rendered, d: &Deployment) -> anyhow::Result<()> {
         "{t}: PriorityClass {name} is the cluster's globalDefault"
     );
     ensure!(
-        matches!(
-            pc.preemption_policy.as_deref(),
-            None | Some("PreemptLowerPriority")
-        ),
-        "{t}: PriorityClass {name} preemptionPolicy {:?}, want the default",
+        pc.preemption_policy.as_deref() == Some("Never"),
+        "{t}: PriorityClass {name} preemptionPolicy {:?}, want Never (any pod may use the \
+         class; the default, PreemptLowerPriority, would let it evict other pods)",
         pc.preemption_policy
     );
     ensure!(

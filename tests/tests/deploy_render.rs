@@ -344,6 +344,13 @@ const WEBHOOK_FLAGS: &[&str] = &[
 ];
 /// kspy-webhook's default `--review-timeout`.
 const DEFAULT_REVIEW_TIMEOUT: Duration = Duration::from_secs(9);
+/// What kspy-webhook's shutdown takes beyond `--shutdown-delay` and `--shutdown-grace` at
+/// worst (webhook/src/server.rs): posting the queued decision Events (5 s), closing the
+/// admin port (its `ADMIN_GRACE`, 5 s), then flushing traces (`telemetry::FLUSH_LIMIT`).
+const SHUTDOWN_AFTER_GRACE: Duration =
+    Duration::from_secs(5 + 5).saturating_add(kspy_webhook::telemetry::FLUSH_LIMIT);
+/// The pod's `terminationGracePeriodSeconds` when unset.
+const DEFAULT_TERMINATION_GRACE_SECONDS: i64 = 30;
 /// ConfigMaps are limited to 1 MiB of data.
 const CONFIGMAP_LIMIT: usize = 1 << 20;
 /// The API server's limit on the total size (keys plus values) of an object's annotations.
@@ -788,6 +795,39 @@ fn checks_reject_broken_renderings() -> anyhow::Result<()> {
             &deployment,
         ),
         (
+            "a --shutdown-grace that overruns terminationGracePeriodSeconds",
+            "Deployment",
+            |d| set_webhook_flag(d, "--shutdown-grace", Some("20s")),
+            &deployment,
+        ),
+        (
+            "no --shutdown-grace (the default 15s overruns with the 5s delay)",
+            "Deployment",
+            |d| set_webhook_flag(d, "--shutdown-grace", None),
+            &deployment,
+        ),
+        (
+            "a --shutdown-grace shorter than the review timeout",
+            "Deployment",
+            |d| set_webhook_flag(d, "--shutdown-grace", Some("5s")),
+            &deployment,
+        ),
+        (
+            "a preStop sleep on top of --shutdown-delay",
+            "Deployment",
+            |d| {
+                d["spec"]["template"]["spec"]["containers"][0]["lifecycle"] =
+                    json!({"preStop": {"sleep": {"seconds": 5}}})
+            },
+            &deployment,
+        ),
+        (
+            "a termination grace period shorter than the shutdown",
+            "Deployment",
+            |d| d["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] = json!(20),
+            &deployment,
+        ),
+        (
             "--namespace-lookup=auto",
             "Deployment",
             |d| set_webhook_flag(d, "--namespace-lookup", Some("auto")),
@@ -1167,6 +1207,48 @@ fn check_deployment(r: &Rendered, d: &Deployment) -> anyhow::Result<()> {
             "{t}: --log-format {format:?}"
         );
     }
+
+    // Shutdown: everything from SIGTERM to exit fits the termination grace period, or
+    // SIGKILL cuts the decision Events' flush short. A preStop hook runs before SIGTERM
+    // within the same period, so a preStop sleep counts too.
+    let delay = match args.get("shutdown-delay").cloned().flatten() {
+        Some(s) => duration(&s)?,
+        None => Duration::ZERO,
+    };
+    let grace = match args.get("shutdown-grace").cloned().flatten() {
+        Some(s) => duration(&s)?,
+        None => kspy_webhook::config::DEFAULT_SHUTDOWN_GRACE,
+    };
+    let pre_stop = match c.lifecycle.as_ref().and_then(|l| l.pre_stop.as_ref()) {
+        None => Duration::ZERO,
+        Some(h) => {
+            let seconds = h
+                .sleep
+                .as_ref()
+                .map(|s| s.seconds)
+                .with_context(|| format!("{t}: a preStop hook other than sleep (unbounded)"))?;
+            Duration::from_secs(u64::try_from(seconds).unwrap_or(0))
+        }
+    };
+    let worst = pre_stop + delay + grace + SHUTDOWN_AFTER_GRACE;
+    let period = pod
+        .termination_grace_period_seconds
+        .unwrap_or(DEFAULT_TERMINATION_GRACE_SECONDS);
+    ensure!(
+        worst <= Duration::from_secs(u64::try_from(period).unwrap_or(0)),
+        "{t}: shutdown may take {worst:?} (preStop {pre_stop:?} + --shutdown-delay {delay:?} + \
+         --shutdown-grace {grace:?} + {SHUTDOWN_AFTER_GRACE:?} of Event, admin and trace \
+         flushes), over terminationGracePeriodSeconds {period}"
+    );
+    let review_timeout = match args.get("review-timeout").cloned().flatten() {
+        Some(s) => duration(&s)?,
+        None => DEFAULT_REVIEW_TIMEOUT,
+    };
+    ensure!(
+        grace >= review_timeout,
+        "{t}: --shutdown-grace {grace:?} is shorter than --review-timeout {review_timeout:?}: \
+         reviews in flight at shutdown may be cut off"
+    );
 
     // Policies and certificates come from the mounted volumes.
     let policies = args

@@ -481,6 +481,14 @@ fn cert_manager_overlay_issues_the_certificate_and_injects_the_ca() -> anyhow::R
         ca_cert["spec"]["isCA"] == true,
         "the CA Certificate lacks isCA: true"
     );
+    // A CA renewal must keep the key: the caBundle switches to the renewed CA while the
+    // pods still serve a certificate signed before the renewal, which must still verify.
+    ensure!(
+        ca_cert["spec"]["privateKey"]["rotationPolicy"] == "Never",
+        "cert-manager: the CA Certificate's privateKey.rotationPolicy is {}, want Never (a new \
+         CA key refuses debug requests until the pods load the reissued certificate)",
+        ca_cert["spec"]["privateKey"]["rotationPolicy"]
+    );
     let root = issuer_of(ca_cert)?;
     ensure!(
         root["spec"]["selfSigned"].is_object(),

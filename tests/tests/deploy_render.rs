@@ -591,7 +591,9 @@ fn audit_only_component_adds_no_policy_allows() -> anyhow::Result<()> {
 
 /// The CEL in `matchConditions` is evaluated by the API server for every pod CREATE in
 /// the cluster: it must select the debug requests, skip the rest, and never error (an
-/// error with failurePolicy Fail would reject an ordinary pod).
+/// error with failurePolicy Fail would reject an ordinary pod). It must also agree with
+/// kspy's own classifier (`kspy_admission::classify`) on every case: a request the
+/// classifier would judge but the API server does not send is never judged at all.
 #[test]
 fn match_conditions_select_debug_requests_and_never_error() -> anyhow::Result<()> {
     let Some(r) = rendered("base", &[], None)? else {
@@ -636,6 +638,30 @@ fn match_conditions_select_debug_requests_and_never_error() -> anyhow::Result<()
             ensure!(
                 sent == want,
                 "{}: {case}: sent to kspy = {sent}, want {want}",
+                hook.name
+            );
+            // kspy's classifier (without configured classifiers, as shipped): a request it
+            // cannot classify is denied, so it counts as judged.
+            let mut full = request.clone();
+            full["object"] = object.clone();
+            full["oldObject"] = old;
+            let review = kspy_admission::ParsedReview::from_value(json!({
+                "apiVersion": "admission.k8s.io/v1",
+                "kind": "AdmissionReview",
+                "request": full,
+            }))
+            .map_err(|e| anyhow::anyhow!("{case}: not a valid AdmissionReview: {e}"))?;
+            let judged = !matches!(
+                kspy_admission::classify::classify(
+                    &review,
+                    &kspy_admission::classify::NoClassifier
+                ),
+                Ok(None)
+            );
+            ensure!(
+                judged == want,
+                "kspy's classifier: {case}: judged = {judged}, want {want} (the \
+                 matchConditions of {} say {sent})",
                 hook.name
             );
         }
@@ -2032,6 +2058,42 @@ fn match_condition_cases() -> Vec<(&'static str, Value, Value, bool)> {
             true,
         ),
         (
+            "kubectl debug node/worker-1 created with generateName (mutating phase: no name yet)",
+            review_request("CREATE", None, "default"),
+            json!({
+                "apiVersion": "v1", "kind": "Pod",
+                "metadata": {"generateName": "node-debugger-worker-1-"},
+                "spec": {"nodeName": "worker-1", "hostPID": true, "containers": [{"name": "debugger", "image": "busybox"}]},
+            }),
+            true,
+        ),
+        (
+            "a pod named node-debugger-* that is not bound to a node",
+            review_request("CREATE", None, "default"),
+            pod(json!({"name": "node-debugger-worker-1-mq7cz"}), app.clone()),
+            false,
+        ),
+        (
+            "a pod with a name and a node-debugger- generateName (the name counts)",
+            review_request("CREATE", None, "default"),
+            json!({
+                "apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": "web-0", "generateName": "node-debugger-"},
+                "spec": {"nodeName": "worker-1", "containers": app},
+            }),
+            false,
+        ),
+        (
+            "an ordinary pod bound to a node, created with generateName",
+            review_request("CREATE", None, "kube-system"),
+            json!({
+                "apiVersion": "v1", "kind": "Pod",
+                "metadata": {"generateName": "fluentd-"},
+                "spec": {"nodeName": "worker-1", "containers": app},
+            }),
+            false,
+        ),
+        (
             "kubectl debug POD --copy-to (debugger-XXXXX container)",
             review_request("CREATE", None, "prod-payments"),
             pod(
@@ -2065,6 +2127,15 @@ fn match_condition_cases() -> Vec<(&'static str, Value, Value, bool)> {
             "pod without a spec",
             review_request("CREATE", None, "default"),
             json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "x"}}),
+            false,
+        ),
+        (
+            "kubectl debug POD --copy-to --container=tools (a name the user chose)",
+            review_request("CREATE", None, "prod-payments"),
+            pod(
+                json!({"name": "web-0-copy"}),
+                json!([{"name": "app", "image": "app:1"}, {"name": "tools", "image": "busybox"}]),
+            ),
             false,
         ),
         (

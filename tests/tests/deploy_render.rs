@@ -147,6 +147,18 @@ pub mod render {
         components: &[&str],
         certs: Option<&kspy_certs::GeneratedCerts>,
     ) -> anyhow::Result<Rendered> {
+        render_with(target, components, certs, None)
+    }
+
+    /// [`render`], with `extra` (kustomization fields such as `patches:`, as YAML) added to
+    /// the kustomization that includes `target` and `components`, as a user's own overlay
+    /// would.
+    pub fn render_with(
+        target: &str,
+        components: &[&str],
+        certs: Option<&kspy_certs::GeneratedCerts>,
+        extra: Option<&str>,
+    ) -> anyhow::Result<Rendered> {
         let tmp = tempfile::tempdir()?;
         let deploy = tmp.path().join("deploy");
         copy_tree(&deploy_dir(), &deploy)?;
@@ -160,15 +172,22 @@ pub mod render {
             dir.join("kustomization.yaml").is_file(),
             "deploy/{target}: no kustomization.yaml"
         );
-        if !components.is_empty() {
+        if !components.is_empty() || extra.is_some() {
             // kustomize refuses absolute resource paths: a kustomization beside the others.
             let wrapper = deploy.join("render-with-components");
             std::fs::create_dir_all(&wrapper)?;
             let mut k = format!(
-                "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n  - ../{target}\ncomponents:\n"
+                "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n  - ../{target}\n"
             );
+            if !components.is_empty() {
+                k.push_str("components:\n");
+            }
             for c in components {
                 k.push_str(&format!("  - ../{c}\n"));
+            }
+            if let Some(extra) = extra {
+                k.push_str(extra);
+                k.push('\n');
             }
             std::fs::write(wrapper.join("kustomization.yaml"), k)?;
             dir = wrapper;
@@ -193,6 +212,9 @@ pub mod render {
         for c in components {
             label.push_str(" + ");
             label.push_str(c);
+        }
+        if extra.is_some() {
+            label.push_str(" + an overlay's patches");
         }
         Ok(Rendered {
             target: label,
@@ -313,7 +335,7 @@ use k8s_openapi::api::scheduling::v1::PriorityClass;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube_cel::cel;
-use render::{Rendered, render};
+use render::{Rendered, render, render_with};
 use serde_json::{Value, json};
 
 const NAMESPACE: &str = "kspy-system";
@@ -357,6 +379,9 @@ const CONFIGMAP_LIMIT: usize = 1 << 20;
 const ANNOTATIONS_LIMIT: usize = 256 * 1024;
 /// Where a client-side `kubectl apply` keeps the whole object it applied.
 const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+/// The control-plane CIDR `components/restrict-ingress` ships, to be replaced by the user:
+/// not a valid CIDR, so `kubectl apply` refuses the NetworkPolicy until it is.
+const CONTROL_PLANE_CIDR_PLACEHOLDER: &str = "SET-THE-CONTROL-PLANE-CIDR";
 /// The PriorityClass the webhook pods run at.
 const PRIORITY_CLASS: &str = "kspy-webhook";
 /// User-defined PriorityClasses may not exceed one billion; the system-* classes start at
@@ -587,6 +612,122 @@ fn audit_only_component_adds_no_policy_allows() -> anyhow::Result<()> {
         "components/audit-only does not add --no-policy-allows"
     );
     Ok(())
+}
+
+/// `components/restrict-ingress` admits the https port only from an `ipBlock` the user
+/// sets (shipped as a placeholder that is not a valid CIDR, so `kubectl apply` refuses the
+/// NetworkPolicy until it is set) and the admin port only from the monitoring namespace;
+/// the overlay patch from deploy/README.md ("Restricting who can reach kspy") sets it.
+#[test]
+fn restrict_ingress_component_narrows_both_ports() -> anyhow::Result<()> {
+    const COMPONENT: &str = "components/restrict-ingress";
+    let Some(shipped) = rendered("overlays/cert-manager", &[COMPONENT], None)? else {
+        return Ok(());
+    };
+    check_common_with(&shipped, Sources::Restricted)?;
+    // (https sources, admin sources) of the one NetworkPolicy, its rules in the base's order.
+    let peers = |r: &Rendered| -> anyhow::Result<(Vec<Value>, Vec<Value>)> {
+        let np = r.one::<NetworkPolicy>()?;
+        let rules = np.spec.and_then(|s| s.ingress).unwrap_or_default();
+        ensure!(
+            rules.len() == 2,
+            "{}: {} ingress rules",
+            r.target,
+            rules.len()
+        );
+        let from = |i: usize| -> anyhow::Result<Vec<Value>> {
+            Ok(
+                serde_json::to_value(rules[i].from.clone().unwrap_or_default())?
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default(),
+            )
+        };
+        Ok((from(0)?, from(1)?))
+    };
+    let (https, admin) = peers(&shipped)?;
+    ensure!(
+        https == [json!({"ipBlock": {"cidr": CONTROL_PLANE_CIDR_PLACEHOLDER}})],
+        "{COMPONENT}: https sources {https:?}, want only the placeholder ipBlock"
+    );
+    ensure!(
+        !is_cidr(CONTROL_PLANE_CIDR_PLACEHOLDER),
+        "{COMPONENT}: the placeholder is a valid CIDR: an overlay that forgets to set it \
+         would apply a policy that shuts the API server out"
+    );
+    ensure!(
+        admin
+            == [
+                json!({"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}})
+            ],
+        "{COMPONENT}: admin sources {admin:?}, want only the monitoring namespace"
+    );
+
+    // A user's overlay sets the CIDR as deploy/README.md shows.
+    let patch = "patches:\n  - target: {kind: NetworkPolicy, name: kspy-webhook}\n    patch: |-\n      - op: replace\n        path: /spec/ingress/0/from\n        value:\n          - ipBlock: {cidr: 10.0.0.0/28}\n";
+    let set = render_with("overlays/cert-manager", &[COMPONENT], None, Some(patch))?;
+    check_common_with(&set, Sources::Restricted)?;
+    let (https, _) = peers(&set)?;
+    ensure!(
+        https == [json!({"ipBlock": {"cidr": "10.0.0.0/28"}})] && is_cidr("10.0.0.0/28"),
+        "{}: https sources {https:?}, want the overlay's ipBlock",
+        set.target
+    );
+
+    // The restricted check fails where it should: the base's open policy, a rule opened to
+    // every address again, a rule whose sources were dropped.
+    let deployment = set.one::<Deployment>()?;
+    let Some(open) = rendered("overlays/cert-manager", &[], None)? else {
+        return Ok(());
+    };
+    ensure!(
+        check_network_policy_with(&open, &open.one::<Deployment>()?, Sources::Restricted).is_err(),
+        "the base's open NetworkPolicy passes the restricted check"
+    );
+    let broken: [(&str, fn(&mut Value)); 3] = [
+        ("https from 0.0.0.0/0", |np| {
+            np["spec"]["ingress"][0]["from"] = json!([{"ipBlock": {"cidr": "0.0.0.0/0"}}])
+        }),
+        ("https without sources", |np| {
+            np["spec"]["ingress"][0]
+                .as_object_mut()
+                .expect("rule")
+                .remove("from");
+        }),
+        ("admin without sources", |np| {
+            np["spec"]["ingress"][1]
+                .as_object_mut()
+                .expect("rule")
+                .remove("from");
+        }),
+    ];
+    for (case, mutate) in broken {
+        let mut bad = set.clone();
+        for d in bad
+            .docs
+            .iter_mut()
+            .chain(bad.raw_docs.iter_mut())
+            .filter(|d| d["kind"] == "NetworkPolicy")
+        {
+            mutate(d);
+        }
+        ensure!(
+            check_network_policy_with(&bad, &deployment, Sources::Restricted).is_err(),
+            "restricted NetworkPolicy with {case}: not caught"
+        );
+    }
+    Ok(())
+}
+
+/// Whether `s` is a CIDR the API server accepts in an `ipBlock` (address/prefix length).
+fn is_cidr(s: &str) -> bool {
+    s.split_once('/').is_some_and(|(ip, bits)| {
+        match (ip.parse::<std::net::IpAddr>(), bits.parse::<u8>()) {
+            (Ok(std::net::IpAddr::V4(_)), Ok(b)) => b <= 32,
+            (Ok(std::net::IpAddr::V6(_)), Ok(b)) => b <= 128,
+            _ => false,
+        }
+    })
 }
 
 /// The CEL in `matchConditions` is evaluated by the API server for every pod CREATE in
@@ -1012,6 +1153,12 @@ fn rendered(
 }
 
 fn check_common(r: &Rendered) -> anyhow::Result<()> {
+    check_common_with(r, Sources::Anywhere)
+}
+
+/// The common checks, with the NetworkPolicy expected to admit the https and admin ports
+/// from `sources`.
+fn check_common_with(r: &Rendered, sources: Sources) -> anyhow::Result<()> {
     check_round_trip(r)?;
     check_namespace(r)?;
     let deployment = r.one::<Deployment>()?;
@@ -1023,7 +1170,7 @@ fn check_common(r: &Rendered) -> anyhow::Result<()> {
     check_policies_configmap(r)?;
     check_webhooks(r, &deployment)?;
     check_priority_class(r, &deployment)?;
-    check_network_policy(r, &deployment)?;
+    check_network_policy_with(r, &deployment, sources)?;
     check_apply_annotations(r)?;
     Ok(())
 }
@@ -1721,10 +1868,24 @@ fn check_priority_class(r: &Rendered, d: &Deployment) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Where the NetworkPolicy admits the https and admin ports from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Sources {
+    /// Every source (the base: the API server's addresses are not known in general).
+    Anywhere,
+    /// Only the listed peers (`components/restrict-ingress`), none of them everything.
+    Restricted,
+}
+
 /// One NetworkPolicy isolates the webhook pods for ingress and admits exactly the https
 /// port (from anywhere: the API server's addresses are not known in general) and the admin
 /// port; egress stays open (the API server, an OTLP collector).
 fn check_network_policy(r: &Rendered, d: &Deployment) -> anyhow::Result<()> {
+    check_network_policy_with(r, d, Sources::Anywhere)
+}
+
+/// [`check_network_policy`], with the https and admin ports admitted from `sources`.
+fn check_network_policy_with(r: &Rendered, d: &Deployment, sources: Sources) -> anyhow::Result<()> {
     let t = &r.target;
     let pod_labels = pod_labels(d)?;
     let c = webhook_container(pod_spec(d)?)?;
@@ -1780,17 +1941,41 @@ fn check_network_policy(r: &Rendered, d: &Deployment) -> anyhow::Result<()> {
                     && lo.is_none_or(|lo| lo <= port && hi.is_some_and(|hi| port <= hi));
             }
             if matches {
-                let anywhere = rule.from.as_ref().is_none_or(|f| f.is_empty());
+                // No peers, or an ipBlock covering every address, admits every source.
+                let anywhere = rule.from.as_ref().is_none_or(|f| {
+                    f.is_empty()
+                        || f.iter().any(|peer| {
+                            peer.ip_block.as_ref().is_some_and(|b| {
+                                b.cidr.ends_with("/0")
+                                    && b.except.as_ref().is_none_or(Vec::is_empty)
+                            })
+                        })
+                });
                 from_anywhere = Some(from_anywhere.unwrap_or(false) || anywhere);
             }
         }
         Ok(from_anywhere)
     };
-    ensure!(
-        admitted(https, "TCP")? == Some(true),
-        "{t}: the NetworkPolicy does not admit the https port {https}/TCP from anywhere \
-         (the API server's addresses are not known in general)"
-    );
+    match sources {
+        Sources::Anywhere => ensure!(
+            admitted(https, "TCP")? == Some(true),
+            "{t}: the NetworkPolicy does not admit the https port {https}/TCP from anywhere \
+             (the API server's addresses are not known in general)"
+        ),
+        Sources::Restricted => {
+            for (port, name) in [(https, "https"), (admin, "admin")] {
+                ensure!(
+                    admitted(port, "TCP")? == Some(false),
+                    "{t}: the NetworkPolicy admits the {name} port {port}/TCP {}",
+                    if admitted(port, "TCP")?.is_some() {
+                        "from anywhere, want only the listed sources"
+                    } else {
+                        "from nowhere"
+                    }
+                );
+            }
+        }
+    }
     ensure!(
         admitted(admin, "TCP")?.is_some(),
         "{t}: the NetworkPolicy does not admit the admin port {admin}/TCP (probes, metrics)"

@@ -147,6 +147,18 @@ pub mod render {
         components: &[&str],
         certs: Option<&kspy_certs::GeneratedCerts>,
     ) -> anyhow::Result<Rendered> {
+        render_with(target, components, certs, None)
+    }
+
+    /// [`render`], with `extra` (kustomization fields such as `patches:`, as YAML) added to
+    /// the kustomization that includes `target` and `components`, as a user's own overlay
+    /// would.
+    pub fn render_with(
+        target: &str,
+        components: &[&str],
+        certs: Option<&kspy_certs::GeneratedCerts>,
+        extra: Option<&str>,
+    ) -> anyhow::Result<Rendered> {
         let tmp = tempfile::tempdir()?;
         let deploy = tmp.path().join("deploy");
         copy_tree(&deploy_dir(), &deploy)?;
@@ -160,15 +172,22 @@ pub mod render {
             dir.join("kustomization.yaml").is_file(),
             "deploy/{target}: no kustomization.yaml"
         );
-        if !components.is_empty() {
+        if !components.is_empty() || extra.is_some() {
             // kustomize refuses absolute resource paths: a kustomization beside the others.
             let wrapper = deploy.join("render-with-components");
             std::fs::create_dir_all(&wrapper)?;
             let mut k = format!(
-                "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n  - ../{target}\ncomponents:\n"
+                "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n  - ../{target}\n"
             );
+            if !components.is_empty() {
+                k.push_str("components:\n");
+            }
             for c in components {
                 k.push_str(&format!("  - ../{c}\n"));
+            }
+            if let Some(extra) = extra {
+                k.push_str(extra);
+                k.push('\n');
             }
             std::fs::write(wrapper.join("kustomization.yaml"), k)?;
             dir = wrapper;
@@ -193,6 +212,9 @@ pub mod render {
         for c in components {
             label.push_str(" + ");
             label.push_str(c);
+        }
+        if extra.is_some() {
+            label.push_str(" + an overlay's patches");
         }
         Ok(Rendered {
             target: label,
@@ -313,7 +335,7 @@ use k8s_openapi::api::scheduling::v1::PriorityClass;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube_cel::cel;
-use render::{Rendered, render};
+use render::{Rendered, render, render_with};
 use serde_json::{Value, json};
 
 const NAMESPACE: &str = "kspy-system";
@@ -344,12 +366,22 @@ const WEBHOOK_FLAGS: &[&str] = &[
 ];
 /// kspy-webhook's default `--review-timeout`.
 const DEFAULT_REVIEW_TIMEOUT: Duration = Duration::from_secs(9);
+/// What kspy-webhook's shutdown takes beyond `--shutdown-delay` and `--shutdown-grace` at
+/// worst (webhook/src/server.rs): posting the queued decision Events (5 s), closing the
+/// admin port (its `ADMIN_GRACE`, 5 s), then flushing traces (`telemetry::FLUSH_LIMIT`).
+const SHUTDOWN_AFTER_GRACE: Duration =
+    Duration::from_secs(5 + 5).saturating_add(kspy_webhook::telemetry::FLUSH_LIMIT);
+/// The pod's `terminationGracePeriodSeconds` when unset.
+const DEFAULT_TERMINATION_GRACE_SECONDS: i64 = 30;
 /// ConfigMaps are limited to 1 MiB of data.
 const CONFIGMAP_LIMIT: usize = 1 << 20;
 /// The API server's limit on the total size (keys plus values) of an object's annotations.
 const ANNOTATIONS_LIMIT: usize = 256 * 1024;
 /// Where a client-side `kubectl apply` keeps the whole object it applied.
 const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+/// The control-plane CIDR `components/restrict-ingress` ships, to be replaced by the user:
+/// not a valid CIDR, so `kubectl apply` refuses the NetworkPolicy until it is.
+const CONTROL_PLANE_CIDR_PLACEHOLDER: &str = "SET-THE-CONTROL-PLANE-CIDR";
 /// The PriorityClass the webhook pods run at.
 const PRIORITY_CLASS: &str = "kspy-webhook";
 /// User-defined PriorityClasses may not exceed one billion; the system-* classes start at
@@ -474,6 +506,14 @@ fn cert_manager_overlay_issues_the_certificate_and_injects_the_ca() -> anyhow::R
         ca_cert["spec"]["isCA"] == true,
         "the CA Certificate lacks isCA: true"
     );
+    // A CA renewal must keep the key: the caBundle switches to the renewed CA while the
+    // pods still serve a certificate signed before the renewal, which must still verify.
+    ensure!(
+        ca_cert["spec"]["privateKey"]["rotationPolicy"] == "Never",
+        "cert-manager: the CA Certificate's privateKey.rotationPolicy is {}, want Never (a new \
+         CA key refuses debug requests until the pods load the reissued certificate)",
+        ca_cert["spec"]["privateKey"]["rotationPolicy"]
+    );
     let root = issuer_of(ca_cert)?;
     ensure!(
         root["spec"]["selfSigned"].is_object(),
@@ -574,9 +614,127 @@ fn audit_only_component_adds_no_policy_allows() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `components/restrict-ingress` admits the https port only from an `ipBlock` the user
+/// sets (shipped as a placeholder that is not a valid CIDR, so `kubectl apply` refuses the
+/// NetworkPolicy until it is set) and the admin port only from the monitoring namespace;
+/// the overlay patch from deploy/README.md ("Restricting who can reach kspy") sets it.
+#[test]
+fn restrict_ingress_component_narrows_both_ports() -> anyhow::Result<()> {
+    const COMPONENT: &str = "components/restrict-ingress";
+    let Some(shipped) = rendered("overlays/cert-manager", &[COMPONENT], None)? else {
+        return Ok(());
+    };
+    check_common_with(&shipped, Sources::Restricted)?;
+    // (https sources, admin sources) of the one NetworkPolicy, its rules in the base's order.
+    let peers = |r: &Rendered| -> anyhow::Result<(Vec<Value>, Vec<Value>)> {
+        let np = r.one::<NetworkPolicy>()?;
+        let rules = np.spec.and_then(|s| s.ingress).unwrap_or_default();
+        ensure!(
+            rules.len() == 2,
+            "{}: {} ingress rules",
+            r.target,
+            rules.len()
+        );
+        let from = |i: usize| -> anyhow::Result<Vec<Value>> {
+            Ok(
+                serde_json::to_value(rules[i].from.clone().unwrap_or_default())?
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default(),
+            )
+        };
+        Ok((from(0)?, from(1)?))
+    };
+    let (https, admin) = peers(&shipped)?;
+    ensure!(
+        https == [json!({"ipBlock": {"cidr": CONTROL_PLANE_CIDR_PLACEHOLDER}})],
+        "{COMPONENT}: https sources {https:?}, want only the placeholder ipBlock"
+    );
+    ensure!(
+        !is_cidr(CONTROL_PLANE_CIDR_PLACEHOLDER),
+        "{COMPONENT}: the placeholder is a valid CIDR: an overlay that forgets to set it \
+         would apply a policy that shuts the API server out"
+    );
+    ensure!(
+        admin
+            == [
+                json!({"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}})
+            ],
+        "{COMPONENT}: admin sources {admin:?}, want only the monitoring namespace"
+    );
+
+    // A user's overlay sets the CIDR as deploy/README.md shows.
+    let patch = "patches:\n  - target: {kind: NetworkPolicy, name: kspy-webhook}\n    patch: |-\n      - op: replace\n        path: /spec/ingress/0/from\n        value:\n          - ipBlock: {cidr: 10.0.0.0/28}\n";
+    let set = render_with("overlays/cert-manager", &[COMPONENT], None, Some(patch))?;
+    check_common_with(&set, Sources::Restricted)?;
+    let (https, _) = peers(&set)?;
+    ensure!(
+        https == [json!({"ipBlock": {"cidr": "10.0.0.0/28"}})] && is_cidr("10.0.0.0/28"),
+        "{}: https sources {https:?}, want the overlay's ipBlock",
+        set.target
+    );
+
+    // The restricted check fails where it should: the base's open policy, a rule opened to
+    // every address again, a rule whose sources were dropped.
+    let deployment = set.one::<Deployment>()?;
+    let Some(open) = rendered("overlays/cert-manager", &[], None)? else {
+        return Ok(());
+    };
+    ensure!(
+        check_network_policy_with(&open, &open.one::<Deployment>()?, Sources::Restricted).is_err(),
+        "the base's open NetworkPolicy passes the restricted check"
+    );
+    let broken: [(&str, fn(&mut Value)); 3] = [
+        ("https from 0.0.0.0/0", |np| {
+            np["spec"]["ingress"][0]["from"] = json!([{"ipBlock": {"cidr": "0.0.0.0/0"}}])
+        }),
+        ("https without sources", |np| {
+            np["spec"]["ingress"][0]
+                .as_object_mut()
+                .expect("rule")
+                .remove("from");
+        }),
+        ("admin without sources", |np| {
+            np["spec"]["ingress"][1]
+                .as_object_mut()
+                .expect("rule")
+                .remove("from");
+        }),
+    ];
+    for (case, mutate) in broken {
+        let mut bad = set.clone();
+        for d in bad
+            .docs
+            .iter_mut()
+            .chain(bad.raw_docs.iter_mut())
+            .filter(|d| d["kind"] == "NetworkPolicy")
+        {
+            mutate(d);
+        }
+        ensure!(
+            check_network_policy_with(&bad, &deployment, Sources::Restricted).is_err(),
+            "restricted NetworkPolicy with {case}: not caught"
+        );
+    }
+    Ok(())
+}
+
+/// Whether `s` is a CIDR the API server accepts in an `ipBlock` (address/prefix length).
+fn is_cidr(s: &str) -> bool {
+    s.split_once('/').is_some_and(|(ip, bits)| {
+        match (ip.parse::<std::net::IpAddr>(), bits.parse::<u8>()) {
+            (Ok(std::net::IpAddr::V4(_)), Ok(b)) => b <= 32,
+            (Ok(std::net::IpAddr::V6(_)), Ok(b)) => b <= 128,
+            _ => false,
+        }
+    })
+}
+
 /// The CEL in `matchConditions` is evaluated by the API server for every pod CREATE in
 /// the cluster: it must select the debug requests, skip the rest, and never error (an
-/// error with failurePolicy Fail would reject an ordinary pod).
+/// error with failurePolicy Fail would reject an ordinary pod). It must also agree with
+/// kspy's own classifier (`kspy_admission::classify`) on every case: a request the
+/// classifier would judge but the API server does not send is never judged at all.
 #[test]
 fn match_conditions_select_debug_requests_and_never_error() -> anyhow::Result<()> {
     let Some(r) = rendered("base", &[], None)? else {
@@ -621,6 +779,30 @@ fn match_conditions_select_debug_requests_and_never_error() -> anyhow::Result<()
             ensure!(
                 sent == want,
                 "{}: {case}: sent to kspy = {sent}, want {want}",
+                hook.name
+            );
+            // kspy's classifier (without configured classifiers, as shipped): a request it
+            // cannot classify is denied, so it counts as judged.
+            let mut full = request.clone();
+            full["object"] = object.clone();
+            full["oldObject"] = old;
+            let review = kspy_admission::ParsedReview::from_value(json!({
+                "apiVersion": "admission.k8s.io/v1",
+                "kind": "AdmissionReview",
+                "request": full,
+            }))
+            .map_err(|e| anyhow::anyhow!("{case}: not a valid AdmissionReview: {e}"))?;
+            let judged = !matches!(
+                kspy_admission::classify::classify(
+                    &review,
+                    &kspy_admission::classify::NoClassifier
+                ),
+                Ok(None)
+            );
+            ensure!(
+                judged == want,
+                "kspy's classifier: {case}: judged = {judged}, want {want} (the \
+                 matchConditions of {} say {sent})",
                 hook.name
             );
         }
@@ -788,6 +970,39 @@ fn checks_reject_broken_renderings() -> anyhow::Result<()> {
             &deployment,
         ),
         (
+            "a --shutdown-grace that overruns terminationGracePeriodSeconds",
+            "Deployment",
+            |d| set_webhook_flag(d, "--shutdown-grace", Some("20s")),
+            &deployment,
+        ),
+        (
+            "no --shutdown-grace (the default 15s overruns with the 5s delay)",
+            "Deployment",
+            |d| set_webhook_flag(d, "--shutdown-grace", None),
+            &deployment,
+        ),
+        (
+            "a --shutdown-grace shorter than the review timeout",
+            "Deployment",
+            |d| set_webhook_flag(d, "--shutdown-grace", Some("5s")),
+            &deployment,
+        ),
+        (
+            "a preStop sleep on top of --shutdown-delay",
+            "Deployment",
+            |d| {
+                d["spec"]["template"]["spec"]["containers"][0]["lifecycle"] =
+                    json!({"preStop": {"sleep": {"seconds": 5}}})
+            },
+            &deployment,
+        ),
+        (
+            "a termination grace period shorter than the shutdown",
+            "Deployment",
+            |d| d["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] = json!(20),
+            &deployment,
+        ),
+        (
             "--namespace-lookup=auto",
             "Deployment",
             |d| set_webhook_flag(d, "--namespace-lookup", Some("auto")),
@@ -826,9 +1041,19 @@ fn checks_reject_broken_renderings() -> anyhow::Result<()> {
             &priority,
         ),
         (
-            "a PriorityClass that never preempts",
+            "a PriorityClass that preempts lower priorities",
             "PriorityClass",
-            |d| d["preemptionPolicy"] = json!("Never"),
+            |d| d["preemptionPolicy"] = json!("PreemptLowerPriority"),
+            &priority,
+        ),
+        (
+            "a PriorityClass with the default preemptionPolicy (PreemptLowerPriority)",
+            "PriorityClass",
+            |d| {
+                d.as_object_mut()
+                    .expect("PriorityClass")
+                    .remove("preemptionPolicy");
+            },
             &priority,
         ),
         (
@@ -928,6 +1153,12 @@ fn rendered(
 }
 
 fn check_common(r: &Rendered) -> anyhow::Result<()> {
+    check_common_with(r, Sources::Anywhere)
+}
+
+/// The common checks, with the NetworkPolicy expected to admit the https and admin ports
+/// from `sources`.
+fn check_common_with(r: &Rendered, sources: Sources) -> anyhow::Result<()> {
     check_round_trip(r)?;
     check_namespace(r)?;
     let deployment = r.one::<Deployment>()?;
@@ -939,7 +1170,7 @@ fn check_common(r: &Rendered) -> anyhow::Result<()> {
     check_policies_configmap(r)?;
     check_webhooks(r, &deployment)?;
     check_priority_class(r, &deployment)?;
-    check_network_policy(r, &deployment)?;
+    check_network_policy_with(r, &deployment, sources)?;
     check_apply_annotations(r)?;
     Ok(())
 }
@@ -1157,6 +1388,48 @@ fn check_deployment(r: &Rendered, d: &Deployment) -> anyhow::Result<()> {
             "{t}: --log-format {format:?}"
         );
     }
+
+    // Shutdown: everything from SIGTERM to exit fits the termination grace period, or
+    // SIGKILL cuts the decision Events' flush short. A preStop hook runs before SIGTERM
+    // within the same period, so a preStop sleep counts too.
+    let delay = match args.get("shutdown-delay").cloned().flatten() {
+        Some(s) => duration(&s)?,
+        None => Duration::ZERO,
+    };
+    let grace = match args.get("shutdown-grace").cloned().flatten() {
+        Some(s) => duration(&s)?,
+        None => kspy_webhook::config::DEFAULT_SHUTDOWN_GRACE,
+    };
+    let pre_stop = match c.lifecycle.as_ref().and_then(|l| l.pre_stop.as_ref()) {
+        None => Duration::ZERO,
+        Some(h) => {
+            let seconds = h
+                .sleep
+                .as_ref()
+                .map(|s| s.seconds)
+                .with_context(|| format!("{t}: a preStop hook other than sleep (unbounded)"))?;
+            Duration::from_secs(u64::try_from(seconds).unwrap_or(0))
+        }
+    };
+    let worst = pre_stop + delay + grace + SHUTDOWN_AFTER_GRACE;
+    let period = pod
+        .termination_grace_period_seconds
+        .unwrap_or(DEFAULT_TERMINATION_GRACE_SECONDS);
+    ensure!(
+        worst <= Duration::from_secs(u64::try_from(period).unwrap_or(0)),
+        "{t}: shutdown may take {worst:?} (preStop {pre_stop:?} + --shutdown-delay {delay:?} + \
+         --shutdown-grace {grace:?} + {SHUTDOWN_AFTER_GRACE:?} of Event, admin and trace \
+         flushes), over terminationGracePeriodSeconds {period}"
+    );
+    let review_timeout = match args.get("review-timeout").cloned().flatten() {
+        Some(s) => duration(&s)?,
+        None => DEFAULT_REVIEW_TIMEOUT,
+    };
+    ensure!(
+        grace >= review_timeout,
+        "{t}: --shutdown-grace {grace:?} is shorter than --review-timeout {review_timeout:?}: \
+         reviews in flight at shutdown may be cut off"
+    );
 
     // Policies and certificates come from the mounted volumes.
     let policies = args
@@ -1541,7 +1814,8 @@ fn apply_annotation_sizes(doc: &Value) -> anyhow::Result<(usize, usize)> {
 
 /// The pods run at kspy's own PriorityClass: above ordinary workloads, within the range
 /// of user-defined classes (the system-* classes are not usable outside kube-system
-/// without a ResourceQuota), preempting lower priorities.
+/// without a ResourceQuota), never preempting: any pod may name the class, and a class
+/// that preempts would let every tenant evict other tenants' pods.
 fn check_priority_class(r: &Rendered, d: &Deployment) -> anyhow::Result<()> {
     let t = &r.target;
     let pod = pod_spec(d)?;
@@ -1574,11 +1848,9 @@ fn check_priority_class(r: &Rendered, d: &Deployment) -> anyhow::Result<()> {
         "{t}: PriorityClass {name} is the cluster's globalDefault"
     );
     ensure!(
-        matches!(
-            pc.preemption_policy.as_deref(),
-            None | Some("PreemptLowerPriority")
-        ),
-        "{t}: PriorityClass {name} preemptionPolicy {:?}, want the default",
+        pc.preemption_policy.as_deref() == Some("Never"),
+        "{t}: PriorityClass {name} preemptionPolicy {:?}, want Never (any pod may use the \
+         class; the default, PreemptLowerPriority, would let it evict other pods)",
         pc.preemption_policy
     );
     ensure!(
@@ -1596,10 +1868,24 @@ fn check_priority_class(r: &Rendered, d: &Deployment) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Where the NetworkPolicy admits the https and admin ports from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Sources {
+    /// Every source (the base: the API server's addresses are not known in general).
+    Anywhere,
+    /// Only the listed peers (`components/restrict-ingress`), none of them everything.
+    Restricted,
+}
+
 /// One NetworkPolicy isolates the webhook pods for ingress and admits exactly the https
 /// port (from anywhere: the API server's addresses are not known in general) and the admin
 /// port; egress stays open (the API server, an OTLP collector).
 fn check_network_policy(r: &Rendered, d: &Deployment) -> anyhow::Result<()> {
+    check_network_policy_with(r, d, Sources::Anywhere)
+}
+
+/// [`check_network_policy`], with the https and admin ports admitted from `sources`.
+fn check_network_policy_with(r: &Rendered, d: &Deployment, sources: Sources) -> anyhow::Result<()> {
     let t = &r.target;
     let pod_labels = pod_labels(d)?;
     let c = webhook_container(pod_spec(d)?)?;
@@ -1655,17 +1941,41 @@ fn check_network_policy(r: &Rendered, d: &Deployment) -> anyhow::Result<()> {
                     && lo.is_none_or(|lo| lo <= port && hi.is_some_and(|hi| port <= hi));
             }
             if matches {
-                let anywhere = rule.from.as_ref().is_none_or(|f| f.is_empty());
+                // No peers, or an ipBlock covering every address, admits every source.
+                let anywhere = rule.from.as_ref().is_none_or(|f| {
+                    f.is_empty()
+                        || f.iter().any(|peer| {
+                            peer.ip_block.as_ref().is_some_and(|b| {
+                                b.cidr.ends_with("/0")
+                                    && b.except.as_ref().is_none_or(Vec::is_empty)
+                            })
+                        })
+                });
                 from_anywhere = Some(from_anywhere.unwrap_or(false) || anywhere);
             }
         }
         Ok(from_anywhere)
     };
-    ensure!(
-        admitted(https, "TCP")? == Some(true),
-        "{t}: the NetworkPolicy does not admit the https port {https}/TCP from anywhere \
-         (the API server's addresses are not known in general)"
-    );
+    match sources {
+        Sources::Anywhere => ensure!(
+            admitted(https, "TCP")? == Some(true),
+            "{t}: the NetworkPolicy does not admit the https port {https}/TCP from anywhere \
+             (the API server's addresses are not known in general)"
+        ),
+        Sources::Restricted => {
+            for (port, name) in [(https, "https"), (admin, "admin")] {
+                ensure!(
+                    admitted(port, "TCP")? == Some(false),
+                    "{t}: the NetworkPolicy admits the {name} port {port}/TCP {}",
+                    if admitted(port, "TCP")?.is_some() {
+                        "from anywhere, want only the listed sources"
+                    } else {
+                        "from nowhere"
+                    }
+                );
+            }
+        }
+    }
     ensure!(
         admitted(admin, "TCP")?.is_some(),
         "{t}: the NetworkPolicy does not admit the admin port {admin}/TCP (probes, metrics)"
@@ -1933,6 +2243,42 @@ fn match_condition_cases() -> Vec<(&'static str, Value, Value, bool)> {
             true,
         ),
         (
+            "kubectl debug node/worker-1 created with generateName (mutating phase: no name yet)",
+            review_request("CREATE", None, "default"),
+            json!({
+                "apiVersion": "v1", "kind": "Pod",
+                "metadata": {"generateName": "node-debugger-worker-1-"},
+                "spec": {"nodeName": "worker-1", "hostPID": true, "containers": [{"name": "debugger", "image": "busybox"}]},
+            }),
+            true,
+        ),
+        (
+            "a pod named node-debugger-* that is not bound to a node",
+            review_request("CREATE", None, "default"),
+            pod(json!({"name": "node-debugger-worker-1-mq7cz"}), app.clone()),
+            false,
+        ),
+        (
+            "a pod with a name and a node-debugger- generateName (the name counts)",
+            review_request("CREATE", None, "default"),
+            json!({
+                "apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": "web-0", "generateName": "node-debugger-"},
+                "spec": {"nodeName": "worker-1", "containers": app},
+            }),
+            false,
+        ),
+        (
+            "an ordinary pod bound to a node, created with generateName",
+            review_request("CREATE", None, "kube-system"),
+            json!({
+                "apiVersion": "v1", "kind": "Pod",
+                "metadata": {"generateName": "fluentd-"},
+                "spec": {"nodeName": "worker-1", "containers": app},
+            }),
+            false,
+        ),
+        (
             "kubectl debug POD --copy-to (debugger-XXXXX container)",
             review_request("CREATE", None, "prod-payments"),
             pod(
@@ -1966,6 +2312,15 @@ fn match_condition_cases() -> Vec<(&'static str, Value, Value, bool)> {
             "pod without a spec",
             review_request("CREATE", None, "default"),
             json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "x"}}),
+            false,
+        ),
+        (
+            "kubectl debug POD --copy-to --container=tools (a name the user chose)",
+            review_request("CREATE", None, "prod-payments"),
+            pod(
+                json!({"name": "web-0-copy"}),
+                json!([{"name": "app", "image": "app:1"}, {"name": "tools", "image": "busybox"}]),
+            ),
             false,
         ),
         (

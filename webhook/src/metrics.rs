@@ -492,7 +492,8 @@ impl Metrics {
 
     /// Counts a failed reload of the client CA file (the previous CAs stay in force).
     pub fn client_ca_reload_failed(&self) {
-        self.client_ca_reloads_failed.fetch_add(1, Ordering::Relaxed);
+        self.client_ca_reloads_failed
+            .fetch_add(1, Ordering::Relaxed);
     }
 
     /// `kspy_client_ca_reloads_total`: (successes, failures).

@@ -29,9 +29,7 @@ pub fn server_config(
     let builder = ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?;
     let mut config = match client_verifier {
-        None => builder
-            .with_no_client_auth()
-            .with_cert_resolver(resolver),
+        None => builder.with_no_client_auth().with_cert_resolver(resolver),
         Some(verifier) => {
             let mut config = builder
                 .with_client_cert_verifier(verifier)

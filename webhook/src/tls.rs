@@ -1,7 +1,8 @@
 //! rustls configurations: TLS 1.2 and 1.3 only, the `ring` provider only, ALPN `h2` and
 //! `http/1.1`. The API server offers only `http/1.1` to admission webhooks (kubernetes#82090,
 //! so that its requests spread over the replicas; loopback URLs may use HTTP/2 since 1.30);
-//! other clients, such as `kspy-load --http2`, may use `h2`.
+//! other clients, such as `kspy-load --http2`, may use `h2`. With `--client-ca` the server
+//! requires a client certificate ([`server_config`]).
 
 use std::sync::Arc;
 

@@ -90,6 +90,14 @@ pub enum CertError {
         /// The rustls/webpki error.
         source: rustls::Error,
     },
+    /// rustls could not build a client-certificate verifier from the CA certificates.
+    #[error("{what}: cannot check client certificates against these CA certificates")]
+    ClientVerifier {
+        /// Where the CA certificates came from.
+        what: String,
+        /// The rustls error.
+        source: rustls::server::VerifierBuilderError,
+    },
     /// The certificate's `notBefore` is still ahead (beyond the allowed clock skew): clients
     /// would refuse it ("certificate is not yet valid").
     #[error(

@@ -10,11 +10,15 @@
 //! - [`not_after_unix`]: certificate expiry (x509-parser), exported by the webhook as a metric.
 //! - [`ReloadingResolver`]: a rustls `ResolvesServerCert` that follows rotation of the files on
 //!   disk, including Kubernetes' `..data` symlink swap, by polling their resolved content.
+//! - [`ReloadingClientVerifier`]: a rustls `ClientCertVerifier` requiring a client certificate
+//!   from the CAs of a PEM file (reloaded the same way) and, optionally, one of a few names
+//!   ([`ClientCertNames`]).
 //!
 //! Cryptography is rustls' and rcgen's `ring` backend only; keys are ECDSA P-256.
 
 #![warn(missing_docs)]
 
+mod client_ca;
 mod error;
 mod expiry;
 mod generate;
@@ -22,6 +26,7 @@ mod pem;
 mod reload;
 mod write;
 
+pub use client_ca::{ClientCaReload, ClientCertNames, ClientNameRefused, ReloadingClientVerifier};
 pub use error::{CertError, error_chain};
 pub use expiry::{CertIdentity, format_unix_utc, identity, not_after_unix, subject_alt_names};
 pub use generate::{GeneratedCerts, generate, generate_with_sans, service_dns_names};

@@ -141,18 +141,7 @@ impl ReloadingResolver {
     /// The kubelet removes the old generation right after the swap, so a read that resolved
     /// `..data` just before it may find its file gone: that is retried too.
     fn read_pair(&self) -> Result<(Vec<u8>, Vec<u8>), CertError> {
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            match self.read_pair_once() {
-                Err(CertError::Io { source, .. })
-                    if source.kind() == std::io::ErrorKind::NotFound && attempt < 3 =>
-                {
-                    std::thread::sleep(Duration::from_millis(5));
-                }
-                other => return other,
-            }
-        }
+        retry_not_found(|| self.read_pair_once())
     }
 
     fn read_pair_once(&self) -> Result<(Vec<u8>, Vec<u8>), CertError> {
@@ -290,37 +279,79 @@ impl ReloadingResolver {
     where
         F: FnMut(&ReloadOutcome) + Send + 'static,
     {
-        let weak: Weak<Self> = Arc::downgrade(self);
-        let interval = interval.max(Duration::from_millis(10));
-        tokio::spawn(async move {
-            let mut ticker = tokio::time::interval(interval);
-            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            ticker.tick().await;
-            loop {
-                ticker.tick().await;
-                let Some(resolver) = weak.upgrade() else {
-                    break;
-                };
-                let outcome = match tokio::task::spawn_blocking(move || resolver.poll()).await {
-                    Ok(outcome) => outcome,
-                    Err(err) => {
-                        tracing::error!(error = %err, "certificate poll task failed");
-                        continue;
-                    }
-                };
+        spawn_poller(
+            self,
+            interval,
+            "certificate",
+            ReloadingResolver::poll,
+            move |outcome| {
                 if !matches!(outcome, ReloadOutcome::Unchanged) {
                     on_change(&outcome);
                 }
-            }
-        })
+            },
+        )
     }
+}
+
+/// Runs `read` again (up to three tries, 5 ms apart) while it fails with "not found": the
+/// kubelet removes a Secret volume's old generation right after swapping `..data`, so a read
+/// that resolved `..data` just before the swap may find its file gone.
+pub(crate) fn retry_not_found<T>(
+    mut read: impl FnMut() -> Result<T, CertError>,
+) -> Result<T, CertError> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match read() {
+            Err(CertError::Io { source, .. })
+                if source.kind() == std::io::ErrorKind::NotFound && attempt < 3 =>
+            {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Spawns a task on the current Tokio runtime that calls `poll` on `target` every `interval`
+/// on a blocking thread (file I/O) and hands each outcome to `on_outcome`. The task ends by
+/// itself once `target` is dropped (it holds only a weak reference); abort the handle to stop
+/// it earlier. `what` names the poll in the error logged if a poll panics.
+pub(crate) fn spawn_poller<T, O>(
+    target: &Arc<T>,
+    interval: Duration,
+    what: &'static str,
+    poll: fn(&T) -> O,
+    mut on_outcome: impl FnMut(O) + Send + 'static,
+) -> tokio::task::JoinHandle<()>
+where
+    T: Send + Sync + 'static,
+    O: Send + 'static,
+{
+    let weak: Weak<T> = Arc::downgrade(target);
+    let interval = interval.max(Duration::from_millis(10));
+    tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ticker.tick().await;
+        loop {
+            ticker.tick().await;
+            let Some(target) = weak.upgrade() else {
+                break;
+            };
+            match tokio::task::spawn_blocking(move || poll(&target)).await {
+                Ok(outcome) => on_outcome(outcome),
+                Err(err) => tracing::error!(error = %err, "{what} poll task failed"),
+            }
+        }
+    })
 }
 
 /// A hash of where `paths` lead and what of them can be read: each symlink's target along the
 /// way, the real directory the last one is in (a Secret volume's `..data` swap changes it),
 /// and the content or error of each file. Two read failures with the same message in different
 /// states are two failed changes.
-fn files_state(paths: &[&Path]) -> u64 {
+pub(crate) fn files_state(paths: &[&Path]) -> u64 {
     use std::hash::{Hash, Hasher};
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     for path in paths {

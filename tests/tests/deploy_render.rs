@@ -684,7 +684,9 @@ fn restrict_ingress_component_narrows_both_ports() -> anyhow::Result<()> {
         check_network_policy_with(&open, &open.one::<Deployment>()?, Sources::Restricted).is_err(),
         "the base's open NetworkPolicy passes the restricted check"
     );
-    let broken: [(&str, fn(&mut Value)); 3] = [
+    // A NetworkPolicy broken one way, named.
+    type Breakage = (&'static str, fn(&mut Value));
+    let broken: [Breakage; 3] = [
         ("https from 0.0.0.0/0", |np| {
             np["spec"]["ingress"][0]["from"] = json!([{"ipBlock": {"cidr": "0.0.0.0/0"}}])
         }),

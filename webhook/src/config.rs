@@ -42,6 +42,20 @@ pub struct TlsFiles {
     pub key: PathBuf,
 }
 
+/// Client certificates the webhook port requires (`--client-ca`, `--client-name`): only a
+/// caller presenting one, such as the API server configured with a client certificate for
+/// the webhook, gets a TLS connection, so other pods cannot send forged reviews.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientAuth {
+    /// PEM bundle of the CA certificates a client certificate must chain to (with the
+    /// `clientAuth` extended key usage); re-read on change every `reload_interval`.
+    pub ca: PathBuf,
+    /// When not empty, the client certificate's subject common name or one of its DNS
+    /// subject alternative names must equal one of these; empty: any certificate from the
+    /// CAs is accepted.
+    pub names: Vec<String>,
+}
+
 /// Faults injected into judging, to test the fail-closed paths. Always
 /// [`FaultInjection::None`] outside tests.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -94,6 +108,9 @@ pub struct ServerConfig {
     pub events: crate::events::EventSink,
     /// When repeats of a decision are written as an Event series (default: client-go's).
     pub event_series: crate::event_series::SeriesTiming,
+    /// Client certificates required on the HTTPS port; `None` (the default): any client may
+    /// connect.
+    pub client_auth: Option<ClientAuth>,
     /// Testing aid; [`FaultInjection::None`] in production.
     pub fault_injection: FaultInjection,
 }
@@ -122,6 +139,7 @@ impl ServerConfig {
             namespaces: NamespaceSource::None,
             events: crate::events::EventSink::Off,
             event_series: crate::event_series::SeriesTiming::default(),
+            client_auth: None,
             fault_injection: FaultInjection::None,
         }
     }
@@ -135,7 +153,8 @@ impl ServerConfig {
 
     /// Checks the settings that could not work: a review deadline of zero or above
     /// [`MAX_REVIEW_TIMEOUT`], a body budget smaller than one body, a zero reload interval,
-    /// a duration above [`MAX_DURATION`]. [`crate::start`] calls it first.
+    /// a duration above [`MAX_DURATION`], an empty client name. [`crate::start`] calls it
+    /// first.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.review_timeout.is_zero() {
             return Err(ConfigError::ReviewTimeoutZero);
@@ -154,6 +173,11 @@ impl ServerConfig {
         }
         if self.event_series.check_every.is_zero() {
             return Err(ConfigError::Zero("event series check_every"));
+        }
+        if let Some(client_auth) = &self.client_auth
+            && client_auth.names.iter().any(|name| name.trim().is_empty())
+        {
+            return Err(ConfigError::EmptyClientName);
         }
         let limits = &self.connection_limits;
         for (name, value) in [
@@ -211,6 +235,11 @@ pub enum ConfigError {
     /// A duration that must not be zero is zero.
     #[error("{0} must be longer than zero")]
     Zero(&'static str),
+    /// A `--client-name` that is empty (or only white space): no certificate could bear it.
+    #[error(
+        "--client-name is empty; give the common name or DNS name the client certificate must bear (the flag may be repeated)"
+    )]
+    EmptyClientName,
     /// A duration above [`MAX_DURATION`].
     #[error("{name} {value:?} is longer than a day; use at most 24h")]
     TooLong {
@@ -269,6 +298,21 @@ mod tests {
         assert!(text.contains("--max-body-bytes"), "{text}");
         c.max_buffered_bytes = c.max_body_bytes;
         assert_eq!(c.validate(), Ok(()));
+    }
+
+    #[test]
+    fn client_names_must_not_be_empty() {
+        let mut c = config();
+        c.client_auth = Some(ClientAuth {
+            ca: "ca.crt".into(),
+            names: Vec::new(),
+        });
+        assert_eq!(c.validate(), Ok(()));
+        c.client_auth = Some(ClientAuth {
+            ca: "ca.crt".into(),
+            names: vec!["kube-apiserver".into(), " ".into()],
+        });
+        assert_eq!(c.validate(), Err(ConfigError::EmptyClientName));
     }
 
     #[test]

@@ -18,6 +18,9 @@ pub enum WebhookError {
     /// The serving certificate or key did not load.
     #[error("serving certificate")]
     Certs(#[from] CertError),
+    /// The client CA file (`--client-ca`) did not load.
+    #[error("client CA (--client-ca)")]
+    ClientCa(#[source] CertError),
     /// The policies did not load (every error is listed).
     #[error("{0}")]
     Policies(LoadErrors),

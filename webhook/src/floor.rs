@@ -48,7 +48,7 @@ impl FloorServer {
 /// Starts a floor server on `addr` with the certificate and key in `tls`.
 pub async fn start_floor(addr: SocketAddr, tls: &TlsFiles) -> Result<FloorServer, WebhookError> {
     let resolver = Arc::new(ReloadingResolver::load(&tls.cert, &tls.key)?);
-    let acceptor = TlsAcceptor::from(Arc::new(crate::tls::server_config(resolver)?));
+    let acceptor = TlsAcceptor::from(Arc::new(crate::tls::server_config(resolver, None)?));
     let listener = TcpListener::bind(addr)
         .await
         .map_err(|error| WebhookError::Bind {

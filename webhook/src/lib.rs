@@ -61,7 +61,7 @@ mod serve;
 mod state;
 mod text_fields;
 
-pub use config::{FaultInjection, ServerConfig, TlsFiles};
+pub use config::{ClientAuth, FaultInjection, ServerConfig, TlsFiles};
 pub use error::WebhookError;
 pub use namespaces::NamespaceSource;
 pub use policy_watch::{fingerprint as policy_fingerprint, load_engine};

@@ -13,7 +13,7 @@ use kspy_webhook::config::{DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_BUFFERED_BYTES};
 use kspy_webhook::duration::parse_duration;
 use kspy_webhook::events::EventSink;
 use kspy_webhook::telemetry::{self, LogFormat};
-use kspy_webhook::{NamespaceSource, ServerConfig, TlsFiles};
+use kspy_webhook::{ClientAuth, NamespaceSource, ServerConfig, TlsFiles};
 
 /// mimalloc: judging a review allocates a few hundred small values, and glibc malloc was a
 /// third of its instructions (see the engine benchmark). The floor server and load generator
@@ -48,6 +48,17 @@ struct Args {
     /// PEM private key of the serving certificate, reloaded on change.
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+    /// PEM bundle of CA certificates: the HTTPS port then requires a client certificate
+    /// issued by one of them for client authentication (clientAuth extended key usage), such
+    /// as the one the API server presents when its AdmissionConfiguration gives it one for
+    /// this webhook; other callers get no TLS connection. Reloaded on change.
+    #[arg(long, value_name = "FILE")]
+    client_ca: Option<PathBuf>,
+    /// With --client-ca, a name the client certificate must bear as its subject common name
+    /// or one of its DNS names (repeat the flag to allow several); without it, any
+    /// certificate from the --client-ca CAs is accepted.
+    #[arg(long, value_name = "NAME", requires = "client_ca")]
+    client_name: Vec<String>,
     /// Local run: generate a CA and a serving certificate for 127.0.0.1/localhost into
     /// ./.kspy-dev/ (kept across runs while valid), listen on loopback, log as text, and print
     /// how to send a review.
@@ -197,7 +208,12 @@ async fn run(args: &Args) -> anyhow::Result<()> {
     let policies = config.policies_dir.clone();
     let server = kspy_webhook::start(config).await?;
     if args.dev {
-        print_dev_banner(&policies, server.addr, server.admin_addr);
+        print_dev_banner(
+            &policies,
+            server.addr,
+            server.admin_addr,
+            args.client_ca.as_deref(),
+        );
     }
     let handle = server.shutdown_handle();
     signals.stopped().await;
@@ -265,6 +281,10 @@ fn config_from(args: &Args) -> anyhow::Result<ServerConfig> {
     config.shutdown_delay = args.shutdown_delay;
     config.shutdown_grace = args.shutdown_grace;
     config.connection_limits.max_connections = args.max_connections as usize;
+    config.client_auth = args.client_ca.as_ref().map(|ca| ClientAuth {
+        ca: ca.clone(),
+        names: args.client_name.clone(),
+    });
     if let Some(n) = args.judge_threads {
         config.judge_threads = usize::from(n);
     }
@@ -436,7 +456,12 @@ fn dev_certs(dir: &Path) -> anyhow::Result<TlsFiles> {
     Ok(files)
 }
 
-fn print_dev_banner(policies: &Path, addr: SocketAddr, admin_addr: SocketAddr) {
+fn print_dev_banner(
+    policies: &Path,
+    addr: SocketAddr,
+    admin_addr: SocketAddr,
+    client_ca: Option<&Path>,
+) {
     let ca = Path::new(DEV_DIR).join(kspy_certs::CA_CERT_FILE);
     let ca = std::fs::canonicalize(&ca).unwrap_or(ca);
     let fixture = policies.join(DEV_FIXTURE);
@@ -451,13 +476,24 @@ fn print_dev_banner(policies: &Path, addr: SocketAddr, admin_addr: SocketAddr) {
     println!("  CA:        {}", ca.display());
     println!("  webhook:   https://{host}/validate  https://{host}/mutate");
     println!("  admin:     http://{admin_addr}/metrics");
+    if let Some(client_ca) = client_ca {
+        println!(
+            "  clients:   a client certificate from {} is required",
+            client_ca.display()
+        );
+    }
     println!();
     let review = fixture
         .as_deref()
         .map_or_else(|| "REVIEW.json".to_owned(), |f| f.display().to_string());
     println!("Send it a review (an admission.k8s.io/v1 AdmissionReview):");
+    let client_cert = if client_ca.is_some() {
+        " --cert CLIENT.crt --key CLIENT.key"
+    } else {
+        ""
+    };
     println!(
-        "  curl --cacert {} -H 'Content-Type: application/json' --data-binary @{review} https://{host}/validate",
+        "  curl --cacert {}{client_cert} -H 'Content-Type: application/json' --data-binary @{review} https://{host}/validate",
         ca.display(),
     );
     println!();
@@ -688,6 +724,40 @@ mod tests {
         assert_eq!(config(&[]).judge_threads, cpus);
         assert_eq!(config(&["--judge-threads", "3"]).judge_threads, 3);
         assert!(Args::try_parse_from(["kspy-webhook", "--judge-threads", "0"]).is_err());
+    }
+
+    #[test]
+    fn client_certificates_are_off_unless_a_client_ca_is_given() {
+        assert_eq!(config(&[]).client_auth, None);
+        assert_eq!(
+            config(&["--client-ca", "ca.crt"]).client_auth,
+            Some(ClientAuth {
+                ca: "ca.crt".into(),
+                names: Vec::new(),
+            })
+        );
+        assert_eq!(
+            config(&[
+                "--client-ca",
+                "ca.crt",
+                "--client-name",
+                "kube-apiserver",
+                "--client-name",
+                "apiserver.example",
+            ])
+            .client_auth,
+            Some(ClientAuth {
+                ca: "ca.crt".into(),
+                names: vec!["kube-apiserver".into(), "apiserver.example".into()],
+            })
+        );
+        let err = Args::try_parse_from(["kspy-webhook", "--client-name", "kube-apiserver"])
+            .expect_err("--client-name needs --client-ca");
+        assert!(err.to_string().contains("--client-ca"), "{err}");
+        let text = configured(&["--client-ca", "ca.crt", "--client-name", ""])
+            .expect_err("empty name")
+            .to_string();
+        assert!(text.contains("--client-name"), "{text}");
     }
 
     #[test]

@@ -13,11 +13,12 @@
 //! | `kspy_buffered_body_bytes` | gauge | |
 //! | `kspy_connections_open` | gauge | |
 //! | `kspy_connection_limit_reached_total` | counter | |
-//! | `kspy_connections_closed_total` | counter | `reason` (`handshake-failed` / `handshake-timeout` / `first-request-timeout` / `head-timeout` / `head-too-large` / `head-malformed` / `write-stall` / `evicted`) |
+//! | `kspy_connections_closed_total` | counter | `reason` (`handshake-failed` / `handshake-timeout` / `client-cert-refused` / `first-request-timeout` / `head-timeout` / `head-too-large` / `head-malformed` / `write-stall` / `evicted`) |
 //! | `kspy_policy_reloads_total` | counter | `result` (`success` / `failure`) |
 //! | `kspy_policies_loaded` | gauge | |
 //! | `kspy_cert_reloads_total` | counter | `result` (`success` / `failure`) |
 //! | `kspy_cert_expiry_timestamp_seconds` | gauge | |
+//! | `kspy_client_ca_reloads_total` | counter | `result` (`success` / `failure`) |
 //! | `kspy_events_total` | counter | `result` (`posted` / `repeated` / `updated` / `failed` / `dropped` / `rate-limited`) |
 //! | `kspy_trace_export_failures_total` | counter | |
 //!
@@ -221,6 +222,10 @@ pub enum ConnectionClosed {
     HandshakeFailed,
     /// The TLS handshake did not finish within its limit.
     HandshakeTimeout,
+    /// The TLS handshake failed on the client certificate `--client-ca` requires: none was
+    /// presented, or it did not chain to a trusted CA for client authentication, was not
+    /// valid, or bore none of the `--client-name` names.
+    ClientCertRefused,
     /// No request started within the first-request limit.
     FirstRequestTimeout,
     /// An HTTP/1.1 request head did not end within its limit.
@@ -241,9 +246,10 @@ pub enum ConnectionClosed {
 
 impl ConnectionClosed {
     /// Every reason, in the order they are rendered.
-    const ALL: [ConnectionClosed; 8] = [
+    const ALL: [ConnectionClosed; 9] = [
         ConnectionClosed::HandshakeFailed,
         ConnectionClosed::HandshakeTimeout,
+        ConnectionClosed::ClientCertRefused,
         ConnectionClosed::FirstRequestTimeout,
         ConnectionClosed::HeadTimeout,
         ConnectionClosed::HeadTooLarge,
@@ -257,12 +263,13 @@ impl ConnectionClosed {
         match self {
             ConnectionClosed::HandshakeFailed => 0,
             ConnectionClosed::HandshakeTimeout => 1,
-            ConnectionClosed::FirstRequestTimeout => 2,
-            ConnectionClosed::HeadTimeout => 3,
-            ConnectionClosed::HeadTooLarge => 4,
-            ConnectionClosed::HeadMalformed => 5,
-            ConnectionClosed::WriteStall => 6,
-            ConnectionClosed::Evicted => 7,
+            ConnectionClosed::ClientCertRefused => 2,
+            ConnectionClosed::FirstRequestTimeout => 3,
+            ConnectionClosed::HeadTimeout => 4,
+            ConnectionClosed::HeadTooLarge => 5,
+            ConnectionClosed::HeadMalformed => 6,
+            ConnectionClosed::WriteStall => 7,
+            ConnectionClosed::Evicted => 8,
         }
     }
 
@@ -271,6 +278,7 @@ impl ConnectionClosed {
         match self {
             ConnectionClosed::HandshakeFailed => "handshake-failed",
             ConnectionClosed::HandshakeTimeout => "handshake-timeout",
+            ConnectionClosed::ClientCertRefused => "client-cert-refused",
             ConnectionClosed::FirstRequestTimeout => "first-request-timeout",
             ConnectionClosed::HeadTimeout => "head-timeout",
             ConnectionClosed::HeadTooLarge => "head-too-large",
@@ -302,6 +310,8 @@ pub struct Metrics {
     cert_reloads_ok: AtomicU64,
     cert_reloads_failed: AtomicU64,
     cert_expiry: AtomicI64,
+    client_ca_reloads_ok: AtomicU64,
+    client_ca_reloads_failed: AtomicU64,
     events: LabeledCounter,
 }
 
@@ -332,6 +342,8 @@ impl Metrics {
             cert_reloads_ok: AtomicU64::new(0),
             cert_reloads_failed: AtomicU64::new(0),
             cert_expiry: AtomicI64::new(0),
+            client_ca_reloads_ok: AtomicU64::new(0),
+            client_ca_reloads_failed: AtomicU64::new(0),
             events: LabeledCounter::new(&["result"]),
         }
     }
@@ -480,6 +492,25 @@ impl Metrics {
         self.cert_expiry.store(not_after, Ordering::Relaxed);
     }
 
+    /// Counts a successful reload of the client CA file (`--client-ca`).
+    pub fn client_ca_reload_succeeded(&self) {
+        self.client_ca_reloads_ok.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a failed reload of the client CA file (the previous CAs stay in force).
+    pub fn client_ca_reload_failed(&self) {
+        self.client_ca_reloads_failed
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// `kspy_client_ca_reloads_total`: (successes, failures).
+    pub fn client_ca_reloads(&self) -> (u64, u64) {
+        (
+            self.client_ca_reloads_ok.load(Ordering::Relaxed),
+            self.client_ca_reloads_failed.load(Ordering::Relaxed),
+        )
+    }
+
     /// The current value of `kspy_reviews_total` for one label set (for tests).
     pub fn reviews_total(&self, endpoint: &str, action: &str, verdict: &str, policy: &str) -> u64 {
         self.reviews.get(&[endpoint, action, verdict, policy])
@@ -588,7 +619,7 @@ impl Metrics {
             &mut out,
             "kspy_connections_closed_total",
             "counter",
-            "Connections on the webhook port the server closed on its own: a failed or slow TLS handshake, no request in time, an unfinished request head, answers the client did not take.",
+            "Connections on the webhook port the server closed on its own: a failed or slow TLS handshake, a client certificate refused (--client-ca), no request in time, an unfinished request head, answers the client did not take.",
         );
         for (reason, count) in ConnectionClosed::ALL.iter().zip(&self.connections_closed) {
             let _ = writeln!(
@@ -623,6 +654,12 @@ impl Metrics {
             "gauge",
             "notAfter of the serving certificate, Unix seconds.",
             self.cert_expiry.load(Ordering::Relaxed),
+        );
+        by_result(
+            &mut out,
+            "kspy_client_ca_reloads_total",
+            "Client CA file (--client-ca) reloads by result; a failed reload keeps the previous CAs. 0 without --client-ca.",
+            self.client_ca_reloads(),
         );
         header(
             &mut out,
@@ -813,6 +850,7 @@ mod tests {
         for line in [
             "kspy_connections_closed_total{reason=\"handshake-failed\"} 1",
             "kspy_connections_closed_total{reason=\"handshake-timeout\"} 0",
+            "kspy_connections_closed_total{reason=\"client-cert-refused\"} 0",
             "kspy_connections_closed_total{reason=\"first-request-timeout\"} 0",
             "kspy_connections_closed_total{reason=\"head-timeout\"} 0",
             "kspy_connections_closed_total{reason=\"head-too-large\"} 0",
@@ -827,6 +865,10 @@ mod tests {
         m.cert_reload_succeeded(1_900_000_000);
         m.cert_reload_failed();
         m.cert_reload_failed();
+        m.client_ca_reload_succeeded();
+        m.client_ca_reload_failed();
+        m.client_ca_reload_failed();
+        m.client_ca_reload_failed();
         let text = m.render();
         for line in [
             "kspy_policy_reloads_total{result=\"success\"} 1",
@@ -835,6 +877,8 @@ mod tests {
             "kspy_cert_reloads_total{result=\"success\"} 1",
             "kspy_cert_reloads_total{result=\"failure\"} 2",
             "kspy_cert_expiry_timestamp_seconds 1900000000",
+            "kspy_client_ca_reloads_total{result=\"success\"} 1",
+            "kspy_client_ca_reloads_total{result=\"failure\"} 3",
         ] {
             assert!(text.lines().any(|l| l == line), "missing {line}:\n{text}");
         }

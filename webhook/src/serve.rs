@@ -5,7 +5,7 @@
 
 use std::error::Error as StdError;
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use hyper::body::{Body, Incoming};
@@ -47,6 +47,12 @@ pub(crate) const MAX_REQUEST_HEAD: usize = 16 * 1024;
 /// connection when they want more at once (Go's does; `kspy-load --http2` shares one
 /// connection between 16 workers).
 pub(crate) const HTTP2_MAX_STREAMS: u32 = 16;
+
+/// At most one warning per this long about refused client certificates (`--client-ca`); the
+/// next one says how many were not logged. Every refusal is counted all the same
+/// (`kspy_connections_closed_total{reason="client-cert-refused"}`): a pod flooding the port
+/// with handshakes cannot fill the log.
+pub(crate) const CLIENT_CERT_LOG_EVERY: Duration = Duration::from_secs(5);
 
 /// How many connections may be open, how long a connection may take over each step, and how
 /// idle HTTP/2 connections are checked.
@@ -194,6 +200,7 @@ pub(crate) async fn serve<H, S, B>(
     let mut full = false;
     // The open connections, for making room for a newcomer at the limit (eviction.rs).
     let registry = Arc::new(Registry::default());
+    let refusals = Arc::new(LogThrottle::new(CLIENT_CERT_LOG_EVERY));
 
     loop {
         let free = slots.available_permits() > 0;
@@ -264,6 +271,7 @@ pub(crate) async fn serve<H, S, B>(
         // requests, and goes first when a newcomer needs its slot.
         let activity = Activity::new();
         let registered = registry.register(activity.clone());
+        let refusals = refusals.clone();
         tokio::spawn(async move {
             // Held until the connection ends, however it ends.
             let _slot = (slot, open);
@@ -280,6 +288,18 @@ pub(crate) async fn serve<H, S, B>(
             let io = match handshaken {
                 Ok(Ok(io)) => io,
                 Ok(Err(err)) => {
+                    if let Some(refusal) = client_cert_refusal(&err) {
+                        if let Some(not_logged) = refusals.admit(tokio::time::Instant::now()) {
+                            tracing::warn!(
+                                %peer,
+                                reason = %describe_refusal(refusal),
+                                not_logged,
+                                "client certificate refused; TLS handshake failed"
+                            );
+                        }
+                        closed(ConnectionClosed::ClientCertRefused);
+                        return;
+                    }
                     tracing::debug!(%peer, error = %err, "TLS handshake failed");
                     closed(ConnectionClosed::HandshakeFailed);
                     return;
@@ -394,7 +414,123 @@ pub(crate) async fn serve<H, S, B>(
     }
 }
 
+/// The rustls error of a failed handshake, when the server refused the client's certificate:
+/// none presented, or one that failed verification (a server verifies no other certificate,
+/// so `InvalidCertificate` is always the client's). tokio-rustls hands rustls' error over
+/// inside the `io::Error`. A client refusing kspy's own certificate is not one of these: the
+/// server then sees the client's alert (`AlertReceived`).
+fn client_cert_refusal(err: &std::io::Error) -> Option<&rustls::Error> {
+    let tls = err.get_ref()?.downcast_ref::<rustls::Error>()?;
+    matches!(
+        tls,
+        rustls::Error::NoCertificatesPresented | rustls::Error::InvalidCertificate(_)
+    )
+    .then_some(tls)
+}
+
+/// Why a client certificate was refused, for the log.
+fn describe_refusal(err: &rustls::Error) -> String {
+    use rustls::CertificateError;
+    match err {
+        rustls::Error::NoCertificatesPresented => {
+            "no client certificate presented (one issued by a --client-ca CA is required)".into()
+        }
+        rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer) => {
+            "the client certificate does not chain to a --client-ca CA (unknown issuer)".into()
+        }
+        rustls::Error::InvalidCertificate(
+            CertificateError::InvalidPurpose | CertificateError::InvalidPurposeContext { .. },
+        ) => format!(
+            "the client certificate is not for client authentication (it needs the clientAuth \
+             extended key usage): {err}"
+        ),
+        // kspy_certs::ClientNameRefused: the names the certificate had and those allowed.
+        rustls::Error::InvalidCertificate(CertificateError::Other(other)) => other.to_string(),
+        other => other.to_string(),
+    }
+}
+
+/// Lets a line through at most once per `every`, and counts the ones held back in between.
+#[derive(Debug)]
+pub(crate) struct LogThrottle {
+    every: Duration,
+    /// When a line was last let through, and how many were held back since.
+    state: Mutex<(Option<tokio::time::Instant>, u64)>,
+}
+
+impl LogThrottle {
+    /// A throttle letting the first line through.
+    pub(crate) fn new(every: Duration) -> Self {
+        LogThrottle {
+            every,
+            state: Mutex::new((None, 0)),
+        }
+    }
+
+    /// Whether a line may be written at `now`: if so, how many were held back since the last
+    /// one written (and the count starts again); if not, `None`, and it is counted.
+    pub(crate) fn admit(&self, now: tokio::time::Instant) -> Option<u64> {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let (last, held_back) = &mut *state;
+        match last {
+            Some(at) if now.saturating_duration_since(*at) < self.every => {
+                *held_back += 1;
+                None
+            }
+            _ => {
+                *last = Some(now);
+                Some(std::mem::take(held_back))
+            }
+        }
+    }
+}
+
 /// Completes once `rx` holds `true` (or its sender is gone).
 pub(crate) async fn stopped(rx: &mut watch::Receiver<bool>) {
     let _ = rx.wait_for(|stop| *stop).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_log_throttle_lets_one_line_through_per_interval_and_counts_the_rest() {
+        let throttle = LogThrottle::new(Duration::from_secs(5));
+        let start = tokio::time::Instant::now();
+        let at = |ms| start + Duration::from_millis(ms);
+        assert_eq!(throttle.admit(at(0)), Some(0));
+        assert_eq!(throttle.admit(at(1)), None);
+        assert_eq!(throttle.admit(at(4_999)), None);
+        assert_eq!(throttle.admit(at(5_000)), Some(2));
+        assert_eq!(throttle.admit(at(6_000)), None);
+        assert_eq!(throttle.admit(at(60_000)), Some(1));
+        assert_eq!(throttle.admit(at(70_000)), Some(0));
+    }
+
+    #[test]
+    fn only_client_certificate_failures_are_refusals() {
+        let io = |e: rustls::Error| std::io::Error::new(std::io::ErrorKind::InvalidData, e);
+        assert!(client_cert_refusal(&io(rustls::Error::NoCertificatesPresented)).is_some());
+        assert!(
+            client_cert_refusal(&io(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::UnknownIssuer
+            )))
+            .is_some()
+        );
+        // The client refusing kspy's certificate, an old protocol, plain I/O.
+        assert!(
+            client_cert_refusal(&io(rustls::Error::AlertReceived(
+                rustls::AlertDescription::UnknownCA
+            )))
+            .is_none()
+        );
+        assert!(
+            client_cert_refusal(&io(rustls::Error::PeerIncompatible(
+                rustls::PeerIncompatible::SupportedVersionsExtensionRequired
+            )))
+            .is_none()
+        );
+        assert!(client_cert_refusal(&std::io::Error::other("reset")).is_none());
+    }
 }

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use hyper_util::service::TowerToHyperService;
-use kspy_certs::{ReloadOutcome, ReloadingResolver};
+use kspy_certs::{ClientCaReload, ReloadOutcome, ReloadingClientVerifier, ReloadingResolver};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -101,7 +101,30 @@ async fn wait_for_trigger(handle: &ShutdownHandle) {
 pub async fn start(config: ServerConfig) -> Result<RunningServer, WebhookError> {
     config.validate()?;
     let resolver = Arc::new(ReloadingResolver::load(&config.tls.cert, &config.tls.key)?);
-    let tls = crate::tls::server_config(resolver.clone())?;
+    let client_verifier = match &config.client_auth {
+        None => None,
+        Some(auth) => {
+            let verifier = ReloadingClientVerifier::load(&auth.ca, auth.names.clone())
+                .map_err(WebhookError::ClientCa)?;
+            tracing::info!(
+                client_ca = %auth.ca.display(),
+                cas = %verifier.ca_subjects().join("; "),
+                names = %if auth.names.is_empty() {
+                    "any".to_owned()
+                } else {
+                    auth.names.join(", ")
+                },
+                "client certificates required on the webhook port"
+            );
+            Some(Arc::new(verifier))
+        }
+    };
+    let tls = crate::tls::server_config(
+        resolver.clone(),
+        client_verifier
+            .clone()
+            .map(|v| v as Arc<dyn rustls::server::danger::ClientCertVerifier>),
+    )?;
     let acceptor = TlsAcceptor::from(Arc::new(tls));
 
     let dir = config.policies_dir.clone();
@@ -190,6 +213,16 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, WebhookError> 
     });
     drop(resolver);
 
+    // Client CA reloads, at the same interval.
+    let client_ca_watch = client_verifier.map(|verifier| {
+        let metrics = metrics.clone();
+        verifier.watch(config.reload_interval, move |outcome| match outcome {
+            ClientCaReload::Reloaded { .. } => metrics.client_ca_reload_succeeded(),
+            ClientCaReload::Failed(_) => metrics.client_ca_reload_failed(),
+            ClientCaReload::Unchanged => {}
+        })
+    });
+
     // Policy reloads.
     let policy_watch = policy_watch::spawn(
         config.policies_dir.clone(),
@@ -256,6 +289,9 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, WebhookError> 
             tracing::error!(error = %err, "admin server task failed");
         }
         cert_watch.abort();
+        if let Some(watch) = client_ca_watch {
+            watch.abort();
+        }
         let _ = policy_watch.await;
     });
 

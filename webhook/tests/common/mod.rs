@@ -287,6 +287,8 @@ pub struct WebhookProcess {
     pub admin: SocketAddr,
     /// A client configuration trusting only the process's CA.
     pub tls: ClientConfig,
+    /// The process's CA (PEM), for clients of other configurations.
+    pub ca_pem: String,
     /// The policy directory it reads ([`POLICIES`] in `p.yaml`).
     pub policies: PathBuf,
     _dir: tempfile::TempDir,
@@ -372,6 +374,7 @@ impl WebhookProcess {
             addr,
             admin,
             tls: client_tls(&[&certs.ca_cert_pem]),
+            ca_pem: certs.ca_cert_pem.clone(),
             _reaper: reaper,
             policies,
             _dir: dir,

@@ -120,6 +120,11 @@ pub struct Asks {
     pub privileged: bool,
     /// `allowPrivilegeEscalation: true`, set explicitly.
     pub allow_privilege_escalation: bool,
+    /// `allowPrivilegeEscalation` not `false` (unset is `true` at run time): a setuid program
+    /// can raise the process's privileges, to root for a setuid-root one. Not shown to CEL,
+    /// which reads the field itself.
+    #[serde(skip)]
+    pub may_escalate: bool,
     /// Runs as root: `runAsNonRoot` not true and `runAsUser` 0 or unset (pod level included).
     pub runs_as_root: bool,
     /// `procMount: Unmasked`
@@ -230,6 +235,7 @@ impl Asks {
         asks.privileged = sc.and_then(|s| s.privileged).unwrap_or(false);
         asks.allow_privilege_escalation =
             sc.and_then(|s| s.allow_privilege_escalation) == Some(true);
+        asks.may_escalate = sc.and_then(|s| s.allow_privilege_escalation) != Some(false);
         asks.runs_as_root = runs_as_root(sc, pod_sc);
         asks.proc_mount_unmasked = sc.and_then(|s| s.proc_mount.as_deref()) == Some("Unmasked");
         asks.seccomp_unconfined = seccomp_unconfined(sc, pod_sc);

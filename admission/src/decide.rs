@@ -437,6 +437,10 @@ pub(crate) enum Ask {
     Capability(Capability),
     InvalidCapability(String),
     RunAsRoot,
+    /// Running as another user without `allowPrivilegeEscalation: false`: a setuid-root
+    /// program in the image makes the process root (with the container's capabilities), so
+    /// only a grant of root covers it.
+    MayBecomeRoot,
     Privileged(&'static str),
     Volume(String, VolumeKind),
     EnvFromSecret(String),
@@ -469,6 +473,11 @@ impl std::fmt::Display for Ask {
             Ask::Capability(c) => write!(f, "capability {c}"),
             Ask::InvalidCapability(c) => write!(f, "capability {c:?} (not a capability name)"),
             Ask::RunAsRoot => write!(f, "running as root"),
+            Ask::MayBecomeRoot => write!(
+                f,
+                "becoming root through a setuid program (allowPrivilegeEscalation is not false; \
+                 set it to false to run as the user given)"
+            ),
             Ask::Privileged(what) => write!(f, "{what}"),
             Ask::Volume(v, VolumeKind::Secret) => write!(f, "mounting secret volume {v:?}"),
             Ask::Volume(v, _) => write!(f, "mounting volume {v:?}"),
@@ -542,6 +551,8 @@ impl Ask {
         );
         if a.runs_as_root {
             out.push(Ask::RunAsRoot);
+        } else if a.may_escalate && !a.privileged {
+            out.push(Ask::MayBecomeRoot);
         }
         out.extend(a.privileged_family().into_iter().map(Ask::Privileged));
         for traced in &a.traced {
@@ -615,7 +626,7 @@ impl Ask {
             Ask::Image(_) => a.image_ref.as_ref().is_some_and(|i| g.covers_image(i)),
             Ask::InvalidImage(_) | Ask::InvalidCapability(_) => false,
             Ask::Capability(c) => g.covers_capability(c),
-            Ask::RunAsRoot => g.run_as_root,
+            Ask::RunAsRoot | Ask::MayBecomeRoot => g.run_as_root,
             Ask::Privileged(_) | Ask::TracingHostProcesses => g.privileged,
             Ask::Volume(_, kind) => g.covers_volume(*kind),
             Ask::EnvFromSecret(_) => g.mount_volumes == crate::policy::spec::VolumeGrant::All,

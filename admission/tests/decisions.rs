@@ -169,6 +169,50 @@ spec:
 }
 
 #[test]
+fn a_user_other_than_root_is_only_that_user_without_privilege_escalation() {
+    let e = engine(
+        r#"
+apiVersion: kspy.dev/v1alpha1
+kind: DebugPolicy
+metadata: {name: non-root}
+spec:
+  match: {actions: [attach], groups: [dev]}
+  grant:
+    images: [busybox:1.36*]
+"#,
+    );
+    let judged = |sc: serde_json::Value| {
+        let mut d = debugger("d", "busybox:1.36");
+        d["securityContext"] = sc;
+        validate(&e, &attach("team-a", "alice", &["dev"], vec![], vec![d]))
+    };
+    // A setuid-root program in the image makes user 1000 root again.
+    let j = judged(json!({"runAsUser": 1000}));
+    assert!(!j.response.allowed);
+    let m = &j.response.result.message;
+    assert!(
+        m.contains("becoming root through a setuid program (allowPrivilegeEscalation is not false"),
+        "{m}"
+    );
+    assert!(!m.contains("running as root"), "{m}");
+    let j = judged(json!({"runAsNonRoot": true, "allowPrivilegeEscalation": true}));
+    assert!(!j.response.allowed);
+    // With no escalation, the user given is the user it runs as.
+    for sc in [
+        json!({"runAsUser": 1000, "allowPrivilegeEscalation": false}),
+        json!({"runAsNonRoot": true, "allowPrivilegeEscalation": false}),
+    ] {
+        let j = judged(sc.clone());
+        assert!(j.response.allowed, "{sc}: {}", j.response.result.message);
+    }
+    // Root is root, said once.
+    let j = judged(json!({"allowPrivilegeEscalation": false}));
+    let m = &j.response.result.message;
+    assert!(m.contains("running as root is not granted"), "{m}");
+    assert!(!m.contains("setuid"), "{m}");
+}
+
+#[test]
 fn volume_devices_are_judged_as_mounts_of_their_volume() {
     let e = engine(TEAM);
     let mut d = debugger("d", "busybox:1.36");

@@ -227,7 +227,8 @@ pub struct GrantSpec {
     /// Capabilities that may be added; `ALL` only if listed.
     #[serde(default)]
     pub capabilities: Vec<String>,
-    /// May run as root.
+    /// May run as root, or as another user that may become root (`allowPrivilegeEscalation`
+    /// not `false`, and a setuid-root program in the image).
     #[serde(default)]
     pub run_as_root: bool,
     /// May be privileged (also allowPrivilegeEscalation, procMount Unmasked,

@@ -151,6 +151,13 @@ pub enum ClassifyError {
         /// Copy or node.
         action: Action,
     },
+    /// A pod labelled `kspy.dev/debug` with a value other than `copy` and `node`: it says it
+    /// is a debug pod, and letting it through unjudged would trust a typo (`Copy`) with host
+    /// namespaces and host paths.
+    #[error(
+        "the pod is labelled {DEBUG_LABEL}={0:?}, which is neither copy nor node; kspy judges debug pods by that label: set it to copy or node, or remove it"
+    )]
+    UnknownDebugLabel(String),
     /// The configured classifier expression failed.
     #[error("the {action} classifier failed: {message}")]
     Classifier {
@@ -314,7 +321,8 @@ fn pod_action(
     match label {
         Some("copy") => return Ok(Some(Action::Copy)),
         Some("node") => return Ok(Some(Action::Node)),
-        _ => {}
+        Some(other) => return Err(ClassifyError::UnknownDebugLabel(other.to_owned())),
+        None => {}
     }
     let name = pod
         .metadata

@@ -152,6 +152,24 @@ fn subjects_know_their_place_for_patches() {
 }
 
 #[test]
+fn a_debug_label_of_another_value_is_denied_not_waved_through() {
+    for value in ["Copy", "yes", ""] {
+        let mut p = pod("ns");
+        p["metadata"]["labels"] = json!({"kspy.dev/debug": value});
+        p["spec"]["hostPID"] = json!(true);
+        let j = validate(&engine(""), &create("ns", "u", &[], p));
+        assert!(!j.response.allowed, "{value:?}");
+        let m = &j.response.result.message;
+        assert!(
+            m.contains(&format!(
+                "the pod is labelled kspy.dev/debug={value:?}, which is neither copy nor node"
+            )),
+            "{m}"
+        );
+    }
+}
+
+#[test]
 fn a_missing_old_object_on_attach_is_denied_not_waved_through() {
     let mut r = attach("ns", "u", &[], vec![], vec![debugger("d", "busybox")]);
     r["request"]["oldObject"] = json!(null);

@@ -107,8 +107,20 @@ fn kubernetes_cel_function_table() {
             "sets",
             "sets.contains(request.userInfo.groups, ['sre']) && sets.intersects(['a'], ['a', 'b'])",
         ),
-        ("find", "'v1.36.0'.find('[0-9]+') == '1'"),
-        ("findAll", "'a1b22'.findAll('[0-9]+') == ['1', '22']"),
+        (
+            "matches, Unicode classes, twice (the second from kspy's cache)",
+            "'本番障害'.matches('[\\\\p{L}\\\\p{N}]') && '本番障害'.matches('[\\\\p{L}\\\\p{N}]') \
+             && !'\u{200b}\u{200b}'.matches('[\\\\p{L}\\\\p{N}]')",
+        ),
+        (
+            "find",
+            "'v1.36.0'.find('[0-9]+') == '1' && 'abc'.find('[0-9]+') == ''",
+        ),
+        (
+            "findAll",
+            "'a1b22'.findAll('[0-9]+') == ['1', '22'] && 'a1b22c3'.findAll('[0-9]+', 2) == ['1', '22'] \
+             && 'a1b22'.findAll('[0-9]+', -1) == ['1', '22'] && 'a1b22'.findAll('[0-9]+', 0) == []",
+        ),
         (
             "math",
             "math.greatest(1, 5, 3) == 5 && math.least(4, 2) == 2",

@@ -50,17 +50,50 @@ pub enum ReviewError {
     #[error("the AdmissionReview has no request")]
     MissingRequest,
     /// The request does not have the shape of an AdmissionRequest.
-    #[error("the AdmissionReview request is malformed: {0}")]
-    MalformedRequest(#[source] serde_json::Error),
-    /// The request is about pods but its object is not a Pod.
-    #[error("request.{field} is not a valid Pod: {source}")]
-    MalformedPod {
-        /// `object` or `oldObject`.
-        field: &'static str,
+    #[error("the AdmissionReview request is malformed: {}", described(.at, .source))]
+    MalformedRequest {
+        /// Where in the request, as a path (`userInfo.groups`), when known.
+        at: Option<String>,
         /// The decoding error.
         #[source]
         source: serde_json::Error,
     },
+    /// The request is about pods but its object is not a Pod.
+    #[error("request.{field} is not a valid Pod: {}", described(.at, .source))]
+    MalformedPod {
+        /// `object` or `oldObject`.
+        field: &'static str,
+        /// Where in the object, as a path (`spec.containers[0].image`), when known.
+        at: Option<String>,
+        /// The decoding error.
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+/// A decoding error for a message: at its path when known, and without serde's line and
+/// column, which count from the start of the member decoded (the request, or one object),
+/// not of the body, and so point nowhere a reader can find.
+fn described(at: &Option<String>, source: &serde_json::Error) -> String {
+    let text = source.to_string();
+    let position = format!(" at line {} column {}", source.line(), source.column());
+    let reason = text.strip_suffix(&position).unwrap_or(&text);
+    match at {
+        Some(at) => format!("{at}: {reason}"),
+        None => reason.to_owned(),
+    }
+}
+
+/// Where decoding `T` from `de` fails, as a path (`spec.containers[0].image`), when it is
+/// inside the value. For messages only: called once decoding has failed, it decodes again.
+fn failing_path<'de, T, D>(de: D) -> Option<String>
+where
+    T: Deserialize<'de>,
+    D: serde::Deserializer<'de>,
+{
+    let err = serde_path_to_error::deserialize::<_, T>(de).err()?;
+    let path = err.path().to_string();
+    (!path.is_empty() && path != ".").then_some(path)
 }
 
 /// A checked AdmissionReview request.
@@ -381,8 +414,9 @@ impl ParsedReview {
             return Err(ReviewError::MissingRequest);
         };
         // One level deep only: the objects stay raw text.
+        let malformed_request = |source| ReviewError::MalformedRequest { at: None, source };
         let UniqueMembers(mut fields) =
-            serde_json::from_str(request.get()).map_err(ReviewError::MalformedRequest)?;
+            serde_json::from_str(request.get()).map_err(malformed_request)?;
         fn not_null(r: Option<&RawValue>) -> Option<&RawValue> {
             r.filter(|r| r.get() != "null")
         }
@@ -392,21 +426,34 @@ impl ParsedReview {
             .into_iter()
             .map(|(k, v)| serde_json::from_str(v.get()).map(|v| (k, v)))
             .collect::<Result<serde_json::Map<String, Value>, _>>()
-            .map_err(ReviewError::MalformedRequest)?;
+            .map_err(malformed_request)?;
         // The objects were taken out above, so the header's come back empty.
-        let (request, _, _) = PodRequest::deserialize(Value::Object(header))
-            .map_err(ReviewError::MalformedRequest)?
+        let header = Value::Object(header);
+        let (request, _, _) = PodRequest::deserialize(&header)
+            .map_err(|source| ReviewError::MalformedRequest {
+                at: failing_path::<PodRequest, _>(&header),
+                source,
+            })?
             .split(TypeMeta { api_version, kind });
         let is_pod = is_core_pods(&request);
-        let malformed = |field: &'static str, source: serde_json::Error| {
-            ReviewError::MalformedPod { field, source }
+        let malformed = |field: &'static str, at: Option<String>, source: serde_json::Error| {
+            ReviewError::MalformedPod { field, at, source }
         };
         let pod = match object_raw {
             Some(raw) if is_pod => {
-                let JsonObject(parts): JsonObject<PodParts> =
-                    serde_json::from_str(raw.get()).map_err(|e| malformed("object", e))?;
+                let JsonObject(parts): JsonObject<PodParts> = serde_json::from_str(raw.get())
+                    .map_err(|e| {
+                        let at = failing_path::<JsonObject<PodParts>, _>(
+                            &mut serde_json::Deserializer::from_str(raw.get()),
+                        );
+                        malformed("object", at, e)
+                    })?;
                 Some(parts.into_pod().map_err(|m| {
-                    malformed("object", <serde_json::Error as serde::de::Error>::custom(m))
+                    malformed(
+                        "object",
+                        None,
+                        <serde_json::Error as serde::de::Error>::custom(m),
+                    )
                 })?)
             }
             _ => None,
@@ -414,7 +461,12 @@ impl ParsedReview {
         let old_ephemeral_containers = match old_object_raw {
             Some(raw) if is_pod => Some(
                 serde_json::from_str::<JsonObject<OldPod>>(raw.get())
-                    .map_err(|e| malformed("oldObject", e))?
+                    .map_err(|e| {
+                        let at = failing_path::<JsonObject<OldPod>, _>(
+                            &mut serde_json::Deserializer::from_str(raw.get()),
+                        );
+                        malformed("oldObject", at, e)
+                    })?
                     .0
                     .into_ephemeral_containers(),
             ),
@@ -606,7 +658,7 @@ mod tests {
             review(
                 r#"{"kind":"AdmissionReview","apiVersion":"admission.k8s.io/v1","request":{"uid":5}}"#
             ),
-            Err(ReviewError::MalformedRequest(_))
+            Err(ReviewError::MalformedRequest { .. })
         ));
         let bad_pod = format!(
             r#"{{"kind":"AdmissionReview","apiVersion":"admission.k8s.io/v1","request":{{{HEADER},"object":{{"spec":{{"containers":"nope"}}}}}}}}"#
@@ -621,6 +673,31 @@ mod tests {
                 }
             ),
             "{err}"
+        );
+        // Where, as a path; no line and column, which would count from the object's start.
+        assert_eq!(
+            err.to_string(),
+            "request.object is not a valid Pod: spec.containers: invalid type: string \"nope\", expected a sequence"
+        );
+        let bad_old = format!(
+            r#"{{"kind":"AdmissionReview","apiVersion":"admission.k8s.io/v1","request":{{{HEADER},"oldObject":{{"spec":{{"ephemeralContainers":[{{"name":"d","tty":"yes"}}]}}}}}}}}"#
+        );
+        let text = review(&bad_old).unwrap_err().to_string();
+        assert!(
+            text.starts_with("request.oldObject is not a valid Pod: spec.ephemeralContainers[0]"),
+            "{text}"
+        );
+        assert!(!text.contains("column"), "{text}");
+        let bad_header = format!(
+            r#"{{"kind":"AdmissionReview","apiVersion":"admission.k8s.io/v1","request":{{{}}}}}"#,
+            HEADER.replace(r#""groups":["dev"]"#, r#""groups":"sre""#)
+        );
+        let text = review(&bad_header).unwrap_err().to_string();
+        assert!(
+            text.starts_with(
+                "the AdmissionReview request is malformed: userInfo.groups: invalid type"
+            ),
+            "{text}"
         );
     }
 
@@ -643,7 +720,9 @@ mod tests {
             (with(r#""oldObject":{"spec":[]}"#), "oldObject"),
         ] {
             match review(&body) {
-                Err(ReviewError::MalformedPod { field: f, source }) => {
+                Err(ReviewError::MalformedPod {
+                    field: f, source, ..
+                }) => {
                     assert_eq!(f, field, "{body}");
                     assert!(
                         source.to_string().contains("expected a map of fields"),
@@ -660,7 +739,7 @@ mod tests {
         assert_ne!(kind_as_array, HEADER);
         for body in [envelope(&format!("{{{kind_as_array}}}")), envelope("[]")] {
             assert!(
-                matches!(review(&body), Err(ReviewError::MalformedRequest(_))),
+                matches!(review(&body), Err(ReviewError::MalformedRequest { .. })),
                 "{body}"
             );
         }
@@ -680,7 +759,7 @@ mod tests {
             r#"{{"kind":"AdmissionReview","apiVersion":"admission.k8s.io/v1","request":{{{HEADER},"object":{object},"object":{object}}}}}"#
         );
         let err = review(&body).unwrap_err();
-        assert!(matches!(err, ReviewError::MalformedRequest(_)), "{err}");
+        assert!(matches!(err, ReviewError::MalformedRequest { .. }), "{err}");
         assert!(
             err.to_string().contains("duplicate field `object`"),
             "{err}"

@@ -457,7 +457,8 @@ pub fn traced_containers(name: &str, debugger: &Asks, reach: &TraceReach) -> Vec
         }
     };
     let own_family = debugger.privileged_family();
-    let mut out: Vec<TracedContainer> = Vec::new();
+    // By name: a hostile pod may have many holders, each looked up for every privilege.
+    let mut out: BTreeMap<&str, TracedContainer> = BTreeMap::new();
     for (cap, holder) in &held.capabilities {
         if !debugger.capabilities.iter().any(|c| c == cap || c.is_all()) {
             traced(&mut out, holder).capabilities.push(cap.clone());
@@ -473,23 +474,18 @@ pub fn traced_containers(name: &str, debugger: &Asks, reach: &TraceReach) -> Vec
             traced(&mut out, holder).host_paths.push(volume.clone());
         }
     }
-    out.sort_by(|a, b| a.name.cmp(&b.name));
-    out
+    out.into_values().collect()
 }
 
-/// The entry of `out` for the container `name`, added empty when missing.
-fn traced<'o>(out: &'o mut Vec<TracedContainer>, name: &str) -> &'o mut TracedContainer {
-    let at = match out.iter().position(|t| t.name == name) {
-        Some(at) => at,
-        None => {
-            out.push(TracedContainer {
-                name: name.to_owned(),
-                ..TracedContainer::default()
-            });
-            out.len() - 1
-        }
-    };
-    &mut out[at]
+/// The entry of `out` for the container `holder`, added empty when missing.
+fn traced<'o, 'k>(
+    out: &'o mut BTreeMap<&'k str, TracedContainer>,
+    holder: &'k str,
+) -> &'o mut TracedContainer {
+    out.entry(holder).or_insert_with(|| TracedContainer {
+        name: holder.to_owned(),
+        ..TracedContainer::default()
+    })
 }
 
 /// The SELinux types Pod Security's baseline level allows (besides none).

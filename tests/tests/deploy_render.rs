@@ -1507,6 +1507,23 @@ fn check_deployment(r: &Rendered, d: &Deployment) -> anyhow::Result<()> {
         "{t}: --max-buffered-bytes ({buffered} bytes) leaves under 40 MiB of the {limit}-byte \
          memory limit for the server itself"
     );
+    // And with every connection open too (about 35 KiB each once used, counted as 40), on
+    // top of the ~22 MiB measured after load (counted as 24), with a tenth of the limit to
+    // spare: a client holding both the connections and the budget must not get the pod
+    // OOM-killed. Unset, 1 024 connections.
+    let connections = match args.get("max-connections").cloned().flatten() {
+        Some(v) => v
+            .parse::<f64>()
+            .with_context(|| format!("{t}: --max-connections={v} is not a number"))?,
+        None => 1024.0,
+    };
+    let worst = buffered + connections * 40.0 * 1024.0 + 24.0 * 1024.0 * 1024.0;
+    ensure!(
+        worst <= 0.9 * limit,
+        "{t}: --max-buffered-bytes ({buffered} bytes) and --max-connections ({connections}, about \
+         40 KiB each) with the server's own ~24 MiB come to {worst} bytes, over nine tenths of \
+         the {limit}-byte memory limit"
+    );
     Ok(())
 }
 

@@ -542,7 +542,8 @@ fn volume_grant(v: VolumeGrant) -> &'static str {
     match v {
         VolumeGrant::None => "none",
         VolumeGrant::NonSecret => {
-            "nonSecret (every pod volume but Secrets and service-account tokens)"
+            "nonSecret (every pod volume but Secrets, service-account tokens, inline CSI volumes \
+             and kinds kspy does not know)"
         }
         VolumeGrant::All => "all (every pod volume; env from Secrets too)",
     }
@@ -610,7 +611,11 @@ fn explain(dir: &Path, name: &str, out: &mut impl Write) -> anyhow::Result<ExitC
         writeln!(
             out,
             "  run as root   {}",
-            if g.run_as_root { "yes" } else { "no" }
+            if g.run_as_root {
+                "yes"
+            } else {
+                "no (another user only with allowPrivilegeEscalation: false)"
+            }
         )?;
         writeln!(
             out,

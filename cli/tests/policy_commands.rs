@@ -242,6 +242,13 @@ fn explain_prints_yaml_spellings_and_selectors() {
     );
     assert!(stdout.contains("\n  pod volumes   none\n"), "{stdout}");
     assert!(!stdout.contains("None"), "{stdout}");
+    // Not root means not root by a setuid program either.
+    assert!(
+        stdout.contains(
+            "\n  run as root   no (another user only with allowPrivilegeEscalation: false)\n"
+        ),
+        "{stdout}"
+    );
     // The short form grants writing too, and says so.
     assert!(
         stdout.contains("\n  host path     /var/log (read-write)\n  host path     / (read-only)\n"),

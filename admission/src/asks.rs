@@ -645,7 +645,30 @@ pub struct PodAsks {
     /// `nodeName`, when set.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub node_name: Option<String>,
+    /// The `hostPort`s of its containers (init and ephemeral ones included), sorted: each
+    /// binds a port of the node, which Pod Security's baseline level forbids (one bound at
+    /// the kubelet's port takes its traffic).
+    pub host_ports: Vec<i32>,
+    /// Its sysctls (`securityContext.sysctls`) outside Kubernetes' safe set
+    /// ([`SAFE_SYSCTLS`]), which baseline forbids: they reach the node's kernel
+    /// (`kernel.core_pattern` runs a program of the pod's choosing on the node).
+    pub unsafe_sysctls: Vec<String>,
 }
+
+/// The sysctls Pod Security's baseline level allows: namespaced, and isolated from the node
+/// and other pods.
+pub const SAFE_SYSCTLS: &[&str] = &[
+    "kernel.shm_rmid_forced",
+    "net.ipv4.ip_local_port_range",
+    "net.ipv4.ip_unprivileged_port_start",
+    "net.ipv4.tcp_syncookies",
+    "net.ipv4.ping_group_range",
+    "net.ipv4.ip_local_reserved_ports",
+    "net.ipv4.tcp_keepalive_time",
+    "net.ipv4.tcp_fin_timeout",
+    "net.ipv4.tcp_keepalive_intvl",
+    "net.ipv4.tcp_keepalive_probes",
+];
 
 impl PodAsks {
     /// Extracts the pod-level asks.
@@ -653,11 +676,45 @@ impl PodAsks {
         let Some(spec) = &pod.spec else {
             return PodAsks::default();
         };
+        let ports = |c: Option<&Vec<k8s_openapi::api::core::v1::ContainerPort>>| {
+            c.into_iter()
+                .flatten()
+                .filter_map(|p| p.host_port)
+                .filter(|p| *p != 0)
+                .collect::<Vec<_>>()
+        };
+        let mut host_ports: Vec<i32> = spec
+            .containers
+            .iter()
+            .chain(spec.init_containers.iter().flatten())
+            .flat_map(|c| ports(c.ports.as_ref()))
+            .chain(
+                spec.ephemeral_containers
+                    .iter()
+                    .flatten()
+                    .flat_map(|c| ports(c.ports.as_ref())),
+            )
+            .collect();
+        host_ports.sort_unstable();
+        host_ports.dedup();
+        let mut unsafe_sysctls: Vec<String> = spec
+            .security_context
+            .as_ref()
+            .and_then(|sc| sc.sysctls.as_deref())
+            .unwrap_or_default()
+            .iter()
+            .map(|s| s.name.clone())
+            .filter(|name| !SAFE_SYSCTLS.contains(&name.as_str()))
+            .collect();
+        unsafe_sysctls.sort();
+        unsafe_sysctls.dedup();
         PodAsks {
             host_pid: spec.host_pid.unwrap_or(false),
             host_network: spec.host_network.unwrap_or(false),
             host_ipc: spec.host_ipc.unwrap_or(false),
             node_name: spec.node_name.clone().filter(|n| !n.is_empty()),
+            host_ports,
+            unsafe_sysctls,
         }
     }
 
@@ -668,6 +725,10 @@ impl PodAsks {
     pub fn inherited(pod: &Pod) -> PodAsks {
         PodAsks {
             node_name: None,
+            // The pod's own, admitted with it; an ephemeral container adds no host port
+            // (the API server refuses its `ports`) and no sysctl.
+            host_ports: Vec::new(),
+            unsafe_sysctls: Vec::new(),
             ..PodAsks::extract(pod)
         }
     }
@@ -1080,6 +1141,28 @@ mod tests {
                 vec![("/var/log".into(), true)]
             )]
         );
+    }
+
+    #[test]
+    fn a_pod_asks_for_its_host_ports_and_unsafe_sysctls() {
+        let p = pod(json!({"metadata": {"name": "p"}, "spec": {
+            "securityContext": {"sysctls": [
+                {"name": "net.ipv4.tcp_syncookies", "value": "1"},
+                {"name": "kernel.core_pattern", "value": "|/x"},
+                {"name": "kernel.core_pattern", "value": "|/y"}
+            ]},
+            "containers": [{"name": "a", "image": "a", "ports": [
+                {"containerPort": 80, "hostPort": 10250}, {"containerPort": 81},
+                {"containerPort": 82, "hostPort": 0}]}],
+            "initContainers": [{"name": "i", "image": "i", "ports": [
+                {"containerPort": 53, "hostPort": 53}, {"containerPort": 54, "hostPort": 10250}]}]
+        }}));
+        let asks = PodAsks::extract(&p);
+        assert_eq!(asks.host_ports, [53, 10250]);
+        assert_eq!(asks.unsafe_sysctls, ["kernel.core_pattern"]);
+        // An attached container takes over neither: they were the pod's when it was admitted.
+        let inherited = PodAsks::inherited(&p);
+        assert!(inherited.host_ports.is_empty() && inherited.unsafe_sysctls.is_empty());
     }
 
     #[test]

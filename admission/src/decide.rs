@@ -463,6 +463,11 @@ pub(crate) enum Ask {
     /// traced and taken over, the kubelet's and the container runtime's included, which is
     /// what `privileged: true` gives. Granted by `privileged` only.
     TracingHostProcesses,
+    /// A `hostPort` of a copy or node pod: it binds a port of the node. Granted by
+    /// `privileged`, as Pod Security's baseline level forbids it.
+    HostPort(i32),
+    /// A sysctl outside Kubernetes' safe set on a copy or node pod. Granted by `privileged`.
+    UnsafeSysctl(String),
 }
 
 impl std::fmt::Display for Ask {
@@ -512,6 +517,14 @@ impl std::fmt::Display for Ask {
                 } else {
                     "held"
                 }
+            ),
+            Ask::HostPort(port) => write!(
+                f,
+                "hostPort {port} (binds that port of the node, which Pod Security's baseline forbids)"
+            ),
+            Ask::UnsafeSysctl(name) => write!(
+                f,
+                "sysctl {name} (not among Kubernetes' safe sysctls: it reaches the node's kernel)"
             ),
             Ask::TracingHostProcesses => write!(
                 f,
@@ -593,6 +606,15 @@ impl Ask {
         if a.may_trace() && !a.privileged && request.pod.host_pid {
             out.push(Ask::TracingHostProcesses);
         }
+        out.extend(request.pod.host_ports.iter().copied().map(Ask::HostPort));
+        out.extend(
+            request
+                .pod
+                .unsafe_sysctls
+                .iter()
+                .cloned()
+                .map(Ask::UnsafeSysctl),
+        );
         let host_namespace = if request.action == Action::Attach {
             Ask::InheritedHostNamespace
         } else {
@@ -627,7 +649,10 @@ impl Ask {
             Ask::InvalidImage(_) | Ask::InvalidCapability(_) => false,
             Ask::Capability(c) => g.covers_capability(c),
             Ask::RunAsRoot | Ask::MayBecomeRoot => g.run_as_root,
-            Ask::Privileged(_) | Ask::TracingHostProcesses => g.privileged,
+            Ask::Privileged(_)
+            | Ask::TracingHostProcesses
+            | Ask::HostPort(_)
+            | Ask::UnsafeSysctl(_) => g.privileged,
             Ask::Volume(_, kind) => g.covers_volume(*kind),
             Ask::EnvFromSecret(_) => g.mount_volumes == crate::policy::spec::VolumeGrant::All,
             Ask::HostPath { volume, .. } => a

@@ -723,13 +723,16 @@ impl PodAsks {
     /// the node's processes as it would in a `hostPID` copy. The node is not asked for: the
     /// pod already runs on it.
     pub fn inherited(pod: &Pod) -> PodAsks {
+        let Some(spec) = &pod.spec else {
+            return PodAsks::default();
+        };
+        // Not the pod's host ports and sysctls: admitted with it, they are no ask of an
+        // ephemeral container, which adds neither (the API server refuses its `ports`).
         PodAsks {
-            node_name: None,
-            // The pod's own, admitted with it; an ephemeral container adds no host port
-            // (the API server refuses its `ports`) and no sysctl.
-            host_ports: Vec::new(),
-            unsafe_sysctls: Vec::new(),
-            ..PodAsks::extract(pod)
+            host_pid: spec.host_pid.unwrap_or(false),
+            host_network: spec.host_network.unwrap_or(false),
+            host_ipc: spec.host_ipc.unwrap_or(false),
+            ..PodAsks::default()
         }
     }
 

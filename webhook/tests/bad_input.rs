@@ -6,7 +6,9 @@ mod common;
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
-use common::{Harness, eventually, fixture, fixture_uid, raw_tls, read_response, response_of};
+use common::{
+    Harness, eventually, exchange, fixture, fixture_uid, raw_tls, read_response, response_of,
+};
 use http_body_util::Full;
 use kspy_webhook::FaultInjection;
 use kspy_webhook::client::HttpVersion;
@@ -126,14 +128,12 @@ async fn bodies_over_the_limit_get_413() {
 #[tokio::test]
 async fn a_malformed_chunked_body_is_refused_with_the_reason() {
     let h = Harness::start().await;
-    let mut stream = raw_tls(h.server.addr, &h.tls).await;
-    stream
-        .write_all(b"POST /validate HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n{\"a\":\r\nzz\r\n")
-        .await
-        .expect("write");
-    let (status, body) = tokio::time::timeout(Duration::from_secs(5), read_response(&mut stream))
-        .await
-        .expect("answered");
+    let (status, body) = exchange(
+        h.server.addr,
+        &h.tls,
+        b"POST /validate HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n{\"a\":\r\nzz\r\n",
+    )
+    .await;
     assert_eq!(status, 400, "{body}");
     let line = body.to_ascii_lowercase();
     assert!(line.starts_with("cannot read the request body: "), "{body}");
@@ -415,14 +415,12 @@ async fn encoded_bodies_get_415_before_they_are_read() {
     assert_eq!(response_of(resp.body())["allowed"], true);
 
     // Answered before the body is read: a body that never comes gets 415, not 408.
-    let mut stream = raw_tls(h.server.addr, &h.tls).await;
-    stream
-        .write_all(b"POST /validate HTTP/1.1\r\nHost: localhost\r\nContent-Encoding: gzip\r\nContent-Length: 1000\r\nConnection: close\r\n\r\n")
-        .await
-        .expect("write");
-    let (status, _) = tokio::time::timeout(Duration::from_secs(5), read_response(&mut stream))
-        .await
-        .expect("answered without the body");
+    let (status, _) = exchange(
+        h.server.addr,
+        &h.tls,
+        b"POST /validate HTTP/1.1\r\nHost: localhost\r\nContent-Encoding: gzip\r\nContent-Length: 1000\r\nConnection: close\r\n\r\n",
+    )
+    .await;
     assert_eq!(status, 415);
     h.server.shutdown().await;
 }

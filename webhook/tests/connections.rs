@@ -494,16 +494,9 @@ async fn an_http1_request_head_over_16_kib_gets_431() {
     );
 
     // 20 KiB of header, its end never sent: 431 at once, and closed.
-    let mut stream = raw_tls(h.server.addr, &h.tls).await;
     let big = head(20 * 1024);
-    stream
-        .write_all(&big.as_bytes()[..big.len() - 4])
-        .await
-        .expect("head");
     let (status, _) =
-        tokio::time::timeout(Duration::from_secs(5), common::read_response(&mut stream))
-            .await
-            .expect("answered and closed within 5 s");
+        common::exchange(h.server.addr, &h.tls, &big.as_bytes()[..big.len() - 4]).await;
     assert_eq!(status, 431);
     closed_for(&h, ConnectionClosed::HeadTooLarge, 1).await;
 
@@ -512,12 +505,7 @@ async fn an_http1_request_head_over_16_kib_gets_431() {
         "POST /validate HTTP/1.1\r\nHost: localhost\r\nContent-Length: -1\r\n\r\n",
         "POST /validate HTTP/1.1\r\nHost: localhost\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
     ] {
-        let mut stream = raw_tls(h.server.addr, &h.tls).await;
-        stream.write_all(malformed.as_bytes()).await.expect("head");
-        let (status, _) =
-            tokio::time::timeout(Duration::from_secs(5), common::read_response(&mut stream))
-                .await
-                .expect("answered and closed within 5 s");
+        let (status, _) = common::exchange(h.server.addr, &h.tls, malformed.as_bytes()).await;
         assert_eq!(status, 400, "{malformed}");
     }
     closed_for(&h, ConnectionClosed::HeadMalformed, 2).await;

@@ -254,6 +254,18 @@ pub async fn raw_tls(
         .expect("handshake")
 }
 
+/// Sends `bytes` on a new raw TLS connection (a whole request, or a part of one) and reads
+/// the response to the end of the stream, which the server must answer and close within
+/// 5 s: status and body.
+pub async fn exchange(addr: SocketAddr, tls: &ClientConfig, bytes: &[u8]) -> (u16, String) {
+    use tokio::io::AsyncWriteExt;
+    let mut stream = raw_tls(addr, tls).await;
+    stream.write_all(bytes).await.expect("write");
+    tokio::time::timeout(Duration::from_secs(5), read_response(&mut stream))
+        .await
+        .expect("answered and closed within 5 s")
+}
+
 /// Reads an HTTP/1.1 response to the end of the stream: status and body.
 pub async fn read_response(
     stream: &mut tokio_rustls::client::TlsStream<tokio::net::TcpStream>,

@@ -802,6 +802,21 @@ pub(crate) fn decide(judge: &Judge<'_>, settings: &Settings) -> Decision {
                 .map(|p| p.name.as_str())
                 .collect();
             if granting.is_empty() {
+                // What is not even valid is not a grant missing: say what to fix.
+                if let Ask::InvalidImage(_) | Ask::InvalidCapability(_) = ask {
+                    d.deny(
+                        format!(
+                            "container {:?}: {ask}; no policy grants what is not valid: fix it",
+                            subject.name
+                        ),
+                        DenialReason {
+                            container: Some(subject.name.clone()),
+                            policy: None,
+                            reason: ask.to_string(),
+                        },
+                    );
+                    continue;
+                }
                 let elsewhere: Vec<String> = judge
                     .policies
                     .policies()
@@ -822,21 +837,6 @@ pub(crate) fn decide(judge: &Judge<'_>, settings: &Settings) -> Decision {
                     .filter(|p| !p.grant.is_empty() || !p.validations.is_empty())
                     .map(|p| p.name.as_str())
                     .collect();
-                // What is not even valid is not a grant missing: say what to fix.
-                if let Ask::InvalidImage(_) | Ask::InvalidCapability(_) = ask {
-                    d.deny(
-                        format!(
-                            "container {:?}: {ask}; no policy grants what is not valid: fix it",
-                            subject.name
-                        ),
-                        DenialReason {
-                            container: Some(subject.name.clone()),
-                            policy: None,
-                            reason: ask.to_string(),
-                        },
-                    );
-                    continue;
-                }
                 let hint = if elsewhere.is_empty() {
                     "no policy grants it to anyone".to_owned()
                 } else {

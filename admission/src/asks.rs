@@ -572,7 +572,7 @@ fn volume_ask(name: &str, read_only: bool, volume: Option<&Volume>) -> VolumeAsk
 /// - a projected volume with a source kspy does not know (a `podCertificate`, Kubernetes
 ///   1.34, holds a private key; the 1.33 types kspy reads drop it, leaving an empty source);
 /// - a volume with none of the sources kspy knows (a kind newer than those types).
-fn volume_kind(v: &Volume) -> VolumeKind {
+pub(crate) fn volume_kind(v: &Volume) -> VolumeKind {
     if v.host_path.is_some() {
         return VolumeKind::HostPath;
     }

@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use json_patch::jsonptr::PointerBuf;
 use json_patch::{AddOperation, Patch, PatchOperation};
+use k8s_openapi::api::core::v1::Volume;
 use serde_json::{Value, json};
 
 use crate::asks::VolumeKind;
@@ -138,8 +139,14 @@ pub(crate) fn subject_defaults(patch: &mut PatchBuilder, d: &SubjectDefaults<'_>
         && mode != MountTargetVolumes::None
         && let Some(target) = &target
     {
+        // A sidecar (a restartable init container) can be the target too, as the engine's
+        // `target` finds it.
+        let init_containers: &[Value] = d.object["spec"]["initContainers"]
+            .as_array()
+            .map_or(&[], Vec::as_slice);
         let target_mounts = pod_containers
             .iter()
+            .chain(init_containers)
             .find(|c| c["name"] == target.as_str())
             .and_then(|c| c["volumeMounts"].as_array())
             .map_or(&[][..], Vec::as_slice);
@@ -370,28 +377,14 @@ fn merge_absent(into: &mut serde_json::Map<String, Value>, from: &serde_json::Ma
     }
 }
 
-/// The kind of the pod volume `volume` (a missing one counts as secret: never mirrored
-/// unless secrets are granted).
+/// The kind of the pod volume `volume`, as the engine judges it ([`crate::asks`]): the
+/// defaults must mirror only what the validating pass will grant, so there is one
+/// classification. A missing volume, or one that does not decode, counts as secret: never
+/// mirrored unless secrets are granted.
 fn volume_kind(volume: Option<&Value>) -> VolumeKind {
-    let Some(v) = volume else {
-        return VolumeKind::Secret;
-    };
-    if v.get("hostPath").is_some() {
-        VolumeKind::HostPath
-    } else if v.get("secret").is_some() {
-        VolumeKind::Secret
-    } else if let Some(sources) = v["projected"]["sources"].as_array() {
-        if sources
-            .iter()
-            .any(|s| s.get("secret").is_some() || s.get("serviceAccountToken").is_some())
-        {
-            VolumeKind::Secret
-        } else {
-            VolumeKind::NonSecret
-        }
-    } else {
-        VolumeKind::NonSecret
-    }
+    volume
+        .and_then(|v| serde_json::from_value::<Volume>(v.clone()).ok())
+        .map_or(VolumeKind::Secret, |v| crate::asks::volume_kind(&v))
 }
 
 /// A mirrored mount must be one the validating pass will grant, or the default would turn an

@@ -419,3 +419,73 @@ fn the_first_policy_in_load_order_wins_each_default() {
         ]
     );
 }
+
+/// Replaces the `creds` volume of the attach review's pod with `volume`.
+fn with_creds_volume(r: &mut Value, volume: Value) {
+    for obj in ["object", "oldObject"] {
+        r["request"][obj]["spec"]["volumes"][1] = volume.clone();
+    }
+}
+
+#[test]
+fn only_what_the_validating_pass_grants_is_mirrored_whatever_the_volume_kind() {
+    // Under `mountVolumes: nonSecret`, /mutate must not mirror a volume /validate then counts as
+    // a secret: the default would turn an allowed attach into a denied one.
+    let cases = [
+        (
+            json!({"name": "creds", "csi": {"driver": "secrets-store.csi.k8s.io"}}),
+            false,
+        ),
+        (
+            json!({"name": "creds", "projected": {"sources": [{"podCertificate": {"signerName": "x/y"}}]}}),
+            false,
+        ),
+        (json!({"name": "creds", "someFutureKind": {"x": 1}}), false),
+        (json!({"name": "creds", "emptyDir": {}}), true),
+        (
+            json!({"name": "creds", "projected": {"sources": [{"configMap": {"name": "c"}}]}}),
+            true,
+        ),
+    ];
+    for (volume, mirrored) in cases {
+        let mut r = attach("ns", "u", &[], vec![], vec![debugger("new", "busybox")]);
+        with_creds_volume(&mut r, volume.clone());
+        let patch = mutate(DEFAULTS, &r, None);
+        let mounts = patch
+            .iter()
+            .find(|op| op["path"] == "/spec/ephemeralContainers/0/volumeMounts")
+            .map(|op| op["value"].to_string())
+            .unwrap_or_default();
+        assert_eq!(mounts.contains("creds"), mirrored, "{volume}: {mounts}");
+        // And the patched request passes the validating pass.
+        let patched = apply(&r, &patch);
+        let j = judge(&engine(DEFAULTS), &patched, Endpoint::Validate, None);
+        assert!(
+            j.response.allowed,
+            "{volume}: {:?}",
+            j.response.result.message
+        );
+    }
+}
+
+#[test]
+fn a_sidecar_targets_mounts_are_mirrored_too() {
+    // A restartable init container can be the target (`kubectl debug -c sidecar`).
+    let mut d = debugger("new", "busybox");
+    d["targetContainerName"] = json!("mesh");
+    let mut r = attach("ns", "u", &[], vec![], vec![d]);
+    for obj in ["object", "oldObject"] {
+        r["request"][obj]["spec"]["initContainers"] = json!([{
+            "name": "mesh", "image": "envoy:1", "restartPolicy": "Always",
+            "volumeMounts": [{"name": "config", "mountPath": "/etc/mesh"}]
+        }]);
+    }
+    let patch = mutate(DEFAULTS, &r, None);
+    assert!(
+        patch.contains(
+            &json!({"op": "add", "path": "/spec/ephemeralContainers/0/volumeMounts",
+            "value": [{"name": "config", "mountPath": "/etc/mesh", "readOnly": true}]})
+        ),
+        "{patch:?}"
+    );
+}

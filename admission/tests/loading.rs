@@ -657,3 +657,70 @@ fn an_alias_bomb_is_refused_in_words() {
     let set = PolicySet::from_yaml("shared.yaml", shared).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(set.names(), ["a"]);
 }
+
+/// A policy file truncated to nothing by a non-atomic write must not take its policies away
+/// in silence: what they denied would be allowed.
+#[test]
+fn an_empty_or_comment_only_file_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("a.yaml"),
+        common::policy("a", "  mode: Warn"),
+    )
+    .unwrap();
+    let guard = dir.path().join("guard.yaml");
+    for text in ["", "# the guardrails\n", "---\n---\n"] {
+        std::fs::write(&guard, text).unwrap();
+        let e = PolicySet::load_dir(dir.path()).unwrap_err();
+        assert_eq!(
+            e.errors()[0].to_string(),
+            format!(
+                "{}: the file holds no YAML document (it is empty, or only comments); \
+                 remove it, or restore its policies",
+                guard.display()
+            ),
+            "{text:?}"
+        );
+    }
+    // A text given in memory may be empty: it is no file that lost its policies.
+    assert!(PolicySet::from_yaml("inline", "").is_ok());
+}
+
+/// What is not a regular file is refused before it is read: a FIFO would block the reader for
+/// ever, a link to a device would never end.
+#[test]
+fn special_files_and_directory_loops_are_refused_in_words() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("a.yaml"),
+        common::policy("a", "  mode: Warn"),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink("/dev/zero", dir.path().join("zero.yaml")).unwrap();
+    let e = PolicySet::load_dir(dir.path()).unwrap_err().to_string();
+    assert!(e.contains("zero.yaml is not a regular file"), "{e}");
+    std::fs::remove_file(dir.path().join("zero.yaml")).unwrap();
+    let _socket = std::os::unix::net::UnixListener::bind(dir.path().join("socket.yaml")).unwrap();
+    let e = PolicySet::load_dir(dir.path()).unwrap_err().to_string();
+    assert!(e.contains("socket.yaml is not a regular file"), "{e}");
+    std::fs::remove_file(dir.path().join("socket.yaml")).unwrap();
+    assert!(PolicySet::load_dir(dir.path()).is_ok());
+    // A link back to the directory is a loop, named as one at once (not 40 levels down).
+    std::os::unix::fs::symlink(".", dir.path().join("again")).unwrap();
+    let e = PolicySet::load_dir(dir.path()).unwrap_err().to_string();
+    assert!(e.contains("again leads back to"), "{e}");
+    assert!(e.contains("(a symlink loop); remove the link"), "{e}");
+    // The reader itself counts what it reads rather than trusting the size the file claims.
+    let e = kspy_admission::policy::load::read_file(std::path::Path::new("/dev/zero")).unwrap_err();
+    assert!(e.contains("not a regular file"), "{e}");
+}
+
+/// A file name is whatever the directory holds: it cannot forge a line of the report.
+#[test]
+fn a_file_name_with_control_characters_is_quoted_in_errors() {
+    let e = errors_in("a\n  b.yaml: forged\u{1b}[2K.yaml", "kind: Nope\n");
+    assert!(
+        e[0].starts_with("\"a\\n  b.yaml: forged\\u{1b}[2K.yaml\": "),
+        "{e:?}"
+    );
+}

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use kspy_admission::policy::load;
 use kspy_admission::{Engine, LoadErrors, PolicySet, Settings};
 use tokio::sync::watch;
 
@@ -39,45 +40,68 @@ pub(crate) fn warn_if_empty(dir: &Path, count: usize) {
 }
 
 /// A hash of the names and contents of every policy file under `dir` (and of any error
-/// reading them), to detect changes cheaply.
+/// reading them), to detect changes cheaply. It reads what the loader reads and no more: the
+/// same depth, file count and size limits, regular files only, a directory loop cut short.
 pub fn fingerprint(dir: &Path) -> u64 {
     let mut hasher = DefaultHasher::new();
     let mut files = Vec::new();
-    if let Err(err) = collect(dir, &mut files) {
+    if let Err(err) = collect(dir, &mut files, &mut Vec::new()) {
         err.to_string().hash(&mut hasher);
     }
     files.sort();
     for file in files {
         file.hash(&mut hasher);
-        match std::fs::read(&file) {
-            Ok(bytes) => bytes.hash(&mut hasher),
-            Err(err) => err.to_string().hash(&mut hasher),
+        match load::read_file(&file) {
+            Ok(text) => text.hash(&mut hasher),
+            Err(err) => err.hash(&mut hasher),
         }
     }
     hasher.finish()
 }
 
-fn collect(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
-    for entry in std::fs::read_dir(dir)? {
+/// Lists the policy files under `dir` as the loader does, but keeps a dangling link (hashed
+/// by name, so that its repair is noticed) instead of stopping at it. Stops at a directory
+/// loop, below [`load::MAX_DIR_DEPTH`] and past [`load::MAX_FILES`]: the poller must not
+/// walk what the loader refuses (two links to `.` would make the walk 2^40 paths long).
+fn collect(dir: &Path, out: &mut Vec<PathBuf>, above: &mut Vec<PathBuf>) -> std::io::Result<()> {
+    let refuse = |what: String| Err(std::io::Error::other(what));
+    if above.len() > load::MAX_DIR_DEPTH {
+        return refuse(format!("{} is too deep", dir.display()));
+    }
+    let real = std::fs::canonicalize(dir)?;
+    if above.contains(&real) {
+        return refuse(format!("{} is a directory loop", dir.display()));
+    }
+    let entries = std::fs::read_dir(dir)?;
+    above.push(real);
+    for entry in entries {
         let entry = entry?;
         if entry.file_name().to_string_lossy().starts_with('.') {
             continue;
         }
         let path = entry.path();
-        let Ok(meta) = std::fs::metadata(&path) else {
-            // A dangling link: hash its name so its repair is noticed.
-            out.push(path);
-            continue;
+        let meta = match std::fs::metadata(&path) {
+            Ok(meta) => meta,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+                out.push(path);
+                continue;
+            }
+            // A link loop (ELOOP) or an unreadable entry: the loader stops there too.
+            Err(err) => return Err(err),
         };
         if meta.is_dir() {
-            collect(&path, out)?;
+            collect(&path, out, above)?;
         } else if matches!(
             path.extension().and_then(|e| e.to_str()),
             Some("yaml" | "yml")
         ) {
+            if out.len() >= load::MAX_FILES {
+                return refuse(format!("more than {} policy files", load::MAX_FILES));
+            }
             out.push(path);
         }
     }
+    above.pop();
     Ok(())
 }
 
@@ -102,7 +126,7 @@ pub(crate) fn log_load_errors(dir: &Path, errors: &LoadErrors) {
 fn vanished(dir: &Path) -> Vec<PathBuf> {
     let mut files = Vec::new();
     // A directory that cannot be read is a load error like any other, not a vanished file.
-    let _ = collect(dir, &mut files);
+    let _ = collect(dir, &mut files, &mut Vec::new());
     files.sort();
     files.retain(|f| std::fs::metadata(f).is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound));
     files
@@ -367,6 +391,39 @@ mod tests {
         tracing::subscriber::with_default(subscriber, || log_reloaded(&dir, &two));
         let line: Value = serde_json::from_str(lines.text().trim_end()).expect("one JSON line");
         assert_eq!(line["names"], "a, b", "{line}");
+    }
+
+    /// Two links to `.` made the poller's walk 2^40 paths long (gigabytes, and a shutdown
+    /// that never finished); it now stops at the loop as the loader does, and the broken
+    /// change is reported with the previous policies kept.
+    #[test]
+    fn a_directory_loop_is_one_broken_change_not_an_endless_walk() {
+        use std::os::unix::fs::symlink;
+        let root = tempfile::tempdir().expect("tempdir");
+        let dir = configmap(root.path(), &["a"]);
+        let mut w = watcher(&dir);
+        symlink(".", dir.join("x")).expect("link");
+        symlink(".", dir.join("y")).expect("link");
+        let mut files = Vec::new();
+        let err = collect(&dir, &mut files, &mut Vec::new()).expect_err("a loop");
+        assert!(err.to_string().contains("is a directory loop"), "{err}");
+        let Polled::Loaded(loaded) = w.poll() else {
+            panic!("the change is looked at");
+        };
+        let errors = loaded.expect_err("the loop is a load error").to_string();
+        assert!(errors.contains("(a symlink loop)"), "{errors}");
+        assert!(matches!(w.poll(), Polled::Unchanged));
+    }
+
+    /// What the fingerprint reads is bounded as the loader's reads are: a link to a device is
+    /// not read to its (missing) end.
+    #[test]
+    fn the_fingerprint_does_not_read_a_device() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let dir = configmap(root.path(), &["a"]);
+        let before = fingerprint(&dir);
+        std::os::unix::fs::symlink("/dev/zero", dir.join("zero.yaml")).expect("link");
+        assert_ne!(fingerprint(&dir), before);
     }
 
     /// A link still dangling at the next poll is reported, naming the file, once.

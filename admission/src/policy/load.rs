@@ -30,7 +30,13 @@ pub struct LoadError {
 
 impl fmt::Display for LoadError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.file)?;
+        // A file name is whatever the directory holds: one with control characters is quoted,
+        // so that it cannot forge lines (or terminal escapes) in the error report.
+        if self.file.chars().any(char::is_control) {
+            write!(f, "{:?}", self.file)?;
+        } else {
+            write!(f, "{}", self.file)?;
+        }
         if let Some(d) = self.document {
             write!(f, ": document {d}")?;
         }
@@ -115,7 +121,8 @@ impl PolicySet {
                 }),
             }
         }
-        let mut set = Self::from_sources(sources.iter().map(|(f, t)| (f.as_str(), t.as_str())));
+        let mut set =
+            Self::compile_sources(sources.iter().map(|(f, t)| (f.as_str(), t.as_str())), true);
         if let Err(e) = &mut set {
             errors.append(&mut e.0.clone());
         }
@@ -136,10 +143,34 @@ impl PolicySet {
     pub fn from_sources<'a>(
         sources: impl IntoIterator<Item = (&'a str, &'a str)>,
     ) -> Result<PolicySet, LoadErrors> {
+        Self::compile_sources(sources, false)
+    }
+
+    /// Compiles `sources`; with `files`, a source holding no document is an error (a file in
+    /// the policy directory; a text given in memory may be empty).
+    fn compile_sources<'a>(
+        sources: impl IntoIterator<Item = (&'a str, &'a str)>,
+        files: bool,
+    ) -> Result<PolicySet, LoadErrors> {
         let mut errors = Vec::new();
         let mut policies: Vec<CompiledPolicy> = Vec::new();
         for (file, text) in sources {
-            for (document, value) in documents(file, text, &mut errors) {
+            let errors_before = errors.len();
+            let docs = documents(file, text, &mut errors);
+            if files && docs.is_empty() && errors.len() == errors_before {
+                // A file truncated by a non-atomic write would otherwise take its policies
+                // away without a word, and what they denied would be allowed.
+                errors.push(LoadError {
+                    file: file.to_owned(),
+                    document: None,
+                    policy: None,
+                    field: None,
+                    message: "the file holds no YAML document (it is empty, or only comments); \
+                              remove it, or restore its policies"
+                        .into(),
+                });
+            }
+            for (document, value) in docs {
                 let origin = Origin {
                     file: file.to_owned(),
                     document,
@@ -212,8 +243,44 @@ impl PolicySet {
     }
 }
 
-pub(crate) fn collect_files(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), String> {
+/// The most directories deep the loader descends below the policy directory.
+pub const MAX_DIR_DEPTH: usize = 16;
+
+/// The most files the loader reads from one policy directory.
+pub const MAX_FILES: usize = 4096;
+
+/// Lists the policy files under `dir`, following symlinks (ConfigMap volume files are links
+/// into `..data`), refusing a directory loop, a tree deeper than [`MAX_DIR_DEPTH`], more than
+/// [`MAX_FILES`] files, and a `*.yaml` that is not a regular file (a FIFO would block the
+/// reader, a link to a device would never end).
+pub fn collect_files(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), String> {
+    collect_below(dir, out, &mut Vec::new())
+}
+
+fn collect_below(
+    dir: &Path,
+    out: &mut Vec<PathBuf>,
+    above: &mut Vec<PathBuf>,
+) -> Result<(), String> {
+    if above.len() > MAX_DIR_DEPTH {
+        return Err(format!(
+            "{} is more than {MAX_DIR_DEPTH} directories deep; flatten the policy directory",
+            dir.display()
+        ));
+    }
+    // By canonical path: a symlink back to a directory above would be walked forever (two of
+    // them, each pointing at `.`, would double the walk at every level).
+    let real = std::fs::canonicalize(dir)
+        .map_err(|e| format!("cannot read the directory {}: {e}", dir.display()))?;
+    if let Some(first) = above.iter().find(|d| **d == real) {
+        return Err(format!(
+            "{} leads back to {} (a symlink loop); remove the link",
+            dir.display(),
+            first.display()
+        ));
+    }
     let entries = std::fs::read_dir(dir).map_err(|e| format!("cannot read the directory: {e}"))?;
+    above.push(real);
     for entry in entries {
         let entry = entry.map_err(|e| format!("cannot read the directory: {e}"))?;
         let name = entry.file_name();
@@ -225,26 +292,57 @@ pub(crate) fn collect_files(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), St
         let meta =
             std::fs::metadata(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
         if meta.is_dir() {
-            collect_files(&path, out)?;
+            collect_below(&path, out, above)?;
         } else if matches!(
             path.extension().and_then(|e| e.to_str()),
             Some("yaml" | "yml")
         ) {
+            if !meta.is_file() {
+                return Err(format!(
+                    "{} is not a regular file (a FIFO, socket or device); policy files must be \
+                     regular files",
+                    path.display()
+                ));
+            }
+            if out.len() >= MAX_FILES {
+                return Err(format!(
+                    "more than {MAX_FILES} policy files under the directory; is it the right one?"
+                ));
+            }
             out.push(path);
         }
     }
+    above.pop();
     Ok(())
 }
 
-pub(crate) fn read_file(path: &Path) -> Result<String, String> {
-    let meta = std::fs::metadata(path).map_err(|e| format!("cannot read the file: {e}"))?;
-    if meta.len() > MAX_FILE_BYTES {
-        return Err(format!(
-            "the file is {} bytes; policy files are limited to {MAX_FILE_BYTES}",
-            meta.len()
-        ));
+/// Reads one policy file as UTF-8 text, at most [`MAX_FILE_BYTES`]: counted while reading,
+/// not trusted from the file's metadata, which says 0 for devices and files still growing.
+pub fn read_file(path: &Path) -> Result<String, String> {
+    use std::io::Read;
+    let too_big = |len: u64| {
+        format!("the file is {len} bytes or more; policy files are limited to {MAX_FILE_BYTES}")
+    };
+    let file = std::fs::File::open(path).map_err(|e| format!("cannot read the file: {e}"))?;
+    let meta = file
+        .metadata()
+        .map_err(|e| format!("cannot read the file: {e}"))?;
+    if !meta.is_file() {
+        return Err(
+            "not a regular file (a FIFO, socket or device); policy files must be regular files"
+                .into(),
+        );
     }
-    let bytes = std::fs::read(path).map_err(|e| format!("cannot read the file: {e}"))?;
+    if meta.len() > MAX_FILE_BYTES {
+        return Err(too_big(meta.len()));
+    }
+    let mut bytes = Vec::new();
+    file.take(MAX_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("cannot read the file: {e}"))?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(too_big(bytes.len() as u64));
+    }
     String::from_utf8(bytes).map_err(|_| "the file is not UTF-8 text".to_owned())
 }
 

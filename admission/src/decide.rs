@@ -112,7 +112,7 @@ pub(crate) struct PolicyOutcome {
 }
 
 /// A CEL expression of a policy that failed to evaluate.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct CelFailure {
     /// Which expression (`condition "own-team"`), without the error.
     pub what: String,
@@ -340,6 +340,134 @@ fn target_json(review: &ParsedReview, subject: &Subject) -> serde_json::Value {
         .unwrap_or(serde_json::Value::Null)
 }
 
+/// A policy's `variables`, each evaluated the first time an expression names it (with the
+/// earlier ones it names), at most once per request, within [`crate::cel::MAX_VARIABLE_BYTES`]
+/// together.
+struct PolicyVariables<'p> {
+    declared: &'p [(String, crate::cel::Expression)],
+    /// By declaration index: not yet evaluated, its value, or why it failed.
+    values: Vec<Option<Result<Value, CelFailure>>>,
+    held: usize,
+}
+
+impl<'p> PolicyVariables<'p> {
+    fn new(declared: &'p [(String, crate::cel::Expression)]) -> Self {
+        PolicyVariables {
+            declared,
+            values: vec![None; declared.len()],
+            held: 0,
+        }
+    }
+
+    /// The declared variables `expr` names, by index (all of them when it uses `variables`
+    /// whole), among the first `upto`.
+    fn named_by(&self, expr: &crate::cel::Expression, upto: usize, into: &mut [bool]) {
+        match expr.projection().fields("variables") {
+            None => {}
+            Some(Fields::All) => into[..upto].iter_mut().for_each(|n| *n = true),
+            Some(Fields::Some(names)) => {
+                for (i, (name, _)) in self.declared[..upto].iter().enumerate() {
+                    if names.contains(name) {
+                        into[i] = true;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Evaluates what `exprs` need, then a scope binding `variables` to every value held.
+    fn scope_for_all<'c>(
+        &mut self,
+        scope: &'c Context<'c>,
+        expr: &crate::cel::Expression,
+        also: Option<&crate::cel::Expression>,
+    ) -> Result<Context<'c>, CelFailure> {
+        let mut needed = vec![false; self.declared.len()];
+        self.named_by(expr, self.declared.len(), &mut needed);
+        if let Some(also) = also {
+            self.named_by(also, self.declared.len(), &mut needed);
+        }
+        self.evaluate(scope, needed)?;
+        Ok(self.bound(scope))
+    }
+
+    fn scope_for<'c>(
+        &mut self,
+        scope: &'c Context<'c>,
+        expr: &crate::cel::Expression,
+    ) -> Result<Context<'c>, CelFailure> {
+        self.scope_for_all(scope, expr, None)
+    }
+
+    /// Evaluates the `needed` variables and the earlier ones they name, in declaration order
+    /// (a variable sees only those above it, so one pass from the last finds them all).
+    fn evaluate(&mut self, scope: &Context<'_>, mut needed: Vec<bool>) -> Result<(), CelFailure> {
+        for i in (0..self.declared.len()).rev() {
+            if needed[i] && self.values[i].is_none() {
+                let (_, expr) = &self.declared[i];
+                self.named_by(expr, i, &mut needed);
+            }
+        }
+        for i in 0..self.declared.len() {
+            if !needed[i] {
+                continue;
+            }
+            if self.values[i].is_none() {
+                let (name, expr) = &self.declared[i];
+                let child = self.bound(scope);
+                let value = match expr.eval(&child) {
+                    Ok(v) => {
+                        match crate::cel::size_within(
+                            &v,
+                            crate::cel::MAX_VARIABLE_BYTES - self.held,
+                        ) {
+                            Some(size) => {
+                                self.held += size;
+                                Ok(v)
+                            }
+                            // Fail closed, as for any evaluation error, before a later one
+                            // doubles it.
+                            None => Err(CelFailure::new(
+                                format!("variable {name:?}"),
+                                format!(
+                                    "the policy's variables would hold more than {} MiB, their limit",
+                                    crate::cel::MAX_VARIABLE_BYTES >> 20
+                                ),
+                            )),
+                        }
+                    }
+                    Err(e) => Err(CelFailure::new(
+                        format!("variable {name:?}"),
+                        format!("{e} (expression: {})", expr.source()),
+                    )),
+                };
+                self.values[i] = Some(value);
+            }
+            if let Some(Err(failure)) = &self.values[i] {
+                return Err(failure.clone());
+            }
+        }
+        Ok(())
+    }
+
+    /// A scope binding `variables` to the values evaluated so far.
+    fn bound<'c>(&self, scope: &'c Context<'c>) -> Context<'c> {
+        let mut child = scope.new_inner_scope();
+        if !self.declared.is_empty() {
+            let held =
+                self.declared
+                    .iter()
+                    .zip(&self.values)
+                    .filter_map(|((name, _), v)| match v {
+                        Some(Ok(v)) => Some((name.clone(), v.clone())),
+                        _ => None,
+                    });
+            child.add_variable_from_value("variables", map_of(held));
+        }
+        child
+    }
+}
+
 fn evaluate_policy(
     scope: &mut Context<'_>,
     p: &CompiledPolicy,
@@ -348,51 +476,27 @@ fn evaluate_policy(
 ) -> PolicyOutcome {
     let mut outcome = PolicyOutcome::default();
     bind(scope, p.condition_reads);
-    // Variables are evaluated in order; each sees the ones before it.
-    let mut values: Vec<(String, Value)> = Vec::new();
-    let mut held = 0usize;
-    for (name, expr) in &p.variables {
-        let mut child = scope.new_inner_scope();
-        child.add_variable_from_value("variables", map_of(values.clone()));
-        match expr.eval(&child) {
-            Ok(v) => match crate::cel::size_within(&v, crate::cel::MAX_VARIABLE_BYTES - held) {
-                Some(size) => {
-                    held += size;
-                    values.push((name.clone(), v));
-                }
-                None => {
-                    // Fail closed, as for any evaluation error, before a later one doubles it.
-                    outcome.errors.push(CelFailure::new(
-                        format!("variable {name:?}"),
-                        format!(
-                            "the policy's variables would hold more than {} MiB, their limit",
-                            crate::cel::MAX_VARIABLE_BYTES >> 20
-                        ),
-                    ));
-                    return outcome;
-                }
-            },
-            Err(e) => {
-                outcome
-                    .errors
-                    .push(CelFailure::new(format!("variable {name:?}"), e));
+    // Variables are evaluated when an expression first names them, as ValidatingAdmissionPolicy
+    // does: a variable that could only fail where the conditions exclude the request (a label
+    // the namespace lacks) must not deny it.
+    let mut variables = PolicyVariables::new(&p.variables);
+    for (name, expr) in &p.conditions {
+        let child = match variables.scope_for(scope, expr) {
+            Ok(child) => child,
+            Err(failure) => {
+                outcome.errors.push(failure);
                 return outcome;
             }
-        }
-    }
-    {
-        let mut child = scope.new_inner_scope();
-        child.add_variable_from_value("variables", map_of(values.clone()));
-        for (name, expr) in &p.conditions {
-            match expr.eval_bool(&child) {
-                Ok(true) => {}
-                Ok(false) => return outcome,
-                Err(e) => {
-                    outcome
-                        .errors
-                        .push(CelFailure::new(format!("condition {name:?}"), e));
-                    return outcome;
-                }
+        };
+        match expr.eval_bool(&child) {
+            Ok(true) => {}
+            Ok(false) => return outcome,
+            Err(e) => {
+                outcome.errors.push(CelFailure::new(
+                    format!("condition {name:?}"),
+                    format!("{e} (expression: {})", expr.source()),
+                ));
+                return outcome;
             }
         }
     }
@@ -401,9 +505,18 @@ fn evaluate_policy(
         return outcome;
     }
     bind(scope, p.validation_reads);
-    let mut child = scope.new_inner_scope();
-    child.add_variable_from_value("variables", map_of(values));
     for (i, v) in p.validations.iter().enumerate() {
+        let child =
+            match variables.scope_for_all(scope, &v.expression, v.message_expression.as_ref()) {
+                Ok(child) => child,
+                Err(failure) => {
+                    // Once per variable, however many validations name it.
+                    if !outcome.errors.iter().any(|f| f.what == failure.what) {
+                        outcome.errors.push(failure);
+                    }
+                    continue;
+                }
+            };
         match v.expression.eval_bool(&child) {
             Ok(true) => {}
             Ok(false) => {

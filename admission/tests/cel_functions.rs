@@ -330,3 +330,48 @@ fn an_overflow_in_the_cel_interpreter_denies() {
     );
     assert_eq!(holds("-(-9223372036854775807) > 0"), Ok(true));
 }
+
+/// Variables are evaluated when an expression first names them, as in ValidatingAdmissionPolicy:
+/// one that can only fail where the conditions exclude the request does not deny it, one that
+/// fails where it is read still does (with its expression named), and one nobody reads is
+/// never evaluated.
+#[test]
+fn variables_are_evaluated_when_first_named() {
+    let policy = |conditions: &str| {
+        format!(
+            "apiVersion: kspy.dev/v1alpha1\nkind: DebugPolicy\nmetadata: {{name: team-attach}}\nspec:\n  match: {{actions: [attach]}}\n  variables:\n    - {{name: team, expression: \"request.userInfo.extra['team'][0]\"}}\n    - {{name: group, expression: \"'team-' + variables.team\"}}\n    - {{name: unused, expression: \"request.userInfo.extra['nope'][0]\"}}\n  conditions:\n{conditions}  grant: {{images: ['**'], runAsRoot: true}}\n"
+        )
+    };
+    let excluded = policy(
+        "    - {name: has-team, expression: \"has(request.userInfo.extra) && 'team' in request.userInfo.extra\"}\n    - {name: own-team, expression: \"variables.group in request.userInfo.groups\"}\n",
+    );
+    // No `team` in extra: the first condition excludes the request; neither variable ran.
+    let j = validate(
+        &engine(&excluded),
+        &attach("ns", "alice", &[], vec![], vec![debugger("d", "busybox")]),
+    );
+    let msg = &j.response.result.message;
+    assert!(!msg.contains("failed to evaluate"), "{msg}");
+    assert!(
+        msg.contains("no DebugPolicy allows user \"alice\""),
+        "{msg}"
+    );
+
+    // Read where it fails: denied, naming the variable and its expression.
+    let reads_first = policy(
+        "    - {name: own-team, expression: \"variables.group in request.userInfo.groups\"}\n",
+    );
+    let j = validate(
+        &engine(&reads_first),
+        &attach("ns", "alice", &[], vec![], vec![debugger("d", "busybox")]),
+    );
+    let msg = &j.response.result.message;
+    assert!(!j.response.allowed);
+    assert!(
+        msg.contains("variable \"team\" failed to evaluate")
+            && msg.contains("(expression: request.userInfo.extra['team'][0])"),
+        "{msg}"
+    );
+    // `unused` would fail too, but nothing names it.
+    assert!(!msg.contains("\"unused\""), "{msg}");
+}

@@ -50,15 +50,17 @@ impl Level {
     }
 }
 
-/// The level a namespace enforces, when it is known and labelled.
+/// The level a namespace enforces, when it is known and labelled. A label value Pod Security
+/// admission cannot parse (`Restricted`, `latest`) makes it enforce `restricted`, so it is
+/// `restricted` here too: taken for no level, it turned `podSecurity: conform` and the warnings
+/// off where the API server then refused the container.
 pub fn enforced_level(namespace: Option<&Namespace>) -> Option<Level> {
     let value = namespace?.metadata.labels.as_ref()?.get(ENFORCE_LABEL)?;
-    match value.as_str() {
-        "privileged" => Some(Level::Privileged),
-        "baseline" => Some(Level::Baseline),
-        "restricted" => Some(Level::Restricted),
-        _ => None,
-    }
+    Some(match value.as_str() {
+        "privileged" => Level::Privileged,
+        "baseline" => Level::Baseline,
+        _ => Level::Restricted,
+    })
 }
 
 /// The user a conforming container runs as when neither it nor its Pod names one: `nobody`.

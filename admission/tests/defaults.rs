@@ -143,6 +143,13 @@ fn restricted_namespaces_get_what_the_level_requires() {
             "seccompProfile": {"type": "RuntimeDefault"}
         })
     );
+    // A value Pod Security admission cannot parse makes it enforce restricted: the same
+    // defaults, not none.
+    for label in ["Restricted", "latest", ""] {
+        let odd = namespace("ns", &[("pod-security.kubernetes.io/enforce", label)]);
+        let odd_patch = mutate(DEFAULTS, &r, Some(&odd));
+        assert_eq!(odd_patch, patch, "{label:?}");
+    }
 }
 
 /// The kubelet starts a `runAsNonRoot` container only when it can tell the user is not root,

@@ -47,11 +47,13 @@ pub(crate) fn object<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Re
     JsonObject::deserialize(d).map(JsonObject::into_inner)
 }
 
-/// [`object`] for an optional field: null is `None`, anything else must be an object.
+/// [`object`] for an optional field (with `#[serde(default)]`): an absent key is `None`, a
+/// present one must be an object. An explicit null is refused, as for every other field: a
+/// `namespaceSelector:` whose lines were commented out would otherwise match everything.
 pub(crate) fn optional_object<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
     d: D,
 ) -> Result<Option<T>, D::Error> {
-    Option::<JsonObject<T>>::deserialize(d).map(|o| o.map(JsonObject::into_inner))
+    JsonObject::<T>::deserialize(d).map(|o| Some(o.into_inner()))
 }
 
 /// [`object`] for a list: every item must be an object.

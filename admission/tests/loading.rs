@@ -724,3 +724,35 @@ fn a_file_name_with_control_characters_is_quoted_in_errors() {
         "{e:?}"
     );
 }
+
+/// An Audit policy records its findings as the audit annotation `audit-NAME`; the API server
+/// drops a key whose name is over 63 characters, so a longer name would record nothing.
+#[test]
+fn an_audit_policy_name_must_fit_its_annotation_key() {
+    let body = "  mode: Audit\n  validations:\n    - expression: 'true'";
+    let fits = "a".repeat(57);
+    assert!(PolicySet::from_yaml("t.yaml", &common::policy(&fits, body)).is_ok());
+    let long = "a".repeat(58);
+    let e = errors(&common::policy(&long, body));
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert!(
+        e[0].contains("metadata.name: an Audit policy's name is at most 57 characters (58 here)"),
+        "{e:?}"
+    );
+    // Enforce and Warn policies record no key of their name: any valid name goes.
+    let enforce = "  grant: {images: ['busybox:*']}";
+    assert!(PolicySet::from_yaml("t.yaml", &common::policy(&long, enforce)).is_ok());
+}
+
+/// `namespaceSelector:` with its lines commented out is null; it used to match every
+/// namespace, while a null `groups:` was refused. Only an omitted key means "any".
+#[test]
+fn a_null_namespace_selector_is_refused_like_any_null_field() {
+    let e = one_error(
+        "  match:\n    actions: [attach]\n    namespaceSelector:\n    #  matchLabels: {team: payments}\n  grant: {images: ['busybox:*']}",
+    );
+    assert!(
+        e.contains("spec.match.namespaceSelector") && e.contains("invalid type: null"),
+        "{e}"
+    );
+}

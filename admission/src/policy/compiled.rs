@@ -317,6 +317,20 @@ impl CompiledPolicy {
 
         if let Err(m) = check_name(&doc.metadata.name) {
             fail("metadata.name".into(), m);
+        } else if spec.mode == Mode::Audit && doc.metadata.name.len() > MAX_AUDIT_POLICY_NAME {
+            // Its failures are recorded under the audit annotation `audit-NAME`, and the API
+            // server drops a key whose name part is over 63 characters: the policy would
+            // record nothing, in silence.
+            fail(
+                "metadata.name".into(),
+                format!(
+                    "an Audit policy's name is at most {MAX_AUDIT_POLICY_NAME} characters \
+                     ({} here): its findings are recorded as the audit annotation \
+                     \"audit-NAME\", whose name the API server limits to 63 characters and \
+                     drops when longer; shorten the name",
+                    doc.metadata.name.len()
+                ),
+            );
         }
 
         let names = |field: &str, patterns: &[String], fail: &mut dyn FnMut(String, String)| {
@@ -783,6 +797,10 @@ fn unknown_fields(
         }
     }
 }
+
+/// The longest name of an Audit policy: `audit-` and the name make an audit annotation key,
+/// whose name part Kubernetes limits to 63 characters.
+pub const MAX_AUDIT_POLICY_NAME: usize = 63 - "audit-".len();
 
 /// Policy names are DNS subdomain-like, as Kubernetes object names.
 fn check_name(name: &str) -> Result<(), String> {

@@ -756,3 +756,22 @@ fn a_null_namespace_selector_is_refused_like_any_null_field() {
         "{e}"
     );
 }
+
+/// A variable is read as `variables.NAME`: a name that is no CEL identifier could never be.
+#[test]
+fn a_variable_name_must_be_a_cel_identifier() {
+    for bad in ["a.b", "", "1st", "team-name"] {
+        let e = one_error(&format!(
+            "  variables:\n    - {{name: {bad:?}, expression: \"'x'\"}}\n  grant: {{images: ['busybox:*']}}"
+        ));
+        assert!(
+            e.contains("spec.variables[0].name") && e.contains("is not a CEL identifier"),
+            "{bad:?}: {e}"
+        );
+    }
+    let ok = common::policy(
+        "p",
+        "  variables:\n    - {name: _team_2, expression: \"'x'\"}\n  grant: {images: ['busybox:*']}",
+    );
+    assert!(PolicySet::from_yaml("t.yaml", &ok).is_ok());
+}

@@ -477,6 +477,17 @@ impl CompiledPolicy {
                     format!("spec.variables[{i}].name"),
                     format!("duplicate variable {:?}", v.name),
                 );
+            } else if !is_cel_identifier(&v.name) {
+                // `variables.a.b` selects `b` of `a`: a variable named "a.b" (or "") could
+                // never be read.
+                fail(
+                    format!("spec.variables[{i}].name"),
+                    format!(
+                        "{:?} is not a CEL identifier, so no expression could read it as \
+                         variables.NAME: use letters, digits and '_', not starting with a digit",
+                        v.name
+                    ),
+                );
             }
             seen_vars.push(&v.name);
             // Variables are evaluated in order, each seeing those above it.
@@ -796,6 +807,12 @@ fn unknown_fields(
             }
         }
     }
+}
+
+/// True for a CEL identifier: `[_a-zA-Z][_a-zA-Z0-9]*`.
+fn is_cel_identifier(name: &str) -> bool {
+    name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 /// The longest name of an Audit policy: `audit-` and the name make an audit annotation key,

@@ -408,10 +408,8 @@ impl<'p> PolicyVariables<'p> {
                 self.named_by(expr, i, &mut needed);
             }
         }
-        for i in 0..self.declared.len() {
-            if !needed[i] {
-                continue;
-            }
+        let needed: Vec<usize> = (0..needed.len()).filter(|i| needed[*i]).collect();
+        for i in needed {
             if self.values[i].is_none() {
                 let (name, expr) = &self.declared[i];
                 let child = self.bound(scope);

@@ -423,8 +423,9 @@ fn report_dry_reuse(
     let text = format!(
         "would reuse running debug container {existing} of pod {ns}/{pod_name} ({mode}: no write \
          was sent)\nnothing would be added, so there is no PATCH to show or to have admission \
-         judge; attaching needs RBAC verb \"create\" on pods/attach (`kubectl auth can-i create \
-         pods/attach -n {ns}`)\n"
+         judge; attaching needs RBAC verb \"get\" on pods/attach, and \"create\" as well on \
+         Kubernetes 1.35 or later (`kubectl auth can-i get pods/attach -n {ns}`, `kubectl auth \
+         can-i create pods/attach -n {ns}`)\n"
     );
     output::report_verdict(text, d.output, d.quiet)
 }

@@ -219,7 +219,9 @@ impl Action {
             Action::DeletePod { ns, .. } => ("delete", "pods", Some(ns)),
             Action::GetNode { .. } => ("get", "nodes", None),
             Action::WatchPod { ns, .. } => ("watch", "pods", Some(ns)),
-            Action::Attach { ns, .. } => ("create", "pods/attach", Some(ns)),
+            // A WebSocket attach is a GET, authorized as `get` up to 1.34; 1.35+ also checks
+            // `create` (AuthorizePodWebsocketUpgradeCreatePermission), which a 403 then names.
+            Action::Attach { ns, .. } => ("get", "pods/attach", Some(ns)),
             Action::Logs { ns, .. } => ("get", "pods/log", Some(ns)),
         }
     }

@@ -897,3 +897,88 @@ async fn pod_security_enforces_the_namespace_level() {
         .await
         .unwrap();
 }
+
+/// The status code and message of `method` on `web`'s attach endpoint as `user` (a plain
+/// request, no upgrade: authorization answers before the WebSocket check).
+async fn attach_answer(s: &ApiServer, user: &str, method: &str) -> (u16, String) {
+    let client = s.client(user).await.unwrap();
+    let req = http_request(
+        method,
+        "/api/v1/namespaces/prod/pods/web/attach?container=app&stdout=true",
+        "",
+        b"",
+    );
+    let st = api_err(client.request::<Value>(req).await.unwrap_err());
+    (st.code, st.message)
+}
+
+#[tokio::test]
+async fn attach_is_authorized_by_the_http_method() {
+    use kspy_e2e::identity::{Identity, Rule};
+    let with = |name: &str, verbs: &[&str]| {
+        Identity::new(name).rules(vec![
+            Rule::new(&["get"], &["pods"]),
+            Rule::new(verbs, &["pods/attach"]),
+        ])
+    };
+    let build = |needs_create: bool| {
+        ApiServer::builder()
+            .identity(with("getter", &["get"]))
+            .identity(with("creator", &["create"]))
+            .identity(with("both", &["get", "create"]))
+            .namespace("prod", &[])
+            .pod(fixtures::web_pod("prod", "web"))
+            .websocket_upgrade_needs_create(needs_create)
+            .start()
+    };
+    let ws_only = "serves attach over WebSocket only";
+
+    // 1.30–1.34: a WebSocket handshake is a GET, authorized as `get`; POST (SPDY) as `create`.
+    let s = build(false).await.unwrap();
+    let (code, msg) = attach_answer(&s, "getter", "GET").await;
+    assert_eq!(code, 400, "{msg}");
+    assert!(msg.contains(ws_only), "{msg}");
+    let (code, msg) = attach_answer(&s, "creator", "GET").await;
+    assert_eq!(code, 403, "{msg}");
+    assert_eq!(
+        msg,
+        "pods \"web\" is forbidden: User \"creator\" cannot get resource \"pods/attach\" in API \
+         group \"\" in the namespace \"prod\""
+    );
+    let (code, msg) = attach_answer(&s, "creator", "POST").await;
+    assert_eq!(code, 400, "{msg}");
+    let (code, msg) = attach_answer(&s, "getter", "POST").await;
+    assert_eq!(code, 403, "{msg}");
+    assert!(
+        msg.contains("cannot create resource \"pods/attach\""),
+        "{msg}"
+    );
+
+    // A real WebSocket attach with only `get`.
+    let api: Api<Pod> = Api::namespaced(s.client("getter").await.unwrap(), "prod");
+    let att = api
+        .attach(
+            "web",
+            &AttachParams::default()
+                .container("app")
+                .stdin(false)
+                .stderr(false),
+        )
+        .await;
+    assert!(att.is_ok(), "{:?}", att.err());
+
+    // 1.35 (AuthorizePodWebsocketUpgradeCreatePermission): the upgrade needs `create` too.
+    let s = build(true).await.unwrap();
+    let (code, msg) = attach_answer(&s, "getter", "GET").await;
+    assert_eq!(code, 403, "{msg}");
+    assert!(
+        msg.contains("cannot create resource \"pods/attach\""),
+        "{msg}"
+    );
+    let (code, msg) = attach_answer(&s, "creator", "GET").await;
+    assert_eq!(code, 403, "{msg}");
+    assert!(msg.contains("cannot get resource \"pods/attach\""), "{msg}");
+    let (code, msg) = attach_answer(&s, "both", "GET").await;
+    assert_eq!(code, 400, "{msg}");
+    assert!(msg.contains(ws_only), "{msg}");
+}

@@ -17,7 +17,7 @@ use axum::extract::ws::{
     CloseFrame, Message, WebSocket, WebSocketUpgrade, rejection::WebSocketUpgradeRejection,
 };
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures::{SinkExt, StreamExt};
 use k8s_openapi::api::core::v1::Pod;
@@ -135,18 +135,32 @@ struct Flags {
 pub async fn attach(
     State(state): State<SharedState>,
     Extension(user): Extension<Identity>,
+    method: Method,
     Path((ns, name)): Path<(String, String)>,
     Query(q): Query<HashMap<String, String>>,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
-    authorize(
-        &user,
-        "create",
-        "pods",
-        Some("attach"),
-        Some(&ns),
-        Some(&name),
-    )?;
+    // The authorizer sees the verb the request info resolver derives from the HTTP method
+    // (apiserver/pkg/endpoints/request/requestinfo.go): GET, which a WebSocket handshake
+    // must use, is `get`; POST (SPDY) is `create`. From 1.35 the
+    // AuthorizePodWebsocketUpgradeCreatePermission gate (beta, on by default) adds a
+    // synthetic `create` check for the upgrade, so both verbs are needed there.
+    let verb = if method == Method::GET {
+        "get"
+    } else {
+        "create"
+    };
+    authorize(&user, verb, "pods", Some("attach"), Some(&ns), Some(&name))?;
+    if method == Method::GET && state.options.websocket_upgrade_needs_create {
+        authorize(
+            &user,
+            "create",
+            "pods",
+            Some("attach"),
+            Some(&ns),
+            Some(&name),
+        )?;
+    }
     let pod = state
         .store()
         .pod(&ns, &name)

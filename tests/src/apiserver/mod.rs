@@ -98,6 +98,18 @@ pub struct ServerState {
     pub kubelet: Arc<Kubelet>,
     /// Write requests received.
     pub requests: Mutex<Vec<RecordedRequest>>,
+    /// Behaviour switches that differ between Kubernetes versions or server flags.
+    pub options: ServerOptions,
+}
+
+/// Switches for behaviour that depends on the kube-apiserver version or its flags; the
+/// defaults are those of the v1.33 server the harness claims to be.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ServerOptions {
+    /// The `AuthorizePodWebsocketUpgradeCreatePermission` feature gate (beta and on by default
+    /// from 1.35, absent before): a WebSocket upgrade (`GET`) of `pods/attach` needs `create`
+    /// as well as the `get` its HTTP method maps to. Off by default.
+    pub websocket_upgrade_needs_create: bool,
 }
 
 /// Handle to the shared state.
@@ -256,9 +268,17 @@ pub struct ApiServerBuilder {
     chain: AdmissionChain,
     kubelet: KubeletConfig,
     default_namespace: String,
+    options: ServerOptions,
 }
 
 impl ApiServerBuilder {
+    /// Turns on the 1.35 `AuthorizePodWebsocketUpgradeCreatePermission` behaviour: a
+    /// WebSocket attach needs `create` on `pods/attach` besides `get`.
+    pub fn websocket_upgrade_needs_create(mut self, on: bool) -> Self {
+        self.options.websocket_upgrade_needs_create = on;
+        self
+    }
+
     /// Adds (or replaces, by name) an identity. The first identity's context is the
     /// kubeconfig's current one (`admin` by default).
     pub fn identity(mut self, id: Identity) -> Self {
@@ -280,12 +300,6 @@ impl ApiServerBuilder {
     /// Seeds a running pod (its namespace must be added too).
     pub fn pod(mut self, pod: Pod) -> Self {
         self.pods.push(pod);
-        self
-    }
-
-    /// The webhooks to call.
-    pub fn admission(mut self, chain: AdmissionChain) -> Self {
-        self.chain = chain;
         self
     }
 
@@ -321,6 +335,7 @@ impl ApiServerBuilder {
             reviews: Arc::new(Mutex::new(Vec::new())),
             kubelet,
             requests: Mutex::new(Vec::new()),
+            options: self.options,
         });
 
         let dir = tempfile::Builder::new().prefix("kspy-e2e-").tempdir()?;
@@ -419,6 +434,7 @@ impl ApiServer {
             chain: AdmissionChain::empty(),
             kubelet: KubeletConfig::default(),
             default_namespace: "default".into(),
+            options: ServerOptions::default(),
         }
     }
 
@@ -461,6 +477,11 @@ impl ApiServer {
                 .await
                 .map_err(|e| HarnessError::Kube(e.to_string()))?;
         kube::Client::try_from(cfg).map_err(|e| HarnessError::Kube(e.to_string()))
+    }
+
+    /// The webhooks currently configured.
+    pub fn admission(&self) -> AdmissionChain {
+        self.state.chain()
     }
 
     /// Replaces the webhooks.

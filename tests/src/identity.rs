@@ -92,10 +92,30 @@ impl Identity {
         self
     }
 
-    /// Groups as the authenticator reports them (with `system:authenticated`).
+    /// The user an API server with `--anonymous-auth=true` (the default) gives a request that
+    /// carries no credentials: `system:anonymous` in `system:unauthenticated`, with no uid
+    /// (apiserver/pkg/authentication/request/anonymous). No permission is granted to it here,
+    /// as a default RBAC grants it nothing but the public-info paths.
+    pub fn anonymous() -> Self {
+        Self {
+            name: "system:anonymous".into(),
+            uid: String::new(),
+            groups: vec!["system:unauthenticated".into()],
+            token: String::new(),
+            permissions: Permissions::Rules(Vec::new()),
+        }
+    }
+
+    /// Whether this is the anonymous user.
+    pub fn is_anonymous(&self) -> bool {
+        self.groups.iter().any(|g| g == "system:unauthenticated")
+    }
+
+    /// Groups as the authenticator reports them (with `system:authenticated`, except for the
+    /// anonymous user).
     pub fn reported_groups(&self) -> Vec<String> {
         let mut g = self.groups.clone();
-        if !g.iter().any(|x| x == "system:authenticated") {
+        if !self.is_anonymous() && !g.iter().any(|x| x == "system:authenticated") {
             g.push("system:authenticated".to_string());
         }
         g

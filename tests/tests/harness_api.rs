@@ -982,3 +982,69 @@ async fn attach_is_authorized_by_the_http_method() {
     assert_eq!(code, 400, "{msg}");
     assert!(msg.contains(ws_only), "{msg}");
 }
+
+/// A kube client for `s` whose kubeconfig user carries no credentials at all.
+async fn anonymous_client(s: &ApiServer) -> kube::Client {
+    let kc = std::fs::read_to_string(s.kubeconfig_for("alice"))
+        .unwrap()
+        .replace("    token: alice-token\n", "    {}\n");
+    let path = s.dir().join("anonymous-kubeconfig");
+    std::fs::write(&path, kc).unwrap();
+    let kc = kube::config::Kubeconfig::read_from(&path).unwrap();
+    let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+        .await
+        .unwrap();
+    kube::Client::try_from(cfg).unwrap()
+}
+
+#[tokio::test]
+async fn requests_without_credentials_run_as_system_anonymous() {
+    // --anonymous-auth=true (the default): authorization refuses, not authentication.
+    let s = server().await;
+    let anon = anonymous_client(&s).await;
+    let st = api_err(
+        Api::<Pod>::namespaced(anon.clone(), "prod")
+            .get("web")
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!((st.code, st.reason.as_str()), (403, "Forbidden"));
+    assert_eq!(
+        st.message,
+        "pods \"web\" is forbidden: User \"system:anonymous\" cannot get resource \"pods\" in API \
+         group \"\" in the namespace \"prod\""
+    );
+    // Discovery is for system:authenticated only; /version is public.
+    let st = api_err(
+        anon.request::<Value>(http_request("GET", "/api/v1", "", b""))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(
+        (st.code, st.message.as_str()),
+        (
+            403,
+            "forbidden: User \"system:anonymous\" cannot get path \"/api/v1\""
+        )
+    );
+    assert_eq!(
+        anon.apiserver_version().await.unwrap().git_version,
+        "v1.33.0"
+    );
+
+    // --anonymous-auth=false: 401.
+    let s = ApiServer::builder()
+        .namespace("prod", &[])
+        .pod(fixtures::web_pod("prod", "web"))
+        .anonymous_auth(false)
+        .start()
+        .await
+        .unwrap();
+    let st = api_err(
+        Api::<Pod>::namespaced(anonymous_client(&s).await, "prod")
+            .get("web")
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!((st.code, st.reason.as_str()), (401, "Unauthorized"));
+}

@@ -1039,55 +1039,73 @@ async fn restricted_namespace_attach_conforms_to_pod_security() {
 async fn a_context_naming_a_missing_user_is_named_when_refused() {
     // A kubeconfig whose context names a user its `users:` lack (a typo, or a KUBECONFIG list
     // without the file that defines it): kubectl and kube-rs send requests without
-    // credentials then, and the API server refuses them (401). kspy goes on as they do, but
-    // warns first, and its error names the context and the missing user instead of "log in
-    // again".
+    // credentials then. A default API server (--anonymous-auth=true) runs them as
+    // system:anonymous and RBAC refuses them (403); one started with --anonymous-auth=false
+    // refuses them as unauthenticated (401). kspy goes on as kubectl does, but warns first,
+    // and its error names the context and the missing user in both cases instead of "log in
+    // again" or "ask for RBAC".
     let Some(env) = env().await else { return };
     if env.is_real() {
         tools::skip("on a real cluster: the kubeconfig is the harness's");
         return;
     }
     let server = env.server().expect("in process");
-    let text = std::fs::read_to_string(server.kubeconfig_for("alice")).unwrap();
-    let typo = text.replace("    user: alice\n", "    user: alise\n");
-    assert_ne!(typo, text, "the context names its user: {text}");
-    let kubeconfig = server.dir().join("kubeconfig-missing-user");
-    std::fs::write(&kubeconfig, typo).unwrap();
-    let bin = tools::kspy_bin().expect("kspy");
-    let args: Vec<String> = [
-        "attach",
-        "web",
-        "--kubeconfig",
-        &kubeconfig.display().to_string(),
-        "-n",
-        &env.ns,
-        "--no-attach",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    let home = vec![("HOME".to_string(), server.dir().display().to_string())];
-    let out = tools::run(&bin, &args, &home, None, Duration::from_secs(60))
+    let strict = kspy_e2e::ApiServer::builder()
+        .namespace(&env.ns, &[])
+        .pod(kspy_e2e::fixtures::web_pod(&env.ns, "web"))
+        .anonymous_auth(false)
+        .start()
         .await
         .unwrap();
-    assert_eq!(out.code, Some(1), "{}", out.all());
-    assert!(
-        out.stderr.starts_with(
-            "kspy: warning: context alice names user alise, which the kubeconfig does not \
-             define; kspy sends its requests without credentials (anonymous), as kubectl does\n"
+    let warning = "kspy: warning: context alice names user alise, which the kubeconfig does not \
+                   define; kspy sends its requests without credentials (anonymous), as kubectl \
+                   does\n";
+    let missing = "kspy sent no credentials: context alice names user alise, which the \
+                   kubeconfig does not define\nhint: define user alise under `users:`";
+    for (s, refusal) in [
+        (
+            server,
+            format!(
+                "kspy: could not read pod {ns}/web: you are not allowed to get pods in namespace \
+                 {ns}\n  pods \"web\" is forbidden: User \"system:anonymous\" cannot get resource \
+                 \"pods\" in API group \"\" in the namespace \"{ns}\"\n  {missing}",
+                ns = env.ns
+            ),
         ),
-        "{}",
-        out.all()
-    );
-    assert!(
-        out.stderr.contains(&format!(
-            "kspy: could not read pod {}/web: the API server did not accept your credentials\n  \
-             Unauthorized\n  kspy sent no credentials: context alice names user alise, which \
-             the kubeconfig does not define\nhint: define user alise under `users:`",
-            env.ns
-        )),
-        "{}",
-        out.all()
-    );
-    assert!(ephemeral(&env.pod("web").await.unwrap()).is_empty());
+        (
+            &strict,
+            format!(
+                "kspy: could not read pod {}/web: the API server did not accept your \
+                 credentials\n  Unauthorized\n  {missing}",
+                env.ns
+            ),
+        ),
+    ] {
+        let text = std::fs::read_to_string(s.kubeconfig_for("alice")).unwrap();
+        let typo = text.replace("    user: alice\n", "    user: alise\n");
+        assert_ne!(typo, text, "the context names its user: {text}");
+        let kubeconfig = s.dir().join("kubeconfig-missing-user");
+        std::fs::write(&kubeconfig, typo).unwrap();
+        let bin = tools::kspy_bin().expect("kspy");
+        let args: Vec<String> = [
+            "attach",
+            "web",
+            "--kubeconfig",
+            &kubeconfig.display().to_string(),
+            "-n",
+            &env.ns,
+            "--no-attach",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let home = vec![("HOME".to_string(), s.dir().display().to_string())];
+        let out = tools::run(&bin, &args, &home, None, Duration::from_secs(60))
+            .await
+            .unwrap();
+        assert_eq!(out.code, Some(1), "{}", out.all());
+        assert!(out.stderr.starts_with(warning), "{}", out.all());
+        assert!(out.stderr.contains(&refusal), "{}", out.all());
+        assert!(ephemeral(&s.pod(&env.ns, "web").unwrap()).is_empty());
+    }
 }

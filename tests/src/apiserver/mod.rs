@@ -104,12 +104,24 @@ pub struct ServerState {
 
 /// Switches for behaviour that depends on the kube-apiserver version or its flags; the
 /// defaults are those of the v1.33 server the harness claims to be.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ServerOptions {
+    /// `--anonymous-auth` (default true): a request without a bearer token runs as
+    /// `system:anonymous` and is refused by authorization (403), not by authentication (401).
+    pub anonymous_auth: bool,
     /// The `AuthorizePodWebsocketUpgradeCreatePermission` feature gate (beta and on by default
     /// from 1.35, absent before): a WebSocket upgrade (`GET`) of `pods/attach` needs `create`
     /// as well as the `get` its HTTP method maps to. Off by default.
     pub websocket_upgrade_needs_create: bool,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        Self {
+            anonymous_auth: true,
+            websocket_upgrade_needs_create: false,
+        }
+    }
 }
 
 /// Handle to the shared state.
@@ -180,8 +192,11 @@ pub fn json_response(code: StatusCode, body: &Value, warnings: &[String]) -> Res
 }
 
 async fn authenticate(State(state): State<SharedState>, mut req: Request, next: Next) -> Response {
-    let path = req.uri().path();
-    if matches!(path, "/version" | "/healthz" | "/readyz" | "/livez") {
+    let path = req.uri().path().to_string();
+    if matches!(
+        path.as_str(),
+        "/version" | "/healthz" | "/readyz" | "/livez"
+    ) {
         return next.run(req).await;
     }
     let token = req
@@ -190,12 +205,42 @@ async fn authenticate(State(state): State<SharedState>, mut req: Request, next: 
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim);
-    match token.and_then(|t| state.identities.iter().find(|i| i.token == t)) {
-        Some(id) => {
-            req.extensions_mut().insert(id.clone());
-            next.run(req).await
-        }
-        None => ApiError::unauthorized().into_response(),
+    // A token that no authenticator accepts is 401 whatever --anonymous-auth says; only a
+    // request that carries none falls through to the anonymous authenticator
+    // (apiserver/pkg/authentication/request/anonymous, after the union of the others).
+    let id = match token {
+        Some(t) => match state.identities.iter().find(|i| i.token == t) {
+            Some(id) => id.clone(),
+            None => return ApiError::unauthorized().into_response(),
+        },
+        None if state.options.anonymous_auth => Identity::anonymous(),
+        None => return ApiError::unauthorized().into_response(),
+    };
+    // Non-resource paths (discovery, /openapi, ...) are authorized by path. The default
+    // RBAC grants `system:unauthenticated` only the public-info paths let through above
+    // (ClusterRole system:public-info-viewer); discovery is system:discovery, for
+    // `system:authenticated`. Resource requests are refused by the handlers' RBAC check.
+    if id.is_anonymous() && !is_resource_path(&path) {
+        let verb = if req.method() == axum::http::Method::GET {
+            "get"
+        } else {
+            &req.method().as_str().to_ascii_lowercase()
+        };
+        return ApiError::forbidden_path(&id.name, verb, &path).into_response();
+    }
+    req.extensions_mut().insert(id);
+    next.run(req).await
+}
+
+/// Whether `path` names a resource (`/api/v1/<resource>…`, `/apis/<group>/<version>/<resource>…`)
+/// rather than a discovery document or another non-resource path, as the request info
+/// resolver (apiserver/pkg/endpoints/request/requestinfo.go) tells them apart.
+fn is_resource_path(path: &str) -> bool {
+    let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+    match parts.first() {
+        Some(&"api") => parts.len() >= 3,
+        Some(&"apis") => parts.len() >= 4,
+        _ => false,
     }
 }
 
@@ -272,6 +317,13 @@ pub struct ApiServerBuilder {
 }
 
 impl ApiServerBuilder {
+    /// `--anonymous-auth` (default true). With `false` a request without credentials is
+    /// refused with 401, as a server started with `--anonymous-auth=false` does.
+    pub fn anonymous_auth(mut self, on: bool) -> Self {
+        self.options.anonymous_auth = on;
+        self
+    }
+
     /// Turns on the 1.35 `AuthorizePodWebsocketUpgradeCreatePermission` behaviour: a
     /// WebSocket attach needs `create` on `pods/attach` besides `get`.
     pub fn websocket_upgrade_needs_create(mut self, on: bool) -> Self {

@@ -140,6 +140,17 @@ impl ApiError {
         }
     }
 
+    /// RBAC denial of a non-resource request (403 Forbidden): `forbidden: User "x" cannot get
+    /// path "/api"`, as `endpoints/handlers/responsewriters.forbiddenMessage` words it.
+    pub fn forbidden_path(user: &str, verb: &str, path: &str) -> Self {
+        Self {
+            code: 403,
+            reason: "Forbidden".into(),
+            message: format!("forbidden: User \"{user}\" cannot {verb} path \"{path}\""),
+            details: Some(json!({})),
+        }
+    }
+
     /// 401 Unauthorized, as answered to a request without valid credentials.
     pub fn unauthorized() -> Self {
         Self::new(401, "Unauthorized", "Unauthorized")

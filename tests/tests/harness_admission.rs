@@ -126,7 +126,13 @@ async fn review_shape_patch_and_validation_order() {
         json!({"username": "alice", "uid": "uid-alice", "groups": ["sre", "system:authenticated"]})
     );
     assert_eq!(req["dryRun"], false);
-    assert_eq!(req["options"]["kind"], "PatchOptions");
+    // A PATCH reaches admission with UpdateOptions in both phases (patchToUpdateOptions).
+    for review in &got {
+        assert_eq!(
+            review["request"]["options"],
+            json!({"kind": "UpdateOptions", "apiVersion": "meta.k8s.io/v1"})
+        );
+    }
     assert_eq!(req["oldObject"]["spec"]["ephemeralContainers"], Value::Null);
     assert_eq!(
         req["object"]["spec"]["ephemeralContainers"][0]["name"],

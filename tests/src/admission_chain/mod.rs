@@ -58,7 +58,7 @@ pub struct Attributes {
     pub old_object: Option<Value>,
     /// `dryRun=All` was asked.
     pub dry_run: bool,
-    /// `CreateOptions` / `PatchOptions` / `UpdateOptions`.
+    /// `CreateOptions`, or `UpdateOptions` (for a PATCH too, as the real server sends).
     pub options: Value,
     /// Labels of the namespace (for `namespaceSelector`).
     pub namespace_labels: BTreeMap<String, String>,
@@ -606,7 +606,7 @@ mod tests {
             object: json!({"kind": "Pod"}),
             old_object: Some(json!({"kind": "Pod"})),
             dry_run: true,
-            options: json!({"kind": "PatchOptions", "apiVersion": "meta.k8s.io/v1"}),
+            options: json!({"kind": "UpdateOptions", "apiVersion": "meta.k8s.io/v1"}),
             namespace_labels: BTreeMap::new(),
         };
         let r = build_review("u1", &a);

@@ -409,6 +409,15 @@ enum Target {
     Pod,
 }
 
+/// How the update came: a PUT of the whole object or a PATCH applied to the stored one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Method {
+    /// PUT: the object's resourceVersion is the client's precondition.
+    Put,
+    /// PATCH: a resourceVersion is a precondition only when the patch sets one.
+    Patch,
+}
+
 /// Who asks to update which pod.
 struct UpdateCall<'a> {
     state: &'a SharedState,
@@ -421,7 +430,7 @@ async fn update(
     call: UpdateCall<'_>,
     target: Target,
     q: &HashMap<String, String>,
-    options_kind: &str,
+    method: Method,
     make: impl Fn(&Value) -> Result<Value, ApiError>,
 ) -> Result<Response, ApiError> {
     let UpdateCall {
@@ -433,7 +442,10 @@ async fn update(
     let dry = dry_run(q)?;
     let chain = state.chain();
     let ns_labels = namespace_labels(state, ns)?;
-    let mut options = json!({"kind": options_kind, "apiVersion": "meta.k8s.io/v1"});
+    // Admission sees UpdateOptions for a PATCH too: endpoints/handlers/patch.go hands the
+    // admission attributes patchToUpdateOptions(options) (dryRun, fieldManager and
+    // fieldValidation carried over) in both phases, since a patch is an update to storage.
+    let mut options = json!({"kind": "UpdateOptions", "apiVersion": "meta.k8s.io/v1"});
     if let Some(fm) = q.get("fieldManager") {
         options["fieldManager"] = json!(fm);
     }
@@ -482,11 +494,7 @@ async fn update(
         {
             return Err(ApiError::conflict("pods", name));
         }
-        let client_rv = if options_kind == "UpdateOptions" {
-            sent_rv
-        } else {
-            None
-        };
+        let client_rv = if method == Method::Put { sent_rv } else { None };
         defaults::apply_pod_defaults(&mut new_json);
         let new_pod = decode(new_json)?;
         let mut attrs = Attributes {
@@ -624,7 +632,7 @@ pub async fn patch_ephemeral(
         },
         Target::Ephemeral,
         &q,
-        "PatchOptions",
+        Method::Patch,
         |cur| patch::apply(kind, cur, &body),
     )
     .await
@@ -658,7 +666,7 @@ pub async fn put_ephemeral(
         },
         Target::Ephemeral,
         &q,
-        "UpdateOptions",
+        Method::Put,
         |_| {
             serde_json::from_slice(&body).map_err(|e| {
                 ApiError::bad_request(format!(
@@ -692,7 +700,7 @@ pub async fn patch_pod(
         },
         Target::Pod,
         &q,
-        "PatchOptions",
+        Method::Patch,
         |cur| patch::apply(kind, cur, &body),
     )
     .await

@@ -804,3 +804,180 @@ fn match_conditions_that_do_not_compile_are_refused() {
         other => panic!("expected a compilation error, got {other:?}"),
     }
 }
+
+/// A MutatingWebhookConfiguration `config` with one webhook `<config>.stub.dev` calling
+/// `stub` by URL (pod CREATEs), with `reinvocationPolicy`.
+fn mutating_by_url(config: &str, stub: &StubWebhook, reinvocation: &str) -> String {
+    format!(
+        r#"
+apiVersion: admissionregistration.k8s.io/v1
+kind: MutatingWebhookConfiguration
+metadata: {{name: {config}}}
+webhooks:
+- name: {config}.stub.dev
+  admissionReviewVersions: [v1]
+  sideEffects: None
+  reinvocationPolicy: {reinvocation}
+  clientConfig: {{url: "{}/mutate", caBundle: {}}}
+  rules:
+  - {{operations: [CREATE], apiGroups: [""], apiVersions: [v1], resources: [pods]}}
+---
+"#,
+        stub.url,
+        kspy_e2e::admission_chain::config::ca_bundle_base64(&stub.ca_pem)
+    )
+}
+
+/// A responder that sets annotation `key` when the object lacks it.
+fn annotating(key: &'static str) -> stub_webhook::Responder {
+    Arc::new(move |req: &Value| {
+        let annotations = &req["object"]["metadata"]["annotations"];
+        if annotations.get(key).is_some() {
+            return stub_webhook::allow();
+        }
+        if annotations.is_object() {
+            stub_webhook::patch(
+                json!([{"op": "add", "path": format!("/metadata/annotations/{key}"), "value": "1"}]),
+            )
+        } else {
+            stub_webhook::patch(
+                json!([{"op": "add", "path": "/metadata/annotations", "value": {key: "1"}}]),
+            )
+        }
+    })
+}
+
+fn plain_pod(name: &str) -> Pod {
+    serde_json::from_value(json!({
+        "metadata": {"name": name},
+        "spec": {"containers": [{"name": "app", "image": "busybox:1.36"}]}
+    }))
+    .unwrap()
+}
+
+/// `reinvocationPolicy: IfNeeded`: a webhook that ran before a later webhook changed the
+/// object is called once more, and sees that change; one that ran after the last change, and
+/// a `Never` webhook, are not.
+#[tokio::test]
+async fn mutating_webhooks_are_reinvoked_if_needed() {
+    let s = ApiServer::builder()
+        .namespace("prod", &[])
+        .start()
+        .await
+        .unwrap();
+    let a = StubWebhook::start(s.ca(), annotating("a")).await.unwrap();
+    let b = StubWebhook::start(s.ca(), annotating("b")).await.unwrap();
+    let c = StubWebhook::start(s.ca(), Arc::new(|_: &Value| stub_webhook::allow()))
+        .await
+        .unwrap();
+    let yaml = mutating_by_url("a", &a, "IfNeeded")
+        + &mutating_by_url("b", &b, "Never")
+        + &mutating_by_url("c", &c, "IfNeeded");
+    s.set_admission(AdmissionChain::from_manifests(&yaml, None).unwrap());
+    let api: Api<Pod> = Api::namespaced(s.client("alice").await.unwrap(), "prod");
+    let pod = api
+        .create(&PostParams::default(), &plain_pod("p"))
+        .await
+        .unwrap();
+    let annotations = pod.metadata.annotations.unwrap_or_default();
+    assert_eq!(
+        (annotations.get("a"), annotations.get("b")),
+        (Some(&"1".to_string()), Some(&"1".to_string()))
+    );
+    let a_calls = a.received();
+    assert_eq!(a_calls.len(), 2, "a ran before b changed the object");
+    assert_eq!(
+        a_calls[1]["request"]["object"]["metadata"]["annotations"],
+        json!({"a": "1", "b": "1"}),
+        "the reinvocation sees b's change"
+    );
+    assert_eq!(b.received().len(), 1, "reinvocationPolicy Never");
+    assert_eq!(c.received().len(), 1, "c ran after the last change");
+
+    // A webhook's change alone does not reinvoke that webhook.
+    let s2 = ApiServer::builder()
+        .namespace("prod", &[])
+        .start()
+        .await
+        .unwrap();
+    let d = StubWebhook::start(s2.ca(), annotating("d")).await.unwrap();
+    s2.set_admission(
+        AdmissionChain::from_manifests(&mutating_by_url("d", &d, "IfNeeded"), None).unwrap(),
+    );
+    Api::<Pod>::namespaced(s2.client("alice").await.unwrap(), "prod")
+        .create(&PostParams::default(), &plain_pod("q"))
+        .await
+        .unwrap();
+    assert_eq!(d.received().len(), 1);
+}
+
+/// After each webhook's patch the object is decoded as the typed Pod (unknown fields
+/// dropped) and defaulted before the next webhook sees it; a patch whose result does not
+/// decode is a 500 InternalError.
+#[tokio::test]
+async fn each_patch_is_decoded_and_defaulted_before_the_next_webhook() {
+    let s = ApiServer::builder()
+        .namespace("prod", &[])
+        .start()
+        .await
+        .unwrap();
+    let first = StubWebhook::start(
+        s.ca(),
+        Arc::new(|req: &Value| {
+            if req["object"]["spec"]["initContainers"].is_array() {
+                return stub_webhook::allow();
+            }
+            stub_webhook::patch(json!([
+                {"op": "add", "path": "/spec/containers/0/bogusField", "value": 1},
+                {"op": "add", "path": "/spec/initContainers", "value": [{"name": "init", "image": "busybox"}]}
+            ]))
+        }),
+    )
+    .await
+    .unwrap();
+    let second = StubWebhook::start(s.ca(), Arc::new(|_: &Value| stub_webhook::allow()))
+        .await
+        .unwrap();
+    let yaml = mutating_by_url("a", &first, "Never") + &mutating_by_url("b", &second, "Never");
+    s.set_admission(AdmissionChain::from_manifests(&yaml, None).unwrap());
+    let api: Api<Pod> = Api::namespaced(s.client("alice").await.unwrap(), "prod");
+    api.create(&PostParams::default(), &plain_pod("p"))
+        .await
+        .unwrap();
+    let seen = &second.received()[0]["request"]["object"]["spec"];
+    assert_eq!(seen["containers"][0].get("bogusField"), None, "{seen}");
+    assert_eq!(
+        seen["initContainers"][0]["imagePullPolicy"], "Always",
+        "defaulted: {seen}"
+    );
+
+    // A patch that leaves a value of the wrong type: the object does not decode.
+    let bad = StubWebhook::start(
+        s.ca(),
+        Arc::new(|_: &Value| {
+            stub_webhook::patch(
+                json!([{"op": "add", "path": "/spec/containers/0/stdin", "value": "yes"}]),
+            )
+        }),
+    )
+    .await
+    .unwrap();
+    s.set_admission(
+        AdmissionChain::from_manifests(&mutating_by_url("bad", &bad, "Never"), None).unwrap(),
+    );
+    let st = api_err(
+        api.create(&PostParams::default(), &plain_pod("q"))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(
+        (st.code, st.reason.as_str()),
+        (500, "InternalError"),
+        "{st:?}"
+    );
+    assert!(
+        st.message.starts_with("Internal error occurred: "),
+        "{st:?}"
+    );
+    assert!(s.pod("prod", "q").is_none());
+}

@@ -1109,3 +1109,113 @@ async fn a_context_naming_a_missing_user_is_named_when_refused() {
         assert!(ephemeral(&s.pod(&env.ns, "web").unwrap()).is_empty());
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kspy_mutation_is_idempotent_when_reinvoked() {
+    // deploy/ sets reinvocationPolicy: IfNeeded on mutate.kspy.dev so that kspy's defaults
+    // still hold after a later mutating webhook changed the debug container. The API server
+    // then calls kspy again with its own output (plus the other webhook's change); kspy
+    // must leave that object as it is, or its defaults would pile up.
+    let Some(env) = env().await else { return };
+    let Some(server) = env.server() else {
+        tools::skip("on a real cluster: the other mutating webhook is the harness's stub");
+        return;
+    };
+    use kspy_e2e::stub_webhook::{self, StubWebhook};
+    let injector = StubWebhook::start(
+        server.ca(),
+        std::sync::Arc::new(|req: &Value| {
+            let ecs = req["object"]["spec"]["ephemeralContainers"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            let Some(last) = ecs.len().checked_sub(1) else {
+                return stub_webhook::allow();
+            };
+            let env = &ecs[last]["env"];
+            if env
+                .as_array()
+                .is_some_and(|e| e.iter().any(|v| v["name"] == "INJECTED"))
+            {
+                return stub_webhook::allow();
+            }
+            let var = serde_json::json!({"name": "INJECTED", "value": "1"});
+            stub_webhook::patch(if env.is_array() {
+                serde_json::json!([{"op": "add", "path": format!("/spec/ephemeralContainers/{last}/env/-"), "value": var}])
+            } else {
+                serde_json::json!([{"op": "add", "path": format!("/spec/ephemeralContainers/{last}/env"), "value": [var]}])
+            })
+        }),
+    )
+    .await
+    .unwrap();
+    // Named after kspy.dev, so called after kspy's mutating webhook.
+    let yaml = format!(
+        r#"
+apiVersion: admissionregistration.k8s.io/v1
+kind: MutatingWebhookConfiguration
+metadata: {{name: zz-injector}}
+webhooks:
+- name: inject.example.com
+  admissionReviewVersions: [v1]
+  sideEffects: None
+  clientConfig: {{url: "{}/inject", caBundle: {}}}
+  rules:
+  - {{operations: [UPDATE], apiGroups: [""], apiVersions: [v1], resources: [pods/ephemeralcontainers]}}
+"#,
+        injector.url,
+        kspy_e2e::admission_chain::config::ca_bundle_base64(&injector.ca_pem)
+    );
+    let chain = kspy_e2e::AdmissionChain::from_manifests(&yaml, None).unwrap();
+    server.set_admission(server.admission().and(chain));
+
+    let out = env
+        .kspy(
+            "alice",
+            &["attach", "duo", "--image", "busybox:1.36", "--no-attach"],
+            None,
+        )
+        .await
+        .unwrap();
+    assert!(out.success(), "{}", out.all());
+    let mutations: Vec<_> = server
+        .reviews()
+        .into_iter()
+        .filter(|r| {
+            r.webhook == "mutate.kspy.dev"
+                && r.request["request"]["name"] == "duo"
+                && r.request["request"]["operation"] == "UPDATE"
+                // kspy's own server dry run before the write goes the same way.
+                && r.request["request"]["dryRun"] == false
+        })
+        .collect();
+    assert_eq!(
+        mutations.len(),
+        2,
+        "called, then reinvoked after the injector: {:#?}",
+        mutations
+            .iter()
+            .map(|r| (r.request["request"]["dryRun"].clone(), r.response.clone()))
+            .collect::<Vec<_>>()
+    );
+    let container =
+        |review: &Value| review["request"]["object"]["spec"]["ephemeralContainers"][0].clone();
+    let reinvoked_with = container(&mutations[1].request);
+    assert!(
+        reinvoked_with.to_string().contains("INJECTED"),
+        "the reinvocation sees the injector's change: {reinvoked_with}"
+    );
+    // kspy's second answer changed nothing: what is stored is what it was reinvoked with.
+    let stored = ephemeral(&env.pod("duo").await.unwrap())
+        .pop()
+        .expect("added");
+    assert_eq!(
+        serde_json::to_value(&stored).unwrap(),
+        reinvoked_with,
+        "second answer: {:?}",
+        mutations[1].response
+    );
+    assert_eq!(stored.target_container_name.as_deref(), Some("app"));
+    assert_eq!(stored.image_pull_policy.as_deref(), Some("IfNotPresent"));
+    env.cleanup().await.unwrap();
+}

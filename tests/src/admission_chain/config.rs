@@ -8,16 +8,17 @@
 //! expression does not compile is refused, as the API server refuses to store it — and
 //! evaluated per call in [`super::match_conditions`]), configuration order (by configuration
 //! name, as the API server sorts).
-//! Not honoured: `matchPolicy` (only core/v1 is served, so Exact and Equivalent agree),
-//! `reinvocationPolicy` (each mutating webhook runs once).
+//! `reinvocationPolicy` (carried into [`Webhook::reinvoke_if_needed`], acted on by
+//! [`super::AdmissionChain::mutate`]).
+//! Not honoured: `matchPolicy` (only core/v1 is served, so Exact and Equivalent agree).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use base64::Engine;
 use k8s_openapi::api::admissionregistration::v1::{
-    MutatingWebhookConfiguration, RuleWithOperations, ValidatingWebhookConfiguration,
-    WebhookClientConfig,
+    MutatingWebhook, MutatingWebhookConfiguration, RuleWithOperations, ValidatingWebhook,
+    ValidatingWebhookConfiguration, WebhookClientConfig,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use serde_json::Value;
@@ -103,6 +104,8 @@ pub struct Webhook {
     pub object_selector: Option<LabelSelector>,
     /// `matchConditions`, in order (each compiled once when the chain was built).
     pub match_conditions: Vec<MatchCondition>,
+    /// `reinvocationPolicy: IfNeeded` (mutating webhooks only; `Never` is the default).
+    pub reinvoke_if_needed: bool,
 }
 
 /// One `matchConditions` entry.
@@ -258,7 +261,7 @@ fn resolve_client(
 /// and validating types are distinct in k8s-openapi but share these fields, so one body reads
 /// both and the failure-policy and timeout rules cannot drift apart.
 macro_rules! push_webhooks {
-    ($out:ident, $configs:expr, $kind:expr, $target:expr) => {{
+    ($out:ident, $configs:expr, $kind:expr, $target:expr, $reinvocation:expr) => {{
         let mut configs: Vec<_> = $configs.iter().collect();
         configs.sort_by_key(|c| c.metadata.name.clone());
         for cfg in configs {
@@ -280,10 +283,21 @@ macro_rules! push_webhooks {
                     namespace_selector: w.namespace_selector.clone(),
                     object_selector: w.object_selector.clone(),
                     match_conditions,
+                    reinvoke_if_needed: $reinvocation(w) == Some(Some("IfNeeded")),
                 });
             }
         }
     }};
+}
+
+/// A mutating webhook's `reinvocationPolicy` (`Some(None)` when unset).
+fn mutating_reinvocation(w: &MutatingWebhook) -> Option<Option<&str>> {
+    Some(w.reinvocation_policy.as_deref())
+}
+
+/// A validating webhook has no `reinvocationPolicy`.
+fn no_reinvocation(_: &ValidatingWebhook) -> Option<Option<&str>> {
+    None
 }
 
 /// Flattens configurations into webhook entries in the API server's calling order.
@@ -293,8 +307,20 @@ pub fn webhooks_from(
     target: Option<&WebhookTarget>,
 ) -> Result<Vec<Webhook>, ChainConfigError> {
     let mut out = Vec::new();
-    push_webhooks!(out, mutating, WebhookKind::Mutating, target);
-    push_webhooks!(out, validating, WebhookKind::Validating, target);
+    push_webhooks!(
+        out,
+        mutating,
+        WebhookKind::Mutating,
+        target,
+        mutating_reinvocation
+    );
+    push_webhooks!(
+        out,
+        validating,
+        WebhookKind::Validating,
+        target,
+        no_reinvocation
+    );
     Ok(out)
 }
 

@@ -190,6 +190,19 @@ impl AdmissionChain {
         Self::from_configurations(&m, &v, target)
     }
 
+    /// This chain's webhooks and `other`'s together, in the API server's calling order:
+    /// mutating before validating, each by configuration name, a configuration's webhooks
+    /// in their own order (the sort is stable). For chains whose webhooks are called at
+    /// different places (e.g. kspy's and a stub's).
+    pub fn and(mut self, other: AdmissionChain) -> Self {
+        self.webhooks.extend(other.webhooks);
+        self.webhooks.sort_by(|a, b| {
+            (a.kind == WebhookKind::Validating, &a.configuration)
+                .cmp(&(b.kind == WebhookKind::Validating, &b.configuration))
+        });
+        self
+    }
+
     /// The webhooks in calling order.
     pub fn webhooks(&self) -> &[Webhook] {
         &self.webhooks
@@ -294,63 +307,109 @@ impl AdmissionChain {
         }
     }
 
-    /// Runs the mutating webhooks in order, applying their JSON patches to `a.object`; each
-    /// webhook's applicability (selectors, matchConditions) is decided on the object as the
-    /// webhooks before it left it, as the mutating dispatcher does.
+    /// Runs the mutating webhooks as `webhook/mutating/dispatcher.go` with the admission
+    /// reinvoker (`admission/reinvocation.go`) does: in order, each webhook's applicability
+    /// (selectors, matchConditions) decided on the object as the webhooks before it left
+    /// it, each JSON patch applied and the result decoded and defaulted
+    /// ([`Self::call_mutating`]). When a webhook changed the object, the webhooks with
+    /// `reinvocationPolicy: IfNeeded` that ran before that change are called once more in a
+    /// second round (still only if they match); a change in that round makes the
+    /// reinvocable ones before it eligible later in the same round, but there is no third.
+    /// A webhook not called in the first round is never called in the second.
+    ///
+    /// The real reinvoker re-runs the in-tree mutating plugins too; the harness's are
+    /// idempotent (defaulting, the ServiceAccount volume), so they are not run again here.
     pub async fn mutate(
         &self,
         a: &mut Attributes,
         log: &ReviewLog,
         admitted: &mut Admitted,
     ) -> Result<(), ApiError> {
-        for w in self
-            .webhooks
-            .iter()
-            .filter(|w| w.kind == WebhookKind::Mutating)
-        {
-            if !Self::should_call(w, a)? {
-                continue;
+        use std::collections::BTreeSet;
+        // Indices into `self.webhooks` stand in for the webhook UIDs of the dispatcher.
+        let mut previously_invoked: BTreeSet<usize> = BTreeSet::new();
+        let mut reinvoke: BTreeSet<usize> = BTreeSet::new();
+        let mut should_reinvoke = false;
+        for round in 0..2 {
+            if round == 1 && !should_reinvoke {
+                break;
             }
-            let Some(resp) = self.call(w, a, log).await? else {
-                continue;
-            };
-            Self::collect(&resp, &w.name, admitted);
-            if resp.get("allowed").and_then(Value::as_bool) != Some(true) {
-                return Err(denial(&w.name, resp.get("status")));
-            }
-            // verify_response has checked that a patch comes with patchType JSONPatch.
-            let bytes = match patch_bytes(&resp) {
-                Ok(b) if b.is_empty() => continue,
-                Ok(b) => b,
-                Err(why) => return Err(ApiError::internal(calling_error(&w.name, &why))),
-            };
-            let patch: json_patch::Patch = match serde_json::from_slice(&bytes) {
-                Ok(p) => p,
-                Err(e) => {
-                    // `received undecodable patch in webhook response`: a call failure.
-                    let msg = calling_error(
-                        &w.name,
-                        &format!("received undecodable patch in webhook response: {e}"),
-                    );
-                    if let Ok(mut l) = log.lock()
-                        && let Some(rec) = l.iter_mut().rev().find(|r| r.webhook == w.name)
-                    {
-                        rec.error = Some(msg.clone());
-                    }
-                    if w.fail_closed {
-                        return Err(ApiError::internal(msg));
-                    }
+            for (i, w) in self.webhooks.iter().enumerate() {
+                if w.kind != WebhookKind::Mutating || !Self::should_call(w, a)? {
                     continue;
                 }
-            };
-            if patch.0.is_empty() {
-                continue;
+                if round == 1 && !reinvoke.contains(&i) {
+                    continue;
+                }
+                if self.call_mutating(w, a, log, admitted).await? {
+                    // RequireReinvokingPreviouslyInvokedPlugins + SetShouldReinvoke.
+                    reinvoke.append(&mut previously_invoked);
+                    should_reinvoke = true;
+                }
+                if w.reinvoke_if_needed {
+                    previously_invoked.insert(i);
+                }
             }
-            let mut obj = a.object.clone();
-            json_patch::patch(&mut obj, &patch).map_err(ApiError::internal)?;
-            a.object = obj;
         }
         Ok(())
+    }
+
+    /// Calls one mutating webhook and applies its patch (`callAttrMutatingHook`): the
+    /// patched JSON is decoded as the typed Pod (fields the type lacks are dropped, as the
+    /// non-strict JSON decoder drops them; a value that does not decode is a 500
+    /// InternalError, as is a patch that does not apply), compared with the object before
+    /// (`changed`), then defaulted. Returns whether the object changed.
+    async fn call_mutating(
+        &self,
+        w: &Webhook,
+        a: &mut Attributes,
+        log: &ReviewLog,
+        admitted: &mut Admitted,
+    ) -> Result<bool, ApiError> {
+        let Some(resp) = self.call(w, a, log).await? else {
+            return Ok(false);
+        };
+        Self::collect(&resp, &w.name, admitted);
+        if resp.get("allowed").and_then(Value::as_bool) != Some(true) {
+            return Err(denial(&w.name, resp.get("status")));
+        }
+        // verify_response has checked that a patch comes with patchType JSONPatch.
+        let bytes = match patch_bytes(&resp) {
+            Ok(b) if b.is_empty() => return Ok(false),
+            Ok(b) => b,
+            Err(why) => return Err(ApiError::internal(calling_error(&w.name, &why))),
+        };
+        let patch: json_patch::Patch = match serde_json::from_slice(&bytes) {
+            Ok(p) => p,
+            Err(e) => {
+                // `received undecodable patch in webhook response`: a call failure.
+                let msg = calling_error(
+                    &w.name,
+                    &format!("received undecodable patch in webhook response: {e}"),
+                );
+                if let Ok(mut l) = log.lock()
+                    && let Some(rec) = l.iter_mut().rev().find(|r| r.webhook == w.name)
+                {
+                    rec.error = Some(msg.clone());
+                }
+                if w.fail_closed {
+                    return Err(ApiError::internal(msg));
+                }
+                return Ok(false);
+            }
+        };
+        if patch.0.is_empty() {
+            return Ok(false);
+        }
+        let mut obj = a.object.clone();
+        json_patch::patch(&mut obj, &patch).map_err(ApiError::internal)?;
+        let typed: k8s_openapi::api::core::v1::Pod =
+            serde_json::from_value(obj).map_err(ApiError::internal)?;
+        let mut decoded = serde_json::to_value(&typed).map_err(ApiError::internal)?;
+        let changed = decoded != a.object;
+        crate::apiserver::defaults::apply_pod_defaults(&mut decoded);
+        a.object = decoded;
+        Ok(changed)
     }
 
     /// Runs the validating webhooks (sequentially, in order; the real server runs them in

@@ -355,6 +355,12 @@ impl ApiServerBuilder {
         self
     }
 
+    /// The webhooks to call.
+    pub fn admission(mut self, chain: AdmissionChain) -> Self {
+        self.chain = chain;
+        self
+    }
+
     /// Kubelet behaviour.
     pub fn kubelet(mut self, cfg: KubeletConfig) -> Self {
         self.kubelet = cfg;

@@ -1048,3 +1048,52 @@ async fn requests_without_credentials_run_as_system_anonymous() {
     );
     assert_eq!((st.code, st.reason.as_str()), (401, "Unauthorized"));
 }
+
+#[tokio::test]
+async fn self_subject_review_tells_the_caller_who_it_is() {
+    let s = server().await;
+    let review = || {
+        http_request(
+            "POST",
+            "/apis/authentication.k8s.io/v1/selfsubjectreviews",
+            "application/json",
+            br#"{"apiVersion":"authentication.k8s.io/v1","kind":"SelfSubjectReview"}"#,
+        )
+    };
+    let alice = s.client("alice").await.unwrap();
+    let answer: Value = alice.request(review()).await.unwrap();
+    assert_eq!(answer["kind"], "SelfSubjectReview");
+    assert_eq!(
+        answer["status"]["userInfo"],
+        json!({"username": "alice", "uid": "uid-alice", "groups": ["sre", "system:authenticated"]})
+    );
+    // Every authenticated user may ask (system:basic-user), even one with narrow rules.
+    let eve: Value = s
+        .client("eve")
+        .await
+        .unwrap()
+        .request(review())
+        .await
+        .unwrap();
+    assert_eq!(eve["status"]["userInfo"]["username"], "eve");
+    // The anonymous user may not.
+    let st = api_err(
+        anonymous_client(&s)
+            .await
+            .request::<Value>(review())
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(st.code, 403, "{st:?}");
+    // Discovered: kube-rs finds the group and the resource.
+    let discovery = kube::discovery::Discovery::new(alice).run().await.unwrap();
+    let (ar, caps) = discovery
+        .resolve_gvk(&kube::api::GroupVersionKind::gvk(
+            "authentication.k8s.io",
+            "v1",
+            "SelfSubjectReview",
+        ))
+        .expect("SelfSubjectReview discovered");
+    assert_eq!(ar.plural, "selfsubjectreviews");
+    assert_eq!(caps.scope, kube::discovery::Scope::Cluster);
+}

@@ -335,6 +335,19 @@ async fn copy_fork_and_node_per_policy() {
             .map(String::as_str),
         Some("copy")
     );
+    // kspy records who asked, as the API server named the caller (SelfSubjectReview).
+    if !env.is_real() {
+        assert_eq!(
+            copy.metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get("kspy.dev/requested-by"))
+                .map(String::as_str),
+            Some("alice"),
+            "{:?}",
+            copy.metadata.annotations
+        );
+    }
     let out = env
         .kspy(
             "bob",
@@ -396,6 +409,16 @@ async fn copy_fork_and_node_per_policy() {
         assert_eq!(
             node.spec.as_ref().unwrap().node_name.as_deref(),
             Some("node-1")
+        );
+        assert_eq!(
+            node.metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get("kspy.dev/requested-by"))
+                .map(String::as_str),
+            Some("alice"),
+            "{:?}",
+            node.metadata.annotations
         );
     }
     let out = env

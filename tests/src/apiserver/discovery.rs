@@ -1,4 +1,5 @@
-//! Legacy (unaggregated) discovery: `/version`, `/api`, `/api/v1`, `/apis`.
+//! Legacy (unaggregated) discovery: `/version`, `/api`, `/api/v1`, `/apis`,
+//! `/apis/authentication.k8s.io[/v1]`.
 //!
 //! kubectl asks for aggregated discovery (`application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList`)
 //! first and falls back to these documents when the response's Content-Type is plain
@@ -37,9 +38,38 @@ pub async fn api(State(state): State<SharedState>) -> Json<Value> {
     }))
 }
 
-/// `GET /apis`: APIGroupList (no groups are served).
+/// The APIGroup of `authentication.k8s.io` (v1 only, as from 1.28 when SelfSubjectReview
+/// went GA).
+fn authentication_api_group() -> Value {
+    let v1 = json!({"groupVersion": super::authentication::GROUP_VERSION, "version": "v1"});
+    json!({
+        "kind": "APIGroup",
+        "apiVersion": "v1",
+        "name": "authentication.k8s.io",
+        "versions": [v1],
+        "preferredVersion": v1
+    })
+}
+
+/// `GET /apis`: APIGroupList — `authentication.k8s.io` (SelfSubjectReview). Items of an
+/// APIGroupList carry no kind/apiVersion.
 pub async fn apis() -> Json<Value> {
-    Json(json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": []}))
+    let mut group = authentication_api_group();
+    if let Some(m) = group.as_object_mut() {
+        m.remove("kind");
+        m.remove("apiVersion");
+    }
+    Json(json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": [group]}))
+}
+
+/// `GET /apis/authentication.k8s.io`: APIGroup.
+pub async fn authentication_group() -> Json<Value> {
+    Json(authentication_api_group())
+}
+
+/// `GET /apis/authentication.k8s.io/v1`: APIResourceList.
+pub async fn authentication_v1() -> Json<Value> {
+    Json(super::authentication::resources())
 }
 
 fn verbs(v: &[&str]) -> Value {

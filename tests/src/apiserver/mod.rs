@@ -4,6 +4,7 @@
 //! writes.
 
 pub mod attach;
+pub mod authentication;
 pub mod defaults;
 pub mod discovery;
 pub mod events;
@@ -292,6 +293,18 @@ fn router(state: SharedState) -> Router {
             g(attach::attach).post(attach::attach),
         )
         .route("/api/v1/namespaces/{ns}/pods/{name}/log", get(attach::log))
+        .route(
+            "/apis/authentication.k8s.io",
+            g(discovery::authentication_group),
+        )
+        .route(
+            "/apis/authentication.k8s.io/v1",
+            g(discovery::authentication_v1),
+        )
+        .route(
+            "/apis/authentication.k8s.io/v1/selfsubjectreviews",
+            axum::routing::post(authentication::create_self_subject_review),
+        )
         .route(
             "/apis/events.k8s.io/v1/namespaces/{ns}/events",
             g(events::list_events).post(events::create_event),

@@ -316,28 +316,22 @@ async fn dry_run_side_effects_and_selectors() {
         stub.received()[0]["request"]["options"]["dryRun"],
         json!(["All"])
     );
-    // sideEffects: Some refuses dry runs without calling.
+    // sideEffects: Some (v1beta1 only) cannot be configured in v1, so every webhook of a
+    // configuration the server accepts can be called for a dry run.
     let target = WebhookTarget {
         base_url: stub.url.clone(),
         ca_pem: stub.ca_pem.clone(),
     };
-    s.set_admission(
-        AdmissionChain::from_manifests(&manifests("Fail", "Some", 5), Some(&target)).unwrap(),
+    let err = AdmissionChain::from_manifests(&manifests("Fail", "Some", 5), Some(&target))
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        err,
+        "MutatingWebhookConfiguration.admissionregistration.k8s.io \"stub\" is invalid: \
+         webhooks[0].sideEffects: Unsupported value: \"Some\": supported values: \"None\", \
+         \"NoneOnDryRun\""
     );
     let before = stub.received().len();
-    let st = api_err(
-        api.patch_ephemeral_containers("web", &PatchParams::default().dry_run(), &add_dbg("dbg"))
-            .await
-            .unwrap_err(),
-    );
-    assert_eq!(
-        (st.code, st.message.as_str()),
-        (
-            400,
-            r#"admission webhook "mutate.stub.dev" does not support dry run"#
-        )
-    );
-    assert_eq!(stub.received().len(), before);
     // namespaceSelector excludes kube-system for the mutating webhook.
     s.set_admission(
         AdmissionChain::from_manifests(&manifests("Fail", "None", 5), Some(&target)).unwrap(),
@@ -980,4 +974,109 @@ async fn each_patch_is_decoded_and_defaulted_before_the_next_webhook() {
         "{st:?}"
     );
     assert!(s.pod("prod", "q").is_none());
+}
+
+/// Configurations `ValidateMutatingWebhookConfiguration` /
+/// `ValidateValidatingWebhookConfiguration` refuse are refused with the API server's 422
+/// message, instead of being clamped or ignored.
+#[test]
+fn webhook_configurations_the_api_server_refuses_are_refused() {
+    let target = WebhookTarget {
+        base_url: "https://127.0.0.1:9".into(),
+        ca_pem: "PEM".into(),
+    };
+    let config = |kind: &str, hooks: &str| {
+        format!(
+            "apiVersion: admissionregistration.k8s.io/v1\nkind: {kind}\nmetadata: {{name: cfg}}\nwebhooks:\n{hooks}"
+        )
+    };
+    let hook = |name: &str, extra: &str| {
+        format!(
+            "- name: {name}\n  admissionReviewVersions: [v1]\n  sideEffects: None\n  clientConfig: {{service: {{name: svc, namespace: ns, path: /p}}}}\n{extra}"
+        )
+    };
+    let refused = |yaml: String| {
+        AdmissionChain::from_manifests(&yaml, Some(&target))
+            .err()
+            .unwrap_or_else(|| panic!("accepted: {yaml}"))
+            .to_string()
+    };
+    let m = "MutatingWebhookConfiguration";
+    let v = "ValidatingWebhookConfiguration";
+    let prefix = |kind: &str| format!("{kind}.admissionregistration.k8s.io \"cfg\" is invalid: ");
+    let cases: Vec<(String, String)> = vec![
+        (
+            config(m, &hook("a.b.c", "  timeoutSeconds: 31\n")),
+            "webhooks[0].timeoutSeconds: Invalid value: 31: the timeout value must be between 1 and 30 seconds".into(),
+        ),
+        (
+            config(v, &hook("a.b.c", "  timeoutSeconds: 0\n")),
+            "webhooks[0].timeoutSeconds: Invalid value: 0: the timeout value must be between 1 and 30 seconds".into(),
+        ),
+        (
+            config(m, &hook("a.b.c", "").replace("sideEffects: None", "sideEffects: Unknown")),
+            "webhooks[0].sideEffects: Unsupported value: \"Unknown\": supported values: \"None\", \"NoneOnDryRun\"".into(),
+        ),
+        (
+            config(v, &hook("a.b.c", "").replace("[v1]", "[v2]")),
+            "webhooks[0].admissionReviewVersions: Invalid value: []string{\"v2\"}: must include at least one of v1, v1beta1".into(),
+        ),
+        (
+            config(v, &hook("a.b.c", "").replace("[v1]", "[]")),
+            "webhooks[0].admissionReviewVersions: Required value: must specify one of v1, v1beta1".into(),
+        ),
+        (
+            config(m, &hook("a.b.c", "  reinvocationPolicy: Always\n")),
+            "webhooks[0].reinvocationPolicy: Unsupported value: \"Always\": supported values: \"IfNeeded\", \"Never\"".into(),
+        ),
+        (
+            config(m, &hook("mutate.kspy", "")),
+            "webhooks[0].name: Invalid value: \"mutate.kspy\": should be a domain with at least three segments separated by dots".into(),
+        ),
+        (
+            config(v, &(hook("a.b.c", "") + &hook("a.b.c", ""))),
+            "webhooks[1].name: Duplicate value: \"a.b.c\"".into(),
+        ),
+        (
+            config(
+                v,
+                &hook(
+                    "a.b.c",
+                    "  matchConditions:\n  - {name: x, expression: \"true\"}\n  - {name: x, expression: \"false\"}\n",
+                ),
+            ),
+            "webhooks[0].matchConditions[1].name: Duplicate value: \"x\"".into(),
+        ),
+    ];
+    for (yaml, want) in cases {
+        let kind = if yaml.contains(m) { m } else { v };
+        assert_eq!(
+            refused(yaml.clone()),
+            format!("{}{want}", prefix(kind)),
+            "{yaml}"
+        );
+    }
+    // Several errors: listed together, as the 422 lists them.
+    let err = refused(config(
+        m,
+        &hook("x", "  timeoutSeconds: 60\n  failurePolicy: Sometimes\n"),
+    ));
+    assert!(
+        err.starts_with(&format!("{}[webhooks[0].name", prefix(m))),
+        "{err}"
+    );
+    assert!(err.contains("failurePolicy: Unsupported value"), "{err}");
+    assert!(err.contains("timeoutSeconds: Invalid value: 60"), "{err}");
+    // Valid at the edges.
+    AdmissionChain::from_manifests(
+        &config(
+            m,
+            &hook(
+                "a.b.c",
+                "  timeoutSeconds: 30\n  reinvocationPolicy: IfNeeded\n",
+            ),
+        ),
+        Some(&target),
+    )
+    .unwrap();
 }

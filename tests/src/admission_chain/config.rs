@@ -23,6 +23,8 @@ use k8s_openapi::api::admissionregistration::v1::{
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use serde_json::Value;
 
+use crate::apiserver::status::{ApiError, FieldError};
+
 /// Where webhooks of rendered manifests should be called instead of their in-cluster Service.
 #[derive(Debug, Clone)]
 pub struct WebhookTarget {
@@ -63,6 +65,12 @@ pub enum ChainConfigError {
         /// The parser's message.
         error: String,
     },
+    /// The API server would refuse to store the configuration
+    /// (`ValidateMutatingWebhookConfiguration` / `ValidateValidatingWebhookConfiguration`);
+    /// the message is its 422: `MutatingWebhookConfiguration.admissionregistration.k8s.io
+    /// "x" is invalid: webhooks[0].timeoutSeconds: Invalid value: 31: …`.
+    #[error("{0}")]
+    Invalid(String),
     /// A webhook points at a Service and no target URL was given.
     #[error("webhook {0:?} uses a service reference; give a WebhookTarget to call it on loopback")]
     NoUrl(String),
@@ -257,14 +265,275 @@ fn resolve_client(
     }
 }
 
+const DNS1123_SUBDOMAIN_MSG: &str = "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')";
+const QUALIFIED_NAME_MSG: &str = "name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')";
+
+/// `validation.IsDNS1123Subdomain`: the messages for `s` (empty when valid).
+fn dns1123_subdomain_errors(s: &str) -> Vec<String> {
+    let mut errs = Vec::new();
+    if s.len() > 253 {
+        errs.push("must be no more than 253 characters".to_string());
+    }
+    let label_ok = |l: &str| {
+        let b = l.as_bytes();
+        !b.is_empty()
+            && b[0].is_ascii_alphanumeric()
+            && b[b.len() - 1].is_ascii_alphanumeric()
+            && b.iter()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+    };
+    if !s.split('.').all(label_ok) {
+        errs.push(DNS1123_SUBDOMAIN_MSG.to_string());
+    }
+    errs
+}
+
+/// `validation.IsQualifiedName` (`[prefix/]name`): the messages for `s`.
+fn qualified_name_errors(s: &str) -> Vec<String> {
+    let (prefix, name) = match s.split_once('/') {
+        Some((p, n)) => (Some(p), n),
+        None => (None, s),
+    };
+    let mut errs = Vec::new();
+    if let Some(p) = prefix {
+        if p.is_empty() {
+            errs.push("prefix part must be non-empty".to_string());
+        } else {
+            errs.extend(
+                dns1123_subdomain_errors(p)
+                    .into_iter()
+                    .map(|e| format!("prefix part {e}")),
+            );
+        }
+    }
+    let b = name.as_bytes();
+    if b.is_empty() {
+        errs.push("name part must be non-empty".to_string());
+    } else {
+        if b.len() > 63 {
+            errs.push("name part must be no more than 63 characters".to_string());
+        }
+        let ok = b[0].is_ascii_alphanumeric()
+            && b[b.len() - 1].is_ascii_alphanumeric()
+            && b.iter()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'));
+        if !ok {
+            errs.push(QUALIFIED_NAME_MSG.to_string());
+        }
+    }
+    errs
+}
+
+/// What `admissionregistration/validation` checks of one webhook of a v1 configuration,
+/// after the v1 defaults (failurePolicy Fail, matchPolicy Equivalent, timeoutSeconds 10,
+/// reinvocationPolicy Never) — fields the API server requires without a default
+/// (`sideEffects`, `admissionReviewVersions`) are checked as sent.
+struct WebhookFields<'a> {
+    path: String,
+    name: &'a str,
+    side_effects: &'a str,
+    admission_review_versions: &'a [String],
+    timeout_seconds: Option<i32>,
+    failure_policy: Option<&'a str>,
+    match_policy: Option<&'a str>,
+    /// `None` for a validating webhook, which has no such field.
+    reinvocation_policy: Option<Option<&'a str>>,
+    client_config: &'a WebhookClientConfig,
+    match_conditions: &'a [k8s_openapi::api::admissionregistration::v1::MatchCondition],
+}
+
+fn webhook_errors(w: &WebhookFields<'_>) -> Vec<FieldError> {
+    let p = &w.path;
+    let mut errs = Vec::new();
+    // validation.IsFullyQualifiedName
+    if w.name.is_empty() {
+        errs.push(FieldError::required(format!("{p}.name"), ""));
+    } else {
+        let dns = dns1123_subdomain_errors(w.name);
+        if !dns.is_empty() {
+            errs.push(FieldError::invalid(
+                format!("{p}.name"),
+                w.name,
+                dns.join(","),
+            ));
+        } else if w.name.split('.').count() < 3 {
+            errs.push(FieldError::invalid(
+                format!("{p}.name"),
+                w.name,
+                "should be a domain with at least three segments separated by dots",
+            ));
+        }
+    }
+    if let Some(fp) = w.failure_policy
+        && !matches!(fp, "Fail" | "Ignore")
+    {
+        errs.push(FieldError::not_supported(
+            format!("{p}.failurePolicy"),
+            fp,
+            &["Fail", "Ignore"],
+        ));
+    }
+    if let Some(mp) = w.match_policy
+        && !matches!(mp, "Equivalent" | "Exact")
+    {
+        errs.push(FieldError::not_supported(
+            format!("{p}.matchPolicy"),
+            mp,
+            &["Equivalent", "Exact"],
+        ));
+    }
+    if w.side_effects.is_empty() {
+        errs.push(FieldError::required(
+            format!("{p}.sideEffects"),
+            "must specify one of None, NoneOnDryRun",
+        ));
+    } else if !matches!(w.side_effects, "None" | "NoneOnDryRun") {
+        errs.push(FieldError::not_supported(
+            format!("{p}.sideEffects"),
+            w.side_effects,
+            &["None", "NoneOnDryRun"],
+        ));
+    }
+    if let Some(t) = w.timeout_seconds
+        && !(1..=30).contains(&t)
+    {
+        errs.push(FieldError::invalid_unquoted(
+            format!("{p}.timeoutSeconds"),
+            t.to_string(),
+            "the timeout value must be between 1 and 30 seconds",
+        ));
+    }
+    if let Some(Some(rp)) = w.reinvocation_policy
+        && !matches!(rp, "IfNeeded" | "Never")
+    {
+        errs.push(FieldError::not_supported(
+            format!("{p}.reinvocationPolicy"),
+            rp,
+            &["IfNeeded", "Never"],
+        ));
+    }
+    if w.client_config.url.is_some() == w.client_config.service.is_some() {
+        errs.push(FieldError::required(
+            format!("{p}.clientConfig"),
+            "exactly one of url or service is required",
+        ));
+    }
+    // validateAdmissionReviewVersions (v1 requires a recognized version).
+    let versions = w.admission_review_versions;
+    let vp = format!("{p}.admissionReviewVersions");
+    if versions.is_empty() {
+        errs.push(FieldError::required(&vp, "must specify one of v1, v1beta1"));
+    } else {
+        let mut seen = std::collections::BTreeSet::new();
+        for (i, v) in versions.iter().enumerate() {
+            if !seen.insert(v.as_str()) {
+                errs.push(FieldError::invalid(
+                    format!("{vp}[{i}]"),
+                    v,
+                    "duplicate version",
+                ));
+                continue;
+            }
+            let b = v.as_bytes();
+            let dns1035 = !b.is_empty()
+                && b.len() <= 63
+                && b[0].is_ascii_lowercase()
+                && b[b.len() - 1].is_ascii_alphanumeric()
+                && b.iter()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-');
+            if !dns1035 {
+                errs.push(FieldError::invalid(
+                    format!("{vp}[{i}]"),
+                    v,
+                    "a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an alphabetic character, and end with an alphanumeric character (e.g. 'my-name',  or 'abc-123', regex used for validation is '[a-z]([-a-z0-9]*[a-z0-9])?')",
+                ));
+            }
+        }
+        if !versions.iter().any(|v| v == "v1" || v == "v1beta1") {
+            errs.push(FieldError::invalid_unquoted(
+                &vp,
+                format!(
+                    "[]string{{{}}}",
+                    versions
+                        .iter()
+                        .map(|v| format!("{v:?}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+                "must include at least one of v1, v1beta1",
+            ));
+        }
+    }
+    // validateMatchConditions: names required, qualified and unique; expressions required.
+    let mut names = std::collections::BTreeSet::new();
+    for (i, c) in w.match_conditions.iter().enumerate() {
+        let cp = format!("{p}.matchConditions[{i}]");
+        if c.name.is_empty() {
+            errs.push(FieldError::required(format!("{cp}.name"), ""));
+        } else {
+            for e in qualified_name_errors(&c.name) {
+                errs.push(FieldError::invalid(format!("{cp}.name"), &c.name, e));
+            }
+            if !names.insert(c.name.as_str()) {
+                errs.push(FieldError::duplicate(format!("{cp}.name"), &c.name));
+            }
+        }
+        if c.expression.trim().is_empty() {
+            errs.push(FieldError::required(format!("{cp}.expression"), ""));
+        }
+    }
+    if w.match_conditions.len() > 64 {
+        errs.push(FieldError::invalid_unquoted(
+            format!("{p}.matchConditions"),
+            w.match_conditions.len().to_string(),
+            "must have at most 64 items",
+        ));
+    }
+    errs
+}
+
 /// Appends the webhooks of `configs` (sorted by configuration name) as `kind`. The mutating
 /// and validating types are distinct in k8s-openapi but share these fields, so one body reads
 /// both and the failure-policy and timeout rules cannot drift apart.
 macro_rules! push_webhooks {
-    ($out:ident, $configs:expr, $kind:expr, $target:expr, $reinvocation:expr) => {{
+    ($out:ident, $configs:expr, $kind:expr, $kind_name:expr, $target:expr, $reinvocation:expr) => {{
         let mut configs: Vec<_> = $configs.iter().collect();
         configs.sort_by_key(|c| c.metadata.name.clone());
         for cfg in configs {
+            let cfg_name = cfg.metadata.name.clone().unwrap_or_default();
+            let mut errs = Vec::new();
+            let mut hook_names = std::collections::BTreeSet::new();
+            for (i, w) in cfg.webhooks.iter().flatten().enumerate() {
+                errs.extend(webhook_errors(&WebhookFields {
+                    path: format!("webhooks[{i}]"),
+                    name: &w.name,
+                    side_effects: &w.side_effects,
+                    admission_review_versions: &w.admission_review_versions,
+                    timeout_seconds: w.timeout_seconds,
+                    failure_policy: w.failure_policy.as_deref(),
+                    match_policy: w.match_policy.as_deref(),
+                    reinvocation_policy: $reinvocation(w),
+                    client_config: &w.client_config,
+                    match_conditions: w.match_conditions.as_deref().unwrap_or_default(),
+                }));
+                if !w.name.is_empty() && !hook_names.insert(w.name.clone()) {
+                    errs.push(FieldError::duplicate(
+                        format!("webhooks[{i}].name"),
+                        &w.name,
+                    ));
+                }
+            }
+            if !errs.is_empty() {
+                return Err(ChainConfigError::Invalid(
+                    ApiError::invalid_in_group(
+                        $kind_name,
+                        "admissionregistration.k8s.io",
+                        &cfg_name,
+                        &errs,
+                    )
+                    .message,
+                ));
+            }
             for w in cfg.webhooks.iter().flatten() {
                 let (url, ca_bundle) = resolve_client(&w.name, &w.client_config, $target)?;
                 let match_conditions = match_conditions_of(&w.name, w.match_conditions.as_ref())?;
@@ -276,8 +545,9 @@ macro_rules! push_webhooks {
                     url,
                     ca_bundle,
                     fail_closed: w.failure_policy.as_deref() != Some("Ignore"),
+                    // Validated above to be 1–30.
                     timeout: Duration::from_secs(
-                        w.timeout_seconds.unwrap_or(10).clamp(1, 30) as u64
+                        w.timeout_seconds.unwrap_or(10).unsigned_abs() as u64
                     ),
                     side_effects: w.side_effects.clone(),
                     namespace_selector: w.namespace_selector.clone(),
@@ -311,6 +581,7 @@ pub fn webhooks_from(
         out,
         mutating,
         WebhookKind::Mutating,
+        "MutatingWebhookConfiguration",
         target,
         mutating_reinvocation
     );
@@ -318,6 +589,7 @@ pub fn webhooks_from(
         out,
         validating,
         WebhookKind::Validating,
+        "ValidatingWebhookConfiguration",
         target,
         no_reinvocation
     );

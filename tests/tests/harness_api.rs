@@ -1097,3 +1097,74 @@ async fn self_subject_review_tells_the_caller_who_it_is() {
     assert_eq!(ar.plural, "selfsubjectreviews");
     assert_eq!(caps.scope, kube::discovery::Scope::Cluster);
 }
+
+#[tokio::test]
+async fn failed_patches_answer_as_the_patch_handler_does() {
+    let s = server().await;
+    let client = s.client("alice").await.unwrap();
+    let path = "/api/v1/namespaces/prod/pods/web/ephemeralcontainers";
+    // A JSON patch op that fails: 422 with the generic message, empty details (no causes).
+    let st = api_err(
+        client
+            .request::<Pod>(http_request(
+                "PATCH",
+                path,
+                "application/json-patch+json",
+                br#"[{"op":"test","path":"/spec/nodeName","value":"elsewhere"}]"#,
+            ))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(
+        (st.code, st.reason.as_str(), st.message.as_str()),
+        (
+            422,
+            "Invalid",
+            "the server rejected our request due to an error in our request"
+        )
+    );
+    assert!(
+        st.details.as_ref().is_none_or(|d| d.causes.is_empty()),
+        "{st:?}"
+    );
+    // A strategic merge patch whose merge-key list element lacks the key: a plain error
+    // from the merge, answered 500 without a reason.
+    let st = api_err(
+        client
+            .request::<Pod>(http_request(
+                "PATCH",
+                path,
+                "application/strategic-merge-patch+json",
+                br#"{"spec":{"ephemeralContainers":[{"image":"busybox"}]}}"#,
+            ))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!((st.code, st.reason.as_str()), (500, ""), "{st:?}");
+    assert!(
+        st.message
+            .contains("does not contain declared merge key: name"),
+        "{st:?}"
+    );
+    // A strategic merge patch that is not a JSON object: 400.
+    let st = api_err(
+        client
+            .request::<Pod>(http_request(
+                "PATCH",
+                path,
+                "application/strategic-merge-patch+json",
+                b"[]",
+            ))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!((st.code, st.reason.as_str()), (400, "BadRequest"), "{st:?}");
+    assert!(
+        s.pod("prod", "web")
+            .unwrap()
+            .spec
+            .unwrap()
+            .ephemeral_containers
+            .is_none()
+    );
+}

@@ -44,15 +44,27 @@ impl PatchKind {
     }
 }
 
-fn rejected(err: impl std::fmt::Display) -> ApiError {
+/// A JSON patch whose operation fails (a missing path, a failed `test`): `applyJSPatch`
+/// answers `NewGenericServerResponse(422, "", GroupResource{}, "", err, 0, false)`, which
+/// carries the generic message only — empty details, no causes (those come only with
+/// `isUnexpectedResponse`), the library's own error text nowhere.
+fn rejected() -> ApiError {
     ApiError {
         code: 422,
         reason: "Invalid".into(),
         message: "the server rejected our request due to an error in our request".into(),
-        details: Some(
-            json!({"causes": [{"reason": "UnexpectedServerResponse", "message": err.to_string()}]}),
-        ),
+        details: Some(json!({})),
     }
+}
+
+/// A strategic merge patch the merge refused. `interpretStrategicMergePatchError` gives 400
+/// or 422 only to the mergepatch sentinel errors (bad JSON document, bad `$setElementOrder`,
+/// `$retainKeys` or primitive-list formats, lists of lists); every error this
+/// implementation reports (a missing merge key, an unknown `$patch`, a list element that is
+/// not a map) is a plain `fmt.Errorf` there, returned as is, and a non-Status error is
+/// answered by `ErrorToAPIStatus` as 500 with no reason and the error text as message.
+fn strategic_failed(err: strategic::StrategicError) -> ApiError {
+    ApiError::new(500, "", err.to_string())
 }
 
 /// Applies a patch body to `original`.
@@ -62,7 +74,7 @@ pub fn apply(kind: PatchKind, original: &Value, body: &[u8]) -> Result<Value, Ap
             let p: json_patch::Patch =
                 serde_json::from_slice(body).map_err(|e| ApiError::bad_request(e.to_string()))?;
             let mut doc = original.clone();
-            json_patch::patch(&mut doc, &p).map_err(rejected)?;
+            json_patch::patch(&mut doc, &p).map_err(|_| rejected())?;
             Ok(doc)
         }
         PatchKind::Merge => {
@@ -75,8 +87,28 @@ pub fn apply(kind: PatchKind, original: &Value, body: &[u8]) -> Result<Value, Ap
         PatchKind::Strategic => {
             let p: Value =
                 serde_json::from_slice(body).map_err(|e| ApiError::bad_request(e.to_string()))?;
-            strategic::apply(original, &p).map_err(|e| ApiError::bad_request(e.to_string()))
+            // The patch is decoded into a map[string]interface{} first: anything else is a
+            // decoding error, 400 (strategicPatchObject).
+            if !p.is_object() {
+                return Err(ApiError::bad_request(format!(
+                    "json: cannot unmarshal {} into Go value of type map[string]interface {{}}",
+                    go_json_type(&p)
+                )));
+            }
+            strategic::apply(original, &p).map_err(strategic_failed)
         }
+    }
+}
+
+/// The name encoding/json gives a JSON value's type in its unmarshal errors.
+fn go_json_type(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "bool",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
     }
 }
 

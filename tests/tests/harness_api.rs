@@ -609,11 +609,117 @@ async fn attach_over_websocket_with_tty_and_resize() {
         .await
         .unwrap();
     assert!(logs.contains("hello"));
-    // Attaching to it now is refused.
-    assert!(
-        api.attach("web", &AttachParams::interactive_tty().container("dbg"))
+    // Attaching to it now is refused by the kubelet, which the API server's stream
+    // translator reports on the error channel of the (v5) stream.
+    let mut again = api
+        .attach("web", &AttachParams::interactive_tty().container("dbg"))
+        .await
+        .expect("the translator upgrades the connection");
+    let st = tokio::time::timeout(Duration::from_secs(5), again.take_status().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (
+            st.status.as_deref(),
+            st.reason.as_deref(),
+            st.message.as_deref()
+        ),
+        (
+            Some("Failure"),
+            Some("InternalError"),
+            Some(
+                "Internal error occurred: unable to upgrade connection: container dbg not found \
+                 in pod web_prod"
+            )
+        )
+    );
+}
+
+#[tokio::test]
+async fn attach_container_choice_and_end_are_the_servers_not_kubectls() {
+    let mut duo = fixtures::two_container_pod("prod", "duo");
+    duo.metadata.annotations = Some(
+        [(
+            "kubectl.kubernetes.io/default-container".to_string(),
+            "sidecar".to_string(),
+        )]
+        .into(),
+    );
+    let s = ApiServer::builder()
+        .namespace("prod", &[])
+        .pod(fixtures::web_pod("prod", "web"))
+        .pod(duo)
+        .start()
+        .await
+        .unwrap();
+    let client = s.client("alice").await.unwrap();
+    // The default-container annotation is for kubectl; the server wants container=.
+    let st = api_err(
+        client
+            .request::<Value>(http_request(
+                "GET",
+                "/api/v1/namespaces/prod/pods/duo/attach?stdout=true",
+                "",
+                b"",
+            ))
             .await
-            .is_err()
+            .unwrap_err(),
+    );
+    assert_eq!(
+        (st.code, st.message.as_str()),
+        (
+            400,
+            "a container name must be specified for pod duo, choose one of: [app sidecar]"
+        )
+    );
+
+    // An attach ends with Success whatever the exit code: it is not an exec.
+    let api: Api<Pod> = Api::namespaced(client.clone(), "prod");
+    api.patch_ephemeral_containers(
+        "web",
+        &PatchParams::default(),
+        &Patch::Strategic(json!({"spec": {"ephemeralContainers": [eph("dbg", "busybox")]}})),
+    )
+    .await
+    .unwrap();
+    s.wait_for_pod("prod", "web", Duration::from_secs(5), |_| {
+        s.process("prod", "web", "dbg").is_some()
+    })
+    .await
+    .unwrap();
+    let mut att = api
+        .attach("web", &AttachParams::interactive_tty().container("dbg"))
+        .await
+        .unwrap();
+    let mut stdin = att.stdin().unwrap();
+    let status = att.take_status().unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    stdin.write_all(b"exit 3\r").await.unwrap();
+    let st = tokio::time::timeout(Duration::from_secs(5), status)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(st.status.as_deref(), Some("Success"), "{st:?}");
+
+    // A request the translator does not take (no v5 WebSocket) reaches the kubelet, whose
+    // plain-text refusal of a container that does not run comes back as it is.
+    let st = api_err(
+        client
+            .request::<Value>(http_request(
+                "GET",
+                "/api/v1/namespaces/prod/pods/web/attach?container=dbg&stdout=true",
+                "",
+                b"",
+            ))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(st.code, 500, "{st:?}");
+    assert!(
+        st.message
+            .contains("container dbg not found in pod web_prod"),
+        "{st:?}"
     );
 }
 

@@ -41,8 +41,10 @@ fn truthy(q: &HashMap<String, String>, k: &str) -> bool {
     q.get(k).is_some_and(|v| v == "true" || v == "1")
 }
 
-/// The container a request means: the named one (400 when unknown), else the default-container
-/// annotation or the only container (400 listing the choices otherwise).
+/// The container a log request means (`LogLocation`): the named one (400 when unknown), else
+/// the only container (400 listing the choices otherwise). The
+/// `kubectl.kubernetes.io/default-container` annotation is kubectl's business: the API server
+/// never reads it.
 pub fn resolve_container(pod: &Pod, wanted: Option<&String>) -> Result<String, ApiError> {
     let pod_name = pod.metadata.name.clone().unwrap_or_default();
     let spec = pod.spec.clone().unwrap_or_default();
@@ -67,15 +69,6 @@ pub fn resolve_container(pod: &Pod, wanted: Option<&String>) -> Result<String, A
             "container {w} is not valid for pod {pod_name}"
         )));
     }
-    if let Some(d) = pod
-        .metadata
-        .annotations
-        .as_ref()
-        .and_then(|a| a.get("kubectl.kubernetes.io/default-container"))
-        && regular.contains(d)
-    {
-        return Ok(d.clone());
-    }
     if regular.len() == 1 {
         return Ok(regular[0].clone());
     }
@@ -98,6 +91,46 @@ pub fn resolve_container(pod: &Pod, wanted: Option<&String>) -> Result<String, A
     Err(ApiError::bad_request(msg))
 }
 
+/// The container an attach means, as `validateContainer` (`pkg/registry/core/pod/strategy.go`)
+/// decides for `AttachLocation`: the named one (400 when the pod has none of that name), else
+/// the only regular container, else 400 listing every container — init, regular, ephemeral,
+/// in `VisitContainers` order, as Go prints a `[]string`. No annotation is consulted.
+pub fn attach_container(pod: &Pod, wanted: Option<&String>) -> Result<String, ApiError> {
+    let pod_name = pod.metadata.name.clone().unwrap_or_default();
+    let spec = pod.spec.clone().unwrap_or_default();
+    let all: Vec<String> = spec
+        .init_containers
+        .iter()
+        .flatten()
+        .map(|c| c.name.clone())
+        .chain(spec.containers.iter().map(|c| c.name.clone()))
+        .chain(
+            spec.ephemeral_containers
+                .iter()
+                .flatten()
+                .map(|c| c.name.clone()),
+        )
+        .collect();
+    if let Some(w) = wanted.filter(|w| !w.is_empty()) {
+        if all.contains(w) {
+            return Ok(w.clone());
+        }
+        return Err(ApiError::bad_request(format!(
+            "container {w} is not valid for pod {pod_name}"
+        )));
+    }
+    match spec.containers.as_slice() {
+        [only] => Ok(only.name.clone()),
+        [] => Err(ApiError::bad_request(format!(
+            "a container name must be specified for pod {pod_name}"
+        ))),
+        _ => Err(ApiError::bad_request(format!(
+            "a container name must be specified for pod {pod_name}, choose one of: [{}]",
+            all.join(" ")
+        ))),
+    }
+}
+
 fn waiting_reason(pod: &Pod, container: &str) -> Option<String> {
     let st = pod.status.as_ref()?;
     st.container_statuses
@@ -111,16 +144,27 @@ fn waiting_reason(pod: &Pod, container: &str) -> Option<String> {
         .map(|w| w.reason.clone().unwrap_or_default())
 }
 
-fn exit_status(code: i32) -> Value {
-    if code == 0 {
-        return success_status();
-    }
+/// What the kubelet's `ServeAttach` writes on the error channel when the attach ends: an
+/// attach is not an exec, so the process's exit code is not reported — `Success` whenever
+/// the runtime's attach returned without error, whatever the code.
+fn end_status() -> Value {
+    success_status()
+}
+
+/// The status the API server's stream translator (the WebSocket-to-SPDY translation of
+/// `v5.channel.k8s.io` requests, `TranslateStreamCloseWebsocketRequests`, on from 1.30)
+/// writes when the kubelet refused the attach: its SPDY upgrade failed with the kubelet's
+/// plain-text answer, which is not a Status, so `NewInternalError("unable to upgrade
+/// connection: …")`.
+fn refused_status(kubelet_says: &str) -> Value {
+    let cause = format!("unable to upgrade connection: {kubelet_says}");
     json!({
         "metadata": {},
         "status": "Failure",
-        "message": format!("command terminated with non-zero exit code: error executing command [sh], exit code {code}"),
-        "reason": "NonZeroExitCode",
-        "details": {"causes": [{"reason": "ExitCode", "message": code.to_string()}]}
+        "message": format!("Internal error occurred: {cause}"),
+        "reason": "InternalError",
+        "details": {"causes": [{"message": cause}]},
+        "code": 500
     })
 }
 
@@ -166,45 +210,89 @@ pub async fn attach(
         .pod(&ns, &name)
         .cloned()
         .ok_or_else(|| ApiError::not_found("pods", &name))?;
-    let container = resolve_container(&pod, q.get("container"))?;
-    let process = state
-        .kubelet
-        .process(&ns, &name, &container)
-        .filter(|p| p.exited().is_none())
-        .ok_or_else(|| match waiting_reason(&pod, &container) {
-            Some(r) => ApiError::bad_request(format!(
-                "container {container:?} in pod {name:?} is waiting to start: {r}"
-            )),
-            None => ApiError::bad_request(format!(
-                "container {container} is not running in pod {name}"
-            )),
-        })?;
-    let ws = ws.map_err(|_| {
-        ApiError::bad_request("this API server serves attach over WebSocket only (v5.channel.k8s.io, v4.channel.k8s.io)")
-    })?;
+    let container = attach_container(&pod, q.get("container"))?;
     let flags = Flags {
         stdin: truthy(&q, "stdin"),
         stdout: truthy(&q, "stdout"),
         stderr: truthy(&q, "stderr"),
     };
-    let ws = ws.protocols(["v5.channel.k8s.io", "v4.channel.k8s.io", "channel.k8s.io"]);
-    let v5 = ws
-        .selected_protocol()
-        .is_some_and(|p| p == "v5.channel.k8s.io");
+    let ws =
+        ws.map(|ws| ws.protocols(["v5.channel.k8s.io", "v4.channel.k8s.io", "channel.k8s.io"]));
+    let v5 = ws.as_ref().is_ok_and(|ws| {
+        ws.selected_protocol()
+            .is_some_and(|p| p == "v5.channel.k8s.io")
+    });
+    // The kubelet attaches only to a running container (`GetAttach` looks among the
+    // runtime's running containers): anything else — waiting, terminated — is
+    // `container X not found in pod NAME_NS`, a plain-text 500 from its streaming server.
+    // A v5 WebSocket request is upgraded by the API server's stream translator before it
+    // asks the kubelet, so the refusal comes as a Status on the error channel; other
+    // requests are proxied and get the kubelet's answer as it is.
+    let Some(process) = state
+        .kubelet
+        .process(&ns, &name, &container)
+        .filter(|p| p.exited().is_none())
+    else {
+        let kubelet_says = format!("container {container} not found in pod {name}_{ns}");
+        return Ok(match ws {
+            Ok(ws) if v5 => ws.on_upgrade(move |socket| refused(socket, flags, kubelet_says)),
+            _ => {
+                let mut resp = (StatusCode::INTERNAL_SERVER_ERROR, kubelet_says).into_response();
+                resp.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("text/plain; charset=utf-8"),
+                );
+                resp
+            }
+        });
+    };
+    let ws = ws.map_err(|_| {
+        ApiError::bad_request("this API server serves attach over WebSocket only (v5.channel.k8s.io, v4.channel.k8s.io)")
+    })?;
     Ok(ws.on_upgrade(move |socket| session(socket, process, flags, v5)))
 }
 
-async fn session(socket: WebSocket, process: Arc<Process>, flags: Flags, v5: bool) {
-    let out_channel = if flags.stdout {
-        Some(STDOUT)
+/// The first writable channel of a stream, which the server announces with a 1-byte frame.
+fn first_channel(flags: Flags) -> u8 {
+    if flags.stdout {
+        STDOUT
     } else if flags.stderr {
-        Some(STDERR)
+        STDERR
     } else {
-        None
-    };
+        ERROR
+    }
+}
+
+/// A translated attach the kubelet refused: the stream opens, the error channel carries
+/// [`refused_status`], then the connection closes.
+async fn refused(socket: WebSocket, flags: Flags, kubelet_says: String) {
+    let (mut sink, _stream) = socket.split();
+    let frames = [
+        Message::Binary(Bytes::from(vec![first_channel(flags)])),
+        Message::Binary(Bytes::from(
+            [
+                &[ERROR][..],
+                refused_status(&kubelet_says).to_string().as_bytes(),
+            ]
+            .concat(),
+        )),
+        Message::Close(Some(CloseFrame {
+            code: 1000,
+            reason: "".into(),
+        })),
+    ];
+    for f in frames {
+        if sink.send(f).await.is_err() {
+            return;
+        }
+    }
+}
+
+async fn session(socket: WebSocket, process: Arc<Process>, flags: Flags, v5: bool) {
+    let first = first_channel(flags);
+    let out_channel = (first != ERROR).then_some(first);
     let (mut sink, mut stream) = socket.split();
     let mut out = process.output.subscribe();
-    let first = out_channel.unwrap_or(ERROR);
     if sink
         .send(Message::Binary(Bytes::from(vec![first])))
         .await
@@ -234,13 +322,13 @@ async fn session(socket: WebSocket, process: Arc<Process>, flags: Flags, v5: boo
                 Err(RecvError::Lagged(_)) => {}
                 Err(RecvError::Closed) => {}
             },
-            code = async { exit.wait_for(|c| c.is_some()).await.ok().and_then(|c| *c).unwrap_or(0) } => {
+            _ = async { exit.wait_for(|c| c.is_some()).await.is_ok() } => {
                 while let Ok(bytes) = out.try_recv() {
                     if let Some(ch) = out_channel {
                         let _ = sink.send(frame(ch, &bytes)).await;
                     }
                 }
-                let _ = sink.send(frame(ERROR, exit_status(code).to_string().as_bytes())).await;
+                let _ = sink.send(frame(ERROR, end_status().to_string().as_bytes())).await;
                 let _ = sink.send(Message::Close(Some(CloseFrame { code: 1000, reason: "".into() }))).await;
                 return;
             }

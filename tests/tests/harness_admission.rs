@@ -174,9 +174,53 @@ async fn warnings_reach_the_client_as_headers() {
         .collect();
     assert_eq!(
         warnings,
-        vec![r#"299 - "debug session is \"audited\"""#; 2],
-        "one per webhook"
+        vec![r#"299 - "debug session is \"audited\"""#],
+        "the same text from both webhooks is recorded once"
     );
+}
+
+/// The warning recorder's rules: UTF-8 text sent as is, control characters dropped,
+/// repeats dropped, and past 4096 runes in total every warning cut to 256 runes and no
+/// more added once the total reaches 4096.
+#[tokio::test]
+async fn warnings_are_deduplicated_truncated_and_sent_as_utf8() {
+    let long: Vec<String> = (0..20)
+        .map(|i| char::from(b'a' + i as u8).to_string().repeat(300))
+        .collect();
+    let mut sent = vec!["naïve ✓\tok".to_string()];
+    sent.extend(long.iter().cloned());
+    let (s, _stub) = setup(Arc::new(
+        move |_req: &Value| json!({"allowed": true, "warnings": sent}),
+    ))
+    .await;
+    let client = s.client("alice").await.unwrap();
+    let req = axum::http::Request::builder()
+        .method("PATCH")
+        .uri("/api/v1/namespaces/prod/pods/web/ephemeralcontainers")
+        .header("content-type", "application/strategic-merge-patch+json")
+        .body(kube::client::Body::from(
+            br#"{"spec":{"ephemeralContainers":[{"name":"dbg","image":"busybox"}]}}"#.to_vec(),
+        ))
+        .unwrap();
+    let resp = client.send(req).await.unwrap();
+    let warnings: Vec<String> = resp
+        .headers()
+        .get_all("warning")
+        .iter()
+        .map(|v| String::from_utf8(v.as_bytes().to_vec()).unwrap())
+        .collect();
+    assert_eq!(warnings[0], "299 - \"naïve ✓ok\"");
+    // 7 + 14 × 300 passes 4096 at the 15th: the 15 so far are cut to 256 runes (3591),
+    // then two more fit before the total reaches 4096; the second webhook's are repeats.
+    assert_eq!(
+        warnings.len(),
+        17,
+        "{:?}",
+        warnings.iter().map(|w| w.len()).collect::<Vec<_>>()
+    );
+    for (w, text) in warnings[1..].iter().zip(&long) {
+        assert_eq!(*w, format!("299 - \"{}\"", &text[..256]));
+    }
 }
 
 #[tokio::test]

@@ -1274,3 +1274,55 @@ async fn failed_patches_answer_as_the_patch_handler_does() {
             .is_none()
     );
 }
+
+#[tokio::test]
+async fn an_unsupported_dry_run_value_is_invalid_options() {
+    let s = server().await;
+    let client = s.client("alice").await.unwrap();
+    for (method, path, ct, body, kind) in [
+        (
+            "PATCH",
+            "/api/v1/namespaces/prod/pods/web/ephemeralcontainers?dryRun=Yes",
+            "application/strategic-merge-patch+json",
+            br#"{"spec":{"ephemeralContainers":[{"name":"dbg","image":"busybox"}]}}"#.as_slice(),
+            "PatchOptions",
+        ),
+        (
+            "POST",
+            "/api/v1/namespaces/prod/pods?dryRun=Yes",
+            "application/json",
+            br#"{"metadata":{"name":"p"},"spec":{"containers":[{"name":"a","image":"busybox"}]}}"#
+                .as_slice(),
+            "CreateOptions",
+        ),
+        (
+            "DELETE",
+            "/api/v1/namespaces/prod/pods/web?dryRun=Yes",
+            "",
+            b"".as_slice(),
+            "DeleteOptions",
+        ),
+    ] {
+        let st = api_err(
+            client
+                .request::<Value>(http_request(method, path, ct, body))
+                .await
+                .unwrap_err(),
+        );
+        assert_eq!(
+            (st.code, st.reason.as_str(), st.message.as_str()),
+            (
+                422,
+                "Invalid",
+                format!(
+                    "{kind}.meta.k8s.io \"\" is invalid: dryRun: Unsupported value: \
+                     []string{{\"Yes\"}}: supported values: \"All\""
+                )
+                .as_str()
+            ),
+            "{method}"
+        );
+    }
+    assert!(s.pod("prod", "web").is_some());
+    assert!(s.pod("prod", "p").is_none());
+}

@@ -175,7 +175,7 @@ impl ServerState {
     }
 }
 
-/// A JSON response with `Warning: 299 - "..."` headers.
+/// A JSON response with `Warning: 299 - "..."` headers (see [`warning_headers`]).
 pub fn json_response(code: StatusCode, body: &Value, warnings: &[String]) -> Response {
     let mut resp = (code, body.to_string()).into_response();
     let h = resp.headers_mut();
@@ -183,13 +183,87 @@ pub fn json_response(code: StatusCode, body: &Value, warnings: &[String]) -> Res
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
-    for w in warnings {
-        let escaped = w.replace('\\', "\\\\").replace('"', "\\\"");
-        if let Ok(v) = HeaderValue::from_str(&format!("299 - \"{escaped}\"")) {
+    for w in warning_headers(warnings) {
+        // Go writes header values as the bytes they are; UTF-8 is obs-text to HTTP.
+        if let Ok(v) = HeaderValue::from_bytes(w.as_bytes()) {
             h.append(header::WARNING, v);
         }
     }
     resp
+}
+
+/// Total runes of warning text before the recorder starts truncating (`truncateAtTotalRunes`).
+const WARNING_TOTAL_RUNES: usize = 4 * 1024;
+/// Runes each warning is cut to once truncating (`truncateItemRunes`).
+const WARNING_ITEM_RUNES: usize = 256;
+
+/// The `Warning` header values for warnings added in order, as the request's warning
+/// recorder (`apiserver/pkg/endpoints/filters/warning.go`) writes them: empty texts
+/// skipped, repeats dropped; once the texts would pass 4096 runes in total, every warning
+/// so far is rewritten cut to 256 runes, later ones are cut too and added only while the
+/// total stays under 4096. Each is `299 - "text"` (`net.NewWarningHeader`): `"` and `\`
+/// escaped, control characters dropped, anything else — UTF-8 included — kept as is.
+pub fn warning_headers(warnings: &[String]) -> Vec<String> {
+    fn cut(text: &str) -> (String, usize) {
+        let n = text.chars().count();
+        if n > WARNING_ITEM_RUNES {
+            (
+                text.chars().take(WARNING_ITEM_RUNES).collect(),
+                WARNING_ITEM_RUNES,
+            )
+        } else {
+            (text.to_string(), n)
+        }
+    }
+    fn header(text: &str) -> String {
+        let mut out = String::with_capacity(text.len() + 8);
+        out.push_str("299 - \"");
+        for c in text.chars() {
+            match c {
+                '\\' | '"' => {
+                    out.push('\\');
+                    out.push(c);
+                }
+                c if (c as u32) < 32 || c as u32 == 127 => {}
+                c => out.push(c),
+            }
+        }
+        out.push('"');
+        out
+    }
+    let mut seen = std::collections::HashSet::new();
+    let mut ordered: Vec<&str> = Vec::new();
+    let mut headers = Vec::new();
+    let mut written = 0;
+    let mut truncating = false;
+    for w in warnings {
+        if w.is_empty() || (truncating && written >= WARNING_TOTAL_RUNES) {
+            continue;
+        }
+        if !seen.insert(w.as_str()) {
+            continue;
+        }
+        ordered.push(w);
+        let (text, runes) = if truncating {
+            cut(w)
+        } else {
+            (w.clone(), w.chars().count())
+        };
+        if truncating || written + runes <= WARNING_TOTAL_RUNES {
+            written += runes;
+            headers.push(header(&text));
+            continue;
+        }
+        truncating = true;
+        written = 0;
+        headers.clear();
+        for earlier in &ordered {
+            let (text, runes) = cut(earlier);
+            headers.push(header(&text));
+            written += runes;
+        }
+    }
+    headers
 }
 
 async fn authenticate(State(state): State<SharedState>, mut req: Request, next: Next) -> Response {

@@ -49,14 +49,29 @@ pub fn authorize(
     }
 }
 
-/// `dryRun=All` → true; absent → false; anything else → 400.
-pub fn dry_run(q: &HashMap<String, String>) -> Result<bool, ApiError> {
+/// `dryRun=All` → true; absent → false; anything else is refused as the handlers refuse
+/// options that do not validate (`ValidateCreateOptions`, `ValidateUpdateOptions`,
+/// `ValidatePatchOptions`, `ValidateDeleteOptions` → `ValidateDryRun`): 422 Invalid for
+/// the options kind `options_kind` of group `meta.k8s.io`, with no name, the bad value
+/// printed as Go prints a `[]string` (`%#v`).
+pub fn dry_run(q: &HashMap<String, String>, options_kind: &str) -> Result<bool, ApiError> {
     match q.get("dryRun").map(String::as_str) {
         None | Some("") => Ok(false),
         Some("All") => Ok(true),
-        Some(other) => Err(ApiError::bad_request(format!(
-            "dryRun: Unsupported value: {other:?}: supported values: \"All\""
-        ))),
+        Some(other) => {
+            let body =
+                format!("Unsupported value: []string{{{other:?}}}: supported values: \"All\"");
+            Err(ApiError {
+                code: 422,
+                reason: "Invalid".into(),
+                message: format!("{options_kind}.meta.k8s.io \"\" is invalid: dryRun: {body}"),
+                details: Some(json!({
+                    "group": "meta.k8s.io",
+                    "kind": options_kind,
+                    "causes": [{"reason": "FieldValueNotSupported", "message": body, "field": "dryRun"}]
+                })),
+            })
+        }
     }
 }
 
@@ -246,7 +261,7 @@ pub async fn create_pod(
 ) -> Result<Response, ApiError> {
     state.record("POST", &uri.to_string(), &user, &headers, &body);
     authorize(&user, "create", "pods", None, Some(&ns), None)?;
-    let dry = dry_run(&q)?;
+    let dry = dry_run(&q, "CreateOptions")?;
     if content_type(&headers).starts_with("application/vnd.kubernetes.protobuf") {
         return Err(ApiError::new(
             415,
@@ -387,7 +402,7 @@ pub async fn delete_pod(
         .ok()
         .and_then(|v| v.get("dryRun").cloned())
         .is_some_and(|d| d == json!(["All"]));
-    if dry_run(&q)? || body_dry {
+    if dry_run(&q, "DeleteOptions")? || body_dry {
         let pod = state
             .store()
             .pod(&ns, &name)
@@ -439,7 +454,13 @@ async fn update(
         ns,
         name,
     } = call;
-    let dry = dry_run(q)?;
+    let dry = dry_run(
+        q,
+        match method {
+            Method::Put => "UpdateOptions",
+            Method::Patch => "PatchOptions",
+        },
+    )?;
     let chain = state.chain();
     let ns_labels = namespace_labels(state, ns)?;
     // Admission sees UpdateOptions for a PATCH too: endpoints/handlers/patch.go hands the

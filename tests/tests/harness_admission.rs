@@ -1124,3 +1124,25 @@ fn webhook_configurations_the_api_server_refuses_are_refused() {
     )
     .unwrap();
 }
+
+/// A PUT whose resourceVersion is stale gets its 409 from the storage update, which runs
+/// after mutating admission (and before validation and validating admission).
+#[tokio::test]
+async fn a_stale_put_is_mutated_before_its_conflict() {
+    let (s, stub) = setup(Arc::new(|_req: &Value| stub_webhook::allow())).await;
+    let api: Api<Pod> = Api::namespaced(s.client("alice").await.unwrap(), "prod");
+    let mut pod = api.get_ephemeral_containers("web").await.unwrap();
+    pod.metadata.resource_version = Some("1".into());
+    pod.spec.as_mut().unwrap().ephemeral_containers = Some(vec![
+        serde_json::from_value(json!({"name": "dbg", "image": "busybox"})).unwrap(),
+    ]);
+    let st = api_err(
+        api.replace_ephemeral_containers("web", &PostParams::default(), &pod)
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!((st.code, st.reason.as_str()), (409, "Conflict"));
+    let webhooks: Vec<String> = s.reviews().iter().map(|r| r.webhook.clone()).collect();
+    assert_eq!(webhooks, ["mutate.stub.dev"], "mutating only");
+    assert_eq!(stub.received().len(), 1);
+}

@@ -1326,3 +1326,83 @@ async fn an_unsupported_dry_run_value_is_invalid_options() {
     assert!(s.pod("prod", "web").is_some());
     assert!(s.pod("prod", "p").is_none());
 }
+
+#[tokio::test]
+async fn writes_that_change_nothing_are_not_writes() {
+    let s = server().await;
+    let client = s.client("admin").await.unwrap();
+    let api: Api<Pod> = Api::namespaced(client.clone(), "prod");
+    let before = api.get("web").await.unwrap();
+    let rv = before.metadata.resource_version.clone();
+    // A watch from the current resourceVersion sees nothing for no-op writes.
+    let watch = client.request_text(http_request(
+        "GET",
+        &format!(
+            "/api/v1/namespaces/prod/pods?watch=true&resourceVersion={}&timeoutSeconds=1",
+            rv.as_deref().unwrap()
+        ),
+        "",
+        b"",
+    ));
+    let writes = async {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let pod = api.get_ephemeral_containers("web").await.unwrap();
+        let put = api
+            .replace_ephemeral_containers("web", &PostParams::default(), &pod)
+            .await
+            .unwrap();
+        let patched = api
+            .patch("web", &PatchParams::default(), &Patch::Merge(json!({})))
+            .await
+            .unwrap();
+        (put, patched)
+    };
+    let (events, (put, patched)) = tokio::join!(watch, writes);
+    assert_eq!(put.metadata.resource_version, rv, "PUT of the same pod");
+    assert_eq!(patched.metadata.resource_version, rv, "empty merge patch");
+    assert_eq!(events.unwrap().trim(), "", "no MODIFIED for no-op writes");
+}
+
+#[tokio::test]
+async fn namespace_watch_resumes_after_its_resource_version() {
+    let s = server().await;
+    let client = s.client("admin").await.unwrap();
+    let list = Api::<Namespace>::all(client.clone())
+        .list(&ListParams::default())
+        .await
+        .unwrap();
+    let rv = list.metadata.resource_version.unwrap();
+    s.add_namespace("late", &[]);
+    let text = client
+        .request_text(http_request(
+            "GET",
+            &format!("/api/v1/namespaces?watch=true&resourceVersion={rv}&timeoutSeconds=1"),
+            "",
+            b"",
+        ))
+        .await
+        .unwrap();
+    let names: Vec<String> = text
+        .lines()
+        .map(|l| {
+            let ev: Value = serde_json::from_str(l).unwrap();
+            assert_eq!(ev["type"], "ADDED");
+            ev["object"]["metadata"]["name"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(names, ["late"], "only what came after {rv}");
+    // From "0": every namespace.
+    let text = client
+        .request_text(http_request(
+            "GET",
+            "/api/v1/namespaces?watch=true&resourceVersion=0&timeoutSeconds=1",
+            "",
+            b"",
+        ))
+        .await
+        .unwrap();
+    assert_eq!(text.lines().count(), list.items.len() + 1);
+}

@@ -510,12 +510,10 @@ async fn update(
             .pointer("/metadata/resourceVersion")
             .and_then(Value::as_str)
             .map(str::to_string);
-        if let Some(rv) = &sent_rv
-            && Some(rv) != cur_rv.as_ref()
-        {
-            return Err(ApiError::conflict("pods", name));
-        }
-        let client_rv = if method == Method::Put { sent_rv } else { None };
+        let client_rv = match method {
+            Method::Put => sent_rv,
+            Method::Patch => sent_rv.filter(|rv| Some(rv) != cur_rv.as_ref()),
+        };
         defaults::apply_pod_defaults(&mut new_json);
         let new_pod = decode(new_json)?;
         let mut attrs = Attributes {
@@ -537,6 +535,15 @@ async fn update(
         let mut mutated = attrs.object.clone();
         defaults::apply_pod_defaults(&mut mutated);
         let mutated = decode(mutated)?;
+        // The precondition is checked inside the storage update, on the object mutating
+        // admission produced (registry/generic/registry/store.go Update: UpdatedObject runs
+        // the admission transformers, then the resourceVersions are compared): a stale
+        // write has been through mutating admission when it gets its 409.
+        if let Some(rv) = mutated.metadata.resource_version.as_ref()
+            && Some(rv) != cur_rv.as_ref()
+        {
+            return Err(ApiError::conflict("pods", name));
+        }
         let prepared = match target {
             Target::Ephemeral => {
                 let mut p = current.clone();
@@ -736,7 +743,7 @@ pub async fn list_namespaces(
     let opts = ListOptions::from_query(&q)?;
     if opts.watch {
         authorize(&user, "watch", "namespaces", None, None, None)?;
-        return Ok(watch::watch_namespaces(&state, &opts));
+        return watch::watch_namespaces(&state, &opts);
     }
     authorize(&user, "list", "namespaces", None, None, None)?;
     let store = state.store();

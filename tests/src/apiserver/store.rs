@@ -265,6 +265,12 @@ impl Store {
         {
             return Err(ApiError::conflict("pods", &k.1));
         }
+        // etcd3's GuaranteedUpdate skips a write whose encoding equals the stored one: the
+        // object keeps its resourceVersion and watchers see no MODIFIED.
+        pod.metadata.resource_version = current.metadata.resource_version.clone();
+        if pod == *current {
+            return Ok(pod);
+        }
         let prev = Arc::new(current.clone());
         let rv = self.bump();
         pod.metadata.resource_version = Some(rv.to_string());
@@ -330,8 +336,16 @@ mod tests {
             .parse()
             .unwrap();
         assert!(matches!(s.create_pod(pod("a")), Err(e) if e.code == 409));
-        let b = s
+        // Writing the same object again is no write at all.
+        let same = s
             .update_pod(a.clone(), a.metadata.resource_version.as_deref())
+            .unwrap();
+        assert_eq!(same.metadata.resource_version, a.metadata.resource_version);
+        assert!(s.events_since(rv_a).unwrap().is_empty());
+        let mut changed = a.clone();
+        changed.metadata.labels = Some([("k".to_string(), "v".to_string())].into());
+        let b = s
+            .update_pod(changed, a.metadata.resource_version.as_deref())
             .unwrap();
         assert!(matches!(s.update_pod(a, Some("1")), Err(e) if e.reason == "Conflict"));
         let evs = s.events_since(rv_a).unwrap();

@@ -156,16 +156,36 @@ pub fn watch_pods(
     Ok(resp)
 }
 
-/// A namespace watch: ADDED for every namespace (with `sendInitialEvents`, then the
-/// initial-events-end BOOKMARK), then the stream stays open until `timeoutSeconds`.
-/// Namespaces are created by the harness, not through the API, so no later events come;
-/// this is enough for reflectors and informers that keep a namespace cache.
-pub fn watch_namespaces(state: &SharedState, opts: &ListOptions) -> Response {
+/// A namespace watch. From `resourceVersion` unset or `"0"`, or with `sendInitialEvents`:
+/// ADDED for every namespace (with `sendInitialEvents` and bookmarks, then the
+/// initial-events-end BOOKMARK). From a later `resourceVersion` — a watch resumed after a
+/// list or an earlier watch — only what happened after it: ADDED for the namespaces
+/// created since (namespaces are only ever created here, so that is all that can have
+/// happened). The stream then stays open until `timeoutSeconds`; namespaces the harness
+/// adds later are not streamed.
+pub fn watch_namespaces(state: &SharedState, opts: &ListOptions) -> Result<Response, ApiError> {
+    let since = match opts.resource_version.as_deref() {
+        None | Some("0") => None,
+        Some(_) if opts.send_initial_events => None,
+        Some(rv) => Some(
+            rv.parse::<u64>()
+                .map_err(|_| ApiError::bad_request(format!("invalid resource version: {rv:?}")))?,
+        ),
+    };
     let (lines, rv) = {
         let store = state.store();
         let lines: Vec<Bytes> = store
             .namespaces()
             .iter()
+            .filter(|n| {
+                since.is_none_or(|since| {
+                    n.metadata
+                        .resource_version
+                        .as_deref()
+                        .and_then(|r| r.parse::<u64>().ok())
+                        .is_some_and(|r| r > since)
+                })
+            })
             .filter_map(|n| serde_json::to_value(n).ok())
             .map(|v| line("ADDED", &v))
             .collect();
@@ -196,5 +216,5 @@ pub fn watch_namespaces(state: &SharedState, opts: &ListOptions) -> Response {
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
-    resp
+    Ok(resp)
 }

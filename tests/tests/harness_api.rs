@@ -805,6 +805,213 @@ async fn events_take_series_patches_and_refuse_what_the_real_server_refuses() {
     );
 }
 
+/// The `Warning` headers of a raw request through `client` (kube-rs does not surface them).
+async fn warnings_of(
+    client: &kube::Client,
+    method: &str,
+    uri: &str,
+    content_type: &str,
+    body: &Value,
+) -> (u16, Vec<String>) {
+    let req = axum::http::Request::builder()
+        .method(method)
+        .uri(uri)
+        .header("content-type", content_type)
+        .body(kube::client::Body::from(body.to_string().into_bytes()))
+        .unwrap();
+    let resp = client.send(req).await.unwrap();
+    let warnings = resp
+        .headers()
+        .get_all("warning")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_string())
+        .collect();
+    (resp.status().as_u16(), warnings)
+}
+
+/// PodSecurity's other baseline checks (`policy/check_*.go`): AppArmor (field and
+/// annotation), hostPorts, procMount, SELinux options, seccomp Unconfined, unsafe sysctls and
+/// Windows host processes, in the registry's order and wording; restricted refuses an
+/// explicit `runAsUser: 0`; the safe sysctls depend on the pinned version.
+#[tokio::test]
+async fn pod_security_baseline_covers_every_check() {
+    let s = ApiServer::builder()
+        .namespace(
+            "base",
+            &[("pod-security.kubernetes.io/enforce", "baseline")],
+        )
+        .namespace(
+            "old",
+            &[
+                ("pod-security.kubernetes.io/enforce", "baseline"),
+                ("pod-security.kubernetes.io/enforce-version", "v1.31"),
+            ],
+        )
+        .namespace(
+            "strict",
+            &[("pod-security.kubernetes.io/enforce", "restricted")],
+        )
+        .pod(fixtures::web_pod("base", "web"))
+        .start()
+        .await
+        .unwrap();
+    let client = s.client("admin").await.unwrap();
+    let create = |ns: &str, pod: Value| {
+        let api: Api<Pod> = Api::namespaced(client.clone(), ns);
+        async move {
+            api.create(
+                &PostParams::default(),
+                &serde_json::from_value(pod).unwrap(),
+            )
+            .await
+        }
+    };
+    let mut bad: Value = serde_json::to_value(fixtures::web_pod("base", "bad")).unwrap();
+    bad["metadata"]["annotations"] =
+        json!({"container.apparmor.security.beta.kubernetes.io/app": "unconfined"});
+    bad["spec"]["hostUsers"] = json!(false);
+    bad["spec"]["securityContext"] = json!({"sysctls": [
+        {"name": "kernel.msgmax", "value": "65536"},
+        {"name": "net.ipv4.tcp_syncookies", "value": "1"},
+        {"name": "net.core.somaxconn", "value": "1024"}
+    ]});
+    let c = &mut bad["spec"]["containers"][0];
+    c["ports"] = json!([
+        {"containerPort": 8080, "hostPort": 8080},
+        {"containerPort": 80, "hostPort": 80}
+    ]);
+    c["securityContext"] = json!({
+        "appArmorProfile": {"type": "Unconfined"},
+        "seLinuxOptions": {"type": "spc_t", "user": "system_u"},
+        // Forbidden at 1.33 even in a user namespace: the relaxation is an alpha gate.
+        "procMount": "Unmasked",
+        "seccompProfile": {"type": "Unconfined"}
+    });
+    let st = api_err(create("base", bad).await.unwrap_err());
+    assert_eq!((st.code, st.reason.as_str()), (403, "Forbidden"));
+    assert_eq!(
+        st.message,
+        r#"pods "bad" is forbidden: violates PodSecurity "baseline:latest": forbidden AppArmor profiles (container "app" and annotation must not set AppArmor profile type to "Unconfined", "container.apparmor.security.beta.kubernetes.io/app=\"unconfined\""), hostPort (container "app" uses hostPorts 80, 8080), procMount (container "app" must not set securityContext.procMount to "Unmasked"), seLinuxOptions (container "app" set forbidden securityContext.seLinuxOptions: type "spc_t"; user may not be set), seccompProfile (container "app" must not set securityContext.seccompProfile.type to "Unconfined"), forbidden sysctls (kernel.msgmax, net.core.somaxconn)"#
+    );
+
+    // A Windows host process (which needs the host network).
+    let mut win: Value = serde_json::to_value(fixtures::web_pod("base", "win")).unwrap();
+    win["spec"]["hostNetwork"] = json!(true);
+    win["spec"]["securityContext"] = json!({"windowsOptions": {"hostProcess": true}});
+    let st = api_err(create("base", win).await.unwrap_err());
+    assert_eq!(
+        st.message,
+        r#"pods "win" is forbidden: violates PodSecurity "baseline:latest": host namespaces (hostNetwork=true), hostProcess (pod must not set securityContext.windowsOptions.hostProcess=true)"#
+    );
+
+    // The allowed values pass: RuntimeDefault/Localhost profiles, container_t, Default.
+    let mut ok: Value = serde_json::to_value(fixtures::web_pod("base", "ok")).unwrap();
+    ok["metadata"]["annotations"] =
+        json!({"container.apparmor.security.beta.kubernetes.io/app": "runtime/default"});
+    ok["spec"]["securityContext"] = json!({
+        "seLinuxOptions": {"type": "container_t", "level": "s0:c1,c2"},
+        "seccompProfile": {"type": "RuntimeDefault"},
+        "sysctls": [{"name": "net.ipv4.tcp_rmem", "value": "4096 87380 6291456"}]
+    });
+    ok["spec"]["containers"][0]["securityContext"]["procMount"] = json!("Default");
+    ok["spec"]["containers"][0]["securityContext"]["appArmorProfile"] =
+        json!({"type": "RuntimeDefault"});
+    create("base", ok.clone()).await.unwrap();
+    // net.ipv4.tcp_rmem is safe from policy 1.32 on only.
+    ok["metadata"]["namespace"] = json!("old");
+    let st = api_err(create("old", ok).await.unwrap_err());
+    assert_eq!(
+        st.message,
+        r#"pods "ok" is forbidden: violates PodSecurity "baseline:v1.31": forbidden sysctls (net.ipv4.tcp_rmem)"#
+    );
+
+    // An ephemeral container is checked too.
+    let base: Api<Pod> = Api::namespaced(client.clone(), "base");
+    let st = api_err(
+        base.patch_ephemeral_containers(
+            "web",
+            &PatchParams::default(),
+            &Patch::Strategic(json!({"spec": {"ephemeralContainers": [{
+                "name": "dbg", "image": "busybox",
+                "securityContext": {"seccompProfile": {"type": "Unconfined"}}
+            }]}})),
+        )
+        .await
+        .unwrap_err(),
+    );
+    assert_eq!(
+        st.message,
+        r#"pods "web" is forbidden: violates PodSecurity "baseline:latest": seccompProfile (container "dbg" must not set securityContext.seccompProfile.type to "Unconfined")"#
+    );
+
+    // Restricted: an explicit runAsUser 0, even with runAsNonRoot set.
+    let mut root: Value = serde_json::to_value(fixtures::hardened_pod("strict", "root")).unwrap();
+    root["spec"]["containers"][0]["securityContext"]["runAsUser"] = json!(0);
+    let st = api_err(create("strict", root).await.unwrap_err());
+    assert_eq!(
+        st.message,
+        r#"pods "root" is forbidden: violates PodSecurity "restricted:latest": runAsUser=0 (container "app" must not set runAsUser=0)"#
+    );
+}
+
+/// The `warn` label: a pod the enforced level admits but the warned level would not is
+/// created with the plugin's `Warning` header; a refused request carries none; ephemeral
+/// container updates warn the same way.
+#[tokio::test]
+async fn pod_security_warn_label_returns_warnings() {
+    let s = ApiServer::builder()
+        .namespace(
+            "warned",
+            &[
+                ("pod-security.kubernetes.io/enforce", "baseline"),
+                ("pod-security.kubernetes.io/warn", "restricted"),
+                ("pod-security.kubernetes.io/warn-version", "v1.33"),
+                ("pod-security.kubernetes.io/audit", "restricted"),
+            ],
+        )
+        .pod(fixtures::hardened_pod("warned", "hard"))
+        .start()
+        .await
+        .unwrap();
+    let client = s.client("admin").await.unwrap();
+    let pods = "/api/v1/namespaces/warned/pods";
+    let web = serde_json::to_value(fixtures::web_pod("warned", "web")).unwrap();
+    let (code, warnings) = warnings_of(&client, "POST", pods, "application/json", &web).await;
+    assert_eq!(code, 201);
+    assert_eq!(
+        warnings,
+        vec![
+            r#"299 - "would violate PodSecurity \"restricted:v1.33\": allowPrivilegeEscalation != false (container \"app\" must set securityContext.allowPrivilegeEscalation=false), unrestricted capabilities (container \"app\" must set securityContext.capabilities.drop=[\"ALL\"]), runAsNonRoot != true (pod or container \"app\" must set securityContext.runAsNonRoot=true), seccompProfile (pod or container \"app\" must set securityContext.seccompProfile.type to \"RuntimeDefault\" or \"Localhost\")""#
+        ]
+    );
+    // Refused by the enforced level: the error only, no warning.
+    let mut bad = serde_json::to_value(fixtures::web_pod("warned", "bad")).unwrap();
+    bad["spec"]["hostPID"] = json!(true);
+    let (code, warnings) = warnings_of(&client, "POST", pods, "application/json", &bad).await;
+    assert_eq!(code, 403);
+    assert!(warnings.is_empty(), "{warnings:?}");
+    // A conforming pod: no warning.
+    let ok = serde_json::to_value(fixtures::hardened_pod("warned", "ok")).unwrap();
+    let (code, warnings) = warnings_of(&client, "POST", pods, "application/json", &ok).await;
+    assert_eq!((code, warnings.len()), (201, 0), "{warnings:?}");
+    // An ephemeral container without the restricted securityContext.
+    let (code, warnings) = warnings_of(
+        &client,
+        "PATCH",
+        "/api/v1/namespaces/warned/pods/hard/ephemeralcontainers",
+        "application/strategic-merge-patch+json",
+        &json!({"spec": {"ephemeralContainers": [{"name": "dbg", "image": "busybox"}]}}),
+    )
+    .await;
+    assert_eq!(code, 200);
+    assert_eq!(
+        warnings,
+        vec![
+            r#"299 - "would violate PodSecurity \"restricted:v1.33\": allowPrivilegeEscalation != false (container \"dbg\" must set securityContext.allowPrivilegeEscalation=false), unrestricted capabilities (container \"dbg\" must set securityContext.capabilities.drop=[\"ALL\"])""#
+        ]
+    );
+}
+
 /// PodSecurity admission: the namespace's enforce label, on pod creates and ephemeral
 /// container updates, with the plugin's 403 wording; pod updates only when images change.
 #[tokio::test]

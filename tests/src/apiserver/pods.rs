@@ -347,7 +347,8 @@ pub async fn create_pod(
         attrs.name = name.clone();
     }
     // Validating admission: the PodSecurity plugin, then the webhooks.
-    pod_security::admit(&attrs.namespace_labels, &name, &attrs.object)?;
+    let pod_security_warnings = pod_security::admit(&attrs.namespace_labels, &name, &attrs.object)?;
+    admitted.warnings.extend(pod_security_warnings);
     chain
         .validate(&attrs, &state.reviews, &mut admitted)
         .await?;
@@ -541,7 +542,8 @@ async fn update(
         if target == Target::Ephemeral
             || pod_security::significant_pod_update(&attrs.object, &cur_json)
         {
-            pod_security::admit(&attrs.namespace_labels, name, &attrs.object)?;
+            let warnings = pod_security::admit(&attrs.namespace_labels, name, &attrs.object)?;
+            admitted.warnings.extend(warnings);
         }
         chain
             .validate(&attrs, &state.reviews, &mut admitted)

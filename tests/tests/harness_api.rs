@@ -805,6 +805,153 @@ async fn events_take_series_patches_and_refuse_what_the_real_server_refuses() {
     );
 }
 
+/// Container validation of the fields kspy writes (`pkg/apis/core/validation`, 1.33):
+/// `env[].valueFrom` (exactly one source, none beside a value), `recursiveReadOnly` (only
+/// read-only, unpropagated mounts) and Bidirectional propagation (privileged containers only),
+/// both named after the mount list as upstream does; user and group ID ranges; `procMount:
+/// Unmasked` only with `hostUsers: false`; seccomp and AppArmor `localhostProfile` rules; no
+/// whitespace around images.
+#[tokio::test]
+async fn container_validation_covers_security_fields_mounts_env_and_images() {
+    let s = server().await;
+    let api: Api<Pod> = Api::namespaced(s.client("alice").await.unwrap(), "prod");
+    let strategic = |c: Value| Patch::Strategic(json!({"spec": {"ephemeralContainers": [c]}}));
+    let pp = PatchParams::default();
+
+    let mut bad = eph("dbg", " busybox");
+    bad["env"] = json!([
+        {"name": "A", "value": "x", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+        {"name": "B", "valueFrom": {}},
+        {"name": "C", "valueFrom": {
+            "fieldRef": {"fieldPath": "metadata.name"},
+            "secretKeyRef": {"name": "s", "key": "k"}
+        }}
+    ]);
+    bad["volumeMounts"] = json!([
+        {"name": "data", "mountPath": "/d", "recursiveReadOnly": "IfPossible"},
+        {"name": "creds", "mountPath": "/c", "readOnly": true,
+         "mountPropagation": "Bidirectional", "recursiveReadOnly": "Enabled"}
+    ]);
+    bad["securityContext"] = json!({
+        "runAsUser": -1,
+        "runAsGroup": 2147483648_i64,
+        "procMount": "Unmasked",
+        "seccompProfile": {"type": "Localhost"},
+        "appArmorProfile": {"type": "RuntimeDefault", "localhostProfile": "x"}
+    });
+    let st = api_err(
+        api.patch_ephemeral_containers("web", &pp, &strategic(bad))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(st.code, 422);
+    let p = "spec.ephemeralContainers[0]";
+    let want = [
+        format!(
+            "{p}.env[0].valueFrom: Invalid value: \"\": may not be specified when `value` is not empty"
+        ),
+        format!(
+            "{p}.env[1].valueFrom: Invalid value: \"\": must specify one of: `fieldRef`, `resourceFieldRef`, `configMapKeyRef` or `secretKeyRef`"
+        ),
+        format!(
+            "{p}.env[2].valueFrom: Invalid value: \"\": may not have more than one field specified at a time"
+        ),
+        format!(
+            "{p}.volumeMounts.recursiveReadOnly: Forbidden: may only be specified when readOnly is true"
+        ),
+        format!(
+            "{p}.volumeMounts.mountPropagation: Forbidden: Bidirectional mount propagation is available only to privileged containers"
+        ),
+        format!(
+            "{p}.volumeMounts.recursiveReadOnly: Forbidden: may only be specified when mountPropagation is None or not specified"
+        ),
+        format!(
+            "{p}.securityContext.runAsUser: Invalid value: -1: must be between 0 and 2147483647, inclusive"
+        ),
+        format!(
+            "{p}.securityContext.runAsGroup: Invalid value: 2147483648: must be between 0 and 2147483647, inclusive"
+        ),
+        format!(
+            "{p}.securityContext.procMount: Invalid value: \"Unmasked\": `hostUsers` must be false to use `Unmasked`"
+        ),
+        format!(
+            "{p}.securityContext.seccompProfile.localhostProfile: Required value: must be set when seccomp type is Localhost"
+        ),
+        format!(
+            "{p}.securityContext.appArmorProfile.localhostProfile: Invalid value: \"x\": can only be set if the AppArmor type is Localhost"
+        ),
+        format!(
+            "{p}.image: Invalid value: \" busybox\": must not have leading or trailing whitespace"
+        ),
+    ];
+    assert_eq!(
+        st.message,
+        format!("Pod \"web\" is invalid: [{}]", want.join(", "))
+    );
+
+    // What passes: kspy's `recursiveReadOnly: IfPossible` beside `readOnly: true`,
+    // Bidirectional propagation in a privileged container, a Localhost seccomp profile.
+    let mut ok = eph("ok", "busybox");
+    ok["volumeMounts"] = json!([
+        {"name": "data", "mountPath": "/d", "mountPropagation": "Bidirectional"},
+        {"name": "creds", "mountPath": "/c", "readOnly": true, "recursiveReadOnly": "IfPossible"}
+    ]);
+    ok["securityContext"] = json!({
+        "privileged": true,
+        "seccompProfile": {"type": "Localhost", "localhostProfile": "profiles/audit.json"},
+        "appArmorProfile": {"type": "Localhost", "localhostProfile": "k8s-debug"}
+    });
+    ok["env"] = json!([{"name": "POD", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}]);
+    api.patch_ephemeral_containers("web", &pp, &strategic(ok))
+        .await
+        .unwrap();
+
+    // Pod creates: the pod-level profiles and ranges, then each container's image; seccomp's
+    // stray localhostProfile is reported with the whole profile as the bad value.
+    let mut pod: Value = serde_json::to_value(fixtures::web_pod("prod", "badpod")).unwrap();
+    pod["spec"]["containers"][0]["image"] = json!("nginx ");
+    pod["spec"]["containers"][0]["securityContext"]["seccompProfile"] =
+        json!({"type": "RuntimeDefault", "localhostProfile": "p"});
+    pod["spec"]["securityContext"] = json!({
+        "runAsUser": 2147483648_i64,
+        "seccompProfile": {"type": "Bogus"},
+        "appArmorProfile": {"type": "Localhost"}
+    });
+    let st = api_err(
+        api.create(
+            &PostParams::default(),
+            &serde_json::from_value(pod).unwrap(),
+        )
+        .await
+        .unwrap_err(),
+    );
+    let (head, tail) = st
+        .message
+        .split_once("spec.containers[0].securityContext.seccompProfile.localhostProfile: Invalid value: core.SeccompProfile{Type:\"RuntimeDefault\", LocalhostProfile:(*string)(0x")
+        .expect(&st.message);
+    assert_eq!(head, "Pod \"badpod\" is invalid: [");
+    let (_, rest) = tail.split_once(")}: ").expect(&st.message);
+    assert_eq!(
+        rest,
+        "can only be set when seccomp type is Localhost, \
+         spec.securityContext.runAsUser: Invalid value: 2147483648: must be between 0 and 2147483647, inclusive, \
+         spec.securityContext.seccompProfile.type: Unsupported value: \"Bogus\": supported values: \"Localhost\", \"RuntimeDefault\", \"Unconfined\", \
+         spec.securityContext.appArmorProfile.localhostProfile: Required value: must be set when AppArmor type is Localhost, \
+         spec.containers[0].image: Invalid value: \"nginx \": must not have leading or trailing whitespace]"
+    );
+
+    // `procMount: Unmasked` is valid in a user namespace.
+    let mut userns: Value = serde_json::to_value(fixtures::web_pod("prod", "userns")).unwrap();
+    userns["spec"]["hostUsers"] = json!(false);
+    userns["spec"]["containers"][0]["securityContext"]["procMount"] = json!("Unmasked");
+    api.create(
+        &PostParams::default(),
+        &serde_json::from_value(userns).unwrap(),
+    )
+    .await
+    .unwrap();
+}
+
 /// The `Warning` headers of a raw request through `client` (kube-rs does not surface them).
 async fn warnings_of(
     client: &kube::Client,

@@ -952,6 +952,114 @@ async fn container_validation_covers_security_fields_mounts_env_and_images() {
     .unwrap();
 }
 
+/// The ServiceAccount admission plugin (`plugin/pkg/admission/serviceaccount/admission.go`):
+/// a pod naming an account that does not exist is refused (403, named by its generateName
+/// when it has no name yet); the token is mounted into every init and regular container
+/// without a mount at its path; an existing `kube-api-access-*` volume is reused; the pod's
+/// `automountServiceAccountToken`, else the account's, decides.
+#[tokio::test]
+async fn service_account_admission_looks_up_and_mounts_per_container() {
+    const TOKEN: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
+    let s = server().await;
+    let api: Api<Pod> = Api::namespaced(s.client("admin").await.unwrap(), "prod");
+    let create = |pod: Value| {
+        let api = api.clone();
+        async move {
+            api.create(
+                &PostParams::default(),
+                &serde_json::from_value(pod).unwrap(),
+            )
+            .await
+        }
+    };
+    let mut robot: Value = serde_json::to_value(fixtures::web_pod("prod", "robot")).unwrap();
+    robot["spec"]["serviceAccountName"] = json!("robot");
+    let st = api_err(create(robot.clone()).await.unwrap_err());
+    assert_eq!((st.code, st.reason.as_str()), (403, "Forbidden"));
+    assert_eq!(
+        st.message,
+        r#"pods "robot" is forbidden: error looking up service account prod/robot: serviceaccount "robot" not found"#
+    );
+    let mut generated = robot.clone();
+    generated["metadata"] = json!({"generateName": "robot-", "namespace": "prod"});
+    let st = api_err(create(generated).await.unwrap_err());
+    assert_eq!(
+        st.message,
+        r#"pods "robot-" is forbidden: error looking up service account prod/robot: serviceaccount "robot" not found"#
+    );
+    assert!(s.pod("prod", "robot").is_none());
+    s.add_service_account("prod", "robot", Some(false));
+    // The account turns automounting off; the pod's own setting wins over it.
+    let p = create(robot.clone()).await.unwrap();
+    let spec = p.spec.unwrap();
+    assert_eq!(spec.service_account_name.as_deref(), Some("robot"));
+    let mounts = |c: &k8s_openapi::api::core::v1::Container| -> Vec<(String, String)> {
+        c.volume_mounts
+            .iter()
+            .flatten()
+            .map(|m| (m.name.clone(), m.mount_path.clone()))
+            .collect()
+    };
+    assert!(
+        !mounts(&spec.containers[0]).iter().any(|(_, p)| p == TOKEN),
+        "{spec:?}"
+    );
+    robot["metadata"]["name"] = json!("robot2");
+    robot["spec"]["automountServiceAccountToken"] = json!(true);
+    let spec = create(robot).await.unwrap().spec.unwrap();
+    assert!(mounts(&spec.containers[0]).iter().any(|(_, p)| p == TOKEN));
+
+    // Per container: `sidecar` mounts its own volume at the token path and keeps it; `app`
+    // and the init container get the token.
+    let mut pod = serde_json::to_value(fixtures::two_container_pod("prod", "mixed")).unwrap();
+    pod["spec"]["volumes"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"name": "own-token", "emptyDir": {}}));
+    pod["spec"]["containers"][1]["volumeMounts"] =
+        json!([{"name": "own-token", "mountPath": TOKEN}]);
+    pod["spec"]["initContainers"] = json!([{"name": "init", "image": "busybox:1.36"}]);
+    let spec = create(pod).await.unwrap().spec.unwrap();
+    let token_volumes: Vec<String> = spec
+        .volumes
+        .iter()
+        .flatten()
+        .map(|v| v.name.clone())
+        .filter(|n| n.starts_with("kube-api-access-"))
+        .collect();
+    assert_eq!(token_volumes.len(), 1, "{:?}", spec.volumes);
+    let token = (token_volumes[0].clone(), TOKEN.to_string());
+    assert!(mounts(&spec.containers[0]).contains(&token));
+    assert_eq!(
+        mounts(&spec.containers[1]),
+        vec![("own-token".to_string(), TOKEN.to_string())]
+    );
+    assert_eq!(
+        mounts(&spec.init_containers.as_ref().unwrap()[0]),
+        vec![token]
+    );
+
+    // An existing kube-api-access-* volume (a copy of a pod carries one) is reused.
+    let mut copy = serde_json::to_value(fixtures::web_pod("prod", "copy")).unwrap();
+    copy["spec"]["volumes"].as_array_mut().unwrap().push(
+        json!({"name": "kube-api-access-abcde", "projected": {"sources": [
+            {"serviceAccountToken": {"path": "token", "expirationSeconds": 3607}}
+        ]}}),
+    );
+    let spec = create(copy).await.unwrap().spec.unwrap();
+    let names: Vec<String> = spec
+        .volumes
+        .iter()
+        .flatten()
+        .map(|v| v.name.clone())
+        .collect();
+    assert_eq!(names, ["data", "creds", "kube-api-access-abcde"]);
+    assert!(
+        mounts(&spec.containers[0])
+            .contains(&("kube-api-access-abcde".to_string(), TOKEN.to_string()))
+    );
+}
+
 /// The `Warning` headers of a raw request through `client` (kube-rs does not surface them).
 async fn warnings_of(
     client: &kube::Client,

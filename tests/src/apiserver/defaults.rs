@@ -4,6 +4,8 @@
 
 use serde_json::{Map, Value, json};
 
+use super::status::ApiError;
+
 /// Where the ServiceAccount admission plugin mounts the API credentials.
 pub const SA_MOUNT_PATH: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
 
@@ -120,25 +122,52 @@ pub fn apply_pod_defaults(pod: &mut Value) {
     }
 }
 
+/// The ServiceAccount a pod create runs as: `spec.serviceAccountName`, `default` when unset
+/// (the ServiceAccount admission plugin fills it in before looking the account up).
+pub fn service_account_name(pod: &Value) -> String {
+    pod["spec"]["serviceAccountName"]
+        .as_str()
+        .filter(|s| !s.is_empty())
+        .unwrap_or("default")
+        .to_string()
+}
+
+/// The ServiceAccount plugin's refusal of a pod whose account does not exist
+/// (`plugin/pkg/admission/serviceaccount/admission.go`): `error looking up service account
+/// NS/NAME: serviceaccount "NAME" not found`, as `admission.NewForbidden` words it — naming
+/// the pod by its name, else its `generateName` (no name is generated yet), else `Unknown`.
+pub fn service_account_not_found(pod: &Value, namespace: &str, sa: &str) -> ApiError {
+    let meta = &pod["metadata"];
+    let name = [&meta["name"], &meta["generateName"]]
+        .into_iter()
+        .filter_map(Value::as_str)
+        .find(|n| !n.is_empty())
+        .unwrap_or("Unknown");
+    ApiError::forbidden(
+        "pods",
+        name,
+        format!(
+            "error looking up service account {namespace}/{sa}: serviceaccount \"{sa}\" not found"
+        ),
+    )
+}
+
 /// What the built-in admission plugins add to a Pod on create, before webhooks run:
-/// ServiceAccount (account name, `kube-api-access-*` projected volume and its mounts),
-/// DefaultTolerationSeconds and Priority.
-pub fn apply_create_admission(pod: &mut Value) {
+/// ServiceAccount (account name; unless the pod, else the account, turns automounting off:
+/// the token volume — an existing `kube-api-access-*` volume is reused — mounted read-only at
+/// [`SA_MOUNT_PATH`] into every init and regular container that has no mount there; ephemeral
+/// containers never get one), DefaultTolerationSeconds and Priority. `service_account` is the
+/// account [`service_account_name`] names, which the caller looked up.
+pub fn apply_create_admission(pod: &mut Value, service_account: &Value) {
     let Some(spec) = pod.get_mut("spec").and_then(Value::as_object_mut) else {
         return;
     };
-    if spec
-        .get("serviceAccountName")
-        .and_then(Value::as_str)
-        .is_none_or(str::is_empty)
-    {
-        spec.insert("serviceAccountName".into(), json!("default"));
-    }
-    let sa = spec
-        .get("serviceAccountName")
-        .cloned()
-        .unwrap_or(json!("default"));
-    spec.insert("serviceAccount".into(), sa);
+    let sa = service_account["metadata"]["name"]
+        .as_str()
+        .unwrap_or("default")
+        .to_string();
+    spec.insert("serviceAccountName".into(), json!(sa));
+    spec.insert("serviceAccount".into(), json!(sa));
     set_if_absent(spec, "priority", json!(0));
     set_if_absent(spec, "preemptionPolicy", json!("PreemptLowerPriority"));
     let tolerations = spec.entry("tolerations").or_insert_with(|| json!([]));
@@ -155,26 +184,54 @@ pub fn apply_create_admission(pod: &mut Value) {
             }
         }
     }
-    if spec.get("automountServiceAccountToken") == Some(&json!(false)) {
+    // shouldAutomount: the pod's preference wins, then the account's, else true.
+    let automount = spec
+        .get("automountServiceAccountToken")
+        .and_then(Value::as_bool)
+        .or_else(|| service_account["automountServiceAccountToken"].as_bool())
+        .unwrap_or(true);
+    if automount {
+        mount_service_account_token(spec);
+    }
+}
+
+/// `mountServiceAccountToken`: the first volume named `kube-api-access-*` is the token
+/// volume if there is one, else a new one with a random suffix, added only if some container
+/// needed the mount.
+fn mount_service_account_token(spec: &mut Map<String, Value>) {
+    let existing = spec
+        .get("volumes")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|v| v["name"].as_str())
+        .find(|n| n.starts_with("kube-api-access-"))
+        .map(str::to_string);
+    let vol_name = existing
+        .clone()
+        .unwrap_or_else(|| format!("kube-api-access-{}", random_suffix(5)));
+    let mut needed = false;
+    for list in ["initContainers", "containers"] {
+        let Some(Value::Array(cs)) = spec.get_mut(list) else {
+            continue;
+        };
+        for c in cs.iter_mut().filter_map(Value::as_object_mut) {
+            let mounts = c.entry("volumeMounts").or_insert_with(|| json!([]));
+            let Value::Array(ms) = mounts else { continue };
+            // A mount at the path, whatever its volume, keeps the token out of that container.
+            if ms
+                .iter()
+                .any(|m| m["mountPath"].as_str() == Some(SA_MOUNT_PATH))
+            {
+                continue;
+            }
+            ms.push(json!({"name": vol_name, "readOnly": true, "mountPath": SA_MOUNT_PATH}));
+            needed = true;
+        }
+    }
+    if existing.is_some() || !needed {
         return;
     }
-    let already = ["containers", "initContainers"].iter().any(|l| {
-        spec.get(*l).and_then(Value::as_array).is_some_and(|cs| {
-            cs.iter().any(|c| {
-                c.get("volumeMounts")
-                    .and_then(Value::as_array)
-                    .is_some_and(|ms| {
-                        ms.iter().any(|m| {
-                            m.get("mountPath").and_then(Value::as_str) == Some(SA_MOUNT_PATH)
-                        })
-                    })
-            })
-        })
-    });
-    if already {
-        return;
-    }
-    let vol_name = format!("kube-api-access-{}", random_suffix(5));
     let volume = json!({
         "name": vol_name,
         "projected": {
@@ -188,17 +245,6 @@ pub fn apply_create_admission(pod: &mut Value) {
     });
     if let Value::Array(vs) = spec.entry("volumes").or_insert_with(|| json!([])) {
         vs.push(volume);
-    }
-    for list in ["containers", "initContainers"] {
-        if let Some(Value::Array(cs)) = spec.get_mut(list) {
-            for c in cs.iter_mut().filter_map(Value::as_object_mut) {
-                if let Value::Array(ms) = c.entry("volumeMounts").or_insert_with(|| json!([])) {
-                    ms.push(
-                        json!({"name": vol_name, "readOnly": true, "mountPath": SA_MOUNT_PATH}),
-                    );
-                }
-            }
-        }
     }
 }
 
@@ -219,7 +265,7 @@ mod tests {
     fn create_adds_service_account_volume() {
         let mut p = json!({"spec": {"containers": [{"name": "app", "image": "nginx"}]}});
         apply_pod_defaults(&mut p);
-        apply_create_admission(&mut p);
+        apply_create_admission(&mut p, &json!({"metadata": {"name": "default"}}));
         assert_eq!(p["spec"]["serviceAccountName"], "default");
         assert_eq!(p["spec"]["containers"][0]["imagePullPolicy"], "Always");
         assert_eq!(

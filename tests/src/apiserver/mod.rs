@@ -519,6 +519,15 @@ impl ApiServer {
         self.state.store().put_namespace(ns);
     }
 
+    /// Adds (or replaces) the ServiceAccount `name` in `namespace`, with its
+    /// `automountServiceAccountToken` when given. Every namespace has `default`; pods naming
+    /// another account are refused until it exists, as the ServiceAccount plugin does.
+    pub fn add_service_account(&self, namespace: &str, name: &str, automount_token: Option<bool>) {
+        self.state
+            .store()
+            .put_service_account(namespace, name, automount_token);
+    }
+
     /// Seeds a pod as if created earlier and already running: defaulted, with the
     /// built-in admission plugins' additions, without calling webhooks.
     pub fn add_pod(&self, pod: Pod) -> Result<Pod, HarnessError> {

@@ -96,6 +96,16 @@ fn namespace_labels(
     Ok(n.metadata.labels.clone().unwrap_or_default())
 }
 
+/// The ServiceAccount a pod create in `ns` runs as, or the ServiceAccount plugin's 403.
+fn service_account(state: &SharedState, ns: &str, pod: &Value) -> Result<Value, ApiError> {
+    let name = defaults::service_account_name(pod);
+    state
+        .store()
+        .service_account(ns, &name)
+        .cloned()
+        .ok_or_else(|| defaults::service_account_not_found(pod, ns, &name))
+}
+
 fn list_response(
     state: &SharedState,
     ns: Option<&str>,
@@ -211,16 +221,17 @@ pub async fn get_pod_sub(
 /// Seeds a pod: defaults and built-in admission, no webhooks, stored as is.
 pub fn seed(state: &SharedState, pod: Pod) -> Result<Pod, ApiError> {
     let mut v = to_json(&pod)?;
-    defaults::apply_pod_defaults(&mut v);
-    defaults::apply_create_admission(&mut v);
-    let mut pod = decode(v)?;
     let ns = pod
         .metadata
         .namespace
         .clone()
         .unwrap_or_else(|| "default".into());
-    pod.metadata.namespace = Some(ns.clone());
     namespace_labels(state, &ns)?;
+    defaults::apply_pod_defaults(&mut v);
+    let sa = service_account(state, &ns, &v)?;
+    defaults::apply_create_admission(&mut v, &sa);
+    let mut pod = decode(v)?;
+    pod.metadata.namespace = Some(ns.clone());
     pod.metadata.uid = Some(defaults::random_uid());
     pod.metadata.creation_timestamp = Some(Time(k8s_openapi::jiff::Timestamp::now()));
     let errs = validation::validate_create(&pod);
@@ -296,7 +307,8 @@ pub async fn create_pod(
     }
     defaults::apply_pod_defaults(&mut v);
     let ns_labels = namespace_labels(&state, &ns)?;
-    defaults::apply_create_admission(&mut v);
+    let sa = service_account(&state, &ns, &v)?;
+    defaults::apply_create_admission(&mut v, &sa);
     let pod = decode(v)?;
     // The name the request carries: empty for a generateName create.
     let request_name = pod.metadata.name.clone().unwrap_or_default();

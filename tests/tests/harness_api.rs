@@ -1060,6 +1060,105 @@ async fn service_account_admission_looks_up_and_mounts_per_container() {
     );
 }
 
+/// DefaultTolerationSeconds adds its 300 s not-ready/unreachable tolerations only when no
+/// toleration tolerates those NoExecute taints already (a wildcard, or the key with NoExecute
+/// or no effect); the Priority plugin resolves `priorityClassName` (the system classes exist,
+/// others are refused) and refuses a `priority` that contradicts the class.
+#[tokio::test]
+async fn default_tolerations_and_priority_follow_the_plugins() {
+    let s = server().await;
+    let api: Api<Pod> = Api::namespaced(s.client("admin").await.unwrap(), "prod");
+    let create = |name: &str, spec: Value| {
+        let mut pod = serde_json::to_value(fixtures::web_pod("prod", name)).unwrap();
+        for (k, v) in spec.as_object().unwrap() {
+            pod["spec"][k] = v.clone();
+        }
+        let api = api.clone();
+        async move {
+            api.create(
+                &PostParams::default(),
+                &serde_json::from_value(pod).unwrap(),
+            )
+            .await
+        }
+    };
+    let tolerations = |p: Pod| -> Vec<Value> {
+        p.spec
+            .unwrap()
+            .tolerations
+            .unwrap_or_default()
+            .into_iter()
+            .map(|t| serde_json::to_value(t).unwrap())
+            .collect()
+    };
+    let not_ready = json!({"key": "node.kubernetes.io/not-ready", "operator": "Exists",
+        "effect": "NoExecute", "tolerationSeconds": 300});
+    let unreachable = json!({"key": "node.kubernetes.io/unreachable", "operator": "Exists",
+        "effect": "NoExecute", "tolerationSeconds": 300});
+    // A wildcard tolerates both: nothing added.
+    let wildcard = json!({"operator": "Exists"});
+    let got = tolerations(
+        create("wild", json!({"tolerations": [wildcard]}))
+            .await
+            .unwrap(),
+    );
+    assert_eq!(got, vec![wildcard]);
+    // not-ready with NoSchedule does not tolerate the NoExecute taint; unreachable without an
+    // effect does.
+    let ns = json!({"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoSchedule"});
+    let un = json!({"key": "node.kubernetes.io/unreachable", "operator": "Exists", "tolerationSeconds": 60});
+    let got = tolerations(
+        create("keyed", json!({"tolerations": [ns, un]}))
+            .await
+            .unwrap(),
+    );
+    assert_eq!(got, vec![ns, un, not_ready.clone()]);
+    let got = tolerations(create("plain", json!({})).await.unwrap());
+    assert_eq!(got, vec![not_ready, unreachable]);
+
+    // Priority.
+    let p = create(
+        "critical",
+        json!({"priorityClassName": "system-cluster-critical"}),
+    )
+    .await
+    .unwrap();
+    let spec = p.spec.unwrap();
+    assert_eq!(spec.priority, Some(2_000_000_000));
+    assert_eq!(
+        spec.preemption_policy.as_deref(),
+        Some("PreemptLowerPriority")
+    );
+    let st = api_err(
+        create("unknown", json!({"priorityClassName": "gold"}))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!((st.code, st.reason.as_str()), (403, "Forbidden"));
+    assert_eq!(
+        st.message,
+        r#"pods "unknown" is forbidden: no PriorityClass with name gold was found"#
+    );
+    let st = api_err(
+        create("forged", json!({"priority": 1000}))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(
+        st.message,
+        r#"pods "forged" is forbidden: the integer value of priority (1000) must not be provided in pod spec; priority admission controller computed 0 from the given PriorityClass name"#
+    );
+    // The computed value itself may be sent (a copy of a pod carries it).
+    let p = create(
+        "copied",
+        json!({"priorityClassName": "system-node-critical", "priority": 2_000_001_000,
+               "preemptionPolicy": "PreemptLowerPriority"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(p.spec.unwrap().priority, Some(2_000_001_000));
+}
+
 /// The `Warning` headers of a raw request through `client` (kube-rs does not surface them).
 async fn warnings_of(
     client: &kube::Client,

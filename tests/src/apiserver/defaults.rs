@@ -132,35 +132,119 @@ pub fn service_account_name(pod: &Value) -> String {
         .to_string()
 }
 
-/// The ServiceAccount plugin's refusal of a pod whose account does not exist
-/// (`plugin/pkg/admission/serviceaccount/admission.go`): `error looking up service account
-/// NS/NAME: serviceaccount "NAME" not found`, as `admission.NewForbidden` words it — naming
-/// the pod by its name, else its `generateName` (no name is generated yet), else `Unknown`.
-pub fn service_account_not_found(pod: &Value, namespace: &str, sa: &str) -> ApiError {
+/// The name `admission.NewForbidden` gives a pod being created: its name, else its
+/// `generateName` (no name is generated before admission), else `Unknown`.
+fn admission_name(pod: &Value) -> &str {
     let meta = &pod["metadata"];
-    let name = [&meta["name"], &meta["generateName"]]
+    [&meta["name"], &meta["generateName"]]
         .into_iter()
         .filter_map(Value::as_str)
         .find(|n| !n.is_empty())
-        .unwrap_or("Unknown");
+        .unwrap_or("Unknown")
+}
+
+/// The ServiceAccount plugin's refusal of a pod whose account does not exist
+/// (`plugin/pkg/admission/serviceaccount/admission.go`): `error looking up service account
+/// NS/NAME: serviceaccount "NAME" not found`, as `admission.NewForbidden` words it.
+pub fn service_account_not_found(pod: &Value, namespace: &str, sa: &str) -> ApiError {
     ApiError::forbidden(
         "pods",
-        name,
+        admission_name(pod),
         format!(
             "error looking up service account {namespace}/{sa}: serviceaccount \"{sa}\" not found"
         ),
     )
 }
 
+/// The PriorityClasses every cluster has (`scheduling.SystemPriorityClasses`), with their
+/// values; their preemption policy is the default, `PreemptLowerPriority`.
+pub const SYSTEM_PRIORITY_CLASSES: &[(&str, i64)] = &[
+    ("system-node-critical", 2_000_001_000),
+    ("system-cluster-critical", 2_000_000_000),
+];
+
+/// The Priority plugin on create (`plugin/pkg/admission/priority/admission.go`): resolves
+/// `priorityClassName` (no class and no global default: 0) into `priority` and
+/// `preemptionPolicy`, refusing an unknown class and values the pod sets that differ from the
+/// computed ones.
+fn admit_priority(pod: &mut Value) -> Result<(), ApiError> {
+    let name = admission_name(pod).to_string();
+    let forbidden = |why: String| ApiError::forbidden("pods", &name, why);
+    let Some(spec) = pod.get_mut("spec").and_then(Value::as_object_mut) else {
+        return Ok(());
+    };
+    let class = spec
+        .get("priorityClassName")
+        .and_then(Value::as_str)
+        .filter(|c| !c.is_empty());
+    let priority = match class {
+        None => 0,
+        Some(c) => SYSTEM_PRIORITY_CLASSES
+            .iter()
+            .find(|(n, _)| *n == c)
+            .map(|(_, v)| *v)
+            .ok_or_else(|| forbidden(format!("no PriorityClass with name {c} was found")))?,
+    };
+    let policy = "PreemptLowerPriority";
+    if let Some(p) = spec.get("priority").and_then(Value::as_i64)
+        && p != priority
+    {
+        return Err(forbidden(format!(
+            "the integer value of priority ({p}) must not be provided in pod spec; priority \
+             admission controller computed {priority} from the given PriorityClass name"
+        )));
+    }
+    spec.insert("priority".into(), json!(priority));
+    if let Some(p) = spec.get("preemptionPolicy").and_then(Value::as_str)
+        && p != policy
+    {
+        return Err(forbidden(format!(
+            "the string value of PreemptionPolicy ({p}) must not be provided in pod spec; \
+             priority admission controller computed {policy} from the given PriorityClass name"
+        )));
+    }
+    spec.insert("preemptionPolicy".into(), json!(policy));
+    Ok(())
+}
+
+/// DefaultTolerationSeconds (`plugin/pkg/admission/defaulttolerationseconds/admission.go`):
+/// 300 s tolerations of the not-ready and unreachable NoExecute taints, each added only when
+/// no toleration already tolerates it — one whose key is the taint's or empty (a wildcard)
+/// and whose effect is NoExecute or empty; the operator does not matter.
+fn default_toleration_seconds(spec: &mut Map<String, Value>) {
+    let tolerations = spec.entry("tolerations").or_insert_with(|| json!([]));
+    let Value::Array(ts) = tolerations else {
+        return;
+    };
+    let tolerates = |ts: &[Value], key: &str| {
+        ts.iter().any(|t| {
+            let k = t["key"].as_str().unwrap_or_default();
+            let effect = t["effect"].as_str().unwrap_or_default();
+            (k.is_empty() || k == key) && (effect.is_empty() || effect == "NoExecute")
+        })
+    };
+    let missing: Vec<&str> = [
+        "node.kubernetes.io/not-ready",
+        "node.kubernetes.io/unreachable",
+    ]
+    .into_iter()
+    .filter(|key| !tolerates(ts, key))
+    .collect();
+    for key in missing {
+        ts.push(json!({"key": key, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300}));
+    }
+}
+
 /// What the built-in admission plugins add to a Pod on create, before webhooks run:
 /// ServiceAccount (account name; unless the pod, else the account, turns automounting off:
 /// the token volume — an existing `kube-api-access-*` volume is reused — mounted read-only at
 /// [`SA_MOUNT_PATH`] into every init and regular container that has no mount there; ephemeral
-/// containers never get one), DefaultTolerationSeconds and Priority. `service_account` is the
-/// account [`service_account_name`] names, which the caller looked up.
-pub fn apply_create_admission(pod: &mut Value, service_account: &Value) {
+/// containers never get one), Priority (the 403 of an unknown class or of a priority that
+/// contradicts it) and DefaultTolerationSeconds. `service_account` is the account
+/// [`service_account_name`] names, which the caller looked up.
+pub fn apply_create_admission(pod: &mut Value, service_account: &Value) -> Result<(), ApiError> {
     let Some(spec) = pod.get_mut("spec").and_then(Value::as_object_mut) else {
-        return;
+        return Ok(());
     };
     let sa = service_account["metadata"]["name"]
         .as_str()
@@ -168,22 +252,6 @@ pub fn apply_create_admission(pod: &mut Value, service_account: &Value) {
         .to_string();
     spec.insert("serviceAccountName".into(), json!(sa));
     spec.insert("serviceAccount".into(), json!(sa));
-    set_if_absent(spec, "priority", json!(0));
-    set_if_absent(spec, "preemptionPolicy", json!("PreemptLowerPriority"));
-    let tolerations = spec.entry("tolerations").or_insert_with(|| json!([]));
-    if let Value::Array(ts) = tolerations {
-        for key in [
-            "node.kubernetes.io/not-ready",
-            "node.kubernetes.io/unreachable",
-        ] {
-            if !ts
-                .iter()
-                .any(|t| t.get("key").and_then(Value::as_str) == Some(key))
-            {
-                ts.push(json!({"key": key, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300}));
-            }
-        }
-    }
     // shouldAutomount: the pod's preference wins, then the account's, else true.
     let automount = spec
         .get("automountServiceAccountToken")
@@ -193,6 +261,12 @@ pub fn apply_create_admission(pod: &mut Value, service_account: &Value) {
     if automount {
         mount_service_account_token(spec);
     }
+    // kube-apiserver's plugin order: ServiceAccount, …, Priority, DefaultTolerationSeconds.
+    admit_priority(pod)?;
+    if let Some(spec) = pod.get_mut("spec").and_then(Value::as_object_mut) {
+        default_toleration_seconds(spec);
+    }
+    Ok(())
 }
 
 /// `mountServiceAccountToken`: the first volume named `kube-api-access-*` is the token
@@ -265,7 +339,7 @@ mod tests {
     fn create_adds_service_account_volume() {
         let mut p = json!({"spec": {"containers": [{"name": "app", "image": "nginx"}]}});
         apply_pod_defaults(&mut p);
-        apply_create_admission(&mut p, &json!({"metadata": {"name": "default"}}));
+        apply_create_admission(&mut p, &json!({"metadata": {"name": "default"}})).unwrap();
         assert_eq!(p["spec"]["serviceAccountName"], "default");
         assert_eq!(p["spec"]["containers"][0]["imagePullPolicy"], "Always");
         assert_eq!(

@@ -229,7 +229,7 @@ pub fn seed(state: &SharedState, pod: Pod) -> Result<Pod, ApiError> {
     namespace_labels(state, &ns)?;
     defaults::apply_pod_defaults(&mut v);
     let sa = service_account(state, &ns, &v)?;
-    defaults::apply_create_admission(&mut v, &sa);
+    defaults::apply_create_admission(&mut v, &sa)?;
     let mut pod = decode(v)?;
     pod.metadata.namespace = Some(ns.clone());
     pod.metadata.uid = Some(defaults::random_uid());
@@ -308,7 +308,7 @@ pub async fn create_pod(
     defaults::apply_pod_defaults(&mut v);
     let ns_labels = namespace_labels(&state, &ns)?;
     let sa = service_account(&state, &ns, &v)?;
-    defaults::apply_create_admission(&mut v, &sa);
+    defaults::apply_create_admission(&mut v, &sa)?;
     let pod = decode(v)?;
     // The name the request carries: empty for a generateName create.
     let request_name = pod.metadata.name.clone().unwrap_or_default();

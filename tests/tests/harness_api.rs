@@ -1159,6 +1159,36 @@ async fn default_tolerations_and_priority_follow_the_plugins() {
     assert_eq!(p.spec.unwrap().priority, Some(2_000_001_000));
 }
 
+/// generateName: `names.SimpleNameGenerator` cuts the prefix to 58 characters before the five
+/// random ones, so a generated name never exceeds 63.
+#[tokio::test]
+async fn generate_name_prefix_is_cut_to_58_characters() {
+    let s = server().await;
+    let api: Api<Pod> = Api::namespaced(s.client("admin").await.unwrap(), "prod");
+    let prefix = format!("{}-", "debugger".repeat(9)); // 73 characters
+    let mut pod = fixtures::web_pod("prod", "");
+    pod.metadata.name = None;
+    pod.metadata.generate_name = Some(prefix.clone());
+    let created = api.create(&PostParams::default(), &pod).await.unwrap();
+    let name = created.metadata.name.unwrap();
+    assert_eq!(name.len(), 63, "{name}");
+    assert_eq!(&name[..58], &prefix[..58]);
+    assert_eq!(
+        created.metadata.generate_name.as_deref(),
+        Some(prefix.as_str())
+    );
+    // A short prefix is kept whole.
+    pod.metadata.generate_name = Some("web-".into());
+    let name = api
+        .create(&PostParams::default(), &pod)
+        .await
+        .unwrap()
+        .metadata
+        .name
+        .unwrap();
+    assert!(name.starts_with("web-") && name.len() == 9, "{name}");
+}
+
 /// The `Warning` headers of a raw request through `client` (kube-rs does not surface them).
 async fn warnings_of(
     client: &kube::Client,

@@ -26,8 +26,13 @@ pub fn random_u64() -> u64 {
     x
 }
 
-/// Names an object that has only `generateName`: the prefix plus five random characters, as
-/// the API server's name generator does on create.
+/// `names.MaxGeneratedNameLength`: a generated name is at most 63 characters, the prefix
+/// keeping 63 − 5.
+pub const MAX_GENERATED_NAME_PREFIX: usize = 58;
+
+/// Names an object that has only `generateName`, as `names.SimpleNameGenerator` does on
+/// create: the prefix cut to [`MAX_GENERATED_NAME_PREFIX`] bytes, plus five random
+/// characters.
 pub fn name_from_generate_name(meta: &mut Map<String, Value>) {
     if meta
         .get("name")
@@ -35,7 +40,13 @@ pub fn name_from_generate_name(meta: &mut Map<String, Value>) {
         .is_none_or(str::is_empty)
         && let Some(g) = meta.get("generateName").and_then(Value::as_str)
     {
-        let name = format!("{g}{}", random_suffix(5));
+        // Go cuts bytes; a cut inside a multi-byte character (which validation refuses
+        // anyway) is moved back to the character's start instead of panicking.
+        let mut end = g.len().min(MAX_GENERATED_NAME_PREFIX);
+        while !g.is_char_boundary(end) {
+            end -= 1;
+        }
+        let name = format!("{}{}", &g[..end], random_suffix(5));
         meta.insert("name".into(), json!(name));
     }
 }

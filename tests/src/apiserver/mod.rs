@@ -7,6 +7,7 @@ pub mod attach;
 pub mod defaults;
 pub mod discovery;
 pub mod events;
+pub mod managed_fields;
 pub mod patch;
 pub mod pod_security;
 pub mod pods;

@@ -21,7 +21,10 @@ use serde_json::{Value, json};
 
 use super::selectors::ListOptions;
 use super::status::ApiError;
-use super::{SharedState, defaults, json_response, patch, pod_security, table, validation, watch};
+use super::{
+    SharedState, defaults, json_response, managed_fields, patch, pod_security, table, validation,
+    watch,
+};
 use crate::admission_chain::{Admitted, Attributes, Operation};
 use crate::identity::Identity;
 
@@ -228,6 +231,8 @@ pub fn seed(state: &SharedState, pod: Pod) -> Result<Pod, ApiError> {
         .unwrap_or_else(|| "default".into());
     namespace_labels(state, &ns)?;
     defaults::apply_pod_defaults(&mut v);
+    // As if `kubectl create` had made it.
+    managed_fields::record_update(&mut v, None, "kubectl-create", "");
     let sa = service_account(state, &ns, &v)?;
     defaults::apply_create_admission(&mut v, &sa)?;
     let mut pod = decode(v)?;
@@ -306,6 +311,12 @@ pub async fn create_pod(
         m.remove("status");
     }
     defaults::apply_pod_defaults(&mut v);
+    // The field manager runs on the decoded, defaulted object, before admission.
+    let manager = managed_fields::manager(
+        q.get("fieldManager").map(String::as_str),
+        &user_agent(&headers),
+    );
+    managed_fields::record_update(&mut v, None, &manager, "");
     let ns_labels = namespace_labels(&state, &ns)?;
     let sa = service_account(&state, &ns, &v)?;
     defaults::apply_create_admission(&mut v, &sa)?;
@@ -428,6 +439,8 @@ struct UpdateCall<'a> {
     user: &'a Identity,
     ns: &'a str,
     name: &'a str,
+    /// The request's `User-Agent`, the field manager's name without `fieldManager`.
+    user_agent: String,
 }
 
 async fn update(
@@ -442,7 +455,9 @@ async fn update(
         user,
         ns,
         name,
+        user_agent,
     } = call;
+    let manager = managed_fields::manager(q.get("fieldManager").map(String::as_str), &user_agent);
     let dry = dry_run(q)?;
     let chain = state.chain();
     let ns_labels = namespace_labels(state, ns)?;
@@ -501,6 +516,7 @@ async fn update(
             None
         };
         defaults::apply_pod_defaults(&mut new_json);
+        managed_fields::record_update(&mut new_json, Some(&cur_json), &manager, subresource);
         let new_pod = decode(new_json)?;
         let mut attrs = Attributes {
             operation: Operation::Update,
@@ -524,6 +540,8 @@ async fn update(
         let prepared = match target {
             Target::Ephemeral => {
                 let mut p = current.clone();
+                // dropNonEphemeralContainerUpdates keeps the request's managedFields.
+                p.metadata.managed_fields = new_pod.metadata.managed_fields.clone();
                 if let Some(spec) = p.spec.as_mut() {
                     spec.ephemeral_containers = mutated
                         .spec
@@ -600,6 +618,15 @@ async fn update(
     }
 }
 
+/// The request's User-Agent, empty when missing or not text.
+fn user_agent(headers: &HeaderMap) -> String {
+    headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string()
+}
+
 /// The request's Content-Type, empty when missing or not text.
 pub(super) fn content_type(headers: &HeaderMap) -> String {
     headers
@@ -635,6 +662,7 @@ pub async fn patch_ephemeral(
             user: &user,
             ns: &ns,
             name: &name,
+            user_agent: user_agent(&headers),
         },
         Target::Ephemeral,
         &q,
@@ -669,6 +697,7 @@ pub async fn put_ephemeral(
             user: &user,
             ns: &ns,
             name: &name,
+            user_agent: user_agent(&headers),
         },
         Target::Ephemeral,
         &q,
@@ -703,6 +732,7 @@ pub async fn patch_pod(
             user: &user,
             ns: &ns,
             name: &name,
+            user_agent: user_agent(&headers),
         },
         Target::Pod,
         &q,

@@ -319,15 +319,23 @@ impl Store {
         Ok(pod)
     }
 
-    /// Changes a pod in place (kubelet status updates); `None` when the pod is gone.
+    /// Changes a pod in place (kubelet status updates, recorded in `managedFields` as the
+    /// kubelet's `status` writes); `None` when the pod is gone.
     pub fn modify_pod(
         &mut self,
         namespace: &str,
         name: &str,
         f: impl FnOnce(&mut Pod),
     ) -> Option<Pod> {
-        let mut pod = self.pod(namespace, name)?.clone();
+        let old = self.pod(namespace, name)?.clone();
+        let mut pod = old.clone();
         f(&mut pod);
+        if let (Ok(old), Ok(mut new)) = (serde_json::to_value(&old), serde_json::to_value(&pod)) {
+            super::managed_fields::record_update(&mut new, Some(&old), "kubelet", "status");
+            if let Ok(recorded) = serde_json::from_value(new) {
+                pod = recorded;
+            }
+        }
         self.update_pod(pod, None).ok()
     }
 

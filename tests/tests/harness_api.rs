@@ -1189,6 +1189,64 @@ async fn generate_name_prefix_is_cut_to_58_characters() {
     assert!(name.starts_with("web-") && name.len() == 9, "{name}");
 }
 
+/// PodSecurity evaluates an update only when it is significant (`isSignificantPodUpdate`),
+/// for the pod and its `ephemeralcontainers` alike, and then judges the whole pod: adding a
+/// conforming ephemeral container to a pod that violates the level (created before the label)
+/// is refused, an update that adds nothing is not.
+#[tokio::test]
+async fn pod_security_evaluates_only_significant_updates() {
+    let mut legacy = fixtures::web_pod("base", "legacy");
+    legacy.spec.as_mut().unwrap().host_pid = Some(true);
+    let s = ApiServer::builder()
+        .namespace(
+            "base",
+            &[("pod-security.kubernetes.io/enforce", "baseline")],
+        )
+        .pod(legacy)
+        .start()
+        .await
+        .unwrap();
+    let api: Api<Pod> = Api::namespaced(s.client("admin").await.unwrap(), "base");
+    let pp = PatchParams::default();
+    let st = api_err(
+        api.patch_ephemeral_containers(
+            "legacy",
+            &pp,
+            &Patch::Strategic(json!({"spec": {"ephemeralContainers": [eph("dbg", "busybox")]}})),
+        )
+        .await
+        .unwrap_err(),
+    );
+    assert_eq!(
+        st.message,
+        r#"pods "legacy" is forbidden: violates PodSecurity "baseline:latest": host namespaces (hostPID=true)"#
+    );
+    // Nothing added, nothing re-imaged: not evaluated.
+    api.patch_ephemeral_containers("legacy", &pp, &Patch::Merge(json!({})))
+        .await
+        .unwrap();
+    api.patch(
+        "legacy",
+        &pp,
+        &Patch::Merge(json!({"metadata": {"labels": {"seen": "yes"}}})),
+    )
+    .await
+    .unwrap();
+    // A new image is significant.
+    let st = api_err(
+        api.patch(
+            "legacy",
+            &pp,
+            &Patch::Strategic(
+                json!({"spec": {"containers": [{"name": "app", "image": "nginx:2"}]}}),
+            ),
+        )
+        .await
+        .unwrap_err(),
+    );
+    assert_eq!(st.code, 403, "{}", st.message);
+}
+
 /// The `Warning` headers of a raw request through `client` (kube-rs does not surface them).
 async fn warnings_of(
     client: &kube::Client,

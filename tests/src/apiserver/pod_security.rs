@@ -1,9 +1,9 @@
 //! The PodSecurity admission plugin (`k8s.io/pod-security-admission`): the levels the
 //! namespace labels `pod-security.kubernetes.io/enforce` and `…/warn` set (versions from
 //! `…/enforce-version` and `…/warn-version`, default `latest`), evaluated in the validating
-//! phase — after validation, before validating webhooks — on pod creates, on
-//! `ephemeralcontainers` updates and on pod updates that change a container image
-//! (`isSignificantPodUpdate`).
+//! phase — after validation, before validating webhooks — on pod creates, and on updates of
+//! the pod or its `ephemeralcontainers` that are significant ([`significant_pod_update`]:
+//! an ephemeral container added, an image or a seccomp annotation changed, …).
 //!
 //! Checks (`policy/check_*.go`, evaluated as the registry orders them: the baseline IDs
 //! sorted, then the restricted IDs sorted; restricted inherits the baseline checks it does not
@@ -946,19 +946,40 @@ pub fn admit(
     Ok(warnings)
 }
 
-/// Whether a pod update (no subresource) is evaluated at all: only when a container's image
-/// changed or containers were added or removed (`isSignificantPodUpdate`).
+/// Whether a pod update — of the pod itself or of its `ephemeralcontainers` — is evaluated
+/// at all (`isSignificantPodUpdate`): the pod's seccomp annotation changed, containers or
+/// init containers were added or removed, an ephemeral container was added, or a container
+/// of any kind changed its image or its seccomp annotation. Anything else is let through
+/// unevaluated, even in a namespace whose level the pod violates.
 pub fn significant_pod_update(new: &Value, old: &Value) -> bool {
-    ["initContainers", "containers"].iter().any(|k| {
-        let images = |p: &Value| -> Vec<Value> {
-            p["spec"][*k]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(|c| c["image"].clone())
-                .collect()
-        };
-        images(new) != images(old)
+    const POD_SECCOMP: &str = "seccomp.security.alpha.kubernetes.io/pod";
+    let annotation =
+        |p: &Value, k: &str| p["metadata"]["annotations"][k].as_str().map(str::to_string);
+    if annotation(new, POD_SECCOMP) != annotation(old, POD_SECCOMP) {
+        return true;
+    }
+    let list =
+        |p: &Value, k: &str| -> Vec<Value> { p["spec"][k].as_array().cloned().unwrap_or_default() };
+    let container_changed = |c: &Value, o: &Value| {
+        let key = format!(
+            "container.seccomp.security.alpha.kubernetes.io/{}",
+            c["name"].as_str().unwrap_or_default()
+        );
+        c["image"] != o["image"] || annotation(new, &key) != annotation(old, &key)
+    };
+    for k in ["containers", "initContainers"] {
+        let (n, o) = (list(new, k), list(old, k));
+        // By position, as the plugin compares them.
+        if n.len() != o.len() || n.iter().zip(&o).any(|(c, o)| container_changed(c, o)) {
+            return true;
+        }
+    }
+    let old_ephemeral = list(old, "ephemeralContainers");
+    list(new, "ephemeralContainers").iter().any(|c| {
+        match old_ephemeral.iter().find(|o| o["name"] == c["name"]) {
+            None => true,
+            Some(o) => container_changed(c, o),
+        }
     })
 }
 

@@ -567,11 +567,9 @@ async fn update(
             return Err(ApiError::invalid("Pod", name, &errs));
         }
         attrs.object = to_json(&prepared)?;
-        // Validating admission: the PodSecurity plugin (every ephemeralcontainers update; a
-        // pod update only when it changes images), then the webhooks.
-        if target == Target::Ephemeral
-            || pod_security::significant_pod_update(&attrs.object, &cur_json)
-        {
+        // Validating admission: the PodSecurity plugin (only for a significant update of the
+        // pod or its ephemeral containers), then the webhooks.
+        if pod_security::significant_pod_update(&attrs.object, &cur_json) {
             let warnings = pod_security::admit(&attrs.namespace_labels, name, &attrs.object)?;
             admitted.warnings.extend(warnings);
         }

@@ -1247,6 +1247,65 @@ async fn pod_security_evaluates_only_significant_updates() {
     assert_eq!(st.code, 403, "{}", st.message);
 }
 
+/// On create the pod strategy syncs AppArmor profile fields and the deprecated annotations
+/// (`applyAppArmorVersionSkew`) before validating admission: a field-only Unconfined profile
+/// gains its annotation, which PodSecurity then reports too; an annotation-only profile gains
+/// its field and a deprecation warning.
+#[tokio::test]
+async fn app_armor_fields_and_annotations_are_synced_on_create() {
+    let s = ApiServer::builder()
+        .namespace("prod", &[])
+        .namespace(
+            "base",
+            &[("pod-security.kubernetes.io/enforce", "baseline")],
+        )
+        .start()
+        .await
+        .unwrap();
+    let client = s.client("admin").await.unwrap();
+    let base: Api<Pod> = Api::namespaced(client.clone(), "base");
+    let mut field_only: Value = serde_json::to_value(fixtures::web_pod("base", "aa")).unwrap();
+    field_only["spec"]["containers"][0]["securityContext"]["appArmorProfile"] =
+        json!({"type": "Unconfined"});
+    let st = api_err(
+        base.create(
+            &PostParams::default(),
+            &serde_json::from_value(field_only).unwrap(),
+        )
+        .await
+        .unwrap_err(),
+    );
+    assert_eq!(
+        st.message,
+        r#"pods "aa" is forbidden: violates PodSecurity "baseline:latest": forbidden AppArmor profiles (container "app" and annotation must not set AppArmor profile type to "Unconfined", "container.apparmor.security.beta.kubernetes.io/app=\"unconfined\"")"#
+    );
+
+    let mut annotated = serde_json::to_value(fixtures::web_pod("prod", "annotated")).unwrap();
+    annotated["metadata"]["annotations"] =
+        json!({"container.apparmor.security.beta.kubernetes.io/app": "localhost/k8s-debug"});
+    let (code, warnings) = warnings_of(
+        &client,
+        "POST",
+        "/api/v1/namespaces/prod/pods",
+        "application/json",
+        &annotated,
+    )
+    .await;
+    assert_eq!(code, 201);
+    assert_eq!(
+        warnings,
+        vec![
+            r#"299 - "metadata.annotations[container.apparmor.security.beta.kubernetes.io/app]: deprecated since v1.30; use the \"appArmorProfile\" field instead""#
+        ]
+    );
+    let stored = s.pod("prod", "annotated").unwrap();
+    let sc = serde_json::to_value(&stored.spec.unwrap().containers[0].security_context).unwrap();
+    assert_eq!(
+        sc["appArmorProfile"],
+        json!({"type": "Localhost", "localhostProfile": "k8s-debug"})
+    );
+}
+
 /// The `Warning` headers of a raw request through `client` (kube-rs does not surface them).
 async fn warnings_of(
     client: &kube::Client,

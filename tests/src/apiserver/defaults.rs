@@ -133,6 +133,112 @@ pub fn apply_pod_defaults(pod: &mut Value) {
     }
 }
 
+/// The annotation prefix of the deprecated per-container AppArmor profiles.
+const APPARMOR_ANNOTATION_PREFIX: &str = "container.apparmor.security.beta.kubernetes.io/";
+
+/// `appArmorAnnotationForField`: the annotation value a profile field stands for (empty for
+/// a Localhost profile without a name, or an unknown type).
+fn app_armor_annotation_for_field(profile: &Value) -> String {
+    match profile["type"].as_str() {
+        Some("Unconfined") => "unconfined".into(),
+        Some("RuntimeDefault") => "runtime/default".into(),
+        Some("Localhost") => profile["localhostProfile"]
+            .as_str()
+            .map(|p| format!("localhost/{p}"))
+            .unwrap_or_default(),
+        _ => String::new(),
+    }
+}
+
+/// `apparmorFieldForAnnotation`: the profile field an annotation value stands for, when it
+/// is a valid one.
+fn app_armor_field_for_annotation(annotation: &str) -> Option<Value> {
+    match annotation {
+        "unconfined" => Some(json!({"type": "Unconfined"})),
+        "runtime/default" => Some(json!({"type": "RuntimeDefault"})),
+        _ => annotation
+            .strip_prefix("localhost/")
+            // ValidateAppArmorProfileField refuses a padded name: such a value is not copied.
+            .filter(|p| !p.is_empty() && p.trim() == *p)
+            .map(|p| json!({"type": "Localhost", "localhostProfile": p})),
+    }
+}
+
+/// `applyAppArmorVersionSkew` (`pkg/api/pod/util.go`, the pod strategy's PrepareForCreate, so
+/// after mutating and before validating admission): for each container, a profile field
+/// (the container's, else the pod's) without the deprecated annotation gets the annotation;
+/// an annotation without the container's field gets the field (unless it equals the pod's
+/// profile), and a deprecation warning — also when the annotation's value cannot become a
+/// field. Windows pods are left alone. Returns the warnings.
+pub fn apply_app_armor_version_skew(pod: &mut Value) -> Vec<String> {
+    let mut warnings = Vec::new();
+    if pod["spec"]["os"]["name"] == "windows" {
+        return warnings;
+    }
+    let pod_profile = pod["spec"]["securityContext"]["appArmorProfile"].clone();
+    let mut annotations = pod["metadata"]["annotations"]
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
+    let before = annotations.clone();
+    for list in ["initContainers", "containers", "ephemeralContainers"] {
+        let Some(Value::Array(cs)) = pod["spec"].get_mut(list) else {
+            continue;
+        };
+        for c in cs.iter_mut() {
+            let key = format!(
+                "{APPARMOR_ANNOTATION_PREFIX}{}",
+                c["name"].as_str().unwrap_or_default()
+            );
+            let container_profile = c["securityContext"]["appArmorProfile"].clone();
+            match annotations
+                .get(&key)
+                .and_then(Value::as_str)
+                .map(str::to_string)
+            {
+                None => {
+                    let from = if container_profile.is_object() {
+                        &container_profile
+                    } else {
+                        &pod_profile
+                    };
+                    let value = if from.is_object() {
+                        app_armor_annotation_for_field(from)
+                    } else {
+                        String::new()
+                    };
+                    if !value.is_empty() {
+                        annotations.insert(key, json!(value));
+                    }
+                }
+                Some(annotation) if !container_profile.is_object() => {
+                    let field = app_armor_field_for_annotation(&annotation);
+                    let mut warn = field.is_none();
+                    if let Some(field) = field.filter(|f| *f != pod_profile) {
+                        if !c["securityContext"].is_object() {
+                            c["securityContext"] = json!({});
+                        }
+                        c["securityContext"]["appArmorProfile"] = field;
+                        warn = true;
+                    }
+                    if warn {
+                        warnings.push(format!(
+                            "metadata.annotations[{key}]: deprecated since v1.30; use the \"appArmorProfile\" field instead"
+                        ));
+                    }
+                }
+                Some(_) => {}
+            }
+        }
+    }
+    if annotations != before
+        && let Some(meta) = pod.get_mut("metadata").and_then(Value::as_object_mut)
+    {
+        meta.insert("annotations".into(), Value::Object(annotations));
+    }
+    warnings
+}
+
 /// The ServiceAccount a pod create runs as: `spec.serviceAccountName`, `default` when unset
 /// (the ServiceAccount admission plugin fills it in before looking the account up).
 pub fn service_account_name(pod: &Value) -> String {

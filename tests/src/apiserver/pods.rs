@@ -235,6 +235,7 @@ pub fn seed(state: &SharedState, pod: Pod) -> Result<Pod, ApiError> {
     managed_fields::record_update(&mut v, None, "kubectl-create", "");
     let sa = service_account(state, &ns, &v)?;
     defaults::apply_create_admission(&mut v, &sa)?;
+    defaults::apply_app_armor_version_skew(&mut v);
     let mut pod = decode(v)?;
     pod.metadata.namespace = Some(ns.clone());
     pod.metadata.uid = Some(defaults::random_uid());
@@ -356,6 +357,10 @@ pub async fn create_pod(
     if let Some(meta) = v.get_mut("metadata").and_then(Value::as_object_mut) {
         defaults::name_from_generate_name(meta);
     }
+    // The pod strategy's PrepareForCreate: AppArmor fields and annotations synced.
+    admitted
+        .warnings
+        .extend(defaults::apply_app_armor_version_skew(&mut v));
     let mut pod = decode(v)?;
     let name = pod.metadata.name.clone().unwrap_or_default();
     pod.metadata.uid = Some(defaults::random_uid());

@@ -1250,7 +1250,7 @@ async fn pod_security_evaluates_only_significant_updates() {
 /// On create the pod strategy syncs AppArmor profile fields and the deprecated annotations
 /// (`applyAppArmorVersionSkew`) before validating admission: a field-only Unconfined profile
 /// gains its annotation, which PodSecurity then reports too; an annotation-only profile gains
-/// its field and a deprecation warning.
+/// its field and a deprecation warning; an annotation contradicting the field is invalid.
 #[tokio::test]
 async fn app_armor_fields_and_annotations_are_synced_on_create() {
     let s = ApiServer::builder()
@@ -1303,6 +1303,25 @@ async fn app_armor_fields_and_annotations_are_synced_on_create() {
     assert_eq!(
         sc["appArmorProfile"],
         json!({"type": "Localhost", "localhostProfile": "k8s-debug"})
+    );
+    // An AppArmor annotation that contradicts the container's field is refused on create.
+    let mut mismatch: Value = serde_json::to_value(fixtures::web_pod("prod", "mismatch")).unwrap();
+    mismatch["metadata"]["annotations"] =
+        json!({"container.apparmor.security.beta.kubernetes.io/app": "runtime/default"});
+    mismatch["spec"]["containers"][0]["securityContext"]["appArmorProfile"] =
+        json!({"type": "Localhost", "localhostProfile": "k8s-debug"});
+    let prod: Api<Pod> = Api::namespaced(client, "prod");
+    let st = api_err(
+        prod.create(
+            &PostParams::default(),
+            &serde_json::from_value(mismatch).unwrap(),
+        )
+        .await
+        .unwrap_err(),
+    );
+    assert_eq!(
+        st.message,
+        r#"Pod "mismatch" is invalid: spec.containers[0].securityContext.appArmorProfile.type: Forbidden: apparmor type in annotation and field must match"#
     );
 }
 

@@ -930,7 +930,8 @@ fn validate_ephemeral_allow_list(ec: &EphemeralContainer, path: &str) -> Vec<Fie
         .collect()
 }
 
-/// `ValidatePodCreate`: the pod itself, and no ephemeral containers on create.
+/// `ValidatePodCreate`: the pod itself, no ephemeral containers on create, and AppArmor
+/// annotations that agree with the profile fields.
 pub fn validate_create(pod: &Pod) -> Vec<FieldError> {
     let mut errs = validate_pod(pod);
     if pod
@@ -943,6 +944,72 @@ pub fn validate_create(pod: &Pod) -> Vec<FieldError> {
             "spec.ephemeralContainers",
             "cannot be set on create",
         ));
+    }
+    errs.extend(validate_app_armor_annotations_match(pod));
+    errs
+}
+
+/// `validateAppArmorAnnotationsAndFieldsMatchOnCreate`: where a container (or, for it, the
+/// pod) has a profile field and the deprecated annotation is set too, both must say the same
+/// (the creation's sync fills in whichever is missing, so only a contradiction remains).
+/// Windows pods are not checked.
+fn validate_app_armor_annotations_match(pod: &Pod) -> Vec<FieldError> {
+    let mut errs = Vec::new();
+    let Some(spec) = pod.spec.as_ref() else {
+        return errs;
+    };
+    if spec.os.as_ref().is_some_and(|os| os.name == "windows") {
+        return errs;
+    }
+    let annotations = pod.metadata.annotations.clone().unwrap_or_default();
+    let pod_profile = spec
+        .security_context
+        .as_ref()
+        .and_then(|sc| sc.app_armor_profile.as_ref());
+    let mut check = |c: &Common<'_>, path: String| {
+        let Some(profile) = c
+            .security_context
+            .and_then(|sc| sc.app_armor_profile.as_ref())
+            .or(pod_profile)
+        else {
+            return;
+        };
+        let key = format!("container.apparmor.security.beta.kubernetes.io/{}", c.name);
+        let Some(annotation) = annotations.get(&key) else {
+            return;
+        };
+        let aa = format!("{path}.securityContext.appArmorProfile");
+        let type_mismatch = || {
+            FieldError::forbidden(
+                format!("{aa}.type"),
+                "apparmor type in annotation and field must match",
+            )
+        };
+        match profile.type_.as_str() {
+            "Unconfined" if annotation != "unconfined" => errs.push(type_mismatch()),
+            "RuntimeDefault" if annotation != "runtime/default" => errs.push(type_mismatch()),
+            "Localhost" => match annotation.strip_prefix("localhost/") {
+                None => errs.push(type_mismatch()),
+                Some(name) if profile.localhost_profile.as_deref() != Some(name) => {
+                    errs.push(FieldError::forbidden(
+                        format!("{aa}.localhostProfile"),
+                        "apparmor profile in annotation and field must match",
+                    ))
+                }
+                Some(_) => {}
+            },
+            _ => {}
+        }
+    };
+    // VisitContainersWithPath: init containers, containers, ephemeral containers.
+    for (i, c) in spec.init_containers.iter().flatten().enumerate() {
+        check(&c.into(), format!("spec.initContainers[{i}]"));
+    }
+    for (i, c) in spec.containers.iter().enumerate() {
+        check(&c.into(), format!("spec.containers[{i}]"));
+    }
+    for (i, c) in spec.ephemeral_containers.iter().flatten().enumerate() {
+        check(&c.into(), format!("spec.ephemeralContainers[{i}]"));
     }
     errs
 }

@@ -632,6 +632,29 @@ pub(crate) fn volume_kind(v: &Volume) -> VolumeKind {
     }
 }
 
+/// The fields CEL's `asks` has: those of [`Asks`] as serialized (optional ones included) and
+/// the pod-level `pod` and `hostNamespaces` the engine adds.
+pub const ASKS_FIELDS: &[&str] = &[
+    "image",
+    "imageError",
+    "capabilities",
+    "invalidCapabilities",
+    "privileged",
+    "allowPrivilegeEscalation",
+    "runsAsRoot",
+    "procMountUnmasked",
+    "seccompUnconfined",
+    "apparmorUnconfined",
+    "selinuxUnconfined",
+    "hostProcess",
+    "volumes",
+    "hostPaths",
+    "envFromSecrets",
+    "target",
+    "pod",
+    "hostNamespaces",
+];
+
 /// Pod-level asks of copy and node pods.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -756,6 +779,30 @@ impl PodAsks {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// `ASKS_FIELDS` is what CEL's `asks` can hold, no more and no less: a field added to
+    /// `Asks` and not to the list would be refused at load as a misspelling.
+    #[test]
+    fn asks_fields_are_the_serialized_fields() {
+        let every = Asks {
+            image_error: Some("x".into()),
+            invalid_capabilities: vec!["x".into()],
+            target: Some("app".into()),
+            ..Asks::default()
+        };
+        let serialized = serde_json::to_value(&every).unwrap();
+        let mut have: Vec<&str> = serialized
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .chain(["pod", "hostNamespaces"])
+            .collect();
+        let mut listed = ASKS_FIELDS.to_vec();
+        have.sort_unstable();
+        listed.sort_unstable();
+        assert_eq!(have, listed);
+    }
 
     fn pod(v: serde_json::Value) -> Pod {
         serde_json::from_value(v).unwrap()

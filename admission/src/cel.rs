@@ -64,6 +64,24 @@ pub enum CelError {
         /// A variable of a close name.
         suggestion: Option<String>,
     },
+    /// A field of `request` or `asks`, whose fields kspy defines, that neither has: reading it
+    /// would fail on every request, denying it.
+    #[error(
+        "{var} has no field {field:?}{}; reading it would fail on every request, denying it \
+         (the fields of {var} are {})",
+        Hint(suggestion),
+        fields.join(", ")
+    )]
+    UnknownField {
+        /// `request` or `asks`.
+        var: &'static str,
+        /// The field selected.
+        field: String,
+        /// A field of a close name.
+        suggestion: Option<String>,
+        /// The fields it has.
+        fields: &'static [&'static str],
+    },
     /// A call to a function or method the runtime does not register: it would fail at every
     /// evaluation, and a failed evaluation denies.
     #[error(
@@ -359,6 +377,23 @@ impl Expression {
                 name: name.clone(),
                 suggestion: closest(name, VARIABLES.iter().copied()),
             });
+        }
+        // The fields of `request` and `asks` are kspy's own: a misspelt one (`request.userinfo`,
+        // `asks.privilged`) is known now, not at the first request it denies.
+        for (var, fields) in [
+            ("request", crate::review::REQUEST_FIELDS),
+            ("asks", crate::asks::ASKS_FIELDS),
+        ] {
+            if let Some(Fields::Some(selected)) = projection.fields(var)
+                && let Some(field) = selected.iter().find(|f| !fields.contains(&f.as_str()))
+            {
+                return Err(CelError::UnknownField {
+                    var,
+                    field: field.clone(),
+                    suggestion: closest(field, fields.iter().copied()),
+                    fields,
+                });
+            }
         }
         let schema = kube_cel::compile_schema(&serde_json::json!({"type": "object"}));
         if let Some(w) = kube_cel::estimate_rule_cost(source, &schema)

@@ -159,10 +159,11 @@ pub fn violations(
         if !non_root || asks.runs_as_root {
             out.push("running as root (runAsNonRoot must be true)".to_owned());
         }
-        let drops_all = sc["capabilities"]["drop"].as_array().is_some_and(|d| {
-            d.iter()
-                .any(|c| c.as_str().is_some_and(|c| c.eq_ignore_ascii_case("ALL")))
-        });
+        // Exactly "ALL": Pod Security compares the string as written, so a container dropping
+        // "all" is refused by the API server, and warning nothing about it misled.
+        let drops_all = sc["capabilities"]["drop"]
+            .as_array()
+            .is_some_and(|d| d.iter().any(|c| c.as_str() == Some("ALL")));
         if !drops_all {
             out.push("capabilities not dropping ALL".to_owned());
         }

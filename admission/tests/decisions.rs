@@ -736,6 +736,30 @@ fn pod_security_levels_warn_before_the_api_server_rejects() {
     assert!(j.response.allowed);
     let w = j.response.warnings.unwrap_or_default().join("\n");
     assert!(w.contains("enforces Pod Security \"baseline\", which forbids in container \"d\": capability SYS_PTRACE"), "{w}");
+
+    // Restricted wants `drop: ["ALL"]` exactly as written, as Pod Security compares it.
+    let restricted = namespace(
+        "prod-eu",
+        &[("pod-security.kubernetes.io/enforce", "restricted")],
+    );
+    let conforming = |drop: &str| {
+        let mut d = debugger("d", "busybox:1.36");
+        d["securityContext"] = serde_json::json!({
+            "allowPrivilegeEscalation": false, "runAsNonRoot": true, "runAsUser": 1000,
+            "capabilities": {"drop": [drop]}, "seccompProfile": {"type": "RuntimeDefault"}
+        });
+        let r = attach("prod-eu", "alice", &["sre"], vec![], vec![d]);
+        let j = judge(
+            &e,
+            &r,
+            kspy_admission::Endpoint::Validate,
+            Some(&restricted),
+        );
+        j.response.warnings.unwrap_or_default().join("\n")
+    };
+    assert!(!conforming("ALL").contains("capabilities not dropping ALL"));
+    let w = conforming("all");
+    assert!(w.contains("capabilities not dropping ALL"), "{w}");
 }
 
 /// CEL variables are bound with only the fields the policy set reads; expressions that read

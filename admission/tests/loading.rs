@@ -775,3 +775,31 @@ fn a_variable_name_must_be_a_cel_identifier() {
     );
     assert!(PolicySet::from_yaml("t.yaml", &ok).is_ok());
 }
+
+/// `request` and `asks` have the fields kspy gives them: a misspelt one is refused at load,
+/// with the field it was probably meant to be, instead of denying every request.
+#[test]
+fn a_misspelt_field_of_request_or_asks_is_refused_at_load() {
+    for (expr, says) in [
+        (
+            "request.userinfo.username == 'x'",
+            "request has no field \"userinfo\" (did you mean \"userInfo\"?)",
+        ),
+        (
+            "!asks.privilged",
+            "asks has no field \"privilged\" (did you mean \"privileged\"?)",
+        ),
+        ("has(request.namespce)", "request has no field \"namespce\""),
+    ] {
+        let e = one_error(&format!(
+            "  grant: {{images: ['busybox:*']}}\n  validations:\n    - expression: {expr:?}"
+        ));
+        assert!(e.contains(says), "{expr}: {e}");
+    }
+    // Every field the README lists, and the pod-level ones, load.
+    let ok = common::policy(
+        "p",
+        "  grant: {images: ['busybox:*']}\n  validations:\n    - expression: \"request.userInfo.username != '' && request.dryRun == false && !asks.privileged && asks.pod.hostPID == false && size(asks.hostNamespaces) == 0\"",
+    );
+    PolicySet::from_yaml("t.yaml", &ok).unwrap_or_else(|e| panic!("{e}"));
+}

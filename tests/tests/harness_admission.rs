@@ -1146,3 +1146,118 @@ async fn a_stale_put_is_mutated_before_its_conflict() {
     assert_eq!(webhooks, ["mutate.stub.dev"], "mutating only");
     assert_eq!(stub.received().len(), 1);
 }
+
+/// The field manager runs before admission (`createHandler`/`patchResource` →
+/// `FieldManager.UpdateNoErrors`): webhooks see `managedFields` in `object` — the creator's
+/// entry on create, the ephemeralcontainers entry next to it on the subresource — and in
+/// `oldObject`; what admission plugins add (the ServiceAccount token volume) is owned by
+/// nobody; GET returns them.
+#[tokio::test]
+async fn webhooks_and_reads_see_managed_fields() {
+    let (s, _stub) = setup(Arc::new(|_req: &Value| json!({"allowed": true}))).await;
+    let api: Api<Pod> = Api::namespaced(s.client("alice").await.unwrap(), "prod");
+    let pp = PostParams {
+        field_manager: Some("e2e-creator".into()),
+        ..Default::default()
+    };
+    api.create(&pp, &fixtures::web_pod("prod", "fresh"))
+        .await
+        .unwrap();
+    let reviews = s.reviews();
+    let created = &reviews
+        .iter()
+        .find(|r| r.request["request"]["operation"] == "CREATE")
+        .expect("a create review")
+        .request["request"]["object"];
+    let entries = created["metadata"]["managedFields"]
+        .as_array()
+        .expect("managedFields on the reviewed object");
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    let e = &entries[0];
+    assert_eq!(
+        (
+            &e["manager"],
+            &e["operation"],
+            &e["apiVersion"],
+            &e["fieldsType"]
+        ),
+        (
+            &json!("e2e-creator"),
+            &json!("Update"),
+            &json!("v1"),
+            &json!("FieldsV1")
+        )
+    );
+    assert!(e["time"].as_str().is_some_and(|t| t.ends_with('Z')), "{e}");
+    let app = &e["fieldsV1"]["f:spec"]["f:containers"]["k:{\"name\":\"app\"}"];
+    for f in [
+        ".",
+        "f:image",
+        "f:name",
+        "f:terminationMessagePolicy",
+        "f:volumeMounts",
+    ] {
+        assert!(app.get(f).is_some(), "{f} in {app}");
+    }
+    assert_eq!(
+        e["fieldsV1"]["f:metadata"],
+        json!({"f:labels": {".": {}, "f:app": {}}})
+    );
+    // The token volume came from the ServiceAccount plugin, after the field manager.
+    let volumes = e["fieldsV1"]["f:spec"]["f:volumes"].as_object().unwrap();
+    assert!(
+        volumes.keys().all(|k| !k.contains("kube-api-access")),
+        "{volumes:?}"
+    );
+    assert!(e["fieldsV1"].get("f:status").is_none());
+
+    api.patch_ephemeral_containers("fresh", &PatchParams::default(), &add_dbg("dbg"))
+        .await
+        .unwrap();
+    let user_agent = s
+        .requests()
+        .into_iter()
+        .rfind(|r| r.method == "PATCH")
+        .unwrap()
+        .user_agent;
+    let product = user_agent.split('/').next().unwrap().to_string();
+    let reviews = s.reviews();
+    let update = &reviews
+        .iter()
+        .rfind(|r| r.request["request"]["operation"] == "UPDATE")
+        .expect("an update review")
+        .request["request"];
+    assert_eq!(
+        update["oldObject"]["metadata"]["managedFields"][0]["manager"],
+        "e2e-creator"
+    );
+    let entries = update["object"]["metadata"]["managedFields"]
+        .as_array()
+        .unwrap();
+    let eph = entries
+        .iter()
+        .find(|e| e["subresource"] == "ephemeralcontainers")
+        .unwrap_or_else(|| panic!("{entries:?}"));
+    assert_eq!(eph["manager"], json!(product));
+    assert_eq!(
+        eph["fieldsV1"],
+        json!({"f:spec": {"f:ephemeralContainers": {".": {}, "k:{\"name\":\"dbg\"}": {
+            ".": {}, "f:image": {}, "f:imagePullPolicy": {}, "f:name": {},
+            "f:terminationMessagePath": {}, "f:terminationMessagePolicy": {}
+        }}}})
+    );
+    // Stored and read back.
+    let got = api.get("fresh").await.unwrap();
+    let managers: Vec<String> = got
+        .metadata
+        .managed_fields
+        .unwrap_or_default()
+        .into_iter()
+        .map(|e| e.manager.unwrap_or_default())
+        .collect();
+    assert!(
+        managers.contains(&"e2e-creator".to_string()),
+        "{managers:?}"
+    );
+    assert!(managers.contains(&product), "{managers:?}");
+}

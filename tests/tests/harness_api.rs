@@ -911,6 +911,733 @@ async fn events_take_series_patches_and_refuse_what_the_real_server_refuses() {
     );
 }
 
+/// Container validation of the fields kspy writes (`pkg/apis/core/validation`, 1.33):
+/// `env[].valueFrom` (exactly one source, none beside a value), `recursiveReadOnly` (only
+/// read-only, unpropagated mounts) and Bidirectional propagation (privileged containers only),
+/// both named after the mount list as upstream does; user and group ID ranges; `procMount:
+/// Unmasked` only with `hostUsers: false`; seccomp and AppArmor `localhostProfile` rules; no
+/// whitespace around images.
+#[tokio::test]
+async fn container_validation_covers_security_fields_mounts_env_and_images() {
+    let s = server().await;
+    let api: Api<Pod> = Api::namespaced(s.client("alice").await.unwrap(), "prod");
+    let strategic = |c: Value| Patch::Strategic(json!({"spec": {"ephemeralContainers": [c]}}));
+    let pp = PatchParams::default();
+
+    let mut bad = eph("dbg", " busybox");
+    bad["env"] = json!([
+        {"name": "A", "value": "x", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+        {"name": "B", "valueFrom": {}},
+        {"name": "C", "valueFrom": {
+            "fieldRef": {"fieldPath": "metadata.name"},
+            "secretKeyRef": {"name": "s", "key": "k"}
+        }}
+    ]);
+    bad["volumeMounts"] = json!([
+        {"name": "data", "mountPath": "/d", "recursiveReadOnly": "IfPossible"},
+        {"name": "creds", "mountPath": "/c", "readOnly": true,
+         "mountPropagation": "Bidirectional", "recursiveReadOnly": "Enabled"}
+    ]);
+    bad["securityContext"] = json!({
+        "runAsUser": -1,
+        "runAsGroup": 2147483648_i64,
+        "procMount": "Unmasked",
+        "seccompProfile": {"type": "Localhost"},
+        "appArmorProfile": {"type": "RuntimeDefault", "localhostProfile": "x"}
+    });
+    let st = api_err(
+        api.patch_ephemeral_containers("web", &pp, &strategic(bad))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(st.code, 422);
+    let p = "spec.ephemeralContainers[0]";
+    let want = [
+        format!(
+            "{p}.env[0].valueFrom: Invalid value: \"\": may not be specified when `value` is not empty"
+        ),
+        format!(
+            "{p}.env[1].valueFrom: Invalid value: \"\": must specify one of: `fieldRef`, `resourceFieldRef`, `configMapKeyRef` or `secretKeyRef`"
+        ),
+        format!(
+            "{p}.env[2].valueFrom: Invalid value: \"\": may not have more than one field specified at a time"
+        ),
+        format!(
+            "{p}.volumeMounts.recursiveReadOnly: Forbidden: may only be specified when readOnly is true"
+        ),
+        format!(
+            "{p}.volumeMounts.mountPropagation: Forbidden: Bidirectional mount propagation is available only to privileged containers"
+        ),
+        format!(
+            "{p}.volumeMounts.recursiveReadOnly: Forbidden: may only be specified when mountPropagation is None or not specified"
+        ),
+        format!(
+            "{p}.securityContext.runAsUser: Invalid value: -1: must be between 0 and 2147483647, inclusive"
+        ),
+        format!(
+            "{p}.securityContext.runAsGroup: Invalid value: 2147483648: must be between 0 and 2147483647, inclusive"
+        ),
+        format!(
+            "{p}.securityContext.procMount: Invalid value: \"Unmasked\": `hostUsers` must be false to use `Unmasked`"
+        ),
+        format!(
+            "{p}.securityContext.seccompProfile.localhostProfile: Required value: must be set when seccomp type is Localhost"
+        ),
+        format!(
+            "{p}.securityContext.appArmorProfile.localhostProfile: Invalid value: \"x\": can only be set if the AppArmor type is Localhost"
+        ),
+        format!(
+            "{p}.image: Invalid value: \" busybox\": must not have leading or trailing whitespace"
+        ),
+    ];
+    assert_eq!(
+        st.message,
+        format!("Pod \"web\" is invalid: [{}]", want.join(", "))
+    );
+
+    // What passes: kspy's `recursiveReadOnly: IfPossible` beside `readOnly: true`,
+    // Bidirectional propagation in a privileged container, a Localhost seccomp profile.
+    let mut ok = eph("ok", "busybox");
+    ok["volumeMounts"] = json!([
+        {"name": "data", "mountPath": "/d", "mountPropagation": "Bidirectional"},
+        {"name": "creds", "mountPath": "/c", "readOnly": true, "recursiveReadOnly": "IfPossible"}
+    ]);
+    ok["securityContext"] = json!({
+        "privileged": true,
+        "seccompProfile": {"type": "Localhost", "localhostProfile": "profiles/audit.json"},
+        "appArmorProfile": {"type": "Localhost", "localhostProfile": "k8s-debug"}
+    });
+    ok["env"] = json!([{"name": "POD", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}]);
+    api.patch_ephemeral_containers("web", &pp, &strategic(ok))
+        .await
+        .unwrap();
+
+    // Pod creates: the pod-level profiles and ranges, then each container's image; seccomp's
+    // stray localhostProfile is reported with the whole profile as the bad value.
+    let mut pod: Value = serde_json::to_value(fixtures::web_pod("prod", "badpod")).unwrap();
+    pod["spec"]["containers"][0]["image"] = json!("nginx ");
+    pod["spec"]["containers"][0]["securityContext"]["seccompProfile"] =
+        json!({"type": "RuntimeDefault", "localhostProfile": "p"});
+    pod["spec"]["securityContext"] = json!({
+        "runAsUser": 2147483648_i64,
+        "seccompProfile": {"type": "Bogus"},
+        "appArmorProfile": {"type": "Localhost"}
+    });
+    let st = api_err(
+        api.create(
+            &PostParams::default(),
+            &serde_json::from_value(pod).unwrap(),
+        )
+        .await
+        .unwrap_err(),
+    );
+    let (head, tail) = st
+        .message
+        .split_once("spec.containers[0].securityContext.seccompProfile.localhostProfile: Invalid value: core.SeccompProfile{Type:\"RuntimeDefault\", LocalhostProfile:(*string)(0x")
+        .expect(&st.message);
+    assert_eq!(head, "Pod \"badpod\" is invalid: [");
+    let (_, rest) = tail.split_once(")}: ").expect(&st.message);
+    assert_eq!(
+        rest,
+        "can only be set when seccomp type is Localhost, \
+         spec.securityContext.runAsUser: Invalid value: 2147483648: must be between 0 and 2147483647, inclusive, \
+         spec.securityContext.seccompProfile.type: Unsupported value: \"Bogus\": supported values: \"Localhost\", \"RuntimeDefault\", \"Unconfined\", \
+         spec.securityContext.appArmorProfile.localhostProfile: Required value: must be set when AppArmor type is Localhost, \
+         spec.containers[0].image: Invalid value: \"nginx \": must not have leading or trailing whitespace]"
+    );
+
+    // `procMount: Unmasked` is valid in a user namespace.
+    let mut userns: Value = serde_json::to_value(fixtures::web_pod("prod", "userns")).unwrap();
+    userns["spec"]["hostUsers"] = json!(false);
+    userns["spec"]["containers"][0]["securityContext"]["procMount"] = json!("Unmasked");
+    api.create(
+        &PostParams::default(),
+        &serde_json::from_value(userns).unwrap(),
+    )
+    .await
+    .unwrap();
+}
+
+/// The ServiceAccount admission plugin (`plugin/pkg/admission/serviceaccount/admission.go`):
+/// a pod naming an account that does not exist is refused (403, named by its generateName
+/// when it has no name yet); the token is mounted into every init and regular container
+/// without a mount at its path; an existing `kube-api-access-*` volume is reused; the pod's
+/// `automountServiceAccountToken`, else the account's, decides.
+#[tokio::test]
+async fn service_account_admission_looks_up_and_mounts_per_container() {
+    const TOKEN: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
+    let s = server().await;
+    let api: Api<Pod> = Api::namespaced(s.client("admin").await.unwrap(), "prod");
+    let create = |pod: Value| {
+        let api = api.clone();
+        async move {
+            api.create(
+                &PostParams::default(),
+                &serde_json::from_value(pod).unwrap(),
+            )
+            .await
+        }
+    };
+    let mut robot: Value = serde_json::to_value(fixtures::web_pod("prod", "robot")).unwrap();
+    robot["spec"]["serviceAccountName"] = json!("robot");
+    let st = api_err(create(robot.clone()).await.unwrap_err());
+    assert_eq!((st.code, st.reason.as_str()), (403, "Forbidden"));
+    assert_eq!(
+        st.message,
+        r#"pods "robot" is forbidden: error looking up service account prod/robot: serviceaccount "robot" not found"#
+    );
+    let mut generated = robot.clone();
+    generated["metadata"] = json!({"generateName": "robot-", "namespace": "prod"});
+    let st = api_err(create(generated).await.unwrap_err());
+    assert_eq!(
+        st.message,
+        r#"pods "robot-" is forbidden: error looking up service account prod/robot: serviceaccount "robot" not found"#
+    );
+    assert!(s.pod("prod", "robot").is_none());
+    s.add_service_account("prod", "robot", Some(false));
+    // The account turns automounting off; the pod's own setting wins over it.
+    let p = create(robot.clone()).await.unwrap();
+    let spec = p.spec.unwrap();
+    assert_eq!(spec.service_account_name.as_deref(), Some("robot"));
+    let mounts = |c: &k8s_openapi::api::core::v1::Container| -> Vec<(String, String)> {
+        c.volume_mounts
+            .iter()
+            .flatten()
+            .map(|m| (m.name.clone(), m.mount_path.clone()))
+            .collect()
+    };
+    assert!(
+        !mounts(&spec.containers[0]).iter().any(|(_, p)| p == TOKEN),
+        "{spec:?}"
+    );
+    robot["metadata"]["name"] = json!("robot2");
+    robot["spec"]["automountServiceAccountToken"] = json!(true);
+    let spec = create(robot).await.unwrap().spec.unwrap();
+    assert!(mounts(&spec.containers[0]).iter().any(|(_, p)| p == TOKEN));
+
+    // Per container: `sidecar` mounts its own volume at the token path and keeps it; `app`
+    // and the init container get the token.
+    let mut pod = serde_json::to_value(fixtures::two_container_pod("prod", "mixed")).unwrap();
+    pod["spec"]["volumes"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"name": "own-token", "emptyDir": {}}));
+    pod["spec"]["containers"][1]["volumeMounts"] =
+        json!([{"name": "own-token", "mountPath": TOKEN}]);
+    pod["spec"]["initContainers"] = json!([{"name": "init", "image": "busybox:1.36"}]);
+    let spec = create(pod).await.unwrap().spec.unwrap();
+    let token_volumes: Vec<String> = spec
+        .volumes
+        .iter()
+        .flatten()
+        .map(|v| v.name.clone())
+        .filter(|n| n.starts_with("kube-api-access-"))
+        .collect();
+    assert_eq!(token_volumes.len(), 1, "{:?}", spec.volumes);
+    let token = (token_volumes[0].clone(), TOKEN.to_string());
+    assert!(mounts(&spec.containers[0]).contains(&token));
+    assert_eq!(
+        mounts(&spec.containers[1]),
+        vec![("own-token".to_string(), TOKEN.to_string())]
+    );
+    assert_eq!(
+        mounts(&spec.init_containers.as_ref().unwrap()[0]),
+        vec![token]
+    );
+
+    // An existing kube-api-access-* volume (a copy of a pod carries one) is reused.
+    let mut copy = serde_json::to_value(fixtures::web_pod("prod", "copy")).unwrap();
+    copy["spec"]["volumes"].as_array_mut().unwrap().push(
+        json!({"name": "kube-api-access-abcde", "projected": {"sources": [
+            {"serviceAccountToken": {"path": "token", "expirationSeconds": 3607}}
+        ]}}),
+    );
+    let spec = create(copy).await.unwrap().spec.unwrap();
+    let names: Vec<String> = spec
+        .volumes
+        .iter()
+        .flatten()
+        .map(|v| v.name.clone())
+        .collect();
+    assert_eq!(names, ["data", "creds", "kube-api-access-abcde"]);
+    assert!(
+        mounts(&spec.containers[0])
+            .contains(&("kube-api-access-abcde".to_string(), TOKEN.to_string()))
+    );
+}
+
+/// DefaultTolerationSeconds adds its 300 s not-ready/unreachable tolerations only when no
+/// toleration tolerates those NoExecute taints already (a wildcard, or the key with NoExecute
+/// or no effect); the Priority plugin resolves `priorityClassName` (the system classes exist,
+/// others are refused) and refuses a `priority` that contradicts the class.
+#[tokio::test]
+async fn default_tolerations_and_priority_follow_the_plugins() {
+    let s = server().await;
+    let api: Api<Pod> = Api::namespaced(s.client("admin").await.unwrap(), "prod");
+    let create = |name: &str, spec: Value| {
+        let mut pod = serde_json::to_value(fixtures::web_pod("prod", name)).unwrap();
+        for (k, v) in spec.as_object().unwrap() {
+            pod["spec"][k] = v.clone();
+        }
+        let api = api.clone();
+        async move {
+            api.create(
+                &PostParams::default(),
+                &serde_json::from_value(pod).unwrap(),
+            )
+            .await
+        }
+    };
+    let tolerations = |p: Pod| -> Vec<Value> {
+        p.spec
+            .unwrap()
+            .tolerations
+            .unwrap_or_default()
+            .into_iter()
+            .map(|t| serde_json::to_value(t).unwrap())
+            .collect()
+    };
+    let not_ready = json!({"key": "node.kubernetes.io/not-ready", "operator": "Exists",
+        "effect": "NoExecute", "tolerationSeconds": 300});
+    let unreachable = json!({"key": "node.kubernetes.io/unreachable", "operator": "Exists",
+        "effect": "NoExecute", "tolerationSeconds": 300});
+    // A wildcard tolerates both: nothing added.
+    let wildcard = json!({"operator": "Exists"});
+    let got = tolerations(
+        create("wild", json!({"tolerations": [wildcard]}))
+            .await
+            .unwrap(),
+    );
+    assert_eq!(got, vec![wildcard]);
+    // not-ready with NoSchedule does not tolerate the NoExecute taint; unreachable without an
+    // effect does.
+    let ns = json!({"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoSchedule"});
+    let un = json!({"key": "node.kubernetes.io/unreachable", "operator": "Exists", "tolerationSeconds": 60});
+    let got = tolerations(
+        create("keyed", json!({"tolerations": [ns, un]}))
+            .await
+            .unwrap(),
+    );
+    assert_eq!(got, vec![ns, un, not_ready.clone()]);
+    let got = tolerations(create("plain", json!({})).await.unwrap());
+    assert_eq!(got, vec![not_ready, unreachable]);
+
+    // Priority.
+    let p = create(
+        "critical",
+        json!({"priorityClassName": "system-cluster-critical"}),
+    )
+    .await
+    .unwrap();
+    let spec = p.spec.unwrap();
+    assert_eq!(spec.priority, Some(2_000_000_000));
+    assert_eq!(
+        spec.preemption_policy.as_deref(),
+        Some("PreemptLowerPriority")
+    );
+    let st = api_err(
+        create("unknown", json!({"priorityClassName": "gold"}))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!((st.code, st.reason.as_str()), (403, "Forbidden"));
+    assert_eq!(
+        st.message,
+        r#"pods "unknown" is forbidden: no PriorityClass with name gold was found"#
+    );
+    let st = api_err(
+        create("forged", json!({"priority": 1000}))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(
+        st.message,
+        r#"pods "forged" is forbidden: the integer value of priority (1000) must not be provided in pod spec; priority admission controller computed 0 from the given PriorityClass name"#
+    );
+    // The computed value itself may be sent (a copy of a pod carries it).
+    let p = create(
+        "copied",
+        json!({"priorityClassName": "system-node-critical", "priority": 2_000_001_000,
+               "preemptionPolicy": "PreemptLowerPriority"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(p.spec.unwrap().priority, Some(2_000_001_000));
+}
+
+/// generateName: `names.SimpleNameGenerator` cuts the prefix to 58 characters before the five
+/// random ones, so a generated name never exceeds 63.
+#[tokio::test]
+async fn generate_name_prefix_is_cut_to_58_characters() {
+    let s = server().await;
+    let api: Api<Pod> = Api::namespaced(s.client("admin").await.unwrap(), "prod");
+    let prefix = format!("{}-", "debugger".repeat(9)); // 73 characters
+    let mut pod = fixtures::web_pod("prod", "");
+    pod.metadata.name = None;
+    pod.metadata.generate_name = Some(prefix.clone());
+    let created = api.create(&PostParams::default(), &pod).await.unwrap();
+    let name = created.metadata.name.unwrap();
+    assert_eq!(name.len(), 63, "{name}");
+    assert_eq!(&name[..58], &prefix[..58]);
+    assert_eq!(
+        created.metadata.generate_name.as_deref(),
+        Some(prefix.as_str())
+    );
+    // A short prefix is kept whole.
+    pod.metadata.generate_name = Some("web-".into());
+    let name = api
+        .create(&PostParams::default(), &pod)
+        .await
+        .unwrap()
+        .metadata
+        .name
+        .unwrap();
+    assert!(name.starts_with("web-") && name.len() == 9, "{name}");
+}
+
+/// PodSecurity evaluates an update only when it is significant (`isSignificantPodUpdate`),
+/// for the pod and its `ephemeralcontainers` alike, and then judges the whole pod: adding a
+/// conforming ephemeral container to a pod that violates the level (created before the label)
+/// is refused, an update that adds nothing is not.
+#[tokio::test]
+async fn pod_security_evaluates_only_significant_updates() {
+    let mut legacy = fixtures::web_pod("base", "legacy");
+    legacy.spec.as_mut().unwrap().host_pid = Some(true);
+    let s = ApiServer::builder()
+        .namespace(
+            "base",
+            &[("pod-security.kubernetes.io/enforce", "baseline")],
+        )
+        .pod(legacy)
+        .start()
+        .await
+        .unwrap();
+    let api: Api<Pod> = Api::namespaced(s.client("admin").await.unwrap(), "base");
+    let pp = PatchParams::default();
+    let st = api_err(
+        api.patch_ephemeral_containers(
+            "legacy",
+            &pp,
+            &Patch::Strategic(json!({"spec": {"ephemeralContainers": [eph("dbg", "busybox")]}})),
+        )
+        .await
+        .unwrap_err(),
+    );
+    assert_eq!(
+        st.message,
+        r#"pods "legacy" is forbidden: violates PodSecurity "baseline:latest": host namespaces (hostPID=true)"#
+    );
+    // Nothing added, nothing re-imaged: not evaluated.
+    api.patch_ephemeral_containers("legacy", &pp, &Patch::Merge(json!({})))
+        .await
+        .unwrap();
+    api.patch(
+        "legacy",
+        &pp,
+        &Patch::Merge(json!({"metadata": {"labels": {"seen": "yes"}}})),
+    )
+    .await
+    .unwrap();
+    // A new image is significant.
+    let st = api_err(
+        api.patch(
+            "legacy",
+            &pp,
+            &Patch::Strategic(
+                json!({"spec": {"containers": [{"name": "app", "image": "nginx:2"}]}}),
+            ),
+        )
+        .await
+        .unwrap_err(),
+    );
+    assert_eq!(st.code, 403, "{}", st.message);
+}
+
+/// On create the pod strategy syncs AppArmor profile fields and the deprecated annotations
+/// (`applyAppArmorVersionSkew`) before validating admission: a field-only Unconfined profile
+/// gains its annotation, which PodSecurity then reports too; an annotation-only profile gains
+/// its field and a deprecation warning; an annotation contradicting the field is invalid.
+#[tokio::test]
+async fn app_armor_fields_and_annotations_are_synced_on_create() {
+    let s = ApiServer::builder()
+        .namespace("prod", &[])
+        .namespace(
+            "base",
+            &[("pod-security.kubernetes.io/enforce", "baseline")],
+        )
+        .start()
+        .await
+        .unwrap();
+    let client = s.client("admin").await.unwrap();
+    let base: Api<Pod> = Api::namespaced(client.clone(), "base");
+    let mut field_only: Value = serde_json::to_value(fixtures::web_pod("base", "aa")).unwrap();
+    field_only["spec"]["containers"][0]["securityContext"]["appArmorProfile"] =
+        json!({"type": "Unconfined"});
+    let st = api_err(
+        base.create(
+            &PostParams::default(),
+            &serde_json::from_value(field_only).unwrap(),
+        )
+        .await
+        .unwrap_err(),
+    );
+    assert_eq!(
+        st.message,
+        r#"pods "aa" is forbidden: violates PodSecurity "baseline:latest": forbidden AppArmor profiles (container "app" and annotation must not set AppArmor profile type to "Unconfined", "container.apparmor.security.beta.kubernetes.io/app=\"unconfined\"")"#
+    );
+
+    let mut annotated = serde_json::to_value(fixtures::web_pod("prod", "annotated")).unwrap();
+    annotated["metadata"]["annotations"] =
+        json!({"container.apparmor.security.beta.kubernetes.io/app": "localhost/k8s-debug"});
+    let (code, warnings) = warnings_of(
+        &client,
+        "POST",
+        "/api/v1/namespaces/prod/pods",
+        "application/json",
+        &annotated,
+    )
+    .await;
+    assert_eq!(code, 201);
+    assert_eq!(
+        warnings,
+        vec![
+            r#"299 - "metadata.annotations[container.apparmor.security.beta.kubernetes.io/app]: deprecated since v1.30; use the \"appArmorProfile\" field instead""#
+        ]
+    );
+    let stored = s.pod("prod", "annotated").unwrap();
+    let sc = serde_json::to_value(&stored.spec.unwrap().containers[0].security_context).unwrap();
+    assert_eq!(
+        sc["appArmorProfile"],
+        json!({"type": "Localhost", "localhostProfile": "k8s-debug"})
+    );
+    // An AppArmor annotation that contradicts the container's field is refused on create.
+    let mut mismatch: Value = serde_json::to_value(fixtures::web_pod("prod", "mismatch")).unwrap();
+    mismatch["metadata"]["annotations"] =
+        json!({"container.apparmor.security.beta.kubernetes.io/app": "runtime/default"});
+    mismatch["spec"]["containers"][0]["securityContext"]["appArmorProfile"] =
+        json!({"type": "Localhost", "localhostProfile": "k8s-debug"});
+    let prod: Api<Pod> = Api::namespaced(client, "prod");
+    let st = api_err(
+        prod.create(
+            &PostParams::default(),
+            &serde_json::from_value(mismatch).unwrap(),
+        )
+        .await
+        .unwrap_err(),
+    );
+    assert_eq!(
+        st.message,
+        r#"Pod "mismatch" is invalid: spec.containers[0].securityContext.appArmorProfile.type: Forbidden: apparmor type in annotation and field must match"#
+    );
+}
+
+/// The `Warning` headers of a raw request through `client` (kube-rs does not surface them).
+async fn warnings_of(
+    client: &kube::Client,
+    method: &str,
+    uri: &str,
+    content_type: &str,
+    body: &Value,
+) -> (u16, Vec<String>) {
+    let req = axum::http::Request::builder()
+        .method(method)
+        .uri(uri)
+        .header("content-type", content_type)
+        .body(kube::client::Body::from(body.to_string().into_bytes()))
+        .unwrap();
+    let resp = client.send(req).await.unwrap();
+    let warnings = resp
+        .headers()
+        .get_all("warning")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_string())
+        .collect();
+    (resp.status().as_u16(), warnings)
+}
+
+/// PodSecurity's other baseline checks (`policy/check_*.go`): AppArmor (field and
+/// annotation), hostPorts, procMount, SELinux options, seccomp Unconfined, unsafe sysctls and
+/// Windows host processes, in the registry's order and wording; restricted refuses an
+/// explicit `runAsUser: 0`; the safe sysctls depend on the pinned version.
+#[tokio::test]
+async fn pod_security_baseline_covers_every_check() {
+    let s = ApiServer::builder()
+        .namespace(
+            "base",
+            &[("pod-security.kubernetes.io/enforce", "baseline")],
+        )
+        .namespace(
+            "old",
+            &[
+                ("pod-security.kubernetes.io/enforce", "baseline"),
+                ("pod-security.kubernetes.io/enforce-version", "v1.31"),
+            ],
+        )
+        .namespace(
+            "strict",
+            &[("pod-security.kubernetes.io/enforce", "restricted")],
+        )
+        .pod(fixtures::web_pod("base", "web"))
+        .start()
+        .await
+        .unwrap();
+    let client = s.client("admin").await.unwrap();
+    let create = |ns: &str, pod: Value| {
+        let api: Api<Pod> = Api::namespaced(client.clone(), ns);
+        async move {
+            api.create(
+                &PostParams::default(),
+                &serde_json::from_value(pod).unwrap(),
+            )
+            .await
+        }
+    };
+    let mut bad: Value = serde_json::to_value(fixtures::web_pod("base", "bad")).unwrap();
+    bad["metadata"]["annotations"] =
+        json!({"container.apparmor.security.beta.kubernetes.io/app": "unconfined"});
+    bad["spec"]["hostUsers"] = json!(false);
+    bad["spec"]["securityContext"] = json!({"sysctls": [
+        {"name": "kernel.msgmax", "value": "65536"},
+        {"name": "net.ipv4.tcp_syncookies", "value": "1"},
+        {"name": "net.core.somaxconn", "value": "1024"}
+    ]});
+    let c = &mut bad["spec"]["containers"][0];
+    c["ports"] = json!([
+        {"containerPort": 8080, "hostPort": 8080},
+        {"containerPort": 80, "hostPort": 80}
+    ]);
+    c["securityContext"] = json!({
+        "appArmorProfile": {"type": "Unconfined"},
+        "seLinuxOptions": {"type": "spc_t", "user": "system_u"},
+        // Forbidden at 1.33 even in a user namespace: the relaxation is an alpha gate.
+        "procMount": "Unmasked",
+        "seccompProfile": {"type": "Unconfined"}
+    });
+    let st = api_err(create("base", bad).await.unwrap_err());
+    assert_eq!((st.code, st.reason.as_str()), (403, "Forbidden"));
+    assert_eq!(
+        st.message,
+        r#"pods "bad" is forbidden: violates PodSecurity "baseline:latest": forbidden AppArmor profiles (container "app" and annotation must not set AppArmor profile type to "Unconfined", "container.apparmor.security.beta.kubernetes.io/app=\"unconfined\""), hostPort (container "app" uses hostPorts 80, 8080), procMount (container "app" must not set securityContext.procMount to "Unmasked"), seLinuxOptions (container "app" set forbidden securityContext.seLinuxOptions: type "spc_t"; user may not be set), seccompProfile (container "app" must not set securityContext.seccompProfile.type to "Unconfined"), forbidden sysctls (kernel.msgmax, net.core.somaxconn)"#
+    );
+
+    // A Windows host process (which needs the host network).
+    let mut win: Value = serde_json::to_value(fixtures::web_pod("base", "win")).unwrap();
+    win["spec"]["hostNetwork"] = json!(true);
+    win["spec"]["securityContext"] = json!({"windowsOptions": {"hostProcess": true}});
+    let st = api_err(create("base", win).await.unwrap_err());
+    assert_eq!(
+        st.message,
+        r#"pods "win" is forbidden: violates PodSecurity "baseline:latest": host namespaces (hostNetwork=true), hostProcess (pod must not set securityContext.windowsOptions.hostProcess=true)"#
+    );
+
+    // The allowed values pass: RuntimeDefault/Localhost profiles, container_t, Default.
+    let mut ok: Value = serde_json::to_value(fixtures::web_pod("base", "ok")).unwrap();
+    ok["metadata"]["annotations"] =
+        json!({"container.apparmor.security.beta.kubernetes.io/app": "runtime/default"});
+    ok["spec"]["securityContext"] = json!({
+        "seLinuxOptions": {"type": "container_t", "level": "s0:c1,c2"},
+        "seccompProfile": {"type": "RuntimeDefault"},
+        "sysctls": [{"name": "net.ipv4.tcp_rmem", "value": "4096 87380 6291456"}]
+    });
+    ok["spec"]["containers"][0]["securityContext"]["procMount"] = json!("Default");
+    ok["spec"]["containers"][0]["securityContext"]["appArmorProfile"] =
+        json!({"type": "RuntimeDefault"});
+    create("base", ok.clone()).await.unwrap();
+    // net.ipv4.tcp_rmem is safe from policy 1.32 on only.
+    ok["metadata"]["namespace"] = json!("old");
+    let st = api_err(create("old", ok).await.unwrap_err());
+    assert_eq!(
+        st.message,
+        r#"pods "ok" is forbidden: violates PodSecurity "baseline:v1.31": forbidden sysctls (net.ipv4.tcp_rmem)"#
+    );
+
+    // An ephemeral container is checked too.
+    let base: Api<Pod> = Api::namespaced(client.clone(), "base");
+    let st = api_err(
+        base.patch_ephemeral_containers(
+            "web",
+            &PatchParams::default(),
+            &Patch::Strategic(json!({"spec": {"ephemeralContainers": [{
+                "name": "dbg", "image": "busybox",
+                "securityContext": {"seccompProfile": {"type": "Unconfined"}}
+            }]}})),
+        )
+        .await
+        .unwrap_err(),
+    );
+    assert_eq!(
+        st.message,
+        r#"pods "web" is forbidden: violates PodSecurity "baseline:latest": seccompProfile (container "dbg" must not set securityContext.seccompProfile.type to "Unconfined")"#
+    );
+
+    // Restricted: an explicit runAsUser 0, even with runAsNonRoot set.
+    let mut root: Value = serde_json::to_value(fixtures::hardened_pod("strict", "root")).unwrap();
+    root["spec"]["containers"][0]["securityContext"]["runAsUser"] = json!(0);
+    let st = api_err(create("strict", root).await.unwrap_err());
+    assert_eq!(
+        st.message,
+        r#"pods "root" is forbidden: violates PodSecurity "restricted:latest": runAsUser=0 (container "app" must not set runAsUser=0)"#
+    );
+}
+
+/// The `warn` label: a pod the enforced level admits but the warned level would not is
+/// created with the plugin's `Warning` header; a refused request carries none; ephemeral
+/// container updates warn the same way.
+#[tokio::test]
+async fn pod_security_warn_label_returns_warnings() {
+    let s = ApiServer::builder()
+        .namespace(
+            "warned",
+            &[
+                ("pod-security.kubernetes.io/enforce", "baseline"),
+                ("pod-security.kubernetes.io/warn", "restricted"),
+                ("pod-security.kubernetes.io/warn-version", "v1.33"),
+                ("pod-security.kubernetes.io/audit", "restricted"),
+            ],
+        )
+        .pod(fixtures::hardened_pod("warned", "hard"))
+        .start()
+        .await
+        .unwrap();
+    let client = s.client("admin").await.unwrap();
+    let pods = "/api/v1/namespaces/warned/pods";
+    let web = serde_json::to_value(fixtures::web_pod("warned", "web")).unwrap();
+    let (code, warnings) = warnings_of(&client, "POST", pods, "application/json", &web).await;
+    assert_eq!(code, 201);
+    assert_eq!(
+        warnings,
+        vec![
+            r#"299 - "would violate PodSecurity \"restricted:v1.33\": allowPrivilegeEscalation != false (container \"app\" must set securityContext.allowPrivilegeEscalation=false), unrestricted capabilities (container \"app\" must set securityContext.capabilities.drop=[\"ALL\"]), runAsNonRoot != true (pod or container \"app\" must set securityContext.runAsNonRoot=true), seccompProfile (pod or container \"app\" must set securityContext.seccompProfile.type to \"RuntimeDefault\" or \"Localhost\")""#
+        ]
+    );
+    // Refused by the enforced level: the error only, no warning.
+    let mut bad = serde_json::to_value(fixtures::web_pod("warned", "bad")).unwrap();
+    bad["spec"]["hostPID"] = json!(true);
+    let (code, warnings) = warnings_of(&client, "POST", pods, "application/json", &bad).await;
+    assert_eq!(code, 403);
+    assert!(warnings.is_empty(), "{warnings:?}");
+    // A conforming pod: no warning.
+    let ok = serde_json::to_value(fixtures::hardened_pod("warned", "ok")).unwrap();
+    let (code, warnings) = warnings_of(&client, "POST", pods, "application/json", &ok).await;
+    assert_eq!((code, warnings.len()), (201, 0), "{warnings:?}");
+    // An ephemeral container without the restricted securityContext.
+    let (code, warnings) = warnings_of(
+        &client,
+        "PATCH",
+        "/api/v1/namespaces/warned/pods/hard/ephemeralcontainers",
+        "application/strategic-merge-patch+json",
+        &json!({"spec": {"ephemeralContainers": [{"name": "dbg", "image": "busybox"}]}}),
+    )
+    .await;
+    assert_eq!(code, 200);
+    assert_eq!(
+        warnings,
+        vec![
+            r#"299 - "would violate PodSecurity \"restricted:v1.33\": allowPrivilegeEscalation != false (container \"dbg\" must set securityContext.allowPrivilegeEscalation=false), unrestricted capabilities (container \"dbg\" must set securityContext.capabilities.drop=[\"ALL\"])""#
+        ]
+    );
+}
+
 /// PodSecurity admission: the namespace's enforce label, on pod creates and ephemeral
 /// container updates, with the plugin's 403 wording; pod updates only when images change.
 #[tokio::test]

@@ -8,6 +8,7 @@ pub mod authentication;
 pub mod defaults;
 pub mod discovery;
 pub mod events;
+pub mod managed_fields;
 pub mod patch;
 pub mod pod_security;
 pub mod pods;
@@ -683,6 +684,15 @@ impl ApiServer {
         ns.metadata.labels = Some(l);
         ns.status = serde_json::from_value(json!({"phase": "Active"})).ok();
         self.state.store().put_namespace(ns);
+    }
+
+    /// Adds (or replaces) the ServiceAccount `name` in `namespace`, with its
+    /// `automountServiceAccountToken` when given. Every namespace has `default`; pods naming
+    /// another account are refused until it exists, as the ServiceAccount plugin does.
+    pub fn add_service_account(&self, namespace: &str, name: &str, automount_token: Option<bool>) {
+        self.state
+            .store()
+            .put_service_account(namespace, name, automount_token);
     }
 
     /// Seeds a pod as if created earlier and already running: defaulted, with the

@@ -1,24 +1,35 @@
-//! The PodSecurity admission plugin (`k8s.io/pod-security-admission`), minimally: the level
-//! the namespace label `pod-security.kubernetes.io/enforce` sets (version from
-//! `…/enforce-version`, default `latest`), enforced in the validating phase — after
-//! validation, before validating webhooks — on pod creates, on `ephemeralcontainers` updates
-//! and on pod updates that change a container image (`isSignificantPodUpdate`).
+//! The PodSecurity admission plugin (`k8s.io/pod-security-admission`): the levels the
+//! namespace labels `pod-security.kubernetes.io/enforce` and `…/warn` set (versions from
+//! `…/enforce-version` and `…/warn-version`, default `latest`), evaluated in the validating
+//! phase — after validation, before validating webhooks — on pod creates, and on updates of
+//! the pod or its `ephemeralcontainers` that are significant ([`significant_pod_update`]:
+//! an ephemeral container added, an image or a seccomp annotation changed, …).
 //!
-//! Checks (the policy's IDs, evaluated baseline first, each level's by ID, as the real
-//! aggregate lists them):
-//! - baseline: `capabilities_baseline` (non-default capabilities), `hostNamespaces`,
-//!   `hostPathVolumes`, `privileged`;
-//! - restricted adds `allowPrivilegeEscalation`, `capabilities_restricted` (drop ALL, add
-//!   only NET_BIND_SERVICE; replaces the baseline one), `restrictedVolumes` (replaces
-//!   hostPathVolumes), `runAsNonRoot`, `seccompProfile_restricted`.
+//! Checks (`policy/check_*.go`, evaluated as the registry orders them: the baseline IDs
+//! sorted, then the restricted IDs sorted; restricted inherits the baseline checks it does not
+//! override):
+//! - baseline: `appArmorProfile` (field and annotations), `capabilities_baseline`,
+//!   `hostNamespaces`, `hostPathVolumes`, `hostPorts`, `privileged`, `procMount`,
+//!   `seLinuxOptions`, `seccompProfile_baseline`, `sysctls`, `windowsHostProcess`;
+//! - restricted adds `allowPrivilegeEscalation`, `capabilities_restricted` (replaces
+//!   capabilities_baseline), `restrictedVolumes` (replaces hostPathVolumes), `runAsNonRoot`,
+//!   `runAsUser` (1.23+), `seccompProfile_restricted` (replaces seccompProfile_baseline).
 //!
-//! Not checked: hostPorts, AppArmor, SELinux, /proc mount, sysctls, seccomp at baseline,
-//! runAsUser=0, Windows host processes; the `warn` and `audit` labels; exemptions. An enforce
-//! label that is not a level is treated as `restricted`, the most restrictive, as the plugin
-//! does.
+//! Versions matter where this server's checks differ by version: the safe sysctls (1.27,
+//! 1.29, 1.32 added some), `container_engine_t` (SELinux, 1.31+), `runAsUser` (1.23+) and the
+//! seccomp annotations baseline checks before 1.19; any other pinned version is evaluated as
+//! `latest`. `procMount` is the 1.33 check: the user-namespace relaxation sits behind the
+//! alpha `UserNamespacesPodSecurityStandards` gate, off by default, so `hostUsers: false` does
+//! not relax it.
 //!
-//! A violation is the plugin's 403: `pods "x" is forbidden: violates PodSecurity
-//! "restricted:latest": REASON (DETAIL), …`.
+//! A level label that is not a level is treated as `restricted`, the most restrictive, as
+//! the plugin does (`api.ParseLevel`); an unparseable version as `latest`.
+//!
+//! An `enforce` violation is the plugin's 403: `pods "x" is forbidden: violates PodSecurity
+//! "restricted:latest": REASON (DETAIL), …`. A `warn` violation of an admitted pod is a
+//! `Warning` header, `would violate PodSecurity "restricted:latest": …` (none when the request
+//! is refused). The `audit` label only annotates audit events, and this server keeps no audit
+//! log; exemptions are not modelled.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -28,8 +39,12 @@ use super::status::ApiError;
 
 /// The namespace label that sets the enforced level.
 pub const ENFORCE_LABEL: &str = "pod-security.kubernetes.io/enforce";
-/// The namespace label that pins the policy version.
+/// The namespace label that pins the enforced policy version.
 pub const ENFORCE_VERSION_LABEL: &str = "pod-security.kubernetes.io/enforce-version";
+/// The namespace label that sets the level whose violations are returned as warnings.
+pub const WARN_LABEL: &str = "pod-security.kubernetes.io/warn";
+/// The namespace label that pins the warned policy version.
+pub const WARN_VERSION_LABEL: &str = "pod-security.kubernetes.io/warn-version";
 
 /// Capabilities the baseline level lets a container add.
 const BASELINE_CAPABILITIES: &[&str] = &[
@@ -59,19 +74,62 @@ pub enum Level {
     Restricted,
 }
 
-/// The enforced level and version of a namespace, from its labels (`None`: unlabelled).
-pub fn enforced(labels: &BTreeMap<String, String>) -> Option<(Level, String)> {
-    let level = match labels.get(ENFORCE_LABEL)?.as_str() {
+/// A policy version: `latest` or `v1.N` (`api.ParseVersion`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Version {
+    /// The newest checks.
+    Latest,
+    /// `v1.N`: the checks as of Kubernetes 1.N.
+    Minor(u32),
+}
+
+impl Version {
+    /// Parses a version label; anything but `latest` or `v1.N` falls back to `latest`, as
+    /// the plugin does for an invalid version.
+    pub fn parse(s: &str) -> Version {
+        s.strip_prefix("v1.")
+            .filter(|m| m == &"0" || !m.starts_with('0'))
+            .and_then(|m| m.parse().ok())
+            .map_or(Version::Latest, Version::Minor)
+    }
+
+    /// Whether checks that start at 1.`minor` apply.
+    fn at_least(self, minor: u32) -> bool {
+        match self {
+            Version::Latest => true,
+            Version::Minor(m) => m >= minor,
+        }
+    }
+
+    fn label(self) -> String {
+        match self {
+            Version::Latest => "latest".into(),
+            Version::Minor(m) => format!("v1.{m}"),
+        }
+    }
+}
+
+fn level_version(
+    labels: &BTreeMap<String, String>,
+    level_key: &str,
+    version_key: &str,
+) -> Option<(Level, Version)> {
+    let level = match labels.get(level_key)?.as_str() {
         "privileged" => Level::Privileged,
         "baseline" => Level::Baseline,
         // Not a level: the plugin falls back to the most restrictive one.
         _ => Level::Restricted,
     };
     let version = labels
-        .get(ENFORCE_VERSION_LABEL)
-        .cloned()
-        .unwrap_or_else(|| "latest".into());
+        .get(version_key)
+        .map_or(Version::Latest, |v| Version::parse(v));
     Some((level, version))
+}
+
+/// The enforced level and version label of a namespace, from its labels (`None`:
+/// unlabelled).
+pub fn enforced(labels: &BTreeMap<String, String>) -> Option<(Level, String)> {
+    level_version(labels, ENFORCE_LABEL, ENFORCE_VERSION_LABEL).map(|(l, v)| (l, v.label()))
 }
 
 fn pluralize<'a>(singular: &'a str, plural: &'a str, n: usize) -> &'a str {
@@ -405,30 +463,421 @@ fn seccomp_restricted(spec: &Value) -> Option<Violation> {
     })
 }
 
-/// The violations of `spec` at `level`, in the order the plugin reports them.
-pub fn violations(level: Level, spec: &Value) -> Vec<Violation> {
-    type Check = fn(&Value) -> Option<Violation>;
+/// What the checks read: the pod's metadata and spec, and the policy version evaluated.
+struct Subject<'a> {
+    meta: &'a Value,
+    spec: &'a Value,
+    version: Version,
+}
+
+/// The setters of a bad value: `pod` (when the pod-level field is bad), then `container(s)
+/// "a", "b"`, joined with " and ", as the checks that look at both levels phrase it.
+fn setters(pod_bad: bool, containers: &[String]) -> String {
+    let mut out = Vec::new();
+    if pod_bad {
+        out.push("pod".to_string());
+    }
+    if !containers.is_empty() {
+        out.push(format!(
+            "{} {}",
+            pluralize("container", "containers", containers.len()),
+            join_quote(containers)
+        ));
+    }
+    out.join(" and ")
+}
+
+/// The annotation prefix of the deprecated per-container AppArmor profiles.
+const APPARMOR_ANNOTATION_PREFIX: &str = "container.apparmor.security.beta.kubernetes.io/";
+
+/// `check_appArmorProfile.go`: the `appArmorProfile` fields may only be `RuntimeDefault` or
+/// `Localhost`; the deprecated annotations only empty, `runtime/default` or `localhost/*`.
+fn app_armor_profile(s: &Subject) -> Option<Violation> {
+    let bad_type = |p: &Value| -> Option<String> {
+        if !p.is_object() {
+            return None;
+        }
+        let t = p["type"].as_str().unwrap_or_default();
+        (!matches!(t, "RuntimeDefault" | "Localhost")).then(|| t.to_string())
+    };
+    let mut bad_values = BTreeSet::new();
+    let pod_bad = match bad_type(&s.spec["securityContext"]["appArmorProfile"]) {
+        Some(t) => {
+            bad_values.insert(t);
+            true
+        }
+        None => false,
+    };
+    let mut bad_containers = Vec::new();
+    for c in containers(s.spec) {
+        if let Some(t) = bad_type(&c["securityContext"]["appArmorProfile"]) {
+            bad_containers.push(name(c));
+            bad_values.insert(t);
+        }
+    }
+    let mut annotations: Vec<String> = s.meta["annotations"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter(|(k, _)| k.starts_with(APPARMOR_ANNOTATION_PREFIX))
+        .filter_map(|(k, v)| {
+            let v = v.as_str().unwrap_or_default();
+            let allowed = v.is_empty() || v == "runtime/default" || v.starts_with("localhost/");
+            (!allowed).then(|| format!("{k}={v:?}"))
+        })
+        .collect();
+    annotations.sort();
+    let mut who = setters(pod_bad, &bad_containers);
+    let mut values: Vec<String> = bad_values.into_iter().collect();
+    if !annotations.is_empty() {
+        let setter = pluralize("annotation", "annotations", annotations.len());
+        who = if who.is_empty() {
+            setter.to_string()
+        } else {
+            format!("{who} and {setter}")
+        };
+        values.extend(annotations);
+    }
+    (!who.is_empty()).then(|| {
+        (
+            pluralize(
+                "forbidden AppArmor profile",
+                "forbidden AppArmor profiles",
+                values.len(),
+            )
+            .into(),
+            format!(
+                "{who} must not set AppArmor profile type to {}",
+                join_quote(&values)
+            ),
+        )
+    })
+}
+
+/// `check_hostPorts.go`: no container may set a non-zero `hostPort`.
+fn host_ports(spec: &Value) -> Option<Violation> {
+    let mut bad = Vec::new();
+    let mut ports = BTreeSet::new();
+    for c in containers(spec) {
+        let mut uses = false;
+        for p in c["ports"].as_array().into_iter().flatten() {
+            if let Some(hp) = p["hostPort"].as_i64().filter(|hp| *hp != 0) {
+                uses = true;
+                // A set of strings, listed in string order, as the plugin's sets.String.
+                ports.insert(hp.to_string());
+            }
+        }
+        if uses {
+            bad.push(name(c));
+        }
+    }
+    (!bad.is_empty()).then(|| {
+        (
+            "hostPort".into(),
+            format!(
+                "{} {} {} {} {}",
+                pluralize("container", "containers", bad.len()),
+                join_quote(&bad),
+                pluralize("uses", "use", bad.len()),
+                pluralize("hostPort", "hostPorts", ports.len()),
+                ports.into_iter().collect::<Vec<_>>().join(", ")
+            ),
+        )
+    })
+}
+
+/// `check_procMount.go` (1.33): `procMount` unset or `Default`.
+fn proc_mount(spec: &Value) -> Option<Violation> {
+    let mut bad = Vec::new();
+    let mut types = BTreeSet::new();
+    for c in containers(spec) {
+        if let Some(t) = c["securityContext"]["procMount"].as_str()
+            && t != "Default"
+        {
+            bad.push(name(c));
+            types.insert(t.to_string());
+        }
+    }
+    (!bad.is_empty()).then(|| {
+        (
+            "procMount".into(),
+            format!(
+                "{} {} must not set securityContext.procMount to {}",
+                pluralize("container", "containers", bad.len()),
+                join_quote(&bad),
+                join_quote(&types.into_iter().collect::<Vec<_>>())
+            ),
+        )
+    })
+}
+
+/// `check_seLinuxOptions.go`: the type only one of the container types, user and role unset.
+fn se_linux_options(s: &Subject) -> Option<Violation> {
+    let mut allowed = vec!["", "container_t", "container_init_t", "container_kvm_t"];
+    if s.version.at_least(31) {
+        allowed.push("container_engine_t");
+    }
+    let mut bad_types = BTreeSet::new();
+    let (mut set_user, mut set_role) = (false, false);
+    let mut valid = |opts: &Value| -> bool {
+        let t = opts["type"].as_str().unwrap_or_default();
+        let mut ok = true;
+        if !allowed.contains(&t) {
+            ok = false;
+            bad_types.insert(t.to_string());
+        }
+        if !opts["user"].as_str().unwrap_or_default().is_empty() {
+            ok = false;
+            set_user = true;
+        }
+        if !opts["role"].as_str().unwrap_or_default().is_empty() {
+            ok = false;
+            set_role = true;
+        }
+        ok
+    };
+    let pod_opts = &s.spec["securityContext"]["seLinuxOptions"];
+    let pod_bad = pod_opts.is_object() && !valid(pod_opts);
+    let mut bad_containers = Vec::new();
+    for c in containers(s.spec) {
+        let opts = &c["securityContext"]["seLinuxOptions"];
+        if opts.is_object() && !valid(opts) {
+            bad_containers.push(name(c));
+        }
+    }
+    let who = setters(pod_bad, &bad_containers);
+    if who.is_empty() {
+        return None;
+    }
+    let mut data = Vec::new();
+    if !bad_types.is_empty() {
+        data.push(format!(
+            "{} {}",
+            pluralize("type", "types", bad_types.len()),
+            join_quote(&bad_types.into_iter().collect::<Vec<_>>())
+        ));
+    }
+    if set_user {
+        data.push("user may not be set".to_string());
+    }
+    if set_role {
+        data.push("role may not be set".to_string());
+    }
+    Some((
+        "seLinuxOptions".into(),
+        format!(
+            "{who} set forbidden securityContext.seLinuxOptions: {}",
+            data.join("; ")
+        ),
+    ))
+}
+
+/// `check_seccompProfile_baseline.go`: from 1.19 the `seccompProfile` fields may not be set
+/// to anything but `RuntimeDefault` or `Localhost`; before, the alpha annotations.
+fn seccomp_baseline(s: &Subject) -> Option<Violation> {
+    if !s.version.at_least(19) {
+        return seccomp_baseline_annotations(s);
+    }
+    let bad_type = |p: &Value| -> Option<String> {
+        if !p.is_object() {
+            return None;
+        }
+        let t = p["type"].as_str().unwrap_or_default();
+        (!matches!(t, "RuntimeDefault" | "Localhost")).then(|| t.to_string())
+    };
+    let mut bad_values = BTreeSet::new();
+    let pod_bad = match bad_type(&s.spec["securityContext"]["seccompProfile"]) {
+        Some(t) => {
+            bad_values.insert(t);
+            true
+        }
+        None => false,
+    };
+    let mut bad_containers = Vec::new();
+    for c in containers(s.spec) {
+        if let Some(t) = bad_type(&c["securityContext"]["seccompProfile"]) {
+            bad_containers.push(name(c));
+            bad_values.insert(t);
+        }
+    }
+    let who = setters(pod_bad, &bad_containers);
+    (!who.is_empty()).then(|| {
+        (
+            "seccompProfile".into(),
+            format!(
+                "{who} must not set securityContext.seccompProfile.type to {}",
+                join_quote(&bad_values.into_iter().collect::<Vec<_>>())
+            ),
+        )
+    })
+}
+
+/// The 1.0–1.18 seccomp baseline: the alpha annotations of the pod and its containers.
+fn seccomp_baseline_annotations(s: &Subject) -> Option<Violation> {
+    const POD_KEY: &str = "seccomp.security.alpha.kubernetes.io/pod";
+    let valid =
+        |v: &str| v == "runtime/default" || v == "docker/default" || v.starts_with("localhost/");
+    let annotations = &s.meta["annotations"];
+    let mut keys = vec![POD_KEY.to_string()];
+    keys.extend(
+        containers(s.spec)
+            .into_iter()
+            .map(|c| format!("container.seccomp.security.alpha.kubernetes.io/{}", name(c))),
+    );
+    let forbidden: BTreeSet<String> = keys
+        .into_iter()
+        .filter_map(|k| {
+            let v = annotations[k.as_str()].as_str()?;
+            (!valid(v)).then(|| format!("{k}={v:?}"))
+        })
+        .collect();
+    (!forbidden.is_empty()).then(|| {
+        (
+            "seccompProfile".into(),
+            format!(
+                "forbidden {} {}",
+                pluralize("annotation", "annotations", forbidden.len()),
+                forbidden.into_iter().collect::<Vec<_>>().join(", ")
+            ),
+        )
+    })
+}
+
+/// `check_sysctls.go`: only the sysctls the version counts as safe (namespaced, isolated).
+fn sysctls(s: &Subject) -> Option<Violation> {
+    let mut allowed = vec![
+        "kernel.shm_rmid_forced",
+        "net.ipv4.ip_local_port_range",
+        "net.ipv4.tcp_syncookies",
+        "net.ipv4.ping_group_range",
+        "net.ipv4.ip_unprivileged_port_start",
+    ];
+    if s.version.at_least(27) {
+        allowed.push("net.ipv4.ip_local_reserved_ports");
+    }
+    if s.version.at_least(29) {
+        allowed.extend([
+            "net.ipv4.tcp_keepalive_time",
+            "net.ipv4.tcp_fin_timeout",
+            "net.ipv4.tcp_keepalive_intvl",
+            "net.ipv4.tcp_keepalive_probes",
+        ]);
+    }
+    if s.version.at_least(32) {
+        allowed.extend(["net.ipv4.tcp_rmem", "net.ipv4.tcp_wmem"]);
+    }
+    // In the pod's order, repeats included, as the plugin lists them.
+    let bad: Vec<String> = s.spec["securityContext"]["sysctls"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|x| x["name"].as_str().unwrap_or_default())
+        .filter(|n| !allowed.contains(n))
+        .map(str::to_string)
+        .collect();
+    (!bad.is_empty()).then(|| ("forbidden sysctls".into(), bad.join(", ")))
+}
+
+/// `check_windowsHostProcess.go`: `windowsOptions.hostProcess` never true.
+fn windows_host_process(spec: &Value) -> Option<Violation> {
+    let host_process = |sc: &Value| sc["windowsOptions"]["hostProcess"] == true;
+    let bad: Vec<String> = containers(spec)
+        .into_iter()
+        .filter(|c| host_process(&c["securityContext"]))
+        .map(name)
+        .collect();
+    let who = setters(host_process(&spec["securityContext"]), &bad);
+    (!who.is_empty()).then(|| {
+        (
+            "hostProcess".into(),
+            format!("{who} must not set securityContext.windowsOptions.hostProcess=true"),
+        )
+    })
+}
+
+/// `check_runAsUser.go` (restricted, 1.23+): no explicit `runAsUser: 0`.
+fn run_as_user(s: &Subject) -> Option<Violation> {
+    if !s.version.at_least(23) {
+        return None;
+    }
+    let root = |sc: &Value| sc["runAsUser"].as_i64() == Some(0);
+    let bad: Vec<String> = containers(s.spec)
+        .into_iter()
+        .filter(|c| root(&c["securityContext"]))
+        .map(name)
+        .collect();
+    let who = setters(root(&s.spec["securityContext"]), &bad);
+    (!who.is_empty()).then(|| {
+        (
+            "runAsUser=0".into(),
+            format!("{who} must not set runAsUser=0"),
+        )
+    })
+}
+
+type Check = fn(&Subject) -> Option<Violation>;
+
+/// The baseline checks by ID, in ID order (the registry sorts them).
+const BASELINE_CHECKS: &[(&str, Check)] = &[
+    ("appArmorProfile", app_armor_profile),
+    ("capabilities_baseline", |s| capabilities_baseline(s.spec)),
+    ("hostNamespaces", |s| host_namespaces(s.spec)),
+    ("hostPathVolumes", |s| host_path_volumes(s.spec)),
+    ("hostPorts", |s| host_ports(s.spec)),
+    ("privileged", |s| privileged(s.spec)),
+    ("procMount", |s| proc_mount(s.spec)),
+    ("seLinuxOptions", se_linux_options),
+    ("seccompProfile_baseline", seccomp_baseline),
+    ("sysctls", sysctls),
+    ("windowsHostProcess", |s| windows_host_process(s.spec)),
+];
+
+/// The restricted checks by ID, in ID order, with the baseline checks each overrides.
+const RESTRICTED_CHECKS: &[(&str, &[&str], Check)] = &[
+    ("allowPrivilegeEscalation", &[], |s| {
+        allow_privilege_escalation(s.spec)
+    }),
+    ("capabilities_restricted", &["capabilities_baseline"], |s| {
+        capabilities_restricted(s.spec)
+    }),
+    ("restrictedVolumes", &["hostPathVolumes"], |s| {
+        restricted_volumes(s.spec)
+    }),
+    ("runAsNonRoot", &[], |s| run_as_non_root(s.spec)),
+    ("runAsUser", &[], run_as_user),
+    (
+        "seccompProfile_restricted",
+        &["seccompProfile_baseline"],
+        |s| seccomp_restricted(s.spec),
+    ),
+];
+
+/// The violations of `pod` at `level` and `version`, in the order the plugin reports them:
+/// the baseline checks the level keeps, then the restricted ones.
+pub fn violations(level: Level, version: Version, pod: &Value) -> Vec<Violation> {
+    let subject = Subject {
+        meta: &pod["metadata"],
+        spec: &pod["spec"],
+        version,
+    };
+    let overridden: Vec<&str> = RESTRICTED_CHECKS
+        .iter()
+        .flat_map(|(_, overrides, _)| overrides.iter().copied())
+        .collect();
     let checks: Vec<Check> = match level {
         Level::Privileged => vec![],
-        Level::Baseline => vec![
-            capabilities_baseline,
-            host_namespaces,
-            host_path_volumes,
-            privileged,
-        ],
-        Level::Restricted => vec![
-            // Baseline checks the restricted ones do not replace…
-            host_namespaces,
-            privileged,
-            // …then the restricted level's.
-            allow_privilege_escalation,
-            capabilities_restricted,
-            restricted_volumes,
-            run_as_non_root,
-            seccomp_restricted,
-        ],
+        Level::Baseline => BASELINE_CHECKS.iter().map(|(_, c)| *c).collect(),
+        Level::Restricted => BASELINE_CHECKS
+            .iter()
+            .filter(|(id, _)| !overridden.contains(id))
+            .map(|(_, c)| *c)
+            .chain(RESTRICTED_CHECKS.iter().map(|(_, _, c)| *c))
+            .collect(),
     };
-    checks.into_iter().filter_map(|check| check(spec)).collect()
+    checks
+        .into_iter()
+        .filter_map(|check| check(&subject))
+        .collect()
 }
 
 fn level_name(level: Level) -> &'static str {
@@ -439,21 +888,9 @@ fn level_name(level: Level) -> &'static str {
     }
 }
 
-/// Admits the pod `pod` (JSON) named `name` in a namespace with `namespace_labels`: `Ok` or
-/// the plugin's 403.
-pub fn admit(
-    namespace_labels: &BTreeMap<String, String>,
-    name: &str,
-    pod: &Value,
-) -> Result<(), ApiError> {
-    let Some((level, version)) = enforced(namespace_labels) else {
-        return Ok(());
-    };
-    let found = violations(level, &pod["spec"]);
-    if found.is_empty() {
-        return Ok(());
-    }
-    let detail = found
+/// `AggregateCheckResult.ForbiddenDetail`: `REASON (DETAIL), …`.
+fn forbidden_detail(found: &[Violation]) -> String {
+    found
         .iter()
         .map(|(reason, detail)| {
             if detail.is_empty() {
@@ -463,30 +900,86 @@ pub fn admit(
             }
         })
         .collect::<Vec<_>>()
-        .join(", ");
-    Err(ApiError::forbidden(
-        "pods",
-        name,
-        format!(
-            "violates PodSecurity \"{}:{version}\": {detail}",
-            level_name(level)
-        ),
-    ))
+        .join(", ")
 }
 
-/// Whether a pod update (no subresource) is evaluated at all: only when a container's image
-/// changed or containers were added or removed (`isSignificantPodUpdate`).
+/// Admits the pod `pod` (JSON) named `name` in a namespace with `namespace_labels`: the
+/// plugin's 403 when the `enforce` level refuses it, else the warnings its `warn` level
+/// raises (`would violate PodSecurity "LEVEL:VERSION": …`, one for the request), to be
+/// returned as `Warning` headers.
+pub fn admit(
+    namespace_labels: &BTreeMap<String, String>,
+    name: &str,
+    pod: &Value,
+) -> Result<Vec<String>, ApiError> {
+    if let Some((level, version)) =
+        level_version(namespace_labels, ENFORCE_LABEL, ENFORCE_VERSION_LABEL)
+    {
+        let found = violations(level, version, pod);
+        if !found.is_empty() {
+            return Err(ApiError::forbidden(
+                "pods",
+                name,
+                format!(
+                    "violates PodSecurity \"{}:{}\": {}",
+                    level_name(level),
+                    version.label(),
+                    forbidden_detail(&found)
+                ),
+            ));
+        }
+    }
+    // Warnings only for a request that is let through.
+    let mut warnings = Vec::new();
+    if let Some((level, version)) = level_version(namespace_labels, WARN_LABEL, WARN_VERSION_LABEL)
+    {
+        let found = violations(level, version, pod);
+        if !found.is_empty() {
+            warnings.push(format!(
+                "would violate PodSecurity \"{}:{}\": {}",
+                level_name(level),
+                version.label(),
+                forbidden_detail(&found)
+            ));
+        }
+    }
+    Ok(warnings)
+}
+
+/// Whether a pod update — of the pod itself or of its `ephemeralcontainers` — is evaluated
+/// at all (`isSignificantPodUpdate`): the pod's seccomp annotation changed, containers or
+/// init containers were added or removed, an ephemeral container was added, or a container
+/// of any kind changed its image or its seccomp annotation. Anything else is let through
+/// unevaluated, even in a namespace whose level the pod violates.
 pub fn significant_pod_update(new: &Value, old: &Value) -> bool {
-    ["initContainers", "containers"].iter().any(|k| {
-        let images = |p: &Value| -> Vec<Value> {
-            p["spec"][*k]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(|c| c["image"].clone())
-                .collect()
-        };
-        images(new) != images(old)
+    const POD_SECCOMP: &str = "seccomp.security.alpha.kubernetes.io/pod";
+    let annotation =
+        |p: &Value, k: &str| p["metadata"]["annotations"][k].as_str().map(str::to_string);
+    if annotation(new, POD_SECCOMP) != annotation(old, POD_SECCOMP) {
+        return true;
+    }
+    let list =
+        |p: &Value, k: &str| -> Vec<Value> { p["spec"][k].as_array().cloned().unwrap_or_default() };
+    let container_changed = |c: &Value, o: &Value| {
+        let key = format!(
+            "container.seccomp.security.alpha.kubernetes.io/{}",
+            c["name"].as_str().unwrap_or_default()
+        );
+        c["image"] != o["image"] || annotation(new, &key) != annotation(old, &key)
+    };
+    for k in ["containers", "initContainers"] {
+        let (n, o) = (list(new, k), list(old, k));
+        // By position, as the plugin compares them.
+        if n.len() != o.len() || n.iter().zip(&o).any(|(c, o)| container_changed(c, o)) {
+            return true;
+        }
+    }
+    let old_ephemeral = list(old, "ephemeralContainers");
+    list(new, "ephemeralContainers").iter().any(|c| {
+        match old_ephemeral.iter().find(|o| o["name"] == c["name"]) {
+            None => true,
+            Some(o) => container_changed(c, o),
+        }
     })
 }
 

@@ -21,7 +21,10 @@ use serde_json::{Value, json};
 
 use super::selectors::ListOptions;
 use super::status::ApiError;
-use super::{SharedState, defaults, json_response, patch, pod_security, table, validation, watch};
+use super::{
+    SharedState, defaults, json_response, managed_fields, patch, pod_security, table, validation,
+    watch,
+};
 use crate::admission_chain::{Admitted, Attributes, Operation};
 use crate::identity::Identity;
 
@@ -109,6 +112,16 @@ fn namespace_labels(
         .namespace(ns)
         .ok_or_else(|| ApiError::not_found("namespaces", ns))?;
     Ok(n.metadata.labels.clone().unwrap_or_default())
+}
+
+/// The ServiceAccount a pod create in `ns` runs as, or the ServiceAccount plugin's 403.
+fn service_account(state: &SharedState, ns: &str, pod: &Value) -> Result<Value, ApiError> {
+    let name = defaults::service_account_name(pod);
+    state
+        .store()
+        .service_account(ns, &name)
+        .cloned()
+        .ok_or_else(|| defaults::service_account_not_found(pod, ns, &name))
 }
 
 fn list_response(
@@ -226,16 +239,20 @@ pub async fn get_pod_sub(
 /// Seeds a pod: defaults and built-in admission, no webhooks, stored as is.
 pub fn seed(state: &SharedState, pod: Pod) -> Result<Pod, ApiError> {
     let mut v = to_json(&pod)?;
-    defaults::apply_pod_defaults(&mut v);
-    defaults::apply_create_admission(&mut v);
-    let mut pod = decode(v)?;
     let ns = pod
         .metadata
         .namespace
         .clone()
         .unwrap_or_else(|| "default".into());
-    pod.metadata.namespace = Some(ns.clone());
     namespace_labels(state, &ns)?;
+    defaults::apply_pod_defaults(&mut v);
+    // As if `kubectl create` had made it.
+    managed_fields::record_update(&mut v, None, "kubectl-create", "");
+    let sa = service_account(state, &ns, &v)?;
+    defaults::apply_create_admission(&mut v, &sa)?;
+    defaults::apply_app_armor_version_skew(&mut v);
+    let mut pod = decode(v)?;
+    pod.metadata.namespace = Some(ns.clone());
     pod.metadata.uid = Some(defaults::random_uid());
     pod.metadata.creation_timestamp = Some(Time(k8s_openapi::jiff::Timestamp::now()));
     let errs = validation::validate_create(&pod);
@@ -310,8 +327,15 @@ pub async fn create_pod(
         m.remove("status");
     }
     defaults::apply_pod_defaults(&mut v);
+    // The field manager runs on the decoded, defaulted object, before admission.
+    let manager = managed_fields::manager(
+        q.get("fieldManager").map(String::as_str),
+        &user_agent(&headers),
+    );
+    managed_fields::record_update(&mut v, None, &manager, "");
     let ns_labels = namespace_labels(&state, &ns)?;
-    defaults::apply_create_admission(&mut v);
+    let sa = service_account(&state, &ns, &v)?;
+    defaults::apply_create_admission(&mut v, &sa)?;
     let pod = decode(v)?;
     // The name the request carries: empty for a generateName create.
     let request_name = pod.metadata.name.clone().unwrap_or_default();
@@ -348,6 +372,10 @@ pub async fn create_pod(
     if let Some(meta) = v.get_mut("metadata").and_then(Value::as_object_mut) {
         defaults::name_from_generate_name(meta);
     }
+    // The pod strategy's PrepareForCreate: AppArmor fields and annotations synced.
+    admitted
+        .warnings
+        .extend(defaults::apply_app_armor_version_skew(&mut v));
     let mut pod = decode(v)?;
     let name = pod.metadata.name.clone().unwrap_or_default();
     pod.metadata.uid = Some(defaults::random_uid());
@@ -362,7 +390,8 @@ pub async fn create_pod(
         attrs.name = name.clone();
     }
     // Validating admission: the PodSecurity plugin, then the webhooks.
-    pod_security::admit(&attrs.namespace_labels, &name, &attrs.object)?;
+    let pod_security_warnings = pod_security::admit(&attrs.namespace_labels, &name, &attrs.object)?;
+    admitted.warnings.extend(pod_security_warnings);
     chain
         .validate(&attrs, &state.reviews, &mut admitted)
         .await?;
@@ -439,6 +468,8 @@ struct UpdateCall<'a> {
     user: &'a Identity,
     ns: &'a str,
     name: &'a str,
+    /// The request's `User-Agent`, the field manager's name without `fieldManager`.
+    user_agent: String,
 }
 
 async fn update(
@@ -453,7 +484,9 @@ async fn update(
         user,
         ns,
         name,
+        user_agent,
     } = call;
+    let manager = managed_fields::manager(q.get("fieldManager").map(String::as_str), &user_agent);
     let dry = dry_run(
         q,
         match method {
@@ -515,6 +548,7 @@ async fn update(
             Method::Patch => sent_rv.filter(|rv| Some(rv) != cur_rv.as_ref()),
         };
         defaults::apply_pod_defaults(&mut new_json);
+        managed_fields::record_update(&mut new_json, Some(&cur_json), &manager, subresource);
         let new_pod = decode(new_json)?;
         let mut attrs = Attributes {
             operation: Operation::Update,
@@ -547,6 +581,8 @@ async fn update(
         let prepared = match target {
             Target::Ephemeral => {
                 let mut p = current.clone();
+                // dropNonEphemeralContainerUpdates keeps the request's managedFields.
+                p.metadata.managed_fields = new_pod.metadata.managed_fields.clone();
                 if let Some(spec) = p.spec.as_mut() {
                     spec.ephemeral_containers = mutated
                         .spec
@@ -572,12 +608,11 @@ async fn update(
             return Err(ApiError::invalid("Pod", name, &errs));
         }
         attrs.object = to_json(&prepared)?;
-        // Validating admission: the PodSecurity plugin (every ephemeralcontainers update; a
-        // pod update only when it changes images), then the webhooks.
-        if target == Target::Ephemeral
-            || pod_security::significant_pod_update(&attrs.object, &cur_json)
-        {
-            pod_security::admit(&attrs.namespace_labels, name, &attrs.object)?;
+        // Validating admission: the PodSecurity plugin (only for a significant update of the
+        // pod or its ephemeral containers), then the webhooks.
+        if pod_security::significant_pod_update(&attrs.object, &cur_json) {
+            let warnings = pod_security::admit(&attrs.namespace_labels, name, &attrs.object)?;
+            admitted.warnings.extend(warnings);
         }
         chain
             .validate(&attrs, &state.reviews, &mut admitted)
@@ -622,6 +657,15 @@ async fn update(
     }
 }
 
+/// The request's User-Agent, empty when missing or not text.
+fn user_agent(headers: &HeaderMap) -> String {
+    headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string()
+}
+
 /// The request's Content-Type, empty when missing or not text.
 pub(super) fn content_type(headers: &HeaderMap) -> String {
     headers
@@ -657,6 +701,7 @@ pub async fn patch_ephemeral(
             user: &user,
             ns: &ns,
             name: &name,
+            user_agent: user_agent(&headers),
         },
         Target::Ephemeral,
         &q,
@@ -691,6 +736,7 @@ pub async fn put_ephemeral(
             user: &user,
             ns: &ns,
             name: &name,
+            user_agent: user_agent(&headers),
         },
         Target::Ephemeral,
         &q,
@@ -725,6 +771,7 @@ pub async fn patch_pod(
             user: &user,
             ns: &ns,
             name: &name,
+            user_agent: user_agent(&headers),
         },
         Target::Pod,
         &q,

@@ -1,5 +1,5 @@
-//! The in-memory object store: pods, namespaces and nodes, one resourceVersion counter
-//! (as etcd's revision), and the event history watches resume from.
+//! The in-memory object store: pods, namespaces (with their ServiceAccounts) and nodes, one
+//! resourceVersion counter (as etcd's revision), and the event history watches resume from.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
@@ -57,6 +57,9 @@ pub struct Store {
     tx: broadcast::Sender<PodEvent>,
     /// `events.k8s.io/v1` Events, as stored (namespace in their metadata).
     events: Vec<serde_json::Value>,
+    /// ServiceAccounts (as JSON) by namespace and name; what the ServiceAccount admission
+    /// plugin looks up on pod creates.
+    service_accounts: BTreeMap<(String, String), serde_json::Value>,
 }
 
 impl Default for Store {
@@ -84,6 +87,7 @@ impl Store {
             history: VecDeque::new(),
             tx,
             events: Vec::new(),
+            service_accounts: BTreeMap::new(),
         }
     }
 
@@ -184,13 +188,50 @@ impl Store {
         Ok(self.history.iter().filter(|e| e.rv > rv).cloned().collect())
     }
 
-    /// Adds or replaces a namespace.
+    /// Adds or replaces a namespace, with its ServiceAccount `default` when it has none (which
+    /// the serviceaccounts controller creates in every namespace).
     pub fn put_namespace(&mut self, mut ns: Namespace) -> Namespace {
         let rv = self.bump();
         ns.metadata.resource_version = Some(rv.to_string());
         let name = ns.metadata.name.clone().unwrap_or_default();
-        self.namespaces.insert(name, ns.clone());
+        self.namespaces.insert(name.clone(), ns.clone());
+        if self.service_account(&name, "default").is_none() {
+            self.put_service_account(&name, "default", None);
+        }
         ns
+    }
+
+    /// Adds or replaces the ServiceAccount `name` in `namespace`, with its
+    /// `automountServiceAccountToken` when given.
+    pub fn put_service_account(
+        &mut self,
+        namespace: &str,
+        name: &str,
+        automount_token: Option<bool>,
+    ) -> serde_json::Value {
+        let rv = self.bump();
+        let mut sa = serde_json::json!({
+            "apiVersion": "v1",
+            "kind": "ServiceAccount",
+            "metadata": {
+                "name": name,
+                "namespace": namespace,
+                "uid": super::defaults::random_uid(),
+                "resourceVersion": rv.to_string(),
+            }
+        });
+        if let Some(a) = automount_token {
+            sa["automountServiceAccountToken"] = a.into();
+        }
+        self.service_accounts
+            .insert((namespace.to_string(), name.to_string()), sa.clone());
+        sa
+    }
+
+    /// The ServiceAccount `name` in `namespace`.
+    pub fn service_account(&self, namespace: &str, name: &str) -> Option<&serde_json::Value> {
+        self.service_accounts
+            .get(&(namespace.to_string(), name.to_string()))
     }
 
     /// A namespace by name.
@@ -284,15 +325,23 @@ impl Store {
         Ok(pod)
     }
 
-    /// Changes a pod in place (kubelet status updates); `None` when the pod is gone.
+    /// Changes a pod in place (kubelet status updates, recorded in `managedFields` as the
+    /// kubelet's `status` writes); `None` when the pod is gone.
     pub fn modify_pod(
         &mut self,
         namespace: &str,
         name: &str,
         f: impl FnOnce(&mut Pod),
     ) -> Option<Pod> {
-        let mut pod = self.pod(namespace, name)?.clone();
+        let old = self.pod(namespace, name)?.clone();
+        let mut pod = old.clone();
         f(&mut pod);
+        if let (Ok(old), Ok(mut new)) = (serde_json::to_value(&old), serde_json::to_value(&pod)) {
+            super::managed_fields::record_update(&mut new, Some(&old), "kubelet", "status");
+            if let Ok(recorded) = serde_json::from_value(new) {
+                pod = recorded;
+            }
+        }
         self.update_pod(pod, None).ok()
     }
 

@@ -3,9 +3,12 @@
 //! `ValidatePodEphemeralContainersUpdate` (existing ones immutable; names unique across
 //! all container kinds; `targetContainerName` must name a container; the allow-list of
 //! ephemeral container fields; no subPath mounts); for every container kind the checks of
-//! `validateContainerCommon` that kspy's objects reach (`ValidateEnv` names,
-//! `validateResizePolicy`, `ValidateSecurityContext`), and of the pod's security context
-//! `ShareProcessNamespace` with `HostPID`.
+//! `validateContainerCommon` that kspy's objects reach (`ValidateEnv` names and `valueFrom`,
+//! `ValidateVolumeMounts` with mount propagation and `recursiveReadOnly`,
+//! `validateResizePolicy`, `ValidateSecurityContext` with user/group ranges, `procMount`,
+//! seccomp and AppArmor profiles), `validateContainerOnlyForPod` (image whitespace), and of
+//! the pod's security context the ID ranges, `ShareProcessNamespace` with `HostPID`, and the
+//! seccomp and AppArmor profiles.
 //!
 //! Where a rule depends on the version (feature-gate defaults), it follows the version
 //! `/version` reports ([`super::discovery::GIT_VERSION`]).
@@ -160,31 +163,323 @@ fn go_security_context(sc: &SecurityContext) -> String {
     format!("core.SecurityContext{{{}}}", body.join(", "))
 }
 
-/// `ValidateSecurityContext`'s checks of `allowPrivilegeEscalation: false`: refused with
-/// `privileged: true`, and with each `capabilities.add` entry spelled `CAP_SYS_ADMIN`
-/// (the literal only: `SYS_ADMIN` passes), reported on the security context itself.
-fn validate_security_context(sc: &SecurityContext, path: &str) -> Vec<FieldError> {
-    let mut errs = Vec::new();
-    if sc.allow_privilege_escalation != Some(false) {
-        return errs;
-    }
-    if sc.privileged == Some(true) {
-        errs.push(FieldError::invalid_unquoted(
+/// `validation.IsValidUserID` / `IsValidGroupID`: 0 to `math.MaxInt32`.
+fn id_range_errors(path: String, id: i64) -> Option<FieldError> {
+    (!(0..=i64::from(i32::MAX)).contains(&id)).then(|| {
+        FieldError::invalid_unquoted(
             path,
-            go_security_context(sc),
-            "cannot set `allowPrivilegeEscalation` to false and `privileged` to true",
-        ));
+            id.to_string(),
+            format!("must be between 0 and {}, inclusive", i32::MAX),
+        )
+    })
+}
+
+/// `validateLocalDescendingPath`: relative, without `..` components (one error for any
+/// number of them).
+fn local_descending_path_errors(path: &str, value: &str) -> Vec<FieldError> {
+    let mut errs = Vec::new();
+    if value.starts_with('/') {
+        errs.push(FieldError::invalid(path, value, "must be a relative path"));
     }
-    for cap in sc.capabilities.iter().flat_map(|c| c.add.iter().flatten()) {
-        if cap == "CAP_SYS_ADMIN" {
-            errs.push(FieldError::invalid_unquoted(
-                path,
-                go_security_context(sc),
-                "cannot set `allowPrivilegeEscalation` to false and `capabilities.Add` CAP_SYS_ADMIN",
+    if value.split('/').any(|part| part == "..") {
+        errs.push(FieldError::invalid(path, value, "must not contain '..'"));
+    }
+    errs
+}
+
+/// `validateSeccompProfileField`: a known type (`Localhost`, `RuntimeDefault`,
+/// `Unconfined`); `localhostProfile` required with `Localhost` (a relative path without
+/// `..`) and refused with any other type — that error's bad value is the whole profile, which
+/// Go prints with `%#v` (the pointer's address is a placeholder here, as in
+/// [`go_security_context`]).
+fn validate_seccomp_profile(
+    sp: Option<&k8s_openapi::api::core::v1::SeccompProfile>,
+    path: &str,
+) -> Vec<FieldError> {
+    let Some(sp) = sp else {
+        return Vec::new();
+    };
+    let mut errs = Vec::new();
+    match sp.type_.as_str() {
+        "Localhost" | "RuntimeDefault" | "Unconfined" => {}
+        "" => errs.push(FieldError::required(
+            format!("{path}.type"),
+            "type is required when seccompProfile is set",
+        )),
+        other => errs.push(FieldError::not_supported(
+            format!("{path}.type"),
+            other,
+            &["Localhost", "RuntimeDefault", "Unconfined"],
+        )),
+    }
+    let profile_path = format!("{path}.localhostProfile");
+    match (sp.type_.as_str(), sp.localhost_profile.as_deref()) {
+        ("Localhost", None) => errs.push(FieldError::required(
+            profile_path,
+            "must be set when seccomp type is Localhost",
+        )),
+        ("Localhost", Some(p)) => errs.extend(local_descending_path_errors(&profile_path, p)),
+        (_, Some(_)) => errs.push(FieldError::invalid_unquoted(
+            profile_path,
+            format!(
+                "core.SeccompProfile{{Type:{:?}, LocalhostProfile:(*string)(0xc000100000)}}",
+                sp.type_
+            ),
+            "can only be set when seccomp type is Localhost",
+        )),
+        (_, None) => {}
+    }
+    errs
+}
+
+/// `ValidateAppArmorProfileField`: the same pattern as seccomp — `Localhost` requires a
+/// `localhostProfile` (not blank, not padded with whitespace; its 4095-byte limit is not
+/// checked here), the other known types refuse one, and the type is required and one of the
+/// three.
+fn validate_app_armor_profile(
+    profile: Option<&k8s_openapi::api::core::v1::AppArmorProfile>,
+    path: &str,
+) -> Vec<FieldError> {
+    let Some(profile) = profile else {
+        return Vec::new();
+    };
+    let mut errs = Vec::new();
+    let profile_path = format!("{path}.localhostProfile");
+    match profile.type_.as_str() {
+        "Localhost" => match profile.localhost_profile.as_deref() {
+            None => errs.push(FieldError::required(
+                profile_path,
+                "must be set when AppArmor type is Localhost",
+            )),
+            Some(p) => {
+                if p.trim() != p {
+                    errs.push(FieldError::invalid(
+                        &profile_path,
+                        p,
+                        "must not be padded with whitespace",
+                    ));
+                } else if p.is_empty() {
+                    errs.push(FieldError::required(
+                        &profile_path,
+                        "must be set when AppArmor type is Localhost",
+                    ));
+                }
+            }
+        },
+        "RuntimeDefault" | "Unconfined" => {
+            if let Some(p) = profile.localhost_profile.as_deref() {
+                errs.push(FieldError::invalid(
+                    profile_path,
+                    p,
+                    "can only be set if the AppArmor type is Localhost",
+                ));
+            }
+        }
+        "" => errs.push(FieldError::required(
+            format!("{path}.type"),
+            "type is required when appArmorProfile is set",
+        )),
+        other => errs.push(FieldError::not_supported(
+            format!("{path}.type"),
+            other,
+            &["Localhost", "RuntimeDefault", "Unconfined"],
+        )),
+    }
+    errs
+}
+
+/// `ValidateSecurityContext` (1.33), in its order: `runAsUser` and `runAsGroup` ranges,
+/// `procMount` (a known type; `Unmasked` only in a pod with `hostUsers: false`), the seccomp
+/// profile, the refusals of `allowPrivilegeEscalation: false` with `privileged: true` and with
+/// each `capabilities.add` entry spelled `CAP_SYS_ADMIN` (the literal only: `SYS_ADMIN`
+/// passes; reported on the security context itself), then the AppArmor profile.
+fn validate_security_context(
+    sc: &SecurityContext,
+    path: &str,
+    host_users: bool,
+) -> Vec<FieldError> {
+    let mut errs = Vec::new();
+    if let Some(uid) = sc.run_as_user {
+        errs.extend(id_range_errors(format!("{path}.runAsUser"), uid));
+    }
+    if let Some(gid) = sc.run_as_group {
+        errs.extend(id_range_errors(format!("{path}.runAsGroup"), gid));
+    }
+    if let Some(pm) = sc.proc_mount.as_deref() {
+        let pm_path = format!("{path}.procMount");
+        if !matches!(pm, "Default" | "Unmasked") {
+            errs.push(FieldError::not_supported(
+                &pm_path,
+                pm,
+                &["Default", "Unmasked"],
+            ));
+        }
+        if host_users && pm == "Unmasked" {
+            errs.push(FieldError::invalid(
+                pm_path,
+                pm,
+                "`hostUsers` must be false to use `Unmasked`",
             ));
         }
     }
+    errs.extend(validate_seccomp_profile(
+        sc.seccomp_profile.as_ref(),
+        &format!("{path}.seccompProfile"),
+    ));
+    if sc.allow_privilege_escalation == Some(false) {
+        if sc.privileged == Some(true) {
+            errs.push(FieldError::invalid_unquoted(
+                path,
+                go_security_context(sc),
+                "cannot set `allowPrivilegeEscalation` to false and `privileged` to true",
+            ));
+        }
+        for cap in sc.capabilities.iter().flat_map(|c| c.add.iter().flatten()) {
+            if cap == "CAP_SYS_ADMIN" {
+                errs.push(FieldError::invalid_unquoted(
+                    path,
+                    go_security_context(sc),
+                    "cannot set `allowPrivilegeEscalation` to false and `capabilities.Add` CAP_SYS_ADMIN",
+                ));
+            }
+        }
+    }
+    errs.extend(validate_app_armor_profile(
+        sc.app_armor_profile.as_ref(),
+        &format!("{path}.appArmorProfile"),
+    ));
     errs
+}
+
+/// `validateEnvVarValueFrom`: exactly one source, and none beside a non-empty `value`; the
+/// required parts of each source (`fieldRef.fieldPath`, the `key` of a ConfigMap or Secret
+/// key selector, `resourceFieldRef.resource`).
+fn validate_env_value_from(e: &k8s_openapi::api::core::v1::EnvVar, path: &str) -> Vec<FieldError> {
+    let Some(from) = e.value_from.as_ref() else {
+        return Vec::new();
+    };
+    let mut errs = Vec::new();
+    let mut sources = 0;
+    if let Some(f) = &from.field_ref {
+        sources += 1;
+        if f.field_path.is_empty() {
+            errs.push(FieldError::required(
+                format!("{path}.fieldRef.fieldPath"),
+                "",
+            ));
+        }
+    }
+    if let Some(r) = &from.resource_field_ref {
+        sources += 1;
+        if r.resource.is_empty() {
+            errs.push(FieldError::required(
+                format!("{path}.resourceFieldRef.resource"),
+                "",
+            ));
+        }
+    }
+    if let Some(k) = &from.config_map_key_ref {
+        sources += 1;
+        if k.key.is_empty() {
+            errs.push(FieldError::required(
+                format!("{path}.configMapKeyRef.key"),
+                "",
+            ));
+        }
+    }
+    if let Some(k) = &from.secret_key_ref {
+        sources += 1;
+        if k.key.is_empty() {
+            errs.push(FieldError::required(format!("{path}.secretKeyRef.key"), ""));
+        }
+    }
+    if sources == 0 {
+        errs.push(FieldError::invalid(
+            path,
+            "",
+            "must specify one of: `fieldRef`, `resourceFieldRef`, `configMapKeyRef` or `secretKeyRef`",
+        ));
+    } else if e.value.as_deref().is_some_and(|v| !v.is_empty()) {
+        errs.push(FieldError::invalid(
+            path,
+            "",
+            "may not be specified when `value` is not empty",
+        ));
+    } else if sources > 1 {
+        errs.push(FieldError::invalid(
+            path,
+            "",
+            "may not have more than one field specified at a time",
+        ));
+    }
+    errs
+}
+
+/// `validateMountPropagation` and `validateMountRecursiveReadOnly` for one mount. Upstream
+/// names both errors after the list (`…volumeMounts.mountPropagation`,
+/// `…volumeMounts.recursiveReadOnly`), not the entry: `ValidateVolumeMounts` passes them
+/// `fldPath.Child(…)` where the other checks use the index path.
+fn validate_mount_modes(
+    m: &k8s_openapi::api::core::v1::VolumeMount,
+    mounts_path: &str,
+    privileged: bool,
+) -> Vec<FieldError> {
+    let mut errs = Vec::new();
+    if let Some(mp) = m.mount_propagation.as_deref() {
+        let path = format!("{mounts_path}.mountPropagation");
+        if !matches!(mp, "Bidirectional" | "HostToContainer" | "None") {
+            errs.push(FieldError::not_supported(
+                &path,
+                mp,
+                &["Bidirectional", "HostToContainer", "None"],
+            ));
+        }
+        if mp == "Bidirectional" && !privileged {
+            errs.push(FieldError::forbidden(
+                path,
+                "Bidirectional mount propagation is available only to privileged containers",
+            ));
+        }
+    }
+    if let Some(rro) = m.recursive_read_only.as_deref() {
+        let path = format!("{mounts_path}.recursiveReadOnly");
+        match rro {
+            "Disabled" => {}
+            "Enabled" | "IfPossible" => {
+                if m.read_only != Some(true) {
+                    errs.push(FieldError::forbidden(
+                        &path,
+                        "may only be specified when readOnly is true",
+                    ));
+                }
+                if m.mount_propagation.as_deref().is_some_and(|p| p != "None") {
+                    errs.push(FieldError::forbidden(
+                        &path,
+                        "may only be specified when mountPropagation is None or not specified",
+                    ));
+                }
+            }
+            other => errs.push(FieldError::not_supported(
+                path,
+                other,
+                &["Disabled", "Enabled", "IfPossible"],
+            )),
+        }
+    }
+    errs
+}
+
+/// `validateContainerOnlyForPod`: what pods (not pod templates) add — no whitespace around
+/// the image.
+fn image_whitespace_error(image: Option<&str>, path: &str) -> Option<FieldError> {
+    let image = image?;
+    (image.trim() != image).then(|| {
+        FieldError::invalid(
+            format!("{path}.image"),
+            image,
+            "must not have leading or trailing whitespace",
+        )
+    })
 }
 
 /// `validateResizePolicy`: resource names unique and `cpu` or `memory`, policies
@@ -279,6 +574,8 @@ struct PodContext<'a> {
     restart_policy: &'a str,
     /// [`relaxed_env_var_names`].
     relaxed_env: bool,
+    /// `spec.hostUsers`, true when unset.
+    host_users: bool,
 }
 
 /// `validateContainerCommon`, in its order: name, image, terminationMessagePolicy, env,
@@ -294,7 +591,8 @@ fn validate_common(c: &Common<'_>, pod: &PodContext<'_>, path: &str) -> Vec<Fiel
             DNS1123_LABEL_MSG,
         ));
     }
-    if c.image.is_none_or(|i| i.trim().is_empty()) {
+    // Only empty: whitespace is `validateContainerOnlyForPod`'s (pod templates allow it).
+    if c.image.is_none_or(str::is_empty) {
         errs.push(FieldError::required(format!("{path}.image"), ""));
     }
     match c.termination_message_policy {
@@ -318,7 +616,14 @@ fn validate_common(c: &Common<'_>, pod: &PodContext<'_>, path: &str) -> Vec<Fiel
                 errs.push(FieldError::invalid(&name_path, &e.name, msg));
             }
         }
+        errs.extend(validate_env_value_from(
+            e,
+            &format!("{path}.env[{i}].valueFrom"),
+        ));
     }
+    let privileged = c
+        .security_context
+        .is_some_and(|sc| sc.privileged == Some(true));
     let mut mount_paths = BTreeSet::new();
     for (i, m) in c.volume_mounts.iter().enumerate() {
         let mp = format!("{path}.volumeMounts[{i}]");
@@ -338,6 +643,11 @@ fn validate_common(c: &Common<'_>, pod: &PodContext<'_>, path: &str) -> Vec<Fiel
                 "must be unique",
             ));
         }
+        errs.extend(validate_mount_modes(
+            m,
+            &format!("{path}.volumeMounts"),
+            privileged,
+        ));
     }
     match c.image_pull_policy {
         None | Some("") => errs.push(FieldError::required(format!("{path}.imagePullPolicy"), "")),
@@ -357,6 +667,7 @@ fn validate_common(c: &Common<'_>, pod: &PodContext<'_>, path: &str) -> Vec<Fiel
         errs.extend(validate_security_context(
             sc,
             &format!("{path}.securityContext"),
+            pod.host_users,
         ));
     }
     errs
@@ -394,6 +705,7 @@ pub fn validate_pod(pod: &Pod) -> Vec<FieldError> {
         volumes: &volumes,
         restart_policy: spec.restart_policy.as_deref().unwrap_or("Always"),
         relaxed_env: relaxed_env_var_names(),
+        host_users: spec.host_users != Some(false),
     };
     let mut seen_vols = BTreeSet::new();
     for (i, v) in spec.volumes.iter().flatten().enumerate() {
@@ -436,6 +748,9 @@ pub fn validate_pod(pod: &Pod) -> Vec<FieldError> {
     for (i, ec) in spec.ephemeral_containers.iter().flatten().enumerate() {
         let path = format!("spec.ephemeralContainers[{i}]");
         errs.extend(validate_common(&ec.into(), &ctx, &path));
+        // Ephemeral containers get `validateContainerOnlyForPod` here, right after the
+        // common checks (`validateEphemeralContainers`).
+        errs.extend(image_whitespace_error(ec.image.as_deref(), &path));
         if names.contains(&ec.name) {
             errs.push(FieldError::duplicate(format!("{path}.name"), &ec.name));
         } else {
@@ -469,11 +784,58 @@ pub fn validate_pod(pod: &Pod) -> Vec<FieldError> {
     // `ValidatePodSecurityContext` (`validatePodSpecSecurityContext` in later releases), after
     // all containers as in `ValidatePodSpec`. The internal type keeps `shareProcessNamespace`
     // and `hostPID` in the pod's security context, hence the path.
+    let psc = spec.security_context.as_ref();
+    if let Some(psc) = psc {
+        if let Some(gid) = psc.fs_group {
+            errs.extend(id_range_errors("spec.securityContext.fsGroup".into(), gid));
+        }
+        if let Some(uid) = psc.run_as_user {
+            errs.extend(id_range_errors(
+                "spec.securityContext.runAsUser".into(),
+                uid,
+            ));
+        }
+        if let Some(gid) = psc.run_as_group {
+            errs.extend(id_range_errors(
+                "spec.securityContext.runAsGroup".into(),
+                gid,
+            ));
+        }
+        for (g, gid) in psc.supplemental_groups.iter().flatten().enumerate() {
+            errs.extend(id_range_errors(
+                format!("spec.securityContext.supplementalGroups[{g}]"),
+                *gid,
+            ));
+        }
+    }
     if spec.share_process_namespace == Some(true) && spec.host_pid == Some(true) {
         errs.push(FieldError::invalid_unquoted(
             "spec.securityContext.shareProcessNamespace",
             "true",
             "ShareProcessNamespace and HostPID cannot both be enabled",
+        ));
+    }
+    if let Some(psc) = psc {
+        errs.extend(validate_seccomp_profile(
+            psc.seccomp_profile.as_ref(),
+            "spec.securityContext.seccompProfile",
+        ));
+        errs.extend(validate_app_armor_profile(
+            psc.app_armor_profile.as_ref(),
+            "spec.securityContext.appArmorProfile",
+        ));
+    }
+    // `validateContainersOnlyForPod`, after the whole spec: containers, then init containers.
+    for (i, c) in spec.containers.iter().enumerate() {
+        errs.extend(image_whitespace_error(
+            c.image.as_deref(),
+            &format!("spec.containers[{i}]"),
+        ));
+    }
+    for (i, c) in spec.init_containers.iter().flatten().enumerate() {
+        errs.extend(image_whitespace_error(
+            c.image.as_deref(),
+            &format!("spec.initContainers[{i}]"),
         ));
     }
     errs
@@ -568,7 +930,8 @@ fn validate_ephemeral_allow_list(ec: &EphemeralContainer, path: &str) -> Vec<Fie
         .collect()
 }
 
-/// `ValidatePodCreate`: the pod itself, and no ephemeral containers on create.
+/// `ValidatePodCreate`: the pod itself, no ephemeral containers on create, and AppArmor
+/// annotations that agree with the profile fields.
 pub fn validate_create(pod: &Pod) -> Vec<FieldError> {
     let mut errs = validate_pod(pod);
     if pod
@@ -581,6 +944,72 @@ pub fn validate_create(pod: &Pod) -> Vec<FieldError> {
             "spec.ephemeralContainers",
             "cannot be set on create",
         ));
+    }
+    errs.extend(validate_app_armor_annotations_match(pod));
+    errs
+}
+
+/// `validateAppArmorAnnotationsAndFieldsMatchOnCreate`: where a container (or, for it, the
+/// pod) has a profile field and the deprecated annotation is set too, both must say the same
+/// (the creation's sync fills in whichever is missing, so only a contradiction remains).
+/// Windows pods are not checked.
+fn validate_app_armor_annotations_match(pod: &Pod) -> Vec<FieldError> {
+    let mut errs = Vec::new();
+    let Some(spec) = pod.spec.as_ref() else {
+        return errs;
+    };
+    if spec.os.as_ref().is_some_and(|os| os.name == "windows") {
+        return errs;
+    }
+    let annotations = pod.metadata.annotations.clone().unwrap_or_default();
+    let pod_profile = spec
+        .security_context
+        .as_ref()
+        .and_then(|sc| sc.app_armor_profile.as_ref());
+    let mut check = |c: &Common<'_>, path: String| {
+        let Some(profile) = c
+            .security_context
+            .and_then(|sc| sc.app_armor_profile.as_ref())
+            .or(pod_profile)
+        else {
+            return;
+        };
+        let key = format!("container.apparmor.security.beta.kubernetes.io/{}", c.name);
+        let Some(annotation) = annotations.get(&key) else {
+            return;
+        };
+        let aa = format!("{path}.securityContext.appArmorProfile");
+        let type_mismatch = || {
+            FieldError::forbidden(
+                format!("{aa}.type"),
+                "apparmor type in annotation and field must match",
+            )
+        };
+        match profile.type_.as_str() {
+            "Unconfined" if annotation != "unconfined" => errs.push(type_mismatch()),
+            "RuntimeDefault" if annotation != "runtime/default" => errs.push(type_mismatch()),
+            "Localhost" => match annotation.strip_prefix("localhost/") {
+                None => errs.push(type_mismatch()),
+                Some(name) if profile.localhost_profile.as_deref() != Some(name) => {
+                    errs.push(FieldError::forbidden(
+                        format!("{aa}.localhostProfile"),
+                        "apparmor profile in annotation and field must match",
+                    ))
+                }
+                Some(_) => {}
+            },
+            _ => {}
+        }
+    };
+    // VisitContainersWithPath: init containers, containers, ephemeral containers.
+    for (i, c) in spec.init_containers.iter().flatten().enumerate() {
+        check(&c.into(), format!("spec.initContainers[{i}]"));
+    }
+    for (i, c) in spec.containers.iter().enumerate() {
+        check(&c.into(), format!("spec.containers[{i}]"));
+    }
+    for (i, c) in spec.ephemeral_containers.iter().flatten().enumerate() {
+        check(&c.into(), format!("spec.ephemeralContainers[{i}]"));
     }
     errs
 }

@@ -463,8 +463,9 @@ fn report_dry_run(
         text.push_str("the API server and its admission webhooks changed nothing\n");
     } else {
         text.push_str("changed by the API server's defaults and its admission webhooks:\n");
+        // Field names and values a webhook set: its text, escaped for the terminal.
         for c in changes {
-            text.push_str(&format!("  {c}\n"));
+            text.push_str(&format!("  {}\n", output::printable(&c)));
         }
     }
     output::report_verdict(text, d.output, d.quiet)

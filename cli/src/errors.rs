@@ -15,6 +15,7 @@ use std::fmt;
 
 use kube::core::Status;
 
+use crate::output::printable;
 use crate::request_timeout::NoAnswer;
 use crate::wait::format_duration;
 
@@ -76,11 +77,16 @@ impl KspyError {
     }
 
     /// Renders the message as `main` prints it, `prog` being the name kspy was invoked as.
+    ///
+    /// Messages carry text from the cluster (an API server's or a webhook's message, a
+    /// kubelet's reason), so every part is printed with its control characters escaped
+    /// ([`printable`]): a detail or cause that spans lines is printed as several indented
+    /// lines, anything else that could drive the terminal shows as `\u{1b}`.
     pub fn render(&self, prog: &str) -> String {
-        let mut out = format!("{prog}: {}\n", self.headline);
-        for line in &self.details {
+        let mut out = format!("{prog}: {}\n", printable(&self.headline));
+        for line in self.details.iter().flat_map(|d| d.lines()) {
             out.push_str("  ");
-            out.push_str(line);
+            out.push_str(&printable(line));
             out.push('\n');
         }
         let mut source = self.source.as_deref().map(|e| e as &dyn std::error::Error);
@@ -89,13 +95,16 @@ impl KspyError {
             let text = err.to_string();
             // Many errors repeat their source in their own message; say it once.
             if !previous.contains(&text) {
-                out.push_str(&format!("  caused by: {text}\n"));
+                for (i, line) in text.lines().enumerate() {
+                    let lead = if i == 0 { "  caused by: " } else { "    " };
+                    out.push_str(&format!("{lead}{}\n", printable(line)));
+                }
             }
             previous = text;
             source = err.source();
         }
         if let Some(hint) = &self.hint {
-            out.push_str(&format!("hint: {hint}\n"));
+            out.push_str(&format!("hint: {}\n", printable(hint)));
         }
         out
     }
@@ -1245,6 +1254,34 @@ mod tests {
              https://10.0.0.1:6443/: no connection within 30s"
         );
         assert!(e.hint.expect("hint").contains("network path"));
+    }
+
+    /// A webhook's message (anyone may run a webhook, or write the reason a policy echoes)
+    /// cannot drive the terminal: control characters are escaped in every part of an error,
+    /// and a detail that spans lines stays indented under the headline.
+    #[test]
+    fn rendered_errors_escape_text_from_the_cluster() {
+        let s = status(serde_json::json!({
+            "status": "Failure", "code": 403, "reason": "Forbidden",
+            "message": "admission webhook \"x.example.com\" denied the request: bad \u{1b}[2Jimage\u{1b}]0;pwned\u{7}"
+        }));
+        let text = explain_status(&add("prod", "web"), &s).render("kspy");
+        assert!(
+            !text.chars().any(|c| c.is_control() && c != '\n'),
+            "{text:?}"
+        );
+        assert!(
+            text.contains("  - bad \\u{1b}[2Jimage\\u{1b}]0;pwned\\u{7}\n"),
+            "{text}"
+        );
+        let e = KspyError::new("head\u{1b}[1m")
+            .details(["first\nsecond\u{9b}"])
+            .source(std::io::Error::other("cause\u{1b}[0m\nmore"))
+            .hint("do \u{1b}[5mthis");
+        assert_eq!(
+            e.render("kspy"),
+            "kspy: head\\u{1b}[1m\n  first\n  second\\u{9b}\n  caused by: cause\\u{1b}[0m\n    more\nhint: do \\u{1b}[5mthis\n"
+        );
     }
 
     #[test]

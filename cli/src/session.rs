@@ -80,7 +80,7 @@ pub async fn follow(
         if !args.quiet {
             eprintln!(
                 "container {container} has already terminated ({}); its logs:",
-                state.describe()
+                output::printable(&state.describe())
             );
         }
         tty::print_logs(cluster, &pod, container).await?;

@@ -14,6 +14,7 @@ use tokio::time::Instant;
 use crate::cluster::Cluster;
 use crate::errors::{Action, KspyError};
 use crate::interrupt::{EXIT_INTERRUPTED, interrupt};
+use crate::output;
 
 /// The longest `--timeout` accepted: a year. Anything longer is a mistake (and overflows the
 /// clock's arithmetic somewhere near 584 billion years); `0` waits without a limit.
@@ -228,7 +229,8 @@ impl Progress {
     }
 
     fn update(&mut self, state: &State) {
-        let text = state.describe();
+        // The kubelet's waiting message is anyone's text (an image name, a registry's answer).
+        let text = output::printable(&state.describe()).into_owned();
         if self.quiet || text == self.shown {
             return;
         }
@@ -621,6 +623,21 @@ mod tests {
         assert_eq!(line_width(Ok((120, 40))), 120);
         assert_eq!(line_width(Ok((0, 0))), 80);
         assert_eq!(line_width(Err(std::io::Error::other("not a tty"))), 80);
+    }
+
+    /// The kubelet's waiting message reaches the progress line with its control characters
+    /// escaped: an image name or a registry's answer could otherwise drive the terminal.
+    #[test]
+    fn the_progress_line_escapes_the_kubelets_message() {
+        let mut progress = Progress::new("dbg in pod prod/web".into(), false);
+        progress.update(&State::Waiting {
+            reason: "ErrImagePull".into(),
+            message: "failed to pull \"x\u{1b}]0;pwned\u{7}\": not found\r\n".into(),
+        });
+        assert_eq!(
+            progress.shown,
+            "ErrImagePull: failed to pull \"x\\u{1b}]0;pwned\\u{7}\": not found\\r\\n"
+        );
     }
 
     #[test]

@@ -225,6 +225,7 @@ fn reattach_command(prog: &str, ns: &str, pod: &str, container: &str, args: &Deb
 /// Runs `kspy attach`.
 pub async fn run(args: AttachArgs) -> Result<ExitCode, KspyError> {
     let d = &args.debug;
+    d.hold_warnings_for_verdict();
     let cluster = Cluster::connect(&args.cluster).await?;
     let ns = cluster.namespace.clone();
     let mut pod = cluster.get_pod(&args.pod).await?;

@@ -18,6 +18,7 @@ use crate::errors::{Action, KspyError, explain, missing_with_candidates};
 use crate::patch::{PlannedRequest, json_patch_not_applied};
 use crate::proxy::{self, Proxy};
 use crate::request_timeout::{AnswerTimeout, host_port};
+use crate::warnings::{WarningLayer, Warnings};
 
 /// The flags that pick the cluster and namespace, shared by every command that talks to one.
 #[derive(Debug, Clone, Default, clap::Args)]
@@ -369,6 +370,10 @@ impl Cluster {
                 }
             })?
             .with_layer(&answer_timeout)
+            // kube-rs drops response headers: the API server's warnings are read here.
+            .with_layer(&WarningLayer {
+                sink: Warnings::process().clone(),
+            })
             .build();
         Ok(Cluster {
             client,

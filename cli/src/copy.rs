@@ -337,6 +337,7 @@ fn replace_failed(err: KspyError, ns: &str, to: &str, pod: &str, dry: bool) -> K
 /// Runs `kspy copy`.
 pub async fn run(args: CopyArgs) -> Result<ExitCode, KspyError> {
     let d = &args.debug;
+    d.hold_warnings_for_verdict();
     let cluster = Cluster::connect(&args.cluster).await?;
     let ns = cluster.namespace.clone();
     let source = cluster.get_pod(&args.pod).await?;

@@ -26,6 +26,7 @@ mod request_timeout;
 mod session;
 mod tty;
 mod wait;
+mod warnings;
 
 use std::process::ExitCode;
 use std::sync::OnceLock;
@@ -380,7 +381,11 @@ fn main() -> ExitCode {
         };
         err.exit();
     }
-    match run(cli) {
+    let result = run(cli);
+    // Warnings held for a server dry run's verdict that none took (it was denied, or `-q -o`
+    // printed the object alone) are still shown, before any error.
+    warnings::Warnings::process().flush();
+    match result {
         Ok(code) => code,
         Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,
         Err(err) => {

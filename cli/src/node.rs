@@ -137,6 +137,7 @@ pub fn build_node_pod(
 /// Runs `kspy node`.
 pub async fn run(args: NodeArgs) -> Result<ExitCode, KspyError> {
     let d = &args.debug;
+    d.hold_warnings_for_verdict();
     let cluster = Cluster::connect(&args.cluster).await?;
     let ns = cluster.namespace.clone();
     if cluster.get_node(&args.node).await?.is_none() && !d.quiet {

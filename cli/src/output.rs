@@ -71,7 +71,24 @@ pub fn printable(text: &str) -> Cow<'_, str> {
 /// `-q` as `quiet`. Without `-o` the verdict is the command's output: stdout. With `-o`,
 /// stdout holds the object alone (so that it parses as JSON or YAML), and the verdict goes to
 /// stderr, unless `-q` asked for the object only.
-pub fn report_verdict(text: String, output: Option<Output>, quiet: bool) -> Result<(), KspyError> {
+///
+/// The warnings the API server and its webhooks sent with the dry run (a `Warn`-mode policy,
+/// Pod Security's warn level), held for it ([`crate::warnings::Warnings::hold`]), are part of
+/// the verdict; left out with it under `-q -o`, they are printed on stderr when kspy ends.
+pub fn report_verdict(
+    mut text: String,
+    output: Option<Output>,
+    quiet: bool,
+) -> Result<(), KspyError> {
+    if !(quiet && output.is_some()) {
+        let warnings = crate::warnings::Warnings::process().take_held();
+        if !warnings.is_empty() {
+            text.push_str("warnings from the API server and its admission webhooks:\n");
+            for w in warnings {
+                text.push_str(&format!("  {}\n", crate::warnings::line(&w)));
+            }
+        }
+    }
     match output {
         None => write_stdout(text),
         Some(_) if quiet => Ok(()),

@@ -688,6 +688,61 @@ fn reuse_attaches_to_the_running_container_without_patching() {
     );
 }
 
+/// `--reuse --name` attaches to the container as it is: a flag that describes it otherwise is
+/// refused, saying what differs, before anything is written or attached.
+#[test]
+fn reuse_by_name_refuses_flags_the_container_does_not_match() {
+    let mut sim = Sim::new();
+    sim.new_state = json!({"running": {"startedAt": "2026-01-01T00:00:00Z"}});
+    let (api, _) = sim_api(sim);
+    // debugger-old01 runs busybox:latest with SYS_PTRACE, target app.
+    let out = api.kspy(&[
+        "attach",
+        WEB,
+        "--reuse",
+        "--name",
+        "debugger-old01",
+        "--image",
+        "nicolaka/netshoot",
+        "--reason",
+        "INC-7",
+        "--no-attach",
+    ]);
+    let (_, stderr) = texts(&out);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.starts_with(&format!(
+            "kspy: --reuse --name debugger-old01: debug container debugger-old01 of pod \
+             prod/{WEB} is not what the other flags ask for\n  --image: it runs image \
+             \"busybox:latest\", not \"nicolaka/netshoot\"\n  --reason: it was added with \
+             KSPY_REASON (none), not \"INC-7\"\nhint: --reuse --name attaches to debugger-old01 \
+             as it is"
+        )),
+        "{stderr}"
+    );
+    assert_eq!(api.lines(), [format!("GET {POD_PATH}")]);
+
+    // What matches is fine.
+    let out = api.kspy(&[
+        "attach",
+        WEB,
+        "--reuse",
+        "--name",
+        "debugger-old01",
+        "--image",
+        "busybox:latest",
+        "-c",
+        "app",
+        "--no-attach",
+    ]);
+    let (_, stderr) = texts(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("reusing running debug container debugger-old01"),
+        "{stderr}"
+    );
+}
+
 /// A dry run with --reuse shows what the command would do: attach to the running debug
 /// container that matches, adding none — no dry-run PATCH of a container that would never
 /// exist — or, when none matches, the dry run of adding one, with a note saying why.

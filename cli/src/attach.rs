@@ -306,6 +306,12 @@ pub fn find_reusable(
         .map(|c| c.name.clone()))
 }
 
+/// Whether `--reuse` attaches to the container it found: it is there to attach to, so it does
+/// without `-i` too, unless `--no-attach` or `--attach=false` says not to.
+fn reuse_attaches(d: &DebugArgs) -> bool {
+    !d.no_attach && d.attach.unwrap_or(true)
+}
+
 /// Ephemeral containers only run in a pod that still runs: refuse finished pods.
 pub fn check_running(pod: &Pod) -> Result<(), KspyError> {
     let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
@@ -412,9 +418,9 @@ pub async fn run(args: AttachArgs) -> Result<ExitCode, KspyError> {
                     args.pod
                 );
             }
-            // Reusing means attaching, unless --no-attach says otherwise.
+            // Reusing means attaching, unless --no-attach or --attach=false says otherwise.
             let attach_args = DebugArgs {
-                attach: Some(!d.no_attach),
+                attach: Some(reuse_attaches(d)),
                 ..d.clone()
             };
             let reattach = reattach_command(crate::prog(), &ns, &args.pod, &existing, d);

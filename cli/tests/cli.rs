@@ -688,6 +688,35 @@ fn reuse_attaches_to_the_running_container_without_patching() {
     );
 }
 
+/// `--reuse` attaches to the container it finds, unless told not to: `--attach=false` is
+/// honoured as `--no-attach` is.
+#[test]
+fn reuse_with_attach_false_does_not_attach() {
+    let mut sim = Sim::new();
+    sim.new_state = json!({"running": {"startedAt": "2026-01-01T00:00:00Z"}});
+    let (api, _) = sim_api(sim);
+    for no in ["--attach=false", "--no-attach"] {
+        let before = api.requests().len();
+        let out = api.kspy(&["attach", WEB, "-c", "app", "-i", "--reuse", no]);
+        let (stdout, stderr) = texts(&out);
+        assert!(out.status.success(), "{no}: {stderr}");
+        assert!(
+            stderr.contains("reusing running debug container debugger-old01"),
+            "{no}: {stderr}"
+        );
+        assert!(
+            stderr.contains("attach with: kspy attach"),
+            "{no}: {stderr}"
+        );
+        assert_eq!(stdout, "", "{no}: nothing came from an attach");
+        assert_eq!(
+            api.lines()[before..],
+            [format!("GET {POD_PATH}")],
+            "{no}: no attach"
+        );
+    }
+}
+
 /// `--reuse --name` attaches to the container as it is: a flag that describes it otherwise is
 /// refused, saying what differs, before anything is written or attached.
 #[test]

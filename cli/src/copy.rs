@@ -77,7 +77,8 @@ pub struct CopyArgs {
           default_value = "false", hide_default_value = true, default_missing_value = "true",
           value_parser = crate::args::parse_bool, action = clap::ArgAction::Set)]
     pub same_node: bool,
-    /// Change a container's image in the copy, CONTAINER=IMAGE ("*" for all; repeatable)
+    /// Change a container's image in the copy, CONTAINER=IMAGE ("*" for all; repeatable);
+    /// without --image the copy gets no debug container
     #[arg(long = "set-image", value_name = "CONTAINER=IMAGE", value_parser = parse_set_image,
           action = clap::ArgAction::Append)]
     pub set_image: Vec<(String, String)>,
@@ -122,6 +123,37 @@ pub struct CopyArgs {
           default_value_t = true, default_missing_value = "true",
           value_parser = crate::args::parse_bool, action = clap::ArgAction::Set)]
     pub keep_init_containers: bool,
+}
+
+/// The flags of the debug container given to a copy that gets none: `--set-image` without
+/// `--image` only swaps images (as in kubectl debug), so these would be ignored. `--profile`,
+/// `--reason` and `-c` still apply to the copy itself (the profile's pod changes, the
+/// `kspy.dev/reason` annotation, the container `--fork` puts to sleep).
+pub fn flags_without_debug_container(args: &CopyArgs) -> Vec<&'static str> {
+    let (d, t) = (&args.debug, &args.target);
+    if args.set_image.is_empty() || d.image.is_some() {
+        return Vec::new();
+    }
+    [
+        (d.name.is_some(), "--name"),
+        (!d.caps.is_empty(), "--cap"),
+        (d.custom.is_some(), "--custom"),
+        (!d.env.is_empty(), "--env"),
+        (d.image_pull_policy.is_some(), "--image-pull-policy"),
+        (d.stdin, "-i/--stdin"),
+        (d.tty, "-t/--tty"),
+        (d.attach == Some(true), "--attach"),
+        (d.wait, "--wait"),
+        (d.arguments_only, "--arguments-only"),
+        (!t.mounts.is_empty(), "--mount"),
+        (t.mount_target, "--mount-target"),
+        (t.env_from_target, "--env-from-target"),
+        (t.as_target_user, "--as-target-user"),
+        (!d.command.is_empty(), "-- COMMAND"),
+    ]
+    .into_iter()
+    .filter_map(|(given, flag)| given.then_some(flag))
+    .collect()
 }
 
 /// Everything `build_copy` needs besides the source pod.
@@ -347,7 +379,8 @@ pub async fn run(args: CopyArgs) -> Result<ExitCode, KspyError> {
         TargetChoice::Named(n) => n,
         TargetChoice::Ambiguous { first } => first,
     };
-    // As kubectl: --set-image alone makes no debug container.
+    // As kubectl: --set-image alone makes no debug container (`main` refuses the debug
+    // container's flags then: flags_without_debug_container).
     let with_debug = d.image.is_some() || args.set_image.is_empty();
     let builder = if with_debug {
         let name = match &d.name {

@@ -260,6 +260,20 @@ fn check(cli: &Cli) -> Result<(), (&'static str, String)> {
             ),
         ));
     }
+    if let Command::Copy(a) = &cli.command {
+        let ignored = copy::flags_without_debug_container(a);
+        if !ignored.is_empty() {
+            return Err((
+                "copy",
+                format!(
+                    "{} would be ignored: --set-image without --image only changes images and \
+                     adds no debug container; give --image to add a debug container (e.g. \
+                     --image busybox:latest), or leave them out",
+                    ignored.join(", ")
+                ),
+            ));
+        }
+    }
     if let Command::Attach(a) = &cli.command
         && a.reuse
     {
@@ -700,6 +714,82 @@ mod tests {
         assert!(check(&cli).is_err());
         let cli = parse(&["kspy", "attach", "web", "-it", "--mount", "data:/d"]).expect("parses");
         assert_eq!(check(&cli), Ok(()));
+    }
+
+    /// `kspy copy --set-image` without `--image` adds no debug container: every flag of one is
+    /// refused by name rather than dropped; with `--image` they are fine, and so are the flags
+    /// that still shape the copy itself.
+    #[test]
+    fn set_image_alone_refuses_the_debug_containers_flags() {
+        let copy = |extra: &[&str]| {
+            let mut argv = vec!["kspy", "copy", "web", "--to", "web-debug"];
+            argv.extend_from_slice(extra);
+            check(&parse(&argv).expect("parses"))
+        };
+        let (name, message) = copy(&[
+            "--set-image",
+            "app=busybox:1.36",
+            "--cap",
+            "NET_ADMIN",
+            "--env",
+            "A=1",
+            "--name",
+            "dbg",
+            "-it",
+            "--mount-target",
+            "--",
+            "sh",
+        ])
+        .expect_err("refused");
+        assert_eq!(name, "copy");
+        assert_eq!(
+            message,
+            "--name, --cap, --env, -i/--stdin, -t/--tty, --mount-target, -- COMMAND would be \
+             ignored: --set-image without --image only changes images and adds no debug \
+             container; give --image to add a debug container (e.g. --image busybox:latest), or \
+             leave them out"
+        );
+        for flags in [
+            &["--set-image", "app=x", "--attach"][..],
+            &["--set-image", "app=x", "--wait"],
+            &["--set-image", "app=x", "--as-target-user"],
+            &["--set-image", "app=x", "--image-pull-policy", "Always"],
+            &["--set-image", "app=x", "--mount", "data:/d"],
+            &["--set-image", "app=x", "--env-from-target"],
+        ] {
+            assert!(copy(flags).is_err(), "{flags:?}");
+        }
+        for fine in [
+            &["--set-image", "app=x"][..],
+            &[
+                "--set-image",
+                "app=x",
+                "--fork",
+                "-c",
+                "app",
+                "--reason",
+                "INC-1",
+            ],
+            &[
+                "--set-image",
+                "app=x",
+                "--profile",
+                "baseline",
+                "--no-attach",
+            ],
+            &[
+                "--set-image",
+                "app=x",
+                "--image",
+                "busybox",
+                "--cap",
+                "NET_ADMIN",
+                "-it",
+            ],
+            &["--cap", "NET_ADMIN", "-it"],
+        ] {
+            assert_eq!(copy(fine), Ok(()), "{fine:?}");
+        }
     }
 
     #[test]

@@ -209,8 +209,34 @@ async fn pump(
     let _ = local.flush().await;
 }
 
-/// Prints the logs of `container` (for a container that already terminated).
+/// Prints the logs of `container` (for a container that already terminated) to stdout as
+/// they come: bytes, as the container wrote them — a log need not be UTF-8 (a binary dump,
+/// Latin-1 text), and reading it as text (`Api::logs`) failed on it.
+///
+/// The caller exits with the container's exit code, which matters more to a script than its
+/// output: logs that cannot be read (no `get pods/log`, a stream cut short) are reported on
+/// stderr and are no error here. Only a failure to write to stdout is (a closed pipe ends kspy
+/// quietly in `main`).
 pub async fn print_logs(cluster: &Cluster, pod: &Pod, container: &str) -> Result<(), KspyError> {
+    match copy_logs(cluster, pod, container).await {
+        Ok(()) => Ok(()),
+        Err(LogsFailed::Writing(e)) => Err(e),
+        Err(LogsFailed::Reading(e)) => {
+            eprint!("{}", e.render(crate::prog()));
+            Ok(())
+        }
+    }
+}
+
+/// Why [`copy_logs`] stopped.
+enum LogsFailed {
+    /// The logs could not be read.
+    Reading(KspyError),
+    /// Standard output could not be written.
+    Writing(KspyError),
+}
+
+async fn copy_logs(cluster: &Cluster, pod: &Pod, container: &str) -> Result<(), LogsFailed> {
     let name = pod.metadata.name.clone().unwrap_or_default();
     let action = Action::Logs {
         ns: cluster.namespace.clone(),
@@ -221,18 +247,31 @@ pub async fn print_logs(cluster: &Cluster, pod: &Pod, container: &str) -> Result
         container: Some(container.to_string()),
         ..LogParams::default()
     };
-    let logs = cluster
+    let mut logs = cluster
         .pods()
-        .logs(&name, &params)
+        .log_stream(&name, &params)
         .await
-        .map_err(|e| cluster.explain(&action, e))?;
+        .map_err(|e| LogsFailed::Reading(cluster.explain(&action, e)))?;
     let mut out = tokio::io::stdout();
-    out.write_all(logs.as_bytes())
-        .await
-        .map_err(|e| KspyError::new("cannot write to stdout").source(e))?;
-    out.flush()
-        .await
-        .map_err(|e| KspyError::new("cannot write to stdout").source(e))?;
+    let write_failed =
+        |e| LogsFailed::Writing(KspyError::new("cannot write to standard output").source(e));
+    let mut buf = vec![0u8; 8192];
+    loop {
+        let n = futures::AsyncReadExt::read(&mut logs, &mut buf)
+            .await
+            .map_err(|e| {
+                LogsFailed::Reading(
+                    KspyError::new(format!("{action}: the stream broke off"))
+                        .source(e)
+                        .hint("the logs printed before this are incomplete"),
+                )
+            })?;
+        if n == 0 {
+            break;
+        }
+        out.write_all(&buf[..n]).await.map_err(write_failed)?;
+    }
+    out.flush().await.map_err(write_failed)?;
     Ok(())
 }
 

@@ -34,6 +34,10 @@ struct Sim {
     /// when the pod's status starts showing it.
     exited: Vec<(String, i32, Instant)>,
     resource_version: u64,
+    /// What `pods/log` answers.
+    logs: Vec<u8>,
+    /// Whether `pods/log` is refused (403, RBAC).
+    logs_refused: bool,
 }
 
 /// How long after a container's process exits its pod status says so (the kubelet's status
@@ -54,6 +58,8 @@ impl Sim {
             race_dry_runs: false,
             exited: Vec::new(),
             resource_version: 12345,
+            logs: b"hello from the debug container\n".to_vec(),
+            logs_refused: false,
         }
     }
 
@@ -257,9 +263,15 @@ fn sim_api(sim: Sim) -> (FakeApi, Arc<Mutex<Sim>>) {
                     }
                     Reply::ok(&pod)
                 }
-                ("GET", p) if p == format!("{POD_PATH}/log") => {
-                    Reply::text("hello from the debug container\n")
-                }
+                ("GET", p) if p == format!("{POD_PATH}/log") && sim.logs_refused => Reply::status(
+                    403,
+                    "Forbidden",
+                    &format!(
+                        "pods \"{WEB}\" is forbidden: User \"dev\" cannot get resource \"pods/log\" in API group \"\" in the namespace \"prod\""
+                    ),
+                    json!({"name": WEB, "kind": "pods"}),
+                ),
+                ("GET", p) if p == format!("{POD_PATH}/log") => Reply::bytes(&sim.logs),
                 _ => Reply::status(
                     404,
                     "NotFound",
@@ -2175,6 +2187,59 @@ fn already_terminated_container_exits_with_its_exit_code() {
         stderr.contains(
             "container debugger-tst42 has already terminated (Terminated (Error, exit code 2)); its logs:"
         ),
+        "{stderr}"
+    );
+}
+
+/// Logs are bytes: a container that wrote something other than UTF-8 (a binary dump, Latin-1
+/// text) still has it shown as written, and kspy still exits with its exit code.
+#[test]
+fn logs_that_are_not_utf8_are_passed_through_with_the_exit_code() {
+    let mut sim = Sim::new();
+    sim.new_state = json!({"terminated": {"exitCode": 3, "reason": "Error",
+        "startedAt": "2026-01-01T00:05:00Z", "finishedAt": "2026-01-01T00:05:01Z"}});
+    let raw: &[u8] = b"caf\xe9 \xff\xfe\x00binary\n";
+    sim.logs = raw.to_vec();
+    let (api, _) = sim_api(sim);
+    let out = api.kspy(&[
+        "attach",
+        WEB,
+        "-c",
+        "app",
+        "--name",
+        "debugger-tst42",
+        "--attach",
+        "--",
+        "cat",
+        "/dump",
+    ]);
+    let (_, stderr) = texts(&out);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert_eq!(out.stdout, raw, "{stderr}");
+    assert!(!stderr.contains("kspy:"), "{stderr}");
+
+    // Logs that cannot be read at all (no `get pods/log`) are said so; the exit code stays.
+    let mut sim = Sim::new();
+    sim.new_state = json!({"terminated": {"exitCode": 3, "reason": "Error"}});
+    sim.logs_refused = true;
+    let (api, _) = sim_api(sim);
+    let out = api.kspy(&[
+        "attach",
+        WEB,
+        "-c",
+        "app",
+        "--name",
+        "debugger-tst42",
+        "--attach",
+    ]);
+    let (stdout, stderr) = texts(&out);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert_eq!(stdout, "");
+    assert!(
+        stderr.contains(&format!(
+            "kspy: could not read the logs of container debugger-tst42 of pod prod/{WEB}: you \
+             are not allowed to get pods/log in namespace prod"
+        )),
         "{stderr}"
     );
 }

@@ -61,7 +61,8 @@ impl Recorded {
 pub struct Reply {
     pub status: u16,
     pub content_type: &'static str,
-    pub body: String,
+    /// Bytes, not text: a container's logs need not be UTF-8.
+    pub body: Vec<u8>,
 }
 
 impl Reply {
@@ -69,7 +70,16 @@ impl Reply {
         Reply {
             status,
             content_type: "application/json",
-            body: v.to_string(),
+            body: v.to_string().into_bytes(),
+        }
+    }
+
+    /// A 200 answer of raw bytes (a container's logs, say).
+    pub fn bytes(body: &[u8]) -> Reply {
+        Reply {
+            status: 200,
+            content_type: "text/plain",
+            body: body.to_vec(),
         }
     }
 
@@ -78,11 +88,7 @@ impl Reply {
     }
 
     pub fn text(body: &str) -> Reply {
-        Reply {
-            status: 200,
-            content_type: "text/plain",
-            body: body.to_string(),
-        }
+        Reply::bytes(body.as_bytes())
     }
 
     /// A watch answer: one JSON event per line, then the stream ends.
@@ -94,7 +100,7 @@ impl Reply {
         Reply {
             status: 200,
             content_type: "application/json",
-            body,
+            body: body.into_bytes(),
         }
     }
 

@@ -217,8 +217,16 @@ async fn pump(
 /// output: logs that cannot be read (no `get pods/log`, a stream cut short) are reported on
 /// stderr and are no error here. Only a failure to write to stdout is (a closed pipe ends kspy
 /// quietly in `main`).
-pub async fn print_logs(cluster: &Cluster, pod: &Pod, container: &str) -> Result<(), KspyError> {
-    match copy_logs(cluster, pod, container).await {
+///
+/// `previous`: the logs of the run before the current one (`lastState`), for a container the
+/// kubelet restarted since it exited.
+pub async fn print_logs(
+    cluster: &Cluster,
+    pod: &Pod,
+    container: &str,
+    previous: bool,
+) -> Result<(), KspyError> {
+    match copy_logs(cluster, pod, container, previous).await {
         Ok(()) => Ok(()),
         Err(LogsFailed::Writing(e)) => Err(e),
         Err(LogsFailed::Reading(e)) => {
@@ -236,7 +244,12 @@ enum LogsFailed {
     Writing(KspyError),
 }
 
-async fn copy_logs(cluster: &Cluster, pod: &Pod, container: &str) -> Result<(), LogsFailed> {
+async fn copy_logs(
+    cluster: &Cluster,
+    pod: &Pod,
+    container: &str,
+    previous: bool,
+) -> Result<(), LogsFailed> {
     let name = pod.metadata.name.clone().unwrap_or_default();
     let action = Action::Logs {
         ns: cluster.namespace.clone(),
@@ -245,6 +258,7 @@ async fn copy_logs(cluster: &Cluster, pod: &Pod, container: &str) -> Result<(), 
     };
     let params = LogParams {
         container: Some(container.to_string()),
+        previous,
         ..LogParams::default()
     };
     let mut logs = cluster

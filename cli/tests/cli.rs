@@ -2292,6 +2292,162 @@ fn evict(pod: &mut Value) {
         json!("The node was low on resource: memory. Threshold quantity: 100Mi, available: 54Mi.");
 }
 
+const COPY_PATH: &str = "/api/v1/namespaces/prod/pods/web-debug";
+
+/// An API server for `kspy copy WEB --to web-debug` whose kubelet restarts the copy's debug
+/// container when it exits, as the copy's restartPolicy (the source pod's, Always) says:
+/// `status` gives the debug container's status as the watch and the `GET` of the copy show it,
+/// from how often its attached process has exited so far (the fake kubelet's `on_exit`).
+/// `pods/log` answers which run it shows: `previous=true` the one before the current one.
+fn restarting_copy_api(status: fn(u32) -> Value) -> FakeApi {
+    let created: Arc<Mutex<Option<Value>>> = Arc::new(Mutex::new(None));
+    let exits = Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let (store, count) = (created.clone(), exits.clone());
+    let current = move || {
+        let mut pod = store.lock().expect("copy").clone()?;
+        let debug = pod["metadata"]["annotations"]["kspy.dev/debug-container"].clone();
+        let mut s = status(count.load(std::sync::atomic::Ordering::SeqCst));
+        s["name"] = debug;
+        s["image"] = json!("busybox:latest");
+        s["imageID"] = json!("");
+        s["ready"] = json!(false);
+        pod["status"] = json!({"phase": "Running", "containerStatuses": [s]});
+        Some(pod)
+    };
+    FakeApi::start_with_kubelet(
+        move |r: &Recorded| match (r.method.as_str(), r.path.as_str()) {
+            ("GET", POD_PATH) => Reply::ok(&web_pod()),
+            ("POST", "/api/v1/namespaces/prod/pods") => {
+                let mut pod = r.json();
+                pod["metadata"]["resourceVersion"] = json!("1");
+                *created.lock().expect("copy") = Some(pod.clone());
+                Reply::json(201, &pod)
+            }
+            ("GET", "/api/v1/namespaces/prod/pods") if r.param("watch").is_some() => {
+                match current() {
+                    Some(pod) => Reply::events(&[("MODIFIED", pod)]),
+                    None => Reply::events(&[]),
+                }
+            }
+            ("GET", COPY_PATH) => match current() {
+                Some(pod) => Reply::ok(&pod),
+                None => Reply::not_found("pods", "web-debug"),
+            },
+            ("GET", p) if p == format!("{COPY_PATH}/log") => {
+                if r.param("previous").as_deref() == Some("true") {
+                    Reply::text("output of the run that ended\n")
+                } else {
+                    Reply::text("output of the run going on\n")
+                }
+            }
+            _ => Reply::status(
+                404,
+                "NotFound",
+                "the server could not find the requested resource",
+                json!({}),
+            ),
+        },
+        move |_, _| {
+            exits.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        },
+    )
+}
+
+/// A copy's debug container that exits is restarted (the copy keeps the pod's restartPolicy,
+/// as kubectl debug's copies do): its status shows it waiting in back-off, the run that ended
+/// in `lastState`. `--wait` stops there with that run's exit code and logs, and says it is
+/// being restarted, instead of waiting out --timeout.
+#[test]
+fn a_copys_container_that_exits_and_restarts_ends_the_wait_with_its_exit_code() {
+    let api = restarting_copy_api(|_| {
+        json!({"restartCount": 1,
+            "state": {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 10s restarting failed container"}},
+            "lastState": {"terminated": {"exitCode": 3, "reason": "Error"}}})
+    });
+    let started = Instant::now();
+    let out = api.kspy(&[
+        "copy",
+        WEB,
+        "--to",
+        "web-debug",
+        "--image",
+        "busybox:latest",
+        "--name",
+        "debugger-tst42",
+        "--wait",
+        "--timeout",
+        "20s",
+        "--",
+        "sh",
+        "-c",
+        "exit 3",
+    ]);
+    let (stdout, stderr) = texts(&out);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(started.elapsed() < Duration::from_secs(15), "{stderr}");
+    assert!(
+        stderr.contains(
+            "container debugger-tst42 ran and exited (Error, exit code 3); the pod's \
+             restartPolicy (Always) is restarting it"
+        ),
+        "{stderr}"
+    );
+    assert_eq!(stdout, "output of the run that ended\n");
+    let logs: Vec<Recorded> = api
+        .requests()
+        .into_iter()
+        .filter(|r| r.path.ends_with("/log"))
+        .collect();
+    assert_eq!(logs.len(), 1, "{:?}", api.lines());
+    assert_eq!(logs[0].param("previous").as_deref(), Some("true"));
+}
+
+/// An attach session to a copy's debug container ends when its process exits; the kubelet
+/// restarts it at once (Running again, restart count up, the exit in `lastState`). kspy exits
+/// with the exit code of the run that ended and says it is being restarted — not "session
+/// ended; attach again" with exit code 0.
+#[test]
+fn a_session_in_a_copy_ends_with_the_exit_code_of_the_run_even_when_it_is_restarted() {
+    let api = restarting_copy_api(|exits| {
+        if exits == 0 {
+            json!({"restartCount": 0,
+                "state": {"running": {"startedAt": "2026-01-01T00:05:00Z"}}})
+        } else {
+            json!({"restartCount": exits,
+                "state": {"running": {"startedAt": "2026-01-01T00:06:00Z"}},
+                "lastState": {"terminated": {"exitCode": 3, "reason": "Error"}}})
+        }
+    });
+    let started = Instant::now();
+    // `*-fail`: the fake kubelet's process exits with code 3 when stdin ends.
+    let out = api.kspy_with_input(
+        &[
+            "copy",
+            WEB,
+            "--to",
+            "web-debug",
+            "--image",
+            "busybox:latest",
+            "--name",
+            "debugger-fail",
+            "-i",
+        ],
+        b"",
+    );
+    let (stdout, stderr) = texts(&out);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(stdout.starts_with("attached\n"), "{stdout}");
+    assert!(
+        stderr.contains(
+            "container debugger-fail exited with code 3; the pod's restartPolicy (Always) is \
+             restarting it: attach again with:"
+        ),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("session ended"), "{stderr}");
+    assert!(started.elapsed() < Duration::from_secs(5), "{stderr}");
+}
+
 /// A pod evicted while kspy waits for the debug container: it stops at once, with the reason
 /// and message, and no "raise --timeout".
 #[test]

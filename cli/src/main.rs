@@ -260,6 +260,11 @@ fn check(cli: &Cli) -> Result<(), (&'static str, String)> {
             ),
         ));
     }
+    if let Command::Node(a) = &cli.command
+        && let Some(conflict) = node::host_writable_conflict(a)
+    {
+        return Err(("node", conflict));
+    }
     if let Command::Copy(a) = &cli.command {
         let ignored = copy::flags_without_debug_container(a);
         if !ignored.is_empty() {
@@ -712,6 +717,24 @@ mod tests {
         );
         let cli = parse(&["kspy", "node", "n1", "--arguments-only"]).expect("parses");
         assert!(check(&cli).is_err());
+        // --host-writable with a profile that mounts no /host: refused, not ignored.
+        let cli = parse(&[
+            "kspy",
+            "node",
+            "n1",
+            "--host-writable",
+            "--profile",
+            "netadmin",
+        ])
+        .expect("parses");
+        let (name, message) = check(&cli).expect_err("nothing to make writable");
+        assert_eq!(name, "node");
+        assert!(
+            message.contains("profile netadmin does not mount it"),
+            "{message}"
+        );
+        let cli = parse(&["kspy", "node", "n1", "--host-writable"]).expect("parses");
+        assert_eq!(check(&cli), Ok(()), "general mounts /host");
         let cli = parse(&["kspy", "attach", "web", "-it", "--mount", "data:/d"]).expect("parses");
         assert_eq!(check(&cli), Ok(()));
     }

@@ -329,14 +329,24 @@ pub fn check_running(pod: &Pod) -> Result<(), KspyError> {
     }
 }
 
-fn reattach_command(prog: &str, ns: &str, pod: &str, container: &str, args: &DebugArgs) -> String {
+/// The command that attaches to debug container `container` of pod `ns/pod` again, with
+/// kubectl's too; `flags` are the cluster flags given ([`crate::cluster::ClusterArgs::repeated`]),
+/// so that it reaches the same cluster.
+fn reattach_command(
+    prog: &str,
+    ns: &str,
+    flags: &str,
+    pod: &str,
+    container: &str,
+    args: &DebugArgs,
+) -> String {
     let it = match (args.stdin, args.tty) {
         (true, true) => " -it",
         (true, false) => " -i",
         _ => "",
     };
     format!(
-        "{prog} attach {pod} -n {ns} --reuse --name {container}{it}  (or: kubectl attach {pod} -n {ns} -c {container}{it})"
+        "{prog} attach {pod} -n {ns}{flags} --reuse --name {container}{it}  (or: kubectl attach {pod} -n {ns}{flags} -c {container}{it})"
     )
 }
 
@@ -423,7 +433,8 @@ pub async fn run(args: AttachArgs) -> Result<ExitCode, KspyError> {
                 attach: Some(reuse_attaches(d)),
                 ..d.clone()
             };
-            let reattach = reattach_command(crate::prog(), &ns, &args.pod, &existing, d);
+            let reattach =
+                reattach_command(crate::prog(), &ns, &cluster.flags, &args.pod, &existing, d);
             return session::follow(&cluster, pod, &existing, &attach_args, &reattach, &existing)
                 .await;
         }
@@ -542,7 +553,7 @@ pub async fn run(args: AttachArgs) -> Result<ExitCode, KspyError> {
             ),
         }
     }
-    let reattach = reattach_command(crate::prog(), &ns, &args.pod, &name, d);
+    let reattach = reattach_command(crate::prog(), &ns, &cluster.flags, &args.pod, &name, d);
     session::follow(&cluster, result, &name, d, &reattach, &name).await
 }
 

@@ -41,6 +41,37 @@ pub struct ClusterArgs {
     pub request_timeout: std::time::Duration,
 }
 
+impl ClusterArgs {
+    /// `--kubeconfig` and `--context` as given, each after a space and shell-quoted, for the
+    /// commands kspy suggests (attach again, delete the copy): without them, a suggestion
+    /// copied into the shell would reach whatever cluster is current there — another one,
+    /// perhaps — and attach to, or delete, something else. Empty when neither was given (the
+    /// same environment then picks the same cluster).
+    pub fn repeated(&self) -> String {
+        let mut out = String::new();
+        if let Some(path) = &self.kubeconfig {
+            out.push_str(" --kubeconfig ");
+            out.push_str(&shell_quote(&path.to_string_lossy()));
+        }
+        if let Some(context) = &self.context {
+            out.push_str(" --context ");
+            out.push_str(&shell_quote(context));
+        }
+        out
+    }
+}
+
+/// `word` as a POSIX shell reads it back: as it is when it holds only characters no shell
+/// treats specially, else in single quotes (a `'` inside as `'\''`).
+pub fn shell_quote(word: &str) -> std::borrow::Cow<'_, str> {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "@%+=:,./_-".contains(c);
+    if !word.is_empty() && word.chars().all(plain) {
+        std::borrow::Cow::Borrowed(word)
+    } else {
+        std::borrow::Cow::Owned(format!("'{}'", word.replace('\'', "'\\''")))
+    }
+}
+
 /// A connected client and the namespace to work in.
 #[derive(Clone)]
 pub struct Cluster {
@@ -52,6 +83,9 @@ pub struct Cluster {
     pub server: String,
     /// The user the context names but the kubeconfig lacks, if so ([`MissingUser`]).
     pub missing_user: Option<MissingUser>,
+    /// `--kubeconfig` and `--context` as given, for the commands kspy suggests
+    /// ([`ClusterArgs::repeated`]).
+    pub flags: String,
 }
 
 fn kubeconfig_error(
@@ -380,6 +414,7 @@ impl Cluster {
             namespace,
             server,
             missing_user,
+            flags: args.repeated(),
         })
     }
 
@@ -514,8 +549,8 @@ impl Cluster {
                         Err(missing_with_candidates(headline, "pod", name, &names))
                     }
                     Err(_) => Err(KspyError::new(headline).hint(format!(
-                        "see the pods with `kubectl get pods -n {}`",
-                        self.namespace
+                        "see the pods with `kubectl get pods -n {}{}`",
+                        self.namespace, self.flags
                     ))),
                 }
             }
@@ -579,5 +614,47 @@ impl Cluster {
             .and_then(Value::as_str)
             .filter(|u| !u.is_empty())
             .map(str::to_string)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn words_are_quoted_for_the_shell_only_when_they_need_it() {
+        assert_eq!(
+            shell_quote("prod-admin@cluster.example.com"),
+            "prod-admin@cluster.example.com"
+        );
+        assert_eq!(shell_quote("/home/a/.kube/config"), "/home/a/.kube/config");
+        assert_eq!(shell_quote("my context"), "'my context'");
+        assert_eq!(shell_quote("it's"), "'it'\\''s'");
+        assert_eq!(shell_quote("$(rm -rf ~)"), "'$(rm -rf ~)'");
+        assert_eq!(shell_quote(""), "''");
+    }
+
+    /// The cluster flags given come back, quoted, for the commands kspy suggests; none given,
+    /// nothing: the same environment picks the same cluster.
+    #[test]
+    fn suggested_commands_repeat_the_cluster_flags_given() {
+        assert_eq!(ClusterArgs::default().repeated(), "");
+        let args = ClusterArgs {
+            kubeconfig: Some(PathBuf::from("/tmp/kube configs/prod")),
+            context: Some("prod".into()),
+            ..ClusterArgs::default()
+        };
+        assert_eq!(
+            args.repeated(),
+            " --kubeconfig '/tmp/kube configs/prod' --context prod"
+        );
+        let args = ClusterArgs {
+            context: Some("arn:aws:eks:eu-west-1:1234:cluster/prod".into()),
+            ..ClusterArgs::default()
+        };
+        assert_eq!(
+            args.repeated(),
+            " --context arn:aws:eks:eu-west-1:1234:cluster/prod"
+        );
     }
 }

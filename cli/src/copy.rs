@@ -340,7 +340,16 @@ pub fn build_copy(
 
 /// The error when the copy `to` was created (or admitted, in a server dry run) but the
 /// original `pod` could not be deleted (`err`): the copy is not left unmentioned.
-fn replace_failed(err: KspyError, ns: &str, to: &str, pod: &str, dry: bool) -> KspyError {
+/// `flags`: the cluster flags given, repeated in the command it suggests
+/// ([`crate::cluster::ClusterArgs::repeated`]).
+fn replace_failed(
+    err: KspyError,
+    ns: &str,
+    flags: &str,
+    to: &str,
+    pod: &str,
+    dry: bool,
+) -> KspyError {
     let (created, cleanup) = if dry {
         ("the server dry run admitted pod", String::new())
     } else {
@@ -348,7 +357,7 @@ fn replace_failed(err: KspyError, ns: &str, to: &str, pod: &str, dry: bool) -> K
             "created pod",
             format!(
                 "; pod {ns}/{to} is running beside it: delete it with \
-                 `kubectl delete pod {to} -n {ns}` if you do not want both"
+                 `kubectl delete pod {to} -n {ns}{flags}` if you do not want both"
             ),
         )
     };
@@ -459,7 +468,14 @@ pub async fn run(args: CopyArgs) -> Result<ExitCode, KspyError> {
     let created: Pod = cluster.send(&requests[0].0, &requests[0].1).await?;
     for (req, action) in &requests[1..] {
         if let Err(e) = cluster.send::<serde_json::Value>(req, action).await {
-            return Err(replace_failed(e, &ns, &args.to, &args.pod, dry));
+            return Err(replace_failed(
+                e,
+                &ns,
+                &cluster.flags,
+                &args.to,
+                &args.pod,
+                dry,
+            ));
         }
     }
     if let Some(format) = d.output {
@@ -490,8 +506,8 @@ pub async fn run(args: CopyArgs) -> Result<ExitCode, KspyError> {
             eprintln!("deleted pod {ns}/{}", args.pod);
         }
         eprintln!(
-            "delete it when done: kubectl delete pod {} -n {ns}",
-            args.to
+            "delete it when done: kubectl delete pod {} -n {ns}{}",
+            args.to, cluster.flags
         );
     }
     let Some(builder) = builder else {
@@ -501,8 +517,9 @@ pub async fn run(args: CopyArgs) -> Result<ExitCode, KspyError> {
         return Ok(ExitCode::SUCCESS);
     };
     let reattach = format!(
-        "kubectl attach {} -n {ns} -c {}{}",
+        "kubectl attach {} -n {ns}{} -c {}{}",
         args.to,
+        cluster.flags,
         builder.name,
         if d.tty {
             " -it"

@@ -234,10 +234,14 @@ pub async fn run(args: NodeArgs) -> Result<ExitCode, KspyError> {
     }
     if !d.quiet {
         eprintln!("created pod {ns}/{name} on node {}", args.node);
-        eprintln!("delete it when done: kubectl delete pod {name} -n {ns}");
+        eprintln!(
+            "delete it when done: kubectl delete pod {name} -n {ns}{}",
+            cluster.flags
+        );
     }
     let reattach = format!(
-        "kubectl attach {name} -n {ns} -c {}{}",
+        "kubectl attach {name} -n {ns}{} -c {}{}",
+        cluster.flags,
         builder.name,
         if d.tty {
             " -it"

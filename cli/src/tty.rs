@@ -141,7 +141,9 @@ pub async fn attach(
         eprintln!("the attach stream ended without a status from the kubelet: {e}");
     }
     match status {
-        Some(s) if is_failure(&s) => Err(attach_failure(&action, &s, pod, container)),
+        Some(s) if is_failure(&s) => {
+            Err(attach_failure(&action, &s, pod, container, &cluster.flags))
+        }
         _ => Ok(()),
     }
 }
@@ -151,7 +153,14 @@ fn is_failure(s: &Status) -> bool {
     s.status.as_deref() == Some("Failure") && s.reason.as_deref() != Some("NonZeroExitCode")
 }
 
-fn attach_failure(action: &Action, s: &Status, pod: &str, container: &str) -> KspyError {
+/// `flags`: the cluster flags given, repeated in the commands suggested.
+fn attach_failure(
+    action: &Action,
+    s: &Status,
+    pod: &str,
+    container: &str,
+    flags: &str,
+) -> KspyError {
     let message = s.message.as_deref().unwrap_or_default().trim();
     let detail = if message.is_empty() {
         format!(
@@ -170,8 +179,8 @@ fn attach_failure(action: &Action, s: &Status, pod: &str, container: &str) -> Ks
         .details([detail])
         .hint(format!(
             "the container may have stopped before kspy attached: see its state with \
-             `kubectl get pod {pod} -n {ns}` and its output with \
-             `kubectl logs {pod} -n {ns} -c {container}`"
+             `kubectl get pod {pod} -n {ns}{flags}` and its output with \
+             `kubectl logs {pod} -n {ns}{flags} -c {container}`"
         ))
 }
 

@@ -373,7 +373,8 @@ pub async fn wait_for_container(
             } else {
                 format!(
                     "pod {ns}/{name} was created and stays until deleted: \
-                     `kubectl delete pod {name} -n {ns}`"
+                     `kubectl delete pod {name} -n {ns}{}`",
+                    cluster.flags
                 )
             },
             format!("once it runs, attach to it with: {reattach}"),
@@ -412,7 +413,9 @@ pub async fn wait_for_container(
         Err(WaitError::Deleted) => Err(KspyError::new(format!(
             "pod {ns}/{name} was deleted while waiting for container {container}"
         ))),
-        Err(WaitError::Finished(f)) => Err(finished_error(&ns, &name, container, &f)),
+        Err(WaitError::Finished(f)) => {
+            Err(finished_error(&ns, &cluster.flags, &name, container, &f))
+        }
         Err(WaitError::Api(e)) => Err(e),
     }
 }
@@ -593,8 +596,9 @@ pub fn finished(pod: &Pod) -> Option<Finished> {
     })
 }
 
-/// The error for waiting on `container` of pod `ns/name` that finished without running it.
-fn finished_error(ns: &str, name: &str, container: &str, f: &Finished) -> KspyError {
+/// The error for waiting on `container` of pod `ns/name` that finished without running it;
+/// `flags`, the cluster flags given, go into the commands it suggests.
+fn finished_error(ns: &str, flags: &str, name: &str, container: &str, f: &Finished) -> KspyError {
     let verb = if f.phase == "Failed" {
         "failed"
     } else {
@@ -606,7 +610,7 @@ fn finished_error(ns: &str, name: &str, container: &str, f: &Finished) -> KspyEr
         ("", message) => format!(": {message}"),
         (reason, message) => format!(" ({reason}): {message}"),
     };
-    let describe = format!("`kubectl describe pod {name} -n {ns}`");
+    let describe = format!("`kubectl describe pod {name} -n {ns}{flags}`");
     let node = f.node.as_deref().unwrap_or("NODE");
     let hint = match f.reason.as_str() {
         "Evicted" => format!(
@@ -883,7 +887,13 @@ mod tests {
             Err(WaitError::Finished(_))
         ));
         let f = finished(&p).expect("finished");
-        let e = finished_error("default", "node-debugger-worker-3-x2x4q", "debugger", &f);
+        let e = finished_error(
+            "default",
+            "",
+            "node-debugger-worker-3-x2x4q",
+            "debugger",
+            &f,
+        );
         assert_eq!(
             e.headline,
             "pod default/node-debugger-worker-3-x2x4q failed (OutOfpods): Pod was rejected: Node \
@@ -898,7 +908,7 @@ mod tests {
         assert!(!hint.contains("--timeout"), "{hint}");
 
         let p = pod(json!({"phase": "Succeeded"}));
-        let e = finished_error("prod", "p", "dbg", &finished(&p).expect("finished"));
+        let e = finished_error("prod", "", "p", "dbg", &finished(&p).expect("finished"));
         assert_eq!(
             e.headline,
             "pod prod/p completed; container dbg will not run"

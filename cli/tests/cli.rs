@@ -1796,6 +1796,87 @@ fn a_context_naming_a_missing_user_is_said_so() {
     assert!(!stderr.contains("log in again"), "{stderr}");
 }
 
+/// The commands kspy suggests (attach again, delete the copy) repeat `--kubeconfig` and
+/// `--context` when they were given, shell-quoted: copied into the shell, they reach the same
+/// cluster, not whatever is current there.
+#[test]
+fn suggested_commands_repeat_the_cluster_flags_given() {
+    let mut sim = Sim::new();
+    sim.new_state = json!({"running": {"startedAt": "2026-01-01T00:05:00Z"}});
+    let (api, _) = sim_api(sim);
+    let server = format!("http://{}", api.addr);
+    let kubeconfig = api.write_kubeconfig("kube config", &server, "", "    token: t\n");
+    let path = kubeconfig.display().to_string();
+    let out = api.kspy_env(
+        &[
+            "attach",
+            WEB,
+            "-c",
+            "app",
+            "--name",
+            "debugger-tst42",
+            "-it",
+            "--no-attach",
+            "--kubeconfig",
+            &path,
+            "--context",
+            "fake",
+        ],
+        &kubeconfig,
+        &[],
+        b"",
+    );
+    let (_, stderr) = texts(&out);
+    assert!(out.status.success(), "{stderr}");
+    let flags = format!("--kubeconfig '{path}' --context fake");
+    assert!(
+        stderr.contains(&format!(
+            "attach with: kspy attach {WEB} -n prod {flags} --reuse --name debugger-tst42 -it  \
+             (or: kubectl attach {WEB} -n prod {flags} -c debugger-tst42 -it)\n"
+        )),
+        "{stderr}"
+    );
+
+    // A copy: its cleanup and its attach command too.
+    let api = create_api(false);
+    let server = format!("http://{}", api.addr);
+    let kubeconfig = api.write_kubeconfig("kube config", &server, "", "    token: t\n");
+    let path = kubeconfig.display().to_string();
+    let out = api.kspy_env(
+        &[
+            "copy",
+            WEB,
+            "--to",
+            "web-debug",
+            "--name",
+            "debugger-tst42",
+            "--no-attach",
+            "--kubeconfig",
+            &path,
+            "--context",
+            "fake",
+        ],
+        &kubeconfig,
+        &[],
+        b"",
+    );
+    let (_, stderr) = texts(&out);
+    assert!(out.status.success(), "{stderr}");
+    let flags = format!("--kubeconfig '{path}' --context fake");
+    assert!(
+        stderr.contains(&format!(
+            "delete it when done: kubectl delete pod web-debug -n prod {flags}\n"
+        )),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!(
+            "attach with: kubectl attach web-debug -n prod {flags} -c debugger-tst42\n"
+        )),
+        "{stderr}"
+    );
+}
+
 #[test]
 fn unknown_context_lists_contexts() {
     let (api, _) = sim_api(Sim::new());

@@ -13,11 +13,14 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use crate::cluster::Cluster;
 use crate::errors::{Action, KspyError};
 
-/// Puts the terminal in raw mode for as long as it lives.
+/// Puts the terminal in raw mode for as long as it lives. Dropping it restores the terminal;
+/// a signal that ends kspy meanwhile does too ([`crate::interrupt::restore_terminal_on_signals`]),
+/// as it skips the drop.
 struct RawMode;
 
 impl RawMode {
     fn enable() -> std::io::Result<RawMode> {
+        crate::interrupt::restore_terminal_on_signals();
         crossterm::terminal::enable_raw_mode()?;
         Ok(RawMode)
     }

@@ -2831,6 +2831,80 @@ fn interrupted_spinner_clears_its_line() {
     assert!(cleared < said, "{after:?}");
 }
 
+/// A signal that ends kspy during a TTY session (SIGTERM from a supervisor, SIGHUP when an
+/// SSH session drops, SIGQUIT, `kill -INT`) still ends it by that signal, but gives the
+/// terminal its mode back first: the shell after it echoes and reads lines again. Dying by a
+/// signal skips the destructor that restored it before.
+#[test]
+fn a_signal_during_a_tty_session_leaves_the_terminal_as_it_was() {
+    for (signal, number) in [("TERM", 15), ("HUP", 1), ("QUIT", 3), ("INT", 2)] {
+        let (api, _) = running_sim_api();
+        let kspy = support::kspy_command_line(&[
+            "attach",
+            WEB,
+            "-c",
+            "app",
+            "--name",
+            "debugger-tst42",
+            "-it",
+        ]);
+        // `sh -c` prints its pid, which kspy keeps by exec; after kspy, `stty -a` shows the
+        // terminal's mode as kspy left it.
+        let inner = format!("echo KSPY-PID:$$; exec {kspy}");
+        let line = format!(
+            "sh -c {} ; s=$?; echo; echo KSPY-STATUS:$s; stty -a",
+            support::sh_quote(&inner)
+        );
+        let Some(mut child) = api.spawn_shell_in_terminal(&line) else {
+            eprintln!("SKIP: util-linux's script is not installed");
+            return;
+        };
+        let screen = support::Collected::start(child.stdout.take().expect("stdout"));
+        assert!(
+            screen.wait_for("attached", Duration::from_secs(20)),
+            "{signal}: {}",
+            screen.text()
+        );
+        let text = screen.text();
+        let pid = text
+            .split("KSPY-PID:")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .expect("kspy's pid")
+            .to_string();
+        let killed = std::process::Command::new("kill")
+            .args([format!("-{signal}"), pid])
+            .status()
+            .expect("kill");
+        assert!(killed.success(), "{signal}");
+        let keyboard = child.stdin.take();
+        child.wait().expect("the shell ends");
+        drop(keyboard);
+        let screen = screen.finish();
+        let after = screen
+            .split("KSPY-STATUS:")
+            .nth(1)
+            .unwrap_or_else(|| panic!("{signal}: {screen:?}"));
+        let status: i32 = after
+            .split_whitespace()
+            .next()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("{signal}: {after:?}"));
+        assert_eq!(
+            status,
+            128 + number,
+            "{signal}: ended by the signal: {screen:?}"
+        );
+        let modes: Vec<&str> = after.split_whitespace().collect();
+        for mode in ["icanon", "echo", "isig", "icrnl", "opost"] {
+            assert!(
+                modes.contains(&mode),
+                "{signal}: the terminal is left without {mode}: {after:?}"
+            );
+        }
+    }
+}
+
 /// A timeout under a second, or with a fraction, is echoed as given, not rounded to "1s".
 #[test]
 fn sub_second_timeouts_are_echoed_as_given() {

@@ -492,18 +492,19 @@ impl FakeApi {
     /// `script` (`-e`: its exit code is kspy's). Writing to the child's stdin is typing; its
     /// stdout is the screen. `None` where `script` is not installed.
     pub fn spawn_kspy_in_terminal(&self, args: &[&str]) -> Option<std::process::Child> {
+        self.spawn_shell_in_terminal(&format!("exec {}", kspy_command_line(args)))
+    }
+
+    /// Runs the shell command `line` (`/bin/sh`) in a pseudo-terminal as
+    /// [`FakeApi::spawn_kspy_in_terminal`] does, with the same environment; `None` where
+    /// `script` is not installed. [`kspy_command_line`] quotes a kspy command for it.
+    pub fn spawn_shell_in_terminal(&self, line: &str) -> Option<std::process::Child> {
         let script = ["/usr/bin/script", "/bin/script"]
             .into_iter()
             .find(|p| Path::new(p).exists())?;
-        let quote = |a: &str| format!("'{}'", a.replace('\'', "'\\''"));
-        let mut line = format!("exec {}", quote(env!("CARGO_BIN_EXE_kspy")));
-        for a in args {
-            line.push(' ');
-            line.push_str(&quote(a));
-        }
         let mut cmd = command(
             Path::new(script),
-            &["-q", "-e", "-f", "-c", &line, "/dev/null"],
+            &["-q", "-e", "-f", "-c", line, "/dev/null"],
             Some(&self.kubeconfig()),
             self.dir.path(),
         );
@@ -514,6 +515,21 @@ impl FakeApi {
             .stderr(Stdio::piped());
         Some(cmd.spawn().expect("spawn script"))
     }
+}
+
+/// A single-quoted word for `/bin/sh`.
+pub fn sh_quote(word: &str) -> String {
+    format!("'{}'", word.replace('\'', "'\\''"))
+}
+
+/// The real binary with `args`, quoted for `/bin/sh`.
+pub fn kspy_command_line(args: &[&str]) -> String {
+    let mut line = sh_quote(env!("CARGO_BIN_EXE_kspy"));
+    for a in args {
+        line.push(' ');
+        line.push_str(&sh_quote(a));
+    }
+    line
 }
 
 /// Collects what `reader` yields on a thread; [`Collected::wait_for`] waits until it holds a

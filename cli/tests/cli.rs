@@ -1892,6 +1892,78 @@ fn unknown_context_lists_contexts() {
     assert!(api.requests().is_empty());
 }
 
+/// Kubeconfig mistakes are named where they are: a context's bad namespace is not a bad
+/// --namespace; an empty or unknown current-context lists the contexts, as an unknown
+/// --context does, and says how to pick one. Nothing is sent.
+#[test]
+fn kubeconfig_mistakes_are_named_where_they_are() {
+    let (api, _) = sim_api(Sim::new());
+    let server = format!("http://{}", api.addr);
+    let write = |file: &str, current: &str, namespace: &str| {
+        let path = api.dir.path().join(file);
+        std::fs::write(
+            &path,
+            format!(
+                "apiVersion: v1\nkind: Config\ncurrent-context: {current}\nclusters:\n- name: c\n  \
+                 cluster:\n    server: {server}\ncontexts:\n- name: staging\n  context:\n    \
+                 cluster: c\n    user: u\n    namespace: {namespace}\n- name: prod\n  \
+                 context:\n    cluster: c\n    user: u\nusers:\n- name: u\n  user:\n    token: t\n"
+            ),
+        )
+        .expect("kubeconfig");
+        path
+    };
+    let run = |kubeconfig: &std::path::Path| {
+        let out = api.kspy_env(&["ls"], kubeconfig, &[], b"");
+        assert_eq!(out.status.code(), Some(1));
+        texts(&out).1
+    };
+
+    let stderr = run(&write("bad-ns", "staging", "Bad_NS"));
+    assert!(
+        stderr.starts_with(
+            "kspy: context staging of the kubeconfig sets namespace \"Bad_NS\", which is no \
+             valid namespace name"
+        ),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("--namespace value"), "{stderr}");
+    assert!(
+        stderr.contains("`kubectl config set-context staging --namespace=NAME`"),
+        "{stderr}"
+    );
+
+    for (file, current, headline) in [
+        (
+            "empty-current",
+            "\"\"",
+            "kspy: the kubeconfig sets no current context, and no --context was given\n",
+        ),
+        (
+            "unknown-current",
+            "prdo",
+            "kspy: the kubeconfig's current context prdo is not one of its contexts (no \
+             --context was given)\n",
+        ),
+    ] {
+        let stderr = run(&write(file, current, "prod"));
+        assert!(stderr.starts_with(headline), "{file}: {stderr}");
+        assert!(
+            stderr.contains("  contexts that exist: "),
+            "{file}: {stderr}"
+        );
+        assert!(
+            stderr.contains("prod") && stderr.contains("staging"),
+            "{file}: {stderr}"
+        );
+        assert!(
+            stderr.contains("hint: pick one with --context NAME"),
+            "{file}: {stderr}"
+        );
+    }
+    assert!(api.requests().is_empty(), "{:?}", api.lines());
+}
+
 #[test]
 fn unreachable_server_says_so() {
     let api = FakeApi::start(|_| Reply::text(""));

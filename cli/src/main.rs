@@ -223,9 +223,21 @@ fn localize(cmd: clap::Command, prog: &str) -> clap::Command {
     cmd.mut_subcommands(|sub| localize(sub, prog))
 }
 
+/// `-c/--target` of `kspy copy`. The shared help (TargetArgs) is attach's: there the target's
+/// processes are shared with the debug container and, with several containers, kspy's webhook
+/// may pick it. In a copy neither holds: processes are shared pod-wide (--share-processes) and
+/// kspy picks the container itself.
+const COPY_TARGET_HELP: &str = "The container of the copy that --fork puts to sleep, and that \
+    --mount-target, --env-from-target and --as-target-user copy from (processes are shared \
+    with every container of the copy, see --share-processes) [default: the pod's only \
+    container, or its kubectl.kubernetes.io/default-container, else its first container]";
+
 /// The command line as `prog` (`kspy` or `kubectl kspy`) shows it.
 fn cli_command(prog: &str) -> clap::Command {
-    localize(Cli::command(), prog).bin_name(prog)
+    let cmd = localize(Cli::command(), prog).bin_name(prog);
+    cmd.mut_subcommand("copy", |copy| {
+        copy.mut_arg("target", |arg| arg.help(COPY_TARGET_HELP))
+    })
 }
 
 /// Combinations of flags clap cannot check by itself: (subcommand, what is wrong).
@@ -813,6 +825,33 @@ mod tests {
         ] {
             assert_eq!(copy(fine), Ok(()), "{fine:?}");
         }
+    }
+
+    /// `kspy copy -c` is described as what it does in a copy: the container --fork puts to
+    /// sleep and the other target flags copy from; not attach's "processes shared with the
+    /// debug container" nor a webhook's policy default, which apply to ephemeral containers.
+    #[test]
+    fn copy_describes_its_own_target() {
+        let help = |sub: &str| {
+            cli_command("kspy")
+                .find_subcommand(sub)
+                .and_then(|s| s.get_arguments().find(|a| a.get_id() == "target"))
+                .and_then(|a| a.get_help().map(|h| h.to_string()))
+                .expect("-c has help")
+        };
+        let copy = help("copy");
+        for says in [
+            "--fork",
+            "--mount-target",
+            "--share-processes",
+            "first container",
+        ] {
+            assert!(copy.contains(says), "{copy}");
+        }
+        assert!(!copy.contains("webhook"), "{copy}");
+        assert!(!copy.contains("shared with the debug container"), "{copy}");
+        let attach = help("attach");
+        assert!(attach.contains("webhook's policy default"), "{attach}");
     }
 
     #[test]

@@ -88,7 +88,9 @@ pub struct CopyArgs {
           value_parser = crate::args::parse_bool, action = clap::ArgAction::Set)]
     pub replace: bool,
     /// CrashLoopBackOff recipe: drop labels, annotations and probes, restartPolicy Never, and
-    /// replace the target container's command with a long sleep
+    /// replace the target container's command with `sleep 2147483647` — its image must have a
+    /// `sleep` (distroless and scratch images have none: give that container another image
+    /// with --set-image CONTAINER=IMAGE)
     #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true,
           default_value = "false", hide_default_value = true, default_missing_value = "true",
           value_parser = crate::args::parse_bool, action = clap::ArgAction::Set)]
@@ -338,6 +340,32 @@ pub fn build_copy(
     Ok(pod)
 }
 
+/// What `--fork` assumes and kspy cannot check without pulling the image: that the image of
+/// the container it puts to sleep has a `sleep` ([`FORK_COMMAND`]). Distroless and scratch
+/// images have none, and the container then fails with StartError. The note names the
+/// container and its image in the copy (after `--set-image`) and the way out; `None` without
+/// `--fork`.
+pub fn fork_note(copy: &Pod, opts: &CopyOptions) -> Option<String> {
+    if !opts.fork {
+        return None;
+    }
+    let containers = &copy.spec.as_ref()?.containers;
+    let sleeping = opts
+        .target
+        .as_ref()
+        .and_then(|t| containers.iter().find(|c| &c.name == t))
+        .or_else(|| containers.first())?;
+    Some(format!(
+        "--fork runs `{}` in container {} instead of its command: its image ({}) must have a \
+         `sleep`; distroless and scratch images have none, and the container would fail with \
+         StartError. If so, give it one that has, with --set-image {}=IMAGE",
+        FORK_COMMAND.join(" "),
+        sleeping.name,
+        sleeping.image.as_deref().unwrap_or("none"),
+        sleeping.name
+    ))
+}
+
 /// The error when the copy `to` was created (or admitted, in a server dry run) but the
 /// original `pod` could not be deleted (`err`): the copy is not left unmentioned.
 /// `flags`: the cluster flags given, repeated in the command it suggests
@@ -421,6 +449,9 @@ pub async fn run(args: CopyArgs) -> Result<ExitCode, KspyError> {
         reason: d.reason.clone(),
     };
     let copy = build_copy(&source, &opts, builder.as_ref())?;
+    if let Some(note) = fork_note(&copy, &opts).filter(|_| !d.quiet) {
+        eprintln!("note: {note}");
+    }
     let dry = d.dry_run != DryRun::None;
     let mut requests: Vec<(PlannedRequest, Action)> = vec![(
         create_pod(&copy, d.dry_run == DryRun::Server),
@@ -629,6 +660,29 @@ mod tests {
             "{annotations:?}"
         );
         golden::assert_golden("copy-fork.json", &v);
+    }
+
+    /// --fork cannot know whether the image has a `sleep`: it says so, naming the container
+    /// put to sleep and the image it will run in the copy.
+    #[test]
+    fn fork_notes_that_the_image_needs_a_sleep() {
+        let source = golden::fixture_pod("pod-web.json");
+        let o = CopyOptions {
+            fork: true,
+            set_image: vec![("app".into(), "gcr.io/distroless/static".into())],
+            ..opts()
+        };
+        let pod = build_copy(&source, &o, Some(&debug())).expect("builds");
+        let note = fork_note(&pod, &o).expect("a note");
+        assert_eq!(
+            note,
+            "--fork runs `sleep 2147483647` in container app instead of its command: its image \
+             (gcr.io/distroless/static) must have a `sleep`; distroless and scratch images have \
+             none, and the container would fail with StartError. If so, give it one that has, \
+             with --set-image app=IMAGE"
+        );
+        let plain = build_copy(&source, &opts(), Some(&debug())).expect("builds");
+        assert_eq!(fork_note(&plain, &opts()), None);
     }
 
     #[test]

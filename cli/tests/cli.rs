@@ -1174,6 +1174,46 @@ fn copy_sequence_and_body() {
 /// A server where the user may create pods but not delete the source pod: its DELETE is
 /// refused always (`dry_runs_too`), or only when it is not a dry run (the permission changed
 /// between the two, or a webhook judges only real deletes).
+/// `kspy copy --fork` puts the target to sleep with the image's own `sleep`, which distroless
+/// and scratch images lack: it says so, and how to give the container an image that has one;
+/// `-q` leaves the note out. `--help` says it too.
+#[test]
+fn fork_says_the_image_needs_a_sleep() {
+    let api = create_api(false);
+    let args = [
+        "copy",
+        WEB,
+        "--to",
+        "web-debug",
+        "--fork",
+        "-c",
+        "app",
+        "--dry-run=client",
+    ];
+    let out = api.kspy(&args);
+    let (_, stderr) = texts(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(
+            "note: --fork runs `sleep 2147483647` in container app instead of its command: its \
+             image (registry.example.com/web:1.4.2) must have a `sleep`"
+        ),
+        "{stderr}"
+    );
+    assert!(stderr.contains("--set-image app=IMAGE"), "{stderr}");
+    let mut quiet = args.to_vec();
+    quiet.push("-q");
+    let out = api.kspy(&quiet);
+    assert_eq!(texts(&out).1, "");
+
+    let out = api.kspy(&["copy", "--help"]);
+    let (help, _) = texts(&out);
+    assert!(
+        help.contains("distroless and scratch images have none"),
+        "{help}"
+    );
+}
+
 fn no_delete_api(dry_runs_too: bool) -> FakeApi {
     FakeApi::start(
         move |r: &Recorded| match (r.method.as_str(), r.path.as_str()) {

@@ -289,6 +289,14 @@ impl DebugArgs {
         crate::errors::profile_capability_denied(err, self.profile.name(), &from_profile)
     }
 
+    /// Under `--dry-run=server` the API server's warnings are part of the verdict: held for it
+    /// ([`crate::output::report_verdict`]) rather than printed as they come.
+    pub fn hold_warnings_for_verdict(&self) {
+        if self.dry_run == DryRun::Server {
+            crate::warnings::Warnings::process().hold();
+        }
+    }
+
     /// Whether to attach: `--no-attach` or `--attach[=BOOL]`, else when `-i` is given.
     pub fn should_attach(&self) -> bool {
         if self.no_attach {

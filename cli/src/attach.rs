@@ -21,10 +21,13 @@ use serde_json::Value;
 
 use crate::args::{DebugArgs, DryRun, TargetArgs};
 use crate::cluster::{Cluster, ClusterArgs};
-use crate::container::{TargetChoice, generate_name, resolve_target};
+use crate::container::{
+    REASON_ENV, TargetChoice, generate_name, normalize_capability, resolve_target,
+};
 use crate::errors::{Action, KspyError};
 use crate::output;
 use crate::patch::{PatchType, add_ephemeral};
+use crate::profile::Profile;
 use crate::session;
 use crate::wait::{State, state_of};
 
@@ -47,9 +50,11 @@ pub struct AttachArgs {
     #[arg(long, value_enum, default_value_t = PatchType::Strategic, value_name = "TYPE")]
     pub patch_type: PatchType,
     /// Attach to a running debug container of this pod with the same image, command, security
-    /// context and target (or the one named by --name) instead of adding another; ephemeral
-    /// containers can never be removed; a dry run says which one it would reuse. Not with
-    /// --as-target-user, --mount-target, --mount, --env, --env-from-target or --custom
+    /// context, target, and --reason and --image-pull-policy when given (or to the one named by
+    /// --name, whose image, --cap, --profile, -c, command, reason and pull policy must then match
+    /// those given) instead of adding another; ephemeral containers can never be removed; a dry
+    /// run says which one it would reuse. Not with --as-target-user, --mount-target, --mount,
+    /// --env, --env-from-target or --custom
     #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true,
           default_value = "false", hide_default_value = true, default_missing_value = "true",
           value_parser = crate::args::parse_bool, action = clap::ArgAction::Set)]
@@ -122,8 +127,9 @@ fn security_covers(have: &Value, want: &Value) -> bool {
 
 /// Whether running debug container `c` can stand in for `wanted`: the same image, command
 /// and arguments, a security context that covers the one wanted (profile, `--cap`;
-/// [`security_covers`]), the same target when kspy knows it, and stdin and a TTY when the
-/// session needs them.
+/// [`security_covers`]), the same target when kspy knows it, stdin and a TTY when the
+/// session needs them, and — when they are asked for — the same reason (`KSPY_REASON`, which
+/// policies and audit read from the container) and image pull policy.
 fn interchangeable(c: &EphemeralContainer, wanted: &EphemeralContainer) -> bool {
     c.image == wanted.image
         && c.command.clone().unwrap_or_default() == wanted.command.clone().unwrap_or_default()
@@ -133,6 +139,112 @@ fn interchangeable(c: &EphemeralContainer, wanted: &EphemeralContainer) -> bool 
             || c.target_container_name == wanted.target_container_name)
         && (!wanted.stdin.unwrap_or(false) || c.stdin.unwrap_or(false))
         && (!wanted.tty.unwrap_or(false) || c.tty.unwrap_or(false))
+        && (reason_of(wanted).is_none() || reason_of(c) == reason_of(wanted))
+        && (wanted.image_pull_policy.is_none() || c.image_pull_policy == wanted.image_pull_policy)
+}
+
+/// The reason a debug container was added for: its `KSPY_REASON`.
+fn reason_of(c: &EphemeralContainer) -> Option<&str> {
+    c.env
+        .iter()
+        .flatten()
+        .find(|e| e.name == REASON_ENV)
+        .and_then(|e| e.value.as_deref())
+}
+
+/// The capabilities a container adds, as kspy's policies compare them.
+fn added_capabilities(c: &EphemeralContainer) -> Vec<String> {
+    c.security_context
+        .as_ref()
+        .and_then(|s| s.capabilities.as_ref())
+        .and_then(|caps| caps.add.as_ref())
+        .into_iter()
+        .flatten()
+        .map(|cap| normalize_capability(cap).unwrap_or_else(|_| cap.clone()))
+        .collect()
+}
+
+/// `--reuse --name NAME` attaches to the debug container NAME as it is, without adding one:
+/// what the command line asks of the container explicitly cannot change it, so each of those
+/// flags must describe `found` — else kspy would attach to something other than what was asked
+/// and say nothing. `wanted` is the container the same flags would add. Returns what differs,
+/// one line per flag; empty when everything asked matches (or nothing was).
+pub fn named_mismatches(
+    found: &EphemeralContainer,
+    wanted: &EphemeralContainer,
+    d: &DebugArgs,
+    t: &TargetArgs,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    let shown = |v: Option<&str>| v.map_or("(none)".to_string(), |v| format!("{v:?}"));
+    if d.image.is_some() && found.image != wanted.image {
+        out.push(format!(
+            "--image: it runs image {}, not {}",
+            shown(found.image.as_deref()),
+            shown(wanted.image.as_deref())
+        ));
+    }
+    let has = added_capabilities(found);
+    let missing: Vec<&str> = d
+        .caps
+        .iter()
+        .filter(|c| !has.contains(c))
+        .map(String::as_str)
+        .collect();
+    if !missing.is_empty() {
+        out.push(format!(
+            "--cap: it does not add {} (it adds {})",
+            missing.join(", "),
+            if has.is_empty() {
+                "none".to_string()
+            } else {
+                has.join(", ")
+            }
+        ));
+    }
+    if d.profile != Profile::General && !security_covers(&security(found), &security(wanted)) {
+        out.push(format!(
+            "--profile {}: its security context is not the one the profile sets",
+            d.profile.name()
+        ));
+    }
+    if let Some(target) = &t.target
+        && found.target_container_name.as_deref() != Some(target.as_str())
+    {
+        out.push(format!(
+            "-c: it targets {}, not {target:?}",
+            shown(found.target_container_name.as_deref())
+        ));
+    }
+    let words = |c: &EphemeralContainer| {
+        [c.command.clone(), c.args.clone()]
+            .into_iter()
+            .flatten()
+            .flatten()
+            .collect::<Vec<String>>()
+    };
+    if !d.command.is_empty() && (found.command != wanted.command || found.args != wanted.args) {
+        out.push(format!(
+            "-- COMMAND: it runs {:?}, not {:?}",
+            words(found),
+            words(wanted)
+        ));
+    }
+    if d.reason.is_some() && reason_of(found) != reason_of(wanted) {
+        out.push(format!(
+            "--reason: it was added with KSPY_REASON {}, not {}",
+            shown(reason_of(found)),
+            shown(reason_of(wanted))
+        ));
+    }
+    if d.image_pull_policy.is_some() && found.image_pull_policy != wanted.image_pull_policy {
+        out.push(format!(
+            "--image-pull-policy: its pull policy is {}, not {}",
+            shown(found.image_pull_policy.as_deref()),
+            shown(wanted.image_pull_policy.as_deref())
+        ));
+    }
+    out
 }
 
 /// The running debug container `--reuse` attaches to: by name when `by_name`, else the
@@ -194,6 +306,12 @@ pub fn find_reusable(
         .map(|c| c.name.clone()))
 }
 
+/// Whether `--reuse` attaches to the container it found: it is there to attach to, so it does
+/// without `-i` too, unless `--no-attach` or `--attach=false` says not to.
+fn reuse_attaches(d: &DebugArgs) -> bool {
+    !d.no_attach && d.attach.unwrap_or(true)
+}
+
 /// Ephemeral containers only run in a pod that still runs: refuse finished pods.
 pub fn check_running(pod: &Pod) -> Result<(), KspyError> {
     let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
@@ -211,20 +329,31 @@ pub fn check_running(pod: &Pod) -> Result<(), KspyError> {
     }
 }
 
-fn reattach_command(prog: &str, ns: &str, pod: &str, container: &str, args: &DebugArgs) -> String {
+/// The command that attaches to debug container `container` of pod `ns/pod` again, with
+/// kubectl's too; `flags` are the cluster flags given ([`crate::cluster::ClusterArgs::repeated`]),
+/// so that it reaches the same cluster.
+fn reattach_command(
+    prog: &str,
+    ns: &str,
+    flags: &str,
+    pod: &str,
+    container: &str,
+    args: &DebugArgs,
+) -> String {
     let it = match (args.stdin, args.tty) {
         (true, true) => " -it",
         (true, false) => " -i",
         _ => "",
     };
     format!(
-        "{prog} attach {pod} -n {ns} --reuse --name {container}{it}  (or: kubectl attach {pod} -n {ns} -c {container}{it})"
+        "{prog} attach {pod} -n {ns}{flags} --reuse --name {container}{it}  (or: kubectl attach {pod} -n {ns}{flags} -c {container}{it})"
     )
 }
 
 /// Runs `kspy attach`.
 pub async fn run(args: AttachArgs) -> Result<ExitCode, KspyError> {
     let d = &args.debug;
+    d.hold_warnings_for_verdict();
     let cluster = Cluster::connect(&args.cluster).await?;
     let ns = cluster.namespace.clone();
     let mut pod = cluster.get_pod(&args.pod).await?;
@@ -244,17 +373,41 @@ pub async fn run(args: AttachArgs) -> Result<ExitCode, KspyError> {
     // that may be to add nothing at all (a dry run of adding one would speak of a container
     // that would never exist).
     if args.reuse {
-        // Compare with what would be built for the target kspy knows of.
+        // Compare with what would be built for the target kspy knows of. With --name that
+        // name is taken when there is a container to reuse: the comparison is built under a
+        // free one (names are not compared).
         let mut probe = builder.clone();
-        probe.name = name.clone();
+        if d.name.is_some() {
+            probe.name = generate_name(pod.spec.as_ref(), &mut rand::rng());
+        }
+        let asked = probe.build_ephemeral(&pod, choice.name(), Some(&reference))?;
         let wanted = match &d.name {
             Some(_) => EphemeralContainer {
                 name: name.clone(),
                 ..EphemeralContainer::default()
             },
-            None => probe.build_ephemeral(&pod, choice.name(), Some(&reference))?,
+            None => asked.clone(),
         };
         let found = find_reusable(&pod, &wanted, d.name.is_some())?;
+        if let Some(existing) = found.as_deref().filter(|_| d.name.is_some())
+            && let Some(container) = added(&pod, existing)
+        {
+            let differ = named_mismatches(container, &asked, d, &args.target);
+            if !differ.is_empty() {
+                return Err(KspyError::new(format!(
+                    "--reuse --name {existing}: debug container {existing} of pod {ns}/{} is \
+                     not what the other flags ask for",
+                    args.pod
+                ))
+                .details(differ)
+                .hint(format!(
+                    "--reuse --name attaches to {existing} as it is (a running container cannot \
+                     be changed): leave those flags out, or leave out --name so that --reuse \
+                     attaches to a running debug container that matches them, or adds one"
+                ))
+                .exit_code(2));
+            }
+        }
         if d.dry_run != DryRun::None {
             match &found {
                 Some(existing) => {
@@ -275,12 +428,13 @@ pub async fn run(args: AttachArgs) -> Result<ExitCode, KspyError> {
                     args.pod
                 );
             }
-            // Reusing means attaching, unless --no-attach says otherwise.
+            // Reusing means attaching, unless --no-attach or --attach=false says otherwise.
             let attach_args = DebugArgs {
-                attach: Some(!d.no_attach),
+                attach: Some(reuse_attaches(d)),
                 ..d.clone()
             };
-            let reattach = reattach_command(crate::prog(), &ns, &args.pod, &existing, d);
+            let reattach =
+                reattach_command(crate::prog(), &ns, &cluster.flags, &args.pod, &existing, d);
             return session::follow(&cluster, pod, &existing, &attach_args, &reattach, &existing)
                 .await;
         }
@@ -399,7 +553,7 @@ pub async fn run(args: AttachArgs) -> Result<ExitCode, KspyError> {
             ),
         }
     }
-    let reattach = reattach_command(crate::prog(), &ns, &args.pod, &name, d);
+    let reattach = reattach_command(crate::prog(), &ns, &cluster.flags, &args.pod, &name, d);
     session::follow(&cluster, result, &name, d, &reattach, &name).await
 }
 
@@ -464,8 +618,9 @@ fn report_dry_run(
         text.push_str("the API server and its admission webhooks changed nothing\n");
     } else {
         text.push_str("changed by the API server's defaults and its admission webhooks:\n");
+        // Field names and values a webhook set: its text, escaped for the terminal.
         for c in changes {
-            text.push_str(&format!("  {c}\n"));
+            text.push_str(&format!("  {}\n", output::printable(&c)));
         }
     }
     output::report_verdict(text, d.output, d.quiet)
@@ -638,6 +793,119 @@ mod tests {
             ]
         );
         assert!(parse(&["--mount-target=false"]).is_empty());
+    }
+
+    /// `--reuse --name` attaches to the named container as it is: each flag that describes the
+    /// container must describe it, or kspy would attach to something else than asked, quietly.
+    #[test]
+    fn reuse_by_name_checks_what_the_flags_ask_of_the_container() {
+        use clap::Parser;
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            a: AttachArgs,
+        }
+        let pod = golden::fixture_pod("pod-web.json");
+        // busybox:latest, SYS_PTRACE (profile general), target app, -it, no command.
+        let found = added(&pod, "debugger-old01").expect("fixture").clone();
+        let mismatches = |extra: &[&str]| {
+            let mut argv = vec!["kspy", "web", "--reuse", "--name", "debugger-old01"];
+            argv.extend_from_slice(extra);
+            let a = Cli::try_parse_from(argv).expect("parses").a;
+            let target = a.target.target.as_deref();
+            let asked = a
+                .debug
+                .builder("debugger-cmp00".into(), Some(&a.target))
+                .expect("builder")
+                .build_ephemeral(&pod, target, Some(target.unwrap_or("app")))
+                .expect("builds");
+            named_mismatches(&found, &asked, &a.debug, &a.target)
+        };
+        assert!(mismatches(&[]).is_empty());
+        assert!(mismatches(&["-it"]).is_empty());
+        assert!(
+            mismatches(&[
+                "--image",
+                "busybox:latest",
+                "--cap",
+                "sys_ptrace",
+                "-c",
+                "app"
+            ])
+            .is_empty(),
+            "what matches is accepted"
+        );
+        assert_eq!(
+            mismatches(&["--image", "nicolaka/netshoot"]),
+            ["--image: it runs image \"busybox:latest\", not \"nicolaka/netshoot\""]
+        );
+        assert_eq!(
+            mismatches(&["--cap", "NET_ADMIN", "--cap", "SYS_PTRACE"]),
+            ["--cap: it does not add NET_ADMIN (it adds SYS_PTRACE)"]
+        );
+        assert_eq!(
+            mismatches(&["--profile", "sysadmin"]),
+            ["--profile sysadmin: its security context is not the one the profile sets"]
+        );
+        assert_eq!(
+            mismatches(&["-c", "sidecar"]),
+            ["-c: it targets \"app\", not \"sidecar\""]
+        );
+        assert_eq!(
+            mismatches(&["--", "strace", "-p", "1"]),
+            ["-- COMMAND: it runs [], not [\"strace\", \"-p\", \"1\"]"]
+        );
+        assert_eq!(
+            mismatches(&["--reason", "INC-1", "--image-pull-policy", "Always"]),
+            [
+                "--reason: it was added with KSPY_REASON (none), not \"INC-1\"",
+                "--image-pull-policy: its pull policy is (none), not \"Always\""
+            ]
+        );
+    }
+
+    /// Without --name, a reason or a pull policy asked for is part of what must match: a
+    /// container added for another reason is not reused (the new one carries the reason,
+    /// which policies and audit read).
+    #[test]
+    fn reuse_matches_the_reason_and_pull_policy_asked_for() {
+        let pod = golden::fixture_pod("pod-web.json");
+        let mut b = test_builder();
+        b.caps = vec!["SYS_PTRACE".into()];
+        let wanted = b.build_ephemeral(&pod, Some("app"), None).expect("builds");
+        assert_eq!(
+            find_reusable(&pod, &wanted, false).expect("ok"),
+            Some("debugger-old01".into())
+        );
+        let mut with_reason = b.clone();
+        with_reason.reason = Some("INC-1".into());
+        let wanted = with_reason
+            .build_ephemeral(&pod, Some("app"), None)
+            .expect("builds");
+        assert_eq!(find_reusable(&pod, &wanted, false).expect("ok"), None);
+        let mut always = b.clone();
+        always.image_pull_policy = Some("Always".into());
+        let wanted = always
+            .build_ephemeral(&pod, Some("app"), None)
+            .expect("builds");
+        assert_eq!(find_reusable(&pod, &wanted, false).expect("ok"), None);
+
+        // The same reason and pull policy: reused.
+        let mut v = serde_json::to_value(&pod).expect("json");
+        v["spec"]["ephemeralContainers"][0]["env"] =
+            serde_json::json!([{"name": "KSPY_REASON", "value": "INC-1"}]);
+        v["spec"]["ephemeralContainers"][0]["imagePullPolicy"] = serde_json::json!("Always");
+        let pod: Pod = serde_json::from_value(v).expect("pod");
+        let mut both = b;
+        both.reason = Some("INC-1".into());
+        both.image_pull_policy = Some("Always".into());
+        let wanted = both
+            .build_ephemeral(&pod, Some("app"), None)
+            .expect("builds");
+        assert_eq!(
+            find_reusable(&pod, &wanted, false).expect("ok"),
+            Some("debugger-old01".into())
+        );
     }
 
     #[test]

@@ -18,6 +18,7 @@ use crate::errors::{Action, KspyError, explain, missing_with_candidates};
 use crate::patch::{PlannedRequest, json_patch_not_applied};
 use crate::proxy::{self, Proxy};
 use crate::request_timeout::{AnswerTimeout, host_port};
+use crate::warnings::{WarningLayer, Warnings};
 
 /// The flags that pick the cluster and namespace, shared by every command that talks to one.
 #[derive(Debug, Clone, Default, clap::Args)]
@@ -40,6 +41,37 @@ pub struct ClusterArgs {
     pub request_timeout: std::time::Duration,
 }
 
+impl ClusterArgs {
+    /// `--kubeconfig` and `--context` as given, each after a space and shell-quoted, for the
+    /// commands kspy suggests (attach again, delete the copy): without them, a suggestion
+    /// copied into the shell would reach whatever cluster is current there — another one,
+    /// perhaps — and attach to, or delete, something else. Empty when neither was given (the
+    /// same environment then picks the same cluster).
+    pub fn repeated(&self) -> String {
+        let mut out = String::new();
+        if let Some(path) = &self.kubeconfig {
+            out.push_str(" --kubeconfig ");
+            out.push_str(&shell_quote(&path.to_string_lossy()));
+        }
+        if let Some(context) = &self.context {
+            out.push_str(" --context ");
+            out.push_str(&shell_quote(context));
+        }
+        out
+    }
+}
+
+/// `word` as a POSIX shell reads it back: as it is when it holds only characters no shell
+/// treats specially, else in single quotes (a `'` inside as `'\''`).
+pub fn shell_quote(word: &str) -> std::borrow::Cow<'_, str> {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "@%+=:,./_-".contains(c);
+    if !word.is_empty() && word.chars().all(plain) {
+        std::borrow::Cow::Borrowed(word)
+    } else {
+        std::borrow::Cow::Owned(format!("'{}'", word.replace('\'', "'\\''")))
+    }
+}
+
 /// A connected client and the namespace to work in.
 #[derive(Clone)]
 pub struct Cluster {
@@ -51,6 +83,9 @@ pub struct Cluster {
     pub server: String,
     /// The user the context names but the kubeconfig lacks, if so ([`MissingUser`]).
     pub missing_user: Option<MissingUser>,
+    /// `--kubeconfig` and `--context` as given, for the commands kspy suggests
+    /// ([`ClusterArgs::repeated`]).
+    pub flags: String,
 }
 
 fn kubeconfig_error(
@@ -58,10 +93,10 @@ fn kubeconfig_error(
     context: Option<&str>,
     kubeconfig: Option<&Kubeconfig>,
 ) -> KspyError {
+    let names: Vec<String> = kubeconfig
+        .map(|k| k.contexts.iter().map(|c| c.name.clone()).collect())
+        .unwrap_or_default();
     if let (KubeconfigError::LoadContext(_), Some(ctx)) = (&e, context) {
-        let names: Vec<String> = kubeconfig
-            .map(|k| k.contexts.iter().map(|c| c.name.clone()).collect())
-            .unwrap_or_default();
         return missing_with_candidates(
             format!("context {ctx} not found in the kubeconfig"),
             "context",
@@ -69,12 +104,105 @@ fn kubeconfig_error(
             &names,
         );
     }
+    // No --context: the kubeconfig's own current-context is missing or names nothing.
+    let current = match &e {
+        KubeconfigError::CurrentContextNotSet => Some(None),
+        KubeconfigError::LoadContext(name) => Some(Some(name.as_str())),
+        _ => None,
+    };
+    if let Some(current) = current {
+        return no_current_context(current, &names);
+    }
     if let Some(err) = proxy_setting_error(&e, kubeconfig, context) {
         return err;
     }
     KspyError::new("cannot load the kubeconfig")
         .source(e)
         .hint("check `--kubeconfig`, `KUBECONFIG` and `--context`")
+}
+
+/// The error when no `--context` is given and the kubeconfig's `current-context` is unset
+/// (or empty, which kubectl reads as unset: `None`) or names a context it does not have; as
+/// for an unknown `--context`, the contexts that exist are listed, and how to pick one.
+fn no_current_context(current: Option<&str>, names: &[String]) -> KspyError {
+    let headline = match current {
+        None => "the kubeconfig sets no current context, and no --context was given".to_string(),
+        Some(name) => format!(
+            "the kubeconfig's current context {name} is not one of its contexts (no --context \
+             was given)"
+        ),
+    };
+    if names.is_empty() {
+        return KspyError::new(headline).hint(
+            "the kubeconfig has no contexts at all: check --kubeconfig or KUBECONFIG, or add \
+             one with `kubectl config set-context`",
+        );
+    }
+    let listed = match current {
+        // Closest to the name first, as for a mistyped --context.
+        Some(name) => missing_with_candidates(headline, "context", name, names),
+        // Nothing to be close to: in the kubeconfig's order.
+        None => {
+            let shown = names.len().min(10);
+            let mut e = KspyError::new(headline).details([format!(
+                "contexts that exist: {}",
+                names[..shown].join(", ")
+            )]);
+            if names.len() > shown {
+                e = e.details([format!("… and {} more", names.len() - shown)]);
+            }
+            e
+        }
+    };
+    listed.hint(format!(
+        "pick one with --context NAME, or make it the current one with `kubectl config \
+         use-context NAME`{}",
+        match current {
+            Some(name) => format!(" (or fix current-context {name} if it is a typo)"),
+            None => String::new(),
+        }
+    ))
+}
+
+/// Where the namespace kspy works in came from when `-n` is not given, for the error when it
+/// is no valid namespace name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum NamespaceFrom {
+    /// The `namespace:` of this kubeconfig context (the default `default` when it sets none).
+    Context(String),
+    /// The in-cluster service account's namespace file.
+    ServiceAccount,
+}
+
+/// The error for a namespace that is no DNS label and did not come from `-n` (which is checked
+/// as the command line is parsed): it names where it came from and how to fix it there.
+fn invalid_namespace(namespace: &str, from: &NamespaceFrom) -> Option<KspyError> {
+    let why = match validate_dns_label("--namespace", namespace) {
+        Ok(()) => return None,
+        Err(crate::container::BuildError::InvalidFlag { why, .. }) => why,
+        Err(other) => other.to_string(),
+    };
+    let (headline, hint) = match from {
+        NamespaceFrom::Context(context) => (
+            format!(
+                "context {context} of the kubeconfig sets namespace {namespace:?}, which is no \
+                 valid namespace name: it {why}"
+            ),
+            format!(
+                "fix the context's namespace (`kubectl config set-context {context} \
+                 --namespace=NAME`), or give one with -n NAMESPACE"
+            ),
+        ),
+        NamespaceFrom::ServiceAccount => (
+            format!(
+                "the namespace of this pod's service account ({namespace:?}, from \
+                 /var/run/secrets/kubernetes.io/serviceaccount/namespace) is no valid namespace \
+                 name: it {why}"
+            ),
+            "give the namespace with -n NAMESPACE".to_string(),
+        ),
+    };
+    Some(KspyError::new(headline).hint(hint))
 }
 
 /// The cluster the kubeconfig's context (`--context`, else its current context) names, with
@@ -258,13 +386,17 @@ fn missing_user(kubeconfig: &Kubeconfig, context: Option<&str>) -> Option<Missin
 /// the context names but the kubeconfig lacks, if so.
 async fn load_config(
     args: &ClusterArgs,
-) -> Result<(Config, Option<Proxy>, Option<MissingUser>), KspyError> {
+) -> Result<(Config, Option<Proxy>, Option<MissingUser>, NamespaceFrom), KspyError> {
     let options = KubeConfigOptions {
         context: args.context.clone(),
         cluster: None,
         user: None,
     };
-    let from_file = |kc: Kubeconfig| async {
+    let from_file = |mut kc: Kubeconfig| async {
+        // `current-context: ""` (kubectl config writes it) is unset, not a choice.
+        if kc.current_context.as_deref() == Some("") {
+            kc.current_context = None;
+        }
         let copy = kc.clone();
         let mut config = Config::from_custom_kubeconfig(kc, &options)
             .await
@@ -279,7 +411,12 @@ async fn load_config(
         )?;
         config.proxy_url = proxy.as_ref().map(|p| p.url.clone());
         let missing = missing_user(&copy, args.context.as_deref());
-        Ok::<_, KspyError>((config, proxy, missing))
+        let context = args
+            .context
+            .clone()
+            .or(copy.current_context)
+            .unwrap_or_default();
+        Ok::<_, KspyError>((config, proxy, missing, NamespaceFrom::Context(context)))
     };
     if let Some(path) = &args.kubeconfig {
         return match read_kubeconfig(path)? {
@@ -322,13 +459,13 @@ async fn load_config(
     })?;
     let proxy = proxy::choose(None, &config.cluster_url, &env_var)?;
     config.proxy_url = proxy.as_ref().map(|p| p.url.clone());
-    Ok((config, proxy, None))
+    Ok((config, proxy, None, NamespaceFrom::ServiceAccount))
 }
 
 impl Cluster {
     /// Connects as kubectl would with the same flags and environment.
     pub async fn connect(args: &ClusterArgs) -> Result<Cluster, KspyError> {
-        let (mut config, proxy, missing_user) = load_config(args).await?;
+        let (mut config, proxy, missing_user, namespace_from) = load_config(args).await?;
         if let Some(m) = &missing_user {
             eprint!(
                 "{}",
@@ -351,11 +488,17 @@ impl Cluster {
             connect_limit: config.connect_timeout,
             hop: host_port(proxy.as_ref().map_or(&config.cluster_url, |p| &p.url)),
         };
-        let namespace = args
-            .namespace
-            .clone()
-            .unwrap_or_else(|| config.default_namespace.clone());
-        validate_dns_label("--namespace", &namespace).map_err(KspyError::from)?;
+        let namespace = match &args.namespace {
+            // Checked as the command line was parsed.
+            Some(ns) => ns.clone(),
+            None => {
+                let ns = config.default_namespace.clone();
+                if let Some(e) = invalid_namespace(&ns, &namespace_from) {
+                    return Err(e);
+                }
+                ns
+            }
+        };
         let server = match &proxy {
             Some(p) => format!("{} {}", config.cluster_url, p.describe()),
             None => config.cluster_url.to_string(),
@@ -369,12 +512,17 @@ impl Cluster {
                 }
             })?
             .with_layer(&answer_timeout)
+            // kube-rs drops response headers: the API server's warnings are read here.
+            .with_layer(&WarningLayer {
+                sink: Warnings::process().clone(),
+            })
             .build();
         Ok(Cluster {
             client,
             namespace,
             server,
             missing_user,
+            flags: args.repeated(),
         })
     }
 
@@ -509,8 +657,8 @@ impl Cluster {
                         Err(missing_with_candidates(headline, "pod", name, &names))
                     }
                     Err(_) => Err(KspyError::new(headline).hint(format!(
-                        "see the pods with `kubectl get pods -n {}`",
-                        self.namespace
+                        "see the pods with `kubectl get pods -n {}{}`",
+                        self.namespace, self.flags
                     ))),
                 }
             }
@@ -574,5 +722,108 @@ impl Cluster {
             .and_then(Value::as_str)
             .filter(|u| !u.is_empty())
             .map(str::to_string)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A bad namespace that came from the kubeconfig, not from -n, is said to come from
+    /// there, with how to fix it there.
+    #[test]
+    fn an_invalid_namespace_is_named_by_where_it_came_from() {
+        assert!(invalid_namespace("prod", &NamespaceFrom::Context("c".into())).is_none());
+        let e = invalid_namespace("Bad_NS", &NamespaceFrom::Context("staging".into()))
+            .expect("invalid");
+        assert_eq!(
+            e.headline,
+            "context staging of the kubeconfig sets namespace \"Bad_NS\", which is no valid \
+             namespace name: it must be lower-case letters, digits and '-', at most 63 characters"
+        );
+        assert!(!e.headline.contains("--namespace"), "{}", e.headline);
+        assert_eq!(
+            e.hint.as_deref(),
+            Some(
+                "fix the context's namespace (`kubectl config set-context staging \
+                 --namespace=NAME`), or give one with -n NAMESPACE"
+            )
+        );
+        let e = invalid_namespace("Bad_NS", &NamespaceFrom::ServiceAccount).expect("invalid");
+        assert!(e.headline.contains("service account"), "{}", e.headline);
+    }
+
+    /// Without --context, a current-context that is unset, empty or unknown is reported as
+    /// such, with the contexts that exist and how to pick one.
+    #[test]
+    fn a_missing_current_context_lists_the_contexts() {
+        let contexts = vec!["prod".to_string(), "staging".to_string()];
+        let e = no_current_context(None, &contexts);
+        assert_eq!(
+            e.headline,
+            "the kubeconfig sets no current context, and no --context was given"
+        );
+        assert_eq!(e.details, ["contexts that exist: prod, staging"]);
+        assert!(
+            e.hint.as_deref().unwrap_or_default().starts_with(
+                "pick one with --context NAME, or make it the current one with `kubectl \
+                 config use-context NAME`"
+            ),
+            "{:?}",
+            e.hint
+        );
+        let e = no_current_context(Some("prdo"), &contexts);
+        assert_eq!(
+            e.headline,
+            "the kubeconfig's current context prdo is not one of its contexts (no --context \
+             was given)"
+        );
+        assert_eq!(e.details, ["contexts that exist: prod, staging"]);
+        let e = no_current_context(None, &[]);
+        assert!(
+            e.hint
+                .as_deref()
+                .unwrap_or_default()
+                .contains("no contexts at all"),
+            "{:?}",
+            e.hint
+        );
+    }
+
+    #[test]
+    fn words_are_quoted_for_the_shell_only_when_they_need_it() {
+        assert_eq!(
+            shell_quote("prod-admin@cluster.example.com"),
+            "prod-admin@cluster.example.com"
+        );
+        assert_eq!(shell_quote("/home/a/.kube/config"), "/home/a/.kube/config");
+        assert_eq!(shell_quote("my context"), "'my context'");
+        assert_eq!(shell_quote("it's"), "'it'\\''s'");
+        assert_eq!(shell_quote("$(rm -rf ~)"), "'$(rm -rf ~)'");
+        assert_eq!(shell_quote(""), "''");
+    }
+
+    /// The cluster flags given come back, quoted, for the commands kspy suggests; none given,
+    /// nothing: the same environment picks the same cluster.
+    #[test]
+    fn suggested_commands_repeat_the_cluster_flags_given() {
+        assert_eq!(ClusterArgs::default().repeated(), "");
+        let args = ClusterArgs {
+            kubeconfig: Some(PathBuf::from("/tmp/kube configs/prod")),
+            context: Some("prod".into()),
+            ..ClusterArgs::default()
+        };
+        assert_eq!(
+            args.repeated(),
+            " --kubeconfig '/tmp/kube configs/prod' --context prod"
+        );
+        let args = ClusterArgs {
+            context: Some("arn:aws:eks:eu-west-1:1234:cluster/prod".into()),
+            ..ClusterArgs::default()
+        };
+        assert_eq!(
+            args.repeated(),
+            " --context arn:aws:eks:eu-west-1:1234:cluster/prod"
+        );
     }
 }

@@ -77,7 +77,8 @@ pub struct CopyArgs {
           default_value = "false", hide_default_value = true, default_missing_value = "true",
           value_parser = crate::args::parse_bool, action = clap::ArgAction::Set)]
     pub same_node: bool,
-    /// Change a container's image in the copy, CONTAINER=IMAGE ("*" for all; repeatable)
+    /// Change a container's image in the copy, CONTAINER=IMAGE ("*" for all; repeatable);
+    /// without --image the copy gets no debug container
     #[arg(long = "set-image", value_name = "CONTAINER=IMAGE", value_parser = parse_set_image,
           action = clap::ArgAction::Append)]
     pub set_image: Vec<(String, String)>,
@@ -87,7 +88,9 @@ pub struct CopyArgs {
           value_parser = crate::args::parse_bool, action = clap::ArgAction::Set)]
     pub replace: bool,
     /// CrashLoopBackOff recipe: drop labels, annotations and probes, restartPolicy Never, and
-    /// replace the target container's command with a long sleep
+    /// replace the target container's command with `sleep 2147483647` — its image must have a
+    /// `sleep` (distroless and scratch images have none: give that container another image
+    /// with --set-image CONTAINER=IMAGE)
     #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true,
           default_value = "false", hide_default_value = true, default_missing_value = "true",
           value_parser = crate::args::parse_bool, action = clap::ArgAction::Set)]
@@ -122,6 +125,37 @@ pub struct CopyArgs {
           default_value_t = true, default_missing_value = "true",
           value_parser = crate::args::parse_bool, action = clap::ArgAction::Set)]
     pub keep_init_containers: bool,
+}
+
+/// The flags of the debug container given to a copy that gets none: `--set-image` without
+/// `--image` only swaps images (as in kubectl debug), so these would be ignored. `--profile`,
+/// `--reason` and `-c` still apply to the copy itself (the profile's pod changes, the
+/// `kspy.dev/reason` annotation, the container `--fork` puts to sleep).
+pub fn flags_without_debug_container(args: &CopyArgs) -> Vec<&'static str> {
+    let (d, t) = (&args.debug, &args.target);
+    if args.set_image.is_empty() || d.image.is_some() {
+        return Vec::new();
+    }
+    [
+        (d.name.is_some(), "--name"),
+        (!d.caps.is_empty(), "--cap"),
+        (d.custom.is_some(), "--custom"),
+        (!d.env.is_empty(), "--env"),
+        (d.image_pull_policy.is_some(), "--image-pull-policy"),
+        (d.stdin, "-i/--stdin"),
+        (d.tty, "-t/--tty"),
+        (d.attach == Some(true), "--attach"),
+        (d.wait, "--wait"),
+        (d.arguments_only, "--arguments-only"),
+        (!t.mounts.is_empty(), "--mount"),
+        (t.mount_target, "--mount-target"),
+        (t.env_from_target, "--env-from-target"),
+        (t.as_target_user, "--as-target-user"),
+        (!d.command.is_empty(), "-- COMMAND"),
+    ]
+    .into_iter()
+    .filter_map(|(given, flag)| given.then_some(flag))
+    .collect()
 }
 
 /// Everything `build_copy` needs besides the source pod.
@@ -306,9 +340,44 @@ pub fn build_copy(
     Ok(pod)
 }
 
+/// What `--fork` assumes and kspy cannot check without pulling the image: that the image of
+/// the container it puts to sleep has a `sleep` ([`FORK_COMMAND`]). Distroless and scratch
+/// images have none, and the container then fails with StartError. The note names the
+/// container and its image in the copy (after `--set-image`) and the way out; `None` without
+/// `--fork`.
+pub fn fork_note(copy: &Pod, opts: &CopyOptions) -> Option<String> {
+    if !opts.fork {
+        return None;
+    }
+    let containers = &copy.spec.as_ref()?.containers;
+    let sleeping = opts
+        .target
+        .as_ref()
+        .and_then(|t| containers.iter().find(|c| &c.name == t))
+        .or_else(|| containers.first())?;
+    Some(format!(
+        "--fork runs `{}` in container {} instead of its command: its image ({}) must have a \
+         `sleep`; distroless and scratch images have none, and the container would fail with \
+         StartError. If so, give it one that has, with --set-image {}=IMAGE",
+        FORK_COMMAND.join(" "),
+        sleeping.name,
+        sleeping.image.as_deref().unwrap_or("none"),
+        sleeping.name
+    ))
+}
+
 /// The error when the copy `to` was created (or admitted, in a server dry run) but the
 /// original `pod` could not be deleted (`err`): the copy is not left unmentioned.
-fn replace_failed(err: KspyError, ns: &str, to: &str, pod: &str, dry: bool) -> KspyError {
+/// `flags`: the cluster flags given, repeated in the command it suggests
+/// ([`crate::cluster::ClusterArgs::repeated`]).
+fn replace_failed(
+    err: KspyError,
+    ns: &str,
+    flags: &str,
+    to: &str,
+    pod: &str,
+    dry: bool,
+) -> KspyError {
     let (created, cleanup) = if dry {
         ("the server dry run admitted pod", String::new())
     } else {
@@ -316,7 +385,7 @@ fn replace_failed(err: KspyError, ns: &str, to: &str, pod: &str, dry: bool) -> K
             "created pod",
             format!(
                 "; pod {ns}/{to} is running beside it: delete it with \
-                 `kubectl delete pod {to} -n {ns}` if you do not want both"
+                 `kubectl delete pod {to} -n {ns}{flags}` if you do not want both"
             ),
         )
     };
@@ -337,6 +406,7 @@ fn replace_failed(err: KspyError, ns: &str, to: &str, pod: &str, dry: bool) -> K
 /// Runs `kspy copy`.
 pub async fn run(args: CopyArgs) -> Result<ExitCode, KspyError> {
     let d = &args.debug;
+    d.hold_warnings_for_verdict();
     let cluster = Cluster::connect(&args.cluster).await?;
     let ns = cluster.namespace.clone();
     let source = cluster.get_pod(&args.pod).await?;
@@ -346,7 +416,8 @@ pub async fn run(args: CopyArgs) -> Result<ExitCode, KspyError> {
         TargetChoice::Named(n) => n,
         TargetChoice::Ambiguous { first } => first,
     };
-    // As kubectl: --set-image alone makes no debug container.
+    // As kubectl: --set-image alone makes no debug container (`main` refuses the debug
+    // container's flags then: flags_without_debug_container).
     let with_debug = d.image.is_some() || args.set_image.is_empty();
     let builder = if with_debug {
         let name = match &d.name {
@@ -378,6 +449,9 @@ pub async fn run(args: CopyArgs) -> Result<ExitCode, KspyError> {
         reason: d.reason.clone(),
     };
     let copy = build_copy(&source, &opts, builder.as_ref())?;
+    if let Some(note) = fork_note(&copy, &opts).filter(|_| !d.quiet) {
+        eprintln!("note: {note}");
+    }
     let dry = d.dry_run != DryRun::None;
     let mut requests: Vec<(PlannedRequest, Action)> = vec![(
         create_pod(&copy, d.dry_run == DryRun::Server),
@@ -425,7 +499,14 @@ pub async fn run(args: CopyArgs) -> Result<ExitCode, KspyError> {
     let created: Pod = cluster.send(&requests[0].0, &requests[0].1).await?;
     for (req, action) in &requests[1..] {
         if let Err(e) = cluster.send::<serde_json::Value>(req, action).await {
-            return Err(replace_failed(e, &ns, &args.to, &args.pod, dry));
+            return Err(replace_failed(
+                e,
+                &ns,
+                &cluster.flags,
+                &args.to,
+                &args.pod,
+                dry,
+            ));
         }
     }
     if let Some(format) = d.output {
@@ -456,8 +537,8 @@ pub async fn run(args: CopyArgs) -> Result<ExitCode, KspyError> {
             eprintln!("deleted pod {ns}/{}", args.pod);
         }
         eprintln!(
-            "delete it when done: kubectl delete pod {} -n {ns}",
-            args.to
+            "delete it when done: kubectl delete pod {} -n {ns}{}",
+            args.to, cluster.flags
         );
     }
     let Some(builder) = builder else {
@@ -467,8 +548,9 @@ pub async fn run(args: CopyArgs) -> Result<ExitCode, KspyError> {
         return Ok(ExitCode::SUCCESS);
     };
     let reattach = format!(
-        "kubectl attach {} -n {ns} -c {}{}",
+        "kubectl attach {} -n {ns}{} -c {}{}",
         args.to,
+        cluster.flags,
         builder.name,
         if d.tty {
             " -it"
@@ -578,6 +660,29 @@ mod tests {
             "{annotations:?}"
         );
         golden::assert_golden("copy-fork.json", &v);
+    }
+
+    /// --fork cannot know whether the image has a `sleep`: it says so, naming the container
+    /// put to sleep and the image it will run in the copy.
+    #[test]
+    fn fork_notes_that_the_image_needs_a_sleep() {
+        let source = golden::fixture_pod("pod-web.json");
+        let o = CopyOptions {
+            fork: true,
+            set_image: vec![("app".into(), "gcr.io/distroless/static".into())],
+            ..opts()
+        };
+        let pod = build_copy(&source, &o, Some(&debug())).expect("builds");
+        let note = fork_note(&pod, &o).expect("a note");
+        assert_eq!(
+            note,
+            "--fork runs `sleep 2147483647` in container app instead of its command: its image \
+             (gcr.io/distroless/static) must have a `sleep`; distroless and scratch images have \
+             none, and the container would fail with StartError. If so, give it one that has, \
+             with --set-image app=IMAGE"
+        );
+        let plain = build_copy(&source, &opts(), Some(&debug())).expect("builds");
+        assert_eq!(fork_note(&plain, &opts()), None);
     }
 
     #[test]

@@ -15,6 +15,7 @@ use std::fmt;
 
 use kube::core::Status;
 
+use crate::output::printable;
 use crate::request_timeout::NoAnswer;
 use crate::wait::format_duration;
 
@@ -76,11 +77,16 @@ impl KspyError {
     }
 
     /// Renders the message as `main` prints it, `prog` being the name kspy was invoked as.
+    ///
+    /// Messages carry text from the cluster (an API server's or a webhook's message, a
+    /// kubelet's reason), so every part is printed with its control characters escaped
+    /// ([`printable`]): a detail or cause that spans lines is printed as several indented
+    /// lines, anything else that could drive the terminal shows as `\u{1b}`.
     pub fn render(&self, prog: &str) -> String {
-        let mut out = format!("{prog}: {}\n", self.headline);
-        for line in &self.details {
+        let mut out = format!("{prog}: {}\n", printable(&self.headline));
+        for line in self.details.iter().flat_map(|d| d.lines()) {
             out.push_str("  ");
-            out.push_str(line);
+            out.push_str(&printable(line));
             out.push('\n');
         }
         let mut source = self.source.as_deref().map(|e| e as &dyn std::error::Error);
@@ -89,13 +95,16 @@ impl KspyError {
             let text = err.to_string();
             // Many errors repeat their source in their own message; say it once.
             if !previous.contains(&text) {
-                out.push_str(&format!("  caused by: {text}\n"));
+                for (i, line) in text.lines().enumerate() {
+                    let lead = if i == 0 { "  caused by: " } else { "    " };
+                    out.push_str(&format!("{lead}{}\n", printable(line)));
+                }
             }
             previous = text;
             source = err.source();
         }
         if let Some(hint) = &self.hint {
-            out.push_str(&format!("hint: {hint}\n"));
+            out.push_str(&format!("hint: {}\n", printable(hint)));
         }
         out
     }
@@ -512,29 +521,27 @@ fn nonempty(message: &str) -> Vec<String> {
     }
 }
 
+/// A 403. Only a message shaped as the authorizer writes its denials (`User "alice" cannot
+/// patch resource …`) means a missing RBAC permission; every other 403 comes from an
+/// admission plugin or policy — a ResourceQuota used up, a namespace being deleted, a
+/// ValidatingAdmissionPolicy — for which asking for a Role would send the user the wrong way.
 fn explain_forbidden(action: &Action, message: &str) -> KspyError {
-    let (verb, resource, ns) = match RbacDenial::parse(message) {
-        Some(d) => (d.verb, d.resource, d.namespace),
-        None => {
-            let (v, r, n) = action.permission();
-            (v.to_string(), r.to_string(), n.map(str::to_string))
-        }
-    };
-    let scope = match &ns {
-        Some(ns) => format!(" in namespace {ns}"),
-        None => String::new(),
-    };
+    match RbacDenial::parse(message) {
+        Some(d) => explain_rbac(action, message, &d),
+        None => explain_refused(action, message),
+    }
+}
+
+fn explain_rbac(action: &Action, message: &str, d: &RbacDenial) -> KspyError {
+    let (verb, resource, ns) = (&d.verb, &d.resource, &d.namespace);
     // Without a namespace the request was at cluster scope (`ls -A`, nodes): only a
     // ClusterRole grants that, and `can-i` needs `-A` to ask about pods in every namespace.
-    let (role, can_i_ns) = match &ns {
-        Some(ns) => ("Role", format!(" -n {ns}")),
-        None if resource.starts_with("pods") => ("ClusterRole", " -A".to_string()),
-        None => ("ClusterRole", String::new()),
-    };
-    let scope = if ns.is_none() {
-        " at cluster scope".to_string()
-    } else {
-        scope
+    let (role, can_i_ns, scope) = match ns {
+        Some(ns) => ("Role", format!(" -n {ns}"), format!(" in namespace {ns}")),
+        None if resource.starts_with("pods") => {
+            ("ClusterRole", " -A".to_string(), " at cluster scope".into())
+        }
+        None => ("ClusterRole", String::new(), " at cluster scope".into()),
     };
     KspyError::new(format!(
         "{}: you are not allowed to {verb} {resource}{scope}",
@@ -545,6 +552,58 @@ fn explain_forbidden(action: &Action, message: &str) -> KspyError {
         "ask for an RBAC {role} granting verb \"{verb}\" on resource \"{resource}\"{scope}; \
              check with `kubectl auth can-i {verb} {resource}{can_i_ns}`"
     ))
+}
+
+/// A 403 that is no RBAC denial: the server's message says why, with a hint for the refusals
+/// kspy knows.
+fn explain_refused(action: &Action, message: &str) -> KspyError {
+    let (_, _, ns) = action.permission();
+    let ns = ns.unwrap_or("default");
+    let hint = if message.contains("exceeded quota") {
+        format!(
+            "a ResourceQuota of namespace {ns} is used up: `kubectl describe resourcequota -n \
+             {ns}` shows its limits and what is used; delete what you no longer need there \
+             (debug copies and node pods too: `{} ls -n {ns}`), or ask its owners for more",
+            crate::prog()
+        )
+    } else if message.contains("failed quota") {
+        format!(
+            "a ResourceQuota of namespace {ns} requires requests or limits of every container \
+             (`kubectl describe resourcequota -n {ns}`): give the debug container resources \
+             with --custom (a copy or node pod; an ephemeral container cannot have any), or \
+             ask the quota's owners for a LimitRange that fills them in"
+        )
+    } else if message.contains("because it is being terminated") {
+        format!(
+            "namespace {ns} is being deleted, and nothing new can be created in it; debug in \
+             another namespace (-n), or wait until it is gone and recreated"
+        )
+    } else if let Some(policy) = admission_policy_name(message) {
+        format!(
+            "the ValidatingAdmissionPolicy {policy} refused it, not RBAC and not kspy's policy; \
+             its owners (often the platform team) can say why: `kubectl get \
+             validatingadmissionpolicy {policy} -o yaml` shows its rules"
+        )
+    } else {
+        "this is no RBAC denial (that would say `User \"…\" cannot …`): an admission plugin or \
+         policy of the cluster refused the request; its message above says why, and the \
+         cluster's administrators can say more"
+            .to_string()
+    };
+    KspyError::new(format!(
+        "{}: the API server refused the request (403 Forbidden)",
+        action.failed()
+    ))
+    .details(nonempty(message))
+    .hint(hint)
+}
+
+/// The policy a ValidatingAdmissionPolicy denial names: `ValidatingAdmissionPolicy
+/// 'no-debug' with binding 'no-debug-binding' denied request: …`.
+fn admission_policy_name(message: &str) -> Option<&str> {
+    let rest = &message[message.find("ValidatingAdmissionPolicy '")? + 27..];
+    let (name, _) = rest.split_once('\'')?;
+    (!name.is_empty()).then_some(name)
 }
 
 fn explain_not_found(action: &Action, status: &Status) -> KspyError {
@@ -969,24 +1028,61 @@ mod tests {
         assert!(hint.contains("kubectl auth can-i list pods -A`"), "{hint}");
     }
 
+    /// A 403 whose message is not the authorizer's `User "…" cannot …` is no RBAC denial: it
+    /// is said to be a refusal, with the server's message and a hint that fits it — never
+    /// "you are not allowed" nor a Role to ask for.
     #[test]
-    fn rbac_403_without_parsable_message_uses_the_action() {
-        let s = status(
-            serde_json::json!({"status": "Failure", "message": "forbidden", "reason": "Forbidden", "code": 403}),
-        );
-        let e = explain_status(
-            &Action::CreatePod {
-                ns: "dev".into(),
-                pod: "web-debug".into(),
-            },
-            &s,
+    fn forbidden_without_an_rbac_message_is_not_called_rbac() {
+        let create = Action::CreatePod {
+            ns: "dev".into(),
+            pod: "web-debug".into(),
+        };
+        let refused = |message: &str| {
+            let s = status(serde_json::json!({"status": "Failure", "message": message,
+                "reason": "Forbidden", "code": 403}));
+            let e = explain_status(&create, &s);
+            assert_eq!(
+                e.headline,
+                "could not create pod dev/web-debug: the API server refused the request (403 \
+                 Forbidden)",
+                "{message}"
+            );
+            assert_eq!(e.details, vec![message.to_string()]);
+            let hint = e.hint.expect("hint");
+            assert!(!hint.contains("RBAC Role"), "{hint}");
+            assert!(!hint.contains("auth can-i"), "{hint}");
+            hint
+        };
+        let hint = refused(
+            "pods \"web-debug\" is forbidden: exceeded quota: compute, requested: pods=1, used: \
+             pods=10, limited: pods=10",
         );
         assert!(
-            e.headline
-                .contains("not allowed to create pods in namespace dev"),
-            "{}",
-            e.headline
+            hint.contains("ResourceQuota of namespace dev is used up")
+                && hint.contains("kubectl describe resourcequota -n dev"),
+            "{hint}"
         );
+        let hint = refused(
+            "pods \"web-debug\" is forbidden: failed quota: compute: must specify limits.cpu \
+             for: debugger-x2x4q",
+        );
+        assert!(hint.contains("--custom"), "{hint}");
+        let hint = refused(
+            "pods \"web-debug\" is forbidden: unable to create new content in namespace dev \
+             because it is being terminated",
+        );
+        assert!(hint.contains("namespace dev is being deleted"), "{hint}");
+        let hint = refused(
+            "pods \"web-debug\" is forbidden: ValidatingAdmissionPolicy 'no-debug-copies' with \
+             binding 'no-debug-copies-binding' denied request: debug copies are off this week",
+        );
+        assert!(
+            hint.contains("ValidatingAdmissionPolicy no-debug-copies refused it")
+                && hint.contains("kubectl get validatingadmissionpolicy no-debug-copies"),
+            "{hint}"
+        );
+        let hint = refused("forbidden");
+        assert!(hint.contains("no RBAC denial"), "{hint}");
     }
 
     #[test]
@@ -1247,6 +1343,34 @@ mod tests {
              https://10.0.0.1:6443/: no connection within 30s"
         );
         assert!(e.hint.expect("hint").contains("network path"));
+    }
+
+    /// A webhook's message (anyone may run a webhook, or write the reason a policy echoes)
+    /// cannot drive the terminal: control characters are escaped in every part of an error,
+    /// and a detail that spans lines stays indented under the headline.
+    #[test]
+    fn rendered_errors_escape_text_from_the_cluster() {
+        let s = status(serde_json::json!({
+            "status": "Failure", "code": 403, "reason": "Forbidden",
+            "message": "admission webhook \"x.example.com\" denied the request: bad \u{1b}[2Jimage\u{1b}]0;pwned\u{7}"
+        }));
+        let text = explain_status(&add("prod", "web"), &s).render("kspy");
+        assert!(
+            !text.chars().any(|c| c.is_control() && c != '\n'),
+            "{text:?}"
+        );
+        assert!(
+            text.contains("  - bad \\u{1b}[2Jimage\\u{1b}]0;pwned\\u{7}\n"),
+            "{text}"
+        );
+        let e = KspyError::new("head\u{1b}[1m")
+            .details(["first\nsecond\u{9b}"])
+            .source(std::io::Error::other("cause\u{1b}[0m\nmore"))
+            .hint("do \u{1b}[5mthis");
+        assert_eq!(
+            e.render("kspy"),
+            "kspy: head\\u{1b}[1m\n  first\n  second\\u{9b}\n  caused by: cause\\u{1b}[0m\n    more\nhint: do \\u{1b}[5mthis\n"
+        );
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! Ctrl-C (SIGINT): ending kspy as it ends any command, except while something is on its way
 //! that kspy has to explain when interrupted — a write that may be carried out all the same,
-//! a debug container being waited for.
+//! a debug container being waited for. And, once an attach session has put the terminal in
+//! raw mode, ending kspy by any signal only after the terminal's mode is given back
+//! ([`restore_terminal_on_signals`]).
 //!
 //! Tokio installs its handler for a signal once per process and keeps it: giving the default
 //! action back after one wait (`SIG_DFL`) left any later taker without a handler, so that
@@ -97,12 +99,55 @@ pub fn interrupt() -> impl Future<Output = ()> + Send + 'static {
 /// where the signal cannot be raised.
 pub fn die_of_interrupt() -> std::process::ExitCode {
     #[cfg(unix)]
+    die_of_signal(libc::SIGINT);
+    std::process::ExitCode::from(EXIT_INTERRUPTED)
+}
+
+/// Ends kspy by `signal`'s default action — after giving the terminal its mode back, when an
+/// attach session has put it in raw mode: dying by the signal skips every destructor, the one
+/// that restores the terminal included, and a shell left in raw mode echoes nothing and takes
+/// no Enter. Returns only where the signal does not end the process.
+#[cfg(unix)]
+fn die_of_signal(signal: libc::c_int) {
+    // Nothing to do when raw mode is off (crossterm keeps no saved mode then).
+    let _ = crossterm::terminal::disable_raw_mode();
     // SAFETY: setting a signal's disposition to its default and raising it are
     // async-signal-safe and have no memory effects; raising a signal whose action is the
-    // default ends the process, exactly as the Ctrl-C kspy answered would have.
+    // default ends the process, exactly as the signal kspy answered would have.
     unsafe {
-        libc::signal(libc::SIGINT, libc::SIG_DFL);
-        libc::raise(libc::SIGINT);
+        libc::signal(signal, libc::SIG_DFL);
+        libc::raise(signal);
     }
-    std::process::ExitCode::from(EXIT_INTERRUPTED)
+}
+
+/// For as long as kspy runs, from the first call on: SIGTERM, SIGHUP (the terminal closed, an
+/// SSH session dropped) and SIGQUIT still end it by their default action, but after the
+/// terminal's mode is restored ([`die_of_signal`]); SIGINT goes through [`interrupt`]'s
+/// listener, which does the same. Called when an attach session puts the terminal in raw
+/// mode. The handlers stay once installed (tokio keeps them for the process), each answering
+/// as the default action would, so that kspy never outlives one of these signals.
+pub fn restore_terminal_on_signals() {
+    static INSTALLED: OnceLock<()> = OnceLock::new();
+    INSTALLED.get_or_init(|| {
+        // In raw mode Ctrl-C is a byte for the container, but `kill -INT` is not.
+        listening();
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            for (kind, number) in [
+                (SignalKind::terminate(), libc::SIGTERM),
+                (SignalKind::hangup(), libc::SIGHUP),
+                (SignalKind::quit(), libc::SIGQUIT),
+            ] {
+                // Where the handler cannot be installed the default action stays, as before.
+                if let Ok(mut incoming) = signal(kind) {
+                    tokio::spawn(async move {
+                        if incoming.recv().await.is_some() {
+                            die_of_signal(number);
+                        }
+                    });
+                }
+            }
+        }
+    });
 }

@@ -275,6 +275,12 @@ pub fn table(rows: &[Row], all: bool) -> String {
         if all {
             line.insert(0, r.namespace.clone());
         }
+        // Every cell comes from the cluster: an image or a state may hold escape sequences
+        // the terminal would obey.
+        let line = line
+            .iter()
+            .map(|cell| output::printable(cell).into_owned())
+            .collect();
         lines.push(line);
     }
     let widths: Vec<usize> = (0..lines[0].len())
@@ -486,6 +492,29 @@ mod tests {
             ["web-img", "copy", "-", "-", "-", "Running", "3m", "-"],
             "{t}"
         );
+    }
+
+    /// An image (or a kubelet's reason) with escape sequences, which the API server accepts
+    /// from anyone who may add a debug container, reaches the terminal escaped.
+    #[test]
+    fn cluster_text_in_the_table_is_escaped() {
+        let mut pod = serde_json::to_value(golden::fixture_pod("pod-web.json")).expect("json");
+        pod["spec"]["ephemeralContainers"][0]["image"] =
+            json!("busybox\u{1b}[2J\u{1b}]0;pwned\u{7}:latest");
+        pod["status"]["ephemeralContainerStatuses"][0]["state"] =
+            json!({"waiting": {"reason": "Err\u{1b}[31mImagePull"}});
+        let pod: Pod = serde_json::from_value(pod).expect("pod");
+        let t = table(&rows(&[pod], 1_767_226_200), false);
+        assert!(!t.chars().any(|c| c.is_control() && c != '\n'), "{t:?}");
+        assert!(
+            t.contains("busybox\\u{1b}[2J\\u{1b}]0;pwned\\u{7}:latest"),
+            "{t}"
+        );
+        assert!(t.contains("Err\\u{1b}[31mImagePull"), "{t}");
+        // Still one line per row, columns aligned on the escaped text.
+        assert_eq!(t.lines().count(), 3, "{t}");
+        let lines: Vec<&str> = t.lines().collect();
+        assert_eq!(lines[0].find("TARGET"), lines[1].find("app "), "{t}");
     }
 
     #[test]

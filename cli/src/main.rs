@@ -26,6 +26,7 @@ mod request_timeout;
 mod session;
 mod tty;
 mod wait;
+mod warnings;
 
 use std::process::ExitCode;
 use std::sync::OnceLock;
@@ -222,9 +223,21 @@ fn localize(cmd: clap::Command, prog: &str) -> clap::Command {
     cmd.mut_subcommands(|sub| localize(sub, prog))
 }
 
+/// `-c/--target` of `kspy copy`. The shared help (TargetArgs) is attach's: there the target's
+/// processes are shared with the debug container and, with several containers, kspy's webhook
+/// may pick it. In a copy neither holds: processes are shared pod-wide (--share-processes) and
+/// kspy picks the container itself.
+const COPY_TARGET_HELP: &str = "The container of the copy that --fork puts to sleep, and that \
+    --mount-target, --env-from-target and --as-target-user copy from (processes are shared \
+    with every container of the copy, see --share-processes) [default: the pod's only \
+    container, or its kubectl.kubernetes.io/default-container, else its first container]";
+
 /// The command line as `prog` (`kspy` or `kubectl kspy`) shows it.
 fn cli_command(prog: &str) -> clap::Command {
-    localize(Cli::command(), prog).bin_name(prog)
+    let cmd = localize(Cli::command(), prog).bin_name(prog);
+    cmd.mut_subcommand("copy", |copy| {
+        copy.mut_arg("target", |arg| arg.help(COPY_TARGET_HELP))
+    })
 }
 
 /// Combinations of flags clap cannot check by itself: (subcommand, what is wrong).
@@ -258,6 +271,25 @@ fn check(cli: &Cli) -> Result<(), (&'static str, String)> {
                 a.to, a.pod
             ),
         ));
+    }
+    if let Command::Node(a) = &cli.command
+        && let Some(conflict) = node::host_writable_conflict(a)
+    {
+        return Err(("node", conflict));
+    }
+    if let Command::Copy(a) = &cli.command {
+        let ignored = copy::flags_without_debug_container(a);
+        if !ignored.is_empty() {
+            return Err((
+                "copy",
+                format!(
+                    "{} would be ignored: --set-image without --image only changes images and \
+                     adds no debug container; give --image to add a debug container (e.g. \
+                     --image busybox:latest), or leave them out",
+                    ignored.join(", ")
+                ),
+            ));
+        }
     }
     if let Command::Attach(a) = &cli.command
         && a.reuse
@@ -380,7 +412,11 @@ fn main() -> ExitCode {
         };
         err.exit();
     }
-    match run(cli) {
+    let result = run(cli);
+    // Warnings held for a server dry run's verdict that none took (it was denied, or `-q -o`
+    // printed the object alone) are still shown, before any error.
+    warnings::Warnings::process().flush();
+    match result {
         Ok(code) => code,
         Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,
         Err(err) => {
@@ -693,8 +729,129 @@ mod tests {
         );
         let cli = parse(&["kspy", "node", "n1", "--arguments-only"]).expect("parses");
         assert!(check(&cli).is_err());
+        // --host-writable with a profile that mounts no /host: refused, not ignored.
+        let cli = parse(&[
+            "kspy",
+            "node",
+            "n1",
+            "--host-writable",
+            "--profile",
+            "netadmin",
+        ])
+        .expect("parses");
+        let (name, message) = check(&cli).expect_err("nothing to make writable");
+        assert_eq!(name, "node");
+        assert!(
+            message.contains("profile netadmin does not mount it"),
+            "{message}"
+        );
+        let cli = parse(&["kspy", "node", "n1", "--host-writable"]).expect("parses");
+        assert_eq!(check(&cli), Ok(()), "general mounts /host");
         let cli = parse(&["kspy", "attach", "web", "-it", "--mount", "data:/d"]).expect("parses");
         assert_eq!(check(&cli), Ok(()));
+    }
+
+    /// `kspy copy --set-image` without `--image` adds no debug container: every flag of one is
+    /// refused by name rather than dropped; with `--image` they are fine, and so are the flags
+    /// that still shape the copy itself.
+    #[test]
+    fn set_image_alone_refuses_the_debug_containers_flags() {
+        let copy = |extra: &[&str]| {
+            let mut argv = vec!["kspy", "copy", "web", "--to", "web-debug"];
+            argv.extend_from_slice(extra);
+            check(&parse(&argv).expect("parses"))
+        };
+        let (name, message) = copy(&[
+            "--set-image",
+            "app=busybox:1.36",
+            "--cap",
+            "NET_ADMIN",
+            "--env",
+            "A=1",
+            "--name",
+            "dbg",
+            "-it",
+            "--mount-target",
+            "--",
+            "sh",
+        ])
+        .expect_err("refused");
+        assert_eq!(name, "copy");
+        assert_eq!(
+            message,
+            "--name, --cap, --env, -i/--stdin, -t/--tty, --mount-target, -- COMMAND would be \
+             ignored: --set-image without --image only changes images and adds no debug \
+             container; give --image to add a debug container (e.g. --image busybox:latest), or \
+             leave them out"
+        );
+        for flags in [
+            &["--set-image", "app=x", "--attach"][..],
+            &["--set-image", "app=x", "--wait"],
+            &["--set-image", "app=x", "--as-target-user"],
+            &["--set-image", "app=x", "--image-pull-policy", "Always"],
+            &["--set-image", "app=x", "--mount", "data:/d"],
+            &["--set-image", "app=x", "--env-from-target"],
+        ] {
+            assert!(copy(flags).is_err(), "{flags:?}");
+        }
+        for fine in [
+            &["--set-image", "app=x"][..],
+            &[
+                "--set-image",
+                "app=x",
+                "--fork",
+                "-c",
+                "app",
+                "--reason",
+                "INC-1",
+            ],
+            &[
+                "--set-image",
+                "app=x",
+                "--profile",
+                "baseline",
+                "--no-attach",
+            ],
+            &[
+                "--set-image",
+                "app=x",
+                "--image",
+                "busybox",
+                "--cap",
+                "NET_ADMIN",
+                "-it",
+            ],
+            &["--cap", "NET_ADMIN", "-it"],
+        ] {
+            assert_eq!(copy(fine), Ok(()), "{fine:?}");
+        }
+    }
+
+    /// `kspy copy -c` is described as what it does in a copy: the container --fork puts to
+    /// sleep and the other target flags copy from; not attach's "processes shared with the
+    /// debug container" nor a webhook's policy default, which apply to ephemeral containers.
+    #[test]
+    fn copy_describes_its_own_target() {
+        let help = |sub: &str| {
+            cli_command("kspy")
+                .find_subcommand(sub)
+                .and_then(|s| s.get_arguments().find(|a| a.get_id() == "target"))
+                .and_then(|a| a.get_help().map(|h| h.to_string()))
+                .expect("-c has help")
+        };
+        let copy = help("copy");
+        for says in [
+            "--fork",
+            "--mount-target",
+            "--share-processes",
+            "first container",
+        ] {
+            assert!(copy.contains(says), "{copy}");
+        }
+        assert!(!copy.contains("webhook"), "{copy}");
+        assert!(!copy.contains("shared with the debug container"), "{copy}");
+        let attach = help("attach");
+        assert!(attach.contains("webhook's policy default"), "{attach}");
     }
 
     #[test]

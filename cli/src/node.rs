@@ -19,7 +19,7 @@ use crate::copy::{DEBUG_LABEL, REASON_ANNOTATION, REQUESTED_BY_ANNOTATION};
 use crate::errors::{Action, KspyError};
 use crate::output;
 use crate::patch::create_pod;
-use crate::profile::{HOST_ROOT_VOLUME, Style};
+use crate::profile::{ALL, HOST_ROOT_VOLUME, Profile, Style};
 use crate::session;
 
 /// The debug container's name in node pods, as kubectl.
@@ -39,7 +39,8 @@ pub struct NodeArgs {
     pub debug: DebugArgs,
     /// Mount the node's / at /host writable, as kubectl debug node does. Without it kspy mounts
     /// it read-only: most node debugging only reads, and policies grant read-only host access
-    /// more widely (the shipped platform-node-debug grants / read-only only)
+    /// more widely (the shipped platform-node-debug grants / read-only only). Only with the
+    /// profiles that mount it: legacy, general, sysadmin
     #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true,
           default_value_t = false, default_missing_value = "true",
           value_parser = crate::args::parse_bool, action = clap::ArgAction::Set)]
@@ -53,6 +54,45 @@ pub enum HostRoot {
     ReadOnly,
     /// Writable, as `kubectl debug node` mounts it (`--host-writable`).
     Writable,
+}
+
+/// Whether `profile` mounts the node's `/` at `/host` in a node pod (what `--host-writable`
+/// makes writable), found by applying it to an empty pod, so that it cannot disagree with
+/// what the profile does.
+pub fn mounts_host_root(profile: Profile) -> bool {
+    let mut pod = Pod {
+        spec: Some(PodSpec {
+            containers: vec![Default::default()],
+            ..PodSpec::default()
+        }),
+        ..Pod::default()
+    };
+    profile.apply_pod(Style::Node, &mut pod, "");
+    pod.spec
+        .iter()
+        .flat_map(|s| s.volumes.iter().flatten())
+        .any(|v| v.name == HOST_ROOT_VOLUME)
+}
+
+/// `--host-writable` with a profile that does not mount the node's `/`: there is nothing to
+/// make writable, and ignoring the flag would leave the user believing `/host` is there.
+/// The message for a usage error, naming the profiles that do mount it.
+pub fn host_writable_conflict(args: &NodeArgs) -> Option<String> {
+    let profile = args.debug.profile;
+    if !args.host_writable || mounts_host_root(profile) {
+        return None;
+    }
+    let mounting: Vec<&str> = ALL
+        .into_iter()
+        .filter(|p| mounts_host_root(*p))
+        .map(Profile::name)
+        .collect();
+    Some(format!(
+        "--host-writable makes the node's / at /host writable, but profile {} does not mount \
+         it; profiles {} do: pick one of them, or leave out --host-writable",
+        profile.name(),
+        mounting.join(", ")
+    ))
 }
 
 /// The longest object name: a DNS-1123 subdomain.
@@ -137,6 +177,7 @@ pub fn build_node_pod(
 /// Runs `kspy node`.
 pub async fn run(args: NodeArgs) -> Result<ExitCode, KspyError> {
     let d = &args.debug;
+    d.hold_warnings_for_verdict();
     let cluster = Cluster::connect(&args.cluster).await?;
     let ns = cluster.namespace.clone();
     if cluster.get_node(&args.node).await?.is_none() && !d.quiet {
@@ -193,10 +234,14 @@ pub async fn run(args: NodeArgs) -> Result<ExitCode, KspyError> {
     }
     if !d.quiet {
         eprintln!("created pod {ns}/{name} on node {}", args.node);
-        eprintln!("delete it when done: kubectl delete pod {name} -n {ns}");
+        eprintln!(
+            "delete it when done: kubectl delete pod {name} -n {ns}{}",
+            cluster.flags
+        );
     }
     let reattach = format!(
-        "kubectl attach {name} -n {ns} -c {}{}",
+        "kubectl attach {name} -n {ns}{} -c {}{}",
+        cluster.flags,
         builder.name,
         if d.tty {
             " -it"
@@ -214,7 +259,6 @@ pub async fn run(args: NodeArgs) -> Result<ExitCode, KspyError> {
 mod tests {
     use super::*;
     use crate::golden;
-    use crate::profile::{ALL, Profile};
     use serde_json::{Value, json};
 
     fn builder(profile: Profile) -> ContainerSpecBuilder {
@@ -297,6 +341,42 @@ mod tests {
             v["spec"]["containers"][0]["volumeMounts"],
             json!([{"name": "host-root", "mountPath": "/host"}])
         );
+    }
+
+    #[test]
+    fn host_writable_needs_a_profile_that_mounts_the_nodes_root() {
+        let mounting: Vec<Profile> = ALL.into_iter().filter(|p| mounts_host_root(*p)).collect();
+        assert_eq!(
+            mounting,
+            [Profile::Legacy, Profile::General, Profile::Sysadmin]
+        );
+        use clap::Parser;
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            a: NodeArgs,
+        }
+        let conflict = |extra: &[&str]| {
+            let mut argv = vec!["kspy", "worker-3"];
+            argv.extend_from_slice(extra);
+            host_writable_conflict(&Cli::try_parse_from(argv).expect("parses").a)
+        };
+        assert_eq!(conflict(&["--host-writable"]), None, "general mounts it");
+        assert_eq!(
+            conflict(&["--host-writable", "--profile", "sysadmin"]),
+            None
+        );
+        assert_eq!(conflict(&["--profile", "netadmin"]), None);
+        for profile in ["netadmin", "baseline", "restricted"] {
+            assert_eq!(
+                conflict(&["--host-writable", "--profile", profile]),
+                Some(format!(
+                    "--host-writable makes the node's / at /host writable, but profile \
+                     {profile} does not mount it; profiles legacy, general, sysadmin do: pick \
+                     one of them, or leave out --host-writable"
+                ))
+            );
+        }
     }
 
     #[test]

@@ -1,5 +1,7 @@
-//! Printing objects (`-o json|yaml`) and what the API server changed in them.
+//! Printing objects (`-o json|yaml`) and what the API server changed in them, and making text
+//! that comes from the cluster safe to print on a terminal ([`printable`]).
 
+use std::borrow::Cow;
 use std::io::Write;
 
 use serde::Serialize;
@@ -42,11 +44,51 @@ pub fn write_stdout(text: impl AsRef<[u8]>) -> Result<(), KspyError> {
         .map_err(|e| KspyError::new("cannot write to standard output").source(e))
 }
 
+/// `text` with every control character escaped (`\u{1b}` for ESC, `\n`, `\r`, `\t`), for
+/// printing text that comes from the cluster: an image, a kubelet's waiting message, an API
+/// server's or a webhook's message, a warning. Anyone who may add a debug container can put
+/// ESC sequences in its image (the API server accepts them), and a terminal would obey them
+/// when `kspy ls` prints it — move the cursor, rewrite earlier lines, set the window title.
+/// Backslashes are left as they are, so escaping twice changes nothing.
+pub fn printable(text: &str) -> Cow<'_, str> {
+    if !text.chars().any(char::is_control) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control() => out.push_str(&format!("\\u{{{:x}}}", u32::from(c))),
+            c => out.push(c),
+        }
+    }
+    Cow::Owned(out)
+}
+
 /// Reports a server dry run's verdict `text` for a command run with `-o` as `output` and
 /// `-q` as `quiet`. Without `-o` the verdict is the command's output: stdout. With `-o`,
 /// stdout holds the object alone (so that it parses as JSON or YAML), and the verdict goes to
 /// stderr, unless `-q` asked for the object only.
-pub fn report_verdict(text: String, output: Option<Output>, quiet: bool) -> Result<(), KspyError> {
+///
+/// The warnings the API server and its webhooks sent with the dry run (a `Warn`-mode policy,
+/// Pod Security's warn level), held for it ([`crate::warnings::Warnings::hold`]), are part of
+/// the verdict; left out with it under `-q -o`, they are printed on stderr when kspy ends.
+pub fn report_verdict(
+    mut text: String,
+    output: Option<Output>,
+    quiet: bool,
+) -> Result<(), KspyError> {
+    if !(quiet && output.is_some()) {
+        let warnings = crate::warnings::Warnings::process().take_held();
+        if !warnings.is_empty() {
+            text.push_str("warnings from the API server and its admission webhooks:\n");
+            for w in warnings {
+                text.push_str(&format!("  {}\n", crate::warnings::line(&w)));
+            }
+        }
+    }
     match output {
         None => write_stdout(text),
         Some(_) if quiet => Ok(()),
@@ -114,6 +156,22 @@ mod tests {
             ]
         );
         assert!(diff(&before, &before).is_empty());
+    }
+
+    #[test]
+    fn control_characters_are_escaped_for_the_terminal() {
+        assert!(matches!(printable("busybox:1.36"), Cow::Borrowed(_)));
+        assert_eq!(
+            printable("evil\u{1b}]0;owned\u{7}\u{1b}[2J:latest"),
+            "evil\\u{1b}]0;owned\\u{7}\\u{1b}[2J:latest"
+        );
+        // C1 controls (CSI is U+009B) too, and line breaks keep a table row on one line.
+        assert_eq!(printable("a\u{9b}31mb"), "a\\u{9b}31mb");
+        assert_eq!(printable("one\ntwo\r\tthree"), "one\\ntwo\\r\\tthree");
+        // Idempotent: what was escaped once is printable already.
+        let once = printable("x\u{1b}[1m").into_owned();
+        assert_eq!(printable(&once), once);
+        assert_eq!(printable("naïve ⠋ café"), "naïve ⠋ café");
     }
 
     #[test]

@@ -246,7 +246,6 @@ fn mount_root_partition(pod: &mut Pod, container: &str) {
 }
 
 /// Every profile, in the order of `--help`.
-#[cfg(test)]
 pub const ALL: [Profile; 6] = [
     Profile::Legacy,
     Profile::General,

@@ -16,7 +16,9 @@ use crate::cluster::Cluster;
 use crate::errors::KspyError;
 use crate::output;
 use crate::tty;
-use crate::wait::{Outcome, State, exit_code_after_session, state_of, wait_for_container};
+use crate::wait::{
+    Exited, Outcome, exit_after_session, exited_since, restart_policy, restarts, wait_for_container,
+};
 
 /// How long to wait, after an attach stream ends, for the pod's status to show the container
 /// terminated (the kubelet reports it within a second or two). Still running after that: the
@@ -65,10 +67,14 @@ pub async fn follow(
         print_name_for_scripts(args, name)?;
         return Ok(ExitCode::SUCCESS);
     }
+    // A debug copy keeps the source pod's restartPolicy (as kubectl debug --copy-to does): its
+    // debug container, once exited, is restarted. Restarts from here on mean it ran and exited.
+    let restarts_before = restarts(&pod, container);
     let (pod, outcome) = wait_for_container(
         cluster,
         pod,
         container,
+        restarts_before,
         args.timeout(),
         args.quiet,
         reattach,
@@ -76,20 +82,19 @@ pub async fn follow(
     .await?;
     let pod_name = pod.metadata.name.clone().unwrap_or_default();
     if outcome == Outcome::Terminated {
-        let state = state_of(&pod, container);
+        let Some(exited) = exited_since(&pod, container, restarts_before) else {
+            // Not reached: waiting ends so only once the container ran and exited.
+            return Ok(ExitCode::SUCCESS);
+        };
         if !args.quiet {
             eprintln!(
-                "container {container} has already terminated ({}); its logs:",
-                state.describe()
+                "{}; {}:",
+                ran_and_exited(container, &exited, &pod),
+                logs_of(&exited)
             );
         }
-        tty::print_logs(cluster, &pod, container).await?;
-        return Ok(match state {
-            State::Terminated {
-                exit_code: code, ..
-            } => exit_code(code),
-            _ => ExitCode::SUCCESS,
-        });
+        tty::print_logs(cluster, &pod, container, exited.restarted).await?;
+        return Ok(exit_code(exited.exit_code));
     }
     if !attach {
         if !args.quiet {
@@ -99,30 +104,59 @@ pub async fn follow(
         return Ok(ExitCode::SUCCESS);
     }
     let name = pod_name;
+    let restarts_before = restarts(&pod, container);
     if let Err(err) = tty::attach(cluster, &name, container, args.stdin, args.tty, args.quiet).await
     {
         // A short command can end between the wait and the attach: kubectl then falls back to
         // the container's logs, and so does kspy, with its exit code. A container still
-        // running means the attach itself failed.
-        return match exit_code_after_session(cluster, &name, container, ATTACH_FAILED_WAIT).await {
-            Ok(Some(code)) => {
-                if !args.quiet {
+        // running the same run means the attach itself failed.
+        return match exit_after_session(
+            cluster,
+            &name,
+            container,
+            restarts_before,
+            ATTACH_FAILED_WAIT,
+        )
+        .await
+        {
+            Ok(Some(exited)) => {
+                if !args.quiet && exited.restarted {
+                    eprintln!(
+                        "could not attach: {}; {}:",
+                        ran_and_exited(container, &exited, &pod),
+                        logs_of(&exited)
+                    );
+                } else if !args.quiet {
                     eprintln!(
                         "could not attach: container {container} has already terminated; its logs:"
                     );
                 }
-                tty::print_logs(cluster, &pod, container).await?;
-                Ok(exit_code(code))
+                tty::print_logs(cluster, &pod, container, exited.restarted).await?;
+                Ok(exit_code(exited.exit_code))
             }
             _ => Err(err),
         };
     }
-    match exit_code_after_session(cluster, &name, container, EXIT_STATUS_WAIT).await? {
-        Some(code) => {
+    match exit_after_session(cluster, &name, container, restarts_before, EXIT_STATUS_WAIT).await? {
+        Some(exited) if exited.restarted => {
             if !args.quiet {
-                eprintln!("\ncontainer {container} exited with code {code}");
+                eprintln!(
+                    "\ncontainer {container} exited with code {}; the pod's restartPolicy ({}) \
+                     is restarting it: attach again with: {reattach}",
+                    exited.exit_code,
+                    restart_policy(&pod)
+                );
             }
-            Ok(exit_code(code))
+            Ok(exit_code(exited.exit_code))
+        }
+        Some(exited) => {
+            if !args.quiet {
+                eprintln!(
+                    "\ncontainer {container} exited with code {}",
+                    exited.exit_code
+                );
+            }
+            Ok(exit_code(exited.exit_code))
         }
         None => {
             if !args.quiet {
@@ -130,5 +164,34 @@ pub async fn follow(
             }
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+/// "container X has already terminated (…)", or, when the kubelet restarted it since, that it
+/// ran and exited and that the pod's restartPolicy restarts it.
+fn ran_and_exited(container: &str, exited: &Exited, pod: &Pod) -> String {
+    let how = output::printable(&format!(
+        "{}, exit code {}",
+        exited.reason, exited.exit_code
+    ))
+    .into_owned();
+    if exited.restarted {
+        format!(
+            "container {container} ran and exited ({how}); the pod's restartPolicy ({}) is \
+             restarting it (a debug copy keeps the source pod's, as kubectl debug does; --fork \
+             sets Never)",
+            restart_policy(pod)
+        )
+    } else {
+        format!("container {container} has already terminated (Terminated ({how}))")
+    }
+}
+
+/// Which logs follow: a restarted container's are those of the run that ended (`previous`).
+fn logs_of(exited: &Exited) -> &'static str {
+    if exited.restarted {
+        "the logs of that run"
+    } else {
+        "its logs"
     }
 }

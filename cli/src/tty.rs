@@ -13,11 +13,14 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use crate::cluster::Cluster;
 use crate::errors::{Action, KspyError};
 
-/// Puts the terminal in raw mode for as long as it lives.
+/// Puts the terminal in raw mode for as long as it lives. Dropping it restores the terminal;
+/// a signal that ends kspy meanwhile does too ([`crate::interrupt::restore_terminal_on_signals`]),
+/// as it skips the drop.
 struct RawMode;
 
 impl RawMode {
     fn enable() -> std::io::Result<RawMode> {
+        crate::interrupt::restore_terminal_on_signals();
         crossterm::terminal::enable_raw_mode()?;
         Ok(RawMode)
     }
@@ -141,7 +144,9 @@ pub async fn attach(
         eprintln!("the attach stream ended without a status from the kubelet: {e}");
     }
     match status {
-        Some(s) if is_failure(&s) => Err(attach_failure(&action, &s, pod, container)),
+        Some(s) if is_failure(&s) => {
+            Err(attach_failure(&action, &s, pod, container, &cluster.flags))
+        }
         _ => Ok(()),
     }
 }
@@ -151,7 +156,14 @@ fn is_failure(s: &Status) -> bool {
     s.status.as_deref() == Some("Failure") && s.reason.as_deref() != Some("NonZeroExitCode")
 }
 
-fn attach_failure(action: &Action, s: &Status, pod: &str, container: &str) -> KspyError {
+/// `flags`: the cluster flags given, repeated in the commands suggested.
+fn attach_failure(
+    action: &Action,
+    s: &Status,
+    pod: &str,
+    container: &str,
+    flags: &str,
+) -> KspyError {
     let message = s.message.as_deref().unwrap_or_default().trim();
     let detail = if message.is_empty() {
         format!(
@@ -170,8 +182,8 @@ fn attach_failure(action: &Action, s: &Status, pod: &str, container: &str) -> Ks
         .details([detail])
         .hint(format!(
             "the container may have stopped before kspy attached: see its state with \
-             `kubectl get pod {pod} -n {ns}` and its output with \
-             `kubectl logs {pod} -n {ns} -c {container}`"
+             `kubectl get pod {pod} -n {ns}{flags}` and its output with \
+             `kubectl logs {pod} -n {ns}{flags} -c {container}`"
         ))
 }
 
@@ -209,8 +221,47 @@ async fn pump(
     let _ = local.flush().await;
 }
 
-/// Prints the logs of `container` (for a container that already terminated).
-pub async fn print_logs(cluster: &Cluster, pod: &Pod, container: &str) -> Result<(), KspyError> {
+/// Prints the logs of `container` (for a container that already terminated) to stdout as
+/// they come: bytes, as the container wrote them — a log need not be UTF-8 (a binary dump,
+/// Latin-1 text), and reading it as text (`Api::logs`) failed on it.
+///
+/// The caller exits with the container's exit code, which matters more to a script than its
+/// output: logs that cannot be read (no `get pods/log`, a stream cut short) are reported on
+/// stderr and are no error here. Only a failure to write to stdout is (a closed pipe ends kspy
+/// quietly in `main`).
+///
+/// `previous`: the logs of the run before the current one (`lastState`), for a container the
+/// kubelet restarted since it exited.
+pub async fn print_logs(
+    cluster: &Cluster,
+    pod: &Pod,
+    container: &str,
+    previous: bool,
+) -> Result<(), KspyError> {
+    match copy_logs(cluster, pod, container, previous).await {
+        Ok(()) => Ok(()),
+        Err(LogsFailed::Writing(e)) => Err(e),
+        Err(LogsFailed::Reading(e)) => {
+            eprint!("{}", e.render(crate::prog()));
+            Ok(())
+        }
+    }
+}
+
+/// Why [`copy_logs`] stopped.
+enum LogsFailed {
+    /// The logs could not be read.
+    Reading(KspyError),
+    /// Standard output could not be written.
+    Writing(KspyError),
+}
+
+async fn copy_logs(
+    cluster: &Cluster,
+    pod: &Pod,
+    container: &str,
+    previous: bool,
+) -> Result<(), LogsFailed> {
     let name = pod.metadata.name.clone().unwrap_or_default();
     let action = Action::Logs {
         ns: cluster.namespace.clone(),
@@ -219,20 +270,34 @@ pub async fn print_logs(cluster: &Cluster, pod: &Pod, container: &str) -> Result
     };
     let params = LogParams {
         container: Some(container.to_string()),
+        previous,
         ..LogParams::default()
     };
-    let logs = cluster
+    let mut logs = cluster
         .pods()
-        .logs(&name, &params)
+        .log_stream(&name, &params)
         .await
-        .map_err(|e| cluster.explain(&action, e))?;
+        .map_err(|e| LogsFailed::Reading(cluster.explain(&action, e)))?;
     let mut out = tokio::io::stdout();
-    out.write_all(logs.as_bytes())
-        .await
-        .map_err(|e| KspyError::new("cannot write to stdout").source(e))?;
-    out.flush()
-        .await
-        .map_err(|e| KspyError::new("cannot write to stdout").source(e))?;
+    let write_failed =
+        |e| LogsFailed::Writing(KspyError::new("cannot write to standard output").source(e));
+    let mut buf = vec![0u8; 8192];
+    loop {
+        let n = futures::AsyncReadExt::read(&mut logs, &mut buf)
+            .await
+            .map_err(|e| {
+                LogsFailed::Reading(
+                    KspyError::new(format!("{action}: the stream broke off"))
+                        .source(e)
+                        .hint("the logs printed before this are incomplete"),
+                )
+            })?;
+        if n == 0 {
+            break;
+        }
+        out.write_all(&buf[..n]).await.map_err(write_failed)?;
+    }
+    out.flush().await.map_err(write_failed)?;
     Ok(())
 }
 

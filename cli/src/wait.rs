@@ -14,6 +14,7 @@ use tokio::time::Instant;
 use crate::cluster::Cluster;
 use crate::errors::{Action, KspyError};
 use crate::interrupt::{EXIT_INTERRUPTED, interrupt};
+use crate::output;
 
 /// The longest `--timeout` accepted: a year. Anything longer is a mistake (and overflows the
 /// clock's arithmetic somewhere near 584 billion years); `0` waits without a limit.
@@ -149,6 +150,58 @@ pub fn container_status<'a>(pod: &'a Pod, name: &str) -> Option<&'a ContainerSta
         .find(|s| s.name == name)
 }
 
+/// How a container that ran ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Exited {
+    /// Its exit code.
+    pub exit_code: i32,
+    /// The kubelet's reason (`Completed`, `Error`, …).
+    pub reason: String,
+    /// Whether the kubelet has restarted it since (the pod's `restartPolicy` is `Always` or
+    /// `OnFailure`, as a debug copy keeps the source pod's): the exit is its `lastState`, and
+    /// it runs, or waits in back-off, again.
+    pub restarted: bool,
+}
+
+/// How many times the kubelet restarted container `name` of `pod` (0 before it has a status).
+pub fn restarts(pod: &Pod, name: &str) -> i32 {
+    container_status(pod, name).map_or(0, |s| s.restart_count)
+}
+
+/// How container `name` of `pod` ended, when it ran and exited: terminated now, or — in a pod
+/// whose `restartPolicy` restarts it — restarted more often than the `restarts_before` it had
+/// when kspy started to follow it, its `lastState` being the run that ended. `state` alone
+/// misses the latter: a restarted container shows `Running` or `Waiting` (`CrashLoopBackOff`)
+/// again.
+pub fn exited_since(pod: &Pod, name: &str, restarts_before: i32) -> Option<Exited> {
+    let status = container_status(pod, name)?;
+    let ended = |t: &k8s_openapi::api::core::v1::ContainerStateTerminated, restarted| Exited {
+        exit_code: t.exit_code,
+        reason: t.reason.clone().unwrap_or_else(|| "Terminated".into()),
+        restarted,
+    };
+    if let Some(t) = status.state.as_ref().and_then(|s| s.terminated.as_ref()) {
+        return Some(ended(t, false));
+    }
+    if status.restart_count > restarts_before
+        && let Some(t) = status
+            .last_state
+            .as_ref()
+            .and_then(|s| s.terminated.as_ref())
+    {
+        return Some(ended(t, true));
+    }
+    None
+}
+
+/// The pod's `restartPolicy` as the kubelet applies it (`Always` when unset).
+pub fn restart_policy(pod: &Pod) -> &str {
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.restart_policy.as_deref())
+        .unwrap_or("Always")
+}
+
 /// Where container `name` of `pod` stands.
 pub fn state_of(pod: &Pod, name: &str) -> State {
     if let Some(s) = container_status(pod, name).and_then(|s| s.state.as_ref()) {
@@ -228,7 +281,8 @@ impl Progress {
     }
 
     fn update(&mut self, state: &State) {
-        let text = state.describe();
+        // The kubelet's waiting message is anyone's text (an image name, a registry's answer).
+        let text = output::printable(&state.describe()).into_owned();
         if self.quiet || text == self.shown {
             return;
         }
@@ -279,13 +333,15 @@ pub enum Outcome {
     Terminated,
 }
 
-/// Watches pod `pod` (starting from the copy in hand) until `container` runs or terminates,
-/// or `timeout` passes (`None`: no limit). On a timeout, the error says what stays behind and
-/// that `reattach` attaches to it later.
+/// Watches pod `pod` (starting from the copy in hand) until `container` runs or has run and
+/// exited — terminated, or restarted more often than the `restarts_before` it had when kspy
+/// started to follow it ([`exited_since`]) — or `timeout` passes (`None`: no limit). On a
+/// timeout, the error says what stays behind and that `reattach` attaches to it later.
 pub async fn wait_for_container(
     cluster: &Cluster,
     mut pod: Pod,
     container: &str,
+    restarts_before: i32,
     timeout: Option<Duration>,
     quiet: bool,
     reattach: &str,
@@ -301,7 +357,8 @@ pub async fn wait_for_container(
     // `parse_duration` caps timeouts; still, a deadline past the clock's range is no deadline.
     let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
     let result = tokio::select! {
-        r = watch_loop(cluster, &mut pod, &name, container, deadline, &mut progress) => r,
+        r = watch_loop(cluster, &mut pod, &name, container, restarts_before, deadline,
+                       &mut progress) => r,
         () = interrupt() => Err(WaitError::Interrupted),
     };
     // Also on an interrupt: the spinner's line is cleared before anything else is said.
@@ -316,7 +373,8 @@ pub async fn wait_for_container(
             } else {
                 format!(
                     "pod {ns}/{name} was created and stays until deleted: \
-                     `kubectl delete pod {name} -n {ns}`"
+                     `kubectl delete pod {name} -n {ns}{}`",
+                    cluster.flags
                 )
             },
             format!("once it runs, attach to it with: {reattach}"),
@@ -355,7 +413,9 @@ pub async fn wait_for_container(
         Err(WaitError::Deleted) => Err(KspyError::new(format!(
             "pod {ns}/{name} was deleted while waiting for container {container}"
         ))),
-        Err(WaitError::Finished(f)) => Err(finished_error(&ns, &name, container, &f)),
+        Err(WaitError::Finished(f)) => {
+            Err(finished_error(&ns, &cluster.flags, &name, container, &f))
+        }
         Err(WaitError::Api(e)) => Err(e),
     }
 }
@@ -368,9 +428,13 @@ enum WaitError {
     Api(KspyError),
 }
 
-/// What waiting makes of the pod as it stands: the container runs or ran, the pod finished
-/// without running it, or waiting goes on.
-fn judge(pod: &Pod, container: &str) -> Result<Option<Outcome>, WaitError> {
+/// What waiting makes of the pod as it stands: the container ran and exited (also when it was
+/// restarted since: it may be running again, or waiting in back-off, but the run kspy waited
+/// for is over), runs, the pod finished without running it, or waiting goes on.
+fn judge(pod: &Pod, container: &str, restarts_before: i32) -> Result<Option<Outcome>, WaitError> {
+    if exited_since(pod, container, restarts_before).is_some() {
+        return Ok(Some(Outcome::Terminated));
+    }
     match state_of(pod, container) {
         State::Running => Ok(Some(Outcome::Running)),
         State::Terminated { .. } => Ok(Some(Outcome::Terminated)),
@@ -386,6 +450,7 @@ async fn watch_loop(
     pod: &mut Pod,
     name: &str,
     container: &str,
+    restarts_before: i32,
     deadline: Option<Instant>,
     progress: &mut Progress,
 ) -> Result<Outcome, WaitError> {
@@ -398,7 +463,7 @@ async fn watch_loop(
     let deadline_or_far = deadline.unwrap_or(far);
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     loop {
-        match judge(pod, container)? {
+        match judge(pod, container, restarts_before)? {
             Some(outcome) => return Ok(outcome),
             None => progress.update(&state_of(pod, container)),
         }
@@ -426,7 +491,7 @@ async fn watch_loop(
                     Some(Ok(WatchEvent::Added(p) | WatchEvent::Modified(p))) => {
                         saw_event = true;
                         *pod = p;
-                        match judge(pod, container)? {
+                        match judge(pod, container, restarts_before)? {
                             Some(outcome) => return Ok(outcome),
                             None => progress.update(&state_of(pod, container)),
                         }
@@ -459,15 +524,17 @@ async fn watch_loop(
     }
 }
 
-/// After an attach stream ends: the exit code of `container` once the status of pod `pod`
-/// shows it terminated, reading the pod until `grace` has passed; `None` when it still has not
-/// terminated by then (the session was detached or cut, and the container goes on).
-pub async fn exit_code_after_session(
+/// After an attach stream ends: how `container` ended once the status of pod `pod` shows it
+/// ran and exited — terminated, or restarted more often than the `restarts_before` it had when
+/// the session began ([`exited_since`]) — reading the pod until `grace` has passed; `None` when
+/// it still runs the same run by then (the session was detached or cut, and it goes on).
+pub async fn exit_after_session(
     cluster: &Cluster,
     pod: &str,
     container: &str,
+    restarts_before: i32,
     grace: Duration,
-) -> Result<Option<i32>, KspyError> {
+) -> Result<Option<Exited>, KspyError> {
     let deadline = Instant::now() + grace;
     let action = Action::GetPod {
         ns: cluster.namespace.clone(),
@@ -476,8 +543,8 @@ pub async fn exit_code_after_session(
     loop {
         match cluster.pods().get(pod).await {
             Ok(p) => {
-                if let State::Terminated { exit_code, .. } = state_of(&p, container) {
-                    return Ok(Some(exit_code));
+                if let Some(exited) = exited_since(&p, container, restarts_before) {
+                    return Ok(Some(exited));
                 }
             }
             Err(kube::Error::Api(s)) if s.code == 404 => {
@@ -529,8 +596,9 @@ pub fn finished(pod: &Pod) -> Option<Finished> {
     })
 }
 
-/// The error for waiting on `container` of pod `ns/name` that finished without running it.
-fn finished_error(ns: &str, name: &str, container: &str, f: &Finished) -> KspyError {
+/// The error for waiting on `container` of pod `ns/name` that finished without running it;
+/// `flags`, the cluster flags given, go into the commands it suggests.
+fn finished_error(ns: &str, flags: &str, name: &str, container: &str, f: &Finished) -> KspyError {
     let verb = if f.phase == "Failed" {
         "failed"
     } else {
@@ -542,7 +610,7 @@ fn finished_error(ns: &str, name: &str, container: &str, f: &Finished) -> KspyEr
         ("", message) => format!(": {message}"),
         (reason, message) => format!(" ({reason}): {message}"),
     };
-    let describe = format!("`kubectl describe pod {name} -n {ns}`");
+    let describe = format!("`kubectl describe pod {name} -n {ns}{flags}`");
     let node = f.node.as_deref().unwrap_or("NODE");
     let hint = match f.reason.as_str() {
         "Evicted" => format!(
@@ -621,6 +689,21 @@ mod tests {
         assert_eq!(line_width(Ok((120, 40))), 120);
         assert_eq!(line_width(Ok((0, 0))), 80);
         assert_eq!(line_width(Err(std::io::Error::other("not a tty"))), 80);
+    }
+
+    /// The kubelet's waiting message reaches the progress line with its control characters
+    /// escaped: an image name or a registry's answer could otherwise drive the terminal.
+    #[test]
+    fn the_progress_line_escapes_the_kubelets_message() {
+        let mut progress = Progress::new("dbg in pod prod/web".into(), false);
+        progress.update(&State::Waiting {
+            reason: "ErrImagePull".into(),
+            message: "failed to pull \"x\u{1b}]0;pwned\u{7}\": not found\r\n".into(),
+        });
+        assert_eq!(
+            progress.shown,
+            "ErrImagePull: failed to pull \"x\\u{1b}]0;pwned\\u{7}\": not found\\r\\n"
+        );
     }
 
     #[test]
@@ -730,6 +813,66 @@ mod tests {
         assert_eq!(state_of(&p, "debugger").describe(), "Pending");
     }
 
+    /// A debug copy keeps the pod's restartPolicy: its debug container, once exited, is
+    /// restarted, and its status shows Running or CrashLoopBackOff again. The run that ended
+    /// is in `lastState`, found by the restart count going up.
+    #[test]
+    fn a_restarted_container_has_run_and_exited() {
+        let status = |state: serde_json::Value, restarts: i32, last: serde_json::Value| {
+            pod(json!({"phase": "Running", "containerStatuses": [{
+                "name": "dbg", "image": "busybox", "imageID": "", "ready": false,
+                "restartCount": restarts, "state": state, "lastState": last}]}))
+        };
+        let exit3 = json!({"terminated": {"exitCode": 3, "reason": "Error"}});
+        let back_off = status(
+            json!({"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 10s"}}),
+            1,
+            exit3.clone(),
+        );
+        let restarted = Exited {
+            exit_code: 3,
+            reason: "Error".into(),
+            restarted: true,
+        };
+        assert_eq!(exited_since(&back_off, "dbg", 0), Some(restarted.clone()));
+        assert!(matches!(
+            judge(&back_off, "dbg", 0),
+            Ok(Some(Outcome::Terminated))
+        ));
+        let running_again = status(
+            json!({"running": {"startedAt": "2026-01-01T00:00:00Z"}}),
+            1,
+            exit3,
+        );
+        assert_eq!(exited_since(&running_again, "dbg", 0), Some(restarted));
+        assert!(matches!(
+            judge(&running_again, "dbg", 0),
+            Ok(Some(Outcome::Terminated))
+        ));
+        // Restarts from before kspy followed it are not this run's end.
+        assert_eq!(exited_since(&running_again, "dbg", 1), None);
+        assert!(matches!(
+            judge(&running_again, "dbg", 1),
+            Ok(Some(Outcome::Running))
+        ));
+        // Terminated now (restartPolicy Never): not restarted.
+        let done = status(
+            json!({"terminated": {"exitCode": 0, "reason": "Completed"}}),
+            0,
+            json!({}),
+        );
+        assert_eq!(
+            exited_since(&done, "dbg", 0),
+            Some(Exited {
+                exit_code: 0,
+                reason: "Completed".into(),
+                restarted: false
+            })
+        );
+        assert_eq!(restarts(&back_off, "dbg"), 1);
+        assert_eq!(restarts(&back_off, "other"), 0);
+    }
+
     #[test]
     fn finished_pods_end_the_wait_with_their_reason() {
         // A node-debugging pod the kubelet refused: Failed, no container status at all.
@@ -739,9 +882,18 @@ mod tests {
             serde_json::from_value(json!({"nodeName": "worker-3", "containers": []}))
                 .expect("spec"),
         );
-        assert!(matches!(judge(&p, "debugger"), Err(WaitError::Finished(_))));
+        assert!(matches!(
+            judge(&p, "debugger", 0),
+            Err(WaitError::Finished(_))
+        ));
         let f = finished(&p).expect("finished");
-        let e = finished_error("default", "node-debugger-worker-3-x2x4q", "debugger", &f);
+        let e = finished_error(
+            "default",
+            "",
+            "node-debugger-worker-3-x2x4q",
+            "debugger",
+            &f,
+        );
         assert_eq!(
             e.headline,
             "pod default/node-debugger-worker-3-x2x4q failed (OutOfpods): Pod was rejected: Node \
@@ -756,7 +908,7 @@ mod tests {
         assert!(!hint.contains("--timeout"), "{hint}");
 
         let p = pod(json!({"phase": "Succeeded"}));
-        let e = finished_error("prod", "p", "dbg", &finished(&p).expect("finished"));
+        let e = finished_error("prod", "", "p", "dbg", &finished(&p).expect("finished"));
         assert_eq!(
             e.headline,
             "pod prod/p completed; container dbg will not run"
@@ -765,12 +917,12 @@ mod tests {
 
         // Running, or a container that ran: no verdict from the phase.
         assert!(matches!(
-            judge(&pod(json!({"phase": "Running"})), "dbg"),
+            judge(&pod(json!({"phase": "Running"})), "dbg", 0),
             Ok(None)
         ));
         let p = pod(json!({"phase": "Failed", "containerStatuses": [{
             "name": "dbg", "image": "busybox", "imageID": "", "ready": false, "restartCount": 0,
             "state": {"terminated": {"exitCode": 137, "reason": "Error"}}}]}));
-        assert!(matches!(judge(&p, "dbg"), Ok(Some(Outcome::Terminated))));
+        assert!(matches!(judge(&p, "dbg", 0), Ok(Some(Outcome::Terminated))));
     }
 }

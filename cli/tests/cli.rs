@@ -34,6 +34,10 @@ struct Sim {
     /// when the pod's status starts showing it.
     exited: Vec<(String, i32, Instant)>,
     resource_version: u64,
+    /// What `pods/log` answers.
+    logs: Vec<u8>,
+    /// Whether `pods/log` is refused (403, RBAC).
+    logs_refused: bool,
 }
 
 /// How long after a container's process exits its pod status says so (the kubelet's status
@@ -54,6 +58,8 @@ impl Sim {
             race_dry_runs: false,
             exited: Vec::new(),
             resource_version: 12345,
+            logs: b"hello from the debug container\n".to_vec(),
+            logs_refused: false,
         }
     }
 
@@ -257,9 +263,15 @@ fn sim_api(sim: Sim) -> (FakeApi, Arc<Mutex<Sim>>) {
                     }
                     Reply::ok(&pod)
                 }
-                ("GET", p) if p == format!("{POD_PATH}/log") => {
-                    Reply::text("hello from the debug container\n")
-                }
+                ("GET", p) if p == format!("{POD_PATH}/log") && sim.logs_refused => Reply::status(
+                    403,
+                    "Forbidden",
+                    &format!(
+                        "pods \"{WEB}\" is forbidden: User \"dev\" cannot get resource \"pods/log\" in API group \"\" in the namespace \"prod\""
+                    ),
+                    json!({"name": WEB, "kind": "pods"}),
+                ),
+                ("GET", p) if p == format!("{POD_PATH}/log") => Reply::bytes(&sim.logs),
                 _ => Reply::status(
                     404,
                     "NotFound",
@@ -688,6 +700,90 @@ fn reuse_attaches_to_the_running_container_without_patching() {
     );
 }
 
+/// `--reuse` attaches to the container it finds, unless told not to: `--attach=false` is
+/// honoured as `--no-attach` is.
+#[test]
+fn reuse_with_attach_false_does_not_attach() {
+    let mut sim = Sim::new();
+    sim.new_state = json!({"running": {"startedAt": "2026-01-01T00:00:00Z"}});
+    let (api, _) = sim_api(sim);
+    for no in ["--attach=false", "--no-attach"] {
+        let before = api.requests().len();
+        let out = api.kspy(&["attach", WEB, "-c", "app", "-i", "--reuse", no]);
+        let (stdout, stderr) = texts(&out);
+        assert!(out.status.success(), "{no}: {stderr}");
+        assert!(
+            stderr.contains("reusing running debug container debugger-old01"),
+            "{no}: {stderr}"
+        );
+        assert!(
+            stderr.contains("attach with: kspy attach"),
+            "{no}: {stderr}"
+        );
+        assert_eq!(stdout, "", "{no}: nothing came from an attach");
+        assert_eq!(
+            api.lines()[before..],
+            [format!("GET {POD_PATH}")],
+            "{no}: no attach"
+        );
+    }
+}
+
+/// `--reuse --name` attaches to the container as it is: a flag that describes it otherwise is
+/// refused, saying what differs, before anything is written or attached.
+#[test]
+fn reuse_by_name_refuses_flags_the_container_does_not_match() {
+    let mut sim = Sim::new();
+    sim.new_state = json!({"running": {"startedAt": "2026-01-01T00:00:00Z"}});
+    let (api, _) = sim_api(sim);
+    // debugger-old01 runs busybox:latest with SYS_PTRACE, target app.
+    let out = api.kspy(&[
+        "attach",
+        WEB,
+        "--reuse",
+        "--name",
+        "debugger-old01",
+        "--image",
+        "nicolaka/netshoot",
+        "--reason",
+        "INC-7",
+        "--no-attach",
+    ]);
+    let (_, stderr) = texts(&out);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.starts_with(&format!(
+            "kspy: --reuse --name debugger-old01: debug container debugger-old01 of pod \
+             prod/{WEB} is not what the other flags ask for\n  --image: it runs image \
+             \"busybox:latest\", not \"nicolaka/netshoot\"\n  --reason: it was added with \
+             KSPY_REASON (none), not \"INC-7\"\nhint: --reuse --name attaches to debugger-old01 \
+             as it is"
+        )),
+        "{stderr}"
+    );
+    assert_eq!(api.lines(), [format!("GET {POD_PATH}")]);
+
+    // What matches is fine.
+    let out = api.kspy(&[
+        "attach",
+        WEB,
+        "--reuse",
+        "--name",
+        "debugger-old01",
+        "--image",
+        "busybox:latest",
+        "-c",
+        "app",
+        "--no-attach",
+    ]);
+    let (_, stderr) = texts(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("reusing running debug container debugger-old01"),
+        "{stderr}"
+    );
+}
+
 /// A dry run with --reuse shows what the command would do: attach to the running debug
 /// container that matches, adding none — no dry-run PATCH of a container that would never
 /// exist — or, when none matches, the dry run of adding one, with a note saying why.
@@ -1078,6 +1174,46 @@ fn copy_sequence_and_body() {
 /// A server where the user may create pods but not delete the source pod: its DELETE is
 /// refused always (`dry_runs_too`), or only when it is not a dry run (the permission changed
 /// between the two, or a webhook judges only real deletes).
+/// `kspy copy --fork` puts the target to sleep with the image's own `sleep`, which distroless
+/// and scratch images lack: it says so, and how to give the container an image that has one;
+/// `-q` leaves the note out. `--help` says it too.
+#[test]
+fn fork_says_the_image_needs_a_sleep() {
+    let api = create_api(false);
+    let args = [
+        "copy",
+        WEB,
+        "--to",
+        "web-debug",
+        "--fork",
+        "-c",
+        "app",
+        "--dry-run=client",
+    ];
+    let out = api.kspy(&args);
+    let (_, stderr) = texts(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(
+            "note: --fork runs `sleep 2147483647` in container app instead of its command: its \
+             image (registry.example.com/web:1.4.2) must have a `sleep`"
+        ),
+        "{stderr}"
+    );
+    assert!(stderr.contains("--set-image app=IMAGE"), "{stderr}");
+    let mut quiet = args.to_vec();
+    quiet.push("-q");
+    let out = api.kspy(&quiet);
+    assert_eq!(texts(&out).1, "");
+
+    let out = api.kspy(&["copy", "--help"]);
+    let (help, _) = texts(&out);
+    assert!(
+        help.contains("distroless and scratch images have none"),
+        "{help}"
+    );
+}
+
 fn no_delete_api(dry_runs_too: bool) -> FakeApi {
     FakeApi::start(
         move |r: &Recorded| match (r.method.as_str(), r.path.as_str()) {
@@ -1700,6 +1836,87 @@ fn a_context_naming_a_missing_user_is_said_so() {
     assert!(!stderr.contains("log in again"), "{stderr}");
 }
 
+/// The commands kspy suggests (attach again, delete the copy) repeat `--kubeconfig` and
+/// `--context` when they were given, shell-quoted: copied into the shell, they reach the same
+/// cluster, not whatever is current there.
+#[test]
+fn suggested_commands_repeat_the_cluster_flags_given() {
+    let mut sim = Sim::new();
+    sim.new_state = json!({"running": {"startedAt": "2026-01-01T00:05:00Z"}});
+    let (api, _) = sim_api(sim);
+    let server = format!("http://{}", api.addr);
+    let kubeconfig = api.write_kubeconfig("kube config", &server, "", "    token: t\n");
+    let path = kubeconfig.display().to_string();
+    let out = api.kspy_env(
+        &[
+            "attach",
+            WEB,
+            "-c",
+            "app",
+            "--name",
+            "debugger-tst42",
+            "-it",
+            "--no-attach",
+            "--kubeconfig",
+            &path,
+            "--context",
+            "fake",
+        ],
+        &kubeconfig,
+        &[],
+        b"",
+    );
+    let (_, stderr) = texts(&out);
+    assert!(out.status.success(), "{stderr}");
+    let flags = format!("--kubeconfig '{path}' --context fake");
+    assert!(
+        stderr.contains(&format!(
+            "attach with: kspy attach {WEB} -n prod {flags} --reuse --name debugger-tst42 -it  \
+             (or: kubectl attach {WEB} -n prod {flags} -c debugger-tst42 -it)\n"
+        )),
+        "{stderr}"
+    );
+
+    // A copy: its cleanup and its attach command too.
+    let api = create_api(false);
+    let server = format!("http://{}", api.addr);
+    let kubeconfig = api.write_kubeconfig("kube config", &server, "", "    token: t\n");
+    let path = kubeconfig.display().to_string();
+    let out = api.kspy_env(
+        &[
+            "copy",
+            WEB,
+            "--to",
+            "web-debug",
+            "--name",
+            "debugger-tst42",
+            "--no-attach",
+            "--kubeconfig",
+            &path,
+            "--context",
+            "fake",
+        ],
+        &kubeconfig,
+        &[],
+        b"",
+    );
+    let (_, stderr) = texts(&out);
+    assert!(out.status.success(), "{stderr}");
+    let flags = format!("--kubeconfig '{path}' --context fake");
+    assert!(
+        stderr.contains(&format!(
+            "delete it when done: kubectl delete pod web-debug -n prod {flags}\n"
+        )),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!(
+            "attach with: kubectl attach web-debug -n prod {flags} -c debugger-tst42\n"
+        )),
+        "{stderr}"
+    );
+}
+
 #[test]
 fn unknown_context_lists_contexts() {
     let (api, _) = sim_api(Sim::new());
@@ -1713,6 +1930,78 @@ fn unknown_context_lists_contexts() {
         "{stderr}"
     );
     assert!(api.requests().is_empty());
+}
+
+/// Kubeconfig mistakes are named where they are: a context's bad namespace is not a bad
+/// --namespace; an empty or unknown current-context lists the contexts, as an unknown
+/// --context does, and says how to pick one. Nothing is sent.
+#[test]
+fn kubeconfig_mistakes_are_named_where_they_are() {
+    let (api, _) = sim_api(Sim::new());
+    let server = format!("http://{}", api.addr);
+    let write = |file: &str, current: &str, namespace: &str| {
+        let path = api.dir.path().join(file);
+        std::fs::write(
+            &path,
+            format!(
+                "apiVersion: v1\nkind: Config\ncurrent-context: {current}\nclusters:\n- name: c\n  \
+                 cluster:\n    server: {server}\ncontexts:\n- name: staging\n  context:\n    \
+                 cluster: c\n    user: u\n    namespace: {namespace}\n- name: prod\n  \
+                 context:\n    cluster: c\n    user: u\nusers:\n- name: u\n  user:\n    token: t\n"
+            ),
+        )
+        .expect("kubeconfig");
+        path
+    };
+    let run = |kubeconfig: &std::path::Path| {
+        let out = api.kspy_env(&["ls"], kubeconfig, &[], b"");
+        assert_eq!(out.status.code(), Some(1));
+        texts(&out).1
+    };
+
+    let stderr = run(&write("bad-ns", "staging", "Bad_NS"));
+    assert!(
+        stderr.starts_with(
+            "kspy: context staging of the kubeconfig sets namespace \"Bad_NS\", which is no \
+             valid namespace name"
+        ),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("--namespace value"), "{stderr}");
+    assert!(
+        stderr.contains("`kubectl config set-context staging --namespace=NAME`"),
+        "{stderr}"
+    );
+
+    for (file, current, headline) in [
+        (
+            "empty-current",
+            "\"\"",
+            "kspy: the kubeconfig sets no current context, and no --context was given\n",
+        ),
+        (
+            "unknown-current",
+            "prdo",
+            "kspy: the kubeconfig's current context prdo is not one of its contexts (no \
+             --context was given)\n",
+        ),
+    ] {
+        let stderr = run(&write(file, current, "prod"));
+        assert!(stderr.starts_with(headline), "{file}: {stderr}");
+        assert!(
+            stderr.contains("  contexts that exist: "),
+            "{file}: {stderr}"
+        );
+        assert!(
+            stderr.contains("prod") && stderr.contains("staging"),
+            "{file}: {stderr}"
+        );
+        assert!(
+            stderr.contains("hint: pick one with --context NAME"),
+            "{file}: {stderr}"
+        );
+    }
+    assert!(api.requests().is_empty(), "{:?}", api.lines());
 }
 
 #[test]
@@ -2095,6 +2384,59 @@ fn already_terminated_container_exits_with_its_exit_code() {
     );
 }
 
+/// Logs are bytes: a container that wrote something other than UTF-8 (a binary dump, Latin-1
+/// text) still has it shown as written, and kspy still exits with its exit code.
+#[test]
+fn logs_that_are_not_utf8_are_passed_through_with_the_exit_code() {
+    let mut sim = Sim::new();
+    sim.new_state = json!({"terminated": {"exitCode": 3, "reason": "Error",
+        "startedAt": "2026-01-01T00:05:00Z", "finishedAt": "2026-01-01T00:05:01Z"}});
+    let raw: &[u8] = b"caf\xe9 \xff\xfe\x00binary\n";
+    sim.logs = raw.to_vec();
+    let (api, _) = sim_api(sim);
+    let out = api.kspy(&[
+        "attach",
+        WEB,
+        "-c",
+        "app",
+        "--name",
+        "debugger-tst42",
+        "--attach",
+        "--",
+        "cat",
+        "/dump",
+    ]);
+    let (_, stderr) = texts(&out);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert_eq!(out.stdout, raw, "{stderr}");
+    assert!(!stderr.contains("kspy:"), "{stderr}");
+
+    // Logs that cannot be read at all (no `get pods/log`) are said so; the exit code stays.
+    let mut sim = Sim::new();
+    sim.new_state = json!({"terminated": {"exitCode": 3, "reason": "Error"}});
+    sim.logs_refused = true;
+    let (api, _) = sim_api(sim);
+    let out = api.kspy(&[
+        "attach",
+        WEB,
+        "-c",
+        "app",
+        "--name",
+        "debugger-tst42",
+        "--attach",
+    ]);
+    let (stdout, stderr) = texts(&out);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert_eq!(stdout, "");
+    assert!(
+        stderr.contains(&format!(
+            "kspy: could not read the logs of container debugger-tst42 of pod prod/{WEB}: you \
+             are not allowed to get pods/log in namespace prod"
+        )),
+        "{stderr}"
+    );
+}
+
 /// The command ended between the wait and the attach: its logs and its exit code, as kubectl
 /// falls back to them.
 #[test]
@@ -2141,6 +2483,162 @@ fn evict(pod: &mut Value) {
     pod["status"]["reason"] = json!("Evicted");
     pod["status"]["message"] =
         json!("The node was low on resource: memory. Threshold quantity: 100Mi, available: 54Mi.");
+}
+
+const COPY_PATH: &str = "/api/v1/namespaces/prod/pods/web-debug";
+
+/// An API server for `kspy copy WEB --to web-debug` whose kubelet restarts the copy's debug
+/// container when it exits, as the copy's restartPolicy (the source pod's, Always) says:
+/// `status` gives the debug container's status as the watch and the `GET` of the copy show it,
+/// from how often its attached process has exited so far (the fake kubelet's `on_exit`).
+/// `pods/log` answers which run it shows: `previous=true` the one before the current one.
+fn restarting_copy_api(status: fn(u32) -> Value) -> FakeApi {
+    let created: Arc<Mutex<Option<Value>>> = Arc::new(Mutex::new(None));
+    let exits = Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let (store, count) = (created.clone(), exits.clone());
+    let current = move || {
+        let mut pod = store.lock().expect("copy").clone()?;
+        let debug = pod["metadata"]["annotations"]["kspy.dev/debug-container"].clone();
+        let mut s = status(count.load(std::sync::atomic::Ordering::SeqCst));
+        s["name"] = debug;
+        s["image"] = json!("busybox:latest");
+        s["imageID"] = json!("");
+        s["ready"] = json!(false);
+        pod["status"] = json!({"phase": "Running", "containerStatuses": [s]});
+        Some(pod)
+    };
+    FakeApi::start_with_kubelet(
+        move |r: &Recorded| match (r.method.as_str(), r.path.as_str()) {
+            ("GET", POD_PATH) => Reply::ok(&web_pod()),
+            ("POST", "/api/v1/namespaces/prod/pods") => {
+                let mut pod = r.json();
+                pod["metadata"]["resourceVersion"] = json!("1");
+                *created.lock().expect("copy") = Some(pod.clone());
+                Reply::json(201, &pod)
+            }
+            ("GET", "/api/v1/namespaces/prod/pods") if r.param("watch").is_some() => {
+                match current() {
+                    Some(pod) => Reply::events(&[("MODIFIED", pod)]),
+                    None => Reply::events(&[]),
+                }
+            }
+            ("GET", COPY_PATH) => match current() {
+                Some(pod) => Reply::ok(&pod),
+                None => Reply::not_found("pods", "web-debug"),
+            },
+            ("GET", p) if p == format!("{COPY_PATH}/log") => {
+                if r.param("previous").as_deref() == Some("true") {
+                    Reply::text("output of the run that ended\n")
+                } else {
+                    Reply::text("output of the run going on\n")
+                }
+            }
+            _ => Reply::status(
+                404,
+                "NotFound",
+                "the server could not find the requested resource",
+                json!({}),
+            ),
+        },
+        move |_, _| {
+            exits.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        },
+    )
+}
+
+/// A copy's debug container that exits is restarted (the copy keeps the pod's restartPolicy,
+/// as kubectl debug's copies do): its status shows it waiting in back-off, the run that ended
+/// in `lastState`. `--wait` stops there with that run's exit code and logs, and says it is
+/// being restarted, instead of waiting out --timeout.
+#[test]
+fn a_copys_container_that_exits_and_restarts_ends_the_wait_with_its_exit_code() {
+    let api = restarting_copy_api(|_| {
+        json!({"restartCount": 1,
+            "state": {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 10s restarting failed container"}},
+            "lastState": {"terminated": {"exitCode": 3, "reason": "Error"}}})
+    });
+    let started = Instant::now();
+    let out = api.kspy(&[
+        "copy",
+        WEB,
+        "--to",
+        "web-debug",
+        "--image",
+        "busybox:latest",
+        "--name",
+        "debugger-tst42",
+        "--wait",
+        "--timeout",
+        "20s",
+        "--",
+        "sh",
+        "-c",
+        "exit 3",
+    ]);
+    let (stdout, stderr) = texts(&out);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(started.elapsed() < Duration::from_secs(15), "{stderr}");
+    assert!(
+        stderr.contains(
+            "container debugger-tst42 ran and exited (Error, exit code 3); the pod's \
+             restartPolicy (Always) is restarting it"
+        ),
+        "{stderr}"
+    );
+    assert_eq!(stdout, "output of the run that ended\n");
+    let logs: Vec<Recorded> = api
+        .requests()
+        .into_iter()
+        .filter(|r| r.path.ends_with("/log"))
+        .collect();
+    assert_eq!(logs.len(), 1, "{:?}", api.lines());
+    assert_eq!(logs[0].param("previous").as_deref(), Some("true"));
+}
+
+/// An attach session to a copy's debug container ends when its process exits; the kubelet
+/// restarts it at once (Running again, restart count up, the exit in `lastState`). kspy exits
+/// with the exit code of the run that ended and says it is being restarted — not "session
+/// ended; attach again" with exit code 0.
+#[test]
+fn a_session_in_a_copy_ends_with_the_exit_code_of_the_run_even_when_it_is_restarted() {
+    let api = restarting_copy_api(|exits| {
+        if exits == 0 {
+            json!({"restartCount": 0,
+                "state": {"running": {"startedAt": "2026-01-01T00:05:00Z"}}})
+        } else {
+            json!({"restartCount": exits,
+                "state": {"running": {"startedAt": "2026-01-01T00:06:00Z"}},
+                "lastState": {"terminated": {"exitCode": 3, "reason": "Error"}}})
+        }
+    });
+    let started = Instant::now();
+    // `*-fail`: the fake kubelet's process exits with code 3 when stdin ends.
+    let out = api.kspy_with_input(
+        &[
+            "copy",
+            WEB,
+            "--to",
+            "web-debug",
+            "--image",
+            "busybox:latest",
+            "--name",
+            "debugger-fail",
+            "-i",
+        ],
+        b"",
+    );
+    let (stdout, stderr) = texts(&out);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(stdout.starts_with("attached\n"), "{stdout}");
+    assert!(
+        stderr.contains(
+            "container debugger-fail exited with code 3; the pod's restartPolicy (Always) is \
+             restarting it: attach again with:"
+        ),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("session ended"), "{stderr}");
+    assert!(started.elapsed() < Duration::from_secs(5), "{stderr}");
 }
 
 /// A pod evicted while kspy waits for the debug container: it stops at once, with the reason
@@ -2443,6 +2941,80 @@ fn interrupted_spinner_clears_its_line() {
         .find("kspy: interrupted while waiting")
         .expect("what happened");
     assert!(cleared < said, "{after:?}");
+}
+
+/// A signal that ends kspy during a TTY session (SIGTERM from a supervisor, SIGHUP when an
+/// SSH session drops, SIGQUIT, `kill -INT`) still ends it by that signal, but gives the
+/// terminal its mode back first: the shell after it echoes and reads lines again. Dying by a
+/// signal skips the destructor that restored it before.
+#[test]
+fn a_signal_during_a_tty_session_leaves_the_terminal_as_it_was() {
+    for (signal, number) in [("TERM", 15), ("HUP", 1), ("QUIT", 3), ("INT", 2)] {
+        let (api, _) = running_sim_api();
+        let kspy = support::kspy_command_line(&[
+            "attach",
+            WEB,
+            "-c",
+            "app",
+            "--name",
+            "debugger-tst42",
+            "-it",
+        ]);
+        // `sh -c` prints its pid, which kspy keeps by exec; after kspy, `stty -a` shows the
+        // terminal's mode as kspy left it.
+        let inner = format!("echo KSPY-PID:$$; exec {kspy}");
+        let line = format!(
+            "sh -c {} ; s=$?; echo; echo KSPY-STATUS:$s; stty -a",
+            support::sh_quote(&inner)
+        );
+        let Some(mut child) = api.spawn_shell_in_terminal(&line) else {
+            eprintln!("SKIP: util-linux's script is not installed");
+            return;
+        };
+        let screen = support::Collected::start(child.stdout.take().expect("stdout"));
+        assert!(
+            screen.wait_for("attached", Duration::from_secs(20)),
+            "{signal}: {}",
+            screen.text()
+        );
+        let text = screen.text();
+        let pid = text
+            .split("KSPY-PID:")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .expect("kspy's pid")
+            .to_string();
+        let killed = std::process::Command::new("kill")
+            .args([format!("-{signal}"), pid])
+            .status()
+            .expect("kill");
+        assert!(killed.success(), "{signal}");
+        let keyboard = child.stdin.take();
+        child.wait().expect("the shell ends");
+        drop(keyboard);
+        let screen = screen.finish();
+        let after = screen
+            .split("KSPY-STATUS:")
+            .nth(1)
+            .unwrap_or_else(|| panic!("{signal}: {screen:?}"));
+        let status: i32 = after
+            .split_whitespace()
+            .next()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("{signal}: {after:?}"));
+        assert_eq!(
+            status,
+            128 + number,
+            "{signal}: ended by the signal: {screen:?}"
+        );
+        let modes: Vec<&str> = after.split_whitespace().collect();
+        for mode in ["icanon", "echo", "isig", "icrnl", "opost"] {
+            assert!(
+                modes.contains(&mode),
+                "{signal}: the terminal is left without {mode}: {after:?}"
+            );
+        }
+    }
 }
 
 /// A timeout under a second, or with a fraction, is echoed as given, not rounded to "1s".

@@ -1242,3 +1242,81 @@ webhooks:
     assert_eq!(stored.image_pull_policy.as_deref(), Some("IfNotPresent"));
     env.cleanup().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn warn_mode_policies_reach_the_user_as_warnings() {
+    // A Warn-mode policy never denies: its verdict comes back from the API server as a
+    // `Warning: 299 - "…"` header, which kspy shows as kubectl does — on stderr, once; a server
+    // dry run puts it in its verdict.
+    let Some(env) = env().await else { return };
+    let warning = "policy e2e-warn-old-busybox: busybox:1.35 is deprecated for debugging; use \
+                   busybox:1.36";
+    let out = env
+        .kspy(
+            "alice",
+            &[
+                "attach",
+                "web",
+                "--image",
+                "busybox:1.35",
+                "--dry-run=server",
+            ],
+            None,
+        )
+        .await
+        .unwrap();
+    assert!(out.success(), "{}", out.all());
+    assert!(
+        out.stdout
+            .starts_with("admitted (server dry run, nothing was changed)"),
+        "{}",
+        out.all()
+    );
+    assert!(
+        out.stdout.contains(&format!(
+            "warnings from the API server and its admission webhooks:\n  Warning: {warning}\n"
+        )),
+        "the verdict carries the warning: {}",
+        out.all()
+    );
+    assert!(
+        !out.stderr.contains(warning),
+        "said once, in the verdict: {}",
+        out.all()
+    );
+    assert!(ephemeral(&env.pod("web").await.unwrap()).is_empty());
+
+    let out = env
+        .kspy(
+            "alice",
+            &["attach", "web", "--image", "busybox:1.35", "--no-attach"],
+            None,
+        )
+        .await
+        .unwrap();
+    assert!(out.success(), "{}", out.all());
+    assert_eq!(
+        out.stderr.matches(&format!("Warning: {warning}\n")).count(),
+        1,
+        "{}",
+        out.all()
+    );
+    assert_eq!(ephemeral(&env.pod("web").await.unwrap()).len(), 1);
+
+    // Nothing to warn about: no warning line at all.
+    let out = env
+        .kspy(
+            "alice",
+            &["attach", "web", "--image", "busybox:1.36", "--no-attach"],
+            None,
+        )
+        .await
+        .unwrap();
+    assert!(out.success(), "{}", out.all());
+    assert!(!out.stderr.contains(warning), "{}", out.all());
+    // A real cluster may warn of other things (its own Pod Security warn level, say).
+    if !env.is_real() {
+        assert!(!out.stderr.contains("Warning:"), "{}", out.all());
+    }
+    env.cleanup().await.unwrap();
+}

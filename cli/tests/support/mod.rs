@@ -61,7 +61,8 @@ impl Recorded {
 pub struct Reply {
     pub status: u16,
     pub content_type: &'static str,
-    pub body: String,
+    /// Bytes, not text: a container's logs need not be UTF-8.
+    pub body: Vec<u8>,
 }
 
 impl Reply {
@@ -69,7 +70,16 @@ impl Reply {
         Reply {
             status,
             content_type: "application/json",
-            body: v.to_string(),
+            body: v.to_string().into_bytes(),
+        }
+    }
+
+    /// A 200 answer of raw bytes (a container's logs, say).
+    pub fn bytes(body: &[u8]) -> Reply {
+        Reply {
+            status: 200,
+            content_type: "text/plain",
+            body: body.to_vec(),
         }
     }
 
@@ -78,11 +88,7 @@ impl Reply {
     }
 
     pub fn text(body: &str) -> Reply {
-        Reply {
-            status: 200,
-            content_type: "text/plain",
-            body: body.to_string(),
-        }
+        Reply::bytes(body.as_bytes())
     }
 
     /// A watch answer: one JSON event per line, then the stream ends.
@@ -94,7 +100,7 @@ impl Reply {
         Reply {
             status: 200,
             content_type: "application/json",
-            body,
+            body: body.into_bytes(),
         }
     }
 
@@ -486,18 +492,19 @@ impl FakeApi {
     /// `script` (`-e`: its exit code is kspy's). Writing to the child's stdin is typing; its
     /// stdout is the screen. `None` where `script` is not installed.
     pub fn spawn_kspy_in_terminal(&self, args: &[&str]) -> Option<std::process::Child> {
+        self.spawn_shell_in_terminal(&format!("exec {}", kspy_command_line(args)))
+    }
+
+    /// Runs the shell command `line` (`/bin/sh`) in a pseudo-terminal as
+    /// [`FakeApi::spawn_kspy_in_terminal`] does, with the same environment; `None` where
+    /// `script` is not installed. [`kspy_command_line`] quotes a kspy command for it.
+    pub fn spawn_shell_in_terminal(&self, line: &str) -> Option<std::process::Child> {
         let script = ["/usr/bin/script", "/bin/script"]
             .into_iter()
             .find(|p| Path::new(p).exists())?;
-        let quote = |a: &str| format!("'{}'", a.replace('\'', "'\\''"));
-        let mut line = format!("exec {}", quote(env!("CARGO_BIN_EXE_kspy")));
-        for a in args {
-            line.push(' ');
-            line.push_str(&quote(a));
-        }
         let mut cmd = command(
             Path::new(script),
-            &["-q", "-e", "-f", "-c", &line, "/dev/null"],
+            &["-q", "-e", "-f", "-c", line, "/dev/null"],
             Some(&self.kubeconfig()),
             self.dir.path(),
         );
@@ -508,6 +515,21 @@ impl FakeApi {
             .stderr(Stdio::piped());
         Some(cmd.spawn().expect("spawn script"))
     }
+}
+
+/// A single-quoted word for `/bin/sh`.
+pub fn sh_quote(word: &str) -> String {
+    format!("'{}'", word.replace('\'', "'\\''"))
+}
+
+/// The real binary with `args`, quoted for `/bin/sh`.
+pub fn kspy_command_line(args: &[&str]) -> String {
+    let mut line = sh_quote(env!("CARGO_BIN_EXE_kspy"));
+    for a in args {
+        line.push(' ');
+        line.push_str(&sh_quote(a));
+    }
+    line
 }
 
 /// Collects what `reader` yields on a thread; [`Collected::wait_for`] waits until it holds a

@@ -40,13 +40,15 @@ pub(crate) fn warn_if_empty(dir: &Path, count: usize) {
 }
 
 /// A hash of the names and contents of every policy file under `dir` (and of any error
-/// reading them), to detect changes cheaply. It reads what the loader reads and no more: the
-/// same depth, file count and size limits, regular files only, a directory loop cut short.
+/// reading them), to detect changes cheaply. It reads what the loader reads and no more
+/// (the loader's own listing and reader: its depth, file count and size limits, regular files
+/// only, a directory loop cut short), but lists a dangling link by name, so that its repair
+/// is noticed.
 pub fn fingerprint(dir: &Path) -> u64 {
     let mut hasher = DefaultHasher::new();
     let mut files = Vec::new();
-    if let Err(err) = collect(dir, &mut files, &mut Vec::new()) {
-        err.to_string().hash(&mut hasher);
+    if let Err(err) = load::collect_files_keeping_dangling(dir, &mut files) {
+        err.hash(&mut hasher);
     }
     files.sort();
     for file in files {
@@ -57,52 +59,6 @@ pub fn fingerprint(dir: &Path) -> u64 {
         }
     }
     hasher.finish()
-}
-
-/// Lists the policy files under `dir` as the loader does, but keeps a dangling link (hashed
-/// by name, so that its repair is noticed) instead of stopping at it. Stops at a directory
-/// loop, below [`load::MAX_DIR_DEPTH`] and past [`load::MAX_FILES`]: the poller must not
-/// walk what the loader refuses (two links to `.` would make the walk 2^40 paths long).
-fn collect(dir: &Path, out: &mut Vec<PathBuf>, above: &mut Vec<PathBuf>) -> std::io::Result<()> {
-    let refuse = |what: String| Err(std::io::Error::other(what));
-    if above.len() > load::MAX_DIR_DEPTH {
-        return refuse(format!("{} is too deep", dir.display()));
-    }
-    let real = std::fs::canonicalize(dir)?;
-    if above.contains(&real) {
-        return refuse(format!("{} is a directory loop", dir.display()));
-    }
-    let entries = std::fs::read_dir(dir)?;
-    above.push(real);
-    for entry in entries {
-        let entry = entry?;
-        if entry.file_name().to_string_lossy().starts_with('.') {
-            continue;
-        }
-        let path = entry.path();
-        let meta = match std::fs::metadata(&path) {
-            Ok(meta) => meta,
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
-                out.push(path);
-                continue;
-            }
-            // A link loop (ELOOP) or an unreadable entry: the loader stops there too.
-            Err(err) => return Err(err),
-        };
-        if meta.is_dir() {
-            collect(&path, out, above)?;
-        } else if matches!(
-            path.extension().and_then(|e| e.to_str()),
-            Some("yaml" | "yml")
-        ) {
-            if out.len() >= load::MAX_FILES {
-                return refuse(format!("more than {} policy files", load::MAX_FILES));
-            }
-            out.push(path);
-        }
-    }
-    above.pop();
-    Ok(())
 }
 
 /// Logs every load error, one line each with file, document, policy, field and error.
@@ -126,7 +82,7 @@ pub(crate) fn log_load_errors(dir: &Path, errors: &LoadErrors) {
 fn vanished(dir: &Path) -> Vec<PathBuf> {
     let mut files = Vec::new();
     // A directory that cannot be read is a load error like any other, not a vanished file.
-    let _ = collect(dir, &mut files, &mut Vec::new());
+    let _ = load::collect_files_keeping_dangling(dir, &mut files);
     files.sort();
     files.retain(|f| std::fs::metadata(f).is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound));
     files
@@ -405,8 +361,8 @@ mod tests {
         symlink(".", dir.join("x")).expect("link");
         symlink(".", dir.join("y")).expect("link");
         let mut files = Vec::new();
-        let err = collect(&dir, &mut files, &mut Vec::new()).expect_err("a loop");
-        assert!(err.to_string().contains("is a directory loop"), "{err}");
+        let err = load::collect_files_keeping_dangling(&dir, &mut files).expect_err("a loop");
+        assert!(err.contains("(a symlink loop)"), "{err}");
         let Polled::Loaded(loaded) = w.poll() else {
             panic!("the change is looked at");
         };

@@ -254,12 +254,20 @@ pub const MAX_FILES: usize = 4096;
 /// [`MAX_FILES`] files, and a `*.yaml` that is not a regular file (a FIFO would block the
 /// reader, a link to a device would never end).
 pub fn collect_files(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), String> {
-    collect_below(dir, out, &mut Vec::new())
+    collect_below(dir, out, false, &mut Vec::new())
+}
+
+/// [`collect_files`], but an entry that is a dangling symlink is listed (whatever its name)
+/// instead of stopping the walk: a watcher must see such a link come and go (a ConfigMap's
+/// `..data` swap leaves one for a moment), where the loader refuses it.
+pub fn collect_files_keeping_dangling(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), String> {
+    collect_below(dir, out, true, &mut Vec::new())
 }
 
 fn collect_below(
     dir: &Path,
     out: &mut Vec<PathBuf>,
+    keep_dangling: bool,
     above: &mut Vec<PathBuf>,
 ) -> Result<(), String> {
     if above.len() > MAX_DIR_DEPTH {
@@ -289,10 +297,16 @@ fn collect_below(
         }
         let path = entry.path();
         // `metadata` follows symlinks: ConfigMap volume files are links into `..data`.
-        let meta =
-            std::fs::metadata(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let meta = match std::fs::metadata(&path) {
+            Ok(meta) => meta,
+            Err(e) if keep_dangling && e.kind() == std::io::ErrorKind::NotFound => {
+                out.push(path);
+                continue;
+            }
+            Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+        };
         if meta.is_dir() {
-            collect_below(&path, out, above)?;
+            collect_below(&path, out, keep_dangling, above)?;
         } else if matches!(
             path.extension().and_then(|e| e.to_str()),
             Some("yaml" | "yml")

@@ -460,19 +460,8 @@ fn patch_bytes(resp: &Value) -> Result<Vec<u8>, String> {
         }
         Some(other) => Err(format!(
             "failed to call webhook: json: cannot unmarshal {} into Go struct field AdmissionResponse.response.patch of type []uint8",
-            json_type(other)
+            crate::apiserver::patch::go_json_type(other)
         )),
-    }
-}
-
-fn json_type(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "bool",
-        Value::Number(_) => "number",
-        Value::String(_) => "string",
-        Value::Array(_) => "array",
-        Value::Object(_) => "object",
     }
 }
 
@@ -512,7 +501,7 @@ pub fn verify_response(uid: &str, mutating: bool, review: &Value) -> Result<Valu
         Some(other) => {
             return Err(format!(
                 "failed to call webhook: json: cannot unmarshal {} into Go struct field AdmissionResponse.response.patchType of type v1.PatchType",
-                json_type(other)
+                crate::apiserver::patch::go_json_type(other)
             ));
         }
     };

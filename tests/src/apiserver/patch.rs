@@ -101,7 +101,7 @@ pub fn apply(kind: PatchKind, original: &Value, body: &[u8]) -> Result<Value, Ap
 }
 
 /// The name encoding/json gives a JSON value's type in its unmarshal errors.
-fn go_json_type(v: &Value) -> &'static str {
+pub(crate) fn go_json_type(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
         Value::Bool(_) => "bool",

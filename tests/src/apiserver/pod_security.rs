@@ -490,9 +490,10 @@ fn setters(pod_bad: bool, containers: &[String]) -> String {
 /// The annotation prefix of the deprecated per-container AppArmor profiles.
 const APPARMOR_ANNOTATION_PREFIX: &str = "container.apparmor.security.beta.kubernetes.io/";
 
-/// `check_appArmorProfile.go`: the `appArmorProfile` fields may only be `RuntimeDefault` or
-/// `Localhost`; the deprecated annotations only empty, `runtime/default` or `localhost/*`.
-fn app_armor_profile(s: &Subject) -> Option<Violation> {
+/// Where a profile field (`seccompProfile`, `appArmorProfile`) of the pod's or a container's
+/// securityContext has a type other than `RuntimeDefault` or `Localhost`, as both checks
+/// look: whether the pod's does, the containers whose do, and the types found.
+fn forbidden_profile_types(s: &Subject, field: &str) -> (bool, Vec<String>, BTreeSet<String>) {
     let bad_type = |p: &Value| -> Option<String> {
         if !p.is_object() {
             return None;
@@ -501,7 +502,7 @@ fn app_armor_profile(s: &Subject) -> Option<Violation> {
         (!matches!(t, "RuntimeDefault" | "Localhost")).then(|| t.to_string())
     };
     let mut bad_values = BTreeSet::new();
-    let pod_bad = match bad_type(&s.spec["securityContext"]["appArmorProfile"]) {
+    let pod_bad = match bad_type(&s.spec["securityContext"][field]) {
         Some(t) => {
             bad_values.insert(t);
             true
@@ -510,11 +511,18 @@ fn app_armor_profile(s: &Subject) -> Option<Violation> {
     };
     let mut bad_containers = Vec::new();
     for c in containers(s.spec) {
-        if let Some(t) = bad_type(&c["securityContext"]["appArmorProfile"]) {
+        if let Some(t) = bad_type(&c["securityContext"][field]) {
             bad_containers.push(name(c));
             bad_values.insert(t);
         }
     }
+    (pod_bad, bad_containers, bad_values)
+}
+
+/// `check_appArmorProfile.go`: the `appArmorProfile` fields may only be `RuntimeDefault` or
+/// `Localhost`; the deprecated annotations only empty, `runtime/default` or `localhost/*`.
+fn app_armor_profile(s: &Subject) -> Option<Violation> {
+    let (pod_bad, bad_containers, bad_values) = forbidden_profile_types(s, "appArmorProfile");
     let mut annotations: Vec<String> = s.meta["annotations"]
         .as_object()
         .into_iter()
@@ -678,28 +686,7 @@ fn seccomp_baseline(s: &Subject) -> Option<Violation> {
     if !s.version.at_least(19) {
         return seccomp_baseline_annotations(s);
     }
-    let bad_type = |p: &Value| -> Option<String> {
-        if !p.is_object() {
-            return None;
-        }
-        let t = p["type"].as_str().unwrap_or_default();
-        (!matches!(t, "RuntimeDefault" | "Localhost")).then(|| t.to_string())
-    };
-    let mut bad_values = BTreeSet::new();
-    let pod_bad = match bad_type(&s.spec["securityContext"]["seccompProfile"]) {
-        Some(t) => {
-            bad_values.insert(t);
-            true
-        }
-        None => false,
-    };
-    let mut bad_containers = Vec::new();
-    for c in containers(s.spec) {
-        if let Some(t) = bad_type(&c["securityContext"]["seccompProfile"]) {
-            bad_containers.push(name(c));
-            bad_values.insert(t);
-        }
-    }
+    let (pod_bad, bad_containers, bad_values) = forbidden_profile_types(s, "seccompProfile");
     let who = setters(pod_bad, &bad_containers);
     (!who.is_empty()).then(|| {
         (

@@ -14,6 +14,16 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use crate::container::{validate_dns_label, validate_dns_subdomain};
+
+/// The User-Agent of kspy's requests, in kubectl's form: `kspy/VERSION (OS/ARCH)`.
+pub fn user_agent() -> String {
+    format!(
+        "kspy/{} ({}/{})",
+        env!("CARGO_PKG_VERSION"),
+        std::env::consts::OS,
+        std::env::consts::ARCH
+    )
+}
 use crate::errors::{Action, KspyError, explain, missing_with_candidates};
 use crate::patch::{PlannedRequest, json_patch_not_applied};
 use crate::proxy::{self, Proxy};
@@ -503,6 +513,11 @@ impl Cluster {
             Some(p) => format!("{} {}", config.cluster_url, p.describe()),
             None => config.cluster_url.to_string(),
         };
+        // kube-rs sends no User-Agent; the API server's audit log and `managedFields` (for a
+        // write without fieldManager) name the client by it, as they name kubectl.
+        if let Ok(value) = http::HeaderValue::from_str(&user_agent()) {
+            config.headers.push((http::header::USER_AGENT, value));
+        }
         let client = ClientBuilder::try_from(config)
             .map_err(|e| {
                 let e = KspyError::new("cannot set up the Kubernetes client").source(e);

@@ -291,7 +291,15 @@ async fn json_and_strategic_patch_types() {
             // The CLI's patches only: the webhook patches an Event series of its own when
             // decisions repeat, whenever its background task gets to it.
             .filter(|r| r.method == "PATCH" && r.uri.contains("/pods/web/ephemeralcontainers"))
-            .map(|r| r.content_type)
+            .map(|r| {
+                // Named in the audit log as kubectl is: kspy/VERSION (OS/ARCH).
+                assert!(
+                    r.user_agent.starts_with("kspy/") && r.user_agent.contains(" ("),
+                    "{:?}",
+                    r.user_agent
+                );
+                r.content_type
+            })
             .collect();
         assert_eq!(
             types,

@@ -551,7 +551,7 @@ impl Cluster {
             }
             _ => false,
         };
-        let e = explain(action, err, &self.server);
+        let e = explain(action, err, &self.server, &self.flags);
         match &self.missing_user {
             Some(m) if anonymous_refused => e
                 .details([format!(
@@ -635,7 +635,7 @@ impl Cluster {
         // so rather than end without a word.
         tokio::select! {
             answer = self.client.request::<T>(http) => Ok(answer),
-            () = crate::interrupt::interrupt() => Err(crate::errors::interrupted_request(action)),
+            () = crate::interrupt::interrupt() => Err(crate::errors::interrupted_request(action, &self.flags)),
         }
     }
 

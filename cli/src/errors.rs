@@ -244,9 +244,11 @@ impl fmt::Display for Action {
 
 /// Explains any error from the kube client; `server` is the API server URL, named when it
 /// cannot be reached.
-pub fn explain(action: &Action, err: kube::Error, server: &str) -> KspyError {
+/// `flags` are the `--kubeconfig`/`--context` flags given (` --context prod`, or empty), which
+/// every command a hint suggests repeats, so that it looks at the same cluster.
+pub fn explain(action: &Action, err: kube::Error, server: &str, flags: &str) -> KspyError {
     if let Some(no_answer) = find_cause::<NoAnswer>(&err) {
-        return explain_no_answer(action, no_answer, server);
+        return explain_no_answer(action, no_answer, server, flags);
     }
     let certificate = match &err {
         kube::Error::HyperError(_) | kube::Error::Service(_) => certificate_problem(&err),
@@ -256,7 +258,7 @@ pub fn explain(action: &Action, err: kube::Error, server: &str) -> KspyError {
         return explain_certificate(action, server, &problem).source(err);
     }
     match err {
-        kube::Error::Api(status) => explain_status(action, &status),
+        kube::Error::Api(status) => explain_status(action, &status, flags),
         kube::Error::HyperError(_) | kube::Error::Service(_) => KspyError::new(format!(
             "{}: cannot reach the API server at {server}",
             action.failed()
@@ -288,7 +290,7 @@ fn find_cause<'a, T: std::error::Error + 'static>(
 
 /// A request that got no answer in time ([`NoAnswer`]): a server that takes connections but
 /// does not answer is hung or overloaded, which is not "cannot reach".
-fn explain_no_answer(action: &Action, n: &NoAnswer, server: &str) -> KspyError {
+fn explain_no_answer(action: &Action, n: &NoAnswer, server: &str, flags: &str) -> KspyError {
     let after = format_duration(n.after);
     if !n.connected {
         return KspyError::new(format!(
@@ -301,7 +303,7 @@ fn explain_no_answer(action: &Action, n: &NoAnswer, server: &str) -> KspyError {
              cluster is up",
         );
     }
-    let maybe_done = maybe_done(action);
+    let maybe_done = maybe_done(action, flags);
     KspyError::new(format!(
         "{}: the API server at {server} took the connection but did not answer within {after}",
         action.failed()
@@ -322,13 +324,13 @@ fn explain_no_answer(action: &Action, n: &NoAnswer, server: &str) -> KspyError {
 
 /// For a write that got no answer: that it may have been carried out all the same, and how to
 /// look. `None` for a read.
-fn maybe_done(action: &Action) -> Option<String> {
+fn maybe_done(action: &Action, flags: &str) -> Option<String> {
     match action {
         Action::AddEphemeral { .. } | Action::CreatePod { .. } | Action::DeletePod { .. } => {
             let (_, _, ns) = action.permission();
             Some(format!(
                 "the request may have been carried out all the same: look before running the \
-                 command again (`kubectl get pods -n {}`)",
+                 command again (`kubectl{flags} get pods -n {}`)",
                 ns.unwrap_or("default")
             ))
         }
@@ -338,12 +340,12 @@ fn maybe_done(action: &Action) -> Option<String> {
 
 /// Ctrl-C while a request was on its way: said, with whether it may have been carried out;
 /// kspy then ends as Ctrl-C ends it ([`crate::interrupt::EXIT_INTERRUPTED`]).
-pub fn interrupted_request(action: &Action) -> KspyError {
+pub fn interrupted_request(action: &Action, flags: &str) -> KspyError {
     KspyError::new(format!(
         "{}: interrupted before the API server answered",
         action.failed()
     ))
-    .details(maybe_done(action))
+    .details(maybe_done(action, flags))
     .exit_code(crate::interrupt::EXIT_INTERRUPTED)
 }
 
@@ -406,7 +408,7 @@ fn explain_certificate(action: &Action, server: &str, problem: &str) -> KspyErro
 }
 
 /// Explains an API `Status` answer.
-pub fn explain_status(action: &Action, status: &Status) -> KspyError {
+pub fn explain_status(action: &Action, status: &Status, flags: &str) -> KspyError {
     let message = status.message.trim();
     if let Some(denial) = WebhookDenial::parse(message) {
         return explain_webhook_denial(action, &denial);
@@ -420,10 +422,10 @@ pub fn explain_status(action: &Action, status: &Status) -> KspyError {
             action.failed()
         ))
         .details([message.to_string()])
-        .hint(
+        .hint(format!(
             "the webhook's service is down or unreachable and its failurePolicy is Fail; \
-             platform team: `kubectl -n kspy-system get pods`",
-        );
+             platform team: `kubectl{flags} -n kspy-system get pods`"
+        ));
     }
     match status.code {
         401 => KspyError::new(format!(
@@ -432,7 +434,7 @@ pub fn explain_status(action: &Action, status: &Status) -> KspyError {
         ))
         .details(nonempty(message))
         .hint("your credentials expired or are wrong; log in again"),
-        403 => explain_forbidden(action, message),
+        403 => explain_forbidden(action, message, flags),
         404 => explain_not_found(action, status),
         // A write conflict: the object changed between kspy's read and its write. The
         // ephemeralcontainers subresource only ever answers 409 so (its new container's name
@@ -456,7 +458,7 @@ pub fn explain_status(action: &Action, status: &Status) -> KspyError {
                 // one being debugged.
                 e = e.hint(format!(
                     "pick another name; pod {ns}/{pod} stays as it is. Only if it is a debug pod \
-                     of kspy's you no longer need (`kubectl get pod {pod} -n {ns} -L \
+                     of kspy's you no longer need (`kubectl{flags} get pod {pod} -n {ns} -L \
                      kspy.dev/debug` shows copy or node), delete it first"
                 ));
             }
@@ -525,14 +527,14 @@ fn nonempty(message: &str) -> Vec<String> {
 /// patch resource …`) means a missing RBAC permission; every other 403 comes from an
 /// admission plugin or policy — a ResourceQuota used up, a namespace being deleted, a
 /// ValidatingAdmissionPolicy — for which asking for a Role would send the user the wrong way.
-fn explain_forbidden(action: &Action, message: &str) -> KspyError {
+fn explain_forbidden(action: &Action, message: &str, flags: &str) -> KspyError {
     match RbacDenial::parse(message) {
-        Some(d) => explain_rbac(action, message, &d),
-        None => explain_refused(action, message),
+        Some(d) => explain_rbac(action, message, &d, flags),
+        None => explain_refused(action, message, flags),
     }
 }
 
-fn explain_rbac(action: &Action, message: &str, d: &RbacDenial) -> KspyError {
+fn explain_rbac(action: &Action, message: &str, d: &RbacDenial, flags: &str) -> KspyError {
     let (verb, resource, ns) = (&d.verb, &d.resource, &d.namespace);
     // Without a namespace the request was at cluster scope (`ls -A`, nodes): only a
     // ClusterRole grants that, and `can-i` needs `-A` to ask about pods in every namespace.
@@ -550,26 +552,26 @@ fn explain_rbac(action: &Action, message: &str, d: &RbacDenial) -> KspyError {
     .details(nonempty(message))
     .hint(format!(
         "ask for an RBAC {role} granting verb \"{verb}\" on resource \"{resource}\"{scope}; \
-             check with `kubectl auth can-i {verb} {resource}{can_i_ns}`"
+             check with `kubectl{flags} auth can-i {verb} {resource}{can_i_ns}`"
     ))
 }
 
 /// A 403 that is no RBAC denial: the server's message says why, with a hint for the refusals
 /// kspy knows.
-fn explain_refused(action: &Action, message: &str) -> KspyError {
+fn explain_refused(action: &Action, message: &str, flags: &str) -> KspyError {
     let (_, _, ns) = action.permission();
     let ns = ns.unwrap_or("default");
     let hint = if message.contains("exceeded quota") {
         format!(
-            "a ResourceQuota of namespace {ns} is used up: `kubectl describe resourcequota -n \
-             {ns}` shows its limits and what is used; delete what you no longer need there \
-             (debug copies and node pods too: `{} ls -n {ns}`), or ask its owners for more",
+            "a ResourceQuota of namespace {ns} is used up: `kubectl{flags} describe resourcequota \
+             -n {ns}` shows its limits and what is used; delete what you no longer need there \
+             (debug copies and node pods too: `{} ls{flags} -n {ns}`), or ask its owners for more",
             crate::prog()
         )
     } else if message.contains("failed quota") {
         format!(
             "a ResourceQuota of namespace {ns} requires requests or limits of every container \
-             (`kubectl describe resourcequota -n {ns}`): give the debug container resources \
+             (`kubectl{flags} describe resourcequota -n {ns}`): give the debug container resources \
              with --custom (a copy or node pod; an ephemeral container cannot have any), or \
              ask the quota's owners for a LimitRange that fills them in"
         )
@@ -581,7 +583,7 @@ fn explain_refused(action: &Action, message: &str) -> KspyError {
     } else if let Some(policy) = admission_policy_name(message) {
         format!(
             "the ValidatingAdmissionPolicy {policy} refused it, not RBAC and not kspy's policy; \
-             its owners (often the platform team) can say why: `kubectl get \
+             its owners (often the platform team) can say why: `kubectl{flags} get \
              validatingadmissionpolicy {policy} -o yaml` shows its rules"
         )
     } else {
@@ -994,7 +996,7 @@ mod tests {
             "message": "pods \"web\" is forbidden: User \"alice\" cannot patch resource \"pods/ephemeralcontainers\" in API group \"\" in the namespace \"prod\"",
             "reason": "Forbidden", "details": {"name": "web", "kind": "pods"}, "code": 403
         }));
-        let e = explain_status(&add("prod", "web"), &s);
+        let e = explain_status(&add("prod", "web"), &s, "");
         assert!(
             e.headline
                 .contains("not allowed to patch pods/ephemeralcontainers in namespace prod"),
@@ -1016,7 +1018,7 @@ mod tests {
             "message": "pods is forbidden: User \"alice\" cannot list resource \"pods\" in API group \"\" at the cluster scope",
             "reason": "Forbidden", "details": {"kind": "pods"}, "code": 403
         }));
-        let e = explain_status(&add("prod", "web"), &s);
+        let e = explain_status(&add("prod", "web"), &s, "");
         assert!(
             e.headline
                 .contains("not allowed to list pods at cluster scope"),
@@ -1026,6 +1028,47 @@ mod tests {
         let hint = e.hint.expect("a hint");
         assert!(hint.contains("RBAC ClusterRole"), "{hint}");
         assert!(hint.contains("kubectl auth can-i list pods -A`"), "{hint}");
+    }
+
+    /// The commands a hint suggests repeat the `--kubeconfig`/`--context` flags given, so that
+    /// they look at the cluster kspy was talking to.
+    #[test]
+    fn suggested_commands_in_hints_repeat_the_cluster_flags() {
+        let flags = " --context 'prod eu'";
+        let rbac = status(serde_json::json!({
+            "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+            "message": "pods \"web\" is forbidden: User \"alice\" cannot patch resource \"pods/ephemeralcontainers\" in API group \"\" in the namespace \"prod\"",
+            "reason": "Forbidden", "code": 403
+        }));
+        let hint = explain_status(&add("prod", "web"), &rbac, flags)
+            .hint
+            .expect("a hint");
+        assert!(
+            hint.contains(
+                "`kubectl --context 'prod eu' auth can-i patch pods/ephemeralcontainers -n prod`"
+            ),
+            "{hint}"
+        );
+        let quota = status(serde_json::json!({
+            "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+            "message": "pods \"web-dbg\" is forbidden: exceeded quota: compute, requested: pods=1, used: pods=10, limited: pods=10",
+            "reason": "Forbidden", "code": 403
+        }));
+        let create = Action::CreatePod {
+            ns: "prod".into(),
+            pod: "web-dbg".into(),
+        };
+        let hint = explain_status(&create, &quota, flags).hint.expect("a hint");
+        assert!(
+            hint.contains("`kubectl --context 'prod eu' describe resourcequota -n prod`")
+                && hint.contains("ls --context 'prod eu' -n prod`"),
+            "{hint}"
+        );
+        let interrupted = interrupted_request(&create, flags).render("kspy");
+        assert!(
+            interrupted.contains("`kubectl --context 'prod eu' get pods -n prod`"),
+            "{interrupted}"
+        );
     }
 
     /// A 403 whose message is not the authorizer's `User "…" cannot …` is no RBAC denial: it
@@ -1040,7 +1083,7 @@ mod tests {
         let refused = |message: &str| {
             let s = status(serde_json::json!({"status": "Failure", "message": message,
                 "reason": "Forbidden", "code": 403}));
-            let e = explain_status(&create, &s);
+            let e = explain_status(&create, &s, "");
             assert_eq!(
                 e.headline,
                 "could not create pod dev/web-debug: the API server refused the request (403 \
@@ -1101,7 +1144,7 @@ mod tests {
             "message": "admission webhook \"validate.kspy.dev\" denied the request: capability SYS_ADMIN is granted by no applicable policy (sre-ptrace grants SYS_PTRACE to group sre); image docker.io/library/ubuntu:latest is not allowed",
             "reason": "Forbidden", "code": 403
         }));
-        let e = explain_status(&add("prod", "web"), &s);
+        let e = explain_status(&add("prod", "web"), &s, "");
         assert_eq!(
             e.headline,
             "admission webhook \"validate.kspy.dev\" denied adding debug container debugger-abcde to pod prod/web"
@@ -1147,7 +1190,7 @@ mod tests {
                 ),
                 "reason": "Forbidden", "code": 403
             }));
-            let e = explain_status(&add("prod", "web"), &s);
+            let e = explain_status(&add("prod", "web"), &s, "");
             assert_eq!(
                 e.details,
                 vec![
@@ -1166,7 +1209,7 @@ mod tests {
             "message": "pods \"web\" is forbidden: violates PodSecurity \"baseline:latest\": non-default capabilities (container \"debugger-abcde\" must not include \"SYS_PTRACE\" in securityContext.capabilities.add), privileged (container \"debugger-abcde\" must not set securityContext.privileged=true)",
             "reason": "Forbidden", "details": {"name": "web", "kind": "pods"}, "code": 403
         }));
-        let e = explain_status(&add("prod", "web"), &s);
+        let e = explain_status(&add("prod", "web"), &s, "");
         assert!(
             e.headline
                 .contains("namespace prod enforces level \"baseline\" (latest)"),
@@ -1208,7 +1251,7 @@ mod tests {
             "message": "the server could not find the requested resource", "reason": "NotFound",
             "details": {}, "code": 404
         }));
-        let e = explain_status(&add("prod", "web"), &s);
+        let e = explain_status(&add("prod", "web"), &s, "");
         assert!(
             e.headline.contains("does not serve ephemeral containers"),
             "{}",
@@ -1221,7 +1264,7 @@ mod tests {
             "details": {"name": "web", "kind": "pods"}, "code": 404
         }));
         assert_eq!(
-            explain_status(&add("prod", "web"), &s).headline,
+            explain_status(&add("prod", "web"), &s, "").headline,
             "pod prod/web no longer exists"
         );
     }
@@ -1235,7 +1278,7 @@ mod tests {
                 {"reason": "FieldValueDuplicate", "message": "Duplicate value: \"dbg\"", "field": "spec.ephemeralContainers[0].name"}
             ]}
         }));
-        let e = explain_status(&add("prod", "web"), &s);
+        let e = explain_status(&add("prod", "web"), &s, "");
         assert_eq!(
             e.details,
             vec!["spec.ephemeralContainers[0].name: Duplicate value: \"dbg\""]
@@ -1249,7 +1292,7 @@ mod tests {
             "message": "Operation cannot be fulfilled on pods \"web\": the object has been modified; please apply your changes to the latest version and try again",
             "reason": "Conflict", "details": {"name": "web", "kind": "pods"}, "code": 409
         }));
-        let e = explain_status(&add("prod", "web"), &conflict);
+        let e = explain_status(&add("prod", "web"), &conflict, "");
         assert_eq!(
             e.headline,
             "could not add debug container debugger-abcde to pod prod/web: the pod was changed by someone else at the same time (409 Conflict)"
@@ -1267,7 +1310,7 @@ mod tests {
             ns: "prod".into(),
             pod: "web-debug".into(),
         };
-        let e = explain_status(&create, &exists);
+        let e = explain_status(&create, &exists, "");
         assert_eq!(
             e.headline,
             "could not create pod prod/web-debug: it already exists"
@@ -1320,7 +1363,7 @@ mod tests {
                 connected,
                 hop: "10.0.0.1:6443".into(),
             }));
-            explain(&list, err, "https://10.0.0.1:6443/")
+            explain(&list, err, "https://10.0.0.1:6443/", "")
         };
         let e = no_answer(false, true);
         assert_eq!(
@@ -1354,7 +1397,7 @@ mod tests {
             "status": "Failure", "code": 403, "reason": "Forbidden",
             "message": "admission webhook \"x.example.com\" denied the request: bad \u{1b}[2Jimage\u{1b}]0;pwned\u{7}"
         }));
-        let text = explain_status(&add("prod", "web"), &s).render("kspy");
+        let text = explain_status(&add("prod", "web"), &s, "").render("kspy");
         assert!(
             !text.chars().any(|c| c.is_control() && c != '\n'),
             "{text:?}"

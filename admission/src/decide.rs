@@ -375,8 +375,9 @@ impl<'p> PolicyVariables<'p> {
         }
     }
 
-    /// Evaluates what `exprs` need, then a scope binding `variables` to every value held.
-    fn scope_for_all<'c>(
+    /// Evaluates what `expr` (and `also`, a message expression) need, then a scope binding
+    /// `variables` to every value held.
+    fn scope_for<'c>(
         &mut self,
         scope: &'c Context<'c>,
         expr: &crate::cel::Expression,
@@ -389,14 +390,6 @@ impl<'p> PolicyVariables<'p> {
         }
         self.evaluate(scope, needed)?;
         Ok(self.bound(scope))
-    }
-
-    fn scope_for<'c>(
-        &mut self,
-        scope: &'c Context<'c>,
-        expr: &crate::cel::Expression,
-    ) -> Result<Context<'c>, CelFailure> {
-        self.scope_for_all(scope, expr, None)
     }
 
     /// Evaluates the `needed` variables and the earlier ones they name, in declaration order
@@ -479,7 +472,7 @@ fn evaluate_policy(
     // the namespace lacks) must not deny it.
     let mut variables = PolicyVariables::new(&p.variables);
     for (name, expr) in &p.conditions {
-        let child = match variables.scope_for(scope, expr) {
+        let child = match variables.scope_for(scope, expr, None) {
             Ok(child) => child,
             Err(failure) => {
                 outcome.errors.push(failure);
@@ -504,17 +497,16 @@ fn evaluate_policy(
     }
     bind(scope, p.validation_reads);
     for (i, v) in p.validations.iter().enumerate() {
-        let child =
-            match variables.scope_for_all(scope, &v.expression, v.message_expression.as_ref()) {
-                Ok(child) => child,
-                Err(failure) => {
-                    // Once per variable, however many validations name it.
-                    if !outcome.errors.iter().any(|f| f.what == failure.what) {
-                        outcome.errors.push(failure);
-                    }
-                    continue;
+        let child = match variables.scope_for(scope, &v.expression, v.message_expression.as_ref()) {
+            Ok(child) => child,
+            Err(failure) => {
+                // Once per variable, however many validations name it.
+                if !outcome.errors.iter().any(|f| f.what == failure.what) {
+                    outcome.errors.push(failure);
                 }
-            };
+                continue;
+            }
+        };
         match v.expression.eval_bool(&child) {
             Ok(true) => {}
             Ok(false) => {

@@ -14,7 +14,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use k8s_openapi::api::core::v1::{EphemeralContainer, Pod};
+use k8s_openapi::api::core::v1::{Container, EphemeralContainer, Pod};
 use kube::core::admission::Operation;
 use serde_json::Value;
 
@@ -252,6 +252,29 @@ fn attach(review: &ParsedReview) -> Result<DebugRequest, ClassifyError> {
         action: Action::Attach,
         subjects,
         pod: PodAsks::inherited(pod),
+    })
+}
+
+/// What a container of `pod` (whose volumes are `volumes`) asks for when it reads as
+/// `container` in list `list`: a subject as kspy's own `/mutate` defaults leave it. `None` when
+/// `container` is no container. Its traced containers are not worked out: only Pod Security
+/// reads these asks, and it does not judge tracing.
+pub(crate) fn asks_of(
+    list: ContainerList,
+    container: &Value,
+    pod: &Pod,
+    volumes: &PodVolumes<'_>,
+) -> Option<Asks> {
+    use serde::Deserialize;
+    Some(match list {
+        ContainerList::Ephemeral => {
+            let c = EphemeralContainer::deserialize(container).ok()?;
+            Asks::extract(&ContainerParts::from_ephemeral(&c), pod, volumes)
+        }
+        ContainerList::Containers | ContainerList::InitContainers => {
+            let c = Container::deserialize(container).ok()?;
+            Asks::extract(&ContainerParts::from_container(&c), pod, volumes)
+        }
     })
 }
 

@@ -11,7 +11,9 @@ use crate::cel::{CelEnv, Expression, json_to_cel};
 use crate::classify::{Action, Classifier, classify};
 use crate::decide::{Decision, DenialReason, Judge, decide, request_variables};
 use crate::defaults::{PatchBuilder, SubjectDefaults, subject_defaults};
-use crate::pod_security::{enforced_level, suggested_profile, violations};
+use crate::asks::PodVolumes;
+use crate::classify::asks_of;
+use crate::pod_security::{AddedContainer, Level, enforced_level};
 use crate::policy::{LoadError, LoadErrors, Mode, PolicySet};
 use crate::review::ParsedReview;
 
@@ -261,7 +263,20 @@ impl Engine {
             Endpoint::Mutate => self.mutate(base, &judge, review, &request, namespace, subjects),
             Endpoint::Validate => {
                 let mut decision = decide(&judge, &self.settings);
-                pod_security_warnings(&mut decision, review, &request, namespace);
+                if let Some(level) = enforced_level(namespace) {
+                    let added: Vec<_> = request
+                        .subjects
+                        .iter()
+                        .map(|s| AddedContainer {
+                            name: &s.name,
+                            asks: &s.asks,
+                            container: &s.container,
+                        })
+                        .collect();
+                    decision
+                        .warnings
+                        .extend(pod_security_warnings(level, review, &request, &added));
+                }
                 let action = Some(request.action);
                 if decision.allowed() {
                     let mut response = base;
@@ -339,12 +354,20 @@ impl Engine {
                 },
             ));
         }
+        let patch = patch.build();
+        // Pod Security runs after the mutating webhooks and before the validating ones, so a
+        // request it refuses never reaches /validate: the warnings are given here, for the
+        // containers as kspy's own defaults leave them (on a refusal the API server still
+        // returns the warnings of the webhooks it called).
+        if let Some(level) = enforced_level(namespace).filter(|l| *l > Level::Privileged) {
+            notes.extend(warnings_after_patch(level, review, request, object, &patch));
+        }
         let mut response = base;
         if !notes.is_empty() {
             response.warnings = Some(notes);
         }
-        if !patch.is_empty() {
-            match response.clone().with_patch(patch.build()) {
+        if !patch.0.is_empty() {
+            match response.clone().with_patch(patch) {
                 Ok(r) => response = r,
                 Err(e) => {
                     return denial(
@@ -422,35 +445,78 @@ fn pod_name(review: &ParsedReview) -> String {
         .unwrap_or_else(|| review.name().to_owned())
 }
 
+/// The Pod Security warnings of a debug request whose added containers read as `added`.
 fn pod_security_warnings(
-    d: &mut Decision,
+    level: Level,
     review: &ParsedReview,
     request: &crate::classify::DebugRequest,
-    namespace: Option<&Namespace>,
-) {
-    let Some(level) = enforced_level(namespace) else {
-        return;
+    added: &[AddedContainer<'_>],
+) -> Vec<String> {
+    let Some(pod) = review.pod() else {
+        return Vec::new();
     };
-    let pod_sc = review
-        .pod()
-        .and_then(|p| p.spec.as_ref())
-        .and_then(|s| s.security_context.as_ref())
-        .and_then(|sc| serde_json::to_value(sc).ok())
-        .unwrap_or(serde_json::Value::Null);
-    let pod_sc = &pod_sc;
-    for s in &request.subjects {
-        let found = violations(level, &s.asks, &s.container, pod_sc, request);
-        if !found.is_empty() {
-            d.warnings.push(format!(
-                "namespace {:?} enforces Pod Security {:?}, which forbids in container {:?}: {}; the API server will reject it (try --profile {} or ask for an exemption)",
-                review.namespace().unwrap_or(""),
-                level.as_str(),
-                s.name,
-                found.join(", "),
-                suggested_profile(level)
-            ));
+    let pod_label = match request.action {
+        Action::Attach => review.name().to_owned(),
+        Action::Copy | Action::Node => pod_name(review),
+    };
+    crate::pod_security::warnings(
+        level,
+        review.namespace().unwrap_or(""),
+        &pod_label,
+        request.action,
+        pod,
+        &request.pod,
+        added,
+    )
+}
+
+/// [`pod_security_warnings`] for the subjects as `patch` (kspy's own defaults, applied to
+/// `object`) leaves them. A subject the patch cannot be read back for is judged as sent: a
+/// warning too many, never one too few.
+fn warnings_after_patch(
+    level: Level,
+    review: &ParsedReview,
+    request: &crate::classify::DebugRequest,
+    object: &serde_json::Value,
+    patch: &json_patch::Patch,
+) -> Vec<String> {
+    let Some(pod) = review.pod() else {
+        return Vec::new();
+    };
+    let mut patched = None;
+    if !patch.0.is_empty() {
+        let mut o = object.clone();
+        if json_patch::patch(&mut o, patch).is_ok() {
+            patched = Some(o);
         }
     }
+    let volumes = PodVolumes::of(pod);
+    let after: Vec<Option<(&serde_json::Value, crate::Asks)>> = request
+        .subjects
+        .iter()
+        .map(|s| {
+            let container = &patched.as_ref()?["spec"][s.list.field()][s.index];
+            Some((container, asks_of(s.list, container, pod, &volumes)?))
+        })
+        .collect();
+    let added: Vec<AddedContainer<'_>> = request
+        .subjects
+        .iter()
+        .zip(&after)
+        .map(|(s, after)| match after {
+            Some((container, asks)) => AddedContainer {
+                name: &s.name,
+                asks,
+                container,
+            },
+            None => AddedContainer {
+                name: &s.name,
+                asks: &s.asks,
+                container: &s.container,
+            },
+        })
+        .collect();
+    pod_security_warnings(level, review, request, &added)
 }
 
 /// Evaluates the configured classifier expressions over `object`, `request` and

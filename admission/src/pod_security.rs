@@ -1,12 +1,14 @@
 //! Pod Security Standards, as the namespace's `pod-security.kubernetes.io/enforce` label sets
-//! them: what a debug container must carry to be admitted, and what it asks that the level
-//! forbids (reported as warnings before the API server's own rejection).
+//! them: what a debug container must carry to be admitted, and what a debug request asks that
+//! the level forbids (reported as warnings before the API server's own rejection).
 
-use k8s_openapi::api::core::v1::Namespace;
+use std::collections::BTreeSet;
+
+use k8s_openapi::api::core::v1::{Namespace, Pod, Volume};
 use serde_json::{Value, json};
 
-use crate::asks::{Asks, VolumeKind};
-use crate::classify::DebugRequest;
+use crate::asks::{Asks, ContainerParts, PodAsks, PodVolumes, VolumeKind};
+use crate::classify::Action;
 
 /// The namespace label that sets the enforced level.
 pub const ENFORCE_LABEL: &str = "pod-security.kubernetes.io/enforce";
@@ -101,13 +103,14 @@ pub fn conforming_security_context(
     Some(sc)
 }
 
-/// What in a subject the namespace's level forbids, one line each.
+/// What in one container the namespace's level forbids, one phrase each. `host_namespaces`
+/// are the pod's (`pid`, `network`, `ipc`), named with the container they reach.
 pub fn violations(
     level: Level,
     asks: &Asks,
     container: &Value,
     pod_sc: &Value,
-    request: &DebugRequest,
+    host_namespaces: &[&str],
 ) -> Vec<String> {
     let mut out = Vec::new();
     if level == Level::Privileged {
@@ -116,7 +119,7 @@ pub fn violations(
     if asks.privileged {
         out.push("privileged: true".to_owned());
     }
-    for ns in request.pod.host_namespaces() {
+    for ns in host_namespaces {
         out.push(format!("the host {ns} namespace"));
     }
     for v in &asks.volumes {
@@ -175,6 +178,177 @@ pub fn violations(
         }
     }
     out
+}
+
+/// The volume types `restricted` allows (besides none at all).
+const RESTRICTED_VOLUME_TYPES: &[&str] = &[
+    "configMap",
+    "csi",
+    "downwardAPI",
+    "emptyDir",
+    "ephemeral",
+    "persistentVolumeClaim",
+    "projected",
+    "secret",
+];
+
+/// What `level` forbids in a pod beyond what its containers ask for themselves, one phrase
+/// each: host ports, sysctls outside the safe set, hostPath volumes that no container in
+/// `mounted_host_paths` mounts (Pod Security refuses the volume, mounted or not; a mounted
+/// one is named with its container), and under `restricted` volumes of types it does not
+/// allow.
+pub fn pod_spec_violations(
+    level: Level,
+    pod: &Pod,
+    mounted_host_paths: &BTreeSet<String>,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    if level == Level::Privileged {
+        return out;
+    }
+    let asks = PodAsks::extract(pod);
+    out.extend(asks.host_ports.iter().map(|p| format!("hostPort {p}")));
+    out.extend(asks.unsafe_sysctls.iter().map(|s| format!("sysctl {s}")));
+    let volumes = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.volumes.as_deref())
+        .unwrap_or_default();
+    for v in volumes {
+        if v.host_path.is_some() {
+            if !mounted_host_paths.contains(&v.name) {
+                out.push(format!("hostPath volume {:?}", v.name));
+            }
+        } else if level == Level::Restricted
+            && let Some(kind) =
+                volume_type(v).filter(|t| !RESTRICTED_VOLUME_TYPES.contains(&t.as_str()))
+        {
+            out.push(format!("volume {:?} of type {kind}", v.name));
+        }
+    }
+    out
+}
+
+/// The type of a volume as its JSON field names it (`gitRepo`, `nfs`); `None` for a volume
+/// with no source, which the API server defaults to an emptyDir.
+fn volume_type(v: &Volume) -> Option<String> {
+    let json = serde_json::to_value(v).ok()?;
+    json.as_object()?.keys().find(|k| *k != "name").cloned()
+}
+
+/// One container a debug request adds, as Pod Security will see it: after kspy's own
+/// `/mutate` defaults when the warnings are given at `/mutate`.
+#[derive(Debug, Clone, Copy)]
+pub struct AddedContainer<'a> {
+    /// Its name.
+    pub name: &'a str,
+    /// What it asks for.
+    pub asks: &'a Asks,
+    /// The container as JSON.
+    pub container: &'a Value,
+}
+
+/// The Pod Security warnings for a debug request in namespace `namespace` enforcing `level`:
+/// one per added container that the level forbids something in, and one for the pod
+/// (`pod_name`) around them. For an attach Pod Security judges the whole pod, not just the
+/// container added, so containers already in it that the level forbids (the level was
+/// tightened after the pod started, or the pod is exempt) make the API server refuse any
+/// debug container; `added` are then the new ephemeral containers, and `pod` the pod with
+/// them. For a copy or node pod `added` are all its containers.
+pub fn warnings(
+    level: Level,
+    namespace: &str,
+    pod_name: &str,
+    action: Action,
+    pod: &Pod,
+    pod_asks: &PodAsks,
+    added: &[AddedContainer<'_>],
+) -> Vec<String> {
+    let mut out = Vec::new();
+    if level == Level::Privileged {
+        return out;
+    }
+    let pod_sc = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.security_context.as_ref())
+        .and_then(|sc| serde_json::to_value(sc).ok())
+        .unwrap_or(Value::Null);
+    let host_namespaces = pod_asks.host_namespaces();
+    let mut mounted_host_paths: BTreeSet<String> = BTreeSet::new();
+    for c in added {
+        mounted_host_paths.extend(host_path_mounts(c.asks));
+        let found = violations(level, c.asks, c.container, &pod_sc, &host_namespaces);
+        if !found.is_empty() {
+            out.push(format!(
+                "namespace {namespace:?} enforces Pod Security {:?}, which forbids in container {:?}: {}; the API server will reject it (try --profile {} or ask for an exemption)",
+                level.as_str(),
+                c.name,
+                found.join(", "),
+                suggested_profile(level)
+            ));
+        }
+    }
+
+    let mut in_pod = Vec::new();
+    let volumes = PodVolumes::of(pod);
+    let added_names: BTreeSet<&str> = added.iter().map(|c| c.name).collect();
+    for (parts, json) in pod_containers(pod) {
+        if added_names.contains(parts.name) {
+            continue;
+        }
+        let asks = Asks::extract(&parts, pod, &volumes);
+        // Host namespaces are named once, with the containers added.
+        let found = violations(level, &asks, &json, &pod_sc, &[]);
+        if !found.is_empty() {
+            in_pod.push(format!("container {:?}: {}", parts.name, found.join(", ")));
+        }
+        mounted_host_paths.extend(host_path_mounts(&asks));
+    }
+    in_pod.extend(pod_spec_violations(level, pod, &mounted_host_paths));
+    if !in_pod.is_empty() {
+        let consequence = match action {
+            Action::Attach => {
+                "adding a container makes the API server judge the whole pod, so it will reject the \
+                 debug container unless the pod is exempt"
+            }
+            Action::Copy | Action::Node => "the API server will reject the pod unless it is exempt",
+        };
+        out.push(format!(
+            "namespace {namespace:?} enforces Pod Security {:?}, which forbids in pod {pod_name:?}: {}; {consequence} (ask a cluster administrator for a Pod Security exemption)",
+            level.as_str(),
+            in_pod.join("; "),
+        ));
+    }
+    out
+}
+
+/// The names of the hostPath volumes a container mounts.
+fn host_path_mounts(asks: &Asks) -> impl Iterator<Item = String> + '_ {
+    asks.volumes
+        .iter()
+        .filter(|v| v.kind == VolumeKind::HostPath)
+        .map(|v| v.name.clone())
+}
+
+/// Every container of the pod (init, regular, ephemeral) with its JSON form.
+fn pod_containers(pod: &Pod) -> Vec<(ContainerParts<'_>, Value)> {
+    let Some(spec) = &pod.spec else {
+        return Vec::new();
+    };
+    spec.init_containers
+        .iter()
+        .flatten()
+        .chain(&spec.containers)
+        .map(|c| {
+            let json = serde_json::to_value(c).unwrap_or(Value::Null);
+            (ContainerParts::from_container(c), json)
+        })
+        .chain(spec.ephemeral_containers.iter().flatten().map(|c| {
+            let json = serde_json::to_value(c).unwrap_or(Value::Null);
+            (ContainerParts::from_ephemeral(c), json)
+        }))
+        .collect()
 }
 
 /// The `kspy attach --profile` that fits a level, for hints.

@@ -1,0 +1,199 @@
+//! Pod Security warnings: what the namespace's enforced level will make the API server refuse,
+//! said by kspy with what to do. The API server runs Pod Security after the mutating webhooks
+//! and before the validating ones, so `/mutate` gives them, for the containers as kspy's own
+//! defaults leave them; `/validate` gives the same (for `kspy policy eval` and where Pod
+//! Security lets the request through).
+
+mod common;
+
+use common::*;
+use kspy_admission::Endpoint;
+use serde_json::{Value, json};
+
+const ENFORCE: &str = "pod-security.kubernetes.io/enforce";
+
+/// Grants busybox and SYS_PTRACE; `defaults` is the policy's `defaults:` mapping.
+fn grants(defaults: &str) -> String {
+    policy(
+        "debug",
+        &format!(
+            "  match: {{actions: [attach, copy]}}\n  grant: {{images: ['busybox:*'], capabilities: [SYS_PTRACE], runAsRoot: true, hostPaths: ['/var/log']}}\n  defaults: {defaults}"
+        ),
+    )
+}
+
+/// A securityContext that meets `restricted`.
+fn hardened() -> Value {
+    json!({
+        "allowPrivilegeEscalation": false, "runAsNonRoot": true, "runAsUser": 1000,
+        "capabilities": {"drop": ["ALL"]}, "seccompProfile": {"type": "RuntimeDefault"}
+    })
+}
+
+/// An attach of `d` to a pod whose own containers are hardened, edited by `edit` (object and
+/// oldObject alike).
+fn attach_to(d: Value, edit: impl Fn(&mut Value)) -> Value {
+    let mut r = attach("locked", "alice", &["sre"], vec![], vec![d]);
+    for pod in ["object", "oldObject"] {
+        let spec = &mut r["request"][pod]["spec"];
+        for c in spec["containers"].as_array_mut().unwrap() {
+            c["securityContext"] = hardened();
+        }
+        edit(&mut r["request"][pod]);
+    }
+    r
+}
+
+fn warnings(j: &kspy_admission::Judgement) -> Vec<String> {
+    j.response.warnings.clone().unwrap_or_default()
+}
+
+fn pod_security_lines(j: &kspy_admission::Judgement) -> Vec<String> {
+    warnings(j)
+        .into_iter()
+        .filter(|w| w.contains("enforces Pod Security"))
+        .collect()
+}
+
+#[test]
+fn mutate_warns_for_the_container_as_the_defaults_leave_it() {
+    let restricted = namespace("locked", &[(ENFORCE, "restricted")]);
+    let plain = attach_to(debugger("d", "busybox:1.36"), |_| {});
+
+    // `podSecurity: conform` fills in what restricted needs: nothing to warn about.
+    let e = engine(&grants("{podSecurity: conform}"));
+    let j = judge(&e, &plain, Endpoint::Mutate, Some(&restricted));
+    assert!(!patch_of(&j).is_empty());
+    assert_eq!(pod_security_lines(&j), Vec::<String>::new());
+
+    // Without it the container reaches Pod Security as sent, and the warning says so first.
+    let e = engine(&grants("{imagePullPolicy: IfNotPresent}"));
+    let j = judge(&e, &plain, Endpoint::Mutate, Some(&restricted));
+    let lines = pod_security_lines(&j);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(
+        lines[0].starts_with(
+            r#"namespace "locked" enforces Pod Security "restricted", which forbids in container "d": allowPrivilegeEscalation not set to false"#
+        ),
+        "{lines:?}"
+    );
+    assert!(lines[0].ends_with("(try --profile restricted or ask for an exemption)"));
+
+    // What no default can make restricted is still named after the defaults.
+    let mut ptrace = debugger("d", "busybox:1.36");
+    ptrace["securityContext"] = json!({"capabilities": {"add": ["SYS_PTRACE"]}});
+    let e = engine(&grants("{podSecurity: conform}"));
+    let j = judge(
+        &e,
+        &attach_to(ptrace, |_| {}),
+        Endpoint::Mutate,
+        Some(&restricted),
+    );
+    let lines = pod_security_lines(&j);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(
+        lines[0].contains(r#"which forbids in container "d": capability SYS_PTRACE;"#),
+        "{lines:?}"
+    );
+    assert!(!lines[0].contains("allowPrivilegeEscalation"), "{lines:?}");
+
+    // No level, or privileged: no warning.
+    for ns in [
+        namespace("locked", &[]),
+        namespace("locked", &[(ENFORCE, "privileged")]),
+    ] {
+        let j = judge(&e, &attach_to(debugger("d", "busybox:1.36"), |_| {}), Endpoint::Mutate, Some(&ns));
+        assert_eq!(pod_security_lines(&j), Vec::<String>::new());
+    }
+}
+
+#[test]
+fn an_attach_warns_about_what_the_pod_already_has() {
+    let e = engine(&grants("{podSecurity: conform}"));
+    let baseline = namespace("locked", &[(ENFORCE, "baseline")]);
+    let r = attach_to(debugger("d", "busybox:1.36"), |pod| {
+        let spec = &mut pod["spec"];
+        spec["containers"][0]["securityContext"]["privileged"] = json!(true);
+        spec["containers"][0]["securityContext"]["allowPrivilegeEscalation"] = json!(true);
+        spec["containers"][1]["ports"] = json!([{"containerPort": 80, "hostPort": 8080}]);
+        spec["containers"][1]["volumeMounts"] = json!([{"name": "logs", "mountPath": "/logs"}]);
+        spec["volumes"]
+            .as_array_mut()
+            .unwrap()
+            .extend([
+                json!({"name": "logs", "hostPath": {"path": "/var/log"}}),
+                json!({"name": "spare", "hostPath": {"path": "/srv"}}),
+            ]);
+        spec["securityContext"] = json!({"sysctls": [
+            {"name": "kernel.msgmax", "value": "65536"},
+            {"name": "net.ipv4.tcp_syncookies", "value": "1"}
+        ]});
+    });
+    let expected = concat!(
+        r#"namespace "locked" enforces Pod Security "baseline", which forbids in pod "web-1": "#,
+        r#"container "app": privileged: true; "#,
+        r#"container "sidecar": hostPath volume "logs"; "#,
+        r#"hostPort 8080; sysctl kernel.msgmax; hostPath volume "spare"; "#,
+        "adding a container makes the API server judge the whole pod, so it will reject the ",
+        "debug container unless the pod is exempt (ask a cluster administrator for a Pod ",
+        "Security exemption)"
+    );
+    // The same text from both endpoints, so that the API server, which drops a warning it
+    // already gave, shows it once.
+    for endpoint in [Endpoint::Mutate, Endpoint::Validate] {
+        let j = judge(&e, &r, endpoint, Some(&baseline));
+        assert_eq!(pod_security_lines(&j), [expected], "{endpoint:?}");
+    }
+}
+
+#[test]
+fn restricted_names_the_volume_types_it_does_not_allow() {
+    let e = engine(&grants("{podSecurity: conform}"));
+    let restricted = namespace("locked", &[(ENFORCE, "restricted")]);
+    let r = attach_to(debugger("d", "busybox:1.36"), |pod| {
+        pod["spec"]["volumes"].as_array_mut().unwrap().extend([
+            json!({"name": "share", "nfs": {"server": "nfs.example.com", "path": "/x"}}),
+            json!({"name": "scratch", "emptyDir": {}}),
+            json!({"name": "bare"}),
+        ]);
+    });
+    let lines = pod_security_lines(&judge(&e, &r, Endpoint::Mutate, Some(&restricted)));
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(
+        lines[0].contains(r#"which forbids in pod "web-1": volume "share" of type nfs; "#),
+        "{lines:?}"
+    );
+    for allowed in ["config", "creds", "scratch", "bare"] {
+        assert!(!lines[0].contains(&format!("{allowed:?}")), "{lines:?}");
+    }
+    // Baseline allows any volume type but hostPath.
+    let baseline = namespace("locked", &[(ENFORCE, "baseline")]);
+    let j = judge(&e, &r, Endpoint::Mutate, Some(&baseline));
+    assert_eq!(pod_security_lines(&j), Vec::<String>::new());
+}
+
+#[test]
+fn a_copy_warns_about_its_pod_and_each_container() {
+    let e = engine(&grants("{}"));
+    let baseline = namespace("team", &[(ENFORCE, "baseline")]);
+    let mut copy = pod("team");
+    copy["metadata"] = json!({"name": "web-1-debug", "namespace": "team", "labels": {"kspy.dev/debug": "copy"}});
+    copy["spec"]["containers"] = json!([
+        {"name": "app", "image": "busybox:1.36", "ports": [{"containerPort": 80, "hostPort": 80}]},
+        {"name": "debugger", "image": "busybox:1.36",
+         "securityContext": {"capabilities": {"add": ["SYS_PTRACE"]}}}
+    ]);
+    let lines = pod_security_lines(&judge(
+        &e,
+        &create("team", "alice", &["sre"], copy),
+        Endpoint::Mutate,
+        Some(&baseline),
+    ));
+    assert_eq!(
+        lines,
+        [
+            r#"namespace "team" enforces Pod Security "baseline", which forbids in container "debugger": capability SYS_PTRACE; the API server will reject it (try --profile baseline or ask for an exemption)"#,
+            r#"namespace "team" enforces Pod Security "baseline", which forbids in pod "web-1-debug": hostPort 80; the API server will reject the pod unless it is exempt (ask a cluster administrator for a Pod Security exemption)"#,
+        ]
+    );
+}

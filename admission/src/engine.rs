@@ -7,12 +7,12 @@ use kube::core::DynamicObject;
 use kube::core::admission::{AdmissionResponse, AdmissionReview};
 use kube::core::response::Status;
 
+use crate::asks::PodVolumes;
 use crate::cel::{CelEnv, Expression, json_to_cel};
+use crate::classify::asks_of;
 use crate::classify::{Action, Classifier, classify};
 use crate::decide::{Decision, DenialReason, Judge, decide, request_variables};
 use crate::defaults::{PatchBuilder, SubjectDefaults, subject_defaults};
-use crate::asks::PodVolumes;
-use crate::classify::asks_of;
 use crate::pod_security::{AddedContainer, Level, enforced_level};
 use crate::policy::{LoadError, LoadErrors, Mode, PolicySet};
 use crate::review::ParsedReview;

@@ -102,7 +102,12 @@ fn mutate_warns_for_the_container_as_the_defaults_leave_it() {
         namespace("locked", &[]),
         namespace("locked", &[(ENFORCE, "privileged")]),
     ] {
-        let j = judge(&e, &attach_to(debugger("d", "busybox:1.36"), |_| {}), Endpoint::Mutate, Some(&ns));
+        let j = judge(
+            &e,
+            &attach_to(debugger("d", "busybox:1.36"), |_| {}),
+            Endpoint::Mutate,
+            Some(&ns),
+        );
         assert_eq!(pod_security_lines(&j), Vec::<String>::new());
     }
 }
@@ -117,13 +122,10 @@ fn an_attach_warns_about_what_the_pod_already_has() {
         spec["containers"][0]["securityContext"]["allowPrivilegeEscalation"] = json!(true);
         spec["containers"][1]["ports"] = json!([{"containerPort": 80, "hostPort": 8080}]);
         spec["containers"][1]["volumeMounts"] = json!([{"name": "logs", "mountPath": "/logs"}]);
-        spec["volumes"]
-            .as_array_mut()
-            .unwrap()
-            .extend([
-                json!({"name": "logs", "hostPath": {"path": "/var/log"}}),
-                json!({"name": "spare", "hostPath": {"path": "/srv"}}),
-            ]);
+        spec["volumes"].as_array_mut().unwrap().extend([
+            json!({"name": "logs", "hostPath": {"path": "/var/log"}}),
+            json!({"name": "spare", "hostPath": {"path": "/srv"}}),
+        ]);
         spec["securityContext"] = json!({"sysctls": [
             {"name": "kernel.msgmax", "value": "65536"},
             {"name": "net.ipv4.tcp_syncookies", "value": "1"}
@@ -177,7 +179,8 @@ fn a_copy_warns_about_its_pod_and_each_container() {
     let e = engine(&grants("{}"));
     let baseline = namespace("team", &[(ENFORCE, "baseline")]);
     let mut copy = pod("team");
-    copy["metadata"] = json!({"name": "web-1-debug", "namespace": "team", "labels": {"kspy.dev/debug": "copy"}});
+    copy["metadata"] =
+        json!({"name": "web-1-debug", "namespace": "team", "labels": {"kspy.dev/debug": "copy"}});
     copy["spec"]["containers"] = json!([
         {"name": "app", "image": "busybox:1.36", "ports": [{"containerPort": 80, "hostPort": 80}]},
         {"name": "debugger", "image": "busybox:1.36",

@@ -891,6 +891,29 @@ fn explain_pod_security(action: &Action, v: &PodSecurityViolation) -> KspyError 
     };
     let is_node =
         matches!(action, Action::CreatePod { pod, .. } if pod.starts_with("node-debugger-"));
+    // Pod Security judges the whole pod when a container is added: when no violation names
+    // the debug container, the pod fails the level by itself (it started before the label
+    // was set, or is exempt), and no profile of the debug container can help.
+    if let Action::AddEphemeral { pod, container, .. } = action
+        && !v
+            .violations
+            .iter()
+            .any(|r| r.contains(&format!("{container:?}")))
+    {
+        return KspyError::new(format!(
+            "Pod Security admission refused {}: pod {pod} itself fails the level \"{level}\" that \
+             namespace {namespace} enforces ({}), and adding a container makes the API server \
+             judge the whole pod",
+            action.admitted(),
+            v.version
+        ))
+        .details(v.violations.iter().map(|r| format!("- {r}")))
+        .hint(format!(
+            "no debug container can be added to this pod while it fails the level: ask a cluster \
+             administrator for a Pod Security exemption, or to bring the pod's own containers up \
+             to \"{level}\""
+        ));
+    }
     let hint = match (v.level, is_node) {
         (_, true) => format!(
             "node debugging needs host namespaces and hostPath, which only the \"privileged\" level \
@@ -1219,6 +1242,28 @@ mod tests {
         assert_eq!(e.details.len(), 2, "{:?}", e.details);
         assert!(e.details[0].starts_with("- non-default capabilities (container"));
         assert!(e.hint.expect("hint").contains("--profile baseline"));
+    }
+
+    #[test]
+    fn pod_security_refusing_for_the_pods_own_containers_says_no_profile_helps() {
+        let msg = "pods \"web\" is forbidden: violates PodSecurity \"restricted:latest\": allowPrivilegeEscalation != false (container \"app\" must set securityContext.allowPrivilegeEscalation=false), runAsNonRoot != true (pod or container \"app\" must set securityContext.runAsNonRoot=true)";
+        let v = PodSecurityViolation::parse(msg).expect("parsed");
+        let e = explain_pod_security(&add("prod", "web"), &v);
+        assert!(
+            e.headline
+                .contains("pod web itself fails the level \"restricted\""),
+            "{}",
+            e.headline
+        );
+        assert_eq!(e.details.len(), 2, "{:?}", e.details);
+        let hint = e.hint.expect("hint");
+        assert!(hint.contains("Pod Security exemption"), "{hint}");
+        assert!(!hint.contains("--profile"), "{hint}");
+        // Once the debug container is named, its profile is the advice again.
+        let msg = msg.replace("pod or container \"app\"", "container \"debugger-abcde\"");
+        let v = PodSecurityViolation::parse(&msg).expect("parsed");
+        let e = explain_pod_security(&add("prod", "web"), &v);
+        assert!(e.hint.expect("hint").contains("--profile restricted"));
     }
 
     #[test]

@@ -1067,6 +1067,93 @@ async fn restricted_namespace_attach_conforms_to_pod_security() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pod_security_refusing_a_pod_that_fails_its_level_already_is_explained() {
+    // A pod started before its namespace enforced "restricted" (here: seeded without
+    // admission) fails the level itself. Adding an ephemeral container makes PodSecurity
+    // judge the whole pod, so every debug container is refused, however hardened. PodSecurity
+    // runs before the validating webhooks; kspy's mutating webhook, which runs before it,
+    // names what in the pod is the cause, and the API server returns that warning with the
+    // refusal, to kspy's CLI and to kubectl alike.
+    use kspy_e2e::scenario::RESTRICTED_NS;
+    let Some(env) = env().await else { return };
+    if env.is_real() {
+        tools::skip("on a real cluster: the restricted namespace is the harness's");
+        return;
+    }
+    let server = env.server().expect("in process");
+    server
+        .add_pod(kspy_e2e::fixtures::web_pod(RESTRICTED_NS, "legacy"))
+        .unwrap();
+    let cause = r#"namespace "locked" enforces Pod Security "restricted", which forbids in pod "legacy": container "app": allowPrivilegeEscalation not set to false, running as root (runAsNonRoot must be true), capabilities not dropping ALL, no seccompProfile RuntimeDefault or Localhost; adding a container makes the API server judge the whole pod"#;
+    let out = env
+        .kspy_in(
+            RESTRICTED_NS,
+            "alice",
+            &[
+                "attach",
+                "legacy",
+                "--image",
+                "busybox:1.36",
+                "--name",
+                "dbg",
+                "--profile",
+                "restricted",
+                "--no-attach",
+            ],
+            None,
+        )
+        .await
+        .unwrap();
+    assert!(!out.success(), "{}", out.all());
+    assert!(out.stderr.contains(cause), "{}", out.all());
+    // kspy's CLI words the refusal itself: no profile of the debug container helps here.
+    assert!(
+        out.stderr.contains(
+            r#"pod legacy itself fails the level "restricted" that namespace locked enforces"#
+        ) && out
+            .stderr
+            .contains("ask a cluster administrator for a Pod Security exemption")
+            && !out.stderr.contains("hint: use `--profile restricted`"),
+        "{}",
+        out.all()
+    );
+    // Only the pod is named: the debug container itself meets the level.
+    assert!(
+        !out.stderr.contains(r#"forbids in container "dbg""#),
+        "{}",
+        out.all()
+    );
+
+    if let Some(kubectl) = env
+        .kubectl(
+            "alice",
+            &[
+                "-n",
+                RESTRICTED_NS,
+                "debug",
+                "legacy",
+                "--image",
+                "busybox:1.36",
+                "--profile",
+                "restricted",
+            ],
+            None,
+        )
+        .await
+        .unwrap()
+    {
+        assert!(!kubectl.success(), "{}", kubectl.all());
+        assert!(
+            kubectl.stderr.contains(&format!("Warning: {cause}")),
+            "{}",
+            kubectl.all()
+        );
+    }
+    assert!(ephemeral(&server.pod(RESTRICTED_NS, "legacy").unwrap()).is_empty());
+    env.cleanup().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_context_naming_a_missing_user_is_named_when_refused() {
     // A kubeconfig whose context names a user its `users:` lack (a typo, or a KUBECONFIG list
     // without the file that defines it): kubectl and kube-rs send requests without

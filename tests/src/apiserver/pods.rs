@@ -20,7 +20,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use serde_json::{Value, json};
 
 use super::selectors::ListOptions;
-use super::status::ApiError;
+use super::status::{ApiError, WarnedError};
 use super::{
     SharedState, defaults, json_response, managed_fields, patch, pod_security, table, validation,
     watch,
@@ -275,7 +275,7 @@ pub async fn create_pod(
     headers: HeaderMap,
     uri: Uri,
     body: Bytes,
-) -> Result<Response, ApiError> {
+) -> Result<Response, WarnedError> {
     state.record("POST", &uri.to_string(), &user, &headers, &body);
     authorize(&user, "create", "pods", None, Some(&ns), None)?;
     let dry = dry_run(&q, "CreateOptions")?;
@@ -284,7 +284,7 @@ pub async fn create_pod(
             415,
             "UnsupportedMediaType",
             "the body of the request was in an unknown format - this test API server decodes application/json only (kubectl 1.32 and later send Pods as protobuf)",
-        ));
+        ).into());
     }
     let mut v: Value = serde_json::from_slice(&body).map_err(|e| {
         ApiError::bad_request(format!(
@@ -296,18 +296,20 @@ pub async fn create_pod(
     {
         return Err(ApiError::bad_request(format!(
             "the object provided is of kind {kind:?}, not Pod"
-        )));
+        ))
+        .into());
     }
     let Some(meta) = v.get_mut("metadata").and_then(Value::as_object_mut) else {
         return Err(ApiError::bad_request(
             "Pod in version \"v1\" cannot be handled as a Pod: metadata is required",
-        ));
+        )
+        .into());
     };
     match meta.get("namespace").and_then(Value::as_str) {
         Some(n) if !n.is_empty() && n != ns => {
             return Err(ApiError::bad_request(
                 "the namespace of the provided object does not match the namespace sent on the request",
-            ));
+            ).into());
         }
         _ => {
             meta.insert("namespace".into(), json!(ns));
@@ -361,57 +363,65 @@ pub async fn create_pod(
         namespace_labels: ns_labels,
     };
     let mut admitted = Admitted::default();
-    chain
-        .mutate(&mut attrs, &state.reviews, &mut admitted)
-        .await?;
-    let mut v = attrs.object.clone();
-    defaults::apply_pod_defaults(&mut v);
-    // rest.BeforeCreate: the name from generateName (when still without one), then the
-    // system fields; validation and validating admission see the generated name
-    // (rest.AdmissionToValidateObjectFunc takes it from the object).
-    if let Some(meta) = v.get_mut("metadata").and_then(Value::as_object_mut) {
-        defaults::name_from_generate_name(meta);
-    }
-    // The pod strategy's PrepareForCreate: AppArmor fields and annotations synced.
-    admitted
-        .warnings
-        .extend(defaults::apply_app_armor_version_skew(&mut v));
-    let mut pod = decode(v)?;
-    let name = pod.metadata.name.clone().unwrap_or_default();
-    pod.metadata.uid = Some(defaults::random_uid());
-    pod.metadata.creation_timestamp = Some(Time(k8s_openapi::jiff::Timestamp::now()));
-    pod.status = serde_json::from_value(json!({"phase": "Pending", "qosClass": "BestEffort"})).ok();
-    let errs = validation::validate_create(&pod);
-    if !errs.is_empty() {
-        return Err(ApiError::invalid("Pod", &name, &errs));
-    }
-    attrs.object = to_json(&pod)?;
-    if attrs.name.is_empty() {
-        attrs.name = name.clone();
-    }
-    // Validating admission: the PodSecurity plugin, then the webhooks.
-    let pod_security_warnings = pod_security::admit(&attrs.namespace_labels, &name, &attrs.object)?;
-    admitted.warnings.extend(pod_security_warnings);
-    chain
-        .validate(&attrs, &state.reviews, &mut admitted)
-        .await?;
-    if dry {
-        if state.store().pod(&ns, &name).is_some() {
-            return Err(ApiError::already_exists("pods", &name));
+    // The API server's warning recorder writes each warning into the response at once, so
+    // a request refused after a webhook warned still carries the warning.
+    let outcome = async {
+        chain
+            .mutate(&mut attrs, &state.reviews, &mut admitted)
+            .await?;
+        let mut v = attrs.object.clone();
+        defaults::apply_pod_defaults(&mut v);
+        // rest.BeforeCreate: the name from generateName (when still without one), then the
+        // system fields; validation and validating admission see the generated name
+        // (rest.AdmissionToValidateObjectFunc takes it from the object).
+        if let Some(meta) = v.get_mut("metadata").and_then(Value::as_object_mut) {
+            defaults::name_from_generate_name(meta);
         }
-        return Ok(json_response(
+        // The pod strategy's PrepareForCreate: AppArmor fields and annotations synced.
+        admitted
+            .warnings
+            .extend(defaults::apply_app_armor_version_skew(&mut v));
+        let mut pod = decode(v)?;
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        pod.metadata.uid = Some(defaults::random_uid());
+        pod.metadata.creation_timestamp = Some(Time(k8s_openapi::jiff::Timestamp::now()));
+        pod.status =
+            serde_json::from_value(json!({"phase": "Pending", "qosClass": "BestEffort"})).ok();
+        let errs = validation::validate_create(&pod);
+        if !errs.is_empty() {
+            return Err(ApiError::invalid("Pod", &name, &errs));
+        }
+        attrs.object = to_json(&pod)?;
+        if attrs.name.is_empty() {
+            attrs.name = name.clone();
+        }
+        // Validating admission: the PodSecurity plugin, then the webhooks.
+        let pod_security_warnings =
+            pod_security::admit(&attrs.namespace_labels, &name, &attrs.object)?;
+        admitted.warnings.extend(pod_security_warnings);
+        chain
+            .validate(&attrs, &state.reviews, &mut admitted)
+            .await?;
+        if dry {
+            if state.store().pod(&ns, &name).is_some() {
+                return Err(ApiError::already_exists("pods", &name));
+            }
+            return Ok(json_response(
+                StatusCode::CREATED,
+                &to_json(&pod)?,
+                &admitted.warnings,
+            ));
+        }
+        let stored = state.store().create_pod(pod)?;
+        state.kubelet.pod_created(&stored, false);
+        Ok::<_, ApiError>(json_response(
             StatusCode::CREATED,
-            &to_json(&pod)?,
+            &to_json(&stored)?,
             &admitted.warnings,
-        ));
+        ))
     }
-    let stored = state.store().create_pod(pod)?;
-    state.kubelet.pod_created(&stored, false);
-    Ok(json_response(
-        StatusCode::CREATED,
-        &to_json(&stored)?,
-        &admitted.warnings,
-    ))
+    .await;
+    outcome.map_err(|error| WarnedError::new(error, admitted.warnings))
 }
 
 /// `DELETE /api/v1/namespaces/{ns}/pods/{name}`: returns the deleted pod.
@@ -478,7 +488,7 @@ async fn update(
     q: &HashMap<String, String>,
     method: Method,
     make: impl Fn(&Value) -> Result<Value, ApiError>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, WarnedError> {
     let UpdateCall {
         state,
         user,
@@ -510,6 +520,10 @@ async fn update(
         Target::Ephemeral => "ephemeralcontainers",
         Target::Pod => "",
     };
+    // One recorder for the whole request: warnings of an attempt that met a conflict stay
+    // (the real one keeps them, dropping repeats), and a refusal carries them.
+    let mut admitted = Admitted::default();
+    let outcome = async {
     let mut attempt = 0;
     loop {
         attempt += 1;
@@ -562,7 +576,6 @@ async fn update(
             options: options.clone(),
             namespace_labels: ns_labels.clone(),
         };
-        let mut admitted = Admitted::default();
         chain
             .mutate(&mut attrs, &state.reviews, &mut admitted)
             .await?;
@@ -649,12 +662,15 @@ async fn update(
         if !added.is_empty() {
             state.kubelet.ephemeral_added(&stored, &added);
         }
-        return Ok(json_response(
+        return Ok::<_, ApiError>(json_response(
             StatusCode::OK,
             &to_json(&stored)?,
             &admitted.warnings,
         ));
     }
+    }
+    .await;
+    outcome.map_err(|error| WarnedError::new(error, admitted.warnings))
 }
 
 /// The request's User-Agent, empty when missing or not text.
@@ -684,7 +700,7 @@ pub async fn patch_ephemeral(
     headers: HeaderMap,
     uri: Uri,
     body: Bytes,
-) -> Result<Response, ApiError> {
+) -> Result<Response, WarnedError> {
     state.record("PATCH", &uri.to_string(), &user, &headers, &body);
     authorize(
         &user,
@@ -720,7 +736,7 @@ pub async fn put_ephemeral(
     headers: HeaderMap,
     uri: Uri,
     body: Bytes,
-) -> Result<Response, ApiError> {
+) -> Result<Response, WarnedError> {
     state.record("PUT", &uri.to_string(), &user, &headers, &body);
     authorize(
         &user,
@@ -761,7 +777,7 @@ pub async fn patch_pod(
     headers: HeaderMap,
     uri: Uri,
     body: Bytes,
-) -> Result<Response, ApiError> {
+) -> Result<Response, WarnedError> {
     state.record("PATCH", &uri.to_string(), &user, &headers, &body);
     authorize(&user, "patch", "pods", None, Some(&ns), Some(&name))?;
     let kind = patch::PatchKind::from_content_type(&content_type(&headers))?;

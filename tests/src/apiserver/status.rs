@@ -273,6 +273,39 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// An API error with the warnings recorded before it: the API server's warning recorder
+/// writes each warning into the response headers as it is added, so a request that a
+/// webhook warned about and a later step refused carries the warning with the refusal
+/// (`apiserver/pkg/endpoints/filters/warning.go`).
+#[derive(Debug, Clone)]
+pub struct WarnedError {
+    /// The refusal.
+    pub error: ApiError,
+    /// The warnings recorded before it, in order.
+    pub warnings: Vec<String>,
+}
+
+impl WarnedError {
+    /// `error` with `warnings`.
+    pub fn new(error: ApiError, warnings: Vec<String>) -> Self {
+        Self { error, warnings }
+    }
+}
+
+impl From<ApiError> for WarnedError {
+    fn from(error: ApiError) -> Self {
+        Self::new(error, Vec::new())
+    }
+}
+
+impl IntoResponse for WarnedError {
+    fn into_response(self) -> Response {
+        let code =
+            StatusCode::from_u16(self.error.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        super::json_response(code, &self.error.to_status(), &self.warnings)
+    }
+}
+
 /// The success `Status` the real server returns for some deletes and on the attach error channel.
 pub fn success_status() -> Value {
     json!({"metadata": {}, "status": "Success"})

@@ -162,6 +162,11 @@ pub fn violations(
         if !non_root || asks.runs_as_root {
             out.push("running as root (runAsNonRoot must be true)".to_owned());
         }
+        // Refused as written, even beside runAsNonRoot (with which the kubelet would not start
+        // it anyway); the pod-level field is the pod's (see `pod_spec_violations`).
+        if sc["runAsUser"] == json!(0) {
+            out.push("runAsUser: 0".to_owned());
+        }
         // Exactly "ALL": Pod Security compares the string as written, so a container dropping
         // "all" is refused by the API server, and warning nothing about it misled.
         let drops_all = sc["capabilities"]["drop"]
@@ -193,7 +198,8 @@ const RESTRICTED_VOLUME_TYPES: &[&str] = &[
 ];
 
 /// What `level` forbids in a pod beyond what its containers ask for themselves, one phrase
-/// each: host ports, sysctls outside the safe set, hostPath volumes that no container in
+/// each: host ports, sysctls outside the safe set, under `restricted` a pod-level
+/// `runAsUser: 0`, hostPath volumes that no container in
 /// `mounted_host_paths` mounts (Pod Security refuses the volume, mounted or not; a mounted
 /// one is named with its container), and under `restricted` volumes of types it does not
 /// allow.
@@ -209,6 +215,10 @@ pub fn pod_spec_violations(
     let asks = PodAsks::extract(pod);
     out.extend(asks.host_ports.iter().map(|p| format!("hostPort {p}")));
     out.extend(asks.unsafe_sysctls.iter().map(|s| format!("sysctl {s}")));
+    let pod_sc = pod.spec.as_ref().and_then(|s| s.security_context.as_ref());
+    if level == Level::Restricted && pod_sc.and_then(|sc| sc.run_as_user) == Some(0) {
+        out.push("runAsUser: 0 in the pod's securityContext".to_owned());
+    }
     let volumes = pod
         .spec
         .as_ref()

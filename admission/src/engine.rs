@@ -263,7 +263,7 @@ impl Engine {
             Endpoint::Mutate => self.mutate(base, &judge, review, &request, namespace, subjects),
             Endpoint::Validate => {
                 let mut decision = decide(&judge, &self.settings);
-                if let Some(level) = enforced_level(namespace) {
+                if let Some(level) = enforced_level(namespace).filter(|l| *l > Level::Privileged) {
                     let added: Vec<_> = request
                         .subjects
                         .iter()

@@ -1005,6 +1005,18 @@ fn checks_reject_broken_renderings() -> anyhow::Result<()> {
             &deployment,
         ),
         (
+            "--addr on IPv4 only",
+            "Deployment",
+            |d| set_webhook_flag(d, "--addr", Some("0.0.0.0:8443")),
+            &deployment,
+        ),
+        (
+            "--admin-addr on IPv4 only",
+            "Deployment",
+            |d| set_webhook_flag(d, "--admin-addr", Some("0.0.0.0:8080")),
+            &deployment,
+        ),
+        (
             "--namespace-lookup=auto",
             "Deployment",
             |d| set_webhook_flag(d, "--namespace-lookup", Some("auto")),
@@ -1350,6 +1362,16 @@ fn check_deployment(r: &Rendered, d: &Deployment) -> anyhow::Result<()> {
         addr_port(&args, "admin-addr", 8080)? == admin,
         "{t}: --admin-addr does not listen on the admin port {admin}"
     );
+    // Every address of both families: in an IPv6 or IPv6-first dual-stack cluster the API
+    // server and the kubelet's probes connect to the pod's IPv6 address, which a listener on
+    // 0.0.0.0 refuses (the pods never turn ready, every debug request is refused).
+    for flag in ["addr", "admin-addr"] {
+        let host = addr_host(&args, flag)?;
+        ensure!(
+            host == "[::]",
+            "{t}: --{flag} listens on {host}, not on [::]: IPv6 clusters could not reach it"
+        );
+    }
     for (probe, path) in [
         (c.readiness_probe.as_ref(), "/readyz"),
         (c.liveness_probe.as_ref(), "/healthz"),
@@ -2502,6 +2524,20 @@ fn addr_port(
                 .with_context(|| format!("--{flag}={addr}: no port"))?;
             port.parse()
                 .with_context(|| format!("--{flag}={addr}: bad port"))
+        }
+    }
+}
+
+/// The host part of `--FLAG=HOST:PORT`, or kspy-webhook's default `[::]` when the flag is
+/// not given.
+fn addr_host(args: &BTreeMap<String, Option<String>>, flag: &str) -> anyhow::Result<String> {
+    match args.get(flag).cloned().flatten() {
+        None => Ok("[::]".to_owned()),
+        Some(addr) => {
+            let (host, _) = addr
+                .rsplit_once(':')
+                .with_context(|| format!("--{flag}={addr}: no port"))?;
+            Ok(host.to_owned())
         }
     }
 }

@@ -1023,6 +1023,17 @@ fn checks_reject_broken_renderings() -> anyhow::Result<()> {
             &deployment,
         ),
         (
+            "no Linux nodeSelector",
+            "Deployment",
+            |d| {
+                d["spec"]["template"]["spec"]
+                    .as_object_mut()
+                    .expect("pod spec")
+                    .remove("nodeSelector");
+            },
+            &deployment,
+        ),
+        (
             "no priorityClassName",
             "Deployment",
             |d| {
@@ -1347,6 +1358,18 @@ fn check_deployment(r: &Rendered, d: &Deployment) -> anyhow::Result<()> {
             "{t}: podAntiAffinity misses the pods"
         );
     }
+
+    // The image is a Linux binary: a pod the scheduler places on a Windows node (AKS, for
+    // one, does not taint them) never starts, and with both replicas there every debug
+    // request is refused.
+    ensure!(
+        pod.node_selector
+            .as_ref()
+            .and_then(|s| s.get("kubernetes.io/os"))
+            .map(String::as_str)
+            == Some("linux"),
+        "{t}: no nodeSelector kubernetes.io/os: linux (the image runs on Linux nodes only)"
+    );
 
     // Args, ports and probes agree.
     let c = webhook_container(pod)?;

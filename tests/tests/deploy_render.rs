@@ -1023,6 +1023,17 @@ fn checks_reject_broken_renderings() -> anyhow::Result<()> {
             &deployment,
         ),
         (
+            "the default terminationMessagePolicy",
+            "Deployment",
+            |d| {
+                d["spec"]["template"]["spec"]["containers"][0]
+                    .as_object_mut()
+                    .expect("container")
+                    .remove("terminationMessagePolicy");
+            },
+            &deployment,
+        ),
+        (
             "no Linux nodeSelector",
             "Deployment",
             |d| {
@@ -1373,6 +1384,14 @@ fn check_deployment(r: &Rendered, d: &Deployment) -> anyhow::Result<()> {
 
     // Args, ports and probes agree.
     let c = webhook_container(pod)?;
+    // A start that fails (a broken policy in the ConfigMap, a missing certificate) says why on
+    // stderr and exits 1; kspy writes no termination-log file, so only the log fallback puts
+    // that reason into the pod's status (`kubectl describe pod`, `kubectl get pod -o yaml`).
+    ensure!(
+        c.termination_message_policy.as_deref() == Some("FallbackToLogsOnError"),
+        "{t}: terminationMessagePolicy is not FallbackToLogsOnError: a failed start would \
+         show only 'Error, exit code 1' in the pod's status"
+    );
     let args = parse_args(c)?;
     let port_of = |name: &str| container_port(c, name, t);
     let (https, admin) = (port_of("https")?, port_of("admin")?);

@@ -23,7 +23,10 @@ const BACKLOG: i32 = 1024;
 /// Binds `addr` for the flag `flag` (for messages). An unspecified IPv6 address (`[::]:PORT`)
 /// is bound dual-stack, or as `0.0.0.0:PORT` where the kernel has no IPv6; any other address
 /// is bound as given.
-pub(crate) async fn bind(addr: SocketAddr, flag: &'static str) -> Result<TcpListener, WebhookError> {
+pub(crate) async fn bind(
+    addr: SocketAddr,
+    flag: &'static str,
+) -> Result<TcpListener, WebhookError> {
     let bind_error = |addr, error| WebhookError::Bind { addr, flag, error };
     if !(addr.is_ipv6() && addr.ip().is_unspecified()) {
         return TcpListener::bind(addr)

@@ -1005,9 +1005,43 @@ fn checks_reject_broken_renderings() -> anyhow::Result<()> {
             &deployment,
         ),
         (
+            "--addr on IPv4 only",
+            "Deployment",
+            |d| set_webhook_flag(d, "--addr", Some("0.0.0.0:8443")),
+            &deployment,
+        ),
+        (
+            "--admin-addr on IPv4 only",
+            "Deployment",
+            |d| set_webhook_flag(d, "--admin-addr", Some("0.0.0.0:8080")),
+            &deployment,
+        ),
+        (
             "--namespace-lookup=auto",
             "Deployment",
             |d| set_webhook_flag(d, "--namespace-lookup", Some("auto")),
+            &deployment,
+        ),
+        (
+            "the default terminationMessagePolicy",
+            "Deployment",
+            |d| {
+                d["spec"]["template"]["spec"]["containers"][0]
+                    .as_object_mut()
+                    .expect("container")
+                    .remove("terminationMessagePolicy");
+            },
+            &deployment,
+        ),
+        (
+            "no Linux nodeSelector",
+            "Deployment",
+            |d| {
+                d["spec"]["template"]["spec"]
+                    .as_object_mut()
+                    .expect("pod spec")
+                    .remove("nodeSelector");
+            },
             &deployment,
         ),
         (
@@ -1336,8 +1370,28 @@ fn check_deployment(r: &Rendered, d: &Deployment) -> anyhow::Result<()> {
         );
     }
 
+    // The image is a Linux binary: a pod the scheduler places on a Windows node (AKS, for
+    // one, does not taint them) never starts, and with both replicas there every debug
+    // request is refused.
+    ensure!(
+        pod.node_selector
+            .as_ref()
+            .and_then(|s| s.get("kubernetes.io/os"))
+            .map(String::as_str)
+            == Some("linux"),
+        "{t}: no nodeSelector kubernetes.io/os: linux (the image runs on Linux nodes only)"
+    );
+
     // Args, ports and probes agree.
     let c = webhook_container(pod)?;
+    // A start that fails (a broken policy in the ConfigMap, a missing certificate) says why on
+    // stderr and exits 1; kspy writes no termination-log file, so only the log fallback puts
+    // that reason into the pod's status (`kubectl describe pod`, `kubectl get pod -o yaml`).
+    ensure!(
+        c.termination_message_policy.as_deref() == Some("FallbackToLogsOnError"),
+        "{t}: terminationMessagePolicy is not FallbackToLogsOnError: a failed start would \
+         show only 'Error, exit code 1' in the pod's status"
+    );
     let args = parse_args(c)?;
     let port_of = |name: &str| container_port(c, name, t);
     let (https, admin) = (port_of("https")?, port_of("admin")?);
@@ -1350,6 +1404,16 @@ fn check_deployment(r: &Rendered, d: &Deployment) -> anyhow::Result<()> {
         addr_port(&args, "admin-addr", 8080)? == admin,
         "{t}: --admin-addr does not listen on the admin port {admin}"
     );
+    // Every address of both families: in an IPv6 or IPv6-first dual-stack cluster the API
+    // server and the kubelet's probes connect to the pod's IPv6 address, which a listener on
+    // 0.0.0.0 refuses (the pods never turn ready, every debug request is refused).
+    for flag in ["addr", "admin-addr"] {
+        let host = addr_host(&args, flag)?;
+        ensure!(
+            host == "[::]",
+            "{t}: --{flag} listens on {host}, not on [::]: IPv6 clusters could not reach it"
+        );
+    }
     for (probe, path) in [
         (c.readiness_probe.as_ref(), "/readyz"),
         (c.liveness_probe.as_ref(), "/healthz"),
@@ -2502,6 +2566,20 @@ fn addr_port(
                 .with_context(|| format!("--{flag}={addr}: no port"))?;
             port.parse()
                 .with_context(|| format!("--{flag}={addr}: bad port"))
+        }
+    }
+}
+
+/// The host part of `--FLAG=HOST:PORT`, or kspy-webhook's default `[::]` when the flag is
+/// not given.
+fn addr_host(args: &BTreeMap<String, Option<String>>, flag: &str) -> anyhow::Result<String> {
+    match args.get(flag).cloned().flatten() {
+        None => Ok("[::]".to_owned()),
+        Some(addr) => {
+            let (host, _) = addr
+                .rsplit_once(':')
+                .with_context(|| format!("--{flag}={addr}: no port"))?;
+            Ok(host.to_owned())
         }
     }
 }

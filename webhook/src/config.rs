@@ -28,10 +28,11 @@ pub const MAX_DURATION: Duration = Duration::from_secs(86_400);
 pub const DEFAULT_RELOAD_INTERVAL: Duration = Duration::from_secs(2);
 /// Default longest wait for in-flight reviews at shutdown.
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(15);
-/// Default TLS listen address.
-pub const DEFAULT_ADDR: &str = "0.0.0.0:8443";
-/// Default admin (health, metrics) listen address.
-pub const DEFAULT_ADMIN_ADDR: &str = "0.0.0.0:8080";
+/// Default TLS listen address: every address, IPv4 and IPv6 (`listen.rs`; IPv4 only where
+/// the kernel has no IPv6).
+pub const DEFAULT_ADDR: &str = "[::]:8443";
+/// Default admin (health, metrics) listen address, IPv4 and IPv6 as [`DEFAULT_ADDR`].
+pub const DEFAULT_ADMIN_ADDR: &str = "[::]:8080";
 
 /// Where the serving certificate and key are read from (and re-read when they change).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -121,8 +122,8 @@ impl ServerConfig {
     /// once, 9 s deadline, 2 s reload polls.
     pub fn new(policies_dir: impl Into<PathBuf>, tls: TlsFiles) -> Self {
         ServerConfig {
-            addr: SocketAddr::from(([0, 0, 0, 0], 8443)),
-            admin_addr: SocketAddr::from(([0, 0, 0, 0], 8080)),
+            addr: SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 8443)),
+            admin_addr: SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 8080)),
             policies_dir: policies_dir.into(),
             tls,
             settings: Settings::default(),

@@ -62,7 +62,9 @@ fn bind_hint(error: &std::io::Error, flag: &str) -> String {
             format!("; ports below 1024 need privileges: choose a higher one with {flag}")
         }
         std::io::ErrorKind::AddrNotAvailable => {
-            format!("; no interface here has that address: use 0.0.0.0 or 127.0.0.1 with {flag}")
+            format!(
+                "; no interface here has that address: use [::] (every address, IPv4 and IPv6), 0.0.0.0 or 127.0.0.1 with {flag}"
+            )
         }
         _ => String::new(),
     }

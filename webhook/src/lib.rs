@@ -52,6 +52,7 @@ mod idle_close;
 mod io_deadlines;
 mod json_lines;
 mod judge_pool;
+mod listen;
 #[cfg(test)]
 mod log_capture;
 mod policy_watch;

@@ -30,12 +30,12 @@ const DEV_FIXTURE: &str = "fixtures/attach-sre-ptrace.json";
 #[derive(Debug, Parser)]
 #[command(name = "kspy-webhook", version, about)]
 struct Args {
-    /// HTTPS listen address for POST /mutate and /validate [default: 0.0.0.0:8443; with --dev
-    /// 127.0.0.1:8443].
+    /// HTTPS listen address for POST /mutate and /validate; [::] takes IPv4 and IPv6 (IPv4
+    /// only where the kernel has no IPv6) [default: [::]:8443; with --dev 127.0.0.1:8443].
     #[arg(long)]
     addr: Option<SocketAddr>,
-    /// Plain-HTTP listen address for /healthz, /readyz and /metrics [default: 0.0.0.0:8080;
-    /// with --dev 127.0.0.1:8080].
+    /// Plain-HTTP listen address for /healthz, /readyz and /metrics; [::] as for --addr
+    /// [default: [::]:8080; with --dev 127.0.0.1:8080].
     #[arg(long)]
     admin_addr: Option<SocketAddr>,
     /// Directory of DebugPolicy files (*.yaml, *.yml, recursively), reloaded on change
@@ -227,7 +227,8 @@ async fn run(args: &Args) -> anyhow::Result<()> {
 
 fn config_from(args: &Args) -> anyhow::Result<ServerConfig> {
     let loopback = |port| SocketAddr::from(([127, 0, 0, 1], port));
-    let any = |port| SocketAddr::from(([0, 0, 0, 0], port));
+    // Every address, IPv4 and IPv6 (listen.rs: IPv4 only where the kernel has no IPv6).
+    let any = |port| SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, port));
     let policies = match (&args.policies, args.dev) {
         (Some(dir), _) => dir.clone(),
         (None, true) => PathBuf::from("policies"),

@@ -147,20 +147,8 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, WebhookError> 
     metrics.set_policies_loaded(count);
     metrics.set_cert_expiry(resolver.not_after());
 
-    let listener = TcpListener::bind(config.addr)
-        .await
-        .map_err(|error| WebhookError::Bind {
-            addr: config.addr,
-            flag: "--addr",
-            error,
-        })?;
-    let admin_listener = TcpListener::bind(config.admin_addr)
-        .await
-        .map_err(|error| WebhookError::Bind {
-            addr: config.admin_addr,
-            flag: "--admin-addr",
-            error,
-        })?;
+    let listener = crate::listen::bind(config.addr, "--addr").await?;
+    let admin_listener = crate::listen::bind(config.admin_addr, "--admin-addr").await?;
     let addr = local_addr(&listener)?;
     let admin_addr = local_addr(&admin_listener)?;
 

@@ -22,6 +22,7 @@ pub mod cel;
 mod cel_library;
 pub mod classify;
 pub mod decide;
+pub mod decode_budget;
 pub mod defaults;
 pub mod engine;
 pub mod glob;

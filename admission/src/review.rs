@@ -1,6 +1,7 @@
 //! The AdmissionReview envelope: parsed once, kept both as kube's typed request and as the raw
 //! JSON of the objects (so CEL sees every field, including ones newer than our Kubernetes types).
 
+use crate::decode_budget::{self, Budgeted, DecodeBudget};
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
@@ -367,7 +368,9 @@ impl ParsedReview {
         let text = std::str::from_utf8(&body).map_err(|e| ReviewError::NotUtf8 {
             offset: e.valid_up_to(),
         })?;
-        if let Ok(JsonObject(fast)) = serde_json::from_str::<JsonObject<PodReview>>(text)
+        let budget = DecodeBudget::new(decode_budget::TYPED_BYTES);
+        if let Ok(JsonObject(fast)) =
+            decode_budget::from_str::<JsonObject<PodReview>>(text, &budget)
             && fast.kind == KIND
             && fast.api_version == API_VERSION
         {
@@ -439,13 +442,17 @@ impl ParsedReview {
         let malformed = |field: &'static str, at: Option<String>, source: serde_json::Error| {
             ReviewError::MalformedPod { field, at, source }
         };
+        // One budget for both objects, as on the fast path; and for the second decoding
+        // that finds where one failed, which would otherwise take all it was refused.
+        let budget = DecodeBudget::new(decode_budget::TYPED_BYTES);
         let pod = match object_raw {
             Some(raw) if is_pod => {
-                let JsonObject(parts): JsonObject<PodParts> = serde_json::from_str(raw.get())
-                    .map_err(|e| {
-                        let at = failing_path::<JsonObject<PodParts>, _>(
+                let JsonObject(parts): JsonObject<PodParts> =
+                    decode_budget::from_str(raw.get(), &budget).map_err(|e| {
+                        let at = failing_path::<JsonObject<PodParts>, _>(Budgeted::new(
                             &mut serde_json::Deserializer::from_str(raw.get()),
-                        );
+                            &DecodeBudget::new(decode_budget::TYPED_BYTES),
+                        ));
                         malformed("object", at, e)
                     })?;
                 Some(parts.into_pod().map_err(|m| {
@@ -460,11 +467,12 @@ impl ParsedReview {
         };
         let old_ephemeral_containers = match old_object_raw {
             Some(raw) if is_pod => Some(
-                serde_json::from_str::<JsonObject<OldPod>>(raw.get())
+                decode_budget::from_str::<JsonObject<OldPod>>(raw.get(), &budget)
                     .map_err(|e| {
-                        let at = failing_path::<JsonObject<OldPod>, _>(
+                        let at = failing_path::<JsonObject<OldPod>, _>(Budgeted::new(
                             &mut serde_json::Deserializer::from_str(raw.get()),
-                        );
+                            &DecodeBudget::new(decode_budget::TYPED_BYTES),
+                        ));
                         malformed("oldObject", at, e)
                     })?
                     .0
@@ -520,7 +528,8 @@ impl ParsedReview {
     pub fn object(&self) -> Option<&Value> {
         self.object
             .get_or_init(|| {
-                serde_json::from_slice::<ObjectsOnly<ObjectOnly>>(&self.body)
+                let budget = DecodeBudget::new(decode_budget::RAW_BYTES);
+                decode_budget::from_slice::<ObjectsOnly<ObjectOnly>>(&self.body, &budget)
                     .map(|o| o.request.object)
                     .map_err(|e| format!("request.object: {e}"))
             })
@@ -533,7 +542,8 @@ impl ParsedReview {
     pub fn old_object(&self) -> Option<&Value> {
         self.old_object
             .get_or_init(|| {
-                serde_json::from_slice::<ObjectsOnly<OldObjectOnly>>(&self.body)
+                let budget = DecodeBudget::new(decode_budget::RAW_BYTES);
+                decode_budget::from_slice::<ObjectsOnly<OldObjectOnly>>(&self.body, &budget)
                     .map(|o| o.request.old_object)
                     .map_err(|e| format!("request.oldObject: {e}"))
             })
@@ -615,6 +625,66 @@ mod tests {
     const HEADER: &str = r#""uid":"u1","kind":{"group":"","version":"v1","kind":"Pod"},
         "resource":{"group":"","version":"v1","resource":"pods"},"name":"p","namespace":"ns",
         "operation":"CREATE","userInfo":{"username":"alice","groups":["dev"]}"#;
+
+    /// A CREATE review of a pod whose spec is `spec` (JSON), labelled as a debug copy.
+    fn review_of_spec(spec: &str) -> String {
+        format!(
+            r#"{{"kind":"AdmissionReview","apiVersion":"admission.k8s.io/v1","request":{{{HEADER},
+            "object":{{"apiVersion":"v1","kind":"Pod","metadata":{{"name":"p",
+            "labels":{{"kspy.dev/debug":"copy"}}}},"spec":{spec}}}}}}}"#
+        )
+    }
+
+    #[test]
+    fn pods_that_would_decode_past_the_budget_are_refused_with_where() {
+        // 20 000 volumes of 13 bytes of JSON each decode to 64 MB of k8s-openapi Volumes.
+        let volumes: Vec<String> = (0..20_000)
+            .map(|i| format!(r#"{{"name":"v{i}"}}"#))
+            .collect();
+        let body = review_of_spec(&format!(
+            r#"{{"containers":[{{"name":"app","image":"busybox"}}],"volumes":[{}]}}"#,
+            volumes.join(",")
+        ));
+        let e = review(&body).unwrap_err().to_string();
+        assert!(
+            e.contains("request.object is not a valid Pod: spec.volumes: its lists and maps would take more than 4 MiB once decoded"),
+            "{e}"
+        );
+        // 500 volumes, more than pods have, are read.
+        let volumes = volumes[..500].join(",");
+        let body = review_of_spec(&format!(
+            r#"{{"containers":[{{"name":"app","image":"busybox"}}],"volumes":[{volumes}]}}"#
+        ));
+        let r = review(&body).unwrap();
+        assert_eq!(
+            r.pod()
+                .unwrap()
+                .spec
+                .as_ref()
+                .unwrap()
+                .volumes
+                .as_ref()
+                .unwrap()
+                .len(),
+            500
+        );
+        assert!(r.object().is_some());
+    }
+
+    #[test]
+    fn a_raw_view_past_its_budget_is_none_with_the_reason() {
+        // Annotations are not typed-decoded past a map of strings, but the raw view of an
+        // object holding 400 000 short list items is 12.8 MB of JSON values.
+        let items = vec!["1"; 400_000].join(",");
+        let body = review_of_spec(&format!(
+            r#"{{"containers":[{{"name":"app","image":"busybox"}}],"x-unknown":[{items}]}}"#
+        ));
+        let r = review(&body).unwrap();
+        assert!(r.pod().is_some());
+        assert!(r.object().is_none());
+        let why = r.raw_view_error().unwrap();
+        assert!(why.contains("more than 8 MiB once decoded"), "{why}");
+    }
 
     #[test]
     fn envelope_errors_are_specific() {

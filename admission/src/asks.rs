@@ -1,6 +1,6 @@
 //! What a debug container asks for, normalized so policies judge meaning, not spelling.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use k8s_openapi::api::core::v1::{
     Container, EnvFromSource, EnvVar, EphemeralContainer, Pod, PodSecurityContext, SELinuxOptions,
@@ -143,6 +143,10 @@ pub struct Asks {
     pub volumes: Vec<VolumeAsk>,
     /// Host paths mounted through hostPath volumes (a subset of `volumes`, by path).
     pub host_paths: Vec<VolumeAsk>,
+    /// The images of the `image` volumes it mounts that the kubelet pulls for it: every one in
+    /// a pod being created, and in a running pod those no regular or init container uses yet.
+    /// The container can run what they hold, so they are judged as its image is.
+    pub volume_images: Vec<VolumeImage>,
     /// Secrets it reads into its environment (`secretKeyRef`, `envFrom.secretRef`).
     pub env_from_secrets: Vec<String>,
     /// The container it targets (`targetContainerName`), if any.
@@ -177,21 +181,80 @@ pub struct TracedContainer {
 /// A pod's volumes by name, indexed once per pod for the asks of all its containers: indexing
 /// them for each container made a pod with many containers and many volumes quadratic to judge.
 #[derive(Debug, Clone, Default)]
-pub struct PodVolumes<'a>(BTreeMap<&'a str, &'a Volume>);
+pub struct PodVolumes<'a> {
+    by_name: BTreeMap<&'a str, &'a Volume>,
+    /// The volumes the kubelet has already set up for the pod: those its regular and init
+    /// containers use. The kubelet sets up only the volumes some container uses, so a debug
+    /// container using another one makes it set that one up: pull an `image` volume's image.
+    set_up: BTreeSet<&'a str>,
+}
 
 impl<'a> PodVolumes<'a> {
-    /// Indexes the volumes of `pod`; of two with one name (which the API server refuses), the
-    /// later one counts.
+    /// Indexes the volumes of `pod`, a pod being created: none is set up yet. Of two with one
+    /// name (which the API server refuses), the later one counts.
     pub fn of(pod: &'a Pod) -> Self {
-        PodVolumes(
-            pod.spec
+        PodVolumes {
+            by_name: pod
+                .spec
                 .as_ref()
                 .and_then(|s| s.volumes.as_deref())
                 .unwrap_or_default()
                 .iter()
                 .map(|v| (v.name.as_str(), v))
                 .collect(),
-        )
+            set_up: BTreeSet::new(),
+        }
+    }
+
+    /// Indexes the volumes of `pod`, a running pod an ephemeral container is added to: the
+    /// volumes its regular and init containers use are set up already.
+    pub fn of_running(pod: &'a Pod) -> Self {
+        let mut volumes = Self::of(pod);
+        if let Some(spec) = &pod.spec {
+            for c in spec
+                .containers
+                .iter()
+                .chain(spec.init_containers.iter().flatten())
+            {
+                let mounts = c.volume_mounts.iter().flatten().map(|m| m.name.as_str());
+                let devices = c.volume_devices.iter().flatten().map(|d| d.name.as_str());
+                volumes.set_up.extend(mounts.chain(devices));
+            }
+        }
+        volumes
+    }
+}
+
+/// The image an `image` volume mounted by a container brings onto the node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VolumeImage {
+    /// The pod volume's name.
+    pub volume: String,
+    /// The normalized reference; the raw text when it does not parse.
+    pub image: String,
+    /// The parsed reference, when valid.
+    #[serde(skip)]
+    pub image_ref: Option<ImageRef>,
+    /// Why the reference is invalid, when it is: such a volume is never granted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image_error: Option<String>,
+}
+
+impl VolumeImage {
+    /// The image of the `image` volume `volume`, normalized like a container's.
+    fn of(volume: &str, reference: Option<&str>) -> VolumeImage {
+        let raw = reference.unwrap_or("");
+        let (image, image_ref, image_error) = match ImageRef::parse(raw) {
+            Ok(r) => (r.to_string(), Some(r), None),
+            Err(e) => (raw.to_owned(), None, Some(e.to_string())),
+        };
+        VolumeImage {
+            volume: volume.to_owned(),
+            image,
+            image_ref,
+            image_error,
+        }
     }
 }
 
@@ -270,7 +333,14 @@ impl Asks {
             mounted.entry(d.name.as_str()).or_insert((true, false)).0 = false;
         }
         for (name, (read_only, writable_below)) in mounted {
-            let mut ask = volume_ask(name, read_only, volumes.0.get(name).copied());
+            let volume = volumes.by_name.get(name).copied();
+            if let Some(image) = volume.and_then(|v| v.image.as_ref())
+                && !volumes.set_up.contains(name)
+            {
+                asks.volume_images
+                    .push(VolumeImage::of(name, image.reference.as_deref()));
+            }
+            let mut ask = volume_ask(name, read_only, volume);
             ask.writable_below = writable_below;
             if ask.kind == VolumeKind::HostPath {
                 asks.host_paths.push(ask.clone());
@@ -649,6 +719,7 @@ pub const ASKS_FIELDS: &[&str] = &[
     "hostProcess",
     "volumes",
     "hostPaths",
+    "volumeImages",
     "envFromSecrets",
     "target",
     "pod",

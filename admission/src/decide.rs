@@ -537,6 +537,14 @@ fn evaluate_policy(
 pub(crate) enum Ask {
     Image(String),
     InvalidImage(String),
+    /// The image of an `image` volume the subject mounts, which the kubelet pulls for it: the
+    /// subject can run what it holds, so it needs an image grant as the subject's own image
+    /// does. `error` says why the reference is invalid, when it is (never granted).
+    VolumeImage {
+        volume: String,
+        image: String,
+        error: Option<String>,
+    },
     Capability(Capability),
     InvalidCapability(String),
     RunAsRoot,
@@ -578,6 +586,15 @@ impl std::fmt::Display for Ask {
         match self {
             Ask::Image(i) => write!(f, "image {i}"),
             Ask::InvalidImage(e) => write!(f, "{e}"),
+            Ask::VolumeImage {
+                volume,
+                error: Some(e),
+                ..
+            } => write!(f, "image volume {volume:?}: {e}"),
+            Ask::VolumeImage { volume, image, .. } => write!(
+                f,
+                "image {image} (of image volume {volume:?}, whose files the container can run)"
+            ),
             Ask::Capability(c) => write!(f, "capability {c}"),
             Ask::InvalidCapability(c) => write!(f, "capability {c:?} (not a capability name)"),
             Ask::RunAsRoot => write!(f, "running as root"),
@@ -659,6 +676,11 @@ impl Ask {
                 e.clone().unwrap_or_else(|| "no image".into()),
             )),
         }
+        out.extend(a.volume_images.iter().map(|v| Ask::VolumeImage {
+            volume: v.volume.clone(),
+            image: v.image.clone(),
+            error: v.image_error.clone(),
+        }));
         out.extend(a.capabilities.iter().cloned().map(Ask::Capability));
         out.extend(
             a.invalid_capabilities
@@ -750,6 +772,12 @@ impl Ask {
         match self {
             Ask::Image(_) => a.image_ref.as_ref().is_some_and(|i| g.covers_image(i)),
             Ask::InvalidImage(_) | Ask::InvalidCapability(_) => false,
+            Ask::VolumeImage { volume, .. } => a
+                .volume_images
+                .iter()
+                .find(|v| &v.volume == volume)
+                .and_then(|v| v.image_ref.as_ref())
+                .is_some_and(|i| g.covers_image(i)),
             Ask::Capability(c) => g.covers_capability(c),
             Ask::RunAsRoot | Ask::MayBecomeRoot => g.run_as_root,
             Ask::Privileged(_)
@@ -906,7 +934,10 @@ pub(crate) fn decide(judge: &Judge<'_>, settings: &Settings) -> Decision {
                 .collect();
             if granting.is_empty() {
                 // What is not even valid is not a grant missing: say what to fix.
-                if let Ask::InvalidImage(_) | Ask::InvalidCapability(_) = ask {
+                if let Ask::InvalidImage(_)
+                | Ask::InvalidCapability(_)
+                | Ask::VolumeImage { error: Some(_), .. } = ask
+                {
                     d.deny(
                         format!(
                             "container {:?}: {ask}; no policy grants what is not valid: fix it",

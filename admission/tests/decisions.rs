@@ -247,6 +247,98 @@ spec:
     assert!(j.response.allowed, "{}", j.response.result.message);
 }
 
+/// An `image` volume brings its image onto the node when a container first uses it, and the
+/// container can run what it holds: its image is judged as the container's own image is.
+#[test]
+fn image_volumes_the_kubelet_pulls_for_the_request_need_an_image_grant() {
+    let policy = format!(
+        "{TEAM}---\n{}",
+        r#"
+apiVersion: kspy.dev/v1alpha1
+kind: DebugPolicy
+metadata: {name: volumes}
+spec:
+  match: {groups: [sre]}
+  grant: {mountVolumes: nonSecret}
+---
+apiVersion: kspy.dev/v1alpha1
+kind: DebugPolicy
+metadata: {name: copies}
+spec:
+  match: {actions: [copy], groups: [sre]}
+  grant: {images: ['registry.example.com/**'], runAsRoot: true, mountVolumes: nonSecret}
+"#
+    );
+    let e = engine(&policy);
+    let evil = json!({"name": "tools", "image": {"reference": "evil.example.net/miner:1"}});
+    let mount = json!([{"name": "tools", "mountPath": "/tools"}]);
+
+    // A copy: every image volume it mounts is pulled for it.
+    let mut copy = pod("prod-eu");
+    copy["metadata"]["labels"] = json!({"kspy.dev/debug": "copy"});
+    copy["spec"]["volumes"]
+        .as_array_mut()
+        .expect("volumes")
+        .push(evil.clone());
+    copy["spec"]["containers"][1]["image"] = json!("registry.example.com/envoy:1");
+    copy["spec"]["containers"][1]["volumeMounts"] = mount.clone();
+    let j = validate(&e, &create("prod-eu", "alice", &["sre"], copy));
+    let m = &j.response.result.message;
+    assert!(
+        !j.response.allowed,
+        "an image volume from outside the allow-list"
+    );
+    assert!(
+        m.contains(r#"image evil.example.net/miner:1 (of image volume "tools", whose files the container can run) is not granted"#),
+        "{m}"
+    );
+
+    // An attached container using an image volume no container of the pod uses yet.
+    let mut d = debugger("d", "busybox:1.36");
+    d["volumeMounts"] = mount.clone();
+    let mut r = attach("prod-eu", "alice", &["sre"], vec![], vec![d]);
+    for pod in ["object", "oldObject"] {
+        r["request"][pod]["spec"]["volumes"]
+            .as_array_mut()
+            .expect("volumes")
+            .push(evil.clone());
+    }
+    let j = validate(&e, &r);
+    assert!(
+        !j.response.allowed,
+        "the kubelet pulls it for the debug container"
+    );
+    assert!(
+        j.response
+            .result
+            .message
+            .contains("image evil.example.net/miner:1 (of image volume"),
+        "{}",
+        j.response.result.message
+    );
+
+    // One the pod's own container uses was pulled with the pod: mounting it is a volume ask.
+    for pod in ["object", "oldObject"] {
+        r["request"][pod]["spec"]["containers"][1]["volumeMounts"] = mount.clone();
+    }
+    let j = validate(&e, &r);
+    assert!(j.response.allowed, "{}", j.response.result.message);
+
+    // An invalid reference is never granted, and the denial says what is wrong with it.
+    for pod in ["object", "oldObject"] {
+        r["request"][pod]["spec"]["containers"][1]["volumeMounts"] = json!([]);
+        r["request"][pod]["spec"]["volumes"][2]["image"]["reference"] = json!("Evil");
+    }
+    let j = validate(&e, &r);
+    let m = &j.response.result.message;
+    assert!(!j.response.allowed);
+    assert!(
+        m.contains(r#"image volume "tools": invalid image reference "Evil""#)
+            && m.contains("no policy grants what is not valid"),
+        "{m}"
+    );
+}
+
 #[test]
 fn default_deny_and_audit_only() {
     let r = attach(

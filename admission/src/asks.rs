@@ -147,6 +147,12 @@ pub struct Asks {
     /// a pod being created, and in a running pod those no regular or init container uses yet.
     /// The container can run what they hold, so they are judged as its image is.
     pub volume_images: Vec<VolumeImage>,
+    /// The hostPath volumes it mounts read-only that the kubelet creates on the node for it,
+    /// by volume name, with their `type` (`DirectoryOrCreate`, `FileOrCreate`): creating a
+    /// missing path writes the node (an empty `/etc/nologin` locks users out), so such a
+    /// mount counts as read-write in `host_paths`. Not shown to CEL, which reads the volume.
+    #[serde(skip)]
+    pub host_paths_created: BTreeMap<String, String>,
     /// Secrets it reads into its environment (`secretKeyRef`, `envFrom.secretRef`).
     pub env_from_secrets: Vec<String>,
     /// The container it targets (`targetContainerName`), if any.
@@ -342,6 +348,14 @@ impl Asks {
             }
             let mut ask = volume_ask(name, read_only, volume);
             ask.writable_below = writable_below;
+            if let Some(kind) = volume.and_then(created_on_node)
+                && ask.read_only
+                && !volumes.set_up.contains(name)
+            {
+                ask.read_only = false;
+                asks.host_paths_created
+                    .insert(name.to_owned(), kind.to_owned());
+            }
             if ask.kind == VolumeKind::HostPath {
                 asks.host_paths.push(ask.clone());
             }
@@ -612,6 +626,13 @@ fn apparmor_unconfined(
         .as_ref()
         .and_then(|a| a.get(&key))
         .is_some_and(|v| v == "unconfined")
+}
+
+/// The `type` of a hostPath volume the kubelet creates on the node when the path is missing
+/// (`DirectoryOrCreate`, `FileOrCreate`), as root, when it sets the volume up.
+fn created_on_node(volume: &Volume) -> Option<&str> {
+    let kind = volume.host_path.as_ref()?.type_.as_deref()?;
+    matches!(kind, "DirectoryOrCreate" | "FileOrCreate").then_some(kind)
 }
 
 fn volume_ask(name: &str, read_only: bool, volume: Option<&Volume>) -> VolumeAsk {

@@ -560,6 +560,9 @@ pub(crate) enum Ask {
         path: Option<String>,
         read_only: bool,
         writable_below: bool,
+        /// The volume's `type` when the mount is read-only but the kubelet creates the path
+        /// on the node for it (`DirectoryOrCreate`, `FileOrCreate`), which writes the node.
+        created: Option<String>,
     },
     HostNamespace(&'static str),
     /// A host namespace an attached container shares with its pod.
@@ -612,11 +615,20 @@ impl std::fmt::Display for Ask {
                 path: Some(p),
                 read_only,
                 writable_below,
+                created,
             } => write!(
                 f,
                 "hostPath {p} (volume {volume:?}, {})",
                 if *read_only {
                     "read-only"
+                } else if let Some(kind) = created {
+                    // Say why a read-only mount is judged as a write, and what would not be.
+                    return write!(
+                        f,
+                        "hostPath {p} (volume {volume:?}, mounted read-only, but type {kind} \
+                         has the kubelet create the path on the node when it is missing, which \
+                         writes the node; a read-only grant covers type Directory, File or none)"
+                    );
                 } else if *writable_below {
                     // A read-only grant does not cover it; say why, and what would.
                     "read-only at its top but writable below: recursiveReadOnly: Disabled; \
@@ -714,11 +726,18 @@ impl Ask {
                     .map(Ask::Privileged)
                     .map(through),
             );
-            out.extend(traced.host_paths.iter().map(Ask::host_path).map(through));
+            // Mounted by a container of the pod, the path was set up (created) with it.
+            out.extend(
+                traced
+                    .host_paths
+                    .iter()
+                    .map(|v| Ask::host_path(v, None))
+                    .map(through),
+            );
         }
         for v in &a.volumes {
             if v.kind == VolumeKind::HostPath {
-                out.push(Ask::host_path(v));
+                out.push(Ask::host_path(v, a.host_paths_created.get(&v.name)));
             } else {
                 out.push(Ask::Volume(v.name.clone(), v.kind));
             }
@@ -755,13 +774,15 @@ impl Ask {
         out
     }
 
-    /// The ask of mounting the hostPath volume `v`.
-    fn host_path(v: &VolumeAsk) -> Ask {
+    /// The ask of mounting the hostPath volume `v`, whose path the kubelet creates on the node
+    /// for it when `created` names the volume's type.
+    fn host_path(v: &VolumeAsk, created: Option<&String>) -> Ask {
         Ask::HostPath {
             volume: v.name.clone(),
             path: v.host_path.as_ref().map(|p| p.to_string()),
             read_only: v.read_only,
             writable_below: v.writable_below,
+            created: created.cloned(),
         }
     }
 

@@ -672,6 +672,73 @@ spec:
     );
 }
 
+/// `DirectoryOrCreate` and `FileOrCreate` have the kubelet create a missing path on the node
+/// when it sets the volume up, which a read-only mount does not stop: such a mount is judged
+/// as a write, unless a container of the running pod already uses the volume.
+#[test]
+fn host_paths_the_kubelet_creates_are_writes() {
+    let policy = r#"
+apiVersion: kspy.dev/v1alpha1
+kind: DebugPolicy
+metadata: {name: read-only-root}
+spec:
+  grant:
+    images: ['**']
+    runAsRoot: true
+    hostPaths: [{path: /, readOnly: true}]
+"#;
+    let e = engine(policy);
+    let volume =
+        |kind: &str| json!({"name": "h", "hostPath": {"path": "/etc/nologin", "type": kind}});
+    let mount = json!([{"name": "h", "mountPath": "/h", "readOnly": true}]);
+    let node_pod = |kind: &str| {
+        let mut p = pod("default");
+        p["metadata"]["labels"] = json!({"kspy.dev/debug": "node"});
+        p["spec"] = json!({"nodeName": "n1", "volumes": [volume(kind)],
+            "containers": [{"name": "d", "image": "busybox", "volumeMounts": mount.clone()}]});
+        create("default", "admin", &["platform"], p)
+    };
+    for (kind, allowed) in [
+        ("", true),
+        ("File", true),
+        ("Directory", true),
+        ("FileOrCreate", false),
+        ("DirectoryOrCreate", false),
+    ] {
+        let j = validate(&e, &node_pod(kind));
+        assert_eq!(
+            j.response.allowed, allowed,
+            "{kind}: {}",
+            j.response.result.message
+        );
+    }
+    let j = validate(&e, &node_pod("FileOrCreate"));
+    let m = &j.response.result.message;
+    assert!(
+        m.contains(r#"hostPath /etc/nologin (volume "h", mounted read-only, but type FileOrCreate has the kubelet create the path on the node"#),
+        "{m}"
+    );
+
+    // Attached: created already when a container of the pod uses it, by the debug container
+    // when none does.
+    let mut d = debugger("d", "busybox");
+    d["volumeMounts"] = mount.clone();
+    let mut r = attach("default", "admin", &["platform"], vec![], vec![d]);
+    for pod in ["object", "oldObject"] {
+        r["request"][pod]["spec"]["volumes"]
+            .as_array_mut()
+            .expect("volumes")
+            .push(volume("DirectoryOrCreate"));
+    }
+    let j = validate(&e, &r);
+    assert!(!j.response.allowed, "the debug container has it created");
+    for pod in ["object", "oldObject"] {
+        r["request"][pod]["spec"]["containers"][1]["volumeMounts"] = mount.clone();
+    }
+    let j = validate(&e, &r);
+    assert!(j.response.allowed, "{}", j.response.result.message);
+}
+
 #[test]
 fn namespace_selectors_need_the_namespace() {
     let policy = r#"

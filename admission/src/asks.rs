@@ -182,6 +182,15 @@ pub struct TracedContainer {
     /// files there, and so does a debug container running code as them (or reading their
     /// files through `/proc/PID/root`, which SYS_PTRACE also opens).
     pub host_paths: Vec<VolumeAsk>,
+    /// It runs as root, or may become root through a setuid program, and the debug container
+    /// does not ask for that itself: code run as its processes runs as root.
+    pub runs_as_root: bool,
+    /// The other pod volumes it mounts that the debug container does not, by name and kind:
+    /// their files are open to code run as its processes (and through `/proc/PID/root`).
+    pub volumes: Vec<(String, VolumeKind)>,
+    /// The Secrets in its environment that the debug container does not read itself: they
+    /// are in its processes' memory and `/proc/PID/environ`.
+    pub env_from_secrets: Vec<String>,
 }
 
 /// A pod's volumes by name, indexed once per pod for the asks of all its containers: indexing
@@ -408,6 +417,12 @@ impl Asks {
         .collect()
     }
 
+    /// Whether the container runs as root or may become root through a setuid program, which
+    /// only a grant of `runAsRoot` covers.
+    pub fn asks_root(&self) -> bool {
+        self.runs_as_root || (self.may_escalate && !self.privileged)
+    }
+
     /// Whether the container may trace processes of other users and of more privileged
     /// containers: it adds SYS_PTRACE, or ALL.
     pub fn may_trace(&self) -> bool {
@@ -442,6 +457,12 @@ struct Held {
     privileged: BTreeMap<&'static str, String>,
     /// hostPath volumes mounted, by volume name, with the container holding the mount.
     host_paths: BTreeMap<String, (VolumeAsk, String)>,
+    /// The first container running as root (or able to become root).
+    root: Option<String>,
+    /// Other volumes mounted, by volume name, with their kind and the container mounting it.
+    volumes: BTreeMap<String, (VolumeKind, String)>,
+    /// Secrets in the environment, by Secret name, with the container reading it.
+    env_secrets: BTreeMap<String, String>,
 }
 
 impl Held {
@@ -455,6 +476,23 @@ impl Held {
         for phrase in asks.privileged_family() {
             self.privileged
                 .entry(phrase)
+                .or_insert_with(|| name.to_owned());
+        }
+        if asks.asks_root() && self.root.is_none() {
+            self.root = Some(name.to_owned());
+        }
+        for v in asks
+            .volumes
+            .iter()
+            .filter(|v| v.kind != VolumeKind::HostPath)
+        {
+            self.volumes
+                .entry(v.name.clone())
+                .or_insert_with(|| (v.kind, name.to_owned()));
+        }
+        for secret in &asks.env_from_secrets {
+            self.env_secrets
+                .entry(secret.clone())
                 .or_insert_with(|| name.to_owned());
         }
         for v in &asks.host_paths {
@@ -556,6 +594,25 @@ pub fn traced_containers(name: &str, debugger: &Asks, reach: &TraceReach) -> Vec
     for (volume, holder) in held.host_paths.values() {
         if holder != name {
             traced(&mut out, holder).host_paths.push(volume.clone());
+        }
+    }
+    if let Some(holder) = &held.root
+        && !debugger.asks_root()
+    {
+        traced(&mut out, holder).runs_as_root = true;
+    }
+    for (volume, (kind, holder)) in &held.volumes {
+        if !debugger.volumes.iter().any(|v| &v.name == volume) {
+            traced(&mut out, holder)
+                .volumes
+                .push((volume.clone(), *kind));
+        }
+    }
+    for (secret, holder) in &held.env_secrets {
+        if !debugger.env_from_secrets.contains(secret) {
+            traced(&mut out, holder)
+                .env_from_secrets
+                .push(secret.clone());
         }
     }
     out.into_values().collect()

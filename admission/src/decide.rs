@@ -567,8 +567,9 @@ pub(crate) enum Ask {
     HostNamespace(&'static str),
     /// A host namespace an attached container shares with its pod.
     InheritedHostNamespace(&'static str),
-    /// What a container the subject may trace holds (a capability or a member of the
-    /// privileged family), which the subject reaches by tracing its processes.
+    /// What a container the subject may trace holds (a capability, a member of the privileged
+    /// family, root, a mounted volume, a Secret in its environment), which the subject reaches
+    /// by tracing its processes.
     ThroughTracing {
         container: String,
         ask: Box<Ask>,
@@ -644,7 +645,7 @@ impl std::fmt::Display for Ask {
             Ask::ThroughTracing { container, ask } => write!(
                 f,
                 "{ask} ({} by container {container:?}, whose processes SYS_PTRACE lets the debug container trace and take over)",
-                if matches!(**ask, Ask::HostPath { .. }) {
+                if matches!(**ask, Ask::HostPath { .. } | Ask::Volume(..)) {
                     "mounted"
                 } else {
                     "held"
@@ -725,6 +726,21 @@ impl Ask {
                     .copied()
                     .map(Ask::Privileged)
                     .map(through),
+            );
+            if traced.runs_as_root {
+                out.push(through(Ask::RunAsRoot));
+            }
+            out.extend(
+                traced
+                    .volumes
+                    .iter()
+                    .map(|(name, kind)| through(Ask::Volume(name.clone(), *kind))),
+            );
+            out.extend(
+                traced
+                    .env_from_secrets
+                    .iter()
+                    .map(|s| through(Ask::EnvFromSecret(s.clone()))),
             );
             // Mounted by a container of the pod, the path was set up (created) with it.
             out.extend(

@@ -739,6 +739,61 @@ spec:
     assert!(j.response.allowed, "{}", j.response.result.message);
 }
 
+/// Tracing a process runs code as it: with SYS_PTRACE the debug container takes over its
+/// target's user, mounts and environment, which need the grants they would need in the debug
+/// container itself.
+#[test]
+fn tracing_reaches_the_targets_user_volumes_and_secrets() {
+    let policy = r#"
+apiVersion: kspy.dev/v1alpha1
+kind: DebugPolicy
+metadata: {name: trace-only}
+spec:
+  match: {actions: [attach]}
+  grant:
+    images: ['busybox:*']
+    capabilities: [SYS_PTRACE]
+    mountVolumes: nonSecret
+"#;
+    let e = engine(policy);
+    let mut d = ptrace("d", "busybox:1.36", "SYS_PTRACE");
+    d["targetContainerName"] = json!("app");
+    d["securityContext"]["runAsUser"] = json!(1000);
+    d["securityContext"]["allowPrivilegeEscalation"] = json!(false);
+    let mut r = attach("prod-eu", "alice", &["sre"], vec![], vec![d]);
+    for pod in ["object", "oldObject"] {
+        r["request"][pod]["spec"]["containers"][0]["env"] =
+            json!([{"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "api", "key": "t"}}}]);
+    }
+    let j = validate(&e, &r);
+    let m = &j.response.result.message;
+    assert!(
+        !j.response.allowed,
+        "the target runs as root and holds Secrets"
+    );
+    for reached in [
+        r#"running as root (held by container "app", whose processes SYS_PTRACE lets the debug container trace and take over) is not granted"#,
+        r#"mounting secret volume "creds" (mounted by container "app""#,
+        r#"environment from secret "api" (held by container "app""#,
+    ] {
+        assert!(m.contains(reached), "{reached}\n{m}");
+    }
+    assert!(
+        !m.contains(r#"volume "config""#),
+        "a ConfigMap is granted: {m}"
+    );
+
+    // A target running as another user, without Secrets, holds nothing beyond the grants.
+    for pod in ["object", "oldObject"] {
+        let app = &mut r["request"][pod]["spec"]["containers"][0];
+        app["securityContext"] = json!({"runAsUser": 10001, "allowPrivilegeEscalation": false});
+        app["env"] = json!([]);
+        app["volumeMounts"] = json!([{"name": "config", "mountPath": "/etc/web"}]);
+    }
+    let j = validate(&e, &r);
+    assert!(j.response.allowed, "{}", j.response.result.message);
+}
+
 #[test]
 fn namespace_selectors_need_the_namespace() {
     let policy = r#"

@@ -1,6 +1,6 @@
 //! What a debug container asks for, normalized so policies judge meaning, not spelling.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use k8s_openapi::api::core::v1::{
     Container, EnvFromSource, EnvVar, EphemeralContainer, Pod, PodSecurityContext, SELinuxOptions,
@@ -143,6 +143,16 @@ pub struct Asks {
     pub volumes: Vec<VolumeAsk>,
     /// Host paths mounted through hostPath volumes (a subset of `volumes`, by path).
     pub host_paths: Vec<VolumeAsk>,
+    /// The images of the `image` volumes it mounts that the kubelet pulls for it: every one in
+    /// a pod being created, and in a running pod those no regular or init container uses yet.
+    /// The container can run what they hold, so they are judged as its image is.
+    pub volume_images: Vec<VolumeImage>,
+    /// The hostPath volumes it mounts read-only that the kubelet creates on the node for it,
+    /// by volume name, with their `type` (`DirectoryOrCreate`, `FileOrCreate`): creating a
+    /// missing path writes the node (an empty `/etc/nologin` locks users out), so such a
+    /// mount counts as read-write in `host_paths`. Not shown to CEL, which reads the volume.
+    #[serde(skip)]
+    pub host_paths_created: BTreeMap<String, String>,
     /// Secrets it reads into its environment (`secretKeyRef`, `envFrom.secretRef`).
     pub env_from_secrets: Vec<String>,
     /// The container it targets (`targetContainerName`), if any.
@@ -172,26 +182,94 @@ pub struct TracedContainer {
     /// files there, and so does a debug container running code as them (or reading their
     /// files through `/proc/PID/root`, which SYS_PTRACE also opens).
     pub host_paths: Vec<VolumeAsk>,
+    /// It runs as root, or may become root through a setuid program, and the debug container
+    /// does not ask for that itself: code run as its processes runs as root.
+    pub runs_as_root: bool,
+    /// The other pod volumes it mounts that the debug container does not, by name and kind:
+    /// their files are open to code run as its processes (and through `/proc/PID/root`).
+    pub volumes: Vec<(String, VolumeKind)>,
+    /// The Secrets in its environment that the debug container does not read itself: they
+    /// are in its processes' memory and `/proc/PID/environ`.
+    pub env_from_secrets: Vec<String>,
 }
 
 /// A pod's volumes by name, indexed once per pod for the asks of all its containers: indexing
 /// them for each container made a pod with many containers and many volumes quadratic to judge.
 #[derive(Debug, Clone, Default)]
-pub struct PodVolumes<'a>(BTreeMap<&'a str, &'a Volume>);
+pub struct PodVolumes<'a> {
+    by_name: BTreeMap<&'a str, &'a Volume>,
+    /// The volumes the kubelet has already set up for the pod: those its regular and init
+    /// containers use. The kubelet sets up only the volumes some container uses, so a debug
+    /// container using another one makes it set that one up: pull an `image` volume's image.
+    set_up: BTreeSet<&'a str>,
+}
 
 impl<'a> PodVolumes<'a> {
-    /// Indexes the volumes of `pod`; of two with one name (which the API server refuses), the
-    /// later one counts.
+    /// Indexes the volumes of `pod`, a pod being created: none is set up yet. Of two with one
+    /// name (which the API server refuses), the later one counts.
     pub fn of(pod: &'a Pod) -> Self {
-        PodVolumes(
-            pod.spec
+        PodVolumes {
+            by_name: pod
+                .spec
                 .as_ref()
                 .and_then(|s| s.volumes.as_deref())
                 .unwrap_or_default()
                 .iter()
                 .map(|v| (v.name.as_str(), v))
                 .collect(),
-        )
+            set_up: BTreeSet::new(),
+        }
+    }
+
+    /// Indexes the volumes of `pod`, a running pod an ephemeral container is added to: the
+    /// volumes its regular and init containers use are set up already.
+    pub fn of_running(pod: &'a Pod) -> Self {
+        let mut volumes = Self::of(pod);
+        if let Some(spec) = &pod.spec {
+            for c in spec
+                .containers
+                .iter()
+                .chain(spec.init_containers.iter().flatten())
+            {
+                let mounts = c.volume_mounts.iter().flatten().map(|m| m.name.as_str());
+                let devices = c.volume_devices.iter().flatten().map(|d| d.name.as_str());
+                volumes.set_up.extend(mounts.chain(devices));
+            }
+        }
+        volumes
+    }
+}
+
+/// The image an `image` volume mounted by a container brings onto the node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VolumeImage {
+    /// The pod volume's name.
+    pub volume: String,
+    /// The normalized reference; the raw text when it does not parse.
+    pub image: String,
+    /// The parsed reference, when valid.
+    #[serde(skip)]
+    pub image_ref: Option<ImageRef>,
+    /// Why the reference is invalid, when it is: such a volume is never granted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image_error: Option<String>,
+}
+
+impl VolumeImage {
+    /// The image of the `image` volume `volume`, normalized like a container's.
+    fn of(volume: &str, reference: Option<&str>) -> VolumeImage {
+        let raw = reference.unwrap_or("");
+        let (image, image_ref, image_error) = match ImageRef::parse(raw) {
+            Ok(r) => (r.to_string(), Some(r), None),
+            Err(e) => (raw.to_owned(), None, Some(e.to_string())),
+        };
+        VolumeImage {
+            volume: volume.to_owned(),
+            image,
+            image_ref,
+            image_error,
+        }
     }
 }
 
@@ -270,8 +348,23 @@ impl Asks {
             mounted.entry(d.name.as_str()).or_insert((true, false)).0 = false;
         }
         for (name, (read_only, writable_below)) in mounted {
-            let mut ask = volume_ask(name, read_only, volumes.0.get(name).copied());
+            let volume = volumes.by_name.get(name).copied();
+            if let Some(image) = volume.and_then(|v| v.image.as_ref())
+                && !volumes.set_up.contains(name)
+            {
+                asks.volume_images
+                    .push(VolumeImage::of(name, image.reference.as_deref()));
+            }
+            let mut ask = volume_ask(name, read_only, volume);
             ask.writable_below = writable_below;
+            if let Some(kind) = volume.and_then(created_on_node)
+                && ask.read_only
+                && !volumes.set_up.contains(name)
+            {
+                ask.read_only = false;
+                asks.host_paths_created
+                    .insert(name.to_owned(), kind.to_owned());
+            }
             if ask.kind == VolumeKind::HostPath {
                 asks.host_paths.push(ask.clone());
             }
@@ -324,6 +417,12 @@ impl Asks {
         .collect()
     }
 
+    /// Whether the container runs as root or may become root through a setuid program, which
+    /// only a grant of `runAsRoot` covers.
+    pub fn asks_root(&self) -> bool {
+        self.runs_as_root || (self.may_escalate && !self.privileged)
+    }
+
     /// Whether the container may trace processes of other users and of more privileged
     /// containers: it adds SYS_PTRACE, or ALL.
     pub fn may_trace(&self) -> bool {
@@ -358,6 +457,12 @@ struct Held {
     privileged: BTreeMap<&'static str, String>,
     /// hostPath volumes mounted, by volume name, with the container holding the mount.
     host_paths: BTreeMap<String, (VolumeAsk, String)>,
+    /// The first container running as root (or able to become root).
+    root: Option<String>,
+    /// Other volumes mounted, by volume name, with their kind and the container mounting it.
+    volumes: BTreeMap<String, (VolumeKind, String)>,
+    /// Secrets in the environment, by Secret name, with the container reading it.
+    env_secrets: BTreeMap<String, String>,
 }
 
 impl Held {
@@ -371,6 +476,23 @@ impl Held {
         for phrase in asks.privileged_family() {
             self.privileged
                 .entry(phrase)
+                .or_insert_with(|| name.to_owned());
+        }
+        if asks.asks_root() && self.root.is_none() {
+            self.root = Some(name.to_owned());
+        }
+        for v in asks
+            .volumes
+            .iter()
+            .filter(|v| v.kind != VolumeKind::HostPath)
+        {
+            self.volumes
+                .entry(v.name.clone())
+                .or_insert_with(|| (v.kind, name.to_owned()));
+        }
+        for secret in &asks.env_from_secrets {
+            self.env_secrets
+                .entry(secret.clone())
                 .or_insert_with(|| name.to_owned());
         }
         for v in &asks.host_paths {
@@ -474,6 +596,25 @@ pub fn traced_containers(name: &str, debugger: &Asks, reach: &TraceReach) -> Vec
             traced(&mut out, holder).host_paths.push(volume.clone());
         }
     }
+    if let Some(holder) = &held.root
+        && !debugger.asks_root()
+    {
+        traced(&mut out, holder).runs_as_root = true;
+    }
+    for (volume, (kind, holder)) in &held.volumes {
+        if !debugger.volumes.iter().any(|v| &v.name == volume) {
+            traced(&mut out, holder)
+                .volumes
+                .push((volume.clone(), *kind));
+        }
+    }
+    for (secret, holder) in &held.env_secrets {
+        if !debugger.env_from_secrets.contains(secret) {
+            traced(&mut out, holder)
+                .env_from_secrets
+                .push(secret.clone());
+        }
+    }
     out.into_values().collect()
 }
 
@@ -542,6 +683,13 @@ fn apparmor_unconfined(
         .as_ref()
         .and_then(|a| a.get(&key))
         .is_some_and(|v| v == "unconfined")
+}
+
+/// The `type` of a hostPath volume the kubelet creates on the node when the path is missing
+/// (`DirectoryOrCreate`, `FileOrCreate`), as root, when it sets the volume up.
+fn created_on_node(volume: &Volume) -> Option<&str> {
+    let kind = volume.host_path.as_ref()?.type_.as_deref()?;
+    matches!(kind, "DirectoryOrCreate" | "FileOrCreate").then_some(kind)
 }
 
 fn volume_ask(name: &str, read_only: bool, volume: Option<&Volume>) -> VolumeAsk {
@@ -649,6 +797,7 @@ pub const ASKS_FIELDS: &[&str] = &[
     "hostProcess",
     "volumes",
     "hostPaths",
+    "volumeImages",
     "envFromSecrets",
     "target",
     "pod",

@@ -219,7 +219,7 @@ fn attach(review: &ParsedReview) -> Result<DebugRequest, ClassifyError> {
     for o in old {
         old_by_name.entry(o.name.as_str()).or_default().push(o);
     }
-    let volumes = PodVolumes::of(pod);
+    let volumes = PodVolumes::of_running(pod);
     // What tracing reaches, worked out once, and only for a subject that may trace.
     let shares_processes = pod
         .spec

@@ -537,6 +537,14 @@ fn evaluate_policy(
 pub(crate) enum Ask {
     Image(String),
     InvalidImage(String),
+    /// The image of an `image` volume the subject mounts, which the kubelet pulls for it: the
+    /// subject can run what it holds, so it needs an image grant as the subject's own image
+    /// does. `error` says why the reference is invalid, when it is (never granted).
+    VolumeImage {
+        volume: String,
+        image: String,
+        error: Option<String>,
+    },
     Capability(Capability),
     InvalidCapability(String),
     RunAsRoot,
@@ -552,12 +560,16 @@ pub(crate) enum Ask {
         path: Option<String>,
         read_only: bool,
         writable_below: bool,
+        /// The volume's `type` when the mount is read-only but the kubelet creates the path
+        /// on the node for it (`DirectoryOrCreate`, `FileOrCreate`), which writes the node.
+        created: Option<String>,
     },
     HostNamespace(&'static str),
     /// A host namespace an attached container shares with its pod.
     InheritedHostNamespace(&'static str),
-    /// What a container the subject may trace holds (a capability or a member of the
-    /// privileged family), which the subject reaches by tracing its processes.
+    /// What a container the subject may trace holds (a capability, a member of the privileged
+    /// family, root, a mounted volume, a Secret in its environment), which the subject reaches
+    /// by tracing its processes.
     ThroughTracing {
         container: String,
         ask: Box<Ask>,
@@ -578,6 +590,15 @@ impl std::fmt::Display for Ask {
         match self {
             Ask::Image(i) => write!(f, "image {i}"),
             Ask::InvalidImage(e) => write!(f, "{e}"),
+            Ask::VolumeImage {
+                volume,
+                error: Some(e),
+                ..
+            } => write!(f, "image volume {volume:?}: {e}"),
+            Ask::VolumeImage { volume, image, .. } => write!(
+                f,
+                "image {image} (of image volume {volume:?}, whose files the container can run)"
+            ),
             Ask::Capability(c) => write!(f, "capability {c}"),
             Ask::InvalidCapability(c) => write!(f, "capability {c:?} (not a capability name)"),
             Ask::RunAsRoot => write!(f, "running as root"),
@@ -595,11 +616,20 @@ impl std::fmt::Display for Ask {
                 path: Some(p),
                 read_only,
                 writable_below,
+                created,
             } => write!(
                 f,
                 "hostPath {p} (volume {volume:?}, {})",
                 if *read_only {
                     "read-only"
+                } else if let Some(kind) = created {
+                    // Say why a read-only mount is judged as a write, and what would not be.
+                    return write!(
+                        f,
+                        "hostPath {p} (volume {volume:?}, mounted read-only, but type {kind} \
+                         has the kubelet create the path on the node when it is missing, which \
+                         writes the node; a read-only grant covers type Directory, File or none)"
+                    );
                 } else if *writable_below {
                     // A read-only grant does not cover it; say why, and what would.
                     "read-only at its top but writable below: recursiveReadOnly: Disabled; \
@@ -615,7 +645,7 @@ impl std::fmt::Display for Ask {
             Ask::ThroughTracing { container, ask } => write!(
                 f,
                 "{ask} ({} by container {container:?}, whose processes SYS_PTRACE lets the debug container trace and take over)",
-                if matches!(**ask, Ask::HostPath { .. }) {
+                if matches!(**ask, Ask::HostPath { .. } | Ask::Volume(..)) {
                     "mounted"
                 } else {
                     "held"
@@ -659,6 +689,11 @@ impl Ask {
                 e.clone().unwrap_or_else(|| "no image".into()),
             )),
         }
+        out.extend(a.volume_images.iter().map(|v| Ask::VolumeImage {
+            volume: v.volume.clone(),
+            image: v.image.clone(),
+            error: v.image_error.clone(),
+        }));
         out.extend(a.capabilities.iter().cloned().map(Ask::Capability));
         out.extend(
             a.invalid_capabilities
@@ -692,11 +727,33 @@ impl Ask {
                     .map(Ask::Privileged)
                     .map(through),
             );
-            out.extend(traced.host_paths.iter().map(Ask::host_path).map(through));
+            if traced.runs_as_root {
+                out.push(through(Ask::RunAsRoot));
+            }
+            out.extend(
+                traced
+                    .volumes
+                    .iter()
+                    .map(|(name, kind)| through(Ask::Volume(name.clone(), *kind))),
+            );
+            out.extend(
+                traced
+                    .env_from_secrets
+                    .iter()
+                    .map(|s| through(Ask::EnvFromSecret(s.clone()))),
+            );
+            // Mounted by a container of the pod, the path was set up (created) with it.
+            out.extend(
+                traced
+                    .host_paths
+                    .iter()
+                    .map(|v| Ask::host_path(v, None))
+                    .map(through),
+            );
         }
         for v in &a.volumes {
             if v.kind == VolumeKind::HostPath {
-                out.push(Ask::host_path(v));
+                out.push(Ask::host_path(v, a.host_paths_created.get(&v.name)));
             } else {
                 out.push(Ask::Volume(v.name.clone(), v.kind));
             }
@@ -733,13 +790,15 @@ impl Ask {
         out
     }
 
-    /// The ask of mounting the hostPath volume `v`.
-    fn host_path(v: &VolumeAsk) -> Ask {
+    /// The ask of mounting the hostPath volume `v`, whose path the kubelet creates on the node
+    /// for it when `created` names the volume's type.
+    fn host_path(v: &VolumeAsk, created: Option<&String>) -> Ask {
         Ask::HostPath {
             volume: v.name.clone(),
             path: v.host_path.as_ref().map(|p| p.to_string()),
             read_only: v.read_only,
             writable_below: v.writable_below,
+            created: created.cloned(),
         }
     }
 
@@ -750,6 +809,12 @@ impl Ask {
         match self {
             Ask::Image(_) => a.image_ref.as_ref().is_some_and(|i| g.covers_image(i)),
             Ask::InvalidImage(_) | Ask::InvalidCapability(_) => false,
+            Ask::VolumeImage { volume, .. } => a
+                .volume_images
+                .iter()
+                .find(|v| &v.volume == volume)
+                .and_then(|v| v.image_ref.as_ref())
+                .is_some_and(|i| g.covers_image(i)),
             Ask::Capability(c) => g.covers_capability(c),
             Ask::RunAsRoot | Ask::MayBecomeRoot => g.run_as_root,
             Ask::Privileged(_)
@@ -906,7 +971,10 @@ pub(crate) fn decide(judge: &Judge<'_>, settings: &Settings) -> Decision {
                 .collect();
             if granting.is_empty() {
                 // What is not even valid is not a grant missing: say what to fix.
-                if let Ask::InvalidImage(_) | Ask::InvalidCapability(_) = ask {
+                if let Ask::InvalidImage(_)
+                | Ask::InvalidCapability(_)
+                | Ask::VolumeImage { error: Some(_), .. } = ask
+                {
                     d.deny(
                         format!(
                             "container {:?}: {ask}; no policy grants what is not valid: fix it",

@@ -247,6 +247,98 @@ spec:
     assert!(j.response.allowed, "{}", j.response.result.message);
 }
 
+/// An `image` volume brings its image onto the node when a container first uses it, and the
+/// container can run what it holds: its image is judged as the container's own image is.
+#[test]
+fn image_volumes_the_kubelet_pulls_for_the_request_need_an_image_grant() {
+    let policy = format!(
+        "{TEAM}---\n{}",
+        r#"
+apiVersion: kspy.dev/v1alpha1
+kind: DebugPolicy
+metadata: {name: volumes}
+spec:
+  match: {groups: [sre]}
+  grant: {mountVolumes: nonSecret}
+---
+apiVersion: kspy.dev/v1alpha1
+kind: DebugPolicy
+metadata: {name: copies}
+spec:
+  match: {actions: [copy], groups: [sre]}
+  grant: {images: ['registry.example.com/**'], runAsRoot: true, mountVolumes: nonSecret}
+"#
+    );
+    let e = engine(&policy);
+    let evil = json!({"name": "tools", "image": {"reference": "evil.example.net/miner:1"}});
+    let mount = json!([{"name": "tools", "mountPath": "/tools"}]);
+
+    // A copy: every image volume it mounts is pulled for it.
+    let mut copy = pod("prod-eu");
+    copy["metadata"]["labels"] = json!({"kspy.dev/debug": "copy"});
+    copy["spec"]["volumes"]
+        .as_array_mut()
+        .expect("volumes")
+        .push(evil.clone());
+    copy["spec"]["containers"][1]["image"] = json!("registry.example.com/envoy:1");
+    copy["spec"]["containers"][1]["volumeMounts"] = mount.clone();
+    let j = validate(&e, &create("prod-eu", "alice", &["sre"], copy));
+    let m = &j.response.result.message;
+    assert!(
+        !j.response.allowed,
+        "an image volume from outside the allow-list"
+    );
+    assert!(
+        m.contains(r#"image evil.example.net/miner:1 (of image volume "tools", whose files the container can run) is not granted"#),
+        "{m}"
+    );
+
+    // An attached container using an image volume no container of the pod uses yet.
+    let mut d = debugger("d", "busybox:1.36");
+    d["volumeMounts"] = mount.clone();
+    let mut r = attach("prod-eu", "alice", &["sre"], vec![], vec![d]);
+    for pod in ["object", "oldObject"] {
+        r["request"][pod]["spec"]["volumes"]
+            .as_array_mut()
+            .expect("volumes")
+            .push(evil.clone());
+    }
+    let j = validate(&e, &r);
+    assert!(
+        !j.response.allowed,
+        "the kubelet pulls it for the debug container"
+    );
+    assert!(
+        j.response
+            .result
+            .message
+            .contains("image evil.example.net/miner:1 (of image volume"),
+        "{}",
+        j.response.result.message
+    );
+
+    // One the pod's own container uses was pulled with the pod: mounting it is a volume ask.
+    for pod in ["object", "oldObject"] {
+        r["request"][pod]["spec"]["containers"][1]["volumeMounts"] = mount.clone();
+    }
+    let j = validate(&e, &r);
+    assert!(j.response.allowed, "{}", j.response.result.message);
+
+    // An invalid reference is never granted, and the denial says what is wrong with it.
+    for pod in ["object", "oldObject"] {
+        r["request"][pod]["spec"]["containers"][1]["volumeMounts"] = json!([]);
+        r["request"][pod]["spec"]["volumes"][2]["image"]["reference"] = json!("Evil");
+    }
+    let j = validate(&e, &r);
+    let m = &j.response.result.message;
+    assert!(!j.response.allowed);
+    assert!(
+        m.contains(r#"image volume "tools": invalid image reference "Evil""#)
+            && m.contains("no policy grants what is not valid"),
+        "{m}"
+    );
+}
+
 #[test]
 fn default_deny_and_audit_only() {
     let r = attach(
@@ -578,6 +670,128 @@ spec:
             .message
             .contains("host network namespace is not granted")
     );
+}
+
+/// `DirectoryOrCreate` and `FileOrCreate` have the kubelet create a missing path on the node
+/// when it sets the volume up, which a read-only mount does not stop: such a mount is judged
+/// as a write, unless a container of the running pod already uses the volume.
+#[test]
+fn host_paths_the_kubelet_creates_are_writes() {
+    let policy = r#"
+apiVersion: kspy.dev/v1alpha1
+kind: DebugPolicy
+metadata: {name: read-only-root}
+spec:
+  grant:
+    images: ['**']
+    runAsRoot: true
+    hostPaths: [{path: /, readOnly: true}]
+"#;
+    let e = engine(policy);
+    let volume =
+        |kind: &str| json!({"name": "h", "hostPath": {"path": "/etc/nologin", "type": kind}});
+    let mount = json!([{"name": "h", "mountPath": "/h", "readOnly": true}]);
+    let node_pod = |kind: &str| {
+        let mut p = pod("default");
+        p["metadata"]["labels"] = json!({"kspy.dev/debug": "node"});
+        p["spec"] = json!({"nodeName": "n1", "volumes": [volume(kind)],
+            "containers": [{"name": "d", "image": "busybox", "volumeMounts": mount.clone()}]});
+        create("default", "admin", &["platform"], p)
+    };
+    for (kind, allowed) in [
+        ("", true),
+        ("File", true),
+        ("Directory", true),
+        ("FileOrCreate", false),
+        ("DirectoryOrCreate", false),
+    ] {
+        let j = validate(&e, &node_pod(kind));
+        assert_eq!(
+            j.response.allowed, allowed,
+            "{kind}: {}",
+            j.response.result.message
+        );
+    }
+    let j = validate(&e, &node_pod("FileOrCreate"));
+    let m = &j.response.result.message;
+    assert!(
+        m.contains(r#"hostPath /etc/nologin (volume "h", mounted read-only, but type FileOrCreate has the kubelet create the path on the node"#),
+        "{m}"
+    );
+
+    // Attached: created already when a container of the pod uses it, by the debug container
+    // when none does.
+    let mut d = debugger("d", "busybox");
+    d["volumeMounts"] = mount.clone();
+    let mut r = attach("default", "admin", &["platform"], vec![], vec![d]);
+    for pod in ["object", "oldObject"] {
+        r["request"][pod]["spec"]["volumes"]
+            .as_array_mut()
+            .expect("volumes")
+            .push(volume("DirectoryOrCreate"));
+    }
+    let j = validate(&e, &r);
+    assert!(!j.response.allowed, "the debug container has it created");
+    for pod in ["object", "oldObject"] {
+        r["request"][pod]["spec"]["containers"][1]["volumeMounts"] = mount.clone();
+    }
+    let j = validate(&e, &r);
+    assert!(j.response.allowed, "{}", j.response.result.message);
+}
+
+/// Tracing a process runs code as it: with SYS_PTRACE the debug container takes over its
+/// target's user, mounts and environment, which need the grants they would need in the debug
+/// container itself.
+#[test]
+fn tracing_reaches_the_targets_user_volumes_and_secrets() {
+    let policy = r#"
+apiVersion: kspy.dev/v1alpha1
+kind: DebugPolicy
+metadata: {name: trace-only}
+spec:
+  match: {actions: [attach]}
+  grant:
+    images: ['busybox:*']
+    capabilities: [SYS_PTRACE]
+    mountVolumes: nonSecret
+"#;
+    let e = engine(policy);
+    let mut d = ptrace("d", "busybox:1.36", "SYS_PTRACE");
+    d["targetContainerName"] = json!("app");
+    d["securityContext"]["runAsUser"] = json!(1000);
+    d["securityContext"]["allowPrivilegeEscalation"] = json!(false);
+    let mut r = attach("prod-eu", "alice", &["sre"], vec![], vec![d]);
+    for pod in ["object", "oldObject"] {
+        r["request"][pod]["spec"]["containers"][0]["env"] =
+            json!([{"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "api", "key": "t"}}}]);
+    }
+    let j = validate(&e, &r);
+    let m = &j.response.result.message;
+    assert!(
+        !j.response.allowed,
+        "the target runs as root and holds Secrets"
+    );
+    for reached in [
+        r#"running as root (held by container "app", whose processes SYS_PTRACE lets the debug container trace and take over) is not granted"#,
+        r#"mounting secret volume "creds" (mounted by container "app""#,
+        r#"environment from secret "api" (held by container "app""#,
+    ] {
+        assert!(m.contains(reached), "{reached}\n{m}");
+    }
+    assert!(
+        !m.contains(r#"volume "config""#),
+        "a ConfigMap is granted: {m}"
+    );
+
+    // A target running as another user, without Secrets, holds nothing beyond the grants.
+    for pod in ["object", "oldObject"] {
+        let app = &mut r["request"][pod]["spec"]["containers"][0];
+        app["securityContext"] = json!({"runAsUser": 10001, "allowPrivilegeEscalation": false});
+        app["env"] = json!([]);
+        app["volumeMounts"] = json!([{"name": "config", "mountPath": "/etc/web"}]);
+    }
+    let j = validate(&e, &r);
+    assert!(j.response.allowed, "{}", j.response.result.message);
 }
 
 #[test]

@@ -44,6 +44,16 @@ spec:
       message: interactive session
 "#;
 
+/// Adds `volume` to the pod of the attach review `r`, before and after alike.
+fn add_pod_volume(r: &mut serde_json::Value, volume: serde_json::Value) {
+    for pod in ["object", "oldObject"] {
+        r["request"][pod]["spec"]["volumes"]
+            .as_array_mut()
+            .expect("volumes")
+            .push(volume.clone());
+    }
+}
+
 fn ptrace(name: &str, image: &str, cap: &str) -> serde_json::Value {
     let mut d = debugger(name, image);
     d["securityContext"] = json!({"capabilities": {"add": [cap]}});
@@ -218,12 +228,10 @@ fn volume_devices_are_judged_as_mounts_of_their_volume() {
     let mut d = debugger("d", "busybox:1.36");
     d["volumeDevices"] = json!([{"name": "data", "devicePath": "/dev/xvda"}]);
     let mut r = attach("prod-eu", "alice", &["sre"], vec![], vec![d]);
-    for pod in ["object", "oldObject"] {
-        r["request"][pod]["spec"]["volumes"]
-            .as_array_mut()
-            .expect("volumes")
-            .push(json!({"name": "data", "persistentVolumeClaim": {"claimName": "data"}}));
-    }
+    add_pod_volume(
+        &mut r,
+        json!({"name": "data", "persistentVolumeClaim": {"claimName": "data"}}),
+    );
     let j = validate(&e, &r);
     assert!(
         !j.response.allowed,
@@ -297,12 +305,7 @@ spec:
     let mut d = debugger("d", "busybox:1.36");
     d["volumeMounts"] = mount.clone();
     let mut r = attach("prod-eu", "alice", &["sre"], vec![], vec![d]);
-    for pod in ["object", "oldObject"] {
-        r["request"][pod]["spec"]["volumes"]
-            .as_array_mut()
-            .expect("volumes")
-            .push(evil.clone());
-    }
+    add_pod_volume(&mut r, evil);
     let j = validate(&e, &r);
     assert!(
         !j.response.allowed,
@@ -724,12 +727,7 @@ spec:
     let mut d = debugger("d", "busybox");
     d["volumeMounts"] = mount.clone();
     let mut r = attach("default", "admin", &["platform"], vec![], vec![d]);
-    for pod in ["object", "oldObject"] {
-        r["request"][pod]["spec"]["volumes"]
-            .as_array_mut()
-            .expect("volumes")
-            .push(volume("DirectoryOrCreate"));
-    }
+    add_pod_volume(&mut r, volume("DirectoryOrCreate"));
     let j = validate(&e, &r);
     assert!(!j.response.allowed, "the debug container has it created");
     for pod in ["object", "oldObject"] {

@@ -338,6 +338,16 @@ struct OldObjectOnly {
     old_object: Option<Value>,
 }
 
+/// One raw view of `body`, within [`decode_budget::RAW_BYTES`] (budgeted only when the body
+/// might not fit).
+fn raw_view<T: for<'de> Deserialize<'de>>(body: &[u8]) -> serde_json::Result<ObjectsOnly<T>> {
+    if decode_budget::surely_within(body, decode_budget::RAW_BYTES) {
+        serde_json::from_slice(body)
+    } else {
+        decode_budget::from_slice(body, &DecodeBudget::new(decode_budget::RAW_BYTES))
+    }
+}
+
 fn is_core_pods(request: &AdmissionRequest<Pod>) -> bool {
     let r = &request.resource;
     r.group.is_empty() && r.version == "v1" && r.resource == "pods"
@@ -368,9 +378,14 @@ impl ParsedReview {
         let text = std::str::from_utf8(&body).map_err(|e| ReviewError::NotUtf8 {
             offset: e.valid_up_to(),
         })?;
-        let budget = DecodeBudget::new(decode_budget::TYPED_BYTES);
-        if let Ok(JsonObject(fast)) =
+        // Budgeted only when the body might not fit: see `decode_budget::surely_within`.
+        let fast = if decode_budget::surely_within(&body, decode_budget::TYPED_BYTES) {
+            serde_json::from_str::<JsonObject<PodReview>>(text)
+        } else {
+            let budget = DecodeBudget::new(decode_budget::TYPED_BYTES);
             decode_budget::from_str::<JsonObject<PodReview>>(text, &budget)
+        };
+        if let Ok(JsonObject(fast)) = fast
             && fast.kind == KIND
             && fast.api_version == API_VERSION
         {
@@ -528,8 +543,7 @@ impl ParsedReview {
     pub fn object(&self) -> Option<&Value> {
         self.object
             .get_or_init(|| {
-                let budget = DecodeBudget::new(decode_budget::RAW_BYTES);
-                decode_budget::from_slice::<ObjectsOnly<ObjectOnly>>(&self.body, &budget)
+                raw_view::<ObjectOnly>(&self.body)
                     .map(|o| o.request.object)
                     .map_err(|e| format!("request.object: {e}"))
             })
@@ -542,8 +556,7 @@ impl ParsedReview {
     pub fn old_object(&self) -> Option<&Value> {
         self.old_object
             .get_or_init(|| {
-                let budget = DecodeBudget::new(decode_budget::RAW_BYTES);
-                decode_budget::from_slice::<ObjectsOnly<OldObjectOnly>>(&self.body, &budget)
+                raw_view::<OldObjectOnly>(&self.body)
                     .map(|o| o.request.old_object)
                     .map_err(|e| format!("request.oldObject: {e}"))
             })

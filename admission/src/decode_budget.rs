@@ -72,6 +72,11 @@ const MOST_PER_ITEM: usize = 64;
 /// (`kspy-load bench`), more than its instructions, as a second copy of the decoding code.
 /// Only what might not fit is decoded with it.
 pub fn surely_within(json: &[u8], limit: usize) -> bool {
+    most_charged(json) <= limit
+}
+
+/// The most decoding `json` can charge, as [`surely_within`] counts it.
+pub fn most_charged(json: &[u8]) -> usize {
     let (mut objects, mut items) = (0usize, 0usize);
     // Branch-free, so that it vectorizes: a few instructions per 16 bytes.
     for chunk in json.chunks(255) {
@@ -86,7 +91,6 @@ pub fn surely_within(json: &[u8], limit: usize) -> bool {
     objects
         .saturating_mul(MOST_PER_OBJECT)
         .saturating_add(items.saturating_mul(MOST_PER_ITEM))
-        <= limit
 }
 
 /// Decodes `T` from the JSON `text` as `serde_json::from_str` does (trailing characters

@@ -111,6 +111,8 @@ pub struct ParsedReview {
     old_object: OnceLock<Result<Option<Value>, String>>,
     pod: Option<Pod>,
     old_ephemeral_containers: Option<Vec<EphemeralContainer>>,
+    /// The most decoding `body` can charge ([`decode_budget::most_charged`]), counted once.
+    most_charged: usize,
 }
 
 /// The fields of CEL's `request` variable.
@@ -339,9 +341,12 @@ struct OldObjectOnly {
 }
 
 /// One raw view of `body`, within [`decode_budget::RAW_BYTES`] (budgeted only when the body
-/// might not fit).
-fn raw_view<T: for<'de> Deserialize<'de>>(body: &[u8]) -> serde_json::Result<ObjectsOnly<T>> {
-    if decode_budget::surely_within(body, decode_budget::RAW_BYTES) {
+/// might not fit: `most_charged` is its [`decode_budget::most_charged`]).
+fn raw_view<T: for<'de> Deserialize<'de>>(
+    body: &[u8],
+    most_charged: usize,
+) -> serde_json::Result<ObjectsOnly<T>> {
+    if most_charged <= decode_budget::RAW_BYTES {
         serde_json::from_slice(body)
     } else {
         decode_budget::from_slice(body, &DecodeBudget::new(decode_budget::RAW_BYTES))
@@ -379,7 +384,8 @@ impl ParsedReview {
             offset: e.valid_up_to(),
         })?;
         // Budgeted only when the body might not fit: see `decode_budget::surely_within`.
-        let fast = if decode_budget::surely_within(&body, decode_budget::TYPED_BYTES) {
+        let most_charged = decode_budget::most_charged(&body);
+        let fast = if most_charged <= decode_budget::TYPED_BYTES {
             serde_json::from_str::<JsonObject<PodReview>>(text)
         } else {
             let budget = DecodeBudget::new(decode_budget::TYPED_BYTES);
@@ -405,6 +411,7 @@ impl ParsedReview {
                     old_object: OnceLock::new(),
                     pod,
                     old_ephemeral_containers: old_object.map(OldPod::into_ephemeral_containers),
+                    most_charged,
                 });
             }
         }
@@ -495,6 +502,7 @@ impl ParsedReview {
             ),
             _ => None,
         };
+        let most_charged = decode_budget::most_charged(&body);
         Ok(ParsedReview {
             request,
             body,
@@ -502,6 +510,7 @@ impl ParsedReview {
             old_object: OnceLock::new(),
             pod,
             old_ephemeral_containers,
+            most_charged,
         })
     }
 
@@ -543,7 +552,7 @@ impl ParsedReview {
     pub fn object(&self) -> Option<&Value> {
         self.object
             .get_or_init(|| {
-                raw_view::<ObjectOnly>(&self.body)
+                raw_view::<ObjectOnly>(&self.body, self.most_charged)
                     .map(|o| o.request.object)
                     .map_err(|e| format!("request.object: {e}"))
             })
@@ -556,7 +565,7 @@ impl ParsedReview {
     pub fn old_object(&self) -> Option<&Value> {
         self.old_object
             .get_or_init(|| {
-                raw_view::<OldObjectOnly>(&self.body)
+                raw_view::<OldObjectOnly>(&self.body, self.most_charged)
                     .map(|o| o.request.old_object)
                     .map_err(|e| format!("request.oldObject: {e}"))
             })

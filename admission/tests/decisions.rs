@@ -46,12 +46,12 @@ spec:
 
 /// Adds `volume` to the pod of the attach review `r`, before and after alike.
 fn add_pod_volume(r: &mut serde_json::Value, volume: serde_json::Value) {
-    for pod in ["object", "oldObject"] {
-        r["request"][pod]["spec"]["volumes"]
+    edit_pods(r, |pod| {
+        pod["spec"]["volumes"]
             .as_array_mut()
             .expect("volumes")
             .push(volume.clone());
-    }
+    });
 }
 
 fn ptrace(name: &str, image: &str, cap: &str) -> serde_json::Value {
@@ -163,12 +163,12 @@ spec:
         d["targetContainerName"] = json!("proxy");
         d["securityContext"] = json!({"runAsUser": user});
         let mut r = attach("prod-eu", "alice", &["sre"], vec![], vec![d]);
-        for pod in ["object", "oldObject"] {
-            r["request"][pod]["spec"]["initContainers"] = json!([{
+        edit_pods(&mut r, |pod| {
+            pod["spec"]["initContainers"] = json!([{
                 "name": "proxy", "image": "envoy", "restartPolicy": "Always",
                 "securityContext": {"runAsUser": 1000}
             }]);
-        }
+        });
         let j = validate(&e, &r);
         assert_eq!(
             j.response.allowed, allowed,
@@ -321,17 +321,17 @@ spec:
     );
 
     // One the pod's own container uses was pulled with the pod: mounting it is a volume ask.
-    for pod in ["object", "oldObject"] {
-        r["request"][pod]["spec"]["containers"][1]["volumeMounts"] = mount.clone();
-    }
+    edit_pods(&mut r, |pod| {
+        pod["spec"]["containers"][1]["volumeMounts"] = mount.clone();
+    });
     let j = validate(&e, &r);
     assert!(j.response.allowed, "{}", j.response.result.message);
 
     // An invalid reference is never granted, and the denial says what is wrong with it.
-    for pod in ["object", "oldObject"] {
-        r["request"][pod]["spec"]["containers"][1]["volumeMounts"] = json!([]);
-        r["request"][pod]["spec"]["volumes"][2]["image"]["reference"] = json!("Evil");
-    }
+    edit_pods(&mut r, |pod| {
+        pod["spec"]["containers"][1]["volumeMounts"] = json!([]);
+        pod["spec"]["volumes"][2]["image"]["reference"] = json!("Evil");
+    });
     let j = validate(&e, &r);
     let m = &j.response.result.message;
     assert!(!j.response.allowed);
@@ -730,9 +730,9 @@ spec:
     add_pod_volume(&mut r, volume("DirectoryOrCreate"));
     let j = validate(&e, &r);
     assert!(!j.response.allowed, "the debug container has it created");
-    for pod in ["object", "oldObject"] {
-        r["request"][pod]["spec"]["containers"][1]["volumeMounts"] = mount.clone();
-    }
+    edit_pods(&mut r, |pod| {
+        pod["spec"]["containers"][1]["volumeMounts"] = mount.clone();
+    });
     let j = validate(&e, &r);
     assert!(j.response.allowed, "{}", j.response.result.message);
 }
@@ -759,10 +759,10 @@ spec:
     d["securityContext"]["runAsUser"] = json!(1000);
     d["securityContext"]["allowPrivilegeEscalation"] = json!(false);
     let mut r = attach("prod-eu", "alice", &["sre"], vec![], vec![d]);
-    for pod in ["object", "oldObject"] {
-        r["request"][pod]["spec"]["containers"][0]["env"] =
+    edit_pods(&mut r, |pod| {
+        pod["spec"]["containers"][0]["env"] =
             json!([{"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "api", "key": "t"}}}]);
-    }
+    });
     let j = validate(&e, &r);
     let m = &j.response.result.message;
     assert!(
@@ -782,12 +782,12 @@ spec:
     );
 
     // A target running as another user, without Secrets, holds nothing beyond the grants.
-    for pod in ["object", "oldObject"] {
-        let app = &mut r["request"][pod]["spec"]["containers"][0];
+    edit_pods(&mut r, |pod| {
+        let app = &mut pod["spec"]["containers"][0];
         app["securityContext"] = json!({"runAsUser": 10001, "allowPrivilegeEscalation": false});
         app["env"] = json!([]);
         app["volumeMounts"] = json!([{"name": "config", "mountPath": "/etc/web"}]);
-    }
+    });
     let j = validate(&e, &r);
     assert!(j.response.allowed, "{}", j.response.result.message);
 }

@@ -34,13 +34,13 @@ fn hardened() -> Value {
 /// oldObject alike).
 fn attach_to(d: Value, edit: impl Fn(&mut Value)) -> Value {
     let mut r = attach("locked", "alice", &["sre"], vec![], vec![d]);
-    for pod in ["object", "oldObject"] {
-        let spec = &mut r["request"][pod]["spec"];
+    edit_pods(&mut r, |pod| {
+        let spec = &mut pod["spec"];
         for c in spec["containers"].as_array_mut().unwrap() {
             c["securityContext"] = hardened();
         }
-        edit(&mut r["request"][pod]);
-    }
+        edit(pod);
+    });
     r
 }
 

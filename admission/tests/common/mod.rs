@@ -54,6 +54,14 @@ pub fn attach(ns: &str, user: &str, groups: &[&str], old: Vec<Value>, new: Vec<V
     )
 }
 
+/// Applies `edit` to the pod of review `r` before and after the request (`object` and
+/// `oldObject`), as an attach's pod is the same in both but for what is added.
+pub fn edit_pods(r: &mut Value, mut edit: impl FnMut(&mut Value)) {
+    for pod in ["object", "oldObject"] {
+        edit(&mut r["request"][pod]);
+    }
+}
+
 /// A CREATE of a pod.
 pub fn create(ns: &str, user: &str, groups: &[&str], pod: Value) -> Value {
     review(ns, user, groups, "CREATE", None, pod, None)

@@ -383,7 +383,7 @@ impl ParsedReview {
         let text = std::str::from_utf8(&body).map_err(|e| ReviewError::NotUtf8 {
             offset: e.valid_up_to(),
         })?;
-        // Budgeted only when the body might not fit: see `decode_budget::surely_within`.
+        // Budgeted only when the body might not fit: see `decode_budget::most_charged`.
         let most_charged = decode_budget::most_charged(&body);
         let fast = if most_charged <= decode_budget::TYPED_BYTES {
             serde_json::from_str::<JsonObject<PodReview>>(text)

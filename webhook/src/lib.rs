@@ -46,6 +46,7 @@ pub mod tls;
 mod admin;
 mod body;
 mod body_budget;
+mod call_timeout;
 mod eviction;
 mod hints;
 mod idle_close;

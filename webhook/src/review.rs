@@ -34,6 +34,7 @@ use tracing::field::Empty;
 
 use crate::body::{BodyError, WhenFull, read_body};
 use crate::body_budget::BodyRoom;
+use crate::call_timeout::ReviewTimeout;
 use crate::config::FaultInjection;
 use crate::events::DecisionEvent;
 use crate::hints::hints;
@@ -112,7 +113,8 @@ async fn review(
     // Checked: the configuration keeps the timeout within 30 s, but a deadline past the
     // clock's end must not panic; a deadline of now denies at once (fail closed).
     let now = tokio::time::Instant::from_std(started);
-    let deadline = now.checked_add(state.review_timeout).unwrap_or(now);
+    let timeout = ReviewTimeout::for_call(state.review_timeout, req.uri().query());
+    let deadline = now.checked_add(timeout.limit).unwrap_or(now);
     let _in_flight = state.metrics.in_flight();
     let max = state.max_body_bytes;
     // Every refusal below is sent before the body is read whole, and hyper then closes an
@@ -189,10 +191,9 @@ async fn review(
             BadRequest::Unreadable,
             StatusCode::REQUEST_TIMEOUT,
             format!(
-                "the request body did not arrive within the review deadline of {:?}; send it whole and at once",
-                state.review_timeout
+                "the request body did not arrive within the review deadline of {timeout}; send it whole and at once"
             ),
-            Some(format!("{:?}", state.review_timeout)),
+            Some(format!("{:?}", timeout.limit)),
         )),
         Err(BodyError::NoRoom) if when_full == WhenFull::Refuse => {
             let mut response = refuse(
@@ -220,12 +221,12 @@ async fn review(
             BadRequest::BufferFull,
             StatusCode::REQUEST_TIMEOUT,
             format!(
-                "the request body was not read within the review deadline of {:?}: other requests held the server's limit of {} body bytes in memory (--max-buffered-bytes) all that time; retry",
-                state.review_timeout, state.max_buffered_bytes
+                "the request body was not read within the review deadline of {timeout}: other requests held the server's limit of {} body bytes in memory (--max-buffered-bytes) all that time; retry",
+                state.max_buffered_bytes
             ),
             Some(format!(
                 "{} bytes buffered at once, {:?}",
-                state.max_buffered_bytes, state.review_timeout
+                state.max_buffered_bytes, timeout.limit
             )),
         )),
     };
@@ -242,8 +243,18 @@ async fn review(
     }
     let known = Arc::new(Mutex::new(Known::default()));
 
-    match decide(&state, endpoint, body, room, known.clone(), deadline).await {
-        Ok(Ok(decided)) => answer(&state, name, decided, started),
+    match decide(
+        &state,
+        endpoint,
+        body,
+        room,
+        known.clone(),
+        timeout,
+        deadline,
+    )
+    .await
+    {
+        Ok(Ok(decided)) => answer(&state, name, decided, timeout, started),
         Ok(Err(err)) => refuse(
             &state,
             name,
@@ -271,7 +282,7 @@ async fn review(
                     action: UNKNOWN_ACTION.to_owned(),
                 }
             };
-            fail_closed(&state, name, failure, fields, started)
+            fail_closed(&state, name, failure, timeout, fields, started)
         }
     }
 }
@@ -309,15 +320,15 @@ fn fail_closed(
     state: &AppState,
     name: &'static str,
     failure: InternalError,
+    timeout: ReviewTimeout,
     d: DecisionFields,
     started: Instant,
 ) -> Response {
     state.metrics.internal_error(name, failure);
     let message = match failure {
-        InternalError::Timeout => format!(
-            "kspy could not decide within {:?}; denied (fail closed)",
-            state.review_timeout
-        ),
+        InternalError::Timeout => {
+            format!("kspy could not decide within {timeout}; denied (fail closed)")
+        }
         InternalError::Panic => "kspy failed while deciding; denied (fail closed)".to_owned(),
         InternalError::Serialize => {
             "kspy could not encode its answer; denied (fail closed)".to_owned()
@@ -413,6 +424,7 @@ async fn decide(
     body: axum::body::Bytes,
     room: BodyRoom,
     known: Arc<Mutex<Known>>,
+    timeout: ReviewTimeout,
     deadline: tokio::time::Instant,
 ) -> Result<Result<Decided, ReviewError>, InternalError> {
     let engine = state.engine.current();
@@ -481,7 +493,7 @@ async fn decide(
     };
     // A bounded share of the deadline: a slow or hanging API server leaves the rest to
     // judging, which then goes on with the last known Namespace, or none.
-    let share = lookup_budget(state.review_timeout);
+    let share = lookup_budget(timeout.limit);
     let until = tokio::time::Instant::now()
         .checked_add(share)
         .map_or(deadline, |t| t.min(deadline));
@@ -582,7 +594,13 @@ fn judge(
     }
 }
 
-fn answer(state: &AppState, name: &'static str, d: Decided, started: Instant) -> Response {
+fn answer(
+    state: &AppState,
+    name: &'static str,
+    d: Decided,
+    timeout: ReviewTimeout,
+    started: Instant,
+) -> Response {
     let span = tracing::Span::current();
     span.record("user", d.user.as_str());
     span.record("namespace", d.namespace.as_str());
@@ -600,7 +618,14 @@ fn answer(state: &AppState, name: &'static str, d: Decided, started: Instant) ->
                 pod: d.pod,
                 action: d.action,
             };
-            return fail_closed(state, name, InternalError::Serialize, fields, started);
+            return fail_closed(
+                state,
+                name,
+                InternalError::Serialize,
+                timeout,
+                fields,
+                started,
+            );
         }
     };
     let elapsed = started.elapsed();

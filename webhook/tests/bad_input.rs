@@ -306,6 +306,42 @@ async fn judging_past_the_deadline_is_denied_and_counted() {
     h.server.shutdown().await;
 }
 
+/// The API server states its own deadline in the URL (`?timeout=3s`, the webhook's
+/// `timeoutSeconds`) and gives up at it, applying the failure policy (with `Ignore`, the
+/// request passes unjudged). A review is denied within nine tenths of it when that is shorter
+/// than `--review-timeout`, with kspy's reason, while the API server still waits.
+#[tokio::test]
+async fn a_shorter_api_server_timeout_sets_the_deadline() {
+    let h = Harness::start_with(common::POLICIES, |c| {
+        c.review_timeout = Duration::from_secs(9);
+        c.fault_injection = FaultInjection::Delay(Duration::from_secs(6));
+    })
+    .await;
+    let started = Instant::now();
+    let (status, body) = h
+        .post_fixture("/validate?timeout=3s", "attach-allowed.json")
+        .await;
+    let elapsed = started.elapsed();
+    assert_eq!(status, 200);
+    assert!(
+        elapsed >= Duration::from_millis(2700) && elapsed < Duration::from_secs(3),
+        "answered after {elapsed:?}, not at nine tenths of the API server's 3 s"
+    );
+    let r = response_of(&body);
+    assert_eq!(r["allowed"], false, "fail closed: {r}");
+    assert_eq!(
+        r["status"]["message"],
+        "kspy could not decide within 2.7s (the API server gives up after 3s, the webhook's timeoutSeconds); denied (fail closed)"
+    );
+    assert_eq!(
+        h.server
+            .metrics()
+            .internal_errors_total("validate", InternalError::Timeout),
+        1
+    );
+    h.server.shutdown().await;
+}
+
 #[tokio::test]
 async fn a_panic_while_judging_is_a_denial_and_the_server_keeps_serving() {
     let h = Harness::start_with(common::POLICIES, |c| {

@@ -66,16 +66,26 @@ while IFS= read -r f; do
   printf "      - '%s=%s'\n" "$key" "$f" >> "$tmp/entries"
 done < "$tmp/files"
 
-# The ConfigMap, as compact JSON, must stay well under 256 KiB (the annotation budget of
-# client-side apply; the render test measures the rendered object exactly). JSON escaping
-# makes it somewhat larger than the files themselves, so refuse well before the limit.
-total=0
+# The ConfigMap, as compact JSON, must fit the 256 KiB annotation budget of client-side apply
+# (the render test, tests/tests/deploy_render.rs, measures the rendered object exactly).
+# kubectl writes that JSON with Go's encoding/json: a newline, tab, quote or backslash takes
+# two bytes, and `<`, `>`, `&` (CEL's `&&`) and other control characters six (`\u0026`), so
+# count the files as that JSON, and refuse above 256 000 bytes (the rest is for the keys and
+# the ConfigMap's metadata).
+: > "$tmp/all"
 if [ -s "$tmp/files" ]; then
-  total=$(cd "$out" && sed 's#^\./##' "$tmp/files" | while IFS= read -r f; do cat "$f"; done | wc -c | tr -d ' ')
+  (cd "$out" && sed 's#^\./##' "$tmp/files" | while IFS= read -r f; do cat "$f"; done) > "$tmp/all"
 fi
-if [ "$total" -gt 200000 ]; then
-  echo "$0: the policy files total $total bytes: too large for one ConfigMap applied with" >&2
-  echo "  'kubectl apply -k' (the last-applied-configuration annotation is capped at 256 KiB)" >&2
+count() { LC_ALL=C tr -cd "$1" < "$tmp/all" | wc -c | tr -d ' '; }
+bytes=$(wc -c < "$tmp/all" | tr -d ' ')
+doubled=$(count '\n\t\r"\\')
+sixfold=$(count '<>&\000-\010\013\014\016-\037')
+json=$((bytes + doubled + 5 * sixfold))
+if [ "$json" -gt 256000 ]; then
+  echo "$0: the policy files take $json bytes as JSON ($bytes bytes of files; newlines, quotes," >&2
+  echo "  '&', '<' and '>' grow when escaped): too large for one ConfigMap applied with" >&2
+  echo "  'kubectl apply -k' (the last-applied-configuration annotation is capped at 256 KiB);" >&2
+  echo "  apply it server-side instead ('kubectl apply --server-side -k ...'), which keeps no such copy." >&2
   exit 1
 fi
 

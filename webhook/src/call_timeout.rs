@@ -13,6 +13,8 @@
 use std::fmt;
 use std::time::Duration;
 
+use crate::duration::parse_go_duration;
+
 /// How long one review may take, and whether the API server's timeout set it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct ReviewTimeout {
@@ -60,47 +62,7 @@ fn stated_timeout(query: &str) -> Option<Duration> {
     let value = query
         .split('&')
         .find_map(|pair| pair.strip_prefix("timeout="))?;
-    go_duration(value).filter(|d| !d.is_zero())
-}
-
-/// Parses a duration as Go's `time.Duration.String` writes it and `time.ParseDuration` reads
-/// it: one or more decimal numbers each with a unit (`10s`, `1m30s`, `1.5s`, `500ms`, `250us`),
-/// or `0`. `None` for anything else, a negative duration included.
-fn go_duration(text: &str) -> Option<Duration> {
-    if text == "0" {
-        return Some(Duration::ZERO);
-    }
-    let mut rest = text.strip_prefix('+').unwrap_or(text);
-    if rest.is_empty() {
-        return None;
-    }
-    let mut seconds = 0.0_f64;
-    while !rest.is_empty() {
-        let number_end = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(rest.len());
-        let (number, after) = rest.split_at(number_end);
-        if number.is_empty() || number == "." || number.matches('.').count() > 1 {
-            return None;
-        }
-        let value: f64 = number.parse().ok()?;
-        let unit_end = after
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(after.len());
-        let (unit, next) = after.split_at(unit_end);
-        let scale = match unit {
-            "ns" => 1e-9,
-            "us" | "µs" | "μs" => 1e-6,
-            "ms" => 1e-3,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
-            _ => return None,
-        };
-        seconds += value * scale;
-        rest = next;
-    }
-    Duration::try_from_secs_f64(seconds).ok()
+    parse_go_duration(value).filter(|d| !d.is_zero())
 }
 
 #[cfg(test)]
@@ -108,29 +70,6 @@ mod tests {
     use super::*;
 
     const NINE: Duration = Duration::from_secs(9);
-
-    #[test]
-    fn go_durations_parse_as_go_writes_them() {
-        for (text, want) in [
-            ("10s", Duration::from_secs(10)),
-            ("1m0s", Duration::from_secs(60)),
-            ("1m30s", Duration::from_secs(90)),
-            ("1.5s", Duration::from_millis(1500)),
-            ("500ms", Duration::from_millis(500)),
-            ("250us", Duration::from_micros(250)),
-            ("250µs", Duration::from_micros(250)),
-            ("2h", Duration::from_secs(7200)),
-            ("+3s", Duration::from_secs(3)),
-            ("0", Duration::ZERO),
-        ] {
-            assert_eq!(go_duration(text), Some(want), "{text}");
-        }
-        for bad in [
-            "", "s", "10", "-1s", "1.2.3s", "5d", "1e3s", "1s ", " 1s", "1 s", ".s", "1e400h",
-        ] {
-            assert_eq!(go_duration(bad), None, "{bad:?}");
-        }
-    }
 
     #[test]
     fn nine_tenths_of_a_shorter_api_server_timeout_is_the_limit() {

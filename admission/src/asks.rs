@@ -11,6 +11,7 @@ use serde::Serialize;
 use crate::capability::Capability;
 use crate::hostpath::HostPath;
 use crate::image::ImageRef;
+use crate::user_reach::{self, Identity, UserReach};
 
 /// The fields of a container that asks are read from, for both `Container` and
 /// `EphemeralContainer` (Kubernetes keeps them as two types with the same fields).
@@ -163,6 +164,10 @@ pub struct Asks {
     /// ([`traced_containers`]). Not shown to CEL: the containers are in `object`.
     #[serde(skip)]
     pub traced: Vec<TracedContainer>,
+    /// Who it runs as and the capabilities it can hold, for working out which containers'
+    /// processes it reaches without SYS_PTRACE ([`crate::user_reach`]).
+    #[serde(skip)]
+    pub identity: Identity,
 }
 
 /// A container whose processes a debug container can trace, and the privileges it holds that
@@ -191,6 +196,10 @@ pub struct TracedContainer {
     /// The Secrets in its environment that the debug container does not read itself: they
     /// are in its processes' memory and `/proc/PID/environ`.
     pub env_from_secrets: Vec<String>,
+    /// `None` when the debug container reaches it by SYS_PTRACE; otherwise how it reaches
+    /// its processes as their user ([`crate::user_reach`]), which opens their files and
+    /// environment (not their capabilities, which the kernel then requires it to hold).
+    pub as_user: Option<UserReach>,
 }
 
 /// A pod's volumes by name, indexed once per pod for the asks of all its containers: indexing
@@ -386,6 +395,13 @@ impl Asks {
         secrets.sort();
         secrets.dedup();
         asks.env_from_secrets = secrets;
+        asks.identity = Identity::of(
+            sc,
+            pod_sc,
+            asks.asks_root(),
+            asks.privileged,
+            &asks.capabilities,
+        );
         asks
     }
 
@@ -463,11 +479,39 @@ struct Held {
     volumes: BTreeMap<String, (VolumeKind, String)>,
     /// Secrets in the environment, by Secret name, with the container reading it.
     env_secrets: BTreeMap<String, String>,
+    /// Each container, with what a debug container running as its user reaches.
+    members: Vec<Member>,
+}
+
+/// One container of a process namespace, as a debug container reaching it as its user sees
+/// it.
+#[derive(Debug)]
+struct Member {
+    name: String,
+    identity: Identity,
+    /// Pod volumes it mounts other than hostPath ones, by name and kind.
+    volumes: Vec<(String, VolumeKind)>,
+    /// Its hostPath mounts.
+    host_paths: Vec<VolumeAsk>,
+    /// The Secrets in its environment.
+    env_secrets: Vec<String>,
 }
 
 impl Held {
     /// Adds what the container `name` (asking `asks`) holds.
     fn add(&mut self, name: &str, asks: &Asks) {
+        self.members.push(Member {
+            name: name.to_owned(),
+            identity: asks.identity.clone(),
+            volumes: asks
+                .volumes
+                .iter()
+                .filter(|v| v.kind != VolumeKind::HostPath)
+                .map(|v| (v.name.clone(), v.kind))
+                .collect(),
+            host_paths: asks.host_paths.clone(),
+            env_secrets: asks.env_from_secrets.clone(),
+        });
         for cap in &asks.capabilities {
             self.capabilities
                 .entry(cap.clone())
@@ -563,7 +607,7 @@ impl TraceReach {
 /// that is `debugger` itself (then judged as its own mount). A `hostPID` pod's host
 /// namespace is judged on its own, as a host namespace the debug container shares.
 pub fn traced_containers(name: &str, debugger: &Asks, reach: &TraceReach) -> Vec<TracedContainer> {
-    if !debugger.may_trace() || debugger.privileged {
+    if debugger.privileged {
         return Vec::new();
     }
     let held = if reach.shared {
@@ -578,6 +622,9 @@ pub fn traced_containers(name: &str, debugger: &Asks, reach: &TraceReach) -> Vec
             None => return Vec::new(),
         }
     };
+    if !debugger.may_trace() {
+        return reached_as_user(name, debugger, held);
+    }
     let own_family = debugger.privileged_family();
     // By name: a hostile pod may have many holders, each looked up for every privilege.
     let mut out: BTreeMap<&str, TracedContainer> = BTreeMap::new();
@@ -616,6 +663,43 @@ pub fn traced_containers(name: &str, debugger: &Asks, reach: &TraceReach) -> Vec
         }
     }
     out.into_values().collect()
+}
+
+/// The containers of `held` (one process namespace) whose processes the debug container
+/// `name`, asking `debugger` (without SYS_PTRACE), reaches as their user, each with the files
+/// and environment it reaches beyond its own.
+fn reached_as_user(name: &str, debugger: &Asks, held: &Held) -> Vec<TracedContainer> {
+    let mut out = Vec::new();
+    for m in held.members.iter().filter(|m| m.name != name) {
+        let Some(how) = user_reach::reach(&debugger.identity, &m.identity) else {
+            continue;
+        };
+        let reached = TracedContainer {
+            name: m.name.clone(),
+            host_paths: m.host_paths.clone(),
+            volumes: m
+                .volumes
+                .iter()
+                .filter(|(v, _)| !debugger.volumes.iter().any(|own| &own.name == v))
+                .cloned()
+                .collect(),
+            env_from_secrets: m
+                .env_secrets
+                .iter()
+                .filter(|s| !debugger.env_from_secrets.contains(s))
+                .cloned()
+                .collect(),
+            as_user: Some(how),
+            ..TracedContainer::default()
+        };
+        if !(reached.host_paths.is_empty()
+            && reached.volumes.is_empty()
+            && reached.env_from_secrets.is_empty())
+        {
+            out.push(reached);
+        }
+    }
+    out
 }
 
 /// The entry of `out` for the container `holder`, added empty when missing.

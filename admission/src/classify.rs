@@ -220,7 +220,8 @@ fn attach(review: &ParsedReview) -> Result<DebugRequest, ClassifyError> {
         old_by_name.entry(o.name.as_str()).or_default().push(o);
     }
     let volumes = PodVolumes::of_running(pod);
-    // What tracing reaches, worked out once, and only for a subject that may trace.
+    // What a subject reaches in its process namespace (by SYS_PTRACE, or as the user of the
+    // processes there), worked out once, and only for a subject that shares one.
     let shares_processes = pod
         .spec
         .as_ref()
@@ -236,7 +237,7 @@ fn attach(review: &ParsedReview) -> Result<DebugRequest, ClassifyError> {
         }
         let parts = ContainerParts::from_ephemeral(ec);
         let mut asks = Asks::extract(&parts, pod, &volumes);
-        if asks.may_trace() && !asks.privileged && (asks.target.is_some() || shares_processes) {
+        if !asks.privileged && (asks.target.is_some() || shares_processes) {
             let reach = reach.get_or_insert_with(|| TraceReach::of(pod, &volumes));
             asks.traced = traced_containers(&ec.name, &asks, reach);
         }

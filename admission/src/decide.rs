@@ -32,6 +32,7 @@ use crate::policy::compiled::{CompiledPolicy, MatchInput, MatchOutcome};
 use crate::policy::spec::TEST_KIND;
 use crate::policy::{Mode, PolicySet};
 use crate::review::ParsedReview;
+use crate::user_reach::UserReach;
 
 /// What came of judging a request.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -573,6 +574,9 @@ pub(crate) enum Ask {
     ThroughTracing {
         container: String,
         ask: Box<Ask>,
+        /// `None` by SYS_PTRACE; otherwise how it reaches the container's processes as their
+        /// user, without it.
+        as_user: Option<UserReach>,
     },
     /// SYS_PTRACE (or ALL) in the node's process namespace: every process on the node can be
     /// traced and taken over, the kubelet's and the container runtime's included, which is
@@ -642,7 +646,25 @@ impl std::fmt::Display for Ask {
                 volume, path: None, ..
             } => write!(f, "hostPath volume {volume:?} with an invalid path"),
             Ask::HostNamespace(ns) => write!(f, "host {ns} namespace"),
-            Ask::ThroughTracing { container, ask } => write!(
+            Ask::ThroughTracing {
+                container,
+                ask,
+                as_user: Some(how),
+            } => write!(
+                f,
+                "{ask} ({} by container {container:?}: {})",
+                if matches!(**ask, Ask::HostPath { .. } | Ask::Volume(..)) {
+                    "mounted"
+                } else {
+                    "held"
+                },
+                how.explain(container)
+            ),
+            Ask::ThroughTracing {
+                container,
+                ask,
+                as_user: None,
+            } => write!(
                 f,
                 "{ask} ({} by container {container:?}, whose processes SYS_PTRACE lets the debug container trace and take over)",
                 if matches!(**ask, Ask::HostPath { .. } | Ask::Volume(..)) {
@@ -710,6 +732,7 @@ impl Ask {
             let through = |ask: Ask| Ask::ThroughTracing {
                 container: traced.name.clone(),
                 ask: Box::new(ask),
+                as_user: traced.as_user,
             };
             out.extend(
                 traced
@@ -830,7 +853,7 @@ impl Ask {
                 .is_some_and(|v| g.covers_host_path(v)),
             Ask::HostNamespace(ns) | Ask::InheritedHostNamespace(ns) => g.covers_host_namespace(ns),
             // A host path is the traced container's mount, not one of the subject's own.
-            Ask::ThroughTracing { container, ask } => match &**ask {
+            Ask::ThroughTracing { container, ask, .. } => match &**ask {
                 Ask::HostPath { volume, .. } => a
                     .traced
                     .iter()

@@ -187,11 +187,12 @@ pub(crate) fn subject_defaults(patch: &mut PatchBuilder, d: &SubjectDefaults<'_>
                 if name.starts_with("kube-api-access-") {
                     continue;
                 }
-                // Not mounted is not out of reach: said, so that nobody takes the note for
-                // a promise the engine does not judge (README, "Asks").
+                // Not mounted is not out of reach by itself: /validate judges what the debug
+                // container reaches as the target's user (README, "Asks"), as far as the
+                // securityContexts tell.
                 let reach = if kind == VolumeKind::Secret {
-                    "; the debug container still reads the target's copy through \
-                     /proc/PID/root if it runs as the target's user"
+                    "; a debug container that could read the target's copy through \
+                     /proc/PID/root as the target's user is refused"
                 } else {
                     ""
                 };
@@ -257,6 +258,19 @@ pub(crate) fn subject_defaults(patch: &mut PatchBuilder, d: &SubjectDefaults<'_>
         )
     {
         merge_absent(&mut wanted, &sc);
+        // The level needs ALL dropped; a policy's own drop list (SETUID and SETGID, to keep a
+        // root debug container from becoming its target's user) must not stand in its way,
+        // and ALL covers it.
+        let all = json!(["ALL"]);
+        if sc["capabilities"]["drop"] == all
+            && let Some(Value::Object(caps)) = wanted.get_mut("capabilities")
+            && !caps
+                .get("drop")
+                .and_then(Value::as_array)
+                .is_some_and(|d| d.contains(&json!("ALL")))
+        {
+            caps.insert("drop".to_owned(), all);
+        }
     }
     let current = &container["securityContext"];
     if wanted.get("allowPrivilegeEscalation") == Some(&json!(false))

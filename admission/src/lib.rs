@@ -10,6 +10,8 @@
 //!    debug subjects (new ephemeral containers, or the debug pod's containers).
 //! 3. [`asks`] extracts what each subject asks for, normalized ([`ImageRef`], [`Capability`],
 //!    [`HostPath`]).
+//!    An attached subject also asks for what it reaches in its process namespace: by SYS_PTRACE,
+//!    or as the user of the processes there ([`user_reach`]).
 //! 4. [`policy`] holds the loaded, compiled policy files; [`cel`] the CEL environment.
 //! 5. [`decide`] computes the verdict; [`defaults`] builds the patch; [`Engine::judge`] ties the
 //!    steps together and produces kube's `AdmissionResponse`.
@@ -33,6 +35,7 @@ pub mod pod_security;
 pub mod policy;
 pub mod review;
 pub mod testing;
+pub mod user_reach;
 pub mod wire;
 
 pub use asks::Asks;

@@ -141,7 +141,8 @@ fn every_reason_is_listed() {
 /// volumes denies them, and one granting non-secret volumes allows a PVC's.
 #[test]
 fn target_is_the_targeted_container_a_sidecar_init_container_included() {
-    // The README's advice: a debug container runs as a user other than its target's.
+    // A guardrail a policy may add beyond what kspy judges (README, "Asks"): a debug container
+    // runs as a user other than its target's, both named.
     let other_user = format!(
         "{TEAM}---\n{}",
         r#"

@@ -179,6 +179,50 @@ async fn dev_is_denied_sys_ptrace_with_the_policy_message() {
     env.cleanup().await.unwrap();
 }
 
+/// A root debug container keeping SETUID can become its target's user and read the target's
+/// Secret mounts through /proc/PID/root: the developer policy's default drops SETUID and
+/// SETGID (the plain attach above passes with it), and a container that drops something else
+/// instead is refused with the way out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_debug_container_that_could_become_its_targets_user_is_refused() {
+    let Some(env) = env().await else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let custom = dir.path().join("keep-setuid.json");
+    std::fs::write(
+        &custom,
+        r#"{"securityContext": {"capabilities": {"drop": ["NET_RAW"]}}}"#,
+    )
+    .unwrap();
+    let out = env
+        .kspy(
+            "bob",
+            &[
+                "attach",
+                "web",
+                "--image",
+                "busybox:1.36",
+                "--profile",
+                "legacy",
+                "--custom",
+                custom.to_str().unwrap(),
+                "--no-attach",
+            ],
+            None,
+        )
+        .await
+        .unwrap();
+    assert!(!out.success(), "{}", out.all());
+    for part in [
+        r#"mounting secret volume "creds" (mounted by container "app""#,
+        r#"become the user of container "app""#,
+        "drop SETUID and SETGID",
+    ] {
+        assert!(out.stderr.contains(part), "{part}: {}", out.all());
+    }
+    assert!(ephemeral(&env.pod("web").await.unwrap()).is_empty());
+    env.cleanup().await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn webhook_injects_target_and_mounts() {
     let Some(env) = env().await else { return };

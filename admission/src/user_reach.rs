@@ -1,0 +1,295 @@
+//! Reaching another container's processes without SYS_PTRACE.
+//!
+//! A debug container in a target's process namespace sees the target's processes. The kernel
+//! lets it read their files (`/proc/PID/root`, the target's Secret mounts included), their
+//! environment (`/proc/PID/environ`) and, where Yama allows, trace them, with no capability at
+//! all, when both run as the same user and the target holds no capability the debug container
+//! lacks (`ptrace_may_access`: same uid and gid, permitted capabilities a subset). A root debug
+//! container holding SETUID and SETGID (containerd and CRI-O grant them by default) can become
+//! any user, so it reaches every non-root process that way. That makes a grant of
+//! `mountVolumes: nonSecret` hollow unless the engine judges what is reached this way, as it
+//! judges what SYS_PTRACE reaches.
+//!
+//! What the pod spec tells: `runAsUser` (container, else pod), whether the container may run as
+//! root, its added and dropped capabilities and `privileged`. What it does not: the user an
+//! image runs as when no `runAsUser` is set, and the runtime's default capabilities (both
+//! runtimes' defaults are taken into account). When the spec leaves it open, a container counts
+//! as reachable (judged), except in one case: a debug container set to run as a non-root user
+//! and a target whose image picks its user are taken to differ.
+
+use k8s_openapi::api::core::v1::{PodSecurityContext, SecurityContext};
+
+use crate::capability::Capability;
+
+/// Capabilities containerd and CRI-O both give a container by default.
+const DEFAULT_IN_BOTH: &[&str] = &[
+    "CHOWN",
+    "DAC_OVERRIDE",
+    "FOWNER",
+    "FSETID",
+    "KILL",
+    "NET_BIND_SERVICE",
+    "SETGID",
+    "SETPCAP",
+    "SETUID",
+];
+
+/// Capabilities one of them gives by default (containerd: all of these; CRI-O: the first set).
+const DEFAULT_IN_EITHER: &[&str] = &["AUDIT_WRITE", "MKNOD", "NET_RAW", "SETFCAP", "SYS_CHROOT"];
+
+/// Who a container's processes run as and what capabilities they can hold, as far as its
+/// pod spec says.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Identity {
+    /// `runAsUser`, the container's or else the pod's, when set.
+    pub uid: Option<i64>,
+    /// It runs as root, or may become root through a setuid program.
+    pub may_be_root: bool,
+    /// `privileged: true`: every capability.
+    pub privileged: bool,
+    /// Capabilities it adds (`ALL` included).
+    pub added: Vec<Capability>,
+    /// Capabilities it drops (`ALL` included); names that are no capability drop nothing.
+    pub dropped: Vec<Capability>,
+}
+
+/// How a debug container reaches a container's processes without SYS_PTRACE.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum UserReach {
+    /// Both set the same non-root `runAsUser`.
+    SameUser(i64),
+    /// It may run as root holding SETUID, and so can become the container's (non-root) user.
+    SwitchUser,
+    /// Both may run as root, and it may hold every capability the container holds.
+    BothRoot,
+}
+
+impl UserReach {
+    /// Why the debug container reaches container `holder`, and what would stop it.
+    pub fn explain(&self, holder: &str) -> String {
+        match self {
+            UserReach::SameUser(uid) => format!(
+                "the debug container runs as the same user as container {holder:?} ({uid}), so it \
+                 reads that container's files through /proc/PID/root; run it as another user"
+            ),
+            UserReach::SwitchUser => format!(
+                "the debug container may run as root with SETUID, become the user of container \
+                 {holder:?} and read that container's files through /proc/PID/root; drop SETUID and SETGID \
+                 (securityContext.capabilities.drop) or run it as a non-root user"
+            ),
+            UserReach::BothRoot => format!(
+                "the debug container and container {holder:?} may both run as root, with no capability that \
+                 container holds beyond it, so it reads that container's files through \
+                 /proc/PID/root; run it as a non-root user, or drop SETUID and SETGID"
+            ),
+        }
+    }
+}
+
+impl Identity {
+    /// The identity of a container with security context `sc` in a pod with `pod_sc`;
+    /// `may_be_root`, `privileged` and `added` as the container's asks have them.
+    pub fn of(
+        sc: Option<&SecurityContext>,
+        pod_sc: Option<&PodSecurityContext>,
+        may_be_root: bool,
+        privileged: bool,
+        added: &[Capability],
+    ) -> Identity {
+        let dropped = sc
+            .and_then(|s| s.capabilities.as_ref())
+            .and_then(|c| c.drop.as_deref())
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|name| Capability::normalize(name).ok())
+            .collect();
+        Identity {
+            uid: sc
+                .and_then(|s| s.run_as_user)
+                .or_else(|| pod_sc.and_then(|p| p.run_as_user)),
+            may_be_root,
+            privileged,
+            added: added.to_vec(),
+            dropped,
+        }
+    }
+
+    fn adds(&self, cap: &str) -> bool {
+        self.added.iter().any(|c| c.is_all() || c.as_str() == cap)
+    }
+
+    fn drops(&self, cap: &str) -> bool {
+        self.dropped.iter().any(|c| c.is_all() || c.as_str() == cap)
+    }
+
+    /// Holds `cap` whenever it runs as root, whatever the runtime.
+    fn surely_holds(&self, cap: &str) -> bool {
+        self.privileged || self.adds(cap) || (DEFAULT_IN_BOTH.contains(&cap) && !self.drops(cap))
+    }
+
+    /// May hold `cap` when it runs as root, on some runtime.
+    fn may_hold(&self, cap: &str) -> bool {
+        self.privileged
+            || self.adds(cap)
+            || ((DEFAULT_IN_BOTH.contains(&cap) || DEFAULT_IN_EITHER.contains(&cap))
+                && !self.drops(cap))
+    }
+
+    /// Holds, as root, a capability `other` surely lacks even as root.
+    fn holds_beyond(&self, other: &Identity) -> bool {
+        if other.privileged || other.adds("ALL") {
+            return false;
+        }
+        if self.privileged || self.adds("ALL") {
+            return true;
+        }
+        DEFAULT_IN_BOTH
+            .iter()
+            .copied()
+            .chain(self.added.iter().map(Capability::as_str))
+            .any(|cap| self.surely_holds(cap) && !other.may_hold(cap))
+    }
+}
+
+/// Whether (and how) a debug container with identity `debugger` reaches the processes of a
+/// container with identity `held` in its process namespace without SYS_PTRACE; `None` when
+/// the pod spec shows it cannot.
+pub fn reach(debugger: &Identity, held: &Identity) -> Option<UserReach> {
+    // The container's processes run as a non-root user: the debug container must run as
+    // that user, or become it (root with SETUID).
+    if held.uid != Some(0) {
+        if debugger.may_be_root && debugger.may_hold("SETUID") {
+            return Some(UserReach::SwitchUser);
+        }
+        if let (Some(a), Some(b)) = (debugger.uid, held.uid)
+            && a == b
+        {
+            return Some(UserReach::SameUser(a));
+        }
+    }
+    // They run as root: the debug container must be root too, with every capability the
+    // container's processes hold.
+    if held.may_be_root && debugger.may_be_root && !held.holds_beyond(debugger) {
+        return Some(UserReach::BothRoot);
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn caps(names: &[&str]) -> Vec<Capability> {
+        names
+            .iter()
+            .map(|n| Capability::normalize(n).expect("capability"))
+            .collect()
+    }
+
+    fn root() -> Identity {
+        Identity {
+            may_be_root: true,
+            ..Identity::default()
+        }
+    }
+
+    fn user(uid: i64) -> Identity {
+        Identity {
+            uid: Some(uid),
+            ..Identity::default()
+        }
+    }
+
+    #[test]
+    fn root_with_setuid_becomes_any_non_root_user() {
+        assert_eq!(reach(&root(), &user(10001)), Some(UserReach::SwitchUser));
+        // An image's user, unknown, and not root for sure.
+        assert_eq!(
+            reach(&root(), &Identity::default()),
+            Some(UserReach::SwitchUser)
+        );
+        let no_setuid = Identity {
+            dropped: caps(&["SETUID", "SETGID"]),
+            ..root()
+        };
+        assert_eq!(reach(&no_setuid, &user(10001)), None);
+        let none_at_all = Identity {
+            dropped: caps(&["ALL"]),
+            ..root()
+        };
+        assert_eq!(reach(&none_at_all, &user(10001)), None);
+        // Added back after dropping ALL.
+        let setuid_again = Identity {
+            dropped: caps(&["ALL"]),
+            added: caps(&["SETUID"]),
+            ..root()
+        };
+        assert_eq!(
+            reach(&setuid_again, &user(10001)),
+            Some(UserReach::SwitchUser)
+        );
+    }
+
+    #[test]
+    fn non_root_debuggers_reach_only_their_own_user() {
+        assert_eq!(
+            reach(&user(10001), &user(10001)),
+            Some(UserReach::SameUser(10001))
+        );
+        assert_eq!(reach(&user(65534), &user(10001)), None);
+        // Taken to differ: the debug container's user is set, the target's image picks its
+        // own.
+        assert_eq!(reach(&user(65534), &Identity::default()), None);
+        assert_eq!(reach(&user(65534), &root()), None);
+    }
+
+    #[test]
+    fn root_reaches_root_unless_the_target_holds_more() {
+        // Its image may run it as any user: root with SETUID becomes that user first.
+        assert_eq!(reach(&root(), &root()), Some(UserReach::SwitchUser));
+        let explicit_root = Identity {
+            uid: Some(0),
+            ..root()
+        };
+        assert_eq!(reach(&root(), &explicit_root), Some(UserReach::BothRoot));
+        // The target keeps SETUID, which the debug container dropped.
+        let no_setuid = Identity {
+            dropped: caps(&["SETUID", "SETGID"]),
+            ..root()
+        };
+        assert_eq!(reach(&no_setuid, &explicit_root), None);
+        // ...unless the target dropped it too.
+        let bare_root = Identity {
+            dropped: caps(&["ALL"]),
+            ..explicit_root.clone()
+        };
+        assert_eq!(reach(&no_setuid, &bare_root), Some(UserReach::BothRoot));
+        // A capability the target adds, beyond any runtime's defaults.
+        let net_admin = Identity {
+            added: caps(&["NET_ADMIN"]),
+            ..explicit_root.clone()
+        };
+        assert_eq!(reach(&root(), &net_admin), None);
+        let also_net_admin = Identity {
+            added: caps(&["NET_ADMIN"]),
+            ..root()
+        };
+        assert_eq!(
+            reach(&also_net_admin, &net_admin),
+            Some(UserReach::BothRoot)
+        );
+        // A privileged target holds everything.
+        let privileged = Identity {
+            privileged: true,
+            ..explicit_root
+        };
+        assert_eq!(reach(&root(), &privileged), None);
+    }
+
+    #[test]
+    fn explanations_name_the_container_and_the_way_out() {
+        let text = UserReach::SwitchUser.explain("app");
+        assert!(text.contains(r#"container "app""#) && text.contains("drop SETUID and SETGID"));
+        assert!(UserReach::SameUser(7).explain("app").contains("(7)"));
+    }
+}

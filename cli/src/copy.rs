@@ -51,7 +51,7 @@ fn parse_set_image(s: &str) -> Result<(String, String), String> {
 #[derive(Debug, Clone, clap::Args)]
 pub struct CopyArgs {
     /// The pod to copy
-    #[arg(value_name = "POD")]
+    #[arg(value_name = "POD", value_parser = crate::args::parse_object_name)]
     pub pod: String,
     /// Name of the copy
     #[arg(long = "to", visible_alias = "copy-to", value_name = "NAME",

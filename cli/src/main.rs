@@ -699,11 +699,33 @@ mod tests {
             &["kspy", "attach", "web", "-n", "Prod"],
             &["kspy", "attach", "web_1"],
             &["kspy", "copy", "web", "--to", "Web"],
+            // The pod being copied is a name as much as the copy's: it was sent as it came.
+            &["kspy", "copy", "web_1", "--to", "web-debug"],
+            &["kspy", "copy", "", "--to", "web-debug"],
         ] {
             let err = parse(args).expect_err("refused");
             assert_eq!(err.kind(), ErrorKind::ValueValidation, "{args:?}: {err}");
             assert_eq!(err.exit_code(), 2);
         }
+        // kubectl's TYPE/NAME (`kubectl debug node/worker-3`) is refused with the name to give.
+        for (args, name) in [
+            (&["kspy", "node", "node/worker-3"][..], "worker-3"),
+            (&["kspy", "attach", "pod/web"], "web"),
+            (&["kspy", "copy", "pods/web", "--to", "web-debug"], "web"),
+            (&["kspy", "ls", "po/web"], "web"),
+        ] {
+            let err = parse(args).expect_err("refused").to_string();
+            assert!(
+                err.contains(&format!(
+                    "give the name alone, {name}: kspy takes names, not kubectl's TYPE/NAME"
+                )),
+                "{args:?}: {err}"
+            );
+        }
+        let err = parse(&["kspy", "attach", "deploy/web"])
+            .expect_err("refused")
+            .to_string();
+        assert!(err.contains("must be a DNS subdomain"), "{err}");
         let cli = parse(&["kspy", "attach", "web", "-t"]).expect("parses");
         assert_eq!(
             check(&cli),

@@ -316,6 +316,40 @@ fn check(dir: &Path, out: &mut impl Write) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The one Namespace of a `--namespace` file. An empty file is refused rather than read as a
+/// Namespace without labels, which would judge the review by the wrong policies and exit 0.
+fn read_namespace(path: &Path, reviewed: Option<&str>) -> Result<Namespace, KspyError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| KspyError::new(format!("cannot read {}", path.display())).source(e))?;
+    let not_a_namespace = |e: serde_saphyr::Error| {
+        KspyError::new(format!("{} is not a Namespace", path.display())).source(e)
+    };
+    let mut docs: Vec<Namespace> =
+        serde_saphyr::from_str_multiple(&text).map_err(not_a_namespace)?;
+    let the_one = match reviewed {
+        Some(n) => format!("the review's, {n:?}"),
+        None => "the one to judge the review with".to_string(),
+    };
+    let hint = format!(
+        "--namespace takes a file of one Namespace ({the_one}), as `kubectl get namespace \
+         NAME -o yaml` writes it; or leave out --namespace to use the namespaces the test \
+         suites declare"
+    );
+    match docs.len() {
+        1 => Ok(docs.remove(0)),
+        0 => Err(KspyError::new(format!(
+            "{} holds no Namespace: it is empty, or only comments",
+            path.display()
+        ))
+        .hint(hint)),
+        n => Err(KspyError::new(format!(
+            "{} holds {n} YAML documents; --namespace takes one Namespace",
+            path.display()
+        ))
+        .hint(hint)),
+    }
+}
+
 fn eval(
     dir: &Path,
     mutate: bool,
@@ -354,10 +388,7 @@ fn eval(
     })?;
     let namespaces: BTreeMap<String, Namespace> = match namespace_file {
         Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("cannot read {}", path.display()))?;
-            let ns: Namespace = serde_saphyr::from_str(&text)
-                .with_context(|| format!("{} is not a Namespace", path.display()))?;
+            let ns = read_namespace(path, review.namespace())?;
             let name = ns.metadata.name.clone().unwrap_or_default();
             // Another namespace's labels would judge the review by policies that do not
             // apply to it (a production guardrail skipped for a team namespace's labels).

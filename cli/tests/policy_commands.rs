@@ -517,6 +517,52 @@ fn eval_refuses_a_namespace_file_of_another_namespace() {
     assert!(out.status.success(), "{}", text(&out.stderr));
 }
 
+/// A `--namespace` file must hold one Namespace: an empty one was judged as a Namespace with
+/// no labels (a denial by the wrong policies, exit 0), and two were refused with the YAML
+/// reader's advice to call one of its functions.
+#[test]
+fn eval_refuses_a_namespace_file_without_exactly_one_namespace() {
+    let dir = tempfile::tempdir().unwrap();
+    let review = format!("{}/fixtures/attach-sre-ptrace.json", policies());
+    let namespace = "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: prod-payments\n";
+    for (contents, want) in [
+        (
+            "",
+            "holds no Namespace: it is empty, or only comments".to_string(),
+        ),
+        (
+            "# kubectl get namespace prod-payments -o yaml\n",
+            "holds no Namespace".to_string(),
+        ),
+        (
+            &format!("{namespace}---\n{namespace}"),
+            "holds 2 YAML documents; --namespace takes one Namespace".to_string(),
+        ),
+    ] {
+        let file = dir.path().join("ns.yaml");
+        std::fs::write(&file, contents).unwrap();
+        let out = kspy(&[
+            "policy",
+            "eval",
+            "--policies",
+            &policies(),
+            "--namespace",
+            &file.display().to_string(),
+            &review,
+        ]);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{contents:?}: {stderr}");
+        assert!(out.stdout.is_empty(), "{contents:?}: no verdict is printed");
+        assert!(stderr.contains(&want), "{contents:?}: {stderr}");
+        assert!(
+            stderr.contains(
+                "hint: --namespace takes a file of one Namespace (the review's, \"prod-payments\")"
+            ),
+            "{stderr}"
+        );
+    }
+}
+
 #[test]
 fn eval_and_test_blame_an_undeclared_namespace_not_the_webhook() {
     let dir = suites_copy();

@@ -199,18 +199,12 @@ fn load(path: &Path) -> Result<(PolicySet, usize), KspyError> {
         let files = set.files().len();
         return Ok((set, files));
     }
-    let cannot_read = |why: String| {
+    // The loader's own reader: it counts the bytes while reading (a device such as /dev/zero
+    // says 0 beforehand, and was read until memory ran out) and refuses pipes, which the
+    // suites beside the policies would be read from a second time.
+    let text = kspy_admission::policy::load::read_file(path).map_err(|why| {
         KspyError::new(format!("cannot read policy file {}", path.display())).details([why])
-    };
-    let limit = kspy_admission::policy::load::MAX_FILE_BYTES;
-    let meta = std::fs::metadata(path).map_err(|e| cannot_read(e.to_string()))?;
-    if meta.len() > limit {
-        return Err(cannot_read(format!(
-            "the file is {} bytes; policy files are limited to {limit}",
-            meta.len()
-        )));
-    }
-    let text = std::fs::read_to_string(path).map_err(|e| cannot_read(e.to_string()))?;
+    })?;
     let set = PolicySet::from_yaml(&path.display().to_string(), &text)
         .map_err(|e| load_failed(path, &e))?;
     Ok((set, 1))
@@ -316,11 +310,52 @@ fn check(dir: &Path, out: &mut impl Write) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The most of an AdmissionReview `policy eval` reads: what the webhook reads at most.
+const REVIEW_LIMIT: u64 = kspy_admission::testing::MAX_PATCHED_REVIEW_BYTES as u64;
+
+/// Reads `path` whole (`-`: standard input), refusing more than `limit` bytes. The bytes are
+/// counted while reading: a device (`/dev/zero`) or a pipe says nothing of its size
+/// beforehand, and was read until memory ran out.
+/// `why` completes "the most …": whose limit it is.
+fn read_limited(path: &Path, limit: u64, why: &str) -> Result<Vec<u8>, KspyError> {
+    use std::io::Read;
+    let stdin = path == Path::new("-");
+    let name = if stdin {
+        "standard input".to_string()
+    } else {
+        path.display().to_string()
+    };
+    let cannot_read = |e: std::io::Error| KspyError::new(format!("cannot read {name}")).source(e);
+    let reader: Box<dyn Read> = if stdin {
+        Box::new(std::io::stdin())
+    } else {
+        Box::new(std::fs::File::open(path).map_err(cannot_read)?)
+    };
+    let mut bytes = Vec::new();
+    reader
+        .take(limit + 1)
+        .read_to_end(&mut bytes)
+        .map_err(cannot_read)?;
+    if bytes.len() as u64 > limit {
+        return Err(KspyError::new(format!(
+            "{name} holds more than {limit} bytes, the most {why}"
+        )));
+    }
+    Ok(bytes)
+}
+
 /// The one Namespace of a `--namespace` file. An empty file is refused rather than read as a
 /// Namespace without labels, which would judge the review by the wrong policies and exit 0.
 fn read_namespace(path: &Path, reviewed: Option<&str>) -> Result<Namespace, KspyError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| KspyError::new(format!("cannot read {}", path.display())).source(e))?;
+    let bytes = read_limited(
+        path,
+        kspy_admission::policy::load::MAX_FILE_BYTES,
+        "kspy reads of a Namespace file",
+    )?;
+    let text = String::from_utf8(bytes).map_err(|_| {
+        KspyError::new(format!("{} is not a Namespace", path.display()))
+            .details(["the file is not UTF-8 text"])
+    })?;
     let not_a_namespace = |e: serde_saphyr::Error| {
         KspyError::new(format!("{} is not a Namespace", path.display())).source(e)
     };
@@ -371,20 +406,20 @@ fn eval(
     };
     let (set, _) = load_some(dir)?;
     let engine = Engine::new(set, settings).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let body = if review_path == Path::new("-") {
-        let mut buf = Vec::new();
-        std::io::Read::read_to_end(&mut std::io::stdin(), &mut buf)
-            .context("cannot read standard input")?;
-        buf
-    } else {
-        std::fs::read(review_path)
-            .with_context(|| format!("cannot read {}", review_path.display()))?
-    };
+    let body = read_limited(
+        review_path,
+        REVIEW_LIMIT,
+        "the webhook reads of an AdmissionReview",
+    )?;
     let review = ParsedReview::from_slice(&body).with_context(|| {
-        format!(
-            "{} is not a reviewable AdmissionReview",
-            review_path.display()
-        )
+        if review_path == Path::new("-") {
+            "standard input is not a reviewable AdmissionReview".to_string()
+        } else {
+            format!(
+                "{} is not a reviewable AdmissionReview",
+                review_path.display()
+            )
+        }
     })?;
     let namespaces: BTreeMap<String, Namespace> = match namespace_file {
         Some(path) => {

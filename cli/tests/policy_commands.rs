@@ -805,3 +805,78 @@ fn eval_warns_when_the_policies_own_defaults_change_the_verdict() {
     assert_eq!(allowed, true);
     assert!(stderr.is_empty(), "{stderr}");
 }
+
+/// kspy under a 2 GB address-space limit: a read without end fails fast instead of taking
+/// the machine's memory.
+#[cfg(target_os = "linux")]
+fn kspy_limited(args: &[&str]) -> Output {
+    Command::new("sh")
+        .arg("-c")
+        .arg("ulimit -v 2000000 && exec \"$@\"")
+        .arg("sh")
+        .arg(env!("CARGO_BIN_EXE_kspy"))
+        .args(args)
+        .output()
+        .expect("run kspy")
+}
+
+/// A device says 0 bytes beforehand: the policy file, the review and the Namespace were read
+/// from /dev/zero until memory ran out. Each is now refused at its limit, naming it.
+#[cfg(target_os = "linux")]
+#[test]
+fn policy_commands_refuse_a_device_without_reading_it_to_the_end() {
+    let review = format!("{}/fixtures/attach-sre-ptrace.json", policies());
+    for (args, want) in [
+        (
+            vec!["policy", "check", "/dev/zero"],
+            "kspy: cannot read policy file /dev/zero\n  not a regular file",
+        ),
+        (
+            vec!["policy", "explain", "--policies", "/dev/zero", "sre-debug"],
+            "kspy: cannot read policy file /dev/zero\n  not a regular file",
+        ),
+        (
+            vec!["policy", "eval", "--policies", &policies(), "/dev/zero"],
+            "kspy: /dev/zero holds more than 6291456 bytes, the most the webhook reads of an \
+             AdmissionReview",
+        ),
+        (
+            vec![
+                "policy",
+                "eval",
+                "--policies",
+                &policies(),
+                "--namespace",
+                "/dev/zero",
+                &review,
+            ],
+            "kspy: /dev/zero holds more than 4194304 bytes, the most kspy reads of a Namespace \
+             file",
+        ),
+    ] {
+        let out = kspy_limited(&args);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(stderr.starts_with(want), "{args:?}: {stderr}");
+    }
+}
+
+/// A review on standard input is named so, not "-".
+#[test]
+fn eval_names_standard_input() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kspy"))
+        .args(["policy", "eval", "--policies", &policies(), "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run kspy");
+    drop(child.stdin.take());
+    let out = child.wait_with_output().expect("kspy ends");
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.starts_with("kspy: standard input is not a reviewable AdmissionReview"),
+        "{stderr}"
+    );
+}

@@ -234,6 +234,24 @@ fn each_mistake_is_reported_where_it_is() {
             "  grant:\n    hostPaths: [var/log]",
             &["spec.grant.hostPaths[0]", "absolute"],
         ),
+        // A mode suffix, as --mount and docker write it, would be part of the path: a
+        // grant of a directory nobody mounts, not a read-only /var/log.
+        (
+            "  grant:\n    hostPaths: [/var/log:ro]",
+            &[
+                "spec.grant.hostPaths[0]",
+                "\"/var/log:ro\" ends in \":ro\"",
+                "write `- {path: /var/log, readOnly: true}`",
+            ],
+        ),
+        (
+            "  grant:\n    hostPaths: [{path: '/:rw'}]",
+            &[
+                "spec.grant.hostPaths[0]",
+                "\"/:rw\" ends in \":rw\"",
+                "write `- /`",
+            ],
+        ),
         (
             "  grant:\n    hostPaths: [/proc, {path: /var/log/.., readOnly: true}]",
             &["spec.grant.hostPaths[1]", "\"/var/log/..\" contains \"..\""],

@@ -578,6 +578,26 @@ impl CompiledPolicy {
                 );
                 continue;
             }
+            // `--mount VOL:PATH:ro` and docker's `-v SRC:DST:ro` write the mode after the path;
+            // here it would be part of the path, granting a directory no mount names, and
+            // `/var/log:ro` would seem a read-only grant of /var/log.
+            if let Some((dir, mode @ ("ro" | "rw"))) = path.rsplit_once(':')
+                && dir.starts_with('/')
+            {
+                let fix = if mode == "ro" {
+                    format!("{{path: {dir}, readOnly: true}}")
+                } else {
+                    dir.to_owned()
+                };
+                fail(
+                    format!("spec.grant.hostPaths[{i}]"),
+                    format!(
+                        "{path:?} ends in \":{mode}\", which would be part of the path: a \
+                         hostPaths entry takes no mode suffix; write `- {fix}`"
+                    ),
+                );
+                continue;
+            }
             match HostPath::parse(path) {
                 Ok(prefix) => grant.host_paths.push(HostPathGrant { prefix, read_only }),
                 Err(e) => fail(format!("spec.grant.hostPaths[{i}]"), e.to_string()),

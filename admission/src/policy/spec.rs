@@ -243,7 +243,8 @@ pub struct GrantSpec {
     #[serde(default)]
     pub host_namespaces: Vec<HostNamespace>,
     /// Host path prefixes that may be mounted: `- /var/log` grants read-write mounts (and
-    /// read-only ones), `- {path: /var/log, readOnly: true}` read-only mounts only.
+    /// read-only ones), `- {path: /var/log, readOnly: true}` read-only mounts only. A mode
+    /// suffix as `--mount` writes it (`/var/log:ro`) is refused at load.
     #[serde(default)]
     pub host_paths: Vec<HostPathGrantSpec>,
 }

@@ -487,6 +487,34 @@ fn documents_kinds_and_names() {
         e[0].contains("document 1 (policy a): kind: expected kind DebugPolicy"),
         "{e:?}"
     );
+    // What is missing is said so, not as an empty value found (`found ""`).
+    let e = errors("apiVersion: kspy.dev/v1alpha1\nmetadata: {name: a}\nspec: {}\n");
+    assert!(
+        e[0].ends_with(
+            "document 1 (policy a): kind: expected kind DebugPolicy (or DebugPolicyTest), found \
+             none: the document has no kind"
+        ),
+        "{e:?}"
+    );
+    let e = errors("kind: DebugPolicy\napiVersion: [kspy.dev/v1alpha1]\nmetadata: {name: a}\n");
+    assert!(
+        e[0].ends_with("apiVersion: expected kspy.dev/v1alpha1, found a list"),
+        "{e:?}"
+    );
+    // A document that is no mapping has no kind to name: it is said what it is.
+    for (yaml, what) in [
+        ("- kind: DebugPolicy\n", "a list"),
+        ("DebugPolicy\n", "a string"),
+    ] {
+        let e = errors(yaml);
+        assert_eq!(
+            e,
+            [format!(
+                "team.yaml: document 1: the document is {what}, not a mapping: a DebugPolicy is \
+                 a mapping with apiVersion, kind, metadata and spec"
+            )]
+        );
+    }
     let e = errors("apiVersion: kspy.dev/v1\nkind: DebugPolicy\nmetadata: {name: a}\nspec: {}\n");
     assert!(
         e[0].contains("apiVersion: expected kspy.dev/v1alpha1"),

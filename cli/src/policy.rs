@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use k8s_openapi::api::core::v1::Namespace;
-use kspy_admission::policy::compiled::Match;
+use kspy_admission::policy::compiled::{Match, MatchInput, MatchOutcome};
 use kspy_admission::policy::spec::{
     API_VERSION, DefaultsSpec, KIND, LabelOperator, LabelSelectorSpec, MountTargetVolumes,
     PodSecurityDefault, TEST_KIND, TargetContainer, VolumeGrant,
@@ -16,7 +16,7 @@ use kspy_admission::policy::spec::{
 use kspy_admission::policy::{LoadErrors, Mode};
 use kspy_admission::testing::{TestError, check_suites, declared_namespaces, run_dir};
 use kspy_admission::{
-    Endpoint, Engine, NamespaceOrigin, NoPolicyVerdict, ParsedReview, PolicySet, Settings,
+    Action, Endpoint, Engine, NamespaceOrigin, NoPolicyVerdict, ParsedReview, PolicySet, Settings,
 };
 
 use crate::errors::KspyError;
@@ -46,9 +46,10 @@ Examples:
     #[command(
         after_help = "Prints the whole response review (apiVersion, kind, response), the patch
 base64-encoded as the API server receives it. Warns on standard error when /validate would answer
-otherwise after the policies' own /mutate defaults, which the API server applies first. Exits 0
-whatever the verdict; non-zero only when the policies or the review cannot be read, and when there
-is no policy at all.
+otherwise after the policies' own /mutate defaults, which the API server applies first, and when
+no test suite declares the review's namespace, so that a policy selecting namespaces by label did
+not apply. Exits 0 whatever the verdict; non-zero only when the policies or the review cannot be
+read, and when there is no policy at all.
 
 Examples:
   # What would /validate answer?
@@ -344,6 +345,34 @@ fn read_limited(path: &Path, limit: u64, why: &str) -> Result<Vec<u8>, KspyError
     Ok(bytes)
 }
 
+/// The policies that would apply to `review` but for their namespace selector, which cannot
+/// be judged without the namespace's labels.
+fn label_selecting(
+    set: &PolicySet,
+    review: &ParsedReview,
+    action: Action,
+    namespace: &str,
+) -> Vec<String> {
+    let groups = review
+        .request()
+        .user_info
+        .groups
+        .clone()
+        .unwrap_or_default();
+    let input = MatchInput {
+        action,
+        namespace,
+        namespace_labels: None,
+        user: review.user(),
+        groups: &groups,
+    };
+    set.policies()
+        .iter()
+        .filter(|p| p.matcher.outcome(&input) == MatchOutcome::NamespaceUnknown)
+        .map(|p| p.name.clone())
+        .collect()
+}
+
 /// The one Namespace of a `--namespace` file. An empty file is refused rather than read as a
 /// Namespace without labels, which would judge the review by the wrong policies and exit 0.
 fn read_namespace(path: &Path, reviewed: Option<&str>) -> Result<Namespace, KspyError> {
@@ -453,6 +482,27 @@ fn eval(
         Endpoint::Validate
     };
     let judgement = engine.judge(&review, endpoint, namespace);
+    // Offline, a namespace no suite declares has unknown labels: a policy that selects
+    // namespaces by label then does not apply, and a denial lists it among the policies for
+    // the action as if the user were outside it. Say why on stderr (stdout stays the answer).
+    // With --namespace, `namespace` is always that file's.
+    if namespace.is_none()
+        && let (Some(action), Some(ns)) = (judgement.action, review.namespace())
+    {
+        let unknown = label_selecting(engine.policies(), &review, action, ns);
+        if !unknown.is_empty() {
+            eprintln!(
+                "kspy: warning: the labels of namespace {ns:?} are unknown (no {TEST_KIND} \
+                 under {} declares it in spec.namespaces), so {} \
+                 select{} namespaces by label and did not apply; declare the namespace with \
+                 its labels in a {TEST_KIND}'s spec.namespaces beside the policies, or give \
+                 --namespace FILE",
+                dir.display(),
+                unknown.join(", "),
+                if unknown.len() == 1 { "s" } else { "" }
+            );
+        }
+    }
     let encoded = judgement
         .encode()
         .context("cannot encode the AdmissionReview")?;

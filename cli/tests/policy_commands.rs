@@ -880,3 +880,46 @@ fn eval_names_standard_input() {
         "{stderr}"
     );
 }
+
+/// One policy file declares no namespaces: a policy selecting namespaces by label did not
+/// apply, and the denial listed it as if the user were outside it. eval says why on stderr.
+#[test]
+fn eval_says_when_a_label_selecting_policy_did_not_apply_for_unknown_labels() {
+    let review = format!("{}/fixtures/attach-dev-plain.json", policies());
+    let developers = format!("{}/developers.yaml", policies());
+    let out = kspy(&["policy", "eval", "--policies", &developers, &review]);
+    let stderr = text(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(
+        stderr,
+        format!(
+            "kspy: warning: the labels of namespace \"team-checkout\" are unknown (no \
+             DebugPolicyTest under {developers} declares it in spec.namespaces), so \
+             developer-attach selects namespaces by label and did not apply; declare the \
+             namespace with its labels in a DebugPolicyTest's spec.namespaces beside the \
+             policies, or give --namespace FILE\n"
+        )
+    );
+    // Labels known, from the suites or from --namespace: nothing to say.
+    let out = kspy(&["policy", "eval", "--policies", &policies(), &review]);
+    assert!(out.stderr.is_empty(), "{}", text(&out.stderr));
+    let dir = tempfile::tempdir().unwrap();
+    let namespace = dir.path().join("ns.yaml");
+    std::fs::write(
+        &namespace,
+        "apiVersion: v1\nkind: Namespace\nmetadata: {name: team-checkout, labels: {team: checkout}}\n",
+    )
+    .unwrap();
+    let out = kspy(&[
+        "policy",
+        "eval",
+        "--policies",
+        &developers,
+        "--namespace",
+        &namespace.display().to_string(),
+        &review,
+    ]);
+    assert!(out.stderr.is_empty(), "{}", text(&out.stderr));
+    let answer: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(answer["response"]["allowed"], true, "{answer}");
+}

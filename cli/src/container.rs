@@ -404,17 +404,33 @@ impl std::fmt::Display for MountSpec {
     }
 }
 
+/// The most of a `--custom` file kspy reads: a container spec, however complete, is far less.
+pub const MAX_CUSTOM_BYTES: u64 = 1024 * 1024;
+
 /// Reads a `--custom` file: a partial container spec in JSON or YAML.
 ///
 /// Refused: anything but an object, a value of the wrong type, a field a container does not
-/// have (a misspelling would otherwise be dropped without a word), and the fields that come
-/// from flags (`name`, `image`, `command`, `lifecycle`, `volumeDevices`).
+/// have (a misspelling would otherwise be dropped without a word), the fields that come
+/// from flags (`name`, `image`, `command`, `lifecycle`, `volumeDevices`), and more than
+/// [`MAX_CUSTOM_BYTES`].
 pub fn load_custom(path: &Path) -> Result<Value, BuildError> {
+    use std::io::Read;
     let err = |why: String| BuildError::Custom {
         path: path.display().to_string(),
         why,
     };
-    let text = std::fs::read_to_string(path).map_err(|e| err(format!("cannot read it: {e}")))?;
+    // Counted while reading: a device (`/dev/zero`) says nothing of its size and was read
+    // until memory ran out.
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_CUSTOM_BYTES + 1).read_to_end(&mut bytes))
+        .map_err(|e| err(format!("cannot read it: {e}")))?;
+    if bytes.len() as u64 > MAX_CUSTOM_BYTES {
+        return Err(err(format!(
+            "it holds more than {MAX_CUSTOM_BYTES} bytes; a partial container spec is a few lines"
+        )));
+    }
+    let text = String::from_utf8(bytes).map_err(|_| err("it is not UTF-8 text".to_string()))?;
     let value: Value = match serde_json::from_str(&text) {
         Ok(v) => v,
         Err(_) => {
@@ -1270,6 +1286,18 @@ mod tests {
         let wrong = dir.path().join("wrong.yaml");
         std::fs::write(&wrong, "securityContext: 5\n").expect("write");
         assert!(load_custom(&wrong).is_err(), "not a container spec");
+    }
+
+    /// A device says nothing of its size: /dev/zero was read until memory ran out.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn custom_file_is_read_up_to_a_limit() {
+        let e = load_custom(Path::new("/dev/zero")).expect_err("refused");
+        assert_eq!(
+            e.to_string(),
+            "cannot use --custom file /dev/zero: it holds more than 1048576 bytes; a partial \
+             container spec is a few lines"
+        );
     }
 
     #[test]

@@ -15,6 +15,24 @@ use anyhow::Context as _;
 
 use crate::errors::KspyError;
 
+/// `--service`: a Service name (DNS-1035 label: it starts with a letter).
+fn parse_service(s: &str) -> Result<String, String> {
+    let ok = (1..=63).contains(&s.len())
+        && s.starts_with(|c: char| c.is_ascii_lowercase())
+        && !s.ends_with('-')
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    if ok {
+        Ok(s.to_string())
+    } else {
+        Err(
+            "a Service name is at most 63 lower-case letters, digits and '-', starting with a \
+             letter and ending with a letter or digit"
+                .to_string(),
+        )
+    }
+}
+
 /// `kspy certs` subcommands.
 #[derive(Debug, clap::Subcommand)]
 pub enum CertsCommand {
@@ -31,10 +49,12 @@ pub enum CertsCommand {
   {prog} certs generate --service kspy-webhook --namespace kspy-system --out certs/ --days 90 --force")]
     Generate {
         /// Name of the webhook's Service.
-        #[arg(long)]
+        // Checked as the command line is read, as every other name is: a usage error (exit
+        // code 2), not a failure to generate.
+        #[arg(long, value_parser = parse_service)]
         service: String,
         /// Namespace of the webhook's Service.
-        #[arg(long)]
+        #[arg(long, value_parser = crate::args::parse_namespace)]
         namespace: String,
         /// Directory to write ca.crt, tls.crt, tls.key and ca-bundle.b64 into (created if
         /// missing; files already there are replaced only with --force).

@@ -702,6 +702,30 @@ mod tests {
             // The pod being copied is a name as much as the copy's: it was sent as it came.
             &["kspy", "copy", "web_1", "--to", "web-debug"],
             &["kspy", "copy", "", "--to", "web-debug"],
+            // A Service or namespace name that is none is a usage error too (it was exit code
+            // 1, "generating certificates").
+            &[
+                "kspy",
+                "certs",
+                "generate",
+                "--service",
+                "Kspy Webhook",
+                "--namespace",
+                "kspy",
+                "--out",
+                "certs",
+            ],
+            &[
+                "kspy",
+                "certs",
+                "generate",
+                "--service",
+                "kspy-webhook",
+                "--namespace",
+                "",
+                "--out",
+                "certs",
+            ],
         ] {
             let err = parse(args).expect_err("refused");
             assert_eq!(err.kind(), ErrorKind::ValueValidation, "{args:?}: {err}");

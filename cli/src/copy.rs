@@ -40,7 +40,12 @@ pub const FORK_COMMAND: [&str; 2] = ["sleep", "2147483647"];
 
 fn parse_set_image(s: &str) -> Result<(String, String), String> {
     match s.split_once('=') {
-        Some((c, i)) if !c.is_empty() && !i.is_empty() => Ok((c.to_string(), i.to_string())),
+        // The image is checked as --image's is: one with a space was sent, and refused by the
+        // API server only after the copy's request was built and the source pod read.
+        Some((c, i)) if !c.is_empty() && !i.is_empty() => {
+            let image = crate::args::parse_image(i).map_err(|why| format!("{s:?}: {why}"))?;
+            Ok((c.to_string(), image))
+        }
         _ => Err(format!(
             "{s:?}: expected CONTAINER=IMAGE (\"*\" for every container)"
         )),
@@ -915,5 +920,9 @@ mod tests {
         );
         assert!(parse_set_image("app").is_err());
         assert!(parse_set_image("=x").is_err());
+        assert_eq!(
+            parse_set_image("app=busybox latest"),
+            Err("\"app=busybox latest\": an image reference has no spaces".to_string())
+        );
     }
 }

@@ -93,9 +93,11 @@ impl TakenBy {
 /// Why a debug container could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
-    /// `-c/--target` names no container of the pod.
+    /// `-c/--target` (or `--set-image`) names no container of the pod.
     #[error("container {wanted} not found in pod {pod}")]
     UnknownContainer {
+        /// The flag that named it: `-c/--target` or `--set-image`.
+        flag: &'static str,
         /// The pod.
         pod: String,
         /// The name asked for.
@@ -171,8 +173,15 @@ impl From<BuildError> for KspyError {
     fn from(e: BuildError) -> Self {
         let headline = e.to_string();
         match e {
-            BuildError::UnknownContainer { wanted, existing, .. } => {
-                missing_with_candidates(headline, "container", &wanted, &existing)
+            BuildError::UnknownContainer { flag, wanted, existing, .. } => {
+                let e = missing_with_candidates(headline, "container", &wanted, &existing);
+                // Far from every container's name, it is rather kubectl debug's `-c NAME` for
+                // the new container than a misspelt target.
+                if flag == TARGET_FLAG && !existing.iter().any(|c| crate::errors::edit_distance(&wanted, c) <= 2) {
+                    e.hint(crate::TARGET_NOT_NAME)
+                } else {
+                    e
+                }
             }
             BuildError::UnknownVolume { volume, existing, .. } => {
                 missing_with_candidates(headline, "volume", &volume, &existing)
@@ -531,6 +540,9 @@ impl TargetChoice {
     }
 }
 
+/// The flag that names the target container, as errors name it.
+pub const TARGET_FLAG: &str = "-c/--target";
+
 /// Decides the target container of `pod` for `-c/--target` = `requested`.
 pub fn resolve_target(pod: &Pod, requested: Option<&str>) -> Result<TargetChoice, BuildError> {
     let pod_name = pod.metadata.name.clone().unwrap_or_default();
@@ -546,6 +558,7 @@ pub fn resolve_target(pod: &Pod, requested: Option<&str>) -> Result<TargetChoice
             Ok(TargetChoice::Named(wanted.to_string()))
         } else {
             Err(BuildError::UnknownContainer {
+                flag: TARGET_FLAG,
                 pod: pod_name,
                 wanted: wanted.to_string(),
                 existing: containers,
@@ -563,6 +576,7 @@ pub fn resolve_target(pod: &Pod, requested: Option<&str>) -> Result<TargetChoice
     }
     match containers.as_slice() {
         [] => Err(BuildError::UnknownContainer {
+            flag: TARGET_FLAG,
             pod: pod_name,
             wanted: String::new(),
             existing: Vec::new(),

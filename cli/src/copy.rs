@@ -237,6 +237,7 @@ pub fn build_copy(
     for (container, _) in &opts.set_image {
         if container != "*" && !names.contains(container) {
             return Err(BuildError::UnknownContainer {
+                flag: "--set-image",
                 pod: source_name.clone(),
                 wanted: container.clone(),
                 existing: names.clone(),

@@ -240,6 +240,40 @@ fn cli_command(prog: &str) -> clap::Command {
     })
 }
 
+/// What `-c` means in kspy, for those who write kubectl debug's `-c NAME`.
+pub(crate) const TARGET_NOT_NAME: &str = "in kspy, -c is --target: the container to debug (kubectl \
+     debug's --target); name the debug container with --name (what kubectl debug's -c does)";
+
+/// clap's error for `-c`/`--target` given twice, explained: kubectl debug's `-c` names the
+/// debug container, so `--target app -c dbg` is kubectl habit, and clap's "'--target' cannot
+/// be used multiple times" names a flag the user wrote once. Any other error is kept.
+fn target_given_twice(
+    cmd: &mut clap::Command,
+    e: clap::Error,
+    args: impl IntoIterator<Item = std::ffi::OsString>,
+) -> clap::Error {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    let twice = e.kind() == ErrorKind::ArgumentConflict
+        && matches!(e.get(ContextKind::InvalidArg),
+                    Some(ContextValue::String(arg)) if arg.starts_with("--target "));
+    if !twice {
+        return e;
+    }
+    // The subcommand whose usage line to show: the first word naming one that has -c.
+    let sub = args.into_iter().skip(1).find_map(|a| {
+        a.to_str()
+            .filter(|a| matches!(*a, "attach" | "copy"))
+            .map(str::to_owned)
+    });
+    match sub.and_then(|name| cmd.find_subcommand_mut(&name)) {
+        Some(sub) => sub.error(
+            ErrorKind::ArgumentConflict,
+            format!("-c/--target is given twice; {TARGET_NOT_NAME}"),
+        ),
+        None => e,
+    }
+}
+
 /// Combinations of flags clap cannot check by itself: (subcommand, what is wrong).
 fn check(cli: &Cli) -> Result<(), (&'static str, String)> {
     let (name, debug, target) = match &cli.command {
@@ -399,7 +433,10 @@ fn main() -> ExitCode {
     unsafe { proxy::normalize_no_proxy_env() };
     let prog = *PROG.get_or_init(|| prog_for(std::env::args_os().next().as_deref()));
     let mut cmd = cli_command(prog);
-    let matches = cmd.get_matches_mut();
+    let matches = match cmd.try_get_matches_from_mut(std::env::args_os()) {
+        Ok(matches) => matches,
+        Err(e) => target_given_twice(&mut cmd, e, std::env::args_os()).exit(),
+    };
     let cli = match Cli::from_arg_matches(&matches) {
         Ok(cli) => cli,
         Err(e) => e.exit(),
@@ -679,6 +716,51 @@ mod tests {
         };
         assert_eq!(l.pod.as_deref(), Some("web"), "-A's default is no conflict");
         assert!(parse(&["kspy", "ls", "web", "-A"]).is_err());
+    }
+
+    /// kubectl debug's `--target app -c dbg` said "'--target' cannot be used multiple times",
+    /// naming a flag written once; it now says what -c is in kspy, and what names the new
+    /// container.
+    #[test]
+    fn target_given_twice_says_what_c_means() {
+        for args in [
+            &["kspy", "attach", "web", "--target", "app", "-c", "dbg"][..],
+            &[
+                "kspy",
+                "copy",
+                "web",
+                "--to",
+                "web-debug",
+                "-c",
+                "app",
+                "-c",
+                "dbg",
+            ],
+        ] {
+            let mut cmd = cli_command("kspy");
+            let e = cmd.try_get_matches_from_mut(args).expect_err("refused");
+            let e = target_given_twice(&mut cmd, e, args.iter().map(Into::into));
+            assert_eq!(e.kind(), clap::error::ErrorKind::ArgumentConflict);
+            assert_eq!(e.exit_code(), 2);
+            let text = e.to_string();
+            assert!(
+                text.starts_with(
+                    "error: -c/--target is given twice; in kspy, -c is --target: the container \
+                     to debug (kubectl debug's --target); name the debug container with --name"
+                ),
+                "{args:?}: {text}"
+            );
+            assert!(text.contains(&format!("Usage: kspy {}", args[1])), "{text}");
+        }
+        // Another flag given twice keeps clap's own words.
+        let args = ["kspy", "attach", "web", "--image", "a", "--image", "b"];
+        let mut cmd = cli_command("kspy");
+        let e = cmd.try_get_matches_from_mut(args).expect_err("refused");
+        let e = target_given_twice(&mut cmd, e, args.iter().map(Into::into));
+        assert!(
+            e.to_string()
+                .contains("'--image <IMAGE>' cannot be used multiple times")
+        );
     }
 
     #[test]

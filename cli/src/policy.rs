@@ -691,6 +691,11 @@ fn explain(dir: &Path, name: &str, out: &mut impl Write) -> anyhow::Result<ExitC
         writeln!(out, "  {d}")?;
     }
     writeln!(out, "applies {}", describe_match(&p.matcher))?;
+    // Conditions and checks read them as variables.NAME: without their expressions
+    // `when prod: variables.isProd` would explain nothing.
+    for (n, v) in &p.variables {
+        writeln!(out, "  where variables.{n} = {}", v.source())?;
+    }
     for (n, c) in &p.conditions {
         writeln!(out, "  when {n}: {}", c.source())?;
     }

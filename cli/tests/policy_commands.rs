@@ -923,3 +923,38 @@ fn eval_says_when_a_label_selecting_policy_did_not_apply_for_unknown_labels() {
     let answer: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(answer["response"]["allowed"], true, "{answer}");
 }
+
+/// A condition or check reads `variables.NAME`: explain shows what each variable is (it
+/// showed `when prod: variables.isProd` and nothing of isProd).
+#[test]
+fn explain_shows_the_variables_conditions_and_checks_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("prod.yaml");
+    std::fs::write(
+        &file,
+        "apiVersion: kspy.dev/v1alpha1\nkind: DebugPolicy\nmetadata: {name: prod-only}\nspec:\n\
+         \x20 variables:\n\
+         \x20   - {name: isProd, expression: \"namespaceObject.metadata.name.startsWith('prod')\"}\n\
+         \x20 conditions:\n\
+         \x20   - {name: prod, expression: variables.isProd}\n\
+         \x20 validations:\n\
+         \x20   - {expression: \"has(container.image)\"}\n",
+    )
+    .unwrap();
+    let out = kspy(&[
+        "policy",
+        "explain",
+        "--policies",
+        &file.display().to_string(),
+        "prod-only",
+    ]);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        stdout.contains(
+            "applies to everyone\n  where variables.isProd = \
+             namespaceObject.metadata.name.startsWith('prod')\n  when prod: variables.isProd\n"
+        ),
+        "{stdout}"
+    );
+}

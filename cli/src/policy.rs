@@ -250,6 +250,13 @@ fn require_dir(path: &Path) -> Result<(), KspyError> {
 fn test_failed(dir: &Path, e: TestError) -> KspyError {
     match e {
         TestError::Policies(errors) => load_failed(dir, &errors),
+        // As `check` says it: which suite field is wrong was above, what became of the run
+        // was not.
+        e @ TestError::Suite { .. } => {
+            KspyError::new(format!("cannot run the tests under {}", dir.display()))
+                .details([e.to_string()])
+                .hint("fix the suite field named above; no case was run")
+        }
         other => KspyError::new(format!("cannot run the tests under {}", dir.display()))
             .details([other.to_string()]),
     }

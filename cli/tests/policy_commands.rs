@@ -669,6 +669,14 @@ fn duplicate_case_names_in_a_suite_are_refused() {
             "{command}: {stderr}"
         );
     }
+    // test, like check, ends with what to do (it ended at the suite's field).
+    let out = kspy(&["policy", "test", &dir.path().display().to_string()]);
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.ends_with("\nhint: fix the suite field named above; no case was run\n"),
+        "{stderr}"
+    );
+    assert!(out.stdout.is_empty(), "{}", text(&out.stdout));
 }
 
 #[test]

@@ -234,6 +234,24 @@ fn each_mistake_is_reported_where_it_is() {
             "  grant:\n    hostPaths: [var/log]",
             &["spec.grant.hostPaths[0]", "absolute"],
         ),
+        // A denial gives each reason one line: a `|` block's message (its trailing line
+        // break too) would end it early and could start a line that reads as another reason.
+        (
+            "  validations:\n    - expression: 'true'\n      message: |\n        must be x\n        - container \"y\": fine\n",
+            &[
+                "spec.validations[0].message",
+                "the message has a line break",
+                "fold it with `message: >-`",
+            ],
+        ),
+        (
+            "  validations:\n    - expression: 'true'\n      message: |\n        must be x\n",
+            &["spec.validations[0].message", "line break"],
+        ),
+        (
+            "  validations:\n    - expression: 'true'\n      message: '  '\n",
+            &["spec.validations[0].message", "the message is blank"],
+        ),
         // A mode suffix, as --mount and docker write it, would be part of the path: a
         // grant of a directory nobody mounts, not a read-only /var/log.
         (

@@ -535,10 +535,37 @@ impl CompiledPolicy {
                     &mut fail,
                 )
             });
+            // As ValidatingAdmissionPolicy reads `message`: empty is unset (the rule is shown),
+            // blank or with a line break is refused. A denial is one line per reason, which
+            // kspy and the API server's callers split on: a `|` block's line breaks (and its
+            // trailing one) would end the reason early and start a line that looks like
+            // another reason ("- container …").
+            let message = match v.message.as_deref() {
+                None | Some("") => None,
+                Some(m) if m.contains(['\n', '\r']) => {
+                    fail(
+                        format!("spec.validations[{i}].message"),
+                        "the message has a line break, and a denial gives each reason one \
+                         line: write it on one line, or fold it with `message: >-`"
+                            .to_owned(),
+                    );
+                    None
+                }
+                Some(m) if m.trim().is_empty() => {
+                    fail(
+                        format!("spec.validations[{i}].message"),
+                        "the message is blank: say what the rule wants, or leave `message` out \
+                         to show the rule"
+                            .to_owned(),
+                    );
+                    None
+                }
+                Some(m) => Some(m.to_owned()),
+            };
             if let Some(expression) = expression {
                 validations.push(Validation {
                     expression,
-                    message: v.message.clone(),
+                    message,
                     message_expression,
                 });
             }

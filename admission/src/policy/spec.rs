@@ -209,7 +209,8 @@ pub struct NamedExpression {
 pub struct ValidationSpec {
     /// Must evaluate to true.
     pub expression: String,
-    /// Shown when it does not.
+    /// Shown when it does not: one line (a line break, or a blank message, is a load
+    /// error); empty or left out, the rule is shown (`failed rule: EXPRESSION`).
     #[serde(default)]
     pub message: Option<String>,
     /// A CEL expression producing the message (wins over `message` when it yields a string).

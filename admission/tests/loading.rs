@@ -234,6 +234,13 @@ fn each_mistake_is_reported_where_it_is() {
             "  grant:\n    hostPaths: [var/log]",
             &["spec.grant.hostPaths[0]", "absolute"],
         ),
+        (
+            "  conditions:\n    - {name: prod, expression: 'true'}\n    - {name: prod, expression: 'false'}\n",
+            &[
+                "spec.conditions[1].name",
+                "\"prod\" is already the name of spec.conditions[0]",
+            ],
+        ),
         // A denial gives each reason one line: a `|` block's message (its trailing line
         // break too) would end it early and could start a line that reads as another reason.
         (

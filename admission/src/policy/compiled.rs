@@ -505,8 +505,20 @@ impl CompiledPolicy {
                 variables.push((v.name.clone(), e));
             }
         }
-        let mut conditions = Vec::new();
+        let mut conditions: Vec<(String, Expression)> = Vec::new();
         for (i, c) in spec.conditions.iter().enumerate() {
+            // A condition is named in the error when it fails to evaluate: two of one name
+            // (which ValidatingAdmissionPolicy refuses too) would leave the reader guessing.
+            if let Some(first) = spec.conditions[..i].iter().position(|d| d.name == c.name) {
+                fail(
+                    format!("spec.conditions[{i}].name"),
+                    format!(
+                        "{:?} is already the name of spec.conditions[{first}]; give each \
+                         condition its own",
+                        c.name
+                    ),
+                );
+            }
             if let Some(e) = compile(
                 format!("spec.conditions[{i}].expression"),
                 &c.expression,

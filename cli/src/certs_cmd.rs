@@ -150,6 +150,19 @@ fn generate(
     days: u32,
     extra_sans: &[String],
 ) -> anyhow::Result<()> {
+    // Said before generating, in words: creating the directory over a file failed with
+    // "File exists", as if a certificate were in the way.
+    if std::fs::metadata(dir).is_ok_and(|m| !m.is_dir()) {
+        return Err(KspyError::new(format!(
+            "--out {} is a file, not a directory",
+            dir.display()
+        ))
+        .hint(
+            "--out names the directory to write ca.crt, tls.crt, tls.key and ca-bundle.b64 \
+             into (created when missing)",
+        )
+        .into());
+    }
     let validity = Duration::from_secs(u64::from(days) * 86_400);
     let certs = kspy_certs::generate_with_sans(service, namespace, validity, extra_sans)
         .context("generating certificates")?;
@@ -209,6 +222,19 @@ fn inspect(out: &mut impl Write, file: &Path) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn generate_into_a_file_says_out_is_no_directory() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("certs");
+        std::fs::write(&file, "").expect("write");
+        let e =
+            generate(&mut Vec::new(), "kspy-webhook", "kspy", &file, 7, &[]).expect_err("refused");
+        assert_eq!(
+            e.to_string(),
+            format!("--out {} is a file, not a directory", file.display())
+        );
+    }
 
     #[test]
     fn generate_writes_files_and_prints_the_ca_bundle() {

@@ -241,6 +241,13 @@ fn each_mistake_is_reported_where_it_is() {
                 "\"prod\" is already the name of spec.conditions[0]",
             ],
         ),
+        (
+            "  defaults:\n    env: [{name: A, value: '1'}, {name: B, value: '2'}, {name: A, value: '3'}]\n",
+            &[
+                "spec.defaults.env[2].name",
+                "\"A\" is already set by spec.defaults.env[0]",
+            ],
+        ),
         // A denial gives each reason one line: a `|` block's message (its trailing line
         // break too) would end it early and could start a line that reads as another reason.
         (

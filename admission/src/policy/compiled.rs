@@ -691,6 +691,17 @@ impl CompiledPolicy {
                         e.name
                     ),
                 );
+            } else if let Some(first) = d.env[..i].iter().position(|f| f.name == e.name) {
+                // The first value of a name wins (README, "Defaults"): the second would be
+                // dropped without a word, and `explain` would list both.
+                fail(
+                    format!("spec.defaults.env[{i}].name"),
+                    format!(
+                        "{:?} is already set by spec.defaults.env[{first}]; only the first value \
+                         of a name is injected: keep one",
+                        e.name
+                    ),
+                );
             }
         }
 

@@ -362,7 +362,8 @@ pub struct DefaultsSpec {
     /// files written for it still load.
     #[serde(default)]
     pub image_pull_policy: Option<ImagePullPolicy>,
-    /// Extra environment variables.
+    /// Extra environment variables, each name once (a name the container already has is
+    /// never added).
     #[serde(default, deserialize_with = "crate::json_object::objects")]
     pub env: Vec<EnvDefault>,
     /// A partial container securityContext; only absent fields are filled in. Kept as JSON so

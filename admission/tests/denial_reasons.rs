@@ -198,3 +198,19 @@ fn an_allowed_request_has_no_reasons() {
     assert_eq!(j.verdict, Verdict::Allowed, "{}", j.response.result.message);
     assert!(j.reasons.is_empty(), "{:?}", j.reasons);
 }
+
+/// `message: ""` is unset, as ValidatingAdmissionPolicy reads it: the denial shows the rule,
+/// not an empty reason ("policy p: ").
+#[test]
+fn an_empty_message_shows_the_rule() {
+    let policies = policy(
+        "named-x",
+        "  grant: {images: ['busybox:*'], runAsRoot: true}\n  validations:\n    - expression: \"container.name == 'x'\"\n      message: ''\n",
+    );
+    let j = validate(&engine(&policies), &attach_by("alice", &[], false, &[]));
+    assert_eq!(j.verdict, Verdict::Denied);
+    message_says(
+        &j,
+        "- container \"d\": policy named-x: failed rule: container.name == 'x'",
+    );
+}

@@ -235,6 +235,56 @@ fn each_mistake_is_reported_where_it_is() {
             &["spec.grant.hostPaths[0]", "absolute"],
         ),
         (
+            "  conditions:\n    - {name: prod, expression: 'true'}\n    - {name: prod, expression: 'false'}\n",
+            &[
+                "spec.conditions[1].name",
+                "\"prod\" is already the name of spec.conditions[0]",
+            ],
+        ),
+        (
+            "  defaults:\n    env: [{name: A, value: '1'}, {name: B, value: '2'}, {name: A, value: '3'}]\n",
+            &[
+                "spec.defaults.env[2].name",
+                "\"A\" is already set by spec.defaults.env[0]",
+            ],
+        ),
+        // A denial gives each reason one line: a `|` block's message (its trailing line
+        // break too) would end it early and could start a line that reads as another reason.
+        (
+            "  validations:\n    - expression: 'true'\n      message: |\n        must be x\n        - container \"y\": fine\n",
+            &[
+                "spec.validations[0].message",
+                "the message has a line break",
+                "fold it with `message: >-`",
+            ],
+        ),
+        (
+            "  validations:\n    - expression: 'true'\n      message: |\n        must be x\n",
+            &["spec.validations[0].message", "line break"],
+        ),
+        (
+            "  validations:\n    - expression: 'true'\n      message: '  '\n",
+            &["spec.validations[0].message", "the message is blank"],
+        ),
+        // A mode suffix, as --mount and docker write it, would be part of the path: a
+        // grant of a directory nobody mounts, not a read-only /var/log.
+        (
+            "  grant:\n    hostPaths: [/var/log:ro]",
+            &[
+                "spec.grant.hostPaths[0]",
+                "\"/var/log:ro\" ends in \":ro\"",
+                "write `- {path: /var/log, readOnly: true}`",
+            ],
+        ),
+        (
+            "  grant:\n    hostPaths: [{path: '/:rw'}]",
+            &[
+                "spec.grant.hostPaths[0]",
+                "\"/:rw\" ends in \":rw\"",
+                "write `- /`",
+            ],
+        ),
+        (
             "  grant:\n    hostPaths: [/proc, {path: /var/log/.., readOnly: true}]",
             &["spec.grant.hostPaths[1]", "\"/var/log/..\" contains \"..\""],
         ),
@@ -469,6 +519,34 @@ fn documents_kinds_and_names() {
         e[0].contains("document 1 (policy a): kind: expected kind DebugPolicy"),
         "{e:?}"
     );
+    // What is missing is said so, not as an empty value found (`found ""`).
+    let e = errors("apiVersion: kspy.dev/v1alpha1\nmetadata: {name: a}\nspec: {}\n");
+    assert!(
+        e[0].ends_with(
+            "document 1 (policy a): kind: expected kind DebugPolicy (or DebugPolicyTest), found \
+             none: the document has no kind"
+        ),
+        "{e:?}"
+    );
+    let e = errors("kind: DebugPolicy\napiVersion: [kspy.dev/v1alpha1]\nmetadata: {name: a}\n");
+    assert!(
+        e[0].ends_with("apiVersion: expected kspy.dev/v1alpha1, found a list"),
+        "{e:?}"
+    );
+    // A document that is no mapping has no kind to name: it is said what it is.
+    for (yaml, what) in [
+        ("- kind: DebugPolicy\n", "a list"),
+        ("DebugPolicy\n", "a string"),
+    ] {
+        let e = errors(yaml);
+        assert_eq!(
+            e,
+            [format!(
+                "team.yaml: document 1: the document is {what}, not a mapping: a DebugPolicy is \
+                 a mapping with apiVersion, kind, metadata and spec"
+            )]
+        );
+    }
     let e = errors("apiVersion: kspy.dev/v1\nkind: DebugPolicy\nmetadata: {name: a}\nspec: {}\n");
     assert!(
         e[0].contains("apiVersion: expected kspy.dev/v1alpha1"),

@@ -128,9 +128,24 @@ pub fn parse_kubeconfig(s: &str) -> Result<std::path::PathBuf, String> {
 
 /// A pod or node name (DNS-1123 subdomain).
 pub fn parse_object_name(s: &str) -> Result<String, String> {
-    validate_dns_subdomain("NAME", s).map_err(why)?;
+    validate_dns_subdomain("NAME", s).map_err(|e| {
+        // kubectl habits (`kubectl debug node/worker-3`, `kubectl attach pod/web`) write
+        // TYPE/NAME; the DNS rules alone would not tell the user which part to keep.
+        match s.split_once('/') {
+            Some((kind, name))
+                if KUBECTL_TYPES.contains(&kind)
+                    && validate_dns_subdomain("NAME", name).is_ok() =>
+            {
+                format!("give the name alone, {name}: kspy takes names, not kubectl's TYPE/NAME")
+            }
+            _ => why(e),
+        }
+    })?;
     Ok(s.to_string())
 }
+
+/// The resource types kubectl accepts in front of a pod or node name (`pod/web`).
+const KUBECTL_TYPES: &[&str] = &["pod", "pods", "po", "node", "nodes", "no"];
 
 /// `--cap`: a capability, normalized (upper case, `CAP_` stripped).
 pub fn parse_capability(s: &str) -> Result<String, String> {

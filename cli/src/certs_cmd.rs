@@ -15,6 +15,24 @@ use anyhow::Context as _;
 
 use crate::errors::KspyError;
 
+/// `--service`: a Service name (DNS-1035 label: it starts with a letter).
+fn parse_service(s: &str) -> Result<String, String> {
+    let ok = (1..=63).contains(&s.len())
+        && s.starts_with(|c: char| c.is_ascii_lowercase())
+        && !s.ends_with('-')
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    if ok {
+        Ok(s.to_string())
+    } else {
+        Err(
+            "a Service name is at most 63 lower-case letters, digits and '-', starting with a \
+             letter and ending with a letter or digit"
+                .to_string(),
+        )
+    }
+}
+
 /// `kspy certs` subcommands.
 #[derive(Debug, clap::Subcommand)]
 pub enum CertsCommand {
@@ -31,10 +49,12 @@ pub enum CertsCommand {
   {prog} certs generate --service kspy-webhook --namespace kspy-system --out certs/ --days 90 --force")]
     Generate {
         /// Name of the webhook's Service.
-        #[arg(long)]
+        // Checked as the command line is read, as every other name is: a usage error (exit
+        // code 2), not a failure to generate.
+        #[arg(long, value_parser = parse_service)]
         service: String,
         /// Namespace of the webhook's Service.
-        #[arg(long)]
+        #[arg(long, value_parser = crate::args::parse_namespace)]
         namespace: String,
         /// Directory to write ca.crt, tls.crt, tls.key and ca-bundle.b64 into (created if
         /// missing; files already there are replaced only with --force).
@@ -130,6 +150,19 @@ fn generate(
     days: u32,
     extra_sans: &[String],
 ) -> anyhow::Result<()> {
+    // Said before generating, in words: creating the directory over a file failed with
+    // "File exists", as if a certificate were in the way.
+    if std::fs::metadata(dir).is_ok_and(|m| !m.is_dir()) {
+        return Err(KspyError::new(format!(
+            "--out {} is a file, not a directory",
+            dir.display()
+        ))
+        .hint(
+            "--out names the directory to write ca.crt, tls.crt, tls.key and ca-bundle.b64 \
+             into (created when missing)",
+        )
+        .into());
+    }
     let validity = Duration::from_secs(u64::from(days) * 86_400);
     let certs = kspy_certs::generate_with_sans(service, namespace, validity, extra_sans)
         .context("generating certificates")?;
@@ -189,6 +222,19 @@ fn inspect(out: &mut impl Write, file: &Path) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn generate_into_a_file_says_out_is_no_directory() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("certs");
+        std::fs::write(&file, "").expect("write");
+        let e =
+            generate(&mut Vec::new(), "kspy-webhook", "kspy", &file, 7, &[]).expect_err("refused");
+        assert_eq!(
+            e.to_string(),
+            format!("--out {} is a file, not a directory", file.display())
+        );
+    }
 
     #[test]
     fn generate_writes_files_and_prints_the_ca_bundle() {

@@ -93,9 +93,11 @@ impl TakenBy {
 /// Why a debug container could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
-    /// `-c/--target` names no container of the pod.
+    /// `-c/--target` (or `--set-image`) names no container of the pod.
     #[error("container {wanted} not found in pod {pod}")]
     UnknownContainer {
+        /// The flag that named it: `-c/--target` or `--set-image`.
+        flag: &'static str,
         /// The pod.
         pod: String,
         /// The name asked for.
@@ -171,8 +173,15 @@ impl From<BuildError> for KspyError {
     fn from(e: BuildError) -> Self {
         let headline = e.to_string();
         match e {
-            BuildError::UnknownContainer { wanted, existing, .. } => {
-                missing_with_candidates(headline, "container", &wanted, &existing)
+            BuildError::UnknownContainer { flag, wanted, existing, .. } => {
+                let e = missing_with_candidates(headline, "container", &wanted, &existing);
+                // Far from every container's name, it is rather kubectl debug's `-c NAME` for
+                // the new container than a misspelt target.
+                if flag == TARGET_FLAG && !existing.iter().any(|c| crate::errors::edit_distance(&wanted, c) <= 2) {
+                    e.hint(crate::TARGET_NOT_NAME)
+                } else {
+                    e
+                }
             }
             BuildError::UnknownVolume { volume, existing, .. } => {
                 missing_with_candidates(headline, "volume", &volume, &existing)
@@ -404,17 +413,33 @@ impl std::fmt::Display for MountSpec {
     }
 }
 
+/// The most of a `--custom` file kspy reads: a container spec, however complete, is far less.
+pub const MAX_CUSTOM_BYTES: u64 = 1024 * 1024;
+
 /// Reads a `--custom` file: a partial container spec in JSON or YAML.
 ///
 /// Refused: anything but an object, a value of the wrong type, a field a container does not
-/// have (a misspelling would otherwise be dropped without a word), and the fields that come
-/// from flags (`name`, `image`, `command`, `lifecycle`, `volumeDevices`).
+/// have (a misspelling would otherwise be dropped without a word), the fields that come
+/// from flags (`name`, `image`, `command`, `lifecycle`, `volumeDevices`), and more than
+/// [`MAX_CUSTOM_BYTES`].
 pub fn load_custom(path: &Path) -> Result<Value, BuildError> {
+    use std::io::Read;
     let err = |why: String| BuildError::Custom {
         path: path.display().to_string(),
         why,
     };
-    let text = std::fs::read_to_string(path).map_err(|e| err(format!("cannot read it: {e}")))?;
+    // Counted while reading: a device (`/dev/zero`) says nothing of its size and was read
+    // until memory ran out.
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_CUSTOM_BYTES + 1).read_to_end(&mut bytes))
+        .map_err(|e| err(format!("cannot read it: {e}")))?;
+    if bytes.len() as u64 > MAX_CUSTOM_BYTES {
+        return Err(err(format!(
+            "it holds more than {MAX_CUSTOM_BYTES} bytes; a partial container spec is a few lines"
+        )));
+    }
+    let text = String::from_utf8(bytes).map_err(|_| err("it is not UTF-8 text".to_string()))?;
     let value: Value = match serde_json::from_str(&text) {
         Ok(v) => v,
         Err(_) => {
@@ -515,6 +540,9 @@ impl TargetChoice {
     }
 }
 
+/// The flag that names the target container, as errors name it.
+pub const TARGET_FLAG: &str = "-c/--target";
+
 /// Decides the target container of `pod` for `-c/--target` = `requested`.
 pub fn resolve_target(pod: &Pod, requested: Option<&str>) -> Result<TargetChoice, BuildError> {
     let pod_name = pod.metadata.name.clone().unwrap_or_default();
@@ -530,6 +558,7 @@ pub fn resolve_target(pod: &Pod, requested: Option<&str>) -> Result<TargetChoice
             Ok(TargetChoice::Named(wanted.to_string()))
         } else {
             Err(BuildError::UnknownContainer {
+                flag: TARGET_FLAG,
                 pod: pod_name,
                 wanted: wanted.to_string(),
                 existing: containers,
@@ -547,6 +576,7 @@ pub fn resolve_target(pod: &Pod, requested: Option<&str>) -> Result<TargetChoice
     }
     match containers.as_slice() {
         [] => Err(BuildError::UnknownContainer {
+            flag: TARGET_FLAG,
             pod: pod_name,
             wanted: String::new(),
             existing: Vec::new(),
@@ -1270,6 +1300,18 @@ mod tests {
         let wrong = dir.path().join("wrong.yaml");
         std::fs::write(&wrong, "securityContext: 5\n").expect("write");
         assert!(load_custom(&wrong).is_err(), "not a container spec");
+    }
+
+    /// A device says nothing of its size: /dev/zero was read until memory ran out.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn custom_file_is_read_up_to_a_limit() {
+        let e = load_custom(Path::new("/dev/zero")).expect_err("refused");
+        assert_eq!(
+            e.to_string(),
+            "cannot use --custom file /dev/zero: it holds more than 1048576 bytes; a partial \
+             container spec is a few lines"
+        );
     }
 
     #[test]

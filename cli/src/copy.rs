@@ -40,7 +40,12 @@ pub const FORK_COMMAND: [&str; 2] = ["sleep", "2147483647"];
 
 fn parse_set_image(s: &str) -> Result<(String, String), String> {
     match s.split_once('=') {
-        Some((c, i)) if !c.is_empty() && !i.is_empty() => Ok((c.to_string(), i.to_string())),
+        // The image is checked as --image's is: one with a space was sent, and refused by the
+        // API server only after the copy's request was built and the source pod read.
+        Some((c, i)) if !c.is_empty() && !i.is_empty() => {
+            let image = crate::args::parse_image(i).map_err(|why| format!("{s:?}: {why}"))?;
+            Ok((c.to_string(), image))
+        }
         _ => Err(format!(
             "{s:?}: expected CONTAINER=IMAGE (\"*\" for every container)"
         )),
@@ -51,7 +56,7 @@ fn parse_set_image(s: &str) -> Result<(String, String), String> {
 #[derive(Debug, Clone, clap::Args)]
 pub struct CopyArgs {
     /// The pod to copy
-    #[arg(value_name = "POD")]
+    #[arg(value_name = "POD", value_parser = crate::args::parse_object_name)]
     pub pod: String,
     /// Name of the copy
     #[arg(long = "to", visible_alias = "copy-to", value_name = "NAME",
@@ -232,6 +237,7 @@ pub fn build_copy(
     for (container, _) in &opts.set_image {
         if container != "*" && !names.contains(container) {
             return Err(BuildError::UnknownContainer {
+                flag: "--set-image",
                 pod: source_name.clone(),
                 wanted: container.clone(),
                 existing: names.clone(),
@@ -915,5 +921,9 @@ mod tests {
         );
         assert!(parse_set_image("app").is_err());
         assert!(parse_set_image("=x").is_err());
+        assert_eq!(
+            parse_set_image("app=busybox latest"),
+            Err("\"app=busybox latest\": an image reference has no spaces".to_string())
+        );
     }
 }

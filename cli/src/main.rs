@@ -240,6 +240,40 @@ fn cli_command(prog: &str) -> clap::Command {
     })
 }
 
+/// What `-c` means in kspy, for those who write kubectl debug's `-c NAME`.
+pub(crate) const TARGET_NOT_NAME: &str = "in kspy, -c is --target: the container to debug (kubectl \
+     debug's --target); name the debug container with --name (what kubectl debug's -c does)";
+
+/// clap's error for `-c`/`--target` given twice, explained: kubectl debug's `-c` names the
+/// debug container, so `--target app -c dbg` is kubectl habit, and clap's "'--target' cannot
+/// be used multiple times" names a flag the user wrote once. Any other error is kept.
+fn target_given_twice(
+    cmd: &mut clap::Command,
+    e: clap::Error,
+    args: impl IntoIterator<Item = std::ffi::OsString>,
+) -> clap::Error {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    let twice = e.kind() == ErrorKind::ArgumentConflict
+        && matches!(e.get(ContextKind::InvalidArg),
+                    Some(ContextValue::String(arg)) if arg.starts_with("--target "));
+    if !twice {
+        return e;
+    }
+    // The subcommand whose usage line to show: the first word naming one that has -c.
+    let sub = args.into_iter().skip(1).find_map(|a| {
+        a.to_str()
+            .filter(|a| matches!(*a, "attach" | "copy"))
+            .map(str::to_owned)
+    });
+    match sub.and_then(|name| cmd.find_subcommand_mut(&name)) {
+        Some(sub) => sub.error(
+            ErrorKind::ArgumentConflict,
+            format!("-c/--target is given twice; {TARGET_NOT_NAME}"),
+        ),
+        None => e,
+    }
+}
+
 /// Combinations of flags clap cannot check by itself: (subcommand, what is wrong).
 fn check(cli: &Cli) -> Result<(), (&'static str, String)> {
     let (name, debug, target) = match &cli.command {
@@ -399,7 +433,10 @@ fn main() -> ExitCode {
     unsafe { proxy::normalize_no_proxy_env() };
     let prog = *PROG.get_or_init(|| prog_for(std::env::args_os().next().as_deref()));
     let mut cmd = cli_command(prog);
-    let matches = cmd.get_matches_mut();
+    let matches = match cmd.try_get_matches_from_mut(std::env::args_os()) {
+        Ok(matches) => matches,
+        Err(e) => target_given_twice(&mut cmd, e, std::env::args_os()).exit(),
+    };
     let cli = match Cli::from_arg_matches(&matches) {
         Ok(cli) => cli,
         Err(e) => e.exit(),
@@ -681,6 +718,51 @@ mod tests {
         assert!(parse(&["kspy", "ls", "web", "-A"]).is_err());
     }
 
+    /// kubectl debug's `--target app -c dbg` said "'--target' cannot be used multiple times",
+    /// naming a flag written once; it now says what -c is in kspy, and what names the new
+    /// container.
+    #[test]
+    fn target_given_twice_says_what_c_means() {
+        for args in [
+            &["kspy", "attach", "web", "--target", "app", "-c", "dbg"][..],
+            &[
+                "kspy",
+                "copy",
+                "web",
+                "--to",
+                "web-debug",
+                "-c",
+                "app",
+                "-c",
+                "dbg",
+            ],
+        ] {
+            let mut cmd = cli_command("kspy");
+            let e = cmd.try_get_matches_from_mut(args).expect_err("refused");
+            let e = target_given_twice(&mut cmd, e, args.iter().map(Into::into));
+            assert_eq!(e.kind(), clap::error::ErrorKind::ArgumentConflict);
+            assert_eq!(e.exit_code(), 2);
+            let text = e.to_string();
+            assert!(
+                text.starts_with(
+                    "error: -c/--target is given twice; in kspy, -c is --target: the container \
+                     to debug (kubectl debug's --target); name the debug container with --name"
+                ),
+                "{args:?}: {text}"
+            );
+            assert!(text.contains(&format!("Usage: kspy {}", args[1])), "{text}");
+        }
+        // Another flag given twice keeps clap's own words.
+        let args = ["kspy", "attach", "web", "--image", "a", "--image", "b"];
+        let mut cmd = cli_command("kspy");
+        let e = cmd.try_get_matches_from_mut(args).expect_err("refused");
+        let e = target_given_twice(&mut cmd, e, args.iter().map(Into::into));
+        assert!(
+            e.to_string()
+                .contains("'--image <IMAGE>' cannot be used multiple times")
+        );
+    }
+
     #[test]
     fn bad_values_are_usage_errors() {
         use clap::error::ErrorKind;
@@ -699,11 +781,57 @@ mod tests {
             &["kspy", "attach", "web", "-n", "Prod"],
             &["kspy", "attach", "web_1"],
             &["kspy", "copy", "web", "--to", "Web"],
+            // The pod being copied is a name as much as the copy's: it was sent as it came.
+            &["kspy", "copy", "web_1", "--to", "web-debug"],
+            &["kspy", "copy", "", "--to", "web-debug"],
+            // A Service or namespace name that is none is a usage error too (it was exit code
+            // 1, "generating certificates").
+            &[
+                "kspy",
+                "certs",
+                "generate",
+                "--service",
+                "Kspy Webhook",
+                "--namespace",
+                "kspy",
+                "--out",
+                "certs",
+            ],
+            &[
+                "kspy",
+                "certs",
+                "generate",
+                "--service",
+                "kspy-webhook",
+                "--namespace",
+                "",
+                "--out",
+                "certs",
+            ],
         ] {
             let err = parse(args).expect_err("refused");
             assert_eq!(err.kind(), ErrorKind::ValueValidation, "{args:?}: {err}");
             assert_eq!(err.exit_code(), 2);
         }
+        // kubectl's TYPE/NAME (`kubectl debug node/worker-3`) is refused with the name to give.
+        for (args, name) in [
+            (&["kspy", "node", "node/worker-3"][..], "worker-3"),
+            (&["kspy", "attach", "pod/web"], "web"),
+            (&["kspy", "copy", "pods/web", "--to", "web-debug"], "web"),
+            (&["kspy", "ls", "po/web"], "web"),
+        ] {
+            let err = parse(args).expect_err("refused").to_string();
+            assert!(
+                err.contains(&format!(
+                    "give the name alone, {name}: kspy takes names, not kubectl's TYPE/NAME"
+                )),
+                "{args:?}: {err}"
+            );
+        }
+        let err = parse(&["kspy", "attach", "deploy/web"])
+            .expect_err("refused")
+            .to_string();
+        assert!(err.contains("must be a DNS subdomain"), "{err}");
         let cli = parse(&["kspy", "attach", "web", "-t"]).expect("parses");
         assert_eq!(
             check(&cli),

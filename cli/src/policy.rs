@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use k8s_openapi::api::core::v1::Namespace;
-use kspy_admission::policy::compiled::Match;
+use kspy_admission::policy::compiled::{Match, MatchInput, MatchOutcome};
 use kspy_admission::policy::spec::{
     API_VERSION, DefaultsSpec, KIND, LabelOperator, LabelSelectorSpec, MountTargetVolumes,
     PodSecurityDefault, TEST_KIND, TargetContainer, VolumeGrant,
@@ -16,7 +16,7 @@ use kspy_admission::policy::spec::{
 use kspy_admission::policy::{LoadErrors, Mode};
 use kspy_admission::testing::{TestError, check_suites, declared_namespaces, run_dir};
 use kspy_admission::{
-    Endpoint, Engine, NamespaceOrigin, NoPolicyVerdict, ParsedReview, PolicySet, Settings,
+    Action, Endpoint, Engine, NamespaceOrigin, NoPolicyVerdict, ParsedReview, PolicySet, Settings,
 };
 
 use crate::errors::KspyError;
@@ -46,9 +46,10 @@ Examples:
     #[command(
         after_help = "Prints the whole response review (apiVersion, kind, response), the patch
 base64-encoded as the API server receives it. Warns on standard error when /validate would answer
-otherwise after the policies' own /mutate defaults, which the API server applies first. Exits 0
-whatever the verdict; non-zero only when the policies or the review cannot be read, and when there
-is no policy at all.
+otherwise after the policies' own /mutate defaults, which the API server applies first, and when
+no test suite declares the review's namespace, so that a policy selecting namespaces by label did
+not apply. Exits 0 whatever the verdict; non-zero only when the policies or the review cannot be
+read, and when there is no policy at all.
 
 Examples:
   # What would /validate answer?
@@ -199,18 +200,12 @@ fn load(path: &Path) -> Result<(PolicySet, usize), KspyError> {
         let files = set.files().len();
         return Ok((set, files));
     }
-    let cannot_read = |why: String| {
+    // The loader's own reader: it counts the bytes while reading (a device such as /dev/zero
+    // says 0 beforehand, and was read until memory ran out) and refuses pipes, which the
+    // suites beside the policies would be read from a second time.
+    let text = kspy_admission::policy::load::read_file(path).map_err(|why| {
         KspyError::new(format!("cannot read policy file {}", path.display())).details([why])
-    };
-    let limit = kspy_admission::policy::load::MAX_FILE_BYTES;
-    let meta = std::fs::metadata(path).map_err(|e| cannot_read(e.to_string()))?;
-    if meta.len() > limit {
-        return Err(cannot_read(format!(
-            "the file is {} bytes; policy files are limited to {limit}",
-            meta.len()
-        )));
-    }
-    let text = std::fs::read_to_string(path).map_err(|e| cannot_read(e.to_string()))?;
+    })?;
     let set = PolicySet::from_yaml(&path.display().to_string(), &text)
         .map_err(|e| load_failed(path, &e))?;
     Ok((set, 1))
@@ -255,6 +250,13 @@ fn require_dir(path: &Path) -> Result<(), KspyError> {
 fn test_failed(dir: &Path, e: TestError) -> KspyError {
     match e {
         TestError::Policies(errors) => load_failed(dir, &errors),
+        // As `check` says it: which suite field is wrong was above, what became of the run
+        // was not.
+        e @ TestError::Suite { .. } => {
+            KspyError::new(format!("cannot run the tests under {}", dir.display()))
+                .details([e.to_string()])
+                .hint("fix the suite field named above; no case was run")
+        }
         other => KspyError::new(format!("cannot run the tests under {}", dir.display()))
             .details([other.to_string()]),
     }
@@ -316,6 +318,109 @@ fn check(dir: &Path, out: &mut impl Write) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The most of an AdmissionReview `policy eval` reads: what the webhook reads at most.
+const REVIEW_LIMIT: u64 = kspy_admission::testing::MAX_PATCHED_REVIEW_BYTES as u64;
+
+/// Reads `path` whole (`-`: standard input), refusing more than `limit` bytes. The bytes are
+/// counted while reading: a device (`/dev/zero`) or a pipe says nothing of its size
+/// beforehand, and was read until memory ran out.
+/// `why` completes "the most …": whose limit it is.
+fn read_limited(path: &Path, limit: u64, why: &str) -> Result<Vec<u8>, KspyError> {
+    use std::io::Read;
+    let stdin = path == Path::new("-");
+    let name = if stdin {
+        "standard input".to_string()
+    } else {
+        path.display().to_string()
+    };
+    let cannot_read = |e: std::io::Error| KspyError::new(format!("cannot read {name}")).source(e);
+    let reader: Box<dyn Read> = if stdin {
+        Box::new(std::io::stdin())
+    } else {
+        Box::new(std::fs::File::open(path).map_err(cannot_read)?)
+    };
+    let mut bytes = Vec::new();
+    reader
+        .take(limit + 1)
+        .read_to_end(&mut bytes)
+        .map_err(cannot_read)?;
+    if bytes.len() as u64 > limit {
+        return Err(KspyError::new(format!(
+            "{name} holds more than {limit} bytes, the most {why}"
+        )));
+    }
+    Ok(bytes)
+}
+
+/// The policies that would apply to `review` but for their namespace selector, which cannot
+/// be judged without the namespace's labels.
+fn label_selecting(
+    set: &PolicySet,
+    review: &ParsedReview,
+    action: Action,
+    namespace: &str,
+) -> Vec<String> {
+    let groups = review
+        .request()
+        .user_info
+        .groups
+        .clone()
+        .unwrap_or_default();
+    let input = MatchInput {
+        action,
+        namespace,
+        namespace_labels: None,
+        user: review.user(),
+        groups: &groups,
+    };
+    set.policies()
+        .iter()
+        .filter(|p| p.matcher.outcome(&input) == MatchOutcome::NamespaceUnknown)
+        .map(|p| p.name.clone())
+        .collect()
+}
+
+/// The one Namespace of a `--namespace` file. An empty file is refused rather than read as a
+/// Namespace without labels, which would judge the review by the wrong policies and exit 0.
+fn read_namespace(path: &Path, reviewed: Option<&str>) -> Result<Namespace, KspyError> {
+    let bytes = read_limited(
+        path,
+        kspy_admission::policy::load::MAX_FILE_BYTES,
+        "kspy reads of a Namespace file",
+    )?;
+    let text = String::from_utf8(bytes).map_err(|_| {
+        KspyError::new(format!("{} is not a Namespace", path.display()))
+            .details(["the file is not UTF-8 text"])
+    })?;
+    let not_a_namespace = |e: serde_saphyr::Error| {
+        KspyError::new(format!("{} is not a Namespace", path.display())).source(e)
+    };
+    let mut docs: Vec<Namespace> =
+        serde_saphyr::from_str_multiple(&text).map_err(not_a_namespace)?;
+    let the_one = match reviewed {
+        Some(n) => format!("the review's, {n:?}"),
+        None => "the one to judge the review with".to_string(),
+    };
+    let hint = format!(
+        "--namespace takes a file of one Namespace ({the_one}), as `kubectl get namespace \
+         NAME -o yaml` writes it; or leave out --namespace to use the namespaces the test \
+         suites declare"
+    );
+    match docs.len() {
+        1 => Ok(docs.remove(0)),
+        0 => Err(KspyError::new(format!(
+            "{} holds no Namespace: it is empty, or only comments",
+            path.display()
+        ))
+        .hint(hint)),
+        n => Err(KspyError::new(format!(
+            "{} holds {n} YAML documents; --namespace takes one Namespace",
+            path.display()
+        ))
+        .hint(hint)),
+    }
+}
+
 fn eval(
     dir: &Path,
     mutate: bool,
@@ -337,27 +442,24 @@ fn eval(
     };
     let (set, _) = load_some(dir)?;
     let engine = Engine::new(set, settings).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let body = if review_path == Path::new("-") {
-        let mut buf = Vec::new();
-        std::io::Read::read_to_end(&mut std::io::stdin(), &mut buf)
-            .context("cannot read standard input")?;
-        buf
-    } else {
-        std::fs::read(review_path)
-            .with_context(|| format!("cannot read {}", review_path.display()))?
-    };
+    let body = read_limited(
+        review_path,
+        REVIEW_LIMIT,
+        "the webhook reads of an AdmissionReview",
+    )?;
     let review = ParsedReview::from_slice(&body).with_context(|| {
-        format!(
-            "{} is not a reviewable AdmissionReview",
-            review_path.display()
-        )
+        if review_path == Path::new("-") {
+            "standard input is not a reviewable AdmissionReview".to_string()
+        } else {
+            format!(
+                "{} is not a reviewable AdmissionReview",
+                review_path.display()
+            )
+        }
     })?;
     let namespaces: BTreeMap<String, Namespace> = match namespace_file {
         Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("cannot read {}", path.display()))?;
-            let ns: Namespace = serde_saphyr::from_str(&text)
-                .with_context(|| format!("{} is not a Namespace", path.display()))?;
+            let ns = read_namespace(path, review.namespace())?;
             let name = ns.metadata.name.clone().unwrap_or_default();
             // Another namespace's labels would judge the review by policies that do not
             // apply to it (a production guardrail skipped for a team namespace's labels).
@@ -387,6 +489,27 @@ fn eval(
         Endpoint::Validate
     };
     let judgement = engine.judge(&review, endpoint, namespace);
+    // Offline, a namespace no suite declares has unknown labels: a policy that selects
+    // namespaces by label then does not apply, and a denial lists it among the policies for
+    // the action as if the user were outside it. Say why on stderr (stdout stays the answer).
+    // With --namespace, `namespace` is always that file's.
+    if namespace.is_none()
+        && let (Some(action), Some(ns)) = (judgement.action, review.namespace())
+    {
+        let unknown = label_selecting(engine.policies(), &review, action, ns);
+        if !unknown.is_empty() {
+            eprintln!(
+                "kspy: warning: the labels of namespace {ns:?} are unknown (no {TEST_KIND} \
+                 under {} declares it in spec.namespaces), so {} \
+                 select{} namespaces by label and did not apply; declare the namespace with \
+                 its labels in a {TEST_KIND}'s spec.namespaces beside the policies, or give \
+                 --namespace FILE",
+                dir.display(),
+                unknown.join(", "),
+                if unknown.len() == 1 { "s" } else { "" }
+            );
+        }
+    }
     let encoded = judgement
         .encode()
         .context("cannot encode the AdmissionReview")?;
@@ -575,6 +698,11 @@ fn explain(dir: &Path, name: &str, out: &mut impl Write) -> anyhow::Result<ExitC
         writeln!(out, "  {d}")?;
     }
     writeln!(out, "applies {}", describe_match(&p.matcher))?;
+    // Conditions and checks read them as variables.NAME: without their expressions
+    // `when prod: variables.isProd` would explain nothing.
+    for (n, v) in &p.variables {
+        writeln!(out, "  where variables.{n} = {}", v.source())?;
+    }
     for (n, c) in &p.conditions {
         writeln!(out, "  when {n}: {}", c.source())?;
     }

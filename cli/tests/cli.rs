@@ -876,6 +876,25 @@ fn missing_container_lists_the_containers_and_sends_nothing() {
     assert_eq!(api.lines(), vec![format!("GET {POD_PATH}")]);
 }
 
+/// `-c NAME` far from every container's name is kubectl debug's `-c` for the new container,
+/// not a misspelt target: the error says what -c is in kspy (a near miss, above, does not).
+#[test]
+fn missing_container_named_as_kubectl_names_the_debug_container_says_what_c_is() {
+    let (api, _) = sim_api(Sim::new());
+    let out = api.kspy(&["attach", WEB, "-c", "debugger"]);
+    let (_, stderr) = texts(&out);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        stderr,
+        format!(
+            "kspy: container debugger not found in pod {WEB}\n  containers that exist: sidecar, \
+             app\nhint: in kspy, -c is --target: the container to debug (kubectl debug's \
+             --target); name the debug container with --name (what kubectl debug's -c does)\n"
+        )
+    );
+    assert_eq!(api.lines(), vec![format!("GET {POD_PATH}")]);
+}
+
 #[test]
 fn missing_namespace_is_named_as_such() {
     let api = FakeApi::start(|r: &Recorded| match (r.method.as_str(), r.path.as_str()) {

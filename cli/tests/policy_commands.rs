@@ -517,6 +517,52 @@ fn eval_refuses_a_namespace_file_of_another_namespace() {
     assert!(out.status.success(), "{}", text(&out.stderr));
 }
 
+/// A `--namespace` file must hold one Namespace: an empty one was judged as a Namespace with
+/// no labels (a denial by the wrong policies, exit 0), and two were refused with the YAML
+/// reader's advice to call one of its functions.
+#[test]
+fn eval_refuses_a_namespace_file_without_exactly_one_namespace() {
+    let dir = tempfile::tempdir().unwrap();
+    let review = format!("{}/fixtures/attach-sre-ptrace.json", policies());
+    let namespace = "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: prod-payments\n";
+    for (contents, want) in [
+        (
+            "",
+            "holds no Namespace: it is empty, or only comments".to_string(),
+        ),
+        (
+            "# kubectl get namespace prod-payments -o yaml\n",
+            "holds no Namespace".to_string(),
+        ),
+        (
+            &format!("{namespace}---\n{namespace}"),
+            "holds 2 YAML documents; --namespace takes one Namespace".to_string(),
+        ),
+    ] {
+        let file = dir.path().join("ns.yaml");
+        std::fs::write(&file, contents).unwrap();
+        let out = kspy(&[
+            "policy",
+            "eval",
+            "--policies",
+            &policies(),
+            "--namespace",
+            &file.display().to_string(),
+            &review,
+        ]);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{contents:?}: {stderr}");
+        assert!(out.stdout.is_empty(), "{contents:?}: no verdict is printed");
+        assert!(stderr.contains(&want), "{contents:?}: {stderr}");
+        assert!(
+            stderr.contains(
+                "hint: --namespace takes a file of one Namespace (the review's, \"prod-payments\")"
+            ),
+            "{stderr}"
+        );
+    }
+}
+
 #[test]
 fn eval_and_test_blame_an_undeclared_namespace_not_the_webhook() {
     let dir = suites_copy();
@@ -623,6 +669,14 @@ fn duplicate_case_names_in_a_suite_are_refused() {
             "{command}: {stderr}"
         );
     }
+    // test, like check, ends with what to do (it ended at the suite's field).
+    let out = kspy(&["policy", "test", &dir.path().display().to_string()]);
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.ends_with("\nhint: fix the suite field named above; no case was run\n"),
+        "{stderr}"
+    );
+    assert!(out.stdout.is_empty(), "{}", text(&out.stdout));
 }
 
 #[test]
@@ -758,4 +812,157 @@ fn eval_warns_when_the_policies_own_defaults_change_the_verdict() {
     let (allowed, stderr) = eval("  defaults:\n    env: [{name: DEBUG_SESSION, value: '1'}]\n");
     assert_eq!(allowed, true);
     assert!(stderr.is_empty(), "{stderr}");
+}
+
+/// kspy under a 2 GB address-space limit: a read without end fails fast instead of taking
+/// the machine's memory.
+#[cfg(target_os = "linux")]
+fn kspy_limited(args: &[&str]) -> Output {
+    Command::new("sh")
+        .arg("-c")
+        .arg("ulimit -v 2000000 && exec \"$@\"")
+        .arg("sh")
+        .arg(env!("CARGO_BIN_EXE_kspy"))
+        .args(args)
+        .output()
+        .expect("run kspy")
+}
+
+/// A device says 0 bytes beforehand: the policy file, the review and the Namespace were read
+/// from /dev/zero until memory ran out. Each is now refused at its limit, naming it.
+#[cfg(target_os = "linux")]
+#[test]
+fn policy_commands_refuse_a_device_without_reading_it_to_the_end() {
+    let review = format!("{}/fixtures/attach-sre-ptrace.json", policies());
+    for (args, want) in [
+        (
+            vec!["policy", "check", "/dev/zero"],
+            "kspy: cannot read policy file /dev/zero\n  not a regular file",
+        ),
+        (
+            vec!["policy", "explain", "--policies", "/dev/zero", "sre-debug"],
+            "kspy: cannot read policy file /dev/zero\n  not a regular file",
+        ),
+        (
+            vec!["policy", "eval", "--policies", &policies(), "/dev/zero"],
+            "kspy: /dev/zero holds more than 6291456 bytes, the most the webhook reads of an \
+             AdmissionReview",
+        ),
+        (
+            vec![
+                "policy",
+                "eval",
+                "--policies",
+                &policies(),
+                "--namespace",
+                "/dev/zero",
+                &review,
+            ],
+            "kspy: /dev/zero holds more than 4194304 bytes, the most kspy reads of a Namespace \
+             file",
+        ),
+    ] {
+        let out = kspy_limited(&args);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(stderr.starts_with(want), "{args:?}: {stderr}");
+    }
+}
+
+/// A review on standard input is named so, not "-".
+#[test]
+fn eval_names_standard_input() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kspy"))
+        .args(["policy", "eval", "--policies", &policies(), "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run kspy");
+    drop(child.stdin.take());
+    let out = child.wait_with_output().expect("kspy ends");
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.starts_with("kspy: standard input is not a reviewable AdmissionReview"),
+        "{stderr}"
+    );
+}
+
+/// One policy file declares no namespaces: a policy selecting namespaces by label did not
+/// apply, and the denial listed it as if the user were outside it. eval says why on stderr.
+#[test]
+fn eval_says_when_a_label_selecting_policy_did_not_apply_for_unknown_labels() {
+    let review = format!("{}/fixtures/attach-dev-plain.json", policies());
+    let developers = format!("{}/developers.yaml", policies());
+    let out = kspy(&["policy", "eval", "--policies", &developers, &review]);
+    let stderr = text(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(
+        stderr,
+        format!(
+            "kspy: warning: the labels of namespace \"team-checkout\" are unknown (no \
+             DebugPolicyTest under {developers} declares it in spec.namespaces), so \
+             developer-attach selects namespaces by label and did not apply; declare the \
+             namespace with its labels in a DebugPolicyTest's spec.namespaces beside the \
+             policies, or give --namespace FILE\n"
+        )
+    );
+    // Labels known, from the suites or from --namespace: nothing to say.
+    let out = kspy(&["policy", "eval", "--policies", &policies(), &review]);
+    assert!(out.stderr.is_empty(), "{}", text(&out.stderr));
+    let dir = tempfile::tempdir().unwrap();
+    let namespace = dir.path().join("ns.yaml");
+    std::fs::write(
+        &namespace,
+        "apiVersion: v1\nkind: Namespace\nmetadata: {name: team-checkout, labels: {team: checkout}}\n",
+    )
+    .unwrap();
+    let out = kspy(&[
+        "policy",
+        "eval",
+        "--policies",
+        &developers,
+        "--namespace",
+        &namespace.display().to_string(),
+        &review,
+    ]);
+    assert!(out.stderr.is_empty(), "{}", text(&out.stderr));
+    let answer: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(answer["response"]["allowed"], true, "{answer}");
+}
+
+/// A condition or check reads `variables.NAME`: explain shows what each variable is (it
+/// showed `when prod: variables.isProd` and nothing of isProd).
+#[test]
+fn explain_shows_the_variables_conditions_and_checks_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("prod.yaml");
+    std::fs::write(
+        &file,
+        "apiVersion: kspy.dev/v1alpha1\nkind: DebugPolicy\nmetadata: {name: prod-only}\nspec:\n\
+         \x20 variables:\n\
+         \x20   - {name: isProd, expression: \"namespaceObject.metadata.name.startsWith('prod')\"}\n\
+         \x20 conditions:\n\
+         \x20   - {name: prod, expression: variables.isProd}\n\
+         \x20 validations:\n\
+         \x20   - {expression: \"has(container.image)\"}\n",
+    )
+    .unwrap();
+    let out = kspy(&[
+        "policy",
+        "explain",
+        "--policies",
+        &file.display().to_string(),
+        "prod-only",
+    ]);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        stdout.contains(
+            "applies to everyone\n  where variables.isProd = \
+             namespaceObject.metadata.name.startsWith('prod')\n  when prod: variables.isProd\n"
+        ),
+        "{stdout}"
+    );
 }

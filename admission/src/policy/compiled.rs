@@ -505,8 +505,20 @@ impl CompiledPolicy {
                 variables.push((v.name.clone(), e));
             }
         }
-        let mut conditions = Vec::new();
+        let mut conditions: Vec<(String, Expression)> = Vec::new();
         for (i, c) in spec.conditions.iter().enumerate() {
+            // A condition is named in the error when it fails to evaluate: two of one name
+            // (which ValidatingAdmissionPolicy refuses too) would leave the reader guessing.
+            if let Some(first) = spec.conditions[..i].iter().position(|d| d.name == c.name) {
+                fail(
+                    format!("spec.conditions[{i}].name"),
+                    format!(
+                        "{:?} is already the name of spec.conditions[{first}]; give each \
+                         condition its own",
+                        c.name
+                    ),
+                );
+            }
             if let Some(e) = compile(
                 format!("spec.conditions[{i}].expression"),
                 &c.expression,
@@ -535,10 +547,37 @@ impl CompiledPolicy {
                     &mut fail,
                 )
             });
+            // As ValidatingAdmissionPolicy reads `message`: empty is unset (the rule is shown),
+            // blank or with a line break is refused. A denial is one line per reason, which
+            // kspy and the API server's callers split on: a `|` block's line breaks (and its
+            // trailing one) would end the reason early and start a line that looks like
+            // another reason ("- container …").
+            let message = match v.message.as_deref() {
+                None | Some("") => None,
+                Some(m) if m.contains(['\n', '\r']) => {
+                    fail(
+                        format!("spec.validations[{i}].message"),
+                        "the message has a line break, and a denial gives each reason one \
+                         line: write it on one line, or fold it with `message: >-`"
+                            .to_owned(),
+                    );
+                    None
+                }
+                Some(m) if m.trim().is_empty() => {
+                    fail(
+                        format!("spec.validations[{i}].message"),
+                        "the message is blank: say what the rule wants, or leave `message` out \
+                         to show the rule"
+                            .to_owned(),
+                    );
+                    None
+                }
+                Some(m) => Some(m.to_owned()),
+            };
             if let Some(expression) = expression {
                 validations.push(Validation {
                     expression,
-                    message: v.message.clone(),
+                    message,
                     message_expression,
                 });
             }
@@ -575,6 +614,26 @@ impl CompiledPolicy {
                 fail(
                     format!("spec.grant.hostPaths[{i}]"),
                     format!("{path:?} contains \"..\"; write the directory it means"),
+                );
+                continue;
+            }
+            // `--mount VOL:PATH:ro` and docker's `-v SRC:DST:ro` write the mode after the path;
+            // here it would be part of the path, granting a directory no mount names, and
+            // `/var/log:ro` would seem a read-only grant of /var/log.
+            if let Some((dir, mode @ ("ro" | "rw"))) = path.rsplit_once(':')
+                && dir.starts_with('/')
+            {
+                let fix = if mode == "ro" {
+                    format!("{{path: {dir}, readOnly: true}}")
+                } else {
+                    dir.to_owned()
+                };
+                fail(
+                    format!("spec.grant.hostPaths[{i}]"),
+                    format!(
+                        "{path:?} ends in \":{mode}\", which would be part of the path: a \
+                         hostPaths entry takes no mode suffix; write `- {fix}`"
+                    ),
                 );
                 continue;
             }
@@ -629,6 +688,17 @@ impl CompiledPolicy {
                     format!(
                         "{:?} is not a variable name every API server accepts: use letters, \
                          digits, '_', '-' and '.', not starting with a digit",
+                        e.name
+                    ),
+                );
+            } else if let Some(first) = d.env[..i].iter().position(|f| f.name == e.name) {
+                // The first value of a name wins (README, "Defaults"): the second would be
+                // dropped without a word, and `explain` would list both.
+                fail(
+                    format!("spec.defaults.env[{i}].name"),
+                    format!(
+                        "{:?} is already set by spec.defaults.env[{first}]; only the first value \
+                         of a name is injected: keep one",
                         e.name
                     ),
                 );

@@ -518,17 +518,33 @@ fn decode(value: Value, origin: Origin, errors: &mut Vec<LoadError>) -> Option<C
     if kind == TEST_KIND || kind == "Kustomization" && api_version.starts_with(KUSTOMIZE_GROUP) {
         return None;
     }
+    // A list or a scalar where a policy belongs (a stray `- ` or a lost indentation) has no
+    // kind to name: `found ""` would not say what is wrong.
+    if !value.is_object() {
+        errors.push(error(
+            None,
+            format!(
+                "the document is {}, not a mapping: a {KIND} is a mapping with apiVersion, \
+                 kind, metadata and spec",
+                json_type(&value)
+            ),
+        ));
+        return None;
+    }
     if kind != KIND {
         errors.push(error(
             Some("kind".into()),
-            format!("expected kind {KIND} (or {TEST_KIND}), found {kind:?}"),
+            format!(
+                "expected kind {KIND} (or {TEST_KIND}), {}",
+                found(&value, "kind")
+            ),
         ));
         return None;
     }
     if api_version != API_VERSION {
         errors.push(error(
             Some("apiVersion".into()),
-            format!("expected {API_VERSION}, found {api_version:?}"),
+            format!("expected {API_VERSION}, {}", found(&value, "apiVersion")),
         ));
         return None;
     }
@@ -582,6 +598,28 @@ fn decode(value: Value, origin: Origin, errors: &mut Vec<LoadError>) -> Option<C
             );
             None
         }
+    }
+}
+
+/// What a document has at `key` of its top level: "found \"Pod\"", or that it has none
+/// (a `found ""` read as an empty value written out).
+fn found(value: &Value, key: &str) -> String {
+    match value.get(key) {
+        None | Some(Value::Null) => format!("found none: the document has no {key}"),
+        Some(Value::String(s)) => format!("found {s:?}"),
+        Some(other) => format!("found {}", json_type(other)),
+    }
+}
+
+/// "a list", "a string": a YAML value's type, for what was found where another belongs.
+fn json_type(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "a mapping",
     }
 }
 

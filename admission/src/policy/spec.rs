@@ -209,7 +209,8 @@ pub struct NamedExpression {
 pub struct ValidationSpec {
     /// Must evaluate to true.
     pub expression: String,
-    /// Shown when it does not.
+    /// Shown when it does not: one line (a line break, or a blank message, is a load
+    /// error); empty or left out, the rule is shown (`failed rule: EXPRESSION`).
     #[serde(default)]
     pub message: Option<String>,
     /// A CEL expression producing the message (wins over `message` when it yields a string).
@@ -243,7 +244,8 @@ pub struct GrantSpec {
     #[serde(default)]
     pub host_namespaces: Vec<HostNamespace>,
     /// Host path prefixes that may be mounted: `- /var/log` grants read-write mounts (and
-    /// read-only ones), `- {path: /var/log, readOnly: true}` read-only mounts only.
+    /// read-only ones), `- {path: /var/log, readOnly: true}` read-only mounts only. A mode
+    /// suffix as `--mount` writes it (`/var/log:ro`) is refused at load.
     #[serde(default)]
     pub host_paths: Vec<HostPathGrantSpec>,
 }
@@ -360,7 +362,8 @@ pub struct DefaultsSpec {
     /// files written for it still load.
     #[serde(default)]
     pub image_pull_policy: Option<ImagePullPolicy>,
-    /// Extra environment variables.
+    /// Extra environment variables, each name once (a name the container already has is
+    /// never added).
     #[serde(default, deserialize_with = "crate::json_object::objects")]
     pub env: Vec<EnvDefault>,
     /// A partial container securityContext; only absent fields are filled in. Kept as JSON so

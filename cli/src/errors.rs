@@ -738,10 +738,26 @@ fn split_reasons(text: &str) -> Vec<String> {
 fn explain_webhook_denial(action: &Action, denial: &WebhookDenial) -> KspyError {
     let is_kspy = denial.webhook.contains("kspy");
     let hint = if is_kspy {
+        // The engine's reasons for a debug container that could act as its target's user
+        // (`user_reach.rs` in kspy-admission): the fix is the debug container's own user or
+        // capabilities, which kspy's flags set.
+        let as_target_user = denial.reasons.iter().any(|r| {
+            r.contains("become the user of container")
+                || r.contains("runs as the same user as container")
+                || r.contains("may both run as root")
+        });
+        let first = if as_target_user {
+            "the debug container could act as its target's user and read that container's \
+             files: a `--custom` file with {\"securityContext\": {\"capabilities\": \
+             {\"drop\": [\"SETUID\", \"SETGID\"]}}} keeps root from switching users (or use \
+             `--profile restricted` with an image that runs as a non-root user); otherwise: "
+        } else {
+            ""
+        };
         format!(
-            "kspy's policy decides who may debug what; ask your platform team for a DebugPolicy \
-             that grants it, test one offline with `{} policy test`, and re-check with \
-             `--dry-run=server`, which changes nothing",
+            "{first}kspy's policy decides who may debug what; ask your platform team for a \
+             DebugPolicy that grants it, test one offline with `{} policy test`, and re-check \
+             with `--dry-run=server`, which changes nothing",
             crate::prog()
         )
     } else {
@@ -1031,6 +1047,37 @@ mod tests {
             hint.contains("kubectl auth can-i patch pods/ephemeralcontainers -n prod"),
             "{hint}"
         );
+    }
+
+    /// A denial because the debug container could act as its target's user says which flags
+    /// change its user and capabilities.
+    #[test]
+    fn a_denial_for_acting_as_the_targets_user_names_the_flags_that_fix_it() {
+        let reason = |text: &str| {
+            status(serde_json::json!({
+                "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                "message": format!("admission webhook \"validate.kspy.dev\" denied the request: kspy denied the debug container for pod prod/web:\n- container \"d\": {text} is not granted by the policies that apply (dev)"),
+                "reason": "Forbidden", "code": 403
+            }))
+        };
+        let reached = reason(
+            r#"mounting secret volume "creds" (mounted by container "app": the debug container may run as root with SETUID, become the user of container "app" and read that container's files through /proc/PID/root; drop SETUID and SETGID (securityContext.capabilities.drop) or run it as a non-root user)"#,
+        );
+        let hint = explain_status(&add("prod", "web"), &reached, "")
+            .hint
+            .expect("a hint");
+        assert!(
+            hint.starts_with("the debug container could act as its target's user")
+                && hint.contains("--profile restricted")
+                && hint.contains("--custom")
+                && hint.contains("kspy's policy decides"),
+            "{hint}"
+        );
+        let other = reason("capability SYS_ADMIN");
+        let hint = explain_status(&add("prod", "web"), &other, "")
+            .hint
+            .expect("a hint");
+        assert!(hint.starts_with("kspy's policy decides"), "{hint}");
     }
 
     /// A request at cluster scope (`kspy ls -A`) needs a ClusterRole, and `can-i` asks with `-A`.

@@ -216,10 +216,38 @@ async fn a_debug_container_that_could_become_its_targets_user_is_refused() {
         r#"mounting secret volume "creds" (mounted by container "app""#,
         r#"become the user of container "app""#,
         "drop SETUID and SETGID",
+        // kspy's hint: the flag that fixes it.
+        r#"a `--custom` file with {"securityContext": {"capabilities": {"drop": ["SETUID", "SETGID"]}}}"#,
     ] {
         assert!(out.stderr.contains(part), "{part}: {}", out.all());
     }
     assert!(ephemeral(&env.pod("web").await.unwrap()).is_empty());
+    // The hint's way out works: root, without SETUID and SETGID.
+    std::fs::write(
+        &custom,
+        r#"{"securityContext": {"capabilities": {"drop": ["SETUID", "SETGID"]}}}"#,
+    )
+    .unwrap();
+    let out = env
+        .kspy(
+            "bob",
+            &[
+                "attach",
+                "web",
+                "--image",
+                "busybox:1.36",
+                "--profile",
+                "legacy",
+                "--custom",
+                custom.to_str().unwrap(),
+                "--no-attach",
+            ],
+            None,
+        )
+        .await
+        .unwrap();
+    assert!(out.success(), "{}", out.all());
+    assert_eq!(ephemeral(&env.pod("web").await.unwrap()).len(), 1);
     env.cleanup().await.unwrap();
 }
 

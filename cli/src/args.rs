@@ -276,7 +276,9 @@ pub struct TargetArgs {
           default_value = "false", hide_default_value = true, default_missing_value = "true",
           value_parser = parse_bool, action = ArgAction::Set)]
     pub env_from_target: bool,
-    /// Run as the target container's runAsUser/runAsGroup, so file permissions match
+    /// Run as the target container's runAsUser/runAsGroup, so file permissions match (kspy's
+    /// webhook then counts the target's volumes and env Secrets as the debug container's own:
+    /// as its user, it reads them through /proc/PID/root)
     #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true,
           default_value = "false", hide_default_value = true, default_missing_value = "true",
           value_parser = parse_bool, action = ArgAction::Set)]

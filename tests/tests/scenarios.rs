@@ -187,28 +187,26 @@ async fn dev_is_denied_sys_ptrace_with_the_policy_message() {
 async fn a_debug_container_that_could_become_its_targets_user_is_refused() {
     let Some(env) = env().await else { return };
     let dir = tempfile::tempdir().unwrap();
-    let custom = dir.path().join("keep-setuid.json");
-    std::fs::write(
-        &custom,
-        r#"{"securityContext": {"capabilities": {"drop": ["NET_RAW"]}}}"#,
-    )
-    .unwrap();
-    let out = env
-        .kspy(
-            "bob",
-            &[
-                "attach",
-                "web",
-                "--image",
-                "busybox:1.36",
-                "--profile",
-                "legacy",
-                "--custom",
-                custom.to_str().unwrap(),
-                "--no-attach",
-            ],
-            None,
-        )
+    let custom = dir.path().join("custom.json");
+    let custom_arg = custom.to_str().unwrap().to_owned();
+    // bob attaches busybox (root) as is (`legacy`), with `security_context` from a file.
+    let attach_with = |security_context: &'static str| {
+        std::fs::write(&custom, security_context).unwrap();
+        let args = [
+            "attach",
+            "web",
+            "--image",
+            "busybox:1.36",
+            "--profile",
+            "legacy",
+            "--custom",
+            custom_arg.as_str(),
+            "--no-attach",
+        ];
+        let env = &env;
+        async move { env.kspy("bob", &args, None).await }
+    };
+    let out = attach_with(r#"{"securityContext": {"capabilities": {"drop": ["NET_RAW"]}}}"#)
         .await
         .unwrap();
     assert!(!out.success(), "{}", out.all());
@@ -223,29 +221,10 @@ async fn a_debug_container_that_could_become_its_targets_user_is_refused() {
     }
     assert!(ephemeral(&env.pod("web").await.unwrap()).is_empty());
     // The hint's way out works: root, without SETUID and SETGID.
-    std::fs::write(
-        &custom,
-        r#"{"securityContext": {"capabilities": {"drop": ["SETUID", "SETGID"]}}}"#,
-    )
-    .unwrap();
-    let out = env
-        .kspy(
-            "bob",
-            &[
-                "attach",
-                "web",
-                "--image",
-                "busybox:1.36",
-                "--profile",
-                "legacy",
-                "--custom",
-                custom.to_str().unwrap(),
-                "--no-attach",
-            ],
-            None,
-        )
-        .await
-        .unwrap();
+    let out =
+        attach_with(r#"{"securityContext": {"capabilities": {"drop": ["SETUID", "SETGID"]}}}"#)
+            .await
+            .unwrap();
     assert!(out.success(), "{}", out.all());
     assert_eq!(ephemeral(&env.pod("web").await.unwrap()).len(), 1);
     env.cleanup().await.unwrap();

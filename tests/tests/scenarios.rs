@@ -264,7 +264,18 @@ async fn server_dry_run_is_judged_not_persisted() {
         .await
         .unwrap();
     assert!(!out.success(), "{}", out.all());
-    assert!(out.stderr.contains("SYS_ADMIN"), "{}", out.all());
+    // The reason, as kspy's webhook gave it for the dry run.
+    assert!(
+        out.stderr
+            .contains("capability SYS_ADMIN is not granted by the policies that apply (",),
+        "{}",
+        out.all()
+    );
+    if let Some((req, resp)) = validation_of(&env, "web", "UPDATE") {
+        assert_eq!(req["request"]["userInfo"]["username"], "bob");
+        assert_eq!(req["request"]["dryRun"], true);
+        assert_eq!(resp["response"]["allowed"], false, "{resp}");
+    }
     env.cleanup().await.unwrap();
 }
 
@@ -389,6 +400,15 @@ async fn copy_fork_and_node_per_policy() {
         .unwrap();
     assert!(!out.success(), "{}", out.all());
     assert!(out.stderr.contains("denied"), "{}", out.all());
+    // Denied as a copy no policy allows bob, not for some other failure.
+    assert!(
+        out.stderr.contains(r#"no DebugPolicy allows user "bob""#)
+            && out
+                .stderr
+                .contains(&format!(r#" to copy in namespace "{}""#, env.ns)),
+        "{}",
+        out.all()
+    );
     assert!(env.pod("web-fork-2").await.is_err());
 
     // The node `web` runs on (`node-1` in-process).
@@ -452,6 +472,15 @@ async fn copy_fork_and_node_per_policy() {
         .await
         .unwrap();
     assert!(!out.success(), "{}", out.all());
+    // Denied as node debugging no policy allows bob, not for some other failure.
+    assert!(
+        out.stderr.contains(r#"no DebugPolicy allows user "bob""#)
+            && out
+                .stderr
+                .contains(&format!(r#" to debug a node in namespace "{}""#, env.ns)),
+        "{}",
+        out.all()
+    );
     env.cleanup().await.unwrap();
 }
 

@@ -555,7 +555,17 @@ async fn attach_over_websocket_with_tty_and_resize() {
         })
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    // Resize and stdin travel on channels of their own: the size must have reached the
+    // process before `size` is typed (seen, not guessed at with a sleep).
+    let process = s.process("prod", "web", "dbg").expect("the dbg process");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while !process.resizes.lock().unwrap().contains(&(120, 40)) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the resize never reached the process"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     stdin
         .write_all(b"echo hello\rsize\rexit 0\r")
         .await
@@ -2061,33 +2071,61 @@ async fn writes_that_change_nothing_are_not_writes() {
     let api: Api<Pod> = Api::namespaced(client.clone(), "prod");
     let before = api.get("web").await.unwrap();
     let rv = before.metadata.resource_version.clone();
-    // A watch from the current resourceVersion sees nothing for no-op writes.
-    let watch = client.request_text(http_request(
-        "GET",
-        &format!(
-            "/api/v1/namespaces/prod/pods?watch=true&resourceVersion={}&timeoutSeconds=1",
-            rv.as_deref().unwrap()
-        ),
-        "",
-        b"",
-    ));
-    let writes = async {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        let pod = api.get_ephemeral_containers("web").await.unwrap();
-        let put = api
-            .replace_ephemeral_containers("web", &PostParams::default(), &pod)
-            .await
-            .unwrap();
-        let patched = api
-            .patch("web", &PatchParams::default(), &Patch::Merge(json!({})))
-            .await
-            .unwrap();
-        (put, patched)
-    };
-    let (events, (put, patched)) = tokio::join!(watch, writes);
+    let pod = api.get_ephemeral_containers("web").await.unwrap();
+    let put = api
+        .replace_ephemeral_containers("web", &PostParams::default(), &pod)
+        .await
+        .unwrap();
+    let patched = api
+        .patch("web", &PatchParams::default(), &Patch::Merge(json!({})))
+        .await
+        .unwrap();
     assert_eq!(put.metadata.resource_version, rv, "PUT of the same pod");
     assert_eq!(patched.metadata.resource_version, rv, "empty merge patch");
-    assert_eq!(events.unwrap().trim(), "", "no MODIFIED for no-op writes");
+    // Then a write that changes something.
+    let labelled = api
+        .patch(
+            "web",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"labels": {"touched": "yes"}}})),
+        )
+        .await
+        .unwrap();
+    assert_ne!(labelled.metadata.resource_version, rv, "a real write");
+    // A watch from the resourceVersion before them replays the history since: the real write
+    // alone. (Replayed, not watched live, so no timing decides what it sees.)
+    let events = client
+        .request_text(http_request(
+            "GET",
+            &format!(
+                "/api/v1/namespaces/prod/pods?watch=true&resourceVersion={}&timeoutSeconds=1",
+                rv.as_deref().unwrap()
+            ),
+            "",
+            b"",
+        ))
+        .await
+        .unwrap();
+    let events: Vec<Value> = events
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let seen: Vec<String> = events
+        .iter()
+        .map(|e| {
+            format!(
+                "{} rv {}",
+                e["type"], e["object"]["metadata"]["resourceVersion"]
+            )
+        })
+        .collect();
+    assert_eq!(events.len(), 1, "no MODIFIED for no-op writes: {seen:?}");
+    assert_eq!(events[0]["type"], "MODIFIED");
+    assert_eq!(
+        events[0]["object"]["metadata"]["resourceVersion"],
+        labelled.metadata.resource_version.as_deref().unwrap()
+    );
+    assert_eq!(events[0]["object"]["metadata"]["labels"]["touched"], "yes");
 }
 
 #[tokio::test]

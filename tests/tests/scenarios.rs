@@ -130,6 +130,23 @@ async fn sre_attaches_with_sys_ptrace() {
     env.cleanup().await.unwrap();
 }
 
+/// `stderr` holds kspy's reason for refusing bob (group `dev`) SYS_PTRACE: the policy that
+/// applies to him does not grant it. (On a real cluster other policies may apply beside it.)
+fn assert_denied_sys_ptrace_for_bob(stderr: &str, all: &str) {
+    let reason = "capability SYS_PTRACE is not granted by the policies that apply (";
+    let at = stderr
+        .find(reason)
+        .unwrap_or_else(|| panic!("the policy's reason is shown: {all}"));
+    let applied = stderr[at + reason.len()..]
+        .split(')')
+        .next()
+        .unwrap_or_default();
+    assert!(
+        applied.split(", ").any(|p| p == "e2e-dev-attach"),
+        "the policies that apply to bob are named: {all}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dev_is_denied_sys_ptrace_with_the_policy_message() {
     let Some(env) = env().await else { return };
@@ -151,11 +168,8 @@ async fn dev_is_denied_sys_ptrace_with_the_policy_message() {
         .unwrap();
     assert!(!out.success(), "{}", out.all());
     assert!(out.stderr.contains("denied"), "{}", out.all());
-    assert!(
-        out.stderr.contains("SYS_PTRACE"),
-        "the reason names the capability: {}",
-        out.all()
-    );
+    // The policy's reason, as the webhook gave it (not only the capability the CLI was given).
+    assert_denied_sys_ptrace_for_bob(&out.stderr, &out.all());
     assert!(ephemeral(&env.pod("web").await.unwrap()).is_empty());
     // The same container without the capability is fine for developers.
     let out = env
@@ -301,7 +315,18 @@ async fn server_dry_run_is_judged_not_persisted() {
         .await
         .unwrap();
     assert!(!out.success(), "{}", out.all());
-    assert!(out.stderr.contains("SYS_ADMIN"), "{}", out.all());
+    // The reason, as kspy's webhook gave it for the dry run.
+    assert!(
+        out.stderr
+            .contains("capability SYS_ADMIN is not granted by the policies that apply (",),
+        "{}",
+        out.all()
+    );
+    if let Some((req, resp)) = validation_of(&env, "web", "UPDATE") {
+        assert_eq!(req["request"]["userInfo"]["username"], "bob");
+        assert_eq!(req["request"]["dryRun"], true);
+        assert_eq!(resp["response"]["allowed"], false, "{resp}");
+    }
     env.cleanup().await.unwrap();
 }
 
@@ -426,6 +451,15 @@ async fn copy_fork_and_node_per_policy() {
         .unwrap();
     assert!(!out.success(), "{}", out.all());
     assert!(out.stderr.contains("denied"), "{}", out.all());
+    // Denied as a copy no policy allows bob, not for some other failure.
+    assert!(
+        out.stderr.contains(r#"no DebugPolicy allows user "bob""#)
+            && out
+                .stderr
+                .contains(&format!(r#" to copy in namespace "{}""#, env.ns)),
+        "{}",
+        out.all()
+    );
     assert!(env.pod("web-fork-2").await.is_err());
 
     // The node `web` runs on (`node-1` in-process).
@@ -489,6 +523,15 @@ async fn copy_fork_and_node_per_policy() {
         .await
         .unwrap();
     assert!(!out.success(), "{}", out.all());
+    // Denied as node debugging no policy allows bob, not for some other failure.
+    assert!(
+        out.stderr.contains(r#"no DebugPolicy allows user "bob""#)
+            && out
+                .stderr
+                .contains(&format!(r#" to debug a node in namespace "{}""#, env.ns)),
+        "{}",
+        out.all()
+    );
     env.cleanup().await.unwrap();
 }
 
@@ -598,7 +641,7 @@ async fn kubectl_debug_meets_the_same_webhook() {
         "{}",
         out.all()
     );
-    assert!(out.stderr.contains("SYS_PTRACE"), "{}", out.all());
+    assert_denied_sys_ptrace_for_bob(&out.stderr, &out.all());
     let out = env
         .kubectl(
             "alice",

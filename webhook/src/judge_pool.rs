@@ -361,14 +361,18 @@ mod tests {
         let late = pool.run(soon(50), move || {
             flag.store(true, std::sync::atomic::Ordering::SeqCst);
         });
-        let (busy, late) = tokio::join!(busy, late);
-        assert_eq!(busy, Ok(()));
-        assert_eq!(late, Err(JobFailure::Timeout));
-        // Give the thread time to reach (and skip) the expired job.
+        // The late job's caller is kept, not polled: it has not stopped waiting, so only the
+        // deadline, passed while the job sat in the queue, can keep the job from running.
+        assert_eq!(busy.await, Ok(()));
+        // Queued behind it: by the time this runs, the thread reached (and skipped) the late job.
         pool.run(soon(5_000), || ())
             .await
             .expect("pool still works");
-        assert!(!ran.load(std::sync::atomic::Ordering::SeqCst));
+        assert!(
+            !ran.load(std::sync::atomic::Ordering::SeqCst),
+            "a job whose deadline passed in the queue was run"
+        );
+        assert_eq!(late.await, Err(JobFailure::Timeout));
     }
 
     #[tokio::test]
@@ -467,11 +471,14 @@ mod tests {
     #[tokio::test]
     async fn dropping_the_pool_fails_queued_jobs_instead_of_hanging() {
         let pool = JudgePool::new(1).expect("pool");
-        let busy = pool.run(soon(5_000), || {
+        let (started_tx, started_rx) = tokio::sync::oneshot::channel();
+        let busy = pool.run(soon(5_000), move || {
+            let _ = started_tx.send(());
             std::thread::sleep(Duration::from_millis(200))
         });
         let queued = pool.run(soon(5_000), || 1);
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        // The thread has the first job in hand (an event, not a guess at how long that takes).
+        started_rx.await.expect("the first job started");
         drop(pool);
         let started = std::time::Instant::now();
         assert_eq!(busy.await, Ok(()), "the job in hand finishes");

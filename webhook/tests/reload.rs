@@ -142,7 +142,19 @@ async fn certificate_rotation_under_traffic_drops_nothing_and_serves_the_new_cer
         }));
     }
 
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Traffic under way before the rotation: counted, not waited for by the clock.
+    let traffic = |n: u64, what: &'static str| {
+        let (ok, failures) = (ok.clone(), failures.clone());
+        eventually(what, Duration::from_secs(30), move || {
+            let (ok, failures) = (ok.clone(), failures.clone());
+            async move {
+                let failed = failures.lock().expect("lock").clone();
+                assert!(failed.is_empty(), "failures: {failed:?}");
+                ok.load(Ordering::Relaxed) >= n
+            }
+        })
+    };
+    traffic(20, "twenty reviews before the rotation").await;
     let before = ok.load(Ordering::Relaxed);
     volume.swap(second.cert_pem.as_bytes(), second.key_pem.as_bytes());
     let new_der = der(&second);
@@ -163,7 +175,7 @@ async fn certificate_rotation_under_traffic_drops_nothing_and_serves_the_new_cer
         },
     )
     .await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    traffic(before + 20, "twenty reviews across the rotation").await;
     stop.store(true, Ordering::Relaxed);
     for w in workers {
         w.await.expect("worker");
@@ -177,7 +189,7 @@ async fn certificate_rotation_under_traffic_drops_nothing_and_serves_the_new_cer
     );
     let total = ok.load(Ordering::Relaxed);
     assert!(
-        before > 10 && total > before + 10,
+        before >= 20 && total >= before + 20,
         "too little traffic: {before} then {total}"
     );
 

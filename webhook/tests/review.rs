@@ -49,7 +49,18 @@ async fn denied_attach_says_why_with_status_403() {
     assert_eq!(r["allowed"], false);
     assert_eq!(r["status"]["code"], 403, "{r}");
     let message = r["status"]["message"].as_str().expect("message");
-    assert!(message.contains("SYS_ADMIN"), "{message}");
+    // Why: which pod, which container, what is missing and under which policies.
+    assert!(
+        message
+            .starts_with("kspy denied the debug container for pod shop/checkout-5c7d9b8f6-q4w2e:"),
+        "{message}"
+    );
+    assert!(
+        message.contains(
+            "container \"debugger-def34\": capability SYS_ADMIN is not granted by the policies that apply (test-sre)"
+        ),
+        "{message}"
+    );
     h.server.shutdown().await;
 }
 
@@ -60,11 +71,18 @@ async fn no_applicable_policy_is_denied_by_default() {
     assert_eq!(status, 200);
     let r = response_of(&body);
     assert_eq!(r["allowed"], false, "{r}");
+    assert_eq!(r["status"]["code"], 403, "{r}");
+    // Denied because no policy applies (and that is the default), saying who asked for what.
+    let message = r["status"]["message"].as_str().expect("message");
     assert!(
-        r["status"]["message"]
-            .as_str()
-            .is_some_and(|m| !m.is_empty()),
-        "{r}"
+        message.contains(
+            "no DebugPolicy allows user \"mallory@example.com\" (groups interns) to attach in namespace \"shop\""
+        ),
+        "{message}"
+    );
+    assert!(
+        message.ends_with("; kspy denies debug requests no policy allows"),
+        "{message}"
     );
     h.server.shutdown().await;
 }

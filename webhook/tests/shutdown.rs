@@ -81,7 +81,8 @@ async fn a_review_in_flight_at_shutdown_completes() {
 #[tokio::test]
 async fn the_shutdown_delay_keeps_serving_while_not_ready() {
     let h = Harness::start_with(common::POLICIES, |c| {
-        c.shutdown_delay = Duration::from_millis(800)
+        // Long enough for a TLS handshake and a review on a loaded machine.
+        c.shutdown_delay = Duration::from_secs(2)
     })
     .await;
     let (admin, addr) = (h.server.admin_addr, h.server.addr);

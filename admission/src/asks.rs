@@ -479,39 +479,14 @@ struct Held {
     volumes: BTreeMap<String, (VolumeKind, String)>,
     /// Secrets in the environment, by Secret name, with the container reading it.
     env_secrets: BTreeMap<String, String>,
-    /// Each container, with what a debug container running as its user reaches.
-    members: Vec<Member>,
-}
-
-/// One container of a process namespace, as a debug container reaching it as its user sees
-/// it.
-#[derive(Debug)]
-struct Member {
-    name: String,
-    identity: Identity,
-    /// Pod volumes it mounts other than hostPath ones, by name and kind.
-    volumes: Vec<(String, VolumeKind)>,
-    /// Its hostPath mounts.
-    host_paths: Vec<VolumeAsk>,
-    /// The Secrets in its environment.
-    env_secrets: Vec<String>,
+    /// Each container by name, with its asks: what a debug container acting as its user
+    /// reaches ([`reached_as_user`]).
+    members: Vec<(String, Asks)>,
 }
 
 impl Held {
     /// Adds what the container `name` (asking `asks`) holds.
-    fn add(&mut self, name: &str, asks: &Asks) {
-        self.members.push(Member {
-            name: name.to_owned(),
-            identity: asks.identity.clone(),
-            volumes: asks
-                .volumes
-                .iter()
-                .filter(|v| v.kind != VolumeKind::HostPath)
-                .map(|v| (v.name.clone(), v.kind))
-                .collect(),
-            host_paths: asks.host_paths.clone(),
-            env_secrets: asks.env_from_secrets.clone(),
-        });
+    fn add(&mut self, name: &str, asks: Asks) {
         for cap in &asks.capabilities {
             self.capabilities
                 .entry(cap.clone())
@@ -549,6 +524,7 @@ impl Held {
                 }
             }
         }
+        self.members.push((name.to_owned(), asks));
     }
 }
 
@@ -590,7 +566,7 @@ impl TraceReach {
                 allow_privilege_escalation: false,
                 ..Asks::extract(&c, pod, volumes)
             };
-            held.add(c.name, &asks);
+            held.add(c.name, asks);
         }
         reach
     }
@@ -670,21 +646,22 @@ pub fn traced_containers(name: &str, debugger: &Asks, reach: &TraceReach) -> Vec
 /// and environment it reaches beyond its own.
 fn reached_as_user(name: &str, debugger: &Asks, held: &Held) -> Vec<TracedContainer> {
     let mut out = Vec::new();
-    for m in held.members.iter().filter(|m| m.name != name) {
+    for (holder, m) in held.members.iter().filter(|(holder, _)| holder != name) {
         let Some(how) = user_reach::reach(&debugger.identity, &m.identity) else {
             continue;
         };
         let reached = TracedContainer {
-            name: m.name.clone(),
+            name: holder.clone(),
             host_paths: m.host_paths.clone(),
             volumes: m
                 .volumes
                 .iter()
-                .filter(|(v, _)| !debugger.volumes.iter().any(|own| &own.name == v))
-                .cloned()
+                .filter(|v| v.kind != VolumeKind::HostPath)
+                .filter(|v| !debugger.volumes.iter().any(|own| own.name == v.name))
+                .map(|v| (v.name.clone(), v.kind))
                 .collect(),
             env_from_secrets: m
-                .env_secrets
+                .env_from_secrets
                 .iter()
                 .filter(|s| !debugger.env_from_secrets.contains(s))
                 .cloned()

@@ -73,14 +73,15 @@ impl UserReach {
                  reads that container's files through /proc/PID/root; run it as another user"
             ),
             UserReach::SwitchUser => format!(
-                "the debug container may run as root with SETUID, become the user of container \
-                 {holder:?} and read that container's files through /proc/PID/root; drop SETUID and SETGID \
-                 (securityContext.capabilities.drop) or run it as a non-root user"
+                "the debug container may run as root with SETUID, become the user of \
+                 container {holder:?} and read that container's files through /proc/PID/root; \
+                 drop SETUID and SETGID (securityContext.capabilities.drop) or run it as a \
+                 non-root user"
             ),
             UserReach::BothRoot => format!(
-                "the debug container and container {holder:?} may both run as root, with no capability that \
-                 container holds beyond it, so it reads that container's files through \
-                 /proc/PID/root; run it as a non-root user, or drop SETUID and SETGID"
+                "the debug container and container {holder:?} may both run as root, with no \
+                 capability that container holds beyond it, so it reads that container's files \
+                 through /proc/PID/root; run it as a non-root user, or drop SETUID and SETGID"
             ),
         }
     }

@@ -911,7 +911,12 @@ pub(crate) fn decide(judge: &Judge<'_>, settings: &Settings) -> Decision {
     for subject in &request.subjects {
         let outcomes = judge.evaluate(subject, &candidates, true);
         let mut enforcing: Vec<&CompiledPolicy> = Vec::new();
+        // An Enforce policy with a grant whose CEL failed: it might have allowed the request.
+        let mut undecided_grant = false;
         for (p, o) in candidates.iter().zip(&outcomes) {
+            if p.mode == Mode::Enforce && !o.errors.is_empty() && !p.grant.is_empty() {
+                undecided_grant = true;
+            }
             for e in &o.errors {
                 let text = format!("policy {}: {}", p.name, e.full);
                 match p.mode {
@@ -960,6 +965,12 @@ pub(crate) fn decide(judge: &Judge<'_>, settings: &Settings) -> Decision {
         // Guardrails (Enforce policies that grant nothing) deny through their validations but
         // do not make a request "allowed by a policy".
         if enforcing.iter().all(|p| p.grant.is_empty()) {
+            // The failure, a denial already, is the reason: "no DebugPolicy allows you" (with
+            // the failed policy listed as one for everyone) would send people to ask for a
+            // grant they have.
+            if undecided_grant {
+                continue;
+            }
             let message = format!(
                 "no DebugPolicy allows {who} to {} in {place}{}",
                 request.action.verb_phrase(),

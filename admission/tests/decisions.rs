@@ -118,6 +118,50 @@ fn a_missing_grant_names_who_has_it() {
     );
 }
 
+/// A granting policy whose CEL fails to evaluate denies with that failure as the reason, not
+/// also with "no DebugPolicy allows", which would name the failed policy as one for everyone.
+#[test]
+fn a_grant_that_failed_to_evaluate_is_the_reason_not_a_missing_policy() {
+    let e = engine(&policy(
+        "everyone",
+        "  match: {actions: [attach]}\n  grant: {images: ['**'], runAsRoot: true}\n  validations:\n    - expression: \"object.metadata.labels['absent'] == 'x'\"\n      message: needs the label",
+    ));
+    let j = validate(
+        &e,
+        &attach(
+            "ns",
+            "bob",
+            &["dev"],
+            vec![],
+            vec![debugger("d", "busybox")],
+        ),
+    );
+    assert!(!j.response.allowed);
+    let m = &j.response.result.message;
+    assert!(
+        m.contains("policy everyone: validation 1 (object.metadata.labels['absent'] == 'x') failed to evaluate"),
+        "{m}"
+    );
+    assert!(!m.contains("no DebugPolicy allows"), "{m}");
+    assert_eq!(m.lines().filter(|l| l.starts_with("- ")).count(), 1, "{m}");
+    // Without the failure the same policy allows.
+    let fine = engine(&policy(
+        "everyone",
+        "  match: {actions: [attach]}\n  grant: {images: ['**'], runAsRoot: true}",
+    ));
+    let j = validate(
+        &fine,
+        &attach(
+            "ns",
+            "bob",
+            &["dev"],
+            vec![],
+            vec![debugger("d", "busybox")],
+        ),
+    );
+    assert!(j.response.allowed, "{:?}", j.response.result.message);
+}
+
 #[test]
 fn every_reason_is_listed() {
     let e = engine(TEAM);

@@ -249,6 +249,7 @@ fn kspy_warnings(level: kspy_psa::Level, pod: &Value) -> Vec<String> {
 #[test]
 fn kspy_warns_exactly_when_pod_security_refuses() {
     let mut disagreements = Vec::new();
+    let mut refused_counts = Vec::new();
     for (level, kspy_level) in [
         ("baseline", kspy_psa::Level::Baseline),
         ("restricted", kspy_psa::Level::Restricted),
@@ -257,10 +258,15 @@ fn kspy_warns_exactly_when_pod_security_refuses() {
             [(fake_psa::ENFORCE_LABEL.to_string(), level.to_string())].into();
         assert!(fake_psa::admit(&labels, "web", &hardened()).is_ok());
         assert_eq!(kspy_warnings(kspy_level, &hardened()), Vec::<String>::new());
-        for (what, change) in variants() {
+        // Agreement on "admit everything" would prove nothing: most variants break a rule of
+        // each level, and restricted refuses all that baseline does and more.
+        let mut refused_here = 0;
+        let variants = variants();
+        for (what, change) in &variants {
             let mut pod = hardened();
             change(&mut pod);
             let refused = fake_psa::admit(&labels, "web", &pod).err();
+            refused_here += usize::from(refused.is_some());
             let warned = kspy_warnings(kspy_level, &pod);
             if refused.is_some() == warned.is_empty() {
                 disagreements.push(format!(
@@ -270,7 +276,16 @@ fn kspy_warns_exactly_when_pod_security_refuses() {
                 ));
             }
         }
+        refused_counts.push((level, refused_here, variants.len()));
     }
+    let [(_, baseline, total), (_, restricted, _)] = refused_counts[..] else {
+        panic!("two levels: {refused_counts:?}");
+    };
+    assert!(
+        baseline >= total / 2 && restricted > baseline && restricted < total,
+        "refused at baseline {baseline}, at restricted {restricted}, of {total} variants: the \
+         variants no longer break each level's rules"
+    );
     assert!(
         disagreements.is_empty(),
         "kspy and PodSecurity disagree:\n{}",

@@ -21,7 +21,7 @@
 //!         messageExcludes: [...]
 //!         warningsContain: [...]
 //!         auditAnnotations: {action: attach}       # each must be present with this value
-//!         patch: [{op: add, path: ..., value: ...}] # the exact JSON patch
+//!         patch: [{op: add, path: ..., value: ...}] # the exact JSON patch (endpoint: mutate)
 //! ```
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -351,6 +351,18 @@ fn suites_in(file: &Path) -> Result<Vec<Suite>, TestError> {
                     format!(
                         "{:?} is already the name of spec.cases[{first}]; failures are \
                          reported by case name, so give each case of a suite its own",
+                        case.name
+                    ),
+                ));
+            }
+            // /validate never answers with a patch: the case would fail as "got []", whatever
+            // the policies inject.
+            if case.expect.patch.is_some() && matches!(case.endpoint, EndpointSpec::Validate) {
+                return Err(suite_error(
+                    format!("spec.cases[{j}].expect.patch"),
+                    format!(
+                        "case {:?} expects a patch from /validate, which never sends one: add \
+                         `endpoint: mutate` to check the defaults",
                         case.name
                     ),
                 ));

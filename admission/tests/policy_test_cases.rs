@@ -190,3 +190,52 @@ fn a_review_patch_cannot_grow_the_review_without_bound() {
     );
     assert!(report.results[1].failures.is_empty(), "{report:?}");
 }
+
+/// `/validate` never answers with a patch: a case expecting one from it is a mistake in the
+/// suite, named as such, not a case failing with "got []".
+#[test]
+fn a_patch_expected_from_validate_is_a_suite_error() {
+    let dir = tempfile::tempdir().unwrap();
+    write_busybox_review(dir.path());
+    let policy = common::policy(
+        "busybox",
+        "  grant: {images: ['busybox:1.36*'], runAsRoot: true}\n  defaults: {targetContainer: none}",
+    );
+    let suite = |endpoint: &str| {
+        format!(
+            r#"
+apiVersion: kspy.dev/v1alpha1
+kind: DebugPolicyTest
+metadata: {{name: t}}
+spec:
+  cases:
+    - name: the defaults
+      review: review.json
+{endpoint}      expect:
+        allowed: true
+        patch: []
+"#
+        )
+    };
+    std::fs::write(dir.path().join("p.yaml"), format!("{policy}{}", suite(""))).unwrap();
+    let e = run_dir(dir.path(), Settings::default())
+        .err()
+        .unwrap_or_else(|| panic!("a patch expected from /validate ran"));
+    let text = e.to_string();
+    assert!(
+        text.contains("spec.cases[0].expect.patch") && text.contains("add `endpoint: mutate`"),
+        "{text}"
+    );
+    // From /mutate the same expectation runs, and holds.
+    std::fs::write(
+        dir.path().join("p.yaml"),
+        format!("{policy}{}", suite("      endpoint: mutate\n")),
+    )
+    .unwrap();
+    let report = run_dir(dir.path(), Settings::default()).unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        report.results[0].failures.is_empty(),
+        "{:?}",
+        report.results
+    );
+}

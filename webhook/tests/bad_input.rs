@@ -255,6 +255,20 @@ async fn a_body_that_does_not_arrive_in_time_gets_408() {
     h.server.shutdown().await;
 }
 
+/// Posts the allowed attach fixture to `path` on a connection opened first, so that the time
+/// runs from the request, as the server's deadline does: how long the answer took, its status
+/// and body.
+async fn timed_post(h: &Harness, path: &str) -> (Duration, u16, Bytes) {
+    let mut conn = h.connect(HttpVersion::Http1).await;
+    let started = Instant::now();
+    let response = conn
+        .post_json(path, fixture("attach-allowed.json"))
+        .await
+        .expect("answered");
+    let elapsed = started.elapsed();
+    (elapsed, response.status().as_u16(), response.into_body())
+}
+
 #[tokio::test]
 async fn judging_past_the_deadline_is_denied_and_counted() {
     let h = Harness::start_with(common::POLICIES, |c| {
@@ -262,15 +276,7 @@ async fn judging_past_the_deadline_is_denied_and_counted() {
         c.fault_injection = FaultInjection::Delay(Duration::from_secs(2));
     })
     .await;
-    // Connected first: the clock runs from the request, as the server's deadline does.
-    let mut conn = h.connect(HttpVersion::Http1).await;
-    let started = Instant::now();
-    let response = conn
-        .post_json("/validate", fixture("attach-allowed.json"))
-        .await
-        .expect("answered");
-    let elapsed = started.elapsed();
-    let (status, body) = (response.status().as_u16(), response.into_body());
+    let (elapsed, status, body) = timed_post(&h, "/validate").await;
     assert_eq!(status, 200);
     // At the 200 ms deadline, not when the 2 s judgement ends.
     assert!(
@@ -324,15 +330,7 @@ async fn a_shorter_api_server_timeout_sets_the_deadline() {
         c.fault_injection = FaultInjection::Delay(Duration::from_secs(6));
     })
     .await;
-    // Connected first: the clock runs from the request, as the server's deadline does.
-    let mut conn = h.connect(HttpVersion::Http1).await;
-    let started = Instant::now();
-    let response = conn
-        .post_json("/validate?timeout=3s", fixture("attach-allowed.json"))
-        .await
-        .expect("answered");
-    let elapsed = started.elapsed();
-    let (status, body) = (response.status().as_u16(), response.into_body());
+    let (elapsed, status, body) = timed_post(&h, "/validate?timeout=3s").await;
     assert_eq!(status, 200);
     // Never before the 2.7 s deadline, and long before the judgement's 6 s or the configured
     // 9 s: the stated timeout set it. (The message below names the 2.7 s the deadline is; an

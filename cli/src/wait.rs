@@ -40,6 +40,8 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     // it is compared with the maximum.
     let max = MAX_TIMEOUT.as_nanos();
     let mut total: u128 = 0;
+    // A non-zero digit written: such a duration rounding to nothing is not `0` (no limit).
+    let mut written_nonzero = false;
     let mut rest = s;
     while !rest.is_empty() {
         let number_len = rest
@@ -50,6 +52,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         if (whole.is_empty() && fraction.is_empty()) || fraction.contains('.') {
             return Err(not_a_duration());
         }
+        written_nonzero |= number.bytes().any(|b| (b'1'..=b'9').contains(&b));
         let unit_len = after
             .find(|c: char| c.is_ascii_digit() || c == '.')
             .unwrap_or(after.len());
@@ -97,6 +100,12 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
             .and_then(|n| n.checked_add(total))
             .filter(|n| *n <= max)
             .ok_or_else(too_long)?;
+    }
+    if total == 0 && written_nonzero {
+        return Err(format!(
+            "{s:?} is shorter than a nanosecond, which would read as 0, no limit; give at \
+             least 1ns, or 0 for no limit"
+        ));
     }
     let secs = u64::try_from(total / 1_000_000_000).map_err(|_| too_long())?;
     let nanos = u32::try_from(total % 1_000_000_000).map_err(|_| too_long())?;
@@ -713,6 +722,12 @@ mod tests {
         assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
         assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
         assert!(parse_duration("5x").is_err());
+        // Below a nanosecond is not "no limit".
+        let tiny = parse_duration("0.0000000001s").unwrap_err();
+        assert!(tiny.contains("shorter than a nanosecond"), "{tiny}");
+        assert_eq!(parse_duration("0s"), Ok(Duration::ZERO));
+        assert_eq!(parse_duration("0.000s"), Ok(Duration::ZERO));
+        assert_eq!(parse_duration("1ns"), Ok(Duration::from_nanos(1)));
         assert!(parse_duration("m").is_err());
         assert!(parse_duration("").is_err());
         // Go's durations, as kubectl takes them: decimal fractions and small units.

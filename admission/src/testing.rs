@@ -425,6 +425,12 @@ fn labels_text(labels: &BTreeMap<String, String>) -> String {
 
 /// Resolves a fixture path relative to the suite file, refusing anything outside `root`.
 fn fixture_path(root: &Path, suite_file: &Path, review: &str) -> Result<PathBuf, String> {
+    if review.trim().is_empty() {
+        return Err(
+            "review is empty: name the AdmissionReview JSON file, relative to the suite's file"
+                .to_owned(),
+        );
+    }
     let base = suite_file.parent().unwrap_or(Path::new("."));
     let joined = base.join(review);
     let path = joined.canonicalize().map_err(|e| {
@@ -437,7 +443,15 @@ fn fixture_path(root: &Path, suite_file: &Path, review: &str) -> Result<PathBuf,
     })?;
     if !path.starts_with(root) {
         return Err(format!(
-            "review {review:?} lies outside the policy directory"
+            "review {review:?} lies outside the policy directory ({}): fixtures live beside \
+             their suites; copy it in",
+            root.display()
+        ));
+    }
+    if !path.is_file() {
+        return Err(format!(
+            "review {review:?} ({}) is not a file: name the AdmissionReview JSON file",
+            path.display()
         ));
     }
     Ok(path)
@@ -516,7 +530,12 @@ fn run_case(
         }
     }
     for s in &e.message_contains {
-        if !message.contains(s.as_str()) {
+        if j.response.allowed && message.is_empty() {
+            failures.push(format!(
+                "message does not contain {s:?}: the request was allowed, and an allowed \
+                 request has no denial message"
+            ));
+        } else if !message.contains(s.as_str()) {
             failures.push(format!(
                 "message does not contain {s:?}; message: {message}"
             ));

@@ -239,3 +239,55 @@ spec:
         report.results
     );
 }
+
+/// A case's own mistakes say what to write: an empty or directory `review`, and
+/// `messageContains` on a request that was allowed (no denial message to search).
+#[test]
+fn a_cases_own_mistakes_say_what_to_write() {
+    let dir = tempfile::tempdir().unwrap();
+    write_busybox_review(dir.path());
+    std::fs::create_dir(dir.path().join("fixtures")).unwrap();
+    let policy = common::policy(
+        "busybox",
+        "  grant: {images: ['busybox:1.36*'], runAsRoot: true}",
+    );
+    let suite = r#"
+apiVersion: kspy.dev/v1alpha1
+kind: DebugPolicyTest
+metadata: {name: t}
+spec:
+  cases:
+    - name: no review
+      review: ""
+      expect: {allowed: true}
+    - name: a directory
+      review: fixtures
+      expect: {allowed: true}
+    - name: a reason from an allowed request
+      review: review.json
+      expect:
+        allowed: false
+        messageContains: [not granted]
+"#;
+    std::fs::write(dir.path().join("p.yaml"), format!("{policy}{suite}")).unwrap();
+    let report = run_dir(dir.path(), Settings::default()).unwrap_or_else(|e| panic!("{e}"));
+    let failures: Vec<String> = report
+        .results
+        .iter()
+        .map(|r| r.failures.join(" | "))
+        .collect();
+    assert!(
+        failures[0].contains("review is empty: name the AdmissionReview JSON file"),
+        "{failures:?}"
+    );
+    assert!(
+        failures[1].contains("is not a file: name the AdmissionReview JSON file"),
+        "{failures:?}"
+    );
+    assert!(
+        failures[2].contains("expected denied, got allowed")
+            && failures[2]
+                .contains("the request was allowed, and an allowed request has no denial message"),
+        "{failures:?}"
+    );
+}

@@ -741,12 +741,11 @@ fn explain_webhook_denial(action: &Action, denial: &WebhookDenial) -> KspyError 
         // The engine's reasons for a debug container that could act as its target's user
         // (`user_reach.rs` in kspy-admission): the fix is the debug container's own user or
         // capabilities, which kspy's flags set.
-        let as_target_user = denial.reasons.iter().any(|r| {
-            r.contains("become the user of container")
-                || r.contains("runs as the same user as container")
-                || r.contains("may both run as root")
-        });
-        let first = if as_target_user {
+        let reached_by = |marker: &str| denial.reasons.iter().any(|r| r.contains(marker));
+        let first = if reached_by("runs as the same user as container") {
+            "the debug container runs as its target's user and so reads that container's \
+             files: run it as another user (without --as-target-user); otherwise: "
+        } else if reached_by("become the user of container") || reached_by("may both run as root") {
             "the debug container could act as its target's user and read that container's \
              files: a `--custom` file with {\"securityContext\": {\"capabilities\": \
              {\"drop\": [\"SETUID\", \"SETGID\"]}}} keeps root from switching users (or use \
@@ -1071,6 +1070,17 @@ mod tests {
                 && hint.contains("--profile restricted")
                 && hint.contains("--custom")
                 && hint.contains("kspy's policy decides"),
+            "{hint}"
+        );
+        let same_user = reason(
+            r#"mounting secret volume "creds" (mounted by container "app": the debug container runs as the same user as container "app" (10001), so it reads that container's files through /proc/PID/root; run it as another user)"#,
+        );
+        let hint = explain_status(&add("prod", "web"), &same_user, "")
+            .hint
+            .expect("a hint");
+        assert!(
+            hint.starts_with("the debug container runs as its target's user")
+                && hint.contains("without --as-target-user"),
             "{hint}"
         );
         let other = reason("capability SYS_ADMIN");

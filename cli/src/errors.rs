@@ -1052,19 +1052,20 @@ mod tests {
     /// change its user and capabilities.
     #[test]
     fn a_denial_for_acting_as_the_targets_user_names_the_flags_that_fix_it() {
-        let reason = |text: &str| {
-            status(serde_json::json!({
+        // The hint kspy gives for a denial with this one reason.
+        let hint_for = |text: &str| {
+            let denial = status(serde_json::json!({
                 "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
                 "message": format!("admission webhook \"validate.kspy.dev\" denied the request: kspy denied the debug container for pod prod/web:\n- container \"d\": {text} is not granted by the policies that apply (dev)"),
                 "reason": "Forbidden", "code": 403
-            }))
+            }));
+            explain_status(&add("prod", "web"), &denial, "")
+                .hint
+                .expect("a hint")
         };
-        let reached = reason(
+        let hint = hint_for(
             r#"mounting secret volume "creds" (mounted by container "app": the debug container may run as root with SETUID, become the user of container "app" and read that container's files through /proc/PID/root; drop SETUID and SETGID (securityContext.capabilities.drop) or run it as a non-root user)"#,
         );
-        let hint = explain_status(&add("prod", "web"), &reached, "")
-            .hint
-            .expect("a hint");
         assert!(
             hint.starts_with("the debug container could act as its target's user")
                 && hint.contains("--profile restricted")
@@ -1072,21 +1073,15 @@ mod tests {
                 && hint.contains("kspy's policy decides"),
             "{hint}"
         );
-        let same_user = reason(
+        let hint = hint_for(
             r#"mounting secret volume "creds" (mounted by container "app": the debug container runs as the same user as container "app" (10001), so it reads that container's files through /proc/PID/root; run it as another user)"#,
         );
-        let hint = explain_status(&add("prod", "web"), &same_user, "")
-            .hint
-            .expect("a hint");
         assert!(
             hint.starts_with("the debug container runs as its target's user")
                 && hint.contains("without --as-target-user"),
             "{hint}"
         );
-        let other = reason("capability SYS_ADMIN");
-        let hint = explain_status(&add("prod", "web"), &other, "")
-            .hint
-            .expect("a hint");
+        let hint = hint_for("capability SYS_ADMIN");
         assert!(hint.starts_with("kspy's policy decides"), "{hint}");
     }
 

@@ -13,7 +13,8 @@
 //! `variables.NAME` are checked then, so a typo such as `contianer.image`,
 //! `container.image.startswith('x')` or `variables.reasn` is a load error, not a denial at
 //! 3 a.m. Function names are checked against the runtime itself ([`is_registered`]), so the
-//! check cannot drift from what evaluation resolves.
+//! check cannot drift from what evaluation resolves; the fields selected from the Kubernetes
+//! objects against k8s-openapi's types (`cel_fields`).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -82,6 +83,24 @@ pub enum CelError {
         /// The fields it has.
         fields: &'static [&'static str],
     },
+    /// A field of `container`, `target` or `namespaceObject` that their Kubernetes type lacks:
+    /// kspy builds those values from the types, so the field is never there.
+    #[error(
+        "{path} has no field {field:?}{}; kspy builds {} from Kubernetes {}'s types, so \
+         reading it would fail on every request, denying it, and has() of it would always be \
+         false",
+        Hint(suggestion),
+        variable_of(path),
+        crate::kube_shape::KUBERNETES_VERSION
+    )]
+    UnknownKubernetesField {
+        /// The value selected from, from its variable: `container.securityContext`.
+        path: String,
+        /// The field selected.
+        field: String,
+        /// A field of the type with a close name.
+        suggestion: Option<String>,
+    },
     /// A call to a function or method the runtime does not register: it would fail at every
     /// evaluation, and a failed evaluation denies.
     #[error(
@@ -139,6 +158,25 @@ impl std::fmt::Display for Hint<'_> {
             None => Ok(()),
         }
     }
+}
+
+/// The variable a selection path starts from.
+fn variable_of(path: &str) -> &str {
+    path.split(['.', '[']).next().unwrap_or(path)
+}
+
+/// The warning for a field of `object` or `oldObject` that the Pod type lacks: the API server
+/// sends the Pod as its own version has it, and a newer one may have the field.
+fn unknown_pod_field(f: &crate::cel_fields::UnknownKubeField) -> String {
+    format!(
+        "{} has no field {:?} in Kubernetes {}{}: reading it fails on every request whose Pod \
+         lacks it, denying it, and has() of it is false; if your cluster is newer and its Pods \
+         have this field, ignore this warning",
+        f.path,
+        f.field,
+        crate::kube_shape::KUBERNETES_VERSION,
+        Hint(&f.suggestion)
+    )
 }
 
 fn undeclared_policy_variable(name: &str, suggestion: &Option<String>, later: bool) -> String {
@@ -312,6 +350,7 @@ pub struct Expression {
     program: Program,
     reads: VarSet,
     projection: Projection,
+    warnings: Vec<String>,
 }
 
 impl Expression {
@@ -395,6 +434,19 @@ impl Expression {
                 });
             }
         }
+        // The Kubernetes objects' fields: a misspelt one of a value kspy builds is an error;
+        // of the Pod as sent, a warning (a newer cluster may send fields the types lack).
+        let mut warnings = Vec::new();
+        for f in crate::cel_fields::unknown_fields(program.expression()) {
+            if f.never_present {
+                return Err(CelError::UnknownKubernetesField {
+                    path: f.path,
+                    field: f.field,
+                    suggestion: f.suggestion,
+                });
+            }
+            warnings.push(unknown_pod_field(&f));
+        }
         let schema = kube_cel::compile_schema(&serde_json::json!({"type": "object"}));
         if let Some(w) = kube_cel::estimate_rule_cost(source, &schema)
             .into_iter()
@@ -414,7 +466,14 @@ impl Expression {
             program,
             reads,
             projection,
+            warnings,
         })
+    }
+
+    /// What compiles but is likely a mistake: fields of `object` or `oldObject` that the Pod
+    /// type of the Kubernetes version kspy is built against lacks. One line each.
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
     }
 
     /// The type every evaluation yields when the expression is a literal of it (`'yes'`, `1`,

@@ -21,6 +21,7 @@
 pub mod asks;
 pub mod capability;
 pub mod cel;
+mod cel_fields;
 mod cel_library;
 pub mod classify;
 pub mod decide;
@@ -31,6 +32,7 @@ pub mod glob;
 pub mod hostpath;
 pub mod image;
 mod json_object;
+mod kube_shape;
 pub mod pod_security;
 pub mod policy;
 pub mod review;
@@ -44,7 +46,7 @@ pub use classify::{Action, DebugRequest, Subject};
 pub use engine::{
     Endpoint, Engine, Judgement, NamespaceOrigin, NoPolicyVerdict, Settings, Verdict,
 };
-pub use policy::{LoadError, LoadErrors, PolicySet};
+pub use policy::{LoadError, LoadErrors, LoadWarning, PolicySet};
 pub use wire::encode_review;
 
 pub use hostpath::HostPath;

@@ -881,3 +881,59 @@ fn a_misspelt_field_of_request_or_asks_is_refused_at_load() {
     );
     PolicySet::from_yaml("t.yaml", &ok).unwrap_or_else(|e| panic!("{e}"));
 }
+
+/// `container`, `target` and `namespaceObject` are built by kspy from Kubernetes' types: a
+/// field those types lack is never there, so reading it is refused at load, as for `request`.
+/// Under `has()` it would have been false at every request, and the validation never fired.
+#[test]
+fn a_field_kubernetes_types_lack_is_refused_for_the_values_kspy_builds() {
+    for (expr, says) in [
+        (
+            "!has(container.securityContext.privilged) || !container.securityContext.privilged",
+            "container.securityContext has no field \"privilged\" (did you mean \"privileged\"?); \
+             kspy builds container from Kubernetes 1.33's types",
+        ),
+        (
+            "target == null || target.volumeMounts.all(m, m.readOnly || m.mountPth != '/')",
+            "target.volumeMounts[*] has no field \"mountPth\" (did you mean \"mountPath\"?)",
+        ),
+        (
+            "namespaceObject.metadata.label['team'] == 'a'",
+            "namespaceObject.metadata has no field \"label\" (did you mean \"labels\"?)",
+        ),
+    ] {
+        let e = one_error(&format!(
+            "  grant: {{images: ['busybox:*']}}\n  validations:\n    - expression: {expr:?}"
+        ));
+        assert!(
+            e.contains("spec.validations[0].expression") && e.contains(says),
+            "{expr}: {e}"
+        );
+    }
+}
+
+/// `object` and `oldObject` are the Pod as the API server sent it, and a cluster newer than
+/// the types kspy is built against may send fields they lack: a field the Pod type lacks loads,
+/// with a warning that says where and what it was probably meant to be.
+#[test]
+fn a_field_the_pod_type_lacks_loads_with_a_warning() {
+    let text = common::policy(
+        "p",
+        "  grant: {images: ['busybox:*']}\n  conditions:\n    - name: c\n      expression: \"object.spec.shareProcessNamespace == true\"\n  validations:\n    - expression: \"object.spec.containers.all(c, !has(c.securityContext.privilged))\"\n    - expression: \"container.image != '' && oldObject.metdata.name != ''\"",
+    );
+    let set = PolicySet::from_yaml("t.yaml", &text).unwrap_or_else(|e| panic!("{e}"));
+    let warnings: Vec<String> = set.warnings().iter().map(ToString::to_string).collect();
+    assert_eq!(warnings.len(), 2, "{warnings:#?}");
+    assert!(
+        warnings[0].starts_with(
+            "t.yaml: document 1 (policy p): spec.validations[0].expression: \
+             object.spec.containers[*].securityContext has no field \"privilged\" in Kubernetes \
+             1.33 (did you mean \"privileged\"?)"
+        ) && warnings[0].contains("if your cluster is newer"),
+        "{warnings:#?}"
+    );
+    assert!(
+        warnings[1].contains("spec.validations[1].expression: oldObject has no field \"metdata\""),
+        "{warnings:#?}"
+    );
+}

@@ -197,6 +197,7 @@ fn is_dir(path: &Path, takes: Takes) -> Result<bool, KspyError> {
 fn load(path: &Path) -> Result<(PolicySet, usize), KspyError> {
     if is_dir(path, Takes::DirOrFile)? {
         let set = PolicySet::load_dir(path).map_err(|e| load_failed(path, &e))?;
+        warn_about(&set);
         let files = set.files().len();
         return Ok((set, files));
     }
@@ -208,7 +209,16 @@ fn load(path: &Path) -> Result<(PolicySet, usize), KspyError> {
     })?;
     let set = PolicySet::from_yaml(&path.display().to_string(), &text)
         .map_err(|e| load_failed(path, &e))?;
+    warn_about(&set);
     Ok((set, 1))
+}
+
+/// What loaded but is likely a mistake, on stderr (stdout stays the command's answer); the
+/// webhook logs the same at each load.
+fn warn_about(set: &PolicySet) {
+    for w in set.warnings() {
+        eprintln!("kspy: warning: {w}");
+    }
 }
 
 /// [`load`], refusing a path without any policy: checking nothing is not a pass.

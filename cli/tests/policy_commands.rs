@@ -59,6 +59,41 @@ fn check_reports_a_broken_file_with_file_policy_and_field() {
     assert!(out.stdout.is_empty());
 }
 
+/// A field the Pod type lacks loads (a newer cluster may send it) but is named on stderr,
+/// with the expression, by every command that loads policies; the shipped ones have none.
+#[test]
+fn check_warns_about_a_field_the_pod_type_lacks() {
+    let check = kspy(&["policy", "check", &policies()]);
+    assert!(check.status.success(), "{}", text(&check.stderr));
+    assert_eq!(text(&check.stderr), "");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("p.yaml"),
+        "apiVersion: kspy.dev/v1alpha1\nkind: DebugPolicy\nmetadata: {name: no-host-pid}\nspec:\n  grant: {images: ['busybox:*']}\n  validations:\n    - expression: '!has(object.spec.hostPid)'\n",
+    )
+    .unwrap();
+    let path = dir.path().display().to_string();
+    for args in [
+        vec!["check", &path],
+        vec!["explain", "--policies", &path, "no-host-pid"],
+    ] {
+        let out = kspy(&[&["policy"][..], &args].concat());
+        assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
+        let stderr = text(&out.stderr);
+        assert!(
+            stderr.starts_with("kspy: warning: ")
+                && stderr.contains(
+                    "p.yaml: document 1 (policy no-host-pid): spec.validations[0].expression: \
+                     object.spec has no field \"hostPid\" in Kubernetes 1.33 (did you mean \
+                     \"hostPID\"?)"
+                )
+                && stderr.contains("\n    expression: !has(object.spec.hostPid)"),
+            "{args:?}: {stderr}"
+        );
+        assert!(!out.stdout.is_empty(), "{args:?}");
+    }
+}
+
 #[test]
 fn eval_prints_the_whole_review_with_a_base64_patch() {
     let fixture = format!("{}/fixtures/attach-dev-plain.json", policies());

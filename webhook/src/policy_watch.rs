@@ -26,11 +26,23 @@ pub fn load_engine(dir: &Path, settings: Settings) -> Result<Engine, WebhookErro
     Engine::new(policies, settings).map_err(WebhookError::Settings)
 }
 
-/// Warns, at start and after a reload, when `dir` holds no policy: a directory emptied by
+/// Warns, at start and after a reload, about what loaded but is likely a mistake: each of the
+/// set's own warnings (a field a Pod never has), and an empty set: a directory emptied by
 /// mistake (a ConfigMap without its data, a wrong mount) is valid, but leaves every debug
 /// request without a grant.
-pub(crate) fn warn_if_empty(dir: &Path, count: usize) {
-    if count == 0 {
+pub(crate) fn warn_about(dir: &Path, policies: &PolicySet) {
+    for w in policies.warnings() {
+        tracing::warn!(
+            policies = %dir.display(),
+            file = %w.file,
+            document = w.document,
+            policy = w.policy.as_deref(),
+            field = w.field.as_deref(),
+            warning = %w.message,
+            "policy warning; the policies are in force"
+        );
+    }
+    if policies.is_empty() {
         tracing::warn!(
             policies = %dir.display(),
             "no DebugPolicy under the policy directory: no debug request can be granted (each is \
@@ -221,9 +233,9 @@ pub(crate) fn spawn(
                     Ok(new_engine) => {
                         let count = new_engine.policies().len();
                         log_reloaded(&dir, &new_engine);
+                        warn_about(&dir, new_engine.policies());
                         metrics.policy_reload_succeeded(count);
                         engine.replace(new_engine);
-                        warn_if_empty(&dir, count);
                     }
                     Err(errors) => {
                         metrics.policy_reload_failed();
@@ -347,6 +359,41 @@ mod tests {
         tracing::subscriber::with_default(subscriber, || log_reloaded(&dir, &two));
         let line: Value = serde_json::from_str(lines.text().trim_end()).expect("one JSON line");
         assert_eq!(line["names"], "a, b", "{line}");
+    }
+
+    /// A policy selecting a field the Pod type lacks is in force, and each load says where
+    /// the field is, as `kspy policy check` does.
+    #[test]
+    fn a_loads_warnings_are_logged_with_their_place() {
+        let lines = Lines::default();
+        let sink = lines.clone();
+        let subscriber =
+            log_subscriber(LogFormat::Json, tracing::Level::INFO, move || sink.clone());
+        let set = PolicySet::from_yaml(
+            "p.yaml",
+            &format!(
+                "{}  validations:\n    - expression: \"object.spec.hostPID == false || object.spec.hostPIDD\"\n",
+                POLICY.replace("NAME", "a")
+            ),
+        )
+        .expect("a warning does not stop the load");
+        tracing::subscriber::with_default(subscriber, || warn_about(Path::new("/p"), &set));
+        let text = lines.text();
+        let logged: Vec<Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("JSON lines"))
+            .collect();
+        assert_eq!(logged.len(), 1, "{text}");
+        let line = &logged[0];
+        assert_eq!(line["level"], "WARN", "{line}");
+        assert_eq!(line["file"], "p.yaml", "{line}");
+        assert_eq!(line["policy"], "a", "{line}");
+        assert_eq!(line["field"], "spec.validations[0].expression", "{line}");
+        let warning = line["warning"].as_str().expect("a warning");
+        assert!(
+            warning.starts_with("object.spec has no field \"hostPIDD\" in Kubernetes 1.33 (did you mean \"hostPID\"?)"),
+            "{warning}"
+        );
     }
 
     /// Two links to `.` made the poller's walk 2^40 paths long (gigabytes, and a shutdown

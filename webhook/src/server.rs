@@ -141,7 +141,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, WebhookError> 
     let names = engine.policies().names().join(", ");
     let count = engine.policies().len();
     tracing::info!(policies = %config.policies_dir.display(), count, names = %names, "policies loaded");
-    policy_watch::warn_if_empty(&config.policies_dir, count);
+    policy_watch::warn_about(&config.policies_dir, engine.policies());
 
     let metrics = Arc::new(Metrics::new());
     metrics.set_policies_loaded(count);

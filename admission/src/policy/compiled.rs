@@ -53,6 +53,8 @@ pub struct CompiledPolicy {
     pub validation_reads: VarSet,
     /// The top-level fields of each variable its expressions read.
     pub projection: Projection,
+    /// What compiled but is likely a mistake, by field (see [`Expression::warnings`]).
+    pub warnings: Vec<FieldError>,
 }
 
 impl CompiledPolicy {
@@ -428,6 +430,7 @@ impl CompiledPolicy {
         }
 
         let variable_names: Vec<String> = spec.variables.iter().map(|v| v.name.clone()).collect();
+        let warnings = std::cell::RefCell::new(Vec::new());
         // `expected`: the type the engine needs the result to be, when it needs one; a literal
         // of another type fails on every request, which denies it.
         let compile = |field: String,
@@ -457,7 +460,15 @@ impl CompiledPolicy {
                         );
                         None
                     }
-                    _ => Some(e),
+                    _ => {
+                        warnings
+                            .borrow_mut()
+                            .extend(e.warnings().iter().map(|w| FieldError {
+                                field: field.clone(),
+                                message: format!("{w}\n    expression: {source}"),
+                            }));
+                        Some(e)
+                    }
                 },
                 Err(e) => {
                     fail(field, format!("{e}\n    expression: {source}"));
@@ -740,6 +751,7 @@ impl CompiledPolicy {
             validation_reads,
             projection,
             defaults: spec.defaults,
+            warnings: warnings.into_inner(),
         })
     }
 }

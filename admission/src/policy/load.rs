@@ -56,6 +56,10 @@ impl fmt::Display for LoadError {
     }
 }
 
+/// Something found while loading policies that does not stop them loading but is likely a
+/// mistake, located as a [`LoadError`] is.
+pub type LoadWarning = LoadError;
+
 /// Every problem found while loading a set of policies. Loading is all or nothing: a set with
 /// any error is not used, and whoever holds the previous good set keeps it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -89,6 +93,7 @@ pub struct PolicySet {
     policies: Vec<CompiledPolicy>,
     files: Vec<PathBuf>,
     projection: Projection,
+    warnings: Vec<LoadWarning>,
 }
 
 impl PolicySet {
@@ -200,11 +205,29 @@ impl PolicySet {
         for p in &policies {
             projection.union(&p.projection);
         }
+        let warnings = policies
+            .iter()
+            .flat_map(|p| {
+                p.warnings.iter().map(|w| LoadWarning {
+                    file: p.origin.file.clone(),
+                    document: Some(p.origin.document),
+                    policy: Some(p.name.clone()),
+                    field: Some(w.field.clone()),
+                    message: w.message.clone(),
+                })
+            })
+            .collect();
         Ok(PolicySet {
             policies,
             files: Vec::new(),
             projection,
+            warnings,
         })
+    }
+
+    /// What loaded but is likely a mistake, in load order: the set is in force all the same.
+    pub fn warnings(&self) -> &[LoadWarning] {
+        &self.warnings
     }
 
     /// The policies, in load order.

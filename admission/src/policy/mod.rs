@@ -6,5 +6,5 @@ pub mod load;
 pub mod spec;
 
 pub use compiled::{CompiledPolicy, Grant, HostPathGrant, Match};
-pub use load::{LoadError, LoadErrors, PolicySet};
+pub use load::{LoadError, LoadErrors, LoadWarning, PolicySet};
 pub use spec::Mode;

@@ -1,0 +1,298 @@
+//! Field selections checked against the Kubernetes types the variables hold.
+//!
+//! `container.securityContext.privilged` compiles, then fails at every evaluation (denying
+//! every request) or, as `has(container.securityContext.privilged)`, is false at every one,
+//! which can turn a validation into one that never fires. The CEL variables `object`,
+//! `oldObject`, `namespaceObject`, `container` and `target` hold Kubernetes objects whose
+//! fields [`crate::kube_shape`] knows, so a selection of a field their type lacks is found at
+//! load. Paths are followed through `[…]` and through the variables of `all`, `exists`,
+//! `filter` and the other macros, as far as the value's type is known; beyond that (a
+//! function's result, a policy variable) nothing is checked.
+
+use kube_cel::cel::common::ast::{EntryExpr, Expr, IdedExpr, LiteralValue};
+
+use crate::cel::closest;
+use crate::kube_shape::{self, Shape};
+
+/// A selection of a field the value's Kubernetes type does not have.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnknownKubeField {
+    /// The value selected from, as a path from its variable: `object.spec.containers[*]`.
+    pub path: String,
+    /// The field selected.
+    pub field: String,
+    /// A field of the type with a close name.
+    pub suggestion: Option<String>,
+    /// True when kspy builds the value itself from its Kubernetes types (`container`,
+    /// `target`, `namespaceObject`), so the field can never be there; false for the objects
+    /// of the request as the API server sent them (`object`, `oldObject`), which a newer
+    /// cluster may give fields these types lack.
+    pub never_present: bool,
+}
+
+/// Every selection in `e` of a field its value's type lacks, in the order written.
+pub(crate) fn unknown_fields(e: &IdedExpr) -> Vec<UnknownKubeField> {
+    let mut found = Vec::new();
+    walk(e, &mut Vec::new(), &mut found);
+    found
+}
+
+/// A value whose Kubernetes type is known.
+#[derive(Debug, Clone)]
+struct Typed {
+    shape: &'static Shape,
+    path: String,
+    never_present: bool,
+}
+
+/// The shape a variable's value has, and whether kspy builds it from the types.
+fn variable(name: &str) -> Option<Typed> {
+    let (shape, never_present) = match name {
+        "object" | "oldObject" => (&*kube_shape::POD, false),
+        "namespaceObject" => (&*kube_shape::NAMESPACE, true),
+        "container" => (&*kube_shape::DEBUG_CONTAINER, true),
+        "target" => (&*kube_shape::CONTAINER, true),
+        _ => return None,
+    };
+    Some(Typed {
+        shape: shape.as_ref()?,
+        path: name.to_owned(),
+        never_present,
+    })
+}
+
+/// Checks `e` and what it contains, and returns `e`'s type when known. `bound` holds the
+/// macro variables in scope, innermost last, with their element types. Recursion is bounded
+/// by the depth check that runs before.
+fn walk(
+    e: &IdedExpr,
+    bound: &mut Vec<(String, Option<Typed>)>,
+    found: &mut Vec<UnknownKubeField>,
+) -> Option<Typed> {
+    match &e.expr {
+        Expr::Ident(name) => match bound.iter().rev().find(|(b, _)| b == name) {
+            Some((_, typed)) => typed.clone(),
+            None => variable(name),
+        },
+        Expr::Select(s) => {
+            let operand = walk(&s.operand, bound, found)?;
+            select(operand, &s.field, found)
+        }
+        Expr::Call(call) => {
+            if let Some(t) = call.target.as_deref() {
+                walk(t, bound, found);
+            }
+            let mut args = call.args.iter().map(|a| walk(a, bound, found));
+            let operand = args.next().flatten();
+            // The key's own selections are checked too.
+            args.for_each(drop);
+            match (call.func_name.as_str(), operand, call.args.get(1)) {
+                ("_[_]", Some(operand), Some(key)) => index(operand, &key.expr, found),
+                _ => None,
+            }
+        }
+        Expr::Comprehension(c) => {
+            let range = walk(&c.iter_range, bound, found);
+            walk(&c.accu_init, bound, found);
+            // The variable ranges over a list's elements (or a map's keys, untyped). The
+            // parser kspy uses expands no two-variable forms; were one here, both would go
+            // untyped.
+            let element = range
+                .filter(|_| c.iter_var2.is_none())
+                .and_then(|r| match r.shape {
+                    Shape::List(e) => Some(Typed {
+                        shape: e,
+                        path: format!("{}[*]", r.path),
+                        never_present: r.never_present,
+                    }),
+                    _ => None,
+                });
+            let before = bound.len();
+            bound.push((c.iter_var.clone(), element));
+            if let Some(second) = &c.iter_var2 {
+                bound.push((second.clone(), None));
+            }
+            bound.push((c.accu_var.clone(), None));
+            for part in [&c.loop_cond, &c.loop_step, &c.result] {
+                walk(part, bound, found);
+            }
+            bound.truncate(before);
+            None
+        }
+        Expr::List(l) => {
+            for x in &l.elements {
+                walk(x, bound, found);
+            }
+            None
+        }
+        Expr::Map(m) => entries(&m.entries, bound, found),
+        Expr::Struct(s) => entries(&s.entries, bound, found),
+        Expr::Literal(_) | Expr::Unspecified => None,
+    }
+}
+
+fn entries(
+    list: &[kube_cel::cel::common::ast::IdedEntryExpr],
+    bound: &mut Vec<(String, Option<Typed>)>,
+    found: &mut Vec<UnknownKubeField>,
+) -> Option<Typed> {
+    for entry in list {
+        match &entry.expr {
+            EntryExpr::StructField(f) => {
+                walk(&f.value, bound, found);
+            }
+            EntryExpr::MapEntry(m) => {
+                walk(&m.key, bound, found);
+                walk(&m.value, bound, found);
+            }
+        }
+    }
+    None
+}
+
+/// `operand.field`: the field's type, or a finding when an object type lacks it.
+fn select(operand: Typed, field: &str, found: &mut Vec<UnknownKubeField>) -> Option<Typed> {
+    match operand.shape {
+        Shape::Object(fields) => match fields.get(field) {
+            Some(shape) => Some(Typed {
+                shape,
+                path: format!("{}.{field}", operand.path),
+                never_present: operand.never_present,
+            }),
+            None => {
+                found.push(UnknownKubeField {
+                    suggestion: closest(field, fields.keys().copied()),
+                    path: operand.path,
+                    field: field.to_owned(),
+                    never_present: operand.never_present,
+                });
+                None
+            }
+        },
+        Shape::Map(value) => Some(Typed {
+            shape: value,
+            path: format!("{}[*]", operand.path),
+            never_present: operand.never_present,
+        }),
+        Shape::List(_) | Shape::Scalar => None,
+    }
+}
+
+/// `operand[key]`: a list's element, a map's value, or an object's field named by a literal.
+fn index(operand: Typed, key: &Expr, found: &mut Vec<UnknownKubeField>) -> Option<Typed> {
+    match (operand.shape, key) {
+        (Shape::List(element) | Shape::Map(element), _) => Some(Typed {
+            shape: element,
+            path: format!("{}[*]", operand.path),
+            never_present: operand.never_present,
+        }),
+        (Shape::Object(_), Expr::Literal(LiteralValue::String(field))) => {
+            select(operand, field.inner(), found)
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kube_cel::cel::Program;
+
+    fn found(source: &str) -> Vec<(String, String, Option<String>, bool)> {
+        let program = Program::compile(source).expect("parses");
+        unknown_fields(program.expression())
+            .into_iter()
+            .map(|f| (f.path, f.field, f.suggestion, f.never_present))
+            .collect()
+    }
+
+    fn one(
+        path: &str,
+        field: &str,
+        suggestion: Option<&str>,
+        never: bool,
+    ) -> Vec<(String, String, Option<String>, bool)> {
+        vec![(path.into(), field.into(), suggestion.map(Into::into), never)]
+    }
+
+    #[test]
+    fn fields_the_types_have_pass() {
+        for source in [
+            "container.securityContext.privileged == true",
+            "has(container.securityContext) && container.securityContext.capabilities.add.all(c, c != 'SYS_ADMIN')",
+            "container.targetContainerName == target.name",
+            "object.spec.containers.all(c, c.securityContext.runAsNonRoot)",
+            "object.metadata.labels['team'] == namespaceObject.metadata.labels.team",
+            "object.spec.volumes.exists(v, has(v.hostPath) && v.hostPath.path == '/')",
+            "object.spec.containers[0].resources.limits.cpu == '1'",
+            "object.metadata.annotations.all(k, k.startsWith('x'))",
+            "container['securityContext']['privileged']",
+            // Open values and function results are not followed.
+            "object.spec.containers.filter(c, c.tty).all(c, c.anything)",
+            "variables.x.anything && request.userInfo.username != ''",
+            // A macro variable named as a variable shadows it.
+            "[1].all(object, object.nothing == 1)",
+        ] {
+            assert_eq!(found(source), vec![], "{source}");
+        }
+    }
+
+    #[test]
+    fn a_field_the_type_lacks_is_found_with_its_path_and_a_suggestion() {
+        assert_eq!(
+            found("container.securityContext.privilged"),
+            one(
+                "container.securityContext",
+                "privilged",
+                Some("privileged"),
+                true
+            )
+        );
+        assert_eq!(
+            found("has(target.securityContext.runAsUsr)"),
+            one(
+                "target.securityContext",
+                "runAsUsr",
+                Some("runAsUser"),
+                true
+            )
+        );
+        assert_eq!(
+            found("object.spec.containers.all(c, c.securityContext.privilged)"),
+            one(
+                "object.spec.containers[*].securityContext",
+                "privilged",
+                Some("privileged"),
+                false
+            )
+        );
+        assert_eq!(
+            found("object.spec.initContainers.exists(c, c.imag == '')"),
+            one(
+                "object.spec.initContainers[*]",
+                "imag",
+                Some("image"),
+                false
+            )
+        );
+        assert_eq!(
+            found("namespaceObject.metadata['label']"),
+            one("namespaceObject.metadata", "label", Some("labels"), true)
+        );
+        assert_eq!(
+            found("oldObject.spec.ephemeralContainers[0].targetContainerNme"),
+            one(
+                "oldObject.spec.ephemeralContainers[*]",
+                "targetContainerNme",
+                Some("targetContainerName"),
+                false
+            )
+        );
+        // `target` is a container of the Pod, which names no target of its own.
+        assert_eq!(
+            found("target.targetContainerName == ''"),
+            one("target", "targetContainerName", None, true)
+        );
+        assert_eq!(found("object.spc.x || container.zzz").len(), 2);
+    }
+}

@@ -55,6 +55,7 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Response {
 }
 
 async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    state.metrics.set_judgements_queued(state.judges.queued());
     (
         [(
             header::CONTENT_TYPE,

@@ -164,6 +164,12 @@ impl JudgePool {
         }
     }
 
+    /// Jobs waiting for a thread now, those past their deadlines included (a thread drops
+    /// them when it reaches them).
+    pub(crate) fn queued(&self) -> usize {
+        self.lock().jobs.len()
+    }
+
     fn push(&self, queued: Queued) {
         let wake = {
             let mut q = self.lock();
@@ -372,6 +378,7 @@ mod tests {
             !ran.load(std::sync::atomic::Ordering::SeqCst),
             "a job whose deadline passed in the queue was run"
         );
+        assert_eq!(pool.queued(), 0, "the skipped job left the queue");
         assert_eq!(late.await, Err(JobFailure::Timeout));
     }
 

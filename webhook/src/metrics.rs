@@ -11,6 +11,7 @@
 //! | `kspy_internal_errors_total` | counter | `endpoint`, `reason` |
 //! | `kspy_reviews_in_flight` | gauge | |
 //! | `kspy_buffered_body_bytes` | gauge | |
+//! | `kspy_judgements_queued` | gauge | |
 //! | `kspy_connections_open` | gauge | |
 //! | `kspy_connection_limit_reached_total` | counter | |
 //! | `kspy_connections_closed_total` | counter | `reason` (`handshake-failed` / `handshake-timeout` / `client-cert-refused` / `first-request-timeout` / `head-timeout` / `head-too-large` / `head-malformed` / `write-stall` / `evicted`) |
@@ -300,6 +301,7 @@ pub struct Metrics {
     duration_validate: Histogram,
     in_flight: AtomicI64,
     buffered_body_bytes: AtomicU64,
+    judgements_queued: AtomicU64,
     connections_open: AtomicI64,
     connection_limit_reached: AtomicU64,
     /// By [`ConnectionClosed::ALL`]'s order.
@@ -333,6 +335,7 @@ impl Metrics {
             duration_validate: Histogram::new(),
             in_flight: AtomicI64::new(0),
             buffered_body_bytes: AtomicU64::new(0),
+            judgements_queued: AtomicU64::new(0),
             connections_open: AtomicI64::new(0),
             connection_limit_reached: AtomicU64::new(0),
             connections_closed: std::array::from_fn(|_| AtomicU64::new(0)),
@@ -411,6 +414,13 @@ impl Metrics {
     /// Takes `bytes` off `kspy_buffered_body_bytes` (a body's room was given back).
     pub(crate) fn body_bytes_released(&self, bytes: u64) {
         self.buffered_body_bytes.fetch_sub(bytes, Ordering::Relaxed);
+    }
+
+    /// Sets `kspy_judgements_queued`. The pool counts its queue under its own lock; the admin
+    /// port copies the count here at each scrape, so reviews pay nothing for the gauge.
+    pub fn set_judgements_queued(&self, queued: usize) {
+        self.judgements_queued
+            .store(u64::try_from(queued).unwrap_or(u64::MAX), Ordering::Relaxed);
     }
 
     /// `kspy_buffered_body_bytes`: body bytes held now (for tests).
@@ -603,6 +613,13 @@ impl Metrics {
         );
         single(
             &mut out,
+            "kspy_judgements_queued",
+            "gauge",
+            "Reviews whose bodies are whole, waiting for a judging thread (--judge-threads); one whose deadline passes there is dropped unjudged when reached.",
+            self.judgements_queued.load(Ordering::Relaxed),
+        );
+        single(
+            &mut out,
             "kspy_connections_open",
             "gauge",
             "HTTPS connections open on the webhook port.",
@@ -741,6 +758,40 @@ fn push_labels<'a>(out: &mut String, names: &[&str], values: impl Iterator<Item 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The metrics the README and this module's table document are the ones `/metrics`
+    /// serves, each with its type: a metric added without its row fails here.
+    #[test]
+    fn every_metric_served_is_documented_with_its_type() {
+        let served: BTreeMap<String, String> = Metrics::new()
+            .render()
+            .lines()
+            .filter_map(|l| l.strip_prefix("# TYPE "))
+            .filter_map(|l| l.split_once(' '))
+            .map(|(name, kind)| (name.to_owned(), kind.to_owned()))
+            .collect();
+        assert!(served.len() >= 18, "{served:?}");
+        let table = |text: &str| -> BTreeMap<String, String> {
+            text.lines()
+                .filter_map(|l| l.trim_start_matches("//! ").strip_prefix("| `kspy_"))
+                .filter_map(|l| {
+                    let (name, rest) = l.split_once("` | ")?;
+                    let kind = rest.split(" |").next()?;
+                    Some((format!("kspy_{name}"), kind.to_owned()))
+                })
+                .collect()
+        };
+        assert_eq!(
+            table(include_str!("../README.md")),
+            served,
+            "webhook/README.md"
+        );
+        assert_eq!(
+            table(include_str!("metrics.rs")),
+            served,
+            "metrics.rs's table"
+        );
+    }
 
     #[test]
     fn renders_counters_with_escaped_labels_and_sorted_series() {

@@ -780,8 +780,15 @@ async fn judgements_nobody_waits_for_any_more_are_not_run() {
         h.server.metrics().reviews_in_flight() == 10
     })
     .await;
-    // Their bodies are whole: give them a moment to reach the judging queue.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Their bodies are whole: one is judged, nine wait for the thread.
+    eventually("nine judgements queued", Duration::from_secs(5), || async {
+        h.admin_get("/metrics")
+            .await
+            .1
+            .lines()
+            .any(|l| l == "kspy_judgements_queued 9")
+    })
+    .await;
     drop(gone);
     eventually("the clients gone", Duration::from_secs(5), || async {
         h.server.metrics().reviews_in_flight() == 0

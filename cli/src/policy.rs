@@ -14,7 +14,7 @@ use kspy_admission::policy::spec::{
     PodSecurityDefault, TEST_KIND, TargetContainer, VolumeGrant,
 };
 use kspy_admission::policy::{LoadErrors, Mode};
-use kspy_admission::testing::{TestError, check_suites, declared_namespaces, run_dir};
+use kspy_admission::testing::{SuiteError, TestError, check_suites, declared_namespaces, run_dir};
 use kspy_admission::{
     Action, Endpoint, Engine, NamespaceOrigin, NoPolicyVerdict, ParsedReview, PolicySet, Settings,
 };
@@ -246,17 +246,28 @@ fn require_dir(path: &Path) -> Result<(), KspyError> {
     )
 }
 
-/// A test-suite failure; load errors get the same message as `check`.
+/// Every problem found in the suites under `dir`, one a line, and `hint`.
+fn suite_errors(dir: &Path, errors: &[SuiteError], hint: impl Into<String>) -> KspyError {
+    let n = errors.len();
+    KspyError::new(format!(
+        "{n} error{} in the {TEST_KIND} suites at {}",
+        if n == 1 { "" } else { "s" },
+        dir.display()
+    ))
+    .details(errors.iter().map(ToString::to_string))
+    .hint(hint)
+}
+
+/// Why the suites under `dir` could not be read or run, for `test` and `eval`; load errors get
+/// the same message as `check`.
 fn test_failed(dir: &Path, e: TestError) -> KspyError {
     match e {
         TestError::Policies(errors) => load_failed(dir, &errors),
-        // As `check` says it: which suite field is wrong was above, what became of the run
-        // was not.
-        e @ TestError::Suite { .. } => {
-            KspyError::new(format!("cannot run the tests under {}", dir.display()))
-                .details([e.to_string()])
-                .hint("fix the suite field named above; no case was run")
-        }
+        TestError::Suites(errors) => suite_errors(
+            dir,
+            errors.errors(),
+            "fix the suites named above: the namespaces they declare are read from them",
+        ),
         other => KspyError::new(format!("cannot run the tests under {}", dir.display()))
             .details([other.to_string()]),
     }
@@ -272,16 +283,21 @@ fn mode_name(mode: Mode) -> String {
 
 fn check(dir: &Path, out: &mut impl Write) -> anyhow::Result<ExitCode> {
     let (set, files) = load_some(dir)?;
-    let suites = check_suites(dir).map_err(|e| {
-        KspyError::new(format!(
+    let suites = check_suites(dir).map_err(|e| match e {
+        TestError::Suites(errors) => suite_errors(
+            dir,
+            errors.errors(),
+            format!(
+                "fix the suites named above; `{} policy test` would not run the cases named, \
+                 nor those of a suite whose own fields are wrong",
+                crate::prog()
+            ),
+        ),
+        other => KspyError::new(format!(
             "the {TEST_KIND} suites at {} do not load",
             dir.display()
         ))
-        .details([e.to_string()])
-        .hint(format!(
-            "fix the suite named above; `{} policy test` would refuse it too",
-            crate::prog()
-        ))
+        .details([other.to_string()]),
     })?;
     writeln!(
         out,
@@ -536,7 +552,7 @@ fn eval(
 fn test(dir: &Path, out: &mut impl Write) -> anyhow::Result<ExitCode> {
     require_dir(dir)?;
     let report = run_dir(dir, Settings::default()).map_err(|e| test_failed(dir, e))?;
-    if report.results.is_empty() {
+    if report.results.is_empty() && report.suite_errors.is_empty() {
         return Err(
             KspyError::new(format!("no {TEST_KIND} cases under {}", dir.display()))
                 .hint(format!(
@@ -545,8 +561,34 @@ fn test(dir: &Path, out: &mut impl Write) -> anyhow::Result<ExitCode> {
                 .into(),
         );
     }
-    let width = report
-        .results
+    // The cases that read ran, whatever is wrong with other suites: their results first, then
+    // every suite error.
+    if !report.results.is_empty() {
+        print_results(&report.results, out)?;
+    }
+    if !report.suite_errors.is_empty() {
+        out.flush()?;
+        let hint = if report.results.is_empty() {
+            "fix the suites named above; no case was run"
+        } else {
+            "fix the suites named above; the cases they name did not run, nor any case of a \
+             suite whose own fields are wrong (the results of the others are above)"
+        };
+        return Err(suite_errors(dir, &report.suite_errors, hint).into());
+    }
+    Ok(if report.failed() == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// The table of cases, what each failure was, and how many passed.
+fn print_results(
+    results: &[kspy_admission::testing::CaseResult],
+    out: &mut impl Write,
+) -> anyhow::Result<()> {
+    let width = results
         .iter()
         .map(|r| r.suite.len())
         .max()
@@ -557,7 +599,7 @@ fn test(dir: &Path, out: &mut impl Write) -> anyhow::Result<ExitCode> {
         "{:>3}  {:<width$}  {:<6}  CASE",
         "#", "SUITE", "RESULT"
     )?;
-    for (i, r) in report.results.iter().enumerate() {
+    for (i, r) in results.iter().enumerate() {
         let result = if r.passed() { "pass" } else { "FAIL" };
         writeln!(
             out,
@@ -568,8 +610,7 @@ fn test(dir: &Path, out: &mut impl Write) -> anyhow::Result<ExitCode> {
             r.case
         )?;
     }
-    let failed = report.failed();
-    for r in report.results.iter().filter(|r| !r.passed()) {
+    for r in results.iter().filter(|r| !r.passed()) {
         writeln!(
             out,
             "\nFAIL {} / {} ({})",
@@ -586,16 +627,9 @@ fn test(dir: &Path, out: &mut impl Write) -> anyhow::Result<ExitCode> {
             }
         }
     }
-    writeln!(
-        out,
-        "\n{} passed, {failed} failed",
-        report.results.len() - failed
-    )?;
-    Ok(if failed == 0 {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    let failed = results.iter().filter(|r| !r.passed()).count();
+    writeln!(out, "\n{} passed, {failed} failed", results.len() - failed)?;
+    Ok(())
 }
 
 /// A label selector in kubectl's syntax: `env=production,team in (a,b),debug,!frozen`.

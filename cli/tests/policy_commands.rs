@@ -390,7 +390,13 @@ fn a_namespace_declared_twice_with_other_labels_is_refused_naming_both_files() {
         )),
         "{stderr}"
     );
-    assert!(out.stdout.is_empty(), "{}", text(&out.stdout));
+    // Which labels apply is unknown: the cases in that namespace are not judged.
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("  - not run: namespace \"shop\" is declared with different labels")
+            && stdout.trim_end().ends_with("0 passed, 2 failed"),
+        "{stdout}"
+    );
 }
 
 #[test]
@@ -410,8 +416,8 @@ fn check_reads_the_test_suites_and_says_what_apiversion_it_found() {
     assert_ne!(before, after);
     std::fs::write(&tools, after).unwrap();
     let want = format!(
-        "{}/suite-tools.yaml: document 1: apiVersion: expected kspy.dev/v1alpha1, found \
-         \"kspy.dev/v1\"",
+        "{}/suite-tools.yaml: document 1 (suite tools): apiVersion: expected kspy.dev/v1alpha1, \
+         found \"kspy.dev/v1\"",
         dir.path().display()
     );
     for command in ["check", "test"] {
@@ -419,7 +425,16 @@ fn check_reads_the_test_suites_and_says_what_apiversion_it_found() {
         assert_eq!(out.status.code(), Some(1), "{command}");
         let stderr = text(&out.stderr);
         assert!(stderr.contains(&want), "{command}: {stderr}");
-        assert!(out.stdout.is_empty(), "{command}: {}", text(&out.stdout));
+        // check prints no listing; test runs the other suite's case.
+        let stdout = text(&out.stdout);
+        if command == "check" {
+            assert!(stdout.is_empty(), "{stdout}");
+        } else {
+            assert!(
+                stdout.trim_end().ends_with("\n1 passed, 0 failed"),
+                "{stdout}"
+            );
+        }
     }
 }
 
@@ -663,20 +678,29 @@ fn duplicate_case_names_in_a_suite_are_refused() {
         let stderr = text(&out.stderr);
         assert!(
             stderr.contains(
-                "suite-tools.yaml: document 1: spec.cases[1].name: \"without a reason the \
-                 guardrail denies\" is already the name of spec.cases[0]"
+                "suite-tools.yaml: document 1 (suite tools, case \"without a reason the \
+                 guardrail denies\"): spec.cases[1].name: \"without a reason the guardrail \
+                 denies\" is already the name of spec.cases[0]"
             ),
             "{command}: {stderr}"
         );
     }
-    // test, like check, ends with what to do (it ended at the suite's field).
+    // test, like check, ends with what to do; the first of the two cases ran, and the other
+    // suite's.
     let out = kspy(&["policy", "test", &dir.path().display().to_string()]);
     let stderr = text(&out.stderr);
     assert!(
-        stderr.ends_with("\nhint: fix the suite field named above; no case was run\n"),
+        stderr.ends_with(
+            "\nhint: fix the suites named above; the cases they name did not run, nor any case \
+             of a suite whose own fields are wrong (the results of the others are above)\n"
+        ),
         "{stderr}"
     );
-    assert!(out.stdout.is_empty(), "{}", text(&out.stdout));
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.trim_end().ends_with("\n2 passed, 0 failed"),
+        "{stdout}"
+    );
 }
 
 #[test]
@@ -963,6 +987,72 @@ fn explain_shows_the_variables_conditions_and_checks_read() {
             "applies to everyone\n  where variables.isProd = \
              namespaceObject.metadata.name.startsWith('prod')\n  when prod: variables.isProd\n"
         ),
+        "{stdout}"
+    );
+}
+
+/// `cli/tests/fixtures/broken-suites/suite-broken.yaml`, copied into a copy of
+/// [`suites_dir`]: four mistakes in two suites.
+fn with_broken_suites() -> tempfile::TempDir {
+    let dir = suites_copy();
+    std::fs::copy(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/broken-suites/suite-broken.yaml"),
+        dir.path().join("suite-broken.yaml"),
+    )
+    .unwrap();
+    dir
+}
+
+/// check and test stopped at the first suite error, and named no suite or case: each is
+/// reported, with its file, suite, case and field. test still runs the cases that read.
+#[test]
+fn check_and_test_report_every_suite_error_and_test_runs_the_cases_that_read() {
+    let dir = with_broken_suites();
+    let file = dir.path().join("suite-broken.yaml").display().to_string();
+    let want = [
+        format!(
+            "\n  {file}: document 1 (suite broken, case \"no expectation\"): spec.cases[0]: \
+             missing field `expect`\n"
+        ),
+        format!(
+            "\n  {file}: document 1 (suite broken, case \"reads and runs\"): spec.cases[2].name: \
+             \"reads and runs\" is already the name of spec.cases[1]"
+        ),
+        format!(
+            "\n  {file}: document 2 (suite misspelled): spec.namspaces: unknown field \
+             `namspaces`"
+        ),
+        format!(
+            "\n  {file}: document 2 (suite misspelled, case \"not a boolean\"): \
+             spec.cases[0].expect.allowed: invalid type: string \"yes\", expected a boolean\n"
+        ),
+    ];
+    for command in ["check", "test"] {
+        let out = kspy(&["policy", command, &dir.path().display().to_string()]);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{command}: {stderr}");
+        assert!(
+            stderr.starts_with(&format!(
+                "kspy: 4 errors in the DebugPolicyTest suites at {}\n",
+                dir.path().display()
+            )),
+            "{command}: {stderr}"
+        );
+        for line in &want {
+            assert!(stderr.contains(line), "{command}: {line}\n{stderr}");
+        }
+    }
+    // The two good suites' cases and the first "reads and runs" ran; the misspelled suite's
+    // did not.
+    let out = kspy(&["policy", "test", &dir.path().display().to_string()]);
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("  broken  pass    reads and runs\n")
+            && stdout.contains("  shop    pass    a developer")
+            && stdout.contains("  tools   pass    without a reason")
+            && !stdout.contains("not a boolean")
+            && stdout.trim_end().ends_with("\n3 passed, 0 failed"),
         "{stdout}"
     );
 }

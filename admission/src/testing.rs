@@ -32,10 +32,12 @@ use k8s_openapi::api::core::v1::Namespace;
 use serde::Deserialize;
 use serde_json::Value;
 
+use crate::classify::Action;
 use crate::engine::{Endpoint, Engine, NamespaceOrigin, Settings};
+use crate::policy::compiled::{MatchInput, MatchOutcome};
 use crate::policy::load::{collect_files, read_file, yaml_documents, yaml_error};
 use crate::policy::spec::{API_VERSION, TEST_KIND};
-use crate::policy::{LoadErrors, PolicySet};
+use crate::policy::{LoadErrors, Mode, PolicySet};
 use crate::review::ParsedReview;
 
 /// A test-suite document, its cases kept as JSON: each case is read on its own, so that every
@@ -239,6 +241,9 @@ pub struct CaseResult {
     /// What did not match; empty when it passed. A failure may span lines (a denial's
     /// message, a patch): the lines after the first are meant to be indented under it.
     pub failures: Vec<String>,
+    /// What the case's author should know though it does not decide pass or fail: a policy
+    /// that selects namespaces by label did not apply, as no suite declares the namespace.
+    pub warnings: Vec<String>,
 }
 
 impl CaseResult {
@@ -381,13 +386,15 @@ pub fn run_dir(dir: &Path, mut settings: Settings) -> Result<TestReport, TestErr
     let mut report = TestReport::default();
     for suite in &found.suites {
         for (_, case) in &suite.cases {
-            let failures =
-                run_case(&engine, &root, &suite.file, case, &declared).unwrap_or_else(|e| vec![e]);
+            let mut warnings = Vec::new();
+            let failures = run_case(&engine, &root, &suite.file, case, &declared, &mut warnings)
+                .unwrap_or_else(|e| vec![e]);
             report.results.push(CaseResult {
                 suite: suite.name.clone().unwrap_or_default(),
                 case: case.name.clone(),
                 file: suite.file.clone(),
                 failures,
+                warnings,
             });
         }
     }
@@ -661,6 +668,7 @@ fn run_case(
     suite_file: &Path,
     case: &TestCase,
     declared: &Declared,
+    warnings: &mut Vec<String>,
 ) -> Result<Vec<String>, String> {
     let path = fixture_path(root, suite_file, &case.review)?;
     let text = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
@@ -709,6 +717,23 @@ fn run_case(
         EndpointSpec::Mutate => Endpoint::Mutate,
     };
     let j = engine.judge(&review, endpoint, namespace);
+    // No suite declares the namespace, so its labels are unknown: a policy selecting
+    // namespaces by label did not apply. An allowed case passes all the same, and the denial
+    // of a denied one may not say it; say it here (as `kspy policy eval` does).
+    if namespace.is_none()
+        && let (Some(action), Some(ns)) = (j.action, review.namespace())
+    {
+        let unknown = label_selecting(engine.policies(), &review, endpoint, action, ns);
+        if !unknown.is_empty() {
+            warnings.push(format!(
+                "the labels of namespace {ns:?} are unknown (no {TEST_KIND} beside the \
+                 policies declares it in spec.namespaces), so {}; declare the namespace with \
+                 its labels in a {TEST_KIND}'s spec.namespaces, and the case is judged as the \
+                 cluster would judge it",
+                unknown.consequences()
+            ));
+        }
+    }
     let e = &case.expect;
     let mut failures = Vec::new();
     if let Some(sent) = sent {
@@ -791,6 +816,90 @@ fn run_case(
         }
     }
     Ok(failures)
+}
+
+/// The policies that would apply to a review but for their namespace selector, which cannot be
+/// judged without the namespace's labels ([`label_selecting`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LabelSelecting {
+    /// Did not apply: their grants and defaults count for nothing.
+    pub skipped: Vec<String>,
+    /// Enforce guardrails: the engine denies for them without checking their validations.
+    pub denying: Vec<String>,
+}
+
+impl LabelSelecting {
+    /// True when no policy selects the namespace by label.
+    pub fn is_empty(&self) -> bool {
+        self.skipped.is_empty() && self.denying.is_empty()
+    }
+
+    /// What became of them, to follow "so": `sre-debug selects namespaces by label and did
+    /// not apply`.
+    pub fn consequences(&self) -> String {
+        let verb = |names: &[String]| if names.len() == 1 { "s" } else { "" };
+        let mut parts = Vec::new();
+        if !self.skipped.is_empty() {
+            parts.push(format!(
+                "{} select{} namespaces by label and did not apply",
+                self.skipped.join(", "),
+                verb(&self.skipped)
+            ));
+        }
+        if !self.denying.is_empty() {
+            parts.push(format!(
+                "{} select{} namespaces by label and denied the request without checking {} \
+                 validations",
+                self.denying.join(", "),
+                verb(&self.denying),
+                if self.denying.len() == 1 {
+                    "its"
+                } else {
+                    "their"
+                }
+            ));
+        }
+        parts.join(", and ")
+    }
+}
+
+/// The policies that would apply to `review` (for `action`, in `namespace`, at `endpoint`)
+/// but for their namespace selector, which cannot be judged without the namespace's labels.
+pub fn label_selecting(
+    set: &PolicySet,
+    review: &ParsedReview,
+    endpoint: Endpoint,
+    action: Action,
+    namespace: &str,
+) -> LabelSelecting {
+    let groups = review
+        .request()
+        .user_info
+        .groups
+        .clone()
+        .unwrap_or_default();
+    let input = MatchInput {
+        action,
+        namespace,
+        namespace_labels: None,
+        user: review.user(),
+        groups: &groups,
+    };
+    let mut out = LabelSelecting::default();
+    for p in set.policies() {
+        if p.matcher.outcome(&input) != MatchOutcome::NamespaceUnknown {
+            continue;
+        }
+        // As the engine judges them: at /validate a guardrail fails closed, anything else (and
+        // everything at /mutate) is left out.
+        let guardrail = p.mode == Mode::Enforce && !p.validations.is_empty();
+        if guardrail && matches!(endpoint, Endpoint::Validate) {
+            out.denying.push(p.name.clone());
+        } else {
+            out.skipped.push(p.name.clone());
+        }
+    }
+    out
 }
 
 /// The most bytes a fixture may grow to under its case's `reviewPatch` (as compact JSON): what

@@ -8,15 +8,17 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use k8s_openapi::api::core::v1::Namespace;
-use kspy_admission::policy::compiled::{Match, MatchInput, MatchOutcome};
+use kspy_admission::policy::compiled::Match;
 use kspy_admission::policy::spec::{
     API_VERSION, DefaultsSpec, KIND, LabelOperator, LabelSelectorSpec, MountTargetVolumes,
     PodSecurityDefault, TEST_KIND, TargetContainer, VolumeGrant,
 };
 use kspy_admission::policy::{LoadErrors, Mode};
-use kspy_admission::testing::{SuiteError, TestError, check_suites, declared_namespaces, run_dir};
+use kspy_admission::testing::{
+    SuiteError, TestError, check_suites, declared_namespaces, label_selecting, run_dir,
+};
 use kspy_admission::{
-    Action, Endpoint, Engine, NamespaceOrigin, NoPolicyVerdict, ParsedReview, PolicySet, Settings,
+    Endpoint, Engine, NamespaceOrigin, NoPolicyVerdict, ParsedReview, PolicySet, Settings,
 };
 
 use crate::errors::KspyError;
@@ -81,8 +83,11 @@ Examples:
     },
     /// Run the DebugPolicyTest cases that live beside the policies.
     #[command(
-        after_help = "Prints a table of cases, and for each failure what was expected and
-what came. Exits 1 when any case fails.
+        after_help = "Prints a table of cases, and for each failure what was expected and what came.
+Warns on standard error when no suite declares a case's namespace, so that a policy selecting
+namespaces by label did not apply (or, a guardrail, denied unchecked). Reports every error in
+the suites on standard error, and runs the cases that read. Exits 1 when any case fails and when
+any suite has an error.
 
 Examples:
   {prog} policy test policies/"
@@ -368,34 +373,6 @@ fn read_limited(path: &Path, limit: u64, why: &str) -> Result<Vec<u8>, KspyError
     Ok(bytes)
 }
 
-/// The policies that would apply to `review` but for their namespace selector, which cannot
-/// be judged without the namespace's labels.
-fn label_selecting(
-    set: &PolicySet,
-    review: &ParsedReview,
-    action: Action,
-    namespace: &str,
-) -> Vec<String> {
-    let groups = review
-        .request()
-        .user_info
-        .groups
-        .clone()
-        .unwrap_or_default();
-    let input = MatchInput {
-        action,
-        namespace,
-        namespace_labels: None,
-        user: review.user(),
-        groups: &groups,
-    };
-    set.policies()
-        .iter()
-        .filter(|p| p.matcher.outcome(&input) == MatchOutcome::NamespaceUnknown)
-        .map(|p| p.name.clone())
-        .collect()
-}
-
 /// The one Namespace of a `--namespace` file. An empty file is refused rather than read as a
 /// Namespace without labels, which would judge the review by the wrong policies and exit 0.
 fn read_namespace(path: &Path, reviewed: Option<&str>) -> Result<Namespace, KspyError> {
@@ -512,17 +489,15 @@ fn eval(
     if namespace.is_none()
         && let (Some(action), Some(ns)) = (judgement.action, review.namespace())
     {
-        let unknown = label_selecting(engine.policies(), &review, action, ns);
+        let unknown = label_selecting(engine.policies(), &review, endpoint, action, ns);
         if !unknown.is_empty() {
             eprintln!(
                 "kspy: warning: the labels of namespace {ns:?} are unknown (no {TEST_KIND} \
-                 under {} declares it in spec.namespaces), so {} \
-                 select{} namespaces by label and did not apply; declare the namespace with \
+                 under {} declares it in spec.namespaces), so {}; declare the namespace with \
                  its labels in a {TEST_KIND}'s spec.namespaces beside the policies, or give \
                  --namespace FILE",
                 dir.display(),
-                unknown.join(", "),
-                if unknown.len() == 1 { "s" } else { "" }
+                unknown.consequences()
             );
         }
     }
@@ -560,6 +535,18 @@ fn test(dir: &Path, out: &mut impl Write) -> anyhow::Result<ExitCode> {
                 ))
                 .into(),
         );
+    }
+    // What the cases' authors should know, though it decides nothing: on stderr, as eval's.
+    for r in &report.results {
+        for w in &r.warnings {
+            eprintln!(
+                "{}: warning: {} / {} ({}): {w}",
+                crate::prog(),
+                r.suite,
+                r.case,
+                r.file.display()
+            );
+        }
     }
     // The cases that read ran, whatever is wrong with other suites: their results first, then
     // every suite error.

@@ -1056,3 +1056,63 @@ fn check_and_test_report_every_suite_error_and_test_runs_the_cases_that_read() {
         "{stdout}"
     );
 }
+
+/// eval warned when a label-selecting policy did not apply for a namespace no suite declares;
+/// test said nothing, and such a case passed for the unknown labels alone. It warns now, on
+/// stderr, naming suite, case and file; pass or fail is unchanged.
+#[test]
+fn test_warns_when_a_case_is_judged_without_its_namespaces_labels() {
+    let dir = suites_copy();
+    let suite = dir.path().join("suite-elsewhere.yaml");
+    std::fs::copy(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/undeclared-namespace/suite-elsewhere.yaml"),
+        &suite,
+    )
+    .unwrap();
+    let out = kspy(&["policy", "test", &dir.path().display().to_string()]);
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(
+        stdout.trim_end().ends_with("\n3 passed, 0 failed"),
+        "{stdout}"
+    );
+    assert_eq!(
+        stderr,
+        format!(
+            "kspy: warning: elsewhere / without a reason in an undeclared namespace ({}): the \
+             labels of namespace \"elsewhere\" are unknown (no DebugPolicyTest beside the \
+             policies declares it in spec.namespaces), so production-reason selects namespaces \
+             by label and denied the request without checking its validations; declare the \
+             namespace with its labels in a DebugPolicyTest's spec.namespaces, and the case is \
+             judged as the cluster would judge it\n",
+            suite.display()
+        )
+    );
+    // Declared, the namespace's labels are known: nothing to say.
+    let out = kspy(&["policy", "test", &suites_dir().display().to_string()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(out.stderr.is_empty(), "{}", text(&out.stderr));
+
+    // eval says the same of a guardrail (it said that one "did not apply", though it denied).
+    let fixture = dir.path().join("fixtures/attach-busybox.json");
+    let mut review: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&fixture).unwrap()).unwrap();
+    review["request"]["namespace"] = "elsewhere".into();
+    std::fs::write(&fixture, review.to_string()).unwrap();
+    let out = kspy(&[
+        "policy",
+        "eval",
+        "--policies",
+        &dir.path().display().to_string(),
+        &fixture.display().to_string(),
+    ]);
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains(
+            "), so production-reason selects namespaces by label and denied the request \
+             without checking its validations; declare"
+        ),
+        "{stderr}"
+    );
+}

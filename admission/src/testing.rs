@@ -348,11 +348,35 @@ pub struct SuiteSummary {
 
 /// Reads and checks the test suites at `path` (a directory, every `*.yaml` and `*.yml` under
 /// it, or one file) without running them, for `kspy policy check`: each document is well
-/// formed and the namespaces the suites declare agree. Every problem found is in the error.
-/// Fixtures are not read.
+/// formed, the namespaces the suites declare agree, and each case's review fixture is there
+/// and reads, with its `reviewPatch`, as an AdmissionReview. Every problem found is in the
+/// error.
 pub fn check_suites(path: &Path) -> Result<SuiteSummary, TestError> {
     let mut found = suites_at(path)?;
     namespaces_of(&found.suites, &mut found.errors);
+    // Fixtures are relative to their suite, and must lie under the directory checked (or the
+    // file's own directory), as `run_dir` requires under its directory.
+    let base = if path.is_dir() {
+        path
+    } else {
+        path.parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."))
+    };
+    let root = base
+        .canonicalize()
+        .map_err(|e| TestError::Io(format!("{}: {e}", base.display())))?;
+    for suite in &found.suites {
+        for (j, case) in &suite.cases {
+            if let Err((part, message)) = prepare_review(&root, &suite.file, case) {
+                found.errors.push(suite.error(
+                    Some(&case.name),
+                    format!("spec.cases[{j}].{part}"),
+                    message,
+                ));
+            }
+        }
+    }
     if !found.errors.is_empty() {
         return Err(SuiteErrors(found.errors).into());
     }
@@ -662,20 +686,21 @@ fn fixture_path(root: &Path, suite_file: &Path, review: &str) -> Result<PathBuf,
     Ok(path)
 }
 
-fn run_case(
-    engine: &Engine,
+/// The review a case judges, as JSON and parsed: its fixture, with its `reviewPatch` applied
+/// and its `userInfo` in place. A problem names the case's field it lies in (`review` or
+/// `reviewPatch`) and says what is wrong.
+fn prepare_review(
     root: &Path,
     suite_file: &Path,
     case: &TestCase,
-    declared: &Declared,
-    warnings: &mut Vec<String>,
-) -> Result<Vec<String>, String> {
-    let path = fixture_path(root, suite_file, &case.review)?;
-    let text = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let mut value: Value =
-        serde_json::from_slice(&text).map_err(|e| format!("{}: not JSON: {e}", path.display()))?;
+) -> Result<(Value, ParsedReview), (&'static str, String)> {
+    let in_review = |message: String| ("review", message);
+    let path = fixture_path(root, suite_file, &case.review).map_err(in_review)?;
+    let text = std::fs::read(&path).map_err(|e| in_review(format!("{}: {e}", path.display())))?;
+    let mut value: Value = serde_json::from_slice(&text)
+        .map_err(|e| in_review(format!("{}: not JSON: {e}", path.display())))?;
     if let Some(patch) = &case.review_patch {
-        apply_review_patch(&mut value, patch, &path)?;
+        apply_review_patch(&mut value, patch, &path).map_err(|e| ("reviewPatch", e))?;
     }
     if let Some(u) = &case.user_info
         && let Some(req) = value.get_mut("request").and_then(Value::as_object_mut)
@@ -691,9 +716,22 @@ fn run_case(
         }
         req.insert("userInfo".into(), user);
     }
+    let review = ParsedReview::from_value(value.clone())
+        .map_err(|e| in_review(format!("{}: {e}", path.display())))?;
+    Ok((value, review))
+}
+
+fn run_case(
+    engine: &Engine,
+    root: &Path,
+    suite_file: &Path,
+    case: &TestCase,
+    declared: &Declared,
+    warnings: &mut Vec<String>,
+) -> Result<Vec<String>, String> {
+    let (value, review) = prepare_review(root, suite_file, case).map_err(|(_, message)| message)?;
     // Kept for the cross-check below, which needs the review as sent.
-    let sent = matches!(case.endpoint, EndpointSpec::Validate).then(|| value.clone());
-    let review = ParsedReview::from_value(value).map_err(|e| format!("{}: {e}", path.display()))?;
+    let sent = matches!(case.endpoint, EndpointSpec::Validate).then_some(value);
     let namespace = match review.namespace() {
         Some(n) if declared.conflicting.contains(n) => {
             return Err(format!(

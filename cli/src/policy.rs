@@ -27,10 +27,11 @@ use crate::errors::KspyError;
 #[derive(Debug, clap::Subcommand)]
 pub enum PolicyCommand {
     /// Load and compile the policies of a directory (or of one file) and list them; read
-    /// the DebugPolicyTest suites beside them too, without running them.
+    /// the DebugPolicyTest suites beside them too, and the review fixtures their cases name,
+    /// without running them.
     #[command(
-        after_help = "Exits 1 when a policy or a test suite does not load, and when there is no
-policy at all.
+        after_help = "Exits 1 when a policy or a test suite does not load (a review fixture a case
+names included), and when there is no policy at all; every error found is reported.
 
 Examples:
   # Check the shipped library; a broken file is reported with file, document, policy and field
@@ -293,8 +294,8 @@ fn check(dir: &Path, out: &mut impl Write) -> anyhow::Result<ExitCode> {
             dir,
             errors.errors(),
             format!(
-                "fix the suites named above; `{} policy test` would not run the cases named, \
-                 nor those of a suite whose own fields are wrong",
+                "fix the suites named above; `{} policy test` would fail the cases named or not \
+                 run them, and would run no case of a suite whose own fields are wrong",
                 crate::prog()
             ),
         ),

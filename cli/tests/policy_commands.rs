@@ -1116,3 +1116,53 @@ fn test_warns_when_a_case_is_judged_without_its_namespaces_labels() {
         "{stderr}"
     );
 }
+
+/// check read the suites but not the fixtures their cases name: a missing fixture, one that
+/// is not JSON or not an AdmissionReview, and a reviewPatch that does not apply passed check
+/// and failed only under test. check names each (file, suite, case, field and path), without
+/// running a case.
+#[test]
+fn check_names_review_fixtures_that_are_missing_or_do_not_read() {
+    let dir = suites_copy();
+    copy_dir(
+        &PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/broken-fixtures"),
+        dir.path(),
+    );
+    let out = kspy(&["policy", "check", &dir.path().display().to_string()]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(out.stdout.is_empty(), "{}", text(&out.stdout));
+    let suite = dir.path().join("suite-fixtures.yaml").display().to_string();
+    let fixtures = dir.path().canonicalize().unwrap().join("fixtures");
+    let fixtures = fixtures.display();
+    let want = [
+        format!(
+            "\n  {suite}: document 1 (suite fixtures, case \"a fixture that is not there\"): \
+             spec.cases[0].review: review \"fixtures/missing.json\" ({fixtures}/missing.json): "
+        ),
+        format!(
+            "\n  {suite}: document 1 (suite fixtures, case \"a fixture that is not JSON\"): \
+             spec.cases[1].review: {fixtures}/not-json.json: not JSON: "
+        ),
+        format!(
+            "\n  {suite}: document 1 (suite fixtures, case \"a fixture that is not an \
+             AdmissionReview\"): spec.cases[2].review: {fixtures}/not-a-review.json: the \
+             AdmissionReview has no request\n"
+        ),
+        format!(
+            "\n  {suite}: document 1 (suite fixtures, case \"a patch that does not apply to its \
+             fixture\"): spec.cases[3].reviewPatch: reviewPatch does not apply to \
+             {fixtures}/attach-busybox.json: "
+        ),
+    ];
+    assert!(
+        stderr.starts_with(&format!(
+            "kspy: 4 errors in the DebugPolicyTest suites at {}\n",
+            dir.path().display()
+        )),
+        "{stderr}"
+    );
+    for line in &want {
+        assert!(stderr.contains(line), "{line}\n{stderr}");
+    }
+}

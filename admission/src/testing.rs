@@ -686,6 +686,33 @@ fn fixture_path(root: &Path, suite_file: &Path, review: &str) -> Result<PathBuf,
     Ok(path)
 }
 
+/// The bytes of the fixture at `path`, refusing more than [`MAX_PATCHED_REVIEW_BYTES`]: a file
+/// of any size was read whole (a log named by mistake took the memory of `kspy policy test`).
+fn read_fixture(path: &Path) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    let limit = MAX_PATCHED_REVIEW_BYTES as u64;
+    let too_big = || {
+        format!(
+            "{} holds more than {limit} bytes, the most the webhook reads of an AdmissionReview: \
+             a fixture is one review, as the API server sends it",
+            path.display()
+        )
+    };
+    let cannot_read = |e: std::io::Error| format!("{}: {e}", path.display());
+    let file = std::fs::File::open(path).map_err(cannot_read)?;
+    if file.metadata().map_err(cannot_read)?.len() > limit {
+        return Err(too_big());
+    }
+    let mut bytes = Vec::new();
+    file.take(limit + 1)
+        .read_to_end(&mut bytes)
+        .map_err(cannot_read)?;
+    if bytes.len() as u64 > limit {
+        return Err(too_big());
+    }
+    Ok(bytes)
+}
+
 /// The review a case judges, as JSON and parsed: its fixture, with its `reviewPatch` applied
 /// and its `userInfo` in place. A problem names the case's field it lies in (`review` or
 /// `reviewPatch`) and says what is wrong.
@@ -696,7 +723,7 @@ fn prepare_review(
 ) -> Result<(Value, ParsedReview), (&'static str, String)> {
     let in_review = |message: String| ("review", message);
     let path = fixture_path(root, suite_file, &case.review).map_err(in_review)?;
-    let text = std::fs::read(&path).map_err(|e| in_review(format!("{}: {e}", path.display())))?;
+    let text = read_fixture(&path).map_err(in_review)?;
     let mut value: Value = serde_json::from_slice(&text)
         .map_err(|e| in_review(format!("{}: not JSON: {e}", path.display())))?;
     if let Some(patch) = &case.review_patch {

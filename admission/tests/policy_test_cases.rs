@@ -377,3 +377,43 @@ fn a_broken_suite_stops_no_other_and_lends_no_guessed_labels() {
         "{outcome:?}"
     );
 }
+
+/// A fixture was read whole, whatever its size: a file of gigabytes named as a case's review
+/// took the memory of `kspy policy test`. One past the webhook's limit fails its case, named,
+/// before it is read (the file here is sparse: 7 MiB that take no room).
+#[test]
+fn a_fixture_past_the_webhooks_limit_fails_its_case_unread() {
+    let dir = tempfile::tempdir().unwrap();
+    write_busybox_review(dir.path());
+    let huge = std::fs::File::create(dir.path().join("huge.json")).unwrap();
+    huge.set_len(7 * 1024 * 1024).unwrap();
+    let policy = common::policy(
+        "busybox",
+        "  grant: {images: ['busybox:1.36*'], runAsRoot: true}",
+    );
+    let suite = r#"
+apiVersion: kspy.dev/v1alpha1
+kind: DebugPolicyTest
+metadata: {name: t}
+spec:
+  cases:
+    - name: huge
+      review: huge.json
+      expect: {allowed: true}
+    - name: as the fixture is
+      review: review.json
+      expect: {allowed: true}
+"#;
+    std::fs::write(dir.path().join("p.yaml"), format!("{policy}{suite}")).unwrap();
+    let report = run_dir(dir.path(), Settings::default()).unwrap_or_else(|e| panic!("{e}"));
+    let huge = dir.path().canonicalize().unwrap().join("huge.json");
+    assert_eq!(
+        report.results[0].failures,
+        [format!(
+            "{} holds more than 6291456 bytes, the most the webhook reads of an \
+             AdmissionReview: a fixture is one review, as the API server sends it",
+            huge.display()
+        )]
+    );
+    assert!(report.results[1].passed(), "{report:?}");
+}

@@ -25,19 +25,23 @@
 //! ```
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
 use std::path::{Path, PathBuf};
 
 use k8s_openapi::api::core::v1::Namespace;
 use serde::Deserialize;
 use serde_json::Value;
 
+use crate::classify::Action;
 use crate::engine::{Endpoint, Engine, NamespaceOrigin, Settings};
+use crate::policy::compiled::{MatchInput, MatchOutcome};
 use crate::policy::load::{collect_files, read_file, yaml_documents, yaml_error};
 use crate::policy::spec::{API_VERSION, TEST_KIND};
-use crate::policy::{LoadErrors, PolicySet};
+use crate::policy::{LoadErrors, Mode, PolicySet};
 use crate::review::ParsedReview;
 
-/// A test-suite document.
+/// A test-suite document, its cases kept as JSON: each case is read on its own, so that every
+/// broken case is reported, and the others still run.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct TestDocument {
@@ -61,7 +65,7 @@ struct TestSpec {
     #[serde(default)]
     namespaces: Vec<NamespaceSpec>,
     #[serde(default)]
-    cases: Vec<TestCase>,
+    cases: Vec<Value>,
 }
 
 /// A Namespace as tests declare it.
@@ -134,46 +138,95 @@ struct Expectation {
     patch: Option<Vec<Value>>,
 }
 
-/// Why a suite could not run at all.
+/// One problem in a test suite: where it is (file, document, suite, case, field) and what is
+/// wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SuiteError {
+    /// The file.
+    pub file: String,
+    /// The 1-based document number, when the problem is inside one.
+    pub document: Option<usize>,
+    /// The suite (`metadata.name`), when it reads.
+    pub suite: Option<String>,
+    /// The case (its `name`), when the problem is in one that has a name.
+    pub case: Option<String>,
+    /// The field path, e.g. `spec.cases[1].expect`.
+    pub field: Option<String>,
+    /// What is wrong, and what to do.
+    pub message: String,
+}
+
+impl fmt::Display for SuiteError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Names come from the directory and the suites: one that could forge lines (or
+        // terminal escapes) in the report is quoted, as the policy loader quotes them.
+        let forged = |s: &str| s.chars().any(char::is_control);
+        if forged(&self.file) {
+            write!(f, "{:?}", self.file)?;
+        } else {
+            write!(f, "{}", self.file)?;
+        }
+        if let Some(d) = self.document {
+            write!(f, ": document {d}")?;
+        }
+        let suite = self.suite.as_deref().map(|s| {
+            if forged(s) || s.chars().any(char::is_whitespace) {
+                format!("suite {s:?}")
+            } else {
+                format!("suite {s}")
+            }
+        });
+        let case = self.case.as_deref().map(|c| format!("case {c:?}"));
+        match (suite, case) {
+            (Some(s), Some(c)) => write!(f, " ({s}, {c})")?,
+            (Some(x), None) | (None, Some(x)) => write!(f, " ({x})")?,
+            (None, None) => {}
+        }
+        if let Some(field) = &self.field {
+            write!(f, ": {field}")?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+/// Every problem found in the test suites of a directory.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct SuiteErrors(Vec<SuiteError>);
+
+impl SuiteErrors {
+    /// The individual errors, in file order.
+    pub fn errors(&self) -> &[SuiteError] {
+        &self.0
+    }
+}
+
+impl fmt::Display for SuiteErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.0.len();
+        write!(
+            f,
+            "{n} error{} in {TEST_KIND} suites:",
+            if n == 1 { "" } else { "s" }
+        )?;
+        for e in &self.0 {
+            write!(f, "\n  {e}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Why the suites could not be read, or the cases could not run at all.
 #[derive(Debug, thiserror::Error)]
 pub enum TestError {
     /// The policies do not load.
     #[error(transparent)]
     Policies(#[from] LoadErrors),
-    /// A test document is malformed.
-    #[error("{file}: document {document}: {field}: {message}")]
-    Suite {
-        /// The file.
-        file: String,
-        /// The 1-based document number.
-        document: usize,
-        /// The field path.
-        field: String,
-        /// What is wrong.
-        message: String,
-    },
-    /// The directory or a file cannot be read.
+    /// Suites are malformed, or disagree about a namespace's labels: every such problem found.
+    #[error(transparent)]
+    Suites(#[from] SuiteErrors),
+    /// The directory cannot be read.
     #[error("{0}")]
     Io(String),
-    /// Two suites declare one namespace with different labels: every case sees one Namespace
-    /// object, so which labels apply would depend on the order the files are read in.
-    #[error(
-        "namespace {name:?} is declared with different labels in {first} ({first_labels}) and \
-         in {second} ({second_labels}); every case sees one Namespace per name: declare it \
-         once (for example in namespaces.yaml), or with the same labels in both"
-    )]
-    NamespaceConflict {
-        /// The namespace name.
-        name: String,
-        /// Where it is declared first: `FILE document N`.
-        first: String,
-        /// Its labels there, as `{k: v, …}`.
-        first_labels: String,
-        /// Where it is declared again, differently.
-        second: String,
-        /// Its labels there.
-        second_labels: String,
-    },
 }
 
 /// The result of one case.
@@ -188,6 +241,9 @@ pub struct CaseResult {
     /// What did not match; empty when it passed. A failure may span lines (a denial's
     /// message, a patch): the lines after the first are meant to be indented under it.
     pub failures: Vec<String>,
+    /// What the case's author should know though it does not decide pass or fail: a policy
+    /// that selects namespaces by label did not apply, as no suite declares the namespace.
+    pub warnings: Vec<String>,
 }
 
 impl CaseResult {
@@ -200,8 +256,11 @@ impl CaseResult {
 /// Every case's result.
 #[derive(Debug, Clone, Default)]
 pub struct TestReport {
-    /// In file, then case order.
+    /// In file, then case order: the cases of the suites that read.
     pub results: Vec<CaseResult>,
+    /// What is wrong with the suites, in file order. A case named here did not run (nor did
+    /// every case of a document whose own fields are wrong); the others ran.
+    pub suite_errors: Vec<SuiteError>,
 }
 
 impl TestReport {
@@ -211,11 +270,21 @@ impl TestReport {
     }
 }
 
+/// One `DebugPolicyTest` document: what of it reads.
 struct Suite {
     file: PathBuf,
     /// The 1-based document number in `file`.
     document: usize,
-    doc: TestDocument,
+    /// `metadata.name`, when it reads.
+    name: Option<String>,
+    /// `spec.namespaces`; `None` when they do not read, and cases in a namespace no other
+    /// suite declares cannot be judged.
+    namespaces: Option<Vec<NamespaceSpec>>,
+    /// The cases that read, with their index in `spec.cases`: none when the document's own
+    /// fields do not.
+    cases: Vec<(usize, TestCase)>,
+    /// How many cases `spec.cases` lists.
+    listed: usize,
 }
 
 impl Suite {
@@ -223,13 +292,49 @@ impl Suite {
     fn origin(&self) -> String {
         format!("{} document {}", self.file.display(), self.document)
     }
+
+    /// An error at `field` of this suite (of its case named `case`).
+    fn error(&self, case: Option<&str>, field: String, message: String) -> SuiteError {
+        SuiteError {
+            file: self.file.display().to_string(),
+            document: Some(self.document),
+            suite: self.name.clone(),
+            case: case.map(str::to_owned),
+            field: Some(field),
+            message,
+        }
+    }
+}
+
+/// The suites of a directory or file, and what is wrong with them.
+#[derive(Default)]
+struct Suites {
+    suites: Vec<Suite>,
+    errors: Vec<SuiteError>,
+    /// A file could not be read as YAML: the suites in it, and their namespaces, are unknown.
+    unread_files: bool,
+}
+
+/// The namespaces the suites declare, as every case sees them.
+struct Declared {
+    namespaces: BTreeMap<String, Namespace>,
+    /// Declared with different labels: which apply is unknown, so their cases are not judged.
+    conflicting: BTreeSet<String>,
+    /// False when some suite's namespaces do not read: a namespace no other suite declares may
+    /// be declared there, with labels that would change the verdict.
+    complete: bool,
 }
 
 /// The namespaces declared by the test suites at `path` (a directory, every `*.yaml` and
 /// `*.yml` under it, or one file), for `kspy policy eval` and the webhook's
-/// `--namespace-lookup declared`.
+/// `--namespace-lookup declared`. Any problem in the suites is an error, listing every one.
 pub fn declared_namespaces(path: &Path) -> Result<BTreeMap<String, Namespace>, TestError> {
-    namespaces_of(&suites_at(path)?)
+    let mut found = suites_at(path)?;
+    let declared = namespaces_of(&found.suites, &mut found.errors);
+    if !found.errors.is_empty() {
+        return Err(SuiteErrors(found.errors).into());
+    }
+    Ok(declared.namespaces)
 }
 
 /// What [`check_suites`] found.
@@ -243,17 +348,50 @@ pub struct SuiteSummary {
 
 /// Reads and checks the test suites at `path` (a directory, every `*.yaml` and `*.yml` under
 /// it, or one file) without running them, for `kspy policy check`: each document is well
-/// formed and the namespaces the suites declare agree. Fixtures are not read.
+/// formed, the namespaces the suites declare agree, and each case's review fixture is there
+/// and reads, with its `reviewPatch`, as an AdmissionReview. Every problem found is in the
+/// error.
 pub fn check_suites(path: &Path) -> Result<SuiteSummary, TestError> {
-    let suites = suites_at(path)?;
-    namespaces_of(&suites)?;
+    let mut found = suites_at(path)?;
+    namespaces_of(&found.suites, &mut found.errors);
+    // Fixtures are relative to their suite, and must lie under the directory checked (or the
+    // file's own directory), as `run_dir` requires under its directory.
+    let base = if path.is_dir() {
+        path
+    } else {
+        path.parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."))
+    };
+    let root = base
+        .canonicalize()
+        .map_err(|e| TestError::Io(format!("{}: {e}", base.display())))?;
+    for suite in &found.suites {
+        for (j, case) in &suite.cases {
+            if let Err((part, message)) = prepare_review(&root, &suite.file, case) {
+                found.errors.push(suite.error(
+                    Some(&case.name),
+                    format!("spec.cases[{j}].{part}"),
+                    message,
+                ));
+            }
+        }
+    }
+    if !found.errors.is_empty() {
+        return Err(SuiteErrors(found.errors).into());
+    }
     Ok(SuiteSummary {
-        suites: suites.len(),
-        cases: suites.iter().map(|s| s.doc.spec.cases.len()).sum(),
+        suites: found.suites.len(),
+        cases: found.suites.iter().map(|s| s.listed).sum(),
     })
 }
 
 /// Loads the policies of `dir` and runs every test case found beside them.
+///
+/// A broken suite does not stop the others: its problems are in
+/// [`TestReport::suite_errors`], the cases that read run. A case whose namespace's labels are
+/// uncertain (declared differently by two suites, or declared by none while some suite's
+/// namespaces do not read) fails as not run rather than be judged with the wrong labels.
 ///
 /// The cases see the namespaces the suites declare, so `settings.namespaces` is set to
 /// [`NamespaceOrigin::Declared`] under `dir` whatever it was.
@@ -263,137 +401,222 @@ pub fn run_dir(dir: &Path, mut settings: Settings) -> Result<TestReport, TestErr
     };
     let policies = PolicySet::load_dir(dir)?;
     let engine = Engine::new(policies, settings)?;
-    let suites = suites(dir)?;
-    let namespaces = namespaces_of(&suites)?;
+    let mut found = suites(dir)?;
+    let mut declared = namespaces_of(&found.suites, &mut found.errors);
+    declared.complete &= !found.unread_files;
     let root = dir
         .canonicalize()
         .map_err(|e| TestError::Io(format!("{}: {e}", dir.display())))?;
     let mut report = TestReport::default();
-    for suite in &suites {
-        for case in &suite.doc.spec.cases {
-            let failures = run_case(&engine, &root, &suite.file, case, &namespaces)
+    for suite in &found.suites {
+        for (_, case) in &suite.cases {
+            let mut warnings = Vec::new();
+            let failures = run_case(&engine, &root, &suite.file, case, &declared, &mut warnings)
                 .unwrap_or_else(|e| vec![e]);
             report.results.push(CaseResult {
-                suite: suite.doc.metadata.name.clone(),
+                suite: suite.name.clone().unwrap_or_default(),
                 case: case.name.clone(),
                 file: suite.file.clone(),
                 failures,
+                warnings,
             });
         }
     }
+    report.suite_errors = found.errors;
     Ok(report)
 }
 
-fn suites(dir: &Path) -> Result<Vec<Suite>, TestError> {
+fn suites(dir: &Path) -> Result<Suites, TestError> {
     let mut files = Vec::new();
     collect_files(dir, &mut files).map_err(|e| TestError::Io(format!("{}: {e}", dir.display())))?;
     files.sort();
-    let mut out = Vec::new();
+    let mut found = Suites::default();
     for file in files {
-        out.extend(suites_in(&file)?);
+        suites_in(&file, &mut found);
     }
-    Ok(out)
+    Ok(found)
 }
 
 /// The test suites under a directory, or of one file.
-fn suites_at(path: &Path) -> Result<Vec<Suite>, TestError> {
+fn suites_at(path: &Path) -> Result<Suites, TestError> {
     if path.is_dir() {
         suites(path)
     } else {
-        suites_in(path)
+        let mut found = Suites::default();
+        suites_in(path, &mut found);
+        Ok(found)
     }
 }
 
-/// The test suites of one file.
-fn suites_in(file: &Path) -> Result<Vec<Suite>, TestError> {
-    let text = read_file(file).map_err(|e| TestError::Io(format!("{}: {e}", file.display())))?;
-    let docs = yaml_documents(&text)
-        .map_err(|e| TestError::Io(format!("{}: {}", file.display(), yaml_error(&e))))?;
-    let mut out = Vec::new();
+/// Adds the test suites of one file to `found`, and what is wrong with them.
+fn suites_in(file: &Path, found: &mut Suites) {
+    let whole_file = |message: String| SuiteError {
+        file: file.display().to_string(),
+        document: None,
+        suite: None,
+        case: None,
+        field: None,
+        message,
+    };
+    let docs = match read_file(file) {
+        Ok(text) => yaml_documents(&text).map_err(|e| yaml_error(&e)),
+        Err(e) => Err(e),
+    };
+    let docs = match docs {
+        Ok(docs) => docs,
+        Err(message) => {
+            found.errors.push(whole_file(message));
+            found.unread_files = true;
+            return;
+        }
+    };
     for (number, v) in docs {
         if v.get("kind").and_then(Value::as_str) != Some(TEST_KIND) {
             continue;
         }
-        let suite_error = |field: String, message: String| TestError::Suite {
-            file: file.display().to_string(),
-            document: number,
-            field,
-            message,
-        };
-        match v.get("apiVersion") {
-            Some(Value::String(found)) if found == API_VERSION => {}
-            Some(Value::String(found)) => {
-                return Err(suite_error(
-                    "apiVersion".into(),
-                    format!("expected {API_VERSION}, found {found:?}"),
-                ));
-            }
-            Some(found) => {
-                return Err(suite_error(
-                    "apiVersion".into(),
-                    format!("expected {API_VERSION}, found {found}"),
-                ));
-            }
-            None => {
-                return Err(suite_error(
-                    "apiVersion".into(),
-                    format!("expected {API_VERSION}, found none"),
-                ));
-            }
-        }
-        let doc: TestDocument = serde_path_to_error::deserialize(&v)
-            .map_err(|e| suite_error(e.path().to_string(), e.into_inner().to_string()))?;
-        let mut names: BTreeMap<&str, usize> = BTreeMap::new();
-        for (j, case) in doc.spec.cases.iter().enumerate() {
-            if let Some(first) = names.insert(&case.name, j) {
-                return Err(suite_error(
-                    format!("spec.cases[{j}].name"),
-                    format!(
-                        "{:?} is already the name of spec.cases[{first}]; failures are \
-                         reported by case name, so give each case of a suite its own",
-                        case.name
-                    ),
-                ));
-            }
-            // /validate never answers with a patch: the case would fail as "got []", whatever
-            // the policies inject.
-            if case.expect.patch.is_some() && matches!(case.endpoint, EndpointSpec::Validate) {
-                return Err(suite_error(
-                    format!("spec.cases[{j}].expect.patch"),
-                    format!(
-                        "case {:?} expects a patch from /validate, which never sends one: add \
-                         `endpoint: mutate` to check the defaults",
-                        case.name
-                    ),
-                ));
-            }
-        }
-        out.push(Suite {
-            file: file.to_path_buf(),
-            document: number,
-            doc,
-        });
+        let suite = read_suite(file, number, &v, &mut found.errors);
+        found.suites.push(suite);
     }
-    Ok(out)
+}
+
+/// One `DebugPolicyTest` document: what of it reads, every problem added to `errors`.
+fn read_suite(file: &Path, number: usize, v: &Value, errors: &mut Vec<SuiteError>) -> Suite {
+    let listed = v.pointer("/spec/cases").and_then(Value::as_array);
+    let mut suite = Suite {
+        file: file.to_path_buf(),
+        document: number,
+        name: v
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .map(str::to_owned),
+        namespaces: None,
+        cases: Vec::new(),
+        listed: listed.map_or(0, Vec::len),
+    };
+    let found = match v.get("apiVersion") {
+        Some(Value::String(found)) if found == API_VERSION => None,
+        Some(Value::String(found)) => Some(format!("{found:?}")),
+        Some(found) => Some(found.to_string()),
+        None => Some("none".to_owned()),
+    };
+    if let Some(found) = found {
+        // Another version's fields may mean other things: nothing of it is read.
+        errors.push(suite.error(
+            None,
+            "apiVersion".into(),
+            format!("expected {API_VERSION}, found {found}"),
+        ));
+        return suite;
+    }
+    let shape: Result<TestDocument, _> = serde_path_to_error::deserialize(v);
+    let cases: Vec<Value> = match shape {
+        Ok(doc) => {
+            suite.name = Some(doc.metadata.name);
+            suite.namespaces = Some(doc.spec.namespaces);
+            doc.spec.cases
+        }
+        Err(e) => {
+            errors.push(suite.error(None, e.path().to_string(), e.into_inner().to_string()));
+            // What still reads: the namespaces, for the other suites' cases, and the cases'
+            // own problems, reported too; none of the cases runs.
+            suite.namespaces = v
+                .get("spec")
+                .and_then(Value::as_object)
+                .and_then(|spec| match spec.get("namespaces") {
+                    None => Some(Vec::new()),
+                    Some(ns) => serde_json::from_value(ns.clone()).ok(),
+                });
+            let cases = listed.cloned().unwrap_or_default();
+            read_cases(&suite, &cases, errors);
+            return suite;
+        }
+    };
+    suite.cases = read_cases(&suite, &cases, errors);
+    suite
+}
+
+/// The cases of `suite` that read and are sound, with their index; every problem of the
+/// others is added to `errors`.
+fn read_cases(
+    suite: &Suite,
+    cases: &[Value],
+    errors: &mut Vec<SuiteError>,
+) -> Vec<(usize, TestCase)> {
+    let mut names: BTreeMap<String, usize> = BTreeMap::new();
+    let mut out = Vec::new();
+    for (j, raw) in cases.iter().enumerate() {
+        let name = raw.get("name").and_then(Value::as_str);
+        let case: TestCase = match serde_path_to_error::deserialize(raw) {
+            Ok(case) => case,
+            Err(e) => {
+                let field = match e.path().to_string() {
+                    at if at == "." => format!("spec.cases[{j}]"),
+                    at => format!("spec.cases[{j}].{at}"),
+                };
+                errors.push(suite.error(name, field, e.into_inner().to_string()));
+                continue;
+            }
+        };
+        if let Some(&first) = names.get(case.name.as_str()) {
+            // The first keeps the name, and runs; this one does not.
+            errors.push(suite.error(
+                Some(&case.name),
+                format!("spec.cases[{j}].name"),
+                format!(
+                    "{:?} is already the name of spec.cases[{first}]; failures are reported \
+                     by case name, so give each case of a suite its own",
+                    case.name
+                ),
+            ));
+            continue;
+        }
+        names.insert(case.name.clone(), j);
+        // /validate never answers with a patch: the case would fail as "got []", whatever
+        // the policies inject.
+        if case.expect.patch.is_some() && matches!(case.endpoint, EndpointSpec::Validate) {
+            errors.push(suite.error(
+                Some(&case.name),
+                format!("spec.cases[{j}].expect.patch"),
+                format!(
+                    "case {:?} expects a patch from /validate, which never sends one: add \
+                     `endpoint: mutate` to check the defaults",
+                    case.name
+                ),
+            ));
+            continue;
+        }
+        out.push((j, case));
+    }
+    out
 }
 
 /// The Namespace objects the suites declare, by name. A namespace declared again with the
-/// same labels is fine (each suite may list what its cases need); with other labels it is
-/// refused, naming both places.
-fn namespaces_of(suites: &[Suite]) -> Result<BTreeMap<String, Namespace>, TestError> {
+/// same labels is fine (each suite may list what its cases need); with other labels it is an
+/// error, naming both places, and the namespace is left out.
+fn namespaces_of(suites: &[Suite], errors: &mut Vec<SuiteError>) -> Declared {
     let mut declared: BTreeMap<&str, (&NamespaceSpec, &Suite)> = BTreeMap::new();
+    let mut conflicting = BTreeSet::new();
     for s in suites {
-        for ns in &s.doc.spec.namespaces {
+        for (i, ns) in s.namespaces.iter().flatten().enumerate() {
             match declared.get(ns.name.as_str()) {
                 Some((first, _)) if first.labels == ns.labels => {}
                 Some((first, where_first)) => {
-                    return Err(TestError::NamespaceConflict {
-                        name: ns.name.clone(),
-                        first: where_first.origin(),
-                        first_labels: labels_text(&first.labels),
-                        second: s.origin(),
-                        second_labels: labels_text(&ns.labels),
-                    });
+                    errors.push(s.error(
+                        None,
+                        format!("spec.namespaces[{i}]"),
+                        format!(
+                            "namespace {:?} is declared with different labels in {} ({}) and \
+                             in {} ({}); every case sees one Namespace per name: declare it \
+                             once (for example in namespaces.yaml), or with the same labels in \
+                             both",
+                            ns.name,
+                            where_first.origin(),
+                            labels_text(&first.labels),
+                            s.origin(),
+                            labels_text(&ns.labels)
+                        ),
+                    ));
+                    conflicting.insert(ns.name.clone());
                 }
                 None => {
                     declared.insert(&ns.name, (ns, s));
@@ -401,8 +624,9 @@ fn namespaces_of(suites: &[Suite]) -> Result<BTreeMap<String, Namespace>, TestEr
             }
         }
     }
-    Ok(declared
+    let namespaces = declared
         .into_iter()
+        .filter(|(name, _)| !conflicting.contains(*name))
         .map(|(name, (ns, _))| {
             let mut n = Namespace::default();
             n.metadata.name = Some(name.to_owned());
@@ -411,7 +635,12 @@ fn namespaces_of(suites: &[Suite]) -> Result<BTreeMap<String, Namespace>, TestEr
             n.metadata.labels = Some(labels);
             (name.to_owned(), n)
         })
-        .collect())
+        .collect();
+    Declared {
+        namespaces,
+        conflicting,
+        complete: suites.iter().all(|s| s.namespaces.is_some()),
+    }
 }
 
 /// Labels as a suite spells them: `labels {env: production}`, or `no labels`.
@@ -457,19 +686,48 @@ fn fixture_path(root: &Path, suite_file: &Path, review: &str) -> Result<PathBuf,
     Ok(path)
 }
 
-fn run_case(
-    engine: &Engine,
+/// The bytes of the fixture at `path`, refusing more than [`MAX_PATCHED_REVIEW_BYTES`]: a file
+/// of any size was read whole (a log named by mistake took the memory of `kspy policy test`).
+fn read_fixture(path: &Path) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    let limit = MAX_PATCHED_REVIEW_BYTES as u64;
+    let too_big = || {
+        format!(
+            "{} holds more than {limit} bytes, the most the webhook reads of an AdmissionReview: \
+             a fixture is one review, as the API server sends it",
+            path.display()
+        )
+    };
+    let cannot_read = |e: std::io::Error| format!("{}: {e}", path.display());
+    let file = std::fs::File::open(path).map_err(cannot_read)?;
+    if file.metadata().map_err(cannot_read)?.len() > limit {
+        return Err(too_big());
+    }
+    let mut bytes = Vec::new();
+    file.take(limit + 1)
+        .read_to_end(&mut bytes)
+        .map_err(cannot_read)?;
+    if bytes.len() as u64 > limit {
+        return Err(too_big());
+    }
+    Ok(bytes)
+}
+
+/// The review a case judges, as JSON and parsed: its fixture, with its `reviewPatch` applied
+/// and its `userInfo` in place. A problem names the case's field it lies in (`review` or
+/// `reviewPatch`) and says what is wrong.
+fn prepare_review(
     root: &Path,
     suite_file: &Path,
     case: &TestCase,
-    namespaces: &BTreeMap<String, Namespace>,
-) -> Result<Vec<String>, String> {
-    let path = fixture_path(root, suite_file, &case.review)?;
-    let text = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let mut value: Value =
-        serde_json::from_slice(&text).map_err(|e| format!("{}: not JSON: {e}", path.display()))?;
+) -> Result<(Value, ParsedReview), (&'static str, String)> {
+    let in_review = |message: String| ("review", message);
+    let path = fixture_path(root, suite_file, &case.review).map_err(in_review)?;
+    let text = read_fixture(&path).map_err(in_review)?;
+    let mut value: Value = serde_json::from_slice(&text)
+        .map_err(|e| in_review(format!("{}: not JSON: {e}", path.display())))?;
     if let Some(patch) = &case.review_patch {
-        apply_review_patch(&mut value, patch, &path)?;
+        apply_review_patch(&mut value, patch, &path).map_err(|e| ("reviewPatch", e))?;
     }
     if let Some(u) = &case.user_info
         && let Some(req) = value.get_mut("request").and_then(Value::as_object_mut)
@@ -485,15 +743,62 @@ fn run_case(
         }
         req.insert("userInfo".into(), user);
     }
+    let review = ParsedReview::from_value(value.clone())
+        .map_err(|e| in_review(format!("{}: {e}", path.display())))?;
+    Ok((value, review))
+}
+
+fn run_case(
+    engine: &Engine,
+    root: &Path,
+    suite_file: &Path,
+    case: &TestCase,
+    declared: &Declared,
+    warnings: &mut Vec<String>,
+) -> Result<Vec<String>, String> {
+    let (value, review) = prepare_review(root, suite_file, case).map_err(|(_, message)| message)?;
     // Kept for the cross-check below, which needs the review as sent.
-    let sent = matches!(case.endpoint, EndpointSpec::Validate).then(|| value.clone());
-    let review = ParsedReview::from_value(value).map_err(|e| format!("{}: {e}", path.display()))?;
-    let namespace = review.namespace().and_then(|n| namespaces.get(n));
+    let sent = matches!(case.endpoint, EndpointSpec::Validate).then_some(value);
+    let namespace = match review.namespace() {
+        Some(n) if declared.conflicting.contains(n) => {
+            return Err(format!(
+                "not run: namespace {n:?} is declared with different labels (see the suite \
+                 errors), and its labels decide which policies apply"
+            ));
+        }
+        Some(n) => match declared.namespaces.get(n) {
+            None if !declared.complete => {
+                return Err(format!(
+                    "not run: no suite that reads declares namespace {n:?}, and one that does \
+                     not read (see the suite errors) may; its labels decide which policies apply"
+                ));
+            }
+            found => found,
+        },
+        None => None,
+    };
     let endpoint = match case.endpoint {
         EndpointSpec::Validate => Endpoint::Validate,
         EndpointSpec::Mutate => Endpoint::Mutate,
     };
     let j = engine.judge(&review, endpoint, namespace);
+    // No suite declares the namespace, so its labels are unknown: a policy selecting
+    // namespaces by label did not apply. An allowed case passes all the same, and the denial
+    // of a denied one may not say it; say it here (as `kspy policy eval` does).
+    if namespace.is_none()
+        && let (Some(action), Some(ns)) = (j.action, review.namespace())
+    {
+        let unknown = label_selecting(engine.policies(), &review, endpoint, action, ns);
+        if !unknown.is_empty() {
+            warnings.push(format!(
+                "the labels of namespace {ns:?} are unknown (no {TEST_KIND} beside the \
+                 policies declares it in spec.namespaces), so {}; declare the namespace with \
+                 its labels in a {TEST_KIND}'s spec.namespaces, and the case is judged as the \
+                 cluster would judge it",
+                unknown.consequences()
+            ));
+        }
+    }
     let e = &case.expect;
     let mut failures = Vec::new();
     if let Some(sent) = sent {
@@ -576,6 +881,90 @@ fn run_case(
         }
     }
     Ok(failures)
+}
+
+/// The policies that would apply to a review but for their namespace selector, which cannot be
+/// judged without the namespace's labels ([`label_selecting`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LabelSelecting {
+    /// Did not apply: their grants and defaults count for nothing.
+    pub skipped: Vec<String>,
+    /// Enforce guardrails: the engine denies for them without checking their validations.
+    pub denying: Vec<String>,
+}
+
+impl LabelSelecting {
+    /// True when no policy selects the namespace by label.
+    pub fn is_empty(&self) -> bool {
+        self.skipped.is_empty() && self.denying.is_empty()
+    }
+
+    /// What became of them, to follow "so": `sre-debug selects namespaces by label and did
+    /// not apply`.
+    pub fn consequences(&self) -> String {
+        let verb = |names: &[String]| if names.len() == 1 { "s" } else { "" };
+        let mut parts = Vec::new();
+        if !self.skipped.is_empty() {
+            parts.push(format!(
+                "{} select{} namespaces by label and did not apply",
+                self.skipped.join(", "),
+                verb(&self.skipped)
+            ));
+        }
+        if !self.denying.is_empty() {
+            parts.push(format!(
+                "{} select{} namespaces by label and denied the request without checking {} \
+                 validations",
+                self.denying.join(", "),
+                verb(&self.denying),
+                if self.denying.len() == 1 {
+                    "its"
+                } else {
+                    "their"
+                }
+            ));
+        }
+        parts.join(", and ")
+    }
+}
+
+/// The policies that would apply to `review` (for `action`, in `namespace`, at `endpoint`)
+/// but for their namespace selector, which cannot be judged without the namespace's labels.
+pub fn label_selecting(
+    set: &PolicySet,
+    review: &ParsedReview,
+    endpoint: Endpoint,
+    action: Action,
+    namespace: &str,
+) -> LabelSelecting {
+    let groups = review
+        .request()
+        .user_info
+        .groups
+        .clone()
+        .unwrap_or_default();
+    let input = MatchInput {
+        action,
+        namespace,
+        namespace_labels: None,
+        user: review.user(),
+        groups: &groups,
+    };
+    let mut out = LabelSelecting::default();
+    for p in set.policies() {
+        if p.matcher.outcome(&input) != MatchOutcome::NamespaceUnknown {
+            continue;
+        }
+        // As the engine judges them: at /validate a guardrail fails closed, anything else (and
+        // everything at /mutate) is left out.
+        let guardrail = p.mode == Mode::Enforce && !p.validations.is_empty();
+        if guardrail && matches!(endpoint, Endpoint::Validate) {
+            out.denying.push(p.name.clone());
+        } else {
+            out.skipped.push(p.name.clone());
+        }
+    }
+    out
 }
 
 /// The most bytes a fixture may grow to under its case's `reviewPatch` (as compact JSON): what

@@ -687,7 +687,10 @@ fn documents_are_numbered_as_the_file_has_them() {
         .unwrap_err()
         .to_string();
     assert!(
-        e.starts_with(&format!("{}: document 2: spec", file.display())),
+        e.starts_with(&format!(
+            "1 error in DebugPolicyTest suites:\n  {}: document 2 (suite t): spec",
+            file.display()
+        )),
         "{e}"
     );
 }

@@ -582,6 +582,14 @@ fn mutated_suites_run_or_fail_saying_where() {
             ),
             Err(_) => {}
             Ok(report) => {
+                for e in &report.suite_errors {
+                    if !named(e.to_string()) {
+                        case.fail(
+                            &format!("{what}: a suite error naming no file: {e}"),
+                            text.as_bytes(),
+                        );
+                    }
+                }
                 for r in &report.results {
                     if r.failures.iter().any(|f| f.trim().is_empty()) {
                         case.fail(&format!("{what}: an empty failure: {r:?}"), text.as_bytes());

@@ -66,17 +66,22 @@ fn review_patches_vary_a_fixture_and_a_bad_one_fails_its_case() {
         "{outcome:?}"
     );
 
-    // Not a patch at all: the suite is malformed, named by field.
+    // Not a patch at all: the case is malformed, named by field, and does not run; the
+    // others do.
     let broken = SUITE.replace(
         "        - {op: remove, path: /request/object/spec/nope}",
         "        - {op: frobnicate}",
     );
     std::fs::write(dir.path().join("p.yaml"), format!("{policy}{broken}")).unwrap();
-    let err = run_dir(dir.path(), Settings::default()).expect_err("malformed suite");
+    let report = run_dir(dir.path(), Settings::default()).unwrap_or_else(|e| panic!("{e}"));
+    let errors: Vec<String> = report.suite_errors.iter().map(|e| e.to_string()).collect();
+    assert_eq!(errors.len(), 1, "{errors:?}");
     assert!(
-        err.to_string().contains("spec.cases[2].reviewPatch"),
-        "{err}"
+        errors[0]
+            .contains("(suite t, case \"a patch that does not apply\"): spec.cases[2].reviewPatch"),
+        "{errors:?}"
     );
+    assert_eq!(report.results.len(), 2, "{report:?}");
 }
 
 /// A case is judged as the cluster would judge it: the API server applies kspy's `/mutate`
@@ -218,10 +223,12 @@ spec:
         )
     };
     std::fs::write(dir.path().join("p.yaml"), format!("{policy}{}", suite(""))).unwrap();
-    let e = run_dir(dir.path(), Settings::default())
-        .err()
-        .unwrap_or_else(|| panic!("a patch expected from /validate ran"));
-    let text = e.to_string();
+    let report = run_dir(dir.path(), Settings::default()).unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        report.results.is_empty(),
+        "a patch expected from /validate ran"
+    );
+    let text = report.suite_errors[0].to_string();
     assert!(
         text.contains("spec.cases[0].expect.patch") && text.contains("add `endpoint: mutate`"),
         "{text}"
@@ -290,4 +297,123 @@ spec:
                 .contains("the request was allowed, and an allowed request has no denial message"),
         "{failures:?}"
     );
+}
+
+/// A broken suite no longer stops the others (the first error stopped the run, and no case
+/// ran), but its namespaces may not read: a case in a namespace only it declares is then not
+/// judged, rather than judged without the labels that would have denied it (here a
+/// production guardrail, which would not apply, and the case would pass).
+#[test]
+fn a_broken_suite_stops_no_other_and_lends_no_guessed_labels() {
+    let dir = tempfile::tempdir().unwrap();
+    let busybox = "  grant: {images: ['busybox:1.36*'], runAsRoot: true}";
+    let guardrail = "  match:\n    namespaceSelector: {matchLabels: {env: production}}\n  \
+                     validations:\n    - {expression: 'false', message: not in production}";
+    let policies = format!(
+        "{}{}",
+        common::policy("busybox", busybox),
+        common::policy("no-prod", guardrail)
+    );
+    std::fs::write(dir.path().join("p.yaml"), policies).unwrap();
+    write_busybox_review(dir.path());
+    let prod = common::attach(
+        "prod",
+        "u",
+        &[],
+        vec![],
+        vec![common::debugger("d", "busybox:1.36")],
+    );
+    std::fs::write(dir.path().join("prod.json"), prod.to_string()).unwrap();
+    let suite = |name: &str, namespaces: &str, review: &str| {
+        format!(
+            "apiVersion: kspy.dev/v1alpha1\nkind: DebugPolicyTest\nmetadata: {{name: {name}}}\n\
+             spec:\n  namespaces: {namespaces}\n  cases:\n    - name: {name} case\n      \
+             review: {review}\n      expect: {{allowed: true}}\n"
+        )
+    };
+    std::fs::write(
+        dir.path().join("a.yaml"),
+        suite("declares", "[{name: ns, labels: {}}]", "review.json"),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("b.yaml"),
+        suite(
+            "broken",
+            "[{name: prod, lables: {env: production}}]",
+            "prod.json",
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("c.yaml"),
+        suite("relies", "[]", "prod.json"),
+    )
+    .unwrap();
+
+    let report = run_dir(dir.path(), Settings::default()).unwrap_or_else(|e| panic!("{e}"));
+    let errors: Vec<String> = report.suite_errors.iter().map(|e| e.to_string()).collect();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(
+        errors[0].starts_with(&format!(
+            "{}: document 1 (suite broken): spec.namespaces[0].lables: unknown field `lables`",
+            dir.path().join("b.yaml").display()
+        )),
+        "{errors:?}"
+    );
+    let outcome: Vec<(&str, String)> = report
+        .results
+        .iter()
+        .map(|r| (r.suite.as_str(), r.failures.join(" | ")))
+        .collect();
+    assert_eq!(outcome.len(), 2, "{outcome:?}");
+    assert_eq!(outcome[0], ("declares", String::new()));
+    assert_eq!(outcome[1].0, "relies");
+    assert!(
+        outcome[1].1.starts_with(
+            "not run: no suite that reads declares namespace \"prod\", and one that does not \
+             read (see the suite errors) may"
+        ),
+        "{outcome:?}"
+    );
+}
+
+/// A fixture was read whole, whatever its size: a file of gigabytes named as a case's review
+/// took the memory of `kspy policy test`. One past the webhook's limit fails its case, named,
+/// before it is read (the file here is sparse: 7 MiB that take no room).
+#[test]
+fn a_fixture_past_the_webhooks_limit_fails_its_case_unread() {
+    let dir = tempfile::tempdir().unwrap();
+    write_busybox_review(dir.path());
+    let huge = std::fs::File::create(dir.path().join("huge.json")).unwrap();
+    huge.set_len(7 * 1024 * 1024).unwrap();
+    let policy = common::policy(
+        "busybox",
+        "  grant: {images: ['busybox:1.36*'], runAsRoot: true}",
+    );
+    let suite = r#"
+apiVersion: kspy.dev/v1alpha1
+kind: DebugPolicyTest
+metadata: {name: t}
+spec:
+  cases:
+    - name: huge
+      review: huge.json
+      expect: {allowed: true}
+    - name: as the fixture is
+      review: review.json
+      expect: {allowed: true}
+"#;
+    std::fs::write(dir.path().join("p.yaml"), format!("{policy}{suite}")).unwrap();
+    let report = run_dir(dir.path(), Settings::default()).unwrap_or_else(|e| panic!("{e}"));
+    let huge = dir.path().canonicalize().unwrap().join("huge.json");
+    assert_eq!(
+        report.results[0].failures,
+        [format!(
+            "{} holds more than 6291456 bytes, the most the webhook reads of an \
+             AdmissionReview: a fixture is one review, as the API server sends it",
+            huge.display()
+        )]
+    );
+    assert!(report.results[1].passed(), "{report:?}");
 }

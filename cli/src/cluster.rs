@@ -289,12 +289,81 @@ fn home_kubeconfig() -> Option<PathBuf> {
     path.exists().then_some(path)
 }
 
+/// The most bytes of a kubeconfig file kspy hands to kube-rs, which reads the file whole.
+/// Kubeconfigs are a few KiB (tens of KiB with many clusters and inline certificates).
+pub const MAX_KUBECONFIG_BYTES: u64 = 16 * 1024 * 1024;
+
+/// What a file that is not a regular file is, for messages.
+fn file_kind(kind: std::fs::FileType) -> &'static str {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt as _;
+        if kind.is_fifo() {
+            return "a FIFO (named pipe)";
+        }
+        if kind.is_char_device() || kind.is_block_device() {
+            return "a device";
+        }
+        if kind.is_socket() {
+            return "a socket";
+        }
+    }
+    if kind.is_dir() {
+        "a directory"
+    } else {
+        "not a regular file"
+    }
+}
+
+/// Refuses, before kube-rs reads it whole, a kubeconfig path that is not a regular file
+/// (after symlinks: a device such as /dev/zero, a FIFO nobody writes to, were read forever or
+/// until memory ran out) or that is larger than [`MAX_KUBECONFIG_BYTES`].
+fn check_kubeconfig_file(path: &Path, meta: &std::fs::Metadata) -> Result<(), KspyError> {
+    let headline = format!("cannot load kubeconfig {}", path.display());
+    if meta.is_dir() {
+        return Err(KspyError::new(headline)
+            .details(["it is a directory"])
+            .hint(
+                "name the kubeconfig file (for example ~/.kube/config), not its directory, in \
+                 --kubeconfig or KUBECONFIG",
+            ));
+    }
+    if !meta.is_file() {
+        return Err(KspyError::new(headline)
+            .details([format!(
+                "it is {}, not a regular file: a kubeconfig is read to its end, which such a \
+                 file may never reach",
+                file_kind(meta.file_type())
+            )])
+            .hint(
+                "write the kubeconfig to a file (`kubectl config view --raw > FILE`) and name \
+                 that file in --kubeconfig or KUBECONFIG",
+            ));
+    }
+    if meta.len() > MAX_KUBECONFIG_BYTES {
+        return Err(KspyError::new(headline)
+            .details([format!(
+                "it is {} bytes, more than the {} MiB kspy reads of a kubeconfig",
+                meta.len(),
+                MAX_KUBECONFIG_BYTES / (1024 * 1024)
+            )])
+            .hint(
+                "check that --kubeconfig or KUBECONFIG names the kubeconfig (a few KiB; \
+                 `kubectl config view --raw` prints the one in use)",
+            ));
+    }
+    Ok(())
+}
+
 /// Reads one kubeconfig file; `Ok(None)` when it does not exist. A file that exists but
-/// cannot be read or parsed is an error naming it.
+/// cannot be read or parsed is an error naming it, as is one that is not a regular file or is
+/// too large to be a kubeconfig ([`check_kubeconfig_file`]).
 fn read_kubeconfig(path: &Path) -> Result<Option<Kubeconfig>, KspyError> {
     match std::fs::metadata(path) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        _ => {}
+        Ok(meta) => check_kubeconfig_file(path, &meta)?,
+        // Unreadable (permissions, a dangling component): kube-rs says why below.
+        Err(_) => {}
     }
     let broken = |headline: String| {
         KspyError::new(headline).hint("fix the file, or leave it out of --kubeconfig / KUBECONFIG")

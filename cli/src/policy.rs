@@ -8,15 +8,17 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use k8s_openapi::api::core::v1::Namespace;
-use kspy_admission::policy::compiled::{Match, MatchInput, MatchOutcome};
+use kspy_admission::policy::compiled::Match;
 use kspy_admission::policy::spec::{
     API_VERSION, DefaultsSpec, KIND, LabelOperator, LabelSelectorSpec, MountTargetVolumes,
     PodSecurityDefault, TEST_KIND, TargetContainer, VolumeGrant,
 };
 use kspy_admission::policy::{LoadErrors, Mode};
-use kspy_admission::testing::{TestError, check_suites, declared_namespaces, run_dir};
+use kspy_admission::testing::{
+    SuiteError, TestError, check_suites, declared_namespaces, label_selecting, run_dir,
+};
 use kspy_admission::{
-    Action, Endpoint, Engine, NamespaceOrigin, NoPolicyVerdict, ParsedReview, PolicySet, Settings,
+    Endpoint, Engine, NamespaceOrigin, NoPolicyVerdict, ParsedReview, PolicySet, Settings,
 };
 
 use crate::errors::KspyError;
@@ -25,10 +27,11 @@ use crate::errors::KspyError;
 #[derive(Debug, clap::Subcommand)]
 pub enum PolicyCommand {
     /// Load and compile the policies of a directory (or of one file) and list them; read
-    /// the DebugPolicyTest suites beside them too, without running them.
+    /// the DebugPolicyTest suites beside them too, and the review fixtures their cases name,
+    /// without running them.
     #[command(
-        after_help = "Exits 1 when a policy or a test suite does not load, and when there is no
-policy at all.
+        after_help = "Exits 1 when a policy or a test suite does not load (a review fixture a case
+names included), and when there is no policy at all; every error found is reported.
 
 Examples:
   # Check the shipped library; a broken file is reported with file, document, policy and field
@@ -81,8 +84,11 @@ Examples:
     },
     /// Run the DebugPolicyTest cases that live beside the policies.
     #[command(
-        after_help = "Prints a table of cases, and for each failure what was expected and
-what came. Exits 1 when any case fails.
+        after_help = "Prints a table of cases, and for each failure what was expected and what came.
+Warns on standard error when no suite declares a case's namespace, so that a policy selecting
+namespaces by label did not apply (or, a guardrail, denied unchecked). Reports every error in
+the suites on standard error, and runs the cases that read. Exits 1 when any case fails and when
+any suite has an error.
 
 Examples:
   {prog} policy test policies/"
@@ -256,17 +262,28 @@ fn require_dir(path: &Path) -> Result<(), KspyError> {
     )
 }
 
-/// A test-suite failure; load errors get the same message as `check`.
+/// Every problem found in the suites under `dir`, one a line, and `hint`.
+fn suite_errors(dir: &Path, errors: &[SuiteError], hint: impl Into<String>) -> KspyError {
+    let n = errors.len();
+    KspyError::new(format!(
+        "{n} error{} in the {TEST_KIND} suites at {}",
+        if n == 1 { "" } else { "s" },
+        dir.display()
+    ))
+    .details(errors.iter().map(ToString::to_string))
+    .hint(hint)
+}
+
+/// Why the suites under `dir` could not be read or run, for `test` and `eval`; load errors get
+/// the same message as `check`.
 fn test_failed(dir: &Path, e: TestError) -> KspyError {
     match e {
         TestError::Policies(errors) => load_failed(dir, &errors),
-        // As `check` says it: which suite field is wrong was above, what became of the run
-        // was not.
-        e @ TestError::Suite { .. } => {
-            KspyError::new(format!("cannot run the tests under {}", dir.display()))
-                .details([e.to_string()])
-                .hint("fix the suite field named above; no case was run")
-        }
+        TestError::Suites(errors) => suite_errors(
+            dir,
+            errors.errors(),
+            "fix the suites named above: the namespaces they declare are read from them",
+        ),
         other => KspyError::new(format!("cannot run the tests under {}", dir.display()))
             .details([other.to_string()]),
     }
@@ -282,16 +299,21 @@ fn mode_name(mode: Mode) -> String {
 
 fn check(dir: &Path, out: &mut impl Write) -> anyhow::Result<ExitCode> {
     let (set, files) = load_some(dir)?;
-    let suites = check_suites(dir).map_err(|e| {
-        KspyError::new(format!(
+    let suites = check_suites(dir).map_err(|e| match e {
+        TestError::Suites(errors) => suite_errors(
+            dir,
+            errors.errors(),
+            format!(
+                "fix the suites named above; `{} policy test` would fail the cases named or not \
+                 run them, and would run no case of a suite whose own fields are wrong",
+                crate::prog()
+            ),
+        ),
+        other => KspyError::new(format!(
             "the {TEST_KIND} suites at {} do not load",
             dir.display()
         ))
-        .details([e.to_string()])
-        .hint(format!(
-            "fix the suite named above; `{} policy test` would refuse it too",
-            crate::prog()
-        ))
+        .details([other.to_string()]),
     })?;
     writeln!(
         out,
@@ -360,34 +382,6 @@ fn read_limited(path: &Path, limit: u64, why: &str) -> Result<Vec<u8>, KspyError
         )));
     }
     Ok(bytes)
-}
-
-/// The policies that would apply to `review` but for their namespace selector, which cannot
-/// be judged without the namespace's labels.
-fn label_selecting(
-    set: &PolicySet,
-    review: &ParsedReview,
-    action: Action,
-    namespace: &str,
-) -> Vec<String> {
-    let groups = review
-        .request()
-        .user_info
-        .groups
-        .clone()
-        .unwrap_or_default();
-    let input = MatchInput {
-        action,
-        namespace,
-        namespace_labels: None,
-        user: review.user(),
-        groups: &groups,
-    };
-    set.policies()
-        .iter()
-        .filter(|p| p.matcher.outcome(&input) == MatchOutcome::NamespaceUnknown)
-        .map(|p| p.name.clone())
-        .collect()
 }
 
 /// The one Namespace of a `--namespace` file. An empty file is refused rather than read as a
@@ -506,17 +500,15 @@ fn eval(
     if namespace.is_none()
         && let (Some(action), Some(ns)) = (judgement.action, review.namespace())
     {
-        let unknown = label_selecting(engine.policies(), &review, action, ns);
+        let unknown = label_selecting(engine.policies(), &review, endpoint, action, ns);
         if !unknown.is_empty() {
             eprintln!(
                 "kspy: warning: the labels of namespace {ns:?} are unknown (no {TEST_KIND} \
-                 under {} declares it in spec.namespaces), so {} \
-                 select{} namespaces by label and did not apply; declare the namespace with \
+                 under {} declares it in spec.namespaces), so {}; declare the namespace with \
                  its labels in a {TEST_KIND}'s spec.namespaces beside the policies, or give \
                  --namespace FILE",
                 dir.display(),
-                unknown.join(", "),
-                if unknown.len() == 1 { "s" } else { "" }
+                unknown.consequences()
             );
         }
     }
@@ -546,7 +538,7 @@ fn eval(
 fn test(dir: &Path, out: &mut impl Write) -> anyhow::Result<ExitCode> {
     require_dir(dir)?;
     let report = run_dir(dir, Settings::default()).map_err(|e| test_failed(dir, e))?;
-    if report.results.is_empty() {
+    if report.results.is_empty() && report.suite_errors.is_empty() {
         return Err(
             KspyError::new(format!("no {TEST_KIND} cases under {}", dir.display()))
                 .hint(format!(
@@ -555,8 +547,46 @@ fn test(dir: &Path, out: &mut impl Write) -> anyhow::Result<ExitCode> {
                 .into(),
         );
     }
-    let width = report
-        .results
+    // What the cases' authors should know, though it decides nothing: on stderr, as eval's.
+    for r in &report.results {
+        for w in &r.warnings {
+            eprintln!(
+                "{}: warning: {} / {} ({}): {w}",
+                crate::prog(),
+                r.suite,
+                r.case,
+                r.file.display()
+            );
+        }
+    }
+    // The cases that read ran, whatever is wrong with other suites: their results first, then
+    // every suite error.
+    if !report.results.is_empty() {
+        print_results(&report.results, out)?;
+    }
+    if !report.suite_errors.is_empty() {
+        out.flush()?;
+        let hint = if report.results.is_empty() {
+            "fix the suites named above; no case was run"
+        } else {
+            "fix the suites named above; the cases they name did not run, nor any case of a \
+             suite whose own fields are wrong (the results of the others are above)"
+        };
+        return Err(suite_errors(dir, &report.suite_errors, hint).into());
+    }
+    Ok(if report.failed() == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// The table of cases, what each failure was, and how many passed.
+fn print_results(
+    results: &[kspy_admission::testing::CaseResult],
+    out: &mut impl Write,
+) -> anyhow::Result<()> {
+    let width = results
         .iter()
         .map(|r| r.suite.len())
         .max()
@@ -567,7 +597,7 @@ fn test(dir: &Path, out: &mut impl Write) -> anyhow::Result<ExitCode> {
         "{:>3}  {:<width$}  {:<6}  CASE",
         "#", "SUITE", "RESULT"
     )?;
-    for (i, r) in report.results.iter().enumerate() {
+    for (i, r) in results.iter().enumerate() {
         let result = if r.passed() { "pass" } else { "FAIL" };
         writeln!(
             out,
@@ -578,8 +608,7 @@ fn test(dir: &Path, out: &mut impl Write) -> anyhow::Result<ExitCode> {
             r.case
         )?;
     }
-    let failed = report.failed();
-    for r in report.results.iter().filter(|r| !r.passed()) {
+    for r in results.iter().filter(|r| !r.passed()) {
         writeln!(
             out,
             "\nFAIL {} / {} ({})",
@@ -596,16 +625,9 @@ fn test(dir: &Path, out: &mut impl Write) -> anyhow::Result<ExitCode> {
             }
         }
     }
-    writeln!(
-        out,
-        "\n{} passed, {failed} failed",
-        report.results.len() - failed
-    )?;
-    Ok(if failed == 0 {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    let failed = results.iter().filter(|r| !r.passed()).count();
+    writeln!(out, "\n{} passed, {failed} failed", results.len() - failed)?;
+    Ok(())
 }
 
 /// A label selector in kubectl's syntax: `env=production,team in (a,b),debug,!frozen`.

@@ -3248,6 +3248,127 @@ fn kubeconfig_list_skips_missing_files_and_merges_like_kubectl() {
     );
 }
 
+/// The real binary under a 2 GB address-space limit, with `KUBECONFIG` as given (else unset)
+/// and `HOME` at `home`; it must return within 30 seconds, or the test fails (it is killed).
+#[cfg(target_os = "linux")]
+fn kspy_bounded(
+    args: &[&str],
+    kubeconfig_env: Option<&str>,
+    home: &std::path::Path,
+) -> std::process::Output {
+    use std::process::{Command, Stdio};
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c")
+        .arg("ulimit -v 2000000 && exec \"$@\"")
+        .arg("sh")
+        .arg(env!("CARGO_BIN_EXE_kspy"))
+        .args(args)
+        .env_remove("KUBECONFIG")
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .env_remove("KUBERNETES_SERVICE_PORT")
+        .env("HOME", home)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if let Some(list) = kubeconfig_env {
+        cmd.env("KUBECONFIG", list);
+    }
+    let mut child = cmd.spawn().expect("run kspy");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while child.try_wait().expect("wait for kspy").is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output().expect("kspy output");
+            panic!(
+                "kspy {args:?} (KUBECONFIG {kubeconfig_env:?}) did not return within 30s: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.wait_with_output().expect("kspy output")
+}
+
+/// kube-rs reads a kubeconfig whole: `--kubeconfig /dev/zero` was read until memory ran out,
+/// and a FIFO nobody writes to was waited on forever, by `--kubeconfig`, in a `KUBECONFIG`
+/// list, or as ~/.kube/config, as was a file of any size. Each is refused before it is read,
+/// naming the path and saying what to do.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_kubeconfig_that_is_no_regular_file_or_too_large_is_refused_unread() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let home = dir.path();
+    let fifo = home.join("fifo");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .expect("run mkfifo");
+    assert!(made.success());
+    let huge = home.join("huge.yaml");
+    std::fs::File::create(&huge)
+        .and_then(|f| f.set_len(17 * 1024 * 1024))
+        .expect("a sparse 17 MiB file");
+    let zero = home.join("zero.yaml");
+    std::os::unix::fs::symlink("/dev/zero", &zero).expect("symlink");
+    let missing = home.join("missing.yaml");
+
+    let device = "it is a device, not a regular file: a kubeconfig is read to its end, which \
+                  such a file may never reach\nhint: write the kubeconfig to a file";
+    let pipe = "it is a FIFO (named pipe), not a regular file";
+    let large = "it is 17825792 bytes, more than the 16 MiB kspy reads of a kubeconfig\nhint: \
+                 check that --kubeconfig or KUBECONFIG names the kubeconfig";
+    let (fifo, huge, zero) = (
+        fifo.display().to_string(),
+        huge.display().to_string(),
+        zero.display().to_string(),
+    );
+    for (args, list, named, why) in [
+        (
+            vec!["ls", "--kubeconfig", "/dev/zero"],
+            None,
+            "/dev/zero",
+            device,
+        ),
+        (vec!["ls", "--kubeconfig", &fifo], None, &fifo, pipe),
+        (vec!["ls", "--kubeconfig", &huge], None, &huge, large),
+        (
+            vec!["ls"],
+            Some(format!("{}:{zero}", missing.display())),
+            &zero,
+            device,
+        ),
+        (
+            vec!["ls"],
+            Some(format!("{}:{fifo}", missing.display())),
+            &fifo,
+            pipe,
+        ),
+        (vec!["ls"], Some(huge.clone()), &huge, large),
+    ] {
+        let out = kspy_bounded(&args, list.as_deref(), home);
+        let (_, stderr) = texts(&out);
+        assert_eq!(out.status.code(), Some(1), "{args:?} {list:?}: {stderr}");
+        assert!(
+            stderr.starts_with(&format!("kspy: cannot load kubeconfig {named}\n  {why}")),
+            "{args:?} {list:?}: {stderr}"
+        );
+    }
+
+    // ~/.kube/config too, followed through its symlink.
+    std::fs::create_dir(home.join(".kube")).expect("mkdir");
+    std::os::unix::fs::symlink("/dev/zero", home.join(".kube/config")).expect("symlink");
+    let out = kspy_bounded(&["ls"], None, home);
+    let (_, stderr) = texts(&out);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.starts_with(&format!(
+            "kspy: cannot load kubeconfig {}/.kube/config\n  {device}",
+            home.display()
+        )),
+        "{stderr}"
+    );
+}
+
 #[test]
 fn bad_flag_values_are_usage_errors_before_any_request() {
     let (api, _) = sim_api(Sim::new());

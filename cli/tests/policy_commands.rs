@@ -425,7 +425,13 @@ fn a_namespace_declared_twice_with_other_labels_is_refused_naming_both_files() {
         )),
         "{stderr}"
     );
-    assert!(out.stdout.is_empty(), "{}", text(&out.stdout));
+    // Which labels apply is unknown: the cases in that namespace are not judged.
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("  - not run: namespace \"shop\" is declared with different labels")
+            && stdout.trim_end().ends_with("0 passed, 2 failed"),
+        "{stdout}"
+    );
 }
 
 #[test]
@@ -445,8 +451,8 @@ fn check_reads_the_test_suites_and_says_what_apiversion_it_found() {
     assert_ne!(before, after);
     std::fs::write(&tools, after).unwrap();
     let want = format!(
-        "{}/suite-tools.yaml: document 1: apiVersion: expected kspy.dev/v1alpha1, found \
-         \"kspy.dev/v1\"",
+        "{}/suite-tools.yaml: document 1 (suite tools): apiVersion: expected kspy.dev/v1alpha1, \
+         found \"kspy.dev/v1\"",
         dir.path().display()
     );
     for command in ["check", "test"] {
@@ -454,7 +460,16 @@ fn check_reads_the_test_suites_and_says_what_apiversion_it_found() {
         assert_eq!(out.status.code(), Some(1), "{command}");
         let stderr = text(&out.stderr);
         assert!(stderr.contains(&want), "{command}: {stderr}");
-        assert!(out.stdout.is_empty(), "{command}: {}", text(&out.stdout));
+        // check prints no listing; test runs the other suite's case.
+        let stdout = text(&out.stdout);
+        if command == "check" {
+            assert!(stdout.is_empty(), "{stdout}");
+        } else {
+            assert!(
+                stdout.trim_end().ends_with("\n1 passed, 0 failed"),
+                "{stdout}"
+            );
+        }
     }
 }
 
@@ -698,20 +713,29 @@ fn duplicate_case_names_in_a_suite_are_refused() {
         let stderr = text(&out.stderr);
         assert!(
             stderr.contains(
-                "suite-tools.yaml: document 1: spec.cases[1].name: \"without a reason the \
-                 guardrail denies\" is already the name of spec.cases[0]"
+                "suite-tools.yaml: document 1 (suite tools, case \"without a reason the \
+                 guardrail denies\"): spec.cases[1].name: \"without a reason the guardrail \
+                 denies\" is already the name of spec.cases[0]"
             ),
             "{command}: {stderr}"
         );
     }
-    // test, like check, ends with what to do (it ended at the suite's field).
+    // test, like check, ends with what to do; the first of the two cases ran, and the other
+    // suite's.
     let out = kspy(&["policy", "test", &dir.path().display().to_string()]);
     let stderr = text(&out.stderr);
     assert!(
-        stderr.ends_with("\nhint: fix the suite field named above; no case was run\n"),
+        stderr.ends_with(
+            "\nhint: fix the suites named above; the cases they name did not run, nor any case \
+             of a suite whose own fields are wrong (the results of the others are above)\n"
+        ),
         "{stderr}"
     );
-    assert!(out.stdout.is_empty(), "{}", text(&out.stdout));
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.trim_end().ends_with("\n2 passed, 0 failed"),
+        "{stdout}"
+    );
 }
 
 #[test]
@@ -1000,4 +1024,180 @@ fn explain_shows_the_variables_conditions_and_checks_read() {
         ),
         "{stdout}"
     );
+}
+
+/// `cli/tests/fixtures/broken-suites/suite-broken.yaml`, copied into a copy of
+/// [`suites_dir`]: four mistakes in two suites.
+fn with_broken_suites() -> tempfile::TempDir {
+    let dir = suites_copy();
+    std::fs::copy(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/broken-suites/suite-broken.yaml"),
+        dir.path().join("suite-broken.yaml"),
+    )
+    .unwrap();
+    dir
+}
+
+/// check and test stopped at the first suite error, and named no suite or case: each is
+/// reported, with its file, suite, case and field. test still runs the cases that read.
+#[test]
+fn check_and_test_report_every_suite_error_and_test_runs_the_cases_that_read() {
+    let dir = with_broken_suites();
+    let file = dir.path().join("suite-broken.yaml").display().to_string();
+    let want = [
+        format!(
+            "\n  {file}: document 1 (suite broken, case \"no expectation\"): spec.cases[0]: \
+             missing field `expect`\n"
+        ),
+        format!(
+            "\n  {file}: document 1 (suite broken, case \"reads and runs\"): spec.cases[2].name: \
+             \"reads and runs\" is already the name of spec.cases[1]"
+        ),
+        format!(
+            "\n  {file}: document 2 (suite misspelled): spec.namspaces: unknown field \
+             `namspaces`"
+        ),
+        format!(
+            "\n  {file}: document 2 (suite misspelled, case \"not a boolean\"): \
+             spec.cases[0].expect.allowed: invalid type: string \"yes\", expected a boolean\n"
+        ),
+    ];
+    for command in ["check", "test"] {
+        let out = kspy(&["policy", command, &dir.path().display().to_string()]);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{command}: {stderr}");
+        assert!(
+            stderr.starts_with(&format!(
+                "kspy: 4 errors in the DebugPolicyTest suites at {}\n",
+                dir.path().display()
+            )),
+            "{command}: {stderr}"
+        );
+        for line in &want {
+            assert!(stderr.contains(line), "{command}: {line}\n{stderr}");
+        }
+    }
+    // The two good suites' cases and the first "reads and runs" ran; the misspelled suite's
+    // did not.
+    let out = kspy(&["policy", "test", &dir.path().display().to_string()]);
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("  broken  pass    reads and runs\n")
+            && stdout.contains("  shop    pass    a developer")
+            && stdout.contains("  tools   pass    without a reason")
+            && !stdout.contains("not a boolean")
+            && stdout.trim_end().ends_with("\n3 passed, 0 failed"),
+        "{stdout}"
+    );
+}
+
+/// eval warned when a label-selecting policy did not apply for a namespace no suite declares;
+/// test said nothing, and such a case passed for the unknown labels alone. It warns now, on
+/// stderr, naming suite, case and file; pass or fail is unchanged.
+#[test]
+fn test_warns_when_a_case_is_judged_without_its_namespaces_labels() {
+    let dir = suites_copy();
+    let suite = dir.path().join("suite-elsewhere.yaml");
+    std::fs::copy(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/undeclared-namespace/suite-elsewhere.yaml"),
+        &suite,
+    )
+    .unwrap();
+    let out = kspy(&["policy", "test", &dir.path().display().to_string()]);
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(
+        stdout.trim_end().ends_with("\n3 passed, 0 failed"),
+        "{stdout}"
+    );
+    assert_eq!(
+        stderr,
+        format!(
+            "kspy: warning: elsewhere / without a reason in an undeclared namespace ({}): the \
+             labels of namespace \"elsewhere\" are unknown (no DebugPolicyTest beside the \
+             policies declares it in spec.namespaces), so production-reason selects namespaces \
+             by label and denied the request without checking its validations; declare the \
+             namespace with its labels in a DebugPolicyTest's spec.namespaces, and the case is \
+             judged as the cluster would judge it\n",
+            suite.display()
+        )
+    );
+    // Declared, the namespace's labels are known: nothing to say.
+    let out = kspy(&["policy", "test", &suites_dir().display().to_string()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(out.stderr.is_empty(), "{}", text(&out.stderr));
+
+    // eval says the same of a guardrail (it said that one "did not apply", though it denied).
+    let fixture = dir.path().join("fixtures/attach-busybox.json");
+    let mut review: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&fixture).unwrap()).unwrap();
+    review["request"]["namespace"] = "elsewhere".into();
+    std::fs::write(&fixture, review.to_string()).unwrap();
+    let out = kspy(&[
+        "policy",
+        "eval",
+        "--policies",
+        &dir.path().display().to_string(),
+        &fixture.display().to_string(),
+    ]);
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains(
+            "), so production-reason selects namespaces by label and denied the request \
+             without checking its validations; declare"
+        ),
+        "{stderr}"
+    );
+}
+
+/// check read the suites but not the fixtures their cases name: a missing fixture, one that
+/// is not JSON or not an AdmissionReview, and a reviewPatch that does not apply passed check
+/// and failed only under test. check names each (file, suite, case, field and path), without
+/// running a case.
+#[test]
+fn check_names_review_fixtures_that_are_missing_or_do_not_read() {
+    let dir = suites_copy();
+    copy_dir(
+        &PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/broken-fixtures"),
+        dir.path(),
+    );
+    let out = kspy(&["policy", "check", &dir.path().display().to_string()]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(out.stdout.is_empty(), "{}", text(&out.stdout));
+    let suite = dir.path().join("suite-fixtures.yaml").display().to_string();
+    let fixtures = dir.path().canonicalize().unwrap().join("fixtures");
+    let fixtures = fixtures.display();
+    let want = [
+        format!(
+            "\n  {suite}: document 1 (suite fixtures, case \"a fixture that is not there\"): \
+             spec.cases[0].review: review \"fixtures/missing.json\" ({fixtures}/missing.json): "
+        ),
+        format!(
+            "\n  {suite}: document 1 (suite fixtures, case \"a fixture that is not JSON\"): \
+             spec.cases[1].review: {fixtures}/not-json.json: not JSON: "
+        ),
+        format!(
+            "\n  {suite}: document 1 (suite fixtures, case \"a fixture that is not an \
+             AdmissionReview\"): spec.cases[2].review: {fixtures}/not-a-review.json: the \
+             AdmissionReview has no request\n"
+        ),
+        format!(
+            "\n  {suite}: document 1 (suite fixtures, case \"a patch that does not apply to its \
+             fixture\"): spec.cases[3].reviewPatch: reviewPatch does not apply to \
+             {fixtures}/attach-busybox.json: "
+        ),
+    ];
+    assert!(
+        stderr.starts_with(&format!(
+            "kspy: 4 errors in the DebugPolicyTest suites at {}\n",
+            dir.path().display()
+        )),
+        "{stderr}"
+    );
+    for line in &want {
+        assert!(stderr.contains(line), "{line}\n{stderr}");
+    }
 }

@@ -37,7 +37,7 @@ use crate::engine::{Endpoint, Engine, NamespaceOrigin, Settings};
 use crate::policy::compiled::{MatchInput, MatchOutcome};
 use crate::policy::load::{collect_files, read_file, yaml_documents, yaml_error};
 use crate::policy::spec::{API_VERSION, TEST_KIND};
-use crate::policy::{LoadErrors, Mode, PolicySet};
+use crate::policy::{LoadErrors, LoadWarning, Mode, PolicySet};
 use crate::review::ParsedReview;
 
 /// A test-suite document, its cases kept as JSON: each case is read on its own, so that every
@@ -261,6 +261,8 @@ pub struct TestReport {
     /// What is wrong with the suites, in file order. A case named here did not run (nor did
     /// every case of a document whose own fields are wrong); the others ran.
     pub suite_errors: Vec<SuiteError>,
+    /// What loaded in the policies but is likely a mistake ([`PolicySet::warnings`]).
+    pub policy_warnings: Vec<LoadWarning>,
 }
 
 impl TestReport {
@@ -400,6 +402,7 @@ pub fn run_dir(dir: &Path, mut settings: Settings) -> Result<TestReport, TestErr
         under: dir.display().to_string(),
     };
     let policies = PolicySet::load_dir(dir)?;
+    let policy_warnings = policies.warnings().to_vec();
     let engine = Engine::new(policies, settings)?;
     let mut found = suites(dir)?;
     let mut declared = namespaces_of(&found.suites, &mut found.errors);
@@ -407,7 +410,10 @@ pub fn run_dir(dir: &Path, mut settings: Settings) -> Result<TestReport, TestErr
     let root = dir
         .canonicalize()
         .map_err(|e| TestError::Io(format!("{}: {e}", dir.display())))?;
-    let mut report = TestReport::default();
+    let mut report = TestReport {
+        policy_warnings,
+        ..TestReport::default()
+    };
     for suite in &found.suites {
         for (_, case) in &suite.cases {
             let mut warnings = Vec::new();

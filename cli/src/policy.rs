@@ -223,7 +223,7 @@ fn load(path: &Path) -> Result<(PolicySet, usize), KspyError> {
 /// webhook logs the same at each load.
 fn warn_about(set: &PolicySet) {
     for w in set.warnings() {
-        eprintln!("kspy: warning: {w}");
+        eprintln!("{}: warning: {w}", crate::prog());
     }
 }
 
@@ -547,7 +547,10 @@ fn test(dir: &Path, out: &mut impl Write) -> anyhow::Result<ExitCode> {
                 .into(),
         );
     }
-    // What the cases' authors should know, though it decides nothing: on stderr, as eval's.
+    // What the authors should know, though it decides nothing: on stderr, as eval's.
+    for w in &report.policy_warnings {
+        eprintln!("{}: warning: {w}", crate::prog());
+    }
     for r in &report.results {
         for w in &r.warnings {
             eprintln!(

@@ -92,6 +92,21 @@ fn check_warns_about_a_field_the_pod_type_lacks() {
         );
         assert!(!out.stdout.is_empty(), "{args:?}");
     }
+    // `test` says it too, before the cases' results.
+    let dir = suites_copy();
+    std::fs::write(
+        dir.path().join("z-guardrail.yaml"),
+        "apiVersion: kspy.dev/v1alpha1\nkind: DebugPolicy\nmetadata: {name: no-host-pid}\nspec:\n  mode: Warn\n  match: {actions: [node]}\n  validations:\n    - expression: '!has(object.spec.hostPid)'\n",
+    )
+    .unwrap();
+    let out = kspy(&["policy", "test", &dir.path().display().to_string()]);
+    let stderr = text(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.starts_with("kspy: warning: ")
+            && stderr.contains("(policy no-host-pid): spec.validations[0].expression: object.spec has no field \"hostPid\""),
+        "{stderr}"
+    );
 }
 
 #[test]

@@ -503,10 +503,11 @@ fn eval(
         let unknown = label_selecting(engine.policies(), &review, endpoint, action, ns);
         if !unknown.is_empty() {
             eprintln!(
-                "kspy: warning: the labels of namespace {ns:?} are unknown (no {TEST_KIND} \
+                "{}: warning: the labels of namespace {ns:?} are unknown (no {TEST_KIND} \
                  under {} declares it in spec.namespaces), so {}; declare the namespace with \
                  its labels in a {TEST_KIND}'s spec.namespaces beside the policies, or give \
                  --namespace FILE",
+                crate::prog(),
                 dir.display(),
                 unknown.consequences()
             );
@@ -530,7 +531,7 @@ fn eval(
             judgement.response.allowed,
         )
     {
-        eprintln!("kspy: warning: {differs}");
+        eprintln!("{}: warning: {differs}", crate::prog());
     }
     Ok(ExitCode::SUCCESS)
 }

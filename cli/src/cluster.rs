@@ -298,9 +298,6 @@ fn file_kind(kind: std::fs::FileType) -> &'static str {
     #[cfg(unix)]
     {
         use std::os::unix::fs::FileTypeExt as _;
-        if kind.is_fifo() {
-            return "a FIFO (named pipe)";
-        }
         if kind.is_char_device() || kind.is_block_device() {
             return "a device";
         }
@@ -315,11 +312,27 @@ fn file_kind(kind: std::fs::FileType) -> &'static str {
     }
 }
 
-/// Refuses, before kube-rs reads it whole, a kubeconfig path that is not a regular file
-/// (after symlinks: a device such as /dev/zero, a FIFO nobody writes to, were read forever or
-/// until memory ran out) or that is larger than [`MAX_KUBECONFIG_BYTES`].
-fn check_kubeconfig_file(path: &Path, meta: &std::fs::Metadata) -> Result<(), KspyError> {
+/// How a kubeconfig path is read.
+enum KubeconfigSource {
+    /// A regular file within [`MAX_KUBECONFIG_BYTES`]: kube-rs reads it, and resolves the
+    /// files it names relative to its directory.
+    File,
+    /// A pipe (`--kubeconfig <(command)`, as kubectl takes it): kspy reads it, up to the cap.
+    Pipe,
+}
+
+/// Refuses, before kube-rs reads it whole, a kubeconfig path that is neither a regular file
+/// nor a pipe (after symlinks: a device such as /dev/zero was read until memory ran out) or
+/// that is larger than [`MAX_KUBECONFIG_BYTES`].
+fn check_kubeconfig_file(
+    path: &Path,
+    meta: &std::fs::Metadata,
+) -> Result<KubeconfigSource, KspyError> {
     let headline = format!("cannot load kubeconfig {}", path.display());
+    #[cfg(unix)]
+    if std::os::unix::fs::FileTypeExt::is_fifo(&meta.file_type()) {
+        return Ok(KubeconfigSource::Pipe);
+    }
     if meta.is_dir() {
         return Err(KspyError::new(headline)
             .details(["it is a directory"])
@@ -341,18 +354,44 @@ fn check_kubeconfig_file(path: &Path, meta: &std::fs::Metadata) -> Result<(), Ks
             ));
     }
     if meta.len() > MAX_KUBECONFIG_BYTES {
-        return Err(KspyError::new(headline)
-            .details([format!(
-                "it is {} bytes, more than the {} MiB kspy reads of a kubeconfig",
-                meta.len(),
-                MAX_KUBECONFIG_BYTES / (1024 * 1024)
-            )])
-            .hint(
-                "check that --kubeconfig or KUBECONFIG names the kubeconfig (a few KiB; \
-                 `kubectl config view --raw` prints the one in use)",
-            ));
+        return Err(too_large(
+            headline,
+            &format!("is {} bytes, more", meta.len()),
+        ));
     }
-    Ok(())
+    Ok(KubeconfigSource::File)
+}
+
+/// `size`: "is N bytes, more" or "goes on longer", before "than the 16 MiB …".
+fn too_large(headline: String, size: &str) -> KspyError {
+    KspyError::new(headline)
+        .details([format!(
+            "it {size} than the {} MiB kspy reads of a kubeconfig",
+            MAX_KUBECONFIG_BYTES / (1024 * 1024)
+        )])
+        .hint(
+            "check that --kubeconfig or KUBECONFIG names the kubeconfig (a few KiB; \
+             `kubectl config view --raw` prints the one in use)",
+        )
+}
+
+/// A kubeconfig from a pipe, read up to [`MAX_KUBECONFIG_BYTES`]. Files it names relative to
+/// itself are taken relative to the working directory: a pipe has no directory of its own.
+fn read_kubeconfig_pipe(path: &Path) -> Result<Kubeconfig, KspyError> {
+    use std::io::Read as _;
+    let headline = || format!("cannot load kubeconfig {}", path.display());
+    let mut text = String::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_KUBECONFIG_BYTES + 1).read_to_string(&mut text))
+        .map_err(|e| KspyError::new(headline()).source(e))?;
+    if text.len() as u64 > MAX_KUBECONFIG_BYTES {
+        return Err(too_large(headline(), "goes on longer"));
+    }
+    Kubeconfig::from_yaml(&text).map_err(|e| {
+        KspyError::new(headline())
+            .source(e)
+            .hint("fix what the command writes, or name a kubeconfig file")
+    })
 }
 
 /// Reads one kubeconfig file; `Ok(None)` when it does not exist. A file that exists but
@@ -361,7 +400,11 @@ fn check_kubeconfig_file(path: &Path, meta: &std::fs::Metadata) -> Result<(), Ks
 fn read_kubeconfig(path: &Path) -> Result<Option<Kubeconfig>, KspyError> {
     match std::fs::metadata(path) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Ok(meta) => check_kubeconfig_file(path, &meta)?,
+        Ok(meta) => {
+            if let KubeconfigSource::Pipe = check_kubeconfig_file(path, &meta)? {
+                return read_kubeconfig_pipe(path).map(Some);
+            }
+        }
         // Unreadable (permissions, a dangling component): kube-rs says why below.
         Err(_) => {}
     }

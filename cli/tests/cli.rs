@@ -3290,20 +3290,14 @@ fn kspy_bounded(
 }
 
 /// kube-rs reads a kubeconfig whole: `--kubeconfig /dev/zero` was read until memory ran out,
-/// and a FIFO nobody writes to was waited on forever, by `--kubeconfig`, in a `KUBECONFIG`
-/// list, or as ~/.kube/config, as was a file of any size. Each is refused before it is read,
-/// naming the path and saying what to do.
+/// by `--kubeconfig`, in a `KUBECONFIG` list, or as ~/.kube/config, as was a file of any size.
+/// Each is refused before it is read, naming the path and saying what to do. (A pipe is read,
+/// up to the same cap: `a_kubeconfig_from_a_pipe_is_read_up_to_the_cap`.)
 #[cfg(target_os = "linux")]
 #[test]
 fn a_kubeconfig_that_is_no_regular_file_or_too_large_is_refused_unread() {
     let dir = tempfile::tempdir().expect("tempdir");
     let home = dir.path();
-    let fifo = home.join("fifo");
-    let made = std::process::Command::new("mkfifo")
-        .arg(&fifo)
-        .status()
-        .expect("run mkfifo");
-    assert!(made.success());
     let huge = home.join("huge.yaml");
     std::fs::File::create(&huge)
         .and_then(|f| f.set_len(17 * 1024 * 1024))
@@ -3314,14 +3308,9 @@ fn a_kubeconfig_that_is_no_regular_file_or_too_large_is_refused_unread() {
 
     let device = "it is a device, not a regular file: a kubeconfig is read to its end, which \
                   such a file may never reach\nhint: write the kubeconfig to a file";
-    let pipe = "it is a FIFO (named pipe), not a regular file";
     let large = "it is 17825792 bytes, more than the 16 MiB kspy reads of a kubeconfig\nhint: \
                  check that --kubeconfig or KUBECONFIG names the kubeconfig";
-    let (fifo, huge, zero) = (
-        fifo.display().to_string(),
-        huge.display().to_string(),
-        zero.display().to_string(),
-    );
+    let (huge, zero) = (huge.display().to_string(), zero.display().to_string());
     for (args, list, named, why) in [
         (
             vec!["ls", "--kubeconfig", "/dev/zero"],
@@ -3329,19 +3318,12 @@ fn a_kubeconfig_that_is_no_regular_file_or_too_large_is_refused_unread() {
             "/dev/zero",
             device,
         ),
-        (vec!["ls", "--kubeconfig", &fifo], None, &fifo, pipe),
         (vec!["ls", "--kubeconfig", &huge], None, &huge, large),
         (
             vec!["ls"],
             Some(format!("{}:{zero}", missing.display())),
             &zero,
             device,
-        ),
-        (
-            vec!["ls"],
-            Some(format!("{}:{fifo}", missing.display())),
-            &fifo,
-            pipe,
         ),
         (vec!["ls"], Some(huge.clone()), &huge, large),
     ] {
@@ -3365,6 +3347,47 @@ fn a_kubeconfig_that_is_no_regular_file_or_too_large_is_refused_unread() {
             "kspy: cannot load kubeconfig {}/.kube/config\n  {device}",
             home.display()
         )),
+        "{stderr}"
+    );
+}
+
+/// `--kubeconfig <(command)`, as kubectl takes it: the pipe is read (kube-rs would take it
+/// too, but whole), up to the cap a file has; past it, refused without reading on.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_kubeconfig_from_a_pipe_is_read_up_to_the_cap() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("config");
+    // Port 1: nothing listens, so loading it is seen as an attempt to reach that server.
+    std::fs::write(
+        &config,
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster: {server: 'http://127.0.0.1:1'}\nusers:\n- name: u\n  user: {}\ncontexts:\n- name: x\n  context: {cluster: c, user: u}\ncurrent-context: x\n",
+    )
+    .expect("write");
+    let run = |feed: &str| {
+        let out = std::process::Command::new("bash")
+            .arg("-c")
+            .arg(format!(
+                "ulimit -v 2000000 && exec \"$0\" ls --request-timeout 5s --kubeconfig <({feed})"
+            ))
+            .arg(env!("CARGO_BIN_EXE_kspy"))
+            .env_remove("KUBECONFIG")
+            .env("HOME", dir.path())
+            .env("CONFIG", &config)
+            .output()
+            .expect("run kspy under bash");
+        assert_eq!(out.status.code(), Some(1), "{feed}");
+        texts(&out).1
+    };
+    let stderr = run("cat \"$CONFIG\"");
+    assert!(
+        stderr.contains("cannot reach the API server at http://127.0.0.1:1"),
+        "{stderr}"
+    );
+    let stderr = run("head -c 17000000 /dev/zero");
+    assert!(
+        stderr.starts_with("kspy: cannot load kubeconfig /dev/fd/")
+            && stderr.contains("it goes on longer than the 16 MiB kspy reads of a kubeconfig"),
         "{stderr}"
     );
 }

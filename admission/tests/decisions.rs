@@ -300,6 +300,44 @@ spec:
     assert!(j.response.allowed, "{}", j.response.result.message);
 }
 
+/// A flexVolume's content is whatever its driver puts there, and the drivers were the way to
+/// hand credentials to pods before CSI (Azure Key Vault's `azure/kv` mounts vault secrets):
+/// like an inline CSI volume, a grant of non-secret volumes does not cover it.
+#[test]
+fn a_flex_volume_is_judged_as_a_secret_volume() {
+    let grants_volumes = format!(
+        "{TEAM}---\n{}",
+        r#"
+apiVersion: kspy.dev/v1alpha1
+kind: DebugPolicy
+metadata: {name: volumes}
+spec:
+  match: {actions: [attach], groups: [sre]}
+  grant: {mountVolumes: nonSecret}
+"#
+    );
+    let e = engine(&grants_volumes);
+    let mut d = debugger("d", "busybox:1.36");
+    d["volumeMounts"] = json!([{"name": "vault", "mountPath": "/kv", "readOnly": true}]);
+    let mut r = attach("prod-eu", "alice", &["sre"], vec![], vec![d]);
+    add_pod_volume(
+        &mut r,
+        json!({"name": "vault", "flexVolume": {"driver": "azure/kv", "readOnly": true,
+               "secretRef": {"name": "kvcreds"},
+               "options": {"keyvaultname": "prod", "keyvaultobjectnames": "db-password"}}}),
+    );
+    let j = validate(&e, &r);
+    let m = &j.response.result.message;
+    assert!(
+        !j.response.allowed,
+        "a flexVolume on a grant of non-secret volumes"
+    );
+    assert!(
+        m.contains(r#"mounting secret volume "vault" is not granted"#),
+        "{m}"
+    );
+}
+
 /// An `image` volume brings its image onto the node when a container first uses it, and the
 /// container can run what it holds: its image is judged as the container's own image is.
 #[test]

@@ -1050,9 +1050,10 @@ pub(crate) fn decide(judge: &Judge<'_>, settings: &Settings) -> Decision {
                 d.deny(
                     format!(
                         "container {:?}: {ask} is not granted by the policies that apply ({}); \
-                         {hint}",
+                         {hint}{}",
                         subject.name,
-                        applied_names.join(", ")
+                        applied_names.join(", "),
+                        digest_note(&ask, subject, &enforcing)
                     ),
                     DenialReason {
                         container: Some(subject.name.clone()),
@@ -1101,6 +1102,41 @@ pub(crate) fn decide(judge: &Judge<'_>, settings: &Settings) -> Decision {
         d.audit.insert("reason".into(), reason);
     }
     d
+}
+
+/// For an image pinned by digest that no pattern grants: that the applicable policies'
+/// patterns naming a tag cannot match it (a digest reference has no tag), and what would.
+/// Empty otherwise.
+fn digest_note(ask: &Ask, subject: &Subject, enforcing: &[&CompiledPolicy]) -> String {
+    let image = match ask {
+        Ask::Image(_) => subject.asks.image_ref.as_ref(),
+        Ask::VolumeImage { volume, .. } => subject
+            .asks
+            .volume_images
+            .iter()
+            .find(|v| &v.volume == volume)
+            .and_then(|v| v.image_ref.as_ref()),
+        _ => None,
+    };
+    let Some(image) = image.filter(|i| i.digest().is_some()) else {
+        return String::new();
+    };
+    let tagged: Vec<&str> = enforcing
+        .iter()
+        .flat_map(|p| &p.grant.images)
+        .filter(|p| p.names_a_tag())
+        .map(|p| p.as_str())
+        .take(3)
+        .collect();
+    if tagged.is_empty() {
+        return String::new();
+    }
+    format!(
+        "; pinned by digest, it has no tag, so patterns naming a tag ({}) do not match it: \
+         grant the digest ({image}) or the repository ({})",
+        tagged.join(", "),
+        image.name()
+    )
 }
 
 /// Why the labels of a namespace are unknown, and what to do about it, from where the

@@ -707,6 +707,48 @@ fn a_tag_beside_a_digest_grants_nothing() {
     assert!(validate(&pinned, &r).response.allowed);
 }
 
+/// A reference pinned by digest has no tag, so a pattern naming a tag never matches it, even
+/// when a wildcard before the `:` could stretch over the `@sha256` and the tag's pattern over
+/// the digest's hex: `tools@sha256:1…` is not a 1.x release of tools.
+#[test]
+fn a_pattern_with_a_tag_never_matches_a_digest() {
+    let policy = r#"
+apiVersion: kspy.dev/v1alpha1
+kind: DebugPolicy
+metadata: {name: releases}
+spec:
+  match: {actions: [attach]}
+  grant:
+    images: ["registry.example.com/debug/*:1*"]
+    runAsRoot: true
+"#;
+    let e = engine(policy);
+    let judged = |image: &str| {
+        let r = attach(
+            "prod-eu",
+            "alice",
+            &["sre"],
+            vec![],
+            vec![debugger("d", image)],
+        );
+        validate(&e, &r)
+    };
+    let j = judged("registry.example.com/debug/tools:1.4");
+    assert!(j.response.allowed, "{}", j.response.result.message);
+    let digest = format!("sha256:1{}", "a".repeat(63));
+    let pinned = format!("registry.example.com/debug/tools@{digest}");
+    let j = judged(&pinned);
+    let m = &j.response.result.message;
+    assert!(!j.response.allowed, "{pinned} is no tag 1*");
+    assert!(m.contains(&format!("image {pinned} is not granted")), "{m}");
+    // What to do: the tag pattern cannot match a digest; grant the digest or the repository.
+    assert!(
+        m.contains("pinned by digest, it has no tag")
+            && m.contains(r#"registry.example.com/debug/*:1*"#),
+        "{m}"
+    );
+}
+
 #[test]
 fn host_paths_are_judged_after_normalization() {
     let policy = r#"

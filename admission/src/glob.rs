@@ -108,7 +108,11 @@ impl ImagePattern {
         } else {
             format!("{DEFAULT_REGISTRY}/library/{pattern}")
         };
-        let normalized = normalized.replacen("index.docker.io/", "docker.io/", 1);
+        // Only the registry: elsewhere (`mirror.example.com/index.docker.io/…`) it is a path.
+        let normalized = match normalized.strip_prefix("index.docker.io/") {
+            Some(rest) => format!("{DEFAULT_REGISTRY}/{rest}"),
+            None => normalized,
+        };
         let matcher = compile(&normalized).map_err(|e| err(&e.reason))?;
         Ok(ImagePattern {
             source: pattern.to_owned(),

@@ -749,6 +749,51 @@ spec:
     );
 }
 
+/// `index.docker.io` is Docker Hub only as the registry: a mirror laying out its paths by
+/// upstream host keeps it as a path, and a grant of that path grants no other.
+#[test]
+fn index_docker_io_is_docker_hub_only_as_the_registry() {
+    let policy = r#"
+apiVersion: kspy.dev/v1alpha1
+kind: DebugPolicy
+metadata: {name: mirror}
+spec:
+  match: {actions: [attach]}
+  grant:
+    images: ["mirror.example.com/index.docker.io/library/*", "index.docker.io/library/busybox"]
+    runAsRoot: true
+"#;
+    let e = engine(policy);
+    let judged = |image: &str| {
+        let r = attach(
+            "prod-eu",
+            "alice",
+            &["sre"],
+            vec![],
+            vec![debugger("d", image)],
+        );
+        validate(&e, &r)
+    };
+    for granted in [
+        "mirror.example.com/index.docker.io/library/busybox:1.36",
+        "busybox:1.36",
+    ] {
+        let j = judged(granted);
+        assert!(
+            j.response.allowed,
+            "{granted}: {}",
+            j.response.result.message
+        );
+    }
+    let j = judged("mirror.example.com/docker.io/library/busybox:1.36");
+    let m = &j.response.result.message;
+    assert!(!j.response.allowed, "another path of the mirror");
+    assert!(
+        m.contains("image mirror.example.com/docker.io/library/busybox:1.36 is not granted"),
+        "{m}"
+    );
+}
+
 #[test]
 fn host_paths_are_judged_after_normalization() {
     let policy = r#"

@@ -582,6 +582,14 @@ pub(crate) enum Ask {
     /// traced and taken over, the kubelet's and the container runtime's included, which is
     /// what `privileged: true` gives. Granted by `privileged` only.
     TracingHostProcesses,
+    /// Running as root (or able to become root) in the node's process namespace, without
+    /// SYS_PTRACE: the kernel opens the files and environment of a process
+    /// (`/proc/PID/root`, `/proc/PID/environ`) to one of the same user holding every
+    /// capability it holds, so root reaches every container on the node running as root with
+    /// no more than the runtime's defaults, and holding SETUID every user's, their Secret
+    /// mounts and service-account tokens included. kspy cannot see those pods, so it judges
+    /// this as mounting Secrets: granted by `mountVolumes: all`.
+    ReadingHostProcesses,
     /// A `hostPort` of a copy or node pod: it binds a port of the node. Granted by
     /// `privileged`, as Pod Security's baseline level forbids it.
     HostPort(i32),
@@ -680,6 +688,11 @@ impl std::fmt::Display for Ask {
             Ask::UnsafeSysctl(name) => write!(
                 f,
                 "sysctl {name} (not among Kubernetes' safe sysctls: it reaches the node's kernel)"
+            ),
+            Ask::ReadingHostProcesses => write!(
+                f,
+                "reading other containers' files and environment on the node (as root in the \
+                 node's pid namespace, through /proc)"
             ),
             Ask::TracingHostProcesses => write!(
                 f,
@@ -788,6 +801,8 @@ impl Ask {
         );
         if a.may_trace() && !a.privileged && request.pod.host_pid {
             out.push(Ask::TracingHostProcesses);
+        } else if a.asks_root() && !a.privileged && request.pod.host_pid {
+            out.push(Ask::ReadingHostProcesses);
         }
         out.extend(request.pod.host_ports.iter().copied().map(Ask::HostPort));
         out.extend(
@@ -845,7 +860,9 @@ impl Ask {
             | Ask::HostPort(_)
             | Ask::UnsafeSysctl(_) => g.privileged,
             Ask::Volume(_, kind) => g.covers_volume(*kind),
-            Ask::EnvFromSecret(_) => g.mount_volumes == crate::policy::spec::VolumeGrant::All,
+            Ask::EnvFromSecret(_) | Ask::ReadingHostProcesses => {
+                g.mount_volumes == crate::policy::spec::VolumeGrant::All
+            }
             Ask::HostPath { volume, .. } => a
                 .volumes
                 .iter()
@@ -1053,7 +1070,7 @@ pub(crate) fn decide(judge: &Judge<'_>, settings: &Settings) -> Decision {
                          {hint}{}",
                         subject.name,
                         applied_names.join(", "),
-                        digest_note(&ask, subject, &enforcing)
+                        denial_note(&ask, subject, &enforcing)
                     ),
                     DenialReason {
                         container: Some(subject.name.clone()),
@@ -1102,6 +1119,23 @@ pub(crate) fn decide(judge: &Judge<'_>, settings: &Settings) -> Decision {
         d.audit.insert("reason".into(), reason);
     }
     d
+}
+
+/// What the denial of `ask` adds to "not granted" for the requester: why a granted-looking
+/// ask is not, or what it means and how not to ask it. Empty for most asks.
+fn denial_note(ask: &Ask, subject: &Subject, enforcing: &[&CompiledPolicy]) -> String {
+    if *ask == Ask::ReadingHostProcesses {
+        return "; in the node's pid namespace the kernel opens a process's files \
+                (/proc/PID/root) and environment (/proc/PID/environ) to one of its own user \
+                holding every capability it holds, so a debug container that may run as root \
+                reaches every container on the node running as root with no more than the \
+                runtime's default capabilities, and holding SETUID every user's: other pods' \
+                Secret mounts and service-account tokens included, which a grant of \
+                mountVolumes: all covers; or run it as a non-root user with \
+                allowPrivilegeEscalation: false"
+            .to_owned();
+    }
+    digest_note(ask, subject, enforcing)
 }
 
 /// For an image pinned by digest that no pattern grants: that the applicable policies'

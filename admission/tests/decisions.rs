@@ -300,6 +300,70 @@ spec:
     assert!(j.response.allowed, "{}", j.response.result.message);
 }
 
+/// In the node's pid namespace every container's processes are in view, and the kernel opens
+/// their files and environment (`/proc/PID/root`, `/proc/PID/environ`) to a process of the
+/// same user holding every capability they hold: a root debug container reaches each root
+/// container with no more than the runtime's default capabilities, and holding SETUID, every
+/// user's. Their Secret mounts and service-account tokens are other pods' secrets, which a
+/// grant of the host pid namespace alone does not cover.
+#[test]
+fn in_the_nodes_pid_namespace_root_reaches_other_pods_files() {
+    let monitoring = r#"
+apiVersion: kspy.dev/v1alpha1
+kind: DebugPolicy
+metadata: {name: monitoring}
+spec:
+  match: {actions: [attach, node], groups: [monitoring]}
+  grant:
+    images: [busybox:1.36*]
+    runAsRoot: true
+    hostNamespaces: [pid]
+    mountVolumes: nonSecret
+"#;
+    let e = engine(monitoring);
+    // node-exporter-like: a pod sharing the node's pid namespace.
+    let attach_to_host_pid = |d: serde_json::Value| {
+        let mut r = attach("monitoring", "mia", &["monitoring"], vec![], vec![d]);
+        edit_pods(&mut r, |pod| pod["spec"]["hostPID"] = json!(true));
+        r
+    };
+    let j = validate(&e, &attach_to_host_pid(debugger("d", "busybox:1.36")));
+    let m = &j.response.result.message;
+    assert!(!j.response.allowed, "root in the node's pid namespace");
+    assert!(
+        m.contains("reading other containers' files and environment on the node")
+            && m.contains("mountVolumes: all")
+            && m.contains("run it as a non-root user with allowPrivilegeEscalation: false"),
+        "{m}"
+    );
+    // A non-root user reaches only processes of that user, which kspy cannot tell apart
+    // (README, "Asks"), as for a target whose image picks its user.
+    let mut non_root = debugger("d", "busybox:1.36");
+    non_root["securityContext"] = json!({"runAsUser": 65534, "allowPrivilegeEscalation": false});
+    let j = validate(&e, &attach_to_host_pid(non_root));
+    assert!(j.response.allowed, "{}", j.response.result.message);
+
+    // A node pod likewise.
+    let mut node = pod("monitoring");
+    node["metadata"]["labels"] = json!({"kspy.dev/debug": "node"});
+    node["spec"] = json!({"nodeName": "n1", "hostPID": true, "automountServiceAccountToken": false,
+        "containers": [{"name": "d", "image": "busybox:1.36"}]});
+    let r = create("monitoring", "mia", &["monitoring"], node);
+    let j = validate(&e, &r);
+    let m = &j.response.result.message;
+    assert!(
+        !j.response.allowed,
+        "a root node pod in the node's pid namespace"
+    );
+    assert!(m.contains("reading other containers' files"), "{m}");
+    // Granted with what it reaches.
+    let e = engine(&monitoring.replace("mountVolumes: nonSecret", "mountVolumes: all"));
+    let j = validate(&e, &r);
+    assert!(j.response.allowed, "{}", j.response.result.message);
+    let j = validate(&e, &attach_to_host_pid(debugger("d", "busybox:1.36")));
+    assert!(j.response.allowed, "{}", j.response.result.message);
+}
+
 /// A flexVolume's content is whatever its driver puts there, and the drivers were the way to
 /// hand credentials to pods before CSI (Azure Key Vault's `azure/kv` mounts vault secrets):
 /// like an inline CSI volume, a grant of non-secret volumes does not cover it.
@@ -806,6 +870,8 @@ spec:
     images: ['**']
     runAsRoot: true
     hostNamespaces: [pid]
+    # Root in the node's pid namespace reads other pods' files through /proc.
+    mountVolumes: all
     hostPaths: [/var/log, {path: /, readOnly: true}]
 "#;
     let e = engine(policy);

@@ -867,6 +867,33 @@ pub const ASKS_FIELDS: &[&str] = &[
     "hostNamespaces",
 ];
 
+/// The hosts the probes and lifecycle hooks of `c` name, which the kubelet calls from the node.
+fn hosts_called_by_kubelet(c: &Container) -> Vec<String> {
+    let probes = [&c.liveness_probe, &c.readiness_probe, &c.startup_probe]
+        .into_iter()
+        .flatten()
+        .flat_map(|p| {
+            let http = p.http_get.as_ref().and_then(|h| h.host.as_ref());
+            let tcp = p.tcp_socket.as_ref().and_then(|t| t.host.as_ref());
+            http.into_iter().chain(tcp)
+        });
+    let hooks = c
+        .lifecycle
+        .iter()
+        .flat_map(|l| [&l.post_start, &l.pre_stop])
+        .flatten()
+        .flat_map(|h| {
+            let http = h.http_get.as_ref().and_then(|h| h.host.as_ref());
+            let tcp = h.tcp_socket.as_ref().and_then(|t| t.host.as_ref());
+            http.into_iter().chain(tcp)
+        });
+    probes
+        .chain(hooks)
+        .filter(|host| !host.is_empty())
+        .cloned()
+        .collect()
+}
+
 /// Pod-level asks of copy and node pods.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -888,6 +915,11 @@ pub struct PodAsks {
     /// ([`SAFE_SYSCTLS`]), which baseline forbids: they reach the node's kernel
     /// (`kernel.core_pattern` runs a program of the pod's choosing on the node).
     pub unsafe_sysctls: Vec<String>,
+    /// The hosts its containers' probes and lifecycle hooks name (`httpGet.host`,
+    /// `tcpSocket.host`), sorted: the kubelet calls them itself, from the node's network (its
+    /// loopback services, the cloud's metadata endpoint), which baseline forbids since
+    /// Kubernetes 1.34. Without a host it calls the pod.
+    pub probe_hosts: Vec<String>,
 }
 
 /// The sysctls Pod Security's baseline level allows: namespaced, and isolated from the node
@@ -943,6 +975,14 @@ impl PodAsks {
             .collect();
         unsafe_sysctls.sort();
         unsafe_sysctls.dedup();
+        let mut probe_hosts: Vec<String> = spec
+            .containers
+            .iter()
+            .chain(spec.init_containers.iter().flatten())
+            .flat_map(hosts_called_by_kubelet)
+            .collect();
+        probe_hosts.sort();
+        probe_hosts.dedup();
         PodAsks {
             host_pid: spec.host_pid.unwrap_or(false),
             host_network: spec.host_network.unwrap_or(false),
@@ -950,6 +990,7 @@ impl PodAsks {
             node_name: spec.node_name.clone().filter(|n| !n.is_empty()),
             host_ports,
             unsafe_sysctls,
+            probe_hosts,
         }
     }
 

@@ -595,6 +595,10 @@ pub(crate) enum Ask {
     HostPort(i32),
     /// A sysctl outside Kubernetes' safe set on a copy or node pod. Granted by `privileged`.
     UnsafeSysctl(String),
+    /// A host a probe or lifecycle hook of a copy or node pod names, which the kubelet calls
+    /// from the node's network. Granted by `privileged`, as Pod Security's baseline level
+    /// forbids it.
+    ProbeHost(String),
 }
 
 impl std::fmt::Display for Ask {
@@ -684,6 +688,12 @@ impl std::fmt::Display for Ask {
             Ask::HostPort(port) => write!(
                 f,
                 "hostPort {port} (binds that port of the node, which Pod Security's baseline forbids)"
+            ),
+            Ask::ProbeHost(host) => write!(
+                f,
+                "a probe or lifecycle hook calling host {host} (the kubelet calls it from the \
+                 node's network, which Pod Security's baseline forbids; leave host unset to \
+                 call the pod)"
             ),
             Ask::UnsafeSysctl(name) => write!(
                 f,
@@ -813,6 +823,7 @@ impl Ask {
                 .cloned()
                 .map(Ask::UnsafeSysctl),
         );
+        out.extend(request.pod.probe_hosts.iter().cloned().map(Ask::ProbeHost));
         let host_namespace = if request.action == Action::Attach {
             Ask::InheritedHostNamespace
         } else {
@@ -858,7 +869,8 @@ impl Ask {
             Ask::Privileged(_)
             | Ask::TracingHostProcesses
             | Ask::HostPort(_)
-            | Ask::UnsafeSysctl(_) => g.privileged,
+            | Ask::UnsafeSysctl(_)
+            | Ask::ProbeHost(_) => g.privileged,
             Ask::Volume(_, kind) => g.covers_volume(*kind),
             Ask::EnvFromSecret(_) | Ask::ReadingHostProcesses => {
                 g.mount_volumes == crate::policy::spec::VolumeGrant::All

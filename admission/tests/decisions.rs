@@ -364,6 +364,59 @@ spec:
     assert!(j.response.allowed, "{}", j.response.result.message);
 }
 
+/// The kubelet runs a probe's or lifecycle hook's `httpGet` and `tcpSocket` itself, from the
+/// node's network, against the `host` they name (the pod's IP when none): a copy naming one
+/// makes the node call what it likes (its own loopback services, the cloud's metadata
+/// endpoint). Pod Security's baseline forbids it (Kubernetes 1.34), and kspy judges it as it
+/// judges host ports: as privileged.
+#[test]
+fn a_probe_or_hook_naming_a_host_is_judged_as_privileged() {
+    let copies = r#"
+apiVersion: kspy.dev/v1alpha1
+kind: DebugPolicy
+metadata: {name: copies}
+spec:
+  match: {actions: [copy], groups: [sre]}
+  grant: {images: ['**'], runAsRoot: true, mountVolumes: all}
+"#;
+    let e = engine(copies);
+    let copy_with = |probe_on: &str, handler: serde_json::Value| {
+        let mut copy = pod("prod-eu");
+        copy["metadata"]["labels"] = json!({"kspy.dev/debug": "copy"});
+        copy["spec"]["containers"][1][probe_on] = handler;
+        create("prod-eu", "alice", &["sre"], copy)
+    };
+    // Without a host, the kubelet calls the pod itself.
+    let own = json!({"httpGet": {"path": "/healthz", "port": 8080}});
+    let j = validate(&e, &copy_with("livenessProbe", own));
+    assert!(j.response.allowed, "{}", j.response.result.message);
+    for (on, handler, host) in [
+        (
+            "livenessProbe",
+            json!({"httpGet": {"host": "169.254.169.254", "path": "/latest/meta-data/", "port": 80}}),
+            "169.254.169.254",
+        ),
+        (
+            "readinessProbe",
+            json!({"tcpSocket": {"host": "127.0.0.1", "port": 10250}}),
+            "127.0.0.1",
+        ),
+        (
+            "lifecycle",
+            json!({"postStart": {"httpGet": {"host": "10.0.0.1", "path": "/", "port": 6443}}}),
+            "10.0.0.1",
+        ),
+    ] {
+        let j = validate(&e, &copy_with(on, handler));
+        let m = &j.response.result.message;
+        assert!(!j.response.allowed, "{on} naming host {host}");
+        assert!(
+            m.contains(&format!("host {host}")) && m.contains("Pod Security's baseline forbids"),
+            "{m}"
+        );
+    }
+}
+
 /// A flexVolume's content is whatever its driver puts there, and the drivers were the way to
 /// hand credentials to pods before CSI (Azure Key Vault's `azure/kv` mounts vault secrets):
 /// like an inline CSI volume, a grant of non-secret volumes does not cover it.

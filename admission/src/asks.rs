@@ -73,7 +73,7 @@ pub enum VolumeKind {
     /// ConfigMaps, emptyDirs, PVCs and the like.
     NonSecret,
     /// A Secret, a projected volume with Secret or service-account-token sources, an inline
-    /// CSI volume, or a volume of a kind kspy does not know (see `volume_kind`).
+    /// CSI volume, a flexVolume, or a volume of a kind kspy does not know (see `volume_kind`).
     Secret,
     /// A hostPath volume: judged by the `hostPaths` grant, not `mountVolumes`.
     HostPath,
@@ -778,6 +778,9 @@ fn volume_ask(name: &str, read_only: bool, volume: Option<&Volume>) -> VolumeAsk
 /// - an inline CSI volume, whatever its driver: the drivers used inline are mostly there to
 ///   hand credentials to the pod (the Secrets Store driver's Vault and cloud secrets,
 ///   cert-manager's and SPIFFE's certificates and keys), and kspy cannot tell the others;
+/// - a flexVolume, for the same reason: its driver, a program on the node, puts there what it
+///   likes, and flexVolume drivers handed out credentials before CSI did (Azure Key Vault's
+///   `azure/kv`);
 /// - a projected volume with a source kspy does not know (a `podCertificate`, Kubernetes
 ///   1.34, holds a private key; the 1.33 types kspy reads drop it, leaving an empty source);
 /// - a volume with none of the sources kspy knows (a kind newer than those types).
@@ -785,7 +788,7 @@ pub(crate) fn volume_kind(v: &Volume) -> VolumeKind {
     if v.host_path.is_some() {
         return VolumeKind::HostPath;
     }
-    if v.secret.is_some() || v.csi.is_some() {
+    if v.secret.is_some() || v.csi.is_some() || v.flex_volume.is_some() {
         return VolumeKind::Secret;
     }
     if let Some(projected) = &v.projected {
@@ -817,7 +820,6 @@ pub(crate) fn volume_kind(v: &Volume) -> VolumeKind {
         v.empty_dir.is_some(),
         v.ephemeral.is_some(),
         v.fc.is_some(),
-        v.flex_volume.is_some(),
         v.flocker.is_some(),
         v.gce_persistent_disk.is_some(),
         v.git_repo.is_some(),
@@ -865,6 +867,33 @@ pub const ASKS_FIELDS: &[&str] = &[
     "hostNamespaces",
 ];
 
+/// The hosts the probes and lifecycle hooks of `c` name, which the kubelet calls from the node.
+fn hosts_called_by_kubelet(c: &Container) -> Vec<String> {
+    let probes = [&c.liveness_probe, &c.readiness_probe, &c.startup_probe]
+        .into_iter()
+        .flatten()
+        .flat_map(|p| {
+            let http = p.http_get.as_ref().and_then(|h| h.host.as_ref());
+            let tcp = p.tcp_socket.as_ref().and_then(|t| t.host.as_ref());
+            http.into_iter().chain(tcp)
+        });
+    let hooks = c
+        .lifecycle
+        .iter()
+        .flat_map(|l| [&l.post_start, &l.pre_stop])
+        .flatten()
+        .flat_map(|h| {
+            let http = h.http_get.as_ref().and_then(|h| h.host.as_ref());
+            let tcp = h.tcp_socket.as_ref().and_then(|t| t.host.as_ref());
+            http.into_iter().chain(tcp)
+        });
+    probes
+        .chain(hooks)
+        .filter(|host| !host.is_empty())
+        .cloned()
+        .collect()
+}
+
 /// Pod-level asks of copy and node pods.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -886,6 +915,11 @@ pub struct PodAsks {
     /// ([`SAFE_SYSCTLS`]), which baseline forbids: they reach the node's kernel
     /// (`kernel.core_pattern` runs a program of the pod's choosing on the node).
     pub unsafe_sysctls: Vec<String>,
+    /// The hosts its containers' probes and lifecycle hooks name (`httpGet.host`,
+    /// `tcpSocket.host`), sorted: the kubelet calls them itself, from the node's network (its
+    /// loopback services, the cloud's metadata endpoint), which baseline forbids since
+    /// Kubernetes 1.34. Without a host it calls the pod.
+    pub probe_hosts: Vec<String>,
 }
 
 /// The sysctls Pod Security's baseline level allows: namespaced, and isolated from the node
@@ -941,6 +975,14 @@ impl PodAsks {
             .collect();
         unsafe_sysctls.sort();
         unsafe_sysctls.dedup();
+        let mut probe_hosts: Vec<String> = spec
+            .containers
+            .iter()
+            .chain(spec.init_containers.iter().flatten())
+            .flat_map(hosts_called_by_kubelet)
+            .collect();
+        probe_hosts.sort();
+        probe_hosts.dedup();
         PodAsks {
             host_pid: spec.host_pid.unwrap_or(false),
             host_network: spec.host_network.unwrap_or(false),
@@ -948,6 +990,7 @@ impl PodAsks {
             node_name: spec.node_name.clone().filter(|n| !n.is_empty()),
             host_ports,
             unsafe_sysctls,
+            probe_hosts,
         }
     }
 
@@ -1041,6 +1084,7 @@ mod tests {
                 {"name": "root", "hostPath": {"path": "//etc/../"}},
                 {"name": "vault", "csi": {"driver": "secrets-store.csi.k8s.io", "readOnly": true}},
                 {"name": "scratch", "csi": {"driver": "scratch.csi.example.com"}},
+                {"name": "kv", "flexVolume": {"driver": "azure/kv"}},
                 {"name": "pod-cert", "projected": {"sources": [{"podCertificate": {"signerName": "x"}}, {"configMap": {"name": "c"}}]}},
                 {"name": "future", "someNewVolumeSource": {"path": "/x"}},
                 {"name": "bundle", "projected": {"sources": [{"clusterTrustBundle": {"path": "ca.pem"}}, {"downwardAPI": {}}]}}
@@ -1148,6 +1192,7 @@ mod tests {
                 {"name": "root", "mountPath": "/host2"},
                 {"name": "vault", "mountPath": "/vault", "readOnly": true},
                 {"name": "scratch", "mountPath": "/scratch"},
+                {"name": "kv", "mountPath": "/kv", "readOnly": true},
                 {"name": "pod-cert", "mountPath": "/pod-cert"},
                 {"name": "future", "mountPath": "/future"},
                 {"name": "bundle", "mountPath": "/bundle"}
@@ -1165,6 +1210,8 @@ mod tests {
                 // volume of a kind they do not know: what kspy cannot see into is a secret.
                 ("future", VolumeKind::Secret, false),
                 ("kube-api-access", VolumeKind::Secret, true),
+                // A flexVolume's driver, like a CSI driver, may hand out credentials.
+                ("kv", VolumeKind::Secret, true),
                 ("pod-cert", VolumeKind::Secret, false),
                 ("root", VolumeKind::HostPath, false),
                 // Any inline CSI volume: most drivers used inline hand out credentials.

@@ -582,11 +582,23 @@ pub(crate) enum Ask {
     /// traced and taken over, the kubelet's and the container runtime's included, which is
     /// what `privileged: true` gives. Granted by `privileged` only.
     TracingHostProcesses,
+    /// Running as root (or able to become root) in the node's process namespace, without
+    /// SYS_PTRACE: the kernel opens the files and environment of a process
+    /// (`/proc/PID/root`, `/proc/PID/environ`) to one of the same user holding every
+    /// capability it holds, so root reaches every container on the node running as root with
+    /// no more than the runtime's defaults, and holding SETUID every user's, their Secret
+    /// mounts and service-account tokens included. kspy cannot see those pods, so it judges
+    /// this as mounting Secrets: granted by `mountVolumes: all`.
+    ReadingHostProcesses,
     /// A `hostPort` of a copy or node pod: it binds a port of the node. Granted by
     /// `privileged`, as Pod Security's baseline level forbids it.
     HostPort(i32),
     /// A sysctl outside Kubernetes' safe set on a copy or node pod. Granted by `privileged`.
     UnsafeSysctl(String),
+    /// A host a probe or lifecycle hook of a copy or node pod names, which the kubelet calls
+    /// from the node's network. Granted by `privileged`, as Pod Security's baseline level
+    /// forbids it.
+    ProbeHost(String),
 }
 
 impl std::fmt::Display for Ask {
@@ -677,9 +689,20 @@ impl std::fmt::Display for Ask {
                 f,
                 "hostPort {port} (binds that port of the node, which Pod Security's baseline forbids)"
             ),
+            Ask::ProbeHost(host) => write!(
+                f,
+                "a probe or lifecycle hook calling host {host} (the kubelet calls it from the \
+                 node's network, which Pod Security's baseline forbids; leave host unset to \
+                 call the pod)"
+            ),
             Ask::UnsafeSysctl(name) => write!(
                 f,
                 "sysctl {name} (not among Kubernetes' safe sysctls: it reaches the node's kernel)"
+            ),
+            Ask::ReadingHostProcesses => write!(
+                f,
+                "reading other containers' files and environment on the node (as root in the \
+                 node's pid namespace, through /proc)"
             ),
             Ask::TracingHostProcesses => write!(
                 f,
@@ -788,6 +811,8 @@ impl Ask {
         );
         if a.may_trace() && !a.privileged && request.pod.host_pid {
             out.push(Ask::TracingHostProcesses);
+        } else if a.asks_root() && !a.privileged && request.pod.host_pid {
+            out.push(Ask::ReadingHostProcesses);
         }
         out.extend(request.pod.host_ports.iter().copied().map(Ask::HostPort));
         out.extend(
@@ -798,6 +823,7 @@ impl Ask {
                 .cloned()
                 .map(Ask::UnsafeSysctl),
         );
+        out.extend(request.pod.probe_hosts.iter().cloned().map(Ask::ProbeHost));
         let host_namespace = if request.action == Action::Attach {
             Ask::InheritedHostNamespace
         } else {
@@ -843,9 +869,12 @@ impl Ask {
             Ask::Privileged(_)
             | Ask::TracingHostProcesses
             | Ask::HostPort(_)
-            | Ask::UnsafeSysctl(_) => g.privileged,
+            | Ask::UnsafeSysctl(_)
+            | Ask::ProbeHost(_) => g.privileged,
             Ask::Volume(_, kind) => g.covers_volume(*kind),
-            Ask::EnvFromSecret(_) => g.mount_volumes == crate::policy::spec::VolumeGrant::All,
+            Ask::EnvFromSecret(_) | Ask::ReadingHostProcesses => {
+                g.mount_volumes == crate::policy::spec::VolumeGrant::All
+            }
             Ask::HostPath { volume, .. } => a
                 .volumes
                 .iter()
@@ -1050,9 +1079,10 @@ pub(crate) fn decide(judge: &Judge<'_>, settings: &Settings) -> Decision {
                 d.deny(
                     format!(
                         "container {:?}: {ask} is not granted by the policies that apply ({}); \
-                         {hint}",
+                         {hint}{}",
                         subject.name,
-                        applied_names.join(", ")
+                        applied_names.join(", "),
+                        denial_note(&ask, subject, &enforcing)
                     ),
                     DenialReason {
                         container: Some(subject.name.clone()),
@@ -1101,6 +1131,58 @@ pub(crate) fn decide(judge: &Judge<'_>, settings: &Settings) -> Decision {
         d.audit.insert("reason".into(), reason);
     }
     d
+}
+
+/// What the denial of `ask` adds to "not granted" for the requester: why a granted-looking
+/// ask is not, or what it means and how not to ask it. Empty for most asks.
+fn denial_note(ask: &Ask, subject: &Subject, enforcing: &[&CompiledPolicy]) -> String {
+    if *ask == Ask::ReadingHostProcesses {
+        return "; in the node's pid namespace the kernel opens a process's files \
+                (/proc/PID/root) and environment (/proc/PID/environ) to one of its own user \
+                holding every capability it holds, so a debug container that may run as root \
+                reaches every container on the node running as root with no more than the \
+                runtime's default capabilities, and holding SETUID every user's: other pods' \
+                Secret mounts and service-account tokens included, which a grant of \
+                mountVolumes: all covers; or run it as a non-root user with \
+                allowPrivilegeEscalation: false"
+            .to_owned();
+    }
+    digest_note(ask, subject, enforcing)
+}
+
+/// For an image pinned by digest that no pattern grants: that the applicable policies'
+/// patterns naming a tag cannot match it (a digest reference has no tag), and what would.
+/// Empty otherwise.
+fn digest_note(ask: &Ask, subject: &Subject, enforcing: &[&CompiledPolicy]) -> String {
+    let image = match ask {
+        Ask::Image(_) => subject.asks.image_ref.as_ref(),
+        Ask::VolumeImage { volume, .. } => subject
+            .asks
+            .volume_images
+            .iter()
+            .find(|v| &v.volume == volume)
+            .and_then(|v| v.image_ref.as_ref()),
+        _ => None,
+    };
+    let Some(image) = image.filter(|i| i.digest().is_some()) else {
+        return String::new();
+    };
+    let tagged: Vec<&str> = enforcing
+        .iter()
+        .flat_map(|p| &p.grant.images)
+        .filter(|p| p.names_a_tag())
+        .map(|p| p.as_str())
+        .take(3)
+        .collect();
+    if tagged.is_empty() {
+        return String::new();
+    }
+    format!(
+        "; pinned by digest, it has no tag, so patterns naming a tag ({}) do not match it: \
+         grant the digest ({image}) or the repository ({})",
+        tagged.join(", "),
+        image.name()
+    )
 }
 
 /// Why the labels of a namespace are unknown, and what to do about it, from where the

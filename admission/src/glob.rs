@@ -50,7 +50,9 @@ impl NamePattern {
 /// The pattern is normalized like a reference: a first segment that is not a host gets
 /// `docker.io/` (and a lone name `docker.io/library/`). A pattern that names no tag or digest
 /// matches every tag and digest of the names it matches; otherwise it is matched against the
-/// whole normalized reference `registry/repository[:tag][@digest]`. A pattern whose first
+/// whole normalized reference `registry/repository[:tag][@digest]`, and only against one that
+/// has what it names: a pattern with a tag never matches a reference pinned by digest (which
+/// has no tag), nor one with a digest a reference by tag. A pattern whose first
 /// segment is only wildcards (`**`, `*/*`) is taken as written. Patterns that could never match
 /// a normalized reference (`*` alone, regex syntax, upper case, a tag beside a digest,
 /// `docker.io/NAME`) are refused with what to write instead.
@@ -58,8 +60,22 @@ impl NamePattern {
 pub struct ImagePattern {
     source: String,
     normalized: String,
-    name_only: bool,
+    shape: Shape,
     matcher: Glob,
+}
+
+/// What an image pattern names besides the repository, and so which references it can match.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Shape {
+    /// Neither tag nor digest: matched against `registry/repository`, whatever the reference
+    /// pins.
+    Name,
+    /// A tag: matched only against references with a tag. Matched against the whole reference,
+    /// a wildcard before the `:` would otherwise stretch over `@sha256` and the tag's pattern
+    /// over the digest's hex (`tools*:1*` against `tools@sha256:1…`).
+    Tag,
+    /// A digest: matched only against references pinned by digest.
+    Digest,
 }
 
 impl ImagePattern {
@@ -76,7 +92,13 @@ impl ImagePattern {
             return Err(err(&reason));
         }
         let last_segment = pattern.rsplit('/').next().unwrap_or(pattern);
-        let name_only = !last_segment.contains(':') && !pattern.contains('@');
+        let shape = if pattern.contains('@') {
+            Shape::Digest
+        } else if last_segment.contains(':') {
+            Shape::Tag
+        } else {
+            Shape::Name
+        };
         let first = pattern.split('/').next().unwrap_or(pattern);
         let wildcard_first = !first.is_empty() && first.chars().all(|c| matches!(c, '*' | '?'));
         let normalized = if wildcard_first || is_registry(first) && pattern.contains('/') {
@@ -86,23 +108,33 @@ impl ImagePattern {
         } else {
             format!("{DEFAULT_REGISTRY}/library/{pattern}")
         };
-        let normalized = normalized.replacen("index.docker.io/", "docker.io/", 1);
+        // Only the registry: elsewhere (`mirror.example.com/index.docker.io/…`) it is a path.
+        let normalized = match normalized.strip_prefix("index.docker.io/") {
+            Some(rest) => format!("{DEFAULT_REGISTRY}/{rest}"),
+            None => normalized,
+        };
         let matcher = compile(&normalized).map_err(|e| err(&e.reason))?;
         Ok(ImagePattern {
             source: pattern.to_owned(),
             normalized,
-            name_only,
+            shape,
             matcher,
         })
     }
 
     /// True when the normalized reference matches.
     pub fn matches(&self, image: &ImageRef) -> bool {
-        if self.name_only {
-            self.matcher.is_match(&image.name())
-        } else {
-            self.matcher.is_match(&image.to_string())
+        match self.shape {
+            Shape::Name => self.matcher.is_match(&image.name()),
+            Shape::Tag if image.tag().is_none() => false,
+            Shape::Digest if image.digest().is_none() => false,
+            Shape::Tag | Shape::Digest => self.matcher.is_match(&image.to_string()),
         }
+    }
+
+    /// True when the pattern names a tag, and so never matches a reference pinned by digest.
+    pub fn names_a_tag(&self) -> bool {
+        self.shape == Shape::Tag
     }
 
     /// The pattern as written.
@@ -390,6 +422,22 @@ mod tests {
         let digest = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
         let p = ImagePattern::new("registry.example.com/debug/*@sha256:*").unwrap();
         assert!(p.matches(&img(&format!("registry.example.com/debug/tools@{digest}"))));
+        // A digest has no tag: `*` must not stretch over `@sha256` for `:0*` to match its hex.
+        for pattern in [
+            "registry.example.com/debug/*:0*",
+            "registry.example.com/*/*:*",
+        ] {
+            let p = ImagePattern::new(pattern).unwrap();
+            assert!(p.names_a_tag());
+            assert!(
+                !p.matches(&img(&format!("registry.example.com/debug/tools@{digest}"))),
+                "{pattern}"
+            );
+            assert!(
+                p.matches(&img("registry.example.com/debug/tools:0.9")),
+                "{pattern}"
+            );
+        }
     }
 
     /// The direct shapes agree with globset on names built to probe their edges.

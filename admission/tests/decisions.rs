@@ -300,6 +300,161 @@ spec:
     assert!(j.response.allowed, "{}", j.response.result.message);
 }
 
+/// In the node's pid namespace every container's processes are in view, and the kernel opens
+/// their files and environment (`/proc/PID/root`, `/proc/PID/environ`) to a process of the
+/// same user holding every capability they hold: a root debug container reaches each root
+/// container with no more than the runtime's default capabilities, and holding SETUID, every
+/// user's. Their Secret mounts and service-account tokens are other pods' secrets, which a
+/// grant of the host pid namespace alone does not cover.
+#[test]
+fn in_the_nodes_pid_namespace_root_reaches_other_pods_files() {
+    let monitoring = r#"
+apiVersion: kspy.dev/v1alpha1
+kind: DebugPolicy
+metadata: {name: monitoring}
+spec:
+  match: {actions: [attach, node], groups: [monitoring]}
+  grant:
+    images: [busybox:1.36*]
+    runAsRoot: true
+    hostNamespaces: [pid]
+    mountVolumes: nonSecret
+"#;
+    let e = engine(monitoring);
+    // node-exporter-like: a pod sharing the node's pid namespace.
+    let attach_to_host_pid = |d: serde_json::Value| {
+        let mut r = attach("monitoring", "mia", &["monitoring"], vec![], vec![d]);
+        edit_pods(&mut r, |pod| pod["spec"]["hostPID"] = json!(true));
+        r
+    };
+    let j = validate(&e, &attach_to_host_pid(debugger("d", "busybox:1.36")));
+    let m = &j.response.result.message;
+    assert!(!j.response.allowed, "root in the node's pid namespace");
+    assert!(
+        m.contains("reading other containers' files and environment on the node")
+            && m.contains("mountVolumes: all")
+            && m.contains("run it as a non-root user with allowPrivilegeEscalation: false"),
+        "{m}"
+    );
+    // A non-root user reaches only processes of that user, which kspy cannot tell apart
+    // (README, "Asks"), as for a target whose image picks its user.
+    let mut non_root = debugger("d", "busybox:1.36");
+    non_root["securityContext"] = json!({"runAsUser": 65534, "allowPrivilegeEscalation": false});
+    let j = validate(&e, &attach_to_host_pid(non_root));
+    assert!(j.response.allowed, "{}", j.response.result.message);
+
+    // A node pod likewise.
+    let mut node = pod("monitoring");
+    node["metadata"]["labels"] = json!({"kspy.dev/debug": "node"});
+    node["spec"] = json!({"nodeName": "n1", "hostPID": true, "automountServiceAccountToken": false,
+        "containers": [{"name": "d", "image": "busybox:1.36"}]});
+    let r = create("monitoring", "mia", &["monitoring"], node);
+    let j = validate(&e, &r);
+    let m = &j.response.result.message;
+    assert!(
+        !j.response.allowed,
+        "a root node pod in the node's pid namespace"
+    );
+    assert!(m.contains("reading other containers' files"), "{m}");
+    // Granted with what it reaches.
+    let e = engine(&monitoring.replace("mountVolumes: nonSecret", "mountVolumes: all"));
+    let j = validate(&e, &r);
+    assert!(j.response.allowed, "{}", j.response.result.message);
+    let j = validate(&e, &attach_to_host_pid(debugger("d", "busybox:1.36")));
+    assert!(j.response.allowed, "{}", j.response.result.message);
+}
+
+/// The kubelet runs a probe's or lifecycle hook's `httpGet` and `tcpSocket` itself, from the
+/// node's network, against the `host` they name (the pod's IP when none): a copy naming one
+/// makes the node call what it likes (its own loopback services, the cloud's metadata
+/// endpoint). Pod Security's baseline forbids it (Kubernetes 1.34), and kspy judges it as it
+/// judges host ports: as privileged.
+#[test]
+fn a_probe_or_hook_naming_a_host_is_judged_as_privileged() {
+    let copies = r#"
+apiVersion: kspy.dev/v1alpha1
+kind: DebugPolicy
+metadata: {name: copies}
+spec:
+  match: {actions: [copy], groups: [sre]}
+  grant: {images: ['**'], runAsRoot: true, mountVolumes: all}
+"#;
+    let e = engine(copies);
+    let copy_with = |probe_on: &str, handler: serde_json::Value| {
+        let mut copy = pod("prod-eu");
+        copy["metadata"]["labels"] = json!({"kspy.dev/debug": "copy"});
+        copy["spec"]["containers"][1][probe_on] = handler;
+        create("prod-eu", "alice", &["sre"], copy)
+    };
+    // Without a host, the kubelet calls the pod itself.
+    let own = json!({"httpGet": {"path": "/healthz", "port": 8080}});
+    let j = validate(&e, &copy_with("livenessProbe", own));
+    assert!(j.response.allowed, "{}", j.response.result.message);
+    for (on, handler, host) in [
+        (
+            "livenessProbe",
+            json!({"httpGet": {"host": "169.254.169.254", "path": "/latest/meta-data/", "port": 80}}),
+            "169.254.169.254",
+        ),
+        (
+            "readinessProbe",
+            json!({"tcpSocket": {"host": "127.0.0.1", "port": 10250}}),
+            "127.0.0.1",
+        ),
+        (
+            "lifecycle",
+            json!({"postStart": {"httpGet": {"host": "10.0.0.1", "path": "/", "port": 6443}}}),
+            "10.0.0.1",
+        ),
+    ] {
+        let j = validate(&e, &copy_with(on, handler));
+        let m = &j.response.result.message;
+        assert!(!j.response.allowed, "{on} naming host {host}");
+        assert!(
+            m.contains(&format!("host {host}")) && m.contains("Pod Security's baseline forbids"),
+            "{m}"
+        );
+    }
+}
+
+/// A flexVolume's content is whatever its driver puts there, and the drivers were the way to
+/// hand credentials to pods before CSI (Azure Key Vault's `azure/kv` mounts vault secrets):
+/// like an inline CSI volume, a grant of non-secret volumes does not cover it.
+#[test]
+fn a_flex_volume_is_judged_as_a_secret_volume() {
+    let grants_volumes = format!(
+        "{TEAM}---\n{}",
+        r#"
+apiVersion: kspy.dev/v1alpha1
+kind: DebugPolicy
+metadata: {name: volumes}
+spec:
+  match: {actions: [attach], groups: [sre]}
+  grant: {mountVolumes: nonSecret}
+"#
+    );
+    let e = engine(&grants_volumes);
+    let mut d = debugger("d", "busybox:1.36");
+    d["volumeMounts"] = json!([{"name": "vault", "mountPath": "/kv", "readOnly": true}]);
+    let mut r = attach("prod-eu", "alice", &["sre"], vec![], vec![d]);
+    add_pod_volume(
+        &mut r,
+        json!({"name": "vault", "flexVolume": {"driver": "azure/kv", "readOnly": true,
+               "secretRef": {"name": "kvcreds"},
+               "options": {"keyvaultname": "prod", "keyvaultobjectnames": "db-password"}}}),
+    );
+    let j = validate(&e, &r);
+    let m = &j.response.result.message;
+    assert!(
+        !j.response.allowed,
+        "a flexVolume on a grant of non-secret volumes"
+    );
+    assert!(
+        m.contains(r#"mounting secret volume "vault" is not granted"#),
+        "{m}"
+    );
+}
+
 /// An `image` volume brings its image onto the node when a container first uses it, and the
 /// container can run what it holds: its image is judged as the container's own image is.
 #[test]
@@ -669,6 +824,93 @@ fn a_tag_beside_a_digest_grants_nothing() {
     assert!(validate(&pinned, &r).response.allowed);
 }
 
+/// A reference pinned by digest has no tag, so a pattern naming a tag never matches it, even
+/// when a wildcard before the `:` could stretch over the `@sha256` and the tag's pattern over
+/// the digest's hex: `tools@sha256:1…` is not a 1.x release of tools.
+#[test]
+fn a_pattern_with_a_tag_never_matches_a_digest() {
+    let policy = r#"
+apiVersion: kspy.dev/v1alpha1
+kind: DebugPolicy
+metadata: {name: releases}
+spec:
+  match: {actions: [attach]}
+  grant:
+    images: ["registry.example.com/debug/*:1*"]
+    runAsRoot: true
+"#;
+    let e = engine(policy);
+    let judged = |image: &str| {
+        let r = attach(
+            "prod-eu",
+            "alice",
+            &["sre"],
+            vec![],
+            vec![debugger("d", image)],
+        );
+        validate(&e, &r)
+    };
+    let j = judged("registry.example.com/debug/tools:1.4");
+    assert!(j.response.allowed, "{}", j.response.result.message);
+    let digest = format!("sha256:1{}", "a".repeat(63));
+    let pinned = format!("registry.example.com/debug/tools@{digest}");
+    let j = judged(&pinned);
+    let m = &j.response.result.message;
+    assert!(!j.response.allowed, "{pinned} is no tag 1*");
+    assert!(m.contains(&format!("image {pinned} is not granted")), "{m}");
+    // What to do: the tag pattern cannot match a digest; grant the digest or the repository.
+    assert!(
+        m.contains("pinned by digest, it has no tag")
+            && m.contains(r#"registry.example.com/debug/*:1*"#),
+        "{m}"
+    );
+}
+
+/// `index.docker.io` is Docker Hub only as the registry: a mirror laying out its paths by
+/// upstream host keeps it as a path, and a grant of that path grants no other.
+#[test]
+fn index_docker_io_is_docker_hub_only_as_the_registry() {
+    let policy = r#"
+apiVersion: kspy.dev/v1alpha1
+kind: DebugPolicy
+metadata: {name: mirror}
+spec:
+  match: {actions: [attach]}
+  grant:
+    images: ["mirror.example.com/index.docker.io/library/*", "index.docker.io/library/busybox"]
+    runAsRoot: true
+"#;
+    let e = engine(policy);
+    let judged = |image: &str| {
+        let r = attach(
+            "prod-eu",
+            "alice",
+            &["sre"],
+            vec![],
+            vec![debugger("d", image)],
+        );
+        validate(&e, &r)
+    };
+    for granted in [
+        "mirror.example.com/index.docker.io/library/busybox:1.36",
+        "busybox:1.36",
+    ] {
+        let j = judged(granted);
+        assert!(
+            j.response.allowed,
+            "{granted}: {}",
+            j.response.result.message
+        );
+    }
+    let j = judged("mirror.example.com/docker.io/library/busybox:1.36");
+    let m = &j.response.result.message;
+    assert!(!j.response.allowed, "another path of the mirror");
+    assert!(
+        m.contains("image mirror.example.com/docker.io/library/busybox:1.36 is not granted"),
+        "{m}"
+    );
+}
+
 #[test]
 fn host_paths_are_judged_after_normalization() {
     let policy = r#"
@@ -681,6 +923,8 @@ spec:
     images: ['**']
     runAsRoot: true
     hostNamespaces: [pid]
+    # Root in the node's pid namespace reads other pods' files through /proc.
+    mountVolumes: all
     hostPaths: [/var/log, {path: /, readOnly: true}]
 "#;
     let e = engine(policy);

@@ -346,6 +346,8 @@ spec:
     images: ['**']
     runAsRoot: true
     hostNamespaces: [pid, network, ipc]
+    # Root in the node's pid namespace reads other pods' files through /proc.
+    mountVolumes: all
     hostPaths: [{path: /, readOnly: true}]
 "#;
 

@@ -165,13 +165,14 @@ fn variable_of(path: &str) -> &str {
     path.split(['.', '[']).next().unwrap_or(path)
 }
 
-/// The warning for a field of `object` or `oldObject` that the Pod type lacks: the API server
-/// sends the Pod as its own version has it, and a newer one may have the field.
-fn unknown_pod_field(f: &crate::cel_fields::UnknownKubeField) -> String {
+/// The warning for a field of what the API server sent (`object`, `oldObject`, the parts of
+/// `request`) that its type lacks: the API server sends them as its own version has them, and
+/// a newer one may have the field.
+fn unknown_sent_field(f: &crate::cel_fields::UnknownKubeField) -> String {
     format!(
-        "{} has no field {:?} in Kubernetes {}{}: reading it fails on every request whose Pod \
-         lacks it, denying it, and has() of it is false; if your cluster is newer and its Pods \
-         have this field, ignore this warning",
+        "{} has no field {:?} in Kubernetes {}{}: reading it fails on every request that lacks \
+         it, denying it, and has() of it is false; if your cluster is newer and sends this \
+         field, ignore this warning",
         f.path,
         f.field,
         crate::kube_shape::KUBERNETES_VERSION,
@@ -445,7 +446,7 @@ impl Expression {
                     suggestion: f.suggestion,
                 });
             }
-            warnings.push(unknown_pod_field(&f));
+            warnings.push(unknown_sent_field(&f));
         }
         let schema = kube_cel::compile_schema(&serde_json::json!({"type": "object"}));
         if let Some(w) = kube_cel::estimate_rule_cost(source, &schema)
@@ -470,8 +471,9 @@ impl Expression {
         })
     }
 
-    /// What compiles but is likely a mistake: fields of `object` or `oldObject` that the Pod
-    /// type of the Kubernetes version kspy is built against lacks. One line each.
+    /// What compiles but is likely a mistake: fields of `object`, `oldObject` or `request`'s
+    /// parts that their types, in the Kubernetes version kspy is built against, lack. One
+    /// line each.
     pub fn warnings(&self) -> &[String] {
         &self.warnings
     }

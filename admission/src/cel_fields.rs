@@ -24,8 +24,8 @@ pub struct UnknownKubeField {
     /// A field of the type with a close name.
     pub suggestion: Option<String>,
     /// True when kspy builds the value itself from its Kubernetes types (`container`,
-    /// `target`, `namespaceObject`), so the field can never be there; false for the objects
-    /// of the request as the API server sent them (`object`, `oldObject`), which a newer
+    /// `target`, `namespaceObject`), so the field can never be there; false for what the API
+    /// server sent as it was (`object`, `oldObject`, the parts of `request`), which a newer
     /// cluster may give fields these types lack.
     pub never_present: bool,
 }
@@ -49,6 +49,9 @@ struct Typed {
 fn variable(name: &str) -> Option<Typed> {
     let (shape, never_present) = match name {
         "object" | "oldObject" => (&*kube_shape::POD, false),
+        // Its own fields are kspy's list, checked before (`CelError::UnknownField`); theirs
+        // are as the API server sent them.
+        "request" => (&*kube_shape::REQUEST, false),
         "namespaceObject" => (&*kube_shape::NAMESPACE, true),
         "container" => (&*kube_shape::DEBUG_CONTAINER, true),
         "target" => (&*kube_shape::CONTAINER, true),
@@ -227,6 +230,8 @@ mod tests {
             "object.spec.containers[0].resources.limits.cpu == '1'",
             "object.metadata.annotations.all(k, k.startsWith('x'))",
             "container['securityContext']['privileged']",
+            "'sre' in request.userInfo.groups && request.kind.kind == 'Pod'",
+            "request.userInfo.extra['idp'].exists(i, i == 'sso')",
             // Open values and function results are not followed.
             "object.spec.containers.filter(c, c.tty).all(c, c.anything)",
             "variables.x.anything && request.userInfo.username != ''",
@@ -292,6 +297,10 @@ mod tests {
         assert_eq!(
             found("target.targetContainerName == ''"),
             one("target", "targetContainerName", None, true)
+        );
+        assert_eq!(
+            found("'sre' in request.userInfo.group"),
+            one("request.userInfo", "group", Some("groups"), false)
         );
         assert_eq!(found("object.spc.x || container.zzz").len(), 2);
     }

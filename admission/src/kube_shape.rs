@@ -34,6 +34,11 @@ pub enum Shape {
 /// The Kubernetes version whose types the shapes come from, as users say it.
 pub const KUBERNETES_VERSION: &str = "1.33";
 
+/// The admission request, as `request` holds it (its top-level fields kspy's own list,
+/// `REQUEST_FIELDS`; `userInfo`, `kind` and `resource` as the API server sends them).
+pub static REQUEST: LazyLock<Option<Shape>> =
+    LazyLock::new(Shape::of::<kube::core::admission::AdmissionRequest<kube::core::DynamicObject>>);
+
 /// A Pod, as `object` and `oldObject` hold it.
 pub static POD: LazyLock<Option<Shape>> = LazyLock::new(Shape::of_resource::<Pod>);
 
@@ -229,6 +234,19 @@ impl<'de> Deserializer<'de> for Probe<'_> {
         })
     }
 
+    /// An enum of unit variants (`Operation`): its first.
+    fn deserialize_enum<V: de::Visitor<'de>>(
+        self,
+        _name: &'static str,
+        variants: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, ProbeError> {
+        let first = variants
+            .first()
+            .ok_or_else(|| ProbeError("an enum without variants".into()))?;
+        visitor.visit_enum((*first).into_deserializer())
+    }
+
     fn deserialize_identifier<V: de::Visitor<'de>>(
         self,
         visitor: V,
@@ -261,7 +279,7 @@ impl<'de> Deserializer<'de> for Probe<'_> {
 
     // Kubernetes' types use none of these; a string is as good an answer as any.
     serde::forward_to_deserialize_any! {
-        i8 i16 i128 u8 u16 u32 u128 char unit_struct tuple tuple_struct enum
+        i8 i16 i128 u8 u16 u32 u128 char unit_struct tuple tuple_struct
     }
 }
 
@@ -401,6 +419,32 @@ mod tests {
             &Shape::Scalar
         );
         assert_eq!(at(pod, &["metadata", "creationTimestamp"]), &Shape::Scalar);
+    }
+
+    #[test]
+    fn the_requests_user_and_kinds_are_read_from_kubes_admission_request() {
+        let request = REQUEST
+            .as_ref()
+            .expect("the AdmissionRequest type is probed");
+        let user = at(request, &["userInfo"]).fields().expect("an object");
+        assert_eq!(
+            user.keys().copied().collect::<Vec<_>>(),
+            ["extra", "groups", "uid", "username"]
+        );
+        assert_eq!(
+            at(request, &["userInfo", "extra", "{}"]),
+            &Shape::List(Box::new(Shape::Scalar))
+        );
+        for kind in ["kind", "requestKind"] {
+            let gvk = at(request, &[kind]).fields().expect("an object");
+            assert_eq!(
+                gvk.keys().copied().collect::<Vec<_>>(),
+                ["group", "kind", "version"]
+            );
+        }
+        for name in crate::review::REQUEST_FIELDS {
+            at(request, &[name]);
+        }
     }
 
     #[test]

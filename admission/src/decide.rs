@@ -10,8 +10,9 @@
 //! 3. an ask granted by no applicable `Enforce` policy → deny, naming the policies that would
 //!    grant it and to whom. Grants add up across applicable policies.
 //!
-//! A policy that selects namespaces by label cannot be matched when the Namespace is unknown
-//! (its lookup failed): it grants nothing then, and if it is an `Enforce` policy with
+//! A policy that selects namespaces by label (a `namespaceSelector`, or CEL reading
+//! `namespaceObject`) cannot be matched when the Namespace is unknown (its lookup failed): it
+//! grants nothing then, and if it is an `Enforce` policy with
 //! validations, the request is denied, since skipping a guardrail would be an allow by accident.
 //!
 //! CEL that fails to evaluate never allows: for an `Enforce` policy it is a denial carrying the
@@ -914,18 +915,15 @@ pub(crate) fn decide(judge: &Judge<'_>, settings: &Settings) -> Decision {
     // Namespace could not be read: its validations might deny. Fail closed.
     for p in &judge.undetermined {
         if p.mode == Mode::Enforce && !p.validations.is_empty() {
-            let selector = p
-                .matcher
-                .namespace_selector
-                .as_ref()
-                .map(ToString::to_string)
-                .unwrap_or_default();
+            let selects = match p.matcher.namespace_selector.as_ref() {
+                Some(selector) => format!("applies in namespaces labelled {selector}"),
+                None => "reads namespaceObject (the Namespace and its labels) in its CEL".into(),
+            };
             let (why, fix) = unknown_namespace(&settings.namespaces);
             d.deny(
                 format!(
-                    "policy {} applies in namespaces labelled {selector} and the labels of \
-                     {place} are unknown ({why}), so its validations cannot be checked; kspy \
-                     denies rather than skip them ({fix})",
+                    "policy {} {selects} and the labels of {place} are unknown ({why}), so its \
+                     validations cannot be checked; kspy denies rather than skip them ({fix})",
                     p.name
                 ),
                 DenialReason {

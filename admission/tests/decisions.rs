@@ -1159,6 +1159,78 @@ spec:
     );
 }
 
+/// A policy that selects namespaces by label in CEL, reading `namespaceObject` (the README's
+/// `has(a.b) ? a.b : x` idiom included), is judged as one with a `namespaceSelector` when the
+/// Namespace is unknown: `namespaceObject` is null then, and `has()` over it is false, so a
+/// guarded condition was false (the guardrail skipped, the request allowed) or a negated one
+/// true (the policy granting in namespaces it excludes).
+#[test]
+fn a_policy_reading_namespace_labels_in_cel_is_undetermined_for_an_unknown_namespace() {
+    let policies = r#"
+apiVersion: kspy.dev/v1alpha1
+kind: DebugPolicy
+metadata: {name: anyone}
+spec:
+  grant: {images: ['**'], runAsRoot: true}
+---
+apiVersion: kspy.dev/v1alpha1
+kind: DebugPolicy
+metadata: {name: production-reason}
+spec:
+  conditions:
+    - name: production
+      expression: >-
+        has(namespaceObject.metadata.labels) && 'env' in namespaceObject.metadata.labels
+        && namespaceObject.metadata.labels['env'] == 'production'
+  validations:
+    - expression: "has(container.env) && container.env.exists(e, e.name == 'KSPY_REASON')"
+      message: say why
+"#;
+    let e = engine(policies);
+    let r = attach("shop", "u", &[], vec![], vec![debugger("d", "busybox")]);
+    let validate_in = |e: &kspy_admission::Engine,
+                       ns: Option<&k8s_openapi::api::core::v1::Namespace>| {
+        judge(e, &r, kspy_admission::Endpoint::Validate, ns).response
+    };
+    let production = namespace("shop", &[("env", "production")]);
+    let staging = namespace("shop", &[("env", "staging")]);
+    assert!(!validate_in(&e, Some(&production)).allowed);
+    assert!(validate_in(&e, Some(&staging)).allowed);
+    let unknown = validate_in(&e, None);
+    assert!(
+        !unknown.allowed,
+        "a guardrail was skipped for want of the Namespace"
+    );
+    let message = unknown.result.message;
+    assert!(
+        message.contains("policy production-reason reads namespaceObject")
+            && message.contains("are unknown")
+            && message.contains("RBAC `get` on namespaces"),
+        "{message}"
+    );
+
+    // A grant for namespaces not labelled frozen: with the Namespace unknown, no one can tell.
+    let not_frozen = r#"
+apiVersion: kspy.dev/v1alpha1
+kind: DebugPolicy
+metadata: {name: not-frozen}
+spec:
+  conditions:
+    - name: not-frozen
+      expression: >-
+        !(has(namespaceObject.metadata.labels) && 'frozen' in namespaceObject.metadata.labels)
+  grant: {images: ['**'], runAsRoot: true}
+"#;
+    let e = engine(not_frozen);
+    let frozen = namespace("shop", &[("frozen", "true")]);
+    assert!(validate_in(&e, Some(&staging)).allowed);
+    assert!(!validate_in(&e, Some(&frozen)).allowed);
+    assert!(
+        !validate_in(&e, None).allowed,
+        "a grant held in a namespace whose labels are unknown"
+    );
+}
+
 #[test]
 fn guardrails_are_not_offered_as_policies_that_allow() {
     let policies = r#"

@@ -92,6 +92,11 @@ pub struct Match {
     pub users: Vec<NamePattern>,
     /// Empty = any identity; else `NAMESPACE/NAME` globs of service accounts.
     pub service_accounts: Vec<NamePattern>,
+    /// The policy's CEL (variables, conditions, validations) reads `namespaceObject`: it
+    /// selects namespaces by their labels as a `namespace_selector` does, so with the
+    /// Namespace unknown (`namespaceObject` null, and `has()` over it false) whether it
+    /// applies, and what its validations say, cannot be told.
+    pub reads_namespace_object: bool,
 }
 
 /// The identity and place of a request, as the static match sees it.
@@ -144,6 +149,7 @@ impl Match {
             return MatchOutcome::Fails;
         }
         match (&self.namespace_selector, input.namespace_labels) {
+            (None, None) if self.reads_namespace_object => MatchOutcome::NamespaceUnknown,
             (None, _) => MatchOutcome::Holds,
             (Some(_), None) => MatchOutcome::NamespaceUnknown,
             (Some(selector), Some(labels)) if selector_matches(selector, labels) => {
@@ -349,7 +355,7 @@ impl CompiledPolicy {
                 .collect::<Vec<_>>()
         };
         let m = &spec.match_;
-        let matcher = Match {
+        let mut matcher = Match {
             actions: m.actions.clone(),
             namespaces: names("namespaces", &m.namespaces, &mut fail),
             exclude_namespaces: names("excludeNamespaces", &m.exclude_namespaces, &mut fail),
@@ -357,6 +363,7 @@ impl CompiledPolicy {
             groups: names("groups", &m.groups, &mut fail),
             users: names("users", &m.users, &mut fail),
             service_accounts: names("serviceAccounts", &m.service_accounts, &mut fail),
+            reads_namespace_object: false,
         };
         // Namespace names are lower-case RFC 1123 labels; a pattern with any other character
         // (`Prod`, `prod_eu`) loads and never matches.
@@ -729,6 +736,9 @@ impl CompiledPolicy {
                 .as_ref()
                 .map_or(set, |m| set.union(m.reads()))
         });
+        matcher.reads_namespace_object = condition_reads
+            .union(validation_reads)
+            .contains("namespaceObject");
         let mut projection = Projection::default();
         for e in variables.iter().chain(&conditions).map(|(_, e)| e).chain(
             validations

@@ -49,8 +49,13 @@ pub struct Identity {
     pub privileged: bool,
     /// Capabilities it adds (`ALL` included).
     pub added: Vec<Capability>,
-    /// Capabilities it drops (`ALL` included); names that are no capability drop nothing.
+    /// Capabilities it drops on every runtime (`ALL` included): written as the bare name, in
+    /// any case, with no white space. Names that are no capability drop nothing.
     pub dropped: Vec<Capability>,
+    /// Capabilities it drops on some runtime only: written with the `CAP_` prefix, which
+    /// CRI-O strips and containerd does not (it puts `CAP_` before every name, and
+    /// `CAP_CAP_SETUID` drops nothing).
+    pub dropped_somewhere: Vec<Capability>,
 }
 
 /// How a debug container reaches a container's processes without SYS_PTRACE.
@@ -97,13 +102,22 @@ impl Identity {
         privileged: bool,
         added: &[Capability],
     ) -> Identity {
-        let dropped = sc
+        let names = sc
             .and_then(|s| s.capabilities.as_ref())
             .and_then(|c| c.drop.as_deref())
-            .unwrap_or_default()
-            .iter()
-            .filter_map(|name| Capability::normalize(name).ok())
-            .collect();
+            .unwrap_or_default();
+        // Neither runtime trims a name; only CRI-O reads a `CAP_` prefix.
+        let (mut dropped, mut dropped_somewhere) = (Vec::new(), Vec::new());
+        for name in names.iter().filter(|n| n.trim() == n.as_str()) {
+            let Ok(cap) = Capability::normalize(name) else {
+                continue;
+            };
+            if name.to_ascii_uppercase().starts_with("CAP_") {
+                dropped_somewhere.push(cap);
+            } else {
+                dropped.push(cap);
+            }
+        }
         Identity {
             uid: sc
                 .and_then(|s| s.run_as_user)
@@ -112,6 +126,7 @@ impl Identity {
             privileged,
             added: added.to_vec(),
             dropped,
+            dropped_somewhere,
         }
     }
 
@@ -119,13 +134,25 @@ impl Identity {
         self.added.iter().any(|c| c.is_all() || c.as_str() == cap)
     }
 
+    /// Drops `cap` on every runtime.
     fn drops(&self, cap: &str) -> bool {
         self.dropped.iter().any(|c| c.is_all() || c.as_str() == cap)
     }
 
+    /// Drops `cap` on some runtime.
+    fn drops_somewhere(&self, cap: &str) -> bool {
+        self.drops(cap)
+            || self
+                .dropped_somewhere
+                .iter()
+                .any(|c| c.is_all() || c.as_str() == cap)
+    }
+
     /// Holds `cap` whenever it runs as root, whatever the runtime.
     fn surely_holds(&self, cap: &str) -> bool {
-        self.privileged || self.adds(cap) || (DEFAULT_IN_BOTH.contains(&cap) && !self.drops(cap))
+        self.privileged
+            || self.adds(cap)
+            || (DEFAULT_IN_BOTH.contains(&cap) && !self.drops_somewhere(cap))
     }
 
     /// May hold `cap` when it runs as root, on some runtime.

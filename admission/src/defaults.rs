@@ -95,6 +95,10 @@ pub(crate) struct SubjectDefaults<'a> {
     pub volumes: &'a BTreeMap<&'a str, &'a Value>,
     /// The namespace's enforced Pod Security level.
     pub level: Option<Level>,
+    /// The `runAsUser`s the pod's containers name
+    /// ([`container_users`](crate::pod_security::container_users) of `object`, once per
+    /// request): a conforming default names another.
+    pub pod_users: &'a BTreeSet<i64>,
 }
 
 /// Adds one subject's defaults to `patch`; returns notes for the user (mounts not mirrored).
@@ -255,6 +259,7 @@ pub(crate) fn subject_defaults(patch: &mut PatchBuilder, d: &SubjectDefaults<'_>
             &s.asks,
             &container["securityContext"],
             &d.object["spec"]["securityContext"],
+            d.pod_users,
         )
     {
         merge_absent(&mut wanted, &sc);

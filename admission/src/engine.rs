@@ -330,6 +330,7 @@ impl Engine {
         let null = serde_json::Value::Null;
         let object = review.object().unwrap_or(&null);
         let volumes = crate::defaults::volumes_by_name(object);
+        let pod_users = crate::pod_security::container_users(object);
         for subject in &request.subjects {
             let outcomes = judge.evaluate(subject, &candidates, false);
             let policies: Vec<_> = candidates
@@ -351,6 +352,7 @@ impl Engine {
                     object,
                     volumes: &volumes,
                     level: enforced_level(namespace),
+                    pod_users: &pod_users,
                 },
             ));
         }

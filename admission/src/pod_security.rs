@@ -73,14 +73,19 @@ pub const NON_ROOT_USER: i64 = 65534;
 /// securityContext as sent, `pod_sc` the pod-level one (a seccomp profile or user set there
 /// already counts).
 ///
-/// With `runAsNonRoot` it also sets `runAsUser` [`NON_ROOT_USER`] when nothing names a user:
-/// the kubelet refuses to start a non-root container whose image runs as root or as a user
-/// name (most debug images), and an ephemeral container that never starts cannot be removed.
+/// With `runAsNonRoot` it also sets `runAsUser` when nothing names a user: the kubelet refuses
+/// to start a non-root container whose image runs as root or as a user name (most debug
+/// images), and an ephemeral container that never starts cannot be removed. The user is
+/// [`NON_ROOT_USER`], or the highest below it that no container of the pod names
+/// (`pod_users`, their `runAsUser`s): a debug container running as the same user as a
+/// container in its process namespace reads that container's files, its Secret mounts
+/// included, and `/validate` judges it so ([`crate::user_reach`]).
 pub fn conforming_security_context(
     level: Level,
     asks: &Asks,
     container_sc: &Value,
     pod_sc: &Value,
+    pod_users: &BTreeSet<i64>,
 ) -> Option<Value> {
     if level != Level::Restricted {
         return None;
@@ -93,8 +98,9 @@ pub fn conforming_security_context(
     // An explicit runAsUser 0 cannot be made non-root by a default; the warning says so.
     if !asks.runs_as_root || !user_named {
         sc["runAsNonRoot"] = json!(true);
-        if !user_named {
-            sc["runAsUser"] = json!(NON_ROOT_USER);
+        if !user_named && let Some(uid) = (1..=NON_ROOT_USER).rev().find(|u| !pod_users.contains(u))
+        {
+            sc["runAsUser"] = json!(uid);
         }
     }
     if pod_sc.get("seccompProfile").is_none() {
@@ -183,6 +189,17 @@ pub fn violations(
         }
     }
     out
+}
+
+/// The users the containers of the pod `object` (regular, init and ephemeral) set as their
+/// `runAsUser`, for [`conforming_security_context`] to name another.
+pub fn container_users(object: &Value) -> BTreeSet<i64> {
+    ["containers", "initContainers", "ephemeralContainers"]
+        .iter()
+        .filter_map(|list| object["spec"][*list].as_array())
+        .flatten()
+        .filter_map(|c| c["securityContext"]["runAsUser"].as_i64())
+        .collect()
 }
 
 /// The volume types `restricted` allows (besides none at all).

@@ -287,6 +287,7 @@ pub(crate) fn subject_defaults(patch: &mut PatchBuilder, d: &SubjectDefaults<'_>
         // field the user never set. Pod Security still names the privilege, where it applies.
         wanted.remove("allowPrivilegeEscalation");
     }
+    keep_added_capabilities(current, &mut wanted);
     if !wanted.is_empty() {
         if current.is_object() {
             patch.fill_absent(&at("securityContext"), current, &Value::Object(wanted));
@@ -370,6 +371,52 @@ fn escalates_anyway(current: &Value, wanted: &serde_json::Map<String, Value>) ->
         .as_array()
         .is_some_and(|caps| caps.iter().any(|c| c == "CAP_SYS_ADMIN"));
     privileged || sys_admin
+}
+
+/// Leaves out of a default `capabilities.drop` what the container adds (as the user set it,
+/// or else as the defaults do), in any spelling: containerd and CRI-O add a container's
+/// capabilities before they drop its drop list, so the default would take away in silence a
+/// capability the user asked for. `ALL` in the drop list stays unless `ALL` is added. A drop
+/// list left empty is not added at all.
+fn keep_added_capabilities(current: &Value, wanted: &mut serde_json::Map<String, Value>) {
+    let added = match &current["capabilities"]["add"] {
+        Value::Null => wanted
+            .get("capabilities")
+            .map_or(Value::Null, |c| c["add"].clone()),
+        set => set.clone(),
+    };
+    let added: Vec<crate::Capability> = added
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .filter_map(|c| crate::Capability::normalize(c).ok())
+        .collect();
+    if added.is_empty() {
+        return;
+    }
+    let Some(Value::Object(caps)) = wanted.get_mut("capabilities") else {
+        return;
+    };
+    let Some(Value::Array(drop)) = caps.get_mut("drop") else {
+        return;
+    };
+    let adds_all = added.iter().any(crate::Capability::is_all);
+    drop.retain(|c| {
+        let Some(cap) = c
+            .as_str()
+            .and_then(|c| crate::Capability::normalize(c).ok())
+        else {
+            return true;
+        };
+        !(adds_all || added.contains(&cap))
+    });
+    if drop.is_empty() {
+        caps.remove("drop");
+        if caps.is_empty() {
+            wanted.remove("capabilities");
+        }
+    }
 }
 
 /// Fields of a security context that are unions over their `type`: a `localhostProfile`

@@ -86,6 +86,27 @@ fn never_overrides_a_users_choice() {
     );
 }
 
+/// The runtimes add a container's capabilities before they drop its drop list, so a default
+/// drop naming a capability the user adds would take it away in silence: the default drops
+/// only what the container does not add, however it spells it.
+#[test]
+fn a_default_drop_never_takes_away_a_capability_the_user_adds() {
+    let mut d = debugger("new", "busybox");
+    d["targetContainerName"] = json!("sidecar");
+    d["imagePullPolicy"] = json!("Always");
+    d["env"] = json!([{"name": "KSPY_SESSION", "value": "mine"}]);
+    d["securityContext"] = json!({"capabilities": {"add": ["net_raw", "CAP_SETUID"]}});
+    let r = attach("ns", "u", &[], vec![], vec![d]);
+    let patch = mutate(DEFAULTS, &r, None);
+    assert_eq!(
+        patch,
+        [
+            json!({"op": "add", "path": "/spec/ephemeralContainers/0/securityContext/allowPrivilegeEscalation", "value": false}),
+            json!({"op": "add", "path": "/spec/ephemeralContainers/0/securityContext/capabilities/drop", "value": ["SETGID"]}),
+        ]
+    );
+}
+
 /// A seccomp or AppArmor profile is a union over its `type`: a default never completes the
 /// profile the user chose (a `localhostProfile` beside `RuntimeDefault` is Invalid).
 #[test]

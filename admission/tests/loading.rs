@@ -198,6 +198,44 @@ fn each_mistake_is_reported_where_it_is() {
                 "matchExpressions with operator In",
             ],
         ),
+        // Keys and values no label can have: the selector never holds (a guardrail never
+        // applies, a NotIn always does). The API server refuses them in its own selectors.
+        (
+            "  match:\n    namespaceSelector:\n      matchExpressions:\n        - {key: env, operator: In, values: ['production,staging']}",
+            &[
+                "spec.match.namespaceSelector.matchExpressions[0].values[0]",
+                "\"production,staging\" is not a label value",
+                "one value per item: values: [production, staging]",
+            ],
+        ),
+        (
+            "  match:\n    namespaceSelector:\n      matchLabels: {env: 'production, staging'}",
+            &[
+                "spec.match.namespaceSelector.matchLabels.env",
+                "write matchExpressions: [{key: env, operator: In, values: [production, staging]}]",
+            ],
+        ),
+        (
+            "  match:\n    namespaceSelector:\n      matchLabels: {'env ': production}",
+            &[
+                "spec.match.namespaceSelector.matchLabels.env ",
+                "\"env \" is not a label key",
+            ],
+        ),
+        (
+            "  match:\n    namespaceSelector:\n      matchLabels: {env: 'prod/eu'}",
+            &[
+                "spec.match.namespaceSelector.matchLabels.env",
+                "\"prod/eu\" is not a label value",
+            ],
+        ),
+        (
+            "  match:\n    namespaceSelector:\n      matchExpressions:\n        - {key: 'example.com/', operator: Exists}",
+            &[
+                "spec.match.namespaceSelector.matchExpressions[0].key",
+                "\"example.com/\" is not a label key",
+            ],
+        ),
         (
             "  match:\n    namespaces: ['prod *']",
             &["spec.match.namespaces[0]", "white space"],

@@ -212,6 +212,73 @@ fn service_account_of(user: &str) -> Option<String> {
     Some(format!("{ns}/{name}"))
 }
 
+/// The name part of a label key, and a label value: at most 63 characters, letters, digits,
+/// `-`, `_` and `.`, starting and ending with a letter or digit (Kubernetes' `IsQualifiedName`
+/// name part and `IsValidLabelValue`; a value may also be empty).
+fn is_label_name(s: &str) -> bool {
+    s.len() <= 63
+        && s.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && s.ends_with(|c: char| c.is_ascii_alphanumeric())
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+/// Why `key` is no label key (`[PREFIX/]NAME`, the prefix a lower-case DNS subdomain), so
+/// that a selector naming it never holds: no Namespace has such a label.
+fn label_key_problem(key: &str) -> Option<String> {
+    let (prefix, name) = match key.split_once('/') {
+        Some((prefix, name)) => (Some(prefix), name),
+        None => (None, key),
+    };
+    let prefix_ok = prefix.is_none_or(|p| {
+        !p.is_empty()
+            && p.len() <= 253
+            && p.split('.').all(|part| {
+                !part.is_empty()
+                    && part.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+                    && part.ends_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+                    && part
+                        .chars()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+            })
+    });
+    (!prefix_ok || !is_label_name(name)).then(|| {
+        format!(
+            "{key:?} is not a label key ([PREFIX/]NAME: the name at most 63 characters, letters, \
+             digits, '-', '_' and '.', starting and ending with a letter or digit; the prefix a \
+             lower-case DNS subdomain), so no Namespace has it and the selector never holds"
+        )
+    })
+}
+
+/// Why `value` is no label value, so that a selector requirement naming it never holds (or,
+/// with NotIn, always does). `match_label` is its key when it is a `matchLabels` value, for
+/// the hint.
+fn label_value_problem(value: &str, match_label: Option<&str>) -> Option<String> {
+    if value.is_empty() || is_label_name(value) {
+        return None;
+    }
+    let split: Vec<&str> = value
+        .split(',')
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .collect();
+    let hint = match match_label {
+        _ if split.len() < 2 || !split.iter().all(|v| is_label_name(v)) => String::new(),
+        None => format!("; list one value per item: values: [{}]", split.join(", ")),
+        Some(key) => format!(
+            "; to match any of them, write matchExpressions: [{{key: {key}, operator: In, \
+             values: [{}]}}]",
+            split.join(", ")
+        ),
+    };
+    Some(format!(
+        "{value:?} is not a label value (at most 63 characters, letters, digits, '-', '_' and \
+         '.', starting and ending with a letter or digit), so no Namespace has it and the \
+         selector compares against a value no label holds{hint}"
+    ))
+}
+
 /// Kubernetes label selector semantics.
 pub fn selector_matches(selector: &LabelSelectorSpec, labels: &BTreeMap<String, String>) -> bool {
     selector
@@ -400,15 +467,31 @@ impl CompiledPolicy {
         }
         if let Some(sel) = &m.namespace_selector {
             for (key, value) in &sel.match_labels {
-                if let Some(c) = value.chars().find(|c| "*?[]{}".contains(*c)) {
+                let field = format!("spec.match.namespaceSelector.matchLabels.{key}");
+                if let Some(problem) = label_key_problem(key) {
+                    fail(field, problem);
+                } else if let Some(c) = value.chars().find(|c| "*?[]{}".contains(*c)) {
                     fail(
-                        format!("spec.match.namespaceSelector.matchLabels.{key}"),
+                        field,
                         format!(
                             "{value:?} can never match: matchLabels compares values exactly and \
                              label values cannot contain {c:?} (no globs here); list the values \
                              in matchExpressions with operator In, or use Exists"
                         ),
                     );
+                } else if let Some(problem) = label_value_problem(value, Some(key)) {
+                    fail(field, problem);
+                }
+            }
+            for (i, r) in sel.match_expressions.iter().enumerate() {
+                let at = format!("spec.match.namespaceSelector.matchExpressions[{i}]");
+                if let Some(problem) = label_key_problem(&r.key) {
+                    fail(format!("{at}.key"), problem);
+                }
+                for (j, value) in r.values.iter().enumerate() {
+                    if let Some(problem) = label_value_problem(value, None) {
+                        fail(format!("{at}.values[{j}]"), problem);
+                    }
                 }
             }
         }

@@ -1185,7 +1185,7 @@ fn digest_note(ask: &Ask, subject: &Subject, enforcing: &[&CompiledPolicy]) -> S
 
 /// Why the labels of a namespace are unknown, and what to do about it, from where the
 /// Namespace objects come from.
-fn unknown_namespace(origin: &NamespaceOrigin) -> (String, String) {
+pub(crate) fn unknown_namespace(origin: &NamespaceOrigin) -> (String, String) {
     match origin {
         NamespaceOrigin::Api => (
             "the Namespace could not be read".to_owned(),

@@ -538,6 +538,16 @@ impl Classifier for CelClassifier<'_> {
         let Some(expr) = expr else {
             return Ok(false);
         };
+        // Null, with `has()` over it false: a pod the classifier would mark could pass
+        // unjudged for want of a lookup (fail closed, as a policy selecting by label does).
+        if self.namespace.is_none() && expr.reads().contains("namespaceObject") {
+            let (why, fix) = crate::decide::unknown_namespace(&self.engine.settings.namespaces);
+            return Err(format!(
+                "it reads namespaceObject, and the labels of namespace {:?} are unknown ({why}), \
+                 so whether this pod is a debug pod cannot be told ({fix})",
+                review.namespace().unwrap_or("")
+            ));
+        }
         let mut ctx = self.engine.env.root().new_inner_scope();
         let null = serde_json::Value::Null;
         ctx.add_variable_from_value("object", json_to_cel(review.object().unwrap_or(&null)));

@@ -208,3 +208,52 @@ fn cel_classifiers_mark_debug_copies() {
         .to_string();
     assert!(err.contains("nodeClassifier"), "{err}");
 }
+
+/// A classifier reading `namespaceObject` cannot tell whether a pod is a debug pod when the
+/// Namespace is unknown: `has()` over the null it reads is false, which let the pod through
+/// unjudged. It denies, saying why.
+#[test]
+fn a_classifier_reading_the_namespace_denies_when_the_namespace_is_unknown() {
+    let settings = Settings {
+        copy_classifier: Some(
+            "has(namespaceObject.metadata.labels) && 'debug-copies' in \
+             namespaceObject.metadata.labels && object.metadata.name.endsWith('-debug')"
+                .into(),
+        ),
+        ..Settings::default()
+    };
+    let e = engine_with(
+        r#"
+apiVersion: kspy.dev/v1alpha1
+kind: DebugPolicy
+metadata: {name: anyone}
+spec:
+  grant: {images: ['**'], runAsRoot: true, mountVolumes: all}
+"#,
+        settings,
+    );
+    let mut copy = pod("ns");
+    copy["metadata"]["name"] = json!("web-1-debug");
+    copy["spec"]["hostPID"] = json!(true);
+    let review = create("ns", "u", &[], copy);
+    let labelled = namespace("ns", &[("debug-copies", "true")]);
+    let j = judge(
+        &e,
+        &review,
+        kspy_admission::Endpoint::Validate,
+        Some(&labelled),
+    );
+    assert_eq!(j.action, Some(Action::Copy));
+    assert!(!j.response.allowed, "hostPID is granted to no one");
+    let j = validate(&e, &review);
+    assert!(
+        !j.response.allowed,
+        "passed unjudged with the Namespace unknown"
+    );
+    assert!(
+        j.response.result.message.contains("the copy classifier")
+            && j.response.result.message.contains("namespaceObject"),
+        "{}",
+        j.response.result.message
+    );
+}

@@ -563,8 +563,6 @@ fn type_name(v: &Value) -> &'static str {
     }
 }
 
-/// Collects the identifiers not bound by an enclosing comprehension, each with the top-level
-/// fields read through it (`request.userInfo` reads `userInfo`; a bare `request` reads all).
 /// Whether the tree under `root` is deeper than `limit`, counted without recursion (the tree
 /// may be far too deep to recurse over).
 fn exceeds_depth<'e>(root: &'e IdedExpr, limit: usize) -> bool {
@@ -600,7 +598,8 @@ fn exceeds_depth<'e>(root: &'e IdedExpr, limit: usize) -> bool {
     false
 }
 
-fn entry_children<'e>(
+/// Each expression of a map's or struct's entries (keys and values), in order.
+pub(crate) fn entry_children<'e>(
     list: &'e [kube_cel::cel::common::ast::IdedEntryExpr],
     push: &mut impl FnMut(&'e IdedExpr),
 ) {
@@ -615,6 +614,8 @@ fn entry_children<'e>(
     }
 }
 
+/// Collects the identifiers not bound by an enclosing comprehension, each with the top-level
+/// fields read through it (`request.userInfo` reads `userInfo`; a bare `request` reads all).
 fn free_variables(e: &IdedExpr, bound: &mut Vec<String>, projection: &mut Projection) {
     let is_free = |name: &str, bound: &Vec<String>| {
         !name.starts_with('@') && !bound.iter().any(|b| b == name)

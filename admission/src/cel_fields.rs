@@ -9,9 +9,9 @@
 //! `filter` and the other macros, as far as the value's type is known; beyond that (a
 //! function's result, a policy variable) nothing is checked.
 
-use kube_cel::cel::common::ast::{EntryExpr, Expr, IdedExpr, LiteralValue};
+use kube_cel::cel::common::ast::{Expr, IdedExpr, LiteralValue};
 
-use crate::cel::closest;
+use crate::cel::{closest, entry_children};
 use crate::kube_shape::{self, Shape};
 
 /// A selection of a field the value's Kubernetes type does not have.
@@ -128,29 +128,16 @@ fn walk(
             }
             None
         }
-        Expr::Map(m) => entries(&m.entries, bound, found),
-        Expr::Struct(s) => entries(&s.entries, bound, found),
+        Expr::Map(m) => {
+            entry_children(&m.entries, &mut |x| drop(walk(x, bound, found)));
+            None
+        }
+        Expr::Struct(s) => {
+            entry_children(&s.entries, &mut |x| drop(walk(x, bound, found)));
+            None
+        }
         Expr::Literal(_) | Expr::Unspecified => None,
     }
-}
-
-fn entries(
-    list: &[kube_cel::cel::common::ast::IdedEntryExpr],
-    bound: &mut Vec<(String, Option<Typed>)>,
-    found: &mut Vec<UnknownKubeField>,
-) -> Option<Typed> {
-    for entry in list {
-        match &entry.expr {
-            EntryExpr::StructField(f) => {
-                walk(&f.value, bound, found);
-            }
-            EntryExpr::MapEntry(m) => {
-                walk(&m.key, bound, found);
-                walk(&m.value, bound, found);
-            }
-        }
-    }
-    None
 }
 
 /// `operand.field`: the field's type, or a finding when an object type lacks it.
@@ -303,5 +290,15 @@ mod tests {
             one("request.userInfo", "group", Some("groups"), false)
         );
         assert_eq!(found("object.spc.x || container.zzz").len(), 2);
+        // Inside list and map literals too.
+        assert_eq!(
+            found("{'k': [container.securityContext.privilged]}.k"),
+            one(
+                "container.securityContext",
+                "privilged",
+                Some("privileged"),
+                true
+            )
+        );
     }
 }

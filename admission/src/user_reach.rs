@@ -66,7 +66,13 @@ pub enum UserReach {
     /// It may run as root holding SETUID, and so can become the container's (non-root) user.
     SwitchUser,
     /// Both may run as root, and it may hold every capability the container holds.
-    BothRoot,
+    /// `dropping_helps`: the container surely holds some capability, so a debug container
+    /// dropping every one (`drop: [ALL]`) holds less and cannot reach it; when it holds none,
+    /// only another user keeps them apart.
+    BothRoot {
+        /// Whether dropping capabilities is a way out.
+        dropping_helps: bool,
+    },
 }
 
 impl UserReach {
@@ -83,10 +89,17 @@ impl UserReach {
                  drop SETUID and SETGID (securityContext.capabilities.drop) or run it as a \
                  non-root user"
             ),
-            UserReach::BothRoot => format!(
+            UserReach::BothRoot { dropping_helps } => format!(
                 "the debug container and container {holder:?} may both run as root, with no \
                  capability that container holds beyond it, so it reads that container's files \
-                 through /proc/PID/root; run it as a non-root user, or drop SETUID and SETGID"
+                 through /proc/PID/root; {}",
+                if *dropping_helps {
+                    "run it as a non-root user, or drop capabilities that container holds \
+                     (securityContext.capabilities.drop: [ALL] drops every one)"
+                } else {
+                    "that container holds no capability, so dropping capabilities does not \
+                     help: run it as a non-root user"
+                }
             ),
         }
     }
@@ -163,6 +176,17 @@ impl Identity {
                 && !self.drops(cap))
     }
 
+    /// Holds, as root, some capability whatever the runtime: a debug container holding none
+    /// (`drop: [ALL]`) then holds less.
+    fn holds_any(&self) -> bool {
+        self.privileged
+            || DEFAULT_IN_BOTH
+                .iter()
+                .copied()
+                .chain(self.added.iter().map(Capability::as_str))
+                .any(|cap| self.surely_holds(cap))
+    }
+
     /// Holds, as root, a capability `other` surely lacks even as root.
     fn holds_beyond(&self, other: &Identity) -> bool {
         if other.privileged || other.adds("ALL") {
@@ -198,7 +222,9 @@ pub fn reach(debugger: &Identity, held: &Identity) -> Option<UserReach> {
     // They run as root: the debug container must be root too, with every capability the
     // container's processes hold.
     if held.may_be_root && debugger.may_be_root && !held.holds_beyond(debugger) {
-        return Some(UserReach::BothRoot);
+        return Some(UserReach::BothRoot {
+            dropping_helps: held.holds_any(),
+        });
     }
     None
 }
@@ -279,7 +305,8 @@ mod tests {
             uid: Some(0),
             ..root()
         };
-        assert_eq!(reach(&root(), &explicit_root), Some(UserReach::BothRoot));
+        let both_root = |dropping_helps| Some(UserReach::BothRoot { dropping_helps });
+        assert_eq!(reach(&root(), &explicit_root), both_root(true));
         // The target keeps SETUID, which the debug container dropped.
         let no_setuid = Identity {
             dropped: caps(&["SETUID", "SETGID"]),
@@ -291,7 +318,8 @@ mod tests {
             dropped: caps(&["ALL"]),
             ..explicit_root.clone()
         };
-        assert_eq!(reach(&no_setuid, &bare_root), Some(UserReach::BothRoot));
+        // Holding nothing, it holds nothing the debug container lacks, whatever that drops.
+        assert_eq!(reach(&no_setuid, &bare_root), both_root(false));
         // A capability the target adds, beyond any runtime's defaults.
         let net_admin = Identity {
             added: caps(&["NET_ADMIN"]),
@@ -302,10 +330,12 @@ mod tests {
             added: caps(&["NET_ADMIN"]),
             ..root()
         };
-        assert_eq!(
-            reach(&also_net_admin, &net_admin),
-            Some(UserReach::BothRoot)
-        );
+        assert_eq!(reach(&also_net_admin, &net_admin), both_root(true));
+        let only_net_admin = Identity {
+            dropped: caps(&["ALL"]),
+            ..net_admin.clone()
+        };
+        assert_eq!(reach(&also_net_admin, &only_net_admin), both_root(true));
         // A privileged target holds everything.
         let privileged = Identity {
             privileged: true,
@@ -319,5 +349,18 @@ mod tests {
         let text = UserReach::SwitchUser.explain("app");
         assert!(text.contains(r#"container "app""#) && text.contains("drop SETUID and SETGID"));
         assert!(UserReach::SameUser(7).explain("app").contains("(7)"));
+        let drop_all = UserReach::BothRoot {
+            dropping_helps: true,
+        }
+        .explain("app");
+        assert!(drop_all.contains("drop: [ALL]") && !drop_all.contains("SETUID"));
+        let only_a_user = UserReach::BothRoot {
+            dropping_helps: false,
+        }
+        .explain("app");
+        assert!(
+            only_a_user.ends_with("dropping capabilities does not help: run it as a non-root user"),
+            "{only_a_user}"
+        );
     }
 }

@@ -745,11 +745,20 @@ fn explain_webhook_denial(action: &Action, denial: &WebhookDenial) -> KspyError 
         let first = if reached_by("runs as the same user as container") {
             "the debug container runs as its target's user and so reads that container's \
              files: run it as another user (without --as-target-user); otherwise: "
-        } else if reached_by("become the user of container") || reached_by("may both run as root") {
+        } else if reached_by("become the user of container") {
             "the debug container could act as its target's user and read that container's \
              files: a `--custom` file with {\"securityContext\": {\"capabilities\": \
              {\"drop\": [\"SETUID\", \"SETGID\"]}}} keeps root from switching users (or use \
              `--profile restricted` with an image that runs as a non-root user); otherwise: "
+        } else if reached_by("dropping capabilities does not help") {
+            "the debug container and its target both run as root, and the target holds no \
+             capability to set them apart: use `--profile restricted` with an image that runs \
+             as a non-root user; otherwise: "
+        } else if reached_by("may both run as root") {
+            "the debug container and its target both run as root: a `--custom` file with \
+             {\"securityContext\": {\"capabilities\": {\"drop\": [\"ALL\"]}}} leaves it less \
+             than the target holds (or use `--profile restricted` with an image that runs as a \
+             non-root user); otherwise: "
         } else {
             ""
         };
@@ -1079,6 +1088,26 @@ mod tests {
         assert!(
             hint.starts_with("the debug container runs as its target's user")
                 && hint.contains("without --as-target-user"),
+            "{hint}"
+        );
+        // Both root: the engine's own words, with and without a capability to drop.
+        let both_root = |dropping_helps| {
+            let why =
+                kspy_admission::user_reach::UserReach::BothRoot { dropping_helps }.explain("app");
+            hint_for(&format!(
+                r#"mounting secret volume "creds" (mounted by container "app": {why})"#
+            ))
+        };
+        let hint = both_root(true);
+        assert!(
+            hint.starts_with("the debug container and its target both run as root: a `--custom`")
+                && hint.contains(r#"{"drop": ["ALL"]}"#),
+            "{hint}"
+        );
+        let hint = both_root(false);
+        assert!(
+            hint.starts_with("the debug container and its target both run as root, and the target holds no capability")
+                && !hint.contains("--custom"),
             "{hint}"
         );
         let hint = hint_for("capability SYS_ADMIN");

@@ -248,6 +248,14 @@ fn each_mistake_is_reported_where_it_is() {
             "  match:\n    serviceAccounts: [builder]",
             &["spec.match.serviceAccounts[0]", "NAMESPACE/NAME"],
         ),
+        // Both parts are lower-case DNS names: this loaded and never matched.
+        (
+            "  match:\n    serviceAccounts: [ci/builder, Ops/Deployer-*]",
+            &[
+                "spec.match.serviceAccounts[1]",
+                "\"Ops/Deployer-*\" can never match: namespaces and service-account names are lower-case; write \"ops/deployer-*\"",
+            ],
+        ),
         (
             "  grant:\n    hostPaths: [{path: /var/log, readonly: true}]",
             &[

@@ -501,6 +501,17 @@ impl CompiledPolicy {
                     format!("spec.match.serviceAccounts[{i}]"),
                     format!("{sa:?} must be NAMESPACE/NAME (globs allowed)"),
                 );
+            } else if crate::glob::literal_chars(sa).any(|c| c.is_ascii_uppercase()) {
+                // Namespaces and service-account names are lower-case DNS names: `Ops/Deployer`
+                // loads and never matches.
+                fail(
+                    format!("spec.match.serviceAccounts[{i}]"),
+                    format!(
+                        "{sa:?} can never match: namespaces and service-account names are \
+                         lower-case; write {:?}",
+                        sa.to_ascii_lowercase()
+                    ),
+                );
             }
         }
         if let Some(sel) = &m.namespace_selector {

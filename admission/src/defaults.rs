@@ -156,18 +156,26 @@ pub(crate) fn subject_defaults(patch: &mut PatchBuilder, d: &SubjectDefaults<'_>
             .map_or(&[][..], Vec::as_slice);
         // Indexed, not searched per mount: a request may add many containers that target one
         // with many mounts, and judging it must stay proportional to the patch it makes.
+        // A path is taken by the container's own mounts and its block devices; a volume it
+        // uses as a block device cannot also be mounted (the API server refuses both).
+        let devices = container["volumeDevices"]
+            .as_array()
+            .map_or(&[][..], Vec::as_slice);
         let mut taken_paths: BTreeSet<&str> = container["volumeMounts"]
             .as_array()
             .into_iter()
             .flatten()
             .filter_map(|m| m["mountPath"].as_str())
+            .chain(devices.iter().filter_map(|d| d["devicePath"].as_str()))
             .collect();
+        let device_volumes: BTreeSet<&str> =
+            devices.iter().filter_map(|d| d["name"].as_str()).collect();
         let mut added = Vec::new();
         for m in target_mounts {
             let (Some(name), Some(path)) = (m["name"].as_str(), m["mountPath"].as_str()) else {
                 continue;
             };
-            if taken_paths.contains(path) {
+            if taken_paths.contains(path) || device_volumes.contains(name) {
                 continue;
             }
             // The API server refuses subPath and subPathExpr on ephemeral containers, and the

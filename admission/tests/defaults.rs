@@ -297,6 +297,43 @@ fn secret_mounts_are_mirrored_only_when_granted() {
     );
 }
 
+/// A debug container's block devices take their paths and volumes: the API server refuses a
+/// mount at a devicePath, and a volume both mounted and used as a device, so mirroring one
+/// of the target's mounts there broke the request kspy allowed.
+#[test]
+fn mounts_are_not_mirrored_onto_the_debug_containers_block_devices() {
+    let r = attach("ns", "u", &[], vec![], vec![debugger("new", "busybox")]);
+    let app_mount = r["request"]["object"]["spec"]["containers"][0]["volumeMounts"][0].clone();
+    let (volume, path) = (&app_mount["name"], &app_mount["mountPath"]);
+    let mirrored = |devices: Value| {
+        let mut r = r.clone();
+        r["request"]["object"]["spec"]["ephemeralContainers"][0]["volumeDevices"] = devices;
+        let patch = mutate(DEFAULTS, &r, None);
+        let ops: Vec<&Value> = patch
+            .iter()
+            .filter(|op| {
+                op["path"]
+                    .as_str()
+                    .is_some_and(|p| p.ends_with("/volumeMounts"))
+            })
+            .collect();
+        ops.first().map(|op| op["value"].clone())
+    };
+    // The target's mount is mirrored when nothing stands in its way.
+    assert_eq!(
+        mirrored(json!([{"name": "other", "devicePath": "/dev/xvdb"}])),
+        Some(json!([{"name": volume, "mountPath": path, "readOnly": true}]))
+    );
+    assert_eq!(
+        mirrored(json!([{"name": "other", "devicePath": path}])),
+        None
+    );
+    assert_eq!(
+        mirrored(json!([{"name": volume, "devicePath": "/dev/xvdb"}])),
+        None
+    );
+}
+
 #[test]
 fn sub_path_mounts_are_not_mirrored() {
     // The API server refuses subPath on an ephemeral container: mirroring one would break the

@@ -187,30 +187,28 @@ impl<'de> Deserializer<'de> for Probe<'_> {
 
     fn deserialize_seq<V: de::Visitor<'de>>(self, visitor: V) -> Result<V::Value, ProbeError> {
         let depth = self.deeper()?;
-        *self.out = Shape::List(Box::new(Shape::Scalar));
-        let Shape::List(element) = self.out else {
-            return Err(ProbeError("unreachable".into()));
-        };
-        visitor.visit_seq(OneElement {
-            element: Some(element),
+        let mut element = Shape::Scalar;
+        let value = visitor.visit_seq(OneElement {
+            element: Some(&mut element),
             depth,
-        })
+        })?;
+        *self.out = Shape::List(Box::new(element));
+        Ok(value)
     }
 
     fn deserialize_map<V: de::Visitor<'de>>(self, visitor: V) -> Result<V::Value, ProbeError> {
         let depth = self.deeper()?;
-        *self.out = Shape::Map(Box::new(Shape::Scalar));
-        let Shape::Map(value) = self.out else {
-            return Err(ProbeError("unreachable".into()));
-        };
-        visitor.visit_map(Fields {
+        let mut each = Shape::Scalar;
+        let value = visitor.visit_map(Fields {
             names: &[""],
             next: 0,
             shapes: None,
-            single: Some(value),
+            single: Some(&mut each),
             depth,
             resource: None,
-        })
+        })?;
+        *self.out = Shape::Map(Box::new(each));
+        Ok(value)
     }
 
     fn deserialize_struct<V: de::Visitor<'de>>(
@@ -220,18 +218,17 @@ impl<'de> Deserializer<'de> for Probe<'_> {
         visitor: V,
     ) -> Result<V::Value, ProbeError> {
         let depth = self.deeper()?;
-        *self.out = Shape::Object(fields.iter().map(|f| (*f, Shape::Scalar)).collect());
-        let Shape::Object(shapes) = self.out else {
-            return Err(ProbeError("unreachable".into()));
-        };
-        visitor.visit_map(Fields {
+        let mut shapes = fields.iter().map(|f| (*f, Shape::Scalar)).collect();
+        let value = visitor.visit_map(Fields {
             names: fields,
             next: 0,
-            shapes: Some(shapes),
+            shapes: Some(&mut shapes),
             single: None,
             depth,
             resource: self.resource,
-        })
+        })?;
+        *self.out = Shape::Object(shapes);
+        Ok(value)
     }
 
     /// An enum of unit variants (`Operation`): its first.

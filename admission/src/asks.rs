@@ -122,8 +122,8 @@ pub struct Asks {
     /// `allowPrivilegeEscalation: true`, set explicitly.
     pub allow_privilege_escalation: bool,
     /// `allowPrivilegeEscalation` not `false` (unset is `true` at run time): a setuid program
-    /// can raise the process's privileges, to root for a setuid-root one. Not shown to CEL,
-    /// which reads the field itself.
+    /// can raise the process's privileges, to root for a setuid-root one. Never in a Windows
+    /// pod, which has no setuid programs. Not shown to CEL, which reads the field itself.
     #[serde(skip)]
     pub may_escalate: bool,
     /// Runs as root: `runAsNonRoot` not true and `runAsUser` 0 or unset (pod level included).
@@ -322,7 +322,10 @@ impl Asks {
         asks.privileged = sc.and_then(|s| s.privileged).unwrap_or(false);
         asks.allow_privilege_escalation =
             sc.and_then(|s| s.allow_privilege_escalation) == Some(true);
-        asks.may_escalate = sc.and_then(|s| s.allow_privilege_escalation) != Some(false);
+        // A setuid program is how a process gains privileges on Linux; Windows has none, and
+        // a Windows pod cannot set the field at all.
+        asks.may_escalate = sc.and_then(|s| s.allow_privilege_escalation) != Some(false)
+            && !crate::pod_os::is_windows_pod(pod);
         asks.runs_as_root = runs_as_root(sc, pod_sc);
         asks.proc_mount_unmasked = sc.and_then(|s| s.proc_mount.as_deref()) == Some("Unmasked");
         asks.seccomp_unconfined = seccomp_unconfined(sc, pod_sc);

@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 
 use crate::asks::VolumeKind;
 use crate::classify::{ContainerList, Subject};
+use crate::pod_os::LINUX_ONLY_CONTAINER_FIELDS;
 use crate::pod_security::{Level, conforming_security_context};
 use crate::policy::compiled::CompiledPolicy;
 use crate::policy::spec::{MountTargetVolumes, PodSecurityDefault, TargetContainer};
@@ -257,6 +258,24 @@ pub(crate) fn subject_defaults(patch: &mut PatchBuilder, d: &SubjectDefaults<'_>
             merge_absent(&mut wanted, sc);
         }
     }
+    let windows = crate::pod_os::is_windows(d.object);
+    if windows {
+        // A policy's securityContext default written for Linux (dropping SETUID and SETGID)
+        // would make the API server refuse the whole request.
+        let left_out: Vec<&str> = LINUX_ONLY_CONTAINER_FIELDS
+            .into_iter()
+            .filter(|f| wanted.remove(*f).is_some())
+            .collect();
+        if !left_out.is_empty() {
+            notes.push(format!(
+                "the securityContext defaults {} were not set on container {:?}: pod {:?} runs \
+                 Windows (spec.os.name), where the API server refuses them",
+                left_out.join(", "),
+                s.name,
+                d.object["metadata"]["name"].as_str().unwrap_or_default(),
+            ));
+        }
+    }
     let conform = first(&|p| p.defaults.pod_security.is_some())
         .and_then(|p| p.defaults.pod_security)
         == Some(PodSecurityDefault::Conform);
@@ -268,6 +287,7 @@ pub(crate) fn subject_defaults(patch: &mut PatchBuilder, d: &SubjectDefaults<'_>
             &container["securityContext"],
             &d.object["spec"]["securityContext"],
             d.pod_users,
+            windows,
         )
     {
         merge_absent(&mut wanted, &sc);
@@ -275,7 +295,7 @@ pub(crate) fn subject_defaults(patch: &mut PatchBuilder, d: &SubjectDefaults<'_>
         // root debug container from becoming its target's user) must not stand in its way,
         // and ALL covers it.
         let all = json!(["ALL"]);
-        if sc["capabilities"]["drop"] == all
+        if sc.get("capabilities").is_some_and(|c| c["drop"] == all)
             && let Some(Value::Object(caps)) = wanted.get_mut("capabilities")
             && !caps
                 .get("drop")

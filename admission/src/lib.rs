@@ -33,6 +33,7 @@ pub mod hostpath;
 pub mod image;
 mod json_object;
 mod kube_shape;
+pub mod pod_os;
 pub mod pod_security;
 pub mod policy;
 pub mod review;

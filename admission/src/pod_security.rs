@@ -80,15 +80,30 @@ pub const NON_ROOT_USER: i64 = 65534;
 /// (`pod_users`, their `runAsUser`s): a debug container running as the same user as a
 /// container in its process namespace reads that container's files, its Secret mounts
 /// included, and `/validate` judges it so ([`crate::user_reach`]).
+///
+/// In a Windows pod (`windows`) the level asks only for `runAsNonRoot` (the other fields are
+/// Linux-only, and the API server refuses them there), and the user named when nothing names
+/// one is [`WINDOWS_UNPRIVILEGED_USER`](crate::pod_os::WINDOWS_UNPRIVILEGED_USER).
 pub fn conforming_security_context(
     level: Level,
     asks: &Asks,
     container_sc: &Value,
     pod_sc: &Value,
     pod_users: &BTreeSet<i64>,
+    windows: bool,
 ) -> Option<Value> {
     if level != Level::Restricted {
         return None;
+    }
+    if windows {
+        let user_name = |sc: &Value| sc["windowsOptions"]["runAsUserName"].as_str().is_some();
+        let user_named = user_name(container_sc) || user_name(pod_sc);
+        let mut sc = json!({"runAsNonRoot": true});
+        if !user_named {
+            sc["windowsOptions"] =
+                json!({"runAsUserName": crate::pod_os::WINDOWS_UNPRIVILEGED_USER});
+        }
+        return Some(sc);
     }
     let mut sc = json!({
         "allowPrivilegeEscalation": false,
@@ -110,13 +125,16 @@ pub fn conforming_security_context(
 }
 
 /// What in one container the namespace's level forbids, one phrase each. `host_namespaces`
-/// are the pod's (`pid`, `network`, `ipc`), named with the container they reach.
+/// are the pod's (`pid`, `network`, `ipc`), named with the container they reach. In a Windows
+/// pod (`windows`) `restricted` does not ask for `allowPrivilegeEscalation: false`, dropped
+/// capabilities or a seccomp profile, which it cannot set.
 pub fn violations(
     level: Level,
     asks: &Asks,
     container: &Value,
     pod_sc: &Value,
     host_namespaces: &[&str],
+    windows: bool,
 ) -> Vec<String> {
     let mut out = Vec::new();
     if level == Level::Privileged {
@@ -160,7 +178,7 @@ pub fn violations(
     }
     if level == Level::Restricted {
         let sc = &container["securityContext"];
-        if sc["allowPrivilegeEscalation"] != json!(false) {
+        if sc["allowPrivilegeEscalation"] != json!(false) && !windows {
             out.push("allowPrivilegeEscalation not set to false".to_owned());
         }
         let non_root = sc["runAsNonRoot"] == json!(true)
@@ -178,13 +196,13 @@ pub fn violations(
         let drops_all = sc["capabilities"]["drop"]
             .as_array()
             .is_some_and(|d| d.iter().any(|c| c.as_str() == Some("ALL")));
-        if !drops_all {
+        if !drops_all && !windows {
             out.push("capabilities not dropping ALL".to_owned());
         }
         let seccomp = sc["seccompProfile"]["type"]
             .as_str()
             .or_else(|| pod_sc["seccompProfile"]["type"].as_str());
-        if !matches!(seccomp, Some("RuntimeDefault" | "Localhost")) {
+        if !matches!(seccomp, Some("RuntimeDefault" | "Localhost")) && !windows {
             out.push("no seccompProfile RuntimeDefault or Localhost".to_owned());
         }
     }
@@ -302,10 +320,18 @@ pub fn warnings(
         .and_then(|sc| serde_json::to_value(sc).ok())
         .unwrap_or(Value::Null);
     let host_namespaces = pod_asks.host_namespaces();
+    let windows = crate::pod_os::is_windows_pod(pod);
     let mut mounted_host_paths: BTreeSet<String> = BTreeSet::new();
     for c in added {
         mounted_host_paths.extend(host_path_mounts(c.asks));
-        let found = violations(level, c.asks, c.container, &pod_sc, &host_namespaces);
+        let found = violations(
+            level,
+            c.asks,
+            c.container,
+            &pod_sc,
+            &host_namespaces,
+            windows,
+        );
         if !found.is_empty() {
             out.push(format!(
                 "namespace {namespace:?} enforces Pod Security {:?}, which forbids in container {:?}: {}; the API server will reject it (try --profile {} or ask for an exemption)",
@@ -326,7 +352,7 @@ pub fn warnings(
         }
         let asks = Asks::extract(&parts, pod, &volumes);
         // Host namespaces are named once, with the containers added.
-        let found = violations(level, &asks, &json, &pod_sc, &[]);
+        let found = violations(level, &asks, &json, &pod_sc, &[], windows);
         if !found.is_empty() {
             in_pod.push(format!("container {:?}: {}", parts.name, found.join(", ")));
         }

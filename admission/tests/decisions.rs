@@ -265,6 +265,17 @@ spec:
     let m = &j.response.result.message;
     assert!(m.contains("running as root is not granted"), "{m}");
     assert!(!m.contains("setuid"), "{m}");
+
+    // Windows has no setuid programs, and a Windows pod cannot set allowPrivilegeEscalation
+    // (the API server refuses it): runAsNonRoot is the whole answer there.
+    let mut d = debugger("d", "busybox:1.36");
+    d["securityContext"] = json!({"runAsNonRoot": true});
+    let mut r = attach("team-a", "alice", &["dev"], vec![], vec![d]);
+    edit_pods(&mut r, |pod| pod["spec"]["os"] = json!({"name": "windows"}));
+    let j = validate(&e, &r);
+    assert!(j.response.allowed, "{}", j.response.result.message);
+    edit_pods(&mut r, |pod| pod["spec"]["os"] = json!({"name": "linux"}));
+    assert!(!validate(&e, &r).response.allowed);
 }
 
 #[test]

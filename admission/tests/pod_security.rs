@@ -200,3 +200,76 @@ fn a_copy_warns_about_its_pod_and_each_container() {
         ]
     );
 }
+
+/// A Windows pod (`spec.os.name: windows`) cannot carry Linux-only securityContext fields: the
+/// API server refuses the whole request when one is set, so kspy's defaults must not add one,
+/// and `restricted` asks a Windows pod only for `runAsNonRoot`.
+#[test]
+fn a_windows_pod_gets_no_linux_only_defaults_or_warnings() {
+    let restricted = namespace("locked", &[(ENFORCE, "restricted")]);
+    let windows = |user: Option<&str>| {
+        attach_to(debugger("d", "busybox:1.36"), move |pod| {
+            let spec = &mut pod["spec"];
+            spec["os"] = json!({"name": "windows"});
+            for c in spec["containers"].as_array_mut().unwrap() {
+                c["securityContext"] = json!({"runAsNonRoot": true});
+            }
+            if let Some(user) = user {
+                spec["securityContext"] = json!({"windowsOptions": {"runAsUserName": user}});
+            }
+        })
+    };
+    // The shipped developer defaults: a drop list written for Linux, then conform.
+    let e = engine(&grants(
+        "{securityContext: {capabilities: {drop: [SETUID, SETGID]}}, podSecurity: conform}",
+    ));
+
+    let j = judge(&e, &windows(None), Endpoint::Mutate, Some(&restricted));
+    let sc: Vec<Value> = patch_of(&j)
+        .into_iter()
+        .filter(|op| op["path"] == "/spec/ephemeralContainers/0/securityContext")
+        .map(|op| op["value"].clone())
+        .collect();
+    assert_eq!(
+        sc,
+        [json!({"runAsNonRoot": true, "windowsOptions": {"runAsUserName": "ContainerUser"}})],
+        "{:?}",
+        patch_of(&j)
+    );
+    assert_eq!(pod_security_lines(&j), Vec::<String>::new());
+    assert!(
+        warnings(&j).contains(
+            &r#"the securityContext defaults capabilities were not set on container "d": pod "web-1" runs Windows (spec.os.name), where the API server refuses them"#
+                .to_owned()
+        ),
+        "{:?}",
+        warnings(&j)
+    );
+
+    // A user the pod names already is kept: only runAsNonRoot is added.
+    let j = judge(
+        &e,
+        &windows(Some("ContainerUser")),
+        Endpoint::Mutate,
+        Some(&restricted),
+    );
+    let sc: Vec<Value> = patch_of(&j)
+        .into_iter()
+        .filter(|op| op["path"] == "/spec/ephemeralContainers/0/securityContext")
+        .map(|op| op["value"].clone())
+        .collect();
+    assert_eq!(sc, [json!({"runAsNonRoot": true})]);
+
+    // Without conform, the warning names what restricted asks of a Windows container, and
+    // not the Linux-only fields it exempts Windows pods from.
+    let e = engine(&grants("{imagePullPolicy: IfNotPresent}"));
+    let j = judge(&e, &windows(None), Endpoint::Mutate, Some(&restricted));
+    let lines = pod_security_lines(&j);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(
+        lines[0].starts_with(
+            r#"namespace "locked" enforces Pod Security "restricted", which forbids in container "d": running as root (runAsNonRoot must be true); the API server"#
+        ),
+        "{lines:?}"
+    );
+}

@@ -220,7 +220,25 @@ fn variants() -> Vec<(&'static str, Change)> {
                 volume(p, json!({"name": "pr", "projected": {"sources": []}}));
             }),
         ),
+        // A Windows pod cannot set the Linux-only fields, and restricted does not ask for them.
+        ("windows pod, non-root", Box::new(windows)),
+        (
+            "windows pod, root",
+            Box::new(|p| {
+                windows(p);
+                p["spec"]["securityContext"] = json!({});
+            }),
+        ),
     ]
+}
+
+/// Makes [`hardened`] a Windows pod, without the fields the API server refuses there.
+fn windows(p: &mut Value) {
+    p["spec"]["os"] = json!({"name": "windows"});
+    p["spec"]["securityContext"] = json!({"runAsNonRoot": true});
+    for c in ["containers", "ephemeralContainers"] {
+        p["spec"][c][0]["securityContext"] = json!({});
+    }
 }
 
 /// kspy's warnings for the attach of `dbg` to `pod` in a namespace at `level`.

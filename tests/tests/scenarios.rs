@@ -1161,6 +1161,81 @@ async fn restricted_namespace_attach_conforms_to_pod_security() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attaching_to_a_windows_pod_gets_no_linux_only_fields() {
+    // A pod with `spec.os.name: windows` cannot carry Linux-only securityContext fields: the
+    // API server refuses the whole request. kspy's defaults (e2e-dev-attach's drop list, and
+    // `podSecurity: conform` in the restricted namespace) must leave them out.
+    use kspy_e2e::scenario::RESTRICTED_NS;
+    let Some(env) = env().await else { return };
+    if env.is_real() {
+        tools::skip("on a real cluster: needs a Windows node");
+        return;
+    }
+    let server = env.server().expect("in process");
+    for ns in ["prod", RESTRICTED_NS] {
+        let pod: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "win", "namespace": ns},
+            "spec": {
+                "os": {"name": "windows"},
+                "automountServiceAccountToken": false,
+                "securityContext": {"runAsNonRoot": true},
+                "containers": [{"name": "app", "image": "mcr.microsoft.com/windows/nanoserver:ltsc2022"}]
+            }
+        }))
+        .unwrap();
+        server.add_pod(pod).expect("a valid Windows pod");
+    }
+    let attach = |ns: &'static str, user: &'static str| {
+        let env = &env;
+        async move {
+            env.kspy_in(
+                ns,
+                user,
+                &[
+                    "attach",
+                    "win",
+                    "--image",
+                    "busybox:1.36",
+                    "--name",
+                    "dbg",
+                    "--profile",
+                    "legacy",
+                    "--no-attach",
+                ],
+                None,
+            )
+            .await
+            .unwrap()
+        }
+    };
+    let security_context = |ns: &str| {
+        let pod = server.pod(ns, "win").expect("stored");
+        let ec = ephemeral(&pod).pop().expect("added");
+        serde_json::to_value(&ec.security_context).unwrap()
+    };
+
+    // bob's policy drops SETUID and SETGID by default, which a Windows pod cannot set.
+    let out = attach("prod", "bob").await;
+    assert!(out.success(), "{}", out.all());
+    assert!(
+        out.stderr.contains(
+            r#"the securityContext defaults capabilities were not set on container "dbg": pod "win" runs Windows"#
+        ),
+        "{}",
+        out.all()
+    );
+    assert_eq!(security_context("prod"), Value::Null);
+
+    // In the restricted namespace, conform asks a Windows container only for runAsNonRoot.
+    let out = attach(RESTRICTED_NS, "alice").await;
+    assert!(out.success(), "{}", out.all());
+    assert_eq!(
+        security_context(RESTRICTED_NS),
+        serde_json::json!({"runAsNonRoot": true, "windowsOptions": {"runAsUserName": "ContainerUser"}})
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pod_security_refusing_a_pod_that_fails_its_level_already_is_explained() {
     // A pod started before its namespace enforced "restricted" (here: seeded without
     // admission) fails the level itself. Adding an ephemeral container makes PodSecurity

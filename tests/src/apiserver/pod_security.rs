@@ -14,6 +14,8 @@
 //! - restricted adds `allowPrivilegeEscalation`, `capabilities_restricted` (replaces
 //!   capabilities_baseline), `restrictedVolumes` (replaces hostPathVolumes), `runAsNonRoot`,
 //!   `runAsUser` (1.23+), `seccompProfile_restricted` (replaces seccompProfile_baseline).
+//!   From 1.25 `allowPrivilegeEscalation`, `capabilities_restricted` and
+//!   `seccompProfile_restricted` pass a pod with `spec.os.name: windows` unchecked.
 //!
 //! Versions matter where this server's checks differ by version: the safe sysctls (1.27,
 //! 1.29, 1.32 added some), `container_engine_t` (SELinux, 1.31+), `runAsUser` (1.23+) and the
@@ -819,12 +821,25 @@ const BASELINE_CHECKS: &[(&str, Check)] = &[
     ("windowsHostProcess", |s| windows_host_process(s.spec)),
 ];
 
+/// Whether the 1.25 versions of `allowPrivilegeEscalation`, `capabilities_restricted` and
+/// `seccompProfile_restricted` let the pod through unchecked: a pod with `spec.os.name:
+/// windows`, which cannot set those fields.
+fn windows_exempt(s: &Subject) -> bool {
+    s.version.at_least(25) && s.spec["os"]["name"] == "windows"
+}
+
 /// The restricted checks by ID, in ID order, with the baseline checks each overrides.
 const RESTRICTED_CHECKS: &[(&str, &[&str], Check)] = &[
     ("allowPrivilegeEscalation", &[], |s| {
+        if windows_exempt(s) {
+            return None;
+        }
         allow_privilege_escalation(s.spec)
     }),
     ("capabilities_restricted", &["capabilities_baseline"], |s| {
+        if windows_exempt(s) {
+            return None;
+        }
         capabilities_restricted(s.spec)
     }),
     ("restrictedVolumes", &["hostPathVolumes"], |s| {
@@ -835,7 +850,12 @@ const RESTRICTED_CHECKS: &[(&str, &[&str], Check)] = &[
     (
         "seccompProfile_restricted",
         &["seccompProfile_baseline"],
-        |s| seccomp_restricted(s.spec),
+        |s| {
+            if windows_exempt(s) {
+                return None;
+            }
+            seccomp_restricted(s.spec)
+        },
     ),
 ];
 
@@ -990,6 +1010,27 @@ mod tests {
         );
         assert!(admit(&labels("baseline"), "bad", &pod).is_ok());
         assert!(admit(&BTreeMap::new(), "bad", &pod).is_ok());
+    }
+
+    #[test]
+    fn restricted_asks_a_windows_pod_only_for_what_it_can_set_from_1_25() {
+        let pod = json!({"spec": {
+            "os": {"name": "windows"},
+            "containers": [{"name": "iis", "image": "iis"}]
+        }});
+        let e = admit(&labels("restricted"), "win", &pod).unwrap_err();
+        assert_eq!(
+            e.message,
+            r#"pods "win" is forbidden: violates PodSecurity "restricted:latest": runAsNonRoot != true (pod or container "iis" must set securityContext.runAsNonRoot=true)"#
+        );
+        let mut pinned = labels("restricted");
+        pinned.insert(ENFORCE_VERSION_LABEL.into(), "v1.24".into());
+        let e = admit(&pinned, "win", &pod).unwrap_err();
+        assert!(
+            e.message.contains("allowPrivilegeEscalation != false"),
+            "{}",
+            e.message
+        );
     }
 
     #[test]

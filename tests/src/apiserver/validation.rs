@@ -825,6 +825,9 @@ pub fn validate_pod(pod: &Pod) -> Vec<FieldError> {
             "spec.securityContext.appArmorProfile",
         ));
     }
+    if spec.os.as_ref().is_some_and(|os| os.name == "windows") {
+        errs.extend(validate_windows(spec));
+    }
     // `validateContainersOnlyForPod`, after the whole spec: containers, then init containers.
     for (i, c) in spec.containers.iter().enumerate() {
         errs.extend(image_whitespace_error(
@@ -837,6 +840,108 @@ pub fn validate_pod(pod: &Pod) -> Vec<FieldError> {
             c.image.as_deref(),
             &format!("spec.initContainers[{i}]"),
         ));
+    }
+    errs
+}
+
+/// `validateWindows` (`validateOS` for `spec.os.name: windows`): the Linux-only fields of the
+/// pod's securityContext, then of each container's (init, regular, ephemeral, as
+/// `VisitContainersWithPath` walks them), each "cannot be set for a windows pod".
+fn validate_windows(spec: &k8s_openapi::api::core::v1::PodSpec) -> Vec<FieldError> {
+    const POD_FIELDS: &[&str] = &[
+        "appArmorProfile",
+        "seLinuxOptions",
+        "seccompProfile",
+        "fsGroup",
+        "fsGroupChangePolicy",
+        "sysctls",
+        "shareProcessNamespace",
+        "runAsUser",
+        "runAsGroup",
+        "supplementalGroups",
+        "supplementalGroupsPolicy",
+    ];
+    const CONTAINER_FIELDS: &[&str] = &[
+        "appArmorProfile",
+        "seLinuxOptions",
+        "seccompProfile",
+        "capabilities",
+        "readOnlyRootFilesystem",
+        "privileged",
+        "allowPrivilegeEscalation",
+        "procMount",
+        "runAsUser",
+        "runAsGroup",
+    ];
+    const WHY: &str = "cannot be set for a windows pod";
+    let mut errs = Vec::new();
+    let present = |sc: &Value, field: &str| match &sc[field] {
+        Value::Null => false,
+        // The internal type holds sysctls and supplementalGroups as slices: only a non-empty
+        // one is "set".
+        Value::Array(items) if matches!(field, "sysctls" | "supplementalGroups") => {
+            !items.is_empty()
+        }
+        _ => true,
+    };
+    let mut pod_sc = spec
+        .security_context
+        .as_ref()
+        .and_then(|sc| serde_json::to_value(sc).ok())
+        .unwrap_or(Value::Null);
+    // The internal type keeps shareProcessNamespace in the pod's securityContext.
+    if let Some(share) = spec.share_process_namespace {
+        pod_sc["shareProcessNamespace"] = Value::Bool(share);
+    }
+    for field in POD_FIELDS {
+        if present(&pod_sc, field) {
+            errs.push(FieldError::forbidden(
+                format!("spec.securityContext.{field}"),
+                WHY,
+            ));
+        }
+    }
+    let containers = spec
+        .init_containers
+        .iter()
+        .flatten()
+        .enumerate()
+        .map(|(i, c)| {
+            (
+                format!("spec.initContainers[{i}]"),
+                c.security_context.as_ref(),
+            )
+        })
+        .chain(
+            spec.containers
+                .iter()
+                .enumerate()
+                .map(|(i, c)| (format!("spec.containers[{i}]"), c.security_context.as_ref())),
+        )
+        .chain(
+            spec.ephemeral_containers
+                .iter()
+                .flatten()
+                .enumerate()
+                .map(|(i, c)| {
+                    (
+                        format!("spec.ephemeralContainers[{i}]"),
+                        c.security_context.as_ref(),
+                    )
+                }),
+        );
+    for (path, sc) in containers {
+        let sc = sc
+            .and_then(|sc| serde_json::to_value(sc).ok())
+            .unwrap_or(Value::Null);
+        for field in CONTAINER_FIELDS {
+            if present(&sc, field) {
+                errs.push(FieldError::forbidden(
+                    format!("{path}.securityContext.{field}"),
+                    WHY,
+                ));
+            }
+        }
     }
     errs
 }
@@ -1150,6 +1255,39 @@ mod tests {
                 "spec.ephemeralContainers[0].ports: Forbidden: cannot be set for an Ephemeral Container",
                 "spec.ephemeralContainers[0].readinessProbe: Forbidden: cannot be set for an Ephemeral Container",
                 "spec.ephemeralContainers[0].volumeMounts[0].subPath: Forbidden: cannot be set for an Ephemeral Container",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_windows_pod_refuses_linux_only_fields() {
+        let mut dbg = ec("dbg");
+        dbg["securityContext"] = json!({
+            "runAsNonRoot": true,
+            "windowsOptions": {"runAsUserName": "ContainerUser"},
+            "capabilities": {"drop": ["SETUID"]},
+            "allowPrivilegeEscalation": false
+        });
+        let mut p = pod(json!([dbg]));
+        let linux = validate_pod(&p);
+        assert_eq!(linux.len(), 0, "{linux:?}");
+        let spec = p.spec.as_mut().unwrap();
+        spec.os = Some(k8s_openapi::api::core::v1::PodOS {
+            name: "windows".into(),
+        });
+        spec.share_process_namespace = Some(true);
+        spec.security_context = Some(k8s_openapi::api::core::v1::PodSecurityContext {
+            run_as_non_root: Some(true),
+            supplemental_groups: Some(vec![]),
+            ..Default::default()
+        });
+        let got: Vec<String> = validate_pod(&p).iter().map(ToString::to_string).collect();
+        assert_eq!(
+            got,
+            vec![
+                "spec.securityContext.shareProcessNamespace: Forbidden: cannot be set for a windows pod",
+                "spec.ephemeralContainers[0].securityContext.capabilities: Forbidden: cannot be set for a windows pod",
+                "spec.ephemeralContainers[0].securityContext.allowPrivilegeEscalation: Forbidden: cannot be set for a windows pod",
             ]
         );
     }

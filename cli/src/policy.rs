@@ -31,19 +31,27 @@ pub enum PolicyCommand {
     /// without running them.
     #[command(
         after_help = "Exits 1 when a policy or a test suite does not load (a review fixture a case
-names included), and when there is no policy at all; every error found is reported.
+names included), and when there is no policy at all; every error found is reported. Warnings
+(a field the Pod type lacks, read from the review's object) are printed on standard error;
+with --strict they fail the check too, as a CI job wants.
 
 Examples:
   # Check the shipped library; a broken file is reported with file, document, policy and field
   {prog} policy check policies/
 
   # Check one file, as kubectl -f takes one
-  {prog} policy check policies/sre.yaml"
+  {prog} policy check policies/sre.yaml
+
+  # In CI: a warning fails the check
+  {prog} policy check --strict policies/"
     )]
     Check {
         /// A directory of policy files (every *.yaml and *.yml under it), or one policy file.
         #[arg(value_name = "PATH")]
         dir: PathBuf,
+        /// Exit 1 when there is any warning, after reporting everything.
+        #[arg(long)]
+        strict: bool,
     },
     /// Judge one AdmissionReview offline and print the AdmissionReview the webhook would return.
     #[command(
@@ -88,14 +96,19 @@ Examples:
 Warns on standard error when no suite declares a case's namespace, so that a policy selecting
 namespaces by label did not apply (or, a guardrail, denied unchecked). Reports every error in
 the suites on standard error, and runs the cases that read. Exits 1 when any case fails and when
-any suite has an error.
+any suite has an error; with --strict also when there is any warning.
 
 Examples:
-  {prog} policy test policies/"
+  {prog} policy test policies/
+  {prog} policy test --strict policies/"
     )]
     Test {
         /// Directory of policies and their tests.
         dir: PathBuf,
+        /// Exit 1 when there is any warning (a policy's, or a case's), after running every
+        /// case and printing the results.
+        #[arg(long)]
+        strict: bool,
     },
     /// Explain a policy in words: whom it serves, what it grants, what it checks, which
     /// defaults it sets.
@@ -115,7 +128,7 @@ Examples:
 pub fn run(cmd: PolicyCommand) -> anyhow::Result<ExitCode> {
     let mut out = std::io::stdout().lock();
     let code = match cmd {
-        PolicyCommand::Check { dir } => check(&dir, &mut out),
+        PolicyCommand::Check { dir, strict } => check(&dir, strict, &mut out),
         PolicyCommand::Eval {
             policies,
             mutate,
@@ -130,7 +143,7 @@ pub fn run(cmd: PolicyCommand) -> anyhow::Result<ExitCode> {
             &review,
             &mut out,
         ),
-        PolicyCommand::Test { dir } => test(&dir, &mut out),
+        PolicyCommand::Test { dir, strict } => test(&dir, strict, &mut out),
         PolicyCommand::Explain { policies, name } => explain(&policies, &name, &mut out),
     }?;
     out.flush()?;
@@ -297,7 +310,7 @@ fn mode_name(mode: Mode) -> String {
         .unwrap_or_else(|| format!("{mode:?}"))
 }
 
-fn check(dir: &Path, out: &mut impl Write) -> anyhow::Result<ExitCode> {
+fn check(dir: &Path, strict: bool, out: &mut impl Write) -> anyhow::Result<ExitCode> {
     let (set, files) = load_some(dir)?;
     let suites = check_suites(dir).map_err(|e| match e {
         TestError::Suites(errors) => suite_errors(
@@ -347,7 +360,23 @@ fn check(dir: &Path, out: &mut impl Write) -> anyhow::Result<ExitCode> {
             crate::prog()
         )?;
     }
+    if strict {
+        out.flush()?;
+        fail_on_warnings(set.warnings().len())?;
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Under `--strict`, the error for `count` warnings printed above; none for none.
+fn fail_on_warnings(count: usize) -> Result<(), KspyError> {
+    if count == 0 {
+        return Ok(());
+    }
+    Err(KspyError::new(format!(
+        "{count} {} above, and --strict fails on warnings",
+        if count == 1 { "warning" } else { "warnings" }
+    ))
+    .hint("fix what each warning names; without --strict they are reported and do not fail"))
 }
 
 /// The most of an AdmissionReview `policy eval` reads: what the webhook reads at most.
@@ -536,7 +565,7 @@ fn eval(
     Ok(ExitCode::SUCCESS)
 }
 
-fn test(dir: &Path, out: &mut impl Write) -> anyhow::Result<ExitCode> {
+fn test(dir: &Path, strict: bool, out: &mut impl Write) -> anyhow::Result<ExitCode> {
     require_dir(dir)?;
     let report = run_dir(dir, Settings::default()).map_err(|e| test_failed(dir, e))?;
     if report.results.is_empty() && report.suite_errors.is_empty() {
@@ -578,11 +607,15 @@ fn test(dir: &Path, out: &mut impl Write) -> anyhow::Result<ExitCode> {
         };
         return Err(suite_errors(dir, &report.suite_errors, hint).into());
     }
-    Ok(if report.failed() == 0 {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    if report.failed() != 0 {
+        return Ok(ExitCode::FAILURE);
+    }
+    if strict {
+        out.flush()?;
+        let case_warnings: usize = report.results.iter().map(|r| r.warnings.len()).sum();
+        fail_on_warnings(report.policy_warnings.len() + case_warnings)?;
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// The table of cases, what each failure was, and how many passed.

@@ -107,6 +107,34 @@ fn check_warns_about_a_field_the_pod_type_lacks() {
             && stderr.contains("(policy no-host-pid): spec.validations[0].expression: object.spec has no field \"hostPid\""),
         "{stderr}"
     );
+
+    // --strict, as a CI job runs them: the same output, and a warning fails the command.
+    let strict_failure = "kspy: 1 warning above, and --strict fails on warnings\n\
+                          hint: fix what each warning names; without --strict they are reported \
+                          and do not fail\n";
+    let suites = dir.path().display().to_string();
+    for args in [
+        vec!["check", "--strict", &path],
+        vec!["test", "--strict", &suites],
+    ] {
+        let out = kspy(&[&["policy"][..], &args].concat());
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(
+            stderr.starts_with("kspy: warning: ") && stderr.ends_with(strict_failure),
+            "{args:?}: {stderr}"
+        );
+        assert!(!out.stdout.is_empty(), "{args:?}");
+    }
+    // Without warnings --strict passes.
+    for args in [
+        vec!["check", "--strict", &policies()],
+        vec!["test", "--strict", &policies()],
+    ] {
+        let out = kspy(&[&["policy"][..], &args].concat());
+        assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
+        assert_eq!(text(&out.stderr), "", "{args:?}");
+    }
 }
 
 #[test]

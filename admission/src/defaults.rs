@@ -12,9 +12,11 @@ use k8s_openapi::api::core::v1::Volume;
 use serde_json::{Value, json};
 
 use crate::asks::VolumeKind;
-use crate::classify::{ContainerList, Subject};
+use crate::classify::{
+    Action, ContainerList, DEBUG_CONTAINER_ANNOTATION, Subject, is_kubectl_debugger_name,
+};
 use crate::pod_os::LINUX_ONLY_CONTAINER_FIELDS;
-use crate::pod_security::{Level, conforming_security_context};
+use crate::pod_security::{Conforming, Level, conforming_security_context};
 use crate::policy::compiled::CompiledPolicy;
 use crate::policy::spec::{MountTargetVolumes, PodSecurityDefault, TargetContainer};
 
@@ -92,6 +94,8 @@ pub(crate) struct SubjectDefaults<'a> {
     pub policies: Vec<&'a CompiledPolicy>,
     /// The pod object as sent.
     pub object: &'a Value,
+    /// The request's action.
+    pub action: Action,
     /// The pod's volumes by name ([`volumes_by_name`] of `object`, indexed once per request).
     pub volumes: &'a BTreeMap<&'a str, &'a Value>,
     /// The namespace's enforced Pod Security level.
@@ -100,6 +104,19 @@ pub(crate) struct SubjectDefaults<'a> {
     /// ([`container_users`](crate::pod_security::container_users) of `object`, once per
     /// request): a conforming default names another.
     pub pod_users: &'a BTreeSet<i64>,
+}
+
+/// Whether the subject is a container a debug request brings, whose image has not run under
+/// this pod's securityContext: an ephemeral container, every container of a node-debugging
+/// pod, and a copy's debug container (named by `kspy copy`'s annotation, or as `kubectl debug
+/// --copy-to` names it). The other containers of a copy are the source pod's, and their images
+/// already run as the users they pick.
+fn is_debug_container(d: &SubjectDefaults<'_>) -> bool {
+    let s = d.subject;
+    s.list == ContainerList::Ephemeral
+        || d.action == Action::Node
+        || is_kubectl_debugger_name(&s.name)
+        || d.object["metadata"]["annotations"][DEBUG_CONTAINER_ANNOTATION] == s.name.as_str()
 }
 
 /// Adds one subject's defaults to `patch`; returns notes for the user (mounts not mirrored).
@@ -284,10 +301,13 @@ pub(crate) fn subject_defaults(patch: &mut PatchBuilder, d: &SubjectDefaults<'_>
         && let Some(Value::Object(sc)) = conforming_security_context(
             level,
             &s.asks,
-            &container["securityContext"],
-            &d.object["spec"]["securityContext"],
-            d.pod_users,
-            windows,
+            &Conforming {
+                container_sc: &container["securityContext"],
+                pod_sc: &d.object["spec"]["securityContext"],
+                pod_users: d.pod_users,
+                windows,
+                debug_container: is_debug_container(d),
+            },
         )
     {
         merge_absent(&mut wanted, &sc);

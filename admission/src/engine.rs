@@ -350,6 +350,7 @@ impl Engine {
                     subject,
                     policies,
                     object,
+                    action: request.action,
                     volumes: &volumes,
                     level: enforced_level(namespace),
                     pod_users: &pod_users,

@@ -68,10 +68,24 @@ pub fn enforced_level(namespace: Option<&Namespace>) -> Option<Level> {
 /// The user a conforming container runs as when neither it nor its Pod names one: `nobody`.
 pub const NON_ROOT_USER: i64 = 65534;
 
+/// What [`conforming_security_context`] reads of a container beside its asks.
+#[derive(Debug, Clone, Copy)]
+pub struct Conforming<'a> {
+    /// The container's own securityContext as sent.
+    pub container_sc: &'a Value,
+    /// The pod-level securityContext (a seccomp profile or user set there already counts).
+    pub pod_sc: &'a Value,
+    /// The `runAsUser`s the pod's containers name ([`container_users`]).
+    pub pod_users: &'a BTreeSet<i64>,
+    /// The pod declares `spec.os.name: windows`.
+    pub windows: bool,
+    /// The container is one the debug request brings (an ephemeral container, a node pod's,
+    /// a copy's debugger), not one of the source pod's that a copy repeats.
+    pub debug_container: bool,
+}
+
 /// The securityContext fields a container needs to meet `level`, as a partial securityContext
-/// to fill into what the user left unset. `container_sc` is the container's own
-/// securityContext as sent, `pod_sc` the pod-level one (a seccomp profile or user set there
-/// already counts).
+/// to fill into what the user left unset.
 ///
 /// With `runAsNonRoot` it also sets `runAsUser` when nothing names a user: the kubelet refuses
 /// to start a non-root container whose image runs as root or as a user name (most debug
@@ -79,27 +93,25 @@ pub const NON_ROOT_USER: i64 = 65534;
 /// [`NON_ROOT_USER`], or the highest below it that no container of the pod names
 /// (`pod_users`, their `runAsUser`s): a debug container running as the same user as a
 /// container in its process namespace reads that container's files, its Secret mounts
-/// included, and `/validate` judges it so ([`crate::user_reach`]).
+/// included, and `/validate` judges it so ([`crate::user_reach`]). A copy's own containers,
+/// already `runAsNonRoot` (as a pod in a `restricted` namespace is), get no user: their images
+/// ran as the users they pick, and another would break the very thing being debugged.
 ///
-/// In a Windows pod (`windows`) the level asks only for `runAsNonRoot` (the other fields are
-/// Linux-only, and the API server refuses them there), and the user named when nothing names
-/// one is [`WINDOWS_UNPRIVILEGED_USER`](crate::pod_os::WINDOWS_UNPRIVILEGED_USER).
-pub fn conforming_security_context(
-    level: Level,
-    asks: &Asks,
-    container_sc: &Value,
-    pod_sc: &Value,
-    pod_users: &BTreeSet<i64>,
-    windows: bool,
-) -> Option<Value> {
+/// In a Windows pod the level asks only for `runAsNonRoot` (the other fields are Linux-only,
+/// and the API server refuses them there), and the user named when nothing names one is
+/// [`WINDOWS_UNPRIVILEGED_USER`](crate::pod_os::WINDOWS_UNPRIVILEGED_USER).
+pub fn conforming_security_context(level: Level, asks: &Asks, c: &Conforming<'_>) -> Option<Value> {
     if level != Level::Restricted {
         return None;
     }
-    if windows {
+    let non_root_already = c.container_sc["runAsNonRoot"] == json!(true)
+        || (c.container_sc["runAsNonRoot"].is_null() && c.pod_sc["runAsNonRoot"] == json!(true));
+    let image_user_stays = non_root_already && !c.debug_container;
+    if c.windows {
         let user_name = |sc: &Value| sc["windowsOptions"]["runAsUserName"].as_str().is_some();
-        let user_named = user_name(container_sc) || user_name(pod_sc);
+        let user_named = user_name(c.container_sc) || user_name(c.pod_sc);
         let mut sc = json!({"runAsNonRoot": true});
-        if !user_named {
+        if !user_named && !image_user_stays {
             sc["windowsOptions"] =
                 json!({"runAsUserName": crate::pod_os::WINDOWS_UNPRIVILEGED_USER});
         }
@@ -109,16 +121,18 @@ pub fn conforming_security_context(
         "allowPrivilegeEscalation": false,
         "capabilities": {"drop": ["ALL"]},
     });
-    let user_named = !container_sc["runAsUser"].is_null() || !pod_sc["runAsUser"].is_null();
+    let user_named = !c.container_sc["runAsUser"].is_null() || !c.pod_sc["runAsUser"].is_null();
     // An explicit runAsUser 0 cannot be made non-root by a default; the warning says so.
     if !asks.runs_as_root || !user_named {
         sc["runAsNonRoot"] = json!(true);
-        if !user_named && let Some(uid) = (1..=NON_ROOT_USER).rev().find(|u| !pod_users.contains(u))
+        if !user_named
+            && !image_user_stays
+            && let Some(uid) = (1..=NON_ROOT_USER).rev().find(|u| !c.pod_users.contains(u))
         {
             sc["runAsUser"] = json!(uid);
         }
     }
-    if pod_sc.get("seccompProfile").is_none() {
+    if c.pod_sc.get("seccompProfile").is_none() {
         sc["seccompProfile"] = json!({"type": "RuntimeDefault"});
     }
     Some(sc)

@@ -214,6 +214,69 @@ fn conforming_names_a_user_only_when_none_is_named() {
     assert!(sc.get("runAsUser").is_none(), "{sc}");
 }
 
+/// A debug copy repeats the source pod's containers, whose images already run as the users
+/// they pick under the pod's `runAsNonRoot`: conform names a user only for the debug container
+/// the copy adds, which would otherwise not start as non-root.
+#[test]
+fn conforming_leaves_a_copys_own_containers_their_image_users() {
+    let restricted = namespace(
+        "ns",
+        &[("pod-security.kubernetes.io/enforce", "restricted")],
+    );
+    let copy = |debugger: &str, annotation: Option<&str>| {
+        let mut pod = pod("ns");
+        pod["metadata"]["name"] = json!("web-copy");
+        pod["metadata"]["labels"] = json!({"kspy.dev/debug": "copy"});
+        if let Some(name) = annotation {
+            pod["metadata"]["annotations"] = json!({"kspy.dev/debug-container": name});
+        }
+        pod["spec"]["securityContext"] = json!({"runAsNonRoot": true});
+        pod["spec"]["containers"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"name": debugger, "image": "busybox:1.36"}));
+        create("ns", "u", &[], pod)
+    };
+    let users = |patch: &[Value]| -> Vec<(String, Value)> {
+        (0..3)
+            .map(|i| {
+                let sc = patch
+                    .iter()
+                    .find(|op| op["path"] == format!("/spec/containers/{i}/securityContext"))
+                    .map(|op| op["value"].clone())
+                    .unwrap_or_else(|| panic!("container {i}: no securityContext: {patch:?}"));
+                assert_eq!(sc["allowPrivilegeEscalation"], false, "{sc}");
+                (i.to_string(), sc["runAsUser"].clone())
+            })
+            .collect()
+    };
+    let expected = |debugger_user: Value| {
+        vec![
+            ("0".to_owned(), Value::Null),
+            ("1".to_owned(), Value::Null),
+            ("2".to_owned(), debugger_user),
+        ]
+    };
+    // Named by `kspy copy`'s annotation, or by kubectl's debugger name.
+    for (debugger, annotation) in [("dbg", Some("dbg")), ("debugger-bcdfg", None)] {
+        let patch = mutate(DEFAULTS, &copy(debugger, annotation), Some(&restricted));
+        assert_eq!(users(&patch), expected(json!(65534)), "{debugger}");
+    }
+    // A container nothing marks as the debugger is taken for one of the source's.
+    let patch = mutate(DEFAULTS, &copy("dbg", None), Some(&restricted));
+    assert_eq!(users(&patch), expected(Value::Null));
+    // Where the pod does not say runAsNonRoot, conform adds it to every container, and a user
+    // with it: an image that runs as root would not start otherwise.
+    let mut r = copy("dbg", Some("dbg"));
+    r["request"]["object"]["spec"]
+        .as_object_mut()
+        .unwrap()
+        .remove("securityContext");
+    let patch = mutate(DEFAULTS, &r, Some(&restricted));
+    let got = users(&patch);
+    assert!(got.iter().all(|(_, u)| u.is_i64()), "{got:?}");
+}
+
 /// The API server refuses `allowPrivilegeEscalation: false` beside `privileged: true` or an
 /// added `CAP_SYS_ADMIN`; a default must not make a granted request Invalid.
 #[test]

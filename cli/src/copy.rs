@@ -32,8 +32,9 @@ pub const REQUESTED_BY_ANNOTATION: &str = "kspy.dev/requested-by";
 /// Annotation carrying `--reason` on a debug copy.
 pub const REASON_ANNOTATION: &str = "kspy.dev/reason";
 /// Annotation naming a debug copy's debug container, which `kspy ls` shows: the copy also
-/// holds the source pod's containers, and nothing else tells them apart.
-pub const DEBUG_CONTAINER_ANNOTATION: &str = "kspy.dev/debug-container";
+/// holds the source pod's containers, and nothing else tells them apart. The webhook reads it
+/// too (the source pod's containers keep the users their images pick).
+pub const DEBUG_CONTAINER_ANNOTATION: &str = kspy_admission::classify::DEBUG_CONTAINER_ANNOTATION;
 /// What `--fork` runs instead of the target container's command: a long sleep, so the
 /// container stays up for inspection instead of crashing again.
 pub const FORK_COMMAND: [&str; 2] = ["sleep", "2147483647"];

@@ -287,6 +287,27 @@ fn suite_errors(dir: &Path, errors: &[SuiteError], hint: impl Into<String>) -> K
     .hint(hint)
 }
 
+/// `failure` of the policies at `path`, with the errors of the test suites there added: a
+/// broken policy must not hide a broken suite until the next run. The suites are read as
+/// `check` reads them (fixtures included), independently of the policies.
+fn with_suite_errors(failure: KspyError, path: &Path) -> KspyError {
+    let Err(TestError::Suites(errors)) = check_suites(path) else {
+        return failure;
+    };
+    let n = errors.errors().len();
+    let hint = failure
+        .hint
+        .clone()
+        .map(|h| format!("{h}; fix the suites named after them too"));
+    let mut failure = failure.details([format!(
+        "and {n} error{} in the {TEST_KIND} suites there:",
+        if n == 1 { "" } else { "s" }
+    )]);
+    failure = failure.details(errors.errors().iter().map(|e| format!("  {e}")));
+    failure.hint = hint;
+    failure
+}
+
 /// Why the suites under `dir` could not be read or run, for `test` and `eval`; load errors get
 /// the same message as `check`.
 fn test_failed(dir: &Path, e: TestError) -> KspyError {
@@ -311,7 +332,7 @@ fn mode_name(mode: Mode) -> String {
 }
 
 fn check(dir: &Path, strict: bool, out: &mut impl Write) -> anyhow::Result<ExitCode> {
-    let (set, files) = load_some(dir)?;
+    let (set, files) = load_some(dir).map_err(|e| with_suite_errors(e, dir))?;
     let suites = check_suites(dir).map_err(|e| match e {
         TestError::Suites(errors) => suite_errors(
             dir,
@@ -567,7 +588,10 @@ fn eval(
 
 fn test(dir: &Path, strict: bool, out: &mut impl Write) -> anyhow::Result<ExitCode> {
     require_dir(dir)?;
-    let report = run_dir(dir, Settings::default()).map_err(|e| test_failed(dir, e))?;
+    let report = run_dir(dir, Settings::default()).map_err(|e| match e {
+        TestError::Policies(_) => with_suite_errors(test_failed(dir, e), dir),
+        other => test_failed(dir, other),
+    })?;
     if report.results.is_empty() && report.suite_errors.is_empty() {
         return Err(
             KspyError::new(format!("no {TEST_KIND} cases under {}", dir.display()))

@@ -516,6 +516,49 @@ fn check_reads_the_test_suites_and_says_what_apiversion_it_found() {
     }
 }
 
+/// A policy that does not load stops `check` and `test`, but not before the suites' own errors
+/// are reported with it: fixing one file at a time, run after run, is what this saves.
+#[test]
+fn a_policy_that_does_not_load_does_not_hide_the_suites_errors() {
+    let dir = suites_copy();
+    let tools = dir.path().join("suite-tools.yaml");
+    let before = std::fs::read_to_string(&tools).unwrap();
+    let after = before.replace("apiVersion: kspy.dev/v1alpha1", "apiVersion: kspy.dev/v1");
+    assert_ne!(before, after);
+    std::fs::write(&tools, after).unwrap();
+    std::fs::write(
+        dir.path().join("broken.yaml"),
+        "apiVersion: kspy.dev/v1alpha1\nkind: DebugPolicy\nmetadata: {name: sre-oops}\nspec:\n  grant:\n    capabilities: [NET_ADMN]\n",
+    )
+    .unwrap();
+    for command in ["check", "test"] {
+        let out = kspy(&["policy", command, &dir.path().display().to_string()]);
+        assert_eq!(out.status.code(), Some(1), "{command}");
+        let stderr = text(&out.stderr);
+        let policy = stderr
+            .find("broken.yaml: document 1 (policy sre-oops): spec.grant.capabilities[0]")
+            .unwrap_or_else(|| panic!("{command}: {stderr}"));
+        let suites = stderr
+            .find("\n  and 1 error in the DebugPolicyTest suites there:\n    ")
+            .unwrap_or_else(|| panic!("{command}: {stderr}"));
+        let suite = stderr
+            .find("suite-tools.yaml: document 1 (suite tools): apiVersion: expected kspy.dev/v1alpha1")
+            .unwrap_or_else(|| panic!("{command}: {stderr}"));
+        assert!(policy < suites && suites < suite, "{command}: {stderr}");
+        assert!(
+            stderr.ends_with("; fix the suites named after them too\n"),
+            "{command}: {stderr}"
+        );
+        assert!(out.stdout.is_empty(), "{command}");
+    }
+    // With the suites right, the policy's error is reported alone, as before.
+    std::fs::write(&tools, before).unwrap();
+    let out = kspy(&["policy", "check", &dir.path().display().to_string()]);
+    let stderr = text(&out.stderr);
+    assert!(!stderr.contains("suites there"), "{stderr}");
+    assert!(stderr.ends_with("nothing was loaded\n"), "{stderr}");
+}
+
 #[test]
 fn eval_refuses_no_policies_as_check_does_and_takes_one_file() {
     let review = suites_dir()

@@ -179,7 +179,8 @@ async fn warnings_reach_the_client_as_headers() {
     );
 }
 
-/// The warning recorder's rules: UTF-8 text sent as is, control characters dropped,
+/// The warning recorder's rules: UTF-8 text sent as is, a text with a control character
+/// (a tab, a line break: `NewWarningHeader` refuses it) dropped whole and not counted,
 /// repeats dropped, and past 4096 runes in total every warning cut to 256 runes and no
 /// more added once the total reaches 4096.
 #[tokio::test]
@@ -187,7 +188,11 @@ async fn warnings_are_deduplicated_truncated_and_sent_as_utf8() {
     let long: Vec<String> = (0..20)
         .map(|i| char::from(b'a' + i as u8).to_string().repeat(300))
         .collect();
-    let mut sent = vec!["naïve ✓\tok".to_string()];
+    let mut sent = vec![
+        "naïve ✓ok".to_string(),
+        "tab\there".to_string(),
+        "policy old-busybox: busybox 1.35 is old\n".to_string(),
+    ];
     sent.extend(long.iter().cloned());
     let (s, _stub) = setup(Arc::new(
         move |_req: &Value| json!({"allowed": true, "warnings": sent}),
@@ -210,8 +215,9 @@ async fn warnings_are_deduplicated_truncated_and_sent_as_utf8() {
         .map(|v| String::from_utf8(v.as_bytes().to_vec()).unwrap())
         .collect();
     assert_eq!(warnings[0], "299 - \"naïve ✓ok\"");
-    // 7 + 14 × 300 passes 4096 at the 15th: the 15 so far are cut to 256 runes (3591),
-    // then two more fit before the total reaches 4096; the second webhook's are repeats.
+    // The two with control characters are no header and count nothing. 9 + 14 × 300
+    // passes 4096 at the 14th long one: the 15 so far are cut to 256 runes (3593), then two
+    // more are added before the total reaches 4096; the second webhook's are repeats.
     assert_eq!(
         warnings.len(),
         17,

@@ -307,6 +307,56 @@ async fn unreachable_webhook_fail_and_ignore() {
         .unwrap();
 }
 
+/// A webhook answering outside 2xx is a call failure worded as the API server's REST client
+/// words it: by the status code (a 400's or 413's plain-text reason is not shown), the text
+/// only for a 5xx, and a JSON `Status` by its message.
+#[tokio::test]
+async fn answers_outside_2xx_are_worded_by_status_code() {
+    let answer: Arc<Mutex<Value>> = Arc::new(Mutex::new(Value::Null));
+    let current = answer.clone();
+    let (s, _stub) = setup(Arc::new(
+        move |_req: &Value| json!({stub_webhook::HTTP_KEY: current.lock().unwrap().clone()}),
+    ))
+    .await;
+    let api: Api<Pod> = Api::namespaced(s.client("alice").await.unwrap(), "prod");
+    let prefix = r#"Internal error occurred: failed calling webhook "mutate.stub.dev": failed to call webhook: "#;
+    for (http, said) in [
+        (
+            json!({"status": 413, "contentType": "text/plain; charset=utf-8", "body": "the request body is larger than the limit of 10 bytes\n"}),
+            "the server responded with the status code 413 but did not return more information",
+        ),
+        (
+            json!({"status": 400, "contentType": "text/plain", "body": "request.object is not a valid Pod"}),
+            "the server rejected our request for an unknown reason",
+        ),
+        (
+            json!({"status": 500, "contentType": "text/plain", "body": "kspy failed while deciding\n"}),
+            r#"an error on the server ("kspy failed while deciding") has prevented the request from succeeding"#,
+        ),
+        (
+            json!({"status": 500, "contentType": "application/octet-stream", "body": "x"}),
+            r#"an error on the server ("unknown") has prevented the request from succeeding"#,
+        ),
+        (
+            json!({"status": 503, "contentType": "application/json", "body": r#"{"kind":"Status","apiVersion":"v1","status":"Failure","message":"draining","code":503}"#}),
+            "draining",
+        ),
+    ] {
+        *answer.lock().unwrap() = http.clone();
+        let st = api_err(
+            api.patch_ephemeral_containers("web", &PatchParams::default(), &add_dbg("dbg"))
+                .await
+                .unwrap_err(),
+        );
+        assert_eq!(
+            (st.code, st.reason.as_str()),
+            (500, "InternalError"),
+            "{http}"
+        );
+        assert_eq!(st.message, format!("{prefix}{said}"), "{http}");
+    }
+}
+
 #[tokio::test]
 async fn untrusted_certificate_and_timeout() {
     let (s, stub) = setup(Arc::new(

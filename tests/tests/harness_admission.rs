@@ -949,6 +949,53 @@ fn plain_pod(name: &str) -> Pod {
     .unwrap()
 }
 
+/// A webhook that changes a pod being created makes the reinvoker run the in-tree mutating
+/// plugins again, whatever the reinvocationPolicy: the ServiceAccount plugin mounts the
+/// token into a container the webhook added, and the validating webhook sees that mount.
+#[tokio::test]
+async fn in_tree_plugins_run_again_after_a_webhook_changed_the_pod() {
+    let (s, stub) = setup(Arc::new(|req: &Value| {
+        let containers = &req["object"]["spec"]["containers"];
+        if req["operation"] == "CREATE"
+            && req["object"]["metadata"]["uid"].is_null()
+            && containers.as_array().is_some_and(|c| c.len() == 1)
+        {
+            return stub_webhook::patch(json!([{"op": "add", "path": "/spec/containers/-",
+                "value": {"name": "sidecar", "image": "busybox:1.36"}}]));
+        }
+        stub_webhook::allow()
+    }))
+    .await;
+    let api: Api<Pod> = Api::namespaced(s.client("alice").await.unwrap(), "prod");
+    let pod = api
+        .create(&PostParams::default(), &plain_pod("injected"))
+        .await
+        .unwrap();
+    let mounts = |c: &k8s_openapi::api::core::v1::Container| -> Vec<String> {
+        c.volume_mounts
+            .iter()
+            .flatten()
+            .map(|m| format!("{}:{}", m.name, m.mount_path))
+            .collect()
+    };
+    let containers = pod.spec.unwrap().containers;
+    assert_eq!(containers.len(), 2);
+    assert_eq!(mounts(&containers[1]), mounts(&containers[0]));
+    assert!(
+        mounts(&containers[1])[0].starts_with("kube-api-access-")
+            && mounts(&containers[1])[0]
+                .ends_with(":/var/run/secrets/kubernetes.io/serviceaccount"),
+        "{:?}",
+        mounts(&containers[1])
+    );
+    let got = stub.received();
+    assert_eq!(got.len(), 2, "the Never webhook is not called again");
+    assert_eq!(
+        got[1]["request"]["object"]["spec"]["containers"][1]["volumeMounts"][0]["mountPath"],
+        "/var/run/secrets/kubernetes.io/serviceaccount"
+    );
+}
+
 /// `reinvocationPolicy: IfNeeded`: a webhook that ran before a later webhook changed the
 /// object is called once more, and sees that change; one that ran after the last change, and
 /// a `Never` webhook, are not.

@@ -512,11 +512,16 @@ fn evaluate_policy(
         match v.expression.eval_bool(&child) {
             Ok(true) => {}
             Ok(false) => {
+                // As ValidatingAdmissionPolicy takes a messageExpression's result: trimmed,
+                // and given up for the fixed message when blank or still holding a line
+                // break. A warning with one would not reach anyone: the API server's warning
+                // recorder drops a text with a control character whole.
                 let message = v
                     .message_expression
                     .as_ref()
                     .and_then(|m| m.eval_string(&child).ok())
-                    .filter(|m| !m.trim().is_empty())
+                    .map(|m| m.trim().to_owned())
+                    .filter(|m| !m.is_empty() && !m.contains(['\n', '\r']))
                     .or_else(|| v.message.clone())
                     .unwrap_or_else(|| format!("failed rule: {}", v.expression.source()));
                 outcome.failed_validations.push(message);

@@ -317,6 +317,38 @@ fn a_panic_in_the_cel_library_denies_with_the_error() {
     );
 }
 
+/// A messageExpression's result is taken as ValidatingAdmissionPolicy takes it: trimmed
+/// (a trailing line break goes), and given up for the fixed message when a line break is left
+/// inside. Sent as it was, a Warn policy's warning never reached the user: the API server drops
+/// a warning text holding a control character whole.
+#[test]
+fn a_message_expression_with_a_line_break_gives_way_to_the_fixed_message() {
+    let yaml = "apiVersion: kspy.dev/v1alpha1\nkind: DebugPolicy\nmetadata: {name: p}\nspec:\n  \
+                grant: {images: ['**'], runAsRoot: true}\n---\napiVersion: kspy.dev/v1alpha1\n\
+                kind: DebugPolicy\nmetadata: {name: w}\nspec:\n  mode: Warn\n  validations:\n    \
+                - expression: 'false'\n      message: the fixed message\n      messageExpression: \
+                \"'line one\\\\nline two'\"\n    - expression: 'false'\n      message: unused\n      \
+                messageExpression: \"' old busybox\\\\n'\"\n";
+    let set =
+        kspy_admission::PolicySet::from_yaml("t.yaml", yaml).unwrap_or_else(|e| panic!("{e}"));
+    let engine = kspy_admission::Engine::new(set, Default::default()).unwrap();
+    let j = validate(
+        &engine,
+        &attach(
+            "prod",
+            "alice",
+            &[],
+            vec![],
+            vec![debugger("dbg", "busybox:1.36")],
+        ),
+    );
+    assert!(j.response.allowed, "{}", j.response.result.message);
+    assert_eq!(
+        j.response.warnings.unwrap_or_default(),
+        ["policy w: the fixed message", "policy w: old busybox"]
+    );
+}
+
 /// An integer overflow inside the CEL interpreter is an evaluation error, which denies:
 /// cel 0.13 negates unchecked, so `-(-9223372036854775808)` panicked where overflow checks
 /// are on and stayed negative where they were off (release builds, which now check the CEL

@@ -45,6 +45,11 @@ pub const DELAY_KEY: &str = "__delayMillis";
 /// with a malformed review. The stub strips the key.
 pub const ENVELOPE_KEY: &str = "__envelope";
 
+/// A key a responder may add to its response: `{"status": CODE, "contentType": TYPE, "body":
+/// TEXT}` makes the stub answer with that HTTP status, `Content-Type` (none when absent) and
+/// body instead of an AdmissionReview, as a webhook failing outside admission does.
+pub const HTTP_KEY: &str = "__http";
+
 /// A response allowing the request.
 pub fn allow() -> Value {
     json!({"allowed": true})
@@ -60,6 +65,32 @@ pub fn patch(ops: Value) -> Value {
     use base64::Engine;
     json!({"allowed": true, "patchType": "JSONPatch",
            "patch": base64::engine::general_purpose::STANDARD.encode(ops.to_string())})
+}
+
+/// The HTTP answer an [`HTTP_KEY`] value asks for.
+fn raw_answer(http: &Value) -> axum::response::Response {
+    let status = http
+        .get("status")
+        .and_then(Value::as_u64)
+        .and_then(|c| u16::try_from(c).ok())
+        .and_then(|c| StatusCode::from_u16(c).ok())
+        .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let body = http
+        .get("body")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    let mut response = (status, body).into_response();
+    let headers = response.headers_mut();
+    headers.remove(axum::http::header::CONTENT_TYPE);
+    if let Some(v) = http
+        .get("contentType")
+        .and_then(Value::as_str)
+        .and_then(|t| axum::http::HeaderValue::from_str(t).ok())
+    {
+        headers.insert(axum::http::header::CONTENT_TYPE, v);
+    }
+    response
 }
 
 impl StubWebhook {
@@ -94,6 +125,9 @@ impl StubWebhook {
                     .and_then(|v| v.as_u64())
                 {
                     tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+                }
+                if let Some(http) = resp.as_object_mut().and_then(|m| m.remove(HTTP_KEY)) {
+                    return raw_answer(&http);
                 }
                 let envelope = resp.as_object_mut().and_then(|m| m.remove(ENVELOPE_KEY));
                 resp["uid"] = req.get("uid").cloned().unwrap_or(Value::Null);

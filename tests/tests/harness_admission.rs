@@ -179,7 +179,8 @@ async fn warnings_reach_the_client_as_headers() {
     );
 }
 
-/// The warning recorder's rules: UTF-8 text sent as is, control characters dropped,
+/// The warning recorder's rules: UTF-8 text sent as is, a text with a control character
+/// (a tab, a line break: `NewWarningHeader` refuses it) dropped whole and not counted,
 /// repeats dropped, and past 4096 runes in total every warning cut to 256 runes and no
 /// more added once the total reaches 4096.
 #[tokio::test]
@@ -187,7 +188,11 @@ async fn warnings_are_deduplicated_truncated_and_sent_as_utf8() {
     let long: Vec<String> = (0..20)
         .map(|i| char::from(b'a' + i as u8).to_string().repeat(300))
         .collect();
-    let mut sent = vec!["naïve ✓\tok".to_string()];
+    let mut sent = vec![
+        "naïve ✓ok".to_string(),
+        "tab\there".to_string(),
+        "policy old-busybox: busybox 1.35 is old\n".to_string(),
+    ];
     sent.extend(long.iter().cloned());
     let (s, _stub) = setup(Arc::new(
         move |_req: &Value| json!({"allowed": true, "warnings": sent}),
@@ -210,8 +215,9 @@ async fn warnings_are_deduplicated_truncated_and_sent_as_utf8() {
         .map(|v| String::from_utf8(v.as_bytes().to_vec()).unwrap())
         .collect();
     assert_eq!(warnings[0], "299 - \"naïve ✓ok\"");
-    // 7 + 14 × 300 passes 4096 at the 15th: the 15 so far are cut to 256 runes (3591),
-    // then two more fit before the total reaches 4096; the second webhook's are repeats.
+    // The two with control characters are no header and count nothing. 9 + 14 × 300
+    // passes 4096 at the 14th long one: the 15 so far are cut to 256 runes (3593), then two
+    // more are added before the total reaches 4096; the second webhook's are repeats.
     assert_eq!(
         warnings.len(),
         17,
@@ -299,6 +305,56 @@ async fn unreachable_webhook_fail_and_ignore() {
     api.patch_ephemeral_containers("web", &PatchParams::default(), &add_dbg("dbg"))
         .await
         .unwrap();
+}
+
+/// A webhook answering outside 2xx is a call failure worded as the API server's REST client
+/// words it: by the status code (a 400's or 413's plain-text reason is not shown), the text
+/// only for a 5xx, and a JSON `Status` by its message.
+#[tokio::test]
+async fn answers_outside_2xx_are_worded_by_status_code() {
+    let answer: Arc<Mutex<Value>> = Arc::new(Mutex::new(Value::Null));
+    let current = answer.clone();
+    let (s, _stub) = setup(Arc::new(
+        move |_req: &Value| json!({stub_webhook::HTTP_KEY: current.lock().unwrap().clone()}),
+    ))
+    .await;
+    let api: Api<Pod> = Api::namespaced(s.client("alice").await.unwrap(), "prod");
+    let prefix = r#"Internal error occurred: failed calling webhook "mutate.stub.dev": failed to call webhook: "#;
+    for (http, said) in [
+        (
+            json!({"status": 413, "contentType": "text/plain; charset=utf-8", "body": "the request body is larger than the limit of 10 bytes\n"}),
+            "the server responded with the status code 413 but did not return more information",
+        ),
+        (
+            json!({"status": 400, "contentType": "text/plain", "body": "request.object is not a valid Pod"}),
+            "the server rejected our request for an unknown reason",
+        ),
+        (
+            json!({"status": 500, "contentType": "text/plain", "body": "kspy failed while deciding\n"}),
+            r#"an error on the server ("kspy failed while deciding") has prevented the request from succeeding"#,
+        ),
+        (
+            json!({"status": 500, "contentType": "application/octet-stream", "body": "x"}),
+            r#"an error on the server ("unknown") has prevented the request from succeeding"#,
+        ),
+        (
+            json!({"status": 503, "contentType": "application/json", "body": r#"{"kind":"Status","apiVersion":"v1","status":"Failure","message":"draining","code":503}"#}),
+            "draining",
+        ),
+    ] {
+        *answer.lock().unwrap() = http.clone();
+        let st = api_err(
+            api.patch_ephemeral_containers("web", &PatchParams::default(), &add_dbg("dbg"))
+                .await
+                .unwrap_err(),
+        );
+        assert_eq!(
+            (st.code, st.reason.as_str()),
+            (500, "InternalError"),
+            "{http}"
+        );
+        assert_eq!(st.message, format!("{prefix}{said}"), "{http}");
+    }
 }
 
 #[tokio::test]
@@ -891,6 +947,53 @@ fn plain_pod(name: &str) -> Pod {
         "spec": {"containers": [{"name": "app", "image": "busybox:1.36"}]}
     }))
     .unwrap()
+}
+
+/// A webhook that changes a pod being created makes the reinvoker run the in-tree mutating
+/// plugins again, whatever the reinvocationPolicy: the ServiceAccount plugin mounts the
+/// token into a container the webhook added, and the validating webhook sees that mount.
+#[tokio::test]
+async fn in_tree_plugins_run_again_after_a_webhook_changed_the_pod() {
+    let (s, stub) = setup(Arc::new(|req: &Value| {
+        let containers = &req["object"]["spec"]["containers"];
+        if req["operation"] == "CREATE"
+            && req["object"]["metadata"]["uid"].is_null()
+            && containers.as_array().is_some_and(|c| c.len() == 1)
+        {
+            return stub_webhook::patch(json!([{"op": "add", "path": "/spec/containers/-",
+                "value": {"name": "sidecar", "image": "busybox:1.36"}}]));
+        }
+        stub_webhook::allow()
+    }))
+    .await;
+    let api: Api<Pod> = Api::namespaced(s.client("alice").await.unwrap(), "prod");
+    let pod = api
+        .create(&PostParams::default(), &plain_pod("injected"))
+        .await
+        .unwrap();
+    let mounts = |c: &k8s_openapi::api::core::v1::Container| -> Vec<String> {
+        c.volume_mounts
+            .iter()
+            .flatten()
+            .map(|m| format!("{}:{}", m.name, m.mount_path))
+            .collect()
+    };
+    let containers = pod.spec.unwrap().containers;
+    assert_eq!(containers.len(), 2);
+    assert_eq!(mounts(&containers[1]), mounts(&containers[0]));
+    assert!(
+        mounts(&containers[1])[0].starts_with("kube-api-access-")
+            && mounts(&containers[1])[0]
+                .ends_with(":/var/run/secrets/kubernetes.io/serviceaccount"),
+        "{:?}",
+        mounts(&containers[1])
+    );
+    let got = stub.received();
+    assert_eq!(got.len(), 2, "the Never webhook is not called again");
+    assert_eq!(
+        got[1]["request"]["object"]["spec"]["containers"][1]["volumeMounts"][0]["mountPath"],
+        "/var/run/secrets/kubernetes.io/serviceaccount"
+    );
 }
 
 /// `reinvocationPolicy: IfNeeded`: a webhook that ran before a later webhook changed the

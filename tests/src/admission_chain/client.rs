@@ -60,7 +60,14 @@ fn tls_error_text(e: &std::io::Error) -> String {
     }
 }
 
-async fn exchange(url: &str, ca: Option<&[u8]>, body: Vec<u8>) -> Result<(u16, Vec<u8>), String> {
+/// A webhook's HTTP answer: status, `Content-Type` (when sent) and body.
+struct Answer {
+    status: u16,
+    content_type: Option<String>,
+    body: Vec<u8>,
+}
+
+async fn exchange(url: &str, ca: Option<&[u8]>, body: Vec<u8>) -> Result<Answer, String> {
     let uri: hyper::Uri = url.parse().map_err(|e| format!("parse {url:?}: {e}"))?;
     if uri.scheme_str() != Some("https") {
         return Err(format!(
@@ -106,13 +113,90 @@ async fn exchange(url: &str, ca: Option<&[u8]>, body: Vec<u8>) -> Result<(u16, V
         .map_err(|e| e.to_string())?;
     let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
     let status = resp.status().as_u16();
+    let content_type = resp
+        .headers()
+        .get(hyper::header::CONTENT_TYPE)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
     let bytes = resp
         .into_body()
         .collect()
         .await
         .map_err(|e| e.to_string())?
         .to_bytes();
-    Ok((status, bytes.to_vec()))
+    Ok(Answer {
+        status,
+        content_type,
+        body: bytes.to_vec(),
+    })
+}
+
+/// How much of a body that is not a `Status` the REST client keeps
+/// (`maxUnstructuredResponseTextBytes`).
+const MAX_UNSTRUCTURED_BYTES: usize = 2048;
+
+/// The error the API server's REST client makes of a webhook's answer outside 2xx
+/// (`rest.Request.transformResponse` and `Result.Error`): a JSON body holding a
+/// `metav1.Status` with `status: Failure` gives its message; anything else is worded by
+/// `errors.NewGenericServerResponse` from the status code alone, and only 403, 406, 415 and
+/// the 5xx codes but 503 and 504 keep the body's text — trimmed and cut to 2048 bytes when it
+/// is `text/*` or untyped, `unknown` otherwise. So a 400 or 413 with a plain-text reason
+/// reaches the user without it.
+fn unexpected_answer(answer: &Answer) -> String {
+    let media = answer.content_type.as_deref().map(|t| {
+        t.split(';')
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_ascii_lowercase()
+    });
+    // No Content-Type: the client's own (JSON) decodes it, and it counts as text.
+    if matches!(media.as_deref(), None | Some("application/json"))
+        && let Ok(status) = serde_json::from_slice::<serde_json::Value>(&answer.body)
+        && status.get("kind").and_then(serde_json::Value::as_str) == Some("Status")
+        && status.get("status").and_then(serde_json::Value::as_str) == Some("Failure")
+    {
+        return status
+            .get("message")
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+    }
+    let server_message = match media.as_deref() {
+        None => {
+            String::from_utf8_lossy(&answer.body[..answer.body.len().min(MAX_UNSTRUCTURED_BYTES)])
+                .trim()
+                .to_string()
+        }
+        Some(m) if m.starts_with("text/") => {
+            String::from_utf8_lossy(&answer.body[..answer.body.len().min(MAX_UNSTRUCTURED_BYTES)])
+                .trim()
+                .to_string()
+        }
+        Some(_) => "unknown".to_string(),
+    };
+    let code = answer.status;
+    match code {
+        409 => "the server reported a conflict".into(),
+        404 => "the server could not find the requested resource".into(),
+        400 => "the server rejected our request for an unknown reason".into(),
+        401 => "the server has asked for the client to provide credentials".into(),
+        403 | 415 => server_message,
+        406 if server_message.is_empty() || server_message == "unknown" => {
+            "the server was unable to respond with a content type that the client supports".into()
+        }
+        406 => server_message,
+        405 => "the server does not allow this method on the requested resource".into(),
+        422 => "the server rejected our request due to an error in our request".into(),
+        503 => "the server is currently unable to handle the request".into(),
+        504 => "the server was unable to return a response in the time allotted, but may still be processing the request".into(),
+        429 => "the server has received too many requests and has asked us to try again later".into(),
+        500.. => format!(
+            "an error on the server ({server_message:?}) has prevented the request from succeeding"
+        ),
+        _ => format!(
+            "the server responded with the status code {code} but did not return more information"
+        ),
+    }
 }
 
 /// POSTs `body` to the webhook and returns the response body of a 2xx answer.
@@ -130,19 +214,11 @@ pub async fn post_review(
         Ok(Err(e)) => Err(CallError(format!(
             "failed to call webhook: Post {full:?}: {e}"
         ))),
-        Ok(Ok((status, bytes))) if (200..300).contains(&status) => Ok(bytes),
-        Ok(Ok((status, bytes))) => {
-            let text = String::from_utf8_lossy(&bytes).trim().to_string();
-            if text.is_empty() {
-                Err(CallError(format!(
-                    "failed to call webhook: the server responded with the status code {status} but did not return more information"
-                )))
-            } else {
-                Err(CallError(format!(
-                    "failed to call webhook: an error on the server ({text:?}) has prevented the request from succeeding"
-                )))
-            }
-        }
+        Ok(Ok(answer)) if (200..300).contains(&answer.status) => Ok(answer.body),
+        Ok(Ok(answer)) => Err(CallError(format!(
+            "failed to call webhook: {}",
+            unexpected_answer(&answer)
+        ))),
     }
 }
 

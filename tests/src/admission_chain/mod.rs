@@ -317,13 +317,29 @@ impl AdmissionChain {
     /// reinvocable ones before it eligible later in the same round, but there is no third.
     /// A webhook not called in the first round is never called in the second.
     ///
-    /// The real reinvoker re-runs the in-tree mutating plugins too; the harness's are
-    /// idempotent (defaulting, the ServiceAccount volume), so they are not run again here.
+    /// The in-tree mutating plugins, which the caller ran before this, are not run again:
+    /// see [`Self::mutate_with`] for a request whose plugins must be.
     pub async fn mutate(
         &self,
         a: &mut Attributes,
         log: &ReviewLog,
         admitted: &mut Admitted,
+    ) -> Result<(), ApiError> {
+        self.mutate_with(a, log, admitted, &|_| Ok(())).await
+    }
+
+    /// [`Self::mutate`], with the in-tree mutating plugins `in_tree` run again at the start of
+    /// the second round, as the reinvoker runs the whole mutating chain again whenever a
+    /// webhook changed the object (whatever the webhooks' reinvocationPolicy): on a pod
+    /// create, the ServiceAccount plugin mounts the token into a container a webhook added.
+    /// When they change the object, every webhook with `reinvocationPolicy: IfNeeded` that ran
+    /// is called again (`IsOutputChangedSinceLastWebhookInvocation`).
+    pub async fn mutate_with(
+        &self,
+        a: &mut Attributes,
+        log: &ReviewLog,
+        admitted: &mut Admitted,
+        in_tree: &(dyn Fn(&mut Value) -> Result<(), ApiError> + Sync),
     ) -> Result<(), ApiError> {
         use std::collections::BTreeSet;
         // Indices into `self.webhooks` stand in for the webhook UIDs of the dispatcher.
@@ -333,6 +349,13 @@ impl AdmissionChain {
         for round in 0..2 {
             if round == 1 && !should_reinvoke {
                 break;
+            }
+            if round == 1 {
+                let before = a.object.clone();
+                in_tree(&mut a.object)?;
+                if a.object != before {
+                    reinvoke.append(&mut previously_invoked);
+                }
             }
             for (i, w) in self.webhooks.iter().enumerate() {
                 if w.kind != WebhookKind::Mutating || !Self::should_call(w, a)? {

@@ -203,7 +203,10 @@ const WARNING_ITEM_RUNES: usize = 256;
 /// skipped, repeats dropped; once the texts would pass 4096 runes in total, every warning
 /// so far is rewritten cut to 256 runes, later ones are cut too and added only while the
 /// total stays under 4096. Each is `299 - "text"` (`net.NewWarningHeader`): `"` and `\`
-/// escaped, control characters dropped, anything else — UTF-8 included — kept as is.
+/// escaped, anything else — UTF-8 included — kept as is. A text holding a control character
+/// (`unicode.IsControl`: a line break, a tab, ESC) is no header at all: `NewWarningHeader`
+/// refuses it and the recorder drops the warning without a word (a cut that leaves the
+/// control character out lets it through).
 pub fn warning_headers(warnings: &[String]) -> Vec<String> {
     fn cut(text: &str) -> (String, usize) {
         let n = text.chars().count();
@@ -216,21 +219,20 @@ pub fn warning_headers(warnings: &[String]) -> Vec<String> {
             (text.to_string(), n)
         }
     }
-    fn header(text: &str) -> String {
+    fn header(text: &str) -> Option<String> {
+        if text.chars().any(char::is_control) {
+            return None;
+        }
         let mut out = String::with_capacity(text.len() + 8);
         out.push_str("299 - \"");
         for c in text.chars() {
-            match c {
-                '\\' | '"' => {
-                    out.push('\\');
-                    out.push(c);
-                }
-                c if (c as u32) < 32 || c as u32 == 127 => {}
-                c => out.push(c),
+            if matches!(c, '\\' | '"') {
+                out.push('\\');
             }
+            out.push(c);
         }
         out.push('"');
-        out
+        Some(out)
     }
     let mut seen = std::collections::HashSet::new();
     let mut ordered: Vec<&str> = Vec::new();
@@ -250,9 +252,12 @@ pub fn warning_headers(warnings: &[String]) -> Vec<String> {
         } else {
             (w.clone(), w.chars().count())
         };
+        let Some(value) = header(&text) else {
+            continue;
+        };
         if truncating || written + runes <= WARNING_TOTAL_RUNES {
             written += runes;
-            headers.push(header(&text));
+            headers.push(value);
             continue;
         }
         truncating = true;
@@ -260,8 +265,10 @@ pub fn warning_headers(warnings: &[String]) -> Vec<String> {
         headers.clear();
         for earlier in &ordered {
             let (text, runes) = cut(earlier);
-            headers.push(header(&text));
-            written += runes;
+            if let Some(value) = header(&text) {
+                headers.push(value);
+                written += runes;
+            }
         }
     }
     headers

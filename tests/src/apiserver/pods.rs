@@ -365,9 +365,17 @@ pub async fn create_pod(
     let mut admitted = Admitted::default();
     // The API server's warning recorder writes each warning into the response at once, so
     // a request refused after a webhook warned still carries the warning.
+    // The in-tree mutating plugins, run again by the reinvoker when a webhook changed the
+    // pod (a container a webhook added gets the service-account token mounted).
+    let in_tree = |object: &mut Value| {
+        let sa = service_account(&state, &ns, object)?;
+        defaults::apply_create_admission(object, &sa)?;
+        *object = to_json(&decode(object.clone())?)?;
+        Ok(())
+    };
     let outcome = async {
         chain
-            .mutate(&mut attrs, &state.reviews, &mut admitted)
+            .mutate_with(&mut attrs, &state.reviews, &mut admitted, &in_tree)
             .await?;
         let mut v = attrs.object.clone();
         defaults::apply_pod_defaults(&mut v);

@@ -904,6 +904,84 @@ fn no_private_key_is_committed_under_deploy() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Every `kspy certs generate --out DIR` in deploy/README.md (the install and the
+/// rotation) writes the serving key under the self-signed overlay's `certs/`, which git
+/// ignores and the image build's context leaves out. The rotation once wrote it to
+/// `overlays/self-signed/new/`, where `git add -A` would commit it.
+#[test]
+fn documented_certificate_commands_write_keys_where_git_ignores_them() -> anyhow::Result<()> {
+    let deploy = render::deploy_dir();
+    let readme = std::fs::read_to_string(deploy.join("README.md")).context("deploy/README.md")?;
+    let dockerignore = std::fs::read_to_string(deploy.join("Containerfile.dockerignore"))
+        .context("deploy/Containerfile.dockerignore")?;
+    const KEYS: &str = "deploy/overlays/self-signed/certs";
+    ensure!(
+        dockerignore.lines().any(|l| l.trim() == format!("{KEYS}/")),
+        "Containerfile.dockerignore must leave {KEYS}/ out of the build context"
+    );
+    let outs = documented_cert_outputs(&readme);
+    ensure!(
+        outs.len() >= 2,
+        "deploy/README.md: found {outs:?}, want the install's and the rotation's --out"
+    );
+    for out in &outs {
+        ensure!(
+            out == KEYS || out.starts_with(&format!("{KEYS}/")),
+            "deploy/README.md: `kspy certs generate --out` writes a private key to {out}, \
+             outside the git-ignored {KEYS}/"
+        );
+    }
+    // The check sees the old rotation procedure's directory.
+    let old = "```sh\ncd deploy/overlays/self-signed\nkspy certs generate --service kspy-webhook --namespace kspy-system --out new\n```\n";
+    ensure!(
+        documented_cert_outputs(old) == ["deploy/overlays/self-signed/new"],
+        "documented_cert_outputs misread the old rotation: {:?}",
+        documented_cert_outputs(old)
+    );
+    Ok(())
+}
+
+/// The `--out` directory of every `kspy certs generate` in the shell blocks of `markdown`,
+/// relative to the repository root (each block starts there and follows its `cd`s).
+fn documented_cert_outputs(markdown: &str) -> Vec<String> {
+    let mut outs = Vec::new();
+    let mut in_block = false;
+    let mut cwd: Vec<String> = Vec::new();
+    let mut command = String::new();
+    for line in markdown.lines() {
+        let line = line.trim();
+        if line.starts_with("```") {
+            in_block = !in_block;
+            cwd.clear();
+            command.clear();
+            continue;
+        }
+        if !in_block {
+            continue;
+        }
+        let code = line.split(" #").next().unwrap_or_default().trim_end();
+        command.push_str(code.trim_end_matches('\\'));
+        command.push(' ');
+        if code.ends_with('\\') {
+            continue;
+        }
+        let words: Vec<&str> = command.split_whitespace().collect();
+        if let ["cd", dir, ..] = words.as_slice() {
+            cwd.extend(dir.split('/').filter(|p| !p.is_empty()).map(str::to_owned));
+        }
+        if command.contains("kspy certs generate")
+            && let Some(i) = words.iter().position(|w| *w == "--out")
+            && let Some(dir) = words.get(i + 1)
+        {
+            let mut path = cwd.clone();
+            path.extend(dir.split('/').filter(|p| !p.is_empty()).map(str::to_owned));
+            outs.push(path.join("/"));
+        }
+        command.clear();
+    }
+    outs
+}
+
 /// The ConfigMap carries the DebugPolicyTest suites but not the fixtures they point at:
 /// the webhook must still load it, with the same policies as `policies/` itself.
 #[test]

@@ -812,6 +812,74 @@ fn match_conditions_select_debug_requests_and_never_error() -> anyhow::Result<()
     Ok(())
 }
 
+/// Kubernetes 1.27 drops `matchConditions` (alpha there, off by default) without a word:
+/// the shipped webhooks would then be called for every pod CREATE in the cluster,
+/// kube-system's included, and with `failurePolicy: Fail` no pod could be created while
+/// kspy is down. `components/without-match-conditions` splits each webhook into one for
+/// ephemeral containers and one for pods labelled `kspy.dev/debug` (an objectSelector,
+/// which every version applies), and is otherwise the shipped webhook, caBundle included.
+#[test]
+fn without_match_conditions_component_keeps_ordinary_pods_away() -> anyhow::Result<()> {
+    let certs = kspy_certs::generate("kspy-webhook", NAMESPACE, Duration::from_secs(86_400))?;
+    for (target, certs) in [
+        ("overlays/cert-manager", None),
+        ("overlays/self-signed", Some(&certs)),
+    ] {
+        let Some(shipped) = rendered(target, &[], certs)? else {
+            return Ok(());
+        };
+        let Some(split) = rendered(target, &[WITHOUT_MATCH_CONDITIONS], certs)? else {
+            return Ok(());
+        };
+        check_common_but_webhooks(&split, Sources::Anywhere)?;
+        check_split_webhooks(&shipped, &split)?;
+
+        // Where the API server sends each request: the shipped webhooks with
+        // matchConditions honoured (1.28 and later), and the split ones whether or not
+        // the API server knows matchConditions at all.
+        let (m, v) = shipped.webhook_configurations()?;
+        check_routing(
+            &shipped.target,
+            &hooks(&m, &v)?,
+            Honour::MatchConditions,
+            |c| c.shipped,
+        )?;
+        let (m, v) = split.webhook_configurations()?;
+        let split_hooks = hooks(&m, &v)?;
+        for honour in [Honour::MatchConditions, Honour::Dropped] {
+            check_routing(&split.target, &split_hooks, honour, |c| c.split)?;
+        }
+
+        // What the component is for: on 1.27 the shipped webhooks see ordinary pods.
+        let (m, v) = shipped.webhook_configurations()?;
+        ensure!(
+            check_routing(&shipped.target, &hooks(&m, &v)?, Honour::Dropped, |c| {
+                c.shipped
+            })
+            .is_err(),
+            "{}: without matchConditions the shipped webhooks should see ordinary pods",
+            shipped.target
+        );
+        // And the routing check sees a pods webhook that lost its objectSelector.
+        let mut broken = split.clone();
+        for doc in &mut broken.docs {
+            if let Some(hooks) = doc.get_mut("webhooks").and_then(Value::as_array_mut) {
+                for h in hooks {
+                    h.as_object_mut().map(|o| o.remove("objectSelector"));
+                }
+            }
+        }
+        let (m, v) = broken.webhook_configurations()?;
+        ensure!(
+            check_routing(&broken.target, &hooks(&m, &v)?, Honour::Dropped, |c| c
+                .split)
+            .is_err(),
+            "the routing check missed pods webhooks without an objectSelector"
+        );
+    }
+    Ok(())
+}
+
 /// Private keys never enter the repository: the self-signed overlay's `certs/` is
 /// git-ignored and nothing else under `deploy/` may hold one.
 #[test]
@@ -834,6 +902,84 @@ fn no_private_key_is_committed_under_deploy() -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// Every `kspy certs generate --out DIR` in deploy/README.md (the install and the
+/// rotation) writes the serving key under the self-signed overlay's `certs/`, which git
+/// ignores and the image build's context leaves out. The rotation once wrote it to
+/// `overlays/self-signed/new/`, where `git add -A` would commit it.
+#[test]
+fn documented_certificate_commands_write_keys_where_git_ignores_them() -> anyhow::Result<()> {
+    let deploy = render::deploy_dir();
+    let readme = std::fs::read_to_string(deploy.join("README.md")).context("deploy/README.md")?;
+    let dockerignore = std::fs::read_to_string(deploy.join("Containerfile.dockerignore"))
+        .context("deploy/Containerfile.dockerignore")?;
+    const KEYS: &str = "deploy/overlays/self-signed/certs";
+    ensure!(
+        dockerignore.lines().any(|l| l.trim() == format!("{KEYS}/")),
+        "Containerfile.dockerignore must leave {KEYS}/ out of the build context"
+    );
+    let outs = documented_cert_outputs(&readme);
+    ensure!(
+        outs.len() >= 2,
+        "deploy/README.md: found {outs:?}, want the install's and the rotation's --out"
+    );
+    for out in &outs {
+        ensure!(
+            out == KEYS || out.starts_with(&format!("{KEYS}/")),
+            "deploy/README.md: `kspy certs generate --out` writes a private key to {out}, \
+             outside the git-ignored {KEYS}/"
+        );
+    }
+    // The check sees the old rotation procedure's directory.
+    let old = "```sh\ncd deploy/overlays/self-signed\nkspy certs generate --service kspy-webhook --namespace kspy-system --out new\n```\n";
+    ensure!(
+        documented_cert_outputs(old) == ["deploy/overlays/self-signed/new"],
+        "documented_cert_outputs misread the old rotation: {:?}",
+        documented_cert_outputs(old)
+    );
+    Ok(())
+}
+
+/// The `--out` directory of every `kspy certs generate` in the shell blocks of `markdown`,
+/// relative to the repository root (each block starts there and follows its `cd`s).
+fn documented_cert_outputs(markdown: &str) -> Vec<String> {
+    let mut outs = Vec::new();
+    let mut in_block = false;
+    let mut cwd: Vec<String> = Vec::new();
+    let mut command = String::new();
+    for line in markdown.lines() {
+        let line = line.trim();
+        if line.starts_with("```") {
+            in_block = !in_block;
+            cwd.clear();
+            command.clear();
+            continue;
+        }
+        if !in_block {
+            continue;
+        }
+        let code = line.split(" #").next().unwrap_or_default().trim_end();
+        command.push_str(code.trim_end_matches('\\'));
+        command.push(' ');
+        if code.ends_with('\\') {
+            continue;
+        }
+        let words: Vec<&str> = command.split_whitespace().collect();
+        if let ["cd", dir, ..] = words.as_slice() {
+            cwd.extend(dir.split('/').filter(|p| !p.is_empty()).map(str::to_owned));
+        }
+        if command.contains("kspy certs generate")
+            && let Some(i) = words.iter().position(|w| *w == "--out")
+            && let Some(dir) = words.get(i + 1)
+        {
+            let mut path = cwd.clone();
+            path.extend(dir.split('/').filter(|p| !p.is_empty()).map(str::to_owned));
+            outs.push(path.join("/"));
+        }
+        command.clear();
+    }
+    outs
 }
 
 /// The ConfigMap carries the DebugPolicyTest suites but not the fixtures they point at:
@@ -1195,6 +1341,13 @@ fn check_common(r: &Rendered) -> anyhow::Result<()> {
 /// The common checks, with the NetworkPolicy expected to admit the https and admin ports
 /// from `sources`.
 fn check_common_with(r: &Rendered, sources: Sources) -> anyhow::Result<()> {
+    check_common_but_webhooks(r, sources)?;
+    check_webhooks(r, &r.one::<Deployment>()?)
+}
+
+/// The common checks but the webhook configurations' (which
+/// `components/without-match-conditions` reshapes).
+fn check_common_but_webhooks(r: &Rendered, sources: Sources) -> anyhow::Result<()> {
     check_round_trip(r)?;
     check_namespace(r)?;
     let deployment = r.one::<Deployment>()?;
@@ -1204,7 +1357,6 @@ fn check_common_with(r: &Rendered, sources: Sources) -> anyhow::Result<()> {
     check_pdb(r, &deployment)?;
     check_rbac(r, &deployment)?;
     check_policies_configmap(r)?;
-    check_webhooks(r, &deployment)?;
     check_priority_class(r, &deployment)?;
     check_network_policy_with(r, &deployment, sources)?;
     check_apply_annotations(r)?;
@@ -2416,6 +2568,275 @@ fn match_condition_cases() -> Vec<(&'static str, Value, Value, bool)> {
             false,
         ),
     ]
+}
+
+// ----------------------------------------------------------------------------------------
+// components/without-match-conditions
+
+/// The component for Kubernetes 1.27, relative to `deploy/`.
+const WITHOUT_MATCH_CONDITIONS: &str = "components/without-match-conditions";
+
+/// Whether the API server applies the webhooks' `matchConditions`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Honour {
+    /// 1.28 and later (beta, on by default; GA in 1.30).
+    MatchConditions,
+    /// 1.27 without `--feature-gates=AdmissionWebhookMatchConditions=true`: dropped.
+    Dropped,
+}
+
+/// Each split webhook is the shipped one, but for its name, its half of the rules, no
+/// matchConditions, and (for pods) an objectSelector on `kspy.dev/debug`.
+fn check_split_webhooks(shipped: &Rendered, split: &Rendered) -> anyhow::Result<()> {
+    let t = &split.target;
+    let pods_selector =
+        json!({"matchExpressions": [{"key": "kspy.dev/debug", "operator": "Exists"}]});
+    for kind in [
+        "MutatingWebhookConfiguration",
+        "ValidatingWebhookConfiguration",
+    ] {
+        let api = "admissionregistration.k8s.io/v1";
+        let (Some(before), Some(after)) = (
+            shipped.values(api, kind).first().copied(),
+            split.values(api, kind).first().copied(),
+        ) else {
+            bail!("{t}: no {kind}");
+        };
+        ensure!(
+            before["metadata"] == after["metadata"],
+            "{t}: {kind}: metadata changed (cert-manager's annotation?)"
+        );
+        let original = before["webhooks"]
+            .as_array()
+            .filter(|w| w.len() == 1)
+            .map(|w| w[0].clone())
+            .with_context(|| format!("{t}: the shipped {kind} has not exactly one webhook"))?;
+        let name = original["name"].as_str().unwrap_or_default().to_owned();
+        let rule = |resource: &str| -> anyhow::Result<Value> {
+            original["rules"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|r| r["resources"] == json!([resource]))
+                .cloned()
+                .with_context(|| format!("{t}: {kind}: no rule for {resource}"))
+        };
+        let mut attach = original.clone();
+        attach["rules"] = json!([rule("pods/ephemeralcontainers")?]);
+        attach.as_object_mut().map(|o| o.remove("matchConditions"));
+        let mut pods = attach.clone();
+        pods["name"] = json!(name.replacen('.', "-pods.", 1));
+        pods["rules"] = json!([rule("pods")?]);
+        pods["objectSelector"] = pods_selector.clone();
+        let want = json!([attach, pods]);
+        ensure!(
+            after["webhooks"] == want,
+            "{t}: {kind}: webhooks\n{}\nwant\n{}",
+            serde_json::to_string_pretty(&after["webhooks"])?,
+            serde_json::to_string_pretty(&want)?
+        );
+    }
+    Ok(())
+}
+
+/// Whether the API server calls `hook` for `request` on `object`: its rules (operation,
+/// resource and subresource), its namespaceSelector (on the namespace's name label), its
+/// objectSelector (on the object's labels) and, when `honour` says so, its matchConditions.
+fn api_server_calls(
+    hook: &Hook,
+    request: &Value,
+    object: &Value,
+    honour: Honour,
+) -> anyhow::Result<bool> {
+    let op = request["operation"].as_str().unwrap_or_default();
+    let mut resource = request["resource"]["resource"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    if let Some(sub) = request["subResource"].as_str() {
+        resource = format!("{resource}/{sub}");
+    }
+    let ruled = hook.rules.iter().flatten().any(|r| {
+        r.operations.iter().flatten().any(|o| o == op || o == "*")
+            && r.resources.iter().flatten().any(|x| *x == resource)
+    });
+    // An absent selector selects everything.
+    let selected = |sel: Option<&LabelSelector>, labels: &BTreeMap<String, String>| {
+        sel.is_none() || selects(sel, labels)
+    };
+    let ns = request["namespace"].as_str().unwrap_or_default();
+    let ns_labels = BTreeMap::from([("kubernetes.io/metadata.name".to_owned(), ns.to_owned())]);
+    let object_labels: BTreeMap<String, String> =
+        serde_json::from_value(object["metadata"]["labels"].clone()).unwrap_or_default();
+    if !ruled
+        || !selected(hook.namespace_selector.as_ref(), &ns_labels)
+        || !selected(hook.object_selector.as_ref(), &object_labels)
+    {
+        return Ok(false);
+    }
+    if honour == Honour::Dropped {
+        return Ok(true);
+    }
+    let mut ctx = cel::Context::default();
+    ctx.add_variable_from_value("request", cel::to_value(request)?);
+    ctx.add_variable_from_value("object", cel::to_value(object)?);
+    let old = if op == "UPDATE" {
+        object.clone()
+    } else {
+        Value::Null
+    };
+    ctx.add_variable_from_value("oldObject", cel::to_value(&old)?);
+    for c in hook.match_conditions.iter().flatten() {
+        let p = cel::Program::compile(&c.expression)
+            .map_err(|e| anyhow::anyhow!("{}: matchCondition {}: {e}", hook.name, c.name))?;
+        match p.execute(&ctx) {
+            Ok(cel::Value::Bool(true)) => {}
+            Ok(cel::Value::Bool(false)) => return Ok(false),
+            other => bail!("{}: matchCondition {} gave {other:?}", hook.name, c.name),
+        }
+    }
+    Ok(true)
+}
+
+/// A request, and whether kspy sees it (once on /mutate, once on /validate) with the
+/// shipped webhooks (matchConditions honoured) and with the split ones.
+struct Routed {
+    case: &'static str,
+    request: Value,
+    object: Value,
+    shipped: bool,
+    split: bool,
+}
+
+fn routing_cases() -> Vec<Routed> {
+    let app = json!([{"name": "app", "image": "registry.example.com/app:1"}]);
+    let node_debugger = json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "node-debugger-worker-1-mq7cz"},
+        "spec": {"nodeName": "worker-1", "hostPID": true, "containers": [{"name": "debugger", "image": "busybox"}]},
+    });
+    let attached = json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "coredns-5d78c9869d-x2x4q", "labels": {"k8s-app": "kube-dns"}},
+        "spec": {"containers": app, "ephemeralContainers": [{"name": "debugger-x7k2p", "image": "busybox"}]},
+    });
+    vec![
+        Routed {
+            case: "a DaemonSet's pod in kube-system (a CNI on a new node)",
+            request: review_request("CREATE", None, "kube-system"),
+            object: pod(
+                json!({"generateName": "cilium-", "labels": {"k8s-app": "cilium"}}),
+                app.clone(),
+            ),
+            shipped: false,
+            split: false,
+        },
+        Routed {
+            case: "a kubelet's mirror pod in kube-system",
+            request: review_request("CREATE", None, "kube-system"),
+            object: json!({
+                "apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": "kube-apiserver-cp-1", "annotations": {"kubernetes.io/config.mirror": "x"}},
+                "spec": {"nodeName": "cp-1", "containers": app},
+            }),
+            shipped: false,
+            split: false,
+        },
+        Routed {
+            case: "an ordinary pod in default",
+            request: review_request("CREATE", None, "default"),
+            object: pod(
+                json!({"name": "web-0", "labels": {"app": "web"}}),
+                app.clone(),
+            ),
+            shipped: false,
+            split: false,
+        },
+        Routed {
+            case: "kubectl debug of a kube-system pod (ephemeral container)",
+            request: review_request("UPDATE", Some("ephemeralcontainers"), "kube-system"),
+            object: attached.clone(),
+            shipped: true,
+            split: true,
+        },
+        Routed {
+            case: "kspy copy (label kspy.dev/debug=copy)",
+            request: review_request("CREATE", None, "prod-payments"),
+            object: pod(
+                json!({"name": "web-0-debug", "labels": {"kspy.dev/debug": "copy"}}),
+                app.clone(),
+            ),
+            shipped: true,
+            split: true,
+        },
+        Routed {
+            case: "kspy node (label kspy.dev/debug=node)",
+            request: review_request("CREATE", None, "default"),
+            object: pod(
+                json!({"name": "kspy-node-abc", "labels": {"kspy.dev/debug": "node"}}),
+                app.clone(),
+            ),
+            shipped: true,
+            split: true,
+        },
+        Routed {
+            // Unlabelled: the split webhooks cannot tell it from an ordinary pod.
+            case: "kubectl debug node/worker-1",
+            request: review_request("CREATE", None, "default"),
+            object: node_debugger,
+            shipped: true,
+            split: false,
+        },
+        Routed {
+            case: "kubectl debug in kspy-system",
+            request: review_request("UPDATE", Some("ephemeralcontainers"), NAMESPACE),
+            object: attached,
+            shipped: false,
+            split: false,
+        },
+        Routed {
+            case: "kspy copy in kspy-system",
+            request: review_request("CREATE", None, NAMESPACE),
+            object: pod(
+                json!({"name": "kspy-webhook-debug", "labels": {"kspy.dev/debug": "copy"}}),
+                app,
+            ),
+            shipped: false,
+            split: false,
+        },
+    ]
+}
+
+/// Every case reaches exactly one mutating and one validating webhook when `want` says it
+/// is sent, and none otherwise.
+fn check_routing(
+    target: &str,
+    hooks: &[Hook],
+    honour: Honour,
+    want: fn(&Routed) -> bool,
+) -> anyhow::Result<()> {
+    for c in routing_cases() {
+        let mut called = Vec::new();
+        for h in hooks {
+            if api_server_calls(h, &c.request, &c.object, honour)? {
+                called.push(h.name.clone());
+            }
+        }
+        let mutating = called.iter().filter(|n| n.starts_with("mutate")).count();
+        let validating = called.len() - mutating;
+        let expected = usize::from(want(&c));
+        ensure!(
+            mutating == expected && validating == expected,
+            "{target} ({honour:?}): {}: called {called:?}, want {}",
+            c.case,
+            if expected == 1 {
+                "one mutating and one validating webhook"
+            } else {
+                "none"
+            }
+        );
+    }
+    Ok(())
 }
 
 // ----------------------------------------------------------------------------------------

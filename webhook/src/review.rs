@@ -383,6 +383,9 @@ struct Decided {
     action: String,
     verdict: String,
     debug_request: bool,
+    /// A pod CREATE (no subresource): when it is no debug request, the webhook
+    /// configurations' matchConditions did not keep it away ([`warn_unmatched_pod_create`]).
+    pod_create: bool,
     dry_run: bool,
     allowed: bool,
     /// Why it was denied, briefly, for the decision's Event (empty when allowed).
@@ -584,6 +587,12 @@ fn judge(
             .map_or_else(|| "none".to_owned(), ToString::to_string),
         verdict: judgement.verdict.to_string(),
         debug_request: !matches!(judgement.verdict, Verdict::NotDebug),
+        pod_create: {
+            let r = parsed.request();
+            r.operation == kube::core::admission::Operation::Create
+                && r.sub_resource.is_none()
+                && r.kind.kind == "Pod"
+        },
         dry_run: parsed.request().dry_run,
         allowed: judgement.response.allowed,
         reasons: judgement.reasons,
@@ -656,6 +665,9 @@ fn answer(
             verdict = %d.verdict,
             "not a debug request"
         );
+        if d.pod_create {
+            warn_unmatched_pod_create(state, &d.namespace);
+        }
     }
     // One Event per debug decision, from /validate only (the final verdict; /mutate would make
     // a second one), never for a dry run (the webhook declares sideEffects: NoneOnDryRun),
@@ -679,6 +691,32 @@ fn answer(
         });
     }
     json(body)
+}
+
+/// How often at most [`warn_unmatched_pod_create`] writes its warning.
+pub(crate) const UNMATCHED_POD_CREATE_LOG_EVERY: std::time::Duration =
+    std::time::Duration::from_secs(60);
+
+/// The shipped webhook configurations' matchConditions pass on exactly the pod CREATEs kspy's
+/// classifier judges, so a pod CREATE that is no debug request means they are not in force:
+/// Kubernetes 1.27 drops them without an error unless its AdmissionWebhookMatchConditions
+/// gate is on. Every pod creation in the cluster then waits on kspy, and is refused while kspy
+/// is down (failurePolicy Fail). Warned at most once a minute, with how many went unlogged.
+fn warn_unmatched_pod_create(state: &AppState, namespace: &str) {
+    if let Some(held_back) = state
+        .unmatched_pod_creates
+        .admit(tokio::time::Instant::now())
+    {
+        tracing::warn!(
+            namespace = %namespace,
+            held_back,
+            "kspy was called for a pod CREATE that is not a debug request: the webhook \
+             configurations' matchConditions are not in force (Kubernetes 1.27 drops them \
+             unless the API server's AdmissionWebhookMatchConditions feature gate is on; use \
+             deploy/components/without-match-conditions there), so every pod creation in the \
+             cluster is refused while kspy is down"
+        );
+    }
 }
 
 /// A denial built by the server itself (not the engine): HTTP 200, `allowed: false`,

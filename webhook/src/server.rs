@@ -187,6 +187,9 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, WebhookError> 
         },
         fault_injection: config.fault_injection,
         accepting: AtomicBool::new(true),
+        unmatched_pod_creates: crate::serve::LogThrottle::new(
+            crate::review::UNMATCHED_POD_CREATE_LOG_EVERY,
+        ),
     });
 
     let (tx, rx) = watch::channel(false);

@@ -36,6 +36,9 @@ pub(crate) struct AppState {
     pub fault_injection: crate::config::FaultInjection,
     /// False once shutdown started.
     pub accepting: AtomicBool,
+    /// Throttles the warning about pod CREATEs that are no debug request
+    /// (`review::warn_unmatched_pod_create`).
+    pub unmatched_pod_creates: crate::serve::LogThrottle,
 }
 
 impl AppState {

@@ -171,3 +171,48 @@ async fn a_reload_that_leaves_no_policy_warns() {
     webhook.terminate();
     assert!(webhook.wait().await.success());
 }
+
+/// A pod CREATE that is no debug request reaches kspy only when the webhook configurations'
+/// matchConditions are not in force (Kubernetes 1.27 drops them unless its feature gate is
+/// on): every pod creation then waits on kspy. One warning says so, not one per pod; debug
+/// requests never raise it.
+#[tokio::test]
+async fn ordinary_pod_creates_warn_once_that_match_conditions_are_not_in_force() {
+    let webhook = WebhookProcess::spawn(&[]);
+    let mut conn = webhook.connect().await;
+    for name in [
+        "attach-allowed.json",
+        "attach-denied.json",
+        "create-plain-pod.json",
+        "create-plain-pod.json",
+        "create-plain-pod.json",
+    ] {
+        for path in ["/mutate", "/validate"] {
+            let resp = conn.post_json(path, fixture(name)).await.expect("review");
+            assert_eq!(resp.status(), 200);
+        }
+    }
+    drop(conn);
+    webhook.terminate();
+    let lines: Vec<String> = webhook.lines.iter().collect();
+    assert!(webhook.wait().await.success());
+    let warned: Vec<Value> = lines
+        .iter()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .filter(|v| {
+            v["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("matchConditions are not in force"))
+        })
+        .collect();
+    assert_eq!(warned.len(), 1, "{lines:#?}");
+    assert_eq!(warned[0]["level"], "WARN", "{}", warned[0]);
+    assert_eq!(warned[0]["namespace"], "shop", "{}", warned[0]);
+    assert!(
+        warned[0]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("without-match-conditions")),
+        "{}",
+        warned[0]
+    );
+}

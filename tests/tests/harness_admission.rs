@@ -357,6 +357,54 @@ async fn answers_outside_2xx_are_worded_by_status_code() {
     }
 }
 
+/// kspy's own webhook answers a review it cannot take (here one over its body limit) with a
+/// `Status`, so the user sees kspy's reason after the API server's "failed calling webhook",
+/// not the words the REST client puts in for a bare 413.
+#[tokio::test]
+async fn kspys_refusal_of_a_review_reaches_the_user() {
+    let s = ApiServer::builder()
+        .namespace("prod", &[])
+        .pod(fixtures::web_pod("prod", "web"))
+        .start()
+        .await
+        .unwrap();
+    let cert = s.ca().issue_serving(&["127.0.0.1"]).unwrap();
+    let dir = s.dir().join("kspy-tls");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("tls.crt"), &cert.cert_pem).unwrap();
+    std::fs::write(dir.join("tls.key"), &cert.key_pem).unwrap();
+    let tls = kspy_webhook::TlsFiles {
+        cert: dir.join("tls.crt"),
+        key: dir.join("tls.key"),
+    };
+    let mut config =
+        kspy_webhook::ServerConfig::new(kspy_e2e::scenario::policies_dir(), tls).on_loopback();
+    config.max_body_bytes = 1024;
+    let webhook = kspy_webhook::start(config).await.unwrap();
+    let target = WebhookTarget {
+        base_url: format!("https://{}", webhook.addr),
+        ca_pem: cert.ca_pem.clone(),
+    };
+    s.set_admission(
+        AdmissionChain::from_manifests(&manifests("Fail", "None", 5), Some(&target)).unwrap(),
+    );
+    let api: Api<Pod> = Api::namespaced(s.client("alice").await.unwrap(), "prod");
+    let st = api_err(
+        api.patch_ephemeral_containers("web", &PatchParams::default(), &add_dbg("dbg"))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!((st.code, st.reason.as_str()), (500, "InternalError"));
+    assert!(
+        st.message.starts_with(
+            r#"Internal error occurred: failed calling webhook "mutate.stub.dev": failed to call webhook: "#
+        ) && st.message.contains("1024"),
+        "{}",
+        st.message
+    );
+    webhook.shutdown().await;
+}
+
 #[tokio::test]
 async fn untrusted_certificate_and_timeout() {
     let (s, stub) = setup(Arc::new(

@@ -47,6 +47,7 @@ mod admin;
 mod body;
 mod body_budget;
 mod call_timeout;
+mod error_status;
 mod eviction;
 mod hints;
 mod idle_close;

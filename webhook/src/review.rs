@@ -36,6 +36,7 @@ use crate::body::{BodyError, WhenFull, read_body};
 use crate::body_budget::BodyRoom;
 use crate::call_timeout::ReviewTimeout;
 use crate::config::FaultInjection;
+use crate::error_status::error_status;
 use crate::events::DecisionEvent;
 use crate::hints::hints;
 use crate::judge_pool::JobFailure;
@@ -345,7 +346,7 @@ fn fail_closed(
             error = %message,
             "no request uid to deny: answered HTTP 500, the API server applies the webhook's failure policy"
         );
-        return plain(StatusCode::INTERNAL_SERVER_ERROR, message);
+        return error_status(StatusCode::INTERNAL_SERVER_ERROR, message);
     }
     let span = tracing::Span::current();
     span.record("user", d.user.as_str());
@@ -729,7 +730,7 @@ fn internal_denial(uid: &str, message: &str) -> Response {
     match encode_review(&response) {
         Ok(body) => json(body),
         // Nothing left to answer with; the API server applies the failure policy.
-        Err(_) => plain(StatusCode::INTERNAL_SERVER_ERROR, message.to_owned()),
+        Err(_) => error_status(StatusCode::INTERNAL_SERVER_ERROR, message.to_owned()),
     }
 }
 
@@ -753,18 +754,6 @@ pub(crate) fn closing_if(http1: bool, mut response: Response) -> Response {
         );
     }
     response
-}
-
-/// A plain-text error with a one-line reason.
-pub(crate) fn plain(status: StatusCode, reason: String) -> Response {
-    let mut line = reason.replace(['\n', '\r'], " ");
-    line.push('\n');
-    (
-        status,
-        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-        line,
-    )
-        .into_response()
 }
 
 /// Answers a request that gets no verdict with an HTTP error: counted in
@@ -797,7 +786,7 @@ fn refuse(
             "bad request"
         ),
     }
-    plain(status, message)
+    error_status(status, message)
 }
 
 fn too_large(state: &AppState, name: &'static str, max: usize) -> Response {

@@ -9,7 +9,8 @@ use axum::http::{StatusCode, Version, header};
 use axum::response::Response;
 use axum::routing::post;
 
-use crate::review::{closing_if, mutate, plain, validate};
+use crate::error_status::error_status;
+use crate::review::{closing_if, mutate, validate};
 use crate::state::AppState;
 
 /// The webhook routes.
@@ -22,7 +23,7 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
 }
 
 async fn method_not_allowed(req: Request) -> Response {
-    let mut response = plain(
+    let mut response = error_status(
         StatusCode::METHOD_NOT_ALLOWED,
         "only POST is accepted here".into(),
     );
@@ -34,7 +35,7 @@ async fn method_not_allowed(req: Request) -> Response {
 }
 
 async fn not_found(req: Request) -> Response {
-    let response = plain(
+    let response = error_status(
         StatusCode::NOT_FOUND,
         "not found: kspy serves POST /mutate and POST /validate".into(),
     );

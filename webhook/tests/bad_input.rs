@@ -15,11 +15,20 @@ use kspy_webhook::client::HttpVersion;
 use kspy_webhook::metrics::{BadRequest, InternalError};
 use tokio::io::AsyncWriteExt;
 
+/// The message of an error answer: one line of JSON, a `metav1.Status` of `Failure`, which the
+/// API server's REST client shows users (it words a text body by the status code alone).
 fn one_line(body: &[u8]) -> String {
     let text = String::from_utf8(body.to_vec()).expect("utf8");
     assert!(text.ends_with('\n'), "{text:?}");
     assert_eq!(text.matches('\n').count(), 1, "one line: {text:?}");
-    text
+    let status: serde_json::Value = serde_json::from_str(&text).expect("a Status");
+    assert_eq!(
+        (&status["kind"], &status["apiVersion"], &status["status"]),
+        (&"Status".into(), &"v1".into(), &"Failure".into()),
+        "{text}"
+    );
+    assert!(status["code"].is_u64(), "{text}");
+    status["message"].as_str().expect("a message").to_owned()
 }
 
 #[tokio::test]
@@ -135,7 +144,7 @@ async fn a_malformed_chunked_body_is_refused_with_the_reason() {
     )
     .await;
     assert_eq!(status, 400, "{body}");
-    let line = body.to_ascii_lowercase();
+    let line = one_line(body.as_bytes()).to_ascii_lowercase();
     assert!(line.starts_with("cannot read the request body: "), "{body}");
     assert!(line.contains("chunk size"), "{body}");
     assert_eq!(

@@ -107,7 +107,7 @@ async fn errors_and_fail_closed_denials_are_error_spans_and_verdicts_are_not() {
     match &bad.status {
         Status::Error { description } => assert_eq!(
             description.as_ref(),
-            String::from_utf8_lossy(&answer).trim(),
+            serde_json::from_slice::<serde_json::Value>(&answer).expect("a Status")["message"],
             "the message the client got"
         ),
         other => panic!("a 400 is an error: {other:?}"),

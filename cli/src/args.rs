@@ -73,14 +73,36 @@ pub fn parse_bool(s: &str) -> Result<bool, String> {
     }
 }
 
-/// `--image`: an image reference, not empty and without spaces.
+/// `--image`: an image reference as the kubelet parses it (the distribution reference
+/// grammar, which kspy's webhook reads with the same parser). A reference outside it
+/// (`Busybox`, `busybox:`, a short digest) is accepted by the API server, and the kubelet then
+/// leaves the container waiting in `InvalidImageName` for good: an ephemeral container that can
+/// never run and never be removed.
 pub fn parse_image(s: &str) -> Result<String, String> {
     if s.is_empty() {
-        Err("the image is empty; give an image reference such as busybox:latest".to_string())
-    } else if s.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        Err("an image reference has no spaces".to_string())
-    } else {
-        Ok(s.to_string())
+        return Err(
+            "the image is empty; give an image reference such as busybox:latest".to_string(),
+        );
+    }
+    if s.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err("an image reference has no spaces or control characters".to_string());
+    }
+    match kspy_admission::ImageRef::parse(s) {
+        Ok(_) => Ok(s.to_string()),
+        Err(e) => {
+            // Upper case is the common slip: say which spelling the registry knows.
+            let lower = s.to_ascii_lowercase();
+            let suggestion = if lower != s && kspy_admission::ImageRef::parse(&lower).is_ok() {
+                format!(" (did you mean {lower}?)")
+            } else {
+                String::new()
+            };
+            Err(format!(
+                "not a valid image reference: {}{suggestion}; the kubelet could never pull it, \
+                 and the container would wait in InvalidImageName for good",
+                e.reason
+            ))
+        }
     }
 }
 

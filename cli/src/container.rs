@@ -651,11 +651,11 @@ impl ContainerSpecBuilder {
         };
 
         validate_dns_label("--name", &self.name)?;
-        if self.image.is_empty() || self.image.contains(char::is_whitespace) {
+        if let Err(why) = crate::args::parse_image(&self.image) {
             return Err(BuildError::InvalidFlag {
                 flag: "--image",
                 value: self.image.clone(),
-                why: "an image reference has no spaces".to_string(),
+                why,
             });
         }
 

@@ -3415,6 +3415,33 @@ fn bad_flag_values_are_usage_errors_before_any_request() {
         ),
         (&["attach", WEB, "-t"], "-t/--tty needs -i/--stdin; use -it"),
         (&["attach", WEB, "--image", ""], "the image is empty"),
+        // What the kubelet cannot parse waits in InvalidImageName for good: an ephemeral
+        // container that never runs and is never removed.
+        (
+            &["attach", WEB, "--image", "Busybox:1.36"],
+            "invalid value 'Busybox:1.36' for '--image <IMAGE>': not a valid image reference: \
+             repository names may only contain lower-case letters, digits and . _ - (did you \
+             mean busybox:1.36?)",
+        ),
+        (
+            &["node", "node-a", "--image", "busybox:"],
+            "not a valid image reference: the tag must be 1-128 characters",
+        ),
+        (
+            &["attach", WEB, "--image", "busybox@sha256:abc"],
+            "not a valid image reference: the digest must have at least 32 hexadecimal characters",
+        ),
+        (
+            &[
+                "copy",
+                WEB,
+                "--to",
+                "x",
+                "--set-image",
+                "app=registry.example.com/Web",
+            ],
+            "not a valid image reference",
+        ),
         (
             &["attach", WEB, "--name", "Debugger"],
             "invalid value 'Debugger' for '--name <NAME>'",

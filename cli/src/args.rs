@@ -169,9 +169,24 @@ pub fn parse_object_name(s: &str) -> Result<String, String> {
 /// The resource types kubectl accepts in front of a pod or node name (`pod/web`).
 const KUBECTL_TYPES: &[&str] = &["pod", "pods", "po", "node", "nodes", "no"];
 
-/// `--cap`: a capability, normalized (upper case, `CAP_` stripped).
+/// `--cap`: a capability, normalized (upper case, `CAP_` stripped), that Linux defines (or
+/// `ALL`). Neither the API server nor kspy's webhook knows the list, and runc drops a name it
+/// does not know with a warning only the node's logs show: `--cap SYS_PTRAC` would run a
+/// container without SYS_PTRACE, which can never be changed or removed.
 pub fn parse_capability(s: &str) -> Result<String, String> {
-    normalize_capability(s).map_err(why)
+    let cap = normalize_capability(s).map_err(why)?;
+    match kspy_admission::Capability::parse_known(&cap) {
+        Ok(_) => Ok(cap),
+        Err(kspy_admission::capability::CapabilityError::Unknown(_, close)) => {
+            let one_of = if close.contains(',') { "one of " } else { "" };
+            Err(format!(
+                "Linux has no capability {cap}; did you mean {one_of}{close}? (`man 7 \
+                 capabilities` lists them; the container runtime would start the container \
+                 without it)"
+            ))
+        }
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 /// `--env NAME=VALUE`.

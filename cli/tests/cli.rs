@@ -3413,6 +3413,16 @@ fn bad_flag_values_are_usage_errors_before_any_request() {
             &["attach", WEB, "--cap", "sys ptrace", "--dry-run=client"][..],
             "invalid value 'sys ptrace' for '--cap <CAP>': a capability is a name like SYS_PTRACE",
         ),
+        // A name Linux lacks: runc drops it, and the container runs without what was meant.
+        (
+            &["attach", WEB, "--cap", "cap_sys_ptrac"],
+            "invalid value 'cap_sys_ptrac' for '--cap <CAP>': Linux has no capability \
+             SYS_PTRAC; did you mean SYS_PTRACE?",
+        ),
+        (
+            &["node", "node-a", "--cap", "NET_ADMN"],
+            "did you mean NET_ADMIN",
+        ),
         (&["attach", WEB, "-t"], "-t/--tty needs -i/--stdin; use -it"),
         (&["attach", WEB, "--image", ""], "the image is empty"),
         // What the kubelet cannot parse waits in InvalidImageName for good: an ephemeral

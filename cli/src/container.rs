@@ -246,12 +246,35 @@ impl std::str::FromStr for MountSpec {
         if !path.starts_with('/') {
             return Err(bad("the mount path must be absolute"));
         }
+        if path.split('/').any(|part| part == "..") {
+            return Err(bad(
+                "the mount path must not contain '..'; write the directory it means",
+            ));
+        }
+        let path = clean_mount_path(path);
+        if path == "/" {
+            return Err(bad(
+                "a volume cannot be mounted over the container's /; mount it at a directory \
+                 such as /mnt/VOLUME",
+            ));
+        }
         Ok(MountSpec {
             volume: volume.to_string(),
-            path: path.to_string(),
+            path,
             read_only,
         })
     }
+}
+
+/// A mount path as the container runtime reads it: `//`, `/./` and a trailing `/` collapsed
+/// (`/data/` and `/data` are one place). The API server compares mount paths as strings only,
+/// so two spellings of one place would both be sent, the second mount hiding the first.
+pub fn clean_mount_path(path: &str) -> String {
+    let parts: Vec<&str> = path
+        .split('/')
+        .filter(|part| !part.is_empty() && *part != ".")
+        .collect();
+    format!("/{}", parts.join("/"))
 }
 
 /// Parses `NAME=VALUE` (the value may contain `=`, the name cannot). The name must be one the
@@ -745,7 +768,10 @@ impl ContainerSpecBuilder {
                 read_only: m.read_only.then_some(true),
                 ..VolumeMount::default()
             };
-            match mounts.iter_mut().find(|x| x.mount_path == m.path) {
+            match mounts
+                .iter_mut()
+                .find(|x| clean_mount_path(&x.mount_path) == m.path)
+            {
                 Some(existing) => *existing = mount,
                 None => mounts.push(mount),
             }
@@ -806,7 +832,13 @@ impl ContainerSpecBuilder {
         t.volume_mounts
             .iter()
             .flatten()
-            .filter(|m| has_sub_path(m) && !self.mounts.iter().any(|f| f.path == m.mount_path))
+            .filter(|m| {
+                has_sub_path(m)
+                    && !self
+                        .mounts
+                        .iter()
+                        .any(|f| f.path == clean_mount_path(&m.mount_path))
+            })
             .map(|m| {
                 let (field, sub) = match m.sub_path.as_deref().filter(|p| !p.is_empty()) {
                     Some(p) => ("subPath", p),
@@ -1364,6 +1396,56 @@ mod tests {
             err.to_string()
                 .contains("--mount data:/d and --mount config:/d:ro both mount at /d"),
             "{err}"
+        );
+    }
+
+    /// One place, one mount: the API server compares mount paths as strings, so `/d/` beside
+    /// `/d` (or a target's `/var/lib/web` beside `--mount …:/var/lib/web/`) was sent twice,
+    /// the second mount hiding the first in silence.
+    #[test]
+    fn mount_paths_are_compared_as_the_runtime_reads_them() {
+        let spec = |s: &str| s.parse::<MountSpec>();
+        assert_eq!(
+            spec("data:/var//lib/./web/").expect("ok").path,
+            "/var/lib/web"
+        );
+        for (flag, why) in [
+            ("data:/d/../etc", "must not contain '..'"),
+            ("data:/..", "must not contain '..'"),
+            ("data:/", "cannot be mounted over the container's /"),
+            ("data://.", "cannot be mounted over the container's /"),
+        ] {
+            let err = spec(flag).expect_err(flag).to_string();
+            assert!(err.contains(why), "{flag}: {err}");
+        }
+        let b = ContainerSpecBuilder {
+            mounts: vec![
+                spec("data:/d").expect("ok"),
+                spec("config:/d/").expect("ok"),
+            ],
+            ..builder()
+        };
+        let err = b
+            .build_ephemeral(&web_pod(), Some("app"), None)
+            .expect_err("refused");
+        assert!(err.to_string().contains("both mount at /d"), "{err}");
+        // A --mount at the target's path, spelt otherwise, replaces the mirrored mount.
+        let b = ContainerSpecBuilder {
+            mount_target: true,
+            mounts: vec![spec("config:/var/lib/web/").expect("ok")],
+            ..builder()
+        };
+        let v = ec_json(&b, Some("app"));
+        let at_web: Vec<&Value> = v["volumeMounts"]
+            .as_array()
+            .expect("mounts")
+            .iter()
+            .filter(|m| m["mountPath"] == "/var/lib/web")
+            .collect();
+        assert_eq!(
+            at_web,
+            [&json!({"name": "config", "mountPath": "/var/lib/web"})],
+            "{v}"
         );
     }
 

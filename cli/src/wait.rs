@@ -425,6 +425,15 @@ pub async fn wait_for_container(
         Err(WaitError::Finished(f)) => {
             Err(finished_error(&ns, &cluster.flags, &name, container, &f))
         }
+        Err(WaitError::NeverStarts(state)) => {
+            let [stays, _attach] = left_behind();
+            Err(KspyError::new(format!(
+                "container {container} of pod {ns}/{name} will never start: {}",
+                output::printable(&state.describe())
+            ))
+            .details([stays])
+            .hint(never_starts(&state).unwrap_or_default()))
+        }
         Err(WaitError::Api(e)) => Err(e),
     }
 }
@@ -434,12 +443,15 @@ enum WaitError {
     Interrupted,
     Deleted,
     Finished(Finished),
+    /// Waiting for what can never come ([`never_starts`]).
+    NeverStarts(State),
     Api(KspyError),
 }
 
 /// What waiting makes of the pod as it stands: the container ran and exited (also when it was
 /// restarted since: it may be running again, or waiting in back-off, but the run kspy waited
-/// for is over), runs, the pod finished without running it, or waiting goes on.
+/// for is over), runs, the pod finished without running it, waits for what can never come
+/// ([`never_starts`]), or waiting goes on.
 fn judge(pod: &Pod, container: &str, restarts_before: i32) -> Result<Option<Outcome>, WaitError> {
     if exited_since(pod, container, restarts_before).is_some() {
         return Ok(Some(Outcome::Terminated));
@@ -447,10 +459,47 @@ fn judge(pod: &Pod, container: &str, restarts_before: i32) -> Result<Option<Outc
     match state_of(pod, container) {
         State::Running => Ok(Some(Outcome::Running)),
         State::Terminated { .. } => Ok(Some(Outcome::Terminated)),
-        State::Waiting { .. } => match finished(pod) {
+        state @ State::Waiting { .. } => match finished(pod) {
             Some(f) => Err(WaitError::Finished(f)),
+            None if never_starts(&state).is_some() => Err(WaitError::NeverStarts(state)),
             None => Ok(None),
         },
+    }
+}
+
+/// What to do about a container that waits for what can never come, or `None` when it may
+/// yet start. The kubelet keeps such a container waiting and retrying for good, and neither
+/// its image nor its security context can change (an ephemeral container's never; a pod's
+/// container's not without a new pod): waiting out `--timeout` would only delay the news.
+/// Only reasons that depend on nothing but the container and its image count; a missing
+/// Secret (`CreateContainerConfigError` for env) or a pull that fails (`ErrImagePull`,
+/// `ImagePullBackOff`) may yet be fixed while kspy waits.
+pub fn never_starts(state: &State) -> Option<&'static str> {
+    let State::Waiting { reason, message } = state else {
+        return None;
+    };
+    match reason.as_str() {
+        "InvalidImageName" => Some(
+            "the kubelet cannot parse the image reference: add a debug container with a valid \
+             --image (a lower-case repository, as registry.example.com/team/tools:1.2)",
+        ),
+        "ErrImageNeverPull" => Some(
+            "the image pull policy is Never and the node has no copy of the image: leave out \
+             --image-pull-policy Never (or give IfNotPresent), or use an image the node has",
+        ),
+        // The kubelet's words (kuberuntime's verifyRunAsNonRoot), for an image that runs as
+        // root or as a user named, not numbered.
+        "CreateContainerConfigError"
+            if message.contains("runAsNonRoot") && message.contains("image") =>
+        {
+            Some(
+                "the container must not run as root and its image runs as root (or as a user \
+                 the kubelet cannot tell is not root): name a non-root user — --as-target-user, \
+                 or a --custom file with {\"securityContext\": {\"runAsUser\": 65534}} — or \
+                 use an image that runs as a numeric non-root user",
+            )
+        }
+        _ => None,
     }
 }
 
@@ -886,6 +935,35 @@ mod tests {
         );
         assert_eq!(restarts(&back_off, "dbg"), 1);
         assert_eq!(restarts(&back_off, "other"), 0);
+    }
+
+    /// Only reasons that hang on the container and its image end the wait; what may be fixed
+    /// meanwhile (a pull, a missing Secret) does not.
+    #[test]
+    fn containers_that_can_never_start_are_told_from_those_that_may() {
+        let waiting = |reason: &str, message: &str| State::Waiting {
+            reason: reason.into(),
+            message: message.into(),
+        };
+        assert!(never_starts(&waiting("InvalidImageName", "")).is_some());
+        assert!(never_starts(&waiting("ErrImageNeverPull", "")).is_some());
+        assert!(
+            never_starts(&waiting(
+                "CreateContainerConfigError",
+                "container has runAsNonRoot and image has non-numeric user (nobody), cannot \
+                 verify user is non-root"
+            ))
+            .is_some()
+        );
+        for (reason, message) in [
+            ("CreateContainerConfigError", "secret \"db\" not found"),
+            ("ErrImagePull", "pull access denied"),
+            ("ImagePullBackOff", ""),
+            ("ContainerCreating", ""),
+        ] {
+            assert_eq!(never_starts(&waiting(reason, message)), None, "{reason}");
+        }
+        assert_eq!(never_starts(&State::Running), None);
     }
 
     #[test]

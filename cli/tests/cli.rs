@@ -2791,6 +2791,59 @@ fn wait_times_out_with_the_waiting_reason() {
     assert!((1..=12).contains(&watches), "{watches} watches in 2s");
 }
 
+/// A container that waits for what can never come — here `--profile restricted` (runAsNonRoot)
+/// with busybox, which runs as root — is reported at once with what to do, not after
+/// `--timeout` with a hint to raise it: the kubelet retries it for good, and an ephemeral
+/// container can never be changed.
+#[test]
+fn a_container_that_can_never_start_ends_the_wait_at_once() {
+    let mut sim = Sim::new();
+    sim.new_state = json!({"waiting": {"reason": "CreateContainerConfigError",
+        "message": "container has runAsNonRoot and image will run as root (pod: \"web_prod(1)\", container: debugger-tst42)"}});
+    let (api, _) = sim_api(sim);
+    let started = std::time::Instant::now();
+    let out = api.kspy(&[
+        "attach",
+        WEB,
+        "-c",
+        "app",
+        "--name",
+        "debugger-tst42",
+        "--profile",
+        "restricted",
+        "--wait",
+        "--timeout",
+        "30s",
+    ]);
+    let (_, stderr) = texts(&out);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "waited {:?}: {stderr}",
+        started.elapsed()
+    );
+    assert!(
+        stderr.contains(&format!(
+            "kspy: container debugger-tst42 of pod prod/{WEB} will never start: \
+             CreateContainerConfigError: container has runAsNonRoot and image will run as root"
+        )),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!(
+            "  debug container debugger-tst42 was added and stays in pod prod/{WEB}: ephemeral \
+             containers cannot be removed\n"
+        )),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("hint: the container must not run as root and its image runs as root"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("--timeout"), "{stderr}");
+    assert!(!stderr.contains("once it runs"), "{stderr}");
+}
+
 /// Whether the process was ended by SIGINT (2), as Ctrl-C ends a command: a shell shows `$?`
 /// 130 for it, and one running a script or a loop stops too (an `exit 130` would not stop it).
 fn ended_by_sigint(status: std::process::ExitStatus) -> bool {

@@ -329,6 +329,35 @@ pub fn check_running(pod: &Pod) -> Result<(), KspyError> {
     }
 }
 
+/// A pod being deleted (its `deletionTimestamp` set, during its grace period) starts no new
+/// container: the kubelet only stops its containers. A debug container added then would wait
+/// until the pod is gone, and could not be removed meanwhile. One already running can still be
+/// attached to (`--reuse`), so only adding one is refused. `flags`, the cluster flags given,
+/// go into the command it suggests.
+pub fn check_not_terminating(pod: &Pod, flags: &str) -> Result<(), KspyError> {
+    let Some(since) = &pod.metadata.deletion_timestamp else {
+        return Ok(());
+    };
+    let ns = pod.metadata.namespace.as_deref().unwrap_or_default();
+    let name = pod.metadata.name.as_deref().unwrap_or_default();
+    let grace = pod
+        .metadata
+        .deletion_grace_period_seconds
+        .map(|s| format!(", with a grace period of {s}s"))
+        .unwrap_or_default();
+    Err(KspyError::new(format!(
+        "pod {ns}/{name} is being deleted (since {}{grace}); a debug container added now would \
+         never start",
+        since.0
+    ))
+    .hint(format!(
+        "the kubelet starts nothing in a pod it is stopping: debug another pod of its workload \
+         (`kubectl get pods -n {ns}{flags}`), or a copy of this one while it is still there: \
+         `{} copy {name} -n {ns}{flags} --to {name}-debug -it`",
+        crate::prog()
+    )))
+}
+
 /// The command that attaches to debug container `container` of pod `ns/pod` again, with
 /// kubectl's too; `flags` are the cluster flags given ([`crate::cluster::ClusterArgs::repeated`]),
 /// so that it reaches the same cluster.
@@ -440,6 +469,7 @@ pub async fn run(args: AttachArgs) -> Result<ExitCode, KspyError> {
         }
     }
 
+    check_not_terminating(&pod, &cluster.flags)?;
     if !d.quiet {
         for note in builder.unmirrored_mounts(&pod, &reference) {
             eprintln!("note: {note}");
@@ -492,6 +522,7 @@ pub async fn run(args: AttachArgs) -> Result<ExitCode, KspyError> {
                     Ok(None) if attempt == 0 => {
                         pod = cluster.get_pod(&args.pod).await?;
                         check_running(&pod)?;
+                        check_not_terminating(&pod, &cluster.flags)?;
                     }
                     _ => break,
                 }
@@ -517,6 +548,7 @@ pub async fn run(args: AttachArgs) -> Result<ExitCode, KspyError> {
                     // the patch anew, once.
                     let fresh = cluster.get_pod(&args.pod).await?;
                     check_running(&fresh)?;
+                    check_not_terminating(&fresh, &cluster.flags)?;
                     ec = builder.build_ephemeral(&fresh, target.as_deref(), Some(&reference))?;
                     let req = add_ephemeral(&fresh, &ec, args.patch_type, server_dry_run);
                     cluster.send_retrying_conflict::<Pod>(&req, &action).await?

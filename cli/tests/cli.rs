@@ -700,6 +700,55 @@ fn reuse_attaches_to_the_running_container_without_patching() {
     );
 }
 
+/// A pod being deleted starts no new container: adding one (which could never be removed, nor
+/// run) is refused before any write, naming the way out; a debug container already running in
+/// it can still be reused.
+#[test]
+fn a_pod_being_deleted_gets_no_debug_container() {
+    let mut sim = Sim::new();
+    sim.pod["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:10:00Z");
+    sim.pod["metadata"]["deletionGracePeriodSeconds"] = json!(30);
+    sim.new_state = json!({"running": {"startedAt": "2026-01-01T00:00:00Z"}});
+    let (api, _) = sim_api(sim);
+    for dry_run in ["--dry-run=none", "--dry-run=client", "--dry-run=server"] {
+        let before = api.requests().len();
+        let out = api.kspy(&["attach", WEB, "-c", "app", dry_run]);
+        let (_, stderr) = texts(&out);
+        assert_eq!(out.status.code(), Some(1), "{dry_run}: {stderr}");
+        assert!(
+            stderr.starts_with(&format!(
+                "kspy: pod prod/{WEB} is being deleted (since 2026-01-01T00:10:00Z, with a grace \
+                 period of 30s); a debug container added now would never start\n"
+            )),
+            "{dry_run}: {stderr}"
+        );
+        assert!(
+            stderr.contains(&format!("kspy copy {WEB} -n prod --to {WEB}-debug -it")),
+            "{dry_run}: {stderr}"
+        );
+        assert!(
+            api.requests()[before..].iter().all(|r| r.method == "GET"),
+            "{dry_run}: {:?}",
+            api.lines()
+        );
+    }
+    let out = api.kspy(&[
+        "attach",
+        WEB,
+        "-c",
+        "app",
+        "--reuse",
+        "--no-attach",
+        "--wait",
+    ]);
+    let (_, stderr) = texts(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("reusing running debug container debugger-old01"),
+        "{stderr}"
+    );
+}
+
 /// `--reuse` attaches to the container it finds, unless told not to: `--attach=false` is
 /// honoured as `--no-attach` is.
 #[test]

@@ -585,8 +585,39 @@ pub async fn run(args: AttachArgs) -> Result<ExitCode, KspyError> {
             ),
         }
     }
+    if !d.quiet
+        && let Some(note) = final_ec
+            .target_container_name
+            .as_deref()
+            .and_then(|t| target_not_running(&result, t, &cluster.flags))
+    {
+        eprintln!("note: {note}");
+    }
     let reattach = reattach_command(crate::prog(), &ns, &cluster.flags, &args.pod, &name, d);
     session::follow(&cluster, result, &name, d, &reattach, &name).await
+}
+
+/// Why a debug container targeting container `target` of `pod` may wait long, or for good:
+/// `target` does not run (crash-looping, or exited). The debug container joins its process
+/// namespace, so the kubelet starts it only while `target` runs, and the kernel ends it with
+/// `target`'s own process: for a crash loop, a `--fork` copy, whose `target` sleeps, is the
+/// way. `None` when `target` runs or has no status yet (the pod is starting). `flags`, the
+/// cluster flags given, go into the command it suggests.
+pub fn target_not_running(pod: &Pod, target: &str, flags: &str) -> Option<String> {
+    let status = crate::wait::container_status(pod, target)?;
+    if status.state.as_ref()?.running.is_some() {
+        return None;
+    }
+    let ns = pod.metadata.namespace.as_deref().unwrap_or_default();
+    let name = pod.metadata.name.as_deref().unwrap_or_default();
+    Some(format!(
+        "target container {target} is not running ({}): the debug container shares its \
+         processes, so it starts only while {target} runs and ends when {target}'s process \
+         does; for a crash loop, debug a copy in which {target} sleeps instead: `{} copy {name} \
+         -n {ns}{flags} --to {name}-debug --fork -c {target} -it`",
+        state_of(pod, target).describe(),
+        crate::prog()
+    ))
 }
 
 /// A dry run (`--dry-run=client|server`) with `--reuse` that found running debug container

@@ -700,6 +700,38 @@ fn reuse_attaches_to_the_running_container_without_patching() {
     );
 }
 
+/// A target that does not run (crash-looping) holds the debug container back, as it joins its
+/// processes: kspy says so, and what to do instead, rather than leave the wait unexplained.
+#[test]
+fn a_target_that_does_not_run_is_named_with_the_way_out() {
+    let mut sim = Sim::new();
+    sim.pod["status"]["containerStatuses"][0]["state"] = json!({"waiting": {
+        "reason": "CrashLoopBackOff",
+        "message": "back-off 5m0s restarting failed container=app"}});
+    sim.new_state = json!({"waiting": {"reason": "CreateContainerConfigError",
+        "message": "unable to find target container app"}});
+    let (api, _) = sim_api(sim);
+    let out = api.kspy(&["attach", WEB, "-c", "app", "--wait", "--timeout", "1s"]);
+    let (_, stderr) = texts(&out);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "note: target container app is not running (CrashLoopBackOff: back-off 5m0s \
+             restarting failed container=app): the debug container shares its processes, so it \
+             starts only while app runs and ends when app's process does; for a crash loop, \
+             debug a copy in which app sleeps instead: `kspy copy {WEB} -n prod --to \
+             {WEB}-debug --fork -c app -it`\n"
+        )),
+        "{stderr}"
+    );
+    // A running target gets no such note.
+    let (api, _) = sim_api(Sim::new());
+    let out = api.kspy(&["attach", WEB, "-c", "app", "--no-attach"]);
+    let (_, stderr) = texts(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(!stderr.contains("note:"), "{stderr}");
+}
+
 /// A pod being deleted starts no new container: adding one (which could never be removed, nor
 /// run) is refused before any write, naming the way out; a debug container already running in
 /// it can still be reused.

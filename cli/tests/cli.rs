@@ -1175,6 +1175,12 @@ fn create_api(whoami: bool) -> FakeApi {
                 &json!({"kind": "Node", "apiVersion": "v1", "metadata": {"name": "node-a"}}),
             ),
             ("GET", "/api/v1/nodes/node-b") => Reply::not_found("nodes", "node-b"),
+            ("GET", "/api/v1/nodes/node-down") => Reply::ok(&json!({
+                "kind": "Node", "apiVersion": "v1", "metadata": {"name": "node-down"},
+                "status": {"conditions": [
+                    {"type": "MemoryPressure", "status": "Unknown"},
+                    {"type": "Ready", "status": "Unknown", "reason": "NodeStatusUnknown",
+                     "message": "Kubelet stopped posting node status."}]}})),
             ("GET", "/api/v1/nodes") => Reply::ok(
                 &json!({"kind": "NodeList", "apiVersion": "v1", "metadata": {},
             "items": [{"metadata": {"name": "node-a"}}, {"metadata": {"name": "node-c"}}]}),
@@ -1603,6 +1609,28 @@ fn node_sequence_and_body() {
         json!([{"name": "host-root", "mountPath": "/host", "readOnly": true}]),
         "the node's / is read-only unless --host-writable"
     );
+}
+
+/// A node that is not Ready (its kubelet down, the usual reason to debug a node) may never
+/// start the pod: kspy says so before it waits, not only when --timeout has passed.
+#[test]
+fn a_node_that_is_not_ready_is_said_to_be() {
+    let api = create_api(true);
+    let out = api.kspy(&["node", "node-down", "--no-attach"]);
+    let (_, stderr) = texts(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.starts_with(
+            "note: node node-down is not Ready (Ready is Unknown) (NodeStatusUnknown: Kubelet \
+             stopped posting node status.): its kubelet may never start the pod, and kspy waits \
+             for it up to --timeout"
+        ),
+        "{stderr}"
+    );
+    let out = api.kspy(&["node", "node-a", "--no-attach"]);
+    let (_, stderr) = texts(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(!stderr.contains("note:"), "{stderr}");
 }
 
 #[test]

@@ -703,7 +703,20 @@ impl ContainerSpecBuilder {
         let mut env: Vec<EnvVar> = Vec::new();
         if self.env_from_target {
             let t = target_container.ok_or_else(|| needs_target("--env-from-target"))?;
-            env.extend(t.env.iter().flatten().cloned());
+            env.extend(t.env.iter().flatten().cloned().map(|mut var| {
+                // A resourceFieldRef without containerName reads the limits of the container
+                // that holds it: in the debug container (an ephemeral one has none) it would
+                // read the node's allocatable, not the target's limit. It names the target.
+                if let Some(field) = var
+                    .value_from
+                    .as_mut()
+                    .and_then(|v| v.resource_field_ref.as_mut())
+                    .filter(|f| f.container_name.as_deref().is_none_or(str::is_empty))
+                {
+                    field.container_name = Some(t.name.clone());
+                }
+                var
+            }));
             c.env_from = t.env_from.clone();
         }
         let mut set_env = |name: &str, value: &str| {
@@ -1396,6 +1409,34 @@ mod tests {
             err.to_string()
                 .contains("--mount data:/d and --mount config:/d:ro both mount at /d"),
             "{err}"
+        );
+    }
+
+    /// The target's env read from its own resources (`resourceFieldRef` without a container)
+    /// keeps reading the target's: in the debug container, with no limits of its own, the
+    /// same reference would give the node's allocatable in silence.
+    #[test]
+    fn env_from_target_reads_the_targets_resources() {
+        let mut pod = serde_json::to_value(web_pod()).expect("json");
+        pod["spec"]["containers"][0]["env"] = json!([
+            {"name": "MEMORY_LIMIT", "valueFrom": {"resourceFieldRef": {"resource": "limits.memory"}}},
+            {"name": "SIDECAR_CPU", "valueFrom": {"resourceFieldRef": {"containerName": "sidecar", "resource": "limits.cpu"}}},
+            {"name": "PLAIN", "value": "x"}
+        ]);
+        let pod: Pod = serde_json::from_value(pod).expect("pod");
+        let b = ContainerSpecBuilder {
+            env_from_target: true,
+            ..builder()
+        };
+        let ec = b.build_ephemeral(&pod, Some("app"), None).expect("builds");
+        let v = serde_json::to_value(ec).expect("json");
+        assert_eq!(
+            v["env"],
+            json!([
+                {"name": "MEMORY_LIMIT", "valueFrom": {"resourceFieldRef": {"containerName": "app", "resource": "limits.memory"}}},
+                {"name": "SIDECAR_CPU", "valueFrom": {"resourceFieldRef": {"containerName": "sidecar", "resource": "limits.cpu"}}},
+                {"name": "PLAIN", "value": "x"}
+            ])
         );
     }
 

@@ -538,9 +538,9 @@ fn name_taken_meanwhile(action: &Action, status: &Status, flags: &str) -> Option
             .map(|c| c.message.as_str()),
     );
     let taken = texts.into_iter().any(|t| {
-        (t.contains(&format!(
+        t.contains(&format!(
             "existing ephemeral containers {quoted} may not be changed"
-        )) || t.contains(&format!("Duplicate value: {quoted}")))
+        )) || t.contains(&format!("Duplicate value: {quoted}"))
     });
     taken.then(|| {
         format!(

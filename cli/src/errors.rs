@@ -514,7 +514,12 @@ pub fn explain_status(action: &Action, status: &Status, flags: &str) -> KspyErro
             } else {
                 format!(" ({} {})", status.code, status.reason)
             };
-            KspyError::new(format!("{}{what}", action.failed())).details(nonempty(message))
+            // A write the server timed out on may still be carried out (kspy does not send it
+            // again: `crate::retry`).
+            let timed_out = status.code == 504 || status.reason == "Timeout";
+            KspyError::new(format!("{}{what}", action.failed()))
+                .details(nonempty(message))
+                .details(maybe_done(action, flags).filter(|_| timed_out))
         }
     }
 }

@@ -1352,6 +1352,115 @@ fn no_delete_api(dry_runs_too: bool) -> FakeApi {
 
 /// `--replace` by a user who may not delete the original: refused before the copy is created;
 /// and when the real DELETE fails after all, the copy that runs is named, with its cleanup.
+/// A write the API server (or a proxy in front of it) answers with 504 Timeout may have been
+/// carried out: it is never sent again, as kubectl (client-go) never re-sends it without a
+/// Retry-After, and the error says to look. Re-sent, the copy kspy had just created came back
+/// as "it already exists".
+#[test]
+fn a_write_answered_with_504_is_not_sent_again() {
+    let created = Arc::new(Mutex::new(false));
+    let api = FakeApi::start(
+        move |r: &Recorded| match (r.method.as_str(), r.path.as_str()) {
+            ("GET", POD_PATH) => Reply::ok(&web_pod()),
+            ("POST", "/api/v1/namespaces/prod/pods") => {
+                let mut done = created.lock().expect("created");
+                if *done {
+                    Reply::status(
+                        409,
+                        "AlreadyExists",
+                        "pods \"web-debug\" already exists",
+                        json!({"name": "web-debug", "kind": "pods"}),
+                    )
+                } else {
+                    *done = true;
+                    Reply::status(
+                        504,
+                        "Timeout",
+                        "Timeout: request did not complete within requested timeout - context \
+                     deadline exceeded",
+                        json!({}),
+                    )
+                }
+            }
+            _ => Reply::not_found("pods", "x"),
+        },
+    );
+    let out = api.kspy(&["copy", WEB, "--to", "web-debug", "--no-attach"]);
+    let (_, stderr) = texts(&out);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let posts = api
+        .requests()
+        .iter()
+        .filter(|r| r.method == "POST" && r.path.ends_with("/pods"))
+        .count();
+    assert_eq!(posts, 1, "{:?}", api.lines());
+    assert!(
+        stderr.starts_with(
+            "kspy: could not create pod prod/web-debug (504 Timeout)\n  Timeout: request did not \
+             complete within requested timeout"
+        ),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("the request may have been carried out all the same"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("already exists"), "{stderr}");
+}
+
+/// An overloaded API server (API Priority and Fairness) answers 429 with Retry-After: the
+/// request was not carried out, and kspy sends it again after that wait, as kubectl does —
+/// a write too.
+#[test]
+fn too_many_requests_with_retry_after_is_sent_again() {
+    let refused = Arc::new(Mutex::new(0));
+    let api = FakeApi::start(move |r: &Recorded| {
+        let busy = || {
+            Reply::status(
+                429,
+                "TooManyRequests",
+                "Too many requests, please try again later.",
+                json!({"retryAfterSeconds": 1}),
+            )
+            .with_header("Retry-After", "1")
+        };
+        let mut n = refused.lock().expect("refused");
+        match (r.method.as_str(), r.path.as_str()) {
+            ("GET", POD_PATH) if *n == 0 => {
+                *n += 1;
+                busy()
+            }
+            ("GET", POD_PATH) => Reply::ok(&web_pod()),
+            ("POST", "/api/v1/namespaces/prod/pods") if *n == 1 => {
+                *n += 1;
+                busy()
+            }
+            ("POST", "/api/v1/namespaces/prod/pods") => Reply::json(201, &r.json()),
+            _ => Reply::not_found("pods", "x"),
+        }
+    });
+    let out = api.kspy(&["copy", WEB, "--to", "web-debug", "--no-attach"]);
+    let (_, stderr) = texts(&out);
+    assert!(out.status.success(), "{stderr}");
+    let lines = api.lines();
+    assert_eq!(
+        lines
+            .iter()
+            .filter(|l| l.starts_with(&format!("GET {POD_PATH}")))
+            .count(),
+        2,
+        "{lines:?}"
+    );
+    assert_eq!(
+        lines
+            .iter()
+            .filter(|l| l.starts_with("POST /api/v1/namespaces/prod/pods"))
+            .count(),
+        2,
+        "{lines:?}"
+    );
+}
+
 #[test]
 fn copy_replace_without_delete_permission() {
     let copy = [

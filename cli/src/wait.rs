@@ -494,9 +494,10 @@ pub fn never_starts(state: &State) -> Option<&'static str> {
         {
             Some(
                 "the container must not run as root and its image runs as root (or as a user \
-                 the kubelet cannot tell is not root): name a non-root user — --as-target-user, \
-                 or a --custom file with {\"securityContext\": {\"runAsUser\": 65534}} — or \
-                 use an image that runs as a numeric non-root user",
+                 the kubelet cannot tell is not root): name a non-root user — a --custom file \
+                 with {\"securityContext\": {\"runAsUser\": 65534}}, or --as-target-user \
+                 (attach, copy) when the target runs as one — or use an image that runs as a \
+                 numeric non-root user",
             )
         }
         _ => None,

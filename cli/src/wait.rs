@@ -400,17 +400,7 @@ pub async fn wait_for_container(
         .exit_code(EXIT_INTERRUPTED)),
         Err(WaitError::Timeout) => {
             let state = state_of(&pod, container);
-            let hint = match &state {
-                State::Waiting { reason, .. }
-                    if reason.contains("ImagePull") || reason == "InvalidImageName" =>
-                {
-                    "the image cannot be pulled: check its name, the registry, and the pod's imagePullSecrets"
-                }
-                State::Waiting { reason, .. } if reason == "Unschedulable" => {
-                    "no node can take the pod; check the node's taints and resources"
-                }
-                _ => "raise --timeout, or look at `kubectl describe pod` for events",
-            };
+            let hint = timeout_hint(&state);
             Err(KspyError::new(format!(
                 "timed out after {} waiting for container {container} of pod {ns}/{name}",
                 timeout.map(format_duration).unwrap_or_default()
@@ -435,6 +425,29 @@ pub async fn wait_for_container(
             .hint(never_starts(&state).unwrap_or_default()))
         }
         Err(WaitError::Api(e)) => Err(e),
+    }
+}
+
+/// What to do when `--timeout` passed with the container in `state`: raising it helps only
+/// where nothing is known to be wrong.
+fn timeout_hint(state: &State) -> &'static str {
+    let State::Waiting { reason, .. } = state else {
+        return "raise --timeout, or look at `kubectl describe pod` for events";
+    };
+    match reason.as_str() {
+        r if r.contains("ImagePull") || r == "InvalidImageName" => {
+            "the image cannot be pulled: check its name, the registry, and the pod's imagePullSecrets"
+        }
+        "Unschedulable" => "no node can take the pod; check the node's taints and resources",
+        // The kubelet's own retries: its message above says why it cannot create or start the
+        // container (a Secret or ConfigMap its env names that does not exist, a target
+        // container that does not run…); waiting longer changes nothing until that is fixed.
+        "CreateContainerConfigError" | "CreateContainerError" | "RunContainerError" => {
+            "the kubelet cannot create or start the container: the last state's message says \
+             why; fix that (`kubectl describe pod` shows the events too), as waiting longer \
+             does not"
+        }
+        _ => "raise --timeout, or look at `kubectl describe pod` for events",
     }
 }
 
@@ -936,6 +949,29 @@ mod tests {
         );
         assert_eq!(restarts(&back_off, "dbg"), 1);
         assert_eq!(restarts(&back_off, "other"), 0);
+    }
+
+    /// A timeout suggests a longer one only where nothing is known to be wrong.
+    #[test]
+    fn the_timeout_hint_fits_the_last_state() {
+        let waiting = |reason: &str| State::Waiting {
+            reason: reason.into(),
+            message: String::new(),
+        };
+        assert!(timeout_hint(&waiting("ContainerCreating")).starts_with("raise --timeout"));
+        assert!(timeout_hint(&waiting("ErrImagePull")).starts_with("the image cannot be pulled"));
+        for reason in [
+            "CreateContainerConfigError",
+            "CreateContainerError",
+            "RunContainerError",
+        ] {
+            let hint = timeout_hint(&waiting(reason));
+            assert!(
+                hint.starts_with("the kubelet cannot create or start"),
+                "{reason}"
+            );
+            assert!(!hint.contains("raise --timeout"), "{reason}");
+        }
     }
 
     /// Only reasons that hang on the container and its image end the wait; what may be fixed

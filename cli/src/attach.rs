@@ -312,17 +312,18 @@ fn reuse_attaches(d: &DebugArgs) -> bool {
     !d.no_attach && d.attach.unwrap_or(true)
 }
 
-/// Ephemeral containers only run in a pod that still runs: refuse finished pods.
-pub fn check_running(pod: &Pod) -> Result<(), KspyError> {
+/// Ephemeral containers only run in a pod that still runs: refuse finished pods. `flags`,
+/// the cluster flags given, go into the command it suggests.
+pub fn check_running(pod: &Pod, flags: &str) -> Result<(), KspyError> {
     let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
+    let ns = pod.metadata.namespace.as_deref().unwrap_or_default();
+    let name = pod.metadata.name.as_deref().unwrap_or_default();
     match phase {
         Some(phase @ ("Succeeded" | "Failed")) => Err(KspyError::new(format!(
-            "pod {}/{} has finished ({phase}); a debug container added now would never start",
-            pod.metadata.namespace.as_deref().unwrap_or_default(),
-            pod.metadata.name.as_deref().unwrap_or_default()
+            "pod {ns}/{name} has finished ({phase}); a debug container added now would never start"
         ))
         .hint(format!(
-            "debug a copy instead: `{} copy POD --to NAME --fork -it`",
+            "debug a copy instead: `{} copy {name} -n {ns}{flags} --to {name}-debug --fork -it`",
             crate::prog()
         ))),
         _ => Ok(()),
@@ -386,7 +387,7 @@ pub async fn run(args: AttachArgs) -> Result<ExitCode, KspyError> {
     let cluster = Cluster::connect(&args.cluster).await?;
     let ns = cluster.namespace.clone();
     let mut pod = cluster.get_pod(&args.pod).await?;
-    check_running(&pod)?;
+    check_running(&pod, &cluster.flags)?;
     let choice = resolve_target(&pod, args.target.target.as_deref())?;
     let name = match &d.name {
         Some(n) => n.clone(),
@@ -521,7 +522,7 @@ pub async fn run(args: AttachArgs) -> Result<ExitCode, KspyError> {
                     // target. Read it again and ask once more.
                     Ok(None) if attempt == 0 => {
                         pod = cluster.get_pod(&args.pod).await?;
-                        check_running(&pod)?;
+                        check_running(&pod, &cluster.flags)?;
                         check_not_terminating(&pod, &cluster.flags)?;
                     }
                     _ => break,
@@ -547,7 +548,7 @@ pub async fn run(args: AttachArgs) -> Result<ExitCode, KspyError> {
                     // and the list exists now). Nothing was written: read it again and build
                     // the patch anew, once.
                     let fresh = cluster.get_pod(&args.pod).await?;
-                    check_running(&fresh)?;
+                    check_running(&fresh, &cluster.flags)?;
                     check_not_terminating(&fresh, &cluster.flags)?;
                     ec = builder.build_ephemeral(&fresh, target.as_deref(), Some(&reference))?;
                     let req = add_ephemeral(&fresh, &ec, args.patch_type, server_dry_run);
@@ -974,17 +975,21 @@ mod tests {
     #[test]
     fn finished_pods_are_refused() {
         let mut pod = golden::fixture_pod("pod-web.json");
-        assert!(check_running(&pod).is_ok());
+        assert!(check_running(&pod, "").is_ok());
         if let Some(s) = pod.status.as_mut() {
             s.phase = Some("Failed".into());
         }
-        let err = check_running(&pod).expect_err("finished");
+        let err = check_running(&pod, " --context prod").expect_err("finished");
         assert!(
             err.headline.contains("has finished (Failed)"),
             "{}",
             err.headline
         );
-        assert!(err.hint.expect("hint").contains("kspy copy"));
+        // A command to paste, naming the pod and the cluster, not placeholders.
+        assert!(err.hint.expect("hint").ends_with(
+            "`kspy copy web-7d9f8c6b5-x2x4q -n prod --context prod --to \
+                 web-7d9f8c6b5-x2x4q-debug --fork -it`"
+        ));
     }
 
     #[test]

@@ -175,18 +175,34 @@ const KUBECTL_TYPES: &[&str] = &["pod", "pods", "po", "node", "nodes", "no"];
 /// container without SYS_PTRACE, which can never be changed or removed.
 pub fn parse_capability(s: &str) -> Result<String, String> {
     let cap = normalize_capability(s).map_err(why)?;
-    match kspy_admission::Capability::parse_known(&cap) {
-        Ok(_) => Ok(cap),
-        Err(kspy_admission::capability::CapabilityError::Unknown(_, close)) => {
-            let one_of = if close.contains(',') { "one of " } else { "" };
-            Err(format!(
-                "Linux has no capability {cap}; did you mean {one_of}{close}? (`man 7 \
-                 capabilities` lists them; the container runtime would start the container \
-                 without it)"
-            ))
-        }
-        Err(e) => Err(e.to_string()),
+    match unknown_capability(&cap) {
+        Some(why) => Err(format!(
+            "{why} (`man 7 capabilities` lists them; the container runtime would start the \
+             container without it)"
+        )),
+        None => Ok(cap),
     }
+}
+
+/// Why `cap` (normalized: upper case, no `CAP_`) is no capability Linux defines, with the
+/// closest names; `None` for a known one or `ALL`.
+pub fn unknown_capability(cap: &str) -> Option<String> {
+    use kspy_admission::capability::KNOWN;
+    if cap == "ALL" || KNOWN.contains(&cap) {
+        return None;
+    }
+    let close: Vec<String> = crate::errors::closest_names(cap, KNOWN.iter().copied(), 2)
+        .into_iter()
+        .filter(|k| crate::errors::edit_distance(cap, k) <= 2)
+        .collect();
+    Some(if close.is_empty() {
+        format!("Linux has no capability {cap}")
+    } else {
+        format!(
+            "Linux has no capability {cap}; did you mean {}?",
+            close.join(" or ")
+        )
+    })
 }
 
 /// `--env NAME=VALUE`.

@@ -494,7 +494,49 @@ pub fn load_custom(path: &Path) -> Result<Value, BuildError> {
             unknown.join(", ")
         )));
     }
+    if let Some(why) = container
+        .security_context
+        .as_ref()
+        .and_then(|sc| sc.capabilities.as_ref())
+        .and_then(misspelt_capability)
+    {
+        return Err(err(why));
+    }
     Ok(value)
+}
+
+/// The first name in a `capabilities` list of a `--custom` file that the container runtime
+/// would not read as the capability it names, and why. containerd puts `CAP_` before each name
+/// it adds or drops and trims nothing, and runc ignores a name it does not know: `CAP_SYS_PTRACE`
+/// (`CAP_CAP_SYS_PTRACE` there), ` SYS_PTRACE` or `SYS_PTRAC` would add or drop nothing, in
+/// silence — while kspy's webhook reads them as the capability meant. Case is free: containerd
+/// upper-cases each name.
+fn misspelt_capability(caps: &k8s_openapi::api::core::v1::Capabilities) -> Option<String> {
+    let lists = [("add", &caps.add), ("drop", &caps.drop)];
+    for (list, names) in lists {
+        for (i, name) in names.iter().flatten().enumerate() {
+            let at = format!("securityContext.capabilities.{list}[{i}] {name:?}");
+            let upper = name.to_ascii_uppercase();
+            if name.trim() != name {
+                return Some(format!(
+                    "{at} has white space around it, which no runtime trims; write {:?}",
+                    name.trim()
+                ));
+            }
+            if let Some(bare) = upper.strip_prefix("CAP_") {
+                return Some(format!(
+                    "{at}: write {bare:?}, without CAP_ (containerd puts CAP_ before each name, \
+                     and CAP_{upper} is no capability: it would {list} nothing)"
+                ));
+            }
+            if let Some(why) = crate::args::unknown_capability(&upper) {
+                return Some(format!(
+                    "{at}: {why} (the container runtime would {list} nothing for it)"
+                ));
+            }
+        }
+    }
+    None
 }
 
 /// The paths (`securityContext.capabilitis`, `env[0].valu`) of the fields of `input` that are

@@ -3679,6 +3679,21 @@ fn bad_flag_values_are_usage_errors_before_any_request() {
     )
     .expect("write");
     let sub_path = sub_path.display().to_string();
+    // containerd puts CAP_ before each name: CAP_CAP_SYS_PTRACE adds nothing, in silence.
+    let cap_prefix = api.dir.path().join("cap-prefix.yaml");
+    std::fs::write(
+        &cap_prefix,
+        "securityContext:\n  capabilities:\n    add: [CAP_SYS_PTRACE]\n",
+    )
+    .expect("write");
+    let cap_prefix = cap_prefix.display().to_string();
+    let cap_typo = api.dir.path().join("cap-typo.json");
+    std::fs::write(
+        &cap_typo,
+        r#"{"securityContext": {"capabilities": {"drop": ["setuid", "SETGD"]}}}"#,
+    )
+    .expect("write");
+    let cap_typo = cap_typo.display().to_string();
     for (args, wanted) in [
         (
             &["attach", WEB, "--cap", "sys ptrace", "--dry-run=client"][..],
@@ -3734,6 +3749,16 @@ fn bad_flag_values_are_usage_errors_before_any_request() {
         (
             &["attach", WEB, "--custom", &custom],
             "unknown field securityContex ",
+        ),
+        (
+            &["node", "node-a", "--custom", &cap_prefix],
+            "securityContext.capabilities.add[0] \"CAP_SYS_PTRACE\": write \"SYS_PTRACE\", \
+             without CAP_",
+        ),
+        (
+            &["copy", WEB, "--to", "x", "--custom", &cap_typo],
+            "securityContext.capabilities.drop[1] \"SETGD\": Linux has no capability SETGD; \
+             did you mean SETGID or",
         ),
         (
             &["attach", WEB, "--custom", &ports],

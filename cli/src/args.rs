@@ -73,14 +73,36 @@ pub fn parse_bool(s: &str) -> Result<bool, String> {
     }
 }
 
-/// `--image`: an image reference, not empty and without spaces.
+/// `--image`: an image reference as the kubelet parses it (the distribution reference
+/// grammar, which kspy's webhook reads with the same parser). A reference outside it
+/// (`Busybox`, `busybox:`, a short digest) is accepted by the API server, and the kubelet then
+/// leaves the container waiting in `InvalidImageName` for good: an ephemeral container that can
+/// never run and never be removed.
 pub fn parse_image(s: &str) -> Result<String, String> {
     if s.is_empty() {
-        Err("the image is empty; give an image reference such as busybox:latest".to_string())
-    } else if s.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        Err("an image reference has no spaces".to_string())
-    } else {
-        Ok(s.to_string())
+        return Err(
+            "the image is empty; give an image reference such as busybox:latest".to_string(),
+        );
+    }
+    if s.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err("an image reference has no spaces or control characters".to_string());
+    }
+    match kspy_admission::ImageRef::parse(s) {
+        Ok(_) => Ok(s.to_string()),
+        Err(e) => {
+            // Upper case is the common slip: say which spelling the registry knows.
+            let lower = s.to_ascii_lowercase();
+            let suggestion = if lower != s && kspy_admission::ImageRef::parse(&lower).is_ok() {
+                format!(" (did you mean {lower}?)")
+            } else {
+                String::new()
+            };
+            Err(format!(
+                "not a valid image reference: {}{suggestion}; the kubelet could never pull it, \
+                 and the container would wait in InvalidImageName for good",
+                e.reason
+            ))
+        }
     }
 }
 
@@ -147,9 +169,40 @@ pub fn parse_object_name(s: &str) -> Result<String, String> {
 /// The resource types kubectl accepts in front of a pod or node name (`pod/web`).
 const KUBECTL_TYPES: &[&str] = &["pod", "pods", "po", "node", "nodes", "no"];
 
-/// `--cap`: a capability, normalized (upper case, `CAP_` stripped).
+/// `--cap`: a capability, normalized (upper case, `CAP_` stripped), that Linux defines (or
+/// `ALL`). Neither the API server nor kspy's webhook knows the list, and runc drops a name it
+/// does not know with a warning only the node's logs show: `--cap SYS_PTRAC` would run a
+/// container without SYS_PTRACE, which can never be changed or removed.
 pub fn parse_capability(s: &str) -> Result<String, String> {
-    normalize_capability(s).map_err(why)
+    let cap = normalize_capability(s).map_err(why)?;
+    match unknown_capability(&cap) {
+        Some(why) => Err(format!(
+            "{why} (`man 7 capabilities` lists them; the container runtime would start the \
+             container without it)"
+        )),
+        None => Ok(cap),
+    }
+}
+
+/// Why `cap` (normalized: upper case, no `CAP_`) is no capability Linux defines, with the
+/// closest names; `None` for a known one or `ALL`.
+pub fn unknown_capability(cap: &str) -> Option<String> {
+    use kspy_admission::capability::KNOWN;
+    if cap == "ALL" || KNOWN.contains(&cap) {
+        return None;
+    }
+    let close: Vec<String> = crate::errors::closest_names(cap, KNOWN.iter().copied(), 2)
+        .into_iter()
+        .filter(|k| crate::errors::edit_distance(cap, k) <= 2)
+        .collect();
+    Some(if close.is_empty() {
+        format!("Linux has no capability {cap}")
+    } else {
+        format!(
+            "Linux has no capability {cap}; did you mean {}?",
+            close.join(" or ")
+        )
+    })
 }
 
 /// `--env NAME=VALUE`.

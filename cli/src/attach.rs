@@ -312,21 +312,51 @@ fn reuse_attaches(d: &DebugArgs) -> bool {
     !d.no_attach && d.attach.unwrap_or(true)
 }
 
-/// Ephemeral containers only run in a pod that still runs: refuse finished pods.
-pub fn check_running(pod: &Pod) -> Result<(), KspyError> {
+/// Ephemeral containers only run in a pod that still runs: refuse finished pods. `flags`,
+/// the cluster flags given, go into the command it suggests.
+pub fn check_running(pod: &Pod, flags: &str) -> Result<(), KspyError> {
     let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
+    let ns = pod.metadata.namespace.as_deref().unwrap_or_default();
+    let name = pod.metadata.name.as_deref().unwrap_or_default();
     match phase {
         Some(phase @ ("Succeeded" | "Failed")) => Err(KspyError::new(format!(
-            "pod {}/{} has finished ({phase}); a debug container added now would never start",
-            pod.metadata.namespace.as_deref().unwrap_or_default(),
-            pod.metadata.name.as_deref().unwrap_or_default()
+            "pod {ns}/{name} has finished ({phase}); a debug container added now would never start"
         ))
         .hint(format!(
-            "debug a copy instead: `{} copy POD --to NAME --fork -it`",
+            "debug a copy instead: `{} copy {name} -n {ns}{flags} --to {name}-debug --fork -it`",
             crate::prog()
         ))),
         _ => Ok(()),
     }
+}
+
+/// A pod being deleted (its `deletionTimestamp` set, during its grace period) starts no new
+/// container: the kubelet only stops its containers. A debug container added then would wait
+/// until the pod is gone, and could not be removed meanwhile. One already running can still be
+/// attached to (`--reuse`), so only adding one is refused. `flags`, the cluster flags given,
+/// go into the command it suggests.
+pub fn check_not_terminating(pod: &Pod, flags: &str) -> Result<(), KspyError> {
+    let Some(since) = &pod.metadata.deletion_timestamp else {
+        return Ok(());
+    };
+    let ns = pod.metadata.namespace.as_deref().unwrap_or_default();
+    let name = pod.metadata.name.as_deref().unwrap_or_default();
+    let grace = pod
+        .metadata
+        .deletion_grace_period_seconds
+        .map(|s| format!(", with a grace period of {s}s"))
+        .unwrap_or_default();
+    Err(KspyError::new(format!(
+        "pod {ns}/{name} is being deleted (since {}{grace}); a debug container added now would \
+         never start",
+        since.0
+    ))
+    .hint(format!(
+        "the kubelet starts nothing in a pod it is stopping: debug another pod of its workload \
+         (`kubectl get pods -n {ns}{flags}`), or a copy of this one while it is still there: \
+         `{} copy {name} -n {ns}{flags} --to {name}-debug -it`",
+        crate::prog()
+    )))
 }
 
 /// The command that attaches to debug container `container` of pod `ns/pod` again, with
@@ -357,7 +387,7 @@ pub async fn run(args: AttachArgs) -> Result<ExitCode, KspyError> {
     let cluster = Cluster::connect(&args.cluster).await?;
     let ns = cluster.namespace.clone();
     let mut pod = cluster.get_pod(&args.pod).await?;
-    check_running(&pod)?;
+    check_running(&pod, &cluster.flags)?;
     let choice = resolve_target(&pod, args.target.target.as_deref())?;
     let name = match &d.name {
         Some(n) => n.clone(),
@@ -440,6 +470,7 @@ pub async fn run(args: AttachArgs) -> Result<ExitCode, KspyError> {
         }
     }
 
+    check_not_terminating(&pod, &cluster.flags)?;
     if !d.quiet {
         for note in builder.unmirrored_mounts(&pod, &reference) {
             eprintln!("note: {note}");
@@ -491,7 +522,8 @@ pub async fn run(args: AttachArgs) -> Result<ExitCode, KspyError> {
                     // target. Read it again and ask once more.
                     Ok(None) if attempt == 0 => {
                         pod = cluster.get_pod(&args.pod).await?;
-                        check_running(&pod)?;
+                        check_running(&pod, &cluster.flags)?;
+                        check_not_terminating(&pod, &cluster.flags)?;
                     }
                     _ => break,
                 }
@@ -516,7 +548,8 @@ pub async fn run(args: AttachArgs) -> Result<ExitCode, KspyError> {
                     // and the list exists now). Nothing was written: read it again and build
                     // the patch anew, once.
                     let fresh = cluster.get_pod(&args.pod).await?;
-                    check_running(&fresh)?;
+                    check_running(&fresh, &cluster.flags)?;
+                    check_not_terminating(&fresh, &cluster.flags)?;
                     ec = builder.build_ephemeral(&fresh, target.as_deref(), Some(&reference))?;
                     let req = add_ephemeral(&fresh, &ec, args.patch_type, server_dry_run);
                     cluster.send_retrying_conflict::<Pod>(&req, &action).await?
@@ -553,8 +586,39 @@ pub async fn run(args: AttachArgs) -> Result<ExitCode, KspyError> {
             ),
         }
     }
+    if !d.quiet
+        && let Some(note) = final_ec
+            .target_container_name
+            .as_deref()
+            .and_then(|t| target_not_running(&result, t, &cluster.flags))
+    {
+        eprintln!("note: {note}");
+    }
     let reattach = reattach_command(crate::prog(), &ns, &cluster.flags, &args.pod, &name, d);
     session::follow(&cluster, result, &name, d, &reattach, &name).await
+}
+
+/// Why a debug container targeting container `target` of `pod` may wait long, or for good:
+/// `target` does not run (crash-looping, or exited). The debug container joins its process
+/// namespace, so the kubelet starts it only while `target` runs, and the kernel ends it with
+/// `target`'s own process: for a crash loop, a `--fork` copy, whose `target` sleeps, is the
+/// way. `None` when `target` runs or has no status yet (the pod is starting). `flags`, the
+/// cluster flags given, go into the command it suggests.
+pub fn target_not_running(pod: &Pod, target: &str, flags: &str) -> Option<String> {
+    let status = crate::wait::container_status(pod, target)?;
+    if status.state.as_ref()?.running.is_some() {
+        return None;
+    }
+    let ns = pod.metadata.namespace.as_deref().unwrap_or_default();
+    let name = pod.metadata.name.as_deref().unwrap_or_default();
+    Some(format!(
+        "target container {target} is not running ({}): the debug container shares its \
+         processes, so it starts only while {target} runs and ends when {target}'s process \
+         does; for a crash loop, debug a copy in which {target} sleeps instead: `{} copy {name} \
+         -n {ns}{flags} --to {name}-debug --fork -c {target} -it`",
+        state_of(pod, target).describe(),
+        crate::prog()
+    ))
 }
 
 /// A dry run (`--dry-run=client|server`) with `--reuse` that found running debug container
@@ -911,17 +975,21 @@ mod tests {
     #[test]
     fn finished_pods_are_refused() {
         let mut pod = golden::fixture_pod("pod-web.json");
-        assert!(check_running(&pod).is_ok());
+        assert!(check_running(&pod, "").is_ok());
         if let Some(s) = pod.status.as_mut() {
             s.phase = Some("Failed".into());
         }
-        let err = check_running(&pod).expect_err("finished");
+        let err = check_running(&pod, " --context prod").expect_err("finished");
         assert!(
             err.headline.contains("has finished (Failed)"),
             "{}",
             err.headline
         );
-        assert!(err.hint.expect("hint").contains("kspy copy"));
+        // A command to paste, naming the pod and the cluster, not placeholders.
+        assert!(err.hint.expect("hint").ends_with(
+            "`kspy copy web-7d9f8c6b5-x2x4q -n prod --context prod --to \
+                 web-7d9f8c6b5-x2x4q-debug --fork -it`"
+        ));
     }
 
     #[test]

@@ -28,6 +28,7 @@ use crate::errors::{Action, KspyError, explain, missing_with_candidates};
 use crate::patch::{PlannedRequest, json_patch_not_applied};
 use crate::proxy::{self, Proxy};
 use crate::request_timeout::{AnswerTimeout, host_port};
+use crate::retry::ServerRetry;
 use crate::warnings::{WarningLayer, Warnings};
 
 /// The flags that pick the cluster and namespace, shared by every command that talks to one.
@@ -630,6 +631,9 @@ impl Cluster {
         if let Ok(value) = http::HeaderValue::from_str(&user_agent()) {
             config.headers.push((http::header::USER_AGENT, value));
         }
+        // kube-rs re-sends a write after a 504 that may have carried it out; kspy retries only
+        // as kubectl does (`crate::retry`).
+        config.default_retry = false;
         let client = ClientBuilder::try_from(config)
             .map_err(|e| {
                 let e = KspyError::new("cannot set up the Kubernetes client").source(e);
@@ -638,6 +642,8 @@ impl Cluster {
                     None => e,
                 }
             })?
+            // Inside the answer timeout: retries count against --request-timeout.
+            .with_layer(&ServerRetry)
             .with_layer(&answer_timeout)
             // kube-rs drops response headers: the API server's warnings are read here.
             .with_layer(&WarningLayer {

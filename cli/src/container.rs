@@ -246,12 +246,35 @@ impl std::str::FromStr for MountSpec {
         if !path.starts_with('/') {
             return Err(bad("the mount path must be absolute"));
         }
+        if path.split('/').any(|part| part == "..") {
+            return Err(bad(
+                "the mount path must not contain '..'; write the directory it means",
+            ));
+        }
+        let path = clean_mount_path(path);
+        if path == "/" {
+            return Err(bad(
+                "a volume cannot be mounted over the container's /; mount it at a directory \
+                 such as /mnt/VOLUME",
+            ));
+        }
         Ok(MountSpec {
             volume: volume.to_string(),
-            path: path.to_string(),
+            path,
             read_only,
         })
     }
+}
+
+/// A mount path as the container runtime reads it: `//`, `/./` and a trailing `/` collapsed
+/// (`/data/` and `/data` are one place). The API server compares mount paths as strings only,
+/// so two spellings of one place would both be sent, the second mount hiding the first.
+pub fn clean_mount_path(path: &str) -> String {
+    let parts: Vec<&str> = path
+        .split('/')
+        .filter(|part| !part.is_empty() && *part != ".")
+        .collect();
+    format!("/{}", parts.join("/"))
 }
 
 /// Parses `NAME=VALUE` (the value may contain `=`, the name cannot). The name must be one the
@@ -471,7 +494,49 @@ pub fn load_custom(path: &Path) -> Result<Value, BuildError> {
             unknown.join(", ")
         )));
     }
+    if let Some(why) = container
+        .security_context
+        .as_ref()
+        .and_then(|sc| sc.capabilities.as_ref())
+        .and_then(misspelt_capability)
+    {
+        return Err(err(why));
+    }
     Ok(value)
+}
+
+/// The first name in a `capabilities` list of a `--custom` file that the container runtime
+/// would not read as the capability it names, and why. containerd puts `CAP_` before each name
+/// it adds or drops and trims nothing, and runc ignores a name it does not know: `CAP_SYS_PTRACE`
+/// (`CAP_CAP_SYS_PTRACE` there), ` SYS_PTRACE` or `SYS_PTRAC` would add or drop nothing, in
+/// silence — while kspy's webhook reads them as the capability meant. Case is free: containerd
+/// upper-cases each name.
+fn misspelt_capability(caps: &k8s_openapi::api::core::v1::Capabilities) -> Option<String> {
+    let lists = [("add", &caps.add), ("drop", &caps.drop)];
+    for (list, names) in lists {
+        for (i, name) in names.iter().flatten().enumerate() {
+            let at = format!("securityContext.capabilities.{list}[{i}] {name:?}");
+            let upper = name.to_ascii_uppercase();
+            if name.trim() != name {
+                return Some(format!(
+                    "{at} has white space around it, which no runtime trims; write {:?}",
+                    name.trim()
+                ));
+            }
+            if let Some(bare) = upper.strip_prefix("CAP_") {
+                return Some(format!(
+                    "{at}: write {bare:?}, without CAP_ (containerd puts CAP_ before each name, \
+                     and CAP_{upper} is no capability: it would {list} nothing)"
+                ));
+            }
+            if let Some(why) = crate::args::unknown_capability(&upper) {
+                return Some(format!(
+                    "{at}: {why} (the container runtime would {list} nothing for it)"
+                ));
+            }
+        }
+    }
+    None
 }
 
 /// The paths (`securityContext.capabilitis`, `env[0].valu`) of the fields of `input` that are
@@ -651,11 +716,11 @@ impl ContainerSpecBuilder {
         };
 
         validate_dns_label("--name", &self.name)?;
-        if self.image.is_empty() || self.image.contains(char::is_whitespace) {
+        if let Err(why) = crate::args::parse_image(&self.image) {
             return Err(BuildError::InvalidFlag {
                 flag: "--image",
                 value: self.image.clone(),
-                why: "an image reference has no spaces".to_string(),
+                why,
             });
         }
 
@@ -680,7 +745,20 @@ impl ContainerSpecBuilder {
         let mut env: Vec<EnvVar> = Vec::new();
         if self.env_from_target {
             let t = target_container.ok_or_else(|| needs_target("--env-from-target"))?;
-            env.extend(t.env.iter().flatten().cloned());
+            env.extend(t.env.iter().flatten().cloned().map(|mut var| {
+                // A resourceFieldRef without containerName reads the limits of the container
+                // that holds it: in the debug container (an ephemeral one has none) it would
+                // read the node's allocatable, not the target's limit. It names the target.
+                if let Some(field) = var
+                    .value_from
+                    .as_mut()
+                    .and_then(|v| v.resource_field_ref.as_mut())
+                    .filter(|f| f.container_name.as_deref().is_none_or(str::is_empty))
+                {
+                    field.container_name = Some(t.name.clone());
+                }
+                var
+            }));
             c.env_from = t.env_from.clone();
         }
         let mut set_env = |name: &str, value: &str| {
@@ -745,7 +823,10 @@ impl ContainerSpecBuilder {
                 read_only: m.read_only.then_some(true),
                 ..VolumeMount::default()
             };
-            match mounts.iter_mut().find(|x| x.mount_path == m.path) {
+            match mounts
+                .iter_mut()
+                .find(|x| clean_mount_path(&x.mount_path) == m.path)
+            {
                 Some(existing) => *existing = mount,
                 None => mounts.push(mount),
             }
@@ -806,7 +887,13 @@ impl ContainerSpecBuilder {
         t.volume_mounts
             .iter()
             .flatten()
-            .filter(|m| has_sub_path(m) && !self.mounts.iter().any(|f| f.path == m.mount_path))
+            .filter(|m| {
+                has_sub_path(m)
+                    && !self
+                        .mounts
+                        .iter()
+                        .any(|f| f.path == clean_mount_path(&m.mount_path))
+            })
             .map(|m| {
                 let (field, sub) = match m.sub_path.as_deref().filter(|p| !p.is_empty()) {
                     Some(p) => ("subPath", p),
@@ -1364,6 +1451,84 @@ mod tests {
             err.to_string()
                 .contains("--mount data:/d and --mount config:/d:ro both mount at /d"),
             "{err}"
+        );
+    }
+
+    /// The target's env read from its own resources (`resourceFieldRef` without a container)
+    /// keeps reading the target's: in the debug container, with no limits of its own, the
+    /// same reference would give the node's allocatable in silence.
+    #[test]
+    fn env_from_target_reads_the_targets_resources() {
+        let mut pod = serde_json::to_value(web_pod()).expect("json");
+        pod["spec"]["containers"][0]["env"] = json!([
+            {"name": "MEMORY_LIMIT", "valueFrom": {"resourceFieldRef": {"resource": "limits.memory"}}},
+            {"name": "SIDECAR_CPU", "valueFrom": {"resourceFieldRef": {"containerName": "sidecar", "resource": "limits.cpu"}}},
+            {"name": "PLAIN", "value": "x"}
+        ]);
+        let pod: Pod = serde_json::from_value(pod).expect("pod");
+        let b = ContainerSpecBuilder {
+            env_from_target: true,
+            ..builder()
+        };
+        let ec = b.build_ephemeral(&pod, Some("app"), None).expect("builds");
+        let v = serde_json::to_value(ec).expect("json");
+        assert_eq!(
+            v["env"],
+            json!([
+                {"name": "MEMORY_LIMIT", "valueFrom": {"resourceFieldRef": {"containerName": "app", "resource": "limits.memory"}}},
+                {"name": "SIDECAR_CPU", "valueFrom": {"resourceFieldRef": {"containerName": "sidecar", "resource": "limits.cpu"}}},
+                {"name": "PLAIN", "value": "x"}
+            ])
+        );
+    }
+
+    /// One place, one mount: the API server compares mount paths as strings, so `/d/` beside
+    /// `/d` (or a target's `/var/lib/web` beside `--mount …:/var/lib/web/`) was sent twice,
+    /// the second mount hiding the first in silence.
+    #[test]
+    fn mount_paths_are_compared_as_the_runtime_reads_them() {
+        let spec = |s: &str| s.parse::<MountSpec>();
+        assert_eq!(
+            spec("data:/var//lib/./web/").expect("ok").path,
+            "/var/lib/web"
+        );
+        for (flag, why) in [
+            ("data:/d/../etc", "must not contain '..'"),
+            ("data:/..", "must not contain '..'"),
+            ("data:/", "cannot be mounted over the container's /"),
+            ("data://.", "cannot be mounted over the container's /"),
+        ] {
+            let err = spec(flag).expect_err(flag).to_string();
+            assert!(err.contains(why), "{flag}: {err}");
+        }
+        let b = ContainerSpecBuilder {
+            mounts: vec![
+                spec("data:/d").expect("ok"),
+                spec("config:/d/").expect("ok"),
+            ],
+            ..builder()
+        };
+        let err = b
+            .build_ephemeral(&web_pod(), Some("app"), None)
+            .expect_err("refused");
+        assert!(err.to_string().contains("both mount at /d"), "{err}");
+        // A --mount at the target's path, spelt otherwise, replaces the mirrored mount.
+        let b = ContainerSpecBuilder {
+            mount_target: true,
+            mounts: vec![spec("config:/var/lib/web/").expect("ok")],
+            ..builder()
+        };
+        let v = ec_json(&b, Some("app"));
+        let at_web: Vec<&Value> = v["volumeMounts"]
+            .as_array()
+            .expect("mounts")
+            .iter()
+            .filter(|m| m["mountPath"] == "/var/lib/web")
+            .collect();
+        assert_eq!(
+            at_web,
+            [&json!({"name": "config", "mountPath": "/var/lib/web"})],
+            "{v}"
         );
     }
 

@@ -924,7 +924,13 @@ mod tests {
         assert!(parse_set_image("=x").is_err());
         assert_eq!(
             parse_set_image("app=busybox latest"),
-            Err("\"app=busybox latest\": an image reference has no spaces".to_string())
+            Err(
+                "\"app=busybox latest\": an image reference has no spaces or control characters"
+                    .to_string()
+            )
         );
+        // Outside the reference grammar: the kubelet would leave it in InvalidImageName.
+        let err = parse_set_image("app=Web:1").expect_err("upper case");
+        assert!(err.contains("did you mean web:1?"), "{err}");
     }
 }

@@ -498,11 +498,15 @@ pub fn explain_status(action: &Action, status: &Status, flags: &str) -> KspyErro
             } else {
                 causes
             };
-            KspyError::new(format!(
+            let e = KspyError::new(format!(
                 "{}: the API server found the request invalid",
                 action.failed()
             ))
-            .details(details)
+            .details(details);
+            match name_taken_meanwhile(action, status, flags) {
+                Some(hint) => e.hint(hint),
+                None => e,
+            }
         }
         _ => {
             let what = if status.code == 0 {
@@ -510,9 +514,49 @@ pub fn explain_status(action: &Action, status: &Status, flags: &str) -> KspyErro
             } else {
                 format!(" ({} {})", status.code, status.reason)
             };
-            KspyError::new(format!("{}{what}", action.failed())).details(nonempty(message))
+            // A write the server timed out on may still be carried out (kspy does not send it
+            // again: `crate::retry`).
+            let timed_out = status.code == 504 || status.reason == "Timeout";
+            KspyError::new(format!("{}{what}", action.failed()))
+                .details(nonempty(message))
+                .details(maybe_done(action, flags).filter(|_| timed_out))
         }
     }
+}
+
+/// The hint for a 422 on adding debug container NAME that says NAME is taken: another
+/// container of that name was added after kspy read the pod (kspy checks the name it sends
+/// against the pod as read). The API server then says `existing ephemeral containers "NAME"
+/// may not be changed` (a strategic merge patch merges by name into the one there) or
+/// `Duplicate value: "NAME"` (a JSON patch appends a second). `None` for any other 422.
+/// `flags`, the cluster flags given, go into the command it suggests.
+fn name_taken_meanwhile(action: &Action, status: &Status, flags: &str) -> Option<String> {
+    let Action::AddEphemeral { ns, pod, container } = action else {
+        return None;
+    };
+    let quoted = format!("{container:?}");
+    let texts = std::iter::once(status.message.as_str()).chain(
+        status
+            .details
+            .iter()
+            .flat_map(|d| d.causes.iter())
+            .map(|c| c.message.as_str()),
+    );
+    let taken = texts.into_iter().any(|t| {
+        t.contains(&format!(
+            "existing ephemeral containers {quoted} may not be changed"
+        )) || t.contains(&format!("Duplicate value: {quoted}"))
+    });
+    taken.then(|| {
+        format!(
+            "a container named {container} was added to pod {ns}/{pod} after kspy read it (by \
+             someone else, or another kspy), and nothing was written: run the command again \
+             with another --name, or without one for a generated name; to attach to that one \
+             if it is a debug container: `{} attach {pod} -n {ns}{flags} --reuse --name \
+             {container}`",
+            crate::prog()
+        )
+    })
 }
 
 fn nonempty(message: &str) -> Vec<String> {
@@ -1409,6 +1453,47 @@ mod tests {
             e.details,
             vec!["spec.ephemeralContainers[0].name: Duplicate value: \"dbg\""]
         );
+    }
+
+    /// A name taken between kspy's read and its write (two people running `--name dbg` at
+    /// once): the API server's 422 in either patch's words gets a hint that says so; another
+    /// container's duplicate does not.
+    #[test]
+    fn a_name_taken_meanwhile_is_said_to_be() {
+        let add_dbg = Action::AddEphemeral {
+            ns: "prod".into(),
+            pod: "web".into(),
+            container: "dbg".into(),
+        };
+        let strategic = status(serde_json::json!({
+            "status": "Failure", "reason": "Invalid", "code": 422,
+            "message": "Pod \"web\" is invalid: spec.ephemeralContainers: Forbidden: existing ephemeral containers \"dbg\" may not be changed",
+            "details": {"name": "web", "kind": "Pod", "causes": [
+                {"reason": "FieldValueForbidden", "message": "Forbidden: existing ephemeral containers \"dbg\" may not be changed", "field": "spec.ephemeralContainers"}
+            ]}
+        }));
+        let json = status(serde_json::json!({
+            "status": "Failure", "reason": "Invalid", "code": 422,
+            "message": "Pod \"web\" is invalid: spec.ephemeralContainers[1].name: Duplicate value: \"dbg\"",
+            "details": {"name": "web", "kind": "Pod", "causes": [
+                {"reason": "FieldValueDuplicate", "message": "Duplicate value: \"dbg\"", "field": "spec.ephemeralContainers[1].name"}
+            ]}
+        }));
+        for s in [&strategic, &json] {
+            let hint = explain_status(&add_dbg, s, "").hint.expect("hint");
+            assert!(
+                hint.starts_with(
+                    "a container named dbg was added to pod prod/web after kspy read it"
+                ),
+                "{hint}"
+            );
+            assert!(
+                hint.ends_with("`kspy attach web -n prod --reuse --name dbg`"),
+                "{hint}"
+            );
+        }
+        let other = explain_status(&add("prod", "web"), &json, "");
+        assert_eq!(other.hint, None);
     }
 
     #[test]

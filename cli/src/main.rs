@@ -23,6 +23,7 @@ mod policy;
 mod profile;
 mod proxy;
 mod request_timeout;
+mod retry;
 mod session;
 mod tty;
 mod wait;

@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 use std::process::ExitCode;
 
-use k8s_openapi::api::core::v1::{Pod, PodSpec, Toleration};
+use k8s_openapi::api::core::v1::{Node, Pod, PodSpec, Toleration};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use crate::args::{DebugArgs, DryRun};
@@ -92,6 +92,37 @@ pub fn host_writable_conflict(args: &NodeArgs) -> Option<String> {
          it; profiles {} do: pick one of them, or leave out --host-writable",
         profile.name(),
         mounting.join(", ")
+    ))
+}
+
+/// Why the pod may never start on `node`: its `Ready` condition is not `True` (its kubelet
+/// stopped reporting, or reports a problem). A pod bound by `nodeName` skips the scheduler, so
+/// nothing else says so, and a broken node is when `kspy node` is wanted most: the note says
+/// what to expect before kspy waits. `None` for a Ready node, or one that reports no
+/// conditions.
+pub fn not_ready(node: &Node) -> Option<String> {
+    let ready = node
+        .status
+        .as_ref()?
+        .conditions
+        .iter()
+        .flatten()
+        .find(|c| c.type_ == "Ready")?;
+    if ready.status == "True" {
+        return None;
+    }
+    let name = node.metadata.name.as_deref().unwrap_or_default();
+    let why = match (ready.reason.as_deref(), ready.message.as_deref()) {
+        (Some(r), Some(m)) => format!(" ({r}: {m})"),
+        (Some(r), None) => format!(" ({r})"),
+        (None, Some(m)) => format!(" ({m})"),
+        (None, None) => String::new(),
+    };
+    Some(format!(
+        "node {name} is not Ready (Ready is {}){why}: its kubelet may never start the pod, and \
+         kspy waits for it up to --timeout; when the kubelet is down, the node's own console or \
+         your provider's serial console reaches it",
+        ready.status
     ))
 }
 
@@ -180,11 +211,17 @@ pub async fn run(args: NodeArgs) -> Result<ExitCode, KspyError> {
     d.hold_warnings_for_verdict();
     let cluster = Cluster::connect(&args.cluster).await?;
     let ns = cluster.namespace.clone();
-    if cluster.get_node(&args.node).await?.is_none() && !d.quiet {
-        eprintln!(
+    match cluster.get_node(&args.node).await? {
+        None if !d.quiet => eprintln!(
             "note: you may not read node {}; creating the pod anyway",
             args.node
-        );
+        ),
+        Some(node) if !d.quiet => {
+            if let Some(note) = not_ready(&node) {
+                eprintln!("note: {}", output::printable(&note));
+            }
+        }
+        _ => {}
     }
     let builder = d.builder(
         d.name.clone().unwrap_or_else(|| NODE_CONTAINER.to_string()),

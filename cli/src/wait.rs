@@ -400,17 +400,7 @@ pub async fn wait_for_container(
         .exit_code(EXIT_INTERRUPTED)),
         Err(WaitError::Timeout) => {
             let state = state_of(&pod, container);
-            let hint = match &state {
-                State::Waiting { reason, .. }
-                    if reason.contains("ImagePull") || reason == "InvalidImageName" =>
-                {
-                    "the image cannot be pulled: check its name, the registry, and the pod's imagePullSecrets"
-                }
-                State::Waiting { reason, .. } if reason == "Unschedulable" => {
-                    "no node can take the pod; check the node's taints and resources"
-                }
-                _ => "raise --timeout, or look at `kubectl describe pod` for events",
-            };
+            let hint = timeout_hint(&state);
             Err(KspyError::new(format!(
                 "timed out after {} waiting for container {container} of pod {ns}/{name}",
                 timeout.map(format_duration).unwrap_or_default()
@@ -425,7 +415,39 @@ pub async fn wait_for_container(
         Err(WaitError::Finished(f)) => {
             Err(finished_error(&ns, &cluster.flags, &name, container, &f))
         }
+        Err(WaitError::NeverStarts(state)) => {
+            let [stays, _attach] = left_behind();
+            Err(KspyError::new(format!(
+                "container {container} of pod {ns}/{name} will never start: {}",
+                output::printable(&state.describe())
+            ))
+            .details([stays])
+            .hint(never_starts(&state).unwrap_or_default()))
+        }
         Err(WaitError::Api(e)) => Err(e),
+    }
+}
+
+/// What to do when `--timeout` passed with the container in `state`: raising it helps only
+/// where nothing is known to be wrong.
+fn timeout_hint(state: &State) -> &'static str {
+    let State::Waiting { reason, .. } = state else {
+        return "raise --timeout, or look at `kubectl describe pod` for events";
+    };
+    match reason.as_str() {
+        r if r.contains("ImagePull") || r == "InvalidImageName" => {
+            "the image cannot be pulled: check its name, the registry, and the pod's imagePullSecrets"
+        }
+        "Unschedulable" => "no node can take the pod; check the node's taints and resources",
+        // The kubelet's own retries: its message above says why it cannot create or start the
+        // container (a Secret or ConfigMap its env names that does not exist, a target
+        // container that does not run…); waiting longer changes nothing until that is fixed.
+        "CreateContainerConfigError" | "CreateContainerError" | "RunContainerError" => {
+            "the kubelet cannot create or start the container: the last state's message says \
+             why; fix that (`kubectl describe pod` shows the events too), as waiting longer \
+             does not"
+        }
+        _ => "raise --timeout, or look at `kubectl describe pod` for events",
     }
 }
 
@@ -434,12 +456,15 @@ enum WaitError {
     Interrupted,
     Deleted,
     Finished(Finished),
+    /// Waiting for what can never come ([`never_starts`]).
+    NeverStarts(State),
     Api(KspyError),
 }
 
 /// What waiting makes of the pod as it stands: the container ran and exited (also when it was
 /// restarted since: it may be running again, or waiting in back-off, but the run kspy waited
-/// for is over), runs, the pod finished without running it, or waiting goes on.
+/// for is over), runs, the pod finished without running it, waits for what can never come
+/// ([`never_starts`]), or waiting goes on.
 fn judge(pod: &Pod, container: &str, restarts_before: i32) -> Result<Option<Outcome>, WaitError> {
     if exited_since(pod, container, restarts_before).is_some() {
         return Ok(Some(Outcome::Terminated));
@@ -447,10 +472,48 @@ fn judge(pod: &Pod, container: &str, restarts_before: i32) -> Result<Option<Outc
     match state_of(pod, container) {
         State::Running => Ok(Some(Outcome::Running)),
         State::Terminated { .. } => Ok(Some(Outcome::Terminated)),
-        State::Waiting { .. } => match finished(pod) {
+        state @ State::Waiting { .. } => match finished(pod) {
             Some(f) => Err(WaitError::Finished(f)),
+            None if never_starts(&state).is_some() => Err(WaitError::NeverStarts(state)),
             None => Ok(None),
         },
+    }
+}
+
+/// What to do about a container that waits for what can never come, or `None` when it may
+/// yet start. The kubelet keeps such a container waiting and retrying for good, and neither
+/// its image nor its security context can change (an ephemeral container's never; a pod's
+/// container's not without a new pod): waiting out `--timeout` would only delay the news.
+/// Only reasons that depend on nothing but the container and its image count; a missing
+/// Secret (`CreateContainerConfigError` for env) or a pull that fails (`ErrImagePull`,
+/// `ImagePullBackOff`) may yet be fixed while kspy waits.
+pub fn never_starts(state: &State) -> Option<&'static str> {
+    let State::Waiting { reason, message } = state else {
+        return None;
+    };
+    match reason.as_str() {
+        "InvalidImageName" => Some(
+            "the kubelet cannot parse the image reference: add a debug container with a valid \
+             --image (a lower-case repository, as registry.example.com/team/tools:1.2)",
+        ),
+        "ErrImageNeverPull" => Some(
+            "the image pull policy is Never and the node has no copy of the image: leave out \
+             --image-pull-policy Never (or give IfNotPresent), or use an image the node has",
+        ),
+        // The kubelet's words (kuberuntime's verifyRunAsNonRoot), for an image that runs as
+        // root or as a user named, not numbered.
+        "CreateContainerConfigError"
+            if message.contains("runAsNonRoot") && message.contains("image") =>
+        {
+            Some(
+                "the container must not run as root and its image runs as root (or as a user \
+                 the kubelet cannot tell is not root): name a non-root user — a --custom file \
+                 with {\"securityContext\": {\"runAsUser\": 65534}}, or --as-target-user \
+                 (attach, copy) when the target runs as one — or use an image that runs as a \
+                 numeric non-root user",
+            )
+        }
+        _ => None,
     }
 }
 
@@ -886,6 +949,58 @@ mod tests {
         );
         assert_eq!(restarts(&back_off, "dbg"), 1);
         assert_eq!(restarts(&back_off, "other"), 0);
+    }
+
+    /// A timeout suggests a longer one only where nothing is known to be wrong.
+    #[test]
+    fn the_timeout_hint_fits_the_last_state() {
+        let waiting = |reason: &str| State::Waiting {
+            reason: reason.into(),
+            message: String::new(),
+        };
+        assert!(timeout_hint(&waiting("ContainerCreating")).starts_with("raise --timeout"));
+        assert!(timeout_hint(&waiting("ErrImagePull")).starts_with("the image cannot be pulled"));
+        for reason in [
+            "CreateContainerConfigError",
+            "CreateContainerError",
+            "RunContainerError",
+        ] {
+            let hint = timeout_hint(&waiting(reason));
+            assert!(
+                hint.starts_with("the kubelet cannot create or start"),
+                "{reason}"
+            );
+            assert!(!hint.contains("raise --timeout"), "{reason}");
+        }
+    }
+
+    /// Only reasons that hang on the container and its image end the wait; what may be fixed
+    /// meanwhile (a pull, a missing Secret) does not.
+    #[test]
+    fn containers_that_can_never_start_are_told_from_those_that_may() {
+        let waiting = |reason: &str, message: &str| State::Waiting {
+            reason: reason.into(),
+            message: message.into(),
+        };
+        assert!(never_starts(&waiting("InvalidImageName", "")).is_some());
+        assert!(never_starts(&waiting("ErrImageNeverPull", "")).is_some());
+        assert!(
+            never_starts(&waiting(
+                "CreateContainerConfigError",
+                "container has runAsNonRoot and image has non-numeric user (nobody), cannot \
+                 verify user is non-root"
+            ))
+            .is_some()
+        );
+        for (reason, message) in [
+            ("CreateContainerConfigError", "secret \"db\" not found"),
+            ("ErrImagePull", "pull access denied"),
+            ("ImagePullBackOff", ""),
+            ("ContainerCreating", ""),
+        ] {
+            assert_eq!(never_starts(&waiting(reason, message)), None, "{reason}");
+        }
+        assert_eq!(never_starts(&State::Running), None);
     }
 
     #[test]

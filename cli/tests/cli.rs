@@ -700,6 +700,87 @@ fn reuse_attaches_to_the_running_container_without_patching() {
     );
 }
 
+/// A target that does not run (crash-looping) holds the debug container back, as it joins its
+/// processes: kspy says so, and what to do instead, rather than leave the wait unexplained.
+#[test]
+fn a_target_that_does_not_run_is_named_with_the_way_out() {
+    let mut sim = Sim::new();
+    sim.pod["status"]["containerStatuses"][0]["state"] = json!({"waiting": {
+        "reason": "CrashLoopBackOff",
+        "message": "back-off 5m0s restarting failed container=app"}});
+    sim.new_state = json!({"waiting": {"reason": "CreateContainerConfigError",
+        "message": "unable to find target container app"}});
+    let (api, _) = sim_api(sim);
+    let out = api.kspy(&["attach", WEB, "-c", "app", "--wait", "--timeout", "1s"]);
+    let (_, stderr) = texts(&out);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "note: target container app is not running (CrashLoopBackOff: back-off 5m0s \
+             restarting failed container=app): the debug container shares its processes, so it \
+             starts only while app runs and ends when app's process does; for a crash loop, \
+             debug a copy in which app sleeps instead: `kspy copy {WEB} -n prod --to \
+             {WEB}-debug --fork -c app -it`\n"
+        )),
+        "{stderr}"
+    );
+    // A running target gets no such note.
+    let (api, _) = sim_api(Sim::new());
+    let out = api.kspy(&["attach", WEB, "-c", "app", "--no-attach"]);
+    let (_, stderr) = texts(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(!stderr.contains("note:"), "{stderr}");
+}
+
+/// A pod being deleted starts no new container: adding one (which could never be removed, nor
+/// run) is refused before any write, naming the way out; a debug container already running in
+/// it can still be reused.
+#[test]
+fn a_pod_being_deleted_gets_no_debug_container() {
+    let mut sim = Sim::new();
+    sim.pod["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:10:00Z");
+    sim.pod["metadata"]["deletionGracePeriodSeconds"] = json!(30);
+    sim.new_state = json!({"running": {"startedAt": "2026-01-01T00:00:00Z"}});
+    let (api, _) = sim_api(sim);
+    for dry_run in ["--dry-run=none", "--dry-run=client", "--dry-run=server"] {
+        let before = api.requests().len();
+        let out = api.kspy(&["attach", WEB, "-c", "app", dry_run]);
+        let (_, stderr) = texts(&out);
+        assert_eq!(out.status.code(), Some(1), "{dry_run}: {stderr}");
+        assert!(
+            stderr.starts_with(&format!(
+                "kspy: pod prod/{WEB} is being deleted (since 2026-01-01T00:10:00Z, with a grace \
+                 period of 30s); a debug container added now would never start\n"
+            )),
+            "{dry_run}: {stderr}"
+        );
+        assert!(
+            stderr.contains(&format!("kspy copy {WEB} -n prod --to {WEB}-debug -it")),
+            "{dry_run}: {stderr}"
+        );
+        assert!(
+            api.requests()[before..].iter().all(|r| r.method == "GET"),
+            "{dry_run}: {:?}",
+            api.lines()
+        );
+    }
+    let out = api.kspy(&[
+        "attach",
+        WEB,
+        "-c",
+        "app",
+        "--reuse",
+        "--no-attach",
+        "--wait",
+    ]);
+    let (_, stderr) = texts(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("reusing running debug container debugger-old01"),
+        "{stderr}"
+    );
+}
+
 /// `--reuse` attaches to the container it finds, unless told not to: `--attach=false` is
 /// honoured as `--no-attach` is.
 #[test]
@@ -1094,6 +1175,12 @@ fn create_api(whoami: bool) -> FakeApi {
                 &json!({"kind": "Node", "apiVersion": "v1", "metadata": {"name": "node-a"}}),
             ),
             ("GET", "/api/v1/nodes/node-b") => Reply::not_found("nodes", "node-b"),
+            ("GET", "/api/v1/nodes/node-down") => Reply::ok(&json!({
+                "kind": "Node", "apiVersion": "v1", "metadata": {"name": "node-down"},
+                "status": {"conditions": [
+                    {"type": "MemoryPressure", "status": "Unknown"},
+                    {"type": "Ready", "status": "Unknown", "reason": "NodeStatusUnknown",
+                     "message": "Kubelet stopped posting node status."}]}})),
             ("GET", "/api/v1/nodes") => Reply::ok(
                 &json!({"kind": "NodeList", "apiVersion": "v1", "metadata": {},
             "items": [{"metadata": {"name": "node-a"}}, {"metadata": {"name": "node-c"}}]}),
@@ -1265,6 +1352,115 @@ fn no_delete_api(dry_runs_too: bool) -> FakeApi {
 
 /// `--replace` by a user who may not delete the original: refused before the copy is created;
 /// and when the real DELETE fails after all, the copy that runs is named, with its cleanup.
+/// A write the API server (or a proxy in front of it) answers with 504 Timeout may have been
+/// carried out: it is never sent again, as kubectl (client-go) never re-sends it without a
+/// Retry-After, and the error says to look. Re-sent, the copy kspy had just created came back
+/// as "it already exists".
+#[test]
+fn a_write_answered_with_504_is_not_sent_again() {
+    let created = Arc::new(Mutex::new(false));
+    let api = FakeApi::start(
+        move |r: &Recorded| match (r.method.as_str(), r.path.as_str()) {
+            ("GET", POD_PATH) => Reply::ok(&web_pod()),
+            ("POST", "/api/v1/namespaces/prod/pods") => {
+                let mut done = created.lock().expect("created");
+                if *done {
+                    Reply::status(
+                        409,
+                        "AlreadyExists",
+                        "pods \"web-debug\" already exists",
+                        json!({"name": "web-debug", "kind": "pods"}),
+                    )
+                } else {
+                    *done = true;
+                    Reply::status(
+                        504,
+                        "Timeout",
+                        "Timeout: request did not complete within requested timeout - context \
+                     deadline exceeded",
+                        json!({}),
+                    )
+                }
+            }
+            _ => Reply::not_found("pods", "x"),
+        },
+    );
+    let out = api.kspy(&["copy", WEB, "--to", "web-debug", "--no-attach"]);
+    let (_, stderr) = texts(&out);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let posts = api
+        .requests()
+        .iter()
+        .filter(|r| r.method == "POST" && r.path.ends_with("/pods"))
+        .count();
+    assert_eq!(posts, 1, "{:?}", api.lines());
+    assert!(
+        stderr.starts_with(
+            "kspy: could not create pod prod/web-debug (504 Timeout)\n  Timeout: request did not \
+             complete within requested timeout"
+        ),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("the request may have been carried out all the same"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("already exists"), "{stderr}");
+}
+
+/// An overloaded API server (API Priority and Fairness) answers 429 with Retry-After: the
+/// request was not carried out, and kspy sends it again after that wait, as kubectl does —
+/// a write too.
+#[test]
+fn too_many_requests_with_retry_after_is_sent_again() {
+    let refused = Arc::new(Mutex::new(0));
+    let api = FakeApi::start(move |r: &Recorded| {
+        let busy = || {
+            Reply::status(
+                429,
+                "TooManyRequests",
+                "Too many requests, please try again later.",
+                json!({"retryAfterSeconds": 1}),
+            )
+            .with_header("Retry-After", "1")
+        };
+        let mut n = refused.lock().expect("refused");
+        match (r.method.as_str(), r.path.as_str()) {
+            ("GET", POD_PATH) if *n == 0 => {
+                *n += 1;
+                busy()
+            }
+            ("GET", POD_PATH) => Reply::ok(&web_pod()),
+            ("POST", "/api/v1/namespaces/prod/pods") if *n == 1 => {
+                *n += 1;
+                busy()
+            }
+            ("POST", "/api/v1/namespaces/prod/pods") => Reply::json(201, &r.json()),
+            _ => Reply::not_found("pods", "x"),
+        }
+    });
+    let out = api.kspy(&["copy", WEB, "--to", "web-debug", "--no-attach"]);
+    let (_, stderr) = texts(&out);
+    assert!(out.status.success(), "{stderr}");
+    let lines = api.lines();
+    assert_eq!(
+        lines
+            .iter()
+            .filter(|l| l.starts_with(&format!("GET {POD_PATH}")))
+            .count(),
+        2,
+        "{lines:?}"
+    );
+    assert_eq!(
+        lines
+            .iter()
+            .filter(|l| l.starts_with("POST /api/v1/namespaces/prod/pods"))
+            .count(),
+        2,
+        "{lines:?}"
+    );
+}
+
 #[test]
 fn copy_replace_without_delete_permission() {
     let copy = [
@@ -1522,6 +1718,28 @@ fn node_sequence_and_body() {
         json!([{"name": "host-root", "mountPath": "/host", "readOnly": true}]),
         "the node's / is read-only unless --host-writable"
     );
+}
+
+/// A node that is not Ready (its kubelet down, the usual reason to debug a node) may never
+/// start the pod: kspy says so before it waits, not only when --timeout has passed.
+#[test]
+fn a_node_that_is_not_ready_is_said_to_be() {
+    let api = create_api(true);
+    let out = api.kspy(&["node", "node-down", "--no-attach"]);
+    let (_, stderr) = texts(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.starts_with(
+            "note: node node-down is not Ready (Ready is Unknown) (NodeStatusUnknown: Kubelet \
+             stopped posting node status.): its kubelet may never start the pod, and kspy waits \
+             for it up to --timeout"
+        ),
+        "{stderr}"
+    );
+    let out = api.kspy(&["node", "node-a", "--no-attach"]);
+    let (_, stderr) = texts(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(!stderr.contains("note:"), "{stderr}");
 }
 
 #[test]
@@ -2791,6 +3009,59 @@ fn wait_times_out_with_the_waiting_reason() {
     assert!((1..=12).contains(&watches), "{watches} watches in 2s");
 }
 
+/// A container that waits for what can never come — here `--profile restricted` (runAsNonRoot)
+/// with busybox, which runs as root — is reported at once with what to do, not after
+/// `--timeout` with a hint to raise it: the kubelet retries it for good, and an ephemeral
+/// container can never be changed.
+#[test]
+fn a_container_that_can_never_start_ends_the_wait_at_once() {
+    let mut sim = Sim::new();
+    sim.new_state = json!({"waiting": {"reason": "CreateContainerConfigError",
+        "message": "container has runAsNonRoot and image will run as root (pod: \"web_prod(1)\", container: debugger-tst42)"}});
+    let (api, _) = sim_api(sim);
+    let started = std::time::Instant::now();
+    let out = api.kspy(&[
+        "attach",
+        WEB,
+        "-c",
+        "app",
+        "--name",
+        "debugger-tst42",
+        "--profile",
+        "restricted",
+        "--wait",
+        "--timeout",
+        "30s",
+    ]);
+    let (_, stderr) = texts(&out);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "waited {:?}: {stderr}",
+        started.elapsed()
+    );
+    assert!(
+        stderr.contains(&format!(
+            "kspy: container debugger-tst42 of pod prod/{WEB} will never start: \
+             CreateContainerConfigError: container has runAsNonRoot and image will run as root"
+        )),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!(
+            "  debug container debugger-tst42 was added and stays in pod prod/{WEB}: ephemeral \
+             containers cannot be removed\n"
+        )),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("hint: the container must not run as root and its image runs as root"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("--timeout"), "{stderr}");
+    assert!(!stderr.contains("once it runs"), "{stderr}");
+}
+
 /// Whether the process was ended by SIGINT (2), as Ctrl-C ends a command: a shell shows `$?`
 /// 130 for it, and one running a script or a loop stops too (an `exit 130` would not stop it).
 fn ended_by_sigint(status: std::process::ExitStatus) -> bool {
@@ -3408,13 +3679,65 @@ fn bad_flag_values_are_usage_errors_before_any_request() {
     )
     .expect("write");
     let sub_path = sub_path.display().to_string();
+    // containerd puts CAP_ before each name: CAP_CAP_SYS_PTRACE adds nothing, in silence.
+    let cap_prefix = api.dir.path().join("cap-prefix.yaml");
+    std::fs::write(
+        &cap_prefix,
+        "securityContext:\n  capabilities:\n    add: [CAP_SYS_PTRACE]\n",
+    )
+    .expect("write");
+    let cap_prefix = cap_prefix.display().to_string();
+    let cap_typo = api.dir.path().join("cap-typo.json");
+    std::fs::write(
+        &cap_typo,
+        r#"{"securityContext": {"capabilities": {"drop": ["setuid", "SETGD"]}}}"#,
+    )
+    .expect("write");
+    let cap_typo = cap_typo.display().to_string();
     for (args, wanted) in [
         (
             &["attach", WEB, "--cap", "sys ptrace", "--dry-run=client"][..],
             "invalid value 'sys ptrace' for '--cap <CAP>': a capability is a name like SYS_PTRACE",
         ),
+        // A name Linux lacks: runc drops it, and the container runs without what was meant.
+        (
+            &["attach", WEB, "--cap", "cap_sys_ptrac"],
+            "invalid value 'cap_sys_ptrac' for '--cap <CAP>': Linux has no capability \
+             SYS_PTRAC; did you mean SYS_PTRACE?",
+        ),
+        (
+            &["node", "node-a", "--cap", "NET_ADMN"],
+            "did you mean NET_ADMIN",
+        ),
         (&["attach", WEB, "-t"], "-t/--tty needs -i/--stdin; use -it"),
         (&["attach", WEB, "--image", ""], "the image is empty"),
+        // What the kubelet cannot parse waits in InvalidImageName for good: an ephemeral
+        // container that never runs and is never removed.
+        (
+            &["attach", WEB, "--image", "Busybox:1.36"],
+            "invalid value 'Busybox:1.36' for '--image <IMAGE>': not a valid image reference: \
+             repository names may only contain lower-case letters, digits and . _ - (did you \
+             mean busybox:1.36?)",
+        ),
+        (
+            &["node", "node-a", "--image", "busybox:"],
+            "not a valid image reference: the tag must be 1-128 characters",
+        ),
+        (
+            &["attach", WEB, "--image", "busybox@sha256:abc"],
+            "not a valid image reference: the digest must have at least 32 hexadecimal characters",
+        ),
+        (
+            &[
+                "copy",
+                WEB,
+                "--to",
+                "x",
+                "--set-image",
+                "app=registry.example.com/Web",
+            ],
+            "not a valid image reference",
+        ),
         (
             &["attach", WEB, "--name", "Debugger"],
             "invalid value 'Debugger' for '--name <NAME>'",
@@ -3426,6 +3749,16 @@ fn bad_flag_values_are_usage_errors_before_any_request() {
         (
             &["attach", WEB, "--custom", &custom],
             "unknown field securityContex ",
+        ),
+        (
+            &["node", "node-a", "--custom", &cap_prefix],
+            "securityContext.capabilities.add[0] \"CAP_SYS_PTRACE\": write \"SYS_PTRACE\", \
+             without CAP_",
+        ),
+        (
+            &["copy", WEB, "--to", "x", "--custom", &cap_typo],
+            "securityContext.capabilities.drop[1] \"SETGD\": Linux has no capability SETGD; \
+             did you mean SETGID or",
         ),
         (
             &["attach", WEB, "--custom", &ports],

@@ -63,6 +63,8 @@ pub struct Reply {
     pub content_type: &'static str,
     /// Bytes, not text: a container's logs need not be UTF-8.
     pub body: Vec<u8>,
+    /// More headers (`Retry-After`, say).
+    pub headers: Vec<(&'static str, String)>,
 }
 
 impl Reply {
@@ -71,6 +73,7 @@ impl Reply {
             status,
             content_type: "application/json",
             body: v.to_string().into_bytes(),
+            headers: Vec::new(),
         }
     }
 
@@ -80,7 +83,14 @@ impl Reply {
             status: 200,
             content_type: "text/plain",
             body: body.to_vec(),
+            headers: Vec::new(),
         }
+    }
+
+    /// The same answer with one more header.
+    pub fn with_header(mut self, name: &'static str, value: &str) -> Reply {
+        self.headers.push((name, value.to_string()));
+        self
     }
 
     pub fn ok(v: &Value) -> Reply {
@@ -101,6 +111,7 @@ impl Reply {
             status: 200,
             content_type: "application/json",
             body: body.into_bytes(),
+            headers: Vec::new(),
         }
     }
 
@@ -295,9 +306,13 @@ async fn handle(
     };
     let reply = handler(&rec);
     log.lock().expect("log").push(rec);
-    let resp = Response::builder()
+    let mut resp = Response::builder()
         .status(reply.status)
-        .header(hyper::header::CONTENT_TYPE, reply.content_type)
+        .header(hyper::header::CONTENT_TYPE, reply.content_type);
+    for (name, value) in &reply.headers {
+        resp = resp.header(*name, value.as_str());
+    }
+    let resp = resp
         .body(Full::new(Bytes::from(reply.body)))
         .expect("response");
     Ok(resp)

@@ -503,7 +503,9 @@ pub fn explain_status(action: &Action, status: &Status, flags: &str) -> KspyErro
                 action.failed()
             ))
             .details(details);
-            match name_taken_meanwhile(action, status, flags) {
+            match name_taken_meanwhile(action, status, flags)
+                .or_else(|| windows_pod(action, status))
+            {
                 Some(hint) => e.hint(hint),
                 None => e,
             }
@@ -522,6 +524,30 @@ pub fn explain_status(action: &Action, status: &Status, flags: &str) -> KspyErro
                 .details(maybe_done(action, flags).filter(|_| timed_out))
         }
     }
+}
+
+/// The hint for a 422 that refuses Linux-only securityContext fields in a Windows pod
+/// (`spec.os.name: windows`, "cannot be set for a windows pod"): the default profile,
+/// `general`, adds SYS_PTRACE, which no Windows pod may carry. `None` for any other 422.
+fn windows_pod(action: &Action, status: &Status) -> Option<String> {
+    let (Action::AddEphemeral { ns, pod, .. } | Action::CreatePod { ns, pod }) = action else {
+        return None;
+    };
+    const WINDOWS: &str = "cannot be set for a windows pod";
+    let said = status.message.contains(WINDOWS)
+        || status
+            .details
+            .iter()
+            .flat_map(|d| d.causes.iter())
+            .any(|c| c.message.contains(WINDOWS));
+    said.then(|| {
+        format!(
+            "pod {ns}/{pod} runs Windows (spec.os.name: windows), where capabilities, \
+             seccomp, runAsUser and the other Linux-only securityContext fields cannot be set: \
+             run it again without --cap and with --profile legacy or --profile baseline (the \
+             default profile, general, adds SYS_PTRACE)"
+        )
+    })
 }
 
 /// The hint for a 422 on adding debug container NAME that says NAME is taken: another
@@ -1494,6 +1520,34 @@ mod tests {
         }
         let other = explain_status(&add("prod", "web"), &json, "");
         assert_eq!(other.hint, None);
+    }
+
+    /// A Windows pod refuses Linux-only fields; the hint says which profile sends none.
+    #[test]
+    fn a_windows_pod_refusing_linux_fields_is_said_to_run_windows() {
+        let s = status(serde_json::json!({
+            "status": "Failure", "reason": "Invalid", "code": 422,
+            "message": "Pod \"win\" is invalid: spec.ephemeralContainers[0].securityContext.capabilities: Forbidden: cannot be set for a windows pod",
+            "details": {"name": "win", "kind": "Pod", "causes": [
+                {"reason": "FieldValueForbidden", "message": "Forbidden: cannot be set for a windows pod", "field": "spec.ephemeralContainers[0].securityContext.capabilities"}
+            ]}
+        }));
+        let hint = explain_status(&add("prod", "win"), &s, "")
+            .hint
+            .expect("hint");
+        assert!(
+            hint.starts_with("pod prod/win runs Windows (spec.os.name: windows)")
+                && hint.contains("--profile legacy or --profile baseline"),
+            "{hint}"
+        );
+        let json = serde_json::json!({
+            "status": "Failure", "reason": "Invalid", "code": 422,
+            "message": "Pod \"web\" is invalid: spec.ephemeralContainers[0].image: Required value",
+        });
+        assert_eq!(
+            explain_status(&add("prod", "web"), &status(json), "").hint,
+            None
+        );
     }
 
     #[test]

@@ -1233,6 +1233,28 @@ async fn attaching_to_a_windows_pod_gets_no_linux_only_fields() {
         security_context(RESTRICTED_NS),
         serde_json::json!({"runAsNonRoot": true, "windowsOptions": {"runAsUserName": "ContainerUser"}})
     );
+
+    // The default profile adds SYS_PTRACE, which the API server refuses in a Windows pod: the
+    // CLI says why, and which profile sends nothing Linux-only.
+    let out = env
+        .kspy_in(
+            "prod",
+            "alice",
+            &["attach", "win", "--image", "busybox:1.36", "--no-attach"],
+            None,
+        )
+        .await
+        .unwrap();
+    assert!(!out.success(), "{}", out.all());
+    assert!(
+        out.stderr
+            .contains("capabilities: Forbidden: cannot be set for a windows pod")
+            && out
+                .stderr
+                .contains("hint: pod prod/win runs Windows (spec.os.name: windows)"),
+        "{}",
+        out.all()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

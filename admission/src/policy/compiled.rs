@@ -86,9 +86,9 @@ pub struct Match {
     pub exclude_namespaces: Vec<NamePattern>,
     /// Namespace label selector.
     pub namespace_selector: Option<LabelSelectorSpec>,
-    /// Empty = any group.
+    /// Empty = any group. `*` crosses `/` here ([`NamePattern::identity`]).
     pub groups: Vec<NamePattern>,
-    /// Empty = any user.
+    /// Empty = any user. `*` crosses `/` here ([`NamePattern::identity`]).
     pub users: Vec<NamePattern>,
     /// Empty = any identity; else `NAMESPACE/NAME` globs of service accounts.
     pub service_accounts: Vec<NamePattern>,
@@ -409,10 +409,16 @@ impl CompiledPolicy {
         }
 
         let names = |field: &str, patterns: &[String], fail: &mut dyn FnMut(String, String)| {
+            // Users and groups have no segments: `/` in them is an ordinary character.
+            let new = if matches!(field, "users" | "groups") {
+                NamePattern::identity
+            } else {
+                NamePattern::new
+            };
             patterns
                 .iter()
                 .enumerate()
-                .filter_map(|(i, p)| match NamePattern::new(p) {
+                .filter_map(|(i, p)| match new(p) {
                     Ok(p) => Some(p),
                     Err(e) => {
                         fail(format!("spec.match.{field}[{i}]"), e.to_string());

@@ -1470,3 +1470,27 @@ fn user_and_group_patterns_match_names_holding_a_slash() {
     );
     assert!(validate(&e, &r).response.allowed);
 }
+
+/// `serviceAccounts` match only user names the API server reads as a service account's:
+/// `system:serviceaccount:NS:NAME`, exactly two non-empty parts.
+#[test]
+fn service_accounts_match_only_service_account_user_names() {
+    let e = engine(&policy(
+        "ci",
+        "  match: {serviceAccounts: ['ci/*']}\n  grant: {images: ['**'], runAsRoot: true}",
+    ));
+    let judged = |user: &str| {
+        let r = attach("ns", user, &[], vec![], vec![debugger("d", "busybox")]);
+        validate(&e, &r).response.allowed
+    };
+    assert!(judged("system:serviceaccount:ci:deployer"));
+    for user in [
+        "system:serviceaccount:ci:deployer:x",
+        "system:serviceaccount:ci:",
+        "system:serviceaccount:ci:Deployer",
+        "system:serviceaccount:ci",
+        "system:serviceaccounts:ci:deployer",
+    ] {
+        assert!(!judged(user), "{user}");
+    }
+}

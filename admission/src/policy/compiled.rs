@@ -205,11 +205,23 @@ impl Match {
     }
 }
 
-/// `system:serviceaccount:NS:NAME` → `NS/NAME`.
+/// The user-name prefix of service accounts.
+const SERVICE_ACCOUNT_PREFIX: &str = "system:serviceaccount:";
+
+/// `system:serviceaccount:NS:NAME` → `NS/NAME`; `None` for any other user name, as the API
+/// server's `SplitUsername` reads it: exactly two parts after the prefix, each a non-empty
+/// lower-case DNS name. `system:serviceaccount:ci:x:y` (a user name a static token file or an
+/// authenticating proxy may give) is not service account `x:y` of `ci`, nor is
+/// `system:serviceaccount:ci:` one of `ci` without a name: `ci/*` must match neither.
 fn service_account_of(user: &str) -> Option<String> {
-    let rest = user.strip_prefix("system:serviceaccount:")?;
+    let rest = user.strip_prefix(SERVICE_ACCOUNT_PREFIX)?;
     let (ns, name) = rest.split_once(':')?;
-    Some(format!("{ns}/{name}"))
+    let dns = |s: &str| {
+        !s.is_empty()
+            && s.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '.'))
+    };
+    (dns(ns) && dns(name)).then(|| format!("{ns}/{name}"))
 }
 
 /// The name part of a label key, and a label value: at most 63 characters, letters, digits,

@@ -224,6 +224,21 @@ fn service_account_of(user: &str) -> Option<String> {
     (dns(ns) && dns(name)).then(|| format!("{ns}/{name}"))
 }
 
+/// False when the user pattern `pattern` can match no service account's user name: its
+/// literal start (up to the first glob character) departs from `system:serviceaccount:`.
+fn may_match_service_account(pattern: &str) -> bool {
+    let literal: String = pattern
+        .chars()
+        .take_while(|c| !matches!(c, '*' | '?' | '[' | ']' | '{' | '}' | '\\'))
+        .collect();
+    let whole = literal.len() == pattern.len();
+    if whole {
+        literal.starts_with(SERVICE_ACCOUNT_PREFIX)
+    } else {
+        literal.starts_with(SERVICE_ACCOUNT_PREFIX) || SERVICE_ACCOUNT_PREFIX.starts_with(&literal)
+    }
+}
+
 /// The name part of a label key, and a label value: at most 63 characters, letters, digits,
 /// `-`, `_` and `.`, starting and ending with a letter or digit (Kubernetes' `IsQualifiedName`
 /// name part and `IsValidLabelValue`; a value may also be empty).
@@ -531,6 +546,26 @@ impl CompiledPolicy {
                     ),
                 );
             }
+        }
+        // Fields are AND: with both set, a request matches only from a service account whose
+        // user name (system:serviceaccount:NS:NAME) a users pattern also matches. When none
+        // can, the policy loads and never applies, where two policies were meant.
+        if !m.users.is_empty()
+            && !m.service_accounts.is_empty()
+            && !m.users.iter().any(|u| may_match_service_account(u))
+        {
+            fail(
+                "spec.match.users".into(),
+                format!(
+                    "the policy can never apply: match fields are AND, so it needs a user that \
+                     is both one of users [{}] and one of serviceAccounts [{}], and a service \
+                     account's user name is {SERVICE_ACCOUNT_PREFIX}NAMESPACE:NAME, which no \
+                     users pattern here matches; to allow both, write one policy for the users \
+                     and another for the service accounts",
+                    m.users.join(", "),
+                    m.service_accounts.join(", ")
+                ),
+            );
         }
         if let Some(sel) = &m.namespace_selector {
             for (i, r) in sel.match_expressions.iter().enumerate() {

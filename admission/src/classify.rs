@@ -8,6 +8,12 @@
 //!   of kubectl's random-name alphabet), or matched by the configured classifier.
 //! - **node**: `CREATE` of a pod labelled `kspy.dev/debug: node`, or named `node-debugger-*` with
 //!   `nodeName` set (what `kubectl debug node/X` creates), or matched by the configured classifier.
+//! - An `UPDATE` of such a copy or node pod (by what it is after the update, or by the
+//!   `kspy.dev/debug` label it had before) that changes a container's `image`, the one field of
+//!   a container a pod update may change: its subjects are the containers whose image changed,
+//!   judged as the pod's creation with that image would be. Without this, a copy or node pod
+//!   created with an allowed image ran any image after `kubectl set image`, with the host access
+//!   it was granted.
 //!
 //! Everything else is not a debug request.
 
@@ -200,6 +206,7 @@ pub fn classify(
     match (&request.operation, request.sub_resource.as_deref()) {
         (Operation::Update, Some("ephemeralcontainers")) => attach(review).map(Some),
         (Operation::Create, None | Some("")) => pod_create(review, classifier),
+        (Operation::Update, None | Some("")) => pod_update(review, classifier),
         _ => Ok(None),
     }
 }
@@ -334,6 +341,98 @@ fn pod_create(
     }))
 }
 
+/// An UPDATE of a pod: a debug request when the pod is a copy or node pod (by what it is now,
+/// or by the `kspy.dev/debug` label it had, which the update may remove) and the update
+/// changes the image of a container or init container. Those containers are the subjects;
+/// anything else of a container a pod update may not change (the API server refuses it).
+fn pod_update(
+    review: &ParsedReview,
+    classifier: &dyn Classifier,
+) -> Result<Option<DebugRequest>, ClassifyError> {
+    let Some(pod) = review.pod() else {
+        return Err(ClassifyError::MissingObject {
+            operation: "UPDATE",
+            resource: "pods",
+            field: "object",
+        });
+    };
+    let old = review.old_object();
+    // The image the container of that name had; `None` for a container the old pod lacks
+    // (judged: the API server refuses adding one, so this only makes kspy fail closed).
+    let old_image = |list: ContainerList, name: &str| -> Option<&str> {
+        old?["spec"][list.field()]
+            .as_array()?
+            .iter()
+            .find(|c| c["name"] == name)?["image"]
+            .as_str()
+    };
+    let spec = pod.spec.as_ref();
+    let mut changed = Vec::new();
+    for (list, containers) in [
+        (
+            ContainerList::InitContainers,
+            spec.and_then(|s| s.init_containers.as_deref())
+                .unwrap_or_default(),
+        ),
+        (
+            ContainerList::Containers,
+            spec.map(|s| s.containers.as_slice()).unwrap_or_default(),
+        ),
+    ] {
+        for (index, c) in containers.iter().enumerate() {
+            if old.is_none() || old_image(list, &c.name) != c.image.as_deref() {
+                changed.push((list, index, c));
+            }
+        }
+    }
+    if changed.is_empty() {
+        return Ok(None);
+    }
+    let action = match pod_action(pod, review, classifier)? {
+        Some(action) => action,
+        None => match old
+            .and_then(|o| o["metadata"]["labels"][DEBUG_LABEL].as_str())
+            .map(label_action)
+            .transpose()?
+        {
+            Some(action) => action,
+            None => return Ok(None),
+        },
+    };
+    if old.is_none() {
+        return Err(ClassifyError::MissingObject {
+            operation: "UPDATE",
+            resource: "pods",
+            field: "oldObject",
+        });
+    }
+    let volumes = PodVolumes::of(pod);
+    let subjects = changed
+        .into_iter()
+        .map(|(list, index, c)| Subject {
+            name: c.name.clone(),
+            list,
+            index,
+            container: serde_json::to_value(c).unwrap_or(Value::Null),
+            asks: Asks::extract(&ContainerParts::from_container(c), pod, &volumes),
+        })
+        .collect();
+    Ok(Some(DebugRequest {
+        action,
+        subjects,
+        pod: PodAsks::extract(pod),
+    }))
+}
+
+/// The action a `kspy.dev/debug` label value names; any other value is refused.
+fn label_action(value: &str) -> Result<Action, ClassifyError> {
+    match value {
+        "copy" => Ok(Action::Copy),
+        "node" => Ok(Action::Node),
+        other => Err(ClassifyError::UnknownDebugLabel(other.to_owned())),
+    }
+}
+
 fn pod_action(
     pod: &Pod,
     review: &ParsedReview,
@@ -345,11 +444,8 @@ fn pod_action(
         .as_ref()
         .and_then(|l| l.get(DEBUG_LABEL))
         .map(String::as_str);
-    match label {
-        Some("copy") => return Ok(Some(Action::Copy)),
-        Some("node") => return Ok(Some(Action::Node)),
-        Some(other) => return Err(ClassifyError::UnknownDebugLabel(other.to_owned())),
-        None => {}
+    if let Some(value) = label {
+        return label_action(value).map(Some);
     }
     let name = pod
         .metadata

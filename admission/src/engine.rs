@@ -4,7 +4,7 @@ use std::fmt;
 
 use k8s_openapi::api::core::v1::Namespace;
 use kube::core::DynamicObject;
-use kube::core::admission::{AdmissionResponse, AdmissionReview};
+use kube::core::admission::{AdmissionResponse, AdmissionReview, Operation};
 use kube::core::response::Status;
 
 use crate::asks::PodVolumes;
@@ -319,6 +319,19 @@ impl Engine {
         namespace: Option<&Namespace>,
         subjects: Vec<String>,
     ) -> Judgement {
+        // A pod update may change nothing of a container but its image (the API server
+        // refuses the rest): a default patched into the copy or node pod's containers would
+        // make every image change Invalid. It is judged by /validate only.
+        if request.action != Action::Attach && review.request().operation == Operation::Update {
+            return Judgement {
+                response: base,
+                action: Some(request.action),
+                verdict: Verdict::Allowed,
+                policies: Vec::new(),
+                subjects,
+                reasons: Vec::new(),
+            };
+        }
         let candidates: Vec<_> = judge
             .statically_matching()
             .into_iter()

@@ -1,6 +1,7 @@
 //! Glob patterns for namespaces, users, groups and images.
 //!
-//! `*` and `?` never cross `/`; `**` does. Image patterns are normalized like image references
+//! `*` and `?` never cross `/`; `**` does, except in user and group patterns
+//! ([`NamePattern::identity`]), where `/` is an ordinary character. Image patterns are normalized like image references
 //! (see [`ImagePattern`]) so that a policy's `busybox:*` and a request's `docker.io/library/busybox:1`
 //! meet on the same spelling.
 
@@ -26,11 +27,23 @@ pub struct NamePattern {
 }
 
 impl NamePattern {
-    /// Compiles a pattern; empty patterns and white space are refused.
+    /// Compiles a pattern whose `*` and `?` stay within one `/`-separated segment (namespaces,
+    /// `NAMESPACE/NAME` service accounts); empty patterns and white space are refused.
     pub fn new(pattern: &str) -> Result<Self, PatternError> {
         Ok(NamePattern {
             source: pattern.to_owned(),
             matcher: compile(pattern)?,
+        })
+    }
+
+    /// Compiles a user or group pattern, in which `/` is an ordinary character that `*` and
+    /// `?` match too: a user or group name has no segments, yet may hold `/` (an OIDC user
+    /// `https://issuer.example.com#1234`, a Keycloak group `/platform/sre`). Read as a
+    /// separator, `users: ['*']` on a guardrail skipped every such user, in silence.
+    pub fn identity(pattern: &str) -> Result<Self, PatternError> {
+        Ok(NamePattern {
+            source: pattern.to_owned(),
+            matcher: compile_with(pattern, false)?,
         })
     }
 
@@ -228,6 +241,8 @@ enum Glob {
     Exact(String),
     /// `prefix*`: the prefix, then anything without `/` (`*` never crosses `/`).
     Prefix(String),
+    /// `prefix*` where `*` crosses `/` ([`NamePattern::identity`]): the prefix, then anything.
+    AnyPrefix(String),
     /// Anything else.
     Full(GlobMatcher),
 }
@@ -239,6 +254,7 @@ impl Glob {
             Glob::Prefix(prefix) => name
                 .strip_prefix(prefix.as_str())
                 .is_some_and(|rest| !rest.contains('/')),
+            Glob::AnyPrefix(prefix) => name.starts_with(prefix.as_str()),
             Glob::Full(matcher) => matcher.is_match(name),
         }
     }
@@ -289,6 +305,11 @@ fn is_meta(c: char) -> bool {
 pub const MAX_PATTERN_BYTES: usize = 1024;
 
 fn compile(pattern: &str) -> Result<Glob, PatternError> {
+    compile_with(pattern, true)
+}
+
+/// Compiles a glob; with `literal_separator`, `*` and `?` do not match `/` (only `**` does).
+fn compile_with(pattern: &str, literal_separator: bool) -> Result<Glob, PatternError> {
     let err = |reason: String| PatternError {
         // The start is enough to find it; an overlong pattern is not repeated whole.
         pattern: match pattern.char_indices().nth(80) {
@@ -312,7 +333,7 @@ fn compile(pattern: &str) -> Result<Glob, PatternError> {
         return Err(err("patterns may not contain white space".into()));
     }
     let matcher = GlobBuilder::new(pattern)
-        .literal_separator(true)
+        .literal_separator(literal_separator)
         .backslash_escape(true)
         .build()
         .map(|g| g.compile_matcher())
@@ -323,7 +344,11 @@ fn compile(pattern: &str) -> Result<Glob, PatternError> {
     if let Some(prefix) = pattern.strip_suffix('*')
         && !prefix.chars().any(is_meta)
     {
-        return Ok(Glob::Prefix(prefix.to_owned()));
+        return Ok(if literal_separator {
+            Glob::Prefix(prefix.to_owned())
+        } else {
+            Glob::AnyPrefix(prefix.to_owned())
+        });
     }
     Ok(Glob::Full(matcher))
 }
@@ -488,6 +513,26 @@ mod tests {
                     direct.is_match(name),
                     full.is_match(name),
                     "{pattern:?} vs {name:?}"
+                );
+            }
+        }
+        for pattern in patterns {
+            let direct = compile_with(pattern, false).unwrap();
+            assert!(
+                !matches!(direct, Glob::Full(_)),
+                "{pattern} takes a direct shape"
+            );
+            let full = GlobBuilder::new(pattern)
+                .literal_separator(false)
+                .backslash_escape(true)
+                .build()
+                .unwrap()
+                .compile_matcher();
+            for name in names {
+                assert_eq!(
+                    direct.is_match(name),
+                    full.is_match(name),
+                    "{pattern:?} vs {name:?}, `*` crossing `/`"
                 );
             }
         }

@@ -257,3 +257,87 @@ spec:
         j.response.result.message
     );
 }
+
+/// A pod update may change a container's image. For a debug copy or node pod that is the
+/// creation with that image again: `kubectl set image pod/node-debugger-… debugger=evil` ran any
+/// image with the host access the pod was granted, unjudged. The containers whose image
+/// changes are judged, as the pod's creation with it would be; nothing else is.
+#[test]
+fn an_image_change_of_a_debug_pod_is_judged() {
+    let e = engine(&policy(
+        "copies",
+        "  match: {actions: [copy]}\n  grant: {images: ['registry.example.com/**'], runAsRoot: true, mountVolumes: all}\n  defaults:\n    env: [{name: KSPY_SESSION, value: x}]",
+    ));
+    let mut before = pod("ns");
+    before["metadata"]["labels"] = json!({"kspy.dev/debug": "copy"});
+    let update = |after: &serde_json::Value| {
+        review(
+            "ns",
+            "u",
+            &[],
+            "UPDATE",
+            None,
+            after.clone(),
+            Some(before.clone()),
+        )
+    };
+    // The image changed to one no policy grants: denied, for that container only.
+    let mut after = before.clone();
+    after["spec"]["containers"][1]["image"] = json!("evil.example.org/rootkit:1");
+    let (action, subjects) = classified(update(&after)).unwrap();
+    assert_eq!(
+        (action, subjects),
+        (Action::Copy, vec!["sidecar".to_owned()])
+    );
+    let j = validate(&e, &update(&after));
+    assert!(!j.response.allowed);
+    assert!(
+        j.response
+            .result
+            .message
+            .contains("image evil.example.org/rootkit:1 is not granted"),
+        "{}",
+        j.response.result.message
+    );
+    // Also when the same update removes the label that made it a copy.
+    let mut unlabelled = after.clone();
+    unlabelled["metadata"]["labels"] = json!({});
+    assert!(!validate(&e, &update(&unlabelled)).response.allowed);
+    // A granted image is allowed, and /mutate patches nothing: the API server refuses a pod
+    // update changing anything of a container but its image.
+    let mut granted = before.clone();
+    granted["spec"]["containers"][1]["image"] = json!("registry.example.com/shop/envoy:2");
+    assert!(validate(&e, &update(&granted)).response.allowed);
+    let m = judge(
+        &e,
+        &update(&granted),
+        kspy_admission::Endpoint::Mutate,
+        None,
+    );
+    assert!(m.response.allowed && m.response.patch.is_none());
+    // An update changing no image is no debug request, nor is one of an ordinary pod.
+    let mut relabelled = before.clone();
+    relabelled["metadata"]["labels"]["team"] = json!("a");
+    assert!(classified(update(&relabelled)).is_none());
+    let mut plain = pod("ns");
+    let old = plain.clone();
+    plain["spec"]["containers"][1]["image"] = json!("evil.example.org/rootkit:1");
+    assert!(classified(review("ns", "u", &[], "UPDATE", None, plain, Some(old))).is_none());
+    // A node pod is one by its name and node, which an update cannot change.
+    let mut node = pod("default");
+    node["metadata"]["name"] = json!("node-debugger-node-a-x1");
+    node["spec"]["nodeName"] = json!("node-a");
+    let mut swapped = node.clone();
+    swapped["spec"]["containers"][0]["image"] = json!("evil.example.org/rootkit:1");
+    let (action, _) = classified(review(
+        "default",
+        "u",
+        &[],
+        "UPDATE",
+        None,
+        swapped,
+        Some(node),
+    ))
+    .unwrap();
+    assert_eq!(action, Action::Node);
+}

@@ -1401,3 +1401,96 @@ fn projected_variables_behave_like_whole_ones() {
     assert!(!j.response.allowed);
     assert!(j.response.result.message.contains("fields differ"));
 }
+
+/// A user or group name may hold `/` (an OIDC user `https://issuer#sub`, a Keycloak group
+/// `/platform/sre`): there it is an ordinary character, so `*` matches across it. A guardrail
+/// for `users: ['*']` skipped such users, allowing what it was written to deny.
+#[test]
+fn user_and_group_patterns_match_names_holding_a_slash() {
+    let guard = |field: &str, pattern: &str| {
+        format!(
+            "{}---\n{}",
+            policy(
+                "everyone",
+                "  match: {actions: [attach]}\n  grant: {images: ['**'], runAsRoot: true}"
+            ),
+            policy(
+                "guard",
+                &format!(
+                    "  match: {{{field}: ['{pattern}']}}\n  validations:\n    - expression: 'false'\n      message: stopped by the guardrail"
+                )
+            )
+        )
+    };
+    let cases: &[(&str, &str, &str, &[&str])] = &[
+        ("users", "*", "https://issuer.example.com#1234", &[]),
+        (
+            "users",
+            "oidc:*",
+            "oidc:https://issuer.example.com/realms/x#1234",
+            &[],
+        ),
+        (
+            "users",
+            "*@example.com",
+            "https://issuer.example.com#bob@example.com",
+            &[],
+        ),
+        ("groups", "*", "alice", &["/platform/sre"]),
+        ("groups", "/platform/*", "alice", &["/platform/sre/oncall"]),
+    ];
+    for (field, pattern, user, groups) in cases {
+        let e = engine(&guard(field, pattern));
+        let r = attach("ns", user, groups, vec![], vec![debugger("d", "busybox")]);
+        let j = validate(&e, &r);
+        assert!(
+            !j.response.allowed,
+            "{field} {pattern:?} vs {user:?} {groups:?}"
+        );
+        assert!(
+            j.response
+                .result
+                .message
+                .contains("stopped by the guardrail"),
+            "{}",
+            j.response.result.message
+        );
+    }
+    // Namespaces and service accounts keep their segments.
+    let e = engine(&policy(
+        "sa",
+        "  match: {serviceAccounts: ['ci/*']}\n  grant: {images: ['**'], runAsRoot: true}",
+    ));
+    let r = attach(
+        "ns",
+        "system:serviceaccount:ci:deployer",
+        &[],
+        vec![],
+        vec![debugger("d", "busybox")],
+    );
+    assert!(validate(&e, &r).response.allowed);
+}
+
+/// `serviceAccounts` match only user names the API server reads as a service account's:
+/// `system:serviceaccount:NS:NAME`, exactly two non-empty parts.
+#[test]
+fn service_accounts_match_only_service_account_user_names() {
+    let e = engine(&policy(
+        "ci",
+        "  match: {serviceAccounts: ['ci/*']}\n  grant: {images: ['**'], runAsRoot: true}",
+    ));
+    let judged = |user: &str| {
+        let r = attach("ns", user, &[], vec![], vec![debugger("d", "busybox")]);
+        validate(&e, &r).response.allowed
+    };
+    assert!(judged("system:serviceaccount:ci:deployer"));
+    for user in [
+        "system:serviceaccount:ci:deployer:x",
+        "system:serviceaccount:ci:",
+        "system:serviceaccount:ci:Deployer",
+        "system:serviceaccount:ci",
+        "system:serviceaccounts:ci:deployer",
+    ] {
+        assert!(!judged(user), "{user}");
+    }
+}

@@ -986,3 +986,32 @@ fn a_field_the_pod_type_lacks_loads_with_a_warning() {
         "{warnings:#?}"
     );
 }
+
+/// Match fields are AND: `users` and `serviceAccounts` together need a service account whose
+/// user name a users pattern matches. With none that can, the policy never applies.
+#[test]
+fn users_and_service_accounts_that_can_never_both_hold_are_refused() {
+    let e = one_error(
+        "  match:\n    users: [alice, 'bob-*']\n    serviceAccounts: [ci/deployer]\n  grant: {images: ['**']}",
+    );
+    assert!(
+        e.contains("spec.match.users: the policy can never apply: match fields are AND")
+            && e.contains("write one policy for the users and another for the service accounts"),
+        "{e}"
+    );
+    // A users pattern that can name a service account keeps the pair meaningful.
+    for users in [
+        "'system:serviceaccount:ci:*'",
+        "'system:*'",
+        "'*'",
+        "'{alice,system:serviceaccount:ci:x}'",
+    ] {
+        let yaml = common::policy(
+            "p",
+            &format!(
+                "  match:\n    users: [alice, {users}]\n    serviceAccounts: [ci/deployer]\n  grant: {{images: ['**']}}"
+            ),
+        );
+        assert!(PolicySet::from_yaml("t.yaml", &yaml).is_ok(), "{users}");
+    }
+}

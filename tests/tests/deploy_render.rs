@@ -759,7 +759,19 @@ fn match_conditions_select_debug_requests_and_never_error() -> anyhow::Result<()
             ctx.add_variable_from_value("request", cel::to_value(&request)?);
             ctx.add_variable_from_value("object", cel::to_value(&object)?);
             let old = if request["operation"] == "UPDATE" {
-                object.clone()
+                let mut old = object.clone();
+                // A pod update is judged when it changes an image (the one field of a
+                // container it may change): each container had another before it.
+                if request.get("subResource").is_none() {
+                    for c in old["spec"]["containers"]
+                        .as_array_mut()
+                        .into_iter()
+                        .flatten()
+                    {
+                        c["image"] = json!("registry.example.com/before:0");
+                    }
+                }
+                old
             } else {
                 Value::Null
             };
@@ -2308,11 +2320,14 @@ fn check_webhooks(r: &Rendered, d: &Deployment) -> anyhow::Result<()> {
                 }
             }
         }
-        let want: BTreeSet<(String, String)> =
-            [("UPDATE", "pods/ephemeralcontainers"), ("CREATE", "pods")]
-                .into_iter()
-                .map(|(o, r)| (o.to_owned(), r.to_owned()))
-                .collect();
+        let want: BTreeSet<(String, String)> = [
+            ("UPDATE", "pods/ephemeralcontainers"),
+            ("CREATE", "pods"),
+            ("UPDATE", "pods"),
+        ]
+        .into_iter()
+        .map(|(o, r)| (o.to_owned(), r.to_owned()))
+        .collect();
         ensure!(
             ops == want,
             "{t}: {n}: rules cover {ops:?}, want exactly {want:?}"
@@ -2466,6 +2481,34 @@ fn match_condition_cases() -> Vec<(&'static str, Value, Value, bool)> {
                 app.clone(),
             ),
             true,
+        ),
+        (
+            "an image change of a kspy copy (kubectl set image)",
+            review_request("UPDATE", None, "prod-payments"),
+            pod(
+                json!({"name": "web-0-debug", "labels": {"kspy.dev/debug": "copy"}}),
+                app.clone(),
+            ),
+            true,
+        ),
+        (
+            "an image change of a kubectl debug node/NAME pod",
+            review_request("UPDATE", None, "default"),
+            json!({
+                "apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": "node-debugger-worker-1-mq7cz"},
+                "spec": {"nodeName": "worker-1", "containers": app},
+            }),
+            true,
+        ),
+        (
+            "an image change of an ordinary pod",
+            review_request("UPDATE", None, "default"),
+            pod(
+                json!({"name": "web-0", "labels": {"app": "web"}}),
+                app.clone(),
+            ),
+            false,
         ),
         (
             "kubectl debug node/worker-1",
@@ -2778,6 +2821,26 @@ fn routing_cases() -> Vec<Routed> {
             ),
             shipped: true,
             split: true,
+        },
+        Routed {
+            case: "an image change of a kspy copy (kubectl set image)",
+            request: review_request("UPDATE", None, "prod-payments"),
+            object: pod(
+                json!({"name": "web-0-debug", "labels": {"kspy.dev/debug": "copy"}}),
+                app.clone(),
+            ),
+            shipped: true,
+            split: true,
+        },
+        Routed {
+            case: "an update of an ordinary pod",
+            request: review_request("UPDATE", None, "default"),
+            object: pod(
+                json!({"name": "web-0", "labels": {"app": "web"}}),
+                app.clone(),
+            ),
+            shipped: false,
+            split: false,
         },
         Routed {
             // Unlabelled: the split webhooks cannot tell it from an ordinary pod.

@@ -86,9 +86,9 @@ pub struct Match {
     pub exclude_namespaces: Vec<NamePattern>,
     /// Namespace label selector.
     pub namespace_selector: Option<LabelSelectorSpec>,
-    /// Empty = any group.
+    /// Empty = any group. `*` crosses `/` here ([`NamePattern::identity`]).
     pub groups: Vec<NamePattern>,
-    /// Empty = any user.
+    /// Empty = any user. `*` crosses `/` here ([`NamePattern::identity`]).
     pub users: Vec<NamePattern>,
     /// Empty = any identity; else `NAMESPACE/NAME` globs of service accounts.
     pub service_accounts: Vec<NamePattern>,
@@ -205,11 +205,38 @@ impl Match {
     }
 }
 
-/// `system:serviceaccount:NS:NAME` → `NS/NAME`.
+/// The user-name prefix of service accounts.
+const SERVICE_ACCOUNT_PREFIX: &str = "system:serviceaccount:";
+
+/// `system:serviceaccount:NS:NAME` → `NS/NAME`; `None` for any other user name, as the API
+/// server's `SplitUsername` reads it: exactly two parts after the prefix, each a non-empty
+/// lower-case DNS name. `system:serviceaccount:ci:x:y` (a user name a static token file or an
+/// authenticating proxy may give) is not service account `x:y` of `ci`, nor is
+/// `system:serviceaccount:ci:` one of `ci` without a name: `ci/*` must match neither.
 fn service_account_of(user: &str) -> Option<String> {
-    let rest = user.strip_prefix("system:serviceaccount:")?;
+    let rest = user.strip_prefix(SERVICE_ACCOUNT_PREFIX)?;
     let (ns, name) = rest.split_once(':')?;
-    Some(format!("{ns}/{name}"))
+    let dns = |s: &str| {
+        !s.is_empty()
+            && s.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '.'))
+    };
+    (dns(ns) && dns(name)).then(|| format!("{ns}/{name}"))
+}
+
+/// False when the user pattern `pattern` can match no service account's user name: its
+/// literal start (up to the first glob character) departs from `system:serviceaccount:`.
+fn may_match_service_account(pattern: &str) -> bool {
+    let literal: String = pattern
+        .chars()
+        .take_while(|c| !matches!(c, '*' | '?' | '[' | ']' | '{' | '}' | '\\'))
+        .collect();
+    let whole = literal.len() == pattern.len();
+    if whole {
+        literal.starts_with(SERVICE_ACCOUNT_PREFIX)
+    } else {
+        literal.starts_with(SERVICE_ACCOUNT_PREFIX) || SERVICE_ACCOUNT_PREFIX.starts_with(&literal)
+    }
 }
 
 /// The name part of a label key, and a label value: at most 63 characters, letters, digits,
@@ -409,10 +436,16 @@ impl CompiledPolicy {
         }
 
         let names = |field: &str, patterns: &[String], fail: &mut dyn FnMut(String, String)| {
+            // Users and groups have no segments: `/` in them is an ordinary character.
+            let new = if matches!(field, "users" | "groups") {
+                NamePattern::identity
+            } else {
+                NamePattern::new
+            };
             patterns
                 .iter()
                 .enumerate()
-                .filter_map(|(i, p)| match NamePattern::new(p) {
+                .filter_map(|(i, p)| match new(p) {
                     Ok(p) => Some(p),
                     Err(e) => {
                         fail(format!("spec.match.{field}[{i}]"), e.to_string());
@@ -513,6 +546,26 @@ impl CompiledPolicy {
                     ),
                 );
             }
+        }
+        // Fields are AND: with both set, a request matches only from a service account whose
+        // user name (system:serviceaccount:NS:NAME) a users pattern also matches. When none
+        // can, the policy loads and never applies, where two policies were meant.
+        if !m.users.is_empty()
+            && !m.service_accounts.is_empty()
+            && !m.users.iter().any(|u| may_match_service_account(u))
+        {
+            fail(
+                "spec.match.users".into(),
+                format!(
+                    "the policy can never apply: match fields are AND, so it needs a user that \
+                     is both one of users [{}] and one of serviceAccounts [{}], and a service \
+                     account's user name is {SERVICE_ACCOUNT_PREFIX}NAMESPACE:NAME, which no \
+                     users pattern here matches; to allow both, write one policy for the users \
+                     and another for the service accounts",
+                    m.users.join(", "),
+                    m.service_accounts.join(", ")
+                ),
+            );
         }
         if let Some(sel) = &m.namespace_selector {
             for (i, r) in sel.match_expressions.iter().enumerate() {

@@ -29,8 +29,19 @@ pub const REASON_ENV: &str = "KSPY_REASON";
 /// The pod annotation kubectl reads for the default container.
 pub const DEFAULT_CONTAINER_ANNOTATION: &str = "kubectl.kubernetes.io/default-container";
 
-/// Fields `--custom` may not set, as kubectl (they come from flags).
+/// Fields `--custom` may not set, as kubectl debug's `--custom` may not: `name`, `command` and
+/// `image` come from flags; `lifecycle` and `volumeDevices` no flag sets.
 const CUSTOM_FORBIDDEN: [&str; 5] = ["name", "command", "image", "lifecycle", "volumeDevices"];
+
+/// Why `--custom` may not set `field`, one of [`CUSTOM_FORBIDDEN`].
+fn custom_forbidden_why(field: &str) -> &'static str {
+    match field {
+        "name" => "comes from --name, not from --custom",
+        "image" => "comes from --image, not from --custom",
+        "command" => "comes from the words after --, not from --custom",
+        _ => "--custom may not set, as kubectl debug --custom may not",
+    }
+}
 
 /// The only fields the API allows on ephemeral containers (`allowedEphemeralContainerFields`
 /// in the API server's validation; `targetContainerName` is the ephemeral container's own).
@@ -476,7 +487,8 @@ pub fn load_custom(path: &Path) -> Result<Value, BuildError> {
     };
     if let Some(field) = CUSTOM_FORBIDDEN.iter().find(|f| obj.contains_key(**f)) {
         return Err(err(format!(
-            "it sets {field}, which comes from the command line, not from --custom"
+            "it sets {field}, which {}",
+            custom_forbidden_why(field)
         )));
     }
     // It must be a container: decode it, and find the fields the decoding dropped.
@@ -959,7 +971,7 @@ fn apply_custom(c: Container, custom: &Value) -> Result<Container, BuildError> {
             if obj.contains_key(field) {
                 return Err(BuildError::CustomField {
                     field: field.to_string(),
-                    why: "comes from the command line, not from --custom",
+                    why: custom_forbidden_why(field),
                 });
             }
         }
@@ -1034,8 +1046,8 @@ pub fn check_ephemeral_custom(custom: &Value) -> Result<(), String> {
         String::new()
     } else {
         format!(
-            "; `{} copy` makes a debug container that may have ports, probes, lifecycle, \
-             resources and resizePolicy",
+            "; `{} copy` makes a debug container that may have ports, probes, resources and \
+             resizePolicy",
             crate::prog()
         )
     };
@@ -1346,6 +1358,8 @@ mod tests {
             hint.contains("copy` makes a debug container that may have ports"),
             "{hint}"
         );
+        // Not lifecycle: no --custom file may set it, a copy's included.
+        assert!(!hint.contains("lifecycle"), "{hint}");
     }
 
     #[test]
@@ -1419,10 +1433,23 @@ mod tests {
             "{err}"
         );
         let err = refused("name: other\n");
+        assert!(err.contains("sets name, which comes from --name"), "{err}");
+        let err = refused("command: [sh]\n");
         assert!(
-            err.contains("sets name, which comes from the command line"),
+            err.contains("sets command, which comes from the words after --"),
             "{err}"
         );
+        // No flag sets these: the refusal must not send the user looking for one.
+        for field in ["lifecycle", "volumeDevices"] {
+            let err = refused(&format!("{field}: null\n"));
+            assert!(
+                err.contains(&format!(
+                    "sets {field}, which --custom may not set, as kubectl debug --custom may not"
+                )),
+                "{err}"
+            );
+            assert!(!err.contains("command line"), "{err}");
+        }
 
         // Nulls remove fields in the merge; they are not unknown.
         std::fs::write(

@@ -291,6 +291,11 @@ fn suite_errors(dir: &Path, errors: &[SuiteError], hint: impl Into<String>) -> K
 /// broken policy must not hide a broken suite until the next run. The suites are read as
 /// `check` reads them (fixtures included), independently of the policies.
 fn with_suite_errors(failure: KspyError, path: &Path) -> KspyError {
+    // A path that does not exist holds no suites: reading them again only repeats "No such
+    // file or directory" as a suite error, and the hint would ask to fix suites there are none of.
+    if !path.exists() {
+        return failure;
+    }
     let Err(TestError::Suites(errors)) = check_suites(path) else {
         return failure;
     };

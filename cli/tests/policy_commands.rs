@@ -380,6 +380,20 @@ fn check_takes_one_file_and_refuses_nothing_to_check() {
         "{stderr}"
     );
     assert!(!stderr.contains("fix the fields"), "{stderr}");
+
+    // A mistyped directory whose parent exists (`kspy policy check polices/`): no suites were
+    // read from a path that is not there, so no suite error repeats that it is missing.
+    let parent = tempfile::tempdir().unwrap();
+    let missing = parent.path().join("polices");
+    let out = kspy(&["policy", "check", &missing.display().to_string()]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.starts_with(&format!("kspy: {} does not exist\n", missing.display())),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("DebugPolicyTest suites"), "{stderr}");
+    assert!(!stderr.contains("fix the suites"), "{stderr}");
 }
 
 #[test]

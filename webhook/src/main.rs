@@ -59,9 +59,9 @@ struct Args {
     /// certificate from the --client-ca CAs is accepted.
     #[arg(long, value_name = "NAME", requires = "client_ca")]
     client_name: Vec<String>,
-    /// Local run: generate a CA and a serving certificate for 127.0.0.1/localhost into
-    /// ./.kspy-dev/ (kept across runs while valid), listen on loopback, log as text, and print
-    /// how to send a review.
+    /// Local run: generate a CA and a serving certificate for 127.0.0.1, localhost and ::1
+    /// into ./.kspy-dev/ (kept across runs while it has more than a day left), listen on
+    /// loopback, log as text, and print how to send a review.
     #[arg(long)]
     dev: bool,
     /// Allow debug requests no policy applies to (audit-only roll-out); the default denies.

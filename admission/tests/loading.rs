@@ -987,6 +987,45 @@ fn a_field_the_pod_type_lacks_loads_with_a_warning() {
     );
 }
 
+/// What loads and can do nothing: a namespace an exclusion also matches, and a policy with no
+/// grant, validation or default. Warnings, not errors: the set is in force, and `kspy policy
+/// check --strict` stops a CI job on them.
+#[test]
+fn entries_and_policies_that_can_do_nothing_load_with_a_warning() {
+    let warnings = |body: &str| -> Vec<String> {
+        let set = PolicySet::from_yaml("t.yaml", &common::policy("p", body))
+            .unwrap_or_else(|e| panic!("{e}"));
+        set.warnings().iter().map(ToString::to_string).collect()
+    };
+    assert_eq!(
+        warnings(
+            "  match:\n    namespaces: [kube-system, prod, 'team-*']\n    excludeNamespaces: ['kube-*', 'team-*']\n  grant: {images: ['**']}"
+        ),
+        [
+            "t.yaml: document 1 (policy p): spec.match.namespaces[0]: \"kube-system\" never matches: \
+          excludeNamespaces pattern \"kube-*\" excludes it, and an exclusion wins"
+        ]
+    );
+    for mode in ["Enforce", "Warn", "Audit"] {
+        assert_eq!(
+            warnings(&format!("  mode: {mode}\n  match: {{actions: [attach]}}")),
+            [
+                "t.yaml: document 1 (policy p): spec: the policy has no effect: it grants nothing, \
+              has no validations and sets no defaults"
+            ],
+            "{mode}"
+        );
+    }
+    // A guardrail, a grant and a defaults-only policy each do something.
+    for body in [
+        "  validations:\n    - expression: \"true\"",
+        "  grant: {runAsRoot: true}",
+        "  defaults: {targetContainer: first}",
+    ] {
+        assert_eq!(warnings(body), Vec::<String>::new(), "{body}");
+    }
+}
+
 /// Match fields are AND: `users` and `serviceAccounts` together need a service account whose
 /// user name a users pattern matches. With none that can, the policy never applies.
 #[test]

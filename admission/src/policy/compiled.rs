@@ -894,6 +894,32 @@ impl CompiledPolicy {
         ) {
             projection.union(e.projection());
         }
+        let mut warnings = warnings.into_inner();
+        // A namespace named outright that an exclusion matches too: excludeNamespaces wins, so
+        // the entry never matches (nor the policy, when every entry is so).
+        for (i, ns) in m.namespaces.iter().enumerate() {
+            if ns.contains(['*', '?', '[', '{', '\\']) {
+                continue;
+            }
+            if let Some(x) = matcher.exclude_namespaces.iter().find(|x| x.matches(ns)) {
+                warnings.push(FieldError {
+                    field: format!("spec.match.namespaces[{i}]"),
+                    message: format!(
+                        "{ns:?} never matches: excludeNamespaces pattern {:?} excludes it, and \
+                         an exclusion wins",
+                        x.as_str()
+                    ),
+                });
+            }
+        }
+        if grant.is_empty() && validations.is_empty() && spec.defaults.is_empty() {
+            warnings.push(FieldError {
+                field: "spec".into(),
+                message: "the policy has no effect: it grants nothing, has no validations and \
+                          sets no defaults"
+                    .into(),
+            });
+        }
         Ok(CompiledPolicy {
             name: doc.metadata.name,
             description: spec.description.clone(),
@@ -908,7 +934,7 @@ impl CompiledPolicy {
             validation_reads,
             projection,
             defaults: spec.defaults,
-            warnings: warnings.into_inner(),
+            warnings,
         })
     }
 }

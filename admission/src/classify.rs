@@ -311,26 +311,9 @@ fn pod_create(
         return Ok(None);
     };
     let volumes = PodVolumes::of(pod);
-    let mut subjects = Vec::new();
-    if let Some(spec) = &pod.spec {
-        for (list, containers) in [
-            (
-                ContainerList::InitContainers,
-                spec.init_containers.as_deref().unwrap_or_default(),
-            ),
-            (ContainerList::Containers, spec.containers.as_slice()),
-        ] {
-            for (index, c) in containers.iter().enumerate() {
-                subjects.push(Subject {
-                    name: c.name.clone(),
-                    list,
-                    index,
-                    container: serde_json::to_value(c).unwrap_or(Value::Null),
-                    asks: Asks::extract(&ContainerParts::from_container(c), pod, &volumes),
-                });
-            }
-        }
-    }
+    let subjects: Vec<Subject> = pod_containers(pod)
+        .map(|(list, index, c)| pod_subject(pod, &volumes, list, index, c))
+        .collect();
     if subjects.is_empty() {
         return Err(ClassifyError::NoContainers { action });
     }
@@ -339,6 +322,41 @@ fn pod_create(
         subjects,
         pod: PodAsks::extract(pod),
     }))
+}
+
+/// The init containers, then the containers, of `pod`, each with its list and index.
+fn pod_containers(pod: &Pod) -> impl Iterator<Item = (ContainerList, usize, &Container)> {
+    let spec = pod.spec.as_ref();
+    let init = spec
+        .and_then(|s| s.init_containers.as_deref())
+        .unwrap_or_default();
+    let regular = spec.map(|s| s.containers.as_slice()).unwrap_or_default();
+    let init = init
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (ContainerList::InitContainers, i, c));
+    let regular = regular
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (ContainerList::Containers, i, c));
+    init.chain(regular)
+}
+
+/// Container `c` of a copy or node pod (at `index` of `list`) as a subject, with its asks.
+fn pod_subject(
+    pod: &Pod,
+    volumes: &PodVolumes<'_>,
+    list: ContainerList,
+    index: usize,
+    c: &Container,
+) -> Subject {
+    Subject {
+        name: c.name.clone(),
+        list,
+        index,
+        container: serde_json::to_value(c).unwrap_or(Value::Null),
+        asks: Asks::extract(&ContainerParts::from_container(c), pod, volumes),
+    }
 }
 
 /// An UPDATE of a pod: a debug request when the pod is a copy or node pod (by what it is now,
@@ -366,25 +384,9 @@ fn pod_update(
             .find(|c| c["name"] == name)?["image"]
             .as_str()
     };
-    let spec = pod.spec.as_ref();
-    let mut changed = Vec::new();
-    for (list, containers) in [
-        (
-            ContainerList::InitContainers,
-            spec.and_then(|s| s.init_containers.as_deref())
-                .unwrap_or_default(),
-        ),
-        (
-            ContainerList::Containers,
-            spec.map(|s| s.containers.as_slice()).unwrap_or_default(),
-        ),
-    ] {
-        for (index, c) in containers.iter().enumerate() {
-            if old.is_none() || old_image(list, &c.name) != c.image.as_deref() {
-                changed.push((list, index, c));
-            }
-        }
-    }
+    let changed: Vec<_> = pod_containers(pod)
+        .filter(|(list, _, c)| old.is_none() || old_image(*list, &c.name) != c.image.as_deref())
+        .collect();
     if changed.is_empty() {
         return Ok(None);
     }
@@ -409,13 +411,7 @@ fn pod_update(
     let volumes = PodVolumes::of(pod);
     let subjects = changed
         .into_iter()
-        .map(|(list, index, c)| Subject {
-            name: c.name.clone(),
-            list,
-            index,
-            container: serde_json::to_value(c).unwrap_or(Value::Null),
-            asks: Asks::extract(&ContainerParts::from_container(c), pod, &volumes),
-        })
+        .map(|(list, index, c)| pod_subject(pod, &volumes, list, index, c))
         .collect();
     Ok(Some(DebugRequest {
         action,

@@ -496,44 +496,27 @@ mod tests {
             "/",
             "prod-\u{e9}",
         ];
-        for pattern in patterns {
-            let direct = compile(pattern).unwrap();
-            assert!(
-                !matches!(direct, Glob::Full(_)),
-                "{pattern} takes a direct shape"
-            );
-            let full = GlobBuilder::new(pattern)
-                .literal_separator(true)
-                .backslash_escape(true)
-                .build()
-                .unwrap()
-                .compile_matcher();
-            for name in names {
-                assert_eq!(
-                    direct.is_match(name),
-                    full.is_match(name),
-                    "{pattern:?} vs {name:?}"
+        // Namespaces keep `/` as a separator; users and groups do not.
+        for literal_separator in [true, false] {
+            for pattern in patterns {
+                let direct = compile_with(pattern, literal_separator).unwrap();
+                assert!(
+                    !matches!(direct, Glob::Full(_)),
+                    "{pattern} takes a direct shape"
                 );
-            }
-        }
-        for pattern in patterns {
-            let direct = compile_with(pattern, false).unwrap();
-            assert!(
-                !matches!(direct, Glob::Full(_)),
-                "{pattern} takes a direct shape"
-            );
-            let full = GlobBuilder::new(pattern)
-                .literal_separator(false)
-                .backslash_escape(true)
-                .build()
-                .unwrap()
-                .compile_matcher();
-            for name in names {
-                assert_eq!(
-                    direct.is_match(name),
-                    full.is_match(name),
-                    "{pattern:?} vs {name:?}, `*` crossing `/`"
-                );
+                let full = GlobBuilder::new(pattern)
+                    .literal_separator(literal_separator)
+                    .backslash_escape(true)
+                    .build()
+                    .unwrap()
+                    .compile_matcher();
+                for name in names {
+                    assert_eq!(
+                        direct.is_match(name),
+                        full.is_match(name),
+                        "{pattern:?} vs {name:?}, literal separator {literal_separator}"
+                    );
+                }
             }
         }
         assert!(matches!(compile("prod-**").unwrap(), Glob::Full(_)));

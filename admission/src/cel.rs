@@ -83,19 +83,23 @@ pub enum CelError {
         /// The fields it has.
         fields: &'static [&'static str],
     },
-    /// A field of `container`, `target` or `namespaceObject` that their Kubernetes type lacks:
-    /// kspy builds those values from the types, so the field is never there.
+    /// A field of `container`, `target` or `namespaceObject` (directly or through a policy
+    /// variable holding part of one) that their Kubernetes type lacks: kspy builds those
+    /// values from the types, so the field is never there.
     #[error(
         "{path} has no field {field:?}{}; kspy builds {} from Kubernetes {}'s types, so \
          reading it would fail on every request, denying it, and has() of it would always be \
          false",
         Hint(suggestion),
-        variable_of(path),
+        root,
         crate::kube_shape::KUBERNETES_VERSION
     )]
     UnknownKubernetesField {
-        /// The value selected from, from its variable: `container.securityContext`.
+        /// The value selected from, from its variable: `container.securityContext`, or
+        /// `variables.sc` for a policy variable holding it.
         path: String,
+        /// The variable the value comes from (`container`).
+        root: &'static str,
         /// The field selected.
         field: String,
         /// A field of the type with a close name.
@@ -158,11 +162,6 @@ impl std::fmt::Display for Hint<'_> {
             None => Ok(()),
         }
     }
-}
-
-/// The variable a selection path starts from.
-fn variable_of(path: &str) -> &str {
-    path.split(['.', '[']).next().unwrap_or(path)
 }
 
 /// The warning for a field of what the API server sent (`object`, `oldObject`, the parts of
@@ -342,6 +341,24 @@ pub struct Scope<'a> {
     /// The policy's variables declared after the expression's own (a variable reading one of
     /// these gets told to reorder them).
     pub later: &'a [String],
+    /// The Kubernetes types of the variables' values where their expressions make them known,
+    /// so a field read through `variables.NAME` is checked as one read directly is.
+    pub variable_types: Option<&'a VariableTypes>,
+}
+
+/// The Kubernetes types of a policy's variables' values, as far as their expressions show
+/// them: `sc: container.securityContext` holds a `SecurityContext`, so
+/// `variables.sc.privilged` is the same misspelling as `container.securityContext.privilged`
+/// and gets the same error (or warning, for the Pod as sent).
+#[derive(Debug, Clone, Default)]
+pub struct VariableTypes(Vec<(String, Option<crate::cel_fields::Typed>)>);
+
+impl VariableTypes {
+    /// Records that the variable `name` holds the value of `expression`.
+    pub fn push(&mut self, name: &str, expression: &Expression) {
+        self.0
+            .push((name.to_owned(), expression.value_type.clone()));
+    }
 }
 
 /// A compiled, checked expression.
@@ -352,6 +369,8 @@ pub struct Expression {
     reads: VarSet,
     projection: Projection,
     warnings: Vec<String>,
+    /// The Kubernetes type of its value, when a selection of a known object makes it known.
+    value_type: Option<crate::cel_fields::Typed>,
 }
 
 impl Expression {
@@ -438,10 +457,15 @@ impl Expression {
         // The Kubernetes objects' fields: a misspelt one of a value kspy builds is an error;
         // of the Pod as sent, a warning (a newer cluster may send fields the types lack).
         let mut warnings = Vec::new();
-        for f in crate::cel_fields::unknown_fields(program.expression()) {
+        let fields = crate::cel_fields::check(
+            program.expression(),
+            scope.variable_types.map_or(&[], |types| &types.0),
+        );
+        for f in fields.unknown {
             if f.never_present {
                 return Err(CelError::UnknownKubernetesField {
                     path: f.path,
+                    root: f.root,
                     field: f.field,
                     suggestion: f.suggestion,
                 });
@@ -468,6 +492,7 @@ impl Expression {
             reads,
             projection,
             warnings,
+            value_type: fields.value,
         })
     }
 

@@ -5,9 +5,10 @@
 //! which can turn a validation into one that never fires. The CEL variables `object`,
 //! `oldObject`, `namespaceObject`, `container` and `target` hold Kubernetes objects whose
 //! fields [`crate::kube_shape`] knows, so a selection of a field their type lacks is found at
-//! load. Paths are followed through `[…]` and through the variables of `all`, `exists`,
-//! `filter` and the other macros, as far as the value's type is known; beyond that (a
-//! function's result, a policy variable) nothing is checked.
+//! load. Paths are followed through `[…]`, through the variables of `all`, `exists`,
+//! `filter` and the other macros, and through a policy's `variables.NAME` whose expression
+//! selects such a value (`sc: container.securityContext`), as far as the value's type is
+//! known; beyond that (a function's result, a literal) nothing is checked.
 
 use kube_cel::cel::common::ast::{Expr, IdedExpr, LiteralValue};
 
@@ -21,6 +22,9 @@ pub struct UnknownKubeField {
     pub path: String,
     /// The field selected.
     pub field: String,
+    /// The variable the value comes from: `container` for `variables.sc` holding
+    /// `container.securityContext`.
+    pub root: &'static str,
     /// A field of the type with a close name.
     pub suggestion: Option<String>,
     /// True when kspy builds the value itself from its Kubernetes types (`container`,
@@ -30,36 +34,71 @@ pub struct UnknownKubeField {
     pub never_present: bool,
 }
 
-/// Every selection in `e` of a field its value's type lacks, in the order written.
-pub(crate) fn unknown_fields(e: &IdedExpr) -> Vec<UnknownKubeField> {
-    let mut found = Vec::new();
-    walk(e, &mut Vec::new(), &mut found);
-    found
+/// What the fields check found in one expression.
+pub(crate) struct FieldCheck {
+    /// Every selection of a field its value's type lacks, in the order written.
+    pub unknown: Vec<UnknownKubeField>,
+    /// The Kubernetes type of the expression's value, when known: a policy variable holding
+    /// it passes it on to the expressions that read `variables.NAME`.
+    pub value: Option<Typed>,
+}
+
+/// Checks the selections in `e`, with `variables` the policy's variables `e` may read and the
+/// types of those whose value's type is known.
+pub(crate) fn check(e: &IdedExpr, variables: &[(String, Option<Typed>)]) -> FieldCheck {
+    let mut unknown = Vec::new();
+    let value = walk(e, &mut Vec::new(), variables, &mut unknown);
+    FieldCheck { unknown, value }
 }
 
 /// A value whose Kubernetes type is known.
 #[derive(Debug, Clone)]
-struct Typed {
+pub(crate) struct Typed {
     shape: &'static Shape,
     path: String,
+    root: &'static str,
     never_present: bool,
 }
 
+/// `variables.NAME` (or `variables['NAME']`) when `operand` is the policy's `variables` and
+/// not a macro variable of that name: NAME's value, as its own expression typed it.
+fn policy_variable(
+    operand: &Expr,
+    name: &str,
+    bound: &[(String, Option<Typed>)],
+    variables: &[(String, Option<Typed>)],
+) -> Option<Typed> {
+    let Expr::Ident(ident) = operand else {
+        return None;
+    };
+    if ident != "variables" || bound.iter().any(|(b, _)| b == ident) {
+        return None;
+    }
+    let (_, typed) = variables.iter().find(|(v, _)| v == name)?;
+    // Named as the reader wrote it: `variables.sc` lacks `privilged`, and the variable's own
+    // expression says what it holds.
+    typed.clone().map(|t| Typed {
+        path: format!("variables.{name}"),
+        ..t
+    })
+}
 /// The shape a variable's value has, and whether kspy builds it from the types.
 fn variable(name: &str) -> Option<Typed> {
-    let (shape, never_present) = match name {
-        "object" | "oldObject" => (&*kube_shape::POD, false),
+    let (root, shape, never_present) = match name {
+        "object" => ("object", &*kube_shape::POD, false),
+        "oldObject" => ("oldObject", &*kube_shape::POD, false),
         // Its own fields are kspy's list, checked before (`CelError::UnknownField`); theirs
         // are as the API server sent them.
-        "request" => (&*kube_shape::REQUEST, false),
-        "namespaceObject" => (&*kube_shape::NAMESPACE, true),
-        "container" => (&*kube_shape::DEBUG_CONTAINER, true),
-        "target" => (&*kube_shape::CONTAINER, true),
+        "request" => ("request", &*kube_shape::REQUEST, false),
+        "namespaceObject" => ("namespaceObject", &*kube_shape::NAMESPACE, true),
+        "container" => ("container", &*kube_shape::DEBUG_CONTAINER, true),
+        "target" => ("target", &*kube_shape::CONTAINER, true),
         _ => return None,
     };
     Some(Typed {
         shape: shape.as_ref()?,
         path: name.to_owned(),
+        root,
         never_present,
     })
 }
@@ -70,6 +109,7 @@ fn variable(name: &str) -> Option<Typed> {
 fn walk(
     e: &IdedExpr,
     bound: &mut Vec<(String, Option<Typed>)>,
+    variables: &[(String, Option<Typed>)],
     found: &mut Vec<UnknownKubeField>,
 ) -> Option<Typed> {
     match &e.expr {
@@ -77,15 +117,26 @@ fn walk(
             Some((_, typed)) => typed.clone(),
             None => variable(name),
         },
+        // `has(x.f)` is a select too (its `test` flag set), checked as a read.
         Expr::Select(s) => {
-            let operand = walk(&s.operand, bound, found)?;
+            if let Some(value) = policy_variable(&s.operand.expr, &s.field, bound, variables) {
+                return Some(value);
+            }
+            let operand = walk(&s.operand, bound, variables, found)?;
             select(operand, &s.field, found)
         }
         Expr::Call(call) => {
-            if let Some(t) = call.target.as_deref() {
-                walk(t, bound, found);
+            if call.func_name == "_[_]"
+                && let [operand, key] = call.args.as_slice()
+                && let Expr::Literal(LiteralValue::String(name)) = &key.expr
+                && let Some(value) = policy_variable(&operand.expr, name.inner(), bound, variables)
+            {
+                return Some(value);
             }
-            let mut args = call.args.iter().map(|a| walk(a, bound, found));
+            if let Some(t) = call.target.as_deref() {
+                walk(t, bound, variables, found);
+            }
+            let mut args = call.args.iter().map(|a| walk(a, bound, variables, found));
             let operand = args.next().flatten();
             // The key's own selections are checked too.
             args.for_each(drop);
@@ -95,8 +146,8 @@ fn walk(
             }
         }
         Expr::Comprehension(c) => {
-            let range = walk(&c.iter_range, bound, found);
-            walk(&c.accu_init, bound, found);
+            let range = walk(&c.iter_range, bound, variables, found);
+            walk(&c.accu_init, bound, variables, found);
             // The variable ranges over a list's elements (or a map's keys, untyped). The
             // parser kspy uses expands no two-variable forms; were one here, both would go
             // untyped.
@@ -106,6 +157,7 @@ fn walk(
                     Shape::List(e) => Some(Typed {
                         shape: e,
                         path: format!("{}[*]", r.path),
+                        root: r.root,
                         never_present: r.never_present,
                     }),
                     _ => None,
@@ -117,23 +169,23 @@ fn walk(
             }
             bound.push((c.accu_var.clone(), None));
             for part in [&c.loop_cond, &c.loop_step, &c.result] {
-                walk(part, bound, found);
+                walk(part, bound, variables, found);
             }
             bound.truncate(before);
             None
         }
         Expr::List(l) => {
             for x in &l.elements {
-                walk(x, bound, found);
+                walk(x, bound, variables, found);
             }
             None
         }
         Expr::Map(m) => {
-            entry_children(&m.entries, &mut |x| drop(walk(x, bound, found)));
+            entry_children(&m.entries, &mut |x| drop(walk(x, bound, variables, found)));
             None
         }
         Expr::Struct(s) => {
-            entry_children(&s.entries, &mut |x| drop(walk(x, bound, found)));
+            entry_children(&s.entries, &mut |x| drop(walk(x, bound, variables, found)));
             None
         }
         Expr::Literal(_) | Expr::Unspecified => None,
@@ -147,6 +199,7 @@ fn select(operand: Typed, field: &str, found: &mut Vec<UnknownKubeField>) -> Opt
             Some(shape) => Some(Typed {
                 shape,
                 path: format!("{}.{field}", operand.path),
+                root: operand.root,
                 never_present: operand.never_present,
             }),
             None => {
@@ -154,6 +207,7 @@ fn select(operand: Typed, field: &str, found: &mut Vec<UnknownKubeField>) -> Opt
                     suggestion: closest(field, fields.keys().copied()),
                     path: operand.path,
                     field: field.to_owned(),
+                    root: operand.root,
                     never_present: operand.never_present,
                 });
                 None
@@ -162,6 +216,7 @@ fn select(operand: Typed, field: &str, found: &mut Vec<UnknownKubeField>) -> Opt
         Shape::Map(value) => Some(Typed {
             shape: value,
             path: format!("{}[*]", operand.path),
+            root: operand.root,
             never_present: operand.never_present,
         }),
         Shape::List(_) | Shape::Scalar => None,
@@ -174,6 +229,7 @@ fn index(operand: Typed, key: &Expr, found: &mut Vec<UnknownKubeField>) -> Optio
         (Shape::List(element) | Shape::Map(element), _) => Some(Typed {
             shape: element,
             path: format!("{}[*]", operand.path),
+            root: operand.root,
             never_present: operand.never_present,
         }),
         (Shape::Object(_), Expr::Literal(LiteralValue::String(field))) => {
@@ -190,7 +246,8 @@ mod tests {
 
     fn found(source: &str) -> Vec<(String, String, Option<String>, bool)> {
         let program = Program::compile(source).expect("parses");
-        unknown_fields(program.expression())
+        check(program.expression(), &[])
+            .unknown
             .into_iter()
             .map(|f| (f.path, f.field, f.suggestion, f.never_present))
             .collect()

@@ -961,6 +961,77 @@ fn a_field_kubernetes_types_lack_is_refused_for_the_values_kspy_builds() {
     }
 }
 
+/// A variable holding part of a Kubernetes object passes its type on: a field read through
+/// `variables.NAME` is checked as one read directly is, an error for the values kspy builds and
+/// a warning for the Pod as sent, named by the variable the reader wrote.
+#[test]
+fn a_field_read_through_a_policy_variable_is_checked_as_a_direct_read() {
+    let body = |variables: &str, expr: &str| {
+        format!(
+            "  variables:\n{variables}  grant: {{images: ['busybox:*']}}\n  validations:\n    - expression: {expr:?}"
+        )
+    };
+    let sc = "    - {name: sc, expression: \"container.securityContext\"}\n";
+    for (variables, expr, field, says) in [
+        (
+            sc,
+            "!has(variables.sc.privilged)",
+            "spec.validations[0].expression",
+            "variables.sc has no field \"privilged\" (did you mean \"privileged\"?); kspy \
+             builds container from Kubernetes",
+        ),
+        (
+            sc,
+            "variables['sc'].runAsUsr != 0",
+            "spec.validations[0].expression",
+            "variables.sc has no field \"runAsUsr\" (did you mean \"runAsUser\"?)",
+        ),
+        // Through a chain of variables, each seeing those above it.
+        (
+            "    - {name: c, expression: \"container\"}\n    - {name: sc, expression: \"variables.c.securityContext\"}\n    - {name: caps, expression: \"variables.sc.capabilites\"}\n",
+            "true",
+            "spec.variables[2].expression",
+            "variables.sc has no field \"capabilites\" (did you mean \"capabilities\"?)",
+        ),
+        (
+            "    - {name: mounts, expression: \"target.volumeMounts\"}\n",
+            "variables.mounts.all(m, m.mountPth != '/')",
+            "spec.validations[0].expression",
+            "variables.mounts[*] has no field \"mountPth\" (did you mean \"mountPath\"?)",
+        ),
+    ] {
+        let e = one_error(&body(variables, expr));
+        assert!(e.contains(field) && e.contains(says), "{expr}: {e}");
+    }
+    // The Pod as sent: a warning, as for `object.…` read directly.
+    let text = common::policy(
+        "p",
+        &body(
+            "    - {name: containers, expression: \"object.spec.containers\"}\n",
+            "variables.containers.all(c, c.imag != '')",
+        ),
+    );
+    let set = PolicySet::from_yaml("t.yaml", &text).unwrap_or_else(|e| panic!("{e}"));
+    let warnings: Vec<String> = set.warnings().iter().map(ToString::to_string).collect();
+    assert!(
+        warnings.len() == 1
+            && warnings[0].contains(
+                "spec.validations[0].expression: variables.containers[*] has no field \"imag\""
+            ),
+        "{warnings:#?}"
+    );
+    // Fields the types have load, and values of unknown type are not followed.
+    let ok = common::policy(
+        "p",
+        &body(
+            "    - {name: sc, expression: \"container.securityContext\"}\n    - {name: tty, expression: \"container.tty || false\"}\n",
+            "!has(variables.sc.privileged) && variables['sc'].runAsUser != 0 && [1].all(variables, variables.sc.x == 1)",
+        ),
+    );
+    let set = PolicySet::from_yaml("t.yaml", &ok).unwrap_or_else(|e| panic!("{e}"));
+    assert!(set.warnings().is_empty(), "{:#?}", set.warnings());
+}
+
 /// `object` and `oldObject` are the Pod as the API server sent it, and a cluster newer than
 /// the types kspy is built against may send fields they lack: a field the Pod type lacks loads,
 /// with a warning that says where and what it was probably meant to be.

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use crate::asks::{VolumeAsk, VolumeKind};
 use crate::capability::Capability;
-use crate::cel::{Expression, Projection, Scope, VarSet};
+use crate::cel::{Expression, Projection, Scope, VarSet, VariableTypes};
 use crate::classify::Action;
 use crate::glob::{ImagePattern, NamePattern};
 use crate::hostpath::HostPath;
@@ -630,12 +630,9 @@ impl CompiledPolicy {
                 }
             }
         };
-        let all_variables = Scope {
-            variables: Some(&variable_names),
-            later: &[],
-        };
         let mut seen_vars: Vec<&str> = Vec::new();
         let mut variables = Vec::new();
+        let mut variable_types = VariableTypes::default();
         for (i, v) in spec.variables.iter().enumerate() {
             if seen_vars.contains(&v.name.as_str()) {
                 fail(
@@ -659,6 +656,7 @@ impl CompiledPolicy {
             let scope = Scope {
                 variables: Some(&variable_names[..i]),
                 later: &variable_names[i..],
+                variable_types: Some(&variable_types),
             };
             if let Some(e) = compile(
                 format!("spec.variables[{i}].expression"),
@@ -667,9 +665,15 @@ impl CompiledPolicy {
                 None,
                 &mut fail,
             ) {
+                variable_types.push(&v.name, &e);
                 variables.push((v.name.clone(), e));
             }
         }
+        let all_variables = Scope {
+            variables: Some(&variable_names),
+            later: &[],
+            variable_types: Some(&variable_types),
+        };
         let mut conditions: Vec<(String, Expression)> = Vec::new();
         for (i, c) in spec.conditions.iter().enumerate() {
             // A condition is named in the error when it fails to evaluate: two of one name

@@ -172,6 +172,16 @@ pub enum BuildError {
         /// The containers.
         existing: Vec<String>,
     },
+    /// `--cap` adds a capability the `--custom` file drops by name.
+    #[error(
+        "--cap {cap} is also dropped by the --custom file (securityContext.capabilities.drop: {dropped})"
+    )]
+    CapDropped {
+        /// The capability, as `--cap` gave it.
+        cap: String,
+        /// The drop list's entry naming it.
+        dropped: String,
+    },
     /// `--as-target-user` and the target's user is not in its spec.
     #[error("--as-target-user: container {target} sets no runAsUser, and neither does its pod")]
     TargetUserUnknown {
@@ -211,6 +221,9 @@ impl From<BuildError> for KspyError {
                     .hint("pick another --name, or leave it out for a generated one")
             }
             BuildError::NeedsTarget { .. } => KspyError::new(headline).hint("name it with -c/--target CONTAINER"),
+            BuildError::CapDropped { .. } => KspyError::new(headline)
+                .details(["a capability both added and dropped by name is up to the container runtime, so the debug container may start without it"])
+                .hint("remove it from the --custom file's drop list, or leave out --cap"),
             BuildError::TargetUserUnknown { .. } => KspyError::new(headline)
                 .hint("the image's own user applies, which kspy cannot read; set --custom with securityContext.runAsUser"),
             other => KspyError::new(headline).source(other),
@@ -853,6 +866,25 @@ impl ContainerSpecBuilder {
             c = apply_custom(c, custom)?;
         }
 
+        // A drop of ALL is the usual base for adding a few (the restricted profile's way); a
+        // drop naming the very capability asked for contradicts the flag.
+        let dropped = c
+            .security_context
+            .as_ref()
+            .and_then(|sc| sc.capabilities.as_ref())
+            .and_then(|caps| caps.drop.as_deref())
+            .unwrap_or_default();
+        for cap in &self.caps {
+            if let Some(d) = dropped
+                .iter()
+                .find(|d| normalize_capability(d).is_ok_and(|n| &n == cap))
+            {
+                return Err(BuildError::CapDropped {
+                    cap: cap.clone(),
+                    dropped: d.clone(),
+                });
+            }
+        }
         for cap in &self.caps {
             add_capability(&mut c, cap);
         }
@@ -1191,6 +1223,38 @@ mod tests {
             json!([{"name": "A", "value": "from-custom"}, {"name": "B", "value": "2"}])
         );
         golden::assert_golden("attach-custom.json", &v);
+    }
+
+    #[test]
+    fn a_cap_the_custom_file_drops_by_name_is_refused_and_drop_all_is_not() {
+        for drop in ["SYS_PTRACE", "sys_ptrace", "CAP_SYS_PTRACE"] {
+            let b = ContainerSpecBuilder {
+                custom: Some(json!({"securityContext": {"capabilities": {"drop": [drop]}}})),
+                caps: vec!["SYS_PTRACE".into()],
+                ..builder()
+            };
+            let err = b
+                .build_ephemeral(&web_pod(), Some("app"), None)
+                .expect_err("refused");
+            assert!(
+                matches!(&err, BuildError::CapDropped { cap, dropped } if cap == "SYS_PTRACE" && dropped == drop),
+                "{err}"
+            );
+            assert!(err.to_string().contains("--cap SYS_PTRACE"), "{err}");
+        }
+        // Dropping everything and adding one back is the restricted way, not a contradiction.
+        let b = ContainerSpecBuilder {
+            custom: Some(
+                json!({"securityContext": {"capabilities": {"drop": ["ALL", "NET_RAW"]}}}),
+            ),
+            caps: vec!["SYS_PTRACE".into()],
+            ..builder()
+        };
+        let v = ec_json(&b, Some("app"));
+        assert_eq!(
+            v["securityContext"]["capabilities"],
+            json!({"add": ["SYS_PTRACE"], "drop": ["ALL", "NET_RAW"]})
+        );
     }
 
     #[test]

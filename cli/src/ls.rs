@@ -33,7 +33,14 @@ pub struct LsArgs {
     /// Print as JSON or YAML instead of a table
     #[arg(short = 'o', long, value_enum, value_name = "FORMAT")]
     pub output: Option<Output>,
+    /// List pods in pages of this many, as kubectl get does (0: all in one request)
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_CHUNK_SIZE)]
+    pub chunk_size: u32,
 }
+
+/// Pods listed per request, kubectl's default: a namespace of thousands of pods is read in
+/// pages, not in one response the API server must build whole and kspy hold whole.
+pub const DEFAULT_CHUNK_SIZE: u32 = 500;
 
 /// What a row is: which command of kspy's left it behind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -309,22 +316,35 @@ pub fn table(rows: &[Row], all: bool) -> String {
 /// Runs `kspy ls`.
 pub async fn run(args: LsArgs) -> Result<ExitCode, KspyError> {
     let cluster = Cluster::connect(&args.cluster).await?;
-    let pods: Vec<Pod> = match &args.pod {
-        Some(name) => vec![cluster.get_pod(name).await?],
+    let now = k8s_openapi::jiff::Timestamp::now().as_second();
+    let rows = match &args.pod {
+        Some(name) => rows(&[cluster.get_pod(name).await?], now),
         None => {
             let (api, ns) = if args.all_namespaces {
                 (Api::<Pod>::all(cluster.client.clone()), None)
             } else {
                 (cluster.pods(), Some(cluster.namespace.clone()))
             };
-            api.list(&ListParams::default())
-                .await
-                .map_err(|e| cluster.explain(&Action::ListPods { ns }, e))?
-                .items
+            // Page by page, keeping only the rows: a page's pods are dropped before the next.
+            let mut all = Vec::new();
+            let mut params = ListParams::default();
+            if args.chunk_size > 0 {
+                params = params.limit(args.chunk_size);
+            }
+            loop {
+                let page = api
+                    .list(&params)
+                    .await
+                    .map_err(|e| cluster.explain(&Action::ListPods { ns: ns.clone() }, e))?;
+                all.extend(rows(&page.items, now));
+                match page.metadata.continue_.filter(|c| !c.is_empty()) {
+                    Some(token) => params = params.continue_token(&token),
+                    None => break,
+                }
+            }
+            all
         }
     };
-    let now = k8s_openapi::jiff::Timestamp::now().as_second();
-    let rows = rows(&pods, now);
     match args.output {
         Some(format) => output::print(&rows, format)?,
         None if rows.is_empty() => {

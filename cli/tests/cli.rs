@@ -2005,6 +2005,82 @@ fn ls_lists_debug_copies_and_node_pods() {
     assert!(stdout.contains("kind: copy"), "{stdout}");
 }
 
+/// `kspy ls` reads pods in pages (`--chunk-size`, 500 by default, as kubectl get), following
+/// each page's `continue` token to the end and listing the rows of every page.
+#[test]
+fn ls_follows_continue_tokens_page_by_page() {
+    let mut copy = web_pod();
+    copy["metadata"]["name"] = json!("web-debug");
+    copy["metadata"]["labels"] = json!({"kspy.dev/debug": "copy"});
+    copy["spec"]["ephemeralContainers"] = json!(null);
+    copy["status"]["ephemeralContainerStatuses"] = json!(null);
+    let page = |items: Vec<Value>, next: Option<&str>| {
+        let mut meta = json!({"resourceVersion": "7"});
+        if let Some(token) = next {
+            meta["continue"] = json!(token);
+            meta["remainingItemCount"] = json!(1);
+        }
+        Reply::ok(&json!({"kind": "PodList", "apiVersion": "v1", "metadata": meta, "items": items}))
+    };
+    let api = {
+        let (web, copy) = (web_pod(), copy.clone());
+        FakeApi::start(move |r: &Recorded| match r.path.as_str() {
+            "/api/v1/namespaces/prod/pods" if r.query.contains("continue=after-web") => {
+                page(vec![copy.clone()], None)
+            }
+            "/api/v1/namespaces/prod/pods" => page(vec![web.clone()], Some("after-web")),
+            _ => Reply::not_found("pods", "x"),
+        })
+    };
+    let out = api.kspy(&["ls", "--chunk-size", "1", "-o", "json"]);
+    let (stdout, stderr) = texts(&out);
+    assert!(out.status.success(), "{stderr}");
+    let rows: Value = serde_json::from_str(&stdout).expect("json");
+    let pods: Vec<&str> = rows
+        .as_array()
+        .expect("rows")
+        .iter()
+        .map(|r| r["pod"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(pods, [WEB, WEB, "web-debug"], "{stdout}");
+    let lists: Vec<String> = api
+        .requests()
+        .into_iter()
+        .filter(|r| r.path == "/api/v1/namespaces/prod/pods")
+        .map(|r| r.query)
+        .collect();
+    assert_eq!(lists.len(), 2, "{lists:?}");
+    assert!(
+        lists[0].contains("limit=1") && !lists[0].contains("continue"),
+        "{lists:?}"
+    );
+    assert!(
+        lists[1].contains("limit=1") && lists[1].contains("continue=after-web"),
+        "{lists:?}"
+    );
+
+    // The default page is kubectl's 500; 0 asks for everything at once.
+    let before = api.requests().len();
+    let out = api.kspy(&["ls"]);
+    assert!(out.status.success(), "{}", texts(&out).1);
+    let queries: Vec<String> = api.requests()[before..]
+        .iter()
+        .map(|r| r.query.clone())
+        .collect();
+    assert!(
+        queries.iter().any(|q| q.contains("limit=500")),
+        "{queries:?}"
+    );
+    let before = api.requests().len();
+    let out = api.kspy(&["ls", "--chunk-size", "0"]);
+    assert!(out.status.success(), "{}", texts(&out).1);
+    let queries: Vec<String> = api.requests()[before..]
+        .iter()
+        .map(|r| r.query.clone())
+        .collect();
+    assert!(queries.iter().all(|q| !q.contains("limit=")), "{queries:?}");
+}
+
 /// A kubeconfig whose context `fake` (namespace prod) names user `user`, next to the users
 /// `defined`; no `user:` at all when `user` is empty.
 fn kubeconfig_with_user(api: &FakeApi, user: &str, defined: &[&str]) -> std::path::PathBuf {
@@ -3468,7 +3544,10 @@ fn kubeconfig_list_skips_missing_files_and_merges_like_kubectl() {
     let out = support::run_binary(bin, &["ls"], Some(std::path::Path::new(&list)), home);
     let (_, stderr) = texts(&out);
     assert!(out.status.success(), "{stderr}");
-    assert_eq!(api.lines(), vec!["GET /api/v1/namespaces/other/pods"]);
+    assert_eq!(
+        api.lines(),
+        vec!["GET /api/v1/namespaces/other/pods?limit=500"]
+    );
 
     // `current-context: ""` (kubectl config writes it) sets nothing: the next file's counts.
     let blank = home.join("blank.yaml");
@@ -3483,7 +3562,7 @@ fn kubeconfig_list_skips_missing_files_and_merges_like_kubectl() {
     assert!(out.status.success(), "{stderr}");
     assert_eq!(
         api.lines().last().map(String::as_str),
-        Some("GET /api/v1/namespaces/other/pods")
+        Some("GET /api/v1/namespaces/other/pods?limit=500")
     );
 
     // A broken file in the list is named, without Rust's debug quoting.
@@ -4040,7 +4119,10 @@ fn proxy_variables_with_no_proxy_covering_the_server_connect_directly() {
     let (stdout, stderr) = texts(&out);
     assert!(out.status.success(), "{stderr}");
     assert!(stdout.contains("debugger-old01"), "{stdout}");
-    assert_eq!(api.lines(), vec!["GET /api/v1/namespaces/prod/pods"]);
+    assert_eq!(
+        api.lines(),
+        vec!["GET /api/v1/namespaces/prod/pods?limit=500"]
+    );
 
     // Blank entries and a trailing comma, as kubectl takes them (kube-rs alone refuses them).
     for no_proxy in ["127.0.0.1,,.corp", "localhost, 127.0.0.1,", " *, .corp"] {

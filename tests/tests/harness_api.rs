@@ -2171,3 +2171,64 @@ async fn namespace_watch_resumes_after_its_resource_version() {
         .unwrap();
     assert_eq!(text.lines().count(), list.items.len() + 1);
 }
+
+/// Lists page as the real server pages them: `limit` items in namespace/name order, a
+/// `continue` token and `remainingItemCount` while more remain, the next page from the token;
+/// a token that is not one is a 400, and a limit of 0 lists everything.
+#[tokio::test]
+async fn lists_page_by_limit_and_continue() {
+    let s = ApiServer::builder()
+        .namespace("prod", &[])
+        .namespace("ops", &[])
+        .pod(fixtures::web_pod("prod", "web"))
+        .pod(fixtures::web_pod("prod", "api"))
+        .pod(fixtures::web_pod("prod", "db"))
+        .pod(fixtures::web_pod("ops", "tools"))
+        .start()
+        .await
+        .expect("server starts");
+    let client = s.client("admin").await.unwrap();
+    let all: Api<Pod> = Api::all(client.clone());
+    let mut names = Vec::new();
+    let mut remaining = Vec::new();
+    let mut params = ListParams::default().limit(3);
+    loop {
+        let page = all.list(&params).await.unwrap();
+        assert!(page.items.len() <= 3);
+        names.extend(page.items.iter().map(|p| {
+            format!(
+                "{}/{}",
+                p.metadata.namespace.as_deref().unwrap_or_default(),
+                p.metadata.name.as_deref().unwrap_or_default()
+            )
+        }));
+        remaining.push(page.metadata.remaining_item_count);
+        match page.metadata.continue_ {
+            Some(token) => params = params.continue_token(&token),
+            None => break,
+        }
+    }
+    assert_eq!(names, ["ops/tools", "prod/api", "prod/db", "prod/web"]);
+    assert_eq!(remaining, [Some(1), None]);
+
+    // One namespace; a limit of 0 is no limit.
+    let prod: Api<Pod> = Api::namespaced(client.clone(), "prod");
+    let page = prod.list(&ListParams::default().limit(2)).await.unwrap();
+    assert_eq!(page.items.len(), 2);
+    assert!(page.metadata.continue_.is_some());
+    let page = prod.list(&ListParams::default().limit(0)).await.unwrap();
+    assert_eq!(page.items.len(), 3);
+    assert_eq!(page.metadata.continue_, None);
+
+    let e = api_err(
+        prod.list(&ListParams::default().continue_token("not a token"))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(e.code, 400);
+    assert!(
+        e.message.starts_with("continue key is not valid"),
+        "{}",
+        e.message
+    );
+}

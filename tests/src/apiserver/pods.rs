@@ -19,7 +19,7 @@ use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use serde_json::{Value, json};
 
-use super::selectors::ListOptions;
+use super::selectors::{ContinueKey, ListOptions};
 use super::status::{ApiError, WarnedError};
 use super::{
     SharedState, defaults, json_response, managed_fields, patch, pod_security, table, validation,
@@ -130,21 +130,45 @@ fn list_response(
     opts: &ListOptions,
     headers: &HeaderMap,
 ) -> Result<Response, ApiError> {
-    let (pods, rv) = {
+    let (mut pods, rv) = {
         let store = state.store();
         let pods: Vec<Pod> = store
             .pods(ns)
             .into_iter()
             .filter(|p| opts.selects(p))
+            .filter(|p| {
+                opts.continue_after.as_ref().is_none_or(|after| {
+                    let here = (
+                        p.metadata.namespace.as_deref().unwrap_or_default(),
+                        p.metadata.name.as_deref().unwrap_or_default(),
+                    );
+                    here > (after.namespace.as_str(), after.name.as_str())
+                })
+            })
             .collect();
         (pods, store.current_rv().to_string())
     };
+    // A page: the first `limit` pods in key order, and where the next one starts. (The real
+    // server serves every page from the first page's snapshot; this one from the store as it
+    // is, which a test paging while it writes would see.)
+    let mut list_meta = json!({"resourceVersion": rv});
+    if let Some(limit) = opts.limit
+        && pods.len() > limit
+    {
+        let remaining = pods.len() - limit;
+        pods.truncate(limit);
+        if let Some(last) = pods.last() {
+            list_meta["continue"] = json!(ContinueKey::token(
+                last.metadata.namespace.as_deref().unwrap_or_default(),
+                last.metadata.name.as_deref().unwrap_or_default(),
+            ));
+            list_meta["remainingItemCount"] = json!(remaining);
+        }
+    }
     if wants_table(headers) {
-        return Ok(json_response(
-            StatusCode::OK,
-            &table::pods_table(&pods, &rv),
-            &[],
-        ));
+        let mut table = table::pods_table(&pods, &rv);
+        table["metadata"] = list_meta;
+        return Ok(json_response(StatusCode::OK, &table, &[]));
     }
     let items: Vec<Value> = pods
         .iter()
@@ -152,7 +176,7 @@ fn list_response(
         .collect::<Result<_, _>>()?;
     Ok(json_response(
         StatusCode::OK,
-        &json!({"kind": "PodList", "apiVersion": "v1", "metadata": {"resourceVersion": rv}, "items": items}),
+        &json!({"kind": "PodList", "apiVersion": "v1", "metadata": list_meta, "items": items}),
         &[],
     ))
 }

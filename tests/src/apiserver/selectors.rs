@@ -1,5 +1,5 @@
 //! List options: `labelSelector`, `fieldSelector`, `watch`, `resourceVersion`,
-//! `timeoutSeconds`, `allowWatchBookmarks`, `sendInitialEvents`.
+//! `timeoutSeconds`, `allowWatchBookmarks`, `sendInitialEvents`, `limit`, `continue`.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -191,6 +191,54 @@ pub struct ListOptions {
     pub allow_bookmarks: bool,
     /// `sendInitialEvents`
     pub send_initial_events: bool,
+    /// `limit`: the most items one page holds; absent or 0 for all.
+    pub limit: Option<usize>,
+    /// `continue`: where the page starts, from the previous page's `metadata.continue`.
+    pub continue_after: Option<ContinueKey>,
+}
+
+/// Where a paged list goes on: after the object of this namespace and name. The token is
+/// opaque to clients; like the real server's, it is base64 of a small JSON object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContinueKey {
+    /// The namespace of the last object of the previous page.
+    pub namespace: String,
+    /// Its name.
+    pub name: String,
+}
+
+impl ContinueKey {
+    /// The token a page ends with when `last` is its last object.
+    pub fn token(namespace: &str, name: &str) -> String {
+        use base64::Engine as _;
+        let key =
+            serde_json::json!({"v": "meta.k8s.io/v1", "start": format!("{namespace}/{name}\u{0}")});
+        base64::engine::general_purpose::URL_SAFE.encode(key.to_string())
+    }
+
+    /// Reads a token; a 400 with the real server's wording when it is not one.
+    fn parse(token: &str) -> Result<Self, ApiError> {
+        use base64::Engine as _;
+        let invalid =
+            |why: &str| ApiError::bad_request(format!("continue key is not valid: {why}"));
+        let bytes = base64::engine::general_purpose::URL_SAFE
+            .decode(token)
+            .map_err(|e| invalid(&e.to_string()))?;
+        let value: serde_json::Value =
+            serde_json::from_slice(&bytes).map_err(|e| invalid(&e.to_string()))?;
+        if value["v"] != "meta.k8s.io/v1" {
+            return Err(invalid("continue key has an unknown version"));
+        }
+        let start = value["start"]
+            .as_str()
+            .and_then(|s| s.strip_suffix('\u{0}'))
+            .and_then(|s| s.split_once('/'))
+            .ok_or_else(|| invalid("continue key has no valid start"))?;
+        Ok(Self {
+            namespace: start.0.to_owned(),
+            name: start.1.to_owned(),
+        })
+    }
 }
 
 fn truthy(v: Option<&String>) -> bool {
@@ -216,6 +264,23 @@ impl ListOptions {
             timeout_seconds: q.get("timeoutSeconds").and_then(|s| s.parse().ok()),
             allow_bookmarks: truthy(q.get("allowWatchBookmarks")),
             send_initial_events: truthy(q.get("sendInitialEvents")),
+            limit: match q.get("limit").filter(|s| !s.is_empty()) {
+                None => None,
+                Some(s) => match s.parse::<i64>() {
+                    // As the real server: a limit of 0 or below lists everything.
+                    Ok(n) => usize::try_from(n).ok().filter(|n| *n > 0),
+                    Err(e) => {
+                        return Err(ApiError::bad_request(format!(
+                            "limit: invalid value {s:?}: {e}"
+                        )));
+                    }
+                },
+            },
+            continue_after: q
+                .get("continue")
+                .filter(|s| !s.is_empty())
+                .map(|t| ContinueKey::parse(t))
+                .transpose()?,
         })
     }
 

@@ -203,12 +203,18 @@ fn select(operand: Typed, field: &str, found: &mut Vec<UnknownKubeField>) -> Opt
                 never_present: operand.never_present,
             }),
             None => {
+                // `request`'s own fields are kspy's list (refused when read directly, by
+                // `CelError::UnknownField`): read through a variable, the same field is never
+                // there either.
+                let requests_own = kube_shape::REQUEST
+                    .as_ref()
+                    .is_some_and(|request| std::ptr::eq(operand.shape, request));
                 found.push(UnknownKubeField {
                     suggestion: closest(field, fields.keys().copied()),
                     path: operand.path,
                     field: field.to_owned(),
                     root: operand.root,
-                    never_present: operand.never_present,
+                    never_present: operand.never_present || requests_own,
                 });
                 None
             }

@@ -993,6 +993,13 @@ fn a_field_read_through_a_policy_variable_is_checked_as_a_direct_read() {
             "spec.variables[2].expression",
             "variables.sc has no field \"capabilites\" (did you mean \"capabilities\"?)",
         ),
+        // `request`'s own fields are kspy's: an error, as when read directly.
+        (
+            "    - {name: r, expression: \"request\"}\n",
+            "variables.r.userinfo.username != ''",
+            "spec.validations[0].expression",
+            "variables.r has no field \"userinfo\" (did you mean \"userInfo\"?)",
+        ),
         (
             "    - {name: mounts, expression: \"target.volumeMounts\"}\n",
             "variables.mounts.all(m, m.mountPth != '/')",

@@ -77,8 +77,11 @@ impl LimitPassed {
     }
 }
 
-/// How the HTTP/2 client preface starts (`PRI * HTTP/2.0`); no HTTP/1.1 method is `PRI`.
-const HTTP2_PREFACE_START: &[u8] = b"PRI ";
+/// The HTTP/2 client preface, which hyper reads whole before it speaks HTTP/2. It is watched
+/// by the first-request limit until it is whole: a client that sent its first bytes (`PRI `)
+/// and then nothing used to be taken for HTTP/2 at once and held its connection for the
+/// 120 s idle limit, where one that sent nothing, or half an HTTP/1.1 head, is closed at 10 s.
+const HTTP2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 /// Where a connection is, as far as its reads go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -172,9 +175,9 @@ impl<S> IoDeadlines<S> {
         while !bytes.is_empty() {
             match self.phase {
                 Phase::Opening { sniffed } => {
-                    let n = (HTTP2_PREFACE_START.len() - sniffed).min(bytes.len());
-                    if bytes[..n] == HTTP2_PREFACE_START[sniffed..sniffed + n] {
-                        if sniffed + n == HTTP2_PREFACE_START.len() {
+                    let n = (HTTP2_PREFACE.len() - sniffed).min(bytes.len());
+                    if bytes[..n] == HTTP2_PREFACE[sniffed..sniffed + n] {
+                        if sniffed + n == HTTP2_PREFACE.len() {
                             self.phase = Phase::Http2;
                             self.deadline = None;
                         } else {
@@ -184,7 +187,8 @@ impl<S> IoDeadlines<S> {
                         }
                         bytes = &bytes[n..];
                     } else {
-                        // HTTP/1.1. What was sniffed before holds no line feed.
+                        // HTTP/1.1 (hyper refuses a request line that starts as the preface
+                        // does, and closes).
                         self.start_head();
                     }
                 }
@@ -486,6 +490,19 @@ mod tests {
             .expect("write");
         assert!(g.read(&mut buf).await.expect("read") > 0);
         assert!(still_waiting(&mut g, head * 3).await);
+    }
+
+    #[tokio::test]
+    async fn an_unfinished_http2_preface_is_held_to_the_first_request_limit() {
+        let (mut client, mut g) = guarded(Duration::from_millis(100), LONG);
+        let mut buf = [0u8; 64];
+        client
+            .write_all(b"PRI * HTTP/2.0\r\n")
+            .await
+            .expect("write");
+        assert!(g.read(&mut buf).await.expect("read") > 0);
+        let err = read_until_error(&mut g).await;
+        timed_out(&err, "first-request");
     }
 
     /// The head's end found a byte at a time, as the definition says.

@@ -699,3 +699,47 @@ async fn an_unfinished_http2_preface_is_closed_at_the_first_request_limit() {
     drop(stream);
     h.server.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_body_sent_after_100_continue_has_the_review_deadline_not_the_head_limit() {
+    // A client that asks before sending its body (curl does for large ones) gets
+    // `100 Continue`; the body that follows was then watched as the next request's head and
+    // cut off at the head limit, though the review deadline allowed it.
+    let h = Harness::start_with(common::POLICIES, |c| {
+        c.review_timeout = Duration::from_secs(20);
+        c.connection_limits.request_head = Duration::from_millis(300);
+    })
+    .await;
+    let body = fixture("attach-allowed.json");
+    let mut stream = raw_tls(h.server.addr, &h.tls).await;
+    let head = format!(
+        "POST /validate HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nExpect: 100-continue\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await.expect("head");
+    stream.flush().await.expect("flush");
+    let mut interim = [0u8; 25];
+    tokio::time::timeout(Duration::from_secs(5), stream.read_exact(&mut interim))
+        .await
+        .expect("100 Continue within 5 s")
+        .expect("read");
+    assert_eq!(&interim, b"HTTP/1.1 100 Continue\r\n\r\n");
+    stream.write_all(&body[..100]).await.expect("some body");
+    stream.flush().await.expect("flush");
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    stream.write_all(&body[100..]).await.expect("the rest");
+    stream.flush().await.expect("flush");
+    let (status, answer) =
+        tokio::time::timeout(Duration::from_secs(5), common::read_response(&mut stream))
+            .await
+            .expect("answered within 5 s");
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(common::response_of(answer.as_bytes())["allowed"], true);
+    assert_eq!(
+        h.server
+            .metrics()
+            .connections_closed_total(ConnectionClosed::HeadTimeout),
+        0
+    );
+    h.server.shutdown().await;
+}

@@ -29,7 +29,9 @@ impl ReviewTimeout {
     /// The limit for a call to `configured` (`--review-timeout`) with the URL query `query`.
     pub(crate) fn for_call(configured: Duration, query: Option<&str>) -> ReviewTimeout {
         let stated = query.and_then(stated_timeout);
-        match stated.map(|t| t * 9 / 10) {
+        // Nine tenths without multiplying: the caller writes the query, and a stated timeout
+        // of 5000000000000000000s (which parses) times nine overflowed, and panicked.
+        match stated.map(|t| t - t / 10) {
             Some(share) if share < configured => ReviewTimeout {
                 limit: share,
                 set_by_api_server: stated,
@@ -116,5 +118,23 @@ mod tests {
             ReviewTimeout::for_call(NINE, Some("timeout=10s")).set_by_api_server,
             None
         );
+    }
+
+    #[test]
+    fn a_huge_stated_timeout_leaves_the_flag_and_does_not_overflow() {
+        for query in [
+            "timeout=5000000000000000000s",
+            "timeout=18000000000000000000s",
+            "timeout=5000000000000000h",
+        ] {
+            let t = ReviewTimeout::for_call(NINE, Some(query));
+            assert_eq!(t.limit, NINE, "{query}");
+            assert_eq!(t.set_by_api_server, None, "{query}");
+        }
+        // Nine tenths to the nanosecond where it matters.
+        let t = ReviewTimeout::for_call(NINE, Some("timeout=1ns"));
+        assert_eq!(t.limit, Duration::from_nanos(1));
+        let t = ReviewTimeout::for_call(NINE, Some("timeout=3s"));
+        assert_eq!(t.limit, Duration::from_millis(2700));
     }
 }

@@ -77,8 +77,16 @@ impl LimitPassed {
     }
 }
 
-/// How the HTTP/2 client preface starts (`PRI * HTTP/2.0`); no HTTP/1.1 method is `PRI`.
-const HTTP2_PREFACE_START: &[u8] = b"PRI ";
+/// The HTTP/2 client preface, which hyper reads whole before it speaks HTTP/2. It is watched
+/// by the first-request limit until it is whole: a client that sent its first bytes (`PRI `)
+/// and then nothing used to be taken for HTTP/2 at once and held its connection for the
+/// 120 s idle limit, where one that sent nothing, or half an HTTP/1.1 head, is closed at 10 s.
+const HTTP2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// The interim answer hyper writes when it starts reading the body of a request that asked
+/// for it (`Expect: 100-continue`). It answers nothing: the body follows it, and is not the
+/// next request's head.
+const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 
 /// Where a connection is, as far as its reads go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -172,9 +180,9 @@ impl<S> IoDeadlines<S> {
         while !bytes.is_empty() {
             match self.phase {
                 Phase::Opening { sniffed } => {
-                    let n = (HTTP2_PREFACE_START.len() - sniffed).min(bytes.len());
-                    if bytes[..n] == HTTP2_PREFACE_START[sniffed..sniffed + n] {
-                        if sniffed + n == HTTP2_PREFACE_START.len() {
+                    let n = (HTTP2_PREFACE.len() - sniffed).min(bytes.len());
+                    if bytes[..n] == HTTP2_PREFACE[sniffed..sniffed + n] {
+                        if sniffed + n == HTTP2_PREFACE.len() {
                             self.phase = Phase::Http2;
                             self.deadline = None;
                         } else {
@@ -184,7 +192,8 @@ impl<S> IoDeadlines<S> {
                         }
                         bytes = &bytes[n..];
                     } else {
-                        // HTTP/1.1. What was sniffed before holds no line feed.
+                        // HTTP/1.1 (hyper refuses a request line that starts as the preface
+                        // does, and closes).
                         self.start_head();
                     }
                 }
@@ -205,10 +214,20 @@ impl<S> IoDeadlines<S> {
         }
     }
 
-    /// An answer went out: the next bytes read start a new request.
-    fn wrote(&mut self, n: usize) {
-        if n > 0 && matches!(self.phase, Phase::Head { .. } | Phase::Body) {
-            self.phase = Phase::Idle;
+    /// `n` bytes went out, the first of them `first` (the start of what was written, at
+    /// most `n` bytes): an answer, after which the next bytes read start a new request; or
+    /// only the interim `100 Continue`, after which the body still follows. Taken for an
+    /// answer, it left the body watched as a head: a body sent after it more slowly than the
+    /// head limit (10 s) was cut off, though the review deadline (up to 30 s) allowed it.
+    fn wrote(&mut self, n: usize, first: &[u8]) {
+        if n == 0 {
+            return;
+        }
+        let interim = n == first.len() && n <= CONTINUE.len() && CONTINUE.starts_with(first);
+        match self.phase {
+            Phase::Body if interim => {}
+            Phase::Head { .. } | Phase::Body => self.phase = Phase::Idle,
+            _ => {}
         }
     }
 }
@@ -282,7 +301,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for IoDeadlines<S> {
         let this = self.get_mut();
         let written = Pin::new(&mut this.inner).poll_write(cx, buf);
         if let Poll::Ready(Ok(n)) = written {
-            this.wrote(n);
+            this.wrote(n, &buf[..n.min(buf.len())]);
         }
         this.check_write(cx, written)
     }
@@ -295,7 +314,11 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for IoDeadlines<S> {
         let this = self.get_mut();
         let written = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
         if let Poll::Ready(Ok(n)) = written {
-            this.wrote(n);
+            let first = bufs
+                .iter()
+                .find(|b| !b.is_empty())
+                .map_or(&[][..], |b| &b[..]);
+            this.wrote(n, &first[..n.min(first.len())]);
         }
         this.check_write(cx, written)
     }
@@ -486,6 +509,53 @@ mod tests {
             .expect("write");
         assert!(g.read(&mut buf).await.expect("read") > 0);
         assert!(still_waiting(&mut g, head * 3).await);
+    }
+
+    #[tokio::test]
+    async fn an_unfinished_http2_preface_is_held_to_the_first_request_limit() {
+        let (mut client, mut g) = guarded(Duration::from_millis(100), LONG);
+        let mut buf = [0u8; 64];
+        client
+            .write_all(b"PRI * HTTP/2.0\r\n")
+            .await
+            .expect("write");
+        assert!(g.read(&mut buf).await.expect("read") > 0);
+        let err = read_until_error(&mut g).await;
+        timed_out(&err, "first-request");
+    }
+
+    #[tokio::test]
+    async fn a_body_sent_after_100_continue_is_not_watched_as_a_head() {
+        let head = Duration::from_millis(100);
+        let (mut client, mut g) = guarded(LONG, head);
+        let mut buf = [0u8; 256];
+        client
+            .write_all(
+                b"POST /validate HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 9\r\n\r\n",
+            )
+            .await
+            .expect("write");
+        assert!(g.read(&mut buf).await.expect("read") > 0);
+        g.write_all(CONTINUE).await.expect("continue");
+        client.write_all(b"{\"ki").await.expect("write");
+        assert!(g.read(&mut buf).await.expect("read") > 0);
+        // The rest of the body is slow: the review deadline's business, not the head limit's.
+        assert!(still_waiting(&mut g, head * 3).await);
+        client.write_all(b"nd\"}").await.expect("write");
+        assert!(g.read(&mut buf).await.expect("read") > 0);
+        // The interim answer and the final one written at once: an answer.
+        g.write_all(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\n\r\n")
+            .await
+            .expect("answer");
+        assert!(
+            still_waiting(&mut g, head * 3).await,
+            "idle between requests"
+        );
+        client
+            .write_all(b"POST /validate HTTP/1.1\r\n")
+            .await
+            .expect("write");
+        timed_out(&read_until_error(&mut g).await, "request-head");
     }
 
     /// The head's end found a byte at a time, as the definition says.

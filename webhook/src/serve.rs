@@ -279,6 +279,12 @@ pub(crate) async fn serve<H, S, B>(
             let _registered = registered;
             let handshaken = tokio::select! {
                 handshaken = tokio::time::timeout(limits.handshake, handshake.handshake(tcp)) => handshaken,
+                // A connection still in its handshake has no request to finish: at shutdown it
+                // closes at once, instead of holding the shutdown up to the handshake limit.
+                () = stopped(&mut stop) => {
+                    tracing::debug!(%peer, "closing a connection still in its TLS handshake at shutdown");
+                    return;
+                }
                 () = evicted.notified() => {
                     tracing::debug!(%peer, "closing a connection still in its TLS handshake for a newcomer at the connection limit");
                     closed(ConnectionClosed::Evicted);

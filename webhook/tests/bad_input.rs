@@ -364,6 +364,33 @@ async fn a_shorter_api_server_timeout_sets_the_deadline() {
 }
 
 #[tokio::test]
+async fn odd_stated_timeouts_are_judged_under_the_configured_deadline() {
+    // A caller writes the query: a stated timeout too large to take nine tenths of by
+    // multiplying used to panic the connection's task, which closed without an answer.
+    let h = Harness::start().await;
+    for query in [
+        "timeout=5000000000000000000s",
+        "timeout=5000000000000000h",
+        "timeout=",
+        "timeout=-1s",
+        "timeout=1s&timeout=5000000000000000000s",
+    ] {
+        let mut conn = h.connect(HttpVersion::Http1).await;
+        let response = conn
+            .post_json(
+                &format!("/validate?{query}"),
+                fixture("attach-allowed.json"),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("?{query}: no answer: {e}"));
+        assert_eq!(response.status().as_u16(), 200, "?{query}");
+        let r = response_of(&response.into_body());
+        assert_eq!(r["allowed"], true, "?{query}: {r}");
+    }
+    h.server.shutdown().await;
+}
+
+#[tokio::test]
 async fn a_panic_while_judging_is_a_denial_and_the_server_keeps_serving() {
     let h = Harness::start_with(common::POLICIES, |c| {
         c.fault_injection = FaultInjection::Panic

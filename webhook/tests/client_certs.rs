@@ -1,6 +1,6 @@
 //! Client certificates (`--client-ca`, `--client-name`) over real TLS on loopback: a client
-//! with a certificate from the CA is answered; one without a certificate, with one from
-//! another CA, with one not for client authentication, or without an allowed name gets no
+//! with a certificate from the CA is answered; one without a certificate, an expired one, one from
+//! another CA, one not for client authentication, or one without an allowed name gets no
 //! connection, and the refusal is counted and logged; the CA file is reloaded on a Secret
 //! volume's `..data` swap, a broken change keeping the previous CAs; a CA file that cannot
 //! work stops the start.
@@ -52,7 +52,25 @@ impl ClientCa {
         self.issue(cn, dns, ExtendedKeyUsagePurpose::ClientAuth)
     }
 
+    /// A client certificate (clientAuth) with common name `cn` that expired in 2000.
+    fn expired_client(&self, cn: &str) -> ClientCert {
+        self.issue_with(cn, &[], ExtendedKeyUsagePurpose::ClientAuth, |params| {
+            params.not_before = rcgen::date_time_ymd(1999, 1, 1);
+            params.not_after = rcgen::date_time_ymd(2000, 1, 1);
+        })
+    }
+
     fn issue(&self, cn: &str, dns: &[&str], eku: ExtendedKeyUsagePurpose) -> ClientCert {
+        self.issue_with(cn, dns, eku, |_| {})
+    }
+
+    fn issue_with(
+        &self,
+        cn: &str,
+        dns: &[&str],
+        eku: ExtendedKeyUsagePurpose,
+        tweak: impl FnOnce(&mut CertificateParams),
+    ) -> ClientCert {
         let key = KeyPair::generate().expect("key");
         let mut params = CertificateParams::default();
         params.distinguished_name = DistinguishedName::new();
@@ -63,6 +81,7 @@ impl ClientCa {
             .collect();
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         params.extended_key_usages = vec![eku];
+        tweak(&mut params);
         let cert = params.signed_by(&key, &self.issuer).expect("signed");
         ClientCert {
             chain: vec![cert.der().clone()],
@@ -256,6 +275,24 @@ async fn a_client_without_a_certificate_is_refused_and_counted() {
         metrics.contains("kspy_connections_closed_total{reason=\"client-cert-refused\"} 3\n"),
         "{metrics}"
     );
+    h.server.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_expired_client_certificate_is_refused_with_certificate_expired() {
+    let dir = tempfile::tempdir().expect("dir");
+    let ca = ClientCa::new("kspy client CA");
+    let h = requiring(&write_ca(dir.path(), &ca), &[]).await;
+    let expired = ca.expired_client("kube-apiserver");
+    for version in [&TLS12, &TLS13] {
+        let tls = client(&h.certs.ca_cert_pem, version, Some(&expired));
+        assert_eq!(
+            refusal(h.server.addr, &tls).await,
+            AlertDescription::CertificateExpired,
+            "{version:?}"
+        );
+    }
+    refusals_counted(&h, 2).await;
     h.server.shutdown().await;
 }
 

@@ -654,3 +654,92 @@ async fn an_idle_http2_connection_whose_answers_are_never_taken_is_closed() {
     closed_for(&h, ConnectionClosed::WriteStall, 1).await;
     h.server.shutdown().await;
 }
+
+#[tokio::test]
+async fn an_unfinished_http2_preface_is_closed_at_the_first_request_limit() {
+    // The first bytes of the preface, then nothing: they used to make the connection HTTP/2
+    // at once, watched by nothing but the idle limit (120 s).
+    let h = Harness::start_with(common::POLICIES, |c| {
+        c.connection_limits.first_request = Duration::from_millis(300)
+    })
+    .await;
+    let tls = kspy_webhook::tls::client_config(common::ca_roots(&[&h.certs.ca_cert_pem]), &[b"h2"])
+        .expect("client config");
+    for part in [&b"PRI "[..], b"PRI * HTTP/2.0\r\n\r\nSM\r\n"] {
+        let mut stream = raw_tls(h.server.addr, &tls).await;
+        let started = Instant::now();
+        stream.write_all(part).await.expect("part of the preface");
+        stream.flush().await.expect("flush");
+        closed_after(&mut stream, started, &String::from_utf8_lossy(part)).await;
+    }
+    closed_for(&h, ConnectionClosed::FirstRequestTimeout, 2).await;
+    // A whole preface is HTTP/2, served as before.
+    let mut stream = common::h2::peer(&h).await;
+    send_frame_on(
+        &mut stream,
+        1,
+        HEADERS,
+        END_HEADERS | END_STREAM,
+        &request_headers(false, "/nope"),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let mut headers = false;
+    while let Some((kind, _, _)) =
+        tokio::time::timeout(Duration::from_secs(5), next_frame(&mut stream))
+            .await
+            .expect("a frame within 5 s")
+    {
+        if kind == HEADERS {
+            headers = true;
+            break;
+        }
+    }
+    assert!(headers, "the request was answered");
+    drop(stream);
+    h.server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_body_sent_after_100_continue_has_the_review_deadline_not_the_head_limit() {
+    // A client that asks before sending its body (curl does for large ones) gets
+    // `100 Continue`; the body that follows was then watched as the next request's head and
+    // cut off at the head limit, though the review deadline allowed it.
+    let h = Harness::start_with(common::POLICIES, |c| {
+        c.review_timeout = Duration::from_secs(20);
+        c.connection_limits.request_head = Duration::from_millis(300);
+    })
+    .await;
+    let body = fixture("attach-allowed.json");
+    let mut stream = raw_tls(h.server.addr, &h.tls).await;
+    let head = format!(
+        "POST /validate HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nExpect: 100-continue\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await.expect("head");
+    stream.flush().await.expect("flush");
+    let mut interim = [0u8; 25];
+    tokio::time::timeout(Duration::from_secs(5), stream.read_exact(&mut interim))
+        .await
+        .expect("100 Continue within 5 s")
+        .expect("read");
+    assert_eq!(&interim, b"HTTP/1.1 100 Continue\r\n\r\n");
+    stream.write_all(&body[..100]).await.expect("some body");
+    stream.flush().await.expect("flush");
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    stream.write_all(&body[100..]).await.expect("the rest");
+    stream.flush().await.expect("flush");
+    let (status, answer) =
+        tokio::time::timeout(Duration::from_secs(5), common::read_response(&mut stream))
+            .await
+            .expect("answered within 5 s");
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(common::response_of(answer.as_bytes())["allowed"], true);
+    assert_eq!(
+        h.server
+            .metrics()
+            .connections_closed_total(ConnectionClosed::HeadTimeout),
+        0
+    );
+    h.server.shutdown().await;
+}

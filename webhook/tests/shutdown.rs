@@ -188,3 +188,50 @@ async fn sighup_is_ignored_with_a_log_line_and_a_second_sigterm_says_already_sto
     let exit = webhook.wait().await;
     assert!(exit.success(), "{exit:?}");
 }
+
+#[tokio::test]
+async fn shutdown_does_not_wait_for_connections_with_no_request() {
+    // Idle keep-alive connections on both protocols, and a client that connected and has not
+    // started its TLS handshake: none has a request, so none holds the shutdown. The last one
+    // used to hold it until the 10 s handshake limit.
+    let h = Harness::start().await;
+    let mut http1 = h.connect(HttpVersion::Http1).await;
+    let answer = http1
+        .post_json("/validate", fixture("attach-allowed.json"))
+        .await
+        .expect("http/1.1 review");
+    assert_eq!(answer.status().as_u16(), 200);
+    let mut http2 = HttpsConnection::connect(
+        h.server.addr,
+        "localhost",
+        &kspy_webhook::tls::client_config(common::ca_roots(&[&h.certs.ca_cert_pem]), &[b"h2"])
+            .expect("h2 client config"),
+        HttpVersion::Http2,
+    )
+    .await
+    .expect("h2 connect");
+    let answer = http2
+        .post_json("/validate", fixture("attach-allowed.json"))
+        .await
+        .expect("h2 review");
+    assert_eq!(answer.status().as_u16(), 200);
+    let _silent = tokio::net::TcpStream::connect(h.server.addr)
+        .await
+        .expect("connect");
+    let metrics = h.server.metrics().clone();
+    eventually("three connections open", Duration::from_secs(5), || {
+        let m = metrics.clone();
+        async move { m.render().contains("kspy_connections_open 3\n") }
+    })
+    .await;
+
+    let started = std::time::Instant::now();
+    tokio::time::timeout(Duration::from_secs(5), h.server.shutdown())
+        .await
+        .expect("shutdown completes");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "shutdown took {:?}",
+        started.elapsed()
+    );
+}

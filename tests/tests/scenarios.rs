@@ -1606,3 +1606,51 @@ async fn warn_mode_policies_reach_the_user_as_warnings() {
     }
     env.cleanup().await.unwrap();
 }
+
+/// `kspy node` on a Windows node: the pod of the default profile (host namespaces, the node's
+/// `/` at `/host`, busybox) is one the API server accepts and a Windows kubelet can never
+/// run, so kspy used to create it and wait until --timeout. It refuses it now, saying why and
+/// what works there, with nothing created; the harness's Linux node still gets its pod.
+#[tokio::test]
+async fn a_windows_node_is_refused_the_linux_node_pod() {
+    let Some(env) = env().await else { return };
+    if env.is_real() {
+        tools::skip("on a real cluster: needs a Windows node");
+        return;
+    }
+    let server = env.server().expect("in process");
+    let node: k8s_openapi::api::core::v1::Node = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "win-1", "labels": {"kubernetes.io/hostname": "win-1",
+            "kubernetes.io/os": "windows", "kubernetes.io/arch": "amd64"}},
+        "status": {"conditions": [{"type": "Ready", "status": "True"}]}
+    }))
+    .unwrap();
+    server.add_node(node);
+    let posts = || {
+        server
+            .requests()
+            .into_iter()
+            .filter(|r| r.method == "POST" && r.uri.contains("/pods"))
+            .count()
+    };
+    let before = posts();
+    for extra in [&[][..], &["--profile", "baseline"]] {
+        let mut args = vec!["node", "win-1", "--no-attach"];
+        args.extend_from_slice(extra);
+        let out = env.kspy("alice", &args, None).await.unwrap();
+        assert_eq!(out.code, Some(1), "{args:?}: {}", out.all());
+        assert!(
+            out.stderr.starts_with("kspy: node win-1 runs Windows: "),
+            "{}",
+            out.all()
+        );
+        assert!(out.stderr.contains("nothing was created"), "{}", out.all());
+    }
+    assert_eq!(posts(), before, "no pod was created");
+    let out = env
+        .kspy("alice", &["node", "node-1", "--no-attach"], None)
+        .await
+        .unwrap();
+    assert!(out.success(), "the Linux node: {}", out.all());
+    assert_eq!(posts(), before + 1);
+}

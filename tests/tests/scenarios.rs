@@ -1654,3 +1654,92 @@ async fn a_windows_node_is_refused_the_linux_node_pod() {
     assert!(out.success(), "the Linux node: {}", out.all());
     assert_eq!(posts(), before + 1);
 }
+
+/// `kspy copy --fork -c CONTAINER` where CONTAINER is an init container: a sidecar
+/// (`restartPolicy: Always`) is put to sleep like any container, probes and postStart hook
+/// gone; any other init container is refused before anything is created (asleep it would
+/// never complete, and nothing else would start). The old code accepted it, put nothing to
+/// sleep, and its note named the first container as sleeping.
+#[tokio::test]
+async fn fork_puts_a_sidecar_to_sleep_and_refuses_an_init_container() {
+    let Some(env) = env().await else { return };
+    if env.is_real() {
+        tools::skip("in process only: seeds its own pod");
+        return;
+    }
+    let server = env.server().expect("in process");
+    let mut pod = kspy_e2e::fixtures::web_pod(&env.ns, "meshed");
+    let spec = pod.spec.as_mut().expect("spec");
+    spec.init_containers = Some(
+        serde_json::from_value(serde_json::json!([
+            {"name": "migrate", "image": "registry.example.com/shop/web:1.4.2",
+             "command": ["/web", "migrate"]},
+            {"name": "mesh", "image": "registry.example.com/shop/proxy:2.0",
+             "restartPolicy": "Always", "args": ["--admin", "15000"],
+             "startupProbe": {"tcpSocket": {"port": 15000}},
+             "lifecycle": {"postStart": {"exec": {"command": ["/proxy", "wait-ready"]}}}}
+        ]))
+        .unwrap(),
+    );
+    server.add_pod(pod).expect("a valid pod");
+
+    let fork = |to: &'static str, target: &'static str| {
+        let env = &env;
+        async move {
+            env.kspy(
+                "alice",
+                &[
+                    "copy",
+                    "meshed",
+                    "--to",
+                    to,
+                    "--fork",
+                    "-c",
+                    target,
+                    "--image",
+                    "busybox:1.36",
+                    "--no-attach",
+                ],
+                None,
+            )
+            .await
+            .unwrap()
+        }
+    };
+    let out = fork("meshed-migrate", "migrate").await;
+    assert_eq!(out.code, Some(1), "{}", out.all());
+    assert!(
+        out.stderr.starts_with(
+            "kspy: --fork cannot put container migrate to sleep: it is an init container of pod \
+             meshed\n"
+        ),
+        "{}",
+        out.all()
+    );
+    assert!(
+        env.pod("meshed-migrate").await.is_err(),
+        "nothing was created"
+    );
+
+    let out = fork("meshed-mesh", "mesh").await;
+    assert!(out.success(), "{}", out.all());
+    assert!(
+        out.stderr
+            .contains("in container mesh instead of its command"),
+        "{}",
+        out.all()
+    );
+    let copy = env.pod("meshed-mesh").await.unwrap();
+    let spec = copy.spec.expect("spec");
+    let mesh = &spec.init_containers.as_ref().expect("init containers")[1];
+    assert_eq!(
+        mesh.command.as_deref(),
+        Some(&["sleep".to_string(), "2147483647".to_string()][..])
+    );
+    assert!(
+        mesh.args.is_none() && mesh.startup_probe.is_none(),
+        "{mesh:?}"
+    );
+    assert!(mesh.lifecycle.is_none(), "{mesh:?}");
+    assert_eq!(spec.containers[0].command, None, "app runs as before");
+}

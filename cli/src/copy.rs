@@ -103,7 +103,8 @@ pub struct CopyArgs {
           default_value = "false", hide_default_value = true, default_missing_value = "true",
           value_parser = crate::args::parse_bool, action = clap::ArgAction::Set)]
     pub fork: bool,
-    /// Keep the original labels
+    /// Keep the original labels (a ReplicaSet, DaemonSet or Job whose pod it is then adopts
+    /// the copy, and may delete it)
     #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true,
           default_value = "false", hide_default_value = true, default_missing_value = "true",
           value_parser = crate::args::parse_bool, action = clap::ArgAction::Set)]
@@ -450,6 +451,46 @@ pub fn fork_note(copy: &Pod, opts: &CopyOptions) -> Option<String> {
     ))
 }
 
+/// The controllers that adopt a pod without an owner their selector matches (their controller
+/// reference manager claims orphans). A StatefulSet adopts only pods named as its own
+/// (`NAME-ORDINAL`), which a copy is not.
+const ADOPTING_CONTROLLERS: [&str; 4] = ["ReplicaSet", "ReplicationController", "DaemonSet", "Job"];
+
+/// What `--keep-labels` does to a copy of a pod a controller owns: the copy, which kspy creates
+/// without `ownerReferences`, still carries every label the controller's selector reads, so the
+/// controller adopts it as one of its pods — a ReplicaSet then has one pod too many and deletes
+/// the one it ranks lowest, which a copy still starting is; a Job counts its exit as one of
+/// its own. The note names the controller; `None` when the copy does not keep the source's
+/// labels (the default, or the legacy profile) or no adopting controller owns the source.
+pub fn adoption_note(source: &Pod, copy: &Pod) -> Option<String> {
+    let owner = source
+        .metadata
+        .owner_references
+        .iter()
+        .flatten()
+        .find(|o| o.controller == Some(true) && ADOPTING_CONTROLLERS.contains(&o.kind.as_str()))?;
+    let labels = source.metadata.labels.as_ref().filter(|l| !l.is_empty())?;
+    let kept = copy.metadata.labels.as_ref()?;
+    if labels
+        .iter()
+        .filter(|(k, _)| k.as_str() != DEBUG_LABEL)
+        .any(|(k, v)| kept.get(k) != Some(v))
+    {
+        return None;
+    }
+    let consequence = if owner.kind == "Job" {
+        "count the copy as one of its pods: its exit would count as the Job's success or failure"
+    } else {
+        "then hold one pod too many and delete one, most likely the copy while it starts"
+    };
+    Some(format!(
+        "--keep-labels keeps the labels {} {} selects its pods by, and a controller adopts any \
+         pod without an owner that its selector matches: it will take the copy as its own and \
+         {consequence}. Leave out --keep-labels unless that is what you want",
+        owner.kind, owner.name
+    ))
+}
+
 /// The error when the copy `to` was created (or admitted, in a server dry run) but the
 /// original `pod` could not be deleted (`err`): the copy is not left unmentioned.
 /// `flags`: the cluster flags given, repeated in the command it suggests
@@ -535,6 +576,9 @@ pub async fn run(args: CopyArgs) -> Result<ExitCode, KspyError> {
     let copy = build_copy(&source, &opts, builder.as_ref())?;
     if let Some(note) = fork_note(&copy, &opts).filter(|_| !d.quiet) {
         eprintln!("note: {note}");
+    }
+    if let Some(note) = adoption_note(&source, &copy).filter(|_| !d.quiet) {
+        eprintln!("note: {}", output::printable(&note));
     }
     let dry = d.dry_run != DryRun::None;
     let mut requests: Vec<(PlannedRequest, Action)> = vec![(
@@ -878,6 +922,61 @@ mod tests {
                 "{rendered}"
             );
         }
+    }
+
+    /// --keep-labels on a copy of a ReplicaSet's pod: the copy has no owner but every label
+    /// the ReplicaSet selects by, so it adopts the copy and deletes a pod to get back to its
+    /// count. kspy says so; not without --keep-labels, not with the legacy profile (which
+    /// drops the labels whatever --keep-labels says), not for a pod no such controller owns.
+    #[test]
+    fn keep_labels_of_a_controlled_pod_is_noted() {
+        let source = golden::fixture_pod("pod-web.json");
+        let note = |profile: Profile, labels: bool, source: &Pod| {
+            let o = CopyOptions {
+                profile,
+                keep: KeepFlags {
+                    labels,
+                    ..KeepFlags::default()
+                },
+                ..opts()
+            };
+            let copy = build_copy(source, &o, Some(&debug())).expect("builds");
+            adoption_note(source, &copy)
+        };
+        assert_eq!(
+            note(Profile::General, true, &source).as_deref(),
+            Some(
+                "--keep-labels keeps the labels ReplicaSet web-7d9f8c6b5 selects its pods by, and \
+                 a controller adopts any pod without an owner that its selector matches: it will \
+                 take the copy as its own and then hold one pod too many and delete one, most \
+                 likely the copy while it starts. Leave out --keep-labels unless that is what \
+                 you want"
+            )
+        );
+        assert_eq!(note(Profile::General, false, &source), None);
+        assert_eq!(note(Profile::Legacy, true, &source), None);
+        let mut v = serde_json::to_value(&source).expect("json");
+        v["metadata"]["ownerReferences"][0]["kind"] = json!("Job");
+        v["metadata"]["ownerReferences"][0]["name"] = json!("backup-29001");
+        let job: Pod = serde_json::from_value(v.clone()).expect("pod");
+        let job_note = note(Profile::General, true, &job).expect("noted");
+        assert!(
+            job_note.contains("Job backup-29001") && job_note.contains("success or failure"),
+            "{job_note}"
+        );
+        v["metadata"]["ownerReferences"][0]["kind"] = json!("StatefulSet");
+        let sts: Pod = serde_json::from_value(v.clone()).expect("pod");
+        assert_eq!(
+            note(Profile::General, true, &sts),
+            None,
+            "adopts its own names only"
+        );
+        v["metadata"]
+            .as_object_mut()
+            .expect("meta")
+            .remove("ownerReferences");
+        let bare: Pod = serde_json::from_value(v).expect("pod");
+        assert_eq!(note(Profile::General, true, &bare), None);
     }
 
     #[test]

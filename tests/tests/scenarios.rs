@@ -1743,3 +1743,71 @@ async fn fork_puts_a_sidecar_to_sleep_and_refuses_an_init_container() {
     assert!(mesh.lifecycle.is_none(), "{mesh:?}");
     assert_eq!(spec.containers[0].command, None, "app runs as before");
 }
+
+/// `kspy copy --keep-labels` of a pod a ReplicaSet controls: the copy has no owner but the
+/// labels the ReplicaSet selects by, so the ReplicaSet would adopt it and delete a pod to get
+/// back to its count, most likely the copy. kspy says so in a note; without --keep-labels the
+/// copy has no labels but kspy's own, and nothing is said.
+#[tokio::test]
+async fn keep_labels_of_a_replicaset_pod_warns_of_adoption() {
+    let Some(env) = env().await else { return };
+    if env.is_real() {
+        tools::skip("in process only: seeds its own pod");
+        return;
+    }
+    let server = env.server().expect("in process");
+    let mut pod = kspy_e2e::fixtures::web_pod(&env.ns, "web-7d9f8c6b5-x2x4q");
+    pod.metadata.labels = Some(
+        [
+            ("app".to_string(), "web".to_string()),
+            ("pod-template-hash".to_string(), "7d9f8c6b5".to_string()),
+        ]
+        .into(),
+    );
+    pod.metadata.owner_references = Some(
+        serde_json::from_value(serde_json::json!([{"apiVersion": "apps/v1",
+            "kind": "ReplicaSet", "name": "web-7d9f8c6b5",
+            "uid": "5e1d7c3b-1111-4a2b-9c3d-aaaabbbbcccc", "controller": true,
+            "blockOwnerDeletion": true}]))
+        .unwrap(),
+    );
+    server.add_pod(pod).expect("a valid pod");
+    let copy = |to: &'static str, keep: bool| {
+        let env = &env;
+        async move {
+            let mut args = vec![
+                "copy",
+                "web-7d9f8c6b5-x2x4q",
+                "--to",
+                to,
+                "--image",
+                "busybox:1.36",
+                "--no-attach",
+            ];
+            if keep {
+                args.push("--keep-labels");
+            }
+            env.kspy("alice", &args, None).await.unwrap()
+        }
+    };
+    let out = copy("web-kept", true).await;
+    assert!(out.success(), "{}", out.all());
+    assert!(
+        out.stderr.contains(
+            "note: --keep-labels keeps the labels ReplicaSet web-7d9f8c6b5 selects its pods by"
+        ),
+        "{}",
+        out.all()
+    );
+    let kept = env.pod("web-kept").await.unwrap();
+    assert_eq!(
+        kept.metadata
+            .labels
+            .unwrap_or_default()
+            .get("pod-template-hash"),
+        Some(&"7d9f8c6b5".to_string())
+    );
+    let out = copy("web-plain", false).await;
+    assert!(out.success(), "{}", out.all());
+    assert!(!out.stderr.contains("--keep-labels"), "{}", out.all());
+}

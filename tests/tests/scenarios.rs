@@ -1811,3 +1811,35 @@ async fn keep_labels_of_a_replicaset_pod_warns_of_adoption() {
     assert!(out.success(), "{}", out.all());
     assert!(!out.stderr.contains("--keep-labels"), "{}", out.all());
 }
+
+/// `kspy node` on a node whose name is too long for `node-debugger-NODE-XXXXX` within a pod
+/// name's 253 characters: the name is cut, keeps the random suffix, and the API server takes
+/// it (a subdomain's parts have no 63-character limit).
+#[tokio::test]
+async fn a_long_node_name_still_gets_its_node_pod() {
+    let Some(env) = env().await else { return };
+    if env.is_real() {
+        tools::skip("on a real cluster: needs a node with a 240-character name");
+        return;
+    }
+    let server = env.server().expect("in process");
+    let long = format!("{}.compute.internal", "ip-10-0-1-2".repeat(20));
+    let node: k8s_openapi::api::core::v1::Node = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": long, "labels": {"kubernetes.io/os": "linux"}}
+    }))
+    .unwrap();
+    server.add_node(node);
+    let out = env
+        .kspy("alice", &["node", &long, "--no-attach", "-q"], None)
+        .await
+        .unwrap();
+    assert!(out.success(), "{}", out.all());
+    let name = out.stdout.trim();
+    assert_eq!(name.len(), 253, "{name}");
+    assert!(name.starts_with("node-debugger-ip-10-0-1-2"), "{name}");
+    let pod = env.pod(name).await.expect("created");
+    assert_eq!(
+        pod.spec.and_then(|s| s.node_name).as_deref(),
+        Some(long.as_str())
+    );
+}

@@ -73,7 +73,8 @@ pub struct CopyArgs {
     #[command(flatten)]
     pub debug: DebugArgs,
     /// Share one process namespace between the copy's containers (--share-processes=false to
-    /// not) [default: true, unless the pod sets shareProcessNamespace itself or uses hostPID]
+    /// not) [default: true, unless the pod sets shareProcessNamespace itself, uses hostPID or
+    /// runs Windows]
     #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true,
           default_missing_value = "true",
           value_parser = crate::args::parse_bool, action = clap::ArgAction::Set)]
@@ -194,11 +195,14 @@ pub struct CopyOptions {
 }
 
 /// The copy's `shareProcessNamespace`: `--share-processes` (`flag`) when given, as kubectl;
-/// without it, true when `source` leaves it unset and does not use `hostPID`, else the
-/// source's own (an explicit `false` stays).
+/// without it, true when `source` leaves it unset, does not use `hostPID` and does not run
+/// Windows, else the source's own (an explicit `false` stays).
 ///
 /// An explicit true for a `hostPID` pod is refused: the API server refuses
-/// `shareProcessNamespace` together with `hostPID`.
+/// `shareProcessNamespace` together with `hostPID`. So is any explicit value for a Windows pod
+/// (`spec.os.name: windows`), where the API server refuses the field itself, true or false
+/// ("cannot be set for a windows pod"); kubectl debug --copy-to always sets it, and so cannot
+/// copy a Windows pod at all.
 pub fn share_process_namespace(
     source: &Pod,
     flag: Option<bool>,
@@ -206,7 +210,18 @@ pub fn share_process_namespace(
     let spec = source.spec.as_ref();
     let own = spec.and_then(|s| s.share_process_namespace);
     let host_pid = spec.and_then(|s| s.host_pid) == Some(true);
+    let windows = spec.is_some_and(crate::profile::runs_windows);
     match flag {
+        Some(given) if windows => Err(BuildError::InvalidFlag {
+            flag: "--share-processes",
+            value: given.to_string(),
+            why: format!(
+                "pod {} runs Windows (spec.os.name: windows), where the API server refuses \
+                 shareProcessNamespace, true or false; leave out --share-processes (Windows \
+                 containers do not share a process namespace)",
+                source.metadata.name.as_deref().unwrap_or_default()
+            ),
+        }),
         Some(true) if host_pid => Err(BuildError::InvalidFlag {
             flag: "--share-processes",
             value: "true".to_string(),
@@ -218,7 +233,7 @@ pub fn share_process_namespace(
             ),
         }),
         Some(given) => Ok(Some(given)),
-        None if own.is_none() && !host_pid => Ok(Some(true)),
+        None if own.is_none() && !host_pid && !windows => Ok(Some(true)),
         None => Ok(own),
     }
 }
@@ -1126,6 +1141,31 @@ mod tests {
         assert_eq!(shared(&own_false, Some(true)).expect("builds"), Some(true));
         assert_eq!(shared(&plain, Some(false)).expect("builds"), Some(false));
         assert_eq!(shared(&host_pid, Some(false)).expect("builds"), Some(false));
+        // A Windows pod: the API server refuses the field, true or false. Left unset, with
+        // every profile (the profile's own "share processes" included); a flag is refused.
+        let windows = pod(json!({"os": {"name": "windows"}}));
+        assert_eq!(shared(&windows, None).expect("builds"), None);
+        for profile in crate::profile::ALL {
+            let o = CopyOptions { profile, ..opts() };
+            let copy = build_copy(&windows, &o, None).expect("builds");
+            assert_eq!(
+                copy.spec.and_then(|s| s.share_process_namespace),
+                None,
+                "{profile:?}"
+            );
+        }
+        for flag in [true, false] {
+            let err = shared(&windows, Some(flag)).expect_err("refused");
+            assert_eq!(
+                err.to_string(),
+                format!(
+                    "invalid --share-processes value \"{flag}\": pod web-7d9f8c6b5-x2x4q runs \
+                     Windows (spec.os.name: windows), where the API server refuses \
+                     shareProcessNamespace, true or false; leave out --share-processes (Windows \
+                     containers do not share a process namespace)"
+                )
+            );
+        }
         let err = shared(&host_pid, Some(true)).expect_err("refused");
         assert_eq!(
             err.to_string(),

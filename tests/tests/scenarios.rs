@@ -1843,3 +1843,66 @@ async fn a_long_node_name_still_gets_its_node_pod() {
         Some(long.as_str())
     );
 }
+
+/// `kspy copy` of a Windows pod (`spec.os.name: windows`): the API server refuses
+/// `shareProcessNamespace` there, true or false ("cannot be set for a windows pod"), so the copy
+/// leaves it unset — it used to set it, as kubectl debug --copy-to does, and no copy of a
+/// Windows pod could be made with any profile. With `--profile baseline` the copy is created;
+/// an explicit `--share-processes` is refused before anything is created, saying why.
+#[tokio::test]
+async fn a_windows_pod_can_be_copied() {
+    let Some(env) = env().await else { return };
+    if env.is_real() {
+        tools::skip("on a real cluster: needs a Windows node");
+        return;
+    }
+    let server = env.server().expect("in process");
+    let pod: Pod = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "win", "namespace": env.ns},
+        "spec": {
+            "os": {"name": "windows"},
+            "automountServiceAccountToken": false,
+            "containers": [{"name": "app",
+                "image": "mcr.microsoft.com/windows/nanoserver:ltsc2022"}]
+        }
+    }))
+    .unwrap();
+    server.add_pod(pod).expect("a valid Windows pod");
+    let copy = |to: &'static str, extra: &'static [&'static str]| {
+        let env = &env;
+        async move {
+            let mut args = vec![
+                "copy",
+                "win",
+                "--to",
+                to,
+                "--profile",
+                "baseline",
+                "--image",
+                "mcr.microsoft.com/windows/nanoserver:ltsc2022",
+                "--no-attach",
+            ];
+            args.extend_from_slice(extra);
+            env.kspy("alice", &args, None).await.unwrap()
+        }
+    };
+    let out = copy("win-copy", &[]).await;
+    assert!(out.success(), "{}", out.all());
+    let created = env.pod("win-copy").await.expect("the copy exists");
+    assert_eq!(created.spec.and_then(|s| s.share_process_namespace), None);
+    for flag in ["--share-processes", "--share-processes=false"] {
+        let extra: &'static [&'static str] = if flag.ends_with("false") {
+            &["--share-processes=false"]
+        } else {
+            &["--share-processes"]
+        };
+        let out = copy("win-copy-2", extra).await;
+        assert_eq!(out.code, Some(1), "{flag}: {}", out.all());
+        assert!(
+            out.stderr.contains("runs Windows (spec.os.name: windows)"),
+            "{flag}: {}",
+            out.all()
+        );
+        assert!(env.pod("win-copy-2").await.is_err(), "nothing created");
+    }
+}

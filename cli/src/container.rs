@@ -182,6 +182,22 @@ pub enum BuildError {
         /// The drop list's entry naming it.
         dropped: String,
     },
+    /// `kspy copy --fork` with `-c` naming an init container that is no sidecar: put to sleep,
+    /// it would never complete, and the pod's containers, the debug container among them,
+    /// start only after it has.
+    #[error("--fork cannot put container {container} to sleep: it is an init container of pod {pod}{}", if *.dropped { ", and --keep-init-containers=false leaves it out of the copy" } else { "" })]
+    ForkInitContainer {
+        /// The init container `-c` names.
+        container: String,
+        /// The source pod.
+        pod: String,
+        /// `--keep-init-containers=false` dropped it from the copy.
+        dropped: bool,
+        /// Its image, for the hint.
+        image: String,
+        /// The pod's containers, which `--fork` can put to sleep.
+        containers: Vec<String>,
+    },
     /// `--as-target-user` and the target's user is not in its spec.
     #[error("--as-target-user: container {target} sets no runAsUser, and neither does its pod")]
     TargetUserUnknown {
@@ -219,6 +235,18 @@ impl From<BuildError> for KspyError {
             BuildError::NameTaken { taken_by: TakenBy::PodsOwn, .. } => {
                 KspyError::new(headline).details(["it is one of the pod's own containers, not a debug container"])
                     .hint("pick another --name, or leave it out for a generated one")
+            }
+            BuildError::ForkInitContainer { container, image, containers, dropped, .. } => {
+                let why = if dropped {
+                    "a container left out cannot sleep".to_string()
+                } else {
+                    format!("the pod's containers, the debug container among them, start only once {container} has completed, and asleep it never would: the copy would wait for good")
+                };
+                KspyError::new(headline).details([why]).hint(format!(
+                    "to look into {container}, copy the pod without it and run its image as the debug container (--keep-init-containers=false --image {} -- sh); or put one of the pod's containers to sleep with -c: {}",
+                    if image.is_empty() { "IMAGE" } else { image.as_str() },
+                    containers.join(", ")
+                ))
             }
             BuildError::NeedsTarget { .. } => KspyError::new(headline).hint("name it with -c/--target CONTAINER"),
             BuildError::CapDropped { .. } => KspyError::new(headline)

@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::process::ExitCode;
 
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Container, Lifecycle, Pod, PodSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use crate::args::{DebugArgs, DryRun, TargetArgs};
@@ -73,7 +73,8 @@ pub struct CopyArgs {
     #[command(flatten)]
     pub debug: DebugArgs,
     /// Share one process namespace between the copy's containers (--share-processes=false to
-    /// not) [default: true, unless the pod sets shareProcessNamespace itself or uses hostPID]
+    /// not) [default: true, unless the pod sets shareProcessNamespace itself, uses hostPID or
+    /// runs Windows]
     #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true,
           default_missing_value = "true",
           value_parser = crate::args::parse_bool, action = clap::ArgAction::Set)]
@@ -94,14 +95,17 @@ pub struct CopyArgs {
           value_parser = crate::args::parse_bool, action = clap::ArgAction::Set)]
     pub replace: bool,
     /// CrashLoopBackOff recipe: drop labels, annotations and probes, restartPolicy Never, and
-    /// replace the target container's command with `sleep 2147483647` — its image must have a
-    /// `sleep` (distroless and scratch images have none: give that container another image
-    /// with --set-image CONTAINER=IMAGE)
+    /// replace the target container's command with `sleep 2147483647` (and drop its postStart
+    /// hook, which would fail without the app and get the container killed) — its image must
+    /// have a `sleep` (distroless and scratch images have none: give that container another
+    /// image with --set-image CONTAINER=IMAGE). The target may be a sidecar (an init container
+    /// with restartPolicy Always), not another init container: asleep, it would never complete
     #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true,
           default_value = "false", hide_default_value = true, default_missing_value = "true",
           value_parser = crate::args::parse_bool, action = clap::ArgAction::Set)]
     pub fork: bool,
-    /// Keep the original labels
+    /// Keep the original labels (a ReplicaSet, DaemonSet or Job whose pod it is then adopts
+    /// the copy, and may delete it)
     #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true,
           default_value = "false", hide_default_value = true, default_missing_value = "true",
           value_parser = crate::args::parse_bool, action = clap::ArgAction::Set)]
@@ -191,11 +195,14 @@ pub struct CopyOptions {
 }
 
 /// The copy's `shareProcessNamespace`: `--share-processes` (`flag`) when given, as kubectl;
-/// without it, true when `source` leaves it unset and does not use `hostPID`, else the
-/// source's own (an explicit `false` stays).
+/// without it, true when `source` leaves it unset, does not use `hostPID` and does not run
+/// Windows, else the source's own (an explicit `false` stays).
 ///
 /// An explicit true for a `hostPID` pod is refused: the API server refuses
-/// `shareProcessNamespace` together with `hostPID`.
+/// `shareProcessNamespace` together with `hostPID`. So is any explicit value for a Windows pod
+/// (`spec.os.name: windows`), where the API server refuses the field itself, true or false
+/// ("cannot be set for a windows pod"); kubectl debug --copy-to always sets it, and so cannot
+/// copy a Windows pod at all.
 pub fn share_process_namespace(
     source: &Pod,
     flag: Option<bool>,
@@ -203,7 +210,18 @@ pub fn share_process_namespace(
     let spec = source.spec.as_ref();
     let own = spec.and_then(|s| s.share_process_namespace);
     let host_pid = spec.and_then(|s| s.host_pid) == Some(true);
+    let windows = spec.is_some_and(crate::profile::runs_windows);
     match flag {
+        Some(given) if windows => Err(BuildError::InvalidFlag {
+            flag: "--share-processes",
+            value: given.to_string(),
+            why: format!(
+                "pod {} runs Windows (spec.os.name: windows), where the API server refuses \
+                 shareProcessNamespace, true or false; leave out --share-processes (Windows \
+                 containers do not share a process namespace)",
+                source.metadata.name.as_deref().unwrap_or_default()
+            ),
+        }),
         Some(true) if host_pid => Err(BuildError::InvalidFlag {
             flag: "--share-processes",
             value: "true".to_string(),
@@ -215,7 +233,7 @@ pub fn share_process_namespace(
             ),
         }),
         Some(given) => Ok(Some(given)),
-        None if own.is_none() && !host_pid => Ok(Some(true)),
+        None if own.is_none() && !host_pid && !windows => Ok(Some(true)),
         None => Ok(own),
     }
 }
@@ -301,18 +319,7 @@ pub fn build_copy(
             for policy in containers.flat_map(|c| c.resize_policy.iter_mut().flatten()) {
                 policy.restart_policy = "NotRequired".to_string();
             }
-            let target = opts
-                .target
-                .clone()
-                .or_else(|| spec.containers.first().map(|c| c.name.clone()));
-            if let Some(c) = spec
-                .containers
-                .iter_mut()
-                .find(|c| Some(&c.name) == target.as_ref())
-            {
-                c.command = Some(FORK_COMMAND.iter().map(|s| s.to_string()).collect());
-                c.args = None;
-            }
+            put_to_sleep(spec, source, opts)?;
         }
     }
 
@@ -347,6 +354,88 @@ pub fn build_copy(
     Ok(pod)
 }
 
+/// `--fork`'s own change: the container `opts.target` names (else the first) runs
+/// [`FORK_COMMAND`] instead of its command, and without its `postStart` hook, in `spec`, the
+/// copy of `source`.
+///
+/// The hook goes because it runs beside the new command, not the app: one that talks to the
+/// app fails, and the kubelet then kills the container (`FailedPostStartHook`), which with
+/// `restartPolicy: Never` never runs again — the copy made to stay up would end at once.
+///
+/// A sidecar (an init container with `restartPolicy: Always`) runs beside the others and is put
+/// to sleep like them, its probes dropped as theirs are (`--keep-*` keeps them). Any other init
+/// container is refused ([`BuildError::ForkInitContainer`]): the pod's containers, the debug
+/// container among them, start only after it completes, and a sleeping one never does.
+fn put_to_sleep(spec: &mut PodSpec, source: &Pod, opts: &CopyOptions) -> Result<(), BuildError> {
+    let Some(target) = opts
+        .target
+        .clone()
+        .or_else(|| spec.containers.first().map(|c| c.name.clone()))
+    else {
+        return Ok(());
+    };
+    let sleep = |c: &mut Container| {
+        c.command = Some(FORK_COMMAND.iter().map(|s| s.to_string()).collect());
+        c.args = None;
+        if let Some(lifecycle) = c.lifecycle.as_mut() {
+            lifecycle.post_start = None;
+            if *lifecycle == Lifecycle::default() {
+                c.lifecycle = None;
+            }
+        }
+    };
+    if let Some(c) = spec.containers.iter_mut().find(|c| c.name == target) {
+        sleep(c);
+        return Ok(());
+    }
+    let init = spec.init_containers.iter_mut().flatten();
+    if let Some(c) = init.into_iter().find(|c| c.name == target) {
+        if c.restart_policy.as_deref() == Some("Always") {
+            sleep(c);
+            if !opts.keep.liveness {
+                c.liveness_probe = None;
+            }
+            if !opts.keep.readiness {
+                c.readiness_probe = None;
+            }
+            if !opts.keep.startup {
+                c.startup_probe = None;
+            }
+            return Ok(());
+        }
+        return Err(fork_init_container(source, &target, false));
+    }
+    // Named (it is the source pod's) but no longer in the copy: --keep-init-containers=false
+    // dropped it.
+    let in_source = source
+        .spec
+        .iter()
+        .flat_map(|s| s.init_containers.iter().flatten())
+        .any(|c| c.name == target);
+    if in_source {
+        return Err(fork_init_container(source, &target, true));
+    }
+    Ok(())
+}
+
+fn fork_init_container(source: &Pod, container: &str, dropped: bool) -> BuildError {
+    let spec = source.spec.as_ref();
+    BuildError::ForkInitContainer {
+        container: container.to_string(),
+        pod: source.metadata.name.clone().unwrap_or_default(),
+        dropped,
+        image: spec
+            .iter()
+            .flat_map(|s| s.init_containers.iter().flatten())
+            .find(|c| c.name == container)
+            .and_then(|c| c.image.clone())
+            .unwrap_or_default(),
+        containers: spec
+            .map(|s| s.containers.iter().map(|c| c.name.clone()).collect())
+            .unwrap_or_default(),
+    }
+}
+
 /// What `--fork` assumes and kspy cannot check without pulling the image: that the image of
 /// the container it puts to sleep has a `sleep` ([`FORK_COMMAND`]). Distroless and scratch
 /// images have none, and the container then fails with StartError. The note names the
@@ -356,12 +445,16 @@ pub fn fork_note(copy: &Pod, opts: &CopyOptions) -> Option<String> {
     if !opts.fork {
         return None;
     }
-    let containers = &copy.spec.as_ref()?.containers;
-    let sleeping = opts
-        .target
-        .as_ref()
-        .and_then(|t| containers.iter().find(|c| &c.name == t))
-        .or_else(|| containers.first())?;
+    let spec = copy.spec.as_ref()?;
+    let containers = &spec.containers;
+    // The container put_to_sleep chose: a sidecar (init container) too.
+    let sleeping = match &opts.target {
+        Some(t) => containers
+            .iter()
+            .chain(spec.init_containers.iter().flatten())
+            .find(|c| &c.name == t)?,
+        None => containers.first()?,
+    };
     Some(format!(
         "--fork runs `{}` in container {} instead of its command: its image ({}) must have a \
          `sleep`; distroless and scratch images have none, and the container would fail with \
@@ -370,6 +463,46 @@ pub fn fork_note(copy: &Pod, opts: &CopyOptions) -> Option<String> {
         sleeping.name,
         sleeping.image.as_deref().unwrap_or("none"),
         sleeping.name
+    ))
+}
+
+/// The controllers that adopt a pod without an owner their selector matches (their controller
+/// reference manager claims orphans). A StatefulSet adopts only pods named as its own
+/// (`NAME-ORDINAL`), which a copy is not.
+const ADOPTING_CONTROLLERS: [&str; 4] = ["ReplicaSet", "ReplicationController", "DaemonSet", "Job"];
+
+/// What `--keep-labels` does to a copy of a pod a controller owns: the copy, which kspy creates
+/// without `ownerReferences`, still carries every label the controller's selector reads, so the
+/// controller adopts it as one of its pods — a ReplicaSet then has one pod too many and deletes
+/// the one it ranks lowest, which a copy still starting is; a Job counts its exit as one of
+/// its own. The note names the controller; `None` when the copy does not keep the source's
+/// labels (the default, or the legacy profile) or no adopting controller owns the source.
+pub fn adoption_note(source: &Pod, copy: &Pod) -> Option<String> {
+    let owner = source
+        .metadata
+        .owner_references
+        .iter()
+        .flatten()
+        .find(|o| o.controller == Some(true) && ADOPTING_CONTROLLERS.contains(&o.kind.as_str()))?;
+    let labels = source.metadata.labels.as_ref().filter(|l| !l.is_empty())?;
+    let kept = copy.metadata.labels.as_ref()?;
+    if labels
+        .iter()
+        .filter(|(k, _)| k.as_str() != DEBUG_LABEL)
+        .any(|(k, v)| kept.get(k) != Some(v))
+    {
+        return None;
+    }
+    let consequence = if owner.kind == "Job" {
+        "count the copy as one of its pods: its exit would count as the Job's success or failure"
+    } else {
+        "then hold one pod too many and delete one, most likely the copy while it starts"
+    };
+    Some(format!(
+        "--keep-labels keeps the labels {} {} selects its pods by, and a controller adopts any \
+         pod without an owner that its selector matches: it will take the copy as its own and \
+         {consequence}. Leave out --keep-labels unless that is what you want",
+        owner.kind, owner.name
     ))
 }
 
@@ -458,6 +591,9 @@ pub async fn run(args: CopyArgs) -> Result<ExitCode, KspyError> {
     let copy = build_copy(&source, &opts, builder.as_ref())?;
     if let Some(note) = fork_note(&copy, &opts).filter(|_| !d.quiet) {
         eprintln!("note: {note}");
+    }
+    if let Some(note) = adoption_note(&source, &copy).filter(|_| !d.quiet) {
+        eprintln!("note: {}", output::printable(&note));
     }
     let dry = d.dry_run != DryRun::None;
     let mut requests: Vec<(PlannedRequest, Action)> = vec![(
@@ -692,6 +828,172 @@ mod tests {
         assert_eq!(fork_note(&plain, &opts()), None);
     }
 
+    /// The container --fork puts to sleep loses its postStart hook: run beside `sleep` instead
+    /// of the app, a hook that talks to the app fails, and the kubelet kills the container,
+    /// which restartPolicy Never then leaves dead. Its preStop stays; other containers keep
+    /// theirs.
+    #[test]
+    fn fork_drops_the_post_start_hook_of_the_container_put_to_sleep() {
+        let mut v = serde_json::to_value(golden::fixture_pod("pod-web.json")).expect("json");
+        let hook = json!({"exec": {"command": ["/web", "warm-up"]}});
+        v["spec"]["containers"][0]["lifecycle"] = json!({"postStart": hook.clone()});
+        v["spec"]["containers"][1]["lifecycle"] =
+            json!({"postStart": hook.clone(), "preStop": hook.clone()});
+        let source: Pod = serde_json::from_value(v).expect("pod");
+        let copy = |target: &str| {
+            let o = CopyOptions {
+                fork: true,
+                target: Some(target.into()),
+                ..opts()
+            };
+            let pod = build_copy(&source, &o, Some(&debug())).expect("builds");
+            serde_json::to_value(pod).expect("json")
+        };
+        let app = copy("app");
+        assert_eq!(app["spec"]["containers"][0]["command"], json!(FORK_COMMAND));
+        assert!(
+            app["spec"]["containers"][0].get("lifecycle").is_none(),
+            "{}",
+            app["spec"]["containers"][0]
+        );
+        assert_eq!(
+            app["spec"]["containers"][1]["lifecycle"]["postStart"], hook,
+            "the container not put to sleep keeps its hook"
+        );
+        let sidecar = copy("sidecar");
+        assert_eq!(
+            sidecar["spec"]["containers"][1]["lifecycle"],
+            json!({"preStop": hook}),
+            "preStop stays"
+        );
+    }
+
+    /// --fork -c SIDECAR (an init container with restartPolicy Always) puts the sidecar to
+    /// sleep, its probes dropped as the containers' are; --fork -c naming any other init
+    /// container is refused (asleep, it would never complete, and nothing else would start),
+    /// also when --keep-init-containers=false left it out. The old code accepted both, put no
+    /// container to sleep and noted that the first container was.
+    #[test]
+    fn fork_of_an_init_container() {
+        let mut v = serde_json::to_value(golden::fixture_pod("pod-web.json")).expect("json");
+        v["spec"]["initContainers"]
+            .as_array_mut()
+            .expect("init containers")
+            .push(
+                json!({"name": "mesh", "image": "envoy:1.30", "restartPolicy": "Always",
+                "args": ["--config", "/etc/envoy.yaml"],
+                "startupProbe": {"tcpSocket": {"port": 15000}}}),
+            );
+        let source: Pod = serde_json::from_value(v).expect("pod");
+        let fork = |target: &str, keep_init: bool| {
+            let o = CopyOptions {
+                fork: true,
+                target: Some(target.into()),
+                keep: KeepFlags {
+                    init_containers: keep_init,
+                    ..KeepFlags::default()
+                },
+                ..opts()
+            };
+            build_copy(&source, &o, Some(&debug())).map(|pod| (fork_note(&pod, &o), pod))
+        };
+        let (note, pod) = fork("mesh", true).expect("a sidecar sleeps");
+        let v = serde_json::to_value(pod).expect("json");
+        let mesh = &v["spec"]["initContainers"][1];
+        assert_eq!(mesh["command"], json!(FORK_COMMAND));
+        assert!(
+            mesh.get("args").is_none() && mesh.get("startupProbe").is_none(),
+            "{mesh}"
+        );
+        assert_eq!(
+            v["spec"]["containers"][0]["command"],
+            json!(["/web"]),
+            "app runs as before"
+        );
+        assert!(
+            note.is_some_and(|n| n.contains("in container mesh instead of its command")),
+            "the note names the container put to sleep"
+        );
+
+        for keep_init in [true, false] {
+            let err = fork("migrate", keep_init).expect_err("refused");
+            assert!(
+                matches!(&err, BuildError::ForkInitContainer { container, dropped, .. }
+                    if container == "migrate" && *dropped != keep_init),
+                "{err:?}"
+            );
+            let rendered = KspyError::from(err).render("kspy");
+            assert!(
+                rendered.starts_with(
+                    "kspy: --fork cannot put container migrate to sleep: it is an init \
+                     container of pod web-7d9f8c6b5-x2x4q"
+                ),
+                "{rendered}"
+            );
+            assert!(
+                rendered.contains(
+                    "--keep-init-containers=false --image registry.example.com/web:1.4.2 -- sh"
+                ) && rendered.contains("with -c: app, sidecar"),
+                "{rendered}"
+            );
+        }
+    }
+
+    /// --keep-labels on a copy of a ReplicaSet's pod: the copy has no owner but every label
+    /// the ReplicaSet selects by, so it adopts the copy and deletes a pod to get back to its
+    /// count. kspy says so; not without --keep-labels, not with the legacy profile (which
+    /// drops the labels whatever --keep-labels says), not for a pod no such controller owns.
+    #[test]
+    fn keep_labels_of_a_controlled_pod_is_noted() {
+        let source = golden::fixture_pod("pod-web.json");
+        let note = |profile: Profile, labels: bool, source: &Pod| {
+            let o = CopyOptions {
+                profile,
+                keep: KeepFlags {
+                    labels,
+                    ..KeepFlags::default()
+                },
+                ..opts()
+            };
+            let copy = build_copy(source, &o, Some(&debug())).expect("builds");
+            adoption_note(source, &copy)
+        };
+        assert_eq!(
+            note(Profile::General, true, &source).as_deref(),
+            Some(
+                "--keep-labels keeps the labels ReplicaSet web-7d9f8c6b5 selects its pods by, and \
+                 a controller adopts any pod without an owner that its selector matches: it will \
+                 take the copy as its own and then hold one pod too many and delete one, most \
+                 likely the copy while it starts. Leave out --keep-labels unless that is what \
+                 you want"
+            )
+        );
+        assert_eq!(note(Profile::General, false, &source), None);
+        assert_eq!(note(Profile::Legacy, true, &source), None);
+        let mut v = serde_json::to_value(&source).expect("json");
+        v["metadata"]["ownerReferences"][0]["kind"] = json!("Job");
+        v["metadata"]["ownerReferences"][0]["name"] = json!("backup-29001");
+        let job: Pod = serde_json::from_value(v.clone()).expect("pod");
+        let job_note = note(Profile::General, true, &job).expect("noted");
+        assert!(
+            job_note.contains("Job backup-29001") && job_note.contains("success or failure"),
+            "{job_note}"
+        );
+        v["metadata"]["ownerReferences"][0]["kind"] = json!("StatefulSet");
+        let sts: Pod = serde_json::from_value(v.clone()).expect("pod");
+        assert_eq!(
+            note(Profile::General, true, &sts),
+            None,
+            "adopts its own names only"
+        );
+        v["metadata"]
+            .as_object_mut()
+            .expect("meta")
+            .remove("ownerReferences");
+        let bare: Pod = serde_json::from_value(v).expect("pod");
+        assert_eq!(note(Profile::General, true, &bare), None);
+    }
+
     #[test]
     fn keep_flags_and_share_processes_false() {
         let source = golden::fixture_pod("pod-web.json");
@@ -839,6 +1141,31 @@ mod tests {
         assert_eq!(shared(&own_false, Some(true)).expect("builds"), Some(true));
         assert_eq!(shared(&plain, Some(false)).expect("builds"), Some(false));
         assert_eq!(shared(&host_pid, Some(false)).expect("builds"), Some(false));
+        // A Windows pod: the API server refuses the field, true or false. Left unset, with
+        // every profile (the profile's own "share processes" included); a flag is refused.
+        let windows = pod(json!({"os": {"name": "windows"}}));
+        assert_eq!(shared(&windows, None).expect("builds"), None);
+        for profile in crate::profile::ALL {
+            let o = CopyOptions { profile, ..opts() };
+            let copy = build_copy(&windows, &o, None).expect("builds");
+            assert_eq!(
+                copy.spec.and_then(|s| s.share_process_namespace),
+                None,
+                "{profile:?}"
+            );
+        }
+        for flag in [true, false] {
+            let err = shared(&windows, Some(flag)).expect_err("refused");
+            assert_eq!(
+                err.to_string(),
+                format!(
+                    "invalid --share-processes value \"{flag}\": pod web-7d9f8c6b5-x2x4q runs \
+                     Windows (spec.os.name: windows), where the API server refuses \
+                     shareProcessNamespace, true or false; leave out --share-processes (Windows \
+                     containers do not share a process namespace)"
+                )
+            );
+        }
         let err = shared(&host_pid, Some(true)).expect_err("refused");
         assert_eq!(
             err.to_string(),

@@ -14,7 +14,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use crate::args::{DebugArgs, DryRun};
 use crate::cluster::{Cluster, ClusterArgs};
-use crate::container::{BuildError, ContainerSpecBuilder, random_suffix};
+use crate::container::{BuildError, ContainerSpecBuilder, DEFAULT_IMAGE, random_suffix};
 use crate::copy::{DEBUG_LABEL, REASON_ANNOTATION, REQUESTED_BY_ANNOTATION};
 use crate::errors::{Action, KspyError};
 use crate::output;
@@ -126,6 +126,84 @@ pub fn not_ready(node: &Node) -> Option<String> {
     ))
 }
 
+/// Whether `node` runs Windows: its `kubernetes.io/os` label (which every kubelet sets), or
+/// else the operating system its kubelet reports.
+pub fn runs_windows(node: &Node) -> bool {
+    let label = node
+        .metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get("kubernetes.io/os"));
+    match label {
+        Some(os) => os == "windows",
+        None => node
+            .status
+            .as_ref()
+            .and_then(|s| s.node_info.as_ref())
+            .is_some_and(|i| i.operating_system == "windows"),
+    }
+}
+
+/// The host access `profile` gives a node pod, in words; empty when it gives none.
+fn host_access(profile: Profile) -> Vec<&'static str> {
+    let mut pod = Pod {
+        spec: Some(PodSpec {
+            containers: vec![Default::default()],
+            ..PodSpec::default()
+        }),
+        ..Pod::default()
+    };
+    profile.apply_pod(Style::Node, &mut pod, "");
+    let spec = pod.spec.unwrap_or_default();
+    let mut what = Vec::new();
+    if spec.host_pid == Some(true) || spec.host_network == Some(true) || spec.host_ipc == Some(true)
+    {
+        what.push("the node's PID, network and IPC namespaces");
+    }
+    if mounts_host_root(profile) {
+        what.push("its / at /host");
+    }
+    what
+}
+
+/// Why the pod `kspy node` would create cannot run on `node`, a Windows node: the profile's
+/// host access (host namespaces, the node's `/` at `/host`) is Linux's, and so is the default
+/// image (`image_given` false: busybox has no Windows build). Such a pod is accepted by the API
+/// server and then never starts — the kubelet cannot run it — and kspy would wait for it until
+/// `--timeout`; refused before anything is created. `None` for a Linux node, and for a profile
+/// without host access with an image of the user's choice.
+pub fn windows_refusal(node: &Node, profile: Profile, image_given: bool) -> Option<KspyError> {
+    if !runs_windows(node) {
+        return None;
+    }
+    let name = node.metadata.name.as_deref().unwrap_or_default();
+    let access = host_access(profile);
+    let why = if !access.is_empty() {
+        format!(
+            "profile {} gives the pod {}, which only a Linux node has",
+            profile.name(),
+            access.join(" and ")
+        )
+    } else if !image_given {
+        format!("the default image, {DEFAULT_IMAGE}, has no Windows build")
+    } else {
+        return None;
+    };
+    Some(
+        KspyError::new(format!("node {name} runs Windows: {why}"))
+            .details([
+                "the pod would never start there, and kspy would wait for it until --timeout; \
+                 nothing was created",
+            ])
+            .hint(
+                "kspy node makes Linux pods for Linux nodes. For a container on a Windows node \
+                 without host access, give --profile baseline and a Windows image (--image \
+                 mcr.microsoft.com/windows/nanoserver:ltsc2022, say); access to the host itself \
+                 needs a Windows HostProcess pod",
+            ),
+    )
+}
+
 /// The longest object name: a DNS-1123 subdomain.
 const MAX_NAME: usize = 253;
 
@@ -216,12 +294,15 @@ pub async fn run(args: NodeArgs) -> Result<ExitCode, KspyError> {
             "note: you may not read node {}; creating the pod anyway",
             args.node
         ),
-        Some(node) if !d.quiet => {
-            if let Some(note) = not_ready(&node) {
+        Some(node) => {
+            if let Some(refusal) = windows_refusal(&node, d.profile, d.image.is_some()) {
+                return Err(refusal);
+            }
+            if let Some(note) = not_ready(&node).filter(|_| !d.quiet) {
                 eprintln!("note: {}", output::printable(&note));
             }
         }
-        _ => {}
+        None => {}
     }
     let builder = d.builder(
         d.name.clone().unwrap_or_else(|| NODE_CONTAINER.to_string()),
@@ -424,6 +505,72 @@ mod tests {
             build_node_pod("n", "default", "p", &b, None, HostRoot::ReadOnly),
             Err(BuildError::UnknownVolume { .. })
         ));
+    }
+
+    /// A Windows node (by its kubernetes.io/os label, else the OS its kubelet reports) cannot
+    /// run the Linux pod of a profile with host access, nor the default busybox image: refused,
+    /// naming why and what works there. A Linux node, or baseline with an image given, pass.
+    #[test]
+    fn windows_nodes_are_refused_the_linux_pod() {
+        let node = |v: Value| -> Node { serde_json::from_value(v).expect("node") };
+        let labelled = node(json!({"metadata": {"name": "win-1",
+            "labels": {"kubernetes.io/os": "windows"}}}));
+        let reported = node(json!({"metadata": {"name": "win-1"},
+            "status": {"nodeInfo": {"operatingSystem": "windows", "architecture": "amd64",
+                "bootID": "", "containerRuntimeVersion": "", "kernelVersion": "",
+                "kubeProxyVersion": "", "kubeletVersion": "", "machineID": "", "osImage": "",
+                "systemUUID": ""}}}));
+        let linux = node(json!({"metadata": {"name": "node-a",
+            "labels": {"kubernetes.io/os": "linux"}}}));
+        for win in [&labelled, &reported] {
+            assert!(runs_windows(win));
+            let err = windows_refusal(win, Profile::General, true).expect("refused");
+            let text = err.render("kspy");
+            assert!(
+                text.starts_with(
+                    "kspy: node win-1 runs Windows: profile general gives the pod the node's \
+                     PID, network and IPC namespaces and its / at /host, which only a Linux \
+                     node has\n"
+                ),
+                "{text}"
+            );
+            assert!(text.contains("nothing was created"), "{text}");
+            assert!(
+                text.contains("--profile baseline and a Windows image"),
+                "{text}"
+            );
+            let netadmin = windows_refusal(win, Profile::Netadmin, true)
+                .expect("refused")
+                .render("kspy");
+            assert!(
+                netadmin.contains(
+                    "profile netadmin gives the pod the node's PID, network and \
+                     IPC namespaces, which"
+                ),
+                "{netadmin}"
+            );
+            for p in [Profile::Legacy, Profile::Sysadmin] {
+                assert!(windows_refusal(win, p, true).is_some(), "{p:?}");
+            }
+            let default_image = windows_refusal(win, Profile::Baseline, false)
+                .expect("refused")
+                .render("kspy");
+            assert!(
+                default_image.starts_with(
+                    "kspy: node win-1 runs Windows: the default image, busybox:latest, has no \
+                     Windows build\n"
+                ),
+                "{default_image}"
+            );
+            assert!(windows_refusal(win, Profile::Baseline, true).is_none());
+            assert!(windows_refusal(win, Profile::Restricted, true).is_none());
+        }
+        assert!(!runs_windows(&linux));
+        assert!(windows_refusal(&linux, Profile::General, false).is_none());
+        // The label decides when set: a Linux label beats a stale or odd report.
+        let mut both = reported.clone();
+        both.metadata.labels = linux.metadata.labels.clone();
+        assert!(!runs_windows(&both));
     }
 
     #[test]

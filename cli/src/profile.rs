@@ -12,11 +12,12 @@
 //!
 //! † labels, annotations, probes and init containers removed unless the matching `--keep-*`
 //! flag is given. "share processes" only sets `shareProcessNamespace` when it is unset, and
-//! not for a `hostPID` pod (the API server refuses the two together).
+//! not for a `hostPID` pod (the API server refuses the two together) nor a Windows pod (where
+//! it refuses the field).
 
 use k8s_openapi::api::core::v1::{
-    Capabilities, Container, HostPathVolumeSource, Pod, SeccompProfile, SecurityContext, Volume,
-    VolumeMount,
+    Capabilities, Container, HostPathVolumeSource, Pod, PodSpec, SeccompProfile, SecurityContext,
+    Volume, VolumeMount,
 };
 
 /// A debug profile, as `kubectl debug --profile`.
@@ -158,15 +159,23 @@ impl Profile {
                     return;
                 }
                 strip_copy(pod, keep);
-                // The API server refuses shareProcessNamespace together with hostPID.
+                // The API server refuses shareProcessNamespace together with hostPID, and in a
+                // Windows pod altogether.
                 if let Some(spec) = pod.spec.as_mut()
                     && spec.host_pid != Some(true)
+                    && !runs_windows(spec)
                 {
                     spec.share_process_namespace.get_or_insert(true);
                 }
             }
         }
     }
+}
+
+/// Whether the pod runs Windows (`spec.os.name: windows`), where the API server refuses the
+/// Linux-only fields ("cannot be set for a windows pod"), `shareProcessNamespace` among them.
+pub fn runs_windows(spec: &PodSpec) -> bool {
+    spec.os.as_ref().is_some_and(|os| os.name == "windows")
 }
 
 /// Removes labels, annotations, probes and init containers from a pod copy, except those `keep` names.

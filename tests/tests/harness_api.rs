@@ -1305,6 +1305,53 @@ async fn generate_name_prefix_is_cut_to_58_characters() {
     assert!(name.starts_with("web-") && name.len() == 9, "{name}");
 }
 
+/// A pod name is a DNS-1123 subdomain as `IsDNS1123Subdomain` checks it: at most 253
+/// characters and the regex, whose dot-separated parts have no 63-character limit of their own
+/// (a label's). So `node-debugger-NODE-XXXXX` for a long node name, which `kspy node` cuts to
+/// 253 characters, is a valid name; a longer one gets the length error, an upper-case one the
+/// regex error, each as the API server words them.
+#[tokio::test]
+async fn pod_names_are_subdomains_without_a_label_limit() {
+    let s = server().await;
+    let api: Api<Pod> = Api::namespaced(s.client("admin").await.unwrap(), "prod");
+    let create = |name: String| {
+        let api = api.clone();
+        async move {
+            let pod = fixtures::web_pod("prod", &name);
+            api.create(&PostParams::default(), &pod).await
+        }
+    };
+    let long = format!("node-debugger-{}.example-x2x4q", "n".repeat(225));
+    assert_eq!(long.len(), 253);
+    let created = create(long.clone()).await.expect("a 253-character name");
+    assert_eq!(created.metadata.name.as_deref(), Some(long.as_str()));
+
+    let status = api_err(
+        create(format!("{long}x"))
+            .await
+            .expect_err("254 characters"),
+    );
+    assert_eq!(status.code, 422);
+    assert!(
+        status
+            .message
+            .contains("metadata.name: Invalid value: \"node-debugger-nnn")
+            && status
+                .message
+                .ends_with(": must be no more than 253 characters"),
+        "{}",
+        status.message
+    );
+    let status = api_err(create("Web".into()).await.expect_err("upper case"));
+    assert!(
+        status
+            .message
+            .contains("a lowercase RFC 1123 subdomain must consist of lower case"),
+        "{}",
+        status.message
+    );
+}
+
 /// PodSecurity evaluates an update only when it is significant (`isSignificantPodUpdate`),
 /// for the pod and its `ephemeralcontainers` alike, and then judges the whole pod: adding a
 /// conforming ephemeral container to a pod that violates the level (created before the label)

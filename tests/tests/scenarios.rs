@@ -1606,3 +1606,303 @@ async fn warn_mode_policies_reach_the_user_as_warnings() {
     }
     env.cleanup().await.unwrap();
 }
+
+/// `kspy node` on a Windows node: the pod of the default profile (host namespaces, the node's
+/// `/` at `/host`, busybox) is one the API server accepts and a Windows kubelet can never
+/// run, so kspy used to create it and wait until --timeout. It refuses it now, saying why and
+/// what works there, with nothing created; the harness's Linux node still gets its pod.
+#[tokio::test]
+async fn a_windows_node_is_refused_the_linux_node_pod() {
+    let Some(env) = env().await else { return };
+    if env.is_real() {
+        tools::skip("on a real cluster: needs a Windows node");
+        return;
+    }
+    let server = env.server().expect("in process");
+    let node: k8s_openapi::api::core::v1::Node = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "win-1", "labels": {"kubernetes.io/hostname": "win-1",
+            "kubernetes.io/os": "windows", "kubernetes.io/arch": "amd64"}},
+        "status": {"conditions": [{"type": "Ready", "status": "True"}]}
+    }))
+    .unwrap();
+    server.add_node(node);
+    let posts = || {
+        server
+            .requests()
+            .into_iter()
+            .filter(|r| r.method == "POST" && r.uri.contains("/pods"))
+            .count()
+    };
+    let before = posts();
+    for extra in [&[][..], &["--profile", "baseline"]] {
+        let mut args = vec!["node", "win-1", "--no-attach"];
+        args.extend_from_slice(extra);
+        let out = env.kspy("alice", &args, None).await.unwrap();
+        assert_eq!(out.code, Some(1), "{args:?}: {}", out.all());
+        assert!(
+            out.stderr.starts_with("kspy: node win-1 runs Windows: "),
+            "{}",
+            out.all()
+        );
+        assert!(out.stderr.contains("nothing was created"), "{}", out.all());
+    }
+    assert_eq!(posts(), before, "no pod was created");
+    let out = env
+        .kspy("alice", &["node", "node-1", "--no-attach"], None)
+        .await
+        .unwrap();
+    assert!(out.success(), "the Linux node: {}", out.all());
+    assert_eq!(posts(), before + 1);
+}
+
+/// `kspy copy --fork -c CONTAINER` where CONTAINER is an init container: a sidecar
+/// (`restartPolicy: Always`) is put to sleep like any container, probes and postStart hook
+/// gone; any other init container is refused before anything is created (asleep it would
+/// never complete, and nothing else would start). The old code accepted it, put nothing to
+/// sleep, and its note named the first container as sleeping.
+#[tokio::test]
+async fn fork_puts_a_sidecar_to_sleep_and_refuses_an_init_container() {
+    let Some(env) = env().await else { return };
+    if env.is_real() {
+        tools::skip("in process only: seeds its own pod");
+        return;
+    }
+    let server = env.server().expect("in process");
+    let mut pod = kspy_e2e::fixtures::web_pod(&env.ns, "meshed");
+    let spec = pod.spec.as_mut().expect("spec");
+    spec.init_containers = Some(
+        serde_json::from_value(serde_json::json!([
+            {"name": "migrate", "image": "registry.example.com/shop/web:1.4.2",
+             "command": ["/web", "migrate"]},
+            {"name": "mesh", "image": "registry.example.com/shop/proxy:2.0",
+             "restartPolicy": "Always", "args": ["--admin", "15000"],
+             "startupProbe": {"tcpSocket": {"port": 15000}},
+             "lifecycle": {"postStart": {"exec": {"command": ["/proxy", "wait-ready"]}}}}
+        ]))
+        .unwrap(),
+    );
+    server.add_pod(pod).expect("a valid pod");
+
+    let fork = |to: &'static str, target: &'static str| {
+        let env = &env;
+        async move {
+            env.kspy(
+                "alice",
+                &[
+                    "copy",
+                    "meshed",
+                    "--to",
+                    to,
+                    "--fork",
+                    "-c",
+                    target,
+                    "--image",
+                    "busybox:1.36",
+                    "--no-attach",
+                ],
+                None,
+            )
+            .await
+            .unwrap()
+        }
+    };
+    let out = fork("meshed-migrate", "migrate").await;
+    assert_eq!(out.code, Some(1), "{}", out.all());
+    assert!(
+        out.stderr.starts_with(
+            "kspy: --fork cannot put container migrate to sleep: it is an init container of pod \
+             meshed\n"
+        ),
+        "{}",
+        out.all()
+    );
+    assert!(
+        env.pod("meshed-migrate").await.is_err(),
+        "nothing was created"
+    );
+
+    let out = fork("meshed-mesh", "mesh").await;
+    assert!(out.success(), "{}", out.all());
+    assert!(
+        out.stderr
+            .contains("in container mesh instead of its command"),
+        "{}",
+        out.all()
+    );
+    let copy = env.pod("meshed-mesh").await.unwrap();
+    let spec = copy.spec.expect("spec");
+    let mesh = &spec.init_containers.as_ref().expect("init containers")[1];
+    assert_eq!(
+        mesh.command.as_deref(),
+        Some(&["sleep".to_string(), "2147483647".to_string()][..])
+    );
+    assert!(
+        mesh.args.is_none() && mesh.startup_probe.is_none(),
+        "{mesh:?}"
+    );
+    assert!(mesh.lifecycle.is_none(), "{mesh:?}");
+    assert_eq!(spec.containers[0].command, None, "app runs as before");
+}
+
+/// `kspy copy --keep-labels` of a pod a ReplicaSet controls: the copy has no owner but the
+/// labels the ReplicaSet selects by, so the ReplicaSet would adopt it and delete a pod to get
+/// back to its count, most likely the copy. kspy says so in a note; without --keep-labels the
+/// copy has no labels but kspy's own, and nothing is said.
+#[tokio::test]
+async fn keep_labels_of_a_replicaset_pod_warns_of_adoption() {
+    let Some(env) = env().await else { return };
+    if env.is_real() {
+        tools::skip("in process only: seeds its own pod");
+        return;
+    }
+    let server = env.server().expect("in process");
+    let mut pod = kspy_e2e::fixtures::web_pod(&env.ns, "web-7d9f8c6b5-x2x4q");
+    pod.metadata.labels = Some(
+        [
+            ("app".to_string(), "web".to_string()),
+            ("pod-template-hash".to_string(), "7d9f8c6b5".to_string()),
+        ]
+        .into(),
+    );
+    pod.metadata.owner_references = Some(
+        serde_json::from_value(serde_json::json!([{"apiVersion": "apps/v1",
+            "kind": "ReplicaSet", "name": "web-7d9f8c6b5",
+            "uid": "5e1d7c3b-1111-4a2b-9c3d-aaaabbbbcccc", "controller": true,
+            "blockOwnerDeletion": true}]))
+        .unwrap(),
+    );
+    server.add_pod(pod).expect("a valid pod");
+    let copy = |to: &'static str, keep: bool| {
+        let env = &env;
+        async move {
+            let mut args = vec![
+                "copy",
+                "web-7d9f8c6b5-x2x4q",
+                "--to",
+                to,
+                "--image",
+                "busybox:1.36",
+                "--no-attach",
+            ];
+            if keep {
+                args.push("--keep-labels");
+            }
+            env.kspy("alice", &args, None).await.unwrap()
+        }
+    };
+    let out = copy("web-kept", true).await;
+    assert!(out.success(), "{}", out.all());
+    assert!(
+        out.stderr.contains(
+            "note: --keep-labels keeps the labels ReplicaSet web-7d9f8c6b5 selects its pods by"
+        ),
+        "{}",
+        out.all()
+    );
+    let kept = env.pod("web-kept").await.unwrap();
+    assert_eq!(
+        kept.metadata
+            .labels
+            .unwrap_or_default()
+            .get("pod-template-hash"),
+        Some(&"7d9f8c6b5".to_string())
+    );
+    let out = copy("web-plain", false).await;
+    assert!(out.success(), "{}", out.all());
+    assert!(!out.stderr.contains("--keep-labels"), "{}", out.all());
+}
+
+/// `kspy node` on a node whose name is too long for `node-debugger-NODE-XXXXX` within a pod
+/// name's 253 characters: the name is cut, keeps the random suffix, and the API server takes
+/// it (a subdomain's parts have no 63-character limit).
+#[tokio::test]
+async fn a_long_node_name_still_gets_its_node_pod() {
+    let Some(env) = env().await else { return };
+    if env.is_real() {
+        tools::skip("on a real cluster: needs a node with a 240-character name");
+        return;
+    }
+    let server = env.server().expect("in process");
+    let long = format!("{}.compute.internal", "ip-10-0-1-2".repeat(20));
+    let node: k8s_openapi::api::core::v1::Node = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": long, "labels": {"kubernetes.io/os": "linux"}}
+    }))
+    .unwrap();
+    server.add_node(node);
+    let out = env
+        .kspy("alice", &["node", &long, "--no-attach", "-q"], None)
+        .await
+        .unwrap();
+    assert!(out.success(), "{}", out.all());
+    let name = out.stdout.trim();
+    assert_eq!(name.len(), 253, "{name}");
+    assert!(name.starts_with("node-debugger-ip-10-0-1-2"), "{name}");
+    let pod = env.pod(name).await.expect("created");
+    assert_eq!(
+        pod.spec.and_then(|s| s.node_name).as_deref(),
+        Some(long.as_str())
+    );
+}
+
+/// `kspy copy` of a Windows pod (`spec.os.name: windows`): the API server refuses
+/// `shareProcessNamespace` there, true or false ("cannot be set for a windows pod"), so the copy
+/// leaves it unset — it used to set it, as kubectl debug --copy-to does, and no copy of a
+/// Windows pod could be made with any profile. With `--profile baseline` the copy is created;
+/// an explicit `--share-processes` is refused before anything is created, saying why.
+#[tokio::test]
+async fn a_windows_pod_can_be_copied() {
+    let Some(env) = env().await else { return };
+    if env.is_real() {
+        tools::skip("on a real cluster: needs a Windows node");
+        return;
+    }
+    let server = env.server().expect("in process");
+    let pod: Pod = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "win", "namespace": env.ns},
+        "spec": {
+            "os": {"name": "windows"},
+            "automountServiceAccountToken": false,
+            "containers": [{"name": "app",
+                "image": "mcr.microsoft.com/windows/nanoserver:ltsc2022"}]
+        }
+    }))
+    .unwrap();
+    server.add_pod(pod).expect("a valid Windows pod");
+    let copy = |to: &'static str, extra: &'static [&'static str]| {
+        let env = &env;
+        async move {
+            let mut args = vec![
+                "copy",
+                "win",
+                "--to",
+                to,
+                "--profile",
+                "baseline",
+                "--image",
+                "mcr.microsoft.com/windows/nanoserver:ltsc2022",
+                "--no-attach",
+            ];
+            args.extend_from_slice(extra);
+            env.kspy("alice", &args, None).await.unwrap()
+        }
+    };
+    let out = copy("win-copy", &[]).await;
+    assert!(out.success(), "{}", out.all());
+    let created = env.pod("win-copy").await.expect("the copy exists");
+    assert_eq!(created.spec.and_then(|s| s.share_process_namespace), None);
+    for flag in ["--share-processes", "--share-processes=false"] {
+        let extra: &'static [&'static str] = if flag.ends_with("false") {
+            &["--share-processes=false"]
+        } else {
+            &["--share-processes"]
+        };
+        let out = copy("win-copy-2", extra).await;
+        assert_eq!(out.code, Some(1), "{flag}: {}", out.all());
+        assert!(
+            out.stderr.contains("runs Windows (spec.os.name: windows)"),
+            "{flag}: {}",
+            out.all()
+        );
+        assert!(env.pod("win-copy-2").await.is_err(), "nothing created");
+    }
+}

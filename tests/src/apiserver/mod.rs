@@ -520,11 +520,16 @@ impl ApiServerBuilder {
         }
         let mut node = Node::default();
         node.metadata.name = Some(self.kubelet.node_name.clone());
+        // The labels every kubelet puts on its Node (kubelet's well-known labels).
         node.metadata.labels = Some(
-            [(
-                "kubernetes.io/hostname".to_string(),
-                self.kubelet.node_name.clone(),
-            )]
+            [
+                (
+                    "kubernetes.io/hostname".to_string(),
+                    self.kubelet.node_name.clone(),
+                ),
+                ("kubernetes.io/os".to_string(), "linux".to_string()),
+                ("kubernetes.io/arch".to_string(), "amd64".to_string()),
+            ]
             .into(),
         );
         state.store().put_node(node);
@@ -691,6 +696,12 @@ impl ApiServer {
         ns.metadata.labels = Some(l);
         ns.status = serde_json::from_value(json!({"phase": "Active"})).ok();
         self.state.store().put_namespace(ns);
+    }
+
+    /// Adds (or replaces) a Node, as a kubelet registers it (`GET`/`LIST` of nodes return it).
+    /// No kubelet runs there: the harness kubelet still runs every pod created.
+    pub fn add_node(&self, node: Node) {
+        self.state.store().put_node(node);
     }
 
     /// Adds (or replaces) the ServiceAccount `name` in `namespace`, with its

@@ -58,8 +58,31 @@ fn is_dns1123_label(s: &str) -> bool {
         && b[b.len() - 1] != b'-'
 }
 
-fn is_dns1123_subdomain(s: &str) -> bool {
-    s.len() <= 253 && s.split('.').all(is_dns1123_label)
+/// `validation.IsDNS1123Subdomain`'s regex: dot-separated parts of lower-case letters, digits
+/// and `-`, each starting and ending with a letter or digit. Unlike a label, a part has no
+/// length limit of its own: only the whole name's 253 characters count
+/// ([`dns1123_subdomain_errors`]).
+fn matches_dns1123_subdomain(s: &str) -> bool {
+    s.split('.').all(|part| {
+        let b = part.as_bytes();
+        !b.is_empty()
+            && b.iter()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+            && b[0] != b'-'
+            && b[b.len() - 1] != b'-'
+    })
+}
+
+/// `validation.IsDNS1123Subdomain`: the length error, then the regex error, each that applies.
+fn dns1123_subdomain_errors(s: &str) -> Vec<&'static str> {
+    let mut errs = Vec::new();
+    if s.len() > 253 {
+        errs.push("must be no more than 253 characters");
+    }
+    if !matches_dns1123_subdomain(s) {
+        errs.push(DNS1123_SUBDOMAIN_MSG);
+    }
+    errs
 }
 
 /// `validation.IsEnvVarName`: `[-._a-zA-Z][-._a-zA-Z0-9]*`, then `hasChDirPrefix`.
@@ -689,12 +712,11 @@ pub fn validate_pod(pod: &Pod) -> Vec<FieldError> {
             "metadata.name",
             "name or generateName is required",
         )),
-        Some(n) if !is_dns1123_subdomain(n) => errs.push(FieldError::invalid(
-            "metadata.name",
-            n,
-            DNS1123_SUBDOMAIN_MSG,
-        )),
-        Some(_) => {}
+        Some(n) => {
+            for msg in dns1123_subdomain_errors(n) {
+                errs.push(FieldError::invalid("metadata.name", n, msg));
+            }
+        }
     }
     let Some(spec) = pod.spec.as_ref() else {
         errs.push(FieldError::required("spec.containers", ""));

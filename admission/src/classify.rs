@@ -29,8 +29,8 @@ use crate::review::ParsedReview;
 
 /// The label kspy's CLI puts on debug pods; its value is the action (`copy` or `node`).
 pub const DEBUG_LABEL: &str = "kspy.dev/debug";
-/// The annotation in which `kspy copy` names a copy's debug container (the one it added, or
-/// the one `--fork` put to sleep).
+/// The annotation in which `kspy copy` names the debug container it added to a copy (a copy
+/// made with `--set-image` and no `--image` adds none, and has no annotation).
 pub const DEBUG_CONTAINER_ANNOTATION: &str = "kspy.dev/debug-container";
 /// The name prefix `kubectl debug node/NAME` gives node-debugging pods.
 pub const NODE_DEBUGGER_PREFIX: &str = "node-debugger-";

@@ -34,7 +34,8 @@ pub enum ReloadOutcome {
     Unchanged,
     /// New content loaded and is now served.
     Reloaded {
-        /// The new certificate's `notAfter`, seconds since the Unix epoch.
+        /// When clients stop accepting the new chain ([`LoadedCert::not_after`]: the earliest
+        /// `notAfter` of the certificate and its intermediates), seconds since the Unix epoch.
         not_after: i64,
     },
     /// New content did not load; the previous certificate is still served.
@@ -114,7 +115,9 @@ impl ReloadingResolver {
             .clone()
     }
 
-    /// The `notAfter` of the certificate currently served, seconds since the Unix epoch.
+    /// When clients stop accepting the chain currently served, seconds since the Unix epoch:
+    /// the earliest `notAfter` of the certificate and its intermediates
+    /// ([`LoadedCert::not_after`]).
     pub fn not_after(&self) -> i64 {
         self.current
             .read()
@@ -178,8 +181,9 @@ impl ReloadingResolver {
             tracing::warn!(
                 cert = %self.cert_path.display(),
                 not_after = %format_unix_utc(not_after),
-                "the serving certificate has expired: clients refuse every new connection and \
-                 /readyz fails until a valid certificate is installed"
+                "the serving certificate has expired (it or an intermediate sent with it): clients \
+                 refuse every new connection and /readyz fails until a valid certificate is \
+                 installed"
             );
             seen.expiry_logged = true;
         }

@@ -109,6 +109,15 @@ pub enum CertError {
         /// The 1-based position of the certificate the key belongs to.
         position: usize,
     },
+    /// The end-entity certificate is one clients refuse from a server: it names no DNS name
+    /// or IP address, or is not for server authentication.
+    #[error("{what}: not usable as a TLS server certificate: {reason}")]
+    NotForServing {
+        /// Where the certificate came from.
+        what: String,
+        /// What is missing, and what to do.
+        reason: String,
+    },
     /// A CA certificate could not be added to a root store.
     #[error("{what}: unusable CA certificate")]
     Ca {

@@ -98,6 +98,9 @@ pub fn parse_pem_pair(
             });
         }
     }
+    // After the key: a chain in the wrong order starts with a CA certificate, which is no
+    // serving certificate either, but the order is what to fix.
+    check_serving_use(&certified_key.cert[0], cert_what)?;
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
@@ -130,6 +133,45 @@ pub fn parse_pem_pair(
         not_after,
         identity,
     })
+}
+
+/// Refuses an end-entity certificate no client accepts from a server: one that names no DNS
+/// name or IP address (clients, the API server included, match the host against the subject
+/// alternative names only, never the common name), or whose extended key usage leaves out
+/// server authentication.
+fn check_serving_use(der: &CertificateDer<'static>, what: &str) -> Result<(), CertError> {
+    let refuse = |reason: &str| CertError::NotForServing {
+        what: what.to_owned(),
+        reason: reason.to_owned(),
+    };
+    let x509 = |e: x509_parser::error::X509Error| CertError::X509 {
+        what: what.to_owned(),
+        reason: e.to_string(),
+    };
+    let (_, cert) =
+        x509_parser::parse_x509_certificate(der.as_ref()).map_err(|e| CertError::X509 {
+            what: what.to_owned(),
+            reason: e.to_string(),
+        })?;
+    if let Some(eku) = cert.extended_key_usage().map_err(x509)? {
+        // `any` satisfies Go's verifier, which is the API server's.
+        if !eku.value.server_auth && !eku.value.any {
+            return Err(refuse(
+                "its extended key usage does not include server authentication (serverAuth), \
+                 so clients refuse it from a server; issue it for server auth (cert-manager: \
+                 `usages: [server auth]`; `kspy certs generate` does)",
+            ));
+        }
+    }
+    if crate::expiry::subject_alt_names(der, what)?.is_empty() {
+        return Err(refuse(
+            "it names no DNS name or IP address (subject alternative name), and clients match \
+             the name they connect to (the Service's NAME.NS.svc) against those only, never \
+             against the common name; issue it with the Service's DNS names as subject \
+             alternative names (`kspy certs generate` does)",
+        ));
+    }
+    Ok(())
 }
 
 /// The validity periods a client checks when it verifies `chain`: the end-entity

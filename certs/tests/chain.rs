@@ -313,3 +313,78 @@ fn an_encrypted_key_is_refused_as_encrypted() {
     )
     .expect("the unencrypted key loads");
 }
+
+/// A serving certificate that names no DNS name or IP address (only a common name), or one
+/// issued for client authentication only: clients refuse either from a server (the API server
+/// matches names against the subject alternative names only, and checks serverAuth). A
+/// rotation to one is refused with what is missing, and the chain served before stays.
+#[test]
+fn a_certificate_clients_refuse_from_a_server_is_refused_and_the_old_one_kept() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = ca("root", 3650, None);
+    let good = leaf(30, &root);
+    let (cert, key) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
+    std::fs::write(&cert, &good.pem).expect("crt");
+    std::fs::write(&key, good.key.serialize_pem()).expect("key");
+    let resolver = Arc::new(ReloadingResolver::load(&cert, &key).expect("load"));
+
+    let common_name_only = |params: &mut CertificateParams| {
+        params.subject_alt_names.clear();
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "localhost");
+    };
+    let client_auth_only = |params: &mut CertificateParams| {
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    };
+    type Case<'a> = (&'a str, &'a dyn Fn(&mut CertificateParams), &'a str);
+    let cases: [Case<'_>; 2] = [
+        (
+            "common name only",
+            &common_name_only,
+            "names no DNS name or IP address",
+        ),
+        (
+            "client auth only",
+            &client_auth_only,
+            "server authentication",
+        ),
+    ];
+    for (case, shape, said) in cases {
+        let next_key = KeyPair::generate().expect("key");
+        let mut params = CertificateParams::new(vec!["localhost".to_owned()]).expect("params");
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        shape(&mut params);
+        let next = params.signed_by(&next_key, &root.issuer()).expect("cert");
+        std::fs::write(&key, next_key.serialize_pem()).expect("key");
+        std::fs::write(&cert, next.pem()).expect("crt");
+        match resolver.poll() {
+            ReloadOutcome::Failed(err @ CertError::NotForServing { .. }) => {
+                let text = err.to_string();
+                assert!(text.contains(said), "{case}: {text}");
+                assert!(text.contains("tls.crt"), "{case}: {text}");
+            }
+            other => panic!("{case}: expected a refusal, got {other:?}"),
+        }
+        assert_eq!(
+            handshake(resolver.clone(), &root.pem).expect("the previous certificate still works"),
+            der(&good.pem),
+            "{case}"
+        );
+
+        // What serving it would have done.
+        let provider = rustls::crypto::ring::default_provider();
+        let served = CertifiedKey::from_der(
+            vec![next.der().clone()],
+            kspy_certs::parse_private_key(next_key.serialize_pem().as_bytes(), "key").expect("key"),
+            &provider,
+        )
+        .expect("certified key");
+        let err =
+            handshake(Arc::new(Fixed(Arc::new(served))), &root.pem).expect_err("clients refuse it");
+        assert!(
+            matches!(err, rustls::Error::InvalidCertificate(_)),
+            "{case}: {err:?}"
+        );
+    }
+}

@@ -84,8 +84,9 @@ impl ReloadingResolver {
     /// Loads the certificate chain and key; fails if they do not load (see
     /// [`parse_pem_pair`]).
     pub fn load(cert_path: &Path, key_path: &Path) -> Result<Self, CertError> {
-        let cert = std::fs::read(cert_path).map_err(|e| CertError::io(cert_path, e))?;
-        let key = std::fs::read(key_path).map_err(|e| CertError::io(key_path, e))?;
+        // Read as every poll reads: a `..data` swap while the webhook starts must not pair the
+        // old certificate with the new key and fail the start.
+        let (cert, key) = read_pair(cert_path, key_path)?;
         let loaded = parse_pem_pair(
             &cert,
             &key,
@@ -135,33 +136,6 @@ impl ReloadingResolver {
         &self.key_path
     }
 
-    /// Reads the certificate, the key, and the certificate again: Kubernetes swaps a Secret
-    /// volume's `..data` link between reads, and a pair read across a swap (the old
-    /// certificate, the new key) would be reported as a mismatch. When the certificate changed
-    /// under the read, the pair is read again (three tries; then the last pair is returned and
-    /// judged as it is).
-    ///
-    /// The kubelet removes the old generation right after the swap, so a read that resolved
-    /// `..data` just before it may find its file gone: that is retried too.
-    fn read_pair(&self) -> Result<(Vec<u8>, Vec<u8>), CertError> {
-        retry_not_found(|| self.read_pair_once())
-    }
-
-    fn read_pair_once(&self) -> Result<(Vec<u8>, Vec<u8>), CertError> {
-        let read = |path: &Path| std::fs::read(path).map_err(|e| CertError::io(path, e));
-        let mut cert = read(&self.cert_path)?;
-        for _ in 0..3 {
-            let key = read(&self.key_path)?;
-            let again = read(&self.cert_path)?;
-            if again == cert {
-                return Ok((cert, key));
-            }
-            cert = again;
-        }
-        let key = read(&self.key_path)?;
-        Ok((cert, key))
-    }
-
     /// Re-reads both files (through any symlinks) and, if their content changed since the last
     /// poll, loads it. Blocking file I/O: from async code call it on a blocking thread, as
     /// [`ReloadingResolver::watch`] does. Successes are logged at info (subject, issuer,
@@ -187,7 +161,7 @@ impl ReloadingResolver {
             );
             seen.expiry_logged = true;
         }
-        let (cert, key) = match self.read_pair() {
+        let (cert, key) = match read_pair(&self.cert_path, &self.key_path) {
             Ok(pair) => pair,
             Err(err) => {
                 let failure = (
@@ -295,6 +269,32 @@ impl ReloadingResolver {
             },
         )
     }
+}
+
+/// Reads the certificate, the key, and the certificate again: Kubernetes swaps a Secret
+/// volume's `..data` link between reads, and a pair read across a swap (the old certificate,
+/// the new key) would be reported as a mismatch. When the certificate changed under the read,
+/// the pair is read again (three tries; then the last pair is returned and judged as it is).
+///
+/// The kubelet removes the old generation right after the swap, so a read that resolved
+/// `..data` just before it may find its file gone: that is retried too.
+fn read_pair(cert_path: &Path, key_path: &Path) -> Result<(Vec<u8>, Vec<u8>), CertError> {
+    retry_not_found(|| read_pair_once(cert_path, key_path))
+}
+
+fn read_pair_once(cert_path: &Path, key_path: &Path) -> Result<(Vec<u8>, Vec<u8>), CertError> {
+    let read = |path: &Path| std::fs::read(path).map_err(|e| CertError::io(path, e));
+    let mut cert = read(cert_path)?;
+    for _ in 0..3 {
+        let key = read(key_path)?;
+        let again = read(cert_path)?;
+        if again == cert {
+            return Ok((cert, key));
+        }
+        cert = again;
+    }
+    let key = read(key_path)?;
+    Ok((cert, key))
 }
 
 /// Runs `read` again (up to three tries, 5 ms apart) while it fails with "not found": the

@@ -81,7 +81,8 @@ pub enum CertsCommand {
         #[arg(long = "extra-san", value_name = "NAME")]
         extra_sans: Vec<String>,
     },
-    /// Show a PEM certificate's subject alternative names and expiry.
+    /// Show a PEM certificate's subject alternative names and expiry, and the subject and
+    /// expiry of each further certificate of a chain.
     #[command(after_help = "Examples:
   # The names and expiry of the serving certificate
   {prog} certs inspect certs/tls.crt
@@ -239,6 +240,19 @@ fn inspect(out: &mut impl Write, file: &Path) -> anyhow::Result<()> {
         }
     )?;
     writeln!(out, "not after: {}", kspy_certs::format_unix_utc(not_after))?;
+    // The rest of a chain: an intermediate that expires first ends every handshake then,
+    // and the webhook's expiry metric gives that earliest date.
+    for (i, der) in chain.iter().enumerate().skip(1) {
+        let what = format!("{what} (certificate {} of the chain)", i + 1);
+        let subject = kspy_certs::identity(der, &what)?.subject;
+        let not_after = kspy_certs::not_after_unix(der, &what)?;
+        writeln!(
+            out,
+            "chain {}:   {subject}, not after {}",
+            i + 1,
+            kspy_certs::format_unix_utc(not_after)
+        )?;
+    }
     Ok(())
 }
 
@@ -304,6 +318,26 @@ mod tests {
         inspect(&mut shown, &out_dir.join("tls.crt")).expect("inspect");
         let shown = String::from_utf8(shown).expect("utf8");
         assert!(shown.contains("kspy-webhook.kspy.svc"), "{shown}");
+    }
+
+    #[test]
+    fn inspect_shows_each_certificate_of_a_chain() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let certs = kspy_certs::generate("kspy-webhook", "kspy", Duration::from_secs(86_400))
+            .expect("generate");
+        let chain = dir.path().join("chain.crt");
+        std::fs::write(&chain, format!("{}{}", certs.cert_pem, certs.ca_cert_pem)).expect("write");
+        let mut shown = Vec::new();
+        inspect(&mut shown, &chain).expect("inspect");
+        let shown = String::from_utf8(shown).expect("utf8");
+        let expiry = kspy_certs::format_unix_utc(certs.not_after_unix());
+        assert!(shown.contains("chain:     2 certificate(s)"), "{shown}");
+        assert!(
+            shown.contains(&format!(
+                "chain 2:   O=kspy, CN=kspy CA for kspy-webhook.kspy, not after {expiry}"
+            )),
+            "{shown}"
+        );
     }
 
     #[test]

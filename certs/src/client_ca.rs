@@ -314,7 +314,21 @@ fn load_cas(pem: &[u8], what: &str) -> Result<LoadedCas, CertError> {
             what.to_owned()
         };
         // Parsed first for a clear message: webpki's own says only "bad encoding".
-        subjects.push(identity(&cert, &what)?.subject);
+        let subject = identity(&cert, &what)?.subject;
+        // webpki takes any certificate as a trust anchor, so this loads; but a certificate
+        // marked as no CA is almost always the client's own certificate given in place of
+        // its CA, and every client is then refused as "unknown issuer".
+        if marked_not_ca(&cert) {
+            tracing::warn!(
+                file = %what,
+                certificate = %subject,
+                "a --client-ca certificate is marked as no CA (basicConstraints CA:FALSE), so \
+                 no client certificate chains to it and every client is refused (unknown \
+                 issuer); give the CA certificate that issued the client certificates, not a \
+                 client certificate"
+            );
+        }
+        subjects.push(subject);
         roots
             .add(cert)
             .map_err(|source| CertError::Ca { what, source })?;
@@ -329,6 +343,20 @@ fn load_cas(pem: &[u8], what: &str) -> Result<LoadedCas, CertError> {
         source,
     })?;
     Ok(LoadedCas { verifier, subjects })
+}
+
+/// True when `der` says it is no CA (basic constraints present, `cA` false). A certificate
+/// without the extension (an X.509 v1 root) may be a CA.
+fn marked_not_ca(der: &CertificateDer<'_>) -> bool {
+    x509_parser::parse_x509_certificate(der.as_ref())
+        .ok()
+        .and_then(|(_, cert)| {
+            cert.basic_constraints()
+                .ok()
+                .flatten()
+                .map(|bc| !bc.value.ca)
+        })
+        .unwrap_or(false)
 }
 
 impl ClientCertVerifier for ReloadingClientVerifier {
@@ -644,6 +672,63 @@ mod tests {
         let err = ReloadingClientVerifier::load(&garbage, Vec::new()).expect_err("garbage");
         assert!(matches!(err, CertError::X509 { .. }), "{err:?}");
         assert!(error_chain(&err).contains("garbage.crt"), "{err}");
+    }
+
+    /// The client's own certificate given as --client-ca loads (webpki takes any certificate
+    /// as an anchor) but refuses every client as "unknown issuer": a warning says why.
+    #[test]
+    fn a_certificate_marked_as_no_ca_is_warned_about() {
+        use std::sync::{Arc, Mutex};
+        #[derive(Clone, Default)]
+        struct Buffer(Arc<Mutex<Vec<u8>>>);
+        impl std::io::Write for Buffer {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().expect("log").extend_from_slice(buf);
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let logged_by = |pem: &str| {
+            let buffer = Buffer::default();
+            let sink = buffer.clone();
+            let subscriber = tracing_subscriber::fmt()
+                .with_ansi(false)
+                .with_writer(move || sink.clone())
+                .finish();
+            let dir = tempfile::tempdir().expect("dir");
+            let v = tracing::subscriber::with_default(subscriber, || verifier(&dir, pem, &[]).1);
+            let text = String::from_utf8(buffer.0.lock().expect("log").clone()).expect("utf8");
+            (v, text)
+        };
+        let trusted = ca("trusted");
+        let key = KeyPair::generate().expect("key");
+        let mut params = CertificateParams::default();
+        params.distinguished_name = DistinguishedName::new();
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "kube-apiserver-kspy");
+        params.is_ca = IsCa::ExplicitNoCa;
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        let client_cert = params.signed_by(&key, &trusted.issuer).expect("client");
+
+        let (v, logged) = logged_by(&client_cert.pem());
+        assert!(logged.contains("marked as no CA"), "{logged}");
+        assert!(logged.contains("CN=kube-apiserver-kspy"), "{logged}");
+        assert!(
+            matches!(
+                accepts(&v, client_cert.der()),
+                Err(rustls::Error::InvalidCertificate(
+                    CertificateError::UnknownIssuer
+                ))
+            ),
+            "refused, as the warning says"
+        );
+
+        // The CA itself: nothing to say.
+        let (_, logged) = logged_by(&trusted.pem);
+        assert!(!logged.contains("marked as no CA"), "{logged}");
     }
 
     #[test]

@@ -62,8 +62,22 @@ pub enum CertError {
         /// The parser's message.
         reason: String,
     },
-    /// rustls refused the key, or the key does not belong to the certificate.
-    #[error("{what}: unusable private key")]
+    /// The private key is encrypted: kspy has no passphrase to open it.
+    #[error(
+        "{what}: the private key is encrypted, and kspy reads only unencrypted keys; store \
+         the key unencrypted (`openssl pkey -in KEY -out KEY.plain` asks for the passphrase \
+         once) and keep it safe by the file's permissions or the Secret's access rules"
+    )]
+    EncryptedKey {
+        /// Where the key came from.
+        what: String,
+    },
+    /// rustls refused the key (an unsupported type or curve), or could not tell whether it
+    /// belongs to the certificate.
+    #[error(
+        "{what}: unusable private key (kspy signs with RSA of 2048 bits or more, ECDSA P-256 \
+         or P-384, or Ed25519 keys)"
+    )]
     Key {
         /// Where the key came from.
         what: String,
@@ -81,6 +95,28 @@ pub enum CertError {
         cert: String,
         /// Where the key came from.
         key: String,
+    },
+    /// The private key belongs to a later certificate of the chain file than the first: the
+    /// chain is out of order, and TLS sends the first certificate as the server's own.
+    #[error(
+        "{what}: the private key belongs to certificate {position} of the file, not to the \
+         first; the serving (end-entity) certificate must come first, followed by the \
+         intermediates that issued it, each before its issuer"
+    )]
+    ChainOrder {
+        /// Where the chain came from.
+        what: String,
+        /// The 1-based position of the certificate the key belongs to.
+        position: usize,
+    },
+    /// The end-entity certificate is one clients refuse from a server: it names no DNS name
+    /// or IP address, or is not for server authentication.
+    #[error("{what}: not usable as a TLS server certificate: {reason}")]
+    NotForServing {
+        /// Where the certificate came from.
+        what: String,
+        /// What is missing, and what to do.
+        reason: String,
     },
     /// A CA certificate could not be added to a root store.
     #[error("{what}: unusable CA certificate")]

@@ -189,6 +189,20 @@ fn san(s: &str) -> Result<SanType, CertError> {
             reason: "not an IP address or DNS name".into(),
         });
     }
+    // `10.0.0.300` passes the label rules above, and would have become a DNS name no client
+    // ever matches: one connecting to an address compares it with the IP names only. No DNS
+    // name ends in an all-digit label (RFC 3696, section 2).
+    if s.rsplit('.')
+        .next()
+        .is_some_and(|last| last.bytes().all(|b| b.is_ascii_digit()))
+    {
+        return Err(CertError::InvalidName {
+            name: s.to_owned(),
+            reason: "not an IP address (a mistyped one?), and not a DNS name either: a DNS \
+                     name never ends in an all-digit label"
+                .into(),
+        });
+    }
     let ia5 = s
         .to_owned()
         .try_into()

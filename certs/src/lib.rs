@@ -7,7 +7,9 @@
 //! - [`load_pem_files`] / [`parse_pem_pair`]: PEM chain + key checked and turned into a rustls
 //!   [`CertifiedKey`](rustls::sign::CertifiedKey); [`root_store_from_pem`] for clients that trust
 //!   only kspy's CA.
-//! - [`not_after_unix`]: certificate expiry (x509-parser), exported by the webhook as a metric.
+//! - [`not_after_unix`]: a certificate's expiry (x509-parser); [`LoadedCert::not_after`], the
+//!   earliest expiry of a served chain (certificate and intermediates), is what the webhook
+//!   exports as a metric.
 //! - [`ReloadingResolver`]: a rustls `ResolvesServerCert` that follows rotation of the files on
 //!   disk, including Kubernetes' `..data` symlink swap, by polling their resolved content.
 //! - [`ReloadingClientVerifier`]: a rustls `ClientCertVerifier` requiring a client certificate

@@ -34,7 +34,8 @@ pub enum ReloadOutcome {
     Unchanged,
     /// New content loaded and is now served.
     Reloaded {
-        /// The new certificate's `notAfter`, seconds since the Unix epoch.
+        /// When clients stop accepting the new chain ([`LoadedCert::not_after`]: the earliest
+        /// `notAfter` of the certificate and its intermediates), seconds since the Unix epoch.
         not_after: i64,
     },
     /// New content did not load; the previous certificate is still served.
@@ -83,8 +84,9 @@ impl ReloadingResolver {
     /// Loads the certificate chain and key; fails if they do not load (see
     /// [`parse_pem_pair`]).
     pub fn load(cert_path: &Path, key_path: &Path) -> Result<Self, CertError> {
-        let cert = std::fs::read(cert_path).map_err(|e| CertError::io(cert_path, e))?;
-        let key = std::fs::read(key_path).map_err(|e| CertError::io(key_path, e))?;
+        // Read as every poll reads: a `..data` swap while the webhook starts must not pair the
+        // old certificate with the new key and fail the start.
+        let (cert, key) = read_pair(cert_path, key_path)?;
         let loaded = parse_pem_pair(
             &cert,
             &key,
@@ -114,7 +116,9 @@ impl ReloadingResolver {
             .clone()
     }
 
-    /// The `notAfter` of the certificate currently served, seconds since the Unix epoch.
+    /// When clients stop accepting the chain currently served, seconds since the Unix epoch:
+    /// the earliest `notAfter` of the certificate and its intermediates
+    /// ([`LoadedCert::not_after`]).
     pub fn not_after(&self) -> i64 {
         self.current
             .read()
@@ -130,33 +134,6 @@ impl ReloadingResolver {
     /// The key file this resolver reads.
     pub fn key_path(&self) -> &Path {
         &self.key_path
-    }
-
-    /// Reads the certificate, the key, and the certificate again: Kubernetes swaps a Secret
-    /// volume's `..data` link between reads, and a pair read across a swap (the old
-    /// certificate, the new key) would be reported as a mismatch. When the certificate changed
-    /// under the read, the pair is read again (three tries; then the last pair is returned and
-    /// judged as it is).
-    ///
-    /// The kubelet removes the old generation right after the swap, so a read that resolved
-    /// `..data` just before it may find its file gone: that is retried too.
-    fn read_pair(&self) -> Result<(Vec<u8>, Vec<u8>), CertError> {
-        retry_not_found(|| self.read_pair_once())
-    }
-
-    fn read_pair_once(&self) -> Result<(Vec<u8>, Vec<u8>), CertError> {
-        let read = |path: &Path| std::fs::read(path).map_err(|e| CertError::io(path, e));
-        let mut cert = read(&self.cert_path)?;
-        for _ in 0..3 {
-            let key = read(&self.key_path)?;
-            let again = read(&self.cert_path)?;
-            if again == cert {
-                return Ok((cert, key));
-            }
-            cert = again;
-        }
-        let key = read(&self.key_path)?;
-        Ok((cert, key))
     }
 
     /// Re-reads both files (through any symlinks) and, if their content changed since the last
@@ -178,12 +155,13 @@ impl ReloadingResolver {
             tracing::warn!(
                 cert = %self.cert_path.display(),
                 not_after = %format_unix_utc(not_after),
-                "the serving certificate has expired: clients refuse every new connection and \
-                 /readyz fails until a valid certificate is installed"
+                "the serving certificate has expired (it or an intermediate sent with it): clients \
+                 refuse every new connection and /readyz fails until a valid certificate is \
+                 installed"
             );
             seen.expiry_logged = true;
         }
-        let (cert, key) = match self.read_pair() {
+        let (cert, key) = match read_pair(&self.cert_path, &self.key_path) {
             Ok(pair) => pair,
             Err(err) => {
                 let failure = (
@@ -291,6 +269,32 @@ impl ReloadingResolver {
             },
         )
     }
+}
+
+/// Reads the certificate, the key, and the certificate again: Kubernetes swaps a Secret
+/// volume's `..data` link between reads, and a pair read across a swap (the old certificate,
+/// the new key) would be reported as a mismatch. When the certificate changed under the read,
+/// the pair is read again (three tries; then the last pair is returned and judged as it is).
+///
+/// The kubelet removes the old generation right after the swap, so a read that resolved
+/// `..data` just before it may find its file gone: that is retried too.
+fn read_pair(cert_path: &Path, key_path: &Path) -> Result<(Vec<u8>, Vec<u8>), CertError> {
+    retry_not_found(|| read_pair_once(cert_path, key_path))
+}
+
+fn read_pair_once(cert_path: &Path, key_path: &Path) -> Result<(Vec<u8>, Vec<u8>), CertError> {
+    let read = |path: &Path| std::fs::read(path).map_err(|e| CertError::io(path, e));
+    let mut cert = read(cert_path)?;
+    for _ in 0..3 {
+        let key = read(key_path)?;
+        let again = read(cert_path)?;
+        if again == cert {
+            return Ok((cert, key));
+        }
+        cert = again;
+    }
+    let key = read(key_path)?;
+    Ok((cert, key))
 }
 
 /// Runs `read` again (up to three tries, 5 ms apart) while it fails with "not found": the

@@ -133,7 +133,18 @@ fn bad_names_and_validity_are_refused() {
         generate("kspy", "kspy", Duration::from_secs(u64::MAX)),
         Err(CertError::InvalidValidity(_))
     ));
-    for bad in ["", "bad name", "*.evil", "a..b", "-x"] {
+    for bad in [
+        "",
+        "bad name",
+        "*.evil",
+        "a..b",
+        "-x",
+        // Mistyped IP addresses: no DNS name either.
+        "10.0.0.300",
+        "300.1.1.1",
+        "10.0.0",
+        "8443",
+    ] {
         let err = generate_with_sans("kspy", "kspy", DAY, &[bad.to_owned()]).expect_err(bad);
         assert!(matches!(err, CertError::InvalidName { .. }), "{bad}: {err}");
     }

@@ -38,14 +38,22 @@ fn parse_service(s: &str) -> Result<String, String> {
 pub enum CertsCommand {
     /// Generate a CA and a serving certificate for the webhook Service.
     ///
-    /// The serving certificate is valid for NAME.NS.svc, NAME.NS.svc.cluster.local, NAME.NS
-    /// and NAME. The CA's private key is not written: to rotate, generate again and update the
-    /// Secret and the webhook configurations' caBundle together.
+    /// The serving certificate is valid for NAME.NS.svc (the name the API server calls),
+    /// NAME.NS.svc.cluster.local, NAME.NS and NAME; add --extra-san for a cluster domain other
+    /// than cluster.local. tls.crt and tls.key go into the webhook's TLS Secret; the caBundle
+    /// printed at the end (also written to ca-bundle.b64: ca.crt, base64-encoded) goes into
+    /// clientConfig.caBundle of both kspy webhook configurations, as it is (the self-signed
+    /// overlay of deploy/ copies it from ca.crt for you).
+    ///
+    /// The CA's private key is not written: rotating means a new CA. Generating again over
+    /// the old files (--force) and applying both refuses debug requests for the minute or so
+    /// until every pod serves the new certificate; deploy/README.md ("Certificates and
+    /// rotation") shows a rotation without that window.
     #[command(after_help = "Examples:
   # A CA and a serving certificate for the Service kspy-webhook in namespace kspy-system
   {prog} certs generate --service kspy-webhook --namespace kspy-system --out certs/
 
-  # Rotate: generate again over the old files, valid for 90 days
+  # Replace them with a new CA (see above for the window this opens), valid for 90 days
   {prog} certs generate --service kspy-webhook --namespace kspy-system --out certs/ --days 90 --force")]
     Generate {
         /// Name of the webhook's Service.
@@ -73,7 +81,8 @@ pub enum CertsCommand {
         #[arg(long = "extra-san", value_name = "NAME")]
         extra_sans: Vec<String>,
     },
-    /// Show a PEM certificate's subject alternative names and expiry.
+    /// Show a PEM certificate's subject alternative names and expiry, and the subject and
+    /// expiry of each further certificate of a chain.
     #[command(after_help = "Examples:
   # The names and expiry of the serving certificate
   {prog} certs inspect certs/tls.crt
@@ -163,6 +172,21 @@ fn generate(
         )
         .into());
     }
+    // A symbolic link to nothing: creating the directory failed with "File exists" too.
+    if std::fs::metadata(dir).is_err()
+        && let Ok(target) = std::fs::read_link(dir)
+    {
+        return Err(KspyError::new(format!(
+            "--out {} is a symbolic link to {}, which does not exist",
+            dir.display(),
+            target.display()
+        ))
+        .hint(
+            "create the directory the link points to, remove the link, or choose another \
+             --out directory",
+        )
+        .into());
+    }
     let validity = Duration::from_secs(u64::from(days) * 86_400);
     let certs = kspy_certs::generate_with_sans(service, namespace, validity, extra_sans)
         .context("generating certificates")?;
@@ -216,6 +240,19 @@ fn inspect(out: &mut impl Write, file: &Path) -> anyhow::Result<()> {
         }
     )?;
     writeln!(out, "not after: {}", kspy_certs::format_unix_utc(not_after))?;
+    // The rest of a chain: an intermediate that expires first ends every handshake then,
+    // and the webhook's expiry metric gives that earliest date.
+    for (i, der) in chain.iter().enumerate().skip(1) {
+        let what = format!("{what} (certificate {} of the chain)", i + 1);
+        let subject = kspy_certs::identity(der, &what)?.subject;
+        let not_after = kspy_certs::not_after_unix(der, &what)?;
+        writeln!(
+            out,
+            "chain {}:   {subject}, not after {}",
+            i + 1,
+            kspy_certs::format_unix_utc(not_after)
+        )?;
+    }
     Ok(())
 }
 
@@ -234,6 +271,26 @@ mod tests {
             e.to_string(),
             format!("--out {} is a file, not a directory", file.display())
         );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn generate_through_a_dangling_link_says_where_it_points() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let link = dir.path().join("certs");
+        let target = dir.path().join("missing/certs");
+        std::os::unix::fs::symlink(&target, &link).expect("symlink");
+        let e =
+            generate(&mut Vec::new(), "kspy-webhook", "kspy", &link, 7, &[]).expect_err("refused");
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "--out {} is a symbolic link to {}, which does not exist",
+                link.display(),
+                target.display()
+            )
+        );
+        assert!(!target.exists(), "nothing was created");
     }
 
     #[test]
@@ -261,6 +318,26 @@ mod tests {
         inspect(&mut shown, &out_dir.join("tls.crt")).expect("inspect");
         let shown = String::from_utf8(shown).expect("utf8");
         assert!(shown.contains("kspy-webhook.kspy.svc"), "{shown}");
+    }
+
+    #[test]
+    fn inspect_shows_each_certificate_of_a_chain() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let certs = kspy_certs::generate("kspy-webhook", "kspy", Duration::from_secs(86_400))
+            .expect("generate");
+        let chain = dir.path().join("chain.crt");
+        std::fs::write(&chain, format!("{}{}", certs.cert_pem, certs.ca_cert_pem)).expect("write");
+        let mut shown = Vec::new();
+        inspect(&mut shown, &chain).expect("inspect");
+        let shown = String::from_utf8(shown).expect("utf8");
+        let expiry = kspy_certs::format_unix_utc(certs.not_after_unix());
+        assert!(shown.contains("chain:     2 certificate(s)"), "{shown}");
+        assert!(
+            shown.contains(&format!(
+                "chain 2:   O=kspy, CN=kspy CA for kspy-webhook.kspy, not after {expiry}"
+            )),
+            "{shown}"
+        );
     }
 
     #[test]

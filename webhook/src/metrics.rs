@@ -669,7 +669,7 @@ impl Metrics {
             &mut out,
             "kspy_cert_expiry_timestamp_seconds",
             "gauge",
-            "notAfter of the serving certificate, Unix seconds.",
+            "Earliest notAfter of the served chain (serving certificate and intermediates), Unix seconds.",
             self.cert_expiry.load(Ordering::Relaxed),
         );
         by_result(

@@ -42,7 +42,8 @@ pub(crate) struct AppState {
 }
 
 impl AppState {
-    /// Why the server is not ready, if it is not: shutting down, or the certificate expired.
+    /// Why the server is not ready, if it is not: shutting down, or the served chain expired
+    /// (the certificate or an intermediate: [`ReloadingResolver::not_after`]).
     pub fn not_ready_reason(&self) -> Option<String> {
         if !self.accepting.load(Ordering::Relaxed) {
             return Some("shutting down".into());
@@ -54,7 +55,7 @@ impl AppState {
         let not_after = self.resolver.not_after();
         if not_after <= now {
             return Some(format!(
-                "the serving certificate expired at {}",
+                "the serving certificate (or an intermediate sent with it) expired at {}",
                 kspy_certs::format_unix_utc(not_after)
             ));
         }

@@ -15,6 +15,9 @@
 //! grants nothing then, and if it is an `Enforce` policy with
 //! validations, the request is denied, since skipping a guardrail would be an allow by accident.
 //!
+//! A `Warn` or `Audit` policy that cannot be matched for want of the Namespace warns or annotates
+//! that its validations were not checked.
+//!
 //! CEL that fails to evaluate never allows: for an `Enforce` policy it is a denial carrying the
 //! error. `Warn` and `Audit` policies never grant and never deny.
 
@@ -917,15 +920,20 @@ pub(crate) fn decide(judge: &Judge<'_>, settings: &Settings) -> Decision {
     let mut audit_only: Vec<String> = Vec::new();
 
     // A guardrail that selects namespaces by label cannot be skipped just because the
-    // Namespace could not be read: its validations might deny. Fail closed.
+    // Namespace could not be read: its validations might deny. Fail closed. A Warn or Audit
+    // policy cannot deny, but skipping it in silence would report "nothing to warn about"
+    // during exactly the roll-out it is there to watch: it says that it was not checked.
     for p in &judge.undetermined {
-        if p.mode == Mode::Enforce && !p.validations.is_empty() {
-            let selects = match p.matcher.namespace_selector.as_ref() {
-                Some(selector) => format!("applies in namespaces labelled {selector}"),
-                None => "reads namespaceObject (the Namespace and its labels) in its CEL".into(),
-            };
-            let (why, fix) = unknown_namespace(&settings.namespaces);
-            d.deny(
+        if p.validations.is_empty() {
+            continue;
+        }
+        let selects = match p.matcher.namespace_selector.as_ref() {
+            Some(selector) => format!("applies in namespaces labelled {selector}"),
+            None => "reads namespaceObject (the Namespace and its labels) in its CEL".into(),
+        };
+        let (why, fix) = unknown_namespace(&settings.namespaces);
+        match p.mode {
+            Mode::Enforce => d.deny(
                 format!(
                     "policy {} {selects} and the labels of {place} are unknown ({why}), so its \
                      validations cannot be checked; kspy denies rather than skip them ({fix})",
@@ -936,7 +944,17 @@ pub(crate) fn decide(judge: &Judge<'_>, settings: &Settings) -> Decision {
                     policy: Some(p.name.clone()),
                     reason: format!("its validations cannot be checked: {why}"),
                 },
-            );
+            ),
+            Mode::Warn => d.warnings.push(format!(
+                "policy {} {selects} and the labels of {place} are unknown ({why}), so its \
+                 validations were not checked ({fix})",
+                p.name
+            )),
+            Mode::Audit => push_audit(
+                &mut d.audit,
+                &format!("audit-{}", p.name),
+                &format!("not checked: it {selects} and the labels of {place} are unknown ({why})"),
+            ),
         }
     }
 

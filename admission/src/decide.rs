@@ -960,6 +960,14 @@ pub(crate) fn decide(judge: &Judge<'_>, settings: &Settings) -> Decision {
 
     for subject in &request.subjects {
         let outcomes = judge.evaluate(subject, &candidates, true);
+        // What a Warn or Audit policy found is said of a container when there are several (a
+        // debug copy's, two debug containers at once): "pin it; pin it" in the audit log would
+        // not say which. One alone, as kubectl debug adds, needs no name.
+        let of = if request.subjects.len() > 1 {
+            format!("container {:?}: ", subject.name)
+        } else {
+            String::new()
+        };
         let mut enforcing: Vec<&CompiledPolicy> = Vec::new();
         // An Enforce policy with a grant whose CEL failed: it might have allowed the request.
         let mut undecided_grant = false;
@@ -978,8 +986,12 @@ pub(crate) fn decide(judge: &Judge<'_>, settings: &Settings) -> Decision {
                             reason: format!("{} failed to evaluate", e.what),
                         },
                     ),
-                    Mode::Warn => d.warnings.push(text),
-                    Mode::Audit => push_audit(&mut d.audit, &format!("audit-{}", p.name), &text),
+                    Mode::Warn => d.warnings.push(format!("{of}{text}")),
+                    Mode::Audit => push_audit(
+                        &mut d.audit,
+                        &format!("audit-{}", p.name),
+                        &format!("{of}{text}"),
+                    ),
                 }
             }
             if !o.applies {
@@ -1003,8 +1015,12 @@ pub(crate) fn decide(judge: &Judge<'_>, settings: &Settings) -> Decision {
                             reason: m.clone(),
                         },
                     ),
-                    Mode::Warn => d.warnings.push(format!("policy {}: {m}", p.name)),
-                    Mode::Audit => push_audit(&mut d.audit, &format!("audit-{}", p.name), m),
+                    Mode::Warn => d.warnings.push(format!("{of}policy {}: {m}", p.name)),
+                    Mode::Audit => push_audit(
+                        &mut d.audit,
+                        &format!("audit-{}", p.name),
+                        &format!("{of}{m}"),
+                    ),
                 }
             }
             if p.mode == Mode::Enforce && o.errors.is_empty() {

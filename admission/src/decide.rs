@@ -15,6 +15,9 @@
 //! grants nothing then, and if it is an `Enforce` policy with
 //! validations, the request is denied, since skipping a guardrail would be an allow by accident.
 //!
+//! A `Warn` or `Audit` policy that cannot be matched for want of the Namespace warns or annotates
+//! that its validations were not checked.
+//!
 //! CEL that fails to evaluate never allows: for an `Enforce` policy it is a denial carrying the
 //! error. `Warn` and `Audit` policies never grant and never deny.
 
@@ -917,15 +920,20 @@ pub(crate) fn decide(judge: &Judge<'_>, settings: &Settings) -> Decision {
     let mut audit_only: Vec<String> = Vec::new();
 
     // A guardrail that selects namespaces by label cannot be skipped just because the
-    // Namespace could not be read: its validations might deny. Fail closed.
+    // Namespace could not be read: its validations might deny. Fail closed. A Warn or Audit
+    // policy cannot deny, but skipping it in silence would report "nothing to warn about"
+    // during exactly the roll-out it is there to watch: it says that it was not checked.
     for p in &judge.undetermined {
-        if p.mode == Mode::Enforce && !p.validations.is_empty() {
-            let selects = match p.matcher.namespace_selector.as_ref() {
-                Some(selector) => format!("applies in namespaces labelled {selector}"),
-                None => "reads namespaceObject (the Namespace and its labels) in its CEL".into(),
-            };
-            let (why, fix) = unknown_namespace(&settings.namespaces);
-            d.deny(
+        if p.validations.is_empty() {
+            continue;
+        }
+        let selects = match p.matcher.namespace_selector.as_ref() {
+            Some(selector) => format!("applies in namespaces labelled {selector}"),
+            None => "reads namespaceObject (the Namespace and its labels) in its CEL".into(),
+        };
+        let (why, fix) = unknown_namespace(&settings.namespaces);
+        match p.mode {
+            Mode::Enforce => d.deny(
                 format!(
                     "policy {} {selects} and the labels of {place} are unknown ({why}), so its \
                      validations cannot be checked; kspy denies rather than skip them ({fix})",
@@ -936,12 +944,30 @@ pub(crate) fn decide(judge: &Judge<'_>, settings: &Settings) -> Decision {
                     policy: Some(p.name.clone()),
                     reason: format!("its validations cannot be checked: {why}"),
                 },
-            );
+            ),
+            Mode::Warn => d.warnings.push(format!(
+                "policy {} {selects} and the labels of {place} are unknown ({why}), so its \
+                 validations were not checked ({fix})",
+                p.name
+            )),
+            Mode::Audit => push_audit(
+                &mut d.audit,
+                &format!("audit-{}", p.name),
+                &format!("not checked: it {selects} and the labels of {place} are unknown ({why})"),
+            ),
         }
     }
 
     for subject in &request.subjects {
         let outcomes = judge.evaluate(subject, &candidates, true);
+        // What a Warn or Audit policy found is said of a container when there are several (a
+        // debug copy's, two debug containers at once): "pin it; pin it" in the audit log would
+        // not say which. One alone, as kubectl debug adds, needs no name.
+        let of = if request.subjects.len() > 1 {
+            format!("container {:?}: ", subject.name)
+        } else {
+            String::new()
+        };
         let mut enforcing: Vec<&CompiledPolicy> = Vec::new();
         // An Enforce policy with a grant whose CEL failed: it might have allowed the request.
         let mut undecided_grant = false;
@@ -960,8 +986,12 @@ pub(crate) fn decide(judge: &Judge<'_>, settings: &Settings) -> Decision {
                             reason: format!("{} failed to evaluate", e.what),
                         },
                     ),
-                    Mode::Warn => d.warnings.push(text),
-                    Mode::Audit => push_audit(&mut d.audit, &format!("audit-{}", p.name), &text),
+                    Mode::Warn => d.warnings.push(format!("{of}{text}")),
+                    Mode::Audit => push_audit(
+                        &mut d.audit,
+                        &format!("audit-{}", p.name),
+                        &format!("{of}{text}"),
+                    ),
                 }
             }
             if !o.applies {
@@ -985,8 +1015,12 @@ pub(crate) fn decide(judge: &Judge<'_>, settings: &Settings) -> Decision {
                             reason: m.clone(),
                         },
                     ),
-                    Mode::Warn => d.warnings.push(format!("policy {}: {m}", p.name)),
-                    Mode::Audit => push_audit(&mut d.audit, &format!("audit-{}", p.name), m),
+                    Mode::Warn => d.warnings.push(format!("{of}policy {}: {m}", p.name)),
+                    Mode::Audit => push_audit(
+                        &mut d.audit,
+                        &format!("audit-{}", p.name),
+                        &format!("{of}{m}"),
+                    ),
                 }
             }
             if p.mode == Mode::Enforce && o.errors.is_empty() {

@@ -102,7 +102,8 @@ pub(crate) struct SubjectDefaults<'a> {
     pub level: Option<Level>,
     /// The `runAsUser`s the pod's containers name
     /// ([`container_users`](crate::pod_security::container_users) of `object`, once per
-    /// request): a conforming default names another.
+    /// request), and those the defaults of the subjects before this one gave
+    /// ([`SubjectPatched::run_as_user`]): a conforming default names another.
     pub pod_users: &'a BTreeSet<i64>,
 }
 
@@ -119,8 +120,22 @@ fn is_debug_container(d: &SubjectDefaults<'_>) -> bool {
         || d.object["metadata"]["annotations"][DEBUG_CONTAINER_ANNOTATION] == s.name.as_str()
 }
 
-/// Adds one subject's defaults to `patch`; returns notes for the user (mounts not mirrored).
-pub(crate) fn subject_defaults(patch: &mut PatchBuilder, d: &SubjectDefaults<'_>) -> Vec<String> {
+/// What [`subject_defaults`] tells its caller besides the patch.
+#[derive(Debug, Default)]
+pub(crate) struct SubjectPatched {
+    /// Notes for the user (mounts not mirrored, defaults left out of a Windows pod).
+    pub notes: Vec<String>,
+    /// The `runAsUser` the patch gives the container, when it adds one: the next subjects'
+    /// [`SubjectDefaults::pod_users`] must count it, or two debug containers added at once
+    /// would both get the same conforming user and read each other's files.
+    pub run_as_user: Option<i64>,
+}
+
+/// Adds one subject's defaults to `patch`.
+pub(crate) fn subject_defaults(
+    patch: &mut PatchBuilder,
+    d: &SubjectDefaults<'_>,
+) -> SubjectPatched {
     let mut notes = Vec::new();
     let s = d.subject;
     let base: Vec<String> = vec!["spec".into(), s.list.field().into(), s.index.to_string()];
@@ -336,6 +351,11 @@ pub(crate) fn subject_defaults(patch: &mut PatchBuilder, d: &SubjectDefaults<'_>
         wanted.remove("allowPrivilegeEscalation");
     }
     keep_added_capabilities(current, &mut wanted);
+    // Filled in only where the container names no user (fill_absent, or the whole context).
+    let run_as_user = current["runAsUser"]
+        .is_null()
+        .then(|| wanted.get("runAsUser").and_then(Value::as_i64))
+        .flatten();
     if !wanted.is_empty() {
         if current.is_object() {
             patch.fill_absent(&at("securityContext"), current, &Value::Object(wanted));
@@ -346,7 +366,7 @@ pub(crate) fn subject_defaults(patch: &mut PatchBuilder, d: &SubjectDefaults<'_>
             );
         }
     }
-    notes
+    SubjectPatched { notes, run_as_user }
 }
 
 /// The volumes of the pod `object` by name (of two with one name, which the API server

@@ -343,7 +343,9 @@ impl Engine {
         let null = serde_json::Value::Null;
         let object = review.object().unwrap_or(&null);
         let volumes = crate::defaults::volumes_by_name(object);
-        let pod_users = crate::pod_security::container_users(object);
+        // Grows with the user each subject's defaults name: two debug containers added at
+        // once must not both be given the same conforming user.
+        let mut pod_users = crate::pod_security::container_users(object);
         for subject in &request.subjects {
             let outcomes = judge.evaluate(subject, &candidates, false);
             let policies: Vec<_> = candidates
@@ -357,7 +359,7 @@ impl Engine {
                     applied.push(p.name.clone());
                 }
             }
-            notes.extend(subject_defaults(
+            let patched = subject_defaults(
                 &mut patch,
                 &SubjectDefaults {
                     subject,
@@ -368,7 +370,9 @@ impl Engine {
                     level: enforced_level(namespace),
                     pod_users: &pod_users,
                 },
-            ));
+            );
+            notes.extend(patched.notes);
+            pod_users.extend(patched.run_as_user);
         }
         let patch = patch.build();
         // Pod Security runs after the mutating webhooks and before the validating ones, so a

@@ -97,6 +97,38 @@ fn grants_add_up_across_applicable_policies() {
     }
 }
 
+/// Two debug containers in one request, one of them interactive and neither pinned by digest:
+/// the Warn policy's warning and the Audit policy's annotation say which container each finding
+/// is about, as a denial does, instead of "interactive session" (or "pin …; pin …") with no
+/// container to tell them apart. A single debug container is reported as before.
+#[test]
+fn warn_and_audit_findings_name_the_container_when_there_are_several() {
+    let e = engine(TEAM);
+    let mut quiet = debugger(
+        "quiet",
+        "registry.example.com/debug/tools@sha256:0000000000000000000000000000000000000000000000000000000000000000",
+    );
+    quiet["stdin"] = json!(false);
+    quiet["tty"] = json!(false);
+    let r = attach(
+        "prod-eu",
+        "alice",
+        &["sre"],
+        vec![],
+        vec![debugger("talky", "busybox:1.36"), quiet],
+    );
+    let j = validate(&e, &r);
+    assert!(j.response.allowed, "{}", j.response.result.message);
+    assert_eq!(
+        j.response.warnings.clone().unwrap_or_default(),
+        ["container \"talky\": policy digest-warning: pin debug images by digest"]
+    );
+    assert_eq!(
+        j.response.audit_annotations["audit-audit-tty"],
+        "container \"talky\": interactive session"
+    );
+}
+
 #[test]
 fn a_missing_grant_names_who_has_it() {
     let e = engine(TEAM);

@@ -214,6 +214,54 @@ fn conforming_names_a_user_only_when_none_is_named() {
     assert!(sc.get("runAsUser").is_none(), "{sc}");
 }
 
+/// Two debug containers added in one request, both targeting `app`, in a restricted
+/// namespace: each gets its own conforming user. Both given 65534, each would read the other's
+/// files through /proc/PID/root as the same user, and `/validate` (which the API server calls
+/// with the patch applied) would deny the first for the second's Secret mount that only the
+/// second was granted: the defaults turning an allowed request into a denied one.
+#[test]
+fn two_debug_containers_added_at_once_get_different_users() {
+    const POLICIES: &str = r#"
+apiVersion: kspy.dev/v1alpha1
+kind: DebugPolicy
+metadata: {name: base}
+spec:
+  grant: {images: ['busybox*'], mountVolumes: nonSecret}
+  defaults: {targetContainer: first, podSecurity: conform}
+---
+apiVersion: kspy.dev/v1alpha1
+kind: DebugPolicy
+metadata: {name: creds-for-b}
+spec:
+  conditions: [{name: b, expression: "container.name == 'b'"}]
+  grant: {mountVolumes: all}
+"#;
+    let restricted = namespace(
+        "ns",
+        &[("pod-security.kubernetes.io/enforce", "restricted")],
+    );
+    let mut b = debugger("b", "busybox");
+    b["volumeMounts"] = json!([{"name": "creds", "mountPath": "/creds", "readOnly": true}]);
+    let r = attach("ns", "u", &[], vec![], vec![debugger("a", "busybox"), b]);
+    let e = engine(POLICIES);
+    let j = judge(&e, &r, Endpoint::Mutate, Some(&restricted));
+    assert!(j.response.allowed);
+    let patched = apply(&r, &patch_of(&j));
+    let pod: Pod = serde_json::from_value(patched["request"]["object"].clone()).unwrap();
+    let users: Vec<Option<i64>> = pod
+        .spec
+        .unwrap()
+        .ephemeral_containers
+        .unwrap()
+        .iter()
+        .map(|c| c.security_context.as_ref().and_then(|sc| sc.run_as_user))
+        .collect();
+    assert_eq!(users, [Some(65534), Some(65533)]);
+    // As the API server calls /validate: with kspy's own patch applied.
+    let v = judge(&e, &patched, Endpoint::Validate, Some(&restricted));
+    assert!(v.response.allowed, "{}", v.response.result.message);
+}
+
 /// A debug copy repeats the source pod's containers, whose images already run as the users
 /// they pick under the pod's `runAsNonRoot`: conform names a user only for the debug container
 /// the copy adds, which would otherwise not start as non-root.

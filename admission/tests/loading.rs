@@ -1104,6 +1104,44 @@ fn entries_and_policies_that_can_do_nothing_load_with_a_warning() {
     }
 }
 
+/// A read-write hostPaths entry loads with a warning: the kubelet follows symbolic links, so
+/// whoever writes below the prefix can link `PREFIX/x` to `/` and have a later hostPath volume
+/// at `PREFIX/x`, which the same entry grants, mount the node's root. Read-only entries, and
+/// `/` (everything already), do not warn.
+#[test]
+fn a_read_write_host_path_grant_warns_that_links_leave_it() {
+    let warnings = |hosts: &str| -> Vec<String> {
+        let body = format!("  grant:\n    hostPaths: {hosts}");
+        let set = PolicySet::from_yaml("t.yaml", &common::policy("p", &body))
+            .unwrap_or_else(|e| panic!("{e}"));
+        set.warnings().iter().map(ToString::to_string).collect()
+    };
+    let w = warnings("[{path: /, readOnly: true}, /var/log/]");
+    assert_eq!(w.len(), 1, "{w:#?}");
+    assert!(
+        w[0].starts_with(
+            "t.yaml: document 1 (policy p): spec.grant.hostPaths[1]: /var/log is granted \
+             read-write, and a prefix does not confine a writable mount: a debug container that \
+             writes there can make a symbolic link below it (/var/log/x -> /)"
+        ),
+        "{w:#?}"
+    );
+    assert!(
+        w[0].ends_with(
+            "grant it read-only (`- {path: /var/log, readOnly: true}`) unless whoever has it may \
+             write anywhere on the node"
+        ),
+        "{w:#?}"
+    );
+    for quiet in [
+        "[{path: /var/log, readOnly: true}]",
+        "[/]",
+        "[{path: /, readOnly: false}]",
+    ] {
+        assert_eq!(warnings(quiet), Vec::<String>::new(), "{quiet}");
+    }
+}
+
 /// Match fields are AND: `users` and `serviceAccounts` together need a service account whose
 /// user name a users pattern matches. With none that can, the policy never applies.
 #[test]

@@ -83,3 +83,65 @@ fn declared_namespaces_point_at_the_suites_not_the_webhook() {
     assert!(!m.contains("webhook"), "{m}");
     assert!(!m.contains("RBAC"), "{m}");
 }
+
+/// A Warn or Audit policy selecting namespaces by label, with the Namespace unknown, cannot
+/// deny, but it does not pass in silence either: during an audit roll-out "no warning" would
+/// read as "nothing to warn about". It says its validations were not checked; the request is
+/// judged by the Enforce policies alone (allowed here, as with the Namespace known).
+#[test]
+fn warn_and_audit_policies_say_they_were_not_checked() {
+    let policies = POLICIES.replace(
+        "metadata: {name: production-reason}\nspec:\n",
+        "metadata: {name: production-reason}\nspec:\n  mode: Warn\n",
+    ) + r#"---
+apiVersion: kspy.dev/v1alpha1
+kind: DebugPolicy
+metadata: {name: audit-team}
+spec:
+  mode: Audit
+  validations:
+    - expression: "has(namespaceObject.metadata.labels) && 'team' in namespaceObject.metadata.labels"
+      message: debugging outside a team namespace
+"#;
+    let e = engine_with(&policies, Settings::default());
+    let review = attach(
+        "shop",
+        "dana",
+        &["dev"],
+        vec![],
+        vec![debugger("d", "busybox:1.36")],
+    );
+    let j = validate(&e, &review);
+    assert!(j.response.allowed, "{}", j.response.result.message);
+    let warnings = j.response.warnings.clone().unwrap_or_default();
+    assert!(
+        warnings.iter().any(|w| w.starts_with(
+            "policy production-reason applies in namespaces labelled env=production and the \
+             labels of namespace \"shop\" are unknown (the Namespace could not be read), so its \
+             validations were not checked"
+        )),
+        "{warnings:?}"
+    );
+    let audit = &j.response.audit_annotations;
+    assert_eq!(
+        audit.get("audit-audit-team").map(String::as_str),
+        Some(
+            "not checked: it reads namespaceObject (the Namespace and its labels) in its CEL and \
+             the labels of namespace \"shop\" are unknown (the Namespace could not be read)"
+        ),
+        "{audit:?}"
+    );
+    // With the Namespace known, each is checked as usual and neither says so.
+    let ns = namespace("shop", &[("env", "production")]);
+    let j = judge(&e, &review, kspy_admission::Endpoint::Validate, Some(&ns));
+    assert!(j.response.allowed, "{}", j.response.result.message);
+    let warnings = j.response.warnings.clone().unwrap_or_default();
+    assert_eq!(
+        warnings,
+        ["policy production-reason: a reason is needed in production"]
+    );
+    assert_eq!(
+        j.response.audit_annotations["audit-audit-team"],
+        "debugging outside a team namespace"
+    );
+}

@@ -916,6 +916,27 @@ impl CompiledPolicy {
                 });
             }
         }
+        // A prefix is matched lexically; the kubelet follows symbolic links. Whoever may write
+        // below a prefix can link `PREFIX/x` to `/`, and a later hostPath volume at `PREFIX/x`
+        // (a copy or node pod may name any path), granted by the same entry, mounts the node's
+        // root. `/` itself grants everything already.
+        for (i, h) in grant.host_paths.iter().enumerate() {
+            let path = h.prefix.to_string();
+            if h.read_only || path == "/" {
+                continue;
+            }
+            warnings.push(FieldError {
+                field: format!("spec.grant.hostPaths[{i}]"),
+                message: format!(
+                    "{path} is granted read-write, and a prefix does not confine a writable \
+                     mount: a debug container that writes there can make a symbolic link below \
+                     it ({path}/x -> /), and a hostPath volume at {path}/x, which this entry \
+                     grants, mounts what the link points to (the kubelet follows it), the \
+                     node's / included; grant it read-only (`- {{path: {path}, readOnly: \
+                     true}}`) unless whoever has it may write anywhere on the node"
+                ),
+            });
+        }
         if grant.is_empty() && validations.is_empty() && spec.defaults.is_empty() {
             warnings.push(FieldError {
                 field: "spec".into(),

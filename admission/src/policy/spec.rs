@@ -245,7 +245,9 @@ pub struct GrantSpec {
     pub host_namespaces: Vec<HostNamespace>,
     /// Host path prefixes that may be mounted: `- /var/log` grants read-write mounts (and
     /// read-only ones), `- {path: /var/log, readOnly: true}` read-only mounts only. A mode
-    /// suffix as `--mount` writes it (`/var/log:ro`) is refused at load.
+    /// suffix as `--mount` writes it (`/var/log:ro`) is refused at load. A read-write entry
+    /// other than `/` loads with a warning: the kubelet follows symbolic links, so whoever
+    /// writes below the prefix can make a later mount below it reach anywhere on the node.
     #[serde(default)]
     pub host_paths: Vec<HostPathGrantSpec>,
 }

@@ -210,7 +210,7 @@ fn generate(
     writeln!(out)?;
     writeln!(
         out,
-        "Create the serving Secret:\n  kubectl -n {namespace} create secret tls {service}-tls --cert={} --key={}",
+        "Create the serving Secret, or replace it when rotating (`create` alone fails on one that exists):\n  kubectl -n {namespace} create secret tls {service}-tls --cert={} --key={} --dry-run=client -o yaml | kubectl apply -f -",
         files.cert.display(),
         files.key.display()
     )?;
@@ -312,6 +312,19 @@ mod tests {
         assert!(
             printed.contains("kspy-webhook.kspy.svc.cluster.local"),
             "{printed}"
+        );
+        // The Secret line works on a first install and on a rotation alike (the base mounts
+        // Secret kspy-webhook-tls).
+        let secret_line = printed
+            .lines()
+            .find(|l| l.contains("create secret tls"))
+            .unwrap_or_else(|| panic!("no Secret line: {printed}"));
+        assert!(
+            secret_line
+                .trim_start()
+                .starts_with("kubectl -n kspy create secret tls kspy-webhook-tls ")
+                && secret_line.ends_with("--dry-run=client -o yaml | kubectl apply -f -"),
+            "{secret_line}"
         );
 
         let mut shown = Vec::new();

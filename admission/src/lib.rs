@@ -10,8 +10,8 @@
 //!    debug subjects (new ephemeral containers, or the debug pod's containers).
 //! 3. [`asks`] extracts what each subject asks for, normalized ([`ImageRef`], [`Capability`],
 //!    [`HostPath`]).
-//!    An attached subject also asks for what it reaches in its process namespace: by SYS_PTRACE,
-//!    or as the user of the processes there ([`user_reach`]).
+//!    An attached subject also asks for what it reaches in its process namespace (`reach.rs`):
+//!    by SYS_PTRACE, or as the user of the processes there ([`user_reach`]).
 //! 4. [`policy`] holds the loaded, compiled policy files; [`cel`] the CEL environment.
 //! 5. [`decide`] computes the verdict; [`defaults`] builds the patch; [`Engine::judge`] ties the
 //!    steps together and produces kube's `AdmissionResponse`.
@@ -36,6 +36,7 @@ mod kube_shape;
 pub mod pod_os;
 pub mod pod_security;
 pub mod policy;
+mod reach;
 pub mod review;
 pub mod testing;
 pub mod user_reach;

@@ -12,7 +12,10 @@
 //!    [`HostPath`]).
 //!    An attached subject also asks for what it reaches in its process namespace (`reach.rs`):
 //!    by SYS_PTRACE, or as the user of the processes there ([`user_reach`]).
-//! 4. [`policy`] holds the loaded, compiled policy files; [`cel`] the CEL environment.
+//! 4. [`policy`] holds the loaded, compiled policy files; [`cel`] the CEL environment: the
+//!    compiled expressions and what they are evaluated in. What makes an expression refused
+//!    at load (length, depth, unknown functions, variables and fields) is in `cel_check.rs` and
+//!    `cel_fields.rs`.
 //! 5. [`decide`] computes the verdict; [`defaults`] builds the patch; [`Engine::judge`] ties the
 //!    steps together and produces kube's `AdmissionResponse`.
 //!
@@ -21,6 +24,7 @@
 pub mod asks;
 pub mod capability;
 pub mod cel;
+mod cel_check;
 mod cel_fields;
 mod cel_library;
 pub mod classify;

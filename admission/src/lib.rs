@@ -16,11 +16,14 @@
 //!    compiled expressions and what they are evaluated in. What makes an expression refused
 //!    at load (length, depth, unknown functions, variables and fields) is in `cel_check.rs` and
 //!    `cel_fields.rs`.
-//! 5. [`decide`] computes the verdict; [`defaults`] builds the patch; [`Engine::judge`] ties the
-//!    steps together and produces kube's `AdmissionResponse`.
+//! 5. [`decide`] computes the verdict, against the list of things each subject asks for that a
+//!    grant must cover (`ask.rs`: the list, which grant covers each, how a denial names it);
+//!    [`defaults`] builds the patch; [`Engine::judge`] ties the steps together and produces
+//!    kube's `AdmissionResponse`.
 //!
 //! [`testing`] runs the test cases that live beside policies (`kspy policy test`).
 
+mod ask;
 pub mod asks;
 pub mod capability;
 pub mod cel;

@@ -17,7 +17,8 @@ use std::collections::HashMap;
 use kube_cel::cel::common::ast::{EntryExpr, Expr, IdedExpr, LiteralValue};
 use kube_cel::cel::{Context, Program};
 
-use crate::cel::{Scope, VARIABLES, root_context};
+use crate::cel::{Scope, VARIABLES};
+use crate::cel_context::root_context;
 
 /// Why an expression does not compile.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -12,7 +12,7 @@
 
 use kube_cel::cel::common::ast::{Expr, IdedExpr, LiteralValue};
 
-use crate::cel::{closest, entry_children};
+use crate::cel_check::{closest, entry_children};
 use crate::kube_shape::{self, Shape};
 
 /// A selection of a field the value's Kubernetes type does not have.

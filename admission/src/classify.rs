@@ -24,7 +24,8 @@ use k8s_openapi::api::core::v1::{Container, EphemeralContainer, Pod};
 use kube::core::admission::Operation;
 use serde_json::Value;
 
-use crate::asks::{Asks, ContainerParts, PodAsks, PodVolumes, TraceReach, traced_containers};
+use crate::asks::{Asks, ContainerParts, PodAsks, PodVolumes};
+use crate::reach::{TraceReach, traced_containers};
 use crate::review::ParsedReview;
 
 /// The label kspy's CLI puts on debug pods; its value is the action (`copy` or `node`).

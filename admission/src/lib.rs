@@ -10,17 +10,25 @@
 //!    debug subjects (new ephemeral containers, or the debug pod's containers).
 //! 3. [`asks`] extracts what each subject asks for, normalized ([`ImageRef`], [`Capability`],
 //!    [`HostPath`]).
-//!    An attached subject also asks for what it reaches in its process namespace: by SYS_PTRACE,
-//!    or as the user of the processes there ([`user_reach`]).
-//! 4. [`policy`] holds the loaded, compiled policy files; [`cel`] the CEL environment.
-//! 5. [`decide`] computes the verdict; [`defaults`] builds the patch; [`Engine::judge`] ties the
-//!    steps together and produces kube's `AdmissionResponse`.
+//!    An attached subject also asks for what it reaches in its process namespace (`reach.rs`):
+//!    by SYS_PTRACE, or as the user of the processes there ([`user_reach`]).
+//! 4. [`policy`] holds the loaded, compiled policy files; [`cel`] the CEL environment: the
+//!    compiled expressions. What makes an expression refused at load (length, depth, unknown
+//!    functions, variables and fields) is in `cel_check.rs` and `cel_fields.rs`; the context
+//!    it is evaluated in and the request's values bound into it, in `cel_context.rs`.
+//! 5. [`decide`] computes the verdict, against the list of things each subject asks for that a
+//!    grant must cover (`ask.rs`: the list, which grant covers each, how a denial names it);
+//!    [`defaults`] builds the patch; [`Engine::judge`] ties the steps together and produces
+//!    kube's `AdmissionResponse`.
 //!
 //! [`testing`] runs the test cases that live beside policies (`kspy policy test`).
 
+mod ask;
 pub mod asks;
 pub mod capability;
 pub mod cel;
+mod cel_check;
+mod cel_context;
 mod cel_fields;
 mod cel_library;
 pub mod classify;
@@ -36,6 +44,7 @@ mod kube_shape;
 pub mod pod_os;
 pub mod pod_security;
 pub mod policy;
+mod reach;
 pub mod review;
 pub mod testing;
 pub mod user_reach;

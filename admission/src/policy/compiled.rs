@@ -1022,7 +1022,7 @@ fn security_context_errors(sc: &serde_json::Value) -> Vec<(String, String)> {
 fn profile_problem(kind: &str, localhost: Option<&str>) -> Option<String> {
     const KINDS: [&str; 3] = ["RuntimeDefault", "Localhost", "Unconfined"];
     if !KINDS.contains(&kind) {
-        let close = crate::cel::closest(kind, KINDS.iter().copied())
+        let close = crate::cel_check::closest(kind, KINDS.iter().copied())
             .map(|k| format!(" (did you mean {k:?}?)"))
             .unwrap_or_default();
         return Some(format!(
@@ -1081,7 +1081,7 @@ fn unknown_fields(
             }
             None => {
                 let close = if at == "spec.defaults.securityContext" {
-                    crate::cel::closest(name, SECURITY_CONTEXT_FIELDS.iter().copied())
+                    crate::cel_check::closest(name, SECURITY_CONTEXT_FIELDS.iter().copied())
                         .map(|k| format!(" (did you mean {k:?}?)"))
                         .unwrap_or_default()
                 } else {

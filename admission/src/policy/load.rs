@@ -664,7 +664,7 @@ fn unknown_field_message(message: &str) -> Option<String> {
     let (name, expected) = rest.split_once('`')?;
     let candidates: Vec<&str> = expected.split('`').skip(1).step_by(2).collect();
     Some(
-        match crate::cel::closest(name, candidates.iter().copied()) {
+        match crate::cel_check::closest(name, candidates.iter().copied()) {
             Some(close) => format!("unknown field `{name}` (did you mean `{close}`?){expected}"),
             None => message.to_owned(),
         },

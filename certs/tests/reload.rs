@@ -100,6 +100,36 @@ fn logs_of<T>(f: impl FnOnce() -> T) -> (T, String) {
     (value, text)
 }
 
+/// Runs `step` over and over for 1.5 s while another thread swaps `volume` between the two
+/// pairs as fast as the kubelet could (every millisecond); returns the number of swaps.
+fn while_swapping(
+    mut volume: SecretVolume,
+    pairs: [&GeneratedCerts; 2],
+    mut step: impl FnMut(),
+) -> usize {
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flipper = {
+        let stop = stop.clone();
+        let pairs = pairs.map(|p| (p.cert_pem.clone(), p.key_pem.clone()));
+        std::thread::spawn(move || {
+            let mut swaps = 0usize;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let (cert, key) = &pairs[(swaps + 1) % 2];
+                volume.swap(cert.as_bytes(), key.as_bytes());
+                swaps += 1;
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            swaps
+        })
+    };
+    let until = std::time::Instant::now() + Duration::from_millis(1500);
+    while std::time::Instant::now() < until {
+        step();
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    flipper.join().expect("flipper")
+}
+
 fn pair() -> GeneratedCerts {
     generate("kspy-webhook", "kspy", DAY).expect("generate")
 }
@@ -251,33 +281,13 @@ async fn the_watcher_reports_changes_and_stops_with_the_resolver() {
 fn a_swap_between_the_two_reads_is_not_a_failure() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (first, second) = (pair(), pair());
-    let (mut volume, resolver) = serving(dir.path(), &first);
-    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let flipper = {
-        let stop = stop.clone();
-        let pairs = [first.clone(), second.clone()];
-        std::thread::spawn(move || {
-            let mut swaps = 0usize;
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                let p = &pairs[(swaps + 1) % 2];
-                volume.swap(p.cert_pem.as_bytes(), p.key_pem.as_bytes());
-                swaps += 1;
-                std::thread::sleep(Duration::from_millis(1));
-            }
-            swaps
-        })
-    };
+    let (volume, resolver) = serving(dir.path(), &first);
     let (mut reloads, mut failures) = (0usize, Vec::new());
-    let until = std::time::Instant::now() + Duration::from_millis(1500);
-    while std::time::Instant::now() < until {
-        match resolver.poll() {
-            ReloadOutcome::Reloaded { .. } => reloads += 1,
-            ReloadOutcome::Failed(err) => failures.push(err.to_string()),
-            ReloadOutcome::Unchanged => {}
-        }
-    }
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let swaps = flipper.join().expect("flipper");
+    let swaps = while_swapping(volume, [&first, &second], || match resolver.poll() {
+        ReloadOutcome::Reloaded { .. } => reloads += 1,
+        ReloadOutcome::Failed(err) => failures.push(err.to_string()),
+        ReloadOutcome::Unchanged => {}
+    });
     assert!(reloads >= 10, "{reloads} reloads over {swaps} swaps");
     // Read across a swap, a third of these polls failed. Two swaps within one read (a
     // descheduled test thread on a loaded machine) can still pair an old key with a certificate
@@ -298,37 +308,19 @@ fn a_swap_between_the_two_reads_is_not_a_failure() {
 fn a_swap_while_loading_does_not_fail_the_start() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (first, second) = (pair(), pair());
-    let mut volume = SecretVolume::new(
+    let volume = SecretVolume::new(
         dir.path(),
         first.cert_pem.as_bytes(),
         first.key_pem.as_bytes(),
     );
     let (cert, key) = (volume.cert(), volume.key());
-    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let flipper = {
-        let stop = stop.clone();
-        let pairs = [first.clone(), second.clone()];
-        std::thread::spawn(move || {
-            let mut swaps = 0usize;
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                let p = &pairs[(swaps + 1) % 2];
-                volume.swap(p.cert_pem.as_bytes(), p.key_pem.as_bytes());
-                swaps += 1;
-                std::thread::sleep(Duration::from_millis(1));
-            }
-            swaps
-        })
-    };
     let (mut loads, mut failures) = (0usize, Vec::new());
-    let until = std::time::Instant::now() + Duration::from_millis(1500);
-    while std::time::Instant::now() < until {
-        match ReloadingResolver::load(&cert, &key) {
-            Ok(_) => loads += 1,
-            Err(err) => failures.push(err.to_string()),
-        }
-    }
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let swaps = flipper.join().expect("flipper");
+    let swaps = while_swapping(volume, [&first, &second], || match ReloadingResolver::load(
+        &cert, &key,
+    ) {
+        Ok(_) => loads += 1,
+        Err(err) => failures.push(err.to_string()),
+    });
     assert!(swaps >= 10, "{swaps} swaps");
     // As for polls, two swaps within one read can still pair an old key with a certificate
     // that looks unchanged; that is rare (none in 2 500 loads here, where reading each file

@@ -60,6 +60,16 @@ pub enum HostRoot {
 /// makes writable), found by applying it to an empty pod, so that it cannot disagree with
 /// what the profile does.
 pub fn mounts_host_root(profile: Profile) -> bool {
+    profiled_node_pod(profile)
+        .volumes
+        .iter()
+        .flatten()
+        .any(|v| v.name == HOST_ROOT_VOLUME)
+}
+
+/// The spec of an empty node pod with `profile` applied: what the profile itself adds, read
+/// off the result so that no description of a profile can disagree with what it does.
+fn profiled_node_pod(profile: Profile) -> PodSpec {
     let mut pod = Pod {
         spec: Some(PodSpec {
             containers: vec![Default::default()],
@@ -68,10 +78,7 @@ pub fn mounts_host_root(profile: Profile) -> bool {
         ..Pod::default()
     };
     profile.apply_pod(Style::Node, &mut pod, "");
-    pod.spec
-        .iter()
-        .flat_map(|s| s.volumes.iter().flatten())
-        .any(|v| v.name == HOST_ROOT_VOLUME)
+    pod.spec.unwrap_or_default()
 }
 
 /// `--host-writable` with a profile that does not mount the node's `/`: there is nothing to
@@ -146,15 +153,7 @@ pub fn runs_windows(node: &Node) -> bool {
 
 /// The host access `profile` gives a node pod, in words; empty when it gives none.
 fn host_access(profile: Profile) -> Vec<&'static str> {
-    let mut pod = Pod {
-        spec: Some(PodSpec {
-            containers: vec![Default::default()],
-            ..PodSpec::default()
-        }),
-        ..Pod::default()
-    };
-    profile.apply_pod(Style::Node, &mut pod, "");
-    let spec = pod.spec.unwrap_or_default();
+    let spec = profiled_node_pod(profile);
     let mut what = Vec::new();
     if spec.host_pid == Some(true) || spec.host_network == Some(true) || spec.host_ipc == Some(true)
     {

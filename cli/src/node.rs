@@ -133,6 +133,34 @@ pub fn not_ready(node: &Node) -> Option<String> {
     ))
 }
 
+/// Why the kubelet of `node` will refuse the pod: it reports `DiskPressure` or `PIDPressure`.
+/// Under either, the kubelet's eviction manager admits only critical pods, so the node pod
+/// (bound by `nodeName`, past the scheduler) fails at once with reason `Evicted`; under
+/// `MemoryPressure` alone it admits the pod, which tolerates every taint. `None` otherwise.
+pub fn refused_for_pressure(node: &Node) -> Option<String> {
+    let pressures: Vec<&str> = node
+        .status
+        .as_ref()?
+        .conditions
+        .iter()
+        .flatten()
+        .filter(|c| {
+            matches!(c.type_.as_str(), "DiskPressure" | "PIDPressure") && c.status == "True"
+        })
+        .map(|c| c.type_.as_str())
+        .collect();
+    if pressures.is_empty() {
+        return None;
+    }
+    let name = node.metadata.name.as_deref().unwrap_or_default();
+    Some(format!(
+        "node {name} reports {}: its kubelet admits only critical pods until that clears, so \
+         the pod will likely fail at once (reason Evicted); `kubectl describe node {name}` \
+         shows what is short, and the node's own console reaches it meanwhile",
+        pressures.join(" and ")
+    ))
+}
+
 /// Whether `node` runs Windows: its `kubernetes.io/os` label (which every kubelet sets), or
 /// else the operating system its kubelet reports.
 pub fn runs_windows(node: &Node) -> bool {
@@ -297,7 +325,8 @@ pub async fn run(args: NodeArgs) -> Result<ExitCode, KspyError> {
             if let Some(refusal) = windows_refusal(&node, d.profile, d.image.is_some()) {
                 return Err(refusal);
             }
-            if let Some(note) = not_ready(&node).filter(|_| !d.quiet) {
+            let notes = [not_ready(&node), refused_for_pressure(&node)];
+            for note in notes.into_iter().flatten().filter(|_| !d.quiet) {
                 eprintln!("note: {}", output::printable(&note));
             }
         }
@@ -504,6 +533,44 @@ mod tests {
             build_node_pod("n", "default", "p", &b, None, HostRoot::ReadOnly),
             Err(BuildError::UnknownVolume { .. })
         ));
+    }
+
+    /// DiskPressure or PIDPressure make the kubelet refuse every pod that is not critical, so
+    /// kspy says so before it waits; MemoryPressure alone, or pressure cleared, says nothing.
+    #[test]
+    fn disk_and_pid_pressure_are_noted_and_memory_pressure_is_not() {
+        let node = |conditions: Value| -> Node {
+            serde_json::from_value(json!({"metadata": {"name": "node-a"},
+                "status": {"conditions": conditions}}))
+            .expect("node")
+        };
+        let cond = |t: &str, status: &str| json!({"type": t, "status": status});
+        let full = node(json!([
+            cond("Ready", "True"),
+            cond("DiskPressure", "True"),
+            cond("PIDPressure", "True"),
+            cond("MemoryPressure", "True")
+        ]));
+        let note = refused_for_pressure(&full).expect("noted");
+        assert!(
+            note.starts_with(
+                "node node-a reports DiskPressure and PIDPressure: its kubelet admits only \
+                 critical pods"
+            ) && note.contains("kubectl describe node node-a"),
+            "{note}"
+        );
+        let pid = node(json!([cond("PIDPressure", "True")]));
+        assert!(refused_for_pressure(&pid).is_some_and(|n| n.contains("reports PIDPressure:")));
+        for quiet in [
+            node(json!([cond("MemoryPressure", "True")])),
+            node(json!([
+                cond("DiskPressure", "False"),
+                cond("PIDPressure", "Unknown")
+            ])),
+            node(json!([])),
+        ] {
+            assert_eq!(refused_for_pressure(&quiet), None);
+        }
     }
 
     /// A Windows node (by its kubernetes.io/os label, else the OS its kubelet reports) cannot

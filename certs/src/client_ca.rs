@@ -304,6 +304,21 @@ impl ReloadingClientVerifier {
 /// Every CA certificate of a PEM bundle, checked, and a verifier trusting exactly them.
 fn load_cas(pem: &[u8], what: &str) -> Result<LoadedCas, CertError> {
     let certs = parse_certs(pem, what)?;
+    // Only the certificates are read; a CA's key beside them (a bundle written by
+    // `openssl req -x509 -keyout same-file`, or `cat ca.crt ca.key`) is ignored, but it
+    // should not sit in the webhook's Secret at all: whoever reads it can issue client
+    // certificates that kspy trusts.
+    if matches!(
+        rustls_pemfile::private_key(&mut std::io::BufReader::new(pem)),
+        Ok(Some(_))
+    ) {
+        tracing::warn!(
+            file = %what,
+            "the --client-ca file also holds a private key, which the webhook does not use: \
+             whoever can read the file can issue client certificates kspy trusts; keep only the \
+             CA certificate in it and the key where the CA is run"
+        );
+    }
     let several = certs.len() > 1;
     let mut roots = RootCertStore::empty();
     let mut subjects = Vec::with_capacity(certs.len());
@@ -675,9 +690,10 @@ mod tests {
     }
 
     /// The client's own certificate given as --client-ca loads (webpki takes any certificate
-    /// as an anchor) but refuses every client as "unknown issuer": a warning says why.
+    /// as an anchor) but refuses every client as "unknown issuer": a warning says why. A CA's
+    /// private key in the file is ignored, and warned about.
     #[test]
-    fn a_certificate_marked_as_no_ca_is_warned_about() {
+    fn a_certificate_marked_as_no_ca_or_a_key_beside_the_cas_is_warned_about() {
         use std::sync::{Arc, Mutex};
         #[derive(Clone, Default)]
         struct Buffer(Arc<Mutex<Vec<u8>>>);
@@ -729,6 +745,22 @@ mod tests {
         // The CA itself: nothing to say.
         let (_, logged) = logged_by(&trusted.pem);
         assert!(!logged.contains("marked as no CA"), "{logged}");
+        assert!(!logged.contains("private key"), "{logged}");
+
+        // The CA with its key in the same file: trusted as before, and warned about.
+        let with_key = format!("{}{}", trusted.pem, trusted.issuer.key().serialize_pem());
+        let (v, logged) = logged_by(&with_key);
+        assert!(
+            logged.contains("the --client-ca file also holds a private key"),
+            "{logged}"
+        );
+        let client = leaf(
+            &trusted,
+            Some("kube-apiserver"),
+            &[],
+            &[ExtendedKeyUsagePurpose::ClientAuth],
+        );
+        assert!(accepts(&v, &client).is_ok(), "still trusted");
     }
 
     #[test]

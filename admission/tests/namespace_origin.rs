@@ -26,18 +26,23 @@ spec:
       message: a reason is needed in production
 "#;
 
-fn message(namespaces: NamespaceOrigin) -> String {
-    let settings = Settings {
-        namespaces,
-        ..Settings::default()
-    };
-    let review = attach(
+/// Dana (group dev) attaches a busybox debug container in namespace shop.
+fn dana_attaches_in_shop() -> serde_json::Value {
+    attach(
         "shop",
         "dana",
         &["dev"],
         vec![],
         vec![debugger("d", "busybox:1.36")],
-    );
+    )
+}
+
+fn message(namespaces: NamespaceOrigin) -> String {
+    let settings = Settings {
+        namespaces,
+        ..Settings::default()
+    };
+    let review = dana_attaches_in_shop();
     let j = validate(&engine_with(POLICIES, settings), &review);
     assert!(!j.response.allowed);
     j.response.result.message
@@ -104,13 +109,7 @@ spec:
       message: debugging outside a team namespace
 "#;
     let e = engine_with(&policies, Settings::default());
-    let review = attach(
-        "shop",
-        "dana",
-        &["dev"],
-        vec![],
-        vec![debugger("d", "busybox:1.36")],
-    );
+    let review = dana_attaches_in_shop();
     let j = validate(&e, &review);
     assert!(j.response.allowed, "{}", j.response.result.message);
     let warnings = j.response.warnings.clone().unwrap_or_default();

@@ -453,6 +453,15 @@ fn suites_copy() -> tempfile::TempDir {
     dir
 }
 
+/// Replaces `from` with `to` in `file` of a [`suites_copy`]; `from` must be there.
+fn replace_in(dir: &tempfile::TempDir, file: &str, from: &str, to: &str) {
+    let path = dir.path().join(file);
+    let before = std::fs::read_to_string(&path).unwrap();
+    let after = before.replace(from, to);
+    assert_ne!(before, after, "{from:?} is not in {file}");
+    std::fs::write(&path, after).unwrap();
+}
+
 #[test]
 fn a_namespace_declared_twice_with_other_labels_is_refused_naming_both_files() {
     // The same labels in both suites: fine.
@@ -465,11 +474,12 @@ fn a_namespace_declared_twice_with_other_labels_is_refused_naming_both_files() {
     );
 
     let dir = suites_copy();
-    let tools = dir.path().join("suite-tools.yaml");
-    let before = std::fs::read_to_string(&tools).unwrap();
-    let after = before.replace("labels: {env: production}", "labels: {env: staging}");
-    assert_ne!(before, after);
-    std::fs::write(&tools, after).unwrap();
+    replace_in(
+        &dir,
+        "suite-tools.yaml",
+        "labels: {env: production}",
+        "labels: {env: staging}",
+    );
     let out = kspy(&["policy", "test", &dir.path().display().to_string()]);
     assert_eq!(out.status.code(), Some(1));
     let stderr = text(&out.stderr);
@@ -502,11 +512,12 @@ fn check_reads_the_test_suites_and_says_what_apiversion_it_found() {
     );
 
     let dir = suites_copy();
-    let tools = dir.path().join("suite-tools.yaml");
-    let before = std::fs::read_to_string(&tools).unwrap();
-    let after = before.replace("apiVersion: kspy.dev/v1alpha1", "apiVersion: kspy.dev/v1");
-    assert_ne!(before, after);
-    std::fs::write(&tools, after).unwrap();
+    replace_in(
+        &dir,
+        "suite-tools.yaml",
+        "apiVersion: kspy.dev/v1alpha1",
+        "apiVersion: kspy.dev/v1",
+    );
     let want = format!(
         "{}/suite-tools.yaml: document 1 (suite tools): apiVersion: expected kspy.dev/v1alpha1, \
          found \"kspy.dev/v1\"",
@@ -535,11 +546,12 @@ fn check_reads_the_test_suites_and_says_what_apiversion_it_found() {
 #[test]
 fn a_policy_that_does_not_load_does_not_hide_the_suites_errors() {
     let dir = suites_copy();
-    let tools = dir.path().join("suite-tools.yaml");
-    let before = std::fs::read_to_string(&tools).unwrap();
-    let after = before.replace("apiVersion: kspy.dev/v1alpha1", "apiVersion: kspy.dev/v1");
-    assert_ne!(before, after);
-    std::fs::write(&tools, after).unwrap();
+    replace_in(
+        &dir,
+        "suite-tools.yaml",
+        "apiVersion: kspy.dev/v1alpha1",
+        "apiVersion: kspy.dev/v1",
+    );
     std::fs::write(
         dir.path().join("broken.yaml"),
         "apiVersion: kspy.dev/v1alpha1\nkind: DebugPolicy\nmetadata: {name: sre-oops}\nspec:\n  grant:\n    capabilities: [NET_ADMN]\n",
@@ -566,7 +578,12 @@ fn a_policy_that_does_not_load_does_not_hide_the_suites_errors() {
         assert!(out.stdout.is_empty(), "{command}");
     }
     // With the suites right, the policy's error is reported alone, as before.
-    std::fs::write(&tools, before).unwrap();
+    replace_in(
+        &dir,
+        "suite-tools.yaml",
+        "apiVersion: kspy.dev/v1",
+        "apiVersion: kspy.dev/v1alpha1",
+    );
     let out = kspy(&["policy", "check", &dir.path().display().to_string()]);
     let stderr = text(&out.stderr);
     assert!(!stderr.contains("suites there"), "{stderr}");

@@ -870,18 +870,36 @@ pub fn validate_pod(pod: &Pod) -> Vec<FieldError> {
 /// pod's securityContext, then of each container's (init, regular, ephemeral, as
 /// `VisitContainersWithPath` walks them), each "cannot be set for a windows pod".
 fn validate_windows(spec: &k8s_openapi::api::core::v1::PodSpec) -> Vec<FieldError> {
-    const POD_FIELDS: &[&str] = &[
-        "appArmorProfile",
-        "seLinuxOptions",
-        "seccompProfile",
-        "fsGroup",
-        "fsGroupChangePolicy",
-        "sysctls",
-        "shareProcessNamespace",
-        "runAsUser",
-        "runAsGroup",
-        "supplementalGroups",
-        "supplementalGroupsPolicy",
+    // In `validateWindows`'s order. The internal type keeps the host namespace fields and
+    // shareProcessNamespace in the pod's securityContext, but names them by the spec's own path.
+    const POD_FIELDS: &[(&str, &str)] = &[
+        ("appArmorProfile", "spec.securityContext.appArmorProfile"),
+        ("seLinuxOptions", "spec.securityContext.seLinuxOptions"),
+        ("hostUsers", "spec.hostUsers"),
+        ("hostPID", "spec.hostPID"),
+        ("hostIPC", "spec.hostIPC"),
+        ("seccompProfile", "spec.securityContext.seccompProfile"),
+        ("fsGroup", "spec.securityContext.fsGroup"),
+        (
+            "fsGroupChangePolicy",
+            "spec.securityContext.fsGroupChangePolicy",
+        ),
+        ("sysctls", "spec.securityContext.sysctls"),
+        ("shareProcessNamespace", "spec.shareProcessNamespace"),
+        ("runAsUser", "spec.securityContext.runAsUser"),
+        ("runAsGroup", "spec.securityContext.runAsGroup"),
+        (
+            "supplementalGroups",
+            "spec.securityContext.supplementalGroups",
+        ),
+        (
+            "supplementalGroupsPolicy",
+            "spec.securityContext.supplementalGroupsPolicy",
+        ),
+        (
+            "seLinuxChangePolicy",
+            "spec.securityContext.seLinuxChangePolicy",
+        ),
     ];
     const CONTAINER_FIELDS: &[&str] = &[
         "appArmorProfile",
@@ -911,16 +929,22 @@ fn validate_windows(spec: &k8s_openapi::api::core::v1::PodSpec) -> Vec<FieldErro
         .as_ref()
         .and_then(|sc| serde_json::to_value(sc).ok())
         .unwrap_or(Value::Null);
-    // The internal type keeps shareProcessNamespace in the pod's securityContext.
     if let Some(share) = spec.share_process_namespace {
         pod_sc["shareProcessNamespace"] = Value::Bool(share);
     }
-    for field in POD_FIELDS {
+    if let Some(host_users) = spec.host_users {
+        pod_sc["hostUsers"] = Value::Bool(host_users);
+    }
+    // hostPID and hostIPC are plain bools in the internal type: only `true` is "set".
+    if spec.host_pid == Some(true) {
+        pod_sc["hostPID"] = Value::Bool(true);
+    }
+    if spec.host_ipc == Some(true) {
+        pod_sc["hostIPC"] = Value::Bool(true);
+    }
+    for (field, path) in POD_FIELDS {
         if present(&pod_sc, field) {
-            errs.push(FieldError::forbidden(
-                format!("spec.securityContext.{field}"),
-                WHY,
-            ));
+            errs.push(FieldError::forbidden(*path, WHY));
         }
     }
     let containers = spec
@@ -1298,16 +1322,24 @@ mod tests {
             name: "windows".into(),
         });
         spec.share_process_namespace = Some(true);
+        spec.host_users = Some(true);
+        spec.host_ipc = Some(true);
+        // false is Go's zero value: not "set".
+        spec.host_pid = Some(false);
         spec.security_context = Some(k8s_openapi::api::core::v1::PodSecurityContext {
             run_as_non_root: Some(true),
             supplemental_groups: Some(vec![]),
+            se_linux_change_policy: Some("Recursive".into()),
             ..Default::default()
         });
         let got: Vec<String> = validate_pod(&p).iter().map(ToString::to_string).collect();
         assert_eq!(
             got,
             vec![
-                "spec.securityContext.shareProcessNamespace: Forbidden: cannot be set for a windows pod",
+                "spec.hostUsers: Forbidden: cannot be set for a windows pod",
+                "spec.hostIPC: Forbidden: cannot be set for a windows pod",
+                "spec.shareProcessNamespace: Forbidden: cannot be set for a windows pod",
+                "spec.securityContext.seLinuxChangePolicy: Forbidden: cannot be set for a windows pod",
                 "spec.ephemeralContainers[0].securityContext.capabilities: Forbidden: cannot be set for a windows pod",
                 "spec.ephemeralContainers[0].securityContext.allowPrivilegeEscalation: Forbidden: cannot be set for a windows pod",
             ]

@@ -781,6 +781,40 @@ fn a_pod_being_deleted_gets_no_debug_container() {
     );
 }
 
+/// A static pod (its mirror in the API) takes no debug container: the API server refuses any
+/// (`static pods do not support ephemeral containers`). kspy says so before any write, dry runs
+/// too, naming the node to debug instead.
+#[test]
+fn a_static_pod_gets_no_debug_container_and_its_node_is_offered() {
+    let mut sim = Sim::new();
+    sim.pod["metadata"]["annotations"] = json!({"kubernetes.io/config.mirror": "0123abcd",
+        "kubernetes.io/config.source": "file"});
+    sim.pod["spec"]["nodeName"] = json!("cp-1");
+    let (api, _) = sim_api(sim);
+    for dry_run in ["--dry-run=none", "--dry-run=client", "--dry-run=server"] {
+        let before = api.requests().len();
+        let out = api.kspy(&["attach", WEB, "--context", "fake", dry_run]);
+        let (_, stderr) = texts(&out);
+        assert_eq!(out.status.code(), Some(1), "{dry_run}: {stderr}");
+        assert!(
+            stderr.starts_with(&format!(
+                "kspy: pod prod/{WEB} is a static pod: the API server refuses debug containers \
+                 for static pods\n  the kubelet of node cp-1 runs it from a manifest file"
+            )),
+            "{dry_run}: {stderr}"
+        );
+        assert!(
+            stderr.contains("hint: debug it from its node: `kspy node cp-1 --context fake -it`"),
+            "{dry_run}: {stderr}"
+        );
+        assert!(
+            api.requests()[before..].iter().all(|r| r.method == "GET"),
+            "{dry_run}: {:?}",
+            api.lines()
+        );
+    }
+}
+
 /// `--reuse` attaches to the container it finds, unless told not to: `--attach=false` is
 /// honoured as `--no-attach` is.
 #[test]

@@ -38,6 +38,8 @@ struct Sim {
     logs: Vec<u8>,
     /// Whether `pods/log` is refused (403, RBAC).
     logs_refused: bool,
+    /// Whether watching pods is refused (403, RBAC: a role granting the patch but not watch).
+    watch_refused: bool,
 }
 
 /// How long after a container's process exits its pod status says so (the kubelet's status
@@ -60,6 +62,7 @@ impl Sim {
             resource_version: 12345,
             logs: b"hello from the debug container\n".to_vec(),
             logs_refused: false,
+            watch_refused: false,
         }
     }
 
@@ -207,6 +210,15 @@ fn sim_api(sim: Sim) -> (FakeApi, Arc<Mutex<Sim>>) {
             let watch = r.param("watch").as_deref() == Some("true");
             match (r.method.as_str(), r.path.as_str()) {
                 ("GET", POD_PATH) => Reply::ok(&sim.current()),
+                ("GET", "/api/v1/namespaces/prod/pods") if watch && sim.watch_refused => {
+                    Reply::status(
+                        403,
+                        "Forbidden",
+                        "pods is forbidden: User \"dev\" cannot watch resource \"pods\" in API \
+                         group \"\" in the namespace \"prod\"",
+                        json!({"kind": "pods"}),
+                    )
+                }
                 ("GET", "/api/v1/namespaces/prod/pods") if watch => {
                     Reply::events(&[("MODIFIED", sim.current())])
                 }
@@ -3064,6 +3076,56 @@ fn patch_conflict_is_retried_once_then_reported() {
     assert!(
         stderr.contains("hint: run the same command again"),
         "{stderr}"
+    );
+}
+
+/// The debug container is added before the wait: when watching it is refused (a role that
+/// grants the patch but not `watch`), the error says it stays and how to attach to it, or the
+/// same command run again would add a second one.
+#[test]
+fn a_refused_watch_says_the_container_was_added_and_how_to_attach() {
+    let mut sim = Sim::new();
+    sim.watch_refused = true;
+    let (api, sim) = sim_api(sim);
+    let out = api.kspy(&[
+        "attach",
+        WEB,
+        "-c",
+        "app",
+        "--name",
+        "debugger-tst42",
+        "-q",
+        "-it",
+    ]);
+    let (_, stderr) = texts(&out);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.starts_with(&format!(
+            "kspy: could not watch pod prod/{WEB}: you are not allowed to watch pods in \
+             namespace prod\n"
+        )),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!(
+            "  debug container debugger-tst42 was added and stays in pod prod/{WEB}: ephemeral \
+             containers cannot be removed\n  once it runs, attach to it with: kspy attach {WEB} \
+             -n prod --reuse --name debugger-tst42 -it"
+        )),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("hint: ask for an RBAC Role granting verb \"watch\" on resource \"pods\""),
+        "{stderr}"
+    );
+    let added = sim.lock().expect("sim").pod["spec"]["ephemeralContainers"].clone();
+    assert!(
+        added
+            .as_array()
+            .expect("list")
+            .iter()
+            .any(|c| c["name"] == "debugger-tst42"),
+        "{added}"
     );
 }
 

@@ -770,19 +770,21 @@ async fn attach_container_choice_and_end_are_the_servers_not_kubectls() {
         .unwrap();
     assert_eq!(st.status.as_deref(), Some("Success"), "{st:?}");
 
-    // A request the translator does not take (no v5 WebSocket) reaches the kubelet, whose
-    // plain-text refusal of a container that does not run comes back as it is.
-    let st = api_err(
-        client
-            .request::<Value>(http_request(
-                "GET",
-                "/api/v1/namespaces/prod/pods/web/attach?container=dbg&stdout=true",
-                "",
-                b"",
-            ))
-            .await
-            .unwrap_err(),
+    // An upgrade the translator does not take (SPDY, no v5 WebSocket) reaches the kubelet,
+    // whose plain-text refusal of a container that does not run comes back as it is.
+    let mut spdy = http_request(
+        "POST",
+        "/api/v1/namespaces/prod/pods/web/attach?container=dbg&stdout=true",
+        "",
+        b"",
     );
+    spdy.headers_mut()
+        .insert("upgrade", axum::http::HeaderValue::from_static("SPDY/3.1"));
+    spdy.headers_mut().insert(
+        "connection",
+        axum::http::HeaderValue::from_static("Upgrade"),
+    );
+    let st = api_err(client.request::<Value>(spdy).await.unwrap_err());
     assert_eq!(st.code, 500, "{st:?}");
     assert!(
         st.message
@@ -1879,7 +1881,9 @@ async fn attach_is_authorized_by_the_http_method() {
             .websocket_upgrade_needs_create(needs_create)
             .start()
     };
-    let ws_only = "serves attach over WebSocket only";
+    // A plain request (no upgrade) that passes authorization is refused by the upgrade-aware
+    // proxy, before the kubelet.
+    let ws_only = "Upgrade request required";
 
     // 1.30–1.34: a WebSocket handshake is a GET, authorized as `get`; POST (SPDY) as `create`.
     let s = build(false).await.unwrap();

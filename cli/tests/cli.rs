@@ -2837,6 +2837,31 @@ fn failed_attach_is_an_error() {
     assert!(!stderr.contains("session ended"), "{stderr}");
 }
 
+/// An attach RBAC refuses (403 with the authorizer's Status on the WebSocket upgrade) names
+/// the verb and resource to ask for, not only the refused upgrade.
+#[test]
+fn an_attach_refused_by_rbac_names_the_permission() {
+    let (api, _) = running_sim_api();
+    let out = attach_stdin(&api, "debugger-refused", b"");
+    let (_, stderr) = texts(&out);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "kspy: could not attach to container debugger-refused of pod prod/{WEB}: you are \
+             not allowed to get pods/attach in namespace prod\n"
+        )),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(
+            "hint: ask for an RBAC Role granting verb \"get\" on resource \"pods/attach\" in \
+             namespace prod"
+        ),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("switch protocol"), "{stderr}");
+}
+
 fn evict(pod: &mut Value) {
     pod["status"]["phase"] = json!("Failed");
     pod["status"]["reason"] = json!("Evicted");

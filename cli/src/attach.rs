@@ -330,6 +330,48 @@ pub fn check_running(pod: &Pod, flags: &str) -> Result<(), KspyError> {
     }
 }
 
+/// The annotation a kubelet puts on the mirror pod it creates in the API for a static pod
+/// (one it runs from a manifest file on its node).
+pub const MIRROR_POD_ANNOTATION: &str = "kubernetes.io/config.mirror";
+
+/// A static pod (kube-apiserver, etcd… as the API shows them: a mirror pod, annotated
+/// [`MIRROR_POD_ANNOTATION`]) takes no ephemeral container: its kubelet runs what the
+/// manifest file on the node says and never reads them from the API, so the API server refuses
+/// the write (`static pods do not support ephemeral containers`, whatever the container).
+/// Refused before any request, with the way that works: a node pod on its node. `flags`, the
+/// cluster flags given, go into the command it suggests.
+pub fn check_not_static(pod: &Pod, flags: &str) -> Result<(), KspyError> {
+    let mirror = pod
+        .metadata
+        .annotations
+        .as_ref()
+        .is_some_and(|a| a.contains_key(MIRROR_POD_ANNOTATION));
+    if !mirror {
+        return Ok(());
+    }
+    let ns = pod.metadata.namespace.as_deref().unwrap_or_default();
+    let name = pod.metadata.name.as_deref().unwrap_or_default();
+    let node = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.node_name.as_deref())
+        .unwrap_or("NODE");
+    Err(KspyError::new(format!(
+        "pod {ns}/{name} is a static pod: the API server refuses debug containers for static pods"
+    ))
+    .details([format!(
+        "the kubelet of node {node} runs it from a manifest file on the node (the pod in the API \
+         is only its mirror, annotated {MIRROR_POD_ANNOTATION}) and would never start a \
+         container added through the API"
+    )])
+    .hint(format!(
+        "debug it from its node: `{} node {node}{flags} -it` runs a shell in the host's PID, \
+         network and IPC namespaces, where its processes are (`ps`, `nsenter -t PID`); or \
+         `kubectl exec` into it when its image has a shell",
+        crate::prog()
+    )))
+}
+
 /// A pod being deleted (its `deletionTimestamp` set, during its grace period) starts no new
 /// container: the kubelet only stops its containers. A debug container added then would wait
 /// until the pod is gone, and could not be removed meanwhile. One already running can still be
@@ -388,6 +430,7 @@ pub async fn run(args: AttachArgs) -> Result<ExitCode, KspyError> {
     let ns = cluster.namespace.clone();
     let mut pod = cluster.get_pod(&args.pod).await?;
     check_running(&pod, &cluster.flags)?;
+    check_not_static(&pod, &cluster.flags)?;
     let choice = resolve_target(&pod, args.target.target.as_deref())?;
     let name = match &d.name {
         Some(n) => n.clone(),

@@ -672,6 +672,15 @@ pub fn resolve_target(pod: &Pod, requested: Option<&str>) -> Result<TargetChoice
         let init = spec.and_then(|s| s.init_containers.as_ref());
         let exists = containers.iter().any(|c| c == wanted)
             || init.into_iter().flatten().any(|c| c.name == wanted);
+        // The names offered for a misspelt one: the pod's containers and its sidecars, the
+        // init containers that run alongside them (`restartPolicy: Always`, as a service
+        // mesh's proxy) and are debugged as often. Other init containers have completed by the
+        // time the pod runs: accepted when named, but nothing to suggest.
+        let sidecars = init
+            .into_iter()
+            .flatten()
+            .filter(|c| c.restart_policy.as_deref() == Some("Always"))
+            .map(|c| c.name.clone());
         return if exists {
             Ok(TargetChoice::Named(wanted.to_string()))
         } else {
@@ -679,7 +688,7 @@ pub fn resolve_target(pod: &Pod, requested: Option<&str>) -> Result<TargetChoice
                 flag: TARGET_FLAG,
                 pod: pod_name,
                 wanted: wanted.to_string(),
-                existing: containers,
+                existing: containers.into_iter().chain(sidecars).collect(),
             })
         };
     }
@@ -1746,6 +1755,30 @@ mod tests {
         let err = resolve_target(&pod, Some("ap")).expect_err("missing");
         let k: KspyError = err.into();
         assert_eq!(k.details, vec!["containers that exist: app, sidecar"]);
+
+        // A sidecar init container (restartPolicy Always, a mesh's proxy) is a target as the
+        // containers are: a misspelt name is offered it, not told -c names the debug container.
+        let mut meshed = serde_json::to_value(&pod).expect("json");
+        meshed["spec"]["initContainers"]
+            .as_array_mut()
+            .expect("the fixture has init containers")
+            .push(
+                serde_json::json!({"name": "istio-proxy", "image": "proxyv2:1.24",
+                "restartPolicy": "Always"}),
+            );
+        let meshed: Pod = serde_json::from_value(meshed).expect("pod");
+        assert_eq!(
+            resolve_target(&meshed, Some("istio-proxy")).expect("ok"),
+            TargetChoice::Named("istio-proxy".into())
+        );
+        let k: KspyError = resolve_target(&meshed, Some("istio-prox"))
+            .expect_err("missing")
+            .into();
+        assert_eq!(
+            k.details,
+            vec!["containers that exist: istio-proxy, sidecar, app"]
+        );
+        assert_eq!(k.hint, None, "a near miss, not kubectl's -c");
 
         let mut annotated = pod.clone();
         annotated

@@ -238,6 +238,9 @@ pub fn share_process_namespace(
     }
 }
 
+/// The prefix of the annotations a kubelet puts on the mirror pod of a static pod.
+const KUBELET_CONFIG_ANNOTATIONS: &str = "kubernetes.io/config.";
+
 /// Builds the copy of `source` with the debug container `debug` (none with `None`).
 pub fn build_copy(
     source: &Pod,
@@ -326,6 +329,10 @@ pub fn build_copy(
     // What kspy sets says who asked for this copy, and why: a value the source carries (itself
     // a copy, or annotated by hand) would be stale — another requester, another reason, which
     // a policy reading `kspy.dev/reason` would accept — when kspy has none of its own.
+    // The kubelet's own (`kubernetes.io/config.mirror`, `.hash`, `.source`, `.seen`) say the
+    // source is a static pod's mirror; on a copy they would make every kubelet take it for one
+    // too, never run it, and delete it as an orphaned mirror (the legacy profile and
+    // --keep-annotations keep the source's annotations).
     if let Some(annotations) = pod.metadata.annotations.as_mut() {
         for key in [
             SOURCE_POD_ANNOTATION,
@@ -335,6 +342,7 @@ pub fn build_copy(
         ] {
             annotations.remove(key);
         }
+        annotations.retain(|key, _| !key.starts_with(KUBELET_CONFIG_ANNOTATIONS));
     }
     pod.metadata
         .labels
@@ -1028,13 +1036,18 @@ mod tests {
     /// requester would be recorded. Kept with --keep-annotations and with the legacy profile,
     /// which keep the others.
     #[test]
-    fn kspy_annotations_of_the_source_are_not_copied() {
+    fn kspy_and_kubelet_annotations_of_the_source_are_not_copied() {
         let mut v = serde_json::to_value(golden::fixture_pod("pod-web.json")).expect("json");
         v["metadata"]["annotations"]["kspy.dev/reason"] = json!("INC-1 long closed");
         v["metadata"]["annotations"]["kspy.dev/requested-by"] = json!("mallory");
         v["metadata"]["annotations"]["kspy.dev/source-pod"] = json!("web-0");
         v["metadata"]["annotations"]["kspy.dev/debug-container"] = json!("debugger-old99");
         v["metadata"]["labels"]["kspy.dev/debug"] = json!("node");
+        // A static pod's mirror: a copy carrying these is taken for one by every kubelet,
+        // never run, and deleted as an orphan.
+        v["metadata"]["annotations"]["kubernetes.io/config.mirror"] = json!("0123abcd");
+        v["metadata"]["annotations"]["kubernetes.io/config.hash"] = json!("0123abcd");
+        v["metadata"]["annotations"]["kubernetes.io/config.source"] = json!("file");
         let source: Pod = serde_json::from_value(v).expect("pod");
         for (profile, keep_annotations) in [(Profile::Legacy, false), (Profile::General, true)] {
             let o = CopyOptions {
@@ -1059,6 +1072,14 @@ mod tests {
                 annotations.get("kspy.dev/reason").is_none(),
                 "{annotations}"
             );
+            for kubelets in ["mirror", "hash", "source"] {
+                assert!(
+                    annotations
+                        .get(format!("kubernetes.io/config.{kubelets}"))
+                        .is_none(),
+                    "{profile:?}: {annotations}"
+                );
+            }
             assert!(
                 annotations.get("kspy.dev/requested-by").is_none(),
                 "{annotations}"

@@ -424,7 +424,10 @@ pub async fn wait_for_container(
             .details([stays])
             .hint(never_starts(&state).unwrap_or_default()))
         }
-        Err(WaitError::Api(e)) => Err(e),
+        // The container (or pod) was added before the wait: a watch refused (RBAC grants
+        // patch but not watch) or cut says nothing of it by itself, and running the command
+        // again would add another.
+        Err(WaitError::Api(e)) => Err(e.details(left_behind())),
     }
 }
 

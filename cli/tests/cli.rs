@@ -38,6 +38,8 @@ struct Sim {
     logs: Vec<u8>,
     /// Whether `pods/log` is refused (403, RBAC).
     logs_refused: bool,
+    /// Whether watching pods is refused (403, RBAC: a role granting the patch but not watch).
+    watch_refused: bool,
 }
 
 /// How long after a container's process exits its pod status says so (the kubelet's status
@@ -60,6 +62,7 @@ impl Sim {
             resource_version: 12345,
             logs: b"hello from the debug container\n".to_vec(),
             logs_refused: false,
+            watch_refused: false,
         }
     }
 
@@ -207,6 +210,15 @@ fn sim_api(sim: Sim) -> (FakeApi, Arc<Mutex<Sim>>) {
             let watch = r.param("watch").as_deref() == Some("true");
             match (r.method.as_str(), r.path.as_str()) {
                 ("GET", POD_PATH) => Reply::ok(&sim.current()),
+                ("GET", "/api/v1/namespaces/prod/pods") if watch && sim.watch_refused => {
+                    Reply::status(
+                        403,
+                        "Forbidden",
+                        "pods is forbidden: User \"dev\" cannot watch resource \"pods\" in API \
+                         group \"\" in the namespace \"prod\"",
+                        json!({"kind": "pods"}),
+                    )
+                }
                 ("GET", "/api/v1/namespaces/prod/pods") if watch => {
                     Reply::events(&[("MODIFIED", sim.current())])
                 }
@@ -779,6 +791,40 @@ fn a_pod_being_deleted_gets_no_debug_container() {
         stderr.contains("reusing running debug container debugger-old01"),
         "{stderr}"
     );
+}
+
+/// A static pod (its mirror in the API) takes no debug container: the API server refuses any
+/// (`static pods do not support ephemeral containers`). kspy says so before any write, dry runs
+/// too, naming the node to debug instead.
+#[test]
+fn a_static_pod_gets_no_debug_container_and_its_node_is_offered() {
+    let mut sim = Sim::new();
+    sim.pod["metadata"]["annotations"] = json!({"kubernetes.io/config.mirror": "0123abcd",
+        "kubernetes.io/config.source": "file"});
+    sim.pod["spec"]["nodeName"] = json!("cp-1");
+    let (api, _) = sim_api(sim);
+    for dry_run in ["--dry-run=none", "--dry-run=client", "--dry-run=server"] {
+        let before = api.requests().len();
+        let out = api.kspy(&["attach", WEB, "--context", "fake", dry_run]);
+        let (_, stderr) = texts(&out);
+        assert_eq!(out.status.code(), Some(1), "{dry_run}: {stderr}");
+        assert!(
+            stderr.starts_with(&format!(
+                "kspy: pod prod/{WEB} is a static pod: the API server refuses debug containers \
+                 for static pods\n  the kubelet of node cp-1 runs it from a manifest file"
+            )),
+            "{dry_run}: {stderr}"
+        );
+        assert!(
+            stderr.contains("hint: debug it from its node: `kspy node cp-1 --context fake -it`"),
+            "{dry_run}: {stderr}"
+        );
+        assert!(
+            api.requests()[before..].iter().all(|r| r.method == "GET"),
+            "{dry_run}: {:?}",
+            api.lines()
+        );
+    }
 }
 
 /// `--reuse` attaches to the container it finds, unless told not to: `--attach=false` is
@@ -2791,6 +2837,31 @@ fn failed_attach_is_an_error() {
     assert!(!stderr.contains("session ended"), "{stderr}");
 }
 
+/// An attach RBAC refuses (403 with the authorizer's Status on the WebSocket upgrade) names
+/// the verb and resource to ask for, not only the refused upgrade.
+#[test]
+fn an_attach_refused_by_rbac_names_the_permission() {
+    let (api, _) = running_sim_api();
+    let out = attach_stdin(&api, "debugger-refused", b"");
+    let (_, stderr) = texts(&out);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "kspy: could not attach to container debugger-refused of pod prod/{WEB}: you are \
+             not allowed to get pods/attach in namespace prod\n"
+        )),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(
+            "hint: ask for an RBAC Role granting verb \"get\" on resource \"pods/attach\" in \
+             namespace prod"
+        ),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("switch protocol"), "{stderr}");
+}
+
 fn evict(pod: &mut Value) {
     pod["status"]["phase"] = json!("Failed");
     pod["status"]["reason"] = json!("Evicted");
@@ -3030,6 +3101,56 @@ fn patch_conflict_is_retried_once_then_reported() {
     assert!(
         stderr.contains("hint: run the same command again"),
         "{stderr}"
+    );
+}
+
+/// The debug container is added before the wait: when watching it is refused (a role that
+/// grants the patch but not `watch`), the error says it stays and how to attach to it, or the
+/// same command run again would add a second one.
+#[test]
+fn a_refused_watch_says_the_container_was_added_and_how_to_attach() {
+    let mut sim = Sim::new();
+    sim.watch_refused = true;
+    let (api, sim) = sim_api(sim);
+    let out = api.kspy(&[
+        "attach",
+        WEB,
+        "-c",
+        "app",
+        "--name",
+        "debugger-tst42",
+        "-q",
+        "-it",
+    ]);
+    let (_, stderr) = texts(&out);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.starts_with(&format!(
+            "kspy: could not watch pod prod/{WEB}: you are not allowed to watch pods in \
+             namespace prod\n"
+        )),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!(
+            "  debug container debugger-tst42 was added and stays in pod prod/{WEB}: ephemeral \
+             containers cannot be removed\n  once it runs, attach to it with: kspy attach {WEB} \
+             -n prod --reuse --name debugger-tst42 -it"
+        )),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("hint: ask for an RBAC Role granting verb \"watch\" on resource \"pods\""),
+        "{stderr}"
+    );
+    let added = sim.lock().expect("sim").pod["spec"]["ephemeralContainers"].clone();
+    assert!(
+        added
+            .as_array()
+            .expect("list")
+            .iter()
+            .any(|c| c["name"] == "debugger-tst42"),
+        "{added}"
     );
 }
 

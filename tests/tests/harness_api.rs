@@ -333,6 +333,64 @@ async fn ephemeral_rules_and_status_shapes() {
     );
 }
 
+/// A static pod's mirror takes no ephemeral container, whatever the patch: the API server's
+/// `ValidatePodEphemeralContainersUpdate` answers only that, at the empty field path.
+#[tokio::test]
+async fn a_static_pods_mirror_takes_no_ephemeral_container() {
+    let mut mirror = fixtures::web_pod("kube-system", "etcd-cp-1");
+    mirror.metadata.annotations = Some(
+        [(
+            "kubernetes.io/config.mirror".to_string(),
+            "0123abcd".to_string(),
+        )]
+        .into_iter()
+        .collect(),
+    );
+    let s = ApiServer::builder()
+        .namespace("kube-system", &[])
+        .pod(mirror)
+        .start()
+        .await
+        .expect("server starts");
+    let api: Api<Pod> = Api::namespaced(s.client("admin").await.unwrap(), "kube-system");
+    // Also with an error of its own (a duplicate name): the static pod's error alone.
+    for c in [eph("dbg", "busybox"), eph("app", "busybox")] {
+        for pp in [PatchParams::default(), PatchParams::default().dry_run()] {
+            let st = api_err(
+                api.patch_ephemeral_containers(
+                    "etcd-cp-1",
+                    &pp,
+                    &Patch::Strategic(json!({"spec": {"ephemeralContainers": [c.clone()]}})),
+                )
+                .await
+                .unwrap_err(),
+            );
+            assert_eq!((st.code, st.reason.as_str()), (422, "Invalid"));
+            assert_eq!(
+                st.message,
+                r#"Pod "etcd-cp-1" is invalid: : Forbidden: static pods do not support ephemeral containers"#
+            );
+            let d = st.details.unwrap();
+            assert_eq!(d.causes.len(), 1);
+            assert_eq!(d.causes[0].reason, "FieldValueForbidden");
+            assert_eq!(
+                d.causes[0].message,
+                "Forbidden: static pods do not support ephemeral containers"
+            );
+            assert_eq!(d.causes[0].field, "");
+        }
+    }
+    assert!(
+        api.get("etcd-cp-1")
+            .await
+            .unwrap()
+            .spec
+            .unwrap()
+            .ephemeral_containers
+            .is_none()
+    );
+}
+
 #[tokio::test]
 async fn unauthenticated_and_unsupported_media_type() {
     let s = server().await;
@@ -712,19 +770,21 @@ async fn attach_container_choice_and_end_are_the_servers_not_kubectls() {
         .unwrap();
     assert_eq!(st.status.as_deref(), Some("Success"), "{st:?}");
 
-    // A request the translator does not take (no v5 WebSocket) reaches the kubelet, whose
-    // plain-text refusal of a container that does not run comes back as it is.
-    let st = api_err(
-        client
-            .request::<Value>(http_request(
-                "GET",
-                "/api/v1/namespaces/prod/pods/web/attach?container=dbg&stdout=true",
-                "",
-                b"",
-            ))
-            .await
-            .unwrap_err(),
+    // An upgrade the translator does not take (SPDY, no v5 WebSocket) reaches the kubelet,
+    // whose plain-text refusal of a container that does not run comes back as it is.
+    let mut spdy = http_request(
+        "POST",
+        "/api/v1/namespaces/prod/pods/web/attach?container=dbg&stdout=true",
+        "",
+        b"",
     );
+    spdy.headers_mut()
+        .insert("upgrade", axum::http::HeaderValue::from_static("SPDY/3.1"));
+    spdy.headers_mut().insert(
+        "connection",
+        axum::http::HeaderValue::from_static("Upgrade"),
+    );
+    let st = api_err(client.request::<Value>(spdy).await.unwrap_err());
     assert_eq!(st.code, 500, "{st:?}");
     assert!(
         st.message
@@ -1821,7 +1881,9 @@ async fn attach_is_authorized_by_the_http_method() {
             .websocket_upgrade_needs_create(needs_create)
             .start()
     };
-    let ws_only = "serves attach over WebSocket only";
+    // A plain request (no upgrade) that passes authorization is refused by the upgrade-aware
+    // proxy, before the kubelet.
+    let ws_only = "Upgrade request required";
 
     // 1.30–1.34: a WebSocket handshake is a GET, authorized as `get`; POST (SPDY) as `create`.
     let s = build(false).await.unwrap();

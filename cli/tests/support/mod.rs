@@ -221,6 +221,15 @@ async fn attach_session(
     let _ = ws.close(None).await;
 }
 
+/// The API server's answer to an attach by user `dev`, whom RBAC does not grant `get` on
+/// `pods/attach`: the upgrade of a `*-refused` container, and the same request without it.
+pub fn attach_refused_status() -> serde_json::Value {
+    serde_json::json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+        "message": format!("pods \"{WEB}\" is forbidden: User \"dev\" cannot get resource \
+            \"pods/attach\" in API group \"\" in the namespace \"prod\""),
+        "reason": "Forbidden", "details": {"name": WEB, "kind": "pods"}, "code": 403})
+}
+
 fn upgrade(
     req: Request<Incoming>,
     rec: Recorded,
@@ -240,6 +249,15 @@ fn upgrade(
         .to_string();
     let container = rec.param("container").unwrap_or_default();
     log.lock().expect("log").push(rec);
+    if container.ends_with("-refused") {
+        // RBAC refuses the upgrade: the API server answers 403 with its Status, which a
+        // WebSocket client that expected 101 does not read.
+        return Response::builder()
+            .status(403)
+            .header(hyper::header::CONTENT_TYPE, "application/json")
+            .body(Full::new(Bytes::from(attach_refused_status().to_string())))
+            .expect("response");
+    }
     if !offered.contains("v5.channel.k8s.io") {
         return Response::builder()
             .status(400)

@@ -182,6 +182,7 @@ pub async fn attach(
     method: Method,
     Path((ns, name)): Path<(String, String)>,
     Query(q): Query<HashMap<String, String>>,
+    headers: axum::http::HeaderMap,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
     // The authorizer sees the verb the request info resolver derives from the HTTP method
@@ -211,6 +212,11 @@ pub async fn attach(
         .cloned()
         .ok_or_else(|| ApiError::not_found("pods", &name))?;
     let container = attach_container(&pod, q.get("container"))?;
+    // A request that asks for no upgrade at all goes no further: the upgrade-aware proxy
+    // (`UpgradeRequired`) answers it without reaching the kubelet.
+    if !headers.contains_key(header::UPGRADE) {
+        return Err(ApiError::bad_request("Upgrade request required"));
+    }
     let flags = Flags {
         stdin: truthy(&q, "stdin"),
         stdout: truthy(&q, "stdout"),

@@ -220,9 +220,14 @@ impl ApiError {
         };
         let causes: Vec<Value> = errors
             .iter()
-            .map(
-                |e| json!({"reason": e.kind.cause_reason(), "message": e.body(), "field": e.field}),
-            )
+            .map(|e| {
+                // `StatusCause.field` is `omitempty`: an error at the empty path has none.
+                let mut cause = json!({"reason": e.kind.cause_reason(), "message": e.body()});
+                if !e.field.is_empty() {
+                    cause["field"] = json!(e.field);
+                }
+                cause
+            })
             .collect();
         Self {
             code: 422,

@@ -1165,9 +1165,26 @@ fn validate_app_armor_annotations_match(pod: &Pod) -> Vec<FieldError> {
     errs
 }
 
+/// The annotation the kubelet puts on the mirror pod of a static pod (`core.MirrorPodAnnotationKey`).
+pub const MIRROR_POD_ANNOTATION: &str = "kubernetes.io/config.mirror";
+
 /// `ValidatePodEphemeralContainersUpdate`: the new pod, and existing ephemeral containers
-/// neither removed nor changed.
+/// neither removed nor changed. A static pod's mirror (the old pod carries
+/// [`MIRROR_POD_ANNOTATION`]) takes none at all: the real function then returns that one
+/// error alone, `Forbidden` at the empty path — its kubelet runs the pod from a file on the
+/// node and never reads ephemeral containers from the API (kubernetes#113935).
 pub fn validate_ephemeral_update(new: &Pod, old: &Pod) -> Vec<FieldError> {
+    let mirror = old
+        .metadata
+        .annotations
+        .as_ref()
+        .is_some_and(|a| a.contains_key(MIRROR_POD_ANNOTATION));
+    if mirror {
+        return vec![FieldError::forbidden(
+            "",
+            "static pods do not support ephemeral containers",
+        )];
+    }
     let mut errs = validate_pod(new);
     let new_ecs = new
         .spec

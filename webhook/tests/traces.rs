@@ -414,3 +414,45 @@ async fn a_review_carrying_w3c_trace_context_is_a_child_of_the_callers_span() {
     assert_eq!(child[0].trace_state, "apiserver=1");
     assert!(own[0].parent_span_id.is_empty(), "{own:?}");
 }
+
+/// `RUST_LOG` chooses the log lines, not the traces: quieting the logs (`warn`, a common
+/// choice for a busy webhook) used to disable the review spans for every layer, since the
+/// level filter was global, and nothing was exported though `OTEL_EXPORTER_OTLP_ENDPOINT`
+/// was set. Turning logs up to `trace` must not export the libraries' spans either.
+#[tokio::test]
+async fn the_log_level_does_not_decide_which_spans_are_exported() {
+    for level in [
+        // `listening` is logged at info by kspy_webhook::server; the harness waits for it.
+        "warn,kspy_webhook::server=info",
+        "trace",
+    ] {
+        let (endpoint, received) = collector().await;
+        let webhook = WebhookProcess::spawn(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
+            ("RUST_LOG", level),
+        ]);
+        for _ in 0..2 {
+            one_allowed_review(&webhook).await;
+        }
+        webhook.terminate();
+        let lines: Vec<String> = webhook.lines.iter().collect();
+        assert!(webhook.wait().await.success(), "RUST_LOG={level}");
+        if level.starts_with("warn") {
+            assert!(
+                logged(&lines, "decision").is_empty(),
+                "the logs stay as quiet as asked: {lines:?}"
+            );
+        }
+        let names: Vec<String> = received
+            .lock()
+            .expect("lock")
+            .iter()
+            .flat_map(|(_, spans)| spans.iter().map(|s| s.name.clone()))
+            .collect();
+        assert_eq!(
+            names,
+            ["validate", "validate"],
+            "RUST_LOG={level}: one span per review, and only those"
+        );
+    }
+}

@@ -83,43 +83,48 @@ impl LabeledCounter {
 }
 
 /// A latency histogram with fixed buckets ([`DURATION_BUCKETS`]).
+///
+/// Each observation goes into exactly one slot (its bucket, or the last slot past the
+/// largest bound), and `+Inf` and `_count` are both the sum of the slots as one scrape read
+/// them: with a count kept apart, read after the buckets, a scrape during a review could show
+/// `+Inf` below `le="30"`, a histogram Prometheus reports as non-monotonic.
 #[derive(Debug)]
 struct Histogram {
-    buckets: [AtomicU64; DURATION_BUCKETS.len()],
-    count: AtomicU64,
+    /// Per bucket, not cumulative; the last one counts observations over every bound.
+    slots: [AtomicU64; DURATION_BUCKETS.len() + 1],
     sum_nanos: AtomicU64,
 }
 
 impl Histogram {
     fn new() -> Self {
         Histogram {
-            buckets: std::array::from_fn(|_| AtomicU64::new(0)),
-            count: AtomicU64::new(0),
+            slots: std::array::from_fn(|_| AtomicU64::new(0)),
             sum_nanos: AtomicU64::new(0),
         }
     }
 
     fn observe(&self, d: Duration) {
         let secs = d.as_secs_f64();
-        if let Some(i) = DURATION_BUCKETS.iter().position(|le| secs <= *le) {
-            self.buckets[i].fetch_add(1, Ordering::Relaxed);
-        }
-        self.count.fetch_add(1, Ordering::Relaxed);
+        let i = DURATION_BUCKETS
+            .iter()
+            .position(|le| secs <= *le)
+            .unwrap_or(DURATION_BUCKETS.len());
+        self.slots[i].fetch_add(1, Ordering::Relaxed);
         let nanos = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
         self.sum_nanos.fetch_add(nanos, Ordering::Relaxed);
     }
 
     fn render(&self, out: &mut String, name: &str, label: (&str, &str)) {
         let mut cumulative = 0u64;
-        for (le, bucket) in DURATION_BUCKETS.iter().zip(&self.buckets) {
-            cumulative += bucket.load(Ordering::Relaxed);
+        for (le, slot) in DURATION_BUCKETS.iter().zip(&self.slots) {
+            cumulative += slot.load(Ordering::Relaxed);
             let _ = writeln!(
                 out,
                 "{name}_bucket{{{}=\"{}\",le=\"{le}\"}} {cumulative}",
                 label.0, label.1
             );
         }
-        let count = self.count.load(Ordering::Relaxed);
+        let count = cumulative + self.slots[DURATION_BUCKETS.len()].load(Ordering::Relaxed);
         let _ = writeln!(
             out,
             "{name}_bucket{{{}=\"{}\",le=\"+Inf\"}} {count}",
@@ -872,6 +877,62 @@ mod tests {
             text.contains("kspy_review_duration_seconds_sum{endpoint=\"validate\"} 40.00075"),
             "{text}"
         );
+    }
+
+    /// Prometheus requires `le="+Inf"` to equal `_count` and to be at least every bucket.
+    /// `+Inf` was the separate count, read after the buckets and added to after its bucket,
+    /// so a scrape during a review could show `+Inf` below `le="30"`, which
+    /// `histogram_quantile` reports as a non-monotonic histogram.
+    #[test]
+    fn a_scrape_during_reviews_sees_a_consistent_histogram() {
+        let m = Arc::new(Metrics::new());
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let observers: Vec<_> = (0..2)
+            .map(|_| {
+                let (m, stop) = (m.clone(), stop.clone());
+                std::thread::spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        m.observe("validate", Duration::from_micros(50));
+                    }
+                })
+            })
+            .collect();
+        let value = |line: &str| -> u64 {
+            line.rsplit(' ')
+                .next()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or_else(|| panic!("{line}"))
+        };
+        let mut torn = Vec::new();
+        for _ in 0..3_000 {
+            let text = m.render();
+            let series: Vec<&str> = text
+                .lines()
+                .filter(|l| {
+                    l.starts_with("kspy_review_duration_seconds_") && l.contains("validate")
+                })
+                .collect();
+            let buckets: Vec<u64> = series
+                .iter()
+                .filter(|l| l.contains("_bucket{"))
+                .map(|l| value(l))
+                .collect();
+            let inf = *buckets.last().expect("+Inf");
+            let count = series
+                .iter()
+                .find(|l| l.contains("_count{"))
+                .map(|l| value(l))
+                .expect("_count");
+            if buckets.windows(2).any(|w| w[0] > w[1]) || count != inf {
+                torn.push(series.join("\n"));
+                break;
+            }
+        }
+        stop.store(true, Ordering::Relaxed);
+        for o in observers {
+            o.join().expect("observer");
+        }
+        assert!(torn.is_empty(), "{torn:?}");
     }
 
     #[test]

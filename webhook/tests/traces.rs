@@ -419,7 +419,9 @@ async fn a_review_carrying_w3c_trace_context_is_a_child_of_the_callers_span() {
 /// choice for a busy webhook) used to disable the review spans for every layer, since the
 /// level filter was global, and nothing was exported though `OTEL_EXPORTER_OTLP_ENDPOINT`
 /// was set. Turning logs up to `trace` must not export the libraries' spans either.
-#[tokio::test]
+// Two threads: the lines are read with a blocking call while the collector, on this
+// runtime, has to take the export the shutdown flushes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_log_level_does_not_decide_which_spans_are_exported() {
     for level in [
         // `listening` is logged at info by kspy_webhook::server; the harness waits for it.

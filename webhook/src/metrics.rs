@@ -24,7 +24,8 @@
 //! | `kspy_trace_export_failures_total` | counter | |
 //!
 //! In `kspy_reviews_total`, `policy` is the comma-joined list of the policies that applied
-//! (`none` when none did), so the series add up to the number of reviews;
+//! (`none` when none did; `(other)` for lists first seen past [`MAX_REVIEW_SERIES`] series),
+//! so the series add up to the number of reviews;
 //! `kspy_policy_decisions_total` counts once per applied policy, for per-policy views. A review
 //! the server denied because judging failed (fail closed) counts there too, with verdict
 //! `denied`, policy `none`, and action `unknown` unless it was classified before the failure.
@@ -66,6 +67,26 @@ impl LabeledCounter {
         *map.entry(key).or_insert(0) += 1;
     }
 
+    /// Like [`LabeledCounter::inc`], but once `max` series exist a new label set is counted
+    /// with its label `fold.0` set to `fold.1`: at most `max` series, plus those folded ones.
+    fn inc_at_most(&self, values: &[&str], max: usize, fold: (usize, &str)) {
+        debug_assert_eq!(values.len(), self.labels.len());
+        let mut key: Vec<String> = values.iter().map(|v| (*v).to_owned()).collect();
+        let mut map = self.values.lock().unwrap_or_else(PoisonError::into_inner);
+        if map.len() >= max && !map.contains_key(&key) {
+            fold.1.clone_into(&mut key[fold.0]);
+        }
+        *map.entry(key).or_insert(0) += 1;
+    }
+
+    /// How many series there are.
+    fn series(&self) -> usize {
+        self.values
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
+    }
+
     fn get(&self, values: &[&str]) -> u64 {
         let key: Vec<String> = values.iter().map(|v| (*v).to_owned()).collect();
         let map = self.values.lock().unwrap_or_else(PoisonError::into_inner);
@@ -81,6 +102,18 @@ impl LabeledCounter {
         }
     }
 }
+
+/// Most `kspy_reviews_total` series with their own `policy` value. That label is the set of
+/// policies that applied, and whoever reaches the webhook port names the user, groups and
+/// namespace of its reviews, so with N policies matching on different groups it can make up to
+/// 2^N sets: each a series kept for the life of the process and sent on every scrape (every
+/// review with twenty such policies: a million series). Past this many, a new set is counted
+/// as [`OTHER_POLICIES`]; the series still add up to the number of reviews.
+pub const MAX_REVIEW_SERIES: usize = 1024;
+
+/// The `policy` value of the reviews counted past [`MAX_REVIEW_SERIES`]: with parentheses, no
+/// policy name (a DNS subdomain) can be it.
+pub const OTHER_POLICIES: &str = "(other)";
 
 /// A latency histogram with fixed buckets ([`DURATION_BUCKETS`]).
 ///
@@ -370,7 +403,11 @@ impl Metrics {
         } else {
             policies.join(",")
         };
-        self.reviews.inc(&[endpoint, action, verdict, &joined]);
+        self.reviews.inc_at_most(
+            &[endpoint, action, verdict, &joined],
+            MAX_REVIEW_SERIES,
+            (3, OTHER_POLICIES),
+        );
         for policy in policies {
             self.policy_decisions.inc(&[endpoint, policy, verdict]);
         }
@@ -529,6 +566,11 @@ impl Metrics {
     /// The current value of `kspy_reviews_total` for one label set (for tests).
     pub fn reviews_total(&self, endpoint: &str, action: &str, verdict: &str, policy: &str) -> u64 {
         self.reviews.get(&[endpoint, action, verdict, policy])
+    }
+
+    /// How many `kspy_reviews_total` series there are (for tests).
+    pub fn review_series(&self) -> usize {
+        self.reviews.series()
     }
 
     /// The current value of `kspy_internal_errors_total` for one label set (for tests).
@@ -825,6 +867,42 @@ mod tests {
         ), "{text}");
         assert!(text.contains("kspy_policy_decisions_total{endpoint=\"validate\",policy=\"b\",verdict=\"allowed\"} 2\n"), "{text}");
         assert_eq!(m.reviews_total("mutate", "none", "not-debug", "none"), 1);
+    }
+
+    /// A client that names its reviews' groups can make every set of policies apply; each set
+    /// was a series of its own for the life of the process.
+    #[test]
+    fn policy_sets_past_the_series_limit_are_counted_as_other() {
+        let m = Metrics::new();
+        let sets = MAX_REVIEW_SERIES + 500;
+        for i in 0..sets {
+            let policies = vec![format!("p{i}"), "shared".to_owned()];
+            m.review("validate", "attach", "denied", &policies, Duration::ZERO);
+        }
+        // An existing set keeps its own series.
+        m.review(
+            "validate",
+            "attach",
+            "denied",
+            &["p0".into(), "shared".into()],
+            Duration::ZERO,
+        );
+        assert_eq!(m.review_series(), MAX_REVIEW_SERIES + 1);
+        assert_eq!(
+            m.reviews_total("validate", "attach", "denied", OTHER_POLICIES),
+            500
+        );
+        assert_eq!(
+            m.reviews_total("validate", "attach", "denied", "p0,shared"),
+            2
+        );
+        let text = m.render();
+        let sum: u64 = text
+            .lines()
+            .filter(|l| l.starts_with("kspy_reviews_total{"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum();
+        assert_eq!(sum, sets as u64 + 1, "the series add up to the reviews");
     }
 
     #[test]

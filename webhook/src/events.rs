@@ -13,6 +13,7 @@
 //! one's Event (`event_series.rs`). Dry-run requests get no Event, which is why the
 //! validating webhook declares `sideEffects: NoneOnDryRun`.
 
+use crate::bounded_text::{FIELD_BYTES, MESSAGE_BYTES, bounded};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
@@ -371,8 +372,8 @@ impl EventRecorder {
             self.count_rate_limited();
             if first {
                 tracing::warn!(
-                    user = %decision.user,
-                    namespace = %decision.namespace,
+                    user = %bounded(&decision.user, FIELD_BYTES),
+                    namespace = %bounded(&decision.namespace, FIELD_BYTES),
                     burst = crate::event_series::SPAM_BURST,
                     refill_s = crate::event_series::SPAM_REFILL.as_secs(),
                     "too many debug decisions by this user in this namespace: their Events are \
@@ -447,9 +448,9 @@ impl Poster {
             Err(err) => {
                 self.metrics.event(EventResult::Failed);
                 tracing::warn!(
-                    namespace = %decision.namespace,
-                    pod = %decision.pod,
-                    error = %err,
+                    namespace = %bounded(&decision.namespace, FIELD_BYTES),
+                    pod = %bounded(&decision.pod, FIELD_BYTES),
+                    error = %bounded(&err.to_string(), MESSAGE_BYTES),
                     "cannot post the decision Event (the webhook's ServiceAccount needs \
                      `create` on events.k8s.io events)"
                 );
@@ -487,10 +488,10 @@ impl Poster {
                 // Not retried until the next repeat or heartbeat: a refusal would repeat.
                 self.book.written(&update.decision, count, Instant::now());
                 tracing::warn!(
-                    namespace = %update.decision.namespace,
-                    event = %update.name,
+                    namespace = %bounded(&update.decision.namespace, FIELD_BYTES),
+                    event = %bounded(&update.name, FIELD_BYTES),
                     count = update.count,
-                    error = %err,
+                    error = %bounded(&err.to_string(), MESSAGE_BYTES),
                     "cannot write the count of a repeated decision onto its Event (the \
                      webhook's ServiceAccount needs `patch` on events.k8s.io events)"
                 );

@@ -46,6 +46,7 @@ pub mod tls;
 mod admin;
 mod body;
 mod body_budget;
+mod bounded_text;
 mod call_timeout;
 mod error_status;
 mod eviction;

@@ -24,7 +24,8 @@
 //! | `kspy_trace_export_failures_total` | counter | |
 //!
 //! In `kspy_reviews_total`, `policy` is the comma-joined list of the policies that applied
-//! (`none` when none did), so the series add up to the number of reviews;
+//! (`none` when none did; `(other)` for lists first seen past [`MAX_REVIEW_SERIES`] series),
+//! so the series add up to the number of reviews;
 //! `kspy_policy_decisions_total` counts once per applied policy, for per-policy views. A review
 //! the server denied because judging failed (fail closed) counts there too, with verdict
 //! `denied`, policy `none`, and action `unknown` unless it was classified before the failure.
@@ -66,6 +67,26 @@ impl LabeledCounter {
         *map.entry(key).or_insert(0) += 1;
     }
 
+    /// Like [`LabeledCounter::inc`], but once `max` series exist a new label set is counted
+    /// with its label `fold.0` set to `fold.1`: at most `max` series, plus those folded ones.
+    fn inc_at_most(&self, values: &[&str], max: usize, fold: (usize, &str)) {
+        debug_assert_eq!(values.len(), self.labels.len());
+        let mut key: Vec<String> = values.iter().map(|v| (*v).to_owned()).collect();
+        let mut map = self.values.lock().unwrap_or_else(PoisonError::into_inner);
+        if map.len() >= max && !map.contains_key(&key) {
+            fold.1.clone_into(&mut key[fold.0]);
+        }
+        *map.entry(key).or_insert(0) += 1;
+    }
+
+    /// How many series there are.
+    fn series(&self) -> usize {
+        self.values
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
+    }
+
     fn get(&self, values: &[&str]) -> u64 {
         let key: Vec<String> = values.iter().map(|v| (*v).to_owned()).collect();
         let map = self.values.lock().unwrap_or_else(PoisonError::into_inner);
@@ -82,44 +103,61 @@ impl LabeledCounter {
     }
 }
 
+/// Most `kspy_reviews_total` series with their own `policy` value. That label is the set of
+/// policies that applied, and whoever reaches the webhook port names the user, groups and
+/// namespace of its reviews, so with N policies matching on different groups it can make up to
+/// 2^N sets: each a series kept for the life of the process and sent on every scrape (every
+/// review with twenty such policies: a million series). Past this many, a new set is counted
+/// as [`OTHER_POLICIES`]; the series still add up to the number of reviews.
+pub const MAX_REVIEW_SERIES: usize = 1024;
+
+/// The `policy` value of the reviews counted past [`MAX_REVIEW_SERIES`]: with parentheses, no
+/// policy name (a DNS subdomain) can be it.
+pub const OTHER_POLICIES: &str = "(other)";
+
 /// A latency histogram with fixed buckets ([`DURATION_BUCKETS`]).
+///
+/// Each observation goes into exactly one slot (its bucket, or the last slot past the
+/// largest bound), and `+Inf` and `_count` are both the sum of the slots as one scrape read
+/// them: with a count kept apart, read after the buckets, a scrape during a review could show
+/// `+Inf` below `le="30"`, a histogram Prometheus reports as non-monotonic.
 #[derive(Debug)]
 struct Histogram {
-    buckets: [AtomicU64; DURATION_BUCKETS.len()],
-    count: AtomicU64,
+    /// Per bucket, not cumulative; the last one counts observations over every bound.
+    slots: [AtomicU64; DURATION_BUCKETS.len() + 1],
     sum_nanos: AtomicU64,
 }
 
 impl Histogram {
     fn new() -> Self {
         Histogram {
-            buckets: std::array::from_fn(|_| AtomicU64::new(0)),
-            count: AtomicU64::new(0),
+            slots: std::array::from_fn(|_| AtomicU64::new(0)),
             sum_nanos: AtomicU64::new(0),
         }
     }
 
     fn observe(&self, d: Duration) {
         let secs = d.as_secs_f64();
-        if let Some(i) = DURATION_BUCKETS.iter().position(|le| secs <= *le) {
-            self.buckets[i].fetch_add(1, Ordering::Relaxed);
-        }
-        self.count.fetch_add(1, Ordering::Relaxed);
+        let i = DURATION_BUCKETS
+            .iter()
+            .position(|le| secs <= *le)
+            .unwrap_or(DURATION_BUCKETS.len());
+        self.slots[i].fetch_add(1, Ordering::Relaxed);
         let nanos = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
         self.sum_nanos.fetch_add(nanos, Ordering::Relaxed);
     }
 
     fn render(&self, out: &mut String, name: &str, label: (&str, &str)) {
         let mut cumulative = 0u64;
-        for (le, bucket) in DURATION_BUCKETS.iter().zip(&self.buckets) {
-            cumulative += bucket.load(Ordering::Relaxed);
+        for (le, slot) in DURATION_BUCKETS.iter().zip(&self.slots) {
+            cumulative += slot.load(Ordering::Relaxed);
             let _ = writeln!(
                 out,
                 "{name}_bucket{{{}=\"{}\",le=\"{le}\"}} {cumulative}",
                 label.0, label.1
             );
         }
-        let count = self.count.load(Ordering::Relaxed);
+        let count = cumulative + self.slots[DURATION_BUCKETS.len()].load(Ordering::Relaxed);
         let _ = writeln!(
             out,
             "{name}_bucket{{{}=\"{}\",le=\"+Inf\"}} {count}",
@@ -365,7 +403,11 @@ impl Metrics {
         } else {
             policies.join(",")
         };
-        self.reviews.inc(&[endpoint, action, verdict, &joined]);
+        self.reviews.inc_at_most(
+            &[endpoint, action, verdict, &joined],
+            MAX_REVIEW_SERIES,
+            (3, OTHER_POLICIES),
+        );
         for policy in policies {
             self.policy_decisions.inc(&[endpoint, policy, verdict]);
         }
@@ -524,6 +566,11 @@ impl Metrics {
     /// The current value of `kspy_reviews_total` for one label set (for tests).
     pub fn reviews_total(&self, endpoint: &str, action: &str, verdict: &str, policy: &str) -> u64 {
         self.reviews.get(&[endpoint, action, verdict, policy])
+    }
+
+    /// How many `kspy_reviews_total` series there are (for tests).
+    pub fn review_series(&self) -> usize {
+        self.reviews.series()
     }
 
     /// The current value of `kspy_internal_errors_total` for one label set (for tests).
@@ -822,6 +869,42 @@ mod tests {
         assert_eq!(m.reviews_total("mutate", "none", "not-debug", "none"), 1);
     }
 
+    /// A client that names its reviews' groups can make every set of policies apply; each set
+    /// was a series of its own for the life of the process.
+    #[test]
+    fn policy_sets_past_the_series_limit_are_counted_as_other() {
+        let m = Metrics::new();
+        let sets = MAX_REVIEW_SERIES + 500;
+        for i in 0..sets {
+            let policies = vec![format!("p{i}"), "shared".to_owned()];
+            m.review("validate", "attach", "denied", &policies, Duration::ZERO);
+        }
+        // An existing set keeps its own series.
+        m.review(
+            "validate",
+            "attach",
+            "denied",
+            &["p0".into(), "shared".into()],
+            Duration::ZERO,
+        );
+        assert_eq!(m.review_series(), MAX_REVIEW_SERIES + 1);
+        assert_eq!(
+            m.reviews_total("validate", "attach", "denied", OTHER_POLICIES),
+            500
+        );
+        assert_eq!(
+            m.reviews_total("validate", "attach", "denied", "p0,shared"),
+            2
+        );
+        let text = m.render();
+        let sum: u64 = text
+            .lines()
+            .filter(|l| l.starts_with("kspy_reviews_total{"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum();
+        assert_eq!(sum, sets as u64 + 1, "the series add up to the reviews");
+    }
+
     #[test]
     fn histogram_is_cumulative_with_count_and_sum() {
         let m = Metrics::new();
@@ -872,6 +955,62 @@ mod tests {
             text.contains("kspy_review_duration_seconds_sum{endpoint=\"validate\"} 40.00075"),
             "{text}"
         );
+    }
+
+    /// Prometheus requires `le="+Inf"` to equal `_count` and to be at least every bucket.
+    /// `+Inf` was the separate count, read after the buckets and added to after its bucket,
+    /// so a scrape during a review could show `+Inf` below `le="30"`, which
+    /// `histogram_quantile` reports as a non-monotonic histogram.
+    #[test]
+    fn a_scrape_during_reviews_sees_a_consistent_histogram() {
+        let m = Arc::new(Metrics::new());
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let observers: Vec<_> = (0..2)
+            .map(|_| {
+                let (m, stop) = (m.clone(), stop.clone());
+                std::thread::spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        m.observe("validate", Duration::from_micros(50));
+                    }
+                })
+            })
+            .collect();
+        let value = |line: &str| -> u64 {
+            line.rsplit(' ')
+                .next()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or_else(|| panic!("{line}"))
+        };
+        let mut torn = Vec::new();
+        for _ in 0..3_000 {
+            let text = m.render();
+            let series: Vec<&str> = text
+                .lines()
+                .filter(|l| {
+                    l.starts_with("kspy_review_duration_seconds_") && l.contains("validate")
+                })
+                .collect();
+            let buckets: Vec<u64> = series
+                .iter()
+                .filter(|l| l.contains("_bucket{"))
+                .map(|l| value(l))
+                .collect();
+            let inf = *buckets.last().expect("+Inf");
+            let count = series
+                .iter()
+                .find(|l| l.contains("_count{"))
+                .map(|l| value(l))
+                .expect("_count");
+            if buckets.windows(2).any(|w| w[0] > w[1]) || count != inf {
+                torn.push(series.join("\n"));
+                break;
+            }
+        }
+        stop.store(true, Ordering::Relaxed);
+        for o in observers {
+            o.join().expect("observer");
+        }
+        assert!(torn.is_empty(), "{torn:?}");
     }
 
     #[test]

@@ -34,6 +34,7 @@ use tracing::field::Empty;
 
 use crate::body::{BodyError, WhenFull, read_body};
 use crate::body_budget::BodyRoom;
+use crate::bounded_text::{FIELD_BYTES, MESSAGE_BYTES, bounded};
 use crate::call_timeout::ReviewTimeout;
 use crate::config::FaultInjection;
 use crate::error_status::error_status;
@@ -101,7 +102,10 @@ fn mark_error(message: &str) {
     // The code first: the description sets the error status with its message, and a later
     // code would replace it with an empty one.
     span.record("otel.status_code", "ERROR");
-    span.record("otel.status_description", message);
+    span.record(
+        "otel.status_description",
+        bounded(message, MESSAGE_BYTES).as_ref(),
+    );
 }
 
 async fn review(
@@ -240,7 +244,7 @@ async fn review(
     let hints = hints(&body);
     let span = tracing::Span::current();
     if let Some(uid) = &hints.uid {
-        span.record("uid", uid.as_str());
+        span.record("uid", bounded(uid, FIELD_BYTES).as_ref());
     }
     let known = Arc::new(Mutex::new(Known::default()));
 
@@ -341,7 +345,7 @@ fn fail_closed(
         state.metrics.observe(name, elapsed);
         tracing::error!(
             endpoint = name,
-            namespace = %d.namespace,
+            namespace = %bounded(&d.namespace, FIELD_BYTES),
             reason = failure.label(),
             error = %message,
             "no request uid to deny: answered HTTP 500, the API server applies the webhook's failure policy"
@@ -349,21 +353,21 @@ fn fail_closed(
         return error_status(StatusCode::INTERNAL_SERVER_ERROR, message);
     }
     let span = tracing::Span::current();
-    span.record("user", d.user.as_str());
-    span.record("namespace", d.namespace.as_str());
-    span.record("pod", d.pod.as_str());
-    span.record("action", d.action.as_str());
+    span.record("user", bounded(&d.user, FIELD_BYTES).as_ref());
+    span.record("namespace", bounded(&d.namespace, FIELD_BYTES).as_ref());
+    span.record("pod", bounded(&d.pod, FIELD_BYTES).as_ref());
+    span.record("action", bounded(&d.action, FIELD_BYTES).as_ref());
     span.record("verdict", "denied");
     state
         .metrics
         .review(name, &d.action, "denied", &[], elapsed);
     tracing::error!(
         endpoint = name,
-        uid = %d.uid,
-        user = %d.user,
-        namespace = %d.namespace,
-        pod = %d.pod,
-        action = %d.action,
+        uid = %bounded(&d.uid, FIELD_BYTES),
+        user = %bounded(&d.user, FIELD_BYTES),
+        namespace = %bounded(&d.namespace, FIELD_BYTES),
+        pod = %bounded(&d.pod, FIELD_BYTES),
+        action = %bounded(&d.action, FIELD_BYTES),
         verdict = "denied",
         policies = "",
         subjects = "",
@@ -612,15 +616,19 @@ fn answer(
     started: Instant,
 ) -> Response {
     let span = tracing::Span::current();
-    span.record("user", d.user.as_str());
-    span.record("namespace", d.namespace.as_str());
-    span.record("pod", d.pod.as_str());
-    span.record("action", d.action.as_str());
+    span.record("user", bounded(&d.user, FIELD_BYTES).as_ref());
+    span.record("namespace", bounded(&d.namespace, FIELD_BYTES).as_ref());
+    span.record("pod", bounded(&d.pod, FIELD_BYTES).as_ref());
+    span.record("action", bounded(&d.action, FIELD_BYTES).as_ref());
     span.record("verdict", d.verdict.as_str());
     let body = match d.body {
         Ok(body) => body,
         Err(err) => {
-            tracing::error!(error = %err, uid = %d.uid, "cannot serialize the AdmissionReview response");
+            tracing::error!(
+                error = %bounded(&err.to_string(), MESSAGE_BYTES),
+                uid = %bounded(&d.uid, FIELD_BYTES),
+                "cannot serialize the AdmissionReview response"
+            );
             let fields = DecisionFields {
                 uid: d.uid,
                 user: d.user,
@@ -645,24 +653,24 @@ fn answer(
     if d.debug_request {
         tracing::info!(
             endpoint = name,
-            uid = %d.uid,
-            user = %d.user,
-            namespace = %d.namespace,
-            pod = %d.pod,
+            uid = %bounded(&d.uid, FIELD_BYTES),
+            user = %bounded(&d.user, FIELD_BYTES),
+            namespace = %bounded(&d.namespace, FIELD_BYTES),
+            pod = %bounded(&d.pod, FIELD_BYTES),
             action = %d.action,
             verdict = %d.verdict,
             policies = %d.policies.join(","),
-            subjects = %d.subjects.join(","),
+            subjects = %bounded(&d.subjects.join(","), MESSAGE_BYTES),
             duration_us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
             "decision"
         );
     } else {
         tracing::debug!(
             endpoint = name,
-            uid = %d.uid,
-            user = %d.user,
-            namespace = %d.namespace,
-            pod = %d.pod,
+            uid = %bounded(&d.uid, FIELD_BYTES),
+            user = %bounded(&d.user, FIELD_BYTES),
+            namespace = %bounded(&d.namespace, FIELD_BYTES),
+            pod = %bounded(&d.pod, FIELD_BYTES),
             verdict = %d.verdict,
             "not a debug request"
         );
@@ -709,7 +717,7 @@ fn warn_unmatched_pod_create(state: &AppState, namespace: &str) {
         .admit(tokio::time::Instant::now())
     {
         tracing::warn!(
-            namespace = %namespace,
+            namespace = %bounded(namespace, FIELD_BYTES),
             held_back,
             "kspy was called for a pod CREATE that is not a debug request: the webhook \
              configurations' matchConditions are not in force (Kubernetes 1.27 drops them \
@@ -769,20 +777,21 @@ fn refuse(
 ) -> Response {
     state.metrics.bad_request(name, reason);
     mark_error(&message);
+    let logged = bounded(&message, MESSAGE_BYTES);
     match &limit {
         Some(limit) => tracing::info!(
             endpoint = name,
             status = status.as_u16(),
             reason = reason.label(),
             limit = %limit,
-            error = %message,
+            error = %logged,
             "bad request"
         ),
         None => tracing::info!(
             endpoint = name,
             status = status.as_u16(),
             reason = reason.label(),
-            error = %message,
+            error = %logged,
             "bad request"
         ),
     }

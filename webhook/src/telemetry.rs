@@ -307,6 +307,10 @@ pub fn init(format: LogFormat, service_name: &'static str) -> Result<Telemetry, 
     let otel = provider
         .as_ref()
         .map(|p| trace_layer(p.tracer(service_name)).boxed());
+    let filter = Wanted {
+        env: filter,
+        review_spans: provider.is_some(),
+    };
     tracing_subscriber::registry()
         .with(filter)
         .with(fmt)
@@ -338,6 +342,92 @@ pub fn init(format: LogFormat, service_name: &'static str) -> Result<Telemetry, 
         );
     }
     Ok(Telemetry { provider, url })
+}
+
+/// The review span's target and name (`review.rs`): exported whatever `RUST_LOG` says.
+const REVIEW_SPAN: (&str, &str) = ("kspy_webhook::review", "review");
+
+/// The global filter: `RUST_LOG` (`env`), and, with traces on, every review span.
+///
+/// `RUST_LOG` chooses log lines, but a global filter disables what it refuses for every
+/// layer, the trace exporter's too: with `RUST_LOG=warn` (a usual way to quiet a busy
+/// webhook) the `info` review spans were never created, and no trace was exported though
+/// `OTEL_EXPORTER_OTLP_ENDPOINT` was set. The log layer keeps spans away from the formatter
+/// on its own (`log_layer`), so enabling them costs no log line. `env` stays global, and sees
+/// every span, so span directives (`[review]=debug`) go on working.
+struct Wanted {
+    env: EnvFilter,
+    review_spans: bool,
+}
+
+impl Wanted {
+    fn is_review_span(&self, meta: &tracing::Metadata<'_>) -> bool {
+        self.review_spans && meta.is_span() && (meta.target(), meta.name()) == REVIEW_SPAN
+    }
+}
+
+impl<S> Layer<S> for Wanted
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    fn register_callsite(
+        &self,
+        meta: &'static tracing::Metadata<'static>,
+    ) -> tracing::subscriber::Interest {
+        if self.is_review_span(meta) {
+            tracing::subscriber::Interest::always()
+        } else {
+            Layer::<S>::register_callsite(&self.env, meta)
+        }
+    }
+
+    fn enabled(
+        &self,
+        meta: &tracing::Metadata<'_>,
+        cx: tracing_subscriber::layer::Context<'_, S>,
+    ) -> bool {
+        self.is_review_span(meta) || self.env.enabled(meta, cx)
+    }
+
+    fn max_level_hint(&self) -> Option<tracing::level_filters::LevelFilter> {
+        let env = self.env.max_level_hint();
+        if self.review_spans {
+            // The review span is at `info`; `None` (no hint) already lets everything through.
+            env.map(|level| level.max(tracing::level_filters::LevelFilter::INFO))
+        } else {
+            env
+        }
+    }
+
+    fn on_new_span(
+        &self,
+        attrs: &tracing::span::Attributes<'_>,
+        id: &tracing::span::Id,
+        cx: tracing_subscriber::layer::Context<'_, S>,
+    ) {
+        self.env.on_new_span(attrs, id, cx);
+    }
+
+    fn on_record(
+        &self,
+        id: &tracing::span::Id,
+        values: &tracing::span::Record<'_>,
+        cx: tracing_subscriber::layer::Context<'_, S>,
+    ) {
+        self.env.on_record(id, values, cx);
+    }
+
+    fn on_enter(&self, id: &tracing::span::Id, cx: tracing_subscriber::layer::Context<'_, S>) {
+        self.env.on_enter(id, cx);
+    }
+
+    fn on_exit(&self, id: &tracing::span::Id, cx: tracing_subscriber::layer::Context<'_, S>) {
+        self.env.on_exit(id, cx);
+    }
+
+    fn on_close(&self, id: tracing::span::Id, cx: tracing_subscriber::layer::Context<'_, S>) {
+        self.env.on_close(id, cx);
+    }
 }
 
 /// The layer that turns spans into OpenTelemetry spans for `tracer`, as [`init`] installs it.

@@ -81,3 +81,61 @@ async fn with_every_admin_connection_slot_taken_by_silent_clients_a_probe_is_ser
     drop(held);
     h.server.shutdown().await;
 }
+
+/// `kspy_reviews_total`'s `policy` label is the set of policies that applied, and a client
+/// reaching the webhook port names its reviews' groups: with policies matching on different
+/// groups it chose a new set, and so a new series kept for ever and sent on every scrape, with
+/// each review (2^N sets for N policies). Past 1 024 series, new sets are counted as `(other)`.
+#[tokio::test]
+async fn a_client_choosing_groups_cannot_grow_the_review_series_without_bound() {
+    const POLICIES: usize = 11;
+    let policies: String = (0..POLICIES)
+        .map(|i| {
+            format!(
+                "apiVersion: kspy.dev/v1alpha1\nkind: DebugPolicy\nmetadata:\n  name: g{i}\nspec:\n  match:\n    actions: [attach]\n    groups: [g{i}]\n  grant:\n    images: [\"busybox:*\"]\n---\n"
+            )
+        })
+        .collect();
+    let h = Harness::start_with(&policies, |_| {}).await;
+    let review: serde_json::Value =
+        serde_json::from_slice(&common::fixture("attach-allowed.json")).expect("fixture");
+    let mut conn = h.connect(kspy_webhook::client::HttpVersion::Http1).await;
+    let reviews = 1_100u32;
+    for set in 1..=reviews {
+        let groups: Vec<String> = (0..POLICIES)
+            .filter(|i| set & (1 << i) != 0)
+            .map(|i| format!("g{i}"))
+            .collect();
+        let mut review = review.clone();
+        review["request"]["userInfo"]["groups"] = groups.into();
+        let resp = conn
+            .post_json(
+                "/validate",
+                serde_json::to_vec(&review).expect("encode").into(),
+            )
+            .await
+            .expect("review");
+        assert_eq!(resp.status(), 200);
+    }
+    let (status, metrics) = h.admin_get("/metrics").await;
+    assert_eq!(status, 200);
+    let series: Vec<&str> = metrics
+        .lines()
+        .filter(|l| l.starts_with("kspy_reviews_total{"))
+        .collect();
+    assert!(series.len() <= 1_024 + 30, "{} series", series.len());
+    let counted: u64 = series
+        .iter()
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum();
+    assert_eq!(
+        counted,
+        u64::from(reviews),
+        "the series add up to the reviews"
+    );
+    assert!(
+        series.iter().any(|l| l.contains("policy=\"(other)\"")),
+        "{series:?}"
+    );
+    h.server.shutdown().await;
+}

@@ -216,3 +216,81 @@ async fn ordinary_pod_creates_warn_once_that_match_conditions_are_not_in_force()
         warned[0]
     );
 }
+
+/// What a client puts into a review reached the log lines whole: a megabyte of username,
+/// container name or `apiVersion` made a megabyte line. Container runtimes split lines over
+/// 16 KiB into pieces a log collector may read as lines of their own (the tail of a username
+/// then forges a JSON record), and each such line is held in memory as it is written. Every
+/// line about a review now stays well under 16 KiB, saying how long a cut value was.
+#[tokio::test]
+async fn request_text_in_log_lines_is_bounded() {
+    let webhook = WebhookProcess::spawn(&[]);
+    let mut conn = webhook.connect().await;
+    let huge = 1 << 20;
+    let forged = r#"{"level":"INFO","message":"decision","verdict":"allowed"}"#;
+    let mut review: Value =
+        serde_json::from_slice(&fixture("attach-allowed.json")).expect("fixture");
+    let uid = "i".repeat(huge);
+    review["request"]["uid"] = uid.clone().into();
+    review["request"]["userInfo"]["username"] = format!("{}{forged}", "u".repeat(huge)).into();
+    review["request"]["object"]["spec"]["ephemeralContainers"][0]["name"] = "c".repeat(huge).into();
+    let resp = conn
+        .post_json(
+            "/validate",
+            serde_json::to_vec(&review).expect("encode").into(),
+        )
+        .await
+        .expect("review");
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        common::response_of(resp.body())["uid"],
+        uid,
+        "the answer carries the uid whole"
+    );
+    let mut bad: Value = serde_json::from_slice(&fixture("attach-allowed.json")).expect("fixture");
+    bad["apiVersion"] = "v".repeat(huge).into();
+    let resp = conn
+        .post_json(
+            "/validate",
+            serde_json::to_vec(&bad).expect("encode").into(),
+        )
+        .await
+        .expect("review");
+    assert_eq!(resp.status(), 400);
+    drop(conn);
+    webhook.terminate();
+    let lines: Vec<String> = webhook.lines.iter().collect();
+    assert!(webhook.wait().await.success());
+
+    let longest = lines.iter().map(String::len).max().unwrap_or(0);
+    assert!(longest < 8 * 1024, "a line of {longest} bytes");
+    let parsed: Vec<Value> = lines
+        .iter()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    let decision = parsed
+        .iter()
+        .find(|v| v["message"] == "decision")
+        .expect("a decision line");
+    let cut = |field: &str, fill: char| {
+        let value = decision[field]
+            .as_str()
+            .unwrap_or_else(|| panic!("{field}"));
+        assert!(
+            value.starts_with(&fill.to_string().repeat(100)),
+            "{field}: {value}"
+        );
+        assert!(value.contains("bytes"), "{field} says it was cut: {value}");
+    };
+    cut("uid", 'i');
+    cut("user", 'u');
+    cut("subjects", 'c');
+    assert!(!decision["user"].as_str().unwrap_or("").contains(forged));
+    let refused = parsed
+        .iter()
+        .find(|v| v["message"] == "bad request")
+        .expect("a bad request line");
+    let error = refused["error"].as_str().expect("error");
+    assert!(error.starts_with("unsupported apiVersion"), "{error}");
+    assert!(error.contains("bytes"), "{error}");
+}

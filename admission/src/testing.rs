@@ -18,7 +18,7 @@
 //!         allowed: true
 //!         policies: [sre-debug]                    # compared as a set
 //!         messageContains: [...]                   # substrings of the denial message
-//!         messageExcludes: [...]
+//!         messageExcludes: [...]                   # only with allowed: false
 //!         warningsContain: [...]
 //!         auditAnnotations: {action: attach}       # each must be present with this value
 //!         patch: [{op: add, path: ..., value: ...}] # the exact JSON patch (endpoint: mutate)
@@ -537,8 +537,68 @@ fn read_suite(file: &Path, number: usize, v: &Value, errors: &mut Vec<SuiteError
             return suite;
         }
     };
+    // Neither cases nor namespaces: the document tests nothing, and would pass whatever the
+    // policies do (a suite whose cases were deleted, or never written under `spec.cases`).
+    // A suite of namespaces alone is how the namespaces are declared once, for every suite.
+    if cases.is_empty() && suite.namespaces.as_ref().is_none_or(Vec::is_empty) {
+        errors.push(
+            suite.error(
+                None,
+                "spec.cases".into(),
+                "the suite lists no cases and declares no namespaces, so it tests nothing and \
+             would pass whatever the policies decide: add cases under spec.cases, or remove \
+             the document"
+                    .to_owned(),
+            ),
+        );
+    }
     suite.cases = read_cases(&suite, &cases, errors);
     suite
+}
+
+/// What is wrong with a case's expectations that would let it pass without checking what it
+/// says (or never let it pass), as `(field, message)`: an empty text, which every message
+/// contains, and `messageExcludes` on an allowed request, which has no message to search.
+fn vacuous_expectations(case: &TestCase) -> Vec<(String, String)> {
+    let e = &case.expect;
+    let mut found = Vec::new();
+    let lists = [
+        (
+            "messageContains",
+            &e.message_contains,
+            "every message contains it, so it checks nothing",
+        ),
+        (
+            "messageExcludes",
+            &e.message_excludes,
+            "every message contains it, so the case can never pass",
+        ),
+        (
+            "warningsContain",
+            &e.warnings_contain,
+            "every warning contains it, so it checks only that there is a warning",
+        ),
+    ];
+    for (field, texts, why) in lists {
+        for (k, text) in texts.iter().enumerate() {
+            if text.is_empty() {
+                found.push((
+                    format!("expect.{field}[{k}]"),
+                    format!("the text is empty: {why}; write the text to look for"),
+                ));
+            }
+        }
+    }
+    if e.allowed && !e.message_excludes.is_empty() {
+        found.push((
+            "expect.messageExcludes".to_owned(),
+            "an allowed request has no denial message, so messageExcludes is never checked \
+             and the case passes whatever the message would say: expect `allowed: false`, or \
+             remove messageExcludes"
+                .to_owned(),
+        ));
+    }
+    found
 }
 
 /// The cases of `suite` that read and are sound, with their index; every problem of the
@@ -577,6 +637,29 @@ fn read_cases(
             continue;
         }
         names.insert(case.name.clone(), j);
+        if case.name.trim().is_empty() {
+            errors.push(
+                suite.error(
+                    None,
+                    format!("spec.cases[{j}].name"),
+                    "the name is empty: results and failures are reported by case name, so say \
+                 what the case checks"
+                        .to_owned(),
+                ),
+            );
+            continue;
+        }
+        let vacuous = vacuous_expectations(&case);
+        if !vacuous.is_empty() {
+            for (field, message) in vacuous {
+                errors.push(suite.error(
+                    Some(&case.name),
+                    format!("spec.cases[{j}].{field}"),
+                    message,
+                ));
+            }
+            continue;
+        }
         // /validate never answers with a patch: the case would fail as "got []", whatever
         // the policies inject.
         if case.expect.patch.is_some() && matches!(case.endpoint, EndpointSpec::Validate) {

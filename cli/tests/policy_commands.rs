@@ -1318,3 +1318,89 @@ fn check_names_review_fixtures_that_are_missing_or_do_not_read() {
         assert!(stderr.contains(line), "{line}\n{stderr}");
     }
 }
+
+/// Suites that could not fail passed: a suite without cases (or namespaces), a case with an
+/// empty name (a blank line in the table), an empty `messageContains` text (in every
+/// message), and `messageExcludes` on an allowed request (which has no message to search).
+/// Each is a suite error now, named, from `check` and `test` alike, exit 1; the good suites'
+/// cases still run, and a suite of namespaces alone still reads.
+#[test]
+fn suites_and_cases_that_check_nothing_are_refused() {
+    let dir = suites_copy();
+    std::fs::write(
+        dir.path().join("suite-vacuous.yaml"),
+        r#"apiVersion: kspy.dev/v1alpha1
+kind: DebugPolicyTest
+metadata: {name: forgotten}
+spec: {}
+---
+apiVersion: kspy.dev/v1alpha1
+kind: DebugPolicyTest
+metadata: {name: emptied}
+spec:
+  cases: []
+---
+apiVersion: kspy.dev/v1alpha1
+kind: DebugPolicyTest
+metadata: {name: only-namespaces}
+spec:
+  namespaces: [{name: elsewhere}]
+---
+apiVersion: kspy.dev/v1alpha1
+kind: DebugPolicyTest
+metadata: {name: vacuous}
+spec:
+  cases:
+    - name: ""
+      review: fixtures/attach-busybox.json
+      expect: {allowed: false}
+    - name: an empty text is in every message
+      review: fixtures/attach-busybox.json
+      expect: {allowed: false, messageContains: [""]}
+    - name: an allowed request has no message to exclude from
+      review: fixtures/attach-busybox.json
+      expect: {allowed: true, messageExcludes: [SYS_ADMIN]}
+"#,
+    )
+    .unwrap();
+    let file = dir.path().join("suite-vacuous.yaml").display().to_string();
+    let want = [
+        format!(
+            "\n  {file}: document 1 (suite forgotten): spec.cases: the suite lists no cases and \
+             declares no namespaces, so it tests nothing"
+        ),
+        format!("\n  {file}: document 2 (suite emptied): spec.cases: the suite lists no cases"),
+        format!("\n  {file}: document 4 (suite vacuous): spec.cases[0].name: the name is empty"),
+        format!(
+            "\n  {file}: document 4 (suite vacuous, case \"an empty text is in every \
+             message\"): spec.cases[1].expect.messageContains[0]: the text is empty: every \
+             message contains it, so it checks nothing"
+        ),
+        format!(
+            "\n  {file}: document 4 (suite vacuous, case \"an allowed request has no message \
+             to exclude from\"): spec.cases[2].expect.messageExcludes: an allowed request has \
+             no denial message, so messageExcludes is never checked"
+        ),
+    ];
+    for command in ["check", "test"] {
+        let out = kspy(&["policy", command, &dir.path().display().to_string()]);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{command}: {stderr}");
+        assert!(
+            stderr.starts_with(&format!(
+                "kspy: 5 errors in the DebugPolicyTest suites at {}\n",
+                dir.path().display()
+            )),
+            "{command}: {stderr}"
+        );
+        for line in &want {
+            assert!(stderr.contains(line), "{command}: {line}\n{stderr}");
+        }
+    }
+    let out = kspy(&["policy", "test", &dir.path().display().to_string()]);
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.trim_end().ends_with("\n2 passed, 0 failed"),
+        "{stdout}"
+    );
+}

@@ -465,7 +465,7 @@ fn suites_in(file: &Path, found: &mut Suites) {
         message,
     };
     let docs = match read_file(file) {
-        Ok(text) => yaml_documents(&text).map_err(|e| yaml_error(&e)),
+        Ok(text) => yaml_documents(&text).map_err(|e| yaml_error(&e, &file.display().to_string())),
         Err(e) => Err(e),
     };
     let docs = match docs {

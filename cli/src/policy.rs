@@ -299,7 +299,16 @@ fn with_suite_errors(failure: KspyError, path: &Path) -> KspyError {
     let Err(TestError::Suites(errors)) = check_suites(path) else {
         return failure;
     };
-    let n = errors.errors().len();
+    // A file that is not YAML fails both readers alike: said once, among the policies' errors.
+    let errors: Vec<&SuiteError> = errors
+        .errors()
+        .iter()
+        .filter(|e| !failure.details.contains(&e.to_string()))
+        .collect();
+    if errors.is_empty() {
+        return failure;
+    }
+    let n = errors.len();
     let hint = failure
         .hint
         .clone()
@@ -308,7 +317,7 @@ fn with_suite_errors(failure: KspyError, path: &Path) -> KspyError {
         "and {n} error{} in the {TEST_KIND} suites there:",
         if n == 1 { "" } else { "s" }
     )]);
-    failure = failure.details(errors.errors().iter().map(|e| format!("  {e}")));
+    failure = failure.details(errors.iter().map(|e| format!("  {e}")));
     failure.hint = hint;
     failure
 }

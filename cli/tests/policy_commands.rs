@@ -1404,3 +1404,45 @@ spec:
         "{stdout}"
     );
 }
+
+/// A file that is not YAML was reported twice by `check` and `test` (once as a policy error,
+/// again as a suite error), its snippet headed `<input>` rather than the file, and a key
+/// written twice was told to "set DuplicateKeyPolicy in Options", which only the program
+/// reading the file can. Now it is said once, under the file's name, in a policy author's terms.
+#[test]
+fn a_file_that_is_not_yaml_is_reported_once_under_its_own_name() {
+    let dir = suites_copy();
+    replace_in(
+        &dir,
+        "suite-tools.yaml",
+        "        allowed: false\n",
+        "        allowed: false\n        allowed: true\n",
+    );
+    let file = dir.path().join("suite-tools.yaml").display().to_string();
+    for command in ["check", "test"] {
+        let out = kspy(&["policy", command, &dir.path().display().to_string()]);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{command}: {stderr}");
+        assert!(
+            stderr.contains(&format!(
+                "\n  {file}: not valid YAML: error: line 16 column 9: the key `allowed` appears \
+                 twice in one mapping, and a policy file says each key once: merge the two, or \
+                 remove one\n"
+            )),
+            "{command}: {stderr}"
+        );
+        assert!(
+            stderr.contains(&format!("--> {file}:16:9\n")),
+            "{command}: {stderr}"
+        );
+        assert_eq!(
+            stderr.matches("not valid YAML").count(),
+            1,
+            "{command}: {stderr}"
+        );
+        assert!(
+            !stderr.contains("<input>") && !stderr.contains("DuplicateKeyPolicy"),
+            "{command}: {stderr}"
+        );
+    }
+}

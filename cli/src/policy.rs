@@ -95,8 +95,9 @@ Examples:
         after_help = "Prints a table of cases, and for each failure what was expected and what came.
 Warns on standard error when no suite declares a case's namespace, so that a policy selecting
 namespaces by label did not apply (or, a guardrail, denied unchecked). Reports every error in
-the suites on standard error, and runs the cases that read. Exits 1 when any case fails and when
-any suite has an error; with --strict also when there is any warning.
+the suites on standard error, and runs the cases that read. Exits 1 when a case fails (with
+--strict also when there is any warning), and 3 when not every case could run: the policies or a
+suite do not load (every error is reported), or there is no case at all.
 
 Examples:
   {prog} policy test policies/
@@ -600,20 +601,27 @@ fn eval(
     Ok(ExitCode::SUCCESS)
 }
 
+/// `kspy policy test`'s exit code when not every case could run: the directory, the policies
+/// or the suites do not read, or there is no case at all. 1 is kept for cases that ran and
+/// failed (and `--strict` warnings), so a CI job can tell a broken file from a broken policy.
+const EXIT_NOT_RUN: u8 = 3;
+
 fn test(dir: &Path, strict: bool, out: &mut impl Write) -> anyhow::Result<ExitCode> {
-    require_dir(dir)?;
-    let report = run_dir(dir, Settings::default()).map_err(|e| match e {
-        TestError::Policies(_) => with_suite_errors(test_failed(dir, e), dir),
-        other => test_failed(dir, other),
+    let not_run = |e: KspyError| e.exit_code(EXIT_NOT_RUN);
+    require_dir(dir).map_err(not_run)?;
+    let report = run_dir(dir, Settings::default()).map_err(|e| {
+        not_run(match e {
+            TestError::Policies(_) => with_suite_errors(test_failed(dir, e), dir),
+            other => test_failed(dir, other),
+        })
     })?;
     if report.results.is_empty() && report.suite_errors.is_empty() {
-        return Err(
-            KspyError::new(format!("no {TEST_KIND} cases under {}", dir.display()))
-                .hint(format!(
-                    "put `kind: {TEST_KIND}` documents beside your policies"
-                ))
-                .into(),
-        );
+        return Err(not_run(
+            KspyError::new(format!("no {TEST_KIND} cases under {}", dir.display())).hint(format!(
+                "put `kind: {TEST_KIND}` documents beside your policies"
+            )),
+        )
+        .into());
     }
     // What the authors should know, though it decides nothing: on stderr, as eval's.
     for w in &report.policy_warnings {
@@ -643,7 +651,7 @@ fn test(dir: &Path, strict: bool, out: &mut impl Write) -> anyhow::Result<ExitCo
             "fix the suites named above; the cases they name did not run, nor any case of a \
              suite whose own fields are wrong (the results of the others are above)"
         };
-        return Err(suite_errors(dir, &report.suite_errors, hint).into());
+        return Err(not_run(suite_errors(dir, &report.suite_errors, hint)).into());
     }
     if report.failed() != 0 {
         return Ok(ExitCode::FAILURE);

@@ -21,6 +21,12 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
+/// The exit code of `kspy policy COMMAND` when the policies or suites do not load: `check`
+/// fails (1); `test` could not run every case (3), which a case that ran and failed (1) is not.
+fn not_loaded(command: &str) -> Option<i32> {
+    Some(if command == "test" { 3 } else { 1 })
+}
+
 #[test]
 fn check_lists_the_shipped_policies() {
     let out = kspy(&["policy", "check", &policies()]);
@@ -481,7 +487,7 @@ fn a_namespace_declared_twice_with_other_labels_is_refused_naming_both_files() {
         "labels: {env: staging}",
     );
     let out = kspy(&["policy", "test", &dir.path().display().to_string()]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), not_loaded("test"));
     let stderr = text(&out.stderr);
     assert!(
         stderr.contains(&format!(
@@ -525,7 +531,7 @@ fn check_reads_the_test_suites_and_says_what_apiversion_it_found() {
     );
     for command in ["check", "test"] {
         let out = kspy(&["policy", command, &dir.path().display().to_string()]);
-        assert_eq!(out.status.code(), Some(1), "{command}");
+        assert_eq!(out.status.code(), not_loaded(command), "{command}");
         let stderr = text(&out.stderr);
         assert!(stderr.contains(&want), "{command}: {stderr}");
         // check prints no listing; test runs the other suite's case.
@@ -559,7 +565,7 @@ fn a_policy_that_does_not_load_does_not_hide_the_suites_errors() {
     .unwrap();
     for command in ["check", "test"] {
         let out = kspy(&["policy", command, &dir.path().display().to_string()]);
-        assert_eq!(out.status.code(), Some(1), "{command}");
+        assert_eq!(out.status.code(), not_loaded(command), "{command}");
         let stderr = text(&out.stderr);
         let policy = stderr
             .find("broken.yaml: document 1 (policy sre-oops): spec.grant.capabilities[0]")
@@ -638,7 +644,7 @@ fn eval_refuses_no_policies_as_check_does_and_takes_one_file() {
     );
     // `test` takes a directory only, and its hint says so.
     let out = kspy(&["policy", "test", "/nonexistent/p"]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), not_loaded("test"));
     let stderr = text(&out.stderr);
     assert!(
         stderr.contains("hint: give the directory that holds the policies"),
@@ -826,7 +832,7 @@ fn duplicate_case_names_in_a_suite_are_refused() {
     std::fs::write(&tools, format!("{before}{case}")).unwrap();
     for command in ["check", "test"] {
         let out = kspy(&["policy", command, &dir.path().display().to_string()]);
-        assert_eq!(out.status.code(), Some(1), "{command}");
+        assert_eq!(out.status.code(), not_loaded(command), "{command}");
         let stderr = text(&out.stderr);
         assert!(
             stderr.contains(
@@ -1183,7 +1189,11 @@ fn check_and_test_report_every_suite_error_and_test_runs_the_cases_that_read() {
     for command in ["check", "test"] {
         let out = kspy(&["policy", command, &dir.path().display().to_string()]);
         let stderr = text(&out.stderr);
-        assert_eq!(out.status.code(), Some(1), "{command}: {stderr}");
+        assert_eq!(
+            out.status.code(),
+            not_loaded(command),
+            "{command}: {stderr}"
+        );
         assert!(
             stderr.starts_with(&format!(
                 "kspy: 4 errors in the DebugPolicyTest suites at {}\n",
@@ -1385,7 +1395,11 @@ spec:
     for command in ["check", "test"] {
         let out = kspy(&["policy", command, &dir.path().display().to_string()]);
         let stderr = text(&out.stderr);
-        assert_eq!(out.status.code(), Some(1), "{command}: {stderr}");
+        assert_eq!(
+            out.status.code(),
+            not_loaded(command),
+            "{command}: {stderr}"
+        );
         assert!(
             stderr.starts_with(&format!(
                 "kspy: 5 errors in the DebugPolicyTest suites at {}\n",
@@ -1422,7 +1436,11 @@ fn a_file_that_is_not_yaml_is_reported_once_under_its_own_name() {
     for command in ["check", "test"] {
         let out = kspy(&["policy", command, &dir.path().display().to_string()]);
         let stderr = text(&out.stderr);
-        assert_eq!(out.status.code(), Some(1), "{command}: {stderr}");
+        assert_eq!(
+            out.status.code(),
+            not_loaded(command),
+            "{command}: {stderr}"
+        );
         assert!(
             stderr.contains(&format!(
                 "\n  {file}: not valid YAML: error: line 16 column 9: the key `allowed` appears \
@@ -1445,4 +1463,39 @@ fn a_file_that_is_not_yaml_is_reported_once_under_its_own_name() {
             "{command}: {stderr}"
         );
     }
+}
+
+/// `kspy policy test` exited 1 both when a case failed and when nothing could run (a policy
+/// that does not load, a broken suite, no directory), so a CI job could not tell a broken file
+/// from a broken policy. A failed case is 1; not every case run is 3.
+#[test]
+fn test_exit_code_tells_a_failing_case_from_files_that_do_not_load() {
+    let code = |dir: &std::path::Path| {
+        kspy(&["policy", "test", &dir.display().to_string()])
+            .status
+            .code()
+    };
+    // A case that runs and fails.
+    let failing = suites_copy();
+    replace_in(
+        &failing,
+        "suite-tools.yaml",
+        "allowed: false",
+        "allowed: true",
+    );
+    assert_eq!(code(failing.path()), Some(1));
+    // A policy that does not load.
+    let broken = suites_copy();
+    replace_in(
+        &broken,
+        "policies.yaml",
+        "kind: DebugPolicy\n",
+        "kind: DebugPolicy\n  x: [\n",
+    );
+    assert_eq!(code(broken.path()), Some(3));
+    // A suite that does not read, beside a case that fails: not every case ran.
+    replace_in(&failing, "suite-shop.yaml", "expect:", "expectt:");
+    assert_eq!(code(failing.path()), Some(3));
+    // No directory at all.
+    assert_eq!(code(&failing.path().join("nope")), Some(3));
 }

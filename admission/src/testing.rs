@@ -440,7 +440,38 @@ fn suites(dir: &Path) -> Result<Suites, TestError> {
     for file in files {
         suites_in(&file, &mut found);
     }
+    one_suite_per_name(&mut found);
     Ok(found)
+}
+
+/// Results and failures are reported as `SUITE / CASE`: two suites of one name (in one file,
+/// or copied from one file to another) would report cases no one can tell apart, and a case
+/// of one could seem to pass for the other. The first keeps the name and its cases run; each
+/// later one is an error, naming the first, and its cases do not run (its namespaces still
+/// count, for the other suites' cases).
+fn one_suite_per_name(found: &mut Suites) {
+    let mut first: BTreeMap<String, String> = BTreeMap::new();
+    for suite in &mut found.suites {
+        let Some(name) = suite.name.clone() else {
+            continue;
+        };
+        match first.get(&name) {
+            Some(origin) => {
+                found.errors.push(suite.error(
+                    None,
+                    "metadata.name".into(),
+                    format!(
+                        "a suite of this name is already defined in {origin}; results are \
+                         reported by suite and case name, so give each suite its own name"
+                    ),
+                ));
+                suite.cases.clear();
+            }
+            None => {
+                first.insert(name, suite.origin());
+            }
+        }
+    }
 }
 
 /// The test suites under a directory, or of one file.
@@ -450,6 +481,7 @@ fn suites_at(path: &Path) -> Result<Suites, TestError> {
     } else {
         let mut found = Suites::default();
         suites_in(path, &mut found);
+        one_suite_per_name(&mut found);
         Ok(found)
     }
 }

@@ -1499,3 +1499,44 @@ fn test_exit_code_tells_a_failing_case_from_files_that_do_not_load() {
     // No directory at all.
     assert_eq!(code(&failing.path().join("nope")), Some(3));
 }
+
+/// Two suites of one name reported their cases as `SUITE / CASE` alike, so a failure could not
+/// be told from its namesake's (and two documents of one file not even by the file). The
+/// second is refused, naming the first, and its cases do not run; the first's do.
+#[test]
+fn two_suites_of_one_name_are_refused_naming_the_first() {
+    let dir = suites_copy();
+    replace_in(
+        &dir,
+        "suite-tools.yaml",
+        "metadata: {name: tools}",
+        "metadata: {name: shop}",
+    );
+    let first = dir.path().join("suite-shop.yaml").display().to_string();
+    let second = dir.path().join("suite-tools.yaml").display().to_string();
+    for command in ["check", "test"] {
+        let out = kspy(&["policy", command, &dir.path().display().to_string()]);
+        let stderr = text(&out.stderr);
+        assert_eq!(
+            out.status.code(),
+            not_loaded(command),
+            "{command}: {stderr}"
+        );
+        assert!(
+            stderr.contains(&format!(
+                "\n  {second}: document 1 (suite shop): metadata.name: a suite of this name is \
+                 already defined in {first} document 1; results are reported by suite and case \
+                 name, so give each suite its own name\n"
+            )),
+            "{command}: {stderr}"
+        );
+    }
+    let out = kspy(&["policy", "test", &dir.path().display().to_string()]);
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("  shop   pass    a developer")
+            && !stdout.contains("without a reason")
+            && stdout.trim_end().ends_with("\n1 passed, 0 failed"),
+        "{stdout}"
+    );
+}

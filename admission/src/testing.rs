@@ -241,6 +241,10 @@ pub struct CaseResult {
     /// What did not match; empty when it passed. A failure may span lines (a denial's
     /// message, a patch): the lines after the first are meant to be indented under it.
     pub failures: Vec<String>,
+    /// False when the case could not be judged at all (its review does not read, or its
+    /// namespace's labels are uncertain): its one failure says why. A case that did not run
+    /// is a broken suite, not a policy that decides otherwise than expected.
+    pub ran: bool,
     /// What the case's author should know though it does not decide pass or fail: a policy
     /// that selects namespaces by label did not apply, as no suite declares the namespace.
     pub warnings: Vec<String>,
@@ -266,9 +270,14 @@ pub struct TestReport {
 }
 
 impl TestReport {
-    /// How many cases failed.
+    /// How many cases failed, counting those that did not run.
     pub fn failed(&self) -> usize {
         self.results.iter().filter(|r| !r.passed()).count()
+    }
+
+    /// How many cases could not be judged at all ([`CaseResult::ran`]).
+    pub fn not_run(&self) -> usize {
+        self.results.iter().filter(|r| !r.ran).count()
     }
 }
 
@@ -417,13 +426,17 @@ pub fn run_dir(dir: &Path, mut settings: Settings) -> Result<TestReport, TestErr
     for suite in &found.suites {
         for (_, case) in &suite.cases {
             let mut warnings = Vec::new();
-            let failures = run_case(&engine, &root, &suite.file, case, &declared, &mut warnings)
-                .unwrap_or_else(|e| vec![e]);
+            let (failures, ran) =
+                match run_case(&engine, &root, &suite.file, case, &declared, &mut warnings) {
+                    Ok(failures) => (failures, true),
+                    Err(why) => (vec![why], false),
+                };
             report.results.push(CaseResult {
                 suite: suite.name.clone().unwrap_or_default(),
                 case: case.name.clone(),
                 file: suite.file.clone(),
                 failures,
+                ran,
                 warnings,
             });
         }
@@ -988,9 +1001,13 @@ fn run_case(
     }
     if let Some(want) = &e.patch {
         let got: Vec<Value> = match &j.response.patch {
-            Some(bytes) => {
-                serde_json::from_slice(bytes).map_err(|e| format!("patch is not JSON: {e}"))?
-            }
+            Some(bytes) => match serde_json::from_slice(bytes) {
+                Ok(got) => got,
+                Err(e) => {
+                    failures.push(format!("kspy's patch is not a JSON list: {e}"));
+                    return Ok(failures);
+                }
+            },
             None => Vec::new(),
         };
         if &got != want {

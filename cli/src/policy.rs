@@ -97,7 +97,8 @@ Warns on standard error when no suite declares a case's namespace, so that a pol
 namespaces by label did not apply (or, a guardrail, denied unchecked). Reports every error in
 the suites on standard error, and runs the cases that read. Exits 1 when a case fails (with
 --strict also when there is any warning), and 3 when not every case could run: the policies or a
-suite do not load (every error is reported), or there is no case at all.
+suite do not load (every error is reported), a case's review does not read (ERROR in the
+table), or there is no case at all.
 
 Examples:
   {prog} policy test policies/
@@ -653,6 +654,9 @@ fn test(dir: &Path, strict: bool, out: &mut impl Write) -> anyhow::Result<ExitCo
         };
         return Err(not_run(suite_errors(dir, &report.suite_errors, hint)).into());
     }
+    if report.not_run() != 0 {
+        return Ok(ExitCode::from(EXIT_NOT_RUN));
+    }
     if report.failed() != 0 {
         return Ok(ExitCode::FAILURE);
     }
@@ -681,7 +685,7 @@ fn print_results(
         "#", "SUITE", "RESULT"
     )?;
     for (i, r) in results.iter().enumerate() {
-        let result = if r.passed() { "pass" } else { "FAIL" };
+        let result = result_label(r);
         writeln!(
             out,
             "{:>3}  {:<width$}  {:<6}  {}",
@@ -694,7 +698,8 @@ fn print_results(
     for r in results.iter().filter(|r| !r.passed()) {
         writeln!(
             out,
-            "\nFAIL {} / {} ({})",
+            "\n{} {} / {} ({})",
+            result_label(r),
             r.suite,
             r.case,
             r.file.display()
@@ -708,9 +713,30 @@ fn print_results(
             }
         }
     }
-    let failed = results.iter().filter(|r| !r.passed()).count();
-    writeln!(out, "\n{} passed, {failed} failed", results.len() - failed)?;
+    let failed = results.iter().filter(|r| r.ran && !r.passed()).count();
+    let not_run = results.iter().filter(|r| !r.ran).count();
+    write!(
+        out,
+        "\n{} passed, {failed} failed",
+        results.len() - failed - not_run
+    )?;
+    if not_run != 0 {
+        write!(out, ", {not_run} not run")?;
+    }
+    writeln!(out)?;
     Ok(())
+}
+
+/// A case's word in the table: `ERROR` for one that could not be judged (its review does not
+/// read), which is a broken suite rather than a policy deciding otherwise than expected.
+fn result_label(r: &kspy_admission::testing::CaseResult) -> &'static str {
+    if !r.ran {
+        "ERROR"
+    } else if r.passed() {
+        "pass"
+    } else {
+        "FAIL"
+    }
 }
 
 /// A label selector in kubectl's syntax: `env=production,team in (a,b),debug,!frozen`.

@@ -502,7 +502,10 @@ fn a_namespace_declared_twice_with_other_labels_is_refused_naming_both_files() {
     let stdout = text(&out.stdout);
     assert!(
         stdout.contains("  - not run: namespace \"shop\" is declared with different labels")
-            && stdout.trim_end().ends_with("0 passed, 2 failed"),
+            && stdout.contains("  1  shop   ERROR   a developer")
+            && stdout
+                .trim_end()
+                .ends_with("\n0 passed, 0 failed, 2 not run"),
         "{stdout}"
     );
 }
@@ -802,8 +805,18 @@ spec:
     )
     .unwrap();
     let out = kspy(&["policy", "test", &dir.path().display().to_string()]);
-    assert_eq!(out.status.code(), Some(1));
+    // The fixture that is not there: the case did not run, which is not a failing policy.
+    assert_eq!(out.status.code(), Some(3));
     let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("  wrong  FAIL    expects an allow the guardrail denies\n")
+            && stdout.contains("  wrong  ERROR   names a fixture that is not there\n")
+            && stdout.contains("\nERROR wrong / names a fixture that is not there (")
+            && stdout
+                .trim_end()
+                .ends_with("\n2 passed, 1 failed, 1 not run"),
+        "{stdout}"
+    );
     assert!(
         stdout.contains("\n  - expected allowed, got denied: kspy denied the debug container"),
         "{stdout}"

@@ -35,7 +35,9 @@ use serde_json::Value;
 use crate::classify::Action;
 use crate::engine::{Endpoint, Engine, NamespaceOrigin, Settings};
 use crate::policy::compiled::{MatchInput, MatchOutcome};
-use crate::policy::load::{collect_files, read_file, yaml_documents, yaml_error};
+use crate::policy::load::{
+    collect_files, read_file, unknown_field_message, yaml_documents, yaml_error,
+};
 use crate::policy::spec::{API_VERSION, TEST_KIND};
 use crate::policy::{LoadErrors, LoadWarning, Mode, PolicySet};
 use crate::review::ParsedReview;
@@ -567,7 +569,14 @@ fn read_suite(file: &Path, number: usize, v: &Value, errors: &mut Vec<SuiteError
             doc.spec.cases
         }
         Err(e) => {
-            errors.push(suite.error(None, e.path().to_string(), e.into_inner().to_string()));
+            let path = e.path().to_string();
+            let message = suite_message(e.into_inner().to_string());
+            let mut error = suite.error(None, path.clone(), message);
+            // The document itself (a missing `metadata`): no field to point at.
+            if path == "." {
+                error.field = None;
+            }
+            errors.push(error);
             // What still reads: the namespaces, for the other suites' cases, and the cases'
             // own problems, reported too; none of the cases runs.
             suite.namespaces = v
@@ -599,6 +608,44 @@ fn read_suite(file: &Path, number: usize, v: &Value, errors: &mut Vec<SuiteError
     }
     suite.cases = read_cases(&suite, &cases, errors);
     suite
+}
+
+/// serde's message about a suite's field, in a suite author's terms: the closest name for an
+/// unknown field ("did you mean"), what belongs where serde names its own Rust type
+/// (`expected struct TestCase`), and YAML's booleans where a text belongs.
+fn suite_message(message: String) -> String {
+    let mut message = unknown_field_message(&message).unwrap_or(message);
+    for (rust, words) in [
+        (
+            "struct TestCase",
+            "a case: a mapping with name, review and expect",
+        ),
+        (
+            "struct Expectation",
+            "a mapping with allowed and the other expectations",
+        ),
+        (
+            "struct UserInfoOverride",
+            "a mapping with username and groups",
+        ),
+        ("struct NamespaceSpec", "a mapping with name and labels"),
+        ("struct TestMetadata", "a mapping with name"),
+        ("struct TestSpec", "a mapping with namespaces and cases"),
+        (
+            "struct TestDocument",
+            "a mapping with apiVersion, kind, metadata and spec",
+        ),
+    ] {
+        message = message.replace(rust, words);
+    }
+    // YAML 1.1 reads unquoted yes/no/on/off/y/n as booleans: `messageContains: [no]`.
+    if message.starts_with("invalid type: boolean") && message.contains("expected a string") {
+        message.push_str(
+            "; YAML reads unquoted yes, no, on, off, y, n, true and false as booleans: quote \
+             the value (\"no\")",
+        );
+    }
+    message
 }
 
 /// What is wrong with a case's expectations that would let it pass without checking what it
@@ -664,7 +711,7 @@ fn read_cases(
                     at if at == "." => format!("spec.cases[{j}]"),
                     at => format!("spec.cases[{j}].{at}"),
                 };
-                errors.push(suite.error(name, field, e.into_inner().to_string()));
+                errors.push(suite.error(name, field, suite_message(e.into_inner().to_string())));
                 continue;
             }
         };

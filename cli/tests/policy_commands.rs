@@ -1553,3 +1553,59 @@ fn two_suites_of_one_name_are_refused_naming_the_first() {
         "{stdout}"
     );
 }
+
+/// A suite's field errors spoke serde's Rust: `expected struct TestCase`, a `.` for a field
+/// when the document lacks `metadata`, and an unknown field without the name it was meant to
+/// be, where the policy loader says "did you mean". They say it as the loader does now.
+#[test]
+fn suite_errors_speak_the_suite_authors_terms() {
+    let dir = suites_copy();
+    std::fs::write(
+        dir.path().join("suite-terms.yaml"),
+        r#"apiVersion: kspy.dev/v1alpha1
+kind: DebugPolicyTest
+spec:
+  cases: []
+---
+apiVersion: kspy.dev/v1alpha1
+kind: DebugPolicyTest
+metadata: {name: terms}
+spec:
+  cases:
+    - a case written as a string
+    - name: a misspelled expectation
+      review: fixtures/attach-busybox.json
+      expect: {allowed: false, messageContain: [reason]}
+    - name: an unquoted no
+      review: fixtures/attach-busybox.json
+      expect: {allowed: false, messageContains: [no]}
+"#,
+    )
+    .unwrap();
+    let file = dir.path().join("suite-terms.yaml").display().to_string();
+    let want = [
+        format!("\n  {file}: document 1: missing field `metadata`\n"),
+        format!(
+            "\n  {file}: document 2 (suite terms): spec.cases[0]: invalid type: string \"a case \
+             written as a string\", expected a case: a mapping with name, review and expect\n"
+        ),
+        format!(
+            "\n  {file}: document 2 (suite terms, case \"a misspelled expectation\"): \
+             spec.cases[1].expect.messageContain: unknown field `messageContain` (did you mean \
+             `messageContains`?), expected one of"
+        ),
+        format!(
+            "\n  {file}: document 2 (suite terms, case \"an unquoted no\"): \
+             spec.cases[2].expect.messageContains[0]: invalid type: boolean `false`, expected a \
+             string; YAML reads unquoted yes, no, on, off, y, n, true and false as booleans: \
+             quote the value (\"no\")\n"
+        ),
+    ];
+    let out = kspy(&["policy", "check", &dir.path().display().to_string()]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    for line in &want {
+        assert!(stderr.contains(line), "{line}\n{stderr}");
+    }
+    assert!(!stderr.contains("struct "), "{stderr}");
+}

@@ -684,7 +684,7 @@ fn missing_field(message: &str) -> Option<&str> {
 
 /// serde's "unknown field `capabilites`, expected one of `images`, `capabilities`, …" with the
 /// closest expected name first ("did you mean"); `None` for any other message.
-fn unknown_field_message(message: &str) -> Option<String> {
+pub(crate) fn unknown_field_message(message: &str) -> Option<String> {
     let rest = message.strip_prefix("unknown field `")?;
     let (name, expected) = rest.split_once('`')?;
     let candidates: Vec<&str> = expected.split('`').skip(1).step_by(2).collect();

@@ -1609,3 +1609,38 @@ spec:
     }
     assert!(!stderr.contains("struct "), "{stderr}");
 }
+
+/// A CEL expression written over several lines (a YAML block scalar) was shown with its
+/// continuation lines at the report's outer indentation, as if they were lines of their own,
+/// and a `|` scalar's final newline placed a syntax error at its end on a line after the last
+/// one shown. The lines now stay under `expression:`, and the error on the last of them.
+#[test]
+fn a_multi_line_expression_stays_together_in_its_error() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("p.yaml"),
+        r#"apiVersion: kspy.dev/v1alpha1
+kind: DebugPolicy
+metadata: {name: pinned}
+spec:
+  validations:
+    - expression: |
+        container.image != '' &&
+        container.image.contains('@sha256:' &&
+        true
+      message: pin the image
+"#,
+    )
+    .unwrap();
+    let out = kspy(&["policy", "check", &dir.path().display().to_string()]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(
+            "spec.validations[0].expression: syntax error at line 3, column 5: Syntax error: \
+             missing ')' at '<EOF>'\n      expression: container.image != '' &&\n                  \
+             container.image.contains('@sha256:' &&\n                  true\nhint: "
+        ),
+        "{stderr}"
+    );
+}

@@ -33,7 +33,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::classify::Action;
-use crate::engine::{Endpoint, Engine, NamespaceOrigin, Settings};
+use crate::engine::{Endpoint, Engine, Judgement, NamespaceOrigin, Settings, Verdict};
 use crate::policy::compiled::{MatchInput, MatchOutcome};
 use crate::policy::load::{
     collect_files, read_file, unknown_field_message, yaml_documents, yaml_error,
@@ -981,6 +981,12 @@ fn run_case(
         }
     }
     let e = &case.expect;
+    // kspy allows a review that is no debug request without consulting any policy: a case
+    // expecting it allowed passes whatever the policies say (a fixture whose object lacks the
+    // new ephemeral container, say). Said unless the case says so itself with `policies: []`.
+    if consults_no_policy(&j) && e.allowed && e.policies.is_none() {
+        warnings.push(NOT_DEBUG.to_owned());
+    }
     let mut failures = Vec::new();
     if let Some(sent) = sent {
         failures.extend(verdict_after_own_defaults(
@@ -1066,6 +1072,24 @@ fn run_case(
         }
     }
     Ok(failures)
+}
+
+/// Why a case whose review adds no debug container checks no policy, for `kspy policy test`.
+pub const NOT_DEBUG: &str = "the review adds no debug container (no new ephemeral container in \
+     its object, no debug copy or node pod), so kspy allows it without consulting any policy and \
+     the case passes whatever the policies say; if the review is meant to add one, check its \
+     object and oldObject, and if passing untouched is what the case checks, say so with \
+     `policies: []`";
+
+/// True when `j` allowed a review without consulting any policy: it is no debug request, or
+/// an attach that adds no ephemeral container (its object lists none that its oldObject
+/// does not).
+pub fn consults_no_policy(j: &Judgement) -> bool {
+    match j.verdict {
+        Verdict::NotDebug => true,
+        Verdict::Allowed => j.subjects.is_empty(),
+        Verdict::Denied => false,
+    }
 }
 
 /// The policies that would apply to a review but for their namespace selector, which cannot be

@@ -56,7 +56,8 @@ Examples:
     /// Judge one AdmissionReview offline and print the AdmissionReview the webhook would return.
     #[command(
         after_help = "Prints the whole response review (apiVersion, kind, response), the patch
-base64-encoded as the API server receives it. Warns on standard error when /validate would answer
+base64-encoded as the API server receives it. Says on standard error when the review adds no debug container (kspy allows it without
+consulting any policy), and warns when /validate would answer
 otherwise after the policies' own /mutate defaults, which the API server applies first, and when
 no test suite declares the review's namespace, so that a policy selecting namespaces by label did
 not apply. Exits 0 whatever the verdict; non-zero only when the policies or the review cannot be
@@ -559,6 +560,14 @@ fn eval(
         Endpoint::Validate
     };
     let judgement = engine.judge(&review, endpoint, namespace);
+    // The answer alone ("allowed": true, no annotations) does not say that no policy decided.
+    if kspy_admission::testing::consults_no_policy(&judgement) {
+        eprintln!(
+            "note: the review adds no debug container (no new ephemeral container in its \
+             object, no debug copy or node pod), so kspy allows it without consulting any \
+             policy; if it is meant to add one, check its object and oldObject"
+        );
+    }
     // Offline, a namespace no suite declares has unknown labels: a policy that selects
     // namespaces by label then does not apply, and a denial lists it among the policies for
     // the action as if the user were outside it. Say why on stderr (stdout stays the answer).

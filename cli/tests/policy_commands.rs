@@ -1644,3 +1644,69 @@ spec:
         "{stderr}"
     );
 }
+
+/// A review that is no debug request (here an attach fixture whose object lacks the new
+/// ephemeral container) is allowed without any policy consulted: a case expecting it allowed
+/// passed whatever the policies said, and eval's answer (`allowed: true`, no annotations) did
+/// not say no policy decided. test warns (and --strict fails) unless the case says
+/// `policies: []`; eval says so on stderr.
+#[test]
+fn a_review_that_is_no_debug_request_is_named_as_checking_no_policy() {
+    let dir = suites_copy();
+    std::fs::write(
+        dir.path().join("suite-plain.yaml"),
+        r#"apiVersion: kspy.dev/v1alpha1
+kind: DebugPolicyTest
+metadata: {name: plain}
+spec:
+  cases:
+    - name: the new container was left out of the object
+      review: fixtures/attach-busybox.json
+      reviewPatch:
+        - {op: remove, path: /request/object/spec/ephemeralContainers}
+      expect: {allowed: true}
+"#,
+    )
+    .unwrap();
+    let path = dir.path().display().to_string();
+    let out = kspy(&["policy", "test", &path]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("kspy: warning: plain / the new container was left out of the object (",)
+            && stderr.contains(
+                "): the review adds no debug container (no new ephemeral container in its object, \
+             no debug copy or node pod), so kspy allows it without consulting any policy and the \
+             case passes whatever the policies say"
+            ),
+        "{stderr}"
+    );
+    let out = kspy(&["policy", "test", "--strict", &path]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    // Saying what the case checks silences it.
+    replace_in(
+        &dir,
+        "suite-plain.yaml",
+        "{allowed: true}",
+        "{allowed: true, policies: []}",
+    );
+    let out = kspy(&["policy", "test", "--strict", &path]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    // eval on the shipped plain pod.
+    let out = kspy(&[
+        "policy",
+        "eval",
+        "--policies",
+        &policies(),
+        &format!("{}/fixtures/create-plain-pod.json", policies()),
+    ]);
+    let stderr = text(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(
+            "note: the review adds no debug container (no new ephemeral container in its \
+             object, no debug copy or node pod), so kspy allows it without consulting any policy"
+        ),
+        "{stderr}"
+    );
+}

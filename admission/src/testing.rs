@@ -18,7 +18,7 @@
 //!         allowed: true
 //!         policies: [sre-debug]                    # compared as a set
 //!         messageContains: [...]                   # substrings of the denial message
-//!         messageExcludes: [...]
+//!         messageExcludes: [...]                   # only with allowed: false
 //!         warningsContain: [...]
 //!         auditAnnotations: {action: attach}       # each must be present with this value
 //!         patch: [{op: add, path: ..., value: ...}] # the exact JSON patch (endpoint: mutate)
@@ -33,9 +33,11 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::classify::Action;
-use crate::engine::{Endpoint, Engine, NamespaceOrigin, Settings};
+use crate::engine::{Endpoint, Engine, Judgement, NamespaceOrigin, Settings, Verdict};
 use crate::policy::compiled::{MatchInput, MatchOutcome};
-use crate::policy::load::{collect_files, read_file, yaml_documents, yaml_error};
+use crate::policy::load::{
+    collect_files, read_file, unknown_field_message, yaml_documents, yaml_error,
+};
 use crate::policy::spec::{API_VERSION, TEST_KIND};
 use crate::policy::{LoadErrors, LoadWarning, Mode, PolicySet};
 use crate::review::ParsedReview;
@@ -241,6 +243,10 @@ pub struct CaseResult {
     /// What did not match; empty when it passed. A failure may span lines (a denial's
     /// message, a patch): the lines after the first are meant to be indented under it.
     pub failures: Vec<String>,
+    /// False when the case could not be judged at all (its review does not read, or its
+    /// namespace's labels are uncertain): its one failure says why. A case that did not run
+    /// is a broken suite, not a policy that decides otherwise than expected.
+    pub ran: bool,
     /// What the case's author should know though it does not decide pass or fail: a policy
     /// that selects namespaces by label did not apply, as no suite declares the namespace.
     pub warnings: Vec<String>,
@@ -266,9 +272,14 @@ pub struct TestReport {
 }
 
 impl TestReport {
-    /// How many cases failed.
+    /// How many cases failed, counting those that did not run.
     pub fn failed(&self) -> usize {
         self.results.iter().filter(|r| !r.passed()).count()
+    }
+
+    /// How many cases could not be judged at all ([`CaseResult::ran`]).
+    pub fn not_run(&self) -> usize {
+        self.results.iter().filter(|r| !r.ran).count()
     }
 }
 
@@ -417,13 +428,17 @@ pub fn run_dir(dir: &Path, mut settings: Settings) -> Result<TestReport, TestErr
     for suite in &found.suites {
         for (_, case) in &suite.cases {
             let mut warnings = Vec::new();
-            let failures = run_case(&engine, &root, &suite.file, case, &declared, &mut warnings)
-                .unwrap_or_else(|e| vec![e]);
+            let (failures, ran) =
+                match run_case(&engine, &root, &suite.file, case, &declared, &mut warnings) {
+                    Ok(failures) => (failures, true),
+                    Err(why) => (vec![why], false),
+                };
             report.results.push(CaseResult {
                 suite: suite.name.clone().unwrap_or_default(),
                 case: case.name.clone(),
                 file: suite.file.clone(),
                 failures,
+                ran,
                 warnings,
             });
         }
@@ -440,7 +455,38 @@ fn suites(dir: &Path) -> Result<Suites, TestError> {
     for file in files {
         suites_in(&file, &mut found);
     }
+    one_suite_per_name(&mut found);
     Ok(found)
+}
+
+/// Results and failures are reported as `SUITE / CASE`: two suites of one name (in one file,
+/// or copied from one file to another) would report cases no one can tell apart, and a case
+/// of one could seem to pass for the other. The first keeps the name and its cases run; each
+/// later one is an error, naming the first, and its cases do not run (its namespaces still
+/// count, for the other suites' cases).
+fn one_suite_per_name(found: &mut Suites) {
+    let mut first: BTreeMap<String, String> = BTreeMap::new();
+    for suite in &mut found.suites {
+        let Some(name) = suite.name.clone() else {
+            continue;
+        };
+        match first.get(&name) {
+            Some(origin) => {
+                found.errors.push(suite.error(
+                    None,
+                    "metadata.name".into(),
+                    format!(
+                        "a suite of this name is already defined in {origin}; results are \
+                         reported by suite and case name, so give each suite its own name"
+                    ),
+                ));
+                suite.cases.clear();
+            }
+            None => {
+                first.insert(name, suite.origin());
+            }
+        }
+    }
 }
 
 /// The test suites under a directory, or of one file.
@@ -450,6 +496,7 @@ fn suites_at(path: &Path) -> Result<Suites, TestError> {
     } else {
         let mut found = Suites::default();
         suites_in(path, &mut found);
+        one_suite_per_name(&mut found);
         Ok(found)
     }
 }
@@ -465,7 +512,7 @@ fn suites_in(file: &Path, found: &mut Suites) {
         message,
     };
     let docs = match read_file(file) {
-        Ok(text) => yaml_documents(&text).map_err(|e| yaml_error(&e)),
+        Ok(text) => yaml_documents(&text).map_err(|e| yaml_error(&e, &file.display().to_string())),
         Err(e) => Err(e),
     };
     let docs = match docs {
@@ -522,7 +569,14 @@ fn read_suite(file: &Path, number: usize, v: &Value, errors: &mut Vec<SuiteError
             doc.spec.cases
         }
         Err(e) => {
-            errors.push(suite.error(None, e.path().to_string(), e.into_inner().to_string()));
+            let path = e.path().to_string();
+            let message = suite_message(e.into_inner().to_string());
+            let mut error = suite.error(None, path.clone(), message);
+            // The document itself (a missing `metadata`): no field to point at.
+            if path == "." {
+                error.field = None;
+            }
+            errors.push(error);
             // What still reads: the namespaces, for the other suites' cases, and the cases'
             // own problems, reported too; none of the cases runs.
             suite.namespaces = v
@@ -537,8 +591,106 @@ fn read_suite(file: &Path, number: usize, v: &Value, errors: &mut Vec<SuiteError
             return suite;
         }
     };
+    // Neither cases nor namespaces: the document tests nothing, and would pass whatever the
+    // policies do (a suite whose cases were deleted, or never written under `spec.cases`).
+    // A suite of namespaces alone is how the namespaces are declared once, for every suite.
+    if cases.is_empty() && suite.namespaces.as_ref().is_none_or(Vec::is_empty) {
+        errors.push(
+            suite.error(
+                None,
+                "spec.cases".into(),
+                "the suite lists no cases and declares no namespaces, so it tests nothing and \
+             would pass whatever the policies decide: add cases under spec.cases, or remove \
+             the document"
+                    .to_owned(),
+            ),
+        );
+    }
     suite.cases = read_cases(&suite, &cases, errors);
     suite
+}
+
+/// serde's message about a suite's field, in a suite author's terms: the closest name for an
+/// unknown field ("did you mean"), what belongs where serde names its own Rust type
+/// (`expected struct TestCase`), and YAML's booleans where a text belongs.
+fn suite_message(message: String) -> String {
+    let mut message = unknown_field_message(&message).unwrap_or(message);
+    for (rust, words) in [
+        (
+            "struct TestCase",
+            "a case: a mapping with name, review and expect",
+        ),
+        (
+            "struct Expectation",
+            "a mapping with allowed and the other expectations",
+        ),
+        (
+            "struct UserInfoOverride",
+            "a mapping with username and groups",
+        ),
+        ("struct NamespaceSpec", "a mapping with name and labels"),
+        ("struct TestMetadata", "a mapping with name"),
+        ("struct TestSpec", "a mapping with namespaces and cases"),
+        (
+            "struct TestDocument",
+            "a mapping with apiVersion, kind, metadata and spec",
+        ),
+    ] {
+        message = message.replace(rust, words);
+    }
+    // YAML 1.1 reads unquoted yes/no/on/off/y/n as booleans: `messageContains: [no]`.
+    if message.starts_with("invalid type: boolean") && message.contains("expected a string") {
+        message.push_str(
+            "; YAML reads unquoted yes, no, on, off, y, n, true and false as booleans: quote \
+             the value (\"no\")",
+        );
+    }
+    message
+}
+
+/// What is wrong with a case's expectations that would let it pass without checking what it
+/// says (or never let it pass), as `(field, message)`: an empty text, which every message
+/// contains, and `messageExcludes` on an allowed request, which has no message to search.
+fn vacuous_expectations(case: &TestCase) -> Vec<(String, String)> {
+    let e = &case.expect;
+    let mut found = Vec::new();
+    let lists = [
+        (
+            "messageContains",
+            &e.message_contains,
+            "every message contains it, so it checks nothing",
+        ),
+        (
+            "messageExcludes",
+            &e.message_excludes,
+            "every message contains it, so the case can never pass",
+        ),
+        (
+            "warningsContain",
+            &e.warnings_contain,
+            "every warning contains it, so it checks only that there is a warning",
+        ),
+    ];
+    for (field, texts, why) in lists {
+        for (k, text) in texts.iter().enumerate() {
+            if text.is_empty() {
+                found.push((
+                    format!("expect.{field}[{k}]"),
+                    format!("the text is empty: {why}; write the text to look for"),
+                ));
+            }
+        }
+    }
+    if e.allowed && !e.message_excludes.is_empty() {
+        found.push((
+            "expect.messageExcludes".to_owned(),
+            "an allowed request has no denial message, so messageExcludes is never checked \
+             and the case passes whatever the message would say: expect `allowed: false`, or \
+             remove messageExcludes"
+                .to_owned(),
+        ));
+    }
+    found
 }
 
 /// The cases of `suite` that read and are sound, with their index; every problem of the
@@ -559,7 +711,7 @@ fn read_cases(
                     at if at == "." => format!("spec.cases[{j}]"),
                     at => format!("spec.cases[{j}].{at}"),
                 };
-                errors.push(suite.error(name, field, e.into_inner().to_string()));
+                errors.push(suite.error(name, field, suite_message(e.into_inner().to_string())));
                 continue;
             }
         };
@@ -577,6 +729,29 @@ fn read_cases(
             continue;
         }
         names.insert(case.name.clone(), j);
+        if case.name.trim().is_empty() {
+            errors.push(
+                suite.error(
+                    None,
+                    format!("spec.cases[{j}].name"),
+                    "the name is empty: results and failures are reported by case name, so say \
+                 what the case checks"
+                        .to_owned(),
+                ),
+            );
+            continue;
+        }
+        let vacuous = vacuous_expectations(&case);
+        if !vacuous.is_empty() {
+            for (field, message) in vacuous {
+                errors.push(suite.error(
+                    Some(&case.name),
+                    format!("spec.cases[{j}].{field}"),
+                    message,
+                ));
+            }
+            continue;
+        }
         // /validate never answers with a patch: the case would fail as "got []", whatever
         // the policies inject.
         if case.expect.patch.is_some() && matches!(case.endpoint, EndpointSpec::Validate) {
@@ -806,6 +981,12 @@ fn run_case(
         }
     }
     let e = &case.expect;
+    // kspy allows a review that is no debug request without consulting any policy: a case
+    // expecting it allowed passes whatever the policies say (a fixture whose object lacks the
+    // new ephemeral container, say). Said unless the case says so itself with `policies: []`.
+    if consults_no_policy(&j) && e.allowed && e.policies.is_none() {
+        warnings.push(NOT_DEBUG.to_owned());
+    }
     let mut failures = Vec::new();
     if let Some(sent) = sent {
         failures.extend(verdict_after_own_defaults(
@@ -873,9 +1054,13 @@ fn run_case(
     }
     if let Some(want) = &e.patch {
         let got: Vec<Value> = match &j.response.patch {
-            Some(bytes) => {
-                serde_json::from_slice(bytes).map_err(|e| format!("patch is not JSON: {e}"))?
-            }
+            Some(bytes) => match serde_json::from_slice(bytes) {
+                Ok(got) => got,
+                Err(e) => {
+                    failures.push(format!("kspy's patch is not a JSON list: {e}"));
+                    return Ok(failures);
+                }
+            },
             None => Vec::new(),
         };
         if &got != want {
@@ -887,6 +1072,24 @@ fn run_case(
         }
     }
     Ok(failures)
+}
+
+/// Why a case whose review adds no debug container checks no policy, for `kspy policy test`.
+pub const NOT_DEBUG: &str = "the review adds no debug container (no new ephemeral container in \
+     its object, no debug copy or node pod), so kspy allows it without consulting any policy and \
+     the case passes whatever the policies say; if the review is meant to add one, check its \
+     object and oldObject, and if passing untouched is what the case checks, say so with \
+     `policies: []`";
+
+/// True when `j` allowed a review without consulting any policy: it is no debug request, or
+/// an attach that adds no ephemeral container (its object lists none that its oldObject
+/// does not).
+pub fn consults_no_policy(j: &Judgement) -> bool {
+    match j.verdict {
+        Verdict::NotDebug => true,
+        Verdict::Allowed => j.subjects.is_empty(),
+        Verdict::Denied => false,
+    }
 }
 
 /// The policies that would apply to a review but for their namespace selector, which cannot be

@@ -56,7 +56,8 @@ Examples:
     /// Judge one AdmissionReview offline and print the AdmissionReview the webhook would return.
     #[command(
         after_help = "Prints the whole response review (apiVersion, kind, response), the patch
-base64-encoded as the API server receives it. Warns on standard error when /validate would answer
+base64-encoded as the API server receives it. Says on standard error when the review adds no debug container (kspy allows it without
+consulting any policy), and warns when /validate would answer
 otherwise after the policies' own /mutate defaults, which the API server applies first, and when
 no test suite declares the review's namespace, so that a policy selecting namespaces by label did
 not apply. Exits 0 whatever the verdict; non-zero only when the policies or the review cannot be
@@ -95,8 +96,10 @@ Examples:
         after_help = "Prints a table of cases, and for each failure what was expected and what came.
 Warns on standard error when no suite declares a case's namespace, so that a policy selecting
 namespaces by label did not apply (or, a guardrail, denied unchecked). Reports every error in
-the suites on standard error, and runs the cases that read. Exits 1 when any case fails and when
-any suite has an error; with --strict also when there is any warning.
+the suites on standard error, and runs the cases that read. Exits 1 when a case fails (with
+--strict also when there is any warning), and 3 when not every case could run: the policies or a
+suite do not load (every error is reported), a case's review does not read (ERROR in the
+table), or there is no case at all.
 
 Examples:
   {prog} policy test policies/
@@ -299,7 +302,16 @@ fn with_suite_errors(failure: KspyError, path: &Path) -> KspyError {
     let Err(TestError::Suites(errors)) = check_suites(path) else {
         return failure;
     };
-    let n = errors.errors().len();
+    // A file that is not YAML fails both readers alike: said once, among the policies' errors.
+    let errors: Vec<&SuiteError> = errors
+        .errors()
+        .iter()
+        .filter(|e| !failure.details.contains(&e.to_string()))
+        .collect();
+    if errors.is_empty() {
+        return failure;
+    }
+    let n = errors.len();
     let hint = failure
         .hint
         .clone()
@@ -308,7 +320,7 @@ fn with_suite_errors(failure: KspyError, path: &Path) -> KspyError {
         "and {n} error{} in the {TEST_KIND} suites there:",
         if n == 1 { "" } else { "s" }
     )]);
-    failure = failure.details(errors.errors().iter().map(|e| format!("  {e}")));
+    failure = failure.details(errors.iter().map(|e| format!("  {e}")));
     failure.hint = hint;
     failure
 }
@@ -548,6 +560,14 @@ fn eval(
         Endpoint::Validate
     };
     let judgement = engine.judge(&review, endpoint, namespace);
+    // The answer alone ("allowed": true, no annotations) does not say that no policy decided.
+    if kspy_admission::testing::consults_no_policy(&judgement) {
+        eprintln!(
+            "note: the review adds no debug container (no new ephemeral container in its \
+             object, no debug copy or node pod), so kspy allows it without consulting any \
+             policy; if it is meant to add one, check its object and oldObject"
+        );
+    }
     // Offline, a namespace no suite declares has unknown labels: a policy that selects
     // namespaces by label then does not apply, and a denial lists it among the policies for
     // the action as if the user were outside it. Say why on stderr (stdout stays the answer).
@@ -591,20 +611,27 @@ fn eval(
     Ok(ExitCode::SUCCESS)
 }
 
+/// `kspy policy test`'s exit code when not every case could run: the directory, the policies
+/// or the suites do not read, or there is no case at all. 1 is kept for cases that ran and
+/// failed (and `--strict` warnings), so a CI job can tell a broken file from a broken policy.
+const EXIT_NOT_RUN: u8 = 3;
+
 fn test(dir: &Path, strict: bool, out: &mut impl Write) -> anyhow::Result<ExitCode> {
-    require_dir(dir)?;
-    let report = run_dir(dir, Settings::default()).map_err(|e| match e {
-        TestError::Policies(_) => with_suite_errors(test_failed(dir, e), dir),
-        other => test_failed(dir, other),
+    let not_run = |e: KspyError| e.exit_code(EXIT_NOT_RUN);
+    require_dir(dir).map_err(not_run)?;
+    let report = run_dir(dir, Settings::default()).map_err(|e| {
+        not_run(match e {
+            TestError::Policies(_) => with_suite_errors(test_failed(dir, e), dir),
+            other => test_failed(dir, other),
+        })
     })?;
     if report.results.is_empty() && report.suite_errors.is_empty() {
-        return Err(
-            KspyError::new(format!("no {TEST_KIND} cases under {}", dir.display()))
-                .hint(format!(
-                    "put `kind: {TEST_KIND}` documents beside your policies"
-                ))
-                .into(),
-        );
+        return Err(not_run(
+            KspyError::new(format!("no {TEST_KIND} cases under {}", dir.display())).hint(format!(
+                "put `kind: {TEST_KIND}` documents beside your policies"
+            )),
+        )
+        .into());
     }
     // What the authors should know, though it decides nothing: on stderr, as eval's.
     for w in &report.policy_warnings {
@@ -634,7 +661,10 @@ fn test(dir: &Path, strict: bool, out: &mut impl Write) -> anyhow::Result<ExitCo
             "fix the suites named above; the cases they name did not run, nor any case of a \
              suite whose own fields are wrong (the results of the others are above)"
         };
-        return Err(suite_errors(dir, &report.suite_errors, hint).into());
+        return Err(not_run(suite_errors(dir, &report.suite_errors, hint)).into());
+    }
+    if report.not_run() != 0 {
+        return Ok(ExitCode::from(EXIT_NOT_RUN));
     }
     if report.failed() != 0 {
         return Ok(ExitCode::FAILURE);
@@ -664,7 +694,7 @@ fn print_results(
         "#", "SUITE", "RESULT"
     )?;
     for (i, r) in results.iter().enumerate() {
-        let result = if r.passed() { "pass" } else { "FAIL" };
+        let result = result_label(r);
         writeln!(
             out,
             "{:>3}  {:<width$}  {:<6}  {}",
@@ -677,7 +707,8 @@ fn print_results(
     for r in results.iter().filter(|r| !r.passed()) {
         writeln!(
             out,
-            "\nFAIL {} / {} ({})",
+            "\n{} {} / {} ({})",
+            result_label(r),
             r.suite,
             r.case,
             r.file.display()
@@ -691,9 +722,30 @@ fn print_results(
             }
         }
     }
-    let failed = results.iter().filter(|r| !r.passed()).count();
-    writeln!(out, "\n{} passed, {failed} failed", results.len() - failed)?;
+    let failed = results.iter().filter(|r| r.ran && !r.passed()).count();
+    let not_run = results.iter().filter(|r| !r.ran).count();
+    write!(
+        out,
+        "\n{} passed, {failed} failed",
+        results.len() - failed - not_run
+    )?;
+    if not_run != 0 {
+        write!(out, ", {not_run} not run")?;
+    }
+    writeln!(out)?;
     Ok(())
+}
+
+/// A case's word in the table: `ERROR` for one that could not be judged (its review does not
+/// read), which is a broken suite rather than a policy deciding otherwise than expected.
+fn result_label(r: &kspy_admission::testing::CaseResult) -> &'static str {
+    if !r.ran {
+        "ERROR"
+    } else if r.passed() {
+        "pass"
+    } else {
+        "FAIL"
+    }
 }
 
 /// A label selector in kubectl's syntax: `env=production,team in (a,b),debug,!frozen`.

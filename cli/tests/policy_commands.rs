@@ -21,6 +21,12 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
+/// The exit code of `kspy policy COMMAND` when the policies or suites do not load: `check`
+/// fails (1); `test` could not run every case (3), which a case that ran and failed (1) is not.
+fn not_loaded(command: &str) -> Option<i32> {
+    Some(if command == "test" { 3 } else { 1 })
+}
+
 #[test]
 fn check_lists_the_shipped_policies() {
     let out = kspy(&["policy", "check", &policies()]);
@@ -481,7 +487,7 @@ fn a_namespace_declared_twice_with_other_labels_is_refused_naming_both_files() {
         "labels: {env: staging}",
     );
     let out = kspy(&["policy", "test", &dir.path().display().to_string()]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), not_loaded("test"));
     let stderr = text(&out.stderr);
     assert!(
         stderr.contains(&format!(
@@ -496,7 +502,10 @@ fn a_namespace_declared_twice_with_other_labels_is_refused_naming_both_files() {
     let stdout = text(&out.stdout);
     assert!(
         stdout.contains("  - not run: namespace \"shop\" is declared with different labels")
-            && stdout.trim_end().ends_with("0 passed, 2 failed"),
+            && stdout.contains("  1  shop   ERROR   a developer")
+            && stdout
+                .trim_end()
+                .ends_with("\n0 passed, 0 failed, 2 not run"),
         "{stdout}"
     );
 }
@@ -525,7 +534,7 @@ fn check_reads_the_test_suites_and_says_what_apiversion_it_found() {
     );
     for command in ["check", "test"] {
         let out = kspy(&["policy", command, &dir.path().display().to_string()]);
-        assert_eq!(out.status.code(), Some(1), "{command}");
+        assert_eq!(out.status.code(), not_loaded(command), "{command}");
         let stderr = text(&out.stderr);
         assert!(stderr.contains(&want), "{command}: {stderr}");
         // check prints no listing; test runs the other suite's case.
@@ -559,7 +568,7 @@ fn a_policy_that_does_not_load_does_not_hide_the_suites_errors() {
     .unwrap();
     for command in ["check", "test"] {
         let out = kspy(&["policy", command, &dir.path().display().to_string()]);
-        assert_eq!(out.status.code(), Some(1), "{command}");
+        assert_eq!(out.status.code(), not_loaded(command), "{command}");
         let stderr = text(&out.stderr);
         let policy = stderr
             .find("broken.yaml: document 1 (policy sre-oops): spec.grant.capabilities[0]")
@@ -638,7 +647,7 @@ fn eval_refuses_no_policies_as_check_does_and_takes_one_file() {
     );
     // `test` takes a directory only, and its hint says so.
     let out = kspy(&["policy", "test", "/nonexistent/p"]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), not_loaded("test"));
     let stderr = text(&out.stderr);
     assert!(
         stderr.contains("hint: give the directory that holds the policies"),
@@ -796,8 +805,18 @@ spec:
     )
     .unwrap();
     let out = kspy(&["policy", "test", &dir.path().display().to_string()]);
-    assert_eq!(out.status.code(), Some(1));
+    // The fixture that is not there: the case did not run, which is not a failing policy.
+    assert_eq!(out.status.code(), Some(3));
     let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("  wrong  FAIL    expects an allow the guardrail denies\n")
+            && stdout.contains("  wrong  ERROR   names a fixture that is not there\n")
+            && stdout.contains("\nERROR wrong / names a fixture that is not there (")
+            && stdout
+                .trim_end()
+                .ends_with("\n2 passed, 1 failed, 1 not run"),
+        "{stdout}"
+    );
     assert!(
         stdout.contains("\n  - expected allowed, got denied: kspy denied the debug container"),
         "{stdout}"
@@ -826,7 +845,7 @@ fn duplicate_case_names_in_a_suite_are_refused() {
     std::fs::write(&tools, format!("{before}{case}")).unwrap();
     for command in ["check", "test"] {
         let out = kspy(&["policy", command, &dir.path().display().to_string()]);
-        assert_eq!(out.status.code(), Some(1), "{command}");
+        assert_eq!(out.status.code(), not_loaded(command), "{command}");
         let stderr = text(&out.stderr);
         assert!(
             stderr.contains(
@@ -1183,7 +1202,11 @@ fn check_and_test_report_every_suite_error_and_test_runs_the_cases_that_read() {
     for command in ["check", "test"] {
         let out = kspy(&["policy", command, &dir.path().display().to_string()]);
         let stderr = text(&out.stderr);
-        assert_eq!(out.status.code(), Some(1), "{command}: {stderr}");
+        assert_eq!(
+            out.status.code(),
+            not_loaded(command),
+            "{command}: {stderr}"
+        );
         assert!(
             stderr.starts_with(&format!(
                 "kspy: 4 errors in the DebugPolicyTest suites at {}\n",
@@ -1317,4 +1340,373 @@ fn check_names_review_fixtures_that_are_missing_or_do_not_read() {
     for line in &want {
         assert!(stderr.contains(line), "{line}\n{stderr}");
     }
+}
+
+/// Suites that could not fail passed: a suite without cases (or namespaces), a case with an
+/// empty name (a blank line in the table), an empty `messageContains` text (in every
+/// message), and `messageExcludes` on an allowed request (which has no message to search).
+/// Each is a suite error now, named, from `check` and `test` alike, exit 1; the good suites'
+/// cases still run, and a suite of namespaces alone still reads.
+#[test]
+fn suites_and_cases_that_check_nothing_are_refused() {
+    let dir = suites_copy();
+    std::fs::write(
+        dir.path().join("suite-vacuous.yaml"),
+        r#"apiVersion: kspy.dev/v1alpha1
+kind: DebugPolicyTest
+metadata: {name: forgotten}
+spec: {}
+---
+apiVersion: kspy.dev/v1alpha1
+kind: DebugPolicyTest
+metadata: {name: emptied}
+spec:
+  cases: []
+---
+apiVersion: kspy.dev/v1alpha1
+kind: DebugPolicyTest
+metadata: {name: only-namespaces}
+spec:
+  namespaces: [{name: elsewhere}]
+---
+apiVersion: kspy.dev/v1alpha1
+kind: DebugPolicyTest
+metadata: {name: vacuous}
+spec:
+  cases:
+    - name: ""
+      review: fixtures/attach-busybox.json
+      expect: {allowed: false}
+    - name: an empty text is in every message
+      review: fixtures/attach-busybox.json
+      expect: {allowed: false, messageContains: [""]}
+    - name: an allowed request has no message to exclude from
+      review: fixtures/attach-busybox.json
+      expect: {allowed: true, messageExcludes: [SYS_ADMIN]}
+"#,
+    )
+    .unwrap();
+    let file = dir.path().join("suite-vacuous.yaml").display().to_string();
+    let want = [
+        format!(
+            "\n  {file}: document 1 (suite forgotten): spec.cases: the suite lists no cases and \
+             declares no namespaces, so it tests nothing"
+        ),
+        format!("\n  {file}: document 2 (suite emptied): spec.cases: the suite lists no cases"),
+        format!("\n  {file}: document 4 (suite vacuous): spec.cases[0].name: the name is empty"),
+        format!(
+            "\n  {file}: document 4 (suite vacuous, case \"an empty text is in every \
+             message\"): spec.cases[1].expect.messageContains[0]: the text is empty: every \
+             message contains it, so it checks nothing"
+        ),
+        format!(
+            "\n  {file}: document 4 (suite vacuous, case \"an allowed request has no message \
+             to exclude from\"): spec.cases[2].expect.messageExcludes: an allowed request has \
+             no denial message, so messageExcludes is never checked"
+        ),
+    ];
+    for command in ["check", "test"] {
+        let out = kspy(&["policy", command, &dir.path().display().to_string()]);
+        let stderr = text(&out.stderr);
+        assert_eq!(
+            out.status.code(),
+            not_loaded(command),
+            "{command}: {stderr}"
+        );
+        assert!(
+            stderr.starts_with(&format!(
+                "kspy: 5 errors in the DebugPolicyTest suites at {}\n",
+                dir.path().display()
+            )),
+            "{command}: {stderr}"
+        );
+        for line in &want {
+            assert!(stderr.contains(line), "{command}: {line}\n{stderr}");
+        }
+    }
+    let out = kspy(&["policy", "test", &dir.path().display().to_string()]);
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.trim_end().ends_with("\n2 passed, 0 failed"),
+        "{stdout}"
+    );
+}
+
+/// A file that is not YAML was reported twice by `check` and `test` (once as a policy error,
+/// again as a suite error), its snippet headed `<input>` rather than the file, and a key
+/// written twice was told to "set DuplicateKeyPolicy in Options", which only the program
+/// reading the file can. Now it is said once, under the file's name, in a policy author's terms.
+#[test]
+fn a_file_that_is_not_yaml_is_reported_once_under_its_own_name() {
+    let dir = suites_copy();
+    replace_in(
+        &dir,
+        "suite-tools.yaml",
+        "        allowed: false\n",
+        "        allowed: false\n        allowed: true\n",
+    );
+    let file = dir.path().join("suite-tools.yaml").display().to_string();
+    for command in ["check", "test"] {
+        let out = kspy(&["policy", command, &dir.path().display().to_string()]);
+        let stderr = text(&out.stderr);
+        assert_eq!(
+            out.status.code(),
+            not_loaded(command),
+            "{command}: {stderr}"
+        );
+        assert!(
+            stderr.contains(&format!(
+                "\n  {file}: not valid YAML: error: line 16 column 9: the key `allowed` appears \
+                 twice in one mapping, and a policy file says each key once: merge the two, or \
+                 remove one\n"
+            )),
+            "{command}: {stderr}"
+        );
+        assert!(
+            stderr.contains(&format!("--> {file}:16:9\n")),
+            "{command}: {stderr}"
+        );
+        assert_eq!(
+            stderr.matches("not valid YAML").count(),
+            1,
+            "{command}: {stderr}"
+        );
+        assert!(
+            !stderr.contains("<input>") && !stderr.contains("DuplicateKeyPolicy"),
+            "{command}: {stderr}"
+        );
+    }
+}
+
+/// `kspy policy test` exited 1 both when a case failed and when nothing could run (a policy
+/// that does not load, a broken suite, no directory), so a CI job could not tell a broken file
+/// from a broken policy. A failed case is 1; not every case run is 3.
+#[test]
+fn test_exit_code_tells_a_failing_case_from_files_that_do_not_load() {
+    let code = |dir: &std::path::Path| {
+        kspy(&["policy", "test", &dir.display().to_string()])
+            .status
+            .code()
+    };
+    // A case that runs and fails.
+    let failing = suites_copy();
+    replace_in(
+        &failing,
+        "suite-tools.yaml",
+        "allowed: false",
+        "allowed: true",
+    );
+    assert_eq!(code(failing.path()), Some(1));
+    // A policy that does not load.
+    let broken = suites_copy();
+    replace_in(
+        &broken,
+        "policies.yaml",
+        "kind: DebugPolicy\n",
+        "kind: DebugPolicy\n  x: [\n",
+    );
+    assert_eq!(code(broken.path()), Some(3));
+    // A suite that does not read, beside a case that fails: not every case ran.
+    replace_in(&failing, "suite-shop.yaml", "expect:", "expectt:");
+    assert_eq!(code(failing.path()), Some(3));
+    // No directory at all.
+    assert_eq!(code(&failing.path().join("nope")), Some(3));
+}
+
+/// Two suites of one name reported their cases as `SUITE / CASE` alike, so a failure could not
+/// be told from its namesake's (and two documents of one file not even by the file). The
+/// second is refused, naming the first, and its cases do not run; the first's do.
+#[test]
+fn two_suites_of_one_name_are_refused_naming_the_first() {
+    let dir = suites_copy();
+    replace_in(
+        &dir,
+        "suite-tools.yaml",
+        "metadata: {name: tools}",
+        "metadata: {name: shop}",
+    );
+    let first = dir.path().join("suite-shop.yaml").display().to_string();
+    let second = dir.path().join("suite-tools.yaml").display().to_string();
+    for command in ["check", "test"] {
+        let out = kspy(&["policy", command, &dir.path().display().to_string()]);
+        let stderr = text(&out.stderr);
+        assert_eq!(
+            out.status.code(),
+            not_loaded(command),
+            "{command}: {stderr}"
+        );
+        assert!(
+            stderr.contains(&format!(
+                "\n  {second}: document 1 (suite shop): metadata.name: a suite of this name is \
+                 already defined in {first} document 1; results are reported by suite and case \
+                 name, so give each suite its own name\n"
+            )),
+            "{command}: {stderr}"
+        );
+    }
+    let out = kspy(&["policy", "test", &dir.path().display().to_string()]);
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("  shop   pass    a developer")
+            && !stdout.contains("without a reason")
+            && stdout.trim_end().ends_with("\n1 passed, 0 failed"),
+        "{stdout}"
+    );
+}
+
+/// A suite's field errors spoke serde's Rust: `expected struct TestCase`, a `.` for a field
+/// when the document lacks `metadata`, and an unknown field without the name it was meant to
+/// be, where the policy loader says "did you mean". They say it as the loader does now.
+#[test]
+fn suite_errors_speak_the_suite_authors_terms() {
+    let dir = suites_copy();
+    std::fs::write(
+        dir.path().join("suite-terms.yaml"),
+        r#"apiVersion: kspy.dev/v1alpha1
+kind: DebugPolicyTest
+spec:
+  cases: []
+---
+apiVersion: kspy.dev/v1alpha1
+kind: DebugPolicyTest
+metadata: {name: terms}
+spec:
+  cases:
+    - a case written as a string
+    - name: a misspelled expectation
+      review: fixtures/attach-busybox.json
+      expect: {allowed: false, messageContain: [reason]}
+    - name: an unquoted no
+      review: fixtures/attach-busybox.json
+      expect: {allowed: false, messageContains: [no]}
+"#,
+    )
+    .unwrap();
+    let file = dir.path().join("suite-terms.yaml").display().to_string();
+    let want = [
+        format!("\n  {file}: document 1: missing field `metadata`\n"),
+        format!(
+            "\n  {file}: document 2 (suite terms): spec.cases[0]: invalid type: string \"a case \
+             written as a string\", expected a case: a mapping with name, review and expect\n"
+        ),
+        format!(
+            "\n  {file}: document 2 (suite terms, case \"a misspelled expectation\"): \
+             spec.cases[1].expect.messageContain: unknown field `messageContain` (did you mean \
+             `messageContains`?), expected one of"
+        ),
+        format!(
+            "\n  {file}: document 2 (suite terms, case \"an unquoted no\"): \
+             spec.cases[2].expect.messageContains[0]: invalid type: boolean `false`, expected a \
+             string; YAML reads unquoted yes, no, on, off, y, n, true and false as booleans: \
+             quote the value (\"no\")\n"
+        ),
+    ];
+    let out = kspy(&["policy", "check", &dir.path().display().to_string()]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    for line in &want {
+        assert!(stderr.contains(line), "{line}\n{stderr}");
+    }
+    assert!(!stderr.contains("struct "), "{stderr}");
+}
+
+/// A CEL expression written over several lines (a YAML block scalar) was shown with its
+/// continuation lines at the report's outer indentation, as if they were lines of their own,
+/// and a `|` scalar's final newline placed a syntax error at its end on a line after the last
+/// one shown. The lines now stay under `expression:`, and the error on the last of them.
+#[test]
+fn a_multi_line_expression_stays_together_in_its_error() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("p.yaml"),
+        r#"apiVersion: kspy.dev/v1alpha1
+kind: DebugPolicy
+metadata: {name: pinned}
+spec:
+  validations:
+    - expression: |
+        container.image != '' &&
+        container.image.contains('@sha256:' &&
+        true
+      message: pin the image
+"#,
+    )
+    .unwrap();
+    let out = kspy(&["policy", "check", &dir.path().display().to_string()]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(
+            "spec.validations[0].expression: syntax error at line 3, column 5: Syntax error: \
+             missing ')' at '<EOF>'\n      expression: container.image != '' &&\n                  \
+             container.image.contains('@sha256:' &&\n                  true\nhint: "
+        ),
+        "{stderr}"
+    );
+}
+
+/// A review that is no debug request (here an attach fixture whose object lacks the new
+/// ephemeral container) is allowed without any policy consulted: a case expecting it allowed
+/// passed whatever the policies said, and eval's answer (`allowed: true`, no annotations) did
+/// not say no policy decided. test warns (and --strict fails) unless the case says
+/// `policies: []`; eval says so on stderr.
+#[test]
+fn a_review_that_is_no_debug_request_is_named_as_checking_no_policy() {
+    let dir = suites_copy();
+    std::fs::write(
+        dir.path().join("suite-plain.yaml"),
+        r#"apiVersion: kspy.dev/v1alpha1
+kind: DebugPolicyTest
+metadata: {name: plain}
+spec:
+  cases:
+    - name: the new container was left out of the object
+      review: fixtures/attach-busybox.json
+      reviewPatch:
+        - {op: remove, path: /request/object/spec/ephemeralContainers}
+      expect: {allowed: true}
+"#,
+    )
+    .unwrap();
+    let path = dir.path().display().to_string();
+    let out = kspy(&["policy", "test", &path]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("kspy: warning: plain / the new container was left out of the object (",)
+            && stderr.contains(
+                "): the review adds no debug container (no new ephemeral container in its object, \
+             no debug copy or node pod), so kspy allows it without consulting any policy and the \
+             case passes whatever the policies say"
+            ),
+        "{stderr}"
+    );
+    let out = kspy(&["policy", "test", "--strict", &path]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    // Saying what the case checks silences it.
+    replace_in(
+        &dir,
+        "suite-plain.yaml",
+        "{allowed: true}",
+        "{allowed: true, policies: []}",
+    );
+    let out = kspy(&["policy", "test", "--strict", &path]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    // eval on the shipped plain pod.
+    let out = kspy(&[
+        "policy",
+        "eval",
+        "--policies",
+        &policies(),
+        &format!("{}/fixtures/create-plain-pod.json", policies()),
+    ]);
+    let stderr = text(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(
+            "note: the review adds no debug container (no new ephemeral container in its \
+             object, no debug copy or node pod), so kspy allows it without consulting any policy"
+        ),
+        "{stderr}"
+    );
 }

@@ -587,12 +587,18 @@ impl CompiledPolicy {
         let warnings = std::cell::RefCell::new(Vec::new());
         // `expected`: the type the engine needs the result to be, when it needs one; a literal
         // of another type fails on every request, which denies it.
+        // Under "    expression: ", a multi-line expression (a YAML block scalar) keeps its
+        // lines together: each continuation is indented as far as the first line is, so the
+        // report's own indentation does not cut it into lines of its own.
+        let shown = |source: &str| source.trim_end().replace('\n', "\n                ");
         let compile = |field: String,
                        source: &str,
                        scope: Scope<'_>,
                        expected: Option<&str>,
                        fail: &mut dyn FnMut(String, String)| {
-            match Expression::compile_in(source, scope) {
+            // A `|` block scalar ends in a newline: a syntax error at its end would be placed on
+            // a line after the last one shown.
+            match Expression::compile_in(source.trim_end(), scope) {
                 Ok(e) => match (expected, e.literal_type()) {
                     (Some(want), Some(got)) if want != got => {
                         let article = |t: &str| if t.starts_with(['a', 'i']) { "an" } else { "a" };
@@ -600,7 +606,7 @@ impl CompiledPolicy {
                             field,
                             format!(
                                 "the expression is {} {got} literal, but {} {want} is needed: {}\
-                                 \n    expression: {source}",
+                                 \n    expression: {}",
                                 article(got),
                                 article(want),
                                 if want == "bool" {
@@ -609,7 +615,8 @@ impl CompiledPolicy {
                                 } else {
                                     "it would fail on every request, and `message` (or the rule) be \
                                      used instead"
-                                }
+                                },
+                                shown(source)
                             ),
                         );
                         None
@@ -619,13 +626,13 @@ impl CompiledPolicy {
                             .borrow_mut()
                             .extend(e.warnings().iter().map(|w| FieldError {
                                 field: field.clone(),
-                                message: format!("{w}\n    expression: {source}"),
+                                message: format!("{w}\n    expression: {}", shown(source)),
                             }));
                         Some(e)
                     }
                 },
                 Err(e) => {
-                    fail(field, format!("{e}\n    expression: {source}"));
+                    fail(field, format!("{e}\n    expression: {}", shown(source)));
                     None
                 }
             }

@@ -394,7 +394,7 @@ fn documents(file: &str, text: &str, errors: &mut Vec<LoadError>) -> Vec<(usize,
                 document: None,
                 policy: None,
                 field: None,
-                message: yaml_error(&e),
+                message: yaml_error(&e, file),
             });
             Vec::new()
         }
@@ -469,11 +469,32 @@ fn yaml_options() -> serde_saphyr::Options {
     options
 }
 
+/// The reader's messages, but for a duplicate key: its own text tells the program reading the
+/// file to "set DuplicateKeyPolicy in Options", which the author of a policy file cannot.
+struct AuthorMessages;
+
+impl serde_saphyr::MessageFormatter for AuthorMessages {
+    fn format_message<'a>(&self, err: &'a serde_saphyr::Error) -> std::borrow::Cow<'a, str> {
+        match err {
+            serde_saphyr::Error::DuplicateMappingKey { key, .. } => format!(
+                "the key {}appears twice in one mapping, and a policy file says each key once: \
+                 merge the two, or remove one",
+                key.as_deref()
+                    .map(|k| format!("`{k}` "))
+                    .unwrap_or_default()
+            )
+            .into(),
+            other => serde_saphyr::DefaultMessageFormatter.format_message(other),
+        }
+    }
+}
+
 /// The reader's error, with its limits said in words: its own text for a breached budget is a
 /// debug dump (`budget breached: Documents { documents: 1025 }`). A breach found while an
 /// alias is repeated (an alias bomb) comes wrapped in the alias's error, and is said in words
-/// too.
-pub(crate) fn yaml_error(e: &serde_saphyr::Error) -> String {
+/// too. `file` names the source of the snippet under a syntax error (the reader's own name
+/// for it is `<input>`).
+pub(crate) fn yaml_error(e: &serde_saphyr::Error, file: &str) -> String {
     use serde_saphyr::Error;
     use serde_saphyr::budget::BudgetBreach;
     let mut cause = e;
@@ -511,7 +532,11 @@ pub(crate) fn yaml_error(e: &serde_saphyr::Error) -> String {
             "the file exceeds a limit of the YAML reader ({breach:?}): split it into several \
              files, and check it for anchors and aliases that multiply its size"
         ),
-        _ => format!("not valid YAML: {e}"),
+        _ => {
+            let mut options = serde_saphyr::RenderOptions::new(&AuthorMessages);
+            options.source_name = Some(file);
+            format!("not valid YAML: {}", e.render_with_options(options))
+        }
     }
 }
 
@@ -659,7 +684,7 @@ fn missing_field(message: &str) -> Option<&str> {
 
 /// serde's "unknown field `capabilites`, expected one of `images`, `capabilities`, …" with the
 /// closest expected name first ("did you mean"); `None` for any other message.
-fn unknown_field_message(message: &str) -> Option<String> {
+pub(crate) fn unknown_field_message(message: &str) -> Option<String> {
     let rest = message.strip_prefix("unknown field `")?;
     let (name, expected) = rest.split_once('`')?;
     let candidates: Vec<&str> = expected.split('`').skip(1).step_by(2).collect();

@@ -224,16 +224,24 @@ pub mod render {
     }
 
     /// Every regular file under `dir`, as paths relative to it with `/` separators,
-    /// sorted.
+    /// sorted. Symlinks are followed, to files and to directories, as kspy-webhook's policy
+    /// loader and `deploy/sync-policies.sh` follow them.
     pub fn files_under(dir: &Path) -> anyhow::Result<BTreeSet<String>> {
         fn walk(root: &Path, dir: &Path, out: &mut BTreeSet<String>) -> anyhow::Result<()> {
+            // A link back up the tree would be walked until the path grew too long.
+            ensure!(
+                dir.components().count() < root.components().count() + 16,
+                "{} is more than 16 directories below {}: a symlink loop?",
+                dir.display(),
+                root.display()
+            );
             for entry in
                 std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))?
             {
                 let entry = entry?;
                 let path = entry.path();
                 let ty = entry.file_type()?;
-                if ty.is_dir() {
+                if ty.is_dir() || (ty.is_symlink() && path.is_dir()) {
                     walk(root, &path, out)?;
                 } else if ty.is_file() || (ty.is_symlink() && path.is_file()) {
                     let rel = path.strip_prefix(root)?;

@@ -961,6 +961,206 @@ fn documented_certificate_commands_write_keys_where_git_ignores_them() -> anyhow
     Ok(())
 }
 
+/// Policies that select namespaces by label trust whoever may change those labels: the
+/// ValidatingAdmissionPolicy deploy/README.md offers ("Namespace labels are part of the
+/// policy") must parse as one, and keep every listed label, value or absence, from changing
+/// unless the user is a cluster admin.
+#[test]
+fn documented_namespace_label_policy_keeps_selected_labels_to_admins() -> anyhow::Result<()> {
+    use k8s_openapi::api::admissionregistration::v1::{
+        ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding,
+    };
+    let readme = std::fs::read_to_string(render::deploy_dir().join("README.md"))
+        .context("deploy/README.md")?;
+    let docs = documented_yaml_objects(&readme)?;
+    let named = |kind: &str| {
+        docs.iter()
+            .find(|d| d["kind"] == kind && d["metadata"]["name"] == "kspy-namespace-labels")
+            .cloned()
+            .with_context(|| format!("deploy/README.md: no {kind} kspy-namespace-labels"))
+    };
+    let policy: ValidatingAdmissionPolicy =
+        serde_json::from_value(named("ValidatingAdmissionPolicy")?)?;
+    let binding: ValidatingAdmissionPolicyBinding =
+        serde_json::from_value(named("ValidatingAdmissionPolicyBinding")?)?;
+    let b = binding.spec.context("binding without spec")?;
+    ensure!(
+        b.policy_name.as_deref() == Some("kspy-namespace-labels")
+            && b.validation_actions == Some(vec!["Deny".to_owned()]),
+        "the binding must deny with kspy-namespace-labels: {b:?}"
+    );
+    let spec = policy.spec.context("policy without spec")?;
+    ensure!(
+        spec.failure_policy.as_deref() == Some("Fail"),
+        "failurePolicy must be Fail"
+    );
+    let rules = spec
+        .match_constraints
+        .as_ref()
+        .and_then(|m| m.resource_rules.clone())
+        .unwrap_or_default();
+    ensure!(
+        rules.iter().any(|r| {
+            r.resources.as_deref() == Some(&["namespaces".to_owned()][..])
+                && r.operations.iter().flatten().any(|o| o == "UPDATE")
+        }),
+        "the policy must match Namespace UPDATEs: {rules:?}"
+    );
+    let compile = |e: &str| cel::Program::compile(e).map_err(|err| anyhow::anyhow!("{e}: {err}"));
+    let conditions: Vec<cel::Program> = spec
+        .match_conditions
+        .iter()
+        .flatten()
+        .map(|c| compile(&c.expression))
+        .collect::<anyhow::Result<_>>()?;
+    let variables: Vec<(String, cel::Program)> = spec
+        .variables
+        .iter()
+        .flatten()
+        .map(|v| Ok((v.name.clone(), compile(&v.expression)?)))
+        .collect::<anyhow::Result<_>>()?;
+    let validations: Vec<cel::Program> = spec
+        .validations
+        .iter()
+        .flatten()
+        .map(|v| compile(&v.expression))
+        .collect::<anyhow::Result<_>>()?;
+    ensure!(!validations.is_empty(), "no validations");
+
+    // (case, groups, labels before, labels after (None: no labels field), admitted)
+    type Case<'a> = (&'a str, &'a [&'a str], Value, Option<Value>, bool);
+    let dev = ["team-checkout", "system:authenticated"];
+    let admin = ["system:masters", "system:authenticated"];
+    let cases: Vec<Case> = vec![
+        (
+            "another label added",
+            &dev,
+            json!({"env": "production", "team": "checkout"}),
+            Some(json!({"env": "production", "team": "checkout", "owner": "x"})),
+            true,
+        ),
+        ("no labels before or after", &dev, json!(null), None, true),
+        (
+            "env removed with every label",
+            &dev,
+            json!({"env": "production"}),
+            None,
+            false,
+        ),
+        (
+            "env changed",
+            &dev,
+            json!({"env": "production"}),
+            Some(json!({"env": "staging"})),
+            false,
+        ),
+        (
+            "team changed",
+            &dev,
+            json!({"team": "billing"}),
+            Some(json!({"team": "checkout"})),
+            false,
+        ),
+        (
+            "team added",
+            &dev,
+            json!({"owner": "x"}),
+            Some(json!({"owner": "x", "team": "checkout"})),
+            false,
+        ),
+        (
+            "team added to a Namespace without labels",
+            &dev,
+            json!(null),
+            Some(json!({"team": "a"})),
+            false,
+        ),
+        (
+            "team set empty where it was absent",
+            &dev,
+            json!({}),
+            Some(json!({"team": ""})),
+            false,
+        ),
+        (
+            "an admin removes env",
+            &admin,
+            json!({"env": "production"}),
+            Some(json!({})),
+            true,
+        ),
+    ];
+    for (case, groups, before, after, want) in cases {
+        let namespace = |labels: Option<Value>| {
+            let mut metadata = json!({"name": "prod-payments"});
+            if let Some(l) = labels.filter(|l| !l.is_null()) {
+                metadata["labels"] = l;
+            }
+            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": metadata})
+        };
+        let mut ctx = cel::Context::default();
+        ctx.add_variable_from_value("object", cel::to_value(namespace(after))?);
+        ctx.add_variable_from_value("oldObject", cel::to_value(namespace(Some(before)))?);
+        ctx.add_variable_from_value(
+            "request",
+            cel::to_value(
+                json!({"operation": "UPDATE", "userInfo": {"username": "u", "groups": groups}}),
+            )?,
+        );
+        let mut vars = std::collections::HashMap::new();
+        for (name, p) in &variables {
+            vars.insert(
+                name.clone(),
+                p.execute(&ctx)
+                    .map_err(|e| anyhow::anyhow!("{name}: {e:?}"))?,
+            );
+        }
+        ctx.add_variable_from_value("variables", cel::Value::from(vars));
+        let truth = |p: &cel::Program| match p.execute(&ctx) {
+            Ok(cel::Value::Bool(b)) => Ok(b),
+            other => Err(anyhow::anyhow!("{case}: {other:?}")),
+        };
+        let mut matched = true;
+        for c in &conditions {
+            matched &= truth(c)?;
+        }
+        let mut admitted = true;
+        if matched {
+            for v in &validations {
+                admitted &= truth(v)?;
+            }
+        }
+        ensure!(
+            admitted == want,
+            "{case}: admitted = {admitted}, want {want}"
+        );
+    }
+    Ok(())
+}
+
+/// Every Kubernetes object in the ```yaml blocks of `markdown`, as JSON.
+fn documented_yaml_objects(markdown: &str) -> anyhow::Result<Vec<Value>> {
+    let mut out = Vec::new();
+    let mut block: Option<String> = None;
+    for line in markdown.lines() {
+        match (&mut block, line.trim_start()) {
+            (None, l) if l.starts_with("```yaml") => block = Some(String::new()),
+            (Some(text), l) if l.starts_with("```") => {
+                let docs: Vec<Value> = serde_saphyr::from_multiple(text)
+                    .with_context(|| format!("a yaml block of deploy/README.md:\n{text}"))?;
+                out.extend(docs.into_iter().filter(|d| d.get("kind").is_some()));
+                block = None;
+            }
+            (Some(text), _) => {
+                text.push_str(line);
+                text.push('\n');
+            }
+            (None, _) => {}
+        }
+    }
+    Ok(out)
+}
+
 /// The `--out` directory of every `kspy certs generate` in the shell blocks of `markdown`,
 /// relative to the repository root (each block starts there and follows its `cd`s).
 fn documented_cert_outputs(markdown: &str) -> Vec<String> {

@@ -1338,6 +1338,21 @@ fn checks_reject_broken_renderings() -> anyhow::Result<()> {
             &deployment,
         ),
         (
+            "a CPU limit of two cores (two judging threads) without more memory",
+            "Deployment",
+            |d| {
+                d["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]["cpu"] =
+                    json!("2")
+            },
+            &deployment,
+        ),
+        (
+            "--judge-threads=2 without more memory",
+            "Deployment",
+            |d| set_webhook_flag(d, "--judge-threads", Some("2")),
+            &deployment,
+        ),
+        (
             "a --shutdown-grace that overruns terminationGracePeriodSeconds",
             "Deployment",
             |d| set_webhook_flag(d, "--shutdown-grace", Some("20s")),
@@ -1953,12 +1968,26 @@ fn check_deployment(r: &Rendered, d: &Deployment) -> anyhow::Result<()> {
             .with_context(|| format!("{t}: --max-connections={v} is not a number"))?,
         None => 1024.0,
     };
-    let worst = buffered + connections * 40.0 * 1024.0 + 24.0 * 1024.0 * 1024.0;
+    // And what the reviews being judged decode into: each judging thread may hold one judgement
+    // at the engine's decode budgets' edge, about 15 MiB (webhook/README.md, "Memory"). The
+    // threads are --judge-threads, by default the CPUs the process may use: the CPU limit's
+    // whole cores (Rust's available_parallelism reads the cgroup quota), at least one. So
+    // raising the CPU limit alone raises the memory a pod may need.
+    let judges = match args.get("judge-threads").cloned().flatten() {
+        Some(v) => v
+            .parse::<f64>()
+            .with_context(|| format!("{t}: --judge-threads={v} is not a number"))?,
+        None => quantity(&lim["cpu"].0)?.floor().max(1.0),
+    };
+    let judging = judges * 15.0 * 1024.0 * 1024.0;
+    let worst = buffered + connections * 40.0 * 1024.0 + 24.0 * 1024.0 * 1024.0 + judging;
     ensure!(
         worst <= 0.9 * limit,
-        "{t}: --max-buffered-bytes ({buffered} bytes) and --max-connections ({connections}, about \
-         40 KiB each) with the server's own ~24 MiB come to {worst} bytes, over nine tenths of \
-         the {limit}-byte memory limit"
+        "{t}: --max-buffered-bytes ({buffered} bytes), --max-connections ({connections}, about \
+         40 KiB each) and {judges} judging thread(s) (about 15 MiB each at the decode budgets' \
+         edge; by default one per whole core of the CPU limit) with the server's own ~24 MiB \
+         come to {worst} bytes, over nine tenths of the {limit}-byte memory limit: raise the \
+         memory limit with them"
     );
     Ok(())
 }

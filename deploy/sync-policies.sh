@@ -48,8 +48,27 @@ if [ -e "$src/kustomization.yaml" ]; then
   echo "$0: policies/kustomization.yaml would clash with the generated kustomization" >&2
   exit 1
 fi
-(cd "$src" && find . -name '.?*' -prune -o -type f \( -name '*.yaml' -o -name '*.yml' \) -print) |
-  LC_ALL=C sort > "$tmp/files"
+# Symlinks are followed, to files and to directories (find -L), because kspy-webhook's
+# loader and `kspy policy check|test` follow them: a linked policy left out of the copy
+# would be tested locally and missing in the cluster. A link that leads nowhere or back up
+# the tree, and a *.yaml/*.yml that is not a regular file, make the loader refuse the whole
+# directory, so they are refused here too, by name.
+find_policies() {
+  if ! (cd "$src" && find -L . -name '.?*' -prune -o "$@" -print) > "$tmp/found" 2> "$tmp/find-errors"; then
+    echo "$0: cannot read policies/ as kspy-webhook's loader would (a symlink loop?):" >&2
+    sed 's/^/  /' "$tmp/find-errors" >&2
+    exit 1
+  fi
+}
+find_policies \( -type l -o \( \( -name '*.yaml' -o -name '*.yml' \) ! -type f ! -type d \) \)
+if [ -s "$tmp/found" ]; then
+  echo "$0: kspy-webhook's loader would refuse policies/ for these entries (a symlink that leads" >&2
+  echo "  nowhere, or a policy file that is not a regular file); fix or remove them:" >&2
+  sed 's#^\./#  policies/#' "$tmp/found" >&2
+  exit 1
+fi
+find_policies -type f \( -name '*.yaml' -o -name '*.yml' \)
+LC_ALL=C sort "$tmp/found" > "$tmp/files"
 while IFS= read -r f; do
   f=${f#./}
   case $f in

@@ -224,16 +224,24 @@ pub mod render {
     }
 
     /// Every regular file under `dir`, as paths relative to it with `/` separators,
-    /// sorted.
+    /// sorted. Symlinks are followed, to files and to directories, as kspy-webhook's policy
+    /// loader and `deploy/sync-policies.sh` follow them.
     pub fn files_under(dir: &Path) -> anyhow::Result<BTreeSet<String>> {
         fn walk(root: &Path, dir: &Path, out: &mut BTreeSet<String>) -> anyhow::Result<()> {
+            // A link back up the tree would be walked until the path grew too long.
+            ensure!(
+                dir.components().count() < root.components().count() + 16,
+                "{} is more than 16 directories below {}: a symlink loop?",
+                dir.display(),
+                root.display()
+            );
             for entry in
                 std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))?
             {
                 let entry = entry?;
                 let path = entry.path();
                 let ty = entry.file_type()?;
-                if ty.is_dir() {
+                if ty.is_dir() || (ty.is_symlink() && path.is_dir()) {
                     walk(root, &path, out)?;
                 } else if ty.is_file() || (ty.is_symlink() && path.is_file()) {
                     let rel = path.strip_prefix(root)?;
@@ -953,6 +961,206 @@ fn documented_certificate_commands_write_keys_where_git_ignores_them() -> anyhow
     Ok(())
 }
 
+/// Policies that select namespaces by label trust whoever may change those labels: the
+/// ValidatingAdmissionPolicy deploy/README.md offers ("Namespace labels are part of the
+/// policy") must parse as one, and keep every listed label, value or absence, from changing
+/// unless the user is a cluster admin.
+#[test]
+fn documented_namespace_label_policy_keeps_selected_labels_to_admins() -> anyhow::Result<()> {
+    use k8s_openapi::api::admissionregistration::v1::{
+        ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding,
+    };
+    let readme = std::fs::read_to_string(render::deploy_dir().join("README.md"))
+        .context("deploy/README.md")?;
+    let docs = documented_yaml_objects(&readme)?;
+    let named = |kind: &str| {
+        docs.iter()
+            .find(|d| d["kind"] == kind && d["metadata"]["name"] == "kspy-namespace-labels")
+            .cloned()
+            .with_context(|| format!("deploy/README.md: no {kind} kspy-namespace-labels"))
+    };
+    let policy: ValidatingAdmissionPolicy =
+        serde_json::from_value(named("ValidatingAdmissionPolicy")?)?;
+    let binding: ValidatingAdmissionPolicyBinding =
+        serde_json::from_value(named("ValidatingAdmissionPolicyBinding")?)?;
+    let b = binding.spec.context("binding without spec")?;
+    ensure!(
+        b.policy_name.as_deref() == Some("kspy-namespace-labels")
+            && b.validation_actions == Some(vec!["Deny".to_owned()]),
+        "the binding must deny with kspy-namespace-labels: {b:?}"
+    );
+    let spec = policy.spec.context("policy without spec")?;
+    ensure!(
+        spec.failure_policy.as_deref() == Some("Fail"),
+        "failurePolicy must be Fail"
+    );
+    let rules = spec
+        .match_constraints
+        .as_ref()
+        .and_then(|m| m.resource_rules.clone())
+        .unwrap_or_default();
+    ensure!(
+        rules.iter().any(|r| {
+            r.resources.as_deref() == Some(&["namespaces".to_owned()][..])
+                && r.operations.iter().flatten().any(|o| o == "UPDATE")
+        }),
+        "the policy must match Namespace UPDATEs: {rules:?}"
+    );
+    let compile = |e: &str| cel::Program::compile(e).map_err(|err| anyhow::anyhow!("{e}: {err}"));
+    let conditions: Vec<cel::Program> = spec
+        .match_conditions
+        .iter()
+        .flatten()
+        .map(|c| compile(&c.expression))
+        .collect::<anyhow::Result<_>>()?;
+    let variables: Vec<(String, cel::Program)> = spec
+        .variables
+        .iter()
+        .flatten()
+        .map(|v| Ok((v.name.clone(), compile(&v.expression)?)))
+        .collect::<anyhow::Result<_>>()?;
+    let validations: Vec<cel::Program> = spec
+        .validations
+        .iter()
+        .flatten()
+        .map(|v| compile(&v.expression))
+        .collect::<anyhow::Result<_>>()?;
+    ensure!(!validations.is_empty(), "no validations");
+
+    // (case, groups, labels before, labels after (None: no labels field), admitted)
+    type Case<'a> = (&'a str, &'a [&'a str], Value, Option<Value>, bool);
+    let dev = ["team-checkout", "system:authenticated"];
+    let admin = ["system:masters", "system:authenticated"];
+    let cases: Vec<Case> = vec![
+        (
+            "another label added",
+            &dev,
+            json!({"env": "production", "team": "checkout"}),
+            Some(json!({"env": "production", "team": "checkout", "owner": "x"})),
+            true,
+        ),
+        ("no labels before or after", &dev, json!(null), None, true),
+        (
+            "env removed with every label",
+            &dev,
+            json!({"env": "production"}),
+            None,
+            false,
+        ),
+        (
+            "env changed",
+            &dev,
+            json!({"env": "production"}),
+            Some(json!({"env": "staging"})),
+            false,
+        ),
+        (
+            "team changed",
+            &dev,
+            json!({"team": "billing"}),
+            Some(json!({"team": "checkout"})),
+            false,
+        ),
+        (
+            "team added",
+            &dev,
+            json!({"owner": "x"}),
+            Some(json!({"owner": "x", "team": "checkout"})),
+            false,
+        ),
+        (
+            "team added to a Namespace without labels",
+            &dev,
+            json!(null),
+            Some(json!({"team": "a"})),
+            false,
+        ),
+        (
+            "team set empty where it was absent",
+            &dev,
+            json!({}),
+            Some(json!({"team": ""})),
+            false,
+        ),
+        (
+            "an admin removes env",
+            &admin,
+            json!({"env": "production"}),
+            Some(json!({})),
+            true,
+        ),
+    ];
+    for (case, groups, before, after, want) in cases {
+        let namespace = |labels: Option<Value>| {
+            let mut metadata = json!({"name": "prod-payments"});
+            if let Some(l) = labels.filter(|l| !l.is_null()) {
+                metadata["labels"] = l;
+            }
+            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": metadata})
+        };
+        let mut ctx = cel::Context::default();
+        ctx.add_variable_from_value("object", cel::to_value(namespace(after))?);
+        ctx.add_variable_from_value("oldObject", cel::to_value(namespace(Some(before)))?);
+        ctx.add_variable_from_value(
+            "request",
+            cel::to_value(
+                json!({"operation": "UPDATE", "userInfo": {"username": "u", "groups": groups}}),
+            )?,
+        );
+        let mut vars = std::collections::HashMap::new();
+        for (name, p) in &variables {
+            vars.insert(
+                name.clone(),
+                p.execute(&ctx)
+                    .map_err(|e| anyhow::anyhow!("{name}: {e:?}"))?,
+            );
+        }
+        ctx.add_variable_from_value("variables", cel::Value::from(vars));
+        let truth = |p: &cel::Program| match p.execute(&ctx) {
+            Ok(cel::Value::Bool(b)) => Ok(b),
+            other => Err(anyhow::anyhow!("{case}: {other:?}")),
+        };
+        let mut matched = true;
+        for c in &conditions {
+            matched &= truth(c)?;
+        }
+        let mut admitted = true;
+        if matched {
+            for v in &validations {
+                admitted &= truth(v)?;
+            }
+        }
+        ensure!(
+            admitted == want,
+            "{case}: admitted = {admitted}, want {want}"
+        );
+    }
+    Ok(())
+}
+
+/// Every Kubernetes object in the ```yaml blocks of `markdown`, as JSON.
+fn documented_yaml_objects(markdown: &str) -> anyhow::Result<Vec<Value>> {
+    let mut out = Vec::new();
+    let mut block: Option<String> = None;
+    for line in markdown.lines() {
+        match (&mut block, line.trim_start()) {
+            (None, l) if l.starts_with("```yaml") => block = Some(String::new()),
+            (Some(text), l) if l.starts_with("```") => {
+                let docs: Vec<Value> = serde_saphyr::from_multiple(text)
+                    .with_context(|| format!("a yaml block of deploy/README.md:\n{text}"))?;
+                out.extend(docs.into_iter().filter(|d| d.get("kind").is_some()));
+                block = None;
+            }
+            (Some(text), _) => {
+                text.push_str(line);
+                text.push('\n');
+            }
+            (None, _) => {}
+        }
+    }
+    Ok(out)
+}
+
 /// The `--out` directory of every `kspy certs generate` in the shell blocks of `markdown`,
 /// relative to the repository root (each block starts there and follows its `cd`s).
 fn documented_cert_outputs(markdown: &str) -> Vec<String> {
@@ -1127,6 +1335,21 @@ fn checks_reject_broken_renderings() -> anyhow::Result<()> {
             "a body budget that leaves the server no room under the memory limit",
             "Deployment",
             |d| set_webhook_flag(d, "--max-buffered-bytes", Some("125829120")),
+            &deployment,
+        ),
+        (
+            "a CPU limit of two cores (two judging threads) without more memory",
+            "Deployment",
+            |d| {
+                d["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]["cpu"] =
+                    json!("2")
+            },
+            &deployment,
+        ),
+        (
+            "--judge-threads=2 without more memory",
+            "Deployment",
+            |d| set_webhook_flag(d, "--judge-threads", Some("2")),
             &deployment,
         ),
         (
@@ -1745,12 +1968,26 @@ fn check_deployment(r: &Rendered, d: &Deployment) -> anyhow::Result<()> {
             .with_context(|| format!("{t}: --max-connections={v} is not a number"))?,
         None => 1024.0,
     };
-    let worst = buffered + connections * 40.0 * 1024.0 + 24.0 * 1024.0 * 1024.0;
+    // And what the reviews being judged decode into: each judging thread may hold one judgement
+    // at the engine's decode budgets' edge, about 15 MiB (webhook/README.md, "Memory"). The
+    // threads are --judge-threads, by default the CPUs the process may use: the CPU limit's
+    // whole cores (Rust's available_parallelism reads the cgroup quota), at least one. So
+    // raising the CPU limit alone raises the memory a pod may need.
+    let judges = match args.get("judge-threads").cloned().flatten() {
+        Some(v) => v
+            .parse::<f64>()
+            .with_context(|| format!("{t}: --judge-threads={v} is not a number"))?,
+        None => quantity(&lim["cpu"].0)?.floor().max(1.0),
+    };
+    let judging = judges * 15.0 * 1024.0 * 1024.0;
+    let worst = buffered + connections * 40.0 * 1024.0 + 24.0 * 1024.0 * 1024.0 + judging;
     ensure!(
         worst <= 0.9 * limit,
-        "{t}: --max-buffered-bytes ({buffered} bytes) and --max-connections ({connections}, about \
-         40 KiB each) with the server's own ~24 MiB come to {worst} bytes, over nine tenths of \
-         the {limit}-byte memory limit"
+        "{t}: --max-buffered-bytes ({buffered} bytes), --max-connections ({connections}, about \
+         40 KiB each) and {judges} judging thread(s) (about 15 MiB each at the decode budgets' \
+         edge; by default one per whole core of the CPU limit) with the server's own ~24 MiB \
+         come to {worst} bytes, over nine tenths of the {limit}-byte memory limit: raise the \
+         memory limit with them"
     );
     Ok(())
 }

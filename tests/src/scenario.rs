@@ -61,6 +61,51 @@ pub async fn deploy_manifests() -> Result<(String, &'static str)> {
     ))
 }
 
+/// Starts kspy's webhook in-process on `server` with the policies of `policies` (Events posted
+/// to and Namespaces read from `server` as `kspy-webhook`, which `server` must know), and
+/// installs the webhook configurations of `deploy/` pointed at it. Returns the running webhook
+/// and where the configurations came from.
+pub async fn wire_kspy(
+    server: &ApiServer,
+    policies: PathBuf,
+) -> Result<(kspy_webhook::RunningServer, &'static str)> {
+    let cert = server.ca().issue_serving(&["127.0.0.1", "localhost"])?;
+    let dir = server.dir().join("webhook-tls");
+    std::fs::create_dir_all(&dir)?;
+    std::fs::write(dir.join("tls.crt"), &cert.cert_pem)?;
+    std::fs::write(dir.join("tls.key"), &cert.key_pem)?;
+    let tls = kspy_webhook::TlsFiles {
+        cert: dir.join("tls.crt"),
+        key: dir.join("tls.key"),
+    };
+    let mut config = kspy_webhook::ServerConfig::new(policies, tls).on_loopback();
+    // Decision Events go to this API server, posted as the webhook's ServiceAccount.
+    config.events = kspy_webhook::events::EventSink::Api {
+        client: server.client("kspy-webhook").await?,
+        instance: "kspy-webhook-e2e".into(),
+    };
+    // Namespaces (labels, the Pod Security level) are read from this API server, as the
+    // deployed webhook reads them from its cluster.
+    config.namespaces = kspy_webhook::NamespaceSource::Api {
+        client: server.client("kspy-webhook").await?,
+        ttl: Duration::from_secs(30),
+    };
+    let webhook = kspy_webhook::start(config)
+        .await
+        .map_err(|e| anyhow::anyhow!("starting kspy's webhook: {e}"))?;
+    let (yaml, source) = deploy_manifests().await?;
+    let target = WebhookTarget {
+        base_url: format!("https://{}", webhook.addr),
+        ca_pem: cert.ca_pem.clone(),
+    };
+    let chain = AdmissionChain::from_manifests(&yaml, Some(&target))?;
+    if chain.webhooks().is_empty() {
+        bail!("{source} holds no webhook configuration");
+    }
+    server.set_admission(chain);
+    Ok((webhook, source))
+}
+
 /// The in-process namespace labelled `pod-security.kubernetes.io/enforce: restricted`,
 /// holding the restricted-compliant pod `hardened`.
 pub const RESTRICTED_NS: &str = "locked";
@@ -116,40 +161,7 @@ impl Env {
             .pod(fixtures::hardened_pod(RESTRICTED_NS, "hardened"))
             .start()
             .await?;
-        let cert = server.ca().issue_serving(&["127.0.0.1", "localhost"])?;
-        let dir = server.dir().join("webhook-tls");
-        std::fs::create_dir_all(&dir)?;
-        std::fs::write(dir.join("tls.crt"), &cert.cert_pem)?;
-        std::fs::write(dir.join("tls.key"), &cert.key_pem)?;
-        let tls = kspy_webhook::TlsFiles {
-            cert: dir.join("tls.crt"),
-            key: dir.join("tls.key"),
-        };
-        let mut config = kspy_webhook::ServerConfig::new(policies_dir(), tls).on_loopback();
-        // Decision Events go to this API server, posted as the webhook's ServiceAccount.
-        config.events = kspy_webhook::events::EventSink::Api {
-            client: server.client("kspy-webhook").await?,
-            instance: "kspy-webhook-e2e".into(),
-        };
-        // Namespaces (labels, the Pod Security level) are read from this API server, as the
-        // deployed webhook reads them from its cluster.
-        config.namespaces = kspy_webhook::NamespaceSource::Api {
-            client: server.client("kspy-webhook").await?,
-            ttl: Duration::from_secs(30),
-        };
-        let webhook = kspy_webhook::start(config)
-            .await
-            .map_err(|e| anyhow::anyhow!("starting kspy's webhook: {e}"))?;
-        let (yaml, source) = deploy_manifests().await?;
-        let target = WebhookTarget {
-            base_url: format!("https://{}", webhook.addr),
-            ca_pem: cert.ca_pem.clone(),
-        };
-        let chain = AdmissionChain::from_manifests(&yaml, Some(&target))?;
-        if chain.webhooks().is_empty() {
-            bail!("{source} holds no webhook configuration");
-        }
-        server.set_admission(chain);
+        let (webhook, source) = wire_kspy(&server, policies_dir()).await?;
         Ok(Self {
             target: Target::InProcess {
                 server: Box::new(server),

@@ -163,9 +163,9 @@ fn parse_git_version(git: &str) -> Option<(u32, u32, u32)> {
     ))
 }
 
-/// Which kubectl sends pod creates as JSON — what the in-process API server decodes
-/// (client-go's typed clients switched `kubectl debug --copy-to` and `kubectl debug node/…`
-/// to protobuf bodies in newer releases).
+/// Which kubectl sends pod creates as JSON, whose recorded bodies the scenarios read (client-go's
+/// typed clients switched `kubectl debug --copy-to` and `kubectl debug node/…` to protobuf
+/// bodies in 1.32, which the in-process API server decodes as well).
 #[derive(Debug, Clone)]
 pub enum JsonKubectl {
     /// The newest kubectl that does.
@@ -198,8 +198,8 @@ pub async fn json_kubectl_or_fail() -> Option<PathBuf> {
             None
         }
         JsonKubectl::NoneSendsJson(why) => panic!(
-            "kubectl is installed, but no binary creates pods with JSON bodies, which the \
-             in-process API server needs (set KSPY_E2E_KUBECTL to one that does, e.g. \
+            "kubectl is installed, but no binary creates pods with JSON bodies, whose \
+             recorded bodies these tests read (set KSPY_E2E_KUBECTL to one that does, e.g. \
              kubectl 1.30):\n{why}"
         ),
     }

@@ -4,8 +4,9 @@
 //! Skipped, with a message, only when the machine has no kubectl at all.
 //!
 //! Pod creates (`--copy-to`, `node/…`) use [`tools::json_kubectl`]: the newest kubectl that
-//! sends them as JSON (newer ones send protobuf, which the harness does not decode); with
-//! kubectl installed but no such binary, those tests fail.
+//! sends them as JSON (newer ones send protobuf, which the harness decodes too, checked by
+//! `protobuf_pod_creates_are_decoded_as_json_ones`); with kubectl installed but no such
+//! binary, those tests fail.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -374,4 +375,101 @@ webhooks:
         "{}",
         out.all()
     );
+}
+
+/// kubectl 1.32 and later create pods with protobuf bodies, which kube-apiserver decodes as it
+/// decodes JSON: each such kubectl on the machine creates its copy and node pod here, and they
+/// are stored as the JSON-sending kubectl's are (the same spec, but for the generated names).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn protobuf_pod_creates_are_decoded_as_json_ones() {
+    let Some(json_kubectl) = tools::json_kubectl_or_fail().await else {
+        return;
+    };
+    let s = server().await;
+    // The spec as stored, with kubectl's random names and what the server generates masked.
+    let shape = |name: &str| {
+        let pod = s.pod("prod", name).expect("created");
+        let mut text = serde_json::to_value(pod.spec).expect("spec").to_string();
+        for generated in ["debugger-", "kube-api-access-"] {
+            let mut masked = String::new();
+            let mut rest = text.as_str();
+            while let Some(i) = rest.find(generated) {
+                let end = i + generated.len() + 5;
+                masked.push_str(&rest[..i + generated.len()]);
+                masked.push_str("XXXXX");
+                rest = rest.get(end..).unwrap_or("");
+            }
+            masked.push_str(rest);
+            text = masked;
+        }
+        serde_json::from_str::<serde_json::Value>(&text).expect("masked spec")
+    };
+    let run = |bin: PathBuf, args: Vec<String>| {
+        let s = &s;
+        async move {
+            let before = s.requests().len();
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            let out = kubectl(&bin, s, "admin", &args, None).await;
+            let types: Vec<String> = s
+                .requests()
+                .into_iter()
+                .skip(before)
+                .filter(|r| r.method == "POST")
+                .map(|r| r.content_type)
+                .collect();
+            (out, types)
+        }
+    };
+    let copy_args = |name: &str| {
+        [
+            "-n",
+            "prod",
+            "debug",
+            "web",
+            "--image=busybox:1.36",
+            "--profile=general",
+        ]
+        .iter()
+        .map(|a| a.to_string())
+        .chain([format!("--copy-to={name}")])
+        .collect::<Vec<_>>()
+    };
+    let (out, _) = run(json_kubectl.clone(), copy_args("via-json")).await;
+    assert!(out.success(), "{}", out.all());
+    let mut checked = 0;
+    for bin in tools::kubectl_candidates() {
+        let Some((1, minor, _)) = tools::kubectl_version(&bin).await else {
+            continue;
+        };
+        if minor < 32 {
+            continue;
+        }
+        let name = format!("via-protobuf-{minor}-{checked}");
+        let (out, types) = run(bin.clone(), copy_args(&name)).await;
+        assert!(out.success(), "{}: {}", bin.display(), out.all());
+        assert!(
+            types
+                .iter()
+                .any(|t| t.starts_with("application/vnd.kubernetes.protobuf")),
+            "{} sent {types:?}",
+            bin.display()
+        );
+        assert_eq!(shape(&name), shape("via-json"), "{}", bin.display());
+        let node_args = ["-n", "prod", "debug", "node/node-1", "--image=busybox:1.36"]
+            .iter()
+            .map(|a| a.to_string())
+            .collect();
+        let (out, _) = run(bin.clone(), node_args).await;
+        assert!(out.success(), "{}: {}", bin.display(), out.all());
+        assert!(
+            out.stdout
+                .contains("Creating debugging pod node-debugger-node-1-"),
+            "{}",
+            out.all()
+        );
+        checked += 1;
+    }
+    if checked == 0 {
+        println!("no kubectl 1.32 or later on this machine: nothing sends protobuf");
+    }
 }

@@ -12,6 +12,7 @@ pub mod managed_fields;
 pub mod patch;
 pub mod pod_security;
 pub mod pods;
+pub mod protobuf;
 pub mod selectors;
 pub mod status;
 pub mod store;

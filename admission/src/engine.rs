@@ -392,14 +392,14 @@ impl Engine {
             (patch.build(), notes, targets)
         };
         let (mut patch, mut notes, targets) = pass(&[]);
-        // The pod as the patch leaves it, made once it is needed.
+        // The pod as the patch leaves it (its subjects' list), made once it is needed.
         let mut patched: Option<Option<serde_json::Value>> = None;
         // A `targetContainer` default puts the debug container in its target's process
         // namespace, where /validate (called with this patch applied) judges what it reaches
         // there: as the target's user, its Secret mounts. A default must not turn an allowed
         // request into a denied one, so where it would, the container gets no target.
         if request.action == Action::Attach && targets.iter().any(Option::is_some) {
-            let first = apply_patch(object, &patch);
+            let first = apply_patch(object, request.action, &patch);
             let refused = match &first {
                 Some(p) => targets_out_of_reach(review, request, p, &per_subject, &targets),
                 None => Vec::new(),
@@ -419,7 +419,8 @@ impl Engine {
         // containers as kspy's own defaults leave them (on a refusal the API server still
         // returns the warnings of the webhooks it called).
         if let Some(level) = level.filter(|l| *l > Level::Privileged) {
-            let patched = patched.get_or_insert_with(|| apply_patch(object, &patch));
+            let patched =
+                patched.get_or_insert_with(|| apply_patch(object, request.action, &patch));
             notes.extend(warnings_after_patch(
                 level,
                 review,
@@ -536,20 +537,32 @@ fn pod_security_warnings(
 }
 
 /// `object` with `patch` (kspy's own defaults) applied, as the API server applies it; `None`
-/// when there is nothing to apply or it does not apply.
-fn apply_patch(object: &serde_json::Value, patch: &json_patch::Patch) -> Option<serde_json::Value> {
+/// when there is nothing to apply or it does not apply. For an attach only its ephemeral
+/// containers, the only list the patch touches and the only one read back: the rest of the
+/// pod (its `managedFields` and `status` too) need not be copied for each review.
+fn apply_patch(
+    object: &serde_json::Value,
+    action: Action,
+    patch: &json_patch::Patch,
+) -> Option<serde_json::Value> {
     if patch.0.is_empty() {
         return None;
     }
-    let mut o = object.clone();
+    let mut o = match action {
+        Action::Attach => serde_json::json!({"spec": {
+            "ephemeralContainers": object["spec"]["ephemeralContainers"].clone()
+        }}),
+        Action::Copy | Action::Node => object.clone(),
+    };
     json_patch::patch(&mut o, patch).ok()?;
     Some(o)
 }
 
 /// The subjects of an attach whose `targetContainerName` default (`targets`, by subject)
-/// puts them, as the defaults leave them in `patched` (the pod with kspy's patch applied),
-/// within reach of something in the target's process namespace that none of the policies
-/// applying to them (`policies`, by subject) grants, each with a note for the user:
+/// puts them, as the defaults leave them in `patched` ([`apply_patch`]: the pod's ephemeral
+/// containers with kspy's patch applied), within reach of something in the target's process
+/// namespace that none of the policies applying to them (`policies`, by subject) grants, each
+/// with a note for the user:
 /// `/validate`, which the API server calls with the patch applied, would deny them for it.
 /// Nothing when the pod shares one process namespace (a target changes nothing there) or
 /// when the patched ephemeral containers do not read as such (then `/validate` judges them as
@@ -623,8 +636,8 @@ fn targets_out_of_reach(
 }
 
 /// [`pod_security_warnings`] for the subjects as kspy's own defaults leave them (`patched`,
-/// the pod with the patch applied). A subject that cannot be read back is judged as sent: a
-/// warning too many, never one too few.
+/// [`apply_patch`]: their lists with the patch applied). A subject that cannot be read back is
+/// judged as sent: a warning too many, never one too few.
 fn warnings_after_patch(
     level: Level,
     review: &ParsedReview,

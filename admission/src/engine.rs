@@ -562,9 +562,8 @@ fn apply_patch(
 /// puts them, as the defaults leave them in `patched` ([`apply_patch`]: the pod's ephemeral
 /// containers with kspy's patch applied), within reach of something in the target's process
 /// namespace that none of the policies applying to them (`policies`, by subject) grants, each
-/// with a note for the user:
-/// `/validate`, which the API server calls with the patch applied, would deny them for it.
-/// Nothing when the pod shares one process namespace (a target changes nothing there) or
+/// with a note for the user: `/validate`, which the API server calls with the patch applied,
+/// would deny them for it. Nothing when the pod shares one process namespace (a target changes nothing there) or
 /// when the patched ephemeral containers do not read as such (then `/validate` judges them as
 /// they stand).
 fn targets_out_of_reach(
@@ -592,7 +591,6 @@ fn targets_out_of_reach(
         return Vec::new();
     };
     spec.ephemeral_containers = Some(ephemeral);
-    let pod = pod;
     let ephemeral = pod
         .spec
         .as_ref()

@@ -246,12 +246,7 @@ fn attach(review: &ParsedReview) -> Result<DebugRequest, ClassifyError> {
         {
             continue;
         }
-        let parts = ContainerParts::from_ephemeral(ec);
-        let mut asks = Asks::extract(&parts, pod, &volumes);
-        if !asks.privileged && (asks.target.is_some() || shares_processes) {
-            let reach = reach.get_or_insert_with(|| TraceReach::of(pod, &volumes));
-            asks.traced = traced_containers(&ec.name, &asks, reach);
-        }
+        let asks = ephemeral_asks(ec, pod, &volumes, shares_processes, &mut reach);
         subjects.push(Subject {
             name: ec.name.clone(),
             list: ContainerList::Ephemeral,
@@ -265,6 +260,26 @@ fn attach(review: &ParsedReview) -> Result<DebugRequest, ClassifyError> {
         subjects,
         pod: PodAsks::inherited(pod),
     })
+}
+
+/// What the ephemeral container `ec` of the running `pod` (whose volumes are `volumes`, and
+/// whose processes all share one namespace when `shares_processes`) asks for, with what it
+/// reaches in the process namespace it joins ([`traced_containers`]; `reach` is worked out
+/// on first need and kept for the next container).
+pub(crate) fn ephemeral_asks<'p>(
+    ec: &EphemeralContainer,
+    pod: &'p Pod,
+    volumes: &PodVolumes<'p>,
+    shares_processes: bool,
+    reach: &mut Option<TraceReach>,
+) -> Asks {
+    let parts = ContainerParts::from_ephemeral(ec);
+    let mut asks = Asks::extract(&parts, pod, volumes);
+    if !asks.privileged && (asks.target.is_some() || shares_processes) {
+        let reach = reach.get_or_insert_with(|| TraceReach::of(pod, volumes));
+        asks.traced = traced_containers(&ec.name, &asks, reach);
+    }
+    asks
 }
 
 /// What a container of `pod` (whose volumes are `volumes`) asks for when it reads as

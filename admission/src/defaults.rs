@@ -105,6 +105,11 @@ pub(crate) struct SubjectDefaults<'a> {
     /// request), and those the defaults of the subjects before this one gave
     /// ([`SubjectPatched::run_as_user`]): a conforming default names another.
     pub pod_users: &'a BTreeSet<i64>,
+    /// Whether a `targetContainer` default may be given. Not when the debug container, as
+    /// these defaults leave it, would reach in its target's process namespace what no
+    /// applicable policy grants (the engine finds out after a first pass): `/validate` would
+    /// deny the request that, without the default, it allows.
+    pub target_default: bool,
 }
 
 /// Whether the subject is a container a debug request brings, whose image has not run under
@@ -129,6 +134,8 @@ pub(crate) struct SubjectPatched {
     /// [`SubjectDefaults::pod_users`] must count it, or two debug containers added at once
     /// would both get the same conforming user and read each other's files.
     pub run_as_user: Option<i64>,
+    /// The `targetContainerName` the patch gives the container, when it adds one.
+    pub target: Option<String>,
 }
 
 /// Adds one subject's defaults to `patch`.
@@ -153,7 +160,8 @@ pub(crate) fn subject_defaults(
         .map_or(&[], Vec::as_slice);
 
     let mut target = s.asks.target.clone();
-    if s.list == ContainerList::Ephemeral && target.is_none() {
+    let mut target_added = None;
+    if s.list == ContainerList::Ephemeral && target.is_none() && d.target_default {
         let rule = first(&|p| p.defaults.target_container.is_some())
             .and_then(|p| p.defaults.target_container);
         let chosen = match rule {
@@ -167,6 +175,7 @@ pub(crate) fn subject_defaults(
                 json!(name),
             );
             target = Some(name.to_owned());
+            target_added = Some(name.to_owned());
         }
     }
 
@@ -366,7 +375,11 @@ pub(crate) fn subject_defaults(
             );
         }
     }
-    SubjectPatched { notes, run_as_user }
+    SubjectPatched {
+        notes,
+        run_as_user,
+        target: target_added,
+    }
 }
 
 /// The volumes of the pod `object` by name (of two with one name, which the API server

@@ -2,18 +2,20 @@
 
 use std::fmt;
 
-use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::core::v1::{EphemeralContainer, Namespace};
 use kube::core::DynamicObject;
 use kube::core::admission::{AdmissionResponse, AdmissionReview, Operation};
 use kube::core::response::Status;
 
+use crate::ask::Ask;
 use crate::asks::PodVolumes;
 use crate::cel::{CelEnv, Expression, json_to_cel};
-use crate::classify::asks_of;
-use crate::classify::{Action, Classifier, classify};
+use crate::classify::{Action, Classifier, Subject, classify};
+use crate::classify::{asks_of, ephemeral_asks};
 use crate::decide::{Decision, DenialReason, Judge, decide, request_variables};
 use crate::defaults::{PatchBuilder, SubjectDefaults, subject_defaults};
 use crate::pod_security::{AddedContainer, Level, enforced_level};
+use crate::policy::compiled::CompiledPolicy;
 use crate::policy::{LoadError, LoadErrors, Mode, PolicySet};
 use crate::review::ParsedReview;
 
@@ -337,50 +339,94 @@ impl Engine {
             .into_iter()
             .filter(|p| p.mode == Mode::Enforce)
             .collect();
-        let mut patch = PatchBuilder::default();
-        let mut notes = Vec::new();
-        let mut applied: Vec<String> = Vec::new();
         let null = serde_json::Value::Null;
         let object = review.object().unwrap_or(&null);
         let volumes = crate::defaults::volumes_by_name(object);
-        // Grows with the user each subject's defaults name: two debug containers added at
-        // once must not both be given the same conforming user.
-        let mut pod_users = crate::pod_security::container_users(object);
-        for subject in &request.subjects {
-            let outcomes = judge.evaluate(subject, &candidates, false);
-            let policies: Vec<_> = candidates
-                .iter()
-                .zip(&outcomes)
-                .filter(|(_, o)| o.applies && o.errors.is_empty())
-                .map(|(p, _)| *p)
-                .collect();
-            for p in &policies {
-                if !applied.contains(&p.name) {
-                    applied.push(p.name.clone());
-                }
+        let level = enforced_level(namespace);
+        // The Enforce policies that apply to each subject, evaluated once: a second pass of
+        // the defaults (below) must not evaluate their CEL again.
+        let mut applied: Vec<String> = Vec::new();
+        let per_subject: Vec<Vec<&CompiledPolicy>> = request
+            .subjects
+            .iter()
+            .map(|subject| {
+                let outcomes = judge.evaluate(subject, &candidates, false);
+                candidates
+                    .iter()
+                    .zip(&outcomes)
+                    .filter(|(_, o)| o.applies && o.errors.is_empty())
+                    .map(|(p, _)| *p)
+                    .collect()
+            })
+            .collect();
+        for p in per_subject.iter().flatten() {
+            if !applied.contains(&p.name) {
+                applied.push(p.name.clone());
             }
-            let patched = subject_defaults(
-                &mut patch,
-                &SubjectDefaults {
-                    subject,
-                    policies,
-                    object,
-                    action: request.action,
-                    volumes: &volumes,
-                    level: enforced_level(namespace),
-                    pod_users: &pod_users,
-                },
-            );
-            notes.extend(patched.notes);
-            pod_users.extend(patched.run_as_user);
         }
-        let patch = patch.build();
+        let pass = |no_target: &[usize]| {
+            let mut patch = PatchBuilder::default();
+            let mut notes = Vec::new();
+            let mut targets = Vec::new();
+            // Grows with the user each subject's defaults name: two debug containers added at
+            // once must not both be given the same conforming user.
+            let mut pod_users = crate::pod_security::container_users(object);
+            for (i, (subject, policies)) in request.subjects.iter().zip(&per_subject).enumerate() {
+                let patched = subject_defaults(
+                    &mut patch,
+                    &SubjectDefaults {
+                        subject,
+                        policies: policies.clone(),
+                        object,
+                        action: request.action,
+                        volumes: &volumes,
+                        level,
+                        pod_users: &pod_users,
+                        target_default: !no_target.contains(&i),
+                    },
+                );
+                notes.extend(patched.notes);
+                pod_users.extend(patched.run_as_user);
+                targets.push(patched.target);
+            }
+            (patch.build(), notes, targets)
+        };
+        let (mut patch, mut notes, targets) = pass(&[]);
+        // The pod as the patch leaves it (its subjects' list), made once it is needed.
+        let mut patched: Option<Option<serde_json::Value>> = None;
+        // A `targetContainer` default puts the debug container in its target's process
+        // namespace, where /validate (called with this patch applied) judges what it reaches
+        // there: as the target's user, its Secret mounts. A default must not turn an allowed
+        // request into a denied one, so where it would, the container gets no target.
+        if request.action == Action::Attach && targets.iter().any(Option::is_some) {
+            let first = apply_patch(object, request.action, &patch);
+            let refused = match &first {
+                Some(p) => targets_out_of_reach(review, request, p, &per_subject, &targets),
+                None => Vec::new(),
+            };
+            if refused.is_empty() {
+                patched = Some(first);
+            } else {
+                let no_target: Vec<usize> = refused.iter().map(|(i, _)| *i).collect();
+                let (again, again_notes, _) = pass(&no_target);
+                patch = again;
+                notes = again_notes;
+                notes.extend(refused.into_iter().map(|(_, note)| note));
+            }
+        }
         // Pod Security runs after the mutating webhooks and before the validating ones, so a
         // request it refuses never reaches /validate: the warnings are given here, for the
         // containers as kspy's own defaults leave them (on a refusal the API server still
         // returns the warnings of the webhooks it called).
-        if let Some(level) = enforced_level(namespace).filter(|l| *l > Level::Privileged) {
-            notes.extend(warnings_after_patch(level, review, request, object, &patch));
+        if let Some(level) = level.filter(|l| *l > Level::Privileged) {
+            let patched =
+                patched.get_or_insert_with(|| apply_patch(object, request.action, &patch));
+            notes.extend(warnings_after_patch(
+                level,
+                review,
+                request,
+                patched.as_ref(),
+            ));
         }
         let mut response = base;
         if !notes.is_empty() {
@@ -490,32 +536,121 @@ fn pod_security_warnings(
     )
 }
 
-/// [`pod_security_warnings`] for the subjects as `patch` (kspy's own defaults, applied to
-/// `object`) leaves them. A subject the patch cannot be read back for is judged as sent: a
-/// warning too many, never one too few.
+/// `object` with `patch` (kspy's own defaults) applied, as the API server applies it; `None`
+/// when there is nothing to apply or it does not apply. For an attach only its ephemeral
+/// containers, the only list the patch touches and the only one read back: the rest of the
+/// pod (its `managedFields` and `status` too) need not be copied for each review.
+fn apply_patch(
+    object: &serde_json::Value,
+    action: Action,
+    patch: &json_patch::Patch,
+) -> Option<serde_json::Value> {
+    if patch.0.is_empty() {
+        return None;
+    }
+    let mut o = match action {
+        Action::Attach => serde_json::json!({"spec": {
+            "ephemeralContainers": object["spec"]["ephemeralContainers"].clone()
+        }}),
+        Action::Copy | Action::Node => object.clone(),
+    };
+    json_patch::patch(&mut o, patch).ok()?;
+    Some(o)
+}
+
+/// The subjects of an attach whose `targetContainerName` default (`targets`, by subject)
+/// puts them, as the defaults leave them in `patched` ([`apply_patch`]: the pod's ephemeral
+/// containers with kspy's patch applied), within reach of something in the target's process
+/// namespace that none of the policies applying to them (`policies`, by subject) grants, each
+/// with a note for the user: `/validate`, which the API server calls with the patch applied,
+/// would deny them for it. Nothing when the pod shares one process namespace (a target changes nothing there) or
+/// when the patched ephemeral containers do not read as such (then `/validate` judges them as
+/// they stand).
+fn targets_out_of_reach(
+    review: &ParsedReview,
+    request: &crate::classify::DebugRequest,
+    patched: &serde_json::Value,
+    policies: &[Vec<&CompiledPolicy>],
+    targets: &[Option<String>],
+) -> Vec<(usize, String)> {
+    use serde::Deserialize;
+    // The pod as /validate reads it: the patch touches only the ephemeral containers, and the
+    // rest is decoded as for any review (a `status` nobody judges cannot change the answer).
+    let Some(mut pod) = review.pod().cloned() else {
+        return Vec::new();
+    };
+    let Some(spec) = pod.spec.as_mut() else {
+        return Vec::new();
+    };
+    if spec.share_process_namespace == Some(true) {
+        return Vec::new();
+    }
+    let Ok(ephemeral) =
+        Vec::<EphemeralContainer>::deserialize(&patched["spec"]["ephemeralContainers"])
+    else {
+        return Vec::new();
+    };
+    spec.ephemeral_containers = Some(ephemeral);
+    let ephemeral = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.ephemeral_containers.as_deref())
+        .unwrap_or_default();
+    let volumes = PodVolumes::of_running(&pod);
+    let mut reach = None;
+    let mut out = Vec::new();
+    for (i, (subject, target)) in request.subjects.iter().zip(targets).enumerate() {
+        let (Some(target), Some(ec)) = (target, ephemeral.get(subject.index)) else {
+            continue;
+        };
+        let as_patched = Subject {
+            name: subject.name.clone(),
+            list: subject.list,
+            index: subject.index,
+            container: serde_json::Value::Null,
+            asks: ephemeral_asks(ec, &pod, &volumes, false, &mut reach),
+        };
+        let refused = Ask::list(&as_patched, request).into_iter().find(|ask| {
+            matches!(ask, Ask::ThroughTracing { .. })
+                && !policies
+                    .get(i)
+                    .is_some_and(|ps| ps.iter().any(|p| ask.granted_by(p, &as_patched)))
+        });
+        if let Some(ask) = refused {
+            out.push((
+                i,
+                format!(
+                    "container {:?} was not given targetContainerName {target:?}: with it, \
+                     {ask} would not be granted by the policies that apply, and the request \
+                     would be denied; without it, the container runs in a process namespace of \
+                     its own (to share {target:?}'s, name it as the target yourself, with what \
+                     keeps the above out of reach)",
+                    subject.name
+                ),
+            ));
+        }
+    }
+    out
+}
+
+/// [`pod_security_warnings`] for the subjects as kspy's own defaults leave them (`patched`,
+/// [`apply_patch`]: their lists with the patch applied). A subject that cannot be read back is
+/// judged as sent: a warning too many, never one too few.
 fn warnings_after_patch(
     level: Level,
     review: &ParsedReview,
     request: &crate::classify::DebugRequest,
-    object: &serde_json::Value,
-    patch: &json_patch::Patch,
+    patched: Option<&serde_json::Value>,
 ) -> Vec<String> {
     let Some(pod) = review.pod() else {
         return Vec::new();
     };
-    let mut patched = None;
-    if !patch.0.is_empty() {
-        let mut o = object.clone();
-        if json_patch::patch(&mut o, patch).is_ok() {
-            patched = Some(o);
-        }
-    }
     let volumes = PodVolumes::of(pod);
     let after: Vec<Option<(&serde_json::Value, crate::Asks)>> = request
         .subjects
         .iter()
         .map(|s| {
-            let container = &patched.as_ref()?["spec"][s.list.field()][s.index];
+            let container = &patched?["spec"][s.list.field()][s.index];
             Some((container, asks_of(s.list, container, pod, &volumes)?))
         })
         .collect();

@@ -671,3 +671,76 @@ fn a_sidecar_targets_mounts_are_mirrored_too() {
         "{patch:?}"
     );
 }
+
+/// A pod naming its user at the pod level (as many charts do) and mounting a Secret: a
+/// `targetContainer` default would put the debug container, running as that same user, in the
+/// target's process namespace, where it reads the target's Secret mounts through
+/// /proc/PID/root, and `/validate` (which the API server calls with the patch applied) denies
+/// that. The same request without the default is allowed, so the default is not given: the
+/// container runs without a target, and the user is told why.
+#[test]
+fn no_target_default_that_validate_would_deny() {
+    const POLICY: &str = r#"
+apiVersion: kspy.dev/v1alpha1
+kind: DebugPolicy
+metadata: {name: dev}
+spec:
+  grant: {images: ['busybox*'], runAsRoot: true, mountVolumes: nonSecret}
+  defaults:
+    targetContainer: first
+    mountTargetVolumes: readOnly
+    securityContext: {capabilities: {drop: [SETUID, SETGID]}}
+    podSecurity: conform
+"#;
+    let e = engine(POLICY);
+    for level in ["baseline", "restricted"] {
+        let ns = namespace("ns", &[("pod-security.kubernetes.io/enforce", level)]);
+        let mut r = attach("ns", "u", &[], vec![], vec![debugger("new", "busybox")]);
+        edit_pods(&mut r, |p| {
+            p["spec"]["securityContext"] = json!({"runAsUser": 1000, "runAsNonRoot": true});
+        });
+        assert!(
+            judge(&e, &r, Endpoint::Validate, Some(&ns))
+                .response
+                .allowed
+        );
+        let j = judge(&e, &r, Endpoint::Mutate, Some(&ns));
+        let patch = patch_of(&j);
+        assert!(
+            !patch.iter().any(|op| op["path"].as_str().is_some_and(|p| p
+                .ends_with("/targetContainerName")
+                || p.ends_with("/volumeMounts"))),
+            "{level}: {patch:?}"
+        );
+        let warnings = j.response.warnings.unwrap_or_default();
+        assert!(
+            warnings.iter().any(|w| w.contains(
+                "container \"new\" was not given targetContainerName \"app\": with it, \
+                 mounting secret volume \"creds\" (mounted by container \"app\""
+            )),
+            "{level}: {warnings:?}"
+        );
+        let patched = apply(&r, &patch);
+        let v = judge(&e, &patched, Endpoint::Validate, Some(&ns));
+        assert!(v.response.allowed, "{level}: {}", v.response.result.message);
+        // Reinvoked on its own patch, it adds nothing.
+        let again = patch_of(&judge(&e, &patched, Endpoint::Mutate, Some(&ns)));
+        assert!(again.is_empty(), "{level}: {again:?}");
+    }
+    // A user of its own keeps the target out of reach: the default is given.
+    let mut d = debugger("new", "busybox");
+    d["securityContext"] = json!({"runAsUser": 2000});
+    let mut r = attach("ns", "u", &[], vec![], vec![d]);
+    edit_pods(&mut r, |p| {
+        p["spec"]["securityContext"] = json!({"runAsUser": 1000, "runAsNonRoot": true});
+    });
+    let patch = patch_of(&judge(&e, &r, Endpoint::Mutate, None));
+    assert!(
+        patch
+            .iter()
+            .any(|op| op["path"] == "/spec/ephemeralContainers/0/targetContainerName"),
+        "{patch:?}"
+    );
+    let v = judge(&e, &apply(&r, &patch), Endpoint::Validate, None);
+    assert!(v.response.allowed, "{}", v.response.result.message);
+}

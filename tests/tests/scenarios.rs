@@ -730,6 +730,57 @@ async fn tracing_a_container_is_judged_for_what_it_holds() {
     env.cleanup().await.unwrap();
 }
 
+/// A pod that names its user at the pod level (as many charts do) runs a debug container as
+/// that user too. kspy's `targetContainer: first` default would put it in `app`'s process
+/// namespace as `app`'s own user, where it reads `app`'s Secret mount through
+/// /proc/PID/root, and `/validate` (called with kspy's patch applied) would refuse what
+/// `kubectl debug` never asked for: the default is not given, kubectl shows why, and the
+/// debug container is added without a target.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_debug_gets_no_target_default_that_would_refuse_it() {
+    let Some(env) = env().await else { return };
+    let mut shared = kspy_e2e::fixtures::web_pod(&env.ns, "shared-user");
+    if let Some(spec) = shared.spec.as_mut() {
+        spec.security_context = Some(
+            serde_json::from_value(serde_json::json!({"runAsUser": 1000, "runAsGroup": 1000}))
+                .expect("security context"),
+        );
+        spec.containers[0].security_context = None;
+    }
+    Api::<Pod>::namespaced(env.client("admin").await.unwrap(), &env.ns)
+        .create(&Default::default(), &shared)
+        .await
+        .expect("pod created");
+    let Some(out) = env
+        .kubectl(
+            "bob",
+            &[
+                "debug",
+                "shared-user",
+                "--image=busybox:1.36",
+                "--profile=baseline",
+            ],
+            None,
+        )
+        .await
+        .unwrap()
+    else {
+        tools::skip_without_kubectl("no kubectl");
+        return;
+    };
+    assert!(out.success(), "{}", out.all());
+    assert!(
+        out.stderr.contains("was not given targetContainerName"),
+        "{}",
+        out.all()
+    );
+    let ec = ephemeral(&env.pod("shared-user").await.unwrap())
+        .pop()
+        .expect("added");
+    assert_eq!(ec.target_container_name, None, "{ec:?}");
+    env.cleanup().await.unwrap();
+}
+
 /// The pod `kubectl debug web --copy-to=NAME --image=busybox:1.36` creates, built here: the
 /// pod's spec plus a container named `debugger-` and five characters of kubectl's random
 /// alphabet, and no kspy label.

@@ -132,7 +132,16 @@ async fn mutate_patch_applies_to_the_expected_pod() {
     json_patch::patch(&mut pod, &patch).expect("patch applies");
 
     let debugger = &pod["spec"]["ephemeralContainers"][0];
-    assert_eq!(debugger["targetContainerName"], "app", "{debugger}");
+    // No `targetContainer: first` default here: in app's process namespace the debug
+    // container would trace app's processes (SYS_PTRACE) and take over its service-account
+    // token, which no policy grants, so /validate would deny what it allows as sent.
+    assert!(debugger.get("targetContainerName").is_none(), "{debugger}");
+    assert!(
+        r["warnings"].as_array().is_some_and(|w| w.iter().any(|w| w
+            .as_str()
+            .is_some_and(|w| w.contains("was not given targetContainerName \"app\"")))),
+        "{r}"
+    );
     assert_eq!(debugger["imagePullPolicy"], "IfNotPresent", "{debugger}");
     // Everything the user set is unchanged.
     for field in [
@@ -154,6 +163,18 @@ async fn mutate_patch_applies_to_the_expected_pod() {
     rest["spec"]["ephemeralContainers"] = Value::Null;
     rest_original["spec"]["ephemeralContainers"] = Value::Null;
     assert_eq!(rest, rest_original);
+    // The API server calls /validate with the patch applied: what /mutate made is allowed.
+    let mut patched = review.clone();
+    patched["request"]["object"] = pod;
+    let (status, body) = h
+        .post(
+            "/validate",
+            serde_json::to_vec(&patched).expect("encodes").into(),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let v = response_of(&body);
+    assert_eq!(v["allowed"], true, "{v}");
     h.server.shutdown().await;
 }
 

@@ -10,7 +10,11 @@
 //!    is the pod's first container;
 //! 3. `PATCH …/ephemeralcontainers` (with `dryRun=All` under `--dry-run=server`); a JSON
 //!    patch creating the list is tested against the `resourceVersion` read, and when the pod
-//!    changed meanwhile, kspy reads it again and sends the patch built anew, once;
+//!    changed meanwhile, kspy reads it again and sends the patch built anew, once. When kspy
+//!    picked the first container itself (step 2) and an admission webhook denies that, while
+//!    step 2's probe without a target was admitted — kspy's webhook withholds its default
+//!    target where `/validate` would refuse it — the container is sent once more without a
+//!    target, with a note (under `--dry-run=server`, the probe is that dry run's answer);
 //! 4. a watch of the pod until the container runs, then `pods/attach` (or `pods/log` when it
 //!    already terminated).
 
@@ -20,11 +24,12 @@ use k8s_openapi::api::core::v1::{EphemeralContainer, Pod};
 use serde_json::Value;
 
 use crate::args::{DebugArgs, DryRun, TargetArgs};
-use crate::cluster::{Cluster, ClusterArgs};
+use crate::cluster::{Cluster, ClusterArgs, Judged};
 use crate::container::{
-    REASON_ENV, TargetChoice, generate_name, normalize_capability, resolve_target,
+    ContainerSpecBuilder, REASON_ENV, TargetChoice, generate_name, normalize_capability,
+    resolve_target,
 };
-use crate::errors::{Action, KspyError};
+use crate::errors::{Action, KspyError, WebhookDenial};
 use crate::output;
 use crate::patch::{PatchType, add_ephemeral};
 use crate::profile::Profile;
@@ -538,7 +543,9 @@ pub async fn run(args: AttachArgs) -> Result<ExitCode, KspyError> {
         {
             eprintln!(
                 "note: no target container named; the kspy webhook's policy default picks it when \
-                 installed, else kspy sets {first} (the first container) before sending"
+                 installed, else kspy sets {first} (the first container) before sending, and \
+                 sends it without a target when an admission webhook refuses {first} as target \
+                 but admits it without one"
             );
         }
         return Ok(ExitCode::SUCCESS);
@@ -546,18 +553,20 @@ pub async fn run(args: AttachArgs) -> Result<ExitCode, KspyError> {
     let server_dry_run = d.dry_run == DryRun::Server;
 
     // Leave the target to an admission webhook when one sets it; else the first container.
+    // `untargeted`: the probe, when admitted without a target and none set by a webhook — the
+    // container it sent and the pod admitted — which kspy falls back on when a webhook denies
+    // its own pick of the first container.
+    let mut untargeted: Option<(EphemeralContainer, Pod)> = None;
     let (target, probed) = match &choice {
         TargetChoice::Named(n) => (Some(n.clone()), None),
         TargetChoice::Ambiguous { first } => {
-            let mut webhook_set_it = None;
+            let mut admitted = None;
             for attempt in 0..2 {
                 let ec = builder.build_ephemeral(&pod, None, Some(first))?;
                 let probe = add_ephemeral(&pod, &ec, args.patch_type, true);
                 match cluster.send_unless_stale::<Pod>(&probe, &action).await {
                     Ok(Some(result)) => {
-                        webhook_set_it = added(&result, &name)
-                            .is_some_and(|c| c.target_container_name.is_some())
-                            .then_some(result);
+                        admitted = Some((ec, result));
                         break;
                     }
                     // The probe carries the JSON patch's resourceVersion test too: "stale"
@@ -571,34 +580,70 @@ pub async fn run(args: AttachArgs) -> Result<ExitCode, KspyError> {
                     _ => break,
                 }
             }
-            match webhook_set_it {
-                Some(result) => (None, Some(result)),
-                None => (Some(first.clone()), None),
+            match admitted {
+                Some((_, result))
+                    if added(&result, &name).is_some_and(|c| c.target_container_name.is_some()) =>
+                {
+                    (None, Some(result))
+                }
+                other => {
+                    untargeted = other;
+                    (Some(first.clone()), None)
+                }
             }
         }
     };
 
-    let mut ec = builder.build_ephemeral(&pod, target.as_deref(), Some(&reference))?;
-    let result = match probed {
-        Some(result) if server_dry_run => result,
-        _ => {
-            let req = add_ephemeral(&pod, &ec, args.patch_type, server_dry_run);
-            match cluster.send_unless_stale::<Pod>(&req, &action).await? {
-                Some(result) => result,
-                None => {
-                    // A JSON patch creating the list, whose test of the resourceVersion failed:
-                    // the pod changed since the GET (perhaps someone else added a container,
-                    // and the list exists now). Nothing was written: read it again and build
-                    // the patch anew, once.
-                    let fresh = cluster.get_pod(&args.pod).await?;
-                    check_running(&fresh, &cluster.flags)?;
-                    check_not_terminating(&fresh, &cluster.flags)?;
-                    ec = builder.build_ephemeral(&fresh, target.as_deref(), Some(&reference))?;
-                    let req = add_ephemeral(&fresh, &ec, args.patch_type, server_dry_run);
-                    cluster.send_retrying_conflict::<Pod>(&req, &action).await?
+    let adding = Adding {
+        cluster: &cluster,
+        builder: &builder,
+        reference: &reference,
+        patch_type: args.patch_type,
+        dry_run: server_dry_run,
+        action: &action,
+    };
+    let (ec, result) = match probed {
+        Some(result) if server_dry_run => (
+            builder.build_ephemeral(&pod, None, Some(&reference))?,
+            result,
+        ),
+        _ => match adding.send(&pod, target.as_deref()).await? {
+            (ec, Judged::Done(result)) => (ec, result),
+            (_, Judged::Denied { denial, error }) => match (&choice, untargeted) {
+                // kspy's own pick was refused where the user named no target, and the same
+                // container without one was admitted (kspy's webhook withholds its default
+                // target where /validate would refuse it): do what the user asked for. The
+                // denied request wrote nothing.
+                (TargetChoice::Ambiguous { first }, Some((probe_ec, probe_result))) => {
+                    if !d.quiet {
+                        eprintln!(
+                            "{}",
+                            untargeted_note(
+                                first,
+                                &denial,
+                                server_dry_run,
+                                &ns,
+                                &args.pod,
+                                &cluster.flags
+                            )
+                        );
+                    }
+                    if server_dry_run {
+                        // The probe was that dry run.
+                        (probe_ec, probe_result)
+                    } else {
+                        match adding.send(&pod, None).await? {
+                            (ec, Judged::Done(result)) => (ec, result),
+                            (_, Judged::Denied { error, .. } | Judged::Stale(error)) => {
+                                return Err(error);
+                            }
+                        }
+                    }
                 }
-            }
-        }
+                _ => return Err(error),
+            },
+            (_, Judged::Stale(error)) => return Err(error),
+        },
     };
     let Some(final_ec) = added(&result, &name).cloned() else {
         return Err(KspyError::new(format!(
@@ -639,6 +684,93 @@ pub async fn run(args: AttachArgs) -> Result<ExitCode, KspyError> {
     }
     let reattach = reattach_command(crate::prog(), &ns, &cluster.flags, &args.pod, &name, d);
     session::follow(&cluster, result, &name, d, &reattach, &name).await
+}
+
+/// What adding the debug container sends, whatever its target.
+struct Adding<'a> {
+    cluster: &'a Cluster,
+    builder: &'a ContainerSpecBuilder,
+    /// The container `--mount-target`, `--env-from-target` and `--as-target-user` copy from.
+    reference: &'a str,
+    patch_type: PatchType,
+    /// `--dry-run=server`: sent with `dryRun=All`.
+    dry_run: bool,
+    action: &'a Action,
+}
+
+impl Adding<'_> {
+    /// Sends the patch adding the debug container, targeting `target`, to `pod` as read. When
+    /// the pod changed since — a JSON patch creating the list, whose `resourceVersion` test
+    /// failed, and nothing was written (perhaps someone else added a container, and the list
+    /// exists now) — reads it again and sends the patch built anew, once. Returns the container
+    /// sent and what the API server made of it: the pod, a webhook's denial, or a second
+    /// change.
+    async fn send(
+        &self,
+        pod: &Pod,
+        target: Option<&str>,
+    ) -> Result<(EphemeralContainer, Judged<Pod>), KspyError> {
+        let ec = self
+            .builder
+            .build_ephemeral(pod, target, Some(self.reference))?;
+        let req = add_ephemeral(pod, &ec, self.patch_type, self.dry_run);
+        match self.cluster.send_judged::<Pod>(&req, self.action).await? {
+            Judged::Stale(_) => {}
+            judged => return Ok((ec, judged)),
+        }
+        let name = pod.metadata.name.as_deref().unwrap_or_default();
+        let fresh = self.cluster.get_pod(name).await?;
+        check_running(&fresh, &self.cluster.flags)?;
+        check_not_terminating(&fresh, &self.cluster.flags)?;
+        let ec = self
+            .builder
+            .build_ephemeral(&fresh, target, Some(self.reference))?;
+        let req = add_ephemeral(&fresh, &ec, self.patch_type, self.dry_run);
+        let judged = self.cluster.send_judged::<Pod>(&req, self.action).await?;
+        Ok((ec, judged))
+    }
+}
+
+/// The note kspy prints when no target was named, kspy's own pick of `first` (the pod's first
+/// container) was `denial`'s, and the debug container is sent without a target instead (or,
+/// in a server dry run, would be: the untargeted dry run was admitted).
+/// `ns`, `pod` and `flags` (the cluster flags given) go into the command it suggests.
+fn untargeted_note(
+    first: &str,
+    denial: &WebhookDenial,
+    dry_run: bool,
+    ns: &str,
+    pod: &str,
+    flags: &str,
+) -> String {
+    let mut text = format!(
+        "note: no target container was named: kspy targeted {first}, the pod's first container, \
+         and admission webhook \"{}\" refused it as target",
+        output::printable(&denial.webhook)
+    );
+    match denial.reasons.as_slice() {
+        [] => text.push('\n'),
+        reasons => {
+            text.push_str(":\n");
+            for r in reasons {
+                text.push_str(&format!("  - {}\n", output::printable(r)));
+            }
+        }
+    }
+    let what = if dry_run {
+        "a real run sends the debug container without a target instead, as this dry run shows \
+         (the dry run without a target was admitted)"
+    } else {
+        "sending the debug container without a target instead, as a dry run without one was \
+         admitted (the denied request wrote nothing)"
+    };
+    text.push_str(&format!(
+        "{what}: it shares the pod's network and IPC namespaces but not {first}'s processes; to \
+         target a container, name it: `{} attach {pod} -n {ns}{flags} -c CONTAINER` (the policy \
+         may refuse {first} as above)",
+        crate::prog()
+    ));
+    text
 }
 
 /// Why a debug container targeting container `target` of `pod` may wait long, or for good:
@@ -1013,6 +1145,34 @@ mod tests {
             find_reusable(&pod, &wanted, false).expect("ok"),
             Some("debugger-old01".into())
         );
+    }
+
+    /// The note names the target kspy picked, the webhook and its reasons, and how to target
+    /// explicitly; the webhook's text is escaped for the terminal.
+    #[test]
+    fn untargeted_note_says_what_was_refused_and_how_to_target() {
+        let denial = WebhookDenial::parse(
+            "admission webhook \"validate.kspy.dev\" denied the request: kspy denied the debug \
+             container for pod prod/duo:\n- mounting secret volume \"creds\"\u{1b}[2J",
+        )
+        .expect("a webhook denial");
+        let note = untargeted_note("app", &denial, false, "prod", "duo", " --context c");
+        assert!(
+            note.starts_with(
+                "note: no target container was named: kspy targeted app, the pod's first \
+                 container, and admission webhook \"validate.kspy.dev\" refused it as target:\n  \
+                 - mounting secret volume \"creds\"\\u{1b}[2J\n"
+            ),
+            "{note}"
+        );
+        assert!(!note.contains('\u{1b}'), "{note}");
+        assert!(note.contains("sending the debug container without a target instead"));
+        assert!(
+            note.contains("`kspy attach duo -n prod --context c -c CONTAINER`"),
+            "{note}"
+        );
+        let dry = untargeted_note("app", &denial, true, "prod", "duo", "");
+        assert!(dry.contains("a real run sends the debug container without a target instead"));
     }
 
     #[test]

@@ -24,12 +24,30 @@ pub fn user_agent() -> String {
         std::env::consts::ARCH
     )
 }
-use crate::errors::{Action, KspyError, explain, missing_with_candidates};
+use crate::errors::{Action, KspyError, WebhookDenial, explain, missing_with_candidates};
 use crate::patch::{PlannedRequest, json_patch_not_applied};
 use crate::proxy::{self, Proxy};
 use crate::request_timeout::{AnswerTimeout, host_port};
 use crate::retry::ServerRetry;
 use crate::warnings::{WarningLayer, Warnings};
+
+/// What the API server made of a write that admission judges ([`Cluster::send_judged`]).
+#[derive(Debug)]
+pub enum Judged<T> {
+    /// Carried out (in a dry run: admitted); the object as the API server returned it.
+    Done(T),
+    /// A JSON patch whose `test` of the `resourceVersion` failed: the object changed since it
+    /// was read, and nothing was written. The error explained, for when the caller does not
+    /// read it again.
+    Stale(KspyError),
+    /// An admission webhook denied it, and nothing was written.
+    Denied {
+        /// The webhook and its reasons.
+        denial: WebhookDenial,
+        /// The denial explained, as kspy reports it when it is final.
+        error: KspyError,
+    },
+}
 
 /// The flags that pick the cluster and namespace, shared by every command that talks to one.
 #[derive(Debug, Clone, Default, clap::Args)]
@@ -698,22 +716,11 @@ impl Cluster {
             .map_err(|e| self.explain(action, e))
     }
 
-    /// Sends a planned write that is safe to repeat, and sends it once more when the API server
-    /// answers 409 Conflict (the object was modified between its read and its write). Adding
-    /// an ephemeral container is such a write: a 409 means nothing was written, and the same
-    /// patch, with the same new container name, can only add it once.
-    pub async fn send_retrying_conflict<T: DeserializeOwned>(
-        &self,
-        req: &PlannedRequest,
-        action: &Action,
-    ) -> Result<T, KspyError> {
-        self.send_raw_retrying_conflict(req, action)
-            .await?
-            .map_err(|e| self.explain(action, e))
-    }
-
-    /// As [`Cluster::send_retrying_conflict`], for a JSON patch guarded by a `test` of the
-    /// object's `resourceVersion`: `Ok(None)` when the patch did not apply to the object as
+    /// Sends a planned write that is safe to repeat — once more when the API server answers 409
+    /// Conflict (the object was modified between its read and its write: adding an ephemeral
+    /// container is such a write, a 409 means nothing was written, and the same patch, with the
+    /// same new container name, can only add it once) — for a JSON patch guarded by a `test` of
+    /// the object's `resourceVersion`: `Ok(None)` when the patch did not apply to the object as
     /// it is now ([`json_patch_not_applied`]) — it changed since it was read, nothing was
     /// written, and the caller reads it again to build the patch anew.
     pub async fn send_unless_stale<T: DeserializeOwned>(
@@ -724,6 +731,31 @@ impl Cluster {
         match self.send_raw_retrying_conflict(req, action).await? {
             Err(kube::Error::Api(s)) if json_patch_not_applied(&s) => Ok(None),
             other => other.map(Some).map_err(|e| self.explain(action, e)),
+        }
+    }
+
+    /// As [`Cluster::send_unless_stale`], telling apart a denial by an admission webhook
+    /// (`admission webhook "NAME" denied the request: …`), after which nothing was written and
+    /// the caller may send something else: [`Judged::Denied`] carries the webhook's denial
+    /// and the error explained as any other. Every other failure is `Err`.
+    pub async fn send_judged<T: DeserializeOwned>(
+        &self,
+        req: &PlannedRequest,
+        action: &Action,
+    ) -> Result<Judged<T>, KspyError> {
+        match self.send_raw_retrying_conflict(req, action).await? {
+            Ok(object) => Ok(Judged::Done(object)),
+            Err(kube::Error::Api(s)) if json_patch_not_applied(&s) => {
+                Ok(Judged::Stale(self.explain(action, kube::Error::Api(s))))
+            }
+            Err(kube::Error::Api(s)) => match WebhookDenial::parse(s.message.trim()) {
+                Some(denial) => Ok(Judged::Denied {
+                    denial,
+                    error: self.explain(action, kube::Error::Api(s)),
+                }),
+                None => Err(self.explain(action, kube::Error::Api(s))),
+            },
+            Err(e) => Err(self.explain(action, e)),
         }
     }
 

@@ -641,7 +641,8 @@ pub enum TargetChoice {
     /// pod's only container.
     Named(String),
     /// The pod has several containers and nothing says which: the kspy webhook's policy
-    /// default decides, else the first container (`first`).
+    /// default decides, else the first container (`first`) — for `kspy attach`, none when an
+    /// admission webhook refuses `first` as target but admits the container without one.
     Ambiguous {
         /// The pod's first container.
         first: String,

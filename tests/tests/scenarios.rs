@@ -781,6 +781,135 @@ async fn kubectl_debug_gets_no_target_default_that_would_refuse_it() {
     env.cleanup().await.unwrap();
 }
 
+/// `kspy attach` without `-c` on a pod of several containers whose first, `app`, the shipped
+/// policy (`developer-attach`) refuses as target: `app` runs as the pod-level runAsUser, which
+/// the debug container gets too, and has a Secret mount. kspy's webhook withholds its
+/// `targetContainer: first` default, so kspy's own fallback to the first container was denied
+/// by `/validate` — for a target the user never asked for. kspy now sends the container
+/// without a target, as `kubectl debug` without `--target` is added, and says so; the server
+/// dry run shows the same. A pod whose first container may be targeted still gets it, with no
+/// request more than before. In process only: the shipped policies, behind the deployed
+/// webhook configurations, with a developer of the namespace's team.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kspy_attach_drops_its_own_first_container_target_the_policy_refuses() {
+    let Some(bin) = tools::kspy_bin() else {
+        tools::skip("kspy binary not found next to the test executable; run `cargo build -p kspy`");
+        return;
+    };
+    if tools::real_cluster().is_some() {
+        tools::skip("in process only: it installs the shipped policies");
+        return;
+    }
+    const NS: &str = "shop";
+    let mut shared = kspy_e2e::fixtures::two_container_pod(NS, "shared-duo");
+    if let Some(spec) = shared.spec.as_mut() {
+        spec.security_context = Some(
+            serde_json::from_value(serde_json::json!({"runAsUser": 1000, "runAsGroup": 1000}))
+                .expect("security context"),
+        );
+        for c in &mut spec.containers {
+            c.security_context = None;
+        }
+    }
+    let server = kspy_e2e::apiserver::ApiServer::builder()
+        .identity(
+            kspy_e2e::identity::Identity::new("dana").groups(&["developers", "team-checkout"]),
+        )
+        .namespace(NS, &[("team", "checkout")])
+        .pod(shared)
+        .pod(kspy_e2e::fixtures::two_container_pod(NS, "duo"))
+        .start()
+        .await
+        .expect("API server starts");
+    let (_webhook, _) = kspy_e2e::scenario::wire_kspy(
+        &server,
+        kspy_e2e::scenario::workspace_root().join("policies"),
+    )
+    .await
+    .expect("kspy's webhook starts");
+    let attach = |pod: &'static str, extra: &'static [&'static str]| {
+        let server = &server;
+        let bin = bin.clone();
+        async move {
+            let mut args: Vec<String> = [
+                "attach",
+                "--kubeconfig",
+                &server.kubeconfig_for("dana").display().to_string(),
+                "-n",
+                NS,
+                pod,
+                "--image",
+                "busybox:1.36",
+                "--profile",
+                "baseline",
+                "--no-attach",
+            ]
+            .iter()
+            .map(|a| a.to_string())
+            .collect();
+            args.extend(extra.iter().map(|a| a.to_string()));
+            let env = [
+                ("HOME".to_string(), server.dir().display().to_string()),
+                ("NO_COLOR".to_string(), "1".to_string()),
+            ];
+            tools::run(&bin, &args, &env, None, Duration::from_secs(60))
+                .await
+                .expect("kspy runs")
+        }
+    };
+    let pods = Api::<Pod>::namespaced(server.client("admin").await.expect("client"), NS);
+    let note = "note: no target container was named: kspy targeted app, the pod's first \
+                container, and admission webhook \"validate.kspy.dev\" refused it as target";
+
+    // The server dry run says what the real command does: admitted without a target.
+    let out = attach("shared-duo", &["--dry-run=server", "-o", "json"]).await;
+    assert!(out.success(), "{}", out.all());
+    assert!(out.stderr.contains(note), "{}", out.all());
+    let admitted: Value = serde_json::from_str(&out.stdout).expect("-o json prints JSON");
+    assert_eq!(admitted["targetContainerName"], Value::Null, "{admitted}");
+    assert!(ephemeral(&pods.get("shared-duo").await.unwrap()).is_empty());
+
+    let out = attach("shared-duo", &[]).await;
+    assert!(out.success(), "{}", out.all());
+    for part in [
+        "was not given targetContainerName",
+        note,
+        "mounting secret volume \"creds\"",
+        "sending the debug container without a target instead",
+        "-c CONTAINER",
+        "(no target container:",
+    ] {
+        assert!(out.stderr.contains(part), "{part}: {}", out.all());
+    }
+    let added = ephemeral(&pods.get("shared-duo").await.unwrap());
+    assert_eq!(added.len(), 1, "added once: {added:?}");
+    assert_eq!(added[0].target_container_name, None, "{:?}", added[0]);
+
+    // No regression: duo's first container may be targeted, and is, by the policy default,
+    // with the probe and the write alone.
+    let patches = || {
+        server
+            .requests()
+            .iter()
+            .filter(|r| r.method == "PATCH" && r.uri.contains("/pods/duo/ephemeralcontainers"))
+            .count()
+    };
+    let before = patches();
+    let out = attach("duo", &[]).await;
+    assert!(out.success(), "{}", out.all());
+    assert!(
+        !out.stderr.contains("refused it as target"),
+        "{}",
+        out.all()
+    );
+    assert!(out.stderr.contains("(target: app,"), "{}", out.all());
+    let ec = ephemeral(&pods.get("duo").await.unwrap())
+        .pop()
+        .expect("added");
+    assert_eq!(ec.target_container_name.as_deref(), Some("app"), "{ec:?}");
+    assert_eq!(patches() - before, 2, "the dry-run probe and the write");
+}
+
 /// The pod `kubectl debug web --copy-to=NAME --image=busybox:1.36` creates, built here: the
 /// pod's spec plus a container named `debugger-` and five characters of kubectl's random
 /// alphabet, and no kspy label.

@@ -108,13 +108,7 @@ async fn a_client_choosing_groups_cannot_grow_the_review_series_without_bound() 
             .collect();
         let mut review = review.clone();
         review["request"]["userInfo"]["groups"] = groups.into();
-        let resp = conn
-            .post_json(
-                "/validate",
-                serde_json::to_vec(&review).expect("encode").into(),
-            )
-            .await
-            .expect("review");
+        let resp = common::post_validate(&mut conn, &review).await;
         assert_eq!(resp.status(), 200);
     }
     let (status, metrics) = h.admin_get("/metrics").await;

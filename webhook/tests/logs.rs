@@ -234,13 +234,7 @@ async fn request_text_in_log_lines_is_bounded() {
     review["request"]["uid"] = uid.clone().into();
     review["request"]["userInfo"]["username"] = format!("{}{forged}", "u".repeat(huge)).into();
     review["request"]["object"]["spec"]["ephemeralContainers"][0]["name"] = "c".repeat(huge).into();
-    let resp = conn
-        .post_json(
-            "/validate",
-            serde_json::to_vec(&review).expect("encode").into(),
-        )
-        .await
-        .expect("review");
+    let resp = common::post_validate(&mut conn, &review).await;
     assert_eq!(resp.status(), 200);
     assert_eq!(
         common::response_of(resp.body())["uid"],
@@ -249,13 +243,7 @@ async fn request_text_in_log_lines_is_bounded() {
     );
     let mut bad: Value = serde_json::from_slice(&fixture("attach-allowed.json")).expect("fixture");
     bad["apiVersion"] = "v".repeat(huge).into();
-    let resp = conn
-        .post_json(
-            "/validate",
-            serde_json::to_vec(&bad).expect("encode").into(),
-        )
-        .await
-        .expect("review");
+    let resp = common::post_validate(&mut conn, &bad).await;
     assert_eq!(resp.status(), 400);
     drop(conn);
     webhook.terminate();

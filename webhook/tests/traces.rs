@@ -476,22 +476,10 @@ async fn span_attributes_hold_at_most_a_bounded_part_of_what_the_client_sent() {
     review["request"]["uid"] = "i".repeat(huge).into();
     review["request"]["userInfo"]["username"] = "u".repeat(huge).into();
     review["request"]["name"] = "p".repeat(huge).into();
-    let resp = conn
-        .post_json(
-            "/validate",
-            serde_json::to_vec(&review).expect("encode").into(),
-        )
-        .await
-        .expect("review");
+    let resp = common::post_validate(&mut conn, &review).await;
     assert_eq!(resp.status(), 200);
     review["apiVersion"] = "v".repeat(huge).into();
-    let resp = conn
-        .post_json(
-            "/validate",
-            serde_json::to_vec(&review).expect("encode").into(),
-        )
-        .await
-        .expect("review");
+    let resp = common::post_validate(&mut conn, &review).await;
     assert_eq!(resp.status(), 400);
     drop(conn);
     webhook.terminate();

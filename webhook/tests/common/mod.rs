@@ -201,6 +201,16 @@ pub async fn admin_get(addr: SocketAddr, path: &str) -> (u16, String) {
     (status, body)
 }
 
+/// POSTs `review`, encoded as JSON, to `/validate` over `conn`: the answer.
+pub async fn post_validate(conn: &mut HttpsConnection, review: &Value) -> hyper::Response<Bytes> {
+    conn.post_json(
+        "/validate",
+        serde_json::to_vec(review).expect("encode").into(),
+    )
+    .await
+    .expect("review")
+}
+
 /// The `response` of an AdmissionReview answer.
 pub fn response_of(body: &[u8]) -> Value {
     let v: Value = serde_json::from_slice(body).expect("answer is JSON");

@@ -27,6 +27,30 @@ fn not_loaded(command: &str) -> Option<i32> {
     Some(if command == "test" { 3 } else { 1 })
 }
 
+/// Asserts that `kspy policy check` and `kspy policy test` both refuse the suites in `dir`
+/// with `count` errors, each of `want` among them, and exit as for files that do not load.
+fn assert_suite_errors(dir: &std::path::Path, count: usize, want: &[String]) {
+    for command in ["check", "test"] {
+        let out = kspy(&["policy", command, &dir.display().to_string()]);
+        let stderr = text(&out.stderr);
+        assert_eq!(
+            out.status.code(),
+            not_loaded(command),
+            "{command}: {stderr}"
+        );
+        assert!(
+            stderr.starts_with(&format!(
+                "kspy: {count} errors in the DebugPolicyTest suites at {}\n",
+                dir.display()
+            )),
+            "{command}: {stderr}"
+        );
+        for line in want {
+            assert!(stderr.contains(line), "{command}: {line}\n{stderr}");
+        }
+    }
+}
+
 #[test]
 fn check_lists_the_shipped_policies() {
     let out = kspy(&["policy", "check", &policies()]);
@@ -1199,25 +1223,7 @@ fn check_and_test_report_every_suite_error_and_test_runs_the_cases_that_read() {
              spec.cases[0].expect.allowed: invalid type: string \"yes\", expected a boolean\n"
         ),
     ];
-    for command in ["check", "test"] {
-        let out = kspy(&["policy", command, &dir.path().display().to_string()]);
-        let stderr = text(&out.stderr);
-        assert_eq!(
-            out.status.code(),
-            not_loaded(command),
-            "{command}: {stderr}"
-        );
-        assert!(
-            stderr.starts_with(&format!(
-                "kspy: 4 errors in the DebugPolicyTest suites at {}\n",
-                dir.path().display()
-            )),
-            "{command}: {stderr}"
-        );
-        for line in &want {
-            assert!(stderr.contains(line), "{command}: {line}\n{stderr}");
-        }
-    }
+    assert_suite_errors(dir.path(), 4, &want);
     // The two good suites' cases and the first "reads and runs" ran; the misspelled suite's
     // did not.
     let out = kspy(&["policy", "test", &dir.path().display().to_string()]);
@@ -1405,25 +1411,7 @@ spec:
              no denial message, so messageExcludes is never checked"
         ),
     ];
-    for command in ["check", "test"] {
-        let out = kspy(&["policy", command, &dir.path().display().to_string()]);
-        let stderr = text(&out.stderr);
-        assert_eq!(
-            out.status.code(),
-            not_loaded(command),
-            "{command}: {stderr}"
-        );
-        assert!(
-            stderr.starts_with(&format!(
-                "kspy: 5 errors in the DebugPolicyTest suites at {}\n",
-                dir.path().display()
-            )),
-            "{command}: {stderr}"
-        );
-        for line in &want {
-            assert!(stderr.contains(line), "{command}: {line}\n{stderr}");
-        }
-    }
+    assert_suite_errors(dir.path(), 5, &want);
     let out = kspy(&["policy", "test", &dir.path().display().to_string()]);
     let stdout = text(&out.stdout);
     assert!(

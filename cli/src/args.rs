@@ -311,7 +311,7 @@ pub struct TargetArgs {
     /// The container to debug: its processes are shared with the debug container [default: the
     /// pod's only container, or its kubectl.kubernetes.io/default-container; with several
     /// containers, left to the kspy webhook's policy default, else the first container — or
-    /// none, with a note, when an admission webhook refuses the first as target (attach)]
+    /// none, with a note, when an admission webhook refuses that pick as target (attach)]
     #[arg(short = 'c', long = "target", value_name = "CONTAINER")]
     pub target: Option<String>,
     /// Mount a volume of the pod in the debug container, read-only with ":ro" (repeatable; one

@@ -14,7 +14,12 @@
 //!    picked the first container itself (step 2) and an admission webhook denies that, while
 //!    step 2's probe without a target was admitted — kspy's webhook withholds its default
 //!    target where `/validate` would refuse it — the container is sent once more without a
-//!    target, with a note (under `--dry-run=server`, the probe is that dry run's answer);
+//!    target, with a note (under `--dry-run=server`, the probe is that dry run's answer).
+//!    When kspy picked the pod's only container, or its annotated default, no probe came
+//!    first: on an admission webhook's denial, a dry run without a target follows, and when
+//!    it is admitted, the same note and the container sent without a target (under
+//!    `--dry-run=server`, that dry run is the answer); when it is denied too, the first
+//!    denial is reported. A target named with `-c` is never dropped;
 //! 4. a watch of the pod until the container runs, then `pods/attach` (or `pods/log` when it
 //!    already terminated).
 
@@ -26,7 +31,7 @@ use serde_json::Value;
 use crate::args::{DebugArgs, DryRun, TargetArgs};
 use crate::cluster::{Cluster, ClusterArgs, Judged};
 use crate::container::{
-    ContainerSpecBuilder, REASON_ENV, TargetChoice, generate_name, normalize_capability,
+    ContainerSpecBuilder, PickedBy, REASON_ENV, TargetChoice, generate_name, normalize_capability,
     resolve_target,
 };
 use crate::errors::{Action, KspyError, WebhookDenial};
@@ -443,7 +448,7 @@ pub async fn run(args: AttachArgs) -> Result<ExitCode, KspyError> {
     };
     let builder = d.builder(name.clone(), Some(&args.target))?;
     let reference = match &choice {
-        TargetChoice::Named(n) => n.clone(),
+        TargetChoice::Named(n) | TargetChoice::Picked { name: n, .. } => n.clone(),
         TargetChoice::Ambiguous { first } => first.clone(),
     };
 
@@ -558,7 +563,7 @@ pub async fn run(args: AttachArgs) -> Result<ExitCode, KspyError> {
     // its own pick of the first container.
     let mut untargeted: Option<(EphemeralContainer, Pod)> = None;
     let (target, probed) = match &choice {
-        TargetChoice::Named(n) => (Some(n.clone()), None),
+        TargetChoice::Named(n) | TargetChoice::Picked { name: n, .. } => (Some(n.clone()), None),
         TargetChoice::Ambiguous { first } => {
             let mut admitted = None;
             for attempt in 0..2 {
@@ -615,13 +620,19 @@ pub async fn run(args: AttachArgs) -> Result<ExitCode, KspyError> {
                 // target where /validate would refuse it): do what the user asked for. The
                 // denied request wrote nothing.
                 (TargetChoice::Ambiguous { first }, Some((probe_ec, probe_result))) => {
+                    let fallback = if server_dry_run {
+                        Fallback::DryRun
+                    } else {
+                        Fallback::Probed
+                    };
                     if !d.quiet {
                         eprintln!(
                             "{}",
                             untargeted_note(
                                 first,
+                                PickedBy::FirstContainer,
                                 &denial,
-                                server_dry_run,
+                                fallback,
                                 &ns,
                                 &args.pod,
                                 &cluster.flags
@@ -630,6 +641,51 @@ pub async fn run(args: AttachArgs) -> Result<ExitCode, KspyError> {
                     }
                     if server_dry_run {
                         // The probe was that dry run.
+                        (probe_ec, probe_result)
+                    } else {
+                        match adding.send(&pod, None).await? {
+                            (ec, Judged::Done(result)) => (ec, result),
+                            (_, Judged::Denied { error, .. } | Judged::Stale(error)) => {
+                                return Err(error);
+                            }
+                        }
+                    }
+                }
+                // kspy picked the pod's only container, or its annotated default, and no
+                // probe was sent (that would cost a request on every attach): only now, on a
+                // denial that wrote nothing, ask without a target — a dry run, which leaves no
+                // Event or side effect when it is refused too. Then the first denial is the
+                // answer (as when the pod changed twice): it is about what kspy sent, and
+                // nothing was written. Under --dry-run=server the dry run is the answer.
+                (TargetChoice::Picked { name: picked, by }, _) => {
+                    let probing = Adding {
+                        dry_run: true,
+                        ..adding
+                    };
+                    let (probe_ec, probe_result) = match probing.send(&pod, None).await? {
+                        (ec, Judged::Done(result)) => (ec, result),
+                        (_, Judged::Denied { .. } | Judged::Stale(_)) => return Err(error),
+                    };
+                    let fallback = if server_dry_run {
+                        Fallback::DryRun
+                    } else {
+                        Fallback::Probed
+                    };
+                    if !d.quiet {
+                        eprintln!(
+                            "{}",
+                            untargeted_note(
+                                picked,
+                                *by,
+                                &denial,
+                                fallback,
+                                &ns,
+                                &args.pod,
+                                &cluster.flags
+                            )
+                        );
+                    }
+                    if server_dry_run {
                         (probe_ec, probe_result)
                     } else {
                         match adding.send(&pod, None).await? {
@@ -687,6 +743,7 @@ pub async fn run(args: AttachArgs) -> Result<ExitCode, KspyError> {
 }
 
 /// What adding the debug container sends, whatever its target.
+#[derive(Clone, Copy)]
 struct Adding<'a> {
     cluster: &'a Cluster,
     builder: &'a ContainerSpecBuilder,
@@ -731,21 +788,34 @@ impl Adding<'_> {
     }
 }
 
-/// The note kspy prints when no target was named, kspy's own pick of `first` (the pod's first
-/// container) was `denial`'s, and the debug container is sent without a target instead (or,
-/// in a server dry run, would be: the untargeted dry run was admitted).
+/// How the debug container came to be sent without a target after kspy's own pick was
+/// denied ([`untargeted_note`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fallback {
+    /// A dry run without a target was admitted (before the denied request when kspy picked
+    /// the first container, after it otherwise); the real request without one is being sent.
+    Probed,
+    /// `--dry-run=server`: the dry run without a target was admitted.
+    DryRun,
+}
+
+/// The note kspy prints when no target was named, kspy's own pick of `picked` (`by` says why
+/// it picked it) was `denial`'s, and the debug container is sent without a target instead
+/// (`how`: or, in a server dry run, would be: the untargeted dry run was admitted).
 /// `ns`, `pod` and `flags` (the cluster flags given) go into the command it suggests.
 fn untargeted_note(
-    first: &str,
+    picked: &str,
+    by: PickedBy,
     denial: &WebhookDenial,
-    dry_run: bool,
+    how: Fallback,
     ns: &str,
     pod: &str,
     flags: &str,
 ) -> String {
     let mut text = format!(
-        "note: no target container was named: kspy targeted {first}, the pod's first container, \
-         and admission webhook \"{}\" refused it as target",
+        "note: no target container was named: kspy targeted {picked}, {}, and admission webhook \
+         \"{}\" refused it as target",
+        by.describe(),
         output::printable(&denial.webhook)
     );
     match denial.reasons.as_slice() {
@@ -757,17 +827,20 @@ fn untargeted_note(
             }
         }
     }
-    let what = if dry_run {
-        "a real run sends the debug container without a target instead, as this dry run shows \
-         (the dry run without a target was admitted)"
-    } else {
-        "sending the debug container without a target instead, as a dry run without one was \
-         admitted (the denied request wrote nothing)"
+    let what = match how {
+        Fallback::DryRun => {
+            "a real run sends the debug container without a target instead, as this dry run \
+             shows (the dry run without a target was admitted)"
+        }
+        Fallback::Probed => {
+            "sending the debug container without a target instead, as a dry run without one \
+             was admitted (the denied request wrote nothing)"
+        }
     };
     text.push_str(&format!(
-        "{what}: it shares the pod's network and IPC namespaces but not {first}'s processes; to \
+        "{what}: it shares the pod's network and IPC namespaces but not {picked}'s processes; to \
          target a container, name it: `{} attach {pod} -n {ns}{flags} -c CONTAINER` (the policy \
-         may refuse {first} as above)",
+         may refuse {picked} as above)",
         crate::prog()
     ));
     text
@@ -1156,7 +1229,15 @@ mod tests {
              container for pod prod/duo:\n- mounting secret volume \"creds\"\u{1b}[2J",
         )
         .expect("a webhook denial");
-        let note = untargeted_note("app", &denial, false, "prod", "duo", " --context c");
+        let note = untargeted_note(
+            "app",
+            PickedBy::FirstContainer,
+            &denial,
+            Fallback::Probed,
+            "prod",
+            "duo",
+            " --context c",
+        );
         assert!(
             note.starts_with(
                 "note: no target container was named: kspy targeted app, the pod's first \
@@ -1171,8 +1252,32 @@ mod tests {
             note.contains("`kspy attach duo -n prod --context c -c CONTAINER`"),
             "{note}"
         );
-        let dry = untargeted_note("app", &denial, true, "prod", "duo", "");
+        let dry = untargeted_note(
+            "app",
+            PickedBy::FirstContainer,
+            &denial,
+            Fallback::DryRun,
+            "prod",
+            "duo",
+            "",
+        );
         assert!(dry.contains("a real run sends the debug container without a target instead"));
+        let sole = untargeted_note(
+            "app",
+            PickedBy::OnlyContainer,
+            &denial,
+            Fallback::Probed,
+            "prod",
+            "solo",
+            "",
+        );
+        assert!(
+            sole.starts_with(
+                "note: no target container was named: kspy targeted app, the pod's only \
+                 container, and admission webhook"
+            ),
+            "{sole}"
+        );
     }
 
     #[test]

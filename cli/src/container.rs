@@ -637,9 +637,17 @@ fn merge_name(custom: &Value) -> Value {
 /// Which container a new ephemeral container targets.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TargetChoice {
-    /// This container: named with `-c`, by the pod's default-container annotation, or the
-    /// pod's only container.
+    /// This container, named by the user with `-c`: never dropped.
     Named(String),
+    /// This container, picked by kspy since nothing was named: the pod's only container, or
+    /// the one its default-container annotation names — for `kspy attach`, none when an
+    /// admission webhook refuses it as target but admits the container without one.
+    Picked {
+        /// The container picked.
+        name: String,
+        /// Why kspy picked it.
+        by: PickedBy,
+    },
     /// The pod has several containers and nothing says which: the kspy webhook's policy
     /// default decides, else the first container (`first`) — for `kspy attach`, none when an
     /// admission webhook refuses `first` as target but admits the container without one.
@@ -649,11 +657,35 @@ pub enum TargetChoice {
     },
 }
 
+/// Why kspy picked a target container the user did not name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PickedBy {
+    /// It is the pod's only container.
+    OnlyContainer,
+    /// The pod's `kubectl.kubernetes.io/default-container` annotation names it.
+    Annotation,
+    /// It is the first of the pod's containers.
+    FirstContainer,
+}
+
+impl PickedBy {
+    /// What the container is to the pod, as notes say it ("the pod's only container").
+    pub fn describe(self) -> &'static str {
+        match self {
+            PickedBy::OnlyContainer => "the pod's only container",
+            PickedBy::Annotation => {
+                "the pod's default container (annotation kubectl.kubernetes.io/default-container)"
+            }
+            PickedBy::FirstContainer => "the pod's first container",
+        }
+    }
+}
+
 impl TargetChoice {
     /// The target container's name when known.
     pub fn name(&self) -> Option<&str> {
         match self {
-            TargetChoice::Named(n) => Some(n),
+            TargetChoice::Named(n) | TargetChoice::Picked { name: n, .. } => Some(n),
             TargetChoice::Ambiguous { .. } => None,
         }
     }
@@ -700,7 +732,10 @@ pub fn resolve_target(pod: &Pod, requested: Option<&str>) -> Result<TargetChoice
         .and_then(|a| a.get(DEFAULT_CONTAINER_ANNOTATION))
         .filter(|n| containers.contains(n));
     if let Some(name) = annotated {
-        return Ok(TargetChoice::Named(name.clone()));
+        return Ok(TargetChoice::Picked {
+            name: name.clone(),
+            by: PickedBy::Annotation,
+        });
     }
     match containers.as_slice() {
         [] => Err(BuildError::UnknownContainer {
@@ -709,7 +744,10 @@ pub fn resolve_target(pod: &Pod, requested: Option<&str>) -> Result<TargetChoice
             wanted: String::new(),
             existing: Vec::new(),
         }),
-        [only] => Ok(TargetChoice::Named(only.clone())),
+        [only] => Ok(TargetChoice::Picked {
+            name: only.clone(),
+            by: PickedBy::OnlyContainer,
+        }),
         [first, ..] => Ok(TargetChoice::Ambiguous {
             first: first.clone(),
         }),
@@ -1789,7 +1827,10 @@ mod tests {
             .insert(DEFAULT_CONTAINER_ANNOTATION.into(), "sidecar".into());
         assert_eq!(
             resolve_target(&annotated, None).expect("ok"),
-            TargetChoice::Named("sidecar".into())
+            TargetChoice::Picked {
+                name: "sidecar".into(),
+                by: PickedBy::Annotation
+            }
         );
 
         let mut single = pod.clone();
@@ -1798,7 +1839,10 @@ mod tests {
         }
         assert_eq!(
             resolve_target(&single, None).expect("ok"),
-            TargetChoice::Named("app".into())
+            TargetChoice::Picked {
+                name: "app".into(),
+                by: PickedBy::OnlyContainer
+            }
         );
     }
 

@@ -561,7 +561,7 @@ pub async fn run(args: CopyArgs) -> Result<ExitCode, KspyError> {
     // Refused before any other request; `build_copy` uses the same answer.
     share_process_namespace(&source, args.share_processes)?;
     let target = match resolve_target(&source, args.target.target.as_deref())? {
-        TargetChoice::Named(n) => n,
+        TargetChoice::Named(n) | TargetChoice::Picked { name: n, .. } => n,
         TargetChoice::Ambiguous { first } => first,
     };
     // As kubectl: --set-image alone makes no debug container (`main` refuses the debug

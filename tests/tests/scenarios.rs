@@ -203,12 +203,17 @@ async fn a_debug_container_that_could_become_its_targets_user_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let custom = dir.path().join("custom.json");
     let custom_arg = custom.to_str().unwrap().to_owned();
-    // bob attaches busybox (root) as is (`legacy`), with `security_context` from a file.
+    // bob attaches busybox (root) as is (`legacy`), with `security_context` from a file,
+    // targeting `app` by name: kspy drops a target it picked itself when the policy refuses
+    // it (`kspy_attach_drops_its_own_sole_container_target_the_policy_refuses`), never one the
+    // user named.
     let attach_with = |security_context: &'static str| {
         std::fs::write(&custom, security_context).unwrap();
         let args = [
             "attach",
             "web",
+            "-c",
+            "app",
             "--image",
             "busybox:1.36",
             "--profile",
@@ -908,6 +913,154 @@ async fn kspy_attach_drops_its_own_first_container_target_the_policy_refuses() {
         .expect("added");
     assert_eq!(ec.target_container_name.as_deref(), Some("app"), "{ec:?}");
     assert_eq!(patches() - before, 2, "the dry-run probe and the write");
+}
+
+/// As `kspy_attach_drops_its_own_first_container_target_the_policy_refuses`, on a pod of ONE
+/// container: kspy picks `app`, the only container, without asking anyone, and the shipped
+/// policy refuses it as target (the pod-level runAsUser and the Secret mount `creds`), while
+/// `kubectl debug POD --image=…` is admitted. kspy now sends the container once more without
+/// a target when its own pick is denied, and says so; the server dry run the same. `-c app`,
+/// named by the user, is never dropped: denied. A one-container pod whose container may be
+/// targeted keeps its target, with the one PATCH as before. In process only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kspy_attach_drops_its_own_sole_container_target_the_policy_refuses() {
+    let Some(bin) = tools::kspy_bin() else {
+        tools::skip("kspy binary not found next to the test executable; run `cargo build -p kspy`");
+        return;
+    };
+    if tools::real_cluster().is_some() {
+        tools::skip("in process only: it installs the shipped policies");
+        return;
+    }
+    const NS: &str = "shop";
+    let mut shared = kspy_e2e::fixtures::web_pod(NS, "shared-solo");
+    if let Some(spec) = shared.spec.as_mut() {
+        spec.security_context = Some(
+            serde_json::from_value(serde_json::json!({"runAsUser": 1000, "runAsGroup": 1000}))
+                .expect("security context"),
+        );
+        for c in &mut spec.containers {
+            c.security_context = None;
+        }
+        assert_eq!(spec.containers.len(), 1, "one container");
+    }
+    let server = kspy_e2e::apiserver::ApiServer::builder()
+        .identity(
+            kspy_e2e::identity::Identity::new("dana").groups(&["developers", "team-checkout"]),
+        )
+        .namespace(NS, &[("team", "checkout")])
+        .pod(shared)
+        .pod(kspy_e2e::fixtures::web_pod(NS, "solo"))
+        .start()
+        .await
+        .expect("API server starts");
+    let (_webhook, _) = kspy_e2e::scenario::wire_kspy(
+        &server,
+        kspy_e2e::scenario::workspace_root().join("policies"),
+    )
+    .await
+    .expect("kspy's webhook starts");
+    let attach = |pod: &'static str, extra: &'static [&'static str]| {
+        let server = &server;
+        let bin = bin.clone();
+        async move {
+            let mut args: Vec<String> = [
+                "attach",
+                "--kubeconfig",
+                &server.kubeconfig_for("dana").display().to_string(),
+                "-n",
+                NS,
+                pod,
+                "--image",
+                "busybox:1.36",
+                "--profile",
+                "baseline",
+                "--no-attach",
+            ]
+            .iter()
+            .map(|a| a.to_string())
+            .collect();
+            args.extend(extra.iter().map(|a| a.to_string()));
+            let env = [
+                ("HOME".to_string(), server.dir().display().to_string()),
+                ("NO_COLOR".to_string(), "1".to_string()),
+            ];
+            tools::run(&bin, &args, &env, None, Duration::from_secs(60))
+                .await
+                .expect("kspy runs")
+        }
+    };
+    let pods = Api::<Pod>::namespaced(server.client("admin").await.expect("client"), NS);
+    let patches = |pod: &str| {
+        let uri = format!("/pods/{pod}/ephemeralcontainers");
+        server
+            .requests()
+            .iter()
+            .filter(|r| r.method == "PATCH" && r.uri.contains(&uri))
+            .count()
+    };
+    let note = "note: no target container was named: kspy targeted app, the pod's only \
+                container, and admission webhook \"validate.kspy.dev\" refused it as target";
+
+    // The server dry run says what the real command does: admitted without a target.
+    let out = attach("shared-solo", &["--dry-run=server", "-o", "json"]).await;
+    assert!(out.success(), "{}", out.all());
+    assert!(out.stderr.contains(note), "{}", out.all());
+    let admitted: Value = serde_json::from_str(&out.stdout).expect("-o json prints JSON");
+    assert_eq!(admitted["targetContainerName"], Value::Null, "{admitted}");
+    assert!(ephemeral(&pods.get("shared-solo").await.unwrap()).is_empty());
+
+    let before = patches("shared-solo");
+    let out = attach("shared-solo", &[]).await;
+    assert!(out.success(), "{}", out.all());
+    for part in [
+        note,
+        "mounting secret volume \"creds\"",
+        "sending the debug container without a target instead",
+        "-c CONTAINER",
+        "(no target container:",
+    ] {
+        assert!(out.stderr.contains(part), "{part}: {}", out.all());
+    }
+    let added = ephemeral(&pods.get("shared-solo").await.unwrap());
+    assert_eq!(added.len(), 1, "added once: {added:?}");
+    assert_eq!(added[0].target_container_name, None, "{:?}", added[0]);
+    assert_eq!(
+        patches("shared-solo") - before,
+        3,
+        "the denied write, the dry run without a target, and the write without one"
+    );
+
+    // A target the user names is never dropped: denied, nothing added, no note.
+    let out = attach("shared-solo", &["-c", "app"]).await;
+    assert!(!out.success(), "{}", out.all());
+    assert!(
+        out.stderr.contains("validate.kspy.dev") && out.stderr.contains("creds"),
+        "{}",
+        out.all()
+    );
+    assert!(
+        !out.stderr.contains("refused it as target"),
+        "{}",
+        out.all()
+    );
+    assert_eq!(ephemeral(&pods.get("shared-solo").await.unwrap()).len(), 1);
+
+    // No regression: solo's only container may be targeted, and is, with the one write.
+    let before = patches("solo");
+    let out = attach("solo", &[]).await;
+    assert!(out.success(), "{}", out.all());
+    assert!(
+        !out.stderr.contains("refused it as target"),
+        "{}",
+        out.all()
+    );
+    assert!(out.stderr.contains("(target: app,"), "{}", out.all());
+    let ec = ephemeral(&pods.get("solo").await.unwrap())
+        .pop()
+        .expect("added");
+    assert_eq!(ec.target_container_name.as_deref(), Some("app"), "{ec:?}");
+    assert_eq!(patches("solo") - before, 1, "the write alone");
 }
 
 /// The pod `kubectl debug web --copy-to=NAME --image=busybox:1.36` creates, built here: the

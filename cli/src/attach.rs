@@ -607,6 +607,12 @@ pub async fn run(args: AttachArgs) -> Result<ExitCode, KspyError> {
         dry_run: server_dry_run,
         action: &action,
     };
+    // What the note says of the untargeted fallback, should kspy's own pick be refused.
+    let fallback = if server_dry_run {
+        Fallback::DryRun
+    } else {
+        Fallback::Probed
+    };
     let (ec, result) = match probed {
         Some(result) if server_dry_run => (
             builder.build_ephemeral(&pod, None, Some(&reference))?,
@@ -620,11 +626,6 @@ pub async fn run(args: AttachArgs) -> Result<ExitCode, KspyError> {
                 // target where /validate would refuse it): do what the user asked for. The
                 // denied request wrote nothing.
                 (TargetChoice::Ambiguous { first }, Some((probe_ec, probe_result))) => {
-                    let fallback = if server_dry_run {
-                        Fallback::DryRun
-                    } else {
-                        Fallback::Probed
-                    };
                     if !d.quiet {
                         eprintln!(
                             "{}",
@@ -665,11 +666,6 @@ pub async fn run(args: AttachArgs) -> Result<ExitCode, KspyError> {
                     let (probe_ec, probe_result) = match probing.send(&pod, None).await? {
                         (ec, Judged::Done(result)) => (ec, result),
                         (_, Judged::Denied { .. } | Judged::Stale(_)) => return Err(error),
-                    };
-                    let fallback = if server_dry_run {
-                        Fallback::DryRun
-                    } else {
-                        Fallback::Probed
                     };
                     if !d.quiet {
                         eprintln!(

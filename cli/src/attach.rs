@@ -620,80 +620,65 @@ pub async fn run(args: AttachArgs) -> Result<ExitCode, KspyError> {
         ),
         _ => match adding.send(&pod, target.as_deref()).await? {
             (ec, Judged::Done(result)) => (ec, result),
-            (_, Judged::Denied { denial, error }) => match (&choice, untargeted) {
-                // kspy's own pick was refused where the user named no target, and the same
-                // container without one was admitted (kspy's webhook withholds its default
-                // target where /validate would refuse it): do what the user asked for. The
-                // denied request wrote nothing.
-                (TargetChoice::Ambiguous { first }, Some((probe_ec, probe_result))) => {
-                    if !d.quiet {
-                        eprintln!(
-                            "{}",
-                            untargeted_note(
-                                first,
-                                PickedBy::FirstContainer,
-                                &denial,
-                                fallback,
-                                &ns,
-                                &args.pod,
-                                &cluster.flags
-                            )
-                        );
+            (_, Judged::Denied { denial, error }) => {
+                // The container kspy picked itself, why, and a dry run of the same container
+                // without a target that was admitted; `None` when the refused target was the
+                // user's, or nothing without a target is admitted either.
+                let fallback_from = match (&choice, untargeted) {
+                    // kspy's own pick was refused where the user named no target, and the
+                    // same container without one was admitted (kspy's webhook withholds its
+                    // default target where /validate would refuse it): do what the user
+                    // asked for. The denied request wrote nothing.
+                    (TargetChoice::Ambiguous { first }, Some(probe)) => {
+                        Some((first.as_str(), PickedBy::FirstContainer, probe))
                     }
-                    if server_dry_run {
-                        // The probe was that dry run.
-                        (probe_ec, probe_result)
-                    } else {
-                        match adding.send(&pod, None).await? {
-                            (ec, Judged::Done(result)) => (ec, result),
-                            (_, Judged::Denied { error, .. } | Judged::Stale(error)) => {
-                                return Err(error);
-                            }
+                    // kspy picked the pod's only container, or its annotated default, and no
+                    // probe was sent (that would cost a request on every attach): only now, on
+                    // a denial that wrote nothing, ask without a target — a dry run, which
+                    // leaves no Event or side effect when it is refused too. Then the first
+                    // denial is the answer (as when the pod changed twice): it is about what
+                    // kspy sent, and nothing was written.
+                    (TargetChoice::Picked { name, by }, _) => {
+                        let probing = Adding {
+                            dry_run: true,
+                            ..adding
+                        };
+                        match probing.send(&pod, None).await? {
+                            (ec, Judged::Done(result)) => Some((name.as_str(), *by, (ec, result))),
+                            (_, Judged::Denied { .. } | Judged::Stale(_)) => None,
                         }
                     }
+                    _ => None,
+                };
+                let Some((picked, by, (probe_ec, probe_result))) = fallback_from else {
+                    return Err(error);
+                };
+                if !d.quiet {
+                    eprintln!(
+                        "{}",
+                        untargeted_note(
+                            picked,
+                            by,
+                            &denial,
+                            fallback,
+                            &ns,
+                            &args.pod,
+                            &cluster.flags
+                        )
+                    );
                 }
-                // kspy picked the pod's only container, or its annotated default, and no
-                // probe was sent (that would cost a request on every attach): only now, on a
-                // denial that wrote nothing, ask without a target — a dry run, which leaves no
-                // Event or side effect when it is refused too. Then the first denial is the
-                // answer (as when the pod changed twice): it is about what kspy sent, and
-                // nothing was written. Under --dry-run=server the dry run is the answer.
-                (TargetChoice::Picked { name: picked, by }, _) => {
-                    let probing = Adding {
-                        dry_run: true,
-                        ..adding
-                    };
-                    let (probe_ec, probe_result) = match probing.send(&pod, None).await? {
+                if server_dry_run {
+                    // The admitted dry run without a target is the answer.
+                    (probe_ec, probe_result)
+                } else {
+                    match adding.send(&pod, None).await? {
                         (ec, Judged::Done(result)) => (ec, result),
-                        (_, Judged::Denied { .. } | Judged::Stale(_)) => return Err(error),
-                    };
-                    if !d.quiet {
-                        eprintln!(
-                            "{}",
-                            untargeted_note(
-                                picked,
-                                *by,
-                                &denial,
-                                fallback,
-                                &ns,
-                                &args.pod,
-                                &cluster.flags
-                            )
-                        );
-                    }
-                    if server_dry_run {
-                        (probe_ec, probe_result)
-                    } else {
-                        match adding.send(&pod, None).await? {
-                            (ec, Judged::Done(result)) => (ec, result),
-                            (_, Judged::Denied { error, .. } | Judged::Stale(error)) => {
-                                return Err(error);
-                            }
+                        (_, Judged::Denied { error, .. } | Judged::Stale(error)) => {
+                            return Err(error);
                         }
                     }
                 }
-                _ => return Err(error),
-            },
+            }
             (_, Judged::Stale(error)) => return Err(error),
         },
     };

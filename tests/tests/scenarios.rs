@@ -744,14 +744,7 @@ async fn tracing_a_container_is_judged_for_what_it_holds() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_debug_gets_no_target_default_that_would_refuse_it() {
     let Some(env) = env().await else { return };
-    let mut shared = kspy_e2e::fixtures::web_pod(&env.ns, "shared-user");
-    if let Some(spec) = shared.spec.as_mut() {
-        spec.security_context = Some(
-            serde_json::from_value(serde_json::json!({"runAsUser": 1000, "runAsGroup": 1000}))
-                .expect("security context"),
-        );
-        spec.containers[0].security_context = None;
-    }
+    let shared = with_pod_level_user(kspy_e2e::fixtures::web_pod(&env.ns, "shared-user"));
     Api::<Pod>::namespaced(env.client("admin").await.unwrap(), &env.ns)
         .create(&Default::default(), &shared)
         .await
@@ -786,6 +779,85 @@ async fn kubectl_debug_gets_no_target_default_that_would_refuse_it() {
     env.cleanup().await.unwrap();
 }
 
+/// `pod` naming its user (1000) at the pod level only, as many charts do: a debug container
+/// without a user of its own runs as that user too, so as any container it targets.
+fn with_pod_level_user(mut pod: Pod) -> Pod {
+    if let Some(spec) = pod.spec.as_mut() {
+        spec.security_context = Some(
+            serde_json::from_value(serde_json::json!({"runAsUser": 1000, "runAsGroup": 1000}))
+                .expect("security context"),
+        );
+        for c in &mut spec.containers {
+            c.security_context = None;
+        }
+    }
+    pod
+}
+
+/// Namespace `shop` (team=checkout) of an in-process API server holding some pods, with
+/// developer dana of team checkout, behind kspy's webhook running the shipped policies.
+struct DanaInShop {
+    server: kspy_e2e::apiserver::ApiServer,
+    _webhook: kspy_webhook::RunningServer,
+    bin: std::path::PathBuf,
+}
+
+impl DanaInShop {
+    /// Starts the API server with `pods` in `shop` and kspy's webhook; `bin` is kspy.
+    async fn start(bin: std::path::PathBuf, pods: Vec<Pod>) -> DanaInShop {
+        let mut builder = kspy_e2e::apiserver::ApiServer::builder()
+            .identity(
+                kspy_e2e::identity::Identity::new("dana").groups(&["developers", "team-checkout"]),
+            )
+            .namespace("shop", &[("team", "checkout")]);
+        for pod in pods {
+            builder = builder.pod(pod);
+        }
+        let server = builder.start().await.expect("API server starts");
+        let (webhook, _) = kspy_e2e::scenario::wire_kspy(
+            &server,
+            kspy_e2e::scenario::workspace_root().join("policies"),
+        )
+        .await
+        .expect("kspy's webhook starts");
+        DanaInShop {
+            server,
+            _webhook: webhook,
+            bin,
+        }
+    }
+
+    /// `kspy attach POD` as dana in `shop` with busybox, the baseline profile and no
+    /// terminal, then `extra`.
+    async fn attach(&self, pod: &str, extra: &[&str]) -> tools::Output {
+        let kubeconfig = self.server.kubeconfig_for("dana").display().to_string();
+        let mut args: Vec<String> = [
+            "attach",
+            "--kubeconfig",
+            &kubeconfig,
+            "-n",
+            "shop",
+            pod,
+            "--image",
+            "busybox:1.36",
+            "--profile",
+            "baseline",
+            "--no-attach",
+        ]
+        .iter()
+        .map(|a| a.to_string())
+        .collect();
+        args.extend(extra.iter().map(|a| a.to_string()));
+        let env = [
+            ("HOME".to_string(), self.server.dir().display().to_string()),
+            ("NO_COLOR".to_string(), "1".to_string()),
+        ];
+        tools::run(&self.bin, &args, &env, None, Duration::from_secs(60))
+            .await
+            .expect("kspy runs")
+    }
+}
+
 /// `kspy attach` without `-c` on a pod of several containers whose first, `app`, the shipped
 /// policy (`developer-attach`) refuses as target: `app` runs as the pod-level runAsUser, which
 /// the debug container gets too, and has a Secret mount. kspy's webhook withholds its
@@ -806,62 +878,14 @@ async fn kspy_attach_drops_its_own_first_container_target_the_policy_refuses() {
         return;
     }
     const NS: &str = "shop";
-    let mut shared = kspy_e2e::fixtures::two_container_pod(NS, "shared-duo");
-    if let Some(spec) = shared.spec.as_mut() {
-        spec.security_context = Some(
-            serde_json::from_value(serde_json::json!({"runAsUser": 1000, "runAsGroup": 1000}))
-                .expect("security context"),
-        );
-        for c in &mut spec.containers {
-            c.security_context = None;
-        }
-    }
-    let server = kspy_e2e::apiserver::ApiServer::builder()
-        .identity(
-            kspy_e2e::identity::Identity::new("dana").groups(&["developers", "team-checkout"]),
-        )
-        .namespace(NS, &[("team", "checkout")])
-        .pod(shared)
-        .pod(kspy_e2e::fixtures::two_container_pod(NS, "duo"))
-        .start()
-        .await
-        .expect("API server starts");
-    let (_webhook, _) = kspy_e2e::scenario::wire_kspy(
-        &server,
-        kspy_e2e::scenario::workspace_root().join("policies"),
+    let shared = with_pod_level_user(kspy_e2e::fixtures::two_container_pod(NS, "shared-duo"));
+    let shop = DanaInShop::start(
+        bin,
+        vec![shared, kspy_e2e::fixtures::two_container_pod(NS, "duo")],
     )
-    .await
-    .expect("kspy's webhook starts");
-    let attach = |pod: &'static str, extra: &'static [&'static str]| {
-        let server = &server;
-        let bin = bin.clone();
-        async move {
-            let mut args: Vec<String> = [
-                "attach",
-                "--kubeconfig",
-                &server.kubeconfig_for("dana").display().to_string(),
-                "-n",
-                NS,
-                pod,
-                "--image",
-                "busybox:1.36",
-                "--profile",
-                "baseline",
-                "--no-attach",
-            ]
-            .iter()
-            .map(|a| a.to_string())
-            .collect();
-            args.extend(extra.iter().map(|a| a.to_string()));
-            let env = [
-                ("HOME".to_string(), server.dir().display().to_string()),
-                ("NO_COLOR".to_string(), "1".to_string()),
-            ];
-            tools::run(&bin, &args, &env, None, Duration::from_secs(60))
-                .await
-                .expect("kspy runs")
-        }
-    };
+    .await;
+    let server = &shop.server;
+    let attach = |pod: &'static str, extra: &'static [&'static str]| shop.attach(pod, extra);
     let pods = Api::<Pod>::namespaced(server.client("admin").await.expect("client"), NS);
     let note = "note: no target container was named: kspy targeted app, the pod's first \
                 container, and admission webhook \"validate.kspy.dev\" refused it as target";
@@ -933,63 +957,15 @@ async fn kspy_attach_drops_its_own_sole_container_target_the_policy_refuses() {
         return;
     }
     const NS: &str = "shop";
-    let mut shared = kspy_e2e::fixtures::web_pod(NS, "shared-solo");
-    if let Some(spec) = shared.spec.as_mut() {
-        spec.security_context = Some(
-            serde_json::from_value(serde_json::json!({"runAsUser": 1000, "runAsGroup": 1000}))
-                .expect("security context"),
-        );
-        for c in &mut spec.containers {
-            c.security_context = None;
-        }
-        assert_eq!(spec.containers.len(), 1, "one container");
-    }
-    let server = kspy_e2e::apiserver::ApiServer::builder()
-        .identity(
-            kspy_e2e::identity::Identity::new("dana").groups(&["developers", "team-checkout"]),
-        )
-        .namespace(NS, &[("team", "checkout")])
-        .pod(shared)
-        .pod(kspy_e2e::fixtures::web_pod(NS, "solo"))
-        .start()
-        .await
-        .expect("API server starts");
-    let (_webhook, _) = kspy_e2e::scenario::wire_kspy(
-        &server,
-        kspy_e2e::scenario::workspace_root().join("policies"),
-    )
-    .await
-    .expect("kspy's webhook starts");
-    let attach = |pod: &'static str, extra: &'static [&'static str]| {
-        let server = &server;
-        let bin = bin.clone();
-        async move {
-            let mut args: Vec<String> = [
-                "attach",
-                "--kubeconfig",
-                &server.kubeconfig_for("dana").display().to_string(),
-                "-n",
-                NS,
-                pod,
-                "--image",
-                "busybox:1.36",
-                "--profile",
-                "baseline",
-                "--no-attach",
-            ]
-            .iter()
-            .map(|a| a.to_string())
-            .collect();
-            args.extend(extra.iter().map(|a| a.to_string()));
-            let env = [
-                ("HOME".to_string(), server.dir().display().to_string()),
-                ("NO_COLOR".to_string(), "1".to_string()),
-            ];
-            tools::run(&bin, &args, &env, None, Duration::from_secs(60))
-                .await
-                .expect("kspy runs")
-        }
-    };
+    let shared = with_pod_level_user(kspy_e2e::fixtures::web_pod(NS, "shared-solo"));
+    assert_eq!(
+        shared.spec.as_ref().map(|s| s.containers.len()),
+        Some(1),
+        "one container"
+    );
+    let shop = DanaInShop::start(bin, vec![shared, kspy_e2e::fixtures::web_pod(NS, "solo")]).await;
+    let server = &shop.server;
+    let attach = |pod: &'static str, extra: &'static [&'static str]| shop.attach(pod, extra);
     let pods = Api::<Pod>::namespaced(server.client("admin").await.expect("client"), NS);
     let patches = |pod: &str| {
         let uri = format!("/pods/{pod}/ephemeralcontainers");

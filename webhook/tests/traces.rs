@@ -59,6 +59,16 @@ fn attributes(kv: &[KeyValue]) -> HashMap<String, String> {
         .collect()
 }
 
+/// Every span the collector received, of every export, in order.
+fn all_spans(received: &Received) -> Vec<Span> {
+    received
+        .lock()
+        .expect("lock")
+        .iter()
+        .flat_map(|(_, spans)| spans.clone())
+        .collect()
+}
+
 /// A stand-in OTLP/HTTP collector on loopback: its base URL (for
 /// `OTEL_EXPORTER_OTLP_ENDPOINT`) and what it receives.
 async fn collector() -> (String, Received) {
@@ -401,12 +411,7 @@ async fn a_review_carrying_w3c_trace_context_is_a_child_of_the_callers_span() {
     webhook.terminate();
     assert!(webhook.wait().await.success());
 
-    let spans: Vec<Span> = received
-        .lock()
-        .expect("lock")
-        .iter()
-        .flat_map(|(_, spans)| spans.clone())
-        .collect();
+    let spans = all_spans(&received);
     assert_eq!(spans.len(), 2, "{spans:?}");
     let (child, own): (Vec<&Span>, Vec<&Span>) = spans
         .iter()
@@ -485,12 +490,7 @@ async fn span_attributes_hold_at_most_a_bounded_part_of_what_the_client_sent() {
     webhook.terminate();
     assert!(webhook.wait().await.success());
 
-    let spans: Vec<Span> = received
-        .lock()
-        .expect("lock")
-        .iter()
-        .flat_map(|(_, spans)| spans.clone())
-        .collect();
+    let spans = all_spans(&received);
     assert_eq!(spans.len(), 2, "{}", spans.len());
     for span in &spans {
         for (key, value) in attributes(&span.attributes) {

@@ -134,7 +134,16 @@ pub async fn follow(
                 tty::print_logs(cluster, &pod, container, exited.restarted).await?;
                 Ok(exit_code(exited.exit_code))
             }
-            _ => Err(err),
+            // The container was added (or the pod created) and outlives the failed attach:
+            // say how to reach it once the cause is fixed, as after a wait that failed, so
+            // that running the same kspy command again does not add a second one.
+            Ok(None) => Err(err.details([format!(
+                "container {container} of pod {}/{name} still shows as running; once the \
+                 cause is fixed, attach to it with: {reattach}",
+                cluster.namespace
+            )])),
+            // Gone, or its state unknown: nothing to point at.
+            Err(_) => Err(err),
         };
     }
     match exit_after_session(cluster, &name, container, restarts_before, EXIT_STATUS_WAIT).await? {

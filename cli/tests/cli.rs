@@ -2830,7 +2830,7 @@ fn failed_attach_is_an_error() {
     assert_eq!(stdout, "");
     assert!(
         stderr.contains(&format!(
-            "kspy: could not attach to container debugger-gone of pod prod/{WEB}\n  Internal error occurred: error attaching to container: failed to load task: no running task found: task 0a1b2c not found: not found\nhint: the container may have stopped before kspy attached"
+            "kspy: could not attach to container debugger-gone of pod prod/{WEB}\n  Internal error occurred: error attaching to container: failed to load task: no running task found: task 0a1b2c not found: not found\n  container debugger-gone of pod prod/{WEB} still shows as running; once the cause is fixed, attach to it with: kspy attach {WEB} -n prod --reuse --name debugger-gone -i  (or: kubectl attach {WEB} -n prod -c debugger-gone -i)\nhint: the container may have stopped before kspy attached"
         )),
         "{stderr}"
     );
@@ -2860,6 +2860,16 @@ fn an_attach_refused_by_rbac_names_the_permission() {
         "{stderr}"
     );
     assert!(!stderr.contains("switch protocol"), "{stderr}");
+    // The container was added and still runs: the user is told how to reach it once granted,
+    // not left to run the same command again and add a second one.
+    assert!(
+        stderr.contains(&format!(
+            "  container debugger-refused of pod prod/{WEB} still shows as running; once the cause \
+             is fixed, attach to it with: kspy attach {WEB} -n prod --reuse --name debugger-refused -i  \
+             (or: kubectl attach {WEB} -n prod -c debugger-refused -i)\n"
+        )),
+        "{stderr}"
+    );
 }
 
 fn evict(pod: &mut Value) {

@@ -6,7 +6,14 @@
 //! - [`NamespaceSource::Static`]: a fixed set (tests, offline runs).
 //! - [`NamespaceSource::Api`]: `GET /api/v1/namespaces/NAME` with a Kubernetes client (needs
 //!   RBAC `get` on `namespaces`), cached per name for `ttl`; on an API error, or when the API
-//!   server does not answer within [`lookup_budget`], the last known object is used, or none.
+//!   server does not answer within [`lookup_budget`], the last known object is used if it was
+//!   read within [`STALE_TTLS`] times `ttl`, otherwise none (fail closed: a guardrail that
+//!   selects namespaces by label denies). A Namespace relabelled while the API server cannot
+//!   be read used to be judged by its old labels for as long as the outage lasted.
+//!
+//! Each lookup is stamped with the time its request was sent, and an answer never replaces
+//! one from a later request: a slow answer read before a relabel used to overwrite the
+//! relabelled Namespace a quicker lookup had just cached, and stand for a whole `ttl`.
 //!
 //! The review handler asks for a Namespace only once the body parsed as a review and only
 //! when the engine needs it: a debug request in a namespace, or a pod CREATE a configured
@@ -18,6 +25,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Namespace;
+
+use crate::bounded_text::{FIELD_BYTES, MESSAGE_BYTES, bounded};
 
 /// Default time a looked-up Namespace is reused.
 pub const DEFAULT_NAMESPACE_TTL: Duration = Duration::from_secs(30);
@@ -84,6 +93,10 @@ pub(crate) struct NamespaceLookup {
 
 /// Upper bound on cached names, so a flood of bogus names cannot grow memory without end.
 const MAX_CACHED: usize = 10_000;
+
+/// How many `ttl`s old the last known Namespace may be to stand in for a lookup that failed
+/// (5 minutes with the default 30 s); older, the Namespace is unknown.
+pub const STALE_TTLS: u32 = 10;
 
 /// Longest an API lookup may take, whatever the review deadline.
 pub const MAX_LOOKUP_TIME: Duration = Duration::from_secs(2);
@@ -171,34 +184,64 @@ impl NamespaceLookup {
                     return entry.namespace.clone();
                 }
                 let api: kube::Api<Namespace> = kube::Api::all(client.clone());
+                let sent = Instant::now();
                 let fetched = tokio::time::timeout_at(deadline, api.get_opt(name)).await;
                 let namespace = match fetched {
                     Ok(Ok(found)) => found.map(Arc::new),
                     Ok(Err(err)) => {
-                        tracing::warn!(namespace = name, error = %err, "cannot read the Namespace; using the last known one");
-                        return cached.and_then(|e| e.namespace);
+                        let (stand_in, used) = last_known(cached, *ttl);
+                        tracing::warn!(
+                            namespace = %bounded(name, FIELD_BYTES),
+                            error = %bounded(&err.to_string(), MESSAGE_BYTES),
+                            "cannot read the Namespace (the webhook's ServiceAccount needs `get` \
+                             on namespaces); {used}"
+                        );
+                        return stand_in;
                     }
                     Err(_) => {
+                        let (stand_in, used) = last_known(cached, *ttl);
                         tracing::warn!(
-                            namespace = name,
-                            "reading the Namespace took longer than its share of the review deadline; using the last known one"
+                            namespace = %bounded(name, FIELD_BYTES),
+                            "reading the Namespace took longer than its share of the review \
+                             deadline; {used}"
                         );
-                        return cached.and_then(|e| e.namespace);
+                        return stand_in;
                     }
                 };
                 let mut cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
+                if let Some(newer) = cache.get(name).filter(|e| e.fetched > sent) {
+                    // A later request already answered: its Namespace is the fresher one.
+                    return newer.namespace.clone();
+                }
                 if cache.len() >= MAX_CACHED {
                     cache.clear();
                 }
                 cache.insert(
                     name.to_owned(),
                     Entry {
-                        fetched: Instant::now(),
+                        fetched: sent,
                         namespace: namespace.clone(),
                     },
                 );
                 namespace
             }
         }
+    }
+}
+
+/// What stands in for a lookup that failed: the last known Namespace when it was read within
+/// [`STALE_TTLS`] times `ttl`, else none; and the words saying which, for the log.
+fn last_known(cached: Option<Entry>, ttl: Duration) -> (Option<Arc<Namespace>>, &'static str) {
+    let fresh_enough = |e: &Entry| e.fetched.elapsed() < ttl.saturating_mul(STALE_TTLS);
+    match cached.filter(fresh_enough) {
+        Some(Entry {
+            namespace: Some(namespace),
+            ..
+        }) => (Some(namespace), "using the last known one"),
+        _ => (
+            None,
+            "its labels are unknown: policies that select namespaces by label do not apply, \
+             and those with validations deny",
+        ),
     }
 }

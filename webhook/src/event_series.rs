@@ -46,6 +46,10 @@ pub struct SeriesTiming {
     pub heartbeat: Duration,
     /// How often the posting task checks for ended series and heartbeats.
     pub check_every: Duration,
+    /// The longest one API call (a create or a series write) may take; past it the call is
+    /// abandoned and counts as failed, so a hung API server delays the Events behind it by
+    /// this much each, not for as long as its connection stays open.
+    pub call_timeout: Duration,
 }
 
 impl Default for SeriesTiming {
@@ -54,6 +58,7 @@ impl Default for SeriesTiming {
             window: Duration::from_secs(6 * 60),
             heartbeat: Duration::from_secs(30 * 60),
             check_every: Duration::from_secs(30),
+            call_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -459,6 +464,7 @@ mod tests {
             window: Duration::from_secs(360),
             heartbeat: Duration::from_secs(1800),
             check_every: Duration::from_secs(30),
+            call_timeout: Duration::from_secs(10),
         }
     }
 

@@ -390,6 +390,7 @@ impl EventRecorder {
             instance,
             metrics: Arc::clone(&metrics),
             book: SeriesBook::new(timing),
+            call_timeout: timing.call_timeout,
         };
         let stop = Arc::new(tokio::sync::Notify::new());
         let stopped = Arc::clone(&stop);
@@ -499,6 +500,24 @@ struct Poster {
     instance: String,
     metrics: Arc<Metrics>,
     book: SeriesBook,
+    /// The longest one API call may take ([`SeriesTiming::call_timeout`]).
+    call_timeout: std::time::Duration,
+}
+
+/// Why an API call about an Event failed.
+#[derive(Debug, thiserror::Error)]
+enum CallError {
+    /// The API server answered with an error, or could not be reached.
+    #[error(transparent)]
+    Api(#[from] kube::Error),
+    /// The API server did not answer in time. kube's client has no read timeout, so a server
+    /// that takes a request and never answers held the posting task, and with it every
+    /// later Event, for as long as the connection stayed open.
+    #[error(
+        "the API server did not answer within {0:?}; the call was abandoned (the Event may \
+         or may not have been written)"
+    )]
+    TimedOut(std::time::Duration),
 }
 
 impl Poster {
@@ -529,7 +548,10 @@ impl Poster {
         let mut event = decision.to_event(&self.instance, Timestamp::now());
         event.series = series;
         let api: Api<Event> = Api::namespaced(self.client.clone(), &decision.namespace);
-        match api.create(&PostParams::default(), &event).await {
+        match self
+            .within_time(api.create(&PostParams::default(), &event))
+            .await
+        {
             Ok(created) => {
                 self.metrics.event(EventResult::Posted);
                 created.metadata.name
@@ -548,6 +570,17 @@ impl Poster {
         }
     }
 
+    /// `call`, abandoned after [`Poster::call_timeout`].
+    async fn within_time<T>(
+        &self,
+        call: impl std::future::Future<Output = Result<T, kube::Error>>,
+    ) -> Result<T, CallError> {
+        match tokio::time::timeout(self.call_timeout, call).await {
+            Ok(answered) => Ok(answered?),
+            Err(_) => Err(CallError::TimedOut(self.call_timeout)),
+        }
+    }
+
     /// Writes a series count onto its Event; creates the Event anew, series and all, when it
     /// has gone (Events expire, an hour after their last write by default).
     async fn write(&mut self, update: SeriesUpdate) {
@@ -558,15 +591,15 @@ impl Poster {
         let count = u32::try_from(update.count).unwrap_or(0);
         let api: Api<Event> = Api::namespaced(self.client.clone(), &update.decision.namespace);
         let patch = serde_json::json!({ "series": &series });
-        match api
-            .patch(&update.name, &PatchParams::default(), &Patch::Merge(&patch))
+        match self
+            .within_time(api.patch(&update.name, &PatchParams::default(), &Patch::Merge(&patch)))
             .await
         {
             Ok(_) => {
                 self.metrics.event(EventResult::Updated);
                 self.book.written(&update.decision, count, Instant::now());
             }
-            Err(kube::Error::Api(status)) if status.is_not_found() => {
+            Err(CallError::Api(kube::Error::Api(status))) if status.is_not_found() => {
                 if let Some(name) = self.create(&update.decision, Some(series)).await {
                     self.book
                         .recreated(&update.decision, name, count, Instant::now());

@@ -11,6 +11,9 @@
 //!   selects namespaces by label denies). A Namespace relabelled while the API server cannot
 //!   be read used to be judged by its old labels for as long as the outage lasted.
 //!
+//! A name that cannot be a Namespace's (not a DNS-1123 label) is never looked up: the
+//! Namespace is unknown.
+//!
 //! Each lookup is stamped with the time its request was sent, and an answer never replaces
 //! one from a later request: a slow answer read before a relabel used to overwrite the
 //! relabelled Namespace a quicker lookup had just cached, and stand for a whole `ttl`.
@@ -148,6 +151,8 @@ impl NamespaceLookup {
         match &self.source {
             NamespaceSource::None => Cached::Known(None),
             NamespaceSource::Static(_) => Cached::Known(self.static_arcs.get(name).cloned()),
+            // No Namespace can have this name: nothing to ask, nothing to cache.
+            NamespaceSource::Api { .. } if !is_namespace_name(name) => Cached::Known(None),
             NamespaceSource::Api { ttl, .. } => match self.entry(name) {
                 Some(entry) if entry.fetched.elapsed() < *ttl => Cached::Known(entry.namespace),
                 _ => Cached::Miss,
@@ -176,6 +181,7 @@ impl NamespaceLookup {
                 Cached::Known(namespace) => namespace,
                 Cached::Miss => None,
             },
+            NamespaceSource::Api { .. } if !is_namespace_name(name) => None,
             NamespaceSource::Api { client, ttl } => {
                 let cached = self.entry(name);
                 if let Some(entry) = &cached
@@ -244,4 +250,19 @@ fn last_known(cached: Option<Entry>, ttl: Duration) -> (Option<Arc<Namespace>>, 
              and those with validations deny",
         ),
     }
+}
+
+/// Whether `name` can name a Namespace: a DNS-1123 label (at most 63 lower-case letters,
+/// digits and `-`, starting and ending with a letter or digit). Anything else only comes in a
+/// forged review, and used to be looked up and cached under its name: a half-megabyte
+/// "namespace" the API server answers 404 for, ten thousand times over, was gigabytes of
+/// cache, and each one a request to the API server.
+fn is_namespace_name(name: &str) -> bool {
+    let b = name.as_bytes();
+    !b.is_empty()
+        && b.len() <= 63
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && b[0] != b'-'
+        && b[b.len() - 1] != b'-'
 }

@@ -364,3 +364,43 @@ async fn a_namespace_unreadable_for_long_is_unknown_not_its_old_labels() {
     assert_eq!(gets.load(Ordering::SeqCst), 3);
     h.server.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_name_no_namespace_can_have_is_not_looked_up_nor_cached() {
+    let (client, gets) = namespace_api("checkout").await;
+    let h = Harness::start_with(TEAM_POLICY, |c| {
+        c.namespaces = NamespaceSource::Api {
+            client,
+            ttl: Duration::from_secs(60),
+        };
+    })
+    .await;
+    // A forged review's "namespace": upper case, a dot, too long, a huge one.
+    for namespace in [
+        "Shop".to_owned(),
+        "shop.example".to_owned(),
+        "s".repeat(64),
+        "s".repeat(300_000),
+    ] {
+        let mut v: serde_json::Value = serde_json::from_slice(&review_with_team()).expect("json");
+        v["request"]["namespace"] = serde_json::Value::String(namespace.clone());
+        v["request"]["object"]["metadata"]["namespace"] = serde_json::Value::String(namespace);
+        let (status, body) = h
+            .post(
+                "/validate",
+                axum::body::Bytes::from(serde_json::to_vec(&v).expect("json")),
+            )
+            .await;
+        assert_eq!(status, 200);
+        assert_eq!(
+            response_of(&body)["allowed"],
+            false,
+            "the Namespace is unknown"
+        );
+    }
+    assert_eq!(gets.load(Ordering::SeqCst), 0, "no Namespace lookup");
+    // A real name still is.
+    assert!(allowed(&h).await);
+    assert_eq!(gets.load(Ordering::SeqCst), 1);
+    h.server.shutdown().await;
+}

@@ -92,6 +92,8 @@ pub(crate) struct NamespaceLookup {
     source: NamespaceSource,
     static_arcs: HashMap<String, Arc<Namespace>>,
     cache: Mutex<HashMap<String, Entry>>,
+    /// Names cached at most ([`MAX_CACHED`]).
+    capacity: usize,
 }
 
 /// Upper bound on cached names, so a flood of bogus names cannot grow memory without end.
@@ -142,6 +144,7 @@ impl NamespaceLookup {
             source,
             static_arcs,
             cache: Mutex::new(HashMap::new()),
+            capacity: MAX_CACHED,
         }
     }
 
@@ -219,8 +222,8 @@ impl NamespaceLookup {
                     // A later request already answered: its Namespace is the fresher one.
                     return newer.namespace.clone();
                 }
-                if cache.len() >= MAX_CACHED {
-                    cache.clear();
+                if !cache.contains_key(name) && cache.len() >= self.capacity {
+                    make_room(&mut cache, *ttl);
                 }
                 cache.insert(
                     name.to_owned(),
@@ -265,4 +268,101 @@ fn is_namespace_name(name: &str) -> bool {
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
         && b[0] != b'-'
         && b[b.len() - 1] != b'-'
+}
+
+/// Below capacity for one more name, forgetting first what is of no use: lookups too old even
+/// to stand in for a failed one, then names the API server did not know (a flood of made-up
+/// names is all of those), then the oldest. Clearing the whole cache, as before, let such a
+/// flood throw out every real Namespace, and with them what stands in while the API server
+/// is down.
+fn make_room(cache: &mut HashMap<String, Entry>, ttl: Duration) {
+    let useless = ttl.saturating_mul(STALE_TTLS);
+    let before = cache.len();
+    cache.retain(|_, e| e.fetched.elapsed() < useless);
+    if cache.len() < before {
+        return;
+    }
+    let unknown = cache
+        .iter()
+        .filter(|(_, e)| e.namespace.is_none())
+        .min_by_key(|(_, e)| e.fetched)
+        .map(|(name, _)| name.clone());
+    let victim = unknown.or_else(|| {
+        cache
+            .iter()
+            .min_by_key(|(_, e)| e.fetched)
+            .map(|(name, _)| name.clone())
+    });
+    if let Some(name) = victim {
+        cache.remove(&name);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use axum::extract::Path;
+    use axum::http::StatusCode;
+    use axum::response::IntoResponse;
+
+    /// A client of a stand-in API server that knows the Namespace `shop` only.
+    async fn api() -> kube::Client {
+        let app = axum::Router::new().route(
+            "/api/v1/namespaces/{name}",
+            axum::routing::get(|Path(name): Path<String>| async move {
+                if name == "shop" {
+                    axum::Json(serde_json::json!({
+                        "apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "shop"}
+                    }))
+                    .into_response()
+                } else {
+                    (
+                        StatusCode::NOT_FOUND,
+                        axum::Json(serde_json::json!({
+                            "kind": "Status", "apiVersion": "v1", "status": "Failure",
+                            "reason": "NotFound", "code": 404,
+                            "message": format!("namespaces \"{name}\" not found"),
+                        })),
+                    )
+                        .into_response()
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        kube::Client::try_from(kube::Config::new(url.parse().expect("url"))).expect("client")
+    }
+
+    #[tokio::test]
+    async fn a_full_cache_forgets_made_up_names_before_a_real_namespace() {
+        let mut lookup = NamespaceLookup::new(NamespaceSource::Api {
+            client: api().await,
+            ttl: Duration::from_secs(60),
+        });
+        lookup.capacity = 3;
+        let deadline = || tokio::time::Instant::now() + Duration::from_secs(5);
+        assert!(lookup.fetch("shop", deadline()).await.is_some());
+        // A flood of names no Namespace has, more than the cache holds.
+        for i in 0..10 {
+            assert!(
+                lookup
+                    .fetch(&format!("made-up-{i}"), deadline())
+                    .await
+                    .is_none()
+            );
+            assert!(
+                matches!(lookup.cached("shop"), Cached::Known(Some(_))),
+                "shop forgotten after made-up-{i}"
+            );
+        }
+        assert_eq!(lookup.cache.lock().expect("lock").len(), 3);
+        // The latest made-up names are still known to be unknown.
+        assert!(matches!(lookup.cached("made-up-9"), Cached::Known(None)));
+    }
 }

@@ -202,8 +202,8 @@ impl NamespaceLookup {
                         tracing::warn!(
                             namespace = %bounded(name, FIELD_BYTES),
                             error = %bounded(&err.to_string(), MESSAGE_BYTES),
-                            "cannot read the Namespace (the webhook's ServiceAccount needs `get` \
-                             on namespaces); {used}"
+                            "cannot read the Namespace ({}); {used}",
+                            failure_hint(&err)
                         );
                         return stand_in;
                     }
@@ -235,6 +235,18 @@ impl NamespaceLookup {
                 namespace
             }
         }
+    }
+}
+
+/// What a failed lookup means for whoever reads the log: a refusal is RBAC, anything else the
+/// API server or the way to it.
+fn failure_hint(err: &kube::Error) -> &'static str {
+    match err {
+        kube::Error::Api(status) if status.is_forbidden() => {
+            "forbidden: the webhook's ServiceAccount needs RBAC `get` on `namespaces`"
+        }
+        kube::Error::Api(_) => "the API server refused the request",
+        _ => "the API server could not be reached or did not answer properly",
     }
 }
 
@@ -337,6 +349,23 @@ mod tests {
             let _ = axum::serve(listener, app).await;
         });
         kube::Client::try_from(kube::Config::new(url.parse().expect("url"))).expect("client")
+    }
+
+    #[test]
+    fn a_refused_lookup_is_said_to_need_get_on_namespaces_and_only_a_refused_one() {
+        let status = |code: u16, reason: &str| {
+            kube::Error::Api(Box::new(
+                kube::core::Status::failure("no", reason).with_code(code),
+            ))
+        };
+        assert_eq!(
+            failure_hint(&status(403, "Forbidden")),
+            "forbidden: the webhook's ServiceAccount needs RBAC `get` on `namespaces`"
+        );
+        assert_eq!(
+            failure_hint(&status(500, "InternalError")),
+            "the API server refused the request"
+        );
     }
 
     #[tokio::test]

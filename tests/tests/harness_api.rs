@@ -882,7 +882,7 @@ async fn created_pods_go_pending_then_running() {
 /// An Event as kspy's webhook posts it.
 fn decision_event(note: &str) -> k8s_openapi::api::events::v1::Event {
     serde_json::from_value(json!({
-        "metadata": {"generateName": "web.kspy.", "namespace": "prod"},
+        "metadata": {"generateName": "web.kspy-", "namespace": "prod"},
         "eventTime": "2026-11-26T20:00:00.000000Z",
         "action": "Attach", "reason": "DebugDenied", "type": "Warning", "note": note,
         "regarding": {"apiVersion": "v1", "kind": "Pod", "name": "web", "namespace": "prod"},
@@ -904,7 +904,7 @@ async fn events_take_series_patches_and_refuse_what_the_real_server_refuses() {
         .await
         .unwrap();
     let name = created.metadata.name.clone().expect("a generated name");
-    assert!(name.starts_with("web.kspy."), "{name}");
+    assert!(name.starts_with("web.kspy-"), "{name}");
 
     let series = |count: i64| {
         Patch::Merge(
@@ -955,6 +955,23 @@ async fn events_take_series_patches_and_refuse_what_the_real_server_refuses() {
     });
     let err = api_err(api.create(&PostParams::default(), &bad).await.unwrap_err());
     assert_eq!(err.code, 422, "{}", err.message);
+    // A generateName is a DNS subdomain but for a trailing `-`: one ending in `.` is refused.
+    let mut dotted = decision_event("x");
+    dotted.metadata.generate_name = Some("web.kspy.".into());
+    let err = api_err(
+        api.create(&PostParams::default(), &dotted)
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(err.code, 422, "{}", err.message);
+    assert!(
+        err.message.starts_with(
+            "Event \"web.kspy.\" is invalid: metadata.generateName: Invalid value: \"web.kspy.\": \
+             a lowercase RFC 1123 subdomain"
+        ),
+        "{}",
+        err.message
+    );
 
     // Gone: 404, which a recorder answers by creating the Event anew.
     let err = api_err(

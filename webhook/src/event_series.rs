@@ -12,8 +12,9 @@
 //!   repeat for [`SeriesTiming::window`]), at each [`SeriesTiming::heartbeat`] of a series
 //!   that goes on, and at shutdown.
 //!
-//! Two decisions repeat each other only when their Events would say exactly the same thing:
-//! same Pod (and uid), action, verdict, user, containers, policies and reasons. client-go
+//! Two decisions repeat each other only when their Events would say exactly the same thing
+//! ([`EventContent`]): same Pod (and uid), action, verdict and note (the user, the containers,
+//! and the policies that allowed or the reasons it was denied). client-go
 //! folds Events that differ in their note; kspy does not, because the note says who debugged
 //! what, and a series keeps the note of its first Event only.
 //!
@@ -32,7 +33,7 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::jiff::Timestamp;
 
-use crate::events::DecisionEvent;
+use crate::events::EventContent;
 
 /// When series end and how often the posting task looks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,6 +46,10 @@ pub struct SeriesTiming {
     pub heartbeat: Duration,
     /// How often the posting task checks for ended series and heartbeats.
     pub check_every: Duration,
+    /// The longest one API call (a create or a series write) may take; past it the call is
+    /// abandoned and counts as failed, so a hung API server delays the Events behind it by
+    /// this much each, not for as long as its connection stays open.
+    pub call_timeout: Duration,
 }
 
 impl Default for SeriesTiming {
@@ -53,6 +58,7 @@ impl Default for SeriesTiming {
             window: Duration::from_secs(6 * 60),
             heartbeat: Duration::from_secs(30 * 60),
             check_every: Duration::from_secs(30),
+            call_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -77,7 +83,7 @@ pub enum Step {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SeriesUpdate {
     /// The decision the Event is about (to create it anew if it has gone).
-    pub decision: DecisionEvent,
+    pub decision: EventContent,
     /// The Event's name, as the API server gave it.
     pub name: String,
     /// `series.count`: how many times the decision was seen, the first included (at least 2).
@@ -107,7 +113,7 @@ impl Entry {
         self.seen > self.written
     }
 
-    fn update(&self, decision: &DecisionEvent) -> SeriesUpdate {
+    fn update(&self, decision: &EventContent) -> SeriesUpdate {
         SeriesUpdate {
             decision: decision.clone(),
             name: self.name.clone(),
@@ -121,7 +127,7 @@ impl Entry {
 #[derive(Debug)]
 pub struct SeriesBook {
     timing: SeriesTiming,
-    entries: HashMap<DecisionEvent, Entry>,
+    entries: HashMap<EventContent, Entry>,
     /// Final counts of series found ended by [`SeriesBook::observe`], for the next `due`.
     ended: Vec<SeriesUpdate>,
 }
@@ -137,7 +143,7 @@ impl SeriesBook {
     }
 
     /// Notes one decision seen at `now` (`wall` on the wall clock) and says what to post.
-    pub fn observe(&mut self, decision: &DecisionEvent, now: Instant, wall: Timestamp) -> Step {
+    pub fn observe(&mut self, decision: &EventContent, now: Instant, wall: Timestamp) -> Step {
         let window = self.timing.window;
         let Some(entry) = self.entries.get_mut(decision) else {
             return Step::Create;
@@ -165,7 +171,7 @@ impl SeriesBook {
     /// (`wall` on the wall clock). Beyond [`CAPACITY`] the decision is not followed.
     pub fn created(
         &mut self,
-        decision: &DecisionEvent,
+        decision: &EventContent,
         name: String,
         now: Instant,
         wall: Timestamp,
@@ -188,7 +194,7 @@ impl SeriesBook {
 
     /// Remembers that a series whose Event had gone was created anew as `name`, with `count`
     /// occurrences on it. A series no longer followed stays forgotten.
-    pub fn recreated(&mut self, decision: &DecisionEvent, name: String, count: u32, now: Instant) {
+    pub fn recreated(&mut self, decision: &EventContent, name: String, count: u32, now: Instant) {
         if let Some(entry) = self.entries.get_mut(decision) {
             entry.name = name;
         }
@@ -197,7 +203,7 @@ impl SeriesBook {
 
     /// Records that `count` occurrences of `decision` are now on its Event (or that writing
     /// them failed and should not be retried until the next repeat).
-    pub fn written(&mut self, decision: &DecisionEvent, count: u32, now: Instant) {
+    pub fn written(&mut self, decision: &EventContent, count: u32, now: Instant) {
         if let Some(entry) = self.entries.get_mut(decision) {
             entry.written = entry.written.max(count);
             entry.last_written = now;
@@ -261,7 +267,7 @@ pub const SPAM_KEYS: usize = 4096;
 /// Whom a rate limit applies to: the requesting user in the Pod's namespace.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct SpamKey {
-    /// The requesting user.
+    /// The requesting user, as far as an Event's note shows it (256 bytes).
     pub user: String,
     /// The Pod's namespace.
     pub namespace: String,
@@ -269,7 +275,7 @@ pub struct SpamKey {
 
 impl SpamKey {
     /// The key of `decision`.
-    pub fn of(decision: &DecisionEvent) -> Self {
+    pub fn of(decision: &EventContent) -> Self {
         SpamKey {
             user: decision.user.clone(),
             namespace: decision.namespace.clone(),
@@ -429,8 +435,13 @@ mod tests {
     use kspy_admission::decide::DenialReason;
 
     use super::*;
+    use crate::events::DecisionEvent;
 
-    fn decision(user: &str) -> DecisionEvent {
+    fn decision(user: &str) -> EventContent {
+        raw(user).content()
+    }
+
+    fn raw(user: &str) -> DecisionEvent {
         DecisionEvent {
             namespace: "shop".into(),
             pod: "checkout".into(),
@@ -453,6 +464,7 @@ mod tests {
             window: Duration::from_secs(360),
             heartbeat: Duration::from_secs(1800),
             check_every: Duration::from_secs(30),
+            call_timeout: Duration::from_secs(10),
         }
     }
 
@@ -461,7 +473,7 @@ mod tests {
     }
 
     /// A book holding `d`'s Event `ev-1`, created at `t0`.
-    fn book_with(d: &DecisionEvent, t0: Instant) -> SeriesBook {
+    fn book_with(d: &EventContent, t0: Instant) -> SeriesBook {
         let mut book = SeriesBook::new(timing());
         assert_eq!(book.observe(d, t0, wall(0)), Step::Create);
         book.created(d, "ev-1".into(), t0, wall(0));
@@ -607,12 +619,15 @@ mod tests {
         let bob = decision("bob");
         let mut book = book_with(&bob, t0);
         assert_eq!(book.observe(&decision("carol"), t0, wall(0)), Step::Create);
-        let mut other_container = decision("bob");
+        let mut other_container = raw("bob");
         other_container.subjects = vec!["debugger-q7m".into()];
-        assert_eq!(book.observe(&other_container, t0, wall(0)), Step::Create);
-        let mut allowed = decision("bob");
+        assert_eq!(
+            book.observe(&other_container.content(), t0, wall(0)),
+            Step::Create
+        );
+        let mut allowed = raw("bob");
         allowed.allowed = true;
-        assert_eq!(book.observe(&allowed, t0, wall(0)), Step::Create);
+        assert_eq!(book.observe(&allowed.content(), t0, wall(0)), Step::Create);
     }
 
     #[test]

@@ -14,6 +14,7 @@
 //! validating webhook declares `sideEffects: NoneOnDryRun`.
 
 use crate::bounded_text::{FIELD_BYTES, MESSAGE_BYTES, bounded};
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
@@ -42,6 +43,19 @@ const NOTE_MAX_BYTES: usize = 1024;
 const REASON_MAX_BYTES: usize = 320;
 /// The user, and the list of containers, in a note at most.
 const NAME_MAX_BYTES: usize = 256;
+/// The API server keeps at most this many bytes of a `generateName` before adding five random
+/// characters (`maxGeneratedNameLength`, 63 - 5), so a name from it is a valid DNS label.
+const GENERATE_NAME_KEPT_BYTES: usize = 58;
+/// What follows the Pod's name in an Event's `generateName`. It ends in `-`: the API server
+/// checks a `generateName` as a DNS subdomain whose last character may be a `-` (the random
+/// suffix follows), but not a `.`.
+const GENERATE_NAME_SUFFIX: &str = ".kspy-";
+/// The API server refuses a `reportingInstance` longer than this.
+const INSTANCE_MAX_BYTES: usize = 128;
+/// The API server refuses an `action` longer than this.
+const ACTION_MAX_BYTES: usize = 128;
+/// The longest name of a Kubernetes object (a DNS subdomain).
+const OBJECT_NAME_MAX_BYTES: usize = 253;
 
 /// Where decision Events go.
 #[derive(Clone, Default)]
@@ -70,7 +84,8 @@ impl std::fmt::Debug for EventSink {
     }
 }
 
-/// What one decision's Event says. Two equal ones are repeats of one decision.
+/// One decision, as the review handler tells it: the Event is made from it
+/// ([`DecisionEvent::content`]).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct DecisionEvent {
     /// The Pod's namespace.
@@ -94,7 +109,66 @@ pub struct DecisionEvent {
     pub reasons: Vec<DenialReason>,
 }
 
+/// What one decision's Event says, rendered when the decision is recorded
+/// ([`DecisionEvent::content`]): a few KiB at most whatever the review held, so the queue and
+/// the series book stay small even when every review is a 6 MiB one with a megabyte username.
+/// Two equal ones are repeats of one decision: their Events would say exactly the same.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct EventContent {
+    /// The Pod's namespace (at most 253 bytes, the longest name).
+    pub namespace: String,
+    /// The Pod's name (at most 253 bytes).
+    pub pod: String,
+    /// The Pod's uid (at most 253 bytes).
+    pub pod_uid: Option<String>,
+    /// The debug action (`attach`, `copy`, `node`; at most 128 bytes, the API's limit).
+    pub action: String,
+    /// Whether the request was allowed.
+    pub allowed: bool,
+    /// Who asked, cut as the note shows it (at most 256 bytes): the rate limit's key.
+    pub user: String,
+    /// The note (at most 1 KiB, the API's limit).
+    pub note: String,
+}
+
 impl DecisionEvent {
+    /// The Event object, timestamped `now`, reported by `instance` (the webhook pod's name).
+    pub fn to_event(&self, instance: &str, now: k8s_openapi::jiff::Timestamp) -> Event {
+        self.content().to_event(instance, now)
+    }
+
+    /// What its Event says, within the API server's limits.
+    pub fn content(&self) -> EventContent {
+        let note = if self.allowed {
+            let policies = if self.policies.is_empty() {
+                "no policy".to_owned()
+            } else {
+                // Cut first: the note keeps 1 KiB of them at most anyway.
+                format!(
+                    "policy {}",
+                    truncated(self.policies.join(", "), NOTE_MAX_BYTES)
+                )
+            };
+            format!("{}: allowed by {policies}", self.who_and_what())
+        } else {
+            self.denial_note()
+        };
+        EventContent {
+            namespace: cut(&self.namespace, OBJECT_NAME_MAX_BYTES).to_owned(),
+            pod: cut(&self.pod, OBJECT_NAME_MAX_BYTES).to_owned(),
+            pod_uid: self
+                .pod_uid
+                .as_deref()
+                .map(|uid| cut(uid, OBJECT_NAME_MAX_BYTES).to_owned()),
+            action: cut(&self.action, ACTION_MAX_BYTES).to_owned(),
+            allowed: self.allowed,
+            user: truncated(self.user.clone(), NAME_MAX_BYTES),
+            note: truncated(note, NOTE_MAX_BYTES),
+        }
+    }
+}
+
+impl EventContent {
     /// The Event object, timestamped `now`, reported by `instance` (the webhook pod's name).
     pub fn to_event(&self, instance: &str, now: k8s_openapi::jiff::Timestamp) -> Event {
         let (type_, reason) = if self.allowed {
@@ -102,19 +176,9 @@ impl DecisionEvent {
         } else {
             ("Warning", "DebugDenied")
         };
-        let note = if self.allowed {
-            let policies = if self.policies.is_empty() {
-                "no policy".to_owned()
-            } else {
-                format!("policy {}", self.policies.join(", "))
-            };
-            format!("{}: allowed by {policies}", self.who_and_what())
-        } else {
-            self.denial_note()
-        };
         Event {
             metadata: ObjectMeta {
-                generate_name: Some(format!("{}.kspy.", self.pod)),
+                generate_name: Some(generate_name(&self.pod)),
                 namespace: Some(self.namespace.clone()),
                 ..ObjectMeta::default()
             },
@@ -122,7 +186,7 @@ impl DecisionEvent {
             action: Some(capitalized(&self.action)),
             reason: Some(reason.to_owned()),
             type_: Some(type_.to_owned()),
-            note: Some(truncated(note, NOTE_MAX_BYTES)),
+            note: Some(self.note.clone()),
             regarding: Some(ObjectReference {
                 api_version: Some("v1".to_owned()),
                 kind: Some("Pod".to_owned()),
@@ -132,7 +196,7 @@ impl DecisionEvent {
                 ..ObjectReference::default()
             }),
             reporting_controller: Some(REPORTING_CONTROLLER.to_owned()),
-            reporting_instance: Some(instance.to_owned()),
+            reporting_instance: Some(cut(instance, INSTANCE_MAX_BYTES).to_owned()),
             ..Event::default()
         }
     }
@@ -177,47 +241,47 @@ impl DecisionEvent {
     }
 
     /// The reasons as the note lists them: one per distinct policy and reason, in order.
+    /// Linear in the reasons and containers (a forged review can carry thousands of each: a
+    /// search per reason made it quadratic, seconds on the posting task).
     fn reason_parts(&self) -> Vec<String> {
         struct Part<'a> {
             reason: &'a DenialReason,
             containers: Vec<&'a str>,
+            seen: HashSet<&'a str>,
             whole_request: bool,
         }
         let mut found: Vec<Part<'_>> = Vec::new();
+        let mut index: HashMap<(Option<&str>, &str), usize> = HashMap::new();
         for r in &self.reasons {
-            let i = match found
-                .iter()
-                .position(|p| p.reason.policy == r.policy && p.reason.reason == r.reason)
-            {
-                Some(i) => i,
-                None => {
-                    found.push(Part {
-                        reason: r,
-                        containers: Vec::new(),
-                        whole_request: false,
-                    });
-                    found.len() - 1
-                }
-            };
+            let key = (r.policy.as_deref(), r.reason.as_str());
+            let i = *index.entry(key).or_insert_with(|| {
+                found.push(Part {
+                    reason: r,
+                    containers: Vec::new(),
+                    seen: HashSet::new(),
+                    whole_request: false,
+                });
+                found.len() - 1
+            });
             let part = &mut found[i];
             match &r.container {
-                Some(c) if !part.containers.contains(&c.as_str()) => part.containers.push(c),
-                Some(_) => {}
+                Some(c) => {
+                    if part.seen.insert(c.as_str()) {
+                        part.containers.push(c);
+                    }
+                }
                 None => part.whole_request = true,
             }
         }
+        let subjects: HashSet<&str> = self.subjects.iter().map(String::as_str).collect();
         found
             .iter()
             .map(|p| {
                 let text = p.reason.to_string();
                 // Naming the container says something only when others were judged too and
                 // this reason is not about them all.
-                let some = !p.whole_request
-                    && !p.containers.is_empty()
-                    && self
-                        .subjects
-                        .iter()
-                        .any(|s| !p.containers.contains(&s.as_str()));
+                let covered = p.seen.iter().filter(|c| subjects.contains(*c)).count();
+                let some = !p.whole_request && !p.containers.is_empty() && covered < subjects.len();
                 let text = if some {
                     let quoted: Vec<String> =
                         p.containers.iter().map(|c| format!("{c:?}")).collect();
@@ -234,6 +298,30 @@ impl DecisionEvent {
             })
             .collect()
     }
+}
+
+/// The `generateName` of an Event about `pod`: `payments-api-7d9f.kspy-`, from which the API
+/// server makes `payments-api-7d9f.kspy-x7k2p`. The Pod's name is cut so that the whole prefix
+/// is within what the API server keeps (a Pod name may be 253 bytes, and a `generateName` over
+/// 253 is refused), and a cut that ends in `-` or `.` is trimmed, which the API server would
+/// refuse before `.kspy-`.
+fn generate_name(pod: &str) -> String {
+    let base = cut(pod, GENERATE_NAME_KEPT_BYTES - GENERATE_NAME_SUFFIX.len())
+        .trim_end_matches(['-', '.']);
+    if base.is_empty() {
+        "kspy-".to_owned()
+    } else {
+        format!("{base}{GENERATE_NAME_SUFFIX}")
+    }
+}
+
+/// `s` cut to at most `max` bytes on a character boundary, unmarked.
+fn cut(s: &str, max: usize) -> &str {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
 }
 
 /// `attach` → `Attach`: Event actions are CamelCase machine-readable words.
@@ -262,7 +350,7 @@ fn truncated(mut s: String, max: usize) -> String {
 /// Posts decision Events in the background. Cloning shares the queue.
 #[derive(Clone)]
 pub struct EventRecorder {
-    queue: mpsc::Sender<DecisionEvent>,
+    queue: mpsc::Sender<EventContent>,
     metrics: Arc<Metrics>,
     /// The rate limit per user and namespace, applied before the queue.
     spam: Arc<std::sync::Mutex<SpamFilter>>,
@@ -296,12 +384,13 @@ impl EventRecorder {
         metrics: Arc<Metrics>,
         timing: SeriesTiming,
     ) -> Self {
-        let (queue, mut rx) = mpsc::channel::<DecisionEvent>(QUEUE_CAPACITY);
+        let (queue, mut rx) = mpsc::channel::<EventContent>(QUEUE_CAPACITY);
         let mut poster = Poster {
             client,
             instance,
             metrics: Arc::clone(&metrics),
             book: SeriesBook::new(timing),
+            call_timeout: timing.call_timeout,
         };
         let stop = Arc::new(tokio::sync::Notify::new());
         let stopped = Arc::clone(&stop);
@@ -359,7 +448,12 @@ impl EventRecorder {
     /// (see [`crate::event_series::SpamFilter`]). Allowed decisions are never rate-limited:
     /// each added a debug container, the Event is the record of who debugged what, and a run
     /// of cheap denied attempts must not hide the session that follows.
+    ///
+    /// Only what the Event says is kept ([`EventContent`]), not the decision: a forged review
+    /// can carry a megabyte username or thousands of reasons, and 1024 queued and 4096
+    /// followed decisions of 6 MiB each were gigabytes.
     pub fn record(&self, decision: DecisionEvent) {
+        let decision = decision.content();
         let verdict = if decision.allowed {
             SpamVerdict::Allowed
         } else {
@@ -406,10 +500,28 @@ struct Poster {
     instance: String,
     metrics: Arc<Metrics>,
     book: SeriesBook,
+    /// The longest one API call may take ([`SeriesTiming::call_timeout`]).
+    call_timeout: std::time::Duration,
+}
+
+/// Why an API call about an Event failed.
+#[derive(Debug, thiserror::Error)]
+enum CallError {
+    /// The API server answered with an error, or could not be reached.
+    #[error(transparent)]
+    Api(#[from] kube::Error),
+    /// The API server did not answer in time. kube's client has no read timeout, so a server
+    /// that takes a request and never answers held the posting task, and with it every
+    /// later Event, for as long as the connection stayed open.
+    #[error(
+        "the API server did not answer within {0:?}; the call was abandoned (the Event may \
+         or may not have been written)"
+    )]
+    TimedOut(std::time::Duration),
 }
 
 impl Poster {
-    async fn decision(&mut self, decision: DecisionEvent) {
+    async fn decision(&mut self, decision: EventContent) {
         let wall = Timestamp::now();
         match self.book.observe(&decision, Instant::now(), wall) {
             Step::Create => {
@@ -432,15 +544,14 @@ impl Poster {
     }
 
     /// Creates `decision`'s Event, with `series` when it stands for repeats; its name.
-    async fn create(
-        &self,
-        decision: &DecisionEvent,
-        series: Option<EventSeries>,
-    ) -> Option<String> {
+    async fn create(&self, decision: &EventContent, series: Option<EventSeries>) -> Option<String> {
         let mut event = decision.to_event(&self.instance, Timestamp::now());
         event.series = series;
         let api: Api<Event> = Api::namespaced(self.client.clone(), &decision.namespace);
-        match api.create(&PostParams::default(), &event).await {
+        match self
+            .within_time(api.create(&PostParams::default(), &event))
+            .await
+        {
             Ok(created) => {
                 self.metrics.event(EventResult::Posted);
                 created.metadata.name
@@ -459,6 +570,17 @@ impl Poster {
         }
     }
 
+    /// `call`, abandoned after [`Poster::call_timeout`].
+    async fn within_time<T>(
+        &self,
+        call: impl std::future::Future<Output = Result<T, kube::Error>>,
+    ) -> Result<T, CallError> {
+        match tokio::time::timeout(self.call_timeout, call).await {
+            Ok(answered) => Ok(answered?),
+            Err(_) => Err(CallError::TimedOut(self.call_timeout)),
+        }
+    }
+
     /// Writes a series count onto its Event; creates the Event anew, series and all, when it
     /// has gone (Events expire, an hour after their last write by default).
     async fn write(&mut self, update: SeriesUpdate) {
@@ -469,15 +591,15 @@ impl Poster {
         let count = u32::try_from(update.count).unwrap_or(0);
         let api: Api<Event> = Api::namespaced(self.client.clone(), &update.decision.namespace);
         let patch = serde_json::json!({ "series": &series });
-        match api
-            .patch(&update.name, &PatchParams::default(), &Patch::Merge(&patch))
+        match self
+            .within_time(api.patch(&update.name, &PatchParams::default(), &Patch::Merge(&patch)))
             .await
         {
             Ok(_) => {
                 self.metrics.event(EventResult::Updated);
                 self.book.written(&update.decision, count, Instant::now());
             }
-            Err(kube::Error::Api(status)) if status.is_not_found() => {
+            Err(CallError::Api(kube::Error::Api(status))) if status.is_not_found() => {
                 if let Some(name) = self.create(&update.decision, Some(series)).await {
                     self.book
                         .recreated(&update.decision, name, count, Instant::now());
@@ -554,7 +676,7 @@ mod tests {
         assert_eq!(e.metadata.namespace.as_deref(), Some("prod-payments"));
         assert_eq!(
             e.metadata.generate_name.as_deref(),
-            Some("payments-api-7d9f.kspy.")
+            Some("payments-api-7d9f.kspy-")
         );
         assert_eq!(
             e.reporting_controller.as_deref(),
@@ -562,6 +684,68 @@ mod tests {
         );
         assert_eq!(e.reporting_instance.as_deref(), Some("kspy-webhook-abc"));
         assert_eq!(e.event_time, Some(MicroTime(now)));
+    }
+
+    /// `validation.IsDNS1123Subdomain`: at most 253 bytes of dot-separated parts of lower-case
+    /// letters, digits and `-`, each starting and ending with a letter or digit.
+    fn is_dns1123_subdomain(s: &str) -> bool {
+        s.len() <= 253
+            && s.split('.').all(|part| {
+                let b = part.as_bytes();
+                !b.is_empty()
+                    && b.iter()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+                    && b[0] != b'-'
+                    && b[b.len() - 1] != b'-'
+            })
+    }
+
+    /// What the API server does with a `generateName` on create (`ValidateObjectMeta` with
+    /// `NameIsDNSSubdomain`): the prefix is checked as a subdomain with a trailing `-` allowed,
+    /// and the name made from it (at most 58 bytes of it, then five random characters) too.
+    fn api_server_accepts_generate_name(g: &str) -> bool {
+        let masked = match g.strip_suffix('-') {
+            Some(rest) if !rest.is_empty() => format!("{rest}a"),
+            _ => g.to_owned(),
+        };
+        let generated = format!("{}x7k2p", &g[..g.len().min(58)]);
+        is_dns1123_subdomain(&masked) && is_dns1123_subdomain(&generated)
+    }
+
+    #[test]
+    fn the_event_name_and_instance_are_what_the_api_server_accepts() {
+        let long_label = "a".repeat(63);
+        let longest = [long_label.as_str(); 4].join(".");
+        assert_eq!(longest.len(), 255);
+        let longest = &longest[..253];
+        for pod in [
+            "web",
+            "payments-api-7d9f",
+            "node-debugger-worker-1.example.com-x2k9d",
+            // Cut at the 52nd byte: on a `-`, on a `.`, on a letter.
+            &format!("{}-tail", "p".repeat(51)),
+            &format!("{}.tail", "p".repeat(51)),
+            &"p".repeat(60),
+            longest,
+        ] {
+            let mut d = denied();
+            d.pod = pod.to_owned();
+            let e = d.to_event("kspy-webhook-0", Timestamp::UNIX_EPOCH);
+            let g = e.metadata.generate_name.expect("a generateName");
+            assert!(api_server_accepts_generate_name(&g), "{pod:?} → {g:?}");
+            assert!(g.ends_with(".kspy-"), "{g}");
+            assert!(g.len() <= 58, "kept whole by the API server: {g}");
+            assert_eq!(e.regarding.and_then(|r| r.name).as_deref(), Some(pod));
+        }
+        // The old prefix, `web.kspy.`, ended in a dot: every Event was refused.
+        assert!(!api_server_accepts_generate_name("web.kspy."));
+
+        let instance = "h".repeat(300);
+        let e = denied().to_event(&instance, Timestamp::UNIX_EPOCH);
+        assert_eq!(
+            e.reporting_instance.as_deref(),
+            Some(&instance[..INSTANCE_MAX_BYTES])
+        );
     }
 
     #[test]
@@ -693,6 +877,51 @@ mod tests {
         let next = rx.try_recv().expect("the allowed decision is queued");
         assert!(next.allowed);
         assert_eq!(recorder.rate_limited_total(), 40 - burst as u64);
+    }
+
+    #[tokio::test]
+    async fn a_huge_decision_is_queued_as_the_few_kib_its_event_says() {
+        let metrics = Arc::new(Metrics::new());
+        let (queue, mut rx) = mpsc::channel(QUEUE_CAPACITY);
+        let recorder = EventRecorder {
+            queue,
+            metrics: Arc::clone(&metrics),
+            spam: Arc::default(),
+            rate_limited: Arc::default(),
+            stop: Arc::new(tokio::sync::Notify::new()),
+            task: Arc::new(std::sync::Mutex::new(None)),
+        };
+        // What a forged 6 MiB review can make: a megabyte name, thousands of containers.
+        let mut d = denied();
+        d.user = "u".repeat(1 << 20);
+        d.pod = "p".repeat(1 << 16);
+        d.subjects = (0..5000).map(|i| format!("c-{i}")).collect();
+        d.reasons = (0..5000)
+            .map(|i| {
+                reason(
+                    Some(&format!("c-{i}")),
+                    None,
+                    &format!("{i}: {}", "r".repeat(100)),
+                )
+            })
+            .collect();
+        d.policies = (0..5000).map(|i| format!("policy-{i}")).collect();
+        let expected_note = note(&d);
+        recorder.record(d.clone());
+        let mut allowed = d;
+        allowed.allowed = true;
+        allowed.reasons.clear();
+        recorder.record(allowed);
+        for _ in 0..2 {
+            let queued = rx.try_recv().expect("queued");
+            let held = format!("{queued:?}").len();
+            assert!(held < 4096, "a queued Event holds {held} bytes");
+        }
+        assert!(expected_note.len() <= NOTE_MAX_BYTES);
+        assert!(
+            expected_note.ends_with("; and 4997 more"),
+            "{expected_note}"
+        );
     }
 
     #[tokio::test]

@@ -6,7 +6,17 @@
 //! - [`NamespaceSource::Static`]: a fixed set (tests, offline runs).
 //! - [`NamespaceSource::Api`]: `GET /api/v1/namespaces/NAME` with a Kubernetes client (needs
 //!   RBAC `get` on `namespaces`), cached per name for `ttl`; on an API error, or when the API
-//!   server does not answer within [`lookup_budget`], the last known object is used, or none.
+//!   server does not answer within [`lookup_budget`], the last known object is used if it was
+//!   read within [`STALE_TTLS`] times `ttl`, otherwise none (fail closed: a guardrail that
+//!   selects namespaces by label denies). A Namespace relabelled while the API server cannot
+//!   be read used to be judged by its old labels for as long as the outage lasted.
+//!
+//! A name that cannot be a Namespace's (not a DNS-1123 label) is never looked up: the
+//! Namespace is unknown.
+//!
+//! Each lookup is stamped with the time its request was sent, and an answer never replaces
+//! one from a later request: a slow answer read before a relabel used to overwrite the
+//! relabelled Namespace a quicker lookup had just cached, and stand for a whole `ttl`.
 //!
 //! The review handler asks for a Namespace only once the body parsed as a review and only
 //! when the engine needs it: a debug request in a namespace, or a pod CREATE a configured
@@ -18,6 +28,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Namespace;
+
+use crate::bounded_text::{FIELD_BYTES, MESSAGE_BYTES, bounded};
 
 /// Default time a looked-up Namespace is reused.
 pub const DEFAULT_NAMESPACE_TTL: Duration = Duration::from_secs(30);
@@ -80,10 +92,16 @@ pub(crate) struct NamespaceLookup {
     source: NamespaceSource,
     static_arcs: HashMap<String, Arc<Namespace>>,
     cache: Mutex<HashMap<String, Entry>>,
+    /// Names cached at most ([`MAX_CACHED`]).
+    capacity: usize,
 }
 
 /// Upper bound on cached names, so a flood of bogus names cannot grow memory without end.
 const MAX_CACHED: usize = 10_000;
+
+/// How many `ttl`s old the last known Namespace may be to stand in for a lookup that failed
+/// (5 minutes with the default 30 s); older, the Namespace is unknown.
+pub const STALE_TTLS: u32 = 10;
 
 /// Longest an API lookup may take, whatever the review deadline.
 pub const MAX_LOOKUP_TIME: Duration = Duration::from_secs(2);
@@ -126,6 +144,7 @@ impl NamespaceLookup {
             source,
             static_arcs,
             cache: Mutex::new(HashMap::new()),
+            capacity: MAX_CACHED,
         }
     }
 
@@ -135,6 +154,8 @@ impl NamespaceLookup {
         match &self.source {
             NamespaceSource::None => Cached::Known(None),
             NamespaceSource::Static(_) => Cached::Known(self.static_arcs.get(name).cloned()),
+            // No Namespace can have this name: nothing to ask, nothing to cache.
+            NamespaceSource::Api { .. } if !is_namespace_name(name) => Cached::Known(None),
             NamespaceSource::Api { ttl, .. } => match self.entry(name) {
                 Some(entry) if entry.fetched.elapsed() < *ttl => Cached::Known(entry.namespace),
                 _ => Cached::Miss,
@@ -163,6 +184,7 @@ impl NamespaceLookup {
                 Cached::Known(namespace) => namespace,
                 Cached::Miss => None,
             },
+            NamespaceSource::Api { .. } if !is_namespace_name(name) => None,
             NamespaceSource::Api { client, ttl } => {
                 let cached = self.entry(name);
                 if let Some(entry) = &cached
@@ -171,34 +193,205 @@ impl NamespaceLookup {
                     return entry.namespace.clone();
                 }
                 let api: kube::Api<Namespace> = kube::Api::all(client.clone());
+                let sent = Instant::now();
                 let fetched = tokio::time::timeout_at(deadline, api.get_opt(name)).await;
                 let namespace = match fetched {
                     Ok(Ok(found)) => found.map(Arc::new),
                     Ok(Err(err)) => {
-                        tracing::warn!(namespace = name, error = %err, "cannot read the Namespace; using the last known one");
-                        return cached.and_then(|e| e.namespace);
+                        let (stand_in, used) = last_known(cached, *ttl);
+                        tracing::warn!(
+                            namespace = %bounded(name, FIELD_BYTES),
+                            error = %bounded(&err.to_string(), MESSAGE_BYTES),
+                            "cannot read the Namespace ({}); {used}",
+                            failure_hint(&err)
+                        );
+                        return stand_in;
                     }
                     Err(_) => {
+                        let (stand_in, used) = last_known(cached, *ttl);
                         tracing::warn!(
-                            namespace = name,
-                            "reading the Namespace took longer than its share of the review deadline; using the last known one"
+                            namespace = %bounded(name, FIELD_BYTES),
+                            "reading the Namespace took longer than its share of the review \
+                             deadline; {used}"
                         );
-                        return cached.and_then(|e| e.namespace);
+                        return stand_in;
                     }
                 };
                 let mut cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
-                if cache.len() >= MAX_CACHED {
-                    cache.clear();
+                if let Some(newer) = cache.get(name).filter(|e| e.fetched > sent) {
+                    // A later request already answered: its Namespace is the fresher one.
+                    return newer.namespace.clone();
+                }
+                if !cache.contains_key(name) && cache.len() >= self.capacity {
+                    make_room(&mut cache, *ttl);
                 }
                 cache.insert(
                     name.to_owned(),
                     Entry {
-                        fetched: Instant::now(),
+                        fetched: sent,
                         namespace: namespace.clone(),
                     },
                 );
                 namespace
             }
         }
+    }
+}
+
+/// What a failed lookup means for whoever reads the log: a refusal is RBAC, anything else the
+/// API server or the way to it.
+fn failure_hint(err: &kube::Error) -> &'static str {
+    match err {
+        kube::Error::Api(status) if status.is_forbidden() => {
+            "forbidden: the webhook's ServiceAccount needs RBAC `get` on `namespaces`"
+        }
+        kube::Error::Api(_) => "the API server refused the request",
+        _ => "the API server could not be reached or did not answer properly",
+    }
+}
+
+/// What stands in for a lookup that failed: the last known Namespace when it was read within
+/// [`STALE_TTLS`] times `ttl`, else none; and the words saying which, for the log.
+fn last_known(cached: Option<Entry>, ttl: Duration) -> (Option<Arc<Namespace>>, &'static str) {
+    let fresh_enough = |e: &Entry| e.fetched.elapsed() < ttl.saturating_mul(STALE_TTLS);
+    match cached.filter(fresh_enough) {
+        Some(Entry {
+            namespace: Some(namespace),
+            ..
+        }) => (Some(namespace), "using the last known one"),
+        _ => (
+            None,
+            "its labels are unknown: policies that select namespaces by label do not apply, \
+             and those with validations deny",
+        ),
+    }
+}
+
+/// Whether `name` can name a Namespace: a DNS-1123 label (at most 63 lower-case letters,
+/// digits and `-`, starting and ending with a letter or digit). Anything else only comes in a
+/// forged review, and used to be looked up and cached under its name: a half-megabyte
+/// "namespace" the API server answers 404 for, ten thousand times over, was gigabytes of
+/// cache, and each one a request to the API server.
+fn is_namespace_name(name: &str) -> bool {
+    let b = name.as_bytes();
+    !b.is_empty()
+        && b.len() <= 63
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && b[0] != b'-'
+        && b[b.len() - 1] != b'-'
+}
+
+/// Below capacity for one more name, forgetting first what is of no use: lookups too old even
+/// to stand in for a failed one, then names the API server did not know (a flood of made-up
+/// names is all of those), then the oldest. Clearing the whole cache, as before, let such a
+/// flood throw out every real Namespace, and with them what stands in while the API server
+/// is down.
+fn make_room(cache: &mut HashMap<String, Entry>, ttl: Duration) {
+    let useless = ttl.saturating_mul(STALE_TTLS);
+    let before = cache.len();
+    cache.retain(|_, e| e.fetched.elapsed() < useless);
+    if cache.len() < before {
+        return;
+    }
+    let unknown = cache
+        .iter()
+        .filter(|(_, e)| e.namespace.is_none())
+        .min_by_key(|(_, e)| e.fetched)
+        .map(|(name, _)| name.clone());
+    let victim = unknown.or_else(|| {
+        cache
+            .iter()
+            .min_by_key(|(_, e)| e.fetched)
+            .map(|(name, _)| name.clone())
+    });
+    if let Some(name) = victim {
+        cache.remove(&name);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use axum::extract::Path;
+    use axum::http::StatusCode;
+    use axum::response::IntoResponse;
+
+    /// A client of a stand-in API server that knows the Namespace `shop` only.
+    async fn api() -> kube::Client {
+        let app = axum::Router::new().route(
+            "/api/v1/namespaces/{name}",
+            axum::routing::get(|Path(name): Path<String>| async move {
+                if name == "shop" {
+                    axum::Json(serde_json::json!({
+                        "apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "shop"}
+                    }))
+                    .into_response()
+                } else {
+                    (
+                        StatusCode::NOT_FOUND,
+                        axum::Json(serde_json::json!({
+                            "kind": "Status", "apiVersion": "v1", "status": "Failure",
+                            "reason": "NotFound", "code": 404,
+                            "message": format!("namespaces \"{name}\" not found"),
+                        })),
+                    )
+                        .into_response()
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        kube::Client::try_from(kube::Config::new(url.parse().expect("url"))).expect("client")
+    }
+
+    #[test]
+    fn a_refused_lookup_is_said_to_need_get_on_namespaces_and_only_a_refused_one() {
+        let status = |code: u16, reason: &str| {
+            kube::Error::Api(Box::new(
+                kube::core::Status::failure("no", reason).with_code(code),
+            ))
+        };
+        assert_eq!(
+            failure_hint(&status(403, "Forbidden")),
+            "forbidden: the webhook's ServiceAccount needs RBAC `get` on `namespaces`"
+        );
+        assert_eq!(
+            failure_hint(&status(500, "InternalError")),
+            "the API server refused the request"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_full_cache_forgets_made_up_names_before_a_real_namespace() {
+        let mut lookup = NamespaceLookup::new(NamespaceSource::Api {
+            client: api().await,
+            ttl: Duration::from_secs(60),
+        });
+        lookup.capacity = 3;
+        let deadline = || tokio::time::Instant::now() + Duration::from_secs(5);
+        assert!(lookup.fetch("shop", deadline()).await.is_some());
+        // A flood of names no Namespace has, more than the cache holds.
+        for i in 0..10 {
+            assert!(
+                lookup
+                    .fetch(&format!("made-up-{i}"), deadline())
+                    .await
+                    .is_none()
+            );
+            assert!(
+                matches!(lookup.cached("shop"), Cached::Known(Some(_))),
+                "shop forgotten after made-up-{i}"
+            );
+        }
+        assert_eq!(lookup.cache.lock().expect("lock").len(), 3);
+        // The latest made-up names are still known to be unknown.
+        assert!(matches!(lookup.cached("made-up-9"), Cached::Known(None)));
     }
 }

@@ -500,7 +500,7 @@ async fn decide(
         }) => (parsed, namespace, engine, room),
     };
     // A bounded share of the deadline: a slow or hanging API server leaves the rest to
-    // judging, which then goes on with the last known Namespace, or none.
+    // judging, which then goes on with the last known Namespace if it is recent, or none.
     let share = lookup_budget(timeout.limit);
     let until = tokio::time::Instant::now()
         .checked_add(share)

@@ -33,6 +33,8 @@ struct FakeApi {
     status: StatusCode,
     /// Whether patches find their Event (false: every Event has gone).
     keep_events: bool,
+    /// Whether the next create is taken and never answered.
+    hang_next: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl FakeApi {
@@ -54,6 +56,12 @@ fn status(code: StatusCode, reason: &str, message: &str) -> Response {
 }
 
 async fn create_event(State(api): State<FakeApi>, Path(ns): Path<String>, body: Bytes) -> Response {
+    if api
+        .hang_next
+        .swap(false, std::sync::atomic::Ordering::SeqCst)
+    {
+        std::future::pending::<()>().await;
+    }
     tokio::time::sleep(api.delay).await;
     if !api.status.is_success() {
         return status(
@@ -139,6 +147,7 @@ async fn start_full(
         delay,
         status,
         keep_events: true,
+        hang_next: Arc::default(),
     };
     let mut timing = SeriesTiming::default();
     tweak(&mut api, &mut timing);
@@ -252,6 +261,36 @@ async fn a_refused_event_is_counted_and_the_review_still_answered() {
         text.contains("kspy_events_total{result=\"failed\"} 1"),
         "{text}"
     );
+    h.server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_create_the_api_server_never_answers_is_abandoned_and_later_events_posted() {
+    let (h, api) = start_with(Duration::ZERO, StatusCode::CREATED, |api, timing| {
+        api.hang_next
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        timing.call_timeout = Duration::from_millis(300);
+    })
+    .await;
+    // bob's Event is taken and never answered; carol's, queued behind it, is posted once
+    // the call is abandoned.
+    for user in ["bob", "carol"] {
+        let (status, _) = h
+            .post("/validate", sent_by("attach-denied.json", user))
+            .await;
+        assert_eq!(status, 200);
+    }
+    until(&api, "carol's Event posted", |api| api.posted().len() == 1).await;
+    assert!(
+        api.posted()[0].1["note"]
+            .as_str()
+            .is_some_and(|n| n.contains("by carol")),
+        "{:?}",
+        api.posted()
+    );
+    let metrics = h.server.metrics();
+    assert_eq!(metrics.events_total(EventResult::Failed), 1);
+    assert_eq!(metrics.events_total(EventResult::Posted), 1);
     h.server.shutdown().await;
 }
 

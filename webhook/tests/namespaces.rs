@@ -256,3 +256,151 @@ async fn a_classifier_that_may_read_the_namespace_gets_it_for_a_plain_pod_create
     assert_eq!(gets.load(Ordering::SeqCst), 1);
     h.server.shutdown().await;
 }
+
+/// A stand-in API server whose answer to the `n`th GET of `shop` (from 0) is `answer(n)`: a
+/// delay, then the Namespace labelled with a team or a 403.
+async fn scripted_api(
+    answer: impl Fn(usize) -> (Duration, Option<&'static str>) + Clone + Send + Sync + 'static,
+) -> (kube::Client, Arc<AtomicUsize>) {
+    let gets = Arc::new(AtomicUsize::new(0));
+    let counted = gets.clone();
+    let app = Router::new().route(
+        "/api/v1/namespaces/{name}",
+        get(move || {
+            let answer = answer.clone();
+            let counted = counted.clone();
+            async move {
+                // What the API server read when the request came, sent after `delay`.
+                let (delay, team) = answer(counted.fetch_add(1, Ordering::SeqCst));
+                tokio::time::sleep(delay).await;
+                match team {
+                    Some(team) => axum::Json(shop(team)).into_response(),
+                    None => (
+                        StatusCode::FORBIDDEN,
+                        axum::Json(serde_json::json!({
+                            "kind": "Status", "apiVersion": "v1", "status": "Failure",
+                            "message": "namespaces \"shop\" is forbidden: User \"system:serviceaccount:kspy-system:kspy-webhook\" cannot get resource \"namespaces\" in API group \"\" at the cluster scope",
+                            "reason": "Forbidden", "code": 403
+                        })),
+                    )
+                        .into_response(),
+                }
+            }
+        }),
+    );
+    (common::fake_api(app).await, gets)
+}
+
+#[tokio::test]
+async fn a_slow_answer_read_before_a_relabel_does_not_replace_the_newer_one() {
+    // The first lookup reads `shop` as team checkout and answers late; by then `shop` is
+    // team payments, which a second lookup has read and cached.
+    let (client, gets) = scripted_api(|n| {
+        if n == 0 {
+            (Duration::from_millis(800), Some("checkout"))
+        } else {
+            (Duration::ZERO, Some("payments"))
+        }
+    })
+    .await;
+    let h = Arc::new(
+        Harness::start_with(TEAM_POLICY, |c| {
+            c.namespaces = NamespaceSource::Api {
+                client,
+                ttl: Duration::from_secs(60),
+            };
+        })
+        .await,
+    );
+    let first = tokio::spawn({
+        let h = h.clone();
+        async move { allowed(&h).await }
+    });
+    common::eventually("the first lookup sent", Duration::from_secs(5), || {
+        let gets = gets.clone();
+        async move { gets.load(Ordering::SeqCst) == 1 }
+    })
+    .await;
+    assert!(!allowed(&h).await, "judged by the relabelled Namespace");
+    // Its late answer is older than the one cached meanwhile: judged by the newer one too.
+    assert!(
+        !first.await.expect("first review"),
+        "judged by the newer Namespace"
+    );
+    // The late answer did not replace the later one: still team payments, from the cache.
+    assert!(!allowed(&h).await, "the cache holds the newer Namespace");
+    assert_eq!(gets.load(Ordering::SeqCst), 2);
+    if let Ok(h) = Arc::try_unwrap(h) {
+        h.server.shutdown().await;
+    }
+}
+
+#[tokio::test]
+async fn a_namespace_unreadable_for_long_is_unknown_not_its_old_labels() {
+    // Read once (team checkout), then refused: RBAC taken away.
+    let (client, gets) = scripted_api(|n| {
+        if n == 0 {
+            (Duration::ZERO, Some("checkout"))
+        } else {
+            (Duration::ZERO, None)
+        }
+    })
+    .await;
+    let ttl = Duration::from_millis(100);
+    let h = Harness::start_with(TEAM_POLICY, |c| {
+        c.namespaces = NamespaceSource::Api { client, ttl };
+    })
+    .await;
+    let read = Instant::now();
+    assert!(allowed(&h).await);
+    // A moment past its TTL the refusal is an outage: the last known Namespace stands in.
+    tokio::time::sleep(ttl * 2).await;
+    assert!(allowed(&h).await, "the last known labels, briefly");
+    assert_eq!(gets.load(Ordering::SeqCst), 2);
+    // Refused for longer than STALE_TTLS TTLs: the old labels no longer count.
+    let stale = ttl * kspy_webhook::namespaces::STALE_TTLS;
+    tokio::time::sleep(stale.saturating_sub(read.elapsed()) + ttl).await;
+    assert!(!allowed(&h).await, "judged with the Namespace unknown");
+    assert_eq!(gets.load(Ordering::SeqCst), 3);
+    h.server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_name_no_namespace_can_have_is_not_looked_up_nor_cached() {
+    let (client, gets) = namespace_api("checkout").await;
+    let h = Harness::start_with(TEAM_POLICY, |c| {
+        c.namespaces = NamespaceSource::Api {
+            client,
+            ttl: Duration::from_secs(60),
+        };
+    })
+    .await;
+    // A forged review's "namespace": upper case, a dot, too long, a huge one.
+    for namespace in [
+        "Shop".to_owned(),
+        "shop.example".to_owned(),
+        "s".repeat(64),
+        "s".repeat(300_000),
+    ] {
+        let mut v: serde_json::Value = serde_json::from_slice(&review_with_team()).expect("json");
+        v["request"]["namespace"] = serde_json::Value::String(namespace.clone());
+        v["request"]["object"]["metadata"]["namespace"] = serde_json::Value::String(namespace);
+        let (status, body) = h
+            .post(
+                "/validate",
+                axum::body::Bytes::from(serde_json::to_vec(&v).expect("json")),
+            )
+            .await;
+        assert_eq!(status, 200);
+        assert_eq!(
+            response_of(&body)["allowed"],
+            false,
+            "the Namespace is unknown"
+        );
+    }
+    assert_eq!(gets.load(Ordering::SeqCst), 0, "no Namespace lookup");
+    // A real name still is.
+    assert!(allowed(&h).await);
+    assert_eq!(gets.load(Ordering::SeqCst), 1);
+    h.server.shutdown().await;
+}

@@ -13,6 +13,7 @@ use super::SharedState;
 use super::patch::{self, PatchKind};
 use super::pods::{authorize, content_type};
 use super::status::{ApiError, FieldError};
+use super::validation::{dns1123_subdomain_errors, generate_name_errors};
 use crate::identity::Identity;
 
 /// The API server's limit on `note`.
@@ -228,6 +229,18 @@ fn validate(e: &Value, ns: &str) -> Vec<FieldError> {
             "metadata.name",
             "name or generateName is required",
         ));
+    }
+    // `ValidateObjectMeta` with `NameIsDNSSubdomain`: a generateName is a subdomain but for a
+    // trailing `-` (the random suffix follows it); a trailing `.` is refused.
+    if let Some(g) = text(&e["metadata"]["generateName"]) {
+        for msg in generate_name_errors(&g) {
+            errors.push(FieldError::invalid("metadata.generateName", &g, msg));
+        }
+    }
+    if let Some(n) = text(&e["metadata"]["name"]) {
+        for msg in dns1123_subdomain_errors(&n) {
+            errors.push(FieldError::invalid("metadata.name", &n, msg));
+        }
     }
     if text(&e["eventTime"]).is_none() {
         errors.push(FieldError::required("eventTime", ""));

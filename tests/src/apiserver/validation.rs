@@ -73,8 +73,22 @@ fn matches_dns1123_subdomain(s: &str) -> bool {
     })
 }
 
+/// `NameIsDNSSubdomain(prefix, true)`, as a `generateName` is checked: a subdomain once a
+/// trailing `-` is masked (`maskTrailingDash`: the last two characters become `a`).
+pub(super) fn generate_name_errors(prefix: &str) -> Vec<&'static str> {
+    match prefix.strip_suffix('-') {
+        Some(rest) if !rest.is_empty() => {
+            let mut masked =
+                rest[..rest.len() - rest.chars().last().map_or(0, char::len_utf8)].to_owned();
+            masked.push('a');
+            dns1123_subdomain_errors(&masked)
+        }
+        _ => dns1123_subdomain_errors(prefix),
+    }
+}
+
 /// `validation.IsDNS1123Subdomain`: the length error, then the regex error, each that applies.
-fn dns1123_subdomain_errors(s: &str) -> Vec<&'static str> {
+pub(super) fn dns1123_subdomain_errors(s: &str) -> Vec<&'static str> {
     let mut errs = Vec::new();
     if s.len() > 253 {
         errs.push("must be no more than 253 characters");

@@ -661,7 +661,7 @@ impl Cluster {
                 }
             })?
             // Inside the answer timeout: retries count against --request-timeout.
-            .with_layer(&ServerRetry)
+            .with_layer(&ServerRetry { limit })
             .with_layer(&answer_timeout)
             // kube-rs drops response headers: the API server's warnings are read here.
             .with_layer(&WarningLayer {

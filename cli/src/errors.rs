@@ -510,6 +510,31 @@ pub fn explain_status(action: &Action, status: &Status, flags: &str) -> KspyErro
                 None => e,
             }
         }
+        // Throttled: API Priority and Fairness (or max-inflight) turned it away, nothing was
+        // carried out. kspy waited as often and as long as it asked within --request-timeout
+        // (`crate::retry`); this answer is the one it did not wait for.
+        429 => {
+            let asked = status
+                .details
+                .as_ref()
+                .map(|d| d.retry_after_seconds)
+                .filter(|s| *s > 0)
+                .map(|s| format!(" (it asked for {s}s)"))
+                .unwrap_or_default();
+            KspyError::new(format!(
+                "{}: the API server is too busy and asked to come back later (429 Too Many \
+                 Requests)",
+                action.failed()
+            ))
+            .details(nonempty(message))
+            .hint(format!(
+                "nothing was carried out: the API server limits the requests it takes at once \
+                 (API Priority and Fairness) and is at its limit; try again in a little while. \
+                 kspy waits as the server asks{asked}, up to {} times, within --request-timeout: \
+                 a longer --request-timeout leaves it more time",
+                crate::retry::MAX_RETRIES
+            ))
+        }
         _ => {
             let what = if status.code == 0 {
                 String::new()

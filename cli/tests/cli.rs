@@ -1507,6 +1507,46 @@ fn too_many_requests_with_retry_after_is_sent_again() {
     );
 }
 
+/// A server that answers 429 asking for a wait longer than what is left of
+/// --request-timeout did answer: kspy does not begin that wait (client-go's rate limiter
+/// refuses a wait past the request's deadline too) but reports the 429 at once, as a busy
+/// server — not, after the timeout, as one that "took the connection but did not answer".
+#[test]
+fn too_many_requests_asking_to_wait_past_the_request_timeout_is_reported_as_such() {
+    let api = FakeApi::start(|_| {
+        Reply::status(
+            429,
+            "TooManyRequests",
+            "Too many requests, please try again later.",
+            json!({"retryAfterSeconds": 5}),
+        )
+        .with_header("Retry-After", "5")
+    });
+    let started = Instant::now();
+    let out = api.kspy(&["ls", "--request-timeout", "3s"]);
+    let (_, stderr) = texts(&out);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}: {stderr}",
+        started.elapsed()
+    );
+    assert_eq!(api.lines().len(), 1, "{:?}", api.lines());
+    assert!(
+        stderr.starts_with(
+            "kspy: could not list the pods of namespace prod: the API server is too busy and \
+             asked to come back later (429 Too Many Requests)\n  Too many requests, please try \
+             again later.\n"
+        ),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("hint: nothing was carried out") && stderr.contains("(it asked for 5s)"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("did not answer"), "{stderr}");
+}
+
 #[test]
 fn copy_replace_without_delete_permission() {
     let copy = [

@@ -24,7 +24,10 @@ pub fn user_agent() -> String {
         std::env::consts::ARCH
     )
 }
-use crate::errors::{Action, KspyError, WebhookDenial, explain, missing_with_candidates};
+use crate::errors::{
+    Action, ExecPlugin, KspyError, WebhookDenial, explain, explain_exec_plugin,
+    missing_with_candidates,
+};
 use crate::patch::{PlannedRequest, json_patch_not_applied};
 use crate::proxy::{self, Proxy};
 use crate::request_timeout::{AnswerTimeout, host_port};
@@ -115,6 +118,9 @@ pub struct Cluster {
     /// `--kubeconfig` and `--context` as given, for the commands kspy suggests
     /// ([`ClusterArgs::repeated`]).
     pub flags: String,
+    /// The exec credential plugin of the context's user, if it has one, for explaining its
+    /// failures (kube-rs runs it again when its credential expires).
+    pub exec_plugin: Option<ExecPlugin>,
 }
 
 fn kubeconfig_error(
@@ -523,11 +529,50 @@ fn missing_user(kubeconfig: &Kubeconfig, context: Option<&str>) -> Option<Missin
     })
 }
 
+/// The exec credential plugin of the user that the context kspy uses (`--context`, else the
+/// current one) names, when that user has one.
+fn exec_plugin(kubeconfig: &Kubeconfig, context: Option<&str>) -> Option<ExecPlugin> {
+    let name = context.or(kubeconfig.current_context.as_deref())?;
+    let user = kubeconfig
+        .contexts
+        .iter()
+        .find(|c| c.name == name)?
+        .context
+        .as_ref()?
+        .user
+        .clone()?;
+    let exec = kubeconfig
+        .auth_infos
+        .iter()
+        .find(|u| u.name == user)?
+        .auth_info
+        .as_ref()?
+        .exec
+        .as_ref()?;
+    Some(ExecPlugin {
+        user,
+        command: exec.command.clone().unwrap_or_default(),
+        install_hint: exec.install_hint.clone().filter(|h| !h.trim().is_empty()),
+    })
+}
+
+/// What [`load_config`] found.
+struct Loaded {
+    /// The client configuration, its proxy set.
+    config: Config,
+    /// The proxy, chosen as kubectl would, if any.
+    proxy: Option<Proxy>,
+    /// The user the context names but the kubeconfig lacks, if so.
+    missing_user: Option<MissingUser>,
+    /// Where the default namespace came from.
+    namespace_from: NamespaceFrom,
+    /// The context's user's exec credential plugin, if any.
+    exec_plugin: Option<ExecPlugin>,
+}
+
 /// The client configuration, with the proxy (if any) chosen as kubectl would, and the user
 /// the context names but the kubeconfig lacks, if so.
-async fn load_config(
-    args: &ClusterArgs,
-) -> Result<(Config, Option<Proxy>, Option<MissingUser>, NamespaceFrom), KspyError> {
+async fn load_config(args: &ClusterArgs) -> Result<Loaded, KspyError> {
     let options = KubeConfigOptions {
         context: args.context.clone(),
         cluster: None,
@@ -551,13 +596,20 @@ async fn load_config(
             &env_var,
         )?;
         config.proxy_url = proxy.as_ref().map(|p| p.url.clone());
-        let missing = missing_user(&copy, args.context.as_deref());
+        let missing_user = missing_user(&copy, args.context.as_deref());
+        let exec_plugin = exec_plugin(&copy, args.context.as_deref());
         let context = args
             .context
             .clone()
             .or(copy.current_context)
             .unwrap_or_default();
-        Ok::<_, KspyError>((config, proxy, missing, NamespaceFrom::Context(context)))
+        Ok::<_, KspyError>(Loaded {
+            config,
+            proxy,
+            missing_user,
+            namespace_from: NamespaceFrom::Context(context),
+            exec_plugin,
+        })
     };
     if let Some(path) = &args.kubeconfig {
         return match read_kubeconfig(path)? {
@@ -600,13 +652,25 @@ async fn load_config(
     })?;
     let proxy = proxy::choose(None, &config.cluster_url, &env_var)?;
     config.proxy_url = proxy.as_ref().map(|p| p.url.clone());
-    Ok((config, proxy, None, NamespaceFrom::ServiceAccount))
+    Ok(Loaded {
+        config,
+        proxy,
+        missing_user: None,
+        namespace_from: NamespaceFrom::ServiceAccount,
+        exec_plugin: None,
+    })
 }
 
 impl Cluster {
     /// Connects as kubectl would with the same flags and environment.
     pub async fn connect(args: &ClusterArgs) -> Result<Cluster, KspyError> {
-        let (mut config, proxy, missing_user, namespace_from) = load_config(args).await?;
+        let Loaded {
+            mut config,
+            proxy,
+            missing_user,
+            namespace_from,
+            exec_plugin,
+        } = load_config(args).await?;
         if let Some(m) = &missing_user {
             eprint!(
                 "{}",
@@ -652,8 +716,16 @@ impl Cluster {
         // kube-rs re-sends a write after a 504 that may have carried it out; kspy retries only
         // as kubectl does (`crate::retry`).
         config.default_retry = false;
+        let flags = args.repeated();
         let client = ClientBuilder::try_from(config)
             .map_err(|e| {
+                // kube-rs runs the exec credential plugin here.
+                if let Some(explained) = exec_plugin
+                    .as_ref()
+                    .and_then(|p| explain_exec_plugin("cannot get credentials", &e, p, &flags))
+                {
+                    return explained;
+                }
                 let e = KspyError::new("cannot set up the Kubernetes client").source(e);
                 match &proxy {
                     Some(p) => e.details([format!("connecting {}", p.describe())]),
@@ -673,7 +745,8 @@ impl Cluster {
             namespace,
             server,
             missing_user,
-            flags: args.repeated(),
+            flags,
+            exec_plugin,
         })
     }
 
@@ -687,6 +760,14 @@ impl Cluster {
             }
             _ => false,
         };
+        // The plugin run again for a fresh credential, mid-command.
+        if let Some(explained) = self
+            .exec_plugin
+            .as_ref()
+            .and_then(|p| explain_exec_plugin(&action.to_string(), &err, p, &self.flags))
+        {
+            return explained;
+        }
         let e = explain(action, err, &self.server, &self.flags);
         match &self.missing_user {
             Some(m) if anonymous_refused => e

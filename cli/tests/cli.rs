@@ -4505,3 +4505,67 @@ fn a_stale_probe_is_asked_again_and_the_webhook_still_picks_the_target() {
         "sidecar"
     );
 }
+
+/// An exec credential plugin that fails — its login expired, or it is not installed — is
+/// named, with its user, its own message (stderr, line by line; never its stdout, where
+/// credentials go) and what to do; not kube-rs's one-line dump of the plugin's whole output
+/// as "cannot set up the Kubernetes client", nor, for a missing one, "unable to run auth
+/// exec: No such file or directory" without saying what was run.
+#[cfg(unix)]
+#[test]
+fn a_failing_exec_credential_plugin_is_named_with_its_message() {
+    use std::os::unix::fs::PermissionsExt;
+    let api = FakeApi::start(|_| Reply::ok(&json!({"kind": "PodList", "items": []})));
+    let plugin = api.dir.path().join("expired-plugin");
+    std::fs::write(
+        &plugin,
+        "#!/bin/sh\necho 'partial-secret-on-stdout'\n\
+         echo 'error: the SSO session has expired' >&2\n\
+         echo \"run 'aws sso login' to log in again\" >&2\nexit 255\n",
+    )
+    .expect("write plugin");
+    std::fs::set_permissions(&plugin, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let user = |command: &str, extra: &str| {
+        format!(
+            "    exec:\n      apiVersion: client.authentication.k8s.io/v1\n      command: {command}\n      interactiveMode: Never\n{extra}"
+        )
+    };
+    let server = format!("http://{}", api.addr);
+    let kc = api.write_kubeconfig("expired", &server, "", &user(&plugin.to_string_lossy(), ""));
+    let out = api.kspy_env(&["ls"], &kc, &[], b"");
+    let (_, stderr) = texts(&out);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.starts_with(&format!(
+            "kspy: cannot get credentials: the exec credential plugin of kubeconfig user fake, \
+             {}, failed (exit code 255)\n  error: the SSO session has expired\n  run 'aws sso \
+             login' to log in again\nhint: its message says why",
+            plugin.display()
+        )),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("partial-secret-on-stdout"), "{stderr}");
+    assert!(!stderr.contains("KUBERNETES_EXEC_INFO"), "{stderr}");
+    assert!(api.lines().is_empty(), "{:?}", api.lines());
+
+    let kc = api.write_kubeconfig(
+        "missing",
+        &server,
+        "",
+        &user(
+            "kubelogin-missing",
+            "      installHint: \"kubelogin is required: https://example.com/kubelogin\"\n",
+        ),
+    );
+    let out = api.kspy_env(&["ls"], &kc, &[], b"");
+    let (_, stderr) = texts(&out);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(
+        stderr,
+        "kspy: cannot get credentials: the exec credential plugin of kubeconfig user fake, \
+         kubelogin-missing, is not installed (not found)\n  kubelogin is required: \
+         https://example.com/kubelogin\nhint: install it as its install hint above says (kspy \
+         looks for it as kubectl does, on PATH unless the command is a path), or fix \
+         users[].user.exec of user fake in the kubeconfig\n"
+    );
+}

@@ -891,14 +891,7 @@ impl Cluster {
                         // An empty namespace may be none at all: a mistyped -n, or a
                         // context's namespace that was deleted. Asked only then.
                         if names.is_empty() && self.namespace_missing().await {
-                            return Err(KspyError::new(format!(
-                                "namespace {} does not exist (looking for pod {name})",
-                                self.namespace
-                            ))
-                            .hint(
-                                "check -n/--namespace, or the context's namespace when -n is \
-                                 not given; `kubectl get namespaces` lists those that exist",
-                            ));
+                            return Err(self.no_such_namespace(&format!("looking for pod {name}")));
                         }
                         Err(missing_with_candidates(headline, "pod", name, &names))
                     }
@@ -912,14 +905,30 @@ impl Cluster {
         }
     }
 
-    /// Whether the API server says the namespace does not exist (a 404 on its `GET`); false
-    /// when it exists or cannot be read (you may not read namespaces).
-    async fn namespace_missing(&self) -> bool {
+    /// Whether the API server says the namespace does not exist (a 404 on its `GET` that names
+    /// a namespace, as kube-apiserver's does; not a proxy's bare 404); false when it exists or
+    /// cannot be read (you may not read namespaces).
+    pub async fn namespace_missing(&self) -> bool {
         let namespaces: Api<Namespace> = Api::all(self.client.clone());
         matches!(
             namespaces.get(&self.namespace).await,
             Err(kube::Error::Api(s)) if s.code == 404
+                && s.details.as_ref().is_some_and(|d| d.kind == "namespaces")
         )
+    }
+
+    /// The error for a working namespace that does not exist (a mistyped `-n`, or a context's
+    /// namespace since deleted), `doing` saying what kspy was after.
+    pub fn no_such_namespace(&self, doing: &str) -> KspyError {
+        KspyError::new(format!(
+            "namespace {} does not exist ({doing})",
+            self.namespace
+        ))
+        .hint(format!(
+            "check -n/--namespace, or the context's namespace when -n is not given; \
+             `kubectl{} get namespaces` lists those that exist",
+            self.flags
+        ))
     }
 
     /// Reads a node; `Ok(None)` when kspy may not read nodes (the pod is created anyway);

@@ -327,6 +327,7 @@ pub async fn run(args: LsArgs) -> Result<ExitCode, KspyError> {
             };
             // Page by page, keeping only the rows: a page's pods are dropped before the next.
             let mut all = Vec::new();
+            let mut pods = 0;
             let mut params = ListParams::default();
             if args.chunk_size > 0 {
                 params = params.limit(args.chunk_size);
@@ -336,11 +337,18 @@ pub async fn run(args: LsArgs) -> Result<ExitCode, KspyError> {
                     .list(&params)
                     .await
                     .map_err(|e| cluster.explain(&Action::ListPods { ns: ns.clone() }, e))?;
+                pods += page.items.len();
                 all.extend(rows(&page.items, now));
                 match page.metadata.continue_.filter(|c| !c.is_empty()) {
                     Some(token) => params = params.continue_token(&token),
                     None => break,
                 }
+            }
+            // The API server lists no pods, rather than 404, in a namespace that does not
+            // exist: "nothing left in namespace prdo" would pass a mistyped -n off as clean.
+            // Asked only when there are no pods at all.
+            if pods == 0 && !args.all_namespaces && cluster.namespace_missing().await {
+                return Err(cluster.no_such_namespace("listing what kspy left in it"));
             }
             all
         }

@@ -1060,6 +1060,56 @@ fn missing_namespace_is_named_as_such() {
     assert!(stderr.contains("there are no pods here"), "{stderr}");
 }
 
+/// The API server lists no pods, not 404, in a namespace that does not exist: `kspy ls` there
+/// said "no debug containers or debug pods in namespace ghost" (and `-o json` printed `[]`),
+/// passing a mistyped -n off as a namespace with nothing left behind. It says the namespace
+/// does not exist now; an empty namespace that exists still lists nothing.
+#[test]
+fn ls_in_a_missing_namespace_says_so() {
+    let api = FakeApi::start(|r: &Recorded| match (r.method.as_str(), r.path.as_str()) {
+        ("GET", "/api/v1/namespaces/ghost/pods") | ("GET", "/api/v1/namespaces/empty/pods") => {
+            Reply::ok(&json!({"kind": "PodList", "apiVersion": "v1",
+                "metadata": {"resourceVersion": "1"}, "items": []}))
+        }
+        ("GET", "/api/v1/namespaces/ghost") => Reply::not_found("namespaces", "ghost"),
+        ("GET", "/api/v1/namespaces/empty") => Reply::ok(
+            &json!({"kind": "Namespace", "apiVersion": "v1", "metadata": {"name": "empty"}}),
+        ),
+        _ => Reply::status(
+            404,
+            "NotFound",
+            "the server could not find the requested resource",
+            json!({}),
+        ),
+    });
+    for args in [
+        &["ls", "-n", "ghost"][..],
+        &["ls", "-n", "ghost", "-o", "json"],
+    ] {
+        let out = api.kspy(args);
+        let (stdout, stderr) = texts(&out);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert_eq!(stdout, "", "{args:?}");
+        assert!(
+            stderr.starts_with(
+                "kspy: namespace ghost does not exist (listing what kspy left in it)\nhint: \
+                 check -n/--namespace"
+            ),
+            "{args:?}: {stderr}"
+        );
+    }
+    let out = api.kspy(&["ls", "-n", "empty"]);
+    let (_, stderr) = texts(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(
+        stderr,
+        "no debug containers or debug pods in namespace empty\n"
+    );
+    let out = api.kspy(&["ls", "-n", "empty", "-o", "json"]);
+    assert!(out.status.success(), "{}", texts(&out).1);
+    assert_eq!(texts(&out).0, "[]\n");
+}
+
 #[test]
 fn missing_pod_lists_the_pods_that_exist() {
     let (api, _) = sim_api(Sim::new());
@@ -3705,9 +3755,13 @@ fn kubeconfig_list_skips_missing_files_and_merges_like_kubectl() {
     let out = support::run_binary(bin, &["ls"], Some(std::path::Path::new(&list)), home);
     let (_, stderr) = texts(&out);
     assert!(out.status.success(), "{stderr}");
+    // The namespace has no pods: kspy asks whether it exists (`kspy ls` in a missing one).
     assert_eq!(
         api.lines(),
-        vec!["GET /api/v1/namespaces/other/pods?limit=500"]
+        vec![
+            "GET /api/v1/namespaces/other/pods?limit=500",
+            "GET /api/v1/namespaces/other"
+        ]
     );
 
     // `current-context: ""` (kubectl config writes it) sets nothing: the next file's counts.
@@ -3721,9 +3775,13 @@ fn kubeconfig_list_skips_missing_files_and_merges_like_kubectl() {
     let out = support::run_binary(bin, &["ls"], Some(std::path::Path::new(&list)), home);
     let (_, stderr) = texts(&out);
     assert!(out.status.success(), "{stderr}");
+    let lines = api.lines();
     assert_eq!(
-        api.lines().last().map(String::as_str),
-        Some("GET /api/v1/namespaces/other/pods?limit=500")
+        lines[lines.len() - 2..],
+        [
+            "GET /api/v1/namespaces/other/pods?limit=500",
+            "GET /api/v1/namespaces/other"
+        ]
     );
 
     // A broken file in the list is named, without Rust's debug quoting.
@@ -3754,8 +3812,8 @@ fn kubeconfig_list_skips_missing_files_and_merges_like_kubectl() {
     assert!(!stderr.contains("'\""), "{stderr}");
     assert_eq!(
         api.lines().len(),
-        2,
-        "nothing sent with a broken kubeconfig"
+        4,
+        "nothing sent with a broken kubeconfig (two lists, each with its namespace's GET)"
     );
 }
 

@@ -121,6 +121,9 @@ pub struct Cluster {
     /// The exec credential plugin of the context's user, if it has one, for explaining its
     /// failures (kube-rs runs it again when its credential expires).
     pub exec_plugin: Option<ExecPlugin>,
+    /// The proxy requests go through, if any, and the API server's URL, for explaining a
+    /// proxy that failed to carry them.
+    pub proxy: Option<(Proxy, http::Uri)>,
 }
 
 fn kubeconfig_error(
@@ -708,6 +711,7 @@ impl Cluster {
             Some(p) => format!("{} {}", config.cluster_url, p.describe()),
             None => config.cluster_url.to_string(),
         };
+        let proxy_and_server = proxy.clone().map(|p| (p, config.cluster_url.clone()));
         // kube-rs sends no User-Agent; the API server's audit log and `managedFields` (for a
         // write without fieldManager) name the client by it, as they name kubectl.
         if let Ok(value) = http::HeaderValue::from_str(&user_agent()) {
@@ -747,6 +751,7 @@ impl Cluster {
             missing_user,
             flags,
             exec_plugin,
+            proxy: proxy_and_server,
         })
     }
 
@@ -768,7 +773,15 @@ impl Cluster {
         {
             return explained;
         }
+        // The proxy, not the API server, failed: its hint, not "check that the cluster is up".
+        let proxy_hint = self.proxy.as_ref().and_then(|(proxy, server)| {
+            proxy::ProxyFailure::find(&err).map(|f| f.hint(proxy, server))
+        });
         let e = explain(action, err, &self.server, &self.flags);
+        let e = match proxy_hint {
+            Some(hint) => e.hint(hint),
+            None => e,
+        };
         match &self.missing_user {
             Some(m) if anonymous_refused => e
                 .details([format!(

@@ -4627,3 +4627,86 @@ fn a_failing_exec_credential_plugin_is_named_with_its_message() {
          users[].user.exec of user fake in the kubeconfig\n"
     );
 }
+
+/// A proxy that answers every CONNECT with `status` (`407 Proxy Authentication Required`,
+/// `502 Bad Gateway`) and closes; its address.
+fn proxy_answering(status: &'static str) -> std::net::SocketAddr {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            let mut buf = [0u8; 4096];
+            let _ = conn.read(&mut buf);
+            let _ = conn
+                .write_all(format!("HTTP/1.1 {status}\r\nContent-Length: 0\r\n\r\n").as_bytes());
+        }
+    });
+    addr
+}
+
+/// When the proxy is what failed — nothing listens there, it wants credentials (407), or it
+/// refused the tunnel (cannot reach the API server, or its rules) — the hint is about the proxy
+/// and the setting that named it, not "check … that the cluster is up".
+#[test]
+fn a_failing_proxy_gets_a_hint_about_the_proxy() {
+    let api = FakeApi::start(|_| Reply::ok(&json!({"kind": "PodList", "items": []})));
+    let server = "http://kspy-api.invalid:6443";
+    let kc = api.write_kubeconfig("via-proxy", server, "", "    token: test-token\n");
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr")
+    };
+    let auth = proxy_answering("407 Proxy Authentication Required");
+    let refusing = proxy_answering("502 Bad Gateway");
+    let cases = [
+        (
+            format!("http://{closed}"),
+            format!(
+                "hint: the proxy http://{closed} (set by HTTP_PROXY) did not take the connection: \
+                 check that it runs and that HTTP_PROXY names it; if the API server is reachable \
+                 without it, add kspy-api.invalid to NO_PROXY\n"
+            ),
+        ),
+        (
+            format!("http://{auth}"),
+            format!(
+                "hint: the proxy http://{auth} (set by HTTP_PROXY) wants credentials (407 Proxy \
+                 Authentication Required): give them in HTTP_PROXY, as \
+                 http://USER:PASSWORD@HOST:PORT\n"
+            ),
+        ),
+        (
+            format!("http://alice:wrong@{auth}"),
+            format!(
+                "hint: the proxy http://{auth} (set by HTTP_PROXY) did not accept the credentials \
+                 in HTTP_PROXY (407 Proxy Authentication Required): check the user and password \
+                 there (characters such as @ : / % must be percent-encoded)\n"
+            ),
+        ),
+        (
+            format!("http://{refusing}"),
+            format!(
+                "hint: the proxy http://{refusing} (set by HTTP_PROXY) refused to open a \
+                 connection to the API server kspy-api.invalid: it cannot reach it, or its rules \
+                 do not allow it; ask its administrators; if the API server is reachable without \
+                 it, add kspy-api.invalid to NO_PROXY\n"
+            ),
+        ),
+    ];
+    for (proxy, hint) in cases {
+        let out = api.kspy_env(&["ls"], &kc, &[("HTTP_PROXY", &proxy)], b"");
+        let (_, stderr) = texts(&out);
+        assert_eq!(out.status.code(), Some(1), "{proxy}: {stderr}");
+        assert!(
+            stderr.starts_with(&format!(
+                "kspy: could not list the pods of namespace prod: cannot reach the API server at \
+                 {server}/ through proxy "
+            )),
+            "{proxy}: {stderr}"
+        );
+        assert!(stderr.ends_with(&hint), "{proxy}: {stderr}");
+        assert!(!stderr.contains("wrong"), "{stderr}");
+    }
+}

@@ -154,9 +154,90 @@ fn kubeconfig_error(
     if let Some(err) = proxy_setting_error(&e, kubeconfig, context) {
         return err;
     }
+    if let Some(err) = cluster_entry_error(&e, kubeconfig, context) {
+        return err;
+    }
     KspyError::new("cannot load the kubeconfig")
         .source(e)
         .hint("check `--kubeconfig`, `KUBECONFIG` and `--context`")
+}
+
+/// The errors about the cluster the context names, said in the kubeconfig's terms: kube-rs's
+/// `failed to load the cluster of context: prod-cluster` names the cluster where it seems to
+/// name the context, and says neither that the kubeconfig lacks it (a typo, or a `KUBECONFIG`
+/// list without the file that defines it) nor which clusters it has; `cluster url is missing
+/// on selected cluster` names no cluster at all.
+fn cluster_entry_error(
+    e: &KubeconfigError,
+    kubeconfig: Option<&Kubeconfig>,
+    context: Option<&str>,
+) -> Option<KspyError> {
+    let kubeconfig = kubeconfig?;
+    let context = context.or(kubeconfig.current_context.as_deref())?;
+    let cluster = kubeconfig
+        .contexts
+        .iter()
+        .find(|c| c.name == context)?
+        .context
+        .as_ref()?
+        .cluster
+        .clone();
+    match e {
+        KubeconfigError::LoadClusterOfContext(_) => {
+            let names: Vec<String> = kubeconfig.clusters.iter().map(|c| c.name.clone()).collect();
+            let set_it = format!(
+                "set context {context}'s `cluster:` to one that exists (`kubectl config \
+                 get-clusters` lists them)"
+            );
+            if cluster.is_empty() {
+                let e = missing_with_candidates(
+                    format!("context {context} of the kubeconfig names no cluster"),
+                    "cluster",
+                    "",
+                    &names,
+                );
+                return Some(e.hint(set_it));
+            }
+            let e = missing_with_candidates(
+                format!(
+                    "context {context} names cluster {cluster}, which the kubeconfig does not \
+                     define"
+                ),
+                "cluster",
+                &cluster,
+                &names,
+            );
+            Some(e.hint(format!(
+                "define cluster {cluster} under `clusters:` in the kubeconfig (in a KUBECONFIG \
+                 list, the file that defines it may be missing from the list), or {set_it}"
+            )))
+        }
+        KubeconfigError::MissingClusterUrl | KubeconfigError::ParseClusterUrl(_) => {
+            let server = kubeconfig
+                .clusters
+                .iter()
+                .find(|c| c.name == cluster)
+                .and_then(|c| c.cluster.as_ref())
+                .and_then(|c| c.server.as_deref())
+                .unwrap_or_default();
+            let why = match e {
+                KubeconfigError::ParseClusterUrl(why) if !server.trim().is_empty() => {
+                    format!("is no URL ({server:?}: {why})")
+                }
+                _ => "is not set".to_string(),
+            };
+            Some(
+                KspyError::new(format!(
+                    "the server of cluster {cluster} (context {context}) in the kubeconfig {why}"
+                ))
+                .hint(format!(
+                    "set it to the API server's URL: `kubectl config set-cluster {cluster} \
+                     --server=https://HOST:6443`"
+                )),
+            )
+        }
+        _ => None,
+    }
 }
 
 /// The error when no `--context` is given and the kubeconfig's `current-context` is unset

@@ -4710,3 +4710,61 @@ fn a_failing_proxy_gets_a_hint_about_the_proxy() {
         assert!(!stderr.contains("wrong"), "{stderr}");
     }
 }
+
+/// A context whose cluster the kubeconfig lacks — most often a KUBECONFIG list without the
+/// file that defines it — was reported as kube-rs words it, "failed to load the cluster of
+/// context: prod-cluster" under "cannot load the kubeconfig", naming the cluster as if it were
+/// the context; a cluster without a server said "cluster url is missing on selected cluster"
+/// without naming it. Both now name the context and the cluster, with the fix.
+#[test]
+fn a_context_whose_cluster_is_missing_or_has_no_server_is_named() {
+    let api = FakeApi::start(|_| Reply::ok(&json!({"kind": "PodList", "items": []})));
+    let home = api.dir.path();
+    let contexts = home.join("contexts.yaml");
+    std::fs::write(
+        &contexts,
+        "apiVersion: v1\nkind: Config\ncurrent-context: prod\ncontexts:\n- name: prod\n  context:\n    cluster: prod-cluster\n    user: alice\n\
+         clusters:\n- name: staging-cluster\n  cluster:\n    server: https://10.0.0.2:6443\n\
+         users:\n- name: alice\n  user:\n    token: t\n",
+    )
+    .expect("write");
+    let list = format!(
+        "{}:{}/clusters-missing.yaml",
+        contexts.display(),
+        home.display()
+    );
+    let bin = std::path::Path::new(env!("CARGO_BIN_EXE_kspy"));
+    let out = support::run_binary(bin, &["ls"], Some(std::path::Path::new(&list)), home);
+    let (_, stderr) = texts(&out);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(
+        stderr,
+        "kspy: context prod names cluster prod-cluster, which the kubeconfig does not define\n  \
+         clusters that exist: staging-cluster\nhint: define cluster prod-cluster under \
+         `clusters:` in the kubeconfig (in a KUBECONFIG list, the file that defines it may be \
+         missing from the list), or set context prod's `cluster:` to one that exists (`kubectl \
+         config get-clusters` lists them)\n"
+    );
+
+    for server in ["", "    server: \"\"\n"] {
+        let kc = home.join("no-server.yaml");
+        std::fs::write(
+            &kc,
+            format!(
+                "apiVersion: v1\nkind: Config\ncurrent-context: prod\ncontexts:\n- name: prod\n  context:\n    cluster: prod-cluster\n\
+                 clusters:\n- name: prod-cluster\n  cluster:\n    insecure-skip-tls-verify: true\n{server}"
+            ),
+        )
+        .expect("write");
+        let out = support::run_binary(bin, &["ls"], Some(&kc), home);
+        let (_, stderr) = texts(&out);
+        assert_eq!(out.status.code(), Some(1), "{server:?}: {stderr}");
+        assert_eq!(
+            stderr,
+            "kspy: the server of cluster prod-cluster (context prod) in the kubeconfig is not \
+             set\nhint: set it to the API server's URL: `kubectl config set-cluster prod-cluster \
+             --server=https://HOST:6443`\n",
+            "{server:?}"
+        );
+    }
+}

@@ -257,6 +257,26 @@ pub fn explain(action: &Action, err: kube::Error, server: &str, flags: &str) -> 
     if let Some(problem) = certificate {
         return explain_certificate(action, server, &problem).source(err);
     }
+    let dropped = match &err {
+        kube::Error::HyperError(_) | kube::Error::Service(_) => {
+            crate::retry::connection_dropped(&err)
+        }
+        _ => false,
+    };
+    if dropped {
+        // It was reached, and the request sent: a write may have been carried out. (A read
+        // was sent again as kubectl does, `crate::retry`, and cut each time.)
+        return KspyError::new(format!(
+            "{}: the connection to the API server at {server} was closed before it answered",
+            action.failed()
+        ))
+        .details(maybe_done(action, flags))
+        .hint(
+            "the API server, or a load balancer or proxy in front of it, closed the connection: \
+             it may be restarting or overloaded; try again in a moment",
+        )
+        .source(err);
+    }
     match err {
         kube::Error::Api(status) => explain_status(action, &status, flags),
         kube::Error::HyperError(_) | kube::Error::Service(_) => KspyError::new(format!(

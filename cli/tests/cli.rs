@@ -4768,3 +4768,128 @@ fn a_context_whose_cluster_is_missing_or_has_no_server_is_named() {
         );
     }
 }
+
+/// An API server on plain HTTP that closes the connection without answering the first request
+/// whose request line starts with `drop` (a pooled connection a load balancer closed, an API
+/// server restarting), and answers every other with `answer` (status line and JSON body);
+/// its address and the request lines it saw.
+fn server_dropping_first(
+    drop: &'static str,
+    answer: impl Fn(&str) -> (&'static str, String) + Send + 'static,
+) -> (std::net::SocketAddr, Arc<Mutex<Vec<String>>>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = seen.clone();
+    std::thread::spawn(move || {
+        let mut dropped = false;
+        for conn in listener.incoming() {
+            let Ok(conn) = conn else { continue };
+            let mut reader = BufReader::new(conn);
+            let mut line = String::new();
+            if reader.read_line(&mut line).is_err() {
+                continue;
+            }
+            let mut length = 0usize;
+            loop {
+                let mut header = String::new();
+                if reader.read_line(&mut header).is_err() || header.trim().is_empty() {
+                    break;
+                }
+                if let Some(v) = header.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0u8; length];
+            let _ = reader.read_exact(&mut body);
+            let line = line.trim().to_string();
+            log.lock().expect("log").push(line.clone());
+            if !dropped && line.starts_with(drop) {
+                dropped = true;
+                continue; // closed unanswered
+            }
+            let (status, body) = answer(&line);
+            let mut conn = reader.into_inner();
+            let _ = conn.write_all(
+                format!(
+                    "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
+                     Connection: close\r\n\r\n{body}",
+                    body.len()
+                )
+                .as_bytes(),
+            );
+        }
+    });
+    (addr, seen)
+}
+
+/// A connection closed before any answer came fails a read once, where kubectl (client-go,
+/// for GETs) simply sends it again: kspy now does too. A write so cut may have been carried
+/// out, and is never sent again.
+#[test]
+fn a_read_cut_before_its_answer_is_sent_again_a_write_is_not() {
+    let api = FakeApi::start(|_| Reply::text(""));
+    let list = json!({"kind": "PodList", "apiVersion": "v1", "metadata": {},
+        "items": [serde_json::to_value(web_pod()).expect("pod")]})
+    .to_string();
+    let (addr, seen) = server_dropping_first("GET", move |_| ("200 OK", list.clone()));
+    let kc = api.write_kubeconfig(
+        "dropping",
+        &format!("http://{addr}"),
+        "",
+        "    token: test-token\n",
+    );
+    let out = api.kspy_env(&["ls"], &kc, &[], b"");
+    let (stdout, stderr) = texts(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stdout.contains("debugger-old01"), "{stdout}");
+    assert_eq!(
+        *seen.lock().expect("seen"),
+        [
+            "GET /api/v1/namespaces/prod/pods?&limit=500 HTTP/1.1",
+            "GET /api/v1/namespaces/prod/pods?&limit=500 HTTP/1.1"
+        ]
+    );
+
+    let pod = serde_json::to_value(web_pod()).expect("pod").to_string();
+    let (addr, seen) = server_dropping_first("POST /api/v1/namespaces/prod/pods", move |line| {
+        if line.starts_with("GET") {
+            ("200 OK", pod.clone())
+        } else {
+            ("201 Created", pod.clone())
+        }
+    });
+    let kc = api.write_kubeconfig(
+        "dropping-write",
+        &format!("http://{addr}"),
+        "",
+        "    token: test-token\n",
+    );
+    let out = api.kspy_env(
+        &["copy", WEB, "--to", "web-debug", "--no-attach"],
+        &kc,
+        &[],
+        b"",
+    );
+    let (_, stderr) = texts(&out);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let posts = seen
+        .lock()
+        .expect("seen")
+        .iter()
+        .filter(|l| l.starts_with("POST /api/v1/namespaces/prod/pods"))
+        .count();
+    assert_eq!(posts, 1, "{:?}", seen.lock().expect("seen"));
+    // Reached, and the request sent: not "cannot reach", and it may have been carried out.
+    assert!(
+        stderr.starts_with(&format!(
+            "kspy: could not create pod prod/web-debug: the connection to the API server at \
+             http://{addr}/ was closed before it answered\n  the request may have been carried \
+             out all the same: look before running the command again (`kubectl get pods -n \
+             prod`)\n"
+        )),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("cannot reach"), "{stderr}");
+}

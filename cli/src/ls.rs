@@ -98,8 +98,16 @@ pub struct Row {
 }
 
 /// `reason` of a waiting container alone (the table has no room for its message); anything
-/// else described in full.
+/// else described in full. A container with no status in a pod that has finished never ran
+/// and never will (the kubelet starts nothing in a finished pod): `NotStarted (pod
+/// Succeeded)`, not the pod's phase alone, which read as the container's own outcome.
 fn short_state(pod: &Pod, container: &str) -> String {
+    let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
+    if container_status(pod, container).is_none()
+        && let Some(phase @ ("Succeeded" | "Failed")) = phase
+    {
+        return format!("NotStarted (pod {phase})");
+    }
     match state_of(pod, container) {
         State::Waiting { reason, .. } => reason,
         other => other.describe(),
@@ -543,6 +551,25 @@ mod tests {
         assert_eq!(t.lines().count(), 3, "{t}");
         let lines: Vec<&str> = t.lines().collect();
         assert_eq!(lines[0].find("TARGET"), lines[1].find("app "), "{t}");
+    }
+
+    /// An ephemeral container added to a pod that then finished, before the kubelet started
+    /// it, has no status: it never ran, which its state says, rather than the pod's phase.
+    #[test]
+    fn a_container_that_never_ran_in_a_finished_pod_says_so() {
+        let mut pod = serde_json::to_value(golden::fixture_pod("pod-web.json")).expect("json");
+        pod["status"]["ephemeralContainerStatuses"] = json!(null);
+        for (phase, state) in [
+            ("Succeeded", "NotStarted (pod Succeeded)"),
+            ("Failed", "NotStarted (pod Failed)"),
+            ("Running", "Starting"),
+        ] {
+            pod["status"]["phase"] = json!(phase);
+            let p: Pod = serde_json::from_value(pod.clone()).expect("pod");
+            let rows = rows(&[p], 1_767_226_200);
+            assert_eq!(rows[0].state, state, "{phase}");
+            assert_eq!(rows[0].age_seconds, None, "{phase}");
+        }
     }
 
     #[test]

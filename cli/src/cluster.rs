@@ -616,15 +616,7 @@ fn missing_user(kubeconfig: &Kubeconfig, context: Option<&str>) -> Option<Missin
 /// The exec credential plugin of the user that the context kspy uses (`--context`, else the
 /// current one) names, when that user has one.
 fn exec_plugin(kubeconfig: &Kubeconfig, context: Option<&str>) -> Option<ExecPlugin> {
-    let name = context.or(kubeconfig.current_context.as_deref())?;
-    let user = kubeconfig
-        .contexts
-        .iter()
-        .find(|c| c.name == name)?
-        .context
-        .as_ref()?
-        .user
-        .clone()?;
+    let user = context_user(kubeconfig, context)?;
     let exec = kubeconfig
         .auth_infos
         .iter()
@@ -640,6 +632,45 @@ fn exec_plugin(kubeconfig: &Kubeconfig, context: Option<&str>) -> Option<ExecPlu
     })
 }
 
+/// The user that the context kspy uses (`--context`, else the current one) names.
+fn context_user(kubeconfig: &Kubeconfig, context: Option<&str>) -> Option<String> {
+    let name = context.or(kubeconfig.current_context.as_deref())?;
+    kubeconfig
+        .contexts
+        .iter()
+        .find(|c| c.name == name)?
+        .context
+        .as_ref()?
+        .user
+        .clone()
+        .filter(|u| !u.is_empty())
+}
+
+/// The error for credentials of kubeconfig user `user` that kube-rs could not read — a
+/// `client-certificate`, `client-key` or `tokenFile` that is missing or unreadable — which
+/// it reports as "cannot set up the Kubernetes client" without saying whose or what to do;
+/// `None` for any other error.
+fn unreadable_credentials(err: &kube::Error, user: &str) -> Option<KspyError> {
+    let what = match err {
+        kube::Error::InferKubeconfig(KubeconfigError::LoadClientCertificate(_)) => {
+            "client-certificate"
+        }
+        kube::Error::InferKubeconfig(KubeconfigError::LoadClientKey(_)) => "client-key",
+        kube::Error::Auth(kube::client::AuthError::ReadTokenFile(..)) => "tokenFile",
+        _ => return None,
+    };
+    Some(
+        KspyError::new(format!(
+            "cannot read the credentials of kubeconfig user {user}: its {what} cannot be read"
+        ))
+        .hint(format!(
+            "fix the {what} path of user {user} in the kubeconfig (a relative path is taken \
+             from the kubeconfig file's directory), or get a fresh kubeconfig from your \
+             cluster's provider"
+        )),
+    )
+}
+
 /// What [`load_config`] found.
 struct Loaded {
     /// The client configuration, its proxy set.
@@ -652,6 +683,8 @@ struct Loaded {
     namespace_from: NamespaceFrom,
     /// The context's user's exec credential plugin, if any.
     exec_plugin: Option<ExecPlugin>,
+    /// The kubeconfig user the context names, if any.
+    user: Option<String>,
 }
 
 /// The client configuration, with the proxy (if any) chosen as kubectl would, and the user
@@ -682,6 +715,7 @@ async fn load_config(args: &ClusterArgs) -> Result<Loaded, KspyError> {
         config.proxy_url = proxy.as_ref().map(|p| p.url.clone());
         let missing_user = missing_user(&copy, args.context.as_deref());
         let exec_plugin = exec_plugin(&copy, args.context.as_deref());
+        let user = context_user(&copy, args.context.as_deref());
         let context = args
             .context
             .clone()
@@ -693,6 +727,7 @@ async fn load_config(args: &ClusterArgs) -> Result<Loaded, KspyError> {
             missing_user,
             namespace_from: NamespaceFrom::Context(context),
             exec_plugin,
+            user,
         })
     };
     if let Some(path) = &args.kubeconfig {
@@ -742,6 +777,7 @@ async fn load_config(args: &ClusterArgs) -> Result<Loaded, KspyError> {
         missing_user: None,
         namespace_from: NamespaceFrom::ServiceAccount,
         exec_plugin: None,
+        user: None,
     })
 }
 
@@ -754,6 +790,7 @@ impl Cluster {
             missing_user,
             namespace_from,
             exec_plugin,
+            user,
         } = load_config(args).await?;
         if let Some(m) = &missing_user {
             eprint!(
@@ -810,6 +847,10 @@ impl Cluster {
                     .and_then(|p| explain_exec_plugin("cannot get credentials", &e, p, &flags))
                 {
                     return explained;
+                }
+                if let Some(explained) = user.as_deref().and_then(|u| unreadable_credentials(&e, u))
+                {
+                    return explained.source(e);
                 }
                 let e = KspyError::new("cannot set up the Kubernetes client").source(e);
                 match &proxy {

@@ -4893,3 +4893,43 @@ fn a_read_cut_before_its_answer_is_sent_again_a_write_is_not() {
     );
     assert!(!stderr.contains("cannot reach"), "{stderr}");
 }
+
+/// A user's client-certificate or tokenFile that cannot be read was reported as "cannot set
+/// up the Kubernetes client", saying neither whose nor what to do; it names the kubeconfig
+/// user and the field now, with the fix.
+#[test]
+fn unreadable_credential_files_name_the_user_and_the_field() {
+    let api = FakeApi::start(|_| Reply::ok(&json!({"kind": "PodList", "items": []})));
+    let server = format!("http://{}", api.addr);
+    for (field, user) in [
+        (
+            "client-certificate",
+            "    client-certificate: missing/cert.pem\n    client-key: missing/key.pem\n",
+        ),
+        ("tokenFile", "    tokenFile: missing/token\n"),
+    ] {
+        let kc = api.write_kubeconfig(&format!("creds-{field}"), &server, "", user);
+        let out = api.kspy_env(&["ls"], &kc, &[], b"");
+        let (_, stderr) = texts(&out);
+        assert_eq!(out.status.code(), Some(1), "{field}: {stderr}");
+        assert!(
+            stderr.starts_with(&format!(
+                "kspy: cannot read the credentials of kubeconfig user fake: its {field} cannot be \
+                 read\n"
+            )),
+            "{field}: {stderr}"
+        );
+        assert!(
+            stderr.contains(&format!(
+                "hint: fix the {field} path of user fake in the kubeconfig"
+            )),
+            "{field}: {stderr}"
+        );
+        // The file kube-rs looked for, resolved from the kubeconfig's directory.
+        assert!(
+            stderr.contains(&api.dir.path().join("missing").display().to_string()),
+            "{field}: {stderr}"
+        );
+        assert!(api.lines().is_empty(), "{:?}", api.lines());
+    }
+}

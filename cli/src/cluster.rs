@@ -212,6 +212,17 @@ fn cluster_entry_error(
                  list, the file that defines it may be missing from the list), or {set_it}"
             )))
         }
+        KubeconfigError::LoadCertificateAuthority(why) => Some(
+            KspyError::new(format!(
+                "cannot read the certificate-authority of cluster {cluster} (context {context}) \
+                 in the kubeconfig: {why}"
+            ))
+            .hint(format!(
+                "fix the certificate-authority path of cluster {cluster} in the kubeconfig (a \
+                 relative path is taken from the kubeconfig file's directory), or give the CA \
+                 inline as certificate-authority-data"
+            )),
+        ),
         KubeconfigError::MissingClusterUrl | KubeconfigError::ParseClusterUrl(_) => {
             let server = kubeconfig
                 .clusters

@@ -4767,6 +4767,29 @@ fn a_context_whose_cluster_is_missing_or_has_no_server_is_named() {
             "{server:?}"
         );
     }
+
+    // A certificate-authority file that cannot be read names its cluster and context.
+    let kc = home.join("no-ca.yaml");
+    std::fs::write(
+        &kc,
+        "apiVersion: v1\nkind: Config\ncurrent-context: prod\ncontexts:\n- name: prod\n  context:\n    cluster: prod-cluster\n\
+         clusters:\n- name: prod-cluster\n  cluster:\n    server: https://10.0.0.1:6443\n    certificate-authority: ca/missing.crt\n",
+    )
+    .expect("write");
+    let out = support::run_binary(bin, &["ls"], Some(&kc), home);
+    let (_, stderr) = texts(&out);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.starts_with(
+            "kspy: cannot read the certificate-authority of cluster prod-cluster (context prod) \
+             in the kubeconfig: "
+        ) && stderr.contains(&home.join("ca/missing.crt").display().to_string()),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("hint: fix the certificate-authority path of cluster prod-cluster"),
+        "{stderr}"
+    );
 }
 
 /// An API server on plain HTTP that closes the connection without answering the first request

@@ -348,6 +348,21 @@ pub async fn run(args: LsArgs) -> Result<ExitCode, KspyError> {
                 pods += page.items.len();
                 all.extend(rows(&page.items, now));
                 match page.metadata.continue_.filter(|c| !c.is_empty()) {
+                    // The same token again would list the same page for ever, each time adding
+                    // its rows once more (a cache or proxy that ignores the query, say).
+                    Some(token) if params.continue_token.as_deref() == Some(token.as_str()) => {
+                        return Err(KspyError::new(format!(
+                            "{}: the API server answered the same page again (continue token \
+                             {token:?} twice)",
+                            Action::ListPods { ns: ns.clone() }
+                        ))
+                        .hint(format!(
+                            "something between kspy and the API server (a cache or proxy at {}) \
+                             ignores the continue parameter; list in one request with \
+                             --chunk-size 0",
+                            cluster.server
+                        )));
+                    }
                     Some(token) => params = params.continue_token(&token),
                     None => break,
                 }

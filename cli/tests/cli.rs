@@ -2217,6 +2217,44 @@ fn ls_follows_continue_tokens_page_by_page() {
     assert!(queries.iter().all(|q| !q.contains("limit=")), "{queries:?}");
 }
 
+/// A cache or proxy that ignores `continue` answers the first page again with the same
+/// token: kspy listed it for ever, adding its rows each time; it stops now, saying so.
+#[test]
+fn ls_stops_when_the_same_page_comes_back() {
+    let page = json!({"kind": "PodList", "apiVersion": "v1",
+        "metadata": {"resourceVersion": "7", "continue": "again"},
+        "items": [web_pod()]});
+    let api = FakeApi::start(move |_| Reply::ok(&page));
+    // Bounded: before, kspy never ended.
+    let mut child = api.spawn_kspy(&["ls", "--chunk-size", "1", "-o", "json"]);
+    drop(child.stdin.take());
+    let started = Instant::now();
+    while child.try_wait().expect("wait").is_none() {
+        if started.elapsed() > Duration::from_secs(20) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "kspy ls still running after 20 s, {} requests",
+                api.lines().len()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().expect("output");
+    let (stdout, stderr) = texts(&out);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(stdout, "");
+    assert!(
+        stderr.starts_with(
+            "kspy: could not list the pods of namespace prod: the API server answered the same \
+             page again (continue token \"again\" twice)\n"
+        ),
+        "{stderr}"
+    );
+    assert!(stderr.contains("--chunk-size 0"), "{stderr}");
+    assert_eq!(api.lines().len(), 2, "{:?}", api.lines());
+}
+
 /// A kubeconfig whose context `fake` (namespace prod) names user `user`, next to the users
 /// `defined`; no `user:` at all when `user` is empty.
 fn kubeconfig_with_user(api: &FakeApi, user: &str, defined: &[&str]) -> std::path::PathBuf {

@@ -795,6 +795,17 @@ async fn load_config(args: &ClusterArgs) -> Result<Loaded, KspyError> {
 impl Cluster {
     /// Connects as kubectl would with the same flags and environment.
     pub async fn connect(args: &ClusterArgs) -> Result<Cluster, KspyError> {
+        Cluster::connect_for(args, true).await
+    }
+
+    /// As [`Cluster::connect`], for a command that works in every namespace (`kspy ls -A`,
+    /// as `kubectl get -A`): the context's namespace is not used, so one that is no valid
+    /// name is no error.
+    pub async fn connect_cluster_wide(args: &ClusterArgs) -> Result<Cluster, KspyError> {
+        Cluster::connect_for(args, false).await
+    }
+
+    async fn connect_for(args: &ClusterArgs, namespaced: bool) -> Result<Cluster, KspyError> {
         let Loaded {
             mut config,
             proxy,
@@ -830,7 +841,7 @@ impl Cluster {
             Some(ns) => ns.clone(),
             None => {
                 let ns = config.default_namespace.clone();
-                if let Some(e) = invalid_namespace(&ns, &namespace_from) {
+                if let Some(e) = invalid_namespace(&ns, &namespace_from).filter(|_| namespaced) {
                     return Err(e);
                 }
                 ns

@@ -323,7 +323,11 @@ pub fn table(rows: &[Row], all: bool) -> String {
 
 /// Runs `kspy ls`.
 pub async fn run(args: LsArgs) -> Result<ExitCode, KspyError> {
-    let cluster = Cluster::connect(&args.cluster).await?;
+    let cluster = if args.all_namespaces {
+        Cluster::connect_cluster_wide(&args.cluster).await?
+    } else {
+        Cluster::connect(&args.cluster).await?
+    };
     let now = k8s_openapi::jiff::Timestamp::now().as_second();
     let rows = match &args.pod {
         Some(name) => rows(&[cluster.get_pod(name).await?], now),

@@ -2446,7 +2446,18 @@ fn kubeconfig_mistakes_are_named_where_they_are() {
         texts(&out).1
     };
 
-    let stderr = run(&write("bad-ns", "staging", "Bad_NS"));
+    let bad_ns = write("bad-ns", "staging", "Bad_NS");
+    // `-A` uses no namespace, as `kubectl get -A`: the context's bad one is no error there.
+    let out = api.kspy_env(&["ls", "-A"], &bad_ns, &[], b"");
+    let (_, stderr) = texts(&out);
+    assert!(!stderr.contains("sets namespace"), "{stderr}");
+    assert_eq!(
+        api.lines().last().map(String::as_str),
+        Some("GET /api/v1/pods?limit=500")
+    );
+    let before = api.lines().len();
+    let stderr = run(&bad_ns);
+    assert_eq!(api.lines().len(), before, "nothing sent");
     assert!(
         stderr.starts_with(
             "kspy: context staging of the kubeconfig sets namespace \"Bad_NS\", which is no \
@@ -2488,7 +2499,11 @@ fn kubeconfig_mistakes_are_named_where_they_are() {
             "{file}: {stderr}"
         );
     }
-    assert!(api.requests().is_empty(), "{:?}", api.lines());
+    assert_eq!(
+        api.lines(),
+        ["GET /api/v1/pods?limit=500"],
+        "only the -A list was sent"
+    );
 }
 
 #[test]

@@ -24,7 +24,10 @@ pub fn user_agent() -> String {
         std::env::consts::ARCH
     )
 }
-use crate::errors::{Action, KspyError, WebhookDenial, explain, missing_with_candidates};
+use crate::errors::{
+    Action, ExecPlugin, KspyError, WebhookDenial, explain, explain_exec_plugin,
+    missing_with_candidates,
+};
 use crate::patch::{PlannedRequest, json_patch_not_applied};
 use crate::proxy::{self, Proxy};
 use crate::request_timeout::{AnswerTimeout, host_port};
@@ -115,6 +118,12 @@ pub struct Cluster {
     /// `--kubeconfig` and `--context` as given, for the commands kspy suggests
     /// ([`ClusterArgs::repeated`]).
     pub flags: String,
+    /// The exec credential plugin of the context's user, if it has one, for explaining its
+    /// failures (kube-rs runs it again when its credential expires).
+    pub exec_plugin: Option<ExecPlugin>,
+    /// The proxy requests go through, if any, and the API server's URL, for explaining a
+    /// proxy that failed to carry them.
+    pub proxy: Option<(Proxy, http::Uri)>,
 }
 
 fn kubeconfig_error(
@@ -145,9 +154,101 @@ fn kubeconfig_error(
     if let Some(err) = proxy_setting_error(&e, kubeconfig, context) {
         return err;
     }
+    if let Some(err) = cluster_entry_error(&e, kubeconfig, context) {
+        return err;
+    }
     KspyError::new("cannot load the kubeconfig")
         .source(e)
         .hint("check `--kubeconfig`, `KUBECONFIG` and `--context`")
+}
+
+/// The errors about the cluster the context names, said in the kubeconfig's terms: kube-rs's
+/// `failed to load the cluster of context: prod-cluster` names the cluster where it seems to
+/// name the context, and says neither that the kubeconfig lacks it (a typo, or a `KUBECONFIG`
+/// list without the file that defines it) nor which clusters it has; `cluster url is missing
+/// on selected cluster` names no cluster at all.
+fn cluster_entry_error(
+    e: &KubeconfigError,
+    kubeconfig: Option<&Kubeconfig>,
+    context: Option<&str>,
+) -> Option<KspyError> {
+    let kubeconfig = kubeconfig?;
+    let context = context.or(kubeconfig.current_context.as_deref())?;
+    let cluster = kubeconfig
+        .contexts
+        .iter()
+        .find(|c| c.name == context)?
+        .context
+        .as_ref()?
+        .cluster
+        .clone();
+    match e {
+        KubeconfigError::LoadClusterOfContext(_) => {
+            let names: Vec<String> = kubeconfig.clusters.iter().map(|c| c.name.clone()).collect();
+            let set_it = format!(
+                "set context {context}'s `cluster:` to one that exists (`kubectl config \
+                 get-clusters` lists them)"
+            );
+            if cluster.is_empty() {
+                let e = missing_with_candidates(
+                    format!("context {context} of the kubeconfig names no cluster"),
+                    "cluster",
+                    "",
+                    &names,
+                );
+                return Some(e.hint(set_it));
+            }
+            let e = missing_with_candidates(
+                format!(
+                    "context {context} names cluster {cluster}, which the kubeconfig does not \
+                     define"
+                ),
+                "cluster",
+                &cluster,
+                &names,
+            );
+            Some(e.hint(format!(
+                "define cluster {cluster} under `clusters:` in the kubeconfig (in a KUBECONFIG \
+                 list, the file that defines it may be missing from the list), or {set_it}"
+            )))
+        }
+        KubeconfigError::LoadCertificateAuthority(why) => Some(
+            KspyError::new(format!(
+                "cannot read the certificate-authority of cluster {cluster} (context {context}) \
+                 in the kubeconfig: {why}"
+            ))
+            .hint(format!(
+                "fix the certificate-authority path of cluster {cluster} in the kubeconfig (a \
+                 relative path is taken from the kubeconfig file's directory), or give the CA \
+                 inline as certificate-authority-data"
+            )),
+        ),
+        KubeconfigError::MissingClusterUrl | KubeconfigError::ParseClusterUrl(_) => {
+            let server = kubeconfig
+                .clusters
+                .iter()
+                .find(|c| c.name == cluster)
+                .and_then(|c| c.cluster.as_ref())
+                .and_then(|c| c.server.as_deref())
+                .unwrap_or_default();
+            let why = match e {
+                KubeconfigError::ParseClusterUrl(why) if !server.trim().is_empty() => {
+                    format!("is no URL ({server:?}: {why})")
+                }
+                _ => "is not set".to_string(),
+            };
+            Some(
+                KspyError::new(format!(
+                    "the server of cluster {cluster} (context {context}) in the kubeconfig {why}"
+                ))
+                .hint(format!(
+                    "set it to the API server's URL: `kubectl config set-cluster {cluster} \
+                     --server=https://HOST:6443`"
+                )),
+            )
+        }
+        _ => None,
+    }
 }
 
 /// The error when no `--context` is given and the kubeconfig's `current-context` is unset
@@ -523,11 +624,83 @@ fn missing_user(kubeconfig: &Kubeconfig, context: Option<&str>) -> Option<Missin
     })
 }
 
+/// The exec credential plugin of the user that the context kspy uses (`--context`, else the
+/// current one) names, when that user has one.
+fn exec_plugin(kubeconfig: &Kubeconfig, context: Option<&str>) -> Option<ExecPlugin> {
+    let user = context_user(kubeconfig, context)?;
+    let exec = kubeconfig
+        .auth_infos
+        .iter()
+        .find(|u| u.name == user)?
+        .auth_info
+        .as_ref()?
+        .exec
+        .as_ref()?;
+    Some(ExecPlugin {
+        user,
+        command: exec.command.clone().unwrap_or_default(),
+        install_hint: exec.install_hint.clone().filter(|h| !h.trim().is_empty()),
+    })
+}
+
+/// The user that the context kspy uses (`--context`, else the current one) names.
+fn context_user(kubeconfig: &Kubeconfig, context: Option<&str>) -> Option<String> {
+    let name = context.or(kubeconfig.current_context.as_deref())?;
+    kubeconfig
+        .contexts
+        .iter()
+        .find(|c| c.name == name)?
+        .context
+        .as_ref()?
+        .user
+        .clone()
+        .filter(|u| !u.is_empty())
+}
+
+/// The error for credentials of kubeconfig user `user` that kube-rs could not read — a
+/// `client-certificate`, `client-key` or `tokenFile` that is missing or unreadable — which
+/// it reports as "cannot set up the Kubernetes client" without saying whose or what to do;
+/// `None` for any other error.
+fn unreadable_credentials(err: &kube::Error, user: &str) -> Option<KspyError> {
+    let what = match err {
+        kube::Error::InferKubeconfig(KubeconfigError::LoadClientCertificate(_)) => {
+            "client-certificate"
+        }
+        kube::Error::InferKubeconfig(KubeconfigError::LoadClientKey(_)) => "client-key",
+        kube::Error::Auth(kube::client::AuthError::ReadTokenFile(..)) => "tokenFile",
+        _ => return None,
+    };
+    Some(
+        KspyError::new(format!(
+            "cannot read the credentials of kubeconfig user {user}: its {what} cannot be read"
+        ))
+        .hint(format!(
+            "fix the {what} path of user {user} in the kubeconfig (a relative path is taken \
+             from the kubeconfig file's directory), or get a fresh kubeconfig from your \
+             cluster's provider"
+        )),
+    )
+}
+
+/// What [`load_config`] found.
+struct Loaded {
+    /// The client configuration, its proxy set.
+    config: Config,
+    /// The proxy, chosen as kubectl would, if any.
+    proxy: Option<Proxy>,
+    /// The user the context names but the kubeconfig lacks, if so.
+    missing_user: Option<MissingUser>,
+    /// Where the default namespace came from.
+    namespace_from: NamespaceFrom,
+    /// The context's user's exec credential plugin, if any.
+    exec_plugin: Option<ExecPlugin>,
+    /// The kubeconfig user the context names, if any.
+    user: Option<String>,
+}
+
 /// The client configuration, with the proxy (if any) chosen as kubectl would, and the user
 /// the context names but the kubeconfig lacks, if so.
-async fn load_config(
-    args: &ClusterArgs,
-) -> Result<(Config, Option<Proxy>, Option<MissingUser>, NamespaceFrom), KspyError> {
+async fn load_config(args: &ClusterArgs) -> Result<Loaded, KspyError> {
     let options = KubeConfigOptions {
         context: args.context.clone(),
         cluster: None,
@@ -551,13 +724,22 @@ async fn load_config(
             &env_var,
         )?;
         config.proxy_url = proxy.as_ref().map(|p| p.url.clone());
-        let missing = missing_user(&copy, args.context.as_deref());
+        let missing_user = missing_user(&copy, args.context.as_deref());
+        let exec_plugin = exec_plugin(&copy, args.context.as_deref());
+        let user = context_user(&copy, args.context.as_deref());
         let context = args
             .context
             .clone()
             .or(copy.current_context)
             .unwrap_or_default();
-        Ok::<_, KspyError>((config, proxy, missing, NamespaceFrom::Context(context)))
+        Ok::<_, KspyError>(Loaded {
+            config,
+            proxy,
+            missing_user,
+            namespace_from: NamespaceFrom::Context(context),
+            exec_plugin,
+            user,
+        })
     };
     if let Some(path) = &args.kubeconfig {
         return match read_kubeconfig(path)? {
@@ -600,13 +782,38 @@ async fn load_config(
     })?;
     let proxy = proxy::choose(None, &config.cluster_url, &env_var)?;
     config.proxy_url = proxy.as_ref().map(|p| p.url.clone());
-    Ok((config, proxy, None, NamespaceFrom::ServiceAccount))
+    Ok(Loaded {
+        config,
+        proxy,
+        missing_user: None,
+        namespace_from: NamespaceFrom::ServiceAccount,
+        exec_plugin: None,
+        user: None,
+    })
 }
 
 impl Cluster {
     /// Connects as kubectl would with the same flags and environment.
     pub async fn connect(args: &ClusterArgs) -> Result<Cluster, KspyError> {
-        let (mut config, proxy, missing_user, namespace_from) = load_config(args).await?;
+        Cluster::connect_for(args, true).await
+    }
+
+    /// As [`Cluster::connect`], for a command that works in every namespace (`kspy ls -A`,
+    /// as `kubectl get -A`): the context's namespace is not used, so one that is no valid
+    /// name is no error.
+    pub async fn connect_cluster_wide(args: &ClusterArgs) -> Result<Cluster, KspyError> {
+        Cluster::connect_for(args, false).await
+    }
+
+    async fn connect_for(args: &ClusterArgs, namespaced: bool) -> Result<Cluster, KspyError> {
+        let Loaded {
+            mut config,
+            proxy,
+            missing_user,
+            namespace_from,
+            exec_plugin,
+            user,
+        } = load_config(args).await?;
         if let Some(m) = &missing_user {
             eprint!(
                 "{}",
@@ -634,7 +841,7 @@ impl Cluster {
             Some(ns) => ns.clone(),
             None => {
                 let ns = config.default_namespace.clone();
-                if let Some(e) = invalid_namespace(&ns, &namespace_from) {
+                if let Some(e) = invalid_namespace(&ns, &namespace_from).filter(|_| namespaced) {
                     return Err(e);
                 }
                 ns
@@ -644,6 +851,7 @@ impl Cluster {
             Some(p) => format!("{} {}", config.cluster_url, p.describe()),
             None => config.cluster_url.to_string(),
         };
+        let proxy_and_server = proxy.clone().map(|p| (p, config.cluster_url.clone()));
         // kube-rs sends no User-Agent; the API server's audit log and `managedFields` (for a
         // write without fieldManager) name the client by it, as they name kubectl.
         if let Ok(value) = http::HeaderValue::from_str(&user_agent()) {
@@ -652,8 +860,20 @@ impl Cluster {
         // kube-rs re-sends a write after a 504 that may have carried it out; kspy retries only
         // as kubectl does (`crate::retry`).
         config.default_retry = false;
+        let flags = args.repeated();
         let client = ClientBuilder::try_from(config)
             .map_err(|e| {
+                // kube-rs runs the exec credential plugin here.
+                if let Some(explained) = exec_plugin
+                    .as_ref()
+                    .and_then(|p| explain_exec_plugin("cannot get credentials", &e, p, &flags))
+                {
+                    return explained;
+                }
+                if let Some(explained) = user.as_deref().and_then(|u| unreadable_credentials(&e, u))
+                {
+                    return explained.source(e);
+                }
                 let e = KspyError::new("cannot set up the Kubernetes client").source(e);
                 match &proxy {
                     Some(p) => e.details([format!("connecting {}", p.describe())]),
@@ -661,7 +881,7 @@ impl Cluster {
                 }
             })?
             // Inside the answer timeout: retries count against --request-timeout.
-            .with_layer(&ServerRetry)
+            .with_layer(&ServerRetry { limit })
             .with_layer(&answer_timeout)
             // kube-rs drops response headers: the API server's warnings are read here.
             .with_layer(&WarningLayer {
@@ -673,7 +893,9 @@ impl Cluster {
             namespace,
             server,
             missing_user,
-            flags: args.repeated(),
+            flags,
+            exec_plugin,
+            proxy: proxy_and_server,
         })
     }
 
@@ -687,7 +909,23 @@ impl Cluster {
             }
             _ => false,
         };
+        // The plugin run again for a fresh credential, mid-command.
+        if let Some(explained) = self
+            .exec_plugin
+            .as_ref()
+            .and_then(|p| explain_exec_plugin(&action.to_string(), &err, p, &self.flags))
+        {
+            return explained;
+        }
+        // The proxy, not the API server, failed: its hint, not "check that the cluster is up".
+        let proxy_hint = self.proxy.as_ref().and_then(|(proxy, server)| {
+            proxy::ProxyFailure::find(&err).map(|f| f.hint(proxy, server))
+        });
         let e = explain(action, err, &self.server, &self.flags);
+        let e = match proxy_hint {
+            Some(hint) => e.hint(hint),
+            None => e,
+        };
         match &self.missing_user {
             Some(m) if anonymous_refused => e
                 .details([format!(
@@ -810,14 +1048,7 @@ impl Cluster {
                         // An empty namespace may be none at all: a mistyped -n, or a
                         // context's namespace that was deleted. Asked only then.
                         if names.is_empty() && self.namespace_missing().await {
-                            return Err(KspyError::new(format!(
-                                "namespace {} does not exist (looking for pod {name})",
-                                self.namespace
-                            ))
-                            .hint(
-                                "check -n/--namespace, or the context's namespace when -n is \
-                                 not given; `kubectl get namespaces` lists those that exist",
-                            ));
+                            return Err(self.no_such_namespace(&format!("looking for pod {name}")));
                         }
                         Err(missing_with_candidates(headline, "pod", name, &names))
                     }
@@ -831,14 +1062,30 @@ impl Cluster {
         }
     }
 
-    /// Whether the API server says the namespace does not exist (a 404 on its `GET`); false
-    /// when it exists or cannot be read (you may not read namespaces).
-    async fn namespace_missing(&self) -> bool {
+    /// Whether the API server says the namespace does not exist (a 404 on its `GET` that names
+    /// a namespace, as kube-apiserver's does; not a proxy's bare 404); false when it exists or
+    /// cannot be read (you may not read namespaces).
+    pub async fn namespace_missing(&self) -> bool {
         let namespaces: Api<Namespace> = Api::all(self.client.clone());
         matches!(
             namespaces.get(&self.namespace).await,
             Err(kube::Error::Api(s)) if s.code == 404
+                && s.details.as_ref().is_some_and(|d| d.kind == "namespaces")
         )
+    }
+
+    /// The error for a working namespace that does not exist (a mistyped `-n`, or a context's
+    /// namespace since deleted), `doing` saying what kspy was after.
+    pub fn no_such_namespace(&self, doing: &str) -> KspyError {
+        KspyError::new(format!(
+            "namespace {} does not exist ({doing})",
+            self.namespace
+        ))
+        .hint(format!(
+            "check -n/--namespace, or the context's namespace when -n is not given; \
+             `kubectl{} get namespaces` lists those that exist",
+            self.flags
+        ))
     }
 
     /// Reads a node; `Ok(None)` when kspy may not read nodes (the pod is created anyway);

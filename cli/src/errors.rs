@@ -257,6 +257,26 @@ pub fn explain(action: &Action, err: kube::Error, server: &str, flags: &str) -> 
     if let Some(problem) = certificate {
         return explain_certificate(action, server, &problem).source(err);
     }
+    let dropped = match &err {
+        kube::Error::HyperError(_) | kube::Error::Service(_) => {
+            crate::retry::connection_dropped(&err)
+        }
+        _ => false,
+    };
+    if dropped {
+        // It was reached, and the request sent: a write may have been carried out. (A read
+        // was sent again as kubectl does, `crate::retry`, and cut each time.)
+        return KspyError::new(format!(
+            "{}: the connection to the API server at {server} was closed before it answered",
+            action.failed()
+        ))
+        .details(maybe_done(action, flags))
+        .hint(
+            "the API server, or a load balancer or proxy in front of it, closed the connection: \
+             it may be restarting or overloaded; try again in a moment",
+        )
+        .source(err);
+    }
     match err {
         kube::Error::Api(status) => explain_status(action, &status, flags),
         kube::Error::HyperError(_) | kube::Error::Service(_) => KspyError::new(format!(
@@ -272,6 +292,111 @@ pub fn explain(action: &Action, err: kube::Error, server: &str, flags: &str) -> 
         }
         other => KspyError::new(action.failed()).source(other),
     }
+}
+
+/// The exec credential plugin (`users[].user.exec`) of the kubeconfig user kspy uses: what a
+/// message about its failure names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecPlugin {
+    /// The kubeconfig user whose plugin it is.
+    pub user: String,
+    /// Its `command` (the executable, without its arguments, which may hold secrets).
+    pub command: String,
+    /// Its `installHint`, when the kubeconfig gives one (kubectl shows it when the command is
+    /// not found).
+    pub install_hint: Option<String>,
+}
+
+/// At most this many of a failed plugin's last stderr lines are shown.
+const PLUGIN_STDERR_LINES: usize = 20;
+
+/// Explains a failure of the exec credential `plugin` — not found, failed, or printed no
+/// credential — with `doing` as the headline's start (`cannot get credentials`, or what kspy
+/// was doing); `None` for any other error. kube-rs reports a failed plugin with the `Debug`
+/// form of its whole output — stdout too, which is where a credential goes — on one line; this
+/// shows only its stderr (its message, often what to do: `run 'aws sso login'`), line by line,
+/// and nothing of its stdout.
+pub fn explain_exec_plugin(
+    doing: &str,
+    err: &kube::Error,
+    plugin: &ExecPlugin,
+    flags: &str,
+) -> Option<KspyError> {
+    use kube::client::AuthError;
+    let kube::Error::Auth(auth) = err else {
+        return None;
+    };
+    let ExecPlugin {
+        user,
+        command,
+        install_hint,
+    } = plugin;
+    let what = format!("the exec credential plugin of kubeconfig user {user}, {command},");
+    let config = format!("users[].user.exec of user {user} in the kubeconfig");
+    let e = match auth {
+        AuthError::AuthExecStart(io) if io.kind() == std::io::ErrorKind::NotFound => {
+            let hint = match install_hint {
+                Some(_) => format!(
+                    "install it as its install hint above says (kspy looks for it as kubectl \
+                     does, on PATH unless the command is a path), or fix {config}"
+                ),
+                None => {
+                    format!("install it (on PATH, unless the command is a path), or fix {config}")
+                }
+            };
+            KspyError::new(format!("{doing}: {what} is not installed (not found)"))
+                .details(install_hint.iter().cloned())
+                .hint(hint)
+        }
+        AuthError::AuthExecStart(io) => {
+            KspyError::new(format!("{doing}: {what} could not be run: {io}")).hint(format!(
+                "check that {command} is an executable, or fix {config}"
+            ))
+        }
+        AuthError::AuthExecRun { out, .. } => {
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+            let mut details: Vec<String> = Vec::new();
+            if lines.len() > PLUGIN_STDERR_LINES {
+                details.push(format!(
+                    "… ({} earlier lines of its output left out)",
+                    lines.len() - PLUGIN_STDERR_LINES
+                ));
+            }
+            let shown = &lines[lines.len().saturating_sub(PLUGIN_STDERR_LINES)..];
+            details.extend(shown.iter().map(|l| l.to_string()));
+            if lines.is_empty() {
+                // An interactive plugin writes to kspy's own stderr.
+                details.push("its own messages, if it printed any, are above".to_string());
+            }
+            let status = match out.status.code() {
+                Some(code) => format!("exit code {code}"),
+                None => out.status.to_string(),
+            };
+            KspyError::new(format!("{doing}: {what} failed ({status})"))
+                .details(details)
+                .hint(format!(
+                    "its message says why: most often the login it relies on has expired; log \
+                     in again with the tool it belongs to and run the command again \
+                     (`kubectl{flags} get pods` runs the same plugin); the plugin is set in \
+                     {config}"
+                ))
+        }
+        AuthError::AuthExecParse(parse) => {
+            KspyError::new(format!(
+                "{doing}: {what} printed no credential kspy can read"
+            ))
+            // Its first line only: the rest quotes the plugin's stdout, which may hold
+            // a credential in a form kspy did not expect.
+            .details(parse.to_string().lines().next().map(str::to_string))
+            .hint(format!(
+                "it must print an ExecCredential (JSON) on stdout; check the plugin's \
+                     version and the apiVersion {config} asks for"
+            ))
+        }
+        _ => return None,
+    };
+    Some(e)
 }
 
 /// The first cause of type `T` in `err`'s chain, `err` included.
@@ -509,6 +634,31 @@ pub fn explain_status(action: &Action, status: &Status, flags: &str) -> KspyErro
                 Some(hint) => e.hint(hint),
                 None => e,
             }
+        }
+        // Throttled: API Priority and Fairness (or max-inflight) turned it away, nothing was
+        // carried out. kspy waited as often and as long as it asked within --request-timeout
+        // (`crate::retry`); this answer is the one it did not wait for.
+        429 => {
+            let asked = status
+                .details
+                .as_ref()
+                .map(|d| d.retry_after_seconds)
+                .filter(|s| *s > 0)
+                .map(|s| format!(" (it asked for {s}s)"))
+                .unwrap_or_default();
+            KspyError::new(format!(
+                "{}: the API server is too busy and asked to come back later (429 Too Many \
+                 Requests)",
+                action.failed()
+            ))
+            .details(nonempty(message))
+            .hint(format!(
+                "nothing was carried out: the API server limits the requests it takes at once \
+                 (API Priority and Fairness) and is at its limit; try again in a little while. \
+                 kspy waits as the server asks{asked}, up to {} times, within --request-timeout: \
+                 a longer --request-timeout leaves it more time",
+                crate::retry::MAX_RETRIES
+            ))
         }
         _ => {
             let what = if status.code == 0 {

@@ -98,8 +98,16 @@ pub struct Row {
 }
 
 /// `reason` of a waiting container alone (the table has no room for its message); anything
-/// else described in full.
+/// else described in full. A container with no status in a pod that has finished never ran
+/// and never will (the kubelet starts nothing in a finished pod): `NotStarted (pod
+/// Succeeded)`, not the pod's phase alone, which read as the container's own outcome.
 fn short_state(pod: &Pod, container: &str) -> String {
+    let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
+    if container_status(pod, container).is_none()
+        && let Some(phase @ ("Succeeded" | "Failed")) = phase
+    {
+        return format!("NotStarted (pod {phase})");
+    }
     match state_of(pod, container) {
         State::Waiting { reason, .. } => reason,
         other => other.describe(),
@@ -315,7 +323,11 @@ pub fn table(rows: &[Row], all: bool) -> String {
 
 /// Runs `kspy ls`.
 pub async fn run(args: LsArgs) -> Result<ExitCode, KspyError> {
-    let cluster = Cluster::connect(&args.cluster).await?;
+    let cluster = if args.all_namespaces {
+        Cluster::connect_cluster_wide(&args.cluster).await?
+    } else {
+        Cluster::connect(&args.cluster).await?
+    };
     let now = k8s_openapi::jiff::Timestamp::now().as_second();
     let rows = match &args.pod {
         Some(name) => rows(&[cluster.get_pod(name).await?], now),
@@ -327,6 +339,7 @@ pub async fn run(args: LsArgs) -> Result<ExitCode, KspyError> {
             };
             // Page by page, keeping only the rows: a page's pods are dropped before the next.
             let mut all = Vec::new();
+            let mut pods = 0;
             let mut params = ListParams::default();
             if args.chunk_size > 0 {
                 params = params.limit(args.chunk_size);
@@ -336,11 +349,33 @@ pub async fn run(args: LsArgs) -> Result<ExitCode, KspyError> {
                     .list(&params)
                     .await
                     .map_err(|e| cluster.explain(&Action::ListPods { ns: ns.clone() }, e))?;
+                pods += page.items.len();
                 all.extend(rows(&page.items, now));
                 match page.metadata.continue_.filter(|c| !c.is_empty()) {
+                    // The same token again would list the same page for ever, each time adding
+                    // its rows once more (a cache or proxy that ignores the query, say).
+                    Some(token) if params.continue_token.as_deref() == Some(token.as_str()) => {
+                        return Err(KspyError::new(format!(
+                            "{}: the API server answered the same page again (continue token \
+                             {token:?} twice)",
+                            Action::ListPods { ns: ns.clone() }
+                        ))
+                        .hint(format!(
+                            "something between kspy and the API server (a cache or proxy at {}) \
+                             ignores the continue parameter; list in one request with \
+                             --chunk-size 0",
+                            cluster.server
+                        )));
+                    }
                     Some(token) => params = params.continue_token(&token),
                     None => break,
                 }
+            }
+            // The API server lists no pods, rather than 404, in a namespace that does not
+            // exist: "nothing left in namespace prdo" would pass a mistyped -n off as clean.
+            // Asked only when there are no pods at all.
+            if pods == 0 && !args.all_namespaces && cluster.namespace_missing().await {
+                return Err(cluster.no_such_namespace("listing what kspy left in it"));
             }
             all
         }
@@ -535,6 +570,25 @@ mod tests {
         assert_eq!(t.lines().count(), 3, "{t}");
         let lines: Vec<&str> = t.lines().collect();
         assert_eq!(lines[0].find("TARGET"), lines[1].find("app "), "{t}");
+    }
+
+    /// An ephemeral container added to a pod that then finished, before the kubelet started
+    /// it, has no status: it never ran, which its state says, rather than the pod's phase.
+    #[test]
+    fn a_container_that_never_ran_in_a_finished_pod_says_so() {
+        let mut pod = serde_json::to_value(golden::fixture_pod("pod-web.json")).expect("json");
+        pod["status"]["ephemeralContainerStatuses"] = json!(null);
+        for (phase, state) in [
+            ("Succeeded", "NotStarted (pod Succeeded)"),
+            ("Failed", "NotStarted (pod Failed)"),
+            ("Running", "Starting"),
+        ] {
+            pod["status"]["phase"] = json!(phase);
+            let p: Pod = serde_json::from_value(pod.clone()).expect("pod");
+            let rows = rows(&[p], 1_767_226_200);
+            assert_eq!(rows[0].state, state, "{phase}");
+            assert_eq!(rows[0].age_seconds, None, "{phase}");
+        }
     }
 
     #[test]

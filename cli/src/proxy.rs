@@ -75,6 +75,87 @@ impl Proxy {
     }
 }
 
+/// How a proxy failed to carry a request to the API server, when that is why it could not be
+/// reached: the proxy is the first hop, and "check that the cluster is up" would send the user
+/// the wrong way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProxyFailure {
+    /// No connection to the proxy itself (nothing listens there, or its name does not resolve).
+    Unreachable,
+    /// The proxy answered the CONNECT with 407 Proxy Authentication Required.
+    AuthRequired,
+    /// The proxy answered the CONNECT with another error (it cannot reach the API server, or
+    /// its rules forbid it).
+    Refused,
+}
+
+impl ProxyFailure {
+    /// The failure in `err`'s chain, as hyper-util's proxy connectors word it; `None` when the
+    /// proxy is not what failed.
+    pub fn find(err: &(dyn std::error::Error + 'static)) -> Option<ProxyFailure> {
+        let mut cause = Some(err);
+        while let Some(e) = cause {
+            let text = e.to_string();
+            // `tunnel error: …` (an http(s) proxy's CONNECT), `SOCKS error: …` (socks5).
+            if text.contains("tunnel error") || text.contains("SOCKS error") {
+                if text.contains("failed to create underlying connection") {
+                    return Some(ProxyFailure::Unreachable);
+                }
+                if text.contains("proxy authorization required") {
+                    return Some(ProxyFailure::AuthRequired);
+                }
+                if text.contains("unsuccessful") {
+                    return Some(ProxyFailure::Refused);
+                }
+            }
+            cause = e.source();
+        }
+        None
+    }
+
+    /// What to do about it, for proxy `proxy` and API server `server`.
+    pub fn hint(self, proxy: &Proxy, server: &http::Uri) -> String {
+        let url = redacted(&proxy.url);
+        let source = &proxy.source;
+        let server_host = server.host().unwrap_or_default();
+        // A proxy from the environment is skipped for hosts NO_PROXY names; the kubeconfig's
+        // proxy-url is used whatever it says (as kubectl does).
+        let bypass = if proxy.source.contains("kubeconfig") {
+            format!("; if the API server needs no proxy, remove the {source}")
+        } else {
+            format!("; if the API server is reachable without it, add {server_host} to NO_PROXY")
+        };
+        match self {
+            ProxyFailure::Unreachable => format!(
+                "the proxy {url} (set by {source}) did not take the connection: check that it \
+                 runs and that {source} names it{bypass}"
+            ),
+            // kube-rs sends the URL's user information as Basic credentials.
+            ProxyFailure::AuthRequired
+                if proxy
+                    .url
+                    .authority()
+                    .is_some_and(|a| a.as_str().contains('@')) =>
+            {
+                format!(
+                    "the proxy {url} (set by {source}) did not accept the credentials in {source} \
+                 (407 Proxy Authentication Required): check the user and password there \
+                 (characters such as @ : / % must be percent-encoded)"
+                )
+            }
+            ProxyFailure::AuthRequired => format!(
+                "the proxy {url} (set by {source}) wants credentials (407 Proxy Authentication \
+                 Required): give them in {source}, as http://USER:PASSWORD@HOST:PORT"
+            ),
+            ProxyFailure::Refused => format!(
+                "the proxy {url} (set by {source}) refused to open a connection to the API \
+                 server {server_host}: it cannot reach it, or its rules do not allow it; ask \
+                 its administrators{bypass}"
+            ),
+        }
+    }
+}
+
 /// The URL without its user information (a proxy URL may carry a password).
 pub fn redacted(url: &http::Uri) -> String {
     let scheme = url.scheme_str().unwrap_or("http");
@@ -368,5 +449,42 @@ mod tests {
             "cannot use the proxy set by HTTPS_PROXY: kspy speaks to http, https and socks5 proxies, not socks4"
         );
         assert!(err.hint.expect("hint").contains("or unset it"));
+    }
+
+    /// The kubeconfig's proxy-url is used whatever NO_PROXY says: its hint says to remove it,
+    /// not to add the server to NO_PROXY.
+    #[test]
+    fn a_proxy_url_from_the_kubeconfig_is_not_bypassed_with_no_proxy() {
+        let proxy = Proxy {
+            url: "http://proxy.corp:3128".parse().expect("uri"),
+            source: "proxy-url of cluster prod in the kubeconfig".into(),
+        };
+        let server: http::Uri = "https://10.0.0.1:6443".parse().expect("uri");
+        assert_eq!(
+            ProxyFailure::Unreachable.hint(&proxy, &server),
+            "the proxy http://proxy.corp:3128 (set by proxy-url of cluster prod in the \
+             kubeconfig) did not take the connection: check that it runs and that proxy-url of \
+             cluster prod in the kubeconfig names it; if the API server needs no proxy, remove \
+             the proxy-url of cluster prod in the kubeconfig"
+        );
+    }
+
+    #[test]
+    fn proxy_failures_are_told_from_the_chain() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("client error (Connect)")]
+        struct Outer(#[source] std::io::Error);
+        let e = Outer(std::io::Error::other(
+            "tunnel error: proxy authorization required",
+        ));
+        assert_eq!(ProxyFailure::find(&e), Some(ProxyFailure::AuthRequired));
+        let e = Outer(std::io::Error::other(
+            "SOCKS error: failed to create underlying connection",
+        ));
+        assert_eq!(ProxyFailure::find(&e), Some(ProxyFailure::Unreachable));
+        let e = Outer(std::io::Error::other("tunnel error: unsuccessful"));
+        assert_eq!(ProxyFailure::find(&e), Some(ProxyFailure::Refused));
+        let e = Outer(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
+        assert_eq!(ProxyFailure::find(&e), None);
     }
 }

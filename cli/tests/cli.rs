@@ -1060,6 +1060,56 @@ fn missing_namespace_is_named_as_such() {
     assert!(stderr.contains("there are no pods here"), "{stderr}");
 }
 
+/// The API server lists no pods, not 404, in a namespace that does not exist: `kspy ls` there
+/// said "no debug containers or debug pods in namespace ghost" (and `-o json` printed `[]`),
+/// passing a mistyped -n off as a namespace with nothing left behind. It says the namespace
+/// does not exist now; an empty namespace that exists still lists nothing.
+#[test]
+fn ls_in_a_missing_namespace_says_so() {
+    let api = FakeApi::start(|r: &Recorded| match (r.method.as_str(), r.path.as_str()) {
+        ("GET", "/api/v1/namespaces/ghost/pods") | ("GET", "/api/v1/namespaces/empty/pods") => {
+            Reply::ok(&json!({"kind": "PodList", "apiVersion": "v1",
+                "metadata": {"resourceVersion": "1"}, "items": []}))
+        }
+        ("GET", "/api/v1/namespaces/ghost") => Reply::not_found("namespaces", "ghost"),
+        ("GET", "/api/v1/namespaces/empty") => Reply::ok(
+            &json!({"kind": "Namespace", "apiVersion": "v1", "metadata": {"name": "empty"}}),
+        ),
+        _ => Reply::status(
+            404,
+            "NotFound",
+            "the server could not find the requested resource",
+            json!({}),
+        ),
+    });
+    for args in [
+        &["ls", "-n", "ghost"][..],
+        &["ls", "-n", "ghost", "-o", "json"],
+    ] {
+        let out = api.kspy(args);
+        let (stdout, stderr) = texts(&out);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert_eq!(stdout, "", "{args:?}");
+        assert!(
+            stderr.starts_with(
+                "kspy: namespace ghost does not exist (listing what kspy left in it)\nhint: \
+                 check -n/--namespace"
+            ),
+            "{args:?}: {stderr}"
+        );
+    }
+    let out = api.kspy(&["ls", "-n", "empty"]);
+    let (_, stderr) = texts(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(
+        stderr,
+        "no debug containers or debug pods in namespace empty\n"
+    );
+    let out = api.kspy(&["ls", "-n", "empty", "-o", "json"]);
+    assert!(out.status.success(), "{}", texts(&out).1);
+    assert_eq!(texts(&out).0, "[]\n");
+}
+
 #[test]
 fn missing_pod_lists_the_pods_that_exist() {
     let (api, _) = sim_api(Sim::new());
@@ -1505,6 +1555,46 @@ fn too_many_requests_with_retry_after_is_sent_again() {
         2,
         "{lines:?}"
     );
+}
+
+/// A server that answers 429 asking for a wait longer than what is left of
+/// --request-timeout did answer: kspy does not begin that wait (client-go's rate limiter
+/// refuses a wait past the request's deadline too) but reports the 429 at once, as a busy
+/// server — not, after the timeout, as one that "took the connection but did not answer".
+#[test]
+fn too_many_requests_asking_to_wait_past_the_request_timeout_is_reported_as_such() {
+    let api = FakeApi::start(|_| {
+        Reply::status(
+            429,
+            "TooManyRequests",
+            "Too many requests, please try again later.",
+            json!({"retryAfterSeconds": 5}),
+        )
+        .with_header("Retry-After", "5")
+    });
+    let started = Instant::now();
+    let out = api.kspy(&["ls", "--request-timeout", "3s"]);
+    let (_, stderr) = texts(&out);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}: {stderr}",
+        started.elapsed()
+    );
+    assert_eq!(api.lines().len(), 1, "{:?}", api.lines());
+    assert!(
+        stderr.starts_with(
+            "kspy: could not list the pods of namespace prod: the API server is too busy and \
+             asked to come back later (429 Too Many Requests)\n  Too many requests, please try \
+             again later.\n"
+        ),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("hint: nothing was carried out") && stderr.contains("(it asked for 5s)"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("did not answer"), "{stderr}");
 }
 
 #[test]
@@ -2127,6 +2217,44 @@ fn ls_follows_continue_tokens_page_by_page() {
     assert!(queries.iter().all(|q| !q.contains("limit=")), "{queries:?}");
 }
 
+/// A cache or proxy that ignores `continue` answers the first page again with the same
+/// token: kspy listed it for ever, adding its rows each time; it stops now, saying so.
+#[test]
+fn ls_stops_when_the_same_page_comes_back() {
+    let page = json!({"kind": "PodList", "apiVersion": "v1",
+        "metadata": {"resourceVersion": "7", "continue": "again"},
+        "items": [web_pod()]});
+    let api = FakeApi::start(move |_| Reply::ok(&page));
+    // Bounded: before, kspy never ended.
+    let mut child = api.spawn_kspy(&["ls", "--chunk-size", "1", "-o", "json"]);
+    drop(child.stdin.take());
+    let started = Instant::now();
+    while child.try_wait().expect("wait").is_none() {
+        if started.elapsed() > Duration::from_secs(20) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "kspy ls still running after 20 s, {} requests",
+                api.lines().len()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().expect("output");
+    let (stdout, stderr) = texts(&out);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(stdout, "");
+    assert!(
+        stderr.starts_with(
+            "kspy: could not list the pods of namespace prod: the API server answered the same \
+             page again (continue token \"again\" twice)\n"
+        ),
+        "{stderr}"
+    );
+    assert!(stderr.contains("--chunk-size 0"), "{stderr}");
+    assert_eq!(api.lines().len(), 2, "{:?}", api.lines());
+}
+
 /// A kubeconfig whose context `fake` (namespace prod) names user `user`, next to the users
 /// `defined`; no `user:` at all when `user` is empty.
 fn kubeconfig_with_user(api: &FakeApi, user: &str, defined: &[&str]) -> std::path::PathBuf {
@@ -2318,7 +2446,18 @@ fn kubeconfig_mistakes_are_named_where_they_are() {
         texts(&out).1
     };
 
-    let stderr = run(&write("bad-ns", "staging", "Bad_NS"));
+    let bad_ns = write("bad-ns", "staging", "Bad_NS");
+    // `-A` uses no namespace, as `kubectl get -A`: the context's bad one is no error there.
+    let out = api.kspy_env(&["ls", "-A"], &bad_ns, &[], b"");
+    let (_, stderr) = texts(&out);
+    assert!(!stderr.contains("sets namespace"), "{stderr}");
+    assert_eq!(
+        api.lines().last().map(String::as_str),
+        Some("GET /api/v1/pods?limit=500")
+    );
+    let before = api.lines().len();
+    let stderr = run(&bad_ns);
+    assert_eq!(api.lines().len(), before, "nothing sent");
     assert!(
         stderr.starts_with(
             "kspy: context staging of the kubeconfig sets namespace \"Bad_NS\", which is no \
@@ -2360,7 +2499,11 @@ fn kubeconfig_mistakes_are_named_where_they_are() {
             "{file}: {stderr}"
         );
     }
-    assert!(api.requests().is_empty(), "{:?}", api.lines());
+    assert_eq!(
+        api.lines(),
+        ["GET /api/v1/pods?limit=500"],
+        "only the -A list was sent"
+    );
 }
 
 #[test]
@@ -3675,9 +3818,13 @@ fn kubeconfig_list_skips_missing_files_and_merges_like_kubectl() {
     let out = support::run_binary(bin, &["ls"], Some(std::path::Path::new(&list)), home);
     let (_, stderr) = texts(&out);
     assert!(out.status.success(), "{stderr}");
+    // The namespace has no pods: kspy asks whether it exists (`kspy ls` in a missing one).
     assert_eq!(
         api.lines(),
-        vec!["GET /api/v1/namespaces/other/pods?limit=500"]
+        vec![
+            "GET /api/v1/namespaces/other/pods?limit=500",
+            "GET /api/v1/namespaces/other"
+        ]
     );
 
     // `current-context: ""` (kubectl config writes it) sets nothing: the next file's counts.
@@ -3691,9 +3838,13 @@ fn kubeconfig_list_skips_missing_files_and_merges_like_kubectl() {
     let out = support::run_binary(bin, &["ls"], Some(std::path::Path::new(&list)), home);
     let (_, stderr) = texts(&out);
     assert!(out.status.success(), "{stderr}");
+    let lines = api.lines();
     assert_eq!(
-        api.lines().last().map(String::as_str),
-        Some("GET /api/v1/namespaces/other/pods?limit=500")
+        lines[lines.len() - 2..],
+        [
+            "GET /api/v1/namespaces/other/pods?limit=500",
+            "GET /api/v1/namespaces/other"
+        ]
     );
 
     // A broken file in the list is named, without Rust's debug quoting.
@@ -3724,8 +3875,8 @@ fn kubeconfig_list_skips_missing_files_and_merges_like_kubectl() {
     assert!(!stderr.contains("'\""), "{stderr}");
     assert_eq!(
         api.lines().len(),
-        2,
-        "nothing sent with a broken kubeconfig"
+        4,
+        "nothing sent with a broken kubeconfig (two lists, each with its namespace's GET)"
     );
 }
 
@@ -4474,4 +4625,397 @@ fn a_stale_probe_is_asked_again_and_the_webhook_still_picks_the_target() {
         s.pod["spec"]["ephemeralContainers"][0]["targetContainerName"],
         "sidecar"
     );
+}
+
+/// An exec credential plugin that fails — its login expired, or it is not installed — is
+/// named, with its user, its own message (stderr, line by line; never its stdout, where
+/// credentials go) and what to do; not kube-rs's one-line dump of the plugin's whole output
+/// as "cannot set up the Kubernetes client", nor, for a missing one, "unable to run auth
+/// exec: No such file or directory" without saying what was run.
+#[cfg(unix)]
+#[test]
+fn a_failing_exec_credential_plugin_is_named_with_its_message() {
+    use std::os::unix::fs::PermissionsExt;
+    let api = FakeApi::start(|_| Reply::ok(&json!({"kind": "PodList", "items": []})));
+    let plugin = api.dir.path().join("expired-plugin");
+    std::fs::write(
+        &plugin,
+        "#!/bin/sh\necho 'partial-secret-on-stdout'\n\
+         echo 'error: the SSO session has expired' >&2\n\
+         echo \"run 'aws sso login' to log in again\" >&2\nexit 255\n",
+    )
+    .expect("write plugin");
+    std::fs::set_permissions(&plugin, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let user = |command: &str, extra: &str| {
+        format!(
+            "    exec:\n      apiVersion: client.authentication.k8s.io/v1\n      command: {command}\n      interactiveMode: Never\n{extra}"
+        )
+    };
+    let server = format!("http://{}", api.addr);
+    let kc = api.write_kubeconfig("expired", &server, "", &user(&plugin.to_string_lossy(), ""));
+    let out = api.kspy_env(&["ls"], &kc, &[], b"");
+    let (_, stderr) = texts(&out);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.starts_with(&format!(
+            "kspy: cannot get credentials: the exec credential plugin of kubeconfig user fake, \
+             {}, failed (exit code 255)\n  error: the SSO session has expired\n  run 'aws sso \
+             login' to log in again\nhint: its message says why",
+            plugin.display()
+        )),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("partial-secret-on-stdout"), "{stderr}");
+    assert!(!stderr.contains("KUBERNETES_EXEC_INFO"), "{stderr}");
+    assert!(api.lines().is_empty(), "{:?}", api.lines());
+
+    let kc = api.write_kubeconfig(
+        "missing",
+        &server,
+        "",
+        &user(
+            "kubelogin-missing",
+            "      installHint: \"kubelogin is required: https://example.com/kubelogin\"\n",
+        ),
+    );
+    let out = api.kspy_env(&["ls"], &kc, &[], b"");
+    let (_, stderr) = texts(&out);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(
+        stderr,
+        "kspy: cannot get credentials: the exec credential plugin of kubeconfig user fake, \
+         kubelogin-missing, is not installed (not found)\n  kubelogin is required: \
+         https://example.com/kubelogin\nhint: install it as its install hint above says (kspy \
+         looks for it as kubectl does, on PATH unless the command is a path), or fix \
+         users[].user.exec of user fake in the kubeconfig\n"
+    );
+}
+
+/// A proxy that answers every CONNECT with `status` (`407 Proxy Authentication Required`,
+/// `502 Bad Gateway`) and closes; its address.
+fn proxy_answering(status: &'static str) -> std::net::SocketAddr {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            let mut buf = [0u8; 4096];
+            let _ = conn.read(&mut buf);
+            let _ = conn
+                .write_all(format!("HTTP/1.1 {status}\r\nContent-Length: 0\r\n\r\n").as_bytes());
+        }
+    });
+    addr
+}
+
+/// When the proxy is what failed — nothing listens there, it wants credentials (407), or it
+/// refused the tunnel (cannot reach the API server, or its rules) — the hint is about the proxy
+/// and the setting that named it, not "check … that the cluster is up".
+#[test]
+fn a_failing_proxy_gets_a_hint_about_the_proxy() {
+    let api = FakeApi::start(|_| Reply::ok(&json!({"kind": "PodList", "items": []})));
+    let server = "http://kspy-api.invalid:6443";
+    let kc = api.write_kubeconfig("via-proxy", server, "", "    token: test-token\n");
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr")
+    };
+    let auth = proxy_answering("407 Proxy Authentication Required");
+    let refusing = proxy_answering("502 Bad Gateway");
+    let cases = [
+        (
+            format!("http://{closed}"),
+            format!(
+                "hint: the proxy http://{closed} (set by HTTP_PROXY) did not take the connection: \
+                 check that it runs and that HTTP_PROXY names it; if the API server is reachable \
+                 without it, add kspy-api.invalid to NO_PROXY\n"
+            ),
+        ),
+        (
+            format!("http://{auth}"),
+            format!(
+                "hint: the proxy http://{auth} (set by HTTP_PROXY) wants credentials (407 Proxy \
+                 Authentication Required): give them in HTTP_PROXY, as \
+                 http://USER:PASSWORD@HOST:PORT\n"
+            ),
+        ),
+        (
+            format!("http://alice:wrong@{auth}"),
+            format!(
+                "hint: the proxy http://{auth} (set by HTTP_PROXY) did not accept the credentials \
+                 in HTTP_PROXY (407 Proxy Authentication Required): check the user and password \
+                 there (characters such as @ : / % must be percent-encoded)\n"
+            ),
+        ),
+        (
+            format!("http://{refusing}"),
+            format!(
+                "hint: the proxy http://{refusing} (set by HTTP_PROXY) refused to open a \
+                 connection to the API server kspy-api.invalid: it cannot reach it, or its rules \
+                 do not allow it; ask its administrators; if the API server is reachable without \
+                 it, add kspy-api.invalid to NO_PROXY\n"
+            ),
+        ),
+    ];
+    for (proxy, hint) in cases {
+        let out = api.kspy_env(&["ls"], &kc, &[("HTTP_PROXY", &proxy)], b"");
+        let (_, stderr) = texts(&out);
+        assert_eq!(out.status.code(), Some(1), "{proxy}: {stderr}");
+        assert!(
+            stderr.starts_with(&format!(
+                "kspy: could not list the pods of namespace prod: cannot reach the API server at \
+                 {server}/ through proxy "
+            )),
+            "{proxy}: {stderr}"
+        );
+        assert!(stderr.ends_with(&hint), "{proxy}: {stderr}");
+        assert!(!stderr.contains("wrong"), "{stderr}");
+    }
+}
+
+/// A context whose cluster the kubeconfig lacks — most often a KUBECONFIG list without the
+/// file that defines it — was reported as kube-rs words it, "failed to load the cluster of
+/// context: prod-cluster" under "cannot load the kubeconfig", naming the cluster as if it were
+/// the context; a cluster without a server said "cluster url is missing on selected cluster"
+/// without naming it. Both now name the context and the cluster, with the fix.
+#[test]
+fn a_context_whose_cluster_is_missing_or_has_no_server_is_named() {
+    let api = FakeApi::start(|_| Reply::ok(&json!({"kind": "PodList", "items": []})));
+    let home = api.dir.path();
+    let contexts = home.join("contexts.yaml");
+    std::fs::write(
+        &contexts,
+        "apiVersion: v1\nkind: Config\ncurrent-context: prod\ncontexts:\n- name: prod\n  context:\n    cluster: prod-cluster\n    user: alice\n\
+         clusters:\n- name: staging-cluster\n  cluster:\n    server: https://10.0.0.2:6443\n\
+         users:\n- name: alice\n  user:\n    token: t\n",
+    )
+    .expect("write");
+    let list = format!(
+        "{}:{}/clusters-missing.yaml",
+        contexts.display(),
+        home.display()
+    );
+    let bin = std::path::Path::new(env!("CARGO_BIN_EXE_kspy"));
+    let out = support::run_binary(bin, &["ls"], Some(std::path::Path::new(&list)), home);
+    let (_, stderr) = texts(&out);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(
+        stderr,
+        "kspy: context prod names cluster prod-cluster, which the kubeconfig does not define\n  \
+         clusters that exist: staging-cluster\nhint: define cluster prod-cluster under \
+         `clusters:` in the kubeconfig (in a KUBECONFIG list, the file that defines it may be \
+         missing from the list), or set context prod's `cluster:` to one that exists (`kubectl \
+         config get-clusters` lists them)\n"
+    );
+
+    for server in ["", "    server: \"\"\n"] {
+        let kc = home.join("no-server.yaml");
+        std::fs::write(
+            &kc,
+            format!(
+                "apiVersion: v1\nkind: Config\ncurrent-context: prod\ncontexts:\n- name: prod\n  context:\n    cluster: prod-cluster\n\
+                 clusters:\n- name: prod-cluster\n  cluster:\n    insecure-skip-tls-verify: true\n{server}"
+            ),
+        )
+        .expect("write");
+        let out = support::run_binary(bin, &["ls"], Some(&kc), home);
+        let (_, stderr) = texts(&out);
+        assert_eq!(out.status.code(), Some(1), "{server:?}: {stderr}");
+        assert_eq!(
+            stderr,
+            "kspy: the server of cluster prod-cluster (context prod) in the kubeconfig is not \
+             set\nhint: set it to the API server's URL: `kubectl config set-cluster prod-cluster \
+             --server=https://HOST:6443`\n",
+            "{server:?}"
+        );
+    }
+
+    // A certificate-authority file that cannot be read names its cluster and context.
+    let kc = home.join("no-ca.yaml");
+    std::fs::write(
+        &kc,
+        "apiVersion: v1\nkind: Config\ncurrent-context: prod\ncontexts:\n- name: prod\n  context:\n    cluster: prod-cluster\n\
+         clusters:\n- name: prod-cluster\n  cluster:\n    server: https://10.0.0.1:6443\n    certificate-authority: ca/missing.crt\n",
+    )
+    .expect("write");
+    let out = support::run_binary(bin, &["ls"], Some(&kc), home);
+    let (_, stderr) = texts(&out);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.starts_with(
+            "kspy: cannot read the certificate-authority of cluster prod-cluster (context prod) \
+             in the kubeconfig: "
+        ) && stderr.contains(&home.join("ca/missing.crt").display().to_string()),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("hint: fix the certificate-authority path of cluster prod-cluster"),
+        "{stderr}"
+    );
+}
+
+/// An API server on plain HTTP that closes the connection without answering the first request
+/// whose request line starts with `drop` (a pooled connection a load balancer closed, an API
+/// server restarting), and answers every other with `answer` (status line and JSON body);
+/// its address and the request lines it saw.
+fn server_dropping_first(
+    drop: &'static str,
+    answer: impl Fn(&str) -> (&'static str, String) + Send + 'static,
+) -> (std::net::SocketAddr, Arc<Mutex<Vec<String>>>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = seen.clone();
+    std::thread::spawn(move || {
+        let mut dropped = false;
+        for conn in listener.incoming() {
+            let Ok(conn) = conn else { continue };
+            let mut reader = BufReader::new(conn);
+            let mut line = String::new();
+            if reader.read_line(&mut line).is_err() {
+                continue;
+            }
+            let mut length = 0usize;
+            loop {
+                let mut header = String::new();
+                if reader.read_line(&mut header).is_err() || header.trim().is_empty() {
+                    break;
+                }
+                if let Some(v) = header.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0u8; length];
+            let _ = reader.read_exact(&mut body);
+            let line = line.trim().to_string();
+            log.lock().expect("log").push(line.clone());
+            if !dropped && line.starts_with(drop) {
+                dropped = true;
+                continue; // closed unanswered
+            }
+            let (status, body) = answer(&line);
+            let mut conn = reader.into_inner();
+            let _ = conn.write_all(
+                format!(
+                    "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
+                     Connection: close\r\n\r\n{body}",
+                    body.len()
+                )
+                .as_bytes(),
+            );
+        }
+    });
+    (addr, seen)
+}
+
+/// A connection closed before any answer came fails a read once, where kubectl (client-go,
+/// for GETs) simply sends it again: kspy now does too. A write so cut may have been carried
+/// out, and is never sent again.
+#[test]
+fn a_read_cut_before_its_answer_is_sent_again_a_write_is_not() {
+    let api = FakeApi::start(|_| Reply::text(""));
+    let list = json!({"kind": "PodList", "apiVersion": "v1", "metadata": {},
+        "items": [serde_json::to_value(web_pod()).expect("pod")]})
+    .to_string();
+    let (addr, seen) = server_dropping_first("GET", move |_| ("200 OK", list.clone()));
+    let kc = api.write_kubeconfig(
+        "dropping",
+        &format!("http://{addr}"),
+        "",
+        "    token: test-token\n",
+    );
+    let out = api.kspy_env(&["ls"], &kc, &[], b"");
+    let (stdout, stderr) = texts(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stdout.contains("debugger-old01"), "{stdout}");
+    assert_eq!(
+        *seen.lock().expect("seen"),
+        [
+            "GET /api/v1/namespaces/prod/pods?&limit=500 HTTP/1.1",
+            "GET /api/v1/namespaces/prod/pods?&limit=500 HTTP/1.1"
+        ]
+    );
+
+    let pod = serde_json::to_value(web_pod()).expect("pod").to_string();
+    let (addr, seen) = server_dropping_first("POST /api/v1/namespaces/prod/pods", move |line| {
+        if line.starts_with("GET") {
+            ("200 OK", pod.clone())
+        } else {
+            ("201 Created", pod.clone())
+        }
+    });
+    let kc = api.write_kubeconfig(
+        "dropping-write",
+        &format!("http://{addr}"),
+        "",
+        "    token: test-token\n",
+    );
+    let out = api.kspy_env(
+        &["copy", WEB, "--to", "web-debug", "--no-attach"],
+        &kc,
+        &[],
+        b"",
+    );
+    let (_, stderr) = texts(&out);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let posts = seen
+        .lock()
+        .expect("seen")
+        .iter()
+        .filter(|l| l.starts_with("POST /api/v1/namespaces/prod/pods"))
+        .count();
+    assert_eq!(posts, 1, "{:?}", seen.lock().expect("seen"));
+    // Reached, and the request sent: not "cannot reach", and it may have been carried out.
+    assert!(
+        stderr.starts_with(&format!(
+            "kspy: could not create pod prod/web-debug: the connection to the API server at \
+             http://{addr}/ was closed before it answered\n  the request may have been carried \
+             out all the same: look before running the command again (`kubectl get pods -n \
+             prod`)\n"
+        )),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("cannot reach"), "{stderr}");
+}
+
+/// A user's client-certificate or tokenFile that cannot be read was reported as "cannot set
+/// up the Kubernetes client", saying neither whose nor what to do; it names the kubeconfig
+/// user and the field now, with the fix.
+#[test]
+fn unreadable_credential_files_name_the_user_and_the_field() {
+    let api = FakeApi::start(|_| Reply::ok(&json!({"kind": "PodList", "items": []})));
+    let server = format!("http://{}", api.addr);
+    for (field, user) in [
+        (
+            "client-certificate",
+            "    client-certificate: missing/cert.pem\n    client-key: missing/key.pem\n",
+        ),
+        ("tokenFile", "    tokenFile: missing/token\n"),
+    ] {
+        let kc = api.write_kubeconfig(&format!("creds-{field}"), &server, "", user);
+        let out = api.kspy_env(&["ls"], &kc, &[], b"");
+        let (_, stderr) = texts(&out);
+        assert_eq!(out.status.code(), Some(1), "{field}: {stderr}");
+        assert!(
+            stderr.starts_with(&format!(
+                "kspy: cannot read the credentials of kubeconfig user fake: its {field} cannot be \
+                 read\n"
+            )),
+            "{field}: {stderr}"
+        );
+        assert!(
+            stderr.contains(&format!(
+                "hint: fix the {field} path of user fake in the kubeconfig"
+            )),
+            "{field}: {stderr}"
+        );
+        // The file kube-rs looked for, resolved from the kubeconfig's directory.
+        assert!(
+            stderr.contains(&api.dir.path().join("missing").display().to_string()),
+            "{field}: {stderr}"
+        );
+        assert!(api.lines().is_empty(), "{:?}", api.lines());
+    }
 }

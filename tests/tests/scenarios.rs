@@ -2215,3 +2215,111 @@ async fn a_windows_pod_can_be_copied() {
         assert!(env.pod("win-copy-2").await.is_err(), "nothing created");
     }
 }
+
+/// `kspy ls` against the API server as it pages (its own `continue` tokens, across namespaces
+/// with `-A`), refuses (RBAC as the authorizer words it) and answers for a namespace that does
+/// not exist: every debug container and debug copy is listed however small the page, a user
+/// without `list pods` is told the verb and resource, and a mistyped `-n` is an error, not an
+/// empty list.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kspy_ls_pages_refuses_and_names_a_missing_namespace() {
+    let Some(env) = env().await else { return };
+    let attach = [
+        "attach",
+        "web",
+        "--image",
+        "busybox:1.36",
+        "--name",
+        "debugger-ls001",
+        "--no-attach",
+    ];
+    let out = env.kspy("alice", &attach, None).await.unwrap();
+    assert!(out.success(), "{}", out.all());
+    let copy = [
+        "copy",
+        "web",
+        "--to",
+        "web-ls-copy",
+        "--image",
+        "busybox:1.36",
+        "--name",
+        "debugger-ls002",
+        "--no-attach",
+    ];
+    let out = env.kspy("alice", &copy, None).await.unwrap();
+    assert!(out.success(), "{}", out.all());
+
+    let rows = |out: &kspy_e2e::tools::Output| -> Vec<(String, String, String, String)> {
+        let v: Value = serde_json::from_str(&out.stdout)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", out.all()));
+        v.as_array()
+            .expect("a list of rows")
+            .iter()
+            .map(|r| {
+                let s = |k: &str| r[k].as_str().unwrap_or_default().to_string();
+                (s("namespace"), s("pod"), s("kind"), s("name"))
+            })
+            .collect()
+    };
+    let ns = env.ns.clone();
+    let expected = vec![
+        (
+            ns.clone(),
+            "web".to_string(),
+            "ephemeral".to_string(),
+            "debugger-ls001".to_string(),
+        ),
+        (
+            ns.clone(),
+            "web-ls-copy".to_string(),
+            "copy".to_string(),
+            "debugger-ls002".to_string(),
+        ),
+    ];
+    // One pod per page: the namespace's three pages, then every namespace's.
+    let out = env
+        .kspy("admin", &["ls", "--chunk-size", "1", "-o", "json"], None)
+        .await
+        .unwrap();
+    assert!(out.success(), "{}", out.all());
+    assert_eq!(rows(&out), expected, "{}", out.all());
+    if !env.is_real() {
+        let out = env
+            .kspy(
+                "admin",
+                &["ls", "-A", "--chunk-size", "1", "-o", "json"],
+                None,
+            )
+            .await
+            .unwrap();
+        assert!(out.success(), "{}", out.all());
+        assert_eq!(rows(&out), expected, "{}", out.all());
+
+        // kspy's webhook's ServiceAccount may get namespaces, not list pods.
+        let out = env.kspy("kspy-webhook", &["ls"], None).await.unwrap();
+        assert_eq!(out.code, Some(1), "{}", out.all());
+        assert!(
+            out.stderr.starts_with(&format!(
+                "kspy: could not list the pods of namespace {ns}: you are not allowed to list \
+                 pods in namespace {ns}\n"
+            )),
+            "{}",
+            out.all()
+        );
+    }
+
+    let out = env
+        .kspy_in("no-such-ns", "admin", &["ls", "-o", "json"], None)
+        .await
+        .unwrap();
+    assert_eq!(out.code, Some(1), "{}", out.all());
+    assert_eq!(out.stdout, "", "{}", out.all());
+    assert!(
+        out.stderr.starts_with(
+            "kspy: namespace no-such-ns does not exist (listing what kspy left in it)"
+        ),
+        "{}",
+        out.all()
+    );
+    env.cleanup().await.unwrap();
+}

@@ -14,10 +14,18 @@
 //! every call. A pattern with Unicode classes (`[\\p{L}\\p{N}]`, a letter or digit in any
 //! script) took about 2.4 M instructions to compile, five times all the rest of a review
 //! (`webhook/bench/instructions.sh`); here each pattern is compiled once ([`Regexes`]).
+//!
+//! And a runtime budget ([`MAX_EVALUATION_COST`]), which cel 0.13 lacks: each comprehension's
+//! loop condition is wrapped in a call that charges the step and the accumulator it copies
+//! ([`metered`]), and `lists.range` charges what it builds.
 
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
+use kube_cel::cel::common::ast::{CallExpr, EntryExpr, Expr, IdedExpr, LiteralValue};
+use kube_cel::cel::common::types::{CelList, CelMap};
+use kube_cel::cel::common::value::Val;
 use kube_cel::cel::extractors::{Arguments, This};
 use kube_cel::cel::{Context, ExecutionError, FunctionContext, ResolveResult, Value};
 use regex::Regex;
@@ -32,6 +40,7 @@ pub const MAX_RANGE: i64 = (MAX_VARIABLE_BYTES / 8) as i64;
 pub(crate) fn register(ctx: &mut Context<'_>) {
     ctx.add_function("sum", sum);
     ctx.add_function("lists.range", lists_range);
+    ctx.add_function(STEP, step);
     ctx.add_function("matches", matches);
     ctx.add_function("find", find);
     ctx.add_function("findAll", find_all);
@@ -134,7 +143,8 @@ fn sum(This(items): This<Arc<Vec<Value>>>) -> ResolveResult {
     })
 }
 
-/// `lists.range(n)`: `[0, 1, …, n - 1]`, for `n` from 0 to [`MAX_RANGE`].
+/// `lists.range(n)`: `[0, 1, …, n - 1]`, for `n` from 0 to [`MAX_RANGE`], each item
+/// counted against the evaluation's budget ([`MAX_EVALUATION_COST`]).
 fn lists_range(n: i64) -> ResolveResult {
     if n < 0 {
         return Err(ExecutionError::function_error(
@@ -148,7 +158,202 @@ fn lists_range(n: i64) -> ResolveResult {
             format!("lists.range({n}) would build a list of more than {MAX_RANGE} items"),
         ));
     }
+    charge(u64::try_from(n).unwrap_or(0))?;
     Ok(Value::List(Arc::new((0..n).map(Value::Int).collect())))
+}
+
+/// The most work one evaluation of an expression may do, in steps of a comprehension (`all`,
+/// `exists`, `map`, `filter`, …) plus the items each step copies plus the items `lists.range`
+/// builds. cel 0.13 has no runtime cost limit, and the load-time estimate assumes lists of at
+/// most 1,000 items and leaves out what `lists.range` and `map` build: `lists.range(200000)
+/// .map(x, lists.range(200000))` loaded and allocated until the process was killed, and
+/// `container.env.map(e, e.name)` copies the list built so far at every step (quadratic: over
+/// the 10,000 env entries a request may hold, seconds of a judging thread per request). Ten
+/// million is a tenth of a second or so in a release build; what real policies do (a few
+/// loops over a Pod's containers and their env) stays thousands of times below it.
+pub const MAX_EVALUATION_COST: u64 = 10_000_000;
+
+/// The name a comprehension's loop condition is wrapped in ([`metered`]). It starts with `@`,
+/// which no expression can write, like the parser's own `@result` and `@it`.
+const STEP: &str = "@kspy.step";
+
+thread_local! {
+    /// What the evaluation running on this thread may still spend: `None` outside one.
+    static BUDGET: Cell<Option<u64>> = const { Cell::new(None) };
+}
+
+/// Whether an evaluation ran out of budget ([`run_metered`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct OverBudget;
+
+/// Runs `f` (one evaluation) with [`MAX_EVALUATION_COST`] to spend; `Err` when it ran out,
+/// whatever `f` returned: CEL's `||` and `&&` absorb an error on one side (`expensive || true`
+/// is `true`), and an evaluation stopped half-way must not answer. Nested calls (none today)
+/// share the outer budget.
+pub(crate) fn run_metered<T>(f: impl FnOnce() -> T) -> Result<T, OverBudget> {
+    /// Puts back what was there before, also when `f` panics.
+    struct Restore(Option<u64>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            if self.0.is_some() {
+                // Nested: the outer evaluation keeps what is left of the shared budget.
+                return;
+            }
+            BUDGET.with(|b| b.set(None));
+        }
+    }
+    let outer = BUDGET.with(|b| b.get());
+    if outer.is_none() {
+        BUDGET.with(|b| b.set(Some(MAX_EVALUATION_COST)));
+    }
+    let _restore = Restore(outer);
+    let result = f();
+    match BUDGET.with(|b| b.get()) {
+        Some(0) => Err(OverBudget),
+        _ => Ok(result),
+    }
+}
+
+/// Spends `units` of the running evaluation's budget; an error, and nothing left, when it
+/// does not cover them. Free outside a metered evaluation.
+fn charge(units: u64) -> Result<(), ExecutionError> {
+    BUDGET.with(|b| match b.get() {
+        None => Ok(()),
+        Some(left) if left > units => {
+            b.set(Some(left - units));
+            Ok(())
+        }
+        Some(_) => {
+            b.set(Some(0));
+            Err(over_budget_error())
+        }
+    })
+}
+
+/// The error an evaluation over [`MAX_EVALUATION_COST`] fails with.
+pub(crate) fn over_budget_error() -> ExecutionError {
+    ExecutionError::function_error(
+        "cost",
+        format!(
+            "the expression did more than {MAX_EVALUATION_COST} steps of work on this request \
+             (loops over large lists, lists.range, or map/filter building long lists), so kspy \
+             stopped it; loop over fewer items (filter before map, exists instead of map)"
+        ),
+    )
+}
+
+/// `@kspy.step(cond, '@accu')`: a comprehension's loop condition, evaluated before each step,
+/// charging one unit plus the values the accumulator holds (nested ones too), which the step
+/// copies whole.
+fn step(ftx: &FunctionContext) -> ResolveResult {
+    let [cond, accu] = ftx.args else {
+        return Err(ftx.error("internal: @kspy.step takes two arguments"));
+    };
+    let left = BUDGET.with(|b| b.get()).unwrap_or(u64::MAX);
+    let held = match &accu.expr {
+        Expr::Literal(LiteralValue::String(name)) => ftx
+            .ptx
+            .get_variable(name.inner())
+            .map_or(0, |v| values_within(v.as_ref(), left)),
+        _ => 0,
+    };
+    charge(held.saturating_add(1))?;
+    ftx.ptx.resolve(cond)
+}
+
+/// The values in `v` (itself, and what its lists and maps hold, at any depth), counted up to
+/// `limit` only: the count is charged, so counting never costs more than the budget allows.
+fn values_within(v: &dyn Val, limit: u64) -> u64 {
+    let mut count = 1u64;
+    let mut stack: Vec<&dyn Val> = vec![v];
+    while let Some(v) = stack.pop() {
+        if count >= limit {
+            break;
+        }
+        let items: Box<dyn Iterator<Item = &Box<dyn Val>>> =
+            if let Some(list) = v.downcast_ref::<CelList>() {
+                Box::new(list.inner().iter())
+            } else if let Some(map) = v.downcast_ref::<CelMap>() {
+                Box::new(map.inner().values())
+            } else {
+                continue;
+            };
+        for item in items {
+            count += 1;
+            stack.push(item.as_ref());
+            if count >= limit {
+                break;
+            }
+        }
+    }
+    count
+}
+
+/// `e` with each comprehension's loop condition wrapped in [`STEP`], which charges each
+/// iteration to the evaluation's budget. Recursion is bounded: the depth was checked before.
+pub(crate) fn metered(e: &IdedExpr) -> IdedExpr {
+    let expr = match &e.expr {
+        Expr::Call(call) => Expr::Call(CallExpr {
+            func_name: call.func_name.clone(),
+            target: call.target.as_deref().map(|t| Box::new(metered(t))),
+            args: call.args.iter().map(metered).collect(),
+        }),
+        Expr::Select(s) => {
+            let mut s = s.clone();
+            s.operand = Box::new(metered(&s.operand));
+            Expr::Select(s)
+        }
+        Expr::List(l) => {
+            let mut l = l.clone();
+            l.elements = l.elements.iter().map(metered).collect();
+            Expr::List(l)
+        }
+        Expr::Map(m) => {
+            let mut m = m.clone();
+            m.entries.iter_mut().for_each(metered_entry);
+            Expr::Map(m)
+        }
+        Expr::Struct(s) => {
+            let mut s = s.clone();
+            s.entries.iter_mut().for_each(metered_entry);
+            Expr::Struct(s)
+        }
+        Expr::Comprehension(c) => {
+            let mut c = c.clone();
+            c.iter_range = metered(&c.iter_range);
+            c.accu_init = metered(&c.accu_init);
+            c.loop_step = metered(&c.loop_step);
+            c.result = metered(&c.result);
+            let cond = metered(&c.loop_cond);
+            c.loop_cond = IdedExpr {
+                id: c.loop_cond.id,
+                expr: Expr::Call(CallExpr {
+                    func_name: STEP.to_owned(),
+                    target: None,
+                    args: vec![
+                        cond,
+                        IdedExpr {
+                            id: c.loop_cond.id,
+                            expr: Expr::Literal(LiteralValue::String(c.accu_var.as_str().into())),
+                        },
+                    ],
+                }),
+            };
+            Expr::Comprehension(c)
+        }
+        other => other.clone(),
+    };
+    IdedExpr { id: e.id, expr }
+}
+
+fn metered_entry(entry: &mut kube_cel::cel::common::ast::IdedEntryExpr) {
+    match &mut entry.expr {
+        EntryExpr::StructField(f) => f.value = metered(&f.value),
+        EntryExpr::MapEntry(m) => {
+            m.key = metered(&m.key);
+            m.value = metered(&m.value);
+        }
+    }
 }
 
 #[cfg(test)]

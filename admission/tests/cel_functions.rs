@@ -276,6 +276,59 @@ fn a_range_past_the_cap_denies() {
     assert!(holds("lists.range(-1).size() == 0").is_err());
 }
 
+/// Each evaluation may do at most `MAX_EVALUATION_COST` steps of work: comprehension steps,
+/// the values each step copies (cel 0.13's `map` and `filter` copy the list built so far at
+/// every step) and the items `lists.range` builds. The load-time estimate assumes lists of at
+/// most 1,000 items and leaves out what `map` and `lists.range` build, and cel has no limit of
+/// its own: a guardrail mapping the debug container's env over a request with a few thousand
+/// entries held a judging thread for seconds per request, and `lists.range(n).map(x,
+/// lists.range(n))` loaded and allocated until the process was killed. Past the budget the
+/// evaluation fails, which denies, naming the budget, whatever `||` would have made of it.
+#[test]
+fn an_evaluation_past_the_cost_budget_denies() {
+    let yaml = "apiVersion: kspy.dev/v1alpha1\nkind: DebugPolicy\nmetadata: {name: p}\nspec:\n  \
+                grant:\n    images: ['**']\n    runAsRoot: true\n  validations:\n    - \
+                expression: \"!('LD_PRELOAD' in container.env.map(e, e.name))\"\n      \
+                message: no LD_PRELOAD\n";
+    let set =
+        kspy_admission::PolicySet::from_yaml("t.yaml", yaml).unwrap_or_else(|e| panic!("{e}"));
+    let engine = kspy_admission::Engine::new(set, Default::default()).unwrap();
+    let judge = |entries: usize| {
+        let mut dbg = debugger("dbg", "busybox:1.36");
+        dbg["env"] = (0..entries)
+            .map(|i| json!({"name": format!("V{i}"), "value": "x"}))
+            .collect();
+        validate(
+            &engine,
+            &attach("prod", "alice", &["sre"], vec![], vec![dbg]),
+        )
+    };
+    assert!(judge(100).response.allowed);
+    let j = judge(5000);
+    assert!(!j.response.allowed);
+    let msg = &j.response.result.message;
+    assert!(
+        msg.contains("failed to evaluate")
+            && msg.contains("did more than 10000000 steps of work on this request"),
+        "{msg}"
+    );
+    // An error `||` absorbs still denies: the evaluation was stopped, not answered.
+    let err = holds("lists.range(5000).map(x, x).size() > 0 || true").unwrap_err();
+    assert!(err.contains("steps of work"), "{err}");
+    // Lists built in a loop count, however few steps build them (this allocated 80 GB).
+    let err = holds("lists.range(100000).map(x, lists.range(100000)).size() > 0").unwrap_err();
+    assert!(err.contains("steps of work"), "{err}");
+    // What policies do stays far below it.
+    assert_eq!(
+        holds("lists.range(1000).map(x, x * 2).filter(x, x > 10).size() == 994"),
+        Ok(true)
+    );
+    assert_eq!(
+        holds("lists.range(200000).exists(x, x == 199999) && lists.range(262144).size() > 0"),
+        Ok(true)
+    );
+}
+
 /// A panic in the CEL library is an evaluation error, which denies: kube-cel 0.8's `format`
 /// panics on a precision past 65535, which took `kspy policy test` down (the webhook caught
 /// it in its judging pool, but only as "kspy failed while deciding"). A message expression

@@ -17,7 +17,10 @@
 //!
 //! And a runtime budget ([`MAX_EVALUATION_COST`]), which cel 0.13 lacks: each comprehension's
 //! loop condition is wrapped in a call that charges the step and the accumulator it copies
-//! ([`metered`]), and `lists.range` charges what it builds.
+//! ([`evaluated_form`]), and `lists.range` charges what it builds.
+//!
+//! And strict field selection ([`select`]): cel 0.13 answers `false` for a field of a value
+//! that is no map, where CEL fails.
 
 use std::cell::Cell;
 use std::collections::HashMap;
@@ -41,6 +44,7 @@ pub(crate) fn register(ctx: &mut Context<'_>) {
     ctx.add_function("sum", sum);
     ctx.add_function("lists.range", lists_range);
     ctx.add_function(STEP, step);
+    ctx.add_function(SELECT, select);
     ctx.add_function("matches", matches);
     ctx.add_function("find", find);
     ctx.add_function("findAll", find_all);
@@ -289,42 +293,65 @@ fn values_within(v: &dyn Val, limit: u64) -> u64 {
     count
 }
 
-/// `e` with each comprehension's loop condition wrapped in [`STEP`], which charges each
-/// iteration to the evaluation's budget. Recursion is bounded: the depth was checked before.
-pub(crate) fn metered(e: &IdedExpr) -> IdedExpr {
+/// `e` as kspy evaluates it: each comprehension's loop condition wrapped in [`STEP`], which
+/// charges each iteration to the evaluation's budget, and each chain of field selections
+/// (`a.b.c`, not under `has()`) made one call of [`SELECT`], which fails on a value that is no
+/// map. Recursion is bounded: the depth was checked before.
+pub(crate) fn evaluated_form(e: &IdedExpr) -> IdedExpr {
     let expr = match &e.expr {
         Expr::Call(call) => Expr::Call(CallExpr {
             func_name: call.func_name.clone(),
-            target: call.target.as_deref().map(|t| Box::new(metered(t))),
-            args: call.args.iter().map(metered).collect(),
+            target: call.target.as_deref().map(|t| Box::new(evaluated_form(t))),
+            args: call.args.iter().map(evaluated_form).collect(),
         }),
+        Expr::Select(s) if !s.test => {
+            // `a.b.c` parses as Select(Select(a, b), c): the fields from the outside in.
+            let mut fields = vec![s.field.as_str()];
+            let mut root = s.operand.as_ref();
+            while let Expr::Select(inner) = &root.expr
+                && !inner.test
+            {
+                fields.push(inner.field.as_str());
+                root = inner.operand.as_ref();
+            }
+            let mut args = vec![evaluated_form(root)];
+            args.extend(fields.iter().rev().map(|f| IdedExpr {
+                id: e.id,
+                expr: Expr::Literal(LiteralValue::String((*f).into())),
+            }));
+            Expr::Call(CallExpr {
+                func_name: SELECT.to_owned(),
+                target: None,
+                args,
+            })
+        }
         Expr::Select(s) => {
             let mut s = s.clone();
-            s.operand = Box::new(metered(&s.operand));
+            s.operand = Box::new(evaluated_form(&s.operand));
             Expr::Select(s)
         }
         Expr::List(l) => {
             let mut l = l.clone();
-            l.elements = l.elements.iter().map(metered).collect();
+            l.elements = l.elements.iter().map(evaluated_form).collect();
             Expr::List(l)
         }
         Expr::Map(m) => {
             let mut m = m.clone();
-            m.entries.iter_mut().for_each(metered_entry);
+            m.entries.iter_mut().for_each(evaluated_entry);
             Expr::Map(m)
         }
         Expr::Struct(s) => {
             let mut s = s.clone();
-            s.entries.iter_mut().for_each(metered_entry);
+            s.entries.iter_mut().for_each(evaluated_entry);
             Expr::Struct(s)
         }
         Expr::Comprehension(c) => {
             let mut c = c.clone();
-            c.iter_range = metered(&c.iter_range);
-            c.accu_init = metered(&c.accu_init);
-            c.loop_step = metered(&c.loop_step);
-            c.result = metered(&c.result);
-            let cond = metered(&c.loop_cond);
+            c.iter_range = evaluated_form(&c.iter_range);
+            c.accu_init = evaluated_form(&c.accu_init);
+            c.loop_step = evaluated_form(&c.loop_step);
+            c.result = evaluated_form(&c.result);
+            let cond = evaluated_form(&c.loop_cond);
             c.loop_cond = IdedExpr {
                 id: c.loop_cond.id,
                 expr: Expr::Call(CallExpr {
@@ -346,14 +373,65 @@ pub(crate) fn metered(e: &IdedExpr) -> IdedExpr {
     IdedExpr { id: e.id, expr }
 }
 
-fn metered_entry(entry: &mut kube_cel::cel::common::ast::IdedEntryExpr) {
+fn evaluated_entry(entry: &mut kube_cel::cel::common::ast::IdedEntryExpr) {
     match &mut entry.expr {
-        EntryExpr::StructField(f) => f.value = metered(&f.value),
+        EntryExpr::StructField(f) => f.value = evaluated_form(&f.value),
         EntryExpr::MapEntry(m) => {
-            m.key = metered(&m.key);
-            m.value = metered(&m.value);
+            m.key = evaluated_form(&m.key);
+            m.value = evaluated_form(&m.value);
         }
     }
+}
+
+/// The name a chain of field selections is evaluated through ([`evaluated_form`]).
+const SELECT: &str = "@kspy.select";
+
+/// `@kspy.select(value, 'b', 'c')`: `value.b.c`, failing where a value selected from is no map.
+/// cel 0.13 answers `false` there instead (`null.name`, `'busybox'.registry`, a list's
+/// `.image`), and a negation or `!=` turned that into a guardrail that always held:
+/// `!object.spec.containers.securityContext.privileged` (for `all(c, …)`) passed every pod,
+/// `target.name != 'vault-agent'` every debug container without a target. CEL, and the
+/// Kubernetes API server, make it an error, which denies. Only the value selected is copied
+/// out, not each map on the way.
+fn select(ftx: &FunctionContext) -> ResolveResult {
+    let Some((root, fields)) = ftx.args.split_first() else {
+        return Err(ftx.error("internal: @kspy.select takes a value and field names"));
+    };
+    let root = Value::resolve_val(root, ftx.ptx)?;
+    let mut names = Vec::with_capacity(fields.len());
+    for f in fields {
+        match &f.expr {
+            Expr::Literal(LiteralValue::String(name)) => names.push(name.inner()),
+            _ => return Err(ftx.error("internal: @kspy.select takes field names")),
+        }
+    }
+    let selected = select_path(root.as_ref(), &names)?;
+    Value::try_from(selected.as_ref())
+}
+
+/// What `names` select from `value`, borrowed as long as the maps lend it.
+fn select_path<'v>(
+    mut value: &'v dyn Val,
+    names: &[&str],
+) -> Result<std::borrow::Cow<'v, dyn Val>, ExecutionError> {
+    use kube_cel::cel::common::types::CelString;
+    for (i, name) in names.iter().enumerate() {
+        let Some(map) = value.downcast_ref::<CelMap>() else {
+            return Err(ExecutionError::UnexpectedType {
+                got: value.get_type().name().to_owned(),
+                want: format!("a map to select field {name:?} from"),
+            });
+        };
+        let key = CelString::from(*name);
+        match kube_cel::cel::common::traits::Indexer::get(map, &key)? {
+            std::borrow::Cow::Borrowed(v) => value = v,
+            std::borrow::Cow::Owned(v) => {
+                let rest = select_path(v.as_ref(), &names[i + 1..])?.into_owned();
+                return Ok(std::borrow::Cow::Owned(rest));
+            }
+        }
+    }
+    Ok(std::borrow::Cow::Borrowed(value))
 }
 
 #[cfg(test)]

@@ -276,6 +276,50 @@ fn a_range_past_the_cap_denies() {
     assert!(holds("lists.range(-1).size() == 0").is_err());
 }
 
+/// Selecting a field from a value that is no map (null, a string, a list) is an error, as in
+/// CEL and the Kubernetes API server, which denies. cel 0.13 answered `false`, and a negation
+/// or `!=` made a guardrail that always held: a forgotten `all(c, …)` in
+/// `!object.spec.containers.securityContext.privileged` passed every pod, and `target.name !=
+/// 'vault-agent'` every debug container without a target.
+#[test]
+fn selecting_a_field_from_what_is_no_map_denies() {
+    for (expr, got, field) in [
+        (
+            "!object.spec.containers.securityContext.privileged",
+            "list",
+            "securityContext",
+        ),
+        (
+            "container.image.registry != 'docker.io'",
+            "string",
+            "registry",
+        ),
+        ("target.name != 'vault-agent'", "null_type", "name"),
+    ] {
+        let err = holds(expr).unwrap_err();
+        assert!(
+            err.contains("failed to evaluate")
+                && err.contains(&format!(
+                    "Unexpected type: got '{got}', want 'a map to select field \"{field}\" from'"
+                )),
+            "{expr}: {err}"
+        );
+    }
+    // Maps select as before, `has()` still asks, and a guard keeps null out.
+    for expr in [
+        "container.securityContext.capabilities.add[0] == 'SYS_PTRACE'",
+        "{'a': {'b': 1}}.a.b == 1",
+        "!has(target.name) && !has(container.securityContext.privileged)",
+        "target == null || target.name != 'vault-agent'",
+        "object.spec.containers.all(c, c.name != '')",
+    ] {
+        assert_eq!(holds(expr), Ok(true), "{expr}");
+    }
+    // A missing key is the error it was.
+    let err = holds("container.securityContext.runAsGroup == 0").unwrap_err();
+    assert!(err.contains("No such key: runAsGroup"), "{err}");
+}
+
 /// Each evaluation may do at most `MAX_EVALUATION_COST` steps of work: comprehension steps,
 /// the values each step copies (cel 0.13's `map` and `filter` copy the list built so far at
 /// every step) and the items `lists.range` builds. The load-time estimate assumes lists of at

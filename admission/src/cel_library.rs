@@ -397,7 +397,6 @@ fn select(ftx: &FunctionContext) -> ResolveResult {
     let Some((root, fields)) = ftx.args.split_first() else {
         return Err(ftx.error("internal: @kspy.select takes a value and field names"));
     };
-    let root = Value::resolve_val(root, ftx.ptx)?;
     let mut names = Vec::with_capacity(fields.len());
     for f in fields {
         match &f.expr {
@@ -405,33 +404,60 @@ fn select(ftx: &FunctionContext) -> ResolveResult {
             _ => return Err(ftx.error("internal: @kspy.select takes field names")),
         }
     }
-    let selected = select_path(root.as_ref(), &names)?;
-    Value::try_from(selected.as_ref())
+    let value = Value::resolve_val(root, ftx.ptx)?;
+    match select_path(value.as_ref(), &names)? {
+        Ok(selected) => Value::try_from(selected.as_ref()),
+        Err((at, got)) => {
+            let field = names[at];
+            // Named when the chain starts at a variable: `target.name`, `variables.x.y`.
+            let path = match &root.expr {
+                Expr::Ident(var) => Some(
+                    std::iter::once(var.as_str())
+                        .chain(names[..at].iter().copied())
+                        .collect::<Vec<_>>()
+                        .join("."),
+                ),
+                _ => None,
+            };
+            let want = match (path, got == "null_type") {
+                (Some(path), true) => format!(
+                    "a map to select field {field:?} from ({path} is null: test it first, \
+                     `{path} == null || …`)"
+                ),
+                (Some(path), false) => {
+                    format!("a map to select field {field:?} from ({path} is a {got})")
+                }
+                (None, _) => format!("a map to select field {field:?} from"),
+            };
+            Err(ExecutionError::UnexpectedType { got, want })
+        }
+    }
 }
 
-/// What `names` select from `value`, borrowed as long as the maps lend it.
+/// What `names` select from `value`, borrowed as long as the maps lend it; or the index of
+/// the name that met a value that is no map, and that value's type.
+#[allow(clippy::type_complexity)] // a value, or where and why there is none
 fn select_path<'v>(
     mut value: &'v dyn Val,
     names: &[&str],
-) -> Result<std::borrow::Cow<'v, dyn Val>, ExecutionError> {
+) -> Result<Result<std::borrow::Cow<'v, dyn Val>, (usize, String)>, ExecutionError> {
     use kube_cel::cel::common::types::CelString;
     for (i, name) in names.iter().enumerate() {
         let Some(map) = value.downcast_ref::<CelMap>() else {
-            return Err(ExecutionError::UnexpectedType {
-                got: value.get_type().name().to_owned(),
-                want: format!("a map to select field {name:?} from"),
-            });
+            return Ok(Err((i, value.get_type().name().to_owned())));
         };
         let key = CelString::from(*name);
         match kube_cel::cel::common::traits::Indexer::get(map, &key)? {
             std::borrow::Cow::Borrowed(v) => value = v,
             std::borrow::Cow::Owned(v) => {
-                let rest = select_path(v.as_ref(), &names[i + 1..])?.into_owned();
-                return Ok(std::borrow::Cow::Owned(rest));
+                return Ok(match select_path(v.as_ref(), &names[i + 1..])? {
+                    Ok(rest) => Ok(std::borrow::Cow::Owned(rest.into_owned())),
+                    Err((at, got)) => Err((i + 1 + at, got)),
+                });
             }
         }
     }
-    Ok(std::borrow::Cow::Borrowed(value))
+    Ok(Ok(std::borrow::Cow::Borrowed(value)))
 }
 
 #[cfg(test)]

@@ -283,25 +283,30 @@ fn a_range_past_the_cap_denies() {
 /// 'vault-agent'` every debug container without a target.
 #[test]
 fn selecting_a_field_from_what_is_no_map_denies() {
-    for (expr, got, field) in [
+    for (expr, says) in [
         (
             "!object.spec.containers.securityContext.privileged",
-            "list",
-            "securityContext",
+            "got 'list', want 'a map to select field \"securityContext\" from \
+             (object.spec.containers is a list)'",
         ),
         (
             "container.image.registry != 'docker.io'",
-            "string",
-            "registry",
+            "got 'string', want 'a map to select field \"registry\" from (container.image is \
+             a string)'",
         ),
-        ("target.name != 'vault-agent'", "null_type", "name"),
+        (
+            "target.name != 'vault-agent'",
+            "got 'null_type', want 'a map to select field \"name\" from (target is null: test \
+             it first, `target == null || …`)'",
+        ),
+        (
+            "[target][0].name != 'vault-agent'",
+            "got 'null_type', want 'a map to select field \"name\" from'",
+        ),
     ] {
         let err = holds(expr).unwrap_err();
         assert!(
-            err.contains("failed to evaluate")
-                && err.contains(&format!(
-                    "Unexpected type: got '{got}', want 'a map to select field \"{field}\" from'"
-                )),
+            err.contains("failed to evaluate") && err.contains(&format!("Unexpected type: {says}")),
             "{expr}: {err}"
         );
     }

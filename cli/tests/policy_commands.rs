@@ -235,7 +235,8 @@ fn eval_denies_a_field_of_a_missing_target_and_check_warns_of_an_empty_group_lis
     assert!(
         message.contains(
             "policy sre: validation 1 (target.name != 'vault-agent') failed to evaluate: \
-             Unexpected type: got 'null_type', want 'a map to select field \"name\" from'"
+             Unexpected type: got 'null_type', want 'a map to select field \"name\" from \
+             (target is null: test it first, `target == null || …`)'"
         ),
         "{message}"
     );

@@ -121,6 +121,9 @@ impl VariableTypes {
 pub struct Expression {
     source: String,
     program: Program,
+    /// The program's expression as evaluated (`cel_library::evaluated_form`): each
+    /// comprehension step charged to the evaluation's budget, field selections strict.
+    evaluated: kube_cel::cel::IdedExpr,
     reads: VarSet,
     projection: Projection,
     warnings: Vec<String>,
@@ -243,6 +246,7 @@ impl Expression {
             .fold(VarSet::default(), |set, name| set.union(VarSet::of(name)));
         Ok(Expression {
             source: source.to_owned(),
+            evaluated: crate::cel_library::evaluated_form(program.expression()),
             program,
             reads,
             projection,
@@ -293,9 +297,13 @@ impl Expression {
     /// Evaluates to a value. A panic in the CEL library is an evaluation error, which denies,
     /// never a judgement taken down: kube-cel 0.8's `format` panics on a precision past
     /// 65535 (`'%.99999f'.format([1.0])`), and `kspy policy test` and `eval` have no judging
-    /// pool around them to catch it.
+    /// pool around them to catch it. So is work past `cel_library::MAX_EVALUATION_COST` (ten
+    /// million steps), whatever value the expression would have had.
     pub fn eval(&self, ctx: &Context<'_>) -> Result<Value, String> {
-        let run = std::panic::AssertUnwindSafe(|| self.program.execute(ctx));
+        let run = std::panic::AssertUnwindSafe(|| {
+            crate::cel_library::run_metered(|| Value::resolve(&self.evaluated, ctx))
+                .unwrap_or_else(|_| Err(crate::cel_library::over_budget_error()))
+        });
         match std::panic::catch_unwind(run) {
             Ok(result) => result.map_err(|e| e.to_string()),
             Err(panic) => {

@@ -130,6 +130,17 @@ pub enum CelError {
     /// The parser failed without an answer (it panicked, or its thread could not start).
     #[error("the CEL parser failed on this expression: {0}")]
     ParserFailed(String),
+    /// A message literal (`Foo{a: 1}`): it parses, but the runtime has no message types and
+    /// fails on it at every evaluation, which denies.
+    #[error(
+        "message literal {type_name}{{…}} is not supported: kspy's CEL has no message types, so \
+         it would fail on every request, denying it; write a map literal instead ({{'field': \
+         value}})"
+    )]
+    MessageLiteral {
+        /// The message type as written (`Foo`, `google.protobuf.Struct`).
+        type_name: String,
+    },
 }
 
 /// "; did you mean `x`?" when there is a suggestion.
@@ -367,7 +378,12 @@ pub(crate) fn check_names(
             }
         }
         Expr::Map(m) => check_entries(&m.entries, bound, scope)?,
-        Expr::Struct(s) => check_entries(&s.entries, bound, scope)?,
+        // cel 0.13 evaluates a message literal as `todo!()`: refused here, not denied later.
+        Expr::Struct(s) => {
+            return Err(CelError::MessageLiteral {
+                type_name: s.type_name.clone(),
+            });
+        }
         Expr::Comprehension(c) => {
             check_names(&c.iter_range, bound, scope)?;
             check_names(&c.accu_init, bound, scope)?;
@@ -711,6 +727,33 @@ mod tests {
             Some("container".into())
         );
         assert_eq!(closest("zzz", VARIABLES.iter().copied()), None);
+    }
+
+    /// A message literal parses but fails at every evaluation (cel 0.13 has no message types):
+    /// it is refused at load, saying what to write instead, not denied at each request.
+    #[test]
+    fn message_literals_are_refused_at_load() {
+        for (source, type_name) in [
+            ("Foo{a: 1} == Foo{a: 1}", "Foo"),
+            (
+                "[google.protobuf.Struct{}].size() == 1",
+                "google.protobuf.Struct",
+            ),
+            ("container.name == 'x' || has(Foo{}.a)", "Foo"),
+        ] {
+            let err = Expression::compile(source).err();
+            assert_eq!(
+                err,
+                Some(CelError::MessageLiteral {
+                    type_name: type_name.into()
+                }),
+                "{source}"
+            );
+            let text = err.map(|e| e.to_string()).unwrap_or_default();
+            assert!(text.contains("write a map literal"), "{text}");
+        }
+        // Map literals, which read the same way, still compile.
+        assert!(Expression::compile("{'a': 1}.a == 1").is_ok());
     }
 
     /// Positions are 1-based and point at the offending token: `1 +` ends at column 4.

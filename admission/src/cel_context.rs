@@ -4,8 +4,9 @@
 //! variables are bound in scopes below it through [`LazyVariables`], converted from JSON only
 //! when an expression reads them ([`json_to_cel`]), and only the fields expressions read
 //! ([`project_json`] through a [`crate::cel::Projection`]). [`size_within`] bounds what a
-//! policy's variables may hold together ([`MAX_VARIABLE_BYTES`]), since cel has no runtime
-//! cost limit.
+//! policy's variables may hold together ([`MAX_VARIABLE_BYTES`]), since kspy's evaluation
+//! budget (`cel_library::MAX_EVALUATION_COST`) counts loop steps and the values loops build,
+//! not the bytes a string concatenation builds.
 //!
 //! It is separate from `cel.rs` so that what a compiled expression is reads without the
 //! per-request binding, and the binding (the part the request path pays for) reads without
@@ -22,11 +23,11 @@ use kube_cel::cel::{Context, Value};
 use crate::cel::Fields;
 
 /// The most one policy's variables may hold together, in [`size_within`]'s measure: above
-/// the largest object etcd stores (1.5 MiB), so variables naming a whole Pod fit. cel has no
-/// runtime cost limit, and a few variables each doubling the one before (`v1 = v0 + v0`, …)
-/// pass the static cost estimate yet would build gigabytes. This bounds what variables hold;
-/// a single expression can still build large intermediate values from them (its length and
-/// the static cost estimate are its only bounds).
+/// the largest object etcd stores (1.5 MiB), so variables naming a whole Pod fit. The
+/// evaluation budget counts loop steps, not bytes, and a few variables each doubling the one
+/// before (`v1 = v0 + v0`, …) pass the static cost estimate yet would build gigabytes. This
+/// bounds what variables hold; a single expression can still build large intermediate values
+/// from them (its length, the static cost estimate and the evaluation budget bound it).
 pub const MAX_VARIABLE_BYTES: usize = 2 << 20;
 
 /// The size of `value` when it is at most `limit`, else `None`: string and byte lengths, 8 per

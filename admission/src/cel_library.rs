@@ -14,10 +14,21 @@
 //! every call. A pattern with Unicode classes (`[\\p{L}\\p{N}]`, a letter or digit in any
 //! script) took about 2.4 M instructions to compile, five times all the rest of a review
 //! (`webhook/bench/instructions.sh`); here each pattern is compiled once ([`Regexes`]).
+//!
+//! And a runtime budget ([`MAX_EVALUATION_COST`]), which cel 0.13 lacks: each comprehension's
+//! loop condition is wrapped in a call that charges the step and the accumulator it copies
+//! ([`evaluated_form`]), and `lists.range` charges what it builds.
+//!
+//! And strict field selection ([`select`]): cel 0.13 answers `false` for a field of a value
+//! that is no map, where CEL fails.
 
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
+use kube_cel::cel::common::ast::{CallExpr, EntryExpr, Expr, IdedExpr, LiteralValue};
+use kube_cel::cel::common::types::{CelList, CelMap};
+use kube_cel::cel::common::value::Val;
 use kube_cel::cel::extractors::{Arguments, This};
 use kube_cel::cel::{Context, ExecutionError, FunctionContext, ResolveResult, Value};
 use regex::Regex;
@@ -32,6 +43,8 @@ pub const MAX_RANGE: i64 = (MAX_VARIABLE_BYTES / 8) as i64;
 pub(crate) fn register(ctx: &mut Context<'_>) {
     ctx.add_function("sum", sum);
     ctx.add_function("lists.range", lists_range);
+    ctx.add_function(STEP, step);
+    ctx.add_function(SELECT, select);
     ctx.add_function("matches", matches);
     ctx.add_function("find", find);
     ctx.add_function("findAll", find_all);
@@ -134,7 +147,8 @@ fn sum(This(items): This<Arc<Vec<Value>>>) -> ResolveResult {
     })
 }
 
-/// `lists.range(n)`: `[0, 1, …, n - 1]`, for `n` from 0 to [`MAX_RANGE`].
+/// `lists.range(n)`: `[0, 1, …, n - 1]`, for `n` from 0 to [`MAX_RANGE`], each item
+/// counted against the evaluation's budget ([`MAX_EVALUATION_COST`]).
 fn lists_range(n: i64) -> ResolveResult {
     if n < 0 {
         return Err(ExecutionError::function_error(
@@ -148,7 +162,302 @@ fn lists_range(n: i64) -> ResolveResult {
             format!("lists.range({n}) would build a list of more than {MAX_RANGE} items"),
         ));
     }
+    charge(u64::try_from(n).unwrap_or(0))?;
     Ok(Value::List(Arc::new((0..n).map(Value::Int).collect())))
+}
+
+/// The most work one evaluation of an expression may do, in steps of a comprehension (`all`,
+/// `exists`, `map`, `filter`, …) plus the items each step copies plus the items `lists.range`
+/// builds. cel 0.13 has no runtime cost limit, and the load-time estimate assumes lists of at
+/// most 1,000 items and leaves out what `lists.range` and `map` build: `lists.range(200000)
+/// .map(x, lists.range(200000))` loaded and allocated until the process was killed, and
+/// `container.env.map(e, e.name)` copies the list built so far at every step (quadratic: over
+/// the 10,000 env entries a request may hold, seconds of a judging thread per request). Ten
+/// million is a tenth of a second or so in a release build; what real policies do (a few
+/// loops over a Pod's containers and their env) stays thousands of times below it.
+pub const MAX_EVALUATION_COST: u64 = 10_000_000;
+
+/// The name a comprehension's loop condition is wrapped in ([`metered`]). It starts with `@`,
+/// which no expression can write, like the parser's own `@result` and `@it`.
+const STEP: &str = "@kspy.step";
+
+thread_local! {
+    /// What the evaluation running on this thread may still spend: `None` outside one.
+    static BUDGET: Cell<Option<u64>> = const { Cell::new(None) };
+}
+
+/// Whether an evaluation ran out of budget ([`run_metered`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct OverBudget;
+
+/// Runs `f` (one evaluation) with [`MAX_EVALUATION_COST`] to spend; `Err` when it ran out,
+/// whatever `f` returned: CEL's `||` and `&&` absorb an error on one side (`expensive || true`
+/// is `true`), and an evaluation stopped half-way must not answer. Nested calls (none today)
+/// share the outer budget.
+pub(crate) fn run_metered<T>(f: impl FnOnce() -> T) -> Result<T, OverBudget> {
+    /// Puts back what was there before, also when `f` panics.
+    struct Restore(Option<u64>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            if self.0.is_some() {
+                // Nested: the outer evaluation keeps what is left of the shared budget.
+                return;
+            }
+            BUDGET.with(|b| b.set(None));
+        }
+    }
+    let outer = BUDGET.with(|b| b.get());
+    if outer.is_none() {
+        BUDGET.with(|b| b.set(Some(MAX_EVALUATION_COST)));
+    }
+    let _restore = Restore(outer);
+    let result = f();
+    match BUDGET.with(|b| b.get()) {
+        Some(0) => Err(OverBudget),
+        _ => Ok(result),
+    }
+}
+
+/// Spends `units` of the running evaluation's budget; an error, and nothing left, when it
+/// does not cover them. Free outside a metered evaluation.
+fn charge(units: u64) -> Result<(), ExecutionError> {
+    BUDGET.with(|b| match b.get() {
+        None => Ok(()),
+        Some(left) if left > units => {
+            b.set(Some(left - units));
+            Ok(())
+        }
+        Some(_) => {
+            b.set(Some(0));
+            Err(over_budget_error())
+        }
+    })
+}
+
+/// The error an evaluation over [`MAX_EVALUATION_COST`] fails with.
+pub(crate) fn over_budget_error() -> ExecutionError {
+    ExecutionError::function_error(
+        "cost",
+        format!(
+            "the expression did more than {MAX_EVALUATION_COST} steps of work on this request \
+             (loops over large lists, lists.range, or map/filter building long lists), so kspy \
+             stopped it; loop over fewer items (filter before map, exists instead of map)"
+        ),
+    )
+}
+
+/// `@kspy.step(cond, '@accu')`: a comprehension's loop condition, evaluated before each step,
+/// charging one unit plus the values the accumulator holds (nested ones too), which the step
+/// copies whole.
+fn step(ftx: &FunctionContext) -> ResolveResult {
+    let [cond, accu] = ftx.args else {
+        return Err(ftx.error("internal: @kspy.step takes two arguments"));
+    };
+    let left = BUDGET.with(|b| b.get()).unwrap_or(u64::MAX);
+    let held = match &accu.expr {
+        Expr::Literal(LiteralValue::String(name)) => ftx
+            .ptx
+            .get_variable(name.inner())
+            .map_or(0, |v| values_within(v.as_ref(), left)),
+        _ => 0,
+    };
+    charge(held.saturating_add(1))?;
+    ftx.ptx.resolve(cond)
+}
+
+/// The values in `v` (itself, and what its lists and maps hold, at any depth), counted up to
+/// `limit` only: the count is charged, so counting never costs more than the budget allows.
+fn values_within(v: &dyn Val, limit: u64) -> u64 {
+    let mut count = 1u64;
+    let mut stack: Vec<&dyn Val> = vec![v];
+    while let Some(v) = stack.pop() {
+        if count >= limit {
+            break;
+        }
+        let items: Box<dyn Iterator<Item = &Box<dyn Val>>> =
+            if let Some(list) = v.downcast_ref::<CelList>() {
+                Box::new(list.inner().iter())
+            } else if let Some(map) = v.downcast_ref::<CelMap>() {
+                Box::new(map.inner().values())
+            } else {
+                continue;
+            };
+        for item in items {
+            count += 1;
+            stack.push(item.as_ref());
+            if count >= limit {
+                break;
+            }
+        }
+    }
+    count
+}
+
+/// `e` as kspy evaluates it: each comprehension's loop condition wrapped in [`STEP`], which
+/// charges each iteration to the evaluation's budget, and each chain of field selections
+/// (`a.b.c`, not under `has()`) made one call of [`SELECT`], which fails on a value that is no
+/// map. Recursion is bounded: the depth was checked before.
+pub(crate) fn evaluated_form(e: &IdedExpr) -> IdedExpr {
+    let expr = match &e.expr {
+        Expr::Call(call) => Expr::Call(CallExpr {
+            func_name: call.func_name.clone(),
+            target: call.target.as_deref().map(|t| Box::new(evaluated_form(t))),
+            args: call.args.iter().map(evaluated_form).collect(),
+        }),
+        Expr::Select(s) if !s.test => {
+            // `a.b.c` parses as Select(Select(a, b), c): the fields from the outside in.
+            let mut fields = vec![s.field.as_str()];
+            let mut root = s.operand.as_ref();
+            while let Expr::Select(inner) = &root.expr
+                && !inner.test
+            {
+                fields.push(inner.field.as_str());
+                root = inner.operand.as_ref();
+            }
+            let mut args = vec![evaluated_form(root)];
+            args.extend(fields.iter().rev().map(|f| IdedExpr {
+                id: e.id,
+                expr: Expr::Literal(LiteralValue::String((*f).into())),
+            }));
+            Expr::Call(CallExpr {
+                func_name: SELECT.to_owned(),
+                target: None,
+                args,
+            })
+        }
+        Expr::Select(s) => {
+            let mut s = s.clone();
+            s.operand = Box::new(evaluated_form(&s.operand));
+            Expr::Select(s)
+        }
+        Expr::List(l) => {
+            let mut l = l.clone();
+            l.elements = l.elements.iter().map(evaluated_form).collect();
+            Expr::List(l)
+        }
+        Expr::Map(m) => {
+            let mut m = m.clone();
+            m.entries.iter_mut().for_each(evaluated_entry);
+            Expr::Map(m)
+        }
+        Expr::Struct(s) => {
+            let mut s = s.clone();
+            s.entries.iter_mut().for_each(evaluated_entry);
+            Expr::Struct(s)
+        }
+        Expr::Comprehension(c) => {
+            let mut c = c.clone();
+            c.iter_range = evaluated_form(&c.iter_range);
+            c.accu_init = evaluated_form(&c.accu_init);
+            c.loop_step = evaluated_form(&c.loop_step);
+            c.result = evaluated_form(&c.result);
+            let cond = evaluated_form(&c.loop_cond);
+            c.loop_cond = IdedExpr {
+                id: c.loop_cond.id,
+                expr: Expr::Call(CallExpr {
+                    func_name: STEP.to_owned(),
+                    target: None,
+                    args: vec![
+                        cond,
+                        IdedExpr {
+                            id: c.loop_cond.id,
+                            expr: Expr::Literal(LiteralValue::String(c.accu_var.as_str().into())),
+                        },
+                    ],
+                }),
+            };
+            Expr::Comprehension(c)
+        }
+        other => other.clone(),
+    };
+    IdedExpr { id: e.id, expr }
+}
+
+fn evaluated_entry(entry: &mut kube_cel::cel::common::ast::IdedEntryExpr) {
+    match &mut entry.expr {
+        EntryExpr::StructField(f) => f.value = evaluated_form(&f.value),
+        EntryExpr::MapEntry(m) => {
+            m.key = evaluated_form(&m.key);
+            m.value = evaluated_form(&m.value);
+        }
+    }
+}
+
+/// The name a chain of field selections is evaluated through ([`evaluated_form`]).
+const SELECT: &str = "@kspy.select";
+
+/// `@kspy.select(value, 'b', 'c')`: `value.b.c`, failing where a value selected from is no map.
+/// cel 0.13 answers `false` there instead (`null.name`, `'busybox'.registry`, a list's
+/// `.image`), and a negation or `!=` turned that into a guardrail that always held:
+/// `!object.spec.containers.securityContext.privileged` (for `all(c, …)`) passed every pod,
+/// `target.name != 'vault-agent'` every debug container without a target. CEL, and the
+/// Kubernetes API server, make it an error, which denies. Only the value selected is copied
+/// out, not each map on the way.
+fn select(ftx: &FunctionContext) -> ResolveResult {
+    let Some((root, fields)) = ftx.args.split_first() else {
+        return Err(ftx.error("internal: @kspy.select takes a value and field names"));
+    };
+    let mut names = Vec::with_capacity(fields.len());
+    for f in fields {
+        match &f.expr {
+            Expr::Literal(LiteralValue::String(name)) => names.push(name.inner()),
+            _ => return Err(ftx.error("internal: @kspy.select takes field names")),
+        }
+    }
+    let value = Value::resolve_val(root, ftx.ptx)?;
+    match select_path(value.as_ref(), &names)? {
+        Ok(selected) => Value::try_from(selected.as_ref()),
+        Err((at, got)) => {
+            let field = names[at];
+            // Named when the chain starts at a variable: `target.name`, `variables.x.y`.
+            let path = match &root.expr {
+                Expr::Ident(var) => Some(
+                    std::iter::once(var.as_str())
+                        .chain(names[..at].iter().copied())
+                        .collect::<Vec<_>>()
+                        .join("."),
+                ),
+                _ => None,
+            };
+            let want = match (path, got == "null_type") {
+                (Some(path), true) => format!(
+                    "a map to select field {field:?} from ({path} is null: test it first, \
+                     `{path} == null || …`)"
+                ),
+                (Some(path), false) => {
+                    format!("a map to select field {field:?} from ({path} is a {got})")
+                }
+                (None, _) => format!("a map to select field {field:?} from"),
+            };
+            Err(ExecutionError::UnexpectedType { got, want })
+        }
+    }
+}
+
+/// What `names` select from `value`, borrowed as long as the maps lend it; or the index of
+/// the name that met a value that is no map, and that value's type.
+#[allow(clippy::type_complexity)] // a value, or where and why there is none
+fn select_path<'v>(
+    mut value: &'v dyn Val,
+    names: &[&str],
+) -> Result<Result<std::borrow::Cow<'v, dyn Val>, (usize, String)>, ExecutionError> {
+    use kube_cel::cel::common::types::CelString;
+    for (i, name) in names.iter().enumerate() {
+        let Some(map) = value.downcast_ref::<CelMap>() else {
+            return Ok(Err((i, value.get_type().name().to_owned())));
+        };
+        let key = CelString::from(*name);
+        match kube_cel::cel::common::traits::Indexer::get(map, &key)? {
+            std::borrow::Cow::Borrowed(v) => value = v,
+            std::borrow::Cow::Owned(v) => {
+                return Ok(match select_path(v.as_ref(), &names[i + 1..])? {
+                    Ok(rest) => Ok(std::borrow::Cow::Owned(rest.into_owned())),
+                    Err((at, got)) => Err((i + 1 + at, got)),
+                });
+            }
+        }
+    }
+    Ok(Ok(std::borrow::Cow::Borrowed(value)))
 }
 
 #[cfg(test)]

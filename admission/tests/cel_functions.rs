@@ -276,6 +276,108 @@ fn a_range_past_the_cap_denies() {
     assert!(holds("lists.range(-1).size() == 0").is_err());
 }
 
+/// Selecting a field from a value that is no map (null, a string, a list) is an error, as in
+/// CEL and the Kubernetes API server, which denies. cel 0.13 answered `false`, and a negation
+/// or `!=` made a guardrail that always held: a forgotten `all(c, …)` in
+/// `!object.spec.containers.securityContext.privileged` passed every pod, and `target.name !=
+/// 'vault-agent'` every debug container without a target.
+#[test]
+fn selecting_a_field_from_what_is_no_map_denies() {
+    for (expr, says) in [
+        (
+            "!object.spec.containers.securityContext.privileged",
+            "got 'list', want 'a map to select field \"securityContext\" from \
+             (object.spec.containers is a list)'",
+        ),
+        (
+            "container.image.registry != 'docker.io'",
+            "got 'string', want 'a map to select field \"registry\" from (container.image is \
+             a string)'",
+        ),
+        (
+            "target.name != 'vault-agent'",
+            "got 'null_type', want 'a map to select field \"name\" from (target is null: test \
+             it first, `target == null || …`)'",
+        ),
+        (
+            "[target][0].name != 'vault-agent'",
+            "got 'null_type', want 'a map to select field \"name\" from'",
+        ),
+    ] {
+        let err = holds(expr).unwrap_err();
+        assert!(
+            err.contains("failed to evaluate") && err.contains(&format!("Unexpected type: {says}")),
+            "{expr}: {err}"
+        );
+    }
+    // Maps select as before, `has()` still asks, and a guard keeps null out.
+    for expr in [
+        "container.securityContext.capabilities.add[0] == 'SYS_PTRACE'",
+        "{'a': {'b': 1}}.a.b == 1",
+        "!has(target.name) && !has(container.securityContext.privileged)",
+        "target == null || target.name != 'vault-agent'",
+        "object.spec.containers.all(c, c.name != '')",
+    ] {
+        assert_eq!(holds(expr), Ok(true), "{expr}");
+    }
+    // A missing key is the error it was.
+    let err = holds("container.securityContext.runAsGroup == 0").unwrap_err();
+    assert!(err.contains("No such key: runAsGroup"), "{err}");
+}
+
+/// Each evaluation may do at most `MAX_EVALUATION_COST` steps of work: comprehension steps,
+/// the values each step copies (cel 0.13's `map` and `filter` copy the list built so far at
+/// every step) and the items `lists.range` builds. The load-time estimate assumes lists of at
+/// most 1,000 items and leaves out what `map` and `lists.range` build, and cel has no limit of
+/// its own: a guardrail mapping the debug container's env over a request with a few thousand
+/// entries held a judging thread for seconds per request, and `lists.range(n).map(x,
+/// lists.range(n))` loaded and allocated until the process was killed. Past the budget the
+/// evaluation fails, which denies, naming the budget, whatever `||` would have made of it.
+#[test]
+fn an_evaluation_past_the_cost_budget_denies() {
+    let yaml = "apiVersion: kspy.dev/v1alpha1\nkind: DebugPolicy\nmetadata: {name: p}\nspec:\n  \
+                grant:\n    images: ['**']\n    runAsRoot: true\n  validations:\n    - \
+                expression: \"!('LD_PRELOAD' in container.env.map(e, e.name))\"\n      \
+                message: no LD_PRELOAD\n";
+    let set =
+        kspy_admission::PolicySet::from_yaml("t.yaml", yaml).unwrap_or_else(|e| panic!("{e}"));
+    let engine = kspy_admission::Engine::new(set, Default::default()).unwrap();
+    let judge = |entries: usize| {
+        let mut dbg = debugger("dbg", "busybox:1.36");
+        dbg["env"] = (0..entries)
+            .map(|i| json!({"name": format!("V{i}"), "value": "x"}))
+            .collect();
+        validate(
+            &engine,
+            &attach("prod", "alice", &["sre"], vec![], vec![dbg]),
+        )
+    };
+    assert!(judge(100).response.allowed);
+    let j = judge(5000);
+    assert!(!j.response.allowed);
+    let msg = &j.response.result.message;
+    assert!(
+        msg.contains("failed to evaluate")
+            && msg.contains("did more than 10000000 steps of work on this request"),
+        "{msg}"
+    );
+    // An error `||` absorbs still denies: the evaluation was stopped, not answered.
+    let err = holds("lists.range(5000).map(x, x).size() > 0 || true").unwrap_err();
+    assert!(err.contains("steps of work"), "{err}");
+    // Lists built in a loop count, however few steps build them (this allocated 80 GB).
+    let err = holds("lists.range(100000).map(x, lists.range(100000)).size() > 0").unwrap_err();
+    assert!(err.contains("steps of work"), "{err}");
+    // What policies do stays far below it.
+    assert_eq!(
+        holds("lists.range(1000).map(x, x * 2).filter(x, x > 10).size() == 994"),
+        Ok(true)
+    );
+    assert_eq!(
+        holds("lists.range(200000).exists(x, x == 199999) && lists.range(262144).size() > 0"),
+        Ok(true)
+    );
+}
+
 /// A panic in the CEL library is an evaluation error, which denies: kube-cel 0.8's `format`
 /// panics on a precision past 65535, which took `kspy policy test` down (the webhook caught
 /// it in its judging pool, but only as "kspy failed while deciding"). A message expression

@@ -1104,6 +1104,44 @@ fn entries_and_policies_that_can_do_nothing_load_with_a_warning() {
     }
 }
 
+/// `groups: []` (or `users: []`, `serviceAccounts: []`) matches everyone, as an omitted field
+/// does: a list a template or an edit left empty turned a grant for a team into a grant for
+/// every user and service account, and loaded without a word. It loads with a warning (which
+/// `--strict` fails on), unless another of the three names someone or nothing is granted.
+#[test]
+fn an_empty_who_list_on_a_granting_policy_loads_with_a_warning() {
+    let warnings = |body: &str| -> Vec<String> {
+        let set = PolicySet::from_yaml("t.yaml", &common::policy("p", body))
+            .unwrap_or_else(|e| panic!("{e}"));
+        set.warnings().iter().map(ToString::to_string).collect()
+    };
+    let says = |field: &str| {
+        format!(
+            "t.yaml: document 1 (policy p): spec.match.{field}: an empty list matches everyone, \
+             as an omitted field does, so this policy's grant applies to every user and service \
+             account; name who it is for, or remove the field to say everyone"
+        )
+    };
+    assert_eq!(
+        warnings("  match: {actions: [attach], groups: []}\n  grant: {images: ['**']}"),
+        [says("groups")]
+    );
+    assert_eq!(
+        warnings("  match:\n    users: []\n    serviceAccounts: []\n  grant: {runAsRoot: true}"),
+        [says("users"), says("serviceAccounts")]
+    );
+    for body in [
+        // Someone is named: fields are AND, and the empty list adds nothing.
+        "  match: {groups: [], users: [alice]}\n  grant: {images: ['**']}",
+        // Everyone, said by leaving the fields out.
+        "  match: {actions: [attach]}\n  grant: {images: ['**']}",
+        // A guardrail for everyone grants nothing.
+        "  match: {groups: []}\n  validations:\n    - expression: \"true\"",
+    ] {
+        assert_eq!(warnings(body), Vec::<String>::new(), "{body}");
+    }
+}
+
 /// A read-write hostPaths entry loads with a warning: the kubelet follows symbolic links, so
 /// whoever writes below the prefix can link `PREFIX/x` to `/` and have a later hostPath volume
 /// at `PREFIX/x`, which the same entry grants, mount the node's root. Read-only entries, and

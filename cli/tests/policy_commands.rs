@@ -210,6 +210,55 @@ fn eval_prints_the_whole_review_with_a_base64_patch() {
     assert_eq!(review["response"]["status"]["code"], 403);
 }
 
+/// A guardrail that selects a field of what is not there (`target.name` for a debug container
+/// without a target, the SRE fixture's) denies, saying why: cel 0.13 read it as `false`, and
+/// `!=` let every such debug container through. A policy granting to `groups: []` (everyone,
+/// as an omitted field) loads with a warning, which `check --strict` fails on.
+#[test]
+fn eval_denies_a_field_of_a_missing_target_and_check_warns_of_an_empty_group_list() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("p.yaml");
+    std::fs::write(
+        &file,
+        "apiVersion: kspy.dev/v1alpha1\nkind: DebugPolicy\nmetadata: {name: sre}\nspec:\n  match: {groups: [sre]}\n  grant: {images: ['**'], capabilities: [SYS_PTRACE], runAsRoot: true, mountVolumes: all}\n  validations:\n    - expression: \"target.name != 'vault-agent'\"\n      message: the vault agent is not to be debugged\n",
+    )
+    .unwrap();
+    let fixture = format!("{}/fixtures/attach-sre-ptrace.json", policies());
+    let path = file.display().to_string();
+    let out = kspy(&["policy", "eval", "--policies", &path, &fixture]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let review: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(review["response"]["allowed"], false);
+    let message = review["response"]["status"]["message"]
+        .as_str()
+        .unwrap_or("");
+    assert!(
+        message.contains(
+            "policy sre: validation 1 (target.name != 'vault-agent') failed to evaluate: \
+             Unexpected type: got 'null_type', want 'a map to select field \"name\" from \
+             (target is null: test it first, `target == null || …`)'"
+        ),
+        "{message}"
+    );
+
+    std::fs::write(
+        &file,
+        "apiVersion: kspy.dev/v1alpha1\nkind: DebugPolicy\nmetadata: {name: sre}\nspec:\n  match: {groups: []}\n  grant: {images: ['**']}\n",
+    )
+    .unwrap();
+    let out = kspy(&["policy", "check", "--strict", &path]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.starts_with("kspy: warning: ")
+            && stderr.contains(
+                "(policy sre): spec.match.groups: an empty list matches everyone, as an omitted \
+                 field does"
+            ),
+        "{stderr}"
+    );
+}
+
 #[test]
 fn eval_refuses_bad_input_clearly() {
     let dir = tempfile::tempdir().unwrap();

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use super::compiled::{CompiledPolicy, Origin};
+use super::compiled::{CompiledPolicy, FieldError, Origin};
 use super::spec::{API_VERSION, KIND, PolicyDocument, TEST_KIND};
 use crate::cel::Projection;
 
@@ -637,7 +637,10 @@ fn decode(value: Value, origin: Origin, errors: &mut Vec<LoadError>) -> Option<C
     };
     match CompiledPolicy::compile(doc, origin.clone()) {
         Ok(_) if !removed.is_empty() => None,
-        Ok(p) => Some(p),
+        Ok(mut p) => {
+            p.warnings.extend(empty_who_lists(&value, &p));
+            Some(p)
+        }
         Err(field_errors) => {
             errors.extend(
                 field_errors
@@ -647,6 +650,40 @@ fn decode(value: Value, origin: Origin, errors: &mut Vec<LoadError>) -> Option<C
             None
         }
     }
+}
+
+/// The `match.users`, `groups` and `serviceAccounts` written as empty lists (`groups: []`)
+/// that make a policy which grants serve everyone: an empty list matches anyone, as an
+/// omitted field does, so a list emptied by a template or an edit (`groups: {{ .Values.x }}`)
+/// turns a grant for a team into one for every user and service account, in silence. One
+/// warning each; none when another of the three names someone, or when nothing is granted.
+fn empty_who_lists(value: &Value, policy: &CompiledPolicy) -> Vec<FieldError> {
+    let Some(m) = value.pointer("/spec/match") else {
+        return Vec::new();
+    };
+    const WHO: [&str; 3] = ["users", "groups", "serviceAccounts"];
+    let names_someone = WHO.iter().any(|f| {
+        m.get(f)
+            .and_then(Value::as_array)
+            .is_some_and(|l| !l.is_empty())
+    });
+    if policy.grant.is_empty() || names_someone {
+        return Vec::new();
+    }
+    WHO.iter()
+        .filter(|f| {
+            m.get(**f)
+                .and_then(Value::as_array)
+                .is_some_and(Vec::is_empty)
+        })
+        .map(|f| FieldError {
+            field: format!("spec.match.{f}"),
+            message: "an empty list matches everyone, as an omitted field does, so this \
+                      policy's grant applies to every user and service account; name who it is \
+                      for, or remove the field to say everyone"
+                .into(),
+        })
+        .collect()
 }
 
 /// What a document has at `key` of its top level: "found \"Pod\"", or that it has none

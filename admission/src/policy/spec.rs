@@ -81,7 +81,9 @@ pub struct PolicySpec {
     /// Enforce (default), Warn or Audit.
     #[serde(default)]
     pub mode: Mode,
-    /// Static match: omitted or empty field = any; list items are OR, fields are AND.
+    /// Static match: omitted or empty field = any; list items are OR, fields are AND. (An empty
+    /// `users`, `groups` or `serviceAccounts` on a policy that grants, with none of the three
+    /// naming anyone, loads with a warning: it grants to everyone.)
     #[serde(
         default,
         rename = "match",

@@ -3438,8 +3438,13 @@ fn interrupted_wait_says_what_stays_and_ends_as_ctrl_c_does() {
         "60s",
     ]);
     let stderr = support::Collected::start(child.stderr.take().expect("stderr"));
+    // The state the watch reported, not only the first line (still "Starting", before the
+    // watch answers): the interrupt must come after kspy knows it, or the test races.
     assert!(
-        stderr.wait_for("waiting for debugger-tst42", Duration::from_secs(20)),
+        stderr.wait_for(
+            &format!("waiting for debugger-tst42 in pod prod/{WEB}: ContainerCreating"),
+            Duration::from_secs(20)
+        ),
         "{}",
         stderr.text()
     );

@@ -1028,4 +1028,85 @@ mod tests {
             "{example}"
         );
     }
+
+    /// The flags of `kspy attach|copy|node|ls --help`, each by its long and short name.
+    fn flags_of(name: &str) -> Vec<(String, Option<String>)> {
+        let cli = Cli::command();
+        let sub = cli.find_subcommand(name).expect("the subcommand");
+        sub.get_arguments()
+            .filter_map(|a| {
+                let long = a.get_long()?;
+                (long != "help" && long != "version")
+                    .then(|| (format!("--{long}"), a.get_short().map(|c| format!("-{c}"))))
+            })
+            .collect()
+    }
+
+    /// The `-x` and `--name` tokens of `text`, without values.
+    fn flag_tokens(text: &str) -> std::collections::BTreeSet<String> {
+        text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '-'))
+            .filter(|t| match t.strip_prefix("--") {
+                // `-- CMD` is no flag.
+                Some(long) => !long.is_empty(),
+                None => t.len() == 2 && t.starts_with('-'),
+            })
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// cli/README.md's usage block names every flag of `attach`, `copy`, `node` and `ls`, and
+    /// no flag they lack: a flag added, renamed or removed without the README fails here.
+    #[test]
+    fn the_readme_usage_block_is_the_flags() {
+        let readme = include_str!("../README.md");
+        let block = readme
+            .split("```text\n")
+            .nth(1)
+            .and_then(|b| b.split("```").next())
+            .expect("cli/README.md opens with a usage block");
+        let section = |name: &str| -> String {
+            let start = block
+                .find(&format!("kspy {name} "))
+                .unwrap_or_else(|| panic!("no `kspy {name}` in the usage block"));
+            let rest = &block[start..];
+            let end = rest[1..].find("\nkspy ").map_or(rest.len(), |e| e + 1);
+            rest[..end].to_owned()
+        };
+        let attach = flag_tokens(&section("attach"));
+        // Cluster access flags are every command's; the README names them once, for attach.
+        let cluster = [
+            "--kubeconfig",
+            "--context",
+            "--namespace",
+            "--request-timeout",
+        ];
+        for name in ["attach", "copy", "node", "ls"] {
+            let text = section(name);
+            // The node line ends with the flags it does not take.
+            let listed = flag_tokens(text.split("; not ").next().unwrap_or(&text));
+            let flags = flags_of(name);
+            let mentioned = |(long, short): &(String, Option<String>)| {
+                listed.contains(long) || short.as_ref().is_some_and(|s| listed.contains(s))
+            };
+            for flag in &flags {
+                let inherited = name == "copy"
+                    && (attach.contains(&flag.0)
+                        || flag.1.as_ref().is_some_and(|s| attach.contains(s)));
+                let global = name != "attach" && cluster.contains(&flag.0.as_str());
+                assert!(
+                    mentioned(flag) || inherited || global,
+                    "cli/README.md's usage of kspy {name} does not name {} (it is in --help)",
+                    flag.0
+                );
+            }
+            for token in &listed {
+                assert!(
+                    flags
+                        .iter()
+                        .any(|(l, s)| l == token || s.as_deref() == Some(token)),
+                    "cli/README.md's usage of kspy {name} names {token}, which kspy {name} does not take"
+                );
+            }
+        }
+    }
 }

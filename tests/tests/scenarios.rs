@@ -2323,3 +2323,44 @@ async fn kspy_ls_pages_refuses_and_names_a_missing_namespace() {
     );
     env.cleanup().await.unwrap();
 }
+
+/// tests/README.md's table of scenarios has a row for each test in this file, and none for a
+/// test that is gone: a scenario added or renamed without its row fails here.
+#[test]
+fn the_readme_lists_every_scenario() {
+    let source = include_str!("scenarios.rs");
+    let mut tests: Vec<&str> = Vec::new();
+    let mut attribute = false;
+    for line in source.lines() {
+        if line.starts_with("#[tokio::test") || line.starts_with("#[test]") {
+            attribute = true;
+        } else if attribute && !line.starts_with("#[") {
+            let name = line
+                .trim_start_matches("async ")
+                .strip_prefix("fn ")
+                .and_then(|rest| rest.split('(').next());
+            tests.extend(name);
+            attribute = false;
+        }
+    }
+    let readme = include_str!("../README.md");
+    let table = readme
+        .split("## Scenarios (`tests/scenarios.rs`)")
+        .nth(1)
+        .and_then(|rest| rest.split("\n## ").next())
+        .expect("tests/README.md has a section on the scenarios");
+    let mut rows: Vec<&str> = table
+        .lines()
+        .filter_map(|l| l.strip_prefix("| `"))
+        .filter_map(|l| l.split('`').next())
+        .collect();
+    // This test checks the table; it is not a scenario.
+    tests.retain(|t| *t != "the_readme_lists_every_scenario");
+    tests.sort_unstable();
+    rows.sort_unstable();
+    assert!(tests.len() >= 29, "{tests:?}");
+    assert_eq!(
+        rows, tests,
+        "tests/README.md's scenarios against tests/scenarios.rs"
+    );
+}

@@ -18,13 +18,17 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Modules, one idea each: [`config`] (settings and defaults), [`server`] (start/stop),
-//! `serve` (the TLS accept loop), `routes` and `review` (the HTTP semantics of a review),
-//! `eviction` (room at the connection limit), `body` and `body_budget` (reading bodies within
-//! `--max-buffered-bytes`), `admin`, [`metrics`], `policy_watch` and
-//! [`engine_cell`] (policy reload), [`telemetry`], `json_lines` and `text_fields` (logs and
-//! traces), [`tls`], [`client`] / [`load`] / [`floor`] (the `kspy-load` benchmark),
-//! [`duration`] (flag parsing).
+//! Modules, one idea each: [`config`] (settings and defaults), [`error`] (why a start fails),
+//! [`server`] (start/stop), `listen` (binding, `[::]` as both families), `serve` (the TLS
+//! accept loop), `io_deadlines` and `idle_close` (a connection's time limits), `eviction`
+//! (room at the connection limit), `routes`, `review`, `error_status` and `call_timeout` (the
+//! HTTP semantics of a review and its deadline), `hints` (a review's uid and namespace before
+//! parsing), `judge_pool` (the threads that judge), `body` and `body_budget` (reading bodies
+//! within `--max-buffered-bytes`), [`namespaces`] (where Namespace objects come from),
+//! [`events`] and [`event_series`] (Kubernetes Events about decisions), `admin`, [`metrics`],
+//! `policy_watch` and [`engine_cell`] (policy reload), [`telemetry`], `json_lines`,
+//! `text_fields` and `bounded_text` (logs and traces), `state` (what handlers share), [`tls`],
+//! [`client`] / [`load`] / [`floor`] (the `kspy-load` benchmark), [`duration`] (flag parsing).
 
 #![warn(missing_docs)]
 

@@ -772,4 +772,57 @@ mod tests {
         );
         assert!(Args::try_parse_from(["kspy-webhook", "--max-connections", "0"]).is_err());
     }
+
+    /// The README's flag table lists exactly the flags `kspy-webhook` takes, each with the
+    /// default clap applies: a flag added, renamed or given another default without its row
+    /// fails here.
+    #[test]
+    fn the_readme_flag_table_is_the_flags_with_their_defaults() {
+        use clap::CommandFactory as _;
+        use std::collections::BTreeMap;
+        let readme = include_str!("../README.md");
+        let table = readme
+            .split("\n## Flags\n")
+            .nth(1)
+            .and_then(|rest| rest.split("\n## ").next())
+            .expect("webhook/README.md has a \"## Flags\" section");
+        // First column: the flags of the row; second column: its default.
+        let mut rows: BTreeMap<String, String> = BTreeMap::new();
+        for line in table.lines().filter(|l| l.starts_with("| `--")) {
+            let mut cells = line.split(" | ");
+            let flags = cells.next().unwrap_or_default();
+            let default = cells.next().unwrap_or_default();
+            for flag in flags.split('`').filter(|f| f.starts_with("--")) {
+                let name = flag.split([' ', '=']).next().unwrap_or(flag);
+                rows.insert(name.trim_start_matches("--").to_owned(), default.to_owned());
+            }
+        }
+        let command = Args::command();
+        let flags: BTreeMap<String, Option<String>> = command
+            .get_arguments()
+            .filter_map(|a| {
+                let long = a.get_long()?;
+                let default = a
+                    .get_default_values()
+                    .first()
+                    .map(|v| v.to_string_lossy().into_owned());
+                Some((long.to_owned(), default))
+            })
+            .filter(|(long, _)| long != "help" && long != "version")
+            .collect();
+        assert_eq!(
+            rows.keys().collect::<Vec<_>>(),
+            flags.keys().collect::<Vec<_>>(),
+            "the flags in webhook/README.md's table against those of kspy-webhook --help"
+        );
+        for (flag, default) in &flags {
+            if let Some(default) = default {
+                let row = &rows[flag];
+                assert!(
+                    row.starts_with(&format!("`{default}`")),
+                    "webhook/README.md says --{flag} defaults to {row}; kspy-webhook's default is {default}"
+                );
+            }
+        }
+    }
 }

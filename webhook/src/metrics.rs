@@ -805,6 +805,7 @@ fn push_labels<'a>(out: &mut String, names: &[&str], values: impl Iterator<Item 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeSet;
 
     /// The metrics the README and this module's table document are the ones `/metrics`
     /// serves, each with its type: a metric added without its row fails here.
@@ -838,6 +839,134 @@ mod tests {
             served,
             "metrics.rs's table"
         );
+    }
+
+    /// The labels the README's metric table names for each metric are the ones its series
+    /// carry (`le` aside, which every histogram has), and the `reason` and `result` values it
+    /// lists are the ones the server can serve.
+    #[test]
+    fn every_metric_is_documented_with_its_labels() {
+        let m = Metrics::new();
+        m.review(
+            "validate",
+            "attach",
+            "allowed",
+            &["p".into()],
+            Duration::ZERO,
+        );
+        m.bad_request("validate", BadRequest::Invalid);
+        m.internal_error("validate", InternalError::Timeout);
+        m.event(EventResult::Posted);
+        let mut served: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for line in m.render().lines().filter(|l| !l.starts_with('#')) {
+            let (series, _) = line.rsplit_once(' ').expect("a sample");
+            let (name, labels) = series.split_once('{').unwrap_or((series, ""));
+            let name = ["_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|s| name.strip_suffix(s))
+                .unwrap_or(name);
+            let entry = served.entry(name.to_owned()).or_default();
+            for pair in labels
+                .trim_end_matches('}')
+                .split(',')
+                .filter(|p| !p.is_empty())
+            {
+                let (label, _) = pair.split_once('=').expect("label=value");
+                if label != "le" {
+                    entry.insert(label.to_owned());
+                }
+            }
+        }
+        let readme = include_str!("../README.md");
+        let mut documented: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for line in readme.lines().filter(|l| l.starts_with("| `kspy_")) {
+            let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+            let name = cells[1].trim_matches('`');
+            // Label names are the backticked words outside parentheses, which list values.
+            let mut labels = BTreeSet::new();
+            let mut depth = 0usize;
+            let mut outside = String::new();
+            for c in cells[3].chars() {
+                match c {
+                    '(' => depth += 1,
+                    ')' => depth = depth.saturating_sub(1),
+                    _ if depth == 0 => outside.push(c),
+                    _ => {}
+                }
+            }
+            for (i, word) in outside.split('`').enumerate() {
+                if i % 2 == 1 {
+                    labels.insert(word.to_owned());
+                }
+            }
+            documented.insert(name.to_owned(), labels);
+        }
+        assert_eq!(
+            documented, served,
+            "labels in webhook/README.md against /metrics"
+        );
+        let values = |all: &[&'static str]| all.iter().map(|v| v.to_string()).collect::<Vec<_>>();
+        let row = |name: &str| {
+            readme
+                .lines()
+                .find(|l| l.starts_with(&format!("| `{name}` |")))
+                .unwrap_or_else(|| panic!("no row for {name}"))
+                .split('|')
+                .nth(3)
+                .unwrap_or_default()
+                .to_owned()
+        };
+        let documented_values = |cell: &str| -> BTreeSet<String> {
+            let inside = cell
+                .split_once('(')
+                .and_then(|(_, rest)| rest.split_once(')'))
+                .map(|(v, _)| v)
+                .unwrap_or_default();
+            inside
+                .split('`')
+                .enumerate()
+                .filter(|(i, _)| i % 2 == 1)
+                .map(|(_, v)| v.to_owned())
+                .collect()
+        };
+        let bad = [
+            BadRequest::Invalid,
+            BadRequest::TooLarge,
+            BadRequest::Unreadable,
+            BadRequest::BufferFull,
+            BadRequest::UnsupportedEncoding,
+        ]
+        .map(BadRequest::label);
+        let internal = [
+            InternalError::Timeout,
+            InternalError::Panic,
+            InternalError::Serialize,
+        ]
+        .map(InternalError::label);
+        let events = [
+            EventResult::Posted,
+            EventResult::Repeated,
+            EventResult::Updated,
+            EventResult::Failed,
+            EventResult::Dropped,
+            EventResult::RateLimited,
+        ]
+        .map(EventResult::label);
+        let closed = ConnectionClosed::ALL.map(ConnectionClosed::label);
+        for (name, all) in [
+            ("kspy_bad_requests_total", values(&bad)),
+            ("kspy_internal_errors_total", values(&internal)),
+            ("kspy_events_total", values(&events)),
+            ("kspy_connections_closed_total", values(&closed)),
+        ] {
+            let cell = row(name);
+            let listed = documented_values(cell.split_once("`reason` ").map_or(&cell, |(_, r)| r));
+            assert_eq!(
+                listed,
+                all.into_iter().collect::<BTreeSet<_>>(),
+                "the values webhook/README.md lists for {name}"
+            );
+        }
     }
 
     #[test]

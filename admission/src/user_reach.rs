@@ -15,7 +15,10 @@
 //! image runs as when no `runAsUser` is set, and the runtime's default capabilities (both
 //! runtimes' defaults are taken into account). When the spec leaves it open, a container counts
 //! as reachable (judged), except in one case: a debug container set to run as a non-root user
-//! and a target whose image picks its user are taken to differ.
+//! and a target whose image picks its user are taken to differ. A debug container that is
+//! non-root only by `runAsNonRoot` runs as the user its image picks, which may be any
+//! container's: it counts as reaching every container not set to run as root (the user picks
+//! the debug image, and can read the user of each allowed image and of the target's).
 
 use k8s_openapi::api::core::v1::{PodSecurityContext, SecurityContext};
 
@@ -65,6 +68,10 @@ pub enum UserReach {
     SameUser(i64),
     /// It may run as root holding SETUID, and so can become the container's (non-root) user.
     SwitchUser,
+    /// It runs as a non-root user its image picks (`runAsNonRoot` without `runAsUser`),
+    /// which may be the container's user: its `runAsUser` when set (the value here), else
+    /// the one its own image picks.
+    ImageUser(Option<i64>),
     /// Both may run as root, and it may hold every capability the container holds.
     /// `dropping_helps`: the container surely holds some capability, so a debug container
     /// dropping every one (`drop: [ALL]`) holds less and cannot reach it; when it holds none,
@@ -88,6 +95,16 @@ impl UserReach {
                  container {holder:?} and read that container's files through /proc/PID/root; \
                  drop SETUID and SETGID (securityContext.capabilities.drop) or run it as a \
                  non-root user"
+            ),
+            UserReach::ImageUser(uid) => format!(
+                "the debug container runs as the user its image picks (runAsNonRoot without \
+                 runAsUser), which may be the user of container {holder:?} ({}), so it may read \
+                 that container's files through /proc/PID/root; set runAsUser to a user no \
+                 container of the pod runs as",
+                match uid {
+                    Some(uid) => uid.to_string(),
+                    None => "the user its own image picks".to_owned(),
+                }
             ),
             UserReach::BothRoot { dropping_helps } => format!(
                 "the debug container and container {holder:?} may both run as root, with no \
@@ -218,6 +235,11 @@ pub fn reach(debugger: &Identity, held: &Identity) -> Option<UserReach> {
         {
             return Some(UserReach::SameUser(a));
         }
+        // Non-root, as the image says: the spec leaves open which user, and the user chose
+        // the image knowing its user and the container's.
+        if debugger.uid.is_none() && !debugger.may_be_root {
+            return Some(UserReach::ImageUser(held.uid));
+        }
     }
     // They run as root: the debug container must be root too, with every capability the
     // container's processes hold.
@@ -295,6 +317,35 @@ mod tests {
         // own.
         assert_eq!(reach(&user(65534), &Identity::default()), None);
         assert_eq!(reach(&user(65534), &root()), None);
+    }
+
+    #[test]
+    fn a_debugger_whose_image_picks_its_user_may_be_any_non_root_user() {
+        // runAsNonRoot without runAsUser: non-root, as whatever user the image names.
+        let image_user = Identity::default();
+        assert_eq!(
+            reach(&image_user, &user(10001)),
+            Some(UserReach::ImageUser(Some(10001)))
+        );
+        assert_eq!(
+            reach(&image_user, &Identity::default()),
+            Some(UserReach::ImageUser(None))
+        );
+        assert_eq!(
+            reach(&image_user, &root()),
+            Some(UserReach::ImageUser(None))
+        );
+        // A container set to run as root is out of a non-root user's reach.
+        let explicit_root = Identity {
+            uid: Some(0),
+            ..root()
+        };
+        assert_eq!(reach(&image_user, &explicit_root), None);
+        let text = UserReach::ImageUser(Some(10001)).explain("app");
+        assert!(
+            text.contains(r#"container "app" (10001)"#) && text.contains("set runAsUser"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -6,7 +6,10 @@
 //! all, when both run as the same user and the target holds no capability the debug container
 //! lacks (`ptrace_may_access`: same uid and gid, permitted capabilities a subset). A root debug
 //! container holding SETUID and SETGID (containerd and CRI-O grant them by default) can become
-//! any user, so it reaches every non-root process that way. That makes a grant of
+//! any user, so it reaches every non-root process that way. Without them it still can, unless
+//! `allowPrivilegeEscalation: false` sets no_new_privs: holding CHOWN and FOWNER (both
+//! runtimes' defaults too) it makes a program of its own setuid to the target's user and runs
+//! it, and the kernel then checks the target's user against that program's. That makes a grant of
 //! `mountVolumes: nonSecret` hollow unless the engine judges what is reached this way, as it
 //! judges what SYS_PTRACE reaches.
 //!
@@ -50,6 +53,9 @@ pub struct Identity {
     pub may_be_root: bool,
     /// `privileged: true`: every capability.
     pub privileged: bool,
+    /// `allowPrivilegeEscalation: false`: no_new_privs is set, so running a setuid program
+    /// changes no user.
+    pub no_new_privs: bool,
     /// Capabilities it adds (`ALL` included).
     pub added: Vec<Capability>,
     /// Capabilities it drops on every runtime (`ALL` included): written as the bare name, in
@@ -66,7 +72,8 @@ pub struct Identity {
 pub enum UserReach {
     /// Both set the same non-root `runAsUser`.
     SameUser(i64),
-    /// It may run as root holding SETUID, and so can become the container's (non-root) user.
+    /// It may run as root and become the container's (non-root) user: holding SETUID, or,
+    /// without no_new_privs, holding CHOWN and FOWNER to make a program setuid to that user.
     SwitchUser,
     /// It runs as a non-root user its image picks (`runAsNonRoot` without `runAsUser`),
     /// which may be the container's user: its `runAsUser` when set (the value here), else
@@ -91,10 +98,12 @@ impl UserReach {
                  reads that container's files through /proc/PID/root; run it as another user"
             ),
             UserReach::SwitchUser => format!(
-                "the debug container may run as root with SETUID, become the user of \
-                 container {holder:?} and read that container's files through /proc/PID/root; \
-                 drop SETUID and SETGID (securityContext.capabilities.drop) or run it as a \
-                 non-root user"
+                "the debug container may run as root and become the user of container \
+                 {holder:?} (with SETUID; or, unless allowPrivilegeEscalation is false, by \
+                 running a program it made setuid to that user, which CHOWN and FOWNER allow) \
+                 and read that container's files through /proc/PID/root; drop SETUID and SETGID \
+                 (securityContext.capabilities.drop) and set allowPrivilegeEscalation: false, \
+                 or run it as a non-root user"
             ),
             UserReach::ImageUser(uid) => format!(
                 "the debug container runs as the user its image picks (runAsNonRoot without \
@@ -154,10 +163,20 @@ impl Identity {
                 .or_else(|| pod_sc.and_then(|p| p.run_as_user)),
             may_be_root,
             privileged,
+            no_new_privs: sc.and_then(|s| s.allow_privilege_escalation) == Some(false),
             added: added.to_vec(),
             dropped,
             dropped_somewhere,
         }
+    }
+
+    /// May run as root and turn into any non-root user: with SETUID, or, when no_new_privs
+    /// does not stop setuid programs, by making one setuid to that user (CHOWN to give it to
+    /// the user, FOWNER to set the bit on a file it no longer owns) and running it.
+    fn may_switch_user(&self) -> bool {
+        self.may_be_root
+            && (self.may_hold("SETUID")
+                || (!self.no_new_privs && self.may_hold("CHOWN") && self.may_hold("FOWNER")))
     }
 
     fn adds(&self, cap: &str) -> bool {
@@ -227,7 +246,7 @@ pub fn reach(debugger: &Identity, held: &Identity) -> Option<UserReach> {
     // The container's processes run as a non-root user: the debug container must run as
     // that user, or become it (root with SETUID).
     if held.uid != Some(0) {
-        if debugger.may_be_root && debugger.may_hold("SETUID") {
+        if debugger.may_switch_user() {
             return Some(UserReach::SwitchUser);
         }
         if let (Some(a), Some(b)) = (debugger.uid, held.uid)
@@ -286,9 +305,28 @@ mod tests {
         );
         let no_setuid = Identity {
             dropped: caps(&["SETUID", "SETGID"]),
+            no_new_privs: true,
             ..root()
         };
         assert_eq!(reach(&no_setuid, &user(10001)), None);
+        // Without no_new_privs, CHOWN and FOWNER make a program setuid to the user, and
+        // running it turns root into that user.
+        let setuid_program = Identity {
+            no_new_privs: false,
+            ..no_setuid.clone()
+        };
+        assert_eq!(
+            reach(&setuid_program, &user(10001)),
+            Some(UserReach::SwitchUser)
+        );
+        // Without either of them it cannot.
+        for cap in ["CHOWN", "FOWNER"] {
+            let without = Identity {
+                dropped: caps(&["SETUID", "SETGID", cap]),
+                ..setuid_program.clone()
+            };
+            assert_eq!(reach(&without, &user(10001)), None, "{cap}");
+        }
         let none_at_all = Identity {
             dropped: caps(&["ALL"]),
             ..root()

@@ -7,9 +7,10 @@
 //! lacks (`ptrace_may_access`: same uid and gid, permitted capabilities a subset). A root debug
 //! container holding SETUID and SETGID (containerd and CRI-O grant them by default) can become
 //! any user, so it reaches every non-root process that way. Without them it still can, unless
-//! `allowPrivilegeEscalation: false` sets no_new_privs: holding CHOWN and FOWNER (both
-//! runtimes' defaults too) it makes a program of its own setuid to the target's user and runs
-//! it, and the kernel then checks the target's user against that program's. That makes a grant of
+//! `allowPrivilegeEscalation: false` sets no_new_privs: holding FOWNER (both runtimes' default
+//! too) it sets the setuid bit on a program owned by the target's user (its own, given away
+//! with CHOWN, or one of the user's files in a volume it shares, rewritten with DAC_OVERRIDE)
+//! and runs it, and the kernel then checks the target's user against that program's. That makes a grant of
 //! `mountVolumes: nonSecret` hollow unless the engine judges what is reached this way, as it
 //! judges what SYS_PTRACE reaches.
 //!
@@ -73,7 +74,7 @@ pub enum UserReach {
     /// Both set the same non-root `runAsUser`.
     SameUser(i64),
     /// It may run as root and become the container's (non-root) user: holding SETUID, or,
-    /// without no_new_privs, holding CHOWN and FOWNER to make a program setuid to that user.
+    /// without no_new_privs, holding FOWNER to make a program setuid to that user.
     SwitchUser,
     /// It runs as a non-root user its image picks (`runAsNonRoot` without `runAsUser`),
     /// which may be the container's user: its `runAsUser` when set (the value here), else
@@ -100,7 +101,7 @@ impl UserReach {
             UserReach::SwitchUser => format!(
                 "the debug container may run as root and become the user of container \
                  {holder:?} (with SETUID; or, unless allowPrivilegeEscalation is false, by \
-                 running a program it made setuid to that user, which CHOWN and FOWNER allow) \
+                 running a program it made setuid to that user, which FOWNER allows) \
                  and read that container's files through /proc/PID/root; drop SETUID and SETGID \
                  (securityContext.capabilities.drop) and set allowPrivilegeEscalation: false, \
                  or run it as a non-root user"
@@ -171,12 +172,12 @@ impl Identity {
     }
 
     /// May run as root and turn into any non-root user: with SETUID, or, when no_new_privs
-    /// does not stop setuid programs, by making one setuid to that user (CHOWN to give it to
-    /// the user, FOWNER to set the bit on a file it no longer owns) and running it.
+    /// does not stop setuid programs, by making one setuid to that user and running it: FOWNER
+    /// sets the bit on a file the user owns, which CHOWN gives away, or which is the user's
+    /// already in a volume both mount (DAC_OVERRIDE rewrites it), so FOWNER alone decides.
     fn may_switch_user(&self) -> bool {
         self.may_be_root
-            && (self.may_hold("SETUID")
-                || (!self.no_new_privs && self.may_hold("CHOWN") && self.may_hold("FOWNER")))
+            && (self.may_hold("SETUID") || (!self.no_new_privs && self.may_hold("FOWNER")))
     }
 
     fn adds(&self, cap: &str) -> bool {
@@ -309,7 +310,7 @@ mod tests {
             ..root()
         };
         assert_eq!(reach(&no_setuid, &user(10001)), None);
-        // Without no_new_privs, CHOWN and FOWNER make a program setuid to the user, and
+        // Without no_new_privs, FOWNER makes a program setuid to the user, and
         // running it turns root into that user.
         let setuid_program = Identity {
             no_new_privs: false,
@@ -319,14 +320,21 @@ mod tests {
             reach(&setuid_program, &user(10001)),
             Some(UserReach::SwitchUser)
         );
-        // Without either of them it cannot.
-        for cap in ["CHOWN", "FOWNER"] {
-            let without = Identity {
-                dropped: caps(&["SETUID", "SETGID", cap]),
-                ..setuid_program.clone()
-            };
-            assert_eq!(reach(&without, &user(10001)), None, "{cap}");
-        }
+        // Without CHOWN it still finds a file of that user's to rewrite; without FOWNER it
+        // cannot set the bit on one.
+        let without_chown = Identity {
+            dropped: caps(&["SETUID", "SETGID", "CHOWN"]),
+            ..setuid_program.clone()
+        };
+        assert_eq!(
+            reach(&without_chown, &user(10001)),
+            Some(UserReach::SwitchUser)
+        );
+        let without_fowner = Identity {
+            dropped: caps(&["SETUID", "SETGID", "FOWNER"]),
+            ..setuid_program.clone()
+        };
+        assert_eq!(reach(&without_fowner, &user(10001)), None);
         let none_at_all = Identity {
             dropped: caps(&["ALL"]),
             ..root()

@@ -465,18 +465,20 @@ fn apparmor_unconfined(
     pod_sc: Option<&PodSecurityContext>,
     pod: &Pod,
 ) -> bool {
-    let field = sc
-        .and_then(|s| s.app_armor_profile.as_ref())
-        .or_else(|| pod_sc.and_then(|p| p.app_armor_profile.as_ref()));
-    if let Some(profile) = field {
+    // The kubelet's order: the container's field, then the container's (deprecated)
+    // annotation, then the pod's field. Reading the pod's field before the annotation judged a
+    // pod-level RuntimeDefault beside an `unconfined` annotation confined, which the kubelet
+    // runs unconfined.
+    if let Some(profile) = sc.and_then(|s| s.app_armor_profile.as_ref()) {
         return profile.type_ == "Unconfined";
     }
     let key = format!("container.apparmor.security.beta.kubernetes.io/{name}");
-    pod.metadata
-        .annotations
-        .as_ref()
-        .and_then(|a| a.get(&key))
-        .is_some_and(|v| v == "unconfined")
+    if let Some(value) = pod.metadata.annotations.as_ref().and_then(|a| a.get(&key)) {
+        return value == "unconfined";
+    }
+    pod_sc
+        .and_then(|p| p.app_armor_profile.as_ref())
+        .is_some_and(|profile| profile.type_ == "Unconfined")
 }
 
 /// The `type` of a hostPath volume the kubelet creates on the node when the path is missing
@@ -882,6 +884,18 @@ mod tests {
             json!({"securityContext": {"appArmorProfile": {"type": "Unconfined"}}}),
         ));
         assert!(a.apparmor_unconfined);
+        // The container's annotation comes before the pod's field, as in the kubelet.
+        let mut annotated = with_ec(
+            json!({"name": "d", "image": "busybox"}),
+            json!({"securityContext": {"appArmorProfile": {"type": "RuntimeDefault"}}}),
+        );
+        annotated["metadata"]["annotations"] =
+            json!({"container.apparmor.security.beta.kubernetes.io/d": "unconfined"});
+        assert!(asks_of(annotated.clone()).apparmor_unconfined);
+        // ...and after the container's own field.
+        annotated["spec"]["ephemeralContainers"][0]["securityContext"] =
+            json!({"appArmorProfile": {"type": "RuntimeDefault"}});
+        assert!(!asks_of(annotated).apparmor_unconfined);
         for (sc, pod_sc) in [
             (json!({"seLinuxOptions": {"type": "spc_t"}}), json!({})),
             (json!({}), json!({"seLinuxOptions": {"role": "system_r"}})),

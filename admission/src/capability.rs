@@ -72,8 +72,14 @@ impl Capability {
     /// Normalizes a name as the container runtime reads it: case-insensitive, optional `CAP_`.
     /// Unknown but well-formed names are kept: the request asks for them and no grant covers
     /// them unless a policy lists them.
+    ///
+    /// Upper case as containerd and CRI-O make it (Go's `strings.ToUpper`, one character for
+    /// one by Unicode's simple mapping): that turns the long s `ſ` into `S` and the dotless `ı`
+    /// into `I`, so `ſys_admin` is SYS_ADMIN to the runtime, and must be to kspy too. Read as
+    /// a malformed name instead, it was no capability a container held: one tracing that
+    /// container was not charged with it.
     pub fn normalize(name: &str) -> Result<Self, CapabilityError> {
-        let upper = name.trim().to_ascii_uppercase();
+        let upper = upper_as_go(name.trim());
         let bare = upper.strip_prefix("CAP_").unwrap_or(&upper);
         if bare.is_empty()
             || !bare
@@ -117,6 +123,21 @@ impl Capability {
     }
 }
 
+/// `text` in upper case one character for one, as Go's `strings.ToUpper` does: a character
+/// whose upper case is several characters (`ß`, `ﬅ`) stays as it is, since Go has no such
+/// mapping.
+fn upper_as_go(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            let mut upper = c.to_uppercase();
+            match (upper.next(), upper.next()) {
+                (Some(one), None) => one,
+                _ => c,
+            }
+        })
+        .collect()
+}
+
 fn shares_prefix(a: &str, b: &str) -> bool {
     a.len() >= 6 && b.len() >= 6 && a[..6] == b[..6]
 }
@@ -145,6 +166,24 @@ mod tests {
                 "SYS_PTRACE"
             );
         }
+        // Upper-cased by Unicode's simple mapping, as the runtimes (Go) do: the long s and the
+        // dotless i become ASCII letters.
+        for spelling in [
+            "\u{17f}ys_admin",
+            "sys_adm\u{131}n",
+            "cap_\u{17f}y\u{17f}_admin",
+        ] {
+            assert_eq!(
+                Capability::normalize(spelling).unwrap().as_str(),
+                "SYS_ADMIN",
+                "{spelling}"
+            );
+        }
+        // No mapping to several characters, which Go does not make either.
+        assert!(matches!(
+            Capability::normalize("SYS_ADMIN\u{df}"),
+            Err(CapabilityError::Malformed(_))
+        ));
         assert!(Capability::normalize("all").unwrap().is_all());
         assert!(Capability::normalize("CAP_ALL").unwrap().is_all());
     }

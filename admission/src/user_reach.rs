@@ -6,7 +6,11 @@
 //! all, when both run as the same user and the target holds no capability the debug container
 //! lacks (`ptrace_may_access`: same uid and gid, permitted capabilities a subset). A root debug
 //! container holding SETUID and SETGID (containerd and CRI-O grant them by default) can become
-//! any user, so it reaches every non-root process that way. That makes a grant of
+//! any user, so it reaches every non-root process that way. Without them it still can, unless
+//! `allowPrivilegeEscalation: false` sets no_new_privs: holding FOWNER (both runtimes' default
+//! too) it sets the setuid bit on a program owned by the target's user (its own, given away
+//! with CHOWN, or one of the user's files in a volume it shares, rewritten with DAC_OVERRIDE)
+//! and runs it, and the kernel then checks the target's user against that program's. That makes a grant of
 //! `mountVolumes: nonSecret` hollow unless the engine judges what is reached this way, as it
 //! judges what SYS_PTRACE reaches.
 //!
@@ -15,7 +19,10 @@
 //! image runs as when no `runAsUser` is set, and the runtime's default capabilities (both
 //! runtimes' defaults are taken into account). When the spec leaves it open, a container counts
 //! as reachable (judged), except in one case: a debug container set to run as a non-root user
-//! and a target whose image picks its user are taken to differ.
+//! and a target whose image picks its user are taken to differ. A debug container that is
+//! non-root only by `runAsNonRoot` runs as the user its image picks, which may be any
+//! container's: it counts as reaching every container not set to run as root (the user picks
+//! the debug image, and can read the user of each allowed image and of the target's).
 
 use k8s_openapi::api::core::v1::{PodSecurityContext, SecurityContext};
 
@@ -47,6 +54,9 @@ pub struct Identity {
     pub may_be_root: bool,
     /// `privileged: true`: every capability.
     pub privileged: bool,
+    /// `allowPrivilegeEscalation: false`: no_new_privs is set, so running a setuid program
+    /// changes no user.
+    pub no_new_privs: bool,
     /// Capabilities it adds (`ALL` included).
     pub added: Vec<Capability>,
     /// Capabilities it drops on every runtime (`ALL` included): written as the bare name, in
@@ -63,8 +73,13 @@ pub struct Identity {
 pub enum UserReach {
     /// Both set the same non-root `runAsUser`.
     SameUser(i64),
-    /// It may run as root holding SETUID, and so can become the container's (non-root) user.
+    /// It may run as root and become the container's (non-root) user: holding SETUID, or,
+    /// without no_new_privs, holding FOWNER to make a program setuid to that user.
     SwitchUser,
+    /// It runs as a non-root user its image picks (`runAsNonRoot` without `runAsUser`),
+    /// which may be the container's user: its `runAsUser` when set (the value here), else
+    /// the one its own image picks.
+    ImageUser(Option<i64>),
     /// Both may run as root, and it may hold every capability the container holds.
     /// `dropping_helps`: the container surely holds some capability, so a debug container
     /// dropping every one (`drop: [ALL]`) holds less and cannot reach it; when it holds none,
@@ -84,10 +99,22 @@ impl UserReach {
                  reads that container's files through /proc/PID/root; run it as another user"
             ),
             UserReach::SwitchUser => format!(
-                "the debug container may run as root with SETUID, become the user of \
-                 container {holder:?} and read that container's files through /proc/PID/root; \
-                 drop SETUID and SETGID (securityContext.capabilities.drop) or run it as a \
-                 non-root user"
+                "the debug container may run as root and become the user of container \
+                 {holder:?} (with SETUID; or, unless allowPrivilegeEscalation is false, by \
+                 running a program it made setuid to that user, which FOWNER allows) \
+                 and read that container's files through /proc/PID/root; drop SETUID and SETGID \
+                 (securityContext.capabilities.drop) and set allowPrivilegeEscalation: false, \
+                 or run it as a non-root user"
+            ),
+            UserReach::ImageUser(uid) => format!(
+                "the debug container runs as the user its image picks (runAsNonRoot without \
+                 runAsUser), which may be the user of container {holder:?} ({}), so it may read \
+                 that container's files through /proc/PID/root; set runAsUser to a user no \
+                 container of the pod runs as",
+                match uid {
+                    Some(uid) => uid.to_string(),
+                    None => "the user its own image picks".to_owned(),
+                }
             ),
             UserReach::BothRoot { dropping_helps } => format!(
                 "the debug container and container {holder:?} may both run as root, with no \
@@ -137,10 +164,20 @@ impl Identity {
                 .or_else(|| pod_sc.and_then(|p| p.run_as_user)),
             may_be_root,
             privileged,
+            no_new_privs: sc.and_then(|s| s.allow_privilege_escalation) == Some(false),
             added: added.to_vec(),
             dropped,
             dropped_somewhere,
         }
+    }
+
+    /// May run as root and turn into any non-root user: with SETUID, or, when no_new_privs
+    /// does not stop setuid programs, by making one setuid to that user and running it: FOWNER
+    /// sets the bit on a file the user owns, which CHOWN gives away, or which is the user's
+    /// already in a volume both mount (DAC_OVERRIDE rewrites it), so FOWNER alone decides.
+    fn may_switch_user(&self) -> bool {
+        self.may_be_root
+            && (self.may_hold("SETUID") || (!self.no_new_privs && self.may_hold("FOWNER")))
     }
 
     fn adds(&self, cap: &str) -> bool {
@@ -210,13 +247,18 @@ pub fn reach(debugger: &Identity, held: &Identity) -> Option<UserReach> {
     // The container's processes run as a non-root user: the debug container must run as
     // that user, or become it (root with SETUID).
     if held.uid != Some(0) {
-        if debugger.may_be_root && debugger.may_hold("SETUID") {
+        if debugger.may_switch_user() {
             return Some(UserReach::SwitchUser);
         }
         if let (Some(a), Some(b)) = (debugger.uid, held.uid)
             && a == b
         {
             return Some(UserReach::SameUser(a));
+        }
+        // Non-root, as the image says: the spec leaves open which user, and the user chose
+        // the image knowing its user and the container's.
+        if debugger.uid.is_none() && !debugger.may_be_root {
+            return Some(UserReach::ImageUser(held.uid));
         }
     }
     // They run as root: the debug container must be root too, with every capability the
@@ -264,9 +306,35 @@ mod tests {
         );
         let no_setuid = Identity {
             dropped: caps(&["SETUID", "SETGID"]),
+            no_new_privs: true,
             ..root()
         };
         assert_eq!(reach(&no_setuid, &user(10001)), None);
+        // Without no_new_privs, FOWNER makes a program setuid to the user, and
+        // running it turns root into that user.
+        let setuid_program = Identity {
+            no_new_privs: false,
+            ..no_setuid.clone()
+        };
+        assert_eq!(
+            reach(&setuid_program, &user(10001)),
+            Some(UserReach::SwitchUser)
+        );
+        // Without CHOWN it still finds a file of that user's to rewrite; without FOWNER it
+        // cannot set the bit on one.
+        let without_chown = Identity {
+            dropped: caps(&["SETUID", "SETGID", "CHOWN"]),
+            ..setuid_program.clone()
+        };
+        assert_eq!(
+            reach(&without_chown, &user(10001)),
+            Some(UserReach::SwitchUser)
+        );
+        let without_fowner = Identity {
+            dropped: caps(&["SETUID", "SETGID", "FOWNER"]),
+            ..setuid_program.clone()
+        };
+        assert_eq!(reach(&without_fowner, &user(10001)), None);
         let none_at_all = Identity {
             dropped: caps(&["ALL"]),
             ..root()
@@ -295,6 +363,35 @@ mod tests {
         // own.
         assert_eq!(reach(&user(65534), &Identity::default()), None);
         assert_eq!(reach(&user(65534), &root()), None);
+    }
+
+    #[test]
+    fn a_debugger_whose_image_picks_its_user_may_be_any_non_root_user() {
+        // runAsNonRoot without runAsUser: non-root, as whatever user the image names.
+        let image_user = Identity::default();
+        assert_eq!(
+            reach(&image_user, &user(10001)),
+            Some(UserReach::ImageUser(Some(10001)))
+        );
+        assert_eq!(
+            reach(&image_user, &Identity::default()),
+            Some(UserReach::ImageUser(None))
+        );
+        assert_eq!(
+            reach(&image_user, &root()),
+            Some(UserReach::ImageUser(None))
+        );
+        // A container set to run as root is out of a non-root user's reach.
+        let explicit_root = Identity {
+            uid: Some(0),
+            ..root()
+        };
+        assert_eq!(reach(&image_user, &explicit_root), None);
+        let text = UserReach::ImageUser(Some(10001)).explain("app");
+        assert!(
+            text.contains(r#"container "app" (10001)"#) && text.contains("set runAsUser"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -1124,6 +1124,61 @@ spec:
     assert!(j.response.allowed, "{}", j.response.result.message);
 }
 
+/// Root without SETUID and SETGID still becomes the target's user when no_new_privs is unset:
+/// holding CHOWN and FOWNER (both runtimes' defaults) it gives a program of its own to that user,
+/// sets its setuid bit and runs it, and then reads the target's Secret mounts through
+/// /proc/PID/root. Only `allowPrivilegeEscalation: false`, or dropping FOWNER too, stops it
+/// (without CHOWN a file of that user's in a shared volume does).
+#[test]
+fn root_without_setuid_becomes_the_targets_user_through_a_setuid_program() {
+    let policy = r#"
+apiVersion: kspy.dev/v1alpha1
+kind: DebugPolicy
+metadata: {name: dev}
+spec:
+  match: {actions: [attach]}
+  grant:
+    images: ['busybox:*']
+    runAsRoot: true
+    mountVolumes: nonSecret
+"#;
+    let e = engine(policy);
+    let judged = |sc: serde_json::Value| {
+        let mut d = debugger("d", "busybox:1.36");
+        d["targetContainerName"] = json!("app");
+        d["securityContext"] = sc;
+        let mut r = attach("team-a", "bob", &["dev"], vec![], vec![d]);
+        edit_pods(&mut r, |pod| {
+            pod["spec"]["containers"][0]["securityContext"] = json!({"runAsUser": 10001});
+        });
+        validate(&e, &r)
+    };
+    let j = judged(json!({"capabilities": {"drop": ["SETUID", "SETGID"]}}));
+    let m = &j.response.result.message;
+    assert!(
+        !j.response.allowed,
+        "a setuid program makes it the target's user"
+    );
+    for part in [
+        r#"mounting secret volume "creds" (mounted by container "app""#,
+        "by running a program it made setuid to that user, which FOWNER allows",
+        "set allowPrivilegeEscalation: false",
+    ] {
+        assert!(m.contains(part), "{part}\n{m}");
+    }
+    for way_out in [
+        json!({"allowPrivilegeEscalation": false, "capabilities": {"drop": ["SETUID", "SETGID"]}}),
+        json!({"capabilities": {"drop": ["SETUID", "SETGID", "FOWNER"]}}),
+    ] {
+        let j = judged(way_out.clone());
+        assert!(
+            j.response.allowed,
+            "{way_out}: {}",
+            j.response.result.message
+        );
+    }
+}
+
 #[test]
 fn namespace_selectors_need_the_namespace() {
     let policy = r#"

@@ -689,7 +689,7 @@ spec:
   defaults:
     targetContainer: first
     mountTargetVolumes: readOnly
-    securityContext: {capabilities: {drop: [SETUID, SETGID]}}
+    securityContext: {allowPrivilegeEscalation: false, capabilities: {drop: [SETUID, SETGID]}}
     podSecurity: conform
 "#;
     let e = engine(POLICY);

@@ -967,8 +967,9 @@ fn explain_webhook_denial(action: &Action, denial: &WebhookDenial) -> KspyError 
              files: run it as another user (without --as-target-user); otherwise: "
         } else if reached_by("become the user of container") {
             "the debug container could act as its target's user and read that container's \
-             files: a `--custom` file with {\"securityContext\": {\"capabilities\": \
-             {\"drop\": [\"SETUID\", \"SETGID\"]}}} keeps root from switching users (or use \
+             files: a `--custom` file with {\"securityContext\": {\"allowPrivilegeEscalation\": \
+             false, \"capabilities\": {\"drop\": [\"SETUID\", \"SETGID\"]}}} keeps root from \
+             switching users (or use \
              `--profile restricted` with an image that runs as a non-root user); otherwise: "
         } else if reached_by("dropping capabilities does not help") {
             "the debug container and its target both run as root, and the target holds no \
@@ -1292,11 +1293,14 @@ mod tests {
                 .hint
                 .expect("a hint")
         };
-        let hint = hint_for(
-            r#"mounting secret volume "creds" (mounted by container "app": the debug container may run as root with SETUID, become the user of container "app" and read that container's files through /proc/PID/root; drop SETUID and SETGID (securityContext.capabilities.drop) or run it as a non-root user)"#,
-        );
+        // The engine's own words.
+        let switch = kspy_admission::user_reach::UserReach::SwitchUser.explain("app");
+        let hint = hint_for(&format!(
+            r#"mounting secret volume "creds" (mounted by container "app": {switch})"#
+        ));
         assert!(
             hint.starts_with("the debug container could act as its target's user")
+                && hint.contains(r#""allowPrivilegeEscalation": false"#)
                 && hint.contains("--profile restricted")
                 && hint.contains("--custom")
                 && hint.contains("kspy's policy decides"),

@@ -234,16 +234,17 @@ async fn a_debug_container_that_could_become_its_targets_user_is_refused() {
         r#"become the user of container "app""#,
         "drop SETUID and SETGID",
         // kspy's hint: the flag that fixes it.
-        r#"a `--custom` file with {"securityContext": {"capabilities": {"drop": ["SETUID", "SETGID"]}}}"#,
+        r#"a `--custom` file with {"securityContext": {"allowPrivilegeEscalation": false, "capabilities": {"drop": ["SETUID", "SETGID"]}}}"#,
     ] {
         assert!(out.stderr.contains(part), "{part}: {}", out.all());
     }
     assert!(ephemeral(&env.pod("web").await.unwrap()).is_empty());
-    // The hint's way out works: root, without SETUID and SETGID.
-    let out =
-        attach_with(r#"{"securityContext": {"capabilities": {"drop": ["SETUID", "SETGID"]}}}"#)
-            .await
-            .unwrap();
+    // The hint's way out works: root, without SETUID and SETGID, and no_new_privs.
+    let out = attach_with(
+        r#"{"securityContext": {"allowPrivilegeEscalation": false, "capabilities": {"drop": ["SETUID", "SETGID"]}}}"#,
+    )
+    .await
+    .unwrap();
     assert!(out.success(), "{}", out.all());
     assert_eq!(ephemeral(&env.pod("web").await.unwrap()).len(), 1);
     env.cleanup().await.unwrap();

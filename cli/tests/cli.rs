@@ -1022,9 +1022,10 @@ fn missing_container_named_as_kubectl_names_the_debug_container_says_what_c_is()
     assert_eq!(api.lines(), vec![format!("GET {POD_PATH}")]);
 }
 
-#[test]
-fn missing_namespace_is_named_as_such() {
-    let api = FakeApi::start(|r: &Recorded| match (r.method.as_str(), r.path.as_str()) {
+/// An API server with namespace `empty` (no pods) and without namespace `ghost`: it lists no
+/// pods in either, as the real one does, and answers 404 for every pod.
+fn ghost_and_empty_namespaces_api() -> FakeApi {
+    FakeApi::start(|r: &Recorded| match (r.method.as_str(), r.path.as_str()) {
         ("GET", "/api/v1/namespaces/ghost/pods") | ("GET", "/api/v1/namespaces/empty/pods") => {
             Reply::ok(&json!({"kind": "PodList", "apiVersion": "v1",
                 "metadata": {"resourceVersion": "1"}, "items": []}))
@@ -1040,7 +1041,12 @@ fn missing_namespace_is_named_as_such() {
             "the server could not find the requested resource",
             json!({}),
         ),
-    });
+    })
+}
+
+#[test]
+fn missing_namespace_is_named_as_such() {
+    let api = ghost_and_empty_namespaces_api();
     let out = api.kspy(&["attach", WEB, "-n", "ghost"]);
     let (_, stderr) = texts(&out);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
@@ -1066,22 +1072,7 @@ fn missing_namespace_is_named_as_such() {
 /// does not exist now; an empty namespace that exists still lists nothing.
 #[test]
 fn ls_in_a_missing_namespace_says_so() {
-    let api = FakeApi::start(|r: &Recorded| match (r.method.as_str(), r.path.as_str()) {
-        ("GET", "/api/v1/namespaces/ghost/pods") | ("GET", "/api/v1/namespaces/empty/pods") => {
-            Reply::ok(&json!({"kind": "PodList", "apiVersion": "v1",
-                "metadata": {"resourceVersion": "1"}, "items": []}))
-        }
-        ("GET", "/api/v1/namespaces/ghost") => Reply::not_found("namespaces", "ghost"),
-        ("GET", "/api/v1/namespaces/empty") => Reply::ok(
-            &json!({"kind": "Namespace", "apiVersion": "v1", "metadata": {"name": "empty"}}),
-        ),
-        _ => Reply::status(
-            404,
-            "NotFound",
-            "the server could not find the requested resource",
-            json!({}),
-        ),
-    });
+    let api = ghost_and_empty_namespaces_api();
     for args in [
         &["ls", "-n", "ghost"][..],
         &["ls", "-n", "ghost", "-o", "json"],

@@ -26,11 +26,21 @@ pub(crate) fn bounded(text: &str, limit: usize) -> Cow<'_, str> {
     if text.len() <= limit {
         return Cow::Borrowed(text);
     }
-    let mut end = limit;
+    Cow::Owned(format!(
+        "{}… ({} bytes in all)",
+        prefix(text, limit),
+        text.len()
+    ))
+}
+
+/// The longest prefix of `text` of at most `max` bytes that ends on a character boundary,
+/// unmarked.
+pub(crate) fn prefix(text: &str, max: usize) -> &str {
+    let mut end = text.len().min(max);
     while !text.is_char_boundary(end) {
         end -= 1;
     }
-    Cow::Owned(format!("{}… ({} bytes in all)", &text[..end], text.len()))
+    &text[..end]
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@
 //! one's Event (`event_series.rs`). Dry-run requests get no Event, which is why the
 //! validating webhook declares `sideEffects: NoneOnDryRun`.
 
-use crate::bounded_text::{FIELD_BYTES, MESSAGE_BYTES, bounded};
+use crate::bounded_text::{FIELD_BYTES, MESSAGE_BYTES, bounded, prefix};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -154,13 +154,13 @@ impl DecisionEvent {
             self.denial_note()
         };
         EventContent {
-            namespace: cut(&self.namespace, OBJECT_NAME_MAX_BYTES).to_owned(),
-            pod: cut(&self.pod, OBJECT_NAME_MAX_BYTES).to_owned(),
+            namespace: prefix(&self.namespace, OBJECT_NAME_MAX_BYTES).to_owned(),
+            pod: prefix(&self.pod, OBJECT_NAME_MAX_BYTES).to_owned(),
             pod_uid: self
                 .pod_uid
                 .as_deref()
-                .map(|uid| cut(uid, OBJECT_NAME_MAX_BYTES).to_owned()),
-            action: cut(&self.action, ACTION_MAX_BYTES).to_owned(),
+                .map(|uid| prefix(uid, OBJECT_NAME_MAX_BYTES).to_owned()),
+            action: prefix(&self.action, ACTION_MAX_BYTES).to_owned(),
             allowed: self.allowed,
             user: truncated(self.user.clone(), NAME_MAX_BYTES),
             note: truncated(note, NOTE_MAX_BYTES),
@@ -196,7 +196,7 @@ impl EventContent {
                 ..ObjectReference::default()
             }),
             reporting_controller: Some(REPORTING_CONTROLLER.to_owned()),
-            reporting_instance: Some(cut(instance, INSTANCE_MAX_BYTES).to_owned()),
+            reporting_instance: Some(prefix(instance, INSTANCE_MAX_BYTES).to_owned()),
             ..Event::default()
         }
     }
@@ -306,22 +306,13 @@ impl DecisionEvent {
 /// 253 is refused), and a cut that ends in `-` or `.` is trimmed, which the API server would
 /// refuse before `.kspy-`.
 fn generate_name(pod: &str) -> String {
-    let base = cut(pod, GENERATE_NAME_KEPT_BYTES - GENERATE_NAME_SUFFIX.len())
+    let base = prefix(pod, GENERATE_NAME_KEPT_BYTES - GENERATE_NAME_SUFFIX.len())
         .trim_end_matches(['-', '.']);
     if base.is_empty() {
         "kspy-".to_owned()
     } else {
         format!("{base}{GENERATE_NAME_SUFFIX}")
     }
-}
-
-/// `s` cut to at most `max` bytes on a character boundary, unmarked.
-fn cut(s: &str, max: usize) -> &str {
-    let mut end = s.len().min(max);
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    &s[..end]
 }
 
 /// `attach` → `Attach`: Event actions are CamelCase machine-readable words.
@@ -338,11 +329,8 @@ fn truncated(mut s: String, max: usize) -> String {
     if s.len() <= max {
         return s;
     }
-    let mut end = max - '…'.len_utf8();
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    s.truncate(end);
+    let kept = prefix(&s, max - '…'.len_utf8()).len();
+    s.truncate(kept);
     s.push('…');
     s
 }

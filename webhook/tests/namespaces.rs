@@ -111,17 +111,20 @@ async fn get_namespace(State(api): State<FakeApi>, Path(name): Path<String>) -> 
     }
 }
 
+/// A webhook judging with [`TEAM_POLICY`] that reads Namespaces through `client`, caching
+/// them for `ttl`.
+async fn looked_up_in(client: kube::Client, ttl: Duration) -> Harness {
+    Harness::start_with(TEAM_POLICY, |c| {
+        c.namespaces = NamespaceSource::Api { client, ttl };
+    })
+    .await
+}
+
 #[tokio::test]
 async fn namespaces_are_read_from_the_api_and_cached() {
     let (client, gets) = namespace_api("checkout").await;
 
-    let h = Harness::start_with(TEAM_POLICY, |c| {
-        c.namespaces = NamespaceSource::Api {
-            client,
-            ttl: Duration::from_secs(60),
-        };
-    })
-    .await;
+    let h = looked_up_in(client, Duration::from_secs(60)).await;
     assert!(allowed(&h).await);
     assert!(allowed(&h).await);
     assert!(allowed(&h).await);
@@ -303,15 +306,7 @@ async fn a_slow_answer_read_before_a_relabel_does_not_replace_the_newer_one() {
         }
     })
     .await;
-    let h = Arc::new(
-        Harness::start_with(TEAM_POLICY, |c| {
-            c.namespaces = NamespaceSource::Api {
-                client,
-                ttl: Duration::from_secs(60),
-            };
-        })
-        .await,
-    );
+    let h = Arc::new(looked_up_in(client, Duration::from_secs(60)).await);
     let first = tokio::spawn({
         let h = h.clone();
         async move { allowed(&h).await }
@@ -347,10 +342,7 @@ async fn a_namespace_unreadable_for_long_is_unknown_not_its_old_labels() {
     })
     .await;
     let ttl = Duration::from_millis(100);
-    let h = Harness::start_with(TEAM_POLICY, |c| {
-        c.namespaces = NamespaceSource::Api { client, ttl };
-    })
-    .await;
+    let h = looked_up_in(client, ttl).await;
     let read = Instant::now();
     assert!(allowed(&h).await);
     // A moment past its TTL the refusal is an outage: the last known Namespace stands in.
@@ -368,13 +360,7 @@ async fn a_namespace_unreadable_for_long_is_unknown_not_its_old_labels() {
 #[tokio::test]
 async fn a_name_no_namespace_can_have_is_not_looked_up_nor_cached() {
     let (client, gets) = namespace_api("checkout").await;
-    let h = Harness::start_with(TEAM_POLICY, |c| {
-        c.namespaces = NamespaceSource::Api {
-            client,
-            ttl: Duration::from_secs(60),
-        };
-    })
-    .await;
+    let h = looked_up_in(client, Duration::from_secs(60)).await;
     // A forged review's "namespace": upper case, a dot, too long, a huge one.
     for namespace in [
         "Shop".to_owned(),

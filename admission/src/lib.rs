@@ -22,6 +22,7 @@
 //!    kube's `AdmissionResponse`.
 //!
 //! [`testing`] runs the test cases that live beside policies (`kspy policy test`).
+#![warn(missing_docs)]
 
 mod ask;
 pub mod asks;

@@ -925,13 +925,15 @@ fn alternatives_for_action(policies: &PolicySet, action: Action) -> String {
     }
 }
 
-/// The `KSPY_REASON` a debug container carries, recorded in the audit log.
+/// The `KSPY_REASON` a debug container carries, recorded in the audit log: its last entry,
+/// the one the kubelet sets (a later entry of a name replaces an earlier one), so that what
+/// the audit log says is what the container was given.
 fn debug_reason(request: &DebugRequest) -> Option<String> {
     request.subjects.iter().find_map(|s| {
         s.container["env"]
             .as_array()?
             .iter()
-            .find(|e| e["name"] == "KSPY_REASON")?
+            .rfind(|e| e["name"] == "KSPY_REASON")?
             .get("value")?
             .as_str()
             .map(|r| r.chars().take(256).collect())

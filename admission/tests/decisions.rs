@@ -97,6 +97,27 @@ fn grants_add_up_across_applicable_policies() {
     }
 }
 
+/// The audit log's `reason` is the `KSPY_REASON` the debug container sees. Given twice, the
+/// kubelet sets the last (later entries replace earlier ones of the same name); the audit
+/// log recorded the first, so a throwaway first entry hid the stated reason (or the reverse).
+#[test]
+fn the_audited_reason_is_the_one_the_container_sees() {
+    let e = engine(TEAM);
+    let mut debugger = ptrace("d", "docker.io/library/busybox:1.36.1", "SYS_PTRACE");
+    debugger["env"] = json!([
+        {"name": "KSPY_REASON", "value": "x"},
+        {"name": "OTHER", "value": "y"},
+        {"name": "KSPY_REASON", "value": "INC-4211 checkout latency"},
+    ]);
+    let r = attach("prod-eu", "alice", &["sre"], vec![], vec![debugger]);
+    let j = validate(&e, &r);
+    assert!(j.response.allowed, "{}", j.response.result.message);
+    assert_eq!(
+        j.response.audit_annotations["reason"],
+        "INC-4211 checkout latency"
+    );
+}
+
 /// Two debug containers in one request, one of them interactive and neither pinned by digest:
 /// the Warn policy's warning and the Audit policy's annotation say which container each finding
 /// is about, as a denial does, instead of "interactive session" (or "pin …; pin …") with no

@@ -45,6 +45,8 @@ pub(crate) fn register(ctx: &mut Context<'_>) {
     ctx.add_function("lists.range", lists_range);
     ctx.add_function(STEP, step);
     ctx.add_function(SELECT, select);
+    ctx.add_function(EQUALS, equals);
+    ctx.add_function(NOT_EQUALS, not_equals);
     ctx.add_function("matches", matches);
     ctx.add_function("find", find);
     ctx.add_function("findAll", find_all);
@@ -300,7 +302,11 @@ fn values_within(v: &dyn Val, limit: u64) -> u64 {
 pub(crate) fn evaluated_form(e: &IdedExpr) -> IdedExpr {
     let expr = match &e.expr {
         Expr::Call(call) => Expr::Call(CallExpr {
-            func_name: call.func_name.clone(),
+            func_name: match call.func_name.as_str() {
+                "_==_" if call.target.is_none() && call.args.len() == 2 => EQUALS.to_owned(),
+                "_!=_" if call.target.is_none() && call.args.len() == 2 => NOT_EQUALS.to_owned(),
+                other => other.to_owned(),
+            },
             target: call.target.as_deref().map(|t| Box::new(evaluated_form(t))),
             args: call.args.iter().map(evaluated_form).collect(),
         }),
@@ -380,6 +386,70 @@ fn evaluated_entry(entry: &mut kube_cel::cel::common::ast::IdedEntryExpr) {
             m.key = evaluated_form(&m.key);
             m.value = evaluated_form(&m.value);
         }
+    }
+}
+
+/// The names `==` and `!=` are evaluated through ([`evaluated_form`]).
+const EQUALS: &str = "@kspy.equals";
+const NOT_EQUALS: &str = "@kspy.not_equals";
+
+/// `a == b`, failing when `a` and `b` are of types no value of which is equal: cel 0.13
+/// answers `false` there (CEL's heterogeneous equality), and `!=` turns that into a
+/// guardrail that always holds: `container.securityContext.runAsUser != '0'` passed root.
+/// The API server's type check refuses such an expression when the policy is created; kspy,
+/// whose variables are untyped JSON, fails it when evaluated, which denies. `null` compares
+/// with anything (`target == null`), and the numbers with each other (`1 == 1.0`).
+fn equals(ftx: &FunctionContext) -> ResolveResult {
+    compared(ftx).map(Value::Bool)
+}
+
+/// `a != b`, failing as [`equals`] does.
+fn not_equals(ftx: &FunctionContext) -> ResolveResult {
+    compared(ftx).map(|equal| Value::Bool(!equal))
+}
+
+fn compared(ftx: &FunctionContext) -> Result<bool, ExecutionError> {
+    let [a, b] = ftx.args else {
+        return Err(ftx.error("internal: @kspy.equals takes two arguments"));
+    };
+    let a = Value::resolve_val(a, ftx.ptx)?;
+    let b = Value::resolve_val(b, ftx.ptx)?;
+    let (type_a, type_b) = (a.get_type(), b.get_type());
+    let (name_a, name_b) = (type_a.name(), type_b.name());
+    let numeric = |t: &str| matches!(t, "int" | "uint" | "double");
+    let comparable = name_a == name_b
+        || name_a == "null_type"
+        || name_b == "null_type"
+        || (numeric(name_a) && numeric(name_b));
+    if !comparable {
+        return Err(ftx.error(format!(
+            "comparing a {name_a} with a {name_b}: values of different types are never equal, \
+             so the comparison would always give the same answer; compare values of one type \
+             (convert one side with int(…) or string(…))"
+        )));
+    }
+    if name_a != name_b && numeric(name_a) && numeric(name_b) {
+        // CEL compares numbers by value across int, uint and double (`0 == 0.0`); cel 0.13
+        // answers false.
+        return Ok(numbers_equal(
+            Value::try_from(a.as_ref())?,
+            Value::try_from(b.as_ref())?,
+        ));
+    }
+    Ok(a.eq(&b))
+}
+
+/// Whether two numbers of different types are equal as CEL compares them: an int and a uint
+/// exactly, an integer and a double as the double the integer rounds to.
+#[allow(clippy::cast_precision_loss)] // what CEL does beside a double
+fn numbers_equal(a: Value, b: Value) -> bool {
+    match (a, b) {
+        (Value::Int(i), Value::UInt(u)) | (Value::UInt(u), Value::Int(i)) => {
+            i128::from(i) == i128::from(u)
+        }
+        (Value::Int(i), Value::Float(f)) | (Value::Float(f), Value::Int(i)) => i as f64 == f,
+        (Value::UInt(u), Value::Float(f)) | (Value::Float(f), Value::UInt(u)) => u as f64 == f,
+        (a, b) => a == b,
     }
 }
 

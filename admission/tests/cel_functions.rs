@@ -325,6 +325,47 @@ fn selecting_a_field_from_what_is_no_map_denies() {
     assert!(err.contains("No such key: runAsGroup"), "{err}");
 }
 
+/// Values of types no value of which is equal: cel 0.13 answered `false` for `==` and `true`
+/// for `!=`, so `container.securityContext.runAsUser != '0'` (a quoted number) held for root
+/// too, a guardrail that always held. The API server's type check refuses such an expression;
+/// kspy fails it when evaluated, which denies, and says why.
+#[test]
+fn comparing_values_of_different_types_denies() {
+    for expr in [
+        "container.securityContext.runAsUser != '0'",
+        "container.securityContext.runAsUser == '0'",
+        "container.securityContext.capabilities.add != 'SYS_PTRACE'",
+        "request.userInfo.username != 1",
+        "true != 'true'",
+    ] {
+        let err = holds(expr).unwrap_err();
+        assert!(
+            err.contains("failed to evaluate")
+                && err.contains("values of different types are never equal"),
+            "{expr}: {err}"
+        );
+    }
+    let err = holds("container.securityContext.runAsUser != '0'").unwrap_err();
+    assert!(err.contains("comparing a int with a string"), "{err}");
+    // One type, null against anything, numbers against numbers: compared as before.
+    for (expr, expected) in [
+        ("container.securityContext.runAsUser != 0", false),
+        ("container.securityContext.runAsUser == 0", true),
+        ("container.securityContext.runAsUser == 0.0", true),
+        ("target == null", true),
+        ("target != null", false),
+        ("container.securityContext != null", true),
+        ("[1, 2] == [1, 2]", true),
+        ("{'a': 1} != {'a': 2}", true),
+        (
+            "container.securityContext.capabilities.add == ['SYS_PTRACE']",
+            true,
+        ),
+    ] {
+        assert_eq!(holds(expr), Ok(expected), "{expr}");
+    }
+}
+
 /// Each evaluation may do at most `MAX_EVALUATION_COST` steps of work: comprehension steps,
 /// the values each step copies (cel 0.13's `map` and `filter` copy the list built so far at
 /// every step) and the items `lists.range` builds. The load-time estimate assumes lists of at

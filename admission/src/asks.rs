@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::api::core::v1::{
     Container, EnvFromSource, EnvVar, EphemeralContainer, Pod, PodSecurityContext, SELinuxOptions,
-    SecurityContext, Volume, VolumeDevice, VolumeMount,
+    SecurityContext, Volume, VolumeDevice, VolumeMount, WindowsSecurityContextOptions,
 };
 use serde::Serialize;
 
@@ -144,6 +144,12 @@ pub struct Asks {
     /// `windowsOptions.hostProcess: true` (container or pod level): a Windows container with
     /// the host's full access.
     pub host_process: bool,
+    /// `windowsOptions.gmsaCredentialSpecName` or `gmsaCredentialSpec` (container level, else
+    /// the pod's, which the container inherits field by field): the container runs with an
+    /// Active Directory identity (a group Managed Service Account), which no other grant
+    /// covers. Not shown to CEL, which reads the field itself.
+    #[serde(skip)]
+    pub gmsa: bool,
     /// Pod volumes it mounts, by volume name.
     pub volumes: Vec<VolumeAsk>,
     /// Host paths mounted through hostPath volumes (a subset of `volumes`, by path).
@@ -312,6 +318,12 @@ impl Asks {
             .into_iter()
             .chain(pod_sc.and_then(|p| p.windows_options.as_ref()))
             .any(|w| w.host_process == Some(true));
+        asks.gmsa = [
+            windows_option(sc, pod_sc, |w| w.gmsa_credential_spec_name.as_deref()),
+            windows_option(sc, pod_sc, |w| w.gmsa_credential_spec.as_deref()),
+        ]
+        .iter()
+        .any(Option::is_some);
 
         // Per volume: every mount read-only; some mount read-only at its top only.
         let mut mounted: BTreeMap<&str, (bool, bool)> = BTreeMap::new();
@@ -402,6 +414,11 @@ impl Asks {
                 "SELinux options beyond the container types (seLinuxOptions type, user or role)",
             ),
             (self.host_process, "windowsOptions.hostProcess: true"),
+            (
+                self.gmsa,
+                "a gMSA credential spec (windowsOptions.gmsaCredentialSpecName or \
+                 gmsaCredentialSpec: an Active Directory identity)",
+            ),
         ]
         .into_iter()
         .filter_map(|(asked, phrase)| asked.then_some(phrase))
@@ -441,7 +458,36 @@ fn selinux_beyond_baseline(o: &SELinuxOptions) -> bool {
     odd_type || set(&o.user) || set(&o.role)
 }
 
+/// The Windows option `field` picks, the container's else the pod's: the kubelet merges
+/// `windowsOptions` field by field.
+fn windows_option<'a>(
+    sc: Option<&'a SecurityContext>,
+    pod_sc: Option<&'a PodSecurityContext>,
+    field: impl Fn(&'a WindowsSecurityContextOptions) -> Option<&'a str>,
+) -> Option<&'a str> {
+    sc.and_then(|s| s.windows_options.as_ref())
+        .and_then(&field)
+        .or_else(|| {
+            pod_sc
+                .and_then(|p| p.windows_options.as_ref())
+                .and_then(&field)
+        })
+}
+
+/// Whether the container runs as root, or on Windows as an administrator. A `runAsUserName`
+/// other than `ContainerUser` counts as one: the kubelet's `runAsNonRoot` check refuses only
+/// the exact spelling `ContainerAdministrator`, while Windows account names ignore case
+/// (`containeradministrator` is the same account) and `NT AUTHORITY\SYSTEM` is above it; an
+/// image's own account may be in the Administrators group. On a Linux node the field is
+/// ignored, so this errs towards root there, never towards an admin taken for a user. A
+/// pod with no `spec.os` may run on a Windows node, which ignores `runAsUser`, so the name
+/// counts whatever `runAsUser` says.
 fn runs_as_root(sc: Option<&SecurityContext>, pod_sc: Option<&PodSecurityContext>) -> bool {
+    if windows_option(sc, pod_sc, |w| w.run_as_user_name.as_deref())
+        .is_some_and(|name| !name.eq_ignore_ascii_case(crate::pod_os::WINDOWS_UNPRIVILEGED_USER))
+    {
+        return true;
+    }
     let non_root = sc
         .and_then(|s| s.run_as_non_root)
         .or_else(|| pod_sc.and_then(|p| p.run_as_non_root))
@@ -869,6 +915,87 @@ mod tests {
             ));
             assert_eq!(a.runs_as_root, want, "{sc} / {pod_sc}");
         }
+    }
+
+    #[test]
+    fn a_windows_account_other_than_container_user_counts_as_root() {
+        let windows = |name: &str| json!({"windowsOptions": {"runAsUserName": name}});
+        let non_root = |mut sc: serde_json::Value| {
+            sc["runAsNonRoot"] = json!(true);
+            sc
+        };
+        let cases = [
+            // The kubelet's runAsNonRoot check refuses only this exact spelling...
+            (non_root(windows("ContainerAdministrator")), json!({}), true),
+            // ...but Windows account names ignore case, and SYSTEM is above an administrator.
+            (non_root(windows("containeradministrator")), json!({}), true),
+            (non_root(windows(r"NT AUTHORITY\SYSTEM")), json!({}), true),
+            (non_root(windows(r"CONTOSO\svc-web")), json!({}), true),
+            // Inherited from the pod when the container names no account.
+            (
+                json!({"runAsNonRoot": true}),
+                windows("ContainerAdministrator"),
+                true,
+            ),
+            // A Windows node ignores runAsUser: the account decides.
+            (
+                json!({"runAsUser": 1000, "windowsOptions": {"runAsUserName": "ContainerAdministrator"}}),
+                json!({}),
+                true,
+            ),
+            (non_root(windows("ContainerUser")), json!({}), false),
+            (non_root(windows("containeruser")), json!({}), false),
+            // The container's account comes before the pod's.
+            (
+                non_root(windows("ContainerUser")),
+                windows("ContainerAdministrator"),
+                false,
+            ),
+        ];
+        for (sc, pod_sc, want) in cases {
+            let a = asks_of(with_ec(
+                json!({"name": "d", "image": "busybox", "securityContext": sc}),
+                json!({"os": {"name": "windows"}, "securityContext": pod_sc}),
+            ));
+            assert_eq!(a.runs_as_root, want, "{sc} / {pod_sc}");
+            assert_eq!(a.asks_root(), want, "{sc} / {pod_sc}");
+        }
+    }
+
+    #[test]
+    fn a_gmsa_credential_spec_is_of_the_privileged_family() {
+        for (sc, pod_sc) in [
+            (
+                json!({"windowsOptions": {"gmsaCredentialSpecName": "webapp1"}}),
+                json!({}),
+            ),
+            (
+                json!({"windowsOptions": {"gmsaCredentialSpec": "{}"}}),
+                json!({}),
+            ),
+            // Inherited from the pod, field by field.
+            (
+                json!({"windowsOptions": {"runAsUserName": "ContainerUser"}}),
+                json!({"windowsOptions": {"gmsaCredentialSpecName": "webapp1"}}),
+            ),
+        ] {
+            let a = asks_of(with_ec(
+                json!({"name": "d", "image": "busybox", "securityContext": sc}),
+                json!({"os": {"name": "windows"}, "securityContext": pod_sc}),
+            ));
+            assert!(a.gmsa, "{sc} / {pod_sc}");
+            assert!(
+                a.privileged_family()
+                    .iter()
+                    .any(|p| p.contains("Active Directory identity")),
+                "{sc} / {pod_sc}"
+            );
+        }
+        let a = asks_of(with_ec(
+            json!({"name": "d", "image": "busybox", "securityContext": {"windowsOptions": {"runAsUserName": "ContainerUser"}}}),
+            json!({"os": {"name": "windows"}}),
+        ));
+        assert!(!a.gmsa && !a.needs_privileged());
     }
 
     #[test]

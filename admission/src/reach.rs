@@ -138,6 +138,15 @@ impl TraceReach {
         let Some(spec) = pod.spec.as_ref() else {
             return TraceReach::default();
         };
+        // A Windows pod runs only on a Windows node (the kubelet refuses a pod whose
+        // `spec.os.name` is not its own), where no container joins another's processes: the
+        // CRI's namespace options, `targetContainerName`'s target among them, are Linux-only,
+        // and the API server refuses `shareProcessNamespace` and `hostPID` in such a pod. So
+        // nothing is reached, and judging it would deny with remedies (runAsUser,
+        // capabilities, allowPrivilegeEscalation) the API server refuses there.
+        if crate::pod_os::is_windows_pod(pod) {
+            return TraceReach::default();
+        }
         let mut reach = TraceReach {
             shared: spec.share_process_namespace == Some(true),
             ..TraceReach::default()
@@ -397,6 +406,41 @@ mod tests {
             true,
         );
         assert!(a.traced.is_empty());
+    }
+
+    #[test]
+    fn a_windows_pods_containers_share_no_processes() {
+        // As Linux, a debug container that may become the target's user reaches its Secret
+        // mount; in a Windows pod, the target's processes are out of reach.
+        let debugger = json!({"name": "d", "image": "busybox", "targetContainerName": "app",
+                              "securityContext": {"runAsNonRoot": true}});
+        let pod_with = |os: Option<&str>| {
+            let mut p = json!({"metadata": {"name": "p"}, "spec": {
+                "containers": [{"name": "app", "image": "app",
+                                "volumeMounts": [{"name": "creds", "mountPath": "/c"}]}],
+                "volumes": [{"name": "creds", "secret": {"secretName": "creds"}}],
+                "ephemeralContainers": [debugger.clone()]
+            }});
+            if let Some(os) = os {
+                p["spec"]["os"] = json!({"name": os});
+            }
+            pod(p)
+        };
+        let ec: EphemeralContainer = serde_json::from_value(debugger.clone()).unwrap();
+        let reached = |p: &Pod| {
+            let volumes = PodVolumes::of(p);
+            let asks = Asks::extract(&ContainerParts::from_ephemeral(&ec), p, &volumes);
+            traced_containers(&ec.name, &asks, &TraceReach::of(p, &volumes))
+        };
+        for linux in [pod_with(None), pod_with(Some("linux"))] {
+            let traced = reached(&linux);
+            assert_eq!(traced.len(), 1, "{traced:?}");
+            assert_eq!(
+                traced[0].volumes,
+                [("creds".to_owned(), VolumeKind::Secret)]
+            );
+        }
+        assert_eq!(reached(&pod_with(Some("windows"))), []);
     }
 
     /// One traced container as the tests compare it: name, capabilities, privileged family,

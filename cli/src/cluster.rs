@@ -173,15 +173,8 @@ fn cluster_entry_error(
     context: Option<&str>,
 ) -> Option<KspyError> {
     let kubeconfig = kubeconfig?;
-    let context = context.or(kubeconfig.current_context.as_deref())?;
-    let cluster = kubeconfig
-        .contexts
-        .iter()
-        .find(|c| c.name == context)?
-        .context
-        .as_ref()?
-        .cluster
-        .clone();
+    let (context, selected) = selected_context(kubeconfig, context)?;
+    let cluster = selected.cluster.clone();
     match e {
         KubeconfigError::LoadClusterOfContext(_) => {
             let names: Vec<String> = kubeconfig.clusters.iter().map(|c| c.name.clone()).collect();
@@ -338,13 +331,7 @@ fn invalid_namespace(namespace: &str, from: &NamespaceFrom) -> Option<KspyError>
 /// The cluster the kubeconfig's context (`--context`, else its current context) names, with
 /// its `proxy-url` when it has one.
 fn cluster_proxy_url(kubeconfig: &Kubeconfig, context: Option<&str>) -> Option<(String, String)> {
-    let name = context.or(kubeconfig.current_context.as_deref())?;
-    let ctx = kubeconfig
-        .contexts
-        .iter()
-        .find(|c| c.name == name)?
-        .context
-        .as_ref()?;
+    let (_, ctx) = selected_context(kubeconfig, context)?;
     let cluster = kubeconfig
         .clusters
         .iter()
@@ -607,16 +594,8 @@ impl MissingUser {
 /// kubeconfig lacks; `None` when it is defined, or when the context names no user at all (on
 /// purpose, as in front of `kubectl proxy`).
 fn missing_user(kubeconfig: &Kubeconfig, context: Option<&str>) -> Option<MissingUser> {
-    let name = context.or(kubeconfig.current_context.as_deref())?;
-    let user = kubeconfig
-        .contexts
-        .iter()
-        .find(|c| c.name == name)?
-        .context
-        .as_ref()?
-        .user
-        .clone()
-        .filter(|u| !u.is_empty())?;
+    let (name, _) = selected_context(kubeconfig, context)?;
+    let user = context_user(kubeconfig, context)?;
     let defined = kubeconfig.auth_infos.iter().any(|u| u.name == user);
     (!defined).then(|| MissingUser {
         context: name.to_string(),
@@ -645,16 +624,24 @@ fn exec_plugin(kubeconfig: &Kubeconfig, context: Option<&str>) -> Option<ExecPlu
 
 /// The user that the context kspy uses (`--context`, else the current one) names.
 fn context_user(kubeconfig: &Kubeconfig, context: Option<&str>) -> Option<String> {
+    let (_, selected) = selected_context(kubeconfig, context)?;
+    selected.user.clone().filter(|u| !u.is_empty())
+}
+
+/// The context kspy uses (`--context`, else the kubeconfig's current one): its name and its
+/// entry, when the kubeconfig defines it.
+fn selected_context<'a>(
+    kubeconfig: &'a Kubeconfig,
+    context: Option<&'a str>,
+) -> Option<(&'a str, &'a kube::config::Context)> {
     let name = context.or(kubeconfig.current_context.as_deref())?;
-    kubeconfig
+    let selected = kubeconfig
         .contexts
         .iter()
         .find(|c| c.name == name)?
         .context
-        .as_ref()?
-        .user
-        .clone()
-        .filter(|u| !u.is_empty())
+        .as_ref()?;
+    Some((name, selected))
 }
 
 /// The error for credentials of kubeconfig user `user` that kube-rs could not read — a

@@ -859,6 +859,21 @@ impl DanaInShop {
     }
 }
 
+/// The kspy binary, for a scenario that installs the shipped policies in process: `None`
+/// (the test skipped, and said why) when the binary is not built or a real cluster is the
+/// target.
+fn kspy_for_shipped_policies() -> Option<std::path::PathBuf> {
+    let Some(bin) = tools::kspy_bin() else {
+        tools::skip("kspy binary not found next to the test executable; run `cargo build -p kspy`");
+        return None;
+    };
+    if tools::real_cluster().is_some() {
+        tools::skip("in process only: it installs the shipped policies");
+        return None;
+    }
+    Some(bin)
+}
+
 /// `kspy attach` without `-c` on a pod of several containers whose first, `app`, the shipped
 /// policy (`developer-attach`) refuses as target: `app` runs as the pod-level runAsUser, which
 /// the debug container gets too, and has a Secret mount. kspy's webhook withholds its
@@ -870,14 +885,9 @@ impl DanaInShop {
 /// webhook configurations, with a developer of the namespace's team.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kspy_attach_drops_its_own_first_container_target_the_policy_refuses() {
-    let Some(bin) = tools::kspy_bin() else {
-        tools::skip("kspy binary not found next to the test executable; run `cargo build -p kspy`");
+    let Some(bin) = kspy_for_shipped_policies() else {
         return;
     };
-    if tools::real_cluster().is_some() {
-        tools::skip("in process only: it installs the shipped policies");
-        return;
-    }
     const NS: &str = "shop";
     let shared = with_pod_level_user(kspy_e2e::fixtures::two_container_pod(NS, "shared-duo"));
     let shop = DanaInShop::start(
@@ -949,14 +959,9 @@ async fn kspy_attach_drops_its_own_first_container_target_the_policy_refuses() {
 /// targeted keeps its target, with the one PATCH as before. In process only.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kspy_attach_drops_its_own_sole_container_target_the_policy_refuses() {
-    let Some(bin) = tools::kspy_bin() else {
-        tools::skip("kspy binary not found next to the test executable; run `cargo build -p kspy`");
+    let Some(bin) = kspy_for_shipped_policies() else {
         return;
     };
-    if tools::real_cluster().is_some() {
-        tools::skip("in process only: it installs the shipped policies");
-        return;
-    }
     const NS: &str = "shop";
     let shared = with_pod_level_user(kspy_e2e::fixtures::web_pod(NS, "shared-solo"));
     assert_eq!(

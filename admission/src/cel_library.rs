@@ -20,14 +20,15 @@
 //! ([`evaluated_form`]), and `lists.range` charges what it builds.
 //!
 //! And strict field selection ([`select`]): cel 0.13 answers `false` for a field of a value
-//! that is no map, where CEL fails.
+//! that is no map, where CEL fails; likewise strict `==`, `!=` ([`equals`]) and `in`
+//! ([`is_in`]) between values of types never equal.
 
 use std::cell::Cell;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use kube_cel::cel::common::ast::{CallExpr, EntryExpr, Expr, IdedExpr, LiteralValue};
-use kube_cel::cel::common::types::{CelList, CelMap};
+use kube_cel::cel::common::types::{CelList, CelMap, CelMapKey};
 use kube_cel::cel::common::value::Val;
 use kube_cel::cel::extractors::{Arguments, This};
 use kube_cel::cel::{Context, ExecutionError, FunctionContext, ResolveResult, Value};
@@ -47,6 +48,7 @@ pub(crate) fn register(ctx: &mut Context<'_>) {
     ctx.add_function(SELECT, select);
     ctx.add_function(EQUALS, equals);
     ctx.add_function(NOT_EQUALS, not_equals);
+    ctx.add_function(IN, is_in);
     ctx.add_function("matches", matches);
     ctx.add_function("find", find);
     ctx.add_function("findAll", find_all);
@@ -305,6 +307,7 @@ pub(crate) fn evaluated_form(e: &IdedExpr) -> IdedExpr {
             func_name: match call.func_name.as_str() {
                 "_==_" if call.target.is_none() && call.args.len() == 2 => EQUALS.to_owned(),
                 "_!=_" if call.target.is_none() && call.args.len() == 2 => NOT_EQUALS.to_owned(),
+                "@in" if call.target.is_none() && call.args.len() == 2 => IN.to_owned(),
                 other => other.to_owned(),
             },
             target: call.target.as_deref().map(|t| Box::new(evaluated_form(t))),
@@ -414,29 +417,157 @@ fn compared(ftx: &FunctionContext) -> Result<bool, ExecutionError> {
     };
     let a = Value::resolve_val(a, ftx.ptx)?;
     let b = Value::resolve_val(b, ftx.ptx)?;
-    let (type_a, type_b) = (a.get_type(), b.get_type());
-    let (name_a, name_b) = (type_a.name(), type_b.name());
-    let numeric = |t: &str| matches!(t, "int" | "uint" | "double");
-    let comparable = name_a == name_b
-        || name_a == "null_type"
-        || name_b == "null_type"
-        || (numeric(name_a) && numeric(name_b));
-    if !comparable {
-        return Err(ftx.error(format!(
+    let (name_a, name_b) = (a.get_type().name(), b.get_type().name());
+    match comparability(name_a, name_b) {
+        Comparability::Never => Err(ftx.error(format!(
             "comparing a {name_a} with a {name_b}: values of different types are never equal, \
              so the comparison would always give the same answer; compare values of one type \
              (convert one side with int(…) or string(…))"
-        )));
-    }
-    if name_a != name_b && numeric(name_a) && numeric(name_b) {
-        // CEL compares numbers by value across int, uint and double (`0 == 0.0`); cel 0.13
-        // answers false.
-        return Ok(numbers_equal(
+        ))),
+        Comparability::Numbers => Ok(numbers_equal(
             Value::try_from(a.as_ref())?,
             Value::try_from(b.as_ref())?,
-        ));
+        )),
+        Comparability::SameType | Comparability::Null => Ok(a.eq(&b)),
     }
-    Ok(a.eq(&b))
+}
+
+/// How values of two types (by their CEL type names) compare under [`equals`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Comparability {
+    /// One type: compared as cel 0.13 compares them.
+    SameType,
+    /// One of them is `null`, which compares with anything (and equals only `null`).
+    Null,
+    /// Numbers of different types: compared by value ([`numbers_equal`]), as CEL does
+    /// (`0 == 0.0`), where cel 0.13 answers false.
+    Numbers,
+    /// No value of one type equals a value of the other.
+    Never,
+}
+
+fn comparability(a: &str, b: &str) -> Comparability {
+    let numeric = |t: &str| matches!(t, "int" | "uint" | "double");
+    if a == b {
+        Comparability::SameType
+    } else if a == "null_type" || b == "null_type" {
+        Comparability::Null
+    } else if numeric(a) && numeric(b) {
+        Comparability::Numbers
+    } else {
+        Comparability::Never
+    }
+}
+
+/// The name `x in list` and `key in map` are evaluated through ([`evaluated_form`]).
+const IN: &str = "@kspy.in";
+
+/// `x in list` and `key in map`, failing where `x` is of a type no item (no key) of the
+/// list (map) can equal, as [`equals`] fails: cel 0.13 answers `false` there, and a `!`
+/// turns that into a guardrail that always holds: `!(container.securityContext.runAsUser in
+/// ['0'])`, a quoted number, passed root. The API server's type check refuses such an
+/// expression. An item counts as comparable as for `==`: of the same type, or a number
+/// beside a number (`0 in [0.0]` holds); `null` items say nothing of the list's type, and
+/// `null` is looked for in any list. An empty list (map), or one of `null`s only, holds
+/// nothing: `false`. A list of mixed types (a literal `[1, 'a']`) fails only where no
+/// item is comparable. Other containers are asked as cel 0.13 asks them.
+fn is_in(ftx: &FunctionContext) -> ResolveResult {
+    let [x, container] = ftx.args else {
+        return Err(ftx.error("internal: @kspy.in takes two arguments"));
+    };
+    let x = Value::resolve_val(x, ftx.ptx)?;
+    let container = Value::resolve_val(container, ftx.ptx)?;
+    let x_type = x.get_type().name();
+    let found = if let Some(list) = container.downcast_ref::<CelList>() {
+        contains_strictly(
+            ftx,
+            x.as_ref(),
+            x_type,
+            "list",
+            "items",
+            false,
+            list.inner().iter().map(AsRef::as_ref),
+        )?
+    } else if let Some(map) = container.downcast_ref::<CelMap>() {
+        // The hashed lookup first: a key of `x`'s own type, found or not, needs no scan.
+        let found = map
+            .as_container()
+            .is_some_and(|c| c.contains(x.as_ref()).unwrap_or(false));
+        if found {
+            true
+        } else {
+            contains_strictly(
+                ftx,
+                x.as_ref(),
+                x_type,
+                "map",
+                "keys",
+                true,
+                map.inner().keys().map(CelMapKey::inner),
+            )?
+        }
+    } else if let Some(c) = container.as_container() {
+        c.contains(x.as_ref())?
+    } else {
+        return Err(ExecutionError::NoSuchOverload);
+    };
+    Ok(Value::Bool(found))
+}
+
+/// Whether `items` holds a value equal to `x` (of CEL type `x_type`), comparing as
+/// [`equals`] does; an error when none of them could (see [`is_in`]). Stops at the first
+/// equal item; allocates only to compare numbers of different types. `hashed`: the items of
+/// `x`'s own type were looked up already (a map's keys), so one of them tells the answer is
+/// `false` unless `x` is a number (an int key may still equal a uint `x`).
+#[allow(clippy::too_many_arguments)] // the two words name the container in the error
+fn contains_strictly<'v>(
+    ftx: &FunctionContext,
+    x: &dyn Val,
+    x_type: &str,
+    container: &str,
+    items_are: &str,
+    hashed: bool,
+    items: impl Iterator<Item = &'v dyn Val>,
+) -> Result<bool, ExecutionError> {
+    let numeric = matches!(x_type, "int" | "uint" | "double");
+    let mut other_type: Option<&str> = None;
+    let mut comparable = false;
+    for item in items {
+        let item_type = item.get_type().name();
+        match comparability(x_type, item_type) {
+            Comparability::SameType if hashed => {
+                if !numeric {
+                    return Ok(false);
+                }
+                comparable = true;
+            }
+            Comparability::SameType | Comparability::Null => {
+                if item_type != "null_type" || x_type == "null_type" {
+                    comparable = true;
+                }
+                if item.equals(x) {
+                    return Ok(true);
+                }
+            }
+            Comparability::Numbers => {
+                comparable = true;
+                if numbers_equal(Value::try_from(x)?, Value::try_from(item)?) {
+                    return Ok(true);
+                }
+            }
+            Comparability::Never => {
+                other_type.get_or_insert(item_type);
+            }
+        }
+    }
+    match other_type {
+        Some(other) if !comparable => Err(ftx.error(format!(
+            "looking for a {x_type} in a {container} whose {items_are} are {other}s: values of \
+             different types are never equal, so `in` would always be false; look for a value \
+             of the {items_are}' type (convert it with int(…) or string(…))"
+        ))),
+        _ => Ok(false),
+    }
 }
 
 /// Whether two numbers of different types are equal as CEL compares them: an int and a uint

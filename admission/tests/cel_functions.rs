@@ -366,6 +366,65 @@ fn comparing_values_of_different_types_denies() {
     }
 }
 
+/// `in` looks for a value as `==` compares: cel 0.13 answered `false` for a value of a type
+/// no item of the list (no key of the map) can equal, so `!(container.securityContext.runAsUser
+/// in ['0'])` (a quoted number) held for root too. The API server's type check refuses such an
+/// expression; kspy fails it when evaluated, which denies, naming both types.
+#[test]
+fn in_across_types_denies() {
+    for (expr, says) in [
+        (
+            "!(container.securityContext.runAsUser in ['0'])",
+            "looking for a int in a list whose items are strings",
+        ),
+        (
+            "!(0 in container.securityContext.capabilities.add)",
+            "looking for a int in a list whose items are strings",
+        ),
+        (
+            "!(container.securityContext.runAsUser in {'0': true})",
+            "looking for a int in a map whose keys are strings",
+        ),
+        (
+            "!('0' in [0, null])",
+            "looking for a string in a list whose items are ints",
+        ),
+    ] {
+        let err = holds(expr).unwrap_err();
+        assert!(
+            err.contains("failed to evaluate")
+                && err.contains(says)
+                && err.contains("values of different types are never equal"),
+            "{expr}: {err}"
+        );
+    }
+    // One type, numbers across int, uint and double, null, empty and mixed lists: as `==`.
+    for (expr, expected) in [
+        ("container.securityContext.runAsUser in [0, 1]", true),
+        ("container.securityContext.runAsUser in [1, 2]", false),
+        ("container.securityContext.runAsUser in [0.0]", true),
+        ("1u in [1]", true),
+        (
+            "'SYS_PTRACE' in container.securityContext.capabilities.add",
+            true,
+        ),
+        (
+            "'SYS_ADMIN' in container.securityContext.capabilities.add",
+            false,
+        ),
+        ("'a' in {'a': 1}", true),
+        ("'b' in {'a': 1}", false),
+        ("1u in {1: 'x'}", true),
+        ("null in ['a']", false),
+        ("'a' in [null]", false),
+        ("1 in []", false),
+        ("1 in [1, 'a'] && !(2 in [1, 'a'])", true),
+        ("[1] in [[1]]", true),
+    ] {
+        assert_eq!(holds(expr), Ok(expected), "{expr}");
+    }
+}
+
 /// Each evaluation may do at most `MAX_EVALUATION_COST` steps of work: comprehension steps,
 /// the values each step copies (cel 0.13's `map` and `filter` copy the list built so far at
 /// every step) and the items `lists.range` builds. The load-time estimate assumes lists of at

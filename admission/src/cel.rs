@@ -295,9 +295,11 @@ impl Expression {
     }
 
     /// Evaluates to a value. A panic in the CEL library is an evaluation error, which denies,
-    /// never a judgement taken down: kube-cel 0.8's `format` panics on a precision past
-    /// 65535 (`'%.99999f'.format([1.0])`), and `kspy policy test` and `eval` have no judging
-    /// pool around them to catch it. So is work past `cel_library::MAX_EVALUATION_COST` (ten
+    /// never a judgement taken down: cel 0.13 panics negating the least int
+    /// (`-(-9223372036854775808)`), and `kspy policy test` and `eval` have no judging pool
+    /// around them to catch it ([`quiet_evaluation_panics`] keeps its text off stderr;
+    /// kube-cel 0.8's `format`, which panicked on a precision past 65535, is given no such
+    /// precision: `cel_library::MAX_FORMAT_PRECISION`). So is work past `cel_library::MAX_EVALUATION_COST` (ten
     /// million steps), whatever value the expression would have had.
     pub fn eval(&self, ctx: &Context<'_>) -> Result<Value, String> {
         let run = std::panic::AssertUnwindSafe(|| {
@@ -334,6 +336,24 @@ impl Expression {
             other => Err(format!("expected a string, got {}", type_name(&other))),
         }
     }
+}
+
+/// Makes the process's panic hook silent for a panic inside an expression's evaluation, which
+/// [`Expression::eval`] catches and returns as an evaluation error (naming the panic's
+/// message), so it denies; every other panic reaches the hook that was set before. Without it
+/// the default hook printed such a panic's raw text and location on stderr ("thread 'main'
+/// panicked at …/cel-0.13.0/…"), which `kspy policy test` and `eval` showed beside their own
+/// clear error. Idempotent; for a program's `main`, since the hook is the whole process's.
+pub fn quiet_evaluation_panics() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let earlier = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !crate::cel_library::evaluating() {
+                earlier(info);
+            }
+        }));
+    });
 }
 
 fn type_name(v: &Value) -> &'static str {

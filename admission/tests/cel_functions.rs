@@ -478,19 +478,32 @@ fn an_evaluation_past_the_cost_budget_denies() {
     );
 }
 
-/// A panic in the CEL library is an evaluation error, which denies: kube-cel 0.8's `format`
-/// panics on a precision past 65535, which took `kspy policy test` down (the webhook caught
-/// it in its judging pool, but only as "kspy failed while deciding"). A message expression
-/// that fails so gives way to the fixed message.
+/// What the CEL library would panic on is an evaluation error, which denies: kube-cel 0.8's
+/// `format` panics on a precision past 65535, which took `kspy policy test` down (the webhook
+/// caught it in its judging pool, but only as "kspy failed while deciding"), then was caught
+/// and printed its panic text; such a format string is now refused before `format` is called,
+/// saying why. A message expression that fails so gives way to the fixed message.
 #[test]
 fn a_panic_in_the_cel_library_denies_with_the_error() {
-    let err = holds("'%.99999f'.format([1.0]) != ''").unwrap_err();
-    assert!(
-        err.contains("failed to evaluate")
-            && err.contains("the CEL library failed on it (Formatting argument out of range)"),
-        "{err}"
-    );
+    for (format, asks) in [("%.99999f", "99999"), ("%.65536e", "65536")] {
+        let err = holds(&format!("'{format}'.format([1.0]) != ''")).unwrap_err();
+        let verb = &format[format.len() - 1..];
+        assert!(
+            err.contains("failed to evaluate")
+                && err.contains(&format!(
+                    "the precision of a %.N{verb} clause is at most 65535, and this format \
+                     string asks for {asks}"
+                )),
+            "{err}"
+        );
+    }
+    // Up to the limit, and where no precision is printed, `format` is kube-cel's.
     assert_eq!(holds("'%.3f'.format([1.0]) == '1.000'"), Ok(true));
+    assert_eq!(holds("'%.65535f'.format([1.0]).size() == 65537"), Ok(true));
+    assert_eq!(
+        holds("'%%.99999f'.format([]) == '%.99999f' && '%.99999d'.format([1]) == '1'"),
+        Ok(true)
+    );
     let yaml = "apiVersion: kspy.dev/v1alpha1\nkind: DebugPolicy\nmetadata: {name: p}\nspec:\n  \
                 grant: {images: ['**'], runAsRoot: true}\n  validations:\n    - expression: \
                 'false'\n      message: the fixed message\n      messageExpression: \

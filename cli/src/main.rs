@@ -433,6 +433,9 @@ fn main() -> ExitCode {
     // SAFETY: first thing in main; no other thread exists yet.
     unsafe { proxy::normalize_no_proxy_env() };
     let prog = *PROG.get_or_init(|| prog_for(std::env::args_os().next().as_deref()));
+    // A panic in the CEL library is a policy's evaluation error (it denies, and `policy
+    // test`/`eval` name the expression and the panic's message), not raw panic text on stderr.
+    kspy_admission::cel::quiet_evaluation_panics();
     let mut cmd = cli_command(prog);
     let matches = match cmd.try_get_matches_from_mut(std::env::args_os()) {
         Ok(matches) => matches,

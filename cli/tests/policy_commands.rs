@@ -1747,3 +1747,63 @@ spec:
         "{stderr}"
     );
 }
+
+/// A CEL expression the CEL library would panic on is a policy's evaluation error, which
+/// denies, named with its policy and expression, and no panic text reaches stderr: kube-cel's
+/// `format` panicked on a precision past 65535 (now refused before it is called), and cel's
+/// `-` panics on the one int it cannot negate (caught, and the panic hook kept quiet).
+/// `kspy policy eval` and `kspy policy test` printed "thread 'main' panicked at …" before.
+#[test]
+fn eval_and_test_name_the_expression_the_cel_library_fails_on_without_panic_text() {
+    let cases = [
+        (
+            "'%.99999f'.format([1.0]) != ''",
+            "the precision of a %.Nf clause is at most 65535, and this format string asks for \
+             99999",
+        ),
+        (
+            "-(-9223372036854775808) > 0",
+            "the CEL library failed on it",
+        ),
+    ];
+    for (expression, says) in cases {
+        let dir = suites_copy();
+        replace_in(
+            &dir,
+            "policies.yaml",
+            "has(container.env) && container.env.exists(e, e.name == 'KSPY_REASON')",
+            &format!("{expression} && has(container.env)"),
+        );
+        let path = dir.path().display().to_string();
+        let review = dir.path().join("fixtures/attach-busybox.json");
+        let out = kspy(&[
+            "policy",
+            "eval",
+            "--policies",
+            &path,
+            &review.display().to_string(),
+        ]);
+        let stderr = text(&out.stderr);
+        assert!(out.status.success(), "{expression}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{expression}: {stderr}");
+        let answer: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(answer["response"]["allowed"], false, "{expression}");
+        let message = answer["response"]["status"]["message"]
+            .as_str()
+            .unwrap_or("");
+        assert!(
+            message.contains(&format!(
+                "policy production-reason: validation 1 ({expression} && has(container.env)) \
+                 failed to evaluate: "
+            )) && message.contains(says),
+            "{expression}: {message}"
+        );
+
+        let out = kspy(&["policy", "test", &path]);
+        let stderr = text(&out.stderr);
+        let stdout = text(&out.stdout);
+        assert_eq!(out.status.code(), Some(1), "{expression}: {stdout}{stderr}");
+        assert!(!stderr.contains("panicked"), "{expression}: {stderr}");
+        assert!(stdout.contains(says), "{expression}: {stdout}");
+    }
+}

@@ -21,7 +21,8 @@
 //!
 //! And strict field selection ([`select`]): cel 0.13 answers `false` for a field of a value
 //! that is no map, where CEL fails; likewise strict `==`, `!=` ([`equals`]) and `in`
-//! ([`is_in`]) between values of types never equal.
+//! ([`is_in`]) between values of types never equal; and `indexOf`/`lastIndexOf` ([`index_of`])
+//! with cel-go's offsets, which fail outside the string.
 
 use std::cell::Cell;
 use std::collections::HashMap;
@@ -50,6 +51,8 @@ pub(crate) fn register(ctx: &mut Context<'_>) {
     ctx.add_function(NOT_EQUALS, not_equals);
     ctx.add_function(IN, is_in);
     ctx.add_function(FORMAT_CHECKED, format_checked);
+    ctx.add_function("indexOf", index_of);
+    ctx.add_function("lastIndexOf", last_index_of);
     ctx.add_function("matches", matches);
     ctx.add_function("find", find);
     ctx.add_function("findAll", find_all);
@@ -654,6 +657,216 @@ fn format_checked(fmt: Arc<String>) -> ResolveResult {
         }
     }
     Ok(Value::String(fmt))
+}
+
+/// `<string>.indexOf(<string>[, <int>])` as Kubernetes' CEL (cel-go's strings extension)
+/// has it, and `<list>.indexOf(<value>)` comparing as `==` does. kube-cel 0.8's took an offset
+/// out of range for a place to search from or to stop at: `'abc'.indexOf('b', -1)` found 1
+/// (from 0), and an offset that is no int was read as 0, where the API server fails. Here,
+/// as in cel-go, an offset (in characters) must lie within the string (`0 <= offset <
+/// size`), else the evaluation fails, which denies; an empty search string is found at the
+/// offset, whatever it is (`'abc'.indexOf('', 5) == 5`, as in cel-go). So, as in cel-go, a
+/// non-empty search string in `''` fails: there is no offset within it.
+fn index_of(
+    ftx: &FunctionContext,
+    This(this): This<Value>,
+    Arguments(args): Arguments,
+) -> ResolveResult {
+    match this {
+        Value::String(s) => {
+            let (search, offset) = search_arguments(ftx, &args)?;
+            string_index_of(ftx, &s, &search, offset.unwrap_or(0)).map(Value::Int)
+        }
+        Value::List(list) => list_index_of(ftx, &list, &args, false),
+        other => Err(ftx.error(format!(
+            "indexOf takes a string or a list, not a {}",
+            value_type(&other)
+        ))),
+    }
+}
+
+/// `<string>.lastIndexOf(<string>[, <int>])` as cel-go has it: the offset, when given, is
+/// the last place a match may start, and must lie within the string, else the evaluation
+/// fails (kube-cel 0.8 took one past the end as the end: `'abc'.lastIndexOf('c', 5)` found
+/// 2); an empty search string is found at the offset, or at the end without one.
+/// `<list>.lastIndexOf(<value>)` compares as `==` does.
+fn last_index_of(
+    ftx: &FunctionContext,
+    This(this): This<Value>,
+    Arguments(args): Arguments,
+) -> ResolveResult {
+    match this {
+        Value::String(s) => {
+            let (search, offset) = search_arguments(ftx, &args)?;
+            let offset = match offset {
+                Some(offset) => offset,
+                None if search.is_empty() => return Ok(Value::Int(char_count(&s))),
+                None => char_count(&s) - 1,
+            };
+            string_last_index_of(ftx, &s, &search, offset).map(Value::Int)
+        }
+        Value::List(list) => list_index_of(ftx, &list, &args, true),
+        other => Err(ftx.error(format!(
+            "lastIndexOf takes a string or a list, not a {}",
+            value_type(&other)
+        ))),
+    }
+}
+
+/// The search string and the offset, if any, of `indexOf` and `lastIndexOf` on a string.
+fn search_arguments(
+    ftx: &FunctionContext,
+    args: &[Value],
+) -> Result<(Arc<String>, Option<i64>), ExecutionError> {
+    match args {
+        [Value::String(search)] => Ok((search.clone(), None)),
+        [Value::String(search), Value::Int(offset)] => Ok((search.clone(), Some(*offset))),
+        _ => Err(ftx.error(format!(
+            "{} on a string takes a string to search for and, optionally, an int offset \
+             (got {})",
+            ftx.name,
+            args.iter().map(value_type).collect::<Vec<_>>().join(", ")
+        ))),
+    }
+}
+
+#[allow(clippy::cast_possible_wrap)] // a string's length in characters fits an i64
+fn char_count(s: &str) -> i64 {
+    s.chars().count() as i64
+}
+
+/// The error of an offset outside `s` (cel-go's "index out of range").
+fn offset_out_of_range(ftx: &FunctionContext, offset: i64, size: i64) -> ExecutionError {
+    ftx.error(format!(
+        "index out of range: {offset} (the string has {size} characters; an offset is from 0 \
+         to {}): check the offset, or the string's size first",
+        size - 1
+    ))
+}
+
+#[allow(
+    clippy::cast_possible_wrap,
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss
+)]
+fn string_index_of(
+    ftx: &FunctionContext,
+    s: &str,
+    search: &str,
+    offset: i64,
+) -> Result<i64, ExecutionError> {
+    if search.is_empty() {
+        return Ok(offset);
+    }
+    let size = char_count(s);
+    if offset < 0 || offset >= size {
+        return Err(offset_out_of_range(ftx, offset, size));
+    }
+    // Characters, not bytes: the offset and the answer count characters.
+    let start = s
+        .char_indices()
+        .nth(offset as usize)
+        .map_or(s.len(), |(at, _)| at);
+    Ok(match s[start..].find(search) {
+        Some(at) => offset + s[start..start + at].chars().count() as i64,
+        None => -1,
+    })
+}
+
+#[allow(
+    clippy::cast_possible_wrap,
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss
+)]
+fn string_last_index_of(
+    ftx: &FunctionContext,
+    s: &str,
+    search: &str,
+    offset: i64,
+) -> Result<i64, ExecutionError> {
+    if search.is_empty() {
+        return Ok(offset);
+    }
+    let size = char_count(s);
+    if offset < 0 || offset >= size {
+        return Err(offset_out_of_range(ftx, offset, size));
+    }
+    // A match starts at character `offset` at the latest, so it ends before the byte where
+    // character `offset + size(search)` starts.
+    let end_char = offset as usize + search.chars().count();
+    let end = s.char_indices().nth(end_char).map_or(s.len(), |(at, _)| at);
+    Ok(match s[..end].rfind(search) {
+        Some(at) => s[..at].chars().count() as i64,
+        None => -1,
+    })
+}
+
+/// The first (or last) index of `args[0]` in `list`, comparing as [`equals`] does: an error
+/// where no item could equal it, as for [`is_in`].
+#[allow(clippy::cast_possible_wrap)] // a list's length fits an i64
+fn list_index_of(
+    ftx: &FunctionContext,
+    list: &[Value],
+    args: &[Value],
+    last: bool,
+) -> ResolveResult {
+    let [x] = args else {
+        return Err(ftx.error(format!("{} on a list takes one value", ftx.name)));
+    };
+    let x_type = value_type(x);
+    let mut other_type = None;
+    let mut comparable = false;
+    let mut found = None;
+    for (i, item) in list.iter().enumerate() {
+        let item_type = value_type(item);
+        let equal = match comparability(x_type, item_type) {
+            Comparability::SameType | Comparability::Null => {
+                if item_type != "null_type" || x_type == "null_type" {
+                    comparable = true;
+                }
+                item == x
+            }
+            Comparability::Numbers => {
+                comparable = true;
+                numbers_equal(x.clone(), item.clone())
+            }
+            Comparability::Never => {
+                other_type.get_or_insert(item_type);
+                false
+            }
+        };
+        if equal {
+            found = Some(i as i64);
+            if !last {
+                break;
+            }
+        }
+    }
+    match (found, other_type) {
+        (None, Some(other)) if !comparable => Err(ftx.error(format!(
+            "looking for a {x_type} in a list whose items are {other}s: values of different \
+             types are never equal, so {} would always be -1; look for a value of the items' \
+             type (convert it with int(…) or string(…))",
+            ftx.name
+        ))),
+        _ => Ok(Value::Int(found.unwrap_or(-1))),
+    }
+}
+
+/// The CEL type name of `v`, as `get_type().name()` gives it.
+fn value_type(v: &Value) -> &'static str {
+    match v {
+        Value::List(_) => "list",
+        Value::Map(_) => "map",
+        Value::Int(_) => "int",
+        Value::UInt(_) => "uint",
+        Value::Float(_) => "double",
+        Value::String(_) => "string",
+        Value::Bytes(_) => "bytes",
+        Value::Bool(_) => "bool",
+        Value::Null => "null_type",
+        _ => "other value",
+    }
 }
 
 /// The name a chain of field selections is evaluated through ([`evaluated_form`]).

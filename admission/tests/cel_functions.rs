@@ -425,6 +425,64 @@ fn in_across_types_denies() {
     }
 }
 
+/// `indexOf` and `lastIndexOf` on a string take their offset as Kubernetes' CEL (cel-go's
+/// strings extension) does: an offset outside the string fails, which denies. kube-cel 0.8
+/// searched from 0 for a negative one (`'abc'.indexOf('b', -1)` was 1), took one past the end
+/// as the end (`'abc'.lastIndexOf('c', 5)` was 2), and read an offset that is no int as 0.
+/// On a list they compare as `==` does.
+#[test]
+fn string_offsets_out_of_range_deny_as_in_kubernetes() {
+    for (expr, says) in [
+        ("'abc'.indexOf('b', -1) == 1", "index out of range: -1"),
+        ("'abc'.indexOf('c', 3) == -1", "index out of range: 3"),
+        (
+            "'hello mellow'.indexOf('ello', 20) == -1",
+            "index out of range: 20",
+        ),
+        ("'abc'.lastIndexOf('c', 5) == 2", "index out of range: 5"),
+        ("'abc'.lastIndexOf('a', -1) == -1", "index out of range: -1"),
+        ("''.indexOf('a') == -1", "index out of range: 0"),
+        (
+            "'abc'.indexOf('b', 1u) == 1",
+            "indexOf on a string takes a string to search for and, optionally, an int offset \
+             (got string, uint)",
+        ),
+        (
+            "['0'].indexOf(0) == -1",
+            "looking for a int in a list whose items are strings",
+        ),
+    ] {
+        let err = holds(expr).unwrap_err();
+        assert!(
+            err.contains("failed to evaluate") && err.contains(says),
+            "{expr}: {err}"
+        );
+    }
+    // Within range, cel-go's answers (its documentation's examples among them), in characters.
+    for expr in [
+        "'hello mellow'.indexOf('') == 0",
+        "'hello mellow'.indexOf('ello') == 1",
+        "'hello mellow'.indexOf('jello') == -1",
+        "'hello mellow'.indexOf('', 2) == 2",
+        "'hello mellow'.indexOf('ello', 2) == 7",
+        "'abc'.indexOf('', 5) == 5",
+        "'abc'.indexOf('c', 2) == 2",
+        "'hello mellow'.lastIndexOf('') == 12",
+        "'hello mellow'.lastIndexOf('ello') == 7",
+        "'hello mellow'.lastIndexOf('jello') == -1",
+        "'hello mellow'.lastIndexOf('ello', 6) == 1",
+        "'bananana'.lastIndexOf('nana', 3) == 2",
+        "'abc'.lastIndexOf('bc', 2) == 1",
+        "'ta©o©αT'.indexOf('©', 3) == 4 && 'ta©o©αT'.lastIndexOf('©', 3) == 2",
+        "'ta©o©αT'.indexOf('©αT', 3) == 4 && 'ta©o©αT'.indexOf('©α', 5) == -1",
+        "[1, 2, 3, 2].indexOf(2) == 1 && [1, 2, 3, 2].lastIndexOf(2) == 3",
+        "[1, 2.0, 3u].indexOf(2) == 1 && [1.0, 2, 1].lastIndexOf(1u) == 2",
+        "[1, 2].indexOf(4) == -1 && [].indexOf('a') == -1",
+    ] {
+        assert_eq!(holds(expr), Ok(true), "{expr}");
+    }
+}
+
 /// Each evaluation may do at most `MAX_EVALUATION_COST` steps of work: comprehension steps,
 /// the values each step copies (cel 0.13's `map` and `filter` copy the list built so far at
 /// every step) and the items `lists.range` builds. The load-time estimate assumes lists of at

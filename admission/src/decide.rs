@@ -124,13 +124,66 @@ pub(crate) struct CelFailure {
     pub full: String,
 }
 
+/// Most bytes of an evaluation error quoted in a denial. The error may quote request data (a
+/// regular expression taken from an env value, a key): quoted whole, one request made a
+/// denial message, and a log line, of megabytes, over as many lines as it held line breaks.
+pub(crate) const MAX_ERROR_BYTES: usize = 512;
+
+/// Most bytes of an expression quoted in a denial (expressions may be 5 KiB long).
+pub(crate) const MAX_EXPRESSION_BYTES: usize = 256;
+
 impl CelFailure {
     fn new(what: String, error: impl std::fmt::Display) -> Self {
         CelFailure {
-            full: format!("{what} failed to evaluate: {error}"),
+            full: format!(
+                "{what} failed to evaluate: {}",
+                brief(&error.to_string(), MAX_ERROR_BYTES)
+            ),
             what,
         }
     }
+
+    /// The failure of `expression` (its source, quoted briefly after the error).
+    fn of(what: String, error: impl std::fmt::Display, expression: &str) -> Self {
+        CelFailure {
+            full: format!(
+                "{what} failed to evaluate: {} (expression: {})",
+                brief(&error.to_string(), MAX_ERROR_BYTES),
+                brief(expression, MAX_EXPRESSION_BYTES)
+            ),
+            what,
+        }
+    }
+}
+
+/// `text` on one line (each line break, tab or other control character a space) and at most
+/// `limit` bytes of it, whole characters: past that, its start and its end (where an error
+/// quoting a long value says what was wrong: the regex crate's "error: unclosed group") with
+/// `… (N bytes in all) …` between them.
+pub(crate) fn brief(text: &str, limit: usize) -> std::borrow::Cow<'_, str> {
+    let one_line: std::borrow::Cow<'_, str> = if text.contains(char::is_control) {
+        text.replace(char::is_control, " ").into()
+    } else {
+        text.into()
+    };
+    if one_line.len() <= limit {
+        return one_line;
+    }
+    let mut head = limit * 3 / 4;
+    while !one_line.is_char_boundary(head) {
+        head -= 1;
+    }
+    let mut tail = one_line.len() - limit / 4;
+    while !one_line.is_char_boundary(tail) {
+        tail += 1;
+    }
+    format!(
+        "{} … ({} bytes in all) … {}",
+        &one_line[..head],
+        one_line.len(),
+        &one_line[tail..]
+    )
+    .into()
 }
 
 /// Evaluates policies for one request; CEL scopes are built once and only when needed.
@@ -431,9 +484,10 @@ impl<'p> PolicyVariables<'p> {
                             )),
                         }
                     }
-                    Err(e) => Err(CelFailure::new(
+                    Err(e) => Err(CelFailure::of(
                         format!("variable {name:?}"),
-                        format!("{e} (expression: {})", expr.source()),
+                        e,
+                        expr.source(),
                     )),
                 };
                 self.values[i] = Some(value);
@@ -487,9 +541,10 @@ fn evaluate_policy(
             Ok(true) => {}
             Ok(false) => return outcome,
             Err(e) => {
-                outcome.errors.push(CelFailure::new(
+                outcome.errors.push(CelFailure::of(
                     format!("condition {name:?}"),
-                    format!("{e} (expression: {})", expr.source()),
+                    e,
+                    expr.source(),
                 ));
                 return outcome;
             }
@@ -531,9 +586,10 @@ fn evaluate_policy(
             Err(e) => outcome.errors.push(CelFailure {
                 what: format!("validation {}", i + 1),
                 full: format!(
-                    "validation {} ({}) failed to evaluate: {e}",
+                    "validation {} ({}) failed to evaluate: {}",
                     i + 1,
-                    v.expression.source()
+                    brief(v.expression.source(), MAX_EXPRESSION_BYTES),
+                    brief(&e, MAX_ERROR_BYTES)
                 ),
             }),
         }

@@ -483,6 +483,45 @@ fn string_offsets_out_of_range_deny_as_in_kubernetes() {
     }
 }
 
+/// An evaluation error denies naming its policy, its condition (or validation, or variable)
+/// and the error, on one line and briefly: the error may quote request data (here a regular
+/// expression taken from an env value), and quoted whole one request made a denial message of
+/// megabytes, over as many lines as the data held line breaks.
+#[test]
+fn an_evaluation_error_is_named_briefly_with_its_policy_and_expression() {
+    let yaml = "apiVersion: kspy.dev/v1alpha1\nkind: DebugPolicy\nmetadata: {name: team-regex}\n\
+                spec:\n  conditions:\n    - name: pattern-matches\n      expression: \
+                container.image.matches(container.env[0].value)\n  grant:\n    images: \
+                ['**']\n    runAsRoot: true\n";
+    let set =
+        kspy_admission::PolicySet::from_yaml("t.yaml", yaml).unwrap_or_else(|e| panic!("{e}"));
+    let engine = kspy_admission::Engine::new(set, Default::default()).unwrap();
+    let mut dbg = debugger("dbg", "busybox:1.36");
+    let pattern = format!("({}", "ab\n".repeat(100_000));
+    dbg["env"] = json!([{"name": "PATTERN", "value": pattern}]);
+    let j = validate(
+        &engine,
+        &attach("prod", "alice", &["sre"], vec![], vec![dbg]),
+    );
+    assert!(!j.response.allowed);
+    let msg = &j.response.result.message;
+    assert!(
+        msg.contains(
+            "- container \"dbg\": policy team-regex: condition \"pattern-matches\" failed to \
+             evaluate: "
+        ) && msg.contains("Error executing function 'matches': '(ab ab ab")
+            && msg.contains("bytes in all) …")
+            && msg.contains(
+                "error: unclosed group (expression: container.image.matches(container.env[0].value))"
+            ),
+        "{}",
+        &msg[..msg.len().min(2000)]
+    );
+    assert!(!msg.contains("no DebugPolicy allows"), "{msg}");
+    assert!(msg.len() < 1500, "{} bytes: {}", msg.len(), &msg[..2000]);
+    assert_eq!(msg.lines().count(), 2, "{msg}");
+}
+
 /// Each evaluation may do at most `MAX_EVALUATION_COST` steps of work: comprehension steps,
 /// the values each step copies (cel 0.13's `map` and `filter` copy the list built so far at
 /// every step) and the items `lists.range` builds. The load-time estimate assumes lists of at

@@ -22,7 +22,8 @@
 //! And strict field selection ([`select`]): cel 0.13 answers `false` for a field of a value
 //! that is no map, where CEL fails; likewise strict `==`, `!=` ([`equals`]) and `in`
 //! ([`is_in`]) between values of types never equal; and `indexOf`/`lastIndexOf` ([`index_of`])
-//! with cel-go's offsets, which fail outside the string.
+//! with cel-go's offsets, which fail outside the string, and `replace` ([`replace`]) with
+//! cel-go's negative count (all).
 
 use std::cell::Cell;
 use std::collections::HashMap;
@@ -53,6 +54,7 @@ pub(crate) fn register(ctx: &mut Context<'_>) {
     ctx.add_function(FORMAT_CHECKED, format_checked);
     ctx.add_function("indexOf", index_of);
     ctx.add_function("lastIndexOf", last_index_of);
+    ctx.add_function("replace", replace);
     ctx.add_function("matches", matches);
     ctx.add_function("find", find);
     ctx.add_function("findAll", find_all);
@@ -711,6 +713,32 @@ fn last_index_of(
             value_type(&other)
         ))),
     }
+}
+
+/// `<string>.replace(<string>, <string>[, <int>])` as cel-go has it: every occurrence, or the
+/// first `n`; a negative `n` replaces them all. kube-cel 0.8 replaced none for a negative `n`
+/// (`'a-b-c'.replace('-', '', -1)` stayed `'a-b-c'`) and read a count that is no int as
+/// "all", where the API server fails.
+fn replace(
+    ftx: &FunctionContext,
+    This(this): This<Arc<String>>,
+    Arguments(args): Arguments,
+) -> ResolveResult {
+    let replaced = match &args[..] {
+        [Value::String(from), Value::String(to)] => this.replace(from.as_str(), to),
+        [Value::String(from), Value::String(to), Value::Int(n)] => match usize::try_from(*n) {
+            Ok(n) => this.replacen(from.as_str(), to, n),
+            Err(_) => this.replace(from.as_str(), to),
+        },
+        _ => {
+            return Err(ftx.error(format!(
+                "replace takes the string to replace, its replacement and, optionally, an int \
+                 count (got {})",
+                args.iter().map(value_type).collect::<Vec<_>>().join(", ")
+            )));
+        }
+    };
+    Ok(Value::String(Arc::new(replaced)))
 }
 
 /// The search string and the offset, if any, of `indexOf` and `lastIndexOf` on a string.

@@ -483,6 +483,32 @@ fn string_offsets_out_of_range_deny_as_in_kubernetes() {
     }
 }
 
+/// `replace` with a count as cel-go has it: a negative count replaces every occurrence (the
+/// API server's `'a-b-c'.replace('-', '', -1)` is `'abc'`), where kube-cel 0.8 replaced none,
+/// and a count that is no int fails where kube-cel read it as "all".
+#[test]
+fn replace_with_a_negative_count_replaces_all_as_in_kubernetes() {
+    for expr in [
+        "'a-b-c'.replace('-', '', -1) == 'abc'",
+        "'hello hello'.replace('he', 'we', -1) == 'wello wello'",
+        "'hello hello'.replace('he', 'we') == 'wello wello'",
+        "'hello hello'.replace('he', 'we', 1) == 'wello hello'",
+        "'hello hello'.replace('he', 'we', 0) == 'hello hello'",
+        "'abc'.replace('', '-') == '-a-b-c-'",
+    ] {
+        assert_eq!(holds(expr), Ok(true), "{expr}");
+    }
+    let err = holds("'a-b'.replace('-', '', 1u) == 'ab'").unwrap_err();
+    assert!(
+        err.contains("failed to evaluate")
+            && err.contains(
+                "replace takes the string to replace, its replacement and, \
+                             optionally, an int count (got string, string, uint)"
+            ),
+        "{err}"
+    );
+}
+
 /// An evaluation error denies naming its policy, its condition (or validation, or variable)
 /// and the error, on one line and briefly: the error may quote request data (here a regular
 /// expression taken from an env value), and quoted whole one request made a denial message of

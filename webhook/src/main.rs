@@ -156,6 +156,10 @@ enum NamespaceLookupMode {
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    // A panic inside a policy's CEL evaluation is caught there and is that policy's evaluation
+    // error (the request is denied and the decision line says why); its raw text would land
+    // on stderr between the log lines, once per such request. Other panics still print.
+    kspy_admission::cel::quiet_evaluation_panics();
     // Judging has its own threads (the server's judging pool); Tokio's blocking pool only
     // serves policy and certificate reloads and name lookups. Its default of 512 threads only
     // lets bursts leave idle threads behind, each with its own allocator heap.

@@ -282,3 +282,65 @@ async fn request_text_in_log_lines_is_bounded() {
     assert!(error.starts_with("unsupported apiVersion"), "{error}");
     assert!(error.contains("bytes"), "{error}");
 }
+
+/// A policy expression that makes the CEL library panic (cel 0.13 negating the least int) is
+/// that policy's evaluation error: the request is denied and the decision line says so. The
+/// panic's own text ("thread … panicked at …/cel-0.13.0/…", several lines) stays off stderr,
+/// where it would sit between the JSON log lines on every such request.
+#[tokio::test]
+async fn a_panic_in_a_policy_expression_is_a_denial_not_panic_text_on_stderr() {
+    const PANICKING: &str = r#"
+apiVersion: kspy.dev/v1alpha1
+kind: DebugPolicy
+metadata:
+  name: test-panics
+spec:
+  match:
+    actions: [attach]
+  grant:
+    images: ["busybox:*"]
+    capabilities: [SYS_PTRACE]
+    runAsRoot: true
+    mountVolumes: nonSecret
+  validations:
+    - expression: "-(-9223372036854775808) > 0"
+      message: never shown
+"#;
+    let webhook = WebhookProcess::spawn(&[]);
+    std::fs::write(webhook.policies.join("p.yaml"), PANICKING).expect("write the policy");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let line = webhook
+            .lines
+            .recv_timeout(left)
+            .expect("a reload within 20 s");
+        if line.contains("policies reloaded") && line.contains("test-panics") {
+            break;
+        }
+    }
+    let mut conn = webhook.connect().await;
+    let resp = conn
+        .post_json("/validate", fixture("attach-allowed.json"))
+        .await
+        .expect("review");
+    assert_eq!(resp.status(), 200);
+    let answer = common::response_of(resp.body());
+    assert_eq!(answer["allowed"], false, "{answer}");
+    drop(conn);
+    webhook.terminate();
+    let lines: Vec<String> = webhook.lines.iter().collect();
+    let stderr = webhook.stderr.clone();
+    assert!(webhook.wait().await.success());
+    let decision = lines
+        .iter()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|v| v["message"] == "decision")
+        .unwrap_or_else(|| panic!("no decision line: {lines:#?}"));
+    assert_eq!(decision["verdict"], "denied", "{decision}");
+    let stderr = stderr.lock().expect("stderr").clone();
+    assert!(
+        !stderr.iter().any(|l| l.contains("panicked")),
+        "panic text on stderr: {stderr:#?}"
+    );
+}

@@ -313,6 +313,8 @@ pub struct WebhookProcess {
     pub ca_pem: String,
     /// The policy directory it reads ([`POLICIES`] in `p.yaml`).
     pub policies: PathBuf,
+    /// What it wrote to stderr so far, a line each (also passed on to the test's stderr).
+    pub stderr: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
     _dir: tempfile::TempDir,
     /// Kills the process if the test ends (or panics) before [`WebhookProcess::wait`].
     _reaper: Reaper,
@@ -381,10 +383,11 @@ impl WebhookProcess {
             .env_remove("OTEL_TRACES_EXPORTER")
             .envs(envs.iter().copied())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(Stdio::piped())
             .spawn()
             .expect("spawn kspy-webhook");
         let reaper = Reaper(Some(child.id()));
+        let stderr = stderr_lines(&mut child);
         let lines = stdout_lines(&mut child);
         let mut start_lines = Vec::new();
         let (addr, admin) =
@@ -399,6 +402,7 @@ impl WebhookProcess {
             ca_pem: certs.ca_cert_pem.clone(),
             _reaper: reaper,
             policies,
+            stderr,
             _dir: dir,
         }
     }
@@ -454,6 +458,22 @@ pub async fn wait_exit(mut child: std::process::Child) -> std::process::ExitStat
         .await
         .expect("join")
         .expect("wait")
+}
+
+/// Collects the lines a child writes to its piped stderr, passing each on to the test's own
+/// stderr so that a failing test still shows them.
+fn stderr_lines(child: &mut std::process::Child) -> std::sync::Arc<std::sync::Mutex<Vec<String>>> {
+    use std::io::{BufRead, BufReader};
+    let stderr = child.stderr.take().expect("stderr is piped");
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = seen.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            eprintln!("{line}");
+            sink.lock().expect("stderr lines").push(line);
+        }
+    });
+    seen
 }
 
 /// The lines a child writes to its piped stdout, as they come (the channel closes when the

@@ -9,7 +9,7 @@
 //! validations fail, which asks no policy grants) reads without the catalogue of what can be
 //! asked, and a new kind of ask is added in one place.
 
-use crate::asks::{VolumeAsk, VolumeKind};
+use crate::asks::{VolumeAsk, VolumeKind, WindowsAdmin};
 use crate::capability::Capability;
 use crate::classify::{Action, DebugRequest, Subject};
 use crate::policy::compiled::CompiledPolicy;
@@ -30,7 +30,8 @@ pub(crate) enum Ask {
     },
     Capability(Capability),
     InvalidCapability(String),
-    RunAsRoot,
+    /// Running as root; on Windows as an administrator, said as such.
+    RunAsRoot(Option<WindowsAdmin>),
     /// Running as another user without `allowPrivilegeEscalation: false`: a setuid-root
     /// program in the image makes the process root (with the container's capabilities), so
     /// only a grant of root covers it.
@@ -99,7 +100,8 @@ impl std::fmt::Display for Ask {
             ),
             Ask::Capability(c) => write!(f, "capability {c}"),
             Ask::InvalidCapability(c) => write!(f, "capability {c:?} (not a capability name)"),
-            Ask::RunAsRoot => write!(f, "running as root"),
+            Ask::RunAsRoot(None) => write!(f, "running as root"),
+            Ask::RunAsRoot(Some(admin)) => write!(f, "{admin}"),
             Ask::MayBecomeRoot => write!(
                 f,
                 "becoming root through a setuid program (allowPrivilegeEscalation is not false; \
@@ -228,7 +230,7 @@ impl Ask {
                 .map(|c| Ask::InvalidCapability(c.clone())),
         );
         if a.runs_as_root {
-            out.push(Ask::RunAsRoot);
+            out.push(Ask::RunAsRoot(a.windows_admin.clone()));
         } else if a.may_escalate && !a.privileged {
             out.push(Ask::MayBecomeRoot);
         }
@@ -256,7 +258,8 @@ impl Ask {
                     .map(through),
             );
             if traced.runs_as_root {
-                out.push(through(Ask::RunAsRoot));
+                // Never a Windows pod: no container there joins another's processes.
+                out.push(through(Ask::RunAsRoot(None)));
             }
             out.extend(
                 traced
@@ -347,7 +350,7 @@ impl Ask {
                 .and_then(|v| v.image_ref.as_ref())
                 .is_some_and(|i| g.covers_image(i)),
             Ask::Capability(c) => g.covers_capability(c),
-            Ask::RunAsRoot | Ask::MayBecomeRoot => g.run_as_root,
+            Ask::RunAsRoot(_) | Ask::MayBecomeRoot => g.run_as_root,
             Ask::Privileged(_)
             | Ask::TracingHostProcesses
             | Ask::HostPort(_)

@@ -132,6 +132,11 @@ pub struct Asks {
     pub may_escalate: bool,
     /// Runs as root: `runAsNonRoot` not true and `runAsUser` 0 or unset (pod level included).
     pub runs_as_root: bool,
+    /// When [`Asks::runs_as_root`] is the Windows form of it, an administrator account: for
+    /// saying so in a denial, where "root" would send a Windows user to `runAsUser`, which
+    /// the API server refuses in a Windows pod. Not shown to CEL.
+    #[serde(skip)]
+    pub windows_admin: Option<WindowsAdmin>,
     /// `procMount: Unmasked`
     pub proc_mount_unmasked: bool,
     /// seccomp `Unconfined` (container or pod level).
@@ -305,6 +310,7 @@ impl Asks {
         asks.may_escalate = sc.and_then(|s| s.allow_privilege_escalation) != Some(false)
             && !crate::pod_os::is_windows_pod(pod);
         asks.runs_as_root = runs_as_root(sc, pod_sc);
+        asks.windows_admin = windows_admin(sc, pod_sc, pod, asks.runs_as_root);
         asks.proc_mount_unmasked = sc.and_then(|s| s.proc_mount.as_deref()) == Some("Unmasked");
         asks.seccomp_unconfined = seccomp_unconfined(sc, pod_sc);
         asks.apparmor_unconfined = apparmor_unconfined(c.name, sc, pod_sc, pod);
@@ -496,6 +502,59 @@ fn runs_as_root(sc: Option<&SecurityContext>, pod_sc: Option<&PodSecurityContext
         .and_then(|s| s.run_as_user)
         .or_else(|| pod_sc.and_then(|p| p.run_as_user));
     !non_root && matches!(user, None | Some(0))
+}
+
+/// The administrator account a container judged to run as root runs as on Windows: the
+/// `runAsUserName` that made it count as one, or, in a Windows pod that sets no such name, the
+/// image's default account. `None` for root on Linux.
+fn windows_admin(
+    sc: Option<&SecurityContext>,
+    pod_sc: Option<&PodSecurityContext>,
+    pod: &Pod,
+    runs_as_root: bool,
+) -> Option<WindowsAdmin> {
+    if !runs_as_root {
+        return None;
+    }
+    match windows_option(sc, pod_sc, |w| w.run_as_user_name.as_deref()) {
+        Some(name) if !name.eq_ignore_ascii_case(crate::pod_os::WINDOWS_UNPRIVILEGED_USER) => {
+            Some(WindowsAdmin::Named(name.to_owned()))
+        }
+        _ if crate::pod_os::is_windows_pod(pod) => Some(WindowsAdmin::ImageDefault),
+        _ => None,
+    }
+}
+
+/// How a Windows container runs with administrator rights in the container.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum WindowsAdmin {
+    /// `windowsOptions.runAsUserName` names an account other than `ContainerUser`.
+    Named(String),
+    /// No account is named and `runAsNonRoot` is not true: the image's default account runs
+    /// it, which is `ContainerAdministrator` in Windows Server Core images.
+    ImageDefault,
+}
+
+impl std::fmt::Display for WindowsAdmin {
+    /// The phrase a denial names the ask by, with what to write instead.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use crate::pod_os::{WINDOWS_ADMINISTRATOR, WINDOWS_UNPRIVILEGED_USER};
+        match self {
+            WindowsAdmin::Named(name) => write!(
+                f,
+                "running as Windows account {name:?}, an administrator in the container (every \
+                 account but {WINDOWS_UNPRIVILEGED_USER} counts as one; set \
+                 windowsOptions.runAsUserName: {WINDOWS_UNPRIVILEGED_USER})"
+            ),
+            WindowsAdmin::ImageDefault => write!(
+                f,
+                "running as a Windows administrator (without runAsNonRoot: true the image's \
+                 default account runs it, {WINDOWS_ADMINISTRATOR} in Windows Server Core \
+                 images; set runAsNonRoot: true and windowsOptions.runAsUserName: \
+                 {WINDOWS_UNPRIVILEGED_USER})"
+            ),
+        }
+    }
 }
 
 fn seccomp_unconfined(sc: Option<&SecurityContext>, pod_sc: Option<&PodSecurityContext>) -> bool {

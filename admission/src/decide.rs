@@ -31,7 +31,7 @@ use crate::ask::Ask;
 use crate::asks::Asks;
 use crate::cel::{CelEnv, Fields, LazyVariables, VarSet, json_to_cel, map_of, project_json};
 use crate::classify::{Action, DebugRequest, Subject};
-use crate::engine::{NamespaceOrigin, NoPolicyVerdict, Settings};
+use crate::engine::{NamespaceMiss, NamespaceOrigin, NoPolicyVerdict, Settings};
 use crate::policy::compiled::{CompiledPolicy, MatchInput, MatchOutcome};
 use crate::policy::spec::TEST_KIND;
 use crate::policy::{Mode, PolicySet};
@@ -598,7 +598,12 @@ fn evaluate_policy(
 }
 
 /// Judges a whole request for `/validate`.
-pub(crate) fn decide(judge: &Judge<'_>, settings: &Settings) -> Decision {
+/// `miss` says why the Namespace is missing, when the API server said.
+pub(crate) fn decide(
+    judge: &Judge<'_>,
+    settings: &Settings,
+    miss: Option<&NamespaceMiss>,
+) -> Decision {
     let no_policy = settings.no_policy;
     let mut d = Decision::default();
     let request = judge.request;
@@ -623,7 +628,7 @@ pub(crate) fn decide(judge: &Judge<'_>, settings: &Settings) -> Decision {
             Some(selector) => format!("applies in namespaces labelled {selector}"),
             None => "reads namespaceObject (the Namespace and its labels) in its CEL".into(),
         };
-        let (why, fix) = unknown_namespace(&settings.namespaces);
+        let (why, fix) = unknown_namespace(&settings.namespaces, miss);
         match p.mode {
             Mode::Enforce => d.deny(
                 format!(
@@ -730,9 +735,10 @@ pub(crate) fn decide(judge: &Judge<'_>, settings: &Settings) -> Decision {
                 continue;
             }
             let message = format!(
-                "no DebugPolicy allows {who} to {} in {place}{}",
+                "no DebugPolicy allows {who} to {} in {place}{}{}",
                 request.action.verb_phrase(),
-                alternatives_for_action(judge.policies, request.action)
+                alternatives_for_action(judge.policies, request.action),
+                grants_left_undetermined(judge, settings, miss, &place)
             );
             match no_policy {
                 NoPolicyVerdict::Deny => d.deny(
@@ -914,22 +920,104 @@ fn digest_note(ask: &Ask, subject: &Subject, enforcing: &[&CompiledPolicy]) -> S
     )
 }
 
+/// For a denial that no policy allows: the Enforce policies that grant and would have been
+/// matched but for the labels of the Namespace, which are unknown, why they are and what to do
+/// (a 404, RBAC, an API server that did not answer: each wants another fix). Empty when there
+/// are none; only called on that denial, never on the allowed path.
+fn grants_left_undetermined(
+    judge: &Judge<'_>,
+    settings: &Settings,
+    miss: Option<&NamespaceMiss>,
+    place: &str,
+) -> String {
+    let names: Vec<&str> = judge
+        .undetermined
+        .iter()
+        .filter(|p| p.mode == Mode::Enforce && !p.grant.is_empty())
+        .map(|p| p.name.as_str())
+        .collect();
+    if names.is_empty() {
+        return String::new();
+    }
+    let (why, fix) = unknown_namespace(&settings.namespaces, miss);
+    let one = names.len() == 1;
+    format!(
+        "; {} {} {} on the labels of {place} (a namespaceSelector, or CEL reading \
+         namespaceObject), which are unknown ({why}), so {} not apply ({fix})",
+        if one { "policy" } else { "policies" },
+        names.join(", "),
+        if one { "depends" } else { "depend" },
+        if one { "it does" } else { "they do" },
+    )
+}
+
 /// Why the labels of a namespace are unknown, and what to do about it, from where the
-/// Namespace objects come from.
-pub(crate) fn unknown_namespace(origin: &NamespaceOrigin) -> (String, String) {
-    match origin {
-        NamespaceOrigin::Api => (
+/// Namespace objects come from and, when the API server said, why it did not give it.
+pub(crate) fn unknown_namespace(
+    origin: &NamespaceOrigin,
+    miss: Option<&NamespaceMiss>,
+) -> (String, String) {
+    const FAILS_CLOSED: &str = "kspy fails closed when it cannot read a Namespace";
+    match (origin, miss) {
+        (NamespaceOrigin::Api, Some(NamespaceMiss::NotFound)) => (
+            "the API server answered 404 Not Found: no Namespace of this name exists".to_owned(),
+            "check the namespace name; a Namespace created a moment ago is seen once the \
+             webhook's cached lookup expires (--namespace-cache-ttl)"
+                .to_owned(),
+        ),
+        (NamespaceOrigin::Api, Some(NamespaceMiss::NotAName)) => (
+            "no Namespace can have this name (not a DNS-1123 label), so it was not looked up"
+                .to_owned(),
+            "check the namespace the request names".to_owned(),
+        ),
+        (NamespaceOrigin::Api, Some(NamespaceMiss::Forbidden { user })) => {
+            let who = match user {
+                Some(user) => format!("the webhook's ServiceAccount ({user})"),
+                None => "the webhook's ServiceAccount".to_owned(),
+            };
+            (
+                format!("the API server answered 403 Forbidden: {who} may not get namespaces"),
+                format!(
+                    "grant {who} RBAC verb `get` on resource `namespaces` (API group \"\"), as \
+                     the ClusterRole kspy-webhook in deploy/base/rbac.yaml does, bound to it by \
+                     a ClusterRoleBinding"
+                ),
+            )
+        }
+        (NamespaceOrigin::Api, Some(NamespaceMiss::TimedOut { after })) => (
+            format!(
+                "the API server did not answer the Namespace lookup within {} ms, its share of \
+                 the review deadline",
+                after.as_millis()
+            ),
+            format!(
+                "{FAILS_CLOSED} in time; retry, and if it persists check the API server's load \
+                 and the network between the webhook and the API server"
+            ),
+        ),
+        (NamespaceOrigin::Api, Some(NamespaceMiss::Unreachable)) => (
+            "the webhook could not reach the API server to read the Namespace".to_owned(),
+            format!(
+                "{FAILS_CLOSED}; check the network between the webhook and the API server \
+                 (the webhook's log has the error)"
+            ),
+        ),
+        (NamespaceOrigin::Api, Some(NamespaceMiss::Refused { code })) => (
+            format!("the API server answered the Namespace lookup with HTTP {code}"),
+            format!("{FAILS_CLOSED}; the webhook's log has the API server's message"),
+        ),
+        (NamespaceOrigin::Api, None) => (
             "the Namespace could not be read".to_owned(),
             "the webhook needs RBAC `get` on namespaces; its log says why the lookup failed"
                 .to_owned(),
         ),
-        NamespaceOrigin::NotLookedUp => (
+        (NamespaceOrigin::NotLookedUp, _) => (
             "the webhook does not look Namespaces up".to_owned(),
             "run it with --namespace-lookup api and RBAC `get` on namespaces, or with \
              --namespace-lookup declared for the namespaces the test suites declare"
                 .to_owned(),
         ),
-        NamespaceOrigin::Declared { under } => (
+        (NamespaceOrigin::Declared { under }, _) => (
             format!(
                 "the namespace is not declared in any {TEST_KIND} spec.namespaces under {under}"
             ),
@@ -1046,7 +1134,7 @@ spec:
         let env = CelEnv::new();
         let vars = request_variables(&review, None);
         let judge = Judge::new(&env, &policies, &review, &request, None, &vars);
-        let d = decide(&judge, &Settings::default());
+        let d = decide(&judge, &Settings::default(), None);
         // Every subject evaluated both validations against the whole Pod: only c3, the last,
         // fails one, and nothing failed to evaluate.
         let denied: Vec<_> = d

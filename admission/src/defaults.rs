@@ -244,7 +244,13 @@ pub(crate) fn subject_defaults(
                 // Not mounted is not out of reach by itself: /validate judges what the debug
                 // container reaches as the target's user (README, "Asks"), as far as the
                 // securityContexts tell.
-                let reach = if kind == VolumeKind::Secret {
+                let reach = if crate::pod_os::is_windows(d.object) {
+                    // No /proc there: a Windows container joins no other's processes (the
+                    // target's process namespace is a Linux notion), so this is no refusal
+                    // to come, only what the user will not see.
+                    "; a Windows debug container shares only the pod's network with its \
+                     target, not its processes or files, so it cannot read the volume at all"
+                } else if kind == VolumeKind::Secret {
                     "; a debug container that could read the target's copy through \
                      /proc/PID/root as the target's user is refused"
                 } else {

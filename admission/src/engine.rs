@@ -48,6 +48,35 @@ pub enum NamespaceOrigin {
     },
 }
 
+/// Why the API server did not give a review's Namespace ([`NamespaceOrigin::Api`]), for
+/// [`Engine::judge_namespace_unread`]: what to do differs for each, and the denial says it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NamespaceMiss {
+    /// The API server answered 404: no Namespace of this name exists.
+    NotFound,
+    /// The name cannot be a Namespace's (not a DNS-1123 label), so it was not looked up.
+    NotAName,
+    /// The API server answered 403: the webhook may not `get` `namespaces`. `user` is who the
+    /// API server says asked (`system:serviceaccount:NS:NAME`), when its answer names one.
+    Forbidden {
+        /// The user the refusal names, checked to be one (at most 253 bytes of a
+        /// Kubernetes user name's characters).
+        user: Option<String>,
+    },
+    /// The API server did not answer within the lookup's share of the review deadline.
+    TimedOut {
+        /// How long the lookup waited.
+        after: std::time::Duration,
+    },
+    /// The API server could not be reached (connection, TLS, a body that does not read).
+    Unreachable,
+    /// The API server answered with another error status.
+    Refused {
+        /// The HTTP status code.
+        code: u16,
+    },
+}
+
 /// Engine settings beyond the policies.
 #[derive(Debug, Clone, Default)]
 pub struct Settings {
@@ -201,7 +230,29 @@ impl Engine {
         endpoint: Endpoint,
         namespace: Option<&Namespace>,
     ) -> Judgement {
-        let judgement = self.judge_views_unchecked(review, endpoint, namespace);
+        self.judge_checked(review, endpoint, namespace, None)
+    }
+
+    /// [`Engine::judge`] without the review's Namespace, because the API server did not give
+    /// it for the reason `why`: a denial for want of its labels says that reason and what to
+    /// do about it, instead of the general "could not be read".
+    pub fn judge_namespace_unread(
+        &self,
+        review: &ParsedReview,
+        endpoint: Endpoint,
+        why: &NamespaceMiss,
+    ) -> Judgement {
+        self.judge_checked(review, endpoint, None, Some(why))
+    }
+
+    fn judge_checked(
+        &self,
+        review: &ParsedReview,
+        endpoint: Endpoint,
+        namespace: Option<&Namespace>,
+        miss: Option<&NamespaceMiss>,
+    ) -> Judgement {
+        let judgement = self.judge_views_unchecked(review, endpoint, namespace, miss);
         // An expression (or a default) that read the raw object got `null` if it did not
         // parse; whatever it concluded, allowed or not a debug request, cannot stand.
         match review.raw_view_error() {
@@ -222,11 +273,13 @@ impl Engine {
         review: &ParsedReview,
         endpoint: Endpoint,
         namespace: Option<&Namespace>,
+        miss: Option<&NamespaceMiss>,
     ) -> Judgement {
         let base = AdmissionResponse::from(review.request());
         let classifier = CelClassifier {
             engine: self,
             namespace,
+            miss,
         };
         let request = match classify(review, &classifier) {
             Ok(Some(r)) => r,
@@ -264,7 +317,7 @@ impl Engine {
         match endpoint {
             Endpoint::Mutate => self.mutate(base, &judge, review, &request, namespace, subjects),
             Endpoint::Validate => {
-                let mut decision = decide(&judge, &self.settings);
+                let mut decision = decide(&judge, &self.settings, miss);
                 if let Some(level) = enforced_level(namespace).filter(|l| *l > Level::Privileged) {
                     let added: Vec<_> = request
                         .subjects
@@ -679,6 +732,8 @@ fn warnings_after_patch(
 struct CelClassifier<'a> {
     engine: &'a Engine,
     namespace: Option<&'a Namespace>,
+    /// Why the Namespace is missing, when the API server said.
+    miss: Option<&'a NamespaceMiss>,
 }
 
 impl Classifier for CelClassifier<'_> {
@@ -694,7 +749,8 @@ impl Classifier for CelClassifier<'_> {
         // Null, with `has()` over it false: a pod the classifier would mark could pass
         // unjudged for want of a lookup (fail closed, as a policy selecting by label does).
         if self.namespace.is_none() && expr.reads().contains("namespaceObject") {
-            let (why, fix) = crate::decide::unknown_namespace(&self.engine.settings.namespaces);
+            let (why, fix) =
+                crate::decide::unknown_namespace(&self.engine.settings.namespaces, self.miss);
             return Err(format!(
                 "it reads namespaceObject, and the labels of namespace {:?} are unknown ({why}), \
                  so whether this pod is a debug pod cannot be told ({fix})",

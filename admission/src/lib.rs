@@ -55,7 +55,7 @@ pub use asks::Asks;
 pub use capability::Capability;
 pub use classify::{Action, DebugRequest, Subject};
 pub use engine::{
-    Endpoint, Engine, Judgement, NamespaceOrigin, NoPolicyVerdict, Settings, Verdict,
+    Endpoint, Engine, Judgement, NamespaceMiss, NamespaceOrigin, NoPolicyVerdict, Settings, Verdict,
 };
 pub use policy::{LoadError, LoadErrors, LoadWarning, PolicySet};
 pub use wire::encode_review;

@@ -197,7 +197,15 @@ pub fn violations(
         }
         let non_root = sc["runAsNonRoot"] == json!(true)
             || (sc["runAsNonRoot"].is_null() && pod_sc["runAsNonRoot"] == json!(true));
-        if !non_root || asks.runs_as_root {
+        if (!non_root || asks.runs_as_root) && windows {
+            // runAsNonRoot keeps a Windows container from running as ContainerAdministrator;
+            // `runAsUser` (the Linux remedy) the API server refuses in a Windows pod.
+            out.push(format!(
+                "running as an administrator (runAsNonRoot must be true, and \
+                 windowsOptions.runAsUserName {} or unset)",
+                crate::pod_os::WINDOWS_UNPRIVILEGED_USER
+            ));
+        } else if !non_root || asks.runs_as_root {
             out.push("running as root (runAsNonRoot must be true)".to_owned());
         }
         // Refused as written, even beside runAsNonRoot (with which the kubelet would not start

@@ -36,7 +36,7 @@ use crate::classify::Action;
 use crate::engine::{Endpoint, Engine, Judgement, NamespaceOrigin, Settings, Verdict};
 use crate::policy::compiled::{MatchInput, MatchOutcome};
 use crate::policy::load::{
-    collect_files, read_file, unknown_field_message, yaml_documents, yaml_error,
+    Positions, collect_files, read_file, unknown_field_message, yaml_documents, yaml_error,
 };
 use crate::policy::spec::{API_VERSION, TEST_KIND};
 use crate::policy::{LoadErrors, LoadWarning, Mode, PolicySet};
@@ -154,6 +154,9 @@ pub struct SuiteError {
     pub case: Option<String>,
     /// The field path, e.g. `spec.cases[1].expect`.
     pub field: Option<String>,
+    /// The 1-based line and column in `file` where the field is written (the nearest field
+    /// above it when it is missing), when the problem is inside a document.
+    pub at: Option<(u64, u64)>,
     /// What is wrong, and what to do.
     pub message: String,
 }
@@ -167,6 +170,10 @@ impl fmt::Display for SuiteError {
             write!(f, "{:?}", self.file)?;
         } else {
             write!(f, "{}", self.file)?;
+        }
+        // `FILE:LINE:COLUMN`, as compilers write it, so that editors and terminals jump there.
+        if let Some((line, column)) = self.at {
+            write!(f, ":{line}:{column}")?;
         }
         if let Some(d) = self.document {
             write!(f, ": document {d}")?;
@@ -240,6 +247,9 @@ pub struct CaseResult {
     pub case: String,
     /// The file that holds it.
     pub file: PathBuf,
+    /// The 1-based line and column of the case in `file`, for a case that failed or did not
+    /// run (a passing case is not looked up).
+    pub at: Option<(u64, u64)>,
     /// What did not match; empty when it passed. A failure may span lines (a denial's
     /// message, a patch): the lines after the first are meant to be indented under it.
     pub failures: Vec<String>,
@@ -314,6 +324,7 @@ impl Suite {
             suite: self.name.clone(),
             case: case.map(str::to_owned),
             field: Some(field),
+            at: None,
             message,
         }
     }
@@ -345,6 +356,7 @@ pub fn declared_namespaces(path: &Path) -> Result<BTreeMap<String, Namespace>, T
     let mut found = suites_at(path)?;
     let declared = namespaces_of(&found.suites, &mut found.errors);
     if !found.errors.is_empty() {
+        locate(&mut found.errors);
         return Err(SuiteErrors(found.errors).into());
     }
     Ok(declared.namespaces)
@@ -391,6 +403,7 @@ pub fn check_suites(path: &Path) -> Result<SuiteSummary, TestError> {
         }
     }
     if !found.errors.is_empty() {
+        locate(&mut found.errors);
         return Err(SuiteErrors(found.errors).into());
     }
     Ok(SuiteSummary {
@@ -425,24 +438,37 @@ pub fn run_dir(dir: &Path, mut settings: Settings) -> Result<TestReport, TestErr
         policy_warnings,
         ..TestReport::default()
     };
+    // Where each failing case is, by file: read again only when one fails.
+    let mut positions: BTreeMap<&Path, Option<Positions>> = BTreeMap::new();
     for suite in &found.suites {
-        for (_, case) in &suite.cases {
+        for (j, case) in &suite.cases {
             let mut warnings = Vec::new();
             let (failures, ran) =
                 match run_case(&engine, &root, &suite.file, case, &declared, &mut warnings) {
                     Ok(failures) => (failures, true),
                     Err(why) => (vec![why], false),
                 };
+            let at = if failures.is_empty() {
+                None
+            } else {
+                positions
+                    .entry(&suite.file)
+                    .or_insert_with(|| read_file(&suite.file).ok().map(|t| Positions::of(&t)))
+                    .as_ref()
+                    .and_then(|p| p.find(suite.document, Some(&format!("spec.cases[{j}]"))))
+            };
             report.results.push(CaseResult {
                 suite: suite.name.clone().unwrap_or_default(),
                 case: case.name.clone(),
                 file: suite.file.clone(),
+                at,
                 failures,
                 ran,
                 warnings,
             });
         }
     }
+    locate(&mut found.errors);
     report.suite_errors = found.errors;
     Ok(report)
 }
@@ -457,6 +483,26 @@ fn suites(dir: &Path) -> Result<Suites, TestError> {
     }
     one_suite_per_name(&mut found);
     Ok(found)
+}
+
+/// Places each error inside a document at the line and column of the field it names
+/// ([`Positions`]), each file read again once: only when there are errors, so the suites are
+/// parsed a second time only to report them.
+fn locate(errors: &mut [SuiteError]) {
+    let mut read: BTreeMap<String, Option<Positions>> = BTreeMap::new();
+    for e in errors.iter_mut().filter(|e| e.at.is_none()) {
+        let Some(document) = e.document else {
+            continue;
+        };
+        let positions = read.entry(e.file.clone()).or_insert_with(|| {
+            read_file(Path::new(&e.file))
+                .ok()
+                .map(|text| Positions::of(&text))
+        });
+        e.at = positions
+            .as_ref()
+            .and_then(|p| p.find(document, e.field.as_deref()));
+    }
 }
 
 /// Results and failures are reported as `SUITE / CASE`: two suites of one name (in one file,
@@ -509,6 +555,7 @@ fn suites_in(file: &Path, found: &mut Suites) {
         suite: None,
         case: None,
         field: None,
+        at: None,
         message,
     };
     let docs = match read_file(file) {

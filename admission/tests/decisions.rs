@@ -331,6 +331,56 @@ spec:
     assert!(!validate(&e, &r).response.allowed);
 }
 
+/// A Windows debug container that may run as an administrator is denied for that, in
+/// Windows terms: "running as root" sent its user to `runAsUser`, which the API server
+/// refuses in a Windows pod, and did not say that the account was the reason.
+#[test]
+fn a_windows_administrator_is_denied_as_one_not_as_root() {
+    let e = engine(
+        r#"
+apiVersion: kspy.dev/v1alpha1
+kind: DebugPolicy
+metadata: {name: non-root}
+spec:
+  match: {actions: [attach], groups: [dev]}
+  grant:
+    images: [busybox:1.36*]
+"#,
+    );
+    let judged = |sc: serde_json::Value, os: &str| {
+        let mut d = debugger("d", "busybox:1.36");
+        d["securityContext"] = sc;
+        let mut r = attach("team-a", "alice", &["dev"], vec![], vec![d]);
+        edit_pods(&mut r, |pod| pod["spec"]["os"] = json!({"name": os}));
+        validate(&e, &r)
+    };
+    for (sc, said) in [
+        (
+            json!({"runAsNonRoot": true, "windowsOptions": {"runAsUserName": "ContainerAdministrator"}}),
+            r#"running as Windows account "ContainerAdministrator", an administrator in the container (every account but ContainerUser counts as one; set windowsOptions.runAsUserName: ContainerUser) is not granted"#,
+        ),
+        (
+            json!({"runAsNonRoot": true, "windowsOptions": {"runAsUserName": r"NT AUTHORITY\SYSTEM"}}),
+            r#"running as Windows account "NT AUTHORITY\\SYSTEM", an administrator"#,
+        ),
+        (
+            json!({}),
+            "running as a Windows administrator (without runAsNonRoot: true the image's default account runs it, ContainerAdministrator in Windows Server Core images; set runAsNonRoot: true and windowsOptions.runAsUserName: ContainerUser) is not granted",
+        ),
+    ] {
+        let j = judged(sc.clone(), "windows");
+        assert!(!j.response.allowed, "{sc}");
+        let m = &j.response.result.message;
+        assert!(m.contains(said), "{sc}: {m}");
+        assert!(!m.contains("running as root"), "{sc}: {m}");
+    }
+    // On Linux, root is root.
+    let j = judged(json!({"allowPrivilegeEscalation": false}), "linux");
+    let m = &j.response.result.message;
+    assert!(m.contains("running as root is not granted"), "{m}");
+    assert!(!m.contains("Windows"), "{m}");
+}
+
 #[test]
 fn volume_devices_are_judged_as_mounts_of_their_volume() {
     let e = engine(TEAM);

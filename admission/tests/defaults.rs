@@ -406,6 +406,29 @@ fn secret_mounts_are_mirrored_only_when_granted() {
         ),
         "{warnings:?}"
     );
+
+    // A Windows debug container joins no process of its target's, and Windows has no /proc:
+    // the warning says how it reaches the target there (not at all but by the mount).
+    let mut r = r;
+    edit_pods(&mut r, |pod| pod["spec"]["os"] = json!({"name": "windows"}));
+    let j = judge(&engine(DEFAULTS), &r, Endpoint::Mutate, None);
+    let warnings = j.response.warnings.unwrap_or_default();
+    let creds = warnings
+        .iter()
+        .find(|w| w.contains("volume \"creds\" of container \"app\" was not mounted"))
+        .unwrap_or_else(|| panic!("{warnings:?}"));
+    assert!(
+        creds.ends_with(
+            "no applicable policy grants mounting it; a Windows debug container shares only the \
+             pod's network with its target, not its processes or files, so it cannot read the \
+             volume at all"
+        ),
+        "{creds}"
+    );
+    assert!(
+        !warnings.iter().any(|w| w.contains("/proc")),
+        "{warnings:?}"
+    );
 }
 
 /// A debug container's block devices take their paths and volumes: the API server refuses a

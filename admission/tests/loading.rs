@@ -734,7 +734,7 @@ fn documents_are_numbered_as_the_file_has_them() {
         .to_string();
     assert!(
         e.starts_with(&format!(
-            "1 error in DebugPolicyTest suites:\n  {}: document 2 (suite t): spec",
+            "1 error in DebugPolicyTest suites:\n  {}:6:8: document 2 (suite t): spec.nope",
             file.display()
         )),
         "{e}"

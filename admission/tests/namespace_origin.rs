@@ -144,3 +144,108 @@ spec:
         "debugging outside a team namespace"
     );
 }
+
+/// A grant that selects namespaces by label, with the Namespace unknown.
+const TEAM_GRANT: &str = r#"
+apiVersion: kspy.dev/v1alpha1
+kind: DebugPolicy
+metadata: {name: team-attach}
+spec:
+  match:
+    actions: [attach]
+    groups: [dev]
+    namespaceSelector: {matchExpressions: [{key: team, operator: Exists}]}
+  grant: {images: [busybox:1.36*], runAsRoot: true}
+"#;
+
+/// Why the API server did not give the Namespace decides what to do: a denial for want of
+/// its labels (a guardrail's, and one that no policy allows because the grant selects by
+/// label) says which, and the fix for it: "could not be read" sent a missing Namespace and an
+/// API server that did not answer alike to RBAC.
+#[test]
+fn an_unread_namespace_says_why_and_what_to_do() {
+    use kspy_admission::{Endpoint, NamespaceMiss};
+    let review = kspy_admission::ParsedReview::from_value(dana_attaches_in_shop()).unwrap();
+    let cases = [
+        (
+            NamespaceMiss::NotFound,
+            "(the API server answered 404 Not Found: no Namespace of this name exists)",
+            "(check the namespace name; a Namespace created a moment ago is seen once the \
+             webhook's cached lookup expires (--namespace-cache-ttl))",
+        ),
+        (
+            NamespaceMiss::Forbidden {
+                user: Some("system:serviceaccount:kspy-system:kspy-webhook".into()),
+            },
+            "(the API server answered 403 Forbidden: the webhook's ServiceAccount \
+             (system:serviceaccount:kspy-system:kspy-webhook) may not get namespaces)",
+            "(grant the webhook's ServiceAccount (system:serviceaccount:kspy-system:kspy-webhook) \
+             RBAC verb `get` on resource `namespaces` (API group \"\")",
+        ),
+        (
+            NamespaceMiss::TimedOut {
+                after: std::time::Duration::from_millis(500),
+            },
+            "(the API server did not answer the Namespace lookup within 500 ms, its share of the \
+             review deadline)",
+            "(kspy fails closed when it cannot read a Namespace in time; retry",
+        ),
+        (
+            NamespaceMiss::Unreachable,
+            "(the webhook could not reach the API server to read the Namespace)",
+            "(kspy fails closed when it cannot read a Namespace; check the network",
+        ),
+        (
+            NamespaceMiss::Refused { code: 500 },
+            "(the API server answered the Namespace lookup with HTTP 500)",
+            "the webhook's log has the API server's message",
+        ),
+        (
+            NamespaceMiss::NotAName,
+            "(no Namespace can have this name (not a DNS-1123 label), so it was not looked up)",
+            "(check the namespace the request names)",
+        ),
+    ];
+    for policies in [POLICIES, TEAM_GRANT] {
+        let e = engine_with(policies, Settings::default());
+        for (miss, why, fix) in &cases {
+            let j = e.judge_namespace_unread(&review, Endpoint::Validate, miss);
+            assert!(!j.response.allowed, "{miss:?}");
+            let m = &j.response.result.message;
+            assert!(m.contains(why), "{miss:?}: {m}");
+            assert!(m.contains(fix), "{miss:?}: {m}");
+            assert!(!m.contains("could not be read"), "{miss:?}: {m}");
+            if !matches!(miss, NamespaceMiss::Forbidden { .. }) {
+                assert!(!m.contains("RBAC"), "{miss:?}: {m}");
+            }
+        }
+    }
+    // The grant that did not apply is named, with why.
+    let e = engine_with(TEAM_GRANT, Settings::default());
+    let j = e.judge_namespace_unread(&review, Endpoint::Validate, &NamespaceMiss::NotFound);
+    assert!(
+        j.response.result.message.contains(
+            "; policy team-attach depends on the labels of namespace \"shop\" (a \
+             namespaceSelector, or CEL reading namespaceObject), which are unknown (the API \
+             server answered 404 Not Found"
+        ),
+        "{}",
+        j.response.result.message
+    );
+    // Not looked up at all (`--namespace-lookup none`): said as before, whatever the miss.
+    let e = engine_with(
+        TEAM_GRANT,
+        Settings {
+            namespaces: NamespaceOrigin::NotLookedUp,
+            ..Settings::default()
+        },
+    );
+    let m = validate(&e, &dana_attaches_in_shop())
+        .response
+        .result
+        .message;
+    assert!(
+        m.contains("(the webhook does not look Namespaces up), so it does not apply"),
+        "{m}"
+    );
+}

@@ -268,7 +268,7 @@ fn a_windows_pod_gets_no_linux_only_defaults_or_warnings() {
     assert_eq!(lines.len(), 1, "{lines:?}");
     assert!(
         lines[0].starts_with(
-            r#"namespace "locked" enforces Pod Security "restricted", which forbids in container "d": running as root (runAsNonRoot must be true); the API server"#
+            r#"namespace "locked" enforces Pod Security "restricted", which forbids in container "d": running as an administrator (runAsNonRoot must be true, and windowsOptions.runAsUserName ContainerUser or unset); the API server"#
         ),
         "{lines:?}"
     );

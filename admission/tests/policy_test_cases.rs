@@ -356,7 +356,7 @@ fn a_broken_suite_stops_no_other_and_lends_no_guessed_labels() {
     assert_eq!(errors.len(), 1, "{errors:?}");
     assert!(
         errors[0].starts_with(&format!(
-            "{}: document 1 (suite broken): spec.namespaces[0].lables: unknown field `lables`",
+            "{}:5:29: document 1 (suite broken): spec.namespaces[0].lables: unknown field `lables`",
             dir.path().join("b.yaml").display()
         )),
         "{errors:?}"
@@ -416,4 +416,129 @@ spec:
         )]
     );
     assert!(report.results[1].passed(), "{report:?}");
+}
+
+/// Every error inside a suite names the line and column of the field it is about (`FILE:LINE:
+/// COLUMN:`, as the YAML reader places a syntax error), and a case that did not run or failed
+/// its line: the field path alone (`spec.cases[3].expect`) had the author count list items.
+/// A missing field is placed at the mapping that lacks it, a field reached through an alias
+/// at the alias.
+#[test]
+fn suite_errors_and_failing_cases_name_their_line_and_column() {
+    let dir = tempfile::tempdir().unwrap();
+    write_busybox_review(dir.path());
+    std::fs::write(dir.path().join("broken.json"), "{\"request\": ").unwrap();
+    let policy = common::policy(
+        "busybox",
+        "  grant: {images: ['busybox:1.36*'], runAsRoot: true}",
+    );
+    std::fs::write(dir.path().join("p.yaml"), policy).unwrap();
+    // Line numbers are those of this text: line 1 is the first `apiVersion`.
+    let suite = "\
+apiVersion: kspy.dev/v1alpha1
+kind: DebugPolicyTest
+metadata: {name: t}
+spec:
+  cases:
+    - name: fine
+      review: review.json
+      expect: {allowed: true}
+    - name: a typo
+      review: review.json
+      expect:
+        allowd: true
+    - name: no expectation
+      review: review.json
+    - name: a wrong type
+      review: review.json
+      expect: {allowed: true, policies: 3}
+    - name: a fixture that does not parse
+      review: broken.json
+      expect: {allowed: true}
+    - &shared {name: shared, review: review.json, expect: {allowed: maybe}}
+    - *shared
+    - name: fails
+      review: review.json
+      expect: {allowed: false}
+---
+apiVersion: kspy.dev/v1alpha1
+kind: DebugPolicyTest
+metadata: {name: u, labels: {}}
+spec:
+  cases: []
+";
+    std::fs::write(dir.path().join("s.yaml"), suite).unwrap();
+    let file = dir.path().join("s.yaml").display().to_string();
+
+    let report = run_dir(dir.path(), Settings::default()).unwrap_or_else(|e| panic!("{e}"));
+    let errors: Vec<String> = report.suite_errors.iter().map(|e| e.to_string()).collect();
+    for (at, rest) in [
+        (
+            "12:9",
+            r#": document 1 (suite t, case "a typo"): spec.cases[1].expect.allowd: unknown field `allowd` (did you mean `allowed`?)"#,
+        ),
+        (
+            "13:7",
+            r#": document 1 (suite t, case "no expectation"): spec.cases[2]: missing field `expect`"#,
+        ),
+        (
+            "17:31",
+            r#": document 1 (suite t, case "a wrong type"): spec.cases[3].expect.policies: invalid type: integer `3`, expected a sequence"#,
+        ),
+        (
+            "21:60",
+            r#": document 1 (suite t, case "shared"): spec.cases[5].expect.allowed: invalid type: string "maybe", expected a boolean"#,
+        ),
+        (
+            "22:7",
+            r#": document 1 (suite t, case "shared"): spec.cases[6].expect.allowed: invalid type: string "maybe", expected a boolean"#,
+        ),
+        (
+            "29:21",
+            ": document 2 (suite u): metadata.labels: unknown field `labels`",
+        ),
+    ] {
+        let want = format!("{file}:{at}{rest}");
+        assert!(
+            errors.iter().any(|e| e.starts_with(&want)),
+            "no error starting {want:?} in {errors:#?}"
+        );
+    }
+    assert_eq!(errors.len(), 6, "{errors:#?}");
+
+    // The cases that ran and did not pass, at the line of their `- name:`.
+    let at: Vec<(&str, Option<(u64, u64)>)> = report
+        .results
+        .iter()
+        .map(|r| (r.case.as_str(), r.at))
+        .collect();
+    assert_eq!(
+        at,
+        [
+            ("fine", None),
+            ("a fixture that does not parse", Some((18, 7))),
+            ("fails", Some((23, 7))),
+        ]
+    );
+
+    // `kspy policy check` reads the fixtures too: the one that does not parse is placed at its
+    // case's `review`, and says where in the fixture JSON stops.
+    let Err(kspy_admission::testing::TestError::Suites(errors)) =
+        kspy_admission::testing::check_suites(dir.path())
+    else {
+        panic!("the suites check");
+    };
+    let fixture = errors
+        .errors()
+        .iter()
+        .map(ToString::to_string)
+        .find(|e| e.contains("broken.json"))
+        .unwrap_or_else(|| panic!("{errors}"));
+    assert!(
+        fixture.starts_with(&format!(
+            "{file}:19:7: document 1 (suite t, case \"a fixture that does not parse\"): \
+             spec.cases[4].review: "
+        )) && fixture.contains("not JSON: EOF while parsing a value at line 1 column 12"),
+        "{fixture}"
+    );
 }

@@ -91,3 +91,24 @@ fn fixtures_round_trip_through_kubernetes_types() {
     }
     assert!(count >= 10);
 }
+
+/// Neither the shipped policies nor the e2e scenarios' set a `defaults.imagePullPolicy`: the
+/// API server sets the field while decoding a request, before admission webhooks run, so the
+/// default never applies in a cluster (README, "Defaults"). The e2e set carried one, which
+/// read as if the scenarios' `IfNotPresent` came from kspy; it is the API server's own default
+/// for a tagged image.
+#[test]
+fn no_policy_here_sets_an_image_pull_policy_default_that_never_applies() {
+    let e2e = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/policies");
+    for dir in [policies_dir(), e2e] {
+        let set = PolicySet::load_dir(&dir).unwrap_or_else(|e| panic!("{e}"));
+        assert!(!set.is_empty(), "{}", dir.display());
+        let setting: Vec<&str> = set
+            .policies()
+            .iter()
+            .filter(|p| p.defaults.image_pull_policy.is_some())
+            .map(|p| p.name.as_str())
+            .collect();
+        assert_eq!(setting, Vec::<&str>::new(), "{}", dir.display());
+    }
+}

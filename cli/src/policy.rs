@@ -705,9 +705,13 @@ fn print_results(
         )?;
     }
     for r in results.iter().filter(|r| !r.passed()) {
+        // `FILE:LINE:COLUMN` of the case, as compilers write it, so that editors jump there.
+        let at =
+            r.at.map(|(line, column)| format!(":{line}:{column}"))
+                .unwrap_or_default();
         writeln!(
             out,
-            "\n{} {} / {} ({})",
+            "\n{} {} / {} ({}{at})",
             result_label(r),
             r.suite,
             r.case,

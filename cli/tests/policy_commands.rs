@@ -601,7 +601,7 @@ fn check_reads_the_test_suites_and_says_what_apiversion_it_found() {
         "apiVersion: kspy.dev/v1",
     );
     let want = format!(
-        "{}/suite-tools.yaml: document 1 (suite tools): apiVersion: expected kspy.dev/v1alpha1, \
+        "{}/suite-tools.yaml:2:1: document 1 (suite tools): apiVersion: expected kspy.dev/v1alpha1, \
          found \"kspy.dev/v1\"",
         dir.path().display()
     );
@@ -650,7 +650,7 @@ fn a_policy_that_does_not_load_does_not_hide_the_suites_errors() {
             .find("\n  and 1 error in the DebugPolicyTest suites there:\n    ")
             .unwrap_or_else(|| panic!("{command}: {stderr}"));
         let suite = stderr
-            .find("suite-tools.yaml: document 1 (suite tools): apiVersion: expected kspy.dev/v1alpha1")
+            .find("suite-tools.yaml:2:1: document 1 (suite tools): apiVersion: expected kspy.dev/v1alpha1")
             .unwrap_or_else(|| panic!("{command}: {stderr}"));
         assert!(policy < suites && suites < suite, "{command}: {stderr}");
         assert!(
@@ -922,7 +922,7 @@ fn duplicate_case_names_in_a_suite_are_refused() {
         let stderr = text(&out.stderr);
         assert!(
             stderr.contains(
-                "suite-tools.yaml: document 1 (suite tools, case \"without a reason the \
+                "suite-tools.yaml:17:7: document 1 (suite tools, case \"without a reason the \
                  guardrail denies\"): spec.cases[1].name: \"without a reason the guardrail \
                  denies\" is already the name of spec.cases[0]"
             ),
@@ -1256,19 +1256,19 @@ fn check_and_test_report_every_suite_error_and_test_runs_the_cases_that_read() {
     let file = dir.path().join("suite-broken.yaml").display().to_string();
     let want = [
         format!(
-            "\n  {file}: document 1 (suite broken, case \"no expectation\"): spec.cases[0]: \
+            "\n  {file}:8:7: document 1 (suite broken, case \"no expectation\"): spec.cases[0]: \
              missing field `expect`\n"
         ),
         format!(
-            "\n  {file}: document 1 (suite broken, case \"reads and runs\"): spec.cases[2].name: \
+            "\n  {file}:13:7: document 1 (suite broken, case \"reads and runs\"): spec.cases[2].name: \
              \"reads and runs\" is already the name of spec.cases[1]"
         ),
         format!(
-            "\n  {file}: document 2 (suite misspelled): spec.namspaces: unknown field \
+            "\n  {file}:21:3: document 2 (suite misspelled): spec.namspaces: unknown field \
              `namspaces`"
         ),
         format!(
-            "\n  {file}: document 2 (suite misspelled, case \"not a boolean\"): \
+            "\n  {file}:25:16: document 2 (suite misspelled, case \"not a boolean\"): \
              spec.cases[0].expect.allowed: invalid type: string \"yes\", expected a boolean\n"
         ),
     ];
@@ -1367,20 +1367,20 @@ fn check_names_review_fixtures_that_are_missing_or_do_not_read() {
     let fixtures = fixtures.display();
     let want = [
         format!(
-            "\n  {suite}: document 1 (suite fixtures, case \"a fixture that is not there\"): \
+            "\n  {suite}:9:7: document 1 (suite fixtures, case \"a fixture that is not there\"): \
              spec.cases[0].review: review \"fixtures/missing.json\" ({fixtures}/missing.json): "
         ),
         format!(
-            "\n  {suite}: document 1 (suite fixtures, case \"a fixture that is not JSON\"): \
+            "\n  {suite}:12:7: document 1 (suite fixtures, case \"a fixture that is not JSON\"): \
              spec.cases[1].review: {fixtures}/not-json.json: not JSON: "
         ),
         format!(
-            "\n  {suite}: document 1 (suite fixtures, case \"a fixture that is not an \
+            "\n  {suite}:15:7: document 1 (suite fixtures, case \"a fixture that is not an \
              AdmissionReview\"): spec.cases[2].review: {fixtures}/not-a-review.json: the \
              AdmissionReview has no request\n"
         ),
         format!(
-            "\n  {suite}: document 1 (suite fixtures, case \"a patch that does not apply to its \
+            "\n  {suite}:19:7: document 1 (suite fixtures, case \"a patch that does not apply to its \
              fixture\"): spec.cases[3].reviewPatch: reviewPatch does not apply to \
              {fixtures}/attach-busybox.json: "
         ),
@@ -1444,18 +1444,22 @@ spec:
     let file = dir.path().join("suite-vacuous.yaml").display().to_string();
     let want = [
         format!(
-            "\n  {file}: document 1 (suite forgotten): spec.cases: the suite lists no cases and \
+            "\n  {file}:4:1: document 1 (suite forgotten): spec.cases: the suite lists no cases and \
              declares no namespaces, so it tests nothing"
         ),
-        format!("\n  {file}: document 2 (suite emptied): spec.cases: the suite lists no cases"),
-        format!("\n  {file}: document 4 (suite vacuous): spec.cases[0].name: the name is empty"),
         format!(
-            "\n  {file}: document 4 (suite vacuous, case \"an empty text is in every \
+            "\n  {file}:10:3: document 2 (suite emptied): spec.cases: the suite lists no cases"
+        ),
+        format!(
+            "\n  {file}:23:7: document 4 (suite vacuous): spec.cases[0].name: the name is empty"
+        ),
+        format!(
+            "\n  {file}:28:50: document 4 (suite vacuous, case \"an empty text is in every \
              message\"): spec.cases[1].expect.messageContains[0]: the text is empty: every \
              message contains it, so it checks nothing"
         ),
         format!(
-            "\n  {file}: document 4 (suite vacuous, case \"an allowed request has no message \
+            "\n  {file}:31:31: document 4 (suite vacuous, case \"an allowed request has no message \
              to exclude from\"): spec.cases[2].expect.messageExcludes: an allowed request has \
              no denial message, so messageExcludes is never checked"
         ),
@@ -1574,7 +1578,7 @@ fn two_suites_of_one_name_are_refused_naming_the_first() {
         );
         assert!(
             stderr.contains(&format!(
-                "\n  {second}: document 1 (suite shop): metadata.name: a suite of this name is \
+                "\n  {second}:4:12: document 1 (suite shop): metadata.name: a suite of this name is \
                  already defined in {first} document 1; results are reported by suite and case \
                  name, so give each suite its own name\n"
             )),
@@ -1621,18 +1625,18 @@ spec:
     .unwrap();
     let file = dir.path().join("suite-terms.yaml").display().to_string();
     let want = [
-        format!("\n  {file}: document 1: missing field `metadata`\n"),
+        format!("\n  {file}:1:1: document 1: missing field `metadata`\n"),
         format!(
-            "\n  {file}: document 2 (suite terms): spec.cases[0]: invalid type: string \"a case \
+            "\n  {file}:11:7: document 2 (suite terms): spec.cases[0]: invalid type: string \"a case \
              written as a string\", expected a case: a mapping with name, review and expect\n"
         ),
         format!(
-            "\n  {file}: document 2 (suite terms, case \"a misspelled expectation\"): \
+            "\n  {file}:14:32: document 2 (suite terms, case \"a misspelled expectation\"): \
              spec.cases[1].expect.messageContain: unknown field `messageContain` (did you mean \
              `messageContains`?), expected one of"
         ),
         format!(
-            "\n  {file}: document 2 (suite terms, case \"an unquoted no\"): \
+            "\n  {file}:17:50: document 2 (suite terms, case \"an unquoted no\"): \
              spec.cases[2].expect.messageContains[0]: invalid type: boolean `false`, expected a \
              string; YAML reads unquoted yes, no, on, off, y, n, true and false as booleans: \
              quote the value (\"no\")\n"

@@ -28,6 +28,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Namespace;
+use kspy_admission::NamespaceMiss;
 
 use crate::bounded_text::{FIELD_BYTES, MESSAGE_BYTES, bounded};
 
@@ -113,12 +114,39 @@ pub fn lookup_budget(review_timeout: Duration) -> Duration {
     MAX_LOOKUP_TIME.min(review_timeout / 3)
 }
 
+/// What a lookup found.
+#[derive(Debug, Clone)]
+pub(crate) enum Found {
+    /// The Namespace (for a failed lookup, the last known one standing in).
+    Namespace(Arc<Namespace>),
+    /// None: no source, or not in the fixed set; the engine's [`NamespaceOrigin`] says why.
+    ///
+    /// [`NamespaceOrigin`]: kspy_admission::NamespaceOrigin
+    Unknown,
+    /// None, and why the API server did not give it, for the denial to say.
+    Missing(NamespaceMiss),
+}
+
+impl Found {
+    /// The Namespace, when there is one.
+    pub(crate) fn namespace(&self) -> Option<&Namespace> {
+        match self {
+            Found::Namespace(ns) => Some(ns),
+            Found::Unknown | Found::Missing(_) => None,
+        }
+    }
+
+    fn from_option(namespace: Option<Arc<Namespace>>, otherwise: Found) -> Found {
+        namespace.map_or(otherwise, Found::Namespace)
+    }
+}
+
 /// What the cache (or the fixed set) says about a name, without waiting.
 #[derive(Debug, Clone)]
 pub(crate) enum Cached {
     /// Known: the Namespace, or known to be unknown (no source, not in the fixed set, or a
     /// fresh "not found" from the API server).
-    Known(Option<Arc<Namespace>>),
+    Known(Found),
     /// Only the API server can tell: [`NamespaceLookup::fetch`].
     Miss,
 }
@@ -152,12 +180,21 @@ impl NamespaceLookup {
     /// fixed sources, and for the API source a cached lookup younger than its TTL.
     pub(crate) fn cached(&self, name: &str) -> Cached {
         match &self.source {
-            NamespaceSource::None => Cached::Known(None),
-            NamespaceSource::Static(_) => Cached::Known(self.static_arcs.get(name).cloned()),
+            NamespaceSource::None => Cached::Known(Found::Unknown),
+            NamespaceSource::Static(_) => Cached::Known(Found::from_option(
+                self.static_arcs.get(name).cloned(),
+                Found::Unknown,
+            )),
             // No Namespace can have this name: nothing to ask, nothing to cache.
-            NamespaceSource::Api { .. } if !is_namespace_name(name) => Cached::Known(None),
+            NamespaceSource::Api { .. } if !is_namespace_name(name) => {
+                Cached::Known(Found::Missing(NamespaceMiss::NotAName))
+            }
+            // Only answers are cached: an entry without a Namespace is a 404.
             NamespaceSource::Api { ttl, .. } => match self.entry(name) {
-                Some(entry) if entry.fetched.elapsed() < *ttl => Cached::Known(entry.namespace),
+                Some(entry) if entry.fetched.elapsed() < *ttl => Cached::Known(Found::from_option(
+                    entry.namespace,
+                    Found::Missing(NamespaceMiss::NotFound),
+                )),
                 _ => Cached::Miss,
             },
         }
@@ -171,30 +208,38 @@ impl NamespaceLookup {
             .cloned()
     }
 
-    /// The Namespace named `name`, if known; waits for the API server at most until
-    /// `deadline` (give it [`lookup_budget`]), after which the lookup failed: the last known
-    /// object is used, or none.
+    /// The Namespace named `name`, if known; waits for the API server at most `share` (give
+    /// it [`lookup_budget`]) and never past `deadline`, after which the lookup failed: the
+    /// last known object is used, or none, and the miss says how long it waited.
     pub(crate) async fn fetch(
         &self,
         name: &str,
+        share: Duration,
         deadline: tokio::time::Instant,
-    ) -> Option<Arc<Namespace>> {
+    ) -> Found {
         match &self.source {
             NamespaceSource::None | NamespaceSource::Static(_) => match self.cached(name) {
-                Cached::Known(namespace) => namespace,
-                Cached::Miss => None,
+                Cached::Known(found) => found,
+                Cached::Miss => Found::Unknown,
             },
-            NamespaceSource::Api { .. } if !is_namespace_name(name) => None,
+            NamespaceSource::Api { .. } if !is_namespace_name(name) => {
+                Found::Missing(NamespaceMiss::NotAName)
+            }
             NamespaceSource::Api { client, ttl } => {
+                let not_found = || Found::Missing(NamespaceMiss::NotFound);
                 let cached = self.entry(name);
                 if let Some(entry) = &cached
                     && entry.fetched.elapsed() < *ttl
                 {
-                    return entry.namespace.clone();
+                    return Found::from_option(entry.namespace.clone(), not_found());
                 }
                 let api: kube::Api<Namespace> = kube::Api::all(client.clone());
                 let sent = Instant::now();
-                let fetched = tokio::time::timeout_at(deadline, api.get_opt(name)).await;
+                let now = tokio::time::Instant::now();
+                let until = now.checked_add(share).map_or(deadline, |t| t.min(deadline));
+                // What the lookup may take, for the denial if it runs out.
+                let budget = until.saturating_duration_since(now);
+                let fetched = tokio::time::timeout_at(until, api.get_opt(name)).await;
                 let namespace = match fetched {
                     Ok(Ok(found)) => found.map(Arc::new),
                     Ok(Err(err)) => {
@@ -205,7 +250,7 @@ impl NamespaceLookup {
                             "cannot read the Namespace ({}); {used}",
                             failure_hint(&err)
                         );
-                        return stand_in;
+                        return Found::from_option(stand_in, Found::Missing(miss_of(&err)));
                     }
                     Err(_) => {
                         let (stand_in, used) = last_known(cached, *ttl);
@@ -214,13 +259,16 @@ impl NamespaceLookup {
                             "reading the Namespace took longer than its share of the review \
                              deadline; {used}"
                         );
-                        return stand_in;
+                        return Found::from_option(
+                            stand_in,
+                            Found::Missing(NamespaceMiss::TimedOut { after: budget }),
+                        );
                     }
                 };
                 let mut cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
                 if let Some(newer) = cache.get(name).filter(|e| e.fetched > sent) {
                     // A later request already answered: its Namespace is the fresher one.
-                    return newer.namespace.clone();
+                    return Found::from_option(newer.namespace.clone(), not_found());
                 }
                 if !cache.contains_key(name) && cache.len() >= self.capacity {
                     make_room(&mut cache, *ttl);
@@ -232,7 +280,7 @@ impl NamespaceLookup {
                         namespace: namespace.clone(),
                     },
                 );
-                namespace
+                Found::from_option(namespace, not_found())
             }
         }
     }
@@ -248,6 +296,33 @@ fn failure_hint(err: &kube::Error) -> &'static str {
         kube::Error::Api(_) => "the API server refused the request",
         _ => "the API server could not be reached or did not answer properly",
     }
+}
+
+/// Why a lookup failed, for the denial: a refusal by RBAC (with the user the API server names),
+/// another status, or no answer at all.
+fn miss_of(err: &kube::Error) -> NamespaceMiss {
+    match err {
+        kube::Error::Api(status) if status.is_forbidden() => NamespaceMiss::Forbidden {
+            user: refused_user(&status.message),
+        },
+        kube::Error::Api(status) => NamespaceMiss::Refused { code: status.code },
+        _ => NamespaceMiss::Unreachable,
+    }
+}
+
+/// The user an API server's refusal names: `namespaces "x" is forbidden: User
+/// "system:serviceaccount:kspy-system:kspy-webhook" cannot get resource "namespaces" …`.
+/// `None` unless it reads as a user name (at most 253 bytes of letters, digits and
+/// `:.-_@`): the text goes into a denial.
+fn refused_user(message: &str) -> Option<String> {
+    let (_, rest) = message.split_once("User \"")?;
+    let (user, _) = rest.split_once('"')?;
+    let fits = !user.is_empty()
+        && user.len() <= 253
+        && user
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b":.-_@".contains(&b));
+    fits.then(|| user.to_owned())
 }
 
 /// What stands in for a lookup that failed: the last known Namespace when it was read within
@@ -368,6 +443,27 @@ mod tests {
         );
     }
 
+    #[test]
+    fn a_refusal_names_the_user_only_when_it_reads_as_one() {
+        let refusal = |user: &str| {
+            format!(
+                "namespaces \"shop\" is forbidden: User \"{user}\" cannot get resource \
+                 \"namespaces\" in API group \"\" at the cluster scope"
+            )
+        };
+        assert_eq!(
+            refused_user(&refusal("system:serviceaccount:kspy-system:kspy-webhook")).as_deref(),
+            Some("system:serviceaccount:kspy-system:kspy-webhook")
+        );
+        // What goes into a denial is a user name, bounded: nothing that breaks a line, forges
+        // text, or runs on.
+        for odd in ["", "a\nb", "a b", &"a".repeat(254), "x<script>"] {
+            assert_eq!(refused_user(&refusal(odd)), None, "{odd:?}");
+        }
+        assert_eq!(refused_user("forbidden"), None);
+        assert_eq!(refused_user("User \"unterminated"), None);
+    }
+
     #[tokio::test]
     async fn a_full_cache_forgets_made_up_names_before_a_real_namespace() {
         let mut lookup = NamespaceLookup::new(NamespaceSource::Api {
@@ -376,22 +472,32 @@ mod tests {
         });
         lookup.capacity = 3;
         let deadline = || tokio::time::Instant::now() + Duration::from_secs(5);
-        assert!(lookup.fetch("shop", deadline()).await.is_some());
+        assert!(
+            lookup
+                .fetch("shop", Duration::from_secs(5), deadline())
+                .await
+                .namespace()
+                .is_some()
+        );
         // A flood of names no Namespace has, more than the cache holds.
         for i in 0..10 {
             assert!(
                 lookup
-                    .fetch(&format!("made-up-{i}"), deadline())
+                    .fetch(&format!("made-up-{i}"), Duration::from_secs(5), deadline())
                     .await
+                    .namespace()
                     .is_none()
             );
             assert!(
-                matches!(lookup.cached("shop"), Cached::Known(Some(_))),
+                matches!(lookup.cached("shop"), Cached::Known(Found::Namespace(_))),
                 "shop forgotten after made-up-{i}"
             );
         }
         assert_eq!(lookup.cache.lock().expect("lock").len(), 3);
         // The latest made-up names are still known to be unknown.
-        assert!(matches!(lookup.cached("made-up-9"), Cached::Known(None)));
+        assert!(matches!(
+            lookup.cached("made-up-9"),
+            Cached::Known(Found::Missing(NamespaceMiss::NotFound))
+        ));
     }
 }

@@ -25,7 +25,6 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use k8s_openapi::api::core::v1::Namespace;
 use kspy_admission::classify::{Classifier, classify};
 use kspy_admission::{Action, Endpoint, Engine, ParsedReview, ReviewError, Verdict};
 use kube::core::admission::AdmissionResponse;
@@ -42,7 +41,7 @@ use crate::events::DecisionEvent;
 use crate::hints::hints;
 use crate::judge_pool::JobFailure;
 use crate::metrics::{BadRequest, InternalError};
-use crate::namespaces::{Cached, lookup_budget};
+use crate::namespaces::{Cached, Found, lookup_budget};
 use crate::state::AppState;
 use kspy_admission::encode_review;
 
@@ -458,11 +457,11 @@ async fn decide(
         }
         let cached = match parsed.namespace().filter(|n| !n.is_empty()) {
             // Cluster-scoped: there is no Namespace to look up.
-            None => Cached::Known(None),
+            None => Cached::Known(Found::Unknown),
             Some(ns) => lookup.cached(ns),
         };
         let namespace = match cached {
-            Cached::Known(namespace) => namespace,
+            Cached::Known(found) => found,
             Cached::Miss => {
                 let need = namespace_need(&engine, &parsed);
                 if let Some(action) = need.action {
@@ -478,10 +477,10 @@ async fn decide(
                         room,
                     });
                 }
-                None
+                Found::Unknown
             }
         };
-        let decided = judge(&engine, &parsed, endpoint, namespace.as_deref());
+        let decided = judge(&engine, &parsed, endpoint, &namespace);
         drop((parsed, room));
         Ok(Stage::Done(decided))
     });
@@ -502,12 +501,9 @@ async fn decide(
     // A bounded share of the deadline: a slow or hanging API server leaves the rest to
     // judging, which then goes on with the last known Namespace if it is recent, or none.
     let share = lookup_budget(timeout.limit);
-    let until = tokio::time::Instant::now()
-        .checked_add(share)
-        .map_or(deadline, |t| t.min(deadline));
-    let found = state.namespaces.fetch(&namespace, until).await;
+    let found = state.namespaces.fetch(&namespace, share, deadline).await;
     let task = state.judges.run(deadline, move || {
-        let decided = judge(&engine, &parsed, endpoint, found.as_deref());
+        let decided = judge(&engine, &parsed, endpoint, &found);
         drop((parsed, room));
         decided
     });
@@ -574,13 +570,11 @@ impl Classifier for ClassifierProbe<'_> {
 }
 
 /// Judges and encodes one parsed review.
-fn judge(
-    engine: &Engine,
-    parsed: &ParsedReview,
-    endpoint: Endpoint,
-    namespace: Option<&Namespace>,
-) -> Decided {
-    let judgement = engine.judge(parsed, endpoint, namespace);
+fn judge(engine: &Engine, parsed: &ParsedReview, endpoint: Endpoint, namespace: &Found) -> Decided {
+    let judgement = match namespace {
+        Found::Missing(why) => engine.judge_namespace_unread(parsed, endpoint, why),
+        found => engine.judge(parsed, endpoint, found.namespace()),
+    };
     Decided {
         uid: parsed.uid().to_owned(),
         user: parsed.user().to_owned(),

@@ -217,6 +217,14 @@ async fn only_debug_requests_look_up_their_namespace_and_a_hanging_api_server_ge
     assert_eq!(r["allowed"], false, "{r}");
     let message = r["status"]["message"].as_str().unwrap_or_default();
     assert!(!message.contains("could not decide"), "{r}");
+    // And says why: the API server did not answer in time, so kspy failed closed.
+    assert!(
+        message.contains(
+            "the API server did not answer the Namespace lookup within 500 ms, its share of the \
+             review deadline"
+        ) && message.contains("kspy fails closed when it cannot read a Namespace in time"),
+        "{r}"
+    );
     assert!(
         took >= Duration::from_millis(450) && took < Duration::from_millis(1300),
         "answered after {took:?}"
@@ -388,5 +396,62 @@ async fn a_name_no_namespace_can_have_is_not_looked_up_nor_cached() {
     // A real name still is.
     assert!(allowed(&h).await);
     assert_eq!(gets.load(Ordering::SeqCst), 1);
+    h.server.shutdown().await;
+}
+
+/// The denial for want of a Namespace says what the API server answered, and what to do: a
+/// 403 names the RBAC verb, the resource and the ServiceAccount the API server refused, a
+/// 404 that there is no such Namespace. Only the webhook's log told them apart.
+#[tokio::test]
+async fn a_denial_says_why_the_namespace_was_not_read() {
+    let message = |body: &axum::body::Bytes| {
+        response_of(body)["status"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    // Refused: RBAC.
+    let (client, _) = scripted_api(|_| (Duration::ZERO, None)).await;
+    let h = looked_up_in(client, Duration::from_secs(60)).await;
+    let (status, body) = h.post("/validate", review_with_team()).await;
+    assert_eq!(status, 200);
+    assert_eq!(response_of(&body)["allowed"], false);
+    let m = message(&body);
+    assert!(
+        m.contains(
+            "policy team-attach depends on the labels of namespace \"shop\" (a namespaceSelector, \
+             or CEL reading namespaceObject), which are unknown (the API server answered 403 \
+             Forbidden: the webhook's ServiceAccount \
+             (system:serviceaccount:kspy-system:kspy-webhook) may not get namespaces), so it \
+             does not apply (grant the webhook's ServiceAccount \
+             (system:serviceaccount:kspy-system:kspy-webhook) RBAC verb `get` on resource \
+             `namespaces`"
+        ),
+        "{m}"
+    );
+    h.server.shutdown().await;
+
+    // No such Namespace: not RBAC.
+    let app = Router::new().fallback(|| async {
+        (
+            StatusCode::NOT_FOUND,
+            axum::Json(serde_json::json!({
+                "kind": "Status", "apiVersion": "v1", "status": "Failure",
+                "message": "namespaces \"shop\" not found", "reason": "NotFound", "code": 404
+            })),
+        )
+    });
+    let h = looked_up_in(common::fake_api(app).await, Duration::from_secs(60)).await;
+    // Twice: the fresh answer, then the cached one, say the same.
+    for _ in 0..2 {
+        let (status, body) = h.post("/validate", review_with_team()).await;
+        assert_eq!(status, 200);
+        let m = message(&body);
+        assert!(
+            m.contains("(the API server answered 404 Not Found: no Namespace of this name exists)"),
+            "{m}"
+        );
+        assert!(!m.contains("RBAC"), "{m}");
+    }
     h.server.shutdown().await;
 }

@@ -1,6 +1,7 @@
 //! Reading policy files: every `*.yaml`/`*.yml` under a directory, every document in a file,
 //! every error reported with its file, document, policy and field.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -442,6 +443,164 @@ fn document_starts(text: &str) -> Option<Vec<(u64, u64)>> {
     Some(starts)
 }
 
+/// Where each node of a YAML text stands, for pointing an error at the line of the field it
+/// names: by 1-based document number (as [`yaml_documents`] numbers them), the field path as
+/// `serde_path_to_error` writes it (`spec.cases[1].expect`, `""` for the document itself) and
+/// its 1-based line and column. A mapping entry stands where its key is written. Only the
+/// parser's events are read, so aliases are not expanded: a field reached through an alias is
+/// placed at the alias.
+#[derive(Debug, Default)]
+pub(crate) struct Positions {
+    by_document: BTreeMap<usize, BTreeMap<String, (u64, u64)>>,
+}
+
+/// The most nodes [`Positions::of`] records: a file within the reader's limits has fewer, and
+/// one that has more gets no positions past them rather than unbounded memory.
+const MAX_POSITIONS: usize = 250_000;
+
+impl Positions {
+    /// The positions of `text`'s nodes, as far as it parses: up to a syntax error (reported
+    /// with its own line by [`yaml_error`]), positions found before it stand.
+    pub(crate) fn of(text: &str) -> Positions {
+        use serde_saphyr::granit_parser::{Event, Parser};
+        /// What comes next in a mapping.
+        enum Next {
+            Key,
+            /// The value of the entry at this path.
+            Value(String),
+            /// The value of an entry whose key is a collection: no field.
+            Skipped,
+        }
+        enum Frame {
+            Map {
+                path: String,
+                next: Next,
+            },
+            Seq {
+                path: String,
+                next: usize,
+            },
+            /// A collection that is no field (a complex key, or the value of one).
+            Skip,
+        }
+        let mut positions = Positions::default();
+        let mut count = 0usize;
+        let mut document = 0usize;
+        let mut stack: Vec<Frame> = Vec::new();
+        let mut record = |document: usize, path: &str, at: (u64, u64)| {
+            if count < MAX_POSITIONS {
+                count += 1;
+                positions
+                    .by_document
+                    .entry(document)
+                    .or_default()
+                    .entry(path.to_owned())
+                    .or_insert(at);
+            }
+        };
+        for event in Parser::new_from_str(text) {
+            let Ok((event, span)) = event else {
+                break;
+            };
+            let at = (
+                u64::try_from(span.start.line()).unwrap_or(u64::MAX),
+                u64::try_from(span.start.col())
+                    .unwrap_or(u64::MAX)
+                    .saturating_add(1),
+            );
+            // Whether the node opens a collection: a mapping, a sequence.
+            let opens = match &event {
+                Event::DocumentStart(..) => {
+                    document += 1;
+                    stack.clear();
+                    continue;
+                }
+                Event::MappingEnd | Event::SequenceEnd => {
+                    stack.pop();
+                    continue;
+                }
+                Event::MappingStart(..) => Some(true),
+                Event::SequenceStart(..) => Some(false),
+                Event::Scalar(..) | Event::Alias(..) => None,
+                _ => continue,
+            };
+            if document == 0 {
+                continue;
+            }
+            // This node's field path; `None` when it is no field (or a key, recorded as its
+            // entry).
+            let path: Option<String> = match stack.last_mut() {
+                None => Some(String::new()),
+                Some(Frame::Skip) => None,
+                Some(Frame::Seq { path, next }) => {
+                    let item = format!("{path}[{next}]");
+                    *next += 1;
+                    Some(item)
+                }
+                Some(Frame::Map { path, next }) => match std::mem::replace(next, Next::Key) {
+                    Next::Value(entry) => Some(entry),
+                    Next::Skipped => None,
+                    Next::Key => {
+                        if let Event::Scalar(name, ..) = &event {
+                            let entry = if path.is_empty() {
+                                name.to_string()
+                            } else {
+                                format!("{path}.{name}")
+                            };
+                            record(document, &entry, at);
+                            *next = Next::Value(entry);
+                        } else {
+                            *next = Next::Skipped;
+                        }
+                        // A key: an entry, not a field of its own.
+                        if opens.is_some() {
+                            stack.push(Frame::Skip);
+                        }
+                        continue;
+                    }
+                },
+            };
+            match (path, opens) {
+                (Some(path), opens) => {
+                    record(document, &path, at);
+                    match opens {
+                        Some(true) => stack.push(Frame::Map {
+                            path,
+                            next: Next::Key,
+                        }),
+                        Some(false) => stack.push(Frame::Seq { path, next: 0 }),
+                        None => {}
+                    }
+                }
+                (None, Some(_)) => stack.push(Frame::Skip),
+                (None, None) => {}
+            }
+        }
+        positions
+    }
+
+    /// The line and column of `field` in `document`, or of the nearest field above it that is
+    /// written (a missing field is placed at the mapping that lacks it); `None` for the
+    /// document itself when the file has no such document.
+    pub(crate) fn find(&self, document: usize, field: Option<&str>) -> Option<(u64, u64)> {
+        let fields = self.by_document.get(&document)?;
+        let mut path = field.unwrap_or("");
+        loop {
+            if let Some(at) = fields.get(path) {
+                return Some(*at);
+            }
+            if path.is_empty() {
+                return None;
+            }
+            // Up one segment: `a.b[2]` → `a.b` → `a`.
+            path = match path.rfind(['.', '[']) {
+                Some(i) => &path[..i],
+                None => "",
+            };
+        }
+    }
+}
+
 /// The most YAML documents one file may hold (the YAML reader's own limit, which guards
 /// against separator storms).
 pub const MAX_DOCUMENTS: usize = 1024;
@@ -754,4 +913,58 @@ fn remove_at(value: &mut Value, path: &[String]) -> bool {
     }
     at.as_object_mut()
         .is_some_and(|map| map.remove(key.as_str()).is_some())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Positions;
+
+    /// Broken and odd YAML places what it can and never panics: the positions are read only
+    /// to report errors, which must come out whatever the text.
+    #[test]
+    fn positions_place_fields_in_any_text_without_panicking() {
+        let text = "\
+a: 1
+b:
+  - x
+  - {c: [1, 2], d: e}
+? [complex, key]
+: {ignored: 1}
+f: &anchor {g: 1}
+h: *anchor
+---
+---
+k: v
+";
+        let p = Positions::of(text);
+        assert_eq!(p.find(1, None), Some((1, 1)));
+        assert_eq!(p.find(1, Some("a")), Some((1, 1)));
+        assert_eq!(p.find(1, Some("b[1].c[1]")), Some((4, 13)));
+        assert_eq!(p.find(1, Some("b[1].d")), Some((4, 17)));
+        // Missing below: the nearest field above that is written.
+        assert_eq!(p.find(1, Some("b[1].nope.deeper[3]")), Some((4, 5)));
+        assert_eq!(p.find(1, Some("ignored")), Some((1, 1)));
+        assert_eq!(p.find(1, Some("h.g")), Some((8, 1)));
+        // An empty document counts, as `yaml_documents` numbers them.
+        assert_eq!(p.find(3, Some("k")), Some((11, 1)));
+        assert_eq!(p.find(4, None), None);
+        for broken in [
+            "",
+            "a: [1, 2",
+            "a: {b: c",
+            "- - - -",
+            "a:\n\tb: 1",
+            "? ? ? a",
+            "*nothing",
+            "a: b: c",
+            "]]]",
+            "a: &x [*x]",
+            "%YAML 1.2\n---\na: 1\n...\n--- !tag\nb: 2",
+            "\u{feff}a: 1\u{0}",
+        ] {
+            let p = Positions::of(broken);
+            let _ = p.find(1, Some("a.b[0]"));
+            let _ = p.find(usize::MAX, None);
+        }
+    }
 }

@@ -77,6 +77,14 @@ pub(crate) enum Ask {
     HostPort(i32),
     /// A sysctl outside Kubernetes' safe set on a copy or node pod. Granted by `privileged`.
     UnsafeSysctl(String),
+    /// A `gitRepo` volume the kubelet sets up for the subject: it runs `git clone` of the
+    /// repository the volume names on the node, as root, from the node's network and file
+    /// system (a local path reaches other pods' repositories, CVE-2025-1767, unfixed upstream).
+    /// Granted by `privileged`, as the kubelet's calls for probe hosts are.
+    GitRepo {
+        volume: String,
+        repository: String,
+    },
     /// A host a probe or lifecycle hook of a copy or node pod names, which the kubelet calls
     /// from the node's network. Granted by `privileged`, as Pod Security's baseline level
     /// forbids it.
@@ -176,6 +184,12 @@ impl std::fmt::Display for Ask {
                 "a probe or lifecycle hook calling host {host} (the kubelet calls it from the \
                  node's network, which Pod Security's baseline forbids; leave host unset to \
                  call the pod)"
+            ),
+            Ask::GitRepo { volume, repository } => write!(
+                f,
+                "gitRepo volume {volume:?} (the kubelet clones {repository:?} on the node, as \
+                 root, from the node's network and file system, where a local path reaches \
+                 other pods' repositories (CVE-2025-1767); clone in an init container instead)"
             ),
             Ask::UnsafeSysctl(name) => write!(
                 f,
@@ -279,6 +293,10 @@ impl Ask {
                     .map(through),
             );
         }
+        out.extend(a.git_repos.iter().map(|(volume, repository)| Ask::GitRepo {
+            volume: volume.clone(),
+            repository: repository.clone(),
+        }));
         for v in &a.volumes {
             if v.kind == VolumeKind::HostPath {
                 out.push(Ask::host_path(v, a.host_paths_created.get(&v.name)));
@@ -352,7 +370,8 @@ impl Ask {
             | Ask::TracingHostProcesses
             | Ask::HostPort(_)
             | Ask::UnsafeSysctl(_)
-            | Ask::ProbeHost(_) => g.privileged,
+            | Ask::ProbeHost(_)
+            | Ask::GitRepo { .. } => g.privileged,
             Ask::Volume(_, kind) => g.covers_volume(*kind),
             Ask::EnvFromSecret(_) | Ask::ReadingHostProcesses => {
                 g.mount_volumes == crate::policy::spec::VolumeGrant::All

@@ -38,6 +38,10 @@ pub(crate) enum Ask {
     Privileged(&'static str),
     Volume(String, VolumeKind),
     EnvFromSecret(String),
+    /// A DRA resource claim the subject uses (`resources.claims`): devices a driver prepares,
+    /// with what their CDI specs add, which kspy cannot see into. Granted by `mountVolumes:
+    /// all`, as an inline CSI volume is.
+    ResourceClaim(String),
     HostPath {
         volume: String,
         path: Option<String>,
@@ -117,6 +121,12 @@ impl std::fmt::Display for Ask {
             Ask::Volume(v, VolumeKind::Secret) => write!(f, "mounting secret volume {v:?}"),
             Ask::Volume(v, _) => write!(f, "mounting volume {v:?}"),
             Ask::EnvFromSecret(s) => write!(f, "environment from secret {s:?}"),
+            Ask::ResourceClaim(c) => write!(
+                f,
+                "resource claim {c:?} (resources.claims: devices a DRA driver prepares, with the \
+                 mounts and environment their CDI specs add, which kspy cannot see into, judged \
+                 as a secret volume is)"
+            ),
             Ask::HostPath {
                 volume,
                 path: Some(p),
@@ -309,6 +319,7 @@ impl Ask {
                 .iter()
                 .map(|s| Ask::EnvFromSecret(s.clone())),
         );
+        out.extend(a.resource_claims.iter().cloned().map(Ask::ResourceClaim));
         if a.may_trace() && !a.privileged && request.pod.host_pid {
             out.push(Ask::TracingHostProcesses);
         } else if a.asks_root() && !a.privileged && request.pod.host_pid {
@@ -373,7 +384,7 @@ impl Ask {
             | Ask::ProbeHost(_)
             | Ask::GitRepo { .. } => g.privileged,
             Ask::Volume(_, kind) => g.covers_volume(*kind),
-            Ask::EnvFromSecret(_) | Ask::ReadingHostProcesses => {
+            Ask::EnvFromSecret(_) | Ask::ResourceClaim(_) | Ask::ReadingHostProcesses => {
                 g.mount_volumes == crate::policy::spec::VolumeGrant::All
             }
             Ask::HostPath { volume, .. } => a

@@ -3,8 +3,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::api::core::v1::{
-    Container, EnvFromSource, EnvVar, EphemeralContainer, Pod, PodSecurityContext, SELinuxOptions,
-    SecurityContext, Volume, VolumeDevice, VolumeMount, WindowsSecurityContextOptions,
+    Container, EnvFromSource, EnvVar, EphemeralContainer, Pod, PodSecurityContext, ResourceClaim,
+    ResourceRequirements, SELinuxOptions, SecurityContext, Volume, VolumeDevice, VolumeMount,
+    WindowsSecurityContextOptions,
 };
 use serde::Serialize;
 
@@ -38,6 +39,8 @@ pub struct ContainerParts<'a> {
     pub env_from: &'a [EnvFromSource],
     /// `targetContainerName` (ephemeral containers only)
     pub target: Option<&'a str>,
+    /// `resources.claims`: the pod's DRA resource claims whose devices the container gets.
+    pub resource_claims: &'a [ResourceClaim],
 }
 
 impl<'a> ContainerParts<'a> {
@@ -52,6 +55,7 @@ impl<'a> ContainerParts<'a> {
             env: c.env.as_deref().unwrap_or_default(),
             env_from: c.env_from.as_deref().unwrap_or_default(),
             target: c.target_container_name.as_deref(),
+            resource_claims: claims(c.resources.as_ref()),
         }
     }
 
@@ -66,8 +70,16 @@ impl<'a> ContainerParts<'a> {
             env: c.env.as_deref().unwrap_or_default(),
             env_from: c.env_from.as_deref().unwrap_or_default(),
             target: None,
+            resource_claims: claims(c.resources.as_ref()),
         }
     }
+}
+
+/// The resource claims a container's `resources` name.
+fn claims(resources: Option<&ResourceRequirements>) -> &[ResourceClaim] {
+    resources
+        .and_then(|r| r.claims.as_deref())
+        .unwrap_or_default()
 }
 
 /// How sensitive a mounted pod volume is.
@@ -175,6 +187,14 @@ pub struct Asks {
     pub host_paths_created: BTreeMap<String, String>,
     /// Secrets it reads into its environment (`secretKeyRef`, `envFrom.secretRef`).
     pub env_from_secrets: Vec<String>,
+    /// The pod's DRA resource claims it uses (`resources.claims`), by name, sorted: a driver
+    /// kspy cannot see into prepares the devices and hands them over with what their CDI
+    /// specs add (device nodes, mounts of the node's files, environment), and a claim the pod
+    /// names (`resourceClaimName`) may be one another pod uses too, its device with it. Judged
+    /// as a Secret volume is, as inline CSI volumes are. Not shown to CEL, which reads the
+    /// container.
+    #[serde(skip)]
+    pub resource_claims: Vec<String>,
     /// The container it targets (`targetContainerName`), if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub target: Option<String>,
@@ -397,6 +417,9 @@ impl Asks {
         secrets.sort();
         secrets.dedup();
         asks.env_from_secrets = secrets;
+        asks.resource_claims = c.resource_claims.iter().map(|r| r.name.clone()).collect();
+        asks.resource_claims.sort();
+        asks.resource_claims.dedup();
         asks.identity = Identity::of(
             sc,
             pod_sc,

@@ -240,7 +240,8 @@ pub struct GrantSpec {
     #[serde(default)]
     pub privileged: bool,
     /// Which pod volumes may be mounted (`volumeMounts`) or handed over as raw block devices
-    /// (`volumeDevices`, judged as writable mounts).
+    /// (`volumeDevices`, judged as writable mounts); `all` also covers Secrets in the
+    /// environment and DRA resource claims a container uses (`resources.claims`).
     #[serde(default)]
     pub mount_volumes: VolumeGrant,
     /// Host namespaces that may be shared.

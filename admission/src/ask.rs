@@ -39,6 +39,10 @@ pub(crate) enum Ask {
     Privileged(&'static str),
     Volume(String, VolumeKind),
     EnvFromSecret(String),
+    /// A DRA resource claim the subject uses (`resources.claims`): devices a driver prepares,
+    /// with what their CDI specs add, which kspy cannot see into. Granted by `mountVolumes:
+    /// all`, as an inline CSI volume is.
+    ResourceClaim(String),
     HostPath {
         volume: String,
         path: Option<String>,
@@ -78,6 +82,14 @@ pub(crate) enum Ask {
     HostPort(i32),
     /// A sysctl outside Kubernetes' safe set on a copy or node pod. Granted by `privileged`.
     UnsafeSysctl(String),
+    /// A `gitRepo` volume the kubelet sets up for the subject: it runs `git clone` of the
+    /// repository the volume names on the node, as root, from the node's network and file
+    /// system (a local path reaches other pods' repositories, CVE-2025-1767, unfixed upstream).
+    /// Granted by `privileged`, as the kubelet's calls for probe hosts are.
+    GitRepo {
+        volume: String,
+        repository: String,
+    },
     /// A host a probe or lifecycle hook of a copy or node pod names, which the kubelet calls
     /// from the node's network. Granted by `privileged`, as Pod Security's baseline level
     /// forbids it.
@@ -111,6 +123,12 @@ impl std::fmt::Display for Ask {
             Ask::Volume(v, VolumeKind::Secret) => write!(f, "mounting secret volume {v:?}"),
             Ask::Volume(v, _) => write!(f, "mounting volume {v:?}"),
             Ask::EnvFromSecret(s) => write!(f, "environment from secret {s:?}"),
+            Ask::ResourceClaim(c) => write!(
+                f,
+                "resource claim {c:?} (resources.claims: devices a DRA driver prepares, with the \
+                 mounts and environment their CDI specs add, which kspy cannot see into, judged \
+                 as a secret volume is)"
+            ),
             Ask::HostPath {
                 volume,
                 path: Some(p),
@@ -178,6 +196,12 @@ impl std::fmt::Display for Ask {
                 "a probe or lifecycle hook calling host {host} (the kubelet calls it from the \
                  node's network, which Pod Security's baseline forbids; leave host unset to \
                  call the pod)"
+            ),
+            Ask::GitRepo { volume, repository } => write!(
+                f,
+                "gitRepo volume {volume:?} (the kubelet clones {repository:?} on the node, as \
+                 root, from the node's network and file system, where a local path reaches \
+                 other pods' repositories (CVE-2025-1767); clone in an init container instead)"
             ),
             Ask::UnsafeSysctl(name) => write!(
                 f,
@@ -282,6 +306,10 @@ impl Ask {
                     .map(through),
             );
         }
+        out.extend(a.git_repos.iter().map(|(volume, repository)| Ask::GitRepo {
+            volume: volume.clone(),
+            repository: repository.clone(),
+        }));
         for v in &a.volumes {
             if v.kind == VolumeKind::HostPath {
                 out.push(Ask::host_path(v, a.host_paths_created.get(&v.name)));
@@ -294,6 +322,7 @@ impl Ask {
                 .iter()
                 .map(|s| Ask::EnvFromSecret(s.clone())),
         );
+        out.extend(a.resource_claims.iter().cloned().map(Ask::ResourceClaim));
         if a.may_trace() && !a.privileged && request.pod.host_pid {
             out.push(Ask::TracingHostProcesses);
         } else if a.asks_root() && !a.privileged && request.pod.host_pid {
@@ -355,9 +384,10 @@ impl Ask {
             | Ask::TracingHostProcesses
             | Ask::HostPort(_)
             | Ask::UnsafeSysctl(_)
-            | Ask::ProbeHost(_) => g.privileged,
+            | Ask::ProbeHost(_)
+            | Ask::GitRepo { .. } => g.privileged,
             Ask::Volume(_, kind) => g.covers_volume(*kind),
-            Ask::EnvFromSecret(_) | Ask::ReadingHostProcesses => {
+            Ask::EnvFromSecret(_) | Ask::ResourceClaim(_) | Ask::ReadingHostProcesses => {
                 g.mount_volumes == crate::policy::spec::VolumeGrant::All
             }
             Ask::HostPath { volume, .. } => a

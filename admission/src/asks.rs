@@ -3,8 +3,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::api::core::v1::{
-    Container, EnvFromSource, EnvVar, EphemeralContainer, Pod, PodSecurityContext, SELinuxOptions,
-    SecurityContext, Volume, VolumeDevice, VolumeMount, WindowsSecurityContextOptions,
+    Container, EnvFromSource, EnvVar, EphemeralContainer, Pod, PodSecurityContext, ResourceClaim,
+    ResourceRequirements, SELinuxOptions, SecurityContext, Volume, VolumeDevice, VolumeMount,
+    WindowsSecurityContextOptions,
 };
 use serde::Serialize;
 
@@ -38,6 +39,8 @@ pub struct ContainerParts<'a> {
     pub env_from: &'a [EnvFromSource],
     /// `targetContainerName` (ephemeral containers only)
     pub target: Option<&'a str>,
+    /// `resources.claims`: the pod's DRA resource claims whose devices the container gets.
+    pub resource_claims: &'a [ResourceClaim],
 }
 
 impl<'a> ContainerParts<'a> {
@@ -52,6 +55,7 @@ impl<'a> ContainerParts<'a> {
             env: c.env.as_deref().unwrap_or_default(),
             env_from: c.env_from.as_deref().unwrap_or_default(),
             target: c.target_container_name.as_deref(),
+            resource_claims: claims(c.resources.as_ref()),
         }
     }
 
@@ -66,8 +70,16 @@ impl<'a> ContainerParts<'a> {
             env: c.env.as_deref().unwrap_or_default(),
             env_from: c.env_from.as_deref().unwrap_or_default(),
             target: None,
+            resource_claims: claims(c.resources.as_ref()),
         }
     }
+}
+
+/// The resource claims a container's `resources` name.
+fn claims(resources: Option<&ResourceRequirements>) -> &[ResourceClaim] {
+    resources
+        .and_then(|r| r.claims.as_deref())
+        .unwrap_or_default()
 }
 
 /// How sensitive a mounted pod volume is.
@@ -163,6 +175,15 @@ pub struct Asks {
     /// a pod being created, and in a running pod those no regular or init container uses yet.
     /// The container can run what they hold, so they are judged as its image is.
     pub volume_images: Vec<VolumeImage>,
+    /// The `gitRepo` volumes it mounts that the kubelet sets up for it (every one in a pod being
+    /// created; in a running pod those no regular or init container uses yet), by volume name,
+    /// with the repository each names. The kubelet runs `git clone` for them on the node, as
+    /// root, from the node's network and file system: a repository of the pod's choosing may be
+    /// a local path on the node, another pod's repository among them (CVE-2025-1767, which
+    /// upstream will not fix), or a service only the node reaches. Not shown to CEL, which reads
+    /// the volume.
+    #[serde(skip)]
+    pub git_repos: BTreeMap<String, String>,
     /// The hostPath volumes it mounts read-only that the kubelet creates on the node for it,
     /// by volume name, with their `type` (`DirectoryOrCreate`, `FileOrCreate`): creating a
     /// missing path writes the node (an empty `/etc/nologin` locks users out), so such a
@@ -171,6 +192,14 @@ pub struct Asks {
     pub host_paths_created: BTreeMap<String, String>,
     /// Secrets it reads into its environment (`secretKeyRef`, `envFrom.secretRef`).
     pub env_from_secrets: Vec<String>,
+    /// The pod's DRA resource claims it uses (`resources.claims`), by name, sorted: a driver
+    /// kspy cannot see into prepares the devices and hands them over with what their CDI
+    /// specs add (device nodes, mounts of the node's files, environment), and a claim the pod
+    /// names (`resourceClaimName`) may be one another pod uses too, its device with it. Judged
+    /// as a Secret volume is, as inline CSI volumes are. Not shown to CEL, which reads the
+    /// container.
+    #[serde(skip)]
+    pub resource_claims: Vec<String>,
     /// The container it targets (`targetContainerName`), if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub target: Option<String>,
@@ -357,6 +386,12 @@ impl Asks {
                 asks.volume_images
                     .push(VolumeImage::of(name, image.reference.as_deref()));
             }
+            if let Some(repo) = volume.and_then(|v| v.git_repo.as_ref())
+                && !volumes.set_up.contains(name)
+            {
+                asks.git_repos
+                    .insert(name.to_owned(), repo.repository.clone());
+            }
             let mut ask = volume_ask(name, read_only, volume);
             ask.writable_below = writable_below;
             if let Some(kind) = volume.and_then(created_on_node)
@@ -388,6 +423,9 @@ impl Asks {
         secrets.sort();
         secrets.dedup();
         asks.env_from_secrets = secrets;
+        asks.resource_claims = c.resource_claims.iter().map(|r| r.name.clone()).collect();
+        asks.resource_claims.sort();
+        asks.resource_claims.dedup();
         asks.identity = Identity::of(
             sc,
             pod_sc,
@@ -1199,6 +1237,39 @@ mod tests {
         // An attached container takes over neither: they were the pod's when it was admitted.
         let inherited = PodAsks::inherited(&p);
         assert!(inherited.host_ports.is_empty() && inherited.unsafe_sysctls.is_empty());
+    }
+
+    /// The kubelet clones a gitRepo volume's repository on the node when it sets the volume
+    /// up: for every one a created pod mounts, and for one of a running pod only when no
+    /// container of the pod uses it yet (else it was cloned already).
+    #[test]
+    fn git_repo_volumes_the_kubelet_sets_up_are_asked_for() {
+        let p = pod(json!({"metadata": {"name": "p"}, "spec": {
+            "containers": [{"name": "app", "image": "app:1",
+                "volumeMounts": [{"name": "used", "mountPath": "/u"}]}],
+            "volumes": [
+                {"name": "used", "gitRepo": {"repository": "https://git.example.com/a"}},
+                {"name": "fresh", "gitRepo": {"repository": "/var/lib/kubelet/pods/x"}}
+            ],
+            "ephemeralContainers": [{"name": "d", "image": "busybox", "volumeMounts": [
+                {"name": "used", "mountPath": "/u"}, {"name": "fresh", "mountPath": "/f"}]}]
+        }}));
+        let spec = p.spec.as_ref().unwrap();
+        let ec = ContainerParts::from_ephemeral(&spec.ephemeral_containers.as_ref().unwrap()[0]);
+        let running = Asks::extract(&ec, &p, &PodVolumes::of_running(&p));
+        let repos: Vec<(&str, &str)> = running
+            .git_repos
+            .iter()
+            .map(|(v, r)| (v.as_str(), r.as_str()))
+            .collect();
+        assert_eq!(repos, [("fresh", "/var/lib/kubelet/pods/x")]);
+        let created = Asks::extract(
+            &ContainerParts::from_container(&spec.containers[0]),
+            &p,
+            &PodVolumes::of(&p),
+        );
+        assert_eq!(created.git_repos.len(), 1);
+        assert!(created.git_repos.contains_key("used"));
     }
 
     #[test]

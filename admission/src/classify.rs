@@ -9,7 +9,9 @@
 //! - **node**: `CREATE` of a pod labelled `kspy.dev/debug: node`, or named `node-debugger-*` with
 //!   `nodeName` set (what `kubectl debug node/X` creates), or matched by the configured classifier.
 //! - An `UPDATE` of such a copy or node pod (by what it is after the update, or by the
-//!   `kspy.dev/debug` label it had before) that changes a container's `image`, the one field of
+//!   `kspy.dev/debug` label it had before, or by what the configured classifiers say of it
+//!   before, since they may read a label or annotation the update removes) that changes a
+//!   container's `image`, the one field of
 //!   a container a pod update may change: its subjects are the containers whose image changed,
 //!   judged as the pod's creation with that image would be. Without this, a copy or node pod
 //!   created with an allowed image ran any image after `kubectl set image`, with the host access
@@ -178,18 +180,35 @@ pub enum ClassifyError {
     },
 }
 
-/// Answers "is this created pod a debug copy / node pod?" for the configured CEL classifiers.
+/// Which state of the pod a classifier is asked about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PodState {
+    /// The pod the request creates, or makes of it by an update: `request.object`.
+    Requested,
+    /// The pod as it was before an UPDATE: `request.oldObject`. An update may change what a
+    /// classifier reads (a label, an annotation) in the same request that changes an image, so
+    /// a pod that was a copy or node pod stays one for that update.
+    BeforeUpdate,
+}
+
+/// Answers "is this pod a debug copy / node pod?" for the configured CEL classifiers.
 pub trait Classifier {
-    /// `Ok(true)` when the configured classifier for `action` holds for the review; `Ok(false)`
-    /// when it does not or none is configured.
-    fn matches(&self, action: Action, review: &ParsedReview) -> Result<bool, String>;
+    /// `Ok(true)` when the configured classifier for `action` holds for the pod in `state`
+    /// (bound to CEL's `object`, as for a CREATE); `Ok(false)` when it does not or none is
+    /// configured.
+    fn matches(
+        &self,
+        action: Action,
+        review: &ParsedReview,
+        state: PodState,
+    ) -> Result<bool, String>;
 }
 
 /// No classifiers beyond the label and name rules.
 pub struct NoClassifier;
 
 impl Classifier for NoClassifier {
-    fn matches(&self, _: Action, _: &ParsedReview) -> Result<bool, String> {
+    fn matches(&self, _: Action, _: &ParsedReview, _: PodState) -> Result<bool, String> {
         Ok(false)
     }
 }
@@ -376,7 +395,8 @@ fn pod_subject(
 }
 
 /// An UPDATE of a pod: a debug request when the pod is a copy or node pod (by what it is now,
-/// or by the `kspy.dev/debug` label it had, which the update may remove) and the update
+/// or by the `kspy.dev/debug` label it had, or by what the classifiers say of it as it was:
+/// the update may remove what either reads) and the update
 /// changes the image of a container or init container. Those containers are the subjects;
 /// anything else of a container a pod update may not change (the API server refuses it).
 fn pod_update(
@@ -414,6 +434,14 @@ fn pod_update(
             .transpose()?
         {
             Some(action) => action,
+            // A classifier may read what the update removes (a label, an annotation): a pod
+            // it marked stays a debug pod for this update, as one labelled `kspy.dev/debug`.
+            None if old.is_some() => {
+                match classified_as(review, classifier, PodState::BeforeUpdate)? {
+                    Some(action) => action,
+                    None => return Ok(None),
+                }
+            }
             None => return Ok(None),
         },
     };
@@ -484,9 +512,18 @@ fn pod_action(
     {
         return Ok(Some(Action::Copy));
     }
+    classified_as(review, classifier, PodState::Requested)
+}
+
+/// The action the configured classifiers mark the pod in `state` with, node first.
+fn classified_as(
+    review: &ParsedReview,
+    classifier: &dyn Classifier,
+    state: PodState,
+) -> Result<Option<Action>, ClassifyError> {
     for action in [Action::Node, Action::Copy] {
         let hit = classifier
-            .matches(action, review)
+            .matches(action, review, state)
             .map_err(|message| ClassifyError::Classifier { action, message })?;
         if hit {
             return Ok(Some(action));

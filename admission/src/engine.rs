@@ -10,7 +10,7 @@ use kube::core::response::Status;
 use crate::ask::Ask;
 use crate::asks::PodVolumes;
 use crate::cel::{CelEnv, Expression, json_to_cel};
-use crate::classify::{Action, Classifier, Subject, classify};
+use crate::classify::{Action, Classifier, PodState, Subject, classify};
 use crate::classify::{asks_of, ephemeral_asks};
 use crate::decide::{Decision, DenialReason, Judge, decide, request_variables};
 use crate::defaults::{PatchBuilder, SubjectDefaults, subject_defaults};
@@ -737,7 +737,12 @@ struct CelClassifier<'a> {
 }
 
 impl Classifier for CelClassifier<'_> {
-    fn matches(&self, action: Action, review: &ParsedReview) -> Result<bool, String> {
+    fn matches(
+        &self,
+        action: Action,
+        review: &ParsedReview,
+        state: PodState,
+    ) -> Result<bool, String> {
         let expr = match action {
             Action::Copy => &self.engine.copy_classifier,
             Action::Node => &self.engine.node_classifier,
@@ -759,7 +764,12 @@ impl Classifier for CelClassifier<'_> {
         }
         let mut ctx = self.engine.env.root().new_inner_scope();
         let null = serde_json::Value::Null;
-        ctx.add_variable_from_value("object", json_to_cel(review.object().unwrap_or(&null)));
+        // The pod before an update is judged as a created one: `object`, with no `oldObject`.
+        let object = match state {
+            PodState::Requested => review.object(),
+            PodState::BeforeUpdate => review.old_object(),
+        };
+        ctx.add_variable_from_value("object", json_to_cel(object.unwrap_or(&null)));
         ctx.add_variable_from_value("oldObject", kube_cel::cel::Value::Null);
         ctx.add_variable_from_value("request", json_to_cel(&review.request_json()));
         let ns = self

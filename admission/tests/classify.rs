@@ -341,3 +341,60 @@ fn an_image_change_of_a_debug_pod_is_judged() {
     .unwrap();
     assert_eq!(action, Action::Node);
 }
+
+/// A copy or node pod recognised by a configured classifier is one by what the classifier reads,
+/// which may be what an update changes (a label, an annotation). An update that removes it while
+/// changing an image ran any image with what the pod was granted, unjudged: the classifiers are
+/// asked about the pod as it was before the update too, as the `kspy.dev/debug` label is.
+#[test]
+fn an_image_change_that_drops_what_a_classifier_reads_is_judged() {
+    let copies = "has(object.metadata.labels) && 'example.com/copy-of' in object.metadata.labels";
+    let nodes = "has(object.metadata.annotations) && 'example.com/node-debug' in object.metadata.annotations";
+    let settings = Settings {
+        copy_classifier: Some(copies.into()),
+        node_classifier: Some(nodes.into()),
+        ..Settings::default()
+    };
+    let e = engine_with(
+        &policy(
+            "debug-pods",
+            "  match: {actions: [copy, node]}\n  grant: {images: ['registry.example.com/**'], runAsRoot: true, mountVolumes: all}",
+        ),
+        settings,
+    );
+    for (field, key, action) in [
+        ("labels", "example.com/copy-of", Action::Copy),
+        ("annotations", "example.com/node-debug", Action::Node),
+    ] {
+        let mut before = pod("ns");
+        before["metadata"][field] = json!({ key: "web" });
+        for c in before["spec"]["containers"].as_array_mut().unwrap() {
+            c["image"] = json!("registry.example.com/shop/web:1");
+        }
+        assert!(
+            validate(&e, &create("ns", "u", &[], before.clone()))
+                .response
+                .allowed
+        );
+        let mut after = before.clone();
+        after["metadata"][field] = json!({});
+        after["spec"]["containers"][0]["image"] = json!("evil.example.org/rootkit:1");
+        let j = validate(
+            &e,
+            &review("ns", "u", &[], "UPDATE", None, after, Some(before.clone())),
+        );
+        assert_eq!(j.action, Some(action), "{field}");
+        assert!(
+            !j.response.allowed,
+            "{field}: the image change went unjudged"
+        );
+        assert!(
+            j.response
+                .result
+                .message
+                .contains("image evil.example.org/rootkit:1 is not granted"),
+            "{}",
+            j.response.result.message
+        );
+    }
+}

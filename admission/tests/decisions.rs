@@ -1652,3 +1652,52 @@ fn service_accounts_match_only_service_account_user_names() {
         assert!(!judged(user), "{user}");
     }
 }
+
+/// A container of a copy or node pod using a DRA resource claim (`resources.claims`) gets
+/// devices a driver prepares, with the mounts and environment their CDI specs add, which kspy
+/// cannot see into; a claim the pod names may be another pod's, its device with it. It was not
+/// judged at all; it is now judged as a Secret volume is (as an inline CSI volume is).
+#[test]
+fn a_resource_claim_of_a_copy_is_judged_as_a_secret_volume() {
+    let copies = |volumes: &str| {
+        engine(&policy(
+            "copies",
+            &format!(
+                "  match: {{actions: [copy]}}\n  grant: {{images: ['**'], runAsRoot: true, mountVolumes: {volumes}}}"
+            ),
+        ))
+    };
+    let mut copy = json!({
+        "metadata": {"name": "web-1-debug", "labels": {"kspy.dev/debug": "copy"}},
+        "spec": {
+            "resourceClaims": [{"name": "gpu", "resourceClaimName": "web-1-gpu"}],
+            "containers": [
+                {"name": "app", "image": "registry.example.com/shop/web:1"},
+                {"name": "debugger", "image": "busybox:1.36",
+                 "resources": {"claims": [{"name": "gpu"}, {"name": "gpu"}]}}
+            ]
+        }
+    });
+    let j = validate(&copies("nonSecret"), &create("ns", "u", &[], copy.clone()));
+    assert!(!j.response.allowed, "the claim went unjudged");
+    let message = &j.response.result.message;
+    assert!(
+        message.contains(
+            "container \"debugger\": resource claim \"gpu\" (resources.claims: devices a DRA \
+             driver prepares"
+        ),
+        "{message}"
+    );
+    assert!(!message.contains("container \"app\""), "{message}");
+    assert!(
+        validate(&copies("all"), &create("ns", "u", &[], copy.clone()))
+            .response
+            .allowed
+    );
+    copy["spec"]["containers"][1]["resources"] = json!({});
+    assert!(
+        validate(&copies("nonSecret"), &create("ns", "u", &[], copy))
+            .response
+            .allowed
+    );
+}

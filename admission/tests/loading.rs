@@ -1180,6 +1180,51 @@ fn a_read_write_host_path_grant_warns_that_links_leave_it() {
     }
 }
 
+/// A read-only hostPaths entry holding (or inside) the node directories pods write below warns
+/// too: any pod can plant a symbolic link to `/` in its emptyDir volume
+/// (`/var/lib/kubelet/pods/UID/volumes/kubernetes.io~empty-dir/NAME/x`) or its writable layer,
+/// and a hostPath volume at that path, which the entry grants, mounts the node's `/` read-only.
+#[test]
+fn a_read_only_host_path_grant_over_pod_storage_warns_that_links_leave_it() {
+    let warnings = |hosts: &str| -> Vec<String> {
+        let body = format!("  grant:\n    hostPaths: {hosts}");
+        let set = PolicySet::from_yaml("t.yaml", &common::policy("p", &body))
+            .unwrap_or_else(|e| panic!("{e}"));
+        set.warnings().iter().map(ToString::to_string).collect()
+    };
+    for (hosts, path, dir) in [
+        (
+            "[{path: /var/lib/kubelet, readOnly: true}]",
+            "/var/lib/kubelet",
+            "/var/lib/kubelet",
+        ),
+        ("[{path: /var, readOnly: true}]", "/var", "/var/lib/kubelet"),
+        (
+            "[{path: '//run/containerd/io.containerd.runtime.v2.task', readOnly: true}]",
+            "/run/containerd/io.containerd.runtime.v2.task",
+            "/run/containerd",
+        ),
+    ] {
+        let w = warnings(hosts);
+        assert_eq!(w.len(), 1, "{hosts}: {w:#?}");
+        assert!(
+            w[0].starts_with(&format!(
+                "t.yaml: document 1 (policy p): spec.grant.hostPaths[0]: {path} is granted \
+                 read-only, but a prefix does not confine a mount below {dir}, where pods write \
+                 on the node"
+            )),
+            "{w:#?}"
+        );
+    }
+    for quiet in [
+        "[{path: /var/log, readOnly: true}, {path: /etc, readOnly: true}]",
+        "[{path: /var/lib/kubeletx, readOnly: true}]",
+        "[{path: /, readOnly: true}]",
+    ] {
+        assert_eq!(warnings(quiet), Vec::<String>::new(), "{quiet}");
+    }
+}
+
 /// Match fields are AND: `users` and `serviceAccounts` together need a service account whose
 /// user name a users pattern matches. With none that can, the policy never applies.
 #[test]

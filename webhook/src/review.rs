@@ -25,7 +25,7 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use kspy_admission::classify::{Classifier, classify};
+use kspy_admission::classify::{Classifier, PodState, classify};
 use kspy_admission::{Action, Endpoint, Engine, ParsedReview, ReviewError, Verdict};
 use kube::core::admission::AdmissionResponse;
 use tracing::Instrument;
@@ -556,7 +556,7 @@ struct ClassifierProbe<'a> {
 }
 
 impl Classifier for ClassifierProbe<'_> {
-    fn matches(&self, action: Action, _: &ParsedReview) -> Result<bool, String> {
+    fn matches(&self, action: Action, _: &ParsedReview, _: PodState) -> Result<bool, String> {
         let configured = match action {
             Action::Copy => self.settings.copy_classifier.is_some(),
             Action::Node => self.settings.node_classifier.is_some(),

@@ -929,7 +929,28 @@ impl CompiledPolicy {
         // root. `/` itself grants everything already.
         for (i, h) in grant.host_paths.iter().enumerate() {
             let path = h.prefix.to_string();
-            if h.read_only || path == "/" {
+            if path == "/" {
+                continue;
+            }
+            // Read-only too: pods write below the node's pod storage (their emptyDir volumes,
+            // their containers' writable layers), so any pod of the user's can plant the link
+            // there, and the entry then grants the node's / read-only.
+            if h.read_only {
+                if let Some(dir) = pod_written_dir(&h.prefix) {
+                    warnings.push(FieldError {
+                        field: format!("spec.grant.hostPaths[{i}]"),
+                        message: format!(
+                            "{path} is granted read-only, but a prefix does not confine a mount \
+                             below {dir}, where pods write on the node (their emptyDir volumes, \
+                             their containers' writable layers): any pod can make a symbolic \
+                             link there to / (in an emptyDir, {dir}/pods/UID/volumes/\
+                             kubernetes.io~empty-dir/NAME/x), and a hostPath volume at that \
+                             path, which this entry grants, mounts what the link points to (the \
+                             kubelet follows it), the node's / included; grant paths outside \
+                             {dir} (/var/log, /etc), or / read-only to whom that is acceptable"
+                        ),
+                    });
+                }
                 continue;
             }
             warnings.push(FieldError {
@@ -969,6 +990,28 @@ impl CompiledPolicy {
             warnings,
         })
     }
+}
+
+/// The node directories pods write below with the usual kubelet and runtime settings: the
+/// kubelet's (emptyDir volumes), the runtimes' (containers' writable layers and root file
+/// systems) and their state under `/run` (`/var/run` links to it).
+const POD_WRITTEN_DIRS: &[&str] = &[
+    "/var/lib/kubelet",
+    "/var/lib/containerd",
+    "/var/lib/containers",
+    "/var/lib/docker",
+    "/run/containerd",
+    "/run/containers",
+    "/var/run/containerd",
+    "/var/run/containers",
+];
+
+/// The first of [`POD_WRITTEN_DIRS`] that `prefix` holds or lies within: a grant of it reaches
+/// paths where a pod can make symbolic links.
+fn pod_written_dir(prefix: &HostPath) -> Option<&'static str> {
+    POD_WRITTEN_DIRS.iter().copied().find(|dir| {
+        HostPath::parse(dir).is_ok_and(|dir| prefix.is_within(&dir) || dir.is_within(prefix))
+    })
 }
 
 /// What is wrong with a `defaults.securityContext`, by field: not a mapping, a value of the

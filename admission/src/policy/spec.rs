@@ -235,11 +235,13 @@ pub struct GrantSpec {
     #[serde(default)]
     pub run_as_root: bool,
     /// May be privileged (also allowPrivilegeEscalation, procMount Unmasked,
-    /// seccomp/AppArmor Unconfined).
+    /// seccomp/AppArmor Unconfined; for copy and node pods host ports, unsafe sysctls and
+    /// probe hosts; and mounting a `gitRepo` volume the kubelet clones on the node).
     #[serde(default)]
     pub privileged: bool,
     /// Which pod volumes may be mounted (`volumeMounts`) or handed over as raw block devices
-    /// (`volumeDevices`, judged as writable mounts).
+    /// (`volumeDevices`, judged as writable mounts); `all` also covers Secrets in the
+    /// environment and DRA resource claims a container uses (`resources.claims`).
     #[serde(default)]
     pub mount_volumes: VolumeGrant,
     /// Host namespaces that may be shared.

@@ -1,4 +1,4 @@
-//! Seeded mutations of the repository's fixture reviews (`policies/fixtures/`), judged under the
+//! Seeded mutations (2 000) of the repository's fixture reviews (`policies/fixtures/`), judged under the
 //! repository's policies (`policies/`) over real HTTPS: bytes flipped, cut, duplicated and
 //! dropped; values nested deep, made huge numbers or odd Unicode; `uid`, `request` and
 //! `object` given twice. Every answer is well-formed HTTP: 400 exactly when the engine refuses
@@ -311,7 +311,7 @@ fn expected(engine: &Engine, bytes: &[u8]) -> Option<(String, bool)> {
 }
 
 const SEED: u64 = 0x6b73_7079_5eed;
-const CASES: usize = 2400;
+const CASES: usize = 2000;
 const WORKERS: usize = 4;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -335,6 +335,8 @@ async fn mutated_reviews_get_well_formed_answers_and_never_an_unearned_allow() {
         tasks.push(tokio::spawn(async move {
             let mut failures = Vec::new();
             let mut allowed_from_denied = 0usize;
+            // Answers with a verdict, and refusals.
+            let (mut judged, mut refused) = (0u64, 0u64);
             let mut conn: Option<HttpsConnection> = None;
             for case in (worker..CASES).step_by(WORKERS) {
                 let mut rng = Rng::new(SEED ^ case as u64);
@@ -359,6 +361,11 @@ async fn mutated_reviews_get_well_formed_answers_and_never_an_unearned_allow() {
                 };
                 let status = resp.status().as_u16();
                 let what = format!("case {case} ({}, status {status})", base.name);
+                if status == 200 {
+                    judged += 1;
+                } else {
+                    refused += 1;
+                }
                 match (status, &want) {
                     (400 | 413, None) => {}
                     (200, Some((uid, allowed))) => {
@@ -401,15 +408,18 @@ async fn mutated_reviews_get_well_formed_answers_and_never_an_unearned_allow() {
                     )),
                 }
             }
-            (failures, allowed_from_denied)
+            (failures, allowed_from_denied, judged, refused)
         }));
     }
     let mut failures = Vec::new();
     let mut allowed_from_denied = 0;
+    let (mut judged, mut refused) = (0, 0);
     for t in tasks {
-        let (f, a) = t.await.expect("worker");
+        let (f, a, j, r) = t.await.expect("worker");
         failures.extend(f);
         allowed_from_denied += a;
+        judged += j;
+        refused += r;
     }
     assert!(
         failures.is_empty(),
@@ -417,7 +427,20 @@ async fn mutated_reviews_get_well_formed_answers_and_never_an_unearned_allow() {
         failures.len(),
         &failures[..failures.len().min(8)]
     );
-    eprintln!("{allowed_from_denied} mutated denied requests became other, allowed requests");
+    eprintln!(
+        "{judged} judged, {refused} refused; {allowed_from_denied} mutated denied requests became other, allowed requests"
+    );
+    // Every answer counted once, as what it was.
+    let text = h.server.metrics().render();
+    let sum = |name: &str| -> u64 {
+        text.lines()
+            .filter(|l| l.starts_with(&format!("{name}{{")))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum()
+    };
+    assert_eq!(sum("kspy_reviews_total"), judged, "{text}");
+    assert_eq!(sum("kspy_bad_requests_total"), refused, "{text}");
+    assert_eq!(sum("kspy_internal_errors_total"), 0, "{text}");
     // Still serving.
     let (status, _) = h.post_fixture("/validate", "attach-allowed.json").await;
     assert_eq!(status, 200);

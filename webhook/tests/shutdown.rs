@@ -374,3 +374,92 @@ async fn sigterm_under_load_answers_every_review_in_flight_and_exits_within_the_
     );
     stuck.write_all(b"x").await.ok();
 }
+
+/// Shutdown with reviews being judged on one HTTP/2 connection (as many streams as it may
+/// have open) and on HTTP/1.1 keep-alive connections: every one is answered with its verdict,
+/// none is cut off or denied for the shutdown, the connections close after, and the
+/// shutdown ends once the last answer is out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_answers_every_review_being_judged_on_both_protocols() {
+    let judging = Duration::from_millis(1500);
+    let h = Harness::start_with(common::POLICIES, |c| {
+        c.fault_injection = kspy_webhook::FaultInjection::Delay(judging);
+        c.judge_threads = 40;
+        c.shutdown_grace = Duration::from_secs(8);
+    })
+    .await;
+    let h2_tls =
+        kspy_webhook::tls::client_config(common::ca_roots(&[&h.certs.ca_cert_pem]), &[b"h2"])
+            .expect("h2 client config");
+    let h2 = HttpsConnection::connect(h.server.addr, "localhost", &h2_tls, HttpVersion::Http2)
+        .await
+        .expect("h2 connect");
+    let mut reviews = Vec::new();
+    for i in 0..16 {
+        let mut conn = h2.try_clone().expect("h2 handle");
+        reviews.push(tokio::spawn(async move {
+            let name = if i % 2 == 0 {
+                "attach-allowed.json"
+            } else {
+                "attach-denied.json"
+            };
+            (name, conn.post_json("/validate", fixture(name)).await)
+        }));
+    }
+    for i in 0..8 {
+        let mut conn = h.connect(HttpVersion::Http1).await;
+        reviews.push(tokio::spawn(async move {
+            let name = if i % 2 == 0 {
+                "attach-allowed.json"
+            } else {
+                "attach-denied.json"
+            };
+            (name, conn.post_json("/validate", fixture(name)).await)
+        }));
+    }
+    let metrics = h.server.metrics().clone();
+    eventually("every review is in flight", Duration::from_secs(5), || {
+        let m = metrics.clone();
+        async move { m.render().contains("kspy_reviews_in_flight 24\n") }
+    })
+    .await;
+    let started = std::time::Instant::now();
+    let addr = h.server.addr;
+    let stopping = tokio::spawn(h.server.shutdown());
+    eventually(
+        "new connections are refused",
+        Duration::from_secs(2),
+        || async { tokio::net::TcpStream::connect(addr).await.is_err() },
+    )
+    .await;
+    for review in reviews {
+        let (name, answer) = review.await.expect("client");
+        let answer = answer.unwrap_or_else(|e| panic!("{name}: cut off by the shutdown: {e}"));
+        assert_eq!(answer.status(), 200, "{name}");
+        let r = response_of(answer.body());
+        assert_eq!(r["uid"], fixture_uid(name));
+        assert_eq!(r["allowed"], name == "attach-allowed.json", "{name}: {r}");
+    }
+    tokio::time::timeout(Duration::from_secs(5), stopping)
+        .await
+        .expect("the shutdown ends after the last answer")
+        .expect("shutdown task");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "the shutdown took {:?} for reviews judged in {judging:?}",
+        started.elapsed()
+    );
+    assert!(
+        h2.is_closed(),
+        "the HTTP/2 connection is closed after its answers"
+    );
+    assert_eq!(
+        metrics
+            .render()
+            .lines()
+            .filter(|l| l.starts_with("kspy_internal_errors_total{"))
+            .count(),
+        0,
+        "none was denied for the shutdown"
+    );
+}

@@ -100,11 +100,35 @@ fn vanished(dir: &Path) -> Vec<PathBuf> {
     files
 }
 
+/// The top-level names of policy files in a ConfigMap volume's current generation
+/// (`dir/..data/…`) that have no entry of their own in `dir` yet. The kubelet renames
+/// `..data` onto a new generation first and creates the links of newly added keys a moment
+/// later: a poll in between sees the changed files of the old keys without the new ones, a
+/// set that was never in the ConfigMap.
+fn unlinked(dir: &Path) -> Vec<PathBuf> {
+    let data = dir.join("..data");
+    if !data.is_dir() {
+        return Vec::new();
+    }
+    let mut files = Vec::new();
+    let _ = load::collect_files_keeping_dangling(&data, &mut files);
+    let mut names: Vec<PathBuf> = files
+        .iter()
+        .filter_map(|f| f.strip_prefix(&data).ok()?.components().next())
+        .map(|first| dir.join(first))
+        .filter(|top| std::fs::symlink_metadata(top).is_err())
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
 /// What one poll of the policy directory found.
 enum Polled {
     /// Nothing changed.
     Unchanged,
-    /// A listed file is gone; the change is looked at again at the next poll.
+    /// A listed file is gone, or a ConfigMap key has no link yet; the change is looked at
+    /// again at the next poll.
     Deferred,
     /// Files still gone at the poll after the one that found them.
     Vanished(Vec<PathBuf>),
@@ -132,6 +156,7 @@ impl Watcher {
     /// top-level symlink that pointed into it a moment later; a poll in between sees a
     /// dangling link. That is no broken change, so a change with a vanished file waits for
     /// the next poll: only if the file is still gone then is it reported (and counted).
+    /// Likewise a key added: its link comes a moment after the swap ([`unlinked`]).
     fn poll(&mut self) -> Polled {
         self.poll_with(load)
     }
@@ -147,7 +172,11 @@ impl Watcher {
             return Polled::Unchanged;
         }
         let gone = vanished(&self.dir);
-        if !gone.is_empty() && self.deferred != Some(now) {
+        // Keys added to a ConfigMap whose links are not there yet: the kubelet is mid-update.
+        // Waited for once, as a vanished file is; still unlinked at the next poll, they are
+        // no kubelet's doing, and the files the directory shows are loaded.
+        let incomplete = !gone.is_empty() || !unlinked(&self.dir).is_empty();
+        if incomplete && self.deferred != Some(now) {
             self.deferred = Some(now);
             return Polled::Deferred;
         }
@@ -176,8 +205,8 @@ fn load(dir: &Path, settings: Settings) -> Result<Engine, LoadErrors> {
 }
 
 /// Loads the policies in `dir` at start, with the fingerprint of what was loaded: a load
-/// during which the files changed (a ConfigMap swap, see [`Watcher::poll`]) is done again, a
-/// few times at most; the last one is kept, and if it was a mix, the fingerprint taken
+/// during which the files changed (a ConfigMap swap, see [`Watcher::poll`]), or with a
+/// ConfigMap key not linked yet, is done again 20 ms later, a few times at most; the last one is kept, and if it was a mix, the fingerprint taken
 /// before it differs from the files' and the first poll loads them again.
 pub(crate) fn load_at_start(dir: &Path, settings: Settings) -> Result<(Engine, u64), WebhookError> {
     let mut attempts = 0;
@@ -185,9 +214,11 @@ pub(crate) fn load_at_start(dir: &Path, settings: Settings) -> Result<(Engine, u
         attempts += 1;
         let before = fingerprint(dir);
         let engine = load_engine(dir, settings.clone())?;
-        if attempts >= 5 || fingerprint(dir) == before {
+        // A key whose link is not there yet (see `unlinked`) is a kubelet mid-update too.
+        if attempts >= 5 || (fingerprint(dir) == before && unlinked(dir).is_empty()) {
             return Ok((engine, before));
         }
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
@@ -468,6 +499,52 @@ mod tests {
         );
         assert_eq!(metrics.policy_reloads(), (1, 0));
         assert_eq!(cell.current().policies().names(), ["new"]);
+    }
+
+    /// A key added to a ConfigMap, with an existing key changed: the poll between the kubelet's
+    /// `..data` swap and its creating the new key's link saw the changed `a.yaml` without
+    /// `b.yaml`, a set that was never in the ConfigMap, and put it in force (then reloaded
+    /// once the link came). It now waits for the link.
+    #[test]
+    fn a_key_added_is_waited_for_until_its_link_is_there() {
+        use std::os::unix::fs::symlink;
+        let root = tempfile::tempdir().expect("tempdir");
+        let dir = configmap(root.path(), &["a"]);
+        let mut w = watcher(&dir);
+        std::fs::create_dir_all(dir.join("..g2")).expect("generation");
+        for name in ["a", "b"] {
+            std::fs::write(
+                dir.join(format!("..g2/{name}.yaml")),
+                POLICY.replace("NAME", name).replace("busybox", "alpine"),
+            )
+            .expect("write");
+        }
+        symlink("..g2", dir.join("..data_tmp")).expect("tmp");
+        std::fs::rename(dir.join("..data_tmp"), dir.join("..data")).expect("swap");
+        assert!(
+            matches!(w.poll(), Polled::Deferred),
+            "the changed a.yaml is not loaded without the new b.yaml"
+        );
+        symlink("..data/b.yaml", dir.join("b.yaml")).expect("the kubelet links the new key");
+        let Polled::Loaded(loaded) = w.poll() else {
+            panic!("the new set is loaded once the link is there");
+        };
+        assert_eq!(loaded.expect("loads").policies().names(), ["a", "b"]);
+        assert!(matches!(w.poll(), Polled::Unchanged));
+
+        // A file under ..data that never gets a link is waited for once, then what the links
+        // show is loaded.
+        std::fs::write(dir.join("..g2/c.yaml"), POLICY.replace("NAME", "c")).expect("write");
+        std::fs::write(
+            dir.join("..g2/a.yaml"),
+            POLICY.replace("NAME", "a").replace("busybox", "debian"),
+        )
+        .expect("write");
+        assert!(matches!(w.poll(), Polled::Deferred));
+        let Polled::Loaded(loaded) = w.poll() else {
+            panic!("loaded at the second look");
+        };
+        assert_eq!(loaded.expect("loads").policies().names(), ["a", "b"]);
     }
 
     /// A ConfigMap swap while the loader reads the files one by one: it read `a.yaml` of the

@@ -28,14 +28,16 @@ impl EngineCell {
             .clone()
     }
 
-    /// Puts `engine` in force; reviews already running finish with the previous one.
-    pub fn replace(&self, engine: Engine) {
+    /// Puts `engine` in force, and returns it as in force; reviews already running finish
+    /// with the previous one.
+    pub fn replace(&self, engine: Engine) -> Arc<Engine> {
         let engine = Arc::new(engine);
         let previous = std::mem::replace(
             &mut *self.current.write().unwrap_or_else(PoisonError::into_inner),
-            engine,
+            engine.clone(),
         );
         // Dropped outside the lock.
         drop(previous);
+        engine
     }
 }

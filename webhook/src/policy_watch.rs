@@ -100,14 +100,41 @@ fn vanished(dir: &Path) -> Vec<PathBuf> {
     files
 }
 
+/// The top-level names of policy files in a ConfigMap volume's current generation
+/// (`dir/..data/…`) that have no entry of their own in `dir` yet. The kubelet renames
+/// `..data` onto a new generation first and creates the links of newly added keys a moment
+/// later: a poll in between sees the changed files of the old keys without the new ones, a
+/// set that was never in the ConfigMap.
+fn unlinked(dir: &Path) -> Vec<PathBuf> {
+    let data = dir.join("..data");
+    if !data.is_dir() {
+        return Vec::new();
+    }
+    let mut files = Vec::new();
+    let _ = load::collect_files_keeping_dangling(&data, &mut files);
+    let mut names: Vec<PathBuf> = files
+        .iter()
+        .filter_map(|f| f.strip_prefix(&data).ok()?.components().next())
+        .map(|first| dir.join(first))
+        .filter(|top| std::fs::symlink_metadata(top).is_err())
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
 /// What one poll of the policy directory found.
 enum Polled {
     /// Nothing changed.
     Unchanged,
-    /// A listed file is gone; the change is looked at again at the next poll.
+    /// A listed file is gone, or a ConfigMap key has no link yet; the change is looked at
+    /// again at the next poll.
     Deferred,
     /// Files still gone at the poll after the one that found them.
     Vanished(Vec<PathBuf>),
+    /// The files changed while they were read; the change is looked at again at the next
+    /// poll.
+    Moved,
     /// The new set, or why it does not load (boxed: an engine is large, and moved once).
     Loaded(Box<Result<Engine, LoadErrors>>),
 }
@@ -129,25 +156,69 @@ impl Watcher {
     /// top-level symlink that pointed into it a moment later; a poll in between sees a
     /// dangling link. That is no broken change, so a change with a vanished file waits for
     /// the next poll: only if the file is still gone then is it reported (and counted).
+    /// Likewise a key added: its link comes a moment after the swap ([`unlinked`]).
     fn poll(&mut self) -> Polled {
+        self.poll_with(load)
+    }
+
+    /// [`Watcher::poll`] with `load` as the loader.
+    fn poll_with(
+        &mut self,
+        load: impl FnOnce(&Path, Settings) -> Result<Engine, LoadErrors>,
+    ) -> Polled {
         let now = fingerprint(&self.dir);
         if now == self.seen {
             self.deferred = None;
             return Polled::Unchanged;
         }
         let gone = vanished(&self.dir);
-        if !gone.is_empty() && self.deferred != Some(now) {
+        // Keys added to a ConfigMap whose links are not there yet: the kubelet is mid-update.
+        // Waited for once, as a vanished file is; still unlinked at the next poll, they are
+        // no kubelet's doing, and the files the directory shows are loaded.
+        let incomplete = !gone.is_empty() || !unlinked(&self.dir).is_empty();
+        if incomplete && self.deferred != Some(now) {
             self.deferred = Some(now);
             return Polled::Deferred;
         }
         self.deferred = None;
-        self.seen = now;
         if !gone.is_empty() {
+            self.seen = now;
             return Polled::Vanished(gone);
         }
-        Polled::Loaded(Box::new(
-            PolicySet::load_dir(&self.dir).and_then(|p| Engine::new(p, self.settings.clone())),
-        ))
+        let loaded = load(&self.dir, self.settings.clone());
+        // The loader opens each file on its own, each through the `..data` link as it is
+        // then: a swap while it reads gives some files of the old generation and some of the
+        // new, a set that was never in the ConfigMap (and may grant what neither does). Kept
+        // only if nothing changed while the files were read; otherwise looked at again at
+        // the next poll, when the swap is over.
+        if fingerprint(&self.dir) != now {
+            return Polled::Moved;
+        }
+        self.seen = now;
+        Polled::Loaded(Box::new(loaded))
+    }
+}
+
+/// Loads and compiles the policies in `dir` (the [`Watcher`]'s loader).
+fn load(dir: &Path, settings: Settings) -> Result<Engine, LoadErrors> {
+    PolicySet::load_dir(dir).and_then(|p| Engine::new(p, settings))
+}
+
+/// Loads the policies in `dir` at start, with the fingerprint of what was loaded: a load
+/// during which the files changed (a ConfigMap swap, see [`Watcher::poll`]), or with a
+/// ConfigMap key not linked yet, is done again 20 ms later, a few times at most; the last one is kept, and if it was a mix, the fingerprint taken
+/// before it differs from the files' and the first poll loads them again.
+pub(crate) fn load_at_start(dir: &Path, settings: Settings) -> Result<(Engine, u64), WebhookError> {
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        let before = fingerprint(dir);
+        let engine = load_engine(dir, settings.clone())?;
+        // A key whose link is not there yet (see `unlinked`) is a kubelet mid-update too.
+        if attempts >= 5 || (fingerprint(dir) == before && unlinked(dir).is_empty()) {
+            return Ok((engine, before));
+        }
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
@@ -170,6 +241,17 @@ fn log_reloaded(dir: &Path, engine: &Engine) {
     let names = engine.policies().names().join(", ");
     let count = engine.policies().len();
     tracing::info!(policies = %dir.display(), count, names = %names, "policies reloaded");
+}
+
+/// Puts a newly loaded engine in force, and only then reports the reload (the count in
+/// `kspy_policy_reloads_total`, the log line and the set's warnings): whoever sees the reload
+/// reported and sends a review gets the new set's verdict. Reporting first left a moment in
+/// which the old set still judged, and could allow what the reported set no longer grants.
+fn put_in_force(dir: &Path, cell: &EngineCell, metrics: &Metrics, new_engine: Engine) {
+    let in_force = cell.replace(new_engine);
+    metrics.policy_reload_succeeded(in_force.policies().len());
+    log_reloaded(dir, &in_force);
+    warn_about(dir, in_force.policies());
 }
 
 /// Spawns the reload loop: polls `dir` every `interval` until `shutdown` turns true.
@@ -230,13 +312,7 @@ pub(crate) fn spawn(
             };
             match polled {
                 Polled::Loaded(loaded) => match *loaded {
-                    Ok(new_engine) => {
-                        let count = new_engine.policies().len();
-                        log_reloaded(&dir, &new_engine);
-                        warn_about(&dir, new_engine.policies());
-                        metrics.policy_reload_succeeded(count);
-                        engine.replace(new_engine);
-                    }
+                    Ok(new_engine) => put_in_force(&dir, &engine, &metrics, new_engine),
                     Err(errors) => {
                         metrics.policy_reload_failed();
                         log_load_errors(&dir, &errors);
@@ -246,6 +322,10 @@ pub(crate) fn spawn(
                 Polled::Deferred => tracing::debug!(
                     policies = %dir.display(),
                     "a listed policy file is gone; looking again at the next poll"
+                ),
+                Polled::Moved => tracing::debug!(
+                    policies = %dir.display(),
+                    "the policy files changed while they were read; loading them again at the next poll"
                 ),
                 Polled::Vanished(files) => {
                     metrics.policy_reload_failed();
@@ -359,6 +439,158 @@ mod tests {
         tracing::subscriber::with_default(subscriber, || log_reloaded(&dir, &two));
         let line: Value = serde_json::from_str(lines.text().trim_end()).expect("one JSON line");
         assert_eq!(line["names"], "a, b", "{line}");
+    }
+
+    /// A `MakeWriter` that notes, for each log write, the policies the cell has in force.
+    #[derive(Clone)]
+    struct InForceAtEachLine {
+        cell: Arc<EngineCell>,
+        seen: Arc<std::sync::Mutex<Vec<Vec<String>>>>,
+    }
+
+    impl std::io::Write for InForceAtEachLine {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            let engine = self.cell.current();
+            let names = engine.policies().names();
+            self.seen
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .push(names.iter().map(ToString::to_string).collect());
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn engine_of(names: &[&str]) -> Engine {
+        let yaml = names
+            .iter()
+            .map(|n| POLICY.replace("NAME", n))
+            .collect::<Vec<_>>()
+            .join("---\n");
+        PolicySet::from_yaml("p.yaml", &yaml)
+            .and_then(|p| Engine::new(p, Settings::default()))
+            .expect("policies")
+    }
+
+    /// The reload is counted and logged once the new set is in force: the line saying
+    /// "policies reloaded" was written (and the count raised) while the old set still judged.
+    #[test]
+    fn a_reload_is_reported_only_once_the_new_set_judges() {
+        let cell = Arc::new(EngineCell::new(engine_of(&["old"])));
+        let metrics = Metrics::new();
+        let probe = InForceAtEachLine {
+            cell: cell.clone(),
+            seen: Arc::default(),
+        };
+        let sink = probe.clone();
+        let subscriber =
+            log_subscriber(LogFormat::Json, tracing::Level::INFO, move || sink.clone());
+        tracing::subscriber::with_default(subscriber, || {
+            put_in_force(Path::new("/p"), &cell, &metrics, engine_of(&["new"]))
+        });
+        let seen = probe.seen.lock().expect("lock").clone();
+        assert!(!seen.is_empty(), "the reload is logged");
+        assert!(
+            seen.iter().all(|names| names == &["new"]),
+            "policies in force as each line was written: {seen:?}"
+        );
+        assert_eq!(metrics.policy_reloads(), (1, 0));
+        assert_eq!(cell.current().policies().names(), ["new"]);
+    }
+
+    /// A key added to a ConfigMap, with an existing key changed: the poll between the kubelet's
+    /// `..data` swap and its creating the new key's link saw the changed `a.yaml` without
+    /// `b.yaml`, a set that was never in the ConfigMap, and put it in force (then reloaded
+    /// once the link came). It now waits for the link.
+    #[test]
+    fn a_key_added_is_waited_for_until_its_link_is_there() {
+        use std::os::unix::fs::symlink;
+        let root = tempfile::tempdir().expect("tempdir");
+        let dir = configmap(root.path(), &["a"]);
+        let mut w = watcher(&dir);
+        std::fs::create_dir_all(dir.join("..g2")).expect("generation");
+        for name in ["a", "b"] {
+            std::fs::write(
+                dir.join(format!("..g2/{name}.yaml")),
+                POLICY.replace("NAME", name).replace("busybox", "alpine"),
+            )
+            .expect("write");
+        }
+        symlink("..g2", dir.join("..data_tmp")).expect("tmp");
+        std::fs::rename(dir.join("..data_tmp"), dir.join("..data")).expect("swap");
+        assert!(
+            matches!(w.poll(), Polled::Deferred),
+            "the changed a.yaml is not loaded without the new b.yaml"
+        );
+        symlink("..data/b.yaml", dir.join("b.yaml")).expect("the kubelet links the new key");
+        let Polled::Loaded(loaded) = w.poll() else {
+            panic!("the new set is loaded once the link is there");
+        };
+        assert_eq!(loaded.expect("loads").policies().names(), ["a", "b"]);
+        assert!(matches!(w.poll(), Polled::Unchanged));
+
+        // A file under ..data that never gets a link is waited for once, then what the links
+        // show is loaded.
+        std::fs::write(dir.join("..g2/c.yaml"), POLICY.replace("NAME", "c")).expect("write");
+        std::fs::write(
+            dir.join("..g2/a.yaml"),
+            POLICY.replace("NAME", "a").replace("busybox", "debian"),
+        )
+        .expect("write");
+        assert!(matches!(w.poll(), Polled::Deferred));
+        let Polled::Loaded(loaded) = w.poll() else {
+            panic!("loaded at the second look");
+        };
+        assert_eq!(loaded.expect("loads").policies().names(), ["a", "b"]);
+    }
+
+    /// A ConfigMap swap while the loader reads the files one by one: it read `a.yaml` of the
+    /// old generation and `b.yaml` of the new, a set that was never in the ConfigMap. That
+    /// set was put in force (until the next poll); it is now dropped, and the next poll
+    /// loads the new generation whole.
+    #[test]
+    fn a_swap_while_the_files_are_read_puts_no_mix_in_force() {
+        use std::os::unix::fs::symlink;
+        let root = tempfile::tempdir().expect("tempdir");
+        let dir = configmap(root.path(), &["a", "b"]);
+        let mut w = watcher(&dir);
+        // Something to load: a change, in a generation of its own.
+        let generation = |g: &str, image: &str| {
+            std::fs::create_dir_all(dir.join(g)).expect("generation");
+            for name in ["a", "b"] {
+                std::fs::write(
+                    dir.join(format!("{g}/{name}.yaml")),
+                    POLICY.replace("NAME", name).replace("busybox", image),
+                )
+                .expect("write");
+            }
+            symlink(g, dir.join("..data_tmp")).expect("tmp");
+            std::fs::rename(dir.join("..data_tmp"), dir.join("..data")).expect("swap");
+        };
+        generation("..g2", "alpine");
+        let read = |name: &str| std::fs::read_to_string(dir.join(name)).expect("read");
+        let polled = w.poll_with(|_, settings| {
+            let a = read("a.yaml");
+            generation("..g3", "debian");
+            let b = read("b.yaml");
+            PolicySet::from_yaml("mix.yaml", &format!("{a}---\n{b}"))
+                .and_then(|p| Engine::new(p, settings))
+        });
+        assert!(
+            matches!(polled, Polled::Moved),
+            "the mixed set is not put in force"
+        );
+        let Polled::Loaded(loaded) = w.poll() else {
+            panic!("the new generation is loaded at the next poll");
+        };
+        let engine = loaded.expect("the new generation loads");
+        assert_eq!(engine.policies().names(), ["a", "b"]);
+        assert_eq!(w.seen, fingerprint(&dir));
+        assert!(read("a.yaml").contains("debian") && read("b.yaml").contains("debian"));
+        assert!(matches!(w.poll(), Polled::Unchanged));
     }
 
     /// A policy selecting a field the Pod type lacks is in force, and each load says where

@@ -129,15 +129,13 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, WebhookError> 
 
     let dir = config.policies_dir.clone();
     let settings = config.settings.clone();
-    let (engine, fingerprint) = tokio::task::spawn_blocking(move || {
-        let fingerprint = policy_watch::fingerprint(&dir);
-        policy_watch::load_engine(&dir, settings).map(|e| (e, fingerprint))
-    })
-    .await
-    .map_err(|err| WebhookError::Io {
-        context: "loading policies".into(),
-        error: std::io::Error::other(err.to_string()),
-    })??;
+    let (engine, fingerprint) =
+        tokio::task::spawn_blocking(move || policy_watch::load_at_start(&dir, settings))
+            .await
+            .map_err(|err| WebhookError::Io {
+                context: "loading policies".into(),
+                error: std::io::Error::other(err.to_string()),
+            })??;
     let names = engine.policies().names().join(", ");
     let count = engine.policies().len();
     tracing::info!(policies = %config.policies_dir.display(), count, names = %names, "policies loaded");

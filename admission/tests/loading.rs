@@ -1317,3 +1317,44 @@ spec:
         .unwrap_or_else(|e| panic!("{e}"));
     assert!(clean.warnings().is_empty());
 }
+
+/// The API server sets `imagePullPolicy` on every container while decoding the request, before
+/// admission webhooks run, so `defaults.imagePullPolicy` never applies in a cluster: it loaded
+/// in silence, and its author believed debug containers pulled as it said. It loads (files
+/// written for it keep loading, and a hand-made review without one still gets it) with a
+/// warning at its line that says so and where to set the pull policy instead.
+#[test]
+fn an_image_pull_policy_default_loads_with_a_warning_that_it_never_applies() {
+    let set = PolicySet::from_yaml(
+        "t.yaml",
+        &common::policy(
+            "p",
+            "  grant: {runAsRoot: true}\n  defaults:\n    targetContainer: first\n    imagePullPolicy: Always",
+        ),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let warnings: Vec<String> = set.warnings().iter().map(ToString::to_string).collect();
+    assert_eq!(warnings.len(), 1, "{warnings:#?}");
+    assert!(
+        warnings[0].starts_with(
+            "t.yaml:9:5: document 1 (policy p): spec.defaults.imagePullPolicy: Always never \
+             applies in a cluster: the API server sets imagePullPolicy on every container while \
+             decoding the request"
+        ) && warnings[0].contains("(`kspy attach --image-pull-policy Always`"),
+        "{warnings:#?}"
+    );
+    assert_eq!(
+        set.get("p").map(|p| p.defaults.image_pull_policy),
+        Some(Some(kspy_admission::policy::spec::ImagePullPolicy::Always))
+    );
+    // Without it, no warning.
+    let set = PolicySet::from_yaml(
+        "t.yaml",
+        &common::policy(
+            "p",
+            "  grant: {runAsRoot: true}\n  defaults:\n    targetContainer: first",
+        ),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert!(set.warnings().is_empty(), "{:#?}", set.warnings());
+}

@@ -1813,3 +1813,33 @@ fn eval_and_test_name_the_expression_the_cel_library_fails_on_without_panic_text
         assert!(stdout.contains(says), "{expression}: {stdout}");
     }
 }
+
+/// A `defaults.imagePullPolicy` never applies in a cluster (the API server sets the field
+/// before webhooks run): `check` says so with its line and passes, `--strict` fails on it, and
+/// the flag the warning points to is one `kspy attach` has.
+#[test]
+fn check_warns_that_an_image_pull_policy_default_never_applies() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("p.yaml"),
+        "apiVersion: kspy.dev/v1alpha1\nkind: DebugPolicy\nmetadata: {name: pulls}\nspec:\n  grant: {images: ['busybox:*']}\n  defaults:\n    imagePullPolicy: IfNotPresent\n",
+    )
+    .unwrap();
+    let path = dir.path().display().to_string();
+    let out = kspy(&["policy", "check", &path]);
+    let stderr = text(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.starts_with("kspy: warning: ")
+            && stderr.contains(
+                "p.yaml:7:5: document 1 (policy pulls): spec.defaults.imagePullPolicy: \
+                 IfNotPresent never applies in a cluster"
+            )
+            && stderr.contains("`kspy attach --image-pull-policy IfNotPresent`"),
+        "{stderr}"
+    );
+    let out = kspy(&["policy", "check", "--strict", &path]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let help = text(&kspy(&["attach", "--help"]).stdout);
+    assert!(help.contains("--image-pull-policy"), "{help}");
+}

@@ -171,8 +171,10 @@ impl PolicySet {
         let mut errors = Vec::new();
         let mut warnings: Vec<LoadWarning> = Vec::new();
         let mut policies: Vec<CompiledPolicy> = Vec::new();
-        // The texts read so far, for the line of a policy that another repeats the name of.
+        // The texts read so far, for the line of a policy that another repeats the name of,
+        // each parsed for it at most once (a file of many repeats would parse it each time).
         let mut read: Vec<(&str, &str)> = Vec::new();
+        let mut parsed: BTreeMap<usize, Positions> = BTreeMap::new();
         for (file, text) in sources {
             read.push((file, text));
             let errors_before = errors.len();
@@ -203,9 +205,12 @@ impl PolicySet {
                         // Only on this error: the first one's file is parsed again for its line.
                         let line = read
                             .iter()
-                            .find(|(f, _)| *f == first.origin.file)
-                            .and_then(|(_, t)| {
-                                Positions::of(t).find(first.origin.document, Some("metadata.name"))
+                            .position(|(f, _)| *f == first.origin.file)
+                            .and_then(|i| {
+                                parsed
+                                    .entry(i)
+                                    .or_insert_with(|| Positions::of(read[i].1))
+                                    .find(first.origin.document, Some("metadata.name"))
                             })
                             .map(|(line, column)| format!(":{line}:{column}"))
                             .unwrap_or_default();

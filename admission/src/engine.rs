@@ -197,6 +197,7 @@ impl Engine {
                                 document: None,
                                 policy: None,
                                 field: Some(name.into()),
+                                at: None,
                                 message: e.to_string(),
                             })
                         })

@@ -64,7 +64,7 @@ fn each_mistake_is_reported_where_it_is() {
         (
             "  grant:\n    capabilites: [SYS_PTRACE]",
             &[
-                "team.yaml: document 1 (policy p): spec.grant",
+                "team.yaml:7:5: document 1 (policy p): spec.grant",
                 "unknown field `capabilites`",
             ],
         ),
@@ -588,7 +588,7 @@ fn documents_kinds_and_names() {
         assert_eq!(
             e,
             [format!(
-                "team.yaml: document 1: the document is {what}, not a mapping: a DebugPolicy is \
+                "team.yaml:1:1: document 1: the document is {what}, not a mapping: a DebugPolicy is \
                  a mapping with apiVersion, kind, metadata and spec"
             )]
         );
@@ -603,7 +603,13 @@ fn documents_kinds_and_names() {
         common::policy("a", "  mode: Warn"),
         common::policy("a", "  mode: Audit")
     ));
-    assert!(e[0].contains("document 2 (policy a): metadata.name: a policy of this name is already defined in team.yaml document 1"), "{e:?}");
+    assert_eq!(
+        e,
+        [
+            "team.yaml:11:3: document 2 (policy a): metadata.name: a policy of this name is \
+          already defined in team.yaml:4:3 document 1"
+        ],
+    );
     let e = errors(&common::policy("Bad_Name", "  mode: Warn"));
     assert!(e[0].contains("metadata.name"), "{e:?}");
     // A name that would break the report's line is quoted.
@@ -704,24 +710,27 @@ fn unreadable_inputs() {
 #[test]
 fn documents_are_numbered_as_the_file_has_them() {
     let suite = "apiVersion: kspy.dev/v1alpha1\nkind: DebugPolicyTest\nmetadata: {name: t}\n";
-    for (yaml, number) in [
-        ("kind: X\n".to_owned(), 1),
-        ("---\n---\nkind: X\n".to_owned(), 2),
+    // With where `kind` is written: the line counts every document, empty ones too.
+    for (yaml, number, at) in [
+        ("kind: X\n".to_owned(), 1, "1:1"),
+        ("---\n---\nkind: X\n".to_owned(), 2, "3:1"),
         (
             "# a header\n---\n# nothing here yet\n---\nkind: X\n".to_owned(),
             2,
+            "5:1",
         ),
         (
             format!("{suite}spec: {{}}\n---\n~\n---\n--- {{kind: X}}\n"),
             4,
+            "8:6",
         ),
-        (format!("{suite}spec: {{}}\n...\nkind: X\n"), 2),
+        (format!("{suite}spec: {{}}\n...\nkind: X\n"), 2, "6:1"),
     ] {
         let e = errors(&yaml);
         assert_eq!(e.len(), 1, "{yaml:?}: {e:?}");
         assert!(
             e[0].starts_with(&format!(
-                "team.yaml: document {number}: kind: expected kind"
+                "team.yaml:{at}: document {number}: kind: expected kind"
             )),
             "{yaml:?}: {e:?}"
         );
@@ -847,7 +856,7 @@ fn special_files_and_directory_loops_are_refused_in_words() {
 fn a_file_name_with_control_characters_is_quoted_in_errors() {
     let e = errors_in("a\n  b.yaml: forged\u{1b}[2K.yaml", "kind: Nope\n");
     assert!(
-        e[0].starts_with("\"a\\n  b.yaml: forged\\u{1b}[2K.yaml\": "),
+        e[0].starts_with("\"a\\n  b.yaml: forged\\u{1b}[2K.yaml\":1:1: "),
         "{e:?}"
     );
 }
@@ -1053,7 +1062,7 @@ fn a_field_the_pod_type_lacks_loads_with_a_warning() {
     assert_eq!(warnings.len(), 2, "{warnings:#?}");
     assert!(
         warnings[0].starts_with(
-            "t.yaml: document 1 (policy p): spec.validations[0].expression: \
+            "t.yaml:11:7: document 1 (policy p): spec.validations[0].expression: \
              object.spec.containers[*].securityContext has no field \"privilged\" in Kubernetes \
              1.33 (did you mean \"privileged\"?)"
         ) && warnings[0].contains("if your cluster is newer"),
@@ -1080,7 +1089,7 @@ fn entries_and_policies_that_can_do_nothing_load_with_a_warning() {
             "  match:\n    namespaces: [kube-system, prod, 'team-*']\n    excludeNamespaces: ['kube-*', 'team-*']\n  grant: {images: ['**']}"
         ),
         [
-            "t.yaml: document 1 (policy p): spec.match.namespaces[0]: \"kube-system\" never matches: \
+            "t.yaml:7:18: document 1 (policy p): spec.match.namespaces[0]: \"kube-system\" never matches: \
           excludeNamespaces pattern \"kube-*\" excludes it, and an exclusion wins"
         ]
     );
@@ -1088,7 +1097,7 @@ fn entries_and_policies_that_can_do_nothing_load_with_a_warning() {
         assert_eq!(
             warnings(&format!("  mode: {mode}\n  match: {{actions: [attach]}}")),
             [
-                "t.yaml: document 1 (policy p): spec: the policy has no effect: it grants nothing, \
+                "t.yaml:5:1: document 1 (policy p): spec: the policy has no effect: it grants nothing, \
               has no validations and sets no defaults"
             ],
             "{mode}"
@@ -1115,20 +1124,20 @@ fn an_empty_who_list_on_a_granting_policy_loads_with_a_warning() {
             .unwrap_or_else(|e| panic!("{e}"));
         set.warnings().iter().map(ToString::to_string).collect()
     };
-    let says = |field: &str| {
+    let says = |field: &str, at: &str| {
         format!(
-            "t.yaml: document 1 (policy p): spec.match.{field}: an empty list matches everyone, \
+            "t.yaml:{at}: document 1 (policy p): spec.match.{field}: an empty list matches everyone, \
              as an omitted field does, so this policy's grant applies to every user and service \
              account; name who it is for, or remove the field to say everyone"
         )
     };
     assert_eq!(
         warnings("  match: {actions: [attach], groups: []}\n  grant: {images: ['**']}"),
-        [says("groups")]
+        [says("groups", "6:30")]
     );
     assert_eq!(
         warnings("  match:\n    users: []\n    serviceAccounts: []\n  grant: {runAsRoot: true}"),
-        [says("users"), says("serviceAccounts")]
+        [says("users", "7:5"), says("serviceAccounts", "8:5")]
     );
     for body in [
         // Someone is named: fields are AND, and the empty list adds nothing.
@@ -1158,7 +1167,7 @@ fn a_read_write_host_path_grant_warns_that_links_leave_it() {
     assert_eq!(w.len(), 1, "{w:#?}");
     assert!(
         w[0].starts_with(
-            "t.yaml: document 1 (policy p): spec.grant.hostPaths[1]: /var/log is granted \
+            "t.yaml:7:44: document 1 (policy p): spec.grant.hostPaths[1]: /var/log is granted \
              read-write, and a prefix does not confine a writable mount: a debug container that \
              writes there can make a symbolic link below it (/var/log/x -> /)"
         ),
@@ -1252,4 +1261,145 @@ fn users_and_service_accounts_that_can_never_both_hold_are_refused() {
         );
         assert!(PolicySet::from_yaml("t.yaml", &yaml).is_ok(), "{users}");
     }
+}
+
+/// Every error and warning of a policy file names the line and column of the field it is
+/// about (`FILE:LINE:COLUMN`, as a compiler writes it), of the mapping that lacks a missing
+/// field, and of the document for a document that is no policy: an author of a long file no
+/// longer counts list items to find `spec.grant.capabilities[1]`.
+#[test]
+fn errors_and_warnings_name_the_line_and_column_of_their_field() {
+    let text = "\
+apiVersion: kspy.dev/v1alpha1
+kind: DebugPolicy
+metadata:
+  name: decoding
+spec:
+  grant:
+    images: ['busybox:*']
+    capabilites: [SYS_PTRACE]
+    runAsRoot: [yes]
+---
+apiVersion: kspy.dev/v1alpha1
+kind: DebugPolicy
+metadata: {name: compiling}
+spec:
+  match: {groups: [sre]}
+  grant:
+    images: ['registry.example.com/[x']
+    capabilities: [SYS_PTRACE, NET_ADMN]
+    hostPaths: [var/log]
+  conditions:
+    - name: c
+      expression: \"1 +\"
+---
+apiVersion: kspy.dev/v1alpha1
+kind: DebugPolicy
+metadata: {name: twice}
+spec:
+  grant: {runAsRoot: true}
+---
+# The same name again.
+apiVersion: kspy.dev/v1alpha1
+kind: DebugPolicy
+metadata:
+  name: twice
+spec:
+  grant: {runAsRoot: true}
+---
+- a list
+---
+apiVersion: kspy.dev/v1alpha1
+kind: DebugPolicy
+metadata: {name: missing}
+spec:
+  conditions:
+    - name: no-expression
+";
+    let e = errors_in("team.yaml", text);
+    let want = [
+        "team.yaml:8:5: document 1 (policy decoding): spec.grant.capabilites: unknown field",
+        "team.yaml:9:5: document 1 (policy decoding): spec.grant.runAsRoot: invalid type",
+        "team.yaml:17:14: document 2 (policy compiling): spec.grant.images[0]: invalid pattern",
+        "team.yaml:18:32: document 2 (policy compiling): spec.grant.capabilities[1]: \"NET_ADMN\"",
+        "team.yaml:19:17: document 2 (policy compiling): spec.grant.hostPaths[0]: invalid host",
+        "team.yaml:22:7: document 2 (policy compiling): spec.conditions[0].expression: syntax",
+        "team.yaml:34:3: document 4 (policy twice): metadata.name: a policy of this name is \
+         already defined in team.yaml:26:12 document 3",
+        "team.yaml:38:1: document 5: the document is a list, not a mapping",
+        // A missing field: where the mapping that lacks it starts.
+        "team.yaml:45:7: document 6 (policy missing): spec.conditions[0]: missing field \
+         `expression`",
+    ];
+    assert_eq!(e.len(), want.len(), "{e:#?}");
+    for w in want {
+        assert!(
+            e.iter().any(|e| e.starts_with(w)),
+            "no error starts with {w:?}\n{e:#?}"
+        );
+    }
+
+    // Warnings too, each at its own field.
+    let text = common::policy(
+        "p",
+        "  match:\n    actions: [attach]\n    groups: []\n  grant:\n    hostPaths:\n      - {path: /etc, readOnly: true}\n      - /var/log",
+    );
+    let set = PolicySet::from_yaml("t.yaml", &text).unwrap_or_else(|e| panic!("{e}"));
+    let warnings: Vec<String> = set.warnings().iter().map(ToString::to_string).collect();
+    assert_eq!(warnings.len(), 2, "{warnings:#?}");
+    assert!(
+        warnings[0].starts_with("t.yaml:12:9: document 1 (policy p): spec.grant.hostPaths[1]: "),
+        "{warnings:#?}"
+    );
+    assert!(
+        warnings[1].starts_with("t.yaml:8:5: document 1 (policy p): spec.match.groups: "),
+        "{warnings:#?}"
+    );
+    // The same place for the program that reads the fields.
+    assert_eq!(set.warnings()[0].at, Some((12, 9)));
+    // A clean set has none to place.
+    let clean = PolicySet::from_yaml("t.yaml", &common::policy("p", "  grant: {runAsRoot: true}"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(clean.warnings().is_empty());
+}
+
+/// The API server sets `imagePullPolicy` on every container while decoding the request, before
+/// admission webhooks run, so `defaults.imagePullPolicy` never applies in a cluster: it loaded
+/// in silence, and its author believed debug containers pulled as it said. It loads (files
+/// written for it keep loading, and a hand-made review without one still gets it) with a
+/// warning at its line that says so and where to set the pull policy instead.
+#[test]
+fn an_image_pull_policy_default_loads_with_a_warning_that_it_never_applies() {
+    let set = PolicySet::from_yaml(
+        "t.yaml",
+        &common::policy(
+            "p",
+            "  grant: {runAsRoot: true}\n  defaults:\n    targetContainer: first\n    imagePullPolicy: Always",
+        ),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let warnings: Vec<String> = set.warnings().iter().map(ToString::to_string).collect();
+    assert_eq!(warnings.len(), 1, "{warnings:#?}");
+    assert!(
+        warnings[0].starts_with(
+            "t.yaml:9:5: document 1 (policy p): spec.defaults.imagePullPolicy: Always never \
+             applies in a cluster: the API server sets imagePullPolicy on every container while \
+             decoding the request"
+        ) && warnings[0].contains("(`kspy attach --image-pull-policy Always`"),
+        "{warnings:#?}"
+    );
+    assert_eq!(
+        set.get("p").map(|p| p.defaults.image_pull_policy),
+        Some(Some(kspy_admission::policy::spec::ImagePullPolicy::Always))
+    );
+    // Without it, no warning.
+    let set = PolicySet::from_yaml(
+        "t.yaml",
+        &common::policy(
+            "p",
+            "  grant: {runAsRoot: true}\n  defaults:\n    targetContainer: first",
+        ),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert!(set.warnings().is_empty(), "{:#?}", set.warnings());
 }

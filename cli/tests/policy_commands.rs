@@ -67,8 +67,9 @@ fn check_lists_the_shipped_policies() {
     }
 }
 
+/// Each error names `FILE:LINE:COLUMN` of the field it is about, as a compiler does.
 #[test]
-fn check_reports_a_broken_file_with_file_policy_and_field() {
+fn check_reports_a_broken_file_with_its_line_policy_and_field() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
         dir.path().join("broken.yaml"),
@@ -79,7 +80,8 @@ fn check_reports_a_broken_file_with_file_policy_and_field() {
     assert_eq!(out.status.code(), Some(1));
     let stderr = text(&out.stderr);
     assert!(
-        stderr.contains("broken.yaml: document 1 (policy sre-oops): spec.grant.capabilities[1]"),
+        stderr
+            .contains("broken.yaml:6:32: document 1 (policy sre-oops): spec.grant.capabilities[1]"),
         "{stderr}"
     );
     assert!(
@@ -113,7 +115,7 @@ fn check_warns_about_a_field_the_pod_type_lacks() {
         assert!(
             stderr.starts_with("kspy: warning: ")
                 && stderr.contains(
-                    "p.yaml: document 1 (policy no-host-pid): spec.validations[0].expression: \
+                    "p.yaml:7:7: document 1 (policy no-host-pid): spec.validations[0].expression: \
                      object.spec has no field \"hostPid\" in Kubernetes 1.33 (did you mean \
                      \"hostPID\"?)"
                 )
@@ -498,7 +500,7 @@ fn check_names_yaml_that_is_not_a_policy() {
     let stderr = text(&out.stderr);
     assert!(
         stderr.contains(
-            "settings.yaml: document 1 (policy settings): kind: expected kind DebugPolicy"
+            "settings.yaml:2:1: document 1 (policy settings): kind: expected kind DebugPolicy"
         ),
         "{stderr}"
     );
@@ -644,7 +646,7 @@ fn a_policy_that_does_not_load_does_not_hide_the_suites_errors() {
         assert_eq!(out.status.code(), not_loaded(command), "{command}");
         let stderr = text(&out.stderr);
         let policy = stderr
-            .find("broken.yaml: document 1 (policy sre-oops): spec.grant.capabilities[0]")
+            .find("broken.yaml:6:20: document 1 (policy sre-oops): spec.grant.capabilities[0]")
             .unwrap_or_else(|| panic!("{command}: {stderr}"));
         let suites = stderr
             .find("\n  and 1 error in the DebugPolicyTest suites there:\n    ")
@@ -1810,4 +1812,34 @@ fn eval_and_test_name_the_expression_the_cel_library_fails_on_without_panic_text
         assert!(!stderr.contains("panicked"), "{expression}: {stderr}");
         assert!(stdout.contains(says), "{expression}: {stdout}");
     }
+}
+
+/// A `defaults.imagePullPolicy` never applies in a cluster (the API server sets the field
+/// before webhooks run): `check` says so with its line and passes, `--strict` fails on it, and
+/// the flag the warning points to is one `kspy attach` has.
+#[test]
+fn check_warns_that_an_image_pull_policy_default_never_applies() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("p.yaml"),
+        "apiVersion: kspy.dev/v1alpha1\nkind: DebugPolicy\nmetadata: {name: pulls}\nspec:\n  grant: {images: ['busybox:*']}\n  defaults:\n    imagePullPolicy: IfNotPresent\n",
+    )
+    .unwrap();
+    let path = dir.path().display().to_string();
+    let out = kspy(&["policy", "check", &path]);
+    let stderr = text(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.starts_with("kspy: warning: ")
+            && stderr.contains(
+                "p.yaml:7:5: document 1 (policy pulls): spec.defaults.imagePullPolicy: \
+                 IfNotPresent never applies in a cluster"
+            )
+            && stderr.contains("`kspy attach --image-pull-policy IfNotPresent`"),
+        "{stderr}"
+    );
+    let out = kspy(&["policy", "check", "--strict", &path]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let help = text(&kspy(&["attach", "--help"]).stdout);
+    assert!(help.contains("--image-pull-policy"), "{help}");
 }

@@ -3,8 +3,8 @@
 //! The directory is polled: every interval the YAML files under it are read (following
 //! symlinks, skipping `.`-names exactly as the loader does, so a ConfigMap volume's `..data`
 //! swap is seen) and hashed. When the hash changes the whole set is loaded and compiled again;
-//! if anything is wrong, every error is logged with its file, document, policy and field, the
-//! failure is counted, and the previous engine stays in force.
+//! if anything is wrong, every error is logged with its file, line, document, policy and
+//! field, the failure is counted, and the previous engine stays in force.
 
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
@@ -35,6 +35,8 @@ pub(crate) fn warn_about(dir: &Path, policies: &PolicySet) {
         tracing::warn!(
             policies = %dir.display(),
             file = %w.file,
+            line = w.at.map(|(line, _)| line),
+            column = w.at.map(|(_, column)| column),
             document = w.document,
             policy = w.policy.as_deref(),
             field = w.field.as_deref(),
@@ -73,12 +75,15 @@ pub fn fingerprint(dir: &Path) -> u64 {
     hasher.finish()
 }
 
-/// Logs every load error, one line each with file, document, policy, field and error.
+/// Logs every load error, one line each with file, line, column, document, policy, field and
+/// error.
 pub(crate) fn log_load_errors(dir: &Path, errors: &LoadErrors) {
     for e in errors.errors() {
         tracing::error!(
             policies = %dir.display(),
             file = %e.file,
+            line = e.at.map(|(line, _)| line),
+            column = e.at.map(|(_, column)| column),
             document = e.document,
             policy = e.policy.as_deref(),
             field = e.field.as_deref(),
@@ -619,6 +624,7 @@ mod tests {
         let line = &logged[0];
         assert_eq!(line["level"], "WARN", "{line}");
         assert_eq!(line["file"], "p.yaml", "{line}");
+        assert_eq!([&line["line"], &line["column"]], [10, 7], "{line}");
         assert_eq!(line["policy"], "a", "{line}");
         assert_eq!(line["field"], "spec.validations[0].expression", "{line}");
         let warning = line["warning"].as_str().expect("a warning");
@@ -708,6 +714,8 @@ mod tests {
             "{line}"
         );
         assert_eq!(line["file"], "typo.yaml", "{line}");
+        // Where the misspelt field is written: `grnat:` on line 5, column 3.
+        assert_eq!([&line["line"], &line["column"]], [5, 3], "{line}");
         assert_eq!(line["policy"], "p", "{line}");
         assert!(
             line["error"]
@@ -721,5 +729,6 @@ mod tests {
             "{text}"
         );
         assert!(text.contains(" error=\"unknown field `grnat`"), "{text}");
+        assert!(text.contains(" line=5 column=3 "), "{text}");
     }
 }

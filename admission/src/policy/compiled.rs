@@ -965,6 +965,24 @@ impl CompiledPolicy {
                 ),
             });
         }
+        // The API server sets imagePullPolicy on every container while decoding the request,
+        // before admission webhooks run: no debug container reaches kspy without one, so the
+        // default loads (files written for it keep loading) and never applies in a cluster.
+        if let Some(pull) = spec.defaults.image_pull_policy {
+            let pull = pull.as_str();
+            warnings.push(FieldError {
+                field: "spec.defaults.imagePullPolicy".into(),
+                message: format!(
+                    "{pull} never applies in a cluster: the API server sets imagePullPolicy on \
+                     every container while decoding the request (Always for an image tagged \
+                     :latest or untagged, IfNotPresent otherwise), before admission webhooks \
+                     run, so no debug container reaches kspy without one; set it where the \
+                     debug container is made (`kspy attach --image-pull-policy {pull}`, \
+                     `kubectl debug --image-pull-policy {pull}`, or imagePullPolicy in the \
+                     container's spec) and remove this default"
+                ),
+            });
+        }
         if grant.is_empty() && validations.is_empty() && spec.defaults.is_empty() {
             warnings.push(FieldError {
                 field: "spec".into(),

@@ -1,5 +1,5 @@
 //! Reading policy files: every `*.yaml`/`*.yml` under a directory, every document in a file,
-//! every error reported with its file, document, policy and field.
+//! every error reported with its file, line and column, document, policy and field.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -25,6 +25,10 @@ pub struct LoadError {
     pub policy: Option<String>,
     /// The field path, e.g. `spec.grant.capabilities[0]`.
     pub field: Option<String>,
+    /// The 1-based line and column in `file` where the field is written (the mapping that
+    /// lacks it, when it is missing; the document, when no field is named), when the problem
+    /// is inside a document. Looked up only for a load with errors or warnings.
+    pub at: Option<(u64, u64)>,
     /// What is wrong.
     pub message: String,
 }
@@ -37,6 +41,10 @@ impl fmt::Display for LoadError {
             write!(f, "{:?}", self.file)?;
         } else {
             write!(f, "{}", self.file)?;
+        }
+        // `FILE:LINE:COLUMN`, as compilers write it, so that editors and terminals jump there.
+        if let Some((line, column)) = self.at {
+            write!(f, ":{line}:{column}")?;
         }
         if let Some(d) = self.document {
             write!(f, ": document {d}")?;
@@ -109,6 +117,7 @@ impl PolicySet {
                 document: None,
                 policy: None,
                 field: None,
+                at: None,
                 message,
             })
         })?;
@@ -123,6 +132,7 @@ impl PolicySet {
                     document: None,
                     policy: None,
                     field: None,
+                    at: None,
                     message,
                 }),
             }
@@ -159,9 +169,17 @@ impl PolicySet {
         files: bool,
     ) -> Result<PolicySet, LoadErrors> {
         let mut errors = Vec::new();
+        let mut warnings: Vec<LoadWarning> = Vec::new();
         let mut policies: Vec<CompiledPolicy> = Vec::new();
+        // The texts read so far, for the line of a policy that another repeats the name of,
+        // each parsed for it at most once (a file of many repeats would parse it each time).
+        let mut read: Vec<(&str, &str)> = Vec::new();
+        let mut parsed: BTreeMap<usize, Positions> = BTreeMap::new();
         for (file, text) in sources {
+            read.push((file, text));
             let errors_before = errors.len();
+            let policies_before = policies.len();
+            let warnings_before = warnings.len();
             let docs = documents(file, text, &mut errors);
             if files && docs.is_empty() && errors.len() == errors_before {
                 // A file truncated by a non-atomic write would otherwise take its policies
@@ -171,6 +189,7 @@ impl PolicySet {
                     document: None,
                     policy: None,
                     field: None,
+                    at: None,
                     message: "the file holds no YAML document (it is empty, or only comments); \
                               remove it, or restore its policies"
                         .into(),
@@ -183,18 +202,56 @@ impl PolicySet {
                 };
                 if let Some(p) = decode(value, origin, &mut errors) {
                     if let Some(first) = policies.iter().find(|q| q.name == p.name) {
+                        // Only on this error: the first one's file is parsed again for its line.
+                        let line = read
+                            .iter()
+                            .position(|(f, _)| *f == first.origin.file)
+                            .and_then(|i| {
+                                parsed
+                                    .entry(i)
+                                    .or_insert_with(|| Positions::of(read[i].1))
+                                    .find(first.origin.document, Some("metadata.name"))
+                            })
+                            .map(|(line, column)| format!(":{line}:{column}"))
+                            .unwrap_or_default();
                         errors.push(LoadError {
                             file: file.to_owned(),
                             document: Some(document),
                             policy: Some(p.name.clone()),
                             field: Some("metadata.name".into()),
+                            at: None,
                             message: format!(
-                                "a policy of this name is already defined in {} document {}",
+                                "a policy of this name is already defined in {}{line} document {}",
                                 first.origin.file, first.origin.document
                             ),
                         });
                     } else {
                         policies.push(p);
+                    }
+                }
+            }
+            warnings.extend(policies[policies_before..].iter().flat_map(|p| {
+                p.warnings.iter().map(|w| LoadWarning {
+                    file: p.origin.file.clone(),
+                    document: Some(p.origin.document),
+                    policy: Some(p.name.clone()),
+                    field: Some(w.field.clone()),
+                    at: None,
+                    message: w.message.clone(),
+                })
+            }));
+            // What this file's errors and warnings name is placed in it: the text is parsed a
+            // second time only when there is something to report, so a clean load pays nothing.
+            let mut reported = errors[errors_before..]
+                .iter_mut()
+                .chain(&mut warnings[warnings_before..])
+                .filter(|e| e.document.is_some())
+                .peekable();
+            if reported.peek().is_some() {
+                let positions = Positions::of(text);
+                for e in reported {
+                    if let Some(document) = e.document {
+                        e.at = positions.find(document, e.field.as_deref());
                     }
                 }
             }
@@ -206,18 +263,6 @@ impl PolicySet {
         for p in &policies {
             projection.union(&p.projection);
         }
-        let warnings = policies
-            .iter()
-            .flat_map(|p| {
-                p.warnings.iter().map(|w| LoadWarning {
-                    file: p.origin.file.clone(),
-                    document: Some(p.origin.document),
-                    policy: Some(p.name.clone()),
-                    field: Some(w.field.clone()),
-                    message: w.message.clone(),
-                })
-            })
-            .collect();
         Ok(PolicySet {
             policies,
             files: Vec::new(),
@@ -395,6 +440,7 @@ fn documents(file: &str, text: &str, errors: &mut Vec<LoadError>) -> Vec<(usize,
                 document: None,
                 policy: None,
                 field: None,
+                at: None,
                 message: yaml_error(&e, file),
             });
             Vec::new()
@@ -713,6 +759,7 @@ fn decode(value: Value, origin: Origin, errors: &mut Vec<LoadError>) -> Option<C
         document: Some(origin.document),
         policy: policy.clone(),
         field,
+        at: None,
         message,
     };
     let kind = value.get("kind").and_then(Value::as_str).unwrap_or("");

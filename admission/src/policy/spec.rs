@@ -365,7 +365,7 @@ pub struct DefaultsSpec {
     /// Always | IfNotPresent | Never, for a container that arrives without one. A real API
     /// server defaults `imagePullPolicy` while decoding the request, before admission webhooks
     /// run, so in a cluster this applies only to hand-made reviews; it is kept so that policy
-    /// files written for it still load.
+    /// files written for it still load, each with a load warning that says so.
     #[serde(default)]
     pub image_pull_policy: Option<ImagePullPolicy>,
     /// Extra environment variables, each name once (a name the container already has is

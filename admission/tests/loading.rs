@@ -1218,7 +1218,7 @@ fn a_read_only_host_path_grant_over_pod_storage_warns_that_links_leave_it() {
         assert_eq!(w.len(), 1, "{hosts}: {w:#?}");
         assert!(
             w[0].starts_with(&format!(
-                "t.yaml: document 1 (policy p): spec.grant.hostPaths[0]: {path} is granted \
+                "t.yaml:7:17: document 1 (policy p): spec.grant.hostPaths[0]: {path} is granted \
                  read-only, but a prefix does not confine a mount below {dir}, where pods write \
                  on the node"
             )),

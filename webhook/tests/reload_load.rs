@@ -15,20 +15,10 @@ use std::time::Duration;
 use common::{POLICIES, POLICIES_WITH_SYS_ADMIN, eventually, fixture, response_of};
 use kspy_webhook::client::{HttpVersion, HttpsConnection};
 
-/// Grants nothing: only the Warn-mode policy of [`POLICIES`].
-const NO_GRANT: &str = r#"
-apiVersion: kspy.dev/v1alpha1
-kind: DebugPolicy
-metadata:
-  name: test-pinned
-spec:
-  mode: Warn
-  match:
-    actions: [attach]
-  validations:
-    - expression: "container.image.contains('@sha256:')"
-      message: debug images should be pinned by digest
-"#;
+/// Grants nothing: only the Warn-mode policy of [`POLICIES`], its second document.
+fn no_grant() -> String {
+    POLICIES.split("---").nth(1).unwrap_or_default().to_owned()
+}
 
 /// CEL that does not compile: the load fails, the set in force stays.
 const BROKEN: &str = "apiVersion: kspy.dev/v1alpha1\nkind: DebugPolicy\nmetadata:\n  name: broken\nspec:\n  validations:\n    - expression: \"container.image.(\"\n";
@@ -40,7 +30,7 @@ enum Set {
     Sre,
     /// [`POLICIES_WITH_SYS_ADMIN`]: both granted, no warning.
     SysAdmin,
-    /// [`NO_GRANT`]: both denied.
+    /// [`no_grant`]: both denied.
     NoGrant,
 }
 
@@ -50,12 +40,9 @@ impl Set {
     fn files(self) -> Vec<(&'static str, String)> {
         let sre_grant = POLICIES.split("---").next().unwrap_or_default().to_owned();
         match self {
-            Set::Sre => vec![
-                ("grant.yaml", sre_grant),
-                ("warn.yaml", NO_GRANT.to_owned()),
-            ],
+            Set::Sre => vec![("grant.yaml", sre_grant), ("warn.yaml", no_grant())],
             Set::SysAdmin => vec![("grant.yaml", POLICIES_WITH_SYS_ADMIN.to_owned())],
-            Set::NoGrant => vec![("warn.yaml", NO_GRANT.to_owned())],
+            Set::NoGrant => vec![("warn.yaml", no_grant())],
         }
     }
 

@@ -511,13 +511,23 @@ fn locate(errors: &mut [SuiteError]) {
 /// later one is an error, naming the first, and its cases do not run (its namespaces still
 /// count, for the other suites' cases).
 fn one_suite_per_name(found: &mut Suites) {
-    let mut first: BTreeMap<String, String> = BTreeMap::new();
+    let mut first: BTreeMap<String, (PathBuf, usize)> = BTreeMap::new();
+    // Only on this error: the first suite's file is parsed again for the line of its name.
+    let mut positions: BTreeMap<PathBuf, Option<Positions>> = BTreeMap::new();
     for suite in &mut found.suites {
         let Some(name) = suite.name.clone() else {
             continue;
         };
         match first.get(&name) {
-            Some(origin) => {
+            Some((file, document)) => {
+                let line = positions
+                    .entry(file.clone())
+                    .or_insert_with(|| read_file(file).ok().map(|t| Positions::of(&t)))
+                    .as_ref()
+                    .and_then(|p| p.find(*document, Some("metadata.name")))
+                    .map(|(line, column)| format!(":{line}:{column}"))
+                    .unwrap_or_default();
+                let origin = format!("{}{line} document {document}", file.display());
                 found.errors.push(suite.error(
                     None,
                     "metadata.name".into(),
@@ -529,7 +539,7 @@ fn one_suite_per_name(found: &mut Suites) {
                 suite.cases.clear();
             }
             None => {
-                first.insert(name, suite.origin());
+                first.insert(name, (suite.file.clone(), suite.document));
             }
         }
     }

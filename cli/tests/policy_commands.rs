@@ -1558,7 +1558,8 @@ fn test_exit_code_tells_a_failing_case_from_files_that_do_not_load() {
 
 /// Two suites of one name reported their cases as `SUITE / CASE` alike, so a failure could not
 /// be told from its namesake's (and two documents of one file not even by the file). The
-/// second is refused, naming the first, and its cases do not run; the first's do.
+/// second is refused, naming the first and the line of its name, and its cases do not run; the
+/// first's do.
 #[test]
 fn two_suites_of_one_name_are_refused_naming_the_first() {
     let dir = suites_copy();
@@ -1581,7 +1582,7 @@ fn two_suites_of_one_name_are_refused_naming_the_first() {
         assert!(
             stderr.contains(&format!(
                 "\n  {second}:4:12: document 1 (suite shop): metadata.name: a suite of this name is \
-                 already defined in {first} document 1; results are reported by suite and case \
+                 already defined in {first}:3:12 document 1; results are reported by suite and case \
                  name, so give each suite its own name\n"
             )),
             "{command}: {stderr}"

@@ -110,7 +110,8 @@ impl UserReach {
                 "the debug container runs as the user its image picks (runAsNonRoot without \
                  runAsUser), which may be the user of container {holder:?} ({}), so it may read \
                  that container's files through /proc/PID/root; set runAsUser to a user no \
-                 container of the pod runs as",
+                 container of the pod runs as (kubectl debug and kspy attach take it in the \
+                 file given to --custom: {{\"securityContext\": {{\"runAsUser\": N}}}})",
                 match uid {
                     Some(uid) => uid.to_string(),
                     None => "the user its own image picks".to_owned(),

@@ -85,7 +85,8 @@ pub struct Settings {
     /// Where the Namespace objects come from, for messages.
     pub namespaces: NamespaceOrigin,
     /// A CEL expression over `object`, `request`, `namespaceObject` that marks created pods as
-    /// debug copies, besides the `kspy.dev/debug: copy` label.
+    /// debug copies, besides the `kspy.dev/debug: copy` label; for a pod UPDATE that changes an
+    /// image, asked of the pod after the update and of the pod before it (as `object`).
     pub copy_classifier: Option<String>,
     /// The same for node-debugging pods, besides the label and `node-debugger-*` names.
     pub node_classifier: Option<String>,

@@ -67,10 +67,12 @@ struct Args {
     /// Allow debug requests no policy applies to (audit-only roll-out); the default denies.
     #[arg(long)]
     no_policy_allows: bool,
-    /// CEL expression that also classifies a pod CREATE as a debug copy.
+    /// CEL expression that also classifies a pod CREATE as a debug copy, and a pod UPDATE that
+    /// changes an image, asked of the pod after and before the update.
     #[arg(long, value_name = "CEL")]
     copy_classifier: Option<String>,
-    /// CEL expression that also classifies a pod CREATE as node debugging.
+    /// CEL expression that also classifies a pod CREATE as node debugging, and a pod UPDATE
+    /// that changes an image, asked of the pod after and before the update.
     #[arg(long, value_name = "CEL")]
     node_classifier: Option<String>,
     /// Largest request body accepted; larger ones get HTTP 413.

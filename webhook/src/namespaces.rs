@@ -19,9 +19,9 @@
 //! relabelled Namespace a quicker lookup had just cached, and stand for a whole `ttl`.
 //!
 //! The review handler asks for a Namespace only once the body parsed as a review and only
-//! when the engine needs it: a debug request in a namespace, or a pod CREATE a configured
-//! classifier (which may read `namespaceObject`) has to look at. Anything else never causes an
-//! API request.
+//! when the engine needs it: a debug request in a namespace, or a pod CREATE or UPDATE a
+//! configured classifier (which may read `namespaceObject`) has to look at. Anything else
+//! never causes an API request.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};

@@ -268,6 +268,45 @@ async fn a_classifier_that_may_read_the_namespace_gets_it_for_a_plain_pod_create
     h.server.shutdown().await;
 }
 
+/// An image change of a pod is a debug request when a classifier marks the pod after the
+/// update or before it (README: "a pod CREATE or UPDATE that a configured classifier has to
+/// look at"): the Namespace is looked up for it, and a pod the classifier marked by an
+/// annotation the same update removes is judged as a copy all the same.
+#[tokio::test]
+async fn a_classifier_that_may_read_the_namespace_gets_it_for_a_pod_update() {
+    let (client, gets) = namespace_api("checkout").await;
+    let h = Harness::start_with(TEAM_POLICY, |c| {
+        c.settings.copy_classifier = Some(
+            "namespaceObject.metadata.labels['team'] == 'checkout' && \
+             has(object.metadata.annotations) && \
+             'example.com/copy' in object.metadata.annotations"
+                .into(),
+        );
+        c.namespaces = NamespaceSource::Api {
+            client,
+            ttl: Duration::from_secs(60),
+        };
+    })
+    .await;
+    let mut review: serde_json::Value =
+        serde_json::from_slice(&common::fixture("create-plain-pod.json")).expect("fixture");
+    let mut old = review["request"]["object"].clone();
+    old["metadata"]["annotations"] = serde_json::json!({"example.com/copy": "true"});
+    review["request"]["operation"] = "UPDATE".into();
+    review["request"]["oldObject"] = old;
+    review["request"]["object"]["spec"]["containers"][0]["image"] = "busybox:1.36".into();
+    let body = axum::body::Bytes::from(serde_json::to_vec(&review).expect("json"));
+    let (status, body) = h.post("/validate", body).await;
+    assert_eq!(status, 200);
+    let r = response_of(&body);
+    assert_eq!(r["allowed"], false, "{r}");
+    let message = r["status"]["message"].as_str().unwrap_or_default();
+    assert!(!message.contains("classifier"), "{message}");
+    assert!(message.contains("copy"), "{message}");
+    assert_eq!(gets.load(Ordering::SeqCst), 1);
+    h.server.shutdown().await;
+}
+
 /// A stand-in API server whose answer to the `n`th GET of `shop` (from 0) is `answer(n)`: a
 /// delay, then the Namespace labelled with a team or a 403.
 async fn scripted_api(

@@ -240,7 +240,13 @@ async fn validate_leaves_one_event_per_decision_on_the_pod() {
     let (_, allowed) = &posted[1];
     assert_eq!(allowed["type"], "Normal");
     assert_eq!(allowed["reason"], "DebugAllowed");
-    assert_eq!(h.server.metrics().events_total(EventResult::Posted), 2);
+    // Counted once the API server's answer is read, which may be after the fake recorded it.
+    let metrics = h.server.metrics().clone();
+    eventually("both Events counted", Duration::from_secs(5), || {
+        let metrics = metrics.clone();
+        async move { metrics.events_total(EventResult::Posted) == 2 }
+    })
+    .await;
     h.server.shutdown().await;
 }
 
@@ -288,9 +294,15 @@ async fn a_create_the_api_server_never_answers_is_abandoned_and_later_events_pos
         "{:?}",
         api.posted()
     );
-    let metrics = h.server.metrics();
+    // The fake API server records the POST before its answer reaches the webhook, which
+    // counts the Event only then.
+    let metrics = h.server.metrics().clone();
+    eventually("carol's Event counted", Duration::from_secs(5), || {
+        let metrics = metrics.clone();
+        async move { metrics.events_total(EventResult::Posted) == 1 }
+    })
+    .await;
     assert_eq!(metrics.events_total(EventResult::Failed), 1);
-    assert_eq!(metrics.events_total(EventResult::Posted), 1);
     h.server.shutdown().await;
 }
 
@@ -382,7 +394,17 @@ async fn repeats_of_one_decision_become_a_series_on_its_event() {
     // The first repeat at once; the next two only counted while the series goes on.
     assert_eq!(series_counts(&api, &name), [2]);
     assert_eq!(metrics.events_total(EventResult::Repeated), 3);
-    assert_eq!(metrics.events_total(EventResult::Updated), 1);
+    // Counted once the API server's answer to the PATCH is read, which may be after the fake
+    // recorded it.
+    eventually(
+        "the repeat's update counted",
+        Duration::from_secs(5),
+        || {
+            let metrics = metrics.clone();
+            async move { metrics.events_total(EventResult::Updated) == 1 }
+        },
+    )
+    .await;
 
     // Shutdown writes the count not written yet.
     h.server.shutdown().await;

@@ -27,7 +27,7 @@ use kube_cel::cel::{Context, Program, Value};
 
 use crate::cel_check::{
     MAX_BRACKET_DEPTH, brackets_nest_deeper_than, check_names, closest, exceeds_depth,
-    qualified_name, unknown_sent_field,
+    qualified_name, syntax_position, unknown_sent_field,
 };
 // The load-time checks live in `cel_check.rs`; re-exported so the `cel::` paths keep working.
 pub use crate::cel_check::{
@@ -176,6 +176,7 @@ impl Expression {
                 line: first.map_or(1, |e| e.pos.0.max(1)),
                 column: first.map_or(1, |e| e.pos.1.max(1)),
                 message: first.map_or_else(|| errors.to_string(), |e| e.msg.clone()),
+                position: first.and_then(|e| syntax_position(source, e.pos.0, e.pos.1, &e.msg)),
             }
         })?;
         if exceeds_depth(program.expression(), MAX_EXPRESSION_DEPTH) {

@@ -32,6 +32,10 @@ pub enum CelError {
         column: isize,
         /// The parser's message.
         message: String,
+        /// The 1-based line and column, counted in characters, of the error in the expression,
+        /// when the parser's position is one exactly ([`syntax_position`]): a policy load error
+        /// is placed there in the file.
+        position: Option<(usize, usize)>,
     },
     /// An identifier that is neither a variable nor bound by a macro.
     #[error(
@@ -141,6 +145,47 @@ pub enum CelError {
         /// The message type as written (`Foo`, `google.protobuf.Struct`).
         type_name: String,
     },
+}
+
+impl CelError {
+    /// The 1-based line and character column in the expression where the error is, when it is
+    /// known exactly: only a syntax error has one (the checks on names and fields work on the
+    /// parsed tree, whose source offsets the parser does not keep for an expression that
+    /// parses).
+    pub fn position(&self) -> Option<(usize, usize)> {
+        match self {
+            CelError::Syntax { position, .. } => *position,
+            _ => None,
+        }
+    }
+}
+
+/// Where the parser's error `line` and `column` (1-based, as it reports them) stand in
+/// `source`, counted in characters, when that is certain: ANTLR's own errors (its messages
+/// start "Syntax error: ") count columns in characters, while the macro expanders' ("argument
+/// must be a simple name") count them in bytes, so any other error is placed only where its
+/// line is ASCII up to the column and the two agree. An error without a position (line 0) or
+/// whose column lies past its line's end has none.
+pub(crate) fn syntax_position(
+    source: &str,
+    line: isize,
+    column: isize,
+    message: &str,
+) -> Option<(usize, usize)> {
+    let line = usize::try_from(line).ok().filter(|l| *l > 0)?;
+    let column = usize::try_from(column).ok().filter(|c| *c > 0)?;
+    // Its position is a pair of byte offsets, not a line and column.
+    if message.starts_with("Recursion limit") {
+        return None;
+    }
+    let text = source.split('\n').nth(line - 1)?;
+    let before = column - 1;
+    let exact = if message.starts_with("Syntax error: ") {
+        before <= text.chars().count()
+    } else {
+        text.get(..before).is_some_and(|b| b.is_ascii())
+    };
+    exact.then_some((line, column))
 }
 
 /// "; did you mean `x`?" when there is a suggestion.
@@ -756,14 +801,59 @@ mod tests {
         assert!(Expression::compile("{'a': 1}.a == 1").is_ok());
     }
 
+    /// The position a load error is placed at counts characters: ANTLR's errors do, so they
+    /// are placed after non-ASCII text too; a macro's error counts bytes, so it is placed only
+    /// where its line is ASCII up to it; an error with no position (or a recursion limit's
+    /// byte offsets) is placed nowhere.
+    #[test]
+    fn syntax_positions_count_characters_or_are_none() {
+        for (source, position) in [
+            ("'éé' + ", Some((1, 8))),
+            ("'é' +\n 'é' ) ", Some((2, 6))),
+            ("[1].all(x.y, true)", Some((1, 10))),
+            // Column 14 is a byte column: the `1` is the 11th character.
+            ("'ééé'.all(1, true)", None),
+        ] {
+            match Expression::compile(source) {
+                Err(e @ CelError::Syntax { .. }) => {
+                    assert_eq!(e.position(), position, "{source:?}")
+                }
+                other => panic!("{source:?}: {other:?}"),
+            }
+        }
+        assert_eq!(syntax_position("1 +", 0, 0, "UNKNOWN"), None);
+        assert_eq!(syntax_position("1 +", 1, 9, "Syntax error: x"), None);
+        assert_eq!(syntax_position("1 +", 2, 1, "Syntax error: x"), None);
+        assert_eq!(
+            syntax_position("1 +", 1, 3, "Recursion limit of 96 exceeded"),
+            None
+        );
+        assert_eq!(
+            Expression::compile("sizee(1)")
+                .err()
+                .and_then(|e| e.position()),
+            None
+        );
+    }
+
     /// Positions are 1-based and point at the offending token: `1 +` ends at column 4.
     #[test]
     fn syntax_error_positions_are_where_the_error_is() {
         for (source, line, column) in [("1 +", 1, 4), ("a.b(", 1, 5), ("true &&\n  )", 2, 3)] {
             match Expression::compile(source) {
                 Err(CelError::Syntax {
-                    line: l, column: c, ..
-                }) => assert_eq!((l, c), (line, column), "{source:?}"),
+                    line: l,
+                    column: c,
+                    position,
+                    ..
+                }) => {
+                    assert_eq!((l, c), (line, column), "{source:?}");
+                    assert_eq!(
+                        position,
+                        Some((line as usize, column as usize)),
+                        "{source:?}"
+                    );
+                }
                 other => panic!("{source:?}: {other:?}"),
             }
         }

@@ -1323,7 +1323,8 @@ spec:
         "team.yaml:17:14: document 2 (policy compiling): spec.grant.images[0]: invalid pattern",
         "team.yaml:18:32: document 2 (policy compiling): spec.grant.capabilities[1]: \"NET_ADMN\"",
         "team.yaml:19:17: document 2 (policy compiling): spec.grant.hostPaths[0]: invalid host",
-        "team.yaml:22:7: document 2 (policy compiling): spec.conditions[0].expression: syntax",
+        // A CEL syntax error: where it is inside the expression, the end of `1 +`.
+        "team.yaml:22:23: document 2 (policy compiling): spec.conditions[0].expression: syntax",
         "team.yaml:34:3: document 4 (policy twice): metadata.name: a policy of this name is \
          already defined in team.yaml:26:12 document 3",
         "team.yaml:38:1: document 5: the document is a list, not a mapping",
@@ -1402,4 +1403,53 @@ fn an_image_pull_policy_default_loads_with_a_warning_that_it_never_applies() {
     )
     .unwrap_or_else(|e| panic!("{e}"));
     assert!(set.warnings().is_empty(), "{:#?}", set.warnings());
+}
+
+/// A CEL syntax error was placed at its `expression` field, with "syntax error at line L,
+/// column C" counted inside the expression: in a block of ten lines the author counted lines
+/// to find it. It is now placed where it is in the file whenever the file writes the
+/// expression so that this can be told exactly (a plain or quoted scalar on one line without
+/// escapes, a `|` or `>` block), and at the field otherwise; the message still counts inside
+/// the expression. The cases are in fixtures/cel-error-positions.yaml, each with its place.
+#[test]
+fn a_cel_syntax_error_is_placed_where_it_is_in_the_file() {
+    let text = include_str!("fixtures/cel-error-positions.yaml");
+    let e = PolicySet::from_yaml("p.yaml", text).expect_err("should not load");
+    let placed: Vec<_> = e
+        .errors()
+        .iter()
+        .map(|e| (e.policy.as_deref(), e.at, e.message.as_str()))
+        .collect();
+    let want = [
+        // Placed inside the expression.
+        ("plain", (10, 42), "syntax error at line 1, column 24: "),
+        ("literal", (21, 39), "syntax error at line 3, column 31: "),
+        ("quoted", (30, 50), "syntax error at line 1, column 31: "),
+        ("folded", (40, 31), "syntax error at line 1, column 48: "),
+        // At the field: the text between the quotes is not the expression, or the lines of a
+        // plain scalar are folded into one.
+        ("escaped", (49, 7), "syntax error at line 1, column 24: "),
+        (
+            "folded-plain",
+            (57, 7),
+            "syntax error at line 1, column 49: ",
+        ),
+    ];
+    assert_eq!(placed.len(), want.len(), "{placed:#?}");
+    for (policy, at, message) in want {
+        assert!(
+            placed
+                .iter()
+                .any(|p| p.0 == Some(policy) && p.1 == Some(at) && p.2.starts_with(message)),
+            "{policy}: want {at:?} and {message:?}\n{placed:#?}"
+        );
+    }
+    // The report reads FILE:LINE:COLUMN of the error.
+    assert!(
+        e.to_string().contains(
+            "\n  p.yaml:21:39: document 2 (policy literal): spec.validations[0].expression: \
+             syntax error at line 3, column 31: Syntax error: extraneous input ')'"
+        ),
+        "{e}"
+    );
 }

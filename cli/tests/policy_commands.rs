@@ -1844,3 +1844,23 @@ fn check_warns_that_an_image_pull_policy_default_never_applies() {
     let help = text(&kspy(&["attach", "--help"]).stdout);
     assert!(help.contains("--image-pull-policy"), "{help}");
 }
+
+/// `kspy policy check` placed a CEL syntax error at its `expression:` field, leaving the
+/// author of a block of several lines to count down to "line 3, column 5" of the expression.
+/// It names the line and column in the file (`FILE:LINE:COLUMN`, where an editor jumps):
+/// here the end of the `|` block's third line, where the parser finds the `)` missing.
+#[test]
+fn check_places_a_cel_syntax_error_where_it_is_in_the_file() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/cel-error-in-block");
+    let out = kspy(&["policy", "check", &dir.display().to_string()]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "{}:13:13: document 1 (policy pinned): spec.validations[0].expression: syntax error \
+             at line 3, column 5: Syntax error: missing ')' at '<EOF>'\n",
+            dir.join("pinned.yaml").display()
+        )),
+        "{stderr}"
+    );
+}

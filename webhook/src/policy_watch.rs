@@ -731,4 +731,28 @@ mod tests {
         assert!(text.contains(" error=\"unknown field `grnat`"), "{text}");
         assert!(text.contains(" line=5 column=3 "), "{text}");
     }
+
+    /// A CEL syntax error in a `|` block is logged where it is in the file, as `kspy policy
+    /// check` places it (it was logged at the `expression:` field, line 6, column 7).
+    #[test]
+    fn a_cel_syntax_error_is_logged_where_it_is_in_the_file() {
+        let errors = PolicySet::from_yaml(
+            "block.yaml",
+            "apiVersion: kspy.dev/v1alpha1\nkind: DebugPolicy\nmetadata: {name: p}\nspec:\n  \
+             validations:\n    - expression: |\n        container.image != '' &&\n        \
+             container.name != '' )\n",
+        )
+        .expect_err("the syntax error is refused");
+        let json = logged(LogFormat::Json, &errors);
+        let line: Value = serde_json::from_str(json.trim_end()).expect("one JSON line");
+        // The stray `)` on the block's second line: line 8, column 30.
+        assert_eq!([&line["line"], &line["column"]], [8, 30], "{line}");
+        assert_eq!(line["field"], "spec.validations[0].expression", "{line}");
+        assert!(
+            line["error"]
+                .as_str()
+                .is_some_and(|e| e.starts_with("syntax error at line 2, column 22: ")),
+            "{line}"
+        );
+    }
 }

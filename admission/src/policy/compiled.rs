@@ -408,13 +408,37 @@ pub struct FieldError {
     pub field: String,
     /// What is wrong.
     pub message: String,
+    /// Where in the field's expression the problem is, when it is known exactly (a CEL
+    /// syntax error): the loader places the error there in the file when it can.
+    pub inside: Option<InExpression>,
+}
+
+/// A place inside an expression: the expression as the field holds it, and a 1-based line
+/// and column, counted in characters, in it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InExpression {
+    /// The field's text, as decoded.
+    pub source: String,
+    /// The 1-based line in `source`.
+    pub line: usize,
+    /// The 1-based column in that line, in characters.
+    pub column: usize,
 }
 
 impl CompiledPolicy {
     /// Compiles a decoded document, collecting every field error rather than stopping at one.
     pub fn compile(doc: PolicyDocument, origin: Origin) -> Result<CompiledPolicy, Vec<FieldError>> {
         let mut errors = Vec::new();
-        let mut fail = |field: String, message: String| errors.push(FieldError { field, message });
+        let mut fail = |field: String, message: String| {
+            errors.push(FieldError {
+                field,
+                message,
+                inside: None,
+            })
+        };
+        // The places inside their expressions of the CEL errors, by field (each expression
+        // field is compiled once), set on the errors at the end.
+        let inside: std::cell::RefCell<Vec<(String, InExpression)>> = Default::default();
         let spec = doc.spec;
 
         if let Err(m) = check_name(&doc.metadata.name) {
@@ -627,11 +651,22 @@ impl CompiledPolicy {
                             .extend(e.warnings().iter().map(|w| FieldError {
                                 field: field.clone(),
                                 message: format!("{w}\n    expression: {}", shown(source)),
+                                inside: None,
                             }));
                         Some(e)
                     }
                 },
                 Err(e) => {
+                    if let Some((line, column)) = e.position() {
+                        inside.borrow_mut().push((
+                            field.clone(),
+                            InExpression {
+                                source: source.to_owned(),
+                                line,
+                                column,
+                            },
+                        ));
+                    }
                     fail(field, format!("{e}\n    expression: {}", shown(source)));
                     None
                 }
@@ -882,6 +917,11 @@ impl CompiledPolicy {
         }
 
         if !errors.is_empty() {
+            for (field, at) in inside.into_inner() {
+                if let Some(e) = errors.iter_mut().find(|e| e.field == field) {
+                    e.inside = Some(at);
+                }
+            }
             return Err(errors);
         }
         let condition_reads = variables
@@ -920,6 +960,7 @@ impl CompiledPolicy {
                          an exclusion wins",
                         x.as_str()
                     ),
+                    inside: None,
                 });
             }
         }
@@ -949,6 +990,7 @@ impl CompiledPolicy {
                              kubelet follows it), the node's / included; grant paths outside \
                              {dir} (/var/log, /etc), or / read-only to whom that is acceptable"
                         ),
+                        inside: None,
                     });
                 }
                 continue;
@@ -963,6 +1005,7 @@ impl CompiledPolicy {
                      node's / included; grant it read-only (`- {{path: {path}, readOnly: \
                      true}}`) unless whoever has it may write anywhere on the node"
                 ),
+                inside: None,
             });
         }
         // The API server sets imagePullPolicy on every container while decoding the request,
@@ -981,6 +1024,7 @@ impl CompiledPolicy {
                      `kubectl debug --image-pull-policy {pull}`, or imagePullPolicy in the \
                      container's spec) and remove this default"
                 ),
+                inside: None,
             });
         }
         if grant.is_empty() && validations.is_empty() && spec.defaults.is_empty() {
@@ -989,6 +1033,7 @@ impl CompiledPolicy {
                 message: "the policy has no effect: it grants nothing, has no validations and \
                           sets no defaults"
                     .into(),
+                inside: None,
             });
         }
         Ok(CompiledPolicy {

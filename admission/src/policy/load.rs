@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use super::compiled::{CompiledPolicy, FieldError, Origin};
+use super::compiled::{CompiledPolicy, FieldError, InExpression, Origin};
 use super::spec::{API_VERSION, KIND, PolicyDocument, TEST_KIND};
 use crate::cel::Projection;
 
@@ -27,7 +27,10 @@ pub struct LoadError {
     pub field: Option<String>,
     /// The 1-based line and column in `file` where the field is written (the mapping that
     /// lacks it, when it is missing; the document, when no field is named), when the problem
-    /// is inside a document. Looked up only for a load with errors or warnings.
+    /// is inside a document. A CEL syntax error is placed where it is inside the expression
+    /// when the file writes the expression so that this can be told exactly (a plain or quoted
+    /// scalar on one line without escapes, a `|` or `>` block), at the field otherwise.
+    /// Columns count characters. Looked up only for a load with errors or warnings.
     pub at: Option<(u64, u64)>,
     /// What is wrong.
     pub message: String,
@@ -175,6 +178,8 @@ impl PolicySet {
         // each parsed for it at most once (a file of many repeats would parse it each time).
         let mut read: Vec<(&str, &str)> = Vec::new();
         let mut parsed: BTreeMap<usize, Positions> = BTreeMap::new();
+        // The errors (by index in `errors`) that are inside an expression, and where.
+        let mut inside: Vec<(usize, InExpression)> = Vec::new();
         for (file, text) in sources {
             read.push((file, text));
             let errors_before = errors.len();
@@ -200,7 +205,7 @@ impl PolicySet {
                     file: file.to_owned(),
                     document,
                 };
-                if let Some(p) = decode(value, origin, &mut errors) {
+                if let Some(p) = decode(value, origin, &mut errors, &mut inside) {
                     if let Some(first) = policies.iter().find(|q| q.name == p.name) {
                         // Only on this error: the first one's file is parsed again for its line.
                         let line = read
@@ -242,16 +247,26 @@ impl PolicySet {
             }));
             // What this file's errors and warnings name is placed in it: the text is parsed a
             // second time only when there is something to report, so a clean load pays nothing.
-            let mut reported = errors[errors_before..]
-                .iter_mut()
-                .chain(&mut warnings[warnings_before..])
-                .filter(|e| e.document.is_some())
+            let mut reported = (errors_before..)
+                .zip(&mut errors[errors_before..])
+                .map(|(i, e)| (Some(i), e))
+                .chain(warnings[warnings_before..].iter_mut().map(|e| (None, e)))
+                .filter(|(_, e)| e.document.is_some())
                 .peekable();
             if reported.peek().is_some() {
                 let positions = Positions::of(text);
-                for e in reported {
+                for (i, e) in reported {
                     if let Some(document) = e.document {
-                        e.at = positions.find(document, e.field.as_deref());
+                        // Inside its expression when the file's text tells where exactly;
+                        // where the field is written otherwise.
+                        let within =
+                            inside
+                                .iter()
+                                .find(|(j, _)| Some(*j) == i)
+                                .and_then(|(_, at)| {
+                                    positions.find_inside(text, document, e.field.as_deref()?, at)
+                                });
+                        e.at = within.or_else(|| positions.find(document, e.field.as_deref()));
                     }
                 }
             }
@@ -498,6 +513,22 @@ fn document_starts(text: &str) -> Option<Vec<(u64, u64)>> {
 #[derive(Debug, Default)]
 pub(crate) struct Positions {
     by_document: BTreeMap<usize, BTreeMap<String, (u64, u64)>>,
+    /// The fields whose value is a scalar, by document and path: how it is written, for
+    /// placing a position inside it ([`Positions::find_inside`]).
+    scalars: BTreeMap<usize, BTreeMap<String, Scalar>>,
+}
+
+/// A scalar value as the parser read it.
+#[derive(Debug)]
+struct Scalar {
+    style: serde_saphyr::granit_parser::ScalarStyle,
+    /// The 1-based line where the parser places it: its opening quote, its first character
+    /// (a plain scalar), or the start of its first line of content (a block scalar).
+    line: usize,
+    /// The 0-based column of that place, in characters.
+    column: usize,
+    /// Its value, as the parser read it.
+    value: String,
 }
 
 /// The most nodes [`Positions::of`] records: a file within the reader's limits has fewer, and
@@ -533,7 +564,7 @@ impl Positions {
         let mut count = 0usize;
         let mut document = 0usize;
         let mut stack: Vec<Frame> = Vec::new();
-        let mut record = |document: usize, path: &str, at: (u64, u64)| {
+        let mut record = |document: usize, path: &str, at: (u64, u64), scalar: Option<Scalar>| {
             if count < MAX_POSITIONS {
                 count += 1;
                 positions
@@ -542,6 +573,14 @@ impl Positions {
                     .or_default()
                     .entry(path.to_owned())
                     .or_insert(at);
+                if let Some(scalar) = scalar {
+                    positions
+                        .scalars
+                        .entry(document)
+                        .or_default()
+                        .entry(path.to_owned())
+                        .or_insert(scalar);
+                }
             }
         };
         for event in Parser::new_from_str(text) {
@@ -593,7 +632,7 @@ impl Positions {
                             } else {
                                 format!("{path}.{name}")
                             };
-                            record(document, &entry, at);
+                            record(document, &entry, at, None);
                             *next = Next::Value(entry);
                         } else {
                             *next = Next::Skipped;
@@ -608,7 +647,16 @@ impl Positions {
             };
             match (path, opens) {
                 (Some(path), opens) => {
-                    record(document, &path, at);
+                    let scalar = match &event {
+                        Event::Scalar(value, style, ..) => Some(Scalar {
+                            style: *style,
+                            line: span.start.line(),
+                            column: span.start.col(),
+                            value: value.to_string(),
+                        }),
+                        _ => None,
+                    };
+                    record(document, &path, at, scalar);
                     match opens {
                         Some(true) => stack.push(Frame::Map {
                             path,
@@ -623,6 +671,47 @@ impl Positions {
             }
         }
         positions
+    }
+
+    /// The line and column in the file of `at`, a place inside the expression that `field` of
+    /// `document` holds, when the way the file writes it lets that be told exactly: a plain
+    /// scalar on one line, a quoted one on one line without escapes, or a `|` or `>` block
+    /// whose first line is neither blank nor more indented than the block. `None` otherwise
+    /// (the caller places the
+    /// error at the field), and whenever the file's text does not read back as the expression
+    /// that was compiled.
+    pub(crate) fn find_inside(
+        &self,
+        text: &str,
+        document: usize,
+        field: &str,
+        at: &InExpression,
+    ) -> Option<(u64, u64)> {
+        let scalar = self.scalars.get(&document)?.get(field)?;
+        if scalar.value != at.source {
+            return None;
+        }
+        // The character offset of `at` in the expression.
+        let mut offset = 0usize;
+        let mut lines = at.source.split('\n');
+        for _ in 1..at.line {
+            offset += lines.next()?.chars().count() + 1;
+        }
+        if at.column == 0 || at.column - 1 > lines.next()?.chars().count() {
+            return None;
+        }
+        offset += at.column - 1;
+        // Up to one past a piece's last character: a parser's error at the end of the text
+        // is placed there.
+        scalar_pieces(text, scalar)?
+            .into_iter()
+            .find(|p| p.offset <= offset && offset <= p.offset + p.chars)
+            .map(|p| {
+                (
+                    u64::try_from(p.line).unwrap_or(u64::MAX),
+                    u64::try_from(p.column + (offset - p.offset)).unwrap_or(u64::MAX),
+                )
+            })
     }
 
     /// The line and column of `field` in `document`, or of the nearest field above it that is
@@ -645,6 +734,134 @@ impl Positions {
             };
         }
     }
+}
+
+/// A run of a scalar's value that the file writes as it is, on one line.
+#[derive(Debug, PartialEq, Eq)]
+struct Piece {
+    /// Where the run starts in the value, in characters.
+    offset: usize,
+    /// Its length in characters.
+    chars: usize,
+    /// The 1-based line of the file it is written on.
+    line: usize,
+    /// The 1-based column, in characters, of its first character.
+    column: usize,
+}
+
+/// The runs of `scalar`'s value as the file `text` writes them, when they can be told
+/// exactly; `None` when the value is written with escapes, folded across the lines of a flow
+/// scalar, in a block whose first line is blank or more indented than the block, or
+/// otherwise than the checks here read it back.
+/// Every character of the value outside the runs is a line break (or, in a `>` scalar, the
+/// space a line break folds into).
+fn scalar_pieces(text: &str, scalar: &Scalar) -> Option<Vec<Piece>> {
+    use serde_saphyr::granit_parser::ScalarStyle;
+    let mut lines = text
+        .split('\n')
+        .map(|l| l.strip_suffix('\r').unwrap_or(l))
+        .skip(scalar.line.checked_sub(1)?);
+    let first = lines.next()?;
+    // The first line from the scalar's first token.
+    let rest: String = first.chars().skip(scalar.column).collect();
+    let value = scalar.value.as_str();
+    let one_line = |skip: usize, quote: Option<char>| -> Option<Vec<Piece>> {
+        let after = rest.get(skip..)?;
+        let written = after.strip_prefix(value)?;
+        if value.contains(['\n', '\r']) || quote.is_some_and(|q| !written.starts_with(q)) {
+            return None;
+        }
+        Some(vec![Piece {
+            offset: 0,
+            chars: value.chars().count(),
+            line: scalar.line,
+            column: scalar.column + 1 + skip,
+        }])
+    };
+    match scalar.style {
+        // One line, as written (a plain scalar over several lines has its breaks folded).
+        ScalarStyle::Plain => one_line(0, None),
+        // Without the characters an escape would write: then the text between the quotes
+        // is the value itself.
+        ScalarStyle::SingleQuoted if rest.starts_with('\'') && !value.contains('\'') => {
+            one_line(1, Some('\''))
+        }
+        ScalarStyle::DoubleQuoted if rest.starts_with('"') && !value.contains(['"', '\\']) => {
+            one_line(1, Some('"'))
+        }
+        // The parser places a block scalar at its first line of content, where that line's
+        // indentation ends: the block's indentation, unless its first line is more indented
+        // than an indentation indicator (`|2`) says, or blank, and then its value starts with
+        // a space or a line break.
+        ScalarStyle::Literal | ScalarStyle::Folded
+            if scalar.column > 0
+                && first.chars().take(scalar.column).all(|c| c == ' ')
+                && !value.starts_with(char::is_whitespace) =>
+        {
+            let folded = scalar.style == ScalarStyle::Folded;
+            block_pieces(
+                value,
+                std::iter::once(first).chain(lines),
+                scalar.line,
+                scalar.column,
+                folded,
+            )
+        }
+        _ => None,
+    }
+}
+
+/// The runs of a block scalar's `value` on its content `lines` (the first of them line
+/// `first_line` of the file), indented `indent` spaces: each non-blank line indented as far
+/// is a run of the value, and what lies between two runs must be line breaks, or in a folded
+/// (`>`) scalar the one space a break folds into. A less indented line ends the scalar.
+/// Anything else, or a value left over, is `None`.
+fn block_pieces<'t>(
+    value: &str,
+    lines: impl Iterator<Item = &'t str>,
+    first_line: usize,
+    indent: usize,
+    folded: bool,
+) -> Option<Vec<Piece>> {
+    let value: Vec<char> = value.chars().collect();
+    let mut pieces = Vec::new();
+    let mut at = 0usize;
+    for (i, line) in lines.enumerate() {
+        if line.chars().all(|c| c == ' ') {
+            continue;
+        }
+        let spaces = line.len() - line.trim_start_matches(' ').len();
+        if spaces < indent {
+            // Less indented: the scalar has ended.
+            break;
+        }
+        let content: Vec<char> = line[indent..].chars().collect();
+        let starts_blank = content.first().is_some_and(|c| c.is_whitespace());
+        if !pieces.is_empty() {
+            // Between two runs: one folded space, or line breaks.
+            match value.get(at) {
+                Some(' ') if folded && !starts_blank => at += 1,
+                Some('\n') => {
+                    while value.get(at) == Some(&'\n') {
+                        at += 1;
+                    }
+                }
+                _ => return None,
+            }
+        }
+        if value.get(at..at + content.len())? != content.as_slice() {
+            return None;
+        }
+        pieces.push(Piece {
+            offset: at,
+            chars: content.len(),
+            line: first_line + i,
+            column: indent + 1,
+        });
+        at += content.len();
+    }
+    // Only the final line breaks may be left.
+    value[at..].iter().all(|c| *c == '\n').then_some(pieces)
 }
 
 /// The most YAML documents one file may hold (the YAML reader's own limit, which guards
@@ -749,7 +966,14 @@ pub(crate) fn yaml_error(e: &serde_saphyr::Error, file: &str) -> String {
 /// The API group of kustomize's own files.
 const KUSTOMIZE_GROUP: &str = "kustomize.config.k8s.io/";
 
-fn decode(value: Value, origin: Origin, errors: &mut Vec<LoadError>) -> Option<CompiledPolicy> {
+/// Decodes and compiles one document, its errors added to `errors`; those inside an
+/// expression are also listed in `inside`, by their index in `errors`.
+fn decode(
+    value: Value,
+    origin: Origin,
+    errors: &mut Vec<LoadError>,
+    inside: &mut Vec<(usize, InExpression)>,
+) -> Option<CompiledPolicy> {
     let policy = value
         .pointer("/metadata/name")
         .and_then(Value::as_str)
@@ -848,11 +1072,12 @@ fn decode(value: Value, origin: Origin, errors: &mut Vec<LoadError>) -> Option<C
             Some(p)
         }
         Err(field_errors) => {
-            errors.extend(
-                field_errors
-                    .into_iter()
-                    .map(|f| error(Some(f.field), f.message)),
-            );
+            for f in field_errors {
+                if let Some(at) = f.inside {
+                    inside.push((errors.len(), at));
+                }
+                errors.push(error(Some(f.field), f.message));
+            }
             None
         }
     }
@@ -888,6 +1113,7 @@ fn empty_who_lists(value: &Value, policy: &CompiledPolicy) -> Vec<FieldError> {
                       policy's grant applies to every user and service account; name who it is \
                       for, or remove the field to say everyone"
                 .into(),
+            inside: None,
         })
         .collect()
 }
@@ -964,7 +1190,75 @@ fn remove_at(value: &mut Value, path: &[String]) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::Positions;
+    use super::{Positions, scalar_pieces};
+
+    /// Each run that [`scalar_pieces`] finds of a scalar's value is written in the file, char
+    /// for char, where it says: a place inside an expression is never put on a wrong
+    /// character. Where the file writes the value otherwise than it is read back (escapes,
+    /// folded flow lines, an indented first block line), there are no runs.
+    #[test]
+    fn the_runs_of_a_scalar_are_where_the_file_writes_them() {
+        let cases: &[(&str, bool)] = &[
+            ("e: a == 'é' ) || b\n", true),
+            ("x: é\ne: 'a + b ('\n", true),
+            ("e: \"a + ('b')\"  # c\n", true),
+            ("e: |\n  a &&\n\n    b ||\n  \tc\n\nf: 1\n", true),
+            ("e: |-\r\n  a &&\r\n  b\r\n", true),
+            ("e: |+\n  a\n\n\n", true),
+            (
+                "- e: >\n    a &&\n    b\n\n    c\n      d\n    é\n  f: 1\n",
+                true,
+            ),
+            ("e: >-\n  a\n  b\n", true),
+            ("e: |  # a comment\n  a\n  b\n", true),
+            ("e: !!str |\n  a\n", true),
+            ("e: |2\n  a\n   b\n", true),
+            // Escapes, or a quote the value holds.
+            ("e: 'a ''b'' ('\n", false),
+            ("e: \"a \\\"b\\\" (\"\n", false),
+            ("e: \"a \\x41 (\"\n", false),
+            // Lines folded into one.
+            ("e: a &&\n  b\n", false),
+            ("e: 'a &&\n  b'\n", false),
+            ("e: \"a &&\n  b\"\n", false),
+            // A block whose first line is more indented than its indicator says, or blank.
+            ("e: |1\n   a\n  b\n", false),
+            ("e: |\n\n  a\n", false),
+            // Not a scalar of its own: an alias.
+            ("a: &x 'q'\ne: *x\n", false),
+        ];
+        for (text, placed) in cases {
+            let positions = Positions::of(text);
+            let field = if text.starts_with('-') { "[0].e" } else { "e" };
+            let pieces = positions
+                .scalars
+                .get(&1)
+                .and_then(|s| s.get(field))
+                .and_then(|s| scalar_pieces(text, s).map(|p| (s, p)));
+            assert_eq!(pieces.is_some(), *placed, "{text:?}: {pieces:?}");
+            let Some((scalar, pieces)) = pieces else {
+                continue;
+            };
+            let lines: Vec<Vec<char>> = text.split('\n').map(|l| l.chars().collect()).collect();
+            let value: Vec<char> = scalar.value.chars().collect();
+            let mut covered = vec![false; value.len()];
+            for p in &pieces {
+                for k in 0..p.chars {
+                    assert_eq!(
+                        lines[p.line - 1].get(p.column - 1 + k),
+                        value.get(p.offset + k),
+                        "{text:?}: {p:?} at {k}"
+                    );
+                    covered[p.offset + k] = true;
+                }
+            }
+            // What no run covers is line breaks, or the spaces of folded ones.
+            assert!(
+                (0..value.len()).all(|i| covered[i] || matches!(value[i], '\n' | ' ')),
+                "{text:?}: {pieces:?}"
+            );
+        }
+    }
 
     /// Broken and odd YAML places what it can and never panics: the positions are read only
     /// to report errors, which must come out whatever the text.

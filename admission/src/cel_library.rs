@@ -24,6 +24,10 @@
 //! ([`is_in`]) between values of types never equal; and `indexOf`/`lastIndexOf` ([`index_of`])
 //! with cel-go's offsets, which fail outside the string, and `replace` ([`replace`]) with
 //! cel-go's negative count (all).
+//!
+//! And, compared with cel-go: `size` of a string counts its characters (cel 0.13 counted
+//! bytes) ([`size`]); `split` with an empty separator gives the characters, as Go's
+//! `strings.Split` does ([`split`]); `join` fails on an item that is no string ([`join`]).
 
 use std::cell::Cell;
 use std::collections::HashMap;
@@ -55,6 +59,9 @@ pub(crate) fn register(ctx: &mut Context<'_>) {
     ctx.add_function("indexOf", index_of);
     ctx.add_function("lastIndexOf", last_index_of);
     ctx.add_function("replace", replace);
+    ctx.add_function("size", size);
+    ctx.add_function("split", split);
+    ctx.add_function("join", join);
     ctx.add_function("matches", matches);
     ctx.add_function("find", find);
     ctx.add_function("findAll", find_all);
@@ -739,6 +746,124 @@ fn replace(
         }
     };
     Ok(Value::String(Arc::new(replaced)))
+}
+
+/// `size(x)` and `x.size()` as CEL has them: a string's size is its number of characters
+/// (Unicode code points), a list's its items, a map's its entries, bytes' their bytes. cel
+/// 0.13 counted a string's bytes, so `size('本番障害') >= 10` held (12 bytes, 4 characters)
+/// where the API server answers `false`, and a size disagreed with the offsets `substring`,
+/// `charAt` and `indexOf` take, which count characters.
+#[allow(clippy::cast_possible_wrap)] // a size fits an i64
+fn size(ftx: &FunctionContext, This(this): This<Value>) -> ResolveResult {
+    let size = match &this {
+        Value::String(s) => s.chars().count(),
+        Value::Bytes(b) => b.len(),
+        Value::List(l) => l.len(),
+        Value::Map(m) => m.map.len(),
+        other => {
+            return Err(ftx.error(format!(
+                "size takes a string, bytes, a list or a map, not a {}",
+                value_type(other)
+            )));
+        }
+    };
+    Ok(Value::Int(size as i64))
+}
+
+/// `<string>.split(<string>[, <int>])` as cel-go has it (Go's `strings.Split` and
+/// `strings.SplitN`): every piece, or at most `n` (the last holding the rest); none for `n ==
+/// 0`; all for a negative `n`. An empty separator splits between characters: `'abc'.split('')`
+/// is `['a', 'b', 'c']` and `''.split('')` is `[]`, where kube-cel 0.8 (Rust's `split`) added
+/// an empty piece at each end (`['', 'a', 'b', 'c', '']`). A limit that is no int fails, where
+/// kube-cel read it as "all".
+fn split(
+    ftx: &FunctionContext,
+    This(this): This<Arc<String>>,
+    Arguments(args): Arguments,
+) -> ResolveResult {
+    let (separator, limit) = match &args[..] {
+        [Value::String(separator)] => (separator, -1),
+        [Value::String(separator), Value::Int(n)] => (separator, *n),
+        _ => {
+            return Err(ftx.error(format!(
+                "split takes a string separator and, optionally, an int limit (got {})",
+                args.iter().map(value_type).collect::<Vec<_>>().join(", ")
+            )));
+        }
+    };
+    let pieces = go_split(&this, separator, limit);
+    Ok(Value::List(Arc::new(
+        pieces
+            .into_iter()
+            .map(|p| Value::String(Arc::new(p.to_owned())))
+            .collect(),
+    )))
+}
+
+/// Go's `strings.SplitN(s, separator, n)`.
+fn go_split<'s>(s: &'s str, separator: &str, n: i64) -> Vec<&'s str> {
+    // A negative `n` means no limit.
+    let limit = usize::try_from(n).ok();
+    if limit == Some(0) {
+        return Vec::new();
+    }
+    if !separator.is_empty() {
+        return match limit {
+            Some(n) => s.splitn(n, separator).collect(),
+            None => s.split(separator).collect(),
+        };
+    }
+    // One piece per character, the last holding the rest when `n` is fewer.
+    let chars = s.chars().count();
+    let pieces = limit.map_or(chars, |n| n.min(chars));
+    let mut out = Vec::with_capacity(pieces);
+    let mut rest = s;
+    while out.len() + 1 < pieces {
+        let Some(c) = rest.chars().next() else { break };
+        let (piece, after) = rest.split_at(c.len_utf8());
+        out.push(piece);
+        rest = after;
+    }
+    if pieces > 0 {
+        out.push(rest);
+    }
+    out
+}
+
+/// `<list>.join([<string>])` as cel-go has it: the items, which must be strings, with the
+/// separator (none without one) between them. kube-cel 0.8 wrote an item that is no string
+/// in Rust's debug form (`[1, 2].join(',')` was `'Int(1),Int(2)'`) and read a separator that
+/// is no string as none, where the API server fails.
+fn join(
+    ftx: &FunctionContext,
+    This(items): This<Arc<Vec<Value>>>,
+    Arguments(args): Arguments,
+) -> ResolveResult {
+    let separator = match &args[..] {
+        [] => "",
+        [Value::String(separator)] => separator.as_str(),
+        _ => {
+            return Err(ftx.error(format!(
+                "join takes a string separator or none (got {})",
+                args.iter().map(value_type).collect::<Vec<_>>().join(", ")
+            )));
+        }
+    };
+    let mut joined = String::new();
+    for (i, item) in items.iter().enumerate() {
+        let Value::String(s) = item else {
+            return Err(ftx.error(format!(
+                "join takes a list of strings, and item {i} is a {}: convert the items first \
+                 (`….map(x, string(x)).join(…)`)",
+                value_type(item)
+            )));
+        };
+        if i > 0 {
+            joined.push_str(separator);
+        }
+        joined.push_str(s);
+    }
+    Ok(Value::String(Arc::new(joined)))
 }
 
 /// The search string and the offset, if any, of `indexOf` and `lastIndexOf` on a string.

@@ -745,3 +745,85 @@ fn variables_are_evaluated_when_first_named() {
     // `unused` would fail too, but nothing names it.
     assert!(!msg.contains("\"unused\""), "{msg}");
 }
+
+/// `size` of a string counts characters, as CEL (and the API server) does: cel 0.13 counted
+/// bytes, so a guardrail asking for a reason of at least ten characters let `'本番障害'` (4
+/// characters, 12 bytes) through, and a size disagreed with the offsets `substring`, `charAt`
+/// and `indexOf` take.
+#[test]
+fn the_size_of_a_string_is_its_characters_as_in_kubernetes() {
+    for (expr, expected) in [
+        ("size('本番障害') == 4 && '本番障害'.size() == 4", true),
+        ("size('本番障害') >= 10", false),
+        (
+            "size('héllo') == 5 && size('') == 0 && size('abc') == 3",
+            true,
+        ),
+        ("'héllo'.substring(size('héllo') - 2) == 'lo'", true),
+        ("'héllo'.charAt(size('héllo')) == ''", true),
+        // Bytes, lists and maps as before.
+        (
+            "size(b'h\\xc3\\xa9') == 3 && size([1, 2]) == 2 && size({'a': 1}) == 1",
+            true,
+        ),
+        ("request.userInfo.groups.size() == 2", true),
+    ] {
+        assert_eq!(holds(expr), Ok(expected), "{expr}");
+    }
+    let err = holds("size(1) == 1").unwrap_err();
+    assert!(
+        err.contains("failed to evaluate")
+            && err.contains("size takes a string, bytes, a list or a map, not a int"),
+        "{err}"
+    );
+}
+
+/// `split` and `join` as cel-go's strings extension has them (Go's `strings.SplitN`): an empty
+/// separator splits between characters, where kube-cel 0.8 added an empty piece at each end
+/// (`'abc'.split('')` had 5 pieces), and `join` fails on an item that is no string, where
+/// kube-cel wrote it in Rust's debug form (`[1, 2].join(',')` was `'Int(1),Int(2)'`).
+#[test]
+fn split_and_join_as_in_kubernetes() {
+    for expr in [
+        "'a,b,c'.split(',') == ['a', 'b', 'c']",
+        "'a,b,c'.split(',', -1) == ['a', 'b', 'c']",
+        "'a,b,c'.split(',', 0) == []",
+        "'a,b,c'.split(',', 1) == ['a,b,c']",
+        "'a,b,c'.split(',', 2) == ['a', 'b,c']",
+        "'a,b,c'.split(',', 9) == ['a', 'b', 'c']",
+        "''.split(',') == [''] && 'a,'.split(',') == ['a', '']",
+        "'abc'.split('') == ['a', 'b', 'c']",
+        "'héllo'.split('').size() == 5",
+        "'abc'.split('', 2) == ['a', 'bc'] && 'abc'.split('', 1) == ['abc']",
+        "'abc'.split('', 0) == [] && 'abc'.split('', -1) == ['a', 'b', 'c']",
+        "''.split('') == [] && ''.split('', 3) == []",
+        "['a', 'b'].join('-') == 'a-b' && ['a', 'b'].join() == 'ab'",
+        "[].join(',') == '' && ['a'].join(',') == 'a'",
+    ] {
+        assert_eq!(holds(expr), Ok(true), "{expr}");
+    }
+    for (expr, says) in [
+        (
+            "[1, 2].join(',') != ''",
+            "join takes a list of strings, and item 0 is a int",
+        ),
+        (
+            "['a', 1].join(',') != ''",
+            "join takes a list of strings, and item 1 is a int",
+        ),
+        (
+            "['a', 'b'].join(1) != ''",
+            "join takes a string separator or none (got int)",
+        ),
+        (
+            "'a,b'.split(',', 1u) == ['a,b']",
+            "split takes a string separator and, optionally, an int limit (got string, uint)",
+        ),
+    ] {
+        let err = holds(expr).unwrap_err();
+        assert!(
+            err.contains("failed to evaluate") && err.contains(says),
+            "{expr}: {err}"
+        );
+    }
+}

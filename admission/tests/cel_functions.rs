@@ -827,3 +827,68 @@ fn split_and_join_as_in_kubernetes() {
         );
     }
 }
+
+/// `matches`, `find` and `findAll` read a pattern as Go's regexp (RE2) does, which Kubernetes'
+/// CEL compiles it with. The `regex` crate's syntax is nearly Go's, but its `\d`, `\w`, `\s`
+/// and `\b` are Unicode where Go's are ASCII: a guardrail allowing `^[\w.-]+$` let names in
+/// other scripts through that the API server refuses (`'١٢٣'.matches('^\\d+$')` was true). In
+/// a class, Go reads `[`, `&&`, `--` and `~~` as characters; `\<` is `<`; a `{` that starts no
+/// repetition is `{`; `\Q…\E` and `\p{^…}` are Go's. What Go refuses (a count over 1000, the
+/// flags `x`, `u`, `R`, look-around, back-references) fails to evaluate, which denies.
+#[test]
+fn regular_expressions_read_as_go_reads_them() {
+    for expr in [
+        // Perl classes and word boundaries are ASCII.
+        "'123'.matches('^\\\\d+$') && !'١٢٣'.matches('^\\\\d+$') && '١'.matches('^\\\\D$')",
+        "'a_1'.matches('^\\\\w+$') && !'é'.matches('^\\\\w$') && 'é'.matches('^\\\\W$')",
+        "' \\t'.matches('^\\\\s+$') && !'\\u00a0'.matches('\\\\s') && '\\u00a0'.matches('^\\\\S$')",
+        "!'é'.matches('\\\\b') && 'a b'.matches('a\\\\b') && 'éa'.matches('\\\\ba')",
+        "!'aé'.matches('a\\\\b') == false && 'ab'.matches('a\\\\B')",
+        "'\\u212a'.matches('(?i)^\\\\w$') && 'k'.matches('(?i)^\\\\W$') == false",
+        // In a class too; nested negations as Go has them.
+        "'١'.matches('^[\\\\d١]$') && !'١'.matches('^[\\\\d]$') && '5'.matches('^[^\\\\D]$')",
+        "!'١'.matches('^[^\\\\D]$') && '-'.matches('^[\\\\d-z]$') && 'z'.matches('^[\\\\d-z]$')",
+        "!'é'.matches('^[\\\\w.-]+$') && 'busybox-1.36'.matches('^[\\\\w.-]+$')",
+        // Go's class syntax: `[`, `&&`, `--`, `~~` are characters; ranges as Go reads them.
+        "'&'.matches('^[a&&b]$') && '['.matches('^[[a]$') && '~'.matches('^[a~~b]$')",
+        "','.matches('^[+--]$') && ']'.matches('^[]a]$') && !']'.matches('^[^]a]$')",
+        "'x'.matches('^[[:alpha:]]$') && !'é'.matches('^[[:alpha:]]$')",
+        "'A'.matches('^\\\\x41$') && '['.matches('^[\\\\x5B]$') && 'B'.matches('^[\\\\x41-\\\\x5A]$')",
+        "'本番障害'.matches('[\\\\p{L}\\\\p{N}]') && 'a'.matches('^[\\\\pL]$')",
+        // `\\<`, `\\>`, a `{` that starts no repetition, `\\Q…\\E`, `\\p{^…}`.
+        "'<a>'.matches('^\\\\<a\\\\>$') && !'a'.matches('\\\\<a')",
+        "'a{,3}'.matches('^a{,3}$') && '{x}'.matches('^{x}$') && 'a{01}'.matches('^a{01}$')",
+        "'aaa'.matches('^a{2,3}$') && 'aaaa'.matches('^a{2,}$') && 'aa'.matches('^a{2}$')",
+        "'a.b'.matches('^\\\\Qa.b\\\\E$') && !'axb'.matches('^\\\\Qa.b\\\\E$') && 'a+'.matches('\\\\Qa+')",
+        "'a'.matches('^\\\\p{^Greek}$') && !'α'.matches('^\\\\p{^Greek}$')",
+        // Flags and groups Go takes.
+        "'A'.matches('(?i)^a$') && 'a\\nb'.matches('(?m)^b$') && 'a\\nb'.matches('(?s)a.b')",
+        "'ab'.matches('(?P<x>a)b') && 'ab'.matches('(?<x>a)b') && 'aa'.matches('(?U)a+')",
+        // find and findAll alike.
+        "'١2'.find('\\\\d+') == '2' && 'a1١2'.findAll('\\\\d') == ['1', '2']",
+    ] {
+        assert_eq!(holds(expr), Ok(true), "{expr}");
+    }
+    for (expr, says) in [
+        ("'a'.matches('a{1001}')", "invalid repeat count {1001}"),
+        ("'a'.matches('a{3,2}')", "invalid repeat count {3,2}"),
+        (
+            "'a'.find('a{2,1001}') == ''",
+            "invalid repeat count {2,1001}",
+        ),
+        ("'a'.matches('(?x) a')", "unknown flag x in (?x"),
+        ("'a'.matches('(?-u:a)')", "unknown flag u in (?-u"),
+        ("'ab'.matches('a(?=b)')", "look-around"),
+        (
+            "'aa'.matches('(a)\\\\1')",
+            "backreferences are not supported",
+        ),
+        ("'a'.matches('[a')", "a character class has no closing ]"),
+    ] {
+        let err = holds(expr).unwrap_err();
+        assert!(
+            err.contains("failed to evaluate") && err.contains(says),
+            "{expr}: {err}"
+        );
+    }
+}

@@ -464,14 +464,13 @@ fn sum(This(items): This<Arc<Vec<Value>>>) -> ResolveResult {
     })
 }
 
-/// `lists.range(n)`: `[0, 1, …, n - 1]`, for `n` from 0 to [`MAX_RANGE`], each item
-/// counted against the evaluation's budget ([`MAX_EVALUATION_COST`]).
+/// `lists.range(n)`: `[0, 1, …, n - 1]`, for `n` up to [`MAX_RANGE`], each item counted
+/// against the evaluation's budget ([`MAX_EVALUATION_COST`]). A negative `n` gives `[]`, as in
+/// cel-go, where kube-cel 0.8 failed: `lists.range(size(l) - 1).all(i, l[i] < l[i + 1])`
+/// denied an empty `l` that Kubernetes finds sorted.
 fn lists_range(n: i64) -> ResolveResult {
     if n < 0 {
-        return Err(ExecutionError::function_error(
-            "lists.range",
-            "range argument must be non-negative",
-        ));
+        return Ok(Value::List(Arc::new(Vec::new())));
     }
     if n > MAX_RANGE {
         return Err(ExecutionError::function_error(

@@ -900,3 +900,65 @@ fn regular_expressions_read_as_go_reads_them() {
         );
     }
 }
+
+/// `url()` and its getters read a URL as Kubernetes does, with Go's `net/url`: parts as
+/// written. kube-cel 0.8 read it with the `url` crate, which rewrites it, and read a path as
+/// `http://localhost/…`: `url('http://localhost/x').getScheme()` was `''`, so a guardrail
+/// `getScheme() != 'http'` held for a plain-HTTP URL; `url('/x').getHost()` was `'localhost'`;
+/// a default port was dropped (`'x.com:443'` became `'x.com'`), hosts lowercased and
+/// punycoded, and `..` resolved in paths.
+#[test]
+fn urls_read_as_go_reads_them() {
+    for expr in [
+        "url('http://localhost/x').getScheme() == 'http' && url('HTTP://x.com').getScheme() == 'http'",
+        "url('/healthz').getScheme() == '' && url('/healthz').getHost() == ''",
+        "url('/healthz').getEscapedPath() == '/healthz' && url('/healthz').getPort() == ''",
+        "url('https://x.com:443/a').getHost() == 'x.com:443' && url('https://x.com:443/a').getPort() == '443'",
+        "url('https://X.com/a/../b').getHost() == 'X.com' && url('https://X.com/a/../b').getEscapedPath() == '/a/../b'",
+        "url('https://bücher.de/').getHost() == 'bücher.de' && url('https://x.com').getEscapedPath() == ''",
+        "url('https://a.com/a b').getEscapedPath() == '/a%20b' && url('https://a.com/a%2Fb').getEscapedPath() == '/a%2Fb'",
+        "url('https://a.com/p#frag').getEscapedPath() == '/p'",
+        "url('https://[::1]:80/').getHost() == '[::1]:80' && url('https://[::1]:80/').getHostname() == '::1'",
+        "url('https://[::1]:80/').getPort() == '80' && url('https://user:pw@x.com/').getHost() == 'x.com'",
+        "url('https://registry.example.com:5000/v2').getHostname() == 'registry.example.com'",
+        "url('mailto:a@b.c').getScheme() == 'mailto' && url('mailto:a@b.c').getHost() == ''",
+        "url('https://a.com?x=1&x=2&y').getQuery() == {'x': ['1', '2'], 'y': ['']}",
+        "url('https://a.com?a+b=c%20d&bad=%zz&s;x=1').getQuery() == {'a b': ['c d']}",
+        "url('https://a.com/path?').getQuery() == {} && url('https://a.com').getQuery() == {}",
+        "url('https://x.com') == url('https://x.com') && url('https://x.com') != url('https://x.com/')",
+        "isURL('https://x.com') && isURL('/x') && isURL('mailto:a@b')",
+        "!isURL('x.com') && !isURL('') && !isURL('1http://x') && !isURL('https://a b.com')",
+        "!isURL('https://x.com:abc/') && !isURL('https://x.com/%zz') && !isURL('https://e.com\\\\@g.com/')",
+    ] {
+        assert_eq!(holds(expr), Ok(true), "{expr}");
+    }
+    for (expr, says) in [
+        (
+            "url('x.com').getHost() == ''",
+            "URL parse error during conversion from string: parse \"x.com\": invalid URI for \
+             request",
+        ),
+        (
+            "url('https://x.com:abc/') != null",
+            "invalid port \":abc\" after host",
+        ),
+        (
+            "url('https://a b.com') != null",
+            "invalid character \" \" in host name",
+        ),
+        (
+            "url('https://x.com/#%zz') != null",
+            "invalid URL escape \"%zz\"",
+        ),
+        (
+            "'x.com'.getHost() == ''",
+            "getHost takes a URL (url('https://…')), not a string",
+        ),
+    ] {
+        let err = holds(expr).unwrap_err();
+        assert!(
+            err.contains("failed to evaluate") && err.contains(says),
+            "{expr}: {err}"
+        );
+    }
+}

@@ -962,3 +962,49 @@ fn urls_read_as_go_reads_them() {
         );
     }
 }
+
+/// Semantic versions compare as Kubernetes compares them (blang/semver): by precedence, which
+/// leaves build metadata out. kube-cel 0.8 broke ties on build metadata, so
+/// `semver('1.2.3+patched').isGreaterThan(semver('1.2.3'))` was true and a guardrail requiring
+/// a version past a known bad one let the bad one through with a build suffix; and its
+/// normalization (`semver(s, true)`) took versions Kubernetes refuses. Quantities compare as
+/// before.
+#[test]
+fn semvers_compare_as_in_kubernetes() {
+    for expr in [
+        "!semver('1.2.3+patched').isGreaterThan(semver('1.2.3'))",
+        "semver('1.2.3+build') == semver('1.2.3') && semver('1.2.3+a') == semver('1.2.3+b')",
+        "semver('1.2.3+build').compareTo(semver('1.2.3')) == 0",
+        "!semver('1.2.3').isLessThan(semver('1.2.3+build'))",
+        "semver('1.2.4').isGreaterThan(semver('1.2.3')) && semver('1.2.3-alpha').isLessThan(semver('1.2.3'))",
+        "semver('1.2.3-alpha.1').isLessThan(semver('1.2.3-alpha.beta')) && semver('1.2.3') != semver('1.2.4')",
+        "semver('v1.2', true) == semver('1.2.0') && semver('01.01.01', true).minor() == 1",
+        "isSemver('v1.0', true) && !isSemver('v1.0') && !isSemver('V1.2.3', true)",
+        "!isSemver('1.2-beta', true) && !isSemver('1.2.3.4', true) && !isSemver('01.2.3')",
+        "semver('1.2.3').major() == 1 && semver('1.2.3').minor() == 2 && semver('1.2.3').patch() == 3",
+        "quantity('1Gi').isGreaterThan(quantity('512Mi')) && quantity('1').isLessThan(quantity('2'))",
+        "quantity('1Gi').compareTo(quantity('1024Mi')) == 0",
+    ] {
+        assert_eq!(holds(expr), Ok(true), "{expr}");
+    }
+    for (expr, says) in [
+        (
+            "semver('1.2-beta', true) != null",
+            "invalid semver \"1.2-beta\": short version cannot contain PreRelease/Build meta data",
+        ),
+        (
+            "semver('1.2.3').isLessThan(quantity('2'))",
+            "isLessThan compares two semvers (or two quantities), and only one side here is a semver",
+        ),
+        (
+            "'1.2.3'.major() == 1",
+            "major takes a semver (semver('1.2.3')), not a string",
+        ),
+    ] {
+        let err = holds(expr).unwrap_err();
+        assert!(
+            err.contains("failed to evaluate") && err.contains(says),
+            "{expr}: {err}"
+        );
+    }
+}

@@ -1008,3 +1008,45 @@ fn semvers_compare_as_in_kubernetes() {
         );
     }
 }
+
+/// A Kubernetes CEL function kspy's CEL lacks is refused when the policy loads, saying why and
+/// what to write instead; `all` with two variables was refused as an "unknown function
+/// \"all\"", which read as if `all` itself were missing.
+#[test]
+fn a_kubernetes_function_kspy_lacks_is_refused_at_load_saying_why() {
+    for (expr, says) in [
+        (
+            "[1].all(i, v, v == 1)",
+            "unknown function \"all\": Kubernetes' two-variable form (`list.all(i, v, …)`, \
+             `map.all(k, v, …)`) is not supported by kspy's CEL (cel 0.13); use the \
+             one-variable form",
+        ),
+        (
+            "[1].transformList(i, v, v) == [1]",
+            "unknown function \"transformList\": Kubernetes' two-variable comprehensions",
+        ),
+        (
+            "cel.bind(x, 1, x == 1)",
+            "unknown function \"cel.bind\": cel.bind is not supported by kspy's CEL (cel 0.13); \
+             declare a policy variable (spec.variables) instead",
+        ),
+        (
+            "[2, 1].sortBy(x, x) == [1, 2]",
+            "unknown function \"sortBy\" (did you mean \"sort\"?): sortBy is not supported",
+        ),
+        (
+            "authorizer.group('apps') != null",
+            "the authorizer library is not available",
+        ),
+        (
+            "'a'.lowerAsci() == 'a'",
+            "unknown function \"lowerAsci\" (did you mean \"lowerAscii\"?); it would fail",
+        ),
+    ] {
+        let err = holds(expr).unwrap_err();
+        assert!(
+            err.contains(says) && err.contains("it would fail on every request"),
+            "{expr}: {err}"
+        );
+    }
+}

@@ -1050,3 +1050,46 @@ fn a_kubernetes_function_kspy_lacks_is_refused_at_load_saying_why() {
         );
     }
 }
+
+/// Timestamp and duration accessors as cel-go has them: a timestamp's parts in UTC, or in the
+/// time zone given, and a duration's whole hours, minutes, seconds or milliseconds as a 64-bit
+/// int. cel 0.13 read a timestamp's parts in the offset it was written with, ignored the time
+/// zone, and cut a duration's count to 32 bits: `duration('4294970000s').getSeconds()` was
+/// 2704, so a guardrail bounding a duration read from an annotation held for 136 years.
+#[test]
+fn time_accessors_as_in_kubernetes() {
+    for expr in [
+        "duration('4294970000s').getSeconds() == 4294970000",
+        "!(duration('4294970000s').getSeconds() <= 3600)",
+        "duration('90m').getHours() == 1 && duration('-90m').getHours() == -1",
+        "duration('90m').getMinutes() == 90 && duration('1.5s').getMilliseconds() == 1500",
+        "timestamp('2024-01-02T00:30:00+01:00').getHours() == 23",
+        "timestamp('2024-01-02T00:30:00+01:00').getDate() == 1",
+        "timestamp('2024-01-01T00:00:00Z').getHours('-05:00') == 19",
+        "timestamp('2024-01-01T00:00:00Z').getHours('+05:30') == 5 && timestamp('2024-01-01T00:00:00Z').getMinutes('+05:30') == 30",
+        "timestamp('2024-01-01T00:00:00Z').getHours('UTC') == 0",
+        "timestamp('2024-03-01T12:34:56.789Z').getMilliseconds() == 789 && timestamp('2024-03-01T12:34:56.789Z').getSeconds() == 56",
+        "timestamp('2024-03-01T12:34:56.789Z').getDayOfYear() == 60 && timestamp('2024-03-01T12:34:56.789Z').getDayOfWeek() == 5",
+        "timestamp('2024-03-01T12:34:56.789Z').getMonth() == 2 && timestamp('2024-03-01T12:34:56.789Z').getDayOfMonth() == 0",
+        "timestamp('2024-03-01T12:34:56.789Z').getFullYear() == 2024",
+    ] {
+        assert_eq!(holds(expr), Ok(true), "{expr}");
+    }
+    for (expr, says) in [
+        (
+            "timestamp('2024-01-01T00:00:00Z').getHours('America/New_York') == 19",
+            "time zone \"America/New_York\": kspy knows no time zone names but UTC; give the \
+             offset from UTC instead ('-05:00')",
+        ),
+        (
+            "duration('1h').getDate() == 1",
+            "getDate takes a timestamp, not a duration",
+        ),
+    ] {
+        let err = holds(expr).unwrap_err();
+        assert!(
+            err.contains("failed to evaluate") && err.contains(says),
+            "{expr}: {err}"
+        );
+    }
+}

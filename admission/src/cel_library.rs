@@ -33,6 +33,7 @@
 //! And URLs as Go's `net/url` reads them ([`GoUrl`]), as Kubernetes' `url()` does.
 //! And semantic versions compared as Kubernetes compares them ([`GoSemver`]).
 //! And timestamp and duration accessors as cel-go has them ([`time_accessor`]).
+//! And `int()`/`uint()` of a double as cel-go has them ([`to_int`]): NaN and the ends fail.
 
 use std::cell::Cell;
 use std::collections::HashMap;
@@ -83,6 +84,8 @@ pub(crate) fn register(ctx: &mut Context<'_>) {
     ctx.add_function("compareTo", compare_to);
     ctx.add_function("isGreaterThan", is_greater_than);
     ctx.add_function("isLessThan", is_less_than);
+    ctx.add_function("int", to_int);
+    ctx.add_function("uint", to_uint);
     for accessor in TIME_ACCESSORS {
         ctx.add_function(accessor, time_accessor);
     }
@@ -1995,19 +1998,6 @@ fn compared_by(
     args: &[Value],
     answer: fn(std::cmp::Ordering) -> Value,
 ) -> ResolveResult {
-    use kube_cel::KubeCelExt;
-    use std::sync::LazyLock;
-    static KUBE_CEL: LazyLock<Context<'static>> = LazyLock::new(|| Context::default().with_all());
-    static PROGRAMS: LazyLock<Vec<(&'static str, kube_cel::cel::Program)>> = LazyLock::new(|| {
-        ["compareTo", "isGreaterThan", "isLessThan"]
-            .into_iter()
-            .filter_map(|name| {
-                kube_cel::cel::Program::compile(&format!("a.{name}(b)"))
-                    .ok()
-                    .map(|program| (name, program))
-            })
-            .collect()
-    });
     let [other] = args else {
         return Err(ftx.error(format!("{} takes one value to compare with", ftx.name)));
     };
@@ -2017,15 +2007,7 @@ fn compared_by(
             "{} compares two semvers (or two quantities), and only one side here is a semver",
             ftx.name
         ))),
-        (None, None) => {
-            let Some((_, program)) = PROGRAMS.iter().find(|(name, _)| *name == ftx.name) else {
-                return Err(ftx.error("internal: no comparison of this name"));
-            };
-            let mut ctx = KUBE_CEL.new_inner_scope();
-            ctx.add_variable_from_value("a", this);
-            ctx.add_variable_from_value("b", other.clone());
-            program.execute(&ctx)
-        }
+        (None, None) => kube_cel_call(ftx, &format!("a.{}(b)", ftx.name), this, Some(other)),
     }
 }
 
@@ -2057,6 +2039,88 @@ fn is_less_than(
     Arguments(args): Arguments,
 ) -> ResolveResult {
     compared_by(ftx, this, &args, |o| Value::Bool(o.is_lt()))
+}
+
+/// The calls [`kube_cel_call`] makes: kube-cel's (and cel's) own functions under names kspy
+/// registers its versions over.
+const KUBE_CEL_CALLS: [&str; 5] = [
+    "a.compareTo(b)",
+    "a.isGreaterThan(b)",
+    "a.isLessThan(b)",
+    "int(a)",
+    "uint(a)",
+];
+
+/// `call` (one of [`KUBE_CEL_CALLS`]) evaluated by kube-cel's and cel's own functions, with `a`
+/// and `b` bound: for what kspy's version of a function leaves to the one it replaces.
+fn kube_cel_call(ftx: &FunctionContext, call: &str, a: Value, b: Option<&Value>) -> ResolveResult {
+    use kube_cel::KubeCelExt;
+    use std::sync::LazyLock;
+    static KUBE_CEL: LazyLock<Context<'static>> = LazyLock::new(|| Context::default().with_all());
+    static PROGRAMS: LazyLock<Vec<(&'static str, kube_cel::cel::Program)>> = LazyLock::new(|| {
+        KUBE_CEL_CALLS
+            .into_iter()
+            .filter_map(|call| {
+                kube_cel::cel::Program::compile(call)
+                    .ok()
+                    .map(|program| (call, program))
+            })
+            .collect()
+    });
+    let Some((_, program)) = PROGRAMS.iter().find(|(known, _)| *known == call) else {
+        return Err(ftx.error(format!("internal: no kube-cel call {call:?}")));
+    };
+    let mut ctx = KUBE_CEL.new_inner_scope();
+    ctx.add_variable_from_value("a", a);
+    if let Some(b) = b {
+        ctx.add_variable_from_value("b", b.clone());
+    }
+    program.execute(&ctx)
+}
+
+/// `int(x)` as cel-go has it: a double converts when it lies strictly between the least and
+/// the greatest int, truncated; NaN, the infinities and anything at or past the ends fail.
+/// cel 0.13 converted NaN to 0 (`int(double('NaN')) <= 10` held) and clamped at the ends.
+/// Anything else converts as cel's own `int` does.
+#[allow(clippy::cast_precision_loss, clippy::cast_possible_truncation)]
+fn to_int(ftx: &FunctionContext, This(this): This<Value>) -> ResolveResult {
+    match this {
+        Value::Float(v) => {
+            if v.is_nan() || v <= i64::MIN as f64 || v >= i64::MAX as f64 {
+                Err(ftx.error(format!(
+                    "integer overflow: {v} is no int (an int lies strictly between \
+                     -9223372036854775808 and 9223372036854775807)"
+                )))
+            } else {
+                Ok(Value::Int(v as i64))
+            }
+        }
+        other => kube_cel_call(ftx, "int(a)", other, None),
+    }
+}
+
+/// `uint(x)` as cel-go has it: a double converts when it lies from 0 to below 2^64, truncated;
+/// NaN, the infinities, negatives and anything at or past 2^64 fail. Anything else converts as
+/// cel's own `uint` does.
+#[allow(
+    clippy::cast_precision_loss,
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss
+)]
+fn to_uint(ftx: &FunctionContext, This(this): This<Value>) -> ResolveResult {
+    match this {
+        Value::Float(v) => {
+            if v.is_nan() || v < 0.0 || v >= u64::MAX as f64 {
+                Err(ftx.error(format!(
+                    "unsigned integer overflow: {v} is no uint (a uint lies from 0 to \
+                     18446744073709551615)"
+                )))
+            } else {
+                Ok(Value::UInt(v as u64))
+            }
+        }
+        other => kube_cel_call(ftx, "uint(a)", other, None),
+    }
 }
 
 /// The accessors of timestamps (and, for the last four, durations) kspy registers.

@@ -34,6 +34,7 @@
 //! And semantic versions compared as Kubernetes compares them ([`GoSemver`]).
 //! And timestamp and duration accessors as cel-go has them ([`time_accessor`]).
 //! And `int()`/`uint()` of a double as cel-go has them ([`to_int`]): NaN and the ends fail.
+//! And quantities written as Kubernetes writes them ([`kube_quantity_syntax`]).
 
 use std::cell::Cell;
 use std::collections::HashMap;
@@ -84,6 +85,8 @@ pub(crate) fn register(ctx: &mut Context<'_>) {
     ctx.add_function("compareTo", compare_to);
     ctx.add_function("isGreaterThan", is_greater_than);
     ctx.add_function("isLessThan", is_less_than);
+    ctx.add_function("quantity", quantity);
+    ctx.add_function("isQuantity", is_quantity);
     ctx.add_function("int", to_int);
     ctx.add_function("uint", to_uint);
     for accessor in TIME_ACCESSORS {
@@ -2043,12 +2046,14 @@ fn is_less_than(
 
 /// The calls [`kube_cel_call`] makes: kube-cel's (and cel's) own functions under names kspy
 /// registers its versions over.
-const KUBE_CEL_CALLS: [&str; 5] = [
+const KUBE_CEL_CALLS: [&str; 7] = [
     "a.compareTo(b)",
     "a.isGreaterThan(b)",
     "a.isLessThan(b)",
     "int(a)",
     "uint(a)",
+    "quantity(a)",
+    "isQuantity(a)",
 ];
 
 /// `call` (one of [`KUBE_CEL_CALLS`]) evaluated by kube-cel's and cel's own functions, with `a`
@@ -2076,6 +2081,79 @@ fn kube_cel_call(ftx: &FunctionContext, call: &str, a: Value, b: Option<&Value>)
         ctx.add_variable_from_value("b", b.clone());
     }
     program.execute(&ctx)
+}
+
+/// Whether `s` is written as Kubernetes' `resource.ParseQuantity` reads a quantity: a sign, digits
+/// with or without a fraction, and a suffix (`n`, `u`, `m`, `k`, `M`, `G`, `T`, `P`, `E`, `Ki` …
+/// `Ei`, or an exponent `e3`, `E-2`), nothing before or after. kube-cel 0.8 trimmed white space
+/// first and read a number with signs or dots anywhere in it, so `quantity(' 1Gi ')` was a
+/// quantity where the API server fails.
+fn kube_quantity_syntax(s: &str) -> bool {
+    let b = s.as_bytes();
+    let digits_from = |mut at: usize| {
+        while at < b.len() && b[at].is_ascii_digit() {
+            at += 1;
+        }
+        at
+    };
+    if b.is_empty() {
+        return false;
+    }
+    let mut at = usize::from(matches!(b[0], b'+' | b'-'));
+    at = digits_from(at);
+    if at < b.len() && b[at] == b'.' {
+        at = digits_from(at + 1);
+    }
+    let suffix = &s[at..];
+    let mut end = at;
+    while end < b.len() && b"eEinumkKMGTP".contains(&b[end]) {
+        end += 1;
+    }
+    if end < b.len() && matches!(b[end], b'+' | b'-') {
+        end += 1;
+    }
+    if digits_from(end) != b.len() {
+        return false;
+    }
+    matches!(
+        suffix,
+        "" | "n"
+            | "u"
+            | "m"
+            | "k"
+            | "M"
+            | "G"
+            | "T"
+            | "P"
+            | "E"
+            | "Ki"
+            | "Mi"
+            | "Gi"
+            | "Ti"
+            | "Pi"
+            | "Ei"
+    ) || (suffix.len() > 1 && suffix.starts_with(['e', 'E']) && suffix[1..].parse::<i64>().is_ok())
+}
+
+/// `quantity(<string>)`: kube-cel's, given only a string written as Kubernetes writes a
+/// quantity ([`kube_quantity_syntax`]).
+fn quantity(ftx: &FunctionContext, s: Arc<String>) -> ResolveResult {
+    if !kube_quantity_syntax(&s) {
+        return Err(ftx.error(format!(
+            "{s:?} is no quantity: quantities must match the regular expression \
+             '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$' (as Kubernetes writes them: '1Gi', \
+             '500m', '1.5', '1e3')"
+        )));
+    }
+    kube_cel_call(ftx, "quantity(a)", Value::String(s), None)
+}
+
+/// `isQuantity(<string>)`: whether `quantity()` takes it.
+fn is_quantity(ftx: &FunctionContext, s: Arc<String>) -> ResolveResult {
+    if !kube_quantity_syntax(&s) {
+        return Ok(Value::Bool(false));
+    }
+    kube_cel_call(ftx, "isQuantity(a)", Value::String(s), None)
 }
 
 /// `int(x)` as cel-go has it: a double converts when it lies strictly between the least and

@@ -1140,3 +1140,28 @@ fn int_of_a_double_out_of_range_denies_as_in_kubernetes() {
         );
     }
 }
+
+/// `quantity()` and `isQuantity()` take a string written as Kubernetes' `resource.ParseQuantity`
+/// reads one, nothing before or after: kube-cel 0.8 trimmed white space first and read signs
+/// and dots anywhere in the number, so `quantity(' 1Gi ')` was a quantity and `isQuantity('1 ')`
+/// true where the API server fails and answers false.
+#[test]
+fn quantities_are_written_as_in_kubernetes() {
+    for expr in [
+        "!isQuantity('1 ') && !isQuantity(' 1') && !isQuantity('1-2') && !isQuantity('1..2')",
+        "!isQuantity('1e') && !isQuantity('1Kii') && !isQuantity('1ki') && !isQuantity('')",
+        "isQuantity('1Gi') && isQuantity('500m') && isQuantity('1.5') && isQuantity('1e3')",
+        "isQuantity('1E') && isQuantity('.5') && isQuantity('1.') && isQuantity('-1') && isQuantity('+1')",
+        "isQuantity('1e+3') && isQuantity('1E-2') && isQuantity('5n') && isQuantity('5u')",
+        "quantity('1Gi').isGreaterThan(quantity('512Mi')) && quantity('1Gi') == quantity('1024Mi')",
+    ] {
+        assert_eq!(holds(expr), Ok(true), "{expr}");
+    }
+    let err = holds("quantity(' 1Gi ').isGreaterThan(quantity('1'))").unwrap_err();
+    assert!(
+        err.contains("failed to evaluate")
+            && err
+                .contains("\" 1Gi \" is no quantity: quantities must match the regular expression"),
+        "{err}"
+    );
+}

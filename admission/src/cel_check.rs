@@ -92,9 +92,10 @@ pub enum CelError {
     /// A call to a function or method the runtime does not register: it would fail at every
     /// evaluation, and a failed evaluation denies.
     #[error(
-        "unknown function {name:?}{}; it would fail on every request, denying it (the functions \
-         are listed in the README, \"CEL\")",
-        Hint(suggestion)
+        "unknown function {name:?}{}{}; it would fail on every request, denying it (the \
+         functions are listed in the README, \"CEL\")",
+        Hint(suggestion),
+        unsupported_note(name).map(|n| format!(": {n}")).unwrap_or_default()
     )]
     UnknownFunction {
         /// The function as called (`sizee`, `sets.contans`).
@@ -189,6 +190,32 @@ pub(crate) fn syntax_position(
 }
 
 /// "; did you mean `x`?" when there is a suggestion.
+/// Why a function Kubernetes' CEL has is missing here, and what to write instead; `None` for
+/// a name Kubernetes lacks too (a misspelling).
+fn unsupported_note(name: &str) -> Option<&'static str> {
+    Some(match name {
+        "all" | "exists" | "exists_one" => {
+            "Kubernetes' two-variable form (`list.all(i, v, …)`, `map.all(k, v, …)`) is not \
+             supported by kspy's CEL (cel 0.13); use the one-variable form"
+        }
+        "transformList" | "transformMap" | "transformMapEntry" => {
+            "Kubernetes' two-variable comprehensions are not supported by kspy's CEL (cel 0.13); \
+             use map() or filter()"
+        }
+        "cel.bind" => {
+            "cel.bind is not supported by kspy's CEL (cel 0.13); declare a policy variable \
+             (spec.variables) instead"
+        }
+        "sortBy" => {
+            "sortBy is not supported by kspy's CEL (kube-cel 0.8); sort() sorts by the items"
+        }
+        _ if name.starts_with("authorizer.") => {
+            "kspy makes no API calls while judging, so the authorizer library is not available"
+        }
+        _ => return None,
+    })
+}
+
 struct Hint<'a>(&'a Option<String>);
 
 impl std::fmt::Display for Hint<'_> {

@@ -24,6 +24,17 @@
 //! ([`is_in`]) between values of types never equal; and `indexOf`/`lastIndexOf` ([`index_of`])
 //! with cel-go's offsets, which fail outside the string, and `replace` ([`replace`]) with
 //! cel-go's negative count (all).
+//!
+//! And, compared with cel-go: `size` of a string counts its characters (cel 0.13 counted
+//! bytes) ([`size`]); `split` with an empty separator gives the characters, as Go's
+//! `strings.Split` does ([`split`]); `join` fails on an item that is no string ([`join`]).
+//! And regular expressions read as Go reads them ([`go_pattern`]): `\d`, `\w`, `\s`, `\b`
+//! ASCII, Go's class syntax, Go's limits and flags.
+//! And URLs as Go's `net/url` reads them ([`GoUrl`]), as Kubernetes' `url()` does.
+//! And semantic versions compared as Kubernetes compares them ([`GoSemver`]).
+//! And timestamp and duration accessors as cel-go has them ([`time_accessor`]).
+//! And `int()`/`uint()` of a double as cel-go has them ([`to_int`]): NaN and the ends fail.
+//! And quantities written as Kubernetes writes them ([`kube_quantity_syntax`]).
 
 use std::cell::Cell;
 use std::collections::HashMap;
@@ -55,6 +66,32 @@ pub(crate) fn register(ctx: &mut Context<'_>) {
     ctx.add_function("indexOf", index_of);
     ctx.add_function("lastIndexOf", last_index_of);
     ctx.add_function("replace", replace);
+    ctx.add_function("size", size);
+    ctx.add_function("split", split);
+    ctx.add_function("join", join);
+    ctx.add_function("url", url);
+    ctx.add_function("isURL", is_url);
+    ctx.add_function("getScheme", url_scheme);
+    ctx.add_function("getHost", url_host);
+    ctx.add_function("getHostname", url_hostname);
+    ctx.add_function("getPort", url_port);
+    ctx.add_function("getEscapedPath", url_escaped_path);
+    ctx.add_function("getQuery", url_query);
+    ctx.add_function("semver", semver_value);
+    ctx.add_function("isSemver", is_semver);
+    ctx.add_function("major", semver_major);
+    ctx.add_function("minor", semver_minor);
+    ctx.add_function("patch", semver_patch);
+    ctx.add_function("compareTo", compare_to);
+    ctx.add_function("isGreaterThan", is_greater_than);
+    ctx.add_function("isLessThan", is_less_than);
+    ctx.add_function("quantity", quantity);
+    ctx.add_function("isQuantity", is_quantity);
+    ctx.add_function("int", to_int);
+    ctx.add_function("uint", to_uint);
+    for accessor in TIME_ACCESSORS {
+        ctx.add_function(accessor, time_accessor);
+    }
     ctx.add_function("matches", matches);
     ctx.add_function("find", find);
     ctx.add_function("findAll", find_all);
@@ -69,9 +106,10 @@ pub(crate) const MAX_CACHED_REGEXES: usize = 256;
 pub(crate) struct Regexes;
 
 impl Regexes {
-    /// `pattern` compiled, from the cache when it was compiled before; the `regex` crate's
-    /// error when it does not compile (not cached: an invalid pattern fails each time).
-    pub(crate) fn get(pattern: &str) -> Result<Arc<Regex>, regex::Error> {
+    /// `pattern` (Go's syntax, [`go_pattern`]) compiled, from the cache when it was compiled
+    /// before; why not when it does not compile (not cached: an invalid pattern fails each
+    /// time).
+    pub(crate) fn get(pattern: &str) -> Result<Arc<Regex>, String> {
         static CACHE: OnceLock<Mutex<HashMap<String, Arc<Regex>>>> = OnceLock::new();
         let cache = CACHE.get_or_init(Mutex::default);
         if let Some(re) = cache
@@ -82,13 +120,310 @@ impl Regexes {
             return Ok(re.clone());
         }
         // Compiled outside the lock: another thread's lookups do not wait for it.
-        let re = Arc::new(Regex::new(pattern)?);
+        let translated = go_pattern(pattern)?;
+        let re = Arc::new(Regex::new(&translated).map_err(|err| {
+            // The error as the pattern was written, where that fails too.
+            Regex::new(pattern).err().unwrap_or(err).to_string()
+        })?);
         let mut cache = cache.lock().unwrap_or_else(PoisonError::into_inner);
         if cache.len() < MAX_CACHED_REGEXES {
             cache.insert(pattern.to_owned(), re.clone());
         }
         Ok(re)
     }
+}
+
+/// What Go's `\d` matches (`[0-9]`): ASCII only, where the `regex` crate's `\d` is every
+/// Unicode digit.
+const GO_DIGIT: &str = "0-9";
+/// What Go's `\w` matches: ASCII letters, digits and `_`.
+const GO_WORD: &str = "0-9A-Za-z_";
+/// What Go's `\s` matches: ASCII tab, line feed, form feed, carriage return and space.
+const GO_SPACE: &str = r"\t\n\f\r ";
+
+/// `pattern`, written in Go's regular expression syntax (RE2, which Kubernetes' CEL compiles
+/// `matches`, `find` and `findAll` patterns with), as the `regex` crate reads it to match the
+/// same strings; an error for what Go refuses and the `regex` crate would read otherwise.
+/// The two syntaxes agree but for:
+/// - `\d`, `\w`, `\s` and `\b` (and `\D`, `\W`, `\S`, `\B`) are ASCII in Go and Unicode in
+///   the `regex` crate: `'١٢٣'.matches('^\\d+$')` and `'é'.matches('^\\w$')` are `false` in
+///   Kubernetes, so a guardrail allowing only `^[\\w.-]+$` lets no other script through;
+/// - in a character class Go reads `[`, `&&`, `--` and `~~` as the characters, the `regex`
+///   crate as a nested class, an intersection, a difference and a symmetric difference;
+/// - `\<` and `\>` are `<` and `>` in Go, word boundaries in the `regex` crate;
+/// - a `{` that starts no repetition (`a{,3}`, `{x}`, `a{01}`) is a `{` in Go, an error in the
+///   `regex` crate; a repetition count over 1000 an error in Go;
+/// - `\Q…\E` (literal text) and `\p{^Greek}` are Go's alone;
+/// - the flags `x`, `u` and `R` are the `regex` crate's alone (Go refuses them).
+///
+/// What neither takes (look-around, back-references) the `regex` crate refuses as Go does.
+pub(crate) fn go_pattern(pattern: &str) -> Result<String, String> {
+    let mut out = String::with_capacity(pattern.len() + 16);
+    let mut rest = pattern;
+    while let Some(c) = rest.chars().next() {
+        rest = &rest[c.len_utf8()..];
+        rest = match c {
+            '\\' => go_escape(rest, &mut out)?,
+            '[' => go_class(rest, &mut out)?,
+            '{' => go_brace(rest, &mut out)?,
+            '(' if rest.starts_with('?') => go_group(rest, &mut out)?,
+            c => {
+                out.push(c);
+                rest
+            }
+        };
+    }
+    Ok(out)
+}
+
+/// Go's Perl class `\c` (`d`, `w`, `s`, negated in upper case) as a `regex` crate class.
+fn go_perl_class(c: char) -> Option<String> {
+    let (set, negated) = match c {
+        'd' => (GO_DIGIT, false),
+        'D' => (GO_DIGIT, true),
+        'w' => (GO_WORD, false),
+        'W' => (GO_WORD, true),
+        's' => (GO_SPACE, false),
+        'S' => (GO_SPACE, true),
+        _ => return None,
+    };
+    Some(format!("[{}{set}]", if negated { "^" } else { "" }))
+}
+
+/// Copies a Unicode class's name after `\p` or `\P` (`L`, `{Greek}`, Go's `{^Greek}` as the
+/// negated class) from `rest`; what follows it.
+fn go_unicode_class<'p>(p: char, rest: &'p str, out: &mut String) -> &'p str {
+    if let Some(braced) = rest.strip_prefix('{')
+        && let Some(end) = braced.find('}')
+    {
+        let name = &braced[..end];
+        let (p, name) = match name.strip_prefix('^') {
+            Some(name) => (if p == 'p' { 'P' } else { 'p' }, name),
+            None => (p, name),
+        };
+        out.push('\\');
+        out.push(p);
+        out.push('{');
+        out.push_str(name);
+        out.push('}');
+        return &braced[end + 1..];
+    }
+    out.push('\\');
+    out.push(p);
+    rest
+}
+
+/// An escape outside a class: `rest` follows the `\`; what follows the escape.
+fn go_escape<'p>(rest: &'p str, out: &mut String) -> Result<&'p str, String> {
+    let Some(c) = rest.chars().next() else {
+        return Err("the pattern ends in a lone \\ (trailing backslash)".to_owned());
+    };
+    let after = &rest[c.len_utf8()..];
+    if let Some(class) = go_perl_class(c) {
+        out.push_str(&class);
+        return Ok(after);
+    }
+    match c {
+        // ASCII word boundaries, as Go's.
+        'b' => out.push_str(r"(?-u:\b)"),
+        'B' => out.push_str(r"(?-u:\B)"),
+        // Escaped punctuation, the characters themselves in Go.
+        '<' | '>' => out.push(c),
+        // Literal text up to `\E` or the end.
+        'Q' => {
+            let (text, after) = match after.find(r"\E") {
+                Some(end) => (&after[..end], &after[end + 2..]),
+                None => (after, ""),
+            };
+            out.push_str(&regex::escape(text));
+            return Ok(after);
+        }
+        'p' | 'P' => return Ok(go_unicode_class(c, after, out)),
+        // `\x{10FFFF}` whole, so its braces are not read as a repetition.
+        'x' if after.starts_with('{') => {
+            let end = after.find('}').map_or(after.len(), |e| e + 1);
+            out.push_str(r"\x");
+            out.push_str(&after[..end]);
+            return Ok(&after[end..]);
+        }
+        c => {
+            out.push('\\');
+            out.push(c);
+        }
+    }
+    Ok(after)
+}
+
+/// A character class: `rest` follows its `[`; what follows its `]`. Each item is read as Go
+/// reads it (a POSIX class, a Perl or Unicode class, a character or a range) and written so
+/// the `regex` crate reads the same.
+fn go_class<'p>(rest: &'p str, out: &mut String) -> Result<&'p str, String> {
+    let missing = || "a character class has no closing ] (missing closing ])".to_owned();
+    out.push('[');
+    let mut rest = rest;
+    if let Some(r) = rest.strip_prefix('^') {
+        out.push('^');
+        rest = r;
+    }
+    let mut first = true;
+    loop {
+        let Some(c) = rest.chars().next() else {
+            return Err(missing());
+        };
+        // A `]` first is a `]`, as in Go.
+        if c == ']' && !first {
+            out.push(']');
+            return Ok(&rest[1..]);
+        }
+        first = false;
+        if rest.starts_with("[:")
+            && let Some(end) = rest[2..].find(":]")
+        {
+            // `[:alpha:]`, ASCII in both.
+            out.push_str(&rest[..end + 4]);
+            rest = &rest[end + 4..];
+            continue;
+        }
+        if let Some(escaped) = rest.strip_prefix('\\')
+            && let Some(e) = escaped.chars().next()
+        {
+            let after = &escaped[e.len_utf8()..];
+            if let Some(class) = go_perl_class(e) {
+                // A nested class, which the `regex` crate unites with the rest.
+                out.push_str(&class);
+                rest = after;
+                continue;
+            }
+            if e == 'p' || e == 'P' {
+                rest = go_unicode_class(e, after, out);
+                continue;
+            }
+        }
+        let lo;
+        (lo, rest) = go_class_char(rest).ok_or_else(missing)?;
+        if let Some(r) = rest.strip_prefix('-')
+            && !r.is_empty()
+            && !r.starts_with(']')
+        {
+            let hi;
+            (hi, rest) = go_class_char(r).ok_or_else(missing)?;
+            out.push_str(&lo);
+            out.push('-');
+            out.push_str(&hi);
+        } else {
+            out.push_str(&lo);
+        }
+    }
+}
+
+/// One character of a class (escaped or not) as the `regex` crate reads it in a class, and
+/// what follows it; `None` at the end of the pattern.
+fn go_class_char(rest: &str) -> Option<(String, &str)> {
+    let c = rest.chars().next()?;
+    let after = &rest[c.len_utf8()..];
+    if c != '\\' {
+        return Some((class_literal(c), after));
+    }
+    let e = after.chars().next()?;
+    let after_e = &after[e.len_utf8()..];
+    if e.is_ascii_punctuation() {
+        return Some((class_literal(e), after_e));
+    }
+    if e == 'x' {
+        // `\x{10FFFF}` or `\x41`, whole.
+        let len = match after_e.strip_prefix('{') {
+            Some(braced) => braced.find('}').map_or(after_e.len(), |end| end + 2),
+            None => after_e
+                .bytes()
+                .take(2)
+                .take_while(u8::is_ascii_hexdigit)
+                .count(),
+        };
+        return Some((format!(r"\x{}", &after_e[..len]), &after_e[len..]));
+    }
+    // `\n`, `\t`, `\x41`, …: the same in both (what Go refuses, the `regex` crate does too).
+    Some((format!("\\{e}"), after_e))
+}
+
+/// `c` written so the `regex` crate reads it as itself in a class.
+fn class_literal(c: char) -> String {
+    match c {
+        '\\' | '[' | ']' | '^' | '-' | '&' | '~' => format!("\\{c}"),
+        c => c.to_string(),
+    }
+}
+
+/// The most a Go repetition count may be.
+const GO_MAX_REPEAT: u64 = 1000;
+
+/// A `{` outside a class: `rest` follows it. A repetition when Go reads one (`{n}`, `{n,}`,
+/// `{n,m}`, counts without leading zeros), refused over [`GO_MAX_REPEAT`] as Go refuses it;
+/// else the character `{`, as in Go.
+fn go_brace<'p>(rest: &'p str, out: &mut String) -> Result<&'p str, String> {
+    /// The number at the start of `s` and its length in digits, `None` where Go reads none.
+    fn count(s: &str) -> Option<(u64, usize)> {
+        let digits = s.bytes().take_while(u8::is_ascii_digit).count();
+        if digits == 0 || (digits > 1 && s.starts_with('0')) {
+            return None;
+        }
+        let n = s[..digits].bytes().fold(0u64, |n, d| {
+            n.saturating_mul(10).saturating_add(u64::from(d - b'0'))
+        });
+        Some((n, digits))
+    }
+    let repetition = count(rest).and_then(|(min, at)| {
+        let after_min = &rest[at..];
+        if let Some(r) = after_min.strip_prefix('}') {
+            return Some((min, Some(min), r, at + 1));
+        }
+        let r = after_min.strip_prefix(',')?;
+        if let Some(r) = r.strip_prefix('}') {
+            return Some((min, None, r, at + 2));
+        }
+        let (max, digits) = count(r)?;
+        let r = r[digits..].strip_prefix('}')?;
+        Some((min, Some(max), r, at + 1 + digits + 1))
+    });
+    let Some((min, max, after, len)) = repetition else {
+        out.push_str(r"\{");
+        return Ok(rest);
+    };
+    if min > GO_MAX_REPEAT || max.is_some_and(|m| m > GO_MAX_REPEAT || m < min) {
+        return Err(format!(
+            "invalid repeat count {{{}: Go's regular expressions, which Kubernetes' CEL uses, \
+             count from 0 to {GO_MAX_REPEAT}, the least first",
+            &rest[..len]
+        ));
+    }
+    out.push('{');
+    out.push_str(&rest[..len]);
+    Ok(after)
+}
+
+/// A group opened with `(?`: `rest` starts at the `?`. Flags other than Go's (`i`, `m`, `s`,
+/// `U`) are refused: the `regex` crate's `x` (spaces ignored), `u` and `R` mean nothing in Go,
+/// which refuses them.
+fn go_group<'p>(rest: &'p str, out: &mut String) -> Result<&'p str, String> {
+    out.push('(');
+    let after = &rest[1..];
+    let named = after.starts_with("P<")
+        || (after.starts_with('<') && !after.starts_with("<=") && !after.starts_with("<!"));
+    if !named {
+        let end = after.find([':', ')']).unwrap_or(after.len());
+        let flags = &after[..end];
+        if flags.chars().all(|f| f.is_ascii_alphabetic() || f == '-')
+            && let Some(bad) = flags
+                .chars()
+                .find(|f| f.is_ascii_alphabetic() && !"imsU".contains(*f))
+        {
+            return Err(format!(
+                "unknown flag {bad} in (?{flags}: Go's regular expressions, which Kubernetes' \
+                 CEL uses, take the flags i, m, s and U"
+            ));
+        }
+    }
+    out.push('?');
+    Ok(after)
 }
 
 /// `<string>.matches(<string>)`: cel's, with the pattern compiled once.
@@ -157,14 +492,13 @@ fn sum(This(items): This<Arc<Vec<Value>>>) -> ResolveResult {
     })
 }
 
-/// `lists.range(n)`: `[0, 1, …, n - 1]`, for `n` from 0 to [`MAX_RANGE`], each item
-/// counted against the evaluation's budget ([`MAX_EVALUATION_COST`]).
+/// `lists.range(n)`: `[0, 1, …, n - 1]`, for `n` up to [`MAX_RANGE`], each item counted
+/// against the evaluation's budget ([`MAX_EVALUATION_COST`]). A negative `n` gives `[]`, as in
+/// cel-go, where kube-cel 0.8 failed: `lists.range(size(l) - 1).all(i, l[i] < l[i + 1])`
+/// denied an empty `l` that Kubernetes finds sorted.
 fn lists_range(n: i64) -> ResolveResult {
     if n < 0 {
-        return Err(ExecutionError::function_error(
-            "lists.range",
-            "range argument must be non-negative",
-        ));
+        return Ok(Value::List(Arc::new(Vec::new())));
     }
     if n > MAX_RANGE {
         return Err(ExecutionError::function_error(
@@ -741,6 +1075,124 @@ fn replace(
     Ok(Value::String(Arc::new(replaced)))
 }
 
+/// `size(x)` and `x.size()` as CEL has them: a string's size is its number of characters
+/// (Unicode code points), a list's its items, a map's its entries, bytes' their bytes. cel
+/// 0.13 counted a string's bytes, so `size('本番障害') >= 10` held (12 bytes, 4 characters)
+/// where the API server answers `false`, and a size disagreed with the offsets `substring`,
+/// `charAt` and `indexOf` take, which count characters.
+#[allow(clippy::cast_possible_wrap)] // a size fits an i64
+fn size(ftx: &FunctionContext, This(this): This<Value>) -> ResolveResult {
+    let size = match &this {
+        Value::String(s) => s.chars().count(),
+        Value::Bytes(b) => b.len(),
+        Value::List(l) => l.len(),
+        Value::Map(m) => m.map.len(),
+        other => {
+            return Err(ftx.error(format!(
+                "size takes a string, bytes, a list or a map, not a {}",
+                value_type(other)
+            )));
+        }
+    };
+    Ok(Value::Int(size as i64))
+}
+
+/// `<string>.split(<string>[, <int>])` as cel-go has it (Go's `strings.Split` and
+/// `strings.SplitN`): every piece, or at most `n` (the last holding the rest); none for `n ==
+/// 0`; all for a negative `n`. An empty separator splits between characters: `'abc'.split('')`
+/// is `['a', 'b', 'c']` and `''.split('')` is `[]`, where kube-cel 0.8 (Rust's `split`) added
+/// an empty piece at each end (`['', 'a', 'b', 'c', '']`). A limit that is no int fails, where
+/// kube-cel read it as "all".
+fn split(
+    ftx: &FunctionContext,
+    This(this): This<Arc<String>>,
+    Arguments(args): Arguments,
+) -> ResolveResult {
+    let (separator, limit) = match &args[..] {
+        [Value::String(separator)] => (separator, -1),
+        [Value::String(separator), Value::Int(n)] => (separator, *n),
+        _ => {
+            return Err(ftx.error(format!(
+                "split takes a string separator and, optionally, an int limit (got {})",
+                args.iter().map(value_type).collect::<Vec<_>>().join(", ")
+            )));
+        }
+    };
+    let pieces = go_split(&this, separator, limit);
+    Ok(Value::List(Arc::new(
+        pieces
+            .into_iter()
+            .map(|p| Value::String(Arc::new(p.to_owned())))
+            .collect(),
+    )))
+}
+
+/// Go's `strings.SplitN(s, separator, n)`.
+fn go_split<'s>(s: &'s str, separator: &str, n: i64) -> Vec<&'s str> {
+    // A negative `n` means no limit.
+    let limit = usize::try_from(n).ok();
+    if limit == Some(0) {
+        return Vec::new();
+    }
+    if !separator.is_empty() {
+        return match limit {
+            Some(n) => s.splitn(n, separator).collect(),
+            None => s.split(separator).collect(),
+        };
+    }
+    // One piece per character, the last holding the rest when `n` is fewer.
+    let chars = s.chars().count();
+    let pieces = limit.map_or(chars, |n| n.min(chars));
+    let mut out = Vec::with_capacity(pieces);
+    let mut rest = s;
+    while out.len() + 1 < pieces {
+        let Some(c) = rest.chars().next() else { break };
+        let (piece, after) = rest.split_at(c.len_utf8());
+        out.push(piece);
+        rest = after;
+    }
+    if pieces > 0 {
+        out.push(rest);
+    }
+    out
+}
+
+/// `<list>.join([<string>])` as cel-go has it: the items, which must be strings, with the
+/// separator (none without one) between them. kube-cel 0.8 wrote an item that is no string
+/// in Rust's debug form (`[1, 2].join(',')` was `'Int(1),Int(2)'`) and read a separator that
+/// is no string as none, where the API server fails.
+fn join(
+    ftx: &FunctionContext,
+    This(items): This<Arc<Vec<Value>>>,
+    Arguments(args): Arguments,
+) -> ResolveResult {
+    let separator = match &args[..] {
+        [] => "",
+        [Value::String(separator)] => separator.as_str(),
+        _ => {
+            return Err(ftx.error(format!(
+                "join takes a string separator or none (got {})",
+                args.iter().map(value_type).collect::<Vec<_>>().join(", ")
+            )));
+        }
+    };
+    let mut joined = String::new();
+    for (i, item) in items.iter().enumerate() {
+        let Value::String(s) = item else {
+            return Err(ftx.error(format!(
+                "join takes a list of strings, and item {i} is a {}: convert the items first \
+                 (`….map(x, string(x)).join(…)`)",
+                value_type(item)
+            )));
+        };
+        if i > 0 {
+            joined.push_str(separator);
+        }
+        joined.push_str(s);
+    }
+    Ok(Value::String(Arc::new(joined)))
+}
+
 /// The search string and the offset, if any, of `indexOf` and `lastIndexOf` on a string.
 fn search_arguments(
     ftx: &FunctionContext,
@@ -972,6 +1424,891 @@ fn select_path<'v>(
         }
     }
     Ok(Ok(std::borrow::Cow::Borrowed(value)))
+}
+
+/// A URL as Kubernetes' CEL holds it: read as Go's `net/url` reads it (`url()` checks the
+/// string with `ParseRequestURI` and keeps what `Parse` makes of it), its parts as written.
+/// kube-cel 0.8 read URLs with the `url` crate (WHATWG), which rewrites them, and read a path
+/// (`'/healthz'`) as `http://localhost/healthz`: `url('http://localhost/x').getScheme()` was
+/// `''` (so a guardrail `getScheme() != 'http'` held for it), `url('/x').getHost()`
+/// `'localhost'` where Kubernetes has `''`, `url('https://x.com:443').getHost()` `'x.com'`
+/// where Kubernetes has `'x.com:443'`; it lowercased and punycoded hosts, and resolved `..` in
+/// paths.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct GoUrl {
+    /// In lower case, as Go keeps it.
+    scheme: String,
+    /// What follows `scheme:` when no `/` does (`mailto:a@b.c`).
+    opaque: String,
+    /// As written, before the last `@` of the authority.
+    userinfo: Option<String>,
+    /// The host and port, percent-escapes decoded (Go's `URL.Host`).
+    host: String,
+    /// The path, percent-escapes decoded (Go's `URL.Path`, bytes).
+    path: Vec<u8>,
+    /// The path as written, where escaping `path` again would not give it back.
+    raw_path: Option<String>,
+    /// After `?`, as written.
+    raw_query: String,
+    /// After `#`, as written.
+    fragment: Option<String>,
+}
+
+impl kube_cel::cel::objects::Opaque for GoUrl {
+    fn runtime_type_name(&self) -> &str {
+        "kubernetes.URL"
+    }
+}
+
+/// What Go's `net/url` escapes in a part ([`go_should_escape`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum UrlPart {
+    Path,
+    Host,
+    Zone,
+    UserPassword,
+    QueryComponent,
+    Fragment,
+}
+
+/// Go's `shouldEscape`: whether byte `c` is escaped in `part`.
+fn go_should_escape(c: u8, part: UrlPart) -> bool {
+    if c.is_ascii_alphanumeric() {
+        return false;
+    }
+    if matches!(part, UrlPart::Host | UrlPart::Zone)
+        && matches!(
+            c,
+            b'!' | b'$'
+                | b'&'
+                | b'\''
+                | b'('
+                | b')'
+                | b'*'
+                | b'+'
+                | b','
+                | b';'
+                | b'='
+                | b':'
+                | b'['
+                | b']'
+                | b'<'
+                | b'>'
+                | b'"'
+        )
+    {
+        return false;
+    }
+    match c {
+        b'-' | b'_' | b'.' | b'~' => false,
+        b'$' | b'&' | b'+' | b',' | b'/' | b':' | b';' | b'=' | b'?' | b'@' => match part {
+            UrlPart::Path => c == b'?',
+            UrlPart::UserPassword => matches!(c, b'@' | b'/' | b'?' | b':'),
+            UrlPart::QueryComponent => true,
+            UrlPart::Fragment => false,
+            UrlPart::Host | UrlPart::Zone => true,
+        },
+        b'!' | b'(' | b')' | b'*' if part == UrlPart::Fragment => false,
+        _ => true,
+    }
+}
+
+/// Go's `unescape`: `s` with its percent-escapes decoded (and, in a query component, `+` as a
+/// space); an error for a malformed escape, or a character a host may not hold.
+fn go_unescape(s: &str, part: UrlPart) -> Result<Vec<u8>, String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'%' => {
+                let hex = |j: usize| b.get(j).and_then(|c| (*c as char).to_digit(16));
+                let (Some(hi), Some(lo)) = (hex(i + 1), hex(i + 2)) else {
+                    let bad = s.get(i..(i + 3).min(s.len())).unwrap_or("%");
+                    return Err(format!("invalid URL escape {bad:?}"));
+                };
+                let escape = &s[i..i + 3];
+                #[allow(clippy::cast_possible_truncation)] // two hex digits
+                let v = (hi << 4 | lo) as u8;
+                if part == UrlPart::Host && hi < 8 && escape != "%25" {
+                    return Err(format!("invalid URL escape {escape:?}"));
+                }
+                if part == UrlPart::Zone
+                    && escape != "%25"
+                    && v != b' '
+                    && go_should_escape(v, UrlPart::Host)
+                {
+                    return Err(format!("invalid URL escape {escape:?}"));
+                }
+                out.push(v);
+                i += 3;
+            }
+            b'+' if part == UrlPart::QueryComponent => {
+                out.push(b' ');
+                i += 1;
+            }
+            c => {
+                if matches!(part, UrlPart::Host | UrlPart::Zone)
+                    && c < 0x80
+                    && go_should_escape(c, part)
+                {
+                    return Err(format!(
+                        "invalid character {:?} in host name",
+                        char::from(c).to_string()
+                    ));
+                }
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Go's `escape` of a path.
+fn go_escape_path(path: &[u8]) -> String {
+    let mut out = String::with_capacity(path.len());
+    for &c in path {
+        if go_should_escape(c, UrlPart::Path) {
+            out.push_str(&format!("%{c:02X}"));
+        } else {
+            out.push(char::from(c));
+        }
+    }
+    out
+}
+
+/// Go's `validOptionalPort`: empty, or `:` and digits.
+fn go_valid_optional_port(port: &str) -> bool {
+    port.is_empty()
+        || port
+            .strip_prefix(':')
+            .is_some_and(|digits| digits.bytes().all(|c| c.is_ascii_digit()))
+}
+
+/// Go's `parseHost`: the host (and port), decoded.
+fn go_host(host: &str) -> Result<String, String> {
+    let invalid_port = |p: &str| format!("invalid port {p:?} after host");
+    if host.starts_with('[') {
+        let Some(end) = host.rfind(']') else {
+            return Err("missing ']' in host".to_owned());
+        };
+        let colon_port = &host[end + 1..];
+        if !go_valid_optional_port(colon_port) {
+            return Err(invalid_port(colon_port));
+        }
+        if let Some(zone) = host[..end].find("%25") {
+            let mut decoded = go_unescape(&host[..zone], UrlPart::Host)?;
+            decoded.extend(go_unescape(&host[zone..end], UrlPart::Zone)?);
+            decoded.extend(go_unescape(&host[end..], UrlPart::Host)?);
+            return Ok(String::from_utf8_lossy(&decoded).into_owned());
+        }
+    } else if let Some(colon) = host.rfind(':') {
+        let colon_port = &host[colon..];
+        if !go_valid_optional_port(colon_port) {
+            return Err(invalid_port(colon_port));
+        }
+    }
+    Ok(String::from_utf8_lossy(&go_unescape(host, UrlPart::Host)?).into_owned())
+}
+
+/// Go's `validUserinfo`.
+fn go_valid_userinfo(s: &str) -> bool {
+    s.chars().all(|c| {
+        c.is_ascii_alphanumeric()
+            || matches!(
+                c,
+                '-' | '.'
+                    | '_'
+                    | ':'
+                    | '~'
+                    | '!'
+                    | '$'
+                    | '&'
+                    | '\''
+                    | '('
+                    | ')'
+                    | '*'
+                    | '+'
+                    | ','
+                    | ';'
+                    | '='
+                    | '%'
+                    | '@'
+            )
+    })
+}
+
+/// Go's `getScheme`: the scheme and what follows its `:`, or no scheme and all of `raw`.
+fn go_scheme(raw: &str) -> Result<(&str, &str), String> {
+    for (i, c) in raw.bytes().enumerate() {
+        match c {
+            b'a'..=b'z' | b'A'..=b'Z' => {}
+            b'0'..=b'9' | b'+' | b'-' | b'.' if i > 0 => {}
+            b':' if i == 0 => return Err("missing protocol scheme".to_owned()),
+            b':' => return Ok((&raw[..i], &raw[i + 1..])),
+            _ => return Ok(("", raw)),
+        }
+    }
+    Ok(("", raw))
+}
+
+/// Go's `url.parse(raw, viaRequest)`, without the fragment (`raw` holds none for `Parse`; for
+/// `ParseRequestURI` a `#` is part of the path or query).
+fn go_parse(raw: &str, via_request: bool) -> Result<GoUrl, String> {
+    if raw.bytes().any(|c| c < 0x20 || c == 0x7f) {
+        return Err("net/url: invalid control character in URL".to_owned());
+    }
+    if raw.is_empty() && via_request {
+        return Err("empty url".to_owned());
+    }
+    let mut url = GoUrl::default();
+    if raw == "*" {
+        url.path = b"*".to_vec();
+        return Ok(url);
+    }
+    let (scheme, mut rest) = go_scheme(raw)?;
+    url.scheme = scheme.to_ascii_lowercase();
+    if rest.ends_with('?') && rest.matches('?').count() == 1 {
+        rest = &rest[..rest.len() - 1];
+    } else if let Some((before, query)) = rest.split_once('?') {
+        rest = before;
+        url.raw_query = query.to_owned();
+    }
+    if !rest.starts_with('/') {
+        if !url.scheme.is_empty() {
+            url.opaque = rest.to_owned();
+            return Ok(url);
+        }
+        if via_request {
+            return Err("invalid URI for request".to_owned());
+        }
+        if let Some(colon) = rest.find(':')
+            && rest.find('/').is_none_or(|slash| colon < slash)
+        {
+            return Err("first path segment in URL cannot contain colon".to_owned());
+        }
+    }
+    if (!url.scheme.is_empty() || (!via_request && !rest.starts_with("///")))
+        && let Some(after) = rest.strip_prefix("//")
+    {
+        let (authority, path) = after.split_at(after.find('/').unwrap_or(after.len()));
+        let (userinfo, host) = match authority.rfind('@') {
+            Some(at) => (Some(&authority[..at]), &authority[at + 1..]),
+            None => (None, authority),
+        };
+        url.host = go_host(host)?;
+        if let Some(userinfo) = userinfo {
+            if !go_valid_userinfo(userinfo) {
+                return Err("net/url: invalid userinfo".to_owned());
+            }
+            go_unescape(userinfo, UrlPart::UserPassword)?;
+            url.userinfo = Some(userinfo.to_owned());
+        }
+        rest = path;
+    }
+    url.path = go_unescape(rest, UrlPart::Path)?;
+    if go_escape_path(&url.path) != rest {
+        url.raw_path = Some(rest.to_owned());
+    }
+    Ok(url)
+}
+
+/// `url(<string>)` as Kubernetes has it: the string must pass Go's `url.ParseRequestURI` (an
+/// absolute URL or an absolute path), and the URL is what `url.Parse` makes of it.
+fn url(s: Arc<String>) -> ResolveResult {
+    let parsed = go_parse(&s, true).and_then(|_| {
+        let (before, fragment) = match s.split_once('#') {
+            Some((before, fragment)) => (before, Some(fragment)),
+            None => (s.as_str(), None),
+        };
+        let mut url = go_parse(before, false)?;
+        if let Some(fragment) = fragment {
+            go_unescape(fragment, UrlPart::Fragment)?;
+            url.fragment = Some(fragment.to_owned());
+        }
+        Ok(url)
+    });
+    match parsed {
+        Ok(url) => Ok(Value::Opaque(Arc::new(url))),
+        Err(err) => Err(ExecutionError::function_error(
+            "url",
+            format!("URL parse error during conversion from string: parse {s:?}: {err}"),
+        )),
+    }
+}
+
+/// `isURL(<string>)`: whether `url()` takes it.
+fn is_url(s: Arc<String>) -> ResolveResult {
+    Ok(Value::Bool(go_parse(&s, true).is_ok()))
+}
+
+/// The [`GoUrl`] a URL getter is called on.
+fn this_url<'v>(ftx: &FunctionContext, this: &'v Value) -> Result<&'v GoUrl, ExecutionError> {
+    match this {
+        Value::Opaque(o) => o.downcast_ref::<GoUrl>(),
+        _ => None,
+    }
+    .ok_or_else(|| {
+        ftx.error(format!(
+            "{} takes a URL (url('https://…')), not a {}",
+            ftx.name,
+            value_type(this)
+        ))
+    })
+}
+
+fn string_value(s: &str) -> ResolveResult {
+    Ok(Value::String(Arc::new(s.to_owned())))
+}
+
+/// `<URL>.getScheme()`: the scheme, in lower case; `''` for a path.
+fn url_scheme(ftx: &FunctionContext, This(this): This<Value>) -> ResolveResult {
+    string_value(&this_url(ftx, &this)?.scheme)
+}
+
+/// `<URL>.getHost()`: the host and port as written (`'x.com:443'`, `'[::1]:80'`).
+fn url_host(ftx: &FunctionContext, This(this): This<Value>) -> ResolveResult {
+    string_value(&this_url(ftx, &this)?.host)
+}
+
+/// Go's `splitHostPort` of `URL.Host`: the host without brackets, and the port.
+fn go_split_host_port(host_port: &str) -> (&str, &str) {
+    let (mut host, mut port) = (host_port, "");
+    if let Some(colon) = host_port.rfind(':')
+        && go_valid_optional_port(&host_port[colon..])
+    {
+        (host, port) = (&host_port[..colon], &host_port[colon + 1..]);
+    }
+    if let Some(inner) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        host = inner;
+    }
+    (host, port)
+}
+
+/// `<URL>.getHostname()`: the host without its port or an IPv6 address's brackets.
+fn url_hostname(ftx: &FunctionContext, This(this): This<Value>) -> ResolveResult {
+    string_value(go_split_host_port(&this_url(ftx, &this)?.host).0)
+}
+
+/// `<URL>.getPort()`: the port as written, `''` without one.
+fn url_port(ftx: &FunctionContext, This(this): This<Value>) -> ResolveResult {
+    string_value(go_split_host_port(&this_url(ftx, &this)?.host).1)
+}
+
+/// `<URL>.getEscapedPath()`: Go's `URL.EscapedPath()`, the path as written when that is a
+/// valid escaping of it (`..` stays), else escaped again; `''` without a path.
+fn url_escaped_path(ftx: &FunctionContext, This(this): This<Value>) -> ResolveResult {
+    let url = this_url(ftx, &this)?;
+    if let Some(raw) = &url.raw_path {
+        let valid = raw.bytes().all(|c| {
+            matches!(
+                c,
+                b'!' | b'$'
+                    | b'&'
+                    | b'\''
+                    | b'('
+                    | b')'
+                    | b'*'
+                    | b'+'
+                    | b','
+                    | b';'
+                    | b'='
+                    | b':'
+                    | b'@'
+                    | b'['
+                    | b']'
+                    | b'%'
+            ) || !go_should_escape(c, UrlPart::Path)
+        });
+        if valid && go_unescape(raw, UrlPart::Path).is_ok_and(|p| p == url.path) {
+            return string_value(raw);
+        }
+    }
+    if url.path == b"*" {
+        return string_value("*");
+    }
+    string_value(&go_escape_path(&url.path))
+}
+
+/// `<URL>.getQuery()`: Go's `URL.Query()`, each key with its values in order; pairs Go skips
+/// (a `;` in them, a malformed escape) skipped.
+fn url_query(ftx: &FunctionContext, This(this): This<Value>) -> ResolveResult {
+    use kube_cel::cel::objects::{Key, Map};
+    let url = this_url(ftx, &this)?;
+    let mut pairs: HashMap<Key, Vec<Value>> = HashMap::new();
+    for pair in url.raw_query.split('&') {
+        if pair.is_empty() || pair.contains(';') {
+            continue;
+        }
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let (Ok(key), Ok(value)) = (
+            go_unescape(key, UrlPart::QueryComponent),
+            go_unescape(value, UrlPart::QueryComponent),
+        ) else {
+            continue;
+        };
+        let text = |b: Vec<u8>| Arc::new(String::from_utf8_lossy(&b).into_owned());
+        pairs
+            .entry(Key::String(text(key)))
+            .or_default()
+            .push(Value::String(text(value)));
+    }
+    let map = pairs
+        .into_iter()
+        .map(|(k, v)| (k, Value::List(Arc::new(v))))
+        .collect();
+    Ok(Value::Map(Map { map: Arc::new(map) }))
+}
+
+/// A semantic version as Kubernetes' CEL holds it (Go's blang/semver): equal and ordered by
+/// precedence, which leaves build metadata out (`1.2.3+build` equals `1.2.3`), and parsed with
+/// Kubernetes' normalization when asked. kube-cel 0.8 ordered by the `semver` crate's `Ord`,
+/// which breaks a tie on build metadata: `semver('1.2.3+patched').isGreaterThan(semver('1.2.3'))`
+/// was true where Kubernetes answers false, so a guardrail requiring a version past a known bad
+/// one let the bad one through with a build suffix; and its normalization took what
+/// Kubernetes' refuses (`V1.2.3`, `1.2-beta`, `1.2.3.4` as `1.2.3`).
+#[derive(Debug, Clone)]
+struct GoSemver(semver::Version);
+
+impl PartialEq for GoSemver {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.cmp_precedence(&other.0).is_eq()
+    }
+}
+
+impl Eq for GoSemver {}
+
+impl kube_cel::cel::objects::Opaque for GoSemver {
+    fn runtime_type_name(&self) -> &str {
+        "kubernetes.Semver"
+    }
+}
+
+/// Kubernetes' `normalizeAndParse` before the parse: a leading `v` removed, leading zeros
+/// removed from each of the first three dot-separated parts, and a missing minor or patch
+/// number added (not to a short version with a pre-release or build).
+fn go_semver_normalize(s: &str) -> Result<String, String> {
+    let s = s.strip_prefix('v').unwrap_or(s);
+    let mut parts: Vec<String> = s
+        .splitn(3, '.')
+        .map(|p| {
+            if p.len() <= 1 {
+                return p.to_owned();
+            }
+            let trimmed = p.trim_start_matches('0');
+            if trimmed.starts_with(|c: char| c.is_ascii_digit()) {
+                trimmed.to_owned()
+            } else {
+                format!("0{trimmed}")
+            }
+        })
+        .collect();
+    if parts.len() < 3 {
+        if parts.last().is_some_and(|p| p.contains(['+', '-'])) {
+            return Err("short version cannot contain PreRelease/Build meta data".to_owned());
+        }
+        parts.resize(3, "0".to_owned());
+    }
+    Ok(parts.join("."))
+}
+
+/// The version `semver(s[, normalize])` reads, or why there is none.
+fn go_semver(args: &[Value]) -> Result<Result<GoSemver, String>, String> {
+    let (s, normalize) = match args {
+        [Value::String(s)] => (s, false),
+        [Value::String(s), Value::Bool(normalize)] => (s, *normalize),
+        _ => {
+            return Err(format!(
+                "takes a string and, optionally, a bool (normalize) (got {})",
+                args.iter().map(value_type).collect::<Vec<_>>().join(", ")
+            ));
+        }
+    };
+    let text = if normalize {
+        match go_semver_normalize(s) {
+            Ok(text) => text,
+            Err(err) => return Ok(Err(format!("invalid semver {s:?}: {err}"))),
+        }
+    } else {
+        s.to_string()
+    };
+    Ok(semver::Version::parse(&text)
+        .map(GoSemver)
+        .map_err(|err| format!("invalid semver {s:?}: {err}")))
+}
+
+/// `semver(<string>[, <bool>])`.
+fn semver_value(ftx: &FunctionContext, Arguments(args): Arguments) -> ResolveResult {
+    match go_semver(&args) {
+        Ok(Ok(v)) => Ok(Value::Opaque(Arc::new(v))),
+        Ok(Err(err)) => Err(ftx.error(err)),
+        Err(usage) => Err(ftx.error(format!("semver {usage}"))),
+    }
+}
+
+/// `isSemver(<string>[, <bool>])`: whether `semver()` takes it.
+fn is_semver(ftx: &FunctionContext, Arguments(args): Arguments) -> ResolveResult {
+    match go_semver(&args) {
+        Ok(v) => Ok(Value::Bool(v.is_ok())),
+        Err(usage) => Err(ftx.error(format!("isSemver {usage}"))),
+    }
+}
+
+/// The [`GoSemver`] in `v`, if it holds one.
+fn as_semver(v: &Value) -> Option<&GoSemver> {
+    match v {
+        Value::Opaque(o) => o.downcast_ref::<GoSemver>(),
+        _ => None,
+    }
+}
+
+/// `<Semver>.major()`, `.minor()`, `.patch()`: as Go's `int64(…)` of the number.
+#[allow(clippy::cast_possible_wrap)] // as Kubernetes converts it
+fn semver_part(
+    ftx: &FunctionContext,
+    this: &Value,
+    part: fn(&semver::Version) -> u64,
+) -> ResolveResult {
+    match as_semver(this) {
+        Some(v) => Ok(Value::Int(part(&v.0) as i64)),
+        None => Err(ftx.error(format!(
+            "{} takes a semver (semver('1.2.3')), not a {}",
+            ftx.name,
+            value_type(this)
+        ))),
+    }
+}
+
+fn semver_major(ftx: &FunctionContext, This(this): This<Value>) -> ResolveResult {
+    semver_part(ftx, &this, |v| v.major)
+}
+
+fn semver_minor(ftx: &FunctionContext, This(this): This<Value>) -> ResolveResult {
+    semver_part(ftx, &this, |v| v.minor)
+}
+
+fn semver_patch(ftx: &FunctionContext, This(this): This<Value>) -> ResolveResult {
+    semver_part(ftx, &this, |v| v.patch)
+}
+
+/// `a.compareTo(b)`, `a.isGreaterThan(b)`, `a.isLessThan(b)`: by precedence for two
+/// semvers ([`GoSemver`]); kube-cel's own for anything else (quantities), which it is asked
+/// through a context of its own, since these names are registered here over its functions.
+fn compared_by(
+    ftx: &FunctionContext,
+    this: Value,
+    args: &[Value],
+    answer: fn(std::cmp::Ordering) -> Value,
+) -> ResolveResult {
+    let [other] = args else {
+        return Err(ftx.error(format!("{} takes one value to compare with", ftx.name)));
+    };
+    match (as_semver(&this), as_semver(other)) {
+        (Some(a), Some(b)) => Ok(answer(a.0.cmp_precedence(&b.0))),
+        (Some(_), None) | (None, Some(_)) => Err(ftx.error(format!(
+            "{} compares two semvers (or two quantities), and only one side here is a semver",
+            ftx.name
+        ))),
+        (None, None) => kube_cel_call(ftx, &format!("a.{}(b)", ftx.name), this, Some(other)),
+    }
+}
+
+fn compare_to(
+    ftx: &FunctionContext,
+    This(this): This<Value>,
+    Arguments(args): Arguments,
+) -> ResolveResult {
+    compared_by(ftx, this, &args, |o| {
+        Value::Int(match o {
+            std::cmp::Ordering::Less => -1,
+            std::cmp::Ordering::Equal => 0,
+            std::cmp::Ordering::Greater => 1,
+        })
+    })
+}
+
+fn is_greater_than(
+    ftx: &FunctionContext,
+    This(this): This<Value>,
+    Arguments(args): Arguments,
+) -> ResolveResult {
+    compared_by(ftx, this, &args, |o| Value::Bool(o.is_gt()))
+}
+
+fn is_less_than(
+    ftx: &FunctionContext,
+    This(this): This<Value>,
+    Arguments(args): Arguments,
+) -> ResolveResult {
+    compared_by(ftx, this, &args, |o| Value::Bool(o.is_lt()))
+}
+
+/// The calls [`kube_cel_call`] makes: kube-cel's (and cel's) own functions under names kspy
+/// registers its versions over.
+const KUBE_CEL_CALLS: [&str; 7] = [
+    "a.compareTo(b)",
+    "a.isGreaterThan(b)",
+    "a.isLessThan(b)",
+    "int(a)",
+    "uint(a)",
+    "quantity(a)",
+    "isQuantity(a)",
+];
+
+/// `call` (one of [`KUBE_CEL_CALLS`]) evaluated by kube-cel's and cel's own functions, with `a`
+/// and `b` bound: for what kspy's version of a function leaves to the one it replaces.
+fn kube_cel_call(ftx: &FunctionContext, call: &str, a: Value, b: Option<&Value>) -> ResolveResult {
+    use kube_cel::KubeCelExt;
+    use std::sync::LazyLock;
+    static KUBE_CEL: LazyLock<Context<'static>> = LazyLock::new(|| Context::default().with_all());
+    static PROGRAMS: LazyLock<Vec<(&'static str, kube_cel::cel::Program)>> = LazyLock::new(|| {
+        KUBE_CEL_CALLS
+            .into_iter()
+            .filter_map(|call| {
+                kube_cel::cel::Program::compile(call)
+                    .ok()
+                    .map(|program| (call, program))
+            })
+            .collect()
+    });
+    let Some((_, program)) = PROGRAMS.iter().find(|(known, _)| *known == call) else {
+        return Err(ftx.error(format!("internal: no kube-cel call {call:?}")));
+    };
+    let mut ctx = KUBE_CEL.new_inner_scope();
+    ctx.add_variable_from_value("a", a);
+    if let Some(b) = b {
+        ctx.add_variable_from_value("b", b.clone());
+    }
+    program.execute(&ctx)
+}
+
+/// Whether `s` is written as Kubernetes' `resource.ParseQuantity` reads a quantity: a sign, digits
+/// with or without a fraction, and a suffix (`n`, `u`, `m`, `k`, `M`, `G`, `T`, `P`, `E`, `Ki` …
+/// `Ei`, or an exponent `e3`, `E-2`), nothing before or after. kube-cel 0.8 trimmed white space
+/// first and read a number with signs or dots anywhere in it, so `quantity(' 1Gi ')` was a
+/// quantity where the API server fails.
+fn kube_quantity_syntax(s: &str) -> bool {
+    let b = s.as_bytes();
+    let digits_from = |mut at: usize| {
+        while at < b.len() && b[at].is_ascii_digit() {
+            at += 1;
+        }
+        at
+    };
+    if b.is_empty() {
+        return false;
+    }
+    let mut at = usize::from(matches!(b[0], b'+' | b'-'));
+    at = digits_from(at);
+    if at < b.len() && b[at] == b'.' {
+        at = digits_from(at + 1);
+    }
+    let suffix = &s[at..];
+    let mut end = at;
+    while end < b.len() && b"eEinumkKMGTP".contains(&b[end]) {
+        end += 1;
+    }
+    if end < b.len() && matches!(b[end], b'+' | b'-') {
+        end += 1;
+    }
+    if digits_from(end) != b.len() {
+        return false;
+    }
+    matches!(
+        suffix,
+        "" | "n"
+            | "u"
+            | "m"
+            | "k"
+            | "M"
+            | "G"
+            | "T"
+            | "P"
+            | "E"
+            | "Ki"
+            | "Mi"
+            | "Gi"
+            | "Ti"
+            | "Pi"
+            | "Ei"
+    ) || (suffix.len() > 1 && suffix.starts_with(['e', 'E']) && suffix[1..].parse::<i64>().is_ok())
+}
+
+/// `quantity(<string>)`: kube-cel's, given only a string written as Kubernetes writes a
+/// quantity ([`kube_quantity_syntax`]).
+fn quantity(ftx: &FunctionContext, s: Arc<String>) -> ResolveResult {
+    if !kube_quantity_syntax(&s) {
+        return Err(ftx.error(format!(
+            "{s:?} is no quantity: quantities must match the regular expression \
+             '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$' (as Kubernetes writes them: '1Gi', \
+             '500m', '1.5', '1e3')"
+        )));
+    }
+    kube_cel_call(ftx, "quantity(a)", Value::String(s), None)
+}
+
+/// `isQuantity(<string>)`: whether `quantity()` takes it.
+fn is_quantity(ftx: &FunctionContext, s: Arc<String>) -> ResolveResult {
+    if !kube_quantity_syntax(&s) {
+        return Ok(Value::Bool(false));
+    }
+    kube_cel_call(ftx, "isQuantity(a)", Value::String(s), None)
+}
+
+/// `int(x)` as cel-go has it: a double converts when it lies strictly between the least and
+/// the greatest int, truncated; NaN, the infinities and anything at or past the ends fail.
+/// cel 0.13 converted NaN to 0 (`int(double('NaN')) <= 10` held) and clamped at the ends.
+/// Anything else converts as cel's own `int` does.
+#[allow(clippy::cast_precision_loss, clippy::cast_possible_truncation)]
+fn to_int(ftx: &FunctionContext, This(this): This<Value>) -> ResolveResult {
+    match this {
+        Value::Float(v) => {
+            if v.is_nan() || v <= i64::MIN as f64 || v >= i64::MAX as f64 {
+                Err(ftx.error(format!(
+                    "integer overflow: {v} is no int (an int lies strictly between \
+                     -9223372036854775808 and 9223372036854775807)"
+                )))
+            } else {
+                Ok(Value::Int(v as i64))
+            }
+        }
+        other => kube_cel_call(ftx, "int(a)", other, None),
+    }
+}
+
+/// `uint(x)` as cel-go has it: a double converts when it lies from 0 to below 2^64, truncated;
+/// NaN, the infinities, negatives and anything at or past 2^64 fail. Anything else converts as
+/// cel's own `uint` does.
+#[allow(
+    clippy::cast_precision_loss,
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss
+)]
+fn to_uint(ftx: &FunctionContext, This(this): This<Value>) -> ResolveResult {
+    match this {
+        Value::Float(v) => {
+            if v.is_nan() || v < 0.0 || v >= u64::MAX as f64 {
+                Err(ftx.error(format!(
+                    "unsigned integer overflow: {v} is no uint (a uint lies from 0 to \
+                     18446744073709551615)"
+                )))
+            } else {
+                Ok(Value::UInt(v as u64))
+            }
+        }
+        other => kube_cel_call(ftx, "uint(a)", other, None),
+    }
+}
+
+/// The accessors of timestamps (and, for the last four, durations) kspy registers.
+const TIME_ACCESSORS: [&str; 10] = [
+    "getFullYear",
+    "getMonth",
+    "getDayOfYear",
+    "getDayOfMonth",
+    "getDate",
+    "getDayOfWeek",
+    "getHours",
+    "getMinutes",
+    "getSeconds",
+    "getMilliseconds",
+];
+
+/// `<timestamp>.getHours([<string>])` and the other [`TIME_ACCESSORS`] as cel-go has them: a
+/// timestamp's parts in UTC, or in the time zone given (`'+05:30'`, `'-08:00'` or `'UTC'`), and
+/// a duration's whole hours, minutes, seconds or milliseconds as an int. cel 0.13 read a
+/// timestamp's parts in the offset it was written with (`timestamp('2024-01-02T00:30:00+01:00')
+/// .getHours()` was 0 where Kubernetes answers 23), ignored the time zone argument, and cut a
+/// duration's count to 32 bits: `duration('4294970000s').getSeconds()` was 2704, so a guardrail
+/// `getSeconds() <= 3600` held for a duration of 136 years.
+fn time_accessor(
+    ftx: &FunctionContext,
+    This(this): This<Value>,
+    Arguments(args): Arguments,
+) -> ResolveResult {
+    match (&this, &args[..]) {
+        (Value::Duration(d), []) => Ok(Value::Int(match ftx.name {
+            "getHours" => d.num_hours(),
+            "getMinutes" => d.num_minutes(),
+            "getSeconds" => d.num_seconds(),
+            "getMilliseconds" => d.num_milliseconds(),
+            name => {
+                return Err(ftx.error(format!(
+                    "{name} takes a timestamp, not a duration (a duration has getHours, \
+                     getMinutes, getSeconds and getMilliseconds)"
+                )));
+            }
+        })),
+        (Value::Timestamp(t), []) => Ok(timestamp_part(
+            ftx.name,
+            &t.with_timezone(&chrono_utc_offset()),
+        )),
+        (Value::Timestamp(t), [Value::String(zone)]) => {
+            let offset = time_zone(zone).map_err(|err| ftx.error(err))?;
+            Ok(timestamp_part(ftx.name, &t.with_timezone(&offset)))
+        }
+        _ => Err(ftx.error(format!(
+            "{} takes a timestamp and, optionally, a time zone ('+01:00' or 'UTC'), or a \
+             duration (got {}{})",
+            ftx.name,
+            value_type(&this),
+            args.iter()
+                .map(|a| format!(", {}", value_type(a)))
+                .collect::<String>()
+        ))),
+    }
+}
+
+/// UTC as a fixed offset.
+fn chrono_utc_offset() -> chrono::FixedOffset {
+    chrono::FixedOffset::east_opt(0).unwrap_or_else(|| unreachable!("0 is a valid offset"))
+}
+
+/// A timestamp's part named by its accessor, as cel-go counts it (months and days of the year
+/// and month from 0, days of the week from Sunday = 0).
+fn timestamp_part(name: &str, t: &chrono::DateTime<chrono::FixedOffset>) -> Value {
+    use chrono::{Datelike, Timelike};
+    Value::Int(match name {
+        "getFullYear" => i64::from(t.year()),
+        "getMonth" => i64::from(t.month0()),
+        "getDayOfYear" => i64::from(t.ordinal0()),
+        "getDayOfMonth" => i64::from(t.day0()),
+        "getDate" => i64::from(t.day()),
+        "getDayOfWeek" => i64::from(t.weekday().num_days_from_sunday()),
+        "getHours" => i64::from(t.hour()),
+        "getMinutes" => i64::from(t.minute()),
+        "getSeconds" => i64::from(t.second()),
+        _ => i64::from(t.nanosecond() / 1_000_000),
+    })
+}
+
+/// A time zone argument as cel-go reads it: with a `:`, an offset from UTC in hours and
+/// minutes (`'+05:30'`, `'-08:00'`); without, a zone name, of which kspy knows `UTC` only
+/// (cel-go reads the IANA database, which kspy does not carry): another is an error, which
+/// denies, saying to give the offset.
+fn time_zone(zone: &str) -> Result<chrono::FixedOffset, String> {
+    let Some((hours, minutes)) = zone.split_once(':') else {
+        return match zone {
+            "" | "UTC" => Ok(chrono_utc_offset()),
+            _ => Err(format!(
+                "time zone {zone:?}: kspy knows no time zone names but UTC; give the offset from \
+                 UTC instead ('-05:00')"
+            )),
+        };
+    };
+    let bad = || format!("time zone {zone:?}: an offset is written '+05:30' or '-08:00'");
+    let hours: i32 = hours.parse().map_err(|_| bad())?;
+    let minutes: i32 = minutes.parse().map_err(|_| bad())?;
+    let offset = if zone.starts_with('-') {
+        hours.checked_mul(60).and_then(|h| h.checked_sub(minutes))
+    } else {
+        hours.checked_mul(60).and_then(|h| h.checked_add(minutes))
+    };
+    offset
+        .and_then(|m| m.checked_mul(60))
+        .and_then(chrono::FixedOffset::east_opt)
+        .ok_or_else(bad)
 }
 
 #[cfg(test)]

@@ -273,7 +273,15 @@ fn a_range_past_the_cap_denies() {
             "{err}"
         );
     }
-    assert!(holds("lists.range(-1).size() == 0").is_err());
+    // A negative `n` gives `[]`, as in cel-go (kube-cel 0.8 failed, which denied).
+    assert_eq!(
+        holds("lists.range(-1) == [] && lists.range(-9223372036854775808) == []"),
+        Ok(true)
+    );
+    assert_eq!(
+        holds("lists.range(size([]) - 1).all(i, [][i] < [][i + 1])"),
+        Ok(true)
+    );
 }
 
 /// Selecting a field from a value that is no map (null, a string, a list) is an error, as in
@@ -744,4 +752,416 @@ fn variables_are_evaluated_when_first_named() {
     );
     // `unused` would fail too, but nothing names it.
     assert!(!msg.contains("\"unused\""), "{msg}");
+}
+
+/// `size` of a string counts characters, as CEL (and the API server) does: cel 0.13 counted
+/// bytes, so a guardrail asking for a reason of at least ten characters let `'本番障害'` (4
+/// characters, 12 bytes) through, and a size disagreed with the offsets `substring`, `charAt`
+/// and `indexOf` take.
+#[test]
+fn the_size_of_a_string_is_its_characters_as_in_kubernetes() {
+    for (expr, expected) in [
+        ("size('本番障害') == 4 && '本番障害'.size() == 4", true),
+        ("size('本番障害') >= 10", false),
+        (
+            "size('héllo') == 5 && size('') == 0 && size('abc') == 3",
+            true,
+        ),
+        ("'héllo'.substring(size('héllo') - 2) == 'lo'", true),
+        ("'héllo'.charAt(size('héllo')) == ''", true),
+        // Bytes, lists and maps as before.
+        (
+            "size(b'h\\xc3\\xa9') == 3 && size([1, 2]) == 2 && size({'a': 1}) == 1",
+            true,
+        ),
+        ("request.userInfo.groups.size() == 2", true),
+    ] {
+        assert_eq!(holds(expr), Ok(expected), "{expr}");
+    }
+    let err = holds("size(1) == 1").unwrap_err();
+    assert!(
+        err.contains("failed to evaluate")
+            && err.contains("size takes a string, bytes, a list or a map, not a int"),
+        "{err}"
+    );
+}
+
+/// `split` and `join` as cel-go's strings extension has them (Go's `strings.SplitN`): an empty
+/// separator splits between characters, where kube-cel 0.8 added an empty piece at each end
+/// (`'abc'.split('')` had 5 pieces), and `join` fails on an item that is no string, where
+/// kube-cel wrote it in Rust's debug form (`[1, 2].join(',')` was `'Int(1),Int(2)'`).
+#[test]
+fn split_and_join_as_in_kubernetes() {
+    for expr in [
+        "'a,b,c'.split(',') == ['a', 'b', 'c']",
+        "'a,b,c'.split(',', -1) == ['a', 'b', 'c']",
+        "'a,b,c'.split(',', 0) == []",
+        "'a,b,c'.split(',', 1) == ['a,b,c']",
+        "'a,b,c'.split(',', 2) == ['a', 'b,c']",
+        "'a,b,c'.split(',', 9) == ['a', 'b', 'c']",
+        "''.split(',') == [''] && 'a,'.split(',') == ['a', '']",
+        "'abc'.split('') == ['a', 'b', 'c']",
+        "'héllo'.split('').size() == 5",
+        "'abc'.split('', 2) == ['a', 'bc'] && 'abc'.split('', 1) == ['abc']",
+        "'abc'.split('', 0) == [] && 'abc'.split('', -1) == ['a', 'b', 'c']",
+        "''.split('') == [] && ''.split('', 3) == []",
+        "['a', 'b'].join('-') == 'a-b' && ['a', 'b'].join() == 'ab'",
+        "[].join(',') == '' && ['a'].join(',') == 'a'",
+    ] {
+        assert_eq!(holds(expr), Ok(true), "{expr}");
+    }
+    for (expr, says) in [
+        (
+            "[1, 2].join(',') != ''",
+            "join takes a list of strings, and item 0 is a int",
+        ),
+        (
+            "['a', 1].join(',') != ''",
+            "join takes a list of strings, and item 1 is a int",
+        ),
+        (
+            "['a', 'b'].join(1) != ''",
+            "join takes a string separator or none (got int)",
+        ),
+        (
+            "'a,b'.split(',', 1u) == ['a,b']",
+            "split takes a string separator and, optionally, an int limit (got string, uint)",
+        ),
+    ] {
+        let err = holds(expr).unwrap_err();
+        assert!(
+            err.contains("failed to evaluate") && err.contains(says),
+            "{expr}: {err}"
+        );
+    }
+}
+
+/// `matches`, `find` and `findAll` read a pattern as Go's regexp (RE2) does, which Kubernetes'
+/// CEL compiles it with. The `regex` crate's syntax is nearly Go's, but its `\d`, `\w`, `\s`
+/// and `\b` are Unicode where Go's are ASCII: a guardrail allowing `^[\w.-]+$` let names in
+/// other scripts through that the API server refuses (`'١٢٣'.matches('^\\d+$')` was true). In
+/// a class, Go reads `[`, `&&`, `--` and `~~` as characters; `\<` is `<`; a `{` that starts no
+/// repetition is `{`; `\Q…\E` and `\p{^…}` are Go's. What Go refuses (a count over 1000, the
+/// flags `x`, `u`, `R`, look-around, back-references) fails to evaluate, which denies.
+#[test]
+fn regular_expressions_read_as_go_reads_them() {
+    for expr in [
+        // Perl classes and word boundaries are ASCII.
+        "'123'.matches('^\\\\d+$') && !'١٢٣'.matches('^\\\\d+$') && '١'.matches('^\\\\D$')",
+        "'a_1'.matches('^\\\\w+$') && !'é'.matches('^\\\\w$') && 'é'.matches('^\\\\W$')",
+        "' \\t'.matches('^\\\\s+$') && !'\\u00a0'.matches('\\\\s') && '\\u00a0'.matches('^\\\\S$')",
+        "!'é'.matches('\\\\b') && 'a b'.matches('a\\\\b') && 'éa'.matches('\\\\ba')",
+        "!'aé'.matches('a\\\\b') == false && 'ab'.matches('a\\\\B')",
+        "'\\u212a'.matches('(?i)^\\\\w$') && 'k'.matches('(?i)^\\\\W$') == false",
+        // In a class too; nested negations as Go has them.
+        "'١'.matches('^[\\\\d١]$') && !'١'.matches('^[\\\\d]$') && '5'.matches('^[^\\\\D]$')",
+        "!'١'.matches('^[^\\\\D]$') && '-'.matches('^[\\\\d-z]$') && 'z'.matches('^[\\\\d-z]$')",
+        "!'é'.matches('^[\\\\w.-]+$') && 'busybox-1.36'.matches('^[\\\\w.-]+$')",
+        // Go's class syntax: `[`, `&&`, `--`, `~~` are characters; ranges as Go reads them.
+        "'&'.matches('^[a&&b]$') && '['.matches('^[[a]$') && '~'.matches('^[a~~b]$')",
+        "','.matches('^[+--]$') && ']'.matches('^[]a]$') && !']'.matches('^[^]a]$')",
+        "'x'.matches('^[[:alpha:]]$') && !'é'.matches('^[[:alpha:]]$')",
+        "'A'.matches('^\\\\x41$') && '['.matches('^[\\\\x5B]$') && 'B'.matches('^[\\\\x41-\\\\x5A]$')",
+        "'本番障害'.matches('[\\\\p{L}\\\\p{N}]') && 'a'.matches('^[\\\\pL]$')",
+        // `\\<`, `\\>`, a `{` that starts no repetition, `\\Q…\\E`, `\\p{^…}`.
+        "'<a>'.matches('^\\\\<a\\\\>$') && !'a'.matches('\\\\<a')",
+        "'a{,3}'.matches('^a{,3}$') && '{x}'.matches('^{x}$') && 'a{01}'.matches('^a{01}$')",
+        "'aaa'.matches('^a{2,3}$') && 'aaaa'.matches('^a{2,}$') && 'aa'.matches('^a{2}$')",
+        "'a.b'.matches('^\\\\Qa.b\\\\E$') && !'axb'.matches('^\\\\Qa.b\\\\E$') && 'a+'.matches('\\\\Qa+')",
+        "'a'.matches('^\\\\p{^Greek}$') && !'α'.matches('^\\\\p{^Greek}$')",
+        // Flags and groups Go takes.
+        "'A'.matches('(?i)^a$') && 'a\\nb'.matches('(?m)^b$') && 'a\\nb'.matches('(?s)a.b')",
+        "'ab'.matches('(?P<x>a)b') && 'ab'.matches('(?<x>a)b') && 'aa'.matches('(?U)a+')",
+        // find and findAll alike.
+        "'١2'.find('\\\\d+') == '2' && 'a1١2'.findAll('\\\\d') == ['1', '2']",
+    ] {
+        assert_eq!(holds(expr), Ok(true), "{expr}");
+    }
+    for (expr, says) in [
+        ("'a'.matches('a{1001}')", "invalid repeat count {1001}"),
+        ("'a'.matches('a{3,2}')", "invalid repeat count {3,2}"),
+        (
+            "'a'.find('a{2,1001}') == ''",
+            "invalid repeat count {2,1001}",
+        ),
+        ("'a'.matches('(?x) a')", "unknown flag x in (?x"),
+        ("'a'.matches('(?-u:a)')", "unknown flag u in (?-u"),
+        ("'ab'.matches('a(?=b)')", "look-around"),
+        (
+            "'aa'.matches('(a)\\\\1')",
+            "backreferences are not supported",
+        ),
+        ("'a'.matches('[a')", "a character class has no closing ]"),
+    ] {
+        let err = holds(expr).unwrap_err();
+        assert!(
+            err.contains("failed to evaluate") && err.contains(says),
+            "{expr}: {err}"
+        );
+    }
+}
+
+/// `url()` and its getters read a URL as Kubernetes does, with Go's `net/url`: parts as
+/// written. kube-cel 0.8 read it with the `url` crate, which rewrites it, and read a path as
+/// `http://localhost/…`: `url('http://localhost/x').getScheme()` was `''`, so a guardrail
+/// `getScheme() != 'http'` held for a plain-HTTP URL; `url('/x').getHost()` was `'localhost'`;
+/// a default port was dropped (`'x.com:443'` became `'x.com'`), hosts lowercased and
+/// punycoded, and `..` resolved in paths.
+#[test]
+fn urls_read_as_go_reads_them() {
+    for expr in [
+        "url('http://localhost/x').getScheme() == 'http' && url('HTTP://x.com').getScheme() == 'http'",
+        "url('/healthz').getScheme() == '' && url('/healthz').getHost() == ''",
+        "url('/healthz').getEscapedPath() == '/healthz' && url('/healthz').getPort() == ''",
+        "url('https://x.com:443/a').getHost() == 'x.com:443' && url('https://x.com:443/a').getPort() == '443'",
+        "url('https://X.com/a/../b').getHost() == 'X.com' && url('https://X.com/a/../b').getEscapedPath() == '/a/../b'",
+        "url('https://bücher.de/').getHost() == 'bücher.de' && url('https://x.com').getEscapedPath() == ''",
+        "url('https://a.com/a b').getEscapedPath() == '/a%20b' && url('https://a.com/a%2Fb').getEscapedPath() == '/a%2Fb'",
+        "url('https://a.com/p#frag').getEscapedPath() == '/p'",
+        "url('https://[::1]:80/').getHost() == '[::1]:80' && url('https://[::1]:80/').getHostname() == '::1'",
+        "url('https://[::1]:80/').getPort() == '80' && url('https://user:pw@x.com/').getHost() == 'x.com'",
+        "url('https://registry.example.com:5000/v2').getHostname() == 'registry.example.com'",
+        "url('mailto:a@b.c').getScheme() == 'mailto' && url('mailto:a@b.c').getHost() == ''",
+        "url('https://a.com?x=1&x=2&y').getQuery() == {'x': ['1', '2'], 'y': ['']}",
+        "url('https://a.com?a+b=c%20d&bad=%zz&s;x=1').getQuery() == {'a b': ['c d']}",
+        "url('https://a.com/path?').getQuery() == {} && url('https://a.com').getQuery() == {}",
+        "url('https://x.com') == url('https://x.com') && url('https://x.com') != url('https://x.com/')",
+        "isURL('https://x.com') && isURL('/x') && isURL('mailto:a@b')",
+        "!isURL('x.com') && !isURL('') && !isURL('1http://x') && !isURL('https://a b.com')",
+        "!isURL('https://x.com:abc/') && !isURL('https://x.com/%zz') && !isURL('https://e.com\\\\@g.com/')",
+    ] {
+        assert_eq!(holds(expr), Ok(true), "{expr}");
+    }
+    for (expr, says) in [
+        (
+            "url('x.com').getHost() == ''",
+            "URL parse error during conversion from string: parse \"x.com\": invalid URI for \
+             request",
+        ),
+        (
+            "url('https://x.com:abc/') != null",
+            "invalid port \":abc\" after host",
+        ),
+        (
+            "url('https://a b.com') != null",
+            "invalid character \" \" in host name",
+        ),
+        (
+            "url('https://x.com/#%zz') != null",
+            "invalid URL escape \"%zz\"",
+        ),
+        (
+            "'x.com'.getHost() == ''",
+            "getHost takes a URL (url('https://…')), not a string",
+        ),
+    ] {
+        let err = holds(expr).unwrap_err();
+        assert!(
+            err.contains("failed to evaluate") && err.contains(says),
+            "{expr}: {err}"
+        );
+    }
+}
+
+/// Semantic versions compare as Kubernetes compares them (blang/semver): by precedence, which
+/// leaves build metadata out. kube-cel 0.8 broke ties on build metadata, so
+/// `semver('1.2.3+patched').isGreaterThan(semver('1.2.3'))` was true and a guardrail requiring
+/// a version past a known bad one let the bad one through with a build suffix; and its
+/// normalization (`semver(s, true)`) took versions Kubernetes refuses. Quantities compare as
+/// before.
+#[test]
+fn semvers_compare_as_in_kubernetes() {
+    for expr in [
+        "!semver('1.2.3+patched').isGreaterThan(semver('1.2.3'))",
+        "semver('1.2.3+build') == semver('1.2.3') && semver('1.2.3+a') == semver('1.2.3+b')",
+        "semver('1.2.3+build').compareTo(semver('1.2.3')) == 0",
+        "!semver('1.2.3').isLessThan(semver('1.2.3+build'))",
+        "semver('1.2.4').isGreaterThan(semver('1.2.3')) && semver('1.2.3-alpha').isLessThan(semver('1.2.3'))",
+        "semver('1.2.3-alpha.1').isLessThan(semver('1.2.3-alpha.beta')) && semver('1.2.3') != semver('1.2.4')",
+        "semver('v1.2', true) == semver('1.2.0') && semver('01.01.01', true).minor() == 1",
+        "isSemver('v1.0', true) && !isSemver('v1.0') && !isSemver('V1.2.3', true)",
+        "!isSemver('1.2-beta', true) && !isSemver('1.2.3.4', true) && !isSemver('01.2.3')",
+        "semver('1.2.3').major() == 1 && semver('1.2.3').minor() == 2 && semver('1.2.3').patch() == 3",
+        "quantity('1Gi').isGreaterThan(quantity('512Mi')) && quantity('1').isLessThan(quantity('2'))",
+        "quantity('1Gi').compareTo(quantity('1024Mi')) == 0",
+    ] {
+        assert_eq!(holds(expr), Ok(true), "{expr}");
+    }
+    for (expr, says) in [
+        (
+            "semver('1.2-beta', true) != null",
+            "invalid semver \"1.2-beta\": short version cannot contain PreRelease/Build meta data",
+        ),
+        (
+            "semver('1.2.3').isLessThan(quantity('2'))",
+            "isLessThan compares two semvers (or two quantities), and only one side here is a semver",
+        ),
+        (
+            "'1.2.3'.major() == 1",
+            "major takes a semver (semver('1.2.3')), not a string",
+        ),
+    ] {
+        let err = holds(expr).unwrap_err();
+        assert!(
+            err.contains("failed to evaluate") && err.contains(says),
+            "{expr}: {err}"
+        );
+    }
+}
+
+/// A Kubernetes CEL function kspy's CEL lacks is refused when the policy loads, saying why and
+/// what to write instead; `all` with two variables was refused as an "unknown function
+/// \"all\"", which read as if `all` itself were missing.
+#[test]
+fn a_kubernetes_function_kspy_lacks_is_refused_at_load_saying_why() {
+    for (expr, says) in [
+        (
+            "[1].all(i, v, v == 1)",
+            "unknown function \"all\": Kubernetes' two-variable form (`list.all(i, v, …)`, \
+             `map.all(k, v, …)`) is not supported by kspy's CEL (cel 0.13); use the \
+             one-variable form",
+        ),
+        (
+            "[1].transformList(i, v, v) == [1]",
+            "unknown function \"transformList\": Kubernetes' two-variable comprehensions",
+        ),
+        (
+            "cel.bind(x, 1, x == 1)",
+            "unknown function \"cel.bind\": cel.bind is not supported by kspy's CEL (cel 0.13); \
+             declare a policy variable (spec.variables) instead",
+        ),
+        (
+            "[2, 1].sortBy(x, x) == [1, 2]",
+            "unknown function \"sortBy\" (did you mean \"sort\"?): sortBy is not supported",
+        ),
+        (
+            "authorizer.group('apps') != null",
+            "the authorizer library is not available",
+        ),
+        (
+            "'a'.lowerAsci() == 'a'",
+            "unknown function \"lowerAsci\" (did you mean \"lowerAscii\"?); it would fail",
+        ),
+    ] {
+        let err = holds(expr).unwrap_err();
+        assert!(
+            err.contains(says) && err.contains("it would fail on every request"),
+            "{expr}: {err}"
+        );
+    }
+}
+
+/// Timestamp and duration accessors as cel-go has them: a timestamp's parts in UTC, or in the
+/// time zone given, and a duration's whole hours, minutes, seconds or milliseconds as a 64-bit
+/// int. cel 0.13 read a timestamp's parts in the offset it was written with, ignored the time
+/// zone, and cut a duration's count to 32 bits: `duration('4294970000s').getSeconds()` was
+/// 2704, so a guardrail bounding a duration read from an annotation held for 136 years.
+#[test]
+fn time_accessors_as_in_kubernetes() {
+    for expr in [
+        "duration('4294970000s').getSeconds() == 4294970000",
+        "!(duration('4294970000s').getSeconds() <= 3600)",
+        "duration('90m').getHours() == 1 && duration('-90m').getHours() == -1",
+        "duration('90m').getMinutes() == 90 && duration('1.5s').getMilliseconds() == 1500",
+        "timestamp('2024-01-02T00:30:00+01:00').getHours() == 23",
+        "timestamp('2024-01-02T00:30:00+01:00').getDate() == 1",
+        "timestamp('2024-01-01T00:00:00Z').getHours('-05:00') == 19",
+        "timestamp('2024-01-01T00:00:00Z').getHours('+05:30') == 5 && timestamp('2024-01-01T00:00:00Z').getMinutes('+05:30') == 30",
+        "timestamp('2024-01-01T00:00:00Z').getHours('UTC') == 0",
+        "timestamp('2024-03-01T12:34:56.789Z').getMilliseconds() == 789 && timestamp('2024-03-01T12:34:56.789Z').getSeconds() == 56",
+        "timestamp('2024-03-01T12:34:56.789Z').getDayOfYear() == 60 && timestamp('2024-03-01T12:34:56.789Z').getDayOfWeek() == 5",
+        "timestamp('2024-03-01T12:34:56.789Z').getMonth() == 2 && timestamp('2024-03-01T12:34:56.789Z').getDayOfMonth() == 0",
+        "timestamp('2024-03-01T12:34:56.789Z').getFullYear() == 2024",
+    ] {
+        assert_eq!(holds(expr), Ok(true), "{expr}");
+    }
+    for (expr, says) in [
+        (
+            "timestamp('2024-01-01T00:00:00Z').getHours('America/New_York') == 19",
+            "time zone \"America/New_York\": kspy knows no time zone names but UTC; give the \
+             offset from UTC instead ('-05:00')",
+        ),
+        (
+            "duration('1h').getDate() == 1",
+            "getDate takes a timestamp, not a duration",
+        ),
+    ] {
+        let err = holds(expr).unwrap_err();
+        assert!(
+            err.contains("failed to evaluate") && err.contains(says),
+            "{expr}: {err}"
+        );
+    }
+}
+
+/// `int()` and `uint()` of a double as cel-go has them: NaN, the infinities and anything at or
+/// past the ends of the type fail, which denies. cel 0.13 made NaN 0, so `int(double(x)) <= 10`
+/// held for `x = 'NaN'` taken from request data, and clamped at the ends.
+#[test]
+fn int_of_a_double_out_of_range_denies_as_in_kubernetes() {
+    for expr in [
+        "int(1.9) == 1 && int(-1.9) == -1 && int(-9223372036854774784.0) == -9223372036854774784",
+        "uint(1.5) == 1u && uint(-0.0) == 0u",
+        "int('12') + int(3u) == 15 && uint('12') + uint(3) == 15u",
+    ] {
+        assert_eq!(holds(expr), Ok(true), "{expr}");
+    }
+    for (expr, says) in [
+        (
+            "int(double('NaN')) <= 10",
+            "integer overflow: NaN is no int",
+        ),
+        (
+            "int(9223372036854775807.0) > 0",
+            "integer overflow: 9223372036854776000 is no int",
+        ),
+        (
+            "int(-9223372036854775808.0) < 0",
+            "integer overflow: -9223372036854776000 is no int",
+        ),
+        ("int(1.0 / 0.0) > 0", "integer overflow: inf is no int"),
+        (
+            "uint(18446744073709551615.0) > 0u",
+            "unsigned integer overflow",
+        ),
+        (
+            "uint(-0.5) == 0u",
+            "unsigned integer overflow: -0.5 is no uint",
+        ),
+        (
+            "uint(double('NaN')) == 0u",
+            "unsigned integer overflow: NaN is no uint",
+        ),
+    ] {
+        let err = holds(expr).unwrap_err();
+        assert!(
+            err.contains("failed to evaluate") && err.contains(says),
+            "{expr}: {err}"
+        );
+    }
+}
+
+/// `quantity()` and `isQuantity()` take a string written as Kubernetes' `resource.ParseQuantity`
+/// reads one, nothing before or after: kube-cel 0.8 trimmed white space first and read signs
+/// and dots anywhere in the number, so `quantity(' 1Gi ')` was a quantity and `isQuantity('1 ')`
+/// true where the API server fails and answers false.
+#[test]
+fn quantities_are_written_as_in_kubernetes() {
+    for expr in [
+        "!isQuantity('1 ') && !isQuantity(' 1') && !isQuantity('1-2') && !isQuantity('1..2')",
+        "!isQuantity('1e') && !isQuantity('1Kii') && !isQuantity('1ki') && !isQuantity('')",
+        "isQuantity('1Gi') && isQuantity('500m') && isQuantity('1.5') && isQuantity('1e3')",
+        "isQuantity('1E') && isQuantity('.5') && isQuantity('1.') && isQuantity('-1') && isQuantity('+1')",
+        "isQuantity('1e+3') && isQuantity('1E-2') && isQuantity('5n') && isQuantity('5u')",
+        "quantity('1Gi').isGreaterThan(quantity('512Mi')) && quantity('1Gi') == quantity('1024Mi')",
+    ] {
+        assert_eq!(holds(expr), Ok(true), "{expr}");
+    }
+    let err = holds("quantity(' 1Gi ').isGreaterThan(quantity('1'))").unwrap_err();
+    assert!(
+        err.contains("failed to evaluate")
+            && err
+                .contains("\" 1Gi \" is no quantity: quantities must match the regular expression"),
+        "{err}"
+    );
 }

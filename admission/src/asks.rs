@@ -484,8 +484,9 @@ impl Asks {
     }
 }
 
-/// The SELinux types Pod Security's baseline level allows (besides none).
-const BASELINE_SELINUX_TYPES: &[&str] = &[
+/// The SELinux types Pod Security's baseline level allows (besides none); `container_engine_t`
+/// since policy version 1.31.
+pub(crate) const BASELINE_SELINUX_TYPES: &[&str] = &[
     "container_t",
     "container_init_t",
     "container_kvm_t",

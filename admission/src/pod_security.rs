@@ -2,7 +2,7 @@
 //! them: what a debug container must carry to be admitted, and what a debug request asks that
 //! the level forbids (reported as warnings before the API server's own rejection).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::api::core::v1::{Namespace, Pod, Volume};
 use serde_json::{Value, json};
@@ -142,11 +142,18 @@ pub fn conforming_security_context(level: Level, asks: &Asks, c: &Conforming<'_>
 /// are the pod's (`pid`, `network`, `ipc`), named with the container they reach. In a Windows
 /// pod (`windows`) `restricted` does not ask for `allowPrivilegeEscalation: false`, dropped
 /// capabilities or a seccomp profile, which it cannot set.
+///
+/// A seccomp or AppArmor profile, SELinux options or `hostProcess` the container takes from
+/// the pod's securityContext are not named here: Pod Security refuses them as the pod's
+/// setting, whatever the containers set ([`pod_spec_violations`]), and no setting of the
+/// container's own makes the pod admitted. `annotations` are the pod's, for the container's
+/// AppArmor annotation.
 pub fn violations(
     level: Level,
     asks: &Asks,
     container: &Value,
     pod_sc: &Value,
+    annotations: Option<&BTreeMap<String, String>>,
     host_namespaces: &[&str],
     windows: bool,
 ) -> Vec<String> {
@@ -178,16 +185,26 @@ pub fn violations(
     if asks.proc_mount_unmasked {
         out.push("procMount: Unmasked".to_owned());
     }
-    if asks.seccomp_unconfined {
+    let own = &container["securityContext"];
+    if own["seccompProfile"]["type"] == "Unconfined" {
         out.push("seccomp Unconfined".to_owned());
     }
-    if asks.apparmor_unconfined {
+    // The container's field, else its annotation (the API server requires the two to agree
+    // when both are set).
+    let annotation = container["name"]
+        .as_str()
+        .and_then(|name| annotations?.get(&format!("{APPARMOR_ANNOTATION_PREFIX}{name}")));
+    let apparmor_unconfined = match own["appArmorProfile"]["type"].as_str() {
+        Some(t) => t == "Unconfined",
+        None => annotation.is_some_and(|v| v == "unconfined"),
+    };
+    if apparmor_unconfined {
         out.push("AppArmor Unconfined".to_owned());
     }
-    if asks.selinux_unconfined {
+    if selinux_forbidden(&own["seLinuxOptions"]) {
         out.push("seLinuxOptions beyond the container types".to_owned());
     }
-    if asks.host_process {
+    if own["windowsOptions"]["hostProcess"] == json!(true) {
         out.push("windowsOptions.hostProcess: true".to_owned());
     }
     if level == Level::Restricted {
@@ -231,6 +248,19 @@ pub fn violations(
     out
 }
 
+/// The prefix of the (deprecated) per-container AppArmor annotation.
+const APPARMOR_ANNOTATION_PREFIX: &str = "container.apparmor.security.beta.kubernetes.io/";
+
+/// Whether `options` (a securityContext's `seLinuxOptions`) holds what `baseline` forbids: a
+/// type outside the container types (`container_t` and the like), a user or a role.
+fn selinux_forbidden(options: &Value) -> bool {
+    let set = |field: &str| options[field].as_str().is_some_and(|v| !v.is_empty());
+    let odd_type = options["type"]
+        .as_str()
+        .is_some_and(|t| !t.is_empty() && !crate::asks::BASELINE_SELINUX_TYPES.contains(&t));
+    odd_type || set("user") || set("role")
+}
+
 /// The users the containers of the pod `object` (regular, init and ephemeral) set as their
 /// `runAsUser`, for [`conforming_security_context`] to name another.
 pub fn container_users(object: &Value) -> BTreeSet<i64> {
@@ -255,8 +285,11 @@ const RESTRICTED_VOLUME_TYPES: &[&str] = &[
 ];
 
 /// What `level` forbids in a pod beyond what its containers ask for themselves, one phrase
-/// each: host ports, sysctls outside the safe set, under `restricted` a pod-level
-/// `runAsUser: 0`, hostPath volumes that no container in
+/// each: host ports, sysctls outside the safe set, what the pod's securityContext sets that
+/// the level forbids even where every container overrides it (a seccomp profile other than
+/// RuntimeDefault or Localhost, AppArmor Unconfined, SELinux options beyond the container
+/// types, `hostProcess`; under `restricted` `runAsNonRoot: false` and `runAsUser: 0`: Pod
+/// Security names the pod as their setter), hostPath volumes that no container in
 /// `mounted_host_paths` mounts (Pod Security refuses the volume, mounted or not; a mounted
 /// one is named with its container), and under `restricted` volumes of types it does not
 /// allow.
@@ -272,9 +305,35 @@ pub fn pod_spec_violations(
     let asks = PodAsks::extract(pod);
     out.extend(asks.host_ports.iter().map(|p| format!("hostPort {p}")));
     out.extend(asks.unsafe_sysctls.iter().map(|s| format!("sysctl {s}")));
-    let pod_sc = pod.spec.as_ref().and_then(|s| s.security_context.as_ref());
-    if level == Level::Restricted && pod_sc.and_then(|sc| sc.run_as_user) == Some(0) {
-        out.push("runAsUser: 0 in the pod's securityContext".to_owned());
+    let pod_sc = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.security_context.as_ref())
+        .and_then(|sc| serde_json::to_value(sc).ok())
+        .unwrap_or(Value::Null);
+    if let Some(t) = pod_sc["seccompProfile"]["type"].as_str()
+        && !matches!(t, "RuntimeDefault" | "Localhost")
+    {
+        out.push(format!("seccompProfile {t} in the pod's securityContext"));
+    }
+    if pod_sc["appArmorProfile"]["type"] == "Unconfined" {
+        out.push("appArmorProfile Unconfined in the pod's securityContext".to_owned());
+    }
+    if selinux_forbidden(&pod_sc["seLinuxOptions"]) {
+        out.push(
+            "seLinuxOptions beyond the container types in the pod's securityContext".to_owned(),
+        );
+    }
+    if pod_sc["windowsOptions"]["hostProcess"] == json!(true) {
+        out.push("windowsOptions.hostProcess: true in the pod's securityContext".to_owned());
+    }
+    if level == Level::Restricted {
+        if pod_sc["runAsNonRoot"] == json!(false) {
+            out.push("runAsNonRoot: false in the pod's securityContext".to_owned());
+        }
+        if pod_sc["runAsUser"] == json!(0) {
+            out.push("runAsUser: 0 in the pod's securityContext".to_owned());
+        }
     }
     let volumes = pod
         .spec
@@ -343,6 +402,7 @@ pub fn warnings(
         .unwrap_or(Value::Null);
     let host_namespaces = pod_asks.host_namespaces();
     let windows = crate::pod_os::is_windows_pod(pod);
+    let annotations = pod.metadata.annotations.as_ref();
     let mut mounted_host_paths: BTreeSet<String> = BTreeSet::new();
     for c in added {
         mounted_host_paths.extend(host_path_mounts(c.asks));
@@ -351,6 +411,7 @@ pub fn warnings(
             c.asks,
             c.container,
             &pod_sc,
+            annotations,
             &host_namespaces,
             windows,
         );
@@ -374,7 +435,7 @@ pub fn warnings(
         }
         let asks = Asks::extract(&parts, pod, &volumes);
         // Host namespaces are named once, with the containers added.
-        let found = violations(level, &asks, &json, &pod_sc, &[], windows);
+        let found = violations(level, &asks, &json, &pod_sc, annotations, &[], windows);
         if !found.is_empty() {
             in_pod.push(format!("container {:?}: {}", parts.name, found.join(", ")));
         }

@@ -283,6 +283,8 @@ struct UpstreamCase {
     level: String,
     spec: Value,
     #[serde(default)]
+    annotations: Option<Value>,
+    #[serde(default)]
     debug: Option<Value>,
     forbids: Vec<String>,
     #[serde(default)]
@@ -296,6 +298,9 @@ fn upstream_case_review(case: &UpstreamCase) -> Value {
         "metadata": {"name": "web-1", "namespace": "locked", "uid": "p-1"},
         "spec": case.spec.clone(),
     });
+    if let Some(a) = &case.annotations {
+        pod["metadata"]["annotations"] = a.clone();
+    }
     match &case.debug {
         None => {
             pod["metadata"]["name"] = json!("web-1-debug");
@@ -361,4 +366,35 @@ fn the_warnings_follow_upstreams_checks() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+/// `podSecurity: conform` sets `runAsNonRoot: true` on the debug container, but a pod whose
+/// own securityContext says `runAsNonRoot: false` is refused by Pod Security as the pod's
+/// setting (check_runAsNonRoot.go: "pod must not set securityContext.runAsNonRoot=false"),
+/// whatever its containers set: `/mutate` says so rather than nothing.
+#[test]
+fn conform_cannot_undo_the_pods_own_run_as_non_root_false() {
+    let restricted = namespace("locked", &[(ENFORCE, "restricted")]);
+    let r = attach_to(debugger("d", "busybox:1.36"), |pod| {
+        pod["spec"]["securityContext"] =
+            json!({"runAsNonRoot": false, "seccompProfile": {"type": "RuntimeDefault"}});
+    });
+    let e = engine(&grants("{podSecurity: conform}"));
+    let j = judge(&e, &r, Endpoint::Mutate, Some(&restricted));
+    assert!(
+        patch_of(&j)
+            .iter()
+            .any(|op| op["value"]["runAsNonRoot"] == json!(true)),
+        "{:?}",
+        patch_of(&j)
+    );
+    assert_eq!(
+        pod_security_lines(&j),
+        [concat!(
+            r#"namespace "locked" enforces Pod Security "restricted", which forbids in pod "web-1": "#,
+            "runAsNonRoot: false in the pod's securityContext; adding a container makes the API ",
+            "server judge the whole pod, so it will reject the debug container unless the pod is ",
+            "exempt (ask a cluster administrator for a Pod Security exemption)"
+        )]
+    );
 }

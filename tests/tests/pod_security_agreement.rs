@@ -114,6 +114,15 @@ fn variants() -> Vec<(&'static str, Change)> {
             }),
         ),
         (
+            "sysctls safe since 1.32",
+            Box::new(|p| {
+                p["spec"]["securityContext"]["sysctls"] = json!([
+                    {"name": "net.ipv4.tcp_rmem", "value": "4096 87380 16777216"},
+                    {"name": "net.ipv4.tcp_wmem", "value": "4096 65536 16777216"}
+                ])
+            }),
+        ),
+        (
             "dbg procMount Unmasked",
             Box::new(|p| dbg(p)["procMount"] = json!("Unmasked")),
         ),
@@ -125,6 +134,31 @@ fn variants() -> Vec<(&'static str, Change)> {
             "pod seccomp Unconfined",
             Box::new(|p| {
                 p["spec"]["securityContext"]["seccompProfile"] = json!({"type": "Unconfined"})
+            }),
+        ),
+        // Set at the pod level and overridden by every container: refused as the pod's.
+        (
+            "pod seccomp Unconfined, containers RuntimeDefault",
+            Box::new(|p| {
+                p["spec"]["securityContext"]["seccompProfile"] = json!({"type": "Unconfined"});
+                app(p)["seccompProfile"] = json!({"type": "RuntimeDefault"});
+                dbg(p)["seccompProfile"] = json!({"type": "RuntimeDefault"});
+            }),
+        ),
+        (
+            "pod AppArmor Unconfined, containers RuntimeDefault",
+            Box::new(|p| {
+                p["spec"]["securityContext"]["appArmorProfile"] = json!({"type": "Unconfined"});
+                app(p)["appArmorProfile"] = json!({"type": "RuntimeDefault"});
+                dbg(p)["appArmorProfile"] = json!({"type": "RuntimeDefault"});
+            }),
+        ),
+        (
+            "pod runAsNonRoot false, containers true",
+            Box::new(|p| {
+                p["spec"]["securityContext"]["runAsNonRoot"] = json!(false);
+                app(p)["runAsNonRoot"] = json!(true);
+                dbg(p)["runAsNonRoot"] = json!(true);
             }),
         ),
         (

@@ -8,6 +8,7 @@ use k8s_openapi::api::core::v1::{Namespace, Pod, Volume};
 use serde_json::{Value, json};
 
 use crate::asks::{Asks, ContainerParts, PodAsks, PodVolumes, VolumeKind};
+use crate::capability::Capability;
 use crate::classify::Action;
 
 /// The namespace label that sets the enforced level.
@@ -177,9 +178,26 @@ pub fn violations(
     } else {
         BASELINE_CAPABILITIES
     };
-    for cap in &asks.capabilities {
-        if !allowed_caps.contains(&cap.as_str()) {
-            out.push(format!("capability {cap}"));
+    // As written: Pod Security compares the strings, so `CAP_CHOWN` or `chown`, the same
+    // capability to the runtime, is not one the level allows. A Windows pod can add none (the
+    // API server refuses the field there), and `restricted` skips the check for it.
+    let mut added: Vec<&str> = container["securityContext"]["capabilities"]["add"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    added.sort_unstable();
+    added.dedup();
+    for cap in added {
+        if allowed_caps.contains(&cap) || (windows && level == Level::Restricted) {
+            continue;
+        }
+        match Capability::normalize(cap) {
+            Ok(normal) if allowed_caps.contains(&normal.as_str()) => out.push(format!(
+                "capability {cap} (Pod Security compares the name as written: write {normal})"
+            )),
+            _ => out.push(format!("capability {cap}")),
         }
     }
     if asks.proc_mount_unmasked {

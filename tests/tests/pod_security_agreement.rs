@@ -71,6 +71,11 @@ fn variants() -> Vec<(&'static str, Change)> {
             "dbg adds CHOWN",
             Box::new(|p| dbg(p)["capabilities"]["add"] = json!(["CHOWN"])),
         ),
+        // The runtime's spelling of a baseline capability, not Pod Security's.
+        (
+            "dbg adds CAP_CHOWN",
+            Box::new(|p| dbg(p)["capabilities"]["add"] = json!(["CAP_CHOWN"])),
+        ),
         (
             "dbg adds NET_BIND_SERVICE",
             Box::new(|p| dbg(p)["capabilities"]["add"] = json!(["NET_BIND_SERVICE"])),

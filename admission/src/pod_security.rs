@@ -232,7 +232,10 @@ pub fn violations(
         }
         let non_root = sc["runAsNonRoot"] == json!(true)
             || (sc["runAsNonRoot"].is_null() && pod_sc["runAsNonRoot"] == json!(true));
-        if (!non_root || asks.runs_as_root) && windows {
+        // Pod Security reads runAsNonRoot alone (check_runAsNonRoot.go): a runAsUserName
+        // beside it is the kubelet's business, which refuses to start ContainerAdministrator
+        // under runAsNonRoot, not the API server's, so it is no reason for this warning.
+        if !non_root && windows {
             // runAsNonRoot keeps a Windows container from running as ContainerAdministrator;
             // `runAsUser` (the Linux remedy) the API server refuses in a Windows pod.
             out.push(format!(
@@ -240,7 +243,7 @@ pub fn violations(
                  windowsOptions.runAsUserName {} or unset)",
                 crate::pod_os::WINDOWS_UNPRIVILEGED_USER
             ));
-        } else if !non_root || asks.runs_as_root {
+        } else if !non_root {
             out.push("running as root (runAsNonRoot must be true)".to_owned());
         }
         // Refused as written, even beside runAsNonRoot (with which the kubelet would not start

@@ -261,6 +261,15 @@ fn variants() -> Vec<(&'static str, Change)> {
         ),
         // A Windows pod cannot set the Linux-only fields, and restricted does not ask for them.
         ("windows pod, non-root", Box::new(windows)),
+        // Pod Security reads runAsNonRoot, not the account name (the kubelet refuses that).
+        (
+            "windows pod, non-root, ContainerAdministrator",
+            Box::new(|p| {
+                windows(p);
+                p["spec"]["securityContext"]["windowsOptions"] =
+                    json!({"runAsUserName": "ContainerAdministrator"});
+            }),
+        ),
         (
             "windows pod, root",
             Box::new(|p| {

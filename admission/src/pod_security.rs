@@ -225,6 +225,28 @@ pub fn violations(
     if own["windowsOptions"]["hostProcess"] == json!(true) {
         out.push("windowsOptions.hostProcess: true".to_owned());
     }
+    // Since policy version 1.34: the kubelet calls a probe's or hook's host from the node's
+    // network, its loopback services and the cloud's metadata endpoint included.
+    let handlers = ["livenessProbe", "readinessProbe", "startupProbe"]
+        .iter()
+        .map(|p| &container[*p])
+        .chain(
+            ["postStart", "preStop"]
+                .iter()
+                .map(|h| &container["lifecycle"][*h]),
+        );
+    let mut hosts: Vec<&str> = handlers
+        .flat_map(|h| [&h["httpGet"]["host"], &h["tcpSocket"]["host"]])
+        .filter_map(Value::as_str)
+        .filter(|h| !h.is_empty())
+        .collect();
+    hosts.sort_unstable();
+    hosts.dedup();
+    out.extend(
+        hosts
+            .into_iter()
+            .map(|h| format!("probe or lifecycle host {h:?} (leave host unset: the pod's IP)")),
+    );
     if level == Level::Restricted {
         let sc = &container["securityContext"];
         if sc["allowPrivilegeEscalation"] != json!(false) && !windows {

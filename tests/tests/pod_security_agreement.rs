@@ -128,6 +128,20 @@ fn variants() -> Vec<(&'static str, Change)> {
             }),
         ),
         (
+            "app probe host",
+            Box::new(|p| {
+                p["spec"]["containers"][0]["livenessProbe"] =
+                    json!({"httpGet": {"host": "169.254.169.254", "port": 80}})
+            }),
+        ),
+        (
+            "app preStop host",
+            Box::new(|p| {
+                p["spec"]["containers"][0]["lifecycle"] =
+                    json!({"preStop": {"tcpSocket": {"host": "10.0.0.1", "port": 22}}})
+            }),
+        ),
+        (
             "dbg procMount Unmasked",
             Box::new(|p| dbg(p)["procMount"] = json!("Unmasked")),
         ),

@@ -804,8 +804,9 @@ pub struct PodAsks {
 /// The sysctls Pod Security's baseline level allows (at its latest version, as the kubelet
 /// allows them by default): namespaced, and isolated from the node and other pods. Policy
 /// version 1.27 added `ip_local_reserved_ports`, 1.29 the `tcp_keepalive_*` and
-/// `tcp_fin_timeout`, 1.32 `tcp_rmem` and `tcp_wmem`; a namespace pinned to an older
-/// `enforce-version` refuses those, which kspy does not read.
+/// `tcp_fin_timeout`, 1.32 `tcp_rmem` and `tcp_wmem`: a namespace pinned to an older
+/// `enforce-version` refuses those, which the Pod Security warnings follow
+/// ([`crate::pod_security::Version`]); a policy judges them as safe at any version.
 pub const SAFE_SYSCTLS: &[&str] = &[
     "kernel.shm_rmid_forced",
     "net.ipv4.ip_local_port_range",

@@ -281,6 +281,8 @@ struct UpstreamCase {
     name: String,
     upstream: String,
     level: String,
+    #[serde(default)]
+    version: Option<String>,
     spec: Value,
     #[serde(default)]
     annotations: Option<Value>,
@@ -340,7 +342,11 @@ fn the_warnings_follow_upstreams_checks() {
     let e = engine(&grants("{}"));
     let mut failures = Vec::new();
     for case in &cases {
-        let ns = namespace("locked", &[(ENFORCE, case.level.as_str())]);
+        let mut labels = vec![(ENFORCE, case.level.as_str())];
+        if let Some(v) = &case.version {
+            labels.push(("pod-security.kubernetes.io/enforce-version", v.as_str()));
+        }
+        let ns = namespace("locked", &labels);
         let lines = pod_security_lines(&judge(
             &e,
             &upstream_case_review(case),

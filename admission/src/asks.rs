@@ -484,8 +484,9 @@ impl Asks {
     }
 }
 
-/// The SELinux types Pod Security's baseline level allows (besides none).
-const BASELINE_SELINUX_TYPES: &[&str] = &[
+/// The SELinux types Pod Security's baseline level allows (besides none); `container_engine_t`
+/// since policy version 1.31.
+pub(crate) const BASELINE_SELINUX_TYPES: &[&str] = &[
     "container_t",
     "container_init_t",
     "container_kvm_t",
@@ -800,8 +801,12 @@ pub struct PodAsks {
     pub probe_hosts: Vec<String>,
 }
 
-/// The sysctls Pod Security's baseline level allows: namespaced, and isolated from the node
-/// and other pods.
+/// The sysctls Pod Security's baseline level allows (at its latest version, as the kubelet
+/// allows them by default): namespaced, and isolated from the node and other pods. Policy
+/// version 1.27 added `ip_local_reserved_ports`, 1.29 the `tcp_keepalive_*` and
+/// `tcp_fin_timeout`, 1.32 `tcp_rmem` and `tcp_wmem`: a namespace pinned to an older
+/// `enforce-version` refuses those, which the Pod Security warnings follow
+/// ([`crate::pod_security::Version`]); a policy judges them as safe at any version.
 pub const SAFE_SYSCTLS: &[&str] = &[
     "kernel.shm_rmid_forced",
     "net.ipv4.ip_local_port_range",
@@ -813,6 +818,8 @@ pub const SAFE_SYSCTLS: &[&str] = &[
     "net.ipv4.tcp_fin_timeout",
     "net.ipv4.tcp_keepalive_intvl",
     "net.ipv4.tcp_keepalive_probes",
+    "net.ipv4.tcp_rmem",
+    "net.ipv4.tcp_wmem",
 ];
 
 impl PodAsks {

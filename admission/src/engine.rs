@@ -14,7 +14,9 @@ use crate::classify::{Action, Classifier, PodState, Subject, classify};
 use crate::classify::{asks_of, ephemeral_asks};
 use crate::decide::{Decision, DenialReason, Judge, decide, request_variables};
 use crate::defaults::{PatchBuilder, SubjectDefaults, subject_defaults};
-use crate::pod_security::{AddedContainer, Level, enforced_level};
+use crate::pod_security::{
+    AddedContainer, Enforced, Level, Version, enforced_level, enforced_version,
+};
 use crate::policy::compiled::CompiledPolicy;
 use crate::policy::{LoadError, LoadErrors, Mode, PolicySet};
 use crate::review::ParsedReview;
@@ -330,9 +332,10 @@ impl Engine {
                             container: &s.container,
                         })
                         .collect();
-                    decision
-                        .warnings
-                        .extend(pod_security_warnings(level, review, &request, &added));
+                    let version = enforced_version(namespace);
+                    decision.warnings.extend(pod_security_warnings(
+                        level, version, review, &request, &added,
+                    ));
                 }
                 let action = Some(request.action);
                 if decision.allowed() {
@@ -478,6 +481,7 @@ impl Engine {
                 patched.get_or_insert_with(|| apply_patch(object, request.action, &patch));
             notes.extend(warnings_after_patch(
                 level,
+                enforced_version(namespace),
                 review,
                 request,
                 patched.as_ref(),
@@ -569,6 +573,7 @@ fn pod_name(review: &ParsedReview) -> String {
 /// The Pod Security warnings of a debug request whose added containers read as `added`.
 fn pod_security_warnings(
     level: Level,
+    version: Version,
     review: &ParsedReview,
     request: &crate::classify::DebugRequest,
     added: &[AddedContainer<'_>],
@@ -581,7 +586,7 @@ fn pod_security_warnings(
         Action::Copy | Action::Node => pod_name(review),
     };
     crate::pod_security::warnings(
-        level,
+        Enforced { level, version },
         review.namespace().unwrap_or(""),
         &pod_label,
         request.action,
@@ -693,6 +698,7 @@ fn targets_out_of_reach(
 /// judged as sent: a warning too many, never one too few.
 fn warnings_after_patch(
     level: Level,
+    version: Version,
     review: &ParsedReview,
     request: &crate::classify::DebugRequest,
     patched: Option<&serde_json::Value>,
@@ -726,7 +732,7 @@ fn warnings_after_patch(
             },
         })
         .collect();
-    pod_security_warnings(level, review, request, &added)
+    pod_security_warnings(level, version, review, request, &added)
 }
 
 /// Evaluates the configured classifier expressions over `object`, `request` and

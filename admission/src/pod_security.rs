@@ -2,12 +2,13 @@
 //! them: what a debug container must carry to be admitted, and what a debug request asks that
 //! the level forbids (reported as warnings before the API server's own rejection).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::api::core::v1::{Namespace, Pod, Volume};
 use serde_json::{Value, json};
 
 use crate::asks::{Asks, ContainerParts, PodAsks, PodVolumes, VolumeKind};
+use crate::capability::Capability;
 use crate::classify::Action;
 
 /// The namespace label that sets the enforced level.
@@ -63,6 +64,75 @@ pub fn enforced_level(namespace: Option<&Namespace>) -> Option<Level> {
         "baseline" => Level::Baseline,
         _ => Level::Restricted,
     })
+}
+
+/// The namespace label that pins the version of the enforced level's checks.
+pub const ENFORCE_VERSION_LABEL: &str = "pod-security.kubernetes.io/enforce-version";
+
+/// The version of the Pod Security checks a namespace enforces: `latest`, or pinned to a
+/// Kubernetes minor version, whose checks differ where kspy's warnings follow them: the safe
+/// sysctls (1.27, 1.29 and 1.32 added some), `capabilities_restricted` (1.22+: before it,
+/// `restricted` asks for no dropped capabilities and allows the baseline ones),
+/// `runAsUser: 0` (1.23+), the Windows relaxation of `restricted` (1.25+),
+/// `container_engine_t` (1.31+) and the probe and lifecycle hosts (1.34+). Older differences
+/// (the seccomp annotations before 1.19) are not followed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Version {
+    /// The API server's own version (the default).
+    Latest,
+    /// `v1.N`.
+    Minor(u32),
+}
+
+impl Version {
+    /// Parses the label value as Pod Security does: `latest` or `v1.N`; anything else is
+    /// `latest`, which the plugin evaluates for a version it cannot parse.
+    pub fn parse(value: &str) -> Version {
+        value
+            .strip_prefix("v1.")
+            .filter(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|n| n.parse().ok())
+            .map_or(Version::Latest, Version::Minor)
+    }
+
+    /// Whether the checks of this version include those of `1.minor`.
+    pub fn at_least(self, minor: u32) -> bool {
+        match self {
+            Version::Latest => true,
+            Version::Minor(m) => m >= minor,
+        }
+    }
+}
+
+/// A level with the version of its checks, as a namespace enforces them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Enforced {
+    /// The `enforce` label's level.
+    pub level: Level,
+    /// The `enforce-version` label's version.
+    pub version: Version,
+}
+
+/// The version a namespace's `enforce-version` label pins, `latest` when unset.
+pub fn enforced_version(namespace: Option<&Namespace>) -> Version {
+    namespace
+        .and_then(|ns| ns.metadata.labels.as_ref())
+        .and_then(|labels| labels.get(ENFORCE_VERSION_LABEL))
+        .map_or(Version::Latest, |v| Version::parse(v))
+}
+
+/// Whether `name` is a sysctl `baseline` allows at `version`.
+fn safe_sysctl(name: &str, version: Version) -> bool {
+    let since = match name {
+        "net.ipv4.ip_local_reserved_ports" => 27,
+        "net.ipv4.tcp_keepalive_time"
+        | "net.ipv4.tcp_fin_timeout"
+        | "net.ipv4.tcp_keepalive_intvl"
+        | "net.ipv4.tcp_keepalive_probes" => 29,
+        "net.ipv4.tcp_rmem" | "net.ipv4.tcp_wmem" => 32,
+        _ => 0,
+    };
+    crate::asks::SAFE_SYSCTLS.contains(&name) && version.at_least(since)
 }
 
 /// The user a conforming container runs as when neither it nor its Pod names one: `nobody`.
@@ -138,18 +208,35 @@ pub fn conforming_security_context(level: Level, asks: &Asks, c: &Conforming<'_>
     Some(sc)
 }
 
+/// What [`violations`] reads of the pod around a container.
+#[derive(Debug, Clone, Copy)]
+pub struct PodView<'a> {
+    /// The pod's securityContext as JSON (`Null` when unset).
+    pub sc: &'a Value,
+    /// The pod's annotations, for the container's (deprecated) AppArmor annotation.
+    pub annotations: Option<&'a BTreeMap<String, String>>,
+    /// The pod declares `spec.os.name: windows`.
+    pub windows: bool,
+}
+
 /// What in one container the namespace's level forbids, one phrase each. `host_namespaces`
 /// are the pod's (`pid`, `network`, `ipc`), named with the container they reach. In a Windows
 /// pod (`windows`) `restricted` does not ask for `allowPrivilegeEscalation: false`, dropped
 /// capabilities or a seccomp profile, which it cannot set.
+///
+/// A seccomp or AppArmor profile, SELinux options or `hostProcess` the container takes from
+/// the pod's securityContext are not named here: Pod Security refuses them as the pod's
+/// setting, whatever the containers set ([`pod_spec_violations`]), and no setting of the
+/// container's own makes the pod admitted.
 pub fn violations(
     level: Level,
+    version: Version,
     asks: &Asks,
     container: &Value,
-    pod_sc: &Value,
+    pod: &PodView<'_>,
     host_namespaces: &[&str],
-    windows: bool,
 ) -> Vec<String> {
+    let (pod_sc, annotations, windows) = (pod.sc, pod.annotations, pod.windows);
     let mut out = Vec::new();
     if level == Level::Privileged {
         return out;
@@ -165,39 +252,96 @@ pub fn violations(
             out.push(format!("hostPath volume {:?}", v.name));
         }
     }
-    let allowed_caps: &[&str] = if level == Level::Restricted {
+    // The 1.25 restricted checks pass over what a Windows pod cannot set; the older ones do not.
+    let windows_relaxed = windows && version.at_least(25);
+    // Before 1.22 restricted has no capabilities check of its own: baseline's stands.
+    let restricted_caps = level == Level::Restricted && version.at_least(22);
+    let allowed_caps: &[&str] = if restricted_caps {
         &["NET_BIND_SERVICE"]
     } else {
         BASELINE_CAPABILITIES
     };
-    for cap in &asks.capabilities {
-        if !allowed_caps.contains(&cap.as_str()) {
-            out.push(format!("capability {cap}"));
+    // As written: Pod Security compares the strings, so `CAP_CHOWN` or `chown`, the same
+    // capability to the runtime, is not one the level allows. A Windows pod can add none (the
+    // API server refuses the field there), and `restricted` skips the check for it.
+    let mut added: Vec<&str> = container["securityContext"]["capabilities"]["add"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    added.sort_unstable();
+    added.dedup();
+    for cap in added {
+        if allowed_caps.contains(&cap) || (windows_relaxed && restricted_caps) {
+            continue;
+        }
+        match Capability::normalize(cap) {
+            Ok(normal) if allowed_caps.contains(&normal.as_str()) => out.push(format!(
+                "capability {cap} (Pod Security compares the name as written: write {normal})"
+            )),
+            _ => out.push(format!("capability {cap}")),
         }
     }
     if asks.proc_mount_unmasked {
         out.push("procMount: Unmasked".to_owned());
     }
-    if asks.seccomp_unconfined {
+    let own = &container["securityContext"];
+    if own["seccompProfile"]["type"] == "Unconfined" {
         out.push("seccomp Unconfined".to_owned());
     }
-    if asks.apparmor_unconfined {
+    // The container's field, else its annotation (the API server requires the two to agree
+    // when both are set).
+    let annotation = container["name"]
+        .as_str()
+        .and_then(|name| annotations?.get(&format!("{APPARMOR_ANNOTATION_PREFIX}{name}")));
+    let apparmor_unconfined = match own["appArmorProfile"]["type"].as_str() {
+        Some(t) => t == "Unconfined",
+        None => annotation.is_some_and(|v| v == "unconfined"),
+    };
+    if apparmor_unconfined {
         out.push("AppArmor Unconfined".to_owned());
     }
-    if asks.selinux_unconfined {
+    if selinux_forbidden(&own["seLinuxOptions"], version) {
         out.push("seLinuxOptions beyond the container types".to_owned());
     }
-    if asks.host_process {
+    if own["windowsOptions"]["hostProcess"] == json!(true) {
         out.push("windowsOptions.hostProcess: true".to_owned());
     }
+    // Since policy version 1.34: the kubelet calls a probe's or hook's host from the node's
+    // network, its loopback services and the cloud's metadata endpoint included.
+    let probe_checked = version.at_least(34);
+    let handlers = ["livenessProbe", "readinessProbe", "startupProbe"]
+        .iter()
+        .map(|p| &container[*p])
+        .chain(
+            ["postStart", "preStop"]
+                .iter()
+                .map(|h| &container["lifecycle"][*h]),
+        );
+    let mut hosts: Vec<&str> = handlers
+        .flat_map(|h| [&h["httpGet"]["host"], &h["tcpSocket"]["host"]])
+        .filter_map(Value::as_str)
+        .filter(|h| probe_checked && !h.is_empty())
+        .collect();
+    hosts.sort_unstable();
+    hosts.dedup();
+    out.extend(
+        hosts
+            .into_iter()
+            .map(|h| format!("probe or lifecycle host {h:?} (leave host unset: the pod's IP)")),
+    );
     if level == Level::Restricted {
         let sc = &container["securityContext"];
-        if sc["allowPrivilegeEscalation"] != json!(false) && !windows {
+        if sc["allowPrivilegeEscalation"] != json!(false) && !windows_relaxed {
             out.push("allowPrivilegeEscalation not set to false".to_owned());
         }
         let non_root = sc["runAsNonRoot"] == json!(true)
             || (sc["runAsNonRoot"].is_null() && pod_sc["runAsNonRoot"] == json!(true));
-        if (!non_root || asks.runs_as_root) && windows {
+        // Pod Security reads runAsNonRoot alone (check_runAsNonRoot.go): a runAsUserName
+        // beside it is the kubelet's business, which refuses to start ContainerAdministrator
+        // under runAsNonRoot, not the API server's, so it is no reason for this warning.
+        if !non_root && windows {
             // runAsNonRoot keeps a Windows container from running as ContainerAdministrator;
             // `runAsUser` (the Linux remedy) the API server refuses in a Windows pod.
             out.push(format!(
@@ -205,12 +349,12 @@ pub fn violations(
                  windowsOptions.runAsUserName {} or unset)",
                 crate::pod_os::WINDOWS_UNPRIVILEGED_USER
             ));
-        } else if !non_root || asks.runs_as_root {
+        } else if !non_root {
             out.push("running as root (runAsNonRoot must be true)".to_owned());
         }
         // Refused as written, even beside runAsNonRoot (with which the kubelet would not start
         // it anyway); the pod-level field is the pod's (see `pod_spec_violations`).
-        if sc["runAsUser"] == json!(0) {
+        if sc["runAsUser"] == json!(0) && version.at_least(23) {
             out.push("runAsUser: 0".to_owned());
         }
         // Exactly "ALL": Pod Security compares the string as written, so a container dropping
@@ -218,17 +362,34 @@ pub fn violations(
         let drops_all = sc["capabilities"]["drop"]
             .as_array()
             .is_some_and(|d| d.iter().any(|c| c.as_str() == Some("ALL")));
-        if !drops_all && !windows {
+        if !drops_all && !windows_relaxed && restricted_caps {
             out.push("capabilities not dropping ALL".to_owned());
         }
         let seccomp = sc["seccompProfile"]["type"]
             .as_str()
             .or_else(|| pod_sc["seccompProfile"]["type"].as_str());
-        if !matches!(seccomp, Some("RuntimeDefault" | "Localhost")) && !windows {
+        if !matches!(seccomp, Some("RuntimeDefault" | "Localhost")) && !windows_relaxed {
             out.push("no seccompProfile RuntimeDefault or Localhost".to_owned());
         }
     }
     out
+}
+
+/// The prefix of the (deprecated) per-container AppArmor annotation.
+const APPARMOR_ANNOTATION_PREFIX: &str = "container.apparmor.security.beta.kubernetes.io/";
+
+/// Whether `options` (a securityContext's `seLinuxOptions`) holds what `baseline` forbids: a
+/// type outside the container types (`container_t` and the like), a user or a role.
+fn selinux_forbidden(options: &Value, version: Version) -> bool {
+    let set = |field: &str| options[field].as_str().is_some_and(|v| !v.is_empty());
+    let allowed = |t: &str| {
+        crate::asks::BASELINE_SELINUX_TYPES.contains(&t)
+            && (t != "container_engine_t" || version.at_least(31))
+    };
+    let odd_type = options["type"]
+        .as_str()
+        .is_some_and(|t| !t.is_empty() && !allowed(t));
+    odd_type || set("user") || set("role")
 }
 
 /// The users the containers of the pod `object` (regular, init and ephemeral) set as their
@@ -255,13 +416,17 @@ const RESTRICTED_VOLUME_TYPES: &[&str] = &[
 ];
 
 /// What `level` forbids in a pod beyond what its containers ask for themselves, one phrase
-/// each: host ports, sysctls outside the safe set, under `restricted` a pod-level
-/// `runAsUser: 0`, hostPath volumes that no container in
+/// each: host ports, sysctls outside the safe set, what the pod's securityContext sets that
+/// the level forbids even where every container overrides it (a seccomp profile other than
+/// RuntimeDefault or Localhost, AppArmor Unconfined, SELinux options beyond the container
+/// types, `hostProcess`; under `restricted` `runAsNonRoot: false` and `runAsUser: 0`: Pod
+/// Security names the pod as their setter), hostPath volumes that no container in
 /// `mounted_host_paths` mounts (Pod Security refuses the volume, mounted or not; a mounted
 /// one is named with its container), and under `restricted` volumes of types it does not
 /// allow.
 pub fn pod_spec_violations(
     level: Level,
+    version: Version,
     pod: &Pod,
     mounted_host_paths: &BTreeSet<String>,
 ) -> Vec<String> {
@@ -271,10 +436,48 @@ pub fn pod_spec_violations(
     }
     let asks = PodAsks::extract(pod);
     out.extend(asks.host_ports.iter().map(|p| format!("hostPort {p}")));
-    out.extend(asks.unsafe_sysctls.iter().map(|s| format!("sysctl {s}")));
-    let pod_sc = pod.spec.as_ref().and_then(|s| s.security_context.as_ref());
-    if level == Level::Restricted && pod_sc.and_then(|sc| sc.run_as_user) == Some(0) {
-        out.push("runAsUser: 0 in the pod's securityContext".to_owned());
+    let mut sysctls: Vec<&str> = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.security_context.as_ref())
+        .and_then(|sc| sc.sysctls.as_deref())
+        .unwrap_or_default()
+        .iter()
+        .map(|s| s.name.as_str())
+        .filter(|name| !safe_sysctl(name, version))
+        .collect();
+    sysctls.sort_unstable();
+    sysctls.dedup();
+    out.extend(sysctls.iter().map(|s| format!("sysctl {s}")));
+    let pod_sc = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.security_context.as_ref())
+        .and_then(|sc| serde_json::to_value(sc).ok())
+        .unwrap_or(Value::Null);
+    if let Some(t) = pod_sc["seccompProfile"]["type"].as_str()
+        && !matches!(t, "RuntimeDefault" | "Localhost")
+    {
+        out.push(format!("seccompProfile {t} in the pod's securityContext"));
+    }
+    if pod_sc["appArmorProfile"]["type"] == "Unconfined" {
+        out.push("appArmorProfile Unconfined in the pod's securityContext".to_owned());
+    }
+    if selinux_forbidden(&pod_sc["seLinuxOptions"], version) {
+        out.push(
+            "seLinuxOptions beyond the container types in the pod's securityContext".to_owned(),
+        );
+    }
+    if pod_sc["windowsOptions"]["hostProcess"] == json!(true) {
+        out.push("windowsOptions.hostProcess: true in the pod's securityContext".to_owned());
+    }
+    if level == Level::Restricted {
+        if pod_sc["runAsNonRoot"] == json!(false) {
+            out.push("runAsNonRoot: false in the pod's securityContext".to_owned());
+        }
+        if pod_sc["runAsUser"] == json!(0) && version.at_least(23) {
+            out.push("runAsUser: 0 in the pod's securityContext".to_owned());
+        }
     }
     let volumes = pod
         .spec
@@ -323,7 +526,7 @@ pub struct AddedContainer<'a> {
 /// debug container; `added` are then the new ephemeral containers, and `pod` the pod with
 /// them. For a copy or node pod `added` are all its containers.
 pub fn warnings(
-    level: Level,
+    Enforced { level, version }: Enforced,
     namespace: &str,
     pod_name: &str,
     action: Action,
@@ -342,22 +545,19 @@ pub fn warnings(
         .and_then(|sc| serde_json::to_value(sc).ok())
         .unwrap_or(Value::Null);
     let host_namespaces = pod_asks.host_namespaces();
-    let windows = crate::pod_os::is_windows_pod(pod);
+    let view = PodView {
+        sc: &pod_sc,
+        annotations: pod.metadata.annotations.as_ref(),
+        windows: crate::pod_os::is_windows_pod(pod),
+    };
     let mut mounted_host_paths: BTreeSet<String> = BTreeSet::new();
     for c in added {
         mounted_host_paths.extend(host_path_mounts(c.asks));
-        let found = violations(
-            level,
-            c.asks,
-            c.container,
-            &pod_sc,
-            &host_namespaces,
-            windows,
-        );
+        let found = violations(level, version, c.asks, c.container, &view, &host_namespaces);
         if !found.is_empty() {
             out.push(format!(
-                "namespace {namespace:?} enforces Pod Security {:?}, which forbids in container {:?}: {}; the API server will reject it (try --profile {} or ask for an exemption)",
-                level.as_str(),
+                "namespace {namespace:?} enforces Pod Security {}, which forbids in container {:?}: {}; the API server will reject it (try --profile {} or ask for an exemption)",
+                enforcing(level, version),
                 c.name,
                 found.join(", "),
                 suggested_profile(level)
@@ -374,13 +574,18 @@ pub fn warnings(
         }
         let asks = Asks::extract(&parts, pod, &volumes);
         // Host namespaces are named once, with the containers added.
-        let found = violations(level, &asks, &json, &pod_sc, &[], windows);
+        let found = violations(level, version, &asks, &json, &view, &[]);
         if !found.is_empty() {
             in_pod.push(format!("container {:?}: {}", parts.name, found.join(", ")));
         }
         mounted_host_paths.extend(host_path_mounts(&asks));
     }
-    in_pod.extend(pod_spec_violations(level, pod, &mounted_host_paths));
+    in_pod.extend(pod_spec_violations(
+        level,
+        version,
+        pod,
+        &mounted_host_paths,
+    ));
     if !in_pod.is_empty() {
         let consequence = match action {
             Action::Attach => {
@@ -390,12 +595,21 @@ pub fn warnings(
             Action::Copy | Action::Node => "the API server will reject the pod unless it is exempt",
         };
         out.push(format!(
-            "namespace {namespace:?} enforces Pod Security {:?}, which forbids in pod {pod_name:?}: {}; {consequence} (ask a cluster administrator for a Pod Security exemption)",
-            level.as_str(),
+            "namespace {namespace:?} enforces Pod Security {}, which forbids in pod {pod_name:?}: {}; {consequence} (ask a cluster administrator for a Pod Security exemption)",
+            enforcing(level, version),
             in_pod.join("; "),
         ));
     }
     out
+}
+
+/// The level as the warnings name it, with the version when the namespace pins one:
+/// `"baseline"`, `"baseline" at version v1.22`.
+fn enforcing(level: Level, version: Version) -> String {
+    match version {
+        Version::Latest => format!("{:?}", level.as_str()),
+        Version::Minor(m) => format!("{:?} at version v1.{m}", level.as_str()),
+    }
 }
 
 /// The names of the hostPath volumes a container mounts.

@@ -273,3 +273,134 @@ fn a_windows_pod_gets_no_linux_only_defaults_or_warnings() {
         "{lines:?}"
     );
 }
+
+/// One row of `fixtures/pod-security/upstream-checks.yaml`.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UpstreamCase {
+    name: String,
+    upstream: String,
+    level: String,
+    #[serde(default)]
+    version: Option<String>,
+    spec: Value,
+    #[serde(default)]
+    annotations: Option<Value>,
+    #[serde(default)]
+    debug: Option<Value>,
+    forbids: Vec<String>,
+    #[serde(default)]
+    not: Vec<String>,
+}
+
+/// The review a row describes: a copy of its pod, or (with `debug`) an attach to it.
+fn upstream_case_review(case: &UpstreamCase) -> Value {
+    let mut pod = json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "web-1", "namespace": "locked", "uid": "p-1"},
+        "spec": case.spec.clone(),
+    });
+    if let Some(a) = &case.annotations {
+        pod["metadata"]["annotations"] = a.clone();
+    }
+    match &case.debug {
+        None => {
+            pod["metadata"]["name"] = json!("web-1-debug");
+            pod["metadata"]["labels"] = json!({"kspy.dev/debug": "copy"});
+            create("locked", "alice", &["sre"], pod)
+        }
+        Some(d) => {
+            pod["status"] = json!({"phase": "Running"});
+            let old = pod.clone();
+            let list = pod["spec"]["ephemeralContainers"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            pod["spec"]["ephemeralContainers"] = Value::Array([list, vec![d.clone()]].concat());
+            review(
+                "locked",
+                "alice",
+                &["sre"],
+                "UPDATE",
+                Some("ephemeralcontainers"),
+                pod,
+                Some(old),
+            )
+        }
+    }
+}
+
+/// kspy's Pod Security warnings against upstream's checks, one row per check (and per
+/// divergence found): the fixture names the upstream check each row follows.
+#[test]
+fn the_warnings_follow_upstreams_checks() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/pod-security/upstream-checks.yaml");
+    let text = std::fs::read_to_string(&path).expect("the fixture is readable");
+    let cases: Vec<UpstreamCase> = serde_saphyr::from_str(&text).expect("the fixture parses");
+    assert!(cases.len() > 20, "{} rows", cases.len());
+    let e = engine(&grants("{}"));
+    let mut failures = Vec::new();
+    for case in &cases {
+        let mut labels = vec![(ENFORCE, case.level.as_str())];
+        if let Some(v) = &case.version {
+            labels.push(("pod-security.kubernetes.io/enforce-version", v.as_str()));
+        }
+        let ns = namespace("locked", &labels);
+        let lines = pod_security_lines(&judge(
+            &e,
+            &upstream_case_review(case),
+            Endpoint::Validate,
+            Some(&ns),
+        ));
+        let all = lines.join("\n");
+        let missing: Vec<&String> = case.forbids.iter().filter(|f| !all.contains(*f)).collect();
+        let extra: Vec<&String> = case.not.iter().filter(|n| all.contains(*n)).collect();
+        let unexpected = case.forbids.is_empty() && !lines.is_empty();
+        if !missing.is_empty() || !extra.is_empty() || unexpected {
+            failures.push(format!(
+                "{} ({}): missing {missing:?}, unwanted {extra:?}, got {lines:#?}",
+                case.name, case.upstream
+            ));
+        }
+        for line in &lines {
+            assert!(
+                line.contains(&format!("enforces Pod Security {:?}", case.level)),
+                "{}: {line}",
+                case.name
+            );
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+/// `podSecurity: conform` sets `runAsNonRoot: true` on the debug container, but a pod whose
+/// own securityContext says `runAsNonRoot: false` is refused by Pod Security as the pod's
+/// setting (check_runAsNonRoot.go: "pod must not set securityContext.runAsNonRoot=false"),
+/// whatever its containers set: `/mutate` says so rather than nothing.
+#[test]
+fn conform_cannot_undo_the_pods_own_run_as_non_root_false() {
+    let restricted = namespace("locked", &[(ENFORCE, "restricted")]);
+    let r = attach_to(debugger("d", "busybox:1.36"), |pod| {
+        pod["spec"]["securityContext"] =
+            json!({"runAsNonRoot": false, "seccompProfile": {"type": "RuntimeDefault"}});
+    });
+    let e = engine(&grants("{podSecurity: conform}"));
+    let j = judge(&e, &r, Endpoint::Mutate, Some(&restricted));
+    assert!(
+        patch_of(&j)
+            .iter()
+            .any(|op| op["value"]["runAsNonRoot"] == json!(true)),
+        "{:?}",
+        patch_of(&j)
+    );
+    assert_eq!(
+        pod_security_lines(&j),
+        [concat!(
+            r#"namespace "locked" enforces Pod Security "restricted", which forbids in pod "web-1": "#,
+            "runAsNonRoot: false in the pod's securityContext; adding a container makes the API ",
+            "server judge the whole pod, so it will reject the debug container unless the pod is ",
+            "exempt (ask a cluster administrator for a Pod Security exemption)"
+        )]
+    );
+}

@@ -71,6 +71,11 @@ fn variants() -> Vec<(&'static str, Change)> {
             "dbg adds CHOWN",
             Box::new(|p| dbg(p)["capabilities"]["add"] = json!(["CHOWN"])),
         ),
+        // The runtime's spelling of a baseline capability, not Pod Security's.
+        (
+            "dbg adds CAP_CHOWN",
+            Box::new(|p| dbg(p)["capabilities"]["add"] = json!(["CAP_CHOWN"])),
+        ),
         (
             "dbg adds NET_BIND_SERVICE",
             Box::new(|p| dbg(p)["capabilities"]["add"] = json!(["NET_BIND_SERVICE"])),
@@ -114,6 +119,29 @@ fn variants() -> Vec<(&'static str, Change)> {
             }),
         ),
         (
+            "sysctls safe since 1.32",
+            Box::new(|p| {
+                p["spec"]["securityContext"]["sysctls"] = json!([
+                    {"name": "net.ipv4.tcp_rmem", "value": "4096 87380 16777216"},
+                    {"name": "net.ipv4.tcp_wmem", "value": "4096 65536 16777216"}
+                ])
+            }),
+        ),
+        (
+            "app probe host",
+            Box::new(|p| {
+                p["spec"]["containers"][0]["livenessProbe"] =
+                    json!({"httpGet": {"host": "169.254.169.254", "port": 80}})
+            }),
+        ),
+        (
+            "app preStop host",
+            Box::new(|p| {
+                p["spec"]["containers"][0]["lifecycle"] =
+                    json!({"preStop": {"tcpSocket": {"host": "10.0.0.1", "port": 22}}})
+            }),
+        ),
+        (
             "dbg procMount Unmasked",
             Box::new(|p| dbg(p)["procMount"] = json!("Unmasked")),
         ),
@@ -125,6 +153,31 @@ fn variants() -> Vec<(&'static str, Change)> {
             "pod seccomp Unconfined",
             Box::new(|p| {
                 p["spec"]["securityContext"]["seccompProfile"] = json!({"type": "Unconfined"})
+            }),
+        ),
+        // Set at the pod level and overridden by every container: refused as the pod's.
+        (
+            "pod seccomp Unconfined, containers RuntimeDefault",
+            Box::new(|p| {
+                p["spec"]["securityContext"]["seccompProfile"] = json!({"type": "Unconfined"});
+                app(p)["seccompProfile"] = json!({"type": "RuntimeDefault"});
+                dbg(p)["seccompProfile"] = json!({"type": "RuntimeDefault"});
+            }),
+        ),
+        (
+            "pod AppArmor Unconfined, containers RuntimeDefault",
+            Box::new(|p| {
+                p["spec"]["securityContext"]["appArmorProfile"] = json!({"type": "Unconfined"});
+                app(p)["appArmorProfile"] = json!({"type": "RuntimeDefault"});
+                dbg(p)["appArmorProfile"] = json!({"type": "RuntimeDefault"});
+            }),
+        ),
+        (
+            "pod runAsNonRoot false, containers true",
+            Box::new(|p| {
+                p["spec"]["securityContext"]["runAsNonRoot"] = json!(false);
+                app(p)["runAsNonRoot"] = json!(true);
+                dbg(p)["runAsNonRoot"] = json!(true);
             }),
         ),
         (
@@ -222,6 +275,15 @@ fn variants() -> Vec<(&'static str, Change)> {
         ),
         // A Windows pod cannot set the Linux-only fields, and restricted does not ask for them.
         ("windows pod, non-root", Box::new(windows)),
+        // Pod Security reads runAsNonRoot, not the account name (the kubelet refuses that).
+        (
+            "windows pod, non-root, ContainerAdministrator",
+            Box::new(|p| {
+                windows(p);
+                p["spec"]["securityContext"]["windowsOptions"] =
+                    json!({"runAsUserName": "ContainerAdministrator"});
+            }),
+        ),
         (
             "windows pod, root",
             Box::new(|p| {
@@ -243,6 +305,15 @@ fn windows(p: &mut Value) {
 
 /// kspy's warnings for the attach of `dbg` to `pod` in a namespace at `level`.
 fn kspy_warnings(level: kspy_psa::Level, pod: &Value) -> Vec<String> {
+    kspy_warnings_at(level, kspy_psa::Version::Latest, pod)
+}
+
+/// [`kspy_warnings`] in a namespace pinned to `version`.
+fn kspy_warnings_at(
+    level: kspy_psa::Level,
+    version: kspy_psa::Version,
+    pod: &Value,
+) -> Vec<String> {
     let typed: Pod = serde_json::from_value(pod.clone()).expect("a Pod");
     let spec = typed.spec.as_ref().expect("a spec");
     let dbg: &EphemeralContainer = &spec.ephemeral_containers.as_ref().expect("dbg")[0];
@@ -250,7 +321,7 @@ fn kspy_warnings(level: kspy_psa::Level, pod: &Value) -> Vec<String> {
     let asks = Asks::extract(&ContainerParts::from_ephemeral(dbg), &typed, &volumes);
     let json = serde_json::to_value(dbg).expect("JSON");
     kspy_psa::warnings(
-        level,
+        kspy_psa::Enforced { level, version },
         "ns",
         "web",
         Action::Attach,
@@ -304,6 +375,77 @@ fn kspy_warns_exactly_when_pod_security_refuses() {
         "refused at baseline {baseline}, at restricted {restricted}, of {total} variants: the \
          variants no longer break each level's rules"
     );
+    assert!(
+        disagreements.is_empty(),
+        "kspy and PodSecurity disagree:\n{}",
+        disagreements.join("\n")
+    );
+}
+
+/// The same agreement in namespaces pinned to older versions (`enforce-version`), whose checks
+/// differ: sysctls, runAsUser (1.23), the Windows relaxation (1.25), container_engine_t (1.31),
+/// probe hosts (1.34). From 1.22, the first Pod Security release: the port evaluates
+/// `capabilities_restricted` at any version, where upstream has it from 1.22 only.
+#[test]
+fn kspy_warns_exactly_when_pod_security_refuses_at_a_pinned_version() {
+    let mut extra: Vec<(&str, Change)> = vec![
+        (
+            "app adds CHOWN, drops nothing",
+            Box::new(|p| {
+                p["spec"]["containers"][0]["securityContext"]["capabilities"] =
+                    json!({"add": ["CHOWN"]})
+            }),
+        ),
+        (
+            "app container_engine_t",
+            Box::new(|p| {
+                p["spec"]["containers"][0]["securityContext"]["seLinuxOptions"] =
+                    json!({"type": "container_engine_t"})
+            }),
+        ),
+    ];
+    for sysctl in [
+        "net.ipv4.ip_local_reserved_ports",
+        "net.ipv4.tcp_keepalive_time",
+        "net.ipv4.tcp_rmem",
+    ] {
+        extra.push((
+            sysctl,
+            Box::new(move |p| {
+                p["spec"]["securityContext"]["sysctls"] = json!([{"name": sysctl, "value": "1"}])
+            }),
+        ));
+    }
+    let mut disagreements = Vec::new();
+    for minor in [22, 23, 24, 25, 26, 27, 28, 29, 30, 31, 32, 33, 34] {
+        for (level, kspy_level) in [
+            ("baseline", kspy_psa::Level::Baseline),
+            ("restricted", kspy_psa::Level::Restricted),
+        ] {
+            let labels: BTreeMap<String, String> = [
+                (fake_psa::ENFORCE_LABEL.to_string(), level.to_string()),
+                (
+                    fake_psa::ENFORCE_VERSION_LABEL.to_string(),
+                    format!("v1.{minor}"),
+                ),
+            ]
+            .into();
+            let version = kspy_psa::Version::Minor(minor);
+            for (what, change) in variants().iter().chain(&extra) {
+                let mut pod = hardened();
+                change(&mut pod);
+                let refused = fake_psa::admit(&labels, "web", &pod).err();
+                let warned = kspy_warnings_at(kspy_level, version, &pod);
+                if refused.is_some() == warned.is_empty() {
+                    disagreements.push(format!(
+                        "{level} v1.{minor}, {what}: PodSecurity {}; kspy {:?}",
+                        refused.map_or("admits".to_string(), |e| e.message),
+                        warned
+                    ));
+                }
+            }
+        }
+    }
     assert!(
         disagreements.is_empty(),
         "kspy and PodSecurity disagree:\n{}",

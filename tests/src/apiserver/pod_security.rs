@@ -9,8 +9,9 @@
 //! sorted, then the restricted IDs sorted; restricted inherits the baseline checks it does not
 //! override):
 //! - baseline: `appArmorProfile` (field and annotations), `capabilities_baseline`,
-//!   `hostNamespaces`, `hostPathVolumes`, `hostPorts`, `privileged`, `procMount`,
-//!   `seLinuxOptions`, `seccompProfile_baseline`, `sysctls`, `windowsHostProcess`;
+//!   `hostNamespaces`, `hostPathVolumes`, `hostPorts`, `hostProbesAndHostLifecycle` (1.34+),
+//!   `privileged`, `procMount`, `seLinuxOptions`, `seccompProfile_baseline`, `sysctls`,
+//!   `windowsHostProcess`;
 //! - restricted adds `allowPrivilegeEscalation`, `capabilities_restricted` (replaces
 //!   capabilities_baseline), `restrictedVolumes` (replaces hostPathVolumes), `runAsNonRoot`,
 //!   `runAsUser` (1.23+), `seccompProfile_restricted` (replaces seccompProfile_baseline).
@@ -18,7 +19,8 @@
 //!   `seccompProfile_restricted` pass a pod with `spec.os.name: windows` unchecked.
 //!
 //! Versions matter where this server's checks differ by version: the safe sysctls (1.27,
-//! 1.29, 1.32 added some), `container_engine_t` (SELinux, 1.31+), `runAsUser` (1.23+) and the
+//! 1.29, 1.32 added some), `container_engine_t` (SELinux, 1.31+), `runAsUser` (1.23+), the
+//! probe and lifecycle hosts (1.34+) and the
 //! seccomp annotations baseline checks before 1.19; any other pinned version is evaluated as
 //! `latest`. `procMount` is the 1.33 check: the user-namespace relaxation sits behind the
 //! alpha `UserNamespacesPodSecurityStandards` gate, off by default, so `hostUsers: false` does
@@ -596,6 +598,49 @@ fn host_ports(spec: &Value) -> Option<Violation> {
     })
 }
 
+/// `check_hostProbesAndhostLifecycle.go` (1.34+): no probe (`httpGet`, `tcpSocket`) or
+/// lifecycle handler (`postStart`, `preStop`) of any container may name a `host`.
+fn host_probes_and_host_lifecycle(s: &Subject) -> Option<Violation> {
+    if !s.version.at_least(34) {
+        return None;
+    }
+    let mut bad = BTreeSet::new();
+    let mut hosts = BTreeSet::new();
+    for c in containers(s.spec) {
+        let handlers = ["livenessProbe", "readinessProbe", "startupProbe"]
+            .iter()
+            .map(|p| &c[*p])
+            .chain(["postStart", "preStop"].iter().map(|h| &c["lifecycle"][*h]));
+        for handler in handlers {
+            for kind in ["httpGet", "tcpSocket"] {
+                if let Some(host) = handler[kind]["host"].as_str().filter(|h| !h.is_empty()) {
+                    bad.insert(name(c));
+                    hosts.insert(host.to_string());
+                }
+            }
+        }
+    }
+    (!bad.is_empty()).then(|| {
+        let bad: Vec<String> = bad.into_iter().collect();
+        let hosts: Vec<String> = hosts.into_iter().collect();
+        (
+            "probe or lifecycle host".into(),
+            format!(
+                "{} {} {} {} {}",
+                pluralize("container", "containers", bad.len()),
+                join_quote(&bad),
+                pluralize("uses", "use", bad.len()),
+                pluralize(
+                    "probe or lifecycle host",
+                    "probe or lifecycle hosts",
+                    hosts.len()
+                ),
+                join_quote(&hosts)
+            ),
+        )
+    })
+}
+
 /// `check_procMount.go` (1.33): `procMount` unset or `Default`.
 fn proc_mount(spec: &Value) -> Option<Violation> {
     let mut bad = Vec::new();
@@ -813,6 +858,7 @@ const BASELINE_CHECKS: &[(&str, Check)] = &[
     ("hostNamespaces", |s| host_namespaces(s.spec)),
     ("hostPathVolumes", |s| host_path_volumes(s.spec)),
     ("hostPorts", |s| host_ports(s.spec)),
+    ("hostProbesAndHostLifecycle", host_probes_and_host_lifecycle),
     ("privileged", |s| privileged(s.spec)),
     ("procMount", |s| proc_mount(s.spec)),
     ("seLinuxOptions", se_linux_options),

@@ -1,0 +1,400 @@
+//! Regular expressions as Kubernetes' CEL reads them: Go's syntax (RE2), translated for the
+//! `regex` crate, and each pattern compiled once.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+
+use kube_cel::cel::extractors::{Arguments, This};
+use kube_cel::cel::{ExecutionError, FunctionContext, ResolveResult, Value};
+use regex::Regex;
+
+/// The most patterns kept compiled. Policies hold a handful of constant patterns; one taken
+/// from request data could make each request's differ, so past this many a pattern is
+/// compiled for its call only, and memory stays bounded.
+pub(crate) const MAX_CACHED_REGEXES: usize = 256;
+
+/// Compiled regular expressions by pattern, shared by every judging thread.
+pub(crate) struct Regexes;
+
+impl Regexes {
+    /// `pattern` (Go's syntax, [`go_pattern`]) compiled, from the cache when it was compiled
+    /// before; why not when it does not compile (not cached: an invalid pattern fails each
+    /// time).
+    pub(crate) fn get(pattern: &str) -> Result<Arc<Regex>, String> {
+        static CACHE: OnceLock<Mutex<HashMap<String, Arc<Regex>>>> = OnceLock::new();
+        let cache = CACHE.get_or_init(Mutex::default);
+        if let Some(re) = cache
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(pattern)
+        {
+            return Ok(re.clone());
+        }
+        // Compiled outside the lock: another thread's lookups do not wait for it.
+        let translated = go_pattern(pattern)?;
+        let re = Arc::new(Regex::new(&translated).map_err(|err| {
+            // The error as the pattern was written, where that fails too.
+            Regex::new(pattern).err().unwrap_or(err).to_string()
+        })?);
+        let mut cache = cache.lock().unwrap_or_else(PoisonError::into_inner);
+        if cache.len() < MAX_CACHED_REGEXES {
+            cache.insert(pattern.to_owned(), re.clone());
+        }
+        Ok(re)
+    }
+}
+
+/// What Go's `\d` matches (`[0-9]`): ASCII only, where the `regex` crate's `\d` is every
+/// Unicode digit.
+const GO_DIGIT: &str = "0-9";
+/// What Go's `\w` matches: ASCII letters, digits and `_`.
+const GO_WORD: &str = "0-9A-Za-z_";
+/// What Go's `\s` matches: ASCII tab, line feed, form feed, carriage return and space.
+const GO_SPACE: &str = r"\t\n\f\r ";
+
+/// `pattern`, written in Go's regular expression syntax (RE2, which Kubernetes' CEL compiles
+/// `matches`, `find` and `findAll` patterns with), as the `regex` crate reads it to match the
+/// same strings; an error for what Go refuses and the `regex` crate would read otherwise.
+/// The two syntaxes agree but for:
+/// - `\d`, `\w`, `\s` and `\b` (and `\D`, `\W`, `\S`, `\B`) are ASCII in Go and Unicode in
+///   the `regex` crate: `'١٢٣'.matches('^\\d+$')` and `'é'.matches('^\\w$')` are `false` in
+///   Kubernetes, so a guardrail allowing only `^[\\w.-]+$` lets no other script through;
+/// - in a character class Go reads `[`, `&&`, `--` and `~~` as the characters, the `regex`
+///   crate as a nested class, an intersection, a difference and a symmetric difference;
+/// - `\<` and `\>` are `<` and `>` in Go, word boundaries in the `regex` crate;
+/// - a `{` that starts no repetition (`a{,3}`, `{x}`, `a{01}`) is a `{` in Go, an error in the
+///   `regex` crate; a repetition count over 1000 an error in Go;
+/// - `\Q…\E` (literal text) and `\p{^Greek}` are Go's alone;
+/// - the flags `x`, `u` and `R` are the `regex` crate's alone (Go refuses them).
+///
+/// What neither takes (look-around, back-references) the `regex` crate refuses as Go does.
+pub(crate) fn go_pattern(pattern: &str) -> Result<String, String> {
+    let mut out = String::with_capacity(pattern.len() + 16);
+    let mut rest = pattern;
+    while let Some(c) = rest.chars().next() {
+        rest = &rest[c.len_utf8()..];
+        rest = match c {
+            '\\' => go_escape(rest, &mut out)?,
+            '[' => go_class(rest, &mut out)?,
+            '{' => go_brace(rest, &mut out)?,
+            '(' if rest.starts_with('?') => go_group(rest, &mut out)?,
+            c => {
+                out.push(c);
+                rest
+            }
+        };
+    }
+    Ok(out)
+}
+
+/// Go's Perl class `\c` (`d`, `w`, `s`, negated in upper case) as a `regex` crate class.
+fn go_perl_class(c: char) -> Option<String> {
+    let (set, negated) = match c {
+        'd' => (GO_DIGIT, false),
+        'D' => (GO_DIGIT, true),
+        'w' => (GO_WORD, false),
+        'W' => (GO_WORD, true),
+        's' => (GO_SPACE, false),
+        'S' => (GO_SPACE, true),
+        _ => return None,
+    };
+    Some(format!("[{}{set}]", if negated { "^" } else { "" }))
+}
+
+/// Copies a Unicode class's name after `\p` or `\P` (`L`, `{Greek}`, Go's `{^Greek}` as the
+/// negated class) from `rest`; what follows it.
+fn go_unicode_class<'p>(p: char, rest: &'p str, out: &mut String) -> &'p str {
+    if let Some(braced) = rest.strip_prefix('{')
+        && let Some(end) = braced.find('}')
+    {
+        let name = &braced[..end];
+        let (p, name) = match name.strip_prefix('^') {
+            Some(name) => (if p == 'p' { 'P' } else { 'p' }, name),
+            None => (p, name),
+        };
+        out.push('\\');
+        out.push(p);
+        out.push('{');
+        out.push_str(name);
+        out.push('}');
+        return &braced[end + 1..];
+    }
+    out.push('\\');
+    out.push(p);
+    rest
+}
+
+/// An escape outside a class: `rest` follows the `\`; what follows the escape.
+fn go_escape<'p>(rest: &'p str, out: &mut String) -> Result<&'p str, String> {
+    let Some(c) = rest.chars().next() else {
+        return Err("the pattern ends in a lone \\ (trailing backslash)".to_owned());
+    };
+    let after = &rest[c.len_utf8()..];
+    if let Some(class) = go_perl_class(c) {
+        out.push_str(&class);
+        return Ok(after);
+    }
+    match c {
+        // ASCII word boundaries, as Go's.
+        'b' => out.push_str(r"(?-u:\b)"),
+        'B' => out.push_str(r"(?-u:\B)"),
+        // Escaped punctuation, the characters themselves in Go.
+        '<' | '>' => out.push(c),
+        // Literal text up to `\E` or the end.
+        'Q' => {
+            let (text, after) = match after.find(r"\E") {
+                Some(end) => (&after[..end], &after[end + 2..]),
+                None => (after, ""),
+            };
+            out.push_str(&regex::escape(text));
+            return Ok(after);
+        }
+        'p' | 'P' => return Ok(go_unicode_class(c, after, out)),
+        // `\x{10FFFF}` whole, so its braces are not read as a repetition.
+        'x' if after.starts_with('{') => {
+            let end = after.find('}').map_or(after.len(), |e| e + 1);
+            out.push_str(r"\x");
+            out.push_str(&after[..end]);
+            return Ok(&after[end..]);
+        }
+        c => {
+            out.push('\\');
+            out.push(c);
+        }
+    }
+    Ok(after)
+}
+
+/// A character class: `rest` follows its `[`; what follows its `]`. Each item is read as Go
+/// reads it (a POSIX class, a Perl or Unicode class, a character or a range) and written so
+/// the `regex` crate reads the same.
+fn go_class<'p>(rest: &'p str, out: &mut String) -> Result<&'p str, String> {
+    let missing = || "a character class has no closing ] (missing closing ])".to_owned();
+    out.push('[');
+    let mut rest = rest;
+    if let Some(r) = rest.strip_prefix('^') {
+        out.push('^');
+        rest = r;
+    }
+    let mut first = true;
+    loop {
+        let Some(c) = rest.chars().next() else {
+            return Err(missing());
+        };
+        // A `]` first is a `]`, as in Go.
+        if c == ']' && !first {
+            out.push(']');
+            return Ok(&rest[1..]);
+        }
+        first = false;
+        if rest.starts_with("[:")
+            && let Some(end) = rest[2..].find(":]")
+        {
+            // `[:alpha:]`, ASCII in both.
+            out.push_str(&rest[..end + 4]);
+            rest = &rest[end + 4..];
+            continue;
+        }
+        if let Some(escaped) = rest.strip_prefix('\\')
+            && let Some(e) = escaped.chars().next()
+        {
+            let after = &escaped[e.len_utf8()..];
+            if let Some(class) = go_perl_class(e) {
+                // A nested class, which the `regex` crate unites with the rest.
+                out.push_str(&class);
+                rest = after;
+                continue;
+            }
+            if e == 'p' || e == 'P' {
+                rest = go_unicode_class(e, after, out);
+                continue;
+            }
+        }
+        let lo;
+        (lo, rest) = go_class_char(rest).ok_or_else(missing)?;
+        if let Some(r) = rest.strip_prefix('-')
+            && !r.is_empty()
+            && !r.starts_with(']')
+        {
+            let hi;
+            (hi, rest) = go_class_char(r).ok_or_else(missing)?;
+            out.push_str(&lo);
+            out.push('-');
+            out.push_str(&hi);
+        } else {
+            out.push_str(&lo);
+        }
+    }
+}
+
+/// One character of a class (escaped or not) as the `regex` crate reads it in a class, and
+/// what follows it; `None` at the end of the pattern.
+fn go_class_char(rest: &str) -> Option<(String, &str)> {
+    let c = rest.chars().next()?;
+    let after = &rest[c.len_utf8()..];
+    if c != '\\' {
+        return Some((class_literal(c), after));
+    }
+    let e = after.chars().next()?;
+    let after_e = &after[e.len_utf8()..];
+    if e.is_ascii_punctuation() {
+        return Some((class_literal(e), after_e));
+    }
+    if e == 'x' {
+        // `\x{10FFFF}` or `\x41`, whole.
+        let len = match after_e.strip_prefix('{') {
+            Some(braced) => braced.find('}').map_or(after_e.len(), |end| end + 2),
+            None => after_e
+                .bytes()
+                .take(2)
+                .take_while(u8::is_ascii_hexdigit)
+                .count(),
+        };
+        return Some((format!(r"\x{}", &after_e[..len]), &after_e[len..]));
+    }
+    // `\n`, `\t`, `\x41`, …: the same in both (what Go refuses, the `regex` crate does too).
+    Some((format!("\\{e}"), after_e))
+}
+
+/// `c` written so the `regex` crate reads it as itself in a class.
+fn class_literal(c: char) -> String {
+    match c {
+        '\\' | '[' | ']' | '^' | '-' | '&' | '~' => format!("\\{c}"),
+        c => c.to_string(),
+    }
+}
+
+/// The most a Go repetition count may be.
+const GO_MAX_REPEAT: u64 = 1000;
+
+/// A `{` outside a class: `rest` follows it. A repetition when Go reads one (`{n}`, `{n,}`,
+/// `{n,m}`, counts without leading zeros), refused over [`GO_MAX_REPEAT`] as Go refuses it;
+/// else the character `{`, as in Go.
+fn go_brace<'p>(rest: &'p str, out: &mut String) -> Result<&'p str, String> {
+    /// The number at the start of `s` and its length in digits, `None` where Go reads none.
+    fn count(s: &str) -> Option<(u64, usize)> {
+        let digits = s.bytes().take_while(u8::is_ascii_digit).count();
+        if digits == 0 || (digits > 1 && s.starts_with('0')) {
+            return None;
+        }
+        let n = s[..digits].bytes().fold(0u64, |n, d| {
+            n.saturating_mul(10).saturating_add(u64::from(d - b'0'))
+        });
+        Some((n, digits))
+    }
+    let repetition = count(rest).and_then(|(min, at)| {
+        let after_min = &rest[at..];
+        if let Some(r) = after_min.strip_prefix('}') {
+            return Some((min, Some(min), r, at + 1));
+        }
+        let r = after_min.strip_prefix(',')?;
+        if let Some(r) = r.strip_prefix('}') {
+            return Some((min, None, r, at + 2));
+        }
+        let (max, digits) = count(r)?;
+        let r = r[digits..].strip_prefix('}')?;
+        Some((min, Some(max), r, at + 1 + digits + 1))
+    });
+    let Some((min, max, after, len)) = repetition else {
+        out.push_str(r"\{");
+        return Ok(rest);
+    };
+    if min > GO_MAX_REPEAT || max.is_some_and(|m| m > GO_MAX_REPEAT || m < min) {
+        return Err(format!(
+            "invalid repeat count {{{}: Go's regular expressions, which Kubernetes' CEL uses, \
+             count from 0 to {GO_MAX_REPEAT}, the least first",
+            &rest[..len]
+        ));
+    }
+    out.push('{');
+    out.push_str(&rest[..len]);
+    Ok(after)
+}
+
+/// A group opened with `(?`: `rest` starts at the `?`. Flags other than Go's (`i`, `m`, `s`,
+/// `U`) are refused: the `regex` crate's `x` (spaces ignored), `u` and `R` mean nothing in Go,
+/// which refuses them.
+fn go_group<'p>(rest: &'p str, out: &mut String) -> Result<&'p str, String> {
+    out.push('(');
+    let after = &rest[1..];
+    let named = after.starts_with("P<")
+        || (after.starts_with('<') && !after.starts_with("<=") && !after.starts_with("<!"));
+    if !named {
+        let end = after.find([':', ')']).unwrap_or(after.len());
+        let flags = &after[..end];
+        if flags.chars().all(|f| f.is_ascii_alphabetic() || f == '-')
+            && let Some(bad) = flags
+                .chars()
+                .find(|f| f.is_ascii_alphabetic() && !"imsU".contains(*f))
+        {
+            return Err(format!(
+                "unknown flag {bad} in (?{flags}: Go's regular expressions, which Kubernetes' \
+                 CEL uses, take the flags i, m, s and U"
+            ));
+        }
+    }
+    out.push('?');
+    Ok(after)
+}
+
+/// `<string>.matches(<string>)`: cel's, with the pattern compiled once.
+pub(super) fn matches(
+    ftx: &FunctionContext,
+    This(this): This<Arc<String>>,
+    pattern: Arc<String>,
+) -> Result<bool, ExecutionError> {
+    match Regexes::get(&pattern) {
+        Ok(re) => Ok(re.is_match(&this)),
+        Err(err) => Err(ftx.error(format!("'{pattern}' not a valid regex:\n{err}"))),
+    }
+}
+
+/// `<string>.find(<string>)`: kube-cel's, with the pattern compiled once. The first match,
+/// or `""`.
+pub(super) fn find(This(this): This<Arc<String>>, pattern: Arc<String>) -> ResolveResult {
+    let re = Regexes::get(&pattern)
+        .map_err(|e| ExecutionError::function_error("find", format!("invalid regex: {e}")))?;
+    let found = re
+        .find(&this)
+        .map(|m| m.as_str().to_owned())
+        .unwrap_or_default();
+    Ok(Value::String(Arc::new(found)))
+}
+
+/// `<string>.findAll(<string>[, <int>])`: kube-cel's, with the pattern compiled once. Every
+/// match, or the first `n` of them; a negative `n` takes them all.
+pub(super) fn find_all(This(this): This<Arc<String>>, Arguments(args): Arguments) -> ResolveResult {
+    let Some(Value::String(pattern)) = args.first() else {
+        return Err(ExecutionError::function_error(
+            "findAll",
+            "expected string pattern",
+        ));
+    };
+    let re = Regexes::get(pattern)
+        .map_err(|e| ExecutionError::function_error("findAll", format!("invalid regex: {e}")))?;
+    let limit = match args.get(1) {
+        Some(Value::Int(n)) => usize::try_from(*n).unwrap_or(usize::MAX),
+        _ => usize::MAX,
+    };
+    let found = re
+        .find_iter(&this)
+        .take(limit)
+        .map(|m| Value::String(Arc::new(m.as_str().to_owned())))
+        .collect();
+    Ok(Value::List(Arc::new(found)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pattern_is_compiled_once_and_an_invalid_one_each_time() {
+        let a = Regexes::get("^kspy-[a-z]+$").expect("valid");
+        let b = Regexes::get("^kspy-[a-z]+$").expect("valid");
+        assert!(Arc::ptr_eq(&a, &b), "the second lookup compiled again");
+        assert!(a.is_match("kspy-cache"));
+        let err = Regexes::get("(unclosed").expect_err("invalid");
+        assert!(err.to_string().contains("unclosed"), "{err}");
+    }
+}

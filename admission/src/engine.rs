@@ -551,6 +551,13 @@ fn denial_message(
         text.push_str("\n- ");
         text.push_str(reason);
     }
+    if d.omitted > 0 {
+        text.push_str(&format!(
+            "\n- and {} more (kspy lists the first {})",
+            d.omitted,
+            crate::decide::MAX_LISTED_DENIALS
+        ));
+    }
     text
 }
 

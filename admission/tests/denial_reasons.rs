@@ -6,7 +6,7 @@
 mod common;
 
 use common::*;
-use kspy_admission::decide::DenialReason;
+use kspy_admission::decide::{DenialReason, MAX_LISTED_DENIALS};
 use kspy_admission::{Judgement, Verdict};
 use serde_json::json;
 
@@ -212,5 +212,59 @@ fn an_empty_message_shows_the_rule() {
     message_says(
         &j,
         "- container \"d\": policy named-x: failed rule: container.name == 'x'",
+    );
+}
+
+/// 60 debug containers, each running as root (so able to become any user), each mounting a
+/// Secret volume of its own, all in `app`'s process namespace: each reads every other one's
+/// Secret (and `app`'s two volumes) as their user, none of which sre-debug grants. That is
+/// 60 × 62 denials, growing with the square of the review: the message lists the first
+/// [`MAX_LISTED_DENIALS`] and counts the rest, and the reasons are as many as it lists.
+#[test]
+fn a_review_denied_for_thousands_of_reasons_lists_a_hundred_and_counts_the_rest() {
+    const DEBUGGERS: usize = 60;
+    let new: Vec<_> = (0..DEBUGGERS)
+        .map(|i| {
+            let mut d = debugger(&format!("d{i}"), "busybox:1.36");
+            d["tty"] = json!(false);
+            d["targetContainerName"] = json!("app");
+            d["volumeMounts"] = json!([{"name": format!("s{i}"), "mountPath": "/s"}]);
+            d
+        })
+        .collect();
+    let mut r = attach("shop", "alice", &["sre"], vec![], new);
+    edit_pods(&mut r, |pod| {
+        let volumes = pod["spec"]["volumes"].as_array_mut().expect("volumes");
+        for i in 0..DEBUGGERS {
+            volumes
+                .push(json!({"name": format!("s{i}"), "secret": {"secretName": format!("s{i}")}}));
+        }
+    });
+    let j = validate(&engine(POLICIES), &r);
+    assert_eq!(j.verdict, Verdict::Denied);
+    assert_eq!(j.reasons.len(), MAX_LISTED_DENIALS, "{:?}", &j.reasons[..3]);
+    let message = &j.response.result.message;
+    let listed = message
+        .lines()
+        .filter(|l| l.starts_with("- container "))
+        .count();
+    assert_eq!(listed, MAX_LISTED_DENIALS);
+    // Its own Secret, app's two volumes and the other 59 debug containers' Secrets, each.
+    let all = DEBUGGERS * (1 + 2 + (DEBUGGERS - 1));
+    assert!(
+        message.ends_with(&format!(
+            "\n- and {} more (kspy lists the first {MAX_LISTED_DENIALS})",
+            all - MAX_LISTED_DENIALS
+        )),
+        "{}",
+        &message[message.len().saturating_sub(300)..]
+    );
+    // The first ones listed are d0's, in full, as before.
+    assert!(
+        message.contains(
+            "- container \"d0\": mounting secret volume \"s1\" (mounted by container \"d1\""
+        ),
+        "{}",
+        &message[..2000.min(message.len())]
     );
 }

@@ -22,7 +22,7 @@
 //! error. `Warn` and `Audit` policies never grant and never deny.
 
 use std::cell::{OnceCell, RefCell};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use k8s_openapi::api::core::v1::Namespace;
 use kube_cel::cel::{Context, Value};
@@ -637,7 +637,9 @@ pub(crate) fn decide(
     let request = judge.request;
     let review = judge.review;
     let candidates = judge.statically_matching();
-    let mut applied: BTreeSet<usize> = BTreeSet::new();
+    // By address: the candidates are borrowed from `judge.policies`, in which a search for
+    // each one's index made every subject cost the square of the number of policies.
+    let mut applied: HashSet<*const CompiledPolicy> = HashSet::new();
     let mut grants_used: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     let who = describe_user(review, judge.groups);
     let place = format!("namespace {:?}", review.namespace().unwrap_or(""));
@@ -722,14 +724,8 @@ pub(crate) fn decide(
             if !o.applies {
                 continue;
             }
-            if let Some(i) = judge
-                .policies
-                .policies()
-                .iter()
-                .position(|q| std::ptr::eq(q, *p))
-            {
-                applied.insert(i);
-            }
+            policy_steps::step();
+            applied.insert(std::ptr::from_ref(*p));
             for m in &o.failed_validations {
                 match p.mode {
                     Mode::Enforce => d.deny(
@@ -789,6 +785,10 @@ pub(crate) fn decide(
             continue;
         }
 
+        // By address, for the policies granting elsewhere (below): a search of `enforcing`
+        // for each policy made each denied ask cost the square of the number of policies.
+        let enforcing_set: HashSet<*const CompiledPolicy> =
+            enforcing.iter().map(|p| std::ptr::from_ref(*p)).collect();
         for ask in Ask::list(subject, request) {
             let granting: Vec<&str> = enforcing
                 .iter()
@@ -819,7 +819,8 @@ pub(crate) fn decide(
                     .policies()
                     .iter()
                     .filter(|p| {
-                        p.mode == Mode::Enforce && !enforcing.iter().any(|e| std::ptr::eq(*e, *p))
+                        policy_steps::step();
+                        p.mode == Mode::Enforce && !enforcing_set.contains(&std::ptr::from_ref(*p))
                     })
                     .filter(|p| {
                         p.matcher.actions.is_empty() || p.matcher.actions.contains(&request.action)
@@ -867,9 +868,12 @@ pub(crate) fn decide(
         d.audit
             .insert("no-policy".into(), "allowed-audit-only".into());
     }
-    d.policies = applied
+    d.policies = judge
+        .policies
+        .policies()
         .iter()
-        .map(|&i| judge.policies.policies()[i].name.clone())
+        .filter(|p| applied.contains(&std::ptr::from_ref(*p)))
+        .map(|p| p.name.clone())
         .collect();
     d.warnings.dedup();
     d.audit.insert("action".into(), request.action.to_string());
@@ -892,6 +896,22 @@ pub(crate) fn decide(
         d.audit.insert("reason".into(), reason);
     }
     d
+}
+
+/// Steps of the searches of the policy set that [`decide`] makes for each applied policy and
+/// each denied ask, counted in tests: they were quadratic in the number of policies.
+mod policy_steps {
+    #[cfg(test)]
+    thread_local! {
+        pub(super) static COUNT: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    }
+
+    /// One step (a no-op outside tests).
+    #[inline(always)]
+    pub(super) fn step() {
+        #[cfg(test)]
+        COUNT.with(|c| c.set(c.get() + 1));
+    }
 }
 
 /// What the denial of `ask` adds to "not granted" for the requester: why a granted-looking
@@ -1116,6 +1136,69 @@ mod tests {
 
     use super::*;
     use crate::classify::{NoClassifier, classify};
+
+    /// 300 policies apply, each granting its own image, and the debug container asks for five
+    /// capabilities none grants: naming the applied policies, and for each denial the
+    /// policies granting elsewhere, looks at each policy once, not at each against all.
+    #[test]
+    fn many_policies_are_searched_once_per_denied_ask_not_once_per_pair() {
+        const POLICIES: usize = 300;
+        let yaml: String = (0..POLICIES)
+            .map(|i| {
+                format!(
+                    "apiVersion: kspy.dev/v1alpha1\nkind: DebugPolicy\nmetadata: {{name: p{i}}}\n\
+                     spec:\n  match: {{actions: [attach]}}\n  grant: {{images: [\"busybox:1.{i}\"]}}\n---\n"
+                )
+            })
+            .collect();
+        let policies = PolicySet::from_yaml("t.yaml", &yaml).unwrap_or_else(|e| panic!("{e}"));
+        let debugger = serde_json::json!({
+            "name": "d", "image": "busybox:1.7",
+            "securityContext": {"runAsNonRoot": true, "runAsUser": 1000,
+                "allowPrivilegeEscalation": false,
+                "capabilities": {"add": ["NET_ADMIN", "NET_RAW", "SYS_ADMIN", "SYS_PTRACE", "BPF"]}}
+        });
+        let pod = |ephemeral: Vec<serde_json::Value>| {
+            serde_json::json!({"metadata": {"name": "p", "namespace": "ns"},
+                "spec": {"containers": [{"name": "app", "image": "app"}],
+                         "ephemeralContainers": ephemeral}})
+        };
+        let review = ParsedReview::from_value(serde_json::json!({
+            "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+            "request": {
+                "uid": "u", "kind": {"group": "", "version": "v1", "kind": "Pod"},
+                "resource": {"group": "", "version": "v1", "resource": "pods"},
+                "subResource": "ephemeralcontainers",
+                "name": "p", "namespace": "ns", "operation": "UPDATE",
+                "userInfo": {"username": "alice"},
+                "object": pod(vec![debugger]),
+                "oldObject": pod(vec![])
+            }
+        }))
+        .unwrap();
+        let request = classify(&review, &NoClassifier).unwrap().unwrap();
+        let env = CelEnv::new();
+        let vars = request_variables(&review, None);
+        let judge = Judge::new(&env, &policies, &review, &request, None, &vars);
+        policy_steps::COUNT.with(|c| c.set(0));
+        let d = decide(&judge, &Settings::default(), None);
+        let steps = policy_steps::COUNT.with(std::cell::Cell::get);
+        assert_eq!(d.policies.len(), POLICIES);
+        assert_eq!(d.policies[..3], ["p0", "p1", "p2"]);
+        let denied: Vec<_> = d.reasons.iter().map(|r| r.reason.as_str()).collect();
+        assert_eq!(
+            denied,
+            [
+                "capability BPF is not granted",
+                "capability NET_ADMIN is not granted",
+                "capability NET_RAW is not granted",
+                "capability SYS_ADMIN is not granted",
+                "capability SYS_PTRACE is not granted"
+            ]
+        );
+        // Once per applied policy, and once per policy for each of the five denials.
+        assert!(steps <= 6 * POLICIES, "{steps} steps");
+    }
 
     /// Each container of a debug copy is a subject, and a validation that reads `object` reads
     /// it for each. The Pod is handed to cel (which converts it whole) for the first subject

@@ -899,8 +899,9 @@ pub(crate) fn decide(
 }
 
 /// Steps of the searches of the policy set that [`decide`] makes for each applied policy and
-/// each denied ask, counted in tests: they were quadratic in the number of policies.
-mod policy_steps {
+/// each denied ask, and `/mutate` for each policy applying to a subject, counted in tests:
+/// they were quadratic in the number of policies.
+pub(crate) mod policy_steps {
     #[cfg(test)]
     thread_local! {
         pub(super) static COUNT: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
@@ -908,7 +909,7 @@ mod policy_steps {
 
     /// One step (a no-op outside tests).
     #[inline(always)]
-    pub(super) fn step() {
+    pub(crate) fn step() {
         #[cfg(test)]
         COUNT.with(|c| c.set(c.get() + 1));
     }
@@ -1198,6 +1199,52 @@ mod tests {
         );
         // Once per applied policy, and once per policy for each of the five denials.
         assert!(steps <= 6 * POLICIES, "{steps} steps");
+    }
+
+    /// 40 debug containers added at once, under 100 policies that all apply: `/mutate` names
+    /// each applied policy once, in load order, looking at each (subject, policy) once, not
+    /// searching the names found so far for each.
+    #[test]
+    fn mutate_names_the_applied_policies_without_searching_them_for_each_subject() {
+        const POLICIES: usize = 100;
+        const SUBJECTS: usize = 40;
+        let yaml: String = (0..POLICIES)
+            .map(|i| {
+                format!(
+                    "apiVersion: kspy.dev/v1alpha1\nkind: DebugPolicy\nmetadata: {{name: p{i}}}\n\
+                     spec:\n  match: {{actions: [attach]}}\n  grant: {{images: [\"busybox:*\"]}}\n---\n"
+                )
+            })
+            .collect();
+        let policies = PolicySet::from_yaml("t.yaml", &yaml).unwrap_or_else(|e| panic!("{e}"));
+        let engine = crate::Engine::new(policies, Settings::default()).expect("engine");
+        let debuggers: Vec<_> = (0..SUBJECTS)
+            .map(|i| serde_json::json!({"name": format!("d{i}"), "image": "busybox:1.36"}))
+            .collect();
+        let pod = |ephemeral: Vec<serde_json::Value>| {
+            serde_json::json!({"metadata": {"name": "p", "namespace": "ns"},
+                "spec": {"containers": [{"name": "app", "image": "app"}],
+                         "ephemeralContainers": ephemeral}})
+        };
+        let review = ParsedReview::from_value(serde_json::json!({
+            "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+            "request": {
+                "uid": "u", "kind": {"group": "", "version": "v1", "kind": "Pod"},
+                "resource": {"group": "", "version": "v1", "resource": "pods"},
+                "subResource": "ephemeralcontainers",
+                "name": "p", "namespace": "ns", "operation": "UPDATE",
+                "userInfo": {"username": "alice"},
+                "object": pod(debuggers),
+                "oldObject": pod(vec![])
+            }
+        }))
+        .unwrap();
+        policy_steps::COUNT.with(|c| c.set(0));
+        let j = engine.judge(&review, crate::Endpoint::Mutate, None);
+        let steps = policy_steps::COUNT.with(std::cell::Cell::get);
+        let names: Vec<String> = (0..POLICIES).map(|i| format!("p{i}")).collect();
+        assert_eq!(j.policies, names);
+        assert!(steps <= SUBJECTS * POLICIES, "{steps} steps");
     }
 
     /// Each container of a debug copy is a subject, and a validation that reads `object` reads

@@ -1,5 +1,6 @@
 //! The engine: one object holding the compiled policies and settings, answering reviews.
 
+use std::collections::{BTreeSet, HashSet};
 use std::fmt;
 
 use k8s_openapi::api::core::v1::{EphemeralContainer, Namespace};
@@ -414,12 +415,16 @@ impl Engine {
                     .collect()
             })
             .collect();
+        // Each name once, in order: a search of `applied` for each made a review of many
+        // subjects, under many policies, cost subjects x policies squared.
+        let mut named: HashSet<&str> = HashSet::new();
         for p in per_subject.iter().flatten() {
-            if !applied.contains(&p.name) {
+            crate::decide::policy_steps::step();
+            if named.insert(&p.name) {
                 applied.push(p.name.clone());
             }
         }
-        let pass = |no_target: &[usize]| {
+        let pass = |no_target: &BTreeSet<usize>| {
             let mut patch = PatchBuilder::default();
             let mut notes = Vec::new();
             let mut targets = Vec::new();
@@ -446,7 +451,7 @@ impl Engine {
             }
             (patch.build(), notes, targets)
         };
-        let (mut patch, mut notes, targets) = pass(&[]);
+        let (mut patch, mut notes, targets) = pass(&BTreeSet::new());
         // The pod as the patch leaves it (its subjects' list), made once it is needed.
         let mut patched: Option<Option<serde_json::Value>> = None;
         // A `targetContainer` default puts the debug container in its target's process
@@ -462,7 +467,7 @@ impl Engine {
             if refused.is_empty() {
                 patched = Some(first);
             } else {
-                let no_target: Vec<usize> = refused.iter().map(|(i, _)| *i).collect();
+                let no_target: BTreeSet<usize> = refused.iter().map(|(i, _)| *i).collect();
                 let (again, again_notes, _) = pass(&no_target);
                 patch = again;
                 notes = again_notes;

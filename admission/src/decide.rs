@@ -56,7 +56,18 @@ pub struct Decision {
     pub omitted: usize,
     /// The last denial counted in `omitted`, so that a repeat of it is not counted again
     /// (consecutive repeats are said once).
-    last_omitted: Option<String>,
+    last_omitted: Option<Omitted>,
+}
+
+/// A denial counted in [`Decision::omitted`], as far as telling a repeat of it needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Omitted {
+    /// Its text.
+    Text(String),
+    /// A missing grant: the container and the ask, whose text (not made, as it would not be
+    /// shown: naming the policies that grant it elsewhere took most of the time of a review
+    /// denied hundreds of thousands of times) they determine.
+    Ungranted(String, Ask),
 }
 
 /// Most denials a decision lists, in its message and in its reasons: the rest are counted.
@@ -84,13 +95,28 @@ impl Decision {
             return;
         }
         let repeat = match &self.last_omitted {
-            Some(text) => *text == full,
+            Some(Omitted::Text(text)) => *text == full,
+            Some(Omitted::Ungranted(..)) => false,
             None => self.denials.last() == Some(&full),
         };
         if !repeat {
             self.omitted += 1;
-            self.last_omitted = Some(full);
+            self.last_omitted = Some(Omitted::Text(full));
         }
+    }
+
+    /// Counts the missing grant of `ask` to `container` among the omitted denials, without
+    /// its text, and true; false while its text may still be needed (to be listed, or to be
+    /// told from the last one listed).
+    fn omit_ungranted(&mut self, container: &str, ask: &Ask) -> bool {
+        let Some(last) = &self.last_omitted else {
+            return false;
+        };
+        if !matches!(last, Omitted::Ungranted(c, a) if c == container && a == ask) {
+            self.omitted += 1;
+            self.last_omitted = Some(Omitted::Ungranted(container.to_owned(), ask.clone()));
+        }
+        true
     }
 }
 
@@ -814,6 +840,9 @@ pub(crate) fn decide(
                     );
                     continue;
                 }
+                if d.omit_ungranted(&subject.name, &ask) {
+                    continue;
+                }
                 let elsewhere: Vec<String> = judge
                     .policies
                     .policies()
@@ -1136,6 +1165,7 @@ mod tests {
     use kube_cel::cel::context::VariableResolver;
 
     use super::*;
+    use crate::capability::Capability;
     use crate::classify::{NoClassifier, classify};
 
     /// 300 policies apply, each granting its own image, and the debug container asks for five
@@ -1245,6 +1275,74 @@ mod tests {
         let names: Vec<String> = (0..POLICIES).map(|i| format!("p{i}")).collect();
         assert_eq!(j.policies, names);
         assert!(steps <= SUBJECTS * POLICIES, "{steps} steps");
+    }
+
+    /// A debug container asking for 500 capabilities no policy grants: the first
+    /// [`MAX_LISTED_DENIALS`] denials are made in full, naming the policies that grant
+    /// elsewhere; the rest are counted without looking for those policies, and a repeat is
+    /// still counted once.
+    #[test]
+    fn denials_past_the_listed_ones_are_counted_without_their_text() {
+        const CAPABILITIES: usize = 500;
+        let yaml: String = (0..3)
+            .map(|i| {
+                format!(
+                    "apiVersion: kspy.dev/v1alpha1\nkind: DebugPolicy\nmetadata: {{name: p{i}}}\n\
+                     spec:\n  match: {{actions: [attach]}}\n  grant: {{images: [\"busybox:*\"]}}\n---\n"
+                )
+            })
+            .collect();
+        let policies = PolicySet::from_yaml("t.yaml", &yaml).unwrap_or_else(|e| panic!("{e}"));
+        let caps: Vec<String> = (0..CAPABILITIES).map(|i| format!("X{i:03}")).collect();
+        let debugger = serde_json::json!({
+            "name": "d", "image": "busybox:1.36",
+            "securityContext": {"runAsNonRoot": true, "runAsUser": 1000,
+                "allowPrivilegeEscalation": false, "capabilities": {"add": caps}}
+        });
+        let pod = |ephemeral: Vec<serde_json::Value>| {
+            serde_json::json!({"metadata": {"name": "p", "namespace": "ns"},
+                "spec": {"containers": [{"name": "app", "image": "app"}],
+                         "ephemeralContainers": ephemeral}})
+        };
+        let review = ParsedReview::from_value(serde_json::json!({
+            "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+            "request": {
+                "uid": "u", "kind": {"group": "", "version": "v1", "kind": "Pod"},
+                "resource": {"group": "", "version": "v1", "resource": "pods"},
+                "subResource": "ephemeralcontainers",
+                "name": "p", "namespace": "ns", "operation": "UPDATE",
+                "userInfo": {"username": "alice"},
+                "object": pod(vec![debugger]),
+                "oldObject": pod(vec![])
+            }
+        }))
+        .unwrap();
+        let request = classify(&review, &NoClassifier).unwrap().unwrap();
+        let env = CelEnv::new();
+        let vars = request_variables(&review, None);
+        let judge = Judge::new(&env, &policies, &review, &request, None, &vars);
+        policy_steps::COUNT.with(|c| c.set(0));
+        let d = decide(&judge, &Settings::default(), None);
+        let steps = policy_steps::COUNT.with(std::cell::Cell::get);
+        assert_eq!(d.denials.len(), MAX_LISTED_DENIALS);
+        assert_eq!(d.omitted, CAPABILITIES - MAX_LISTED_DENIALS);
+        assert!(
+            d.denials[0].starts_with("container \"d\": capability X000 is not granted"),
+            "{}",
+            d.denials[0]
+        );
+        // Three applied; three looked at for each denial listed, and for the first one
+        // counted (told from the last one listed by its text).
+        assert!(steps <= 3 + 3 * (MAX_LISTED_DENIALS + 1), "{steps} steps");
+        // The same ask twice in a row (as two subjects of one name would give) is one denial.
+        let mut e = Decision::default();
+        for _ in 0..MAX_LISTED_DENIALS + 1 {
+            e.deny(format!("d{}", e.denials.len()), DenialReason::request("r"));
+        }
+        let ask = Ask::Capability(Capability::normalize("X1").expect("capability"));
+        assert!(e.omit_ungranted("d", &ask) && e.omit_ungranted("d", &ask));
+        assert!(e.omit_ungranted("e", &ask));
+        assert_eq!(e.omitted, 3);
     }
 
     /// Each container of a debug copy is a subject, and a validation that reads `object` reads

@@ -52,6 +52,17 @@ pub struct TracedContainer {
     pub as_user: Option<UserReach>,
 }
 
+impl TracedContainer {
+    /// How much it says: one for the container, and one for each thing it holds.
+    pub fn size(&self) -> usize {
+        1 + self.capabilities.len()
+            + self.privileged.len()
+            + self.host_paths.len()
+            + self.volumes.len()
+            + self.env_from_secrets.len()
+    }
+}
+
 /// What the containers of a pod hold that a container tracing their processes takes over,
 /// worked out once per pod and gathered per process namespace, so that judging each debug
 /// container against it does not go over the pod's containers again: a review adding many

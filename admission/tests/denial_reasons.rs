@@ -6,8 +6,9 @@
 mod common;
 
 use common::*;
+use kspy_admission::classify::MAX_REACHED;
 use kspy_admission::decide::{DenialReason, MAX_LISTED_DENIALS};
-use kspy_admission::{Judgement, Verdict};
+use kspy_admission::{Endpoint, Judgement, Verdict};
 use serde_json::json;
 
 /// A grant for SREs, a grant elsewhere, a guardrail that passes for busybox, a guardrail
@@ -215,15 +216,12 @@ fn an_empty_message_shows_the_rule() {
     );
 }
 
-/// 60 debug containers, each running as root (so able to become any user), each mounting a
-/// Secret volume of its own, all in `app`'s process namespace: each reads every other one's
-/// Secret (and `app`'s two volumes) as their user, none of which sre-debug grants. That is
-/// 60 × 62 denials, growing with the square of the review: the message lists the first
-/// [`MAX_LISTED_DENIALS`] and counts the rest, and the reasons are as many as it lists.
-#[test]
-fn a_review_denied_for_thousands_of_reasons_lists_a_hundred_and_counts_the_rest() {
-    const DEBUGGERS: usize = 60;
-    let new: Vec<_> = (0..DEBUGGERS)
+/// An attach by alice (sre) of `n` debug containers, each running as root (so able to become
+/// any user), each mounting a Secret volume of its own, all in `app`'s process namespace:
+/// each reads every other one's Secret (and `app`'s two volumes) as their user, none of which
+/// sre-debug grants.
+fn debuggers_reading_each_others_secrets(n: usize) -> serde_json::Value {
+    let new: Vec<_> = (0..n)
         .map(|i| {
             let mut d = debugger(&format!("d{i}"), "busybox:1.36");
             d["tty"] = json!(false);
@@ -235,12 +233,24 @@ fn a_review_denied_for_thousands_of_reasons_lists_a_hundred_and_counts_the_rest(
     let mut r = attach("shop", "alice", &["sre"], vec![], new);
     edit_pods(&mut r, |pod| {
         let volumes = pod["spec"]["volumes"].as_array_mut().expect("volumes");
-        for i in 0..DEBUGGERS {
+        for i in 0..n {
             volumes
                 .push(json!({"name": format!("s{i}"), "secret": {"secretName": format!("s{i}")}}));
         }
     });
-    let j = validate(&engine(POLICIES), &r);
+    r
+}
+
+/// 60 such debug containers: 60 x 62 denials, growing with the square of the review. The
+/// message lists the first [`MAX_LISTED_DENIALS`] and counts the rest, and the reasons are as
+/// many as it lists.
+#[test]
+fn a_review_denied_for_thousands_of_reasons_lists_a_hundred_and_counts_the_rest() {
+    const DEBUGGERS: usize = 60;
+    let j = validate(
+        &engine(POLICIES),
+        &debuggers_reading_each_others_secrets(DEBUGGERS),
+    );
     assert_eq!(j.verdict, Verdict::Denied);
     assert_eq!(j.reasons.len(), MAX_LISTED_DENIALS, "{:?}", &j.reasons[..3]);
     let message = &j.response.result.message;
@@ -267,4 +277,29 @@ fn a_review_denied_for_thousands_of_reasons_lists_a_hundred_and_counts_the_rest(
         "{}",
         &message[..2000.min(message.len())]
     );
+}
+
+/// 250 such debug containers reach 250 x 251 containers and Secrets, past
+/// [`MAX_REACHED`]: kspy does not work them all out (they took 240 MB for 700 debug
+/// containers) but denies, saying why and what to do, on both endpoints.
+#[test]
+fn debug_containers_reaching_too_much_are_denied_not_judged() {
+    let r = debuggers_reading_each_others_secrets(250);
+    let engine = engine(POLICIES);
+    for endpoint in [Endpoint::Validate, Endpoint::Mutate] {
+        let j = judge(&engine, &r, endpoint, None);
+        assert_eq!(j.verdict, Verdict::Denied, "{endpoint:?}");
+        assert_eq!(
+            j.reasons,
+            [DenialReason::request("kspy cannot judge this request")]
+        );
+        let message = &j.response.result.message;
+        assert!(
+            message.contains(&format!(
+                "the 250 debug containers this request adds reach, in the process namespaces \
+                 they join, more than {MAX_REACHED} containers and what they hold"
+            )) && message.ends_with("add fewer debug containers at once"),
+            "{message}"
+        );
+    }
 }

@@ -196,6 +196,25 @@ impl TraceReach {
     }
 }
 
+impl TraceReach {
+    /// How many containers share the process namespace a container asking `debugger` joins
+    /// (itself included): each is compared with it ([`traced_containers`]).
+    pub fn sharing(&self, debugger: &Asks) -> usize {
+        if debugger.privileged {
+            return 0;
+        }
+        let held = if self.shared {
+            Some(&self.pod)
+        } else {
+            debugger
+                .target
+                .as_deref()
+                .and_then(|t| self.by_target.get(t))
+        };
+        held.map_or(0, |h| h.members.len())
+    }
+}
+
 /// The containers whose processes the ephemeral container `name`, asking `debugger`, can
 /// trace, each with what it holds beyond `debugger`, from the pod's [`TraceReach`]; empty
 /// unless `debugger` may trace ([`Asks::may_trace`]) and is not privileged itself.

@@ -281,12 +281,45 @@ fn a_review_denied_for_thousands_of_reasons_lists_a_hundred_and_counts_the_rest(
 
 /// 250 such debug containers reach 250 x 251 containers and Secrets, past
 /// [`MAX_REACHED`]: kspy does not work them all out (they took 240 MB for 700 debug
-/// containers) but denies, saying why and what to do, on both endpoints.
+/// containers) but denies, saying why and what to do, on both endpoints. So are 250 that
+/// hold nothing, which would be allowed one by one: each is still compared with each other
+/// one (1 500 took 360 ms).
 #[test]
 fn debug_containers_reaching_too_much_are_denied_not_judged() {
-    let r = debuggers_reading_each_others_secrets(250);
+    // Root, but unable to become app's user: app's volumes are out of its reach.
+    let unable_to_switch_user = json!({"allowPrivilegeEscalation": false,
+        "capabilities": {"drop": ["SETUID", "SETGID"]}});
+    let holding_nothing = {
+        let new: Vec<_> = (0..250)
+            .map(|i| {
+                let mut d = debugger(&format!("d{i}"), "busybox:1.36");
+                d["tty"] = json!(false);
+                d["targetContainerName"] = json!("app");
+                d["securityContext"] = unable_to_switch_user.clone();
+                d
+            })
+            .collect();
+        attach("shop", "alice", &["sre"], vec![], new)
+    };
+    let one = {
+        let mut d = debugger("d", "busybox:1.36");
+        d["tty"] = json!(false);
+        d["targetContainerName"] = json!("app");
+        d["securityContext"] = unable_to_switch_user.clone();
+        attach("shop", "alice", &["sre"], vec![], vec![d])
+    };
     let engine = engine(POLICIES);
-    for endpoint in [Endpoint::Validate, Endpoint::Mutate] {
+    let j = validate(&engine, &one);
+    assert_eq!(j.verdict, Verdict::Allowed, "{}", j.response.result.message);
+    for (r, endpoint) in [
+        (
+            debuggers_reading_each_others_secrets(250),
+            Endpoint::Validate,
+        ),
+        (debuggers_reading_each_others_secrets(250), Endpoint::Mutate),
+        (holding_nothing.clone(), Endpoint::Validate),
+        (holding_nothing, Endpoint::Mutate),
+    ] {
         let j = judge(&engine, &r, endpoint, None);
         assert_eq!(j.verdict, Verdict::Denied, "{endpoint:?}");
         assert_eq!(

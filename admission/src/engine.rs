@@ -12,12 +12,13 @@ use crate::ask::Ask;
 use crate::asks::PodVolumes;
 use crate::cel::{CelEnv, Expression, json_to_cel};
 use crate::classify::{Action, Classifier, PodState, Subject, classify};
-use crate::classify::{asks_of, ephemeral_asks};
+use crate::classify::{MAX_REACHED, asks_of, ephemeral_asks};
 use crate::decide::{Decision, DenialReason, Judge, decide, request_variables};
 use crate::defaults::{PatchBuilder, SubjectDefaults, subject_defaults};
 use crate::pod_security::{AddedContainer, Level, enforced_level};
 use crate::policy::compiled::CompiledPolicy;
 use crate::policy::{LoadError, LoadErrors, Mode, PolicySet};
+use crate::reach::TracedContainer;
 use crate::review::ParsedReview;
 
 /// What to do when no Enforce policy applies to a debug container.
@@ -664,18 +665,46 @@ fn targets_out_of_reach(
         .and_then(|s| s.ephemeral_containers.as_deref())
         .unwrap_or_default();
     let volumes = PodVolumes::of_running(&pod);
-    let mut reach = None;
+    let mut reach: Option<crate::asks::TraceReach> = None;
     let mut out = Vec::new();
+    // What the targets would have them reach, counted as classify counts it: past
+    // MAX_REACHED, /validate denies the request, so none is given a target.
+    let mut reached = 0usize;
     for (i, (subject, target)) in request.subjects.iter().zip(targets).enumerate() {
         let (Some(target), Some(ec)) = (target, ephemeral.get(subject.index)) else {
             continue;
         };
+        let asks = ephemeral_asks(ec, &pod, &volumes, false, &mut reach);
+        reached = reached
+            .saturating_add(reach.as_ref().map_or(0, |r| r.sharing(&asks)))
+            .saturating_add(asks.traced.iter().map(TracedContainer::size).sum());
+        if reached > MAX_REACHED {
+            return request
+                .subjects
+                .iter()
+                .zip(targets)
+                .enumerate()
+                .filter_map(|(i, (subject, target))| {
+                    let target = target.as_ref()?;
+                    Some((
+                        i,
+                        format!(
+                            "container {:?} was not given targetContainerName {target:?}: with \
+                             their targets, the debug containers this request adds would reach \
+                             more than {MAX_REACHED} containers and what they hold, which kspy \
+                             denies; add fewer debug containers at once",
+                            subject.name
+                        ),
+                    ))
+                })
+                .collect();
+        }
         let as_patched = Subject {
             name: subject.name.clone(),
             list: subject.list,
             index: subject.index,
             container: serde_json::Value::Null,
-            asks: ephemeral_asks(ec, &pod, &volumes, false, &mut reach),
+            asks,
         };
         let refused = Ask::list(&as_patched, request).into_iter().find(|ask| {
             matches!(ask, Ask::ThroughTracing { .. })

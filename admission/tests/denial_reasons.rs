@@ -336,3 +336,50 @@ fn debug_containers_reaching_too_much_are_denied_not_judged() {
         );
     }
 }
+
+/// `/mutate` gives no `targetContainerName` default when, with their targets, the debug
+/// containers a request adds would reach past [`MAX_REACHED`]: `/validate`, called with the
+/// patch applied, would deny what it can judge without them. One alone gets its target.
+#[test]
+fn no_target_default_makes_debug_containers_reach_too_much() {
+    let policies = format!(
+        "{POLICIES}---\n{}",
+        policy(
+            "target-first",
+            "  match: {actions: [attach]}\n  defaults: {targetContainer: first}"
+        )
+    );
+    let engine = engine(&policies);
+    let attach_of = |n: usize| {
+        let new: Vec<_> = (0..n)
+            .map(|i| {
+                let mut d = debugger(&format!("d{i}"), "busybox:1.36");
+                d["tty"] = json!(false);
+                d["securityContext"] = json!({"allowPrivilegeEscalation": false,
+                    "capabilities": {"drop": ["SETUID", "SETGID"]}});
+                d
+            })
+            .collect();
+        attach("shop", "alice", &["sre"], vec![], new)
+    };
+    let targets = |j: &Judgement| -> usize {
+        patch_of(j)
+            .iter()
+            .filter(|op| op.to_string().contains("targetContainerName"))
+            .count()
+    };
+    let one = judge(&engine, &attach_of(1), Endpoint::Mutate, None);
+    assert_eq!(targets(&one), 1, "{:?}", patch_of(&one));
+    let many = judge(&engine, &attach_of(250), Endpoint::Mutate, None);
+    assert_eq!(targets(&many), 0);
+    let warnings = many.response.warnings.clone().unwrap_or_default();
+    assert_eq!(warnings.len(), 250);
+    assert_eq!(
+        warnings[0],
+        format!(
+            "container \"d0\" was not given targetContainerName \"app\": with their targets, the \
+             debug containers this request adds would reach more than {MAX_REACHED} containers \
+             and what they hold, which kspy denies; add fewer debug containers at once"
+        )
+    );
+}

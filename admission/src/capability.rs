@@ -52,6 +52,14 @@ pub const KNOWN: &[&str] = &[
 #[serde(transparent)]
 pub struct Capability(String);
 
+/// Looked up by name in sets of capabilities (`set.contains("SETUID")`): its order, equality
+/// and hash are its name's.
+impl std::borrow::Borrow<str> for Capability {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
 /// Why a capability name was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CapabilityError {

@@ -22,7 +22,7 @@
 //! error. `Warn` and `Audit` policies never grant and never deny.
 
 use std::cell::{OnceCell, RefCell};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use k8s_openapi::api::core::v1::Namespace;
 use kube_cel::cel::{Context, Value};
@@ -51,7 +51,30 @@ pub struct Decision {
     /// The reasons of `denials`, in the same order, told briefly and fit for anyone who may
     /// read the namespace (kspy's Events).
     pub reasons: Vec<DenialReason>,
+    /// Denials past the first [`MAX_LISTED_DENIALS`], counted but neither in `denials` nor in
+    /// `reasons`: the denial message ends with `and N more`.
+    pub omitted: usize,
+    /// The last denial counted in `omitted`, so that a repeat of it is not counted again
+    /// (consecutive repeats are said once).
+    last_omitted: Option<Omitted>,
 }
+
+/// A denial counted in [`Decision::omitted`], as far as telling a repeat of it needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Omitted {
+    /// Its text.
+    Text(String),
+    /// A missing grant: the container and the ask, whose text (not made, as it would not be
+    /// shown: naming the policies that grant it elsewhere took most of the time of a review
+    /// denied hundreds of thousands of times) they determine.
+    Ungranted(String, Ask),
+}
+
+/// Most denials a decision lists, in its message and in its reasons: the rest are counted.
+/// A forged review can make their number grow with the square of its size: 700 debug
+/// containers, each mounting a Secret volume and each able to read the others' as their
+/// user, made 490 000 denials, a 355 MB message, from a 240 KB review.
+pub const MAX_LISTED_DENIALS: usize = 100;
 
 impl Decision {
     /// True when nothing denies.
@@ -59,10 +82,41 @@ impl Decision {
         self.denials.is_empty()
     }
 
-    /// Denies: `full` for the requester, `reason` for everyone else.
+    /// Denies: `full` for the requester, `reason` for everyone else. A repeat of the previous
+    /// denial is said once; past [`MAX_LISTED_DENIALS`], denials are only counted.
     fn deny(&mut self, full: String, reason: DenialReason) {
-        self.denials.push(full);
-        self.reasons.push(reason);
+        if self.denials.len() < MAX_LISTED_DENIALS {
+            if self.denials.last() != Some(&full) {
+                self.denials.push(full);
+            }
+            if self.reasons.last() != Some(&reason) {
+                self.reasons.push(reason);
+            }
+            return;
+        }
+        let repeat = match &self.last_omitted {
+            Some(Omitted::Text(text)) => *text == full,
+            Some(Omitted::Ungranted(..)) => false,
+            None => self.denials.last() == Some(&full),
+        };
+        if !repeat {
+            self.omitted += 1;
+            self.last_omitted = Some(Omitted::Text(full));
+        }
+    }
+
+    /// Counts the missing grant of `ask` to `container` among the omitted denials, without
+    /// its text, and true; false while its text may still be needed (to be listed, or to be
+    /// told from the last one listed).
+    fn omit_ungranted(&mut self, container: &str, ask: &Ask) -> bool {
+        let Some(last) = &self.last_omitted else {
+            return false;
+        };
+        if !matches!(last, Omitted::Ungranted(c, a) if c == container && a == ask) {
+            self.omitted += 1;
+            self.last_omitted = Some(Omitted::Ungranted(container.to_owned(), ask.clone()));
+        }
+        true
     }
 }
 
@@ -609,7 +663,9 @@ pub(crate) fn decide(
     let request = judge.request;
     let review = judge.review;
     let candidates = judge.statically_matching();
-    let mut applied: BTreeSet<usize> = BTreeSet::new();
+    // By address: the candidates are borrowed from `judge.policies`, in which a search for
+    // each one's index made every subject cost the square of the number of policies.
+    let mut applied: HashSet<*const CompiledPolicy> = HashSet::new();
     let mut grants_used: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     let who = describe_user(review, judge.groups);
     let place = format!("namespace {:?}", review.namespace().unwrap_or(""));
@@ -694,14 +750,8 @@ pub(crate) fn decide(
             if !o.applies {
                 continue;
             }
-            if let Some(i) = judge
-                .policies
-                .policies()
-                .iter()
-                .position(|q| std::ptr::eq(q, *p))
-            {
-                applied.insert(i);
-            }
+            policy_steps::step();
+            applied.insert(std::ptr::from_ref(*p));
             for m in &o.failed_validations {
                 match p.mode {
                     Mode::Enforce => d.deny(
@@ -761,6 +811,10 @@ pub(crate) fn decide(
             continue;
         }
 
+        // By address, for the policies granting elsewhere (below): a search of `enforcing`
+        // for each policy made each denied ask cost the square of the number of policies.
+        let enforcing_set: HashSet<*const CompiledPolicy> =
+            enforcing.iter().map(|p| std::ptr::from_ref(*p)).collect();
         for ask in Ask::list(subject, request) {
             let granting: Vec<&str> = enforcing
                 .iter()
@@ -786,12 +840,16 @@ pub(crate) fn decide(
                     );
                     continue;
                 }
+                if d.omit_ungranted(&subject.name, &ask) {
+                    continue;
+                }
                 let elsewhere: Vec<String> = judge
                     .policies
                     .policies()
                     .iter()
                     .filter(|p| {
-                        p.mode == Mode::Enforce && !enforcing.iter().any(|e| std::ptr::eq(*e, *p))
+                        policy_steps::step();
+                        p.mode == Mode::Enforce && !enforcing_set.contains(&std::ptr::from_ref(*p))
                     })
                     .filter(|p| {
                         p.matcher.actions.is_empty() || p.matcher.actions.contains(&request.action)
@@ -839,12 +897,13 @@ pub(crate) fn decide(
         d.audit
             .insert("no-policy".into(), "allowed-audit-only".into());
     }
-    d.policies = applied
+    d.policies = judge
+        .policies
+        .policies()
         .iter()
-        .map(|&i| judge.policies.policies()[i].name.clone())
+        .filter(|p| applied.contains(&std::ptr::from_ref(*p)))
+        .map(|p| p.name.clone())
         .collect();
-    d.denials.dedup();
-    d.reasons.dedup();
     d.warnings.dedup();
     d.audit.insert("action".into(), request.action.to_string());
     if !d.policies.is_empty() {
@@ -866,6 +925,23 @@ pub(crate) fn decide(
         d.audit.insert("reason".into(), reason);
     }
     d
+}
+
+/// Steps of the searches of the policy set that [`decide`] makes for each applied policy and
+/// each denied ask, and `/mutate` for each policy applying to a subject, counted in tests:
+/// they were quadratic in the number of policies.
+pub(crate) mod policy_steps {
+    #[cfg(test)]
+    thread_local! {
+        pub(super) static COUNT: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    }
+
+    /// One step (a no-op outside tests).
+    #[inline(always)]
+    pub(crate) fn step() {
+        #[cfg(test)]
+        COUNT.with(|c| c.set(c.get() + 1));
+    }
 }
 
 /// What the denial of `ask` adds to "not granted" for the requester: why a granted-looking
@@ -1089,7 +1165,185 @@ mod tests {
     use kube_cel::cel::context::VariableResolver;
 
     use super::*;
+    use crate::capability::Capability;
     use crate::classify::{NoClassifier, classify};
+
+    /// 300 policies apply, each granting its own image, and the debug container asks for five
+    /// capabilities none grants: naming the applied policies, and for each denial the
+    /// policies granting elsewhere, looks at each policy once, not at each against all.
+    #[test]
+    fn many_policies_are_searched_once_per_denied_ask_not_once_per_pair() {
+        const POLICIES: usize = 300;
+        let yaml: String = (0..POLICIES)
+            .map(|i| {
+                format!(
+                    "apiVersion: kspy.dev/v1alpha1\nkind: DebugPolicy\nmetadata: {{name: p{i}}}\n\
+                     spec:\n  match: {{actions: [attach]}}\n  grant: {{images: [\"busybox:1.{i}\"]}}\n---\n"
+                )
+            })
+            .collect();
+        let policies = PolicySet::from_yaml("t.yaml", &yaml).unwrap_or_else(|e| panic!("{e}"));
+        let debugger = serde_json::json!({
+            "name": "d", "image": "busybox:1.7",
+            "securityContext": {"runAsNonRoot": true, "runAsUser": 1000,
+                "allowPrivilegeEscalation": false,
+                "capabilities": {"add": ["NET_ADMIN", "NET_RAW", "SYS_ADMIN", "SYS_PTRACE", "BPF"]}}
+        });
+        let pod = |ephemeral: Vec<serde_json::Value>| {
+            serde_json::json!({"metadata": {"name": "p", "namespace": "ns"},
+                "spec": {"containers": [{"name": "app", "image": "app"}],
+                         "ephemeralContainers": ephemeral}})
+        };
+        let review = ParsedReview::from_value(serde_json::json!({
+            "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+            "request": {
+                "uid": "u", "kind": {"group": "", "version": "v1", "kind": "Pod"},
+                "resource": {"group": "", "version": "v1", "resource": "pods"},
+                "subResource": "ephemeralcontainers",
+                "name": "p", "namespace": "ns", "operation": "UPDATE",
+                "userInfo": {"username": "alice"},
+                "object": pod(vec![debugger]),
+                "oldObject": pod(vec![])
+            }
+        }))
+        .unwrap();
+        let request = classify(&review, &NoClassifier).unwrap().unwrap();
+        let env = CelEnv::new();
+        let vars = request_variables(&review, None);
+        let judge = Judge::new(&env, &policies, &review, &request, None, &vars);
+        policy_steps::COUNT.with(|c| c.set(0));
+        let d = decide(&judge, &Settings::default(), None);
+        let steps = policy_steps::COUNT.with(std::cell::Cell::get);
+        assert_eq!(d.policies.len(), POLICIES);
+        assert_eq!(d.policies[..3], ["p0", "p1", "p2"]);
+        let denied: Vec<_> = d.reasons.iter().map(|r| r.reason.as_str()).collect();
+        assert_eq!(
+            denied,
+            [
+                "capability BPF is not granted",
+                "capability NET_ADMIN is not granted",
+                "capability NET_RAW is not granted",
+                "capability SYS_ADMIN is not granted",
+                "capability SYS_PTRACE is not granted"
+            ]
+        );
+        // Once per applied policy, and once per policy for each of the five denials.
+        assert!(steps <= 6 * POLICIES, "{steps} steps");
+    }
+
+    /// 40 debug containers added at once, under 100 policies that all apply: `/mutate` names
+    /// each applied policy once, in load order, looking at each (subject, policy) once, not
+    /// searching the names found so far for each.
+    #[test]
+    fn mutate_names_the_applied_policies_without_searching_them_for_each_subject() {
+        const POLICIES: usize = 100;
+        const SUBJECTS: usize = 40;
+        let yaml: String = (0..POLICIES)
+            .map(|i| {
+                format!(
+                    "apiVersion: kspy.dev/v1alpha1\nkind: DebugPolicy\nmetadata: {{name: p{i}}}\n\
+                     spec:\n  match: {{actions: [attach]}}\n  grant: {{images: [\"busybox:*\"]}}\n---\n"
+                )
+            })
+            .collect();
+        let policies = PolicySet::from_yaml("t.yaml", &yaml).unwrap_or_else(|e| panic!("{e}"));
+        let engine = crate::Engine::new(policies, Settings::default()).expect("engine");
+        let debuggers: Vec<_> = (0..SUBJECTS)
+            .map(|i| serde_json::json!({"name": format!("d{i}"), "image": "busybox:1.36"}))
+            .collect();
+        let pod = |ephemeral: Vec<serde_json::Value>| {
+            serde_json::json!({"metadata": {"name": "p", "namespace": "ns"},
+                "spec": {"containers": [{"name": "app", "image": "app"}],
+                         "ephemeralContainers": ephemeral}})
+        };
+        let review = ParsedReview::from_value(serde_json::json!({
+            "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+            "request": {
+                "uid": "u", "kind": {"group": "", "version": "v1", "kind": "Pod"},
+                "resource": {"group": "", "version": "v1", "resource": "pods"},
+                "subResource": "ephemeralcontainers",
+                "name": "p", "namespace": "ns", "operation": "UPDATE",
+                "userInfo": {"username": "alice"},
+                "object": pod(debuggers),
+                "oldObject": pod(vec![])
+            }
+        }))
+        .unwrap();
+        policy_steps::COUNT.with(|c| c.set(0));
+        let j = engine.judge(&review, crate::Endpoint::Mutate, None);
+        let steps = policy_steps::COUNT.with(std::cell::Cell::get);
+        let names: Vec<String> = (0..POLICIES).map(|i| format!("p{i}")).collect();
+        assert_eq!(j.policies, names);
+        assert!(steps <= SUBJECTS * POLICIES, "{steps} steps");
+    }
+
+    /// A debug container asking for 500 capabilities no policy grants: the first
+    /// [`MAX_LISTED_DENIALS`] denials are made in full, naming the policies that grant
+    /// elsewhere; the rest are counted without looking for those policies, and a repeat is
+    /// still counted once.
+    #[test]
+    fn denials_past_the_listed_ones_are_counted_without_their_text() {
+        const CAPABILITIES: usize = 500;
+        let yaml: String = (0..3)
+            .map(|i| {
+                format!(
+                    "apiVersion: kspy.dev/v1alpha1\nkind: DebugPolicy\nmetadata: {{name: p{i}}}\n\
+                     spec:\n  match: {{actions: [attach]}}\n  grant: {{images: [\"busybox:*\"]}}\n---\n"
+                )
+            })
+            .collect();
+        let policies = PolicySet::from_yaml("t.yaml", &yaml).unwrap_or_else(|e| panic!("{e}"));
+        let caps: Vec<String> = (0..CAPABILITIES).map(|i| format!("X{i:03}")).collect();
+        let debugger = serde_json::json!({
+            "name": "d", "image": "busybox:1.36",
+            "securityContext": {"runAsNonRoot": true, "runAsUser": 1000,
+                "allowPrivilegeEscalation": false, "capabilities": {"add": caps}}
+        });
+        let pod = |ephemeral: Vec<serde_json::Value>| {
+            serde_json::json!({"metadata": {"name": "p", "namespace": "ns"},
+                "spec": {"containers": [{"name": "app", "image": "app"}],
+                         "ephemeralContainers": ephemeral}})
+        };
+        let review = ParsedReview::from_value(serde_json::json!({
+            "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+            "request": {
+                "uid": "u", "kind": {"group": "", "version": "v1", "kind": "Pod"},
+                "resource": {"group": "", "version": "v1", "resource": "pods"},
+                "subResource": "ephemeralcontainers",
+                "name": "p", "namespace": "ns", "operation": "UPDATE",
+                "userInfo": {"username": "alice"},
+                "object": pod(vec![debugger]),
+                "oldObject": pod(vec![])
+            }
+        }))
+        .unwrap();
+        let request = classify(&review, &NoClassifier).unwrap().unwrap();
+        let env = CelEnv::new();
+        let vars = request_variables(&review, None);
+        let judge = Judge::new(&env, &policies, &review, &request, None, &vars);
+        policy_steps::COUNT.with(|c| c.set(0));
+        let d = decide(&judge, &Settings::default(), None);
+        let steps = policy_steps::COUNT.with(std::cell::Cell::get);
+        assert_eq!(d.denials.len(), MAX_LISTED_DENIALS);
+        assert_eq!(d.omitted, CAPABILITIES - MAX_LISTED_DENIALS);
+        assert!(
+            d.denials[0].starts_with("container \"d\": capability X000 is not granted"),
+            "{}",
+            d.denials[0]
+        );
+        // Three applied; three looked at for each denial listed, and for the first one
+        // counted (told from the last one listed by its text).
+        assert!(steps <= 3 + 3 * (MAX_LISTED_DENIALS + 1), "{steps} steps");
+        // The same ask twice in a row (as two subjects of one name would give) is one denial.
+        let mut e = Decision::default();
+        for _ in 0..MAX_LISTED_DENIALS + 1 {
+            e.deny(format!("d{}", e.denials.len()), DenialReason::request("r"));
+        }
+        let ask = Ask::Capability(Capability::normalize("X1").expect("capability"));
+        assert!(e.omit_ungranted("d", &ask) && e.omit_ungranted("d", &ask));
+        assert!(e.omit_ungranted("e", &ask));
+        assert_eq!(e.omitted, 3);
+    }
 
     /// Each container of a debug copy is a subject, and a validation that reads `object` reads
     /// it for each. The Pod is handed to cel (which converts it whole) for the first subject

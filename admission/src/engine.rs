@@ -1,5 +1,6 @@
 //! The engine: one object holding the compiled policies and settings, answering reviews.
 
+use std::collections::{BTreeSet, HashSet};
 use std::fmt;
 
 use k8s_openapi::api::core::v1::{EphemeralContainer, Namespace};
@@ -11,7 +12,7 @@ use crate::ask::Ask;
 use crate::asks::PodVolumes;
 use crate::cel::{CelEnv, Expression, json_to_cel};
 use crate::classify::{Action, Classifier, PodState, Subject, classify};
-use crate::classify::{asks_of, ephemeral_asks};
+use crate::classify::{MAX_REACHED, asks_of, ephemeral_asks};
 use crate::decide::{Decision, DenialReason, Judge, decide, request_variables};
 use crate::defaults::{PatchBuilder, SubjectDefaults, subject_defaults};
 use crate::pod_security::{
@@ -19,6 +20,7 @@ use crate::pod_security::{
 };
 use crate::policy::compiled::CompiledPolicy;
 use crate::policy::{LoadError, LoadErrors, Mode, PolicySet};
+use crate::reach::TracedContainer;
 use crate::review::ParsedReview;
 
 /// What to do when no Enforce policy applies to a debug container.
@@ -417,12 +419,16 @@ impl Engine {
                     .collect()
             })
             .collect();
+        // Each name once, in order: a search of `applied` for each made a review of many
+        // subjects, under many policies, cost subjects x policies squared.
+        let mut named: HashSet<&str> = HashSet::new();
         for p in per_subject.iter().flatten() {
-            if !applied.contains(&p.name) {
+            crate::decide::policy_steps::step();
+            if named.insert(&p.name) {
                 applied.push(p.name.clone());
             }
         }
-        let pass = |no_target: &[usize]| {
+        let pass = |no_target: &BTreeSet<usize>| {
             let mut patch = PatchBuilder::default();
             let mut notes = Vec::new();
             let mut targets = Vec::new();
@@ -449,7 +455,7 @@ impl Engine {
             }
             (patch.build(), notes, targets)
         };
-        let (mut patch, mut notes, targets) = pass(&[]);
+        let (mut patch, mut notes, targets) = pass(&BTreeSet::new());
         // The pod as the patch leaves it (its subjects' list), made once it is needed.
         let mut patched: Option<Option<serde_json::Value>> = None;
         // A `targetContainer` default puts the debug container in its target's process
@@ -465,7 +471,7 @@ impl Engine {
             if refused.is_empty() {
                 patched = Some(first);
             } else {
-                let no_target: Vec<usize> = refused.iter().map(|(i, _)| *i).collect();
+                let no_target: BTreeSet<usize> = refused.iter().map(|(i, _)| *i).collect();
                 let (again, again_notes, _) = pass(&no_target);
                 patch = again;
                 notes = again_notes;
@@ -554,6 +560,13 @@ fn denial_message(
     for reason in &d.denials {
         text.push_str("\n- ");
         text.push_str(reason);
+    }
+    if d.omitted > 0 {
+        text.push_str(&format!(
+            "\n- and {} more (kspy lists the first {})",
+            d.omitted,
+            crate::decide::MAX_LISTED_DENIALS
+        ));
     }
     text
 }
@@ -657,18 +670,46 @@ fn targets_out_of_reach(
         .and_then(|s| s.ephemeral_containers.as_deref())
         .unwrap_or_default();
     let volumes = PodVolumes::of_running(&pod);
-    let mut reach = None;
+    let mut reach: Option<crate::asks::TraceReach> = None;
     let mut out = Vec::new();
+    // What the targets would have them reach, counted as classify counts it: past
+    // MAX_REACHED, /validate denies the request, so none is given a target.
+    let mut reached = 0usize;
     for (i, (subject, target)) in request.subjects.iter().zip(targets).enumerate() {
         let (Some(target), Some(ec)) = (target, ephemeral.get(subject.index)) else {
             continue;
         };
+        let asks = ephemeral_asks(ec, &pod, &volumes, false, &mut reach);
+        reached = reached
+            .saturating_add(reach.as_ref().map_or(0, |r| r.sharing(&asks)))
+            .saturating_add(asks.traced.iter().map(TracedContainer::size).sum());
+        if reached > MAX_REACHED {
+            return request
+                .subjects
+                .iter()
+                .zip(targets)
+                .enumerate()
+                .filter_map(|(i, (subject, target))| {
+                    let target = target.as_ref()?;
+                    Some((
+                        i,
+                        format!(
+                            "container {:?} was not given targetContainerName {target:?}: with \
+                             their targets, the debug containers this request adds would reach \
+                             more than {MAX_REACHED} containers and what they hold, which kspy \
+                             denies; add fewer debug containers at once",
+                            subject.name
+                        ),
+                    ))
+                })
+                .collect();
+        }
         let as_patched = Subject {
             name: subject.name.clone(),
             list: subject.list,
             index: subject.index,
             container: serde_json::Value::Null,
-            asks: ephemeral_asks(ec, &pod, &volumes, false, &mut reach),
+            asks,
         };
         let refused = Ask::list(&as_patched, request).into_iter().find(|ask| {
             matches!(ask, Ask::ThroughTracing { .. })

@@ -194,6 +194,10 @@ pub(crate) fn syntax_position(
 /// a name Kubernetes lacks too (a misspelling).
 fn unsupported_note(name: &str) -> Option<&'static str> {
     Some(match name {
+        "existsOne" => {
+            "`existsOne` is Kubernetes' two-variable form of `exists_one` (`list.existsOne(i, v, \
+             …)`), not supported by kspy's CEL (cel 0.13); use `exists_one` with one variable"
+        }
         "all" | "exists" | "exists_one" => {
             "Kubernetes' two-variable form (`list.all(i, v, …)`, `map.all(k, v, …)`) is not \
              supported by kspy's CEL (cel 0.13); use the one-variable form"
@@ -410,6 +414,12 @@ pub(crate) fn check_names(
             let as_qualified = qualified.as_deref().is_some_and(is_registered);
             if is_function_name(&call.func_name) && !as_qualified && !is_registered(&call.func_name)
             {
+                // The receiver first: a chain is refused at its first unknown call as it
+                // reads, `authorizer.group('apps')` in `authorizer.group('apps').check('get')
+                // .allowed()`, which says why, not at the `allowed` that follows from it.
+                if let Some(t) = &call.target {
+                    check_names(t, bound, scope)?;
+                }
                 // `sets.contans(…)` on a prefix that is no variable was meant as a function
                 // of that library; `x.startswith(…)` as a method.
                 let prefix_is_value = match call.target.as_deref().map(|t| &t.expr) {

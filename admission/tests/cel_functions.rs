@@ -1038,6 +1038,18 @@ fn a_kubernetes_function_kspy_lacks_is_refused_at_load_saying_why() {
             "authorizer.group('apps') != null",
             "the authorizer library is not available",
         ),
+        // As Kubernetes' documentation writes it: the chain is refused at its start, which
+        // says why, not at `allowed`, which read as a misspelling.
+        (
+            "authorizer.group('apps').resource('deployments').check('get').allowed()",
+            "unknown function \"authorizer.group\": kspy makes no API calls while judging, so \
+             the authorizer library is not available",
+        ),
+        (
+            "[1].existsOne(i, v, v == 1)",
+            "unknown function \"existsOne\": `existsOne` is Kubernetes' two-variable form of \
+             `exists_one`",
+        ),
         (
             "'a'.lowerAsci() == 'a'",
             "unknown function \"lowerAsci\" (did you mean \"lowerAscii\"?); it would fail",
@@ -1164,4 +1176,23 @@ fn quantities_are_written_as_in_kubernetes() {
                 .contains("\" 1Gi \" is no quantity: quantities must match the regular expression"),
         "{err}"
     );
+}
+
+/// The README's "optional syntax" row: cel 0.13 parses neither `a.?b` nor `[?x]`, so a policy
+/// written with them is refused at load, not denied at every request.
+#[test]
+fn optional_syntax_is_refused_at_load() {
+    for (expr, says) in [
+        (
+            "{'a': 1}.?a.orValue(0) == 1",
+            "syntax error at line 1, column 9: unsupported syntax '.?'",
+        ),
+        (
+            "[?optional.of(1)] == [1]",
+            "syntax error at line 1, column 2: unsupported syntax '?'",
+        ),
+    ] {
+        let err = holds(expr).unwrap_err();
+        assert!(err.contains(says), "{expr}: {err}");
+    }
 }

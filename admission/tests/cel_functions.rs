@@ -886,6 +886,7 @@ fn regular_expressions_read_as_go_reads_them() {
         ),
         ("'a'.matches('(?x) a')", "unknown flag x in (?x"),
         ("'a'.matches('(?-u:a)')", "unknown flag u in (?-u"),
+        ("'a'.matches('(?R)a')", "unknown flag R in (?R"),
         ("'ab'.matches('a(?=b)')", "look-around"),
         (
             "'aa'.matches('(a)\\\\1')",

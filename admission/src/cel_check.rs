@@ -206,6 +206,15 @@ fn unsupported_note(name: &str) -> Option<&'static str> {
             "Kubernetes' two-variable comprehensions are not supported by kspy's CEL (cel 0.13); \
              use map() or filter()"
         }
+        "dyn" => {
+            "dyn() is not supported by kspy's CEL (cel 0.13); kspy's variables are untyped, so \
+             write the value itself"
+        }
+        "type" => {
+            "type() is not supported by kspy's CEL (cel 0.13), which has no type values; test \
+             the value itself (has(), or a comparison, which fails for a value of another \
+             type, denying)"
+        }
         "cel.bind" => {
             "cel.bind is not supported by kspy's CEL (cel 0.13); declare a policy variable \
              (spec.variables) instead"

@@ -1047,6 +1047,15 @@ fn a_kubernetes_function_kspy_lacks_is_refused_at_load_saying_why() {
              the authorizer library is not available",
         ),
         (
+            "dyn(container.name) == 'dbg'",
+            "unknown function \"dyn\": dyn() is not supported by kspy's CEL (cel 0.13); \
+             kspy's variables are untyped, so write the value itself",
+        ),
+        (
+            "type(container.name) == string",
+            "unknown function \"type\": type() is not supported by kspy's CEL (cel 0.13)",
+        ),
+        (
             "[1].existsOne(i, v, v == 1)",
             "unknown function \"existsOne\": `existsOne` is Kubernetes' two-variable form of \
              `exists_one`",

@@ -85,12 +85,14 @@ pub enum Version {
 }
 
 impl Version {
-    /// Parses the label value as Pod Security does: `latest` or `v1.N`; anything else is
-    /// `latest`, which the plugin evaluates for a version it cannot parse.
+    /// Parses the label value as Pod Security does: `latest` or `v1.N` (`N` without a leading
+    /// zero, as `api.ParseVersion`'s `^v1\.([0-9]|[1-9][0-9]*)$`); anything else is `latest`,
+    /// which the plugin evaluates for a version it cannot parse.
     pub fn parse(value: &str) -> Version {
         value
             .strip_prefix("v1.")
             .filter(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+            .filter(|n| *n == "0" || !n.starts_with('0'))
             .and_then(|n| n.parse().ok())
             .map_or(Version::Latest, Version::Minor)
     }

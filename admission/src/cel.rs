@@ -326,7 +326,10 @@ impl Expression {
     pub fn eval_bool(&self, ctx: &Context<'_>) -> Result<bool, String> {
         match self.eval(ctx)? {
             Value::Bool(b) => Ok(b),
-            other => Err(format!("expected a bool, got {}", type_name(&other))),
+            other => Err(format!(
+                "expected a bool, got {}",
+                crate::cel_library::value_type(&other)
+            )),
         }
     }
 
@@ -334,7 +337,10 @@ impl Expression {
     pub fn eval_string(&self, ctx: &Context<'_>) -> Result<String, String> {
         match self.eval(ctx)? {
             Value::String(s) => Ok(s.as_ref().clone()),
-            other => Err(format!("expected a string, got {}", type_name(&other))),
+            other => Err(format!(
+                "expected a string, got {}",
+                crate::cel_library::value_type(&other)
+            )),
         }
     }
 }
@@ -355,21 +361,6 @@ pub fn quiet_evaluation_panics() {
             }
         }));
     });
-}
-
-fn type_name(v: &Value) -> &'static str {
-    match v {
-        Value::List(_) => "list",
-        Value::Map(_) => "map",
-        Value::Int(_) => "int",
-        Value::UInt(_) => "uint",
-        Value::Float(_) => "double",
-        Value::String(_) => "string",
-        Value::Bytes(_) => "bytes",
-        Value::Bool(_) => "bool",
-        Value::Null => "null",
-        _ => "a non-primitive value",
-    }
 }
 
 /// Collects the identifiers not bound by an enclosing comprehension, each with the top-level

@@ -176,6 +176,9 @@ fn evaluation_errors_deny_with_the_error() {
     // A non-bool result is an error too.
     let err = holds("container.name").unwrap_err();
     assert!(err.contains("expected a bool, got string"), "{err}");
+    // Named as CEL names the type (`type(null)` is `null_type`), as the library's errors do.
+    let err = holds("[null][0]").unwrap_err();
+    assert!(err.contains("expected a bool, got null_type"), "{err}");
 }
 
 /// Each variable doubling the one before passes the static cost estimate; evaluating 25 of them

@@ -974,7 +974,7 @@ fn list_index_of(
 }
 
 /// The CEL type name of `v`, as `get_type().name()` gives it.
-fn value_type(v: &Value) -> &'static str {
+pub(crate) fn value_type(v: &Value) -> &'static str {
     match v {
         Value::List(_) => "list",
         Value::Map(_) => "map",

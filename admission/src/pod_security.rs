@@ -426,16 +426,19 @@ const RESTRICTED_VOLUME_TYPES: &[&str] = &[
 /// `mounted_host_paths` mounts (Pod Security refuses the volume, mounted or not; a mounted
 /// one is named with its container), and under `restricted` volumes of types it does not
 /// allow.
-pub fn pod_spec_violations(
+/// `pod_sc` is the pod's securityContext as JSON, as [`warnings`] has it already.
+fn pod_spec_violations(
     level: Level,
     version: Version,
     pod: &Pod,
+    pod_sc: &Value,
     mounted_host_paths: &BTreeSet<String>,
 ) -> Vec<String> {
     let mut out = Vec::new();
     if level == Level::Privileged {
         return out;
     }
+    // The pod's own host ports, which an attach's asks (`PodAsks::inherited`) leave out.
     let asks = PodAsks::extract(pod);
     out.extend(asks.host_ports.iter().map(|p| format!("hostPort {p}")));
     let mut sysctls: Vec<&str> = pod
@@ -451,12 +454,6 @@ pub fn pod_spec_violations(
     sysctls.sort_unstable();
     sysctls.dedup();
     out.extend(sysctls.iter().map(|s| format!("sysctl {s}")));
-    let pod_sc = pod
-        .spec
-        .as_ref()
-        .and_then(|s| s.security_context.as_ref())
-        .and_then(|sc| serde_json::to_value(sc).ok())
-        .unwrap_or(Value::Null);
     if let Some(t) = pod_sc["seccompProfile"]["type"].as_str()
         && !matches!(t, "RuntimeDefault" | "Localhost")
     {
@@ -586,6 +583,7 @@ pub fn warnings(
         level,
         version,
         pod,
+        &pod_sc,
         &mounted_host_paths,
     ));
     if !in_pod.is_empty() {

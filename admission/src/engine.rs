@@ -423,7 +423,7 @@ impl Engine {
         // subjects, under many policies, cost subjects x policies squared.
         let mut named: HashSet<&str> = HashSet::new();
         for p in per_subject.iter().flatten() {
-            crate::decide::policy_steps::step();
+            crate::search_steps::step(crate::search_steps::Search::PolicySet);
             if named.insert(&p.name) {
                 applied.push(p.name.clone());
             }

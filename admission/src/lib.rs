@@ -47,6 +47,7 @@ pub mod pod_security;
 pub mod policy;
 mod reach;
 pub mod review;
+mod search_steps;
 pub mod testing;
 pub mod user_reach;
 pub mod wire;

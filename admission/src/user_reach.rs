@@ -243,24 +243,8 @@ impl Identity {
 
 /// Whether `set` holds `cap`, or `ALL`.
 fn has(set: &BTreeSet<Capability>, cap: &str) -> bool {
-    reach_steps::step();
+    crate::search_steps::step(crate::search_steps::Search::IdentityCapabilities);
     set.contains("ALL") || set.contains(cap)
-}
-
-/// Lookups of a capability in an identity's sets, counted in tests: searching lists made them
-/// quadratic.
-mod reach_steps {
-    #[cfg(test)]
-    thread_local! {
-        pub(super) static COUNT: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
-    }
-
-    /// One step (a no-op outside tests).
-    #[inline(always)]
-    pub(super) fn step() {
-        #[cfg(test)]
-        COUNT.with(|c| c.set(c.get() + 1));
-    }
 }
 
 /// Whether (and how) a debug container with identity `debugger` reaches the processes of a
@@ -335,15 +319,15 @@ mod tests {
             uid: Some(0),
             ..debugger.clone()
         };
-        reach_steps::COUNT.with(|c| c.set(0));
+        crate::search_steps::reset(crate::search_steps::Search::IdentityCapabilities);
         assert_eq!(
             reach(&debugger, &held),
             Some(UserReach::BothRoot {
                 dropping_helps: true
             })
         );
-        let steps = reach_steps::COUNT.with(std::cell::Cell::get);
-        assert!(steps <= 8 * (N + 20), "{steps} steps");
+        let steps = crate::search_steps::count(crate::search_steps::Search::IdentityCapabilities);
+        assert!((N..=8 * (N + 20)).contains(&steps), "{steps} steps");
     }
 
     #[test]

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{POLICIES, POLICIES_WITH_SYS_ADMIN, eventually, fixture, response_of};
+use common::{POLICIES, POLICIES_WITH_SYS_ADMIN, fixture, response_of};
 use kspy_webhook::client::{HttpVersion, HttpsConnection};
 
 /// Grants nothing: only the Warn-mode policy of [`POLICIES`], its second document.
@@ -241,14 +241,18 @@ async fn answers_under_reload_are_each_from_one_whole_set_and_none_fails() {
                 "reload {good} seen, and at least {bad} failures (a reload past {good}: a set \
                  the ConfigMap never held, read mid-update, was loaded)"
             );
-            eventually(&what, Duration::from_secs(10), || {
-                let metrics = metrics.clone();
-                async move {
-                    let (g, b) = metrics.policy_reloads();
-                    g == good && b >= bad
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+            loop {
+                let (g, b) = metrics.policy_reloads();
+                if g == good && b >= bad {
+                    break;
                 }
-            })
-            .await;
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "{what}: not within 10 s; {g} reloads seen, {b} failures"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
         }
     };
     let order = [

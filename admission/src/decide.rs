@@ -1151,33 +1151,29 @@ mod tests {
     use crate::capability::Capability;
     use crate::classify::{NoClassifier, classify};
 
-    /// 300 policies apply, each granting its own image, and the debug container asks for five
-    /// capabilities none grants: naming the applied policies, and for each denial the
-    /// policies granting elsewhere, looks at each policy once, not at each against all.
-    #[test]
-    fn many_policies_are_searched_once_per_denied_ask_not_once_per_pair() {
-        const POLICIES: usize = 300;
-        let yaml: String = (0..POLICIES)
+    /// `count` policies, `p0`, `p1`, …, each applying to every attach and granting the image
+    /// `image(i)`.
+    fn attach_policies(count: usize, image: impl Fn(usize) -> String) -> PolicySet {
+        let yaml: String = (0..count)
             .map(|i| {
                 format!(
                     "apiVersion: kspy.dev/v1alpha1\nkind: DebugPolicy\nmetadata: {{name: p{i}}}\n\
-                     spec:\n  match: {{actions: [attach]}}\n  grant: {{images: [\"busybox:1.{i}\"]}}\n---\n"
+                     spec:\n  match: {{actions: [attach]}}\n  grant: {{images: [\"{}\"]}}\n---\n",
+                    image(i)
                 )
             })
             .collect();
-        let policies = PolicySet::from_yaml("t.yaml", &yaml).unwrap_or_else(|e| panic!("{e}"));
-        let debugger = serde_json::json!({
-            "name": "d", "image": "busybox:1.7",
-            "securityContext": {"runAsNonRoot": true, "runAsUser": 1000,
-                "allowPrivilegeEscalation": false,
-                "capabilities": {"add": ["NET_ADMIN", "NET_RAW", "SYS_ADMIN", "SYS_PTRACE", "BPF"]}}
-        });
+        PolicySet::from_yaml("t.yaml", &yaml).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// alice's attach of `debuggers` to pod `ns/p`, whose one container is `app`.
+    fn attach_review(debuggers: Vec<serde_json::Value>) -> ParsedReview {
         let pod = |ephemeral: Vec<serde_json::Value>| {
             serde_json::json!({"metadata": {"name": "p", "namespace": "ns"},
                 "spec": {"containers": [{"name": "app", "image": "app"}],
                          "ephemeralContainers": ephemeral}})
         };
-        let review = ParsedReview::from_value(serde_json::json!({
+        ParsedReview::from_value(serde_json::json!({
             "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
             "request": {
                 "uid": "u", "kind": {"group": "", "version": "v1", "kind": "Pod"},
@@ -1185,18 +1181,43 @@ mod tests {
                 "subResource": "ephemeralcontainers",
                 "name": "p", "namespace": "ns", "operation": "UPDATE",
                 "userInfo": {"username": "alice"},
-                "object": pod(vec![debugger]),
+                "object": pod(debuggers),
                 "oldObject": pod(vec![])
             }
         }))
-        .unwrap();
-        let request = classify(&review, &NoClassifier).unwrap().unwrap();
+        .unwrap()
+    }
+
+    /// The decision on `review` under `policies`, with the steps of the policy-set searches
+    /// it took.
+    fn decide_counting(policies: &PolicySet, review: &ParsedReview) -> (Decision, usize) {
+        let request = classify(review, &NoClassifier).unwrap().unwrap();
         let env = CelEnv::new();
-        let vars = request_variables(&review, None);
-        let judge = Judge::new(&env, &policies, &review, &request, None, &vars);
+        let vars = request_variables(review, None);
+        let judge = Judge::new(&env, policies, review, &request, None, &vars);
         crate::search_steps::reset(crate::search_steps::Search::PolicySet);
         let d = decide(&judge, &Settings::default(), None);
-        let steps = crate::search_steps::count(crate::search_steps::Search::PolicySet);
+        (
+            d,
+            crate::search_steps::count(crate::search_steps::Search::PolicySet),
+        )
+    }
+
+    /// 300 policies apply, each granting its own image, and the debug container asks for five
+    /// capabilities none grants: naming the applied policies, and for each denial the
+    /// policies granting elsewhere, looks at each policy once, not at each against all.
+    #[test]
+    fn many_policies_are_searched_once_per_denied_ask_not_once_per_pair() {
+        const POLICIES: usize = 300;
+        let policies = attach_policies(POLICIES, |i| format!("busybox:1.{i}"));
+        let debugger = serde_json::json!({
+            "name": "d", "image": "busybox:1.7",
+            "securityContext": {"runAsNonRoot": true, "runAsUser": 1000,
+                "allowPrivilegeEscalation": false,
+                "capabilities": {"add": ["NET_ADMIN", "NET_RAW", "SYS_ADMIN", "SYS_PTRACE", "BPF"]}}
+        });
+        let review = attach_review(vec![debugger]);
+        let (d, steps) = decide_counting(&policies, &review);
         assert_eq!(d.policies.len(), POLICIES);
         assert_eq!(d.policies[..3], ["p0", "p1", "p2"]);
         let denied: Vec<_> = d.reasons.iter().map(|r| r.reason.as_str()).collect();
@@ -1222,37 +1243,12 @@ mod tests {
     fn mutate_names_the_applied_policies_without_searching_them_for_each_subject() {
         const POLICIES: usize = 100;
         const SUBJECTS: usize = 40;
-        let yaml: String = (0..POLICIES)
-            .map(|i| {
-                format!(
-                    "apiVersion: kspy.dev/v1alpha1\nkind: DebugPolicy\nmetadata: {{name: p{i}}}\n\
-                     spec:\n  match: {{actions: [attach]}}\n  grant: {{images: [\"busybox:*\"]}}\n---\n"
-                )
-            })
-            .collect();
-        let policies = PolicySet::from_yaml("t.yaml", &yaml).unwrap_or_else(|e| panic!("{e}"));
+        let policies = attach_policies(POLICIES, |_| "busybox:*".to_owned());
         let engine = crate::Engine::new(policies, Settings::default()).expect("engine");
         let debuggers: Vec<_> = (0..SUBJECTS)
             .map(|i| serde_json::json!({"name": format!("d{i}"), "image": "busybox:1.36"}))
             .collect();
-        let pod = |ephemeral: Vec<serde_json::Value>| {
-            serde_json::json!({"metadata": {"name": "p", "namespace": "ns"},
-                "spec": {"containers": [{"name": "app", "image": "app"}],
-                         "ephemeralContainers": ephemeral}})
-        };
-        let review = ParsedReview::from_value(serde_json::json!({
-            "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
-            "request": {
-                "uid": "u", "kind": {"group": "", "version": "v1", "kind": "Pod"},
-                "resource": {"group": "", "version": "v1", "resource": "pods"},
-                "subResource": "ephemeralcontainers",
-                "name": "p", "namespace": "ns", "operation": "UPDATE",
-                "userInfo": {"username": "alice"},
-                "object": pod(debuggers),
-                "oldObject": pod(vec![])
-            }
-        }))
-        .unwrap();
+        let review = attach_review(debuggers);
         crate::search_steps::reset(crate::search_steps::Search::PolicySet);
         let j = engine.judge(&review, crate::Endpoint::Mutate, None);
         let steps = crate::search_steps::count(crate::search_steps::Search::PolicySet);
@@ -1271,46 +1267,15 @@ mod tests {
     #[test]
     fn denials_past_the_listed_ones_are_counted_without_their_text() {
         const CAPABILITIES: usize = 500;
-        let yaml: String = (0..3)
-            .map(|i| {
-                format!(
-                    "apiVersion: kspy.dev/v1alpha1\nkind: DebugPolicy\nmetadata: {{name: p{i}}}\n\
-                     spec:\n  match: {{actions: [attach]}}\n  grant: {{images: [\"busybox:*\"]}}\n---\n"
-                )
-            })
-            .collect();
-        let policies = PolicySet::from_yaml("t.yaml", &yaml).unwrap_or_else(|e| panic!("{e}"));
+        let policies = attach_policies(3, |_| "busybox:*".to_owned());
         let caps: Vec<String> = (0..CAPABILITIES).map(|i| format!("X{i:03}")).collect();
         let debugger = serde_json::json!({
             "name": "d", "image": "busybox:1.36",
             "securityContext": {"runAsNonRoot": true, "runAsUser": 1000,
                 "allowPrivilegeEscalation": false, "capabilities": {"add": caps}}
         });
-        let pod = |ephemeral: Vec<serde_json::Value>| {
-            serde_json::json!({"metadata": {"name": "p", "namespace": "ns"},
-                "spec": {"containers": [{"name": "app", "image": "app"}],
-                         "ephemeralContainers": ephemeral}})
-        };
-        let review = ParsedReview::from_value(serde_json::json!({
-            "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
-            "request": {
-                "uid": "u", "kind": {"group": "", "version": "v1", "kind": "Pod"},
-                "resource": {"group": "", "version": "v1", "resource": "pods"},
-                "subResource": "ephemeralcontainers",
-                "name": "p", "namespace": "ns", "operation": "UPDATE",
-                "userInfo": {"username": "alice"},
-                "object": pod(vec![debugger]),
-                "oldObject": pod(vec![])
-            }
-        }))
-        .unwrap();
-        let request = classify(&review, &NoClassifier).unwrap().unwrap();
-        let env = CelEnv::new();
-        let vars = request_variables(&review, None);
-        let judge = Judge::new(&env, &policies, &review, &request, None, &vars);
-        crate::search_steps::reset(crate::search_steps::Search::PolicySet);
-        let d = decide(&judge, &Settings::default(), None);
-        let steps = crate::search_steps::count(crate::search_steps::Search::PolicySet);
+        let review = attach_review(vec![debugger]);
+        let (d, steps) = decide_counting(&policies, &review);
         assert_eq!(d.denials.len(), MAX_LISTED_DENIALS);
         assert_eq!(d.omitted, CAPABILITIES - MAX_LISTED_DENIALS);
         assert!(

@@ -62,6 +62,7 @@ mod judge_pool;
 mod listen;
 #[cfg(test)]
 mod log_capture;
+mod policy_source;
 mod policy_watch;
 mod review;
 mod routes;

@@ -1,8 +1,8 @@
 //! Loading the policy directory and reloading it when its content changes.
 //!
 //! The directory is polled: every interval the YAML files under it are read (following
-//! symlinks, skipping `.`-names exactly as the loader does, so a ConfigMap volume's `..data`
-//! swap is seen) and hashed. When the hash changes the whole set is loaded and compiled again;
+//! symlinks, skipping `.`-names exactly as the loader does; a ConfigMap volume's from its
+//! current generation, see [`PolicySource`]) and hashed. When the hash changes the whole set is loaded and compiled again;
 //! if anything is wrong, every error is logged with its file, line, document, policy and
 //! field, the failure is counted, and the previous engine stays in force.
 
@@ -19,10 +19,22 @@ use tokio::sync::watch;
 use crate::engine_cell::EngineCell;
 use crate::error::WebhookError;
 use crate::metrics::Metrics;
+use crate::policy_source::PolicySource;
 
-/// Loads and compiles the policies in `dir` into an engine with `settings`.
+/// Loads and compiles the policies in `dir` into an engine with `settings`; a ConfigMap
+/// volume's from its current generation (see [`PolicySource`]), the files named by their
+/// links in `dir`.
 pub fn load_engine(dir: &Path, settings: Settings) -> Result<Engine, WebhookError> {
-    let policies = PolicySet::load_dir(dir).map_err(WebhookError::Policies)?;
+    load_engine_from(&PolicySource::of(dir), dir, settings)
+}
+
+/// [`load_engine`] from `source`.
+fn load_engine_from(
+    source: &PolicySource,
+    dir: &Path,
+    settings: Settings,
+) -> Result<Engine, WebhookError> {
+    let policies = PolicySet::load_dir_as(source.root(dir), dir).map_err(WebhookError::Policies)?;
     Engine::new(policies, settings).map_err(WebhookError::Settings)
 }
 
@@ -55,18 +67,26 @@ pub(crate) fn warn_about(dir: &Path, policies: &PolicySet) {
 
 /// A hash of the names and contents of every policy file under `dir` (and of any error
 /// reading them), to detect changes cheaply. It reads what the loader reads and no more
-/// (the loader's own listing and reader: its depth, file count and size limits, regular files
-/// only, a directory loop cut short), but lists a dangling link by name, so that its repair
-/// is noticed.
+/// (from the same [`PolicySource`], with the loader's own listing and reader: its depth, file
+/// count and size limits, regular files only, a directory loop cut short), but lists a
+/// dangling link by name, so that its repair is noticed.
 pub fn fingerprint(dir: &Path) -> u64 {
+    fingerprint_of(dir, &PolicySource::of(dir))
+}
+
+/// [`fingerprint`] of the files `source` reads. Names are hashed relative to the directory
+/// read, so that a new generation holding the same files is no change.
+fn fingerprint_of(dir: &Path, source: &PolicySource) -> u64 {
+    let root = source.root(dir);
     let mut hasher = DefaultHasher::new();
+    matches!(source, PolicySource::Generation(_)).hash(&mut hasher);
     let mut files = Vec::new();
-    if let Err(err) = load::collect_files_keeping_dangling(dir, &mut files) {
+    if let Err(err) = load::collect_files_keeping_dangling(root, &mut files) {
         err.hash(&mut hasher);
     }
     files.sort();
     for file in files {
-        file.hash(&mut hasher);
+        file.strip_prefix(root).unwrap_or(&file).hash(&mut hasher);
         match load::read_file(&file) {
             Ok(text) => text.hash(&mut hasher),
             Err(err) => err.hash(&mut hasher),
@@ -105,35 +125,11 @@ fn vanished(dir: &Path) -> Vec<PathBuf> {
     files
 }
 
-/// The top-level names of policy files in a ConfigMap volume's current generation
-/// (`dir/..data/…`) that have no entry of their own in `dir` yet. The kubelet renames
-/// `..data` onto a new generation first and creates the links of newly added keys a moment
-/// later: a poll in between sees the changed files of the old keys without the new ones, a
-/// set that was never in the ConfigMap.
-fn unlinked(dir: &Path) -> Vec<PathBuf> {
-    let data = dir.join("..data");
-    if !data.is_dir() {
-        return Vec::new();
-    }
-    let mut files = Vec::new();
-    let _ = load::collect_files_keeping_dangling(&data, &mut files);
-    let mut names: Vec<PathBuf> = files
-        .iter()
-        .filter_map(|f| f.strip_prefix(&data).ok()?.components().next())
-        .map(|first| dir.join(first))
-        .filter(|top| std::fs::symlink_metadata(top).is_err())
-        .collect();
-    names.sort();
-    names.dedup();
-    names
-}
-
 /// What one poll of the policy directory found.
 enum Polled {
     /// Nothing changed.
     Unchanged,
-    /// A listed file is gone, or a ConfigMap key has no link yet; the change is looked at
-    /// again at the next poll.
+    /// A listed file is gone; the change is looked at again at the next poll.
     Deferred,
     /// Files still gone at the poll after the one that found them.
     Vanished(Vec<PathBuf>),
@@ -157,46 +153,47 @@ struct Watcher {
 impl Watcher {
     /// Looks at the directory once. Blocking file I/O.
     ///
-    /// When a ConfigMap key is deleted the kubelet swaps `..data` first and removes the
-    /// top-level symlink that pointed into it a moment later; a poll in between sees a
-    /// dangling link. That is no broken change, so a change with a vanished file waits for
-    /// the next poll: only if the file is still gone then is it reported (and counted).
-    /// Likewise a key added: its link comes a moment after the swap ([`unlinked`]).
+    /// A ConfigMap volume is read from its current generation ([`PolicySource`]): the key
+    /// links the kubelet adds and removes after an update's `..data` swap do not matter.
+    /// In a plain directory a dangling link (a file removed, or a link made before its
+    /// target) waits for the next poll: only if the file is still gone then is it reported
+    /// (and counted).
     fn poll(&mut self) -> Polled {
         self.poll_with(load)
     }
 
-    /// [`Watcher::poll`] with `load` as the loader.
+    /// [`Watcher::poll`] with `load` as the loader: it reads the files under its first
+    /// argument and names them as under its second.
     fn poll_with(
         &mut self,
-        load: impl FnOnce(&Path, Settings) -> Result<Engine, LoadErrors>,
+        load: impl FnOnce(&Path, &Path, Settings) -> Result<Engine, LoadErrors>,
     ) -> Polled {
-        let now = fingerprint(&self.dir);
+        let source = PolicySource::of(&self.dir);
+        let now = fingerprint_of(&self.dir, &source);
         if now == self.seen {
             self.deferred = None;
             return Polled::Unchanged;
         }
-        let gone = vanished(&self.dir);
-        // Keys added to a ConfigMap whose links are not there yet: the kubelet is mid-update.
-        // Waited for once, as a vanished file is; still unlinked at the next poll, they are
-        // no kubelet's doing, and the files the directory shows are loaded.
-        let incomplete = !gone.is_empty() || !unlinked(&self.dir).is_empty();
-        if incomplete && self.deferred != Some(now) {
-            self.deferred = Some(now);
-            return Polled::Deferred;
+        if source == PolicySource::Plain {
+            let gone = vanished(&self.dir);
+            if !gone.is_empty() {
+                if self.deferred != Some(now) {
+                    self.deferred = Some(now);
+                    return Polled::Deferred;
+                }
+                self.deferred = None;
+                self.seen = now;
+                return Polled::Vanished(gone);
+            }
         }
         self.deferred = None;
-        if !gone.is_empty() {
-            self.seen = now;
-            return Polled::Vanished(gone);
-        }
-        let loaded = load(&self.dir, self.settings.clone());
-        // The loader opens each file on its own, each through the `..data` link as it is
-        // then: a swap while it reads gives some files of the old generation and some of the
-        // new, a set that was never in the ConfigMap (and may grant what neither does). Kept
-        // only if nothing changed while the files were read; otherwise looked at again at
-        // the next poll, when the swap is over.
-        if fingerprint(&self.dir) != now {
+        let loaded = load(source.root(&self.dir), &self.dir, self.settings.clone());
+        // The loader opens each file on its own: in a plain directory a file may change
+        // between two reads, and a generation may be swapped out (and removed) while it is
+        // read. Either gives a set that was never in the directory, or errors that are no
+        // one's mistake; kept only if nothing changed while the files were read, otherwise
+        // looked at again at the next poll.
+        if PolicySource::of(&self.dir) != source || fingerprint_of(&self.dir, &source) != now {
             return Polled::Moved;
         }
         self.seen = now;
@@ -204,24 +201,27 @@ impl Watcher {
     }
 }
 
-/// Loads and compiles the policies in `dir` (the [`Watcher`]'s loader).
-fn load(dir: &Path, settings: Settings) -> Result<Engine, LoadErrors> {
-    PolicySet::load_dir(dir).and_then(|p| Engine::new(p, settings))
+/// Loads and compiles the policies under `read`, named as under `shown` (the [`Watcher`]'s
+/// loader).
+fn load(read: &Path, shown: &Path, settings: Settings) -> Result<Engine, LoadErrors> {
+    PolicySet::load_dir_as(read, shown).and_then(|p| Engine::new(p, settings))
 }
 
 /// Loads the policies in `dir` at start, with the fingerprint of what was loaded: a load
-/// during which the files changed (a ConfigMap swap, see [`Watcher::poll`]), or with a
-/// ConfigMap key not linked yet, is done again 20 ms later, a few times at most; the last one is kept, and if it was a mix, the fingerprint taken
-/// before it differs from the files' and the first poll loads them again.
+/// during which the files changed (a ConfigMap swap, see [`Watcher::poll`]) is done again
+/// 20 ms later, a few times at most. The last one is kept (or its error returned); if it
+/// read a mix, the fingerprint taken before it differs from the files' and the first poll
+/// loads them again.
 pub(crate) fn load_at_start(dir: &Path, settings: Settings) -> Result<(Engine, u64), WebhookError> {
     let mut attempts = 0;
     loop {
         attempts += 1;
-        let before = fingerprint(dir);
-        let engine = load_engine(dir, settings.clone())?;
-        // A key whose link is not there yet (see `unlinked`) is a kubelet mid-update too.
-        if attempts >= 5 || (fingerprint(dir) == before && unlinked(dir).is_empty()) {
-            return Ok((engine, before));
+        let source = PolicySource::of(dir);
+        let before = fingerprint_of(dir, &source);
+        let loaded = load_engine_from(&source, dir, settings.clone());
+        let still = PolicySource::of(dir) == source && fingerprint_of(dir, &source) == before;
+        if attempts >= 5 || still {
+            return loaded.map(|engine| (engine, before));
         }
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -410,7 +410,8 @@ mod tests {
     }
 
     /// A key deleted from a ConfigMap: the poll between the `..data` swap and the removal of
-    /// the dangling link waits (it used to report a broken change and count a failure).
+    /// the dangling link loads the new generation (it once reported a broken change and
+    /// counted a failure, then waited a poll), and the link's removal is no change.
     #[test]
     fn a_link_left_dangling_for_a_moment_is_no_failure() {
         let root = tempfile::tempdir().expect("tempdir");
@@ -418,13 +419,12 @@ mod tests {
         let mut w = watcher(&dir);
         assert!(matches!(w.poll(), Polled::Unchanged));
         swap(&dir, &["a"]);
-        assert!(matches!(w.poll(), Polled::Deferred));
-        std::fs::remove_file(dir.join("b.yaml")).expect("the kubelet removes the link");
         let Polled::Loaded(loaded) = w.poll() else {
             panic!("the new set is loaded");
         };
         let engine = loaded.expect("the new set loads");
         assert_eq!(engine.policies().names(), ["a"]);
+        std::fs::remove_file(dir.join("b.yaml")).expect("the kubelet removes the link");
         assert!(matches!(w.poll(), Polled::Unchanged));
 
         let lines = Lines::default();
@@ -508,10 +508,11 @@ mod tests {
 
     /// A key added to a ConfigMap, with an existing key changed: the poll between the kubelet's
     /// `..data` swap and its creating the new key's link saw the changed `a.yaml` without
-    /// `b.yaml`, a set that was never in the ConfigMap, and put it in force (then reloaded
-    /// once the link came). It now waits for the link.
+    /// `b.yaml`, a set that was never in the ConfigMap, and put it in force. It then waited
+    /// one poll for the link, which a kubelet slower than one poll still beat. The new
+    /// generation is now loaded whole at once, and the link's coming is no change.
     #[test]
-    fn a_key_added_is_waited_for_until_its_link_is_there() {
+    fn a_key_added_is_loaded_with_the_generation_before_its_link_is_there() {
         use std::os::unix::fs::symlink;
         let root = tempfile::tempdir().expect("tempdir");
         let dir = configmap(root.path(), &["a"]);
@@ -526,30 +527,61 @@ mod tests {
         }
         symlink("..g2", dir.join("..data_tmp")).expect("tmp");
         std::fs::rename(dir.join("..data_tmp"), dir.join("..data")).expect("swap");
-        assert!(
-            matches!(w.poll(), Polled::Deferred),
-            "the changed a.yaml is not loaded without the new b.yaml"
-        );
+        let Polled::Loaded(loaded) = w.poll() else {
+            panic!("the new generation is loaded whole");
+        };
+        let engine = loaded.expect("loads");
+        assert_eq!(engine.policies().names(), ["a", "b"]);
+        // Named by their links, not by the generation they were read from.
+        let files: Vec<_> = engine.policies().files().to_vec();
+        assert_eq!(files, [dir.join("a.yaml"), dir.join("b.yaml")]);
         symlink("..data/b.yaml", dir.join("b.yaml")).expect("the kubelet links the new key");
-        let Polled::Loaded(loaded) = w.poll() else {
-            panic!("the new set is loaded once the link is there");
-        };
-        assert_eq!(loaded.expect("loads").policies().names(), ["a", "b"]);
         assert!(matches!(w.poll(), Polled::Unchanged));
+    }
 
-        // A file under ..data that never gets a link is waited for once, then what the links
-        // show is loaded.
-        std::fs::write(dir.join("..g2/c.yaml"), POLICY.replace("NAME", "c")).expect("write");
+    /// A generation swapped out, and removed, while the loader reads it: the errors of its
+    /// vanished files are no one's mistake, and the set read is not the one in force; looked
+    /// at again at the next poll, not counted as a broken change.
+    #[test]
+    fn a_generation_removed_while_it_is_read_is_looked_at_again() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let dir = configmap(root.path(), &["a", "b"]);
+        let mut w = watcher(&dir);
         std::fs::write(
-            dir.join("..g2/a.yaml"),
-            POLICY.replace("NAME", "a").replace("busybox", "debian"),
+            dir.join("..g1/a.yaml"),
+            POLICY.replace("NAME", "a").replace("busybox", "alpine"),
         )
-        .expect("write");
-        assert!(matches!(w.poll(), Polled::Deferred));
+        .expect("a change to look at");
+        let polled = w.poll_with(|read, shown, settings| {
+            swap(&dir, &["a"]);
+            load(read, shown, settings)
+        });
+        assert!(matches!(polled, Polled::Moved), "not kept");
         let Polled::Loaded(loaded) = w.poll() else {
-            panic!("loaded at the second look");
+            panic!("the new generation is loaded at the next poll");
         };
-        assert_eq!(loaded.expect("loads").policies().names(), ["a", "b"]);
+        assert_eq!(loaded.expect("loads").policies().names(), ["a"]);
+    }
+
+    /// At start too: the set is read from the generation, named by the links.
+    #[test]
+    fn the_start_reads_the_generation_whole() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let dir = configmap(root.path(), &["a"]);
+        std::fs::write(dir.join("..g1/b.yaml"), POLICY.replace("NAME", "b")).expect("write");
+        let (engine, seen) = load_at_start(&dir, Settings::default()).expect("loads");
+        assert_eq!(engine.policies().names(), ["a", "b"]);
+        assert_eq!(seen, fingerprint(&dir));
+
+        // An error names the file by its link.
+        std::fs::write(dir.join("..g1/c.yaml"), "kind: [\n").expect("write");
+        let Err(err) = load_at_start(&dir, Settings::default()) else {
+            panic!("a broken file does not load");
+        };
+        let message = err.to_string();
+        let named = format!("{}:", dir.join("c.yaml").display());
+        assert!(message.contains(&named), "{message}");
+        assert!(!message.contains("..g1"), "{message}");
     }
 
     /// A ConfigMap swap while the loader reads the files one by one: it read `a.yaml` of the
@@ -577,7 +609,7 @@ mod tests {
         };
         generation("..g2", "alpine");
         let read = |name: &str| std::fs::read_to_string(dir.join(name)).expect("read");
-        let polled = w.poll_with(|_, settings| {
+        let polled = w.poll_with(|_, _, settings| {
             let a = read("a.yaml");
             generation("..g3", "debian");
             let b = read("b.yaml");
@@ -667,13 +699,19 @@ mod tests {
         assert_ne!(fingerprint(&dir), before);
     }
 
-    /// A link still dangling at the next poll is reported, naming the file, once.
+    /// In a plain directory, a link still dangling at the next poll is reported, naming the
+    /// file, once.
     #[test]
     fn a_link_still_dangling_at_the_next_poll_is_reported_by_its_file() {
         let root = tempfile::tempdir().expect("tempdir");
-        let dir = configmap(root.path(), &["a", "b"]);
+        let dir = root.path().join("pol");
+        std::fs::create_dir(&dir).expect("dir");
+        std::fs::write(dir.join("a.yaml"), POLICY.replace("NAME", "a")).expect("write");
+        let target = root.path().join("b.yaml");
+        std::fs::write(&target, POLICY.replace("NAME", "b")).expect("write");
+        std::os::unix::fs::symlink(&target, dir.join("b.yaml")).expect("link");
         let mut w = watcher(&dir);
-        swap(&dir, &["a"]);
+        std::fs::remove_file(&target).expect("the link's target goes");
         assert!(matches!(w.poll(), Polled::Deferred));
         let Polled::Vanished(files) = w.poll() else {
             panic!("reported at the second poll");

@@ -113,10 +113,18 @@ impl PolicySet {
     /// whose names start with `.` are skipped: Kubernetes ConfigMap volumes keep a second copy
     /// of every file under `..data` and `..TIMESTAMP` directories.
     pub fn load_dir(dir: &Path) -> Result<PolicySet, LoadErrors> {
+        Self::load_dir_as(dir, dir)
+    }
+
+    /// [`PolicySet::load_dir`] reading the files under `dir` but naming each, in errors,
+    /// warnings and [`PolicySet::files`], as if it were under `shown` (its path relative to
+    /// `dir` joined to `shown`). A ConfigMap volume is read from its current generation
+    /// directory, `..2026_…`, whose files users know by their links in the volume.
+    pub fn load_dir_as(dir: &Path, shown: &Path) -> Result<PolicySet, LoadErrors> {
         let mut files = Vec::new();
         collect_files(dir, &mut files).map_err(|message| {
             LoadErrors::one(LoadError {
-                file: dir.display().to_string(),
+                file: shown.display().to_string(),
                 document: None,
                 policy: None,
                 field: None,
@@ -125,13 +133,17 @@ impl PolicySet {
             })
         })?;
         files.sort();
+        let named = |file: &Path| match file.strip_prefix(dir) {
+            Ok(relative) if dir != shown => shown.join(relative),
+            _ => file.to_owned(),
+        };
         let mut sources = Vec::new();
         let mut errors = Vec::new();
         for file in &files {
             match read_file(file) {
-                Ok(text) => sources.push((file.display().to_string(), text)),
+                Ok(text) => sources.push((named(file).display().to_string(), text)),
                 Err(message) => errors.push(LoadError {
-                    file: file.display().to_string(),
+                    file: named(file).display().to_string(),
                     document: None,
                     policy: None,
                     field: None,
@@ -149,7 +161,7 @@ impl PolicySet {
             return Err(LoadErrors(errors));
         }
         let mut set = set?;
-        set.files = files;
+        set.files = files.iter().map(|f| named(f)).collect();
         Ok(set)
     }
 
@@ -321,7 +333,8 @@ impl PolicySet {
         self.policies.iter().map(|p| p.name.as_str()).collect()
     }
 
-    /// The files read by [`PolicySet::load_dir`].
+    /// The files read by [`PolicySet::load_dir`] (named as [`PolicySet::load_dir_as`] shows
+    /// them).
     pub fn files(&self) -> &[PathBuf] {
         &self.files
     }

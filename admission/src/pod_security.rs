@@ -70,12 +70,13 @@ pub fn enforced_level(namespace: Option<&Namespace>) -> Option<Level> {
 pub const ENFORCE_VERSION_LABEL: &str = "pod-security.kubernetes.io/enforce-version";
 
 /// The version of the Pod Security checks a namespace enforces: `latest`, or pinned to a
-/// Kubernetes minor version, whose checks differ where kspy's warnings follow them: the safe
-/// sysctls (1.27, 1.29 and 1.32 added some), `capabilities_restricted` (1.22+: before it,
+/// Kubernetes minor version, whose checks differ where kspy's warnings follow them:
+/// `allowPrivilegeEscalation` (1.8+), the seccomp checks (before 1.19 the annotations, and
+/// `restricted` asks for no profile), `capabilities_restricted` (1.22+: before it,
 /// `restricted` asks for no dropped capabilities and allows the baseline ones),
-/// `runAsUser: 0` (1.23+), the Windows relaxation of `restricted` (1.25+),
-/// `container_engine_t` (1.31+) and the probe and lifecycle hosts (1.34+). Older differences
-/// (the seccomp annotations before 1.19) are not followed.
+/// `runAsUser: 0` (1.23+), the Windows relaxation of `restricted` (1.25+), the safe sysctls
+/// (1.27, 1.29 and 1.32 added some), `container_engine_t` (1.31+) and the probe and lifecycle
+/// hosts (1.34+).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Version {
     /// The API server's own version (the default).
@@ -85,9 +86,10 @@ pub enum Version {
 }
 
 impl Version {
-    /// Parses the label value as Pod Security does: `latest` or `v1.N` (`N` without a leading
-    /// zero, as `api.ParseVersion`'s `^v1\.([0-9]|[1-9][0-9]*)$`); anything else is `latest`,
-    /// which the plugin evaluates for a version it cannot parse.
+    /// Parses the label value as Pod Security does: `latest` or `v1.N` (`N` ASCII digits
+    /// without a sign or a leading zero, as `api.ParseVersion`'s `^v1\.([0-9]|[1-9][0-9]*)$`);
+    /// anything else (`v1.+5`, `v1.05`, `1.26`) is `latest`, which the plugin evaluates for a
+    /// version it cannot parse (the error goes to the audit annotations only).
     pub fn parse(value: &str) -> Version {
         value
             .strip_prefix("v1.")
@@ -289,19 +291,20 @@ pub fn violations(
         out.push("procMount: Unmasked".to_owned());
     }
     let own = &container["securityContext"];
-    if own["seccompProfile"]["type"] == "Unconfined" {
+    // The seccompProfile fields since 1.19; before, the annotations, which are the pod's
+    // (`pod_spec_violations`).
+    if own["seccompProfile"]["type"] == "Unconfined" && version.at_least(19) {
         out.push("seccomp Unconfined".to_owned());
     }
-    // The container's field, else its annotation (the API server requires the two to agree
-    // when both are set).
+    // The container's field and its (deprecated) annotation, each checked as Pod Security
+    // checks them (the API server requires the two to agree when both are set).
     let annotation = container["name"]
         .as_str()
         .and_then(|name| annotations?.get(&format!("{APPARMOR_ANNOTATION_PREFIX}{name}")));
-    let apparmor_unconfined = match own["appArmorProfile"]["type"].as_str() {
-        Some(t) => t == "Unconfined",
-        None => annotation.is_some_and(|v| v == "unconfined"),
-    };
-    if apparmor_unconfined {
+    let field_unconfined = own["appArmorProfile"]["type"]
+        .as_str()
+        .is_some_and(|t| !matches!(t, "RuntimeDefault" | "Localhost"));
+    if field_unconfined || annotation.is_some_and(|v| !apparmor_annotation_allowed(v)) {
         out.push("AppArmor Unconfined".to_owned());
     }
     if selinux_forbidden(&own["seLinuxOptions"], version) {
@@ -335,7 +338,9 @@ pub fn violations(
     );
     if level == Level::Restricted {
         let sc = &container["securityContext"];
-        if sc["allowPrivilegeEscalation"] != json!(false) && !windows_relaxed {
+        // The field came with 1.8, and so did the check.
+        if sc["allowPrivilegeEscalation"] != json!(false) && !windows_relaxed && version.at_least(8)
+        {
             out.push("allowPrivilegeEscalation not set to false".to_owned());
         }
         let non_root = sc["runAsNonRoot"] == json!(true)
@@ -370,7 +375,11 @@ pub fn violations(
         let seccomp = sc["seccompProfile"]["type"]
             .as_str()
             .or_else(|| pod_sc["seccompProfile"]["type"].as_str());
-        if !matches!(seccomp, Some("RuntimeDefault" | "Localhost")) && !windows_relaxed {
+        // Before 1.19 restricted asks for no profile (baseline's annotation check stands).
+        if !matches!(seccomp, Some("RuntimeDefault" | "Localhost"))
+            && !windows_relaxed
+            && version.at_least(19)
+        {
             out.push("no seccompProfile RuntimeDefault or Localhost".to_owned());
         }
     }
@@ -379,6 +388,22 @@ pub fn violations(
 
 /// The prefix of the (deprecated) per-container AppArmor annotation.
 const APPARMOR_ANNOTATION_PREFIX: &str = "container.apparmor.security.beta.kubernetes.io/";
+
+/// Whether Pod Security allows an AppArmor annotation's value: empty, `runtime/default` or
+/// `localhost/…` (`unconfined`, and any other value, it refuses).
+fn apparmor_annotation_allowed(value: &str) -> bool {
+    value.is_empty() || value == "runtime/default" || value.starts_with("localhost/")
+}
+
+/// The seccomp annotation of the pod, which the checks of versions before 1.19 read.
+const SECCOMP_POD_ANNOTATION: &str = "seccomp.security.alpha.kubernetes.io/pod";
+/// The prefix of the per-container seccomp annotation, read before 1.19.
+const SECCOMP_CONTAINER_ANNOTATION_PREFIX: &str = "container.seccomp.security.alpha.kubernetes.io/";
+
+/// Whether the seccomp checks before 1.19 allow an annotation's value.
+fn seccomp_annotation_allowed(value: &str) -> bool {
+    matches!(value, "runtime/default" | "docker/default") || value.starts_with("localhost/")
+}
 
 /// Whether `options` (a securityContext's `seLinuxOptions`) holds what `baseline` forbids: a
 /// type outside the container types (`container_t` and the like), a user or a role.
@@ -405,13 +430,16 @@ pub fn container_users(object: &Value) -> BTreeSet<i64> {
         .collect()
 }
 
-/// The volume types `restricted` allows (besides none at all).
+/// The volume types `restricted` allows (besides none at all). `image` (an OCI image mounted
+/// read-only) since Kubernetes 1.33, whose Pod Security added it to the check of every policy
+/// version rather than to a new one.
 const RESTRICTED_VOLUME_TYPES: &[&str] = &[
     "configMap",
     "csi",
     "downwardAPI",
     "emptyDir",
     "ephemeral",
+    "image",
     "persistentVolumeClaim",
     "projected",
     "secret",
@@ -425,7 +453,9 @@ const RESTRICTED_VOLUME_TYPES: &[&str] = &[
 /// Security names the pod as their setter), hostPath volumes that no container in
 /// `mounted_host_paths` mounts (Pod Security refuses the volume, mounted or not; a mounted
 /// one is named with its container), and under `restricted` volumes of types it does not
-/// allow.
+/// allow. Pod Security also reads every AppArmor annotation, the ones naming no container of
+/// the pod (`containers`, its containers' names) included, and before 1.19 the seccomp
+/// annotations of the pod and of its containers.
 /// `pod_sc` is the pod's securityContext as JSON, as [`warnings`] has it already.
 fn pod_spec_violations(
     level: Level,
@@ -433,6 +463,7 @@ fn pod_spec_violations(
     pod: &Pod,
     pod_sc: &Value,
     mounted_host_paths: &BTreeSet<String>,
+    containers: &BTreeSet<&str>,
 ) -> Vec<String> {
     let mut out = Vec::new();
     if level == Level::Privileged {
@@ -456,8 +487,32 @@ fn pod_spec_violations(
     out.extend(sysctls.iter().map(|s| format!("sysctl {s}")));
     if let Some(t) = pod_sc["seccompProfile"]["type"].as_str()
         && !matches!(t, "RuntimeDefault" | "Localhost")
+        && version.at_least(19)
     {
         out.push(format!("seccompProfile {t} in the pod's securityContext"));
+    }
+    let annotations = pod.metadata.annotations.as_ref();
+    if !version.at_least(19) {
+        let container_keys = containers
+            .iter()
+            .map(|name| format!("{SECCOMP_CONTAINER_ANNOTATION_PREFIX}{name}"));
+        for key in std::iter::once(SECCOMP_POD_ANNOTATION.to_owned()).chain(container_keys) {
+            if let Some(value) = annotations.and_then(|a| a.get(&key))
+                && !seccomp_annotation_allowed(value)
+            {
+                out.push(format!("seccomp annotation {key}={value:?}"));
+            }
+        }
+    }
+    for (key, value) in annotations.into_iter().flatten() {
+        if let Some(name) = key.strip_prefix(APPARMOR_ANNOTATION_PREFIX)
+            && !containers.contains(name)
+            && !apparmor_annotation_allowed(value)
+        {
+            out.push(format!(
+                "AppArmor annotation {key}={value:?}, for no container of the pod (remove it)"
+            ));
+        }
     }
     if pod_sc["appArmorProfile"]["type"] == "Unconfined" {
         out.push("appArmorProfile Unconfined in the pod's securityContext".to_owned());
@@ -567,13 +622,19 @@ pub fn warnings(
     let mut in_pod = Vec::new();
     let volumes = PodVolumes::of(pod);
     let added_names: BTreeSet<&str> = added.iter().map(|c| c.name).collect();
-    for (parts, json) in pod_containers(pod) {
+    let pod_containers = pod_containers(pod);
+    let container_names: BTreeSet<&str> = pod_containers
+        .iter()
+        .map(|(parts, _)| parts.name)
+        .chain(added_names.iter().copied())
+        .collect();
+    for (parts, json) in &pod_containers {
         if added_names.contains(parts.name) {
             continue;
         }
-        let asks = Asks::extract(&parts, pod, &volumes);
+        let asks = Asks::extract(parts, pod, &volumes);
         // Host namespaces are named once, with the containers added.
-        let found = violations(level, version, &asks, &json, &view, &[]);
+        let found = violations(level, version, &asks, json, &view, &[]);
         if !found.is_empty() {
             in_pod.push(format!("container {:?}: {}", parts.name, found.join(", ")));
         }
@@ -585,6 +646,7 @@ pub fn warnings(
         pod,
         &pod_sc,
         &mounted_host_paths,
+        &container_names,
     ));
     if !in_pod.is_empty() {
         let consequence = match action {

@@ -191,6 +191,25 @@ fn variants() -> Vec<(&'static str, Change)> {
                     json!({"container.apparmor.security.beta.kubernetes.io/app": "unconfined"});
             }),
         ),
+        // Pod Security reads every AppArmor annotation, whatever container it names.
+        (
+            "AppArmor annotation unconfined for no container",
+            Box::new(|p| {
+                p["metadata"]["annotations"] = json!({
+                    "container.apparmor.security.beta.kubernetes.io/gone": "unconfined",
+                    "container.apparmor.security.beta.kubernetes.io/left": "runtime/default"
+                });
+            }),
+        ),
+        (
+            "AppArmor annotations allowed for no container",
+            Box::new(|p| {
+                p["metadata"]["annotations"] = json!({
+                    "container.apparmor.security.beta.kubernetes.io/gone": "localhost/k8s",
+                    "container.apparmor.security.beta.kubernetes.io/left": ""
+                });
+            }),
+        ),
         (
             "app SELinux type",
             Box::new(|p| app(p)["seLinuxOptions"] = json!({"type": "spc_t"})),
@@ -265,6 +284,16 @@ fn variants() -> Vec<(&'static str, Change)> {
         (
             "gitRepo volume",
             Box::new(|p| volume(p, json!({"name": "g", "gitRepo": {"repository": "r"}}))),
+        ),
+        // Allowed since Kubernetes 1.33, at every policy version.
+        (
+            "image volume",
+            Box::new(|p| {
+                volume(
+                    p,
+                    json!({"name": "i", "image": {"reference": "busybox:1.36"}}),
+                )
+            }),
         ),
         (
             "secret and projected volumes",
@@ -383,9 +412,10 @@ fn kspy_warns_exactly_when_pod_security_refuses() {
 }
 
 /// The same agreement in namespaces pinned to older versions (`enforce-version`), whose checks
-/// differ: sysctls, runAsUser (1.23), the Windows relaxation (1.25), container_engine_t (1.31),
-/// probe hosts (1.34). From 1.22, the first Pod Security release: the port evaluates
-/// `capabilities_restricted` at any version, where upstream has it from 1.22 only.
+/// differ: allowPrivilegeEscalation (1.8+), seccomp (the annotations before 1.19, the fields and
+/// restricted's profile from 1.19), capabilities_restricted (1.22+, baseline's capabilities
+/// before), sysctls, runAsUser (1.23), the Windows relaxation (1.25), container_engine_t
+/// (1.31), probe hosts (1.34); and a version newer than any check, evaluated as the newest.
 #[test]
 fn kspy_warns_exactly_when_pod_security_refuses_at_a_pinned_version() {
     let mut extra: Vec<(&str, Change)> = vec![
@@ -404,6 +434,23 @@ fn kspy_warns_exactly_when_pod_security_refuses_at_a_pinned_version() {
             }),
         ),
     ];
+    for (what, annotation) in [
+        (
+            "pod seccomp annotation unconfined",
+            "seccomp.security.alpha.kubernetes.io/pod",
+        ),
+        (
+            "app seccomp annotation unconfined",
+            "container.seccomp.security.alpha.kubernetes.io/app",
+        ),
+    ] {
+        extra.push((
+            what,
+            Box::new(move |p| {
+                p["metadata"]["annotations"] = json!({ annotation: "unconfined" });
+            }),
+        ));
+    }
     for sysctl in [
         "net.ipv4.ip_local_reserved_ports",
         "net.ipv4.tcp_keepalive_time",
@@ -417,7 +464,8 @@ fn kspy_warns_exactly_when_pod_security_refuses_at_a_pinned_version() {
         ));
     }
     let mut disagreements = Vec::new();
-    for minor in [22, 23, 24, 25, 26, 27, 28, 29, 30, 31, 32, 33, 34] {
+    let minors = [0, 7, 8, 18, 19, 21].into_iter().chain(22..=34).chain([40]);
+    for minor in minors {
         for (level, kspy_level) in [
             ("baseline", kspy_psa::Level::Baseline),
             ("restricted", kspy_psa::Level::Restricted),
@@ -449,6 +497,68 @@ fn kspy_warns_exactly_when_pod_security_refuses_at_a_pinned_version() {
     assert!(
         disagreements.is_empty(),
         "kspy and PodSecurity disagree:\n{}",
+        disagreements.join("\n")
+    );
+}
+
+/// The `enforce-version` label read alike: kspy's `enforced_version` and the port's parser,
+/// each against `api.ParseVersion`, which takes `latest` and `v1.N` only (no sign, no leading
+/// zero) and evaluates anything else as `latest`. The pod breaks only a rule newer than v1.5
+/// (a sysctl safe since 1.27), so a label read as `v1.5` by one and `latest` by the other
+/// shows as a disagreement.
+#[test]
+fn the_version_label_is_read_as_pod_security_reads_it() {
+    use k8s_openapi::api::core::v1::Namespace;
+
+    let mut pod = hardened();
+    pod["spec"]["securityContext"]["sysctls"] =
+        json!([{"name": "net.ipv4.ip_local_reserved_ports", "value": "8080"}]);
+    let mut disagreements = Vec::new();
+    let mut pinned = 0;
+    for label in [
+        "latest",
+        "v1.5",
+        "v1.0",
+        "v1.+5",
+        "v1.+27",
+        "v1.05",
+        "v1.",
+        "1.5",
+        "V1.5",
+        "v1.5 ",
+        "v2.5",
+        "v1.-0",
+        "v1.5.0",
+        "v1.99999999999999999999",
+    ] {
+        let labels: BTreeMap<String, String> = [
+            (fake_psa::ENFORCE_LABEL.to_string(), "baseline".to_string()),
+            (
+                fake_psa::ENFORCE_VERSION_LABEL.to_string(),
+                label.to_string(),
+            ),
+        ]
+        .into();
+        let namespace: Namespace = serde_json::from_value(json!({
+            "metadata": {"name": "ns", "labels": labels}
+        }))
+        .expect("a Namespace");
+        let version = kspy_psa::enforced_version(Some(&namespace));
+        pinned += usize::from(version != kspy_psa::Version::Latest);
+        let refused = fake_psa::admit(&labels, "web", &pod).err();
+        let warned = kspy_warnings_at(kspy_psa::Level::Baseline, version, &pod);
+        if refused.is_some() == warned.is_empty() {
+            disagreements.push(format!(
+                "{label:?}: PodSecurity {}; kspy ({version:?}) {warned:?}",
+                refused.map_or("admits".to_string(), |e| e.message),
+            ));
+        }
+    }
+    // Only `v1.5` and `v1.0` are versions: the rest are latest, which admits the pod.
+    assert_eq!(pinned, 2, "labels read as a pinned version");
+    assert!(
+        disagreements.is_empty(),
+        "kspy and PodSecurity read the version label apart:\n{}",
         disagreements.join("\n")
     );
 }

@@ -18,16 +18,21 @@
 //!   From 1.25 `allowPrivilegeEscalation`, `capabilities_restricted` and
 //!   `seccompProfile_restricted` pass a pod with `spec.os.name: windows` unchecked.
 //!
-//! Versions matter where this server's checks differ by version: the safe sysctls (1.27,
-//! 1.29, 1.32 added some), `container_engine_t` (SELinux, 1.31+), `runAsUser` (1.23+), the
-//! probe and lifecycle hosts (1.34+) and the
-//! seccomp annotations baseline checks before 1.19; any other pinned version is evaluated as
-//! `latest`. `procMount` is the 1.33 check: the user-namespace relaxation sits behind the
-//! alpha `UserNamespacesPodSecurityStandards` gate, off by default, so `hostUsers: false` does
-//! not relax it.
+//! Each check applies from the policy version its first revision has (`MinimumVersion`), and
+//! a restricted check overrides a baseline one only at the versions it has:
+//! `allowPrivilegeEscalation` from 1.8, `seccompProfile_restricted` from 1.19 (before, the
+//! baseline check of the seccomp annotations), `capabilities_restricted` from 1.22 (before,
+//! `capabilities_baseline`), `runAsUser` from 1.23, the probe and lifecycle hosts from 1.34.
+//! Within a check the versions differ in the safe sysctls (1.27, 1.29, 1.32 added some),
+//! `container_engine_t` (SELinux, 1.31+) and the Windows relaxation (1.25+). A version newer
+//! than the newest check is evaluated as `latest`. `procMount` is the 1.33 check: the
+//! user-namespace relaxation sits behind the alpha `UserNamespacesPodSecurityStandards` gate,
+//! off by default, so `hostUsers: false` does not relax it.
 //!
-//! A level label that is not a level is treated as `restricted`, the most restrictive, as
-//! the plugin does (`api.ParseLevel`); an unparseable version as `latest`.
+//! A level label that is not a level is treated as the plugin does (`api.ParseLevel`,
+//! `PolicyToEvaluate`): `restricted` for `enforce`, `privileged` (fail open) for `warn`. A
+//! version label that is not `latest` or `v1.N` (`api.ParseVersion`: `v1.+5`, `v1.05`) is
+//! evaluated as `latest`.
 //!
 //! An `enforce` violation is the plugin's 403: `pods "x" is forbidden: violates PodSecurity
 //! "restricted:latest": REASON (DETAIL), …`. A `warn` violation of an admitted pod is a
@@ -88,10 +93,16 @@ pub enum Version {
 }
 
 impl Version {
-    /// Parses a version label; anything but `latest` or `v1.N` falls back to `latest`, as
-    /// the plugin does for an invalid version.
+    /// Parses a version label as `api.ParseVersion` does: `latest`, or `v1.N` with `N` ASCII
+    /// digits and no leading zero (its `^v1\.([0-9]|[1-9][0-9]*)$`). Anything else (`v1.+5`,
+    /// `v1.05`, `1.26`) is an error there, and `PolicyToEvaluate` evaluates `latest` for it
+    /// (the error only goes to the audit annotations), so it is `latest` here too. A number
+    /// too large for the minor is `latest` as well, which is also what the plugin makes of a
+    /// version newer than its checks.
     pub fn parse(s: &str) -> Version {
         s.strip_prefix("v1.")
+            // `u32::from_str` takes a leading `+`, which the plugin's regular expression does not.
+            .filter(|m| !m.is_empty() && m.bytes().all(|b| b.is_ascii_digit()))
             .filter(|m| m == &"0" || !m.starts_with('0'))
             .and_then(|m| m.parse().ok())
             .map_or(Version::Latest, Version::Minor)
@@ -113,6 +124,8 @@ impl Version {
     }
 }
 
+/// A level label the plugin cannot parse (`api.ParseLevel`): `enforce` falls back to the most
+/// restrictive level, `warn` (and `audit`) fail open to `privileged` (`PolicyToEvaluate`).
 fn level_version(
     labels: &BTreeMap<String, String>,
     level_key: &str,
@@ -121,8 +134,9 @@ fn level_version(
     let level = match labels.get(level_key)?.as_str() {
         "privileged" => Level::Privileged,
         "baseline" => Level::Baseline,
-        // Not a level: the plugin falls back to the most restrictive one.
-        _ => Level::Restricted,
+        "restricted" => Level::Restricted,
+        _ if level_key == ENFORCE_LABEL => Level::Restricted,
+        _ => Level::Privileged,
     };
     let version = labels
         .get(version_key)
@@ -309,13 +323,16 @@ fn capabilities_restricted(spec: &Value) -> Option<Violation> {
     (!details.is_empty()).then(|| ("unrestricted capabilities".into(), details.join("; ")))
 }
 
-/// Volume sources the restricted level allows.
+/// Volume sources the restricted level allows. `image` (an OCI image as a read-only volume)
+/// since Kubernetes 1.33, added to the 1.0 check rather than to a new version: an API server
+/// of 1.33 or later allows it at every pinned version.
 const RESTRICTED_VOLUME_SOURCES: &[&str] = &[
     "configMap",
     "csi",
     "downwardAPI",
     "emptyDir",
     "ephemeral",
+    "image",
     "persistentVolumeClaim",
     "projected",
     "secret",
@@ -601,9 +618,6 @@ fn host_ports(spec: &Value) -> Option<Violation> {
 /// `check_hostProbesAndhostLifecycle.go` (1.34+): no probe (`httpGet`, `tcpSocket`) or
 /// lifecycle handler (`postStart`, `preStop`) of any container may name a `host`.
 fn host_probes_and_host_lifecycle(s: &Subject) -> Option<Violation> {
-    if !s.version.at_least(34) {
-        return None;
-    }
     let mut bad = BTreeSet::new();
     let mut hosts = BTreeSet::new();
     for c in containers(s.spec) {
@@ -831,9 +845,6 @@ fn windows_host_process(spec: &Value) -> Option<Violation> {
 
 /// `check_runAsUser.go` (restricted, 1.23+): no explicit `runAsUser: 0`.
 fn run_as_user(s: &Subject) -> Option<Violation> {
-    if !s.version.at_least(23) {
-        return None;
-    }
     let root = |sc: &Value| sc["runAsUser"].as_i64() == Some(0);
     let bad: Vec<String> = containers(s.spec)
         .into_iter()
@@ -851,20 +862,77 @@ fn run_as_user(s: &Subject) -> Option<Violation> {
 
 type Check = fn(&Subject) -> Option<Violation>;
 
-/// The baseline checks by ID, in ID order (the registry sorts them).
-const BASELINE_CHECKS: &[(&str, Check)] = &[
-    ("appArmorProfile", app_armor_profile),
-    ("capabilities_baseline", |s| capabilities_baseline(s.spec)),
-    ("hostNamespaces", |s| host_namespaces(s.spec)),
-    ("hostPathVolumes", |s| host_path_volumes(s.spec)),
-    ("hostPorts", |s| host_ports(s.spec)),
-    ("hostProbesAndHostLifecycle", host_probes_and_host_lifecycle),
-    ("privileged", |s| privileged(s.spec)),
-    ("procMount", |s| proc_mount(s.spec)),
-    ("seLinuxOptions", se_linux_options),
-    ("seccompProfile_baseline", seccomp_baseline),
-    ("sysctls", sysctls),
-    ("windowsHostProcess", |s| windows_host_process(s.spec)),
+/// One check of the registry: its ID, the first policy version it has (`MinimumVersion` of its
+/// oldest revision, as `1.minor`), and the check.
+struct Registered {
+    id: &'static str,
+    since: u32,
+    check: Check,
+}
+
+/// The baseline checks by ID, in ID order (the registry sorts them). Before its `since` a
+/// check is not registered at all for that version (`inflateVersions`).
+const BASELINE_CHECKS: &[Registered] = &[
+    Registered {
+        id: "appArmorProfile",
+        since: 0,
+        check: app_armor_profile,
+    },
+    Registered {
+        id: "capabilities_baseline",
+        since: 0,
+        check: |s| capabilities_baseline(s.spec),
+    },
+    Registered {
+        id: "hostNamespaces",
+        since: 0,
+        check: |s| host_namespaces(s.spec),
+    },
+    Registered {
+        id: "hostPathVolumes",
+        since: 0,
+        check: |s| host_path_volumes(s.spec),
+    },
+    Registered {
+        id: "hostPorts",
+        since: 0,
+        check: |s| host_ports(s.spec),
+    },
+    Registered {
+        id: "hostProbesAndHostLifecycle",
+        since: 34,
+        check: host_probes_and_host_lifecycle,
+    },
+    Registered {
+        id: "privileged",
+        since: 0,
+        check: |s| privileged(s.spec),
+    },
+    Registered {
+        id: "procMount",
+        since: 0,
+        check: |s| proc_mount(s.spec),
+    },
+    Registered {
+        id: "seLinuxOptions",
+        since: 0,
+        check: se_linux_options,
+    },
+    Registered {
+        id: "seccompProfile_baseline",
+        since: 0,
+        check: seccomp_baseline,
+    },
+    Registered {
+        id: "sysctls",
+        since: 0,
+        check: sysctls,
+    },
+    Registered {
+        id: "windowsHostProcess",
+        since: 0,
+        check: |s| windows_host_process(s.spec),
+    },
 ];
 
 /// Whether the 1.25 versions of `allowPrivilegeEscalation`, `capabilities_restricted` and
@@ -874,57 +942,103 @@ fn windows_exempt(s: &Subject) -> bool {
     s.version.at_least(25) && s.spec["os"]["name"] == "windows"
 }
 
-/// The restricted checks by ID, in ID order, with the baseline checks each overrides.
-const RESTRICTED_CHECKS: &[(&str, &[&str], Check)] = &[
-    ("allowPrivilegeEscalation", &[], |s| {
-        if windows_exempt(s) {
-            return None;
-        }
-        allow_privilege_escalation(s.spec)
-    }),
-    ("capabilities_restricted", &["capabilities_baseline"], |s| {
-        if windows_exempt(s) {
-            return None;
-        }
-        capabilities_restricted(s.spec)
-    }),
-    ("restrictedVolumes", &["hostPathVolumes"], |s| {
-        restricted_volumes(s.spec)
-    }),
-    ("runAsNonRoot", &[], |s| run_as_non_root(s.spec)),
-    ("runAsUser", &[], run_as_user),
+/// The restricted checks by ID, in ID order, with the baseline checks each overrides
+/// (`OverrideCheckIDs`). An override holds only at the versions its check has: before 1.22
+/// there is no `capabilities_restricted`, so a restricted namespace pinned to v1.21 runs
+/// `capabilities_baseline` (and asks for no dropped capabilities); before 1.19 it runs the
+/// annotation form of `seccompProfile_baseline` and asks for no seccomp profile.
+const RESTRICTED_CHECKS: &[(Registered, &[&str])] = &[
     (
-        "seccompProfile_restricted",
-        &["seccompProfile_baseline"],
-        |s| {
-            if windows_exempt(s) {
-                return None;
-            }
-            seccomp_restricted(s.spec)
+        Registered {
+            id: "allowPrivilegeEscalation",
+            // The field came with 1.8.
+            since: 8,
+            check: |s| {
+                if windows_exempt(s) {
+                    return None;
+                }
+                allow_privilege_escalation(s.spec)
+            },
         },
+        &[],
+    ),
+    (
+        Registered {
+            id: "capabilities_restricted",
+            since: 22,
+            check: |s| {
+                if windows_exempt(s) {
+                    return None;
+                }
+                capabilities_restricted(s.spec)
+            },
+        },
+        &["capabilities_baseline"],
+    ),
+    (
+        Registered {
+            id: "restrictedVolumes",
+            since: 0,
+            check: |s| restricted_volumes(s.spec),
+        },
+        &["hostPathVolumes"],
+    ),
+    (
+        Registered {
+            id: "runAsNonRoot",
+            since: 0,
+            check: |s| run_as_non_root(s.spec),
+        },
+        &[],
+    ),
+    (
+        Registered {
+            id: "runAsUser",
+            since: 23,
+            check: run_as_user,
+        },
+        &[],
+    ),
+    (
+        Registered {
+            id: "seccompProfile_restricted",
+            since: 19,
+            check: |s| {
+                if windows_exempt(s) {
+                    return None;
+                }
+                seccomp_restricted(s.spec)
+            },
+        },
+        &["seccompProfile_baseline"],
     ),
 ];
 
 /// The violations of `pod` at `level` and `version`, in the order the plugin reports them:
-/// the baseline checks the level keeps, then the restricted ones.
+/// the baseline checks the level keeps, then the restricted ones, each only from its version.
 pub fn violations(level: Level, version: Version, pod: &Value) -> Vec<Violation> {
     let subject = Subject {
         meta: &pod["metadata"],
         spec: &pod["spec"],
         version,
     };
-    let overridden: Vec<&str> = RESTRICTED_CHECKS
+    let registered = |r: &&Registered| version.at_least(r.since);
+    let restricted: Vec<&(Registered, &[&str])> = RESTRICTED_CHECKS
         .iter()
-        .flat_map(|(_, overrides, _)| overrides.iter().copied())
+        .filter(|(r, _)| registered(&r))
         .collect();
+    let overridden: Vec<&str> = restricted
+        .iter()
+        .flat_map(|(_, overrides)| overrides.iter().copied())
+        .collect();
+    let baseline = BASELINE_CHECKS.iter().filter(registered);
     let checks: Vec<Check> = match level {
         Level::Privileged => vec![],
-        Level::Baseline => BASELINE_CHECKS.iter().map(|(_, c)| *c).collect(),
-        Level::Restricted => BASELINE_CHECKS
-            .iter()
-            .filter(|(id, _)| !overridden.contains(id))
-            .map(|(_, c)| *c)
-            .chain(RESTRICTED_CHECKS.iter().map(|(_, _, c)| *c))
+        Level::Baseline => baseline.map(|r| r.check).collect(),
+        Level::Restricted => baseline
+            .filter(|r| !overridden.contains(&r.id))
+            .map(|r| r.check)
+            .chain(restricted.iter().map(|(r, _)| r.check))
             .collect(),
     };
     checks
@@ -1077,6 +1191,132 @@ mod tests {
             "{}",
             e.message
         );
+    }
+
+    fn pinned(level: &str, version: &str) -> BTreeMap<String, String> {
+        let mut l = labels(level);
+        l.insert(ENFORCE_VERSION_LABEL.into(), version.into());
+        l
+    }
+
+    #[test]
+    fn a_version_label_api_parse_version_refuses_is_latest() {
+        for (label, version) in [
+            ("latest", Version::Latest),
+            ("v1.0", Version::Minor(0)),
+            ("v1.5", Version::Minor(5)),
+            ("v1.34", Version::Minor(34)),
+            // A sign `u32::from_str` takes, the plugin's regular expression does not.
+            ("v1.+5", Version::Latest),
+            ("v1.+0", Version::Latest),
+            ("v1.05", Version::Latest),
+            ("v1.", Version::Latest),
+            ("1.26", Version::Latest),
+            ("v2.0", Version::Latest),
+            ("v1.26 ", Version::Latest),
+            ("v1.99999999999999999999", Version::Latest),
+        ] {
+            assert_eq!(Version::parse(label), version, "{label:?}");
+        }
+        // Evaluated as latest, and named as such: v1.5 would refuse the 1.27 sysctl.
+        let pod = json!({"spec": {
+            "securityContext": {"sysctls": [{"name": "net.ipv4.ip_local_reserved_ports", "value": "80"}]},
+            "containers": [{"name": "c", "image": "busybox", "securityContext": {"privileged": true}}]
+        }});
+        let e = admit(&pinned("baseline", "v1.+5"), "p", &pod).unwrap_err();
+        assert_eq!(
+            e.message,
+            r#"pods "p" is forbidden: violates PodSecurity "baseline:latest": privileged (container "c" must not set securityContext.privileged=true)"#
+        );
+        let e = admit(&pinned("baseline", "v1.5"), "p", &pod).unwrap_err();
+        assert!(e.message.contains("forbidden sysctls"), "{}", e.message);
+    }
+
+    #[test]
+    fn a_warn_level_that_is_not_a_level_fails_open() {
+        let pod = json!({"spec": {"containers": [{"name": "c", "image": "busybox"}]}});
+        let warn: BTreeMap<String, String> =
+            [(WARN_LABEL.to_string(), "Restricted".to_string())].into();
+        assert_eq!(admit(&warn, "p", &pod).unwrap(), Vec::<String>::new());
+        // An enforce level that is not one is the most restrictive.
+        assert!(admit(&labels("Restricted"), "p", &pod).is_err());
+    }
+
+    #[test]
+    fn restricted_checks_start_at_their_versions() {
+        let sc = |extra: Value| {
+            let mut sc =
+                json!({"allowPrivilegeEscalation": false, "capabilities": {"drop": ["ALL"]}});
+            sc.as_object_mut()
+                .unwrap()
+                .extend(extra.as_object().unwrap().clone());
+            sc
+        };
+        let pod = |annotations: Value, c: Value| {
+            json!({"metadata": {"annotations": annotations}, "spec": {
+                "securityContext": {"runAsNonRoot": true, "seccompProfile": {"type": "RuntimeDefault"}},
+                "containers": [c]
+            }})
+        };
+        // Before 1.22 restricted runs capabilities_baseline: no drop asked, CHOWN allowed.
+        let caps = pod(
+            json!({}),
+            json!({"name": "c", "image": "busybox",
+            "securityContext": {"allowPrivilegeEscalation": false, "capabilities": {"add": ["CHOWN"]}}}),
+        );
+        assert!(admit(&pinned("restricted", "v1.21"), "p", &caps).is_ok());
+        let e = admit(&pinned("restricted", "v1.22"), "p", &caps).unwrap_err();
+        assert!(
+            e.message.contains("unrestricted capabilities"),
+            "{}",
+            e.message
+        );
+        let sys_admin = pod(
+            json!({}),
+            json!({"name": "c", "image": "busybox",
+            "securityContext": {"allowPrivilegeEscalation": false, "capabilities": {"add": ["SYS_ADMIN"]}}}),
+        );
+        let e = admit(&pinned("restricted", "v1.21"), "p", &sys_admin).unwrap_err();
+        assert_eq!(
+            e.message,
+            r#"pods "p" is forbidden: violates PodSecurity "restricted:v1.21": non-default capabilities (container "c" must not include "SYS_ADMIN" in securityContext.capabilities.add)"#
+        );
+        // allowPrivilegeEscalation from 1.8.
+        let escalating = pod(
+            json!({}),
+            json!({"name": "c", "image": "busybox",
+            "securityContext": {"capabilities": {"drop": ["ALL"]}}}),
+        );
+        assert!(admit(&pinned("restricted", "v1.7"), "p", &escalating).is_ok());
+        assert!(admit(&pinned("restricted", "v1.8"), "p", &escalating).is_err());
+        // seccompProfile_restricted from 1.19; before, the annotations of the baseline check.
+        let mut unset = pod(
+            json!({}),
+            json!({"name": "c", "image": "busybox", "securityContext": sc(json!({}))}),
+        );
+        unset["spec"]["securityContext"] = json!({"runAsNonRoot": true});
+        assert!(admit(&pinned("restricted", "v1.18"), "p", &unset).is_ok());
+        assert!(admit(&pinned("restricted", "v1.19"), "p", &unset).is_err());
+        unset["metadata"]["annotations"] =
+            json!({"seccomp.security.alpha.kubernetes.io/pod": "unconfined"});
+        let e = admit(&pinned("restricted", "v1.18"), "p", &unset).unwrap_err();
+        assert!(e.message.contains("forbidden annotation"), "{}", e.message);
+    }
+
+    #[test]
+    fn restricted_allows_image_volumes() {
+        let pod = json!({"spec": {
+            "securityContext": {"runAsNonRoot": true, "seccompProfile": {"type": "RuntimeDefault"}},
+            "volumes": [{"name": "tools", "image": {"reference": "busybox:1.36"}}],
+            "containers": [{"name": "c", "image": "busybox", "securityContext":
+                {"allowPrivilegeEscalation": false, "capabilities": {"drop": ["ALL"]}}}]
+        }});
+        for version in ["latest", "v1.22"] {
+            assert!(
+                admit(&pinned("restricted", version), "p", &pod).is_ok(),
+                "{version}"
+            );
+        }
     }
 
     #[test]

@@ -161,12 +161,41 @@ impl CelError {
     }
 }
 
-/// Where the parser's error `line` and `column` (1-based, as it reports them) stand in
-/// `source`, counted in characters, when that is certain: ANTLR's own errors (its messages
-/// start "Syntax error: ") count columns in characters, while the macro expanders' ("argument
-/// must be a simple name") count them in bytes, so any other error is placed only where its
-/// line is ASCII up to the column and the two agree. An error without a position (line 0) or
-/// whose column lies past its line's end has none.
+/// The messages of the macro expanders' errors (`all`, `exists`, `map`, `filter`,
+/// `exists_one` and `has`), which cel 0.13 places by byte offset: their columns count bytes
+/// where every other error's counts characters.
+const MACRO_ERRORS: [&str; 2] = [
+    "argument must be a simple name",
+    "invalid argument to has() macro",
+];
+
+/// The parser's error `column` (1-based, as it reports it) on `line` of `source`, counted in
+/// characters (code points), as CEL counts positions: ANTLR's errors and the parser's own
+/// ("unsupported syntax '?'") count characters already, while the macro expanders'
+/// ([`MACRO_ERRORS`]) count bytes, so `'ééé'.all(1, true)` had its error at column 14 where
+/// the `1` is the 11th character. A column that is no place in its line is left as it is.
+pub(crate) fn character_column(source: &str, line: isize, column: isize, message: &str) -> isize {
+    if !MACRO_ERRORS.contains(&message) {
+        return column;
+    }
+    let text = usize::try_from(line)
+        .ok()
+        .and_then(|l| l.checked_sub(1))
+        .and_then(|l| source.split('\n').nth(l));
+    let before = usize::try_from(column).ok().and_then(|c| c.checked_sub(1));
+    match (text, before) {
+        (Some(text), Some(before)) => text
+            .get(..before)
+            .and_then(|b| isize::try_from(b.chars().count()).ok())
+            .map_or(column, |chars| chars + 1),
+        _ => column,
+    }
+}
+
+/// Where the parser's error `line` and `column` (1-based, the column in characters:
+/// [`character_column`]) stand in `source`, when that is certain. An error without a
+/// position (line 0), whose column lies past its line's end, or a recursion limit's (whose
+/// "position" is a pair of byte offsets) has none.
 pub(crate) fn syntax_position(
     source: &str,
     line: isize,
@@ -180,13 +209,7 @@ pub(crate) fn syntax_position(
         return None;
     }
     let text = source.split('\n').nth(line - 1)?;
-    let before = column - 1;
-    let exact = if message.starts_with("Syntax error: ") {
-        before <= text.chars().count()
-    } else {
-        text.get(..before).is_some_and(|b| b.is_ascii())
-    };
-    exact.then_some((line, column))
+    (column - 1 <= text.chars().count()).then_some((line, column))
 }
 
 /// "; did you mean `x`?" when there is a suggestion.
@@ -857,8 +880,11 @@ mod tests {
             ("'éé' + ", Some((1, 8))),
             ("'é' +\n 'é' ) ", Some((2, 6))),
             ("[1].all(x.y, true)", Some((1, 10))),
-            // Column 14 is a byte column: the `1` is the 11th character.
-            ("'ééé'.all(1, true)", None),
+            // A macro's error counts characters too: the `1` is the 11th character (the 14th
+            // byte, where cel 0.13 places it).
+            ("'ééé'.all(1, true)", Some((1, 11))),
+            ("'é'\n+ 'ééé'.map(1, 2)", Some((2, 13))),
+            ("'ééé' + has(a)", Some((1, 13))),
         ] {
             match Expression::compile(source) {
                 Err(e @ CelError::Syntax { .. }) => {

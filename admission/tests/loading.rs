@@ -1453,3 +1453,28 @@ fn a_cel_syntax_error_is_placed_where_it_is_in_the_file() {
         "{e}"
     );
 }
+
+/// A macro's syntax error (`all(1, …)`: "argument must be a simple name") counted its column
+/// in bytes, so after non-ASCII text it named a column past the mistake (27 for the 23rd
+/// character, after `'本番'`) and was placed at its field only. CEL positions count
+/// characters, as the parser's other errors did: now the macro's do too, in the message and
+/// in the file.
+#[test]
+fn a_macro_error_column_counts_characters() {
+    let yaml = common::policy(
+        "p",
+        "  validations:\n    - expression: \"'本番' != '' && [1].all(1, true)\"",
+    );
+    let e = PolicySet::from_yaml("p.yaml", &yaml).expect_err("should not load");
+    let [error] = e.errors() else {
+        panic!("one error wanted: {e}");
+    };
+    assert!(
+        error
+            .message
+            .starts_with("syntax error at line 1, column 23: argument must be a simple name"),
+        "{error}"
+    );
+    // Line 7 of the file; the expression starts at column 20, so its 23rd character is at 42.
+    assert_eq!(error.at, Some((7, 42)), "{error}");
+}

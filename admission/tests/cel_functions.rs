@@ -1209,3 +1209,44 @@ fn optional_syntax_is_refused_at_load() {
         assert!(err.contains(says), "{expr}: {err}");
     }
 }
+
+/// CIDR prefixes as Kubernetes reads them (Go's `netip.ParsePrefix`): no leading zero in the
+/// prefix length or in an octet. kube-cel 0.8 read both (`10.0.0.0/08` as `/8`, `010.0.0.0/8`
+/// as `10.0.0.0/8`), so `isCIDR` held where the API server answers false, and `cidr()` of
+/// either converted where it fails. Addresses alone refused leading zeros already, as Go does.
+#[test]
+fn cidr_prefixes_with_leading_zeros_are_refused_as_in_kubernetes() {
+    for expr in [
+        "!isCIDR('10.0.0.0/08') && !isCIDR('10.0.0.0/00') && !isCIDR('fd00::/064')",
+        "!isCIDR('010.0.0.0/8') && !isCIDR('10.0.0.0/+8') && !isCIDR('10.0.0.0/')",
+        "!isCIDRv4('10.0.0.0/08') && !isCIDRv6('fd00::/064')",
+        "isCIDR('10.0.0.0/8') && isCIDR('0.0.0.0/0') && isCIDR('fd00::/64') && !isCIDR('10.0.0.0/33')",
+        "isCIDRv4('10.0.0.0/8') && isCIDRv6('fd00::/64') && !isCIDR('::ffff:1.2.3.4/128')",
+        "!isIP('010.0.0.1') && !isIP('10.0.0.01') && isIP('10.0.0.1') && isIP('0001::1')",
+        "cidr('10.0.0.0/8').containsCIDR('10.1.0.0/16') && cidr('10.0.0.0/8').prefixLength() == 8",
+        "cidr('10.0.0.0/8').containsCIDR(cidr('10.1.0.0/16'))",
+    ] {
+        assert_eq!(holds(expr), Ok(true), "{expr}");
+    }
+    for (expr, says) in [
+        (
+            "cidr('10.0.0.0/08').prefixLength() == 8",
+            "netip.ParsePrefix(\"10.0.0.0/08\"): bad bits after slash: \"08\"",
+        ),
+        (
+            "cidr('010.0.0.0/8').prefixLength() == 8",
+            "netip.ParsePrefix(\"010.0.0.0/8\"): ParseAddr(\"010.0.0.0\")",
+        ),
+        (
+            "cidr('10.0.0.0/8').containsCIDR('10.1.0.0/016')",
+            "bad bits after slash: \"016\"",
+        ),
+        ("ip('010.0.0.1') != null", "invalid IP address"),
+    ] {
+        let err = holds(expr).unwrap_err();
+        assert!(
+            err.contains("failed to evaluate") && err.contains(says),
+            "{expr}: {err}"
+        );
+    }
+}

@@ -38,6 +38,8 @@
 //! `time.rs`).
 //! And `int()`/`uint()` of a double as cel-go has them ([`to_int`]): NaN and the ends fail.
 //! And quantities written as Kubernetes writes them ([`kube_quantity_syntax`]).
+//! And CIDR prefixes as Go's `netip.ParsePrefix` reads them ([`go_net::go_prefix_problem`], in
+//! `go_net.rs`): no leading zeros in the length or the octets.
 
 use std::cell::Cell;
 use std::sync::Arc;
@@ -50,11 +52,13 @@ use kube_cel::cel::{Context, ExecutionError, FunctionContext, ResolveResult, Val
 
 use crate::cel::MAX_VARIABLE_BYTES;
 
+mod go_net;
 mod go_regex;
 mod go_semver;
 mod go_url;
 mod time;
 
+use go_net::{cidr, contains_cidr, is_cidr};
 use go_regex::{find, find_all, matches};
 use go_semver::{
     compare_to, is_greater_than, is_less_than, is_semver, semver_major, semver_minor, semver_patch,
@@ -101,6 +105,11 @@ pub(crate) fn register(ctx: &mut Context<'_>) {
     ctx.add_function("compareTo", compare_to);
     ctx.add_function("isGreaterThan", is_greater_than);
     ctx.add_function("isLessThan", is_less_than);
+    ctx.add_function("cidr", cidr);
+    ctx.add_function("isCIDR", is_cidr);
+    ctx.add_function("isCIDRv4", is_cidr);
+    ctx.add_function("isCIDRv6", is_cidr);
+    ctx.add_function("containsCIDR", contains_cidr);
     ctx.add_function("quantity", quantity);
     ctx.add_function("isQuantity", is_quantity);
     ctx.add_function("int", to_int);
@@ -1068,7 +1077,7 @@ fn select_path<'v>(
 
 /// The calls [`kube_cel_call`] makes: kube-cel's (and cel's) own functions under names kspy
 /// registers its versions over.
-const KUBE_CEL_CALLS: [&str; 7] = [
+const KUBE_CEL_CALLS: [&str; 12] = [
     "a.compareTo(b)",
     "a.isGreaterThan(b)",
     "a.isLessThan(b)",
@@ -1076,6 +1085,11 @@ const KUBE_CEL_CALLS: [&str; 7] = [
     "uint(a)",
     "quantity(a)",
     "isQuantity(a)",
+    "cidr(a)",
+    "isCIDR(a)",
+    "isCIDRv4(a)",
+    "isCIDRv6(a)",
+    "a.containsCIDR(b)",
 ];
 
 /// `call` (one of [`KUBE_CEL_CALLS`]) evaluated by kube-cel's and cel's own functions, with `a`

@@ -26,8 +26,9 @@ use kube_cel::cel::common::ast::{EntryExpr, Expr, IdedExpr, LiteralValue};
 use kube_cel::cel::{Context, Program, Value};
 
 use crate::cel_check::{
-    MAX_BRACKET_DEPTH, brackets_nest_deeper_than, character_column, check_names, closest,
-    exceeds_depth, qualified_name, syntax_position, unknown_sent_field,
+    MAX_BRACKET_DEPTH, brackets_nest_deeper_than, character_column, check_names,
+    check_regex_literals, closest, exceeds_depth, qualified_name, syntax_position,
+    unknown_sent_field,
 };
 // The load-time checks live in `cel_check.rs`; re-exported so the `cel::` paths keep working.
 pub use crate::cel_check::{
@@ -188,6 +189,7 @@ impl Expression {
         }
         // Functions first: `sets.contans(…)` is a misspelt function, not a variable `sets`.
         check_names(program.expression(), &mut Vec::new(), scope)?;
+        check_regex_literals(program.expression())?;
         let mut projection = Projection::default();
         free_variables(program.expression(), &mut Vec::new(), &mut projection);
         if let Some(name) = projection

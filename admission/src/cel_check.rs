@@ -132,6 +132,22 @@ pub enum CelError {
          operators or fields count as nesting): split it into `variables`"
     )]
     TooDeep,
+    /// A constant pattern given to `matches`, `find` or `findAll` that does not compile: the
+    /// call would fail on every request, denying it. Kubernetes refuses it when the
+    /// expression is compiled too (cel-go's regex literal check).
+    #[error(
+        "invalid regular expression {pattern:?} given to {function}: {reason}; it would fail \
+         on every request, denying it (patterns are read as Go's regular expressions, RE2, as \
+         in Kubernetes: fix the pattern)"
+    )]
+    InvalidRegex {
+        /// `matches`, `find` or `findAll`.
+        function: String,
+        /// The pattern as written.
+        pattern: String,
+        /// Why it does not compile, on one line.
+        reason: String,
+    },
     /// The parser failed without an answer (it panicked, or its thread could not start).
     #[error("the CEL parser failed on this expression: {0}")]
     ParserFailed(String),
@@ -389,6 +405,56 @@ pub(crate) fn exceeds_depth<'e>(root: &'e IdedExpr, limit: usize) -> bool {
         }
     }
     false
+}
+
+/// The functions whose pattern argument is a regular expression.
+const REGEX_FUNCTIONS: [&str; 3] = ["matches", "find", "findAll"];
+
+/// Refuses a constant pattern given to `matches`, `find` or `findAll` that does not compile
+/// (`name.matches('[')`): the call would fail on every request, denying it, where Kubernetes
+/// refuses the expression when it is compiled. A pattern computed from request data can only
+/// be checked when evaluated. Each pattern checked is compiled into the shared cache, so the
+/// first request does not pay for it. Walked without recursion, as [`exceeds_depth`].
+pub(crate) fn check_regex_literals(root: &IdedExpr) -> Result<(), CelError> {
+    let mut stack: Vec<&IdedExpr> = vec![root];
+    while let Some(e) = stack.pop() {
+        match &e.expr {
+            Expr::Call(call) => {
+                // `s.matches(p)`, `s.find(p)`, `s.findAll(p, n)`; and the global `matches(s, p)`.
+                let pattern = match (call.target.is_some(), call.args.as_slice()) {
+                    (true, [p, ..]) => Some(p),
+                    (false, [_, p]) if call.func_name == "matches" => Some(p),
+                    _ => None,
+                };
+                if REGEX_FUNCTIONS.contains(&call.func_name.as_str())
+                    && let Some(Expr::Literal(LiteralValue::String(pattern))) =
+                        pattern.map(|p| &p.expr)
+                    && let Some(reason) = crate::cel_library::regex_problem(pattern.inner())
+                {
+                    return Err(CelError::InvalidRegex {
+                        function: call.func_name.clone(),
+                        pattern: pattern.inner().to_owned(),
+                        reason,
+                    });
+                }
+                stack.extend(call.target.as_deref());
+                stack.extend(call.args.iter());
+            }
+            Expr::Select(s) => stack.push(&s.operand),
+            Expr::List(l) => stack.extend(l.elements.iter()),
+            Expr::Map(m) => entry_children(&m.entries, &mut |x| stack.push(x)),
+            Expr::Struct(s) => entry_children(&s.entries, &mut |x| stack.push(x)),
+            Expr::Comprehension(c) => stack.extend([
+                &c.iter_range,
+                &c.accu_init,
+                &c.loop_cond,
+                &c.loop_step,
+                &c.result,
+            ]),
+            Expr::Ident(_) | Expr::Literal(_) | Expr::Unspecified => {}
+        }
+    }
+    Ok(())
 }
 
 /// Each expression of a map's or struct's entries (keys and values), in order.

@@ -845,7 +845,8 @@ fn split_and_join_as_in_kubernetes() {
 /// other scripts through that the API server refuses (`'١٢٣'.matches('^\\d+$')` was true). In
 /// a class, Go reads `[`, `&&`, `--` and `~~` as characters; `\<` is `<`; a `{` that starts no
 /// repetition is `{`; `\Q…\E` and `\p{^…}` are Go's. What Go refuses (a count over 1000, the
-/// flags `x`, `u`, `R`, look-around, back-references) fails to evaluate, which denies.
+/// flags `x`, `u`, `R`, look-around, back-references) is refused at load when the pattern is
+/// a constant, and fails to evaluate, which denies, when it is computed.
 #[test]
 fn regular_expressions_read_as_go_reads_them() {
     for expr in [
@@ -897,10 +898,20 @@ fn regular_expressions_read_as_go_reads_them() {
         ),
         ("'a'.matches('[a')", "a character class has no closing ]"),
     ] {
+        // A constant pattern is refused at load, as the API server refuses it at compilation.
         let err = holds(expr).unwrap_err();
         assert!(
-            err.contains("failed to evaluate") && err.contains(says),
+            err.contains("invalid regular expression") && err.contains(says),
             "{expr}: {err}"
+        );
+        // One computed when evaluated fails then, which denies.
+        let computed = expr
+            .replace(".matches('", ".matches('' + '")
+            .replace(".find('", ".find('' + '");
+        let err = holds(&computed).unwrap_err();
+        assert!(
+            err.contains("failed to evaluate") && err.contains(says),
+            "{computed}: {err}"
         );
     }
 }

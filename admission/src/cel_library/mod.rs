@@ -73,6 +73,21 @@ use time::{TIME_ACCESSORS, time_accessor};
 /// the 8 bytes an integer counts for there.
 pub const MAX_RANGE: i64 = (MAX_VARIABLE_BYTES / 8) as i64;
 
+/// Why `pattern` (Go's syntax) is no regular expression kspy's `matches`, `find` and `findAll`
+/// take, on one line; `None` when it compiles (it is then in the shared cache).
+pub(crate) fn regex_problem(pattern: &str) -> Option<String> {
+    go_regex::Regexes::get(pattern).err().map(|err| {
+        // The `regex` crate's error quotes the pattern over several lines with a caret, then
+        // says why on a line of its own: that line, or the whole error on one line.
+        err.lines()
+            .find_map(|l| l.trim().strip_prefix("error: "))
+            .map_or_else(
+                || err.split_whitespace().collect::<Vec<_>>().join(" "),
+                str::to_owned,
+            )
+    })
+}
+
 /// Registers kspy's versions over kube-cel's in `ctx`.
 pub(crate) fn register(ctx: &mut Context<'_>) {
     ctx.add_function("sum", sum);

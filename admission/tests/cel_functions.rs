@@ -1261,3 +1261,29 @@ fn cidr_prefixes_with_leading_zeros_are_refused_as_in_kubernetes() {
         );
     }
 }
+
+/// A pattern's compiled size is bounded (1 MiB, where the `regex` crate's default is 10 MiB)
+/// and so is what the cache of compiled patterns holds (32 MiB): a policy building patterns
+/// from request data could make the webhook hold 256 patterns of 10 MiB each. A pattern past
+/// the bound fails to evaluate, which denies, saying why (refused at load when constant);
+/// usual patterns, Unicode classes included, are untouched.
+#[test]
+fn a_pattern_too_large_to_compile_denies() {
+    for expr in [
+        "'x'.matches('' + '^[\\\\p{L}\\\\p{N}]+$') && 'x'.matches('' + '^.{1,1000}$')",
+        "'ab'.find('' + '[a-z]{2}') == 'ab'",
+    ] {
+        assert_eq!(holds(expr), Ok(true), "{expr}");
+    }
+    let says = "the pattern compiles to more than 1024 KiB";
+    let err = holds("'x'.matches('' + '\\\\pL{100}')").unwrap_err();
+    assert!(
+        err.contains("failed to evaluate") && err.contains(says),
+        "{err}"
+    );
+    let err = holds("'x'.findAll('\\\\pL{100}').size() == 0").unwrap_err();
+    assert!(
+        err.contains("invalid regular expression") && err.contains(says),
+        "{err}"
+    );
+}

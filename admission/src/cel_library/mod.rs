@@ -13,7 +13,8 @@
 //! And one for speed: `matches`, `find` and `findAll` compiled their regular expression at
 //! every call. A pattern with Unicode classes (`[\\p{L}\\p{N}]`, a letter or digit in any
 //! script) took about 2.4 M instructions to compile, five times all the rest of a review
-//! (`webhook/bench/instructions.sh`); here each pattern is compiled once ([`go_regex::Regexes`]).
+//! (`webhook/bench/instructions.sh`); here each pattern is compiled once ([`go_regex::Regexes`]),
+//! within a size limit, into a cache bounded in count and bytes ([`go_regex::RegexCache`]).
 //!
 //! And a runtime budget ([`MAX_EVALUATION_COST`]), which cel 0.13 lacks: each comprehension's
 //! loop condition is wrapped in a call that charges the step and the accumulator it copies

@@ -638,6 +638,7 @@ pub const FUNCTION_NAMES: &[&str] = &[
     "endsWith",
     "matches",
     "string",
+    "bool",
     "bytes",
     "double",
     "int",

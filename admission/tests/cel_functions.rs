@@ -126,6 +126,10 @@ fn kubernetes_cel_function_table() {
             "math.greatest(1, 5, 3) == 5 && math.least(4, 2) == 2",
         ),
         ("base64", "base64.encode(b'hi') == 'aGk='"),
+        (
+            "conversions",
+            "bool('true') && string(true) == 'true' && int(timestamp('1970-01-01T00:00:01Z')) == 1 && timestamp(1) == timestamp('1970-01-01T00:00:01Z') && double('1.5') == 1.5 && string(b'a') == 'a' && bytes('a') == b'a'",
+        ),
         // Kubernetes libraries
         (
             "quantity",
@@ -1286,4 +1290,52 @@ fn a_pattern_too_large_to_compile_denies() {
         err.contains("invalid regular expression") && err.contains(says),
         "{err}"
     );
+}
+
+/// The conversions of cel-go's standard library, as Kubernetes has them. cel 0.13 had no
+/// `bool()` (refused at load), failed `string(true)`, `int(timestamp)`, `int(duration)`,
+/// `timestamp(int)`, `duration(int)`, `bytes(bytes)` and `timestamp(timestamp)`, replaced an
+/// invalid byte in `string(bytes)`, wrote `string(1e6)` as `'1000000'` (cel-go: `'1e+06'`),
+/// durations as `'1h30m0s'` (cel-go: `'5400s'`) and timestamps with `+00:00`, and read
+/// `double('1e400')` as infinity and `uint('+1')` as 1, where Go's parsers fail.
+#[test]
+fn conversions_as_in_kubernetes() {
+    for expr in [
+        "string(true) == 'true' && string(false) == 'false'",
+        "bool('true') && !bool('false') && bool(true) && !bool(false)",
+        "bool('1') && bool('t') && bool('T') && bool('TRUE') && bool('True')",
+        "!bool('0') && !bool('f') && !bool('F') && !bool('FALSE') && !bool('False')",
+        "int(timestamp('1970-01-01T00:00:01Z')) == 1 && int(timestamp('1969-12-31T23:59:59.5Z')) == -1",
+        "int(duration('1s')) == 1000000000 && duration(1) == duration('1ns')",
+        "timestamp(1) == timestamp('1970-01-01T00:00:01Z') && timestamp(-62135596800) == timestamp('0001-01-01T00:00:00Z')",
+        "timestamp(timestamp('2023-01-01T00:00:00Z')) == timestamp('2023-01-01T00:00:00Z')",
+        "duration(duration('1s')) == duration('1s')",
+        "string(b'hello') == 'hello' && bytes('hello') == b'hello' && bytes(b'a') == b'a'",
+        "double('1.5') == 1.5 && double('-1e3') == -1000.0 && double('Infinity') > 1e308 && double('-inf') < 0.0",
+        "string(1e6) == '1e+06' && string(-1.23e4) == '-12300' && string(1.5e-7) == '1.5e-07' && string(0.5) == '0.5'",
+        "string(duration('1h30m')) == '5400s' && string(duration('1.5s')) == '1.5s'",
+        "string(timestamp('2024-01-01T10:00:00.500Z')) == '2024-01-01T10:00:00.5Z'",
+        "string(timestamp('2024-01-01T10:00:00+01:00')) == '2024-01-01T10:00:00+01:00'",
+        "string(1) == '1' && string(1u) == '1' && string(ip('10.0.0.1')) == '10.0.0.1'",
+        "uint('1') == 1u && int('+1') == 1",
+    ] {
+        assert_eq!(holds(expr), Ok(true), "{expr}");
+    }
+    for (expr, says) in [
+        (
+            "bool('yes')",
+            "type conversion error from 'string' to 'bool'",
+        ),
+        ("string(b'\\xff') == ''", "invalid UTF-8 in bytes"),
+        ("timestamp(253402300800) != null", "timestamp overflow"),
+        ("double('1e400') > 0.0", "out of the range of a double"),
+        ("double('x') > 0.0", "\"x\" is no number"),
+        ("uint('+1') == 1u", "has a sign"),
+    ] {
+        let err = holds(expr).unwrap_err();
+        assert!(
+            err.contains("failed to evaluate") && err.contains(says),
+            "{expr}: {err}"
+        );
+    }
 }

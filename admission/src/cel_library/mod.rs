@@ -38,6 +38,9 @@
 //! And timestamp and duration accessors as cel-go has them ([`time::time_accessor`], in
 //! `time.rs`).
 //! And `int()`/`uint()` of a double as cel-go has them ([`to_int`]): NaN and the ends fail.
+//! And the other conversions as cel-go has them ([`conversions`], in `conversions.rs`):
+//! `bool()`, `string(true)`, `timestamp(int)`, `int(timestamp)`, Go's formatting of doubles,
+//! timestamps and durations.
 //! And quantities written as Kubernetes writes them ([`kube_quantity_syntax`]).
 //! And CIDR prefixes as Go's `netip.ParsePrefix` reads them ([`go_net::go_prefix_problem`], in
 //! `go_net.rs`): no leading zeros in the length or the octets.
@@ -53,6 +56,7 @@ use kube_cel::cel::{Context, ExecutionError, FunctionContext, ResolveResult, Val
 
 use crate::cel::MAX_VARIABLE_BYTES;
 
+mod conversions;
 mod go_net;
 mod go_regex;
 mod go_semver;
@@ -130,6 +134,12 @@ pub(crate) fn register(ctx: &mut Context<'_>) {
     ctx.add_function("isQuantity", is_quantity);
     ctx.add_function("int", to_int);
     ctx.add_function("uint", to_uint);
+    ctx.add_function("string", conversions::string);
+    ctx.add_function("bool", conversions::bool);
+    ctx.add_function("bytes", conversions::bytes);
+    ctx.add_function("double", conversions::double);
+    ctx.add_function("timestamp", conversions::timestamp);
+    ctx.add_function("duration", conversions::duration);
     for accessor in TIME_ACCESSORS {
         ctx.add_function(accessor, time_accessor);
     }
@@ -1093,7 +1103,7 @@ fn select_path<'v>(
 
 /// The calls [`kube_cel_call`] makes: kube-cel's (and cel's) own functions under names kspy
 /// registers its versions over.
-const KUBE_CEL_CALLS: [&str; 12] = [
+const KUBE_CEL_CALLS: [&str; 16] = [
     "a.compareTo(b)",
     "a.isGreaterThan(b)",
     "a.isLessThan(b)",
@@ -1106,6 +1116,10 @@ const KUBE_CEL_CALLS: [&str; 12] = [
     "isCIDRv4(a)",
     "isCIDRv6(a)",
     "a.containsCIDR(b)",
+    "string(a)",
+    "double(a)",
+    "timestamp(a)",
+    "duration(a)",
 ];
 
 /// `call` (one of [`KUBE_CEL_CALLS`]) evaluated by kube-cel's and cel's own functions, with `a`
@@ -1210,8 +1224,10 @@ fn is_quantity(ftx: &FunctionContext, s: Arc<String>) -> ResolveResult {
 
 /// `int(x)` as cel-go has it: a double converts when it lies strictly between the least and
 /// the greatest int, truncated; NaN, the infinities and anything at or past the ends fail.
-/// cel 0.13 converted NaN to 0 (`int(double('NaN')) <= 10` held) and clamped at the ends.
-/// Anything else converts as cel's own `int` does.
+/// cel 0.13 converted NaN to 0 (`int(double('NaN')) <= 10` held) and clamped at the ends. A
+/// timestamp converts to its Unix seconds (rounded down, as Go's `Unix()`), a duration to its
+/// nanoseconds (failing past an int), both of which cel 0.13 refused. Anything else converts
+/// as cel's own `int` does.
 #[allow(clippy::cast_precision_loss, clippy::cast_possible_truncation)]
 fn to_int(ftx: &FunctionContext, This(this): This<Value>) -> ResolveResult {
     match this {
@@ -1225,12 +1241,20 @@ fn to_int(ftx: &FunctionContext, This(this): This<Value>) -> ResolveResult {
                 Ok(Value::Int(v as i64))
             }
         }
+        Value::Timestamp(t) => Ok(Value::Int(t.timestamp())),
+        Value::Duration(d) => d.num_nanoseconds().map(Value::Int).ok_or_else(|| {
+            ftx.error(format!(
+                "integer overflow: {} seconds is more nanoseconds than an int holds",
+                d.num_seconds()
+            ))
+        }),
         other => kube_cel_call(ftx, "int(a)", other, None),
     }
 }
 
 /// `uint(x)` as cel-go has it: a double converts when it lies from 0 to below 2^64, truncated;
-/// NaN, the infinities, negatives and anything at or past 2^64 fail. Anything else converts as
+/// NaN, the infinities, negatives and anything at or past 2^64 fail. A string with a sign
+/// fails, as Go's `strconv.ParseUint` has it (Rust's reads `'+1'`). Anything else converts as
 /// cel's own `uint` does.
 #[allow(
     clippy::cast_precision_loss,
@@ -1249,6 +1273,10 @@ fn to_uint(ftx: &FunctionContext, This(this): This<Value>) -> ResolveResult {
                 Ok(Value::UInt(v as u64))
             }
         }
+        Value::String(s) if s.starts_with('+') => Err(ftx.error(format!(
+            "type conversion error from 'string' to 'uint': {s:?} has a sign (a uint is \
+             written in digits only)"
+        ))),
         other => kube_cel_call(ftx, "uint(a)", other, None),
     }
 }

@@ -26,8 +26,9 @@ use kube_cel::cel::common::ast::{EntryExpr, Expr, IdedExpr, LiteralValue};
 use kube_cel::cel::{Context, Program, Value};
 
 use crate::cel_check::{
-    MAX_BRACKET_DEPTH, brackets_nest_deeper_than, check_names, closest, exceeds_depth,
-    qualified_name, syntax_position, unknown_sent_field,
+    MAX_BRACKET_DEPTH, brackets_nest_deeper_than, character_column, check_names,
+    check_regex_literals, closest, exceeds_depth, qualified_name, syntax_position,
+    unknown_sent_field,
 };
 // The load-time checks live in `cel_check.rs`; re-exported so the `cel::` paths keep working.
 pub use crate::cel_check::{
@@ -171,12 +172,16 @@ impl Expression {
     fn compile_here(source: &str, scope: Scope<'_>) -> Result<Self, CelError> {
         let program = Program::compile(source).map_err(|errors| {
             let first = errors.errors.first();
-            // The parser's positions are 1-based already (ANTLR's lines, its columns plus one).
+            // The parser's positions are 1-based already (ANTLR's lines, its columns plus one);
+            // a macro's column counts bytes, made characters here.
+            let column = first.map(|e| character_column(source, e.pos.0, e.pos.1, &e.msg));
             CelError::Syntax {
                 line: first.map_or(1, |e| e.pos.0.max(1)),
-                column: first.map_or(1, |e| e.pos.1.max(1)),
+                column: column.map_or(1, |c| c.max(1)),
                 message: first.map_or_else(|| errors.to_string(), |e| e.msg.clone()),
-                position: first.and_then(|e| syntax_position(source, e.pos.0, e.pos.1, &e.msg)),
+                position: first
+                    .zip(column)
+                    .and_then(|(e, column)| syntax_position(source, e.pos.0, column, &e.msg)),
             }
         })?;
         if exceeds_depth(program.expression(), MAX_EXPRESSION_DEPTH) {
@@ -184,6 +189,7 @@ impl Expression {
         }
         // Functions first: `sets.contans(…)` is a misspelt function, not a variable `sets`.
         check_names(program.expression(), &mut Vec::new(), scope)?;
+        check_regex_literals(program.expression())?;
         let mut projection = Projection::default();
         free_variables(program.expression(), &mut Vec::new(), &mut projection);
         if let Some(name) = projection

@@ -132,6 +132,22 @@ pub enum CelError {
          operators or fields count as nesting): split it into `variables`"
     )]
     TooDeep,
+    /// A constant pattern given to `matches`, `find` or `findAll` that does not compile: the
+    /// call would fail on every request, denying it. Kubernetes refuses it when the
+    /// expression is compiled too (cel-go's regex literal check).
+    #[error(
+        "invalid regular expression {pattern:?} given to {function}: {reason}; it would fail \
+         on every request, denying it (patterns are read as Go's regular expressions, RE2, as \
+         in Kubernetes: fix the pattern)"
+    )]
+    InvalidRegex {
+        /// `matches`, `find` or `findAll`.
+        function: String,
+        /// The pattern as written.
+        pattern: String,
+        /// Why it does not compile, on one line.
+        reason: String,
+    },
     /// The parser failed without an answer (it panicked, or its thread could not start).
     #[error("the CEL parser failed on this expression: {0}")]
     ParserFailed(String),
@@ -161,12 +177,41 @@ impl CelError {
     }
 }
 
-/// Where the parser's error `line` and `column` (1-based, as it reports them) stand in
-/// `source`, counted in characters, when that is certain: ANTLR's own errors (its messages
-/// start "Syntax error: ") count columns in characters, while the macro expanders' ("argument
-/// must be a simple name") count them in bytes, so any other error is placed only where its
-/// line is ASCII up to the column and the two agree. An error without a position (line 0) or
-/// whose column lies past its line's end has none.
+/// The messages of the macro expanders' errors (`all`, `exists`, `map`, `filter`,
+/// `exists_one` and `has`), which cel 0.13 places by byte offset: their columns count bytes
+/// where every other error's counts characters.
+const MACRO_ERRORS: [&str; 2] = [
+    "argument must be a simple name",
+    "invalid argument to has() macro",
+];
+
+/// The parser's error `column` (1-based, as it reports it) on `line` of `source`, counted in
+/// characters (code points), as CEL counts positions: ANTLR's errors and the parser's own
+/// ("unsupported syntax '?'") count characters already, while the macro expanders'
+/// ([`MACRO_ERRORS`]) count bytes, so `'ééé'.all(1, true)` had its error at column 14 where
+/// the `1` is the 11th character. A column that is no place in its line is left as it is.
+pub(crate) fn character_column(source: &str, line: isize, column: isize, message: &str) -> isize {
+    if !MACRO_ERRORS.contains(&message) {
+        return column;
+    }
+    let text = usize::try_from(line)
+        .ok()
+        .and_then(|l| l.checked_sub(1))
+        .and_then(|l| source.split('\n').nth(l));
+    let before = usize::try_from(column).ok().and_then(|c| c.checked_sub(1));
+    match (text, before) {
+        (Some(text), Some(before)) => text
+            .get(..before)
+            .and_then(|b| isize::try_from(b.chars().count()).ok())
+            .map_or(column, |chars| chars + 1),
+        _ => column,
+    }
+}
+
+/// Where the parser's error `line` and `column` (1-based, the column in characters:
+/// [`character_column`]) stand in `source`, when that is certain. An error without a
+/// position (line 0), whose column lies past its line's end, or a recursion limit's (whose
+/// "position" is a pair of byte offsets) has none.
 pub(crate) fn syntax_position(
     source: &str,
     line: isize,
@@ -180,13 +225,7 @@ pub(crate) fn syntax_position(
         return None;
     }
     let text = source.split('\n').nth(line - 1)?;
-    let before = column - 1;
-    let exact = if message.starts_with("Syntax error: ") {
-        before <= text.chars().count()
-    } else {
-        text.get(..before).is_some_and(|b| b.is_ascii())
-    };
-    exact.then_some((line, column))
+    (column - 1 <= text.chars().count()).then_some((line, column))
 }
 
 /// "; did you mean `x`?" when there is a suggestion.
@@ -366,6 +405,56 @@ pub(crate) fn exceeds_depth<'e>(root: &'e IdedExpr, limit: usize) -> bool {
         }
     }
     false
+}
+
+/// The functions whose pattern argument is a regular expression.
+const REGEX_FUNCTIONS: [&str; 3] = ["matches", "find", "findAll"];
+
+/// Refuses a constant pattern given to `matches`, `find` or `findAll` that does not compile
+/// (`name.matches('[')`): the call would fail on every request, denying it, where Kubernetes
+/// refuses the expression when it is compiled. A pattern computed from request data can only
+/// be checked when evaluated. Each pattern checked is compiled into the shared cache, so the
+/// first request does not pay for it. Walked without recursion, as [`exceeds_depth`].
+pub(crate) fn check_regex_literals(root: &IdedExpr) -> Result<(), CelError> {
+    let mut stack: Vec<&IdedExpr> = vec![root];
+    while let Some(e) = stack.pop() {
+        match &e.expr {
+            Expr::Call(call) => {
+                // `s.matches(p)`, `s.find(p)`, `s.findAll(p, n)`; and the global `matches(s, p)`.
+                let pattern = match (call.target.is_some(), call.args.as_slice()) {
+                    (true, [p, ..]) => Some(p),
+                    (false, [_, p]) if call.func_name == "matches" => Some(p),
+                    _ => None,
+                };
+                if REGEX_FUNCTIONS.contains(&call.func_name.as_str())
+                    && let Some(Expr::Literal(LiteralValue::String(pattern))) =
+                        pattern.map(|p| &p.expr)
+                    && let Some(reason) = crate::cel_library::regex_problem(pattern.inner())
+                {
+                    return Err(CelError::InvalidRegex {
+                        function: call.func_name.clone(),
+                        pattern: pattern.inner().to_owned(),
+                        reason,
+                    });
+                }
+                stack.extend(call.target.as_deref());
+                stack.extend(call.args.iter());
+            }
+            Expr::Select(s) => stack.push(&s.operand),
+            Expr::List(l) => stack.extend(l.elements.iter()),
+            Expr::Map(m) => entry_children(&m.entries, &mut |x| stack.push(x)),
+            Expr::Struct(s) => entry_children(&s.entries, &mut |x| stack.push(x)),
+            Expr::Comprehension(c) => stack.extend([
+                &c.iter_range,
+                &c.accu_init,
+                &c.loop_cond,
+                &c.loop_step,
+                &c.result,
+            ]),
+            Expr::Ident(_) | Expr::Literal(_) | Expr::Unspecified => {}
+        }
+    }
+    Ok(())
 }
 
 /// Each expression of a map's or struct's entries (keys and values), in order.
@@ -549,6 +638,7 @@ pub const FUNCTION_NAMES: &[&str] = &[
     "endsWith",
     "matches",
     "string",
+    "bool",
     "bytes",
     "double",
     "int",
@@ -857,8 +947,11 @@ mod tests {
             ("'éé' + ", Some((1, 8))),
             ("'é' +\n 'é' ) ", Some((2, 6))),
             ("[1].all(x.y, true)", Some((1, 10))),
-            // Column 14 is a byte column: the `1` is the 11th character.
-            ("'ééé'.all(1, true)", None),
+            // A macro's error counts characters too: the `1` is the 11th character (the 14th
+            // byte, where cel 0.13 places it).
+            ("'ééé'.all(1, true)", Some((1, 11))),
+            ("'é'\n+ 'ééé'.map(1, 2)", Some((2, 13))),
+            ("'ééé' + has(a)", Some((1, 13))),
         ] {
             match Expression::compile(source) {
                 Err(e @ CelError::Syntax { .. }) => {

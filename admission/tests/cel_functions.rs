@@ -126,6 +126,10 @@ fn kubernetes_cel_function_table() {
             "math.greatest(1, 5, 3) == 5 && math.least(4, 2) == 2",
         ),
         ("base64", "base64.encode(b'hi') == 'aGk='"),
+        (
+            "conversions",
+            "bool('true') && string(true) == 'true' && int(timestamp('1970-01-01T00:00:01Z')) == 1 && timestamp(1) == timestamp('1970-01-01T00:00:01Z') && double('1.5') == 1.5 && string(b'a') == 'a' && bytes('a') == b'a'",
+        ),
         // Kubernetes libraries
         (
             "quantity",
@@ -845,7 +849,8 @@ fn split_and_join_as_in_kubernetes() {
 /// other scripts through that the API server refuses (`'١٢٣'.matches('^\\d+$')` was true). In
 /// a class, Go reads `[`, `&&`, `--` and `~~` as characters; `\<` is `<`; a `{` that starts no
 /// repetition is `{`; `\Q…\E` and `\p{^…}` are Go's. What Go refuses (a count over 1000, the
-/// flags `x`, `u`, `R`, look-around, back-references) fails to evaluate, which denies.
+/// flags `x`, `u`, `R`, look-around, back-references) is refused at load when the pattern is
+/// a constant, and fails to evaluate, which denies, when it is computed.
 #[test]
 fn regular_expressions_read_as_go_reads_them() {
     for expr in [
@@ -897,10 +902,20 @@ fn regular_expressions_read_as_go_reads_them() {
         ),
         ("'a'.matches('[a')", "a character class has no closing ]"),
     ] {
+        // A constant pattern is refused at load, as the API server refuses it at compilation.
         let err = holds(expr).unwrap_err();
         assert!(
-            err.contains("failed to evaluate") && err.contains(says),
+            err.contains("invalid regular expression") && err.contains(says),
             "{expr}: {err}"
+        );
+        // One computed when evaluated fails then, which denies.
+        let computed = expr
+            .replace(".matches('", ".matches('' + '")
+            .replace(".find('", ".find('' + '");
+        let err = holds(&computed).unwrap_err();
+        assert!(
+            err.contains("failed to evaluate") && err.contains(says),
+            "{computed}: {err}"
         );
     }
 }
@@ -1207,5 +1222,120 @@ fn optional_syntax_is_refused_at_load() {
     ] {
         let err = holds(expr).unwrap_err();
         assert!(err.contains(says), "{expr}: {err}");
+    }
+}
+
+/// CIDR prefixes as Kubernetes reads them (Go's `netip.ParsePrefix`): no leading zero in the
+/// prefix length or in an octet. kube-cel 0.8 read both (`10.0.0.0/08` as `/8`, `010.0.0.0/8`
+/// as `10.0.0.0/8`), so `isCIDR` held where the API server answers false, and `cidr()` of
+/// either converted where it fails. Addresses alone refused leading zeros already, as Go does.
+#[test]
+fn cidr_prefixes_with_leading_zeros_are_refused_as_in_kubernetes() {
+    for expr in [
+        "!isCIDR('10.0.0.0/08') && !isCIDR('10.0.0.0/00') && !isCIDR('fd00::/064')",
+        "!isCIDR('010.0.0.0/8') && !isCIDR('10.0.0.0/+8') && !isCIDR('10.0.0.0/')",
+        "!isCIDRv4('10.0.0.0/08') && !isCIDRv6('fd00::/064')",
+        "isCIDR('10.0.0.0/8') && isCIDR('0.0.0.0/0') && isCIDR('fd00::/64') && !isCIDR('10.0.0.0/33')",
+        "isCIDRv4('10.0.0.0/8') && isCIDRv6('fd00::/64') && !isCIDR('::ffff:1.2.3.4/128')",
+        "!isIP('010.0.0.1') && !isIP('10.0.0.01') && isIP('10.0.0.1') && isIP('0001::1')",
+        "cidr('10.0.0.0/8').containsCIDR('10.1.0.0/16') && cidr('10.0.0.0/8').prefixLength() == 8",
+        "cidr('10.0.0.0/8').containsCIDR(cidr('10.1.0.0/16'))",
+    ] {
+        assert_eq!(holds(expr), Ok(true), "{expr}");
+    }
+    for (expr, says) in [
+        (
+            "cidr('10.0.0.0/08').prefixLength() == 8",
+            "netip.ParsePrefix(\"10.0.0.0/08\"): bad bits after slash: \"08\"",
+        ),
+        (
+            "cidr('010.0.0.0/8').prefixLength() == 8",
+            "netip.ParsePrefix(\"010.0.0.0/8\"): ParseAddr(\"010.0.0.0\")",
+        ),
+        (
+            "cidr('10.0.0.0/8').containsCIDR('10.1.0.0/016')",
+            "bad bits after slash: \"016\"",
+        ),
+        ("ip('010.0.0.1') != null", "invalid IP address"),
+    ] {
+        let err = holds(expr).unwrap_err();
+        assert!(
+            err.contains("failed to evaluate") && err.contains(says),
+            "{expr}: {err}"
+        );
+    }
+}
+
+/// A pattern's compiled size is bounded (1 MiB, where the `regex` crate's default is 10 MiB)
+/// and so is what the cache of compiled patterns holds (32 MiB): a policy building patterns
+/// from request data could make the webhook hold 256 patterns of 10 MiB each. A pattern past
+/// the bound fails to evaluate, which denies, saying why (refused at load when constant);
+/// usual patterns, Unicode classes included, are untouched.
+#[test]
+fn a_pattern_too_large_to_compile_denies() {
+    for expr in [
+        "'x'.matches('' + '^[\\\\p{L}\\\\p{N}]+$') && 'x'.matches('' + '^.{1,1000}$')",
+        "'ab'.find('' + '[a-z]{2}') == 'ab'",
+    ] {
+        assert_eq!(holds(expr), Ok(true), "{expr}");
+    }
+    let says = "the pattern compiles to more than 1024 KiB";
+    let err = holds("'x'.matches('' + '\\\\pL{100}')").unwrap_err();
+    assert!(
+        err.contains("failed to evaluate") && err.contains(says),
+        "{err}"
+    );
+    let err = holds("'x'.findAll('\\\\pL{100}').size() == 0").unwrap_err();
+    assert!(
+        err.contains("invalid regular expression") && err.contains(says),
+        "{err}"
+    );
+}
+
+/// The conversions of cel-go's standard library, as Kubernetes has them. cel 0.13 had no
+/// `bool()` (refused at load), failed `string(true)`, `int(timestamp)`, `int(duration)`,
+/// `timestamp(int)`, `duration(int)`, `bytes(bytes)` and `timestamp(timestamp)`, replaced an
+/// invalid byte in `string(bytes)`, wrote `string(1e6)` as `'1000000'` (cel-go: `'1e+06'`),
+/// durations as `'1h30m0s'` (cel-go: `'5400s'`) and timestamps with `+00:00`, and read
+/// `double('1e400')` as infinity and `uint('+1')` as 1, where Go's parsers fail.
+#[test]
+fn conversions_as_in_kubernetes() {
+    for expr in [
+        "string(true) == 'true' && string(false) == 'false'",
+        "bool('true') && !bool('false') && bool(true) && !bool(false)",
+        "bool('1') && bool('t') && bool('T') && bool('TRUE') && bool('True')",
+        "!bool('0') && !bool('f') && !bool('F') && !bool('FALSE') && !bool('False')",
+        "int(timestamp('1970-01-01T00:00:01Z')) == 1 && int(timestamp('1969-12-31T23:59:59.5Z')) == -1",
+        "int(duration('1s')) == 1000000000 && duration(1) == duration('1ns')",
+        "timestamp(1) == timestamp('1970-01-01T00:00:01Z') && timestamp(-62135596800) == timestamp('0001-01-01T00:00:00Z')",
+        "timestamp(timestamp('2023-01-01T00:00:00Z')) == timestamp('2023-01-01T00:00:00Z')",
+        "duration(duration('1s')) == duration('1s')",
+        "string(b'hello') == 'hello' && bytes('hello') == b'hello' && bytes(b'a') == b'a'",
+        "double('1.5') == 1.5 && double('-1e3') == -1000.0 && double('Infinity') > 1e308 && double('-inf') < 0.0",
+        "string(1e6) == '1e+06' && string(-1.23e4) == '-12300' && string(1.5e-7) == '1.5e-07' && string(0.5) == '0.5'",
+        "string(duration('1h30m')) == '5400s' && string(duration('1.5s')) == '1.5s'",
+        "string(timestamp('2024-01-01T10:00:00.500Z')) == '2024-01-01T10:00:00.5Z'",
+        "string(timestamp('2024-01-01T10:00:00+01:00')) == '2024-01-01T10:00:00+01:00'",
+        "string(1) == '1' && string(1u) == '1' && string(ip('10.0.0.1')) == '10.0.0.1'",
+        "uint('1') == 1u && int('+1') == 1",
+    ] {
+        assert_eq!(holds(expr), Ok(true), "{expr}");
+    }
+    for (expr, says) in [
+        (
+            "bool('yes')",
+            "type conversion error from 'string' to 'bool'",
+        ),
+        ("string(b'\\xff') == ''", "invalid UTF-8 in bytes"),
+        ("timestamp(253402300800) != null", "timestamp overflow"),
+        ("double('1e400') > 0.0", "out of the range of a double"),
+        ("double('x') > 0.0", "\"x\" is no number"),
+        ("uint('+1') == 1u", "has a sign"),
+    ] {
+        let err = holds(expr).unwrap_err();
+        assert!(
+            err.contains("failed to evaluate") && err.contains(says),
+            "{expr}: {err}"
+        );
     }
 }

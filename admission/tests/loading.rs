@@ -1453,3 +1453,88 @@ fn a_cel_syntax_error_is_placed_where_it_is_in_the_file() {
         "{e}"
     );
 }
+
+/// A macro's syntax error (`all(1, …)`: "argument must be a simple name") counted its column
+/// in bytes, so after non-ASCII text it named a column past the mistake (27 for the 23rd
+/// character, after `'本番'`) and was placed at its field only. CEL positions count
+/// characters, as the parser's other errors did: now the macro's do too, in the message and
+/// in the file.
+#[test]
+fn a_macro_error_column_counts_characters() {
+    let yaml = common::policy(
+        "p",
+        "  validations:\n    - expression: \"'本番' != '' && [1].all(1, true)\"",
+    );
+    let e = PolicySet::from_yaml("p.yaml", &yaml).expect_err("should not load");
+    let [error] = e.errors() else {
+        panic!("one error wanted: {e}");
+    };
+    assert!(
+        error
+            .message
+            .starts_with("syntax error at line 1, column 23: argument must be a simple name"),
+        "{error}"
+    );
+    // Line 7 of the file; the expression starts at column 20, so its 23rd character is at 42.
+    assert_eq!(error.at, Some((7, 42)), "{error}");
+}
+
+/// A constant pattern given to `matches`, `find` or `findAll` that is no regular expression was
+/// only found when evaluated, so the policy loaded and denied every request it judged. The API
+/// server refuses such an expression when it compiles it; kspy now refuses it at load, naming
+/// the field, the pattern and why. What Go refuses and the `regex` crate would take (a count
+/// over 1000, the flag `x`) is refused too; patterns computed from the request still load.
+#[test]
+fn a_constant_invalid_regex_is_refused_at_load() {
+    for (expression, wants) in [
+        (
+            "container.name.matches('[')",
+            &[
+                "spec.validations[0].expression",
+                "invalid regular expression \"[\" given to matches",
+                "missing closing ]",
+                "fix the pattern",
+            ][..],
+        ),
+        (
+            "matches(container.name, '(unclosed')",
+            &[
+                "invalid regular expression \"(unclosed\" given to matches",
+                "unclosed group",
+            ],
+        ),
+        (
+            "container.name.find('a)') == ''",
+            &["given to find", "unopened group"],
+        ),
+        (
+            "container.args.exists(a, a.findAll('x{1001}', 2).size() > 0)",
+            &["given to findAll", "invalid repeat count {1001}"],
+        ),
+        (
+            "container.name.matches('(?x) a')",
+            &["given to matches", "unknown flag x"],
+        ),
+    ] {
+        let body = format!(
+            "  validations:\n    - expression: {}",
+            serde_json::to_string(expression).unwrap()
+        );
+        let e = one_error(&body);
+        for want in wants {
+            assert!(
+                e.contains(want),
+                "for {expression:?}\n  error {e:?}\n  lacks {want:?}"
+            );
+        }
+        // The reason is on the error's line, not the `regex` crate's pattern-and-caret lines.
+        assert!(!e.contains("regex parse error"), "{e:?}");
+    }
+    let ok = common::policy(
+        "p",
+        "  validations:\n    - expression: \"container.name.matches('^[a-z]+$') && container.name.find('[0-9]+') == '' && container.image.matches(container.name) && container.name.findAll('a', 1).size() < 2\"",
+    );
+    if let Err(e) = PolicySet::from_yaml("team.yaml", &ok) {
+        panic!("{e}");
+    }
+}

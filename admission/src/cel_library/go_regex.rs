@@ -9,38 +9,118 @@ use kube_cel::cel::{ExecutionError, FunctionContext, ResolveResult, Value};
 use regex::Regex;
 
 /// The most patterns kept compiled. Policies hold a handful of constant patterns; one taken
-/// from request data could make each request's differ, so past this many a pattern is
-/// compiled for its call only, and memory stays bounded.
+/// from request data could make each request's differ, so past this many (or past
+/// [`MAX_CACHED_REGEX_BYTES`]) a pattern is compiled for its call only, and memory stays
+/// bounded.
 pub(crate) const MAX_CACHED_REGEXES: usize = 256;
 
-/// Compiled regular expressions by pattern, shared by every judging thread.
-pub(crate) struct Regexes;
+/// The most one pattern may compile to, in the `regex` crate's measure of its compiled
+/// program (`RegexBuilder::size_limit`): 1 MiB. The crate's default, 10 MiB, let 256 cached
+/// patterns built from request data hold gigabytes. RE2, which Kubernetes' CEL stands for,
+/// also refuses a pattern past a memory budget (8 MiB by default); 1 MiB takes every pattern a
+/// policy plausibly writes (Unicode classes such as `[\p{L}\p{N}]+` need 64 KiB, `.{1000}`
+/// under 1 MiB) and refuses what only a repetition of a large class reaches (`\pL{100}`).
+pub(crate) const MAX_REGEX_BYTES: usize = 1 << 20;
 
-impl Regexes {
-    /// `pattern` (Go's syntax, [`go_pattern`]) compiled, from the cache when it was compiled
+/// The most a pattern's lazy DFA cache may grow to (`RegexBuilder::dfa_size_limit`), where
+/// the crate's default is 2 MiB: past it the search falls back to a slower engine, with the
+/// same answer.
+pub(crate) const REGEX_DFA_BYTES: usize = 64 << 10;
+
+/// The most the cached patterns may hold together, each counted as the smallest power of two
+/// (from [`SMALLEST_TIER`]) its program compiles within plus [`REGEX_DFA_BYTES`]: 32 MiB, a
+/// quarter of the webhook's memory limit (`deploy/base/deployment.yaml`). It holds
+/// [`MAX_CACHED_REGEXES`] patterns of the usual size, or 30 of the largest. Past it a
+/// pattern is compiled for its call only.
+pub(crate) const MAX_CACHED_REGEX_BYTES: usize = 32 << 20;
+
+/// The first size limit a pattern is compiled within; nearly every pattern fits, compiled once
+/// (`^kspy-[a-z]+$` takes under 1 KiB, Unicode classes such as `[\p{L}\p{N}]` 64 KiB), and
+/// each larger limit tried doubles it, so finding a large pattern's limit costs at most about
+/// twice compiling it once.
+const SMALLEST_TIER: usize = 64 << 10;
+
+/// Compiled regular expressions by pattern, and the bytes they are counted to hold.
+#[derive(Default)]
+pub(crate) struct RegexCache {
+    entries: HashMap<String, Arc<Regex>>,
+    bytes: usize,
+}
+
+impl RegexCache {
+    /// `pattern` (Go's syntax, [`go_pattern`]) compiled, from `cache` when it was compiled
     /// before; why not when it does not compile (not cached: an invalid pattern fails each
-    /// time).
-    pub(crate) fn get(pattern: &str) -> Result<Arc<Regex>, String> {
-        static CACHE: OnceLock<Mutex<HashMap<String, Arc<Regex>>>> = OnceLock::new();
-        let cache = CACHE.get_or_init(Mutex::default);
+    /// time). Cached while the cache holds fewer than [`MAX_CACHED_REGEXES`] patterns and
+    /// this one's bytes fit [`MAX_CACHED_REGEX_BYTES`].
+    fn get(cache: &Mutex<RegexCache>, pattern: &str) -> Result<Arc<Regex>, String> {
         if let Some(re) = cache
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
+            .entries
             .get(pattern)
         {
             return Ok(re.clone());
         }
         // Compiled outside the lock: another thread's lookups do not wait for it.
-        let translated = go_pattern(pattern)?;
-        let re = Arc::new(Regex::new(&translated).map_err(|err| {
-            // The error as the pattern was written, where that fails too.
-            Regex::new(pattern).err().unwrap_or(err).to_string()
-        })?);
+        let (re, counted) = compile(pattern)?;
+        let re = Arc::new(re);
         let mut cache = cache.lock().unwrap_or_else(PoisonError::into_inner);
-        if cache.len() < MAX_CACHED_REGEXES {
-            cache.insert(pattern.to_owned(), re.clone());
+        if cache.entries.len() < MAX_CACHED_REGEXES
+            && cache.bytes + counted <= MAX_CACHED_REGEX_BYTES
+            && !cache.entries.contains_key(pattern)
+        {
+            cache.entries.insert(pattern.to_owned(), re.clone());
+            cache.bytes += counted;
         }
         Ok(re)
+    }
+
+    /// How many patterns `cache` holds, and the bytes they are counted to hold.
+    #[cfg(test)]
+    fn held(cache: &Mutex<RegexCache>) -> (usize, usize) {
+        let cache = cache.lock().unwrap_or_else(PoisonError::into_inner);
+        (cache.entries.len(), cache.bytes)
+    }
+}
+
+/// `pattern` compiled within the smallest power-of-two size limit, from [`SMALLEST_TIER`] up
+/// to [`MAX_REGEX_BYTES`], that holds it, and the bytes it is counted to hold (that limit
+/// plus [`REGEX_DFA_BYTES`]); why not when it does not compile or needs more.
+fn compile(pattern: &str) -> Result<(Regex, usize), String> {
+    let translated = go_pattern(pattern)?;
+    let mut limit = SMALLEST_TIER;
+    loop {
+        match regex::RegexBuilder::new(&translated)
+            .size_limit(limit)
+            .dfa_size_limit(REGEX_DFA_BYTES)
+            .build()
+        {
+            Ok(re) => return Ok((re, limit + REGEX_DFA_BYTES)),
+            Err(regex::Error::CompiledTooBig(_)) if limit < MAX_REGEX_BYTES => limit *= 2,
+            Err(regex::Error::CompiledTooBig(_)) => {
+                return Err(format!(
+                    "the pattern compiles to more than {} KiB, the most kspy holds for one \
+                     pattern (as RE2 refuses a pattern past its memory budget): repetitions of \
+                     large classes (`\\pL{{100}}`, `(.{{1000}}){{10}}`) are the usual cause; \
+                     repeat less, or use a smaller class",
+                    MAX_REGEX_BYTES >> 10
+                ));
+            }
+            // The error as the pattern was written, where that fails too.
+            Err(err) => return Err(Regex::new(pattern).err().unwrap_or(err).to_string()),
+        }
+    }
+}
+
+/// The patterns compiled for every judging thread.
+pub(crate) struct Regexes;
+
+impl Regexes {
+    /// `pattern` compiled, from the process's cache ([`RegexCache`]) when it was compiled
+    /// before.
+    pub(crate) fn get(pattern: &str) -> Result<Arc<Regex>, String> {
+        static CACHE: OnceLock<Mutex<RegexCache>> = OnceLock::new();
+        RegexCache::get(CACHE.get_or_init(Mutex::default), pattern)
     }
 }
 
@@ -396,5 +476,50 @@ mod tests {
         assert!(a.is_match("kspy-cache"));
         let err = Regexes::get("(unclosed").expect_err("invalid");
         assert!(err.to_string().contains("unclosed"), "{err}");
+    }
+
+    /// The cache holds at most [`MAX_CACHED_REGEX_BYTES`] as it counts them, whatever the
+    /// patterns: each is counted as the size limit it compiled within, and past the total a
+    /// pattern is compiled for its call only. Before, up to 256 patterns of up to 10 MiB each
+    /// (the `regex` crate's default limit) were kept.
+    #[test]
+    fn the_cache_is_bounded_in_bytes() {
+        // `.{N}` for N near 1000 needs more than 512 KiB and at most 1 MiB; each N makes
+        // another pattern.
+        let large = |n: usize| format!(".{{{n}}}");
+        let (re, counted) = compile(&large(1000)).expect("compiles within 1 MiB");
+        assert!(re.is_match(&"x".repeat(1000)));
+        assert_eq!(counted, MAX_REGEX_BYTES + REGEX_DFA_BYTES);
+        let cache = Mutex::default();
+        for n in 960..1000 {
+            RegexCache::get(&cache, &large(n)).expect("compiles");
+        }
+        let (held, bytes) = RegexCache::held(&cache);
+        assert!(bytes <= MAX_CACHED_REGEX_BYTES, "{bytes} bytes held");
+        assert!(held < 40, "{held} patterns held");
+        assert!(
+            MAX_CACHED_REGEX_BYTES - bytes < counted,
+            "room for another large pattern, yet not cached: {bytes} bytes held"
+        );
+        // Small patterns are counted small, and fill the cache up to its count.
+        let cache = Mutex::default();
+        for n in 0..MAX_CACHED_REGEXES + 10 {
+            RegexCache::get(&cache, &format!("^kspy-{n}$")).expect("compiles");
+        }
+        let (held, bytes) = RegexCache::held(&cache);
+        assert_eq!(held, MAX_CACHED_REGEXES);
+        assert_eq!(
+            bytes,
+            MAX_CACHED_REGEXES * (SMALLEST_TIER + REGEX_DFA_BYTES)
+        );
+    }
+
+    /// A pattern past [`MAX_REGEX_BYTES`] is refused, saying so, where the `regex` crate's
+    /// default limit (10 MiB) takes it.
+    #[test]
+    fn a_pattern_past_the_size_limit_is_refused() {
+        let err = compile(r"\pL{100}").err().unwrap_or_default();
+        assert!(err.contains("compiles to more than 1024 KiB"), "{err}");
+        assert!(Regex::new(r"\pL{100}").is_ok());
     }
 }

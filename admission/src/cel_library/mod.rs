@@ -13,7 +13,8 @@
 //! And one for speed: `matches`, `find` and `findAll` compiled their regular expression at
 //! every call. A pattern with Unicode classes (`[\\p{L}\\p{N}]`, a letter or digit in any
 //! script) took about 2.4 M instructions to compile, five times all the rest of a review
-//! (`webhook/bench/instructions.sh`); here each pattern is compiled once ([`go_regex::Regexes`]).
+//! (`webhook/bench/instructions.sh`); here each pattern is compiled once ([`go_regex::Regexes`]),
+//! within a size limit, into a cache bounded in count and bytes ([`go_regex::RegexCache`]).
 //!
 //! And a runtime budget ([`MAX_EVALUATION_COST`]), which cel 0.13 lacks: each comprehension's
 //! loop condition is wrapped in a call that charges the step and the accumulator it copies
@@ -37,7 +38,12 @@
 //! And timestamp and duration accessors as cel-go has them ([`time::time_accessor`], in
 //! `time.rs`).
 //! And `int()`/`uint()` of a double as cel-go has them ([`to_int`]): NaN and the ends fail.
+//! And the other conversions as cel-go has them ([`conversions`], in `conversions.rs`):
+//! `bool()`, `string(true)`, `timestamp(int)`, `int(timestamp)`, Go's formatting of doubles,
+//! timestamps and durations.
 //! And quantities written as Kubernetes writes them ([`kube_quantity_syntax`]).
+//! And CIDR prefixes as Go's `netip.ParsePrefix` reads them ([`go_net::go_prefix_problem`], in
+//! `go_net.rs`): no leading zeros in the length or the octets.
 
 use std::cell::Cell;
 use std::sync::Arc;
@@ -50,11 +56,14 @@ use kube_cel::cel::{Context, ExecutionError, FunctionContext, ResolveResult, Val
 
 use crate::cel::MAX_VARIABLE_BYTES;
 
+mod conversions;
+mod go_net;
 mod go_regex;
 mod go_semver;
 mod go_url;
 mod time;
 
+use go_net::{cidr, contains_cidr, is_cidr};
 use go_regex::{find, find_all, matches};
 use go_semver::{
     compare_to, is_greater_than, is_less_than, is_semver, semver_major, semver_minor, semver_patch,
@@ -68,6 +77,21 @@ use time::{TIME_ACCESSORS, time_accessor};
 /// The longest list `lists.range` builds: what a policy's variables may hold together, at
 /// the 8 bytes an integer counts for there.
 pub const MAX_RANGE: i64 = (MAX_VARIABLE_BYTES / 8) as i64;
+
+/// Why `pattern` (Go's syntax) is no regular expression kspy's `matches`, `find` and `findAll`
+/// take, on one line; `None` when it compiles (it is then in the shared cache).
+pub(crate) fn regex_problem(pattern: &str) -> Option<String> {
+    go_regex::Regexes::get(pattern).err().map(|err| {
+        // The `regex` crate's error quotes the pattern over several lines with a caret, then
+        // says why on a line of its own: that line, or the whole error on one line.
+        err.lines()
+            .find_map(|l| l.trim().strip_prefix("error: "))
+            .map_or_else(
+                || err.split_whitespace().collect::<Vec<_>>().join(" "),
+                str::to_owned,
+            )
+    })
+}
 
 /// Registers kspy's versions over kube-cel's in `ctx`.
 pub(crate) fn register(ctx: &mut Context<'_>) {
@@ -101,10 +125,21 @@ pub(crate) fn register(ctx: &mut Context<'_>) {
     ctx.add_function("compareTo", compare_to);
     ctx.add_function("isGreaterThan", is_greater_than);
     ctx.add_function("isLessThan", is_less_than);
+    ctx.add_function("cidr", cidr);
+    ctx.add_function("isCIDR", is_cidr);
+    ctx.add_function("isCIDRv4", is_cidr);
+    ctx.add_function("isCIDRv6", is_cidr);
+    ctx.add_function("containsCIDR", contains_cidr);
     ctx.add_function("quantity", quantity);
     ctx.add_function("isQuantity", is_quantity);
     ctx.add_function("int", to_int);
     ctx.add_function("uint", to_uint);
+    ctx.add_function("string", conversions::string);
+    ctx.add_function("bool", conversions::bool);
+    ctx.add_function("bytes", conversions::bytes);
+    ctx.add_function("double", conversions::double);
+    ctx.add_function("timestamp", conversions::timestamp);
+    ctx.add_function("duration", conversions::duration);
     for accessor in TIME_ACCESSORS {
         ctx.add_function(accessor, time_accessor);
     }
@@ -1068,7 +1103,7 @@ fn select_path<'v>(
 
 /// The calls [`kube_cel_call`] makes: kube-cel's (and cel's) own functions under names kspy
 /// registers its versions over.
-const KUBE_CEL_CALLS: [&str; 7] = [
+const KUBE_CEL_CALLS: [&str; 16] = [
     "a.compareTo(b)",
     "a.isGreaterThan(b)",
     "a.isLessThan(b)",
@@ -1076,6 +1111,15 @@ const KUBE_CEL_CALLS: [&str; 7] = [
     "uint(a)",
     "quantity(a)",
     "isQuantity(a)",
+    "cidr(a)",
+    "isCIDR(a)",
+    "isCIDRv4(a)",
+    "isCIDRv6(a)",
+    "a.containsCIDR(b)",
+    "string(a)",
+    "double(a)",
+    "timestamp(a)",
+    "duration(a)",
 ];
 
 /// `call` (one of [`KUBE_CEL_CALLS`]) evaluated by kube-cel's and cel's own functions, with `a`
@@ -1180,8 +1224,10 @@ fn is_quantity(ftx: &FunctionContext, s: Arc<String>) -> ResolveResult {
 
 /// `int(x)` as cel-go has it: a double converts when it lies strictly between the least and
 /// the greatest int, truncated; NaN, the infinities and anything at or past the ends fail.
-/// cel 0.13 converted NaN to 0 (`int(double('NaN')) <= 10` held) and clamped at the ends.
-/// Anything else converts as cel's own `int` does.
+/// cel 0.13 converted NaN to 0 (`int(double('NaN')) <= 10` held) and clamped at the ends. A
+/// timestamp converts to its Unix seconds (rounded down, as Go's `Unix()`), a duration to its
+/// nanoseconds (failing past an int), both of which cel 0.13 refused. Anything else converts
+/// as cel's own `int` does.
 #[allow(clippy::cast_precision_loss, clippy::cast_possible_truncation)]
 fn to_int(ftx: &FunctionContext, This(this): This<Value>) -> ResolveResult {
     match this {
@@ -1195,12 +1241,20 @@ fn to_int(ftx: &FunctionContext, This(this): This<Value>) -> ResolveResult {
                 Ok(Value::Int(v as i64))
             }
         }
+        Value::Timestamp(t) => Ok(Value::Int(t.timestamp())),
+        Value::Duration(d) => d.num_nanoseconds().map(Value::Int).ok_or_else(|| {
+            ftx.error(format!(
+                "integer overflow: {} seconds is more nanoseconds than an int holds",
+                d.num_seconds()
+            ))
+        }),
         other => kube_cel_call(ftx, "int(a)", other, None),
     }
 }
 
 /// `uint(x)` as cel-go has it: a double converts when it lies from 0 to below 2^64, truncated;
-/// NaN, the infinities, negatives and anything at or past 2^64 fail. Anything else converts as
+/// NaN, the infinities, negatives and anything at or past 2^64 fail. A string with a sign
+/// fails, as Go's `strconv.ParseUint` has it (Rust's reads `'+1'`). Anything else converts as
 /// cel's own `uint` does.
 #[allow(
     clippy::cast_precision_loss,
@@ -1219,6 +1273,10 @@ fn to_uint(ftx: &FunctionContext, This(this): This<Value>) -> ResolveResult {
                 Ok(Value::UInt(v as u64))
             }
         }
+        Value::String(s) if s.starts_with('+') => Err(ftx.error(format!(
+            "type conversion error from 'string' to 'uint': {s:?} has a sign (a uint is \
+             written in digits only)"
+        ))),
         other => kube_cel_call(ftx, "uint(a)", other, None),
     }
 }

@@ -905,6 +905,38 @@ fn regular_expressions_read_as_go_reads_them() {
     }
 }
 
+/// A POSIX class name Go does not know (`[[:alpah:]]`) makes Go refuse the pattern, so the
+/// expression fails to evaluate, which denies. It was handed to the `regex` crate, which reads
+/// an unknown name as a nested class of its characters: `[[:foo:]]` matched `f`, `o` and `:`,
+/// a typo in a guardrail silently changing what it lets through.
+#[test]
+fn an_unknown_posix_class_is_refused_as_go_refuses_it() {
+    assert_eq!(
+        holds("'1'.matches('^[[:^alpha:][:word:]]$') && !'é'.matches('^[[:alnum:]]$')"),
+        Ok(true)
+    );
+    for (expr, says) in [
+        (
+            "!'f'.matches('^[[:foo:]]$')",
+            "invalid character class range [:foo:]",
+        ),
+        (
+            "'a'.matches('^[[:alpha]x:]]$')",
+            "invalid character class range [:alpha]x:]",
+        ),
+        (
+            "'a'.find('[[:^Alpha:]]') == ''",
+            "invalid character class range [:^Alpha:]",
+        ),
+    ] {
+        let err = holds(expr).unwrap_err();
+        assert!(
+            err.contains("failed to evaluate") && err.contains(says),
+            "{expr}: {err}"
+        );
+    }
+}
+
 /// `url()` and its getters read a URL as Kubernetes does, with Go's `net/url`: parts as
 /// written. kube-cel 0.8 read it with the `url` crate, which rewrites it, and read a path as
 /// `http://localhost/…`: `url('http://localhost/x').getScheme()` was `''`, so a guardrail

@@ -52,6 +52,13 @@ const GO_WORD: &str = "0-9A-Za-z_";
 /// What Go's `\s` matches: ASCII tab, line feed, form feed, carriage return and space.
 const GO_SPACE: &str = r"\t\n\f\r ";
 
+/// The POSIX classes Go knows (`[[:alpha:]]`, negated `[[:^alpha:]]`), all of which the
+/// `regex` crate reads alike (ASCII).
+const GO_POSIX_CLASSES: [&str; 14] = [
+    "alnum", "alpha", "ascii", "blank", "cntrl", "digit", "graph", "lower", "print", "punct",
+    "space", "upper", "word", "xdigit",
+];
+
 /// `pattern`, written in Go's regular expression syntax (RE2, which Kubernetes' CEL compiles
 /// `matches`, `find` and `findAll` patterns with), as the `regex` crate reads it to match the
 /// same strings; an error for what Go refuses and the `regex` crate would read otherwise.
@@ -65,6 +72,8 @@ const GO_SPACE: &str = r"\t\n\f\r ";
 /// - a `{` that starts no repetition (`a{,3}`, `{x}`, `a{01}`) is a `{` in Go, an error in the
 ///   `regex` crate; a repetition count over 1000 an error in Go;
 /// - `\Q…\E` (literal text) and `\p{^Greek}` are Go's alone;
+/// - a POSIX class Go does not know (`[[:foo:]]`) is an error in Go, a nested class of its
+///   characters in the `regex` crate;
 /// - the flags `x`, `u` and `R` are the `regex` crate's alone (Go refuses them).
 ///
 /// What neither takes (look-around, back-references) the `regex` crate refuses as Go does.
@@ -190,8 +199,19 @@ fn go_class<'p>(rest: &'p str, out: &mut String) -> Result<&'p str, String> {
         if rest.starts_with("[:")
             && let Some(end) = rest[2..].find(":]")
         {
-            // `[:alpha:]`, ASCII in both.
-            out.push_str(&rest[..end + 4]);
+            // `[:alpha:]`, ASCII in both. Go reads up to the next `:]` wherever it is, and
+            // refuses a name it does not know, where the `regex` crate would read `[:foo:]`
+            // as a nested class of `:`, `f` and `o`.
+            let named = &rest[..end + 4];
+            let name = &named[2..named.len() - 2];
+            if !GO_POSIX_CLASSES.contains(&name.strip_prefix('^').unwrap_or(name)) {
+                return Err(format!(
+                    "invalid character class range {named}: Go's regular expressions, which \
+                     Kubernetes' CEL uses, know the classes [:{}:]",
+                    GO_POSIX_CLASSES.join(":], [:")
+                ));
+            }
+            out.push_str(named);
             rest = &rest[end + 4..];
             continue;
         }

@@ -999,6 +999,43 @@ fn urls_read_as_go_reads_them() {
     }
 }
 
+/// Go's `net/url` (since the fixes for CVE-2025-47912 and CVE-2026-25679, in every Go that
+/// builds a supported Kubernetes) takes square brackets in a host only around an IPv6
+/// address, at the start of the host. kspy took anything there: `url('https://[evil.com]/')`
+/// had the hostname `'evil.com'`, and `url('https://trusted.com[::1]:80/')` the hostname
+/// `'trusted.com[::1]'`, where Kubernetes fails the conversion, which denies.
+#[test]
+fn brackets_in_a_host_hold_an_ipv6_address_as_go_requires() {
+    for expr in [
+        "url('https://[::1]:80/').getHostname() == '::1' && isURL('https://[::ffff:10.0.0.1]/')",
+        "url('http://[fe80::1%25en0]:8080/').getHostname() == 'fe80::1%en0'",
+        "!isURL('https://[evil.com]/') && !isURL('https://[10.0.0.1]/') && !isURL('https://[]/')",
+        "!isURL('https://a.com[::1]:80/') && !isURL('https://[::1][/') && !isURL('https://[fe80::1%25]/')",
+    ] {
+        assert_eq!(holds(expr), Ok(true), "{expr}");
+    }
+    for (expr, says) in [
+        (
+            "url('https://[evil.com]/').getHostname() == 'evil.com'",
+            "invalid host",
+        ),
+        (
+            "url('https://[10.0.0.1]:80/').getHostname() == '10.0.0.1'",
+            "invalid IP-literal",
+        ),
+        (
+            "url('https://trusted.com[::1]:80/').getHostname() != ''",
+            "invalid IP-literal",
+        ),
+    ] {
+        let err = holds(expr).unwrap_err();
+        assert!(
+            err.contains("failed to evaluate") && err.contains(says),
+            "{expr}: {err}"
+        );
+    }
+}
+
 /// Semantic versions compare as Kubernetes compares them (blang/semver): by precedence, which
 /// leaves build metadata out. kube-cel 0.8 broke ties on build metadata, so
 /// `semver('1.2.3+patched').isGreaterThan(semver('1.2.3'))` was true and a guardrail requiring

@@ -905,6 +905,26 @@ fn regular_expressions_read_as_go_reads_them() {
     }
 }
 
+/// Compiling a pattern is work, and a pattern taken from request data is compiled at each
+/// call: a loop matching against many distinct patterns (`\pL{40}|0`, `\pL{40}|1`, …, each
+/// megabytes once compiled) did unbounded work within one evaluation, since only the loop's
+/// steps were counted. Each compile is now charged to the evaluation's budget by its size,
+/// so such a loop stops, which denies, while a policy's own constant patterns, compiled once,
+/// cost nothing after the first time.
+#[test]
+fn compiling_patterns_is_charged_to_the_evaluations_budget() {
+    assert_eq!(
+        holds("lists.range(12).all(i, 'ab'.matches('^[a-z]+$|' + string(i)))"),
+        Ok(true)
+    );
+    let err =
+        holds("!lists.range(12).exists(i, 'x'.matches('\\\\pL{40}|' + string(i)))").unwrap_err();
+    assert!(
+        err.contains("failed to evaluate") && err.contains("steps of work"),
+        "{err}"
+    );
+}
+
 /// A POSIX class name Go does not know (`[[:alpah:]]`) makes Go refuse the pattern, so the
 /// expression fails to evaluate, which denies. It was handed to the `regex` crate, which reads
 /// an unknown name as a nested class of its characters: `[[:foo:]]` matched `f`, `o` and `:`,

@@ -6,42 +6,92 @@ use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use kube_cel::cel::extractors::{Arguments, This};
 use kube_cel::cel::{ExecutionError, FunctionContext, ResolveResult, Value};
-use regex::Regex;
+use regex::{Regex, RegexBuilder};
 
 /// The most patterns kept compiled. Policies hold a handful of constant patterns; one taken
-/// from request data could make each request's differ, so past this many a pattern is
-/// compiled for its call only, and memory stays bounded.
+/// from request data could make each request's differ, so past this many (or past
+/// [`MAX_CACHED_BYTES`]) a pattern is compiled for its call only, and memory stays bounded.
 pub(crate) const MAX_CACHED_REGEXES: usize = 256;
+
+/// The sizes a pattern is compiled within, smallest first; the last is the `regex` crate's
+/// own limit, past which a pattern fails to compile (as before). A short pattern can compile
+/// to megabytes there (each `\pL` is a UTF-8 automaton of some 60 KB, where Go's is one
+/// instruction), and the size a regex compiled within is what it is taken to hold.
+const SIZE_TIERS: [usize; 3] = [64 << 10, 1 << 20, 10 << 20];
+
+/// The most the patterns kept compiled may hold together, by the [`SIZE_TIERS`] each compiled
+/// within: 256 patterns of 10 MB each, taken from request data, were 2.5 GB kept for the life
+/// of the process.
+const MAX_CACHED_BYTES: usize = 32 << 20;
+
+/// Bytes of a compile's size tier per unit of the evaluation's budget
+/// ([`super::MAX_EVALUATION_COST`]): compiling is work the budget's steps do not count, and a
+/// pattern taken from request data is compiled at each call, so each compile is charged (the
+/// largest, some 30 ms, a tenth of the budget); a constant pattern, compiled once and kept,
+/// costs nothing after.
+const BYTES_PER_UNIT: usize = 10;
 
 /// Compiled regular expressions by pattern, shared by every judging thread.
 pub(crate) struct Regexes;
 
+/// What [`Regexes`] keeps.
+#[derive(Default)]
+struct Kept {
+    /// The compiled patterns.
+    regexes: HashMap<String, Arc<Regex>>,
+    /// What they hold together, by the [`SIZE_TIERS`] each compiled within.
+    bytes: usize,
+}
+
 impl Regexes {
     /// `pattern` (Go's syntax, [`go_pattern`]) compiled, from the cache when it was compiled
     /// before; why not when it does not compile (not cached: an invalid pattern fails each
-    /// time).
+    /// time). A compile is charged to the running evaluation's budget.
     pub(crate) fn get(pattern: &str) -> Result<Arc<Regex>, String> {
-        static CACHE: OnceLock<Mutex<HashMap<String, Arc<Regex>>>> = OnceLock::new();
+        static CACHE: OnceLock<Mutex<Kept>> = OnceLock::new();
         let cache = CACHE.get_or_init(Mutex::default);
         if let Some(re) = cache
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
+            .regexes
             .get(pattern)
         {
             return Ok(re.clone());
         }
         // Compiled outside the lock: another thread's lookups do not wait for it.
         let translated = go_pattern(pattern)?;
-        let re = Arc::new(Regex::new(&translated).map_err(|err| {
-            // The error as the pattern was written, where that fails too.
-            Regex::new(pattern).err().unwrap_or(err).to_string()
-        })?);
-        let mut cache = cache.lock().unwrap_or_else(PoisonError::into_inner);
-        if cache.len() < MAX_CACHED_REGEXES {
-            cache.insert(pattern.to_owned(), re.clone());
+        let (re, size) = compile(&translated, pattern)?;
+        let re = Arc::new(re);
+        let mut kept = cache.lock().unwrap_or_else(PoisonError::into_inner);
+        if kept.regexes.len() < MAX_CACHED_REGEXES
+            && kept.bytes.saturating_add(size) <= MAX_CACHED_BYTES
+            && !kept.regexes.contains_key(pattern)
+        {
+            kept.regexes.insert(pattern.to_owned(), re.clone());
+            kept.bytes += size;
         }
         Ok(re)
     }
+}
+
+/// `translated` (of `pattern`) compiled within the smallest of [`SIZE_TIERS`] it fits, and
+/// that size; each attempt charged to the running evaluation's budget before it is made.
+fn compile(translated: &str, pattern: &str) -> Result<(Regex, usize), String> {
+    let mut tiers = SIZE_TIERS.iter().peekable();
+    while let Some(&limit) = tiers.next() {
+        super::charge(u64::try_from(limit / BYTES_PER_UNIT).unwrap_or(u64::MAX))
+            .map_err(|err| err.to_string())?;
+        match RegexBuilder::new(translated).size_limit(limit).build() {
+            Ok(re) => return Ok((re, limit)),
+            Err(regex::Error::CompiledTooBig(_)) if tiers.peek().is_some() => {}
+            // The error as the pattern was written, where that fails too.
+            Err(err @ regex::Error::Syntax(_)) => {
+                return Err(Regex::new(pattern).err().unwrap_or(err).to_string());
+            }
+            Err(err) => return Err(err.to_string()),
+        }
+    }
+    Err("internal: no size to compile the pattern within".to_owned())
 }
 
 /// What Go's `\d` matches (`[0-9]`): ASCII only, where the `regex` crate's `\d` is every
@@ -416,5 +466,26 @@ mod tests {
         assert!(a.is_match("kspy-cache"));
         let err = Regexes::get("(unclosed").expect_err("invalid");
         assert!(err.to_string().contains("unclosed"), "{err}");
+    }
+
+    /// A short pattern can compile to megabytes (`\pL{40}`: each `\pL` is a UTF-8 automaton
+    /// of some 60 KB in the `regex` crate, one instruction in Go), and one taken from request
+    /// data differs at each request: 256 of them (`\pL{200}|1`, `\pL{200}|2`, …) were kept,
+    /// 2.5 GB for the life of the process. What is kept is now bounded in size too: past
+    /// [`MAX_CACHED_BYTES`], a pattern is compiled for its call only.
+    #[test]
+    fn the_regexes_kept_are_bounded_in_size_not_only_in_number() {
+        let big = |i: usize| format!("\\pL{{40}}|{i}");
+        let past = MAX_CACHED_BYTES / SIZE_TIERS[SIZE_TIERS.len() - 1] + 1;
+        for i in 0..past {
+            Regexes::get(&big(i)).expect("compiles");
+        }
+        let a = Regexes::get(&big(past - 1)).expect("compiles");
+        let b = Regexes::get(&big(past - 1)).expect("compiles");
+        assert!(a.is_match(&"é".repeat(40)));
+        assert!(
+            !Arc::ptr_eq(&a, &b),
+            "{past} patterns of the largest size were all kept"
+        );
     }
 }

@@ -152,7 +152,7 @@ fn lists_range(n: i64) -> ResolveResult {
 
 /// The most work one evaluation of an expression may do, in steps of a comprehension (`all`,
 /// `exists`, `map`, `filter`, …) plus the items each step copies plus the items `lists.range`
-/// builds. cel 0.13 has no runtime cost limit, and the load-time estimate assumes lists of at
+/// builds plus the regular expressions it compiles, by size (`go_regex::Regexes`). cel 0.13 has no runtime cost limit, and the load-time estimate assumes lists of at
 /// most 1,000 items and leaves out what `lists.range` and `map` build: `lists.range(200000)
 /// .map(x, lists.range(200000))` loaded and allocated until the process was killed, and
 /// `container.env.map(e, e.name)` copies the list built so far at every step (quadratic: over

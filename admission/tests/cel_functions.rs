@@ -925,6 +925,71 @@ fn compiling_patterns_is_charged_to_the_evaluations_budget() {
     );
 }
 
+/// Whether `expr` holds for a debug container whose one env value is `value`; the error when
+/// it fails to evaluate.
+fn holds_with_env(expr: &str, value: &str) -> Result<bool, String> {
+    let e = engine(&policy(
+        "p",
+        &format!(
+            "  grant: {{images: ['**'], capabilities: [SYS_PTRACE], runAsRoot: true}}\n  \
+             validations:\n    - expression: {}\n      message: rule failed",
+            serde_json::to_string(expr).unwrap()
+        ),
+    ));
+    let mut dbg = debugger("dbg", "busybox:1.36");
+    dbg["env"] = json!([{"name": "V", "value": value}]);
+    let j = validate(&e, &attach("prod", "alice", &["sre"], vec![], vec![dbg]));
+    let msg = &j.response.result.message;
+    if j.response.allowed {
+        Ok(true)
+    } else if msg.contains("rule failed") {
+        Ok(false)
+    } else {
+        Err(msg.clone())
+    }
+}
+
+/// `split`, `findAll` and `replace` build from what the request sends, and nothing counted
+/// it: a 300 KB env value of `/` split into 300,001 strings (some 120 bytes each here, a
+/// third of a GB for a 3 MB value), and `v.replace('', v)` built the square of its length
+/// (400 MB for 20 KB, more than the process has for 100 KB). Each now charges what it builds
+/// to the evaluation's budget, as `lists.range` does, and builds no list longer than
+/// `lists.range` may (262,144 items): past either, the evaluation fails, which denies.
+#[test]
+fn what_split_find_all_and_replace_build_is_counted() {
+    let slashes = "/".repeat(300_000);
+    for expr in [
+        "container.env[0].value.split('/').size() > 3",
+        "container.env[0].value.split('').size() > 3",
+        "container.env[0].value.findAll('/').size() > 3",
+    ] {
+        let err = holds_with_env(expr, &slashes).unwrap_err();
+        assert!(
+            err.contains("failed to evaluate")
+                && err.contains("would build a list of more than 262144 items"),
+            "{expr}: {err}"
+        );
+    }
+    let err = holds_with_env(
+        "container.env[0].value.replace('', container.env[0].value).size() > 0",
+        &"a".repeat(4_000),
+    )
+    .unwrap_err();
+    assert!(
+        err.contains("failed to evaluate") && err.contains("steps of work"),
+        "{err}"
+    );
+    // What policies do stays far below it.
+    for expr in [
+        "container.env[0].value.split('/', 3).size() == 3",
+        "container.env[0].value.findAll('/', 5).size() == 5",
+        "container.env[0].value.replace('/', '-', 2).startsWith('--/')",
+        "container.env[0].value.replace('/', '').size() == 0",
+    ] {
+        assert_eq!(holds_with_env(expr, &slashes), Ok(true), "{expr}");
+    }
+}
+
 /// A POSIX class name Go does not know (`[[:alpah:]]`) makes Go refuse the pattern, so the
 /// expression fails to evaluate, which denies. It was handed to the `regex` crate, which reads
 /// an unknown name as a nested class of its characters: `[[:foo:]]` matched `f`, `o` and `:`,

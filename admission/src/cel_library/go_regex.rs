@@ -432,7 +432,8 @@ pub(super) fn find(This(this): This<Arc<String>>, pattern: Arc<String>) -> Resol
 }
 
 /// `<string>.findAll(<string>[, <int>])`: kube-cel's, with the pattern compiled once. Every
-/// match, or the first `n` of them; a negative `n` takes them all.
+/// match, or the first `n` of them; a negative `n` takes them all. What it builds is charged
+/// to the evaluation's budget, and no more than `lists.range` may build.
 pub(super) fn find_all(This(this): This<Arc<String>>, Arguments(args): Arguments) -> ResolveResult {
     let Some(Value::String(pattern)) = args.first() else {
         return Err(ExecutionError::function_error(
@@ -446,6 +447,9 @@ pub(super) fn find_all(This(this): This<Arc<String>>, Arguments(args): Arguments
         Some(Value::Int(n)) => usize::try_from(*n).unwrap_or(usize::MAX),
         _ => usize::MAX,
     };
+    // Counted first, the list built only once it is charged: a match of `/` in 300 KB of
+    // slashes is 300,000 strings.
+    super::charge_list("findAll", re.find_iter(&this).take(limit).count())?;
     let found = re
         .find_iter(&this)
         .take(limit)

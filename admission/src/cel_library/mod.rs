@@ -152,7 +152,8 @@ fn lists_range(n: i64) -> ResolveResult {
 
 /// The most work one evaluation of an expression may do, in steps of a comprehension (`all`,
 /// `exists`, `map`, `filter`, …) plus the items each step copies plus the items `lists.range`
-/// builds plus the regular expressions it compiles, by size (`go_regex::Regexes`). cel 0.13 has no runtime cost limit, and the load-time estimate assumes lists of at
+/// builds plus the regular expressions it compiles, by size (`go_regex::Regexes`), plus the
+/// pieces `split` and `findAll` build and the bytes `replace` builds. cel 0.13 has no runtime cost limit, and the load-time estimate assumes lists of at
 /// most 1,000 items and leaves out what `lists.range` and `map` build: `lists.range(200000)
 /// .map(x, lists.range(200000))` loaded and allocated until the process was killed, and
 /// `container.env.map(e, e.name)` copies the list built so far at every step (quadratic: over
@@ -222,6 +223,22 @@ fn charge(units: u64) -> Result<(), ExecutionError> {
             Err(over_budget_error())
         }
     })
+}
+
+/// Charges a list of `items` that `function` is about to build from what the request sent
+/// (`split`, `findAll`), as `lists.range` is charged; an error for one longer than
+/// [`MAX_RANGE`]: the 3,000,000 pieces of a split of 3 MB were a third of a GB.
+fn charge_list(function: &str, items: usize) -> Result<(), ExecutionError> {
+    if i64::try_from(items).map_or(true, |n| n > MAX_RANGE) {
+        return Err(ExecutionError::function_error(
+            function,
+            format!(
+                "{function} would build a list of more than {MAX_RANGE} items (from {items} \
+                 pieces of the string), more than a policy may hold"
+            ),
+        ));
+    }
+    charge(u64::try_from(items).unwrap_or(u64::MAX))
 }
 
 /// The error an evaluation over [`MAX_EVALUATION_COST`] fails with.
@@ -698,12 +715,11 @@ fn replace(
     This(this): This<Arc<String>>,
     Arguments(args): Arguments,
 ) -> ResolveResult {
-    let replaced = match &args[..] {
-        [Value::String(from), Value::String(to)] => this.replace(from.as_str(), to),
-        [Value::String(from), Value::String(to), Value::Int(n)] => match usize::try_from(*n) {
-            Ok(n) => this.replacen(from.as_str(), to, n),
-            Err(_) => this.replace(from.as_str(), to),
-        },
+    let (from, to, limit) = match &args[..] {
+        [Value::String(from), Value::String(to)] => (from, to, None),
+        [Value::String(from), Value::String(to), Value::Int(n)] => {
+            (from, to, usize::try_from(*n).ok())
+        }
         _ => {
             return Err(ftx.error(format!(
                 "replace takes the string to replace, its replacement and, optionally, an int \
@@ -712,7 +728,21 @@ fn replace(
             )));
         }
     };
-    Ok(Value::String(Arc::new(replaced)))
+    // The result is charged, a unit a byte, before it is built: `v.replace('', v)` is the
+    // square of `v`'s length (an empty `from` matches before each character and at the end).
+    let found = if from.is_empty() {
+        this.chars().count() + 1
+    } else {
+        this.matches(from.as_str()).count()
+    };
+    let replaced = limit.map_or(found, |n| n.min(found));
+    let built =
+        (this.len() - replaced * from.len()).saturating_add(replaced.saturating_mul(to.len()));
+    charge(u64::try_from(built).unwrap_or(u64::MAX))?;
+    Ok(Value::String(Arc::new(match limit {
+        Some(n) => this.replacen(from.as_str(), to, n),
+        None => this.replace(from.as_str(), to),
+    })))
 }
 
 /// `size(x)` and `x.size()` as CEL has them: a string's size is its number of characters
@@ -758,6 +788,7 @@ fn split(
             )));
         }
     };
+    charge_list("split", go_split_count(&this, separator, limit))?;
     let pieces = go_split(&this, separator, limit);
     Ok(Value::List(Arc::new(
         pieces
@@ -765,6 +796,17 @@ fn split(
             .map(|p| Value::String(Arc::new(p.to_owned())))
             .collect(),
     )))
+}
+
+/// How many pieces [`go_split`] gives, counted without building them.
+fn go_split_count(s: &str, separator: &str, n: i64) -> usize {
+    let all = if separator.is_empty() {
+        s.chars().count()
+    } else {
+        s.matches(separator).count() + 1
+    };
+    // A negative `n` means no limit.
+    usize::try_from(n).map_or(all, |n| n.min(all))
 }
 
 /// Go's `strings.SplitN(s, separator, n)`.

@@ -153,7 +153,8 @@ fn lists_range(n: i64) -> ResolveResult {
 /// The most work one evaluation of an expression may do, in steps of a comprehension (`all`,
 /// `exists`, `map`, `filter`, …) plus the items each step copies plus the items `lists.range`
 /// builds plus the regular expressions it compiles, by size (`go_regex::Regexes`), plus the
-/// pieces `split` and `findAll` build and the bytes `replace` builds. cel 0.13 has no runtime cost limit, and the load-time estimate assumes lists of at
+/// pieces `split` and `findAll` build and the bytes `replace` builds plus the items each
+/// `in` may look at. cel 0.13 has no runtime cost limit, and the load-time estimate assumes lists of at
 /// most 1,000 items and leaves out what `lists.range` and `map` build: `lists.range(200000)
 /// .map(x, lists.range(200000))` loaded and allocated until the process was killed, and
 /// `container.env.map(e, e.name)` copies the list built so far at every step (quadratic: over
@@ -483,7 +484,8 @@ fn comparability(a: &str, b: &str) -> Comparability {
 /// The name `x in list` and `key in map` are evaluated through ([`evaluated_form`]).
 const IN: &str = "@kspy.in";
 
-/// `x in list` and `key in map`, failing where `x` is of a type no item (no key) of the
+/// `x in list` and `key in map` (charging the evaluation's budget the items it may look at),
+/// failing where `x` is of a type no item (no key) of the
 /// list (map) can equal, as [`equals`] fails: cel 0.13 answers `false` there, and a `!`
 /// turns that into a guardrail that always holds: `!(container.securityContext.runAsUser in
 /// ['0'])`, a quoted number, passed root. The API server's type check refuses such an
@@ -500,6 +502,10 @@ fn is_in(ftx: &FunctionContext) -> ResolveResult {
     let container = Value::resolve_val(container, ftx.ptx)?;
     let x_type = x.get_type().name();
     let found = if let Some(list) = container.downcast_ref::<CelList>() {
+        // The items it may look at, as Kubernetes' CEL charges `in` by the list's size: a
+        // loop over one request list looking each item up in another did the product of their
+        // lengths in comparisons, and only the loop's steps were counted.
+        charge(u64::try_from(list.inner().len()).unwrap_or(u64::MAX))?;
         contains_strictly(
             ftx,
             x.as_ref(),
@@ -517,15 +523,22 @@ fn is_in(ftx: &FunctionContext) -> ResolveResult {
         if found {
             true
         } else {
-            contains_strictly(
+            // The keys the scan looks at (it stops at the first of `x`'s own type).
+            let mut scanned: u64 = 0;
+            let found = contains_strictly(
                 ftx,
                 x.as_ref(),
                 x_type,
                 "map",
                 "keys",
                 true,
-                map.inner().keys().map(CelMapKey::inner),
-            )?
+                map.inner()
+                    .keys()
+                    .map(CelMapKey::inner)
+                    .inspect(|_| scanned += 1),
+            )?;
+            charge(scanned)?;
+            found
         }
     } else if let Some(c) = container.as_container() {
         c.contains(x.as_ref())?

@@ -1016,6 +1016,33 @@ fn in_charges_the_items_it_looks_at() {
     assert!(!msg.contains("1 in [0, 1]"), "{msg}");
 }
 
+/// `sets.contains`, `sets.equivalent`, `sets.intersects` and `distinct()` compare each item of
+/// one list with each of the other (of the list so far), in one call that nothing counted:
+/// `sets.intersects(container.args, target.args)` over two request lists of 20,000 strings
+/// is 400 million comparisons. Each now charges that product to the evaluation's budget
+/// first, so past it the evaluation fails, which denies; small lists answer as before.
+#[test]
+fn set_functions_charge_the_comparisons_they_make() {
+    let four_thousand = "a".repeat(4_000);
+    for expr in [
+        "!sets.intersects(lists.range(4000), container.env[0].value.split(''))",
+        "lists.range(5000).distinct().size() == 5000",
+    ] {
+        let err = holds_with_env(expr, &four_thousand).unwrap_err();
+        assert!(
+            err.contains("failed to evaluate") && err.contains("steps of work"),
+            "{expr}: {err}"
+        );
+    }
+    for expr in [
+        "sets.contains([1, 2, 3], [3, 1]) && !sets.contains([1], [2])",
+        "sets.equivalent([1, 2, 2], [2, 1]) && sets.intersects(['a', 'b'], ['b'])",
+        "[1, 2, 2, 1].distinct() == [1, 2] && lists.range(1000).distinct().size() == 1000",
+    ] {
+        assert_eq!(holds_with_env(expr, "a"), Ok(true), "{expr}");
+    }
+}
+
 /// A POSIX class name Go does not know (`[[:alpah:]]`) makes Go refuse the pattern, so the
 /// expression fails to evaluate, which denies. It was handed to the `regex` crate, which reads
 /// an unknown name as a nested class of its characters: `[[:foo:]]` matched `f`, `o` and `:`,

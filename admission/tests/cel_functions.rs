@@ -1043,6 +1043,33 @@ fn set_functions_charge_the_comparisons_they_make() {
     }
 }
 
+/// A regular expression reads the whole string it is given, and a loop may give it the same
+/// long string at each step: `lists.range(20000).all(i, v.matches('b'))` over a 1 MB env
+/// value read 20 GB in one evaluation, counted as 20,000 steps. `matches`, `find` and
+/// `findAll` now charge a unit per 10 bytes of the string they read (Kubernetes' traversal
+/// cost), so such a loop stops at the budget, which denies.
+#[test]
+fn a_regular_expression_charges_the_string_it_reads() {
+    let long = "a".repeat(1_000_000);
+    for expr in [
+        "lists.range(20000).all(i, !container.env[0].value.matches('b'))",
+        "lists.range(20000).all(i, container.env[0].value.find('b') == '')",
+    ] {
+        let err = holds_with_env(expr, &long).unwrap_err();
+        assert!(
+            err.contains("failed to evaluate") && err.contains("steps of work"),
+            "{expr}: {err}"
+        );
+    }
+    assert_eq!(
+        holds_with_env(
+            "lists.range(50).all(i, !container.env[0].value.matches('b'))",
+            &long
+        ),
+        Ok(true)
+    );
+}
+
 /// A POSIX class name Go does not know (`[[:alpah:]]`) makes Go refuse the pattern, so the
 /// expression fails to evaluate, which denies. It was handed to the `regex` crate, which reads
 /// an unknown name as a nested class of its characters: `[[:foo:]]` matched `f`, `o` and `:`,

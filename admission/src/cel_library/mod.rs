@@ -186,7 +186,8 @@ fn lists_range(n: i64) -> ResolveResult {
 /// `exists`, `map`, `filter`, …) plus the items each step copies plus the items `lists.range`
 /// builds plus the regular expressions it compiles, by size (`go_regex::Regexes`), plus the
 /// pieces `split` and `findAll` build and the bytes `replace` builds plus the items each
-/// `in` may look at plus the comparisons of `sets.*` and `distinct()`. cel 0.13 has no runtime cost limit, and the load-time estimate assumes lists of at
+/// `in` may look at plus the comparisons of `sets.*` and `distinct()` plus a tenth of the
+/// bytes a regular expression reads. cel 0.13 has no runtime cost limit, and the load-time estimate assumes lists of at
 /// most 1,000 items and leaves out what `lists.range` and `map` build: `lists.range(200000)
 /// .map(x, lists.range(200000))` loaded and allocated until the process was killed, and
 /// `container.env.map(e, e.name)` copies the list built so far at every step (quadratic: over

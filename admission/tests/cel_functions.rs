@@ -1070,6 +1070,22 @@ fn a_regular_expression_charges_the_string_it_reads() {
     );
 }
 
+/// Go reads octal escapes (`\012`, `\123`, `\0`), in a class too; the `regex` crate refuses
+/// them ("backreferences are not supported"), so a pattern Kubernetes takes failed to
+/// evaluate, which denied every request it judged. A lone `\1` is still refused, as Go
+/// refuses it.
+#[test]
+fn octal_escapes_read_as_go_reads_them() {
+    for expr in [
+        "'\\n'.matches('^\\\\012$') && 'S'.matches('^\\\\123$') && 'S4'.matches('^\\\\1234$')",
+        "'a\\n'.matches('^a[\\\\012]$') && '8'.matches('^\\\\08$') == false && 'x'.matches('^[\\\\170-\\\\172]$')",
+    ] {
+        assert_eq!(holds(expr), Ok(true), "{expr}");
+    }
+    let err = holds("'a'.matches('\\\\1')").unwrap_err();
+    assert!(err.contains("backreferences are not supported"), "{err}");
+}
+
 /// A POSIX class name Go does not know (`[[:alpah:]]`) makes Go refuse the pattern, so the
 /// expression fails to evaluate, which denies. It was handed to the `regex` crate, which reads
 /// an unknown name as a nested class of its characters: `[[:foo:]]` matched `f`, `o` and `:`,

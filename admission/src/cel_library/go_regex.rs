@@ -121,7 +121,7 @@ const GO_POSIX_CLASSES: [&str; 14] = [
 /// - `\<` and `\>` are `<` and `>` in Go, word boundaries in the `regex` crate;
 /// - a `{` that starts no repetition (`a{,3}`, `{x}`, `a{01}`) is a `{` in Go, an error in the
 ///   `regex` crate; a repetition count over 1000 an error in Go;
-/// - `\Q…\E` (literal text) and `\p{^Greek}` are Go's alone;
+/// - `\Q…\E` (literal text), `\p{^Greek}` and octal escapes (`\012`) are Go's alone;
 /// - a POSIX class Go does not know (`[[:foo:]]`) is an error in Go, a nested class of its
 ///   characters in the `regex` crate;
 /// - the flags `x`, `u` and `R` are the `regex` crate's alone (Go refuses them).
@@ -183,12 +183,36 @@ fn go_unicode_class<'p>(p: char, rest: &'p str, out: &mut String) -> &'p str {
     rest
 }
 
+/// Go's octal escape after a `\`: `\0` and up to two more octal digits, or `\1`…`\7` followed
+/// by one or two more (a lone `\1` is a back-reference, which Go refuses, and so does the
+/// `regex` crate); its value written as the `regex` crate reads it (`\x{A}`), and what follows
+/// it. `c` is the character after the `\`, `after` what follows `c`.
+fn go_octal(c: char, after: &str) -> Option<(String, &str)> {
+    let octal = |s: &str| s.bytes().next().filter(|b| (b'0'..=b'7').contains(b));
+    let first = c.to_digit(8)?;
+    if first != 0 && octal(after).is_none() {
+        return None;
+    }
+    let mut value = first;
+    let mut rest = after;
+    for _ in 0..2 {
+        let Some(d) = octal(rest) else { break };
+        value = value * 8 + u32::from(d - b'0');
+        rest = &rest[1..];
+    }
+    Some((format!("\\x{{{value:X}}}"), rest))
+}
+
 /// An escape outside a class: `rest` follows the `\`; what follows the escape.
 fn go_escape<'p>(rest: &'p str, out: &mut String) -> Result<&'p str, String> {
     let Some(c) = rest.chars().next() else {
         return Err("the pattern ends in a lone \\ (trailing backslash)".to_owned());
     };
     let after = &rest[c.len_utf8()..];
+    if let Some((escape, after)) = go_octal(c, after) {
+        out.push_str(&escape);
+        return Ok(after);
+    }
     if let Some(class) = go_perl_class(c) {
         out.push_str(&class);
         return Ok(after);
@@ -307,6 +331,9 @@ fn go_class_char(rest: &str) -> Option<(String, &str)> {
     }
     let e = after.chars().next()?;
     let after_e = &after[e.len_utf8()..];
+    if let Some(octal) = go_octal(e, after_e) {
+        return Some(octal);
+    }
     if e.is_ascii_punctuation() {
         return Some((class_literal(e), after_e));
     }

@@ -920,6 +920,229 @@ fn regular_expressions_read_as_go_reads_them() {
     }
 }
 
+/// Compiling a pattern is work, and a pattern taken from request data is compiled at each
+/// call: a loop matching against many distinct patterns (`\pL{8}|0`, `\pL{8}|1`, …, each
+/// half a megabyte once compiled) did unbounded work within one evaluation, since only the
+/// loop's steps were counted. Each compile is now charged to the evaluation's budget by its size,
+/// so such a loop stops, which denies, while a policy's own constant patterns, compiled once,
+/// cost nothing after the first time.
+#[test]
+fn compiling_patterns_is_charged_to_the_evaluations_budget() {
+    assert_eq!(
+        holds("lists.range(12).all(i, 'ab'.matches('^[a-z]+$|' + string(i)))"),
+        Ok(true)
+    );
+    let err =
+        holds("!lists.range(300).exists(i, 'x'.matches('\\\\pL{8}|' + string(i)))").unwrap_err();
+    assert!(
+        err.contains("failed to evaluate") && err.contains("steps of work"),
+        "{err}"
+    );
+}
+
+/// Whether `expr` holds for a debug container whose one env value is `value`; the error when
+/// it fails to evaluate.
+fn holds_with_env(expr: &str, value: &str) -> Result<bool, String> {
+    let e = engine(&policy(
+        "p",
+        &format!(
+            "  grant: {{images: ['**'], capabilities: [SYS_PTRACE], runAsRoot: true}}\n  \
+             validations:\n    - expression: {}\n      message: rule failed",
+            serde_json::to_string(expr).unwrap()
+        ),
+    ));
+    let mut dbg = debugger("dbg", "busybox:1.36");
+    dbg["env"] = json!([{"name": "V", "value": value}]);
+    let j = validate(&e, &attach("prod", "alice", &["sre"], vec![], vec![dbg]));
+    let msg = &j.response.result.message;
+    if j.response.allowed {
+        Ok(true)
+    } else if msg.contains("rule failed") {
+        Ok(false)
+    } else {
+        Err(msg.clone())
+    }
+}
+
+/// `split`, `findAll` and `replace` build from what the request sends, and nothing counted
+/// it: a 300 KB env value of `/` split into 300,001 strings (some 120 bytes each here, a
+/// third of a GB for a 3 MB value), and `v.replace('', v)` built the square of its length
+/// (400 MB for 20 KB, more than the process has for 100 KB). Each now charges what it builds
+/// to the evaluation's budget, as `lists.range` does, and builds no list longer than
+/// `lists.range` may (262,144 items): past either, the evaluation fails, which denies.
+#[test]
+fn what_split_find_all_and_replace_build_is_counted() {
+    let slashes = "/".repeat(300_000);
+    for expr in [
+        "container.env[0].value.split('/').size() > 3",
+        "container.env[0].value.split('').size() > 3",
+        "container.env[0].value.findAll('/').size() > 3",
+    ] {
+        let err = holds_with_env(expr, &slashes).unwrap_err();
+        assert!(
+            err.contains("failed to evaluate")
+                && err.contains("would build a list of more than 262144 items"),
+            "{expr}: {err}"
+        );
+    }
+    let err = holds_with_env(
+        "container.env[0].value.replace('', container.env[0].value).size() > 0",
+        &"a".repeat(4_000),
+    )
+    .unwrap_err();
+    assert!(
+        err.contains("failed to evaluate") && err.contains("steps of work"),
+        "{err}"
+    );
+    // What policies do stays far below it.
+    for expr in [
+        "container.env[0].value.split('/', 3).size() == 3",
+        "container.env[0].value.findAll('/', 5).size() == 5",
+        "container.env[0].value.replace('/', '-', 2).startsWith('--/')",
+        "container.env[0].value.replace('/', '').size() == 0",
+    ] {
+        assert_eq!(holds_with_env(expr, &slashes), Ok(true), "{expr}");
+    }
+}
+
+/// `x in list` looks at each item of the list, and only the loop around it was counted: with
+/// the lists a request sends (`container.args.all(a, a in target.args)`, 20,000 strings
+/// each) that was 400 million comparisons in one evaluation, minutes of a judging thread
+/// (293 s in a debug build). Each `in` now charges the items it may look at, as Kubernetes'
+/// CEL charges it by the list's size, so the loop stops at the budget, which denies.
+#[test]
+fn in_charges_the_items_it_looks_at() {
+    let e = engine(&policy(
+        "p",
+        "  grant: {images: ['**'], capabilities: [SYS_PTRACE], runAsRoot: true}\n  \
+         variables:\n    - {name: r, expression: 'lists.range(3200)'}\n  validations:\n    \
+         - expression: 'lists.range(3200).all(i, !(i + 3200 in variables.r))'\n      \
+         message: rule failed\n    - expression: \"1 in [0, 1] && 'a' in {'a': 1} && 2 in variables.r\"",
+    ));
+    let mut dbg = debugger("dbg", "busybox:1.36");
+    dbg["securityContext"] = json!({"capabilities": {"add": ["SYS_PTRACE"]}, "runAsUser": 0});
+    let j = validate(&e, &attach("prod", "alice", &["sre"], vec![], vec![dbg]));
+    let msg = &j.response.result.message;
+    assert!(!j.response.allowed);
+    assert!(
+        msg.contains("failed to evaluate") && msg.contains("steps of work"),
+        "{msg}"
+    );
+    assert!(!msg.contains("1 in [0, 1]"), "{msg}");
+}
+
+/// `sets.contains`, `sets.equivalent`, `sets.intersects` and `distinct()` compare each item of
+/// one list with each of the other (of the list so far), in one call that nothing counted:
+/// `sets.intersects(container.args, target.args)` over two request lists of 20,000 strings
+/// is 400 million comparisons. Each now charges that product to the evaluation's budget
+/// first, so past it the evaluation fails, which denies; small lists answer as before.
+#[test]
+fn set_functions_charge_the_comparisons_they_make() {
+    let four_thousand = "a".repeat(4_000);
+    for expr in [
+        "!sets.intersects(lists.range(4000), container.env[0].value.split(''))",
+        "lists.range(5000).distinct().size() == 5000",
+    ] {
+        let err = holds_with_env(expr, &four_thousand).unwrap_err();
+        assert!(
+            err.contains("failed to evaluate") && err.contains("steps of work"),
+            "{expr}: {err}"
+        );
+    }
+    for expr in [
+        "sets.contains([1, 2, 3], [3, 1]) && !sets.contains([1], [2])",
+        "sets.equivalent([1, 2, 2], [2, 1]) && sets.intersects(['a', 'b'], ['b'])",
+        "[1, 2, 2, 1].distinct() == [1, 2] && lists.range(1000).distinct().size() == 1000",
+    ] {
+        assert_eq!(holds_with_env(expr, "a"), Ok(true), "{expr}");
+    }
+}
+
+/// A regular expression reads the whole string it is given, and a loop may give it the same
+/// long string at each step: `lists.range(20000).all(i, v.matches('b'))` over a 1 MB env
+/// value read 20 GB in one evaluation, counted as 20,000 steps. `matches`, `find` and
+/// `findAll` now charge a unit per 10 bytes of the string they read (Kubernetes' traversal
+/// cost), so such a loop stops at the budget, which denies.
+#[test]
+fn a_regular_expression_charges_the_string_it_reads() {
+    let long = "a".repeat(1_000_000);
+    for expr in [
+        "lists.range(20000).all(i, !container.env[0].value.matches('b'))",
+        "lists.range(20000).all(i, container.env[0].value.find('b') == '')",
+    ] {
+        let err = holds_with_env(expr, &long).unwrap_err();
+        assert!(
+            err.contains("failed to evaluate") && err.contains("steps of work"),
+            "{expr}: {err}"
+        );
+    }
+    assert_eq!(
+        holds_with_env(
+            "lists.range(50).all(i, !container.env[0].value.matches('b'))",
+            &long
+        ),
+        Ok(true)
+    );
+}
+
+/// Go reads octal escapes (`\012`, `\123`, `\0`), in a class too; the `regex` crate refuses
+/// them ("backreferences are not supported"), so a pattern Kubernetes takes failed to
+/// evaluate, which denied every request it judged. A lone `\1` is still refused, as Go
+/// refuses it.
+#[test]
+fn octal_escapes_read_as_go_reads_them() {
+    for expr in [
+        "'\\n'.matches('^\\\\012$') && 'S'.matches('^\\\\123$') && 'S4'.matches('^\\\\1234$')",
+        "'a\\n'.matches('^a[\\\\012]$') && '8'.matches('^\\\\08$') == false && 'x'.matches('^[\\\\170-\\\\172]$')",
+    ] {
+        assert_eq!(holds(expr), Ok(true), "{expr}");
+    }
+    let err = holds("'a'.matches('\\\\1')").unwrap_err();
+    assert!(err.contains("backreferences are not supported"), "{err}");
+}
+
+/// A POSIX class name Go does not know (`[[:alpah:]]`) makes Go refuse the pattern, so the
+/// expression fails to evaluate, which denies. It was handed to the `regex` crate, which reads
+/// an unknown name as a nested class of its characters: `[[:foo:]]` matched `f`, `o` and `:`,
+/// a typo in a guardrail silently changing what it lets through.
+#[test]
+fn an_unknown_posix_class_is_refused_as_go_refuses_it() {
+    assert_eq!(
+        holds("'1'.matches('^[[:^alpha:][:word:]]$') && !'é'.matches('^[[:alnum:]]$')"),
+        Ok(true)
+    );
+    for (expr, says) in [
+        (
+            "!'f'.matches('^[[:foo:]]$')",
+            "invalid character class range [:foo:]",
+        ),
+        (
+            "'a'.matches('^[[:alpha]x:]]$')",
+            "invalid character class range [:alpha]x:]",
+        ),
+        (
+            "'a'.find('[[:^Alpha:]]') == ''",
+            "invalid character class range [:^Alpha:]",
+        ),
+    ] {
+        // A constant pattern is refused at load, as the API server refuses it at compilation.
+        let err = holds(expr).unwrap_err();
+        assert!(
+            err.contains("invalid regular expression") && err.contains(says),
+            "{expr}: {err}"
+        );
+        // One computed when evaluated fails then, which denies.
+        let computed = expr
+            .replace(".matches('", ".matches('' + '")
+            .replace(".find('", ".find('' + '");
+        let err = holds(&computed).unwrap_err();
+        assert!(
+            err.contains("failed to evaluate") && err.contains(says),
+            "{computed}: {err}"
+        );
+    }
+}
+
 /// `url()` and its getters read a URL as Kubernetes does, with Go's `net/url`: parts as
 /// written. kube-cel 0.8 read it with the `url` crate, which rewrites it, and read a path as
 /// `http://localhost/…`: `url('http://localhost/x').getScheme()` was `''`, so a guardrail
@@ -972,6 +1195,43 @@ fn urls_read_as_go_reads_them() {
         (
             "'x.com'.getHost() == ''",
             "getHost takes a URL (url('https://…')), not a string",
+        ),
+    ] {
+        let err = holds(expr).unwrap_err();
+        assert!(
+            err.contains("failed to evaluate") && err.contains(says),
+            "{expr}: {err}"
+        );
+    }
+}
+
+/// Go's `net/url` (since the fixes for CVE-2025-47912 and CVE-2026-25679, in every Go that
+/// builds a supported Kubernetes) takes square brackets in a host only around an IPv6
+/// address, at the start of the host. kspy took anything there: `url('https://[evil.com]/')`
+/// had the hostname `'evil.com'`, and `url('https://trusted.com[::1]:80/')` the hostname
+/// `'trusted.com[::1]'`, where Kubernetes fails the conversion, which denies.
+#[test]
+fn brackets_in_a_host_hold_an_ipv6_address_as_go_requires() {
+    for expr in [
+        "url('https://[::1]:80/').getHostname() == '::1' && isURL('https://[::ffff:10.0.0.1]/')",
+        "url('http://[fe80::1%25en0]:8080/').getHostname() == 'fe80::1%en0'",
+        "!isURL('https://[evil.com]/') && !isURL('https://[10.0.0.1]/') && !isURL('https://[]/')",
+        "!isURL('https://a.com[::1]:80/') && !isURL('https://[::1][/') && !isURL('https://[fe80::1%25]/')",
+    ] {
+        assert_eq!(holds(expr), Ok(true), "{expr}");
+    }
+    for (expr, says) in [
+        (
+            "url('https://[evil.com]/').getHostname() == 'evil.com'",
+            "invalid host",
+        ),
+        (
+            "url('https://[10.0.0.1]:80/').getHostname() == '10.0.0.1'",
+            "invalid IP-literal",
+        ),
+        (
+            "url('https://trusted.com[::1]:80/').getHostname() != ''",
+            "invalid IP-literal",
         ),
     ] {
         let err = holds(expr).unwrap_err();

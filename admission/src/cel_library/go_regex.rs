@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use kube_cel::cel::extractors::{Arguments, This};
 use kube_cel::cel::{ExecutionError, FunctionContext, ResolveResult, Value};
-use regex::Regex;
+use regex::{Regex, RegexBuilder};
 
 /// The most patterns kept compiled. Policies hold a handful of constant patterns; one taken
 /// from request data could make each request's differ, so past this many (or past
@@ -39,6 +39,13 @@ pub(crate) const MAX_CACHED_REGEX_BYTES: usize = 32 << 20;
 /// each larger limit tried doubles it, so finding a large pattern's limit costs at most about
 /// twice compiling it once.
 const SMALLEST_TIER: usize = 64 << 10;
+
+/// Bytes of a compile's size limit per unit of the evaluation's budget
+/// ([`super::MAX_EVALUATION_COST`]): compiling is work the budget's steps do not count, and a
+/// pattern taken from request data is compiled at each call, so each attempt is charged (the
+/// largest a tenth of the budget); a constant pattern, compiled once and kept, costs nothing
+/// after.
+const BYTES_PER_UNIT: usize = 10;
 
 /// Compiled regular expressions by pattern, and the bytes they are counted to hold.
 #[derive(Default)]
@@ -85,12 +92,15 @@ impl RegexCache {
 
 /// `pattern` compiled within the smallest power-of-two size limit, from [`SMALLEST_TIER`] up
 /// to [`MAX_REGEX_BYTES`], that holds it, and the bytes it is counted to hold (that limit
-/// plus [`REGEX_DFA_BYTES`]); why not when it does not compile or needs more.
+/// plus [`REGEX_DFA_BYTES`]); why not when it does not compile or needs more. Each attempt is
+/// charged to the running evaluation's budget before it is made.
 fn compile(pattern: &str) -> Result<(Regex, usize), String> {
     let translated = go_pattern(pattern)?;
     let mut limit = SMALLEST_TIER;
     loop {
-        match regex::RegexBuilder::new(&translated)
+        super::charge(u64::try_from(limit / BYTES_PER_UNIT).unwrap_or(u64::MAX))
+            .map_err(|err| err.to_string())?;
+        match RegexBuilder::new(&translated)
             .size_limit(limit)
             .dfa_size_limit(REGEX_DFA_BYTES)
             .build()
@@ -132,6 +142,13 @@ const GO_WORD: &str = "0-9A-Za-z_";
 /// What Go's `\s` matches: ASCII tab, line feed, form feed, carriage return and space.
 const GO_SPACE: &str = r"\t\n\f\r ";
 
+/// The POSIX classes Go knows (`[[:alpha:]]`, negated `[[:^alpha:]]`), all of which the
+/// `regex` crate reads alike (ASCII).
+const GO_POSIX_CLASSES: [&str; 14] = [
+    "alnum", "alpha", "ascii", "blank", "cntrl", "digit", "graph", "lower", "print", "punct",
+    "space", "upper", "word", "xdigit",
+];
+
 /// `pattern`, written in Go's regular expression syntax (RE2, which Kubernetes' CEL compiles
 /// `matches`, `find` and `findAll` patterns with), as the `regex` crate reads it to match the
 /// same strings; an error for what Go refuses and the `regex` crate would read otherwise.
@@ -144,7 +161,9 @@ const GO_SPACE: &str = r"\t\n\f\r ";
 /// - `\<` and `\>` are `<` and `>` in Go, word boundaries in the `regex` crate;
 /// - a `{` that starts no repetition (`a{,3}`, `{x}`, `a{01}`) is a `{` in Go, an error in the
 ///   `regex` crate; a repetition count over 1000 an error in Go;
-/// - `\Q…\E` (literal text) and `\p{^Greek}` are Go's alone;
+/// - `\Q…\E` (literal text), `\p{^Greek}` and octal escapes (`\012`) are Go's alone;
+/// - a POSIX class Go does not know (`[[:foo:]]`) is an error in Go, a nested class of its
+///   characters in the `regex` crate;
 /// - the flags `x`, `u` and `R` are the `regex` crate's alone (Go refuses them).
 ///
 /// What neither takes (look-around, back-references) the `regex` crate refuses as Go does.
@@ -204,12 +223,36 @@ fn go_unicode_class<'p>(p: char, rest: &'p str, out: &mut String) -> &'p str {
     rest
 }
 
+/// Go's octal escape after a `\`: `\0` and up to two more octal digits, or `\1`…`\7` followed
+/// by one or two more (a lone `\1` is a back-reference, which Go refuses, and so does the
+/// `regex` crate); its value written as the `regex` crate reads it (`\x{A}`), and what follows
+/// it. `c` is the character after the `\`, `after` what follows `c`.
+fn go_octal(c: char, after: &str) -> Option<(String, &str)> {
+    let octal = |s: &str| s.bytes().next().filter(|b| (b'0'..=b'7').contains(b));
+    let first = c.to_digit(8)?;
+    if first != 0 && octal(after).is_none() {
+        return None;
+    }
+    let mut value = first;
+    let mut rest = after;
+    for _ in 0..2 {
+        let Some(d) = octal(rest) else { break };
+        value = value * 8 + u32::from(d - b'0');
+        rest = &rest[1..];
+    }
+    Some((format!("\\x{{{value:X}}}"), rest))
+}
+
 /// An escape outside a class: `rest` follows the `\`; what follows the escape.
 fn go_escape<'p>(rest: &'p str, out: &mut String) -> Result<&'p str, String> {
     let Some(c) = rest.chars().next() else {
         return Err("the pattern ends in a lone \\ (trailing backslash)".to_owned());
     };
     let after = &rest[c.len_utf8()..];
+    if let Some((escape, after)) = go_octal(c, after) {
+        out.push_str(&escape);
+        return Ok(after);
+    }
     if let Some(class) = go_perl_class(c) {
         out.push_str(&class);
         return Ok(after);
@@ -270,8 +313,19 @@ fn go_class<'p>(rest: &'p str, out: &mut String) -> Result<&'p str, String> {
         if rest.starts_with("[:")
             && let Some(end) = rest[2..].find(":]")
         {
-            // `[:alpha:]`, ASCII in both.
-            out.push_str(&rest[..end + 4]);
+            // `[:alpha:]`, ASCII in both. Go reads up to the next `:]` wherever it is, and
+            // refuses a name it does not know, where the `regex` crate would read `[:foo:]`
+            // as a nested class of `:`, `f` and `o`.
+            let named = &rest[..end + 4];
+            let name = &named[2..named.len() - 2];
+            if !GO_POSIX_CLASSES.contains(&name.strip_prefix('^').unwrap_or(name)) {
+                return Err(format!(
+                    "invalid character class range {named}: Go's regular expressions, which \
+                     Kubernetes' CEL uses, know the classes [:{}:]",
+                    GO_POSIX_CLASSES.join(":], [:")
+                ));
+            }
+            out.push_str(named);
             rest = &rest[end + 4..];
             continue;
         }
@@ -317,6 +371,9 @@ fn go_class_char(rest: &str) -> Option<(String, &str)> {
     }
     let e = after.chars().next()?;
     let after_e = &after[e.len_utf8()..];
+    if let Some(octal) = go_octal(e, after_e) {
+        return Some(octal);
+    }
     if e.is_ascii_punctuation() {
         return Some((class_literal(e), after_e));
     }
@@ -417,21 +474,35 @@ fn go_group<'p>(rest: &'p str, out: &mut String) -> Result<&'p str, String> {
     Ok(after)
 }
 
-/// `<string>.matches(<string>)`: cel's, with the pattern compiled once.
+/// Bytes of the string a regular expression reads per unit of the evaluation's budget: a
+/// tenth of a unit a byte, Kubernetes' traversal cost. A loop may hand the same long string
+/// to a pattern at each step: `lists.range(20000).all(i, v.matches('b'))` over 1 MB read
+/// 20 GB, counted as 20,000 steps.
+const READ_BYTES_PER_UNIT: usize = 10;
+
+/// Charges the reading of `haystack` to the running evaluation's budget.
+fn charge_read(haystack: &str) -> Result<(), ExecutionError> {
+    super::charge(u64::try_from(haystack.len() / READ_BYTES_PER_UNIT).unwrap_or(u64::MAX))
+}
+
+/// `<string>.matches(<string>)`: cel's, with the pattern compiled once, and the string read
+/// charged ([`charge_read`]).
 pub(super) fn matches(
     ftx: &FunctionContext,
     This(this): This<Arc<String>>,
     pattern: Arc<String>,
 ) -> Result<bool, ExecutionError> {
+    charge_read(&this)?;
     match Regexes::get(&pattern) {
         Ok(re) => Ok(re.is_match(&this)),
         Err(err) => Err(ftx.error(format!("'{pattern}' not a valid regex:\n{err}"))),
     }
 }
 
-/// `<string>.find(<string>)`: kube-cel's, with the pattern compiled once. The first match,
-/// or `""`.
+/// `<string>.find(<string>)`: kube-cel's, with the pattern compiled once, and the string read
+/// charged ([`charge_read`]). The first match, or `""`.
 pub(super) fn find(This(this): This<Arc<String>>, pattern: Arc<String>) -> ResolveResult {
+    charge_read(&this)?;
     let re = Regexes::get(&pattern)
         .map_err(|e| ExecutionError::function_error("find", format!("invalid regex: {e}")))?;
     let found = re
@@ -442,8 +513,11 @@ pub(super) fn find(This(this): This<Arc<String>>, pattern: Arc<String>) -> Resol
 }
 
 /// `<string>.findAll(<string>[, <int>])`: kube-cel's, with the pattern compiled once. Every
-/// match, or the first `n` of them; a negative `n` takes them all.
+/// match, or the first `n` of them; a negative `n` takes them all. The string read
+/// ([`charge_read`]) and what it builds are charged to the evaluation's budget, and it builds
+/// no more than `lists.range` may.
 pub(super) fn find_all(This(this): This<Arc<String>>, Arguments(args): Arguments) -> ResolveResult {
+    charge_read(&this)?;
     let Some(Value::String(pattern)) = args.first() else {
         return Err(ExecutionError::function_error(
             "findAll",
@@ -456,6 +530,9 @@ pub(super) fn find_all(This(this): This<Arc<String>>, Arguments(args): Arguments
         Some(Value::Int(n)) => usize::try_from(*n).unwrap_or(usize::MAX),
         _ => usize::MAX,
     };
+    // Counted first, the list built only once it is charged: a match of `/` in 300 KB of
+    // slashes is 300,000 strings.
+    super::charge_list("findAll", re.find_iter(&this).take(limit).count())?;
     let found = re
         .find_iter(&this)
         .take(limit)

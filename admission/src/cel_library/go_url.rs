@@ -168,30 +168,63 @@ fn go_valid_optional_port(port: &str) -> bool {
             .is_some_and(|digits| digits.bytes().all(|c| c.is_ascii_digit()))
 }
 
-/// Go's `parseHost`: the host (and port), decoded.
+/// Go's `parseHost`: the host (and port), decoded. Square brackets are taken only around an
+/// IPv6 address (with its zone, `%25en0`), at the start of the host, as Go takes them since
+/// the fixes for CVE-2025-47912 and CVE-2026-25679: `[evil.com]`, `[10.0.0.1]` and
+/// `a.com[::1]` are refused, where older Go (and kspy before) read a hostname out of them.
 fn go_host(host: &str) -> Result<String, String> {
     let invalid_port = |p: &str| format!("invalid port {p:?} after host");
-    if host.starts_with('[') {
-        let Some(end) = host.rfind(']') else {
-            return Err("missing ']' in host".to_owned());
-        };
-        let colon_port = &host[end + 1..];
-        if !go_valid_optional_port(colon_port) {
-            return Err(invalid_port(colon_port));
-        }
-        if let Some(zone) = host[..end].find("%25") {
-            let mut decoded = go_unescape(&host[..zone], UrlPart::Host)?;
-            decoded.extend(go_unescape(&host[zone..end], UrlPart::Zone)?);
-            decoded.extend(go_unescape(&host[end..], UrlPart::Host)?);
-            return Ok(String::from_utf8_lossy(&decoded).into_owned());
-        }
-    } else if let Some(colon) = host.rfind(':') {
-        let colon_port = &host[colon..];
-        if !go_valid_optional_port(colon_port) {
-            return Err(invalid_port(colon_port));
+    match host.rfind('[') {
+        Some(0) => {}
+        Some(_) => return Err("invalid IP-literal".to_owned()),
+        None => {
+            if let Some(colon) = host.rfind(':') {
+                let colon_port = &host[colon..];
+                if !go_valid_optional_port(colon_port) {
+                    return Err(invalid_port(colon_port));
+                }
+            }
+            return Ok(String::from_utf8_lossy(&go_unescape(host, UrlPart::Host)?).into_owned());
         }
     }
-    Ok(String::from_utf8_lossy(&go_unescape(host, UrlPart::Host)?).into_owned())
+    let Some(end) = host.rfind(']') else {
+        return Err("missing ']' in host".to_owned());
+    };
+    let colon_port = &host[end + 1..];
+    if !go_valid_optional_port(colon_port) {
+        return Err(invalid_port(colon_port));
+    }
+    let hostname = &host[1..end];
+    let decoded = match hostname.find("%25") {
+        Some(zone) => {
+            let mut decoded = go_unescape(&hostname[..zone], UrlPart::Host)?;
+            decoded.extend(go_unescape(&hostname[zone..], UrlPart::Zone)?);
+            decoded
+        }
+        None => go_unescape(hostname, UrlPart::Host)?,
+    };
+    let decoded = String::from_utf8_lossy(&decoded).into_owned();
+    go_ipv6_literal(&decoded)?;
+    Ok(format!("[{decoded}]{colon_port}"))
+}
+
+/// What Go's `netip.ParseAddr` must make of the inside of a host's brackets: an IPv6 address,
+/// optionally with a non-empty zone after `%`; not an IPv4 one.
+fn go_ipv6_literal(text: &str) -> Result<(), String> {
+    if text.parse::<std::net::Ipv4Addr>().is_ok() {
+        return Err("invalid IP-literal".to_owned());
+    }
+    let (address, zone) = match text.split_once('%') {
+        Some((address, zone)) => (address, Some(zone)),
+        None => (text, None),
+    };
+    if address.parse::<std::net::Ipv6Addr>().is_err() || zone == Some("") {
+        return Err(format!(
+            "invalid host: {text:?} is no IPv6 address, the only host Go's net/url takes in \
+             square brackets"
+        ));
+    }
+    Ok(())
 }
 
 /// Go's `validUserinfo`.

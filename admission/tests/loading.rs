@@ -851,6 +851,28 @@ fn special_files_and_directory_loops_are_refused_in_words() {
     assert!(e.contains("not a regular file"), "{e}");
 }
 
+/// A file swapped for a FIFO between the listing (which refuses one) and the read: the
+/// reader's open blocked until a writer came, for ever without one, and with it the
+/// webhook's reload poll, which reads the files to hash them. It now refuses the FIFO at once.
+#[test]
+fn the_reader_does_not_wait_on_a_fifo() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("swapped.yaml");
+    let c_path = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: a valid NUL-terminated path; mkfifo only creates the file.
+    assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0, "mkfifo");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(kspy_admission::policy::load::read_file(&fifo));
+    });
+    // A watchdog for a hang, not a speed bound: the read returns at once or never.
+    let read = rx
+        .recv_timeout(std::time::Duration::from_secs(30))
+        .expect("the read of a FIFO returned");
+    let e = read.unwrap_err();
+    assert!(e.contains("not a regular file"), "{e}");
+}
+
 /// A file name is whatever the directory holds: it cannot forge a line of the report.
 #[test]
 fn a_file_name_with_control_characters_is_quoted_in_errors() {

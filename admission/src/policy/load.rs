@@ -434,7 +434,17 @@ pub fn read_file(path: &Path) -> Result<String, String> {
     let too_big = |len: u64| {
         format!("the file is {len} bytes or more; policy files are limited to {MAX_FILE_BYTES}")
     };
-    let file = std::fs::File::open(path).map_err(|e| format!("cannot read the file: {e}"))?;
+    // Non-blocking: the listing refused anything but a regular file, but a file swapped for
+    // a FIFO since would block a plain open until a writer came (the reload poll with it).
+    // A regular file's reads do not heed the flag.
+    let file = {
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(path)
+    }
+    .map_err(|e| format!("cannot read the file: {e}"))?;
     let meta = file
         .metadata()
         .map_err(|e| format!("cannot read the file: {e}"))?;

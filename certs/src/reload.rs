@@ -274,7 +274,14 @@ impl ReloadingResolver {
 /// Reads the certificate, the key, and the certificate again: Kubernetes swaps a Secret
 /// volume's `..data` link between reads, and a pair read across a swap (the old certificate,
 /// the new key) would be reported as a mismatch. When the certificate changed under the read,
-/// the pair is read again (three tries; then the last pair is returned and judged as it is).
+/// or either path led to another file afterwards than before ([`real_path`]), the pair is
+/// read again (three tries; then the last pair is returned and judged as it is).
+///
+/// The certificate's content alone cannot tell: two swaps within one read (a descheduled
+/// thread on a busy machine, or a rollback to the certificate served before) bring back a
+/// certificate equal to the first read's beside the other generation's key. The real path
+/// can: the kubelet names each generation anew (a timestamp) and removes the old one, so a
+/// path that led into the same generation before and after the reads led there throughout.
 ///
 /// The kubelet removes the old generation right after the swap, so a read that resolved
 /// `..data` just before it may find its file gone: that is retried too.
@@ -284,17 +291,25 @@ fn read_pair(cert_path: &Path, key_path: &Path) -> Result<(Vec<u8>, Vec<u8>), Ce
 
 fn read_pair_once(cert_path: &Path, key_path: &Path) -> Result<(Vec<u8>, Vec<u8>), CertError> {
     let read = |path: &Path| std::fs::read(path).map_err(|e| CertError::io(path, e));
-    let mut cert = read(cert_path)?;
+    let led_to = || (real_path(cert_path), real_path(key_path));
     for _ in 0..3 {
+        let before = led_to();
+        let cert = read(cert_path)?;
         let key = read(key_path)?;
         let again = read(cert_path)?;
-        if again == cert {
+        if again == cert && led_to() == before {
             return Ok((cert, key));
         }
-        cert = again;
     }
+    let cert = read(cert_path)?;
     let key = read(key_path)?;
     Ok((cert, key))
+}
+
+/// The file `path` leads to through its symlinks, or why it leads nowhere: compared before
+/// and after a read, so that an error is a value like any other.
+fn real_path(path: &Path) -> Result<PathBuf, std::io::ErrorKind> {
+    std::fs::canonicalize(path).map_err(|e| e.kind())
 }
 
 /// Runs `read` again (up to three tries, 5 ms apart) while it fails with "not found": the

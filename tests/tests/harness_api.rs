@@ -206,6 +206,20 @@ async fn json_and_merge_patches_and_put() {
     assert_eq!((st.code, st.reason.as_str()), (422, "Invalid"));
     assert!(st.message.starts_with(r#"Pod "web" is invalid: spec.ephemeralContainers: Forbidden: existing ephemeral containers "a" may not be removed"#), "{}", st.message);
     // PUT of the whole pod with one more container works (kube's replace_ephemeral_containers).
+    // The kubelet writes "a"'s status twice after it is added (ContainerCreating, then
+    // Running), each a new resourceVersion: read the pod once it has settled, or a write
+    // landing between this GET and the PUT makes the PUT conflict (as it would on a cluster).
+    s.wait_for_pod("prod", "web", Duration::from_secs(5), |p| {
+        p.status
+            .as_ref()
+            .and_then(|s| s.ephemeral_container_statuses.as_ref())
+            .is_some_and(|st| {
+                st.iter()
+                    .any(|c| c.name == "a" && c.state.as_ref().is_some_and(|s| s.running.is_some()))
+            })
+    })
+    .await
+    .expect("the kubelet runs \"a\"");
     let mut pod = api.get_ephemeral_containers("web").await.unwrap();
     let extra: k8s_openapi::api::core::v1::EphemeralContainer =
         serde_json::from_value(eph("c", "busybox")).unwrap();

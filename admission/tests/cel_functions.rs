@@ -1086,6 +1086,41 @@ fn a_regular_expression_charges_the_string_it_reads() {
     );
 }
 
+/// `==` and `!=` between strings or bytes, a string's `size()` (its characters, counted one by
+/// one), and `startsWith`, `endsWith` and `contains` read the strings they are given, and were
+/// charged nothing: `lists.range(20000).all(i, v == v)` over a 1 MB value compared 20 GB,
+/// counted as 20,000 steps. Each now charges a tenth of a unit per byte it reads, as
+/// Kubernetes' CEL does; short strings cost nothing more.
+#[test]
+fn string_comparisons_and_sizes_charge_the_bytes_they_read() {
+    let long = "a".repeat(1_000_000);
+    let v = "container.env[0].value";
+    let exprs = [
+        format!("lists.range(20000).all(i, {v} == {v})"),
+        format!("lists.range(20000).all(i, !({v} != {v}))"),
+        format!("lists.range(20000).all(i, bytes({v}) == bytes({v}))"),
+        format!("lists.range(20000).all(i, size({v}) > 0)"),
+        format!("lists.range(20000).all(i, {v}.size() > 0)"),
+        format!("lists.range(20000).all(i, {v}.startsWith({v}))"),
+        format!("lists.range(20000).all(i, {v}.endsWith({v}))"),
+        format!("lists.range(20000).all(i, {v}.contains({v}))"),
+        format!("lists.range(20000).all(i, !{v}.contains('b'))"),
+    ];
+    for expr in &exprs {
+        // 200 reads of 1 MB are 20 million units, twice the budget.
+        let many = expr.replace("lists.range(20000)", "lists.range(200)");
+        let err = holds_with_env(&many, &long).unwrap_err();
+        assert!(
+            err.contains("failed to evaluate") && err.contains("steps of work"),
+            "{many}: {err}"
+        );
+        // 20 reads of it fit, and 20,000 of a short string cost only the loop's steps.
+        let few = expr.replace("lists.range(20000)", "lists.range(20)");
+        assert_eq!(holds_with_env(&few, &long), Ok(true), "{few}");
+        assert_eq!(holds_with_env(expr, "short value"), Ok(true), "{expr}");
+    }
+}
+
 /// Go reads octal escapes (`\012`, `\123`, `\0`), in a class too; the `regex` crate refuses
 /// them ("backreferences are not supported"), so a pattern Kubernetes takes failed to
 /// evaluate, which denied every request it judged. A lone `\1` is still refused, as Go

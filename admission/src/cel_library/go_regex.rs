@@ -474,25 +474,14 @@ fn go_group<'p>(rest: &'p str, out: &mut String) -> Result<&'p str, String> {
     Ok(after)
 }
 
-/// Bytes of the string a regular expression reads per unit of the evaluation's budget: a
-/// tenth of a unit a byte, Kubernetes' traversal cost. A loop may hand the same long string
-/// to a pattern at each step: `lists.range(20000).all(i, v.matches('b'))` over 1 MB read
-/// 20 GB, counted as 20,000 steps.
-const READ_BYTES_PER_UNIT: usize = 10;
-
-/// Charges the reading of `haystack` to the running evaluation's budget.
-fn charge_read(haystack: &str) -> Result<(), ExecutionError> {
-    super::charge(u64::try_from(haystack.len() / READ_BYTES_PER_UNIT).unwrap_or(u64::MAX))
-}
-
 /// `<string>.matches(<string>)`: cel's, with the pattern compiled once, and the string read
-/// charged ([`charge_read`]).
+/// charged ([`super::charge_read`]).
 pub(super) fn matches(
     ftx: &FunctionContext,
     This(this): This<Arc<String>>,
     pattern: Arc<String>,
 ) -> Result<bool, ExecutionError> {
-    charge_read(&this)?;
+    super::charge_read(this.len())?;
     match Regexes::get(&pattern) {
         Ok(re) => Ok(re.is_match(&this)),
         Err(err) => Err(ftx.error(format!("'{pattern}' not a valid regex:\n{err}"))),
@@ -500,9 +489,9 @@ pub(super) fn matches(
 }
 
 /// `<string>.find(<string>)`: kube-cel's, with the pattern compiled once, and the string read
-/// charged ([`charge_read`]). The first match, or `""`.
+/// charged ([`super::charge_read`]). The first match, or `""`.
 pub(super) fn find(This(this): This<Arc<String>>, pattern: Arc<String>) -> ResolveResult {
-    charge_read(&this)?;
+    super::charge_read(this.len())?;
     let re = Regexes::get(&pattern)
         .map_err(|e| ExecutionError::function_error("find", format!("invalid regex: {e}")))?;
     let found = re
@@ -514,10 +503,10 @@ pub(super) fn find(This(this): This<Arc<String>>, pattern: Arc<String>) -> Resol
 
 /// `<string>.findAll(<string>[, <int>])`: kube-cel's, with the pattern compiled once. Every
 /// match, or the first `n` of them; a negative `n` takes them all. The string read
-/// ([`charge_read`]) and what it builds are charged to the evaluation's budget, and it builds
-/// no more than `lists.range` may.
+/// ([`super::charge_read`]) and what it builds are charged to the evaluation's budget, and it
+/// builds no more than `lists.range` may.
 pub(super) fn find_all(This(this): This<Arc<String>>, Arguments(args): Arguments) -> ResolveResult {
-    charge_read(&this)?;
+    super::charge_read(this.len())?;
     let Some(Value::String(pattern)) = args.first() else {
         return Err(ExecutionError::function_error(
             "findAll",

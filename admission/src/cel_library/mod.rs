@@ -18,7 +18,9 @@
 //!
 //! And a runtime budget ([`MAX_EVALUATION_COST`]), which cel 0.13 lacks: each comprehension's
 //! loop condition is wrapped in a call that charges the step and the accumulator it copies
-//! ([`evaluated_form`]), and `lists.range` charges what it builds.
+//! ([`evaluated_form`]), and `lists.range` charges what it builds; functions reading a string
+//! (`==`, `size`, `startsWith`, `endsWith`, `contains`, the regular expressions) charge the
+//! bytes they read ([`charge_read`]), as Kubernetes' CEL does.
 //!
 //! And strict field selection ([`select`]): cel 0.13 answers `false` for a field of a value
 //! that is no map, where CEL fails; likewise strict `==`, `!=` ([`equals`]) and `in`
@@ -111,6 +113,9 @@ pub(crate) fn register(ctx: &mut Context<'_>) {
     ctx.add_function("lastIndexOf", last_index_of);
     ctx.add_function("replace", replace);
     ctx.add_function("size", size);
+    ctx.add_function("startsWith", starts_with);
+    ctx.add_function("endsWith", ends_with);
+    ctx.add_function("contains", contains);
     ctx.add_function("split", split);
     ctx.add_function("join", join);
     ctx.add_function("url", url);
@@ -222,9 +227,10 @@ fn lists_range(n: i64) -> ResolveResult {
 /// builds plus the regular expressions it compiles, by size (`go_regex::Regexes`), plus the
 /// pieces `split` and `findAll` build and the bytes `replace` builds plus the items each
 /// `in` may look at plus the comparisons of `sets.*` and `distinct()` plus a tenth of the
-/// bytes a regular expression reads. cel 0.13 has no runtime cost limit, and the load-time estimate assumes lists of at
-/// most 1,000 items and leaves out what `lists.range` and `map` build: `lists.range(200000)
-/// .map(x, lists.range(200000))` loaded and allocated until the process was killed, and
+/// bytes a regular expression, `==`/`!=` between strings or bytes, a string's `size()`,
+/// `startsWith`, `endsWith` and `contains` read (`charge_read`). cel 0.13 has no runtime cost
+/// limit, and the load-time estimate assumes lists of at most 1,000 items and leaves out what
+/// `lists.range` and `map` build: `lists.range(200000).map(x, lists.range(200000))` loaded and allocated until the process was killed, and
 /// `container.env.map(e, e.name)` copies the list built so far at every step (quadratic: over
 /// the 10,000 env entries a request may hold, seconds of a judging thread per request). Ten
 /// million is a tenth of a second or so in a release build; what real policies do (a few
@@ -292,6 +298,28 @@ fn charge(units: u64) -> Result<(), ExecutionError> {
             Err(over_budget_error())
         }
     })
+}
+
+/// Bytes of a string (or bytes) a function reads per unit of the evaluation's budget: a tenth
+/// of a unit a byte, Kubernetes' traversal cost (cel-go's `StringTraversalCostFactor`). By
+/// integer division, so a string shorter than this costs nothing more than the call.
+const READ_BYTES_PER_UNIT: usize = 10;
+
+/// Charges reading `bytes` bytes of a string (or bytes) to the running evaluation's budget: a
+/// loop may read the same long request string at each step, and only the steps were counted
+/// (`lists.range(20000).all(i, v.matches('b'))` over 1 MB read 20 GB, counted as 20,000
+/// steps).
+fn charge_read(bytes: usize) -> Result<(), ExecutionError> {
+    charge(u64::try_from(bytes / READ_BYTES_PER_UNIT).unwrap_or(u64::MAX))
+}
+
+/// The bytes `v` holds when it is a string or bytes, which comparing it reads; `None` for
+/// other values.
+fn read_len(v: &dyn Val) -> Option<usize> {
+    use kube_cel::cel::common::types::{CelBytes, CelString};
+    v.downcast_ref::<CelString>()
+        .map(|s| s.inner().len())
+        .or_else(|| v.downcast_ref::<CelBytes>().map(|b| b.inner().len()))
 }
 
 /// Charges a list of `items` that `function` is about to build from what the request sent
@@ -518,7 +546,15 @@ fn compared(ftx: &FunctionContext) -> Result<bool, ExecutionError> {
             Value::try_from(a.as_ref())?,
             Value::try_from(b.as_ref())?,
         )),
-        Comparability::SameType | Comparability::Null => Ok(a.eq(&b)),
+        Comparability::SameType | Comparability::Null => {
+            // Two strings (bytes) compare byte by byte up to the shorter one's length, which
+            // is charged as cel-go charges `==`: `lists.range(20000).all(i, v == v)` over a
+            // 1 MB request value compared 20 GB, counted as 20,000 steps.
+            if let (Some(len_a), Some(len_b)) = (read_len(a.as_ref()), read_len(b.as_ref())) {
+                charge_read(len_a.min(len_b))?;
+            }
+            Ok(a.eq(&b))
+        }
     }
 }
 
@@ -834,7 +870,13 @@ fn replace(
 #[allow(clippy::cast_possible_wrap)] // a size fits an i64
 fn size(ftx: &FunctionContext, This(this): This<Value>) -> ResolveResult {
     let size = match &this {
-        Value::String(s) => s.chars().count(),
+        Value::String(s) => {
+            // Counting characters reads every byte: charged, where cel-go charges a size as
+            // one step, since a loop over `size(v)` of a 1 MB request value read 20 GB
+            // uncounted.
+            charge_read(s.len())?;
+            s.chars().count()
+        }
         Value::Bytes(b) => b.len(),
         Value::List(l) => l.len(),
         Value::Map(m) => m.map.len(),
@@ -846,6 +888,35 @@ fn size(ftx: &FunctionContext, This(this): This<Value>) -> ResolveResult {
         }
     };
     Ok(Value::Int(size as i64))
+}
+
+/// `<string>.startsWith(<string>)`: cel's, with the bytes it compares (the prefix's, at most
+/// the string's) charged to the evaluation's budget ([`charge_read`]).
+fn starts_with(This(this): This<Arc<String>>, prefix: Arc<String>) -> ResolveResult {
+    charge_read(this.len().min(prefix.len()))?;
+    Ok(Value::Bool(this.starts_with(prefix.as_str())))
+}
+
+/// `<string>.endsWith(<string>)`: cel's, with the bytes it compares (the suffix's, at most the
+/// string's) charged to the evaluation's budget ([`charge_read`]).
+fn ends_with(This(this): This<Arc<String>>, suffix: Arc<String>) -> ResolveResult {
+    charge_read(this.len().min(suffix.len()))?;
+    Ok(Value::Bool(this.ends_with(suffix.as_str())))
+}
+
+/// `<string>.contains(<string>)`: cel's, with the bytes its search reads charged to the
+/// evaluation's budget ([`charge_read`]): the string and the substring once each, as Rust's
+/// substring search is linear in both (cel-go charges the product of their traversal costs,
+/// the bound of a naive search). Other receivers (`contains` of a list or a map, which kspy's
+/// type check does not offer) are left to cel's own.
+fn contains(This(this): This<Value>, arg: Value) -> ResolveResult {
+    match (&this, &arg) {
+        (Value::String(s), Value::String(sub)) => {
+            charge_read(s.len().saturating_add(sub.len()))?;
+            Ok(Value::Bool(s.contains(sub.as_str())))
+        }
+        _ => kube_cel::cel::functions::contains(This(this), arg),
+    }
 }
 
 /// `<string>.split(<string>[, <int>])` as cel-go has it (Go's `strings.Split` and

@@ -908,22 +908,27 @@ fn regular_expressions_read_as_go_reads_them() {
         ),
         ("'a'.matches('[a')", "a character class has no closing ]"),
     ] {
-        // A constant pattern is refused at load, as the API server refuses it at compilation.
-        let err = holds(expr).unwrap_err();
-        assert!(
-            err.contains("invalid regular expression") && err.contains(says),
-            "{expr}: {err}"
-        );
-        // One computed when evaluated fails then, which denies.
-        let computed = expr
-            .replace(".matches('", ".matches('' + '")
-            .replace(".find('", ".find('' + '");
-        let err = holds(&computed).unwrap_err();
-        assert!(
-            err.contains("failed to evaluate") && err.contains(says),
-            "{computed}: {err}"
-        );
+        assert_pattern_refused(expr, says);
     }
+}
+
+/// `expr`, whose constant pattern Go refuses, is refused at load saying `says`, as the API
+/// server refuses it at compilation; the same pattern computed when evaluated fails then,
+/// saying `says`, which denies.
+fn assert_pattern_refused(expr: &str, says: &str) {
+    let err = holds(expr).unwrap_err();
+    assert!(
+        err.contains("invalid regular expression") && err.contains(says),
+        "{expr}: {err}"
+    );
+    let computed = expr
+        .replace(".matches('", ".matches('' + '")
+        .replace(".find('", ".find('' + '");
+    let err = holds(&computed).unwrap_err();
+    assert!(
+        err.contains("failed to evaluate") && err.contains(says),
+        "{computed}: {err}"
+    );
 }
 
 /// Compiling a pattern is work, and a pattern taken from request data is compiled at each
@@ -1161,21 +1166,7 @@ fn an_unknown_posix_class_is_refused_as_go_refuses_it() {
             "invalid character class range [:^Alpha:]",
         ),
     ] {
-        // A constant pattern is refused at load, as the API server refuses it at compilation.
-        let err = holds(expr).unwrap_err();
-        assert!(
-            err.contains("invalid regular expression") && err.contains(says),
-            "{expr}: {err}"
-        );
-        // One computed when evaluated fails then, which denies.
-        let computed = expr
-            .replace(".matches('", ".matches('' + '")
-            .replace(".find('", ".find('' + '");
-        let err = holds(&computed).unwrap_err();
-        assert!(
-            err.contains("failed to evaluate") && err.contains(says),
-            "{computed}: {err}"
-        );
+        assert_pattern_refused(expr, says);
     }
 }
 
